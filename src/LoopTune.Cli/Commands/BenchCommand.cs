@@ -1,0 +1,156 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Measure;
+using Spectre.Console;
+
+namespace LoopTune.Cli.Commands;
+
+/// <summary><c>looptune bench [--json] [--quick]</c>: the performance report. Every ratio compares figures measured in this
+/// run: our kernels against OpenBLAS (and BLIS, oneDNN when installed) and against the peak of this core.</summary>
+static class BenchCommand
+{
+    static readonly (int M, int N, int K)[] Shapes = [(64, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512), (257, 129, 67), (97, 131, 211)];
+
+    public static Command Create(Io io)
+    {
+        var quick = new Option<bool>("--quick") { Description = "Finish in about a minute (shorter timings, fewer compiles)." };
+        var json = Options.Json();
+        var command = new Command("bench", "Performance report: unscheduled and hand-scheduled kernels against the peers and the peak; compile latency.") { quick, json };
+        command.SetAction(p => io.Guard(() => Run(io, p.GetValue(quick), p.GetValue(json))));
+        return command;
+    }
+
+    /// <summary>A good schedule written by hand for mm M N K: a 4 x 32 output tile in registers (m'(4) and n'(2) unrolled,
+    /// n''(16) vectorized) across the k loop; for K over 256, k is tiled by 128 so the B panel stays in L1/L2.</summary>
+    public static Nest HandSchedule(int m, int n, int k)
+    {
+        var nest = Transforms.ApplyAll(Nest.Initial(Computation.Matmul(m, n, k)), Actions.ParseList(DemoCommand.GoodSchedule));
+        if (k <= 256) return nest;
+        // m n k m' n' n'' -> n k m k' m' n'': tile k by 128 and put the k tiles outside the m loop.
+        return Transforms.ApplyAll(nest, Actions.ParseList("up,up,up,split_128,up,swap_up,swap_up,swap_down"));
+    }
+
+    static int Run(Io io, bool quick, bool asJson)
+    {
+        var options = quick ? MeasureOptions.Quick : MeasureOptions.Default;
+        var report = new JsonObject();
+        var progress = new Progress(io);
+
+        progress.Say("measuring the peak");
+        double peak = Peak.MeasureGflops(options);
+        report["peak_gflops"] = peak;
+        report["machine"] = PeakCache.MachineKey;
+
+        var rows = new JsonArray();
+        foreach (var (m, n, k) in Shapes)
+        {
+            progress.Say($"mm {m} {n} {k}");
+            var c = Computation.Matmul(m, n, k);
+            var initial = Evaluation.Run(Nest.Initial(c), quick && c.Flops > 1e8 ? MeasureOptions.Quick with { MinSamples = 3 } : options, peers: false, peakGflops: peak);
+            var hand = Evaluation.Run(HandSchedule(m, n, k), options, peers: true, peakGflops: peak);
+            rows.Add(new JsonObject
+            {
+                ["spec"] = c.ToString(),
+                ["unscheduled_gflops"] = initial.Gflops,
+                ["hand_gflops"] = hand.Gflops,
+                ["hand_schedule"] = hand.Nest.Serialize(),
+                ["verified"] = initial.Verification.Passed && hand.Verification.Passed,
+                ["hand_fraction_of_peak"] = hand.FractionOfPeak,
+                ["peers"] = new JsonObject(hand.Peers.Select(x => KeyValuePair.Create(x.Key, (JsonNode?)(x.Gflops is double g ? JsonValue.Create(g) : null)))),
+                ["hand_vs_openblas"] = hand.RatioTo("openblas"),
+                ["speedup_over_unscheduled"] = hand.Gflops / initial.Gflops,
+            });
+        }
+        report["matmul"] = rows;
+
+        progress.Say("compile latency");
+        report["compile"] = CompileLatency(quick ? 300 : 1000, quick ? 1000 : 10000);
+
+        if (asJson) io.Stdout.WriteLine(report.ToJsonString(Options.JsonStyle));
+        else Print(io.Out, report);
+        bool verified = rows.All(r => r!["verified"]!.GetValue<bool>());
+        if (!verified) io.Stderr.WriteLine("internal error: a benchmarked kernel failed verification");
+        return verified ? Program.Ok : Program.Failure;
+    }
+
+    /// <summary>Compile times of random legal schedules of mm up to 256^3, plus memory before and after a long run of compiles.</summary>
+    static JsonObject CompileLatency(int timed, int total)
+    {
+        Kernel.WarmUp();
+        var rng = new Random(7);
+        var sizes = new[] { 16, 31, 64, 100, 128, 200, 256 };
+        var times = new List<double>();
+        long startMemory = 0;
+        for (int i = 0; i < total; i++)
+        {
+            var c = Computation.Matmul(sizes[rng.Next(sizes.Length)], sizes[rng.Next(sizes.Length)], sizes[rng.Next(sizes.Length)]);
+            var nest = i % 4 == 0 ? HandSchedule(Math.Max(4, c.Sizes[0]), Math.Max(32, c.Sizes[1]), c.Sizes[2]) : RandomWalk(Nest.Initial(c), rng, 12);
+            var kernel = Kernel.Compile(nest);
+            if (i < timed) times.Add(kernel.CompileTime.TotalMilliseconds);
+            if (i == Math.Min(500, total / 2)) startMemory = WorkingSet();
+        }
+        times.Sort();
+        return new JsonObject
+        {
+            ["kernels_timed"] = timed,
+            ["median_ms"] = times[times.Count / 2],
+            ["p95_ms"] = times[(int)(times.Count * 0.95)],
+            ["max_ms"] = times[^1],
+            ["compiles_in_a_row"] = total,
+            ["working_set_mb_midway"] = startMemory / 1e6,
+            ["working_set_mb_end"] = WorkingSet() / 1e6,
+        };
+    }
+
+    static long WorkingSet()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        using var p = Process.GetCurrentProcess();
+        return p.WorkingSet64;
+    }
+
+    /// <summary>A random walk of legal actions (the mask decides), as an agent would make.</summary>
+    public static Nest RandomWalk(Nest nest, Random rng, int steps)
+    {
+        for (int i = 0; i < steps; i++)
+        {
+            var legal = Actions.All.Where(a => Transforms.IsLegal(nest, a)).ToArray();
+            nest = Transforms.Apply(nest, legal[rng.Next(legal.Length)]);
+        }
+        return nest;
+    }
+
+    static void Print(IAnsiConsole o, JsonObject r)
+    {
+        double peak = r["peak_gflops"]!.GetValue<double>();
+        o.MarkupLineInterpolated($"[bold]LoopTune bench[/] on {r["machine"]!.GetValue<string>()}");
+        o.MarkupLineInterpolated($"peak of one core: [bold]{peak:F1} GFLOPS[/]\n");
+        var t = new Table().AddColumn("matmul").AddColumn(new TableColumn("unscheduled").RightAligned()).AddColumn(new TableColumn("hand schedule").RightAligned())
+            .AddColumn(new TableColumn("% of peak").RightAligned()).AddColumn(new TableColumn("openblas").RightAligned()).AddColumn(new TableColumn("blis").RightAligned())
+            .AddColumn(new TableColumn("onednn").RightAligned()).AddColumn(new TableColumn("hand / openblas").RightAligned());
+        foreach (var row in r["matmul"]!.AsArray())
+        {
+            string Peer(string k) => row!["peers"]![k] is JsonNode g ? $"{g.GetValue<double>():F1}" : "n/a";
+            t.AddRow(row!["spec"]!.GetValue<string>(), $"{row["unscheduled_gflops"]!.GetValue<double>():F1}", $"{row["hand_gflops"]!.GetValue<double>():F1}",
+                $"{row["hand_fraction_of_peak"]!.GetValue<double>():P0}", Peer("openblas"), Peer("blis"), Peer("onednn"),
+                row["hand_vs_openblas"] is JsonNode x ? $"{x.GetValue<double>():F2}x" : "n/a");
+        }
+        o.Write(t);
+        var c = r["compile"]!;
+        o.MarkupLineInterpolated($"\ncompile latency over {c["kernels_timed"]} kernels: median [bold]{c["median_ms"]!.GetValue<double>():F2} ms[/], p95 {c["p95_ms"]!.GetValue<double>():F2} ms, max {c["max_ms"]!.GetValue<double>():F2} ms");
+        o.MarkupLineInterpolated($"{c["compiles_in_a_row"]} compiles in a row: working set {c["working_set_mb_midway"]!.GetValue<double>():F0} MB midway, {c["working_set_mb_end"]!.GetValue<double>():F0} MB at the end");
+        o.MarkupLine("(GFLOPS are medians; every figure above was measured in this run, on one pinned core.)");
+    }
+
+    /// <summary>Progress lines on stderr, so that stdout stays clean for --json.</summary>
+    sealed class Progress(Io io)
+    {
+        readonly Stopwatch clock = Stopwatch.StartNew();
+        public void Say(string what) => io.Stderr.WriteLine($"[{clock.Elapsed.TotalSeconds,5:F1}s] {what}");
+    }
+}

@@ -1,0 +1,70 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Measure;
+using Spectre.Console;
+
+namespace LoopTune.Cli.Commands;
+
+/// <summary><c>looptune demo</c>: edits a matmul schedule one action at a time, compiling, verifying and timing every
+/// step, and ends next to the peak and the peers.</summary>
+static class DemoCommand
+{
+    /// <summary>The hand-written schedule of the benchmark goals: m, n, k, m'(4, unrolled), n'(2, unrolled), n''(16, vectorized).</summary>
+    public const string GoodSchedule = "split_4,down,swap_down,swap_down,unroll,up,up,split_32,down,swap_down,swap_down,split_16,unroll,down,vectorize";
+
+    public static Command Create(Io io)
+    {
+        var size = new Option<int>("--size") { Description = "Matrix size N for mm N N N.", DefaultValueFactory = _ => 256 };
+        var json = Options.Json();
+        var command = new Command("demo", "Show a matmul schedule being edited, compiled, verified and measured against OpenBLAS.") { size, json };
+        command.SetAction(p => io.Guard(() =>
+        {
+            int n = p.GetValue(size);
+            if (n < 32 || n > 2048) throw new LoopTuneException($"--size must be between 32 and 2048, not {n}");
+            var nest = Nest.Initial(Computation.Matmul(n, n, n));
+            bool asJson = p.GetValue(json);
+            double peak = PeakCache.GetOrMeasure();
+            Kernel.WarmUp();
+            var steps = new JsonArray();
+            if (!asJson) io.Out.MarkupLineInterpolated($"[bold]mm {n} {n} {n}[/]: C[m,n] += A[m,k] * B[k,n]; peak of this core {peak:F1} GFLOPS\n");
+            var actions = Actions.ParseList(GoodSchedule);
+            for (int i = 0; i <= actions.Length; i++)
+            {
+                if (i > 0) nest = Transforms.Apply(nest, actions[i - 1]);
+                var kernel = Kernel.Compile(nest);
+                var check = Verifier.Verify(kernel, seed: i + 1);
+                var m = KernelTiming.Measure(kernel, MeasureOptions.Quick);
+                string action = i == 0 ? "(start)" : actions[i - 1].Name;
+                steps.Add(new JsonObject
+                {
+                    ["action"] = action, ["schedule"] = nest.Serialize(), ["verified"] = check.Passed,
+                    ["gflops"] = m.Gflops, ["compile_ms"] = kernel.CompileTime.TotalMilliseconds,
+                });
+                if (!asJson)
+                {
+                    io.Out.MarkupLineInterpolated($"[yellow]{i,2}. {action}[/]  compiled in {kernel.CompileTime.TotalMilliseconds:F2} ms, {(check.Passed ? "verified" : "WRONG: " + check.Problem)}, [bold]{m.Gflops:F1} GFLOPS[/] ({m.Gflops / peak:P0} of peak)");
+                    io.Out.Write(new Text(Indent(nest.ToTree())));
+                }
+                if (!check.Passed) { io.Stderr.WriteLine($"internal error: step {i} produced a wrong kernel: {check.Problem}"); return Program.Failure; }
+            }
+            var final = Evaluation.Run(nest, MeasureOptions.Default, peakGflops: peak);
+            if (asJson)
+            {
+                var o = RunCommand.ToJson(final, actions);
+                o["steps"] = steps;
+                io.Stdout.WriteLine(o.ToJsonString(Options.JsonStyle));
+            }
+            else
+            {
+                io.Out.MarkupLineInterpolated($"\nfinal schedule: [bold]{final.Gflops:F1} GFLOPS[/], {final.FractionOfPeak:P0} of peak");
+                io.Out.Write(RunCommand.PeerTable(final.Gflops, final.Peers));
+            }
+            return final.Verification.Passed ? Program.Ok : Program.Failure;
+        }));
+        return command;
+    }
+
+    static string Indent(string s) => string.Concat(s.Split('\n').Where(l => l.Length > 0).Select(l => "      " + l + "\n"));
+}

@@ -1,0 +1,91 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using LoopTune.Ir;
+using LoopTune.Measure;
+using Spectre.Console;
+
+namespace LoopTune.Cli.Commands;
+
+/// <summary><c>looptune run "&lt;spec&gt;" [--actions a,b,c] [--json] [--quick]</c>: apply the actions, print the tree, verify the
+/// kernel against the reference, and time it next to the peak and the peers.</summary>
+static class RunCommand
+{
+    public static Command Create(Io io)
+    {
+        var spec = new Argument<string>("spec") { Description = "The computation: \"mm M N K\", \"conv C H W F R S\", or a contraction such as \"C[m,n] += A[m,k] * B[k,n] m=128 n=64 k=32\"." };
+        var actions = new Option<string?>("--actions", "-a") { Description = "Comma-separated actions applied in order to the initial nest, e.g. split_4,down,vectorize." };
+        var quick = new Option<bool>("--quick") { Description = "Shorter timing (less precise)." };
+        var noPeers = new Option<bool>("--no-peers") { Description = "Do not time OpenBLAS, BLIS and oneDNN." };
+        var json = Options.Json();
+        var command = new Command("run", "Schedule a computation, compile it, verify it and measure it against the peak and the peers.")
+        {
+            spec, actions, quick, noPeers, json,
+        };
+        command.SetAction(p => io.Guard(() =>
+        {
+            var computation = Computation.Parse(p.GetValue(spec)!);
+            var list = Actions.ParseList(p.GetValue(actions));
+            var nest = Transforms.ApplyAll(Nest.Initial(computation), list);
+            var e = Evaluation.Run(nest, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, !p.GetValue(noPeers));
+            if (p.GetValue(json)) io.Stdout.WriteLine(ToJson(e, list).ToJsonString(Options.JsonStyle));
+            else Print(io.Out, e);
+            if (!e.Verification.Passed) io.Stderr.WriteLine($"internal error: the kernel is wrong: {e.Verification.Problem}");
+            return e.Verification.Passed ? Program.Ok : Program.Failure;
+        }));
+        return command;
+    }
+
+    internal static JsonObject ToJson(Evaluation e, IEnumerable<LoopAction> actions) => new()
+    {
+        ["spec"] = e.Nest.Computation.ToString(),
+        ["computation"] = e.Nest.Computation.Text,
+        ["actions"] = new JsonArray([.. actions.Select(a => JsonValue.Create(a.Name))]),
+        ["schedule"] = e.Nest.Serialize(),
+        ["tree"] = e.Nest.ToTree(),
+        ["verified"] = e.Verification.Passed,
+        ["max_error"] = e.Verification.MaxError,
+        ["tolerance"] = e.Verification.Tolerance,
+        ["gflops"] = e.Gflops,
+        ["best_gflops"] = e.Measurement.BestGflops,
+        ["runtime_s"] = e.Measurement.MedianSeconds,
+        ["samples"] = e.Measurement.Samples,
+        ["compile_ms"] = e.Kernel.CompileTime.TotalMilliseconds,
+        ["peak_gflops"] = e.PeakGflops,
+        ["fraction_of_peak"] = e.FractionOfPeak,
+        ["peers"] = new JsonObject(e.Peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(p.Gflops is double g ? JsonValue.Create(g) : null)))),
+        ["ratios"] = new JsonObject(e.Peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(e.RatioTo(p.Key) is double r ? JsonValue.Create(r) : null)))),
+        ["notes"] = new JsonArray([.. e.Kernel.Notes.Select(n => JsonValue.Create(n))]),
+    };
+
+    static void Print(IAnsiConsole o, Evaluation e)
+    {
+        var c = e.Nest.Computation;
+        o.MarkupLineInterpolated($"[bold]{c}[/]  ({c.Text}, {c.Flops / 1e9:G4} GFLOP)");
+        o.WriteLine();
+        o.Write(new Text(e.Nest.ToTree()));
+        o.WriteLine();
+        var t = new Table().Border(TableBorder.None).HideHeaders().AddColumn("").AddColumn("");
+        t.AddRow("schedule", Markup.Escape(e.Nest.Serialize()));
+        t.AddRow("verified", e.Verification.Passed
+            ? $"[green]yes[/] (max relative error {e.Verification.MaxError:E1}, tolerance {e.Verification.Tolerance:E1})"
+            : $"[red]NO[/]: {Markup.Escape(e.Verification.Problem ?? "")}");
+        t.AddRow("compile", $"{e.Kernel.CompileTime.TotalMilliseconds:F2} ms");
+        t.AddRow("runtime", $"{e.Measurement.MedianSeconds * 1e3:F4} ms median of {e.Measurement.Samples} samples");
+        t.AddRow("speed", $"[bold]{e.Gflops:F1} GFLOPS[/] (best {e.Measurement.BestGflops:F1}), {e.FractionOfPeak:P0} of the {e.PeakGflops:F1} GFLOPS peak");
+        foreach (var note in e.Kernel.Notes) t.AddRow("note", Markup.Escape(note));
+        o.Write(t);
+        if (e.Peers.Count > 0)
+        {
+            o.WriteLine();
+            o.Write(PeerTable(e.Gflops, e.Peers));
+        }
+    }
+
+    internal static Table PeerTable(double gflops, IEnumerable<PeerResult> peers)
+    {
+        var t = new Table().AddColumn("peer").AddColumn(new TableColumn("GFLOPS").RightAligned()).AddColumn(new TableColumn("ours / peer").RightAligned());
+        foreach (var p in peers)
+            t.AddRow(p.Key, p.Gflops is double g ? $"{g:F1}" : $"[grey]n/a: {Markup.Escape(p.Problem ?? "")}[/]", p.Gflops is double h ? $"{gflops / h:F2}x" : "");
+        return t;
+    }
+}

@@ -1,0 +1,61 @@
+using System.CommandLine;
+using LoopTune.Cli.Commands;
+using Spectre.Console;
+
+namespace LoopTune.Cli;
+
+/// <summary>The <c>looptune</c> command. Exit codes: 0 ok, 2 bad input, 1 internal failure.</summary>
+public static class Program
+{
+    public const int Ok = 0, Failure = 1, BadInput = 2;
+
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Runs the command line with the given writers (tests pass their own).</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var io = new Io(stdout, stderr);
+        var root = new RootCommand("LoopTune for .NET: schedule tensor loop nests, JIT them to machine code, measure them.")
+        {
+            RunCommand.Create(io), PeakCommand.Create(io), BenchCommand.Create(io), DemoCommand.Create(io),
+        };
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            foreach (var e in parsed.Errors) stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine("Run 'looptune --help' for usage.");
+            return BadInput;
+        }
+        return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+    }
+}
+
+/// <summary>Where a command writes: <see cref="Out"/> for tables and trees, <see cref="Stdout"/> for JSON, <see cref="Stderr"/> for errors.</summary>
+public sealed class Io(TextWriter stdout, TextWriter stderr)
+{
+    public TextWriter Stdout { get; } = stdout;
+    public TextWriter Stderr { get; } = stderr;
+    public IAnsiConsole Out { get; } = AnsiConsole.Create(new AnsiConsoleSettings
+    {
+        Out = new AnsiConsoleOutput(stdout),
+        Ansi = stdout == Console.Out && !Console.IsOutputRedirected ? AnsiSupport.Detect : AnsiSupport.No,
+        ColorSystem = stdout == Console.Out && !Console.IsOutputRedirected ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+        Interactive = InteractionSupport.No,
+    });
+
+    /// <summary>Runs a command body, turning LoopTune's bad-input errors into exit code 2 and anything else into 1.</summary>
+    public int Guard(Func<int> body)
+    {
+        try { return body(); }
+        catch (LoopTuneException e)
+        {
+            Stderr.WriteLine($"error: {e.Message}");
+            return Program.BadInput;
+        }
+        catch (Exception e)
+        {
+            Stderr.WriteLine($"internal error: {e}");
+            return Program.Failure;
+        }
+    }
+}

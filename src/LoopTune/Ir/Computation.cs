@@ -1,0 +1,277 @@
+using System.Collections.Immutable;
+
+namespace LoopTune.Ir;
+
+/// <summary>One term of an affine index: <c>Coefficient * variable</c>.</summary>
+public readonly record struct Term(int Var, int Coefficient);
+
+/// <summary>A tensor of the contraction and how the loop variables index it. Row-major, float32.</summary>
+public sealed class Tensor
+{
+    internal Tensor(string name, ImmutableArray<ImmutableArray<Term>> index, IReadOnlyList<int> sizes)
+    {
+        Name = name;
+        Index = index;
+        Shape = [.. index.Select(dim => dim.Sum(t => t.Coefficient * (sizes[t.Var] - 1)) + 1)];
+        var dimStrides = new long[Shape.Length];
+        long stride = 1;
+        for (int d = Shape.Length - 1; d >= 0; d--) { dimStrides[d] = stride; stride *= Shape[d]; }
+        Length = stride;
+        var varStrides = new long[sizes.Count];
+        for (int d = 0; d < index.Length; d++)
+            foreach (var t in index[d]) varStrides[t.Var] += t.Coefficient * dimStrides[d];
+        VarStrides = [.. varStrides];
+    }
+
+    public string Name { get; }
+    /// <summary>Per dimension, the affine sum of variables that indexes it.</summary>
+    public ImmutableArray<ImmutableArray<Term>> Index { get; }
+    public ImmutableArray<int> Shape { get; }
+    /// <summary>Number of floats the tensor holds.</summary>
+    public long Length { get; }
+    /// <summary>Per loop variable, how many elements one step of that variable moves in this tensor (0: not indexed).</summary>
+    public ImmutableArray<long> VarStrides { get; }
+}
+
+/// <summary>
+/// A tensor contraction <c>Out[..] += Left[..] * Right[..]</c> over named variables with fixed sizes, in float32.
+/// Text forms: <c>C[m,n] += A[m,k] * B[k,n] m=128 n=64 k=32</c>, with affine input indices such as
+/// <c>I[c,h+r,w+s]</c> or <c>I[c,2*h+r]</c>; and the shorthands <c>mm M N K</c> and <c>conv C H W F R S</c>.
+/// Output indices are distinct plain variables; variables not in the output are reduction variables.
+/// </summary>
+public sealed class Computation : IEquatable<Computation>
+{
+    const long MaxTensorLength = 1L << 28;
+
+    Computation(ImmutableArray<string> vars, ImmutableArray<int> sizes, Tensor output, Tensor left, Tensor right, string? shorthand)
+    {
+        Vars = vars; Sizes = sizes; Output = output; Left = left; Right = right;
+        Tensors = [output, left, right];
+        var inOutput = new bool[vars.Length];
+        foreach (var dim in output.Index) inOutput[dim[0].Var] = true;
+        IsReduction = [.. inOutput.Select(x => !x)];
+        Flops = 2.0 * sizes.Aggregate(1.0, (p, s) => p * s);
+        Text = Statement + " " + string.Join(" ", vars.Select((v, i) => $"{v}={sizes[i]}"));
+        Shorthand = shorthand;
+    }
+
+    public ImmutableArray<string> Vars { get; }
+    public ImmutableArray<int> Sizes { get; }
+    public Tensor Output { get; }
+    public Tensor Left { get; }
+    public Tensor Right { get; }
+    /// <summary>Output, Left, Right: the order the JIT's kernels take their buffers in.</summary>
+    public ImmutableArray<Tensor> Tensors { get; }
+    public ImmutableArray<bool> IsReduction { get; }
+    /// <summary>Floating-point operations: 2 per multiply-add.</summary>
+    public double Flops { get; }
+    /// <summary>The canonical long form; parsing it gives an equal computation.</summary>
+    public string Text { get; }
+    /// <summary>"mm 64 80 96" or "conv ..." when built from a shorthand, else null.</summary>
+    public string? Shorthand { get; }
+
+    public override string ToString() => Shorthand ?? Text;
+
+    /// <summary>(M, N, K) when this is a row-major matrix product Out[i,j] += Left[i,p] * Right[p,j], else null.</summary>
+    public (int M, int N, int K)? AsMatmul()
+    {
+        static bool Plain(Tensor t, params int[] vars) =>
+            t.Index.Length == vars.Length && t.Index.Select((d, i) => d.Length == 1 && d[0].Coefficient == 1 && d[0].Var == vars[i]).All(x => x);
+        return Vars.Length == 3 && Plain(Output, 0, 1) && Plain(Left, 0, 2) && Plain(Right, 2, 1) ? (Sizes[0], Sizes[1], Sizes[2]) : null;
+    }
+    public bool Equals(Computation? other) => other is not null && other.Text == Text;
+    public override bool Equals(object? obj) => Equals(obj as Computation);
+    public override int GetHashCode() => Text.GetHashCode(StringComparison.Ordinal);
+
+    /// <summary><c>C[m,n] += A[m,k] * B[k,n]</c>, all row-major.</summary>
+    public static Computation Matmul(int m, int n, int k) =>
+        Parse($"C[m,n] += A[m,k] * B[k,n] m={m} n={n} k={k}", $"mm {m} {n} {k}");
+
+    /// <summary>One image, valid padding, stride 1: output F x (H-R+1) x (W-S+1).</summary>
+    public static Computation Conv(int c, int h, int w, int f, int r, int s)
+    {
+        if (r > h || s > w) throw new SpecError($"conv {c} {h} {w} {f} {r} {s}", 5, 1, $"kernel {r}x{s} is larger than the image {h}x{w}");
+        return Parse($"O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f={f} h={h - r + 1} w={w - s + 1} c={c} r={r} s={s}",
+                     $"conv {c} {h} {w} {f} {r} {s}");
+    }
+
+    public static Computation Parse(string spec) => Parse(spec, null);
+
+    static Computation Parse(string spec, string? shorthand)
+    {
+        var p = new SpecParser(spec);
+        return p.TryShorthand() ?? p.Contraction(shorthand);
+    }
+
+    string Render(Tensor t) => $"{t.Name}[{string.Join(",", t.Index.Select(RenderDim))}]";
+    string RenderDim(ImmutableArray<Term> dim) => string.Join("+", dim.Select(t => t.Coefficient == 1 ? Vars[t.Var] : $"{t.Coefficient}*{Vars[t.Var]}"));
+
+    /// <summary>The statement alone, e.g. <c>C[m,n] += A[m,k] * B[k,n]</c>.</summary>
+    public string Statement => $"{Render(Output)} += {Render(Left)} * {Render(Right)}";
+
+    sealed class SpecParser(string text)
+    {
+        int pos;
+        readonly List<string> vars = [];
+        readonly List<int> firstUse = [];
+
+        public Computation? TryShorthand()
+        {
+            SkipSpace();
+            int start = pos;
+            if (!char.IsLetter(Peek)) return null;
+            string word = Ident();
+            int arity = word switch { "mm" => 3, "conv" => 6, _ => -1 };
+            if (arity < 0 || Peek == '[') { pos = start; return null; }
+            var n = new int[arity];
+            for (int i = 0; i < arity; i++)
+            {
+                SkipSpace();
+                if (AtEnd) Fail(pos, 1, $"'{word}' needs {arity} sizes ({(arity == 3 ? "M N K" : "C H W F R S")}), got {i}");
+                n[i] = PositiveInt();
+            }
+            SkipSpace();
+            if (!AtEnd) Fail(pos, text.Length - pos, $"unexpected text after '{word}' with {arity} sizes");
+            return arity == 3 ? Matmul(n[0], n[1], n[2]) : Conv(n[0], n[1], n[2], n[3], n[4], n[5]);
+        }
+
+        public Computation Contraction(string? shorthand)
+        {
+            var output = Access();
+            Expect("+=");
+            var left = Access();
+            Expect("*");
+            var right = Access();
+            var sizes = new int?[vars.Count];
+            var sizeAt = new int[vars.Count];
+            while (true)
+            {
+                SkipSeparators();
+                if (AtEnd) break;
+                int at = pos;
+                string name = Ident();
+                SkipSpace();
+                if (Peek != '=') Fail(pos, 1, $"expected '=' after size name '{name}'");
+                pos++;
+                SkipSpace();
+                int value = PositiveInt();
+                int v = vars.IndexOf(name);
+                if (v < 0) Fail(at, name.Length, $"size given for '{name}', which no tensor uses");
+                if (sizes[v] is not null) Fail(at, name.Length, $"size of '{name}' given twice");
+                sizes[v] = value;
+                sizeAt[v] = at;
+            }
+            for (int v = 0; v < vars.Count; v++)
+                if (sizes[v] is null) Fail(firstUse[v], vars[v].Length, $"no size given for variable '{vars[v]}' (add {vars[v]}=N)");
+            CheckOutput(output);
+            var names = new[] { output.Name, left.Name, right.Name };
+            if (names.Distinct().Count() < 3) Fail(0, text.Length, "the three tensors need distinct names");
+
+            // Initial loop order: output indices in order, then reduction variables in order of first use.
+            var order = output.Index.Select(d => d[0].Var).ToList();
+            order.AddRange(Enumerable.Range(0, vars.Count).Where(v => !order.Contains(v)));
+            var remap = new int[vars.Count];
+            for (int i = 0; i < order.Count; i++) remap[order[i]] = i;
+            var sz = order.Select(v => sizes[v]!.Value).ToImmutableArray();
+            Tensor Build(RawAccess a)
+            {
+                var t = new Tensor(a.Name, [.. a.Index.Select(d => d.Select(term => term with { Var = remap[term.Var] }).ToImmutableArray())], sz);
+                if (t.Length > MaxTensorLength) Fail(a.At, a.Name.Length, $"tensor {a.Name} would hold {t.Length} floats; at most {MaxTensorLength} are supported");
+                return t;
+            }
+            return new Computation([.. order.Select(v => vars[v])], sz, Build(output), Build(left), Build(right), shorthand);
+        }
+
+        sealed record RawAccess(string Name, int At, List<(List<Term> Terms, int At)> Dims)
+        {
+            public IEnumerable<List<Term>> Index => Dims.Select(d => d.Terms);
+        }
+
+        void CheckOutput(RawAccess output)
+        {
+            var seen = new HashSet<int>();
+            foreach (var (terms, at) in output.Dims)
+            {
+                if (terms.Count != 1 || terms[0].Coefficient != 1)
+                    Fail(at, 1, $"output index of {output.Name} must be a single variable");
+                if (!seen.Add(terms[0].Var)) Fail(at, vars[terms[0].Var].Length, $"variable '{vars[terms[0].Var]}' indexes output {output.Name} twice");
+            }
+        }
+
+        RawAccess Access()
+        {
+            SkipSpace();
+            int at = pos;
+            if (AtEnd || !IsIdentStart(Peek)) Fail(pos, 1, "expected a tensor name");
+            string name = Ident();
+            Expect("[");
+            var dims = new List<(List<Term>, int)>();
+            do dims.Add(IndexExpr()); while (TryTake(','));
+            Expect("]");
+            return new RawAccess(name, at, dims);
+        }
+
+        (List<Term>, int) IndexExpr()
+        {
+            SkipSpace();
+            int at = pos;
+            var terms = new List<Term>();
+            do
+            {
+                SkipSpace();
+                int coefficient = 1;
+                if (char.IsDigit(Peek)) { coefficient = PositiveInt(); Expect("*"); SkipSpace(); }
+                if (AtEnd || !IsIdentStart(Peek)) Fail(pos, 1, "expected an index variable");
+                int vAt = pos;
+                string v = Ident();
+                int index = vars.IndexOf(v);
+                if (index < 0) { vars.Add(v); firstUse.Add(vAt); index = vars.Count - 1; }
+                if (terms.Any(t => t.Var == index)) Fail(vAt, v.Length, $"variable '{v}' appears twice in one index");
+                terms.Add(new Term(index, coefficient));
+            } while (TryTake('+'));
+            return (terms, at);
+        }
+
+        int PositiveInt()
+        {
+            int at = pos;
+            while (!AtEnd && char.IsDigit(Peek)) pos++;
+            if (at == pos) Fail(at, 1, "expected a positive integer");
+            if (!int.TryParse(text.AsSpan(at, pos - at), out int value) || value < 1 || value > 1 << 20)
+                Fail(at, pos - at, $"'{text[at..pos]}' is not a size between 1 and {1 << 20}");
+            return value;
+        }
+
+        string Ident()
+        {
+            int at = pos;
+            while (!AtEnd && (char.IsLetterOrDigit(Peek) || Peek == '_')) pos++;
+            return text[at..pos];
+        }
+
+        void Expect(string token)
+        {
+            SkipSpace();
+            if (string.CompareOrdinal(text, pos, token, 0, token.Length) != 0)
+                Fail(pos, token.Length, AtEnd ? $"expected '{token}' but the spec ended" : $"expected '{token}'");
+            pos += token.Length;
+        }
+
+        bool TryTake(char c)
+        {
+            SkipSpace();
+            if (Peek != c) return false;
+            pos++;
+            return true;
+        }
+
+        char Peek => AtEnd ? '\0' : text[pos];
+        bool AtEnd => pos >= text.Length;
+        static bool IsIdentStart(char c) => char.IsLetter(c) || c == '_';
+        void SkipSpace() { while (!AtEnd && char.IsWhiteSpace(Peek)) pos++; }
+        void SkipSeparators() { while (!AtEnd && (char.IsWhiteSpace(Peek) || Peek is ',' or ';')) pos++; }
+
+        [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+        void Fail(int at, int length, string problem) => throw new SpecError(text, at, length, problem);
+    }
+}

@@ -1,0 +1,200 @@
+using System.Collections.Immutable;
+using System.Text;
+
+namespace LoopTune.Ir;
+
+/// <summary>What the code generator is asked to do with a loop.</summary>
+public enum Annotation : byte { None, Unroll, Vectorize }
+
+/// <summary>
+/// One loop of a nest: it runs <see cref="Size"/> full iterations of its inner step (the extent of the next
+/// loop of the same variable further in, or 1), then, if <see cref="Tail"/> &gt; 0, one partial iteration
+/// covering <see cref="Tail"/> elements. A loop over inner step I covers Size*I + Tail elements.
+/// </summary>
+public readonly record struct Loop(int Var, int Size, int Tail = 0, Annotation Annotation = Annotation.None)
+{
+    public bool IsUnrolled => Annotation == Annotation.Unroll;
+    public bool IsVectorized => Annotation == Annotation.Vectorize;
+}
+
+/// <summary>
+/// A schedule: an ordered loop nest (outermost first) over the variables of a computation, and a cursor
+/// on one loop. Immutable; the transforms in <see cref="Transforms"/> return new nests.
+/// Invariants (checked on construction): the loops of each variable cover exactly its size; the innermost
+/// loop of a variable has tail 0; every tail is smaller than its loop's inner step; at most
+/// <see cref="MaxLoops"/> loops; a vectorized loop is the innermost loop of the nest.
+/// </summary>
+public sealed class Nest : IEquatable<Nest>
+{
+    /// <summary>Most loops a nest may have (as in the original LoopTune).</summary>
+    public const int MaxLoops = 10;
+
+    readonly int[] innerStep;
+
+    public Nest(Computation computation, ImmutableArray<Loop> loops, int cursor)
+    {
+        Computation = computation;
+        Loops = loops;
+        Cursor = cursor;
+        innerStep = new int[loops.Length];
+        Validate();
+    }
+
+    public Computation Computation { get; }
+    public ImmutableArray<Loop> Loops { get; }
+    public int Cursor { get; }
+    public int Count => Loops.Length;
+    public Loop this[int i] => Loops[i];
+
+    /// <summary>The starting schedule: one loop per variable, output variables in order, then reductions; cursor on the outermost loop.</summary>
+    public static Nest Initial(Computation c) =>
+        new(c, [.. Enumerable.Range(0, c.Vars.Length).Select(v => new Loop(v, c.Sizes[v]))], 0);
+
+    /// <summary>Elements one iteration of loop <paramref name="i"/> covers: the extent of the next loop of the same variable further in, or 1.</summary>
+    public int InnerStep(int i) => innerStep[i];
+
+    /// <summary>Elements loop <paramref name="i"/> covers in a full context: Size * InnerStep + Tail.</summary>
+    public int Extent(int i) => Loops[i].Size * innerStep[i] + Loops[i].Tail;
+
+    /// <summary>Index of the next loop further in with the same variable, or -1.</summary>
+    public int NextOfVar(int i)
+    {
+        for (int j = i + 1; j < Loops.Length; j++) if (Loops[j].Var == Loops[i].Var) return j;
+        return -1;
+    }
+
+    /// <summary>Index of the nearest enclosing loop with the same variable, or -1.</summary>
+    public int PreviousOfVar(int i)
+    {
+        for (int j = i - 1; j >= 0; j--) if (Loops[j].Var == Loops[i].Var) return j;
+        return -1;
+    }
+
+    /// <summary>The loop's display name: the variable, primed once per enclosing loop of the same variable (m, m', m'').</summary>
+    public string LoopName(int i)
+    {
+        int primes = 0;
+        for (int j = 0; j < i; j++) if (Loops[j].Var == Loops[i].Var) primes++;
+        return Computation.Vars[Loops[i].Var] + new string('\'', primes);
+    }
+
+    public Nest With(ImmutableArray<Loop> loops, int cursor) => new(Computation, loops, cursor);
+
+    void Validate()
+    {
+        var c = Computation;
+        if (Loops.Length == 0 || Loops.Length > MaxLoops) throw Invalid($"a nest has 1 to {MaxLoops} loops, not {Loops.Length}");
+        if (Cursor < 0 || Cursor >= Loops.Length) throw Invalid($"cursor {Cursor} is outside the nest of {Loops.Length} loops");
+        var covered = new int[c.Vars.Length];
+        for (int i = Loops.Length - 1; i >= 0; i--)
+        {
+            var l = Loops[i];
+            if (l.Var < 0 || l.Var >= c.Vars.Length) throw Invalid($"loop {i} has no variable {l.Var}");
+            innerStep[i] = covered[l.Var] == 0 ? 1 : covered[l.Var];
+            if (l.Size < 1 || l.Tail < 0 || l.Tail >= innerStep[i])
+                throw Invalid($"loop {i} ({c.Vars[l.Var]}) has size {l.Size} and tail {l.Tail}; the size must be >= 1 and the tail below its inner step {innerStep[i]}");
+            if (l.IsVectorized && i != Loops.Length - 1) throw Invalid($"loop {i} ({c.Vars[l.Var]}) is vectorized but not innermost");
+            covered[l.Var] = Extent(i);
+        }
+        for (int v = 0; v < covered.Length; v++)
+            if (covered[v] != c.Sizes[v])
+                throw Invalid($"the loops over '{c.Vars[v]}' cover {covered[v]} elements, not its size {c.Sizes[v]}");
+    }
+
+    NestFormatError Invalid(string problem) => new(problem);
+
+    // ---- text forms ---------------------------------------------------------------------------
+
+    /// <summary>
+    /// Compact form, one token per loop, outermost first: <c>name:size[+tail][u|v]</c>, the cursor's loop
+    /// prefixed with '&gt;'. Example: <c>m:64 n:8 &gt;k:256 m:4u n:2u n:16v</c>. <see cref="Parse"/> inverts it exactly.
+    /// </summary>
+    public string Serialize()
+    {
+        var sb = new StringBuilder();
+        for (int i = 0; i < Loops.Length; i++)
+        {
+            var l = Loops[i];
+            if (i > 0) sb.Append(' ');
+            if (i == Cursor) sb.Append('>');
+            sb.Append(Computation.Vars[l.Var]).Append(':').Append(l.Size);
+            if (l.Tail > 0) sb.Append('+').Append(l.Tail);
+            if (l.Annotation != Annotation.None) sb.Append(l.IsUnrolled ? 'u' : 'v');
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>Reads the compact form of <see cref="Serialize"/> for the given computation.</summary>
+    public static Nest Parse(Computation c, string text)
+    {
+        var tokens = text.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var loops = ImmutableArray.CreateBuilder<Loop>(tokens.Length);
+        int cursor = -1;
+        foreach (var raw in tokens)
+        {
+            var tok = raw;
+            if (tok.StartsWith('>'))
+            {
+                if (cursor >= 0) throw new NestFormatError($"two cursors in '{text}'");
+                cursor = loops.Count;
+                tok = tok[1..];
+            }
+            var annotation = tok.EndsWith('u') ? Annotation.Unroll : tok.EndsWith('v') ? Annotation.Vectorize : Annotation.None;
+            if (annotation != Annotation.None) tok = tok[..^1];
+            int colon = tok.IndexOf(':');
+            if (colon < 0) throw new NestFormatError($"loop '{raw}' is not name:size[+tail][u|v]");
+            int v = c.Vars.IndexOf(tok[..colon]);
+            if (v < 0) throw new NestFormatError($"loop '{raw}': the computation has no variable '{tok[..colon]}'");
+            var parts = tok[(colon + 1)..].Split('+');
+            if (parts.Length > 2 || !int.TryParse(parts[0], out int size) || (parts.Length == 2 ? !int.TryParse(parts[1], out int tail) : (tail = 0) != 0))
+                throw new NestFormatError($"loop '{raw}' is not name:size[+tail][u|v]");
+            loops.Add(new Loop(v, size, tail, annotation));
+        }
+        if (cursor < 0) throw new NestFormatError($"no cursor ('>') in '{text}'");
+        return new Nest(c, loops.ToImmutable(), cursor);
+    }
+
+    /// <summary>
+    /// The readable tree, one line per loop, indented by depth, then the statement:
+    /// <code>
+    /// for m in 64
+    ///   for n in 8  &lt;- cursor
+    ///     for m' in 4 unroll
+    /// </code>
+    /// A tail shows as "tail 3"; annotations as "unroll" / "vectorize".
+    /// </summary>
+    public string ToTree(bool showCursor = true)
+    {
+        var sb = new StringBuilder();
+        for (int i = 0; i < Loops.Length; i++)
+        {
+            var l = Loops[i];
+            sb.Append(' ', 2 * i).Append("for ").Append(LoopName(i)).Append(" in ").Append(l.Size);
+            if (l.Tail > 0) sb.Append(" tail ").Append(l.Tail);
+            if (l.Annotation != Annotation.None) sb.Append(l.IsUnrolled ? " unroll" : " vectorize");
+            if (showCursor && i == Cursor) sb.Append("  <- cursor");
+            sb.Append('\n');
+        }
+        sb.Append(' ', 2 * Loops.Length).Append(Computation.Statement).Append('\n');
+        return sb.ToString();
+    }
+
+    public override string ToString() => Serialize();
+
+    public bool Equals(Nest? other) =>
+        other is not null && Cursor == other.Cursor && Loops.SequenceEqual(other.Loops) && Computation.Equals(other.Computation);
+
+    public override bool Equals(object? obj) => Equals(obj as Nest);
+
+    public override int GetHashCode()
+    {
+        var h = new HashCode();
+        h.Add(Computation);
+        h.Add(Cursor);
+        foreach (var l in Loops) h.Add(l);
+        return h.ToHashCode();
+    }
+}
+
+/// <summary>A nest that breaks an invariant, or compact text that does not describe a nest.</summary>
+public sealed class NestFormatError(string problem) : LoopTuneException($"bad schedule: {problem}");

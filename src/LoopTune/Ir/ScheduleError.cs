@@ -1,0 +1,73 @@
+namespace LoopTune.Ir;
+
+/// <summary>
+/// An action that breaks a rule of the schedule. One subtype per <see cref="Ir.Rule"/>; the message names
+/// the action, the loop under the cursor (by display name and position) and the rule.
+/// </summary>
+public abstract class ScheduleError(Nest nest, LoopAction action, Rule rule, string why)
+    : LoopTuneException($"{action.Name} on loop {nest.LoopName(nest.Cursor)} (position {nest.Cursor}): {why}")
+{
+    public Nest Nest { get; } = nest;
+    public LoopAction Action { get; } = action;
+    public Rule Rule { get; } = rule;
+    public string LoopName => Nest.LoopName(Nest.Cursor);
+    /// <summary>1-based position of the failing action in a sequence, when applied as part of one.</summary>
+    public int? Step { get; internal set; }
+
+    public override string Message => Step is int s ? $"step {s}: {base.Message}" : base.Message;
+
+    internal static ScheduleError Create(Nest n, LoopAction a, Rule rule)
+    {
+        var l = n[n.Cursor];
+        int iterations = l.Size + (l.Tail > 0 ? 1 : 0);
+        return rule switch
+        {
+            Rule.NoLoopAbove => new NoLoopAboveError(n, a),
+            Rule.NoLoopBelow => new NoLoopBelowError(n, a),
+            Rule.SameVariable => new SameVariableError(n, a),
+            Rule.VectorizedMustStayInnermost => new VectorizedMustStayInnermostError(n, a),
+            Rule.Annotated => new AnnotatedLoopError(n, a),
+            Rule.SplitTooLarge => new SplitTooLargeError(n, a, l.Size),
+            Rule.TooManyLoops => new TooManyLoopsError(n, a),
+            Rule.NothingToMerge => new NothingToMergeError(n, a),
+            Rule.NotInnermost => new NotInnermostError(n, a),
+            Rule.UnrollTooLarge => new UnrollTooLargeError(n, a, iterations),
+            _ => throw new ArgumentOutOfRangeException(nameof(rule)),
+        };
+    }
+}
+
+public sealed class NoLoopAboveError(Nest n, LoopAction a)
+    : ScheduleError(n, a, Rule.NoLoopAbove, "it is the outermost loop; there is no loop above");
+
+public sealed class NoLoopBelowError(Nest n, LoopAction a)
+    : ScheduleError(n, a, Rule.NoLoopBelow, "it is the innermost loop; there is no loop below");
+
+public sealed class SameVariableError(Nest n, LoopAction a)
+    : ScheduleError(n, a, Rule.SameVariable, "its neighbour loops over the same variable; loops of one variable keep their order");
+
+public sealed class VectorizedMustStayInnermostError(Nest n, LoopAction a)
+    : ScheduleError(n, a, Rule.VectorizedMustStayInnermost, "the swap would move the vectorized loop away from the innermost position");
+
+public sealed class AnnotatedLoopError(Nest n, LoopAction a)
+    : ScheduleError(n, a, Rule.Annotated, a.Kind switch
+    {
+        ActionKind.Unroll => "the loop is vectorized; remove vectorize first",
+        ActionKind.Vectorize => "the loop is unrolled; remove unroll first",
+        _ => "an unrolled or vectorized loop cannot be split or merged; remove the annotation first",
+    });
+
+public sealed class SplitTooLargeError(Nest n, LoopAction a, int size)
+    : ScheduleError(n, a, Rule.SplitTooLarge, $"the loop has {size} iterations, fewer than the split factor {a.Factor}");
+
+public sealed class TooManyLoopsError(Nest n, LoopAction a)
+    : ScheduleError(n, a, Rule.TooManyLoops, $"the nest already has {Nest.MaxLoops} loops, the most allowed");
+
+public sealed class NothingToMergeError(Nest n, LoopAction a)
+    : ScheduleError(n, a, Rule.NothingToMerge, "no enclosing loop runs over the same variable");
+
+public sealed class NotInnermostError(Nest n, LoopAction a)
+    : ScheduleError(n, a, Rule.NotInnermost, "only the innermost loop can be vectorized");
+
+public sealed class UnrollTooLargeError(Nest n, LoopAction a, int iterations)
+    : ScheduleError(n, a, Rule.UnrollTooLarge, $"the loop has {iterations} iterations; at most {Transforms.MaxUnroll} can be unrolled");

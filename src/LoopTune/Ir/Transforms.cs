@@ -1,0 +1,192 @@
+using System.Collections.Immutable;
+
+namespace LoopTune.Ir;
+
+/// <summary>The rules an action can break; <see cref="Rule.None"/> means the action is legal.</summary>
+public enum Rule : byte
+{
+    None,
+    /// <summary>up / swap_up at the outermost loop.</summary>
+    NoLoopAbove,
+    /// <summary>down / swap_down at the innermost loop.</summary>
+    NoLoopBelow,
+    /// <summary>A swap of two loops over the same variable (their order is fixed by the splits).</summary>
+    SameVariable,
+    /// <summary>A swap that would move the vectorized loop away from the innermost position.</summary>
+    VectorizedMustStayInnermost,
+    /// <summary>split / merge of an unrolled or vectorized loop, unroll of a vectorized loop, vectorize of an unrolled one.</summary>
+    Annotated,
+    /// <summary>split_N of a loop with fewer than N iterations.</summary>
+    SplitTooLarge,
+    /// <summary>A split that would make more than <see cref="Nest.MaxLoops"/> loops.</summary>
+    TooManyLoops,
+    /// <summary>merge of a loop that has no enclosing loop over the same variable.</summary>
+    NothingToMerge,
+    /// <summary>vectorize of a loop that is not the innermost.</summary>
+    NotInnermost,
+    /// <summary>unroll of a loop with more than <see cref="Transforms.MaxUnroll"/> iterations.</summary>
+    UnrollTooLarge,
+}
+
+/// <summary>
+/// The schedule primitives, as pure functions of the nest. Each acts on the loop under the cursor and
+/// either returns a new nest or throws the one <see cref="ScheduleError"/> that names the loop, the action
+/// and the rule broken. <see cref="Check"/> applies the same rules without throwing; the action mask is built from it.
+/// </summary>
+public static class Transforms
+{
+    /// <summary>Most iterations (size, plus one for a tail) a loop may have to be unrolled.</summary>
+    public const int MaxUnroll = 64;
+
+    /// <summary>Applies <paramref name="action"/> to the loop under the cursor, or throws the rule it breaks.</summary>
+    public static Nest Apply(Nest nest, LoopAction action)
+    {
+        var rule = Check(nest, action);
+        if (rule != Rule.None) throw ScheduleError.Create(nest, action, rule);
+        int c = nest.Cursor;
+        return action.Kind switch
+        {
+            ActionKind.Up => nest.With(nest.Loops, c - 1),
+            ActionKind.Down => nest.With(nest.Loops, c + 1),
+            ActionKind.SwapUp => Swap(nest, c - 1),
+            ActionKind.SwapDown => Swap(nest, c),
+            ActionKind.Split => Split(nest, action.Factor),
+            ActionKind.Merge => Merge(nest),
+            ActionKind.Unroll => Toggle(nest, Annotation.Unroll),
+            ActionKind.Vectorize => Toggle(nest, Annotation.Vectorize),
+            _ => throw new ArgumentOutOfRangeException(nameof(action)),
+        };
+    }
+
+    /// <summary>Applies the actions in order; a broken rule throws, naming the failing step (1-based) in <see cref="ScheduleError.Step"/>.</summary>
+    public static Nest ApplyAll(Nest nest, IEnumerable<LoopAction> actions)
+    {
+        int step = 0;
+        foreach (var a in actions)
+        {
+            step++;
+            try { nest = Apply(nest, a); }
+            catch (ScheduleError e) { e.Step = step; throw; }
+        }
+        return nest;
+    }
+
+    /// <summary>The rule <paramref name="action"/> would break on this nest, or <see cref="Rule.None"/>.</summary>
+    public static Rule Check(Nest nest, LoopAction action)
+    {
+        int c = nest.Cursor, last = nest.Count - 1;
+        var loop = nest[c];
+        switch (action.Kind)
+        {
+            case ActionKind.Up: return c == 0 ? Rule.NoLoopAbove : Rule.None;
+            case ActionKind.Down: return c == last ? Rule.NoLoopBelow : Rule.None;
+            case ActionKind.SwapUp:
+                if (c == 0) return Rule.NoLoopAbove;
+                if (nest[c - 1].Var == loop.Var) return Rule.SameVariable;
+                return loop.IsVectorized ? Rule.VectorizedMustStayInnermost : Rule.None;
+            case ActionKind.SwapDown:
+                if (c == last) return Rule.NoLoopBelow;
+                if (nest[c + 1].Var == loop.Var) return Rule.SameVariable;
+                return nest[c + 1].IsVectorized ? Rule.VectorizedMustStayInnermost : Rule.None;
+            case ActionKind.Split:
+                if (loop.Annotation != Annotation.None) return Rule.Annotated;
+                if (nest.Count >= Nest.MaxLoops) return Rule.TooManyLoops;
+                return loop.Size < action.Factor ? Rule.SplitTooLarge : Rule.None;
+            case ActionKind.Merge:
+                int p = nest.PreviousOfVar(c);
+                if (p < 0) return Rule.NothingToMerge;
+                return loop.Annotation != Annotation.None || nest[p].Annotation != Annotation.None ? Rule.Annotated : Rule.None;
+            case ActionKind.Unroll:
+                if (loop.IsUnrolled) return Rule.None;
+                if (loop.IsVectorized) return Rule.Annotated;
+                return loop.Size + (loop.Tail > 0 ? 1 : 0) > MaxUnroll ? Rule.UnrollTooLarge : Rule.None;
+            case ActionKind.Vectorize:
+                if (loop.IsVectorized) return Rule.None;
+                if (loop.IsUnrolled) return Rule.Annotated;
+                return c != last ? Rule.NotInnermost : Rule.None;
+            default: throw new ArgumentOutOfRangeException(nameof(action));
+        }
+    }
+
+    public static bool IsLegal(Nest nest, LoopAction action) => Check(nest, action) == Rule.None;
+
+    /// <summary>The legal-action mask: entry i is true when <c>Actions.All[i]</c> breaks no rule.</summary>
+    public static bool[] Mask(Nest nest)
+    {
+        var mask = new bool[Actions.Count];
+        for (int i = 0; i < mask.Length; i++) mask[i] = Check(nest, Actions.All[i]) == Rule.None;
+        return mask;
+    }
+
+    /// <summary>
+    /// swap: exchange loops <paramref name="upper"/> and upper+1; the cursor follows the loop it was on.
+    /// <code>
+    /// before (swap_down on n)     after
+    /// for m in 64                 for m in 64
+    ///   for n in 64  &lt;-            for k in 64
+    ///     for k in 64                 for n in 64  &lt;-
+    /// </code>
+    /// Requires: a neighbour on that side, over a different variable; the vectorized loop stays innermost.
+    /// </summary>
+    static Nest Swap(Nest nest, int upper)
+    {
+        var b = nest.Loops.ToBuilder();
+        (b[upper], b[upper + 1]) = (b[upper + 1], b[upper]);
+        return nest.With(b.MoveToImmutable(), nest.Cursor == upper ? upper + 1 : upper);
+    }
+
+    /// <summary>
+    /// split_N: the loop becomes an outer loop of Extent/(N*I) iterations (tail Extent mod N*I) over a new
+    /// inner loop of N iterations (tail 0), placed right below it. The cursor stays on the outer loop.
+    /// <code>
+    /// before (split_16 on n, n = 100)     after
+    /// for n in 100  &lt;-                    for n in 6 tail 4  &lt;-
+    ///   for k in 64                         for n' in 16
+    ///                                         for k in 64
+    /// </code>
+    /// Requires: the loop is not annotated, has at least N iterations, and the nest has fewer than MaxLoops loops.
+    /// </summary>
+    static Nest Split(Nest nest, int factor)
+    {
+        int c = nest.Cursor, step = nest.InnerStep(c), extent = nest.Extent(c);
+        var loop = nest[c];
+        var b = nest.Loops.ToBuilder();
+        b[c] = loop with { Size = extent / (factor * step), Tail = extent % (factor * step) };
+        b.Insert(c + 1, new Loop(loop.Var, factor));
+        return nest.With(b.ToImmutable(), c);
+    }
+
+    /// <summary>
+    /// merge: remove the loop and widen its nearest enclosing loop over the same variable so that it covers
+    /// the same elements (undoes a split). The cursor moves to the widened loop.
+    /// <code>
+    /// before (merge on n')        after
+    /// for n in 6 tail 4           for n in 100  &lt;-
+    ///   for n' in 16  &lt;-            for k in 64
+    ///     for k in 64
+    /// </code>
+    /// Requires: an enclosing loop over the same variable; neither loop annotated.
+    /// </summary>
+    static Nest Merge(Nest nest)
+    {
+        int c = nest.Cursor, p = nest.PreviousOfVar(c), step = nest.InnerStep(c), extent = nest.Extent(p);
+        var b = nest.Loops.ToBuilder();
+        b[p] = b[p] with { Size = extent / step, Tail = extent % step };
+        b.RemoveAt(c);
+        return nest.With(b.ToImmutable(), p);
+    }
+
+    /// <summary>
+    /// unroll / vectorize: toggle the annotation of the loop. An unrolled loop is fully unrolled by the JIT;
+    /// a vectorized loop becomes SIMD lanes (the widest the machine has, narrower vectors for the rest).
+    /// Requires: unroll at most <see cref="MaxUnroll"/> iterations and not vectorized; vectorize only the
+    /// innermost loop and not unrolled. Removing an annotation is always legal.
+    /// </summary>
+    static Nest Toggle(Nest nest, Annotation annotation)
+    {
+        int c = nest.Cursor;
+        var b = nest.Loops.ToBuilder();
+        b[c] = b[c] with { Annotation = b[c].Annotation == annotation ? Annotation.None : annotation };
+        return nest.With(b.MoveToImmutable(), c);
+    }
+}

@@ -1,0 +1,218 @@
+using System.Reflection.Emit;
+
+namespace LoopTune.Jit;
+
+/// <summary>The signature of every emitted kernel: the output, left and right buffers; <c>go == 0</c> returns at once
+/// (used to make RyuJIT compile the method before it is timed).</summary>
+unsafe delegate void KernelFn(float* output, float* left, float* right, int go);
+
+/// <summary>Writes a lowered <see cref="Op"/> program as IL into a DynamicMethod. Pointers live in locals, one per tensor
+/// per loop level that moves it; every address is such a pointer plus a constant byte offset.</summary>
+sealed unsafe class Emitter
+{
+    readonly ILGenerator il;
+    readonly bool fused;
+    readonly Dictionary<Value, LocalBuilder> values = [];
+    readonly Dictionary<(int Depth, int Tensor), LocalBuilder> pointerLocals = [];
+    readonly Dictionary<int, LocalBuilder> counters = [];
+    readonly LocalBuilder?[] current = new LocalBuilder?[3]; // null: the argument itself
+
+    Emitter(ILGenerator il, bool fused) => (this.il, this.fused) = (il, fused);
+
+    public static KernelFn Emit(List<Op> program, bool fused, string name)
+    {
+        var method = new DynamicMethod(name, typeof(void), [typeof(float*), typeof(float*), typeof(float*), typeof(int)],
+                                       typeof(Emitter).Module, skipVisibility: true);
+        var il = method.GetILGenerator();
+        var run = il.DefineLabel();
+        il.Emit(OpCodes.Ldarg_3);
+        il.Emit(OpCodes.Brtrue, run);
+        il.Emit(OpCodes.Ret);
+        il.MarkLabel(run);
+        new Emitter(il, fused).Block(program);
+        il.Emit(OpCodes.Ret);
+        return method.CreateDelegate<KernelFn>();
+    }
+
+    void Block(List<Op> ops)
+    {
+        foreach (var op in ops)
+        {
+            switch (op)
+            {
+                case LoopOp l: Loop(l); break;
+                case LoadOp l: Load(l); break;
+                case FmaOp f: Fma(f); break;
+                case TileLoadOp t: TileLoad(t.Acc); break;
+                case TileStoreOp t: TileStore(t.Acc); break;
+                default: throw new InvalidOperationException($"unknown op {op}");
+            }
+        }
+    }
+
+    void Loop(LoopOp loop)
+    {
+        var saved = (LocalBuilder?[])current.Clone();
+        foreach (var (t, _) in loop.Bumps)
+        {
+            var p = Local(pointerLocals, (loop.Depth, t), typeof(float*));
+            Pointer(t);
+            il.Emit(OpCodes.Stloc, p);
+            current[t] = p;
+        }
+        var counter = Local(counters, loop.Depth, typeof(int));
+        il.Emit(OpCodes.Ldc_I4, loop.Trips);
+        il.Emit(OpCodes.Stloc, counter);
+        var top = il.DefineLabel();
+        il.MarkLabel(top);
+        Block(loop.Body);
+        foreach (var (t, bytes) in loop.Bumps)
+        {
+            il.Emit(OpCodes.Ldloc, current[t]!);
+            Offset(bytes);
+            il.Emit(OpCodes.Stloc, current[t]!);
+        }
+        il.Emit(OpCodes.Ldloc, counter);
+        il.Emit(OpCodes.Ldc_I4_1);
+        il.Emit(OpCodes.Sub);
+        il.Emit(OpCodes.Dup);
+        il.Emit(OpCodes.Stloc, counter);
+        il.Emit(OpCodes.Brtrue, top);
+        Block(loop.After);
+        Array.Copy(saved, current, current.Length);
+    }
+
+    void Load(LoadOp op)
+    {
+        int w = op.Dst.Width;
+        if (w == 1 || op.LaneStride == 0)
+        {
+            Address(op.Tensor, op.Offset);
+            il.Emit(OpCodes.Ldind_R4);
+            if (w > 1) il.Emit(OpCodes.Call, VectorApi.Of(w).Broadcast);
+        }
+        else if (op.LaneStride == 1)
+        {
+            Address(op.Tensor, op.Offset);
+            il.Emit(OpCodes.Call, VectorApi.Of(w).Load);
+        }
+        else Gather(op.Tensor, op.Offset, op.LaneStride, w);
+        il.Emit(OpCodes.Stloc, ValueLocal(op.Dst));
+    }
+
+    void Gather(int tensor, long offset, long lane, int width)
+    {
+        for (int i = 0; i < width; i++)
+        {
+            Address(tensor, offset + i * lane);
+            il.Emit(OpCodes.Ldind_R4);
+        }
+        il.Emit(OpCodes.Call, VectorApi.Of(width).Gather);
+    }
+
+    void Fma(FmaOp op)
+    {
+        var acc = ValueLocal(op.Acc);
+        int w = op.Acc.Width;
+        il.Emit(OpCodes.Ldloc, ValueLocal(op.A));
+        il.Emit(OpCodes.Ldloc, ValueLocal(op.B));
+        if (fused)
+        {
+            il.Emit(OpCodes.Ldloc, acc);
+            il.Emit(OpCodes.Call, w == 1 ? VectorApi.ScalarFma : VectorApi.Of(w).Fma);
+        }
+        else if (w == 1)
+        {
+            il.Emit(OpCodes.Mul);
+            il.Emit(OpCodes.Ldloc, acc);
+            il.Emit(OpCodes.Add);
+        }
+        else
+        {
+            il.Emit(OpCodes.Call, VectorApi.Of(w).Multiply);
+            il.Emit(OpCodes.Ldloc, acc);
+            il.Emit(OpCodes.Call, VectorApi.Of(w).Add);
+        }
+        il.Emit(OpCodes.Stloc, acc);
+    }
+
+    void TileLoad(Accumulator a)
+    {
+        int w = a.Value.Width;
+        if (a.ReducesLanes) il.Emit(OpCodes.Call, VectorApi.Of(w).Zero);
+        else if (w == 1) { Address(0, a.Offset); il.Emit(OpCodes.Ldind_R4); }
+        else if (a.LaneStride == 1) { Address(0, a.Offset); il.Emit(OpCodes.Call, VectorApi.Of(w).Load); }
+        else Gather(0, a.Offset, a.LaneStride, w);
+        il.Emit(OpCodes.Stloc, ValueLocal(a.Value));
+    }
+
+    void TileStore(Accumulator a)
+    {
+        int w = a.Value.Width;
+        var local = ValueLocal(a.Value);
+        if (a.ReducesLanes)
+        {
+            Address(0, a.Offset);
+            il.Emit(OpCodes.Dup);
+            il.Emit(OpCodes.Ldind_R4);
+            il.Emit(OpCodes.Ldloc, local);
+            il.Emit(OpCodes.Call, VectorApi.Of(w).Sum);
+            il.Emit(OpCodes.Add);
+            il.Emit(OpCodes.Stind_R4);
+        }
+        else if (w == 1)
+        {
+            Address(0, a.Offset);
+            il.Emit(OpCodes.Ldloc, local);
+            il.Emit(OpCodes.Stind_R4);
+        }
+        else if (a.LaneStride == 1)
+        {
+            il.Emit(OpCodes.Ldloc, local);
+            Address(0, a.Offset);
+            il.Emit(OpCodes.Call, VectorApi.Of(w).Store);
+        }
+        else
+        {
+            for (int i = 0; i < w; i++)
+            {
+                Address(0, a.Offset + i * a.LaneStride);
+                il.Emit(OpCodes.Ldloc, local);
+                il.Emit(OpCodes.Ldc_I4, i);
+                il.Emit(OpCodes.Call, VectorApi.Of(w).GetElement);
+                il.Emit(OpCodes.Stind_R4);
+            }
+        }
+    }
+
+    void Pointer(int tensor)
+    {
+        if (current[tensor] is { } p) il.Emit(OpCodes.Ldloc, p);
+        else il.Emit(tensor switch { 0 => OpCodes.Ldarg_0, 1 => OpCodes.Ldarg_1, _ => OpCodes.Ldarg_2 });
+    }
+
+    /// <summary>Pushes the address of element <paramref name="offset"/> past the tensor's current pointer.</summary>
+    void Address(int tensor, long offset)
+    {
+        Pointer(tensor);
+        Offset(offset * sizeof(float));
+    }
+
+    void Offset(long bytes)
+    {
+        if (bytes == 0) return;
+        if (bytes is >= int.MinValue and <= int.MaxValue) il.Emit(OpCodes.Ldc_I4, (int)bytes);
+        else il.Emit(OpCodes.Ldc_I8, bytes);
+        il.Emit(OpCodes.Conv_I);
+        il.Emit(OpCodes.Add);
+    }
+
+    LocalBuilder ValueLocal(Value v) =>
+        Local(values, v, v.Width == 1 ? typeof(float) : VectorApi.Of(v.Width).Type);
+
+    LocalBuilder Local<TKey>(Dictionary<TKey, LocalBuilder> cache, TKey key, Type type) where TKey : notnull
+    {
+        if (!cache.TryGetValue(key, out var local)) cache[key] = local = il.DeclareLocal(type);
+        return local;
+    }
+}

@@ -1,0 +1,173 @@
+using LoopTune.Ir;
+
+namespace LoopTune.Jit;
+
+/// <summary>
+/// Turns a nest into a <see cref="Op"/> program. Every loop runs in a context: for each variable, how many
+/// elements remain to cover (its full extent, or less inside a tail). All contexts are constants, so each tail
+/// gets its own specialised copy of the code below it. Loop kinds:
+/// <list type="bullet">
+/// <item>vectorized (innermost): the lanes are cut into the widest vectors available, then narrower ones, then scalars;</item>
+/// <item>unrolled, or a loop with one iteration: its body is spelled out once per iteration, offsets as constants;</item>
+/// <item>otherwise a counted loop that bumps one pointer per tensor the variable moves.</item>
+/// </list>
+/// The output tile: the loops below the "block" (the innermost run of unrolled or vectorized loops) produce a fixed
+/// set of output elements. They live in locals (accumulators) from before the run of reduction loops directly above
+/// the block to after it: loaded once, updated by every multiply-add, stored once, as LoopNest does.
+/// </summary>
+sealed class Lowering
+{
+    readonly Nest nest;
+    readonly JitOptions options;
+    readonly long[][] strides; // [tensor][var], elements
+    readonly Annotation[] annotation;
+    readonly int hoist;
+    readonly int vectorVar;
+    Tile? tile;
+    int statements;
+
+    Lowering(Nest nest, Annotation[] annotation, JitOptions options)
+    {
+        this.nest = nest;
+        this.options = options;
+        this.annotation = annotation;
+        strides = [.. nest.Computation.Tensors.Select(t => t.VarStrides.ToArray())];
+        int n = nest.Count, block = n;
+        while (block > 0 && annotation[block - 1] != Annotation.None) block--;
+        hoist = block;
+        while (hoist > 0 && annotation[hoist - 1] == Annotation.None && nest.Computation.IsReduction[nest[hoist - 1].Var]) hoist--;
+        vectorVar = annotation[n - 1] == Annotation.Vectorize ? nest[n - 1].Var : -1;
+    }
+
+    /// <summary>Lowers the nest. When the spelled-out code would pass <see cref="JitOptions.MaxStatements"/>, the outermost
+    /// unrolled loops are kept as loops, one at a time, and a note says which.</summary>
+    public static (List<Op> Program, int Statements, int BlockStart, List<string> Notes) Lower(Nest nest, JitOptions options)
+    {
+        var annotation = nest.Loops.Select(l => l.Annotation).ToArray();
+        var notes = new List<string>();
+        if (options.VectorWidths.Count == 0 && annotation[^1] == Annotation.Vectorize)
+        {
+            annotation[^1] = Annotation.Unroll;
+            notes.Add($"no vector unit in use: vectorized loop {nest.LoopName(nest.Count - 1)} is unrolled as scalars");
+        }
+        while (true)
+        {
+            var l = new Lowering(nest, annotation, options);
+            var ops = new List<Op>();
+            int outer = Array.IndexOf(annotation, Annotation.Unroll);
+            try
+            {
+                l.Run(0, [.. nest.Computation.Sizes], new long[3], new Scope(null, 0, new int[3]), ops, budget: outer >= 0);
+                return (ops, l.statements, l.hoist, notes);
+            }
+            catch (OverBudget)
+            {
+                annotation[outer] = Annotation.None;
+                notes.Add($"unroll of {nest.LoopName(outer)} not applied: the kernel would spell out more than {options.MaxStatements} multiply-adds");
+            }
+        }
+    }
+
+    sealed class OverBudget : Exception;
+
+    /// <summary>A straight-line region: operand loads already made in it (or in enclosing regions), keyed by what they load.
+    /// <paramref name="PointerDepth"/> says, per tensor, which loop level's pointer local is current.</summary>
+    sealed record Scope(Scope? Parent, int Depth, int[] PointerDepth)
+    {
+        readonly Dictionary<(int Tensor, int PtrDepth, long Offset, int Width, long Lane), Value> loads = [];
+        public int NextSlot { get; set; }
+
+        public Value? Find((int, int, long, int, long) key) =>
+            loads.TryGetValue(key, out var v) ? v : Parent?.Find(key);
+
+        public void Add((int, int, long, int, long) key, Value v) => loads[key] = v;
+    }
+
+    sealed class Tile
+    {
+        public readonly List<Accumulator> Accumulators = [];
+        public readonly Dictionary<(long Offset, int Width, long Lane), Accumulator> ByKey = [];
+    }
+
+    void Run(int level, int[] remaining, long[] offset, Scope scope, List<Op> ops, bool budget)
+    {
+        if (tile is null && level == hoist)
+        {
+            tile = new Tile();
+            var inner = new List<Op>();
+            Run(level, remaining, offset, scope, inner, budget);
+            ops.AddRange(tile.Accumulators.Select(a => new TileLoadOp(a)));
+            ops.AddRange(inner);
+            // Element-wise stores first: a lane-reducing accumulator then adds onto what they wrote.
+            ops.AddRange(tile.Accumulators.OrderBy(a => a.ReducesLanes).Select(a => new TileStoreOp(a)));
+            tile = null;
+            return;
+        }
+        if (level == nest.Count)
+        {
+            Statement(offset, 1, scope, ops, budget);
+            return;
+        }
+        int v = nest[level].Var, step = nest.InnerStep(level), full = remaining[v] / step, rem = remaining[v] % step;
+        if (annotation[level] == Annotation.Vectorize)
+        {
+            long lane = 0;
+            foreach (int width in options.Chunks(remaining[v]))
+            {
+                Statement(Shift(offset, v, lane), width, scope, ops, budget);
+                lane += width;
+            }
+            return;
+        }
+        if (annotation[level] == Annotation.Unroll || full <= 1)
+        {
+            for (int i = 0; i < full; i++) Run(level + 1, With(remaining, v, step), Shift(offset, v, (long)i * step), scope, ops, budget);
+            if (rem > 0) Run(level + 1, With(remaining, v, rem), Shift(offset, v, (long)full * step), scope, ops, budget);
+            return;
+        }
+        int depth = scope.Depth + 1;
+        var bumps = Enumerable.Range(0, 3).Where(t => strides[t][v] != 0).Select(t => (t, strides[t][v] * step * sizeof(float))).ToArray();
+        var pointers = (int[])scope.PointerDepth.Clone();
+        foreach (var (t, _) in bumps) pointers[t] = depth;
+        var body = new List<Op>();
+        Run(level + 1, With(remaining, v, step), offset, new Scope(scope, depth, pointers), body, budget);
+        var after = new List<Op>();
+        if (rem > 0) Run(level + 1, With(remaining, v, rem), offset, new Scope(scope, depth, pointers), after, budget);
+        ops.Add(new LoopOp(full, depth, bumps, body, after));
+    }
+
+    void Statement(long[] offset, int width, Scope scope, List<Op> ops, bool budget)
+    {
+        if (++statements > options.MaxStatements && budget) throw new OverBudget();
+        long Lane(int t) => width == 1 || vectorVar < 0 ? 0 : strides[t][vectorVar];
+        var key = (offset[0], width, Lane(0));
+        if (!tile!.ByKey.TryGetValue(key, out var acc))
+        {
+            acc = new Accumulator(new Value(true, 0, width, tile.Accumulators.Count), offset[0], Lane(0));
+            tile.ByKey[key] = acc;
+            tile.Accumulators.Add(acc);
+        }
+        ops.Add(new FmaOp(acc.Value, Load(1, offset[1], width, Lane(1), scope, ops), Load(2, offset[2], width, Lane(2), scope, ops)));
+    }
+
+    static Value Load(int tensor, long offset, int width, long lane, Scope scope, List<Op> ops)
+    {
+        var key = (tensor, scope.PointerDepth[tensor], offset, width, lane);
+        if (scope.Find(key) is Value v) return v;
+        v = new Value(false, scope.Depth, width, scope.NextSlot++);
+        scope.Add(key, v);
+        ops.Add(new LoadOp(v, tensor, offset, lane));
+        return v;
+    }
+
+    long[] Shift(long[] offset, int v, long by) =>
+        by == 0 ? offset : [offset[0] + strides[0][v] * by, offset[1] + strides[1][v] * by, offset[2] + strides[2][v] * by];
+
+    static int[] With(int[] remaining, int v, int value)
+    {
+        if (remaining[v] == value) return remaining;
+        var r = (int[])remaining.Clone();
+        r[v] = value;
+        return r;
+    }
+}

@@ -1,0 +1,35 @@
+namespace LoopTune.Jit;
+
+// The lowered form of a nest: straight-line operations and counted loops over pointer bumps, with every
+// trip count, offset and vector width a constant. Lowering builds it; the emitter turns it into IL.
+
+/// <summary>An IL local the program computes into: a temporary (an operand load) or an accumulator (a tile entry).
+/// Width 1 is a scalar float; 4, 8, 16 are Vector128/256/512.</summary>
+readonly record struct Value(bool IsAccumulator, int Depth, int Width, int Slot);
+
+abstract record Op;
+
+/// <summary>A counted loop of <paramref name="Trips"/> &gt;= 2 iterations. Each iteration runs <paramref name="Body"/>
+/// then advances the pointer of every tensor in <paramref name="Bumps"/> by its byte step. <paramref name="After"/>
+/// runs once after the loop, still on the advanced pointers (the partial tail iteration).</summary>
+sealed record LoopOp(int Trips, int Depth, (int Tensor, long Bytes)[] Bumps, List<Op> Body, List<Op> After) : Op;
+
+/// <summary>Loads <paramref name="Width"/> elements of tensor <paramref name="Tensor"/> starting <paramref name="Offset"/>
+/// elements past its current pointer, <paramref name="LaneStride"/> elements apart (0: broadcast, 1: contiguous, else gather).</summary>
+sealed record LoadOp(Value Dst, int Tensor, long Offset, long LaneStride) : Op;
+
+/// <summary>Acc = A * B + Acc.</summary>
+sealed record FmaOp(Value Acc, Value A, Value B) : Op;
+
+/// <summary>An entry of the output tile kept in a local. Lanes are <paramref name="LaneStride"/> elements apart in the
+/// output; LaneStride 0 with Width &gt; 1 means the lanes are partial sums of one element (a vectorized reduction).</summary>
+sealed record Accumulator(Value Value, long Offset, long LaneStride)
+{
+    public bool ReducesLanes => Value.Width > 1 && LaneStride == 0;
+}
+
+/// <summary>Reads the accumulator's output elements into it (or zeroes it when it reduces lanes).</summary>
+sealed record TileLoadOp(Accumulator Acc) : Op;
+
+/// <summary>Writes the accumulator back (adding its lane sum when it reduces lanes).</summary>
+sealed record TileStoreOp(Accumulator Acc) : Op;

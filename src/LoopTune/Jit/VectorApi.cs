@@ -1,0 +1,44 @@
+using System.Reflection;
+using System.Runtime.Intrinsics;
+
+namespace LoopTune.Jit;
+
+/// <summary>The methods the emitter calls for one vector width of float (4, 8 or 16 lanes), looked up once.
+/// Generic methods such as <c>Vector512.Load&lt;T&gt;</c> are closed over float here.</summary>
+sealed class VectorApi
+{
+    public readonly Type Type;
+    public readonly MethodInfo Load, Store, Broadcast, Gather, Fma, Multiply, Add, Sum, GetElement, Zero;
+
+    VectorApi(Type statics, Type vector, int width)
+    {
+        Type = vector;
+        var generic = statics.GetMethods(BindingFlags.Public | BindingFlags.Static).Where(m => m.IsGenericMethodDefinition).ToArray();
+        MethodInfo Generic(string name, Func<ParameterInfo[], bool> shape) =>
+            generic.First(m => m.Name == name && shape(m.GetParameters())).MakeGenericMethod(typeof(float));
+        Load = Generic("Load", p => p.Length == 1 && p[0].ParameterType.IsPointer);
+        Store = Generic("Store", p => p.Length == 2 && p[1].ParameterType.IsPointer);
+        Sum = Generic("Sum", p => p.Length == 1);
+        GetElement = Generic("GetElement", p => p.Length == 2);
+        Broadcast = statics.GetMethod("Create", [typeof(float)])!;
+        Gather = statics.GetMethod("Create", [.. Enumerable.Repeat(typeof(float), width)])!;
+        Fma = statics.GetMethod("FusedMultiplyAdd", [vector, vector, vector])!;
+        Multiply = vector.GetMethod("op_Multiply", [vector, vector])!;
+        Add = vector.GetMethod("op_Addition", [vector, vector])!;
+        Zero = vector.GetProperty("Zero")!.GetMethod!;
+    }
+
+    static readonly VectorApi V128 = new(typeof(Vector128), typeof(Vector128<float>), 4);
+    static readonly VectorApi V256 = new(typeof(Vector256), typeof(Vector256<float>), 8);
+    static readonly VectorApi V512 = new(typeof(Vector512), typeof(Vector512<float>), 16);
+
+    public static VectorApi Of(int width) => width switch
+    {
+        4 => V128,
+        8 => V256,
+        16 => V512,
+        _ => throw new ArgumentOutOfRangeException(nameof(width), width, "vector widths are 4, 8 and 16 floats"),
+    };
+
+    public static readonly MethodInfo ScalarFma = typeof(MathF).GetMethod(nameof(MathF.FusedMultiplyAdd), [typeof(float), typeof(float), typeof(float)])!;
+}

@@ -1,0 +1,58 @@
+namespace LoopTune.Jit;
+
+/// <summary>The outcome of checking a kernel against <see cref="Reference"/>.</summary>
+/// <param name="Passed">Every output element within tolerance, inputs unchanged, guard zones intact.</param>
+/// <param name="MaxError">Largest |got - exact| / magnitude over the output elements.</param>
+/// <param name="Tolerance">The bound each element must meet (<see cref="Reference.Tolerance"/>).</param>
+/// <param name="Problem">What failed first, in words; null when passed.</param>
+public readonly record struct Verification(bool Passed, double MaxError, double Tolerance, string? Problem);
+
+/// <summary>Runs a kernel once on random data placed between guard zones and compares it with the exact result.</summary>
+public static class Verifier
+{
+    /// <summary>Floats of sentinel on each side of every buffer.</summary>
+    public const int Guard = 64;
+    static readonly float Sentinel = BitConverter.Int32BitsToSingle(0x7FA5A5A5);
+
+    public static unsafe Verification Verify(Kernel kernel, int seed = 1)
+    {
+        var c = kernel.Computation;
+        var rng = new Random(seed);
+        var buffers = c.Tensors.Select(t => Guarded(t.Length, rng)).ToArray();
+        var inputs = buffers[1..].Select(b => (float[])b.Clone()).ToArray();
+        var (exact, magnitude) = Reference.Exact(c, Inner(buffers[0]), Inner(buffers[1]), Inner(buffers[2]));
+        fixed (float* o = buffers[0], l = buffers[1], r = buffers[2])
+            kernel.Run(o + Guard, l + Guard, r + Guard);
+
+        double tolerance = Reference.Tolerance(c), worst = 0;
+        string? problem = null;
+        var got = Inner(buffers[0]);
+        for (int i = 0; i < got.Length; i++)
+        {
+            double error = Math.Abs(got[i] - exact[i]) / Math.Max(magnitude[i], 1e-30);
+            if (!(error <= tolerance) && problem is null)
+                problem = $"{c.Output.Name} element {i}: got {got[i]}, expected {exact[i]:G9} (relative error {error:E2} > {tolerance:E2})";
+            worst = double.IsNaN(error) ? double.PositiveInfinity : Math.Max(worst, error);
+        }
+        for (int t = 0; t < 3 && problem is null; t++)
+        {
+            var b = buffers[t];
+            int bad = Enumerable.Range(0, b.Length).FirstOrDefault(i => (i < Guard || i >= b.Length - Guard) && !SameBits(b[i], Sentinel), -1);
+            if (bad >= 0) problem = $"guard zone of {c.Tensors[t].Name} overwritten at {bad - Guard} (relative to its first element)";
+        }
+        for (int t = 1; t < 3 && problem is null; t++)
+            if (!buffers[t].AsSpan().SequenceEqual(inputs[t - 1])) problem = $"input {c.Tensors[t].Name} was modified";
+        return new Verification(problem is null, worst, tolerance, problem);
+    }
+
+    static float[] Guarded(long length, Random rng)
+    {
+        var b = new float[length + 2 * Guard];
+        Array.Fill(b, Sentinel);
+        for (long i = Guard; i < Guard + length; i++) b[i] = (float)(rng.NextDouble() * 2 - 1);
+        return b;
+    }
+
+    static Span<float> Inner(float[] b) => b.AsSpan(Guard, b.Length - 2 * Guard);
+    static bool SameBits(float a, float b) => BitConverter.SingleToInt32Bits(a) == BitConverter.SingleToInt32Bits(b);
+}

@@ -1,0 +1,102 @@
+using System.Runtime.InteropServices;
+
+namespace LoopTune.Measure;
+
+/// <summary>A native float buffer whose first usable element is 64-byte aligned, with optional guard
+/// zones on both sides filled with <see cref="Sentinel"/> so that out-of-bounds writes by a kernel are
+/// caught by <see cref="GuardsIntact"/>. The memory is not cleared; call <see cref="Clear"/> or
+/// <see cref="Fill"/>. Free it with <see cref="Dispose"/> (a finalizer frees it otherwise).</summary>
+public sealed unsafe class AlignedBuffer : IDisposable
+{
+    /// <summary>Alignment in bytes of <see cref="Pointer"/>: one cache line, one Vector512.</summary>
+    public const int Alignment = 64;
+
+    /// <summary>Bit pattern of every guard element: a signalling NaN that arithmetic never produces.</summary>
+    public const uint Sentinel = 0x7FA5A5A5;
+
+    private const int LineFloats = Alignment / sizeof(float);
+    private readonly long front;
+    private readonly long bytes;
+    private nint block;
+
+    /// <summary>Allocates <paramref name="length"/> usable floats with <paramref name="guard"/> sentinel
+    /// floats before and after them. The front guard is rounded up to whole cache lines to keep alignment.</summary>
+    public AlignedBuffer(long length, int guard = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfNegative(guard);
+        Length = length;
+        Guard = guard;
+        front = (guard + LineFloats - 1L) / LineFloats * LineFloats;
+        bytes = Math.Max(1, front + length + guard) * sizeof(float);
+        block = (nint)NativeMemory.AlignedAlloc((nuint)bytes, Alignment);
+        GC.AddMemoryPressure(bytes);
+        FillGuards();
+    }
+
+    /// <summary>Frees the memory if <see cref="Dispose"/> was never called.</summary>
+    ~AlignedBuffer() => Free();
+
+    /// <summary>Number of usable floats.</summary>
+    public long Length { get; }
+
+    /// <summary>Number of sentinel floats requested on each side.</summary>
+    public int Guard { get; }
+
+    /// <summary>The first usable element, 64-byte aligned.</summary>
+    public float* Pointer => (float*)Block + front;
+
+    /// <summary>The usable part as a span (its length must fit an int).</summary>
+    public Span<float> Span => Length <= int.MaxValue
+        ? new Span<float>(Pointer, (int)Length)
+        : throw new InvalidOperationException($"AlignedBuffer of {Length} floats is too long for a Span.");
+
+    private nint Block => block != 0 ? block : throw new ObjectDisposedException(nameof(AlignedBuffer));
+
+    /// <summary>True when every guard element still holds <see cref="Sentinel"/>.</summary>
+    public bool GuardsIntact()
+    {
+        uint* p = (uint*)Block;
+        return AllSentinel(p, front) && AllSentinel(p + front + Length, Guard);
+    }
+
+    /// <summary>Fills the usable part with uniform random values in [lo, hi).</summary>
+    public void Fill(Random rng, float lo = -1, float hi = 1)
+    {
+        ArgumentNullException.ThrowIfNull(rng);
+        float* p = Pointer;
+        for (long i = 0; i < Length; i++) p[i] = lo + (hi - lo) * rng.NextSingle();
+    }
+
+    /// <summary>Sets the usable part to zero; the guards are untouched.</summary>
+    public void Clear() => NativeMemory.Clear(Pointer, (nuint)(Length * sizeof(float)));
+
+    /// <summary>Frees the memory; calling it again does nothing.</summary>
+    public void Dispose()
+    {
+        Free();
+        GC.SuppressFinalize(this);
+    }
+
+    private void FillGuards()
+    {
+        uint* p = (uint*)block;
+        for (long i = 0; i < front; i++) p[i] = Sentinel;
+        for (long i = 0; i < Guard; i++) p[front + Length + i] = Sentinel;
+    }
+
+    private static bool AllSentinel(uint* p, long count)
+    {
+        for (long i = 0; i < count; i++)
+            if (p[i] != Sentinel) return false;
+        return true;
+    }
+
+    private void Free()
+    {
+        nint p = Interlocked.Exchange(ref block, 0);
+        if (p == 0) return;
+        NativeMemory.AlignedFree((void*)p);
+        GC.RemoveMemoryPressure(bytes);
+    }
+}

@@ -1,0 +1,72 @@
+using System.Runtime.InteropServices;
+using System.Text.Json;
+
+namespace LoopTune.Measure;
+
+/// <summary>
+/// The FMA peak of one core, measured once per machine and remembered in <c>peak.json</c> in the data folder
+/// (<see cref="DataFolder"/>), keyed by processor, core count, vector width and runtime version, so the reward and the
+/// reports never need a figure set by hand.
+/// </summary>
+public static class PeakCache
+{
+    /// <summary>Where LoopTune keeps what it remembers: $LOOPTUNE_HOME if set, else the user's local data folder + /looptune.</summary>
+    public static string DataFolder =>
+        Environment.GetEnvironmentVariable("LOOPTUNE_HOME") is { Length: > 0 } home ? home
+        : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "looptune");
+
+    /// <summary>A description of this machine precise enough that a peak measured on it holds.</summary>
+    public static string MachineKey { get; } =
+        $"{CpuModel()} | {Environment.ProcessorCount} cpus | {System.Numerics.Vector<byte>.Count * 8}-bit vectors | {RuntimeInformation.FrameworkDescription}";
+
+    /// <summary>The remembered peak for this machine, measuring and storing it first if there is none.</summary>
+    public static double GetOrMeasure(MeasureOptions? options = null)
+    {
+        var path = Path.Combine(DataFolder, "peak.json");
+        var table = Read(path);
+        if (table.TryGetValue(MachineKey, out double gflops) && gflops > 0) return gflops;
+        gflops = Peak.MeasureGflops(options ?? MeasureOptions.Default);
+        table[MachineKey] = gflops;
+        Write(path, table);
+        return gflops;
+    }
+
+    /// <summary>Stores a fresh measurement (what <c>looptune peak</c> does).</summary>
+    public static void Remember(double gflops)
+    {
+        var path = Path.Combine(DataFolder, "peak.json");
+        var table = Read(path);
+        table[MachineKey] = gflops;
+        Write(path, table);
+    }
+
+    static Dictionary<string, double> Read(string path)
+    {
+        try { return JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(path)) ?? []; }
+        catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { return []; }
+    }
+
+    static void Write(string path, Dictionary<string, double> table)
+    {
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            var tmp = $"{path}.{Environment.ProcessId}.tmp";
+            File.WriteAllText(tmp, JsonSerializer.Serialize(table, new JsonSerializerOptions { WriteIndented = true }));
+            File.Move(tmp, path, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* remembering is best effort */ }
+    }
+
+    static string CpuModel()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+            if (line is not null) return line[(line.IndexOf(':') + 1)..].Trim();
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return RuntimeInformation.ProcessArchitecture.ToString();
+    }
+}

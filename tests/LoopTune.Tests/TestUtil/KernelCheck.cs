@@ -1,0 +1,70 @@
+using System.Text;
+using LoopTune.Ir;
+using LoopTune.Jit;
+
+namespace LoopTune.Tests.TestUtil;
+
+/// <summary>Runs a compiled kernel on guarded random buffers and checks it against <see cref="Reference.Exact"/>.</summary>
+public static class KernelCheck
+{
+    /// <summary>Null when the kernel is right; otherwise a description of everything wrong (result, inputs, guards).</summary>
+    public static unsafe string? Verify(Kernel kernel, Random rng)
+    {
+        var c = kernel.Computation;
+        var o = new GuardedBuffer(c.Output.Length, rng);
+        var l = new GuardedBuffer(c.Left.Length, rng);
+        var r = new GuardedBuffer(c.Right.Length, rng);
+        var (exact, magnitude) = Reference.Exact(c, o.Data, l.Data, r.Data);
+        float[] left0 = l.Data.ToArray(), right0 = r.Data.ToArray();
+
+        fixed (float* po = o.Raw, pl = l.Raw, pr = r.Raw)
+            kernel.Run(po + o.Offset, pl + l.Offset, pr + r.Offset);
+
+        var problems = new List<string>();
+        double tolerance = Reference.Tolerance(c);
+        int bad = 0;
+        string? first = null;
+        var got = o.Data;
+        for (int i = 0; i < got.Length; i++)
+        {
+            double err = Math.Abs(got[i] - exact[i]), bound = tolerance * magnitude[i] + 1e-30;
+            if (err <= bound) continue;   // written so that NaN fails
+            bad++;
+            first ??= $"{c.Output.Name}[{Index(c.Output, i)}] = {got[i]:R}, exact {exact[i]:R}, error {err:G3} > bound {bound:G3}";
+        }
+        if (bad > 0) problems.Add($"{bad} of {got.Length} output elements wrong, first {first}");
+        if (Changed(l.Data, left0) is string lc) problems.Add($"input {c.Left.Name} was modified at {lc}");
+        if (Changed(r.Data, right0) is string rc) problems.Add($"input {c.Right.Name} was modified at {rc}");
+        foreach (var (b, t) in new[] { (o, c.Output), (l, c.Left), (r, c.Right) })
+            if (b.CheckGuards(t.Name) is string g) problems.Add(g);
+        if (problems.Count == 0) return null;
+        var sb = new StringBuilder();
+        sb.Append("nest '").Append(kernel.Nest.Serialize()).Append("' statements ").Append(kernel.Statements)
+          .Append(" block ").Append(kernel.BlockStart);
+        if (kernel.Notes.Count > 0) sb.Append(" notes [").Append(string.Join("; ", kernel.Notes)).Append(']');
+        sb.Append(": ").Append(string.Join("; ", problems));
+        return sb.ToString();
+    }
+
+    static string? Changed(ReadOnlySpan<float> now, float[] before)
+    {
+        for (int i = 0; i < now.Length; i++)
+            if (BitConverter.SingleToInt32Bits(now[i]) != BitConverter.SingleToInt32Bits(before[i])) return $"element {i}";
+        return null;
+    }
+
+    /// <summary>The multi-index of flat element <paramref name="flat"/> of a row-major tensor, e.g. "3,1".</summary>
+    public static string Index(Tensor t, long flat)
+    {
+        var idx = new long[t.Shape.Length];
+        for (int d = t.Shape.Length - 1; d >= 0; d--) { idx[d] = flat % t.Shape[d]; flat /= t.Shape[d]; }
+        return string.Join(",", idx);
+    }
+
+    /// <summary>Compiles <paramref name="nest"/> with <paramref name="options"/> and verifies it; compile errors are failures too.</summary>
+    public static string? CompileAndVerify(Nest nest, JitOptions options, Random rng)
+    {
+        try { return Verify(Kernel.Compile(nest, options), rng); }
+        catch (Exception e) { return $"nest '{nest.Serialize()}' does not compile: {e.GetType().Name}: {e.Message}"; }
+    }
+}

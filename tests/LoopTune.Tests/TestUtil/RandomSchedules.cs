@@ -1,0 +1,60 @@
+using LoopTune.Ir;
+
+namespace LoopTune.Tests.TestUtil;
+
+/// <summary>Random computations and random legal action walks (drawn uniformly from <see cref="Transforms.Mask"/>).</summary>
+public static class RandomSchedules
+{
+    public static readonly int[] MmSizes = [1, 2, 3, 5, 7, 13, 16, 17, 31, 33, 64, 65];
+
+    public static Computation Matmul(Random rng) =>
+        Computation.Matmul(MmSizes[rng.Next(MmSizes.Length)], MmSizes[rng.Next(MmSizes.Length)], MmSizes[rng.Next(MmSizes.Length)]);
+
+    /// <summary>conv C H W F R S with C in 1..4, H, W in 3..12, F in 1..5, R, S in 1..3.</summary>
+    public static Computation Conv(Random rng)
+    {
+        int h = rng.Next(3, 13), w = rng.Next(3, 13);
+        return Computation.Conv(rng.Next(1, 5), h, w, rng.Next(1, 6), rng.Next(1, 4), rng.Next(1, 4));
+    }
+
+    /// <summary>A stride-2 convolution written out in the long form (coefficients in the input index).</summary>
+    public static Computation StridedConv(Random rng) => Computation.Parse(
+        $"O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f={rng.Next(1, 4)} h={rng.Next(1, 7)} w={rng.Next(1, 7)} c={rng.Next(1, 4)} r={rng.Next(1, 4)} s={rng.Next(1, 4)}");
+
+    public static Computation Of(string kind, Random rng) => kind switch
+    {
+        "mm" => Matmul(rng),
+        "conv" => Conv(rng),
+        "strided" => StridedConv(rng),
+        _ => throw new ArgumentException(kind),
+    };
+
+    /// <summary>Indices of the legal actions of <paramref name="nest"/>.</summary>
+    public static int[] Legal(Nest nest)
+    {
+        var mask = Transforms.Mask(nest);
+        return [.. Enumerable.Range(0, mask.Length).Where(i => mask[i])];
+    }
+
+    /// <summary>Up to <paramref name="steps"/> actions, each drawn uniformly from the mask of the current nest.</summary>
+    public static (Nest Nest, List<LoopAction> Actions) Walk(Nest start, Random rng, int steps, Action<Nest>? visit = null)
+    {
+        var nest = start;
+        var actions = new List<LoopAction>();
+        visit?.Invoke(nest);
+        for (int i = 0; i < steps; i++)
+        {
+            var legal = Legal(nest);
+            if (legal.Length == 0) break;
+            var a = Actions.All[legal[rng.Next(legal.Length)]];
+            nest = Transforms.Apply(nest, a);
+            actions.Add(a);
+            visit?.Invoke(nest);
+        }
+        return (nest, actions);
+    }
+
+    /// <summary>How to reproduce: the spec and the action list.</summary>
+    public static string Describe(Computation c, IEnumerable<LoopAction> actions) =>
+        $"spec '{c}' actions '{string.Join(",", actions)}'";
+}
