@@ -35,13 +35,21 @@ public sealed class Io(TextWriter stdout, TextWriter stderr)
 {
     public TextWriter Stdout { get; } = stdout;
     public TextWriter Stderr { get; } = stderr;
-    public IAnsiConsole Out { get; } = AnsiConsole.Create(new AnsiConsoleSettings
+    public IAnsiConsole Out { get; } = CreateConsole(stdout);
+
+    static IAnsiConsole CreateConsole(TextWriter stdout)
     {
-        Out = new AnsiConsoleOutput(stdout),
-        Ansi = stdout == Console.Out && !Console.IsOutputRedirected ? AnsiSupport.Detect : AnsiSupport.No,
-        ColorSystem = stdout == Console.Out && !Console.IsOutputRedirected ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-        Interactive = InteractionSupport.No,
-    });
+        bool terminal = stdout == Console.Out && !Console.IsOutputRedirected;
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(stdout),
+            Ansi = terminal ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = terminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+            Interactive = InteractionSupport.No,
+        });
+        if (!terminal) console.Profile.Width = 160; // files and pipes get whole lines, not an 80-column wrap
+        return console;
+    }
 
     /// <summary>Runs a command body, turning LoopTune's bad-input errors into exit code 2 and anything else into 1.</summary>
     public int Guard(Func<int> body)

@@ -30,7 +30,7 @@ static class BenchCommand
         var nest = Transforms.ApplyAll(Nest.Initial(Computation.Matmul(m, n, k)), Actions.ParseList(DemoCommand.GoodSchedule));
         if (k <= 256) return nest;
         // m n k m' n' n'' -> n k m k' m' n'': tile k by 128 and put the k tiles outside the m loop.
-        return Transforms.ApplyAll(nest, Actions.ParseList("up,up,up,split_128,up,swap_up,swap_up,swap_down"));
+        return Transforms.ApplyAll(nest, Actions.ParseList("up,up,up,split_128,up,up,swap_down,swap_down"));
     }
 
     static int Run(Io io, bool quick, bool asJson)

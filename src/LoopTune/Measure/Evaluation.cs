@@ -23,14 +23,14 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
         var verification = Verifier.Verify(kernel);
         var measurement = KernelTiming.Measure(kernel, options);
         return new Evaluation(nest, kernel, verification, measurement, peakGflops ?? PeakCache.GetOrMeasure(),
-                              peers ? MeasurePeers(nest.Computation, options) : []);
+                              peers ? MeasurePeers(nest.Computation, options) : [.. Measure.Peers.All.Select(p => new PeerResult(p.Key, null, "not measured"))]);
     }
 
     /// <summary>Each known peer's GFLOPS on <paramref name="c"/>: null with a reason when the library is missing or the
     /// computation is not a matrix product (the peers are GEMMs).</summary>
     public static IReadOnlyList<PeerResult> MeasurePeers(Computation c, MeasureOptions options) =>
-        [.. LoopTune.Measure.Peers.All.Select(p =>
+        [.. Measure.Peers.All.Select(p =>
             !p.Available ? new PeerResult(p.Key, null, p.Problem)
             : c.AsMatmul() is not { } mm ? new PeerResult(p.Key, null, "not a matrix product")
-            : new PeerResult(p.Key, LoopTune.Measure.Peers.Measure(p, mm.M, mm.N, mm.K, options).Gflops, null))];
+            : new PeerResult(p.Key, Measure.Peers.Measure(p, mm.M, mm.N, mm.K, options).Gflops, null))];
 }

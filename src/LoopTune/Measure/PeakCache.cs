@@ -17,7 +17,7 @@ public static class PeakCache
 
     /// <summary>A description of this machine precise enough that a peak measured on it holds.</summary>
     public static string MachineKey { get; } =
-        $"{CpuModel()} | {Environment.ProcessorCount} cpus | {System.Numerics.Vector<byte>.Count * 8}-bit vectors | {RuntimeInformation.FrameworkDescription}";
+        $"{CpuModel()} | {Environment.ProcessorCount} cpus | {(Jit.JitOptions.Default.VectorWidths.FirstOrDefault() * 32)}-bit vectors | {RuntimeInformation.FrameworkDescription}";
 
     /// <summary>The remembered peak for this machine, measuring and storing it first if there is none.</summary>
     public static double GetOrMeasure(MeasureOptions? options = null)

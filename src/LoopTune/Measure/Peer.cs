@@ -8,19 +8,20 @@ namespace LoopTune.Measure;
 /// unavailable (<see cref="Problem"/> says why), never an exception at load time.</summary>
 public sealed unsafe class Peer
 {
-    private const int CblasRowMajor = 101, CblasNoTrans = 111;
+    private const int CblasRowMajor = 101, CblasNoTrans = 111, OpenBlasOpenMp = 2;
+    private const uint DnnlRuntimeSeq = 1, DnnlRuntimeOmp = 2;
     private readonly Abi abi;
     private readonly nint gemm;
-    private readonly nint ompSetNumThreads;
-    private readonly nint bliSetNumThreads;
+    private readonly nint oneThreadInt;
+    private readonly nint oneThreadLong;
 
     private Peer(string key, string library, string problem) => (Key, Library, Problem, Threading) = (key, library, problem, "");
 
     private Peer(string key, string library, Abi abi, nint gemm, string? version, string threading,
-                 nint ompSetNumThreads = 0, nint bliSetNumThreads = 0)
+                 nint oneThreadInt = 0, nint oneThreadLong = 0)
     {
         (Key, Library, Version, Threading, this.abi, this.gemm) = (key, library, version, threading, abi, gemm);
-        (this.ompSetNumThreads, this.bliSetNumThreads) = (ompSetNumThreads, bliSetNumThreads);
+        (this.oneThreadInt, this.oneThreadLong) = (oneThreadInt, oneThreadLong);
     }
 
     private enum Abi { Cblas, Blis, Dnnl }
@@ -75,44 +76,47 @@ public sealed unsafe class Peer
         }
     }
 
-    /// <summary>The thread-count settings that are per calling thread (OpenMP's nthreads ICV, BLIS's
-    /// runtime in versions where it is thread-local) are set before every call: it costs nanoseconds.</summary>
+    /// <summary>Thread-count settings that belong to the calling thread (OpenMP's nthreads ICV, BLIS's
+    /// runtime in versions where it is thread-local) are made before every call: it costs nanoseconds.</summary>
     private void OneThread()
     {
-        if (ompSetNumThreads != 0) ((delegate* unmanaged<int, void>)ompSetNumThreads)(1);
-        if (bliSetNumThreads != 0) ((delegate* unmanaged<long, void>)bliSetNumThreads)(1);
+        if (oneThreadInt != 0) ((delegate* unmanaged<int, void>)oneThreadInt)(1);
+        if (oneThreadLong != 0) ((delegate* unmanaged<long, void>)oneThreadLong)(1);
     }
 
-    /// <summary>OpenBLAS: cblas_sgemm; openblas_set_num_threads(1) once (the setting is global).</summary>
+    /// <summary>OpenBLAS: cblas_sgemm; openblas_set_num_threads(1) once for a pthread build (the
+    /// setting is global), before every call for an OpenMP build (where it follows the calling thread).</summary>
     internal static Peer OpenBlas(string library = "libopenblas.so.0") => Probe("openblas", [library], (h, lib) =>
     {
-        if (Export(h, "cblas_sgemm") is not (not 0 and var gemm)) return Missing("openblas", lib, "cblas_sgemm");
-        string threading = "default (openblas_set_num_threads not exported)";
-        if (Export(h, "openblas_set_num_threads") is not 0 and var set)
-        {
-            ((delegate* unmanaged<int, void>)set)(1);
-            threading = "openblas_set_num_threads(1)";
-        }
-        return new Peer("openblas", lib, Abi.Cblas, gemm, CString(h, "openblas_get_config"), threading);
+        nint gemm = Export(h, "cblas_sgemm"), set = Export(h, "openblas_set_num_threads"), parallel = Export(h, "openblas_get_parallel");
+        if (gemm == 0) return Missing("openblas", lib, "cblas_sgemm");
+        bool openmp = parallel != 0 && ((delegate* unmanaged<int>)parallel)() == OpenBlasOpenMp;
+        if (set != 0) ((delegate* unmanaged<int, void>)set)(1);
+        string threading = set == 0 ? "not controlled (openblas_set_num_threads not exported)"
+            : openmp ? "openblas_set_num_threads(1) per call" : "openblas_set_num_threads(1)";
+        return new Peer("openblas", lib, Abi.Cblas, gemm, CString(h, "openblas_get_config"), threading, oneThreadInt: openmp ? set : 0);
     });
 
     /// <summary>BLIS: its cblas_sgemm if exported (and <paramref name="preferCblas"/>), else bli_sgemm;
-    /// bli_thread_set_num_threads(1) before every call.</summary>
+    /// bli_thread_set_num_threads(1) before every call (global in BLIS 0.9, per thread in 1.0).</summary>
     internal static Peer Blis(string library = "libblis.so.4", bool preferCblas = true) => Probe("blis", [library], (h, lib) =>
     {
-        nint cblas = preferCblas ? Export(h, "cblas_sgemm") : 0, typed = Export(h, "bli_sgemm");
+        nint cblas = preferCblas ? Export(h, "cblas_sgemm") : 0, typed = Export(h, "bli_sgemm"), set = Export(h, "bli_thread_set_num_threads");
         if (cblas == 0 && typed == 0) return Missing("blis", lib, "cblas_sgemm and bli_sgemm");
-        nint set = Export(h, "bli_thread_set_num_threads");
-        string threading = set != 0 ? "bli_thread_set_num_threads(1) per call" : "default (bli_thread_set_num_threads not exported)";
-        return new Peer("blis", lib, cblas != 0 ? Abi.Cblas : Abi.Blis, cblas != 0 ? cblas : typed,
-                        CString(h, "bli_info_get_version_str") is { } v ? $"BLIS {v}" : null, threading, bliSetNumThreads: set);
+        string threading = set != 0 ? "bli_thread_set_num_threads(1) per call" : "not controlled (bli_thread_set_num_threads not exported)";
+        string? version = CString(h, "bli_info_get_version_str") is { } v ? $"BLIS {v}" : null;
+        return cblas != 0
+            ? new Peer("blis", lib, Abi.Cblas, cblas, version, threading, oneThreadLong: set)
+            : new Peer("blis", lib, Abi.Blis, typed, version, threading, oneThreadLong: set);
     });
 
-    /// <summary>oneDNN: dnnl_sgemm; its CPU runtime is read from dnnl_version(): with OpenMP,
-    /// omp_set_num_threads(1) from the libgomp/libomp it loaded, before every call (the setting is per thread).</summary>
+    /// <summary>oneDNN: dnnl_sgemm. Its CPU runtime comes from dnnl_version(); with OpenMP,
+    /// omp_set_num_threads(1) (from the OpenMP library it loaded) before every call, as that setting
+    /// belongs to the calling thread.</summary>
     internal static Peer OneDnn(params string[] libraries) => Probe("onednn", libraries, (h, lib) =>
     {
-        if (Export(h, "dnnl_sgemm") is not (not 0 and var gemm)) return Missing("onednn", lib, "dnnl_sgemm");
+        nint gemm = Export(h, "dnnl_sgemm");
+        if (gemm == 0) return Missing("onednn", lib, "dnnl_sgemm");
         var (version, runtime) = DnnlVersion(h);
         nint omp = runtime == DnnlRuntimeOmp ? OmpSetNumThreads() : 0;
         string threading = runtime switch
@@ -121,23 +125,23 @@ public sealed unsafe class Peer
             DnnlRuntimeOmp when omp != 0 => "omp_set_num_threads(1) per call",
             _ => $"not controlled (CPU runtime {runtime})",
         };
-        return new Peer("onednn", lib, Abi.Dnnl, gemm, version, threading, ompSetNumThreads: omp);
+        return new Peer("onednn", lib, Abi.Dnnl, gemm, version, threading, oneThreadInt: omp);
     });
 
-    private const uint DnnlRuntimeSeq = 1, DnnlRuntimeOmp = 2;
-
+    /// <summary>Binds the first library that loads and has the symbols; otherwise an unavailable peer
+    /// whose problem names what was missing.</summary>
     private static Peer Probe(string key, string[] libraries, Func<nint, string, Peer> bind)
     {
+        string problem = $"library not found: {string.Join(", ", libraries)}";
         foreach (string lib in libraries)
-            if (NativeLibrary.TryLoad(lib, out nint handle))
-                return bind(handle, lib) is var peer && !peer.Available ? Free(handle, peer) : peer;
-        return new Peer(key, string.Join(", ", libraries), $"library not found: {string.Join(", ", libraries)}");
-    }
-
-    private static Peer Free(nint handle, Peer peer)
-    {
-        NativeLibrary.Free(handle);
-        return peer;
+        {
+            if (!NativeLibrary.TryLoad(lib, out nint handle)) continue;
+            Peer peer = bind(handle, lib);
+            if (peer.Available) return peer;
+            problem = peer.Problem!;
+            NativeLibrary.Free(handle);
+        }
+        return new Peer(key, string.Join(", ", libraries), problem);
     }
 
     private static Peer Missing(string key, string library, string symbol) => new(key, library, $"symbol {symbol} missing in {library}");

@@ -1,0 +1,112 @@
+using System.Text.Json.Nodes;
+using LoopTune.Cli;
+
+namespace LoopTune.Tests.Cli;
+
+/// <summary>The looptune command in-process: exit codes, errors on bad input, and the --json contract.</summary>
+public sealed class CliTests
+{
+    static CliTests() => Environment.SetEnvironmentVariable("LOOPTUNE_HOME", Path.Combine(Path.GetTempPath(), $"looptune-tests-{Environment.ProcessId}"));
+
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var (o, e) = (new StringWriter(), new StringWriter());
+        int code = Program.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    [Fact]
+    public void HelpListsTheCommands()
+    {
+        var (code, output, _) = Run("--help");
+        Assert.Equal(0, code);
+        foreach (var command in new[] { "run", "peak", "bench", "demo" }) Assert.Contains(command, output);
+    }
+
+    [Theory]
+    [InlineData("run", "mm 2 2")]
+    [InlineData("run", "C[m,n] += A[m,k] * B[k,n] m=4 n=4")]
+    [InlineData("run", "X[m] += ")]
+    public void BadSpecExitsWithTwoAndPointsAtIt(params string[] args)
+    {
+        var (code, output, err) = Run(args);
+        Assert.Equal(2, code);
+        Assert.Contains("bad spec", err);
+        Assert.Contains("^", err);
+        Assert.Equal("", output);
+    }
+
+    [Fact]
+    public void IllegalActionNamesTheStep()
+    {
+        var (code, _, err) = Run("run", "mm 8 8 8", "--actions", "down,down,down");
+        Assert.Equal(2, code);
+        Assert.Contains("step 3", err);
+        Assert.Contains("down", err);
+        Assert.Contains("innermost", err);
+    }
+
+    [Fact]
+    public void UnknownActionIsBadInput()
+    {
+        var (code, _, err) = Run("run", "mm 8 8 8", "--actions", "split_3");
+        Assert.Equal(2, code);
+        Assert.Contains("unknown action 'split_3'", err);
+    }
+
+    [Theory]
+    [InlineData("run")]
+    [InlineData("run", "mm 4 4 4", "--bogus")]
+    [InlineData("frobnicate")]
+    [InlineData("demo", "--size", "3")]
+    [InlineData("demo", "--size", "many")]
+    public void BadCommandLinesExitWithTwo(params string[] args) => Assert.Equal(2, Run(args).Code);
+
+    [Fact]
+    public void RunJsonHasTheContractedFields()
+    {
+        var (code, output, err) = Run("run", "mm 33 17 9", "--actions", "down,swap_down,split_16,down,vectorize", "--json", "--quick", "--no-peers");
+        Assert.True(code == 0, err);
+        var json = JsonNode.Parse(output)!.AsObject();
+        Assert.True(json["verified"]!.GetValue<bool>());
+        Assert.True(json["gflops"]!.GetValue<double>() > 0);
+        Assert.True(json["compile_ms"]!.GetValue<double>() > 0);
+        Assert.True(json["peak_gflops"]!.GetValue<double>() > 0);
+        Assert.Equal("m:33 k:9 n:1+1 >n:16v", json["schedule"]!.GetValue<string>());
+        var peers = json["peers"]!.AsObject();
+        foreach (var key in new[] { "openblas", "blis", "onednn" })
+        {
+            Assert.True(peers.ContainsKey(key), $"peers lacks {key}");
+            Assert.Null(peers[key]); // --no-peers: reported, not measured
+        }
+    }
+
+    [Fact]
+    public void RunMeasuresAvailablePeersOnAMatmul()
+    {
+        var (code, output, err) = Run("run", "mm 16 16 16", "--json", "--quick");
+        Assert.True(code == 0, err);
+        var peers = JsonNode.Parse(output)!["peers"]!.AsObject();
+        foreach (var peer in LoopTune.Measure.Peers.All)
+            Assert.Equal(peer.Available, peers[peer.Key] is not null);
+    }
+
+    [Fact]
+    public void RunPrintsTheTreeAndTheCheck()
+    {
+        var (code, output, err) = Run("run", "conv 2 6 7 3 3 2", "--actions", "down,down,swap_down,swap_down,swap_down,vectorize", "--quick", "--no-peers");
+        Assert.True(code == 0, err);
+        Assert.Contains("for w in 6 vectorize", output);
+        Assert.Contains("verified yes", output);
+        Assert.Contains("GFLOPS", output);
+    }
+
+    [Fact]
+    public void PeakJsonIsOneNumber()
+    {
+        var (code, output, _) = Run("peak", "--json");
+        Assert.Equal(0, code);
+        double gflops = JsonNode.Parse(output)!["gflops"]!.GetValue<double>();
+        Assert.True(gflops > 0 && double.IsFinite(gflops));
+    }
+}
