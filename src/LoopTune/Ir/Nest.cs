@@ -109,14 +109,20 @@ public sealed class Nest : IEquatable<Nest>
     /// Compact form, one token per loop, outermost first: <c>name:size[+tail][u|v]</c>, the cursor's loop
     /// prefixed with '&gt;'. Example: <c>m:64 n:8 &gt;k:256 m:4u n:2u n:16v</c>. <see cref="Parse"/> inverts it exactly.
     /// </summary>
-    public string Serialize()
+    public string Serialize() => Serialize(withCursor: true);
+
+    /// <summary>The compact form without the cursor: what the kernel depends on, so equal keys mean equal kernels.
+    /// Measurements are stored under it.</summary>
+    public string ScheduleKey => Serialize(withCursor: false);
+
+    string Serialize(bool withCursor)
     {
         var sb = new StringBuilder();
         for (int i = 0; i < Loops.Length; i++)
         {
             var l = Loops[i];
             if (i > 0) sb.Append(' ');
-            if (i == Cursor) sb.Append('>');
+            if (withCursor && i == Cursor) sb.Append('>');
             sb.Append(Computation.Vars[l.Var]).Append(':').Append(l.Size);
             if (l.Tail > 0) sb.Append('+').Append(l.Tail);
             if (l.Annotation != Annotation.None) sb.Append(l.IsUnrolled ? 'u' : 'v');

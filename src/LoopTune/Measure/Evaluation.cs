@@ -28,9 +28,12 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
 
     /// <summary>Each known peer's GFLOPS on <paramref name="c"/>: null with a reason when the library is missing or the
     /// computation is not a matrix product (the peers are GEMMs).</summary>
-    public static IReadOnlyList<PeerResult> MeasurePeers(Computation c, MeasureOptions options) =>
-        [.. Measure.Peers.All.Select(p =>
+    public static IReadOnlyList<PeerResult> MeasurePeers(Computation c, MeasureOptions options)
+    {
+        using var pin = ThreadPinning.Pin();
+        return [.. Measure.Peers.All.Select(p =>
             !p.Available ? new PeerResult(p.Key, null, p.Problem)
             : c.AsMatmul() is not { } mm ? new PeerResult(p.Key, null, "not a matrix product")
             : new PeerResult(p.Key, Measure.Peers.Measure(p, mm.M, mm.N, mm.K, options).Gflops, null))];
+    }
 }

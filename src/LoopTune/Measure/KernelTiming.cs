@@ -17,6 +17,6 @@ public static class KernelTiming
         foreach (var b in new[] { o, l, r }) b.Fill(rng);
         nint po = (nint)o.Pointer, pl = (nint)l.Pointer, pr = (nint)r.Pointer;
         using var pin = ThreadPinning.Pin();
-        return Timer.Measure(() => kernel.Run((float*)po, (float*)pl, (float*)pr), c.Flops, options);
+        return Timing.Measure(() => kernel.Run((float*)po, (float*)pl, (float*)pr), c.Flops, options);
     }
 }

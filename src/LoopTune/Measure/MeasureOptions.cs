@@ -1,6 +1,6 @@
 namespace LoopTune.Measure;
 
-/// <summary>How long and how often <see cref="Timer.Measure(Action, double, MeasureOptions)"/> runs a
+/// <summary>How long and how often <see cref="Timing.Measure(Action, double, MeasureOptions)"/> runs a
 /// piece of work: a warm-up, then samples of about <paramref name="SampleSeconds"/> each until both
 /// <paramref name="MinSeconds"/> of sampling and <paramref name="MinSamples"/> samples are reached,
 /// never more than <paramref name="MaxSamples"/>. <c>new MeasureOptions()</c> is <see cref="Default"/>;

@@ -1,8 +1,8 @@
 namespace LoopTune.Measure;
 
 /// <summary>The single-core FP32 FMA peak, measured by a microkernel emitted at run time
-/// (<see cref="PeakKernel"/>): the figure kernels are compared against. Pin the thread first
-/// (<see cref="ThreadPinning.Pin()"/>); nothing here caches the result.</summary>
+/// (<see cref="PeakKernel"/>) on a thread pinned to one core: the figure kernels are compared against.
+/// Nothing here caches the result (<see cref="PeakCache"/> does).</summary>
 public static class Peak
 {
     private const long Iterations = 4096;
@@ -21,7 +21,8 @@ public static class Peak
     {
         var k = kernel.Value;
         var run = k.Run;
-        return Timer.Measure(() => sink += run(Iterations, X, Y), Iterations * k.FlopsPerIteration, options);
+        using var pin = ThreadPinning.Pin();
+        return Timing.Measure(() => sink += run(Iterations, X, Y), Iterations * k.FlopsPerIteration, options);
     }
 
     /// <summary>The FMA peak of one core in GFLOPS (median over the samples).</summary>

@@ -8,7 +8,7 @@ namespace LoopTune.Measure;
 /// unavailable (<see cref="Problem"/> says why), never an exception at load time.</summary>
 public sealed unsafe class Peer
 {
-    private const int CblasRowMajor = 101, CblasNoTrans = 111, OpenBlasOpenMp = 2;
+    private const int CblasRowMajor = 101, CblasNoTrans = 111, BlisNoTranspose = 0, OpenBlasOpenMp = 2;
     private const uint DnnlRuntimeSeq = 1, DnnlRuntimeOmp = 2;
     private readonly Abi abi;
     private readonly nint gemm;
@@ -59,21 +59,32 @@ public sealed unsafe class Peer
         OneThread();
         switch (abi)
         {
-            case Abi.Cblas:
-                ((delegate* unmanaged<int, int, int, int, int, int, float, float*, int, float*, int, float, float*, int, void>)gemm)(
-                    CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1f, a, k, b, n, 1f, c, n);
-                break;
-            case Abi.Blis:
-                float one = 1f;
-                ((delegate* unmanaged<int, int, long, long, long, float*, float*, long, long, float*, long, long, float*, float*, long, long, void>)gemm)(
-                    0, 0, m, n, k, &one, a, k, 1, b, n, 1, &one, c, n, 1);
-                break;
-            default:
-                int status = ((delegate* unmanaged<byte, byte, long, long, long, float, float*, long, float*, long, float, float*, long, int>)gemm)(
-                    (byte)'N', (byte)'N', m, n, k, 1f, a, k, b, n, 1f, c, n);
-                if (status != 0) throw new InvalidOperationException($"dnnl_sgemm({m}, {n}, {k}) returned status {status}");
-                break;
+            case Abi.Cblas: CallCblas(m, n, k, a, b, c); break;
+            case Abi.Blis: CallBlis(m, n, k, a, b, c); break;
+            default: CallDnnl(m, n, k, a, b, c); break;
         }
+    }
+
+    /// <summary>cblas_sgemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), 32-bit ints.</summary>
+    private void CallCblas(int m, int n, int k, float* a, float* b, float* c) =>
+        ((delegate* unmanaged<int, int, int, int, int, int, float, float*, int, float*, int, float, float*, int, void>)gemm)(
+            CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1f, a, k, b, n, 1f, c, n);
+
+    /// <summary>bli_sgemm(transa, transb, m, n, k, &amp;alpha, a, rsa, csa, b, rsb, csb, &amp;beta, c, rsc, csc):
+    /// row and column strides, 64-bit dims.</summary>
+    private void CallBlis(int m, int n, int k, float* a, float* b, float* c)
+    {
+        float one = 1f;
+        ((delegate* unmanaged<int, int, long, long, long, float*, float*, long, long, float*, long, long, float*, float*, long, long, void>)gemm)(
+            BlisNoTranspose, BlisNoTranspose, m, n, k, &one, a, k, 1, b, n, 1, &one, c, n, 1);
+    }
+
+    /// <summary>dnnl_sgemm(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc): row-major, returns a status.</summary>
+    private void CallDnnl(int m, int n, int k, float* a, float* b, float* c)
+    {
+        int status = ((delegate* unmanaged<byte, byte, long, long, long, float, float*, long, float*, long, float, float*, long, int>)gemm)(
+            (byte)'N', (byte)'N', m, n, k, 1f, a, k, b, n, 1f, c, n);
+        if (status != 0) throw new InvalidOperationException($"dnnl_sgemm({m}, {n}, {k}) returned status {status}");
     }
 
     /// <summary>Thread-count settings that belong to the calling thread (OpenMP's nthreads ICV, BLIS's

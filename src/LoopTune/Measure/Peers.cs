@@ -22,7 +22,7 @@ public static class Peers
         using AlignedBuffer a = new((long)m * k), b = new((long)k * n), c = new((long)m * n);
         foreach (var buffer in new[] { a, b, c }) buffer.Fill(rng);
         float* pa = a.Pointer, pb = b.Pointer, pc = c.Pointer;
-        return Timer.Measure(() => peer.Sgemm(m, n, k, pa, pb, pc), 2.0 * m * n * k, options);
+        return Timing.Measure(() => peer.Sgemm(m, n, k, pa, pb, pc), 2.0 * m * n * k, options);
     }
 
     /// <summary>Same as <see cref="MeasurePeer"/>.</summary>

@@ -5,7 +5,7 @@ namespace LoopTune.Measure;
 /// <summary>Times a piece of work on the calling thread: warm-up, calibration of runs per sample,
 /// then repeated samples; the result is per-run seconds (median and minimum). Pin the thread first
 /// (<see cref="ThreadPinning"/>) for steadier numbers.</summary>
-public static class Timer
+public static class Timing
 {
     private const long MaxRunsPerSample = 1L << 40;
 
@@ -25,7 +25,8 @@ public static class Timer
     }
 
     /// <summary>Warms up for WarmupSeconds (at least one call), doubling the batch while it is
-    /// shorter than half a sample; returns the runs that make one sample last about SampleSeconds.</summary>
+    /// shorter than half a sample; returns the runs that make one sample last about SampleSeconds
+    /// (from the fastest measurable batch, or the last batch size if none could be measured).</summary>
     private static long Calibrate(Action run, MeasureOptions o)
     {
         long start = Stopwatch.GetTimestamp(), batch = 1;
@@ -33,11 +34,11 @@ public static class Timer
         do
         {
             double t = Time(run, batch);
-            perRun = Math.Min(perRun, t / batch);
-            if (t < o.SampleSeconds / 2) batch *= 2;
+            if (t > 0) perRun = Math.Min(perRun, t / batch);
+            if (t < o.SampleSeconds / 2 && batch < MaxRunsPerSample) batch *= 2;
         }
         while (Stopwatch.GetElapsedTime(start).TotalSeconds < o.WarmupSeconds);
-        return perRun > 0 ? (long)Math.Clamp(Math.Round(o.SampleSeconds / perRun), 1, MaxRunsPerSample) : MaxRunsPerSample;
+        return perRun < double.MaxValue ? (long)Math.Clamp(Math.Round(o.SampleSeconds / perRun), 1, MaxRunsPerSample) : batch;
     }
 
     private static double[] Sample(Action run, long runs, MeasureOptions o)

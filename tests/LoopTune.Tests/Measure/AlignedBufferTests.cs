@@ -1,0 +1,78 @@
+using LoopTune.Measure;
+
+namespace LoopTune.Tests.Measure;
+
+public sealed unsafe class AlignedBufferTests
+{
+    [Theory]
+    [InlineData(1, 0)]
+    [InlineData(7, 3)]
+    [InlineData(100, 16)]
+    [InlineData(33, 17)]
+    [InlineData(0, 5)]
+    public void PointerIsAlignedAndGuardsStartIntact(long length, int guard)
+    {
+        using var buffer = new AlignedBuffer(length, guard);
+        Assert.Equal(0, (long)buffer.Pointer % AlignedBuffer.Alignment);
+        Assert.Equal(length, buffer.Length);
+        Assert.Equal(length, buffer.Span.Length);
+        Assert.True(buffer.GuardsIntact());
+    }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(37, 4)]
+    [InlineData(64, 16)]
+    public void WritingOnePastTheEndBreaksTheGuard(long length, int guard)
+    {
+        using var buffer = new AlignedBuffer(length, guard);
+        buffer.Fill(new Random(1));
+        Assert.True(buffer.GuardsIntact());
+        buffer.Pointer[length] = 0;
+        Assert.False(buffer.GuardsIntact());
+    }
+
+    [Fact]
+    public void WritingOneBeforeTheStartBreaksTheGuard()
+    {
+        using var buffer = new AlignedBuffer(10, 2);
+        buffer.Pointer[-1] = 1;
+        Assert.False(buffer.GuardsIntact());
+    }
+
+    [Fact]
+    public void FillStaysInRangeAndClearZeroes()
+    {
+        using var buffer = new AlignedBuffer(1000, 8);
+        buffer.Fill(new Random(7), 2, 3);
+        Assert.All(buffer.Span.ToArray(), x => Assert.InRange(x, 2f, 3f));
+        buffer.Clear();
+        Assert.All(buffer.Span.ToArray(), x => Assert.Equal(0f, x));
+        Assert.True(buffer.GuardsIntact());
+    }
+
+    [Fact]
+    public void SpanAndPointerAreTheSameMemory()
+    {
+        using var buffer = new AlignedBuffer(5);
+        buffer.Span[3] = 42;
+        Assert.Equal(42f, buffer.Pointer[3]);
+    }
+
+    [Fact]
+    public void DisposeIsIdempotentAndUseAfterDisposeThrows()
+    {
+        var buffer = new AlignedBuffer(16, 4);
+        buffer.Dispose();
+        buffer.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => buffer.GuardsIntact());
+        Assert.Throws<ObjectDisposedException>(() => buffer.Clear());
+    }
+
+    [Fact]
+    public void NegativeSizesAreRejected()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new AlignedBuffer(-1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new AlignedBuffer(1, -1));
+    }
+}

@@ -1,0 +1,86 @@
+using System.Diagnostics;
+using LoopTune.Measure;
+
+
+namespace LoopTune.Tests.Measure;
+
+public sealed class TimerTests
+{
+    private static readonly MeasureOptions Tiny = new(0.001, 0.01, 5, 0.0005, 200);
+
+    private static double sink;
+
+    private static void Work()
+    {
+        double s = 0;
+        for (int i = 1; i <= 200; i++) s += Math.Sqrt(i);
+        sink += s;
+    }
+
+    [Fact]
+    public void ReturnsSanePositiveNumbers()
+    {
+        var m = Timing.Measure(Work, 400, Tiny);
+        Assert.True(m.MedianSeconds > 0 && double.IsFinite(m.MedianSeconds));
+        Assert.InRange(m.MinSeconds, double.Epsilon, m.MedianSeconds);
+        Assert.InRange(m.Samples, Tiny.MinSamples, Tiny.MaxSamples);
+        Assert.True(m.RunsPerSample >= 1);
+        Assert.Equal(400 / m.MedianSeconds / 1e9, m.Gflops, 9);
+        Assert.True(m.BestGflops >= m.Gflops);
+    }
+
+    [Fact]
+    public void TakesExactlyMinSamplesWhenMinSecondsIsZero()
+    {
+        var m = Timing.Measure(Work, 1, Tiny with { MinSeconds = 0, MinSamples = 9 });
+        Assert.Equal(9, m.Samples);
+    }
+
+    [Fact]
+    public void StopsAtMaxSamples()
+    {
+        var m = Timing.Measure(Work, 1, Tiny with { MinSeconds = 60, MinSamples = 3, MaxSamples = 5 });
+        Assert.Equal(5, m.Samples);
+    }
+
+    [Fact]
+    public void WarmsUpAtLeastOnceAndRunsEverySample()
+    {
+        long calls = 0;
+        var m = Timing.Measure(() => calls++, 1, new MeasureOptions(0, 0, 3, 0, 3));
+        Assert.Equal(1, m.RunsPerSample);
+        Assert.Equal(1 + 3, calls);
+    }
+
+    [Fact]
+    public void SlowWorkGetsOneRunPerSample()
+    {
+        var m = Timing.Measure(() => Spin(0.003), 1, new MeasureOptions(0, 0, 2, 0.002, 2));
+        Assert.Equal(1, m.RunsPerSample);
+        Assert.True(m.MinSeconds >= 0.003);
+    }
+
+    [Fact]
+    public void InvalidOptionsAreRejected()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => Timing.Measure(Work, 1, default));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Timing.Measure(Work, 1, Tiny with { MaxSamples = 2, MinSamples = 3 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Timing.Measure(Work, 1, Tiny with { MinSeconds = double.NaN }));
+    }
+
+    [Fact]
+    public void PresetsAreOrderedAndNewIsDefault()
+    {
+        Assert.Equal(MeasureOptions.Default, new MeasureOptions());
+        Assert.Equal(new MeasureOptions(0.02, 0.2, 7, 0.002, 1000), MeasureOptions.Default);
+        Assert.True(MeasureOptions.Quick.MinSeconds < MeasureOptions.Default.MinSeconds);
+        Assert.True(MeasureOptions.Thorough.MinSeconds > MeasureOptions.Default.MinSeconds);
+        foreach (var o in new[] { MeasureOptions.Quick, MeasureOptions.Default, MeasureOptions.Thorough }) o.Validate();
+    }
+
+    private static void Spin(double seconds)
+    {
+        long start = Stopwatch.GetTimestamp();
+        while (Stopwatch.GetElapsedTime(start).TotalSeconds < seconds) Thread.SpinWait(10);
+    }
+}
