@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Jit;
 using LoopTune.Measure;
@@ -65,6 +66,12 @@ static class BenchCommand
             });
         }
         report["matmul"] = rows;
+
+        progress.Say("environment steps");
+        var env = EnvSpeed.Measure(episodes: quick ? 10 : 30);
+        report["env_cold_steps_per_s"] = env.ColdStepsPerSecond;
+        report["env_cold_evaluations_per_s"] = env.ColdEvaluationsPerSecond;
+        report["env_warm_steps_per_s"] = env.WarmStepsPerSecond;
 
         progress.Say("compile latency");
         report["compile"] = CompileLatency(quick ? 300 : 1000, quick ? 1000 : 10000);
@@ -144,6 +151,7 @@ static class BenchCommand
         var c = r["compile"]!;
         o.MarkupLineInterpolated($"\ncompile latency over {c["kernels_timed"]} kernels: median [bold]{c["median_ms"]!.GetValue<double>():F2} ms[/], p95 {c["p95_ms"]!.GetValue<double>():F2} ms, max {c["max_ms"]!.GetValue<double>():F2} ms");
         o.MarkupLineInterpolated($"{c["compiles_in_a_row"]} compiles in a row: working set {c["working_set_mb_midway"]!.GetValue<double>():F0} MB midway, {c["working_set_mb_end"]!.GetValue<double>():F0} MB at the end");
+        o.MarkupLineInterpolated($"environment (random episodes on mm 64..256): cold [bold]{r["env_cold_steps_per_s"]!.GetValue<double>():F0} steps/s[/] ({r["env_cold_evaluations_per_s"]!.GetValue<double>():F0} compiled and timed per s), warm [bold]{r["env_warm_steps_per_s"]!.GetValue<double>():F0} steps/s[/]");
         o.MarkupLine("(GFLOPS are medians; every figure above was measured in this run, on one pinned core.)");
     }
 

@@ -16,18 +16,37 @@ public interface IEvaluator
 }
 
 /// <summary>Compiles and times each schedule (pinned, medians), remembering results in this process by
-/// (computation, schedule key): the cursor does not change the kernel, so it is not part of the key.</summary>
-public sealed class KernelEvaluator(MeasureOptions options) : IEvaluator
+/// (computation, schedule key): the cursor does not change the kernel, so it is not part of the key.
+/// Buffers are kept for the last computation timed, so an episode on one benchmark allocates them once.</summary>
+public sealed class KernelEvaluator(MeasureOptions options) : IEvaluator, IDisposable
 {
     readonly ConcurrentDictionary<(string, string), Evaluated> seen = new();
+    KernelTiming.Workspace? buffers;
 
-    public KernelEvaluator() : this(MeasureOptions.Quick) { }
+    /// <summary>An evaluator with the environment's timing (<see cref="MeasureOptions.Env"/>).</summary>
+    public KernelEvaluator() : this(MeasureOptions.Env) { }
 
     public Evaluated Evaluate(Nest nest)
     {
         var key = (nest.Computation.Text, nest.ScheduleKey);
         if (seen.TryGetValue(key, out var e)) return e with { Recalled = true };
-        var m = KernelTiming.Measure(Kernel.Compile(nest), options);
+        if (buffers?.Computation.Equals(nest.Computation) != true)
+        {
+            buffers?.Dispose();
+            buffers = new KernelTiming.Workspace(nest.Computation);
+        }
+        var m = KernelTiming.Measure(Kernel.Compile(nest), options, buffers);
         return seen[key] = new Evaluated(m.Gflops, m.MedianSeconds, false);
     }
+
+    public void Dispose() => buffers?.Dispose();
+}
+
+/// <summary>The evaluators a command line builds.</summary>
+public static class Evaluators
+{
+    /// <summary>The real evaluator: compiles and times schedules with <paramref name="options"/> (default
+    /// <see cref="MeasureOptions.Env"/>), answering repeated states from the measurement store at <paramref name="dbPath"/>
+    /// (default: the user's data folder) when one is available.</summary>
+    public static IEvaluator Default(string? dbPath = null, MeasureOptions? options = null) => new KernelEvaluator(options ?? MeasureOptions.Env);
 }

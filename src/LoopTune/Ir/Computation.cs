@@ -124,15 +124,30 @@ public sealed class Computation : IEquatable<Computation>
             int arity = word switch { "mm" => 3, "conv" => 6, _ => -1 };
             if (arity < 0 || Peek == '[') { pos = start; return null; }
             var n = new int[arity];
+            var at = new int[arity];
             for (int i = 0; i < arity; i++)
             {
                 SkipSpace();
                 if (AtEnd) Fail(pos, 1, $"'{word}' needs {arity} sizes ({(arity == 3 ? "M N K" : "C H W F R S")}), got {i}");
+                at[i] = pos;
                 n[i] = PositiveInt();
             }
             SkipSpace();
             if (!AtEnd) Fail(pos, text.Length - pos, $"unexpected text after '{word}' with {arity} sizes");
-            return arity == 3 ? Matmul(n[0], n[1], n[2]) : Conv(n[0], n[1], n[2], n[3], n[4], n[5]);
+            if (arity == 6 && (n[4] > n[1] || n[5] > n[2]))
+            {
+                int bad = n[4] > n[1] ? 4 : 5;
+                Fail(at[bad], Digits(at[bad]), $"kernel {n[4]}x{n[5]} is larger than the image {n[1]}x{n[2]}");
+            }
+            try { return arity == 3 ? Matmul(n[0], n[1], n[2]) : Conv(n[0], n[1], n[2], n[3], n[4], n[5]); }
+            catch (SpecError e) { throw new SpecError(text, start, text.Length - start, e.Problem); }
+        }
+
+        int Digits(int at)
+        {
+            int end = at;
+            while (end < text.Length && char.IsDigit(text[end])) end++;
+            return end - at;
         }
 
         public Computation Contraction(string? shorthand)

@@ -1,3 +1,4 @@
+using LoopTune.Ir;
 using LoopTune.Jit;
 
 namespace LoopTune.Measure;
@@ -7,16 +8,52 @@ namespace LoopTune.Measure;
 public static class KernelTiming
 {
     /// <summary>Measures <paramref name="kernel"/> on fresh aligned buffers.</summary>
-    public static unsafe Measurement Measure(Kernel kernel, MeasureOptions options, int seed = 1)
+    public static Measurement Measure(Kernel kernel, MeasureOptions options, int seed = 1)
     {
-        var c = kernel.Computation;
-        var rng = new Random(seed);
-        using var o = new AlignedBuffer(c.Output.Length);
-        using var l = new AlignedBuffer(c.Left.Length);
-        using var r = new AlignedBuffer(c.Right.Length);
-        foreach (var b in new[] { o, l, r }) b.Fill(rng);
-        nint po = (nint)o.Pointer, pl = (nint)l.Pointer, pr = (nint)r.Pointer;
+        using var buffers = new Workspace(kernel.Computation, seed);
+        return Measure(kernel, options, buffers);
+    }
+
+    /// <summary>Measures <paramref name="kernel"/> on buffers made earlier for its computation (so that many schedules of
+    /// one computation are timed without allocating and filling again).</summary>
+    public static unsafe Measurement Measure(Kernel kernel, MeasureOptions options, Workspace buffers)
+    {
+        if (!buffers.Computation.Equals(kernel.Computation))
+            throw new ArgumentException($"the workspace is for {buffers.Computation}, the kernel for {kernel.Computation}", nameof(buffers));
+        nint po = (nint)buffers.Output.Pointer, pl = (nint)buffers.Left.Pointer, pr = (nint)buffers.Right.Pointer;
         using var pin = ThreadPinning.Pin();
-        return Timing.Measure(() => kernel.Run((float*)po, (float*)pl, (float*)pr), c.Flops, options);
+        return Timing.Measure(() => kernel.Run((float*)po, (float*)pl, (float*)pr), kernel.Computation.Flops, options);
+    }
+
+    /// <summary>Aligned buffers for one computation's three tensors, filled with random values in [-1, 1].</summary>
+    public sealed class Workspace : IDisposable
+    {
+        public Workspace(Computation computation, int seed = 1)
+        {
+            Computation = computation;
+            var rng = new Random(seed);
+            Output = Filled(computation.Output.Length, rng);
+            Left = Filled(computation.Left.Length, rng);
+            Right = Filled(computation.Right.Length, rng);
+        }
+
+        public Computation Computation { get; }
+        public AlignedBuffer Output { get; }
+        public AlignedBuffer Left { get; }
+        public AlignedBuffer Right { get; }
+
+        static AlignedBuffer Filled(long length, Random rng)
+        {
+            var b = new AlignedBuffer(length);
+            b.Fill(rng);
+            return b;
+        }
+
+        public void Dispose()
+        {
+            Output.Dispose();
+            Left.Dispose();
+            Right.Dispose();
+        }
     }
 }

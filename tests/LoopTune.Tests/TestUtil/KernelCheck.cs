@@ -8,9 +8,11 @@ namespace LoopTune.Tests.TestUtil;
 public static class KernelCheck
 {
     /// <summary>Null when the kernel is right; otherwise a description of everything wrong (result, inputs, guards).</summary>
-    public static unsafe string? Verify(Kernel kernel, Random rng)
+    public static string? Verify(Kernel kernel, Random rng) => VerifyAs(kernel, kernel.Computation, rng);
+
+    /// <summary>Like <see cref="Verify"/>, but judges the kernel against <paramref name="c"/> (same tensor sizes), to test the checker.</summary>
+    public static unsafe string? VerifyAs(Kernel kernel, Computation c, Random rng)
     {
-        var c = kernel.Computation;
         var o = new GuardedBuffer(c.Output.Length, rng);
         var l = new GuardedBuffer(c.Left.Length, rng);
         var r = new GuardedBuffer(c.Right.Length, rng);
@@ -48,10 +50,12 @@ public static class KernelCheck
 
     static string? Changed(ReadOnlySpan<float> now, float[] before)
     {
-        for (int i = 0; i < now.Length; i++)
-            if (BitConverter.SingleToInt32Bits(now[i]) != BitConverter.SingleToInt32Bits(before[i])) return $"element {i}";
-        return null;
+        int i = System.Runtime.InteropServices.MemoryMarshal.Cast<float, int>(now).CommonPrefixLength(System.Runtime.InteropServices.MemoryMarshal.Cast<float, int>(before.AsSpan()));
+        return i == now.Length ? null : $"element {i}";
     }
+
+    /// <summary>JitOptions without the machine-dependent computed properties.</summary>
+    public static string Describe(JitOptions o) => $"(MaxVectorBits: {o.MaxVectorBits}, UseFma: {o.UseFma}, MaxStatements: {o.MaxStatements})";
 
     /// <summary>The multi-index of flat element <paramref name="flat"/> of a row-major tensor, e.g. "3,1".</summary>
     public static string Index(Tensor t, long flat)

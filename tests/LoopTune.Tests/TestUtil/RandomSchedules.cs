@@ -21,11 +21,34 @@ public static class RandomSchedules
     public static Computation StridedConv(Random rng) => Computation.Parse(
         $"O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f={rng.Next(1, 4)} h={rng.Next(1, 7)} w={rng.Next(1, 7)} c={rng.Next(1, 4)} r={rng.Next(1, 4)} s={rng.Next(1, 4)}");
 
+    /// <summary>Other contraction shapes: no reduction, a variable indexing one input twice, a variable only in the output,
+    /// a reduction in one input only, transposes, dilation.</summary>
+    static readonly string[] Templates =
+    [
+        "O[i,j] += A[i] * B[j] i={0} j={1}",
+        "O[i] += A[i,k] * B[k] i={0} k={1}",
+        "O[i,j] += A[i,j] * B[j,i] i={0} j={1}",
+        "O[i] += A[i,i] * B[i] i={0}",
+        "O[i,j] += A[i] * B[i] i={0} j={1}",
+        "O[i] += A[i,k] * B[i] i={0} k={1}",
+        "O[j,i] += A[k,i] * B[j,k] i={0} j={1} k={2}",
+        "O[h] += I[h+2*r] * W[r] h={0} r={2}",
+        "O[b,h] += I[b,3*h+r+s] * W[r,s] b={2} h={0} r={1} s={2}",
+    ];
+
+    public static Computation Other(Random rng)
+    {
+        int Size() => rng.Next(3) == 0 ? rng.Next(1, 4) : MmSizes[rng.Next(MmSizes.Length)];
+        var t = Templates[rng.Next(Templates.Length)];
+        return Computation.Parse(string.Format(t, Size(), Size(), rng.Next(1, 5)));
+    }
+
     public static Computation Of(string kind, Random rng) => kind switch
     {
         "mm" => Matmul(rng),
         "conv" => Conv(rng),
         "strided" => StridedConv(rng),
+        "other" => Other(rng),
         _ => throw new ArgumentException(kind),
     };
 
@@ -52,6 +75,21 @@ public static class RandomSchedules
             visit?.Invoke(nest);
         }
         return (nest, actions);
+    }
+
+    /// <summary>Moves the cursor to the innermost loop and vectorizes it (removing an unroll first), recording the actions:
+    /// a uniform walk seldom vectorizes, since that is legal only at the innermost loop.</summary>
+    public static Nest FinishVectorized(Nest nest, List<LoopAction> actions)
+    {
+        Nest Do(Nest n, string name)
+        {
+            var a = Actions.Get(name);
+            actions.Add(a);
+            return Transforms.Apply(n, a);
+        }
+        while (nest.Cursor < nest.Count - 1) nest = Do(nest, "down");
+        if (nest[nest.Cursor].IsUnrolled) nest = Do(nest, "unroll");
+        return nest[nest.Cursor].IsVectorized ? nest : Do(nest, "vectorize");
     }
 
     /// <summary>How to reproduce: the spec and the action list.</summary>

@@ -1,0 +1,158 @@
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Tests.TestUtil;
+
+namespace LoopTune.Tests.Jit;
+
+/// <summary>One schedule per lowering path, each checked under every vector width, fused and not.</summary>
+public class KernelDirectedTests
+{
+    static readonly JitOptions[] AllOptions =
+    [
+        new(MaxVectorBits: 512), new(MaxVectorBits: 512, UseFma: false),
+        new(MaxVectorBits: 256), new(MaxVectorBits: 256, UseFma: false),
+        new(MaxVectorBits: 128), new(MaxVectorBits: 128, UseFma: false),
+        new(MaxVectorBits: 0), new(MaxVectorBits: 0, UseFma: false),
+    ];
+
+    static void AssertCorrect(string spec, string nest, int seed = 1)
+    {
+        var n = Nest.Parse(Computation.Parse(spec), nest);
+        var rng = new Random(seed);
+        var failures = new List<string>();
+        foreach (var o in AllOptions)
+            for (int run = 0; run < (n.Computation.Flops > 1e6 ? 1 : 2); run++)
+                if (KernelCheck.CompileAndVerify(n, o, rng) is string problem) failures.Add($"{KernelCheck.Describe(o)}: {problem}");
+        Assert.True(failures.Count == 0, $"spec '{spec}' nest '{nest}':\n" + string.Join("\n", failures));
+    }
+
+    [Theory]
+    [InlineData("mm 33 37 19", "m:8+1 n:1+5 k:19 m:4u n:2u >n:16v")]
+    [InlineData("mm 64 64 64", "m:16 n:2 k:64 m:4u n:2u >n:16v")]
+    [InlineData("mm 256 256 256", "m:64 n:8 k:256 m:4u n:2u >n:16v")]
+    [InlineData("mm 5 61 3", "m:5 k:3 >n:61v")]
+    [InlineData("mm 3 13 4", "m:3 k:4 >n:13v")]
+    public void Vectorized_contiguous_output_variable(string spec, string nest) => AssertCorrect(spec, nest);
+
+    [Theory]
+    [InlineData("mm 5 7 37", "m:5 n:7 >k:37v")]
+    [InlineData("mm 6 5 100", "m:6 k:3+4 n:5 >k:32v")]   // the k tail runs through the vectorized loop with 4 lanes
+    [InlineData("mm 6 5 100", "m:6 n:5 k:3+4 >k:32v")]   // and with the k loop inside the register tile
+    [InlineData("mm 4 9 29", "m:2 n:9 k:29 >m:2u")]      // (no vectors: a hoisted reduction loop over an unrolled tile)
+    [InlineData("mm 4 3 29", "m:4 k:1+13 n:3u >k:16v")]
+    public void Vectorized_reduction_variable_sums_the_lanes(string spec, string nest) => AssertCorrect(spec, nest);
+
+    [Theory]
+    [InlineData("mm 13 7 5", "n:7 k:5 >m:13v")]
+    [InlineData("mm 13 7 5", "k:5 n:7 >m:13v")]
+    [InlineData("mm 37 3 3", "m:2+5 n:3 k:3 >m:16v")]
+    [InlineData("mm 20 6 2", "m:5 n:3 k:2 n:2u >m:4v")]
+    public void Vectorized_strided_variable_gathers_and_scatters(string spec, string nest) => AssertCorrect(spec, nest);
+
+    [Theory]
+    [InlineData("mm 13 5 11", "m:3+1u n:5 k:2+3 m:4u >k:4u")]
+    [InlineData("mm 13 5 11", "m:3+1 n:5 k:2+3u m:4u >k:4")]
+    [InlineData("mm 17 17 17", "m:2+1u m:8u n:17u >k:17")]
+    [InlineData("mm 31 31 31", "m:7+3 n:31 m:4u >k:31u")]
+    public void Unrolled_loops_with_tails(string spec, string nest) => AssertCorrect(spec, nest);
+
+    [Theory]
+    [InlineData("mm 16 16 16", "m:1 m:16 n:16 >k:16")]
+    [InlineData("mm 13 3 2", "m:1+5 >m:8 n:3 k:2")]
+    [InlineData("mm 7 1 9", "m:7 >n:1 k:9")]
+    [InlineData("mm 7 2 3", "k:1+1 m:7 n:2 >k:2v")]
+    public void Loops_with_one_iteration(string spec, string nest) => AssertCorrect(spec, nest);
+
+    [Theory]
+    [InlineData("mm 1 1 1", ">m:1 n:1 k:1")]
+    [InlineData("mm 1 1 1", "m:1u n:1u >k:1v")]
+    [InlineData("mm 1 1 1", "k:1 m:1u >n:1v")]
+    [InlineData("conv 1 1 1 1 1 1", ">f:1 h:1 w:1 c:1 r:1 s:1")]
+    [InlineData("conv 1 1 1 1 1 1", "f:1u h:1u w:1u c:1u r:1u >s:1v")]
+    public void Sizes_one_everywhere(string spec, string nest) => AssertCorrect(spec, nest);
+
+    [Theory]
+    [InlineData("conv 3 10 9 4 3 3", "f:4 h:8 c:3 r:3 s:3 >w:7v")]   // contiguous in O and I
+    [InlineData("conv 3 10 9 4 3 3", "f:4 h:8 w:7 c:3 r:3 >s:3v")]   // reduction, contiguous in I and W
+    [InlineData("conv 3 10 9 4 3 3", "f:4 h:8 w:7 c:3 s:3 >r:3v")]   // reduction, gathered from I and W
+    [InlineData("conv 3 10 9 4 3 3", "f:4 w:7 c:3 r:3 s:3 >h:8v")]   // strided output
+    [InlineData("conv 3 10 9 4 3 3", "h:8 w:7 c:3 r:3 s:3 >f:4v")]   // strided output, W gathered, I broadcast
+    [InlineData("conv 3 10 9 4 3 3", "f:2 h:8 c:3 r:3u s:3u f:2u >w:7v")]
+    [InlineData("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=2 h=5 w=6 c=2 r=3 s=3", "f:2 h:5 c:2 r:3 s:3u >w:6v")]
+    [InlineData("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=2 h=5 w=6 c=2 r=3 s=3", "f:2 w:6 c:2 s:3 h:5u >r:3v")]
+    public void Convolutions(string spec, string nest) => AssertCorrect(spec, nest);
+
+    [Fact]
+    public void Small_statement_budget_drops_the_unroll_and_stays_correct()
+    {
+        var n = Nest.Parse(Computation.Parse("mm 16 16 16"), "m:16 n:4 k:16u >n:4u");
+        var tight = new JitOptions(MaxStatements: 16);
+        var k = Kernel.Compile(n, tight);
+        Assert.NotEmpty(k.Notes);
+        Assert.Contains(k.Notes, note => note.Contains("unroll of k") && note.Contains("16"));
+        Assert.InRange(k.Statements, 1, 16);
+        Assert.Null(KernelCheck.Verify(k, new Random(3)));
+        var roomy = Kernel.Compile(n);                      // 64 statements fit the default budget
+        Assert.Empty(roomy.Notes);
+        Assert.Equal(64, roomy.Statements);
+        Assert.Null(KernelCheck.Verify(roomy, new Random(4)));
+    }
+
+    [Fact]
+    public void Default_budget_drops_the_outermost_of_two_large_unrolls()
+    {
+        var n = Nest.Parse(Computation.Parse("mm 64 64 8"), "k:8 m:64u >n:64u");   // 4096 scalar multiply-adds
+        var k = Kernel.Compile(n, new JitOptions(MaxVectorBits: 0));
+        Assert.Single(k.Notes);
+        Assert.Contains("unroll of m", k.Notes[0]);
+        Assert.Equal(64, k.Statements);
+        Assert.Null(KernelCheck.Verify(k, new Random(5)));
+        AssertCorrect("mm 64 64 8", "k:8 m:64u >n:64u");
+    }
+
+    [Fact]
+    public void Without_vectors_a_vectorized_loop_is_unrolled_as_scalars_and_says_so()
+    {
+        var n = Nest.Parse(Computation.Parse("mm 5 7 37"), "m:5 n:7 >k:37v");
+        var k = Kernel.Compile(n, new JitOptions(MaxVectorBits: 0));
+        Assert.Contains(k.Notes, note => note.Contains("vectorized loop k is unrolled as scalars"));
+        Assert.Equal(37, k.Statements);
+        Assert.Null(KernelCheck.Verify(k, new Random(6)));
+    }
+
+    [Fact]
+    public void Vector_chunks_are_the_widest_available_first_then_scalars()
+    {
+        foreach (int bits in new[] { 512, 256, 128, 0 })
+        {
+            var o = new JitOptions(MaxVectorBits: bits);
+            Assert.All(o.VectorWidths, w => Assert.True(w * 32 <= bits));
+            Assert.Equal(o.VectorWidths.OrderByDescending(w => w), o.VectorWidths);
+            foreach (int lanes in new[] { 1, 3, 4, 13, 16, 37, 64 })
+            {
+                var chunks = o.Chunks(lanes).ToList();
+                Assert.Equal(lanes, chunks.Sum());
+                Assert.Equal(chunks.OrderByDescending(c => c), chunks);
+                // greedy: after the chunks of a width, fewer lanes than that width remain
+                var expected = new List<int>();
+                int left = lanes;
+                foreach (int w in o.VectorWidths) for (; left >= w; left -= w) expected.Add(w);
+                expected.AddRange(Enumerable.Repeat(1, left));
+                Assert.Equal(expected, chunks);
+            }
+        }
+        Assert.Empty(new JitOptions(MaxVectorBits: 0).VectorWidths);
+        Assert.Equal([1, 1, 1], new JitOptions(MaxVectorBits: 0).Chunks(3));
+    }
+
+    [Fact]
+    public void Statement_count_follows_the_vector_chunks()
+    {
+        var n = Nest.Parse(Computation.Parse("mm 5 7 37"), "m:5 n:7 >k:37v");
+        foreach (int bits in new[] { 512, 256, 128 })
+        {
+            var o = new JitOptions(MaxVectorBits: bits);
+            Assert.Equal(o.Chunks(37).Count(), Kernel.Compile(n, o).Statements);
+        }
+    }
+}
