@@ -28,7 +28,7 @@ static class DemoCommand
             double peak = PeakCache.GetOrMeasure();
             Kernel.WarmUp();
             var steps = new JsonArray();
-            if (!asJson) io.Out.MarkupLineInterpolated($"[bold]mm {n} {n} {n}[/]: C[m,n] += A[m,k] * B[k,n]; peak of this core {peak:F1} GFLOPS\n");
+            if (!asJson) io.Out.MarkupLineInterpolated($"[bold]mm {n} {n} {n}[/]: {nest.Computation.Statement}; peak of this core {peak:F1} GFLOPS\n");
             var actions = Actions.ParseList(GoodSchedule);
             for (int i = 0; i <= actions.Length; i++)
             {

@@ -102,6 +102,24 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void DemoWalksTheGoodScheduleAndEndsNextToThePeers()
+    {
+        var (code, output, err) = Run("demo", "--size", "32");
+        Assert.True(code == 0, err);
+        Assert.Contains("C[m,n] += A[m,k] * B[k,n]", output);
+        Assert.Contains("15. vectorize", output);
+        Assert.Contains("final schedule", output);
+        Assert.DoesNotContain("WRONG", output);
+
+        (code, output, err) = Run("demo", "--size", "48", "--json");
+        Assert.True(code == 0, err);
+        var json = JsonNode.Parse(output)!;
+        Assert.Equal(16, json["steps"]!.AsArray().Count);
+        Assert.All(json["steps"]!.AsArray(), s => Assert.True(s!["verified"]!.GetValue<bool>()));
+        Assert.Equal("m:12 n:1+16 k:48 m:4u n:2u >n:16v", json["schedule"]!.GetValue<string>());
+    }
+
+    [Fact]
     public void PeakJsonIsOneNumber()
     {
         var (code, output, _) = Run("peak", "--json");
