@@ -18,6 +18,7 @@ public static class Program
         var root = new RootCommand("LoopTune for .NET: schedule tensor loop nests, JIT them to machine code, measure them.")
         {
             RunCommand.Create(io), PeakCommand.Create(io), BenchCommand.Create(io), DemoCommand.Create(io),
+            DatasetCommand.Create(io), StoreStressCommand.Create(io),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

@@ -8,9 +8,10 @@ namespace LoopTune.Jit;
 /// <param name="MaxVectorBits">Widest vector to use: 512, 256, 128, or 0 for scalar code only. Capped by what the
 /// machine accelerates, so 512 on an AVX2 machine means 256.</param>
 /// <param name="UseFma">Fused multiply-add when the machine has it; false forces multiply then add.</param>
-/// <param name="MaxStatements">Most multiply-adds the kernel may spell out. Past it, the JIT keeps the outermost
-/// unrolled loops as loops (and says so in <see cref="Kernel.Notes"/>) until the code fits.</param>
-public sealed record JitOptions(int MaxVectorBits = 512, bool UseFma = true, int MaxStatements = 2048)
+/// <param name="MaxOperations">Most operations the kernel may spell out (multiply-adds, loads, tile loads and stores;
+/// a loop counts as 8), a stand-in for code size, which is what RyuJIT's compile time follows. Past it, the JIT keeps
+/// the outermost unrolled loops as loops (and says so in <see cref="Kernel.Notes"/>) until the code fits.</param>
+public sealed record JitOptions(int MaxVectorBits = 512, bool UseFma = true, int MaxOperations = 1024)
 {
     public static readonly JitOptions Default = new();
 

@@ -24,7 +24,8 @@ sealed class Lowering
     readonly int hoist;
     readonly int vectorVar;
     Tile? tile;
-    int statements;
+    int statements, operations;
+    const int LoopCost = 8;
 
     Lowering(Nest nest, Annotation[] annotation, JitOptions options)
     {
@@ -39,7 +40,7 @@ sealed class Lowering
         vectorVar = annotation[n - 1] == Annotation.Vectorize ? nest[n - 1].Var : -1;
     }
 
-    /// <summary>Lowers the nest. When the spelled-out code would pass <see cref="JitOptions.MaxStatements"/>, the outermost
+    /// <summary>Lowers the nest. When the spelled-out code would pass <see cref="JitOptions.MaxOperations"/>, the outermost
     /// unrolled loops are kept as loops, one at a time, and a note says which.</summary>
     public static (List<Op> Program, int Statements, int BlockStart, List<string> Notes) Lower(Nest nest, JitOptions options)
     {
@@ -63,7 +64,7 @@ sealed class Lowering
             catch (OverBudget)
             {
                 annotation[outer] = Annotation.None;
-                notes.Add($"unroll of {nest.LoopName(outer)} not applied: the kernel would spell out more than {options.MaxStatements} multiply-adds");
+                notes.Add($"unroll of {nest.LoopName(outer)} not applied: the kernel would spell out more than {options.MaxOperations} operations");
             }
         }
     }
@@ -133,21 +134,32 @@ sealed class Lowering
         Run(level + 1, With(remaining, v, step), offset, new Scope(scope, depth, pointers), body, budget);
         var after = new List<Op>();
         if (rem > 0) Run(level + 1, With(remaining, v, rem), offset, new Scope(scope, depth, pointers), after, budget);
+        Spend(LoopCost, budget);
         ops.Add(new LoopOp(full, depth, bumps, body, after));
     }
 
     void Statement(long[] offset, int width, Scope scope, List<Op> ops, bool budget)
     {
-        if (++statements > options.MaxStatements && budget) throw new OverBudget();
+        statements++;
+        Spend(1, budget);
         long Lane(int t) => width == 1 || vectorVar < 0 ? 0 : strides[t][vectorVar];
         var key = (offset[0], width, Lane(0));
         if (!tile!.ByKey.TryGetValue(key, out var acc))
         {
+            Spend(2, budget);
             acc = new Accumulator(new Value(true, 0, width, tile.Accumulators.Count), offset[0], Lane(0));
             tile.ByKey[key] = acc;
             tile.Accumulators.Add(acc);
         }
+        int before = ops.Count;
         ops.Add(new FmaOp(acc.Value, Load(1, offset[1], width, Lane(1), scope, ops), Load(2, offset[2], width, Lane(2), scope, ops)));
+        Spend(ops.Count - before - 1, budget);
+    }
+
+    void Spend(int cost, bool budget)
+    {
+        operations += cost;
+        if (budget && operations > options.MaxOperations) throw new OverBudget();
     }
 
     static Value Load(int tensor, long offset, int width, long lane, Scope scope, List<Op> ops)

@@ -86,7 +86,7 @@ public class KernelDirectedTests
     public void Small_statement_budget_drops_the_unroll_and_stays_correct()
     {
         var n = Nest.Parse(Computation.Parse("mm 16 16 16"), "m:16 n:4 k:16u >n:4u");
-        var tight = new JitOptions(MaxStatements: 16);
+        var tight = new JitOptions(MaxOperations: 16);
         var k = Kernel.Compile(n, tight);
         Assert.NotEmpty(k.Notes);
         Assert.Contains(k.Notes, note => note.Contains("unroll of k") && note.Contains("16"));

@@ -1,0 +1,205 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using LoopTune.Datasets;
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Measure;
+using LoopTune.Store;
+using Spectre.Console;
+
+namespace LoopTune.Cli.Commands;
+
+/// <summary><c>looptune dataset gen|list|show</c>: generate benchmark sets, list the named ones, and read one benchmark
+/// under a list of actions (the original's reader).</summary>
+static class DatasetCommand
+{
+    public static Command Create(Io io) => new("dataset", "Generate, list and inspect benchmark datasets (sets of computations with a train/test split).")
+    {
+        Gen(io), List(io), Show(io),
+    };
+
+    static Command Gen(Io io)
+    {
+        var kind = new Option<string>("--kind") { Description = "What to generate: mm (matrix products) or conv (convolutions).", DefaultValueFactory = _ => "mm" };
+        kind.AcceptOnlyFromAmong("mm", "conv");
+        var dimA = new Option<string?>("--dimA") { Description = "mm: sizes of A as m,k. Each dimension is a size (64), a range start:end:step (64:256:16, end included) or a list a|b|c." };
+        var dimB = new Option<string?>("--dimB") { Description = "mm: sizes of B as k,n, same syntax. k takes the sizes dimA and dimB agree on." };
+        var channels = new Option<string?>("--channels") { Description = "conv: input channels C, same syntax." };
+        var image = new Option<string?>("--image") { Description = "conv: image sizes H[,W]; one spec means square images." };
+        var filters = new Option<string?>("--filters") { Description = "conv: output channels F." };
+        var kernel = new Option<string?>("--kernel") { Description = "conv: kernel sizes R[,S]; one spec means square kernels (default 3)." };
+        var output = new Option<string>("--out") { Description = "Folder to write (must not exist, or be empty).", Required = true };
+        var split = new Option<double>("--split") { Description = "Fraction of the benchmarks in the training set.", DefaultValueFactory = _ => 0.8 };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the train/test shuffle (SplitMix64).", DefaultValueFactory = _ => 0UL };
+        var json = Options.Json();
+        var command = new Command("gen", "Write one benchmark file per computation and a manifest.json with a seeded train/test split.")
+        {
+            kind, dimA, dimB, channels, image, filters, kernel, output, split, seed, json,
+        };
+        command.SetAction(p => io.Guard(() =>
+        {
+            bool mm = p.GetValue(kind) == "mm";
+            RejectOthers(p, mm ? "mm" : "conv", mm ? [channels, image, filters, kernel] : [dimA, dimB]);
+            var generator = mm ? DatasetGenerator.Matmul(p.GetValue(dimA), p.GetValue(dimB))
+                               : DatasetGenerator.Conv(p.GetValue(channels), p.GetValue(image), p.GetValue(filters), p.GetValue(kernel));
+            var folder = p.GetValue(output)!;
+            var manifest = generator.Write(folder, p.GetValue(split), p.GetValue(seed));
+            if (p.GetValue(json)) io.Stdout.WriteLine(GenJson(folder, manifest).ToJsonString(Options.JsonStyle));
+            else io.Out.MarkupLineInterpolated($"wrote {manifest.Benchmarks.Length} {manifest.Kind} benchmarks to [bold]{Path.GetFullPath(folder)}[/] ({manifest.Train.Length} train, {manifest.Test.Length} test, seed {manifest.Seed})");
+            return Program.Ok;
+        }));
+        return command;
+    }
+
+    static void RejectOthers(ParseResult p, string kind, Option<string?>[] others)
+    {
+        foreach (var o in others)
+            if (p.GetResult(o) is not null) throw new DatasetSpecError($"{o.Name} does not apply to --kind {kind}");
+    }
+
+    static JsonObject GenJson(string folder, DatasetManifest m) => new()
+    {
+        ["out"] = Path.GetFullPath(folder), ["kind"] = m.Kind, ["count"] = m.Benchmarks.Length,
+        ["train"] = m.Train.Length, ["test"] = m.Test.Length, ["seed"] = m.Seed, ["split"] = m.Split,
+    };
+
+    static Command List(Io io)
+    {
+        var json = Options.Json();
+        var command = new Command("list", "List the named datasets, whether they are generated yet, and their sizes.") { json };
+        command.SetAction(p => io.Guard(() =>
+        {
+            var rows = NamedDataset.All.Select(ListRow).ToList();
+            if (p.GetValue(json)) io.Stdout.WriteLine(new JsonObject { ["datasets"] = new JsonArray([.. rows]) }.ToJsonString(Options.JsonStyle));
+            else io.Out.Write(ListTable(rows));
+            return Program.Ok;
+        }));
+        return command;
+    }
+
+    static JsonObject ListRow(NamedDataset d)
+    {
+        var manifest = d.Generator().Manifest(NamedDataset.Split, NamedDataset.Seed);
+        return new JsonObject
+        {
+            ["name"] = d.Name, ["kind"] = manifest.Kind, ["count"] = manifest.Benchmarks.Length, ["train"] = manifest.Train.Length,
+            ["test"] = manifest.Test.Length, ["generated"] = d.IsGenerated, ["folder"] = d.Folder, ["description"] = d.Description,
+        };
+    }
+
+    static Table ListTable(IEnumerable<JsonObject> rows)
+    {
+        var t = new Table().AddColumn("name").AddColumn("kind").AddColumn(new TableColumn("benchmarks").RightAligned())
+            .AddColumn(new TableColumn("train").RightAligned()).AddColumn(new TableColumn("test").RightAligned()).AddColumn("generated").AddColumn("what");
+        foreach (var r in rows)
+            t.AddRow(Cells(r, "name", "kind", "count", "train", "test").Append(r["generated"]!.GetValue<bool>() ? "yes" : "no (on first use)").Append(Markup.Escape(r["description"]!.ToString())).ToArray());
+        return t;
+    }
+
+    static IEnumerable<string> Cells(JsonObject row, params string[] keys) => keys.Select(k => Markup.Escape(row[k]!.ToString()));
+
+    static Command Show(Io io)
+    {
+        var bench = new Option<string>("--bench") { Description = "A benchmark file (one written by 'dataset gen').", Required = true };
+        var actions = new Option<string?>("--actions", "-a") { Description = "Comma-separated actions applied in order, e.g. split_4,down,vectorize." };
+        var json = Options.Json();
+        var command = new Command("show", "Apply actions to a benchmark one at a time and show the tree and the GFLOPS (quick timing, verified) after each.")
+        {
+            bench, actions, json,
+        };
+        command.SetAction(p => io.Guard(() =>
+        {
+            var b = Benchmark.ReadFile(p.GetValue(bench)!);
+            var list = Actions.ParseList(p.GetValue(actions));
+            var nests = Steps(b.Computation, list);
+            Kernel.WarmUp();
+            var steps = nests.Select((n, i) => Step(n, i == 0 ? null : list[i - 1].Name, i)).ToList();
+            if (p.GetValue(json)) io.Stdout.WriteLine(ShowJson(b, steps).ToJsonString(Options.JsonStyle));
+            else PrintSteps(io.Out, b, steps);
+            var wrong = steps.FirstOrDefault(s => !s.Verification.Passed);
+            if (wrong is not null) io.Stderr.WriteLine($"internal error: step {wrong.Index} produced a wrong kernel: {wrong.Verification.Problem}");
+            return wrong is null ? Program.Ok : Program.Failure;
+        }));
+        return command;
+    }
+
+    /// <summary>The initial nest and the nest after each action; an illegal action throws before anything is measured.</summary>
+    static List<Nest> Steps(Computation c, IReadOnlyList<LoopAction> actions)
+    {
+        var nest = Nest.Initial(c);
+        Transforms.ApplyAll(nest, actions); // names the failing step
+        var nests = new List<Nest> { nest };
+        foreach (var a in actions) nests.Add(nest = Transforms.Apply(nest, a));
+        return nests;
+    }
+
+    sealed record ShownStep(int Index, string? Action, Nest Nest, Verification Verification, Measurement Measurement);
+
+    static ShownStep Step(Nest nest, string? action, int index)
+    {
+        var kernel = Kernel.Compile(nest);
+        return new ShownStep(index, action, nest, Verifier.Verify(kernel), KernelTiming.Measure(kernel, MeasureOptions.Quick));
+    }
+
+    static JsonObject ShowJson(Benchmark b, IEnumerable<ShownStep> steps) => new()
+    {
+        ["bench"] = b.Name, ["spec"] = b.Computation.ToString(), ["computation"] = b.Computation.Text,
+        ["steps"] = new JsonArray([.. steps.Select(s => new JsonObject
+        {
+            ["step"] = s.Index, ["action"] = s.Action, ["schedule"] = s.Nest.Serialize(), ["tree"] = s.Nest.ToTree(),
+            ["gflops"] = s.Measurement.Gflops, ["verified"] = s.Verification.Passed,
+        })]),
+    };
+
+    static void PrintSteps(IAnsiConsole o, Benchmark b, IEnumerable<ShownStep> steps)
+    {
+        o.MarkupLineInterpolated($"[bold]{b.Name}[/]: {b.Computation} ({b.Computation.Text})");
+        foreach (var s in steps)
+        {
+            o.WriteLine();
+            string check = s.Verification.Passed ? "verified" : $"WRONG: {s.Verification.Problem}";
+            o.MarkupLineInterpolated($"[yellow]{s.Index,2}. {s.Action ?? "(start)"}[/]  [bold]{s.Measurement.Gflops:F1} GFLOPS[/], {check}");
+            o.Write(new Text(s.Nest.ToTree()));
+        }
+    }
+}
+
+/// <summary>Hidden <c>looptune store-stress --db PATH --from N --count C [--samples S] [--forever]</c>: writes synthetic
+/// records (mm i 4 4, initial schedule, for i from N) into a measurement store, one transaction each, printing
+/// "committed i" after every commit. The store's multi-process tests run it.</summary>
+static class StoreStressCommand
+{
+    public static Command Create(Io io)
+    {
+        var db = new Option<string>("--db") { Description = "The store's file.", Required = true };
+        var from = new Option<int>("--from") { Description = "First i.", DefaultValueFactory = _ => 1 };
+        var count = new Option<int>("--count") { Description = "How many records.", DefaultValueFactory = _ => 100 };
+        var samples = new Option<int>("--samples") { Description = "The sample count every record claims.", DefaultValueFactory = _ => 5 };
+        var forever = new Option<bool>("--forever") { Description = "Keep writing until killed." };
+        var command = new Command("store-stress", "Write synthetic records into a measurement store (for tests).") { db, from, count, samples, forever };
+        command.Hidden = true;
+        command.SetAction(p => io.Guard(() =>
+        {
+            using var store = new MeasurementStore(p.GetValue(db));
+            int first = p.GetValue(from), last = p.GetValue(forever) ? DimSpec.MaxSize : first + p.GetValue(count) - 1;
+            var clock = Stopwatch.StartNew();
+            for (int i = first; i <= last; i++)
+            {
+                store.Put(Record(i), Fake(i, p.GetValue(samples)));
+                io.Stdout.WriteLine($"committed {i}");
+                io.Stdout.Flush();
+            }
+            io.Stderr.WriteLine($"wrote {last - first + 1} records in {clock.Elapsed.TotalSeconds:F3} s ({(last - first + 1) / clock.Elapsed.TotalSeconds:F0}/s)");
+            return Program.Ok;
+        }));
+        return command;
+    }
+
+    /// <summary>The nest the stress writer stores as record <paramref name="i"/>.</summary>
+    internal static Nest Record(int i) => Nest.Initial(Computation.Matmul(i, 4, 4));
+
+    /// <summary>The synthetic measurement of record <paramref name="i"/>.</summary>
+    internal static Measurement Fake(int i, int samples) =>
+        new(1e-6 * (1 + i % 7), 0.9e-6 * (1 + i % 7), samples, 1, Computation.Matmul(i, 4, 4).Flops);
+}

@@ -1,0 +1,298 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using LoopTune.Ir;
+using LoopTune.Measure;
+using Microsoft.Data.Sqlite;
+
+namespace LoopTune.Store;
+
+/// <summary>
+/// Every measurement LoopTune has taken, kept in a SQLite file so that a repeated state is answered from the store
+/// instead of being compiled and timed again.
+/// <list type="table">
+/// <listheader><term>aspect</term><description>what it is</description></listheader>
+/// <item><term>file</term><description><see cref="DefaultPath"/> (<c>measurements.db</c> in <see cref="PeakCache.DataFolder"/>)
+/// unless a path is given.</description></item>
+/// <item><term>key</term><description>(computation = <see cref="Computation.Text"/>, schedule = <see cref="Nest.ScheduleKey"/>,
+/// machine = <see cref="PeakCache.MachineKey"/>, runtime = <see cref="CurrentRuntime"/>). The cursor is not part of the key:
+/// it does not change the kernel.</description></item>
+/// <item><term>value</term><description>median and minimum seconds per run, sample count, GFLOPS at the median, UTC time.</description></item>
+/// <item><term>merge</term><description>when a record exists, <see cref="Put"/> keeps the one with more samples (the more
+/// precise one); on a tie the newer wins. The whole record is kept or replaced, never mixed. The choice is made by one
+/// SQL upsert, so it holds between processes too.</description></item>
+/// <item><term>concurrency</term><description>any number of processes may share a file: WAL journal, a 10 s busy timeout,
+/// every <see cref="Put"/> in its own immediate transaction, retried with back-off on SQLITE_BUSY. Synchronous NORMAL:
+/// a killed process loses nothing it committed (an OS crash or power cut may lose the last commits, never consistency).
+/// An instance is thread-safe.</description></item>
+/// <item><term>speed</term><description>one open connection with prepared statements, and an in-memory table in front of
+/// it for every record this instance has seen: a repeated lookup is a dictionary hit. A record another process improves
+/// after this instance cached it is seen after <see cref="ClearMemoryCache"/> or in a new instance.</description></item>
+/// </list>
+/// </summary>
+public sealed class MeasurementStore : IDisposable
+{
+    /// <summary>Version of the code the JIT generates. Part of the key: bump it whenever a change to lowering or emission
+    /// can change a kernel's speed, so that old measurements stop answering.</summary>
+    public const string JitVersion = "looptune-jit 1";
+
+    /// <summary>Milliseconds SQLite waits for another process's lock before reporting SQLITE_BUSY.</summary>
+    public const int BusyTimeoutMilliseconds = 10_000;
+
+    const int SchemaVersion = 1, MaxAttempts = 12;
+
+    const string Schema = """
+        CREATE TABLE IF NOT EXISTS measurements (
+            computation TEXT NOT NULL,
+            schedule    TEXT NOT NULL,
+            machine     TEXT NOT NULL,
+            runtime     TEXT NOT NULL,
+            median_s    REAL NOT NULL,
+            min_s       REAL NOT NULL,
+            samples     INTEGER NOT NULL,
+            gflops      REAL NOT NULL,
+            measured_at TEXT NOT NULL,
+            PRIMARY KEY (computation, schedule, machine, runtime)
+        ) WITHOUT ROWID;
+        """;
+
+    const string KeyMatch = "computation = $c AND schedule = $s AND machine = $machine AND runtime = $runtime";
+
+    const string UpsertSql = """
+        INSERT INTO measurements (computation, schedule, machine, runtime, median_s, min_s, samples, gflops, measured_at)
+        VALUES ($c, $s, $machine, $runtime, $median, $min, $samples, $gflops, $at)
+        ON CONFLICT (computation, schedule, machine, runtime) DO UPDATE SET
+            median_s = excluded.median_s, min_s = excluded.min_s, samples = excluded.samples,
+            gflops = excluded.gflops, measured_at = excluded.measured_at
+        WHERE excluded.samples >= measurements.samples
+        """;
+
+    readonly SqliteConnection connection;
+    readonly SqliteCommand select, upsert, count;
+    readonly Dictionary<(string Computation, string Schedule), StoredMeasurement> memory = [];
+    readonly Lock gate = new();
+    bool disposed;
+
+    /// <summary>Opens (creating if needed) the store at <paramref name="path"/>, or at <see cref="DefaultPath"/>, for this
+    /// machine and runtime.</summary>
+    public MeasurementStore(string? path = null) : this(path, PeakCache.MachineKey, CurrentRuntime)
+    {
+    }
+
+    /// <summary>Opens the store with an explicit machine and runtime key (tests, or reading another machine's records).</summary>
+    public MeasurementStore(string? path, string machine, string runtime)
+    {
+        Path = System.IO.Path.GetFullPath(path ?? DefaultPath);
+        Machine = machine;
+        Runtime = runtime;
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
+        connection = new SqliteConnection(ConnectionString(Path));
+        try
+        {
+            connection.Open();
+            Retry(Initialize);
+            select = Prepare($"SELECT median_s, min_s, samples, gflops, measured_at FROM measurements WHERE {KeyMatch}", keyed: true);
+            upsert = Prepare(UpsertSql, keyed: true, "$median", "$min", "$samples", "$gflops", "$at");
+            count = Prepare("SELECT COUNT(*) FROM measurements", keyed: false);
+        }
+        catch
+        {
+            connection.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary><c>measurements.db</c> in <see cref="PeakCache.DataFolder"/> (which <c>$LOOPTUNE_HOME</c> moves).</summary>
+    public static string DefaultPath => System.IO.Path.Combine(PeakCache.DataFolder, "measurements.db");
+
+    /// <summary>The runtime part of the key: the .NET runtime and <see cref="JitVersion"/>.</summary>
+    public static string CurrentRuntime { get; } = $"{RuntimeInformation.FrameworkDescription} | {JitVersion}";
+
+    /// <summary>Full path of the database file.</summary>
+    public string Path { get; }
+
+    /// <summary>The machine part of the key of every record this instance reads and writes.</summary>
+    public string Machine { get; }
+
+    /// <summary>The runtime part of the key of every record this instance reads and writes.</summary>
+    public string Runtime { get; }
+
+    /// <summary>Records in the file, for every machine and runtime.</summary>
+    public int Count => Locked(() => Retry(() => Convert.ToInt32(count.ExecuteScalar(), CultureInfo.InvariantCulture)));
+
+    /// <summary>The record of this schedule of this computation on this machine and runtime, if one was ever stored.</summary>
+    public bool TryGet(Nest nest, [MaybeNullWhen(false)] out StoredMeasurement measurement)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        var key = (nest.Computation.Text, nest.ScheduleKey);
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            if (memory.TryGetValue(key, out measurement)) return true;
+            measurement = Retry(() => Read(key));
+            if (measurement is null) return false;
+            memory[key] = measurement;
+            return true;
+        }
+    }
+
+    /// <summary>Stores <paramref name="measurement"/> of <paramref name="nest"/> in its own transaction and returns the record
+    /// the store keeps: the new one, or the existing one when that has more samples.</summary>
+    public StoredMeasurement Put(Nest nest, Measurement measurement)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        Validate(measurement);
+        var key = (nest.Computation.Text, nest.ScheduleKey);
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            var kept = Retry(() => Write(key, measurement));
+            memory[key] = kept;
+            return kept;
+        }
+    }
+
+    /// <summary>The stored record of <paramref name="nest"/>, or, when there is none, <paramref name="measure"/>'s result,
+    /// stored first. <paramref name="measure"/> runs outside the store's lock.</summary>
+    public StoredMeasurement GetOrMeasure(Nest nest, Func<Nest, Measurement> measure)
+    {
+        ArgumentNullException.ThrowIfNull(measure);
+        return TryGet(nest, out var stored) ? stored : Put(nest, measure(nest));
+    }
+
+    /// <summary>Forgets the in-memory copies, so the next lookups read the file (and see other processes' improvements).</summary>
+    public void ClearMemoryCache()
+    {
+        lock (gate) memory.Clear();
+    }
+
+    /// <summary>Runs SQLite's <c>PRAGMA integrity_check</c>: "ok" when the file is consistent.</summary>
+    public string IntegrityCheck() => Locked(() => Retry(() => Scalar("PRAGMA integrity_check")));
+
+    /// <summary>Closes the connection; the WAL is checkpointed into the main file when the last connection closes.</summary>
+    public void Dispose()
+    {
+        lock (gate)
+        {
+            if (disposed) return;
+            disposed = true;
+            foreach (var c in new[] { select, upsert, count }) c.Dispose();
+            connection.Dispose();
+        }
+    }
+
+    static string ConnectionString(string path) => new SqliteConnectionStringBuilder
+    {
+        DataSource = path,
+        Mode = SqliteOpenMode.ReadWriteCreate,
+        Pooling = false,
+        DefaultTimeout = BusyTimeoutMilliseconds / 1000,
+    }.ToString();
+
+    int Initialize()
+    {
+        Execute($"PRAGMA busy_timeout = {BusyTimeoutMilliseconds}");
+        Execute("PRAGMA journal_mode = WAL");
+        Execute("PRAGMA synchronous = NORMAL");
+        Execute(Schema);
+        long version = Convert.ToInt64(Scalar("PRAGMA user_version"), CultureInfo.InvariantCulture);
+        if (version > SchemaVersion)
+            throw new LoopTuneException($"the measurement store {Path} has schema version {version}; this LoopTune reads version {SchemaVersion}");
+        if (version < SchemaVersion) Execute($"PRAGMA user_version = {SchemaVersion}");
+        return 0;
+    }
+
+    SqliteCommand Prepare(string sql, bool keyed, params string[] names)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = sql;
+        if (keyed)
+        {
+            foreach (var name in new[] { "$c", "$s" }) command.Parameters.AddWithValue(name, DBNull.Value);
+            command.Parameters.AddWithValue("$machine", Machine);
+            command.Parameters.AddWithValue("$runtime", Runtime);
+        }
+        foreach (var name in names) command.Parameters.AddWithValue(name, DBNull.Value);
+        command.Prepare();
+        return command;
+    }
+
+    StoredMeasurement? Read((string Computation, string Schedule) key)
+    {
+        select.Parameters["$c"].Value = key.Computation;
+        select.Parameters["$s"].Value = key.Schedule;
+        using var reader = select.ExecuteReader();
+        return reader.Read() ? Record(key, reader) : null;
+    }
+
+    StoredMeasurement Write((string Computation, string Schedule) key, Measurement m)
+    {
+        using var transaction = connection.BeginTransaction(deferred: false);
+        upsert.Transaction = select.Transaction = transaction;
+        try
+        {
+            var p = upsert.Parameters;
+            (p["$c"].Value, p["$s"].Value) = key;
+            (p["$median"].Value, p["$min"].Value, p["$samples"].Value) = (m.MedianSeconds, m.MinSeconds, m.Samples);
+            (p["$gflops"].Value, p["$at"].Value) = (m.Gflops, DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture));
+            upsert.ExecuteNonQuery();
+            var kept = Read(key) ?? throw new InvalidOperationException("the upserted record is missing");
+            transaction.Commit();
+            return kept;
+        }
+        finally
+        {
+            upsert.Transaction = select.Transaction = null;
+        }
+    }
+
+    static StoredMeasurement Record((string Computation, string Schedule) key, SqliteDataReader r) =>
+        new(key.Computation, key.Schedule, r.GetDouble(0), r.GetDouble(1), r.GetInt32(2), r.GetDouble(3),
+            DateTime.Parse(r.GetString(4), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind));
+
+    static void Validate(Measurement m)
+    {
+        if (!(m.MedianSeconds > 0) || !double.IsFinite(m.MedianSeconds) || !(m.MinSeconds > 0) || !double.IsFinite(m.MinSeconds))
+            throw new ArgumentOutOfRangeException(nameof(m), m, "a stored measurement needs finite positive times");
+        ArgumentOutOfRangeException.ThrowIfLessThan(m.Samples, 1, nameof(m));
+    }
+
+    void Execute(string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    string Scalar(string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return Convert.ToString(command.ExecuteScalar(), CultureInfo.InvariantCulture) ?? "";
+    }
+
+    T Locked<T>(Func<T> work)
+    {
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            return work();
+        }
+    }
+
+    /// <summary>Runs <paramref name="work"/>, again after a randomised, growing pause while SQLite reports the file busy or
+    /// locked (which can outlast the busy timeout only under heavy contention, or while the journal mode is switched).</summary>
+    static T Retry<T>(Func<T> work)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            try { return work(); }
+            catch (SqliteException e) when (IsBusy(e) && attempt < MaxAttempts)
+            {
+                Thread.Sleep(Random.Shared.Next(1, 5 << Math.Min(attempt, 8)));
+            }
+        }
+    }
+
+    static bool IsBusy(SqliteException e) => (e.SqliteErrorCode & 0xFF) is 5 or 6; // SQLITE_BUSY, SQLITE_LOCKED
+}

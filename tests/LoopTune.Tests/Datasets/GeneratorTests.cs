@@ -1,0 +1,141 @@
+using LoopTune.Datasets;
+using LoopTune.Tests.Store;
+
+namespace LoopTune.Tests.Datasets;
+
+/// <summary>The generator's size syntax, the benchmarks it makes, the seeded split, and byte-stable output.</summary>
+public sealed class GeneratorTests
+{
+    [Theory]
+    [InlineData("64", new[] { 64 })]
+    [InlineData("64:128:16", new[] { 64, 80, 96, 112, 128 })]
+    [InlineData("64:100:16", new[] { 64, 80, 96 })]
+    [InlineData("7:7:3", new[] { 7 })]
+    [InlineData("16|24|8", new[] { 8, 16, 24 })]
+    [InlineData("8|16:32:8|16", new[] { 8, 16, 24, 32 })]
+    [InlineData(" 4 | 2 ", new[] { 2, 4 })]
+    public void ParsesSizes(string text, int[] expected) => Assert.Equal(expected, DimSpec.Parse(text, "--dimA"));
+
+    [Theory]
+    [InlineData("64:32:16", "'64:32:16'", "start 64 is greater than the end 32")]
+    [InlineData("a|b", "'a'", "not a whole number")]
+    [InlineData("16|x", "'x'", "not a whole number")]
+    [InlineData("0", "'0'", "from 1 to")]
+    [InlineData("64:256:0", "step '0'", "from 1 to")]
+    [InlineData("64:128", "'64:128'", "start:end:step")]
+    [InlineData("1:2:3:4", "'1:2:3:4'", "start:end:step")]
+    [InlineData("16||32", "'16||32'", "empty list item")]
+    [InlineData("", "--dimA", "empty")]
+    [InlineData("2000000", "'2000000'", "from 1 to 1048576")]
+    [InlineData("-4", "'-4'", "not a whole number")]
+    public void RejectsBadSizesNamingTheBadPart(string text, string part, string problem)
+    {
+        var e = Assert.Throws<DatasetSpecError>(() => DimSpec.Parse(text, "--dimA"));
+        Assert.Contains(part, e.Message);
+        Assert.Contains(problem, e.Message);
+        Assert.StartsWith("--dimA", e.Message);
+    }
+
+    [Theory]
+    [InlineData("64", "--dimA '64' has 1 comma-separated dimension; it needs m,k")]
+    [InlineData("64,64,64", "has 3 comma-separated dimensions")]
+    [InlineData("64,64:32:1", "--dimA dimension 2 (k) '64:32:1'")]
+    public void ListsNeedTheRightNumberOfDimensions(string dimA, string message) =>
+        Assert.Contains(message, Assert.Throws<DatasetSpecError>(() => DatasetGenerator.Matmul(dimA, "64,64")).Message);
+
+    [Fact]
+    public void MatmulTakesMFromANFromBAndTheKTheyAgreeOn()
+    {
+        var g = DatasetGenerator.Matmul("64|80,16:48:16", "32|48|96,8");
+        Assert.Equal(["mm64_8_32", "mm64_8_48", "mm80_8_32", "mm80_8_48"], g.Benchmarks.Select(b => b.Name));
+        Assert.Equal("mm 80 8 48", g.Benchmarks[3].Computation.ToString());
+        Assert.Equal((80, 8, 48), g.Benchmarks[3].Computation.AsMatmul());
+        Assert.Equal("# mm80_8_48: C[m,n] += A[m,k] * B[k,n] m=80 n=8 k=48\nmm 80 8 48\n", g.Benchmarks[3].FileText);
+        var e = Assert.Throws<DatasetSpecError>(() => DatasetGenerator.Matmul("64,16", "32,8"));
+        Assert.Contains("share no size", e.Message);
+    }
+
+    [Fact]
+    public void ConvIsSquareForOneSpecAndEveryPairForTwo()
+    {
+        Assert.Equal(["conv4_8_8_2_3_3", "conv4_10_10_2_3_3"], DatasetGenerator.Conv("4", "8|10", "2").Benchmarks.Select(b => b.Name));
+        var pairs = DatasetGenerator.Conv("4", "8|10,9", "2", "3,1|3");
+        Assert.Equal(["conv4_8_9_2_3_1", "conv4_8_9_2_3_3", "conv4_10_9_2_3_1", "conv4_10_9_2_3_3"], pairs.Benchmarks.Select(b => b.Name));
+        Assert.Equal("conv 4 10 9 2 3 1", pairs.Benchmarks[2].Computation.ToString());
+        var e = Assert.Throws<DatasetSpecError>(() => DatasetGenerator.Conv("4", "8", "2", "9"));
+        Assert.Contains("conv4_8_8_2_9_9", e.Message);
+        Assert.Contains("larger than the image", e.Message);
+        Assert.Contains("--filters", Assert.Throws<DatasetSpecError>(() => DatasetGenerator.Conv("4", "8", null)).Message);
+    }
+
+    [Fact]
+    public void RefusesHugeDatasets() =>
+        Assert.Contains("at most", Assert.Throws<DatasetSpecError>(() => DatasetGenerator.Matmul("1:100:1,1:100:1", "1:100:1,1:100:1")).Message);
+
+    [Fact]
+    public void SplitMix64MatchesItsDefinition()
+    {
+        var rng = new SplitMix64(0);
+        Assert.Equal([0xE220A8397B1DCDAFUL, 0x6E789E6AA1B965F4UL, 0x06C45D188009454FUL], new[] { rng.Next(), rng.Next(), rng.Next() });
+        var bounded = new SplitMix64(7);
+        Assert.All(Enumerable.Range(0, 1000).Select(_ => bounded.NextBelow(3)), x => Assert.InRange(x, 0UL, 2UL));
+    }
+
+    [Theory]
+    [InlineData(0.8, 2197, 1758)]
+    [InlineData(0.5, 5, 3)]
+    [InlineData(0.0, 10, 0)]
+    [InlineData(1.0, 10, 10)]
+    public void TheSplitIsDeterministicAndProportional(double split, int count, int train)
+    {
+        var names = Enumerable.Range(0, count).Select(i => $"b{i}").ToArray();
+        var a = DatasetManifest.Create("mm", [], [.. names], split, 42);
+        var b = DatasetManifest.Create("mm", [], [.. names], split, 42);
+        Assert.Equal(a.Train.AsEnumerable(), b.Train);
+        Assert.Equal(a.Test.AsEnumerable(), b.Test);
+        Assert.Equal(train, a.Train.Length);
+        Assert.Equal(names.Order(), a.Train.Concat(a.Test).Order());
+        if (count > 100) Assert.NotEqual(a.Train.AsEnumerable(), DatasetManifest.Create("mm", [], [.. names], split, 43).Train);
+    }
+
+    [Theory]
+    [InlineData(-0.1)]
+    [InlineData(1.5)]
+    [InlineData(double.NaN)]
+    public void RejectsSplitsOutsideZeroToOne(double split) =>
+        Assert.Contains("--split", Assert.Throws<DatasetSpecError>(() => DatasetManifest.Create("mm", [], ["a"], split, 0)).Message);
+
+    [Fact]
+    public void WritesByteStableFilesAndLoadsThemBack()
+    {
+        using var temp = new TempFolder("looptune-ds");
+        var g = DatasetGenerator.Matmul("8:64:8,8|16", "8|16,4:12:4");
+        g.Write(temp["one"], 0.75, 5);
+        DatasetGenerator.Matmul("8:64:8,8|16", "8|16,4:12:4").Write(temp["two"], 0.75, 5);
+        AssertSameFiles(temp["one"], temp["two"]);
+        var d = Dataset.LoadFolder(temp["one"]);
+        Assert.Equal((8 * 3 * 2, 36, 12), (d.Benchmarks.Length, d.Train.Count, d.Test.Count));
+        Assert.Equal(g.Benchmarks.Select(b => b.Computation), d.Benchmarks.Select(b => b.Computation));
+        Assert.Equal(("one", "mm", 5UL), (d.Name, d.Kind, d.Manifest.Seed));
+        Assert.Equal(d.Get(d.Manifest.Test[0]).Computation, d.Test[0]);
+    }
+
+    [Fact]
+    public void WritesNothingWhenTheFolderIsTaken()
+    {
+        using var temp = new TempFolder("looptune-ds");
+        Directory.CreateDirectory(temp["taken"]);
+        File.WriteAllText(temp["taken/x.txt"], "mine");
+        var e = Assert.Throws<DatasetSpecError>(() => DatasetGenerator.Matmul("8,8", "8,8").Write(temp["taken"], 0.8, 0));
+        Assert.Contains("not empty", e.Message);
+        Assert.Equal([temp["taken"]], Directory.GetFileSystemEntries(temp.Path));
+        Assert.Equal([temp["taken/x.txt"]], Directory.GetFileSystemEntries(temp["taken"]));
+    }
+
+    internal static void AssertSameFiles(string a, string b)
+    {
+        var names = Directory.GetFiles(a).Select(Path.GetFileName).Order().ToArray();
+        Assert.Equal(names, Directory.GetFiles(b).Select(Path.GetFileName).Order());
+        foreach (var n in names) Assert.True(File.ReadAllBytes(Path.Combine(a, n!)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(b, n!))), $"{n} differs");
+    }
+}

@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using LoopTune.Ir;
+using LoopTune.Measure;
+using LoopTune.Store;
+using Xunit.Abstractions;
+
+namespace LoopTune.Tests.Store;
+
+/// <summary>The store in one process: round trips, the key, the merge policy, answering repeated states.</summary>
+public sealed class MeasurementStoreTests(ITestOutputHelper output) : IDisposable
+{
+    readonly TempFolder folder = new("looptune-store");
+
+    public void Dispose() => folder.Dispose();
+
+    static Nest Nest(string spec, string actions = "") => Transforms.ApplyAll(LoopTune.Ir.Nest.Initial(Computation.Parse(spec)), Actions.ParseList(actions));
+
+    static Measurement Sample(double median, int samples = 7) => new(median, median * 0.9, samples, 10, 2.0 * 16 * 16 * 16);
+
+    MeasurementStore Open(string name = "m.db") => new(folder[name]);
+
+    [Fact]
+    public void RoundTripsThroughTheFile()
+    {
+        var nest = Nest("mm 16 16 16", "split_4,down,swap_down");
+        var before = DateTime.UtcNow;
+        using (var store = Open()) store.Put(nest, Sample(2e-6, samples: 9));
+        using var reopened = Open();
+        Assert.True(reopened.TryGet(nest, out var m));
+        Assert.Equal((nest.Computation.Text, nest.ScheduleKey), (m.Computation, m.Schedule));
+        Assert.Equal((2e-6, 1.8e-6, 9), (m.MedianSeconds, m.MinSeconds, m.Samples));
+        Assert.Equal(Sample(2e-6).Gflops, m.Gflops, 1e-9);
+        Assert.Equal(DateTimeKind.Utc, m.MeasuredAt.Kind);
+        Assert.InRange(m.MeasuredAt, before.AddSeconds(-1), DateTime.UtcNow.AddSeconds(1));
+        Assert.Equal(1, reopened.Count);
+        Assert.Equal("ok", reopened.IntegrityCheck());
+    }
+
+    [Fact]
+    public void TheCursorIsNotPartOfTheKeyButTheScheduleAndComputationAre()
+    {
+        using var store = Open();
+        store.Put(Nest("mm 16 16 16"), Sample(1e-6));
+        Assert.True(store.TryGet(Nest("mm 16 16 16", "down,down"), out _));
+        Assert.False(store.TryGet(Nest("mm 16 16 16", "down,swap_down"), out _));
+        Assert.False(store.TryGet(Nest("mm 16 16 17"), out _));
+    }
+
+    [Fact]
+    public void ARepeatedStateIsAnsweredFromTheStore()
+    {
+        int calls = 0;
+        Measurement Measure(Nest n) { calls++; return Sample(3e-6); }
+        var nest = Nest("mm 8 8 8", "split_2");
+        using (var store = Open())
+        {
+            var first = store.GetOrMeasure(nest, Measure);
+            Assert.Same(first, store.GetOrMeasure(nest, Measure));
+            Assert.Same(first, store.GetOrMeasure(Transforms.Apply(nest, Actions.Get("down")), Measure));
+        }
+        using (var again = Open()) again.GetOrMeasure(nest, Measure); // a new process would read it from the file
+        Assert.Equal(1, calls);
+    }
+
+    [Fact]
+    public void PutKeepsTheRecordWithMoreSamplesAndTheNewerOnATie()
+    {
+        var nest = Nest("mm 4 4 4");
+        using var store = Open();
+        Assert.Equal(5, store.Put(nest, Sample(1e-6, samples: 5)).Samples);
+        var kept = store.Put(nest, Sample(9e-6, samples: 3));
+        Assert.Equal((5, 1e-6), (kept.Samples, kept.MedianSeconds));
+        kept = store.Put(nest, Sample(4e-6, samples: 8));
+        Assert.Equal((8, 4e-6), (kept.Samples, kept.MedianSeconds));
+        Assert.Equal(2e-6, store.Put(nest, Sample(2e-6, samples: 8)).MedianSeconds); // a tie: the newer wins
+        store.ClearMemoryCache();
+        Assert.True(store.TryGet(nest, out var read));
+        Assert.Equal((8, 2e-6), (read.Samples, read.MedianSeconds));
+        Assert.Equal(1, store.Count);
+    }
+
+    [Fact]
+    public void RecordsOfAnotherMachineOrRuntimeDoNotAnswer()
+    {
+        var nest = Nest("mm 4 4 4");
+        using (var other = new MeasurementStore(folder["m.db"], "another machine", MeasurementStore.CurrentRuntime)) other.Put(nest, Sample(1e-6));
+        using (var older = new MeasurementStore(folder["m.db"], PeakCache.MachineKey, "an older runtime")) older.Put(nest, Sample(1e-6));
+        using var store = Open();
+        Assert.False(store.TryGet(nest, out _));
+        Assert.Equal(2, store.Count);
+        Assert.Contains(MeasurementStore.JitVersion, store.Runtime);
+    }
+
+    [Fact]
+    public void RejectsMeaninglessMeasurements()
+    {
+        using var store = Open();
+        Assert.Throws<ArgumentOutOfRangeException>(() => store.Put(Nest("mm 4 4 4"), new Measurement(0, 0, 1, 1, 1)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => store.Put(Nest("mm 4 4 4"), new Measurement(1, 1, 0, 1, 1)));
+        Assert.Equal(0, store.Count);
+    }
+
+    [Fact]
+    public void DefaultPathIsInTheDataFolder() =>
+        Assert.Equal(Path.Combine(PeakCache.DataFolder, "measurements.db"), MeasurementStore.DefaultPath);
+
+    /// <summary>Reports (does not assert) lookup and write speeds; run with a detailed console logger to see them.</summary>
+    [Fact]
+    public void ReportsSpeeds()
+    {
+        using var store = Open();
+        var nests = Enumerable.Range(1, 2000).Select(i => Nest($"mm {i} 4 4")).ToArray();
+        var clock = Stopwatch.StartNew();
+        foreach (var n in nests) store.Put(n, Sample(1e-6));
+        double writes = nests.Length / clock.Elapsed.TotalSeconds;
+        store.ClearMemoryCache();
+        double cold = PerLookup(store, nests), warm = PerLookup(store, nests);
+        output.WriteLine($"writes {writes:F0}/s; lookup from SQLite {cold * 1e6:F2} us; warm lookup {warm * 1e6:F3} us");
+        Assert.Equal(nests.Length, store.Count);
+    }
+
+    static double PerLookup(MeasurementStore store, Nest[] nests)
+    {
+        var clock = Stopwatch.StartNew();
+        foreach (var n in nests) Assert.True(store.TryGet(n, out _));
+        return clock.Elapsed.TotalSeconds / nests.Length;
+    }
+}
