@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using LoopTune.Ir;
 using LoopTune.Jit;
 using LoopTune.Measure;
+using LoopTune.Store;
 
 namespace LoopTune.Env;
 
@@ -15,31 +16,48 @@ public interface IEvaluator
     Evaluated Evaluate(Nest nest);
 }
 
-/// <summary>Compiles and times each schedule (pinned, medians), remembering results in this process by
-/// (computation, schedule key): the cursor does not change the kernel, so it is not part of the key.
-/// Buffers are kept for the last computation timed, so an episode on one benchmark allocates them once.</summary>
-public sealed class KernelEvaluator(MeasureOptions options) : IEvaluator, IDisposable
+/// <summary>
+/// Compiles and times each schedule (pinned, medians). A schedule seen before is recalled instead: first from this
+/// process's memory, then from the <see cref="MeasurementStore"/> if one is given (shared by processes and runs), by
+/// (computation, schedule key, machine, runtime): the cursor does not change the kernel, so it is not part of the key.
+/// Buffers are kept for the last computation timed, so an episode on one benchmark allocates them once.
+/// </summary>
+public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? store = null) : IEvaluator, IDisposable
 {
     readonly ConcurrentDictionary<(string, string), Evaluated> seen = new();
     KernelTiming.Workspace? buffers;
 
-    /// <summary>An evaluator with the environment's timing (<see cref="MeasureOptions.Env"/>).</summary>
+    /// <summary>An evaluator with the environment's timing (<see cref="MeasureOptions.Env"/>) and no store.</summary>
     public KernelEvaluator() : this(MeasureOptions.Env) { }
+
+    public MeasurementStore? Store => store;
 
     public Evaluated Evaluate(Nest nest)
     {
         var key = (nest.Computation.Text, nest.ScheduleKey);
         if (seen.TryGetValue(key, out var e)) return e with { Recalled = true };
+        if (store is not null && store.TryGet(nest, out var stored))
+            return seen[key] = new Evaluated(stored.Gflops, stored.MedianSeconds, true);
+        var m = Measure(nest);
+        store?.Put(nest, m);
+        return seen[key] = new Evaluated(m.Gflops, m.MedianSeconds, false);
+    }
+
+    Measurement Measure(Nest nest)
+    {
         if (buffers?.Computation.Equals(nest.Computation) != true)
         {
             buffers?.Dispose();
             buffers = new KernelTiming.Workspace(nest.Computation);
         }
-        var m = KernelTiming.Measure(Kernel.Compile(nest), options, buffers);
-        return seen[key] = new Evaluated(m.Gflops, m.MedianSeconds, false);
+        return KernelTiming.Measure(Kernel.Compile(nest), options, buffers);
     }
 
-    public void Dispose() => buffers?.Dispose();
+    public void Dispose()
+    {
+        buffers?.Dispose();
+        store?.Dispose();
+    }
 }
 
 /// <summary>The evaluators a command line builds.</summary>
@@ -47,6 +65,7 @@ public static class Evaluators
 {
     /// <summary>The real evaluator: compiles and times schedules with <paramref name="options"/> (default
     /// <see cref="MeasureOptions.Env"/>), answering repeated states from the measurement store at <paramref name="dbPath"/>
-    /// (default: the user's data folder) when one is available.</summary>
-    public static IEvaluator Default(string? dbPath = null, MeasureOptions? options = null) => new KernelEvaluator(options ?? MeasureOptions.Env);
+    /// (default: <see cref="MeasurementStore.DefaultPath"/> in the user's data folder).</summary>
+    public static KernelEvaluator Default(string? dbPath = null, MeasureOptions? options = null) =>
+        new(options ?? MeasureOptions.Env, new MeasurementStore(dbPath));
 }

@@ -45,11 +45,24 @@ public sealed record StepInfo(int Step, string? Action, double Gflops, bool Reca
 /// <para><b>Episode end</b>: <c>terminated</c> is always false (there is no goal state); <c>truncated</c> becomes true when
 /// the episode reaches <see cref="EpisodeLength"/> steps (default 10). Stepping after that throws.</para>
 /// </summary>
-public sealed class LoopTuneEnv(IEvaluator evaluator, double peakGflops, int episodeLength = 10)
+public sealed class LoopTuneEnv(IEvaluator evaluator, double peakGflops, int episodeLength = 10) : IDisposable
 {
     readonly List<LoopAction> history = [];
     Nest? state;
     Evaluated current;
+
+    /// <summary>An environment on this machine: kernels compiled and timed, measurements kept in the store at
+    /// <paramref name="dbPath"/> (default: the user's data folder), reward normalised by the remembered peak.</summary>
+    public static LoopTuneEnv Create(string? dbPath = null, int episodeLength = 10) =>
+        new(Evaluators.Default(dbPath), Measure.PeakCache.GetOrMeasure(), episodeLength) { ownsEvaluator = true };
+
+    bool ownsEvaluator;
+
+    /// <summary>Releases the evaluator (its buffers and store) when the environment made it (<see cref="Create"/>).</summary>
+    public void Dispose()
+    {
+        if (ownsEvaluator && evaluator is IDisposable d) d.Dispose();
+    }
 
     public int EpisodeLength { get; } = episodeLength > 0 ? episodeLength : throw new ArgumentOutOfRangeException(nameof(episodeLength));
     public double PeakGflops { get; } = peakGflops > 0 ? peakGflops : throw new ArgumentOutOfRangeException(nameof(peakGflops));

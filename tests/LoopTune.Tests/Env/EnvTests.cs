@@ -204,4 +204,25 @@ public sealed class EnvTests
         Assert.Equal(split.Info.Gflops, again.Info.Gflops);
         Assert.Equal(split.Observation.Ir, again.Observation.Ir);
     }
+
+    [Fact]
+    public void StoreAnswersARepeatedStateInALaterEvaluator()
+    {
+        var db = Path.Combine(Path.GetTempPath(), $"looptune-env-{Guid.NewGuid():N}.db");
+        try
+        {
+            var nest = Transforms.ApplyAll(Nest.Initial(Computation.Matmul(24, 40, 8)), Actions.ParseList("down,down,vectorize"));
+            Evaluated first;
+            using (var a = Evaluators.Default(db)) first = a.Evaluate(nest);
+            Assert.False(first.Recalled);
+            using var b = Evaluators.Default(db);
+            var again = b.Evaluate(Transforms.Apply(nest, Actions.Get("up"))); // the cursor is not part of the key
+            Assert.True(again.Recalled);
+            Assert.Equal(first.Gflops, again.Gflops, 9);
+        }
+        finally
+        {
+            foreach (var f in Directory.GetFiles(Path.GetTempPath(), Path.GetFileName(db) + "*")) File.Delete(f);
+        }
+    }
 }
