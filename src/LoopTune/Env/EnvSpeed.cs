@@ -3,11 +3,11 @@ using LoopTune.Ir;
 
 namespace LoopTune.Env;
 
-/// <summary>How fast the environment steps, cold (nothing remembered: every new schedule is compiled and timed) and warm
-/// (the same episodes replayed: every schedule recalled).</summary>
+/// <summary>How fast the environment steps, cold (an empty measurement store: every new schedule is compiled and timed) and
+/// warm (the same episodes replayed by fresh evaluators over the filled store: every schedule recalled from SQLite).</summary>
 /// <param name="ColdStepsPerSecond">Steps per second of random legal episodes with an empty memory.</param>
 /// <param name="ColdEvaluationsPerSecond">Of those, compiled-and-timed schedules per second (cursor moves need none).</param>
-/// <param name="WarmStepsPerSecond">Steps per second replaying the same episodes.</param>
+/// <param name="WarmStepsPerSecond">Steps per second replaying the same episodes from the store.</param>
 public readonly record struct EnvSpeed(double ColdStepsPerSecond, double ColdEvaluationsPerSecond, double WarmStepsPerSecond, int Steps)
 {
     /// <summary>Runs <paramref name="episodes"/> random episodes of <paramref name="length"/> steps on matmuls drawn from the
@@ -16,17 +16,32 @@ public readonly record struct EnvSpeed(double ColdStepsPerSecond, double ColdEva
     {
         var rng = new Random(seed);
         var benchmarks = Enumerable.Range(0, episodes).Select(_ => Computation.Matmul(Pick(rng), Pick(rng), Pick(rng))).ToArray();
-        using var evaluator = new KernelEvaluator();
-        Jit.Kernel.WarmUp();
-        var counting = new Counting(evaluator);
-        var cold = Stopwatch.StartNew();
-        int steps = Run(counting, benchmarks, length, seed);
-        double coldSeconds = cold.Elapsed.TotalSeconds;
-        int evaluations = counting.Fresh;
-        var warm = Stopwatch.StartNew();
-        int replays = 0;
-        while (warm.Elapsed.TotalSeconds < 0.2) replays += Run(evaluator, benchmarks, length, seed);
-        return new EnvSpeed(steps / coldSeconds, evaluations / coldSeconds, replays / warm.Elapsed.TotalSeconds, steps);
+        var db = Path.Combine(Path.GetTempPath(), $"looptune-envspeed-{Environment.ProcessId}-{Guid.NewGuid():N}.db");
+        try
+        {
+            Jit.Kernel.WarmUp();
+            double coldSeconds;
+            int steps, evaluations;
+            using (var cold = new Counting(Evaluators.Default(db)))
+            {
+                var clock = Stopwatch.StartNew();
+                steps = Run(cold, benchmarks, length, seed);
+                coldSeconds = clock.Elapsed.TotalSeconds;
+                evaluations = cold.Fresh;
+            }
+            var warm = Stopwatch.StartNew();
+            int replays = 0;
+            while (warm.Elapsed.TotalSeconds < 0.3)
+            {
+                using var fresh = Evaluators.Default(db); // nothing in memory: every state comes from SQLite
+                replays += Run(fresh, benchmarks, length, seed);
+            }
+            return new EnvSpeed(steps / coldSeconds, evaluations / coldSeconds, replays / warm.Elapsed.TotalSeconds, steps);
+        }
+        finally
+        {
+            foreach (var f in Directory.GetFiles(Path.GetTempPath(), Path.GetFileName(db) + "*")) File.Delete(f);
+        }
     }
 
     static int Pick(Random rng) => 64 + 16 * rng.Next(13);
@@ -50,8 +65,10 @@ public readonly record struct EnvSpeed(double ColdStepsPerSecond, double ColdEva
         return steps;
     }
 
-    sealed class Counting(IEvaluator inner) : IEvaluator
+    sealed class Counting(KernelEvaluator inner) : IEvaluator, IDisposable
     {
+        public void Dispose() => inner.Dispose();
+
         public int Fresh { get; private set; }
 
         public Evaluated Evaluate(Nest nest)
