@@ -24,8 +24,16 @@ public static unsafe partial class ThreadPinning
     /// <summary>Lets the calling thread run on every core again (as far as the process is allowed).</summary>
     public static void Unpin() => TrySetAffinity(0, CpuMask.All());
 
-    /// <summary>Pins the calling thread to <see cref="DefaultCore"/> until the scope is disposed.</summary>
-    public static PinScope Pin() => Pin(DefaultCore);
+    /// <summary>Pins the calling thread, until the scope is disposed, to the core it is running on now (so that processes
+    /// measuring at the same time, placed on different cores by the OS, stay there instead of all piling onto one
+    /// fixed core); <see cref="DefaultCore"/> if that core is not known.</summary>
+    public static PinScope Pin() => Pin(CurrentCore());
+
+    static int CurrentCore()
+    {
+        int core = Thread.GetCurrentProcessorId();
+        return core >= 0 && CurrentAffinity() is { Count: > 0 } allowed && allowed.Contains(core) ? core : DefaultCore;
+    }
 
     /// <summary>Pins the calling thread to <paramref name="core"/> until the scope is disposed,
     /// then restores the affinity the thread had before.</summary>
