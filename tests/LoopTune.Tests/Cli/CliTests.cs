@@ -1,19 +1,12 @@
 using System.Text.Json.Nodes;
-using LoopTune.Cli;
+using LoopTune.Tests.TestUtil;
 
 namespace LoopTune.Tests.Cli;
 
 /// <summary>The looptune command in-process: exit codes, errors on bad input, and the --json contract.</summary>
 public sealed class CliTests
 {
-    static CliTests() => Environment.SetEnvironmentVariable("LOOPTUNE_HOME", Path.Combine(Path.GetTempPath(), $"looptune-tests-{Environment.ProcessId}"));
-
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var (o, e) = (new StringWriter(), new StringWriter());
-        int code = Program.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    static (int Code, string Out, string Err) Run(params string[] args) => TestHome.Run(args);
 
     [Fact]
     public void HelpListsTheCommands()

@@ -1,26 +1,18 @@
 using System.Text.Json.Nodes;
-using LoopTune.Cli;
 using LoopTune.Datasets;
 using LoopTune.Tests.Store;
+using LoopTune.Tests.TestUtil;
 
 namespace LoopTune.Tests.Datasets;
 
 /// <summary><c>looptune dataset gen|list|show</c> in-process, and the named datasets.</summary>
 public sealed class DatasetCliTests : IDisposable
 {
-    // the same folder as CliTests: the variable is process-wide
-    static DatasetCliTests() => Environment.SetEnvironmentVariable("LOOPTUNE_HOME", Path.Combine(Path.GetTempPath(), $"looptune-tests-{Environment.ProcessId}"));
-
     readonly TempFolder temp = new("looptune-ds-cli");
 
     public void Dispose() => temp.Dispose();
 
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var (o, e) = (new StringWriter(), new StringWriter());
-        int code = Program.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    static (int Code, string Out, string Err) Run(params string[] args) => TestHome.Run(args);
 
     [Fact]
     public void GenIsByteStableForASeed()
