@@ -16,6 +16,7 @@ sealed unsafe class Emitter
     readonly Dictionary<(int Depth, int Tensor), LocalBuilder> pointerLocals = [];
     readonly Dictionary<int, LocalBuilder> counters = [];
     readonly LocalBuilder?[] current = new LocalBuilder?[3]; // null: the argument itself
+    readonly Dictionary<Chunk, LocalBuilder> masks = [];
 
     Emitter(ILGenerator il, bool fused) => (this.il, this.fused) = (il, fused);
 
@@ -29,7 +30,9 @@ sealed unsafe class Emitter
         il.Emit(OpCodes.Brtrue, run);
         il.Emit(OpCodes.Ret);
         il.MarkLabel(run);
-        new Emitter(il, fused).Block(program);
+        var emitter = new Emitter(il, fused);
+        emitter.Masks(program);
+        emitter.Block(program);
         il.Emit(OpCodes.Ret);
         return method.CreateDelegate<KernelFn>();
     }
@@ -48,6 +51,36 @@ sealed unsafe class Emitter
                 default: throw new InvalidOperationException($"unknown op {op}");
             }
         }
+    }
+
+    /// <summary>Builds every mask the program uses once, at the start: all bits set in the live lanes, clear in the others.</summary>
+    void Masks(List<Op> ops)
+    {
+        foreach (var op in ops)
+        {
+            var chunk = op switch
+            {
+                LoadOp l when l.LaneStride == 1 => new Chunk(l.Dst.Width, l.Lanes),
+                TileLoadOp t when t.Acc.LaneStride == 1 => new Chunk(t.Acc.Value.Width, t.Acc.Lanes),
+                _ => default,
+            };
+            if (op is LoopOp loop) { Masks(loop.Body); Masks(loop.After); }
+            if (!chunk.IsMasked || masks.ContainsKey(chunk)) continue;
+            for (int i = 0; i < chunk.Width; i++) il.Emit(OpCodes.Ldc_R4, BitConverter.Int32BitsToSingle(i < chunk.Lanes ? -1 : 0));
+            il.Emit(OpCodes.Call, VectorApi.Of(chunk.Width).Gather);
+            il.Emit(OpCodes.Stloc, masks[chunk] = il.DeclareLocal(VectorApi.Of(chunk.Width).Type));
+        }
+    }
+
+    /// <summary>Pushes the address, then loads a contiguous vector whose lanes past <paramref name="lanes"/> read as zero.</summary>
+    void VectorLoad(int tensor, long offset, int width, int lanes)
+    {
+        var api = VectorApi.Of(width);
+        Address(tensor, offset);
+        if (lanes == width) { il.Emit(OpCodes.Call, api.Load); return; }
+        il.Emit(OpCodes.Ldloc, masks[new Chunk(width, lanes)]);
+        if (width == 16) il.Emit(OpCodes.Call, api.Zero);
+        il.Emit(OpCodes.Call, api.MaskLoad!);
     }
 
     void Loop(LoopOp loop)
@@ -91,19 +124,17 @@ sealed unsafe class Emitter
             il.Emit(OpCodes.Ldind_R4);
             if (w > 1) il.Emit(OpCodes.Call, VectorApi.Of(w).Broadcast);
         }
-        else if (op.LaneStride == 1)
-        {
-            Address(op.Tensor, op.Offset);
-            il.Emit(OpCodes.Call, VectorApi.Of(w).Load);
-        }
-        else Gather(op.Tensor, op.Offset, op.LaneStride, w);
+        else if (op.LaneStride == 1) VectorLoad(op.Tensor, op.Offset, w, op.Lanes);
+        else Gather(op.Tensor, op.Offset, op.LaneStride, w, op.Lanes);
         il.Emit(OpCodes.Stloc, ValueLocal(op.Dst));
     }
 
-    void Gather(int tensor, long offset, long lane, int width)
+    /// <summary>Builds a vector from <paramref name="lanes"/> elements <paramref name="lane"/> apart; the rest are zero.</summary>
+    void Gather(int tensor, long offset, long lane, int width, int lanes)
     {
         for (int i = 0; i < width; i++)
         {
+            if (i >= lanes) { il.Emit(OpCodes.Ldc_R4, 0f); continue; }
             Address(tensor, offset + i * lane);
             il.Emit(OpCodes.Ldind_R4);
         }
@@ -141,8 +172,8 @@ sealed unsafe class Emitter
         int w = a.Value.Width;
         if (a.ReducesLanes) il.Emit(OpCodes.Call, VectorApi.Of(w).Zero);
         else if (w == 1) { Address(0, a.Offset); il.Emit(OpCodes.Ldind_R4); }
-        else if (a.LaneStride == 1) { Address(0, a.Offset); il.Emit(OpCodes.Call, VectorApi.Of(w).Load); }
-        else Gather(0, a.Offset, a.LaneStride, w);
+        else if (a.LaneStride == 1) VectorLoad(0, a.Offset, w, a.Lanes);
+        else Gather(0, a.Offset, a.LaneStride, w, a.Lanes);
         il.Emit(OpCodes.Stloc, ValueLocal(a.Value));
     }
 
@@ -166,15 +197,22 @@ sealed unsafe class Emitter
             il.Emit(OpCodes.Ldloc, local);
             il.Emit(OpCodes.Stind_R4);
         }
-        else if (a.LaneStride == 1)
+        else if (a.LaneStride == 1 && a.Lanes == w)
         {
             il.Emit(OpCodes.Ldloc, local);
             Address(0, a.Offset);
             il.Emit(OpCodes.Call, VectorApi.Of(w).Store);
         }
+        else if (a.LaneStride == 1)
+        {
+            Address(0, a.Offset);
+            il.Emit(OpCodes.Ldloc, masks[new Chunk(w, a.Lanes)]);
+            il.Emit(OpCodes.Ldloc, local);
+            il.Emit(OpCodes.Call, VectorApi.Of(w).MaskStore!);
+        }
         else
         {
-            for (int i = 0; i < w; i++)
+            for (int i = 0; i < a.Lanes; i++)
             {
                 Address(0, a.Offset + i * a.LaneStride);
                 il.Emit(OpCodes.Ldloc, local);

@@ -4,6 +4,13 @@ using System.Runtime.Intrinsics.X86;
 
 namespace LoopTune.Jit;
 
+/// <summary>A piece of a vectorized loop: a vector of <paramref name="Width"/> floats (1: a scalar) of which the first
+/// <paramref name="Lanes"/> are live; the rest are masked off.</summary>
+public readonly record struct Chunk(int Width, int Lanes)
+{
+    public bool IsMasked => Lanes < Width;
+}
+
 /// <summary>How the JIT generates code.</summary>
 /// <param name="MaxVectorBits">Widest vector to use: 512, 256, 128, or 0 for scalar code only. Capped by what the
 /// machine accelerates, so 512 on an AVX2 machine means 256.</param>
@@ -11,7 +18,9 @@ namespace LoopTune.Jit;
 /// <param name="MaxOperations">Most operations the kernel may spell out (multiply-adds, loads, tile loads and stores;
 /// a loop counts as 8), a stand-in for code size, which is what RyuJIT's compile time follows. Past it, the JIT keeps
 /// the outermost unrolled loops as loops (and says so in <see cref="Kernel.Notes"/>) until the code fits.</param>
-public sealed record JitOptions(int MaxVectorBits = 512, bool UseFma = true, int MaxOperations = 1024)
+/// <param name="MaskedTails">Cover the lanes left over after the full vectors with one masked vector (x86 AVX / AVX-512
+/// masked loads and stores) instead of narrower vectors and scalars.</param>
+public sealed record JitOptions(int MaxVectorBits = 512, bool UseFma = true, int MaxOperations = 1024, bool MaskedTails = true)
 {
     public static readonly JitOptions Default = new();
 
@@ -30,12 +39,27 @@ public sealed record JitOptions(int MaxVectorBits = 512, bool UseFma = true, int
         return [.. w];
     }
 
-    /// <summary>Splits <paramref name="lanes"/> contiguous elements into chunks of the available widths, widest first,
-    /// ending with scalars: 16 lanes on AVX2 are two 8-lane vectors; 13 on AVX-512 are 8 + 4 + 1.</summary>
-    public IEnumerable<int> Chunks(int lanes)
+    /// <summary>Splits <paramref name="lanes"/> contiguous elements into vector chunks: full vectors of the widest width
+    /// (16 lanes on AVX2 are two 8-lane vectors), then the rest as one masked vector of the narrowest width that holds it
+    /// (13 on AVX-512: one 16-lane vector with 13 lanes live), or, without masked tails, as narrower vectors and scalars
+    /// (13: 8 + 4 + 1).</summary>
+    public IEnumerable<Chunk> Chunks(int lanes)
     {
-        foreach (int w in VectorWidths)
-            for (; lanes >= w; lanes -= w) yield return w;
-        for (; lanes > 0; lanes--) yield return 1;
+        var widths = VectorWidths;
+        if (widths.Count > 0)
+            for (; lanes >= widths[0]; lanes -= widths[0]) yield return new Chunk(widths[0], widths[0]);
+        if (lanes == 0) yield break;
+        int masked = widths.Where(w => w >= lanes && Masking(w)).DefaultIfEmpty(0).Min();
+        if (masked > 0)
+        {
+            yield return new Chunk(masked, lanes);
+            yield break;
+        }
+        foreach (int w in widths)
+            for (; lanes >= w; lanes -= w) yield return new Chunk(w, w);
+        for (; lanes > 0; lanes--) yield return new Chunk(1, 1);
     }
+
+    /// <summary>True when a <paramref name="width"/>-lane vector can be loaded and stored under a mask here.</summary>
+    public bool Masking(int width) => MaskedTails && width switch { 16 => Avx512F.IsSupported, 8 or 4 => Avx.IsSupported, _ => false };
 }

@@ -75,19 +75,19 @@ sealed class Lowering
     /// <paramref name="PointerDepth"/> says, per tensor, which loop level's pointer local is current.</summary>
     sealed record Scope(Scope? Parent, int Depth, int[] PointerDepth)
     {
-        readonly Dictionary<(int Tensor, int PtrDepth, long Offset, int Width, long Lane), Value> loads = [];
+        readonly Dictionary<(int Tensor, int PtrDepth, long Offset, Chunk Chunk, long Lane), Value> loads = [];
         public int NextSlot { get; set; }
 
-        public Value? Find((int, int, long, int, long) key) =>
+        public Value? Find((int, int, long, Chunk, long) key) =>
             loads.TryGetValue(key, out var v) ? v : Parent?.Find(key);
 
-        public void Add((int, int, long, int, long) key, Value v) => loads[key] = v;
+        public void Add((int, int, long, Chunk, long) key, Value v) => loads[key] = v;
     }
 
     sealed class Tile
     {
         public readonly List<Accumulator> Accumulators = [];
-        public readonly Dictionary<(long Offset, int Width, long Lane), Accumulator> ByKey = [];
+        public readonly Dictionary<(long Offset, Chunk Chunk, long Lane), Accumulator> ByKey = [];
     }
 
     void Run(int level, int[] remaining, long[] offset, Scope scope, List<Op> ops, bool budget)
@@ -106,17 +106,17 @@ sealed class Lowering
         }
         if (level == nest.Count)
         {
-            Statement(offset, 1, scope, ops, budget);
+            Statement(offset, new Chunk(1, 1), scope, ops, budget);
             return;
         }
         int v = nest[level].Var, step = nest.InnerStep(level), full = remaining[v] / step, rem = remaining[v] % step;
         if (annotation[level] == Annotation.Vectorize)
         {
             long lane = 0;
-            foreach (int width in options.Chunks(remaining[v]))
+            foreach (var chunk in options.Chunks(remaining[v]))
             {
-                Statement(Shift(offset, v, lane), width, scope, ops, budget);
-                lane += width;
+                Statement(Shift(offset, v, lane), chunk, scope, ops, budget);
+                lane += chunk.Lanes;
             }
             return;
         }
@@ -138,21 +138,22 @@ sealed class Lowering
         ops.Add(new LoopOp(full, depth, bumps, body, after));
     }
 
-    void Statement(long[] offset, int width, Scope scope, List<Op> ops, bool budget)
+    void Statement(long[] offset, Chunk chunk, Scope scope, List<Op> ops, bool budget)
     {
         statements++;
         Spend(1, budget);
+        int width = chunk.Width;
         long Lane(int t) => width == 1 || vectorVar < 0 ? 0 : strides[t][vectorVar];
-        var key = (offset[0], width, Lane(0));
+        var key = (offset[0], chunk, Lane(0));
         if (!tile!.ByKey.TryGetValue(key, out var acc))
         {
             Spend(2, budget);
-            acc = new Accumulator(new Value(true, 0, width, tile.Accumulators.Count), offset[0], Lane(0));
+            acc = new Accumulator(new Value(true, 0, width, tile.Accumulators.Count), offset[0], Lane(0), chunk.Lanes);
             tile.ByKey[key] = acc;
             tile.Accumulators.Add(acc);
         }
         int before = ops.Count;
-        ops.Add(new FmaOp(acc.Value, Load(1, offset[1], width, Lane(1), scope, ops), Load(2, offset[2], width, Lane(2), scope, ops)));
+        ops.Add(new FmaOp(acc.Value, Load(1, offset[1], chunk, Lane(1), scope, ops), Load(2, offset[2], chunk, Lane(2), scope, ops)));
         Spend(ops.Count - before - 1, budget);
     }
 
@@ -162,13 +163,14 @@ sealed class Lowering
         if (budget && operations > options.MaxOperations) throw new OverBudget();
     }
 
-    static Value Load(int tensor, long offset, int width, long lane, Scope scope, List<Op> ops)
+    static Value Load(int tensor, long offset, Chunk chunk, long lane, Scope scope, List<Op> ops)
     {
-        var key = (tensor, scope.PointerDepth[tensor], offset, width, lane);
+        if (lane == 0) chunk = chunk with { Lanes = chunk.Width }; // a broadcast reads one element whatever the mask
+        var key = (tensor, scope.PointerDepth[tensor], offset, chunk, lane);
         if (scope.Find(key) is Value v) return v;
-        v = new Value(false, scope.Depth, width, scope.NextSlot++);
+        v = new Value(false, scope.Depth, chunk.Width, scope.NextSlot++);
         scope.Add(key, v);
-        ops.Add(new LoadOp(v, tensor, offset, lane));
+        ops.Add(new LoadOp(v, tensor, offset, lane, chunk.Lanes));
         return v;
     }
 

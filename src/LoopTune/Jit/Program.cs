@@ -7,6 +7,8 @@ namespace LoopTune.Jit;
 /// Width 1 is a scalar float; 4, 8, 16 are Vector128/256/512.</summary>
 readonly record struct Value(bool IsAccumulator, int Depth, int Width, int Slot);
 
+// Lanes: how many of a vector's lanes are live (the first ones); the others are masked off: loaded as zero, never stored.
+
 abstract record Op;
 
 /// <summary>A counted loop of <paramref name="Trips"/> &gt;= 2 iterations. Each iteration runs <paramref name="Body"/>
@@ -16,14 +18,14 @@ sealed record LoopOp(int Trips, int Depth, (int Tensor, long Bytes)[] Bumps, Lis
 
 /// <summary>Loads <paramref name="Width"/> elements of tensor <paramref name="Tensor"/> starting <paramref name="Offset"/>
 /// elements past its current pointer, <paramref name="LaneStride"/> elements apart (0: broadcast, 1: contiguous, else gather).</summary>
-sealed record LoadOp(Value Dst, int Tensor, long Offset, long LaneStride) : Op;
+sealed record LoadOp(Value Dst, int Tensor, long Offset, long LaneStride, int Lanes) : Op;
 
 /// <summary>Acc = A * B + Acc.</summary>
 sealed record FmaOp(Value Acc, Value A, Value B) : Op;
 
 /// <summary>An entry of the output tile kept in a local. Lanes are <paramref name="LaneStride"/> elements apart in the
 /// output; LaneStride 0 with Width &gt; 1 means the lanes are partial sums of one element (a vectorized reduction).</summary>
-sealed record Accumulator(Value Value, long Offset, long LaneStride)
+sealed record Accumulator(Value Value, long Offset, long LaneStride, int Lanes)
 {
     public bool ReducesLanes => Value.Width > 1 && LaneStride == 0;
 }

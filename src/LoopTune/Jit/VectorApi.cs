@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace LoopTune.Jit;
 
@@ -9,6 +10,9 @@ sealed class VectorApi
 {
     public readonly Type Type;
     public readonly MethodInfo Load, Store, Broadcast, Gather, Fma, Multiply, Add, Sum, GetElement, Zero;
+    /// <summary>Masked load (masked lanes read as zero) and store (masked lanes left alone); null where the machine has none.
+    /// The 512-bit load also takes the vector to merge into (zero here).</summary>
+    public readonly MethodInfo? MaskLoad, MaskStore;
 
     VectorApi(Type statics, Type vector, int width)
     {
@@ -26,6 +30,9 @@ sealed class VectorApi
         Multiply = vector.GetMethod("op_Multiply", [vector, vector])!;
         Add = vector.GetMethod("op_Addition", [vector, vector])!;
         Zero = vector.GetProperty("Zero")!.GetMethod!;
+        var x86 = width == 16 ? typeof(Avx512F) : typeof(Avx);
+        MaskLoad = x86.GetMethod("MaskLoad", width == 16 ? [typeof(float*), vector, vector] : [typeof(float*), vector]);
+        MaskStore = x86.GetMethod("MaskStore", [typeof(float*), vector, vector]);
     }
 
     static readonly VectorApi V128 = new(typeof(Vector128), typeof(Vector128<float>), 4);

@@ -121,28 +121,62 @@ public class KernelDirectedTests
     }
 
     [Fact]
-    public void Vector_chunks_are_the_widest_available_first_then_scalars()
+    public void Vector_chunks_without_masks_are_the_widest_available_first_then_scalars()
     {
         foreach (int bits in new[] { 512, 256, 128, 0 })
         {
-            var o = new JitOptions(MaxVectorBits: bits);
+            var o = new JitOptions(MaxVectorBits: bits, MaskedTails: false);
             Assert.All(o.VectorWidths, w => Assert.True(w * 32 <= bits));
             Assert.Equal(o.VectorWidths.OrderByDescending(w => w), o.VectorWidths);
             foreach (int lanes in new[] { 1, 3, 4, 13, 16, 37, 64 })
             {
                 var chunks = o.Chunks(lanes).ToList();
-                Assert.Equal(lanes, chunks.Sum());
-                Assert.Equal(chunks.OrderByDescending(c => c), chunks);
+                Assert.All(chunks, c => Assert.False(c.IsMasked));
                 // greedy: after the chunks of a width, fewer lanes than that width remain
                 var expected = new List<int>();
                 int left = lanes;
                 foreach (int w in o.VectorWidths) for (; left >= w; left -= w) expected.Add(w);
                 expected.AddRange(Enumerable.Repeat(1, left));
-                Assert.Equal(expected, chunks);
+                Assert.Equal(expected, chunks.Select(c => c.Width));
             }
         }
         Assert.Empty(new JitOptions(MaxVectorBits: 0).VectorWidths);
-        Assert.Equal([1, 1, 1], new JitOptions(MaxVectorBits: 0).Chunks(3));
+        Assert.Equal([new Chunk(1, 1), new Chunk(1, 1), new Chunk(1, 1)], new JitOptions(MaxVectorBits: 0).Chunks(3));
+    }
+
+    [Fact]
+    public void Vector_chunks_with_masks_end_in_one_masked_vector()
+    {
+        foreach (int bits in new[] { 512, 256, 128 })
+        {
+            var o = new JitOptions(MaxVectorBits: bits);
+            foreach (int lanes in new[] { 1, 3, 4, 13, 16, 37, 64 })
+            {
+                var chunks = o.Chunks(lanes).ToList();
+                Assert.Equal(lanes, chunks.Sum(c => c.Lanes));
+                Assert.All(chunks.SkipLast(1), c => Assert.Equal(o.VectorWidths[0], c.Width));
+                Assert.All(chunks.SkipLast(1), c => Assert.False(c.IsMasked));
+                var last = chunks[^1];
+                if (!o.Masking(last.Width)) continue; // a machine without masked loads falls back to the greedy split
+                Assert.Equal(o.VectorWidths.Where(w => w >= last.Lanes).Min(), last.Width);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("mm 5 7 37", "m:5 n:7 >k:37v")]          // reduction lanes: the masked lanes must add nothing
+    [InlineData("mm 5 37 7", "m:5 k:7 >n:37v")]          // output lanes: masked store leaves the neighbours alone
+    [InlineData("mm 37 5 7", "n:5 k:7 >m:37v")]          // strided output: gather and scatter of the live lanes only
+    [InlineData("mm 3 13 2", "m:3 k:2 >n:13v")]
+    public void Masked_tails_match_the_reference_at_every_width(string spec, string nest)
+    {
+        var n = Nest.Parse(Computation.Parse(spec), nest);
+        foreach (int bits in new[] { 512, 256, 128 })
+            foreach (bool masked in new[] { true, false })
+            {
+                var k = Kernel.Compile(n, new JitOptions(MaxVectorBits: bits, MaskedTails: masked));
+                Assert.Null(KernelCheck.Verify(k, new Random(bits + (masked ? 1 : 0))));
+            }
     }
 
     [Fact]
