@@ -24,14 +24,15 @@ static class BenchCommand
         return command;
     }
 
-    /// <summary>A good schedule written by hand for mm M N K: a 4 x 32 output tile in registers (m'(4) and n'(2) unrolled,
-    /// n''(16) vectorized) across the k loop; for K over 256, k is tiled by 128 so the B panel stays in L1/L2.</summary>
+    /// <summary>A good schedule written by hand for mm M N K: an output tile in registers across the k loop - 4 x 32
+    /// (m'(4) and n'(2) unrolled, n''(16) vectorized: the goal schedule) up to K = 256; for larger K, 4 x 64 with k tiled
+    /// by 256 outside the m loop, so the B panel stays in L2 while the A rows stream.</summary>
     public static Nest HandSchedule(int m, int n, int k)
     {
-        var nest = Transforms.ApplyAll(Nest.Initial(Computation.Matmul(m, n, k)), Actions.ParseList(DemoCommand.GoodSchedule));
-        if (k <= 256) return nest;
-        // m n k m' n' n'' -> n k m k' m' n'': tile k by 128 and put the k tiles outside the m loop.
-        return Transforms.ApplyAll(nest, Actions.ParseList("up,up,up,split_128,up,up,swap_down,swap_down"));
+        var nest = Nest.Initial(Computation.Matmul(m, n, k));
+        if (k <= 256 || n < 64 || m < 4) return Transforms.ApplyAll(nest, Actions.ParseList(DemoCommand.GoodSchedule));
+        // m n k -> m n k m'(4u) n'(4u) n''(16v) -> n k m k'(256) m' n' n''
+        return Transforms.ApplyAll(nest, Actions.ParseList(DemoCommand.GoodSchedule.Replace("split_32", "split_64") + ",up,up,up,split_256,up,up,swap_down,swap_down"));
     }
 
     static int Run(Io io, bool quick, bool asJson)
