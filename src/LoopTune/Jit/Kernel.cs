@@ -54,7 +54,7 @@ public sealed unsafe class Kernel
     public static void WarmUp()
     {
         if (warm) return;
-        var nest = Transforms.ApplyAll(Nest.Initial(Computation.Matmul(9, 40, 7)), Actions.ParseList("split_4,down,swap_down,swap_down,unroll,up,up,split_16,down,swap_down,swap_down,vectorize"));
+        var nest = Transforms.ApplyAll(Nest.Initial(Computation.Matmul(9, 37, 7)), Actions.ParseList("split_4,down,swap_down,swap_down,unroll,up,up,split_16,down,swap_down,swap_down,vectorize"));
         Compile(nest);
         Compile(nest, JitOptions.Default with { MaxVectorBits = 0 });
         warm = true;
