@@ -7,6 +7,8 @@ missing=()
 have libopenblas.so.0 || missing+=(libopenblas0)
 have libblis.so.4 || missing+=(libblis4)
 have libdnnl.so || missing+=(libdnnl2)
+# compare-searches draws its PNG charts with ScottPlot/SkiaSharp, which needs a font on disk for the text
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -1,0 +1,178 @@
+using System.Collections.Immutable;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using LoopTune.Datasets;
+using LoopTune.Env;
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Measure;
+
+namespace LoopTune.Search;
+
+/// <summary>One search on one benchmark, as <c>compare-searches</c> reports it.</summary>
+/// <param name="Benchmark">The benchmark's name.</param>
+/// <param name="Method">The search's name.</param>
+/// <param name="BaseGflops">The unscheduled nest, re-timed after the searches (see <see cref="Comparison"/>).</param>
+/// <param name="BestGflops">The search's best schedule, re-timed the same way.</param>
+/// <param name="SearchGflops">What the search's evaluator reported for that schedule during the search.</param>
+/// <param name="Evaluations">The search's evaluator calls (<see cref="SearchResult.Evaluations"/>).</param>
+/// <param name="Measured">Of those, the ones timed during the search.</param>
+/// <param name="Seconds">Wall-clock seconds of the search.</param>
+/// <param name="Actions">The actions from the unscheduled nest to the best schedule.</param>
+/// <param name="Schedule">The best schedule (<see cref="Nest.ScheduleKey"/>).</param>
+/// <param name="OpenBlasGflops">OpenBLAS on the same shape, timed the same way; null when it is not available.</param>
+/// <param name="Verified">Whether the best schedule's kernel matched the reference.</param>
+public sealed record ComparisonRow(string Benchmark, string Method, double BaseGflops, double BestGflops, double SearchGflops,
+    int Evaluations, int Measured, double Seconds, ImmutableArray<LoopAction> Actions, string Schedule, double? OpenBlasGflops, bool Verified)
+{
+    /// <summary>Best over base, both re-timed.</summary>
+    public double Speedup => BestGflops / BaseGflops;
+}
+
+/// <summary>A method's figures over all benchmarks: geometric means of the re-timed GFLOPS, of the speedup over the
+/// unscheduled nest and of the ratio to OpenBLAS (null without OpenBLAS), and the mean and largest search time.</summary>
+public sealed record MethodSummary(string Method, double GeomeanGflops, double GeomeanSpeedup, double? GeomeanVsOpenBlas,
+    double? MeanSeconds, double? MaxSeconds, double? MeanEvaluations);
+
+/// <summary>What one step of a comparison reports, for a progress bar.</summary>
+public sealed record ComparisonProgress(int Done, int Total, string Benchmark, string Method, string What);
+
+/// <summary>
+/// Runs searches side by side on the same benchmarks and summarises them. Each (benchmark, method) search gets a new
+/// evaluator from the factory it is given, so no search profits from another's measurements unless the factory shares a
+/// store. After the searches, for a fair and precise comparison, every benchmark's unscheduled nest, every best schedule
+/// (verified against the reference) and OpenBLAS are timed again with the same, longer timing (<c>finalTiming</c>, on a
+/// pinned core): the searches' own quick measurements are noisy, and the fastest of many noisy measurements is biased
+/// upwards.
+/// </summary>
+public sealed class Comparison
+{
+    /// <summary>The name of the unscheduled nest's row in the summaries.</summary>
+    public const string Unscheduled = "unscheduled", OpenBlas = "openblas";
+
+    Comparison(ImmutableArray<ComparisonRow> rows, ImmutableArray<string> methods, ImmutableArray<string> benchmarks)
+    {
+        (Rows, Methods, Benchmarks) = (rows, methods, benchmarks);
+        Summaries = [Summarise(Unscheduled, r => r.BaseGflops, null), .. methods.Select(m => Summarise(m, r => r.BestGflops, m)), .. OpenBlasSummary()];
+    }
+
+    /// <summary>One row per (benchmark, method), benchmarks in order, methods in the order given.</summary>
+    public ImmutableArray<ComparisonRow> Rows { get; }
+    public ImmutableArray<string> Methods { get; }
+    public ImmutableArray<string> Benchmarks { get; }
+
+    /// <summary>The unscheduled nest, each method, then OpenBLAS when it was measured.</summary>
+    public ImmutableArray<MethodSummary> Summaries { get; }
+
+    /// <summary>Runs every search on every benchmark (benchmark by benchmark), then re-times the results.</summary>
+    public static Comparison Run(IReadOnlyList<Benchmark> benchmarks, IReadOnlyList<ISearch> searches, SearchBudget budget, int seed,
+        Func<IEvaluator> newEvaluator, MeasureOptions finalTiming, Action<ComparisonProgress>? progress = null)
+    {
+        Kernel.WarmUp();
+        var rows = new List<ComparisonRow>();
+        int total = benchmarks.Count * (searches.Count + 1), done = 0;
+        foreach (var b in benchmarks)
+        {
+            var results = new List<SearchResult>();
+            foreach (var s in searches)
+            {
+                progress?.Invoke(new(done, total, b.Name, s.Name, "searching"));
+                results.Add(Search(s, b.Computation, budget, seed, newEvaluator));
+                done++;
+            }
+            progress?.Invoke(new(done, total, b.Name, "", "timing the results and OpenBLAS"));
+            rows.AddRange(Retime(b, results, finalTiming));
+            done++;
+        }
+        progress?.Invoke(new(done, total, "", "", "done"));
+        return new Comparison([.. rows], [.. searches.Select(s => s.Name)], [.. benchmarks.Select(b => b.Name)]);
+    }
+
+    static SearchResult Search(ISearch search, Computation c, SearchBudget budget, int seed, Func<IEvaluator> newEvaluator)
+    {
+        var evaluator = newEvaluator();
+        try { return search.Run(Nest.Initial(c), evaluator, budget, seed); }
+        finally { (evaluator as IDisposable)?.Dispose(); }
+    }
+
+    static IEnumerable<ComparisonRow> Retime(Benchmark b, List<SearchResult> results, MeasureOptions timing)
+    {
+        using var buffers = new KernelTiming.Workspace(b.Computation);
+        var timed = new Dictionary<string, (double Gflops, bool Verified)>();
+        (double, bool) Time(Nest nest)
+        {
+            if (timed.TryGetValue(nest.ScheduleKey, out var t)) return t;
+            var kernel = Kernel.Compile(nest);
+            return timed[nest.ScheduleKey] = (KernelTiming.Measure(kernel, timing, buffers).Gflops, Verifier.Verify(kernel).Passed);
+        }
+        var (baseGflops, _) = Time(Nest.Initial(b.Computation));
+        double? openBlas = TimeOpenBlas(b.Computation, timing);
+        foreach (var r in results)
+        {
+            var (gflops, verified) = Time(r.Best);
+            yield return new ComparisonRow(b.Name, r.Method, baseGflops, gflops, r.BestGflops, r.Evaluations, r.Measured, r.Seconds,
+                r.Actions, r.Best.ScheduleKey, openBlas, verified);
+        }
+    }
+
+    /// <summary>OpenBLAS's sgemm on the computation's shape, or null when it is not installed or the computation is not a
+    /// matrix product.</summary>
+    public static double? TimeOpenBlas(Computation c, MeasureOptions timing)
+    {
+        if (Peers.Get(OpenBlas) is not { Available: true } peer || c.AsMatmul() is not { } mm) return null;
+        using var pin = ThreadPinning.Pin();
+        return Peers.Measure(peer, mm.M, mm.N, mm.K, timing).Gflops;
+    }
+
+    MethodSummary Summarise(string method, Func<ComparisonRow, double> gflops, string? searched)
+    {
+        var rows = PerBenchmark(method == Unscheduled ? Methods.FirstOrDefault() : method).ToList();
+        var withBlas = rows.Where(r => r.OpenBlasGflops is > 0).ToList();
+        return new MethodSummary(method,
+            Geomean(rows.Select(gflops)),
+            Geomean(rows.Select(r => gflops(r) / r.BaseGflops)),
+            withBlas.Count == 0 ? null : Geomean(withBlas.Select(r => gflops(r) / r.OpenBlasGflops!.Value)),
+            searched is null ? null : rows.Average(r => r.Seconds),
+            searched is null ? null : rows.Max(r => r.Seconds),
+            searched is null ? null : rows.Average(r => r.Evaluations));
+    }
+
+    IEnumerable<MethodSummary> OpenBlasSummary()
+    {
+        var rows = PerBenchmark(Methods.FirstOrDefault()).Where(r => r.OpenBlasGflops is > 0).ToList();
+        if (rows.Count == 0) yield break;
+        yield return new MethodSummary(OpenBlas, Geomean(rows.Select(r => r.OpenBlasGflops!.Value)),
+            Geomean(rows.Select(r => r.OpenBlasGflops!.Value / r.BaseGflops)), 1.0, null, null, null);
+    }
+
+    IEnumerable<ComparisonRow> PerBenchmark(string? method) => Rows.Where(r => r.Method == method);
+
+    /// <summary>The geometric mean (NaN for no values).</summary>
+    public static double Geomean(IEnumerable<double> values)
+    {
+        var list = values.ToList();
+        return list.Count == 0 ? double.NaN : Math.Exp(list.Average(Math.Log));
+    }
+
+    /// <summary>The summary of <paramref name="method"/>.</summary>
+    public MethodSummary Summary(string method) => Summaries.First(s => s.Method == method);
+
+    /// <summary>The method with the highest geometric-mean GFLOPS.</summary>
+    public MethodSummary BestMethod => Summaries.Where(s => Methods.Contains(s.Method)).MaxBy(s => s.GeomeanGflops)!;
+
+    /// <summary>results.csv: one line per (benchmark, method), RFC 4180 quoting, invariant culture.</summary>
+    public string ToCsv()
+    {
+        var sb = new StringBuilder("benchmark,method,base_gflops,best_gflops,speedup,evaluations,seconds,actions,openblas_gflops,search_gflops,measured,schedule,verified\n");
+        foreach (var r in Rows)
+            sb.AppendJoin(',', [Csv(r.Benchmark), Csv(r.Method), F(r.BaseGflops), F(r.BestGflops), F(r.Speedup), I(r.Evaluations), F(r.Seconds),
+                Csv(string.Join(",", r.Actions.Select(a => a.Name))), r.OpenBlasGflops is double o ? F(o) : "", F(r.SearchGflops), I(r.Measured),
+                Csv(r.Schedule), r.Verified ? "true" : "false"]).Append('\n');
+        return sb.ToString();
+    }
+
+    static string F(double x) => x.ToString("0.####", CultureInfo.InvariantCulture);
+    static string I(int x) => x.ToString(CultureInfo.InvariantCulture);
+    static string Csv(string s) => s.IndexOfAny([',', '"', '\n']) < 0 ? s : $"\"{s.Replace("\"", "\"\"")}\"";
+}

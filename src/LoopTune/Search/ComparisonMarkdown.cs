@@ -1,0 +1,70 @@
+using System.Globalization;
+using System.Text;
+
+namespace LoopTune.Search;
+
+/// <summary>How a comparison was run, for the header of its summary.</summary>
+/// <param name="Dataset">The dataset's name.</param>
+/// <param name="Split">"test" or "train".</param>
+/// <param name="Budget">The budget of each search.</param>
+/// <param name="Seed">The seed of every search.</param>
+/// <param name="Evaluator">One line on the evaluator (cold per search, or a shared store).</param>
+/// <param name="Timing">One line on how the results were re-timed.</param>
+/// <param name="Machine">The machine (<see cref="Measure.PeakCache.MachineKey"/>).</param>
+public sealed record ComparisonSetup(string Dataset, string Split, SearchBudget Budget, int Seed, string Evaluator, string Timing, string Machine);
+
+/// <summary>summary.md of a <see cref="Comparison"/>: the per-method table, the goals, and GFLOPS per benchmark.</summary>
+public static class ComparisonMarkdown
+{
+    /// <summary>Best search's geometric mean over OpenBLAS's that the issue asks for.</summary>
+    public const double GoalVsOpenBlas = 0.7;
+
+    /// <summary>Most seconds greedy2 may take per benchmark.</summary>
+    public const double GoalGreedy2Seconds = 5;
+
+    public static string Write(Comparison c, ComparisonSetup setup)
+    {
+        var sb = new StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture, $"# Searches compared on {setup.Dataset}\n\n");
+        sb.Append(CultureInfo.InvariantCulture, $"{c.Benchmarks.Length} benchmarks (the first {c.Benchmarks.Length} of the {setup.Split} split), ")
+          .Append(CultureInfo.InvariantCulture, $"{c.Methods.Length} methods, a budget of {setup.Budget} per search, seed {setup.Seed}.\n\n");
+        sb.Append(CultureInfo.InvariantCulture, $"- Machine: {setup.Machine}, one pinned core.\n- Evaluator during the searches: {setup.Evaluator}\n- {setup.Timing}\n");
+        int wrong = c.Rows.Count(r => !r.Verified);
+        sb.Append(wrong == 0 ? "- Every best schedule was verified against the reference.\n\n" : $"- **{wrong} best schedule(s) FAILED verification** (see results.csv).\n\n");
+        sb.Append("| method | geomean GFLOPS | geomean speedup over unscheduled | geomean ratio to OpenBLAS | mean seconds | max seconds | mean evaluations |\n")
+          .Append("|---|--:|--:|--:|--:|--:|--:|\n");
+        foreach (var s in c.Summaries)
+            sb.Append(CultureInfo.InvariantCulture,
+                $"| {s.Method} | {s.GeomeanGflops:F1} | {s.GeomeanSpeedup:F2}x | {Ratio(s.GeomeanVsOpenBlas)} | {Num(s.MeanSeconds, "F1")} | {Num(s.MaxSeconds, "F1")} | {Num(s.MeanEvaluations, "F0")} |\n");
+        sb.Append("\n## Goals\n\n");
+        Goals(sb, c);
+        sb.Append("\n## GFLOPS per benchmark\n\n| benchmark | ").AppendJoin(" | ", [Comparison.Unscheduled, .. c.Methods, Comparison.OpenBlas]).Append(" |\n|---|")
+          .Append(string.Concat(Enumerable.Repeat("--:|", c.Methods.Length + 2))).Append('\n');
+        foreach (var b in c.Benchmarks)
+        {
+            var rows = c.Rows.Where(r => r.Benchmark == b).ToList();
+            sb.Append(CultureInfo.InvariantCulture, $"| {b} | {rows[0].BaseGflops:F1} | ")
+              .AppendJoin(" | ", c.Methods.Select(m => rows.First(r => r.Method == m).BestGflops.ToString("F1", CultureInfo.InvariantCulture)))
+              .Append(CultureInfo.InvariantCulture, $" | {Num(rows[0].OpenBlasGflops, "F1")} |\n");
+        }
+        sb.Append("\nresults.csv has every run's schedule, actions and evaluation counts; gflops_by_benchmark.png and time_vs_quality.png chart the tables above.\n");
+        return sb.ToString();
+    }
+
+    static void Goals(StringBuilder sb, Comparison c)
+    {
+        var best = c.BestMethod;
+        sb.Append(best.GeomeanVsOpenBlas is double r
+            ? Invariant($"- Best search: **{best.Method}** at {r:F2}x OpenBLAS (geometric mean); goal >= {GoalVsOpenBlas:F1}x: **{(r >= GoalVsOpenBlas ? "met" : "not met")}**.\n")
+            : Invariant($"- Best search: **{best.Method}** at {best.GeomeanGflops:F1} GFLOPS (geometric mean); OpenBLAS was not measured.\n"));
+        if (c.Methods.Contains("greedy2"))
+        {
+            var g = c.Summary("greedy2");
+            sb.Append(Invariant($"- greedy2: {g.MeanSeconds:F1} s per benchmark on average, {g.MaxSeconds:F1} s at most; goal under {GoalGreedy2Seconds:F0} s per benchmark: **{(g.MaxSeconds < GoalGreedy2Seconds ? "met" : "not met")}**.\n"));
+        }
+    }
+
+    static string Ratio(double? r) => r is double x ? x.ToString("F2", CultureInfo.InvariantCulture) + "x" : "n/a";
+    static string Num(double? x, string format) => x is double v ? v.ToString(format, CultureInfo.InvariantCulture) : "";
+    static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,48 @@
+using System.Globalization;
+
+namespace LoopTune.Search;
+
+/// <summary>How much a search may spend: wall-clock time, and optionally a number of evaluations (calls to the
+/// evaluator; see <see cref="SearchResult.Evaluations"/>). The search stops before the first evaluation that would
+/// pass either limit, so it overruns the clock by at most one evaluation.</summary>
+/// <param name="Time">The wall-clock limit; must be positive.</param>
+/// <param name="MaxEvaluations">The most evaluations, or null for no limit; must be at least 1.</param>
+public sealed record SearchBudget(TimeSpan Time, int? MaxEvaluations = null)
+{
+    /// <summary>A budget of <paramref name="seconds"/> seconds.</summary>
+    public static SearchBudget Seconds(double seconds, int? maxEvaluations = null) => new(TimeSpan.FromSeconds(seconds), maxEvaluations);
+
+    /// <summary>Throws <see cref="SearchError"/> unless the limits make sense.</summary>
+    public SearchBudget Validate()
+    {
+        if (Time <= TimeSpan.Zero) throw new SearchError($"the time budget must be positive, not {Time.TotalSeconds} s");
+        if (MaxEvaluations is < 1) throw new SearchError($"the evaluation budget must be at least 1, not {MaxEvaluations}");
+        return this;
+    }
+
+    /// <summary>
+    /// Reads a time budget: a positive number and a unit, <c>ms</c>, <c>s</c> or <c>m</c> (<c>500ms</c>, <c>10s</c>,
+    /// <c>1.5s</c>, <c>2m</c>). Anything else is a <see cref="SearchError"/> that shows the accepted forms.
+    /// </summary>
+    public static SearchBudget Parse(string? text, int? maxEvaluations = null)
+    {
+        var t = text?.Trim().ToLowerInvariant() ?? "";
+        var (number, scale) = t.EndsWith("ms", StringComparison.Ordinal) ? (t[..^2], 1e-3)
+            : t.EndsWith('s') ? (t[..^1], 1.0)
+            : t.EndsWith('m') ? (t[..^1], 60.0)
+            : (null, 0);
+        if (number is null || !double.TryParse(number, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double value)
+            || !double.IsFinite(value) || value <= 0 || value * scale > TimeSpan.MaxValue.TotalSeconds / 2)
+            throw new SearchError($"bad budget '{text}': give a positive number with a unit, such as 500ms, 10s or 2m");
+        return new SearchBudget(TimeSpan.FromSeconds(value * scale), maxEvaluations).Validate();
+    }
+
+    /// <summary>The budget as <c>Parse</c> reads it, plus the evaluation limit if any.</summary>
+    public override string ToString() =>
+        (Time.TotalSeconds < 1 ? $"{Time.TotalMilliseconds.ToString("0.###", CultureInfo.InvariantCulture)}ms"
+                               : $"{Time.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture)}s")
+        + (MaxEvaluations is int n ? $", at most {n} evaluations" : "");
+}
+
+/// <summary>Bad input to a search: an unknown method, a budget that cannot be read, a bad hyperparameter.</summary>
+public sealed class SearchError(string message) : LoopTuneException(message);

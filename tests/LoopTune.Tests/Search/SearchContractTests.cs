@@ -1,0 +1,115 @@
+using LoopTune.Ir;
+using LoopTune.Search;
+
+namespace LoopTune.Tests.Search;
+
+/// <summary>What every search promises, checked with a deterministic evaluator: budgets, legal actions only, a path that
+/// replays to the reported schedule and GFLOPS, one evaluation per schedule, and the same result for the same seed.</summary>
+public sealed class SearchContractTests
+{
+    public static TheoryData<string> Methods => [.. Searches.Names];
+
+    static readonly Nest Start = Nest.Initial(Computation.Matmul(64, 48, 32));
+
+    [Theory]
+    [MemberData(nameof(Methods))]
+    public void PathReplaysToTheReportedScheduleAndGflops(string method)
+    {
+        var fake = new FakeEvaluator();
+        var r = Searches.Get(method).Run(Start, fake, SearchBudget.Seconds(30, 150), seed: 3);
+        var nest = Start;
+        int step = 0;
+        foreach (var a in r.Actions)
+        {
+            Assert.True(Transforms.Mask(nest)[a.Id], $"{method}: step {++step} ({a.Name}) is masked in {nest}");
+            nest = Transforms.Apply(nest, a);
+        }
+        Assert.Equal(r.Best.ScheduleKey, nest.ScheduleKey);
+        Assert.Equal(r.Best.ScheduleKey, Transforms.ApplyAll(Start, r.Actions).ScheduleKey);
+        Assert.Equal(FakeEvaluator.Hashed(nest), r.BestGflops);
+        Assert.Equal(FakeEvaluator.Hashed(Start), r.BaseGflops);
+        Assert.Equal(method, r.Method);
+    }
+
+    [Theory]
+    [MemberData(nameof(Methods))]
+    public void RespectsTheEvaluationBudgetAndEvaluatesEachScheduleOnce(string method)
+    {
+        var fake = new FakeEvaluator();
+        var r = Searches.Get(method).Run(Start, fake, SearchBudget.Seconds(30, 40), seed: 1);
+        Assert.InRange(r.Evaluations, 1, 40);
+        Assert.Equal(fake.Total, r.Evaluations);
+        Assert.Equal(r.Evaluations, r.Measured); // the fake never says "recalled"
+        Assert.All(fake.Calls, c => Assert.Equal(1, c.Value));
+        Assert.Equal(fake.Calls.Values.Count, r.Tree.Nodes.Count);
+        Assert.Equal(fake.Calls.Keys.Max(k => FakeEvaluator.Hashed(Nest.Parse(Start.Computation, ">" + k))), r.BestGflops);
+    }
+
+    [Theory]
+    [MemberData(nameof(Methods))]
+    public void RespectsTheClock(string method)
+    {
+        var fake = new FakeEvaluator(delay: TimeSpan.FromMilliseconds(2));
+        var r = Searches.Get(method).Run(Start, fake, SearchBudget.Seconds(0.3), seed: 1);
+        // at most one evaluation (2 ms) past the limit, plus scheduling slack on a busy machine
+        Assert.True(r.Seconds < 0.3 + 0.7, $"{method} took {r.Seconds:F2} s on a 0.3 s budget");
+        Assert.InRange(r.Evaluations, 1, 151);
+    }
+
+    [Theory]
+    [MemberData(nameof(Methods))]
+    public void SameSeedSameResult(string method)
+    {
+        SearchResult Run(int seed) => Searches.Get(method).Run(Start, new FakeEvaluator(), SearchBudget.Seconds(60, 120), seed);
+        var (a, b) = (Run(7), Run(7));
+        Assert.Equal(a.Best, b.Best);
+        Assert.Equal(a.Actions.AsEnumerable(), b.Actions.AsEnumerable());
+        Assert.Equal((a.BestGflops, a.Evaluations), (b.BestGflops, b.Evaluations));
+        Assert.Equal(a.Tree.ToDot(), b.Tree.ToDot());
+    }
+
+    [Fact]
+    public void TreeExportsAsDotWithTheBestPathMarked()
+    {
+        var r = Searches.Get("greedy1").Run(Start, new FakeEvaluator(), SearchBudget.Seconds(30, 200), seed: 1);
+        var dot = r.Tree.ToDot("greedy1 test");
+        Assert.StartsWith("digraph \"greedy1 test\" {", dot);
+        Assert.Equal(r.Evaluations, dot.Split('\n').Count(l => l.TrimStart().StartsWith('n') && l.Contains("[label=") && !l.Contains("->")));
+        Assert.Contains("color=red", dot);
+        Assert.Equal(r.Best.ScheduleKey, r.Tree.BestPath[^1]);
+        Assert.Equal(Start.ScheduleKey, r.Tree.BestPath[0]);
+        Assert.EndsWith("}\n", dot);
+    }
+
+    [Fact]
+    public void CursorMovesAreFreeButEveryLoopIsReachable()
+    {
+        var moves = Moves.All(Start);
+        Assert.All(moves, m => Assert.True(Moves.ChangesKernel(m.Action) && m.Actions[..^1].All(a => !Moves.ChangesKernel(a))));
+        Assert.All(moves, m => Assert.NotEqual(Start.ScheduleKey, m.Result.ScheduleKey));
+        Assert.Equal(moves.Count, moves.Select(m => m.Result.ScheduleKey).Distinct().Count());
+        // a split of k (the last loop) needs the cursor walked down twice from m
+        Assert.Contains(moves, m => m.ToString() == "down,down,split_4");
+    }
+
+    [Fact]
+    public void PathsAreShortenedToMovesTheScheduleNeeds()
+    {
+        var path = Actions.ParseList("down,unroll,unroll,split_4,up,split_16,down,merge,down,down,down,vectorize");
+        var start = Nest.Initial(Computation.Matmul(32, 16, 8));
+        var full = Transforms.ApplyAll(start, path);
+        var (best, shortened) = SearchRun.Shorten(start, full, path);
+        Assert.Equal(full.ScheduleKey, best.ScheduleKey);
+        Assert.Equal(best, Transforms.ApplyAll(start, shortened));
+        Assert.Equal("m:32 n:4 n:4 k:8v", best.ScheduleKey);
+        Assert.Equal("down,split_4,down,down,vectorize", string.Join(",", shortened.Select(a => a.Name)));
+    }
+
+    [Fact]
+    public void IdleSplitsAreSkipped()
+    {
+        var nest = Nest.Initial(Computation.Matmul(16, 8, 4));
+        Assert.DoesNotContain(Moves.All(nest), m => m.ToString() is "split_16" or "down,split_8" or "down,down,split_4");
+        Assert.Contains(Moves.All(nest), m => m.ToString() == "split_8");
+    }
+}
