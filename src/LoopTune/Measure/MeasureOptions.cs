@@ -26,8 +26,8 @@ public readonly record struct MeasureOptions(
     /// <summary>About five times more time than <see cref="Default"/>: for reports.</summary>
     public static MeasureOptions Thorough { get; } = new(0.1, 1.0, 15, 0.005, 5000);
 
-    /// <summary>For the environment's steps: one calibration run doubles as the warm-up, then samples for 2 ms (at least
-    /// one). A kernel of 10 ms costs about two runs; a fast one about 2 ms.</summary>
+    /// <summary>For the environment's steps and the searches: no separate warm-up; a kernel whose first run lasts 2 ms or
+    /// more is timed by that run alone, a faster one by samples over about 2 ms after a calibration run.</summary>
     public static MeasureOptions Env { get; } = new(0, 0.002, 1, 0.001, 50);
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> unless every field makes sense.</summary>

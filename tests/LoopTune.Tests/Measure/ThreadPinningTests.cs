@@ -39,7 +39,8 @@ public sealed class ThreadPinningTests
         using (var scope = ThreadPinning.Pin())
         {
             Assert.True(scope.Pinned);
-            Assert.Equal([ThreadPinning.DefaultCore], ThreadPinning.CurrentAffinity());
+            Assert.Equal([scope.Core], ThreadPinning.CurrentAffinity()); // the core it was running on
+            Assert.Contains(scope.Core, before);
             scope.Dispose();
             Assert.Equal(before, ThreadPinning.CurrentAffinity());
         }

@@ -78,6 +78,22 @@ public sealed class TimerTests
         foreach (var o in new[] { MeasureOptions.Quick, MeasureOptions.Default, MeasureOptions.Thorough }) o.Validate();
     }
 
+    [Fact]
+    public void EnvPresetTimesASlowCallOnceAndAFastOneBySamples()
+    {
+        int calls = 0;
+        var slow = Timing.Measure(() => { calls++; Spin(0.004); }, 1, MeasureOptions.Env);
+        Assert.Equal(1, calls);
+        Assert.Equal(1, slow.Samples);
+        Assert.InRange(slow.MedianSeconds, 0.004, 1);
+
+        calls = 0;
+        var fast = Timing.Measure(() => { calls++; Spin(0.00005); }, 1, MeasureOptions.Env);
+        Assert.True(calls > 2, $"{calls} calls");
+        Assert.True(fast.RunsPerSample > 1);
+        Assert.InRange(fast.MedianSeconds, 0.00005, 0.002);
+    }
+
     private static void Spin(double seconds)
     {
         long start = Stopwatch.GetTimestamp();
