@@ -1,12 +1,9 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Text.Json.Nodes;
 using LoopTune.Datasets;
 using LoopTune.Ir;
-using LoopTune.Jit;
 using LoopTune.Measure;
 using LoopTune.Store;
-using Spectre.Console;
 
 namespace LoopTune.Cli.Commands;
 
