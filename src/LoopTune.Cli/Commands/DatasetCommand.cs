@@ -112,7 +112,10 @@ static class DatasetCommand
             var list = Actions.ParseList(p.GetValue(actions));
             var nests = Steps(b.Computation, list);
             Kernel.WarmUp();
-            var steps = nests.Select((n, i) => Step(n, i == 0 ? null : list[i - 1].Name, i)).ToList();
+            var measured = new Dictionary<string, ShownStep>(); // a cursor move keeps the kernel: show its figures again
+            var steps = nests.Select((n, i) => measured.TryGetValue(n.ScheduleKey, out var same)
+                ? same with { Index = i, Action = list[i - 1].Name, Nest = n }
+                : measured[n.ScheduleKey] = Step(n, i == 0 ? null : list[i - 1].Name, i)).ToList();
             if (p.GetValue(json)) io.Stdout.WriteLine(ShowJson(b, steps).ToJsonString(Options.JsonStyle));
             else PrintSteps(io.Out, b, steps);
             var wrong = steps.FirstOrDefault(s => !s.Verification.Passed);
