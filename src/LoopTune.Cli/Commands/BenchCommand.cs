@@ -61,7 +61,7 @@ static class BenchCommand
                 ["hand_schedule"] = hand.Nest.Serialize(),
                 ["verified"] = initial.Verification.Passed && hand.Verification.Passed,
                 ["hand_fraction_of_peak"] = hand.FractionOfPeak,
-                ["peers"] = new JsonObject(hand.Peers.Select(x => KeyValuePair.Create(x.Key, (JsonNode?)(x.Gflops is double g ? JsonValue.Create(g) : null)))),
+                ["peers"] = RunCommand.PeersJson(hand.Peers),
                 ["hand_vs_openblas"] = hand.RatioTo("openblas"),
                 ["speedup_over_unscheduled"] = hand.Gflops / initial.Gflops,
             });

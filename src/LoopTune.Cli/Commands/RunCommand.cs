@@ -52,10 +52,14 @@ static class RunCommand
         ["compile_ms"] = e.Kernel.CompileTime.TotalMilliseconds,
         ["peak_gflops"] = e.PeakGflops,
         ["fraction_of_peak"] = e.FractionOfPeak,
-        ["peers"] = new JsonObject(e.Peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(p.Gflops is double g ? JsonValue.Create(g) : null)))),
+        ["peers"] = PeersJson(e.Peers),
         ["ratios"] = new JsonObject(e.Peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(e.RatioTo(p.Key) is double r ? JsonValue.Create(r) : null)))),
         ["notes"] = new JsonArray([.. e.Kernel.Notes.Select(n => JsonValue.Create(n))]),
     };
+
+    /// <summary>{"openblas": GFLOPS or null, "blis": ..., "onednn": ...}</summary>
+    internal static JsonObject PeersJson(IEnumerable<PeerResult> peers) =>
+        new(peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(p.Gflops is double g ? JsonValue.Create(g) : null))));
 
     static void Print(IAnsiConsole o, Evaluation e)
     {

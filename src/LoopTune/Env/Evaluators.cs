@@ -21,6 +21,7 @@ public interface IEvaluator
 /// process's memory, then from the <see cref="MeasurementStore"/> if one is given (shared by processes and runs), by
 /// (computation, schedule key, machine, runtime): the cursor does not change the kernel, so it is not part of the key.
 /// Buffers are kept for the last computation timed, so an episode on one benchmark allocates them once.
+/// The evaluator owns the store it is given: disposing it closes the store.
 /// </summary>
 public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? store = null) : IEvaluator, IDisposable
 {

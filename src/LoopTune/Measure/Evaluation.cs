@@ -28,12 +28,15 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
 
     /// <summary>Each known peer's GFLOPS on <paramref name="c"/>: null with a reason when the library is missing or the
     /// computation is not a matrix product (the peers are GEMMs).</summary>
-    public static IReadOnlyList<PeerResult> MeasurePeers(Computation c, MeasureOptions options)
+    public static IReadOnlyList<PeerResult> MeasurePeers(Computation c, MeasureOptions options) =>
+        [.. Measure.Peers.All.Select(p => MeasurePeer(p, c, options))];
+
+    /// <summary>One peer's GFLOPS on <paramref name="c"/>, timed on a pinned thread, or null with the reason it has none.</summary>
+    public static PeerResult MeasurePeer(Peer peer, Computation c, MeasureOptions options)
     {
+        if (!peer.Available) return new PeerResult(peer.Key, null, peer.Problem);
+        if (c.AsMatmul() is not { } mm) return new PeerResult(peer.Key, null, "not a matrix product");
         using var pin = ThreadPinning.Pin();
-        return [.. Measure.Peers.All.Select(p =>
-            !p.Available ? new PeerResult(p.Key, null, p.Problem)
-            : c.AsMatmul() is not { } mm ? new PeerResult(p.Key, null, "not a matrix product")
-            : new PeerResult(p.Key, Measure.Peers.Measure(p, mm.M, mm.N, mm.K, options).Gflops, null))];
+        return new PeerResult(peer.Key, Measure.Peers.Measure(peer, mm.M, mm.N, mm.K, options).Gflops, null);
     }
 }

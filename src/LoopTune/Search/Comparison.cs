@@ -118,12 +118,8 @@ public sealed class Comparison
 
     /// <summary>OpenBLAS's sgemm on the computation's shape, or null when it is not installed or the computation is not a
     /// matrix product.</summary>
-    public static double? TimeOpenBlas(Computation c, MeasureOptions timing)
-    {
-        if (Peers.Get(OpenBlas) is not { Available: true } peer || c.AsMatmul() is not { } mm) return null;
-        using var pin = ThreadPinning.Pin();
-        return Peers.Measure(peer, mm.M, mm.N, mm.K, timing).Gflops;
-    }
+    public static double? TimeOpenBlas(Computation c, MeasureOptions timing) =>
+        Peers.Get(OpenBlas) is { } peer ? Evaluation.MeasurePeer(peer, c, timing).Gflops : null;
 
     MethodSummary Summarise(string method, Func<ComparisonRow, double> gflops, string? searched)
     {
