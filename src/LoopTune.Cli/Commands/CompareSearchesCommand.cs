@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using LoopTune.Cli.Plots;
 using LoopTune.Datasets;
 using LoopTune.Env;
+using LoopTune.Learning;
 using LoopTune.Measure;
 using LoopTune.Search;
 using Spectre.Console;
@@ -24,7 +25,11 @@ static class CompareSearchesCommand
         var split = new Option<string>("--split") { Description = "Which list of the dataset: test or train.", DefaultValueFactory = _ => "test" };
         split.AcceptOnlyFromAmong("test", "train");
         var count = new Option<int>("--count") { Description = "How many benchmarks: the first N of the split.", DefaultValueFactory = _ => 25 };
-        var methods = new Option<string?>("--methods") { Description = $"Comma-separated methods (default all: {string.Join(",", Searches.Names)})." };
+        var methods = new Option<string?>("--methods")
+        {
+            Description = $"Comma-separated methods (default all searches: {string.Join(",", Searches.Names)}). 'policy' is the trained policy's greedy rollout, 'policy_topK' (e.g. policy_top4) adds rollouts branching to its next choices within the budget.",
+        };
+        var policy = new Option<string>("--policy") { Description = "The policy of the 'policy' methods: default (shipped), a .safetensors file, a checkpoint or a training run folder.", DefaultValueFactory = _ => "default" };
         var budget = SearchCommand.BudgetOption();
         var maxEvaluations = SearchCommand.MaxEvaluationsOption();
         var output = new Option<string>("--out") { Description = "Folder for results.csv, summary.md and the PNG charts (replaced if it exists).", Required = true };
@@ -37,11 +42,11 @@ static class CompareSearchesCommand
         var json = Options.Json();
         var command = new Command("compare-searches", "Run every search method on the same benchmarks and write a CSV, a markdown summary and PNG charts.")
         {
-            dataset, split, count, methods, budget, maxEvaluations, output, seed, db, quick, json,
+            dataset, split, count, methods, policy, budget, maxEvaluations, output, seed, db, quick, json,
         };
         command.SetAction(p => io.Guard(() =>
         {
-            var searches = Searches.ParseList(p.GetValue(methods));
+            var searches = ParseMethods(p.GetValue(methods), p.GetValue(policy)!);
             var limit = SearchBudget.Parse(p.GetValue(budget), p.GetValue(maxEvaluations));
             if (p.GetValue(count) < 1) throw new SearchError($"--count must be at least 1, not {p.GetValue(count)}");
             var data = Dataset.Load(p.GetValue(dataset)!);
@@ -73,6 +78,29 @@ static class CompareSearchesCommand
         }));
         return command;
     }
+
+    /// <summary>The methods of --methods: the searches by name, and "policy" / "policy_topK" as <see cref="PolicySearch"/>es
+    /// of the policy <paramref name="policyPath"/> (read once, only when a policy method is asked for).</summary>
+    internal static IReadOnlyList<ISearch> ParseMethods(string? csv, string policyPath)
+    {
+        var names = csv?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
+        if (!names.Any(IsPolicy)) return Searches.ParseList(csv);
+        if (names.Distinct().Count() != names.Length) throw new SearchError($"--methods '{csv}' names a method twice");
+        var loaded = new Lazy<Policy>(() =>
+        {
+            var pol = Policy.Load(policyPath);
+            pol.WarmUp();
+            return pol;
+        });
+        return [.. names.Select(n => IsPolicy(n) ? new PolicySearch(loaded.Value, TopK(n)) : Searches.Get(n))];
+    }
+
+    static bool IsPolicy(string name) => name == "policy" || name.StartsWith("policy_top", StringComparison.Ordinal);
+
+    static int TopK(string name) =>
+        name == "policy" ? 1
+        : int.TryParse(name["policy_top".Length..], System.Globalization.CultureInfo.InvariantCulture, out int k) && k is >= 2 and <= 17 ? k
+        : throw new SearchError($"unknown method '{name}': a policy method is 'policy' or 'policy_topK' with K from 2 to 17 (e.g. policy_top4)");
 
     static void Write(string folder, Comparison c, ComparisonSetup setup)
     {

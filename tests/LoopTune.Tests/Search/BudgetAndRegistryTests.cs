@@ -25,7 +25,7 @@ public sealed class BudgetAndRegistryTests
     {
         var e = Assert.Throws<SearchError>(() => SearchBudget.Parse(text));
         Assert.Contains($"bad budget '{text}'", e.Message);
-        Assert.Contains("500ms, 10s or 2m", e.Message);
+        Assert.Contains("500ms, 10s, 2m or 1h", e.Message);
     }
 
     [Fact]

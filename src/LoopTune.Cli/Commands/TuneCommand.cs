@@ -1,0 +1,109 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using LoopTune.Datasets;
+using LoopTune.Env;
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Learning;
+using LoopTune.Measure;
+using LoopTune.Search;
+using Spectre.Console;
+
+namespace LoopTune.Cli.Commands;
+
+/// <summary><c>looptune tune --spec "&lt;spec&gt;" | --bench FILE [--policy PATH|default] [--steps N] [--top-k K] [--budget 0.5s]
+/// [--json] [--quick] [--no-peers]</c>: the policy schedules the computation (a greedy masked rollout, each new kernel timed;
+/// with --top-k, rollouts branching to its next choices while the budget lasts); the best schedule is then verified and
+/// re-timed next to the peak and the peers.</summary>
+static class TuneCommand
+{
+    public static Command Create(Io io)
+    {
+        var spec = new Option<string?>("--spec") { Description = "The computation: \"mm M N K\", \"conv C H W F R S\" or a contraction." };
+        var bench = new Option<string?>("--bench") { Description = "A benchmark file (one written by 'dataset gen')." };
+        var policy = new Option<string>("--policy") { Description = "The policy: default (shipped), a policy .safetensors, a checkpoint folder or a training run folder.", DefaultValueFactory = _ => "default" };
+        var steps = new Option<int?>("--steps") { Description = "Actions in the rollout (default: the episode length the policy was trained with)." };
+        var topK = new Option<int>("--top-k") { Description = "After the greedy rollout, branch once to each of the policy's next K-1 choices while the budget lasts.", DefaultValueFactory = _ => 1 };
+        var budget = new Option<string>("--budget") { Description = "Time allowed to the policy and its measurements.", DefaultValueFactory = _ => "0.5s" };
+        var quick = new Option<bool>("--quick") { Description = "Shorter final timing (less precise)." };
+        var noPeers = new Option<bool>("--no-peers") { Description = "Do not time OpenBLAS, BLIS and oneDNN." };
+        var json = Options.Json();
+        var command = new Command("tune", "Let a trained policy schedule a computation, then verify and time the result next to OpenBLAS and the peak.")
+        {
+            spec, bench, policy, steps, topK, budget, quick, noPeers, json,
+        };
+        command.SetAction(p => io.Guard(() =>
+        {
+            var computation = (p.GetValue(spec), p.GetValue(bench)) switch
+            {
+                ({ } s, null) => Computation.Parse(s),
+                (null, { } b) => Benchmark.ReadFile(b).Computation,
+                (null, null) => throw new LoopTuneException("give the computation with --spec \"mm 128 128 128\" or --bench FILE"),
+                _ => throw new LoopTuneException("give either --spec or --bench, not both"),
+            };
+            if (p.GetValue(topK) < 1) throw new LoopTuneException($"--top-k {p.GetValue(topK)}: at least 1");
+            if (p.GetValue(steps) is < 1) throw new LoopTuneException($"--steps {p.GetValue(steps)}: at least 1");
+            var pol = Policy.Load(p.GetValue(policy)!);
+            if (p.GetValue(steps) is int n) pol = pol.WithEpisodeLength(n);
+            var limit = SearchBudget.Parse(p.GetValue(budget));
+            Kernel.WarmUp();
+            pol.WarmUp();
+            var timed = new TimedEvaluator(new KernelEvaluator());
+            SearchResult result;
+            using (ThreadPinning.Pin()) result = new PolicySearch(pol, p.GetValue(topK)).Run(Nest.Initial(computation), timed, limit, 0);
+            double policySeconds = result.Seconds - timed.Seconds;
+            var e = Evaluation.Run(result.Best, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, !p.GetValue(noPeers));
+            if (p.GetValue(json))
+            {
+                var o = RunCommand.ToJson(e, result.Actions);
+                o["policy"] = pol.Source;
+                o["policy_seconds"] = policySeconds;
+                o["measure_seconds"] = timed.Seconds;
+                o["measured"] = result.Measured;
+                o["start_gflops"] = result.BaseGflops;
+                o["rollout_gflops"] = result.BestGflops;
+                io.Stdout.WriteLine(o.ToJsonString(Options.JsonStyle));
+            }
+            else Print(io.Out, e, result, pol, policySeconds, timed.Seconds);
+            if (!e.Verification.Passed) io.Stderr.WriteLine($"internal error: the kernel is wrong: {e.Verification.Problem}");
+            return e.Verification.Passed ? Program.Ok : Program.Failure;
+        }));
+        return command;
+    }
+
+    static void Print(IAnsiConsole o, Evaluation e, SearchResult r, Policy pol, double policySeconds, double measureSeconds)
+    {
+        var c = e.Nest.Computation;
+        o.MarkupLineInterpolated($"[bold]{c}[/]  ({c.Text}, {c.Flops / 1e9:G4} GFLOP), tuned by the policy {pol.Source}");
+        o.WriteLine();
+        o.Write(new Text(e.Nest.ToTree()));
+        o.WriteLine();
+        var t = new Table().Border(TableBorder.None).HideHeaders().AddColumn("").AddColumn("");
+        t.AddRow("actions", Markup.Escape(string.Join(",", r.Actions.Select(a => a.Name))));
+        t.AddRow("schedule", Markup.Escape(e.Nest.Serialize()));
+        t.AddRow("time", $"{policySeconds * 1e3:F1} ms in the policy, {measureSeconds * 1e3:F1} ms measuring {r.Measured} kernel(s)");
+        t.AddRow("verified", e.Verification.Passed ? "[green]yes[/]" : $"[red]NO[/]: {Markup.Escape(e.Verification.Problem ?? "")}");
+        t.AddRow("speed", $"[bold]{e.Gflops:F1} GFLOPS[/], {e.FractionOfPeak:P0} of the {e.PeakGflops:F1} GFLOPS peak; unscheduled {r.BaseGflops:F1} ({e.Gflops / r.BaseGflops:F1}x)");
+        o.Write(t);
+        if (e.Peers.Count > 0)
+        {
+            o.WriteLine();
+            o.Write(RunCommand.PeerTable(e.Gflops, e.Peers));
+        }
+    }
+
+    /// <summary>Adds up the time spent in the evaluator (compiling and timing kernels).</summary>
+    sealed class TimedEvaluator(IEvaluator inner) : IEvaluator
+    {
+        readonly Stopwatch clock = new();
+        public double Seconds => clock.Elapsed.TotalSeconds;
+
+        public Evaluated Evaluate(Nest nest)
+        {
+            clock.Start();
+            try { return inner.Evaluate(nest); }
+            finally { clock.Stop(); }
+        }
+    }
+}

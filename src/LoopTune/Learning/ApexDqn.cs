@@ -1,0 +1,305 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using LoopTune.Learning.Nn;
+
+namespace LoopTune.Learning;
+
+/// <summary>Hyperparameters of <see cref="ApexDqn"/>. Defaults follow Ape-X (Horgan et al. 2018) where it applies, scaled
+/// down for a few cores; see ../shared/reference/learning-notes.md for the original LoopTune's RLlib settings.</summary>
+public sealed record ApexDqnConfig
+{
+    /// <summary>Hidden layer widths of the dueling Q-network.</summary>
+    public int[] Hidden { get; init; } = [256, 256];
+    /// <summary>Hidden activation: "relu" or "tanh".</summary>
+    public string Activation { get; init; } = "relu";
+    /// <summary>A layer norm after each hidden layer.</summary>
+    public bool LayerNorm { get; init; } = true;
+    /// <summary>Adam's step size.</summary>
+    public double LearningRate { get; init; } = 2.5e-4;
+    /// <summary>Adam's epsilon.</summary>
+    public double AdamEpsilon { get; init; } = 1.5e-4;
+    /// <summary>Gradients are clipped to this global L2 norm (RLlib's Ape-X: 40).</summary>
+    public double MaxGradNorm { get; init; } = 10;
+    /// <summary>Discount factor.</summary>
+    public double Gamma { get; init; } = 0.99;
+    /// <summary>n of the n-step returns (Ape-X: 3).</summary>
+    public int NStep { get; init; } = 3;
+    /// <summary>Transitions per learner update (Ape-X: 512, on a GPU).</summary>
+    public int BatchSize { get; init; } = 64;
+    /// <summary>Replay capacity in transitions; the oldest is evicted when full.</summary>
+    public int ReplayCapacity { get; init; } = 100_000;
+    /// <summary>Priority exponent alpha (Ape-X: 0.6).</summary>
+    public double PriorityAlpha { get; init; } = 0.6;
+    /// <summary>Importance-sampling exponent beta (Ape-X: 0.4).</summary>
+    public double PriorityBeta { get; init; } = 0.4;
+    /// <summary>Added to |TD error| so that no priority is 0.</summary>
+    public double PriorityEpsilon { get; init; } = 1e-3;
+    /// <summary>Transitions in the replay before the learner starts updating.</summary>
+    public int LearningStarts { get; init; } = 1_000;
+    /// <summary>Environment steps each actor takes per iteration (RLlib's rollout_fragment_length).</summary>
+    public int RolloutFragment { get; init; } = 20;
+    /// <summary>Actors per worker: each its own episode and epsilon; a worker steps its actors in turn on its core.</summary>
+    public int ActorsPerWorker { get; init; } = 4;
+    /// <summary>Learner updates per environment step collected (replay ratio = this x batch size).</summary>
+    public double UpdatesPerStep { get; init; } = 0.25;
+    /// <summary>Learner updates between copies of the online network into the target network.</summary>
+    public int TargetUpdatePeriod { get; init; } = 500;
+    /// <summary>Iterations between weights pushed from the learner to the actors.</summary>
+    public int WeightSyncPeriod { get; init; } = 1;
+    /// <summary>Ape-X's actor exploration: actor i of N uses epsilon = EpsilonBase^(1 + EpsilonAlpha i / (N - 1)).</summary>
+    public double EpsilonBase { get; init; } = 0.4;
+    /// <summary>See <see cref="EpsilonBase"/> (Ape-X: 7).</summary>
+    public double EpsilonAlpha { get; init; } = 7;
+    /// <summary>Huber loss threshold.</summary>
+    public double HuberDelta { get; init; } = 1;
+
+    /// <summary>Ape-X's epsilon for actor <paramref name="i"/> of <paramref name="n"/>.</summary>
+    public double Epsilon(int i, int n) => Math.Pow(EpsilonBase, 1 + (n > 1 ? EpsilonAlpha * i / (n - 1) : 0));
+}
+
+/// <summary>
+/// Ape-X DQN (Horgan et al. 2018) on a few cores: actors with their own epsilons act with a copy of the learner's network
+/// (refreshed every <see cref="ApexDqnConfig.WeightSyncPeriod"/> iterations), compute the initial priorities of their
+/// n-step transitions from their own TD errors, and feed one prioritized replay; the learner trains a dueling network
+/// (Wang et al. 2016) with double-DQN targets (van Hasselt et al. 2016) and a Huber loss weighted by importance sampling.
+/// Masks: an actor's greedy and random choices are among legal actions only, and the target's argmax is over the next
+/// state's legal actions (stored with each transition), so an illegal action is never chosen and never bootstraps.
+/// </summary>
+public sealed class ApexDqn : ITrainer
+{
+    readonly ApexDqnConfig c;
+    readonly WorkerPool pool;
+    readonly QNetwork online, target;
+    readonly QNetwork[] actorNets;
+    readonly Adam adam;
+    readonly PrioritizedReplay replay;
+    readonly Actor[][] actors;
+    readonly Rng learnerRng;
+    long updates;
+    double updateBudget;
+
+    /// <summary>A trainer with <paramref name="pool"/>'s workers, each running <see cref="ApexDqnConfig.ActorsPerWorker"/>
+    /// actors on environments from <paramref name="makeEnv"/>(worker, actor), all drawn from <paramref name="seed"/>.</summary>
+    public ApexDqn(ApexDqnConfig config, WorkerPool pool, Func<int, int, IRlEnv> makeEnv, int seed)
+    {
+        c = config;
+        this.pool = pool;
+        int total = pool.Count * c.ActorsPerWorker;
+        actors = new Actor[pool.Count][];
+        for (int w = 0; w < pool.Count; w++)
+            actors[w] = [.. Enumerable.Range(0, c.ActorsPerWorker).Select(k =>
+            {
+                int i = w * c.ActorsPerWorker + k;
+                return new Actor(makeEnv(w, k), c.Epsilon(i, total), Rng.For(seed, 100 + i));
+            })];
+        var env = actors[0][0].Env;
+        var shape = new NetworkShape("dqn", env.ObservationSize, env.ActionCount, c.Hidden, c.Activation, c.LayerNorm);
+        var init = Rng.For(seed, 0);
+        online = new QNetwork(shape, init.ToRandom());
+        target = new QNetwork(shape, init.ToRandom());
+        Net.CopyWeights(online, target);
+        actorNets = [.. Enumerable.Range(0, pool.Count).Select(_ => new QNetwork(shape, init.ToRandom()))];
+        foreach (var n in actorNets) Net.CopyWeights(online, n);
+        adam = new Adam(online.Parameters, new AdamOptions(c.LearningRate, Epsilon: c.AdamEpsilon, MaxGradNorm: c.MaxGradNorm));
+        replay = new PrioritizedReplay(c.ReplayCapacity, c.PriorityAlpha);
+        learnerRng = Rng.For(seed, 1);
+    }
+
+    public string Name => "apex_dqn";
+    public object Config => c;
+    public IPolicyNetwork Policy => online;
+    public long EnvSteps { get; private set; }
+    public int Iterations { get; private set; }
+    public int ReplayCount => replay.Count;
+
+    public IReadOnlyDictionary<string, double> Iterate()
+    {
+        var clock = Stopwatch.StartNew();
+        var collected = new List<(Transition T, double Priority)>[pool.Count];
+        var stats = new EpisodeStats[pool.Count];
+        pool.Run(w => (collected[w], stats[w]) = Collect(w));
+        double collectSeconds = clock.Elapsed.TotalSeconds;
+        int steps = pool.Count * c.ActorsPerWorker * c.RolloutFragment;
+        EnvSteps += steps;
+        foreach (var batch in collected)
+            foreach (var (t, p) in batch) replay.Add(t, p);
+
+        var values = new Dictionary<string, double>();
+        var all = new EpisodeStats();
+        foreach (var s in stats) s.CopyTo(all);
+        all.AddTo(values);
+        if (replay.Count >= Math.Max(c.LearningStarts, c.BatchSize))
+        {
+            updateBudget += steps * c.UpdatesPerStep;
+            double loss = 0, q = 0, norm = 0;
+            int n = 0;
+            for (; updateBudget >= 1; updateBudget--, n++)
+            {
+                var (l, qm, g) = Update();
+                (loss, q, norm) = (loss + l, q + qm, norm + g);
+            }
+            if (n > 0) (values["loss"], values["q_mean"], values["grad_norm"], values["updates"]) = (loss / n, q / n, norm / n, n);
+        }
+        Iterations++;
+        if (Iterations % c.WeightSyncPeriod == 0)
+            foreach (var a in actorNets) Net.CopyWeights(online, a);
+        values["epsilon_max"] = actors[0][0].Epsilon;
+        values["epsilon_min"] = actors[^1][^1].Epsilon;
+        values["replay"] = replay.Count;
+        values["env_steps_per_s"] = steps / Math.Max(collectSeconds, 1e-9);
+        values["iteration_seconds"] = clock.Elapsed.TotalSeconds;
+        return values;
+    }
+
+    /// <summary>Worker <paramref name="w"/>'s share of an iteration: its actors step in turn, each
+    /// <see cref="ApexDqnConfig.RolloutFragment"/> times; the n-step transitions get their TD errors as priorities.</summary>
+    (List<(Transition, double)>, EpisodeStats) Collect(int w)
+    {
+        var net = actorNets[w];
+        var stats = new EpisodeStats();
+        var made = new List<Transition>();
+        for (int s = 0; s < c.RolloutFragment; s++)
+            foreach (var a in actors[w]) a.Step(net, c, made, stats);
+        return ([.. made.Zip(Priorities(net, made), (t, p) => (t, p))], stats);
+    }
+
+    /// <summary>|R + discount max_legal Q(s') - Q(s, a)| + epsilon under an actor's network (Ape-X's initial priorities).</summary>
+    double[] Priorities(QNetwork net, List<Transition> ts)
+    {
+        if (ts.Count == 0) return [];
+        var idx = Enumerable.Range(0, ts.Count).ToArray();
+        var next = net.Forward(Batch.Stack(idx, i => ts[i].NextObservation, net.Shape.Observations));
+        var nextMax = idx.Select(i => ts[i].Discount > 0 ? MaxLegal(next.Row(i), ts[i].NextMask) : 0f).ToArray();
+        var q = net.Forward(Batch.Stack(idx, i => ts[i].Observation, net.Shape.Observations));
+        return [.. idx.Select(i => Math.Abs(ts[i].Return + ts[i].Discount * nextMax[i] - q[i, ts[i].Action]) + c.PriorityEpsilon)];
+    }
+
+    static float MaxLegal(ReadOnlySpan<float> q, ReadOnlySpan<bool> mask) => q[Net.MaskedArgmax(q, mask)];
+
+    /// <summary>One learner step on a prioritized batch: double-DQN n-step targets from the target network at the online
+    /// network's legal argmax, weighted Huber loss on the actions taken, new priorities. Returns (loss, mean Q, grad norm).</summary>
+    (double Loss, double MeanQ, double GradNorm) Update()
+    {
+        var (idx, weights) = replay.Sample(c.BatchSize, c.PriorityBeta, learnerRng);
+        int obs = online.Shape.Observations, actionsN = online.Shape.Actions;
+        var next = Batch.Stack(idx, i => replay[i].NextObservation, obs);
+        var nextOnline = online.Forward(next);
+        var nextTarget = target.Forward(next);
+        var y = new float[idx.Length];
+        for (int b = 0; b < idx.Length; b++)
+        {
+            var t = replay[idx[b]];
+            y[b] = t.Return + (t.Discount > 0 ? t.Discount * nextTarget[b, Net.MaskedArgmax(nextOnline.Row(b), t.NextMask)] : 0);
+        }
+        var q = online.Forward(Batch.Stack(idx, i => replay[i].Observation, obs));
+        var targets = q.Clone();
+        var mask = new bool[idx.Length * actionsN];
+        double meanQ = 0;
+        for (int b = 0; b < idx.Length; b++)
+        {
+            int a = replay[idx[b]].Action;
+            targets[b, a] = y[b];
+            mask[b * actionsN + a] = true;
+            meanQ += q[b, a];
+        }
+        var grad = new Matrix(q.Rows, q.Cols);
+        float loss = Losses.Huber(q, targets, grad, (float)c.HuberDelta, weights, mask);
+        adam.ZeroGrad();
+        online.Backward(grad);
+        double norm = adam.Step();
+        for (int b = 0; b < idx.Length; b++)
+            replay.Update(idx[b], Math.Abs(q[b, replay[idx[b]].Action] - y[b]) + c.PriorityEpsilon);
+        if (++updates % c.TargetUpdatePeriod == 0) Net.CopyWeights(online, target);
+        return (loss, meanQ / idx.Length, norm);
+    }
+
+    public IReadOnlyList<NamedTensor> Tensors() =>
+    [
+        .. SafeTensors.FromParameters(online.Parameters),
+        .. SafeTensors.FromParameters(target.Parameters).Select(t => t with { Name = "target." + t.Name }),
+        .. adam.State(),
+    ];
+
+    public JsonObject State() => new()
+    {
+        ["iterations"] = Iterations, ["env_steps"] = EnvSteps, ["updates"] = updates, ["adam_steps"] = adam.Steps,
+        ["update_budget"] = updateBudget, ["learner_rng"] = learnerRng.State.ToString(),
+        ["actor_rngs"] = new JsonArray([.. actors.SelectMany(a => a).Select(a => (JsonNode)a.Rng.State.ToString())]),
+    };
+
+    public void Restore(IReadOnlyList<NamedTensor> tensors, JsonObject state)
+    {
+        SafeTensors.LoadInto(online.Parameters, tensors, "checkpoint");
+        SafeTensors.LoadInto(target.Parameters, [.. tensors.Where(t => t.Name.StartsWith("target.")).Select(t => t with { Name = t.Name["target.".Length..] })], "checkpoint (target network)");
+        adam.RestoreState([.. tensors.Where(t => t.Name.EndsWith(".adam_m") || t.Name.EndsWith(".adam_v"))], (long)state["adam_steps"]!);
+        foreach (var a in actorNets) Net.CopyWeights(online, a);
+        Iterations = (int)state["iterations"]!;
+        EnvSteps = (long)state["env_steps"]!;
+        updates = (long)state["updates"]!;
+        updateBudget = (double)state["update_budget"]!;
+        learnerRng.State = ulong.Parse((string)state["learner_rng"]!);
+        var rngs = state["actor_rngs"]!.AsArray();
+        var flat = actors.SelectMany(a => a).ToArray();
+        if (rngs.Count != flat.Length)
+            throw new LoopTuneException($"the checkpoint has {rngs.Count} actors and this run {flat.Length}: resume with the same --workers");
+        for (int i = 0; i < flat.Length; i++) (flat[i].Rng.State, flat[i].InFlight) = (ulong.Parse((string)rngs[i]!), false);
+    }
+
+    public void Dispose()
+    {
+        foreach (var a in actors.SelectMany(a => a)) (a.Env as IDisposable)?.Dispose();
+    }
+
+    /// <summary>One actor: its environment, its epsilon, its random generator, its running episode and n-step window.</summary>
+    sealed class Actor(IRlEnv env, double epsilon, Rng rng)
+    {
+        readonly List<(float[] Obs, int Action, double Reward)> window = [];
+        readonly EpisodeTracker episode = new();
+        TimeStep? now;
+
+        public IRlEnv Env => env;
+        public double Epsilon => epsilon;
+        public Rng Rng => rng;
+
+        /// <summary>Whether an episode is under way; setting false makes the next step start a new one (a restore does).</summary>
+        public bool InFlight
+        {
+            get => now is not null;
+            set { if (!value) now = null; }
+        }
+
+        public void Step(QNetwork net, ApexDqnConfig c, List<Transition> output, EpisodeStats stats)
+        {
+            if (now is not { } s)
+            {
+                s = env.Reset(rng);
+                episode.Reset(s);
+                window.Clear();
+            }
+            int a = rng.NextDouble() < epsilon ? rng.Choose(s.Mask) : Net.MaskedArgmax(net.Forward(Net.Row(s.Observation)).Row(0), s.Mask);
+            var t = env.Step(a);
+            episode.Step(t, stats);
+            window.Add((s.Observation, a, t.Reward));
+            if (window.Count == c.NStep) Emit(t, c, output);
+            if (t.Done)
+            {
+                while (window.Count > 0) Emit(t, c, output);
+                now = null;
+            }
+            else now = t;
+        }
+
+        /// <summary>The transition from the oldest state in the window to <paramref name="t"/>.</summary>
+        void Emit(TimeStep t, ApexDqnConfig c, List<Transition> output)
+        {
+            double r = 0, g = 1;
+            foreach (var (_, _, reward) in window)
+            {
+                r += g * reward;
+                g *= c.Gamma;
+            }
+            output.Add(new Transition(window[0].Obs, window[0].Action, (float)r, t.Observation, t.Mask, t.Done ? 0 : (float)g));
+            window.RemoveAt(0);
+        }
+    }
+}

@@ -1,0 +1,164 @@
+using LoopTune.Learning.Nn;
+
+namespace LoopTune.Learning;
+
+/// <summary>The shape of a policy's network, stored with its weights so a checkpoint is only ever loaded into the
+/// network it came from.</summary>
+/// <param name="Kind">"dqn" (dueling Q-network) or "ppo" (actor and critic).</param>
+/// <param name="Observations">Input size.</param>
+/// <param name="Actions">Output size (one Q-value or logit per action).</param>
+/// <param name="Hidden">Widths of the hidden layers.</param>
+/// <param name="Activation">"relu" or "tanh".</param>
+/// <param name="LayerNorm">Whether each hidden layer is followed by a layer norm (before the activation).</param>
+public sealed record NetworkShape(string Kind, int Observations, int Actions, int[] Hidden, string Activation, bool LayerNorm)
+{
+    public override string ToString() =>
+        $"{Kind} {Observations} -> [{string.Join(", ", Hidden)}] {Activation}{(LayerNorm ? "+layernorm" : "")} -> {Actions}";
+
+    public bool SameAs(NetworkShape o) => Kind == o.Kind && Observations == o.Observations && Actions == o.Actions
+        && Hidden.SequenceEqual(o.Hidden) && Activation == o.Activation && LayerNorm == o.LayerNorm;
+}
+
+/// <summary>A multilayer perceptron: Dense, [LayerNorm], activation per hidden layer, then a Dense output layer
+/// initialised with <paramref name="outputGain"/> (CleanRL's orthogonal init: sqrt 2 hidden, 0.01 policy, 1 value).</summary>
+public sealed class Mlp : ILayer
+{
+    readonly Sequential net;
+
+    public Mlp(string name, int inputs, int[] hidden, int outputs, string activation, bool layerNorm, double outputGain, Random rng)
+    {
+        var layers = new List<ILayer>();
+        int width = inputs;
+        for (int i = 0; i < hidden.Length; i++)
+        {
+            layers.Add(new Dense(width, hidden[i], rng, $"{name}.{i}"));
+            if (layerNorm) layers.Add(new LayerNorm(hidden[i], $"{name}.{i}.norm"));
+            layers.Add(activation switch
+            {
+                "relu" => new Relu(),
+                "tanh" => new Tanh(),
+                _ => throw new ArgumentException($"unknown activation '{activation}' (relu, tanh)"),
+            });
+            width = hidden[i];
+        }
+        layers.Add(new Dense(width, outputs, rng, $"{name}.out", outputGain));
+        net = new Sequential([.. layers]);
+    }
+
+    public IReadOnlyList<Parameter> Parameters => net.Parameters;
+    public Matrix Forward(Matrix x) => net.Forward(x);
+    public Matrix Backward(Matrix dy) => net.Backward(dy);
+}
+
+/// <summary>What a trained policy offers a rollout: a preference per action for a batch of observations (Q-values or
+/// logits); the rollout takes the masked argmax.</summary>
+public interface IPolicyNetwork
+{
+    NetworkShape Shape { get; }
+    IReadOnlyList<Parameter> Parameters { get; }
+
+    /// <summary>Preferences [batch, actions] for observations [batch, inputs].</summary>
+    Matrix Scores(Matrix observations);
+}
+
+/// <summary>
+/// The dueling Q-network (Wang et al. 2016): a trunk, then a state value V and advantages A, combined as
+/// Q(s, a) = V(s) + A(s, a) - mean_a A(s, a). The value and the advantages are the two outputs of one final layer
+/// (column 0 is V), which is the same function as two heads.
+/// </summary>
+public sealed class QNetwork : IPolicyNetwork
+{
+    readonly Mlp net;
+
+    public QNetwork(NetworkShape shape, Random rng)
+    {
+        Shape = shape;
+        net = new Mlp("q", shape.Observations, shape.Hidden, shape.Actions + 1, shape.Activation, shape.LayerNorm, 1.0, rng);
+    }
+
+    public NetworkShape Shape { get; }
+    public IReadOnlyList<Parameter> Parameters => net.Parameters;
+    public Matrix Scores(Matrix observations) => Forward(observations);
+
+    /// <summary>Q-values [batch, actions].</summary>
+    public Matrix Forward(Matrix x)
+    {
+        var va = net.Forward(x);
+        int n = Shape.Actions;
+        var q = new Matrix(x.Rows, n);
+        for (int b = 0; b < x.Rows; b++)
+        {
+            var row = va.Row(b);
+            float mean = 0;
+            for (int a = 0; a < n; a++) mean += row[1 + a];
+            mean /= n;
+            for (int a = 0; a < n; a++) q[b, a] = row[0] + row[1 + a] - mean;
+        }
+        return q;
+    }
+
+    /// <summary>Backpropagates dLoss/dQ of the last <see cref="Forward"/> into the parameters' gradients.</summary>
+    public void Backward(Matrix dq)
+    {
+        int n = Shape.Actions;
+        var dva = new Matrix(dq.Rows, n + 1);
+        for (int b = 0; b < dq.Rows; b++)
+        {
+            var row = dq.Row(b);
+            float sum = 0;
+            for (int a = 0; a < n; a++) sum += row[a];
+            dva[b, 0] = sum;
+            for (int a = 0; a < n; a++) dva[b, 1 + a] = row[a] - sum / n;
+        }
+        net.Backward(dva);
+    }
+}
+
+/// <summary>PPO's actor and critic: two separate perceptrons of the same hidden shape, the actor's output layer
+/// initialised small (gain 0.01) so the first policy is near uniform over the legal actions, the critic's with gain 1.</summary>
+public sealed class ActorCritic : IPolicyNetwork
+{
+    public ActorCritic(NetworkShape shape, Random rng)
+    {
+        Shape = shape;
+        Actor = new Mlp("actor", shape.Observations, shape.Hidden, shape.Actions, shape.Activation, shape.LayerNorm, 0.01, rng);
+        Critic = new Mlp("critic", shape.Observations, shape.Hidden, 1, shape.Activation, shape.LayerNorm, 1.0, rng);
+    }
+
+    public NetworkShape Shape { get; }
+    public Mlp Actor { get; }
+    public Mlp Critic { get; }
+    public IReadOnlyList<Parameter> Parameters => [.. Actor.Parameters, .. Critic.Parameters];
+    public Matrix Scores(Matrix observations) => Actor.Forward(observations);
+}
+
+/// <summary>Helpers shared by the learners and the rollouts.</summary>
+public static class Net
+{
+    /// <summary>A network of <paramref name="shape"/> with weights drawn from <paramref name="rng"/>.</summary>
+    public static IPolicyNetwork Create(NetworkShape shape, Random rng) => shape.Kind switch
+    {
+        "dqn" => new QNetwork(shape, rng),
+        "ppo" => new ActorCritic(shape, rng),
+        _ => throw new ArgumentException($"unknown network kind '{shape.Kind}' (dqn, ppo)"),
+    };
+
+    /// <summary>One observation as a batch of one.</summary>
+    public static Matrix Row(float[] x) => new(1, x.Length, (float[])x.Clone());
+
+    /// <summary>The index of the largest score among the legal actions (the lowest index on a tie).</summary>
+    public static int MaskedArgmax(ReadOnlySpan<float> scores, ReadOnlySpan<bool> mask)
+    {
+        int best = -1;
+        for (int a = 0; a < scores.Length; a++)
+            if (mask[a] && (best < 0 || scores[a] > scores[best])) best = a;
+        return best >= 0 ? best : throw new InvalidOperationException("no legal action");
+    }
+
+    /// <summary>Copies every parameter value of <paramref name="from"/> into <paramref name="to"/> (same shape).</summary>
+    public static void CopyWeights(IPolicyNetwork from, IPolicyNetwork to)
+    {
+        var (a, b) = (from.Parameters, to.Parameters);
+        for (int i = 0; i < a.Count; i++) a[i].Value.CopyTo(b[i].Value, 0);
+    }
+}

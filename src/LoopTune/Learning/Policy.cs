@@ -1,0 +1,163 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using LoopTune.Env;
+using LoopTune.Ir;
+using LoopTune.Learning.Nn;
+
+namespace LoopTune.Learning;
+
+/// <summary>A policy file that cannot be used: missing, corrupt, or made for another network or observation.</summary>
+public sealed class PolicyError(string message, Exception? inner = null) : LoopTuneException(message, inner);
+
+/// <summary>
+/// A trained policy: a network with the shape, observation encoding and episode length it was trained with, read from a
+/// safetensors file whose metadata records them (any safetensors reader opens it). <see cref="Act"/> is the greedy masked
+/// choice: the legal action with the largest Q-value (DQN) or logit (PPO).
+/// </summary>
+public sealed class Policy
+{
+    /// <summary>The file name of a policy in a checkpoint folder.</summary>
+    public const string FileName = "policy.safetensors";
+    const string Prefix = "looptune.";
+
+    Policy(IPolicyNetwork network, int episodeLength, IReadOnlyDictionary<string, string> metadata, string source) =>
+        (Network, EpisodeLength, Metadata, Source) = (network, episodeLength, metadata, source);
+
+    public IPolicyNetwork Network { get; }
+    public NetworkShape Shape => Network.Shape;
+    public int EpisodeLength { get; }
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    /// <summary>Where the policy was read from (or "memory").</summary>
+    public string Source { get; }
+
+    /// <summary>The policy shipped with LoopTune (policies/default.safetensors next to the program).</summary>
+    public static string DefaultPath => Path.Combine(AppContext.BaseDirectory, "policies", "default.safetensors");
+
+    /// <summary>A policy over <paramref name="network"/> (a trainer's live network).</summary>
+    public static Policy FromNetwork(IPolicyNetwork network, int episodeLength) => new(network, episodeLength, new Dictionary<string, string>(), "memory");
+
+    /// <summary>Writes the network and its description (plus <paramref name="extra"/> metadata) to <paramref name="path"/>, atomically.</summary>
+    public static void Save(string path, IPolicyNetwork network, int episodeLength, IReadOnlyDictionary<string, string>? extra = null)
+    {
+        var meta = new Dictionary<string, string>(extra ?? new Dictionary<string, string>())
+        {
+            [Prefix + "format"] = "looptune-policy/1",
+            [Prefix + "shape"] = JsonSerializer.Serialize(network.Shape),
+            [Prefix + "encoder"] = ObservationEncoder.Name,
+            [Prefix + "episode_length"] = episodeLength.ToString(CultureInfo.InvariantCulture),
+        };
+        SafeTensors.Save(path, SafeTensors.FromParameters(network.Parameters), meta);
+    }
+
+    /// <summary>
+    /// Reads a policy: "default" (the shipped one), a .safetensors policy file, a checkpoint folder (its policy.safetensors)
+    /// or a run folder of <c>looptune train</c> (its latest checkpoint). A <see cref="PolicyError"/> names what is wrong.
+    /// </summary>
+    public static Policy Load(string pathOrDefault)
+    {
+        string path = ResolvePath(pathOrDefault);
+        IReadOnlyList<NamedTensor> tensors;
+        IReadOnlyDictionary<string, string> meta;
+        try { (tensors, meta) = SafeTensors.Load(path); }
+        catch (SafeTensorsError e) { throw new PolicyError($"policy {path} cannot be read: {e.Message}", e); }
+        if (!meta.TryGetValue(Prefix + "shape", out var shapeJson) || !meta.TryGetValue(Prefix + "encoder", out var encoder))
+            throw new PolicyError($"{path} is a safetensors file but not a LoopTune policy (its metadata has no {Prefix}shape / {Prefix}encoder)");
+        if (encoder != ObservationEncoder.Name)
+            throw new PolicyError($"policy {path} reads observations '{encoder}'; this LoopTune encodes '{ObservationEncoder.Name}'");
+        NetworkShape shape;
+        try { shape = JsonSerializer.Deserialize<NetworkShape>(shapeJson) ?? throw new JsonException("null"); }
+        catch (JsonException e) { throw new PolicyError($"policy {path}: its network shape '{shapeJson}' cannot be read ({e.Message})", e); }
+        if (shape.Observations != ObservationEncoder.Size || shape.Actions != Actions.Count)
+            throw new PolicyError($"policy {path} is a network for {shape.Observations} inputs and {shape.Actions} actions; this environment has {ObservationEncoder.Size} and {Actions.Count}");
+        IPolicyNetwork net;
+        try { net = Net.Create(shape, new Random(0)); }
+        catch (ArgumentException e) { throw new PolicyError($"policy {path}: {e.Message}", e); }
+        try { SafeTensors.LoadInto(net.Parameters, tensors, path); }
+        catch (SafeTensorsError e) { throw new PolicyError(e.Message, e); }
+        int length = meta.TryGetValue(Prefix + "episode_length", out var l) && int.TryParse(l, CultureInfo.InvariantCulture, out int n) && n > 0 ? n : 10;
+        return new Policy(net, length, meta, path);
+    }
+
+    static string ResolvePath(string p)
+    {
+        if (p == "default")
+            return File.Exists(DefaultPath) ? DefaultPath : throw new PolicyError($"the default policy is not installed ({DefaultPath} does not exist)");
+        if (File.Exists(p)) return p;
+        if (Directory.Exists(p))
+        {
+            if (File.Exists(Path.Combine(p, FileName))) return Path.Combine(p, FileName);
+            if (RunFolder.LatestCheckpoint(p) is { } ckpt) return Path.Combine(ckpt, FileName);
+            throw new PolicyError($"folder {p} holds no policy: neither {FileName} nor a checkpoint of a training run");
+        }
+        throw new PolicyError($"policy '{p}' does not exist (give 'default', a .safetensors file, a checkpoint folder or a run folder)");
+    }
+
+    /// <summary>The same network with rollouts of <paramref name="steps"/> actions (its time feature then counts those).</summary>
+    public Policy WithEpisodeLength(int steps) => new(Network, steps, Metadata, Source);
+
+    /// <summary>Runs the network a few times so that .NET has compiled its code before anything is timed.</summary>
+    public void WarmUp()
+    {
+        var nest = Nest.Initial(Computation.Parse("mm 8 8 8"));
+        for (int i = 0; i < 3; i++) Rank(Observe(nest, [], 0), Transforms.Mask(nest));
+    }
+
+    /// <summary>The greedy legal action for an encoded observation.</summary>
+    public int Act(float[] observation, bool[] mask) => Net.MaskedArgmax(Network.Scores(Net.Row(observation)).Row(0), mask);
+
+    /// <summary>The legal actions ranked by the policy's preference, best first.</summary>
+    public int[] Rank(float[] observation, bool[] mask)
+    {
+        var s = Network.Scores(Net.Row(observation)).Row(0).ToArray();
+        return [.. Enumerable.Range(0, s.Length).Where(a => mask[a]).OrderByDescending(a => s[a]).ThenBy(a => a)];
+    }
+
+    /// <summary>The encoded observation of <paramref name="nest"/> after <paramref name="history"/>, at step <paramref name="step"/>.</summary>
+    public float[] Observe(Nest nest, IReadOnlyList<LoopAction> history, int step) =>
+        ObservationEncoder.Encode(new Observation(nest, default, history), step, EpisodeLength);
+}
+
+/// <summary>What a policy's rollout did: the path and states, the best state measured, and where the time went.</summary>
+public sealed record RolloutResult(IReadOnlyList<LoopAction> Actions, Nest Final, Nest Best, double StartGflops, double BestGflops,
+    double PolicySeconds, double MeasureSeconds, int Measured);
+
+/// <summary>Greedy masked rollouts of a policy, timing each new kernel on the way (the best state is the answer).</summary>
+public static class Rollout
+{
+    /// <summary>Runs <paramref name="steps"/> greedy actions of <paramref name="policy"/> from the unscheduled nest of
+    /// <paramref name="computation"/>, measuring every state whose kernel changed.</summary>
+    public static RolloutResult Greedy(Policy policy, Computation computation, IEvaluator evaluator, int? steps = null)
+    {
+        var timed = new Stopwatch();
+        var think = new Stopwatch();
+        var nest = Nest.Initial(computation);
+        var history = new List<LoopAction>();
+        int measured = 1;
+        timed.Start();
+        double start = evaluator.Evaluate(nest).Gflops, bestGflops = start;
+        timed.Stop();
+        var best = nest;
+        int n = steps ?? policy.EpisodeLength;
+        for (int s = 0; s < n; s++)
+        {
+            think.Start();
+            var mask = Transforms.Mask(nest);
+            int a = policy.Act(policy.Observe(nest, history, s), mask);
+            var next = Transforms.Apply(nest, Actions.All[a]);
+            think.Stop();
+            history.Add(Actions.All[a]);
+            if (next.ScheduleKey != nest.ScheduleKey)
+            {
+                timed.Start();
+                double g = evaluator.Evaluate(next).Gflops;
+                timed.Stop();
+                measured++;
+                if (g > bestGflops) (bestGflops, best) = (g, next);
+            }
+            nest = next;
+        }
+        return new RolloutResult(history, nest, best, start, bestGflops, think.Elapsed.TotalSeconds, timed.Elapsed.TotalSeconds, measured);
+    }
+}

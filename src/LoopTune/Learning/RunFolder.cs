@@ -1,0 +1,91 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using LoopTune.Learning.Nn;
+
+namespace LoopTune.Learning;
+
+/// <summary>
+/// The folder of one training run, and its checkpoints. Layout:
+/// <code>
+/// run.json                          what was asked: trainer, dataset, seed, workers, steps, hyperparameters
+/// checkpoints/ckpt-000042/          one checkpoint per save, the newest few kept:
+///     model.safetensors             every tensor of the learner (networks, Adam moments)
+///     state.json                    counters, random-generator states, hyperparameters
+///     policy.safetensors            the policy alone, with its shape in the metadata (looptune tune --policy)
+/// checkpoints/latest                the name of the newest complete checkpoint
+/// metrics.csv, tb/, charts/         the training curves (CSV, TensorBoard events, PNG)
+/// eval.json                         the last evaluation on the test split
+/// </code>
+/// A checkpoint is written into a temporary folder, renamed into place, and only then named in <c>latest</c> (itself
+/// written to a temporary file and renamed): a run killed at any moment leaves the previous checkpoint intact.
+/// </summary>
+public static class RunFolder
+{
+    public const string RunFile = "run.json", Checkpoints = "checkpoints", Latest = "latest", Model = "model.safetensors", StateFile = "state.json";
+    const int Keep = 3;
+
+    /// <summary>The newest complete checkpoint folder of run folder <paramref name="run"/>, or null.</summary>
+    public static string? LatestCheckpoint(string run)
+    {
+        var latest = Path.Combine(run, Checkpoints, Latest);
+        if (!File.Exists(latest)) return null;
+        var dir = Path.Combine(run, Checkpoints, File.ReadAllText(latest).Trim());
+        return Directory.Exists(dir) ? dir : null;
+    }
+
+    /// <summary>Writes the trainer's checkpoint (and its policy) and makes it the latest; returns its folder.</summary>
+    public static string SaveCheckpoint(string run, ITrainer trainer, int episodeLength, IReadOnlyDictionary<string, string> policyInfo)
+    {
+        var root = Directory.CreateDirectory(Path.Combine(run, Checkpoints)).FullName;
+        string name = $"ckpt-{trainer.Iterations:D6}", final = Path.Combine(root, name), temp = Path.Combine(root, $".tmp-{name}-{Environment.ProcessId}");
+        if (Directory.Exists(temp)) Directory.Delete(temp, true);
+        Directory.CreateDirectory(temp);
+        SafeTensors.Save(Path.Combine(temp, Model), trainer.Tensors(), new Dictionary<string, string> { ["looptune.trainer"] = trainer.Name });
+        var state = trainer.State();
+        state["trainer"] = trainer.Name;
+        state["config"] = JsonSerializer.SerializeToNode(trainer.Config, trainer.Config.GetType());
+        WriteAtomic(Path.Combine(temp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        var info = new Dictionary<string, string>(policyInfo)
+        {
+            ["looptune.trainer"] = trainer.Name,
+            ["looptune.env_steps"] = trainer.EnvSteps.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["looptune.iterations"] = trainer.Iterations.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        Policy.Save(Path.Combine(temp, Policy.FileName), trainer.Policy, episodeLength, info);
+        if (Directory.Exists(final)) Directory.Delete(final, true);
+        Directory.Move(temp, final);
+        WriteAtomic(Path.Combine(root, Latest), name);
+        foreach (var old in Directory.GetDirectories(root, "ckpt-*").Order(StringComparer.Ordinal).SkipLast(Keep))
+            Directory.Delete(old, true);
+        return final;
+    }
+
+    /// <summary>Puts the latest checkpoint of <paramref name="run"/> back into <paramref name="trainer"/>; returns its folder.</summary>
+    public static string LoadCheckpoint(string run, ITrainer trainer)
+    {
+        var dir = LatestCheckpoint(run) ?? throw new LoopTuneException($"--resume: {run} has no checkpoint to resume from");
+        JsonObject state;
+        try { state = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, StateFile)))?.AsObject() ?? throw new JsonException("empty"); }
+        catch (Exception e) when (e is JsonException or IOException or InvalidOperationException)
+        {
+            throw new LoopTuneException($"checkpoint {dir}: {StateFile} cannot be read ({e.Message})", e);
+        }
+        if ((string?)state["trainer"] != trainer.Name)
+            throw new LoopTuneException($"checkpoint {dir} was made by trainer '{state["trainer"]}', not '{trainer.Name}'");
+        var (tensors, _) = SafeTensors.Load(Path.Combine(dir, Model));
+        try { trainer.Restore(tensors, state); }
+        catch (Exception e) when (e is NullReferenceException or InvalidOperationException or FormatException)
+        {
+            throw new LoopTuneException($"checkpoint {dir}: {StateFile} is incomplete ({e.Message})", e);
+        }
+        return dir;
+    }
+
+    /// <summary>Writes <paramref name="text"/> to a temporary file beside <paramref name="path"/> and renames it over it.</summary>
+    public static void WriteAtomic(string path, string text)
+    {
+        var temp = $"{path}.tmp-{Environment.ProcessId}";
+        File.WriteAllText(temp, text);
+        File.Move(temp, path, true);
+    }
+}

@@ -1,0 +1,94 @@
+using System.Text.Json.Nodes;
+using LoopTune.Learning.Nn;
+
+namespace LoopTune.Learning;
+
+/// <summary>
+/// A learning algorithm as the <c>train</c> command drives it: one <see cref="Iterate"/> is one round of experience from
+/// every actor followed by the learner's updates; between iterations the whole state can be saved (weights and optimizer
+/// moments as tensors, counters and random-generator states as JSON) and restored.
+/// </summary>
+public interface ITrainer : IDisposable
+{
+    /// <summary>"apex_dqn" or "ppo".</summary>
+    string Name { get; }
+
+    /// <summary>The hyperparameters, as a record with a comment per field.</summary>
+    object Config { get; }
+
+    /// <summary>The learner's network: what a rollout or a checkpoint's policy uses.</summary>
+    IPolicyNetwork Policy { get; }
+
+    long EnvSteps { get; }
+    int Iterations { get; }
+
+    /// <summary>One iteration; returns the values to log (episode reward, loss, epsilon or entropy, GFLOPS, steps per second).</summary>
+    IReadOnlyDictionary<string, double> Iterate();
+
+    /// <summary>Every tensor of the learner's state (networks, optimizer moments).</summary>
+    IReadOnlyList<NamedTensor> Tensors();
+
+    /// <summary>Counters and random-generator states.</summary>
+    JsonObject State();
+
+    /// <summary>Puts back what <see cref="Tensors"/> and <see cref="State"/> saved.</summary>
+    void Restore(IReadOnlyList<NamedTensor> tensors, JsonObject state);
+}
+
+/// <summary>The figures of finished episodes in one iteration, for the curves.</summary>
+sealed class EpisodeStats
+{
+    readonly List<double> returns = [], finals = [], bests = [], starts = [];
+
+    public void Add(double totalReward, double finalScore, double bestScore, double startScore)
+    {
+        returns.Add(totalReward);
+        finals.Add(finalScore);
+        bests.Add(bestScore);
+        starts.Add(startScore);
+    }
+
+    /// <summary>Adds this iteration's episodes to <paramref name="to"/>.</summary>
+    public void CopyTo(EpisodeStats to)
+    {
+        for (int i = 0; i < returns.Count; i++) to.Add(returns[i], finals[i], bests[i], starts[i]);
+    }
+
+    public void AddTo(IDictionary<string, double> values)
+    {
+        values["episodes"] = returns.Count;
+        if (returns.Count == 0) return;
+        values["episode_reward"] = returns.Average();
+        values["gflops"] = finals.Average();
+        values["gflops_best"] = bests.Average();
+        values["gflops_start"] = starts.Average();
+    }
+}
+
+/// <summary>An actor's running episode: the sum of rewards and the first, last and best scores.</summary>
+sealed class EpisodeTracker
+{
+    double total, start, best;
+
+    public void Reset(TimeStep t) => (total, start, best) = (0, t.Score, t.Score);
+
+    /// <summary>Adds a step; when it ends the episode, records it in <paramref name="stats"/>.</summary>
+    public void Step(TimeStep t, EpisodeStats stats)
+    {
+        total += t.Reward;
+        best = Math.Max(best, t.Score);
+        if (t.Done) stats.Add(total, t.Score, best, start);
+    }
+}
+
+static class Batch
+{
+    /// <summary>Rows <paramref name="rows"/> of <paramref name="source"/>(i) stacked into a matrix.</summary>
+    public static Matrix Stack(IReadOnlyList<int> rows, Func<int, float[]> source, int width)
+    {
+        var m = new Matrix(rows.Count, width);
+        for (int r = 0; r < rows.Count; r++) source(rows[r]).CopyTo(m.Row(r));
+        return m;
+    }
+}
+

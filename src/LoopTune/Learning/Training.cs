@@ -1,0 +1,205 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using LoopTune.Datasets;
+using LoopTune.Env;
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Learning.Logging;
+using LoopTune.Measure;
+using LoopTune.Search;
+
+namespace LoopTune.Learning;
+
+/// <summary>What <c>looptune train</c> asks for.</summary>
+/// <param name="Dataset">A named dataset or a dataset folder; training uses its train split, evaluation its test split.</param>
+/// <param name="Trainer">"apex_dqn" or "ppo".</param>
+/// <param name="Iterations">Stop after this many iterations in all (a resumed run counts the ones before).</param>
+/// <param name="Time">Stop after this much wall time in this process.</param>
+/// <param name="Workers">Measuring workers, one per core.</param>
+/// <param name="Steps">Episode length in actions.</param>
+/// <param name="EvalSize">Test benchmarks in each evaluation.</param>
+/// <param name="EvalTime">Budget of the policy on each test benchmark (a greedy rollout usually needs far less).</param>
+/// <param name="EvalEvery">Evaluate every this many iterations (0: only at the end).</param>
+/// <param name="CheckpointSeconds">Save a checkpoint at least this often (and at the end).</param>
+/// <param name="Seed">Seed of every random choice.</param>
+/// <param name="Out">The run folder.</param>
+/// <param name="Resume">Continue the run in <paramref name="Out"/> from its latest checkpoint.</param>
+/// <param name="Db">Measurement store (default: the user's).</param>
+/// <param name="Set">Hyperparameter overrides, e.g. {"LearningRate": 1e-4}.</param>
+public sealed record TrainRequest(string Dataset, string Trainer, int? Iterations, TimeSpan? Time, int Workers, int Steps,
+    int EvalSize, TimeSpan EvalTime, int EvalEvery, double CheckpointSeconds, int Seed, string Out, bool Resume, string? Db, JsonObject? Set);
+
+/// <summary>An evaluation of a policy on test benchmarks: per benchmark, the unscheduled and best GFLOPS and the time.</summary>
+public sealed record EvalResult(IReadOnlyList<(string Benchmark, double Start, double Best, double Seconds, string Schedule)> Rows, double Peak)
+{
+    public double GeomeanGflops => Math.Exp(Rows.Average(r => Math.Log(r.Best)));
+    public double GeomeanSpeedup => Math.Exp(Rows.Average(r => Math.Log(r.Best / r.Start)));
+    public double PeakFraction => GeomeanGflops / Peak;
+    public double MeanSeconds => Rows.Average(r => r.Seconds);
+
+    public IReadOnlyDictionary<string, double> Values() => new Dictionary<string, double>
+    {
+        ["eval_gflops_geomean"] = GeomeanGflops, ["eval_speedup_geomean"] = GeomeanSpeedup,
+        ["eval_peak_fraction"] = PeakFraction, ["eval_seconds_mean"] = MeanSeconds,
+    };
+}
+
+/// <summary>What a training run reports as it goes.</summary>
+public interface ITrainingObserver
+{
+    void Started(string runFolder, ITrainer trainer, string? resumedFrom, IReadOnlyList<int> cores);
+    void Iteration(ITrainer trainer, IReadOnlyDictionary<string, double> values, double fractionDone);
+    void Checkpoint(string folder);
+    void Evaluated(EvalResult result);
+}
+
+/// <summary>The <c>train</c> command's engine: a run folder, a worker per core, a trainer, the loop with its
+/// checkpoints, curves and evaluations.</summary>
+public static class Training
+{
+    public static readonly IReadOnlyList<string> Trainers = ["apex_dqn", "ppo"];
+
+    /// <summary>Runs the training <paramref name="r"/> asks for; returns the run folder and the final evaluation.</summary>
+    public static (string Folder, EvalResult? Eval) Run(TrainRequest r, ITrainingObserver observer, CancellationToken cancel = default)
+    {
+        if (!Trainers.Contains(r.Trainer)) throw new LoopTuneException($"unknown trainer '{r.Trainer}'; the trainers are: {string.Join(", ", Trainers)}");
+        if (r.Steps < 1) throw new LoopTuneException($"--steps {r.Steps}: an episode needs at least one step");
+        if (r.Iterations is < 1) throw new LoopTuneException($"--iter {r.Iterations}: at least one iteration");
+        if (r.EvalSize < 0) throw new LoopTuneException($"--eval-size {r.EvalSize}: must be 0 or more");
+        var folder = Path.GetFullPath(r.Out);
+        var request = r.Resume ? ReadRun(folder, r) : r;
+        var dataset = Dataset.Load(request.Dataset);
+        if (dataset.Train.Count == 0) throw new LoopTuneException($"dataset {dataset.Name} has no training benchmarks");
+        var cores = WorkerPool.ChooseCores(request.Workers);
+        if (!r.Resume) CreateRun(folder, request);
+
+        double peak = PeakCache.GetOrMeasure();
+        Kernel.WarmUp();
+        using var pool = new WorkerPool(cores);
+        var evaluators = new KernelEvaluator[pool.Count];
+        pool.Run(w => evaluators[w] = Evaluators.Default(request.Db));
+        IRlEnv MakeEnv(int w, int _) => new LoopTuneTask(new Shared(evaluators[w]), peak, dataset.Train, request.Steps);
+        using var trainer = Create(request, pool, MakeEnv);
+        string? resumedFrom = r.Resume ? RunFolder.LoadCheckpoint(folder, trainer) : null;
+        using var log = new TrainingLog(folder);
+        if (r.Resume) log.TruncateAfter(trainer.EnvSteps);
+        observer.Started(folder, trainer, resumedFrom, cores);
+
+        var info = new Dictionary<string, string> { ["looptune.dataset"] = dataset.Name, ["looptune.seed"] = request.Seed.ToString(CultureInfo.InvariantCulture) };
+        var clock = Stopwatch.StartNew();
+        var lastSave = Stopwatch.StartNew();
+        var test = dataset.Test.Take(request.EvalSize).ToList();
+        EvalResult? eval = null;
+        int startIteration = trainer.Iterations;
+        try
+        {
+            while (!cancel.IsCancellationRequested && (r.Iterations is not int n || trainer.Iterations < n) && (r.Time is not { } t || clock.Elapsed < t))
+            {
+                var values = new Dictionary<string, double>(trainer.Iterate());
+                if (request.EvalEvery > 0 && trainer.Iterations % request.EvalEvery == 0 && test.Count > 0)
+                {
+                    eval = Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps), test, pool, evaluators, request.EvalTime, peak);
+                    foreach (var (k, v) in eval.Values()) values[k] = v;
+                    observer.Evaluated(eval);
+                }
+                log.Log(trainer.EnvSteps, values);
+                double done = Math.Max(r.Iterations is int m ? (trainer.Iterations - startIteration) / (double)Math.Max(1, m - startIteration) : 0,
+                    r.Time is { } tt ? clock.Elapsed / tt : 0);
+                observer.Iteration(trainer, values, Math.Min(1, done));
+                if (lastSave.Elapsed.TotalSeconds >= request.CheckpointSeconds)
+                {
+                    observer.Checkpoint(RunFolder.SaveCheckpoint(folder, trainer, request.Steps, info));
+                    lastSave.Restart();
+                }
+            }
+            observer.Checkpoint(RunFolder.SaveCheckpoint(folder, trainer, request.Steps, info));
+            if (test.Count > 0 && (eval is null || request.EvalEvery <= 0 || trainer.Iterations % request.EvalEvery != 0))
+            {
+                eval = Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps), test, pool, evaluators, request.EvalTime, peak);
+                log.Log(trainer.EnvSteps, eval.Values());
+                observer.Evaluated(eval);
+            }
+            if (eval is not null) RunFolder.WriteAtomic(Path.Combine(folder, "eval.json"), EvalJson(eval, trainer).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        }
+        finally
+        {
+            foreach (var e in evaluators) e?.Dispose();
+        }
+        return (folder, eval);
+    }
+
+    /// <summary>The policy's greedy rollout (a <see cref="PolicySearch"/> within <paramref name="budget"/>) on each
+    /// benchmark, the benchmarks shared out over the workers.</summary>
+    public static EvalResult Evaluate(Policy policy, IReadOnlyList<Computation> benchmarks, WorkerPool pool, IReadOnlyList<IEvaluator> evaluators, TimeSpan budget, double peak)
+    {
+        var rows = new (string, double, double, double, string)[benchmarks.Count];
+        pool.Run(w =>
+        {
+            for (int i = w; i < benchmarks.Count; i += pool.Count)
+            {
+                var res = new PolicySearch(policy).Run(Nest.Initial(benchmarks[i]), evaluators[w], new SearchBudget(budget), 0);
+                rows[i] = (benchmarks[i].Text, res.BaseGflops, res.BestGflops, res.Seconds, res.Best.Serialize());
+            }
+        });
+        return new EvalResult(rows, peak);
+    }
+
+    static ITrainer Create(TrainRequest r, WorkerPool pool, Func<int, int, IRlEnv> makeEnv) => r.Trainer switch
+    {
+        "apex_dqn" => new ApexDqn(Configure(new ApexDqnConfig(), r.Set), pool, makeEnv, r.Seed),
+        _ => new Ppo(Configure(new PpoConfig(), r.Set), pool, makeEnv, r.Seed),
+    };
+
+    /// <summary>The default hyperparameters with <paramref name="set"/>'s fields replaced; an unknown field is an error.</summary>
+    public static T Configure<T>(T defaults, JsonObject? set) where T : class
+    {
+        if (set is null || set.Count == 0) return defaults;
+        var node = JsonSerializer.SerializeToNode(defaults)!.AsObject();
+        foreach (var (k, v) in set)
+        {
+            if (!node.ContainsKey(k)) throw new LoopTuneException($"--set {k}: {typeof(T).Name} has no such field; the fields are: {string.Join(", ", node.Select(p => p.Key))}");
+            node[k] = v?.DeepClone();
+        }
+        try { return node.Deserialize<T>() ?? defaults; }
+        catch (JsonException e) { throw new LoopTuneException($"--set: {e.Message}", e); }
+    }
+
+    static void CreateRun(string folder, TrainRequest r)
+    {
+        if (Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any())
+            throw new LoopTuneException($"--out {folder} is not empty: give a new folder, or --resume to continue the run in it");
+        Directory.CreateDirectory(folder);
+        RunFolder.WriteAtomic(Path.Combine(folder, RunFolder.RunFile), JsonSerializer.Serialize(r with { Resume = false }, new JsonSerializerOptions { WriteIndented = true }));
+    }
+
+    /// <summary>The request a resumed run continues: the original one, with this invocation's limits.</summary>
+    static TrainRequest ReadRun(string folder, TrainRequest now)
+    {
+        var file = Path.Combine(folder, RunFolder.RunFile);
+        if (!File.Exists(file)) throw new LoopTuneException($"--resume: {folder} is not a training run (no {RunFolder.RunFile})");
+        if (RunFolder.LatestCheckpoint(folder) is null) throw new LoopTuneException($"--resume: {folder} has no checkpoint to resume from");
+        TrainRequest first;
+        try { first = JsonSerializer.Deserialize<TrainRequest>(File.ReadAllText(file)) ?? throw new JsonException("empty"); }
+        catch (JsonException e) { throw new LoopTuneException($"--resume: {file} cannot be read ({e.Message})", e); }
+        if (now.Trainer != first.Trainer) throw new LoopTuneException($"--resume: the run in {folder} trains '{first.Trainer}', not '{now.Trainer}'");
+        return first with { Iterations = now.Iterations, Time = now.Time, Resume = true, EvalSize = now.EvalSize, EvalTime = now.EvalTime, EvalEvery = now.EvalEvery, Db = now.Db ?? first.Db };
+    }
+
+    static JsonObject EvalJson(EvalResult e, ITrainer t) => new()
+    {
+        ["trainer"] = t.Name, ["iterations"] = t.Iterations, ["env_steps"] = t.EnvSteps,
+        ["geomean_gflops"] = e.GeomeanGflops, ["geomean_speedup"] = e.GeomeanSpeedup, ["peak_fraction"] = e.PeakFraction, ["mean_seconds"] = e.MeanSeconds,
+        ["benchmarks"] = new JsonArray([.. e.Rows.Select(r => (JsonNode)new JsonObject
+        {
+            ["benchmark"] = r.Benchmark, ["start_gflops"] = r.Start, ["best_gflops"] = r.Best, ["seconds"] = r.Seconds, ["schedule"] = r.Schedule,
+        })]),
+    };
+
+    /// <summary>A worker's evaluator lent to its environments: they do not dispose it (the run does).</summary>
+    sealed class Shared(IEvaluator inner) : IEvaluator
+    {
+        public Evaluated Evaluate(Nest nest) => inner.Evaluate(nest);
+    }
+}
