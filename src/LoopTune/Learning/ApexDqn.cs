@@ -227,6 +227,11 @@ public sealed class ApexDqn : ITrainer
         ["actor_rngs"] = new JsonArray([.. actors.SelectMany(a => a).Select(a => (JsonNode)a.Rng.State.ToString())]),
     };
 
+    public void InitFrom(IPolicyNetwork policy)
+    {
+        foreach (var n in (IPolicyNetwork[])[online, target, .. actorNets]) Net.CopyWeights(policy, n);
+    }
+
     public void Restore(IReadOnlyList<NamedTensor> tensors, JsonObject state)
     {
         SafeTensors.LoadInto(online.Parameters, tensors, "checkpoint");

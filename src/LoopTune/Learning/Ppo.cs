@@ -234,6 +234,11 @@ public sealed class Ppo : ITrainer
         ["actor_rngs"] = new JsonArray([.. actors.SelectMany(a => a).Select(a => (JsonNode)a.Rng.State.ToString())]),
     };
 
+    public void InitFrom(IPolicyNetwork policy)
+    {
+        foreach (var n in (IPolicyNetwork[])[net, .. actorNets]) Net.CopyWeights(policy, n);
+    }
+
     public void Restore(IReadOnlyList<NamedTensor> tensors, JsonObject state)
     {
         SafeTensors.LoadInto(net.Parameters, tensors, "checkpoint");

@@ -31,6 +31,10 @@ public interface ITrainer : IDisposable
     /// <summary>Counters and random-generator states.</summary>
     JsonObject State();
 
+    /// <summary>Starts from the weights of <paramref name="policy"/> (same shape) instead of random ones: a warm start,
+    /// e.g. fine-tuning on large benchmarks a policy trained on small ones.</summary>
+    void InitFrom(IPolicyNetwork policy);
+
     /// <summary>Puts back what <see cref="Tensors"/> and <see cref="State"/> saved.</summary>
     void Restore(IReadOnlyList<NamedTensor> tensors, JsonObject state);
 }

@@ -28,8 +28,10 @@ namespace LoopTune.Learning;
 /// <param name="Resume">Continue the run in <paramref name="Out"/> from its latest checkpoint.</param>
 /// <param name="Db">Measurement store (default: the user's).</param>
 /// <param name="Set">Hyperparameter overrides, e.g. {"LearningRate": 1e-4}.</param>
+/// <param name="Init">A policy whose weights the networks start from (a warm start), or null for random weights.</param>
 public sealed record TrainRequest(string Dataset, string Trainer, int? Iterations, TimeSpan? Time, int Workers, int Steps,
-    int EvalSize, TimeSpan EvalTime, int EvalEvery, double CheckpointSeconds, int Seed, string Out, bool Resume, string? Db, JsonObject? Set);
+    int EvalSize, TimeSpan EvalTime, int EvalEvery, double CheckpointSeconds, int Seed, string Out, bool Resume, string? Db, JsonObject? Set,
+    string? Init = null);
 
 /// <summary>An evaluation of a policy on test benchmarks: per benchmark, the unscheduled and best GFLOPS and the time.</summary>
 public sealed record EvalResult(IReadOnlyList<(string Benchmark, double Start, double Best, double Seconds, string Schedule)> Rows, double Peak)
@@ -73,8 +75,21 @@ public static class Training
         var dataset = Dataset.Load(request.Dataset);
         if (dataset.Train.Count == 0) throw new LoopTuneException($"dataset {dataset.Name} has no training benchmarks");
         var cores = WorkerPool.ChooseCores(request.Workers);
+        var init = !r.Resume && request.Init is { } ip ? Policy.Load(ip) : null;
         if (!r.Resume) CreateRun(folder, request);
 
+        try { return Train(r, request, folder, dataset, cores, init, observer, cancel); }
+        catch (Exception) when (!r.Resume && RunFolder.LatestCheckpoint(folder) is null)
+        {
+            // nothing worth keeping was written: leave no half-made run folder behind
+            try { Directory.Delete(folder, true); } catch (IOException) { }
+            throw;
+        }
+    }
+
+    static (string Folder, EvalResult? Eval) Train(TrainRequest r, TrainRequest request, string folder, Dataset dataset, int[] cores, Policy? init,
+        ITrainingObserver observer, CancellationToken cancel)
+    {
         double peak = PeakCache.GetOrMeasure();
         Kernel.WarmUp();
         using var pool = new WorkerPool(cores);
@@ -82,6 +97,12 @@ public static class Training
         pool.Run(w => evaluators[w] = Evaluators.Default(request.Db));
         IRlEnv MakeEnv(int w, int _) => new LoopTuneTask(new Shared(evaluators[w]), peak, dataset.Train, request.Steps);
         using var trainer = Create(request, pool, MakeEnv);
+        if (init is not null)
+        {
+            if (!init.Shape.SameAs(trainer.Policy.Shape))
+                throw new LoopTuneException($"--init {init.Source} is a {init.Shape} network; this run trains a {trainer.Policy.Shape} network");
+            trainer.InitFrom(init.Network);
+        }
         string? resumedFrom = r.Resume ? RunFolder.LoadCheckpoint(folder, trainer) : null;
         using var log = new TrainingLog(folder);
         if (r.Resume) log.TruncateAfter(trainer.EnvSteps);

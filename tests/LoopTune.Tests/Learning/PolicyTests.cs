@@ -1,0 +1,101 @@
+using LoopTune.Ir;
+using LoopTune.Learning;
+using LoopTune.Learning.Nn;
+using LoopTune.Search;
+using LoopTune.Tests.Search;
+using LoopTune.Tests.Store;
+
+namespace LoopTune.Tests.Learning;
+
+/// <summary>Policies: files that round-trip bit-exactly and refuse what they cannot be; rollouts and the policy search
+/// that take only legal actions, replay to what they report, and keep to their budget.</summary>
+public class PolicyTests
+{
+    static readonly NetworkShape Shape = new("dqn", ObservationEncoder.Size, Actions.Count, [32, 32], "relu", true);
+
+    static Policy Random(int seed, string kind = "dqn") =>
+        Policy.FromNetwork(Net.Create(Shape with { Kind = kind }, new Random(seed)), 8);
+
+    [Theory]
+    [InlineData("dqn")]
+    [InlineData("ppo")]
+    public void A_saved_policy_loads_with_the_same_scores_bit_for_bit(string kind)
+    {
+        using var dir = new TempFolder();
+        var p = Random(1, kind);
+        var path = Path.Combine(dir.Path, "p.safetensors");
+        Policy.Save(path, p.Network, 8, new Dictionary<string, string> { ["looptune.dataset"] = "x" });
+        var q = Policy.Load(path);
+        Assert.Equal(8, q.EpisodeLength);
+        Assert.Equal("x", q.Metadata["looptune.dataset"]);
+        var nest = Nest.Initial(Computation.Parse("mm 64 32 16"));
+        var x = p.Observe(nest, [], 0);
+        Assert.Equal(p.Network.Scores(Net.Row(x)).Data, q.Network.Scores(Net.Row(x)).Data);
+    }
+
+    [Fact]
+    public void Files_that_are_not_policies_are_refused_by_name()
+    {
+        using var dir = new TempFolder();
+        var garbage = Path.Combine(dir.Path, "garbage.safetensors");
+        File.WriteAllBytes(garbage, [1, 2, 3]);
+        Assert.Contains("garbage.safetensors", Assert.Throws<PolicyError>(() => Policy.Load(garbage)).Message);
+        var plain = Path.Combine(dir.Path, "plain.safetensors");
+        SafeTensors.Save(plain, [new NamedTensor("w", [2], [1f, 2f])]);
+        Assert.Contains("not a LoopTune policy", Assert.Throws<PolicyError>(() => Policy.Load(plain)).Message);
+        Assert.Contains("does not exist", Assert.Throws<PolicyError>(() => Policy.Load(Path.Combine(dir.Path, "none"))).Message);
+        Assert.Contains("holds no policy", Assert.Throws<PolicyError>(() => Policy.Load(dir.Path)).Message);
+    }
+
+    [Fact]
+    public void A_policy_of_another_shape_is_refused_naming_the_tensor()
+    {
+        using var dir = new TempFolder();
+        var path = Path.Combine(dir.Path, "p.safetensors");
+        Policy.Save(path, Random(2).Network, 8);
+        var (tensors, meta) = SafeTensors.Load(path);
+        var changed = tensors.Select((t, i) => i == 0 ? t with { Shape = [t.Shape[0] / 2, t.Shape[1] * 2] } : t).ToList();
+        SafeTensors.Save(path, changed, meta);
+        var e = Assert.Throws<PolicyError>(() => Policy.Load(path));
+        Assert.Contains(tensors[0].Name, e.Message);
+    }
+
+    [Fact]
+    public void A_greedy_rollout_takes_legal_actions_and_times_each_new_kernel_once()
+    {
+        var mm = Computation.Parse("mm 48 40 24");
+        var eval = new FakeEvaluator();
+        var r = Rollout.Greedy(Random(3), mm, eval, 12);
+        Assert.Equal(12, r.Actions.Count);
+        var replay = Transforms.ApplyAll(Nest.Initial(mm), r.Actions);
+        Assert.Equal(r.Final.Serialize(), replay.Serialize());
+        int changes = 0;
+        var n = Nest.Initial(mm);
+        foreach (var a in r.Actions)
+        {
+            var next = Transforms.Apply(n, a);
+            if (next.ScheduleKey != n.ScheduleKey) changes++;
+            n = next;
+        }
+        Assert.Equal(changes + 1, r.Measured);
+        Assert.Equal(eval.Calls.Values.Max(), eval.Calls.Values.Min() == 0 ? 0 : eval.Calls.Values.Max()); // evaluated, not necessarily distinct
+        Assert.Equal(FakeEvaluator.Hashed(r.Best), r.BestGflops);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(4)]
+    public void The_policy_search_replays_to_its_best_and_keeps_to_its_evaluation_budget(int topK)
+    {
+        var start = Nest.Initial(Computation.Parse("mm 64 64 32"));
+        var eval = new FakeEvaluator();
+        var s = new PolicySearch(Random(4), topK);
+        var r = s.Run(start, eval, new SearchBudget(TimeSpan.FromSeconds(30), 25), 0);
+        Assert.Equal(r.Best.ScheduleKey, Transforms.ApplyAll(start, r.Actions).ScheduleKey);
+        Assert.Equal(FakeEvaluator.Hashed(r.Best), r.BestGflops);
+        Assert.True(r.Evaluations <= 25);
+        Assert.All(eval.Calls.Values, c => Assert.Equal(1, c));
+        if (topK > 1) Assert.Equal(25, r.Evaluations); // the branches use the whole budget
+        Assert.Equal(topK > 1 ? "policy_top4" : "policy", s.Name);
+    }
+}
