@@ -77,7 +77,8 @@ public sealed class Adam
     }
 
     /// <summary>Clips the gradients (global norm, in place), applies one bias-corrected Adam update, and returns the
-    /// gradient norm BEFORE clipping. Does not zero the grads.</summary>
+    /// gradient norm BEFORE clipping. Does not zero the grads. A non-finite norm (NaN or infinite gradients) is returned
+    /// as is and spoils the parameters: check it, or the loss, before relying on the update.</summary>
     public double Step()
     {
         double norm = GradNorm();

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace LoopTune.Learning.Nn;
@@ -8,7 +9,8 @@ namespace LoopTune.Learning.Nn;
 /// accumulators; each step broadcasts a[i, k] and fuses it with 16 floats of row k of op(b)
 /// (<see cref="Vector256.FusedMultiplyAdd"/>, one FMA instruction where the CPU has it). op(b) is packed into
 /// contiguous 16-column panels (zero padded) when it is transposed or when a is tall enough to reuse them;
-/// k is blocked by 256 so a panel block stays in L1.
+/// k is blocked by 256 so a panel block stays in L1. Fewer than 4 rows (acting on one state) stream the rows of b
+/// instead: c[i, :] += a[i, k] * b[k, :] for each k. The kernels are compiled fully optimized from the first call.
 /// <para>Every element of c is one chain c = fma(a[i,k], b[k,j], c) over k = 0, 1, ..., K-1 starting from 0
 /// (or from c), whatever the shapes, the transposes, the tile or the packing. So the result is deterministic and
 /// each row of c is bit-identical whatever the batch size it was computed in.</para>
@@ -19,6 +21,7 @@ public static class Gemm
 
     /// <summary>c = (accumulate ? c : 0) + op(a) * op(b), op = transpose when the flag is set. Shapes are checked
     /// (<see cref="ArgumentException"/>); c must not share storage with a or b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe void Multiply(Matrix a, bool transposeA, Matrix b, bool transposeB, Matrix c, bool accumulate = false)
     {
         ArgumentNullException.ThrowIfNull(a);
@@ -35,10 +38,16 @@ public static class Gemm
         // element (i, k) of op(a) is a.Data[i * rsA + k * csA]; element (k, j) of op(b) is b.Data[k * rsB + j * csB]
         nint rsA = transposeA ? 1 : k, csA = transposeA ? m : 1;
         nint rsB = transposeB ? 1 : n, csB = transposeB ? k : 1;
+        if (m < MR && !transposeB)
+        {
+            fixed (float* pa = a.Data, pb = b.Data, pc = c.Data)
+                for (int i = 0; i < m; i++) RowTimesB(pa + i * rsA, csA, pb, k, n, pc + (nint)i * n);
+            return;
+        }
         int panels = (n + NR - 1) / NR, full = n / NR;
         bool pack = transposeB || m > 2 * MR;
         int packedPanels = pack ? panels : panels - full;   // unpacked: only the ragged last panel is copied
-        float[] packed = ArrayPool<float>.Shared.Rent(Math.Max(1, packedPanels * k * NR));
+        float[] packed = ArrayPool<float>.Shared.Rent(Math.Max(1, checked(packedPanels * k * NR)));
         try
         {
             fixed (float* pa = a.Data, pb = b.Data, pc = c.Data, pp = packed)
@@ -86,6 +95,7 @@ public static class Gemm
     }
 
     /// <summary>Copies columns j0 .. j0+width of op(b) (all k rows) into a k x 16 panel, zero padded.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void Pack(float* b, nint rsB, nint csB, int k, int j0, int width, float* dst)
     {
         if (csB == 1)
@@ -118,7 +128,23 @@ public static class Gemm
                 if (j < width) dst[r * ldd + j] = src[r * lds + j];
     }
 
+    /// <summary>c[0, 0..n] += a[0, 0..k] * b[0..k, 0..n], b row-major with n columns; the same fma per element as the tiles.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static unsafe void RowTimesB(float* a, nint csA, float* b, int k, int n, float* c)
+    {
+        int vectors = n - n % 8;
+        for (int kk = 0; kk < k; kk++, a += csA, b += n)
+        {
+            float s = *a;
+            var x = Vector256.Create(s);
+            int j = 0;
+            for (; j < vectors; j += 8) Vector256.FusedMultiplyAdd(x, Vector256.Load(b + j), Vector256.Load(c + j)).Store(c + j);
+            for (; j < n; j++) c[j] = MathF.FusedMultiplyAdd(s, b[j], c[j]);
+        }
+    }
+
     /// <summary>c[0..4, 0..16] += a[0..4, 0..kc] * b[0..kc, 0..16].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void Kernel4(float* a, nint rsA, nint csA, float* b, nint ldb, int kc, float* c, nint ldc)
     {
         var c00 = Vector256.Load(c); var c01 = Vector256.Load(c + 8);
@@ -146,6 +172,7 @@ public static class Gemm
     }
 
     /// <summary>c[0, 0..16] += a[0, 0..kc] * b[0..kc, 0..16].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void Kernel1(float* a, nint csA, float* b, nint ldb, int kc, float* c)
     {
         var c0 = Vector256.Load(c); var c1 = Vector256.Load(c + 8);

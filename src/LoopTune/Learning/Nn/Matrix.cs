@@ -45,14 +45,11 @@ public sealed class Matrix
         return t;
     }
 
-    /// <summary>True when both have the same shape.</summary>
-    public bool SameShape(Matrix other) => Rows == other.Rows && Cols == other.Cols;
-
     public override string ToString() => $"Matrix {Rows}x{Cols}";
 
     int Index(int r, int c)
     {
-        if ((uint)r >= (uint)Rows || (uint)c >= (uint)Cols) throw new IndexOutOfRangeException($"({r}, {c}) is outside a {Rows}x{Cols} matrix");
+        if ((uint)r >= (uint)Rows || (uint)c >= (uint)Cols) throw new ArgumentOutOfRangeException(null, $"({r}, {c}) is outside a {Rows}x{Cols} matrix");
         return r * Cols + c;
     }
 

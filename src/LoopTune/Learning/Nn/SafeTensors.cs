@@ -86,7 +86,7 @@ public static class SafeTensors
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            try { File.Delete(tmp); } catch (Exception) when (e is IOException or UnauthorizedAccessException) { }
+            try { File.Delete(tmp); } catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { }
             throw new SafeTensorsError($"{path}: cannot write the checkpoint: {e.Message}", e);
         }
     }
@@ -146,9 +146,11 @@ public static class SafeTensors
                 var (begin, end) = (offsets[0], offsets[1]);
                 if (begin > end || end > dataLength)
                     throw Bad($"tensor '{name}' data_offsets [{begin}, {end}] are out of range: the data section has {dataLength} bytes (truncated file?)");
-                long elements = 1;
-                foreach (long d in shape) elements = d > int.MaxValue ? long.MaxValue : Math.Min(long.MaxValue / 8, elements * d);
-                if (end - begin != 4 * elements) throw Bad($"tensor '{name}' of shape {Parameter.ShapeText(shape.Select(d => (int)Math.Min(d, int.MaxValue)))} needs {4 * elements} bytes but data_offsets [{begin}, {end}] hold {end - begin}");
+                if (shape.Any(d => d > int.MaxValue)) throw Bad($"tensor '{name}' has a dimension larger than {int.MaxValue}");
+                long elements = 1, cap = 1L << 31;   // capped (no overflow): 4 * cap bytes exceeds any file read
+                foreach (long d in shape) elements = Math.Min(elements * d, cap);
+                if (end - begin != 4 * elements)
+                    throw Bad($"tensor '{name}' of shape {Parameter.ShapeText(shape.Select(d => (int)d))} needs {(elements == cap ? "over 8 GiB" : 4 * elements + " bytes")} but data_offsets [{begin}, {end}] hold {end - begin}");
                 entries.Add((name, [.. shape.Select(d => (int)d)], begin, end));
             }
         }
