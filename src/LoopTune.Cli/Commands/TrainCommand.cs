@@ -34,10 +34,11 @@ static class TrainCommand
         var db = new Option<string?>("--db") { Description = "Measurement store shared by the workers (default: the user's, so schedules timed before are recalled)." };
         var set = new Option<string[]>("--set") { Description = "Override a hyperparameter, e.g. --set LearningRate=1e-4 --set Hidden=[128,128] (JSON values).", AllowMultipleArgumentsPerToken = false };
         var init = new Option<string?>("--init") { Description = "Start from this policy's weights (a run folder, checkpoint or policy file of the same network shape) instead of random ones." };
+        var actions = new Option<string>("--actions") { Description = "The action space: cursor (the seed's 17 actions at a cursor) or loop (a loop and a kernel action per step, no cursor steps).", DefaultValueFactory = _ => "cursor" };
         var json = Options.Json();
         var command = new Command("train", "Train a policy (Ape-X DQN or PPO) on a dataset, with checkpoints, curves and an evaluation on its test split.")
         {
-            dataset, trainer, iter, time, workers, steps, evalSize, evalTime, evalEvery, checkpoint, seed, output, resume, db, set, init, json,
+            dataset, trainer, iter, time, workers, steps, evalSize, evalTime, evalEvery, checkpoint, seed, output, resume, db, set, init, actions, json,
         };
         command.SetAction(p => io.Guard(() =>
         {
@@ -46,7 +47,7 @@ static class TrainCommand
                 p.GetValue(workers) is > 0 and var w ? w : WorkerPool.AvailableCores,
                 p.GetValue(steps), p.GetValue(evalSize), SearchBudget.Parse(p.GetValue(evalTime)).Time, p.GetValue(evalEvery),
                 SearchBudget.Parse(p.GetValue(checkpoint)).Time.TotalSeconds, p.GetValue(seed), p.GetValue(output)!, p.GetValue(resume),
-                p.GetValue(db), ParseSet(p.GetValue(set)), p.GetValue(init));
+                p.GetValue(db), ParseSet(p.GetValue(set)), p.GetValue(init), p.GetValue(actions)!);
             using var cancel = new CancellationTokenSource();
             ConsoleCancelEventHandler stop = (_, e) =>
             {

@@ -21,10 +21,13 @@ public sealed class Policy
     public const string FileName = "policy.safetensors";
     const string Prefix = "looptune.";
 
-    Policy(IPolicyNetwork network, int episodeLength, IReadOnlyDictionary<string, string> metadata, string source) =>
-        (Network, EpisodeLength, Metadata, Source) = (network, episodeLength, metadata, source);
+    Policy(IPolicyNetwork network, ActionSpace space, int episodeLength, IReadOnlyDictionary<string, string> metadata, string source) =>
+        (Network, Space, EpisodeLength, Metadata, Source) = (network, space, episodeLength, metadata, source);
 
     public IPolicyNetwork Network { get; }
+
+    /// <summary>What the network's outputs mean (<see cref="ActionSpace"/>).</summary>
+    public ActionSpace Space { get; }
     public NetworkShape Shape => Network.Shape;
     public int EpisodeLength { get; }
     public IReadOnlyDictionary<string, string> Metadata { get; }
@@ -32,14 +35,18 @@ public sealed class Policy
     /// <summary>Where the policy was read from (or "memory").</summary>
     public string Source { get; }
 
-    /// <summary>The policy shipped with LoopTune (policies/default.safetensors next to the program).</summary>
-    public static string DefaultPath => Path.Combine(AppContext.BaseDirectory, "policies", "default.safetensors");
+    /// <summary>The folder of the policies shipped with LoopTune (next to the program); <c>--policy NAME</c> finds NAME.safetensors there.</summary>
+    public static string ShippedFolder => Path.Combine(AppContext.BaseDirectory, "policies");
+
+    /// <summary>The default policy: default.safetensors in <see cref="ShippedFolder"/>.</summary>
+    public static string DefaultPath => Path.Combine(ShippedFolder, "default.safetensors");
 
     /// <summary>A policy over <paramref name="network"/> (a trainer's live network).</summary>
-    public static Policy FromNetwork(IPolicyNetwork network, int episodeLength) => new(network, episodeLength, new Dictionary<string, string>(), "memory");
+    public static Policy FromNetwork(IPolicyNetwork network, int episodeLength, ActionSpace? space = null) =>
+        new(network, space ?? ActionSpace.Cursor, episodeLength, new Dictionary<string, string>(), "memory");
 
     /// <summary>Writes the network and its description (plus <paramref name="extra"/> metadata) to <paramref name="path"/>, atomically.</summary>
-    public static void Save(string path, IPolicyNetwork network, int episodeLength, IReadOnlyDictionary<string, string>? extra = null)
+    public static void Save(string path, IPolicyNetwork network, int episodeLength, IReadOnlyDictionary<string, string>? extra = null, ActionSpace? space = null)
     {
         var meta = new Dictionary<string, string>(extra ?? new Dictionary<string, string>())
         {
@@ -47,6 +54,7 @@ public sealed class Policy
             [Prefix + "shape"] = JsonSerializer.Serialize(network.Shape),
             [Prefix + "encoder"] = ObservationEncoder.Name,
             [Prefix + "episode_length"] = episodeLength.ToString(CultureInfo.InvariantCulture),
+            [Prefix + "action_space"] = (space ?? ActionSpace.Cursor).Name,
         };
         SafeTensors.Save(path, SafeTensors.FromParameters(network.Parameters), meta);
     }
@@ -69,21 +77,26 @@ public sealed class Policy
         NetworkShape shape;
         try { shape = JsonSerializer.Deserialize<NetworkShape>(shapeJson) ?? throw new JsonException("null"); }
         catch (JsonException e) { throw new PolicyError($"policy {path}: its network shape '{shapeJson}' cannot be read ({e.Message})", e); }
-        if (shape.Observations != ObservationEncoder.Size || shape.Actions != Actions.Count)
-            throw new PolicyError($"policy {path} is a network for {shape.Observations} inputs and {shape.Actions} actions; this environment has {ObservationEncoder.Size} and {Actions.Count}");
+        ActionSpace space;
+        try { space = ActionSpace.Get(meta.GetValueOrDefault(Prefix + "action_space", "cursor")); }
+        catch (LoopTuneException e) { throw new PolicyError($"policy {path}: {e.Message}", e); }
+        if (shape.Observations != ObservationEncoder.Size || shape.Actions != space.Count)
+            throw new PolicyError($"policy {path} is a network for {shape.Observations} inputs and {shape.Actions} actions; the '{space.Name}' action space has {ObservationEncoder.Size} and {space.Count}");
         IPolicyNetwork net;
         try { net = Net.Create(shape, new Random(0)); }
         catch (ArgumentException e) { throw new PolicyError($"policy {path}: {e.Message}", e); }
         try { SafeTensors.LoadInto(net.Parameters, tensors, path); }
         catch (SafeTensorsError e) { throw new PolicyError(e.Message, e); }
         int length = meta.TryGetValue(Prefix + "episode_length", out var l) && int.TryParse(l, CultureInfo.InvariantCulture, out int n) && n > 0 ? n : 10;
-        return new Policy(net, length, meta, path);
+        return new Policy(net, space, length, meta, path);
     }
 
     static string ResolvePath(string p)
     {
         if (p == "default")
             return File.Exists(DefaultPath) ? DefaultPath : throw new PolicyError($"the default policy is not installed ({DefaultPath} does not exist)");
+        var shipped = Path.Combine(ShippedFolder, p + ".safetensors");
+        if (!p.Contains('/') && !p.Contains('.') && File.Exists(shipped)) return shipped;
         if (File.Exists(p)) return p;
         if (Directory.Exists(p))
         {
@@ -95,14 +108,17 @@ public sealed class Policy
     }
 
     /// <summary>The same network with rollouts of <paramref name="steps"/> actions (its time feature then counts those).</summary>
-    public Policy WithEpisodeLength(int steps) => new(Network, steps, Metadata, Source);
+    public Policy WithEpisodeLength(int steps) => new(Network, Space, steps, Metadata, Source);
 
     /// <summary>Runs the network a few times so that .NET has compiled its code before anything is timed.</summary>
     public void WarmUp()
     {
         var nest = Nest.Initial(Computation.Parse("mm 8 8 8"));
-        for (int i = 0; i < 3; i++) Rank(Observe(nest, [], 0), Transforms.Mask(nest));
+        for (int i = 0; i < 3; i++) Rank(nest, [], 0);
     }
+
+    /// <summary>The legal ids of <see cref="Space"/> in <paramref name="nest"/>, ranked by the policy, best first.</summary>
+    public int[] Rank(Nest nest, IReadOnlyList<LoopAction> history, int step) => Rank(Observe(nest, history, step), Space.Mask(nest));
 
     /// <summary>The greedy legal action for an encoded observation.</summary>
     public int Act(float[] observation, bool[] mask) => Net.MaskedArgmax(Network.Scores(Net.Row(observation)).Row(0), mask);
@@ -126,7 +142,7 @@ public sealed record RolloutResult(IReadOnlyList<LoopAction> Actions, Nest Final
 /// <summary>Greedy masked rollouts of a policy, timing each new kernel on the way (the best state is the answer).</summary>
 public static class Rollout
 {
-    /// <summary>Runs <paramref name="steps"/> greedy actions of <paramref name="policy"/> from the unscheduled nest of
+    /// <summary>Runs <paramref name="steps"/> greedy choices of <paramref name="policy"/> from the unscheduled nest of
     /// <paramref name="computation"/>, measuring every state whose kernel changed.</summary>
     public static RolloutResult Greedy(Policy policy, Computation computation, IEvaluator evaluator, int? steps = null)
     {
@@ -143,11 +159,11 @@ public static class Rollout
         for (int s = 0; s < n; s++)
         {
             think.Start();
-            var mask = Transforms.Mask(nest);
-            int a = policy.Act(policy.Observe(nest, history, s), mask);
-            var next = Transforms.Apply(nest, Actions.All[a]);
+            var ranked = policy.Rank(nest, history, s);
+            if (ranked.Length == 0) break;
+            var (actions, next) = policy.Space.Apply(nest, ranked[0]);
             think.Stop();
-            history.Add(Actions.All[a]);
+            history.AddRange(actions);
             if (next.ScheduleKey != nest.ScheduleKey)
             {
                 timed.Start();
@@ -158,6 +174,7 @@ public static class Rollout
             }
             nest = next;
         }
+        think.Stop();
         return new RolloutResult(history, nest, best, start, bestGflops, think.Elapsed.TotalSeconds, timed.Elapsed.TotalSeconds, measured);
     }
 }

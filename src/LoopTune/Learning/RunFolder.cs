@@ -34,7 +34,7 @@ public static class RunFolder
     }
 
     /// <summary>Writes the trainer's checkpoint (and its policy) and makes it the latest; returns its folder.</summary>
-    public static string SaveCheckpoint(string run, ITrainer trainer, int episodeLength, IReadOnlyDictionary<string, string> policyInfo)
+    public static string SaveCheckpoint(string run, ITrainer trainer, int episodeLength, ActionSpace space, IReadOnlyDictionary<string, string> policyInfo)
     {
         var root = Directory.CreateDirectory(Path.Combine(run, Checkpoints)).FullName;
         string name = $"ckpt-{trainer.Iterations:D6}", final = Path.Combine(root, name), temp = Path.Combine(root, $".tmp-{name}-{Environment.ProcessId}");
@@ -51,7 +51,7 @@ public static class RunFolder
             ["looptune.env_steps"] = trainer.EnvSteps.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["looptune.iterations"] = trainer.Iterations.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
-        Policy.Save(Path.Combine(temp, Policy.FileName), trainer.Policy, episodeLength, info);
+        Policy.Save(Path.Combine(temp, Policy.FileName), trainer.Policy, episodeLength, info, space);
         if (Directory.Exists(final)) Directory.Delete(final, true);
         Directory.Move(temp, final);
         WriteAtomic(Path.Combine(root, Latest), name);

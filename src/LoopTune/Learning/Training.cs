@@ -29,9 +29,10 @@ namespace LoopTune.Learning;
 /// <param name="Db">Measurement store (default: the user's).</param>
 /// <param name="Set">Hyperparameter overrides, e.g. {"LearningRate": 1e-4}.</param>
 /// <param name="Init">A policy whose weights the networks start from (a warm start), or null for random weights.</param>
+/// <param name="Actions">The action space: "cursor" (the seed's 17 actions) or "loop" (a loop and a kernel action, <see cref="ActionSpace"/>).</param>
 public sealed record TrainRequest(string Dataset, string Trainer, int? Iterations, TimeSpan? Time, int Workers, int Steps,
     int EvalSize, TimeSpan EvalTime, int EvalEvery, double CheckpointSeconds, int Seed, string Out, bool Resume, string? Db, JsonObject? Set,
-    string? Init = null);
+    string? Init = null, string Actions = "cursor");
 
 /// <summary>An evaluation of a policy on test benchmarks: per benchmark, the unscheduled and best GFLOPS and the time.</summary>
 public sealed record EvalResult(IReadOnlyList<(string Benchmark, double Start, double Best, double Seconds, string Schedule)> Rows, double Peak)
@@ -74,6 +75,7 @@ public static class Training
         var request = r.Resume ? ReadRun(folder, r) : r;
         var dataset = Dataset.Load(request.Dataset);
         if (dataset.Train.Count == 0) throw new LoopTuneException($"dataset {dataset.Name} has no training benchmarks");
+        var space = ActionSpace.Get(request.Actions);
         var cores = WorkerPool.ChooseCores(request.Workers);
         var init = !r.Resume && request.Init is { } ip ? Policy.Load(ip) : null;
         if (!r.Resume) CreateRun(folder, request);
@@ -95,8 +97,13 @@ public static class Training
         using var pool = new WorkerPool(cores);
         var evaluators = new KernelEvaluator[pool.Count];
         pool.Run(w => evaluators[w] = Evaluators.Default(request.Db));
-        IRlEnv MakeEnv(int w, int _) => new LoopTuneTask(new Shared(evaluators[w]), peak, dataset.Train, request.Steps);
+        var space = ActionSpace.Get(request.Actions);
+        IRlEnv MakeEnv(int w, int _) => space == ActionSpace.Loop
+            ? new LoopMoveTask(new Shared(evaluators[w]), peak, dataset.Train, request.Steps)
+            : new LoopTuneTask(new Shared(evaluators[w]), peak, dataset.Train, request.Steps);
         using var trainer = Create(request, pool, MakeEnv);
+        if (init is not null && init.Space != space)
+            throw new LoopTuneException($"--init {init.Source} acts in the '{init.Space.Name}' action space; this run trains in '{space.Name}'");
         if (init is not null)
         {
             if (!init.Shape.SameAs(trainer.Policy.Shape))
@@ -121,7 +128,7 @@ public static class Training
                 var values = new Dictionary<string, double>(trainer.Iterate());
                 if (request.EvalEvery > 0 && trainer.Iterations % request.EvalEvery == 0 && test.Count > 0)
                 {
-                    eval = Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps), test, pool, evaluators, request.EvalTime, peak);
+                    eval = Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps, space), test, pool, evaluators, request.EvalTime, peak);
                     foreach (var (k, v) in eval.Values()) values[k] = v;
                     observer.Evaluated(eval);
                 }
@@ -131,14 +138,14 @@ public static class Training
                 observer.Iteration(trainer, values, Math.Min(1, done));
                 if (lastSave.Elapsed.TotalSeconds >= request.CheckpointSeconds)
                 {
-                    observer.Checkpoint(RunFolder.SaveCheckpoint(folder, trainer, request.Steps, info));
+                    observer.Checkpoint(RunFolder.SaveCheckpoint(folder, trainer, request.Steps, space, info));
                     lastSave.Restart();
                 }
             }
-            observer.Checkpoint(RunFolder.SaveCheckpoint(folder, trainer, request.Steps, info));
+            observer.Checkpoint(RunFolder.SaveCheckpoint(folder, trainer, request.Steps, space, info));
             if (test.Count > 0 && (eval is null || request.EvalEvery <= 0 || trainer.Iterations % request.EvalEvery != 0))
             {
-                eval = Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps), test, pool, evaluators, request.EvalTime, peak);
+                eval = Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps, space), test, pool, evaluators, request.EvalTime, peak);
                 log.Log(trainer.EnvSteps, eval.Values());
                 observer.Evaluated(eval);
             }

@@ -17,7 +17,19 @@ public static class PeakCache
 
     /// <summary>A description of this machine precise enough that a peak measured on it holds.</summary>
     public static string MachineKey { get; } =
-        $"{CpuModel()} | {Environment.ProcessorCount} cpus | {(Jit.JitOptions.Default.VectorWidths.FirstOrDefault() * 32)}-bit vectors | {RuntimeInformation.FrameworkDescription}";
+        $"{CpuModel()} | {OnlineCpus()} cpus | {(Jit.JitOptions.Default.VectorWidths.FirstOrDefault() * 32)}-bit vectors | {RuntimeInformation.FrameworkDescription}";
+
+    /// <summary>The CPUs of the machine, whatever this process's affinity (Environment.ProcessorCount follows the affinity,
+    /// so a process started under taskset would see another machine and measure another peak).</summary>
+    static int OnlineCpus()
+    {
+        try
+        {
+            var text = File.ReadAllText("/sys/devices/system/cpu/online").Trim();
+            return text.Split(',').Sum(r => r.Split('-') is [var a, var b] ? int.Parse(b, System.Globalization.CultureInfo.InvariantCulture) - int.Parse(a, System.Globalization.CultureInfo.InvariantCulture) + 1 : 1);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { return Environment.ProcessorCount; }
+    }
 
     /// <summary>The remembered peak for this machine, measuring and storing it first if there is none.</summary>
     public static double GetOrMeasure(MeasureOptions? options = null)
