@@ -73,6 +73,7 @@ public static class Training
         var dataset = Dataset.Load(request.Dataset);
         if (dataset.Train.Count == 0) throw new LoopTuneException($"dataset {dataset.Name} has no training benchmarks");
         var cores = WorkerPool.ChooseCores(request.Workers);
+        var config = Configure(request); // a bad --set is an error before the run folder is made
         if (!r.Resume) CreateRun(folder, request);
 
         double peak = PeakCache.GetOrMeasure();
@@ -81,7 +82,7 @@ public static class Training
         var evaluators = new KernelEvaluator[pool.Count];
         pool.Run(w => evaluators[w] = Evaluators.Default(request.Db));
         IRlEnv MakeEnv(int w, int _) => new LoopTuneTask(new Shared(evaluators[w]), peak, dataset.Train, request.Steps);
-        using var trainer = Create(request, pool, MakeEnv);
+        using var trainer = Create(config, request.Seed, pool, MakeEnv);
         string? resumedFrom = r.Resume ? RunFolder.LoadCheckpoint(folder, trainer) : null;
         using var log = new TrainingLog(folder);
         if (r.Resume) log.TruncateAfter(trainer.EnvSteps);
@@ -146,10 +147,13 @@ public static class Training
         return new EvalResult(rows, peak);
     }
 
-    static ITrainer Create(TrainRequest r, WorkerPool pool, Func<int, int, IRlEnv> makeEnv) => r.Trainer switch
+    /// <summary>The hyperparameters of <paramref name="r"/>'s trainer: its defaults with the request's --set fields.</summary>
+    static object Configure(TrainRequest r) => r.Trainer == "apex_dqn" ? Configure(new ApexDqnConfig(), r.Set) : Configure(new PpoConfig(), r.Set);
+
+    static ITrainer Create(object config, int seed, WorkerPool pool, Func<int, int, IRlEnv> makeEnv) => config switch
     {
-        "apex_dqn" => new ApexDqn(Configure(new ApexDqnConfig(), r.Set), pool, makeEnv, r.Seed),
-        _ => new Ppo(Configure(new PpoConfig(), r.Set), pool, makeEnv, r.Seed),
+        ApexDqnConfig c => new ApexDqn(c, pool, makeEnv, seed),
+        _ => new Ppo((PpoConfig)config, pool, makeEnv, seed),
     };
 
     /// <summary>The default hyperparameters with <paramref name="set"/>'s fields replaced; an unknown field is an error.</summary>
