@@ -86,6 +86,11 @@ static class CompareSearchesCommand
         var names = csv?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
         if (!names.Any(IsPolicy)) return Searches.ParseList(csv);
         if (names.Distinct().Count() != names.Length) throw new SearchError($"--methods '{csv}' names a method twice");
+        foreach (var n in names) // every name checked before the policy is read, so a bad name is the error reported
+        {
+            if (IsPolicy(n)) _ = TopK(n);
+            else _ = Searches.Get(n);
+        }
         var loaded = new Lazy<Policy>(() =>
         {
             var pol = Policy.Load(policyPath);

@@ -37,8 +37,12 @@ public static class RunFolder
     public static string SaveCheckpoint(string run, ITrainer trainer, int episodeLength, ActionSpace space, IReadOnlyDictionary<string, string> policyInfo)
     {
         var root = Directory.CreateDirectory(Path.Combine(run, Checkpoints)).FullName;
-        string name = $"ckpt-{trainer.Iterations:D6}", final = Path.Combine(root, name), temp = Path.Combine(root, $".tmp-{name}-{Environment.ProcessId}");
-        if (Directory.Exists(temp)) Directory.Delete(temp, true);
+        // a new name even when this iteration was saved before (a resume that trains no further): the checkpoint that
+        // latest names is never deleted or replaced, only superseded
+        string name = $"ckpt-{trainer.Iterations:D6}";
+        for (int n = 1; Directory.Exists(Path.Combine(root, name)); n++) name = $"ckpt-{trainer.Iterations:D6}-{n}";
+        string final = Path.Combine(root, name), temp = Path.Combine(root, $".tmp-{name}-{Environment.ProcessId}");
+        foreach (var leftover in Directory.GetDirectories(root, ".tmp-*")) Directory.Delete(leftover, true); // from a killed run
         Directory.CreateDirectory(temp);
         SafeTensors.Save(Path.Combine(temp, Model), trainer.Tensors(), new Dictionary<string, string> { ["looptune.trainer"] = trainer.Name });
         var state = trainer.State();
@@ -52,7 +56,6 @@ public static class RunFolder
             ["looptune.iterations"] = trainer.Iterations.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
         Policy.Save(Path.Combine(temp, Policy.FileName), trainer.Policy, episodeLength, info, space);
-        if (Directory.Exists(final)) Directory.Delete(final, true);
         Directory.Move(temp, final);
         WriteAtomic(Path.Combine(root, Latest), name);
         foreach (var old in Directory.GetDirectories(root, "ckpt-*").Order(StringComparer.Ordinal).SkipLast(Keep))

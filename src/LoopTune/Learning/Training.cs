@@ -78,9 +78,10 @@ public static class Training
         var space = ActionSpace.Get(request.Actions);
         var cores = WorkerPool.ChooseCores(request.Workers);
         var init = !r.Resume && request.Init is { } ip ? Policy.Load(ip) : null;
+        var config = Configure(request); // a bad --set is an error before the run folder is made
         if (!r.Resume) CreateRun(folder, request);
 
-        try { return Train(r, request, folder, dataset, cores, init, observer, cancel); }
+        try { return Train(r, request, config, folder, dataset, cores, init, observer, cancel); }
         catch (Exception) when (!r.Resume && RunFolder.LatestCheckpoint(folder) is null)
         {
             // nothing worth keeping was written: leave no half-made run folder behind
@@ -89,7 +90,7 @@ public static class Training
         }
     }
 
-    static (string Folder, EvalResult? Eval) Train(TrainRequest r, TrainRequest request, string folder, Dataset dataset, int[] cores, Policy? init,
+    static (string Folder, EvalResult? Eval) Train(TrainRequest r, TrainRequest request, object config, string folder, Dataset dataset, int[] cores, Policy? init,
         ITrainingObserver observer, CancellationToken cancel)
     {
         double peak = PeakCache.GetOrMeasure();
@@ -101,7 +102,7 @@ public static class Training
         IRlEnv MakeEnv(int w, int _) => space == ActionSpace.Loop
             ? new LoopMoveTask(new Shared(evaluators[w]), peak, dataset.Train, request.Steps)
             : new LoopTuneTask(new Shared(evaluators[w]), peak, dataset.Train, request.Steps);
-        using var trainer = Create(request, pool, MakeEnv);
+        using var trainer = Create(config, request.Seed, pool, MakeEnv);
         if (init is not null && init.Space != space)
             throw new LoopTuneException($"--init {init.Source} acts in the '{init.Space.Name}' action space; this run trains in '{space.Name}'");
         if (init is not null)
@@ -174,10 +175,13 @@ public static class Training
         return new EvalResult(rows, peak);
     }
 
-    static ITrainer Create(TrainRequest r, WorkerPool pool, Func<int, int, IRlEnv> makeEnv) => r.Trainer switch
+    /// <summary>The hyperparameters of <paramref name="r"/>'s trainer: its defaults with the request's --set fields.</summary>
+    static object Configure(TrainRequest r) => r.Trainer == "apex_dqn" ? Configure(new ApexDqnConfig(), r.Set) : Configure(new PpoConfig(), r.Set);
+
+    static ITrainer Create(object config, int seed, WorkerPool pool, Func<int, int, IRlEnv> makeEnv) => config switch
     {
-        "apex_dqn" => new ApexDqn(Configure(new ApexDqnConfig(), r.Set), pool, makeEnv, r.Seed),
-        _ => new Ppo(Configure(new PpoConfig(), r.Set), pool, makeEnv, r.Seed),
+        ApexDqnConfig c => new ApexDqn(c, pool, makeEnv, seed),
+        _ => new Ppo((PpoConfig)config, pool, makeEnv, seed),
     };
 
     /// <summary>The default hyperparameters with <paramref name="set"/>'s fields replaced; an unknown field is an error.</summary>

@@ -32,7 +32,8 @@ public sealed class WorkerPool : IDisposable
                 Pinned[worker] = ThreadPinning.PinCurrentThread(Cores[worker]);
                 started.Signal();
                 foreach (var work in queues[worker].GetConsumingEnumerable()) work();
-            }) { IsBackground = true, Name = $"looptune-worker-{worker}-core-{Cores[worker]}" };
+            })
+            { IsBackground = true, Name = $"looptune-worker-{worker}-core-{Cores[worker]}" };
             threads[w].Start();
         }
         started.Wait();
