@@ -2,7 +2,9 @@ using System.CommandLine;
 using System.Text.Json.Nodes;
 using LoopTune.Ir;
 using LoopTune.Jit;
+using LoopTune.Learning;
 using LoopTune.Measure;
+using LoopTune.Search;
 using Spectre.Console;
 
 namespace LoopTune.Cli.Commands;
@@ -50,18 +52,41 @@ static class DemoCommand
                 if (!check.Passed) { io.Stderr.WriteLine($"internal error: step {i} produced a wrong kernel: {check.Problem}"); return Program.Failure; }
             }
             var final = Evaluation.Run(nest, MeasureOptions.Default, peakGflops: peak);
-            if (asJson)
-            {
-                var o = RunCommand.ToJson(final, actions);
-                o["steps"] = steps;
-                io.Stdout.WriteLine(o.ToJsonString(Options.JsonStyle));
-            }
-            else
+            if (!asJson)
             {
                 io.Out.MarkupLineInterpolated($"\nfinal schedule: [bold]{final.Gflops:F1} GFLOPS[/], {final.FractionOfPeak:P0} of peak");
                 io.Out.Write(RunCommand.PeerTable(final.Gflops, final.Peers));
             }
-            return final.Verification.Passed ? Program.Ok : Program.Failure;
+
+            // then the shipped policy tunes the same matmul on its own, within half a second
+            JsonObject? tuned = null;
+            bool policyOk = true;
+            if (File.Exists(Policy.DefaultPath))
+            {
+                var pol = Policy.Load("default");
+                var (r, e, policySeconds, measureSeconds) = TuneCommand.Tune(pol, nest.Computation, new SearchBudget(TimeSpan.FromSeconds(0.5)), 1, MeasureOptions.Default, true);
+                policyOk = e.Verification.Passed;
+                if (asJson)
+                {
+                    tuned = RunCommand.ToJson(e, r.Actions);
+                    tuned["policy_seconds"] = policySeconds;
+                    tuned["measure_seconds"] = measureSeconds;
+                }
+                else
+                {
+                    io.Out.MarkupLine("\n[bold]The shipped policy[/] tunes the same matmul from scratch, a greedy rollout of its actions:\n");
+                    TuneCommand.Print(io.Out, e, r, pol, policySeconds, measureSeconds);
+                }
+            }
+            else if (!asJson) io.Out.MarkupLineInterpolated($"\n(no shipped policy at {Policy.DefaultPath}: train one with 'looptune train')");
+            if (asJson)
+            {
+                var o = RunCommand.ToJson(final, actions);
+                o["steps"] = steps;
+                o["policy"] = tuned;
+                io.Stdout.WriteLine(o.ToJsonString(Options.JsonStyle));
+            }
+            return final.Verification.Passed && policyOk ? Program.Ok : Program.Failure;
         }));
         return command;
     }

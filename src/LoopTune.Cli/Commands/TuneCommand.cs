@@ -46,33 +46,40 @@ static class TuneCommand
             if (p.GetValue(steps) is < 1) throw new LoopTuneException($"--steps {p.GetValue(steps)}: at least 1");
             var pol = Policy.Load(p.GetValue(policy)!);
             if (p.GetValue(steps) is int n) pol = pol.WithEpisodeLength(n);
-            var limit = SearchBudget.Parse(p.GetValue(budget));
-            Kernel.WarmUp();
-            pol.WarmUp();
-            var timed = new TimedEvaluator(new KernelEvaluator());
-            SearchResult result;
-            using (ThreadPinning.Pin()) result = new PolicySearch(pol, p.GetValue(topK)).Run(Nest.Initial(computation), timed, limit, 0);
-            double policySeconds = result.Seconds - timed.Seconds;
-            var e = Evaluation.Run(result.Best, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, !p.GetValue(noPeers));
+            var (result, e, policySeconds, measureSeconds) = Tune(pol, computation, SearchBudget.Parse(p.GetValue(budget)), p.GetValue(topK),
+                p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, !p.GetValue(noPeers));
             if (p.GetValue(json))
             {
                 var o = RunCommand.ToJson(e, result.Actions);
                 o["policy"] = pol.Source;
                 o["policy_seconds"] = policySeconds;
-                o["measure_seconds"] = timed.Seconds;
+                o["measure_seconds"] = measureSeconds;
                 o["measured"] = result.Measured;
                 o["start_gflops"] = result.BaseGflops;
                 o["rollout_gflops"] = result.BestGflops;
                 io.Stdout.WriteLine(o.ToJsonString(Options.JsonStyle));
             }
-            else Print(io.Out, e, result, pol, policySeconds, timed.Seconds);
+            else Print(io.Out, e, result, pol, policySeconds, measureSeconds);
             if (!e.Verification.Passed) io.Stderr.WriteLine($"internal error: the kernel is wrong: {e.Verification.Problem}");
             return e.Verification.Passed ? Program.Ok : Program.Failure;
         }));
         return command;
     }
 
-    static void Print(IAnsiConsole o, Evaluation e, SearchResult r, Policy pol, double policySeconds, double measureSeconds)
+    /// <summary>The policy's search on <paramref name="computation"/> (pinned, a fresh evaluator: every kernel it needs is
+    /// compiled and timed now), then its best schedule verified and re-timed with <paramref name="timing"/>, with the peers.</summary>
+    internal static (SearchResult Result, Evaluation Final, double PolicySeconds, double MeasureSeconds) Tune(Policy pol, Computation computation,
+        SearchBudget limit, int topK, MeasureOptions timing, bool peers)
+    {
+        Kernel.WarmUp();
+        pol.WarmUp();
+        var timed = new TimedEvaluator(new KernelEvaluator());
+        SearchResult result;
+        using (ThreadPinning.Pin()) result = new PolicySearch(pol, topK).Run(Nest.Initial(computation), timed, limit, 0);
+        return (result, Evaluation.Run(result.Best, timing, peers), result.Seconds - timed.Seconds, timed.Seconds);
+    }
+
+    internal static void Print(IAnsiConsole o, Evaluation e, SearchResult r, Policy pol, double policySeconds, double measureSeconds)
     {
         var c = e.Nest.Computation;
         o.MarkupLineInterpolated($"[bold]{c}[/]  ({c.Text}, {c.Flops / 1e9:G4} GFLOP), tuned by the policy {pol.Source}");

@@ -15,6 +15,7 @@ namespace LoopTune.Learning;
 /// checkpoints/latest                the name of the newest complete checkpoint
 /// metrics.csv, tb/, charts/         the training curves (CSV, TensorBoard events, PNG)
 /// eval.json                         the last evaluation on the test split
+/// best.safetensors                  the policy that evaluated best so far (its figures in its metadata)
 /// </code>
 /// A checkpoint is written into a temporary folder, renamed into place, and only then named in <c>latest</c> (itself
 /// written to a temporary file and renamed): a run killed at any moment leaves the previous checkpoint intact.

@@ -132,6 +132,7 @@ public static class Training
                     eval = Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps, space), test, pool, evaluators, request.EvalTime, peak);
                     foreach (var (k, v) in eval.Values()) values[k] = v;
                     observer.Evaluated(eval);
+                    KeepBest(folder, trainer, eval, request.Steps, space, info);
                 }
                 log.Log(trainer.EnvSteps, values);
                 double done = Math.Max(r.Iterations is int m ? (trainer.Iterations - startIteration) / (double)Math.Max(1, m - startIteration) : 0,
@@ -149,6 +150,7 @@ public static class Training
                 eval = Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps, space), test, pool, evaluators, request.EvalTime, peak);
                 log.Log(trainer.EnvSteps, eval.Values());
                 observer.Evaluated(eval);
+                KeepBest(folder, trainer, eval, request.Steps, space, info);
             }
             if (eval is not null) RunFolder.WriteAtomic(Path.Combine(folder, "eval.json"), EvalJson(eval, trainer).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         }
@@ -217,6 +219,31 @@ public static class Training
         catch (JsonException e) { throw new LoopTuneException($"--resume: {file} cannot be read ({e.Message})", e); }
         if (now.Trainer != first.Trainer) throw new LoopTuneException($"--resume: the run in {folder} trains '{first.Trainer}', not '{now.Trainer}'");
         return first with { Iterations = now.Iterations, Time = now.Time, Resume = true, EvalSize = now.EvalSize, EvalTime = now.EvalTime, EvalEvery = now.EvalEvery, Db = now.Db ?? first.Db };
+    }
+
+    /// <summary>The run's best policy so far by evaluation (geomean GFLOPS on the test benchmarks): a learner's policy can
+    /// get worse for a while, so the best one evaluated is kept as best.safetensors, its figures in its metadata.</summary>
+    public const string BestFile = "best.safetensors";
+
+    static void KeepBest(string folder, ITrainer trainer, EvalResult eval, int steps, ActionSpace space, Dictionary<string, string> info)
+    {
+        var path = Path.Combine(folder, BestFile);
+        double best = 0;
+        if (File.Exists(path))
+        {
+            try { best = double.Parse(Policy.Load(path).Metadata.GetValueOrDefault("looptune.eval_gflops_geomean", "0"), CultureInfo.InvariantCulture); }
+            catch (PolicyError) { best = 0; }
+        }
+        if (eval.GeomeanGflops <= best) return;
+        var meta = new Dictionary<string, string>(info)
+        {
+            ["looptune.trainer"] = trainer.Name,
+            ["looptune.iterations"] = trainer.Iterations.ToString(CultureInfo.InvariantCulture),
+            ["looptune.env_steps"] = trainer.EnvSteps.ToString(CultureInfo.InvariantCulture),
+            ["looptune.eval_gflops_geomean"] = eval.GeomeanGflops.ToString("R", CultureInfo.InvariantCulture),
+            ["looptune.eval_benchmarks"] = eval.Rows.Count.ToString(CultureInfo.InvariantCulture),
+        };
+        Policy.Save(path, trainer.Policy, steps, meta, space);
     }
 
     static JsonObject EvalJson(EvalResult e, ITrainer t) => new()

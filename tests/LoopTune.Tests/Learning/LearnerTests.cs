@@ -99,9 +99,11 @@ public class LearnerTests
     }
 
     [Theory]
-    [InlineData("apex_dqn")]
-    [InlineData("ppo")]
-    public void Improves_a_loop_nest_task_over_its_start(string name)
+    [InlineData("apex_dqn", "cursor")]
+    [InlineData("ppo", "cursor")]
+    [InlineData("apex_dqn", "loop")]
+    [InlineData("ppo", "loop")]
+    public void Improves_a_loop_nest_task_over_its_start(string name, string actions)
     {
         // a fast deterministic evaluator with structure: vectorizing the innermost loop pays when it is unit-stride
         // in the output, unrolling a small loop right above it pays a little more
@@ -109,11 +111,12 @@ public class LearnerTests
         var evaluator = new FakeEvaluator(Model);
         var pool = new WorkerPool(WorkerPool.ChooseCores(1));
         using var _ = pool;
-        IRlEnv Env(int w, int a) => new LoopTuneTask(evaluator, 100, [mm], 6);
+        var space = ActionSpace.Get(actions);
+        IRlEnv Env(int w, int a) => space == ActionSpace.Loop ? new LoopMoveTask(evaluator, 100, [mm], 6) : new LoopTuneTask(evaluator, 100, [mm], 6);
         using ITrainer trainer = name == "apex_dqn"
             ? new ApexDqn(SmallDqn with { Hidden = [64, 64] }, pool, Env, 2)
             : new Ppo(SmallPpo with { Hidden = [64, 64], RolloutSteps = 24 }, pool, Env, 2);
-        var policy = Policy.FromNetwork(trainer.Policy, 6);
+        var policy = Policy.FromNetwork(trainer.Policy, 6, space);
         double start = Model(Nest.Initial(mm));
         for (int i = 0; i < 400; i++)
         {

@@ -99,3 +99,37 @@ public class PolicyTests
         Assert.Equal(topK > 1 ? "policy_top4" : "policy", s.Name);
     }
 }
+
+/// <summary>The loop action space against the seed's rules: every legal id is a legal walk plus one kernel change.</summary>
+public class ActionSpaceTests
+{
+    [Fact]
+    public void Every_legal_loop_id_is_a_legal_walk_and_one_kernel_change_and_every_other_id_is_refused()
+    {
+        var rng = new Random(5);
+        foreach (var spec in new[] { "mm 64 48 32", "conv 8 10 10 16 3 3" })
+        {
+            var nest = Nest.Initial(Computation.Parse(spec));
+            for (int step = 0; step < 8; step++)
+            {
+                var mask = ActionSpace.Loop.Mask(nest);
+                Assert.Equal(Nest.MaxLoops * Moves.KernelActions.Length, mask.Length);
+                for (int id = 0; id < mask.Length; id++)
+                {
+                    if (!mask[id])
+                    {
+                        Assert.Throws<InvalidOperationException>(() => ActionSpace.Loop.Apply(nest, id));
+                        continue;
+                    }
+                    var (actions, result) = ActionSpace.Loop.Apply(nest, id);
+                    Assert.Equal(result.ScheduleKey, Transforms.ApplyAll(nest, actions).ScheduleKey); // legal, else ApplyAll throws
+                    Assert.NotEqual(nest.ScheduleKey, result.ScheduleKey);
+                    Assert.Equal(id / Moves.KernelActions.Length, result.Loops.Length > 0 ? Transforms.ApplyAll(nest, actions.SkipLast(1)).Cursor : -1);
+                }
+                var legal = Enumerable.Range(0, mask.Length).Where(i => mask[i]).ToList();
+                if (legal.Count == 0) break;
+                nest = ActionSpace.Loop.Apply(nest, legal[rng.Next(legal.Count)]).Result;
+            }
+        }
+    }
+}

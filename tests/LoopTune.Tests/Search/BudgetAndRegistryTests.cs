@@ -8,6 +8,7 @@ public sealed class BudgetAndRegistryTests
     [InlineData("10s", 10.0)]
     [InlineData("500ms", 0.5)]
     [InlineData("2m", 120.0)]
+    [InlineData("1.5h", 5400.0)]
     [InlineData("1.5s", 1.5)]
     [InlineData(" 3S ", 3.0)]
     public void BudgetsParse(string text, double seconds) => Assert.Equal(seconds, SearchBudget.Parse(text).Time.TotalSeconds, 9);
@@ -18,7 +19,7 @@ public sealed class BudgetAndRegistryTests
     [InlineData("abc")]
     [InlineData("-1s")]
     [InlineData("0s")]
-    [InlineData("10h")]
+    [InlineData("10d")]
     [InlineData("1e3s")]
     [InlineData("s")]
     public void BadBudgetsSayWhatIsAccepted(string text)

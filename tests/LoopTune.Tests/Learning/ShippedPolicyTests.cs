@@ -1,0 +1,46 @@
+using LoopTune.Env;
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Learning;
+
+namespace LoopTune.Tests.Learning;
+
+/// <summary>The policies shipped in policies/: each loads as the network it says it is, and its greedy rollout on small
+/// benchmarks of its kind takes legal actions only and ends in kernels that match the reference.</summary>
+public class ShippedPolicyTests
+{
+    static IEnumerable<string> Names() => Directory.GetFiles(Policy.ShippedFolder, "*.safetensors").Select(f => Path.GetFileNameWithoutExtension(f)).Order();
+
+    public static TheoryData<string> Shipped() => [.. Names()];
+
+    [Fact]
+    public void The_default_policy_is_shipped_next_to_the_program()
+    {
+        Assert.True(File.Exists(Policy.DefaultPath), $"{Policy.DefaultPath} is missing: the build copies policies/*.safetensors next to the program");
+        Assert.Contains("default", Names());
+    }
+
+    [Theory]
+    [MemberData(nameof(Shipped))]
+    public void A_shipped_policy_rolls_out_legally_to_kernels_that_match_the_reference(string name)
+    {
+        var policy = Policy.Load(name);
+        Assert.Equal(ObservationEncoder.Size, policy.Shape.Observations);
+        Assert.Equal(policy.Space.Count, policy.Shape.Actions);
+        Assert.True(policy.Metadata.ContainsKey("looptune.trainer") && policy.Metadata.ContainsKey("looptune.dataset"), "a shipped policy says how it was trained");
+        bool conv = policy.Metadata["looptune.dataset"].StartsWith("conv", StringComparison.Ordinal);
+        var specs = conv ? new[] { "conv 8 10 10 8 3 3", "conv 16 18 10 8 3 3" } : ["mm 64 64 64", "mm 80 48 96"];
+        foreach (var spec in specs)
+        {
+            var c = Computation.Parse(spec);
+            var r = Rollout.Greedy(policy, c, new KernelEvaluator());
+            var replay = Transforms.ApplyAll(Nest.Initial(c), r.Actions); // throws on an illegal action
+            Assert.Equal(r.Final.ScheduleKey, replay.ScheduleKey);
+            foreach (var nest in new[] { r.Final, r.Best })
+            {
+                var v = Verifier.Verify(Kernel.Compile(nest));
+                Assert.True(v.Passed, $"{name} on {spec}: {nest.Serialize()} does not match the reference: {v.Problem}");
+            }
+        }
+    }
+}
