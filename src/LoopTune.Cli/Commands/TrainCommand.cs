@@ -24,7 +24,7 @@ static class TrainCommand
         var time = new Option<string?>("--time") { Description = "Stop after this much time, e.g. 30m or 1.5h (default 10m when --iter is not given)." };
         var workers = new Option<int>("--workers") { Description = "Measuring workers, each on its own core (default: every core this process may use).", DefaultValueFactory = _ => 0 };
         var steps = new Option<int>("--steps") { Description = "Actions per episode.", DefaultValueFactory = _ => 10 };
-        var evalSize = new Option<int>("--eval-size") { Description = "Test benchmarks in each evaluation (0: none).", DefaultValueFactory = _ => 10 };
+        var evalSize = new Option<int>("--eval-size") { Description = "Test benchmarks in each evaluation, the last ones of the test split (compare-searches reports on the first ones); 0: none.", DefaultValueFactory = _ => 10 };
         var evalTime = new Option<string>("--eval-time") { Description = "The policy's budget per test benchmark in an evaluation.", DefaultValueFactory = _ => "4s" };
         var evalEvery = new Option<int>("--eval-every") { Description = "Evaluate every K iterations as well as at the end (0: only at the end).", DefaultValueFactory = _ => 0 };
         var checkpoint = new Option<string>("--checkpoint-every") { Description = "Save a checkpoint at least this often (and at the end).", DefaultValueFactory = _ => "60s" };
@@ -125,7 +125,7 @@ static class TrainCommand
 
         public void Started(string runFolder, ITrainer trainer, string? resumedFrom, IReadOnlyList<int> cores)
         {
-            (ResumedFrom, Cores, Trainer, Count) = (resumedFrom, cores, trainer.Name, (trainer.Iterations, trainer.EnvSteps));
+            (ResumedFrom, Cores, Trainer, Count, RunFolder) = (resumedFrom, cores, trainer.Name, (trainer.Iterations, trainer.EnvSteps), runFolder);
             io.Stderr.WriteLine($"{trainer.Name}: run folder {runFolder}; workers on cores {string.Join(", ", cores)}"
                 + (resumedFrom is null ? "" : $"; resumed from {resumedFrom} (iteration {trainer.Iterations}, {trainer.EnvSteps} env steps)"));
         }
@@ -146,7 +146,15 @@ static class TrainCommand
         static string Show(IReadOnlyDictionary<string, double> v, string key, string format) =>
             v.TryGetValue(key, out var x) ? ", " + string.Format(CultureInfo.InvariantCulture, format, x).TrimStart(',', ' ') : "";
 
-        public void Checkpoint(string folder) => LastCheckpoint = folder;
+        /// <summary>Keeps the charts as fresh as the checkpoint, so a run that is killed still has them.</summary>
+        public void Checkpoint(string folder)
+        {
+            LastCheckpoint = folder;
+            if (RunFolder is { } run && File.Exists(Path.Combine(run, "metrics.csv")))
+                TrainingCharts.Write(TrainingLog.ReadCsv(Path.Combine(run, "metrics.csv")), Path.Combine(run, "charts"));
+        }
+
+        string? RunFolder { get; set; }
 
         public void Evaluated(EvalResult result) =>
             io.Stderr.WriteLine($"evaluation: {result.Rows.Count} test benchmarks, geomean {result.GeomeanGflops:F1} GFLOPS ({result.PeakFraction:P0} of the peak), {result.GeomeanSpeedup:F2}x over unscheduled, {result.MeanSeconds:F2} s each");

@@ -220,12 +220,12 @@ public sealed class ApexDqn : ITrainer
         .. adam.State(),
     ];
 
-    public JsonObject State() => new()
+    public JsonObject State()
     {
-        ["iterations"] = Iterations, ["env_steps"] = EnvSteps, ["updates"] = updates, ["adam_steps"] = adam.Steps,
-        ["update_budget"] = updateBudget, ["learner_rng"] = learnerRng.State.ToString(),
-        ["actor_rngs"] = new JsonArray([.. actors.SelectMany(a => a).Select(a => (JsonNode)a.Rng.State.ToString())]),
-    };
+        var state = Checkpointing.Common(Iterations, EnvSteps, adam.Steps, learnerRng, actors.SelectMany(a => a).Select(a => a.Rng));
+        (state["updates"], state["update_budget"]) = (updates, updateBudget);
+        return state;
+    }
 
     public void InitFrom(IPolicyNetwork policy)
     {
@@ -235,19 +235,13 @@ public sealed class ApexDqn : ITrainer
     public void Restore(IReadOnlyList<NamedTensor> tensors, JsonObject state)
     {
         SafeTensors.LoadInto(online.Parameters, tensors, "checkpoint");
-        SafeTensors.LoadInto(target.Parameters, [.. tensors.Where(t => t.Name.StartsWith("target.")).Select(t => t with { Name = t.Name["target.".Length..] })], "checkpoint (target network)");
-        adam.RestoreState([.. tensors.Where(t => t.Name.EndsWith(".adam_m") || t.Name.EndsWith(".adam_v"))], (long)state["adam_steps"]!);
+        SafeTensors.LoadInto(target.Parameters, [.. tensors.Where(t => t.Name.StartsWith("target.", StringComparison.Ordinal)).Select(t => t with { Name = t.Name["target.".Length..] })], "checkpoint (target network)");
+        adam.RestoreState(Checkpointing.AdamState(tensors), (long)state["adam_steps"]!);
         foreach (var a in actorNets) Net.CopyWeights(online, a);
-        Iterations = (int)state["iterations"]!;
-        EnvSteps = (long)state["env_steps"]!;
-        updates = (long)state["updates"]!;
-        updateBudget = (double)state["update_budget"]!;
-        learnerRng.State = ulong.Parse((string)state["learner_rng"]!);
-        var rngs = state["actor_rngs"]!.AsArray();
         var flat = actors.SelectMany(a => a).ToArray();
-        if (rngs.Count != flat.Length)
-            throw new LoopTuneException($"the checkpoint has {rngs.Count} actors and this run {flat.Length}: resume with the same --workers");
-        for (int i = 0; i < flat.Length; i++) (flat[i].Rng.State, flat[i].InFlight) = (ulong.Parse((string)rngs[i]!), false);
+        (Iterations, EnvSteps) = Checkpointing.Restore(state, learnerRng, [.. flat.Select(a => a.Rng)]);
+        (updates, updateBudget) = ((long)state["updates"]!, (double)state["update_budget"]!);
+        foreach (var a in flat) a.InFlight = false;
     }
 
     public void Dispose()

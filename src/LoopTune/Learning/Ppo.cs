@@ -227,12 +227,7 @@ public sealed class Ppo : ITrainer
 
     public IReadOnlyList<NamedTensor> Tensors() => [.. SafeTensors.FromParameters(net.Parameters), .. adam.State()];
 
-    public JsonObject State() => new()
-    {
-        ["iterations"] = Iterations, ["env_steps"] = EnvSteps, ["adam_steps"] = adam.Steps,
-        ["learner_rng"] = learnerRng.State.ToString(),
-        ["actor_rngs"] = new JsonArray([.. actors.SelectMany(a => a).Select(a => (JsonNode)a.Rng.State.ToString())]),
-    };
+    public JsonObject State() => Checkpointing.Common(Iterations, EnvSteps, adam.Steps, learnerRng, actors.SelectMany(a => a).Select(a => a.Rng));
 
     public void InitFrom(IPolicyNetwork policy)
     {
@@ -242,15 +237,10 @@ public sealed class Ppo : ITrainer
     public void Restore(IReadOnlyList<NamedTensor> tensors, JsonObject state)
     {
         SafeTensors.LoadInto(net.Parameters, tensors, "checkpoint");
-        adam.RestoreState([.. tensors.Where(t => t.Name.EndsWith(".adam_m") || t.Name.EndsWith(".adam_v"))], (long)state["adam_steps"]!);
-        Iterations = (int)state["iterations"]!;
-        EnvSteps = (long)state["env_steps"]!;
-        learnerRng.State = ulong.Parse((string)state["learner_rng"]!);
-        var rngs = state["actor_rngs"]!.AsArray();
+        adam.RestoreState(Checkpointing.AdamState(tensors), (long)state["adam_steps"]!);
         var flat = actors.SelectMany(a => a).ToArray();
-        if (rngs.Count != flat.Length)
-            throw new LoopTuneException($"the checkpoint has {rngs.Count} actors and this run {flat.Length}: resume with the same --workers");
-        for (int i = 0; i < flat.Length; i++) (flat[i].Rng.State, flat[i].InFlight) = (ulong.Parse((string)rngs[i]!), false);
+        (Iterations, EnvSteps) = Checkpointing.Restore(state, learnerRng, [.. flat.Select(a => a.Rng)]);
+        foreach (var a in flat) a.InFlight = false;
     }
 
     public void Dispose()

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json.Nodes;
 using LoopTune.Learning.Nn;
 
@@ -96,3 +97,29 @@ static class Batch
     }
 }
 
+/// <summary>The parts of a checkpoint every trainer has: Adam's moments, the counters, the random generators.</summary>
+static class Checkpointing
+{
+    /// <summary>The optimizer tensors among a checkpoint's tensors.</summary>
+    public static NamedTensor[] AdamState(IReadOnlyList<NamedTensor> tensors) =>
+        [.. tensors.Where(t => t.Name.EndsWith(".adam_m", StringComparison.Ordinal) || t.Name.EndsWith(".adam_v", StringComparison.Ordinal))];
+
+    /// <summary>The state every trainer saves; the trainer adds its own fields.</summary>
+    public static JsonObject Common(int iterations, long envSteps, long adamSteps, Rng learner, IEnumerable<Rng> actors) => new()
+    {
+        ["iterations"] = iterations, ["env_steps"] = envSteps, ["adam_steps"] = adamSteps, ["learner_rng"] = learner.State.ToString(CultureInfo.InvariantCulture),
+        ["actor_rngs"] = new JsonArray([.. actors.Select(r => (JsonNode)r.State.ToString(CultureInfo.InvariantCulture))]),
+    };
+
+    /// <summary>Puts back what <see cref="Common"/> saved into <paramref name="learner"/> and <paramref name="actors"/>;
+    /// returns (iterations, env steps).</summary>
+    public static (int Iterations, long EnvSteps) Restore(JsonObject state, Rng learner, IReadOnlyList<Rng> actors)
+    {
+        learner.State = ulong.Parse((string)state["learner_rng"]!, CultureInfo.InvariantCulture);
+        var rngs = state["actor_rngs"]!.AsArray();
+        if (rngs.Count != actors.Count)
+            throw new LoopTuneException($"the checkpoint has {rngs.Count} actors and this run {actors.Count}: resume with the same --workers");
+        for (int i = 0; i < actors.Count; i++) actors[i].State = ulong.Parse((string)rngs[i]!, CultureInfo.InvariantCulture);
+        return ((int)state["iterations"]!, (long)state["env_steps"]!);
+    }
+}

@@ -19,7 +19,7 @@ namespace LoopTune.Learning;
 /// <param name="Time">Stop after this much wall time in this process.</param>
 /// <param name="Workers">Measuring workers, one per core.</param>
 /// <param name="Steps">Episode length in actions.</param>
-/// <param name="EvalSize">Test benchmarks in each evaluation.</param>
+/// <param name="EvalSize">Test benchmarks in each evaluation: the last ones of the test split (reports take the first ones).</param>
 /// <param name="EvalTime">Budget of the policy on each test benchmark (a greedy rollout usually needs far less).</param>
 /// <param name="EvalEvery">Evaluate every this many iterations (0: only at the end).</param>
 /// <param name="CheckpointSeconds">Save a checkpoint at least this often (and at the end).</param>
@@ -119,7 +119,9 @@ public static class Training
         var info = new Dictionary<string, string> { ["looptune.dataset"] = dataset.Name, ["looptune.seed"] = request.Seed.ToString(CultureInfo.InvariantCulture) };
         var clock = Stopwatch.StartNew();
         var lastSave = Stopwatch.StartNew();
-        var test = dataset.Test.Take(request.EvalSize).ToList();
+        // the last benchmarks of the test split: the reports (compare-searches) take the first ones, so a run's best
+        // checkpoint is never chosen on the benchmarks it is then reported on
+        var test = dataset.Test.Skip(Math.Max(0, dataset.Test.Count - request.EvalSize)).ToList();
         EvalResult? eval = null;
         int startIteration = trainer.Iterations;
         try

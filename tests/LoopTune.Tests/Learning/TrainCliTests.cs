@@ -95,32 +95,7 @@ public sealed class TrainCliTests(TrainCliData data, ITestOutputHelper output) :
         return state;
     }
 
-    /// <summary>Runs the public tfevents_check.py on an event file (skipped, with a note, when python3 is missing).</summary>
-    async Task TfEventsCheck(string path, params string[] tags)
-    {
-        string script = Path.Combine(AppContext.BaseDirectory, "Learning", "tfevents_check.py");
-        Assert.True(File.Exists(script), $"{script} is missing (copied to the output by the test project)");
-        var start = new ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(script);
-        start.ArgumentList.Add(path);
-        Process python;
-        try { python = Process.Start(start)!; }
-        catch (Win32Exception)
-        {
-            output.WriteLine("python3 is not on PATH: tfevents_check.py not run");
-            return;
-        }
-        using (python)
-        {
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            var stdoutTask = python.StandardOutput.ReadToEndAsync(timeout.Token);
-            var stderrTask = python.StandardError.ReadToEndAsync(timeout.Token);
-            await python.WaitForExitAsync(timeout.Token);
-            string stdout = await stdoutTask, stderr = await stderrTask;
-            Assert.True(python.ExitCode == 0, $"tfevents_check.py {path}: exit {python.ExitCode}: {stdout}{stderr}");
-            foreach (var tag in tags) Assert.Contains(tag, stdout);
-        }
-    }
+    Task TfEventsCheck(string path, params string[] tags) => TfEvents.Check(path, output, tags);
 
     // ---- train, tune, resume ----
 
@@ -418,5 +393,37 @@ public sealed class TrainCliTests(TrainCliData data, ITestOutputHelper output) :
         Assert.Contains(message, err);
         Assert.Equal("", stdout);
         Assert.Empty(Directory.GetFileSystemEntries(temp.Path));
+    }
+}
+
+/// <summary>The public tfevents_check.py (a copy is in this folder), run on an event file.</summary>
+static class TfEvents
+{
+    /// <summary>Runs the checker on an event file: exit 0 and every tag listed; its output, or null (with a note) when python3 is missing.</summary>
+    public static async Task<string?> Check(string path, ITestOutputHelper output, params string[] tags)
+    {
+        string script = Path.Combine(AppContext.BaseDirectory, "Learning", "tfevents_check.py");
+        Assert.True(File.Exists(script), $"{script} is missing (copied to the output by the test project)");
+        var start = new ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(script);
+        start.ArgumentList.Add(path);
+        Process python;
+        try { python = Process.Start(start)!; }
+        catch (Win32Exception)
+        {
+            output.WriteLine("python3 is not on PATH: tfevents_check.py not run");
+            return null;
+        }
+        using (python)
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            var stdoutTask = python.StandardOutput.ReadToEndAsync(timeout.Token);
+            var stderrTask = python.StandardError.ReadToEndAsync(timeout.Token);
+            await python.WaitForExitAsync(timeout.Token);
+            string stdout = await stdoutTask, stderr = await stderrTask;
+            Assert.True(python.ExitCode == 0, $"tfevents_check.py {path}: exit {python.ExitCode}: {stdout}{stderr}");
+            foreach (var tag in tags) Assert.Contains(tag, stdout);
+            return stdout;
+        }
     }
 }

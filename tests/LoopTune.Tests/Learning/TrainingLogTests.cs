@@ -52,30 +52,8 @@ public sealed class TrainingLogTests(ITestOutputHelper output) : IDisposable
                 writer.Scalar("loss", 1f / (i + 1), i * 100);
             }
         }
-        string script = Path.Combine(AppContext.BaseDirectory, "Learning", "tfevents_check.py");
-        Assert.True(File.Exists(script), $"{script} is missing (copied to the output by the test project)");
-        var start = new ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(script);
-        start.ArgumentList.Add(path);
-        Process python;
-        try { python = Process.Start(start)!; }
-        catch (Win32Exception)
-        {
-            output.WriteLine("python3 is not on PATH: tfevents_check.py not run");
-            return;
-        }
-        using (python)
-        {
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            var stdoutTask = python.StandardOutput.ReadToEndAsync(timeout.Token);
-            var stderrTask = python.StandardError.ReadToEndAsync(timeout.Token);
-            await python.WaitForExitAsync(timeout.Token);
-            string stdout = await stdoutTask, stderr = await stderrTask;
-            output.WriteLine(stdout);
-            Assert.True(python.ExitCode == 0, $"tfevents_check.py exit {python.ExitCode}: {stdout}{stderr}");
-            Assert.StartsWith("11 records;", stdout);
-            foreach (var tag in new[] { "brain.Event", "episode_reward", "loss" }) Assert.Contains(tag, stdout);
-        }
+        var stdout = await TfEvents.Check(path, output, "brain.Event", "episode_reward", "loss");
+        if (stdout is not null) Assert.StartsWith("11 records;", stdout);
     }
 
     [Fact]
