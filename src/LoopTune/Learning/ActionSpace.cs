@@ -9,11 +9,16 @@ namespace LoopTune.Learning;
 /// | name   | ids                          | one id does                                                  |
 /// |--------|------------------------------|--------------------------------------------------------------|
 /// | cursor | 17, the seed's action table  | one action at the cursor (up/down move it; the seed's env)   |
-/// | loop   | 10 loops x 15 = 150          | walk the cursor to loop id / 15, then kernel action id % 15  |
-/// |        |                              | (swap_up, swap_down, split_2..1024, merge, unroll, vectorize)|
+/// | loop   | 10 loops x 17 = 170          | walk the cursor to loop id / 17, then edit id % 17:          |
+/// |        |                              | 0-14 one kernel action (swap_up, swap_down, split_2..1024,   |
+/// |        |                              | merge, unroll, vectorize); 15 sink: swap_down until the loop |
+/// |        |                              | is innermost or cannot go further; 16 hoist: swap_up likewise|
 /// </code>
-/// The loop space has no cursor steps: every id changes the kernel, so an episode of 10 ids is 10 real edits; it is
-/// the seed's environment seen through <see cref="Moves"/> (the searches' unit), nothing about the rules changes.
+/// The loop space has no cursor steps: every id changes the kernel, so an episode of 10 ids is 10 real edits. It is
+/// the seed's environment seen through <see cref="Moves"/> (the searches' unit) plus two macros of repeated swaps:
+/// every id stands for a sequence of the seed's actions, legal under the same rules. Sink and hoist let a loop reach
+/// the innermost place in one step, where the swaps one by one earn nothing until the loop gets there (a convolution's
+/// w: three swaps at the same speed, then vectorize for 50x).
 /// </summary>
 public abstract class ActionSpace
 {
@@ -52,7 +57,8 @@ public abstract class ActionSpace
 
     sealed class LoopSpace : ActionSpace
     {
-        static readonly int PerLoop = Moves.KernelActions.Length;
+        static readonly int Kernel = Moves.KernelActions.Length, PerLoop = Kernel + 2;
+        static readonly LoopAction SwapDown = Actions.Get("swap_down"), SwapUp = Actions.Get("swap_up");
 
         public override string Name => "loop";
         public override int Count => Nest.MaxLoops * PerLoop;
@@ -62,19 +68,32 @@ public abstract class ActionSpace
             var mask = new bool[Count];
             for (int loop = 0; loop < nest.Count; loop++)
                 for (int k = 0; k < PerLoop; k++)
-                    mask[loop * PerLoop + k] = Moves.Make(nest, loop, Moves.KernelActions[k]) is not null;
+                    mask[loop * PerLoop + k] = Edit(nest, loop, k) is not null;
             return mask;
         }
 
-        public override (IReadOnlyList<LoopAction>, Nest) Apply(Nest nest, int id)
+        public override (IReadOnlyList<LoopAction>, Nest) Apply(Nest nest, int id) =>
+            (id / PerLoop < nest.Count ? Edit(nest, id / PerLoop, id % PerLoop) : null)
+            ?? throw new InvalidOperationException($"action {Describe(id)} is not legal in {nest.Serialize()}");
+
+        /// <summary>Edit <paramref name="k"/> at <paramref name="loop"/>: the seed's actions and the result, or null when illegal.</summary>
+        static (IReadOnlyList<LoopAction>, Nest)? Edit(Nest nest, int loop, int k)
         {
-            int loop = id / PerLoop;
-            if (loop >= nest.Count || Moves.Make(nest, loop, Moves.KernelActions[id % PerLoop]) is not { } m)
-                throw new InvalidOperationException($"action {Describe(id)} is not legal in {nest.Serialize()}");
-            return (m.Actions, m.Result);
+            if (k < Kernel) return Moves.Make(nest, loop, Moves.KernelActions[k]) is { } m ? (m.Actions, m.Result) : null;
+            var swap = k == Kernel ? SwapDown : SwapUp;
+            var at = Moves.AtLoop(nest, loop);
+            if (!Transforms.IsLegal(at, swap)) return null;
+            var actions = new List<LoopAction>(Moves.Walk(nest.Cursor, loop));
+            while (Transforms.IsLegal(at, swap))
+            {
+                at = Transforms.Apply(at, swap);
+                actions.Add(swap);
+            }
+            return (actions, at);
         }
 
-        public override string Describe(int id) => $"{Moves.KernelActions[id % PerLoop].Name}@{id / PerLoop}";
+        public override string Describe(int id) =>
+            (id % PerLoop) switch { var k when k < Kernel => Moves.KernelActions[k].Name, var k when k == Kernel => "sink", _ => "hoist" } + $"@{id / PerLoop}";
     }
 }
 

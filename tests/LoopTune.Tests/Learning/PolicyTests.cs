@@ -113,7 +113,7 @@ public class ActionSpaceTests
             for (int step = 0; step < 8; step++)
             {
                 var mask = ActionSpace.Loop.Mask(nest);
-                Assert.Equal(Nest.MaxLoops * Moves.KernelActions.Length, mask.Length);
+                Assert.Equal(Nest.MaxLoops * (Moves.KernelActions.Length + 2), mask.Length);
                 for (int id = 0; id < mask.Length; id++)
                 {
                     if (!mask[id])
@@ -124,7 +124,16 @@ public class ActionSpaceTests
                     var (actions, result) = ActionSpace.Loop.Apply(nest, id);
                     Assert.Equal(result.ScheduleKey, Transforms.ApplyAll(nest, actions).ScheduleKey); // legal, else ApplyAll throws
                     Assert.NotEqual(nest.ScheduleKey, result.ScheduleKey);
-                    Assert.Equal(id / Moves.KernelActions.Length, result.Loops.Length > 0 ? Transforms.ApplyAll(nest, actions.SkipLast(1)).Cursor : -1);
+                    int per = Moves.KernelActions.Length + 2, k = id % per;
+                    var walked = Transforms.ApplyAll(nest, actions.TakeWhile(a => a.Kind is ActionKind.Up or ActionKind.Down));
+                    Assert.Equal(id / per, walked.Cursor); // the edit happens at the loop the id names
+                    if (k >= Moves.KernelActions.Length)
+                    {
+                        // sink / hoist: repeated swaps of that loop, as far as the rules allow
+                        var swap = Actions.Get(k == Moves.KernelActions.Length ? "swap_down" : "swap_up");
+                        Assert.All(actions.SkipWhile(a => a.Kind is ActionKind.Up or ActionKind.Down), a => Assert.Equal(swap, a));
+                        Assert.False(Transforms.IsLegal(result, swap));
+                    }
                 }
                 var legal = Enumerable.Range(0, mask.Length).Where(i => mask[i]).ToList();
                 if (legal.Count == 0) break;
