@@ -15,6 +15,22 @@ static class BenchCommand
 {
     static readonly (int M, int N, int K)[] Shapes = [(64, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512), (257, 129, 67), (97, 131, 211)];
 
+    /// <summary>Convolutions and their hand schedules: output rows outermost, a block of output channels, the whole
+    /// reduction (c, r, s), then a register tile of 4 output channels (unrolled) by 32 or 16 output columns (unrolled x
+    /// 16-wide vectors) that stays in registers across the reduction. The first is the issue's; the others a small-C first
+    /// layer (64 columns: two column blocks inside the channel blocks), a deeper 3x3 layer on a 16-wide image and a
+    /// pointwise (1x1) layer; each the best of a few variants tried with <c>looptune run</c> (tile 8x16, 4x64, h unrolled).</summary>
+    internal static readonly (string Spec, string Schedule)[] ConvShapes =
+    [
+        ("conv 16 34 34 32 3 3", "h:32 f:8 c:16 r:3 s:3 f:4u w:2u w:16v"),
+        ("conv 3 66 66 32 3 3", "h:64 f:8 w:2 c:3 r:3 s:3 f:4u w:2u w:16v"),
+        ("conv 32 18 18 64 3 3", "h:16 f:16 c:32 r:3 s:3 f:4u w:16v"),
+        ("conv 64 32 32 64 1 1", "h:32 f:16 c:64 r:1 s:1 f:4u w:2u w:16v"),
+    ];
+
+    /// <summary>The hand schedule of a convolution of <see cref="ConvShapes"/>, as a nest (cursor on the outermost loop).</summary>
+    public static Nest ConvHandSchedule(Computation c, string schedule) => Nest.Parse(c, ">" + schedule);
+
     public static Command Create(Io io)
     {
         var quick = new Option<bool>("--quick") { Description = "Finish in about a minute (shorter timings, fewer compiles)." };
@@ -62,11 +78,37 @@ static class BenchCommand
                 ["verified"] = initial.Verification.Passed && hand.Verification.Passed,
                 ["hand_fraction_of_peak"] = hand.FractionOfPeak,
                 ["peers"] = RunCommand.PeersJson(hand.Peers),
+                ["peer_problems"] = RunCommand.PeerProblemsJson(hand.Peers),
                 ["hand_vs_openblas"] = hand.RatioTo("openblas"),
                 ["speedup_over_unscheduled"] = hand.Gflops / initial.Gflops,
             });
         }
         report["matmul"] = rows;
+
+        var convRows = new JsonArray();
+        foreach (var (spec, schedule) in ConvShapes)
+        {
+            progress.Say(spec);
+            var c = Computation.Parse(spec);
+            var initial = Evaluation.Run(Nest.Initial(c), quick ? MeasureOptions.Quick with { MinSamples = 3 } : options, peers: false, peakGflops: peak);
+            var hand = Evaluation.Run(ConvHandSchedule(c, schedule), options, peers: true, peakGflops: peak);
+            convRows.Add(new JsonObject
+            {
+                ["spec"] = c.ToString(),
+                ["unscheduled_gflops"] = initial.Gflops,
+                ["hand_gflops"] = hand.Gflops,
+                ["hand_schedule"] = hand.Nest.ScheduleKey,
+                ["verified"] = initial.Verification.Passed && hand.Verification.Passed,
+                ["hand_fraction_of_peak"] = hand.FractionOfPeak,
+                ["peers"] = RunCommand.PeersJson(hand.Peers),
+                ["peer_problems"] = RunCommand.PeerProblemsJson(hand.Peers),
+                ["hand_vs_onednn_conv"] = hand.RatioTo("onednn_conv"),
+                ["hand_vs_im2col_openblas"] = hand.RatioTo("im2col_openblas"),
+                ["speedup_over_unscheduled"] = hand.Gflops / initial.Gflops,
+            });
+        }
+        report["conv"] = convRows;
+        report["conv_peers_note"] = "oneDNN convolution: layouts of oneDNN's choosing, reorders outside the timed region; im2col + OpenBLAS: im2col timed";
 
         progress.Say("environment steps");
         var env = EnvSpeed.Measure(episodes: quick ? 10 : 30);
@@ -79,7 +121,7 @@ static class BenchCommand
 
         if (asJson) io.Stdout.WriteLine(report.ToJsonString(Options.JsonStyle));
         else Print(io.Out, report);
-        bool verified = rows.All(r => r!["verified"]!.GetValue<bool>());
+        bool verified = rows.Concat(convRows).All(r => r!["verified"]!.GetValue<bool>());
         if (!verified) io.Stderr.WriteLine("internal error: a benchmarked kernel failed verification");
         return verified ? Program.Ok : Program.Failure;
     }
@@ -143,18 +185,40 @@ static class BenchCommand
             .AddColumn(new TableColumn("onednn").RightAligned()).AddColumn(new TableColumn("hand / openblas").RightAligned());
         foreach (var row in r["matmul"]!.AsArray())
         {
-            string Peer(string k) => row!["peers"]![k] is JsonNode g ? $"{g.GetValue<double>():F1}" : "n/a";
+            string Peer(string k) => PeerCell(row!, k);
             t.AddRow(row!["spec"]!.GetValue<string>(), $"{row["unscheduled_gflops"]!.GetValue<double>():F1}", $"{row["hand_gflops"]!.GetValue<double>():F1}",
                 $"{row["hand_fraction_of_peak"]!.GetValue<double>():P0}", Peer("openblas"), Peer("blis"), Peer("onednn"),
                 row["hand_vs_openblas"] is JsonNode x ? $"{x.GetValue<double>():F2}x" : "n/a");
         }
         o.Write(t);
+        o.WriteLine();
+        var ct = new Table().AddColumn("convolution").AddColumn(new TableColumn("unscheduled").RightAligned()).AddColumn(new TableColumn("hand schedule").RightAligned())
+            .AddColumn(new TableColumn("% of peak").RightAligned()).AddColumn(new TableColumn("onednn conv").RightAligned()).AddColumn(new TableColumn("im2col+openblas").RightAligned())
+            .AddColumn(new TableColumn("hand / onednn conv").RightAligned());
+        foreach (var row in r["conv"]!.AsArray())
+        {
+            string Peer(string k) => PeerCell(row!, k);
+            ct.AddRow(row!["spec"]!.GetValue<string>(), $"{row["unscheduled_gflops"]!.GetValue<double>():F1}", $"{row["hand_gflops"]!.GetValue<double>():F1}",
+                $"{row["hand_fraction_of_peak"]!.GetValue<double>():P0}", Peer("onednn_conv"), Peer("im2col_openblas"),
+                row["hand_vs_onednn_conv"] is JsonNode x ? $"{x.GetValue<double>():F2}x" : "n/a");
+        }
+        o.Write(ct);
+        o.MarkupLine("[grey](hand schedules: " + Markup.Escape(string.Join("; ", r["conv"]!.AsArray().Select(x => $"{x!["spec"]}: {x["hand_schedule"]}"))) + ")[/]");
+        o.MarkupLine($"[grey]({Markup.Escape(r["conv_peers_note"]!.GetValue<string>())})[/]");
         var c = r["compile"]!;
         o.MarkupLineInterpolated($"\ncompile latency over {c["kernels_timed"]} kernels: median [bold]{c["median_ms"]!.GetValue<double>():F2} ms[/], p95 {c["p95_ms"]!.GetValue<double>():F2} ms, max {c["max_ms"]!.GetValue<double>():F2} ms");
         o.MarkupLineInterpolated($"{c["compiles_in_a_row"]} compiles in a row: working set {c["working_set_mb_midway"]!.GetValue<double>():F0} MB midway, {c["working_set_mb_end"]!.GetValue<double>():F0} MB at the end");
         o.MarkupLineInterpolated($"environment (random episodes on mm 64..256): cold [bold]{r["env_cold_steps_per_s"]!.GetValue<double>():F0} steps/s[/] ({r["env_cold_evaluations_per_s"]!.GetValue<double>():F0} compiled and timed per s), warm [bold]{r["env_warm_steps_per_s"]!.GetValue<double>():F0} steps/s[/]");
         o.MarkupLine("(GFLOPS are medians; every figure above was measured in this run, on one pinned core.)");
     }
+
+    /// <summary>A peer's cell: its GFLOPS, "missing" when its library is not installed, WRONG when its result was wrong
+    /// (then it was not timed), n/a otherwise.</summary>
+    static string PeerCell(JsonNode row, string key) =>
+        row["peers"]?[key] is JsonNode g ? $"{g.GetValue<double>():F1}"
+        : row["peer_problems"]?[key]?.GetValue<string>() is not { } problem ? "n/a"
+        : problem.StartsWith("wrong result", StringComparison.Ordinal) ? "[red]WRONG[/]"
+        : problem.StartsWith("library not found", StringComparison.Ordinal) || problem.StartsWith("symbol", StringComparison.Ordinal) ? "missing" : "n/a";
 
     /// <summary>Progress lines on stderr, so that stdout stays clean for --json.</summary>
     sealed class Progress(Io io)

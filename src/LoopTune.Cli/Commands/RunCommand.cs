@@ -15,7 +15,7 @@ static class RunCommand
         var spec = new Argument<string>("spec") { Description = "The computation: \"mm M N K\", \"conv C H W F R S\", or a contraction such as \"C[m,n] += A[m,k] * B[k,n] m=128 n=64 k=32\"." };
         var actions = new Option<string?>("--actions", "-a") { Description = "Comma-separated actions applied in order to the initial nest, e.g. split_4,down,vectorize." };
         var quick = new Option<bool>("--quick") { Description = "Shorter timing (less precise)." };
-        var noPeers = new Option<bool>("--no-peers") { Description = "Do not time OpenBLAS, BLIS and oneDNN." };
+        var noPeers = new Option<bool>("--no-peers") { Description = "Do not time the peer libraries (OpenBLAS, BLIS, oneDNN; oneDNN's convolution and im2col + OpenBLAS for a convolution)." };
         var json = Options.Json();
         var command = new Command("run", "Schedule a computation, compile it, verify it and measure it against the peak and the peers.")
         {
@@ -53,6 +53,7 @@ static class RunCommand
         ["peak_gflops"] = e.PeakGflops,
         ["fraction_of_peak"] = e.FractionOfPeak,
         ["peers"] = PeersJson(e.Peers),
+        ["peer_problems"] = PeerProblemsJson(e.Peers),
         ["ratios"] = new JsonObject(e.Peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(e.RatioTo(p.Key) is double r ? JsonValue.Create(r) : null)))),
         ["notes"] = new JsonArray([.. e.Kernel.Notes.Select(n => JsonValue.Create(n))]),
     };
@@ -60,6 +61,10 @@ static class RunCommand
     /// <summary>{"openblas": GFLOPS or null, "blis": ..., "onednn": ...}</summary>
     internal static JsonObject PeersJson(IEnumerable<PeerResult> peers) =>
         new(peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(p.Gflops is double g ? JsonValue.Create(g) : null))));
+
+    /// <summary>{"openblas": null when measured, else why not ("wrong result: ...", "library not found: ...")}</summary>
+    internal static JsonObject PeerProblemsJson(IEnumerable<PeerResult> peers) =>
+        new(peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(p.Gflops is null ? JsonValue.Create(p.Problem ?? "not measured") : null))));
 
     static void Print(IAnsiConsole o, Evaluation e)
     {
@@ -89,7 +94,9 @@ static class RunCommand
     {
         var t = new Table().AddColumn("peer").AddColumn(new TableColumn("GFLOPS").RightAligned()).AddColumn(new TableColumn("ours / peer").RightAligned());
         foreach (var p in peers)
-            t.AddRow(p.Key, p.Gflops is double g ? $"{g:F1}" : $"[grey]n/a: {Markup.Escape(p.Problem ?? "")}[/]", p.Gflops is double h ? $"{gflops / h:F2}x" : "");
+            t.AddRow(p.Key, p.Gflops is double g ? $"{g:F1}"
+                : p.Problem is { } bad && bad.StartsWith("wrong result", StringComparison.Ordinal) ? $"[red]WRONG, not timed[/]: {Markup.Escape(bad)}"
+                : $"[grey]n/a: {Markup.Escape(p.Problem ?? "")}[/]", p.Gflops is double h ? $"{gflops / h:F2}x" : "");
         return t;
     }
 }

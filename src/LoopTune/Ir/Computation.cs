@@ -2,6 +2,26 @@ using System.Collections.Immutable;
 
 namespace LoopTune.Ir;
 
+/// <summary>A single-image convolution, valid padding, stride 1: input C x H x W, F filters of C x R x S, output
+/// F x (H-R+1) x (W-S+1); all row-major.</summary>
+public readonly record struct ConvShape(int C, int H, int W, int F, int R, int S)
+{
+    /// <summary>Output height.</summary>
+    public int OH => H - R + 1;
+
+    /// <summary>Output width.</summary>
+    public int OW => W - S + 1;
+
+    /// <summary>Floating-point operations: 2 per multiply-add.</summary>
+    public double Flops => 2.0 * F * OH * OW * C * R * S;
+
+    /// <summary>The canonical computation, <c>conv C H W F R S</c>.</summary>
+    public Computation ToComputation() => Computation.Conv(C, H, W, F, R, S);
+
+    /// <inheritdoc/>
+    public override string ToString() => $"conv {C} {H} {W} {F} {R} {S}";
+}
+
 /// <summary>One term of an affine index: <c>Coefficient * variable</c>.</summary>
 public readonly record struct Term(int Var, int Coefficient);
 
@@ -79,6 +99,31 @@ public sealed class Computation : IEquatable<Computation>
             t.Index.Length == vars.Length && t.Index.Select((d, i) => d.Length == 1 && d[0].Coefficient == 1 && d[0].Var == vars[i]).All(x => x);
         return Vars.Length == 3 && Plain(Output, 0, 1) && Plain(Left, 0, 2) && Plain(Right, 2, 1) ? (Sizes[0], Sizes[1], Sizes[2]) : null;
     }
+
+    /// <summary>The image and filter sizes when this is a single-image convolution, valid padding, stride 1:
+    /// <c>O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s]</c> (the form <c>conv C H W F R S</c> builds; any variable names, the
+    /// two inputs in either order), else null.</summary>
+    public ConvShape? AsConv()
+    {
+        if (Vars.Length != 6 || Output.Index.Length != 3) return null;
+        static bool Single(ImmutableArray<Term> d, int v) => d.Length == 1 && d[0].Coefficient == 1 && d[0].Var == v;
+        static bool Pair(ImmutableArray<Term> d, int a, int b) =>
+            d.Length == 2 && d.All(t => t.Coefficient == 1) && d.Select(t => t.Var).Order().SequenceEqual(new[] { a, b }.Order());
+        int f = Output.Index[0][0].Var, h = Output.Index[1][0].Var, w = Output.Index[2][0].Var;
+        foreach (var (image, filter) in new[] { (Left, Right), (Right, Left) })
+        {
+            if (image.Index.Length != 3 || filter.Index.Length != 4 || image.Index[0].Length != 1) continue;
+            int c = image.Index[0][0].Var;
+            if (!Single(image.Index[0], c) || !IsReduction[c] || !Single(filter.Index[0], f) || !Single(filter.Index[1], c)) continue;
+            if (filter.Index[2].Length != 1 || filter.Index[3].Length != 1) continue;
+            int r = filter.Index[2][0].Var, s = filter.Index[3][0].Var;
+            if (!Single(filter.Index[2], r) || !Single(filter.Index[3], s) || new[] { c, r, s }.Distinct().Count() != 3 || !IsReduction[r] || !IsReduction[s]) continue;
+            if (!Pair(image.Index[1], h, r) || !Pair(image.Index[2], w, s)) continue;
+            return new ConvShape(Sizes[c], Sizes[h] + Sizes[r] - 1, Sizes[w] + Sizes[s] - 1, Sizes[f], Sizes[r], Sizes[s]);
+        }
+        return null;
+    }
+
     public bool Equals(Computation? other) => other is not null && other.Text == Text;
     public override bool Equals(object? obj) => Equals(obj as Computation);
     public override int GetHashCode() => Text.GetHashCode(StringComparison.Ordinal);

@@ -1,3 +1,5 @@
+using LoopTune.Ir;
+
 namespace LoopTune.Jit;
 
 /// <summary>The outcome of checking a kernel against <see cref="Reference"/>.</summary>
@@ -24,16 +26,8 @@ public static class Verifier
         fixed (float* o = buffers[0], l = buffers[1], r = buffers[2])
             kernel.Run(o + Guard, l + Guard, r + Guard);
 
-        double tolerance = Reference.Tolerance(c), worst = 0;
-        string? problem = null;
-        var got = Inner(buffers[0]);
-        for (int i = 0; i < got.Length; i++)
-        {
-            double error = Math.Abs(got[i] - exact[i]) / Math.Max(magnitude[i], 1e-30);
-            if (!(error <= tolerance) && problem is null)
-                problem = $"{c.Output.Name} element {i}: got {got[i]}, expected {exact[i]:G9} (relative error {error:E2} > {tolerance:E2})";
-            worst = double.IsNaN(error) ? double.PositiveInfinity : Math.Max(worst, error);
-        }
+        double tolerance = Reference.Tolerance(c);
+        string? problem = Compare(c, Inner(buffers[0]), exact, magnitude, out double worst);
         for (int t = 0; t < 3 && problem is null; t++)
         {
             var b = buffers[t];
@@ -43,6 +37,24 @@ public static class Verifier
         for (int t = 1; t < 3 && problem is null; t++)
             if (!buffers[t].AsSpan().SequenceEqual(inputs[t - 1])) problem = $"input {c.Tensors[t].Name} was modified";
         return new Verification(problem is null, worst, tolerance, problem);
+    }
+
+    /// <summary>Compares <paramref name="got"/> with the exact result element by element within <see cref="Reference.Tolerance"/>:
+    /// the first element out of tolerance in words (null when all pass), and the largest relative error.</summary>
+    public static string? Compare(Computation c, ReadOnlySpan<float> got, double[] exact, double[] magnitude, out double worst)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        double tolerance = Reference.Tolerance(c);
+        string? problem = null;
+        worst = 0;
+        for (int i = 0; i < got.Length; i++)
+        {
+            double error = Math.Abs(got[i] - exact[i]) / Math.Max(magnitude[i], 1e-30);
+            if (!(error <= tolerance) && problem is null)
+                problem = $"{c.Output.Name} element {i}: got {got[i]}, expected {exact[i]:G9} (relative error {error:E2} > {tolerance:E2})";
+            worst = double.IsNaN(error) ? double.PositiveInfinity : Math.Max(worst, error);
+        }
+        return problem;
     }
 
     static float[] Guarded(long length, Random rng)

@@ -23,20 +23,40 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
         var verification = Verifier.Verify(kernel);
         var measurement = KernelTiming.Measure(kernel, options);
         return new Evaluation(nest, kernel, verification, measurement, peakGflops ?? PeakCache.GetOrMeasure(),
-                              peers ? MeasurePeers(nest.Computation, options) : [.. Measure.Peers.All.Select(p => new PeerResult(p.Key, null, "not measured"))]);
+                              peers ? MeasurePeers(nest.Computation, options) : NotMeasured(nest.Computation));
     }
 
-    /// <summary>Each known peer's GFLOPS on <paramref name="c"/>: null with a reason when the library is missing or the
-    /// computation is not a matrix product (the peers are GEMMs).</summary>
-    public static IReadOnlyList<PeerResult> MeasurePeers(Computation c, MeasureOptions options) =>
-        [.. Measure.Peers.All.Select(p => MeasurePeer(p, c, options))];
+    /// <summary>The peers that apply to <paramref name="c"/>, each "not measured".</summary>
+    public static IReadOnlyList<PeerResult> NotMeasured(Computation c) => [.. Measure.Peers.KeysFor(c).Select(k => new PeerResult(k, null, "not measured"))];
 
-    /// <summary>One peer's GFLOPS on <paramref name="c"/>, timed on a pinned thread, or null with the reason it has none.</summary>
+    /// <summary>What the peers of <paramref name="c"/> do: a convolution gets the convolution peers (oneDNN's primitive,
+    /// im2col + OpenBLAS); anything else the GEMM peers, which time a matrix product and give a one-line reason for any
+    /// other contraction. Null GFLOPS with a reason when a library is missing or its result is wrong.</summary>
+    public static IReadOnlyList<PeerResult> MeasurePeers(Computation c, MeasureOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        if (c.AsConv() is not { } conv) return [.. Measure.Peers.All.Select(p => MeasurePeer(p, c, options))];
+        using var pin = ThreadPinning.Pin();
+        return [.. Measure.Peers.Convolution.Select(p => Measure.Peers.MeasureConv(p, conv, options))];
+    }
+
+    /// <summary>One GEMM peer's GFLOPS on <paramref name="c"/>, timed on a pinned thread, or null with the reason it has none.</summary>
     public static PeerResult MeasurePeer(Peer peer, Computation c, MeasureOptions options)
     {
+        ArgumentNullException.ThrowIfNull(peer);
+        ArgumentNullException.ThrowIfNull(c);
         if (!peer.Available) return new PeerResult(peer.Key, null, peer.Problem);
-        if (c.AsMatmul() is not { } mm) return new PeerResult(peer.Key, null, "not a matrix product");
+        if (c.AsMatmul() is not { } mm) return new PeerResult(peer.Key, null, NoGemmReason(c));
         using var pin = ThreadPinning.Pin();
         return new PeerResult(peer.Key, Measure.Peers.Measure(peer, mm.M, mm.N, mm.K, options).Gflops, null);
+    }
+
+    /// <summary>Why a GEMM peer does not apply to <paramref name="c"/>, in one line.</summary>
+    public static string NoGemmReason(Computation c)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        return c.AsConv() is not null
+            ? "a convolution: see the convolution peers"
+            : "no peer: not a plain matrix product C[m,n] += A[m,k] * B[k,n] nor a convolution O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s]";
     }
 }

@@ -157,19 +157,19 @@ public sealed unsafe class Peer
 
     private static Peer Missing(string key, string library, string symbol) => new(key, library, $"symbol {symbol} missing in {library}");
 
-    private static nint Export(nint handle, string name) => NativeLibrary.TryGetExport(handle, name, out nint f) ? f : 0;
+    internal static nint Export(nint handle, string name) => NativeLibrary.TryGetExport(handle, name, out nint f) ? f : 0;
 
     private static string? CString(nint handle, string function) =>
         Export(handle, function) is not 0 and var f ? Marshal.PtrToStringUTF8((nint)((delegate* unmanaged<byte*>)f)()) : null;
 
-    private static (string? Version, uint CpuRuntime) DnnlVersion(nint handle)
+    internal static (string? Version, uint CpuRuntime) DnnlVersion(nint handle)
     {
         if (Export(handle, "dnnl_version") is not (not 0 and var f)) return (null, 0);
         var v = *((delegate* unmanaged<DnnlVersionT*>)f)();
         return ($"oneDNN {v.Major}.{v.Minor}.{v.Patch}", v.CpuRuntime);
     }
 
-    private static nint OmpSetNumThreads()
+    internal static nint OmpSetNumThreads()
     {
         foreach (string lib in new[] { "libgomp.so.1", "libomp.so.5", "libiomp5.so" })
             if (NativeLibrary.TryLoad(lib, out nint h) && Export(h, "omp_set_num_threads") is not 0 and var f) return f;

@@ -85,6 +85,45 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void RunListsTheConvolutionPeersWithGflopsOrAReason()
+    {
+        var (code, output, err) = Run("run", "conv 8 10 10 8 3 3", "--json", "--quick");
+        Assert.True(code == 0, err);
+        var json = JsonNode.Parse(output)!;
+        var peers = json["peers"]!.AsObject();
+        var problems = json["peer_problems"]!.AsObject();
+        Assert.Equal(["onednn_conv", "im2col_openblas"], peers.Select(p => p.Key));
+        foreach (var peer in LoopTune.Measure.Peers.Convolution)
+        {
+            if (peer.Available)
+            {
+                Assert.True(peers[peer.Key]?.GetValue<double>() > 0, $"{peer.Key}: {problems[peer.Key]}");
+                Assert.Null(problems[peer.Key]);
+            }
+            else
+            {
+                Assert.Null(peers[peer.Key]);
+                Assert.False(string.IsNullOrEmpty(problems[peer.Key]!.GetValue<string>()));
+            }
+        }
+    }
+
+    [Fact]
+    public void BenchConvolutionHandSchedulesFitTheirShapesAndVerify()
+    {
+        Assert.Equal(("conv 16 34 34 32 3 3", "h:32 f:8 c:16 r:3 s:3 f:4u w:2u w:16v"), LoopTune.Cli.Commands.BenchCommand.ConvShapes[0]);
+        foreach (var (spec, schedule) in LoopTune.Cli.Commands.BenchCommand.ConvShapes)
+        {
+            var c = LoopTune.Ir.Computation.Parse(spec);
+            Assert.NotNull(c.AsConv());
+            var nest = LoopTune.Cli.Commands.BenchCommand.ConvHandSchedule(c, schedule);
+            Assert.Equal(schedule, nest.ScheduleKey);
+            var verification = LoopTune.Jit.Verifier.Verify(LoopTune.Jit.Kernel.Compile(nest));
+            Assert.True(verification.Passed, $"{spec}: {verification.Problem}");
+        }
+    }
+
+    [Fact]
     public void RunPrintsTheTreeAndTheCheck()
     {
         var (code, output, err) = Run("run", "conv 2 6 7 3 3 2", "--actions", "down,down,swap_down,swap_down,swap_down,vectorize", "--quick", "--no-peers");
