@@ -139,7 +139,7 @@ public sealed class Ppo : ITrainer
     /// <summary>The epochs of minibatch updates; returns the last epoch's means.</summary>
     (double Pg, double Vl, double Entropy, double Kl, double ClipFraction, double GradNorm) Learn(List<(Step S, float Advantage, float Return)> batch)
     {
-        int n = batch.Count, size = Math.Max(1, n / c.Minibatches), actionsN = net.Shape.Actions, obs = net.Shape.Observations;
+        int n = batch.Count, minibatches = Math.Clamp(c.Minibatches, 1, n), actionsN = net.Shape.Actions, obs = net.Shape.Observations;
         var order = Enumerable.Range(0, n).ToArray();
         double pgSum = 0, vlSum = 0, entSum = 0, klSum = 0, clipSum = 0, normSum = 0;
         int count = 0;
@@ -151,8 +151,10 @@ public sealed class Ppo : ITrainer
                 (order[i], order[j]) = (order[j], order[i]);
             }
             if (epoch == c.Epochs - 1) (pgSum, vlSum, entSum, klSum, clipSum, normSum, count) = (0, 0, 0, 0, 0, 0, 0);
-            for (int start = 0; start + size <= n; start += size)
+            for (int m = 0; m < minibatches; m++)
             {
+                // minibatch m is order[n m / M .. n (m + 1) / M): every step is used once per epoch, even when M does not divide n
+                int start = n * m / minibatches, size = n * (m + 1) / minibatches - start;
                 var mb = order.AsSpan(start, size).ToArray();
                 var x = Batch.Stack(mb, i => batch[i].S.Observation, obs);
                 var mask = new bool[size * actionsN];

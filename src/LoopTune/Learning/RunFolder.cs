@@ -30,8 +30,9 @@ public static class RunFolder
     {
         var latest = Path.Combine(run, Checkpoints, Latest);
         if (!File.Exists(latest)) return null;
-        var dir = Path.Combine(run, Checkpoints, File.ReadAllText(latest).Trim());
-        return Directory.Exists(dir) ? dir : null;
+        var name = File.ReadAllText(latest).Trim();
+        var dir = Path.Combine(run, Checkpoints, name);
+        return name.StartsWith("ckpt-", StringComparison.Ordinal) && Directory.Exists(dir) ? dir : null;
     }
 
     /// <summary>Writes the trainer's checkpoint (and its policy) and makes it the latest; returns its folder.</summary>
@@ -59,7 +60,8 @@ public static class RunFolder
         Policy.Save(Path.Combine(temp, Policy.FileName), trainer.Policy, episodeLength, info, space);
         Directory.Move(temp, final);
         WriteAtomic(Path.Combine(root, Latest), name);
-        foreach (var old in Directory.GetDirectories(root, "ckpt-*").Order(StringComparer.Ordinal).SkipLast(Keep))
+        foreach (var old in Directory.GetDirectories(root, "ckpt-*").Where(d => Path.GetFileName(d) != name)
+                     .OrderBy(Age).SkipLast(Keep - 1))
             Directory.Delete(old, true);
         return final;
     }
@@ -85,11 +87,24 @@ public static class RunFolder
         return dir;
     }
 
+    /// <summary>The order checkpoints were made in: ckpt-ITERATION[-N], by iteration, then N.</summary>
+    static (long, int) Age(string dir)
+    {
+        var parts = Path.GetFileName(dir).Split('-');
+        long.TryParse(parts.ElementAtOrDefault(1), System.Globalization.CultureInfo.InvariantCulture, out long iteration);
+        int.TryParse(parts.ElementAtOrDefault(2), System.Globalization.CultureInfo.InvariantCulture, out int n);
+        return (iteration, n);
+    }
+
     /// <summary>Writes <paramref name="text"/> to a temporary file beside <paramref name="path"/> and renames it over it.</summary>
     public static void WriteAtomic(string path, string text)
     {
         var temp = $"{path}.tmp-{Environment.ProcessId}";
-        File.WriteAllText(temp, text);
+        using (var f = new FileStream(temp, FileMode.Create, FileAccess.Write))
+        {
+            f.Write(System.Text.Encoding.UTF8.GetBytes(text));
+            f.Flush(flushToDisk: true);
+        }
         File.Move(temp, path, true);
     }
 }
