@@ -56,6 +56,13 @@ static class TrainCommand
                 io.Stderr.WriteLine("stopping after this iteration (a checkpoint will be saved)...");
             };
             Console.CancelKeyPress += stop;
+            // SIGTERM (kill, SLURM's scancel) stops the run the same way: after this iteration, with a checkpoint
+            using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx =>
+            {
+                ctx.Cancel = true;
+                cancel.Cancel();
+                io.Stderr.WriteLine("SIGTERM: stopping after this iteration (a checkpoint will be saved)...");
+            });
             try
             {
                 var observer = new Observer(io);

@@ -8,34 +8,13 @@ namespace LoopTune.Measure;
 /// (<see cref="Prepare"/>: layout choice, reorders, scratch buffers, all outside any timing), then
 /// <see cref="ConvRun.Run"/> is the part that is timed. A missing library or symbol makes the peer unavailable
 /// (<see cref="Problem"/> says why), never an exception at load time.</summary>
-public abstract class ConvPeer
+public abstract class ConvPeer : PeerLibrary
 {
-    protected internal ConvPeer(string key, string library, string? problem, string? version, string threading) =>
-        (Key, Library, Problem, Version, Threading) = (key, library, problem, version, threading);
-
-    /// <summary>Short name: "onednn_conv" or "im2col_openblas".</summary>
-    public string Key { get; }
-
-    /// <summary>The library file loaded, or the files tried when none could be.</summary>
-    public string Library { get; }
-
-    /// <summary>Whether <see cref="Prepare"/> can be called.</summary>
-    public bool Available => Problem is null;
-
-    /// <summary>Why the peer is unavailable; null when available.</summary>
-    public string? Problem { get; }
-
-    /// <summary>The library's version, when it says.</summary>
-    public string? Version { get; }
-
-    /// <summary>How the peer is kept to one thread.</summary>
-    public string Threading { get; }
+    protected internal ConvPeer(string key, string library, string? problem, string? version, string threading)
+        : base(key, library, problem, version, threading) { }
 
     /// <summary>What the timed region holds, in words.</summary>
     public abstract string Timed { get; }
-
-    /// <inheritdoc/>
-    public override string ToString() => Available ? $"{Key} ({Library})" : $"{Key}: {Problem}";
 
     /// <summary>Prepares the convolution of <paramref name="shape"/> reading <paramref name="input"/> and
     /// <paramref name="weights"/> and writing <paramref name="output"/> (plain layouts; the buffers must outlive the

@@ -6,7 +6,7 @@ namespace LoopTune.Measure;
 /// <see cref="NativeLibrary.TryLoad(string, out IntPtr)"/> and called through a function pointer on the
 /// calling thread only: OpenBLAS, BLIS or oneDNN. A missing library or symbol makes the peer
 /// unavailable (<see cref="Problem"/> says why), never an exception at load time.</summary>
-public sealed unsafe class Peer
+public sealed unsafe class Peer : PeerLibrary
 {
     private const int CblasRowMajor = 101, CblasNoTrans = 111, BlisNoTranspose = 0, OpenBlasOpenMp = 2;
     private const uint DnnlRuntimeSeq = 1, DnnlRuntimeOmp = 2;
@@ -15,37 +15,17 @@ public sealed unsafe class Peer
     private readonly nint oneThreadInt;
     private readonly nint oneThreadLong;
 
-    private Peer(string key, string library, string problem) => (Key, Library, Problem, Threading) = (key, library, problem, "");
+    private Peer(string key, string library, string problem) : base(key, library, problem, null, "") { }
 
     private Peer(string key, string library, Abi abi, nint gemm, string? version, string threading,
-                 nint oneThreadInt = 0, nint oneThreadLong = 0)
+                 nint oneThreadInt = 0, nint oneThreadLong = 0) : base(key, library, null, version, threading)
     {
-        (Key, Library, Version, Threading, this.abi, this.gemm) = (key, library, version, threading, abi, gemm);
+        (this.abi, this.gemm) = (abi, gemm);
         (this.oneThreadInt, this.oneThreadLong) = (oneThreadInt, oneThreadLong);
     }
 
     private enum Abi { Cblas, Blis, Dnnl }
 
-    /// <summary>Short name: "openblas", "blis" or "onednn".</summary>
-    public string Key { get; }
-
-    /// <summary>The library file loaded, or the files tried when none could be.</summary>
-    public string Library { get; }
-
-    /// <summary>Whether <see cref="Sgemm"/> can be called.</summary>
-    public bool Available => Problem is null;
-
-    /// <summary>Why the peer is unavailable (library not found, symbol missing); null when available.</summary>
-    public string? Problem { get; }
-
-    /// <summary>The library's own description of its version or build, when it exports one.</summary>
-    public string? Version { get; }
-
-    /// <summary>How the peer is kept to one thread.</summary>
-    public string Threading { get; }
-
-    /// <inheritdoc/>
-    public override string ToString() => Available ? $"{Key} ({Library})" : $"{Key}: {Problem}";
 
     /// <summary>Row-major <c>C[m,n] += A[m,k] * B[k,n]</c> (alpha 1, beta 1, lda = k, ldb = n, ldc = n),
     /// on the calling thread only.</summary>
@@ -184,4 +164,33 @@ public sealed unsafe class Peer
         public readonly nint Hash;
         public readonly uint CpuRuntime, GpuRuntime;
     }
+}
+
+/// <summary>What every peer library reports about itself: its key, the file loaded, whether it can be used (and why
+/// not), its version and how it is kept to one thread.</summary>
+public abstract class PeerLibrary
+{
+    protected internal PeerLibrary(string key, string library, string? problem, string? version, string threading) =>
+        (Key, Library, Problem, Version, Threading) = (key, library, problem, version, threading);
+
+    /// <summary>Short name, such as "openblas" or "onednn_conv".</summary>
+    public string Key { get; }
+
+    /// <summary>The library file loaded, or the files tried when none could be.</summary>
+    public string Library { get; }
+
+    /// <summary>Whether the peer can be called.</summary>
+    public bool Available => Problem is null;
+
+    /// <summary>Why the peer is unavailable (library not found, symbol missing); null when available.</summary>
+    public string? Problem { get; }
+
+    /// <summary>The library's own description of its version or build, when it exports one.</summary>
+    public string? Version { get; }
+
+    /// <summary>How the peer is kept to one thread.</summary>
+    public string Threading { get; }
+
+    /// <inheritdoc/>
+    public override string ToString() => Available ? $"{Key} ({Library})" : $"{Key}: {Problem}";
 }
