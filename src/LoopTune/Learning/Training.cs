@@ -81,7 +81,7 @@ public static class Training
         var config = Configure(request); // a bad --set is an error before the run folder is made
         if (!r.Resume) CreateRun(folder, request);
 
-        try { return Train(r, request, config, folder, dataset, cores, init, observer, cancel); }
+        try { return Train(r, request, config, space, folder, dataset, cores, init, observer, cancel); }
         catch (Exception) when (!r.Resume && RunFolder.LatestCheckpoint(folder) is null)
         {
             // nothing worth keeping was written: leave no half-made run folder behind
@@ -90,7 +90,7 @@ public static class Training
         }
     }
 
-    static (string Folder, EvalResult? Eval) Train(TrainRequest r, TrainRequest request, object config, string folder, Dataset dataset, int[] cores, Policy? init,
+    static (string Folder, EvalResult? Eval) Train(TrainRequest r, TrainRequest request, object config, ActionSpace space, string folder, Dataset dataset, int[] cores, Policy? init,
         ITrainingObserver observer, CancellationToken cancel)
     {
         double peak = PeakCache.GetOrMeasure();
@@ -98,7 +98,6 @@ public static class Training
         using var pool = new WorkerPool(cores);
         var evaluators = new KernelEvaluator[pool.Count];
         pool.Run(w => evaluators[w] = Evaluators.Default(request.Db));
-        var space = ActionSpace.Get(request.Actions);
         IRlEnv MakeEnv(int w, int _) => space == ActionSpace.Loop
             ? new LoopMoveTask(new Shared(evaluators[w]), peak, dataset.Train, request.Steps)
             : new LoopTuneTask(new Shared(evaluators[w]), peak, dataset.Train, request.Steps);
