@@ -111,7 +111,7 @@ static class CompareSearchesCommand
     {
         File.WriteAllText(Path.Combine(folder, Csv), c.ToCsv());
         File.WriteAllText(Path.Combine(folder, Markdown), ComparisonMarkdown.Write(c, setup));
-        ComparisonCharts.Write(c, folder, setup.Dataset);
+        ComparisonCharts.Write(c, folder, setup.Dataset, PeakCache.GetOrMeasure());
     }
 
     /// <summary>Runs the comparison with a Spectre progress bar on stderr when stderr is a terminal, else with one plain line

@@ -8,15 +8,27 @@ static class ComparisonCharts
 {
     public const string GflopsByBenchmark = "gflops_by_benchmark.png", TimeVsQuality = "time_vs_quality.png";
 
-    /// <summary>Writes both charts into <paramref name="folder"/>.</summary>
-    public static void Write(Comparison c, string folder, string title)
+    /// <summary>Writes both charts into <paramref name="folder"/>; <paramref name="peakGflops"/> (the core's peak, when
+    /// known) is drawn as a reference line next to OpenBLAS, so a reader sees how far each method is from both.</summary>
+    public static void Write(Comparison c, string folder, string title, double? peakGflops = null)
     {
-        Bars(c, title).SavePng(Path.Combine(folder, GflopsByBenchmark), Math.Max(1000, 120 + c.Benchmarks.Length * (c.Methods.Length + 3) * 14), 650);
-        Scatter(c, title).SavePng(Path.Combine(folder, TimeVsQuality), 900, 600);
+        Bars(c, title, peakGflops).SavePng(Path.Combine(folder, GflopsByBenchmark), Math.Max(1000, 120 + c.Benchmarks.Length * (c.Methods.Length + 3) * 14), 650);
+        Scatter(c, title, peakGflops).SavePng(Path.Combine(folder, TimeVsQuality), 900, 600);
+    }
+
+    /// <summary>The peak as a dotted line with its label at <paramref name="x"/>.</summary>
+    static void PeakLine(Plot plot, double? peak, double x)
+    {
+        if (peak is not double p) return;
+        plot.Add.HorizontalLine(p, 1.5f, Colors.DarkRed, LinePattern.Dotted);
+        var label = plot.Add.Text($"peak of one core {p:F1}", x, p);
+        label.LabelFontSize = 13;
+        label.LabelFontColor = Colors.DarkRed;
+        label.LabelAlignment = Alignment.LowerLeft;
     }
 
     /// <summary>Grouped bars: for each benchmark, the unscheduled nest, each method's best schedule, and OpenBLAS.</summary>
-    static Plot Bars(Comparison c, string title)
+    static Plot Bars(Comparison c, string title, double? peak)
     {
         var plot = NewPlot();
         var series = new List<(string Name, Func<string, double?> Gflops)> { (Comparison.Unscheduled, b => Row(c, b, c.Methods[0]).BaseGflops) };
@@ -35,6 +47,7 @@ static class ComparisonCharts
             plottable.LegendText = series[s].Name;
         }
         for (int b = 0; b < c.Benchmarks.Length; b++) ticks.Add(new Tick(b * group + (series.Count - 1) / 2.0, c.Benchmarks[b]));
+        PeakLine(plot, peak, -0.5);
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual([.. ticks]);
         plot.Axes.Margins(bottom: 0);
         plot.Grid.XAxisStyle.MajorLineStyle.Width = 0;
@@ -46,9 +59,9 @@ static class ComparisonCharts
         return plot;
     }
 
-    /// <summary>Each method as a point: mean search seconds against geometric-mean GFLOPS, with the unscheduled nest and
-    /// OpenBLAS as horizontal lines.</summary>
-    static Plot Scatter(Comparison c, string title)
+    /// <summary>Each method as a point: mean search seconds against geometric-mean GFLOPS, with the unscheduled nest,
+    /// OpenBLAS and the peak as horizontal lines.</summary>
+    static Plot Scatter(Comparison c, string title, double? peak)
     {
         var plot = NewPlot();
         int i = 0;
@@ -68,7 +81,8 @@ static class ComparisonCharts
             label.LabelAlignment = Alignment.LowerLeft;
         }
         double maxSeconds = c.Summaries.Max(s => s.MaxSeconds ?? 0);
-        double maxGflops = c.Summaries.Max(s => s.GeomeanGflops);
+        double maxGflops = Math.Max(c.Summaries.Max(s => s.GeomeanGflops), peak ?? 0);
+        PeakLine(plot, peak, 0);
         plot.Axes.SetLimits(0, Math.Max(1, c.Summaries.Max(s => s.MeanSeconds ?? 0)) * 1.25, 0, maxGflops * 1.15);
         plot.XLabel("mean search time per benchmark (s)");
         plot.YLabel("geometric-mean GFLOPS (re-timed)");
