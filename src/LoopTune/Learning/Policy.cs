@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using LoopTune.Env;
@@ -135,9 +134,8 @@ public sealed class Policy
         ObservationEncoder.Encode(new Observation(nest, default, history), step, EpisodeLength);
 }
 
-/// <summary>What a policy's rollout did: the path and states, the best state measured, and where the time went.</summary>
-public sealed record RolloutResult(IReadOnlyList<LoopAction> Actions, Nest Final, Nest Best, double StartGflops, double BestGflops,
-    double PolicySeconds, double MeasureSeconds, int Measured);
+/// <summary>What a policy's rollout did: the path and the final state, the best state measured, and how many kernels it timed.</summary>
+public sealed record RolloutResult(IReadOnlyList<LoopAction> Actions, Nest Final, Nest Best, double StartGflops, double BestGflops, int Measured);
 
 /// <summary>Greedy masked rollouts of a policy, timing each new kernel on the way (the best state is the answer).</summary>
 public static class Rollout
@@ -146,35 +144,25 @@ public static class Rollout
     /// <paramref name="computation"/>, measuring every state whose kernel changed.</summary>
     public static RolloutResult Greedy(Policy policy, Computation computation, IEvaluator evaluator, int? steps = null)
     {
-        var timed = new Stopwatch();
-        var think = new Stopwatch();
         var nest = Nest.Initial(computation);
         var history = new List<LoopAction>();
         int measured = 1;
-        timed.Start();
         double start = evaluator.Evaluate(nest).Gflops, bestGflops = start;
-        timed.Stop();
         var best = nest;
-        int n = steps ?? policy.EpisodeLength;
-        for (int s = 0; s < n; s++)
+        for (int s = 0; s < (steps ?? policy.EpisodeLength); s++)
         {
-            think.Start();
             var ranked = policy.Rank(nest, history, s);
             if (ranked.Length == 0) break;
             var (actions, next) = policy.Space.Apply(nest, ranked[0]);
-            think.Stop();
             history.AddRange(actions);
             if (next.ScheduleKey != nest.ScheduleKey)
             {
-                timed.Start();
                 double g = evaluator.Evaluate(next).Gflops;
-                timed.Stop();
                 measured++;
                 if (g > bestGflops) (bestGflops, best) = (g, next);
             }
             nest = next;
         }
-        think.Stop();
-        return new RolloutResult(history, nest, best, start, bestGflops, think.Elapsed.TotalSeconds, timed.Elapsed.TotalSeconds, measured);
+        return new RolloutResult(history, nest, best, start, bestGflops, measured);
     }
 }

@@ -51,13 +51,7 @@ public static class RunFolder
         state["trainer"] = trainer.Name;
         state["config"] = JsonSerializer.SerializeToNode(trainer.Config, trainer.Config.GetType());
         WriteAtomic(Path.Combine(temp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        var info = new Dictionary<string, string>(policyInfo)
-        {
-            ["looptune.trainer"] = trainer.Name,
-            ["looptune.env_steps"] = trainer.EnvSteps.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["looptune.iterations"] = trainer.Iterations.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        };
-        Policy.Save(Path.Combine(temp, Policy.FileName), trainer.Policy, episodeLength, info, space);
+        Policy.Save(Path.Combine(temp, Policy.FileName), trainer.Policy, episodeLength, PolicyInfo(trainer, policyInfo), space);
         Directory.Move(temp, final);
         WriteAtomic(Path.Combine(root, Latest), name);
         foreach (var old in Directory.GetDirectories(root, "ckpt-*").Where(d => Path.GetFileName(d) != name)
@@ -95,6 +89,14 @@ public static class RunFolder
         int.TryParse(parts.ElementAtOrDefault(2), System.Globalization.CultureInfo.InvariantCulture, out int n);
         return (iteration, n);
     }
+
+    /// <summary>The metadata of a policy the trainer saves: <paramref name="info"/> plus the trainer and its counts.</summary>
+    public static Dictionary<string, string> PolicyInfo(ITrainer trainer, IReadOnlyDictionary<string, string> info) => new(info)
+    {
+        ["looptune.trainer"] = trainer.Name,
+        ["looptune.env_steps"] = trainer.EnvSteps.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["looptune.iterations"] = trainer.Iterations.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
 
     /// <summary>Writes <paramref name="text"/> to a temporary file beside <paramref name="path"/> and renames it over it.</summary>
     public static void WriteAtomic(string path, string text)

@@ -122,6 +122,7 @@ public static class Training
         // checkpoint is never chosen on the benchmarks it is then reported on
         var test = dataset.Test.Skip(Math.Max(0, dataset.Test.Count - request.EvalSize)).ToList();
         EvalResult? eval = null;
+        double best = BestSoFar(folder);
         int startIteration = trainer.Iterations;
         try
         {
@@ -133,7 +134,7 @@ public static class Training
                     eval = Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps, space), test, pool, evaluators, request.EvalTime, peak);
                     foreach (var (k, v) in eval.Values()) values[k] = v;
                     observer.Evaluated(eval);
-                    KeepBest(folder, trainer, eval, request.Steps, space, info);
+                    KeepBest(ref best, folder, trainer, eval, request.Steps, space, info);
                 }
                 log.Log(trainer.EnvSteps, values);
                 double done = Math.Max(r.Iterations is int m ? (trainer.Iterations - startIteration) / (double)Math.Max(1, m - startIteration) : 0,
@@ -151,7 +152,7 @@ public static class Training
                 eval = Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps, space), test, pool, evaluators, request.EvalTime, peak);
                 log.Log(trainer.EnvSteps, eval.Values());
                 observer.Evaluated(eval);
-                KeepBest(folder, trainer, eval, request.Steps, space, info);
+                KeepBest(ref best, folder, trainer, eval, request.Steps, space, info);
             }
             if (eval is not null) RunFolder.WriteAtomic(Path.Combine(folder, "eval.json"), EvalJson(eval, trainer).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         }
@@ -226,25 +227,24 @@ public static class Training
     /// get worse for a while, so the best one evaluated is kept as best.safetensors, its figures in its metadata.</summary>
     public const string BestFile = "best.safetensors";
 
-    static void KeepBest(string folder, ITrainer trainer, EvalResult eval, int steps, ActionSpace space, Dictionary<string, string> info)
+    /// <summary>The evaluation of the run's best.safetensors (0 when there is none yet), read once when a run starts.</summary>
+    static double BestSoFar(string folder)
     {
         var path = Path.Combine(folder, BestFile);
-        double best = 0;
-        if (File.Exists(path))
-        {
-            try { best = double.Parse(Policy.Load(path).Metadata.GetValueOrDefault("looptune.eval_gflops_geomean", "0"), CultureInfo.InvariantCulture); }
-            catch (PolicyError) { best = 0; }
-        }
+        if (!File.Exists(path)) return 0;
+        try { return double.Parse(Policy.Load(path).Metadata.GetValueOrDefault("looptune.eval_gflops_geomean", "0"), CultureInfo.InvariantCulture); }
+        catch (Exception e) when (e is PolicyError or FormatException) { return 0; }
+    }
+
+    /// <summary>Saves the trainer's policy as best.safetensors when <paramref name="eval"/> beats <paramref name="best"/>.</summary>
+    static void KeepBest(ref double best, string folder, ITrainer trainer, EvalResult eval, int steps, ActionSpace space, Dictionary<string, string> info)
+    {
         if (eval.GeomeanGflops <= best) return;
-        var meta = new Dictionary<string, string>(info)
-        {
-            ["looptune.trainer"] = trainer.Name,
-            ["looptune.iterations"] = trainer.Iterations.ToString(CultureInfo.InvariantCulture),
-            ["looptune.env_steps"] = trainer.EnvSteps.ToString(CultureInfo.InvariantCulture),
-            ["looptune.eval_gflops_geomean"] = eval.GeomeanGflops.ToString("R", CultureInfo.InvariantCulture),
-            ["looptune.eval_benchmarks"] = eval.Rows.Count.ToString(CultureInfo.InvariantCulture),
-        };
-        Policy.Save(path, trainer.Policy, steps, meta, space);
+        best = eval.GeomeanGflops;
+        var meta = RunFolder.PolicyInfo(trainer, info);
+        meta["looptune.eval_gflops_geomean"] = eval.GeomeanGflops.ToString("R", CultureInfo.InvariantCulture);
+        meta["looptune.eval_benchmarks"] = eval.Rows.Count.ToString(CultureInfo.InvariantCulture);
+        Policy.Save(Path.Combine(folder, BestFile), trainer.Policy, steps, meta, space);
     }
 
     static JsonObject EvalJson(EvalResult e, ITrainer t) => new()
