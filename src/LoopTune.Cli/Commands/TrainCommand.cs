@@ -107,7 +107,7 @@ static class TrainCommand
         public string? LastCheckpoint { get; private set; }
         public IReadOnlyDictionary<string, double> Last { get; private set; } = new Dictionary<string, double>();
         public (int Iterations, long Steps) Count { get; private set; }
-        public IReadOnlyList<int> Cores { get; private set; } = [];
+        public IReadOnlyList<string> Workers { get; private set; } = [];
         public string Trainer { get; private set; } = "";
 
         public T Run<T>(Func<ITrainingObserver, T> body)
@@ -130,10 +130,10 @@ static class TrainCommand
             return result;
         }
 
-        public void Started(string runFolder, ITrainer trainer, string? resumedFrom, IReadOnlyList<int> cores)
+        public void Started(string runFolder, ITrainer trainer, string? resumedFrom, IReadOnlyList<string> workers)
         {
-            (ResumedFrom, Cores, Trainer, Count, RunFolder) = (resumedFrom, cores, trainer.Name, (trainer.Iterations, trainer.EnvSteps), runFolder);
-            io.Stderr.WriteLine($"{trainer.Name}: run folder {runFolder}; workers on cores {string.Join(", ", cores)}"
+            (ResumedFrom, Workers, Trainer, Count, RunFolder) = (resumedFrom, workers, trainer.Name, (trainer.Iterations, trainer.EnvSteps), runFolder);
+            io.Stderr.WriteLine($"{trainer.Name}: run folder {runFolder}; workers: {string.Join(", ", workers)}"
                 + (resumedFrom is null ? "" : $"; resumed from {resumedFrom} (iteration {trainer.Iterations}, {trainer.EnvSteps} env steps)"));
         }
 
@@ -170,7 +170,7 @@ static class TrainCommand
     static JsonObject Json(string folder, Observer o, EvalResult? eval, IReadOnlyList<string> charts) => new()
     {
         ["run"] = folder, ["trainer"] = o.Trainer, ["iterations"] = o.Count.Iterations, ["env_steps"] = o.Count.Steps,
-        ["cores"] = new JsonArray([.. o.Cores.Select(c => (JsonNode)c)]), ["resumed_from"] = o.ResumedFrom, ["checkpoint"] = o.LastCheckpoint,
+        ["workers"] = new JsonArray([.. o.Workers.Select(c => (JsonNode)c)]), ["resumed_from"] = o.ResumedFrom, ["checkpoint"] = o.LastCheckpoint,
         ["policy"] = o.LastCheckpoint is { } c ? Path.Combine(c, Policy.FileName) : null,
         ["last"] = new JsonObject([.. o.Last.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))]),
         ["eval"] = eval is null ? null : new JsonObject
@@ -186,7 +186,7 @@ static class TrainCommand
         var t = new Table().AddColumn("").AddColumn("");
         t.AddRow("trainer", obs.Trainer);
         t.AddRow("iterations", $"{obs.Count.Iterations} ({obs.Count.Steps} environment steps)");
-        t.AddRow("workers on cores", string.Join(", ", obs.Cores));
+        t.AddRow("workers", string.Join(", ", obs.Workers));
         foreach (var key in new[] { "episode_reward", "gflops", "loss", "epsilon_max", "entropy", "env_steps_per_s" })
             if (obs.Last.TryGetValue(key, out var v)) t.AddRow($"last {key}", v.ToString("G4", CultureInfo.InvariantCulture));
         if (eval is not null)

@@ -68,42 +68,44 @@ public sealed record ApexDqnConfig
 public sealed class ApexDqn : ITrainer
 {
     readonly ApexDqnConfig c;
-    readonly WorkerPool pool;
+    readonly IExperienceSource actors;
     readonly QNetwork online, target;
-    readonly QNetwork[] actorNets;
     readonly Adam adam;
     readonly PrioritizedReplay replay;
-    readonly Actor[][] actors;
     readonly Rng learnerRng;
+    float[]? weightsForActors;
     long updates;
     double updateBudget;
 
     /// <summary>A trainer with <paramref name="pool"/>'s workers, each running <see cref="ApexDqnConfig.ActorsPerWorker"/>
     /// actors on environments from <paramref name="makeEnv"/>(worker, actor), all drawn from <paramref name="seed"/>.</summary>
     public ApexDqn(ApexDqnConfig config, WorkerPool pool, Func<int, int, IRlEnv> makeEnv, int seed)
+        : this(config, Envs(config, pool, makeEnv), pool, seed) { }
+
+    ApexDqn(ApexDqnConfig config, IRlEnv[][] envs, WorkerPool pool, int seed)
+        : this(config, ShapeOf(config, envs[0][0]), shape => new LocalActors(config, shape, pool, envs, seed), seed) { }
+
+    /// <summary>A learner of a <paramref name="shape"/> network fed by the actors <paramref name="actors"/> makes for that
+    /// shape (on this machine or on a cluster's workers).</summary>
+    public ApexDqn(ApexDqnConfig config, NetworkShape shape, Func<NetworkShape, IExperienceSource> actors, int seed)
     {
         c = config;
-        this.pool = pool;
-        int total = pool.Count * c.ActorsPerWorker;
-        actors = new Actor[pool.Count][];
-        for (int w = 0; w < pool.Count; w++)
-            actors[w] = [.. Enumerable.Range(0, c.ActorsPerWorker).Select(k =>
-            {
-                int i = w * c.ActorsPerWorker + k;
-                return new Actor(makeEnv(w, k), c.Epsilon(i, total), Rng.For(seed, 100 + i));
-            })];
-        var env = actors[0][0].Env;
-        var shape = new NetworkShape("dqn", env.ObservationSize, env.ActionCount, c.Hidden, c.Activation, c.LayerNorm);
         var init = Rng.For(seed, 0);
         online = new QNetwork(shape, init.ToRandom());
         target = new QNetwork(shape, init.ToRandom());
         Net.CopyWeights(online, target);
-        actorNets = [.. Enumerable.Range(0, pool.Count).Select(_ => new QNetwork(shape, init.ToRandom()))];
-        foreach (var n in actorNets) Net.CopyWeights(online, n);
+        weightsForActors = Net.Flatten(online);
         adam = new Adam(online.Parameters, new AdamOptions(c.LearningRate, Epsilon: c.AdamEpsilon, MaxGradNorm: c.MaxGradNorm));
         replay = new PrioritizedReplay(c.ReplayCapacity, c.PriorityAlpha);
         learnerRng = Rng.For(seed, 1);
+        this.actors = actors(shape);
     }
+
+    static IRlEnv[][] Envs(ApexDqnConfig c, WorkerPool pool, Func<int, int, IRlEnv> makeEnv) =>
+        [.. Enumerable.Range(0, pool.Count).Select(w => Enumerable.Range(0, c.ActorsPerWorker).Select(k => makeEnv(w, k)).ToArray())];
+
+    /// <summary>The dueling network <paramref name="c"/> asks for, sized for <paramref name="env"/>.</summary>
+    public static NetworkShape ShapeOf(ApexDqnConfig c, IRlEnv env) => new("dqn", env.ObservationSize, env.ActionCount, c.Hidden, c.Activation, c.LayerNorm);
 
     public string Name => "apex_dqn";
     public object Config => c;
@@ -115,18 +117,19 @@ public sealed class ApexDqn : ITrainer
     public IReadOnlyDictionary<string, double> Iterate()
     {
         var clock = Stopwatch.StartNew();
-        var collected = new List<(Transition T, double Priority)>[pool.Count];
-        var stats = new EpisodeStats[pool.Count];
-        pool.Run(w => (collected[w], stats[w]) = Collect(w));
+        var collected = actors.Collect(weightsForActors);
+        weightsForActors = null;
         double collectSeconds = clock.Elapsed.TotalSeconds;
-        int steps = pool.Count * c.ActorsPerWorker * c.RolloutFragment;
+        int steps = collected.Sum(b => b.Steps);
         EnvSteps += steps;
+        var all = new EpisodeStats();
         foreach (var batch in collected)
-            foreach (var (t, p) in batch) replay.Add(t, p);
+        {
+            for (int i = 0; i < batch.Count; i++) replay.Add(batch[i], batch.Priorities[i]);
+            batch.AddEpisodesTo(all);
+        }
 
         var values = new Dictionary<string, double>();
-        var all = new EpisodeStats();
-        foreach (var s in stats) s.CopyTo(all);
         all.AddTo(values);
         if (replay.Count >= Math.Max(c.LearningStarts, c.BatchSize))
         {
@@ -141,40 +144,15 @@ public sealed class ApexDqn : ITrainer
             if (n > 0) (values["loss"], values["q_mean"], values["grad_norm"], values["updates"]) = (loss / n, q / n, norm / n, n);
         }
         Iterations++;
-        if (Iterations % c.WeightSyncPeriod == 0)
-            foreach (var a in actorNets) Net.CopyWeights(online, a);
-        values["epsilon_max"] = actors[0][0].Epsilon;
-        values["epsilon_min"] = actors[^1][^1].Epsilon;
+        if (Iterations % c.WeightSyncPeriod == 0) weightsForActors = Net.Flatten(online);
+        values["epsilon_max"] = c.Epsilon(0, actors.Actors);
+        values["epsilon_min"] = c.Epsilon(actors.Actors - 1, actors.Actors);
         values["replay"] = replay.Count;
+        values["actor_batches"] = collected.Count;
         values["env_steps_per_s"] = steps / Math.Max(collectSeconds, 1e-9);
         values["iteration_seconds"] = clock.Elapsed.TotalSeconds;
         return values;
     }
-
-    /// <summary>Worker <paramref name="w"/>'s share of an iteration: its actors step in turn, each
-    /// <see cref="ApexDqnConfig.RolloutFragment"/> times; the n-step transitions get their TD errors as priorities.</summary>
-    (List<(Transition, double)>, EpisodeStats) Collect(int w)
-    {
-        var net = actorNets[w];
-        var stats = new EpisodeStats();
-        var made = new List<Transition>();
-        for (int s = 0; s < c.RolloutFragment; s++)
-            foreach (var a in actors[w]) a.Step(net, c, made, stats);
-        return ([.. made.Zip(Priorities(net, made), (t, p) => (t, p))], stats);
-    }
-
-    /// <summary>|R + discount max_legal Q(s') - Q(s, a)| + epsilon under an actor's network (Ape-X's initial priorities).</summary>
-    double[] Priorities(QNetwork net, List<Transition> ts)
-    {
-        if (ts.Count == 0) return [];
-        var idx = Enumerable.Range(0, ts.Count).ToArray();
-        var next = net.Forward(Batch.Stack(idx, i => ts[i].NextObservation, net.Shape.Observations));
-        var nextMax = idx.Select(i => ts[i].Discount > 0 ? MaxLegal(next.Row(i), ts[i].NextMask) : 0f).ToArray();
-        var q = net.Forward(Batch.Stack(idx, i => ts[i].Observation, net.Shape.Observations));
-        return [.. idx.Select(i => Math.Abs(ts[i].Return + ts[i].Discount * nextMax[i] - q[i, ts[i].Action]) + c.PriorityEpsilon)];
-    }
-
-    static float MaxLegal(ReadOnlySpan<float> q, ReadOnlySpan<bool> mask) => q[Net.MaskedArgmax(q, mask)];
 
     /// <summary>One learner step on a prioritized batch: double-DQN n-step targets from the target network at the online
     /// network's legal argmax, weighted Huber loss on the actions taken, new priorities. Returns (loss, mean Q, grad norm).</summary>
@@ -222,14 +200,15 @@ public sealed class ApexDqn : ITrainer
 
     public JsonObject State()
     {
-        var state = Checkpointing.Common(Iterations, EnvSteps, adam.Steps, learnerRng, actors.SelectMany(a => a).Select(a => a.Rng));
+        var state = Checkpointing.Common(Iterations, EnvSteps, adam.Steps, learnerRng, actors.Rngs);
         (state["updates"], state["update_budget"]) = (updates, updateBudget);
         return state;
     }
 
     public void InitFrom(IPolicyNetwork policy)
     {
-        foreach (var n in (IPolicyNetwork[])[online, target, .. actorNets]) Net.CopyWeights(policy, n);
+        foreach (var n in (IPolicyNetwork[])[online, target]) Net.CopyWeights(policy, n);
+        weightsForActors = Net.Flatten(online);
     }
 
     public void Restore(IReadOnlyList<NamedTensor> tensors, JsonObject state)
@@ -237,68 +216,11 @@ public sealed class ApexDqn : ITrainer
         SafeTensors.LoadInto(online.Parameters, tensors, "checkpoint");
         SafeTensors.LoadInto(target.Parameters, [.. tensors.Where(t => t.Name.StartsWith("target.", StringComparison.Ordinal)).Select(t => t with { Name = t.Name["target.".Length..] })], "checkpoint (target network)");
         adam.RestoreState(Checkpointing.AdamState(tensors), (long)state["adam_steps"]!);
-        foreach (var a in actorNets) Net.CopyWeights(online, a);
-        var flat = actors.SelectMany(a => a).ToArray();
-        (Iterations, EnvSteps) = Checkpointing.Restore(state, learnerRng, [.. flat.Select(a => a.Rng)]);
+        weightsForActors = Net.Flatten(online);
+        (Iterations, EnvSteps) = Checkpointing.Restore(state, learnerRng, actors.Rngs);
         (updates, updateBudget) = ((long)state["updates"]!, (double)state["update_budget"]!);
-        foreach (var a in flat) a.InFlight = false;
+        actors.Restart();
     }
 
-    public void Dispose()
-    {
-        foreach (var a in actors.SelectMany(a => a)) (a.Env as IDisposable)?.Dispose();
-    }
-
-    /// <summary>One actor: its environment, its epsilon, its random generator, its running episode and n-step window.</summary>
-    sealed class Actor(IRlEnv env, double epsilon, Rng rng)
-    {
-        readonly List<(float[] Obs, int Action, double Reward)> window = [];
-        readonly EpisodeTracker episode = new();
-        TimeStep? now;
-
-        public IRlEnv Env => env;
-        public double Epsilon => epsilon;
-        public Rng Rng => rng;
-
-        /// <summary>Whether an episode is under way; setting false makes the next step start a new one (a restore does).</summary>
-        public bool InFlight
-        {
-            get => now is not null;
-            set { if (!value) now = null; }
-        }
-
-        public void Step(QNetwork net, ApexDqnConfig c, List<Transition> output, EpisodeStats stats)
-        {
-            if (now is not { } s)
-            {
-                s = env.Reset(rng);
-                episode.Reset(s);
-                window.Clear();
-            }
-            int a = rng.NextDouble() < epsilon ? rng.Choose(s.Mask) : Net.MaskedArgmax(net.Forward(Net.Row(s.Observation)).Row(0), s.Mask);
-            var t = env.Step(a);
-            episode.Step(t, stats);
-            window.Add((s.Observation, a, t.Reward));
-            if (window.Count == c.NStep) Emit(t, c, output);
-            if (t.Done)
-            {
-                while (window.Count > 0) Emit(t, c, output);
-                now = null;
-            }
-            else now = t;
-        }
-
-        /// <summary>The transition from the oldest state in the window to <paramref name="t"/>.</summary>
-        void Emit(TimeStep t, ApexDqnConfig c, List<Transition> output)
-        {
-            double r = 0, g = 1;
-            foreach (var (_, _, reward) in window)
-            {
-                r += g * reward;
-                g *= c.Gamma;
-            }
-            output.Add(new Transition(window[0].Obs, window[0].Action, (float)r, t.Observation, t.Mask, t.Done ? 0 : (float)g));
-            window.RemoveAt(0);
-        }
-    }
+    public void Dispose() => actors.Dispose();
 }

@@ -161,4 +161,22 @@ public static class Net
         var (a, b) = (from.Parameters, to.Parameters);
         for (int i = 0; i < a.Count; i++) a[i].Value.CopyTo(b[i].Value, 0);
     }
+
+    /// <summary>Every parameter value of <paramref name="net"/>, one after the other: what the learner sends its actors.</summary>
+    public static float[] Flatten(IPolicyNetwork net)
+    {
+        var flat = new float[net.Parameters.Sum(p => p.Value.Length)];
+        int at = 0;
+        foreach (var p in net.Parameters) { p.Value.CopyTo(flat, at); at += p.Value.Length; }
+        return flat;
+    }
+
+    /// <summary>Puts back what <see cref="Flatten"/> gave into <paramref name="net"/> (same shape).</summary>
+    public static void LoadFlat(IPolicyNetwork net, float[] flat)
+    {
+        int total = net.Parameters.Sum(p => p.Value.Length);
+        if (flat.Length != total) throw new ArgumentException($"{flat.Length} weights for a network of {total} ({net.Shape})", nameof(flat));
+        int at = 0;
+        foreach (var p in net.Parameters) { flat.AsSpan(at, p.Value.Length).CopyTo(p.Value); at += p.Value.Length; }
+    }
 }

@@ -59,6 +59,9 @@ sealed class EpisodeStats
         for (int i = 0; i < returns.Count; i++) to.Add(returns[i], finals[i], bests[i], starts[i]);
     }
 
+    /// <summary>The episodes' (returns, final scores, best scores, first scores).</summary>
+    public (double[], double[], double[], double[]) Columns() => ([.. returns], [.. finals], [.. bests], [.. starts]);
+
     public void AddTo(IDictionary<string, double> values)
     {
         values["episodes"] = returns.Count;

@@ -52,7 +52,7 @@ public sealed record EvalResult(IReadOnlyList<(string Benchmark, double Start, d
 /// <summary>What a training run reports as it goes.</summary>
 public interface ITrainingObserver
 {
-    void Started(string runFolder, ITrainer trainer, string? resumedFrom, IReadOnlyList<int> cores);
+    void Started(string runFolder, ITrainer trainer, string? resumedFrom, IReadOnlyList<string> workers);
     void Iteration(ITrainer trainer, IReadOnlyDictionary<string, double> values, double fractionDone);
     void Checkpoint(string folder);
     void Evaluated(EvalResult result);
@@ -64,8 +64,11 @@ public static class Training
 {
     public static readonly IReadOnlyList<string> Trainers = ["apex_dqn", "ppo"];
 
-    /// <summary>Runs the training <paramref name="r"/> asks for; returns the run folder and the final evaluation.</summary>
-    public static (string Folder, EvalResult? Eval) Run(TrainRequest r, ITrainingObserver observer, CancellationToken cancel = default)
+    /// <summary>Runs the training <paramref name="r"/> asks for; returns the run folder and the final evaluation.
+    /// <paramref name="site"/> says where the actors and evaluations run (default: <see cref="LocalSite"/>, this
+    /// machine's workers).</summary>
+    public static (string Folder, EvalResult? Eval) Run(TrainRequest r, ITrainingObserver observer, CancellationToken cancel = default,
+        Func<TrainRequest, ITrainingSite>? site = null)
     {
         if (!Trainers.Contains(r.Trainer)) throw new LoopTuneException($"unknown trainer '{r.Trainer}'; the trainers are: {string.Join(", ", Trainers)}");
         if (r.Steps < 1) throw new LoopTuneException($"--steps {r.Steps}: an episode needs at least one step");
@@ -76,12 +79,16 @@ public static class Training
         var dataset = Dataset.Load(request.Dataset);
         if (dataset.Train.Count == 0) throw new LoopTuneException($"dataset {dataset.Name} has no training benchmarks");
         var space = ActionSpace.Get(request.Actions);
-        var cores = WorkerPool.ChooseCores(request.Workers);
+        var makeSite = site ?? (q => new LocalSite(q, WorkerPool.ChooseCores(q.Workers)));
         var init = !r.Resume && request.Init is { } ip ? Policy.Load(ip) : null;
         var config = Configure(request); // a bad --set is an error before the run folder is made
         if (!r.Resume) CreateRun(folder, request);
 
-        try { return Train(r, request, config, space, folder, dataset, cores, init, observer, cancel); }
+        try
+        {
+            using var where = makeSite(request);
+            return Train(r, request, config, space, folder, dataset, where, init, observer, cancel);
+        }
         catch (Exception) when (!r.Resume && RunFolder.LatestCheckpoint(folder) is null)
         {
             // nothing worth keeping was written: leave no half-made run folder behind
@@ -90,18 +97,10 @@ public static class Training
         }
     }
 
-    static (string Folder, EvalResult? Eval) Train(TrainRequest r, TrainRequest request, object config, ActionSpace space, string folder, Dataset dataset, int[] cores, Policy? init,
+    static (string Folder, EvalResult? Eval) Train(TrainRequest r, TrainRequest request, object config, ActionSpace space, string folder, Dataset dataset, ITrainingSite site, Policy? init,
         ITrainingObserver observer, CancellationToken cancel)
     {
-        double peak = PeakCache.GetOrMeasure();
-        Kernel.WarmUp();
-        using var pool = new WorkerPool(cores);
-        var evaluators = new KernelEvaluator[pool.Count];
-        pool.Run(w => evaluators[w] = Evaluators.Default(request.Db));
-        IRlEnv MakeEnv(int w, int _) => space == ActionSpace.Loop
-            ? new LoopMoveTask(new Shared(evaluators[w]), peak, dataset.Train, request.Steps)
-            : new LoopTuneTask(new Shared(evaluators[w]), peak, dataset.Train, request.Steps);
-        using var trainer = Create(config, request.Seed, pool, MakeEnv);
+        using var trainer = site.CreateTrainer(config, dataset);
         if (init is not null && init.Space != space)
             throw new LoopTuneException($"--init {init.Source} acts in the '{init.Space.Name}' action space; this run trains in '{space.Name}'");
         if (init is not null)
@@ -113,7 +112,7 @@ public static class Training
         string? resumedFrom = r.Resume ? RunFolder.LoadCheckpoint(folder, trainer) : null;
         using var log = new TrainingLog(folder);
         if (r.Resume) log.TruncateAfter(trainer.EnvSteps);
-        observer.Started(folder, trainer, resumedFrom, cores);
+        observer.Started(folder, trainer, resumedFrom, site.Workers);
 
         var info = new Dictionary<string, string> { ["looptune.dataset"] = dataset.Name, ["looptune.seed"] = request.Seed.ToString(CultureInfo.InvariantCulture) };
         var clock = Stopwatch.StartNew();
@@ -124,69 +123,40 @@ public static class Training
         EvalResult? eval = null;
         double best = BestSoFar(folder);
         int startIteration = trainer.Iterations;
-        try
+        while (!cancel.IsCancellationRequested && (r.Iterations is not int n || trainer.Iterations < n) && (r.Time is not { } t || clock.Elapsed < t))
         {
-            while (!cancel.IsCancellationRequested && (r.Iterations is not int n || trainer.Iterations < n) && (r.Time is not { } t || clock.Elapsed < t))
+            var values = new Dictionary<string, double>(trainer.Iterate());
+            if (request.EvalEvery > 0 && trainer.Iterations % request.EvalEvery == 0 && test.Count > 0)
             {
-                var values = new Dictionary<string, double>(trainer.Iterate());
-                if (request.EvalEvery > 0 && trainer.Iterations % request.EvalEvery == 0 && test.Count > 0)
-                {
-                    eval = Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps, space), test, pool, evaluators, request.EvalTime, peak);
-                    foreach (var (k, v) in eval.Values()) values[k] = v;
-                    observer.Evaluated(eval);
-                    KeepBest(ref best, folder, trainer, eval, request.Steps, space, info);
-                }
-                log.Log(trainer.EnvSteps, values);
-                double done = Math.Max(r.Iterations is int m ? (trainer.Iterations - startIteration) / (double)Math.Max(1, m - startIteration) : 0,
-                    r.Time is { } tt ? clock.Elapsed / tt : 0);
-                observer.Iteration(trainer, values, Math.Min(1, done));
-                if (lastSave.Elapsed.TotalSeconds >= request.CheckpointSeconds)
-                {
-                    observer.Checkpoint(RunFolder.SaveCheckpoint(folder, trainer, request.Steps, space, info));
-                    lastSave.Restart();
-                }
-            }
-            observer.Checkpoint(RunFolder.SaveCheckpoint(folder, trainer, request.Steps, space, info));
-            if (test.Count > 0 && (eval is null || request.EvalEvery <= 0 || trainer.Iterations % request.EvalEvery != 0))
-            {
-                eval = Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps, space), test, pool, evaluators, request.EvalTime, peak);
-                log.Log(trainer.EnvSteps, eval.Values());
+                eval = site.Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps, space), test, request.EvalTime);
+                foreach (var (k, v) in eval.Values()) values[k] = v;
                 observer.Evaluated(eval);
                 KeepBest(ref best, folder, trainer, eval, request.Steps, space, info);
             }
-            if (eval is not null) RunFolder.WriteAtomic(Path.Combine(folder, "eval.json"), EvalJson(eval, trainer).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            log.Log(trainer.EnvSteps, values);
+            double done = Math.Max(r.Iterations is int m ? (trainer.Iterations - startIteration) / (double)Math.Max(1, m - startIteration) : 0,
+                r.Time is { } tt ? clock.Elapsed / tt : 0);
+            observer.Iteration(trainer, values, Math.Min(1, done));
+            if (lastSave.Elapsed.TotalSeconds >= request.CheckpointSeconds)
+            {
+                observer.Checkpoint(RunFolder.SaveCheckpoint(folder, trainer, request.Steps, space, info));
+                lastSave.Restart();
+            }
         }
-        finally
+        observer.Checkpoint(RunFolder.SaveCheckpoint(folder, trainer, request.Steps, space, info));
+        if (test.Count > 0 && (eval is null || request.EvalEvery <= 0 || trainer.Iterations % request.EvalEvery != 0))
         {
-            foreach (var e in evaluators) e?.Dispose();
+            eval = site.Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps, space), test, request.EvalTime);
+            log.Log(trainer.EnvSteps, eval.Values());
+            observer.Evaluated(eval);
+            KeepBest(ref best, folder, trainer, eval, request.Steps, space, info);
         }
+        if (eval is not null) RunFolder.WriteAtomic(Path.Combine(folder, "eval.json"), EvalJson(eval, trainer).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return (folder, eval);
     }
 
-    /// <summary>The policy's greedy rollout (a <see cref="PolicySearch"/> within <paramref name="budget"/>) on each
-    /// benchmark, the benchmarks shared out over the workers.</summary>
-    public static EvalResult Evaluate(Policy policy, IReadOnlyList<Computation> benchmarks, WorkerPool pool, IReadOnlyList<IEvaluator> evaluators, TimeSpan budget, double peak)
-    {
-        var rows = new (string, double, double, double, string)[benchmarks.Count];
-        pool.Run(w =>
-        {
-            for (int i = w; i < benchmarks.Count; i += pool.Count)
-            {
-                var res = new PolicySearch(policy).Run(Nest.Initial(benchmarks[i]), evaluators[w], new SearchBudget(budget), 0);
-                rows[i] = (benchmarks[i].Text, res.BaseGflops, res.BestGflops, res.Seconds, res.Best.Serialize());
-            }
-        });
-        return new EvalResult(rows, peak);
-    }
-
     /// <summary>The hyperparameters of <paramref name="r"/>'s trainer: its defaults with the request's --set fields.</summary>
-    static object Configure(TrainRequest r) => r.Trainer == "apex_dqn" ? Configure(new ApexDqnConfig(), r.Set) : Configure(new PpoConfig(), r.Set);
-
-    static ITrainer Create(object config, int seed, WorkerPool pool, Func<int, int, IRlEnv> makeEnv) => config switch
-    {
-        ApexDqnConfig c => new ApexDqn(c, pool, makeEnv, seed),
-        _ => new Ppo((PpoConfig)config, pool, makeEnv, seed),
-    };
+    public static object Configure(TrainRequest r) => r.Trainer == "apex_dqn" ? Configure(new ApexDqnConfig(), r.Set) : Configure(new PpoConfig(), r.Set);
 
     /// <summary>The default hyperparameters with <paramref name="set"/>'s fields replaced; an unknown field is an error.</summary>
     public static T Configure<T>(T defaults, JsonObject? set) where T : class
@@ -256,10 +226,100 @@ public static class Training
             ["benchmark"] = r.Benchmark, ["start_gflops"] = r.Start, ["best_gflops"] = r.Best, ["seconds"] = r.Seconds, ["schedule"] = r.Schedule,
         })]),
     };
+}
 
-    /// <summary>A worker's evaluator lent to its environments: they do not dispose it (the run does).</summary>
+/// <summary>Where a training run's actors act and its evaluations run: this machine's workers (<see cref="LocalSite"/>) or
+/// a cluster's. A site measures on cores no learner uses.</summary>
+public interface ITrainingSite : IDisposable
+{
+    /// <summary>The workers, one line each ("core 1", or a host and core on a cluster), for the run's report.</summary>
+    IReadOnlyList<string> Workers { get; }
+
+    /// <summary>The trainer <paramref name="config"/> (an <see cref="ApexDqnConfig"/> or a <see cref="PpoConfig"/>) asks
+    /// for, its actors on this site's workers, training on <paramref name="dataset"/>'s train split.</summary>
+    ITrainer CreateTrainer(object config, Dataset dataset);
+
+    /// <summary>The policy's greedy rollout (a <see cref="PolicySearch"/> within <paramref name="budget"/>) on each
+    /// benchmark, the benchmarks shared out over the workers.</summary>
+    EvalResult Evaluate(Policy policy, IReadOnlyList<Computation> benchmarks, TimeSpan budget);
+}
+
+/// <summary>The environments of a training run, as any worker builds them: the task of the run's action space over the
+/// training benchmarks, measured by the worker's own evaluator.</summary>
+public static class TrainingEnvs
+{
+    public static IRlEnv Make(ActionSpace space, IEvaluator evaluator, double peak, IReadOnlyList<Computation> train, int steps) =>
+        space == ActionSpace.Loop
+            ? new LoopMoveTask(new Shared(evaluator), peak, train, steps)
+            : new LoopTuneTask(new Shared(evaluator), peak, train, steps);
+
+    /// <summary>The network <paramref name="config"/> trains in <paramref name="space"/>.</summary>
+    public static NetworkShape Shape(object config, ActionSpace space) => config switch
+    {
+        ApexDqnConfig c => new("dqn", ObservationEncoder.Size, space.Count, c.Hidden, c.Activation, c.LayerNorm),
+        PpoConfig c => new("ppo", ObservationEncoder.Size, space.Count, c.Hidden, c.Activation, c.LayerNorm),
+        _ => throw new ArgumentException($"unknown trainer configuration {config.GetType().Name}", nameof(config)),
+    };
+
+    /// <summary>One policy rollout per benchmark, as an evaluation row.</summary>
+    public static (string, double, double, double, string) Rollout(Policy policy, Computation benchmark, IEvaluator evaluator, TimeSpan budget)
+    {
+        var res = new PolicySearch(policy).Run(Nest.Initial(benchmark), evaluator, new SearchBudget(budget), 0);
+        return (benchmark.Text, res.BaseGflops, res.BestGflops, res.Seconds, res.Best.Serialize());
+    }
+
+    /// <summary>A worker's evaluator lent to its environments: they do not dispose it (the worker does).</summary>
     sealed class Shared(IEvaluator inner) : IEvaluator
     {
         public Evaluated Evaluate(Nest nest) => inner.Evaluate(nest);
+    }
+}
+
+/// <summary>This machine: one worker per core of <paramref name="cores"/>, pinned, each with its own evaluator on the
+/// request's measurement store; the learner updates on the calling thread while the workers idle.</summary>
+public sealed class LocalSite : ITrainingSite
+{
+    readonly TrainRequest request;
+    readonly WorkerPool pool;
+    readonly KernelEvaluator[] evaluators;
+    readonly double peak;
+
+    public LocalSite(TrainRequest request, int[] cores)
+    {
+        this.request = request;
+        peak = PeakCache.GetOrMeasure();
+        Kernel.WarmUp();
+        pool = new WorkerPool(cores);
+        evaluators = new KernelEvaluator[pool.Count];
+        pool.Run(w => evaluators[w] = Evaluators.Default(request.Db));
+    }
+
+    public IReadOnlyList<string> Workers => [.. pool.Cores.Select(c => $"core {c}")];
+
+    public ITrainer CreateTrainer(object config, Dataset dataset)
+    {
+        var space = ActionSpace.Get(request.Actions);
+        IRlEnv MakeEnv(int w, int _) => TrainingEnvs.Make(space, evaluators[w], peak, dataset.Train, request.Steps);
+        return config switch
+        {
+            ApexDqnConfig c => new ApexDqn(c, pool, MakeEnv, request.Seed),
+            _ => new Ppo((PpoConfig)config, pool, MakeEnv, request.Seed),
+        };
+    }
+
+    public EvalResult Evaluate(Policy policy, IReadOnlyList<Computation> benchmarks, TimeSpan budget)
+    {
+        var rows = new (string, double, double, double, string)[benchmarks.Count];
+        pool.Run(w =>
+        {
+            for (int i = w; i < benchmarks.Count; i += pool.Count) rows[i] = TrainingEnvs.Rollout(policy, benchmarks[i], evaluators[w], budget);
+        });
+        return new EvalResult(rows, peak);
+    }
+
+    public void Dispose()
+    {
+        foreach (var e in evaluators) e?.Dispose();
+        pool.Dispose();
     }
 }
