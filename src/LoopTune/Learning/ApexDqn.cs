@@ -134,6 +134,7 @@ public sealed class ApexDqn : ITrainer
         if (replay.Count >= Math.Max(c.LearningStarts, c.BatchSize))
         {
             updateBudget += steps * c.UpdatesPerStep;
+            var learnClock = Stopwatch.StartNew();
             double loss = 0, q = 0, norm = 0;
             int n = 0;
             for (; updateBudget >= 1; updateBudget--, n++)
@@ -141,7 +142,12 @@ public sealed class ApexDqn : ITrainer
                 var (l, qm, g) = Update();
                 (loss, q, norm) = (loss + l, q + qm, norm + g);
             }
-            if (n > 0) (values["loss"], values["q_mean"], values["grad_norm"], values["updates"]) = (loss / n, q / n, norm / n, n);
+            if (n > 0)
+            {
+                (values["loss"], values["q_mean"], values["grad_norm"], values["updates"]) = (loss / n, q / n, norm / n, n);
+                // the learner's own speed: with UpdatesPerStep, how many environment steps a second one learner can keep up with
+                values["learner_updates_per_s"] = n / Math.Max(learnClock.Elapsed.TotalSeconds, 1e-9);
+            }
         }
         Iterations++;
         if (Iterations % c.WeightSyncPeriod == 0) weightsForActors = Net.Flatten(online);

@@ -46,7 +46,7 @@ sealed class KeyChainEnv(int length = 3, int actions = 4, double trap = 0.1) : I
         return Observe(reward, position == length);
     }
 
-    bool[] Mask(int p) => [.. Enumerable.Range(0, actions).Select(a => a != (p + 1) % actions)];
+    public bool[] Mask(int p) => [.. Enumerable.Range(0, actions).Select(a => a != (p + 1) % actions)];
 
     TimeStep Observe(double reward, bool done)
     {
