@@ -249,8 +249,8 @@ public interface ITrainingSite : IDisposable
 public static class TrainingEnvs
 {
     public static IRlEnv Make(ActionSpace space, IEvaluator evaluator, double peak, IReadOnlyList<Computation> train, int steps) =>
-        space == ActionSpace.Loop
-            ? new LoopMoveTask(new Shared(evaluator), peak, train, steps)
+        space != ActionSpace.Cursor
+            ? new LoopMoveTask(new Shared(evaluator), peak, train, steps, space)
             : new LoopTuneTask(new Shared(evaluator), peak, train, steps);
 
     /// <summary>The network <paramref name="config"/> trains in <paramref name="space"/>.</summary>

@@ -141,4 +141,57 @@ public class ActionSpaceTests
             }
         }
     }
+
+    [Fact]
+    public void Every_legal_tile_id_is_a_legal_sequence_of_the_seeds_actions_and_changes_the_kernel()
+    {
+        var rng = new Random(9);
+        var space = ActionSpace.Tile;
+        foreach (var spec in new[] { "mm 64 48 32", "conv 8 10 10 16 3 3" })
+        {
+            var nest = Nest.Initial(Computation.Parse(spec));
+            for (int step = 0; step < 6; step++)
+            {
+                var mask = space.Mask(nest);
+                Assert.Equal(Nest.MaxLoops * (Moves.KernelActions.Length + 2 + 8), mask.Length);
+                for (int id = 0; id < mask.Length; id++)
+                {
+                    if (!mask[id])
+                    {
+                        Assert.Throws<InvalidOperationException>(() => space.Apply(nest, id));
+                        continue;
+                    }
+                    var (actions, result) = space.Apply(nest, id);
+                    Assert.Equal(result.ScheduleKey, Transforms.ApplyAll(nest, actions).ScheduleKey);
+                    Assert.NotEqual(nest.ScheduleKey, result.ScheduleKey);
+                    string name = space.Describe(id);
+                    if (name.StartsWith("tile_vec", StringComparison.Ordinal) || name.StartsWith("sink_vec", StringComparison.Ordinal))
+                        Assert.Equal("vectorize", actions[^1].Name); // a vectorize is only legal innermost
+                    if (name.StartsWith("tile_", StringComparison.Ordinal))
+                        Assert.Equal(nest.Count + 1, result.Count); // one split
+                }
+                var legal = Enumerable.Range(0, mask.Length).Where(i => mask[i]).ToList();
+                if (legal.Count == 0) break;
+                nest = space.Apply(nest, legal[rng.Next(legal.Count)]).Result;
+            }
+        }
+    }
+
+    [Fact]
+    public void Three_tile_macros_build_a_convolutions_register_tile()
+    {
+        // the hand schedule h:32 f:8 c:16 r:3 s:3 f:4u w:2u w:16v (97 % of the peak) up to the order of two loops
+        var space = ActionSpace.Tile;
+        var nest = Nest.Initial(Computation.Parse("conv 16 34 34 32 3 3"));
+        var path = new List<LoopAction>();
+        foreach (var edit in new[] { "tile_vec_16@2", "sink_unroll@2", "tile_unroll_4@0" })
+        {
+            int id = Enumerable.Range(0, space.Count).Single(i => space.Describe(i) == edit);
+            Assert.True(space.Mask(nest)[id], $"{edit} in {nest.Serialize()}");
+            (var actions, nest) = space.Apply(nest, id);
+            path.AddRange(actions);
+        }
+        Assert.Equal("f:8 h:32 c:16 r:3 s:3 w:2u f:4u w:16v", nest.ScheduleKey);
+        Assert.Equal(nest.ScheduleKey, Transforms.ApplyAll(Nest.Initial(Computation.Parse("conv 16 34 34 32 3 3")), path).ScheduleKey);
+    }
 }
