@@ -54,6 +54,7 @@ static class RunCommand
         ["fraction_of_peak"] = e.FractionOfPeak,
         ["peers"] = PeersJson(e.Peers),
         ["peer_problems"] = PeerProblemsJson(e.Peers),
+        ["peer_calls"] = new JsonObject(e.Peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(p.Via is { } v ? JsonValue.Create(v) : null)))),
         ["ratios"] = new JsonObject(e.Peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(e.RatioTo(p.Key) is double r ? JsonValue.Create(r) : null)))),
         ["notes"] = new JsonArray([.. e.Kernel.Notes.Select(n => JsonValue.Create(n))]),
     };
@@ -94,8 +95,8 @@ static class RunCommand
     {
         var t = new Table().AddColumn("peer").AddColumn(new TableColumn("GFLOPS").RightAligned()).AddColumn(new TableColumn("ours / peer").RightAligned());
         foreach (var p in peers)
-            t.AddRow(p.Key, p.Gflops is double g ? $"{g:F1}"
-                : p.Problem is { } bad && bad.StartsWith("wrong result", StringComparison.Ordinal) ? $"[red]WRONG, not timed[/]: {Markup.Escape(bad)}"
+            t.AddRow(p.Via is { } via ? $"{p.Key} [grey]({Markup.Escape(via)})[/]" : p.Key, p.Gflops is double g ? $"{g:F1}"
+                : p.Status == PeerStatus.WrongResult ? $"[red]WRONG, not timed[/]: {Markup.Escape(p.Problem ?? "")}"
                 : $"[grey]n/a: {Markup.Escape(p.Problem ?? "")}[/]", p.Gflops is double h ? $"{gflops / h:F2}x" : "");
         return t;
     }

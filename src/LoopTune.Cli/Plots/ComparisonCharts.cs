@@ -17,7 +17,7 @@ static class ComparisonCharts
     }
 
     /// <summary>The peak as a dotted line with its label at <paramref name="x"/>.</summary>
-    static void PeakLine(Plot plot, double? peak, double x)
+    internal static void PeakLine(Plot plot, double? peak, double x)
     {
         if (peak is not double p) return;
         plot.Add.HorizontalLine(p, 1.5f, Colors.DarkRed, LinePattern.Dotted);
@@ -31,32 +31,50 @@ static class ComparisonCharts
     static Plot Bars(Comparison c, string title, double? peak)
     {
         var plot = NewPlot();
-        var series = new List<(string Name, Func<string, double?> Gflops)> { (Comparison.Unscheduled, b => Row(c, b, c.Methods[0]).BaseGflops) };
-        series.AddRange(c.Methods.Select(m => (m, (Func<string, double?>)(b => Row(c, b, m).BestGflops))));
-        if (c.Summaries.Any(s => s.Method == Comparison.OpenBlas)) series.Add((Comparison.OpenBlas, b => Row(c, b, c.Methods[0]).OpenBlasGflops));
-        int group = series.Count + 1;
-        var ticks = new List<Tick>();
-        for (int s = 0; s < series.Count; s++)
-        {
-            var color = Color(series[s].Name, s);
-            var bars = new List<Bar>();
-            for (int b = 0; b < c.Benchmarks.Length; b++)
-                if (series[s].Gflops(c.Benchmarks[b]) is double g)
-                    bars.Add(new Bar { Position = b * group + s, Value = g, FillColor = color, LineWidth = 0, Size = 0.9 });
-            var plottable = plot.Add.Bars(bars);
-            plottable.LegendText = series[s].Name;
-        }
-        for (int b = 0; b < c.Benchmarks.Length; b++) ticks.Add(new Tick(b * group + (series.Count - 1) / 2.0, c.Benchmarks[b]));
+        var series = new List<Series> { new(Comparison.Unscheduled, Color(Comparison.Unscheduled, 0), b => Row(c, c.Benchmarks[b], c.Methods[0]).BaseGflops) };
+        series.AddRange(c.Methods.Select((m, i) => new Series(m, Color(m, i + 1), b => Row(c, c.Benchmarks[b], m).BestGflops)));
+        if (c.Summaries.Any(s => s.Method == Comparison.OpenBlas))
+            series.Add(new(Comparison.OpenBlas, Color(Comparison.OpenBlas, 0), b => Row(c, c.Benchmarks[b], c.Methods[0]).OpenBlasGflops));
+        GroupedBars(plot, c.Benchmarks, series);
         PeakLine(plot, peak, -0.5);
-        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual([.. ticks]);
-        plot.Axes.Margins(bottom: 0);
-        plot.Grid.XAxisStyle.MajorLineStyle.Width = 0;
+        FitY(plot, series, c.Benchmarks.Length, peak);
         plot.YLabel("GFLOPS (re-timed, median)");
         plot.Title($"{title}: GFLOPS per benchmark");
+        return plot;
+    }
+
+    /// <summary>The vertical axis from 0 to a little above the highest bar and every reference value (ScottPlot's
+    /// autoscale leaves horizontal lines out).</summary>
+    internal static void FitY(Plot plot, IEnumerable<Series> series, int benchmarks, params IEnumerable<double?> references)
+    {
+        double top = series.SelectMany(s => Enumerable.Range(0, benchmarks).Select(s.Value)).Concat(references).Max() ?? 1;
+        plot.Axes.AutoScale();
+        plot.Axes.SetLimitsY(0, top * 1.08);
+    }
+
+    /// <summary>One series of bars: its legend, colour, and value on the benchmark of an index (null: no bar).</summary>
+    internal sealed record Series(string Name, ScottPlot.Color Color, Func<int, double?> Value);
+
+    /// <summary>One group of bars per benchmark, one bar per series in order (none where a series has no value), the
+    /// benchmarks' names under the groups and the legend on top; returns the positions a group spans (bar i of group b is at
+    /// <c>b * span + i</c>).</summary>
+    internal static int GroupedBars(Plot plot, IReadOnlyList<string> benchmarks, IReadOnlyList<Series> series)
+    {
+        int span = series.Count + 1;
+        foreach (var (s, i) in series.Select((s, i) => (s, i)))
+        {
+            var bars = Enumerable.Range(0, benchmarks.Count).Where(b => s.Value(b) is not null)
+                .Select(b => new Bar { Position = b * span + i, Value = s.Value(b)!.Value, FillColor = s.Color, LineWidth = 0, Size = 0.9 }).ToList();
+            plot.Add.Bars(bars).LegendText = s.Name;
+        }
+        var ticks = benchmarks.Select((b, i) => new Tick(i * span + (series.Count - 1) / 2.0, b)).ToArray();
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks);
+        plot.Axes.Margins(bottom: 0);
+        plot.Grid.XAxisStyle.MajorLineStyle.Width = 0;
         plot.Legend.Alignment = Alignment.UpperLeft;
         plot.Legend.Orientation = Orientation.Horizontal;
         plot.ShowLegend(Edge.Top);
-        return plot;
+        return span;
     }
 
     /// <summary>Each method as a point: mean search seconds against geometric-mean GFLOPS, with the unscheduled nest,
@@ -91,7 +109,7 @@ static class ComparisonCharts
     }
 
     /// <summary>A plot in a sans-serif face (DejaVu Sans is on Debian machines, see scripts/setup.sh).</summary>
-    static Plot NewPlot()
+    internal static Plot NewPlot()
     {
         var plot = new Plot();
         plot.Font.Set("DejaVu Sans");

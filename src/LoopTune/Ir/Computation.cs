@@ -100,6 +100,9 @@ public sealed class Computation : IEquatable<Computation>
         return Vars.Length == 3 && Plain(Output, 0, 1) && Plain(Left, 0, 2) && Plain(Right, 2, 1) ? (Sizes[0], Sizes[1], Sizes[2]) : null;
     }
 
+    /// <summary>How this is a (batched, transposed) matrix product for BLAS, or null (<see cref="GemmForm.Classify"/> says why).</summary>
+    public GemmForm? AsGemm() => GemmForm.Classify(this).Form;
+
     /// <summary>The image and filter sizes when this is a single-image convolution, valid padding, stride 1:
     /// <c>O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s]</c> (the form <c>conv C H W F R S</c> builds; any variable names, the
     /// two inputs in either order), else null.</summary>

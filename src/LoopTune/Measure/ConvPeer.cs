@@ -6,7 +6,7 @@ namespace LoopTune.Measure;
 /// <summary>Another library's single-image convolution (valid padding, stride 1) on the plain layouts LoopTune uses:
 /// input I[c][h][w], weights W[f][c][r][s], output O[f][h][w]. A peer is prepared once per shape
 /// (<see cref="Prepare"/>: layout choice, reorders, scratch buffers, all outside any timing), then
-/// <see cref="ConvRun.Run"/> is the part that is timed. A missing library or symbol makes the peer unavailable
+/// <see cref="PeerRun.Run"/> is the part that is timed. A missing library or symbol makes the peer unavailable
 /// (<see cref="Problem"/> says why), never an exception at load time.</summary>
 public abstract class ConvPeer : PeerLibrary
 {
@@ -19,14 +19,14 @@ public abstract class ConvPeer : PeerLibrary
     /// <summary>Prepares the convolution of <paramref name="shape"/> reading <paramref name="input"/> and
     /// <paramref name="weights"/> and writing <paramref name="output"/> (plain layouts; the buffers must outlive the
     /// returned run). Throws <see cref="InvalidOperationException"/> when the library refuses.</summary>
-    internal abstract unsafe ConvRun Prepare(ConvShape shape, float* input, float* weights, float* output);
+    internal abstract unsafe PeerRun Prepare(ConvShape shape, float* input, float* weights, float* output);
 }
 
-/// <summary>A prepared convolution: <see cref="Run"/> is timed; <see cref="Finish"/> brings the result into the plain
-/// output buffer (untimed); <see cref="Dispose"/> frees the library's objects.</summary>
-internal abstract class ConvRun : IDisposable
+/// <summary>A peer prepared for one computation on fixed buffers: <see cref="Run"/> is timed; <see cref="Finish"/> brings
+/// the result into the plain output buffer (untimed); <see cref="Dispose"/> frees the library's objects.</summary>
+internal abstract class PeerRun : IDisposable
 {
-    /// <summary>One convolution, what the timings measure.</summary>
+    /// <summary>One run of the computation, what the timings measure.</summary>
     public abstract void Run();
 
     /// <summary>Makes the plain output buffer hold the result of the last <see cref="Run"/>.</summary>
@@ -47,23 +47,25 @@ internal abstract class ConvRun : IDisposable
     }
 }
 
-/// <summary>im2col of the input into a [C*R*S, OH*OW] matrix, then OpenBLAS's <c>cblas_sgemm</c> with the weights as
-/// the [F, C*R*S] left matrix, accumulating into O[F, OH*OW] (<c>O += W * col</c>, as LoopTune's kernels do). What
-/// numpy- and PyTorch-style code does without oneDNN; the im2col is inside the timed region.</summary>
-public sealed class Im2colOpenBlas : ConvPeer
+/// <summary>im2col of the input into a [C*R*S, OH*OW] matrix, then a BLAS library's sgemm with the weights as the
+/// [F, C*R*S] left matrix, accumulating into O[F, OH*OW] (<c>O += W * col</c>, as LoopTune's kernels do). What numpy- and
+/// PyTorch-style code does without oneDNN; the im2col is inside the timed region. Its key is <c>im2col_</c> and the BLAS
+/// peer's key (<c>im2col_openblas</c>, <c>im2col_blis</c>).</summary>
+public sealed class Im2colBlas : ConvPeer
 {
-    private readonly Peer? blas;
+    private readonly GemmPeer? blas;
 
-    internal Im2colOpenBlas(Peer blas)
-        : base("im2col_openblas", blas.Library, blas.Problem, blas.Version, blas.Threading) => this.blas = blas.Available ? blas : null;
+    internal Im2colBlas(GemmPeer blas)
+        : base($"im2col_{blas.Key}", blas.Library, blas.Problem, blas.Version, blas.Threading) =>
+        (this.blas, Timed) = (blas.Available ? blas : null, $"im2col + {blas.Key} sgemm");
 
     /// <inheritdoc/>
-    public override string Timed => "im2col + cblas_sgemm";
+    public override string Timed { get; }
 
-    internal override unsafe ConvRun Prepare(ConvShape shape, float* input, float* weights, float* output) =>
+    internal override unsafe PeerRun Prepare(ConvShape shape, float* input, float* weights, float* output) =>
         blas is null ? throw new InvalidOperationException($"peer {Key} is unavailable: {Problem}") : new Im2colRun(blas, shape, input, weights, output);
 
-    private sealed unsafe class Im2colRun(Peer blas, ConvShape s, float* input, float* weights, float* output) : ConvRun
+    private sealed unsafe class Im2colRun(GemmPeer blas, ConvShape s, float* input, float* weights, float* output) : PeerRun
     {
         private readonly AlignedBuffer col = new((long)s.C * s.R * s.S * s.OH * s.OW);
 
@@ -165,7 +167,7 @@ public sealed unsafe class OneDnnConv : ConvPeer
         return new OneDnnConv(string.Join(", ", libraries), problem);
     }
 
-    internal override ConvRun Prepare(ConvShape shape, float* input, float* weights, float* output)
+    internal override PeerRun Prepare(ConvShape shape, float* input, float* weights, float* output)
     {
         if (!Available) throw new InvalidOperationException($"peer {Key} is unavailable: {Problem}");
         OneThread();
@@ -225,7 +227,7 @@ public sealed unsafe class OneDnnConv : ConvPeer
     }
 
     /// <summary>Every oneDNN object of one prepared convolution, freed in <see cref="Free"/>.</summary>
-    private sealed class DnnlRun(OneDnnConv peer) : ConvRun
+    private sealed class DnnlRun(OneDnnConv peer) : PeerRun
     {
         private static readonly nint Allocate = -1; // DNNL_MEMORY_ALLOCATE
         private readonly List<nint> memories = [], primitives = [], pds = [], v3Descs = [];

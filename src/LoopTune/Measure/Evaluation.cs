@@ -3,8 +3,48 @@ using LoopTune.Jit;
 
 namespace LoopTune.Measure;
 
-/// <summary>A peer library's speed on the same computation, or why there is none.</summary>
-public sealed record PeerResult(string Key, double? Gflops, string? Problem);
+/// <summary>What became of a peer on one computation.</summary>
+public enum PeerStatus
+{
+    /// <summary>Checked against the reference, then timed.</summary>
+    Measured,
+    /// <summary>Its library (or a symbol of it) is not installed.</summary>
+    Missing,
+    /// <summary>Its result did not match the reference: flagged, never timed.</summary>
+    WrongResult,
+    /// <summary>The library has no call for this contraction (the problem says why).</summary>
+    NoPeer,
+    /// <summary>The library refused or failed (the problem has its message).</summary>
+    Failed,
+    /// <summary>Not asked for.</summary>
+    NotMeasured,
+}
+
+/// <summary>A peer library's speed on the same computation, or why there is none. <paramref name="Via"/> names the call
+/// timed when it is not a plain one (e.g. <c>8 x sgemm N,T (batch b)</c>, <c>im2col + cblas_sgemm</c>).</summary>
+public sealed record PeerResult(string Key, double? Gflops, string? Problem, PeerStatus Status, string? Via = null)
+{
+    /// <summary>The start of a wrong result's problem.</summary>
+    public const string WrongResultPrefix = "wrong result: ";
+
+    /// <summary>The start of the problem when the library has no call for the contraction.</summary>
+    public const string NoPeerPrefix = "no peer: ";
+
+    /// <summary>A measured peer.</summary>
+    public static PeerResult Measured(string key, double gflops, string? via = null) => new(key, gflops, null, PeerStatus.Measured, via);
+
+    /// <summary>A peer whose library is not installed: its <see cref="PeerLibrary.Problem"/>.</summary>
+    public static PeerResult Missing(PeerLibrary peer) => new(peer.Key, null, peer.Problem, PeerStatus.Missing);
+
+    /// <summary>A peer whose result was wrong (never timed).</summary>
+    public static PeerResult Wrong(string key, string? problem, string? via = null) => new(key, null, WrongResultPrefix + problem, PeerStatus.WrongResult, via);
+
+    /// <summary>A library with no call for the contraction, and why.</summary>
+    public static PeerResult None(string key, string reason) => new(key, null, NoPeerPrefix + reason, PeerStatus.NoPeer);
+
+    /// <summary>A library that refused or failed.</summary>
+    public static PeerResult Failed(string key, string message, string? via = null) => new(key, null, message, PeerStatus.Failed, via);
+}
 
 /// <summary>Everything <c>looptune run</c> reports about one schedule: it compiled, passed the check, and ran this fast,
 /// next to the peak and the peers measured in the same process.</summary>
@@ -27,11 +67,13 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
     }
 
     /// <summary>The peers that apply to <paramref name="c"/>, each "not measured".</summary>
-    public static IReadOnlyList<PeerResult> NotMeasured(Computation c) => [.. Measure.Peers.KeysFor(c).Select(k => new PeerResult(k, null, "not measured"))];
+    public static IReadOnlyList<PeerResult> NotMeasured(Computation c) =>
+        [.. Measure.Peers.KeysFor(c).Select(k => new PeerResult(k, null, "not measured", PeerStatus.NotMeasured))];
 
     /// <summary>What the peers of <paramref name="c"/> do: a convolution gets the convolution peers (oneDNN's primitive,
-    /// im2col + OpenBLAS); anything else the GEMM peers, which time a matrix product and give a one-line reason for any
-    /// other contraction. Null GFLOPS with a reason when a library is missing or its result is wrong.</summary>
+    /// im2col + OpenBLAS); anything else the GEMM peers, which time a (batched, transposed) matrix product after checking
+    /// its result and give a one-line reason for any other contraction. Null GFLOPS with a reason when a library is missing
+    /// or its result is wrong.</summary>
     public static IReadOnlyList<PeerResult> MeasurePeers(Computation c, MeasureOptions options)
     {
         ArgumentNullException.ThrowIfNull(c);
@@ -40,23 +82,23 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
         return [.. Measure.Peers.Convolution.Select(p => Measure.Peers.MeasureConv(p, conv, options))];
     }
 
-    /// <summary>One GEMM peer's GFLOPS on <paramref name="c"/>, timed on a pinned thread, or null with the reason it has none.</summary>
-    public static PeerResult MeasurePeer(Peer peer, Computation c, MeasureOptions options)
+    /// <summary>One GEMM peer's GFLOPS on <paramref name="c"/> (<see cref="Peers.MeasureGemm(GemmPeer, Computation, MeasureOptions)"/>),
+    /// timed on a pinned thread, or null with the reason it has none.</summary>
+    public static PeerResult MeasurePeer(GemmPeer peer, Computation c, MeasureOptions options)
     {
         ArgumentNullException.ThrowIfNull(peer);
         ArgumentNullException.ThrowIfNull(c);
-        if (!peer.Available) return new PeerResult(peer.Key, null, peer.Problem);
-        if (c.AsMatmul() is not { } mm) return new PeerResult(peer.Key, null, NoGemmReason(c));
+        if (c.AsConv() is not null) return peer.Available ? PeerResult.None(peer.Key, ConvolutionReason) : PeerResult.Missing(peer);
         using var pin = ThreadPinning.Pin();
-        return new PeerResult(peer.Key, Measure.Peers.Measure(peer, mm.M, mm.N, mm.K, options).Gflops, null);
+        return Measure.Peers.MeasureGemm(peer, c, options);
     }
 
-    /// <summary>Why a GEMM peer does not apply to <paramref name="c"/>, in one line.</summary>
-    public static string NoGemmReason(Computation c)
+    /// <summary>Why a GEMM peer does not apply to <paramref name="c"/>, in one line (null when it does).</summary>
+    public static string? NoGemmReason(Computation c)
     {
         ArgumentNullException.ThrowIfNull(c);
-        return c.AsConv() is not null
-            ? "a convolution: see the convolution peers"
-            : "no peer: not a plain matrix product C[m,n] += A[m,k] * B[k,n] nor a convolution O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s]";
+        return c.AsConv() is not null ? ConvolutionReason : GemmForm.Classify(c).Reason;
     }
+
+    const string ConvolutionReason = "a convolution: see the convolution peers";
 }

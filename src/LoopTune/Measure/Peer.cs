@@ -5,10 +5,10 @@ namespace LoopTune.Measure;
 /// <summary>Another library's single-precision GEMM, loaded at run time with
 /// <see cref="NativeLibrary.TryLoad(string, out IntPtr)"/> and called through a function pointer on the
 /// calling thread only: OpenBLAS, BLIS or oneDNN. A missing library or symbol makes the peer
-/// unavailable (<see cref="Problem"/> says why), never an exception at load time.</summary>
-public sealed unsafe class Peer : PeerLibrary
+/// unavailable (<see cref="PeerLibrary.Problem"/> says why), never an exception at load time.</summary>
+public sealed unsafe class Peer : GemmPeer
 {
-    private const int CblasRowMajor = 101, CblasNoTrans = 111, BlisNoTranspose = 0, OpenBlasOpenMp = 2;
+    private const int CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112, BlisNoTranspose = 0, OpenBlasOpenMp = 2;
     private const uint DnnlRuntimeSeq = 1, DnnlRuntimeOmp = 2;
     private readonly Abi abi;
     private readonly nint gemm;
@@ -26,44 +26,38 @@ public sealed unsafe class Peer : PeerLibrary
 
     private enum Abi { Cblas, Blis, Dnnl }
 
-
-    /// <summary>Row-major <c>C[m,n] += A[m,k] * B[k,n]</c> (alpha 1, beta 1, lda = k, ldb = n, ldc = n),
-    /// on the calling thread only.</summary>
-    public void Sgemm(int m, int n, int k, float* a, float* b, float* c)
+    /// <inheritdoc/>
+    protected override void Call(bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc)
     {
-        if (!Available) throw new InvalidOperationException($"peer {Key} is unavailable: {Problem}");
-        ArgumentOutOfRangeException.ThrowIfNegative(m);
-        ArgumentOutOfRangeException.ThrowIfNegative(n);
-        ArgumentOutOfRangeException.ThrowIfNegative(k);
-        if (m == 0 || n == 0 || k == 0) return;
         OneThread();
         switch (abi)
         {
-            case Abi.Cblas: CallCblas(m, n, k, a, b, c); break;
-            case Abi.Blis: CallBlis(m, n, k, a, b, c); break;
-            default: CallDnnl(m, n, k, a, b, c); break;
+            case Abi.Cblas: CallCblas(transA, transB, m, n, k, a, lda, b, ldb, c, ldc); break;
+            case Abi.Blis: CallBlis(transA, transB, m, n, k, a, lda, b, ldb, c, ldc); break;
+            default: CallDnnl(transA, transB, m, n, k, a, lda, b, ldb, c, ldc); break;
         }
     }
 
     /// <summary>cblas_sgemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), 32-bit ints.</summary>
-    private void CallCblas(int m, int n, int k, float* a, float* b, float* c) =>
+    private void CallCblas(bool ta, bool tb, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc) =>
         ((delegate* unmanaged<int, int, int, int, int, int, float, float*, int, float*, int, float, float*, int, void>)gemm)(
-            CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1f, a, k, b, n, 1f, c, n);
+            CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1f, a, lda, b, ldb, 1f, c, ldc);
 
     /// <summary>bli_sgemm(transa, transb, m, n, k, &amp;alpha, a, rsa, csa, b, rsb, csb, &amp;beta, c, rsc, csc):
-    /// row and column strides, 64-bit dims.</summary>
-    private void CallBlis(int m, int n, int k, float* a, float* b, float* c)
+    /// row and column strides, 64-bit dims. A transposed operand is passed untransposed with its strides swapped
+    /// (op(A)[i,p] = a[p * lda + i]: row stride 1, column stride lda).</summary>
+    private void CallBlis(bool ta, bool tb, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc)
     {
         float one = 1f;
         ((delegate* unmanaged<int, int, long, long, long, float*, float*, long, long, float*, long, long, float*, float*, long, long, void>)gemm)(
-            BlisNoTranspose, BlisNoTranspose, m, n, k, &one, a, k, 1, b, n, 1, &one, c, n, 1);
+            BlisNoTranspose, BlisNoTranspose, m, n, k, &one, a, ta ? 1 : lda, ta ? lda : 1, b, tb ? 1 : ldb, tb ? ldb : 1, &one, c, ldc, 1);
     }
 
     /// <summary>dnnl_sgemm(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc): row-major, returns a status.</summary>
-    private void CallDnnl(int m, int n, int k, float* a, float* b, float* c)
+    private void CallDnnl(bool ta, bool tb, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc)
     {
         int status = ((delegate* unmanaged<byte, byte, long, long, long, float, float*, long, float*, long, float, float*, long, int>)gemm)(
-            (byte)'N', (byte)'N', m, n, k, 1f, a, k, b, n, 1f, c, n);
+            (byte)(ta ? 'T' : 'N'), (byte)(tb ? 'T' : 'N'), m, n, k, 1f, a, lda, b, ldb, 1f, c, ldc);
         if (status != 0) throw new InvalidOperationException($"dnnl_sgemm({m}, {n}, {k}) returned status {status}");
     }
 
@@ -164,6 +158,35 @@ public sealed unsafe class Peer : PeerLibrary
         public readonly nint Hash;
         public readonly uint CpuRuntime, GpuRuntime;
     }
+}
+
+/// <summary>A single-precision GEMM of some library: row-major <c>C = op(A) op(B) + C</c> (alpha 1, beta 1), as
+/// <c>cblas_sgemm(CblasRowMajor, ...)</c> takes it, on the calling thread only.</summary>
+public abstract unsafe class GemmPeer : PeerLibrary
+{
+    protected internal GemmPeer(string key, string library, string? problem, string? version, string threading)
+        : base(key, library, problem, version, threading) { }
+
+    /// <summary>Row-major <c>C[m,n] += A[m,k] * B[k,n]</c> (lda = k, ldb = n, ldc = n).</summary>
+    public void Sgemm(int m, int n, int k, float* a, float* b, float* c) => Sgemm(false, false, m, n, k, a, k, b, n, c, n);
+
+    /// <summary>Row-major <c>C = op(A) op(B) + C</c>: op(A) is m x k (A stored k x m when <paramref name="transA"/>), op(B)
+    /// k x n, C m x n; each leading dimension at least the stored row length (and 1). Nothing happens when a size is 0.</summary>
+    public void Sgemm(bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc)
+    {
+        if (!Available) throw new InvalidOperationException($"peer {Key} is unavailable: {Problem}");
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        if (m == 0 || n == 0 || k == 0) return;
+        ArgumentOutOfRangeException.ThrowIfLessThan(lda, Math.Max(1, transA ? m : k));
+        ArgumentOutOfRangeException.ThrowIfLessThan(ldb, Math.Max(1, transB ? k : n));
+        ArgumentOutOfRangeException.ThrowIfLessThan(ldc, Math.Max(1, n));
+        Call(transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
+    }
+
+    /// <summary>The library call, with arguments already checked.</summary>
+    protected abstract void Call(bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc);
 }
 
 /// <summary>What every peer library reports about itself: its key, the file loaded, whether it can be used (and why

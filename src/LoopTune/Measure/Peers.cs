@@ -11,7 +11,7 @@ public static class Peers
         [Peer.OpenBlas(), Peer.Blis(), Peer.OneDnn("libdnnl.so.3", "libdnnl.so.2")]);
 
     private static readonly Lazy<IReadOnlyList<ConvPeer>> convolution = new(() =>
-        [OneDnnConv.Load("libdnnl.so.3", "libdnnl.so.2"), new Im2colOpenBlas(Get("openblas")!)]);
+        [OneDnnConv.Load("libdnnl.so.3", "libdnnl.so.2"), new Im2colBlas(Get("openblas")!)]);
 
     /// <summary>Every GEMM peer, available or not, in the order openblas, blis, onednn.</summary>
     public static IReadOnlyList<Peer> All => all.Value;
@@ -31,8 +31,8 @@ public static class Peers
     public static Peer? Get(string key) => All.FirstOrDefault(p => string.Equals(p.Key, key, StringComparison.OrdinalIgnoreCase));
 
     /// <summary>Times <paramref name="peer"/>'s sgemm on <c>C[m,n] += A[m,k] * B[k,n]</c> with aligned,
-    /// randomly filled buffers on the calling thread; flops = 2mnk.</summary>
-    public static unsafe Measurement MeasurePeer(Peer peer, int m, int n, int k, MeasureOptions options)
+    /// randomly filled buffers on the calling thread, unchecked; flops = 2mnk.</summary>
+    public static unsafe Measurement MeasurePeer(GemmPeer peer, int m, int n, int k, MeasureOptions options)
     {
         ArgumentNullException.ThrowIfNull(peer);
         if (!peer.Available) throw new InvalidOperationException($"peer {peer.Key} is unavailable: {peer.Problem}");
@@ -43,12 +43,9 @@ public static class Peers
         return Timing.Measure(() => peer.Sgemm(m, n, k, pa, pb, pc), 2.0 * m * n * k, options);
     }
 
-    /// <summary>Same as <see cref="MeasurePeer"/>.</summary>
-    public static Measurement Measure(Peer peer, int m, int n, int k, MeasureOptions options) => MeasurePeer(peer, m, n, k, options);
-
     /// <summary>Runs <paramref name="peer"/> once on random data and checks its output against <see cref="Reference"/>
     /// within <see cref="Reference.Tolerance"/> (the verifier's rule).</summary>
-    public static Verification VerifyConv(ConvPeer peer, ConvShape shape, int seed = 1) => CheckAndTime(peer, shape, null, null, seed).Verification;
+    public static Verification VerifyConv(ConvPeer peer, ConvShape shape, int seed = 1) => CheckAndTime(shape.ToComputation(), Conv(peer, shape), null, null, seed).Verification;
 
     /// <summary>The convolution peer's GFLOPS on <paramref name="shape"/> on the calling thread, after a check of its
     /// result: a peer that is unavailable, fails, or gives a wrong result is reported (null GFLOPS and the problem;
@@ -60,42 +57,103 @@ public static class Peers
     internal static PeerResult MeasureConv(ConvPeer peer, ConvShape shape, MeasureOptions options, Action<Span<float>>? corrupt)
     {
         ArgumentNullException.ThrowIfNull(peer);
-        if (!peer.Available) return new PeerResult(peer.Key, null, peer.Problem);
+        return peer.Available ? CheckedResult(peer.Key, peer.Timed, shape.ToComputation(), Conv(peer, shape), options, corrupt) : PeerResult.Missing(peer);
+    }
+
+    /// <summary>Runs <paramref name="peer"/>'s BLAS form of <paramref name="c"/> (<see cref="GemmForm"/>) once on random data
+    /// and checks the output against <see cref="Reference"/> within <see cref="Reference.Tolerance"/>. Throws
+    /// <see cref="ArgumentException"/> when <paramref name="c"/> has no BLAS form.</summary>
+    public static Verification VerifyGemm(GemmPeer peer, Computation c, int seed = 1)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        var (form, reason) = GemmForm.Classify(c);
+        return form is null ? throw new ArgumentException($"{c} has no BLAS form: {reason}", nameof(c)) : CheckAndTime(c, Gemm(peer, form), null, null, seed).Verification;
+    }
+
+    /// <summary>The GEMM peer's GFLOPS on <paramref name="c"/> on the calling thread: the contraction mapped to sgemm
+    /// (<see cref="GemmForm.Classify"/>: transposes, leading dimensions, and a batch as a loop of sgemm calls over strided
+    /// pointers, all the calls timed together as one run), checked against the reference before it is timed. A missing
+    /// library, a contraction with no BLAS form (with the reason), a failure or a wrong result is reported, never timed.</summary>
+    public static PeerResult MeasureGemm(GemmPeer peer, Computation c, MeasureOptions options) => MeasureGemm(peer, c, options, null);
+
+    /// <summary><see cref="MeasureGemm(GemmPeer, Computation, MeasureOptions)"/> with a hook that may alter the peer's output
+    /// before the check (for tests of the wrong-result path).</summary>
+    internal static PeerResult MeasureGemm(GemmPeer peer, Computation c, MeasureOptions options, Action<Span<float>>? corrupt)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        ArgumentNullException.ThrowIfNull(c);
+        if (!peer.Available) return PeerResult.Missing(peer);
+        var (form, reason) = GemmForm.Classify(c);
+        return form is null ? PeerResult.None(peer.Key, reason!) : CheckedResult(peer.Key, form.Describe(), c, Gemm(peer, form), options, corrupt);
+    }
+
+    /// <summary>Prepares a peer's run on the three buffers of a computation: output, left, right.</summary>
+    private unsafe delegate PeerRun Prepare(float* output, float* left, float* right);
+
+    /// <summary>A peer's run and whether the check starts from a random output (the peer must add to it, as sgemm with
+    /// beta 1 does) or from zeros (oneDNN's convolution writes its output).</summary>
+    private sealed record Runner(Prepare Prepare, bool Accumulates);
+
+    /// <summary>The convolution's left input is the image, its right the weights (<see cref="ConvShape.ToComputation"/>).</summary>
+    private static unsafe Runner Conv(ConvPeer peer, ConvShape s) => new((o, l, r) => peer.Prepare(s, l, r, o), false);
+
+    private static unsafe Runner Gemm(GemmPeer peer, GemmForm form) => new((o, l, r) => new GemmRun(peer, form, o, l, r), true);
+
+    /// <summary>Checks, then times when the result is right: a wrong result or a library error is reported, never timed.</summary>
+    private static PeerResult CheckedResult(string key, string via, Computation c, Runner prepare, MeasureOptions options, Action<Span<float>>? corrupt)
+    {
         try
         {
-            var (verification, measurement) = CheckAndTime(peer, shape, options, corrupt, 1);
-            return verification.Passed
-                ? new PeerResult(peer.Key, measurement!.Value.Gflops, null)
-                : new PeerResult(peer.Key, null, $"wrong result: {verification.Problem}");
+            var (verification, measurement) = CheckAndTime(c, prepare, options, corrupt, 1);
+            return verification.Passed ? PeerResult.Measured(key, measurement!.Value.Gflops, via) : PeerResult.Wrong(key, verification.Problem, via);
         }
         catch (InvalidOperationException e)
         {
-            return new PeerResult(peer.Key, null, e.Message);
+            return PeerResult.Failed(key, e.Message, via);
         }
     }
 
-    /// <summary>Prepares the peer on random plain buffers, runs it once and compares with the exact result (output
-    /// starting at zero); when it passes and <paramref name="options"/> is given, times <see cref="ConvRun.Run"/>.</summary>
-    private static unsafe (Verification Verification, Measurement? Measurement) CheckAndTime(ConvPeer peer, ConvShape s, MeasureOptions? options,
+    /// <summary>Prepares the peer on random buffers between guard zones (the output random too when the peer accumulates,
+    /// else zero), runs it once and compares with the exact result, the inputs unchanged and the guards intact; when it
+    /// passes and <paramref name="options"/> is given, times <see cref="PeerRun.Run"/> on the same buffers.</summary>
+    private static unsafe (Verification Verification, Measurement? Measurement) CheckAndTime(Computation c, Runner runner, MeasureOptions? options,
                                                                                           Action<Span<float>>? corrupt, int seed)
     {
-        ArgumentNullException.ThrowIfNull(peer);
-        var c = s.ToComputation();
         var rng = new Random(seed);
-        using AlignedBuffer output = new(c.Output.Length, Verifier.Guard), input = new(c.Left.Length, Verifier.Guard), weights = new(c.Right.Length, Verifier.Guard);
-        input.Fill(rng);
-        weights.Fill(rng);
-        output.Clear();
-        using var run = peer.Prepare(s, input.Pointer, weights.Pointer, output.Pointer);
+        using AlignedBuffer output = new(c.Output.Length, Verifier.Guard), left = new(c.Left.Length, Verifier.Guard), right = new(c.Right.Length, Verifier.Guard);
+        left.Fill(rng);
+        right.Fill(rng);
+        if (runner.Accumulates) output.Fill(rng);
+        else output.Clear();
+        float[] before = output.Span.ToArray(), leftCopy = left.Span.ToArray(), rightCopy = right.Span.ToArray();
+        using var run = runner.Prepare(output.Pointer, left.Pointer, right.Pointer);
         run.Run();
         run.Finish();
         corrupt?.Invoke(output.Span);
-        var (exact, magnitude) = Reference.Exact(c, new float[c.Output.Length], input.Span, weights.Span);
-        double tolerance = Reference.Tolerance(c);
+        var (exact, magnitude) = Reference.Exact(c, before, left.Span, right.Span);
         string? problem = Verifier.Compare(c, output.Span, exact, magnitude, out double worst);
-        if (problem is null && !(output.GuardsIntact() && input.GuardsIntact() && weights.GuardsIntact())) problem = "a guard zone was overwritten";
-        var verification = new Verification(problem is null, worst, tolerance, problem);
+        if (problem is null && !(output.GuardsIntact() && left.GuardsIntact() && right.GuardsIntact())) problem = "a guard zone was overwritten";
+        if (problem is null && !(left.Span.SequenceEqual(leftCopy) && right.Span.SequenceEqual(rightCopy))) problem = "an input was modified";
+        var verification = new Verification(problem is null, worst, Reference.Tolerance(c), problem);
         if (problem is not null || options is not { } o) return (verification, null);
-        return (verification, Timing.Measure(run.Run, s.Flops, o));
+        return (verification, Timing.Measure(run.Run, c.Flops, o));
+    }
+
+    /// <summary>One run of a <see cref="GemmForm"/>: a single sgemm, or one per batch index at pointers advanced by the
+    /// batch strides.</summary>
+    private sealed unsafe class GemmRun(GemmPeer peer, GemmForm f, float* output, float* left, float* right) : PeerRun
+    {
+        public override void Run() => Call(0, output, f.ALeft ? left : right, f.ALeft ? right : left);
+
+        private void Call(int loop, float* c, float* a, float* b)
+        {
+            if (loop == f.Batch.Length)
+            {
+                peer.Sgemm(f.TransA, f.TransB, f.M, f.N, f.K, a, f.Lda, b, f.Ldb, c, f.Ldc);
+                return;
+            }
+            var d = f.Batch[loop];
+            for (int i = 0; i < d.Size; i++) Call(loop + 1, c + i * d.StrideC, a + i * d.StrideA, b + i * d.StrideB);
+        }
     }
 }

@@ -21,14 +21,24 @@ namespace LoopTune.Search;
 /// <param name="Seconds">Wall-clock seconds of the search.</param>
 /// <param name="Actions">The actions from the unscheduled nest to the best schedule.</param>
 /// <param name="Schedule">The best schedule (<see cref="Nest.ScheduleKey"/>).</param>
-/// <param name="OpenBlasGflops">OpenBLAS on the same shape, timed the same way; null when it is not available.</param>
+/// <param name="Peers">The peer libraries on the same computation, timed the same way (OpenBLAS alone for
+/// <c>compare-searches</c>; OpenBLAS, BLIS and oneDNN for <c>compare-libraries</c>); the same for every method of a benchmark.</param>
 /// <param name="Verified">Whether the best schedule's kernel matched the reference.</param>
 public sealed record ComparisonRow(string Benchmark, string Method, double BaseGflops, double BestGflops, double SearchGflops,
-    int Evaluations, int Measured, double Seconds, ImmutableArray<LoopAction> Actions, string Schedule, double? OpenBlasGflops, bool Verified)
+    int Evaluations, int Measured, double Seconds, ImmutableArray<LoopAction> Actions, string Schedule, ImmutableArray<PeerResult> Peers, bool Verified)
 {
     /// <summary>Best over base, both re-timed.</summary>
     public double Speedup => BestGflops / BaseGflops;
+
+    /// <summary>OpenBLAS on the same computation; null when it was not measured (missing, no BLAS form, wrong result).</summary>
+    public double? OpenBlasGflops => Peer(Comparison.OpenBlas)?.Gflops;
+
+    /// <summary>The peer with this key, or null.</summary>
+    public PeerResult? Peer(string key) => Peers.FirstOrDefault(p => p.Key == key);
 }
+
+/// <summary>Times the peer libraries on one computation with the given timing, on the calling thread.</summary>
+public delegate IReadOnlyList<PeerResult> PeerTiming(Computation computation, MeasureOptions timing);
 
 /// <summary>A method's figures over all benchmarks: geometric means of the re-timed GFLOPS, of the speedup over the
 /// unscheduled nest and of the ratio to OpenBLAS (null without OpenBLAS), and the mean and largest search time.</summary>
@@ -42,7 +52,7 @@ public sealed record ComparisonProgress(int Done, int Total, string Benchmark, s
 /// Runs searches side by side on the same benchmarks and summarises them. Each (benchmark, method) search gets a new
 /// evaluator from the factory it is given, so no search profits from another's measurements unless the factory shares a
 /// store. After the searches, for a fair and precise comparison, every benchmark's unscheduled nest, every best schedule
-/// (verified against the reference) and OpenBLAS are timed again with the same, longer timing (<c>finalTiming</c>, on a
+/// (verified against the reference) and the peers (OpenBLAS, or those of the <see cref="PeerTiming"/> given) are timed again with the same, longer timing (<c>finalTiming</c>, on a
 /// pinned core): the searches' own quick measurements are noisy, and the fastest of many noisy measurements is biased
 /// upwards.
 /// </summary>
@@ -65,10 +75,13 @@ public sealed class Comparison
     /// <summary>The unscheduled nest, each method, then OpenBLAS when it was measured.</summary>
     public ImmutableArray<MethodSummary> Summaries { get; }
 
-    /// <summary>Runs every search on every benchmark (benchmark by benchmark), then re-times the results.</summary>
+    /// <summary>Runs every search on every benchmark (benchmark by benchmark), then re-times the results and the peers
+    /// (<paramref name="peers"/>; OpenBLAS alone when null).</summary>
     public static Comparison Run(IReadOnlyList<Benchmark> benchmarks, IReadOnlyList<ISearch> searches, SearchBudget budget, int seed,
-        Func<IEvaluator> newEvaluator, MeasureOptions finalTiming, Action<ComparisonProgress>? progress = null)
+        Func<IEvaluator> newEvaluator, MeasureOptions finalTiming, Action<ComparisonProgress>? progress = null, PeerTiming? peers = null)
     {
+        ArgumentOutOfRangeException.ThrowIfZero(searches.Count);
+        peers ??= (c, timing) => Peers.Get(OpenBlas) is { } blas ? [Evaluation.MeasurePeer(blas, c, timing)] : [];
         Kernel.WarmUp();
         var rows = new List<ComparisonRow>();
         int total = benchmarks.Count * (searches.Count + 1), done = 0;
@@ -81,8 +94,8 @@ public sealed class Comparison
                 results.Add(Search(s, b.Computation, budget, seed, newEvaluator));
                 done++;
             }
-            progress?.Invoke(new(done, total, b.Name, "", "timing the results and OpenBLAS"));
-            rows.AddRange(Retime(b, results, finalTiming));
+            progress?.Invoke(new(done, total, b.Name, "", "timing the results and the peers"));
+            rows.AddRange(Retime(b, results, finalTiming, peers));
             done++;
         }
         progress?.Invoke(new(done, total, "", "", "done"));
@@ -96,7 +109,7 @@ public sealed class Comparison
         finally { (evaluator as IDisposable)?.Dispose(); }
     }
 
-    static IEnumerable<ComparisonRow> Retime(Benchmark b, List<SearchResult> results, MeasureOptions timing)
+    static IEnumerable<ComparisonRow> Retime(Benchmark b, List<SearchResult> results, MeasureOptions timing, PeerTiming peers)
     {
         using var buffers = new KernelTiming.Workspace(b.Computation);
         var timed = new Dictionary<string, (double Gflops, bool Verified)>();
@@ -107,19 +120,14 @@ public sealed class Comparison
             return timed[nest.ScheduleKey] = (KernelTiming.Measure(kernel, timing, buffers).Gflops, Verifier.Verify(kernel).Passed);
         }
         var (baseGflops, _) = Time(Nest.Initial(b.Computation));
-        double? openBlas = TimeOpenBlas(b.Computation, timing);
+        ImmutableArray<PeerResult> peerResults = [.. peers(b.Computation, timing)];
         foreach (var r in results)
         {
             var (gflops, verified) = Time(r.Best);
             yield return new ComparisonRow(b.Name, r.Method, baseGflops, gflops, r.BestGflops, r.Evaluations, r.Measured, r.Seconds,
-                r.Actions, r.Best.ScheduleKey, openBlas, verified);
+                r.Actions, r.Best.ScheduleKey, peerResults, verified);
         }
     }
-
-    /// <summary>OpenBLAS's sgemm on the computation's shape, or null when it is not installed or the computation is not a
-    /// matrix product.</summary>
-    public static double? TimeOpenBlas(Computation c, MeasureOptions timing) =>
-        Peers.Get(OpenBlas) is { } peer ? Evaluation.MeasurePeer(peer, c, timing).Gflops : null;
 
     MethodSummary Summarise(string method, Func<ComparisonRow, double> gflops, string? searched)
     {
@@ -170,5 +178,5 @@ public sealed class Comparison
 
     static string F(double x) => x.ToString("0.####", CultureInfo.InvariantCulture);
     static string I(int x) => x.ToString(CultureInfo.InvariantCulture);
-    static string Csv(string s) => s.IndexOfAny([',', '"', '\n']) < 0 ? s : $"\"{s.Replace("\"", "\"\"")}\"";
+    internal static string Csv(string s) => s.IndexOfAny([',', '"', '\n', '\r']) < 0 ? s : $"\"{s.Replace("\"", "\"\"")}\"";
 }

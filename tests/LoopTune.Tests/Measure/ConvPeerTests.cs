@@ -89,7 +89,7 @@ public sealed class ConvPeerTests(ITestOutputHelper output)
         Assert.Null(result.Gflops);
         Assert.Contains("not found", result.Problem);
 
-        var noBlas = new Im2colOpenBlas(Peer.OpenBlas("libno-such-blas-looptune.so.0"));
+        var noBlas = new Im2colBlas(Peer.OpenBlas("libno-such-blas-looptune.so.0"));
         Assert.False(noBlas.Available);
         Assert.Contains("not found", Peers.MeasureConv(noBlas, new ConvShape(1, 3, 3, 1, 1, 1), Tiny).Problem);
     }
@@ -115,7 +115,8 @@ public sealed class ConvPeerTests(ITestOutputHelper output)
         Assert.All(strided, p => Assert.Null(p.Gflops));
         foreach (var p in strided.Where(p => Peers.Get(p.Key)!.Available))
         {
-            Assert.StartsWith("no peer: not a plain matrix product", p.Problem);
+            Assert.Equal("no peer: an affine index 2*h+r in I (overlapping windows, as in a convolution)", p.Problem);
+            Assert.Equal(PeerStatus.NoPeer, p.Status);
             Assert.DoesNotContain('\n', p.Problem!);
         }
 
@@ -123,7 +124,7 @@ public sealed class ConvPeerTests(ITestOutputHelper output)
     }
 
     /// <summary>A naive convolution that leaves out the last input channel unless told not to, and counts its runs.</summary>
-    sealed class WrongPeer(bool skipLastChannel = true) : ConvPeer("wrong", "none", null, null, "one thread")
+    internal sealed class WrongPeer(bool skipLastChannel = true) : ConvPeer("wrong", "none", null, null, "one thread")
     {
         public int Runs { get; private set; }
 
@@ -131,9 +132,9 @@ public sealed class ConvPeerTests(ITestOutputHelper output)
 
         public override string Timed => "everything";
 
-        internal override unsafe ConvRun Prepare(ConvShape shape, float* input, float* weights, float* output) => new Naive(this, shape, input, weights, output);
+        internal override unsafe PeerRun Prepare(ConvShape shape, float* input, float* weights, float* output) => new Naive(this, shape, input, weights, output);
 
-        sealed unsafe class Naive(WrongPeer peer, ConvShape s, float* input, float* weights, float* output) : ConvRun
+        sealed unsafe class Naive(WrongPeer peer, ConvShape s, float* input, float* weights, float* output) : PeerRun
         {
             public override void Run()
             {

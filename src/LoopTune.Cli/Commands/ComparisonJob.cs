@@ -1,0 +1,176 @@
+using System.CommandLine;
+using System.Diagnostics;
+using LoopTune.Datasets;
+using LoopTune.Env;
+using LoopTune.Measure;
+using LoopTune.Search;
+using Spectre.Console;
+
+namespace LoopTune.Cli.Commands;
+
+/// <summary>What <c>compare-searches</c> and <c>compare-libraries</c> share: their options, the checks of their input (every
+/// one before anything is written), and the run: the searches benchmark by benchmark with a per-search store and a
+/// progress bar, the re-timing of the results and the peers, and a report folder written atomically.</summary>
+sealed class ComparisonOptions
+{
+    public readonly Option<string> Dataset = new("--dataset") { Description = "A named dataset (see 'dataset list') or a dataset folder.", Required = true };
+    public readonly Option<string> Split = new("--split") { Description = "Which list of the dataset: test or train.", DefaultValueFactory = _ => "test" };
+    public readonly Option<int> Count;
+    public readonly Option<string?> Methods;
+    public readonly Option<string> Policy = new("--policy") { Description = "The policy of the 'policy' methods: default (shipped), a .safetensors file, a checkpoint or a training run folder.", DefaultValueFactory = _ => "default" };
+    public readonly Option<string> Budget = SearchCommand.BudgetOption();
+    public readonly Option<int?> MaxEvaluations = SearchCommand.MaxEvaluationsOption();
+    public readonly Option<string> Out;
+    public readonly Option<int> Seed = SearchCommand.SeedOption();
+    public readonly Option<string?> Db = new("--db")
+    {
+        Description = "Share this measurement store between all searches. Default: each search starts from a new, empty store, so its time counts all its own measurements.",
+    };
+    public readonly Option<bool> Quick = new("--quick") { Description = "Re-time the results with the quick timing instead of the default one." };
+    public readonly Option<bool> Json = Options.Json();
+    readonly string? defaultMethods;
+
+    /// <param name="countName">--count or --size.</param>
+    /// <param name="defaultMethods">The methods when --methods is not given (null: every search).</param>
+    /// <param name="outDescription">What --out receives.</param>
+    public ComparisonOptions(string countName, string? defaultMethods, string outDescription)
+    {
+        Split.AcceptOnlyFromAmong("test", "train");
+        Count = new(countName) { Description = "How many benchmarks: the first N of the split.", DefaultValueFactory = _ => 25 };
+        this.defaultMethods = defaultMethods;
+        Methods = new("--methods")
+        {
+            Description = $"Comma-separated methods (default {defaultMethods ?? "all searches"}; the searches: {string.Join(",", Searches.Names)}). 'policy' is the trained policy's greedy rollout, 'policy_topK' (e.g. policy_top4) adds rollouts branching to its next choices within the budget.",
+        };
+        Out = new("--out") { Description = outDescription, Required = true };
+    }
+
+    /// <summary>Every option, to add to a command.</summary>
+    public IEnumerable<Option> All => [Dataset, Split, Count, Methods, Policy, Budget, MaxEvaluations, Out, Seed, Db, Quick, Json];
+
+    /// <summary>Reads and checks the options: methods, budget, count, dataset and split, in that order; a
+    /// <see cref="LoopTuneException"/> names the first bad one.</summary>
+    public ComparisonJob Parse(ParseResult p)
+    {
+        var searches = CompareSearchesCommand.ParseMethods(p.GetValue(Methods) ?? defaultMethods, p.GetValue(Policy)!);
+        var limit = SearchBudget.Parse(p.GetValue(Budget), p.GetValue(MaxEvaluations));
+        int count = p.GetValue(Count);
+        if (count < 1) throw new SearchError($"{Count.Name} must be at least 1, not {count}");
+        var data = Datasets.Dataset.Load(p.GetValue(Dataset)!);
+        string split = p.GetValue(Split)!;
+        var list = split == "train" ? data.TrainBenchmarks : data.TestBenchmarks;
+        if (list.IsEmpty) throw new DatasetError($"the {split} split of {data.Name} is empty");
+        bool quick = p.GetValue(Quick);
+        return new ComparisonJob(data, split, [.. list.Take(count)], searches, limit, p.GetValue(Seed), p.GetValue(Db), quick,
+            quick ? MeasureOptions.Quick : MeasureOptions.Default, p.GetValue(Out)!, p.GetValue(Json));
+    }
+}
+
+/// <summary>A checked comparison to run (<see cref="ComparisonOptions.Parse"/>).</summary>
+sealed record ComparisonJob(Dataset Data, string Split, IReadOnlyList<Benchmark> Benchmarks, IReadOnlyList<ISearch> Searches, SearchBudget Budget,
+    int Seed, string? SharedDb, bool Quick, MeasureOptions Timing, string Out, bool Json)
+{
+    /// <summary>Runs the searches and re-times everything with the peers of <paramref name="peers"/> (OpenBLAS when null),
+    /// with a progress bar titled <paramref name="title"/>; then <paramref name="write"/> fills the report's temporary
+    /// folder, which replaces <see cref="Out"/> only when all of it is written.</summary>
+    public (Comparison Comparison, ComparisonSetup Setup, string Folder) Run(Io io, string title, PeerTiming? peers, Action<string, Comparison, ComparisonSetup> write)
+    {
+        var report = new ReportFolder(Out);
+        try
+        {
+            var evaluators = new EvaluatorSource(SharedDb, report.Temp);
+            var comparison = WithProgress(io, title, progress => Comparison.Run(Benchmarks, Searches, Budget, Seed, evaluators.Next, Timing, progress, peers));
+            var setup = new ComparisonSetup(Data.Name, Split, Budget, Seed, evaluators.Describe(),
+                $"GFLOPS are re-timed after the searches, each schedule, the unscheduled nest and the peer libraries alike, with the {(Quick ? "quick" : "default")} timing (median of {Timing.MinSamples}+ samples over {Timing.MinSeconds:0.###}+ s).",
+                PeakCache.MachineKey);
+            evaluators.Clean();
+            write(report.Temp, comparison, setup);
+            report.Commit();
+            return (comparison, setup, report.Target);
+        }
+        finally { report.Abandon(); }
+    }
+
+    /// <summary>Runs the comparison with a Spectre progress bar on stderr when stderr is a terminal, else with one plain line
+    /// per step on stderr; stdout stays clean for --json.</summary>
+    static Comparison WithProgress(Io io, string title, Func<Action<ComparisonProgress>, Comparison> run)
+    {
+        if (io.Stderr != Console.Error || Console.IsErrorRedirected)
+        {
+            var clock = Stopwatch.StartNew();
+            return run(p => io.Stderr.WriteLine($"[{clock.Elapsed.TotalSeconds,6:F1}s] {p.Done}/{p.Total} {Describe(p)}"));
+        }
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        Comparison? result = null;
+        console.Progress().AutoClear(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask(title);
+                result = run(p =>
+                {
+                    task.MaxValue = p.Total;
+                    task.Value = p.Done;
+                    task.Description = Markup.Escape(Describe(p));
+                });
+            });
+        return result!;
+    }
+
+    static string Describe(ComparisonProgress p) => string.Join(" ", new[] { p.Benchmark, p.Method, p.What }.Where(s => s.Length > 0));
+
+    /// <summary>The evaluators of the searches: a new, empty store per search in the report's temporary folder, or one
+    /// shared store when --db is given.</summary>
+    sealed class EvaluatorSource(string? sharedDb, string temp)
+    {
+        int made;
+
+        public IEvaluator Next() => Evaluators.Default(sharedDb ?? Path.Combine(temp, $".store-{made++}.db"));
+
+        public string Describe() => sharedDb is null
+            ? "a new, empty measurement store for each search (cold: its seconds pay for every measurement it makes)."
+            : $"the measurement store {Path.GetFullPath(sharedDb)}, shared by all searches (schedules already in it are recalled, not timed, and cost almost no time).";
+
+        /// <summary>Deletes the per-search stores from the report folder.</summary>
+        public void Clean()
+        {
+            foreach (var f in Directory.EnumerateFiles(temp, ".store-*")) File.Delete(f);
+        }
+    }
+
+    /// <summary>A report folder written atomically: everything goes into <see cref="Temp"/>, a sibling of the target, which
+    /// <see cref="Commit"/> renames into place (moving an old report aside first and deleting it after).</summary>
+    sealed class ReportFolder
+    {
+        public ReportFolder(string target)
+        {
+            Target = Path.GetFullPath(target);
+            if (File.Exists(Target)) throw new SearchError($"--out {target} is a file; give a folder");
+            var parent = Path.GetDirectoryName(Target) ?? throw new SearchError($"--out {target} has no parent folder");
+            Temp = Path.Combine(parent, $".{Path.GetFileName(Target)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
+            try { Directory.CreateDirectory(Temp); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new SearchError($"cannot write the report next to {target}: {e.Message}"); }
+        }
+
+        public string Target { get; }
+        public string Temp { get; }
+        bool committed;
+
+        public void Commit()
+        {
+            string? old = Directory.Exists(Target) ? Temp + ".old" : null;
+            if (old is not null) Directory.Move(Target, old);
+            Directory.Move(Temp, Target);
+            committed = true;
+            if (old is not null) Directory.Delete(old, recursive: true);
+        }
+
+        /// <summary>Removes the temporary folder unless it was committed.</summary>
+        public void Abandon()
+        {
+            if (committed || !Directory.Exists(Temp)) return;
+            try { Directory.Delete(Temp, recursive: true); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* best effort */ }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+using LoopTune.Ir;
+
+namespace LoopTune.Measure;
+
+/// <summary>One library as <c>compare-libraries</c> reports it, whatever the contraction: its GEMM for every (batched,
+/// transposed) matrix product (<see cref="GemmForm"/>), its convolution peer for a convolution. OpenBLAS and BLIS
+/// convolve by im2col + their own sgemm, oneDNN with its convolution primitive.</summary>
+public sealed class Library(string key, GemmPeer gemm, ConvPeer conv)
+{
+    private static readonly Lazy<IReadOnlyList<Library>> all = new(() =>
+    [
+        new("openblas", Peers.Get("openblas")!, Peers.Convolution.Single(p => p.Key == "im2col_openblas")),
+        new("blis", Peers.Get("blis")!, new Im2colBlas(Peers.Get("blis")!)),
+        new("onednn", Peers.Get("onednn")!, Peers.Convolution.Single(p => p.Key == "onednn_conv")),
+    ]);
+
+    /// <summary>OpenBLAS, BLIS and oneDNN, in that order, available or not.</summary>
+    public static IReadOnlyList<Library> All => all.Value;
+
+    /// <summary>"openblas", "blis" or "onednn": the column's name.</summary>
+    public string Key => key;
+
+    /// <summary>The GEMM used for matrix products.</summary>
+    public GemmPeer Gemm => gemm;
+
+    /// <summary>The convolution peer used for convolutions.</summary>
+    public ConvPeer Conv => conv;
+
+    /// <summary>The library's GFLOPS on <paramref name="c"/>, on a pinned thread: its convolution for a convolution, else its
+    /// GEMM when <paramref name="c"/> has a BLAS form; checked against the reference before timing (a wrong result is
+    /// reported, never timed), "missing" when the library is not installed, a one-line reason when it has no call for
+    /// <paramref name="c"/>. The result's key is <see cref="Key"/>; its <see cref="PeerResult.Via"/> names the call.</summary>
+    public PeerResult Measure(Computation c, MeasureOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        using var pin = ThreadPinning.Pin();
+        var result = c.AsConv() is { } shape ? Peers.MeasureConv(conv, shape, options) : Peers.MeasureGemm(gemm, c, options);
+        return result with { Key = key };
+    }
+
+    /// <summary>One line on what is called and how it is kept to one thread, or why it is missing.</summary>
+    public string Describe() =>
+        !gemm.Available ? $"{key}: missing ({gemm.Problem})"
+        : $"{key}: {gemm.Library}{(gemm.Version is { } v ? $" ({v})" : "")}, {gemm.Threading}; convolutions: {(conv.Available ? conv.Timed : $"missing ({conv.Problem})")}";
+}
