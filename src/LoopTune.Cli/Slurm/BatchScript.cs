@@ -43,6 +43,7 @@ static class BatchScript
             stop() {
               local status=$?
               trap '' TERM INT
+              [ -n "$command_pid$silos_pid$redis_pid" ] || return 0
               halt "$command_pid" 8
               if [ -n "$silos_pid" ]; then
                 # SIGTERM to the silos' step (srun's first step, .0) lets them leave cleanly; SIGTERM to srun itself would SIGKILL them
@@ -56,6 +57,7 @@ static class BatchScript
             trap 'exit 143' TERM
             trap 'exit 130' INT
 
+            [ -n "${SLURM_JOB_NODELIST:-}" ] || { say "this script runs as a SLURM job: submit it with sbatch"; exit 2; }
             head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)
             addr=$(scontrol show node "$head" 2>/dev/null | grep -o 'NodeAddr=[^ ]*' | head -n1 | cut -d= -f2)
             cluster="redis://${addr:-$head}:$port"
