@@ -47,8 +47,8 @@ static class SlurmTools
     public static string? WhyNoSilo()
     {
         var help = new StringWriter();
-        Program.Run(["silo", "--help"], help, new StringWriter()); // an unknown command gets the root's help
-        return help.ToString().Contains("looptune silo", StringComparison.Ordinal) ? null
+        Program.Run(["--help"], help, new StringWriter());
+        return System.Text.RegularExpressions.Regex.IsMatch(help.ToString(), @"(?m)^\s+silo\s") ? null
             : "this looptune has no 'silo' command yet (the cluster layer is not merged), so a job's silos cannot start";
     }
 }
