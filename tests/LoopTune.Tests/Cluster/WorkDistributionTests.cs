@@ -1,0 +1,139 @@
+using LoopTune.Cluster;
+
+namespace LoopTune.Tests.Cluster;
+
+/// <summary>The distribution layer on silos of this process (localhost clustering): work reaches every silo, a lost silo's
+/// items are re-queued or given up as asked, per-worker state lives as long as a run, the registry refuses a shared core.</summary>
+public sealed class WorkDistributionTests
+{
+    static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task ItemsAddressedToWorkersOfTwoSilosRunThereWithTheirOwnState()
+    {
+        await using var silos = new TestSilos(ClusterAddress.Localhost);
+        var a = await silos.Start("host-a", [0]);
+        var b = await silos.Start("host-b", [1]);
+        await using var cluster = await silos.Connect();
+        var workers = await cluster.WaitForWorkersAsync(2, Limit);
+        Assert.Equal(["host-a/core0", "host-b/core1"], workers.Select(w => w.Id));
+        Assert.Equal([a.Address, b.Address], workers.Select(w => w.Silo));
+        await using var run = cluster.OpenRun(EchoHandler.Name, LostWork.Requeue);
+        var requests = Enumerable.Range(0, 6).Select(i => new WorkRequest(i, workers[i % 2])).ToList();
+        var outcomes = await run.RunAsync(requests).WaitAsync(Limit);
+        // each worker ran its three items in order, counting them in its state for this run
+        Assert.Equal(["host-a/core0:0:1", "host-b/core1:1:1", "host-a/core0:2:2", "host-b/core1:3:2", "host-a/core0:4:3", "host-b/core1:5:3"],
+            outcomes.Select(o => o.As<string>()));
+        Assert.Equal(requests.Select(r => r.Worker), outcomes.Select(o => o.Worker));
+        var again = await run.RunAsync([new WorkRequest(9, workers[0])]).WaitAsync(Limit);
+        Assert.Equal("host-a/core0:9:4", again[0].As<string>()); // the state outlives a batch, within the run
+    }
+
+    [Fact]
+    public async Task AWorkerStateIsDisposedWhenItsRunCloses()
+    {
+        var handler = new EchoHandler();
+        await using var silos = new TestSilos(ClusterAddress.Localhost);
+        await silos.Start("host-a", [0], handler);
+        await using var cluster = await silos.Connect();
+        await cluster.WaitForWorkersAsync(1, Limit);
+        await using (var run = cluster.OpenRun(EchoHandler.Name, LostWork.Requeue))
+        {
+            var first = await run.RunAsync([new WorkRequest(1), new WorkRequest(2)]).WaitAsync(Limit);
+            Assert.Equal(["host-a/core0:1:1", "host-a/core0:2:2"], first.Select(o => o.As<string>()));
+            Assert.Equal(0, handler.Disposed);
+        }
+        await Eventually(() => handler.Disposed == 1);
+        await using var next = cluster.OpenRun(EchoHandler.Name, LostWork.Requeue);
+        Assert.Equal("host-a/core0:3:1", (await next.RunAsync([new WorkRequest(3)]).WaitAsync(Limit))[0].As<string>());
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task ASiloStoppedMidRunHasItsItemsRequeuedAndEveryResultArrivesOnce(bool graceful)
+    {
+        var stuck = new EchoHandler(blocking: true);
+        await using var silos = new TestSilos(ClusterAddress.Localhost);
+        await silos.Start("host-a", [0]);
+        var b = await silos.Start("host-b", [1], stuck);
+        await using var cluster = await silos.Connect();
+        var workers = await cluster.WaitForWorkersAsync(2, Limit);
+        await using var run = cluster.OpenRun(EchoHandler.Name, LostWork.Requeue);
+        // item 0 goes to host-b, which blocks on it; the others go to anyone
+        var requests = Enumerable.Range(0, 8).Select(i => new WorkRequest(i, i == 0 ? workers[1] : null)).ToList();
+        var running = run.RunAsync(requests);
+        Assert.True(await stuck.Started.WaitAsync(Limit), "host-b never started its item");
+        await b.StopAsync(graceful);
+        var outcomes = await running.WaitAsync(Limit);
+        stuck.Gate.Set();
+        Assert.Equal(Enumerable.Range(0, 8), outcomes.Select(o => int.Parse(o.As<string>().Split(':')[1])));
+        Assert.All(outcomes, o => Assert.Equal("host-a/core0", o.Worker!.Id));
+        Assert.True(run.LostLeases >= 1);
+        Assert.DoesNotContain(await cluster.Workers(), w => w.HostId == "host-b");
+    }
+
+    [Fact]
+    public async Task GivingUpLosesOnlyTheLostSilosItems()
+    {
+        var stuck = new EchoHandler(blocking: true);
+        await using var silos = new TestSilos(ClusterAddress.Localhost);
+        await silos.Start("host-a", [0]);
+        var b = await silos.Start("host-b", [1], stuck);
+        await using var cluster = await silos.Connect();
+        var workers = await cluster.WaitForWorkersAsync(2, Limit);
+        await using var run = cluster.OpenRun(EchoHandler.Name, LostWork.GiveUp);
+        var requests = Enumerable.Range(0, 4).Select(i => new WorkRequest(i, workers[i % 2])).ToList();
+        var running = run.RunAsync(requests);
+        Assert.True(await stuck.Started.WaitAsync(Limit));
+        await b.StopAsync(graceful: false);
+        var outcomes = await running.WaitAsync(Limit);
+        stuck.Gate.Set();
+        Assert.Equal([false, true, false, true], outcomes.Select(o => o.Lost));
+        Assert.Equal(["host-a/core0:0:1", "host-a/core0:2:2"], outcomes.Where(o => !o.Lost).Select(o => o.As<string>()));
+    }
+
+    [Fact]
+    public async Task TheRegistryRefusesASecondWorkerOnTheSameCoreOfAHost()
+    {
+        await using var silos = new TestSilos(ClusterAddress.Localhost);
+        var a = await silos.Start("host-a", [0]);
+        var refused = await Assert.ThrowsAsync<ClusterError>(() => ClusterHost.StartSiloAsync(silos.Settings("host-a", [1, 0])));
+        Assert.Contains("core 0 of host host-a is already held by worker host-a/core0", refused.Message);
+        await silos.Start("host-b", [0]); // the same core number on another host is another core
+        await using var cluster = await silos.Connect();
+        var workers = await cluster.WaitForWorkersAsync(2, Limit);
+        Assert.Equal([("host-a", 0), ("host-b", 0)], workers.Select(w => (w.HostId, w.Core)));
+        Assert.Equal(workers.Length, workers.Select(w => (w.HostId, w.Core)).Distinct().Count());
+    }
+
+    [Fact]
+    public async Task AHandlersBadInputFailsTheRunNamingTheWorker()
+    {
+        await using var silos = new TestSilos(ClusterAddress.Localhost);
+        await silos.Start("host-a", [0], new Refuser());
+        await using var cluster = await silos.Connect();
+        await cluster.WaitForWorkersAsync(1, Limit);
+        await using var run = cluster.OpenRun(Refuser.Name, LostWork.Requeue);
+        var e = await Assert.ThrowsAsync<ClusterError>(() => run.RunAsync([new WorkRequest(7)]).WaitAsync(Limit));
+        Assert.Contains("worker host-a/core0", e.Message);
+        Assert.Contains("no such thing as 7", e.Message);
+    }
+
+    sealed class Refuser : WorkHandler<int, int>
+    {
+        public const string Name = "test/refuse";
+        public override string Kind => Name;
+        public override int Run(int request, WorkerContext context) => throw new LoopTuneException($"no such thing as {request}");
+    }
+
+    internal static async Task Eventually(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + Limit;
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the condition never held");
+            await Task.Delay(50);
+        }
+    }
+}
