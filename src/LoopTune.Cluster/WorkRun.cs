@@ -61,7 +61,8 @@ public sealed class WorkRun : IWorkSource, IAsyncDisposable
     /// <summary>Items handed back because their silo was lost or stopping (re-queued or given up).</summary>
     public int LostLeases { get; private set; }
 
-    /// <summary>Called, on a thread-pool thread, for each item as it gets its outcome.</summary>
+    /// <summary>Called for each item as it gets its outcome, before <see cref="RunAsync"/> hears of it (keep it short: the
+    /// run waits for it).</summary>
     public Action<WorkOutcome>? Progress { get; set; }
 
     /// <summary>Submits <paramref name="requests"/> and returns their outcomes, in the order given, once every one has a
@@ -99,11 +100,7 @@ public sealed class WorkRun : IWorkSource, IAsyncDisposable
         lock (gate)
         {
             Item? item = leases.Remove(lease, out var held) ? held.Item : revoked.Remove(lease, out var late) ? late : null;
-            if (item is not null && item.Done.TrySetResult(new WorkOutcome(item.Index, result, worker)))
-            {
-                queue.Remove(item); // a re-queued copy that no one has leased yet
-                Report(item);
-            }
+            if (item is not null && Settle(item, new WorkOutcome(item.Index, result, worker))) queue.Remove(item); // a re-queued copy no one leased yet
             else Duplicates++;
             return Task.FromResult(Next(worker));
         }
@@ -164,12 +161,17 @@ public sealed class WorkRun : IWorkSource, IAsyncDisposable
             item.Target = null;
             queue.AddFirst(item);
         }
-        else if (item.Done.TrySetResult(new WorkOutcome(item.Index, null, null))) Report(item);
+        else Settle(item, new WorkOutcome(item.Index, null, null));
     }
 
-    void Report(Item item)
+    /// <summary>Gives an item its outcome unless it has one (false then); <see cref="Progress"/> hears of it first, so
+    /// that it has heard of every outcome when <see cref="RunAsync"/> returns.</summary>
+    bool Settle(Item item, WorkOutcome outcome)
     {
-        if (Progress is { } p) ThreadPool.QueueUserWorkItem(_ => p(item.Done.Task.Result));
+        if (item.Done.Task.IsCompleted) return false;
+        try { Progress?.Invoke(outcome); }
+        catch (Exception) { /* a progress display must not lose a result */ }
+        return item.Done.TrySetResult(outcome);
     }
 
     /// <summary>Hands back the leases of silos that membership says are gone, and the queued items addressed to them.</summary>

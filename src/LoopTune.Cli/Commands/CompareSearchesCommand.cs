@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using LoopTune.Cli.Plots;
+using LoopTune.Cluster;
 using LoopTune.Datasets;
 using LoopTune.Env;
 using LoopTune.Learning;
@@ -12,8 +13,9 @@ using Spectre.Console;
 namespace LoopTune.Cli.Commands;
 
 /// <summary><c>looptune compare-searches --dataset NAME [--split test] [--count 25] [--methods a,b] [--budget 10s] --out DIR
-/// [--seed S] [--json] [--db PATH] [--quick]</c>: every method on the same benchmarks; writes results.csv, summary.md and two
-/// PNG charts into DIR. The report is written into a temporary sibling folder and moved into place at the end, so a
+/// [--seed S] [--json] [--db PATH] [--quick] [--cluster ADDR [--min-workers N] [--workers N]]</c>: every method on the same
+/// benchmarks; writes results.csv, summary.md and two PNG charts into DIR. With --cluster, the (benchmark, method) pairs are
+/// spread over the cluster's workers (<see cref="ComparisonWork"/>) and each row names the machine that measured it. The report is written into a temporary sibling folder and moved into place at the end, so a
 /// failure leaves no half-written report (a previous report in DIR is replaced only then).</summary>
 static class CompareSearchesCommand
 {
@@ -40,13 +42,16 @@ static class CompareSearchesCommand
         };
         var quick = new Option<bool>("--quick") { Description = "Re-time the results with the quick timing instead of the default one." };
         var json = Options.Json();
+        var cluster = new ClusterOptions();
         var command = new Command("compare-searches", "Run every search method on the same benchmarks and write a CSV, a markdown summary and PNG charts.")
         {
             dataset, split, count, methods, policy, budget, maxEvaluations, output, seed, db, quick, json,
         };
+        foreach (var o in cluster.All) command.Options.Add(o);
         command.SetAction(p => io.Guard(() =>
         {
-            var searches = ParseMethods(p.GetValue(methods), p.GetValue(policy)!);
+            var address = cluster.Address(p);
+            var searches = ComparisonMethods.Parse(p.GetValue(methods), p.GetValue(policy)!);
             var limit = SearchBudget.Parse(p.GetValue(budget), p.GetValue(maxEvaluations));
             if (p.GetValue(count) < 1) throw new SearchError($"--count must be at least 1, not {p.GetValue(count)}");
             var data = Dataset.Load(p.GetValue(dataset)!);
@@ -59,10 +64,14 @@ static class CompareSearchesCommand
             try
             {
                 var evaluators = new EvaluatorSource(p.GetValue(db), report.Temp);
-                var comparison = RunWithProgress(io, progress => Comparison.Run(benchmarks, searches, limit, p.GetValue(seed), evaluators.Next, timing, progress));
+                var comparison = address is null
+                    ? RunWithProgress(io, progress => Comparison.Run(benchmarks, searches, limit, p.GetValue(seed), evaluators.Next, timing, progress))
+                    : RunOnCluster(io, cluster.OpenAsync(p, address), session => RunWithProgress(io, progress => ComparisonWork.RunAsync(session.Connection, benchmarks,
+                        [.. searches.Select(s => s.Name)], p.GetValue(policy)!, limit, p.GetValue(seed), p.GetValue(quick), p.GetValue(db) is { } shared ? Path.GetFullPath(shared) : null,
+                        progress).GetAwaiter().GetResult()));
                 setup = setup with
                 {
-                    Evaluator = evaluators.Describe(),
+                    Evaluator = address is null ? evaluators.Describe() : evaluators.DescribeOnCluster(),
                     Timing = $"GFLOPS are re-timed after the searches, each schedule, the unscheduled nest and OpenBLAS alike, with the {(p.GetValue(quick) ? "quick" : "default")} timing (median of {timing.MinSamples}+ samples over {timing.MinSeconds:0.###}+ s); the searches' own quick figures are in results.csv as search_gflops.",
                 };
                 evaluators.Clean();
@@ -79,33 +88,18 @@ static class CompareSearchesCommand
         return command;
     }
 
-    /// <summary>The methods of --methods: the searches by name, and "policy" / "policy_topK" as <see cref="PolicySearch"/>es
-    /// of the policy <paramref name="policyPath"/> (read once, only when a policy method is asked for).</summary>
-    internal static IReadOnlyList<ISearch> ParseMethods(string? csv, string policyPath)
+    /// <summary>Opens the cluster session (saying on stderr what it waits for), runs <paramref name="run"/> with it and closes it.</summary>
+    static Comparison RunOnCluster(Io io, Task<ClusterSession> opening, Func<ClusterSession, Comparison> run)
     {
-        var names = csv?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
-        if (!names.Any(IsPolicy)) return Searches.ParseList(csv);
-        if (names.Distinct().Count() != names.Length) throw new SearchError($"--methods '{csv}' names a method twice");
-        foreach (var n in names) // every name checked before the policy is read, so a bad name is the error reported
+        io.Stderr.WriteLine("joining the cluster and waiting for its workers...");
+        var session = opening.GetAwaiter().GetResult();
+        try
         {
-            if (IsPolicy(n)) _ = TopK(n);
-            else _ = Searches.Get(n);
+            io.Stderr.WriteLine($"{session.Workers.Length} worker(s): {string.Join(", ", session.Workers.Select(w => w.Id))}");
+            return run(session);
         }
-        var loaded = new Lazy<Policy>(() =>
-        {
-            var pol = Policy.Load(policyPath);
-            pol.WarmUp();
-            return pol;
-        });
-        return [.. names.Select(n => IsPolicy(n) ? new PolicySearch(loaded.Value, TopK(n)) : Searches.Get(n))];
+        finally { session.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
     }
-
-    static bool IsPolicy(string name) => name == "policy" || name.StartsWith("policy_top", StringComparison.Ordinal);
-
-    static int TopK(string name) =>
-        name == "policy" ? 1
-        : int.TryParse(name["policy_top".Length..], System.Globalization.CultureInfo.InvariantCulture, out int k) && k is >= 2 and <= 17 ? k
-        : throw new SearchError($"unknown method '{name}': a policy method is 'policy' or 'policy_topK' with K from 2 to 17 (e.g. policy_top4)");
 
     static void Write(string folder, Comparison c, ComparisonSetup setup)
     {
@@ -142,20 +136,26 @@ static class CompareSearchesCommand
 
     static string Describe(ComparisonProgress p) => string.Join(" ", new[] { p.Benchmark, p.Method, p.What }.Where(s => s.Length > 0));
 
-    static JsonObject ToJson(Comparison c, string folder) => new()
+    static JsonObject ToJson(Comparison c, string folder)
     {
-        ["out"] = folder,
-        ["files"] = new JsonArray(Csv, Markdown, ComparisonCharts.GflopsByBenchmark, ComparisonCharts.TimeVsQuality),
-        ["benchmarks"] = new JsonArray([.. c.Benchmarks.Select(b => JsonValue.Create(b))]),
-        ["methods"] = new JsonArray([.. c.Summaries.Select(s => new JsonObject
+        var json = new JsonObject
         {
-            ["method"] = s.Method, ["geomean_gflops"] = s.GeomeanGflops, ["geomean_speedup"] = s.GeomeanSpeedup,
-            ["geomean_vs_openblas"] = s.GeomeanVsOpenBlas, ["mean_seconds"] = s.MeanSeconds, ["max_seconds"] = s.MaxSeconds,
-            ["mean_evaluations"] = s.MeanEvaluations,
-        })]),
-        ["best_method"] = c.BestMethod.Method,
-        ["verified"] = c.Rows.All(r => r.Verified),
-    };
+            ["out"] = folder,
+            ["files"] = new JsonArray(Csv, Markdown, ComparisonCharts.GflopsByBenchmark, ComparisonCharts.TimeVsQuality),
+            ["benchmarks"] = new JsonArray([.. c.Benchmarks.Select(b => JsonValue.Create(b))]),
+            ["methods"] = new JsonArray([.. c.Summaries.Select(s => new JsonObject
+        {
+                ["method"] = s.Method, ["geomean_gflops"] = s.GeomeanGflops, ["geomean_speedup"] = s.GeomeanSpeedup,
+                ["geomean_vs_openblas"] = s.GeomeanVsOpenBlas, ["mean_seconds"] = s.MeanSeconds, ["max_seconds"] = s.MaxSeconds,
+                ["mean_evaluations"] = s.MeanEvaluations,
+            })]),
+            ["best_method"] = c.BestMethod.Method,
+            ["verified"] = c.Rows.All(r => r.Verified),
+        };
+        if (c.Distributed) // which machine measured how many rows
+            json["machines"] = new JsonArray([.. c.Rows.GroupBy(r => (r.Host, r.Machine)).Select(g => new JsonObject { ["host"] = g.Key.Host, ["machine"] = g.Key.Machine, ["rows"] = g.Count() })]);
+        return json;
+    }
 
     static void Print(IAnsiConsole o, Comparison c, string folder)
     {
@@ -180,6 +180,11 @@ static class CompareSearchesCommand
         public string Describe() => sharedDb is null
             ? "a new, empty measurement store for each search (cold: its seconds pay for every measurement it makes)."
             : $"the measurement store {Path.GetFullPath(sharedDb)}, shared by all searches (schedules already in it are recalled, not timed, and cost almost no time).";
+
+        /// <summary>The same on a cluster, where each worker's machine opens the stores.</summary>
+        public string DescribeOnCluster() => sharedDb is null
+            ? "a new, empty measurement store for each search, on the machine of the worker running it (cold: its seconds pay for every measurement it makes)."
+            : $"the measurement store {Path.GetFullPath(sharedDb)} on each worker's machine, shared by the searches run there (schedules already in it are recalled, not timed).";
 
         /// <summary>Deletes the per-search stores from the report folder.</summary>
         public void Clean()
