@@ -24,13 +24,19 @@ public sealed class HostedSilo : IAsyncDisposable
     /// <summary>The silo's grain factory (for code running in the silo's process).</summary>
     public IGrainFactory Grains => host.Services.GetRequiredService<IGrainFactory>();
 
+    /// <summary>How long a graceful stop may take before it turns abrupt (a membership store that is gone would otherwise
+    /// hold it for minutes).</summary>
+    public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(5);
+
     /// <summary>Stops the silo. Graceful: its workers hand back the items they hold and leave the registry, and the silo
-    /// leaves the cluster. Not graceful: it stops as if it crashed, saying nothing; the cluster notices through its
-    /// membership's failure detection.</summary>
+    /// leaves the cluster, within <see cref="StopTimeout"/>. Not graceful: it stops as if it crashed, saying nothing; the
+    /// cluster notices through its membership's failure detection.</summary>
     public async Task StopAsync(bool graceful = true)
     {
         if (Interlocked.Exchange(ref stopped, 1) != 0) return;
-        try { await host.StopAsync(new CancellationToken(!graceful)); }
+        using var limit = new CancellationTokenSource(graceful ? StopTimeout : TimeSpan.Zero);
+        try { await host.StopAsync(limit.Token).WaitAsync(StopTimeout * 2); }
+        catch (Exception e) when (e is TimeoutException or OperationCanceledException) { /* it stopped as far as it could */ }
         finally { host.Dispose(); }
     }
 

@@ -20,7 +20,13 @@ static class StoreProbe
         }
         catch (Exception e) when (e is not (LoopTuneException or OperationCanceledException) || e is TaskCanceledException && !cancel.IsCancellationRequested)
         {
-            throw new ClusterError($"cannot reach {a.Describe()}: {(e is TimeoutException ? $"no answer within {timeout.TotalSeconds:0} s" : e.Message)}", e);
+            var why = e switch
+            {
+                TimeoutException or TaskCanceledException => $"no answer within {timeout.TotalSeconds:0} s",
+                RedisConnectionException r => $"no Redis server answered ({r.FailureType}); is redis-server running there?",
+                _ => e.Message,
+            };
+            throw new ClusterError($"cannot reach {a.Describe()}: {why}", e);
         }
     }
 

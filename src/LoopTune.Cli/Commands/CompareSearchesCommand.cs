@@ -66,9 +66,9 @@ static class CompareSearchesCommand
                 var evaluators = new EvaluatorSource(p.GetValue(db), report.Temp);
                 var comparison = address is null
                     ? RunWithProgress(io, progress => Comparison.Run(benchmarks, searches, limit, p.GetValue(seed), evaluators.Next, timing, progress))
-                    : RunOnCluster(io, cluster.OpenAsync(p, address), session => RunWithProgress(io, progress => ComparisonWork.RunAsync(session.Connection, benchmarks,
-                        [.. searches.Select(s => s.Name)], p.GetValue(policy)!, limit, p.GetValue(seed), p.GetValue(quick), p.GetValue(db) is { } shared ? Path.GetFullPath(shared) : null,
-                        progress).GetAwaiter().GetResult()));
+                    : RunOnCluster(io, () => cluster.OpenAsync(p, address), session => RunWithProgress(io, progress => Options.Wait(() => ComparisonWork.RunAsync(session.Connection,
+                        benchmarks, [.. searches.Select(s => s.Name)], p.GetValue(policy)!, limit, p.GetValue(seed), p.GetValue(quick),
+                        p.GetValue(db) is { } shared ? Path.GetFullPath(shared) : null, progress))));
                 setup = setup with
                 {
                     Evaluator = address is null ? evaluators.Describe() : evaluators.DescribeOnCluster(),
@@ -89,16 +89,16 @@ static class CompareSearchesCommand
     }
 
     /// <summary>Opens the cluster session (saying on stderr what it waits for), runs <paramref name="run"/> with it and closes it.</summary>
-    static Comparison RunOnCluster(Io io, Task<ClusterSession> opening, Func<ClusterSession, Comparison> run)
+    static Comparison RunOnCluster(Io io, Func<Task<ClusterSession>> open, Func<ClusterSession, Comparison> run)
     {
         io.Stderr.WriteLine("joining the cluster and waiting for its workers...");
-        var session = opening.GetAwaiter().GetResult();
+        var session = Options.Wait(open);
         try
         {
             io.Stderr.WriteLine($"{session.Workers.Length} worker(s): {string.Join(", ", session.Workers.Select(w => w.Id))}");
             return run(session);
         }
-        finally { session.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+        finally { Options.Wait(() => session.DisposeAsync().AsTask()); }
     }
 
     static void Write(string folder, Comparison c, ComparisonSetup setup)

@@ -38,16 +38,17 @@ static class SiloCommand
             using var stop = new CancellationTokenSource();
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
             using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-            var silo = ClusterHost.StartSiloAsync(settings, stop.Token).GetAwaiter().GetResult();
+            var silo = Options.Wait(() => ClusterHost.StartSiloAsync(settings, stop.Token));
             try
             {
                 if (p.GetValue(json)) io.Stdout.WriteLine(Json(silo).ToJsonString());
                 else io.Stdout.WriteLine($"silo ready: {silo.Address} host {settings.HostId}, cores {string.Join(",", settings.Cores)}{(silo.Workers.All(w => w.Pinned) ? " (pinned)" : " (NOT pinned: the OS refused)")}, cluster {address}, gateway port {settings.GatewayPort}");
                 io.Stdout.Flush();
                 stop.Token.WaitHandle.WaitOne();
-                io.Stderr.WriteLine("stopping the silo (its workers hand back what they hold)...");
+                try { io.Stderr.WriteLine("stopping the silo (its workers hand back what they hold)..."); }
+                catch (IOException) { /* whoever read our output is gone; stop all the same */ }
             }
-            finally { silo.StopAsync().GetAwaiter().GetResult(); }
+            finally { Options.Wait(() => silo.StopAsync()); }
             return Program.Ok;
 
             void Stop(PosixSignalContext ctx)
