@@ -53,20 +53,9 @@ public sealed class WorkDistributionTests
     [InlineData(false)]
     public async Task ASiloStoppedMidRunHasItsItemsRequeuedAndEveryResultArrivesOnce(bool graceful)
     {
-        var stuck = new EchoHandler(blocking: true);
-        await using var silos = new TestSilos(ClusterAddress.Localhost);
-        await silos.Start("host-a", [0]);
-        var b = await silos.Start("host-b", [1], stuck);
-        await using var cluster = await silos.Connect();
-        var workers = await cluster.WaitForWorkersAsync(2, Limit);
-        await using var run = cluster.OpenRun(EchoHandler.Name, LostWork.Requeue);
         // item 0 goes to host-b, which blocks on it; the others go to anyone
-        var requests = Enumerable.Range(0, 8).Select(i => new WorkRequest(i, i == 0 ? workers[1] : null)).ToList();
-        var running = run.RunAsync(requests);
-        Assert.True(await stuck.Started.WaitAsync(Limit), "host-b never started its item");
-        await b.StopAsync(graceful);
-        var outcomes = await running.WaitAsync(Limit);
-        stuck.Gate.Set();
+        var (outcomes, run, cluster) = await StopHostBMidRun(LostWork.Requeue, graceful, workers => [.. Enumerable.Range(0, 8).Select(i => new WorkRequest(i, i == 0 ? workers[1] : null))]);
+        await using var _ = cluster;
         Assert.Equal(Enumerable.Range(0, 8), outcomes.Select(o => int.Parse(o.As<string>().Split(':')[1])));
         Assert.All(outcomes, o => Assert.Equal("host-a/core0", o.Worker!.Id));
         Assert.True(run.LostLeases >= 1);
@@ -76,21 +65,42 @@ public sealed class WorkDistributionTests
     [Fact]
     public async Task GivingUpLosesOnlyTheLostSilosItems()
     {
-        var stuck = new EchoHandler(blocking: true);
-        await using var silos = new TestSilos(ClusterAddress.Localhost);
-        await silos.Start("host-a", [0]);
-        var b = await silos.Start("host-b", [1], stuck);
-        await using var cluster = await silos.Connect();
-        var workers = await cluster.WaitForWorkersAsync(2, Limit);
-        await using var run = cluster.OpenRun(EchoHandler.Name, LostWork.GiveUp);
-        var requests = Enumerable.Range(0, 4).Select(i => new WorkRequest(i, workers[i % 2])).ToList();
-        var running = run.RunAsync(requests);
-        Assert.True(await stuck.Started.WaitAsync(Limit));
-        await b.StopAsync(graceful: false);
-        var outcomes = await running.WaitAsync(Limit);
-        stuck.Gate.Set();
+        var (outcomes, _, cluster) = await StopHostBMidRun(LostWork.GiveUp, graceful: false, workers => [.. Enumerable.Range(0, 4).Select(i => new WorkRequest(i, workers[i % 2]))]);
+        await using var _ = cluster;
         Assert.Equal([false, true, false, true], outcomes.Select(o => o.Lost));
         Assert.Equal(["host-a/core0:0:1", "host-a/core0:2:2"], outcomes.Where(o => !o.Lost).Select(o => o.As<string>()));
+    }
+
+    /// <summary>Runs the items of <paramref name="items"/> on host-a (core 0) and host-b (core 1), stops host-b once it is
+    /// in the middle of an item (it blocks on every item), and returns the outcomes, the run and a connection that still
+    /// sees the cluster (host-a stays up until it is disposed).</summary>
+    static async Task<(WorkOutcome[] Outcomes, WorkRun Run, ClusterView Cluster)> StopHostBMidRun(LostWork onLost, bool graceful, Func<WorkerInfo[], WorkRequest[]> items)
+    {
+        var stuck = new EchoHandler(blocking: true);
+        var silos = new TestSilos(ClusterAddress.Localhost);
+        await silos.Start("host-a", [0]);
+        var b = await silos.Start("host-b", [1], stuck);
+        var cluster = await silos.Connect();
+        var workers = await cluster.WaitForWorkersAsync(2, Limit);
+        await using var run = cluster.OpenRun(EchoHandler.Name, onLost);
+        var running = run.RunAsync(items(workers));
+        Assert.True(await stuck.Started.WaitAsync(Limit), "host-b never started an item");
+        await b.StopAsync(graceful);
+        var outcomes = await running.WaitAsync(Limit);
+        stuck.Gate.Set();
+        return (outcomes, run, new ClusterView(silos, cluster));
+    }
+
+    /// <summary>A connection and its silos, disposed together.</summary>
+    sealed class ClusterView(TestSilos silos, ClusterConnection connection) : IAsyncDisposable
+    {
+        public Task<WorkerInfo[]> Workers() => connection.Workers();
+
+        public async ValueTask DisposeAsync()
+        {
+            await connection.DisposeAsync();
+            await silos.DisposeAsync();
+        }
     }
 
     [Fact]
