@@ -35,14 +35,17 @@ public sealed class ClusterCliTests : IDisposable
         Assert.False(Directory.Exists(temp["never"]));
     }
 
-    [Fact]
-    public void AnUnreachableStoreIsNamedWithinSecondsAndLeavesNothingRunning()
+    [Theory]
+    [InlineData("redis://127.0.0.1:1", "cannot reach the Redis membership store redis://127.0.0.1:1")]
+    [InlineData("postgres://me:secret@127.0.0.1:1/orleans", "cannot reach the PostgreSQL membership store postgres://me:***@127.0.0.1:1/orleans")]
+    public void AnUnreachableStoreIsNamedWithinSecondsAndLeavesNothingRunning(string store, string message)
     {
         int siloPort = ClusterHost.FreePort(), gatewayPort = ClusterHost.FreePort();
         var clock = Stopwatch.StartNew();
-        var (code, _, err) = TestHome.Run("silo", "--cluster", "redis://127.0.0.1:1", "--workers", "1", "--silo-port", $"{siloPort}", "--gateway-port", $"{gatewayPort}");
+        var (code, _, err) = TestHome.Run("silo", "--cluster", store, "--workers", "1", "--silo-port", $"{siloPort}", "--gateway-port", $"{gatewayPort}");
         Assert.Equal(2, code);
-        Assert.Contains("cannot reach the Redis membership store redis://127.0.0.1:1", err);
+        Assert.Contains(message, err);
+        Assert.DoesNotContain("secret", err);
         Assert.InRange(clock.Elapsed.TotalSeconds, 0, 20);
         AssertFree(siloPort);
         AssertFree(gatewayPort);

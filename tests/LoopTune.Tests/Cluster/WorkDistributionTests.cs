@@ -147,3 +147,33 @@ public sealed class WorkDistributionTests
         }
     }
 }
+
+/// <summary>A run's bookkeeping driven by hand (its kind is one no silo runs, so the test plays the workers): an item
+/// whose silo is lost goes back to the queue, and when the lost worker's result arrives after all, the first result is
+/// the one recorded.</summary>
+public sealed class WorkRunBookkeepingTests
+{
+    [Fact]
+    public async Task ALateResultOfAnItemThatRanTwiceIsCountedNotRecorded()
+    {
+        await using var silos = new TestSilos(ClusterAddress.Localhost);
+        var silo = await silos.Start("host-a", [0]);
+        await using var cluster = await silos.Connect();
+        await using var run = cluster.OpenRun("test/nobody-runs-this", LostWork.Requeue);
+        var lost = new WorkerInfo("gone/core0", "gone", 0, Orleans.Runtime.SiloAddress.New(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 1), 1), "m", true);
+        var other = lost with { Id = "other/core0", HostId = "other", Silo = silo.Address };
+        var running = run.RunAsync([new WorkRequest("x")]);
+        var first = await run.Lease(lost);
+        Assert.Equal("x", first!.Payload);
+        Assert.Null(await run.Lease(other)); // leased: nothing left
+        run.SilosGone(new HashSet<Orleans.Runtime.SiloAddress> { lost.Silo });
+        var second = await run.Lease(other); // re-queued for anyone
+        Assert.Equal("x", second!.Payload);
+        Assert.NotEqual(first.Id, second.Id);
+        Assert.Null(await run.Complete(second.Id, "from other", other));
+        Assert.Null(await run.Complete(first.Id, "from the lost one", lost)); // it ran after all
+        var outcome = (await running.WaitAsync(TimeSpan.FromSeconds(30))).Single();
+        Assert.Equal(("from other", "other/core0"), (outcome.As<string>(), outcome.Worker!.Id));
+        Assert.Equal((1, 1), (run.Duplicates, run.LostLeases));
+    }
+}
