@@ -34,7 +34,8 @@ public sealed class HostedSilo : IAsyncDisposable
     public async Task StopAsync(bool graceful = true)
     {
         if (Interlocked.Exchange(ref stopped, 1) != 0) return;
-        using var limit = new CancellationTokenSource(graceful ? StopTimeout : TimeSpan.Zero);
+        using var limit = new CancellationTokenSource(StopTimeout);
+        if (!graceful) limit.Cancel(); // Orleans and the workers read a cancelled token as "stop now, say nothing"
         try { await host.StopAsync(limit.Token).WaitAsync(StopTimeout * 2); }
         catch (Exception e) when (e is TimeoutException or OperationCanceledException) { /* it stopped as far as it could */ }
         finally { host.Dispose(); }

@@ -21,7 +21,7 @@ static class SiloCommand
         var siloPort = new Option<int>("--silo-port") { Description = "The port silos talk to each other on.", DefaultValueFactory = _ => 11111 };
         var gatewayPort = new Option<int>("--gateway-port") { Description = "The port clients (commands run with --cluster) connect to.", DefaultValueFactory = _ => 30000 };
         var advertise = new Option<string?>("--advertise") { Description = "The IP address other machines reach this silo at (default: 127.0.0.1 when the store is on loopback, else this machine's first IPv4 address)." };
-        var json = Options.Json();
+        var json = new Option<bool>("--json") { Description = "Print the ready line as one JSON object: silo, host_id, cores, pinned, workers, cluster, silo_port, gateway_port, machine." };
         var command = new Command("silo", "Run a cluster silo with pinned measuring workers until SIGTERM or Ctrl+C (one per machine; see 'compare-searches --cluster').")
         {
             cluster, workers, cores, hostId, siloPort, gatewayPort, advertise, json,
@@ -38,7 +38,9 @@ static class SiloCommand
             using var stop = new CancellationTokenSource();
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
             using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-            var silo = Options.Wait(() => ClusterHost.StartSiloAsync(settings, stop.Token));
+            HostedSilo silo;
+            try { silo = Options.Wait(() => ClusterHost.StartSiloAsync(settings, stop.Token)); }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested) { return Program.Ok; } // stopped while starting
             try
             {
                 if (p.GetValue(json)) io.Stdout.WriteLine(Json(silo).ToJsonString());
