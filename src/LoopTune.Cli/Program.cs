@@ -20,7 +20,7 @@ public static class Program
             RunCommand.Create(io), PeakCommand.Create(io), BenchCommand.Create(io), DemoCommand.Create(io),
             DatasetCommand.Create(io), StoreStressCommand.Create(io),
             SearchCommand.Create(io), CompareSearchesCommand.Create(io), CompareLibrariesCommand.Create(io), TrainCommand.Create(io), TuneCommand.Create(io),
-            SlurmCommand.Create(io),
+            SiloCommand.Create(io), SlurmCommand.Create(io),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

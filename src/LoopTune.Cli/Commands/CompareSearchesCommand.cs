@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
 using LoopTune.Cli.Plots;
-using LoopTune.Learning;
+using LoopTune.Cluster;
 using LoopTune.Measure;
 using LoopTune.Search;
 using Spectre.Console;
@@ -19,13 +19,20 @@ static class CompareSearchesCommand
     public static Command Create(Io io)
     {
         var o = new ComparisonOptions("--count", null, "Folder for results.csv, summary.md and the PNG charts (replaced if it exists).");
+        var cluster = new ClusterOptions();
         var command = new Command("compare-searches", "Run every search method on the same benchmarks and write a CSV, a markdown summary and PNG charts.");
-        foreach (var option in o.All) command.Options.Add(option);
+        foreach (var option in o.All.Concat(cluster.All)) command.Options.Add(option);
         command.SetAction(p => io.Guard(() =>
         {
+            var address = cluster.Address(p);
             var job = o.Parse(p);
-            var (comparison, _, folder) = job.Run(io, "comparing searches", null, (temp, c, setup) => Write(temp, c,
-                setup with { Timing = setup.Timing + " The searches' own quick figures are in results.csv as search_gflops." }));
+            void WriteReport(string temp, Comparison c, ComparisonSetup setup) =>
+                Write(temp, c, setup with { Timing = setup.Timing + " The searches' own quick figures are in results.csv as search_gflops." });
+            var (comparison, _, folder) = address is null
+                ? job.Run(io, "comparing searches", null, WriteReport)
+                : RunOnCluster(io, () => cluster.OpenAsync(p, address), session => job.Run(io, "comparing searches", null, WriteReport,
+                    progress => Options.Wait(() => ComparisonWork.RunAsync(session.Connection, job.Benchmarks, [.. job.Searches.Select(s => s.Name)], job.Policy,
+                        job.Budget, job.Seed, job.Quick, job.SharedDb is { } shared ? Path.GetFullPath(shared) : null, progress))));
             if (job.Json) io.Stdout.WriteLine(ToJson(comparison, folder).ToJsonString(Options.JsonStyle));
             else Print(io.Out, comparison, folder);
             bool verified = comparison.Rows.All(r => r.Verified);
@@ -35,33 +42,18 @@ static class CompareSearchesCommand
         return command;
     }
 
-    /// <summary>The methods of --methods: the searches by name, and "policy" / "policy_topK" as <see cref="PolicySearch"/>es
-    /// of the policy <paramref name="policyPath"/> (read once, only when a policy method is asked for).</summary>
-    internal static IReadOnlyList<ISearch> ParseMethods(string? csv, string policyPath)
+    /// <summary>Opens the cluster session (saying on stderr what it waits for), runs <paramref name="run"/> with it and closes it.</summary>
+    static T RunOnCluster<T>(Io io, Func<Task<ClusterSession>> open, Func<ClusterSession, T> run)
     {
-        var names = csv?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
-        if (!names.Any(IsPolicy)) return Searches.ParseList(csv);
-        if (names.Distinct().Count() != names.Length) throw new SearchError($"--methods '{csv}' names a method twice");
-        foreach (var n in names) // every name checked before the policy is read, so a bad name is the error reported
+        io.Stderr.WriteLine("joining the cluster and waiting for its workers...");
+        var session = Options.Wait(open);
+        try
         {
-            if (IsPolicy(n)) _ = TopK(n);
-            else _ = Searches.Get(n);
+            io.Stderr.WriteLine($"{session.Workers.Length} worker(s): {string.Join(", ", session.Workers.Select(w => w.Id))}");
+            return run(session);
         }
-        var loaded = new Lazy<Policy>(() =>
-        {
-            var pol = Policy.Load(policyPath);
-            pol.WarmUp();
-            return pol;
-        });
-        return [.. names.Select(n => IsPolicy(n) ? new PolicySearch(loaded.Value, TopK(n)) : Searches.Get(n))];
+        finally { Options.Wait(() => session.DisposeAsync().AsTask()); }
     }
-
-    static bool IsPolicy(string name) => name == "policy" || name.StartsWith("policy_top", StringComparison.Ordinal);
-
-    static int TopK(string name) =>
-        name == "policy" ? 1
-        : int.TryParse(name["policy_top".Length..], System.Globalization.CultureInfo.InvariantCulture, out int k) && k is >= 2 and <= 17 ? k
-        : throw new SearchError($"unknown method '{name}': a policy method is 'policy' or 'policy_topK' with K from 2 to 17 (e.g. policy_top4)");
 
     static void Write(string folder, Comparison c, ComparisonSetup setup)
     {
@@ -70,20 +62,26 @@ static class CompareSearchesCommand
         ComparisonCharts.Write(c, folder, setup.Dataset, PeakCache.GetOrMeasure());
     }
 
-    static JsonObject ToJson(Comparison c, string folder) => new()
+    static JsonObject ToJson(Comparison c, string folder)
     {
-        ["out"] = folder,
-        ["files"] = new JsonArray(Csv, Markdown, ComparisonCharts.GflopsByBenchmark, ComparisonCharts.TimeVsQuality),
-        ["benchmarks"] = new JsonArray([.. c.Benchmarks.Select(b => JsonValue.Create(b))]),
-        ["methods"] = new JsonArray([.. c.Summaries.Select(s => new JsonObject
+        var json = new JsonObject
         {
-            ["method"] = s.Method, ["geomean_gflops"] = s.GeomeanGflops, ["geomean_speedup"] = s.GeomeanSpeedup,
-            ["geomean_vs_openblas"] = s.GeomeanVsOpenBlas, ["mean_seconds"] = s.MeanSeconds, ["max_seconds"] = s.MaxSeconds,
-            ["mean_evaluations"] = s.MeanEvaluations,
-        })]),
-        ["best_method"] = c.BestMethod.Method,
-        ["verified"] = c.Rows.All(r => r.Verified),
-    };
+            ["out"] = folder,
+            ["files"] = new JsonArray(Csv, Markdown, ComparisonCharts.GflopsByBenchmark, ComparisonCharts.TimeVsQuality),
+            ["benchmarks"] = new JsonArray([.. c.Benchmarks.Select(b => JsonValue.Create(b))]),
+            ["methods"] = new JsonArray([.. c.Summaries.Select(s => new JsonObject
+            {
+                ["method"] = s.Method, ["geomean_gflops"] = s.GeomeanGflops, ["geomean_speedup"] = s.GeomeanSpeedup,
+                ["geomean_vs_openblas"] = s.GeomeanVsOpenBlas, ["mean_seconds"] = s.MeanSeconds, ["max_seconds"] = s.MaxSeconds,
+                ["mean_evaluations"] = s.MeanEvaluations,
+            })]),
+            ["best_method"] = c.BestMethod.Method,
+            ["verified"] = c.Rows.All(r => r.Verified),
+        };
+        if (c.Distributed) // which machine measured how many rows
+            json["machines"] = new JsonArray([.. c.Rows.GroupBy(r => (r.Host, r.Machine)).Select(g => new JsonObject { ["host"] = g.Key.Host, ["machine"] = g.Key.Machine, ["rows"] = g.Count() })]);
+        return json;
+    }
 
     static void Print(IAnsiConsole o, Comparison c, string folder)
     {

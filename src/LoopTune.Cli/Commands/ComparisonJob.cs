@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using LoopTune.Datasets;
 using LoopTune.Env;
+using LoopTune.Learning;
 using LoopTune.Measure;
 using LoopTune.Search;
 using Spectre.Console;
@@ -52,7 +53,7 @@ sealed class ComparisonOptions
     /// <see cref="LoopTuneException"/> names the first bad one.</summary>
     public ComparisonJob Parse(ParseResult p)
     {
-        var searches = CompareSearchesCommand.ParseMethods(p.GetValue(Methods) ?? defaultMethods, p.GetValue(Policy)!);
+        var searches = ComparisonMethods.Parse(p.GetValue(Methods) ?? defaultMethods, p.GetValue(Policy)!);
         var limit = SearchBudget.Parse(p.GetValue(Budget), p.GetValue(MaxEvaluations));
         int count = p.GetValue(Count);
         if (count < 1) throw new SearchError($"{Count.Name} must be at least 1, not {count}");
@@ -61,26 +62,28 @@ sealed class ComparisonOptions
         var list = split == "train" ? data.TrainBenchmarks : data.TestBenchmarks;
         if (list.IsEmpty) throw new DatasetError($"the {split} split of {data.Name} is empty");
         bool quick = p.GetValue(Quick);
-        return new ComparisonJob(data, split, [.. list.Take(count)], searches, limit, p.GetValue(Seed), p.GetValue(Db), quick,
+        return new ComparisonJob(data, split, [.. list.Take(count)], searches, p.GetValue(Policy)!, limit, p.GetValue(Seed), p.GetValue(Db), quick,
             quick ? MeasureOptions.Quick : MeasureOptions.Default, p.GetValue(Out)!, p.GetValue(Json));
     }
 }
 
 /// <summary>A checked comparison to run (<see cref="ComparisonOptions.Parse"/>).</summary>
-sealed record ComparisonJob(Dataset Data, string Split, IReadOnlyList<Benchmark> Benchmarks, IReadOnlyList<ISearch> Searches, SearchBudget Budget,
+sealed record ComparisonJob(Dataset Data, string Split, IReadOnlyList<Benchmark> Benchmarks, IReadOnlyList<ISearch> Searches, string Policy, SearchBudget Budget,
     int Seed, string? SharedDb, bool Quick, MeasureOptions Timing, string Out, bool Json)
 {
     /// <summary>Runs the searches and re-times everything with the peers of <paramref name="peers"/> (OpenBLAS when null),
     /// with a progress bar titled <paramref name="title"/>; then <paramref name="write"/> fills the report's temporary
-    /// folder, which replaces <see cref="Out"/> only when all of it is written.</summary>
-    public (Comparison Comparison, ComparisonSetup Setup, string Folder) Run(Io io, string title, PeerTiming? peers, Action<string, Comparison, ComparisonSetup> write)
+    /// folder, which replaces <see cref="Out"/> only when all of it is written. <paramref name="elsewhere"/>, when given, runs
+    /// the comparison instead of this process (on a cluster's workers).</summary>
+    public (Comparison Comparison, ComparisonSetup Setup, string Folder) Run(Io io, string title, PeerTiming? peers, Action<string, Comparison, ComparisonSetup> write,
+        Func<Action<ComparisonProgress>, Comparison>? elsewhere = null)
     {
         var report = new ReportFolder(Out);
         try
         {
             var evaluators = new EvaluatorSource(SharedDb, report.Temp);
-            var comparison = WithProgress(io, title, progress => Comparison.Run(Benchmarks, Searches, Budget, Seed, evaluators.Next, Timing, progress, peers));
-            var setup = new ComparisonSetup(Data.Name, Split, Budget, Seed, evaluators.Describe(),
+            var comparison = WithProgress(io, title, elsewhere ?? (progress => Comparison.Run(Benchmarks, Searches, Budget, Seed, evaluators.Next, Timing, progress, peers)));
+            var setup = new ComparisonSetup(Data.Name, Split, Budget, Seed, elsewhere is null ? evaluators.Describe() : evaluators.DescribeOnCluster(),
                 $"GFLOPS are re-timed after the searches, each schedule, the unscheduled nest and the peer libraries alike, with the {(Quick ? "quick" : "default")} timing (median of {Timing.MinSamples}+ samples over {Timing.MinSeconds:0.###}+ s).",
                 PeakCache.MachineKey);
             evaluators.Clean();
@@ -130,6 +133,11 @@ sealed record ComparisonJob(Dataset Data, string Split, IReadOnlyList<Benchmark>
         public string Describe() => sharedDb is null
             ? "a new, empty measurement store for each search (cold: its seconds pay for every measurement it makes)."
             : $"the measurement store {Path.GetFullPath(sharedDb)}, shared by all searches (schedules already in it are recalled, not timed, and cost almost no time).";
+
+        /// <summary>The same on a cluster, where each worker's machine opens the stores.</summary>
+        public string DescribeOnCluster() => sharedDb is null
+            ? "a new, empty measurement store for each search, on the machine of the worker running it (cold: its seconds pay for every measurement it makes)."
+            : $"the measurement store {Path.GetFullPath(sharedDb)} on each worker's machine, shared by the searches run there (schedules already in it are recalled, not timed).";
 
         /// <summary>Deletes the per-search stores from the report folder.</summary>
         public void Clean()

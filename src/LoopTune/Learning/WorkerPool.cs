@@ -82,6 +82,20 @@ public sealed class WorkerPool : IDisposable
         if (errors.FirstOrDefault(e => e is not null) is { } error) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
     }
 
+    /// <summary>Runs <paramref name="work"/> on worker <paramref name="worker"/> alone, after what is already queued there;
+    /// the task completes with its result or exception, never on the worker's thread (a worker that pulls its own work,
+    /// as a cluster's workers do, awaits it without holding the core).</summary>
+    public Task<T> Post<T>(int worker, Func<T> work)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        queues[worker].Add(() =>
+        {
+            try { done.SetResult(work()); }
+            catch (Exception e) { done.SetException(e); }
+        });
+        return done.Task;
+    }
+
     public void Dispose()
     {
         foreach (var q in queues) q.CompleteAdding();

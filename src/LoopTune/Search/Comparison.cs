@@ -24,8 +24,12 @@ namespace LoopTune.Search;
 /// <param name="Peers">The peer libraries on the same computation, timed the same way (OpenBLAS alone for
 /// <c>compare-searches</c>; OpenBLAS, BLIS and oneDNN for <c>compare-libraries</c>); the same for every method of a benchmark.</param>
 /// <param name="Verified">Whether the best schedule's kernel matched the reference.</param>
+/// <param name="Host">The machine that measured the row (search and re-timing) when the comparison ran on a cluster;
+/// null on one machine.</param>
+/// <param name="Machine">That machine's type (<see cref="PeakCache.MachineKey"/>) when <paramref name="Host"/> is given.</param>
 public sealed record ComparisonRow(string Benchmark, string Method, double BaseGflops, double BestGflops, double SearchGflops,
-    int Evaluations, int Measured, double Seconds, ImmutableArray<LoopAction> Actions, string Schedule, ImmutableArray<PeerResult> Peers, bool Verified)
+    int Evaluations, int Measured, double Seconds, ImmutableArray<LoopAction> Actions, string Schedule, ImmutableArray<PeerResult> Peers, bool Verified,
+    string? Host = null, string? Machine = null)
 {
     /// <summary>Best over base, both re-timed.</summary>
     public double Speedup => BestGflops / BaseGflops;
@@ -54,7 +58,9 @@ public sealed record ComparisonProgress(int Done, int Total, string Benchmark, s
 /// store. After the searches, for a fair and precise comparison, every benchmark's unscheduled nest, every best schedule
 /// (verified against the reference) and the peers (OpenBLAS, or those of the <see cref="PeerTiming"/> given) are timed again with the same, longer timing (<c>finalTiming</c>, on a
 /// pinned core): the searches' own quick measurements are noisy, and the fastest of many noisy measurements is biased
-/// upwards.
+/// upwards. Run on a cluster, each (benchmark, method) pair is one unit of work (<see cref="RunPair"/>): its search and its
+/// re-timing (best, unscheduled nest, peers) on one worker's core, so each row is measured on one machine; the rows
+/// come together with <see cref="FromRows"/>.
 /// </summary>
 public sealed class Comparison
 {
@@ -81,7 +87,7 @@ public sealed class Comparison
         Func<IEvaluator> newEvaluator, MeasureOptions finalTiming, Action<ComparisonProgress>? progress = null, PeerTiming? peers = null)
     {
         ArgumentOutOfRangeException.ThrowIfZero(searches.Count);
-        peers ??= (c, timing) => Peers.Get(OpenBlas) is { } blas ? [Evaluation.MeasurePeer(blas, c, timing)] : [];
+        peers ??= OpenBlasOnly;
         Kernel.WarmUp();
         var rows = new List<ComparisonRow>();
         int total = benchmarks.Count * (searches.Count + 1), done = 0;
@@ -100,6 +106,34 @@ public sealed class Comparison
         }
         progress?.Invoke(new(done, total, "", "", "done"));
         return new Comparison([.. rows], [.. searches.Select(s => s.Name)], [.. benchmarks.Select(b => b.Name)]);
+    }
+
+    /// <summary>OpenBLAS alone: compare-searches' peer.</summary>
+    static IReadOnlyList<PeerResult> OpenBlasOnly(Computation c, MeasureOptions timing) =>
+        Peers.Get(OpenBlas) is { } blas ? [Evaluation.MeasurePeer(blas, c, timing)] : [];
+
+    /// <summary>One (benchmark, method) pair alone, the unit of a comparison spread over workers: the search, then its best
+    /// schedule, the unscheduled nest and the peers (OpenBLAS when null) re-timed with <paramref name="finalTiming"/> on the
+    /// calling (pinned) thread.</summary>
+    public static ComparisonRow RunPair(Benchmark benchmark, ISearch search, SearchBudget budget, int seed, Func<IEvaluator> newEvaluator, MeasureOptions finalTiming,
+        PeerTiming? peers = null)
+    {
+        Kernel.WarmUp();
+        return Retime(benchmark, [Search(search, benchmark.Computation, budget, seed, newEvaluator)], finalTiming, peers ?? OpenBlasOnly).Single();
+    }
+
+    /// <summary>The comparison of rows run elsewhere (<see cref="RunPair"/>), put in <see cref="Run"/>'s order; every
+    /// (benchmark, method) pair must have exactly one row.</summary>
+    public static Comparison FromRows(IEnumerable<ComparisonRow> rows, IReadOnlyList<string> methods, IReadOnlyList<string> benchmarks)
+    {
+        var byPair = rows.GroupBy(r => (r.Benchmark, r.Method)).ToDictionary(g => g.Key, g => g.ToList());
+        var ordered = new List<ComparisonRow>();
+        foreach (var b in benchmarks)
+            foreach (var m in methods)
+                ordered.Add(byPair.GetValueOrDefault((b, m)) is [var one] ? one
+                    : throw new InvalidOperationException($"{byPair.GetValueOrDefault((b, m))?.Count ?? 0} rows for {m} on {b}: a comparison needs exactly one"));
+        if (byPair.Count != ordered.Count) throw new InvalidOperationException("rows of a benchmark or method that the comparison does not have");
+        return new Comparison([.. ordered], [.. methods], [.. benchmarks]);
     }
 
     static SearchResult Search(ISearch search, Computation c, SearchBudget budget, int seed, Func<IEvaluator> newEvaluator)
@@ -165,14 +199,23 @@ public sealed class Comparison
     /// <summary>The method with the highest geometric-mean GFLOPS.</summary>
     public MethodSummary BestMethod => Summaries.Where(s => Methods.Contains(s.Method)).MaxBy(s => s.GeomeanGflops)!;
 
-    /// <summary>results.csv: one line per (benchmark, method), RFC 4180 quoting, invariant culture.</summary>
+    /// <summary>Whether the rows were measured on a cluster (each names its host).</summary>
+    public bool Distributed => Rows.Any(r => r.Host is not null);
+
+    /// <summary>results.csv: one line per (benchmark, method), RFC 4180 quoting, invariant culture; a comparison run on a
+    /// cluster adds the host and machine type that measured each row.</summary>
     public string ToCsv()
     {
-        var sb = new StringBuilder("benchmark,method,base_gflops,best_gflops,speedup,evaluations,seconds,actions,openblas_gflops,search_gflops,measured,schedule,verified\n");
+        var sb = new StringBuilder("benchmark,method,base_gflops,best_gflops,speedup,evaluations,seconds,actions,openblas_gflops,search_gflops,measured,schedule,verified")
+            .Append(Distributed ? ",host,machine\n" : "\n");
         foreach (var r in Rows)
+        {
             sb.AppendJoin(',', [Csv(r.Benchmark), Csv(r.Method), F(r.BaseGflops), F(r.BestGflops), F(r.Speedup), I(r.Evaluations), F(r.Seconds),
                 Csv(string.Join(",", r.Actions.Select(a => a.Name))), r.OpenBlasGflops is double o ? F(o) : "", F(r.SearchGflops), I(r.Measured),
-                Csv(r.Schedule), r.Verified ? "true" : "false"]).Append('\n');
+                Csv(r.Schedule), r.Verified ? "true" : "false"]);
+            if (Distributed) sb.Append(',').Append(Csv(r.Host ?? "")).Append(',').Append(Csv(r.Machine ?? ""));
+            sb.Append('\n');
+        }
         return sb.ToString();
     }
 

@@ -28,7 +28,8 @@ public static class ComparisonMarkdown
         sb.Append(CultureInfo.InvariantCulture, $"# Searches compared on {setup.Dataset}\n\n");
         sb.Append(CultureInfo.InvariantCulture, $"{c.Benchmarks.Length} benchmarks (the first {c.Benchmarks.Length} of the {setup.Split} split), ")
           .Append(CultureInfo.InvariantCulture, $"{c.Methods.Length} methods, a budget of {setup.Budget} per search, seed {setup.Seed}.\n\n");
-        sb.Append(CultureInfo.InvariantCulture, $"- Machine: {setup.Machine}, one pinned core.\n- Evaluator during the searches: {setup.Evaluator}\n- {setup.Timing}\n");
+        sb.Append(c.Distributed ? Machines(c) : Invariant($"- Machine: {setup.Machine}, one pinned core.\n"))
+          .Append(CultureInfo.InvariantCulture, $"- Evaluator during the searches: {setup.Evaluator}\n- {setup.Timing}\n");
         int wrong = c.Rows.Count(r => !r.Verified);
         sb.Append(wrong == 0 ? "- Every best schedule was verified against the reference.\n\n" : $"- **{wrong} best schedule(s) FAILED verification** (see results.csv).\n\n");
         sb.Append("| method | geomean GFLOPS | geomean speedup over unscheduled | geomean ratio to OpenBLAS | mean seconds | max seconds | mean evaluations |\n")
@@ -47,8 +48,27 @@ public static class ComparisonMarkdown
               .AppendJoin(" | ", c.Methods.Select(m => rows.First(r => r.Method == m).BestGflops.ToString("F1", CultureInfo.InvariantCulture)))
               .Append(CultureInfo.InvariantCulture, $" | {Num(rows[0].OpenBlasGflops, "F1")} |\n");
         }
-        sb.Append("\nresults.csv has every run's schedule, actions and evaluation counts; gflops_by_benchmark.png and time_vs_quality.png chart the tables above.\n");
+        if (c.Distributed)
+        {
+            sb.Append("\n## Who measured what\n\n| benchmark | ").AppendJoin(" | ", c.Methods).Append(" |\n|---|")
+              .Append(string.Concat(Enumerable.Repeat("---|", c.Methods.Length))).Append('\n');
+            foreach (var b in c.Benchmarks)
+                sb.Append(CultureInfo.InvariantCulture, $"| {b} | ").AppendJoin(" | ", c.Methods.Select(m => c.Rows.First(r => r.Benchmark == b && r.Method == m).Host)).Append(" |\n");
+        }
+        sb.Append("\nresults.csv has every run's schedule, actions and evaluation counts")
+          .Append(c.Distributed ? " and the host and machine type that measured it" : "")
+          .Append("; gflops_by_benchmark.png and time_vs_quality.png chart the tables above.\n");
         return sb.ToString();
+    }
+
+    /// <summary>Which machines measured a comparison run on a cluster, and how many rows each.</summary>
+    static string Machines(Comparison c)
+    {
+        var hosts = c.Rows.GroupBy(r => (r.Host, r.Machine)).OrderBy(g => g.Key.Host, StringComparer.Ordinal)
+            .Select(g => Invariant($"**{g.Key.Host}** ({g.Key.Machine}) measured {g.Count()} row(s)"));
+        int types = c.Rows.Select(r => r.Machine).Distinct().Count();
+        return $"- Machines: a cluster; each row (its search, then its best schedule, the unscheduled nest and OpenBLAS re-timed) on one pinned core of one host: {string.Join("; ", hosts)}. "
+            + (types == 1 ? "All of one machine type, so the rows compare.\n" : $"{types} machine types: compare rows of one type only.\n");
     }
 
     static void Goals(StringBuilder sb, Comparison c)

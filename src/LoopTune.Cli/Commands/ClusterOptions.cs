@@ -1,0 +1,50 @@
+using System.CommandLine;
+using LoopTune.Cluster;
+using LoopTune.Search;
+
+namespace LoopTune.Cli.Commands;
+
+/// <summary>The options of a command that can spread its work over a cluster: <c>--cluster ADDR [--min-workers N]
+/// [--workers-timeout T] [--workers N]</c>.</summary>
+sealed class ClusterOptions
+{
+    public Option<string?> Cluster { get; } = new("--cluster")
+    {
+        Description = "Spread the work over a cluster's workers: localhost (a silo in this process, one worker per core of --workers), redis://HOST:PORT or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (silos started with 'looptune silo').",
+    };
+
+    public Option<int> MinWorkers { get; } = new("--min-workers") { Description = "With --cluster: wait until this many workers are registered before starting.", DefaultValueFactory = _ => 1 };
+
+    public Option<string> Timeout { get; } = new("--workers-timeout") { Description = "With --cluster: how long to wait for a silo and for --min-workers workers before giving up (exit 2).", DefaultValueFactory = _ => "2m" };
+
+    public Option<int?> Workers { get; } = new("--workers") { Description = "With --cluster localhost: workers of the in-process silo, each pinned to its own core (default: every core this process may use)." };
+
+    public IEnumerable<Option> All => [Cluster, MinWorkers, Timeout, Workers];
+
+    /// <summary>The cluster asked for, or null for none; bad values are errors naming them.</summary>
+    public ClusterAddress? Address(ParseResult p)
+    {
+        var text = p.GetValue(Cluster);
+        if (text is null)
+        {
+            foreach (var o in new Option[] { MinWorkers, Timeout, Workers })
+                if (p.GetResult(o) is { Implicit: false }) throw new ClusterError($"{o.Name} applies only with --cluster");
+            return null;
+        }
+        var address = ClusterAddress.Parse(text);
+        if (address.Kind != Membership.Localhost && p.GetValue(Workers) is not null)
+            throw new ClusterError("--workers applies to --cluster localhost; the workers of other silos are given to 'looptune silo'");
+        return address;
+    }
+
+    /// <summary>Opens the cluster session (the in-process silo for localhost, the wait for --min-workers).</summary>
+    public Task<ClusterSession> OpenAsync(ParseResult p, ClusterAddress address, CancellationToken cancel = default) =>
+        ClusterSession.OpenAsync(address, address.Kind == Membership.Localhost ? WorkerCores.Choose(p.GetValue(Workers), null) : [],
+            p.GetValue(MinWorkers), Wait(p), cancel);
+
+    TimeSpan Wait(ParseResult p)
+    {
+        try { return SearchBudget.Parse(p.GetValue(Timeout)).Time; }
+        catch (SearchError) { throw new ClusterError($"--workers-timeout '{p.GetValue(Timeout)}': give a time such as 90s or 2m"); }
+    }
+}

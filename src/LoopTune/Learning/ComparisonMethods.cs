@@ -1,0 +1,36 @@
+using LoopTune.Search;
+
+namespace LoopTune.Learning;
+
+/// <summary>The methods of <c>compare-searches --methods</c>: the searches by name, and "policy" / "policy_topK" as
+/// <see cref="PolicySearch"/>es of a trained policy.</summary>
+public static class ComparisonMethods
+{
+    /// <summary>The methods of <paramref name="csv"/> (default: every search); the policy <paramref name="policyPath"/> is
+    /// read once, and only when a policy method is asked for. A <see cref="SearchError"/> names a bad method.</summary>
+    public static IReadOnlyList<ISearch> Parse(string? csv, string policyPath)
+    {
+        var names = csv?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
+        if (!names.Any(IsPolicy)) return Searches.ParseList(csv);
+        if (names.Distinct().Count() != names.Length) throw new SearchError($"--methods '{csv}' names a method twice");
+        foreach (var n in names) // every name checked before the policy is read, so a bad name is the error reported
+        {
+            if (IsPolicy(n)) _ = TopK(n);
+            else _ = Searches.Get(n);
+        }
+        var loaded = new Lazy<Policy>(() =>
+        {
+            var pol = Policy.Load(policyPath);
+            pol.WarmUp();
+            return pol;
+        });
+        return [.. names.Select(n => IsPolicy(n) ? new PolicySearch(loaded.Value, TopK(n)) : Searches.Get(n))];
+    }
+
+    static bool IsPolicy(string name) => name == "policy" || name.StartsWith("policy_top", StringComparison.Ordinal);
+
+    static int TopK(string name) =>
+        name == "policy" ? 1
+        : int.TryParse(name["policy_top".Length..], System.Globalization.CultureInfo.InvariantCulture, out int k) && k is >= 2 and <= 17 ? k
+        : throw new SearchError($"unknown method '{name}': a policy method is 'policy' or 'policy_topK' with K from 2 to 17 (e.g. policy_top4)");
+}
