@@ -142,7 +142,7 @@ public static class ClusterHost
     }
 
     /// <summary>The kinds of work every LoopTune silo runs (<c>looptune silo</c>, and the silo of <c>--cluster localhost</c>).</summary>
-    public static IReadOnlyList<IWorkHandler> DefaultHandlers() => [new ComparisonWork.Handler()];
+    public static IReadOnlyList<IWorkHandler> DefaultHandlers() => [new ComparisonWork.Handler(), new TrainingWork.Handler()];
 
     /// <summary>A free TCP port on the loopback interface (for the silo of a one-process cluster, and tests).</summary>
     public static int FreePort()

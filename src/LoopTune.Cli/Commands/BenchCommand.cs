@@ -19,14 +19,29 @@ static class BenchCommand
     /// reduction (c, r, s), then a register tile of 4 output channels (unrolled) by 32 or 16 output columns (unrolled x
     /// 16-wide vectors) that stays in registers across the reduction. The first is the issue's; the others a small-C first
     /// layer (64 columns: two column blocks inside the channel blocks), a deeper 3x3 layer on a 16-wide image and a
-    /// pointwise (1x1) layer; each the best of a few variants tried with <c>looptune run</c> (tile 8x16, 4x64, h unrolled).</summary>
-    internal static readonly (string Spec, string Schedule)[] ConvShapes =
+    /// pointwise (1x1) layer; each the best of a few variants tried with <c>looptune run</c> (tile 8x16, 4x64, h unrolled)
+    /// on an AVX-512 machine.</summary>
+    internal static readonly (string Spec, string Schedule)[] ConvShapes512 =
     [
         ("conv 16 34 34 32 3 3", "h:32 f:8 c:16 r:3 s:3 f:4u w:2u w:16v"),
         ("conv 3 66 66 32 3 3", "h:64 f:8 w:2 c:3 r:3 s:3 f:4u w:2u w:16v"),
         ("conv 32 18 18 64 3 3", "h:16 f:16 c:32 r:3 s:3 f:4u w:16v"),
         ("conv 64 32 32 64 1 1", "h:32 f:16 c:64 r:1 s:1 f:4u w:2u w:16v"),
     ];
+
+    /// <summary>The same convolutions for 256-bit vectors (AVX2: 16 registers of 8 floats): the 512-bit tiles would keep
+    /// 16 accumulators and spill, so the tile is 4 (or 8) channels by 16 columns, 8 accumulators (<c>looptune run -s</c>,
+    /// best of a few variants on the 2-core AVX2 EPYC).</summary>
+    internal static readonly (string Spec, string Schedule)[] ConvShapes256 =
+    [
+        ("conv 16 34 34 32 3 3", "h:32 f:8 w:2 c:16 r:3 s:3 f:4u w:16v"),
+        ("conv 3 66 66 32 3 3", "h:64 f:8 w:4 c:3 r:3 s:3 f:4u w:16v"),
+        ("conv 32 18 18 64 3 3", "h:16 f:16 c:32 r:3 s:3 f:4u w:16v"),
+        ("conv 64 32 32 64 1 1", "h:32 f:8 w:2 c:64 r:1 s:1 f:8u w:16v"),
+    ];
+
+    /// <summary>The hand schedules for this machine's vectors.</summary>
+    internal static (string Spec, string Schedule)[] ConvShapes => System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? ConvShapes512 : ConvShapes256;
 
     /// <summary>The hand schedule of a convolution of <see cref="ConvShapes"/>, as a nest (cursor on the outermost loop).</summary>
     public static Nest ConvHandSchedule(Computation c, string schedule) => Nest.Parse(c, ">" + schedule);

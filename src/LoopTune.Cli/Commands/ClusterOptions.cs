@@ -6,7 +6,7 @@ namespace LoopTune.Cli.Commands;
 
 /// <summary>The options of a command that can spread its work over a cluster: <c>--cluster ADDR [--min-workers N]
 /// [--workers-timeout T] [--workers N]</c>.</summary>
-sealed class ClusterOptions
+sealed class ClusterOptions(bool workersOption = true)
 {
     public Option<string?> Cluster { get; } = new("--cluster")
     {
@@ -19,7 +19,8 @@ sealed class ClusterOptions
 
     public Option<int?> Workers { get; } = new("--workers") { Description = "With --cluster localhost: workers of the in-process silo, each pinned to its own core (default: every core this process may use)." };
 
-    public IEnumerable<Option> All => [Cluster, MinWorkers, Timeout, Workers];
+    /// <summary>The options to add to a command (without --workers for a command that has its own, such as train).</summary>
+    public IEnumerable<Option> All => workersOption ? [Cluster, MinWorkers, Timeout, Workers] : [Cluster, MinWorkers, Timeout];
 
     /// <summary>The cluster asked for, or null for none; bad values are errors naming them.</summary>
     public ClusterAddress? Address(ParseResult p)
@@ -27,19 +28,20 @@ sealed class ClusterOptions
         var text = p.GetValue(Cluster);
         if (text is null)
         {
-            foreach (var o in new Option[] { MinWorkers, Timeout, Workers })
+            foreach (var o in All.Skip(1))
                 if (p.GetResult(o) is { Implicit: false }) throw new ClusterError($"{o.Name} applies only with --cluster");
             return null;
         }
         var address = ClusterAddress.Parse(text);
-        if (address.Kind != Membership.Localhost && p.GetValue(Workers) is not null)
+        if (workersOption && address.Kind != Membership.Localhost && p.GetValue(Workers) is not null)
             throw new ClusterError("--workers applies to --cluster localhost; the workers of other silos are given to 'looptune silo'");
         return address;
     }
 
-    /// <summary>Opens the cluster session (the in-process silo for localhost, the wait for --min-workers).</summary>
-    public Task<ClusterSession> OpenAsync(ParseResult p, ClusterAddress address, CancellationToken cancel = default) =>
-        ClusterSession.OpenAsync(address, address.Kind == Membership.Localhost ? WorkerCores.Choose(p.GetValue(Workers), null) : [],
+    /// <summary>Opens the cluster session (the in-process silo for localhost, with <paramref name="workers"/> or --workers
+    /// workers, the wait for --min-workers).</summary>
+    public Task<ClusterSession> OpenAsync(ParseResult p, ClusterAddress address, int? workers = null, CancellationToken cancel = default) =>
+        ClusterSession.OpenAsync(address, address.Kind == Membership.Localhost ? WorkerCores.Choose(workers ?? (workersOption ? p.GetValue(Workers) : null), null) : [],
             p.GetValue(MinWorkers), Wait(p), cancel);
 
     TimeSpan Wait(ParseResult p)

@@ -14,18 +14,21 @@ static class RunCommand
     {
         var spec = new Argument<string>("spec") { Description = "The computation: \"mm M N K\", \"conv C H W F R S\", or a contraction such as \"C[m,n] += A[m,k] * B[k,n] m=128 n=64 k=32\"." };
         var actions = new Option<string?>("--actions", "-a") { Description = "Comma-separated actions applied in order to the initial nest, e.g. split_4,down,vectorize." };
+        var schedule = new Option<string?>("--schedule", "-s") { Description = "A schedule as the reports print it, e.g. \"f:8 h:32 c:16 r:3 s:3 f:4u w:16v\" (loops outermost first; u unrolled, v vectorized), instead of --actions." };
         var quick = new Option<bool>("--quick") { Description = "Shorter timing (less precise)." };
         var noPeers = new Option<bool>("--no-peers") { Description = "Do not time the peer libraries (OpenBLAS, BLIS, oneDNN; oneDNN's convolution and im2col + OpenBLAS for a convolution)." };
         var json = Options.Json();
         var command = new Command("run", "Schedule a computation, compile it, verify it and measure it against the peak and the peers.")
         {
-            spec, actions, quick, noPeers, json,
+            spec, actions, schedule, quick, noPeers, json,
         };
         command.SetAction(p => io.Guard(() =>
         {
             var computation = Computation.Parse(p.GetValue(spec)!);
             var list = Actions.ParseList(p.GetValue(actions));
-            var nest = Transforms.ApplyAll(Nest.Initial(computation), list);
+            if (p.GetValue(schedule) is { } text && list.Length > 0) throw new LoopTuneException("give --actions or --schedule, not both");
+            var nest = p.GetValue(schedule) is { } sched ? Nest.Parse(computation, sched.StartsWith('>') || sched.Contains(" >", StringComparison.Ordinal) ? sched : ">" + sched)
+                : Transforms.ApplyAll(Nest.Initial(computation), list);
             var e = Evaluation.Run(nest, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, !p.GetValue(noPeers));
             if (p.GetValue(json)) io.Stdout.WriteLine(ToJson(e, list).ToJsonString(Options.JsonStyle));
             else Print(io.Out, e);

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using LoopTune.Cli.Plots;
+using LoopTune.Cluster;
 using LoopTune.Learning;
 using LoopTune.Learning.Logging;
 using LoopTune.Search;
@@ -36,12 +37,18 @@ static class TrainCommand
         var init = new Option<string?>("--init") { Description = "Start from this policy's weights (a run folder, checkpoint or policy file of the same network shape) instead of random ones." };
         var actions = new Option<string>("--actions") { Description = "The action space: cursor (the seed's 17 actions at a cursor), loop (a loop and a kernel action per step, no cursor steps, plus sink and hoist) or tile (loop plus register-tile macros: split, sink and vectorize or unroll in one step).", DefaultValueFactory = _ => "cursor" };
         var json = Options.Json();
+        var cluster = new ClusterOptions(workersOption: false);
         var command = new Command("train", "Train a policy (Ape-X DQN or PPO) on a dataset, with checkpoints, curves and an evaluation on its test split.")
         {
             dataset, trainer, iter, time, workers, steps, evalSize, evalTime, evalEvery, checkpoint, seed, output, resume, db, set, init, actions, json,
         };
+        cluster.Cluster.Description = "Run the actors and evaluations on a cluster's workers, the learner here (apex_dqn only): localhost (a silo in this process with --workers workers), redis://HOST:PORT or postgres://... (silos started with 'looptune silo').";
+        foreach (var o in cluster.All) command.Options.Add(o);
         command.SetAction(p => io.Guard(() =>
         {
+            var address = cluster.Address(p);
+            if (address is not null && p.GetValue(trainer) != "apex_dqn")
+                throw new ClusterError($"--cluster trains apex_dqn (Ape-X: actors on every worker feed one replay); {p.GetValue(trainer)} learns from its own current rollouts and runs on one machine (drop --cluster)");
             var request = new TrainRequest(p.GetValue(dataset)!, p.GetValue(trainer)!, p.GetValue(iter),
                 p.GetValue(time) is { } t ? SearchBudget.Parse(t).Time : p.GetValue(iter) is null ? TimeSpan.FromMinutes(10) : null,
                 p.GetValue(workers) is > 0 and var w ? w : WorkerPool.AvailableCores,
@@ -63,17 +70,28 @@ static class TrainCommand
                 cancel.Cancel();
                 io.Stderr.WriteLine("SIGTERM: stopping after this iteration (a checkpoint will be saved)...");
             });
+            ClusterSession? session = null;
+            if (address is not null)
+            {
+                io.Stderr.WriteLine($"joining the cluster {address} and waiting for its workers...");
+                session = Options.Wait(() => cluster.OpenAsync(p, address, p.GetValue(workers) is > 0 and var lw ? lw : null));
+            }
             try
             {
                 var observer = new Observer(io);
-                var (folder, eval) = observer.Run(o => Training.Run(request, o, cancel.Token));
+                Func<TrainRequest, ITrainingSite>? site = session is null ? null : q => new ClusterSite(session.Connection, q);
+                var (folder, eval) = observer.Run(o => Training.Run(request, o, cancel.Token, site));
                 var rows = TrainingLog.ReadCsv(Path.Combine(folder, "metrics.csv"));
                 var charts = TrainingCharts.Write(rows, Path.Combine(folder, "charts"));
                 if (p.GetValue(json)) io.Stdout.WriteLine(Json(folder, observer, eval, charts).ToJsonString(Options.JsonStyle));
                 else Print(io.Out, folder, observer, eval, charts);
                 return Program.Ok;
             }
-            finally { Console.CancelKeyPress -= stop; }
+            finally
+            {
+                Console.CancelKeyPress -= stop;
+                if (session is not null) Options.Wait(() => session.DisposeAsync().AsTask());
+            }
         }));
         return command;
     }

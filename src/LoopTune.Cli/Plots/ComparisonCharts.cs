@@ -69,6 +69,10 @@ static class ComparisonCharts
         }
         var ticks = benchmarks.Select((b, i) => new Tick(i * span + (series.Count - 1) / 2.0, b)).ToArray();
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks);
+        // benchmark names are long: slanted, so that neighbours do not overlap
+        plot.Axes.Bottom.TickLabelStyle.Rotation = 30;
+        plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
+        plot.Axes.Bottom.MinimumSize = 110;
         plot.Axes.Margins(bottom: 0);
         plot.Grid.XAxisStyle.MajorLineStyle.Width = 0;
         plot.Legend.Alignment = Alignment.UpperLeft;

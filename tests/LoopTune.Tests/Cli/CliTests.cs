@@ -111,8 +111,9 @@ public sealed class CliTests
     [Fact]
     public void BenchConvolutionHandSchedulesFitTheirShapesAndVerify()
     {
-        Assert.Equal(("conv 16 34 34 32 3 3", "h:32 f:8 c:16 r:3 s:3 f:4u w:2u w:16v"), LoopTune.Cli.Commands.BenchCommand.ConvShapes[0]);
-        foreach (var (spec, schedule) in LoopTune.Cli.Commands.BenchCommand.ConvShapes)
+        Assert.Equal(("conv 16 34 34 32 3 3", "h:32 f:8 c:16 r:3 s:3 f:4u w:2u w:16v"), LoopTune.Cli.Commands.BenchCommand.ConvShapes512[0]);
+        Assert.Equal(LoopTune.Cli.Commands.BenchCommand.ConvShapes512.Select(s => s.Spec), LoopTune.Cli.Commands.BenchCommand.ConvShapes256.Select(s => s.Spec));
+        foreach (var (spec, schedule) in LoopTune.Cli.Commands.BenchCommand.ConvShapes512.Concat(LoopTune.Cli.Commands.BenchCommand.ConvShapes256))
         {
             var c = LoopTune.Ir.Computation.Parse(spec);
             Assert.NotNull(c.AsConv());
