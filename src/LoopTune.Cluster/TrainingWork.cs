@@ -141,19 +141,21 @@ public sealed class ClusterSite : ITrainingSite
 
     public ClusterSite(ClusterConnection cluster, TrainRequest request)
     {
-        if (request.Trainer != "apex_dqn")
-            throw new ClusterError($"--cluster trains apex_dqn (Ape-X: actors on every worker feed one replay); {request.Trainer} learns from its own current rollouts and runs on one machine (drop --cluster)");
+        CheckTrainer(request.Trainer);
         (this.cluster, this.request) = (cluster, request);
         run = cluster.OpenRun(TrainingWork.Kind, LostWork.GiveUp);
     }
 
+    /// <summary>A <see cref="ClusterError"/> unless <paramref name="trainer"/> can train on a cluster (apex_dqn).</summary>
+    public static void CheckTrainer(string trainer)
+    {
+        if (trainer != "apex_dqn")
+            throw new ClusterError($"--cluster trains apex_dqn (Ape-X: actors on every worker feed one replay); {trainer} learns from its own current rollouts and runs on one machine (drop --cluster)");
+    }
+
     public IReadOnlyList<string> Workers => [.. Current().Select(w => $"{w.HostId} core {w.Core}")];
 
-    WorkerInfo[] Current() => Wait(cluster.Workers);
-
-    /// <summary>Waits for async work from the learner's synchronous loop, on the thread pool (no caller's
-    /// synchronization context can deadlock it).</summary>
-    static T Wait<T>(Func<Task<T>> work) => Task.Run(work).GetAwaiter().GetResult();
+    WorkerInfo[] Current() => Sync.Wait(cluster.Workers);
 
     public ITrainer CreateTrainer(object config, Dataset dataset)
     {
@@ -166,13 +168,13 @@ public sealed class ClusterSite : ITrainingSite
     {
         var runSpec = spec ?? throw new InvalidOperationException("CreateTrainer comes before Evaluate");
         var weights = Net.Flatten(policy.Network);
-        var outcomes = Wait(() => run.RunAsync([.. benchmarks.Select(b => new WorkRequest(new TrainingWork.Evaluate(runSpec, weights, b.ToString(), budget)))]));
+        var outcomes = Sync.Wait(() => run.RunAsync([.. benchmarks.Select(b => new WorkRequest(new TrainingWork.Evaluate(runSpec, weights, b.ToString(), budget)))]));
         var rows = outcomes.Where(o => !o.Lost).Select(o => o.As<TrainingWork.EvalRow>()).ToList();
         if (rows.Count == 0) throw new ClusterError("every evaluation item was lost with its silo");
         return new EvalResult([.. rows.Select(r => (r.Benchmark, r.Start, r.Best, r.Seconds, r.Schedule))], rows[0].Peak);
     }
 
-    public void Dispose() => Task.Run(() => run.DisposeAsync().AsTask()).GetAwaiter().GetResult();
+    public void Dispose() => Sync.Wait(() => run.DisposeAsync().AsTask());
 
     /// <summary>The actors of the cluster's workers: slot i (actors i*ActorsPerWorker ..) goes to the i-th worker seen, so a
     /// worker keeps its actors' numbers (and epsilons) for the run.</summary>
@@ -194,16 +196,16 @@ public sealed class ClusterSite : ITrainingSite
             int total = Actors;
             var requests = workers.Select(w => new WorkRequest(new TrainingWork.Collect(spec, slots[w.Id] * c.ActorsPerWorker, total, version,
                 has.GetValueOrDefault(w.Id, -1) == version ? null : latest), w)).ToList();
-            var outcomes = Wait(() => site.run.RunAsync(requests));
+            var outcomes = Sync.Wait(() => site.run.RunAsync(requests));
             var batches = new List<ExperienceBatch>();
             foreach (var o in outcomes)
             {
                 string id = workers[o.Index].Id;
-                if (o.Lost || o.As<TrainingWork.Batch>() is { NeedWeights: true }) has.Remove(id); // weights again next time
+                if (o.Lost || o.As<TrainingWork.Batch>() is not { NeedWeights: false } batch) has.Remove(id); // weights again next time
                 else
                 {
                     has[id] = version;
-                    batches.Add(o.As<TrainingWork.Batch>().ToBatch());
+                    batches.Add(batch.ToBatch());
                 }
             }
             return batches;

@@ -44,6 +44,20 @@ sealed class ClusterOptions(bool workersOption = true)
         ClusterSession.OpenAsync(address, address.Kind == Membership.Localhost ? WorkerCores.Choose(workers ?? (workersOption ? p.GetValue(Workers) : null), null) : [],
             p.GetValue(MinWorkers), Wait(p), cancel);
 
+    /// <summary>Opens the cluster session (saying on stderr what it waits for and which workers it found), runs
+    /// <paramref name="run"/> with it and closes it.</summary>
+    public T WithSession<T>(Io io, ParseResult p, ClusterAddress address, Func<ClusterSession, T> run, int? workers = null)
+    {
+        io.Stderr.WriteLine($"joining the cluster {address} and waiting for its workers...");
+        var session = Sync.Wait(() => OpenAsync(p, address, workers));
+        try
+        {
+            io.Stderr.WriteLine($"{session.Workers.Length} worker(s): {string.Join(", ", session.Workers.Select(w => w.Id))}");
+            return run(session);
+        }
+        finally { Sync.Wait(() => session.DisposeAsync().AsTask()); }
+    }
+
     TimeSpan Wait(ParseResult p)
     {
         try { return SearchBudget.Parse(p.GetValue(Timeout)).Time; }

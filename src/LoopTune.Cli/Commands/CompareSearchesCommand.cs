@@ -30,8 +30,8 @@ static class CompareSearchesCommand
                 Write(temp, c, setup with { Timing = setup.Timing + " The searches' own quick figures are in results.csv as search_gflops." });
             var (comparison, _, folder) = address is null
                 ? job.Run(io, "comparing searches", null, WriteReport)
-                : RunOnCluster(io, () => cluster.OpenAsync(p, address), session => job.Run(io, "comparing searches", null, WriteReport,
-                    progress => Options.Wait(() => ComparisonWork.RunAsync(session.Connection, job.Benchmarks, [.. job.Searches.Select(s => s.Name)], job.Policy,
+                : cluster.WithSession(io, p, address, session => job.Run(io, "comparing searches", null, WriteReport,
+                    progress => Sync.Wait(() => ComparisonWork.RunAsync(session.Connection, job.Benchmarks, [.. job.Searches.Select(s => s.Name)], job.Policy,
                         job.Budget, job.Seed, job.Quick, job.SharedDb is { } shared ? Path.GetFullPath(shared) : null, progress))));
             if (job.Json) io.Stdout.WriteLine(ToJson(comparison, folder).ToJsonString(Options.JsonStyle));
             else Print(io.Out, comparison, folder);
@@ -40,19 +40,6 @@ static class CompareSearchesCommand
             return verified ? Program.Ok : Program.Failure;
         }));
         return command;
-    }
-
-    /// <summary>Opens the cluster session (saying on stderr what it waits for), runs <paramref name="run"/> with it and closes it.</summary>
-    static T RunOnCluster<T>(Io io, Func<Task<ClusterSession>> open, Func<ClusterSession, T> run)
-    {
-        io.Stderr.WriteLine("joining the cluster and waiting for its workers...");
-        var session = Options.Wait(open);
-        try
-        {
-            io.Stderr.WriteLine($"{session.Workers.Length} worker(s): {string.Join(", ", session.Workers.Select(w => w.Id))}");
-            return run(session);
-        }
-        finally { Options.Wait(() => session.DisposeAsync().AsTask()); }
     }
 
     static void Write(string folder, Comparison c, ComparisonSetup setup)

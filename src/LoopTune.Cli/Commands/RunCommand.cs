@@ -26,9 +26,11 @@ static class RunCommand
         {
             var computation = Computation.Parse(p.GetValue(spec)!);
             var list = Actions.ParseList(p.GetValue(actions));
-            if (p.GetValue(schedule) is { } text && list.Length > 0) throw new LoopTuneException("give --actions or --schedule, not both");
-            var nest = p.GetValue(schedule) is { } sched ? Nest.Parse(computation, sched.StartsWith('>') || sched.Contains(" >", StringComparison.Ordinal) ? sched : ">" + sched)
-                : Transforms.ApplyAll(Nest.Initial(computation), list);
+            var sched = p.GetValue(schedule);
+            if (sched is not null && list.Length > 0) throw new LoopTuneException("give --actions or --schedule, not both");
+            // a schedule without a cursor gets one on its outermost loop
+            var nest = sched is null ? Transforms.ApplyAll(Nest.Initial(computation), list)
+                : Nest.Parse(computation, sched.StartsWith('>') || sched.Contains(" >", StringComparison.Ordinal) ? sched : ">" + sched);
             var e = Evaluation.Run(nest, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, !p.GetValue(noPeers));
             if (p.GetValue(json)) io.Stdout.WriteLine(ToJson(e, list).ToJsonString(Options.JsonStyle));
             else Print(io.Out, e);

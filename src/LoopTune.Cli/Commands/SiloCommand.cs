@@ -39,7 +39,7 @@ static class SiloCommand
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
             using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
             HostedSilo silo;
-            try { silo = Options.Wait(() => ClusterHost.StartSiloAsync(settings, stop.Token)); }
+            try { silo = Sync.Wait(() => ClusterHost.StartSiloAsync(settings, stop.Token)); }
             catch (OperationCanceledException) when (stop.IsCancellationRequested) { return Program.Ok; } // stopped while starting
             try
             {
@@ -50,7 +50,7 @@ static class SiloCommand
                 try { io.Stderr.WriteLine("stopping the silo (its workers hand back what they hold)..."); }
                 catch (IOException) { /* whoever read our output is gone; stop all the same */ }
             }
-            finally { Options.Wait(() => silo.StopAsync()); }
+            finally { Sync.Wait(() => silo.StopAsync()); }
             return Program.Ok;
 
             void Stop(PosixSignalContext ctx)

@@ -47,8 +47,7 @@ static class TrainCommand
         command.SetAction(p => io.Guard(() =>
         {
             var address = cluster.Address(p);
-            if (address is not null && p.GetValue(trainer) != "apex_dqn")
-                throw new ClusterError($"--cluster trains apex_dqn (Ape-X: actors on every worker feed one replay); {p.GetValue(trainer)} learns from its own current rollouts and runs on one machine (drop --cluster)");
+            if (address is not null) ClusterSite.CheckTrainer(p.GetValue(trainer)!); // before joining the cluster
             var request = new TrainRequest(p.GetValue(dataset)!, p.GetValue(trainer)!, p.GetValue(iter),
                 p.GetValue(time) is { } t ? SearchBudget.Parse(t).Time : p.GetValue(iter) is null ? TimeSpan.FromMinutes(10) : null,
                 p.GetValue(workers) is > 0 and var w ? w : WorkerPool.AvailableCores,
@@ -70,28 +69,19 @@ static class TrainCommand
                 cancel.Cancel();
                 io.Stderr.WriteLine("SIGTERM: stopping after this iteration (a checkpoint will be saved)...");
             });
-            ClusterSession? session = null;
-            if (address is not null)
-            {
-                io.Stderr.WriteLine($"joining the cluster {address} and waiting for its workers...");
-                session = Options.Wait(() => cluster.OpenAsync(p, address, p.GetValue(workers) is > 0 and var lw ? lw : null));
-            }
             try
             {
                 var observer = new Observer(io);
-                Func<TrainRequest, ITrainingSite>? site = session is null ? null : q => new ClusterSite(session.Connection, q);
-                var (folder, eval) = observer.Run(o => Training.Run(request, o, cancel.Token, site));
+                (string, EvalResult?) Train(Func<TrainRequest, ITrainingSite>? site) => observer.Run(o => Training.Run(request, o, cancel.Token, site));
+                var (folder, eval) = address is null ? Train(null)
+                    : cluster.WithSession(io, p, address, session => Train(q => new ClusterSite(session.Connection, q)), p.GetValue(workers) is > 0 and var lw ? lw : null);
                 var rows = TrainingLog.ReadCsv(Path.Combine(folder, "metrics.csv"));
                 var charts = TrainingCharts.Write(rows, Path.Combine(folder, "charts"));
                 if (p.GetValue(json)) io.Stdout.WriteLine(Json(folder, observer, eval, charts).ToJsonString(Options.JsonStyle));
                 else Print(io.Out, folder, observer, eval, charts);
                 return Program.Ok;
             }
-            finally
-            {
-                Console.CancelKeyPress -= stop;
-                if (session is not null) Options.Wait(() => session.DisposeAsync().AsTask());
-            }
+            finally { Console.CancelKeyPress -= stop; }
         }));
         return command;
     }

@@ -70,11 +70,12 @@ public abstract class ActionSpace
         static readonly int Kernel = Moves.KernelActions.Length;
         static readonly LoopAction SwapDown = Actions.Get("swap_down"), SwapUp = Actions.Get("swap_up"), Down = Actions.Get("down"),
             Vectorize = Actions.Get("vectorize"), Unroll = Actions.Get("unroll");
-        static readonly (string Name, int Split, LoopAction Annotation)[] Macros =
+        /// <summary>Each macro: its name, the split it starts with (none for sink_*) and the annotation it ends with.</summary>
+        static readonly (string Name, LoopAction? Split, LoopAction Annotation)[] Macros =
         [
-            ("tile_vec_8", 8, Vectorize), ("tile_vec_16", 16, Vectorize), ("tile_vec_32", 32, Vectorize),
-            ("tile_unroll_2", 2, Unroll), ("tile_unroll_4", 4, Unroll), ("tile_unroll_8", 8, Unroll),
-            ("sink_vec", 0, Vectorize), ("sink_unroll", 0, Unroll),
+            ("tile_vec_8", Actions.Get("split_8"), Vectorize), ("tile_vec_16", Actions.Get("split_16"), Vectorize), ("tile_vec_32", Actions.Get("split_32"), Vectorize),
+            ("tile_unroll_2", Actions.Get("split_2"), Unroll), ("tile_unroll_4", Actions.Get("split_4"), Unroll), ("tile_unroll_8", Actions.Get("split_8"), Unroll),
+            ("sink_vec", null, Vectorize), ("sink_unroll", null, Unroll),
         ];
 
         readonly int perLoop = Kernel + 2 + (macros ? Macros.Length : 0);
@@ -99,14 +100,22 @@ public abstract class ActionSpace
         static (IReadOnlyList<LoopAction>, Nest)? Edit(Nest nest, int loop, int k)
         {
             if (k < Kernel) return Moves.Make(nest, loop, Moves.KernelActions[k]) is { } m ? (m.Actions, m.Result) : null;
-            var actions = new List<LoopAction>(Moves.Walk(nest.Cursor, loop));
             var at = Moves.AtLoop(nest, loop);
-            if (k - Kernel < 2) return Swaps(k == Kernel ? SwapDown : SwapUp, ref at, actions) > 0 ? (actions, at) : null;
+            if (k - Kernel < 2)
+            {
+                // sink / hoist: the mask asks for every loop, so an illegal one returns before anything is built
+                var swap = k == Kernel ? SwapDown : SwapUp;
+                if (!Transforms.IsLegal(at, swap)) return null;
+                var swaps = new List<LoopAction>(Moves.Walk(nest.Cursor, loop));
+                Swaps(swap, ref at, swaps);
+                return (swaps, at);
+            }
             var (_, split, annotation) = Macros[k - Kernel - 2];
-            if (split > 0)
+            var actions = new List<LoopAction>(Moves.Walk(nest.Cursor, loop));
+            if (split is { } splitN)
             {
                 // split_N, then the cursor goes down to the new inner loop
-                if (Moves.Make(at, loop, Actions.Get($"split_{split}")) is not { } m) return null;
+                if (Moves.Make(at, loop, splitN) is not { } m) return null;
                 actions.Add(m.Action);
                 actions.Add(Down);
                 at = Transforms.Apply(m.Result, Down);
@@ -117,16 +126,14 @@ public abstract class ActionSpace
             return (actions, Transforms.Apply(at, annotation));
         }
 
-        /// <summary>Applies <paramref name="swap"/> as long as it is legal; returns how many times.</summary>
-        static int Swaps(LoopAction swap, ref Nest at, List<LoopAction> actions)
+        /// <summary>Applies <paramref name="swap"/> as long as it is legal.</summary>
+        static void Swaps(LoopAction swap, ref Nest at, List<LoopAction> actions)
         {
-            int n = 0;
-            for (; Transforms.IsLegal(at, swap); n++)
+            while (Transforms.IsLegal(at, swap))
             {
                 at = Transforms.Apply(at, swap);
                 actions.Add(swap);
             }
-            return n;
         }
 
         public override string Describe(int id) => (id % perLoop) switch

@@ -131,42 +131,22 @@ public sealed class DqnActorGroup : IDisposable
         foreach (var a in actors) (a.Env as IDisposable)?.Dispose();
     }
 
-    /// <summary>One actor: its environment, its epsilon, its random generator, its running episode and n-step window.</summary>
-    sealed class Actor(IRlEnv env, double epsilon, Rng rng)
+    /// <summary>One actor: its epsilon and its n-step window besides what every actor has.</summary>
+    sealed class Actor(IRlEnv env, double epsilon, Rng rng) : EpisodeActor(env, rng)
     {
         readonly List<(float[] Obs, int Action, double Reward)> window = [];
-        readonly EpisodeTracker episode = new();
-        TimeStep? now;
 
-        public IRlEnv Env => env;
-        public Rng Rng => rng;
-
-        /// <summary>Whether an episode is under way; setting false makes the next step start a new one.</summary>
-        public bool InFlight
-        {
-            get => now is not null;
-            set { if (!value) now = null; }
-        }
+        protected override void OnNewEpisode() => window.Clear();
 
         public void Step(QNetwork net, ApexDqnConfig c, List<Transition> output, EpisodeStats stats)
         {
-            if (now is not { } s)
-            {
-                s = env.Reset(rng);
-                episode.Reset(s);
-                window.Clear();
-            }
-            int a = rng.NextDouble() < epsilon ? rng.Choose(s.Mask) : Net.MaskedArgmax(net.Forward(Net.Row(s.Observation)).Row(0), s.Mask);
-            var t = env.Step(a);
-            episode.Step(t, stats);
+            var s = Current();
+            int a = Rng.NextDouble() < epsilon ? Rng.Choose(s.Mask) : Net.MaskedArgmax(net.Forward(Net.Row(s.Observation)).Row(0), s.Mask);
+            var t = Advance(a, stats);
             window.Add((s.Observation, a, t.Reward));
             if (window.Count == c.NStep) Emit(t, c, output);
             if (t.Done)
-            {
                 while (window.Count > 0) Emit(t, c, output);
-                now = null;
-            }
-            else now = t;
         }
 
         /// <summary>The transition from the oldest state in the window to <paramref name="t"/>.</summary>

@@ -83,7 +83,7 @@ public sealed class ApexDqn : ITrainer
         : this(config, Envs(config, pool, makeEnv), pool, seed) { }
 
     ApexDqn(ApexDqnConfig config, IRlEnv[][] envs, WorkerPool pool, int seed)
-        : this(config, ShapeOf(config, envs[0][0]), shape => new LocalActors(config, shape, pool, envs, seed), seed) { }
+        : this(config, ShapeOf(config, envs[0][0].ObservationSize, envs[0][0].ActionCount), shape => new LocalActors(config, shape, pool, envs, seed), seed) { }
 
     /// <summary>A learner of a <paramref name="shape"/> network fed by the actors <paramref name="actors"/> makes for that
     /// shape (on this machine or on a cluster's workers).</summary>
@@ -104,8 +104,9 @@ public sealed class ApexDqn : ITrainer
     static IRlEnv[][] Envs(ApexDqnConfig c, WorkerPool pool, Func<int, int, IRlEnv> makeEnv) =>
         [.. Enumerable.Range(0, pool.Count).Select(w => Enumerable.Range(0, c.ActorsPerWorker).Select(k => makeEnv(w, k)).ToArray())];
 
-    /// <summary>The dueling network <paramref name="c"/> asks for, sized for <paramref name="env"/>.</summary>
-    public static NetworkShape ShapeOf(ApexDqnConfig c, IRlEnv env) => new("dqn", env.ObservationSize, env.ActionCount, c.Hidden, c.Activation, c.LayerNorm);
+    /// <summary>The dueling network <paramref name="c"/> asks for, with <paramref name="observations"/> inputs and
+    /// <paramref name="actions"/> outputs.</summary>
+    public static NetworkShape ShapeOf(ApexDqnConfig c, int observations, int actions) => new("dqn", observations, actions, c.Hidden, c.Activation, c.LayerNorm);
 
     public string Name => "apex_dqn";
     public object Config => c;

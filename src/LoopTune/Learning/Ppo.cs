@@ -251,45 +251,22 @@ public sealed class Ppo : ITrainer
     }
 
     /// <summary>One actor: samples from the masked softmax of its worker's copy of the actor network.</summary>
-    sealed class Actor(IRlEnv env, Rng rng)
+    sealed class Actor(IRlEnv env, Rng rng) : EpisodeActor(env, rng)
     {
-        readonly EpisodeTracker episode = new();
-        TimeStep? now;
-
-        public IRlEnv Env => env;
-        public Rng Rng => rng;
-
-        /// <summary>Whether an episode is under way; setting false makes the next step start a new one (a restore does).</summary>
-        public bool InFlight
-        {
-            get => now is not null;
-            set { if (!value) now = null; }
-        }
-
-        TimeStep Current()
-        {
-            if (now is { } s) return s;
-            s = env.Reset(rng);
-            episode.Reset(s);
-            return (now = s).Value;
-        }
-
         public Step Act(ActorCritic net, EpisodeStats stats)
         {
             var s = Current();
             var x = Net.Row(s.Observation);
             var logp = MaskedSoftmax.LogSoftmax(net.Actor.Forward(x), s.Mask);
             var p = logp.Data.Select(MathF.Exp).ToArray();
-            int a = rng.Sample(p);
+            int a = Rng.Sample(p);
             float value = net.Critic.Forward(x)[0, 0];
-            var t = env.Step(a);
-            episode.Step(t, stats);
-            now = t.Done ? null : t;
+            var t = Advance(a, stats);
             return new Step(s.Observation, s.Mask, a, logp[0, a], value, (float)t.Reward, t.Done);
         }
 
         /// <summary>The critic's value of the state the actor will act from next (0 after an episode's end: the next
         /// iteration starts a new one).</summary>
-        public float Value(ActorCritic net) => now is { } s ? net.Critic.Forward(Net.Row(s.Observation))[0, 0] : 0;
+        public float Value(ActorCritic net) => Now is { } s ? net.Critic.Forward(Net.Row(s.Observation))[0, 0] : 0;
     }
 }

@@ -89,6 +89,49 @@ sealed class EpisodeTracker
     }
 }
 
+/// <summary>What every actor of a learner has: its environment, its random generator and its running episode. The
+/// episode starts when the actor next acts after none is under way (a restore ends the one in flight).</summary>
+abstract class EpisodeActor(IRlEnv env, Rng rng)
+{
+    readonly EpisodeTracker episode = new();
+    TimeStep? now;
+
+    public IRlEnv Env => env;
+    public Rng Rng => rng;
+
+    /// <summary>The state the actor acts from next, or null between episodes.</summary>
+    protected TimeStep? Now => now;
+
+    /// <summary>Whether an episode is under way; setting false makes the next step start a new one (a restore does).</summary>
+    public bool InFlight
+    {
+        get => now is not null;
+        set { if (!value) now = null; }
+    }
+
+    /// <summary>The state to act from: the running episode's, or the first of a new one.</summary>
+    protected TimeStep Current()
+    {
+        if (now is { } s) return s;
+        s = env.Reset(rng);
+        episode.Reset(s);
+        OnNewEpisode();
+        return (now = s).Value;
+    }
+
+    /// <summary>Called when an episode starts, before its first action.</summary>
+    protected virtual void OnNewEpisode() { }
+
+    /// <summary>Takes <paramref name="action"/>; an episode that ends here is recorded in <paramref name="stats"/>.</summary>
+    protected TimeStep Advance(int action, EpisodeStats stats)
+    {
+        var t = env.Step(action);
+        episode.Step(t, stats);
+        now = t.Done ? null : t;
+        return t;
+    }
+}
+
 static class Batch
 {
     /// <summary>Rows <paramref name="rows"/> of <paramref name="source"/>(i) stacked into a matrix.</summary>

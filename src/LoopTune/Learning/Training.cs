@@ -156,7 +156,7 @@ public static class Training
     }
 
     /// <summary>The hyperparameters of <paramref name="r"/>'s trainer: its defaults with the request's --set fields.</summary>
-    public static object Configure(TrainRequest r) => r.Trainer == "apex_dqn" ? Configure(new ApexDqnConfig(), r.Set) : Configure(new PpoConfig(), r.Set);
+    static object Configure(TrainRequest r) => r.Trainer == "apex_dqn" ? Configure(new ApexDqnConfig(), r.Set) : Configure(new PpoConfig(), r.Set);
 
     /// <summary>The default hyperparameters with <paramref name="set"/>'s fields replaced; an unknown field is an error.</summary>
     public static T Configure<T>(T defaults, JsonObject? set) where T : class
@@ -253,13 +253,8 @@ public static class TrainingEnvs
             ? new LoopMoveTask(new Shared(evaluator), peak, train, steps, space)
             : new LoopTuneTask(new Shared(evaluator), peak, train, steps);
 
-    /// <summary>The network <paramref name="config"/> trains in <paramref name="space"/>.</summary>
-    public static NetworkShape Shape(object config, ActionSpace space) => config switch
-    {
-        ApexDqnConfig c => new("dqn", ObservationEncoder.Size, space.Count, c.Hidden, c.Activation, c.LayerNorm),
-        PpoConfig c => new("ppo", ObservationEncoder.Size, space.Count, c.Hidden, c.Activation, c.LayerNorm),
-        _ => throw new ArgumentException($"unknown trainer configuration {config.GetType().Name}", nameof(config)),
-    };
+    /// <summary>The Ape-X network of a task in <paramref name="space"/> (the observation encoder's size of inputs).</summary>
+    public static NetworkShape Shape(ApexDqnConfig config, ActionSpace space) => ApexDqn.ShapeOf(config, ObservationEncoder.Size, space.Count);
 
     /// <summary>One policy rollout per benchmark, as an evaluation row.</summary>
     public static (string, double, double, double, string) Rollout(Policy policy, Computation benchmark, IEvaluator evaluator, TimeSpan budget)
