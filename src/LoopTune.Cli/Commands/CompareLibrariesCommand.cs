@@ -34,7 +34,7 @@ static class CompareLibrariesCommand
             var job = o.Parse(p);
             var libraries = Libraries.Value ?? Library.All;
             LibraryComparison? report = null;
-            var (comparison, _, folder) = job.Run(io, "comparing with the libraries", (c, timing) => [.. libraries.Select(l => l.Measure(c, timing))],
+            var (comparison, _, folder) = job.Run(io, "comparing with the libraries", c => [.. libraries.Select(l => l.Prepare(c))],
                 (temp, c, setup) => report = Write(temp, new LibraryComparison(c, job.Benchmarks, [.. libraries.Select(l => l.Key)]), setup, libraries));
             if (job.Json) io.Stdout.WriteLine(ToJson(report!, folder, libraries).ToJsonString(Options.JsonStyle));
             else Print(io.Out, report!, folder);

@@ -45,8 +45,9 @@ static class CompareSearchesCommand
     static void Write(string folder, Comparison c, ComparisonSetup setup)
     {
         File.WriteAllText(Path.Combine(folder, Csv), c.ToCsv());
-        File.WriteAllText(Path.Combine(folder, Markdown), ComparisonMarkdown.Write(c, setup));
-        ComparisonCharts.Write(c, folder, setup.Dataset, PeakCache.GetOrMeasure());
+        double peak = PeakCache.GetOrMeasure();
+        File.WriteAllText(Path.Combine(folder, Markdown), ComparisonMarkdown.Write(c, setup, peak));
+        ComparisonCharts.Write(c, folder, setup.Dataset, peak);
     }
 
     static JsonObject ToJson(Comparison c, string folder)
@@ -60,7 +61,7 @@ static class CompareSearchesCommand
             {
                 ["method"] = s.Method, ["geomean_gflops"] = s.GeomeanGflops, ["geomean_speedup"] = s.GeomeanSpeedup,
                 ["geomean_vs_openblas"] = s.GeomeanVsOpenBlas, ["mean_seconds"] = s.MeanSeconds, ["max_seconds"] = s.MaxSeconds,
-                ["mean_evaluations"] = s.MeanEvaluations,
+                ["mean_evaluations"] = s.MeanEvaluations, ["geomean_best_sample_gflops"] = s.GeomeanBestSampleGflops,
             })]),
             ["best_method"] = c.BestMethod.Method,
             ["verified"] = c.Rows.All(r => r.Verified),

@@ -75,7 +75,7 @@ sealed record ComparisonJob(Dataset Data, string Split, IReadOnlyList<Benchmark>
     /// with a progress bar titled <paramref name="title"/>; then <paramref name="write"/> fills the report's temporary
     /// folder, which replaces <see cref="Out"/> only when all of it is written. <paramref name="elsewhere"/>, when given, runs
     /// the comparison instead of this process (on a cluster's workers).</summary>
-    public (Comparison Comparison, ComparisonSetup Setup, string Folder) Run(Io io, string title, PeerTiming? peers, Action<string, Comparison, ComparisonSetup> write,
+    public (Comparison Comparison, ComparisonSetup Setup, string Folder) Run(Io io, string title, PeerPreparation? peers, Action<string, Comparison, ComparisonSetup> write,
         Func<Action<ComparisonProgress>, Comparison>? elsewhere = null)
     {
         var report = new ReportFolder(Out);
@@ -84,7 +84,7 @@ sealed record ComparisonJob(Dataset Data, string Split, IReadOnlyList<Benchmark>
             var evaluators = new EvaluatorSource(SharedDb, report.Temp);
             var comparison = WithProgress(io, title, elsewhere ?? (progress => Comparison.Run(Benchmarks, Searches, Budget, Seed, evaluators.Next, Timing, progress, peers)));
             var setup = new ComparisonSetup(Data.Name, Split, Budget, Seed, elsewhere is null ? evaluators.Describe() : evaluators.DescribeOnCluster(),
-                $"GFLOPS are re-timed after the searches, each schedule, the unscheduled nest and the peer libraries alike, with the {(Quick ? "quick" : "default")} timing (median of {Timing.MinSamples}+ samples over {Timing.MinSeconds:0.###}+ s).",
+                $"GFLOPS are re-timed after the searches, each schedule, the unscheduled nest and the peer libraries of a benchmark side by side (one sample of each per round, so a neighbour slowing the core for a while slows them alike), with the {(Quick ? "quick" : "default")} timing (median of {Timing.MinSamples}+ samples, {Timing.MinSeconds:0.###}+ s each).",
                 PeakCache.MachineKey);
             evaluators.Clean();
             write(report.Temp, comparison, setup);

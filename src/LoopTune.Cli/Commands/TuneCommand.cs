@@ -101,15 +101,19 @@ static class TuneCommand
     }
 
     /// <summary>Adds up the time spent in the evaluator (compiling and timing kernels).</summary>
-    sealed class TimedEvaluator(IEvaluator inner) : IEvaluator
+    sealed class TimedEvaluator(KernelEvaluator inner) : IConfirmingEvaluator
     {
         readonly Stopwatch clock = new();
         public double Seconds => clock.Elapsed.TotalSeconds;
 
-        public Evaluated Evaluate(Nest nest)
+        public Evaluated Evaluate(Nest nest) => Timed(() => inner.Evaluate(nest));
+
+        public int Fastest(IReadOnlyList<Nest> candidates) => Timed(() => inner.Fastest(candidates));
+
+        T Timed<T>(Func<T> f)
         {
             clock.Start();
-            try { return inner.Evaluate(nest); }
+            try { return f(); }
             finally { clock.Stop(); }
         }
     }

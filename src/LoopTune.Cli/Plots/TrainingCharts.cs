@@ -114,8 +114,21 @@ public static class TrainingCharts
         }
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = Steps };
         plot.Axes.AutoScale();
+        if (FlatRange(c.Values) is var (lo, hi)) plot.Axes.SetLimitsY(lo, hi);
         double pad = Math.Max(1, (steps.Max - steps.Min) * 0.02);
         plot.Axes.SetLimitsX(steps.Min - pad, steps.Max + pad);
+    }
+
+    /// <summary>The y range of a constant series (a fixed epsilon, a learning rate): its value with 10 % of it (at least 0.1)
+    /// either side, so the ticks differ; autoscaling would zoom into rounding noise and label every tick alike. Null when the
+    /// series varies.</summary>
+    internal static (double Lo, double Hi)? FlatRange(double[] values)
+    {
+        if (values.Length == 0) return null;
+        double lo = values.Min(), hi = values.Max();
+        if (hi - lo > 1e-9 * Math.Max(1, Math.Abs(hi))) return null;
+        double half = Math.Max(Math.Abs(hi) * 0.1, 0.1);
+        return (lo - half, hi + half);
     }
 
     /// <summary>Trailing moving average: each point is the mean of the last <paramref name="window"/> values up to it

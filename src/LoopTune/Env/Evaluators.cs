@@ -16,6 +16,15 @@ public interface IEvaluator
     Evaluated Evaluate(Nest nest);
 }
 
+/// <summary>An evaluator that can also time a few schedules of one computation side by side and say which is fastest: what
+/// a search asks at its end, so that its answer is not merely the luckiest of many
+/// quick, noisy measurements.</summary>
+public interface IConfirmingEvaluator : IEvaluator
+{
+    /// <summary>The index of the fastest of <paramref name="candidates"/> (schedules of one computation).</summary>
+    int Fastest(IReadOnlyList<Nest> candidates);
+}
+
 /// <summary>
 /// Compiles and times each schedule (pinned, medians). A schedule seen before is recalled instead: first from this
 /// process's memory, then from the <see cref="MeasurementStore"/> if one is given (shared by processes and runs), by
@@ -23,7 +32,7 @@ public interface IEvaluator
 /// Buffers are kept for the last computation timed, so an episode on one benchmark allocates them once.
 /// The evaluator owns the store it is given: disposing it closes the store.
 /// </summary>
-public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? store = null) : IEvaluator, IDisposable
+public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? store = null) : IConfirmingEvaluator, IDisposable
 {
     readonly ConcurrentDictionary<(string, string), Evaluated> seen = new();
     KernelTiming.Workspace? buffers;
@@ -44,14 +53,35 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
         return seen[key] = new Evaluated(m.Gflops, m.MedianSeconds, false);
     }
 
-    Measurement Measure(Nest nest)
+    Measurement Measure(Nest nest) => KernelTiming.Measure(Kernel.Compile(nest), options, Buffers(nest.Computation));
+
+    /// <summary>Compiles the candidates and times them side by side (<see cref="Timing.MeasureTogether"/> with
+    /// <see cref="MeasureOptions.Confirm"/>, pinned, never from the store): the index of the highest median GFLOPS.</summary>
+    public int Fastest(IReadOnlyList<Nest> candidates)
     {
-        if (buffers?.Computation.Equals(nest.Computation) != true)
+        ArgumentNullException.ThrowIfNull(candidates);
+        ArgumentOutOfRangeException.ThrowIfZero(candidates.Count);
+        var c = candidates[0].Computation;
+        if (candidates.Any(n => !n.Computation.Equals(c))) throw new ArgumentException("the candidates are schedules of different computations", nameof(candidates));
+        if (candidates.Count == 1) return 0;
+        var workspace = Buffers(c);
+        var runs = candidates.Select(n => KernelTiming.Runner(Kernel.Compile(n), workspace)).ToList();
+        using var pin = ThreadPinning.Pin();
+        var t = Timing.MeasureTogether(runs, [.. candidates.Select(_ => c.Flops)], MeasureOptions.Confirm);
+        int best = 0;
+        for (int i = 1; i < candidates.Count; i++)
+            if (t.Measurements[i].Gflops > t.Measurements[best].Gflops) best = i;
+        return best;
+    }
+
+    KernelTiming.Workspace Buffers(Computation c)
+    {
+        if (buffers?.Computation.Equals(c) != true)
         {
             buffers?.Dispose();
-            buffers = new KernelTiming.Workspace(nest.Computation);
+            buffers = new KernelTiming.Workspace(c);
         }
-        return KernelTiming.Measure(Kernel.Compile(nest), options, buffers);
+        return buffers;
     }
 
     public void Dispose()

@@ -24,6 +24,10 @@ public enum PeerStatus
 /// timed when it is not a plain one (e.g. <c>8 x sgemm N,T (batch b)</c>, <c>im2col + cblas_sgemm</c>).</summary>
 public sealed record PeerResult(string Key, double? Gflops, string? Problem, PeerStatus Status, string? Via = null)
 {
+    /// <summary>How many times faster the kernel ran than this peer when the two were timed side by side
+    /// (<see cref="Together.Ratio"/>: the median of ratios within rounds); null when they were timed apart.</summary>
+    public double? KernelOverPeer { get; init; }
+
     /// <summary>The start of a wrong result's problem.</summary>
     public const string WrongResultPrefix = "wrong result: ";
 
@@ -53,17 +57,46 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
 {
     public double Gflops => Measurement.Gflops;
     public double FractionOfPeak => Gflops / PeakGflops;
-    public double? RatioTo(string peer) => Peers.FirstOrDefault(p => p.Key == peer)?.Gflops is double g && g > 0 ? Gflops / g : null;
 
-    /// <summary>Compiles, verifies and times <paramref name="nest"/>, then times the peers on the same shape.</summary>
+    /// <summary>How many times faster the kernel ran than <paramref name="peer"/>: the side-by-side ratio when they were
+    /// timed together, else the ratio of their GFLOPS; null without a figure for the peer.</summary>
+    public double? RatioTo(string peer) => Peers.FirstOrDefault(p => p.Key == peer) is { Gflops: double g and > 0 } p ? p.KernelOverPeer ?? Gflops / g : null;
+
+    /// <summary>Compiles, verifies and times <paramref name="nest"/>; with <paramref name="peers"/>, the kernel and every
+    /// peer are timed side by side (<see cref="MeasureWithPeers"/>).</summary>
     public static Evaluation Run(Nest nest, MeasureOptions options, bool peers = true, double? peakGflops = null)
     {
         Kernel.WarmUp();
         var kernel = Kernel.Compile(nest);
         var verification = Verifier.Verify(kernel);
-        var measurement = KernelTiming.Measure(kernel, options);
-        return new Evaluation(nest, kernel, verification, measurement, peakGflops ?? PeakCache.GetOrMeasure(),
-                              peers ? MeasurePeers(nest.Computation, options) : NotMeasured(nest.Computation));
+        var (measurement, peerResults) = peers ? MeasureWithPeers(kernel, options) : (KernelTiming.Measure(kernel, options), NotMeasured(nest.Computation));
+        return new Evaluation(nest, kernel, verification, measurement, peakGflops ?? PeakCache.GetOrMeasure(), peerResults);
+    }
+
+    /// <summary>Times <paramref name="kernel"/> and the peers of its computation side by side on a pinned thread, one sample
+    /// of each per round (<see cref="Timing.MeasureTogether"/>), so that a machine whose speed changes over time slows
+    /// them alike; each peer is checked against the reference first, and one that is missing, has no call, fails or is
+    /// wrong is reported, never timed. Each measured peer carries the side-by-side ratio
+    /// (<see cref="PeerResult.KernelOverPeer"/>).</summary>
+    public static (Measurement Kernel, IReadOnlyList<PeerResult> Peers) MeasureWithPeers(Kernel kernel, MeasureOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        var c = kernel.Computation;
+        using var pin = ThreadPinning.Pin();
+        List<PreparedPeer> prepared = c.AsConv() is { } conv
+            ? [.. Measure.Peers.Convolution.Select(p => Measure.Peers.PrepareConv(p, conv))]
+            : [.. Measure.Peers.All.Select(p => Measure.Peers.PrepareGemm(p, c))];
+        try
+        {
+            using var buffers = new KernelTiming.Workspace(c);
+            var ready = prepared.Where(p => p.Result is null).ToList();
+            var together = Timing.MeasureTogether([KernelTiming.Runner(kernel, buffers), .. ready.Select(p => p.Run!)], [c.Flops, .. ready.Select(p => p.Flops)], options);
+            return (together.Measurements[0], [.. prepared.Select(p => p.Result ?? p.Measured(together.Measurements[ready.IndexOf(p) + 1], together.Ratio(0, ready.IndexOf(p) + 1)))]);
+        }
+        finally
+        {
+            foreach (var p in prepared) p.Dispose();
+        }
     }
 
     /// <summary>The peers that apply to <paramref name="c"/>, each "not measured".</summary>
@@ -86,11 +119,19 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
     /// timed on a pinned thread, or null with the reason it has none.</summary>
     public static PeerResult MeasurePeer(GemmPeer peer, Computation c, MeasureOptions options)
     {
+        using var pin = ThreadPinning.Pin();
+        using var prepared = PreparePeer(peer, c);
+        return prepared.Time(options);
+    }
+
+    /// <summary>One GEMM peer's call for <paramref name="c"/>, checked and ready to be timed next to others, or why there is
+    /// none (a convolution has the convolution peers instead).</summary>
+    public static PreparedPeer PreparePeer(GemmPeer peer, Computation c)
+    {
         ArgumentNullException.ThrowIfNull(peer);
         ArgumentNullException.ThrowIfNull(c);
-        if (c.AsConv() is not null) return peer.Available ? PeerResult.None(peer.Key, ConvolutionReason) : PeerResult.Missing(peer);
-        using var pin = ThreadPinning.Pin();
-        return Measure.Peers.MeasureGemm(peer, c, options);
+        if (c.AsConv() is not null) return PreparedPeer.Final(peer.Available ? PeerResult.None(peer.Key, ConvolutionReason) : PeerResult.Missing(peer), c.Flops);
+        return Measure.Peers.PrepareGemm(peer, c);
     }
 
     /// <summary>Why a GEMM peer does not apply to <paramref name="c"/>, in one line (null when it does).</summary>

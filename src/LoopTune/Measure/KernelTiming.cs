@@ -18,11 +18,20 @@ public static class KernelTiming
     /// one computation are timed without allocating and filling again).</summary>
     public static unsafe Measurement Measure(Kernel kernel, MeasureOptions options, Workspace buffers)
     {
+        var run = Runner(kernel, buffers);
+        using var pin = ThreadPinning.Pin();
+        return Timing.Measure(run, kernel.Computation.Flops, options);
+    }
+
+    /// <summary>One run of <paramref name="kernel"/> on <paramref name="buffers"/>, to be timed.</summary>
+    public static unsafe Action Runner(Kernel kernel, Workspace buffers)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        ArgumentNullException.ThrowIfNull(buffers);
         if (!buffers.Computation.Equals(kernel.Computation))
             throw new ArgumentException($"the workspace is for {buffers.Computation}, the kernel for {kernel.Computation}", nameof(buffers));
         nint po = (nint)buffers.Output.Pointer, pl = (nint)buffers.Left.Pointer, pr = (nint)buffers.Right.Pointer;
-        using var pin = ThreadPinning.Pin();
-        return Timing.Measure(() => kernel.Run((float*)po, (float*)pl, (float*)pr), kernel.Computation.Flops, options);
+        return () => kernel.Run((float*)po, (float*)pl, (float*)pr);
     }
 
     /// <summary>Aligned buffers for one computation's three tensors, filled with random values in [-1, 1].</summary>

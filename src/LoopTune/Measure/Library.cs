@@ -32,10 +32,18 @@ public sealed class Library(string key, GemmPeer gemm, ConvPeer conv)
     /// <paramref name="c"/>. The result's key is <see cref="Key"/>; its <see cref="PeerResult.Via"/> names the call.</summary>
     public PeerResult Measure(Computation c, MeasureOptions options)
     {
-        ArgumentNullException.ThrowIfNull(c);
         using var pin = ThreadPinning.Pin();
-        var result = c.AsConv() is { } shape ? Peers.MeasureConv(conv, shape, options) : Peers.MeasureGemm(gemm, c, options);
-        return result with { Key = key };
+        using var prepared = Prepare(c);
+        return prepared.Time(options);
+    }
+
+    /// <summary>The library's call for <paramref name="c"/>, checked and ready to be timed next to others, or why there is
+    /// none (as <see cref="Measure"/> reports it); its key is <see cref="Key"/>.</summary>
+    public PreparedPeer Prepare(Computation c)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        using var prepared = c.AsConv() is { } shape ? Peers.PrepareConv(conv, shape) : Peers.PrepareGemm(gemm, c);
+        return prepared.Renamed(key);
     }
 
     /// <summary>One line on what is called and how it is kept to one thread, or why it is missing.</summary>

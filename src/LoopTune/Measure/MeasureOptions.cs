@@ -26,6 +26,10 @@ public readonly record struct MeasureOptions(
     /// <summary>About five times more time than <see cref="Default"/>: for reports.</summary>
     public static MeasureOptions Thorough { get; } = new(0.1, 1.0, 15, 0.005, 5000);
 
+    /// <summary>For a search's last word on its few fastest schedules, timed side by side: about 30 ms of samples each after
+    /// a 2 ms warm-up, at least 3 samples.</summary>
+    public static MeasureOptions Confirm { get; } = new(0.002, 0.03, 3, 0.001, 100);
+
     /// <summary>For the environment's steps and the searches: no separate warm-up; a kernel whose first run lasts 2 ms or
     /// more is timed by that run alone, a faster one by samples over about 2 ms after a calibration run.</summary>
     public static MeasureOptions Env { get; } = new(0, 0.002, 1, 0.001, 50);

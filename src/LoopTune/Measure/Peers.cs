@@ -45,7 +45,11 @@ public static class Peers
 
     /// <summary>Runs <paramref name="peer"/> once on random data and checks its output against <see cref="Reference"/>
     /// within <see cref="Reference.Tolerance"/> (the verifier's rule).</summary>
-    public static Verification VerifyConv(ConvPeer peer, ConvShape shape, int seed = 1) => CheckAndTime(shape.ToComputation(), Conv(peer, shape), null, null, seed).Verification;
+    public static Verification VerifyConv(ConvPeer peer, ConvShape shape, int seed = 1)
+    {
+        using var live = Check(shape.ToComputation(), Conv(peer, shape), null, seed);
+        return live.Verification;
+    }
 
     /// <summary>The convolution peer's GFLOPS on <paramref name="shape"/> on the calling thread, after a check of its
     /// result: a peer that is unavailable, fails, or gives a wrong result is reported (null GFLOPS and the problem;
@@ -56,8 +60,19 @@ public static class Peers
     /// output before the check (for tests of the wrong-result path).</summary>
     internal static PeerResult MeasureConv(ConvPeer peer, ConvShape shape, MeasureOptions options, Action<Span<float>>? corrupt)
     {
+        using var prepared = PrepareConv(peer, shape, corrupt);
+        return prepared.Time(options);
+    }
+
+    /// <summary>The convolution peer on <paramref name="shape"/>, checked against the reference and ready to be timed
+    /// (with others: <see cref="Timing.MeasureTogether"/>), or why not.</summary>
+    public static PreparedPeer PrepareConv(ConvPeer peer, ConvShape shape) => PrepareConv(peer, shape, null);
+
+    internal static PreparedPeer PrepareConv(ConvPeer peer, ConvShape shape, Action<Span<float>>? corrupt)
+    {
         ArgumentNullException.ThrowIfNull(peer);
-        return peer.Available ? CheckedResult(peer.Key, peer.Timed, shape.ToComputation(), Conv(peer, shape), options, corrupt) : PeerResult.Missing(peer);
+        var c = shape.ToComputation();
+        return peer.Available ? Checked(peer.Key, peer.Timed, c, Conv(peer, shape), corrupt) : PreparedPeer.Final(PeerResult.Missing(peer), c.Flops);
     }
 
     /// <summary>Runs <paramref name="peer"/>'s BLAS form of <paramref name="c"/> (<see cref="GemmForm"/>) once on random data
@@ -67,7 +82,9 @@ public static class Peers
     {
         ArgumentNullException.ThrowIfNull(peer);
         var (form, reason) = GemmForm.Classify(c);
-        return form is null ? throw new ArgumentException($"{c} has no BLAS form: {reason}", nameof(c)) : CheckAndTime(c, Gemm(peer, form), null, null, seed).Verification;
+        if (form is null) throw new ArgumentException($"{c} has no BLAS form: {reason}", nameof(c));
+        using var live = Check(c, Gemm(peer, form), null, seed);
+        return live.Verification;
     }
 
     /// <summary>The GEMM peer's GFLOPS on <paramref name="c"/> on the calling thread: the contraction mapped to sgemm
@@ -80,11 +97,21 @@ public static class Peers
     /// before the check (for tests of the wrong-result path).</summary>
     internal static PeerResult MeasureGemm(GemmPeer peer, Computation c, MeasureOptions options, Action<Span<float>>? corrupt)
     {
+        using var prepared = PrepareGemm(peer, c, corrupt);
+        return prepared.Time(options);
+    }
+
+    /// <summary>The GEMM peer's call for <paramref name="c"/>, checked against the reference and ready to be timed, or why
+    /// not (as <see cref="MeasureGemm(GemmPeer, Computation, MeasureOptions)"/> reports it).</summary>
+    public static PreparedPeer PrepareGemm(GemmPeer peer, Computation c) => PrepareGemm(peer, c, null);
+
+    internal static PreparedPeer PrepareGemm(GemmPeer peer, Computation c, Action<Span<float>>? corrupt)
+    {
         ArgumentNullException.ThrowIfNull(peer);
         ArgumentNullException.ThrowIfNull(c);
-        if (!peer.Available) return PeerResult.Missing(peer);
+        if (!peer.Available) return PreparedPeer.Final(PeerResult.Missing(peer), c.Flops);
         var (form, reason) = GemmForm.Classify(c);
-        return form is null ? PeerResult.None(peer.Key, reason!) : CheckedResult(peer.Key, form.Describe(), c, Gemm(peer, form), options, corrupt);
+        return form is null ? PreparedPeer.Final(PeerResult.None(peer.Key, reason!), c.Flops) : Checked(peer.Key, form.Describe(), c, Gemm(peer, form), corrupt);
     }
 
     /// <summary>Prepares a peer's run on the three buffers of a computation: output, left, right.</summary>
@@ -99,44 +126,73 @@ public static class Peers
 
     private static unsafe Runner Gemm(GemmPeer peer, GemmForm form) => new((o, l, r) => new GemmRun(peer, form, o, l, r), true);
 
-    /// <summary>Checks, then times when the result is right: a wrong result or a library error is reported, never timed.</summary>
-    private static PeerResult CheckedResult(string key, string via, Computation c, Runner prepare, MeasureOptions options, Action<Span<float>>? corrupt)
+    /// <summary>Checks: a peer whose result is right is returned ready to time; a wrong result or a library error is
+    /// returned as its final result, never timed.</summary>
+    private static PreparedPeer Checked(string key, string via, Computation c, Runner runner, Action<Span<float>>? corrupt)
     {
+        Live? live = null;
         try
         {
-            var (verification, measurement) = CheckAndTime(c, prepare, options, corrupt, 1);
-            return verification.Passed ? PeerResult.Measured(key, measurement!.Value.Gflops, via) : PeerResult.Wrong(key, verification.Problem, via);
+            live = Check(c, runner, corrupt, 1);
+            if (live.Verification.Passed) return new PreparedPeer(key, via, c.Flops, live.Run!.Run, live);
+            var problem = live.Verification.Problem;
+            live.Dispose();
+            return PreparedPeer.Final(PeerResult.Wrong(key, problem, via), c.Flops);
         }
         catch (InvalidOperationException e)
         {
-            return PeerResult.Failed(key, e.Message, via);
+            live?.Dispose();
+            return PreparedPeer.Final(PeerResult.Failed(key, e.Message, via), c.Flops);
+        }
+    }
+
+    /// <summary>The buffers and the prepared run of a checked peer.</summary>
+    private sealed class Live(Computation c) : IDisposable
+    {
+        public readonly AlignedBuffer Output = new(c.Output.Length, Verifier.Guard), Left = new(c.Left.Length, Verifier.Guard), Right = new(c.Right.Length, Verifier.Guard);
+        public PeerRun? Run;
+        public Verification Verification;
+
+        public void Dispose()
+        {
+            Run?.Dispose();
+            Output.Dispose();
+            Left.Dispose();
+            Right.Dispose();
         }
     }
 
     /// <summary>Prepares the peer on random buffers between guard zones (the output random too when the peer accumulates,
-    /// else zero), runs it once and compares with the exact result, the inputs unchanged and the guards intact; when it
-    /// passes and <paramref name="options"/> is given, times <see cref="PeerRun.Run"/> on the same buffers.</summary>
-    private static unsafe (Verification Verification, Measurement? Measurement) CheckAndTime(Computation c, Runner runner, MeasureOptions? options,
-                                                                                          Action<Span<float>>? corrupt, int seed)
+    /// else zero), runs it once and compares with the exact result, the inputs unchanged and the guards intact. The run
+    /// stays on those buffers, ready to be timed.</summary>
+    private static unsafe Live Check(Computation c, Runner runner, Action<Span<float>>? corrupt, int seed)
     {
         var rng = new Random(seed);
-        using AlignedBuffer output = new(c.Output.Length, Verifier.Guard), left = new(c.Left.Length, Verifier.Guard), right = new(c.Right.Length, Verifier.Guard);
-        left.Fill(rng);
-        right.Fill(rng);
-        if (runner.Accumulates) output.Fill(rng);
-        else output.Clear();
-        float[] before = output.Span.ToArray(), leftCopy = left.Span.ToArray(), rightCopy = right.Span.ToArray();
-        using var run = runner.Prepare(output.Pointer, left.Pointer, right.Pointer);
-        run.Run();
-        run.Finish();
-        corrupt?.Invoke(output.Span);
-        var (exact, magnitude) = Reference.Exact(c, before, left.Span, right.Span);
-        string? problem = Verifier.Compare(c, output.Span, exact, magnitude, out double worst);
-        if (problem is null && !(output.GuardsIntact() && left.GuardsIntact() && right.GuardsIntact())) problem = "a guard zone was overwritten";
-        if (problem is null && !(left.Span.SequenceEqual(leftCopy) && right.Span.SequenceEqual(rightCopy))) problem = "an input was modified";
-        var verification = new Verification(problem is null, worst, Reference.Tolerance(c), problem);
-        if (problem is not null || options is not { } o) return (verification, null);
-        return (verification, Timing.Measure(run.Run, c.Flops, o));
+        var live = new Live(c);
+        try
+        {
+            var (output, left, right) = (live.Output, live.Left, live.Right);
+            left.Fill(rng);
+            right.Fill(rng);
+            if (runner.Accumulates) output.Fill(rng);
+            else output.Clear();
+            float[] before = output.Span.ToArray(), leftCopy = left.Span.ToArray(), rightCopy = right.Span.ToArray();
+            var run = live.Run = runner.Prepare(output.Pointer, left.Pointer, right.Pointer);
+            run.Run();
+            run.Finish();
+            corrupt?.Invoke(output.Span);
+            var (exact, magnitude) = Reference.Exact(c, before, left.Span, right.Span);
+            string? problem = Verifier.Compare(c, output.Span, exact, magnitude, out double worst);
+            if (problem is null && !(output.GuardsIntact() && left.GuardsIntact() && right.GuardsIntact())) problem = "a guard zone was overwritten";
+            if (problem is null && !(left.Span.SequenceEqual(leftCopy) && right.Span.SequenceEqual(rightCopy))) problem = "an input was modified";
+            live.Verification = new Verification(problem is null, worst, Reference.Tolerance(c), problem);
+            return live;
+        }
+        catch
+        {
+            live.Dispose();
+            throw;
+        }
     }
 
     /// <summary>One run of a <see cref="GemmForm"/>: a single sgemm, or one per batch index at pointers advanced by the
@@ -156,4 +212,45 @@ public static class Peers
             for (int i = 0; i < d.Size; i++) Call(loop + 1, c + i * d.StrideC, a + i * d.StrideA, b + i * d.StrideB);
         }
     }
+}
+
+/// <summary>A peer on one computation, checked against the reference and ready to be timed (<see cref="Run"/>, alone with
+/// <see cref="Time"/> or next to others with <see cref="Timing.MeasureTogether"/>), or, when <see cref="Result"/> is set, the
+/// reason it will not be (missing, no call for the contraction, a wrong result, a failure). Holds its buffers and the
+/// library's objects until disposed.</summary>
+public sealed class PreparedPeer : IDisposable
+{
+    private IDisposable? owned;
+
+    internal PreparedPeer(string key, string? via, double flops, Action? run, IDisposable? owned, PeerResult? result = null) =>
+        (Key, Via, Flops, Run, this.owned, Result) = (key, via, flops, run, owned, result);
+
+    internal static PreparedPeer Final(PeerResult result, double flops) => new(result.Key, result.Via, flops, null, null, result);
+
+    public string Key { get; }
+    /// <summary>The call timed, when it is not a plain one.</summary>
+    public string? Via { get; }
+    /// <summary>Floating-point operations of one <see cref="Run"/>.</summary>
+    public double Flops { get; }
+    /// <summary>One run of the checked call; null when <see cref="Result"/> says why there is none.</summary>
+    public Action? Run { get; }
+    /// <summary>Why the peer will not be timed; null when it is ready.</summary>
+    public PeerResult? Result { get; }
+
+    /// <summary>The result of a measurement of <see cref="Run"/>.</summary>
+    public PeerResult Measured(Measurement m, double? kernelOverPeer = null) =>
+        PeerResult.Measured(Key, m.Gflops, Via) with { KernelOverPeer = kernelOverPeer };
+
+    /// <summary>Times <see cref="Run"/> alone on the calling thread, or returns <see cref="Result"/>.</summary>
+    public PeerResult Time(MeasureOptions options) => Result ?? Measured(Timing.Measure(Run!, Flops, options));
+
+    /// <summary>The same peer under another key (a library's column), taking over its buffers: dispose the result, not this.</summary>
+    internal PreparedPeer Renamed(string key)
+    {
+        var moved = new PreparedPeer(key, Via, Flops, Run, owned, Result is { } r ? r with { Key = key } : null);
+        owned = null;
+        return moved;
+    }
+
+    public void Dispose() => owned?.Dispose();
 }

@@ -31,6 +31,35 @@ public static class Timing
         return new Measurement(Median(samples), samples[0], samples.Length, runs, flops);
     }
 
+    /// <summary>Times several pieces of work side by side, for a fair comparison on a machine whose speed changes over time:
+    /// each is warmed up and calibrated as <see cref="Measure(Action, double, MeasureOptions)"/> does, then they are sampled
+    /// in rounds, one sample of each per round in the order given, so every piece sees the same stretches of a noisy
+    /// neighbour. Sampling stops once every piece has <see cref="MeasureOptions.MinSamples"/> samples and the rounds have
+    /// lasted <see cref="MeasureOptions.MinSeconds"/> per piece, or after <see cref="MeasureOptions.MaxSamples"/> rounds.</summary>
+    /// <remarks>On the 2-vCPU EPYC the speed of a load-heavy kernel flips between two levels (58 and 86 GFLOPS for one
+    /// convolution) every few hundred milliseconds while the FMA peak stays put: a neighbour on the core's other hardware
+    /// thread. Two kernels timed one after the other can land on different levels; two samples a few milliseconds apart
+    /// rarely do, which is what <see cref="Together.Ratio"/> uses.</remarks>
+    public static Together MeasureTogether(IReadOnlyList<Action> runs, IReadOnlyList<double> flops, MeasureOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(runs);
+        ArgumentNullException.ThrowIfNull(flops);
+        if (runs.Count == 0 || runs.Count != flops.Count) throw new ArgumentException($"{runs.Count} runs and {flops.Count} flop counts: give one of each, at least one", nameof(flops));
+        options.Validate();
+        long[] perSample = [.. runs.Select(r => Calibrate(r, options))];
+        var rounds = new List<double[]>();
+        long start = Stopwatch.GetTimestamp();
+        while (rounds.Count < options.MaxSamples
+               && (rounds.Count < options.MinSamples || Stopwatch.GetElapsedTime(start).TotalSeconds < options.MinSeconds * runs.Count))
+            rounds.Add([.. runs.Select((r, i) => Time(r, perSample[i]) / perSample[i])]);
+        var measurements = runs.Select((_, i) =>
+        {
+            double[] sorted = [.. rounds.Select(x => x[i]).Order()];
+            return new Measurement(Median(sorted), sorted[0], sorted.Length, perSample[i], flops[i]);
+        });
+        return new Together([.. measurements], [.. rounds]);
+    }
+
     /// <summary>Warms up for WarmupSeconds (at least one call), doubling the batch while it is
     /// shorter than half a sample; returns the runs that make one sample last about SampleSeconds
     /// (from the fastest measurable batch, or the last batch size if none could be measured).</summary>
@@ -65,6 +94,21 @@ public static class Timing
         return (Stopwatch.GetTimestamp() - t0) / (double)Stopwatch.Frequency;
     }
 
-    private static double Median(double[] sorted) =>
+    internal static double Median(double[] sorted) =>
         sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+}
+
+/// <summary>Pieces of work timed side by side (<see cref="Timing.MeasureTogether"/>).</summary>
+/// <param name="Measurements">Each piece's measurement over all the rounds, in the order given.</param>
+/// <param name="Rounds">Seconds per run of each piece, round by round (<c>Rounds[round][piece]</c>).</param>
+public sealed record Together(IReadOnlyList<Measurement> Measurements, IReadOnlyList<double[]> Rounds)
+{
+    /// <summary>How many times faster piece <paramref name="a"/> ran than piece <paramref name="b"/> (in GFLOPS, so pieces of
+    /// different work compare): the median over the rounds of the ratio within each round, whose two samples lie
+    /// milliseconds apart and so on the same level of a machine whose speed changes over time.</summary>
+    public double Ratio(int a, int b)
+    {
+        var m = Measurements;
+        return Timing.Median([.. Rounds.Select(r => m[a].Flops / r[a] / (m[b].Flops / r[b])).Order()]);
+    }
 }

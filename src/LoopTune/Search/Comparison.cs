@@ -27,9 +27,12 @@ namespace LoopTune.Search;
 /// <param name="Host">The machine that measured the row (search and re-timing) when the comparison ran on a cluster;
 /// null on one machine.</param>
 /// <param name="Machine">That machine's type (<see cref="PeakCache.MachineKey"/>) when <paramref name="Host"/> is given.</param>
+/// <param name="BestSampleGflops">The best schedule's fastest sample in the re-timing (<see cref="Measurement.BestGflops"/>):
+/// what it does when nothing slows the core, where <paramref name="BestGflops"/> (the median) is what it typically does on
+/// this machine.</param>
 public sealed record ComparisonRow(string Benchmark, string Method, double BaseGflops, double BestGflops, double SearchGflops,
     int Evaluations, int Measured, double Seconds, ImmutableArray<LoopAction> Actions, string Schedule, ImmutableArray<PeerResult> Peers, bool Verified,
-    string? Host = null, string? Machine = null)
+    string? Host = null, string? Machine = null, double BestSampleGflops = double.NaN)
 {
     /// <summary>Best over base, both re-timed.</summary>
     public double Speedup => BestGflops / BaseGflops;
@@ -41,13 +44,15 @@ public sealed record ComparisonRow(string Benchmark, string Method, double BaseG
     public PeerResult? Peer(string key) => Peers.FirstOrDefault(p => p.Key == key);
 }
 
-/// <summary>Times the peer libraries on one computation with the given timing, on the calling thread.</summary>
-public delegate IReadOnlyList<PeerResult> PeerTiming(Computation computation, MeasureOptions timing);
+/// <summary>The peer libraries of one computation, each checked and ready to be timed next to the schedules (or why not).
+/// The caller disposes them.</summary>
+public delegate IReadOnlyList<PreparedPeer> PeerPreparation(Computation computation);
 
 /// <summary>A method's figures over all benchmarks: geometric means of the re-timed GFLOPS, of the speedup over the
-/// unscheduled nest and of the ratio to OpenBLAS (null without OpenBLAS), and the mean and largest search time.</summary>
+/// unscheduled nest and of the ratio to OpenBLAS (null without OpenBLAS), the mean and largest search time, and (for a
+/// method) the geometric mean of its best schedules' fastest samples (<see cref="ComparisonRow.BestSampleGflops"/>).</summary>
 public sealed record MethodSummary(string Method, double GeomeanGflops, double GeomeanSpeedup, double? GeomeanVsOpenBlas,
-    double? MeanSeconds, double? MaxSeconds, double? MeanEvaluations);
+    double? MeanSeconds, double? MaxSeconds, double? MeanEvaluations, double? GeomeanBestSampleGflops = null);
 
 /// <summary>What one step of a comparison reports, for a progress bar.</summary>
 public sealed record ComparisonProgress(int Done, int Total, string Benchmark, string Method, string What);
@@ -56,9 +61,10 @@ public sealed record ComparisonProgress(int Done, int Total, string Benchmark, s
 /// Runs searches side by side on the same benchmarks and summarises them. Each (benchmark, method) search gets a new
 /// evaluator from the factory it is given, so no search profits from another's measurements unless the factory shares a
 /// store. After the searches, for a fair and precise comparison, every benchmark's unscheduled nest, every best schedule
-/// (verified against the reference) and the peers (OpenBLAS, or those of the <see cref="PeerTiming"/> given) are timed again with the same, longer timing (<c>finalTiming</c>, on a
-/// pinned core): the searches' own quick measurements are noisy, and the fastest of many noisy measurements is biased
-/// upwards. Run on a cluster, each (benchmark, method) pair is one unit of work (<see cref="RunPair"/>): its search and its
+/// (verified against the reference) and the peers (OpenBLAS, or those of the <see cref="PeerPreparation"/> given) are timed again, side by side
+/// with one sample of each per round (<see cref="Timing.MeasureTogether"/>, with the longer <c>finalTiming</c>, on a pinned core): the searches'
+/// own quick measurements are noisy, the fastest of many noisy measurements is biased upwards, and a neighbour that slows the
+/// core for a while then slows every method of a benchmark alike. Run on a cluster, each (benchmark, method) pair is one unit of work (<see cref="RunPair"/>): its search and its
 /// re-timing (best, unscheduled nest, peers) on one worker's core, so each row is measured on one machine; the rows
 /// come together with <see cref="FromRows"/>.
 /// </summary>
@@ -84,7 +90,7 @@ public sealed class Comparison
     /// <summary>Runs every search on every benchmark (benchmark by benchmark), then re-times the results and the peers
     /// (<paramref name="peers"/>; OpenBLAS alone when null).</summary>
     public static Comparison Run(IReadOnlyList<Benchmark> benchmarks, IReadOnlyList<ISearch> searches, SearchBudget budget, int seed,
-        Func<IEvaluator> newEvaluator, MeasureOptions finalTiming, Action<ComparisonProgress>? progress = null, PeerTiming? peers = null)
+        Func<IEvaluator> newEvaluator, MeasureOptions finalTiming, Action<ComparisonProgress>? progress = null, PeerPreparation? peers = null)
     {
         ArgumentOutOfRangeException.ThrowIfZero(searches.Count);
         peers ??= OpenBlasOnly;
@@ -109,14 +115,14 @@ public sealed class Comparison
     }
 
     /// <summary>OpenBLAS alone: compare-searches' peer.</summary>
-    static IReadOnlyList<PeerResult> OpenBlasOnly(Computation c, MeasureOptions timing) =>
-        Peers.Get(OpenBlas) is { } blas ? [Evaluation.MeasurePeer(blas, c, timing)] : [];
+    static IReadOnlyList<PreparedPeer> OpenBlasOnly(Computation c) =>
+        Peers.Get(OpenBlas) is { } blas ? [Evaluation.PreparePeer(blas, c)] : [];
 
     /// <summary>One (benchmark, method) pair alone, the unit of a comparison spread over workers: the search, then its best
     /// schedule, the unscheduled nest and the peers (OpenBLAS when null) re-timed with <paramref name="finalTiming"/> on the
     /// calling (pinned) thread.</summary>
     public static ComparisonRow RunPair(Benchmark benchmark, ISearch search, SearchBudget budget, int seed, Func<IEvaluator> newEvaluator, MeasureOptions finalTiming,
-        PeerTiming? peers = null)
+        PeerPreparation? peers = null)
     {
         Kernel.WarmUp();
         return Retime(benchmark, [Search(search, benchmark.Computation, budget, seed, newEvaluator)], finalTiming, peers ?? OpenBlasOnly).Single();
@@ -143,23 +149,36 @@ public sealed class Comparison
         finally { (evaluator as IDisposable)?.Dispose(); }
     }
 
-    static IEnumerable<ComparisonRow> Retime(Benchmark b, List<SearchResult> results, MeasureOptions timing, PeerTiming peers)
+    /// <summary>Compiles and verifies the unscheduled nest and every distinct best schedule, prepares the peers, and times them
+    /// all side by side on the calling thread, pinned.</summary>
+    static List<ComparisonRow> Retime(Benchmark b, List<SearchResult> results, MeasureOptions timing, PeerPreparation peers)
     {
-        using var buffers = new KernelTiming.Workspace(b.Computation);
-        var timed = new Dictionary<string, (double Gflops, bool Verified)>();
-        (double, bool) Time(Nest nest)
+        var c = b.Computation;
+        var kernels = new Dictionary<string, (Kernel Kernel, bool Verified)>();
+        foreach (var nest in results.Select(r => r.Best).Prepend(Nest.Initial(c)))
+            if (!kernels.ContainsKey(nest.ScheduleKey))
+            {
+                var kernel = Kernel.Compile(nest);
+                kernels[nest.ScheduleKey] = (kernel, Verifier.Verify(kernel).Passed);
+            }
+        using var pin = ThreadPinning.Pin();
+        var prepared = peers(c);
+        try
         {
-            if (timed.TryGetValue(nest.ScheduleKey, out var t)) return t;
-            var kernel = Kernel.Compile(nest);
-            return timed[nest.ScheduleKey] = (KernelTiming.Measure(kernel, timing, buffers).Gflops, Verifier.Verify(kernel).Passed);
+            using var buffers = new KernelTiming.Workspace(c);
+            var keys = kernels.Keys.ToList();
+            var ready = prepared.Where(p => p.Result is null).ToList();
+            var t = Timing.MeasureTogether([.. keys.Select(k => KernelTiming.Runner(kernels[k].Kernel, buffers)), .. ready.Select(p => p.Run!)],
+                [.. keys.Select(_ => c.Flops), .. ready.Select(p => p.Flops)], timing);
+            Measurement Timed(Nest nest) => t.Measurements[keys.IndexOf(nest.ScheduleKey)];
+            ImmutableArray<PeerResult> peerResults = [.. prepared.Select(p => p.Result ?? p.Measured(t.Measurements[keys.Count + ready.IndexOf(p)]))];
+            double baseGflops = Timed(Nest.Initial(c)).Gflops;
+            return [.. results.Select(r => new ComparisonRow(b.Name, r.Method, baseGflops, Timed(r.Best).Gflops, r.BestGflops, r.Evaluations, r.Measured, r.Seconds,
+                r.Actions, r.Best.ScheduleKey, peerResults, kernels[r.Best.ScheduleKey].Verified, BestSampleGflops: Timed(r.Best).BestGflops))];
         }
-        var (baseGflops, _) = Time(Nest.Initial(b.Computation));
-        ImmutableArray<PeerResult> peerResults = [.. peers(b.Computation, timing)];
-        foreach (var r in results)
+        finally
         {
-            var (gflops, verified) = Time(r.Best);
-            yield return new ComparisonRow(b.Name, r.Method, baseGflops, gflops, r.BestGflops, r.Evaluations, r.Measured, r.Seconds,
-                r.Actions, r.Best.ScheduleKey, peerResults, verified);
+            foreach (var p in prepared) p.Dispose();
         }
     }
 
@@ -173,7 +192,8 @@ public sealed class Comparison
             withBlas.Count == 0 ? null : Geomean(withBlas.Select(r => gflops(r) / r.OpenBlasGflops!.Value)),
             searched is null ? null : rows.Average(r => r.Seconds),
             searched is null ? null : rows.Max(r => r.Seconds),
-            searched is null ? null : rows.Average(r => r.Evaluations));
+            searched is null ? null : rows.Average(r => r.Evaluations),
+            searched is null || rows.Any(r => !double.IsFinite(r.BestSampleGflops)) ? null : Geomean(rows.Select(r => r.BestSampleGflops)));
     }
 
     IEnumerable<MethodSummary> OpenBlasSummary()
@@ -206,13 +226,13 @@ public sealed class Comparison
     /// cluster adds the host and machine type that measured each row.</summary>
     public string ToCsv()
     {
-        var sb = new StringBuilder("benchmark,method,base_gflops,best_gflops,speedup,evaluations,seconds,actions,openblas_gflops,search_gflops,measured,schedule,verified")
+        var sb = new StringBuilder("benchmark,method,base_gflops,best_gflops,speedup,evaluations,seconds,actions,openblas_gflops,search_gflops,measured,schedule,best_sample_gflops,verified")
             .Append(Distributed ? ",host,machine\n" : "\n");
         foreach (var r in Rows)
         {
             sb.AppendJoin(',', [Csv(r.Benchmark), Csv(r.Method), F(r.BaseGflops), F(r.BestGflops), F(r.Speedup), I(r.Evaluations), F(r.Seconds),
                 Csv(string.Join(",", r.Actions.Select(a => a.Name))), r.OpenBlasGflops is double o ? F(o) : "", F(r.SearchGflops), I(r.Measured),
-                Csv(r.Schedule), r.Verified ? "true" : "false"]);
+                Csv(r.Schedule), double.IsFinite(r.BestSampleGflops) ? F(r.BestSampleGflops) : "", r.Verified ? "true" : "false"]);
             if (Distributed) sb.Append(',').Append(Csv(r.Host ?? "")).Append(',').Append(Csv(r.Machine ?? ""));
             sb.Append('\n');
         }

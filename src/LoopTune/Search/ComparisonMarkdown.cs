@@ -22,23 +22,27 @@ public static class ComparisonMarkdown
     /// <summary>Most seconds greedy2 may take per benchmark.</summary>
     public const double GoalGreedy2Seconds = 5;
 
-    public static string Write(Comparison c, ComparisonSetup setup)
+    /// <summary>Writes the summary; <paramref name="peakGflops"/> is the measuring core's peak (our FMA microkernel), the
+    /// yardstick of kernels no library computes (convolutions here).</summary>
+    public static string Write(Comparison c, ComparisonSetup setup, double peakGflops)
     {
         var sb = new StringBuilder();
         sb.Append(CultureInfo.InvariantCulture, $"# Searches compared on {setup.Dataset}\n\n");
         sb.Append(CultureInfo.InvariantCulture, $"{c.Benchmarks.Length} benchmarks (the first {c.Benchmarks.Length} of the {setup.Split} split), ")
           .Append(CultureInfo.InvariantCulture, $"{c.Methods.Length} methods, a budget of {setup.Budget} per search, seed {setup.Seed}.\n\n");
         sb.Append(c.Distributed ? Machines(c) : Invariant($"- Machine: {setup.Machine}, one pinned core.\n"))
+          .Append(Invariant($"- Peak: {peakGflops:F1} GFLOPS per core (our FMA microkernel, measured on this machine); \"% of peak\" is a geomean over it.\n"))
           .Append(CultureInfo.InvariantCulture, $"- Evaluator during the searches: {setup.Evaluator}\n- {setup.Timing}\n");
         int wrong = c.Rows.Count(r => !r.Verified);
         sb.Append(wrong == 0 ? "- Every best schedule was verified against the reference.\n\n" : $"- **{wrong} best schedule(s) FAILED verification** (see results.csv).\n\n");
-        sb.Append("| method | geomean GFLOPS | geomean speedup over unscheduled | geomean ratio to OpenBLAS | mean seconds | max seconds | mean evaluations |\n")
-          .Append("|---|--:|--:|--:|--:|--:|--:|\n");
+        sb.Append("| method | geomean GFLOPS | % of peak | fastest samples: GFLOPS, % of peak | geomean speedup over unscheduled | geomean ratio to OpenBLAS | mean seconds | max seconds | mean evaluations |\n")
+          .Append("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         foreach (var s in c.Summaries)
             sb.Append(CultureInfo.InvariantCulture,
-                $"| {s.Method} | {s.GeomeanGflops:F1} | {s.GeomeanSpeedup:F2}x | {Ratio(s.GeomeanVsOpenBlas)} | {Num(s.MeanSeconds, "F1")} | {Num(s.MaxSeconds, "F1")} | {Num(s.MeanEvaluations, "F0")} |\n");
+                $"| {s.Method} | {s.GeomeanGflops:F1} | {s.GeomeanGflops / peakGflops * 100:F0} % | {(s.GeomeanBestSampleGflops is double f ? Invariant($"{f:F1}, {f / peakGflops * 100:F0} %") : "")} | {s.GeomeanSpeedup:F2}x | {Ratio(s.GeomeanVsOpenBlas)} | {Num(s.MeanSeconds, "F1")} | {Num(s.MaxSeconds, "F1")} | {Num(s.MeanEvaluations, "F0")} |\n");
+        sb.Append("\nGFLOPS are medians of the re-timing's samples: what a schedule typically does on this machine. The fastest samples are what it does when nothing slows the core (geomean over the benchmarks of each best schedule's fastest sample); on a core whose other hardware thread a neighbour uses now and then, the two differ most for kernels that load the most.\n");
         sb.Append("\n## Goals\n\n");
-        Goals(sb, c);
+        Goals(sb, c, peakGflops);
         sb.Append("\n## GFLOPS per benchmark\n\n| benchmark | ").AppendJoin(" | ", [Comparison.Unscheduled, .. c.Methods, Comparison.OpenBlas]).Append(" |\n|---|")
           .Append(string.Concat(Enumerable.Repeat("--:|", c.Methods.Length + 2))).Append('\n');
         foreach (var b in c.Benchmarks)
@@ -71,7 +75,7 @@ public static class ComparisonMarkdown
             + (types == 1 ? "All of one machine type, so the rows compare.\n" : $"{types} machine types: compare rows of one type only.\n");
     }
 
-    static void Goals(StringBuilder sb, Comparison c)
+    static void Goals(StringBuilder sb, Comparison c, double peakGflops)
     {
         var best = c.BestMethod;
         sb.Append(best.GeomeanVsOpenBlas is double r
@@ -82,6 +86,22 @@ public static class ComparisonMarkdown
             var g = c.Summary("greedy2");
             sb.Append(Invariant($"- greedy2: {g.MeanSeconds:F1} s per benchmark on average, {g.MaxSeconds:F1} s at most; goal under {GoalGreedy2Seconds:F0} s per benchmark: **{(g.MaxSeconds < GoalGreedy2Seconds ? "met" : "not met")}**.\n"));
         }
+        Policy(sb, c, peakGflops);
+    }
+
+    /// <summary>The learned policy against the best search and the peak (issue 7's goals: at least the best search's geomean
+    /// within 0.5 s a benchmark; on convolutions, 60 % of the peak).</summary>
+    static void Policy(StringBuilder sb, Comparison c, double peakGflops)
+    {
+        var policies = c.Summaries.Where(s => s.Method.StartsWith("policy", StringComparison.Ordinal) /* Learning's methods: policy, policy_topK */).ToList();
+        var searches = c.Summaries.Where(s => c.Methods.Contains(s.Method) && !policies.Contains(s)).ToList();
+        if (policies.Count == 0) return;
+        var bestSearch = searches.Count == 0 ? null : searches.MaxBy(s => s.GeomeanGflops);
+        foreach (var p in policies)
+            sb.Append(Invariant($"- {p.Method}: {p.GeomeanGflops:F1} GFLOPS, {p.GeomeanGflops / peakGflops * 100:F0} % of the peak"))
+              .Append(p.GeomeanBestSampleGflops is double f ? Invariant($" ({f / peakGflops * 100:F0} % in the fastest samples)") : "")
+              .Append(Invariant($", {p.MeanSeconds ?? 0:F2} s per benchmark on average ({p.MaxSeconds ?? 0:F2} s at most)"))
+              .Append(bestSearch is null ? ".\n" : Invariant($"; {p.GeomeanGflops / bestSearch.GeomeanGflops:F2}x the best search ({bestSearch.Method}, {bestSearch.GeomeanGflops:F1} GFLOPS in {bestSearch.MeanSeconds ?? 0:F1} s).\n"));
     }
 
     static string Ratio(double? r) => r is double x ? x.ToString("F2", CultureInfo.InvariantCulture) + "x" : "n/a";

@@ -22,6 +22,11 @@ public sealed class SearchRun
     readonly IEvaluator evaluator;
     readonly Stopwatch clock = Stopwatch.StartNew();
     readonly Dictionary<string, double> memory = [];
+    readonly List<SearchState> leaders = [];
+
+    /// <summary>How many of the fastest states a run's end times again side by side, when its evaluator can
+    /// (<see cref="IConfirmingEvaluator"/>).</summary>
+    public const int Finalists = 3;
 
     /// <summary>Starts a run: evaluates <paramref name="start"/> (one evaluation, whatever the budget).</summary>
     public SearchRun(string method, Nest start, IEvaluator evaluator, SearchBudget budget, int seed)
@@ -31,6 +36,7 @@ public sealed class SearchRun
         (Method, Budget, Rng) = (method, budget.Validate(), new Random(seed));
         double gflops = Measure(start);
         Root = Best = new SearchState(start, [], gflops);
+        Lead(Root);
     }
 
     public string Method { get; }
@@ -56,8 +62,16 @@ public sealed class SearchRun
     /// <summary>Wall-clock seconds since the run started.</summary>
     public double Seconds => clock.Elapsed.TotalSeconds;
 
-    /// <summary>True once the time is up or the evaluation limit is reached: no new schedule can be evaluated.</summary>
-    public bool Exhausted => Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue) || clock.Elapsed >= Budget.Time;
+    /// <summary>True once the time is up or the evaluation limit is reached: no new schedule can be evaluated. With a
+    /// confirming evaluator the time is up <see cref="Reserve"/> early, so that the end's side-by-side timing of the finalists
+    /// fits in the budget too.</summary>
+    public bool Exhausted => Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue) || clock.Elapsed >= Budget.Time - Reserve;
+
+    /// <summary>The time kept for <see cref="Finish"/>'s timing of the finalists: 1.5 times their sampling time
+    /// (<see cref="LoopTune.Measure.MeasureOptions.Confirm"/>), at most a quarter of the budget; none without a confirming evaluator.</summary>
+    public TimeSpan Reserve => evaluator is IConfirmingEvaluator
+        ? TimeSpan.FromSeconds(Math.Min(1.5 * Finalists * LoopTune.Measure.MeasureOptions.Confirm.MinSeconds, Budget.Time.TotalSeconds / 4))
+        : TimeSpan.Zero;
 
     /// <summary>True when <paramref name="nest"/>'s schedule was evaluated in this run.</summary>
     public bool Knows(Nest nest) => memory.ContainsKey(nest.ScheduleKey);
@@ -82,7 +96,17 @@ public sealed class SearchRun
         var state = new SearchState(nest, path, gflops);
         Tree.Link(parent.Key, state.Key, label);
         if (gflops > Best.Gflops) Best = state;
+        Lead(state);
         return state;
+    }
+
+    /// <summary>Keeps the <see cref="Finalists"/> fastest distinct schedules seen, fastest first (the earlier on a tie).</summary>
+    void Lead(SearchState state)
+    {
+        if (leaders.Any(l => l.Key == state.Key)) return;
+        int at = leaders.FindIndex(l => state.Gflops > l.Gflops);
+        leaders.Insert(at < 0 ? leaders.Count : at, state);
+        if (leaders.Count > Finalists) leaders.RemoveAt(Finalists);
     }
 
     double Measure(Nest nest)
@@ -96,9 +120,16 @@ public sealed class SearchRun
     }
 
     /// <summary>The result: the best state, the shortest form of its path that <see cref="Shorten"/> finds, the counts and
-    /// the time; the tree marks the path the search took to the best state.</summary>
+    /// the time; the tree marks the path the search took to the best state. When the evaluator can
+    /// (<see cref="IConfirmingEvaluator"/>), the best state is the fastest of the <see cref="Finalists"/> fastest ones timed
+    /// again side by side, after the budget and in the run's time: the fastest of many quick measurements on a noisy machine
+    /// is often just the luckiest (the searches' own figure stays the one they measured).</summary>
     public SearchResult Finish()
     {
+        // the finalists down to the start, if it is one: the answer is never a state that measured slower than the start
+        var finalists = leaders.Take(leaders.FindIndex(l => l.Key == Root.Key) is var r and >= 0 ? r + 1 : leaders.Count).ToList();
+        if (evaluator is IConfirmingEvaluator confirming && finalists.Count > 1)
+            Best = finalists[confirming.Fastest([.. finalists.Select(l => l.Nest)])];
         Tree.Best = Best.Key;
         Tree.BestPath = PathKeys(Root.Nest, Best.Path);
         var (best, path) = Shorten(Root.Nest, Best.Nest, Best.Path);

@@ -124,6 +124,26 @@ public sealed class CliTests
         }
     }
 
+    [Theory]
+    [InlineData(64, 64, 64)]
+    [InlineData(257, 129, 67)]
+    [InlineData(97, 131, 211)]
+    [InlineData(7, 17, 5)]
+    [InlineData(4, 32, 3)]
+    public void BenchMatmulHandSchedulesOfBothVectorWidthsVerify(int m, int n, int k)
+    {
+        var nests = new List<LoopTune.Ir.Nest> { LoopTune.Cli.Commands.BenchCommand.HandSchedule256(m, n, k) };
+        if (n >= 32) nests.Add(LoopTune.Cli.Commands.BenchCommand.HandSchedule512(m, n, k)); // its 4 x 32 tile needs n >= 32, as bench's shapes have
+        foreach (var nest in nests)
+        {
+            Assert.Equal(LoopTune.Ir.Computation.Matmul(m, n, k), nest.Computation);
+            var verification = LoopTune.Jit.Verifier.Verify(LoopTune.Jit.Kernel.Compile(nest));
+            Assert.True(verification.Passed, $"{nest.ScheduleKey}: {verification.Problem}");
+        }
+        if (m >= 6 && n >= 16 && k >= 4) // the 6 x 16 tile with its tails, as the doc comment says
+            Assert.EndsWith("k:4u m:6u n:16v", LoopTune.Cli.Commands.BenchCommand.HandSchedule256(m, n, k).ScheduleKey);
+    }
+
     [Fact]
     public void RunPrintsTheTreeAndTheCheck()
     {

@@ -261,6 +261,19 @@ public sealed class TrainingLogTests(ITestOutputHelper output) : IDisposable
         Assert.Empty(TrainingCharts.Write([], folder["none"]));
     }
 
+    [Fact]
+    public void A_constant_series_gets_a_y_range_around_its_value_and_a_varying_one_keeps_autoscale()
+    {
+        var (lo, hi) = TrainingCharts.FlatRange([0.4, 0.4, 0.4]) ?? throw new Xunit.Sdk.XunitException("no range for a constant series");
+        Assert.Equal(0.3, lo, 1e-12);
+        Assert.Equal(0.5, hi, 1e-12);
+        Assert.Equal((-0.1, 0.1), TrainingCharts.FlatRange([0, 0]));
+        var (lo2, hi2) = TrainingCharts.FlatRange([250.0, 250.0])!.Value;
+        Assert.Equal((225.0, 275.0), (lo2, hi2));
+        Assert.Null(TrainingCharts.FlatRange([0.4, 0.41]));
+        Assert.Null(TrainingCharts.FlatRange([]));
+    }
+
     // ---- an independent reader of event files ----
 
     sealed record Event(double WallTime, long Step, string? FileVersion, string? Tag, float? Value, ulong? SessionStatus);

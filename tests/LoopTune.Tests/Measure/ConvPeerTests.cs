@@ -103,6 +103,32 @@ public sealed class ConvPeerTests(ITestOutputHelper output)
         Assert.Contains("dnnl_", peer.Problem);
     }
 
+    [Theory]
+    [InlineData("conv 2 6 6 3 3 3")]
+    [InlineData("C[m,n] += A[k,m] * B[n,k] m=16 n=12 k=8")]
+    [InlineData("O[f,h] += I[c,2*h+r] * W[f,c,r] f=3 h=4 c=2 r=3")]
+    public void A_kernel_timed_side_by_side_with_its_peers_gets_the_paired_ratio_and_the_same_statuses(string spec)
+    {
+        var c = Computation.Parse(spec);
+        var nest = Nest.Initial(c);
+        var e = Evaluation.Run(nest, Tiny, peers: true, peakGflops: 100);
+        var apart = Evaluation.MeasurePeers(c, Tiny);
+        Assert.True(e.Verification.Passed);
+        Assert.Equal(apart.Select(p => (p.Key, p.Status, p.Problem, p.Via)), e.Peers.Select(p => (p.Key, p.Status, p.Problem, p.Via)));
+        foreach (var p in e.Peers)
+        {
+            if (p.Status != PeerStatus.Measured)
+            {
+                Assert.Null(p.KernelOverPeer);
+                Assert.Null(e.RatioTo(p.Key));
+                continue;
+            }
+            Assert.True(p.Gflops > 0 && p.KernelOverPeer > 0, p.ToString());
+            Assert.Equal(p.KernelOverPeer, e.RatioTo(p.Key));
+        }
+        Assert.True(e.Measurement.Samples >= Tiny.MinSamples);
+    }
+
     [Fact]
     public void EvaluationGivesConvolutionsTheConvolutionPeersAndOthersAReason()
     {

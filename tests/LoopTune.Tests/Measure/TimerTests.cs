@@ -94,6 +94,42 @@ public sealed class TimerTests
         Assert.InRange(fast.MedianSeconds, 0.00005, 0.002);
     }
 
+    [Fact]
+    public void MeasureTogether_samples_in_rounds_and_pairs_ratios_within_a_round()
+    {
+        var calls = new List<int>();
+        var options = new MeasureOptions(0, 0, 7, 0.0005, 7); // an odd count: the median ratio is one round's, and its reciprocal the other way
+        var t = Timing.MeasureTogether([() => { calls.Add(0); Spin(0.001); }, () => { calls.Add(1); Spin(0.002); }], [1e6, 1e6], options);
+        Assert.Equal(7, t.Rounds.Count);
+        Assert.All(t.Measurements, m => Assert.Equal(7, m.Samples));
+        Assert.All(t.Measurements, m => Assert.Equal(1, m.RunsPerSample)); // each spin outlasts a sample
+        // one calibration call each, then the rounds alternate: 0, 1, 0, 1, ...
+        Assert.Equal([0, 1, .. Enumerable.Range(0, 14).Select(i => i % 2)], calls);
+        // the oracle is the spin's own duration: the first piece runs twice as fast as the second
+        Assert.InRange(t.Measurements[0].MedianSeconds, 0.001, 0.003);
+        Assert.InRange(t.Measurements[1].MedianSeconds, 0.002, 0.004);
+        Assert.InRange(t.Ratio(0, 1), 1.6, 2.4);
+        Assert.Equal(1 / t.Ratio(0, 1), t.Ratio(1, 0), 9);
+    }
+
+    [Fact]
+    public void MeasureTogether_ratio_follows_each_round_not_the_medians()
+    {
+        // a machine that halves its speed in every other round: piece 0 is always 1.5x piece 1 within a round
+        var rounds = Enumerable.Range(0, 7).Select(i => i % 2 == 0 ? new[] { 1.0, 1.5 } : [2.0, 3.0]).ToList();
+        var m = new Measurement(1, 1, 7, 1, 1);
+        var t = new Together([m, m], rounds);
+        Assert.Equal(1.5, t.Ratio(0, 1), 12);
+    }
+
+    [Fact]
+    public void MeasureTogether_refuses_mismatched_input()
+    {
+        Assert.Throws<ArgumentException>(() => Timing.MeasureTogether([Work], [1, 2], Tiny));
+        Assert.Throws<ArgumentException>(() => Timing.MeasureTogether([], [], Tiny));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Timing.MeasureTogether([Work], [1], default));
+    }
+
     private static void Spin(double seconds)
     {
         long start = Stopwatch.GetTimestamp();

@@ -27,3 +27,21 @@ sealed class FakeEvaluator(Func<Nest, double>? gflops = null, TimeSpan? delay = 
         return 1 + h % 10000 / 100.0;
     }
 }
+
+/// <summary>A <see cref="FakeEvaluator"/> whose quick measurements lie: <see cref="Evaluate"/> reports <paramref name="quick"/>,
+/// while <see cref="Fastest"/> answers from <paramref name="truth"/>, as a careful side-by-side timing would. It records the
+/// candidates it was asked about.</summary>
+sealed class ConfirmingFakeEvaluator(Func<Nest, double> quick, Func<Nest, double> truth) : IConfirmingEvaluator
+{
+    readonly FakeEvaluator inner = new(quick);
+
+    public List<IReadOnlyList<Nest>> Asked { get; } = [];
+
+    public Evaluated Evaluate(Nest nest) => inner.Evaluate(nest);
+
+    public int Fastest(IReadOnlyList<Nest> candidates)
+    {
+        Asked.Add(candidates);
+        return candidates.Select((n, i) => (truth(n), i)).Max().i;
+    }
+}

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json.Nodes;
 using LoopTune.Datasets;
 using LoopTune.Tests.Store;
@@ -79,8 +80,14 @@ public sealed class SearchCliTests : IDisposable
         var csv = File.ReadAllLines(Path.Combine(outDir, "results.csv"));
         Assert.StartsWith("benchmark,method,base_gflops,best_gflops,speedup,evaluations,seconds,actions,openblas_gflops", csv[0]);
         Assert.Equal(1 + 2 * 2, csv.Length);
+        Assert.EndsWith(",best_sample_gflops,verified", csv[0]);
+        foreach (var line in csv.Skip(1).Select(l => l.Split(',')))
+        { // the fastest sample of the re-timing is never slower than its median (columns 4 and second to last; the quoted actions lie between)
+            double median = double.Parse(line[3], CultureInfo.InvariantCulture), fastest = double.Parse(line[^2], CultureInfo.InvariantCulture);
+            Assert.True(fastest >= median, $"{fastest} < {median}");
+        }
         var md = File.ReadAllText(Path.Combine(outDir, "summary.md"));
-        foreach (var row in new[] { "| unscheduled |", "| greedy1 |", "| random |", "geomean GFLOPS", "geomean ratio to OpenBLAS", "mean seconds" })
+        foreach (var row in new[] { "| unscheduled |", "| greedy1 |", "| random |", "geomean GFLOPS", "geomean ratio to OpenBLAS", "mean seconds", "fastest samples" })
             Assert.Contains(row, md);
         foreach (var png in new[] { "gflops_by_benchmark.png", "time_vs_quality.png" })
         {

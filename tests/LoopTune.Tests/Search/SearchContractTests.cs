@@ -11,6 +11,75 @@ public sealed class SearchContractTests
 
     static readonly Nest Start = Nest.Initial(Computation.Matmul(64, 48, 32));
 
+    /// <summary>A run from <see cref="Start"/> through four splits, each a new schedule: the start and the four reached states
+    /// measure <paramref name="quick"/> (in the order reached), while the confirming evaluator's truth is
+    /// <paramref name="truth"/>. Returns the run, finished, and the schedule keys in the order reached.</summary>
+    static (SearchResult Result, ConfirmingFakeEvaluator Fake, List<string> Order) Walk(double[] quick, double[] truth)
+    {
+        var order = new List<string>();
+        int Index(Nest n)
+        {
+            if (!order.Contains(n.ScheduleKey)) order.Add(n.ScheduleKey);
+            return order.IndexOf(n.ScheduleKey);
+        }
+        var fake = new ConfirmingFakeEvaluator(n => quick[Index(n)], n => truth[Index(n)]);
+        var run = new SearchRun("test", Start, fake, SearchBudget.Seconds(30), 0);
+        var state = run.Root;
+        foreach (var action in Actions.ParseList("split_2,split_2,split_2,split_2"))
+            state = run.Reach(state.Path.Add(action), Transforms.Apply(state.Nest, action), state, action.Name)!;
+        Assert.Equal(quick.Max(), run.Best.Gflops); // what the quick figures say, before the end
+        return (run.Finish(), fake, order);
+    }
+
+    [Fact]
+    public void The_end_of_a_run_asks_a_confirming_evaluator_about_its_three_fastest_schedules_and_takes_its_word()
+    {
+        // the start measures 10, the reached states 50, 40, 30, 20; in truth the third-fastest (30) is the fastest
+        var (result, fake, order) = Walk([10, 50, 40, 30, 20], [1, 1, 1, 99, 1]);
+        var asked = Assert.Single(fake.Asked);
+        Assert.Equal(SearchRun.Finalists, asked.Count);
+        Assert.Equal([order[1], order[2], order[3]], asked.Select(n => n.ScheduleKey)); // fastest first, the rest left out
+        Assert.Equal(order[3], result.Best.ScheduleKey);
+        Assert.Equal(30, result.BestGflops); // the search's own figure for it
+        Assert.Equal(order[3], Transforms.ApplyAll(Start, result.Actions).ScheduleKey);
+    }
+
+    [Fact]
+    public void The_finalists_stop_at_the_start_so_the_answer_never_measured_slower_than_it()
+    {
+        // the start measures 45: of the reached states (50, 40, 30, 20) only the 50 is above it; the truth prefers the 40
+        var (result, fake, order) = Walk([45, 50, 40, 30, 20], [10, 1, 99, 1, 1]);
+        Assert.Equal([order[1], order[0]], Assert.Single(fake.Asked).Select(n => n.ScheduleKey));
+        Assert.Equal(order[0], result.Best.ScheduleKey);
+        Assert.True(result.BestGflops >= result.BaseGflops);
+    }
+
+    [Fact]
+    public void A_confirming_evaluator_gets_its_time_kept_inside_the_budget()
+    {
+        var confirming = new ConfirmingFakeEvaluator(_ => 1, _ => 1);
+        double Reserve(LoopTune.Env.IEvaluator e, double seconds) => new SearchRun("test", Start, e, SearchBudget.Seconds(seconds), 0).Reserve.TotalSeconds;
+        Assert.Equal(1.5 * SearchRun.Finalists * LoopTune.Measure.MeasureOptions.Confirm.MinSeconds, Reserve(confirming, 10), 9);
+        Assert.Equal(0.1 / 4, Reserve(confirming, 0.1), 9); // at most a quarter of a small budget
+        Assert.Equal(0, Reserve(new FakeEvaluator(), 10));
+    }
+
+    [Fact]
+    public void Without_a_confirming_evaluator_the_fastest_quick_figure_wins()
+    {
+        var seen = new List<double>();
+        var fake = new FakeEvaluator(n =>
+        {
+            double g = FakeEvaluator.Hashed(n);
+            seen.Add(g);
+            return g;
+        });
+        var r = Searches.Get("greedy1").Run(Start, fake, SearchBudget.Seconds(30), seed: 0);
+        Assert.True(seen.Count > 3);
+        Assert.Equal(seen.Max(), r.BestGflops);
+        Assert.Equal(FakeEvaluator.Hashed(r.Best), r.BestGflops);
+    }
+
     [Theory]
     [MemberData(nameof(Methods))]
     public void PathReplaysToTheReportedScheduleAndGflops(string method)
