@@ -70,9 +70,9 @@ static class BenchCommand
     public static Nest HandSchedule512(int m, int n, int k)
     {
         var nest = Nest.Initial(Computation.Matmul(m, n, k));
-        if (k <= 256 || n < 64 || m < 4) return Transforms.ApplyAll(nest, Actions.ParseList(DemoCommand.GoodSchedule));
+        if (k <= 256 || n < 64 || m < 4) return Transforms.ApplyAll(nest, Actions.ParseList(DemoCommand.GoodSchedule512));
         // m n k -> m n k m'(4u) n'(4u) n''(16v) -> n k m k'(256) m' n' n''
-        return Transforms.ApplyAll(nest, Actions.ParseList(DemoCommand.GoodSchedule.Replace("split_32", "split_64") + ",up,up,up,split_256,up,up,swap_down,swap_down"));
+        return Transforms.ApplyAll(nest, Actions.ParseList(DemoCommand.GoodSchedule512.Replace("split_32", "split_64") + ",up,up,up,split_256,up,up,swap_down,swap_down"));
     }
 
     /// <summary>For 256-bit vectors (AVX2, 16 registers): a 6 x 16 output tile, 12 accumulators, 6 broadcasts of A and 2
@@ -81,7 +81,7 @@ static class BenchCommand
     public static Nest HandSchedule256(int m, int n, int k)
     {
         var c = Computation.Matmul(m, n, k);
-        if (m < 6 || n < 16 || k < 4) return Transforms.ApplyAll(Nest.Initial(c), Actions.ParseList(DemoCommand.GoodSchedule));
+        if (m < 6 || n < 16 || k < 4) return Transforms.ApplyAll(Nest.Initial(c), Actions.ParseList(DemoCommand.GoodSchedule256));
         return Nest.Parse(c, Invariant($">n:{n / 16}{Tail(n % 16)} m:{m / 6}{Tail(m % 6)} k:{k / 4}{Tail(k % 4)} k:4u m:6u n:16v"));
     }
 

@@ -160,16 +160,21 @@ public sealed class CliTests
         var (code, output, err) = Run("demo", "--size", "32");
         Assert.True(code == 0, err);
         Assert.Contains("C[m,n] += A[m,k] * B[k,n]", output);
-        Assert.Contains("15. vectorize", output);
+        var walk = LoopTune.Ir.Actions.ParseList(LoopTune.Cli.Commands.DemoCommand.GoodSchedule); // this machine's vector width
+        Assert.Contains($"{walk.Length}. {walk[^1].Name}", output);
         Assert.Contains("final schedule", output);
         Assert.DoesNotContain("WRONG", output);
 
         (code, output, err) = Run("demo", "--size", "48", "--json");
         Assert.True(code == 0, err);
         var json = JsonNode.Parse(output)!;
-        Assert.Equal(16, json["steps"]!.AsArray().Count);
+        Assert.Equal(walk.Length + 1, json["steps"]!.AsArray().Count);
         Assert.All(json["steps"]!.AsArray(), s => Assert.True(s!["verified"]!.GetValue<bool>()));
-        Assert.Equal("m:12 n:1+16 k:48 m:4u n:2u >n:16v", json["schedule"]!.GetValue<string>());
+        // the two walks' tiles: 4 x 32 for 512-bit vectors, 4 x 16 with k unrolled by 2 for 256-bit ones
+        string Tile(string actions) => LoopTune.Ir.Transforms.ApplyAll(LoopTune.Ir.Nest.Initial(LoopTune.Ir.Computation.Matmul(48, 48, 48)), LoopTune.Ir.Actions.ParseList(actions)).Serialize();
+        Assert.Equal("m:12 n:1+16 k:48 m:4u n:2u >n:16v", Tile(LoopTune.Cli.Commands.DemoCommand.GoodSchedule512));
+        Assert.Equal("m:12 n:3 k:24 >k:2u m:4u n:16v", Tile(LoopTune.Cli.Commands.DemoCommand.GoodSchedule256));
+        Assert.Equal(Tile(LoopTune.Cli.Commands.DemoCommand.GoodSchedule), json["schedule"]!.GetValue<string>());
     }
 
     [Fact]
