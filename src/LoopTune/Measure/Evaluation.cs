@@ -73,25 +73,42 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
         return new Evaluation(nest, kernel, verification, measurement, peakGflops ?? PeakCache.GetOrMeasure(), peerResults);
     }
 
-    /// <summary>Times <paramref name="kernel"/> and the peers of its computation side by side on a pinned thread, one sample
-    /// of each per round (<see cref="Timing.MeasureTogether"/>), so that a machine whose speed changes over time slows
-    /// them alike; each peer is checked against the reference first, and one that is missing, has no call, fails or is
-    /// wrong is reported, never timed. Each measured peer carries the side-by-side ratio
-    /// (<see cref="PeerResult.KernelOverPeer"/>).</summary>
+    /// <summary>Times <paramref name="kernel"/> and the peers of its computation (<see cref="PreparePeers"/>) side by side
+    /// (<see cref="TimeSideBySide"/>); each measured peer carries the side-by-side ratio (<see cref="PeerResult.KernelOverPeer"/>).</summary>
     public static (Measurement Kernel, IReadOnlyList<PeerResult> Peers) MeasureWithPeers(Kernel kernel, MeasureOptions options)
     {
         ArgumentNullException.ThrowIfNull(kernel);
-        var c = kernel.Computation;
+        var (kernels, peers) = TimeSideBySide([kernel], PreparePeers, options);
+        return (kernels[0], peers);
+    }
+
+    /// <summary>Times <paramref name="kernels"/> (schedules of one computation) and the peers that
+    /// <paramref name="preparePeers"/> gives for it side by side on a pinned thread, one sample of each per round
+    /// (<see cref="Timing.MeasureTogether"/>), so that a machine whose speed changes over time slows them alike. The peers
+    /// are prepared under the pin and disposed at the end; one that is missing, has no call, fails or is wrong keeps its
+    /// result and is never timed. With a lone kernel, each measured peer carries the side-by-side ratio
+    /// (<see cref="PeerResult.KernelOverPeer"/>).</summary>
+    public static (IReadOnlyList<Measurement> Kernels, IReadOnlyList<PeerResult> Peers) TimeSideBySide(IReadOnlyList<Kernel> kernels,
+        Func<Computation, IReadOnlyList<PreparedPeer>> preparePeers, MeasureOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(kernels);
+        ArgumentNullException.ThrowIfNull(preparePeers);
+        ArgumentOutOfRangeException.ThrowIfZero(kernels.Count);
+        var c = kernels[0].Computation;
         using var pin = ThreadPinning.Pin();
-        List<PreparedPeer> prepared = c.AsConv() is { } conv
-            ? [.. Measure.Peers.Convolution.Select(p => Measure.Peers.PrepareConv(p, conv))]
-            : [.. Measure.Peers.All.Select(p => Measure.Peers.PrepareGemm(p, c))];
+        var prepared = preparePeers(c);
         try
         {
             using var buffers = new KernelTiming.Workspace(c);
             var ready = prepared.Where(p => p.Result is null).ToList();
-            var together = Timing.MeasureTogether([KernelTiming.Runner(kernel, buffers), .. ready.Select(p => p.Run!)], [c.Flops, .. ready.Select(p => p.Flops)], options);
-            return (together.Measurements[0], [.. prepared.Select(p => p.Result ?? p.Measured(together.Measurements[ready.IndexOf(p) + 1], together.Ratio(0, ready.IndexOf(p) + 1)))]);
+            var t = Timing.MeasureTogether([.. kernels.Select(k => KernelTiming.Runner(k, buffers)), .. ready.Select(p => p.Run!)],
+                [.. kernels.Select(k => k.Computation.Flops), .. ready.Select(p => p.Flops)], options);
+            PeerResult Timed(PreparedPeer p)
+            {
+                int i = kernels.Count + ready.IndexOf(p);
+                return p.Measured(t.Measurements[i], kernels.Count == 1 ? t.Ratio(0, i) : null);
+            }
+            return ([.. t.Measurements.Take(kernels.Count)], [.. prepared.Select(p => p.Result ?? Timed(p))]);
         }
         finally
         {
@@ -109,19 +126,23 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
     /// or its result is wrong.</summary>
     public static IReadOnlyList<PeerResult> MeasurePeers(Computation c, MeasureOptions options)
     {
-        ArgumentNullException.ThrowIfNull(c);
-        if (c.AsConv() is not { } conv) return [.. Measure.Peers.All.Select(p => MeasurePeer(p, c, options))];
         using var pin = ThreadPinning.Pin();
-        return [.. Measure.Peers.Convolution.Select(p => Measure.Peers.MeasureConv(p, conv, options))];
+        var prepared = PreparePeers(c);
+        try { return [.. prepared.Select(p => p.Time(options))]; }
+        finally
+        {
+            foreach (var p in prepared) p.Dispose();
+        }
     }
 
-    /// <summary>One GEMM peer's GFLOPS on <paramref name="c"/> (<see cref="Peers.MeasureGemm(GemmPeer, Computation, MeasureOptions)"/>),
-    /// timed on a pinned thread, or null with the reason it has none.</summary>
-    public static PeerResult MeasurePeer(GemmPeer peer, Computation c, MeasureOptions options)
+    /// <summary>The peers of <paramref name="c"/>, each checked and ready to be timed or with the reason it will not be: the
+    /// convolution peers for a convolution, the GEMM peers otherwise.</summary>
+    public static IReadOnlyList<PreparedPeer> PreparePeers(Computation c)
     {
-        using var pin = ThreadPinning.Pin();
-        using var prepared = PreparePeer(peer, c);
-        return prepared.Time(options);
+        ArgumentNullException.ThrowIfNull(c);
+        return c.AsConv() is { } conv
+            ? [.. Measure.Peers.Convolution.Select(p => Measure.Peers.PrepareConv(p, conv))]
+            : [.. Measure.Peers.All.Select(p => Measure.Peers.PrepareGemm(p, c))];
     }
 
     /// <summary>One GEMM peer's call for <paramref name="c"/>, checked and ready to be timed next to others, or why there is

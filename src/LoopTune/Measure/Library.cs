@@ -26,19 +26,10 @@ public sealed class Library(string key, GemmPeer gemm, ConvPeer conv)
     /// <summary>The convolution peer used for convolutions.</summary>
     public ConvPeer Conv => conv;
 
-    /// <summary>The library's GFLOPS on <paramref name="c"/>, on a pinned thread: its convolution for a convolution, else its
-    /// GEMM when <paramref name="c"/> has a BLAS form; checked against the reference before timing (a wrong result is
-    /// reported, never timed), "missing" when the library is not installed, a one-line reason when it has no call for
-    /// <paramref name="c"/>. The result's key is <see cref="Key"/>; its <see cref="PeerResult.Via"/> names the call.</summary>
-    public PeerResult Measure(Computation c, MeasureOptions options)
-    {
-        using var pin = ThreadPinning.Pin();
-        using var prepared = Prepare(c);
-        return prepared.Time(options);
-    }
-
-    /// <summary>The library's call for <paramref name="c"/>, checked and ready to be timed next to others, or why there is
-    /// none (as <see cref="Measure"/> reports it); its key is <see cref="Key"/>.</summary>
+    /// <summary>The library's call for <paramref name="c"/>, checked against the reference and ready to be timed next to
+    /// others: its convolution for a convolution, else its GEMM when <paramref name="c"/> has a BLAS form. Otherwise why
+    /// not: "missing" when the library is not installed, a wrong result (never timed), a one-line reason when it has no
+    /// call for <paramref name="c"/>. The key is <see cref="Key"/>; <see cref="PeerResult.Via"/> names the call.</summary>
     public PreparedPeer Prepare(Computation c)
     {
         ArgumentNullException.ThrowIfNull(c);

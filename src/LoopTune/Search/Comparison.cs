@@ -149,8 +149,8 @@ public sealed class Comparison
         finally { (evaluator as IDisposable)?.Dispose(); }
     }
 
-    /// <summary>Compiles and verifies the unscheduled nest and every distinct best schedule, prepares the peers, and times them
-    /// all side by side on the calling thread, pinned.</summary>
+    /// <summary>Compiles and verifies the unscheduled nest and every distinct best schedule, then times them and the peers
+    /// side by side on the calling thread, pinned (<see cref="Evaluation.TimeSideBySide"/>).</summary>
     static List<ComparisonRow> Retime(Benchmark b, List<SearchResult> results, MeasureOptions timing, PeerPreparation peers)
     {
         var c = b.Computation;
@@ -161,25 +161,12 @@ public sealed class Comparison
                 var kernel = Kernel.Compile(nest);
                 kernels[nest.ScheduleKey] = (kernel, Verifier.Verify(kernel).Passed);
             }
-        using var pin = ThreadPinning.Pin();
-        var prepared = peers(c);
-        try
-        {
-            using var buffers = new KernelTiming.Workspace(c);
-            var keys = kernels.Keys.ToList();
-            var ready = prepared.Where(p => p.Result is null).ToList();
-            var t = Timing.MeasureTogether([.. keys.Select(k => KernelTiming.Runner(kernels[k].Kernel, buffers)), .. ready.Select(p => p.Run!)],
-                [.. keys.Select(_ => c.Flops), .. ready.Select(p => p.Flops)], timing);
-            Measurement Timed(Nest nest) => t.Measurements[keys.IndexOf(nest.ScheduleKey)];
-            ImmutableArray<PeerResult> peerResults = [.. prepared.Select(p => p.Result ?? p.Measured(t.Measurements[keys.Count + ready.IndexOf(p)]))];
-            double baseGflops = Timed(Nest.Initial(c)).Gflops;
-            return [.. results.Select(r => new ComparisonRow(b.Name, r.Method, baseGflops, Timed(r.Best).Gflops, r.BestGflops, r.Evaluations, r.Measured, r.Seconds,
-                r.Actions, r.Best.ScheduleKey, peerResults, kernels[r.Best.ScheduleKey].Verified, BestSampleGflops: Timed(r.Best).BestGflops))];
-        }
-        finally
-        {
-            foreach (var p in prepared) p.Dispose();
-        }
+        var keys = kernels.Keys.ToList();
+        var (timed, peerResults) = Evaluation.TimeSideBySide([.. keys.Select(k => kernels[k].Kernel)], peers.Invoke, timing);
+        Measurement Timed(Nest nest) => timed[keys.IndexOf(nest.ScheduleKey)];
+        double baseGflops = Timed(Nest.Initial(c)).Gflops;
+        return [.. results.Select(r => new ComparisonRow(b.Name, r.Method, baseGflops, Timed(r.Best).Gflops, r.BestGflops, r.Evaluations, r.Measured, r.Seconds,
+            r.Actions, r.Best.ScheduleKey, [.. peerResults], kernels[r.Best.ScheduleKey].Verified, BestSampleGflops: Timed(r.Best).BestGflops))];
     }
 
     MethodSummary Summarise(string method, Func<ComparisonRow, double> gflops, string? searched)
