@@ -18,7 +18,7 @@ sealed class ComparisonOptions
     public readonly Option<string> Split = new("--split") { Description = "Which list of the dataset: test or train.", DefaultValueFactory = _ => "test" };
     public readonly Option<int> Count;
     public readonly Option<string?> Methods;
-    public readonly Option<string> Policy = new("--policy") { Description = "The policy of the 'policy' methods: default (shipped), a .safetensors file, a checkpoint or a training run folder.", DefaultValueFactory = _ => "default" };
+    public readonly Option<string> Policy = new("--policy") { Description = "The policy of the 'policy' methods: default (the shipped one for each benchmark: conv for a convolution, default otherwise), a shipped policy's name, a .safetensors file, a checkpoint or a training run folder.", DefaultValueFactory = _ => "default" };
     public readonly Option<string> Budget = SearchCommand.BudgetOption();
     public readonly Option<int?> MaxEvaluations = SearchCommand.MaxEvaluationsOption();
     public readonly Option<string> Out;

@@ -22,7 +22,7 @@ static class TuneCommand
     {
         var spec = new Option<string?>("--spec") { Description = "The computation: \"mm M N K\", \"conv C H W F R S\" or a contraction." };
         var bench = new Option<string?>("--bench") { Description = "A benchmark file (one written by 'dataset gen')." };
-        var policy = new Option<string>("--policy") { Description = "The policy: default (shipped), a policy .safetensors, a checkpoint folder or a training run folder.", DefaultValueFactory = _ => "default" };
+        var policy = new Option<string>("--policy") { Description = "The policy: default (the shipped one for the computation: conv for a convolution, default otherwise), a shipped policy's name, a policy .safetensors, a checkpoint folder or a training run folder.", DefaultValueFactory = _ => "default" };
         var steps = new Option<int?>("--steps") { Description = "Actions in the rollout (default: the episode length the policy was trained with)." };
         var topK = new Option<int>("--top-k") { Description = "After the greedy rollout, branch once to each of the policy's next K-1 choices while the budget lasts.", DefaultValueFactory = _ => 1 };
         var budget = new Option<string>("--budget") { Description = "Time allowed to the policy and its measurements.", DefaultValueFactory = _ => "0.5s" };
@@ -44,7 +44,7 @@ static class TuneCommand
             };
             if (p.GetValue(topK) < 1) throw new LoopTuneException($"--top-k {p.GetValue(topK)}: at least 1");
             if (p.GetValue(steps) is < 1) throw new LoopTuneException($"--steps {p.GetValue(steps)}: at least 1");
-            var pol = Policy.Load(p.GetValue(policy)!);
+            var pol = Policy.Load(Policy.Choose(p.GetValue(policy)!, computation));
             if (p.GetValue(steps) is int n) pol = pol.WithEpisodeLength(n);
             var (result, e, policySeconds, measureSeconds) = Tune(pol, computation, SearchBudget.Parse(p.GetValue(budget)), p.GetValue(topK),
                 p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, !p.GetValue(noPeers));

@@ -6,8 +6,10 @@ namespace LoopTune.Jit;
 /// <summary>
 /// A nest compiled to machine code: IL emitted into a DynamicMethod and compiled by RyuJIT before
 /// <see cref="Compile"/> returns. The kernel computes <c>Out += Left * Right</c> over the computation's iteration
-/// space (it accumulates into the output; clear it first for a plain product). It never touches memory outside the
-/// three buffers. Dynamic methods are collected with the kernel, so compiling many in a row keeps memory flat.
+/// space (it accumulates into the output; clear it first for a plain product). It writes nothing outside the output, and
+/// reads nothing outside the inputs but up to <see cref="ReadsPast"/> floats past an input's end (whole vectors whose
+/// extra lanes are never stored; <see cref="JitOptions.WideInputLoads"/>). Dynamic methods are collected with the
+/// kernel, so compiling many in a row keeps memory flat.
 /// <code>
 /// var kernel = Kernel.Compile(Nest.Initial(Computation.Parse("mm 64 64 64")));
 /// kernel.Run(c, a, b);   // spans of 64*64 floats each
@@ -17,12 +19,13 @@ public sealed unsafe class Kernel
 {
     readonly KernelFn fn;
 
-    Kernel(Nest nest, KernelFn fn, int statements, int blockStart, IReadOnlyList<string> notes, TimeSpan compileTime)
+    Kernel(Nest nest, KernelFn fn, int statements, int blockStart, int readsPast, IReadOnlyList<string> notes, TimeSpan compileTime)
     {
         Nest = nest;
         this.fn = fn;
         Statements = statements;
         BlockStart = blockStart;
+        ReadsPast = readsPast;
         Notes = notes;
         CompileTime = compileTime;
     }
@@ -33,6 +36,9 @@ public sealed unsafe class Kernel
     public int Statements { get; }
     /// <summary>Position of the outermost loop whose output tile is held in registers.</summary>
     public int BlockStart { get; }
+    /// <summary>Floats past the end of each input the kernel may read (never more than a vector's width less one; 0 when no
+    /// masked vector is loaded whole). <see cref="Run(float*, float*, float*)"/> needs inputs readable that far.</summary>
+    public int ReadsPast { get; }
     /// <summary>What the JIT did differently from the annotations, if anything (e.g. an unroll past the code budget).</summary>
     public IReadOnlyList<string> Notes { get; }
     /// <summary>Lowering, IL emission and RyuJIT compilation together.</summary>
@@ -43,10 +49,10 @@ public sealed unsafe class Kernel
     {
         options ??= JitOptions.Default;
         long start = Stopwatch.GetTimestamp();
-        var (program, statements, blockStart, notes) = Lowering.Lower(nest, options);
+        var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options);
         var fn = Emitter.Emit(program, options.Fused, "looptune_kernel");
         fn(null, null, null, 0); // makes RyuJIT compile it now, doing no work
-        return new Kernel(nest, fn, statements, blockStart, notes, Stopwatch.GetElapsedTime(start));
+        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start));
     }
 
     /// <summary>Compiles one small kernel of every code path, so that later <see cref="CompileTime"/>s measure compiling the
@@ -62,17 +68,29 @@ public sealed unsafe class Kernel
 
     static bool warm;
 
-    /// <summary>Runs the kernel on raw buffers; each must hold its tensor's <see cref="Tensor.Length"/> floats.</summary>
+    /// <summary>Runs the kernel on raw buffers; each must hold its tensor's <see cref="Tensor.Length"/> floats, and the
+    /// inputs must be readable <see cref="ReadsPast"/> floats further (<c>AlignedBuffer</c>s are).</summary>
     public void Run(float* output, float* left, float* right) => fn(output, left, right, 1);
 
-    /// <summary>Runs the kernel on spans, after checking their lengths.</summary>
+    /// <summary>Runs the kernel on spans, after checking their lengths. An input span too short for
+    /// <see cref="ReadsPast"/> is copied into one that is long enough first.</summary>
     public void Run(Span<float> output, ReadOnlySpan<float> left, ReadOnlySpan<float> right)
     {
         var c = Computation;
         Check(output.Length, c.Output, nameof(output));
         Check(left.Length, c.Left, nameof(left));
         Check(right.Length, c.Right, nameof(right));
+        left = Readable(left, c.Left.Length);
+        right = Readable(right, c.Right.Length);
         fixed (float* o = output, l = left, r = right) fn(o, l, r, 1);
+    }
+
+    ReadOnlySpan<float> Readable(ReadOnlySpan<float> input, long length)
+    {
+        if (input.Length >= length + ReadsPast) return input;
+        var copy = new float[length + ReadsPast];
+        input[..(int)length].CopyTo(copy);
+        return copy;
     }
 
     static void Check(int length, Tensor t, string name)

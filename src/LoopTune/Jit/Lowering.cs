@@ -24,7 +24,7 @@ sealed class Lowering
     readonly int hoist;
     readonly int vectorVar;
     Tile? tile;
-    int statements, operations;
+    int statements, operations, readsPast;
     const int LoopCost = 8;
 
     Lowering(Nest nest, Annotation[] annotation, JitOptions options)
@@ -42,7 +42,7 @@ sealed class Lowering
 
     /// <summary>Lowers the nest. When the spelled-out code would pass <see cref="JitOptions.MaxOperations"/>, the outermost
     /// unrolled loops are kept as loops, one at a time, and a note says which.</summary>
-    public static (List<Op> Program, int Statements, int BlockStart, List<string> Notes) Lower(Nest nest, JitOptions options)
+    public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes) Lower(Nest nest, JitOptions options)
     {
         var annotation = nest.Loops.Select(l => l.Annotation).ToArray();
         var notes = new List<string>();
@@ -59,7 +59,7 @@ sealed class Lowering
             try
             {
                 l.Run(0, [.. nest.Computation.Sizes], new long[3], new Scope(null, 0, new int[3]), ops, budget: outer >= 0);
-                return (ops, l.statements, l.hoist, notes);
+                return (ops, l.statements, l.hoist, l.readsPast, notes);
             }
             catch (OverBudget)
             {
@@ -153,8 +153,19 @@ sealed class Lowering
             tile.Accumulators.Add(acc);
         }
         int before = ops.Count;
-        ops.Add(new FmaOp(acc.Value, Load(1, offset[1], chunk, Lane(1), scope, ops), Load(2, offset[2], chunk, Lane(2), scope, ops)));
+        ops.Add(new FmaOp(acc.Value, Load(1, offset[1], InputChunk(chunk, acc, Lane(1)), Lane(1), scope, ops),
+            Load(2, offset[2], InputChunk(chunk, acc, Lane(2)), Lane(2), scope, ops)));
         Spend(ops.Count - before - 1, budget);
+    }
+
+    /// <summary>The chunk an input's contiguous load reads: the whole vector when <see cref="JitOptions.WideInputLoads"/>
+    /// allows it and the accumulator's lanes are distinct output elements (its masked lanes are never stored, so whatever
+    /// the extra lanes read stays there); the live lanes only when the accumulator sums its lanes.</summary>
+    Chunk InputChunk(Chunk chunk, Accumulator acc, long lane)
+    {
+        if (!chunk.IsMasked || lane != 1 || acc.ReducesLanes || !options.WideInputLoads) return chunk;
+        readsPast = Math.Max(readsPast, chunk.Width - chunk.Lanes);
+        return chunk with { Lanes = chunk.Width };
     }
 
     void Spend(int cost, bool budget)

@@ -12,7 +12,8 @@ public readonly record struct Verification(bool Passed, double MaxError, double 
 /// <summary>Runs a kernel once on random data placed between guard zones and compares it with the exact result.</summary>
 public static class Verifier
 {
-    /// <summary>Floats of sentinel on each side of every buffer.</summary>
+    /// <summary>Floats of sentinel on each side of every buffer: more than <see cref="Kernel.ReadsPast"/>, so a kernel
+    /// that loads an input's last vector whole reads signalling NaNs into lanes it must never store.</summary>
     public const int Guard = 64;
     static readonly float Sentinel = BitConverter.Int32BitsToSingle(0x7FA5A5A5);
 

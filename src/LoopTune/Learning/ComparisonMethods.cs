@@ -1,3 +1,4 @@
+using LoopTune.Ir;
 using LoopTune.Search;
 
 namespace LoopTune.Learning;
@@ -7,7 +8,8 @@ namespace LoopTune.Learning;
 public static class ComparisonMethods
 {
     /// <summary>The methods of <paramref name="csv"/> (default: every search); the policy <paramref name="policyPath"/> is
-    /// read once, and only when a policy method is asked for. A <see cref="SearchError"/> names a bad method.</summary>
+    /// read once, and only when a policy method is asked for ("default": the shipped policy for each benchmark's kind,
+    /// <see cref="Policy.Choose"/>). A <see cref="SearchError"/> names a bad method.</summary>
     public static IReadOnlyList<ISearch> Parse(string? csv, string policyPath)
     {
         var names = csv?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
@@ -18,13 +20,15 @@ public static class ComparisonMethods
             if (IsPolicy(n)) _ = TopK(n);
             else _ = Searches.Get(n);
         }
-        var loaded = new Lazy<Policy>(() =>
+        var loaded = new System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<Policy>>();
+        Policy For(Computation c) => loaded.GetOrAdd(Policy.Choose(policyPath, c), path => new Lazy<Policy>(() =>
         {
-            var pol = Policy.Load(policyPath);
+            var pol = Policy.Load(path);
             pol.WarmUp();
             return pol;
-        });
-        return [.. names.Select(n => IsPolicy(n) ? new PolicySearch(loaded.Value, TopK(n)) : Searches.Get(n))];
+        })).Value;
+        _ = For(Computation.Matmul(8, 8, 8));   // a missing or broken policy is reported before any search runs
+        return [.. names.Select(n => IsPolicy(n) ? new PolicySearch(For, policyPath, TopK(n)) : Searches.Get(n))];
     }
 
     static bool IsPolicy(string name) => name == "policy" || name.StartsWith("policy_top", StringComparison.Ordinal);

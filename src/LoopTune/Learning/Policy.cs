@@ -40,6 +40,17 @@ public sealed class Policy
     /// <summary>The default policy: default.safetensors in <see cref="ShippedFolder"/>.</summary>
     public static string DefaultPath => Path.Combine(ShippedFolder, "default.safetensors");
 
+    /// <summary>The shipped policy for convolutions: conv.safetensors in <see cref="ShippedFolder"/>.</summary>
+    public static string ConvPath => Path.Combine(ShippedFolder, "conv.safetensors");
+
+    /// <summary>What "default" means for <paramref name="c"/>: the shipped convolution policy for a convolution when it is
+    /// installed, <see cref="DefaultPath"/>'s otherwise. Any other name is itself.</summary>
+    public static string Choose(string pathOrDefault, Computation c)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        return pathOrDefault == "default" && c.AsConv() is not null && File.Exists(ConvPath) ? ConvPath : pathOrDefault;
+    }
+
     /// <summary>A policy over <paramref name="network"/> (a trainer's live network).</summary>
     public static Policy FromNetwork(IPolicyNetwork network, int episodeLength, ActionSpace? space = null) =>
         new(network, space ?? ActionSpace.Cursor, episodeLength, new Dictionary<string, string>(), "memory");
@@ -59,7 +70,7 @@ public sealed class Policy
     }
 
     /// <summary>
-    /// Reads a policy: "default" (the shipped one), a .safetensors policy file, a checkpoint folder (its policy.safetensors)
+    /// Reads a policy: "default" (the shipped one; <see cref="Choose"/> picks the convolution one for a convolution), a .safetensors policy file, a checkpoint folder (its policy.safetensors)
     /// or a run folder of <c>looptune train</c> (its latest checkpoint). A <see cref="PolicyError"/> names what is wrong.
     /// </summary>
     public static Policy Load(string pathOrDefault)

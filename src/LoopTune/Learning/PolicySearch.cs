@@ -9,29 +9,34 @@ namespace LoopTune.Learning;
 /// (every new kernel on the way is timed, and the fastest is the answer); then, while the budget lasts and
 /// <paramref name="topK"/> is above 1, rollouts that leave the greedy path once, at one state and to the policy's
 /// next-ranked choice there, in the order of the policy's preference (a search guided by the policy's top k).
+/// The policy may depend on the computation (<see cref="Policy.Choose"/>: "default" is the convolution policy for a convolution).
 /// </summary>
-public sealed class PolicySearch(Policy policy, int topK = 1) : ISearch
+public sealed class PolicySearch(Func<Computation, Policy> choose, string source, int topK = 1) : ISearch
 {
+    public PolicySearch(Policy policy, int topK = 1) : this(_ => policy, policy.Source, topK) { }
+
     public string Name => topK > 1 ? "policy_top" + topK : "policy";
     public string Description => topK > 1
-        ? $"the trained policy's greedy rollout, then rollouts branching once to its top {topK} choices while the budget lasts ({policy.Source})"
-        : $"greedy masked rollout of the trained policy, {policy.EpisodeLength} {policy.Space.Name} actions ({policy.Source})";
+        ? $"the trained policy's greedy rollout, then rollouts branching once to its top {topK} choices while the budget lasts ({source})"
+        : $"greedy masked rollout of the trained policy ({source})";
 
     public SearchResult Run(Nest start, IEvaluator evaluator, SearchBudget budget, int seed)
     {
+        ArgumentNullException.ThrowIfNull(start);
+        var policy = choose(start.Computation);
         var run = new SearchRun(Name, start, evaluator, budget, seed);
-        var greedy = Follow(run, [], 0, null);
+        var greedy = Follow(policy, run, [], 0, null);
         // branch points by rank first, so every state's second choice comes before any third
         for (int rank = 1; rank < topK && !run.Exhausted; rank++)
             for (int step = 0; step < greedy.Count && !run.Exhausted; step++)
-                Follow(run, greedy.Take(step).ToList(), step, rank);
+                Follow(policy, run, greedy.Take(step).ToList(), step, rank);
         return run.Finish();
     }
 
     /// <summary>Replays the policy's choices <paramref name="prefix"/>, takes its choice of rank <paramref name="branchRank"/>
     /// at step <paramref name="branchStep"/> (null: greedy all the way), then continues greedily to the episode's end.
     /// Returns the choices taken.</summary>
-    List<int> Follow(SearchRun run, List<int> prefix, int branchStep, int? branchRank)
+    static List<int> Follow(Policy policy, SearchRun run, List<int> prefix, int branchStep, int? branchRank)
     {
         var state = run.Root;
         var history = new List<LoopAction>();

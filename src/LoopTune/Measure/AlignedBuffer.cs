@@ -5,7 +5,9 @@ namespace LoopTune.Measure;
 /// <summary>A native float buffer whose first usable element is 64-byte aligned, with optional guard
 /// zones on both sides filled with <see cref="Sentinel"/> so that out-of-bounds writes by a kernel are
 /// caught by <see cref="GuardsIntact"/>. The memory is not cleared; call <see cref="Clear"/> or
-/// <see cref="Fill"/>. Free it with <see cref="Dispose"/> (a finalizer frees it otherwise).</summary>
+/// <see cref="Fill"/>. At least <see cref="ReadableTail"/> floats past the end are readable, guard or zeros, for kernels
+/// that load an input's last vector whole (<c>Kernel.ReadsPast</c>). Free it with <see cref="Dispose"/> (a finalizer
+/// frees it otherwise).</summary>
 public sealed unsafe class AlignedBuffer : IDisposable
 {
     /// <summary>Alignment in bytes of <see cref="Pointer"/>: one cache line, one Vector512.</summary>
@@ -13,6 +15,10 @@ public sealed unsafe class AlignedBuffer : IDisposable
 
     /// <summary>Bit pattern of every guard element: a signalling NaN that arithmetic never produces.</summary>
     public const uint Sentinel = 0x7FA5A5A5;
+
+    /// <summary>Floats past the last usable one that may be read: one 512-bit vector, more than a kernel reads past an
+    /// input (<c>Kernel.ReadsPast</c> is at most a vector's width less one).</summary>
+    public const int ReadableTail = Alignment / sizeof(float);
 
     private const int LineFloats = Alignment / sizeof(float);
     private readonly long front;
@@ -28,8 +34,10 @@ public sealed unsafe class AlignedBuffer : IDisposable
         Length = length;
         Guard = guard;
         front = (guard + LineFloats - 1L) / LineFloats * LineFloats;
-        bytes = Math.Max(1, front + length + guard) * sizeof(float);
+        long tail = Math.Max(guard, ReadableTail);
+        bytes = (front + length + tail) * sizeof(float);
         block = (nint)NativeMemory.AlignedAlloc((nuint)bytes, Alignment);
+        NativeMemory.Clear((float*)block + front + length + guard, (nuint)((tail - guard) * sizeof(float)));
         GC.AddMemoryPressure(bytes);
         FillGuards();
     }

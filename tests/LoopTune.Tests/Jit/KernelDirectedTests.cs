@@ -179,6 +179,40 @@ public class KernelDirectedTests
             }
     }
 
+    /// <summary>Whole-vector loads of a masked input vector: only where the accumulator's lanes are distinct output elements
+    /// that are stored under the mask, reading exactly the masked lanes' worth past the live ones. The guards around every
+    /// buffer are signalling NaNs, so an extra lane that reached a stored element or a lane sum would fail the check.</summary>
+    [Theory]
+    [InlineData("mm 5 37 7", "m:5 k:7 >n:37v", 3)]                                   // 4 x 8 + 5 live of 8: 3 past
+    [InlineData("mm 3 13 2", "m:3 k:2 >n:13v", 3)]                                   // 8 + 5 of 8
+    [InlineData("conv 16 16 8 16 3 3", "f:4 h:7 c:16 r:3 s:3u f:4u h:2u >w:6v", 2)]  // 6 live of 8
+    [InlineData("mm 5 7 37", "m:5 n:7 >k:37v", 0)]                                   // reduction lanes: the mask stays
+    [InlineData("mm 37 5 7", "n:5 k:7 >m:37v", 0)]                                   // strided lanes: gathered one by one
+    [InlineData("mm 8 16 4", "m:8 k:4 >n:16v", 0)]                                   // no masked vector
+    public void Wide_input_loads_read_past_only_lanes_that_are_never_stored(string spec, string nest, int readsPast)
+    {
+        var n = Nest.Parse(Computation.Parse(spec), nest);
+        var wide = Kernel.Compile(n, new JitOptions(MaxVectorBits: 256));
+        var masked = Kernel.Compile(n, new JitOptions(MaxVectorBits: 256, WideInputLoads: false));
+        Assert.Equal(new JitOptions(MaxVectorBits: 256).Masking(8) ? readsPast : 0, wide.ReadsPast);
+        Assert.Equal(0, masked.ReadsPast);
+        Assert.Null(KernelCheck.Verify(wide, new Random(3)));
+        Assert.Null(KernelCheck.Verify(masked, new Random(4)));
+    }
+
+    [Fact]
+    public void Run_on_spans_of_exact_length_copies_inputs_a_kernel_reads_past()
+    {
+        var c = Computation.Parse("mm 3 13 2");
+        var k = Kernel.Compile(Nest.Parse(c, "m:3 k:2 >n:13v"), new JitOptions(MaxVectorBits: 256));
+        var rng = new Random(5);
+        float[] a = [.. Enumerable.Range(0, 6).Select(_ => rng.NextSingle())], b = [.. Enumerable.Range(0, 26).Select(_ => rng.NextSingle())];
+        var o = new float[39];
+        k.Run(o, a, b);
+        var (exact, magnitude) = Reference.Exact(c, new float[39], a, b);
+        Assert.Null(Verifier.Compare(c, o, exact, magnitude, out _));
+    }
+
     [Fact]
     public void Statement_count_follows_the_vector_chunks()
     {

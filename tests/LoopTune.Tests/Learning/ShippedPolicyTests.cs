@@ -2,6 +2,7 @@ using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Jit;
 using LoopTune.Learning;
+using LoopTune.Search;
 
 namespace LoopTune.Tests.Learning;
 
@@ -18,6 +19,28 @@ public class ShippedPolicyTests
     {
         Assert.True(File.Exists(Policy.DefaultPath), $"{Policy.DefaultPath} is missing: the build copies policies/*.safetensors next to the program");
         Assert.Contains("default", Names());
+    }
+
+    [Fact]
+    public void Default_means_the_shipped_policy_trained_on_the_computations_kind()
+    {
+        Assert.Contains("conv", Names());
+        var conv = Computation.Parse("conv 8 10 10 8 3 3");
+        Assert.Equal(Policy.ConvPath, Policy.Choose("default", conv));
+        Assert.StartsWith("conv", Policy.Load(Policy.Choose("default", conv)).Metadata["looptune.dataset"], StringComparison.Ordinal);
+        Assert.Equal("default", Policy.Choose("default", Computation.Parse("mm 64 64 64")));
+        Assert.Equal("some/run", Policy.Choose("some/run", conv));   // a policy named by the user is taken as it is
+    }
+
+    [Fact]
+    public void A_policy_search_asks_for_the_policy_of_each_computation()
+    {
+        var asked = new List<string>();
+        var policy = Policy.Load("default");
+        var search = new PolicySearch(c => { asked.Add(c.ToString()); return policy; }, "test", 1);
+        foreach (var spec in new[] { "mm 16 16 16", "conv 4 6 6 4 3 3" })
+            search.Run(Nest.Initial(Computation.Parse(spec)), new KernelEvaluator(), new SearchBudget(TimeSpan.FromSeconds(30), 12), 0);
+        Assert.Equal([Computation.Parse("mm 16 16 16").ToString(), Computation.Parse("conv 4 6 6 4 3 3").ToString()], asked);
     }
 
     [Theory]

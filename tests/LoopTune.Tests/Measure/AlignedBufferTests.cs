@@ -32,6 +32,17 @@ public sealed unsafe class AlignedBufferTests
         Assert.False(buffer.GuardsIntact());
     }
 
+    [Theory]
+    [InlineData(5, 0)]
+    [InlineData(37, 4)]
+    [InlineData(16, 40)]
+    public void A_vector_past_the_end_is_readable_guard_then_zeros(long length, int guard)
+    {
+        using var buffer = new AlignedBuffer(length, guard);
+        for (int i = 0; i < AlignedBuffer.ReadableTail; i++)
+            Assert.Equal(i < guard ? AlignedBuffer.Sentinel : 0u, ((uint*)buffer.Pointer)[length + i]);
+    }
+
     [Fact]
     public void WritingOneBeforeTheStartBreaksTheGuard()
     {
