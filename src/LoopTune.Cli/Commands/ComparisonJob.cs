@@ -84,7 +84,7 @@ sealed record ComparisonJob(Dataset Data, string Split, IReadOnlyList<Benchmark>
             var evaluators = new EvaluatorSource(SharedDb, report.Temp);
             var comparison = WithProgress(io, title, elsewhere ?? (progress => Comparison.Run(Benchmarks, Searches, Budget, Seed, evaluators.Next, Timing, progress, peers)));
             var setup = new ComparisonSetup(Data.Name, Split, Budget, Seed, elsewhere is null ? evaluators.Describe() : evaluators.DescribeOnCluster(),
-                $"GFLOPS are re-timed after the searches, each schedule, the unscheduled nest and the peer libraries of a benchmark side by side (one sample of each per round, so a neighbour slowing the core for a while slows them alike), with the {(Quick ? "quick" : "default")} timing (median of {Timing.MinSamples}+ samples, {Timing.MinSeconds:0.###}+ s each).",
+                $"GFLOPS are re-timed after the searches, each schedule, the unscheduled nest and the peer libraries of a benchmark side by side (one sample of each per round, so a neighbour slowing the core for a while slows them alike), with the {(Quick ? "quick" : "default")} timing (median of {Timing.MinSamples}+ samples taken over {Timing.MinSeconds:0.###}+ s for each).",
                 PeakCache.MachineKey);
             evaluators.Clean();
             write(report.Temp, comparison, setup);

@@ -46,6 +46,7 @@ sealed unsafe class Emitter
                 case LoopOp l: Loop(l); break;
                 case LoadOp l: Load(l); break;
                 case FmaOp f: Fma(f); break;
+                case BlendOp b: Blend(b); break;
                 case TileLoadOp t: TileLoad(t.Acc); break;
                 case TileStoreOp t: TileStore(t.Acc); break;
                 default: throw new InvalidOperationException($"unknown op {op}");
@@ -139,6 +140,15 @@ sealed unsafe class Emitter
             il.Emit(OpCodes.Ldind_R4);
         }
         il.Emit(OpCodes.Call, VectorApi.Of(width).Gather);
+    }
+
+    void Blend(BlendOp op)
+    {
+        il.Emit(OpCodes.Ldloc, ValueLocal(op.A));
+        il.Emit(OpCodes.Ldloc, ValueLocal(op.B));
+        il.Emit(OpCodes.Ldc_I4, op.Mask);
+        il.Emit(OpCodes.Call, VectorApi.Of(op.Dst.Width).Blend!);
+        il.Emit(OpCodes.Stloc, ValueLocal(op.Dst));
     }
 
     void Fma(FmaOp op)

@@ -8,7 +8,8 @@ namespace LoopTune.Jit;
 /// gets its own specialised copy of the code below it. Loop kinds:
 /// <list type="bullet">
 /// <item>vectorized (innermost): the lanes are cut into the widest vectors available, then narrower ones, then scalars;</item>
-/// <item>unrolled, or a loop with one iteration: its body is spelled out once per iteration, offsets as constants;</item>
+/// <item>unrolled, or a loop with one iteration: its body is spelled out once per iteration, offsets as constants; an
+/// unrolled loop right above the vectorized one is fused with it into one run of lanes when <see cref="Fusion"/> allows;</item>
 /// <item>otherwise a counted loop that bumps one pointer per tensor the variable moves.</item>
 /// </list>
 /// The output tile: the loops below the "block" (the innermost run of unrolled or vectorized loops) produce a fixed
@@ -25,6 +26,7 @@ sealed class Lowering
     readonly int vectorVar;
     Tile? tile;
     int statements, operations, readsPast;
+    readonly List<string> fusions = [];
     const int LoopCost = 8;
 
     Lowering(Nest nest, Annotation[] annotation, JitOptions options)
@@ -59,6 +61,7 @@ sealed class Lowering
             try
             {
                 l.Run(0, [.. nest.Computation.Sizes], new long[3], new Scope(null, 0, new int[3]), ops, budget: outer >= 0);
+                notes.AddRange(l.fusions.Distinct());
                 return (ops, l.statements, l.hoist, l.readsPast, notes);
             }
             catch (OverBudget)
@@ -76,12 +79,17 @@ sealed class Lowering
     sealed record Scope(Scope? Parent, int Depth, int[] PointerDepth)
     {
         readonly Dictionary<(int Tensor, int PtrDepth, long Offset, Chunk Chunk, long Lane), Value> loads = [];
+        readonly Dictionary<(Value A, Value B, int Mask), Value> blends = [];
         public int NextSlot { get; set; }
 
         public Value? Find((int, int, long, Chunk, long) key) =>
             loads.TryGetValue(key, out var v) ? v : Parent?.Find(key);
 
         public void Add((int, int, long, Chunk, long) key, Value v) => loads[key] = v;
+
+        public Value? Find((Value, Value, int) key) => blends.TryGetValue(key, out var v) ? v : Parent?.Find(key);
+
+        public void Add((Value, Value, int) key, Value v) => blends[key] = v;
     }
 
     sealed class Tile
@@ -107,6 +115,16 @@ sealed class Lowering
         if (level == nest.Count)
         {
             Statement(offset, new Chunk(1, 1), scope, ops, budget);
+            return;
+        }
+        if (Fusion(level, remaining) is { } rows)
+        {
+            int k = 0;
+            foreach (var chunk in options.Chunks(rows * remaining[vectorVar]))
+            {
+                FusedStatement(offset, k, chunk, nest[level].Var, remaining[vectorVar], scope, ops, budget);
+                k += chunk.Lanes;
+            }
             return;
         }
         int v = nest[level].Var, step = nest.InnerStep(level), full = remaining[v] / step, rem = remaining[v] % step;
@@ -156,6 +174,91 @@ sealed class Lowering
         ops.Add(new FmaOp(acc.Value, Load(1, offset[1], InputChunk(chunk, acc, Lane(1)), Lane(1), scope, ops),
             Load(2, offset[2], InputChunk(chunk, acc, Lane(2)), Lane(2), scope, ops)));
         Spend(ops.Count - before - 1, budget);
+    }
+
+    /// <summary>
+    /// How many rows the unrolled loop at <paramref name="level"/> fuses with the vectorized loop below it, or null when it
+    /// does not (<see cref="JitOptions.FuseLanes"/>). It requires:
+    /// <list type="bullet">
+    /// <item>the loop is unrolled, over a variable u of its own, right above the vectorized (innermost) loop over v, with at
+    /// least 2 rows left in this context;</item>
+    /// <item>the output elements of the u x v block are contiguous: output strides 1 for v and (v's lanes) for u;</item>
+    /// <item>each input either ignores both (a broadcast) or has stride 1 for v and at least v's lanes for u (each row of
+    /// its lanes is contiguous, rows do not overlap backwards);</item>
+    /// <item>the fused lanes take fewer vectors than the rows one by one, and every vector width they use can blend.</item>
+    /// </list>
+    /// Before, <c>h:4u w:6v</c> over <c>O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s]</c> with 6-wide rows: 4 accumulators with 6
+    /// lanes live of 8, and 4 input loads. After: lanes 0-23 are <c>O[f,h..h+3,0..5]</c>, 3 full accumulators; the input
+    /// vector of lanes 8-15 (rows h+1 and h+2) is a load of row h+1's elements 2-5 blended with a load that puts row h+2's
+    /// elements 0-3 in lanes 12-15.
+    /// </summary>
+    int? Fusion(int level, int[] remaining)
+    {
+        if (!options.FuseLanes || !options.WideInputLoads || vectorVar < 0 || level != nest.Count - 2 || annotation[level] != Annotation.Unroll) return null;
+        int u = nest[level].Var, rows = remaining[u], lanes = remaining[vectorVar];
+        if (u == vectorVar || rows < 2 || nest.InnerStep(level) != 1 || strides[0][vectorVar] != 1 || strides[0][u] != lanes) return null;
+        for (int t = 1; t < 3; t++)
+            if (!(strides[t][u] == 0 && strides[t][vectorVar] == 0) && !(strides[t][vectorVar] == 1 && strides[t][u] >= lanes)) return null;
+        var fused = options.Chunks(rows * lanes).ToList();
+        int apart = rows * options.Chunks(lanes).Count();
+        if (fused.Any(c => c.Width > 1 && !JitOptions.Blends(c.Width)) || fused.Count >= apart) return null;
+        fusions.Add($"loops {nest.LoopName(level)} and {nest.LoopName(nest.Count - 1)} fused: {rows} rows of {lanes} lanes in {fused.Count} vectors instead of {apart}");
+        return rows;
+    }
+
+    /// <summary>The multiply-add of fused lanes <paramref name="k"/> onwards (<see cref="Fusion"/>): rows of
+    /// <paramref name="lanes"/> lanes over variable <paramref name="u"/>.</summary>
+    void FusedStatement(long[] offset, int k, Chunk chunk, int u, int lanes, Scope scope, List<Op> ops, bool budget)
+    {
+        statements++;
+        Spend(1, budget);
+        long lane = chunk.Width == 1 ? 0 : 1;
+        var key = (offset[0] + k, chunk, lane);
+        if (!tile!.ByKey.TryGetValue(key, out var acc))
+        {
+            Spend(2, budget);
+            acc = new Accumulator(new Value(true, 0, chunk.Width, tile.Accumulators.Count), offset[0] + k, lane, chunk.Lanes);
+            tile.ByKey[key] = acc;
+            tile.Accumulators.Add(acc);
+        }
+        int before = ops.Count;
+        ops.Add(new FmaOp(acc.Value, FusedInput(1, offset[1], k, chunk, u, lanes, scope, ops), FusedInput(2, offset[2], k, chunk, u, lanes, scope, ops)));
+        Spend(ops.Count - before - 1, budget);
+    }
+
+    /// <summary>Input <paramref name="t"/> over fused lanes: a broadcast, one load when its rows are as long as the
+    /// output's, else one whole-vector load per row the chunk touches, placed so that the row's lanes read its elements,
+    /// blended together. Every load reads the whole vector: lanes beyond a row's read elements of the next row or (at most
+    /// the vector's width less one) past the input.</summary>
+    Value FusedInput(int t, long offset, int k, Chunk chunk, int u, int lanes, Scope scope, List<Op> ops)
+    {
+        long rowStride = strides[t][u];
+        if (rowStride == 0 && strides[t][vectorVar] == 0) return Load(t, offset, chunk, 0, scope, ops);
+        if (chunk.Width == 1) return Load(t, offset + rowStride * (k / lanes) + k % lanes, chunk, 0, scope, ops);
+        var whole = chunk with { Lanes = chunk.Width };
+        if (rowStride == lanes) // rows as long as the output's: one contiguous load holds every lane
+        {
+            readsPast = Math.Max(readsPast, chunk.Width - chunk.Lanes);
+            return Load(t, offset + k, whole, 1, scope, ops);
+        }
+        Value? result = null;
+        for (int row = k / lanes; row * lanes < k + chunk.Lanes; row++)
+        {
+            int from = Math.Max(k, row * lanes) - k, to = Math.Min(k + chunk.Lanes, (row + 1) * lanes) - k;
+            readsPast = Math.Max(readsPast, chunk.Width - to);
+            var part = Load(t, offset + (rowStride - lanes) * row + k, whole, 1, scope, ops);
+            result = result is not { } sofar ? part : Blend(sofar, part, ((1 << to) - 1) & ~((1 << from) - 1), scope, ops);
+        }
+        return result!.Value;
+    }
+
+    static Value Blend(Value a, Value b, int mask, Scope scope, List<Op> ops)
+    {
+        if (scope.Find((a, b, mask)) is Value v) return v;
+        v = new Value(false, scope.Depth, a.Width, scope.NextSlot++);
+        scope.Add((a, b, mask), v);
+        ops.Add(new BlendOp(v, a, b, mask));
+        return v;
     }
 
     /// <summary>The chunk an input's contiguous load reads: the whole vector when <see cref="JitOptions.WideInputLoads"/>

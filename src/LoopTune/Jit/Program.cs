@@ -20,6 +20,10 @@ sealed record LoopOp(int Trips, int Depth, (int Tensor, long Bytes)[] Bumps, Lis
 /// elements past its current pointer, <paramref name="LaneStride"/> elements apart (0: broadcast, 1: contiguous, else gather).</summary>
 sealed record LoadOp(Value Dst, int Tensor, long Offset, long LaneStride, int Lanes) : Op;
 
+/// <summary>Dst = lanes of <paramref name="B"/> where <paramref name="Mask"/> has a bit set, of <paramref name="A"/> elsewhere
+/// (bit i: lane i).</summary>
+sealed record BlendOp(Value Dst, Value A, Value B, int Mask) : Op;
+
 /// <summary>Acc = A * B + Acc.</summary>
 sealed record FmaOp(Value Acc, Value A, Value B) : Op;
 

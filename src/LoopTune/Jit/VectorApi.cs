@@ -13,6 +13,8 @@ sealed class VectorApi
     /// <summary>Masked load (masked lanes read as zero) and store (masked lanes left alone); null where the machine has none.
     /// The 512-bit load also takes the vector to merge into (zero here).</summary>
     public readonly MethodInfo? MaskLoad, MaskStore;
+    /// <summary>Blend under a constant byte mask (SSE4.1 / AVX); null for 16 lanes.</summary>
+    public readonly MethodInfo? Blend;
 
     VectorApi(Type statics, Type vector, int width)
     {
@@ -33,6 +35,12 @@ sealed class VectorApi
         var x86 = width == 16 ? typeof(Avx512F) : typeof(Avx);
         MaskLoad = x86.GetMethod("MaskLoad", width == 16 ? [typeof(float*), vector, vector] : [typeof(float*), vector]);
         MaskStore = x86.GetMethod("MaskStore", [typeof(float*), vector, vector]);
+        Blend = width switch
+        {
+            8 => typeof(Avx).GetMethod("Blend", [vector, vector, typeof(byte)]),
+            4 => typeof(Sse41).GetMethod("Blend", [vector, vector, typeof(byte)]),
+            _ => null,
+        };
     }
 
     static readonly VectorApi V128 = new(typeof(Vector128), typeof(Vector128<float>), 4);

@@ -200,6 +200,65 @@ public class KernelDirectedTests
         Assert.Null(KernelCheck.Verify(masked, new Random(4)));
     }
 
+    /// <summary>Fused lanes (<see cref="JitOptions.FuseLanes"/>): an unrolled loop and the vectorized loop below it as one run
+    /// of lanes, where that takes fewer vectors, at 8 and 4 lanes; the same kernel unfused matches the reference too. The
+    /// guards around every buffer are signalling NaNs, so a blend that kept a lane from the wrong load would fail the check.</summary>
+    [Theory]
+    [InlineData("conv 16 32 8 32 3 3", "f:8 h:7+2 c:16 r:3 s:3 f:4u h:4u >w:6v", "4 rows of 6 lanes in 3 vectors instead of 4")] // 30 rows: 7 x 4 + a tail of 2, unfused
+    [InlineData("conv 2 8 8 3 3 3", "f:3 c:2 r:3 s:3 h:6u >w:6v", "6 rows of 6 lanes in 5 vectors instead of 6")]            // 36 lanes: 4 full, 1 half
+    [InlineData("conv 2 6 16 2 3 3", "f:2 c:2 r:3 s:3 h:4u >w:14v", "4 rows of 14 lanes in 7 vectors instead of 8")]
+    [InlineData("conv 1 5 5 2 1 2", "f:2 c:1 r:1 s:2 h:5u >w:4v", "5 rows of 4 lanes in 3 vectors instead of 5")]           // rows of 5, output rows of 4
+    [InlineData("C[m,n] += A[k,m,n] * B[k] m=4 n=6 k=3", "k:3 m:4u >n:6v", "4 rows of 6 lanes in 3 vectors instead of 4")] // rows as long as the output's
+    [InlineData("conv 16 16 8 16 3 3", "f:4 h:7 c:16 r:3 s:3u f:4u h:2u >w:6v", null)]  // 12 lanes: 2 vectors either way
+    [InlineData("mm 4 6 5", "k:5 m:4u >n:6v", null)]                                      // A[m,k] is one element per row: no blend of broadcasts
+    [InlineData("conv 2 8 8 3 3 3", "f:3 c:2 r:3 s:3 w:6u >h:6v", null)]                  // lanes over h: the output block is not contiguous
+    public void Fused_lanes_fill_vectors_across_rows(string spec, string nest, string? fused)
+    {
+        var n = Nest.Parse(Computation.Parse(spec), nest);
+        var o = new JitOptions(MaxVectorBits: 256);
+        var on = Kernel.Compile(n, o);
+        var off = Kernel.Compile(n, o with { FuseLanes = false });
+        Assert.Null(KernelCheck.Verify(on, new Random(6)));
+        Assert.Null(KernelCheck.Verify(off, new Random(7)));
+        Assert.DoesNotContain(off.Notes, note => note.Contains("fused"));
+        if (fused is null || !JitOptions.Blends(8) || !o.Masking(8))
+        {
+            Assert.DoesNotContain(on.Notes, note => note.Contains("fused"));
+            Assert.Equal(off.Statements, on.Statements);
+            return;
+        }
+        Assert.Contains(on.Notes, note => note.Contains(fused));
+        Assert.True(on.Statements < off.Statements, $"{on.Statements} statements fused, {off.Statements} apart");
+        Assert.InRange(on.ReadsPast, 0, 7);
+        var narrow = Kernel.Compile(n, new JitOptions(MaxVectorBits: 128));
+        Assert.Null(KernelCheck.Verify(narrow, new Random(8)));
+    }
+
+    /// <summary>Random convolutions and row unrolls, fused at 8 and 4 lanes, against the reference.</summary>
+    [Fact]
+    public void Fused_lanes_match_the_reference_on_random_convolutions()
+    {
+        var rng = new Random(11);
+        int fusedKernels = 0;
+        for (int i = 0; i < 40; i++)
+        {
+            int r = rng.Next(1, 4), s = rng.Next(1, 4), h = rng.Next(r + 1, r + 12), w = rng.Next(s + 1, s + 20), u = rng.Next(2, 7);
+            int ho = h - r + 1;
+            var c = Computation.Parse($"conv {rng.Next(1, 4)} {h} {w} {rng.Next(1, 4)} {r} {s}");
+            string outer = ho / u > 0 ? (ho % u > 0 ? $"h:{ho / u}+{ho % u}" : $"h:{ho / u}") : "";
+            if (ho < u) { u = ho; outer = ""; }
+            var nest = Nest.Parse(c, $"f:{c.AsConv()!.Value.F} {outer} c:{c.AsConv()!.Value.C} r:{r} s:{s} h:{u}u >w:{w - s + 1}v".Replace("  ", " "));
+            foreach (int bits in new[] { 256, 128 })
+            {
+                var k = Kernel.Compile(nest, new JitOptions(MaxVectorBits: bits, MaskedTails: rng.Next(4) > 0));
+                fusedKernels += k.Notes.Any(note => note.Contains("fused")) ? 1 : 0;
+                var problem = KernelCheck.Verify(k, rng);
+                Assert.True(problem is null, $"{c} {nest.ScheduleKey} at {bits} bits: {problem}");
+            }
+        }
+        Assert.True(!JitOptions.Blends(8) || fusedKernels >= 20, $"only {fusedKernels} of 80 kernels fused");
+    }
+
     [Fact]
     public void Run_on_spans_of_exact_length_copies_inputs_a_kernel_reads_past()
     {

@@ -27,8 +27,8 @@ public class KernelPropertyTests(ITestOutputHelper output)
     [
         new(MaxVectorBits: 512, UseFma: true),
         new(MaxVectorBits: 512, UseFma: false, MaxOperations: rng.Next(3) == 0 ? 24 : 2048),
-        new(MaxVectorBits: 256, UseFma: rng.Next(2) == 0, MaskedTails: rng.Next(2) == 0, WideInputLoads: rng.Next(2) == 0),
-        new(MaxVectorBits: 128, UseFma: rng.Next(2) == 0, MaskedTails: rng.Next(2) == 0, WideInputLoads: rng.Next(2) == 0),
+        new(MaxVectorBits: 256, UseFma: rng.Next(2) == 0, MaskedTails: rng.Next(2) == 0, WideInputLoads: rng.Next(2) == 0, FuseLanes: rng.Next(2) == 0),
+        new(MaxVectorBits: 128, UseFma: rng.Next(2) == 0, MaskedTails: rng.Next(2) == 0, WideInputLoads: rng.Next(2) == 0, FuseLanes: rng.Next(2) == 0),
         new(MaxVectorBits: 0, UseFma: rng.Next(2) == 0),
     ];
 

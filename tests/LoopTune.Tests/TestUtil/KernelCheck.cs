@@ -55,7 +55,8 @@ public static class KernelCheck
     }
 
     /// <summary>JitOptions without the machine-dependent computed properties.</summary>
-    public static string Describe(JitOptions o) => $"(MaxVectorBits: {o.MaxVectorBits}, UseFma: {o.UseFma}, MaxOperations: {o.MaxOperations})";
+    public static string Describe(JitOptions o) =>
+        $"(MaxVectorBits: {o.MaxVectorBits}, UseFma: {o.UseFma}, MaxOperations: {o.MaxOperations}, MaskedTails: {o.MaskedTails}, WideInputLoads: {o.WideInputLoads}, FuseLanes: {o.FuseLanes})";
 
     /// <summary>The multi-index of flat element <paramref name="flat"/> of a row-major tensor, e.g. "3,1".</summary>
     public static string Index(Tensor t, long flat)
