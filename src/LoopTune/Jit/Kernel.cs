@@ -8,7 +8,7 @@ namespace LoopTune.Jit;
 /// <see cref="Compile"/> returns. The kernel computes <c>Out += Left * Right</c> over the computation's iteration
 /// space (it accumulates into the output; clear it first for a plain product). It writes nothing outside the output, and
 /// reads nothing outside the inputs but up to <see cref="ReadsPast"/> floats past an input's end (whole vectors whose
-/// extra lanes are never stored; <see cref="JitOptions.WideInputLoads"/>). Dynamic methods are collected with the
+/// extra lanes are never stored or are blended away; <see cref="JitOptions.WideInputLoads"/>, <see cref="JitOptions.FuseLanes"/>). Dynamic methods are collected with the
 /// kernel, so compiling many in a row keeps memory flat.
 /// <code>
 /// var kernel = Kernel.Compile(Nest.Initial(Computation.Parse("mm 64 64 64")));
@@ -37,9 +37,10 @@ public sealed unsafe class Kernel
     /// <summary>Position of the outermost loop whose output tile is held in registers.</summary>
     public int BlockStart { get; }
     /// <summary>Floats past the end of each input the kernel may read (never more than a vector's width less one; 0 when no
-    /// masked vector is loaded whole). <see cref="Run(float*, float*, float*)"/> needs inputs readable that far.</summary>
+    /// masked or fused vector is loaded whole). <see cref="Run(float*, float*, float*)"/> needs inputs readable that far.</summary>
     public int ReadsPast { get; }
-    /// <summary>What the JIT did differently from the annotations, if anything (e.g. an unroll past the code budget).</summary>
+    /// <summary>What the JIT did differently from the annotations, if anything (e.g. an unroll past the code budget, loops
+    /// fused into one run of lanes).</summary>
     public IReadOnlyList<string> Notes { get; }
     /// <summary>Lowering, IL emission and RyuJIT compilation together.</summary>
     public TimeSpan CompileTime { get; }
