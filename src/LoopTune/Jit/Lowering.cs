@@ -120,9 +120,11 @@ sealed class Lowering
         if (Fusion(level, remaining) is { } rows)
         {
             int k = 0;
-            foreach (var chunk in options.Chunks(rows * remaining[vectorVar]))
+            int u = nest[level].Var, lanes = remaining[vectorVar];
+            foreach (var chunk in options.Chunks(rows * lanes))
             {
-                FusedStatement(offset, k, chunk, nest[level].Var, remaining[vectorVar], scope, ops, budget);
+                int at = k; // the output's lanes are contiguous over the fused rows (Fusion), so lane k is offset[0] + k
+                Statement([offset[0] + at, offset[1], offset[2]], chunk, scope, ops, budget, (t, _) => FusedInput(t, offset[t], at, chunk, u, lanes, scope, ops));
                 k += chunk.Lanes;
             }
             return;
@@ -156,7 +158,10 @@ sealed class Lowering
         ops.Add(new LoopOp(full, depth, bumps, body, after));
     }
 
-    void Statement(long[] offset, Chunk chunk, Scope scope, List<Op> ops, bool budget)
+    /// <summary>One multiply-add into the tile's accumulator for the output lanes at <c>offset[0]</c> (made on first use).
+    /// The inputs' operands come from <paramref name="input"/> (tensor 1, then 2; fused lanes give their own), by default
+    /// loads along the vectorized variable.</summary>
+    void Statement(long[] offset, Chunk chunk, Scope scope, List<Op> ops, bool budget, Func<int, Accumulator, Value>? input = null)
     {
         statements++;
         Spend(1, budget);
@@ -170,9 +175,9 @@ sealed class Lowering
             tile.ByKey[key] = acc;
             tile.Accumulators.Add(acc);
         }
+        input ??= (t, a) => Load(t, offset[t], InputChunk(chunk, a, Lane(t)), Lane(t), scope, ops);
         int before = ops.Count;
-        ops.Add(new FmaOp(acc.Value, Load(1, offset[1], InputChunk(chunk, acc, Lane(1)), Lane(1), scope, ops),
-            Load(2, offset[2], InputChunk(chunk, acc, Lane(2)), Lane(2), scope, ops)));
+        ops.Add(new FmaOp(acc.Value, input(1, acc), input(2, acc)));
         Spend(ops.Count - before - 1, budget);
     }
 
@@ -204,26 +209,6 @@ sealed class Lowering
         if (fused.Any(c => c.Width > 1 && !JitOptions.Blends(c.Width)) || fused.Count >= apart) return null;
         fusions.Add($"loops {nest.LoopName(level)} and {nest.LoopName(nest.Count - 1)} fused: {rows} rows of {lanes} lanes in {fused.Count} vectors instead of {apart}");
         return rows;
-    }
-
-    /// <summary>The multiply-add of fused lanes <paramref name="k"/> onwards (<see cref="Fusion"/>): rows of
-    /// <paramref name="lanes"/> lanes over variable <paramref name="u"/>.</summary>
-    void FusedStatement(long[] offset, int k, Chunk chunk, int u, int lanes, Scope scope, List<Op> ops, bool budget)
-    {
-        statements++;
-        Spend(1, budget);
-        long lane = chunk.Width == 1 ? 0 : 1;
-        var key = (offset[0] + k, chunk, lane);
-        if (!tile!.ByKey.TryGetValue(key, out var acc))
-        {
-            Spend(2, budget);
-            acc = new Accumulator(new Value(true, 0, chunk.Width, tile.Accumulators.Count), offset[0] + k, lane, chunk.Lanes);
-            tile.ByKey[key] = acc;
-            tile.Accumulators.Add(acc);
-        }
-        int before = ops.Count;
-        ops.Add(new FmaOp(acc.Value, FusedInput(1, offset[1], k, chunk, u, lanes, scope, ops), FusedInput(2, offset[2], k, chunk, u, lanes, scope, ops)));
-        Spend(ops.Count - before - 1, budget);
     }
 
     /// <summary>Input <paramref name="t"/> over fused lanes: a broadcast, one load when its rows are as long as the
