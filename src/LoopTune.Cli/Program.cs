@@ -17,9 +17,9 @@ public static class Program
         var io = new Io(stdout, stderr);
         var root = new RootCommand("LoopTune for .NET: schedule tensor loop nests, JIT them to machine code, measure them.")
         {
-            RunCommand.Create(io), PeakCommand.Create(io), BenchCommand.Create(io), DemoCommand.Create(io),
+            MachineCommand.Create(io), RunCommand.Create(io), PeakCommand.Create(io), BenchCommand.Create(io), DemoCommand.Create(io),
             DatasetCommand.Create(io), StoreStressCommand.Create(io),
-            SearchCommand.Create(io), CompareSearchesCommand.Create(io), CompareLibrariesCommand.Create(io), TrainCommand.Create(io), TuneCommand.Create(io),
+            SearchCommand.Create(io), CompareSearchesCommand.Create(io), CompareLibrariesCommand.Create(io), TrainCommand.Create(io), AdaptCommand.Create(io), TuneCommand.Create(io),
             SiloCommand.Create(io), SlurmCommand.Create(io),
         };
         var parsed = root.Parse(args);

@@ -28,7 +28,9 @@ public static class ComparisonWork
     /// <param name="Db">A measurement store shared by the searches (a path on the worker's machine), or null for a new,
     /// empty store per search.</param>
     [GenerateSerializer, Immutable, Alias("looptune.ComparisonPair")]
-    public sealed record Pair(string Benchmark, string Spec, string Method, string Policy, TimeSpan Budget, int? MaxEvaluations, int Seed, bool QuickTiming, string? Db);
+    /// <param name="Space">The action space of the search (<see cref="ActionSpace"/>).</param>
+    public sealed record Pair(string Benchmark, string Spec, string Method, string Policy, TimeSpan Budget, int? MaxEvaluations, int Seed, bool QuickTiming, string? Db,
+        string Space = "tile");
 
     /// <summary>A <see cref="PeerResult"/> on the wire.</summary>
     [GenerateSerializer, Immutable, Alias("looptune.ComparisonPeer")]
@@ -43,14 +45,14 @@ public static class ComparisonWork
     [GenerateSerializer, Immutable, Alias("looptune.ComparisonPairRow")]
     public sealed record Row(string Benchmark, string Method, double BaseGflops, double BestGflops, double SearchGflops, int Evaluations,
         int Measured, double Seconds, string[] Actions, string Schedule, Peer[] Peers, bool Verified, string Host, string Machine,
-        double BestSampleGflops)
+        double BestSampleGflops, string Space)
     {
         public static Row From(ComparisonRow r, WorkerInfo worker) => new(r.Benchmark, r.Method, r.BaseGflops, r.BestGflops, r.SearchGflops,
             r.Evaluations, r.Measured, r.Seconds, [.. r.Actions.Select(a => a.Name)], r.Schedule, [.. r.Peers.Select(Peer.From)], r.Verified, worker.HostId, worker.Machine,
-            r.BestSampleGflops);
+            r.BestSampleGflops, r.Space);
 
         public ComparisonRow ToRow() => new(Benchmark, Method, BaseGflops, BestGflops, SearchGflops, Evaluations, Measured, Seconds,
-            [.. Actions.Select(LoopTune.Ir.Actions.Get)], Schedule, [.. Peers.Select(p => p.ToResult())], Verified, Host, Machine, BestSampleGflops);
+            [.. Actions.Select(LoopTune.Ir.Actions.Get)], Schedule, [.. Peers.Select(p => p.ToResult())], Verified, Host, Machine, BestSampleGflops, Space);
     }
 
     /// <summary>Runs pairs on a worker. The evaluator of each search is by default a new, empty measurement store in a
@@ -71,7 +73,7 @@ public static class ComparisonWork
             try
             {
                 IEvaluator Evaluator() => evaluators?.Invoke(pair) ?? Evaluators.Default(pair.Db ?? Path.Combine(temp!.FullName, "store.db"));
-                return Row.From(Comparison.RunPair(benchmark, search, budget, pair.Seed, Evaluator, timing), context.Worker);
+                return Row.From(Comparison.RunPair(benchmark, search, budget, pair.Seed, Evaluator, timing, space: ActionSpace.Get(pair.Space)), context.Worker);
             }
             finally { temp?.Delete(recursive: true); }
         }
@@ -80,9 +82,9 @@ public static class ComparisonWork
     /// <summary>Compares <paramref name="methods"/> on <paramref name="benchmarks"/> on the cluster's workers (the same
     /// arguments as <see cref="Comparison.Run"/>); <paramref name="progress"/> hears of each row as it comes.</summary>
     public static async Task<Comparison> RunAsync(ClusterConnection cluster, IReadOnlyList<Benchmark> benchmarks, IReadOnlyList<string> methods,
-        string policy, SearchBudget budget, int seed, bool quickTiming, string? db, Action<ComparisonProgress>? progress = null, CancellationToken cancel = default)
+        string policy, SearchBudget budget, int seed, bool quickTiming, string? db, Action<ComparisonProgress>? progress = null, string space = "tile", CancellationToken cancel = default)
     {
-        var pairs = benchmarks.SelectMany(b => methods.Select(m => new Pair(b.Name, b.Computation.ToString(), m, policy, budget.Time, budget.MaxEvaluations, seed, quickTiming, db))).ToList();
+        var pairs = benchmarks.SelectMany(b => methods.Select(m => new Pair(b.Name, b.Computation.ToString(), m, policy, budget.Time, budget.MaxEvaluations, seed, quickTiming, db, space))).ToList();
         await using var run = cluster.OpenRun(Kind, LostWork.Requeue);
         int done = 0;
         progress?.Invoke(new(0, pairs.Count, "", "", "waiting for the workers"));

@@ -94,7 +94,7 @@ public static class TrainingWork
             var shape = TrainingEnvs.Shape(site.Config, site.Space);
             var net = new QNetwork(shape, new Random(0));
             Net.LoadFlat(net, e.Weights);
-            var (benchmark, start, best, seconds, schedule) = TrainingEnvs.Rollout(Policy.FromNetwork(net, e.Run.Steps, site.Space), Computation.Parse(e.Spec), site.Evaluator, e.Budget);
+            var (benchmark, start, best, seconds, schedule) = TrainingEnvs.Rollout(Policy.FromNetwork(net, e.Run.Steps, site.Space), Computation.Parse(e.Spec), site.Evaluator, e.Budget, site.Target);
             return new EvalRow(benchmark, start, best, seconds, schedule, site.Peak);
         }
     }
@@ -108,9 +108,13 @@ public static class TrainingWork
         public double Peak { get; } = PeakCache.GetOrMeasure();
         readonly Dataset dataset = Dataset.Load(run.Dataset);
 
+        /// <summary>The worker's machine at the JIT's width.</summary>
+        public TrainingTarget Target => target ??= new TrainingTarget(Jit.JitOptions.Default.VectorBits, Evaluator, Peak, Observations.MachineTensor(Machine.Current));
+        TrainingTarget? target;
+
         public WorkerActors Actors(int first, int total)
         {
-            var envs = Enumerable.Range(0, Config.ActorsPerWorker).Select(_ => TrainingEnvs.Make(Space, Evaluator, Peak, dataset.Train, run.Steps)).ToList();
+            var envs = Enumerable.Range(0, Config.ActorsPerWorker).Select(_ => TrainingEnvs.Make(Space, [Target], dataset.Train, run.Steps)).ToList();
             return new WorkerActors(new DqnActorGroup(Config, TrainingEnvs.Shape(Config, Space), envs, first, total, run.Seed));
         }
 

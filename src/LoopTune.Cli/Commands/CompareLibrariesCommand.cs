@@ -34,9 +34,9 @@ static class CompareLibrariesCommand
             var job = o.Parse(p);
             var libraries = Libraries.Value ?? Library.All;
             LibraryComparison? report = null;
-            var (comparison, _, folder) = job.Run(io, "comparing with the libraries", c => [.. libraries.Select(l => l.Prepare(c))],
+            var (comparison, setup, folder) = job.Run(io, "comparing with the libraries", c => [.. libraries.Select(l => l.Prepare(c))],
                 (temp, c, setup) => report = Write(temp, new LibraryComparison(c, job.Benchmarks, [.. libraries.Select(l => l.Key)]), setup, libraries));
-            if (job.Json) io.Stdout.WriteLine(ToJson(report!, folder, libraries).ToJsonString(Options.JsonStyle));
+            if (job.Json) io.Stdout.WriteLine(ToJson(report!, folder, libraries, setup).ToJsonString(Options.JsonStyle));
             else Print(io.Out, report!, folder);
             bool verified = comparison.Rows.All(r => r.Verified);
             if (!verified) io.Stderr.WriteLine("internal error: a best schedule failed verification (see results.csv)");
@@ -48,15 +48,18 @@ static class CompareLibrariesCommand
     static LibraryComparison Write(string folder, LibraryComparison lc, ComparisonSetup setup, IReadOnlyList<Library> libraries)
     {
         double peak = PeakCache.GetOrMeasure();
-        File.WriteAllText(Path.Combine(folder, Csv), lc.ToCsv());
+        File.WriteAllText(Path.Combine(folder, Csv), lc.ToCsv(setup.Machine));
+        if (setup.Info is { } m) File.WriteAllText(Path.Combine(folder, CompareSearchesCommand.MachineFile), m.ToJson().ToJsonString(Options.JsonStyle));
         File.WriteAllText(Path.Combine(folder, Markdown), LibraryComparisonMarkdown.Write(lc, setup, peak, libraries.Select(l => l.Describe()),
             [LibraryCharts.GflopsByBenchmark, LibraryCharts.RatioToBestLibrary]));
         LibraryCharts.Write(lc, folder, setup.Dataset, peak);
         return lc;
     }
 
-    static JsonObject ToJson(LibraryComparison lc, string folder, IReadOnlyList<Library> libraries) => new()
+    static JsonObject ToJson(LibraryComparison lc, string folder, IReadOnlyList<Library> libraries, ComparisonSetup setup) => new()
     {
+        ["machine"] = setup.Info?.ToJson(),
+        ["action_space"] = setup.Space,
         ["out"] = folder,
         ["files"] = new JsonArray(Csv, Markdown, LibraryCharts.GflopsByBenchmark, LibraryCharts.RatioToBestLibrary),
         ["benchmarks"] = new JsonArray([.. lc.Comparison.Benchmarks.Select(b => JsonValue.Create(b))]),

@@ -14,7 +14,7 @@ namespace LoopTune.Cli.Commands;
 /// failure leaves no half-written report (a previous report in DIR is replaced only then).</summary>
 static class CompareSearchesCommand
 {
-    public const string Csv = "results.csv", Markdown = "summary.md";
+    public const string Csv = "results.csv", Markdown = "summary.md", MachineFile = "machine.json";
 
     public static Command Create(Io io)
     {
@@ -28,12 +28,12 @@ static class CompareSearchesCommand
             var job = o.Parse(p);
             void WriteReport(string temp, Comparison c, ComparisonSetup setup) =>
                 Write(temp, c, setup with { Timing = setup.Timing + " The searches' own quick figures are in results.csv as search_gflops." });
-            var (comparison, _, folder) = address is null
+            var (comparison, setup, folder) = address is null
                 ? job.Run(io, "comparing searches", null, WriteReport)
                 : cluster.WithSession(io, p, address, session => job.Run(io, "comparing searches", null, WriteReport,
                     progress => Sync.Wait(() => ComparisonWork.RunAsync(session.Connection, job.Benchmarks, [.. job.Searches.Select(s => s.Name)], job.Policy,
-                        job.Budget, job.Seed, job.Quick, job.SharedDb is { } shared ? Path.GetFullPath(shared) : null, progress))));
-            if (job.Json) io.Stdout.WriteLine(ToJson(comparison, folder).ToJsonString(Options.JsonStyle));
+                        job.Budget, job.Seed, job.Quick, job.SharedDb is { } shared ? Path.GetFullPath(shared) : null, progress, job.Space.Name))));
+            if (job.Json) io.Stdout.WriteLine(ToJson(comparison, folder, setup).ToJsonString(Options.JsonStyle));
             else Print(io.Out, comparison, folder);
             bool verified = comparison.Rows.All(r => r.Verified);
             if (!verified) io.Stderr.WriteLine("internal error: a best schedule failed verification (see results.csv)");
@@ -44,27 +44,30 @@ static class CompareSearchesCommand
 
     static void Write(string folder, Comparison c, ComparisonSetup setup)
     {
-        File.WriteAllText(Path.Combine(folder, Csv), c.ToCsv());
+        File.WriteAllText(Path.Combine(folder, Csv), c.ToCsv(setup.Machine));
+        if (setup.Info is { } m) File.WriteAllText(Path.Combine(folder, MachineFile), m.ToJson().ToJsonString(Options.JsonStyle));
         double peak = PeakCache.GetOrMeasure();
         File.WriteAllText(Path.Combine(folder, Markdown), ComparisonMarkdown.Write(c, setup, peak));
         ComparisonCharts.Write(c, folder, setup.Dataset, peak);
     }
 
-    static JsonObject ToJson(Comparison c, string folder)
+    static JsonObject ToJson(Comparison c, string folder, ComparisonSetup setup)
     {
         var json = new JsonObject
         {
             ["out"] = folder,
-            ["files"] = new JsonArray(Csv, Markdown, ComparisonCharts.GflopsByBenchmark, ComparisonCharts.TimeVsQuality),
+            ["files"] = new JsonArray([Csv, Markdown, ComparisonCharts.GflopsByBenchmark, ComparisonCharts.TimeVsQuality, .. setup.Info is null ? Array.Empty<string>() : [MachineFile]]),
+            ["action_space"] = setup.Space,
             ["benchmarks"] = new JsonArray([.. c.Benchmarks.Select(b => JsonValue.Create(b))]),
             ["methods"] = new JsonArray([.. c.Summaries.Select(s => new JsonObject
             {
-                ["method"] = s.Method, ["geomean_gflops"] = s.GeomeanGflops, ["geomean_speedup"] = s.GeomeanSpeedup,
+                ["method"] = s.Method, ["geomean_vs_best_library"] = s.GeomeanVsBestLibrary, ["geomean_gflops"] = s.GeomeanGflops, ["geomean_speedup"] = s.GeomeanSpeedup,
                 ["geomean_vs_openblas"] = s.GeomeanVsOpenBlas, ["mean_seconds"] = s.MeanSeconds, ["max_seconds"] = s.MaxSeconds,
-                ["mean_evaluations"] = s.MeanEvaluations, ["geomean_best_sample_gflops"] = s.GeomeanBestSampleGflops,
+                ["mean_evaluations"] = s.MeanEvaluations, ["geomean_best_sample_gflops"] = s.GeomeanBestSampleGflops, ["benchmarks_counted"] = s.Counted,
             })]),
             ["best_method"] = c.BestMethod.Method,
             ["verified"] = c.Rows.All(r => r.Verified),
+            ["machine"] = setup.Info?.ToJson(),
         };
         if (c.Distributed) // which machine measured how many rows
             json["machines"] = new JsonArray([.. c.Rows.GroupBy(r => (r.Host, r.Machine)).Select(g => new JsonObject { ["host"] = g.Key.Host, ["machine"] = g.Key.Machine, ["rows"] = g.Count() })]);
@@ -73,11 +76,11 @@ static class CompareSearchesCommand
 
     static void Print(IAnsiConsole o, Comparison c, string folder)
     {
-        var t = new Table().AddColumn("method").AddColumn(new TableColumn("geomean GFLOPS").RightAligned()).AddColumn(new TableColumn("speedup").RightAligned())
-            .AddColumn(new TableColumn("vs OpenBLAS").RightAligned()).AddColumn(new TableColumn("mean s").RightAligned()).AddColumn(new TableColumn("max s").RightAligned())
-            .AddColumn(new TableColumn("mean evaluations").RightAligned());
+        var t = new Table().AddColumn("method").AddColumn(new TableColumn("vs best library").RightAligned()).AddColumn(new TableColumn("geomean GFLOPS").RightAligned())
+            .AddColumn(new TableColumn("speedup").RightAligned()).AddColumn(new TableColumn("vs OpenBLAS").RightAligned()).AddColumn(new TableColumn("mean s").RightAligned())
+            .AddColumn(new TableColumn("max s").RightAligned()).AddColumn(new TableColumn("mean evaluations").RightAligned());
         foreach (var s in c.Summaries)
-            t.AddRow(s.Method, $"{s.GeomeanGflops:F1}", $"{s.GeomeanSpeedup:F2}x", s.GeomeanVsOpenBlas is double r ? $"{r:F2}x" : "n/a",
+            t.AddRow(s.Method, s.GeomeanVsBestLibrary is double b ? $"[bold]{b:F2}x[/]" : "n/a", $"{s.GeomeanGflops:F1}", $"{s.GeomeanSpeedup:F2}x", s.GeomeanVsOpenBlas is double r ? $"{r:F2}x" : "n/a",
                 s.MeanSeconds is double m ? $"{m:F1}" : "", s.MaxSeconds is double x ? $"{x:F1}" : "", s.MeanEvaluations is double e ? $"{e:F0}" : "");
         o.Write(t);
         o.MarkupLineInterpolated($"{c.Benchmarks.Length} benchmarks; report in [bold]{folder}[/] ({Csv}, {Markdown}, {ComparisonCharts.GflopsByBenchmark}, {ComparisonCharts.TimeVsQuality})");

@@ -29,6 +29,8 @@ sealed class ComparisonOptions
     };
     public readonly Option<bool> Quick = new("--quick") { Description = "Re-time the results with the quick timing instead of the default one." };
     public readonly Option<bool> Json = Options.Json();
+    public readonly Option<string> Actions = SearchCommand.ActionsOption();
+    public readonly Option<int?> VectorBits = Options.VectorBits();
     readonly string? defaultMethods;
 
     /// <param name="countName">--count or --size.</param>
@@ -47,12 +49,14 @@ sealed class ComparisonOptions
     }
 
     /// <summary>Every option, to add to a command.</summary>
-    public IEnumerable<Option> All => [Dataset, Split, Count, Methods, Policy, Budget, MaxEvaluations, Out, Seed, Db, Quick, Json];
+    public IEnumerable<Option> All => [Dataset, Split, Count, Methods, Policy, Budget, MaxEvaluations, Out, Seed, Db, Quick, Actions, VectorBits, Json];
 
     /// <summary>Reads and checks the options: methods, budget, count, dataset and split, in that order; a
     /// <see cref="LoopTuneException"/> names the first bad one.</summary>
     public ComparisonJob Parse(ParseResult p)
     {
+        Options.ApplyVectorBits(p, VectorBits);
+        var space = ActionSpace.Get(p.GetValue(Actions)!);
         var searches = ComparisonMethods.Parse(p.GetValue(Methods) ?? defaultMethods, p.GetValue(Policy)!);
         var limit = SearchBudget.Parse(p.GetValue(Budget), p.GetValue(MaxEvaluations));
         int count = p.GetValue(Count);
@@ -63,15 +67,15 @@ sealed class ComparisonOptions
         if (list.IsEmpty) throw new DatasetError($"the {split} split of {data.Name} is empty");
         bool quick = p.GetValue(Quick);
         return new ComparisonJob(data, split, [.. list.Take(count)], searches, p.GetValue(Policy)!, limit, p.GetValue(Seed), p.GetValue(Db), quick,
-            quick ? MeasureOptions.Quick : MeasureOptions.Default, p.GetValue(Out)!, p.GetValue(Json));
+            quick ? MeasureOptions.Quick : MeasureOptions.Default, p.GetValue(Out)!, p.GetValue(Json), space);
     }
 }
 
 /// <summary>A checked comparison to run (<see cref="ComparisonOptions.Parse"/>).</summary>
 sealed record ComparisonJob(Dataset Data, string Split, IReadOnlyList<Benchmark> Benchmarks, IReadOnlyList<ISearch> Searches, string Policy, SearchBudget Budget,
-    int Seed, string? SharedDb, bool Quick, MeasureOptions Timing, string Out, bool Json)
+    int Seed, string? SharedDb, bool Quick, MeasureOptions Timing, string Out, bool Json, ActionSpace Space)
 {
-    /// <summary>Runs the searches and re-times everything with the peers of <paramref name="peers"/> (OpenBLAS when null),
+    /// <summary>Runs the searches and re-times everything with the peers of <paramref name="peers"/> (every library when null),
     /// with a progress bar titled <paramref name="title"/>; then <paramref name="write"/> fills the report's temporary
     /// folder, which replaces <see cref="Out"/> only when all of it is written. <paramref name="elsewhere"/>, when given, runs
     /// the comparison instead of this process (on a cluster's workers).</summary>
@@ -82,10 +86,10 @@ sealed record ComparisonJob(Dataset Data, string Split, IReadOnlyList<Benchmark>
         try
         {
             var evaluators = new EvaluatorSource(SharedDb, report.Temp);
-            var comparison = WithProgress(io, title, elsewhere ?? (progress => Comparison.Run(Benchmarks, Searches, Budget, Seed, evaluators.Next, Timing, progress, peers)));
+            var comparison = WithProgress(io, title, elsewhere ?? (progress => Comparison.Run(Benchmarks, Searches, Budget, Seed, evaluators.Next, Timing, progress, peers, Space)));
             var setup = new ComparisonSetup(Data.Name, Split, Budget, Seed, elsewhere is null ? evaluators.Describe() : evaluators.DescribeOnCluster(),
                 $"GFLOPS are re-timed after the searches, each schedule, the unscheduled nest and the peer libraries of a benchmark side by side (one sample of each per round, so a neighbour slowing the core for a while slows them alike), with the {(Quick ? "quick" : "default")} timing (median of {Timing.MinSamples}+ samples taken over {Timing.MinSeconds:0.###}+ s for each).",
-                PeakCache.MachineKey);
+                PeakCache.MachineKey, elsewhere is null ? Machine.Current : null, Space.Name);
             evaluators.Clean();
             write(report.Temp, comparison, setup);
             report.Commit();

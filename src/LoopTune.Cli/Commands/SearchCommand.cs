@@ -4,6 +4,7 @@ using LoopTune.Datasets;
 using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Jit;
+using LoopTune.Measure;
 using LoopTune.Search;
 using Spectre.Console;
 
@@ -24,20 +25,24 @@ static class SearchCommand
         var seed = SeedOption();
         var debug = new Option<string?>("--debug") { Description = "Write the search tree (states, GFLOPS, actions) to this Graphviz DOT file." };
         var db = DbOption();
+        var actions = ActionsOption();
+        var bits = Options.VectorBits();
         var json = Options.Json();
         var command = new Command("search", "Search for a fast schedule of one computation, starting from the unscheduled nest.")
         {
-            spec, bench, method, budget, maxEvaluations, seed, debug, db, json,
+            spec, bench, method, budget, maxEvaluations, seed, debug, db, actions, bits, json,
         };
         command.SetAction(p => io.Guard(() =>
         {
+            Options.ApplyVectorBits(p, bits);
+            var space = ActionSpace.Get(p.GetValue(actions)!);
             var search = Searches.Get(p.GetValue(method)!);
             var limit = SearchBudget.Parse(p.GetValue(budget), p.GetValue(maxEvaluations));
             var (name, computation) = Target(p.GetValue(spec), p.GetValue(bench));
             Kernel.WarmUp();
             var evaluator = Evaluators.Default(p.GetValue(db));
             SearchResult result;
-            try { result = search.Run(Nest.Initial(computation), evaluator, limit, p.GetValue(seed)); }
+            try { result = search.Run(Nest.Initial(computation), evaluator, limit, p.GetValue(seed), space); }
             finally { (evaluator as IDisposable)?.Dispose(); }
             var verification = Verifier.Verify(Kernel.Compile(result.Best));
             if (p.GetValue(debug) is { } dot) WriteText(dot, result.Tree.ToDot($"{search.Name} {computation}"));
@@ -47,6 +52,13 @@ static class SearchCommand
             return verification.Passed ? Program.Ok : Program.Failure;
         }));
         return command;
+    }
+
+    internal static Option<string> ActionsOption()
+    {
+        var o = new Option<string>("--actions") { Description = "The action space the searches act in: tile (a loop and an edit per step, with register-tile macros), loop (no macros) or cursor (the seed's 17 actions at a cursor). A policy acts in its own.", DefaultValueFactory = _ => "tile" };
+        o.AcceptOnlyFromAmong([.. ActionSpace.Names]);
+        return o;
     }
 
     internal static Option<string> BudgetOption() => new("--budget")
@@ -93,6 +105,8 @@ static class SearchCommand
         ["base_gflops"] = r.BaseGflops,
         ["best_gflops"] = r.BestGflops,
         ["speedup"] = r.Speedup,
+        ["action_space"] = r.Space,
+        ["ids"] = new JsonArray([.. r.Ids.Select(i => JsonValue.Create(ActionSpace.Get(r.Space).Describe(i)))]),
         ["actions"] = new JsonArray([.. r.Actions.Select(a => JsonValue.Create(a.Name))]),
         ["schedule"] = r.Best.Serialize(),
         ["schedule_key"] = r.Best.ScheduleKey,
@@ -103,18 +117,20 @@ static class SearchCommand
         ["seconds"] = r.Seconds,
         ["verified"] = v.Passed,
         ["debug"] = debug,
+        ["machine"] = Machine.Current.ToJson(),
     };
 
     static void Print(IAnsiConsole o, SearchResult r, ISearch search, Verification v)
     {
         var c = r.Start.Computation;
-        o.MarkupLineInterpolated($"[bold]{r.Method}[/] on [bold]{c}[/] ({c.Text}): {search.Description}");
+        o.MarkupLineInterpolated($"[bold]{r.Method}[/] on [bold]{c}[/] ({c.Text}) in the {r.Space} space: {search.Description}");
         o.WriteLine();
         o.Write(new Text(r.Best.ToTree()));
         o.WriteLine();
         var t = new Table().Border(TableBorder.None).HideHeaders().AddColumn("").AddColumn("");
         t.AddRow("schedule", Markup.Escape(r.Best.Serialize()));
-        t.AddRow("actions", Markup.Escape(r.Actions.Length == 0 ? "(none: nothing beat the start)" : string.Join(",", r.Actions.Select(a => a.Name))));
+        t.AddRow("steps", Markup.Escape(r.Ids.Length == 0 ? "(none: nothing beat the start)" : string.Join(" ", r.Ids.Select(ActionSpace.Get(r.Space).Describe))));
+        t.AddRow("actions", Markup.Escape(r.Actions.Length == 0 ? "(none)" : string.Join(",", r.Actions.Select(a => a.Name))));
         t.AddRow("speed", $"[bold]{r.BestGflops:F1} GFLOPS[/], {r.Speedup:F2}x the unscheduled {r.BaseGflops:F1} GFLOPS");
         t.AddRow("search", $"{r.Evaluations} evaluations ({r.Measured} timed now, {r.Recalled} recalled) in {r.Seconds:F2} s");
         t.AddRow("verified", v.Passed ? "[green]yes[/]" : $"[red]NO[/]: {Markup.Escape(v.Problem ?? "")}");

@@ -35,12 +35,13 @@ static class TrainCommand
         var db = new Option<string?>("--db") { Description = "Measurement store shared by the workers (default: the user's, so schedules timed before are recalled)." };
         var set = new Option<string[]>("--set") { Description = "Override a hyperparameter, e.g. --set LearningRate=1e-4 --set Hidden=[128,128] (JSON values).", AllowMultipleArgumentsPerToken = false };
         var init = new Option<string?>("--init") { Description = "Start from this policy's weights (a run folder, checkpoint or policy file of the same network shape) instead of random ones." };
-        var actions = new Option<string>("--actions") { Description = "The action space: cursor (the seed's 17 actions at a cursor), loop (a loop and a kernel action per step, no cursor steps, plus sink and hoist) or tile (loop plus register-tile macros: split, sink and vectorize or unroll in one step).", DefaultValueFactory = _ => "cursor" };
+        var actions = new Option<string>("--actions") { Description = "The action space: cursor (the seed's 17 actions at a cursor), loop (a loop and a kernel action per step, no cursor steps, plus sink and hoist) or tile (loop plus register-tile macros: split, sink and vectorize or unroll in one step).", DefaultValueFactory = _ => "tile" };
+        var vectorBits = new Option<string?>("--vector-bits") { Description = $"Vector widths to train at, comma-separated (this machine accelerates {string.Join(",", LoopTune.Jit.JitOptions.AcceleratedBits)}); each episode draws one, so one machine teaches several. Default: the widest." };
         var json = Options.Json();
         var cluster = new ClusterOptions(workersOption: false);
         var command = new Command("train", "Train a policy (Ape-X DQN or PPO) on a dataset, with checkpoints, curves and an evaluation on its test split.")
         {
-            dataset, trainer, iter, time, workers, steps, evalSize, evalTime, evalEvery, checkpoint, seed, output, resume, db, set, init, actions, json,
+            dataset, trainer, iter, time, workers, steps, evalSize, evalTime, evalEvery, checkpoint, seed, output, resume, db, set, init, actions, vectorBits, json,
         };
         cluster.Cluster.Description = "Run the actors and evaluations on a cluster's workers, the learner here (apex_dqn only): localhost (a silo in this process with --workers workers), redis://HOST:PORT or postgres://... (silos started with 'looptune silo').";
         foreach (var o in cluster.All) command.Options.Add(o);
@@ -53,7 +54,8 @@ static class TrainCommand
                 p.GetValue(workers) is > 0 and var w ? w : WorkerPool.AvailableCores,
                 p.GetValue(steps), p.GetValue(evalSize), SearchBudget.Parse(p.GetValue(evalTime)).Time, p.GetValue(evalEvery),
                 SearchBudget.Parse(p.GetValue(checkpoint)).Time.TotalSeconds, p.GetValue(seed), p.GetValue(output)!, p.GetValue(resume),
-                p.GetValue(db), ParseSet(p.GetValue(set)), p.GetValue(init), p.GetValue(actions)!);
+                p.GetValue(db), ParseSet(p.GetValue(set)), p.GetValue(init), p.GetValue(actions)!, ParseWidths(p.GetValue(vectorBits)));
+            if (address is not null && request.VectorBits is { Length: > 0 }) throw new LoopTuneException("--vector-bits: a cluster's workers train at their own machine's width; leave it out with --cluster");
             using var cancel = new CancellationTokenSource();
             ConsoleCancelEventHandler stop = (_, e) =>
             {
@@ -86,6 +88,16 @@ static class TrainCommand
         return command;
     }
 
+    /// <summary>--vector-bits 128,256,512 as widths this machine accelerates (null when not given); anything else is bad input.</summary>
+    internal static int[]? ParseWidths(string? text)
+    {
+        if (text is null) return null;
+        var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (parts.Length == 0) throw new LoopTuneException("--vector-bits: give widths such as 512 or 256,512");
+        return [.. parts.Select(x => int.TryParse(x, CultureInfo.InvariantCulture, out int b) ? LoopTune.Jit.JitOptions.CheckVectorBits(b)
+            : throw new LoopTuneException($"--vector-bits '{x}': a width in bits, such as 256"))];
+    }
+
     /// <summary>--set Field=value pairs as a JSON object (the value is JSON; a bare word is a string).</summary>
     static JsonObject? ParseSet(string[]? pairs)
     {
@@ -105,11 +117,14 @@ static class TrainCommand
     }
 
     /// <summary>Shows progress (a Spectre bar on a terminal, a line every 10 s otherwise, both on stderr) and keeps the last figures.</summary>
-    sealed class Observer(Io io) : ITrainingObserver
+    internal sealed class Observer(Io io, string? label = null) : ITrainingObserver
     {
         readonly Stopwatch clock = Stopwatch.StartNew();
         readonly Stopwatch sinceLine = Stopwatch.StartNew();
         Action<double, string>? bar;
+
+        /// <summary>Where progress goes when a caller draws the bars (<c>adapt</c>'s one per policy); null: lines on stderr.</summary>
+        internal Action<double, string>? Bar { set => bar = value; }
 
         public string? ResumedFrom { get; private set; }
         public string? LastCheckpoint { get; private set; }
@@ -141,7 +156,7 @@ static class TrainCommand
         public void Started(string runFolder, ITrainer trainer, string? resumedFrom, IReadOnlyList<string> workers)
         {
             (ResumedFrom, Workers, Trainer, Count, RunFolder) = (resumedFrom, workers, trainer.Name, (trainer.Iterations, trainer.EnvSteps), runFolder);
-            io.Stderr.WriteLine($"{trainer.Name}: run folder {runFolder}; workers: {string.Join(", ", workers)}"
+            io.Stderr.WriteLine($"{(label is null ? "" : label + ": ")}{trainer.Name}: run folder {runFolder}; workers: {string.Join(", ", workers)}"
                 + (resumedFrom is null ? "" : $"; resumed from {resumedFrom} (iteration {trainer.Iterations}, {trainer.EnvSteps} env steps)"));
         }
 
@@ -153,7 +168,7 @@ static class TrainCommand
             if (bar is not null) bar(fractionDone, text);
             else if (sinceLine.Elapsed.TotalSeconds >= 10)
             {
-                io.Stderr.WriteLine($"[{clock.Elapsed.TotalSeconds,7:F0}s {fractionDone,4:P0}] {text}");
+                io.Stderr.WriteLine($"[{clock.Elapsed.TotalSeconds,7:F0}s {fractionDone,4:P0}] {(label is null ? "" : label + ": ")}{text}");
                 sinceLine.Restart();
             }
         }
@@ -172,7 +187,7 @@ static class TrainCommand
         string? RunFolder { get; set; }
 
         public void Evaluated(EvalResult result) =>
-            io.Stderr.WriteLine($"evaluation: {result.Rows.Count} test benchmarks, geomean {result.GeomeanGflops:F1} GFLOPS ({result.PeakFraction:P0} of the peak), {result.GeomeanSpeedup:F2}x over unscheduled, {result.MeanSeconds:F2} s each");
+            io.Stderr.WriteLine($"{(label is null ? "" : label + ": ")}evaluation: {result.Rows.Count} test benchmarks, geomean {result.GeomeanGflops:F1} GFLOPS ({result.PeakFraction:P0} of the peak), {result.GeomeanSpeedup:F2}x over unscheduled, {result.MeanSeconds:F2} s each");
     }
 
     static JsonObject Json(string folder, Observer o, EvalResult? eval, IReadOnlyList<string> charts) => new()

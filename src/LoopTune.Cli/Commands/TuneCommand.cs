@@ -12,10 +12,11 @@ using Spectre.Console;
 
 namespace LoopTune.Cli.Commands;
 
-/// <summary><c>looptune tune --spec "&lt;spec&gt;" | --bench FILE [--policy PATH|default] [--steps N] [--top-k K] [--budget 0.5s]
-/// [--json] [--quick] [--no-peers]</c>: the policy schedules the computation (a greedy masked rollout, each new kernel timed;
-/// with --top-k, rollouts branching to its next choices while the budget lasts); the best schedule is then verified and
-/// re-timed next to the peak and the peers.</summary>
+/// <summary><c>looptune tune --spec "&lt;spec&gt;" | --bench FILE [--policy PATH|default] [--steps N] [--top-k K] [--budget 1s]
+/// [--vector-bits N] [--json] [--quick] [--no-peers]</c>: the policy searches for a schedule of the computation within the
+/// budget (<see cref="PolicyGuidedSearch"/>, after its greedy rollout; with --top-k K, rollouts branching to its next K-1
+/// choices instead; with --budget 0, the greedy rollout alone), timing each new kernel; the best schedule is then verified
+/// and re-timed next to the peak and the peers.</summary>
 static class TuneCommand
 {
     public static Command Create(Io io)
@@ -24,17 +25,19 @@ static class TuneCommand
         var bench = new Option<string?>("--bench") { Description = "A benchmark file (one written by 'dataset gen')." };
         var policy = new Option<string>("--policy") { Description = "The policy: default (the shipped one for the computation: conv for a convolution, default otherwise), a shipped policy's name, a policy .safetensors, a checkpoint folder or a training run folder.", DefaultValueFactory = _ => "default" };
         var steps = new Option<int?>("--steps") { Description = "Actions in the rollout (default: the episode length the policy was trained with)." };
-        var topK = new Option<int>("--top-k") { Description = "After the greedy rollout, branch once to each of the policy's next K-1 choices while the budget lasts.", DefaultValueFactory = _ => 1 };
-        var budget = new Option<string>("--budget") { Description = "Time allowed to the policy and its measurements.", DefaultValueFactory = _ => "0.5s" };
+        var topK = new Option<int>("--top-k") { Description = "With K above 1: after the greedy rollout, branch once to each of the policy's next K-1 choices while the budget lasts (policy_topK), instead of the policy-guided best-first search.", DefaultValueFactory = _ => 1 };
+        var budget = new Option<string>("--budget") { Description = "Time allowed to the search and its measurements (0: the policy's greedy rollout alone).", DefaultValueFactory = _ => "1s" };
+        var bits = Options.VectorBits();
         var quick = new Option<bool>("--quick") { Description = "Shorter final timing (less precise)." };
         var noPeers = new Option<bool>("--no-peers") { Description = "Do not time OpenBLAS, BLIS and oneDNN." };
         var json = Options.Json();
         var command = new Command("tune", "Let a trained policy schedule a computation, then verify and time the result next to OpenBLAS and the peak.")
         {
-            spec, bench, policy, steps, topK, budget, quick, noPeers, json,
+            spec, bench, policy, steps, topK, budget, quick, noPeers, bits, json,
         };
         command.SetAction(p => io.Guard(() =>
         {
+            Options.ApplyVectorBits(p, bits);
             var computation = (p.GetValue(spec), p.GetValue(bench)) switch
             {
                 ({ } s, null) => Computation.Parse(s),
@@ -46,17 +49,22 @@ static class TuneCommand
             if (p.GetValue(steps) is < 1) throw new LoopTuneException($"--steps {p.GetValue(steps)}: at least 1");
             var pol = Policy.Load(Policy.Choose(p.GetValue(policy)!, computation));
             if (p.GetValue(steps) is int n) pol = pol.WithEpisodeLength(n);
-            var (result, e, policySeconds, measureSeconds) = Tune(pol, computation, SearchBudget.Parse(p.GetValue(budget)), p.GetValue(topK),
-                p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, !p.GetValue(noPeers));
+            var search = Method(pol, p.GetValue(budget)!, p.GetValue(topK), out var limit);
+            var (result, e, policySeconds, measureSeconds) = Tune(search, pol, computation, limit, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, !p.GetValue(noPeers));
             if (p.GetValue(json))
             {
                 var o = RunCommand.ToJson(e, result.Actions);
+                o["method"] = result.Method;
+                o["steps"] = new JsonArray([.. result.Ids.Select(i => JsonValue.Create(pol.Space.Describe(i)))]);
+                o["action_space"] = result.Space;
                 o["policy"] = pol.Source;
                 o["policy_seconds"] = policySeconds;
                 o["measure_seconds"] = measureSeconds;
                 o["measured"] = result.Measured;
                 o["start_gflops"] = result.BaseGflops;
-                o["rollout_gflops"] = result.BestGflops;
+                o["search_gflops"] = result.BestGflops;
+                o["evaluations"] = result.Evaluations;
+                o["machine"] = Machine.Current.ToJson();
                 io.Stdout.WriteLine(o.ToJsonString(Options.JsonStyle));
             }
             else Print(io.Out, e, result, pol, policySeconds, measureSeconds);
@@ -66,30 +74,45 @@ static class TuneCommand
         return command;
     }
 
+    /// <summary>The search a tune runs: the greedy rollout alone for a budget of 0, policy_topK for --top-k above 1, else
+    /// the policy-guided best-first search; and its budget.</summary>
+    internal static ISearch Method(Policy pol, string budget, int topK, out SearchBudget limit)
+    {
+        if (budget.Trim() is "0" or "0s" or "0ms")
+        {
+            limit = SearchBudget.Seconds(60); // the rollout ends after the policy's episode, far sooner
+            return new PolicySearch(pol, 1);
+        }
+        limit = SearchBudget.Parse(budget);
+        return topK > 1 ? new PolicySearch(pol, topK) : new PolicyGuidedSearch(pol);
+    }
+
     /// <summary>The policy's search on <paramref name="computation"/> (pinned, a fresh evaluator: every kernel it needs is
     /// compiled and timed now), then its best schedule verified and re-timed with <paramref name="timing"/>, with the peers.</summary>
-    internal static (SearchResult Result, Evaluation Final, double PolicySeconds, double MeasureSeconds) Tune(Policy pol, Computation computation,
-        SearchBudget limit, int topK, MeasureOptions timing, bool peers)
+    internal static (SearchResult Result, Evaluation Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
+        SearchBudget limit, MeasureOptions timing, bool peers)
     {
         Kernel.WarmUp();
         pol.WarmUp();
+        _ = Machine.Current; // measured (once per machine) before the clock starts
         var timed = new TimedEvaluator(new KernelEvaluator());
         SearchResult result;
-        using (ThreadPinning.Pin()) result = new PolicySearch(pol, topK).Run(Nest.Initial(computation), timed, limit, 0);
+        using (ThreadPinning.Pin()) result = search.Run(Nest.Initial(computation), timed, limit, 0, pol.Space);
         return (result, Evaluation.Run(result.Best, timing, peers), result.Seconds - timed.Seconds, timed.Seconds);
     }
 
     internal static void Print(IAnsiConsole o, Evaluation e, SearchResult r, Policy pol, double policySeconds, double measureSeconds)
     {
         var c = e.Nest.Computation;
-        o.MarkupLineInterpolated($"[bold]{c}[/]  ({c.Text}, {c.Flops / 1e9:G4} GFLOP), tuned by the policy {pol.Source}");
+        o.MarkupLineInterpolated($"[bold]{c}[/]  ({c.Text}, {c.Flops / 1e9:G4} GFLOP), tuned by {r.Method} with the policy {pol.Source}");
+        o.MarkupLineInterpolated($"[grey]on {Machine.Current.Describe()}[/]");
         o.WriteLine();
         o.Write(new Text(e.Nest.ToTree()));
         o.WriteLine();
         var t = new Table().Border(TableBorder.None).HideHeaders().AddColumn("").AddColumn("");
         t.AddRow("actions", Markup.Escape(string.Join(",", r.Actions.Select(a => a.Name))));
         t.AddRow("schedule", Markup.Escape(e.Nest.Serialize()));
-        t.AddRow("time", $"{policySeconds * 1e3:F1} ms in the policy, {measureSeconds * 1e3:F1} ms measuring {r.Measured} kernel(s)");
+        t.AddRow("time", $"{policySeconds * 1e3:F1} ms in the policy and the search, {measureSeconds * 1e3:F1} ms measuring {r.Measured} kernel(s)");
         t.AddRow("verified", e.Verification.Passed ? "[green]yes[/]" : $"[red]NO[/]: {Markup.Escape(e.Verification.Problem ?? "")}");
         t.AddRow("speed", $"[bold]{e.Gflops:F1} GFLOPS[/], {e.FractionOfPeak:P0} of the {e.PeakGflops:F1} GFLOPS peak; unscheduled {r.BaseGflops:F1} ({e.Gflops / r.BaseGflops:F1}x)");
         o.Write(t);

@@ -27,7 +27,7 @@ static class ComparisonCharts
         label.LabelAlignment = Alignment.LowerLeft;
     }
 
-    /// <summary>Grouped bars: for each benchmark, the unscheduled nest, each method's best schedule, and OpenBLAS.</summary>
+    /// <summary>Grouped bars: for each benchmark, the unscheduled nest, each method's best schedule, OpenBLAS and the best library.</summary>
     static Plot Bars(Comparison c, string title, double? peak)
     {
         var plot = NewPlot();
@@ -35,6 +35,8 @@ static class ComparisonCharts
         series.AddRange(c.Methods.Select((m, i) => new Series(m, Color(m, i + 1), b => Row(c, c.Benchmarks[b], m).BestGflops)));
         if (c.Summaries.Any(s => s.Method == Comparison.OpenBlas))
             series.Add(new(Comparison.OpenBlas, Color(Comparison.OpenBlas, 0), b => Row(c, c.Benchmarks[b], c.Methods[0]).OpenBlasGflops));
+        if (c.BestLibrarySummary is not null)
+            series.Add(new(Comparison.BestLibrary, Color(Comparison.BestLibrary, 0), b => Row(c, c.Benchmarks[b], c.Methods[0]).BestLibrary?.Gflops));
         GroupedBars(plot, c.Benchmarks, series);
         PeakLine(plot, peak, -0.5);
         FitY(plot, series, c.Benchmarks.Length, peak);
@@ -94,7 +96,7 @@ static class ComparisonCharts
             label.LabelFontSize = 14;
             label.LabelAlignment = Alignment.LowerLeft;
         }
-        foreach (var s in c.Summaries.Where(s => s.MeanSeconds is null))
+        foreach (var s in c.Summaries.Where(s => s.MeanSeconds is null && (s.Method is Comparison.Unscheduled or Comparison.OpenBlas or Comparison.BestLibrary)))
         {
             plot.Add.HorizontalLine(s.GeomeanGflops, 1.5f, Color(s.Method, 0), LinePattern.Dashed);
             var label = plot.Add.Text($"{s.Method} {s.GeomeanGflops:F1}", 0, s.GeomeanGflops);
@@ -126,7 +128,8 @@ static class ComparisonCharts
     static ScottPlot.Color Color(string name, int index) => name switch
     {
         Comparison.Unscheduled => Colors.Gray,
-        Comparison.OpenBlas => Colors.Black,
+        Comparison.OpenBlas => Colors.DimGray,
+        Comparison.BestLibrary => Colors.Black,
         _ => new ScottPlot.Palettes.Category10().GetColor(index),
     };
 }

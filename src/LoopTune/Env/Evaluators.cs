@@ -30,10 +30,13 @@ public interface IConfirmingEvaluator : IEvaluator
 /// process's memory, then from the <see cref="MeasurementStore"/> if one is given (shared by processes and runs), by
 /// (computation, schedule key, machine, runtime): the cursor does not change the kernel, so it is not part of the key.
 /// Buffers are kept for the last computation timed, so an episode on one benchmark allocates them once.
-/// The evaluator owns the store it is given: disposing it closes the store.
+/// The evaluator owns the store it is given: disposing it closes the store. Kernels are compiled with <c>jit</c> (default:
+/// <see cref="JitOptions.Default"/> when the evaluator is made); the store given must be keyed to the same vector width.
 /// </summary>
-public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? store = null) : IConfirmingEvaluator, IDisposable
+public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? store = null, JitOptions? jit = null) : IConfirmingEvaluator, IDisposable
 {
+    readonly JitOptions jit = jit ?? JitOptions.Default;
+
     readonly ConcurrentDictionary<(string, string), Evaluated> seen = new();
     KernelTiming.Workspace? buffers;
 
@@ -53,7 +56,10 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
         return seen[key] = new Evaluated(m.Gflops, m.MedianSeconds, false);
     }
 
-    Measurement Measure(Nest nest) => KernelTiming.Measure(Kernel.Compile(nest), options, Buffers(nest.Computation));
+    /// <summary>What kernels are compiled with (their vector width, above all).</summary>
+    public JitOptions Jit => jit;
+
+    Measurement Measure(Nest nest) => KernelTiming.Measure(Kernel.Compile(nest, jit), options, Buffers(nest.Computation));
 
     /// <summary>Compiles the candidates and times them side by side (<see cref="Timing.MeasureTogether"/> with
     /// <see cref="MeasureOptions.Confirm"/>, pinned, never from the store): the index of the highest median GFLOPS.</summary>
@@ -65,7 +71,7 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
         if (candidates.Any(n => !n.Computation.Equals(c))) throw new ArgumentException("the candidates are schedules of different computations", nameof(candidates));
         if (candidates.Count == 1) return 0;
         var workspace = Buffers(c);
-        var runs = candidates.Select(n => KernelTiming.Runner(Kernel.Compile(n), workspace)).ToList();
+        var runs = candidates.Select(n => KernelTiming.Runner(Kernel.Compile(n, jit), workspace)).ToList();
         using var pin = ThreadPinning.Pin();
         var t = Timing.MeasureTogether(runs, [.. candidates.Select(_ => c.Flops)], MeasureOptions.Confirm);
         int best = 0;
@@ -99,4 +105,10 @@ public static class Evaluators
     /// (default: <see cref="MeasurementStore.DefaultPath"/> in the user's data folder).</summary>
     public static KernelEvaluator Default(string? dbPath = null, MeasureOptions? options = null) =>
         new(options ?? MeasureOptions.Env, new MeasurementStore(dbPath));
+
+    /// <summary>The real evaluator at vector width <paramref name="vectorBits"/> (one this machine accelerates): kernels
+    /// compiled with vectors of at most that many bits, the store keyed to this machine at that width.</summary>
+    public static KernelEvaluator At(int vectorBits, string? dbPath = null, MeasureOptions? options = null) =>
+        new(options ?? MeasureOptions.Env, new MeasurementStore(dbPath, Machine.KeyAt(JitOptions.CheckVectorBits(vectorBits)), MeasurementStore.CurrentRuntime),
+            JitOptions.Default with { MaxVectorBits = vectorBits });
 }

@@ -20,12 +20,35 @@ namespace LoopTune.Env;
 /// </code>
 /// <para><b>stride_tensor</b>: <see cref="StrideBuckets"/> floats: how often memory is stepped at each power-of-two stride,
 /// over all loops and accesses, weighted by how many times the loop advances; same buckets (capped at 31); sums to 1.</para>
+/// <para><b>machine_tensor</b>: <see cref="MachineFeatures"/> floats describing the machine the kernels run on, at the
+/// vector width the JIT uses (<see cref="Measure.MachineInfo"/>), so that one policy can serve machines of several kinds:</para>
+/// <code>
+///  0 lanes         floats per vector / 16
+///  1 log lanes     log2(lanes) / 4
+///  2 registers     vector registers / 32
+///  3 pipes         FMAs of that width started per cycle / 4
+///  4 latency       FMA latency in cycles / 8
+///  5 accumulators  pipes x latency / 32: independent accumulators a register tile needs
+///  6 L1d           log2(KiB) / 10
+///  7 L2            log2(KiB) / 14
+///  8 L3            log2(KiB) / 20
+/// </code>
 /// <para><b>prev_actions_tensor</b>: <see cref="PreviousActions"/> x <see cref="Actions.Count"/> one-hot rows, the most recent
 /// action first; rows with no action are 0.</para>
 /// </summary>
 public static class Observations
 {
-    public const int LoopFeatures = 23, StrideHistogram = 16, StrideBuckets = 32, PreviousActions = 5;
+    public const int LoopFeatures = 23, StrideHistogram = 16, StrideBuckets = 32, PreviousActions = 5, MachineFeatures = 9;
+
+    /// <summary>The machine_tensor of <paramref name="m"/>: [MachineFeatures] (an unknown cache is 0).</summary>
+    public static float[] MachineTensor(Measure.MachineInfo m)
+    {
+        ArgumentNullException.ThrowIfNull(m);
+        int lanes = m.Fma.Lanes;
+        static float Log(int? kib, float scale) => kib is > 0 and int k ? MathF.Log2(k) / scale : 0;
+        return [lanes / 16f, MathF.Log2(lanes) / 4, m.VectorRegisters / 32f, m.FmaPipes / 4f, (float)m.Fma.LatencyCycles / 8, m.Fma.Accumulators / 32f,
+            Log(m.Caches.L1dKib, 10), Log(m.Caches.L2Kib, 14), Log(m.Caches.L3Kib, 20)];
+    }
     const float SizeScale = 21f;
 
     /// <summary>The loops_tensor, row-major: [MaxLoops, LoopFeatures].</summary>

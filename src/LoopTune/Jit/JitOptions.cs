@@ -34,7 +34,34 @@ public readonly record struct Chunk(int Width, int Lanes)
 public sealed record JitOptions(int MaxVectorBits = 512, bool UseFma = true, int MaxOperations = 1024, bool MaskedTails = true, bool WideInputLoads = true,
     bool FuseLanes = true)
 {
-    public static readonly JitOptions Default = new();
+    /// <summary>What every kernel of this process is compiled with unless options are given: the widest vectors the machine
+    /// accelerates, or fewer when <see cref="LimitVectorBits"/> said so (<c>--vector-bits</c>).</summary>
+    public static JitOptions Default => limited.Value ?? Standard;
+
+    static readonly JitOptions Standard = new();
+
+    /// <summary>Async-local, so a limit set by one command reaches its own work (threads it starts included) and not that
+    /// of another command run in the same process (the tests run many).</summary>
+    static readonly AsyncLocal<JitOptions?> limited = new();
+
+    /// <summary>The vector widths in bits that this machine accelerates, widest first (512, 256, 128; empty without SIMD).</summary>
+    public static IReadOnlyList<int> AcceleratedBits { get; } = [.. Widths(512).Select(w => w * 32)];
+
+    /// <summary>Makes <paramref name="bits"/> the widest vector of every kernel this process compiles by default, and of
+    /// everything that describes the machine (<see cref="Measure.Machine"/>): the whole process then tunes as a machine of
+    /// that width would. A width this machine does not accelerate is a <see cref="LoopTuneException"/> naming the ones it does.</summary>
+    public static void LimitVectorBits(int bits)
+    {
+        CheckVectorBits(bits);
+        limited.Value = bits == AcceleratedBits.FirstOrDefault() ? null : new JitOptions(MaxVectorBits: bits);
+    }
+
+    /// <summary>Throws a <see cref="LoopTuneException"/> unless <paramref name="bits"/> is a vector width this machine accelerates.</summary>
+    public static int CheckVectorBits(int bits) => AcceleratedBits.Contains(bits) ? bits
+        : throw new LoopTuneException($"vector width {bits} bits: this machine accelerates {(AcceleratedBits.Count == 0 ? "none" : string.Join(", ", AcceleratedBits))}");
+
+    /// <summary>The widest vector these options compile with, in bits (0: scalar code only).</summary>
+    public int VectorBits => VectorWidths.Count > 0 ? VectorWidths[0] * 32 : 0;
 
     /// <summary>Vector widths in floats, widest first, that this machine accelerates and the options allow.</summary>
     public IReadOnlyList<int> VectorWidths => Widths(MaxVectorBits);

@@ -1,10 +1,11 @@
+using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Search;
 
 namespace LoopTune.Learning;
 
-/// <summary>The methods of <c>compare-searches --methods</c>: the searches by name, and "policy" / "policy_topK" as
-/// <see cref="PolicySearch"/>es of a trained policy.</summary>
+/// <summary>The methods of <c>compare-searches --methods</c>: the searches by name, "policy" / "policy_topK" as
+/// <see cref="PolicySearch"/>es of a trained policy, and "policy_search" as its <see cref="PolicyGuidedSearch"/>.</summary>
 public static class ComparisonMethods
 {
     /// <summary>The methods of <paramref name="csv"/> (default: every search); the policy <paramref name="policyPath"/> is
@@ -17,6 +18,7 @@ public static class ComparisonMethods
         if (names.Distinct().Count() != names.Length) throw new SearchError($"--methods '{csv}' names a method twice");
         foreach (var n in names) // every name checked before the policy is read, so a bad name is the error reported
         {
+            if (n == PolicyGuidedSearch.MethodName) continue;
             if (IsPolicy(n)) _ = TopK(n);
             else _ = Searches.Get(n);
         }
@@ -28,10 +30,11 @@ public static class ComparisonMethods
             return pol;
         })).Value;
         _ = For(Computation.Matmul(8, 8, 8));   // a missing or broken policy is reported before any search runs
-        return [.. names.Select(n => IsPolicy(n) ? new PolicySearch(For, policyPath, TopK(n)) : Searches.Get(n))];
+        return [.. names.Select(n => n == PolicyGuidedSearch.MethodName ? new PolicyGuidedSearch(For, policyPath)
+            : IsPolicy(n) ? new PolicySearch(For, policyPath, TopK(n)) : Searches.Get(n))];
     }
 
-    static bool IsPolicy(string name) => name == "policy" || name.StartsWith("policy_top", StringComparison.Ordinal);
+    static bool IsPolicy(string name) => name is "policy" or PolicyGuidedSearch.MethodName || name.StartsWith("policy_top", StringComparison.Ordinal);
 
     static int TopK(string name) =>
         name == "policy" ? 1

@@ -4,68 +4,67 @@ using LoopTune.Ir;
 namespace LoopTune.Learning;
 
 /// <summary>
-/// The observation a policy reads, as one float vector: the environment's default tensors, and the share of the episode
-/// left (a policy with a step limit must know how many steps it has).
-/// <code>
-/// | slice      | size | source                                       |
-/// |------------|------|----------------------------------------------|
-/// | 0..229     | 230  | loops_tensor (10 loops x 23 features)        |
-/// | 230..261   | 32   | stride_tensor                                |
-/// | 262..346   | 85   | prev_actions_tensor (5 x 17 one-hot)         |
-/// | 347        | 1    | steps taken / episode length                 |
-/// </code>
+/// The loop-nest environment (<see cref="LoopTuneEnv"/>, in any <see cref="ActionSpace"/>) as an <see cref="IRlEnv"/>: each
+/// episode starts from the unscheduled nest of a benchmark drawn uniformly from <see cref="Benchmarks"/>, on one of the
+/// task's environments (one per machine target, such as a vector width, each with its own evaluator and machine_tensor)
+/// drawn uniformly too; it lasts the environment's episode length, and its reward is the environment's (ΔGFLOPS / peak).
+/// The observation is <see cref="ObservationEncoder"/>'s, the score of a state its GFLOPS. An episode also ends in a
+/// state where no action is legal.
 /// </summary>
-public static class ObservationEncoder
+public sealed class LoopTuneTask : IRlEnv, IDisposable
 {
-    /// <summary>The encoding's name, stored with every policy: a policy only reads observations of its own encoding.</summary>
-    public const string Name = "loops+strides+prev_actions+time/v1";
+    readonly LoopTuneEnv[] envs;
+    LoopTuneEnv env;
 
-    public static int Size { get; } = Nest.MaxLoops * Observations.LoopFeatures + Observations.StrideBuckets
-        + Observations.PreviousActions * Actions.Count + 1;
-
-    public static float[] Encode(Observation o, int step, int episodeLength)
+    /// <summary>A task over <paramref name="envs"/> (one space, one episode length), which it disposes with their evaluators.</summary>
+    public LoopTuneTask(IReadOnlyList<LoopTuneEnv> envs, IReadOnlyList<Computation> benchmarks)
     {
-        var x = new float[Size];
-        o.LoopsTensor.CopyTo(x, 0);
-        o.StrideTensor.CopyTo(x, o.LoopsTensor.Length);
-        o.PrevActionsTensor.CopyTo(x, o.LoopsTensor.Length + o.StrideTensor.Length);
-        x[^1] = step / (float)episodeLength;
-        return x;
+        ArgumentOutOfRangeException.ThrowIfZero(envs.Count);
+        if (envs.Any(e => e.Space != envs[0].Space || e.EpisodeLength != envs[0].EpisodeLength))
+            throw new ArgumentException("the environments of a task share one action space and one episode length", nameof(envs));
+        this.envs = [.. envs];
+        env = envs[0];
+        Benchmarks = benchmarks.Count > 0 ? benchmarks : throw new ArgumentException("a task needs at least one benchmark", nameof(benchmarks));
     }
-}
 
-/// <summary>
-/// The loop-nest environment (<see cref="LoopTuneEnv"/>) as an <see cref="IRlEnv"/>: each episode starts from the
-/// unscheduled nest of a benchmark drawn uniformly from <see cref="Benchmarks"/>, lasts <c>episodeLength</c> steps, and
-/// its reward is the environment's (ΔGFLOPS / peak). The score of a state is its GFLOPS.
-/// </summary>
-public sealed class LoopTuneTask(IEvaluator evaluator, double peakGflops, IReadOnlyList<Computation> benchmarks, int episodeLength = 10) : IRlEnv, IDisposable
-{
-    readonly LoopTuneEnv env = new(evaluator, peakGflops, episodeLength);
+    /// <summary>A task over one environment of <paramref name="space"/> (default: the seed's cursor space).</summary>
+    public LoopTuneTask(IEvaluator evaluator, double peakGflops, IReadOnlyList<Computation> benchmarks, int episodeLength = 10, ActionSpace? space = null, float[]? machine = null)
+        : this([new LoopTuneEnv(evaluator, peakGflops, episodeLength, space, machine)], benchmarks) { }
 
-    public IReadOnlyList<Computation> Benchmarks { get; } = benchmarks.Count > 0 ? benchmarks : throw new ArgumentException("a task needs at least one benchmark", nameof(benchmarks));
+    public IReadOnlyList<Computation> Benchmarks { get; }
     public int ObservationSize => ObservationEncoder.Size;
-    public int ActionCount => Actions.Count;
+    public int ActionCount => env.Space.Count;
+
+    /// <summary>The environment of the current episode.</summary>
     public LoopTuneEnv Env => env;
 
-    public TimeStep Reset(Rng rng) => Reset(Benchmarks[rng.Next(Benchmarks.Count)]);
+    /// <summary>A new episode: the environment drawn first when there are several, then the benchmark.</summary>
+    public TimeStep Reset(Rng rng)
+    {
+        if (envs.Length > 1) env = envs[rng.Next(envs.Length)];
+        return Reset(Benchmarks[rng.Next(Benchmarks.Count)]);
+    }
 
-    /// <summary>Starts an episode on <paramref name="benchmark"/> (evaluation).</summary>
+    /// <summary>Starts an episode on <paramref name="benchmark"/> in the current environment (evaluation).</summary>
     public TimeStep Reset(Computation benchmark)
     {
-        var (o, info) = env.Reset(benchmark);
-        return new(ObservationEncoder.Encode(o, 0, env.EpisodeLength), info.ActionMask, 0, false, info.Gflops);
+        var (_, info) = env.Reset(benchmark);
+        return new(env.Encode(), info.ActionMask, 0, false, info.Gflops);
     }
 
     public TimeStep Step(int action)
     {
         var r = env.Step(action);
-        return new(ObservationEncoder.Encode(r.Observation, env.Steps, env.EpisodeLength), r.Info.ActionMask, r.Reward, r.Truncated || r.Terminated, r.Info.Gflops);
+        var mask = r.Info.ActionMask;
+        return new(env.Encode(), mask, r.Reward, r.Truncated || r.Terminated || !mask.Contains(true), r.Info.Gflops);
     }
 
     public void Dispose()
     {
-        env.Dispose();
-        if (evaluator is IDisposable d) d.Dispose();
+        foreach (var e in envs)
+        {
+            e.Dispose();
+            (e.Evaluator as IDisposable)?.Dispose();
+        }
     }
 }

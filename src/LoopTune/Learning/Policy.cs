@@ -43,12 +43,29 @@ public sealed class Policy
     /// <summary>The shipped policy for convolutions: conv.safetensors in <see cref="ShippedFolder"/>.</summary>
     public static string ConvPath => Path.Combine(ShippedFolder, "conv.safetensors");
 
-    /// <summary>What "default" means for <paramref name="c"/>: the shipped convolution policy for a convolution when it is
-    /// installed, <see cref="DefaultPath"/>'s otherwise. Any other name is itself.</summary>
+    /// <summary>Where <c>looptune adapt</c> keeps the policies it adapted to this kind of machine:
+    /// <c>policies/&lt;machine&gt;/</c> in the data folder (<see cref="Measure.Machine.Slug"/>).</summary>
+    public static string AdaptedFolder => Path.Combine(Measure.PeakCache.DataFolder, "policies", Measure.Machine.Slug);
+
+    /// <summary>The adapted policy called <paramref name="name"/> ("default" or "conv") of this kind of machine.</summary>
+    public static string AdaptedPath(string name) => Path.Combine(AdaptedFolder, name + ".safetensors");
+
+    /// <summary>The name of the default policy for <paramref name="c"/>: "conv" for a convolution (when there is a
+    /// convolution policy, adapted or shipped), "default" otherwise.</summary>
+    public static string KindOf(Computation c) =>
+        c.AsConv() is not null && (File.Exists(AdaptedPath("conv")) || File.Exists(ConvPath)) ? "conv" : "default";
+
+    /// <summary>The file "default" means for policy <paramref name="name"/>: the one adapted to this machine when there is
+    /// one (<see cref="AdaptedPath"/>), else the shipped one.</summary>
+    public static string DefaultFile(string name) =>
+        File.Exists(AdaptedPath(name)) ? AdaptedPath(name) : name == "conv" ? ConvPath : DefaultPath;
+
+    /// <summary>What "default" means for <paramref name="c"/>: the policy of its kind (<see cref="KindOf"/>), adapted to this
+    /// machine when it was (<see cref="DefaultFile"/>). Any other name is itself.</summary>
     public static string Choose(string pathOrDefault, Computation c)
     {
         ArgumentNullException.ThrowIfNull(c);
-        return pathOrDefault == "default" && c.AsConv() is not null && File.Exists(ConvPath) ? ConvPath : pathOrDefault;
+        return pathOrDefault == "default" ? DefaultFile(KindOf(c)) : pathOrDefault;
     }
 
     /// <summary>A policy over <paramref name="network"/> (a trainer's live network).</summary>
@@ -73,7 +90,18 @@ public sealed class Policy
     /// Reads a policy: "default" (the shipped one; <see cref="Choose"/> picks the convolution one for a convolution), a .safetensors policy file, a checkpoint folder (its policy.safetensors)
     /// or a run folder of <c>looptune train</c> (its latest checkpoint). A <see cref="PolicyError"/> names what is wrong.
     /// </summary>
-    public static Policy Load(string pathOrDefault)
+    public static Policy Load(string pathOrDefault) => Load(pathOrDefault, upgrade: false);
+
+    /// <summary>What <see cref="Load(string)"/> reads, and also a policy of the encoding before the machine_tensor
+    /// (<see cref="EncoderV1"/>), carried over exactly: its first layers get zero weights for the new inputs, so it acts as it
+    /// did and learns to use the machine from there (<c>train --init</c>, <c>adapt</c>).</summary>
+    public static Policy LoadForInit(string pathOrDefault) => Load(pathOrDefault, upgrade: true);
+
+    /// <summary>The observation encoding before the machine_tensor: the first <see cref="ObservationEncoder.MachineOffset"/>
+    /// floats of today's.</summary>
+    public const string EncoderV1 = "loops+strides+prev_actions+time/v1";
+
+    static Policy Load(string pathOrDefault, bool upgrade)
     {
         string path = ResolvePath(pathOrDefault);
         IReadOnlyList<NamedTensor> tensors;
@@ -82,11 +110,17 @@ public sealed class Policy
         catch (SafeTensorsError e) { throw new PolicyError($"policy {path} cannot be read: {e.Message}", e); }
         if (!meta.TryGetValue(Prefix + "shape", out var shapeJson) || !meta.TryGetValue(Prefix + "encoder", out var encoder))
             throw new PolicyError($"{path} is a safetensors file but not a LoopTune policy (its metadata has no {Prefix}shape / {Prefix}encoder)");
-        if (encoder != ObservationEncoder.Name)
-            throw new PolicyError($"policy {path} reads observations '{encoder}'; this LoopTune encodes '{ObservationEncoder.Name}'");
         NetworkShape shape;
         try { shape = JsonSerializer.Deserialize<NetworkShape>(shapeJson) ?? throw new JsonException("null"); }
         catch (JsonException e) { throw new PolicyError($"policy {path}: its network shape '{shapeJson}' cannot be read ({e.Message})", e); }
+        if (encoder == EncoderV1 && upgrade && shape.Observations == ObservationEncoder.MachineOffset)
+        {
+            (tensors, shape) = (Upgrade(tensors, shape), shape with { Observations = ObservationEncoder.Size });
+            meta = new Dictionary<string, string>(meta) { [Prefix + "encoder"] = ObservationEncoder.Name, [Prefix + "upgraded_from"] = EncoderV1 };
+        }
+        else if (encoder != ObservationEncoder.Name)
+            throw new PolicyError($"policy {path} reads observations '{encoder}'; this LoopTune encodes '{ObservationEncoder.Name}'"
+                + (encoder == EncoderV1 ? " (the machine_tensor is new): carry its weights over with 'train --init' or 'adapt'" : ""));
         ActionSpace space;
         try { space = ActionSpace.Get(meta.GetValueOrDefault(Prefix + "action_space", "cursor")); }
         catch (LoopTuneException e) { throw new PolicyError($"policy {path}: {e.Message}", e); }
@@ -101,10 +135,19 @@ public sealed class Policy
         return new Policy(net, space, length, meta, path);
     }
 
+    /// <summary>A v1 network's tensors with zero rows appended to every first-layer weight ([inputs, outputs]) for the
+    /// machine_tensor's inputs: the same function of the observations it had.</summary>
+    static IReadOnlyList<NamedTensor> Upgrade(IReadOnlyList<NamedTensor> tensors, NetworkShape shape) =>
+    [
+        .. tensors.Select(t => t.Shape is [var rows, var cols] && rows == shape.Observations && t.Name.EndsWith(".0.weight", StringComparison.Ordinal)
+            ? t with { Shape = [ObservationEncoder.Size, cols], Data = [.. t.Data, .. new float[(ObservationEncoder.Size - rows) * cols]] }
+            : t),
+    ];
+
     static string ResolvePath(string p)
     {
         if (p == "default")
-            return File.Exists(DefaultPath) ? DefaultPath : throw new PolicyError($"the default policy is not installed ({DefaultPath} does not exist)");
+            return File.Exists(DefaultFile("default")) ? DefaultFile("default") : throw new PolicyError($"the default policy is not installed ({DefaultPath} does not exist)");
         var shipped = Path.Combine(ShippedFolder, p + ".safetensors");
         if (!p.Contains('/') && !p.Contains('.') && File.Exists(shipped)) return shipped;
         if (File.Exists(p)) return p;
@@ -123,12 +166,9 @@ public sealed class Policy
     /// <summary>Runs the network a few times so that .NET has compiled its code before anything is timed.</summary>
     public void WarmUp()
     {
-        var nest = Nest.Initial(Computation.Parse("mm 8 8 8"));
-        for (int i = 0; i < 3; i++) Rank(nest, [], 0);
+        var mask = Space.Mask(Nest.Initial(Computation.Parse("mm 8 8 8")));
+        for (int i = 0; i < 3; i++) Rank(new float[ObservationEncoder.Size], mask);
     }
-
-    /// <summary>The legal ids of <see cref="Space"/> in <paramref name="nest"/>, ranked by the policy, best first.</summary>
-    public int[] Rank(Nest nest, IReadOnlyList<LoopAction> history, int step) => Rank(Observe(nest, history, step), Space.Mask(nest));
 
     /// <summary>The greedy legal action for an encoded observation.</summary>
     public int Act(float[] observation, bool[] mask) => Net.MaskedArgmax(Network.Scores(Net.Row(observation)).Row(0), mask);
@@ -140,40 +180,42 @@ public sealed class Policy
         return [.. Enumerable.Range(0, s.Length).Where(a => mask[a]).OrderByDescending(a => s[a]).ThenBy(a => a)];
     }
 
-    /// <summary>The encoded observation of <paramref name="nest"/> after <paramref name="history"/>, at step <paramref name="step"/>.</summary>
-    public float[] Observe(Nest nest, IReadOnlyList<LoopAction> history, int step) =>
-        ObservationEncoder.Encode(new Observation(nest, default, history), step, EpisodeLength);
+    /// <summary>The legal actions of <paramref name="env"/>'s state (an environment of this policy's space and episode
+    /// length), ranked by the policy, best first.</summary>
+    public int[] Rank(LoopTuneEnv env) => Rank(env.Encode(), env.ActionMask());
+
+    /// <summary>The machines and vector widths the policy was trained on, as its metadata records them (empty for a policy
+    /// made before they were recorded).</summary>
+    public IReadOnlyList<string> TrainedOn => Metadata.TryGetValue(Prefix + "machines", out var m) ? [.. m.Split('\n', StringSplitOptions.RemoveEmptyEntries)] : [];
 }
 
 /// <summary>What a policy's rollout did: the path and the final state, the best state measured, and how many kernels it timed.</summary>
 public sealed record RolloutResult(IReadOnlyList<LoopAction> Actions, Nest Final, Nest Best, double StartGflops, double BestGflops, int Measured);
 
-/// <summary>Greedy masked rollouts of a policy, timing each new kernel on the way (the best state is the answer).</summary>
+/// <summary>Greedy masked rollouts of a policy through the environment, timing each new kernel on the way (the best state is the answer).</summary>
 public static class Rollout
 {
     /// <summary>Runs <paramref name="steps"/> greedy choices of <paramref name="policy"/> from the unscheduled nest of
-    /// <paramref name="computation"/>, measuring every state whose kernel changed.</summary>
-    public static RolloutResult Greedy(Policy policy, Computation computation, IEvaluator evaluator, int? steps = null)
+    /// <paramref name="computation"/> in a <see cref="LoopTuneEnv"/> of the policy's space whose observations carry
+    /// <paramref name="machine"/> (default: this machine's, <see cref="PolicySearch.ThisMachine"/>), measuring every state
+    /// whose kernel changed.</summary>
+    public static RolloutResult Greedy(Policy policy, Computation computation, IEvaluator evaluator, int? steps = null, float[]? machine = null)
     {
-        var nest = Nest.Initial(computation);
-        var history = new List<LoopAction>();
+        var env = new LoopTuneEnv(evaluator, 1, steps ?? policy.EpisodeLength, policy.Space, machine ?? PolicySearch.ThisMachine());
+        var (_, info) = env.Reset(computation);
         int measured = 1;
-        double start = evaluator.Evaluate(nest).Gflops, bestGflops = start;
-        var best = nest;
-        for (int s = 0; s < (steps ?? policy.EpisodeLength); s++)
+        double start = info.Gflops, bestGflops = start;
+        var best = env.State;
+        while (env.Steps < env.EpisodeLength)
         {
-            var ranked = policy.Rank(nest, history, s);
+            var ranked = policy.Rank(env);
             if (ranked.Length == 0) break;
-            var (actions, next) = policy.Space.Apply(nest, ranked[0]);
-            history.AddRange(actions);
-            if (next.ScheduleKey != nest.ScheduleKey)
-            {
-                double g = evaluator.Evaluate(next).Gflops;
-                measured++;
-                if (g > bestGflops) (bestGflops, best) = (g, next);
-            }
-            nest = next;
+            var before = env.State.ScheduleKey;
+            var r = env.Step(ranked[0]);
+            if (env.State.ScheduleKey == before) continue;
+            measured++;
+            if (r.Info.Gflops > bestGflops) (bestGflops, best) = (r.Info.Gflops, env.State);
         }
-        return new RolloutResult(history, nest, best, start, bestGflops, measured);
+        return new RolloutResult(env.History, env.State, best, start, bestGflops, measured);
     }
 }

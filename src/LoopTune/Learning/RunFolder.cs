@@ -1,3 +1,4 @@
+using LoopTune.Env;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using LoopTune.Learning.Nn;

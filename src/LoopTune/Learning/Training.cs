@@ -29,10 +29,17 @@ namespace LoopTune.Learning;
 /// <param name="Db">Measurement store (default: the user's).</param>
 /// <param name="Set">Hyperparameter overrides, e.g. {"LearningRate": 1e-4}.</param>
 /// <param name="Init">A policy whose weights the networks start from (a warm start), or null for random weights.</param>
-/// <param name="Actions">The action space: "cursor" (the seed's 17 actions) or "loop" (a loop and a kernel action, <see cref="ActionSpace"/>).</param>
+/// <param name="Actions">The action space: "cursor" (the seed's 17 actions), "loop" or "tile" (<see cref="ActionSpace"/>).</param>
+/// <param name="VectorBits">The vector widths the JIT uses, one drawn per episode (each its own evaluator, peak and
+/// machine_tensor), so that one machine teaches several; null: the JIT's width alone.</param>
 public sealed record TrainRequest(string Dataset, string Trainer, int? Iterations, TimeSpan? Time, int Workers, int Steps,
     int EvalSize, TimeSpan EvalTime, int EvalEvery, double CheckpointSeconds, int Seed, string Out, bool Resume, string? Db, JsonObject? Set,
-    string? Init = null, string Actions = "cursor");
+    string? Init = null, string Actions = "cursor", int[]? VectorBits = null)
+{
+    /// <summary>The widths the run trains at: <see cref="VectorBits"/>, or the JIT's.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public int[] Widths => VectorBits is { Length: > 0 } v ? v : [Jit.JitOptions.Default.VectorBits];
+}
 
 /// <summary>An evaluation of a policy on test benchmarks: per benchmark, the unscheduled and best GFLOPS and the time.</summary>
 public sealed record EvalResult(IReadOnlyList<(string Benchmark, double Start, double Best, double Seconds, string Schedule)> Rows, double Peak)
@@ -80,7 +87,9 @@ public static class Training
         if (dataset.Train.Count == 0) throw new LoopTuneException($"dataset {dataset.Name} has no training benchmarks");
         var space = ActionSpace.Get(request.Actions);
         var makeSite = site ?? (q => new LocalSite(q, WorkerPool.ChooseCores(q.Workers)));
-        var init = !r.Resume && request.Init is { } ip ? Policy.Load(ip) : null;
+        foreach (int bits in request.Widths) Jit.JitOptions.CheckVectorBits(bits);
+        if (request.Widths.Distinct().Count() != request.Widths.Length) throw new LoopTuneException($"--vector-bits {string.Join(",", request.Widths)} names a width twice");
+        var init = !r.Resume && request.Init is { } ip ? Policy.LoadForInit(ip) : null;
         var config = Configure(request); // a bad --set is an error before the run folder is made
         if (!r.Resume) CreateRun(folder, request);
 
@@ -114,7 +123,11 @@ public static class Training
         if (r.Resume) log.TruncateAfter(trainer.EnvSteps);
         observer.Started(folder, trainer, resumedFrom, site.Workers);
 
-        var info = new Dictionary<string, string> { ["looptune.dataset"] = dataset.Name, ["looptune.seed"] = request.Seed.ToString(CultureInfo.InvariantCulture) };
+        var info = new Dictionary<string, string>
+        {
+            ["looptune.dataset"] = dataset.Name, ["looptune.seed"] = request.Seed.ToString(CultureInfo.InvariantCulture),
+            ["looptune.machines"] = TrainedOn(request, init), ["looptune.vector_bits"] = string.Join(",", request.Widths),
+        };
         var clock = Stopwatch.StartNew();
         var lastSave = Stopwatch.StartNew();
         // the last benchmarks of the test split: the reports (compare-searches) take the first ones, so a run's best
@@ -155,6 +168,16 @@ public static class Training
         return (folder, eval);
     }
 
+    /// <summary>The machines a run's policy has learned on, a line each (<c>slug: description</c>): those of the policy it
+    /// started from (<c>--init</c>), then this machine at each of the run's widths.</summary>
+    static string TrainedOn(TrainRequest r, Policy? init)
+    {
+        var lines = new List<string>(init?.TrainedOn ?? []);
+        foreach (var m in r.Widths.Select(Measure.Machine.At))
+            if (!lines.Any(l => l.StartsWith(m.Slug + ":", StringComparison.Ordinal))) lines.Add($"{m.Slug}: {m.Describe()}");
+        return string.Join("\n", lines);
+    }
+
     /// <summary>The hyperparameters of <paramref name="r"/>'s trainer: its defaults with the request's --set fields.</summary>
     static object Configure(TrainRequest r) => r.Trainer == "apex_dqn" ? Configure(new ApexDqnConfig(), r.Set) : Configure(new PpoConfig(), r.Set);
 
@@ -177,7 +200,10 @@ public static class Training
         if (Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any())
             throw new LoopTuneException($"--out {folder} is not empty: give a new folder, or --resume to continue the run in it");
         Directory.CreateDirectory(folder);
-        RunFolder.WriteAtomic(Path.Combine(folder, RunFolder.RunFile), JsonSerializer.Serialize(r with { Resume = false }, new JsonSerializerOptions { WriteIndented = true }));
+        // what was asked, and the machine at each width it trains at (the block every report carries)
+        var run = JsonSerializer.SerializeToNode(r with { Resume = false })!.AsObject();
+        run["machines"] = new JsonArray([.. r.Widths.Select(b => (JsonNode)Measure.Machine.At(b).ToJson())]);
+        RunFolder.WriteAtomic(Path.Combine(folder, RunFolder.RunFile), run.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
     /// <summary>The request a resumed run continues: the original one, with this invocation's limits.</summary>
@@ -244,23 +270,31 @@ public interface ITrainingSite : IDisposable
     EvalResult Evaluate(Policy policy, IReadOnlyList<Computation> benchmarks, TimeSpan budget);
 }
 
+/// <summary>One machine target a run trains at: a vector width with its evaluator, peak and machine_tensor.</summary>
+public sealed record TrainingTarget(int VectorBits, IEvaluator Evaluator, double Peak, float[] Machine)
+{
+    /// <summary>This machine at <paramref name="bits"/>, measured by <paramref name="evaluator"/>.</summary>
+    public static TrainingTarget At(int bits, IEvaluator evaluator) =>
+        new(bits, evaluator, PeakCache.GetOrMeasure(bits), Observations.MachineTensor(Measure.Machine.At(bits)));
+}
+
 /// <summary>The environments of a training run, as any worker builds them: the task of the run's action space over the
-/// training benchmarks, measured by the worker's own evaluator.</summary>
+/// training benchmarks, one environment per machine target (each episode draws one), measured by the worker's evaluators.</summary>
 public static class TrainingEnvs
 {
-    public static IRlEnv Make(ActionSpace space, IEvaluator evaluator, double peak, IReadOnlyList<Computation> train, int steps) =>
-        space != ActionSpace.Cursor
-            ? new LoopMoveTask(new Shared(evaluator), peak, train, steps, space)
-            : new LoopTuneTask(new Shared(evaluator), peak, train, steps);
+    public static IRlEnv Make(ActionSpace space, IReadOnlyList<TrainingTarget> targets, IReadOnlyList<Computation> train, int steps) =>
+        new LoopTuneTask([.. targets.Select(t => new LoopTuneEnv(new Shared(t.Evaluator), t.Peak, steps, space, t.Machine))], train);
 
     /// <summary>The Ape-X network of a task in <paramref name="space"/> (the observation encoder's size of inputs).</summary>
     public static NetworkShape Shape(ApexDqnConfig config, ActionSpace space) => ApexDqn.ShapeOf(config, ObservationEncoder.Size, space.Count);
 
-    /// <summary>One policy rollout per benchmark, as an evaluation row.</summary>
-    public static (string, double, double, double, string) Rollout(Policy policy, Computation benchmark, IEvaluator evaluator, TimeSpan budget)
+    /// <summary>One policy rollout per benchmark, as an evaluation row (the benchmark's text, and the width when given).</summary>
+    public static (string, double, double, double, string) Rollout(Policy policy, Computation benchmark, IEvaluator evaluator, TimeSpan budget, TrainingTarget? target = null,
+        bool nameWidth = false)
     {
-        var res = new PolicySearch(policy).Run(Nest.Initial(benchmark), evaluator, new SearchBudget(budget), 0);
-        return (benchmark.Text, res.BaseGflops, res.BestGflops, res.Seconds, res.Best.Serialize());
+        float[]? machine = target?.Machine;
+        var res = new PolicySearch(_ => policy, policy.Source, 1, machine is null ? null : () => machine).Run(Nest.Initial(benchmark), evaluator, new SearchBudget(budget), 0, policy.Space);
+        return (nameWidth && target is not null ? $"{benchmark.Text} @{target.VectorBits}" : benchmark.Text, res.BaseGflops, res.BestGflops, res.Seconds, res.Best.Serialize());
     }
 
     /// <summary>A worker's evaluator lent to its environments: they do not dispose it (the worker does).</summary>
@@ -270,23 +304,26 @@ public static class TrainingEnvs
     }
 }
 
-/// <summary>This machine: one worker per core of <paramref name="cores"/>, pinned, each with its own evaluator on the
-/// request's measurement store; the learner updates on the calling thread while the workers idle.</summary>
+/// <summary>This machine: one worker per core of <paramref name="cores"/>, pinned, each with its own evaluator per vector
+/// width on the request's measurement store; the learner updates on the calling thread while the workers idle. Evaluations
+/// take the run's widths in turn, benchmark by benchmark.</summary>
 public sealed class LocalSite : ITrainingSite
 {
     readonly TrainRequest request;
     readonly WorkerPool pool;
-    readonly KernelEvaluator[] evaluators;
-    readonly double peak;
+    readonly TrainingTarget[][] targets;
 
-    public LocalSite(TrainRequest request, int[] cores)
+    /// <param name="request">The run.</param>
+    /// <param name="cores">One worker per core.</param>
+    /// <param name="evaluators">The evaluator of a worker at a vector width (default: compiled and timed, on the request's store).</param>
+    public LocalSite(TrainRequest request, int[] cores, Func<int, IEvaluator>? evaluators = null)
     {
         this.request = request;
-        peak = PeakCache.GetOrMeasure();
         Kernel.WarmUp();
+        foreach (int bits in request.Widths) Measure.Machine.At(bits); // the peaks and FMA timings, measured before the workers start
         pool = new WorkerPool(cores);
-        evaluators = new KernelEvaluator[pool.Count];
-        pool.Run(w => evaluators[w] = Evaluators.Default(request.Db));
+        targets = new TrainingTarget[pool.Count][];
+        pool.Run(w => targets[w] = [.. request.Widths.Select(b => TrainingTarget.At(b, evaluators?.Invoke(b) ?? Evaluators.At(b, request.Db)))]);
     }
 
     public IReadOnlyList<string> Workers => [.. pool.Cores.Select(c => $"core {c}")];
@@ -294,7 +331,7 @@ public sealed class LocalSite : ITrainingSite
     public ITrainer CreateTrainer(object config, Dataset dataset)
     {
         var space = ActionSpace.Get(request.Actions);
-        IRlEnv MakeEnv(int w, int _) => TrainingEnvs.Make(space, evaluators[w], peak, dataset.Train, request.Steps);
+        IRlEnv MakeEnv(int w, int _) => TrainingEnvs.Make(space, targets[w], dataset.Train, request.Steps);
         return config switch
         {
             ApexDqnConfig c => new ApexDqn(c, pool, MakeEnv, request.Seed),
@@ -307,14 +344,19 @@ public sealed class LocalSite : ITrainingSite
         var rows = new (string, double, double, double, string)[benchmarks.Count];
         pool.Run(w =>
         {
-            for (int i = w; i < benchmarks.Count; i += pool.Count) rows[i] = TrainingEnvs.Rollout(policy, benchmarks[i], evaluators[w], budget);
+            for (int i = w; i < benchmarks.Count; i += pool.Count)
+            {
+                var t = targets[w][i % targets[w].Length];
+                rows[i] = TrainingEnvs.Rollout(policy, benchmarks[i], t.Evaluator, budget, t, nameWidth: targets[w].Length > 1);
+            }
         });
-        return new EvalResult(rows, peak);
+        // the peak of each benchmark's width, averaged as the GFLOPS are (geometrically), for the peak fraction
+        return new EvalResult(rows, Math.Exp(benchmarks.Select((_, i) => Math.Log(targets[0][i % targets[0].Length].Peak)).DefaultIfEmpty(Math.Log(targets[0][0].Peak)).Average()));
     }
 
     public void Dispose()
     {
-        foreach (var e in evaluators) e?.Dispose();
+        foreach (var e in targets.SelectMany(t => t ?? []).Select(t => t.Evaluator)) (e as IDisposable)?.Dispose();
         pool.Dispose();
     }
 }

@@ -151,6 +151,7 @@ public sealed unsafe class OneDnnConv : ConvPeer
             string? missing = api.FirstMissing(v3);
             if (missing is null)
             {
+                Peer.LimitDnnlIsa(h);
                 var (version, runtime) = Peer.DnnlVersion(h);
                 nint omp = runtime == DnnlRuntimeOmp ? Peer.OmpSetNumThreads() : 0;
                 string threading = runtime switch

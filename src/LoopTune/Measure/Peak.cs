@@ -7,24 +7,34 @@ public static class Peak
 {
     private const long Iterations = 4096;
     private const float X = 0.99999f, Y = 1e-5f;
-    private static readonly Lazy<PeakKernel> kernel = new(() => PeakKernel.Create());
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(int, int), PeakKernel> kernels = new();
     private static float sink;
 
-    /// <summary>Vector width in bits the peak kernel uses (the widest hardware-accelerated one).</summary>
-    public static int VectorBits => kernel.Value.Bits;
+    /// <summary>Vector width in bits the peak kernel uses: the widest the JIT uses (<see cref="Jit.JitOptions.Default"/>).</summary>
+    public static int VectorBits => Kernel(null, Chains).Bits;
 
     /// <summary>Whether the peak kernel uses hardware fused multiply-add.</summary>
-    public static bool FusedMultiplyAdd => kernel.Value.Fused;
+    public static bool FusedMultiplyAdd => PeakKernel.HardwareFma;
 
-    /// <summary>Times the peak kernel; its <see cref="Measurement.Gflops"/> is the median peak.</summary>
-    public static Measurement Measure(MeasureOptions options)
+    /// <summary>Independent accumulators of the peak kernel: enough to fill two FMA pipes of latency 6.</summary>
+    public const int Chains = 12;
+
+    /// <summary>Times the peak kernel at <paramref name="bits"/> (default: the JIT's width) with <paramref name="chains"/>
+    /// independent accumulators; its <see cref="Measurement.Gflops"/> is the median. One chain times the FMA's latency.</summary>
+    public static Measurement Measure(MeasureOptions options, int? bits = null, int chains = Chains)
     {
-        var k = kernel.Value;
+        var k = Kernel(bits, chains);
         var run = k.Run;
         using var pin = ThreadPinning.Pin();
         return Timing.Measure(() => sink += run(Iterations, X, Y), Iterations * k.FlopsPerIteration, options);
     }
 
-    /// <summary>The FMA peak of one core in GFLOPS (median over the samples).</summary>
-    public static double MeasureGflops(MeasureOptions options) => Measure(options).Gflops;
+    /// <summary>The FMA peak of one core in GFLOPS (median over the samples) at <paramref name="bits"/> (default: the JIT's width).</summary>
+    public static double MeasureGflops(MeasureOptions options, int? bits = null) => Measure(options, bits).Gflops;
+
+    static PeakKernel Kernel(int? bits, int chains)
+    {
+        int b = bits ?? Jit.JitOptions.Default.VectorBits;
+        return kernels.GetOrAdd((b == 0 ? 128 : b, chains), key => PeakKernel.Create(key.Item1, key.Item2, PeakKernel.HardwareFma));
+    }
 }

@@ -1,84 +1,82 @@
-using System.Runtime.InteropServices;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace LoopTune.Measure;
 
 /// <summary>
-/// The FMA peak of one core, measured once per machine and remembered in <c>peak.json</c> in the data folder
-/// (<see cref="DataFolder"/>), keyed by processor, core count, vector width and runtime version, so the reward and the
-/// reports never need a figure set by hand.
+/// The FMA peak of one core, measured once per machine and vector width and remembered in <c>peak.json</c> in the data
+/// folder (<see cref="DataFolder"/>), keyed by <see cref="Machine.Key"/> (processor, core count, vector width, runtime),
+/// so the reward and the reports never need a figure set by hand.
 /// </summary>
 public static class PeakCache
 {
     /// <summary>Where LoopTune keeps what it remembers: $LOOPTUNE_HOME if set, else the user's local data folder + /looptune.</summary>
     public static string DataFolder =>
-        Environment.GetEnvironmentVariable("LOOPTUNE_HOME") is { Length: > 0 } home ? home
-        : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "looptune");
+        folder.Value ?? (Environment.GetEnvironmentVariable("LOOPTUNE_HOME") is { Length: > 0 } home ? home
+        : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "looptune"));
 
-    /// <summary>A description of this machine precise enough that a peak measured on it holds.</summary>
-    public static string MachineKey { get; } =
-        $"{CpuModel()} | {OnlineCpus()} cpus | {(Jit.JitOptions.Default.VectorWidths.FirstOrDefault() * 32)}-bit vectors | {RuntimeInformation.FrameworkDescription}";
+    static readonly AsyncLocal<string?> folder = new();
 
-    /// <summary>The CPUs of the machine, whatever this process's affinity (Environment.ProcessorCount follows the affinity,
-    /// so a process started under taskset would see another machine and measure another peak).</summary>
-    static int OnlineCpus()
+    /// <summary>Makes <paramref name="path"/> the data folder of the calling flow (the work it starts included) until the
+    /// result is disposed: for tests that write what other tests read (an adapted policy), each in a folder of its own.</summary>
+    internal static IDisposable UseDataFolder(string path)
     {
-        try
-        {
-            var text = File.ReadAllText("/sys/devices/system/cpu/online").Trim();
-            return text.Split(',').Sum(r => r.Split('-') is [var a, var b] ? int.Parse(b, System.Globalization.CultureInfo.InvariantCulture) - int.Parse(a, System.Globalization.CultureInfo.InvariantCulture) + 1 : 1);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { return Environment.ProcessorCount; }
+        var before = folder.Value;
+        folder.Value = path;
+        return new Restore(() => folder.Value = before);
     }
 
-    /// <summary>The remembered peak for this machine, measuring and storing it first if there is none.</summary>
-    public static double GetOrMeasure(MeasureOptions? options = null)
+    sealed class Restore(Action undo) : IDisposable
     {
-        var path = Path.Combine(DataFolder, "peak.json");
-        var table = Read(path);
-        if (table.TryGetValue(MachineKey, out double gflops) && gflops > 0) return gflops;
-        gflops = Peak.MeasureGflops(options ?? MeasureOptions.Default);
-        table[MachineKey] = gflops;
-        Write(path, table);
+        public void Dispose() => undo();
+    }
+
+    /// <summary>A description of this machine, at the JIT's vector width, precise enough that a peak measured on it holds
+    /// (<see cref="Machine.Key"/>).</summary>
+    public static string MachineKey => Machine.Key;
+
+    static string PeakFile => Path.Combine(DataFolder, "peak.json");
+
+    /// <summary>The remembered peak for this machine at <paramref name="bits"/> (default: the JIT's vector width),
+    /// measuring and storing it first if there is none.</summary>
+    public static double GetOrMeasure(MeasureOptions? options = null) => GetOrMeasure(Jit.JitOptions.Default.VectorBits, options);
+
+    /// <inheritdoc cref="GetOrMeasure(MeasureOptions?)"/>
+    public static double GetOrMeasure(int bits, MeasureOptions? options = null)
+    {
+        var table = ReadTable(PeakFile);
+        string key = Machine.KeyAt(bits);
+        if (table[key] is JsonValue v && v.TryGetValue(out double g) && g > 0) return g;
+        double gflops = Peak.MeasureGflops(options ?? MeasureOptions.Default, bits);
+        Remember(gflops, bits);
         return gflops;
     }
 
-    /// <summary>Stores a fresh measurement (what <c>looptune peak</c> does).</summary>
-    public static void Remember(double gflops)
+    /// <summary>Stores a fresh measurement at <paramref name="bits"/> (default: the JIT's width), as <c>looptune peak</c> does.</summary>
+    public static void Remember(double gflops, int? bits = null)
     {
-        var path = Path.Combine(DataFolder, "peak.json");
-        var table = Read(path);
-        table[MachineKey] = gflops;
-        Write(path, table);
+        var table = ReadTable(PeakFile);
+        table[Machine.KeyAt(bits ?? Jit.JitOptions.Default.VectorBits)] = gflops;
+        WriteTable(PeakFile, table);
     }
 
-    static Dictionary<string, double> Read(string path)
+    /// <summary>A JSON object file of the data folder; empty when it is missing or unreadable (it is a cache).</summary>
+    internal static JsonObject ReadTable(string path)
     {
-        try { return JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(path)) ?? []; }
+        try { return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? []; }
         catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { return []; }
     }
 
-    static void Write(string path, Dictionary<string, double> table)
+    /// <summary>Writes a JSON object file of the data folder atomically; best effort (remembering is a cache).</summary>
+    internal static void WriteTable(string path, JsonObject table)
     {
         try
         {
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
             var tmp = $"{path}.{Environment.ProcessId}.tmp";
-            File.WriteAllText(tmp, JsonSerializer.Serialize(table, new JsonSerializerOptions { WriteIndented = true }));
+            File.WriteAllText(tmp, table.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             File.Move(tmp, path, overwrite: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* remembering is best effort */ }
-    }
-
-    static string CpuModel()
-    {
-        try
-        {
-            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
-            if (line is not null) return line[(line.IndexOf(':') + 1)..].Trim();
-        }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
-        return RuntimeInformation.ProcessArchitecture.ToString();
     }
 }

@@ -34,15 +34,8 @@ internal sealed class PeakKernel
     /// <summary>Flops per loop iteration, counting a multiply-add as two even when not fused.</summary>
     public double FlopsPerIteration => 2.0 * Chains * Lanes;
 
-    /// <summary>The widest hardware-accelerated vector width.</summary>
-    public static int WidestBits =>
-        Vector512.IsHardwareAccelerated ? 512 : Vector256.IsHardwareAccelerated ? 256 : 128;
-
     /// <summary>Whether the vector FusedMultiplyAdd maps to one hardware instruction.</summary>
     public static bool HardwareFma => Fma.IsSupported || AdvSimd.IsSupported;
-
-    /// <summary>The kernel for this machine: widest vectors, hardware FMA if there is one.</summary>
-    public static PeakKernel Create(int chains = 12) => Create(WidestBits, chains, HardwareFma);
 
     /// <summary>A kernel of the given vector width (128, 256, 512) and number of chains.</summary>
     public static PeakKernel Create(int bits, int chains, bool fused)
@@ -130,5 +123,49 @@ internal sealed class PeakKernel
             vector.GetMethod("op_Multiply", [vector, vector])!,
             vector.GetMethod("op_Addition", [vector, vector])!,
             statics.GetMethods().Single(m => m.Name == "Sum").MakeGenericMethod(typeof(float)));
+    }
+}
+
+/// <summary>A chain of dependent 64-bit integer additions, emitted as IL: <c>long Run(long iterations, long y)</c> adds
+/// <paramref name="y"/> to one accumulator <see cref="AddsPerIteration"/> times per iteration. An integer add has a latency of
+/// one cycle on every x86 and Arm core, so the chain runs at one add per cycle: adds per second are the clock.</summary>
+internal static class ClockKernel
+{
+    public const int AddsPerIteration = 64;
+
+    static readonly Lazy<Func<long, long, long>> run = new(Create);
+
+    public static Func<long, long, long> Run => run.Value;
+
+    static Func<long, long, long> Create()
+    {
+        var dm = new DynamicMethod("clock", typeof(long), [typeof(long), typeof(long)], typeof(ClockKernel).Module, skipVisibility: true);
+        var il = dm.GetILGenerator();
+        LocalBuilder acc = il.DeclareLocal(typeof(long)), i = il.DeclareLocal(typeof(long));
+        Label body = il.DefineLabel(), test = il.DefineLabel();
+        il.Emit(OpCodes.Ldarg_1);
+        il.Emit(OpCodes.Stloc, acc);
+        il.Emit(OpCodes.Ldc_I8, 0L);
+        il.Emit(OpCodes.Stloc, i);
+        il.Emit(OpCodes.Br, test);
+        il.MarkLabel(body);
+        for (int k = 0; k < AddsPerIteration; k++)
+        {
+            il.Emit(OpCodes.Ldloc, acc);
+            il.Emit(OpCodes.Ldarg_1);
+            il.Emit(OpCodes.Add);
+            il.Emit(OpCodes.Stloc, acc);
+        }
+        il.Emit(OpCodes.Ldloc, i);
+        il.Emit(OpCodes.Ldc_I8, 1L);
+        il.Emit(OpCodes.Add);
+        il.Emit(OpCodes.Stloc, i);
+        il.MarkLabel(test);
+        il.Emit(OpCodes.Ldloc, i);
+        il.Emit(OpCodes.Ldarg_0);
+        il.Emit(OpCodes.Blt, body);
+        il.Emit(OpCodes.Ldloc, acc);
+        il.Emit(OpCodes.Ret);
+        return dm.CreateDelegate<Func<long, long, long>>();
     }
 }

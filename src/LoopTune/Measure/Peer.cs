@@ -15,14 +15,18 @@ public sealed unsafe class Peer : GemmPeer
     private readonly nint oneThreadInt;
     private readonly nint oneThreadLong;
 
-    private Peer(string key, string library, string problem) : base(key, library, problem, null, "") { }
+    private Peer(string key, string library, string problem) : base(key, library, problem, null, "") =>
+        Kernels = new LibraryKernels(key, false, null, null, null, null);
 
-    private Peer(string key, string library, Abi abi, nint gemm, string? version, string threading,
+    private Peer(string key, string library, Abi abi, nint gemm, string? version, string threading, LibraryKernels kernels,
                  nint oneThreadInt = 0, nint oneThreadLong = 0) : base(key, library, null, version, threading)
     {
-        (this.abi, this.gemm) = (abi, gemm);
+        (this.abi, this.gemm, Kernels) = (abi, gemm, kernels);
         (this.oneThreadInt, this.oneThreadLong) = (oneThreadInt, oneThreadLong);
     }
+
+    /// <summary>Which kernels the library runs on this machine (its core, architecture or instruction set).</summary>
+    public LibraryKernels Kernels { get; }
 
     private enum Abi { Cblas, Blis, Dnnl }
 
@@ -79,7 +83,10 @@ public sealed unsafe class Peer : GemmPeer
         if (set != 0) ((delegate* unmanaged<int, void>)set)(1);
         string threading = set == 0 ? "not controlled (openblas_set_num_threads not exported)"
             : openmp ? "openblas_set_num_threads(1) per call" : "openblas_set_num_threads(1)";
-        return new Peer("openblas", lib, Abi.Cblas, gemm, CString(h, "openblas_get_config"), threading, oneThreadInt: openmp ? set : 0);
+        string? core = CString(h, "openblas_get_corename"), config = CString(h, "openblas_get_config");
+        string? forced = Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { Length: > 0 } ct ? $"OPENBLAS_CORETYPE={ct}" : null;
+        var kernels = new LibraryKernels("openblas", true, core, LibraryKernels.BitsOf("openblas", core), config, forced);
+        return new Peer("openblas", lib, Abi.Cblas, gemm, config, threading, kernels, oneThreadInt: openmp ? set : 0);
     });
 
     /// <summary>BLIS: its cblas_sgemm if exported (and <paramref name="preferCblas"/>), else bli_sgemm;
@@ -90,9 +97,13 @@ public sealed unsafe class Peer : GemmPeer
         if (cblas == 0 && typed == 0) return Missing("blis", lib, "cblas_sgemm and bli_sgemm");
         string threading = set != 0 ? "bli_thread_set_num_threads(1) per call" : "not controlled (bli_thread_set_num_threads not exported)";
         string? version = CString(h, "bli_info_get_version_str") is { } v ? $"BLIS {v}" : null;
+        string? arch = Export(h, "bli_arch_query_id") is not 0 and var q && Export(h, "bli_arch_string") is not 0 and var name
+            ? Marshal.PtrToStringUTF8((nint)((delegate* unmanaged<int, byte*>)name)(((delegate* unmanaged<int>)q)())) : null;
+        string? forced = Environment.GetEnvironmentVariable("BLIS_ARCH_TYPE") is { Length: > 0 } at ? $"BLIS_ARCH_TYPE={at}" : null;
+        var kernels = new LibraryKernels("blis", true, arch, LibraryKernels.BitsOf("blis", arch), version, forced);
         return cblas != 0
-            ? new Peer("blis", lib, Abi.Cblas, cblas, version, threading, oneThreadLong: set)
-            : new Peer("blis", lib, Abi.Blis, typed, version, threading, oneThreadLong: set);
+            ? new Peer("blis", lib, Abi.Cblas, cblas, version, threading, kernels, oneThreadLong: set)
+            : new Peer("blis", lib, Abi.Blis, typed, version, threading, kernels, oneThreadLong: set);
     });
 
     /// <summary>oneDNN: dnnl_sgemm. Its CPU runtime comes from dnnl_version(); with OpenMP,
@@ -102,6 +113,7 @@ public sealed unsafe class Peer : GemmPeer
     {
         nint gemm = Export(h, "dnnl_sgemm");
         if (gemm == 0) return Missing("onednn", lib, "dnnl_sgemm");
+        string? limited = LimitDnnlIsa(h);
         var (version, runtime) = DnnlVersion(h);
         nint omp = runtime == DnnlRuntimeOmp ? OmpSetNumThreads() : 0;
         string threading = runtime switch
@@ -110,8 +122,34 @@ public sealed unsafe class Peer : GemmPeer
             DnnlRuntimeOmp when omp != 0 => "omp_set_num_threads(1) per call",
             _ => $"not controlled (CPU runtime {runtime})",
         };
-        return new Peer("onednn", lib, Abi.Dnnl, gemm, version, threading, oneThreadInt: omp);
+        string? isa = Export(h, "dnnl_get_effective_cpu_isa") is not 0 and var eff && Export(h, "dnnl_cpu_isa2str") is not 0 and var str
+            ? Marshal.PtrToStringUTF8((nint)((delegate* unmanaged<int, byte*>)str)(((delegate* unmanaged<int>)eff)()))?.Replace("cpu_isa_", "", StringComparison.Ordinal) : null;
+        var kernels = new LibraryKernels("onednn", true, isa, LibraryKernels.BitsOf("onednn", isa), version, limited);
+        return new Peer("onednn", lib, Abi.Dnnl, gemm, version, threading, kernels, oneThreadInt: omp);
     });
+
+    static readonly Lock isaGate = new();
+    static string? isaLimit;
+    static bool isaSet;
+
+    /// <summary>When this process's kernels are limited to narrower vectors than the CPU has (<c>--vector-bits</c>, or the
+    /// runtime's own settings such as <c>DOTNET_EnableAVX512=0</c>),
+    /// limits oneDNN to the matching instruction set (<c>dnnl_set_max_cpu_isa</c>: AVX2 for 256 bits, SSE4.1 for 128), once,
+    /// before any of its kernels is made, so that the yardstick runs on the same machine as ours. Returns what limited it,
+    /// or null.</summary>
+    internal static string? LimitDnnlIsa(nint handle)
+    {
+        lock (isaGate)
+        {
+            if (isaSet) return isaLimit;
+            isaSet = true;
+            int bits = Jit.JitOptions.Default.VectorBits;
+            if (bits >= CpuInfo.Current.VectorBits || Export(handle, "dnnl_set_max_cpu_isa") is not (not 0 and var set)) return null;
+            int isa = bits >= 256 ? 0x7 : 0x1; // dnnl_cpu_isa_avx2, dnnl_cpu_isa_sse41 (the same values in oneDNN 2 and 3)
+            if (((delegate* unmanaged<int, int>)set)(isa) == 0) isaLimit = $"this process's {bits}-bit vectors";
+            return isaLimit;
+        }
+    }
 
     /// <summary>Binds the first library that loads and has the symbols; otherwise an unavailable peer
     /// whose problem names what was missing.</summary>

@@ -20,19 +20,20 @@ public sealed class BeamBfsSearch(BeamOptions? options = null) : ISearch
     public string Name => "beam_bfs";
     public string Description => $"breadth-first beam of the {Options.Width} fastest states per level, {Options.Depth} levels";
 
-    public SearchResult Run(Nest start, IEvaluator evaluator, SearchBudget budget, int seed)
+    public SearchResult Run(Nest start, IEvaluator evaluator, SearchBudget budget, int seed, ActionSpace space)
     {
-        var run = new SearchRun(Name, start, evaluator, budget, seed);
+        var run = new SearchRun(Name, start, evaluator, budget, seed, space);
         var beam = new List<SearchState> { run.Root };
         var visited = new HashSet<string> { run.Root.Key };
         for (int level = 0; level < Options.Depth && beam.Count > 0 && !run.Exhausted; level++)
         {
             var candidates = new Dictionary<string, SearchState>();
             foreach (var state in beam)
-                foreach (var move in Moves.All(state.Nest))
+                foreach (var move in run.Expand(state))
                 {
-                    if (visited.Contains(move.Result.ScheduleKey) || candidates.ContainsKey(move.Result.ScheduleKey)) continue;
-                    if (run.Step(state, move) is not { } child) return run.Finish();
+                    var key = run.Space.StateKey(move.Result);
+                    if (visited.Contains(key) || candidates.ContainsKey(key)) continue;
+                    if (run.Step(state, move.Id) is not { } child) return run.Finish();
                     candidates[child.Key] = child;
                 }
             beam = Beam.Fastest(candidates.Values, Options.Width);

@@ -15,9 +15,9 @@ public sealed class BeamDfsSearch(BeamOptions? options = null) : ISearch
     public string Name => "beam_dfs";
     public string Description => $"depth-first into the {Options.Width} fastest children of each state, {Options.Depth} moves deep";
 
-    public SearchResult Run(Nest start, IEvaluator evaluator, SearchBudget budget, int seed)
+    public SearchResult Run(Nest start, IEvaluator evaluator, SearchBudget budget, int seed, ActionSpace space)
     {
-        var run = new SearchRun(Name, start, evaluator, budget, seed);
+        var run = new SearchRun(Name, start, evaluator, budget, seed, space);
         Expand(run, run.Root, 0, []);
         return run.Finish();
     }
@@ -27,9 +27,9 @@ public sealed class BeamDfsSearch(BeamOptions? options = null) : ISearch
     {
         if (depth >= Options.Depth || !expanded.Add(state.Key)) return true;
         var children = new List<SearchState>();
-        foreach (var move in Moves.All(state.Nest))
+        foreach (var move in run.Expand(state))
         {
-            if (run.Step(state, move) is not { } child) return false;
+            if (run.Step(state, move.Id) is not { } child) return false;
             if (!expanded.Contains(child.Key)) children.Add(child);
         }
         foreach (var child in Beam.Fastest(children, Options.Width))

@@ -30,15 +30,23 @@ namespace LoopTune.Search;
 /// <param name="BestSampleGflops">The best schedule's fastest sample in the re-timing (<see cref="Measurement.BestGflops"/>):
 /// what it does when nothing slows the core, where <paramref name="BestGflops"/> (the median) is what it typically does on
 /// this machine.</param>
+/// <param name="Space">The action space the method searched in (<see cref="ActionSpace"/>).</param>
 public sealed record ComparisonRow(string Benchmark, string Method, double BaseGflops, double BestGflops, double SearchGflops,
     int Evaluations, int Measured, double Seconds, ImmutableArray<LoopAction> Actions, string Schedule, ImmutableArray<PeerResult> Peers, bool Verified,
-    string? Host = null, string? Machine = null, double BestSampleGflops = double.NaN)
+    string? Host = null, string? Machine = null, double BestSampleGflops = double.NaN, string Space = "tile")
 {
     /// <summary>Best over base, both re-timed.</summary>
     public double Speedup => BestGflops / BaseGflops;
 
     /// <summary>OpenBLAS on the same computation; null when it was not measured (missing, no BLAS form, wrong result).</summary>
     public double? OpenBlasGflops => Peer(Comparison.OpenBlas)?.Gflops;
+
+    /// <summary>The fastest library measured on the same computation, timed side by side with the schedules; null when none was.</summary>
+    public (string Key, double Gflops)? BestLibrary =>
+        Peers.Where(p => p.Gflops is > 0).MaxBy(p => p.Gflops) is { } b ? (b.Key, b.Gflops!.Value) : null;
+
+    /// <summary>The best schedule's GFLOPS over the best library's; null without a library figure.</summary>
+    public double? VsBestLibrary => BestLibrary is { } b ? BestGflops / b.Gflops : null;
 
     /// <summary>The peer with this key, or null.</summary>
     public PeerResult? Peer(string key) => Peers.FirstOrDefault(p => p.Key == key);
@@ -48,11 +56,14 @@ public sealed record ComparisonRow(string Benchmark, string Method, double BaseG
 /// The caller disposes them.</summary>
 public delegate IReadOnlyList<PreparedPeer> PeerPreparation(Computation computation);
 
-/// <summary>A method's figures over all benchmarks: geometric means of the re-timed GFLOPS, of the speedup over the
-/// unscheduled nest and of the ratio to OpenBLAS (null without OpenBLAS), the mean and largest search time, and (for a
-/// method) the geometric mean of its best schedules' fastest samples (<see cref="ComparisonRow.BestSampleGflops"/>).</summary>
+/// <summary>A method's (or a library's) figures over the benchmarks: geometric means of the re-timed GFLOPS, of the speedup
+/// over the unscheduled nest, of the ratio to OpenBLAS (null without OpenBLAS) and of the ratio to the best library of each
+/// benchmark (the headline; null without libraries), the mean and largest search time, and (for a method) the geometric
+/// mean of its best schedules' fastest samples (<see cref="ComparisonRow.BestSampleGflops"/>). A method's figures count only
+/// its verified schedules: <paramref name="Counted"/> of the benchmarks.</summary>
 public sealed record MethodSummary(string Method, double GeomeanGflops, double GeomeanSpeedup, double? GeomeanVsOpenBlas,
-    double? MeanSeconds, double? MaxSeconds, double? MeanEvaluations, double? GeomeanBestSampleGflops = null);
+    double? MeanSeconds, double? MaxSeconds, double? MeanEvaluations, double? GeomeanBestSampleGflops = null, double? GeomeanVsBestLibrary = null,
+    int Counted = 0);
 
 /// <summary>What one step of a comparison reports, for a progress bar.</summary>
 public sealed record ComparisonProgress(int Done, int Total, string Benchmark, string Method, string What);
@@ -70,13 +81,13 @@ public sealed record ComparisonProgress(int Done, int Total, string Benchmark, s
 /// </summary>
 public sealed class Comparison
 {
-    /// <summary>The name of the unscheduled nest's row in the summaries.</summary>
-    public const string Unscheduled = "unscheduled", OpenBlas = "openblas";
+    /// <summary>The names of the unscheduled nest's, OpenBLAS's and the best library's rows in the summaries.</summary>
+    public const string Unscheduled = "unscheduled", OpenBlas = "openblas", BestLibrary = "best library";
 
     Comparison(ImmutableArray<ComparisonRow> rows, ImmutableArray<string> methods, ImmutableArray<string> benchmarks)
     {
         (Rows, Methods, Benchmarks) = (rows, methods, benchmarks);
-        Summaries = [Summarise(Unscheduled, r => r.BaseGflops, null), .. methods.Select(m => Summarise(m, r => r.BestGflops, m)), .. OpenBlasSummary()];
+        Summaries = [Summarise(Unscheduled, r => r.BaseGflops, null), .. methods.Select(m => Summarise(m, r => r.BestGflops, m)), .. LibrarySummaries()];
     }
 
     /// <summary>One row per (benchmark, method), benchmarks in order, methods in the order given.</summary>
@@ -84,16 +95,22 @@ public sealed class Comparison
     public ImmutableArray<string> Methods { get; }
     public ImmutableArray<string> Benchmarks { get; }
 
-    /// <summary>The unscheduled nest, each method, then OpenBLAS when it was measured.</summary>
+    /// <summary>The unscheduled nest, each method, each library measured (in the peers' order), then the best library.</summary>
     public ImmutableArray<MethodSummary> Summaries { get; }
 
-    /// <summary>Runs every search on every benchmark (benchmark by benchmark), then re-times the results and the peers
-    /// (<paramref name="peers"/>; OpenBLAS alone when null).</summary>
+    /// <summary>The keys of the libraries measured on some benchmark, in the peers' order.</summary>
+    public IReadOnlyList<string> Libraries => [.. Rows.SelectMany(r => r.Peers).Where(p => p.Gflops is > 0).Select(p => p.Key).Distinct()];
+
+    /// <summary>Runs every search on every benchmark (benchmark by benchmark) in <paramref name="space"/> (default: the
+    /// tile space), then re-times the results and the peers (<paramref name="peers"/>; every library, <see cref="Library.All"/>,
+    /// when null).</summary>
     public static Comparison Run(IReadOnlyList<Benchmark> benchmarks, IReadOnlyList<ISearch> searches, SearchBudget budget, int seed,
-        Func<IEvaluator> newEvaluator, MeasureOptions finalTiming, Action<ComparisonProgress>? progress = null, PeerPreparation? peers = null)
+        Func<IEvaluator> newEvaluator, MeasureOptions finalTiming, Action<ComparisonProgress>? progress = null, PeerPreparation? peers = null,
+        ActionSpace? space = null)
     {
         ArgumentOutOfRangeException.ThrowIfZero(searches.Count);
-        peers ??= OpenBlasOnly;
+        peers ??= AllLibraries;
+        space ??= ActionSpace.Tile;
         Kernel.WarmUp();
         var rows = new List<ComparisonRow>();
         int total = benchmarks.Count * (searches.Count + 1), done = 0;
@@ -103,7 +120,7 @@ public sealed class Comparison
             foreach (var s in searches)
             {
                 progress?.Invoke(new(done, total, b.Name, s.Name, "searching"));
-                results.Add(Search(s, b.Computation, budget, seed, newEvaluator));
+                results.Add(Search(s, b.Computation, budget, seed, newEvaluator, space));
                 done++;
             }
             progress?.Invoke(new(done, total, b.Name, "", "timing the results and the peers"));
@@ -114,18 +131,17 @@ public sealed class Comparison
         return new Comparison([.. rows], [.. searches.Select(s => s.Name)], [.. benchmarks.Select(b => b.Name)]);
     }
 
-    /// <summary>OpenBLAS alone: compare-searches' peer.</summary>
-    static IReadOnlyList<PreparedPeer> OpenBlasOnly(Computation c) =>
-        Peers.Get(OpenBlas) is { } blas ? [Evaluation.PreparePeer(blas, c)] : [];
+    /// <summary>Every library (<see cref="Library.All"/>): its GEMM for a matrix product, its convolution for a convolution.</summary>
+    public static IReadOnlyList<PreparedPeer> AllLibraries(Computation c) => [.. Library.All.Select(l => l.Prepare(c))];
 
-    /// <summary>One (benchmark, method) pair alone, the unit of a comparison spread over workers: the search, then its best
-    /// schedule, the unscheduled nest and the peers (OpenBLAS when null) re-timed with <paramref name="finalTiming"/> on the
-    /// calling (pinned) thread.</summary>
+    /// <summary>One (benchmark, method) pair alone, the unit of a comparison spread over workers: the search in
+    /// <paramref name="space"/>, then its best schedule, the unscheduled nest and the peers (every library when null)
+    /// re-timed with <paramref name="finalTiming"/> on the calling (pinned) thread.</summary>
     public static ComparisonRow RunPair(Benchmark benchmark, ISearch search, SearchBudget budget, int seed, Func<IEvaluator> newEvaluator, MeasureOptions finalTiming,
-        PeerPreparation? peers = null)
+        PeerPreparation? peers = null, ActionSpace? space = null)
     {
         Kernel.WarmUp();
-        return Retime(benchmark, [Search(search, benchmark.Computation, budget, seed, newEvaluator)], finalTiming, peers ?? OpenBlasOnly).Single();
+        return Retime(benchmark, [Search(search, benchmark.Computation, budget, seed, newEvaluator, space ?? ActionSpace.Tile)], finalTiming, peers ?? AllLibraries).Single();
     }
 
     /// <summary>The comparison of rows run elsewhere (<see cref="RunPair"/>), put in <see cref="Run"/>'s order; every
@@ -142,10 +158,10 @@ public sealed class Comparison
         return new Comparison([.. ordered], [.. methods], [.. benchmarks]);
     }
 
-    static SearchResult Search(ISearch search, Computation c, SearchBudget budget, int seed, Func<IEvaluator> newEvaluator)
+    static SearchResult Search(ISearch search, Computation c, SearchBudget budget, int seed, Func<IEvaluator> newEvaluator, ActionSpace space)
     {
         var evaluator = newEvaluator();
-        try { return search.Run(Nest.Initial(c), evaluator, budget, seed); }
+        try { return search.Run(Nest.Initial(c), evaluator, budget, seed, space); }
         finally { (evaluator as IDisposable)?.Dispose(); }
     }
 
@@ -166,29 +182,44 @@ public sealed class Comparison
         Measurement Timed(Nest nest) => timed[keys.IndexOf(nest.ScheduleKey)];
         double baseGflops = Timed(Nest.Initial(c)).Gflops;
         return [.. results.Select(r => new ComparisonRow(b.Name, r.Method, baseGflops, Timed(r.Best).Gflops, r.BestGflops, r.Evaluations, r.Measured, r.Seconds,
-            r.Actions, r.Best.ScheduleKey, [.. peerResults], kernels[r.Best.ScheduleKey].Verified, BestSampleGflops: Timed(r.Best).BestGflops))];
+            r.Actions, r.Best.ScheduleKey, [.. peerResults], kernels[r.Best.ScheduleKey].Verified, BestSampleGflops: Timed(r.Best).BestGflops, Space: r.Space))];
     }
 
     MethodSummary Summarise(string method, Func<ComparisonRow, double> gflops, string? searched)
     {
-        var rows = PerBenchmark(method == Unscheduled ? Methods.FirstOrDefault() : method).ToList();
+        // a method's figures count its verified schedules only; the unscheduled nest is the same kernel on every row
+        var rows = PerBenchmark(method == Unscheduled ? Methods.FirstOrDefault() : method).Where(r => searched is null || r.Verified).ToList();
         var withBlas = rows.Where(r => r.OpenBlasGflops is > 0).ToList();
+        var withLibrary = rows.Where(r => r.BestLibrary is not null).ToList();
         return new MethodSummary(method,
             Geomean(rows.Select(gflops)),
             Geomean(rows.Select(r => gflops(r) / r.BaseGflops)),
             withBlas.Count == 0 ? null : Geomean(withBlas.Select(r => gflops(r) / r.OpenBlasGflops!.Value)),
-            searched is null ? null : rows.Average(r => r.Seconds),
-            searched is null ? null : rows.Max(r => r.Seconds),
-            searched is null ? null : rows.Average(r => r.Evaluations),
-            searched is null || rows.Any(r => !double.IsFinite(r.BestSampleGflops)) ? null : Geomean(rows.Select(r => r.BestSampleGflops)));
+            searched is null || rows.Count == 0 ? null : rows.Average(r => r.Seconds),
+            searched is null || rows.Count == 0 ? null : rows.Max(r => r.Seconds),
+            searched is null || rows.Count == 0 ? null : rows.Average(r => r.Evaluations),
+            searched is null || rows.Count == 0 || rows.Any(r => !double.IsFinite(r.BestSampleGflops)) ? null : Geomean(rows.Select(r => r.BestSampleGflops)),
+            withLibrary.Count == 0 ? null : Geomean(withLibrary.Select(r => gflops(r) / r.BestLibrary!.Value.Gflops)),
+            rows.Count);
     }
 
-    IEnumerable<MethodSummary> OpenBlasSummary()
+    /// <summary>Each library measured, then the best library of each benchmark, over the benchmarks where each has a figure.</summary>
+    IEnumerable<MethodSummary> LibrarySummaries()
     {
-        var rows = PerBenchmark(Methods.FirstOrDefault()).Where(r => r.OpenBlasGflops is > 0).ToList();
-        if (rows.Count == 0) yield break;
-        yield return new MethodSummary(OpenBlas, Geomean(rows.Select(r => r.OpenBlasGflops!.Value)),
-            Geomean(rows.Select(r => r.OpenBlasGflops!.Value / r.BaseGflops)), 1.0, null, null, null);
+        var first = PerBenchmark(Methods.FirstOrDefault()).ToList();
+        foreach (var key in Libraries)
+            if (Of(key == BestLibrary ? null : key) is { } s) yield return s;
+        if (Of(null) is { } best) yield return best;
+
+        MethodSummary? Of(string? key)
+        {
+            var rows = first.Select(r => (Row: r, G: key is null ? r.BestLibrary?.Gflops : r.Peer(key)?.Gflops)).Where(x => x.G is > 0).ToList();
+            if (rows.Count == 0) return null;
+            var blas = rows.Where(x => x.Row.OpenBlasGflops is > 0).ToList();
+            return new MethodSummary(key ?? BestLibrary, Geomean(rows.Select(x => x.G!.Value)), Geomean(rows.Select(x => x.G!.Value / x.Row.BaseGflops)),
+                blas.Count == 0 ? null : Geomean(blas.Select(x => x.G!.Value / x.Row.OpenBlasGflops!.Value)), null, null, null, null,
+                Geomean(rows.Select(x => x.G!.Value / x.Row.BestLibrary!.Value.Gflops)), rows.Count);
+        }
     }
 
     IEnumerable<ComparisonRow> PerBenchmark(string? method) => Rows.Where(r => r.Method == method);
@@ -206,21 +237,27 @@ public sealed class Comparison
     /// <summary>The method with the highest geometric-mean GFLOPS.</summary>
     public MethodSummary BestMethod => Summaries.Where(s => Methods.Contains(s.Method)).MaxBy(s => s.GeomeanGflops)!;
 
+    /// <summary>The summary of the best library of each benchmark, or null when no library was measured.</summary>
+    public MethodSummary? BestLibrarySummary => Summaries.FirstOrDefault(s => s.Method == BestLibrary);
+
     /// <summary>Whether the rows were measured on a cluster (each names its host).</summary>
     public bool Distributed => Rows.Any(r => r.Host is not null);
 
-    /// <summary>results.csv: one line per (benchmark, method), RFC 4180 quoting, invariant culture; a comparison run on a
-    /// cluster adds the host and machine type that measured each row.</summary>
-    public string ToCsv()
+    /// <summary>results.csv: one line per (benchmark, method), RFC 4180 quoting, invariant culture: the method's schedule and
+    /// figures, OpenBLAS (numpy's BLAS), the best library of the benchmark and its GFLOPS (timed side by side), the action
+    /// space, and the machine that measured the row (<paramref name="machine"/> when the row does not name one); a comparison
+    /// run on a cluster adds the host.</summary>
+    public string ToCsv(string? machine = null)
     {
-        var sb = new StringBuilder("benchmark,method,base_gflops,best_gflops,speedup,evaluations,seconds,actions,openblas_gflops,search_gflops,measured,schedule,best_sample_gflops,verified")
-            .Append(Distributed ? ",host,machine\n" : "\n");
+        var sb = new StringBuilder("benchmark,method,base_gflops,best_gflops,speedup,evaluations,seconds,actions,openblas_gflops,search_gflops,measured,schedule,best_sample_gflops,verified,best_library,best_library_gflops,ratio_to_best_library,action_space,machine")
+            .Append(Distributed ? ",host\n" : "\n");
         foreach (var r in Rows)
         {
             sb.AppendJoin(',', [Csv(r.Benchmark), Csv(r.Method), F(r.BaseGflops), F(r.BestGflops), F(r.Speedup), I(r.Evaluations), F(r.Seconds),
                 Csv(string.Join(",", r.Actions.Select(a => a.Name))), r.OpenBlasGflops is double o ? F(o) : "", F(r.SearchGflops), I(r.Measured),
-                Csv(r.Schedule), double.IsFinite(r.BestSampleGflops) ? F(r.BestSampleGflops) : "", r.Verified ? "true" : "false"]);
-            if (Distributed) sb.Append(',').Append(Csv(r.Host ?? "")).Append(',').Append(Csv(r.Machine ?? ""));
+                Csv(r.Schedule), double.IsFinite(r.BestSampleGflops) ? F(r.BestSampleGflops) : "", r.Verified ? "true" : "false",
+                r.BestLibrary?.Key ?? "", r.BestLibrary is { } b ? F(b.Gflops) : "", r.VsBestLibrary is double v ? F(v) : "", r.Space, Csv(r.Machine ?? machine ?? "")]);
+            if (Distributed) sb.Append(',').Append(Csv(r.Host ?? ""));
             sb.Append('\n');
         }
         return sb.ToString();

@@ -36,13 +36,13 @@ public sealed class GeneticSearch(GeneticOptions? options = null) : ISearch
 
     sealed record Individual(Genome Genome, SearchState State);
 
-    public SearchResult Run(Nest start, IEvaluator evaluator, SearchBudget budget, int seed)
+    public SearchResult Run(Nest start, IEvaluator evaluator, SearchBudget budget, int seed, ActionSpace space)
     {
-        var run = new SearchRun(Name, start, evaluator, budget, seed);
-        var population = new List<Individual> { new(Genome.Build(start, [], Options.MaxGenes), run.Root) };
+        var run = new SearchRun(Name, start, evaluator, budget, seed, space);
+        var population = new List<Individual> { new(Genome.Build(space, start, [], Options.MaxGenes), run.Root) };
         while (population.Count < Options.Population)
         {
-            var g = Genome.Random(start, run.Rng, 1 + run.Rng.Next(Options.InitialGenes));
+            var g = Genome.Random(space, start, run.Rng, 1 + run.Rng.Next(Options.InitialGenes));
             if (Evaluate(run, g, run.Root, "random") is not { } s) return run.Finish();
             population.Add(new(g, s));
         }
@@ -63,7 +63,7 @@ public sealed class GeneticSearch(GeneticOptions? options = null) : ISearch
         var next = ranked.Take(Options.Elite).ToList();
         for (int i = 0; i < Options.Immigrants && next.Count < Options.Population; i++)
         {
-            var g = Genome.Random(start, run.Rng, 1 + run.Rng.Next(Options.InitialGenes));
+            var g = Genome.Random(run.Space, start, run.Rng, 1 + run.Rng.Next(Options.InitialGenes));
             if (Evaluate(run, g, run.Root, "random") is not { } s) return null;
             next.Add(new(g, s));
         }
@@ -71,11 +71,11 @@ public sealed class GeneticSearch(GeneticOptions? options = null) : ISearch
         {
             var a = Select(run.Rng, population);
             bool cross = run.Rng.NextDouble() < Options.CrossoverRate;
-            var child = cross ? Genome.Crossover(start, a.Genome, Select(run.Rng, population).Genome, run.Rng, Options.MaxGenes) : a.Genome;
+            var child = cross ? Genome.Crossover(run.Space, start, a.Genome, Select(run.Rng, population).Genome, run.Rng, Options.MaxGenes) : a.Genome;
             bool mutate = run.Rng.NextDouble() < Options.MutationRate;
             // mutate once if drawn, and again while the child is a schedule already seen, at most MaxRetries mutations in all
             for (int t = 0; t < Options.MaxRetries && ((mutate && t == 0) || run.Knows(child.Result)); t++)
-                child = Genome.Mutate(start, child, run.Rng, Options.MaxGenes);
+                child = Genome.Mutate(run.Space, start, child, run.Rng, Options.MaxGenes);
             if (Evaluate(run, child, a.State, cross ? "crossover" : "mutation") is not { } s) return null;
             next.Add(new(child, s));
         }
@@ -93,7 +93,7 @@ public sealed class GeneticSearch(GeneticOptions? options = null) : ISearch
         return best;
     }
 
-    static SearchState? Evaluate(SearchRun run, Genome g, SearchState parent, string how) => run.Reach(g.Actions, g.Result, parent, how);
+    static SearchState? Evaluate(SearchRun run, Genome g, SearchState parent, string how) => run.Reach(g.Ids, g.Actions, g.Result, parent, how);
 
     static GeneticOptions Check(GeneticOptions o) =>
         o.Population >= 2 && o.Elite >= 0 && o.Elite < o.Population && o.Tournament >= 1 && o.MaxGenes >= 1 && o.InitialGenes >= 1 && o.MaxRetries >= 1 && o.Immigrants >= 0

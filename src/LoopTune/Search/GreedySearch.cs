@@ -19,9 +19,8 @@ public sealed record GreedyOptions(int Lookahead = 1, double MinGain = 0.02, int
 /// moves (all legal moves, then all legal moves from each of those, or from <see cref="GreedyOptions.Width"/> of them: the
 /// fastest of each kind of move first, so that ten splits do not crowd out the one swap that enables a vectorize); if the
 /// fastest of them beats the current state by more than <see cref="GreedyOptions.MinGain"/>, take the first move of the
-/// path to it, else stop. A move walks the cursor to any loop and changes the kernel there
-/// (<see cref="Moves"/>), so every loop is in reach and no evaluation is spent on a cursor move. States seen in an earlier
-/// step are not evaluated again.
+/// path to it, else stop. In the loop and tile spaces a move names any loop, so every loop is in reach and no evaluation is
+/// spent on a cursor move. States seen in an earlier step are not evaluated again.
 /// </summary>
 public sealed class GreedySearch(GreedyOptions options) : ISearch
 {
@@ -30,9 +29,9 @@ public sealed class GreedySearch(GreedyOptions options) : ISearch
     public string Description =>
         $"lookahead {Options.Lookahead}{(Options.Width is int w && Options.Lookahead > 1 ? $" (deeper from {w} moves, the fastest of each kind first)" : "")}: first move towards the best state in reach; stop when none is {Options.MinGain:P0} faster";
 
-    public SearchResult Run(Nest start, IEvaluator evaluator, SearchBudget budget, int seed)
+    public SearchResult Run(Nest start, IEvaluator evaluator, SearchBudget budget, int seed, ActionSpace space)
     {
-        var run = new SearchRun(Name, start, evaluator, budget, seed);
+        var run = new SearchRun(Name, start, evaluator, budget, seed, space);
         var current = run.Root;
         for (int step = 0; step < Options.MaxSteps && !run.Exhausted; step++)
         {
@@ -49,14 +48,14 @@ public sealed class GreedySearch(GreedyOptions options) : ISearch
     (SearchState? First, double Best) Look(SearchRun run, SearchState state, int depth)
     {
         var children = new List<SearchState>();
-        foreach (var move in Moves.All(state.Nest))
+        foreach (var move in run.Expand(state))
         {
-            if (run.Step(state, move) is not { } child) break;
+            if (run.Step(state, move.Id) is not { } child) break;
             children.Add(child);
         }
         SearchState? first = null;
         double best = double.NegativeInfinity;
-        var deeper = depth > 1 ? Promising(children, Options.Width ?? int.MaxValue) : [];
+        var deeper = depth > 1 ? Promising(run.Space, children, Options.Width ?? int.MaxValue) : [];
         foreach (var child in children)
         {
             double value = deeper.Contains(child) && !run.Exhausted ? Math.Max(child.Gflops, Look(run, child, depth - 1).Best) : child.Gflops;
@@ -69,12 +68,17 @@ public sealed class GreedySearch(GreedyOptions options) : ISearch
     /// split, merge, unroll, vectorize), fastest kind first, then the fastest of the rest. Taking the kinds first keeps the
     /// near-identical variants of one kind (split_2 ... split_128, about equally slow near the start) from crowding out a
     /// move of another kind whose value only shows one move later (a swap that lets the next move vectorize).</summary>
-    static HashSet<SearchState> Promising(List<SearchState> children, int width)
+    static HashSet<SearchState> Promising(ActionSpace space, List<SearchState> children, int width)
     {
         var ranked = children.OrderByDescending(c => c.Gflops).ToList();
-        var firsts = ranked.GroupBy(c => Kind(c.Path[^1])).Select(g => g.First());
+        var firsts = ranked.GroupBy(c => Kind(space, c.Ids[^1])).Select(g => g.First());
         return [.. firsts.Concat(ranked).Distinct().Take(width)];
     }
 
-    static ActionKind Kind(LoopAction a) => a.Kind == ActionKind.SwapUp ? ActionKind.SwapDown : a.Kind;
+    /// <summary>The kind of an id: its name without the loop and the factor (split, tile_vec, swap, sink, ...).</summary>
+    static string Kind(ActionSpace space, int id)
+    {
+        var name = space.Describe(id).Split('@')[0].TrimEnd('0', '1', '2', '3', '4', '5', '6', '7', '8', '9').TrimEnd('_');
+        return name is "swap_up" or "swap_down" ? "swap" : name is "up" or "down" ? "cursor" : name;
+    }
 }

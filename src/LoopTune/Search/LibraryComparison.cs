@@ -26,8 +26,9 @@ public enum EntryKind
 /// <param name="Note">A method's schedule; a library's call (<see cref="PeerResult.Via"/>) or problem.</param>
 /// <param name="Seconds">A method's search time.</param>
 /// <param name="Evaluations">A method's evaluator calls.</param>
+/// <param name="Space">A method's action space.</param>
 public sealed record LibraryEntry(string Benchmark, string Spec, EntryKind Kind, string Name, double? Gflops, double? VsBestLibrary,
-    string Status, string Note, double? Seconds, int? Evaluations);
+    string Status, string Note, double? Seconds, int? Evaluations, string? Space = null);
 
 /// <summary>An entry over all benchmarks: the geometric mean of its GFLOPS over the <paramref name="Measured"/> benchmarks
 /// where it has a figure, and of its ratio to the best library over those where both have one.</summary>
@@ -91,12 +92,12 @@ public sealed class LibraryComparison
         var rows = Comparison.Rows.Where(r => r.Benchmark == benchmark).ToList();
         var best = Best(rows[0]);
         double? Vs(double? g) => g is double x && best is { } b ? x / b.Gflops : null;
-        LibraryEntry Entry(EntryKind kind, string name, double? gflops, string status, string note, double? seconds = null, int? evaluations = null) =>
-            new(benchmark, spec, kind, name, gflops, Vs(gflops), status, note, seconds, evaluations);
+        LibraryEntry Entry(EntryKind kind, string name, double? gflops, string status, string note, double? seconds = null, int? evaluations = null, string? space = null) =>
+            new(benchmark, spec, kind, name, gflops, Vs(gflops), status, note, seconds, evaluations, space);
 
         yield return Entry(EntryKind.Unscheduled, Comparison.Unscheduled, rows[0].BaseGflops, "ok", "");
         foreach (var r in rows)
-            yield return Entry(EntryKind.Method, r.Method, r.BestGflops, r.Verified ? "ok" : "failed verification", r.Schedule, r.Seconds, r.Evaluations);
+            yield return Entry(EntryKind.Method, r.Method, r.BestGflops, r.Verified ? "ok" : "failed verification", r.Schedule, r.Seconds, r.Evaluations, r.Space);
         foreach (var key in Libraries)
         {
             var p = rows[0].Peer(key) ?? new PeerResult(key, null, "not measured", PeerStatus.NotMeasured);
@@ -118,22 +119,26 @@ public sealed class LibraryComparison
 
     EntrySummary Summarise((string Name, EntryKind Kind) e)
     {
-        var mine = Entries.Where(x => x.Name == e.Name).ToList();
+        // a method's figures count its verified schedules only
+        var mine = Entries.Where(x => x.Name == e.Name && x.Status != "failed verification").ToList();
         var measured = mine.Where(x => x.Gflops is not null).ToList();
         var ratios = mine.Where(x => x.VsBestLibrary is not null).ToList();
         return new EntrySummary(e.Name, e.Kind, measured.Count == 0 ? null : Comparison.Geomean(measured.Select(x => x.Gflops!.Value)),
             ratios.Count == 0 ? null : Comparison.Geomean(ratios.Select(x => x.VsBestLibrary!.Value)), measured.Count,
-            e.Kind == EntryKind.Method ? mine.Average(x => x.Seconds) : null);
+            e.Kind == EntryKind.Method && mine.Count > 0 ? mine.Average(x => x.Seconds) : null);
     }
 
     /// <summary>results.csv: one line per benchmark and entry, in <see cref="Entries"/>' order; RFC 4180 quoting, invariant
     /// culture, empty cells for what does not apply.</summary>
-    public string ToCsv()
+    public string ToCsv(string machine = "")
     {
-        var sb = new StringBuilder("benchmark,spec,kind,name,gflops,ratio_to_best_library,status,seconds,evaluations,note\n");
+        var sb = new StringBuilder("benchmark,spec,kind,name,gflops,ratio_to_best_library,status,seconds,evaluations,note,best_library,best_library_gflops,action_space,machine\n");
         foreach (var e in Entries)
+        {
+            var best = Best(e.Benchmark);
             sb.AppendJoin(',', [Csv(e.Benchmark), Csv(e.Spec), KindName(e.Kind), Csv(e.Name), F(e.Gflops), F(e.VsBestLibrary), Csv(e.Status), F(e.Seconds),
-                e.Evaluations?.ToString(CultureInfo.InvariantCulture) ?? "", Csv(e.Note)]).Append('\n');
+                e.Evaluations?.ToString(CultureInfo.InvariantCulture) ?? "", Csv(e.Note), best?.Key ?? "", F(best?.Gflops), e.Space ?? "", Csv(machine)]).Append('\n');
+        }
         return sb.ToString();
     }
 

@@ -21,8 +21,9 @@ public static class LibraryComparisonMarkdown
         var sb = new StringBuilder();
         sb.Append(I($"# LoopTune against the libraries on {setup.Dataset}\n\n"))
           .Append(I($"{c.Benchmarks.Length} benchmarks (the first {c.Benchmarks.Length} of the {setup.Split} split); methods {string.Join(", ", c.Methods)}, "))
-          .Append(I($"a budget of {setup.Budget} per search, seed {setup.Seed}.\n\n"))
-          .Append(I($"- Machine: {setup.Machine}, one pinned core; its peak {peakGflops:F1} GFLOPS (our FMA microkernel).\n"))
+          .Append(I($"a budget of {setup.Budget} per search in the {setup.Space} action space, seed {setup.Seed}.\n\n"))
+          .Append(string.Concat(setup.MachineLines().Select(l => l + "\n")))
+          .Append(I($"- Peak of the core: {peakGflops:F1} GFLOPS (our FMA microkernel).\n"))
           .Append(I($"- Evaluator during the searches: {setup.Evaluator}\n- {setup.Timing}\n"))
           .Append("- Libraries, one thread each, in this process; each result is checked against the reference before it is timed, and a wrong result is flagged and never timed:\n");
         foreach (var l in libraries) sb.Append(I($"  - {l}\n"));
@@ -37,7 +38,7 @@ public static class LibraryComparisonMarkdown
 
         sb.Append("\n## Summary\n\n| | kind | geomean GFLOPS | % of peak | geomean ratio to the best library | benchmarks measured | mean search s |\n|---|---|--:|--:|--:|--:|--:|\n");
         foreach (var s in lc.Summaries)
-            sb.Append(I($"| {s.Name} | {LibraryComparison.KindName(s.Kind).Replace('_', ' ')} | {Num(s.GeomeanGflops, "F1")} | {Num(s.GeomeanGflops / peakGflops * 100, "F0")}{(s.GeomeanGflops is null ? "" : " %")} | {Ratio(s.GeomeanVsBestLibrary)} | {s.Measured} of {c.Benchmarks.Length} | {Num(s.MeanSeconds, "F1")} |\n"));
+            sb.Append(I($"| {s.Name}{(s.Kind == EntryKind.Library && setup.Info?.LibraryNote(s.Name) is { } note ? $" ({note})" : "")} | {LibraryComparison.KindName(s.Kind).Replace('_', ' ')} | {Num(s.GeomeanGflops, "F1")} | {Num(s.GeomeanGflops / peakGflops * 100, "F0")}{(s.GeomeanGflops is null ? "" : " %")} | {Ratio(s.GeomeanVsBestLibrary)} | {s.Measured} of {c.Benchmarks.Length} | {Num(s.MeanSeconds, "F1")} |\n"));
         sb.Append("\nGeometric means over the benchmarks where the entry has a figure; the ratio to the best library over those where the best library has one too. ")
           .Append("The best library of a benchmark is the fastest library measured on it.\n");
 

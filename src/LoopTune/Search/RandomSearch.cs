@@ -10,7 +10,7 @@ public sealed record RandomOptions(int Depth = 10, int MaxIdleRollouts = 1000);
 
 /// <summary>
 /// <c>random</c>: rollouts of <see cref="RandomOptions.Depth"/> random legal moves from the start (each move drawn
-/// uniformly from the legal (loop, kernel-changing action) pairs of the state reached), every state along the way
+/// uniformly from the legal ids of the state reached), every state along the way
 /// evaluated, until the budget ends; the fastest state seen wins.
 /// </summary>
 public sealed class RandomSearch(RandomOptions? options = null) : ISearch
@@ -19,9 +19,9 @@ public sealed class RandomSearch(RandomOptions? options = null) : ISearch
     public string Name => "random";
     public string Description => $"random rollouts of {Options.Depth} legal moves from the start until the budget ends";
 
-    public SearchResult Run(Nest start, IEvaluator evaluator, SearchBudget budget, int seed)
+    public SearchResult Run(Nest start, IEvaluator evaluator, SearchBudget budget, int seed, ActionSpace space)
     {
-        var run = new SearchRun(Name, start, evaluator, budget, seed);
+        var run = new SearchRun(Name, start, evaluator, budget, seed, space);
         for (int idle = 0; idle < Options.MaxIdleRollouts && !run.Exhausted;)
         {
             int before = run.Evaluations;
@@ -37,8 +37,8 @@ public sealed class RandomSearch(RandomOptions? options = null) : ISearch
         var state = run.Root;
         for (int d = 0; d < Options.Depth; d++)
         {
-            if (Moves.Random(state.Nest, run.Rng) is not { } move) return true;
-            if (run.Step(state, move) is not { } next) return false;
+            if (run.Space.RandomMove(state.Nest, run.Rng) is not { } move) return true;
+            if (run.Step(state, move.Id) is not { } next) return false;
             state = next;
         }
         return true;

@@ -20,9 +20,12 @@ namespace LoopTune.Search;
 /// <param name="Measured">Of <see cref="Evaluations"/>, those the evaluator timed now (<c>Recalled</c> false).</param>
 /// <param name="Seconds">Wall-clock seconds the search took.</param>
 /// <param name="Tree">Every schedule evaluated and how the search reached it (for <c>--debug</c>).</param>
+/// <param name="Space">The action space the search acted in (<see cref="Env.ActionSpace"/>).</param>
+/// <param name="Ids">The ids of that space from the start to the best schedule: stepping them through a
+/// <see cref="Env.LoopTuneEnv"/> of that space replays to <paramref name="Best"/>.</param>
 public sealed record SearchResult(
     string Method, Nest Start, Nest Best, double BestGflops, double BaseGflops, ImmutableArray<LoopAction> Actions,
-    int Evaluations, int Measured, double Seconds, SearchTree Tree)
+    int Evaluations, int Measured, double Seconds, SearchTree Tree, string Space, ImmutableArray<int> Ids)
 {
     /// <summary>Evaluations the evaluator answered from what it remembered.</summary>
     public int Recalled => Evaluations - Measured;

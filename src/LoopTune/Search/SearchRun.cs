@@ -5,17 +5,26 @@ using LoopTune.Ir;
 
 namespace LoopTune.Search;
 
-/// <summary>A state a search holds: a nest, the legal actions from the start that reach it, and its GFLOPS.</summary>
-public sealed record SearchState(Nest Nest, ImmutableArray<LoopAction> Path, double Gflops)
+/// <summary>A state a search holds: the environment's state there (the nest, the seed's actions and the space's ids from
+/// the start that reach it, its speed) and the state's key in the search's space (<see cref="ActionSpace.StateKey"/>).</summary>
+public sealed record SearchState(EnvState At, string Key)
 {
-    /// <summary>The nest's schedule key (what the kernel depends on).</summary>
-    public string Key => Nest.ScheduleKey;
+    public Nest Nest => At.Nest;
+
+    /// <summary>The seed's legal actions from the start.</summary>
+    public ImmutableArray<LoopAction> Path => At.History;
+
+    /// <summary>The ids of the space from the start.</summary>
+    public ImmutableArray<int> Ids => At.Ids;
+
+    public double Gflops => At.Speed.Gflops;
 }
 
 /// <summary>
-/// The bookkeeping every search shares for one run: the seeded random generator, the budget (clock and evaluation count),
-/// one evaluator call per distinct schedule (later visits are answered from this run's memory and not counted), the best
-/// state so far, and the search tree. Searches only decide which moves to try.
+/// The bookkeeping every search shares for one run: the environment it steps (<see cref="LoopTuneEnv"/> in the run's
+/// <see cref="Space"/>; a search branches by restoring a state it reached), the seeded random generator, the budget (clock
+/// and evaluation count), one evaluator call per distinct schedule (later visits are answered from this run's memory and
+/// not counted), the best state so far, and the search tree. Searches only decide which ids to try.
 /// </summary>
 public sealed class SearchRun
 {
@@ -23,24 +32,39 @@ public sealed class SearchRun
     readonly Stopwatch clock = Stopwatch.StartNew();
     readonly Dictionary<string, double> memory = [];
     readonly List<SearchState> leaders = [];
+    readonly LoopTuneEnv env;
 
     /// <summary>How many of the fastest states a run's end times again side by side, when its evaluator can
     /// (<see cref="IConfirmingEvaluator"/>).</summary>
     public const int Finalists = 3;
 
-    /// <summary>Starts a run: evaluates <paramref name="start"/> (one evaluation, whatever the budget).</summary>
-    public SearchRun(string method, Nest start, IEvaluator evaluator, SearchBudget budget, int seed)
+    /// <summary>Starts a run in <paramref name="space"/> (default: <see cref="ActionSpace.Tile"/>): evaluates
+    /// <paramref name="start"/> (one evaluation, whatever the budget). A policy's run gives its episode length and
+    /// machine_tensor, so that the environment's observations are the ones the policy was trained on.</summary>
+    public SearchRun(string method, Nest start, IEvaluator evaluator, SearchBudget budget, int seed, ActionSpace? space = null,
+        int episodeLength = MaxDepth, float[]? machine = null)
     {
         ArgumentNullException.ThrowIfNull(start);
         this.evaluator = evaluator ?? throw new ArgumentNullException(nameof(evaluator));
-        (Method, Budget, Rng) = (method, budget.Validate(), new Random(seed));
-        double gflops = Measure(start);
-        Root = Best = new SearchState(start, [], gflops);
+        (Method, Budget, Rng, Space) = (method, budget.Validate(), new Random(seed), space ?? ActionSpace.Tile);
+        env = new LoopTuneEnv(new Memo(this), 1, episodeLength, Space, machine);
+        env.Restore(new EnvState(start, [], [], new Evaluated(Measure(start), 0, false)));
+        Root = Best = new SearchState(env.Snapshot, Space.StateKey(start));
         Lead(Root);
     }
 
+    /// <summary>The longest path of a search's environment (the searches stop far earlier).</summary>
+    public const int MaxDepth = 1000;
+
     public string Method { get; }
     public SearchBudget Budget { get; }
+
+    /// <summary>The design space the run's ids belong to.</summary>
+    public ActionSpace Space { get; }
+
+    /// <summary>The environment the run steps, standing at the last state stepped to or restored (a policy reads its
+    /// observation there).</summary>
+    public LoopTuneEnv Env => env;
 
     /// <summary>The run's only source of randomness, seeded from the run's seed.</summary>
     public Random Rng { get; }
@@ -79,31 +103,52 @@ public sealed class SearchRun
     /// <summary>The GFLOPS of a schedule already evaluated in this run, or null.</summary>
     public double? Known(Nest nest) => memory.TryGetValue(nest.ScheduleKey, out var g) ? g : null;
 
-    /// <summary>Takes <paramref name="move"/> from <paramref name="from"/>: the state it leads to, evaluated (from this run's
-    /// memory when the schedule was seen before), or null when that needs a new evaluation and the budget is spent.</summary>
-    public SearchState? Step(SearchState from, Move move) => Reach(from.Path.AddRange(move.Actions), move.Result, from, move.ToString());
+    /// <summary>The legal ids of <paramref name="state"/> that lead to new states, with what they do (<see cref="ActionSpace.Expand"/>).</summary>
+    public List<(int Id, IReadOnlyList<LoopAction> Actions, Nest Result)> Expand(SearchState state) => Space.Expand(state.Nest);
 
-    /// <summary>The state that <paramref name="path"/> (a legal action sequence from the start) leads to, <paramref name="nest"/>,
-    /// evaluated (from this run's memory when the schedule was seen before) and linked to <paramref name="parent"/> in the tree
-    /// by an edge labelled <paramref name="label"/>; null when that needs a new evaluation and the budget is spent.</summary>
-    public SearchState? Reach(ImmutableArray<LoopAction> path, Nest nest, SearchState parent, string label)
+    /// <summary>Steps the environment from <paramref name="from"/> by id <paramref name="id"/> (legal there): the state it
+    /// leads to, evaluated (from this run's memory when the schedule was seen before) and linked to it in the tree; null
+    /// when that needs a new evaluation and the budget is spent.</summary>
+    public SearchState? Step(SearchState from, int id)
     {
-        if (!memory.TryGetValue(nest.ScheduleKey, out double gflops))
-        {
-            if (Exhausted) return null;
-            gflops = Measure(nest);
-        }
-        var state = new SearchState(nest, path, gflops);
-        Tree.Link(parent.Key, state.Key, label);
-        if (gflops > Best.Gflops) Best = state;
+        var (_, result) = Space.Apply(from.Nest, id);
+        if (!memory.ContainsKey(result.ScheduleKey) && Exhausted) return null;
+        env.Restore(from.At);
+        env.Step(id);
+        var state = new SearchState(env.Snapshot, Space.StateKey(env.State));
+        Tree.Link(from.Nest.ScheduleKey, state.Nest.ScheduleKey, Space.Describe(id));
+        if (state.Gflops > Best.Gflops) Best = state;
         Lead(state);
         return state;
+    }
+
+    /// <summary>Puts the environment at the state that <paramref name="ids"/> (legal from the start, standing for the seed's
+    /// <paramref name="actions"/>) lead to, <paramref name="nest"/>, evaluated once (from this run's memory when seen before)
+    /// and linked to <paramref name="parent"/> in the tree by an edge labelled <paramref name="label"/>: how a genome is
+    /// reached, without evaluating the states on its way. Null when that needs a new evaluation and the budget is spent.</summary>
+    public SearchState? Reach(ImmutableArray<int> ids, ImmutableArray<LoopAction> actions, Nest nest, SearchState parent, string label)
+    {
+        if (!memory.ContainsKey(nest.ScheduleKey) && Exhausted) return null;
+        double gflops = memory.TryGetValue(nest.ScheduleKey, out double g) ? g : Measure(nest);
+        env.Restore(new EnvState(nest, actions, ids, new Evaluated(gflops, 0, false)));
+        var state = new SearchState(env.Snapshot, Space.StateKey(nest));
+        Tree.Link(parent.Nest.ScheduleKey, nest.ScheduleKey, label);
+        if (state.Gflops > Best.Gflops) Best = state;
+        Lead(state);
+        return state;
+    }
+
+    /// <summary>The run's evaluator seen through its memory: a schedule evaluated before is answered from it, uncounted.</summary>
+    sealed class Memo(SearchRun run) : IEvaluator
+    {
+        public Evaluated Evaluate(Nest nest) =>
+            run.memory.TryGetValue(nest.ScheduleKey, out double g) ? new Evaluated(g, 0, true) : new Evaluated(run.Measure(nest), 0, false);
     }
 
     /// <summary>Keeps the <see cref="Finalists"/> fastest distinct schedules seen, fastest first (the earlier on a tie).</summary>
     void Lead(SearchState state)
     {
-        if (leaders.Any(l => l.Key == state.Key)) return;
+        if (leaders.Any(l => l.Nest.ScheduleKey == state.Nest.ScheduleKey)) return;
         int at = leaders.FindIndex(l => state.Gflops > l.Gflops);
         leaders.Insert(at < 0 ? leaders.Count : at, state);
         if (leaders.Count > Finalists) leaders.RemoveAt(Finalists);
@@ -124,49 +169,77 @@ public sealed class SearchRun
     /// (<see cref="IConfirmingEvaluator"/>), the best state is the fastest of the <see cref="Finalists"/> fastest ones timed
     /// again side by side, after the budget and in the run's time: the fastest of many quick measurements on a noisy machine
     /// is often just the luckiest (the searches' own figure stays the one they measured).</summary>
-    public SearchResult Finish()
+    /// <param name="alsoConsider">States that are finalists whatever their quick figures (a policy search's greedy rollout's best).</param>
+    public SearchResult Finish(params SearchState[] alsoConsider)
     {
         // the finalists down to the start, if it is one: the answer is never a state that measured slower than the start
-        var finalists = leaders.Take(leaders.FindIndex(l => l.Key == Root.Key) is var r and >= 0 ? r + 1 : leaders.Count).ToList();
+        var finalists = leaders.Take(leaders.FindIndex(l => l.Nest.ScheduleKey == Root.Nest.ScheduleKey) is var r and >= 0 ? r + 1 : leaders.Count).ToList();
+        foreach (var s in alsoConsider)
+            if (s.Gflops >= Root.Gflops && !finalists.Any(f => f.Nest.ScheduleKey == s.Nest.ScheduleKey)) finalists.Add(s);
         if (evaluator is IConfirmingEvaluator confirming && finalists.Count > 1)
             Best = finalists[confirming.Fastest([.. finalists.Select(l => l.Nest)])];
-        Tree.Best = Best.Key;
+        Tree.Best = Best.Nest.ScheduleKey;
         Tree.BestPath = PathKeys(Root.Nest, Best.Path);
-        var (best, path) = Shorten(Root.Nest, Best.Nest, Best.Path);
-        return new SearchResult(Method, Root.Nest, best, Best.Gflops, Root.Gflops, path, Evaluations, Measured, Seconds, Tree);
+        var (best, ids, path) = Shorten(Space, Root.Nest, Best.Nest, Best.Ids);
+        return new SearchResult(Method, Root.Nest, best, Best.Gflops, Root.Gflops, path, Evaluations, Measured, Seconds, Tree, Space.Name, ids);
     }
 
     /// <summary>
-    /// Drops the moves of <paramref name="path"/> that the best schedule does not need: one move, or two (an unroll toggled
-    /// twice, a split merged back), whose removal still replays to the same schedule, in one pass from the last move back. Moves are replayed as genes (a loop
-    /// named by variable and rank, see <see cref="Gene"/>), so the walks of the later moves are recomputed. Costs no
-    /// evaluation: the schedule, hence the kernel, is the same.
+    /// Drops the ids of <paramref name="ids"/> that the best schedule does not need: one, or two (an unroll toggled twice, a
+    /// split merged back), whose removal still replays to the same schedule, in one pass from the last back. Ids are replayed
+    /// as genes (in a loop space a loop named by variable and rank, see <see cref="Gene"/>), so the later ones keep their
+    /// loops. Costs no evaluation: the schedule, hence the kernel, is the same. Returns the best nest, the ids and the seed's
+    /// actions they stand for.
     /// </summary>
-    public static (Nest Best, ImmutableArray<LoopAction> Path) Shorten(Nest start, Nest best, ImmutableArray<LoopAction> path)
+    public static (Nest Best, ImmutableArray<int> Ids, ImmutableArray<LoopAction> Path) Shorten(ActionSpace space, Nest start, Nest best, ImmutableArray<int> ids)
     {
-        var genes = ToGenes(start, path);
+        if (space == ActionSpace.Cursor)
+        {
+            // the seed's actions are the cursor space's ids: shorten them as loop-space genes (so that dropping a move keeps
+            // the later ones on their loops), then spell the result out as the seed's actions again
+            var loopIds = new List<int>();
+            var n = start;
+            foreach (var a in ids.Select(id => Actions.All[id]))
+            {
+                if (Moves.ChangesKernel(a)) loopIds.Add(ActionSpace.Loop.IdOf(n.Cursor, Moves.KernelActions.IndexOf(a)));
+                n = Transforms.Apply(n, a);
+            }
+            // (a split the loop space skips as idle, which the cursor space allows, leaves the path as it is)
+            return ShortenIn(ActionSpace.Loop, start, best, [.. loopIds]) is var (b, loopShort, path) && loopShort.Length < loopIds.Count
+                ? (b, [.. path.Select(a => a.Id)], path) : (best, ids, [.. ids.Select(id => Actions.All[id])]);
+        }
+        return ShortenIn(space, start, best, ids) ?? (best, ids, Replay(space, start, ids));
+    }
+
+    /// <summary>The shortening in <paramref name="space"/>, or null when the ids do not replay there (nothing to shorten safely).</summary>
+    static (Nest Best, ImmutableArray<int> Ids, ImmutableArray<LoopAction> Path)? ShortenIn(ActionSpace space, Nest start, Nest best, ImmutableArray<int> ids)
+    {
+        if (Genome.ToGenes(space, start, ids) is not { } genes) return null;
+        var full = Genome.Build(space, start, genes, int.MaxValue);
+        if (full.Ids.Length != ids.Length || full.Result.ScheduleKey != best.ScheduleKey) return null;
         for (int i = genes.Count - 1; i >= 0; i--)
             for (int j = i; j < genes.Count; j++)
             {
                 var trial = genes.Where((_, k) => k != i && k != j).ToList();
-                if (Genome.Build(start, trial, int.MaxValue) is not { } g || g.Genes.Length != trial.Count || g.Result.ScheduleKey != best.ScheduleKey) continue;
+                if (Genome.Build(space, start, trial, int.MaxValue) is not { } g || g.Genes.Length != trial.Count || g.Result.ScheduleKey != best.ScheduleKey) continue;
                 genes = trial;
                 break;
             }
-        var shortened = Genome.Build(start, genes, int.MaxValue);
-        return shortened.Actions.Length < path.Length ? (shortened.Result, shortened.Actions) : (best, path);
+        var shortened = Genome.Build(space, start, genes, int.MaxValue);
+        return (shortened.Result, shortened.Ids, shortened.Actions);
     }
 
-    /// <summary>The kernel-changing actions of a legal path as genes.</summary>
-    static List<Gene> ToGenes(Nest nest, IEnumerable<LoopAction> path)
+    /// <summary>The seed's actions that <paramref name="ids"/> stand for from <paramref name="start"/>.</summary>
+    static ImmutableArray<LoopAction> Replay(ActionSpace space, Nest start, IEnumerable<int> ids)
     {
-        var genes = new List<Gene>();
-        foreach (var a in path)
+        var actions = ImmutableArray.CreateBuilder<LoopAction>();
+        foreach (int id in ids)
         {
-            if (Moves.ChangesKernel(a)) genes.Add(Gene.At(nest, nest.Cursor, a));
-            nest = Transforms.Apply(nest, a);
+            var (a, next) = space.Apply(start, id);
+            actions.AddRange(a);
+            start = next;
         }
-        return genes;
+        return actions.ToImmutable();
     }
 
     static List<string> PathKeys(Nest start, IEnumerable<LoopAction> path)

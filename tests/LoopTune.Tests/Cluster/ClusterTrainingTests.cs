@@ -1,3 +1,4 @@
+using LoopTune.Env;
 using LoopTune.Cluster;
 using LoopTune.Datasets;
 using LoopTune.Ir;

@@ -112,7 +112,7 @@ public class LearnerTests
         var pool = new WorkerPool(WorkerPool.ChooseCores(1));
         using var _ = pool;
         var space = ActionSpace.Get(actions);
-        IRlEnv Env(int w, int a) => space == ActionSpace.Loop ? new LoopMoveTask(evaluator, 100, [mm], 6) : new LoopTuneTask(evaluator, 100, [mm], 6);
+        IRlEnv Env(int w, int a) => new LoopTuneTask(evaluator, 100, [mm], 6, space);
         using ITrainer trainer = name == "apex_dqn"
             ? new ApexDqn(SmallDqn with { Hidden = [64, 64] }, pool, Env, 2)
             : new Ppo(SmallPpo with { Hidden = [64, 64], RolloutSteps = 24 }, pool, Env, 2);

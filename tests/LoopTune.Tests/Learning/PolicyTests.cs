@@ -1,3 +1,4 @@
+using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Learning;
 using LoopTune.Learning.Nn;
@@ -29,7 +30,7 @@ public class PolicyTests
         Assert.Equal(8, q.EpisodeLength);
         Assert.Equal("x", q.Metadata["looptune.dataset"]);
         var nest = Nest.Initial(Computation.Parse("mm 64 32 16"));
-        var x = p.Observe(nest, [], 0);
+        var x = ObservationEncoder.Encode(new Observation(nest, default, []), 0, 8);
         Assert.Equal(p.Network.Scores(Net.Row(x)).Data, q.Network.Scores(Net.Row(x)).Data);
     }
 
@@ -54,7 +55,7 @@ public class PolicyTests
         var path = Path.Combine(dir.Path, "p.safetensors");
         Policy.Save(path, Random(2).Network, 8);
         var (tensors, meta) = SafeTensors.Load(path);
-        var changed = tensors.Select((t, i) => i == 0 ? t with { Shape = [t.Shape[0] / 2, t.Shape[1] * 2] } : t).ToList();
+        var changed = tensors.Select((t, i) => i == 0 ? t with { Shape = [t.Shape[1], t.Shape[0]] } : t).ToList();
         SafeTensors.Save(path, changed, meta);
         var e = Assert.Throws<PolicyError>(() => Policy.Load(path));
         Assert.Contains(tensors[0].Name, e.Message);
@@ -119,6 +120,7 @@ public class ActionSpaceTests
                     if (!mask[id])
                     {
                         Assert.Throws<InvalidOperationException>(() => ActionSpace.Loop.Apply(nest, id));
+                        Assert.Null(ActionSpace.Loop.TryApply(nest, id));
                         continue;
                     }
                     var (actions, result) = ActionSpace.Loop.Apply(nest, id);

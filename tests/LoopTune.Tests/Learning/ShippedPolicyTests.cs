@@ -28,7 +28,7 @@ public class ShippedPolicyTests
         var conv = Computation.Parse("conv 8 10 10 8 3 3");
         Assert.Equal(Policy.ConvPath, Policy.Choose("default", conv));
         Assert.StartsWith("conv", Policy.Load(Policy.Choose("default", conv)).Metadata["looptune.dataset"], StringComparison.Ordinal);
-        Assert.Equal("default", Policy.Choose("default", Computation.Parse("mm 64 64 64")));
+        Assert.Equal(Policy.DefaultPath, Policy.Choose("default", Computation.Parse("mm 64 64 64"))); // nothing adapted in the tests' data folder
         Assert.Equal("some/run", Policy.Choose("some/run", conv));   // a policy named by the user is taken as it is
     }
 
@@ -51,6 +51,8 @@ public class ShippedPolicyTests
         Assert.Equal(ObservationEncoder.Size, policy.Shape.Observations);
         Assert.Equal(policy.Space.Count, policy.Shape.Actions);
         Assert.True(policy.Metadata.ContainsKey("looptune.trainer") && policy.Metadata.ContainsKey("looptune.dataset"), "a shipped policy says how it was trained");
+        Assert.NotEmpty(policy.TrainedOn); // and on which machines
+        Assert.True(policy.Metadata.ContainsKey("looptune.vector_bits"), "a shipped policy says at which vector widths it was trained");
         bool conv = policy.Metadata["looptune.dataset"].StartsWith("conv", StringComparison.Ordinal);
         var specs = conv ? new[] { "conv 8 10 10 8 3 3", "conv 16 18 10 8 3 3" } : ["mm 64 64 64", "mm 80 48 96"];
         foreach (var spec in specs)

@@ -1,3 +1,4 @@
+using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Search;
 
@@ -18,7 +19,7 @@ public sealed class GreedyOptimumTests
         var seen = new Dictionary<string, Nest> { [start.ScheduleKey] = start };
         var queue = new Queue<Nest>([start]);
         while (queue.TryDequeue(out var nest))
-            foreach (var m in Moves.All(nest))
+            foreach (var m in ActionSpace.Loop.Expand(nest))
                 if (seen.TryAdd(m.Result.ScheduleKey, m.Result)) queue.Enqueue(m.Result);
         return seen;
     }
@@ -33,7 +34,7 @@ public sealed class GreedyOptimumTests
         var all = Enumerate(start);
         Assert.InRange(all.Count, 10, 20000);
         double optimum = all.Values.Max(Score);
-        var r = Searches.Get("greedy1").Run(start, new FakeEvaluator(Score), SearchBudget.Seconds(60), seed: 0);
+        var r = Searches.Get("greedy1").Run(start, new FakeEvaluator(Score), SearchBudget.Seconds(60), 0, ActionSpace.Loop);
         Assert.Equal(optimum, r.BestGflops);
         Assert.Equal(optimum, Score(Transforms.ApplyAll(start, r.Actions)));
         Assert.True(r.Evaluations < all.Count, $"greedy evaluated {r.Evaluations} of {all.Count} schedules");

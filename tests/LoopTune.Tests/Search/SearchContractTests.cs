@@ -1,3 +1,4 @@
+using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Search;
 
@@ -23,10 +24,10 @@ public sealed class SearchContractTests
             return order.IndexOf(n.ScheduleKey);
         }
         var fake = new ConfirmingFakeEvaluator(n => quick[Index(n)], n => truth[Index(n)]);
-        var run = new SearchRun("test", Start, fake, SearchBudget.Seconds(30), 0);
+        var run = new SearchRun("test", Start, fake, SearchBudget.Seconds(30), 0, ActionSpace.Cursor);
         var state = run.Root;
         foreach (var action in Actions.ParseList("split_2,split_2,split_2,split_2"))
-            state = run.Reach(state.Path.Add(action), Transforms.Apply(state.Nest, action), state, action.Name)!;
+            state = run.Step(state, action.Id)!;
         Assert.Equal(quick.Max(), run.Best.Gflops); // what the quick figures say, before the end
         return (run.Finish(), fake, order);
     }
@@ -77,6 +78,37 @@ public sealed class SearchContractTests
         var r = Searches.Get("greedy1").Run(Start, fake, SearchBudget.Seconds(30), seed: 0);
         Assert.True(seen.Count > 3);
         Assert.Equal(seen.Max(), r.BestGflops);
+        Assert.Equal(FakeEvaluator.Hashed(r.Best), r.BestGflops);
+    }
+
+    public static TheoryData<string, string> MethodsAndSpaces
+    {
+        get
+        {
+            var data = new TheoryData<string, string>();
+            foreach (var m in Searches.Names)
+                foreach (var s in ActionSpace.Names) data.Add(m, s);
+            return data;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(MethodsAndSpaces))]
+    public void Every_search_in_every_space_replays_to_its_result_through_the_environment(string method, string spaceName)
+    {
+        var space = ActionSpace.Get(spaceName);
+        var fake = new FakeEvaluator();
+        var r = Searches.Get(method).Run(Start, fake, SearchBudget.Seconds(30, 60), 2, space);
+        Assert.Equal(spaceName, r.Space);
+        var env = new LoopTuneEnv(new FakeEvaluator(), 100, Math.Max(1, r.Ids.Length), space);
+        var (_, info) = env.Reset(Start.Computation);
+        foreach (int id in r.Ids)
+        {
+            Assert.True(info.ActionMask[id], $"{method} in {spaceName}: {space.Describe(id)} is masked in {env.State}");
+            info = env.Step(id).Info;
+        }
+        Assert.Equal(r.Best.ScheduleKey, env.State.ScheduleKey);
+        Assert.Equal(r.Actions.AsEnumerable(), env.History);
         Assert.Equal(FakeEvaluator.Hashed(r.Best), r.BestGflops);
     }
 
@@ -151,14 +183,16 @@ public sealed class SearchContractTests
     }
 
     [Fact]
-    public void CursorMovesAreFreeButEveryLoopIsReachable()
+    public void In_a_loop_space_every_move_changes_the_kernel_and_every_loop_is_reachable()
     {
-        var moves = Moves.All(Start);
-        Assert.All(moves, m => Assert.True(Moves.ChangesKernel(m.Action) && m.Actions[..^1].All(a => !Moves.ChangesKernel(a))));
+        var moves = ActionSpace.Loop.Expand(Start);
+        Assert.All(moves, m => Assert.True(m.Actions.SkipWhile(a => !Moves.ChangesKernel(a)).All(Moves.ChangesKernel)));
         Assert.All(moves, m => Assert.NotEqual(Start.ScheduleKey, m.Result.ScheduleKey));
         Assert.Equal(moves.Count, moves.Select(m => m.Result.ScheduleKey).Distinct().Count());
         // a split of k (the last loop) needs the cursor walked down twice from m
-        Assert.Contains(moves, m => m.ToString() == "down,down,split_4");
+        Assert.Contains(moves, m => string.Join(",", m.Actions.Select(a => a.Name)) == "down,down,split_4");
+        // in the cursor space, a cursor move is a move of its own (a new state, the same kernel)
+        Assert.Contains(ActionSpace.Cursor.Expand(Start), m => m.Result.ScheduleKey == Start.ScheduleKey && m.Result.Cursor == 1);
     }
 
     [Fact]
@@ -167,9 +201,10 @@ public sealed class SearchContractTests
         var path = Actions.ParseList("down,unroll,unroll,split_4,up,split_16,down,merge,down,down,down,vectorize");
         var start = Nest.Initial(Computation.Matmul(32, 16, 8));
         var full = Transforms.ApplyAll(start, path);
-        var (best, shortened) = SearchRun.Shorten(start, full, path);
+        var (best, ids, shortened) = SearchRun.Shorten(ActionSpace.Cursor, start, full, [.. path.Select(a => a.Id)]);
         Assert.Equal(full.ScheduleKey, best.ScheduleKey);
         Assert.Equal(best, Transforms.ApplyAll(start, shortened));
+        Assert.Equal(shortened.Select(a => a.Id), ids);
         Assert.Equal("m:32 n:4 n:4 k:8v", best.ScheduleKey);
         Assert.Equal("down,split_4,down,down,vectorize", string.Join(",", shortened.Select(a => a.Name)));
     }
@@ -178,7 +213,8 @@ public sealed class SearchContractTests
     public void IdleSplitsAreSkipped()
     {
         var nest = Nest.Initial(Computation.Matmul(16, 8, 4));
-        Assert.DoesNotContain(Moves.All(nest), m => m.ToString() is "split_16" or "down,split_8" or "down,down,split_4");
-        Assert.Contains(Moves.All(nest), m => m.ToString() == "split_8");
+        var names = ActionSpace.Loop.Expand(nest).Select(m => ActionSpace.Loop.Describe(m.Id)).ToList();
+        Assert.DoesNotContain(names, n => n is "split_16@0" or "split_8@1" or "split_4@2");
+        Assert.Contains("split_8@0", names);
     }
 }

@@ -1,7 +1,7 @@
 using System.Collections.Immutable;
 using LoopTune.Ir;
 
-namespace LoopTune.Search;
+namespace LoopTune.Env;
 
 /// <summary>One step of a search: walk the cursor to a loop (up / down, which change no kernel and so cost no
 /// evaluation), then apply one action that changes the kernel. <see cref="Actions"/> is that whole legal sequence and

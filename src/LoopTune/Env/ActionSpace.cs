@@ -1,10 +1,11 @@
+using System.Globalization;
 using LoopTune.Ir;
-using LoopTune.Search;
 
-namespace LoopTune.Learning;
+namespace LoopTune.Env;
 
 /// <summary>
-/// How a policy's action ids map to edits of a nest. Two parameterisations, stored with every policy:
+/// The design space: how an action id maps to an edit of a nest. One space is shared by the environment
+/// (<see cref="LoopTuneEnv"/>), every search, every policy and training; reports name it. Three parameterisations:
 /// <code>
 /// | name   | ids                          | one id does                                                  |
 /// |--------|------------------------------|--------------------------------------------------------------|
@@ -13,21 +14,20 @@ namespace LoopTune.Learning;
 /// |        |                              | 0-14 one kernel action (swap_up, swap_down, split_2..1024,   |
 /// |        |                              | merge, unroll, vectorize); 15 sink: swap_down until the loop |
 /// |        |                              | is innermost or cannot go further; 16 hoist: swap_up likewise|
-/// </code>
-/// The loop space has no cursor steps: every id changes the kernel, so an episode of 10 ids is 10 real edits. It is
-/// the seed's environment seen through <see cref="Moves"/> (the searches' unit) plus two macros of repeated swaps:
-/// every id stands for a sequence of the seed's actions, legal under the same rules. Sink and hoist let a loop reach
-/// the innermost place in one step, where the swaps one by one earn nothing until the loop gets there (a convolution's
-/// w: three swaps at the same speed, then vectorize for 50x).
-/// <code>
 /// | tile   | 10 loops x 25 = 250          | the loop space's 17 edits, then 8 register-tile macros:      |
 /// |        |                              | 17-19 tile_vec_8/16/32: split_N, sink the new inner loop,    |
 /// |        |                              | vectorize it; 20-22 tile_unroll_2/4/8: split_N, sink the new |
 /// |        |                              | inner loop, unroll it; 23 sink_vec; 24 sink_unroll           |
 /// </code>
-/// A register tile (a few unrolled loops over vectors, innermost) is 8-12 of the seed's actions, and none of them pays
-/// before the last: <c>h:32 f:8 c:16 r:3 s:3 f:4u w:2u w:16v</c>, 97 % of the peak on a convolution, is three tile
-/// macros from the initial nest. The tile space makes each of those one step.
+/// The loop space has no cursor steps: every id changes the kernel, so an episode of 10 ids is 10 real edits. It is
+/// the seed's environment seen through <see cref="Moves"/> plus two macros of repeated swaps: every id stands for a
+/// sequence of the seed's actions, legal under the same rules. Sink and hoist let a loop reach the innermost place in one
+/// step, where the swaps one by one earn nothing until the loop gets there (a convolution's w: three swaps at the same
+/// speed, then vectorize for 50x). A register tile (a few unrolled loops over vectors, innermost) is 8-12 of the seed's
+/// actions, and none of them pays before the last: <c>h:32 f:8 c:16 r:3 s:3 f:4u w:2u w:16v</c>, 97 % of the peak on a
+/// convolution, is three tile macros from the initial nest. The tile space makes each of those one step.
+/// <para>Ids of the loop spaces are (loop, edit) pairs: <see cref="LoopOf"/>, <see cref="EditOf"/>, <see cref="IdOf"/>.
+/// The cursor space's ids name no loop.</para>
 /// </summary>
 public abstract class ActionSpace
 {
@@ -47,21 +47,91 @@ public abstract class ActionSpace
     public abstract string Name { get; }
     public abstract int Count { get; }
 
+    /// <summary>Ids per loop in a loop space (the cursor space: <see cref="Count"/>, as its ids name no loop).</summary>
+    public abstract int PerLoop { get; }
+
     /// <summary>Entry i is true when id i is legal in <paramref name="nest"/>.</summary>
     public abstract bool[] Mask(Nest nest);
 
-    /// <summary>The seed's actions that id <paramref name="id"/> stands for in <paramref name="nest"/>, and the nest they lead to.</summary>
-    public abstract (IReadOnlyList<LoopAction> Actions, Nest Result) Apply(Nest nest, int id);
+    /// <summary>The seed's actions that id <paramref name="id"/> stands for in <paramref name="nest"/> and the nest they
+    /// lead to, or null when the id is illegal there.</summary>
+    public abstract (IReadOnlyList<LoopAction> Actions, Nest Result)? TryApply(Nest nest, int id);
 
-    /// <summary>What id <paramref name="id"/> does, for people.</summary>
+    /// <summary><see cref="TryApply"/> of a legal id; an illegal one is an <see cref="InvalidOperationException"/>.</summary>
+    public (IReadOnlyList<LoopAction> Actions, Nest Result) Apply(Nest nest, int id) =>
+        TryApply(nest, id) ?? throw new InvalidOperationException($"action {Describe(id)} is not legal in {nest.Serialize()}");
+
+    /// <summary>What id <paramref name="id"/> does, for people: an action name, or <c>name@loop</c> in a loop space.</summary>
     public abstract string Describe(int id);
+
+    /// <summary>The id that <see cref="Describe"/> writes as <paramref name="text"/>; a <see cref="LoopTuneException"/> otherwise.</summary>
+    public int Parse(string text)
+    {
+        for (int id = 0; id < Count; id++)
+            if (Describe(id) == text.Trim()) return id;
+        throw new LoopTuneException($"'{text}' is not an action of the {Name} space (e.g. {Describe(Count - 1)})");
+    }
+
+    /// <summary>The loop id <paramref name="id"/> acts on in a loop space; null in the cursor space.</summary>
+    public int? LoopOf(int id) => this is LoopSpace ? id / PerLoop : null;
+
+    /// <summary>The edit of id <paramref name="id"/> (its action in the cursor space).</summary>
+    public int EditOf(int id) => id % PerLoop;
+
+    /// <summary>The id of <paramref name="edit"/> at loop <paramref name="loop"/> (the loop is ignored in the cursor space).</summary>
+    public int IdOf(int loop, int edit) => this is LoopSpace ? loop * PerLoop + edit : edit;
+
+    /// <summary>What makes two states different to a search in this space: the schedule in the loop spaces (their ids name
+    /// loops, so the cursor does not matter), the schedule and the cursor in the cursor space.</summary>
+    public string StateKey(Nest nest) => this is LoopSpace ? nest.ScheduleKey : nest.Serialize();
+
+    /// <summary>The legal ids of <paramref name="nest"/>, one per resulting state (<see cref="StateKey"/>; the first one
+    /// in order is kept), in a fixed order: in a loop space loops by distance from the cursor (the one above first on a
+    /// tie), then the edits in table order; in the cursor space the table's order. What searches expand.</summary>
+    public List<(int Id, IReadOnlyList<LoopAction> Actions, Nest Result)> Expand(Nest nest)
+    {
+        var moves = new List<(int, IReadOnlyList<LoopAction>, Nest)>();
+        var seen = new HashSet<string> { StateKey(nest) };
+        foreach (int loop in this is LoopSpace ? ByDistance(nest) : [0])
+            for (int edit = 0; edit < PerLoop; edit++)
+                if (TryApply(nest, IdOf(loop, edit)) is { } m && seen.Add(StateKey(m.Result))) moves.Add((IdOf(loop, edit), m.Actions, m.Result));
+        return moves;
+    }
+
+    /// <summary>A legal id drawn uniformly, with what it does, or null when none is legal.</summary>
+    public (int Id, IReadOnlyList<LoopAction> Actions, Nest Result)? RandomMove(Nest nest, Random rng)
+    {
+        var mask = Mask(nest);
+        int legal = mask.Count(m => m);
+        if (legal == 0) return null;
+        int pick = rng.Next(legal);
+        for (int id = 0; id < mask.Length; id++)
+            if (mask[id] && pick-- == 0) return TryApply(nest, id) is { } m ? (id, m.Actions, m.Result) : null;
+        return null;
+    }
+
+    static IEnumerable<int> ByDistance(Nest nest)
+    {
+        yield return nest.Cursor;
+        for (int d = 1; d < nest.Count; d++)
+        {
+            if (nest.Cursor - d >= 0) yield return nest.Cursor - d;
+            if (nest.Cursor + d < nest.Count) yield return nest.Cursor + d;
+        }
+    }
+
+    public override string ToString() => Name;
 
     sealed class CursorSpace : ActionSpace
     {
         public override string Name => "cursor";
         public override int Count => Actions.Count;
+        public override int PerLoop => Actions.Count;
         public override bool[] Mask(Nest nest) => Transforms.Mask(nest);
-        public override (IReadOnlyList<LoopAction>, Nest) Apply(Nest nest, int id) => ([Actions.All[id]], Transforms.Apply(nest, Actions.All[id]));
+
+        public override (IReadOnlyList<LoopAction>, Nest)? TryApply(Nest nest, int id) =>
+            id >= 0 && id < Count && Transforms.IsLegal(nest, Actions.All[id]) ? ([Actions.All[id]], Transforms.Apply(nest, Actions.All[id])) : null;
+
         public override string Describe(int id) => Actions.All[id].Name;
     }
 
@@ -82,6 +152,7 @@ public abstract class ActionSpace
 
         public override string Name => name;
         public override int Count => Nest.MaxLoops * perLoop;
+        public override int PerLoop => perLoop;
 
         public override bool[] Mask(Nest nest)
         {
@@ -92,9 +163,8 @@ public abstract class ActionSpace
             return mask;
         }
 
-        public override (IReadOnlyList<LoopAction>, Nest) Apply(Nest nest, int id) =>
-            (id / perLoop < nest.Count ? Edit(nest, id / perLoop, id % perLoop) : null)
-            ?? throw new InvalidOperationException($"action {Describe(id)} is not legal in {nest.Serialize()}");
+        public override (IReadOnlyList<LoopAction>, Nest)? TryApply(Nest nest, int id) =>
+            id >= 0 && id < Count && id / perLoop < nest.Count ? Edit(nest, id / perLoop, id % perLoop) : null;
 
         /// <summary>Edit <paramref name="k"/> at <paramref name="loop"/>: the seed's actions and the result, or null when illegal.</summary>
         static (IReadOnlyList<LoopAction>, Nest)? Edit(Nest nest, int loop, int k)
@@ -142,62 +212,6 @@ public abstract class ActionSpace
             var k when k == Kernel => "sink",
             var k when k == Kernel + 1 => "hoist",
             var k => Macros[k - Kernel - 2].Name,
-        } + $"@{id / perLoop}";
-    }
-}
-
-/// <summary>
-/// The loop-nest task in the <see cref="ActionSpace.Loop"/> parameterisation: an episode is <c>episodeLength</c> edits,
-/// each walking the cursor to a loop and changing the kernel there; reward and observation as in
-/// <see cref="LoopTuneTask"/> (ΔGFLOPS / peak; the seed's tensors, whose previous actions are the seed's actions taken).
-/// </summary>
-public sealed class LoopMoveTask(Env.IEvaluator evaluator, double peakGflops, IReadOnlyList<Computation> benchmarks, int episodeLength = 10,
-    ActionSpace? space = null) : IRlEnv, IDisposable
-{
-    readonly ActionSpace space = space is null || space == ActionSpace.Loop || space == ActionSpace.Tile ? space ?? ActionSpace.Loop
-        : throw new ArgumentException($"a loop-move task acts in the loop or tile space, not '{space.Name}'", nameof(space));
-    readonly List<LoopAction> history = [];
-    Nest? nest;
-    double gflops;
-    int steps;
-
-    public IReadOnlyList<Computation> Benchmarks { get; } = benchmarks.Count > 0 ? benchmarks : throw new ArgumentException("a task needs at least one benchmark", nameof(benchmarks));
-    public int ObservationSize => ObservationEncoder.Size;
-    public int ActionCount => space.Count;
-
-    public TimeStep Reset(Rng rng) => Reset(Benchmarks[rng.Next(Benchmarks.Count)]);
-
-    public TimeStep Reset(Computation benchmark)
-    {
-        (nest, steps) = (Nest.Initial(benchmark), 0);
-        history.Clear();
-        gflops = evaluator.Evaluate(nest).Gflops;
-        return Observe(0);
-    }
-
-    public TimeStep Step(int action)
-    {
-        var now = nest ?? throw new InvalidOperationException("call Reset before Step");
-        if (steps >= episodeLength) throw new InvalidOperationException($"the episode ended after {episodeLength} steps; call Reset");
-        var (actions, next) = space.Apply(now, action);
-        double before = gflops;
-        gflops = evaluator.Evaluate(next).Gflops;
-        (nest, steps) = (next, steps + 1);
-        history.AddRange(actions);
-        return Observe((gflops - before) / peakGflops);
-    }
-
-    TimeStep Observe(double reward)
-    {
-        var n = nest!;
-        bool done = steps >= episodeLength;
-        var mask = space.Mask(n);
-        if (!done && !mask.Contains(true)) done = true; // nothing legal is left: the episode ends here
-        return new(ObservationEncoder.Encode(new Env.Observation(n, default, history), steps, episodeLength), mask, reward, done, gflops);
-    }
-
-    public void Dispose()
-    {
-        if (evaluator is IDisposable d) d.Dispose();
+        } + "@" + (id / perLoop).ToString(CultureInfo.InvariantCulture);
     }
 }

@@ -1,0 +1,169 @@
+using System.Collections.Immutable;
+using System.Text.Json.Nodes;
+using LoopTune.Datasets;
+using LoopTune.Env;
+using LoopTune.Ir;
+using LoopTune.Learning;
+using LoopTune.Learning.Nn;
+using LoopTune.Measure;
+using LoopTune.Search;
+using LoopTune.Tests.Search;
+using LoopTune.Tests.Store;
+using LoopTune.Tests.TestUtil;
+
+namespace LoopTune.Tests.Learning;
+
+/// <summary>Policies that know the machine: the observation's machine_tensor, a policy of another input refused (and one
+/// from before the machine_tensor carried over exactly for training), the policy-guided search, the adaptation to this
+/// machine, and comparisons that count only verified schedules.</summary>
+public sealed class MachineAwareTests
+{
+    static Policy TilePolicy(int seed, int episodeLength = 4) =>
+        Policy.FromNetwork(Net.Create(new NetworkShape("dqn", ObservationEncoder.Size, ActionSpace.Tile.Count, [16, 16], "relu", true), new Random(seed)), episodeLength, ActionSpace.Tile);
+
+    [Fact]
+    public void The_observation_ends_with_the_machine_tensor_of_the_environment()
+    {
+        var machine = Enumerable.Range(1, Observations.MachineFeatures).Select(i => i / 10f).ToArray();
+        var env = new LoopTuneEnv(new FakeEvaluator(), 100, 5, ActionSpace.Tile, machine);
+        env.Reset(Computation.Parse("mm 32 32 32"));
+        var x = env.Encode();
+        Assert.Equal(ObservationEncoder.Size, x.Length);
+        Assert.Equal(machine, x[ObservationEncoder.MachineOffset..]);
+        Assert.Equal(machine, (float[])env.Observe().Get("machine_tensor"));
+    }
+
+    [Fact]
+    public void A_policy_of_another_input_is_refused_and_one_from_before_the_machine_tensor_is_carried_over_exactly()
+    {
+        using var temp = new TempFolder();
+        // a policy of the first encoding (no machine_tensor): 348 inputs
+        int v1 = ObservationEncoder.MachineOffset;
+        var old = Net.Create(new NetworkShape("dqn", v1, ActionSpace.Tile.Count, [16, 16], "relu", true), new Random(3));
+        var path = temp["v1.safetensors"];
+        SafeTensors.Save(path, SafeTensors.FromParameters(old.Parameters), new Dictionary<string, string>
+        {
+            ["looptune.format"] = "looptune-policy/1", ["looptune.shape"] = System.Text.Json.JsonSerializer.Serialize(old.Shape),
+            ["looptune.encoder"] = Policy.EncoderV1, ["looptune.episode_length"] = "10", ["looptune.action_space"] = "tile",
+        });
+        var refused = Assert.Throws<PolicyError>(() => Policy.Load(path));
+        Assert.Contains(Policy.EncoderV1, refused.Message);
+        Assert.Contains("train --init", refused.Message);
+
+        // carried over for training: the same scores whatever the machine, as the new inputs weigh nothing yet
+        var upgraded = Policy.LoadForInit(path);
+        Assert.Equal(ObservationEncoder.Size, upgraded.Shape.Observations);
+        var rng = new Random(4);
+        var x = Enumerable.Range(0, ObservationEncoder.Size).Select(_ => (float)rng.NextDouble()).ToArray();
+        var before = old.Scores(Net.Row(x[..v1])).Row(0).ToArray();
+        Assert.Equal(before, upgraded.Network.Scores(Net.Row(x)).Row(0).ToArray());
+        x[^1] = 7;
+        Assert.Equal(before, upgraded.Network.Scores(Net.Row(x)).Row(0).ToArray());
+
+        // an encoding this build does not know, or a network of another input size, is refused by name
+        var (tensors, meta) = SafeTensors.Load(path);
+        SafeTensors.Save(path, tensors, new Dictionary<string, string>(meta) { ["looptune.encoder"] = "graph/v9" });
+        Assert.Contains("graph/v9", Assert.Throws<PolicyError>(() => Policy.LoadForInit(path)).Message);
+        var wide = temp["wide.safetensors"];
+        Policy.Save(wide, Net.Create(new NetworkShape("dqn", ObservationEncoder.Size + 1, ActionSpace.Tile.Count, [8], "relu", true), new Random(1)), 10, space: ActionSpace.Tile);
+        Assert.Contains($"{ObservationEncoder.Size + 1} inputs", Assert.Throws<PolicyError>(() => Policy.Load(wide)).Message);
+    }
+
+    [Theory]
+    [InlineData(3)]
+    [InlineData(9)]
+    public void The_policy_guided_search_replays_through_the_environment_keeps_its_budget_and_never_loses_to_the_greedy_rollout(int seed)
+    {
+        var policy = TilePolicy(seed);
+        var machine = new float[Observations.MachineFeatures];
+        var start = Nest.Initial(Computation.Parse("mm 64 48 32"));
+        var greedy = new PolicySearch(_ => policy, "test", 1, () => machine).Run(start, new FakeEvaluator(), SearchBudget.Seconds(30), 0, ActionSpace.Tile);
+        var eval = new FakeEvaluator();
+        var r = new PolicyGuidedSearch(_ => policy, "test", machine: () => machine, peak: () => 100).Run(start, eval, SearchBudget.Seconds(30, 40), 0, ActionSpace.Cursor);
+        Assert.Equal("tile", r.Space); // the policy's own space
+        Assert.InRange(r.Evaluations, greedy.Evaluations, 40);
+        Assert.All(eval.Calls.Values, c => Assert.Equal(1, c));
+        Assert.True(r.BestGflops >= greedy.BestGflops, $"{r.BestGflops} < the greedy rollout's {greedy.BestGflops}");
+        var env = new LoopTuneEnv(new FakeEvaluator(), 100, policy.EpisodeLength, ActionSpace.Tile);
+        env.Reset(start.Computation);
+        foreach (int id in r.Ids) env.Step(id);
+        Assert.Equal(r.Best.ScheduleKey, env.State.ScheduleKey);
+        Assert.True(r.Ids.Length <= policy.EpisodeLength);
+        Assert.Equal(FakeEvaluator.Hashed(r.Best), r.BestGflops);
+    }
+
+    [Fact]
+    public void Comparison_summaries_count_only_verified_schedules()
+    {
+        ComparisonRow Row(string b, double best, bool verified) => new(b, "m", 1, best, best, 1, 1, 0.1, [], "s", [PeerResult.Measured("onednn", 10)], verified);
+        var c = Comparison.FromRows([Row("a", 20, true), Row("b", 1000, false)], ["m"], ["a", "b"]);
+        var s = c.Summary("m");
+        Assert.Equal(1, s.Counted);
+        Assert.Equal(20, s.GeomeanGflops, 9);
+        Assert.Equal(2.0, s.GeomeanVsBestLibrary!.Value, 9);
+        Assert.Equal(1.0, c.Summary(Comparison.BestLibrary).GeomeanVsBestLibrary!.Value, 9);
+        Assert.Contains(",onednn,10,", c.ToCsv("here").Split('\n')[1]);
+    }
+
+    sealed class Quiet : ITrainingObserver
+    {
+        public int Checkpoints { get; private set; }
+        public void Started(string runFolder, ITrainer trainer, string? resumedFrom, IReadOnlyList<string> workers) { }
+        public void Iteration(ITrainer trainer, IReadOnlyDictionary<string, double> values, double fractionDone) { }
+        public void Checkpoint(string folder) => Checkpoints++;
+        public void Evaluated(EvalResult result) { }
+    }
+
+    [Fact]
+    public void Adapt_writes_the_policy_where_default_finds_it_and_resumes_where_it_stopped()
+    {
+        using var temp = new TempFolder();
+        using var home = PeakCache.UseDataFolder(temp["home"]);
+        var init = temp["init.safetensors"];
+        Policy.Save(init, TilePolicy(5).Network, 4, new Dictionary<string, string> { ["looptune.machines"] = "another-machine: an older one" }, ActionSpace.Tile);
+        var dataset = temp["ds"];
+        DatasetGenerator.Matmul("8:24:8,8:24:8", "8:24:8,8:24:8").Write(dataset, 0.8, 0);
+        var set = new JsonObject { ["RolloutFragment"] = 5, ["LearningStarts"] = 8, ["BatchSize"] = 8, ["ActorsPerWorker"] = 1 };
+        var request = new AdaptRequest([dataset], TimeSpan.FromSeconds(2), 1, false, Set: set, From: new Dictionary<string, string> { ["default"] = init },
+            EvalSize: 2, EvalTime: TimeSpan.FromSeconds(0.5), EvalEvery: 0);
+        ITrainingSite Site(TrainRequest q) => new LocalSite(q, WorkerPool.ChooseCores(1), _ => new FakeEvaluator());
+
+        var first = Assert.Single(Adaptation.Run(request, _ => new Quiet(), default, Site));
+        Assert.Equal(Policy.AdaptedPath("default"), first.PolicyFile);
+        Assert.StartsWith(temp["home"], first.PolicyFile);
+        var adapted = Policy.Load("default");
+        Assert.Equal(first.PolicyFile, adapted.Source);
+        Assert.Equal(first.PolicyFile, Policy.Choose("default", Computation.Parse("mm 16 16 16")));
+        Assert.Equal(2, adapted.TrainedOn.Count); // the machine it came from, then this one
+        Assert.StartsWith(Machine.Slug + ":", adapted.TrainedOn[1]);
+        Assert.Equal(LoopTune.Jit.JitOptions.Default.VectorBits.ToString(System.Globalization.CultureInfo.InvariantCulture), adapted.Metadata["looptune.vector_bits"]);
+        int Iterations() => (int)JsonNode.Parse(File.ReadAllText(Path.Combine(RunFolder.LatestCheckpoint(first.RunFolder)!, "state.json")))!["iterations"]!;
+        int before = Iterations();
+
+        // resumed with more time: the same run goes on from its checkpoint for the time it has left
+        var second = Assert.Single(Adaptation.Run(request with { Time = TimeSpan.FromSeconds(4), Resume = true }, _ => new Quiet(), default, Site));
+        Assert.True(Iterations() > before, $"{Iterations()} iterations after the resume, {before} before");
+        Assert.InRange(second.Seconds, 3.5, 30);
+        Assert.True(File.Exists(second.PolicyFile));
+
+        // and the command line's --policy default is the adapted policy
+        var (code, stdout, err) = TestHome.Run("tune", "--spec", "mm 16 16 16", "--budget", "0", "--no-peers", "--quick", "--json");
+        Assert.True(code == 0, err);
+        Assert.Equal(first.PolicyFile, (string)JsonNode.Parse(stdout)!["policy"]!);
+    }
+
+    [Theory]
+    [InlineData("--time", "0s")]
+    [InlineData("--dataset", "no-such-dataset")]
+    [InlineData("--vector-bits", "96")]
+    [InlineData("--workers", "-1")]
+    public void Adapt_refuses_bad_input_naming_it(string option, string value)
+    {
+        using var temp = new TempFolder();
+        using var home = PeakCache.UseDataFolder(temp.Path);
+        var (code, _, err) = TestHome.Run("adapt", option, value);
+        Assert.Equal(2, code);
+        Assert.Contains(value.TrimEnd('s'), err);
+        Assert.False(Directory.Exists(Path.Combine(temp.Path, "policies")));
+    }
+}
