@@ -13,8 +13,12 @@ sealed class VectorApi
     /// <summary>Masked load (masked lanes read as zero) and store (masked lanes left alone); null where the machine has none.
     /// The 512-bit load also takes the vector to merge into (zero here).</summary>
     public readonly MethodInfo? MaskLoad, MaskStore;
-    /// <summary>Blend under a constant byte mask (SSE4.1 / AVX); null for 16 lanes.</summary>
+    /// <summary>Blend under a constant byte mask (SSE4.1 / AVX); null for 16 lanes, which select under a constant vector
+    /// (<see cref="Select"/>, <see cref="MaskOf"/>).</summary>
     public readonly MethodInfo? Blend;
+    /// <summary>16 lanes: <c>ConditionalSelect(condition, left, right)</c> over floats, and the int vector of 16 constants
+    /// (reinterpreted as floats with <see cref="AsFloat"/>) that is its condition; null for the other widths.</summary>
+    public readonly MethodInfo? Select, MaskOf, AsFloat;
 
     VectorApi(Type statics, Type vector, int width)
     {
@@ -41,6 +45,12 @@ sealed class VectorApi
             4 => typeof(Sse41).GetMethod("Blend", [vector, vector, typeof(byte)]),
             _ => null,
         };
+        if (width == 16)
+        {
+            Select = Generic("ConditionalSelect", p => p.Length == 3);
+            MaskOf = statics.GetMethod("Create", [.. Enumerable.Repeat(typeof(int), 16)]);
+            AsFloat = generic.First(m => m.Name == "AsSingle" && m.GetParameters().Length == 1).MakeGenericMethod(typeof(int));
+        }
     }
 
     static readonly VectorApi V128 = new(typeof(Vector128), typeof(Vector128<float>), 4);

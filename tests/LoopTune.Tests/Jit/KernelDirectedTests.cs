@@ -234,7 +234,7 @@ public class KernelDirectedTests
         Assert.Null(KernelCheck.Verify(narrow, new Random(8)));
     }
 
-    /// <summary>Random convolutions and row unrolls, fused at 8 and 4 lanes, against the reference: the loops above the
+    /// <summary>Random convolutions and row unrolls, fused at 16, 8 and 4 lanes, against the reference: the loops above the
     /// fused pair in a random order, each unrolled or not, the outer part of h too (with its tail), so that one register
     /// tile can hold fused and unfused rows.</summary>
     [Theory]
@@ -255,7 +255,7 @@ public class KernelDirectedTests
             if (rows > u) above.Add($"h:{rows / u}{(rows % u > 0 ? $"+{rows % u}" : "")}{U()}");
             var order = above.OrderBy(_ => rng.Next()).ToList();
             var nest = Nest.Parse(c, string.Join(' ', order) + $" h:{u}u >w:{w - s + 1}v");
-            foreach (int bits in new[] { 256, 128 })
+            foreach (int bits in new[] { 512, 256, 128 })
             {
                 var k = Kernel.Compile(nest, new JitOptions(MaxVectorBits: bits, MaskedTails: rng.Next(4) > 0));
                 fusedKernels += k.Notes.Any(note => note.Contains("fused")) ? 1 : 0;
@@ -263,7 +263,24 @@ public class KernelDirectedTests
                 Assert.True(problem is null, $"{c} {nest.ScheduleKey} at {bits} bits: {problem}");
             }
         }
-        Assert.True(!JitOptions.Blends(8) || fusedKernels >= shapes / 2, $"only {fusedKernels} of {2 * shapes} kernels fused");
+        Assert.True(!JitOptions.Blends(8) || fusedKernels >= shapes / 2, $"only {fusedKernels} of {3 * shapes} kernels fused");
+    }
+
+    /// <summary>16-lane fusion (AVX-512: a select under a constant vector): rows of 6 fill whole 512-bit vectors across two or
+    /// three rows of the input, and rows of 14 across two.</summary>
+    [Theory]
+    [InlineData("conv 16 32 8 32 3 3", "f:8 h:7+2 c:16 r:3 s:3 f:4u h:4u >w:6v", "4 rows of 6 lanes in 2 vectors instead of 4")]
+    [InlineData("conv 4 10 8 4 3 3", "f:4 c:4 r:3 s:3 h:8u >w:6v", "8 rows of 6 lanes in 3 vectors instead of 8")]
+    [InlineData("conv 2 10 16 3 3 3", "f:3 c:2 r:3 s:3 h:8u >w:14v", "8 rows of 14 lanes in 7 vectors instead of 8")]
+    public void Sixteen_lane_fusion_matches_the_reference(string spec, string nest, string fused)
+    {
+        var o = new JitOptions(MaxVectorBits: 512);
+        if (!JitOptions.Blends(16) || o.VectorBits != 512) return; // no AVX-512 here: the 8- and 4-lane cases cover fusion
+        var n = Nest.Parse(Computation.Parse(spec), nest);
+        var on = Kernel.Compile(n, o);
+        Assert.Contains(on.Notes, note => note.Contains(fused));
+        Assert.Null(KernelCheck.Verify(on, new Random(12)));
+        Assert.InRange(on.ReadsPast, 0, 15);
     }
 
     [Fact]
