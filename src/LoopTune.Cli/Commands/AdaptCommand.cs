@@ -40,27 +40,11 @@ static class AdaptCommand
             var machine = Machine.Current;
             io.Stderr.WriteLine($"adapting to {machine.Describe()}");
             using var cancel = new CancellationTokenSource();
-            ConsoleCancelEventHandler stop = (_, e) =>
-            {
-                e.Cancel = true;
-                cancel.Cancel();
-                io.Stderr.WriteLine("stopping after this iteration (a checkpoint will be saved); 'looptune adapt --resume' continues");
-            };
-            Console.CancelKeyPress += stop;
-            using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx =>
-            {
-                ctx.Cancel = true;
-                cancel.Cancel();
-                io.Stderr.WriteLine("SIGTERM: stopping after this iteration (a checkpoint will be saved)");
-            });
-            try
-            {
-                var adapted = WithBars(io, request, cancel.Token);
-                if (p.GetValue(json)) io.Stdout.WriteLine(Json(adapted, machine).ToJsonString(Options.JsonStyle));
-                else Print(io.Out, adapted, machine);
-                return Program.Ok;
-            }
-            finally { Console.CancelKeyPress -= stop; }
+            using var signals = Options.StopOnSignal(io, cancel, "; 'looptune adapt --resume' continues");
+            var adapted = WithBars(io, request, cancel.Token);
+            if (p.GetValue(json)) io.Stdout.WriteLine(Json(adapted, machine).ToJsonString(Options.JsonStyle));
+            else Print(io.Out, adapted, machine);
+            return Program.Ok;
         }));
         return command;
     }

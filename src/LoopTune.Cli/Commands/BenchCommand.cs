@@ -97,7 +97,7 @@ static class BenchCommand
         progress.Say("measuring the peak");
         double peak = Peak.MeasureGflops(options);
         report["peak_gflops"] = peak;
-        report["machine"] = PeakCache.MachineKey;
+        report["machine"] = Machine.Current.ToJson();
 
         var rows = new JsonArray();
         foreach (var (m, n, k) in Shapes)
@@ -216,7 +216,9 @@ static class BenchCommand
     static void Print(IAnsiConsole o, JsonObject r)
     {
         double peak = r["peak_gflops"]!.GetValue<double>();
-        o.MarkupLineInterpolated($"[bold]LoopTune bench[/] on {r["machine"]!.GetValue<string>()}");
+        o.MarkupLineInterpolated($"[bold]LoopTune bench[/] on {Machine.Current.Describe()}");
+        foreach (var l in Machine.Current.Libraries)
+            if (Machine.Current.LibraryNote(l.Key) is { } note) o.MarkupLineInterpolated($"[yellow]{l.Key}: {note}[/]");
         o.MarkupLineInterpolated($"peak of one core: [bold]{peak:F1} GFLOPS[/]\n");
         var t = new Table().AddColumn("matmul").AddColumn(new TableColumn("unscheduled").RightAligned()).AddColumn(new TableColumn("hand schedule").RightAligned())
             .AddColumn(new TableColumn("% of peak").RightAligned()).AddColumn(new TableColumn("openblas").RightAligned()).AddColumn(new TableColumn("blis").RightAligned())

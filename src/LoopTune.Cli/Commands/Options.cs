@@ -20,5 +20,34 @@ static class Options
         if (p.GetValue(option) is int bits) LoopTune.Jit.JitOptions.LimitVectorBits(bits);
     }
 
+    /// <summary>Ctrl+C and SIGTERM (kill, SLURM's scancel) cancel <paramref name="cancel"/> instead of ending the process,
+    /// with a line on stderr ending in <paramref name="then"/>; until the result is disposed.</summary>
+    public static IDisposable StopOnSignal(Io io, CancellationTokenSource cancel, string then)
+    {
+        ConsoleCancelEventHandler stop = (_, e) =>
+        {
+            e.Cancel = true;
+            cancel.Cancel();
+            io.Stderr.WriteLine($"stopping after this iteration (a checkpoint will be saved){then}");
+        };
+        Console.CancelKeyPress += stop;
+        var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx =>
+        {
+            ctx.Cancel = true;
+            cancel.Cancel();
+            io.Stderr.WriteLine($"SIGTERM: stopping after this iteration (a checkpoint will be saved){then}");
+        });
+        return new Unhook(() =>
+        {
+            Console.CancelKeyPress -= stop;
+            term.Dispose();
+        });
+    }
+
+    sealed class Unhook(Action undo) : IDisposable
+    {
+        public void Dispose() => undo();
+    }
+
     public static readonly JsonSerializerOptions JsonStyle = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 }

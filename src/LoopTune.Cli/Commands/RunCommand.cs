@@ -62,6 +62,7 @@ static class RunCommand
         ["peer_calls"] = new JsonObject(e.Peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(p.Via is { } v ? JsonValue.Create(v) : null)))),
         ["ratios"] = new JsonObject(e.Peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(e.RatioTo(p.Key) is double r ? JsonValue.Create(r) : null)))),
         ["notes"] = new JsonArray([.. e.Kernel.Notes.Select(n => JsonValue.Create(n))]),
+        ["machine"] = Machine.Current.ToJson(),
     };
 
     /// <summary>{"openblas": GFLOPS or null, "blis": ..., "onednn": ...}</summary>
@@ -76,6 +77,7 @@ static class RunCommand
     {
         var c = e.Nest.Computation;
         o.MarkupLineInterpolated($"[bold]{c}[/]  ({c.Text}, {c.Flops / 1e9:G4} GFLOP)");
+        o.MarkupLineInterpolated($"[grey]on {Machine.Current.Describe()}[/]");
         o.WriteLine();
         o.Write(new Text(e.Nest.ToTree()));
         o.WriteLine();
@@ -100,7 +102,8 @@ static class RunCommand
     {
         var t = new Table().AddColumn("peer").AddColumn(new TableColumn("GFLOPS").RightAligned()).AddColumn(new TableColumn("ours / peer").RightAligned());
         foreach (var p in peers)
-            t.AddRow(p.Via is { } via ? $"{p.Key} [grey]({Markup.Escape(via)})[/]" : p.Key, p.Gflops is double g ? $"{g:F1}"
+            t.AddRow((p.Via is { } via ? $"{p.Key} [grey]({Markup.Escape(via)})[/]" : p.Key)
+                + (Machine.Current.LibraryNote(p.Key) is { } note ? $" [yellow]{Markup.Escape(note)}[/]" : ""), p.Gflops is double g ? $"{g:F1}"
                 : p.Status == PeerStatus.WrongResult ? $"[red]WRONG, not timed[/]: {Markup.Escape(p.Problem ?? "")}"
                 : $"[grey]n/a: {Markup.Escape(p.Problem ?? "")}[/]", p.Gflops is double h ? $"{gflops / h:F2}x" : "");
         return t;

@@ -57,33 +57,16 @@ static class TrainCommand
                 p.GetValue(db), ParseSet(p.GetValue(set)), p.GetValue(init), p.GetValue(actions)!, ParseWidths(p.GetValue(vectorBits)));
             if (address is not null && request.VectorBits is { Length: > 0 }) throw new LoopTuneException("--vector-bits: a cluster's workers train at their own machine's width; leave it out with --cluster");
             using var cancel = new CancellationTokenSource();
-            ConsoleCancelEventHandler stop = (_, e) =>
-            {
-                e.Cancel = true;
-                cancel.Cancel();
-                io.Stderr.WriteLine("stopping after this iteration (a checkpoint will be saved)...");
-            };
-            Console.CancelKeyPress += stop;
-            // SIGTERM (kill, SLURM's scancel) stops the run the same way: after this iteration, with a checkpoint
-            using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx =>
-            {
-                ctx.Cancel = true;
-                cancel.Cancel();
-                io.Stderr.WriteLine("SIGTERM: stopping after this iteration (a checkpoint will be saved)...");
-            });
-            try
-            {
-                var observer = new Observer(io);
-                (string, EvalResult?) Train(Func<TrainRequest, ITrainingSite>? site) => observer.Run(o => Training.Run(request, o, cancel.Token, site));
-                var (folder, eval) = address is null ? Train(null)
-                    : cluster.WithSession(io, p, address, session => Train(q => new ClusterSite(session.Connection, q)), p.GetValue(workers) is > 0 and var lw ? lw : null);
-                var rows = TrainingLog.ReadCsv(Path.Combine(folder, "metrics.csv"));
-                var charts = TrainingCharts.Write(rows, Path.Combine(folder, "charts"));
-                if (p.GetValue(json)) io.Stdout.WriteLine(Json(folder, observer, eval, charts).ToJsonString(Options.JsonStyle));
-                else Print(io.Out, folder, observer, eval, charts);
-                return Program.Ok;
-            }
-            finally { Console.CancelKeyPress -= stop; }
+            using var signals = Options.StopOnSignal(io, cancel, "...");
+            var observer = new Observer(io);
+            (string, EvalResult?) Train(Func<TrainRequest, ITrainingSite>? site) => observer.Run(o => Training.Run(request, o, cancel.Token, site));
+            var (folder, eval) = address is null ? Train(null)
+                : cluster.WithSession(io, p, address, session => Train(q => new ClusterSite(session.Connection, q)), p.GetValue(workers) is > 0 and var lw ? lw : null);
+            var rows = TrainingLog.ReadCsv(Path.Combine(folder, "metrics.csv"));
+            var charts = TrainingCharts.Write(rows, Path.Combine(folder, "charts"));
+            if (p.GetValue(json)) io.Stdout.WriteLine(Json(folder, observer, eval, charts).ToJsonString(Options.JsonStyle));
+            else Print(io.Out, folder, observer, eval, charts);
+            return Program.Ok;
         }));
         return command;
     }

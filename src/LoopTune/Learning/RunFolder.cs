@@ -1,6 +1,6 @@
-using LoopTune.Env;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using LoopTune.Env;
 using LoopTune.Learning.Nn;
 
 namespace LoopTune.Learning;

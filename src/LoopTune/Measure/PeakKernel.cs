@@ -51,24 +51,14 @@ internal sealed class PeakKernel
     private static void Emit(ILGenerator il, VectorOps ops, int chains, bool fused)
     {
         var acc = Enumerable.Range(0, chains).Select(_ => il.DeclareLocal(ops.Vector)).ToArray();
-        LocalBuilder x = il.DeclareLocal(ops.Vector), y = il.DeclareLocal(ops.Vector), i = il.DeclareLocal(typeof(long));
-        Label body = il.DefineLabel(), test = il.DefineLabel();
+        LocalBuilder x = il.DeclareLocal(ops.Vector), y = il.DeclareLocal(ops.Vector);
         Splat(il, ops, () => il.Emit(OpCodes.Ldarg_1), x);
         Splat(il, ops, () => il.Emit(OpCodes.Ldarg_2), y);
         for (int c = 0; c < chains; c++) Splat(il, ops, () => il.Emit(OpCodes.Ldc_R4, (c + 1) / 1024f), acc[c]);
-        il.Emit(OpCodes.Ldc_I8, 0L);
-        il.Emit(OpCodes.Stloc, i);
-        il.Emit(OpCodes.Br, test);
-        il.MarkLabel(body);
-        foreach (var a in acc) MultiplyAdd(il, ops, a, x, y, fused);
-        il.Emit(OpCodes.Ldloc, i);
-        il.Emit(OpCodes.Ldc_I8, 1L);
-        il.Emit(OpCodes.Add);
-        il.Emit(OpCodes.Stloc, i);
-        il.MarkLabel(test);
-        il.Emit(OpCodes.Ldloc, i);
-        il.Emit(OpCodes.Ldarg_0);
-        il.Emit(OpCodes.Blt, body);
+        CountedLoop(il, () =>
+        {
+            foreach (var a in acc) MultiplyAdd(il, ops, a, x, y, fused);
+        });
         il.Emit(OpCodes.Ldloc, acc[0]);
         foreach (var a in acc.Skip(1))
         {
@@ -77,6 +67,26 @@ internal sealed class PeakKernel
         }
         il.Emit(OpCodes.Call, ops.Sum);
         il.Emit(OpCodes.Ret);
+    }
+
+    /// <summary>Emits <c>for (long i = 0; i &lt; arg0; i++) body</c>.</summary>
+    internal static void CountedLoop(ILGenerator il, Action body)
+    {
+        var i = il.DeclareLocal(typeof(long));
+        Label top = il.DefineLabel(), test = il.DefineLabel();
+        il.Emit(OpCodes.Ldc_I8, 0L);
+        il.Emit(OpCodes.Stloc, i);
+        il.Emit(OpCodes.Br, test);
+        il.MarkLabel(top);
+        body();
+        il.Emit(OpCodes.Ldloc, i);
+        il.Emit(OpCodes.Ldc_I8, 1L);
+        il.Emit(OpCodes.Add);
+        il.Emit(OpCodes.Stloc, i);
+        il.MarkLabel(test);
+        il.Emit(OpCodes.Ldloc, i);
+        il.Emit(OpCodes.Ldarg_0);
+        il.Emit(OpCodes.Blt, top);
     }
 
     private static void Splat(ILGenerator il, VectorOps ops, Action scalar, LocalBuilder into)
@@ -141,29 +151,19 @@ internal static class ClockKernel
     {
         var dm = new DynamicMethod("clock", typeof(long), [typeof(long), typeof(long)], typeof(ClockKernel).Module, skipVisibility: true);
         var il = dm.GetILGenerator();
-        LocalBuilder acc = il.DeclareLocal(typeof(long)), i = il.DeclareLocal(typeof(long));
-        Label body = il.DefineLabel(), test = il.DefineLabel();
+        LocalBuilder acc = il.DeclareLocal(typeof(long));
         il.Emit(OpCodes.Ldarg_1);
         il.Emit(OpCodes.Stloc, acc);
-        il.Emit(OpCodes.Ldc_I8, 0L);
-        il.Emit(OpCodes.Stloc, i);
-        il.Emit(OpCodes.Br, test);
-        il.MarkLabel(body);
-        for (int k = 0; k < AddsPerIteration; k++)
+        PeakKernel.CountedLoop(il, () =>
         {
-            il.Emit(OpCodes.Ldloc, acc);
-            il.Emit(OpCodes.Ldarg_1);
-            il.Emit(OpCodes.Add);
-            il.Emit(OpCodes.Stloc, acc);
-        }
-        il.Emit(OpCodes.Ldloc, i);
-        il.Emit(OpCodes.Ldc_I8, 1L);
-        il.Emit(OpCodes.Add);
-        il.Emit(OpCodes.Stloc, i);
-        il.MarkLabel(test);
-        il.Emit(OpCodes.Ldloc, i);
-        il.Emit(OpCodes.Ldarg_0);
-        il.Emit(OpCodes.Blt, body);
+            for (int k = 0; k < AddsPerIteration; k++)
+            {
+                il.Emit(OpCodes.Ldloc, acc);
+                il.Emit(OpCodes.Ldarg_1);
+                il.Emit(OpCodes.Add);
+                il.Emit(OpCodes.Stloc, acc);
+            }
+        });
         il.Emit(OpCodes.Ldloc, acc);
         il.Emit(OpCodes.Ret);
         return dm.CreateDelegate<Func<long, long, long>>();

@@ -1,6 +1,6 @@
-using LoopTune.Env;
 using LoopTune.Cluster;
 using LoopTune.Datasets;
+using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Learning;
 using LoopTune.Tests.Search;
