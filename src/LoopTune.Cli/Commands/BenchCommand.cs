@@ -15,40 +15,15 @@ static class BenchCommand
 {
     static readonly (int M, int N, int K)[] Shapes = [(64, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512), (257, 129, 67), (97, 131, 211)];
 
-    /// <summary>Convolutions and their hand schedules: output rows outermost, a block of output channels, the whole
-    /// reduction (c, r, s), then a register tile of 4 output channels (unrolled) by 32 or 16 output columns (unrolled x
-    /// 16-wide vectors) that stays in registers across the reduction. The first is the issue's; the others a small-C first
-    /// layer (64 columns: two column blocks inside the channel blocks), a deeper 3x3 layer on a 16-wide image and a
-    /// pointwise (1x1) layer; each the best of a few variants tried with <c>looptune run</c> (tile 8x16, 4x64, h unrolled)
-    /// on an AVX-512 machine.</summary>
-    internal static readonly (string Spec, string Schedule)[] ConvShapes512 =
-    [
-        ("conv 16 34 34 32 3 3", "h:32 f:8 c:16 r:3 s:3 f:4u w:2u w:16v"),
-        ("conv 3 66 66 32 3 3", "h:64 f:8 w:2 c:3 r:3 s:3 f:4u w:2u w:16v"),
-        ("conv 32 18 18 64 3 3", "h:16 f:16 c:32 r:3 s:3 f:4u w:16v"),
-        ("conv 64 32 32 64 1 1", "h:32 f:16 c:64 r:1 s:1 f:4u w:2u w:16v"),
-        ("conv 64 18 18 64 3 3", "h:16 f:16 c:64 r:3 s:3 f:4u w:16v"), // conv 32 18 18 64's tile; not timed on an AVX-512 machine
-    ];
+    /// <summary>The convolutions of the report: the first, a small-C first layer, a deeper 3x3 layer on a 16-wide
+    /// image, a pointwise (1x1) layer and a 64-channel 3x3 layer.</summary>
+    internal static readonly string[] ConvSpecs =
+        ["conv 16 34 34 32 3 3", "conv 3 66 66 32 3 3", "conv 32 18 18 64 3 3", "conv 64 32 32 64 1 1", "conv 64 18 18 64 3 3"];
 
-    /// <summary>The same convolutions for 256-bit vectors (AVX2: 16 registers of 8 floats): the 512-bit tiles would keep
-    /// 16 accumulators and spill, so the tile is 4 channels by 16 columns, 8 accumulators, with the 3x3 window unrolled
-    /// around it (<c>looptune run -s</c>, kernel and oneDNN timed side by side, best of a few variants on the 2-core AVX2
-    /// EPYC; unrolling r and s took conv 16 34 34 32 3 3 from 0.95x to 1.07x oneDNN). The 1x1 convolution's planes are
-    /// 4 KB apart, so its 64 channels of one column share a set of the L1 cache; no plain-layout tile tried beat 0.63x.</summary>
-    internal static readonly (string Spec, string Schedule)[] ConvShapes256 =
-    [
-        ("conv 16 34 34 32 3 3", "h:32 f:8 w:2 c:8 c:2u r:3u s:3u f:4u w:16v"),
-        ("conv 3 66 66 32 3 3", "f:8 h:64 w:4 r:3 c:3u s:3u f:4u w:16v"),
-        ("conv 32 18 18 64 3 3", "h:16 f:16 c:32 r:3u s:3u f:4u w:16v"),
-        ("conv 64 32 32 64 1 1", "h:32 f:16 w:2 c:32 r:1 s:1 c:2u f:4u w:16v"),
-        ("conv 64 18 18 64 3 3", "h:16 f:16 c:64 r:3u s:3u f:4u w:16v"),
-    ];
-
-    /// <summary>The hand schedules for this machine's vectors.</summary>
-    internal static (string Spec, string Schedule)[] ConvShapes => System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? ConvShapes512 : ConvShapes256;
-
-    /// <summary>The hand schedule of a convolution of <see cref="ConvShapes"/>, as a nest (cursor on the outermost loop).</summary>
-    public static Nest ConvHandSchedule(Computation c, string schedule) => Nest.Parse(c, ">" + schedule);
+    /// <summary>The hand schedule of a convolution: this machine's register tile (<see cref="RegisterTile"/>) over output
+    /// channels, rows and columns, the reduction around it.</summary>
+    public static Nest ConvHandSchedule(Computation c) =>
+        RegisterTile.For(Machine.Current).Convolution(c.AsConv() ?? throw new ArgumentException($"{c} is not a convolution", nameof(c)));
 
     public static Command Create(Io io)
     {
@@ -59,34 +34,12 @@ static class BenchCommand
         return command;
     }
 
-    /// <summary>A good schedule written by hand for mm M N K, for this machine's vectors (<see cref="HandSchedule512"/> or
-    /// <see cref="HandSchedule256"/>).</summary>
-    public static Nest HandSchedule(int m, int n, int k) =>
-        System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? HandSchedule512(m, n, k) : HandSchedule256(m, n, k);
+    /// <summary>A good schedule written by hand for mm M N K, with this machine's register tile (<see cref="RegisterTile"/>,
+    /// sized from its FMA pipes, latency and registers): <c>n m k k'(4u) m'(rows u) n'(width v)</c>, each outer loop with
+    /// its tail (<c>n:8 m:32 k:64 k:4u m:8u n:32v</c> for mm 256 on a Zen 5; the 6 x 16 tile of 12 accumulators on an AVX2
+    /// machine with 16 registers).</summary>
+    public static Nest HandSchedule(int m, int n, int k) => RegisterTile.For(Machine.Current).Matmul(m, n, k);
 
-    /// <summary>For 512-bit vectors: an output tile in registers across the k loop - 4 x 32 (m'(4) and n'(2) unrolled,
-    /// n''(16) vectorized: the goal schedule) up to K = 256; for larger K, 4 x 64 with k tiled by 256 outside the m loop,
-    /// so the B panel stays in L2 while the A rows stream.</summary>
-    public static Nest HandSchedule512(int m, int n, int k)
-    {
-        var nest = Nest.Initial(Computation.Matmul(m, n, k));
-        if (k <= 256 || n < 64 || m < 4) return Transforms.ApplyAll(nest, Actions.ParseList(DemoCommand.GoodSchedule512));
-        // m n k -> m n k m'(4u) n'(4u) n''(16v) -> n k m k'(256) m' n' n''
-        return Transforms.ApplyAll(nest, Actions.ParseList(DemoCommand.GoodSchedule512.Replace("split_32", "split_64") + ",up,up,up,split_256,up,up,swap_down,swap_down"));
-    }
-
-    /// <summary>For 256-bit vectors (AVX2, 16 registers): a 6 x 16 output tile, 12 accumulators, 6 broadcasts of A and 2
-    /// loads of B per 12 FMAs, k unrolled by 4; n, m and k outermost first, each with its tail
-    /// (<c>n:16 m:42+4 k:64 k:4u m:6u n:16v</c> for mm 256; 0.9-1.28x OpenBLAS on the 2-core AVX2 EPYC, side by side).</summary>
-    public static Nest HandSchedule256(int m, int n, int k)
-    {
-        var c = Computation.Matmul(m, n, k);
-        if (m < 6 || n < 16 || k < 4) return Transforms.ApplyAll(Nest.Initial(c), Actions.ParseList(DemoCommand.GoodSchedule256));
-        return Nest.Parse(c, Invariant($">n:{n / 16}{Tail(n % 16)} m:{m / 6}{Tail(m % 6)} k:{k / 4}{Tail(k % 4)} k:4u m:6u n:16v"));
-    }
-
-    static string Tail(int t) => t == 0 ? "" : Invariant($"+{t}");
-    static string Invariant(FormattableString s) => s.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     static int Run(Io io, bool quick, bool asJson)
     {
@@ -123,12 +76,12 @@ static class BenchCommand
         report["matmul"] = rows;
 
         var convRows = new JsonArray();
-        foreach (var (spec, schedule) in ConvShapes)
+        foreach (var spec in ConvSpecs)
         {
             progress.Say(spec);
             var c = Computation.Parse(spec);
             var initial = Evaluation.Run(Nest.Initial(c), quick ? MeasureOptions.Quick with { MinSamples = 3 } : options, peers: false, peakGflops: peak);
-            var hand = Evaluation.Run(ConvHandSchedule(c, schedule), options, peers: true, peakGflops: peak);
+            var hand = Evaluation.Run(ConvHandSchedule(c), options, peers: true, peakGflops: peak);
             convRows.Add(new JsonObject
             {
                 ["spec"] = c.ToString(),

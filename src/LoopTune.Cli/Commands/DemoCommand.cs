@@ -13,17 +13,10 @@ namespace LoopTune.Cli.Commands;
 /// step, and ends next to the peak and the peers.</summary>
 static class DemoCommand
 {
-    /// <summary>The hand-written walk of the benchmark goals for 512-bit vectors: m, n, k, m'(4, unrolled), n'(2, unrolled),
-    /// n''(16, vectorized): a 4 x 32 tile in 8 registers.</summary>
-    public const string GoodSchedule512 = "split_4,down,swap_down,swap_down,unroll,up,up,split_32,down,swap_down,swap_down,split_16,unroll,down,vectorize";
-
-    /// <summary>The same walk for 256-bit vectors (AVX2, 16 registers of 8 floats), where the 4 x 32 tile would keep 16
-    /// accumulators and spill: m, n, k, k'(2, unrolled), m'(4, unrolled), n'(16, vectorized), a 4 x 16 tile in 8 registers
-    /// (0.85x OpenBLAS on mm 256 on the 2-core AVX2 EPYC, where the 512-bit walk gave 0.6x).</summary>
-    public const string GoodSchedule256 = "split_4,down,swap_down,swap_down,unroll,up,up,split_16,down,swap_down,swap_down,vectorize,up,up,split_2,down,unroll";
-
-    /// <summary>The walk for this machine's vectors.</summary>
-    public static string GoodSchedule => System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? GoodSchedule512 : GoodSchedule256;
+    /// <summary>The walk for this machine: a register tile sized from its FMA pipes, latency and registers
+    /// (<see cref="RegisterTile.MatmulWalk"/>: m'(rows, unrolled) by n'(width, vectorized); 8 x 32 on a Zen 5, 6 x 16 on an
+    /// AVX2 machine with 16 registers, 4 x 32 on a Zen 4).</summary>
+    public static string GoodSchedule => RegisterTile.For(Machine.Current).MatmulWalk();
 
     public static Command Create(Io io)
     {

@@ -108,20 +108,19 @@ public sealed class CliTests
         }
     }
 
-    [Fact]
-    public void BenchConvolutionHandSchedulesFitTheirShapesAndVerify()
+    [Theory]
+    [InlineData("conv 16 34 34 32 3 3")]
+    [InlineData("conv 3 66 66 32 3 3")]
+    [InlineData("conv 64 32 32 64 1 1")]
+    [InlineData("conv 2 9 7 3 3 3")]
+    public void BenchConvolutionHandSchedulesFitTheirShapesAndVerify(string spec)
     {
-        Assert.Equal(("conv 16 34 34 32 3 3", "h:32 f:8 c:16 r:3 s:3 f:4u w:2u w:16v"), LoopTune.Cli.Commands.BenchCommand.ConvShapes512[0]);
-        Assert.Equal(LoopTune.Cli.Commands.BenchCommand.ConvShapes512.Select(s => s.Spec), LoopTune.Cli.Commands.BenchCommand.ConvShapes256.Select(s => s.Spec));
-        foreach (var (spec, schedule) in LoopTune.Cli.Commands.BenchCommand.ConvShapes512.Concat(LoopTune.Cli.Commands.BenchCommand.ConvShapes256))
-        {
-            var c = LoopTune.Ir.Computation.Parse(spec);
-            Assert.NotNull(c.AsConv());
-            var nest = LoopTune.Cli.Commands.BenchCommand.ConvHandSchedule(c, schedule);
-            Assert.Equal(schedule, nest.ScheduleKey);
-            var verification = LoopTune.Jit.Verifier.Verify(LoopTune.Jit.Kernel.Compile(nest));
-            Assert.True(verification.Passed, $"{spec}: {verification.Problem}");
-        }
+        Assert.Contains("conv 16 34 34 32 3 3", LoopTune.Cli.Commands.BenchCommand.ConvSpecs);
+        var c = LoopTune.Ir.Computation.Parse(spec);
+        var nest = LoopTune.Cli.Commands.BenchCommand.ConvHandSchedule(c);
+        Assert.Equal(c, nest.Computation);
+        var verification = LoopTune.Jit.Verifier.Verify(LoopTune.Jit.Kernel.Compile(nest));
+        Assert.True(verification.Passed, $"{nest.ScheduleKey}: {verification.Problem}");
     }
 
     [Theory]
@@ -130,18 +129,12 @@ public sealed class CliTests
     [InlineData(97, 131, 211)]
     [InlineData(7, 17, 5)]
     [InlineData(4, 32, 3)]
-    public void BenchMatmulHandSchedulesOfBothVectorWidthsVerify(int m, int n, int k)
+    public void BenchMatmulHandSchedulesVerify(int m, int n, int k)
     {
-        var nests = new List<LoopTune.Ir.Nest> { LoopTune.Cli.Commands.BenchCommand.HandSchedule256(m, n, k) };
-        if (n >= 32) nests.Add(LoopTune.Cli.Commands.BenchCommand.HandSchedule512(m, n, k)); // its 4 x 32 tile needs n >= 32, as bench's shapes have
-        foreach (var nest in nests)
-        {
-            Assert.Equal(LoopTune.Ir.Computation.Matmul(m, n, k), nest.Computation);
-            var verification = LoopTune.Jit.Verifier.Verify(LoopTune.Jit.Kernel.Compile(nest));
-            Assert.True(verification.Passed, $"{nest.ScheduleKey}: {verification.Problem}");
-        }
-        if (m >= 6 && n >= 16 && k >= 4) // the 6 x 16 tile with its tails, as the doc comment says
-            Assert.EndsWith("k:4u m:6u n:16v", LoopTune.Cli.Commands.BenchCommand.HandSchedule256(m, n, k).ScheduleKey);
+        var nest = LoopTune.Cli.Commands.BenchCommand.HandSchedule(m, n, k);
+        Assert.Equal(LoopTune.Ir.Computation.Matmul(m, n, k), nest.Computation);
+        var verification = LoopTune.Jit.Verifier.Verify(LoopTune.Jit.Kernel.Compile(nest));
+        Assert.True(verification.Passed, $"{nest.ScheduleKey}: {verification.Problem}");
     }
 
     [Fact]
@@ -170,11 +163,9 @@ public sealed class CliTests
         var json = JsonNode.Parse(output)!;
         Assert.Equal(walk.Length + 1, json["steps"]!.AsArray().Count);
         Assert.All(json["steps"]!.AsArray(), s => Assert.True(s!["verified"]!.GetValue<bool>()));
-        // the two walks' tiles: 4 x 32 for 512-bit vectors, 4 x 16 with k unrolled by 2 for 256-bit ones
-        string Tile(string actions) => LoopTune.Ir.Transforms.ApplyAll(LoopTune.Ir.Nest.Initial(LoopTune.Ir.Computation.Matmul(48, 48, 48)), LoopTune.Ir.Actions.ParseList(actions)).Serialize();
-        Assert.Equal("m:12 n:1+16 k:48 m:4u n:2u >n:16v", Tile(LoopTune.Cli.Commands.DemoCommand.GoodSchedule512));
-        Assert.Equal("m:12 n:3 k:24 >k:2u m:4u n:16v", Tile(LoopTune.Cli.Commands.DemoCommand.GoodSchedule256));
-        Assert.Equal(Tile(LoopTune.Cli.Commands.DemoCommand.GoodSchedule), json["schedule"]!.GetValue<string>());
+        // the walk ends in this machine's register tile
+        var tile = LoopTune.Measure.RegisterTile.For(LoopTune.Measure.Machine.Current);
+        Assert.EndsWith($"m:{tile.WalkRows}u >n:{tile.Width}v", json["schedule"]!.GetValue<string>());
     }
 
     [Fact]

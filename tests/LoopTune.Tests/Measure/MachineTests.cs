@@ -151,6 +151,25 @@ public sealed class MachineTests
         Assert.Equal([0.5f, 0.25f, 0.5f], tensors.Select(t => t[3])); // pipes / 4
     }
 
+    /// <summary>The register tile sized from a machine's pipes, latency and registers is the tile measured best on it
+    /// (../shared/reference/machines.md and the earlier sessions' bench): 6 x 16 on the AVX2 EPYC, 4 x 32 on Zen 4, 8 x 32
+    /// on Zen 5; and its schedules are legal nests of their computations.</summary>
+    [Theory]
+    [InlineData(Avx2Epyc, 256, 3.05, 97.9, 6, 16)]
+    [InlineData(Zen4, 512, 3.6, 115.0, 4, 32)]
+    [InlineData(Zen5, 512, 3.55, 226.6, 8, 32)]
+    public void The_register_tile_is_the_one_measured_best_on_each_machine(string cpuinfo, int bits, double ghz, double peak, int rows, int width)
+    {
+        var tile = RegisterTile.For(Describe(cpuinfo, bits, ghz, peak));
+        Assert.Equal((rows, width), (tile.Rows, tile.Width));
+        Assert.EndsWith($"k:4u m:{rows}u n:{width}v", tile.Matmul(256, 256, 256).ScheduleKey);
+        Assert.EndsWith($"m:{tile.WalkRows}u >n:{width}v", LoopTune.Ir.Transforms.ApplyAll(LoopTune.Ir.Nest.Initial(LoopTune.Ir.Computation.Matmul(64, 64, 64)),
+            LoopTune.Ir.Actions.ParseList(tile.MatmulWalk())).Serialize());
+        var conv = tile.Convolution(new LoopTune.Ir.ConvShape(32, 18, 18, 64, 3, 3));
+        Assert.Contains("f:", conv.ScheduleKey);
+        Assert.EndsWith("v", conv.ScheduleKey);
+    }
+
     [Fact]
     public void This_machine_is_described_once_per_width()
     {
