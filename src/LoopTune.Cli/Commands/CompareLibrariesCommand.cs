@@ -61,7 +61,7 @@ static class CompareLibrariesCommand
         ["machine"] = setup.Info?.ToJson(),
         ["action_space"] = setup.Space,
         ["out"] = folder,
-        ["files"] = new JsonArray(Csv, Markdown, LibraryCharts.GflopsByBenchmark, LibraryCharts.RatioToBestLibrary),
+        ["files"] = new JsonArray([Csv, Markdown, LibraryCharts.GflopsByBenchmark, LibraryCharts.RatioToBestLibrary, .. setup.Info is null ? Array.Empty<string>() : [CompareSearchesCommand.MachineFile]]),
         ["benchmarks"] = new JsonArray([.. lc.Comparison.Benchmarks.Select(b => JsonValue.Create(b))]),
         ["libraries"] = new JsonArray([.. libraries.Select(l => JsonValue.Create(l.Describe()))]),
         ["entries"] = new JsonArray([.. lc.Summaries.Select(s => new JsonObject

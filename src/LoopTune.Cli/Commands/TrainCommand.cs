@@ -27,6 +27,7 @@ static class TrainCommand
         var steps = new Option<int>("--steps") { Description = "Actions per episode.", DefaultValueFactory = _ => 10 };
         var evalSize = new Option<int>("--eval-size") { Description = "Test benchmarks in each evaluation, the last ones of the test split (compare-searches reports on the first ones); 0: none.", DefaultValueFactory = _ => 10 };
         var evalTime = new Option<string>("--eval-time") { Description = "The policy's budget per test benchmark in an evaluation.", DefaultValueFactory = _ => "4s" };
+        var evalSearch = new Option<bool>("--eval-search") { Description = "Evaluate with the policy-guided search within --eval-time (as 'tune' tunes) instead of the greedy rollout." };
         var evalEvery = new Option<int>("--eval-every") { Description = "Evaluate every K iterations as well as at the end (0: only at the end).", DefaultValueFactory = _ => 0 };
         var checkpoint = new Option<string>("--checkpoint-every") { Description = "Save a checkpoint at least this often (and at the end).", DefaultValueFactory = _ => "60s" };
         var seed = new Option<int>("--seed") { Description = "Seed of every random choice of the run.", DefaultValueFactory = _ => 0 };
@@ -41,7 +42,7 @@ static class TrainCommand
         var cluster = new ClusterOptions(workersOption: false);
         var command = new Command("train", "Train a policy (Ape-X DQN or PPO) on a dataset, with checkpoints, curves and an evaluation on its test split.")
         {
-            dataset, trainer, iter, time, workers, steps, evalSize, evalTime, evalEvery, checkpoint, seed, output, resume, db, set, init, actions, vectorBits, json,
+            dataset, trainer, iter, time, workers, steps, evalSize, evalTime, evalSearch, evalEvery, checkpoint, seed, output, resume, db, set, init, actions, vectorBits, json,
         };
         cluster.Cluster.Description = "Run the actors and evaluations on a cluster's workers, the learner here (apex_dqn only): localhost (a silo in this process with --workers workers), redis://HOST:PORT or postgres://... (silos started with 'looptune silo').";
         foreach (var o in cluster.All) command.Options.Add(o);
@@ -54,7 +55,7 @@ static class TrainCommand
                 p.GetValue(workers) is > 0 and var w ? w : WorkerPool.AvailableCores,
                 p.GetValue(steps), p.GetValue(evalSize), SearchBudget.Parse(p.GetValue(evalTime)).Time, p.GetValue(evalEvery),
                 SearchBudget.Parse(p.GetValue(checkpoint)).Time.TotalSeconds, p.GetValue(seed), p.GetValue(output)!, p.GetValue(resume),
-                p.GetValue(db), ParseSet(p.GetValue(set)), p.GetValue(init), p.GetValue(actions)!, ParseWidths(p.GetValue(vectorBits)));
+                p.GetValue(db), ParseSet(p.GetValue(set)), p.GetValue(init), p.GetValue(actions)!, ParseWidths(p.GetValue(vectorBits)), p.GetValue(evalSearch));
             if (address is not null && request.VectorBits is { Length: > 0 }) throw new LoopTuneException("--vector-bits: a cluster's workers train at their own machine's width; leave it out with --cluster");
             using var cancel = new CancellationTokenSource();
             using var signals = Options.StopOnSignal(io, cancel, "...");

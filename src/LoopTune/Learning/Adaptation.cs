@@ -17,12 +17,15 @@ namespace LoopTune.Learning;
 /// <param name="Set">Hyperparameter overrides of Ape-X (<see cref="ApexDqnConfig"/>); the network's shape is the policy's.</param>
 /// <param name="From">The policy each name starts from (default: what <c>--policy default</c> means on this machine now:
 /// the adapted one when there is one, else the shipped one).</param>
-/// <param name="EvalSize">Test benchmarks in each evaluation (the last ones of the test split), which choose the policy kept.</param>
-/// <param name="EvalTime">The policy's budget per test benchmark in an evaluation.</param>
+/// <param name="EvalSize">Test benchmarks in each evaluation (the last ones of the test split), which choose the policy kept;
+/// default: up to 10, leaving the first 10 (the reports') out where the split has room (6 of conv_small's 16).</param>
+/// <param name="EvalTime">The budget per test benchmark of an evaluation, which tunes as <c>tune</c> does (the policy-guided
+/// search; default 1 s). The policy adaptation starts from is evaluated first, so the one kept is never one that tuned
+/// worse than it.</param>
 /// <param name="EvalEvery">Evaluate every this many iterations (and at the end).</param>
 /// <param name="Db">Measurement store (default: the user's).</param>
 public sealed record AdaptRequest(IReadOnlyList<string> Datasets, TimeSpan Time, int Workers, bool Resume, int Seed = 0, JsonObject? Set = null,
-    IReadOnlyDictionary<string, string>? From = null, int EvalSize = 10, TimeSpan? EvalTime = null, int EvalEvery = 100, string? Db = null)
+    IReadOnlyDictionary<string, string>? From = null, int? EvalSize = null, TimeSpan? EvalTime = null, int EvalEvery = 100, string? Db = null)
 {
     /// <summary>The datasets when none are given: the matmuls of the default policy and the convolutions of the conv policy.</summary>
     public static IReadOnlyList<string> DefaultDatasets { get; } = ["mm64_256_16_range", "conv_small"];
@@ -88,8 +91,9 @@ public static class Adaptation
                 ["Activation"] = init.Shape.Activation, ["LayerNorm"] = init.Shape.LayerNorm,
             };
             foreach (var (k, value) in r.Set ?? []) set[k] = value?.DeepClone();
-            var request = new TrainRequest(dataset.Folder, "apex_dqn", null, left, r.Workers, init.EpisodeLength, r.EvalSize, r.EvalTime ?? TimeSpan.FromSeconds(2),
-                r.EvalEvery, 30, r.Seed, run, resume, r.Db, set, resume ? null : from, init.Space.Name, [Jit.JitOptions.Default.VectorBits]);
+            int evalSize = r.EvalSize ?? Math.Clamp(dataset.Test.Count - 10, 1, 10);
+            var request = new TrainRequest(dataset.Folder, "apex_dqn", null, left, r.Workers, init.EpisodeLength, evalSize, r.EvalTime ?? TimeSpan.FromSeconds(1),
+                r.EvalEvery, 30, r.Seed, run, resume, r.Db, set, resume ? null : from, init.Space.Name, [Jit.JitOptions.Default.VectorBits], EvalSearch: true);
             Directory.CreateDirectory(Folder);
             var clock = Stopwatch.StartNew();
             var counting = new Counting(observer(name), () =>

@@ -32,9 +32,12 @@ namespace LoopTune.Learning;
 /// <param name="Actions">The action space: "cursor" (the seed's 17 actions), "loop" or "tile" (<see cref="ActionSpace"/>).</param>
 /// <param name="VectorBits">The vector widths the JIT uses, one drawn per episode (each its own evaluator, peak and
 /// machine_tensor), so that one machine teaches several; null: the JIT's width alone.</param>
+/// <param name="EvalSearch">Evaluate with the policy-guided search (<see cref="PolicyGuidedSearch"/>, the tuner's method,
+/// within <paramref name="EvalTime"/>) instead of the greedy rollout, so that the policy kept is the one that tunes best
+/// (on this machine's workers; a cluster's evaluate greedily).</param>
 public sealed record TrainRequest(string Dataset, string Trainer, int? Iterations, TimeSpan? Time, int Workers, int Steps,
     int EvalSize, TimeSpan EvalTime, int EvalEvery, double CheckpointSeconds, int Seed, string Out, bool Resume, string? Db, JsonObject? Set,
-    string? Init = null, string Actions = "cursor", int[]? VectorBits = null)
+    string? Init = null, string Actions = "cursor", int[]? VectorBits = null, bool EvalSearch = false)
 {
     /// <summary>The widths the run trains at: <see cref="VectorBits"/>, or the JIT's.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
@@ -135,6 +138,14 @@ public static class Training
         var test = dataset.Test.Skip(Math.Max(0, dataset.Test.Count - request.EvalSize)).ToList();
         EvalResult? eval = null;
         double best = BestSoFar(folder);
+        if (init is not null && test.Count > 0)
+        {
+            // the policy the run starts from is the first candidate: a run kept by its evaluations never ends worse than it began
+            eval = site.Evaluate(Policy.FromNetwork(trainer.Policy, request.Steps, space), test, request.EvalTime);
+            log.Log(0, eval.Values());
+            observer.Evaluated(eval);
+            KeepBest(ref best, folder, trainer, eval, request.Steps, space, info);
+        }
         int startIteration = trainer.Iterations;
         while (!cancel.IsCancellationRequested && (r.Iterations is not int n || trainer.Iterations < n) && (r.Time is not { } t || clock.Elapsed < t))
         {
@@ -288,12 +299,16 @@ public static class TrainingEnvs
     /// <summary>The Ape-X network of a task in <paramref name="space"/> (the observation encoder's size of inputs).</summary>
     public static NetworkShape Shape(ApexDqnConfig config, ActionSpace space) => ApexDqn.ShapeOf(config, ObservationEncoder.Size, space.Count);
 
-    /// <summary>One policy rollout per benchmark, as an evaluation row (the benchmark's text, and the width when given).</summary>
+    /// <summary>One policy rollout (or, with <paramref name="search"/>, a policy-guided search) per benchmark, as an evaluation
+    /// row (the benchmark's text, and the width when asked).</summary>
     public static (string, double, double, double, string) Rollout(Policy policy, Computation benchmark, IEvaluator evaluator, TimeSpan budget, TrainingTarget? target = null,
-        bool nameWidth = false)
+        bool nameWidth = false, bool search = false)
     {
         float[]? machine = target?.Machine;
-        var res = new PolicySearch(_ => policy, policy.Source, 1, machine is null ? null : () => machine).Run(Nest.Initial(benchmark), evaluator, new SearchBudget(budget), 0, policy.Space);
+        Func<float[]>? m = machine is null ? null : () => machine;
+        ISearch method = search ? new PolicyGuidedSearch(_ => policy, policy.Source, machine: m, peak: target is null ? null : () => target.Peak)
+            : new PolicySearch(_ => policy, policy.Source, 1, m);
+        var res = method.Run(Nest.Initial(benchmark), evaluator, new SearchBudget(budget), 0, policy.Space);
         return (nameWidth && target is not null ? $"{benchmark.Text} @{target.VectorBits}" : benchmark.Text, res.BaseGflops, res.BestGflops, res.Seconds, res.Best.Serialize());
     }
 
@@ -347,7 +362,7 @@ public sealed class LocalSite : ITrainingSite
             for (int i = w; i < benchmarks.Count; i += pool.Count)
             {
                 var t = targets[w][i % targets[w].Length];
-                rows[i] = TrainingEnvs.Rollout(policy, benchmarks[i], t.Evaluator, budget, t, nameWidth: targets[w].Length > 1);
+                rows[i] = TrainingEnvs.Rollout(policy, benchmarks[i], t.Evaluator, budget, t, nameWidth: targets[w].Length > 1, search: request.EvalSearch);
             }
         });
         // the peak of each benchmark's width, averaged as the GFLOPS are (geometrically), for the peak fraction

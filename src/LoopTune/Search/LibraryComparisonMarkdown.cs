@@ -36,9 +36,9 @@ public static class LibraryComparisonMarkdown
         if (wrong > 0) sb.Append(I($"- **{wrong} best schedule(s) FAILED verification** (see results.csv).\n"));
         if (flagged > 0) sb.Append(I($"- **{flagged} library result(s) were WRONG** and were not timed (see below).\n"));
 
-        sb.Append("\n## Summary\n\n| | kind | geomean GFLOPS | % of peak | geomean ratio to the best library | benchmarks measured | mean search s |\n|---|---|--:|--:|--:|--:|--:|\n");
+        sb.Append("\n## Summary\n\n| | kind | geomean GFLOPS | % of peak | geomean ratio to the best library | benchmarks measured | mean search s | note |\n|---|---|--:|--:|--:|--:|--:|---|\n");
         foreach (var s in lc.Summaries)
-            sb.Append(I($"| {s.Name}{(s.Kind == EntryKind.Library && setup.Info?.LibraryNote(s.Name) is { } note ? $" ({note})" : "")} | {LibraryComparison.KindName(s.Kind).Replace('_', ' ')} | {Num(s.GeomeanGflops, "F1")} | {Num(s.GeomeanGflops / peakGflops * 100, "F0")}{(s.GeomeanGflops is null ? "" : " %")} | {Ratio(s.GeomeanVsBestLibrary)} | {s.Measured} of {c.Benchmarks.Length} | {Num(s.MeanSeconds, "F1")} |\n"));
+            sb.Append(I($"| {s.Name} | {LibraryComparison.KindName(s.Kind).Replace('_', ' ')} | {Num(s.GeomeanGflops, "F1")} | {Num(s.GeomeanGflops / peakGflops * 100, "F0")}{(s.GeomeanGflops is null ? "" : " %")} | {Ratio(s.GeomeanVsBestLibrary)} | {s.Measured} of {c.Benchmarks.Length} | {Num(s.MeanSeconds, "F1")} | {(s.Kind == EntryKind.Library ? setup.Info?.LibraryNote(s.Name) : null) ?? ""} |\n"));
         sb.Append("\nGeometric means over the benchmarks where the entry has a figure; the ratio to the best library over those where the best library has one too. ")
           .Append("The best library of a benchmark is the fastest library measured on it.\n");
 

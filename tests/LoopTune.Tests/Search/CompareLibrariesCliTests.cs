@@ -55,7 +55,8 @@ public sealed class CompareLibrariesCliTests : IDisposable
         var json = JsonNode.Parse(stdout)!.AsObject();
         var benchmarks = json["benchmarks"]!.AsArray().Select(b => b!.GetValue<string>()).ToList();
         Assert.Equal(["b1", "b2", "b3", "b4", "b5"], benchmarks.Order());
-        Assert.Equal(["results.csv", "summary.md", "gflops_by_benchmark.png", "ratio_to_best_library.png"], json["files"]!.AsArray().Select(f => f!.GetValue<string>()));
+        Assert.Equal(["results.csv", "summary.md", "gflops_by_benchmark.png", "ratio_to_best_library.png", "machine.json"], json["files"]!.AsArray().Select(f => f!.GetValue<string>()));
+        Assert.Equal(LoopTune.Measure.Machine.Current.Key, (string)JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "machine.json")))!["key"]!);
 
         var rows = ReadCsv(Path.Combine(outDir, "results.csv"));
         Assert.Equal(benchmarks.Count * Columns.Length, rows.Count);
@@ -130,7 +131,7 @@ public sealed class CompareLibrariesCliTests : IDisposable
             Assert.True(bytes.Length > 10_000, $"{png} has only {bytes.Length} bytes");
         }
         Assert.Equal(["ds", "report"], Directory.GetFileSystemEntries(temp.Path).Select(Path.GetFileName).Order());
-        Assert.Equal(["gflops_by_benchmark.png", "ratio_to_best_library.png", "results.csv", "summary.md"], Directory.GetFiles(outDir).Select(Path.GetFileName).Order());
+        Assert.Equal(["gflops_by_benchmark.png", "machine.json", "ratio_to_best_library.png", "results.csv", "summary.md"], Directory.GetFiles(outDir).Select(Path.GetFileName).Order());
     }
 
     [Fact]
