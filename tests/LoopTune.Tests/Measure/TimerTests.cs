@@ -99,15 +99,16 @@ public sealed class TimerTests
     {
         var calls = new List<int>();
         var options = new MeasureOptions(0, 0, 7, 0.0005, 7); // an odd count: the median ratio is one round's, and its reciprocal the other way
-        var t = Timing.MeasureTogether([() => { calls.Add(0); Spin(0.001); }, () => { calls.Add(1); Spin(0.002); }], [1e6, 1e6], options);
+        // spins of 4 and 8 ms: long enough that a busy machine's overshoot (a fraction of a millisecond) leaves their ratio near 2
+        var t = Timing.MeasureTogether([() => { calls.Add(0); Spin(0.004); }, () => { calls.Add(1); Spin(0.008); }], [1e6, 1e6], options);
         Assert.Equal(7, t.Rounds.Count);
         Assert.All(t.Measurements, m => Assert.Equal(7, m.Samples));
         Assert.All(t.Measurements, m => Assert.Equal(1, m.RunsPerSample)); // each spin outlasts a sample
         // one calibration call each, then the rounds alternate: 0, 1, 0, 1, ...
         Assert.Equal([0, 1, .. Enumerable.Range(0, 14).Select(i => i % 2)], calls);
         // the oracle is the spin's own duration: the first piece runs twice as fast as the second
-        Assert.InRange(t.Measurements[0].MedianSeconds, 0.001, 0.003);
-        Assert.InRange(t.Measurements[1].MedianSeconds, 0.002, 0.004);
+        Assert.InRange(t.Measurements[0].MedianSeconds, 0.004, 0.012);
+        Assert.InRange(t.Measurements[1].MedianSeconds, 0.008, 0.016);
         Assert.InRange(t.Ratio(0, 1), 1.6, 2.4);
         Assert.Equal(1 / t.Ratio(0, 1), t.Ratio(1, 0), 9);
     }
