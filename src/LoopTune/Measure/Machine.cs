@@ -198,8 +198,9 @@ public sealed record MachineInfo(CpuInfo Cpu, int Cpus, int VectorBits, int Vect
     public LibraryKernels? Library(string key) =>
         Libraries.FirstOrDefault(l => key == l.Key || key.EndsWith("_" + l.Key, StringComparison.Ordinal) || key.StartsWith(l.Key + "_", StringComparison.Ordinal));
 
-    /// <summary>When the library runs kernels narrower than the machine's vectors, or generic ones: a short note saying so
-    /// and why (the variable that forced it); null when it runs at the machine's width or nothing is known.</summary>
+    /// <summary>When the library runs kernels narrower than the machine's vectors, or generic ones, or (with the process
+    /// limited to narrower vectors) wider ones than ours: a short note saying so and why (the variable that forced it);
+    /// null when it runs at our width or nothing is known.</summary>
     public string? LibraryNote(string key)
     {
         if (Library(key) is not { Available: true } l) return null;
@@ -207,6 +208,7 @@ public sealed record MachineInfo(CpuInfo Cpu, int Cpus, int VectorBits, int Vect
         if (l.Kernels == "generic") return $"generic kernels (none for this CPU in this build){forced}";
         if (l.ForcedBy?.StartsWith("this process", StringComparison.Ordinal) == true) return $"limited to {l.Kernels} to match {l.ForcedBy}";
         if (l.VectorBits is int bits && bits < VectorBits) return $"{l.Kernels} kernels ({bits}-bit) on this {VectorBits}-bit machine{forced}";
+        if (l.VectorBits is int wider && wider > VectorBits) return $"{l.Kernels} kernels ({wider}-bit), wider than this process's {VectorBits}-bit vectors{forced}";
         return null;
     }
 

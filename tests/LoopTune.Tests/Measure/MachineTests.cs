@@ -134,6 +134,8 @@ public sealed class MachineTests
         Assert.Null(zen5.LibraryNote("onednn"));
         Assert.Equal(zen5.LibraryNote("onednn"), zen5.LibraryNote("onednn_conv")); // a convolution peer is its library
         Assert.Contains("Haswell", zen5.LibraryNote("im2col_openblas"));
+        var narrowed = Describe(Zen5, 128, 3.55, 57.0);
+        Assert.Contains("wider than this process's 128-bit vectors", narrowed.LibraryNote("openblas"));
         var avx2 = Describe(Avx2Epyc, 256, 3.05, 97.9, forced: null, dnnlIsa: "avx2");
         Assert.Null(avx2.LibraryNote("openblas")); // Haswell kernels are this machine's width
         Assert.Null(avx2.LibraryNote("onednn"));
