@@ -45,14 +45,17 @@ public static class ComparisonWork
     [GenerateSerializer, Immutable, Alias("looptune.ComparisonPairRow")]
     public sealed record Row(string Benchmark, string Method, double BaseGflops, double BestGflops, double SearchGflops, int Evaluations,
         int Measured, double Seconds, string[] Actions, string Schedule, Peer[] Peers, bool Verified, string Host, string Machine,
-        double BestSampleGflops, string Space)
+        double BestSampleGflops, string Space, bool BaseEstimated = false, bool BestEstimated = false)
     {
         public static Row From(ComparisonRow r, WorkerInfo worker) => new(r.Benchmark, r.Method, r.BaseGflops, r.BestGflops, r.SearchGflops,
             r.Evaluations, r.Measured, r.Seconds, [.. r.Actions.Select(a => a.Name)], r.Schedule, [.. r.Peers.Select(Peer.From)], r.Verified, worker.HostId, worker.Machine,
-            r.BestSampleGflops, r.Space);
+            r.BestSampleGflops, r.Space, r.BaseEstimated, r.BestEstimated);
 
         public ComparisonRow ToRow() => new(Benchmark, Method, BaseGflops, BestGflops, SearchGflops, Evaluations, Measured, Seconds,
-            [.. Actions.Select(LoopTune.Ir.Actions.Get)], Schedule, [.. Peers.Select(p => p.ToResult())], Verified, Host, Machine, BestSampleGflops, Space);
+            [.. Actions.Select(LoopTune.Ir.Actions.Get)], Schedule, [.. Peers.Select(p => p.ToResult())], Verified, Host, Machine, BestSampleGflops, Space)
+        {
+            BaseEstimated = BaseEstimated, BestEstimated = BestEstimated,
+        };
     }
 
     /// <summary>Runs pairs on a worker. The evaluator of each search is by default a new, empty measurement store in a

@@ -103,7 +103,10 @@ static class SearchCommand
         ["budget_s"] = budget.Time.TotalSeconds,
         ["max_evaluations"] = budget.MaxEvaluations,
         ["base_gflops"] = r.BaseGflops,
+        ["base_estimated"] = r.BaseEstimated,
         ["best_gflops"] = r.BestGflops,
+        ["best_estimated"] = r.BestEstimated,
+        ["estimates"] = r.Estimates,
         ["speedup"] = r.Speedup,
         ["action_space"] = r.Space,
         ["ids"] = new JsonArray([.. r.Ids.Select(i => JsonValue.Create(ActionSpace.Get(r.Space).Describe(i)))]),
@@ -131,7 +134,7 @@ static class SearchCommand
         t.AddRow("schedule", Markup.Escape(r.Best.Serialize()));
         t.AddRow("steps", Markup.Escape(r.Ids.Length == 0 ? "(none: nothing beat the start)" : string.Join(" ", r.Ids.Select(ActionSpace.Get(r.Space).Describe))));
         t.AddRow("actions", Markup.Escape(r.Actions.Length == 0 ? "(none)" : string.Join(",", r.Actions.Select(a => a.Name))));
-        t.AddRow("speed", $"[bold]{r.BestGflops:F1} GFLOPS[/], {r.Speedup:F2}x the unscheduled {r.BaseGflops:F1} GFLOPS");
+        t.AddRow("speed", $"[bold]{r.BestGflops:F1} GFLOPS[/]{(r.BestEstimated ? " (estimated from a slice)" : "")}, {r.Speedup:F2}x the unscheduled {r.BaseGflops:F1} GFLOPS{(r.BaseEstimated ? " (estimated)" : "")}");
         t.AddRow("search", $"{r.Evaluations} evaluations ({r.Measured} timed now, {r.Recalled} recalled) in {r.Seconds:F2} s");
         t.AddRow("verified", v.Passed ? "[green]yes[/]" : $"[red]NO[/]: {Markup.Escape(v.Problem ?? "")}");
         o.Write(t);

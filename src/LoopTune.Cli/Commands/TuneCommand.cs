@@ -62,6 +62,8 @@ static class TuneCommand
                 o["measure_seconds"] = measureSeconds;
                 o["measured"] = result.Measured;
                 o["start_gflops"] = result.BaseGflops;
+                o["start_estimated"] = result.BaseEstimated;
+                o["search_estimates"] = result.Estimates;
                 o["search_gflops"] = result.BestGflops;
                 o["evaluations"] = result.Evaluations;
                 o["machine"] = Machine.Current.ToJson();
@@ -114,7 +116,8 @@ static class TuneCommand
         t.AddRow("schedule", Markup.Escape(e.Nest.Serialize()));
         t.AddRow("time", $"{policySeconds * 1e3:F1} ms in the policy and the search, {measureSeconds * 1e3:F1} ms measuring {r.Measured} kernel(s)");
         t.AddRow("verified", e.Verification.Passed ? "[green]yes[/]" : $"[red]NO[/]: {Markup.Escape(e.Verification.Problem ?? "")}");
-        t.AddRow("speed", $"[bold]{e.Gflops:F1} GFLOPS[/], {e.FractionOfPeak:P0} of the {e.PeakGflops:F1} GFLOPS peak; unscheduled {r.BaseGflops:F1} ({e.Gflops / r.BaseGflops:F1}x)");
+        t.AddRow("speed", $"[bold]{e.Gflops:F1} GFLOPS[/], {e.FractionOfPeak:P0} of the {e.PeakGflops:F1} GFLOPS peak; unscheduled {r.BaseGflops:F1}{(r.BaseEstimated ? " (estimated from a slice)" : "")} ({e.Gflops / r.BaseGflops:F1}x)");
+        if (r.Estimates > 0) t.AddRow("estimates", $"{r.Estimates} of the {r.Evaluations} kernels the search measured ran too long to time whole: timed on slices (the first iterations of the outermost loop) and scaled");
         o.Write(t);
         if (e.Peers.Count > 0)
         {

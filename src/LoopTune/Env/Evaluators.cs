@@ -6,8 +6,9 @@ using LoopTune.Store;
 
 namespace LoopTune.Env;
 
-/// <summary>The speed of one schedule: GFLOPS, seconds per run, and whether it was recalled rather than timed now.</summary>
-public readonly record struct Evaluated(double Gflops, double Seconds, bool Recalled);
+/// <summary>The speed of one schedule: GFLOPS, seconds per run, whether it was recalled rather than timed now, and whether
+/// it is an estimate from a slice of the kernel (a whole run would have lasted too long; <see cref="KernelTiming.MeasureBounded"/>).</summary>
+public readonly record struct Evaluated(double Gflops, double Seconds, bool Recalled, bool Estimated = false);
 
 /// <summary>What the environment and the searches ask for the speed of a schedule. The real one compiles and times the
 /// kernel; tests pass a deterministic one.</summary>
@@ -37,6 +38,10 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
 {
     readonly JitOptions jit = jit ?? JitOptions.Default;
 
+    /// <summary>Seconds a whole run of a kernel may last before it is timed on a slice instead (an estimate, not kept in the
+    /// store): a large unscheduled nest would otherwise spend a search's budget on one measurement.</summary>
+    public double MaxRunSeconds { get; init; } = 0.05;
+
     readonly ConcurrentDictionary<(string, string), Evaluated> seen = new();
     KernelTiming.Workspace? buffers;
 
@@ -51,18 +56,17 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
         if (seen.TryGetValue(key, out var e)) return e with { Recalled = true };
         if (store is not null && store.TryGet(nest, out var stored))
             return seen[key] = new Evaluated(stored.Gflops, stored.MedianSeconds, true);
-        var m = Measure(nest);
-        store?.Put(nest, m);
-        return seen[key] = new Evaluated(m.Gflops, m.MedianSeconds, false);
+        var (m, estimated) = KernelTiming.MeasureBounded(nest, Kernel.Compile(nest, jit), options, Buffers(nest.Computation), MaxRunSeconds, jit);
+        if (!estimated) store?.Put(nest, m);
+        return seen[key] = new Evaluated(m.Gflops, m.MedianSeconds, false, estimated);
     }
 
     /// <summary>What kernels are compiled with (their vector width, above all).</summary>
     public JitOptions Jit => jit;
 
-    Measurement Measure(Nest nest) => KernelTiming.Measure(Kernel.Compile(nest, jit), options, Buffers(nest.Computation));
-
     /// <summary>Compiles the candidates and times them side by side (<see cref="Timing.MeasureTogether"/> with
-    /// <see cref="MeasureOptions.Confirm"/>, pinned, never from the store): the index of the highest median GFLOPS.</summary>
+    /// <see cref="MeasureOptions.Confirm"/>, pinned, never from the store): the index of the highest median GFLOPS. When one
+    /// of them was an estimate (too slow to run whole), their figures decide without a new timing.</summary>
     public int Fastest(IReadOnlyList<Nest> candidates)
     {
         ArgumentNullException.ThrowIfNull(candidates);
@@ -70,6 +74,11 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
         var c = candidates[0].Computation;
         if (candidates.Any(n => !n.Computation.Equals(c))) throw new ArgumentException("the candidates are schedules of different computations", nameof(candidates));
         if (candidates.Count == 1) return 0;
+        // a candidate too slow to run whole was estimated from a slice: timing them all side by side would overrun, so the
+        // estimates and quick figures decide
+        var known = candidates.Select(n => seen.TryGetValue((c.Text, n.ScheduleKey), out var e) ? e : (Evaluated?)null).ToList();
+        if (known.Any(e => e is { Estimated: true }))
+            return known.Select((e, i) => (G: e?.Gflops ?? 0, i)).MaxBy(x => x.G).i;
         var workspace = Buffers(c);
         var runs = candidates.Select(n => KernelTiming.Runner(Kernel.Compile(n, jit), workspace)).ToList();
         using var pin = ThreadPinning.Pin();

@@ -19,8 +19,9 @@ public sealed unsafe class Kernel
 {
     readonly KernelFn fn;
 
-    Kernel(Nest nest, KernelFn fn, int statements, int blockStart, int readsPast, IReadOnlyList<string> notes, TimeSpan compileTime)
+    Kernel(Nest nest, KernelFn fn, int statements, int blockStart, int readsPast, IReadOnlyList<string> notes, TimeSpan compileTime, double fraction = 1)
     {
+        Fraction = fraction;
         Nest = nest;
         this.fn = fn;
         Statements = statements;
@@ -45,6 +46,20 @@ public sealed unsafe class Kernel
     /// <summary>Lowering, IL emission and RyuJIT compilation together.</summary>
     public TimeSpan CompileTime { get; }
 
+    /// <summary>The share of the computation's work one run does: 1, or less for a slice (<see cref="CompileSlice"/>).</summary>
+    public double Fraction { get; }
+
+    /// <summary>The floating-point operations one run does (<see cref="Computation.Flops"/> times <see cref="Fraction"/>).</summary>
+    public double Flops => Computation.Flops * Fraction;
+
+    /// <summary>Iterations of the outermost loop: what a slice takes the first few of.</summary>
+    public static int OuterIterations(Nest nest)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        int step = nest.InnerStep(0), size = nest.Computation.Sizes[nest[0].Var];
+        return (size + step - 1) / step;
+    }
+
     /// <summary>Compiles <paramref name="nest"/>.</summary>
     public static Kernel Compile(Nest nest, JitOptions? options = null)
     {
@@ -54,6 +69,67 @@ public sealed unsafe class Kernel
         var fn = Emitter.Emit(program, options.Fused, "looptune_kernel");
         fn(null, null, null, 0); // makes RyuJIT compile it now, doing no work
         return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start));
+    }
+
+    /// <summary>
+    /// Compiles a slice of <paramref name="nest"/>: the same code for its first <paramref name="outerIterations"/> iterations
+    /// of the outermost loop only (its tail left out), on the same buffers, so that timing it tells the speed of a kernel too
+    /// long to run whole (GFLOPS over <see cref="Flops"/>, the slice's work). It writes the output elements those iterations
+    /// reach (all of them, partially summed, when the outermost loop is a reduction).
+    /// <code>
+    /// m:128 n:8 k:256 m:8u n:32v   sliced to 2:   m:2 n:8 k:256 m:8u n:32v over rows 0..15 of 1024
+    /// </code>
+    /// </summary>
+    public static Kernel CompileSlice(Nest nest, int outerIterations, JitOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        int total = OuterIterations(nest);
+        if (outerIterations < 1 || outerIterations > total)
+            throw new ArgumentOutOfRangeException(nameof(outerIterations), outerIterations, $"the outermost loop of {nest.Serialize()} has {total} iterations");
+        var sizes = nest.Computation.Sizes.ToArray();
+        sizes[nest[0].Var] = Math.Min(sizes[nest[0].Var], outerIterations * nest.InnerStep(0));
+        return CompileSlice(nest, sizes, options);
+    }
+
+    /// <summary>Compiles <paramref name="nest"/> over the first <paramref name="sizes"/>[v] elements of each variable v (each
+    /// at most the computation's size, and a whole number of iterations of the outermost loop over v, or all of it): a
+    /// slice whose <see cref="Fraction"/> is the product of the shares.</summary>
+    public static Kernel CompileSlice(Nest nest, int[] sizes, JitOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        ArgumentNullException.ThrowIfNull(sizes);
+        var c = nest.Computation;
+        if (sizes.Length != c.Sizes.Length || sizes.Where((s, v) => s < 1 || s > c.Sizes[v]).Any())
+            throw new ArgumentOutOfRangeException(nameof(sizes), $"a slice of {c} covers 1 to {string.Join(",", c.Sizes)} elements of its variables");
+        options ??= JitOptions.Default;
+        long start = Stopwatch.GetTimestamp();
+        double fraction = sizes.Select((s, v) => s / (double)c.Sizes[v]).Aggregate(1.0, (a, b) => a * b);
+        var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options, sizes);
+        var fn = Emitter.Emit(program, options.Fused, "looptune_slice");
+        fn(null, null, null, 0);
+        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), fraction);
+    }
+
+    /// <summary>The sizes of the smallest slice worth timing of <paramref name="nest"/>: from the outside in, the outermost
+    /// loop of each variable cut to one iteration, until the slice does at most <paramref name="flops"/> floating-point
+    /// operations (or no loop is left to cut). Loops over a variable cut further out are left whole.</summary>
+    public static int[] ProbeSizes(Nest nest, double flops)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        var c = nest.Computation;
+        var sizes = c.Sizes.ToArray();
+        var cut = new bool[sizes.Length];
+        double work = c.Flops;
+        for (int level = 0; level < nest.Count && work > flops; level++)
+        {
+            int v = nest[level].Var;
+            if (cut[v] || nest[level].Annotation != Annotation.None) continue;
+            cut[v] = true;
+            int covered = Math.Min(sizes[v], nest.InnerStep(level));
+            work *= covered / (double)sizes[v];
+            sizes[v] = covered;
+        }
+        return sizes;
     }
 
     /// <summary>Compiles one small kernel of every code path, so that later <see cref="CompileTime"/>s measure compiling the

@@ -44,7 +44,11 @@ sealed class Lowering
 
     /// <summary>Lowers the nest. When the spelled-out code would pass <see cref="JitOptions.MaxOperations"/>, the outermost
     /// unrolled loops are kept as loops, one at a time, and a note says which.</summary>
-    public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes) Lower(Nest nest, JitOptions options)
+    /// <param name="nest">The schedule.</param>
+    /// <param name="options">How to generate code.</param>
+    /// <param name="sizes">The elements each variable covers (default: the computation's sizes); smaller for a slice of the
+    /// outermost loop (<see cref="Kernel.CompileSlice"/>).</param>
+    public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes) Lower(Nest nest, JitOptions options, int[]? sizes = null)
     {
         var annotation = nest.Loops.Select(l => l.Annotation).ToArray();
         var notes = new List<string>();
@@ -60,7 +64,7 @@ sealed class Lowering
             int outer = Array.IndexOf(annotation, Annotation.Unroll);
             try
             {
-                l.Run(0, [.. nest.Computation.Sizes], new long[3], new Scope(null, 0, new int[3]), ops, budget: outer >= 0);
+                l.Run(0, sizes is null ? [.. nest.Computation.Sizes] : [.. sizes], new long[3], new Scope(null, 0, new int[3]), ops, budget: outer >= 0);
                 notes.AddRange(l.fusions.Distinct());
                 return (ops, l.statements, l.hoist, l.readsPast, notes);
             }

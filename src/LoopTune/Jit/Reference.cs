@@ -44,6 +44,66 @@ public static class Reference
         }
     }
 
+    /// <summary>Floating-point operations above which a check compares a sample of the output (<see cref="SampleSize"/>
+    /// elements) instead of every element: the exact result of every element costs as much as the computation, in scalar
+    /// double arithmetic (seconds for a 1024^3 matmul, minutes for 4096^3).</summary>
+    public const double SampleAbove = 2e8;
+
+    /// <summary>Output elements a sampled check compares: random ones, the first and the last.</summary>
+    public const int SampleSize = 2048;
+
+    /// <summary>The output elements a check of <paramref name="c"/> compares: all of them, or (above <see cref="SampleAbove"/>)
+    /// <see cref="SampleSize"/> drawn with <paramref name="seed"/>, the first and the last among them, in order.</summary>
+    public static long[] CheckedElements(Computation c, int seed = 7)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        long n = c.Output.Length;
+        if (c.Flops <= SampleAbove || n <= SampleSize) return [.. Enumerable.Range(0, (int)n).Select(i => (long)i)];
+        var rng = new Random(seed);
+        var set = new SortedSet<long> { 0, n - 1 };
+        while (set.Count < SampleSize) set.Add(rng.NextInt64(n));
+        return [.. set];
+    }
+
+    /// <summary>The exact results (in double) and magnitudes of the output elements <paramref name="elements"/> (indices into
+    /// the output), each summed over every combination of the reduction variables: what <see cref="Exact"/> gives for
+    /// those elements, at the cost of those elements alone.</summary>
+    public static (double[] Exact, double[] Magnitude) ExactAt(Computation c, IReadOnlyList<long> elements, ReadOnlySpan<float> output,
+        ReadOnlySpan<float> left, ReadOnlySpan<float> right)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        ArgumentNullException.ThrowIfNull(elements);
+        int n = c.Sizes.Length;
+        var reductions = Enumerable.Range(0, n).Where(v => c.IsReduction[v]).ToArray();
+        var exact = new double[elements.Count];
+        var magnitude = new double[elements.Count];
+        var at = new int[reductions.Length];
+        for (int e = 0; e < elements.Count; e++)
+        {
+            long o = elements[e], l = 0, r = 0;
+            for (int v = 0; v < n; v++)
+            {
+                if (c.IsReduction[v] || c.Output.VarStrides[v] == 0) continue;
+                long x = o / c.Output.VarStrides[v] % c.Sizes[v];
+                (l, r) = (l + x * c.Left.VarStrides[v], r + x * c.Right.VarStrides[v]);
+            }
+            double sum = output[(int)o], mag = Math.Abs(output[(int)o]);
+            Array.Clear(at);
+            while (true)
+            {
+                long li = l, ri = r;
+                for (int i = 0; i < reductions.Length; i++) (li, ri) = (li + at[i] * c.Left.VarStrides[reductions[i]], ri + at[i] * c.Right.VarStrides[reductions[i]]);
+                double p = (double)left[(int)li] * right[(int)ri];
+                (sum, mag) = (sum + p, mag + Math.Abs(p));
+                int k = reductions.Length - 1;
+                for (; k >= 0 && ++at[k] == c.Sizes[reductions[k]]; k--) at[k] = 0;
+                if (k < 0) break;
+            }
+            (exact[e], magnitude[e]) = (sum, mag);
+        }
+        return (exact, magnitude);
+    }
+
     /// <summary>Relative error bound for float summation of n terms in any order: 2 (n + 2) 2^-24, the classic
     /// gamma_n bound with a safety factor of two. An element passes when |got - exact| &lt;= Tolerance * magnitude.</summary>
     public static double Tolerance(Computation c)

@@ -7,7 +7,13 @@ namespace LoopTune.Jit;
 /// <param name="MaxError">Largest |got - exact| / magnitude over the output elements.</param>
 /// <param name="Tolerance">The bound each element must meet (<see cref="Reference.Tolerance"/>).</param>
 /// <param name="Problem">What failed first, in words; null when passed.</param>
-public readonly record struct Verification(bool Passed, double MaxError, double Tolerance, string? Problem);
+/// <param name="Checked">Output elements compared with the exact result: all of them, or a sample on a large computation
+/// (<see cref="Reference.CheckedElements"/>); 0 when not said.</param>
+public readonly record struct Verification(bool Passed, double MaxError, double Tolerance, string? Problem, long Checked = 0)
+{
+    /// <summary>"all 65536 output elements" or "a sample of 2048 of 1048576 output elements".</summary>
+    public string Describe(long elements) => Checked >= elements ? $"all {elements} output elements" : $"a sample of {Checked} of {elements} output elements";
+}
 
 /// <summary>Runs a kernel once on random data placed between guard zones and compares it with the exact result.</summary>
 public static class Verifier
@@ -23,12 +29,13 @@ public static class Verifier
         var rng = new Random(seed);
         var buffers = c.Tensors.Select(t => Guarded(t.Length, rng)).ToArray();
         var inputs = buffers[1..].Select(b => (float[])b.Clone()).ToArray();
-        var (exact, magnitude) = Reference.Exact(c, Inner(buffers[0]), Inner(buffers[1]), Inner(buffers[2]));
+        var elements = Reference.CheckedElements(c, seed);
+        var (exact, magnitude) = Reference.ExactAt(c, elements, Inner(buffers[0]), Inner(buffers[1]), Inner(buffers[2]));
         fixed (float* o = buffers[0], l = buffers[1], r = buffers[2])
             kernel.Run(o + Guard, l + Guard, r + Guard);
 
         double tolerance = Reference.Tolerance(c);
-        string? problem = Compare(c, Inner(buffers[0]), exact, magnitude, out double worst);
+        string? problem = Compare(c, Inner(buffers[0]), elements, exact, magnitude, out double worst);
         for (int t = 0; t < 3 && problem is null; t++)
         {
             var b = buffers[t];
@@ -37,7 +44,27 @@ public static class Verifier
         }
         for (int t = 1; t < 3 && problem is null; t++)
             if (!buffers[t].AsSpan().SequenceEqual(inputs[t - 1])) problem = $"input {c.Tensors[t].Name} was modified";
-        return new Verification(problem is null, worst, tolerance, problem);
+        return new Verification(problem is null, worst, tolerance, problem, elements.Length);
+    }
+
+    /// <summary><see cref="Compare(Computation, ReadOnlySpan{float}, double[], double[], out double)"/> over the output elements
+    /// <paramref name="elements"/> only, <paramref name="exact"/> and <paramref name="magnitude"/> given for those.</summary>
+    public static string? Compare(Computation c, ReadOnlySpan<float> got, IReadOnlyList<long> elements, double[] exact, double[] magnitude, out double worst)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        ArgumentNullException.ThrowIfNull(elements);
+        double tolerance = Reference.Tolerance(c);
+        string? problem = null;
+        worst = 0;
+        for (int e = 0; e < elements.Count; e++)
+        {
+            int i = (int)elements[e];
+            double error = Math.Abs(got[i] - exact[e]) / Math.Max(magnitude[e], 1e-30);
+            if (!(error <= tolerance) && problem is null)
+                problem = $"{c.Output.Name} element {i}: got {got[i]}, expected {exact[e]:G9} (relative error {error:E2} > {tolerance:E2})";
+            worst = double.IsNaN(error) ? double.PositiveInfinity : Math.Max(worst, error);
+        }
+        return problem;
     }
 
     /// <summary>Compares <paramref name="got"/> with the exact result element by element within <see cref="Reference.Tolerance"/>:

@@ -20,7 +20,59 @@ public static class KernelTiming
     {
         var run = Runner(kernel, buffers);
         using var pin = ThreadPinning.Pin();
-        return Timing.Measure(run, kernel.Computation.Flops, options);
+        return Timing.Measure(run, kernel.Flops, options);
+    }
+
+    /// <summary>Work below which a kernel is timed whole without a look first: 10^8 floating-point operations, a few
+    /// milliseconds even unscheduled.</summary>
+    public const double ProbeFlops = 1e8;
+
+    /// <summary>
+    /// Measures <paramref name="nest"/> (compiled as <paramref name="kernel"/>) so that no run lasts much longer than
+    /// <paramref name="maxRunSeconds"/>: a kernel of more than <see cref="ProbeFlops"/> is first timed on a small slice
+    /// (<see cref="Kernel.ProbeSizes"/>: outer loops cut to one iteration until a few million operations are left); when the
+    /// whole run would pass the limit, a slice of about a quarter of it (the first iterations of the outermost loop, or, when
+    /// one of them is already too long, the probe widened) is timed instead and the result scaled to the whole (same
+    /// GFLOPS, seconds divided by the slice's share of the work), marked as an estimate. Otherwise the whole kernel is timed as <see cref="Measure(Kernel, MeasureOptions, Workspace)"/> does.
+    /// </summary>
+    public static (Measurement Measurement, bool Estimated) MeasureBounded(Nest nest, Kernel kernel, MeasureOptions options, Workspace buffers,
+        double maxRunSeconds, JitOptions? jit = null)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        ArgumentNullException.ThrowIfNull(kernel);
+        if (kernel.Flops <= ProbeFlops || !double.IsFinite(maxRunSeconds)) return (Measure(kernel, options, buffers), false);
+        var sizes = Kernel.ProbeSizes(nest, ProbeFlops / 50);
+        var probe = Kernel.CompileSlice(nest, sizes, jit);
+        if (probe.Fraction >= 1) return (Measure(kernel, options, buffers), false);
+        var run = Runner(probe, buffers);
+        double seconds;
+        using (ThreadPinning.Pin())
+        {
+            run(); // caches and code warm
+            var t = System.Diagnostics.Stopwatch.StartNew();
+            run();
+            seconds = t.Elapsed.TotalSeconds;
+        }
+        double whole = seconds / probe.Fraction;
+        if (whole <= maxRunSeconds) return (Measure(kernel, options, buffers), false);
+        // the slice timed: the first iterations of the outermost loop, everything inside whole (so the working set of
+        // what is inside, and its cache behaviour, is the whole kernel's), about a quarter of the limit; when even one
+        // outer iteration is too long, the probe widened along its outermost cut variable
+        int total = Kernel.OuterIterations(nest);
+        double perOuter = whole / total;
+        Kernel slice;
+        if (perOuter <= maxRunSeconds / 4 && total > 1)
+            slice = Kernel.CompileSlice(nest, Math.Clamp((int)(maxRunSeconds / 4 / perOuter), 1, total - 1), jit);
+        else
+        {
+            int v = nest.Loops.Select(l => l.Var).First(x => sizes[x] < nest.Computation.Sizes[x]);
+            int step = sizes[v], most = nest.Computation.Sizes[v] / step;
+            int times = Math.Clamp((int)(maxRunSeconds / 4 / seconds), 1, Math.Max(1, most));
+            if (times > 1) sizes[v] = step * times;
+            slice = times > 1 ? Kernel.CompileSlice(nest, sizes, jit) : probe;
+        }
+        var m = Measure(slice, options, buffers);
+        return (m with { MedianSeconds = m.MedianSeconds / slice.Fraction, MinSeconds = m.MinSeconds / slice.Fraction, Flops = kernel.Flops }, true);
     }
 
     /// <summary>One run of <paramref name="kernel"/> on <paramref name="buffers"/>, to be timed.</summary>

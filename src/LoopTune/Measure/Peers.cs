@@ -181,11 +181,12 @@ public static class Peers
             run.Run();
             run.Finish();
             corrupt?.Invoke(output.Span);
-            var (exact, magnitude) = Reference.Exact(c, before, left.Span, right.Span);
-            string? problem = Verifier.Compare(c, output.Span, exact, magnitude, out double worst);
+            var elements = Reference.CheckedElements(c, seed);
+            var (exact, magnitude) = Reference.ExactAt(c, elements, before, left.Span, right.Span);
+            string? problem = Verifier.Compare(c, output.Span, elements, exact, magnitude, out double worst);
             if (problem is null && !(output.GuardsIntact() && left.GuardsIntact() && right.GuardsIntact())) problem = "a guard zone was overwritten";
             if (problem is null && !(left.Span.SequenceEqual(leftCopy) && right.Span.SequenceEqual(rightCopy))) problem = "an input was modified";
-            live.Verification = new Verification(problem is null, worst, Reference.Tolerance(c), problem);
+            live.Verification = new Verification(problem is null, worst, Reference.Tolerance(c), problem, elements.Length);
             return live;
         }
         catch

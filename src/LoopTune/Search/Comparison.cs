@@ -45,6 +45,12 @@ public sealed record ComparisonRow(string Benchmark, string Method, double BaseG
     public (string Key, double Gflops)? BestLibrary =>
         Peers.Where(p => p.Gflops is > 0).MaxBy(p => p.Gflops) is { } b ? (b.Key, b.Gflops!.Value) : null;
 
+    /// <summary>Whether <see cref="BaseGflops"/> is an estimate from a slice (a run of the unscheduled nest lasts too long).</summary>
+    public bool BaseEstimated { get; init; }
+
+    /// <summary>Whether <see cref="BestGflops"/> is an estimate from a slice.</summary>
+    public bool BestEstimated { get; init; }
+
     /// <summary>The best schedule's GFLOPS over the best library's; null without a library figure.</summary>
     public double? VsBestLibrary => BestLibrary is { } b ? BestGflops / b.Gflops : null;
 
@@ -170,20 +176,36 @@ public sealed class Comparison
     static List<ComparisonRow> Retime(Benchmark b, List<SearchResult> results, MeasureOptions timing, PeerPreparation peers)
     {
         var c = b.Computation;
-        var kernels = new Dictionary<string, (Kernel Kernel, bool Verified)>();
+        var kernels = new Dictionary<string, (Nest Nest, Kernel Kernel, bool Verified)>();
         foreach (var nest in results.Select(r => r.Best).Prepend(Nest.Initial(c)))
             if (!kernels.ContainsKey(nest.ScheduleKey))
             {
                 var kernel = Kernel.Compile(nest);
-                kernels[nest.ScheduleKey] = (kernel, Verifier.Verify(kernel).Passed);
+                kernels[nest.ScheduleKey] = (nest, kernel, Verifier.Verify(kernel).Passed);
             }
-        var keys = kernels.Keys.ToList();
-        var (timed, peerResults) = Evaluation.TimeSideBySide([.. keys.Select(k => kernels[k].Kernel)], peers.Invoke, timing);
-        Measurement Timed(Nest nest) => timed[keys.IndexOf(nest.ScheduleKey)];
+        // a kernel whose run would last longer than a quarter second (a large unscheduled nest) is estimated from a slice
+        // apart (KernelTiming.MeasureBounded) instead of being timed whole, side by side, for every round
+        var estimates = new Dictionary<string, Measurement>();
+        using (var buffers = new KernelTiming.Workspace(c))
+        using (ThreadPinning.Pin())
+            foreach (var (key, (nest, kernel, _)) in kernels)
+                if (KernelTiming.MeasureBounded(nest, kernel, MeasureOptions.Env, buffers, MaxRetimeRunSeconds) is (var m, true)) estimates[key] = m;
+        var keys = kernels.Keys.Where(k => !estimates.ContainsKey(k)).ToList();
+        var (timed, peerResults) = keys.Count > 0
+            ? Evaluation.TimeSideBySide([.. keys.Select(k => kernels[k].Kernel)], peers.Invoke, timing)
+            : ([], Evaluation.MeasurePeers(c, timing));
+        Measurement Timed(Nest nest) => estimates.TryGetValue(nest.ScheduleKey, out var e) ? e : timed[keys.IndexOf(nest.ScheduleKey)];
         double baseGflops = Timed(Nest.Initial(c)).Gflops;
+        bool baseEstimated = estimates.ContainsKey(Nest.Initial(c).ScheduleKey);
         return [.. results.Select(r => new ComparisonRow(b.Name, r.Method, baseGflops, Timed(r.Best).Gflops, r.BestGflops, r.Evaluations, r.Measured, r.Seconds,
-            r.Actions, r.Best.ScheduleKey, [.. peerResults], kernels[r.Best.ScheduleKey].Verified, BestSampleGflops: Timed(r.Best).BestGflops, Space: r.Space))];
+            r.Actions, r.Best.ScheduleKey, [.. peerResults], kernels[r.Best.ScheduleKey].Verified, BestSampleGflops: Timed(r.Best).BestGflops, Space: r.Space)
+        {
+            BaseEstimated = baseEstimated, BestEstimated = estimates.ContainsKey(r.Best.ScheduleKey),
+        })];
     }
+
+    /// <summary>Seconds a whole run of a schedule may last in the re-timing before it is estimated from a slice instead.</summary>
+    public const double MaxRetimeRunSeconds = 0.25;
 
     MethodSummary Summarise(string method, Func<ComparisonRow, double> gflops, string? searched)
     {
@@ -249,14 +271,15 @@ public sealed class Comparison
     /// run on a cluster adds the host.</summary>
     public string ToCsv(string? machine = null)
     {
-        var sb = new StringBuilder("benchmark,method,base_gflops,best_gflops,speedup,evaluations,seconds,actions,openblas_gflops,search_gflops,measured,schedule,best_sample_gflops,verified,best_library,best_library_gflops,ratio_to_best_library,action_space,machine")
+        var sb = new StringBuilder("benchmark,method,base_gflops,best_gflops,speedup,evaluations,seconds,actions,openblas_gflops,search_gflops,measured,schedule,best_sample_gflops,verified,best_library,best_library_gflops,ratio_to_best_library,action_space,machine,estimated")
             .Append(Distributed ? ",host\n" : "\n");
         foreach (var r in Rows)
         {
             sb.AppendJoin(',', [Csv(r.Benchmark), Csv(r.Method), F(r.BaseGflops), F(r.BestGflops), F(r.Speedup), I(r.Evaluations), F(r.Seconds),
                 Csv(string.Join(",", r.Actions.Select(a => a.Name))), r.OpenBlasGflops is double o ? F(o) : "", F(r.SearchGflops), I(r.Measured),
                 Csv(r.Schedule), double.IsFinite(r.BestSampleGflops) ? F(r.BestSampleGflops) : "", r.Verified ? "true" : "false",
-                r.BestLibrary?.Key ?? "", r.BestLibrary is { } b ? F(b.Gflops) : "", r.VsBestLibrary is double v ? F(v) : "", r.Space, Csv(r.Machine ?? machine ?? "")]);
+                r.BestLibrary?.Key ?? "", r.BestLibrary is { } b ? F(b.Gflops) : "", r.VsBestLibrary is double v ? F(v) : "", r.Space, Csv(r.Machine ?? machine ?? ""),
+                Csv(string.Join(",", new[] { r.BaseEstimated ? "base" : "", r.BestEstimated ? "best" : "" }.Where(x => x.Length > 0)))]);
             if (Distributed) sb.Append(',').Append(Csv(r.Host ?? ""));
             sb.Append('\n');
         }

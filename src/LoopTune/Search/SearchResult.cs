@@ -27,6 +27,15 @@ public sealed record SearchResult(
     string Method, Nest Start, Nest Best, double BestGflops, double BaseGflops, ImmutableArray<LoopAction> Actions,
     int Evaluations, int Measured, double Seconds, SearchTree Tree, string Space, ImmutableArray<int> Ids)
 {
+    /// <summary>Whether <see cref="BestGflops"/> is an estimate from a slice (the whole kernel ran too long to time).</summary>
+    public bool BestEstimated { get; init; }
+
+    /// <summary>Whether <see cref="BaseGflops"/> is an estimate from a slice.</summary>
+    public bool BaseEstimated { get; init; }
+
+    /// <summary>How many of the evaluations were estimates from slices.</summary>
+    public int Estimates { get; init; }
+
     /// <summary>Evaluations the evaluator answered from what it remembered.</summary>
     public int Recalled => Evaluations - Measured;
 

@@ -154,11 +154,14 @@ public sealed class SearchRun
         if (leaders.Count > Finalists) leaders.RemoveAt(Finalists);
     }
 
+    readonly HashSet<string> estimated = [];
+
     double Measure(Nest nest)
     {
         var e = evaluator.Evaluate(nest);
         Evaluations++;
         if (!e.Recalled) Measured++;
+        if (e.Estimated) estimated.Add(nest.ScheduleKey);
         memory[nest.ScheduleKey] = e.Gflops;
         Tree.Add(nest.ScheduleKey, e.Gflops);
         return e.Gflops;
@@ -181,7 +184,10 @@ public sealed class SearchRun
         Tree.Best = Best.Nest.ScheduleKey;
         Tree.BestPath = PathKeys(Root.Nest, Best.Path);
         var (best, ids, path) = Shorten(Space, Root.Nest, Best.Nest, Best.Ids);
-        return new SearchResult(Method, Root.Nest, best, Best.Gflops, Root.Gflops, path, Evaluations, Measured, Seconds, Tree, Space.Name, ids);
+        return new SearchResult(Method, Root.Nest, best, Best.Gflops, Root.Gflops, path, Evaluations, Measured, Seconds, Tree, Space.Name, ids)
+        {
+            BestEstimated = estimated.Contains(best.ScheduleKey), BaseEstimated = estimated.Contains(Root.Nest.ScheduleKey), Estimates = estimated.Count,
+        };
     }
 
     /// <summary>

@@ -72,7 +72,7 @@ public sealed class ClusterCliTests : IDisposable
             "--budget", "2s", "--max-evaluations", "6", "--quick", "--cluster", "localhost", "--workers", "1", "--out", report, "--json");
         Assert.True(code == 0, err);
         var csv = File.ReadAllLines(Path.Combine(report, "results.csv"));
-        Assert.EndsWith(",verified,best_library,best_library_gflops,ratio_to_best_library,action_space,machine,host", csv[0]);
+        Assert.EndsWith(",verified,best_library,best_library_gflops,ratio_to_best_library,action_space,machine,estimated,host", csv[0]);
         Assert.Equal(1 + 2 * 2, csv.Length);
         Assert.All(csv.Skip(1), line => Assert.Contains(",true,", line));
         Assert.All(csv.Skip(1), line => Assert.EndsWith($",{SiloSettings.DefaultHostId}", line));

@@ -51,7 +51,7 @@ public sealed class ClusterComparisonTests
         var local = Comparison.Run(Benchmarks, [.. Methods.Select(Searches.Get)], Budget, 3, () => new FakeEvaluator(), MeasureOptions.Quick);
         Assert.Equal(local.Rows.Select(Searched), distributed.Rows.Select(Searched));
         Assert.Null(local.Rows[0].Host);
-        Assert.EndsWith(",action_space,machine,host", distributed.ToCsv().Split('\n')[0]);
+        Assert.EndsWith(",action_space,machine,estimated,host", distributed.ToCsv().Split('\n')[0]);
         Assert.DoesNotContain("host", local.ToCsv().Split('\n')[0]);
     }
 

@@ -288,7 +288,7 @@ public sealed class TrainCliTests(TrainCliData data, ITestOutputHelper output) :
         Assert.Equal(2 * 2, rows.Count);
         Assert.Equal(benchmarks.Order(), rows.Where(r => r[1] == "policy").Select(r => r[0]).Order());
         Assert.Equal(benchmarks.Order(), rows.Where(r => r[1] == "greedy1").Select(r => r[0]).Order());
-        Assert.All(rows, r => Assert.Equal("true", r[^6])); // verified, then best_library, its GFLOPS and ratio, action_space, machine
+        Assert.All(rows, r => Assert.Equal("true", r[^7])); // verified, then best_library, its GFLOPS and ratio, action_space, machine, estimated
     }
 
     // ---- bad input ----

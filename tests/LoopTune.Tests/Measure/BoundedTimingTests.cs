@@ -1,0 +1,141 @@
+using LoopTune.Env;
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Measure;
+
+namespace LoopTune.Tests.Measure;
+
+/// <summary>Timing that never overruns: a slice of a kernel computes exactly the part of the work it says, its speed
+/// estimates the whole kernel's, and a kernel too slow to run whole is never run whole.</summary>
+public sealed class BoundedTimingTests
+{
+    /// <summary>C[m,n] += A[m,k] * B[k,n] over m in [0, rows) and k in [0, depth), by hand: the oracle of a slice.</summary>
+    static float[] Partial(int m, int n, int k, float[] a, float[] b, int rows, int depth)
+    {
+        var c = new float[m * n];
+        for (int i = 0; i < rows; i++)
+            for (int p = 0; p < depth; p++)
+                for (int j = 0; j < n; j++) c[i * n + j] += a[i * k + p] * b[p * n + j];
+        return c;
+    }
+
+    [Theory]
+    [InlineData(">m:12 n:2+8 k:20 m:4u n:16v", 3, 48, 40, 20)]        // an output loop outermost: 3 iterations of m (12 rows)
+    [InlineData(">k:5 m:3+1 n:2 k:4 m:4u n:16v", 2, 13, 32, 20)]      // a reduction outermost: the first 8 of k's 20
+    [InlineData(">m:6+1 n:32 k:17 m:2u n:1v", 7, 13, 32, 17)]         // every iteration, the tail's too: the whole kernel
+    public void A_slice_computes_its_share_of_the_work_and_no_more(string schedule, int iterations, int m, int n, int k)
+    {
+        var nest = Nest.Parse(Computation.Matmul(m, n, k), schedule);
+        var slice = Kernel.CompileSlice(nest, iterations);
+        var rng = new Random(3);
+        var a = Enumerable.Range(0, m * k).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        var b = Enumerable.Range(0, k * n).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        var c = new float[m * n];
+        slice.Run(c, a, b);
+        bool overM = nest[0].Var == 0;
+        int covered = Math.Min(overM ? m : k, iterations * nest.InnerStep(0));
+        var expected = Partial(m, n, k, a, b, overM ? covered : m, overM ? k : covered);
+        for (int i = 0; i < c.Length; i++) Assert.Equal(expected[i], c[i], 1e-4f);
+        Assert.Equal(covered / (double)(overM ? m : k), slice.Fraction, 12);
+        Assert.Equal(slice.Fraction * nest.Computation.Flops, slice.Flops, 6);
+        Assert.Throws<ArgumentOutOfRangeException>(() => Kernel.CompileSlice(nest, Kernel.OuterIterations(nest) + 1));
+    }
+
+    [Fact]
+    public void A_kernel_too_slow_to_run_whole_is_estimated_from_a_slice_within_a_factor_of_two()
+    {
+        // the unscheduled mm 512 512 512: about 0.1-0.3 s a run here, well past a limit of 20 ms
+        var nest = Nest.Initial(Computation.Matmul(512, 512, 512));
+        var kernel = Kernel.Compile(nest);
+        using var buffers = new KernelTiming.Workspace(nest.Computation);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var (estimate, estimated) = KernelTiming.MeasureBounded(nest, kernel, MeasureOptions.Env, buffers, maxRunSeconds: 0.02);
+        double spent = clock.Elapsed.TotalSeconds;
+        Assert.True(estimated);
+        var whole = KernelTiming.Measure(kernel, MeasureOptions.Env with { MinSamples = 1 }, buffers);
+        Assert.True(spent < whole.MedianSeconds, $"the estimate took {spent:F3} s, a whole run {whole.MedianSeconds:F3} s");
+        Assert.InRange(estimate.Gflops / whole.Gflops, 0.5, 2.0);
+        Assert.Equal(whole.Flops, estimate.Flops);
+
+        // a fast kernel is timed whole
+        var small = Nest.Initial(Computation.Matmul(64, 64, 64));
+        using var few = new KernelTiming.Workspace(small.Computation);
+        Assert.False(KernelTiming.MeasureBounded(small, Kernel.Compile(small), MeasureOptions.Env, few, 0.02).Estimated);
+    }
+
+    [Fact]
+    public void The_evaluator_reports_an_estimate_and_keeps_it_out_of_the_store()
+    {
+        var db = Path.Combine(Path.GetTempPath(), $"looptune-bounded-{Guid.NewGuid():N}.db");
+        try
+        {
+            using var evaluator = Evaluators.Default(db);
+            var big = Nest.Initial(Computation.Matmul(512, 512, 512));
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var e = evaluator.Evaluate(big);
+            Assert.True(e.Estimated);
+            Assert.True(clock.Elapsed.TotalSeconds < 1, $"{clock.Elapsed.TotalSeconds:F2} s for one evaluation");
+            Assert.Equal(0, evaluator.Store!.Count);
+            Assert.True(evaluator.Evaluate(big).Recalled); // this run remembers it
+        }
+        finally
+        {
+            foreach (var f in Directory.GetFiles(Path.GetTempPath(), Path.GetFileName(db) + "*")) File.Delete(f);
+        }
+    }
+}
+
+/// <summary>Checks that stay cheap on large computations: the exact result of a sample of output elements is the full
+/// reference's at those elements, and a sampled check still catches a wrong element among them.</summary>
+public sealed class SampledCheckTests
+{
+    [Theory]
+    [InlineData("mm 13 17 19")]
+    [InlineData("conv 3 9 8 4 3 2")]
+    [InlineData("C[b,n,m] += A[b,m,k] * B[b,k,n] b=3 m=5 n=7 k=4")]
+    [InlineData("C[m,n] += A[m,k,l] * B[k,l,n] m=6 n=5 k=3 l=4")]
+    public void The_exact_result_of_some_elements_is_the_full_references_there(string spec)
+    {
+        var c = Computation.Parse(spec);
+        var rng = new Random(5);
+        float[] Random(long n) => [.. Enumerable.Range(0, (int)n).Select(_ => (float)rng.NextDouble() - 0.5f)];
+        float[] o = Random(c.Output.Length), l = Random(c.Left.Length), r = Random(c.Right.Length);
+        var (exact, magnitude) = Reference.Exact(c, o, l, r);
+        long[] some = [0, c.Output.Length / 3, c.Output.Length / 2 + 1, c.Output.Length - 1];
+        var (at, mag) = Reference.ExactAt(c, some, o, l, r);
+        for (int i = 0; i < some.Length; i++)
+        {
+            Assert.Equal(exact[some[i]], at[i], 9);
+            Assert.Equal(magnitude[some[i]], mag[i], 9);
+        }
+    }
+
+    [Fact]
+    public void A_large_computation_is_checked_on_a_sample_that_still_catches_a_wrong_element()
+    {
+        var small = Computation.Matmul(64, 64, 64);
+        Assert.Equal(small.Output.Length, Reference.CheckedElements(small).Length);
+        var large = Computation.Matmul(512, 512, 512);
+        var sample = Reference.CheckedElements(large);
+        Assert.Equal(Reference.SampleSize, sample.Length);
+        Assert.Equal(sample, Reference.CheckedElements(large)); // the same sample every time
+        Assert.Equal((0L, large.Output.Length - 1), (sample[0], sample[^1]));
+
+        var kernel = Kernel.Compile(Nest.Parse(large, ">m:64 n:16 k:512 m:8u n:32v"));
+        var v = Verifier.Verify(kernel);
+        Assert.True(v.Passed, v.Problem);
+        Assert.Equal(Reference.SampleSize, v.Checked);
+        Assert.Contains("a sample of 2048", v.Describe(large.Output.Length));
+
+        // a wrong value at a sampled element is caught
+        var rng = new Random(2);
+        float[] o = new float[large.Output.Length], l = [.. Enumerable.Range(0, (int)large.Left.Length).Select(_ => (float)rng.NextDouble())],
+            r = [.. Enumerable.Range(0, (int)large.Right.Length).Select(_ => (float)rng.NextDouble())];
+        var (exact, magnitude) = Reference.ExactAt(large, sample, o, l, r);
+        var got = new float[o.Length];
+        for (int i = 0; i < sample.Length; i++) got[sample[i]] = (float)exact[i];
+        Assert.Null(Verifier.Compare(large, got, sample, exact, magnitude, out _));
+        got[sample[sample.Length / 2]] += 0.5f;
+        Assert.Contains($"element {sample[sample.Length / 2]}", Verifier.Compare(large, got, sample, exact, magnitude, out _));
+    }
+}
