@@ -51,6 +51,8 @@ static class RunCommand
         ["max_error"] = e.Verification.MaxError,
         ["tolerance"] = e.Verification.Tolerance,
         ["gflops"] = e.Gflops,
+        ["estimated"] = e.Estimated,
+        ["checked_elements"] = e.Verification.Checked,
         ["best_gflops"] = e.Measurement.BestGflops,
         ["runtime_s"] = e.Measurement.MedianSeconds,
         ["samples"] = e.Measurement.Samples,
@@ -84,11 +86,11 @@ static class RunCommand
         var t = new Table().Border(TableBorder.None).HideHeaders().AddColumn("").AddColumn("");
         t.AddRow("schedule", Markup.Escape(e.Nest.Serialize()));
         t.AddRow("verified", e.Verification.Passed
-            ? $"[green]yes[/] (max relative error {e.Verification.MaxError:E1}, tolerance {e.Verification.Tolerance:E1})"
+            ? $"[green]yes[/] (max relative error {e.Verification.MaxError:E1}, tolerance {e.Verification.Tolerance:E1}, {Markup.Escape(e.Verification.Describe(c.Output.Length))})"
             : $"[red]NO[/]: {Markup.Escape(e.Verification.Problem ?? "")}");
         t.AddRow("compile", $"{e.Kernel.CompileTime.TotalMilliseconds:F2} ms");
         t.AddRow("runtime", $"{e.Measurement.MedianSeconds * 1e3:F4} ms median of {e.Measurement.Samples} samples");
-        t.AddRow("speed", $"[bold]{e.Gflops:F1} GFLOPS[/] (best {e.Measurement.BestGflops:F1}), {e.FractionOfPeak:P0} of the {e.PeakGflops:F1} GFLOPS peak");
+        t.AddRow("speed", $"[bold]{e.Gflops:F1} GFLOPS[/] (best {e.Measurement.BestGflops:F1}), {e.FractionOfPeak:P0} of the {e.PeakGflops:F1} GFLOPS peak{Estimate(e)}");
         foreach (var note in e.Kernel.Notes) t.AddRow("note", Markup.Escape(note));
         o.Write(t);
         if (e.Peers.Count > 0)
@@ -97,6 +99,11 @@ static class RunCommand
             o.Write(PeerTable(e.Gflops, e.Peers));
         }
     }
+
+    /// <summary>", estimated from a slice ..." when the kernel ran too long to time whole, else nothing.</summary>
+    internal static string Estimate(Evaluation e) => e.Estimated
+        ? $" [yellow](estimated from a slice: a whole run would last more than {Evaluation.MaxRunSeconds:0.#} s; checked on {Markup.Escape(e.Verification.Describe(e.Nest.Computation.Output.Length))}; the libraries timed apart)[/]"
+        : "";
 
     internal static Table PeerTable(double gflops, IEnumerable<PeerResult> peers)
     {

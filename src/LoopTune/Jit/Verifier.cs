@@ -47,6 +47,40 @@ public static class Verifier
         return new Verification(problem is null, worst, tolerance, problem, elements.Length);
     }
 
+    /// <summary>
+    /// Checks a kernel too slow to run whole on a slice of it (<see cref="Kernel.CompileSlice(Nest, int, JitOptions?)"/>):
+    /// the first <paramref name="outerIterations"/> iterations of its outermost loop, which must run over an output
+    /// variable, so that the slice finishes every output element it reaches (and leaves the rest alone). The sampled
+    /// elements inside the slice are compared with the exact result; those outside must be unchanged. Null when the
+    /// outermost loop is a reduction (a slice would leave partial sums): then only a whole run can check the kernel.
+    /// </summary>
+    public static unsafe Verification? VerifySlice(Nest nest, int outerIterations, JitOptions? options = null, int seed = 1)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        var c = nest.Computation;
+        int v = nest[0].Var;
+        if (c.IsReduction[v]) return null;
+        var slice = Kernel.CompileSlice(nest, outerIterations, options);
+        int covered = (int)Math.Round(slice.Fraction * c.Sizes[v]);
+        var rng = new Random(seed);
+        var buffers = c.Tensors.Select(t => Guarded(t.Length, rng)).ToArray();
+        var before = Inner(buffers[0]).ToArray();
+        var all = Reference.CheckedElements(c, seed);
+        long stride = c.Output.VarStrides[v];
+        bool Inside(long o) => o / stride % c.Sizes[v] < covered;
+        // the sample folded into the slice (its index of v taken modulo what the slice covers), and the sample as drawn
+        // for the elements outside it
+        var inside = all.Select(o => o - (o / stride % c.Sizes[v] - o / stride % c.Sizes[v] % covered) * stride).Distinct().Order().ToArray();
+        var (exact, magnitude) = Reference.ExactAt(c, inside, Inner(buffers[0]), Inner(buffers[1]), Inner(buffers[2]));
+        fixed (float* o = buffers[0], l = buffers[1], r = buffers[2])
+            slice.Run(o + Guard, l + Guard, r + Guard);
+        string? problem = Compare(c, Inner(buffers[0]), inside, exact, magnitude, out double worst);
+        var output = Inner(buffers[0]);
+        foreach (long o in all.Where(o => !Inside(o)))
+            if (problem is null && !SameBits(output[(int)o], before[o])) problem = $"{c.Output.Name} element {o}, outside the slice, was written";
+        return new Verification(problem is null, worst, Reference.Tolerance(c), problem, inside.Length);
+    }
+
     /// <summary><see cref="Compare(Computation, ReadOnlySpan{float}, double[], double[], out double)"/> over the output elements
     /// <paramref name="elements"/> only, <paramref name="exact"/> and <paramref name="magnitude"/> given for those.</summary>
     public static string? Compare(Computation c, ReadOnlySpan<float> got, IReadOnlyList<long> elements, double[] exact, double[] magnitude, out double worst)

@@ -62,16 +62,37 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
     /// timed together, else the ratio of their GFLOPS; null without a figure for the peer.</summary>
     public double? RatioTo(string peer) => Peers.FirstOrDefault(p => p.Key == peer) is { Gflops: double g and > 0 } p ? p.KernelOverPeer ?? Gflops / g : null;
 
+    /// <summary>A whole run of a kernel longer than this is not timed whole in a report: it is estimated from a slice
+    /// (<see cref="KernelTiming.MeasureBounded"/>) and checked on one (<see cref="Verifier.VerifySlice"/>).</summary>
+    public const double MaxRunSeconds = 1;
+
     /// <summary>Compiles, verifies and times <paramref name="nest"/>; with <paramref name="peers"/>, the kernel and every
-    /// peer are timed side by side (<see cref="MeasureWithPeers"/>).</summary>
+    /// peer are timed side by side (<see cref="MeasureWithPeers"/>). A kernel whose run would last more than
+    /// <see cref="MaxRunSeconds"/> is estimated from a slice and checked on one instead (<see cref="Estimated"/>), the
+    /// peers then timed apart.</summary>
     public static Evaluation Run(Nest nest, MeasureOptions options, bool peers = true, double? peakGflops = null)
     {
         Kernel.WarmUp();
         var kernel = Kernel.Compile(nest);
+        double peak = peakGflops ?? PeakCache.GetOrMeasure();
+        if (kernel.Flops > KernelTiming.ProbeFlops)
+        {
+            using var buffers = new KernelTiming.Workspace(nest.Computation);
+            if (KernelTiming.PredictRunSeconds(nest, buffers) > MaxRunSeconds
+                && KernelTiming.MeasureBounded(nest, kernel, options with { MaxSeconds = Math.Min(options.MaxSeconds, MaxRunSeconds) }, buffers, MaxRunSeconds) is (var estimate, true))
+            {
+                var check = Verifier.VerifySlice(nest, 1) ?? Verifier.Verify(kernel);
+                return new Evaluation(nest, kernel, check, estimate, peak, peers ? MeasurePeers(nest.Computation, options) : NotMeasured(nest.Computation)) { Estimated = true };
+            }
+        }
         var verification = Verifier.Verify(kernel);
         var (measurement, peerResults) = peers ? MeasureWithPeers(kernel, options) : (KernelTiming.Measure(kernel, options), NotMeasured(nest.Computation));
-        return new Evaluation(nest, kernel, verification, measurement, peakGflops ?? PeakCache.GetOrMeasure(), peerResults);
+        return new Evaluation(nest, kernel, verification, measurement, peak, peerResults);
     }
+
+    /// <summary>Whether <see cref="Measurement"/> is an estimate from a slice (a whole run would last longer than
+    /// <see cref="MaxRunSeconds"/>); the peers were then timed apart, not side by side.</summary>
+    public bool Estimated { get; init; }
 
     /// <summary>Times <paramref name="kernel"/> and the peers of its computation (<see cref="PreparePeers"/>) side by side
     /// (<see cref="TimeSideBySide"/>); each measured peer carries the side-by-side ratio (<see cref="PeerResult.KernelOverPeer"/>).</summary>

@@ -75,6 +75,22 @@ public static class KernelTiming
         return (m with { MedianSeconds = m.MedianSeconds / slice.Fraction, MinSeconds = m.MinSeconds / slice.Fraction, Flops = kernel.Flops }, true);
     }
 
+    /// <summary>Seconds a whole run of <paramref name="nest"/> would take, from one run of a small slice
+    /// (<see cref="Kernel.ProbeSizes"/>) scaled by its share of the work; 0 for a kernel of at most <see cref="ProbeFlops"/>
+    /// (cheap to run whole anyway). An estimate for deciding how to time it, not a measurement.</summary>
+    public static double PredictRunSeconds(Nest nest, Workspace buffers, JitOptions? jit = null)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        if (nest.Computation.Flops <= ProbeFlops) return 0;
+        var probe = Kernel.CompileSlice(nest, Kernel.ProbeSizes(nest, ProbeFlops / 50), jit);
+        var run = Runner(probe, buffers);
+        using var pin = ThreadPinning.Pin();
+        run();
+        var t = System.Diagnostics.Stopwatch.StartNew();
+        run();
+        return t.Elapsed.TotalSeconds / probe.Fraction;
+    }
+
     /// <summary>One run of <paramref name="kernel"/> on <paramref name="buffers"/>, to be timed.</summary>
     public static unsafe Action Runner(Kernel kernel, Workspace buffers)
     {

@@ -35,7 +35,8 @@ public static class Timing
     /// each is warmed up and calibrated as <see cref="Measure(Action, double, MeasureOptions)"/> does, then they are sampled
     /// in rounds, one sample of each per round in the order given, so every piece sees the same stretches of a noisy
     /// neighbour. Sampling stops once every piece has <see cref="MeasureOptions.MinSamples"/> samples and the rounds have
-    /// lasted <see cref="MeasureOptions.MinSeconds"/> per piece, or after <see cref="MeasureOptions.MaxSamples"/> rounds.</summary>
+    /// lasted <see cref="MeasureOptions.MinSeconds"/> per piece, or after <see cref="MeasureOptions.MaxSamples"/> rounds, or
+    /// once the rounds have lasted <see cref="MeasureOptions.MaxSeconds"/> in all (one round at least).</summary>
     /// <remarks>On the 2-vCPU EPYC the speed of a load-heavy kernel flips between two levels (58 and 86 GFLOPS for one
     /// convolution) every few hundred milliseconds while the FMA peak stays put: a neighbour on the core's other hardware
     /// thread. Two kernels timed one after the other can land on different levels; two samples a few milliseconds apart
@@ -50,7 +51,8 @@ public static class Timing
         var rounds = new List<double[]>();
         long start = Stopwatch.GetTimestamp();
         while (rounds.Count < options.MaxSamples
-               && (rounds.Count < options.MinSamples || Stopwatch.GetElapsedTime(start).TotalSeconds < options.MinSeconds * runs.Count))
+               && (rounds.Count < options.MinSamples || Stopwatch.GetElapsedTime(start).TotalSeconds < options.MinSeconds * runs.Count)
+               && (rounds.Count == 0 || Stopwatch.GetElapsedTime(start).TotalSeconds < options.MaxSeconds))
             rounds.Add([.. runs.Select((r, i) => Time(r, perSample[i]) / perSample[i])]);
         var measurements = runs.Select((_, i) =>
         {
@@ -82,7 +84,8 @@ public static class Timing
         var samples = new List<double>(o.MinSamples);
         long start = Stopwatch.GetTimestamp();
         while (samples.Count < o.MaxSamples
-               && (samples.Count < o.MinSamples || Stopwatch.GetElapsedTime(start).TotalSeconds < o.MinSeconds))
+               && (samples.Count < o.MinSamples || Stopwatch.GetElapsedTime(start).TotalSeconds < o.MinSeconds)
+               && (samples.Count == 0 || Stopwatch.GetElapsedTime(start).TotalSeconds < o.MaxSeconds))
             samples.Add(Time(run, runs) / runs);
         return [.. samples];
     }

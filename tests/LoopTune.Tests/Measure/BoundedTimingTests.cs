@@ -138,4 +138,16 @@ public sealed class SampledCheckTests
         got[sample[sample.Length / 2]] += 0.5f;
         Assert.Contains($"element {sample[sample.Length / 2]}", Verifier.Compare(large, got, sample, exact, magnitude, out _));
     }
+
+    [Fact]
+    public void A_kernel_too_slow_to_run_whole_is_checked_on_a_slice_of_its_rows()
+    {
+        var large = Computation.Matmul(512, 512, 512);
+        var v = Verifier.VerifySlice(Nest.Parse(large, ">m:64 n:16 k:512 m:8u n:32v"), 2);
+        Assert.NotNull(v);
+        Assert.True(v.Value.Passed, v.Value.Problem);
+        Assert.InRange(v.Value.Checked, 100, Reference.SampleSize); // the sample folded into rows 0..15
+        // a reduction outermost leaves partial sums in a slice: only a whole run can check that kernel
+        Assert.Null(Verifier.VerifySlice(Nest.Parse(large, ">k:512 m:64 n:16 m:8u n:32v"), 2));
+    }
 }

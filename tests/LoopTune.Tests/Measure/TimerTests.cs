@@ -72,7 +72,7 @@ public sealed class TimerTests
     public void PresetsAreOrderedAndNewIsDefault()
     {
         Assert.Equal(MeasureOptions.Default, new MeasureOptions());
-        Assert.Equal(new MeasureOptions(0.02, 0.2, 7, 0.002, 1000), MeasureOptions.Default);
+        Assert.Equal(new MeasureOptions(0.02, 0.2, 7, 0.002, 1000, 3), MeasureOptions.Default);
         Assert.True(MeasureOptions.Quick.MinSeconds < MeasureOptions.Default.MinSeconds);
         Assert.True(MeasureOptions.Thorough.MinSeconds > MeasureOptions.Default.MinSeconds);
         foreach (var o in new[] { MeasureOptions.Quick, MeasureOptions.Default, MeasureOptions.Thorough }) o.Validate();
@@ -111,6 +111,20 @@ public sealed class TimerTests
         Assert.InRange(t.Measurements[1].MedianSeconds, 0.008, 0.016);
         Assert.InRange(t.Ratio(0, 1), 1.6, 2.4);
         Assert.Equal(1 / t.Ratio(0, 1), t.Ratio(1, 0), 9);
+    }
+
+    [Fact]
+    public void Sampling_stops_at_MaxSeconds_after_one_sample_at_least()
+    {
+        // pieces of 30 and 60 ms, 7 rounds asked for, 0.1 s allowed: the rounds stop after the one that passes it
+        var options = new MeasureOptions(0, 0, 7, 0.001, 7, MaxSeconds: 0.1);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var t = Timing.MeasureTogether([() => Spin(0.03), () => Spin(0.06)], [1, 1], options);
+        Assert.InRange(t.Rounds.Count, 1, 2);
+        Assert.True(clock.Elapsed.TotalSeconds < 0.6, $"{clock.Elapsed.TotalSeconds:F2} s");
+        var one = Timing.Measure(() => Spin(0.2), 1, new MeasureOptions(0, 0, 5, 0.001, 5, MaxSeconds: 0.05));
+        Assert.Equal(1, one.Samples);
+        Assert.Throws<ArgumentOutOfRangeException>(() => Timing.Measure(() => { }, 1, MeasureOptions.Default with { MaxSeconds = 0 }));
     }
 
     [Fact]
