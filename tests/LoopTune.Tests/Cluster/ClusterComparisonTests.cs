@@ -19,10 +19,11 @@ public sealed class ClusterComparisonTests
 
     /// <summary>Pairs with the fake evaluator; <paramref name="blockOn"/> makes every pair of that host wait for <paramref name="gate"/>
     /// after signalling <paramref name="started"/>.</summary>
-    static ComparisonWork.Handler Handler(SemaphoreSlim? started = null, ManualResetEventSlim? gate = null) => new(_ =>
+    static ComparisonWork.Handler Handler(SemaphoreSlim? started = null, ManualResetEventSlim? gate = null, TimeSpan? delay = null) => new(_ =>
     {
         started?.Release();
         gate?.Wait();
+        if (delay is { } d) Thread.Sleep(d);
         return new FakeEvaluator();
     });
 
@@ -32,7 +33,8 @@ public sealed class ClusterComparisonTests
         var started = new SemaphoreSlim(0);
         using var gate = new ManualResetEventSlim(false);
         await using var silos = new TestSilos(ClusterAddress.Localhost);
-        await silos.Start("host-a", [0], Handler());
+        // host-a a little slow, so that on a loaded machine it cannot take every pair before host-b's worker asks for one
+        await silos.Start("host-a", [0], Handler(delay: TimeSpan.FromMilliseconds(300)));
         var b = await silos.Start("host-b", [1], Handler(started, gate));
         await using var cluster = await silos.Connect();
         await cluster.WaitForWorkersAsync(2, Limit);
