@@ -15,7 +15,7 @@ namespace LoopTune.Cli.Commands;
 sealed class ComparisonOptions
 {
     public readonly Option<string> Dataset = new("--dataset") { Description = "A named dataset (see 'dataset list') or a dataset folder.", Required = true };
-    public readonly Option<string> Split = new("--split") { Description = "Which list of the dataset: test or train.", DefaultValueFactory = _ => "test" };
+    public readonly Option<string> Split = new("--split") { Description = "Which list of the dataset: test, train or all (every benchmark, in generation order).", DefaultValueFactory = _ => "test" };
     public readonly Option<int> Count;
     public readonly Option<string?> Methods;
     public readonly Option<string> Policy = new("--policy") { Description = "The policy of the 'policy' methods: default (the shipped one for each benchmark: conv for a convolution, default otherwise), a shipped policy's name, a .safetensors file, a checkpoint or a training run folder.", DefaultValueFactory = _ => "default" };
@@ -38,7 +38,7 @@ sealed class ComparisonOptions
     /// <param name="outDescription">What --out receives.</param>
     public ComparisonOptions(string countName, string? defaultMethods, string outDescription)
     {
-        Split.AcceptOnlyFromAmong("test", "train");
+        Split.AcceptOnlyFromAmong("test", "train", "all");
         Count = new(countName) { Description = "How many benchmarks: the first N of the split.", DefaultValueFactory = _ => 25 };
         this.defaultMethods = defaultMethods;
         Methods = new("--methods")
@@ -63,7 +63,13 @@ sealed class ComparisonOptions
         if (count < 1) throw new SearchError($"{Count.Name} must be at least 1, not {count}");
         var data = Datasets.Dataset.Load(p.GetValue(Dataset)!);
         string split = p.GetValue(Split)!;
-        var list = split == "train" ? data.TrainBenchmarks : data.TestBenchmarks;
+        var list = split switch
+        {
+            "train" => data.TrainBenchmarks,
+            "test" => data.TestBenchmarks,
+            "all" => data.Benchmarks,
+            _ => throw new DatasetError($"--split '{split}' is not test, train or all"),
+        };
         if (list.IsEmpty) throw new DatasetError($"the {split} split of {data.Name} is empty");
         bool quick = p.GetValue(Quick);
         return new ComparisonJob(data, split, [.. list.Take(count)], searches, p.GetValue(Policy)!, limit, p.GetValue(Seed), p.GetValue(Db), quick,

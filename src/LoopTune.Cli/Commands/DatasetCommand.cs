@@ -8,14 +8,36 @@ using Spectre.Console;
 
 namespace LoopTune.Cli.Commands;
 
-/// <summary><c>looptune dataset gen|list|show</c>: generate benchmark sets, list the named ones, and read one benchmark
-/// under a list of actions (the original's reader).</summary>
+/// <summary><c>looptune dataset gen|merge|list|show</c>: generate benchmark sets, merge them, list the named ones, and read
+/// one benchmark under a list of actions (the original's reader).</summary>
 static class DatasetCommand
 {
     public static Command Create(Io io) => new("dataset", "Generate, list and inspect benchmark datasets (sets of computations with a train/test split).")
     {
-        Gen(io), List(io), Show(io),
+        Gen(io), Merge(io), List(io), Show(io),
     };
+
+    static Command Merge(Io io)
+    {
+        var parts = new Argument<string[]>("datasets") { Description = "Two or more named datasets or dataset folders of one kind.", Arity = ArgumentArity.OneOrMore };
+        var output = new Option<string>("--out") { Description = "Folder to write (must not exist, or be empty).", Required = true };
+        var json = Options.Json();
+        var command = new Command("merge", "Write one dataset holding the benchmarks of several, each keeping its train/test split (a shape tested by any is tested).")
+        {
+            parts, output, json,
+        };
+        command.SetAction(p => io.Guard(() =>
+        {
+            var loaded = p.GetValue(parts)!.Select(Dataset.Load).ToList();
+            var (generator, manifest) = DatasetGenerator.Merge([.. loaded.Select(d => (d.Name, DatasetGenerator.Of(d), d.Manifest))]);
+            var folder = p.GetValue(output)!;
+            generator.Write(folder, manifest);
+            if (p.GetValue(json)) io.Stdout.WriteLine(GenJson(folder, manifest).ToJsonString(Options.JsonStyle));
+            else io.Out.MarkupLineInterpolated($"wrote {manifest.Benchmarks.Length} {manifest.Kind} benchmarks of {string.Join(" + ", loaded.Select(d => d.Name))} to [bold]{Path.GetFullPath(folder)}[/] ({manifest.Train.Length} train, {manifest.Test.Length} test)");
+            return Program.Ok;
+        }));
+        return command;
+    }
 
     static Command Gen(Io io)
     {
@@ -78,7 +100,7 @@ static class DatasetCommand
 
     static JsonObject ListRow(NamedDataset d)
     {
-        var manifest = d.Generator().Manifest(NamedDataset.Split, NamedDataset.Seed);
+        var manifest = d.Manifest();
         return new JsonObject
         {
             ["name"] = d.Name, ["kind"] = manifest.Kind, ["count"] = manifest.Benchmarks.Length, ["train"] = manifest.Train.Length,
@@ -135,12 +157,14 @@ static class DatasetCommand
         return nests;
     }
 
-    sealed record ShownStep(int Index, string? Action, Nest Nest, Verification Verification, Measurement Measurement);
+    sealed record ShownStep(int Index, string? Action, Nest Nest, Verification Verification, Measurement Measurement, bool Estimated);
 
+    /// <summary>One step verified and timed as <c>run</c> does it, without the peers: a kernel too slow to run whole is
+    /// estimated and checked on a slice.</summary>
     static ShownStep Step(Nest nest, string? action, int index)
     {
-        var kernel = Kernel.Compile(nest);
-        return new ShownStep(index, action, nest, Verifier.Verify(kernel), KernelTiming.Measure(kernel, MeasureOptions.Quick));
+        var e = Evaluation.Run(nest, MeasureOptions.Quick, peers: false);
+        return new ShownStep(index, action, nest, e.Verification, e.Measurement, e.Estimated);
     }
 
     static JsonObject ShowJson(Benchmark b, IEnumerable<ShownStep> steps) => new()
@@ -149,7 +173,7 @@ static class DatasetCommand
         ["steps"] = new JsonArray([.. steps.Select(s => new JsonObject
         {
             ["step"] = s.Index, ["action"] = s.Action, ["schedule"] = s.Nest.Serialize(), ["tree"] = s.Nest.ToTree(),
-            ["gflops"] = s.Measurement.Gflops, ["verified"] = s.Verification.Passed,
+            ["gflops"] = s.Measurement.Gflops, ["estimated"] = s.Estimated, ["verified"] = s.Verification.Passed,
         })]),
     };
 
@@ -160,7 +184,8 @@ static class DatasetCommand
         {
             o.WriteLine();
             string check = s.Verification.Passed ? "verified" : $"WRONG: {s.Verification.Problem}";
-            o.MarkupLineInterpolated($"[yellow]{s.Index,2}. {s.Action ?? "(start)"}[/]  [bold]{s.Measurement.Gflops:F1} GFLOPS[/], {check}");
+            string estimated = s.Estimated ? " (estimated from a slice)" : "";
+            o.MarkupLineInterpolated($"[yellow]{s.Index,2}. {s.Action ?? "(start)"}[/]  [bold]{s.Measurement.Gflops:F1} GFLOPS[/]{estimated}, {check}");
             o.Write(new Text(s.Nest.ToTree()));
         }
     }

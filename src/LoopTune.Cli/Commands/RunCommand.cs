@@ -102,7 +102,7 @@ static class RunCommand
 
     /// <summary>", estimated from a slice ..." when the kernel ran too long to time whole, else nothing.</summary>
     internal static string Estimate(Evaluation e) => e.Estimated
-        ? $" [yellow](estimated from a slice: a whole run would last more than {Evaluation.MaxRunSeconds:0.#} s; checked on {Markup.Escape(e.Verification.Describe(e.Nest.Computation.Output.Length))}; the libraries timed apart)[/]"
+        ? $" [yellow](estimated from a slice: a whole run would last more than {Evaluation.MaxRunSeconds:0.#} s; checked on {Markup.Escape(e.Verification.Describe(e.Nest.Computation.Output.Length))}, timed side by side with the libraries' runs)[/]"
         : "";
 
     internal static Table PeerTable(double gflops, IEnumerable<PeerResult> peers)

@@ -91,15 +91,29 @@ public sealed class Dataset
 /// <item><term>mm64_128_16_range</term><description>M, N, K in 64, 80, ..., 128: 5^3 = 125</description></item>
 /// <item><term>conv_small</term><description>3x3 convolutions, C and F in 8|16|32, H and W each in 8|16|32: 81 (the original's
 /// conv sets had 62 + 19 = 81)</description></item>
+/// <item><term>mm256_4096_log</term><description>every mm M N K with M, N, K log-spaced from 256 to 4096 in half octaves
+/// (256, 384, 512, 768, ..., 3072, 4096): 9^3 = 729</description></item>
+/// <item><term>bert_base_gemm</term><description>BERT-base's GEMMs at sequence lengths 128 and 512 (<see cref="ModelShapes"/>): 12</description></item>
+/// <item><term>resnet50_gemm</term><description>ResNet-50's stride-1 1x1 convolutions as GEMMs (M = filters, N = pixels, K = channels): 12</description></item>
+/// <item><term>resnet50_conv</term><description>ResNet-50's stride-1 convolutions (3x3 on the padded image, 1x1): 16</description></item>
 /// </list>
-/// All split 80 % train / 20 % test with seed 0.
+/// <item><term>mm64_4096</term><description>mm64_256_16_range and mm256_4096_log merged, each keeping its split: 2925</description></item>
+/// <item><term>conv_small_resnet50</term><description>conv_small and resnet50_conv merged, each keeping its split: 97</description></item>
+/// All split 80 % train / 20 % test with seed 0 (the merges: their parts' splits).
 /// </summary>
 public sealed class NamedDataset
 {
-    readonly Func<DatasetGenerator> build;
+    readonly Func<(DatasetGenerator, DatasetManifest)> build;
 
-    NamedDataset(string name, string description, Func<DatasetGenerator> build) =>
+    NamedDataset(string name, string description, Func<DatasetGenerator> build)
+        : this(name, description, () => { var g = build(); return (g, g.Manifest(Split, Seed)); }) { }
+
+    NamedDataset(string name, string description, Func<(DatasetGenerator, DatasetManifest)> build) =>
         (Name, Description, this.build) = (name, description, build);
+
+    /// <summary>The named datasets <paramref name="names"/> merged (<see cref="DatasetGenerator.Merge"/>).</summary>
+    static NamedDataset Merged(string name, string description, params string[] names) =>
+        new(name, description, () => DatasetGenerator.Merge([.. names.Select(n => Find(n)!).Select(d => (d.Name, d.Generator(), d.Manifest()))]));
 
     /// <summary>Fraction of the benchmarks that the named datasets put in the training set.</summary>
     public const double Split = 0.8;
@@ -113,7 +127,15 @@ public sealed class NamedDataset
         new("mm64_256_16_range", "mm M N K, each in 64:256:16 (2197)", () => DatasetGenerator.Matmul("64:256:16,64:256:16", "64:256:16,64:256:16")),
         new("mm64_128_16_range", "mm M N K, each in 64:128:16 (125)", () => DatasetGenerator.Matmul("64:128:16,64:128:16", "64:128:16,64:128:16")),
         new("conv_small", "3x3 conv, C and F in 8|16|32, H and W each in 8|16|32 (81)", () => DatasetGenerator.Conv("8|16|32", "8|16|32,8|16|32", "8|16|32", "3")),
+        new("mm256_4096_log", "mm M N K, each in 256|384|512|...|3072|4096, half octaves (729)", () => DatasetGenerator.Matmul(HalfOctaves + "," + HalfOctaves, HalfOctaves + "," + HalfOctaves)),
+        new("bert_base_gemm", "BERT-base's GEMMs at sequence lengths 128 and 512 (12)", () => DatasetGenerator.FromSpecs("mm", "BERT-base, sequence lengths 128 and 512", ModelShapes.BertBase())),
+        new("resnet50_gemm", "ResNet-50's stride-1 1x1 convolutions as GEMMs (12)", () => DatasetGenerator.FromSpecs("mm", "ResNet-50 v1.5, 224x224, stride-1 1x1 convolutions as GEMMs", ModelShapes.ResNet50Gemms())),
+        new("resnet50_conv", "ResNet-50's stride-1 convolutions, 3x3 padded and 1x1 (16)", () => DatasetGenerator.FromSpecs("conv", "ResNet-50 v1.5, 224x224, stride-1 convolutions", ModelShapes.ResNet50Convs())),
+        Merged("mm64_4096", "mm64_256_16_range + mm256_4096_log, each keeping its split (2925): what the default policy trains on", "mm64_256_16_range", "mm256_4096_log"),
+        Merged("conv_small_resnet50", "conv_small + resnet50_conv, each keeping its split (97): what the conv policy trains on", "conv_small", "resnet50_conv"),
     ];
+
+    const string HalfOctaves = "256|384|512|768|1024|1536|2048|3072|4096";
 
     /// <summary>The name <see cref="Dataset.Load"/> takes.</summary>
     public string Name { get; }
@@ -128,7 +150,10 @@ public sealed class NamedDataset
     public bool IsGenerated => File.Exists(Path.Combine(Folder, DatasetManifest.FileName));
 
     /// <summary>Its benchmarks, built in memory (nothing is written).</summary>
-    public DatasetGenerator Generator() => build();
+    public DatasetGenerator Generator() => build().Item1;
+
+    /// <summary>Its manifest, built in memory: the split of <see cref="Split"/> and <see cref="Seed"/>, or a merge's.</summary>
+    public DatasetManifest Manifest() => build().Item2;
 
     /// <summary>The named dataset called <paramref name="name"/>, or null.</summary>
     public static NamedDataset? Find(string name) => All.FirstOrDefault(n => n.Name == name);
@@ -138,7 +163,11 @@ public sealed class NamedDataset
     public string EnsureGenerated()
     {
         if (IsGenerated) return Folder;
-        try { Generator().Write(Folder, Split, Seed); }
+        try
+        {
+            var (generator, manifest) = build();
+            generator.Write(Folder, manifest);
+        }
         catch (Exception e) when (e is IOException or DatasetSpecError && IsGenerated) { /* another process got there first */ }
         return Folder;
     }

@@ -67,14 +67,63 @@ public sealed class DatasetGenerator
         return new DatasetGenerator("conv", [Arg("channels", channels!), Arg("image", image!), Arg("filters", filters!), Arg("kernel", kernel)], [.. benchmarks]);
     }
 
+    /// <summary>A fixed list of named benchmarks of one kind, such as a model's layers; <paramref name="source"/> (recorded in
+    /// the manifest as the argument "source") says where the shapes come from.</summary>
+    public static DatasetGenerator FromSpecs(string kind, string source, IEnumerable<(string Name, string Spec)> specs)
+    {
+        var benchmarks = specs.Select(s => Make(s.Name, () => Computation.Parse(s.Spec))).ToImmutableArray();
+        var twice = benchmarks.GroupBy(b => b.Name).FirstOrDefault(g => g.Count() > 1);
+        if (twice is not null) throw new DatasetSpecError($"benchmark name {twice.Key} is given twice");
+        CheckCount(benchmarks.Length);
+        return new DatasetGenerator(kind, [Arg("source", source)], benchmarks);
+    }
+
+    /// <summary>A dataset made of others of one kind, each given with its manifest: every benchmark of each, once, in
+    /// order; the test split holds every benchmark some part tests, the train split the parts' other training benchmarks,
+    /// so that no shape is both trained on and tested. The manifest records the parts (argument "merge") and the
+    /// resulting training fraction; its seed is 0.</summary>
+    public static (DatasetGenerator Generator, DatasetManifest Manifest) Merge(IReadOnlyList<(string Name, DatasetGenerator Generator, DatasetManifest Manifest)> parts)
+    {
+        if (parts.Count < 2) throw new DatasetSpecError($"a merge needs at least two datasets, not {parts.Count}");
+        var kinds = parts.Select(p => p.Manifest.Kind).Distinct().ToList();
+        if (kinds.Count > 1) throw new DatasetSpecError($"cannot merge datasets of different kinds ({string.Join(", ", parts.Select(p => $"{p.Name}: {p.Manifest.Kind}"))})");
+        var benchmarks = new List<Benchmark>();
+        var seen = new Dictionary<string, Benchmark>();
+        foreach (var b in parts.SelectMany(p => p.Generator.Benchmarks))
+        {
+            if (seen.TryGetValue(b.Name, out var other))
+            {
+                if (!other.Computation.Equals(b.Computation)) throw new DatasetSpecError($"two datasets name different computations {b.Name}: {other.Computation} and {b.Computation}");
+                continue;
+            }
+            seen[b.Name] = b;
+            benchmarks.Add(b);
+        }
+        CheckCount(benchmarks.Count);
+        var test = parts.SelectMany(p => p.Manifest.Test).Distinct().ToList();
+        var tested = test.ToHashSet();
+        var train = parts.SelectMany(p => p.Manifest.Train).Where(n => !tested.Contains(n)).Distinct().ToList();
+        var args = ImmutableArray.Create(Arg("merge", string.Join("+", parts.Select(p => p.Name))));
+        var generator = new DatasetGenerator(kinds[0], args, [.. benchmarks]);
+        double split = Math.Round((double)train.Count / benchmarks.Count, 6);
+        return (generator, new DatasetManifest(kinds[0], args, 0, split, [.. benchmarks.Select(b => b.Name)], [.. train], [.. test]));
+    }
+
+    /// <summary>A loaded dataset as a generator of its benchmarks (with the arguments its manifest records).</summary>
+    public static DatasetGenerator Of(Dataset d) => new(d.Kind, d.Manifest.Arguments, d.Benchmarks);
+
     /// <summary>The manifest of these benchmarks with a train / test split (see <see cref="DatasetManifest.Create"/>).</summary>
     public DatasetManifest Manifest(double split, ulong seed) => DatasetManifest.Create(Kind, Arguments, [.. Benchmarks.Select(b => b.Name)], split, seed);
 
     /// <summary>Writes one file per benchmark and <c>manifest.json</c> into <paramref name="folder"/>, which must not exist or
     /// be empty. Everything is written to a temporary sibling first and renamed into place.</summary>
-    public DatasetManifest Write(string folder, double split, ulong seed)
+    public DatasetManifest Write(string folder, double split, ulong seed) => Write(folder, Manifest(split, seed));
+
+    /// <summary>Writes these benchmarks with <paramref name="manifest"/> (which must list exactly them), as
+    /// <see cref="Write(string, double, ulong)"/> does.</summary>
+    public DatasetManifest Write(string folder, DatasetManifest manifest)
     {
-        var manifest = Manifest(split, seed);
+        if (!manifest.Benchmarks.SequenceEqual(Benchmarks.Select(b => b.Name))) throw new ArgumentException("the manifest lists other benchmarks", nameof(manifest));
         var target = Path.GetFullPath(folder);
         if (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any())
             throw new DatasetSpecError($"--out {folder} exists and is not empty; choose a new folder");

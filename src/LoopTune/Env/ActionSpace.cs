@@ -1,5 +1,6 @@
 using System.Globalization;
 using LoopTune.Ir;
+using LoopTune.Measure;
 
 namespace LoopTune.Env;
 
@@ -14,10 +15,11 @@ namespace LoopTune.Env;
 /// |        |                              | 0-14 one kernel action (swap_up, swap_down, split_2..1024,   |
 /// |        |                              | merge, unroll, vectorize); 15 sink: swap_down until the loop |
 /// |        |                              | is innermost or cannot go further; 16 hoist: swap_up likewise|
-/// | tile   | 10 loops x 25 = 250          | the loop space's 17 edits, then 8 register-tile macros:      |
+/// | tile   | 10 loops x 28 = 280          | the loop space's 17 edits, then 8 register-tile macros:      |
 /// |        |                              | 17-19 tile_vec_8/16/32: split_N, sink the new inner loop,    |
 /// |        |                              | vectorize it; 20-22 tile_unroll_2/4/8: split_N, sink the new |
-/// |        |                              | inner loop, unroll it; 23 sink_vec; 24 sink_unroll           |
+/// |        |                              | inner loop, unroll it; 23 sink_vec; 24 sink_unroll; then 3   |
+/// |        |                              | cache-blocking macros: 25-27 block_l1/l2/l3                  |
 /// </code>
 /// The loop space has no cursor steps: every id changes the kernel, so an episode of 10 ids is 10 real edits. It is
 /// the seed's environment seen through <see cref="Moves"/> plus two macros of repeated swaps: every id stands for a
@@ -26,12 +28,29 @@ namespace LoopTune.Env;
 /// speed, then vectorize for 50x). A register tile (a few unrolled loops over vectors, innermost) is 8-12 of the seed's
 /// actions, and none of them pays before the last: <c>h:32 f:8 c:16 r:3 s:3 f:4u w:2u w:16v</c>, 97 % of the peak on a
 /// convolution, is three tile macros from the initial nest. The tile space makes each of those one step.
+/// <para><b>block_lN@i</b> blocks loop i for cache level N of the machine (<see cref="CacheSizes"/>): split_B, then
+/// swap_up of the new outer loop as far as it goes. B is the largest power of two below the loop's size for which the
+/// loops from the new inner loop inward touch at most half the level's capacity (<see cref="Footprint.Bytes"/>). It
+/// requires a loop that is not unrolled or vectorized, a level whose size the machine reports, and a loop whose own
+/// footprint does not already fit (blocking it would change nothing). On mm 1024^3 with 48 KiB L1d:</para>
+/// <code>
+/// before (block_l1@2)                                   after: B = 128 (B x 32 + 8 x B + 8 x 32 floats &lt;= 24 KiB)
+/// n:32 m:128 k:1024 m:8u n:2u n:16v                     k:8 n:32 m:128 k:128 m:8u n:2u n:16v
+/// </code>
+/// <para>The tile space of another machine (<see cref="TileFor"/>) sizes its blocks from that machine's caches; the
+/// ids and their meanings are the same.</para>
 /// <para>Ids of the loop spaces are (loop, edit) pairs: <see cref="LoopOf"/>, <see cref="EditOf"/>, <see cref="IdOf"/>.
 /// The cursor space's ids name no loop.</para>
 /// </summary>
 public abstract class ActionSpace
 {
-    public static readonly ActionSpace Cursor = new CursorSpace(), Loop = new LoopSpace("loop", false), Tile = new LoopSpace("tile", true);
+    public static readonly ActionSpace Cursor = new CursorSpace(), Loop = new LoopSpace("loop", null), Tile = TileFor(CacheSizes.Current);
+
+    /// <summary>The tile space with blocks sized for <paramref name="caches"/> (<see cref="Tile"/>: this machine's).</summary>
+    public static ActionSpace TileFor(CacheSizes caches) => new LoopSpace("tile", caches ?? throw new ArgumentNullException(nameof(caches)));
+
+    /// <summary>The cache sizes the block macros use; null in the spaces without them.</summary>
+    public virtual CacheSizes? Caches => null;
 
     public static IReadOnlyList<string> Names { get; } = ["cursor", "loop", "tile"];
 
@@ -135,7 +154,7 @@ public abstract class ActionSpace
         public override string Describe(int id) => Actions.All[id].Name;
     }
 
-    sealed class LoopSpace(string name, bool macros) : ActionSpace
+    sealed class LoopSpace(string name, CacheSizes? caches) : ActionSpace
     {
         static readonly int Kernel = Moves.KernelActions.Length;
         static readonly LoopAction SwapDown = Actions.Get("swap_down"), SwapUp = Actions.Get("swap_up"), Down = Actions.Get("down"),
@@ -148,9 +167,13 @@ public abstract class ActionSpace
             ("sink_vec", null, Vectorize), ("sink_unroll", null, Unroll),
         ];
 
-        readonly int perLoop = Kernel + 2 + (macros ? Macros.Length : 0);
+        /// <summary>The cache levels the block macros size their blocks for, in id order.</summary>
+        static readonly int[] Levels = [1, 2, 3];
+
+        readonly int perLoop = Kernel + 2 + (caches is null ? 0 : Macros.Length + Levels.Length);
 
         public override string Name => name;
+        public override CacheSizes? Caches => caches;
         public override int Count => Nest.MaxLoops * perLoop;
         public override int PerLoop => perLoop;
 
@@ -167,7 +190,7 @@ public abstract class ActionSpace
             id >= 0 && id < Count && id / perLoop < nest.Count ? Edit(nest, id / perLoop, id % perLoop) : null;
 
         /// <summary>Edit <paramref name="k"/> at <paramref name="loop"/>: the seed's actions and the result, or null when illegal.</summary>
-        static (IReadOnlyList<LoopAction>, Nest)? Edit(Nest nest, int loop, int k)
+        (IReadOnlyList<LoopAction>, Nest)? Edit(Nest nest, int loop, int k)
         {
             if (k < Kernel) return Moves.Make(nest, loop, Moves.KernelActions[k]) is { } m ? (m.Actions, m.Result) : null;
             var at = Moves.AtLoop(nest, loop);
@@ -180,6 +203,7 @@ public abstract class ActionSpace
                 Swaps(swap, ref at, swaps);
                 return (swaps, at);
             }
+            if (k - Kernel - 2 >= Macros.Length) return Block(nest, loop, Levels[k - Kernel - 2 - Macros.Length]);
             var (_, split, annotation) = Macros[k - Kernel - 2];
             var actions = new List<LoopAction>(Moves.Walk(nest.Cursor, loop));
             if (split is { } splitN)
@@ -194,6 +218,28 @@ public abstract class ActionSpace
             if (!Transforms.IsLegal(at, annotation)) return null;
             actions.Add(annotation);
             return (actions, Transforms.Apply(at, annotation));
+        }
+
+        /// <summary>block_l<paramref name="level"/> at <paramref name="loop"/> (see the class comment), or null when illegal.</summary>
+        (IReadOnlyList<LoopAction>, Nest)? Block(Nest nest, int loop, int level)
+        {
+            var at = Moves.AtLoop(nest, loop);
+            var l = at[loop];
+            int? kib = level switch { 1 => caches!.L1dKib, 2 => caches!.L2Kib, _ => caches!.L3Kib };
+            if (kib is not > 0 || l.Annotation != Annotation.None || at.Count >= Nest.MaxLoops) return null;
+            long capacity = kib.Value * 1024L / 2;
+            if (Footprint.Bytes(at, loop) <= capacity) return null;
+            for (int b = 1024; b >= 2; b /= 2)
+            {
+                if (b >= l.Size) continue;
+                var split = Actions.Get($"split_{b}");
+                var blocked = Transforms.Apply(at, split);
+                if (Footprint.Bytes(blocked, loop + 1) > capacity) continue;
+                var actions = new List<LoopAction>(Moves.Walk(nest.Cursor, loop)) { split };
+                Swaps(SwapUp, ref blocked, actions);
+                return (actions, blocked);
+            }
+            return null;
         }
 
         /// <summary>Applies <paramref name="swap"/> as long as it is legal.</summary>
@@ -211,7 +257,8 @@ public abstract class ActionSpace
             var k when k < Kernel => Moves.KernelActions[k].Name,
             var k when k == Kernel => "sink",
             var k when k == Kernel + 1 => "hoist",
-            var k => Macros[k - Kernel - 2].Name,
+            var k when k - Kernel - 2 < Macros.Length => Macros[k - Kernel - 2].Name,
+            var k => $"block_l{Levels[k - Kernel - 2 - Macros.Length]}",
         } + "@" + (id / perLoop).ToString(CultureInfo.InvariantCulture);
     }
 }

@@ -127,6 +127,11 @@ public sealed class Computation : IEquatable<Computation>
         return null;
     }
 
+    /// <summary>The same contraction with variable <paramref name="var"/> of size <paramref name="size"/> (a slice of it
+    /// when smaller); no shorthand.</summary>
+    public Computation WithSize(int var, int size) =>
+        Parse(Statement + " " + string.Join(" ", Vars.Select((v, i) => $"{v}={(i == var ? size : Sizes[i])}")));
+
     public bool Equals(Computation? other) => other is not null && other.Text == Text;
     public override bool Equals(object? obj) => Equals(obj as Computation);
     public override int GetHashCode() => Text.GetHashCode(StringComparison.Ordinal);

@@ -49,19 +49,21 @@ public static class Verifier
 
     /// <summary>
     /// Checks a kernel too slow to run whole on a slice of it (<see cref="Kernel.CompileSlice(Nest, int, JitOptions?)"/>):
-    /// the first <paramref name="outerIterations"/> iterations of its outermost loop, which must run over an output
-    /// variable, so that the slice finishes every output element it reaches (and leaves the rest alone). The sampled
-    /// elements inside the slice are compared with the exact result; those outside must be unchanged. Null when the
-    /// outermost loop is a reduction (a slice would leave partial sums): then only a whole run can check the kernel.
+    /// the first <paramref name="outerIterations"/> iterations of its outermost loop. Over an output variable, the slice
+    /// finishes every output element it reaches and leaves the rest alone: the sampled elements inside it are compared
+    /// with the exact result, those outside must be unchanged. Over a reduction variable, it adds the first part of the
+    /// sum to every output element: the sampled elements are compared with that partial sum. Null when the outermost
+    /// loop runs once (there is no slice).
     /// </summary>
     public static unsafe Verification? VerifySlice(Nest nest, int outerIterations, JitOptions? options = null, int seed = 1)
     {
         ArgumentNullException.ThrowIfNull(nest);
         var c = nest.Computation;
         int v = nest[0].Var;
-        if (c.IsReduction[v]) return null;
+        if (nest[0].Size + (nest[0].Tail > 0 ? 1 : 0) <= 1) return null;
         var slice = Kernel.CompileSlice(nest, outerIterations, options);
         int covered = (int)Math.Round(slice.Fraction * c.Sizes[v]);
+        bool reduction = c.IsReduction[v];
         var rng = new Random(seed);
         var buffers = c.Tensors.Select(t => Guarded(t.Length, rng)).ToArray();
         var before = Inner(buffers[0]).ToArray();
@@ -70,13 +72,15 @@ public static class Verifier
         bool Inside(long o) => o / stride % c.Sizes[v] < covered;
         // the sample folded into the slice (its index of v taken modulo what the slice covers), and the sample as drawn
         // for the elements outside it
-        var inside = all.Select(o => o - (o / stride % c.Sizes[v] - o / stride % c.Sizes[v] % covered) * stride).Distinct().Order().ToArray();
-        var (exact, magnitude) = Reference.ExactAt(c, inside, Inner(buffers[0]), Inner(buffers[1]), Inner(buffers[2]));
+        var inside = reduction ? all
+            : all.Select(o => o - (o / stride % c.Sizes[v] - o / stride % c.Sizes[v] % covered) * stride).Distinct().Order().ToArray();
+        var sizes = reduction ? c.Sizes.SetItem(v, covered) : c.Sizes;
+        var (exact, magnitude) = Reference.ExactAt(c, inside, Inner(buffers[0]), Inner(buffers[1]), Inner(buffers[2]), sizes);
         fixed (float* o = buffers[0], l = buffers[1], r = buffers[2])
             slice.Run(o + Guard, l + Guard, r + Guard);
         string? problem = Compare(c, Inner(buffers[0]), inside, exact, magnitude, out double worst);
         var output = Inner(buffers[0]);
-        foreach (long o in all.Where(o => !Inside(o)))
+        foreach (long o in reduction ? [] : all.Where(o => !Inside(o)))
             if (problem is null && !SameBits(output[(int)o], before[o])) problem = $"{c.Output.Name} element {o}, outside the slice, was written";
         return new Verification(problem is null, worst, Reference.Tolerance(c), problem, inside.Length);
     }
@@ -123,7 +127,7 @@ public static class Verifier
     {
         var b = new float[length + 2 * Guard];
         Array.Fill(b, Sentinel);
-        for (long i = Guard; i < Guard + length; i++) b[i] = (float)(rng.NextDouble() * 2 - 1);
+        Reference.FillUniform(b.AsSpan(Guard, checked((int)length)), rng);
         return b;
     }
 

@@ -28,7 +28,7 @@ public sealed record AdaptRequest(IReadOnlyList<string> Datasets, TimeSpan Time,
     IReadOnlyDictionary<string, string>? From = null, int? EvalSize = null, TimeSpan? EvalTime = null, int EvalEvery = 100, string? Db = null)
 {
     /// <summary>The datasets when none are given: the matmuls of the default policy and the convolutions of the conv policy.</summary>
-    public static IReadOnlyList<string> DefaultDatasets { get; } = ["mm64_256_16_range", "conv_small"];
+    public static IReadOnlyList<string> DefaultDatasets { get; } = ["mm64_4096", "conv_small_resnet50"];
 }
 
 /// <summary>One policy an adaptation produced: its name, the dataset it learned on, its run folder, where it was saved,

@@ -124,6 +124,11 @@ public sealed class Policy
         ActionSpace space;
         try { space = ActionSpace.Get(meta.GetValueOrDefault(Prefix + "action_space", "cursor")); }
         catch (LoopTuneException e) { throw new PolicyError($"policy {path}: {e.Message}", e); }
+        if (shape.Actions < space.Count && shape.Actions % Nest.MaxLoops == 0 && space.LoopOf(0) is not null && shape.Actions / Nest.MaxLoops < space.PerLoop)
+        {
+            meta = new Dictionary<string, string>(meta) { [Prefix + "upgraded_actions_from"] = (shape.Actions / Nest.MaxLoops).ToString(CultureInfo.InvariantCulture) + " per loop" };
+            (tensors, shape) = (Widen(tensors, shape, space), shape with { Actions = space.Count });
+        }
         if (shape.Observations != ObservationEncoder.Size || shape.Actions != space.Count)
             throw new PolicyError($"policy {path} is a network for {shape.Observations} inputs and {shape.Actions} actions; the '{space.Name}' action space has {ObservationEncoder.Size} and {space.Count}");
         IPolicyNetwork net;
@@ -143,6 +148,38 @@ public sealed class Policy
             ? t with { Shape = [ObservationEncoder.Size, cols], Data = [.. t.Data, .. new float[(ObservationEncoder.Size - rows) * cols]] }
             : t),
     ];
+
+    /// <summary>A network for a loop space with fewer edits per loop (the tile space before its block macros) widened to
+    /// <paramref name="space"/>: each old edit keeps its output column at its new id, and every new edit gets zero weights
+    /// and the mean bias of the old edits, so the old edits keep their order and the new ones start level.</summary>
+    static IReadOnlyList<NamedTensor> Widen(IReadOnlyList<NamedTensor> tensors, NetworkShape shape, ActionSpace space)
+    {
+        int oldPer = shape.Actions / Nest.MaxLoops, newPer = space.PerLoop;
+        NamedTensor Remap(NamedTensor t, int offset)
+        {
+            int rows = t.Shape.Length == 2 ? t.Shape[0] : 1, oldCols = t.Shape[^1], newCols = space.Count + offset;
+            bool bias = t.Shape.Length == 1;
+            var data = new float[rows * newCols];
+            for (int r = 0; r < rows; r++)
+            {
+                for (int c = 0; c < offset; c++) data[r * newCols + c] = t.Data[r * oldCols + c];
+                float mean = 0;
+                for (int a = 0; a < shape.Actions; a++) mean += t.Data[r * oldCols + offset + a] / shape.Actions;
+                for (int a = 0; a < space.Count; a++)
+                {
+                    int loop = a / newPer, edit = a % newPer;
+                    data[r * newCols + offset + a] = edit < oldPer ? t.Data[r * oldCols + offset + loop * oldPer + edit] : bias ? mean : 0;
+                }
+            }
+            return t with { Shape = bias ? [newCols] : [rows, newCols], Data = data };
+        }
+        return [.. tensors.Select(t => t.Name switch
+        {
+            "q.out.weight" or "q.out.bias" => Remap(t, 1), // column 0 is the dueling network's state value
+            "actor.out.weight" or "actor.out.bias" => Remap(t, 0),
+            _ => t,
+        })];
+    }
 
     static string ResolvePath(string p)
     {

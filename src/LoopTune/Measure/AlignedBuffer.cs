@@ -1,5 +1,7 @@
 using System.Runtime.InteropServices;
 
+using LoopTune.Jit;
+
 namespace LoopTune.Measure;
 
 /// <summary>A native float buffer whose first usable element is 64-byte aligned, with optional guard
@@ -69,22 +71,7 @@ public sealed unsafe class AlignedBuffer : IDisposable
     }
 
     /// <summary>Fills the usable part with uniform random values in [lo, hi).</summary>
-    public void Fill(Random rng, float lo = -1, float hi = 1)
-    {
-        ArgumentNullException.ThrowIfNull(rng);
-        // a xorshift64* stream seeded from rng: a nanosecond an element, so the buffers of a 4096^3 matmul (200 MB) fill in
-        // a fraction of a second rather than the search's whole budget
-        ulong x = (ulong)rng.NextInt64() | 1;
-        float* p = Pointer;
-        float scale = (hi - lo) / (1 << 24);
-        for (long i = 0; i < Length; i++)
-        {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            p[i] = lo + scale * (uint)((x * 2685821657736338717UL) >> 40);
-        }
-    }
+    public void Fill(Random rng, float lo = -1, float hi = 1) => Reference.FillUniform(new Span<float>(Pointer, checked((int)Length)), rng, lo, hi);
 
     /// <summary>Sets the usable part to zero; the guards are untouched.</summary>
     public void Clear() => NativeMemory.Clear(Pointer, (nuint)(Length * sizeof(float)));

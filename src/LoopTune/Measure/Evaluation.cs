@@ -28,6 +28,10 @@ public sealed record PeerResult(string Key, double? Gflops, string? Problem, Pee
     /// (<see cref="Together.Ratio"/>: the median of ratios within rounds); null when they were timed apart.</summary>
     public double? KernelOverPeer { get; init; }
 
+    /// <summary>True when the peer was timed on a slice of the computation (<see cref="Peers.Slice"/>): its GFLOPS are an
+    /// estimate of the whole's, and <see cref="Via"/> says which slice.</summary>
+    public bool Estimated { get; init; }
+
     /// <summary>The start of a wrong result's problem.</summary>
     public const string WrongResultPrefix = "wrong result: ";
 
@@ -68,8 +72,11 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
 
     /// <summary>Compiles, verifies and times <paramref name="nest"/>; with <paramref name="peers"/>, the kernel and every
     /// peer are timed side by side (<see cref="MeasureWithPeers"/>). A kernel whose run would last more than
-    /// <see cref="MaxRunSeconds"/> is estimated from a slice and checked on one instead (<see cref="Estimated"/>), the
-    /// peers then timed apart.</summary>
+    /// <see cref="MaxRunSeconds"/> is estimated from a slice and checked on one instead (<see cref="Estimated"/>): the
+    /// slice is timed side by side with the peers (themselves on slices when their runs could pass the limit:
+    /// <see cref="Peers.Slice"/>), for at most <see cref="MaxRunSeconds"/> of sampling (<see cref="MeasureOptions.MaxSeconds"/>).
+    /// So the final timing of a large problem costs about: a few seconds' worth of buffers to fill (200 MB for a 4096^3
+    /// matmul, 0.6 s), a check of one slice, each peer's check on its slice, and one second of side-by-side runs.</summary>
     public static Evaluation Run(Nest nest, MeasureOptions options, bool peers = true, double? peakGflops = null)
     {
         Kernel.WarmUp();
@@ -78,11 +85,13 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
         if (kernel.Flops > KernelTiming.ProbeFlops)
         {
             using var buffers = new KernelTiming.Workspace(nest.Computation);
-            if (KernelTiming.PredictRunSeconds(nest, buffers) > MaxRunSeconds
-                && KernelTiming.MeasureBounded(nest, kernel, options with { MaxSeconds = Math.Min(options.MaxSeconds, MaxRunSeconds) }, buffers, MaxRunSeconds) is (var estimate, true))
+            if (KernelTiming.PredictRunSeconds(nest, buffers) > MaxRunSeconds && KernelTiming.SliceToTime(nest, kernel, buffers, MaxRunSeconds) is { } slice)
             {
                 var check = Verifier.VerifySlice(nest, 1) ?? Verifier.Verify(kernel);
-                return new Evaluation(nest, kernel, check, estimate, peak, peers ? MeasurePeers(nest.Computation, options) : NotMeasured(nest.Computation)) { Estimated = true };
+                var bounded = options with { MaxSeconds = Math.Min(options.MaxSeconds, MaxRunSeconds) };
+                var (timed, others) = peers ? TimeSideBySide([slice], PreparePeers, bounded, buffers)
+                    : ([KernelTiming.Measure(slice, bounded, buffers)], NotMeasured(nest.Computation));
+                return new Evaluation(nest, kernel, check, KernelTiming.Scaled(timed[0], slice, kernel), peak, others) { Estimated = true };
             }
         }
         var verification = Verifier.Verify(kernel);
@@ -91,7 +100,7 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
     }
 
     /// <summary>Whether <see cref="Measurement"/> is an estimate from a slice (a whole run would last longer than
-    /// <see cref="MaxRunSeconds"/>); the peers were then timed apart, not side by side.</summary>
+    /// <see cref="MaxRunSeconds"/>); the slice was timed side by side with the peers.</summary>
     public bool Estimated { get; init; }
 
     /// <summary>Times <paramref name="kernel"/> and the peers of its computation (<see cref="PreparePeers"/>) side by side
@@ -110,7 +119,13 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
     /// result and is never timed. With a lone kernel, each measured peer carries the side-by-side ratio
     /// (<see cref="PeerResult.KernelOverPeer"/>).</summary>
     public static (IReadOnlyList<Measurement> Kernels, IReadOnlyList<PeerResult> Peers) TimeSideBySide(IReadOnlyList<Kernel> kernels,
-        Func<Computation, IReadOnlyList<PreparedPeer>> preparePeers, MeasureOptions options)
+        Func<Computation, IReadOnlyList<PreparedPeer>> preparePeers, MeasureOptions options) => TimeSideBySide(kernels, preparePeers, options, null);
+
+    /// <summary><see cref="TimeSideBySide(IReadOnlyList{Kernel}, Func{Computation, IReadOnlyList{PreparedPeer}}, MeasureOptions)"/>
+    /// on <paramref name="workspace"/> when given (else on new buffers); the kernels may be slices, measured over their own
+    /// flops.</summary>
+    static (IReadOnlyList<Measurement> Kernels, IReadOnlyList<PeerResult> Peers) TimeSideBySide(IReadOnlyList<Kernel> kernels,
+        Func<Computation, IReadOnlyList<PreparedPeer>> preparePeers, MeasureOptions options, KernelTiming.Workspace? workspace)
     {
         ArgumentNullException.ThrowIfNull(kernels);
         ArgumentNullException.ThrowIfNull(preparePeers);
@@ -120,10 +135,11 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
         var prepared = preparePeers(c);
         try
         {
-            using var buffers = new KernelTiming.Workspace(c);
+            using var owned = workspace is null ? new KernelTiming.Workspace(c) : null;
+            var buffers = workspace ?? owned!;
             var ready = prepared.Where(p => p.Result is null).ToList();
             var t = Timing.MeasureTogether([.. kernels.Select(k => KernelTiming.Runner(k, buffers)), .. ready.Select(p => p.Run!)],
-                [.. kernels.Select(k => k.Computation.Flops), .. ready.Select(p => p.Flops)], options);
+                [.. kernels.Select(k => k.Flops), .. ready.Select(p => p.Flops)], options);
             PeerResult Timed(PreparedPeer p)
             {
                 int i = kernels.Count + ready.IndexOf(p);

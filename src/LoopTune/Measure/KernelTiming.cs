@@ -38,12 +38,29 @@ public static class KernelTiming
     public static (Measurement Measurement, bool Estimated) MeasureBounded(Nest nest, Kernel kernel, MeasureOptions options, Workspace buffers,
         double maxRunSeconds, JitOptions? jit = null)
     {
+        if (SliceToTime(nest, kernel, buffers, maxRunSeconds, jit) is not { } slice) return (Measure(kernel, options, buffers), false);
+        return (Scaled(Measure(slice, options, buffers), slice, kernel), true);
+    }
+
+    /// <summary>A slice's measurement scaled to the whole of <paramref name="kernel"/>: seconds over the slice's share, the
+    /// whole's flops (the GFLOPS are the slice's).</summary>
+    public static Measurement Scaled(Measurement m, Kernel slice, Kernel kernel)
+    {
+        ArgumentNullException.ThrowIfNull(slice);
+        ArgumentNullException.ThrowIfNull(kernel);
+        return m with { MedianSeconds = m.MedianSeconds / slice.Fraction, MinSeconds = m.MinSeconds / slice.Fraction, Flops = kernel.Flops };
+    }
+
+    /// <summary>The slice <see cref="MeasureBounded"/> times in place of <paramref name="kernel"/>, or null when a whole run
+    /// stays within <paramref name="maxRunSeconds"/> (then the kernel is timed whole).</summary>
+    public static Kernel? SliceToTime(Nest nest, Kernel kernel, Workspace buffers, double maxRunSeconds, JitOptions? jit = null)
+    {
         ArgumentNullException.ThrowIfNull(nest);
         ArgumentNullException.ThrowIfNull(kernel);
-        if (kernel.Flops <= ProbeFlops || !double.IsFinite(maxRunSeconds)) return (Measure(kernel, options, buffers), false);
+        if (kernel.Flops <= ProbeFlops || !double.IsFinite(maxRunSeconds)) return null;
         var sizes = Kernel.ProbeSizes(nest, ProbeFlops / 50);
         var probe = Kernel.CompileSlice(nest, sizes, jit);
-        if (probe.Fraction >= 1) return (Measure(kernel, options, buffers), false);
+        if (probe.Fraction >= 1) return null;
         var run = Runner(probe, buffers);
         double seconds;
         using (ThreadPinning.Pin())
@@ -54,25 +71,19 @@ public static class KernelTiming
             seconds = t.Elapsed.TotalSeconds;
         }
         double whole = seconds / probe.Fraction;
-        if (whole <= maxRunSeconds) return (Measure(kernel, options, buffers), false);
+        if (whole <= maxRunSeconds) return null;
         // the slice timed: the first iterations of the outermost loop, everything inside whole (so the working set of
         // what is inside, and its cache behaviour, is the whole kernel's), about a quarter of the limit; when even one
         // outer iteration is too long, the probe widened along its outermost cut variable
         int total = Kernel.OuterIterations(nest);
         double perOuter = whole / total;
-        Kernel slice;
         if (perOuter <= maxRunSeconds / 4 && total > 1)
-            slice = Kernel.CompileSlice(nest, Math.Clamp((int)(maxRunSeconds / 4 / perOuter), 1, total - 1), jit);
-        else
-        {
-            int v = nest.Loops.Select(l => l.Var).First(x => sizes[x] < nest.Computation.Sizes[x]);
-            int step = sizes[v], most = nest.Computation.Sizes[v] / step;
-            int times = Math.Clamp((int)(maxRunSeconds / 4 / seconds), 1, Math.Max(1, most));
-            if (times > 1) sizes[v] = step * times;
-            slice = times > 1 ? Kernel.CompileSlice(nest, sizes, jit) : probe;
-        }
-        var m = Measure(slice, options, buffers);
-        return (m with { MedianSeconds = m.MedianSeconds / slice.Fraction, MinSeconds = m.MinSeconds / slice.Fraction, Flops = kernel.Flops }, true);
+            return Kernel.CompileSlice(nest, Math.Clamp((int)(maxRunSeconds / 4 / perOuter), 1, total - 1), jit);
+        int v = nest.Loops.Select(l => l.Var).First(x => sizes[x] < nest.Computation.Sizes[x]);
+        int step = sizes[v], most = nest.Computation.Sizes[v] / step;
+        int times = Math.Clamp((int)(maxRunSeconds / 4 / seconds), 1, Math.Max(1, most));
+        if (times > 1) sizes[v] = step * times;
+        return times > 1 ? Kernel.CompileSlice(nest, sizes, jit) : probe;
     }
 
     /// <summary>Seconds a whole run of <paramref name="nest"/> would take, from one run of a small slice

@@ -71,8 +71,33 @@ public static class Peers
     internal static PreparedPeer PrepareConv(ConvPeer peer, ConvShape shape, Action<Span<float>>? corrupt)
     {
         ArgumentNullException.ThrowIfNull(peer);
-        var c = shape.ToComputation();
-        return peer.Available ? Checked(peer.Key, peer.Timed, c, Conv(peer, shape), corrupt) : PreparedPeer.Final(PeerResult.Missing(peer), c.Flops);
+        var (c, slice) = Slice(shape.ToComputation());
+        if (!peer.Available) return PreparedPeer.Final(PeerResult.Missing(peer), c.Flops);
+        return Checked(peer.Key, peer.Timed + slice, c, Conv(peer, c.AsConv()!.Value), corrupt, slice is not null);
+    }
+
+    /// <summary>The share of the machine's peak below which no peer is expected to run (BLIS's generic kernels run at
+    /// about 14 % of a Zen 5's): what <see cref="Slice"/> sizes its slices by.</summary>
+    public const double SlowestPeerShare = 0.1;
+
+    /// <summary>
+    /// The part of <paramref name="c"/> a peer is checked and timed on, so that one of its runs stays under
+    /// <see cref="Evaluation.MaxRunSeconds"/> even at <see cref="SlowestPeerShare"/> of the peak: <paramref name="c"/>
+    /// itself, or, when its work is larger than that, its first rows along the outermost output variable (m of a matrix
+    /// product, the filters of a convolution) that do a quarter of that work, a multiple of 64, with a note for the peer's
+    /// call (<c>"; estimated on m &lt; 192 of 4096"</c>). A peer's speed per flop on such a slice is its speed on the whole: its
+    /// GFLOPS are reported as <see cref="PeerResult.Estimated"/>. Computations under a GFLOP are never sliced (and never
+    /// need the peak).
+    /// </summary>
+    public static (Computation Slice, string? Note) Slice(Computation c)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        if (c.Flops <= 1e9) return (c, null);
+        double limit = Evaluation.MaxRunSeconds * SlowestPeerShare * PeakCache.GetOrMeasure() * 1e9;
+        int v = c.Output.Index[0][0].Var, size = c.Sizes[v];
+        int rows = Math.Max(64, (int)Math.Ceiling(size * limit / 4 / c.Flops / 64) * 64);
+        if (c.Flops <= limit || rows >= size) return (c, null);
+        return (c.WithSize(v, rows), $"; estimated on {c.Vars[v]} < {rows} of {size}");
     }
 
     /// <summary>Runs <paramref name="peer"/>'s BLAS form of <paramref name="c"/> (<see cref="GemmForm"/>) once on random data
@@ -111,7 +136,10 @@ public static class Peers
         ArgumentNullException.ThrowIfNull(c);
         if (!peer.Available) return PreparedPeer.Final(PeerResult.Missing(peer), c.Flops);
         var (form, reason) = GemmForm.Classify(c);
-        return form is null ? PreparedPeer.Final(PeerResult.None(peer.Key, reason!), c.Flops) : Checked(peer.Key, form.Describe(), c, Gemm(peer, form), corrupt);
+        if (form is null) return PreparedPeer.Final(PeerResult.None(peer.Key, reason!), c.Flops);
+        var (slice, note) = Slice(c);
+        return note is null ? Checked(peer.Key, form.Describe(), c, Gemm(peer, form), corrupt)
+            : Checked(peer.Key, form.Describe() + note, slice, Gemm(peer, GemmForm.Classify(slice).Form!), corrupt, true);
     }
 
     /// <summary>Prepares a peer's run on the three buffers of a computation: output, left, right.</summary>
@@ -128,13 +156,13 @@ public static class Peers
 
     /// <summary>Checks: a peer whose result is right is returned ready to time; a wrong result or a library error is
     /// returned as its final result, never timed.</summary>
-    private static PreparedPeer Checked(string key, string via, Computation c, Runner runner, Action<Span<float>>? corrupt)
+    private static PreparedPeer Checked(string key, string via, Computation c, Runner runner, Action<Span<float>>? corrupt, bool slice = false)
     {
         Live? live = null;
         try
         {
             live = Check(c, runner, corrupt, 1);
-            if (live.Verification.Passed) return new PreparedPeer(key, via, c.Flops, live.Run!.Run, live);
+            if (live.Verification.Passed) return new PreparedPeer(key, via, c.Flops, live.Run!.Run, live) { Estimated = slice };
             var problem = live.Verification.Problem;
             live.Dispose();
             return PreparedPeer.Final(PeerResult.Wrong(key, problem, via), c.Flops);
@@ -237,10 +265,12 @@ public sealed class PreparedPeer : IDisposable
     public Action? Run { get; }
     /// <summary>Why the peer will not be timed; null when it is ready.</summary>
     public PeerResult? Result { get; }
+    /// <summary>True when <see cref="Run"/> is a slice of the computation (<see cref="Peers.Slice"/>).</summary>
+    public bool Estimated { get; init; }
 
     /// <summary>The result of a measurement of <see cref="Run"/>.</summary>
     public PeerResult Measured(Measurement m, double? kernelOverPeer = null) =>
-        PeerResult.Measured(Key, m.Gflops, Via) with { KernelOverPeer = kernelOverPeer };
+        PeerResult.Measured(Key, m.Gflops, Via) with { KernelOverPeer = kernelOverPeer, Estimated = Estimated };
 
     /// <summary>Times <see cref="Run"/> alone on the calling thread, or returns <see cref="Result"/>.</summary>
     public PeerResult Time(MeasureOptions options) => Result ?? Measured(Timing.Measure(Run!, Flops, options));
@@ -248,7 +278,7 @@ public sealed class PreparedPeer : IDisposable
     /// <summary>The same peer under another key (a library's column), taking over its buffers: dispose the result, not this.</summary>
     internal PreparedPeer Renamed(string key)
     {
-        var moved = new PreparedPeer(key, Via, Flops, Run, owned, Result is { } r ? r with { Key = key } : null);
+        var moved = new PreparedPeer(key, Via, Flops, Run, owned, Result is { } r ? r with { Key = key } : null) { Estimated = Estimated };
         owned = null;
         return moved;
     }

@@ -72,6 +72,38 @@ public sealed class DatasetCliTests : IDisposable
     }
 
     [Fact]
+    public void MergeKeepsEachSplitAndNeverTrainsOnATestedShape()
+    {
+        var merged = Dataset.Load("mm64_4096");
+        var small = Dataset.Load("mm64_256_16_range");
+        var large = Dataset.Load("mm256_4096_log");
+        Assert.Equal(2197 + 729 - 1, merged.Benchmarks.Length); // mm256_256_256 is in both
+        Assert.Single(merged.Benchmarks, b => b.Name == "mm256_256_256");
+        Assert.Empty(merged.Manifest.Train.Intersect(merged.Manifest.Test));
+        Assert.Equal(merged.Benchmarks.Select(b => b.Name).Order(), merged.Manifest.Train.Concat(merged.Manifest.Test).Order());
+        Assert.Equal(small.Manifest.Test.Concat(large.Manifest.Test).Distinct(), merged.Manifest.Test);
+        Assert.All(merged.Manifest.Test.TakeLast(10), n => Assert.Contains(n, large.Manifest.Test)); // training evaluates on large matmuls
+        Assert.Equal("mm64_256_16_range+mm256_4096_log", merged.Manifest.Arguments.Single().Value);
+
+        var (code, output, err) = Run("dataset", "merge", "conv_small", "resnet50_conv", "--out", temp["m"], "--json");
+        Assert.True(code == 0, err);
+        Assert.Equal(97, JsonNode.Parse(output)!["count"]!.GetValue<int>());
+        GeneratorTests.AssertSameFiles(temp["m"], Dataset.Load("conv_small_resnet50").Folder);
+    }
+
+    [Theory]
+    [InlineData("different kinds", "conv_small", "mm64_128_16_range")]
+    [InlineData("at least two", "conv_small")]
+    [InlineData("neither a dataset folder", "conv_small", "nope")]
+    public void MergeRefusesBadInputAndWritesNothing(string message, params string[] parts)
+    {
+        var (code, _, err) = Run(["dataset", "merge", .. parts, "--out", temp["bad"]]);
+        Assert.Equal(2, code);
+        Assert.Contains(message, err);
+        Assert.False(Directory.Exists(temp["bad"]));
+    }
+
+    [Fact]
     public void NamedDatasetsAreGeneratedOnFirstUse()
     {
         var d = Dataset.Load("mm64_256_16_range");

@@ -1,4 +1,5 @@
 using LoopTune.Datasets;
+using LoopTune.Ir;
 using LoopTune.Tests.Store;
 
 namespace LoopTune.Tests.Datasets;
@@ -130,6 +131,52 @@ public sealed class GeneratorTests
         Assert.Contains("not empty", e.Message);
         Assert.Equal([temp["taken"]], Directory.GetFileSystemEntries(temp.Path));
         Assert.Equal([temp["taken/x.txt"]], Directory.GetFileSystemEntries(temp["taken"]));
+    }
+
+    [Theory]
+    [InlineData("mm256_4096_log", 729, 583)]
+    [InlineData("bert_base_gemm", 12, 10)]
+    [InlineData("resnet50_gemm", 12, 10)]
+    [InlineData("resnet50_conv", 16, 13)]
+    public void LargeShapeDatasetsGenerateTheSameBytesTwice(string name, int count, int train)
+    {
+        using var temp = new TempFolder("looptune-ds");
+        var named = NamedDataset.Find(name)!;
+        named.Generator().Write(temp["one"], NamedDataset.Split, NamedDataset.Seed);
+        named.Generator().Write(temp["two"], NamedDataset.Split, NamedDataset.Seed);
+        AssertSameFiles(temp["one"], temp["two"]);
+        var d = Dataset.LoadFolder(temp["one"]);
+        Assert.Equal((count, train, count - train), (d.Benchmarks.Length, d.Train.Count, d.Test.Count));
+    }
+
+    [Fact]
+    public void ModelShapesAreTheModelsLayers()
+    {
+        var sizes = DatasetGenerator.Matmul("256|384|512|768|1024|1536|2048|3072|4096,256", "256,256").Benchmarks.Select(b => b.Computation.AsMatmul()!.Value.M);
+        Assert.Equal([256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096], sizes);
+        var bert = ModelShapes.BertBase().ToDictionary(b => b.Name, b => Computation.Parse(b.Spec));
+        Assert.Equal(2.0 * 512 * 3072 * 768, bert["bert_s512_ffn_up"].Flops);
+        Assert.Equal((128, 128, 64), bert["bert_s128_scores"].AsMatmul());
+        // a 1x1 convolution and its GEMM do the same work, and a padded 3x3 keeps the image's size
+        foreach (var (c, h, f) in ModelShapes.ResNet50OneByOne)
+        {
+            var conv = Computation.Conv(c, h, h, f, 1, 1);
+            var gemm = Computation.Parse(ModelShapes.ResNet50Gemms().Single(g => g.Name == $"r50_1x1_{c}_{h}_{f}").Spec);
+            Assert.Equal(conv.Flops, gemm.Flops);
+            Assert.Equal(conv.Output.Length, gemm.Output.Length);
+        }
+        foreach (var (name, spec) in ModelShapes.ResNet50Convs().Where(x => x.Name.StartsWith("r50_3x3", StringComparison.Ordinal)))
+        {
+            var shape = Computation.Parse(spec).AsConv()!.Value;
+            Assert.Equal(int.Parse(name.Split('_')[^1], System.Globalization.CultureInfo.InvariantCulture), shape.OH);
+        }
+    }
+
+    [Fact]
+    public void FromSpecsNamesTheBadBenchmark()
+    {
+        Assert.Contains("twice", Assert.Throws<DatasetSpecError>(() => DatasetGenerator.FromSpecs("mm", "t", [("a", "mm 8 8 8"), ("a", "mm 4 4 4")])).Message);
+        Assert.Contains("benchmark b", Assert.Throws<DatasetSpecError>(() => DatasetGenerator.FromSpecs("mm", "t", [("b", "mm 8 0 8")])).Message);
     }
 
     internal static void AssertSameFiles(string a, string b)

@@ -70,6 +70,38 @@ public sealed class MachineAwareTests
     }
 
     [Theory]
+    [InlineData("dqn")]
+    [InlineData("ppo")]
+    public void A_tile_policy_from_before_the_block_macros_keeps_its_ranking_of_the_old_edits(string kind)
+    {
+        using var temp = new TempFolder();
+        int oldPer = ActionSpace.Tile.PerLoop - 3, oldCount = Nest.MaxLoops * oldPer;
+        var old = Net.Create(new NetworkShape(kind, ObservationEncoder.Size, oldCount, [16, 16], "relu", true), new Random(5));
+        // a trained policy's output biases differ from zero: give them some, so that the new edits' level is tested
+        foreach (var p in old.Parameters.Where(p => p.Name.EndsWith("out.bias", StringComparison.Ordinal)))
+            for (int i = 0; i < p.Value.Length; i++) p.Value[i] = i % 7 * 0.1f;
+        var path = temp["tile25.safetensors"];
+        SafeTensors.Save(path, SafeTensors.FromParameters(old.Parameters), new Dictionary<string, string>
+        {
+            ["looptune.format"] = "looptune-policy/1", ["looptune.shape"] = System.Text.Json.JsonSerializer.Serialize(old.Shape),
+            ["looptune.encoder"] = ObservationEncoder.Name, ["looptune.episode_length"] = "10", ["looptune.action_space"] = "tile",
+        });
+        var widened = Policy.Load(path);
+        Assert.Equal(ActionSpace.Tile.Count, widened.Shape.Actions);
+        Assert.Equal($"{oldPer} per loop", widened.Metadata["looptune.upgraded_actions_from"]);
+        var rng = new Random(6);
+        var x = Enumerable.Range(0, ObservationEncoder.Size).Select(_ => (float)rng.NextDouble()).ToArray();
+        var before = old.Scores(Net.Row(x)).Row(0).ToArray();
+        var after = widened.Network.Scores(Net.Row(x)).Row(0).ToArray();
+        int NewId(int oldId) => oldId / oldPer * ActionSpace.Tile.PerLoop + oldId % oldPer;
+        // the old edits keep their differences (the dueling mean and the softmax shift every score alike)
+        for (int a = 1; a < oldCount; a++)
+            Assert.Equal(before[a] - before[0], after[NewId(a)] - after[NewId(0)], 4);
+        int block = ActionSpace.Tile.Parse("block_l2@3");
+        Assert.InRange(after[block], after.Min(), after.Max());
+    }
+
+    [Theory]
     [InlineData(3)]
     [InlineData(9)]
     public void The_policy_guided_search_replays_through_the_environment_keeps_its_budget_and_never_loses_to_the_greedy_rollout(int seed)

@@ -155,7 +155,7 @@ public class ActionSpaceTests
             for (int step = 0; step < 6; step++)
             {
                 var mask = space.Mask(nest);
-                Assert.Equal(Nest.MaxLoops * (Moves.KernelActions.Length + 2 + 8), mask.Length);
+                Assert.Equal(Nest.MaxLoops * (Moves.KernelActions.Length + 2 + 8 + 3), mask.Length);
                 for (int id = 0; id < mask.Length; id++)
                 {
                     if (!mask[id])

@@ -147,7 +147,46 @@ public sealed class SampledCheckTests
         Assert.NotNull(v);
         Assert.True(v.Value.Passed, v.Value.Problem);
         Assert.InRange(v.Value.Checked, 100, Reference.SampleSize); // the sample folded into rows 0..15
-        // a reduction outermost leaves partial sums in a slice: only a whole run can check that kernel
-        Assert.Null(Verifier.VerifySlice(Nest.Parse(large, ">k:512 m:64 n:16 m:8u n:32v"), 2));
+        // a reduction outermost leaves partial sums in a slice: every sampled element is checked against its partial sum
+        var k = Verifier.VerifySlice(Nest.Parse(large, ">k:512 m:64 n:16 m:8u n:32v"), 2);
+        Assert.NotNull(k);
+        Assert.True(k.Value.Passed, k.Value.Problem);
+        Assert.Equal(Reference.SampleSize, k.Value.Checked);
+        Assert.Null(Verifier.VerifySlice(Nest.Parse(large, ">m:1 n:16 k:512 m:512 n:32v"), 2)); // one iteration: no slice
+    }
+
+    [Fact]
+    public void Partial_sums_run_each_reduction_over_its_first_values()
+    {
+        var c = Computation.Matmul(3, 4, 5);
+        var rng = new Random(2);
+        float[] a = [.. Enumerable.Range(0, 15).Select(_ => (float)rng.NextDouble())], b = [.. Enumerable.Range(0, 20).Select(_ => (float)rng.NextDouble())];
+        var output = new float[12];
+        output[6] = 0.25f; // C[1,2]
+        var (exact, _) = Reference.ExactAt(c, [6], output, a, b, [3, 4, 2]);
+        Assert.Equal(0.25 + (double)a[5] * b[2] + (double)a[6] * b[6], exact[0], 12);
+        Assert.Equal(Reference.ExactAt(c, [6], output, a, b).Exact[0], Reference.ExactAt(c, [6], output, a, b, [3, 4, 5]).Exact[0]);
+    }
+
+    [Fact]
+    public void Peers_of_a_problem_too_large_to_run_whole_are_checked_and_timed_on_a_slice_of_its_rows()
+    {
+        var small = Computation.Matmul(512, 512, 512);
+        Assert.Same(small, Peers.Slice(small).Slice);
+        var huge = Computation.Matmul(4096, 4096, 4096);
+        var (slice, note) = Peers.Slice(huge);
+        double limit = Evaluation.MaxRunSeconds * Peers.SlowestPeerShare * PeakCache.GetOrMeasure() * 1e9;
+        int rows = slice.AsMatmul()!.Value.M;
+        Assert.Equal((0, 4096, 4096), (rows % 64, slice.Sizes[1], slice.Sizes[2]));
+        Assert.True(rows < 4096 && (rows == 64 || slice.Flops - 2.0 * 64 * 4096 * 4096 < limit / 4), $"{rows} rows, limit {limit:E2} flops");
+        Assert.Equal($"; estimated on m < {rows} of 4096", note);
+        var peer = Peers.All.First(p => p.Available);
+        using var prepared = Peers.PrepareGemm(peer, huge);
+        Assert.Null(prepared.Result); // checked on the slice against the reference, and right
+        Assert.True(prepared.Estimated);
+        Assert.Equal(slice.Flops, prepared.Flops);
+        Assert.EndsWith(note!, prepared.Via);
+        var timed = prepared.Time(MeasureOptions.Quick with { MaxSeconds = 0.2 });
+        Assert.True(timed.Estimated && timed.Gflops > 0);
     }
 }
