@@ -97,10 +97,12 @@ static class TuneCommand
         Kernel.WarmUp();
         pol.WarmUp();
         _ = Machine.Current; // measured (once per machine) before the clock starts
-        var timed = new TimedEvaluator(new KernelEvaluator());
+        var evaluator = new KernelEvaluator();
+        var buffers = evaluator.Prepare(computation); // the buffers too: the budget is for measuring schedules
+        var timed = new TimedEvaluator(evaluator);
         SearchResult result;
         using (ThreadPinning.Pin()) result = search.Run(Nest.Initial(computation), timed, limit, 0, pol.Space);
-        return (result, Evaluation.Run(result.Best, timing, peers), result.Seconds - timed.Seconds, timed.Seconds);
+        return (result, Evaluation.Run(result.Best, timing, peers, null, buffers), result.Seconds - timed.Seconds, timed.Seconds);
     }
 
     internal static void Print(IAnsiConsole o, Evaluation e, SearchResult r, Policy pol, double policySeconds, double measureSeconds)

@@ -66,8 +66,8 @@ public static class Verifier
         bool reduction = c.IsReduction[v];
         var rng = new Random(seed);
         var buffers = c.Tensors.Select(t => Guarded(t.Length, rng)).ToArray();
-        var before = Inner(buffers[0]).ToArray();
         var all = Reference.CheckedElements(c, seed);
+        var before = all.ToDictionary(o => o, o => buffers[0][Guard + o]); // the sampled elements' values: those outside must keep them
         long stride = c.Output.VarStrides[v];
         bool Inside(long o) => o / stride % c.Sizes[v] < covered;
         // the sample folded into the slice (its index of v taken modulo what the slice covers), and the sample as drawn

@@ -77,26 +77,32 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
     /// <see cref="Peers.Slice"/>), for at most <see cref="MaxRunSeconds"/> of sampling (<see cref="MeasureOptions.MaxSeconds"/>).
     /// So the final timing of a large problem costs about: a few seconds' worth of buffers to fill (200 MB for a 4096^3
     /// matmul, 0.6 s), a check of one slice, each peer's check on its slice, and one second of side-by-side runs.</summary>
-    public static Evaluation Run(Nest nest, MeasureOptions options, bool peers = true, double? peakGflops = null)
+    public static Evaluation Run(Nest nest, MeasureOptions options, bool peers = true, double? peakGflops = null) =>
+        Run(nest, options, peers, peakGflops, null);
+
+    /// <summary><see cref="Run(Nest, MeasureOptions, bool, double?)"/> on <paramref name="workspace"/>, buffers already made
+    /// for the nest's computation (a search's: 200 MB for a 4096^3 matmul need not be filled twice); new ones when null.</summary>
+    public static Evaluation Run(Nest nest, MeasureOptions options, bool peers, double? peakGflops, KernelTiming.Workspace? workspace)
     {
         Kernel.WarmUp();
         var kernel = Kernel.Compile(nest);
         double peak = peakGflops ?? PeakCache.GetOrMeasure();
-        if (kernel.Flops > KernelTiming.ProbeFlops)
+        using var owned = workspace?.Computation.Equals(nest.Computation) == true ? null : new KernelTiming.Workspace(nest.Computation);
+        var buffers = owned ?? workspace!;
+        double predicted = kernel.Flops > KernelTiming.ProbeFlops ? KernelTiming.PredictRunSeconds(nest, buffers) : 0;
+        if (predicted > MaxRunSeconds && KernelTiming.SliceToTime(nest, kernel, buffers, MaxRunSeconds) is { } slice)
         {
-            using var buffers = new KernelTiming.Workspace(nest.Computation);
-            if (KernelTiming.PredictRunSeconds(nest, buffers) > MaxRunSeconds && KernelTiming.SliceToTime(nest, kernel, buffers, MaxRunSeconds) is { } slice)
-            {
-                var check = Verifier.VerifySlice(nest, 1) ?? Verifier.Verify(kernel);
-                var bounded = options with { MaxSeconds = Math.Min(options.MaxSeconds, MaxRunSeconds) };
-                var (timed, others) = peers ? TimeSideBySide([slice], PreparePeers, bounded, buffers)
-                    : ([KernelTiming.Measure(slice, bounded, buffers)], NotMeasured(nest.Computation));
-                return new Evaluation(nest, kernel, check, KernelTiming.Scaled(timed[0], slice, kernel), peak, others) { Estimated = true };
-            }
+            var check = Verifier.VerifySlice(nest, 1) ?? Verifier.Verify(kernel);
+            var bounded = options with { MaxSeconds = Math.Min(options.MaxSeconds, MaxRunSeconds) };
+            var (timed, others) = peers ? TimeSideBySide([slice], PreparePeers, bounded, buffers)
+                : ([KernelTiming.Measure(slice, bounded, buffers)], NotMeasured(nest.Computation));
+            return new Evaluation(nest, kernel, check, KernelTiming.Scaled(timed[0], slice, kernel), peak, others) { Estimated = true };
         }
-        var verification = Verifier.Verify(kernel);
-        var (measurement, peerResults) = peers ? MeasureWithPeers(kernel, options) : (KernelTiming.Measure(kernel, options), NotMeasured(nest.Computation));
-        return new Evaluation(nest, kernel, verification, measurement, peak, peerResults);
+        // a run of more than a quarter second is checked on a slice too: the check is sampled either way
+        var verification = predicted > MaxRunSeconds / 4 ? Verifier.VerifySlice(nest, 1) ?? Verifier.Verify(kernel) : Verifier.Verify(kernel);
+        var (measured, peerResults) = peers ? TimeSideBySide([kernel], PreparePeers, options, buffers)
+            : ([KernelTiming.Measure(kernel, options, buffers)], NotMeasured(nest.Computation));
+        return new Evaluation(nest, kernel, verification, measured[0], peak, peerResults);
     }
 
     /// <summary>Whether <see cref="Measurement"/> is an estimate from a slice (a whole run would last longer than

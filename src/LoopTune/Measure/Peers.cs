@@ -81,11 +81,12 @@ public static class Peers
     public const double SlowestPeerShare = 0.1;
 
     /// <summary>
-    /// The part of <paramref name="c"/> a peer is checked and timed on, so that one of its runs stays under
-    /// <see cref="Evaluation.MaxRunSeconds"/> even at <see cref="SlowestPeerShare"/> of the peak: <paramref name="c"/>
-    /// itself, or, when its work is larger than that, its first rows along the outermost output variable (m of a matrix
-    /// product, the filters of a convolution) that do a quarter of that work, a multiple of 64, with a note for the peer's
-    /// call (<c>"; estimated on m &lt; 192 of 4096"</c>). A peer's speed per flop on such a slice is its speed on the whole: its
+    /// The part of <paramref name="c"/> a peer is checked and timed on, so that one of its runs stays under a quarter of
+    /// <see cref="Evaluation.MaxRunSeconds"/> even at <see cref="SlowestPeerShare"/> of the peak (a side-by-side round
+    /// runs every peer once, and a few rounds must fit in the final timing's seconds): <paramref name="c"/> itself, or,
+    /// when its work is larger than that, its first rows along the outermost output variable (m of a matrix product, the
+    /// filters of a convolution) that do that work, a multiple of 64, with a note for the peer's call
+    /// (<c>"; estimated on m &lt; 192 of 4096"</c>). A peer's speed per flop on such a slice is its speed on the whole: its
     /// GFLOPS are reported as <see cref="PeerResult.Estimated"/>. Computations under a GFLOP are never sliced (and never
     /// need the peak).
     /// </summary>
@@ -93,9 +94,9 @@ public static class Peers
     {
         ArgumentNullException.ThrowIfNull(c);
         if (c.Flops <= 1e9) return (c, null);
-        double limit = Evaluation.MaxRunSeconds * SlowestPeerShare * PeakCache.GetOrMeasure() * 1e9;
+        double limit = Evaluation.MaxRunSeconds / 4 * SlowestPeerShare * PeakCache.GetOrMeasure() * 1e9;
         int v = c.Output.Index[0][0].Var, size = c.Sizes[v];
-        int rows = Math.Max(64, (int)Math.Ceiling(size * limit / 4 / c.Flops / 64) * 64);
+        int rows = Math.Max(64, (int)(size * limit / c.Flops / 64) * 64);
         if (c.Flops <= limit || rows >= size) return (c, null);
         return (c.WithSize(v, rows), $"; estimated on {c.Vars[v]} < {rows} of {size}");
     }

@@ -72,7 +72,7 @@ public sealed class TimerTests
     public void PresetsAreOrderedAndNewIsDefault()
     {
         Assert.Equal(MeasureOptions.Default, new MeasureOptions());
-        Assert.Equal(new MeasureOptions(0.02, 0.2, 7, 0.002, 1000, 3), MeasureOptions.Default);
+        Assert.Equal(new MeasureOptions(0.02, 0.2, 7, 0.002, 1000, 2), MeasureOptions.Default);
         Assert.True(MeasureOptions.Quick.MinSeconds < MeasureOptions.Default.MinSeconds);
         Assert.True(MeasureOptions.Thorough.MinSeconds > MeasureOptions.Default.MinSeconds);
         foreach (var o in new[] { MeasureOptions.Quick, MeasureOptions.Default, MeasureOptions.Thorough }) o.Validate();
