@@ -49,9 +49,6 @@ public abstract class ActionSpace
     /// <summary>The tile space with blocks sized for <paramref name="caches"/> (<see cref="Tile"/>: this machine's).</summary>
     public static ActionSpace TileFor(CacheSizes caches) => new LoopSpace("tile", caches ?? throw new ArgumentNullException(nameof(caches)));
 
-    /// <summary>The cache sizes the block macros use; null in the spaces without them.</summary>
-    public virtual CacheSizes? Caches => null;
-
     public static IReadOnlyList<string> Names { get; } = ["cursor", "loop", "tile"];
 
     /// <summary>The space called <paramref name="name"/>; a <see cref="LoopTuneException"/> naming the valid ones otherwise.</summary>
@@ -173,7 +170,6 @@ public abstract class ActionSpace
         readonly int perLoop = Kernel + 2 + (caches is null ? 0 : Macros.Length + Levels.Length);
 
         public override string Name => name;
-        public override CacheSizes? Caches => caches;
         public override int Count => Nest.MaxLoops * perLoop;
         public override int PerLoop => perLoop;
 

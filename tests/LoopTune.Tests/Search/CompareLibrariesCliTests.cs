@@ -185,7 +185,7 @@ public sealed class CompareLibrariesCliTests : IDisposable
     [InlineData("does not exist", "--methods", "policy", "--policy", "/nonexistent-looptune-policy.safetensors")]
     [InlineData("names a method twice", "--methods", "genetic,genetic")]
     [InlineData("'--out' is required", "--out")]
-    [InlineData("--split", "--split", "validation")]
+    [InlineData("validation", "--split", "validation")]
     public void BadInputExitsWithTwoAndWritesNothing(string message, params string[] args)
     {
         var dataset = args.Contains("--dataset") ? [] : new[] { "--dataset", Dataset("mm 8 8 8") };
