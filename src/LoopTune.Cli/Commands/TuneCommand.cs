@@ -136,7 +136,7 @@ static class TuneCommand
 
         public Evaluated Evaluate(Nest nest) => Timed(() => inner.Evaluate(nest));
 
-        public int Fastest(IReadOnlyList<Nest> candidates) => Timed(() => inner.Fastest(candidates));
+        public int Fastest(IReadOnlyList<Nest> candidates, TimeSpan? within = null) => Timed(() => inner.Fastest(candidates, within));
 
         T Timed<T>(Func<T> f)
         {

@@ -22,8 +22,9 @@ public interface IEvaluator
 /// quick, noisy measurements.</summary>
 public interface IConfirmingEvaluator : IEvaluator
 {
-    /// <summary>The index of the fastest of <paramref name="candidates"/> (schedules of one computation).</summary>
-    int Fastest(IReadOnlyList<Nest> candidates);
+    /// <summary>The index of the fastest of <paramref name="candidates"/> (schedules of one computation), timed for at most
+    /// about <paramref name="within"/> (default: <see cref="MeasureOptions.Confirm"/>'s limit).</summary>
+    int Fastest(IReadOnlyList<Nest> candidates, TimeSpan? within = null);
 }
 
 /// <summary>
@@ -65,9 +66,10 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
     public JitOptions Jit => jit;
 
     /// <summary>Compiles the candidates and times them side by side (<see cref="Timing.MeasureTogether"/> with
-    /// <see cref="MeasureOptions.Confirm"/>, pinned, never from the store): the index of the highest median GFLOPS. When one
-    /// of them was an estimate (too slow to run whole), their figures decide without a new timing.</summary>
-    public int Fastest(IReadOnlyList<Nest> candidates)
+    /// <see cref="MeasureOptions.Confirm"/>, pinned, never from the store, sampling for at most <paramref name="within"/>): the
+    /// index of the highest median GFLOPS. When one of them was an estimate (too slow to run whole), or a warm-up and one
+    /// round of them all would not fit in <paramref name="within"/>, their figures decide without a new timing.</summary>
+    public int Fastest(IReadOnlyList<Nest> candidates, TimeSpan? within = null)
     {
         ArgumentNullException.ThrowIfNull(candidates);
         ArgumentOutOfRangeException.ThrowIfZero(candidates.Count);
@@ -77,12 +79,13 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
         // a candidate too slow to run whole was estimated from a slice: timing them all side by side would overrun, so the
         // estimates and quick figures decide
         var known = candidates.Select(n => seen.TryGetValue((c.Text, n.ScheduleKey), out var e) ? e : (Evaluated?)null).ToList();
-        if (known.Any(e => e is { Estimated: true }))
+        double limit = Math.Min(within?.TotalSeconds ?? double.PositiveInfinity, MeasureOptions.Confirm.MaxSeconds), round = known.Sum(e => e?.Seconds ?? 0);
+        if (known.Any(e => e is { Estimated: true }) || 2 * round > limit)
             return known.Select((e, i) => (G: e?.Gflops ?? 0, i)).MaxBy(x => x.G).i;
         var workspace = Buffers(c);
         var runs = candidates.Select(n => KernelTiming.Runner(Kernel.Compile(n, jit), workspace)).ToList();
         using var pin = ThreadPinning.Pin();
-        var t = Timing.MeasureTogether(runs, [.. candidates.Select(_ => c.Flops)], MeasureOptions.Confirm);
+        var t = Timing.MeasureTogether(runs, [.. candidates.Select(_ => c.Flops)], MeasureOptions.Confirm with { MaxSeconds = Math.Max(limit - round, 1e-3) });
         int best = 0;
         for (int i = 1; i < candidates.Count; i++)
             if (t.Measurements[i].Gflops > t.Measurements[best].Gflops) best = i;

@@ -71,12 +71,13 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
     public const double MaxRunSeconds = 1;
 
     /// <summary>Compiles, verifies and times <paramref name="nest"/>; with <paramref name="peers"/>, the kernel and every
-    /// peer are timed side by side (<see cref="MeasureWithPeers"/>). A kernel whose run would last more than
-    /// <see cref="MaxRunSeconds"/> is estimated from a slice and checked on one instead (<see cref="Estimated"/>): the
-    /// slice is timed side by side with the peers (themselves on slices when their runs could pass the limit:
-    /// <see cref="Peers.Slice"/>), for at most <see cref="MaxRunSeconds"/> of sampling (<see cref="MeasureOptions.MaxSeconds"/>).
-    /// So the final timing of a large problem costs about: a few seconds' worth of buffers to fill (200 MB for a 4096^3
-    /// matmul, 0.6 s), a check of one slice, each peer's check on its slice, and one second of side-by-side runs.</summary>
+    /// peer are timed side by side (<see cref="MeasureWithPeers"/>). A kernel whose run could last more than
+    /// <see cref="MaxRunSeconds"/> (a probe predicts over a quarter of it) is estimated from a slice and checked on one
+    /// instead (<see cref="Estimated"/>): the slice is timed side by side with the peers (themselves on slices when their
+    /// runs could pass a quarter second: <see cref="Peers.Slice"/>), for at most <see cref="MaxRunSeconds"/> of sampling
+    /// (<see cref="MeasureOptions.MaxSeconds"/>). So the final timing of a large problem costs about: buffers to fill
+    /// (200 MB for a 4096^3 matmul, half a second here), a check of one slice, each peer's check on its slice, and one to
+    /// two seconds of side-by-side runs.</summary>
     public static Evaluation Run(Nest nest, MeasureOptions options, bool peers = true, double? peakGflops = null) =>
         Run(nest, options, peers, peakGflops, null);
 
@@ -90,7 +91,9 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
         using var owned = workspace?.Computation.Equals(nest.Computation) == true ? null : new KernelTiming.Workspace(nest.Computation);
         var buffers = owned ?? workspace!;
         double predicted = kernel.Flops > KernelTiming.ProbeFlops ? KernelTiming.PredictRunSeconds(nest, buffers) : 0;
-        if (predicted > MaxRunSeconds && KernelTiming.SliceToTime(nest, kernel, buffers, MaxRunSeconds) is { } slice)
+        // the prediction's probe runs from the caches and so promises more than a large kernel keeps (0.7 s predicted, 2.3 s
+        // run, for a blocked 4096^3 matmul): a predicted run over a quarter of the limit is estimated already
+        if (predicted > MaxRunSeconds / 4 && KernelTiming.SliceToTime(nest, kernel, buffers, MaxRunSeconds / 4) is { } slice)
         {
             var check = Verifier.VerifySlice(nest, 1) ?? Verifier.Verify(kernel);
             var bounded = options with { MaxSeconds = Math.Min(options.MaxSeconds, MaxRunSeconds) };
@@ -98,8 +101,8 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
                 : ([KernelTiming.Measure(slice, bounded, buffers)], NotMeasured(nest.Computation));
             return new Evaluation(nest, kernel, check, KernelTiming.Scaled(timed[0], slice, kernel), peak, others) { Estimated = true };
         }
-        // a run of more than a quarter second is checked on a slice too: the check is sampled either way
-        var verification = predicted > MaxRunSeconds / 4 ? Verifier.VerifySlice(nest, 1) ?? Verifier.Verify(kernel) : Verifier.Verify(kernel);
+        // a run predicted over a sixteenth of the limit is checked on a slice too: the check is sampled either way
+        var verification = predicted > MaxRunSeconds / 16 ? Verifier.VerifySlice(nest, 1) ?? Verifier.Verify(kernel) : Verifier.Verify(kernel);
         var (measured, peerResults) = peers ? TimeSideBySide([kernel], PreparePeers, options, buffers)
             : ([KernelTiming.Measure(kernel, options, buffers)], NotMeasured(nest.Computation));
         return new Evaluation(nest, kernel, verification, measured[0], peak, peerResults);

@@ -180,7 +180,7 @@ public sealed class SearchRun
         foreach (var s in alsoConsider)
             if (s.Gflops >= Root.Gflops && !finalists.Any(f => f.Nest.ScheduleKey == s.Nest.ScheduleKey)) finalists.Add(s);
         if (evaluator is IConfirmingEvaluator confirming && finalists.Count > 1)
-            Best = finalists[confirming.Fastest([.. finalists.Select(l => l.Nest)])];
+            Best = finalists[confirming.Fastest([.. finalists.Select(l => l.Nest)], Budget.Time - clock.Elapsed)];
         Tree.Best = Best.Nest.ScheduleKey;
         Tree.BestPath = PathKeys(Root.Nest, Best.Path);
         var (best, ids, path) = Shorten(Space, Root.Nest, Best.Nest, Best.Ids);

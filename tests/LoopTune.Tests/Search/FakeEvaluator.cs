@@ -39,9 +39,13 @@ sealed class ConfirmingFakeEvaluator(Func<Nest, double> quick, Func<Nest, double
 
     public Evaluated Evaluate(Nest nest) => inner.Evaluate(nest);
 
-    public int Fastest(IReadOnlyList<Nest> candidates)
+    /// <summary>The time each call was given.</summary>
+    public List<TimeSpan?> Within { get; } = [];
+
+    public int Fastest(IReadOnlyList<Nest> candidates, TimeSpan? within = null)
     {
         Asked.Add(candidates);
+        Within.Add(within);
         return candidates.Select((n, i) => (truth(n), i)).Max().i;
     }
 }

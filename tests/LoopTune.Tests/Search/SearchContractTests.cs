@@ -43,6 +43,9 @@ public sealed class SearchContractTests
         Assert.Equal(order[3], result.Best.ScheduleKey);
         Assert.Equal(30, result.BestGflops); // the search's own figure for it
         Assert.Equal(order[3], Transforms.ApplyAll(Start, result.Actions).ScheduleKey);
+        // the timing is given what is left of the budget, no more
+        var within = Assert.Single(fake.Within);
+        Assert.InRange(within!.Value.TotalSeconds, 25, 30);
     }
 
     [Fact]
