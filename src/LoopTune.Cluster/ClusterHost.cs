@@ -56,6 +56,7 @@ public static class ClusterHost
     {
         silo.Configure<ClusterOptions>(o => (o.ClusterId, o.ServiceId) = (ClusterId, ServiceId));
         silo.Configure<SiloOptions>(o => o.SiloName = $"{s.HostId}-{s.SiloPort}");
+        silo.AddPlacementDirector<OldestSiloPlacement, OldestSiloPlacementDirector>();
         var a = s.Address;
         if (a.Kind == Membership.Localhost) silo.UseLocalhostClustering(s.SiloPort, s.GatewayPort, s.Primary, ServiceId, ClusterId);
         else

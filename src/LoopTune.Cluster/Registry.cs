@@ -1,4 +1,5 @@
 using Orleans.Concurrency;
+using Orleans.Placement;
 using Orleans.Runtime;
 
 namespace LoopTune.Cluster;
@@ -24,6 +25,7 @@ public interface IWorkerRegistry : IGrainWithIntegerKey
     Task<WorkerInfo[]> Workers();
 }
 
+[OldestSiloPlacement]
 sealed class WorkerRegistryGrain(IClusterMembershipService membership) : Grain, IWorkerRegistry
 {
     readonly Dictionary<(string Host, int Core), WorkerInfo> workers = [];
@@ -56,6 +58,28 @@ sealed class WorkerRegistryGrain(IClusterMembershipService membership) : Grain, 
         foreach (var key in workers.Where(kv => SiloLiveness.IsGone(snapshot.GetSiloStatus(kv.Value.Silo))).Select(kv => kv.Key).ToList())
             workers.Remove(key);
     }
+}
+
+/// <summary>Places a grain on the oldest active silo its caller knows. A silo that is joining asks for the registry before
+/// the grain directory has handed it its share of the entries; with the default placement it could then start a second
+/// registry of its own, empty, and take a core another silo holds. Every silo, a joining one too, knows the oldest
+/// silo, and a silo asked to activate a grain it already holds uses that activation: so there is one registry.</summary>
+[GenerateSerializer, Immutable]
+public sealed class OldestSiloPlacement : PlacementStrategy
+{
+    internal static readonly OldestSiloPlacement Instance = new();
+}
+
+/// <summary>Puts a grain class under <see cref="OldestSiloPlacement"/>.</summary>
+[AttributeUsage(AttributeTargets.Class)]
+public sealed class OldestSiloPlacementAttribute() : PlacementAttribute(OldestSiloPlacement.Instance);
+
+/// <summary>The director of <see cref="OldestSiloPlacement"/>: the compatible silo that started first (lowest generation,
+/// then lowest address).</summary>
+sealed class OldestSiloPlacementDirector : Orleans.Runtime.Placement.IPlacementDirector
+{
+    public Task<SiloAddress> OnAddActivation(PlacementStrategy strategy, Orleans.Runtime.Placement.PlacementTarget target, Orleans.Runtime.Placement.IPlacementContext context) =>
+        Task.FromResult(context.GetCompatibleSilos(target).OrderBy(s => s.Generation).ThenBy(s => s.ToString(), StringComparer.Ordinal).First());
 }
 
 /// <summary>Reading Orleans' silo status.</summary>
