@@ -62,6 +62,7 @@ static class RunCommand
         ["peers"] = PeersJson(e.Peers),
         ["peer_problems"] = PeerProblemsJson(e.Peers),
         ["peer_calls"] = new JsonObject(e.Peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(p.Via is { } v ? JsonValue.Create(v) : null)))),
+        ["peer_estimated"] = new JsonObject(e.Peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)JsonValue.Create(p.Estimated)))),
         ["ratios"] = new JsonObject(e.Peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(e.RatioTo(p.Key) is double r ? JsonValue.Create(r) : null)))),
         ["notes"] = new JsonArray([.. e.Kernel.Notes.Select(n => JsonValue.Create(n))]),
         ["machine"] = Machine.Current.ToJson(),
