@@ -90,10 +90,10 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
         double peak = peakGflops ?? PeakCache.GetOrMeasure();
         using var owned = workspace?.Computation.Equals(nest.Computation) == true ? null : new KernelTiming.Workspace(nest.Computation);
         var buffers = owned ?? workspace!;
-        double predicted = kernel.Flops > KernelTiming.ProbeFlops ? KernelTiming.PredictRunSeconds(nest, buffers) : 0;
         // the prediction's probe runs from the caches and so promises more than a large kernel keeps (0.7 s predicted, 2.3 s
         // run, for a blocked 4096^3 matmul): a predicted run over a quarter of the limit is estimated already
-        if (predicted > MaxRunSeconds / 4 && KernelTiming.SliceToTime(nest, kernel, buffers, MaxRunSeconds / 4) is { } slice)
+        var (predicted, sliced) = KernelTiming.Plan(nest, buffers, MaxRunSeconds / 4);
+        if (sliced is { } slice)
         {
             var check = Verifier.VerifySlice(nest, 1) ?? Verifier.Verify(kernel);
             var bounded = options with { MaxSeconds = Math.Min(options.MaxSeconds, MaxRunSeconds) };

@@ -38,7 +38,8 @@ public static class KernelTiming
     public static (Measurement Measurement, bool Estimated) MeasureBounded(Nest nest, Kernel kernel, MeasureOptions options, Workspace buffers,
         double maxRunSeconds, JitOptions? jit = null)
     {
-        if (SliceToTime(nest, kernel, buffers, maxRunSeconds, jit) is not { } slice) return (Measure(kernel, options, buffers), false);
+        ArgumentNullException.ThrowIfNull(kernel);
+        if (Plan(nest, buffers, maxRunSeconds, jit).Slice is not { } slice) return (Measure(kernel, options, buffers), false);
         // one run first, untimed: a slice's data is a fraction of the whole's, and a cold first run of it (as the
         // environment's one-run timing would take) reads it from memory where the whole kernel's repeated runs find it
         // cached; estimates came out half the whole's speed
@@ -55,16 +56,17 @@ public static class KernelTiming
         return m with { MedianSeconds = m.MedianSeconds / slice.Fraction, MinSeconds = m.MinSeconds / slice.Fraction, Flops = kernel.Flops };
     }
 
-    /// <summary>The slice <see cref="MeasureBounded"/> times in place of <paramref name="kernel"/>, or null when a whole run
-    /// stays within <paramref name="maxRunSeconds"/> (then the kernel is timed whole).</summary>
-    public static Kernel? SliceToTime(Nest nest, Kernel kernel, Workspace buffers, double maxRunSeconds, JitOptions? jit = null)
+    /// <summary>How to time <paramref name="nest"/> so that no run passes <paramref name="maxRunSeconds"/>, from one look at
+    /// a small slice (<see cref="Kernel.ProbeSizes"/>): <c>Predicted</c>, the seconds a whole run would take (the probe's
+    /// time scaled by its share of the work; 0 for a kernel of at most <see cref="ProbeFlops"/>, cheap to run whole
+    /// anyway; an estimate for deciding, not a measurement), and <c>Slice</c>, what <see cref="MeasureBounded"/> times in
+    /// place of the whole, or null when a whole run stays within the limit (then the kernel is timed whole).</summary>
+    public static (double Predicted, Kernel? Slice) Plan(Nest nest, Workspace buffers, double maxRunSeconds, JitOptions? jit = null)
     {
         ArgumentNullException.ThrowIfNull(nest);
-        ArgumentNullException.ThrowIfNull(kernel);
-        if (kernel.Flops <= ProbeFlops || !double.IsFinite(maxRunSeconds)) return null;
+        if (nest.Computation.Flops <= ProbeFlops) return (0, null);
         var sizes = Kernel.ProbeSizes(nest, ProbeFlops / 50);
         var probe = Kernel.CompileSlice(nest, sizes, jit);
-        if (probe.Fraction >= 1) return null;
         var run = Runner(probe, buffers);
         double seconds;
         using (ThreadPinning.Pin())
@@ -75,35 +77,19 @@ public static class KernelTiming
             seconds = t.Elapsed.TotalSeconds;
         }
         double whole = seconds / probe.Fraction;
-        if (whole <= maxRunSeconds) return null;
+        if (probe.Fraction >= 1 || whole <= maxRunSeconds) return (whole, null);
         // the slice timed: the first iterations of the outermost loop, everything inside whole (so the working set of
         // what is inside, and its cache behaviour, is the whole kernel's), about a quarter of the limit; when even one
         // outer iteration is too long, the probe widened along its outermost cut variable
         int total = Kernel.OuterIterations(nest);
         double perOuter = whole / total;
         if (perOuter <= maxRunSeconds / 4 && total > 1)
-            return Kernel.CompileSlice(nest, Math.Clamp((int)(maxRunSeconds / 4 / perOuter), 1, total - 1), jit);
+            return (whole, Kernel.CompileSlice(nest, Math.Clamp((int)(maxRunSeconds / 4 / perOuter), 1, total - 1), jit));
         int v = nest.Loops.Select(l => l.Var).First(x => sizes[x] < nest.Computation.Sizes[x]);
         int step = sizes[v], most = nest.Computation.Sizes[v] / step;
         int times = Math.Clamp((int)(maxRunSeconds / 4 / seconds), 1, Math.Max(1, most));
         if (times > 1) sizes[v] = step * times;
-        return times > 1 ? Kernel.CompileSlice(nest, sizes, jit) : probe;
-    }
-
-    /// <summary>Seconds a whole run of <paramref name="nest"/> would take, from one run of a small slice
-    /// (<see cref="Kernel.ProbeSizes"/>) scaled by its share of the work; 0 for a kernel of at most <see cref="ProbeFlops"/>
-    /// (cheap to run whole anyway). An estimate for deciding how to time it, not a measurement.</summary>
-    public static double PredictRunSeconds(Nest nest, Workspace buffers, JitOptions? jit = null)
-    {
-        ArgumentNullException.ThrowIfNull(nest);
-        if (nest.Computation.Flops <= ProbeFlops) return 0;
-        var probe = Kernel.CompileSlice(nest, Kernel.ProbeSizes(nest, ProbeFlops / 50), jit);
-        var run = Runner(probe, buffers);
-        using var pin = ThreadPinning.Pin();
-        run();
-        var t = System.Diagnostics.Stopwatch.StartNew();
-        run();
-        return t.Elapsed.TotalSeconds / probe.Fraction;
+        return (whole, times > 1 ? Kernel.CompileSlice(nest, sizes, jit) : probe);
     }
 
     /// <summary>One run of <paramref name="kernel"/> on <paramref name="buffers"/>, to be timed.</summary>

@@ -139,8 +139,8 @@ public static class Peers
         var (form, reason) = GemmForm.Classify(c);
         if (form is null) return PreparedPeer.Final(PeerResult.None(peer.Key, reason!), c.Flops);
         var (slice, note) = Slice(c);
-        return note is null ? Checked(peer.Key, form.Describe(), c, Gemm(peer, form), corrupt)
-            : Checked(peer.Key, form.Describe() + note, slice, Gemm(peer, GemmForm.Classify(slice).Form!), corrupt, true);
+        var sliced = note is null ? form : GemmForm.Classify(slice).Form!;
+        return Checked(peer.Key, form.Describe() + note, slice, Gemm(peer, sliced), corrupt, note is not null);
     }
 
     /// <summary>Prepares a peer's run on the three buffers of a computation: output, left, right.</summary>
