@@ -44,7 +44,7 @@ static class SearchCommand
             SearchResult result;
             try { result = search.Run(Nest.Initial(computation), evaluator, limit, p.GetValue(seed), space); }
             finally { (evaluator as IDisposable)?.Dispose(); }
-            var verification = Verifier.Verify(Kernel.Compile(result.Best));
+            var verification = Evaluation.Check(result.Best, Kernel.Compile(result.Best));
             if (p.GetValue(debug) is { } dot) WriteText(dot, result.Tree.ToDot($"{search.Name} {computation}"));
             if (p.GetValue(json)) io.Stdout.WriteLine(ToJson(result, search, name, limit, p.GetValue(seed), verification, p.GetValue(debug)).ToJsonString(Options.JsonStyle));
             else Print(io.Out, result, search, verification);
@@ -56,7 +56,7 @@ static class SearchCommand
 
     internal static Option<string> ActionsOption()
     {
-        var o = new Option<string>("--actions") { Description = "The action space the searches act in: tile (a loop and an edit per step, with register-tile macros), loop (no macros) or cursor (the seed's 17 actions at a cursor). A policy acts in its own.", DefaultValueFactory = _ => "tile" };
+        var o = new Option<string>("--actions") { Description = "The action space the searches act in: tile (a loop and an edit per step, with register-tile macros), loop (no macros) or cursor (the action table's 18 actions at a cursor). A policy acts in its own.", DefaultValueFactory = _ => "tile" };
         o.AcceptOnlyFromAmong([.. ActionSpace.Names]);
         return o;
     }

@@ -36,7 +36,7 @@ static class TrainCommand
         var db = new Option<string?>("--db") { Description = "Measurement store shared by the workers (default: the user's, so schedules timed before are recalled)." };
         var set = new Option<string[]>("--set") { Description = "Override a hyperparameter, e.g. --set LearningRate=1e-4 --set Hidden=[128,128] (JSON values).", AllowMultipleArgumentsPerToken = false };
         var init = new Option<string?>("--init") { Description = "Start from this policy's weights (a run folder, checkpoint or policy file of the same network shape) instead of random ones." };
-        var actions = new Option<string>("--actions") { Description = "The action space: cursor (the seed's 17 actions at a cursor), loop (a loop and a kernel action per step, no cursor steps, plus sink and hoist) or tile (loop plus register-tile macros: split, sink and vectorize or unroll in one step).", DefaultValueFactory = _ => "tile" };
+        var actions = new Option<string>("--actions") { Description = "The action space: cursor (the action table's 18 actions at a cursor: the seed's 17 and pack), loop (a loop and a kernel action per step, no cursor steps, plus sink and hoist) or tile (loop plus register-tile macros: split, sink and vectorize or unroll in one step).", DefaultValueFactory = _ => "tile" };
         var vectorBits = new Option<string?>("--vector-bits") { Description = $"Vector widths to train at, comma-separated (this machine accelerates {string.Join(",", LoopTune.Jit.JitOptions.AcceleratedBits)}); each episode draws one, so one machine teaches several. Default: the widest." };
         var json = Options.Json();
         var cluster = new ClusterOptions(workersOption: false);

@@ -10,17 +10,19 @@ namespace LoopTune.Env;
 /// <code>
 /// | name   | ids                          | one id does                                                  |
 /// |--------|------------------------------|--------------------------------------------------------------|
-/// | cursor | 17, the seed's action table  | one action at the cursor (up/down move it; the seed's env)   |
-/// | loop   | 10 loops x 17 = 170          | walk the cursor to loop id / 17, then edit id % 17:          |
-/// |        |                              | 0-14 one kernel action (swap_up, swap_down, split_2..1024,   |
-/// |        |                              | merge, unroll, vectorize); 15 sink: swap_down until the loop |
-/// |        |                              | is innermost or cannot go further; 16 hoist: swap_up likewise|
-/// | tile   | 10 loops x 28 = 280          | the loop space's 17 edits, then 8 register-tile macros:      |
+/// | cursor | 18, the action table         | one action at the cursor (up/down move it; the seed's env)   |
+/// | loop   | 10 loops x 18 = 180          | walk the cursor to loop id / 18, then edit id % 18:          |
+/// |        |                              | 0-14 one of the seed's kernel actions (swap_up, swap_down,   |
+/// |        |                              | split_2..1024, merge, unroll, vectorize); 15 sink: swap_down |
+/// |        |                              | until the loop is innermost or cannot go further; 16 hoist:  |
+/// |        |                              | swap_up likewise; 17 pack                                    |
+/// | tile   | 10 loops x 29 = 290          | the loop space's first 17 edits, then 8 register-tile macros:|
 /// |        |                              | 17-19 tile_vec_8/16/32: split_N, sink the new inner loop,    |
 /// |        |                              | vectorize it; 20-22 tile_unroll_2/4/8: split_N, sink the new |
 /// |        |                              | inner loop, unroll it; 23 sink_vec; 24 sink_unroll; then 3   |
-/// |        |                              | cache-blocking macros: 25-27 block_l1/l2/l3                  |
+/// |        |                              | cache-blocking macros: 25-27 block_l1/l2/l3; 28 pack         |
 /// </code>
+/// New edits go at the end of a loop's ids, so that a policy trained before them keeps its ids (<c>Policy</c> widens it).
 /// The loop space has no cursor steps: every id changes the kernel, so an episode of 10 ids is 10 real edits. It is
 /// the seed's environment seen through <see cref="Moves"/> plus two macros of repeated swaps: every id stands for a
 /// sequence of the seed's actions, legal under the same rules. Sink and hoist let a loop reach the innermost place in one
@@ -94,6 +96,10 @@ public abstract class ActionSpace
     /// <summary>The edit of id <paramref name="id"/> (its action in the cursor space).</summary>
     public int EditOf(int id) => id % PerLoop;
 
+    /// <summary>The edit that applies <paramref name="action"/> (one of <see cref="Moves.KernelActions"/>; in the cursor space
+    /// any action) at a loop, or -1 when the space has none.</summary>
+    public abstract int EditOf(LoopAction action);
+
     /// <summary>The id of <paramref name="edit"/> at loop <paramref name="loop"/> (the loop is ignored in the cursor space).</summary>
     public int IdOf(int loop, int edit) => this is LoopSpace ? loop * PerLoop + edit : edit;
 
@@ -149,11 +155,15 @@ public abstract class ActionSpace
             id >= 0 && id < Count && Transforms.IsLegal(nest, Actions.All[id]) ? ([Actions.All[id]], Transforms.Apply(nest, Actions.All[id])) : null;
 
         public override string Describe(int id) => Actions.All[id].Name;
+
+        public override int EditOf(LoopAction action) => action.Id;
     }
 
     sealed class LoopSpace(string name, CacheSizes? caches) : ActionSpace
     {
-        static readonly int Kernel = Moves.KernelActions.Length;
+        /// <summary>The seed's kernel actions, edits 0 to Kernel - 1; the actions added since (pack) are the last edits.</summary>
+        static readonly LoopAction[] Seed = [.. Moves.KernelActions.Where(a => a.Kind != ActionKind.Pack)], Added = [.. Moves.KernelActions.Except(Seed)];
+        static readonly int Kernel = Seed.Length;
         static readonly LoopAction SwapDown = Actions.Get("swap_down"), SwapUp = Actions.Get("swap_up"), Down = Actions.Get("down"),
             Vectorize = Actions.Get("vectorize"), Unroll = Actions.Get("unroll");
         /// <summary>Each macro: its name, the split it starts with (none for sink_*) and the annotation it ends with.</summary>
@@ -167,7 +177,12 @@ public abstract class ActionSpace
         /// <summary>The cache levels the block macros size their blocks for, in id order.</summary>
         static readonly int[] Levels = [1, 2, 3];
 
-        readonly int perLoop = Kernel + 2 + (caches is null ? 0 : Macros.Length + Levels.Length);
+        readonly int perLoop = Kernel + 2 + (caches is null ? 0 : Macros.Length + Levels.Length) + Added.Length;
+
+        int FirstAdded => perLoop - Added.Length;
+
+        public override int EditOf(LoopAction action) =>
+            Array.IndexOf(Seed, action) is var k and >= 0 ? k : Array.IndexOf(Added, action) is var a and >= 0 ? FirstAdded + a : -1;
 
         public override string Name => name;
         public override int Count => Nest.MaxLoops * perLoop;
@@ -188,7 +203,7 @@ public abstract class ActionSpace
         /// <summary>Edit <paramref name="k"/> at <paramref name="loop"/>: the seed's actions and the result, or null when illegal.</summary>
         (IReadOnlyList<LoopAction>, Nest)? Edit(Nest nest, int loop, int k)
         {
-            if (k < Kernel) return Moves.Make(nest, loop, Moves.KernelActions[k]) is { } m ? (m.Actions, m.Result) : null;
+            if (k < Kernel || k >= FirstAdded) return Moves.Make(nest, loop, k < Kernel ? Seed[k] : Added[k - FirstAdded]) is { } m ? (m.Actions, m.Result) : null;
             var at = Moves.AtLoop(nest, loop);
             if (k - Kernel < 2)
             {
@@ -250,7 +265,8 @@ public abstract class ActionSpace
 
         public override string Describe(int id) => (id % perLoop) switch
         {
-            var k when k < Kernel => Moves.KernelActions[k].Name,
+            var k when k < Kernel => Seed[k].Name,
+            var k when k >= FirstAdded => Added[k - FirstAdded].Name,
             var k when k == Kernel => "sink",
             var k when k == Kernel + 1 => "hoist",
             var k when k - Kernel - 2 < Macros.Length => Macros[k - Kernel - 2].Name,

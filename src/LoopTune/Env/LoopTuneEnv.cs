@@ -42,7 +42,7 @@ public sealed class IllegalActionError(ActionSpace space, int id, Nest nest)
 /// until <c>truncated</c> or <c>terminated</c>. Searches, policies, training and rollouts all step this one environment
 /// (a search branches by <see cref="Restore"/>-ing a state it reached before).
 /// <para><b>Action space</b>: Discrete(<see cref="ActionSpace.Count"/>) of the <see cref="Space"/> it is made with
-/// (<see cref="ActionSpace"/>): the seed's 17 cursor actions (the default), or the loop and tile spaces whose ids name a
+/// (<see cref="ActionSpace"/>): the action table's 18 cursor actions (the seed's 17 and pack; the default), or the loop and tile spaces whose ids name a
 /// loop and an edit. The cursor space's table:</para>
 /// <code>
 /// | id    | action              | effect on the loop under the cursor                          |

@@ -10,15 +10,41 @@ namespace LoopTune.Env;
 /// |------------|------|----------------------------------------------|
 /// | 0..229     | 230  | loops_tensor (10 loops x 23 features)        |
 /// | 230..261   | 32   | stride_tensor                                |
-/// | 262..346   | 85   | prev_actions_tensor (5 x 17 one-hot)         |
-/// | 347        | 1    | steps taken / episode length                 |
-/// | 348..356   | 9    | machine_tensor                               |
+/// | 262..351   | 90   | prev_actions_tensor (5 x 18 one-hot)         |
+/// | 352        | 1    | steps taken / episode length                 |
+/// | 353..361   | 9    | machine_tensor                               |
 /// </code>
+/// Older encodings (<see cref="Positions"/>): v2 had the seed's 17 actions (5 x 17 one-hot, 357 floats); v1 had, in
+/// addition, no machine_tensor (348 floats).
 /// </summary>
 public static class ObservationEncoder
 {
     /// <summary>The encoding's name, stored with every policy: a policy only reads observations of its own encoding.</summary>
-    public const string Name = "loops+strides+prev_actions+time+machine/v2";
+    public const string Name = "loops+strides+prev_actions+time+machine/v3";
+
+    /// <summary>The encoding before the machine_tensor.</summary>
+    public const string V1 = "loops+strides+prev_actions+time/v1";
+
+    /// <summary>The encoding before the pack action (17 actions in the prev_actions_tensor).</summary>
+    public const string V2 = "loops+strides+prev_actions+time+machine/v2";
+
+    /// <summary>For an older encoding, the position in today's of each of its inputs (its length is the older size); null for
+    /// an encoding this one cannot be read from. Inputs today's has and the older had not (the machine_tensor for v1, the
+    /// pack action's one-hot entries) have no source.</summary>
+    public static int[]? Positions(string encoder)
+    {
+        const int SeedActions = 17;
+        bool machine = encoder == V2;
+        if (!machine && encoder != V1) return null;
+        int prev = Nest.MaxLoops * Observations.LoopFeatures + Observations.StrideBuckets, time = prev + Observations.PreviousActions * SeedActions;
+        var at = new int[time + 1 + (machine ? Observations.MachineFeatures : 0)];
+        for (int i = 0; i < at.Length; i++)
+            at[i] = i < prev ? i
+                : i < time ? prev + (i - prev) / SeedActions * Actions.Count + (i - prev) % SeedActions
+                : i == time ? MachineOffset - 1
+                : MachineOffset + (i - time - 1);
+        return at;
+    }
 
     public static int Size { get; } = Nest.MaxLoops * Observations.LoopFeatures + Observations.StrideBuckets
         + Observations.PreviousActions * Actions.Count + 1 + Observations.MachineFeatures;

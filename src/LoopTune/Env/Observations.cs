@@ -15,7 +15,8 @@ namespace LoopTune.Env;
 ///  4 unrolled      1 if annotated unroll
 ///  5 vectorized    1 if annotated vectorize
 ///  6 depth         position / (MaxLoops - 1)
-///  7..22 strides   histogram over the three accesses of the step one iteration of this loop moves each tensor:
+///  7..22 strides   histogram over the three accesses of the step one iteration of this loop moves each tensor
+///                  (in a packed input's layout when it is packed, <see cref="Layout"/>):
 ///                  bucket 0 = does not move, bucket b = 1 + ceil(log2(stride in elements)), capped at 15; sums to 1
 /// </code>
 /// <para><b>stride_tensor</b>: <see cref="StrideBuckets"/> floats: how often memory is stepped at each power-of-two stride,
@@ -56,6 +57,7 @@ public static class Observations
     {
         var x = new float[Nest.MaxLoops * LoopFeatures];
         var tensors = nest.Computation.Tensors;
+        var strides = Layout.LoopStrides(nest);
         for (int i = 0; i < nest.Count; i++)
         {
             var l = nest[i];
@@ -67,8 +69,8 @@ public static class Observations
             row[4] = l.IsUnrolled ? 1 : 0;
             row[5] = l.IsVectorized ? 1 : 0;
             row[6] = i / (float)(Nest.MaxLoops - 1);
-            foreach (var t in tensors)
-                row[7 + Bucket(t.VarStrides[l.Var] * nest.InnerStep(i), StrideHistogram - 1)] += 1f / tensors.Length;
+            for (int t = 0; t < tensors.Length; t++)
+                row[7 + Bucket(strides[t][i], StrideHistogram - 1)] += 1f / tensors.Length;
         }
         return x;
     }
@@ -78,12 +80,13 @@ public static class Observations
     {
         var x = new double[StrideBuckets];
         double advances = 1, total = 0;
+        var strides = Layout.LoopStrides(nest);
         for (int i = 0; i < nest.Count; i++)
         {
             advances *= nest[i].Size + (nest[i].Tail > 0 ? 1 : 0);
-            foreach (var t in nest.Computation.Tensors)
+            foreach (var t in strides)
             {
-                x[Bucket(t.VarStrides[nest[i].Var] * nest.InnerStep(i), StrideBuckets - 1)] += advances;
+                x[Bucket(t[i], StrideBuckets - 1)] += advances;
                 total += advances;
             }
         }
@@ -135,6 +138,7 @@ public static class Observations
     {
         var g = new Graph("ir_graph");
         var c = nest.Computation;
+        var strides = Layout.LoopStrides(nest);
         for (int i = 0; i < nest.Count; i++)
         {
             g.Node($"L{i}", "loop", Label(nest, i), new() { ["size"] = nest[i].Size, ["tail"] = nest[i].Tail, ["cursor"] = i == nest.Cursor ? 1 : 0 });
@@ -143,7 +147,7 @@ public static class Observations
         for (int t = 0; t < c.Tensors.Length; t++)
         {
             var tensor = c.Tensors[t];
-            g.Node($"T{t}", "tensor", tensor.Name, new() { ["elements"] = tensor.Length });
+            g.Node($"T{t}", "tensor", tensor.Name + (nest.IsPacked(t) ? " (packed)" : ""), new() { ["elements"] = tensor.Length, ["packed"] = nest.IsPacked(t) ? 1 : 0 });
             g.Node($"A{t}", "access", $"{(t == 0 ? "write" : "read")} {tensor.Name}", new() { ["output"] = t == 0 ? 1 : 0 });
             if (t == 0) g.Edge("A0", "T0", "writes");
             else
@@ -153,7 +157,7 @@ public static class Observations
             }
             for (int i = 0; i < nest.Count; i++)
             {
-                long stride = tensor.VarStrides[nest[i].Var] * nest.InnerStep(i);
+                long stride = strides[t][i];
                 if (stride != 0) g.Edge($"L{i}", $"A{t}", "steps", new() { ["stride"] = stride });
             }
         }

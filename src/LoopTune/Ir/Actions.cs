@@ -3,7 +3,7 @@ using System.Collections.Immutable;
 namespace LoopTune.Ir;
 
 /// <summary>The kinds of action an agent can take on the loop under the cursor.</summary>
-public enum ActionKind : byte { Up, Down, SwapUp, SwapDown, Split, Merge, Unroll, Vectorize }
+public enum ActionKind : byte { Up, Down, SwapUp, SwapDown, Split, Merge, Unroll, Vectorize, Pack }
 
 /// <summary>One entry of the action table: a kind, its split factor (0 unless a split) and its name.</summary>
 public readonly record struct LoopAction(int Id, ActionKind Kind, int Factor, string Name)
@@ -13,7 +13,8 @@ public readonly record struct LoopAction(int Id, ActionKind Kind, int Factor, st
 
 /// <summary>
 /// The action vocabulary, built once. Ids are positions in <see cref="All"/> and never change:
-/// up, down, swap_up, swap_down, split_2 ... split_1024, merge, unroll, vectorize.
+/// up, down, swap_up, swap_down, split_2 ... split_1024, merge, unroll, vectorize (the seed's 17), then pack (new actions
+/// go at the end).
 /// </summary>
 public static class Actions
 {
@@ -33,6 +34,7 @@ public static class Actions
         list.Add((ActionKind.Merge, 0, "merge"));
         list.Add((ActionKind.Unroll, 0, "unroll"));
         list.Add((ActionKind.Vectorize, 0, "vectorize"));
+        list.Add((ActionKind.Pack, 0, "pack"));
         return [.. list.Select((a, i) => new LoopAction(i, a.Item1, a.Item2, a.Item3))];
     }
 

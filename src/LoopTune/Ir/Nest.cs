@@ -22,7 +22,13 @@ public readonly record struct Loop(int Var, int Size, int Tail = 0, Annotation A
 /// on one loop. Immutable; the transforms in <see cref="Transforms"/> return new nests.
 /// Invariants (checked on construction): the loops of each variable cover exactly its size; the innermost
 /// loop of a variable has tail 0; every tail is smaller than its loop's inner step; at most
-/// <see cref="MaxLoops"/> loops; a vectorized loop is the innermost loop of the nest.
+/// <see cref="MaxLoops"/> loops; a vectorized loop is the innermost loop of the nest; a packed input is indexed by plain,
+/// distinct variables (<see cref="IsPackable"/>).
+/// <para>An input may be <b>packed</b> (<see cref="Packed"/>, the <c>pack</c> action): the kernel then reads a copy of it,
+/// made at the start of every run and counted in its time, whose elements lie in the order the nest's loops visit them:
+/// one iteration of the innermost loop that moves the input steps one element, one of the next loop out steps over
+/// everything the loops inside it cover, and so on, as BLIS packs its panels. A column of <c>B[k,n]</c> read 4 KiB
+/// apart becomes a run of consecutive lines.</para>
 /// </summary>
 public sealed class Nest : IEquatable<Nest>
 {
@@ -31,11 +37,12 @@ public sealed class Nest : IEquatable<Nest>
 
     readonly int[] innerStep;
 
-    public Nest(Computation computation, ImmutableArray<Loop> loops, int cursor)
+    public Nest(Computation computation, ImmutableArray<Loop> loops, int cursor, int packed = 0)
     {
         Computation = computation;
         Loops = loops;
         Cursor = cursor;
+        Packed = packed;
         innerStep = new int[loops.Length];
         Validate();
     }
@@ -45,6 +52,22 @@ public sealed class Nest : IEquatable<Nest>
     public int Cursor { get; }
     public int Count => Loops.Length;
     public Loop this[int i] => Loops[i];
+
+    /// <summary>The packed inputs as bits: 1 &lt;&lt; t for tensor t of <see cref="Computation.Tensors"/> (1 the left input,
+    /// 2 the right); 0 when none is.</summary>
+    public int Packed { get; }
+
+    /// <summary>Whether tensor <paramref name="t"/> (an index into <see cref="Computation.Tensors"/>) is read from a packed copy.</summary>
+    public bool IsPacked(int t) => (Packed >> t & 1) != 0;
+
+    /// <summary>Whether input <paramref name="t"/> can be packed: every index is one variable with coefficient 1, each variable
+    /// once (so that its elements and the values of its variables match one to one). <c>B[k,n]</c> can;
+    /// <c>I[c,h+r,w+s]</c> cannot.</summary>
+    public static bool IsPackable(Tensor t)
+    {
+        ArgumentNullException.ThrowIfNull(t);
+        return t.Index.All(d => d.Length == 1 && d[0].Coefficient == 1) && t.Index.Select(d => d[0].Var).Distinct().Count() == t.Index.Length;
+    }
 
     /// <summary>The starting schedule: one loop per variable, output variables in order, then reductions; cursor on the outermost loop.</summary>
     public static Nest Initial(Computation c) =>
@@ -78,7 +101,10 @@ public sealed class Nest : IEquatable<Nest>
         return Computation.Vars[Loops[i].Var] + new string('\'', primes);
     }
 
-    public Nest With(ImmutableArray<Loop> loops, int cursor) => new(Computation, loops, cursor);
+    public Nest With(ImmutableArray<Loop> loops, int cursor) => new(Computation, loops, cursor, Packed);
+
+    /// <summary>The same loops and cursor with the inputs <paramref name="packed"/> packed (bits as <see cref="Packed"/>).</summary>
+    public Nest WithPacked(int packed) => new(Computation, Loops, Cursor, packed);
 
     void Validate()
     {
@@ -99,6 +125,10 @@ public sealed class Nest : IEquatable<Nest>
         for (int v = 0; v < covered.Length; v++)
             if (covered[v] != c.Sizes[v])
                 throw Invalid($"the loops over '{c.Vars[v]}' cover {covered[v]} elements, not its size {c.Sizes[v]}");
+        if ((Packed & ~6) != 0) throw Invalid($"packed bits {Packed}: only the inputs (bits 1 and 2) can be packed");
+        for (int t = 1; t < 3; t++)
+            if (IsPacked(t) && !IsPackable(c.Tensors[t]))
+                throw Invalid($"input {c.Tensors[t].Name} cannot be packed: an index is not one plain variable");
     }
 
     NestFormatError Invalid(string problem) => new(problem);
@@ -107,7 +137,8 @@ public sealed class Nest : IEquatable<Nest>
 
     /// <summary>
     /// Compact form, one token per loop, outermost first: <c>name:size[+tail][u|v]</c>, the cursor's loop
-    /// prefixed with '&gt;'. Example: <c>m:64 n:8 &gt;k:256 m:4u n:2u n:16v</c>. <see cref="Parse"/> inverts it exactly.
+    /// prefixed with '&gt;', then <c>pack=</c> and the packed inputs' names when there are any.
+    /// Example: <c>m:64 n:8 &gt;k:256 m:4u n:2u n:16v pack=B</c>. <see cref="Parse"/> inverts it exactly.
     /// </summary>
     public string Serialize() => Serialize(withCursor: true);
 
@@ -127,18 +158,32 @@ public sealed class Nest : IEquatable<Nest>
             if (l.Tail > 0) sb.Append('+').Append(l.Tail);
             if (l.Annotation != Annotation.None) sb.Append(l.IsUnrolled ? 'u' : 'v');
         }
+        if (Packed != 0) sb.Append(" pack=").Append(PackedNames);
         return sb.ToString();
     }
+
+    /// <summary>The packed inputs' names, comma-separated (empty when none is).</summary>
+    public string PackedNames => string.Join(",", Enumerable.Range(1, 2).Where(IsPacked).Select(t => Computation.Tensors[t].Name));
 
     /// <summary>Reads the compact form of <see cref="Serialize"/> for the given computation.</summary>
     public static Nest Parse(Computation c, string text)
     {
         var tokens = text.Split(' ', StringSplitOptions.RemoveEmptyEntries);
         var loops = ImmutableArray.CreateBuilder<Loop>(tokens.Length);
-        int cursor = -1;
+        int cursor = -1, packed = 0;
         foreach (var raw in tokens)
         {
             var tok = raw;
+            if (tok.StartsWith("pack=", StringComparison.Ordinal))
+            {
+                foreach (var name in tok[5..].Split(','))
+                {
+                    int t = Enumerable.Range(1, 2).FirstOrDefault(i => c.Tensors[i].Name == name);
+                    if (t == 0) throw new NestFormatError($"'{raw}': {name} is not an input of {c}");
+                    packed |= 1 << t;
+                }
+                continue;
+            }
             if (tok.StartsWith('>'))
             {
                 if (cursor >= 0) throw new NestFormatError($"two cursors in '{text}'");
@@ -157,7 +202,7 @@ public sealed class Nest : IEquatable<Nest>
             loops.Add(new Loop(v, size, tail, annotation));
         }
         if (cursor < 0) throw new NestFormatError($"no cursor ('>') in '{text}'");
-        return new Nest(c, loops.ToImmutable(), cursor);
+        return new Nest(c, loops.ToImmutable(), cursor, packed);
     }
 
     /// <summary>
@@ -167,7 +212,7 @@ public sealed class Nest : IEquatable<Nest>
     ///   for n in 8  &lt;- cursor
     ///     for m' in 4 unroll
     /// </code>
-    /// A tail shows as "tail 3"; annotations as "unroll" / "vectorize".
+    /// A tail shows as "tail 3"; annotations as "unroll" / "vectorize"; packed inputs as a last line, <c>packed: B</c>.
     /// </summary>
     public string ToTree(bool showCursor = true)
     {
@@ -182,13 +227,14 @@ public sealed class Nest : IEquatable<Nest>
             sb.Append('\n');
         }
         sb.Append(' ', 2 * Loops.Length).Append(Computation.Statement).Append('\n');
+        if (Packed != 0) sb.Append("packed: ").Append(PackedNames).Append('\n');
         return sb.ToString();
     }
 
     public override string ToString() => Serialize();
 
     public bool Equals(Nest? other) =>
-        other is not null && Cursor == other.Cursor && Loops.SequenceEqual(other.Loops) && Computation.Equals(other.Computation);
+        other is not null && Cursor == other.Cursor && Packed == other.Packed && Loops.SequenceEqual(other.Loops) && Computation.Equals(other.Computation);
 
     public override bool Equals(object? obj) => Equals(obj as Nest);
 
@@ -197,6 +243,7 @@ public sealed class Nest : IEquatable<Nest>
         var h = new HashCode();
         h.Add(Computation);
         h.Add(Cursor);
+        h.Add(Packed);
         foreach (var l in Loops) h.Add(l);
         return h.ToHashCode();
     }

@@ -32,6 +32,8 @@ public abstract class ScheduleError(Nest nest, LoopAction action, Rule rule, str
             Rule.NothingToMerge => new NothingToMergeError(n, a),
             Rule.NotInnermost => new NotInnermostError(n, a),
             Rule.UnrollTooLarge => new UnrollTooLargeError(n, a, iterations),
+            Rule.NothingToPack => new NothingToPackError(n, a),
+            Rule.NotPackable => new NotPackableError(n, a),
             _ => throw new ArgumentOutOfRangeException(nameof(rule)),
         };
     }
@@ -71,3 +73,12 @@ public sealed class NotInnermostError(Nest n, LoopAction a)
 
 public sealed class UnrollTooLargeError(Nest n, LoopAction a, int iterations)
     : ScheduleError(n, a, Rule.UnrollTooLarge, $"the loop has {iterations} iterations; at most {Transforms.MaxUnroll} can be unrolled");
+
+public sealed class NothingToPackError(Nest n, LoopAction a)
+    : ScheduleError(n, a, Rule.NothingToPack, $"every input is indexed by '{n.Computation.Vars[n[n.Cursor].Var]}'; pack copies an input the loop reuses, and this loop reuses none");
+
+public sealed class NotPackableError(Nest n, LoopAction a)
+    : ScheduleError(n, a, Rule.NotPackable, $"the input the loop reuses is indexed by an affine sum ({Affine(n)}); only inputs indexed by plain variables can be packed")
+{
+    static string Affine(Nest n) => string.Join(", ", n.Computation.Tensors.Skip(1).Where(t => !Nest.IsPackable(t)).Select(t => t.Name));
+}

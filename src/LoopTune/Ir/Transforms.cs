@@ -26,6 +26,10 @@ public enum Rule : byte
     NotInnermost,
     /// <summary>unroll of a loop with more than <see cref="Transforms.MaxUnroll"/> iterations.</summary>
     UnrollTooLarge,
+    /// <summary>pack at a loop whose variable indexes every input: no input is reused across its iterations.</summary>
+    NothingToPack,
+    /// <summary>pack of an input with an affine index such as <c>h+r</c> (<see cref="Nest.IsPackable"/>).</summary>
+    NotPackable,
 }
 
 /// <summary>
@@ -54,6 +58,7 @@ public static class Transforms
             ActionKind.Merge => Merge(nest),
             ActionKind.Unroll => Toggle(nest, Annotation.Unroll),
             ActionKind.Vectorize => Toggle(nest, Annotation.Vectorize),
+            ActionKind.Pack => Pack(nest),
             _ => throw new ArgumentOutOfRangeException(nameof(action)),
         };
     }
@@ -104,6 +109,10 @@ public static class Transforms
                 if (loop.IsVectorized) return Rule.None;
                 if (loop.IsUnrolled) return Rule.Annotated;
                 return c != last ? Rule.NotInnermost : Rule.None;
+            case ActionKind.Pack:
+                int reused = Reused(nest);
+                if (reused == 0) return Rule.NothingToPack;
+                return Enumerable.Range(1, 2).Any(t => (reused >> t & 1) != 0 && !Nest.IsPackable(nest.Computation.Tensors[t])) ? Rule.NotPackable : Rule.None;
             default: throw new ArgumentOutOfRangeException(nameof(action));
         }
     }
@@ -174,6 +183,38 @@ public static class Transforms
         b[p] = b[p] with { Size = extent / step, Tail = extent % step };
         b.RemoveAt(c);
         return nest.With(b.ToImmutable(), p);
+    }
+
+    /// <summary>The inputs the cursor's loop variable does not index (bits as <see cref="Nest.Packed"/>): the ones every
+    /// iteration of the loop reads again.</summary>
+    static int Reused(Nest nest)
+    {
+        int v = nest[nest.Cursor].Var, bits = 0;
+        for (int t = 1; t < 3; t++)
+            if (nest.Computation.Tensors[t].VarStrides[v] == 0) bits |= 1 << t;
+        return bits;
+    }
+
+    /// <summary>
+    /// pack: toggle packing of the inputs the loop under the cursor reuses (those its variable does not index): packed
+    /// when any of them is not, unpacked otherwise. The kernel reads a packed input from a copy laid out in the order its
+    /// loops visit it (<see cref="Nest.Packed"/>), made in every run and timed with it. Loops and cursor stay.
+    /// <code>
+    /// before (pack on m; B[k,n] is reused across m)    after: B is read from a copy laid out as [n:32][k:384][n':32]
+    /// for n in 32                                       for n in 32
+    ///   for m in 256  &lt;-                                 for m in 256  &lt;-
+    ///     for k in 384                                      for k in 384
+    ///       for m' in 8 unroll                                for m' in 8 unroll
+    ///         for n' in 2 unroll                                for n' in 2 unroll
+    ///           for n'' in 16 vectorize                           for n'' in 16 vectorize
+    ///                                                   packed: B
+    /// </code>
+    /// Requires: an input the loop's variable does not index, and each such input indexed by plain, distinct variables.
+    /// </summary>
+    static Nest Pack(Nest nest)
+    {
+        int reused = Reused(nest);
+        return nest.WithPacked((nest.Packed & reused) == reused ? nest.Packed & ~reused : nest.Packed | reused);
     }
 
     /// <summary>

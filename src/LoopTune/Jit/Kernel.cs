@@ -18,9 +18,14 @@ namespace LoopTune.Jit;
 public sealed unsafe class Kernel
 {
     readonly KernelFn fn;
+    readonly PackPlan[] plans;
+    readonly bool packOnce;
+    PackedCopies? copies;
 
-    Kernel(Nest nest, KernelFn fn, int statements, int blockStart, int readsPast, IReadOnlyList<string> notes, TimeSpan compileTime, double fraction = 1)
+    Kernel(Nest nest, KernelFn fn, int statements, int blockStart, int readsPast, IReadOnlyList<string> notes, TimeSpan compileTime, double fraction = 1, int[]? sizes = null)
     {
+        plans = [.. Enumerable.Range(1, 2).Where(nest.IsPacked).Select(t => new PackPlan(nest, t, sizes))];
+        packOnce = sizes is not null;
         Fraction = fraction;
         Nest = nest;
         this.fn = fn;
@@ -107,7 +112,7 @@ public sealed unsafe class Kernel
         var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options, sizes);
         var fn = Emitter.Emit(program, options.Fused, "looptune_slice");
         fn(null, null, null, 0);
-        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), fraction);
+        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), fraction, sizes);
     }
 
     /// <summary>The sizes of the smallest slice worth timing of <paramref name="nest"/>: from the outside in, the outermost
@@ -150,7 +155,29 @@ public sealed unsafe class Kernel
 
     /// <summary>Runs the kernel on raw buffers; each must hold its tensor's <see cref="Tensor.Length"/> floats, and the
     /// inputs must be readable <see cref="ReadsPast"/> floats further (<c>AlignedBuffer</c>s are).</summary>
-    public void Run(float* output, float* left, float* right) => fn(output, left, right, 1);
+    /// <para>A kernel with packed inputs (<see cref="Nest.Packed"/>) first copies them into their layout: in every run, and
+    /// so in its time, for a whole kernel; once per input buffer for a slice (<see cref="CompileSlice(Nest, int[], JitOptions?)"/>),
+    /// whose runs then time the loops alone: the copy is a share of about one over the sliced size of the whole run, left
+    /// out of the estimate. Runs from several threads at once are safe: each takes its own copies.</para>
+    public void Run(float* output, float* left, float* right)
+    {
+        if (plans.Length == 0)
+        {
+            fn(output, left, right, 1);
+            return;
+        }
+        var mine = Interlocked.Exchange(ref copies, null) ?? new PackedCopies(plans);
+        var inputs = stackalloc float*[] { null, left, right };
+        for (int i = 0; i < plans.Length; i++)
+        {
+            float* from = inputs[plans[i].Tensor];
+            if (!packOnce || mine.Sources[i] != (nint)from) plans[i].Pack(from, mine[i]);
+            mine.Sources[i] = (nint)from;
+            inputs[plans[i].Tensor] = mine[i];
+        }
+        fn(output, inputs[1], inputs[2], 1);
+        copies = mine;
+    }
 
     /// <summary>Runs the kernel on spans, after checking their lengths. An input span too short for
     /// <see cref="ReadsPast"/> is copied into one that is long enough first.</summary>

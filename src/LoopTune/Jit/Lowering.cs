@@ -20,7 +20,7 @@ sealed class Lowering
 {
     readonly Nest nest;
     readonly JitOptions options;
-    readonly long[][] strides; // [tensor][var], elements
+    readonly long[][] strides; // [tensor][loop level]: elements one iteration moves the tensor (Layout)
     readonly Annotation[] annotation;
     readonly int hoist;
     readonly int vectorVar;
@@ -34,7 +34,7 @@ sealed class Lowering
         this.nest = nest;
         this.options = options;
         this.annotation = annotation;
-        strides = [.. nest.Computation.Tensors.Select(t => t.VarStrides.ToArray())];
+        strides = Layout.LoopStrides(nest);
         int n = nest.Count, block = n;
         while (block > 0 && annotation[block - 1] != Annotation.None) block--;
         hoist = block;
@@ -139,19 +139,19 @@ sealed class Lowering
             long lane = 0;
             foreach (var chunk in options.Chunks(remaining[v]))
             {
-                Statement(Shift(offset, v, lane), chunk, scope, ops, budget);
+                Statement(Shift(offset, level, lane), chunk, scope, ops, budget);
                 lane += chunk.Lanes;
             }
             return;
         }
         if (annotation[level] == Annotation.Unroll || full <= 1)
         {
-            for (int i = 0; i < full; i++) Run(level + 1, With(remaining, v, step), Shift(offset, v, (long)i * step), scope, ops, budget);
-            if (rem > 0) Run(level + 1, With(remaining, v, rem), Shift(offset, v, (long)full * step), scope, ops, budget);
+            for (int i = 0; i < full; i++) Run(level + 1, With(remaining, v, step), Shift(offset, level, i), scope, ops, budget);
+            if (rem > 0) Run(level + 1, With(remaining, v, rem), Shift(offset, level, full), scope, ops, budget);
             return;
         }
         int depth = scope.Depth + 1;
-        var bumps = Enumerable.Range(0, 3).Where(t => strides[t][v] != 0).Select(t => (t, strides[t][v] * step * sizeof(float))).ToArray();
+        var bumps = Enumerable.Range(0, 3).Where(t => strides[t][level] != 0).Select(t => (t, strides[t][level] * sizeof(float))).ToArray();
         var pointers = (int[])scope.PointerDepth.Clone();
         foreach (var (t, _) in bumps) pointers[t] = depth;
         var body = new List<Op>();
@@ -170,7 +170,7 @@ sealed class Lowering
         statements++;
         Spend(1, budget);
         int width = chunk.Width;
-        long Lane(int t) => width == 1 || vectorVar < 0 ? 0 : strides[t][vectorVar];
+        long Lane(int t) => width == 1 || vectorVar < 0 ? 0 : strides[t][^1];
         var key = (offset[0], chunk, Lane(0));
         if (!tile!.ByKey.TryGetValue(key, out var acc))
         {
@@ -205,9 +205,9 @@ sealed class Lowering
     {
         if (!options.FuseLanes || !options.WideInputLoads || vectorVar < 0 || level != nest.Count - 2 || annotation[level] != Annotation.Unroll) return null;
         int u = nest[level].Var, rows = remaining[u], lanes = remaining[vectorVar];
-        if (u == vectorVar || rows < 2 || nest.InnerStep(level) != 1 || strides[0][vectorVar] != 1 || strides[0][u] != lanes) return null;
+        if (u == vectorVar || rows < 2 || nest.InnerStep(level) != 1 || strides[0][^1] != 1 || strides[0][level] != lanes) return null;
         for (int t = 1; t < 3; t++)
-            if (!(strides[t][u] == 0 && strides[t][vectorVar] == 0) && !(strides[t][vectorVar] == 1 && strides[t][u] >= lanes)) return null;
+            if (!(strides[t][level] == 0 && strides[t][^1] == 0) && !(strides[t][^1] == 1 && strides[t][level] >= lanes)) return null;
         var fused = options.Chunks(rows * lanes).ToList();
         int apart = rows * options.Chunks(lanes).Count();
         if (fused.Any(c => c.Width > 1 && !JitOptions.Blends(c.Width)) || fused.Count >= apart) return null;
@@ -221,8 +221,8 @@ sealed class Lowering
     /// the vector's width less one) past the input.</summary>
     Value FusedInput(int t, long offset, int k, Chunk chunk, int u, int lanes, Scope scope, List<Op> ops)
     {
-        long rowStride = strides[t][u];
-        if (rowStride == 0 && strides[t][vectorVar] == 0) return Load(t, offset, chunk, 0, scope, ops);
+        long rowStride = strides[t][^2];
+        if (rowStride == 0 && strides[t][^1] == 0) return Load(t, offset, chunk, 0, scope, ops);
         if (chunk.Width == 1) return Load(t, offset + rowStride * (k / lanes) + k % lanes, chunk, 0, scope, ops);
         var whole = chunk with { Lanes = chunk.Width };
         if (rowStride == lanes) // rows as long as the output's: one contiguous load holds every lane
@@ -277,8 +277,9 @@ sealed class Lowering
         return v;
     }
 
-    long[] Shift(long[] offset, int v, long by) =>
-        by == 0 ? offset : [offset[0] + strides[0][v] * by, offset[1] + strides[1][v] * by, offset[2] + strides[2][v] * by];
+    /// <summary>The offsets <paramref name="iterations"/> iterations of loop <paramref name="level"/> further on.</summary>
+    long[] Shift(long[] offset, int level, long iterations) =>
+        iterations == 0 ? offset : [offset[0] + strides[0][level] * iterations, offset[1] + strides[1][level] * iterations, offset[2] + strides[2][level] * iterations];
 
     static int[] With(int[] remaining, int v, int value)
     {

@@ -49,40 +49,62 @@ public static class Verifier
 
     /// <summary>
     /// Checks a kernel too slow to run whole on a slice of it (<see cref="Kernel.CompileSlice(Nest, int, JitOptions?)"/>):
-    /// the first <paramref name="outerIterations"/> iterations of its outermost loop. Over an output variable, the slice
-    /// finishes every output element it reaches and leaves the rest alone: the sampled elements inside it are compared
-    /// with the exact result, those outside must be unchanged. Over a reduction variable, it adds the first part of the
-    /// sum to every output element: the sampled elements are compared with that partial sum. Null when the outermost
-    /// loop runs once (there is no slice).
+    /// the first <paramref name="outerIterations"/> iterations of its outermost loop. Null when the outermost loop runs once
+    /// (there is no slice). See <see cref="VerifySlice(Nest, int[], JitOptions?, int)"/>.
     /// </summary>
-    public static unsafe Verification? VerifySlice(Nest nest, int outerIterations, JitOptions? options = null, int seed = 1)
+    public static Verification? VerifySlice(Nest nest, int outerIterations, JitOptions? options = null, int seed = 1)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        if (nest[0].Size + (nest[0].Tail > 0 ? 1 : 0) <= 1) return null;
+        int total = Kernel.OuterIterations(nest);
+        if (outerIterations < 1 || outerIterations > total)
+            throw new ArgumentOutOfRangeException(nameof(outerIterations), outerIterations, $"the outermost loop of {nest.Serialize()} has {total} iterations");
+        var sizes = nest.Computation.Sizes.ToArray();
+        sizes[nest[0].Var] = Math.Min(sizes[nest[0].Var], outerIterations * nest.InnerStep(0));
+        return VerifySlice(nest, sizes, options, seed);
+    }
+
+    /// <summary>
+    /// Checks the slice of <paramref name="nest"/> over the first <paramref name="sizes"/>[v] elements of each variable
+    /// (<see cref="Kernel.CompileSlice(Nest, int[], JitOptions?)"/>). The slice finishes the output elements whose output
+    /// variables it covers, with the sum cut to the first sizes[r] terms of each reduction variable r it cuts, and leaves the
+    /// others alone: the sampled elements inside it (the sample folded into it) are compared with those exact partial sums,
+    /// the sampled elements outside must be unchanged.
+    /// </summary>
+    public static unsafe Verification VerifySlice(Nest nest, int[] sizes, JitOptions? options = null, int seed = 1)
     {
         ArgumentNullException.ThrowIfNull(nest);
         var c = nest.Computation;
-        int v = nest[0].Var;
-        if (nest[0].Size + (nest[0].Tail > 0 ? 1 : 0) <= 1) return null;
-        var slice = Kernel.CompileSlice(nest, outerIterations, options);
-        int covered = (int)Math.Round(slice.Fraction * c.Sizes[v]);
-        bool reduction = c.IsReduction[v];
+        var slice = Kernel.CompileSlice(nest, sizes, options);
         var rng = new Random(seed);
         var buffers = c.Tensors.Select(t => Guarded(t.Length, rng)).ToArray();
         var all = Reference.CheckedElements(c, seed);
         var before = all.ToDictionary(o => o, o => buffers[0][Guard + o]); // the sampled elements' values: those outside must keep them
-        long stride = c.Output.VarStrides[v];
-        bool Inside(long o) => o / stride % c.Sizes[v] < covered;
-        // the sample folded into the slice (its index of v taken modulo what the slice covers), and the sample as drawn
-        // for the elements outside it
-        var inside = reduction ? all
-            : all.Select(o => o - (o / stride % c.Sizes[v] - o / stride % c.Sizes[v] % covered) * stride).Distinct().Order().ToArray();
-        var sizes = reduction ? c.Sizes.SetItem(v, covered) : c.Sizes;
+        var cut = Enumerable.Range(0, sizes.Length).Where(v => !c.IsReduction[v] && sizes[v] < c.Sizes[v]).ToArray();
+        long Index(long o, int v) => o / c.Output.VarStrides[v] % c.Sizes[v];
+        bool Inside(long o) => cut.All(v => Index(o, v) < sizes[v]);
+        long Fold(long o) => cut.Aggregate(o, (e, v) => e - (Index(e, v) - Index(e, v) % sizes[v]) * c.Output.VarStrides[v]);
+        var inside = all.Select(Fold).Distinct().Order().ToArray();
         var (exact, magnitude) = Reference.ExactAt(c, inside, Inner(buffers[0]), Inner(buffers[1]), Inner(buffers[2]), sizes);
         fixed (float* o = buffers[0], l = buffers[1], r = buffers[2])
             slice.Run(o + Guard, l + Guard, r + Guard);
         string? problem = Compare(c, Inner(buffers[0]), inside, exact, magnitude, out double worst);
         var output = Inner(buffers[0]);
-        foreach (long o in reduction ? [] : all.Where(o => !Inside(o)))
+        foreach (long o in all.Where(o => !Inside(o)))
             if (problem is null && !SameBits(output[(int)o], before[o])) problem = $"{c.Output.Name} element {o}, outside the slice, was written";
         return new Verification(problem is null, worst, Reference.Tolerance(c), problem, inside.Length);
+    }
+
+    /// <summary>Checks <paramref name="kernel"/> (compiled from <paramref name="nest"/>) in about <paramref name="maxSeconds"/>
+    /// at most, given the seconds a whole run is <paramref name="predictedSeconds"/> to take (<c>KernelTiming.Plan</c>):
+    /// whole when that fits, else on the slice of <see cref="Kernel.ProbeSizes"/> for the work that fits.</summary>
+    public static Verification VerifyWithin(Nest nest, Kernel kernel, double predictedSeconds, double maxSeconds, int seed = 1)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        ArgumentNullException.ThrowIfNull(kernel);
+        if (predictedSeconds <= maxSeconds) return Verify(kernel, seed);
+        var sizes = Kernel.ProbeSizes(nest, nest.Computation.Flops * maxSeconds / predictedSeconds);
+        return sizes.SequenceEqual(nest.Computation.Sizes) ? Verify(kernel, seed) : VerifySlice(nest, sizes, null, seed);
     }
 
     /// <summary><see cref="Compare(Computation, ReadOnlySpan{float}, double[], double[], out double)"/> over the output elements

@@ -94,12 +94,14 @@ public sealed class Policy
 
     /// <summary>What <see cref="Load(string)"/> reads, and also a policy of the encoding before the machine_tensor
     /// (<see cref="EncoderV1"/>), carried over exactly: its first layers get zero weights for the new inputs, so it acts as it
-    /// did and learns to use the machine from there (<c>train --init</c>, <c>adapt</c>).</summary>
+    /// did and learns to use the machine from there (<c>train --init</c>, <c>adapt</c>). <see cref="Load(string)"/> itself
+    /// reads a policy of the encoding before the pack action (<see cref="ObservationEncoder.V2"/>) the same way: the new
+    /// inputs are only the pack action's entries among the previous actions.</summary>
     public static Policy LoadForInit(string pathOrDefault) => Load(pathOrDefault, upgrade: true);
 
     /// <summary>The observation encoding before the machine_tensor: the first <see cref="ObservationEncoder.MachineOffset"/>
     /// floats of today's.</summary>
-    public const string EncoderV1 = "loops+strides+prev_actions+time/v1";
+    public const string EncoderV1 = ObservationEncoder.V1;
 
     static Policy Load(string pathOrDefault, bool upgrade)
     {
@@ -113,10 +115,10 @@ public sealed class Policy
         NetworkShape shape;
         try { shape = JsonSerializer.Deserialize<NetworkShape>(shapeJson) ?? throw new JsonException("null"); }
         catch (JsonException e) { throw new PolicyError($"policy {path}: its network shape '{shapeJson}' cannot be read ({e.Message})", e); }
-        if (encoder == EncoderV1 && upgrade && shape.Observations == ObservationEncoder.MachineOffset)
+        if ((encoder == ObservationEncoder.V2 || (encoder == EncoderV1 && upgrade)) && ObservationEncoder.Positions(encoder) is { } at && shape.Observations == at.Length)
         {
-            (tensors, shape) = (Upgrade(tensors, shape), shape with { Observations = ObservationEncoder.Size });
-            meta = new Dictionary<string, string>(meta) { [Prefix + "encoder"] = ObservationEncoder.Name, [Prefix + "upgraded_from"] = EncoderV1 };
+            (tensors, shape) = (Upgrade(tensors, shape, at), shape with { Observations = ObservationEncoder.Size });
+            meta = new Dictionary<string, string>(meta) { [Prefix + "encoder"] = ObservationEncoder.Name, [Prefix + "upgraded_from"] = encoder };
         }
         else if (encoder != ObservationEncoder.Name)
             throw new PolicyError($"policy {path} reads observations '{encoder}'; this LoopTune encodes '{ObservationEncoder.Name}'"
@@ -140,13 +142,17 @@ public sealed class Policy
         return new Policy(net, space, length, meta, path);
     }
 
-    /// <summary>A v1 network's tensors with zero rows appended to every first-layer weight ([inputs, outputs]) for the
-    /// machine_tensor's inputs: the same function of the observations it had.</summary>
-    static IReadOnlyList<NamedTensor> Upgrade(IReadOnlyList<NamedTensor> tensors, NetworkShape shape) =>
+    /// <summary>An older encoding's network with every first-layer weight ([inputs, outputs]) read for today's inputs: row i
+    /// moves to <paramref name="at"/>[i], the new inputs get zero rows. The same function of the observations it had.</summary>
+    static IReadOnlyList<NamedTensor> Upgrade(IReadOnlyList<NamedTensor> tensors, NetworkShape shape, int[] at) =>
     [
-        .. tensors.Select(t => t.Shape is [var rows, var cols] && rows == shape.Observations && t.Name.EndsWith(".0.weight", StringComparison.Ordinal)
-            ? t with { Shape = [ObservationEncoder.Size, cols], Data = [.. t.Data, .. new float[(ObservationEncoder.Size - rows) * cols]] }
-            : t),
+        .. tensors.Select(t =>
+        {
+            if (t.Shape is not [var rows, var cols] || rows != shape.Observations || !t.Name.EndsWith(".0.weight", StringComparison.Ordinal)) return t;
+            var data = new float[ObservationEncoder.Size * cols];
+            for (int r = 0; r < rows; r++) Array.Copy(t.Data, r * cols, data, at[r] * cols, cols);
+            return t with { Shape = [ObservationEncoder.Size, cols], Data = data };
+        }),
     ];
 
     /// <summary>A network for a loop space with fewer edits per loop (the tile space before its block macros) widened to

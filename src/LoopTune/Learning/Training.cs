@@ -29,7 +29,7 @@ namespace LoopTune.Learning;
 /// <param name="Db">Measurement store (default: the user's).</param>
 /// <param name="Set">Hyperparameter overrides, e.g. {"LearningRate": 1e-4}.</param>
 /// <param name="Init">A policy whose weights the networks start from (a warm start), or null for random weights.</param>
-/// <param name="Actions">The action space: "cursor" (the seed's 17 actions), "loop" or "tile" (<see cref="ActionSpace"/>).</param>
+/// <param name="Actions">The action space: "cursor" (the action table's 18: the seed's 17 and pack), "loop" or "tile" (<see cref="ActionSpace"/>).</param>
 /// <param name="VectorBits">The vector widths the JIT uses, one drawn per episode (each its own evaluator, peak and
 /// machine_tensor), so that one machine teaches several; null: the JIT's width alone.</param>
 /// <param name="EvalSearch">Evaluate with the policy-guided search (<see cref="PolicyGuidedSearch"/>, the tuner's method,

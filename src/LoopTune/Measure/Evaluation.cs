@@ -67,8 +67,24 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
     public double? RatioTo(string peer) => Peers.FirstOrDefault(p => p.Key == peer) is { Gflops: double g and > 0 } p ? p.KernelOverPeer ?? Gflops / g : null;
 
     /// <summary>A whole run of a kernel longer than this is not timed whole in a report: it is estimated from a slice
-    /// (<see cref="KernelTiming.MeasureBounded"/>) and checked on one (<see cref="Verifier.VerifySlice"/>).</summary>
+    /// (<see cref="KernelTiming.MeasureBounded"/>) and checked on one (<see cref="Verifier.VerifyWithin"/>).</summary>
     public const double MaxRunSeconds = 1;
+
+    /// <summary>Checks <paramref name="kernel"/> (compiled from <paramref name="nest"/>) with no run longer than
+    /// <see cref="MaxCheckSeconds"/>: a large kernel's run is predicted first (<see cref="KernelTiming.Plan"/>, on
+    /// <paramref name="buffers"/> or buffers of its own) and, when too long, the check runs on a slice.</summary>
+    public static Verification Check(Nest nest, Kernel kernel, KernelTiming.Workspace? buffers = null)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        if (nest.Computation.Flops <= KernelTiming.ProbeFlops) return Verifier.Verify(kernel);
+        var own = buffers is null ? new KernelTiming.Workspace(nest.Computation) : null;
+        try { return Verifier.VerifyWithin(nest, kernel, KernelTiming.Plan(nest, buffers ?? own!, MaxCheckSeconds).Predicted, MaxCheckSeconds); }
+        finally { own?.Dispose(); }
+    }
+
+    /// <summary>The longest run a check of a kernel makes (<see cref="Verifier.VerifyWithin"/>): a sixteenth of
+    /// <see cref="MaxRunSeconds"/>; a slower kernel is checked on a slice.</summary>
+    public const double MaxCheckSeconds = MaxRunSeconds / 16;
 
     /// <summary>Compiles, verifies and times <paramref name="nest"/>; with <paramref name="peers"/>, the kernel and every
     /// peer are timed side by side (<see cref="MeasureWithPeers"/>). A kernel whose run could last more than
@@ -95,14 +111,14 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
         var (predicted, sliced) = KernelTiming.Plan(nest, buffers, MaxRunSeconds / 4);
         if (sliced is { } slice)
         {
-            var check = Verifier.VerifySlice(nest, 1) ?? Verifier.Verify(kernel);
+            var check = Verifier.VerifyWithin(nest, kernel, predicted, MaxCheckSeconds);
             var bounded = options with { MaxSeconds = Math.Min(options.MaxSeconds, MaxRunSeconds) };
             var (timed, others) = peers ? TimeSideBySide([slice], PreparePeers, bounded, buffers)
                 : ([KernelTiming.Measure(slice, bounded, buffers)], NotMeasured(nest.Computation));
             return new Evaluation(nest, kernel, check, KernelTiming.Scaled(timed[0], slice, kernel), peak, others) { Estimated = true };
         }
-        // a run predicted over a sixteenth of the limit is checked on a slice too: the check is sampled either way
-        var verification = predicted > MaxRunSeconds / 16 ? Verifier.VerifySlice(nest, 1) ?? Verifier.Verify(kernel) : Verifier.Verify(kernel);
+        // a run predicted over the check's limit is checked on a slice too: the check is sampled either way
+        var verification = Verifier.VerifyWithin(nest, kernel, predicted, MaxCheckSeconds);
         var (measured, peerResults) = peers ? TimeSideBySide([kernel], PreparePeers, options, buffers)
             : ([KernelTiming.Measure(kernel, options, buffers)], NotMeasured(nest.Computation));
         return new Evaluation(nest, kernel, verification, measured[0], peak, peerResults);

@@ -39,12 +39,18 @@ public static class KernelTiming
         double maxRunSeconds, JitOptions? jit = null)
     {
         ArgumentNullException.ThrowIfNull(kernel);
-        if (Plan(nest, buffers, maxRunSeconds, jit).Slice is not { } slice) return (Measure(kernel, options, buffers), false);
+        return Plan(nest, buffers, maxRunSeconds, jit).Slice is { } slice ? (MeasureSlice(slice, kernel, options, buffers), true) : (Measure(kernel, options, buffers), false);
+    }
+
+    /// <summary>Times <paramref name="slice"/> of <paramref name="kernel"/> (<see cref="Plan"/>'s) and scales the result to the
+    /// whole (<see cref="Scaled"/>).</summary>
+    public static Measurement MeasureSlice(Kernel slice, Kernel kernel, MeasureOptions options, Workspace buffers)
+    {
         // one run first, untimed: a slice's data is a fraction of the whole's, and a cold first run of it (as the
         // environment's one-run timing would take) reads it from memory where the whole kernel's repeated runs find it
         // cached; estimates came out half the whole's speed
         Runner(slice, buffers)();
-        return (Scaled(Measure(slice, options, buffers), slice, kernel), true);
+        return Scaled(Measure(slice, options, buffers), slice, kernel);
     }
 
     /// <summary>A slice's measurement scaled to the whole of <paramref name="kernel"/>: seconds over the slice's share, the

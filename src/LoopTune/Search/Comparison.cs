@@ -177,19 +177,20 @@ public sealed class Comparison
     {
         var c = b.Computation;
         var kernels = new Dictionary<string, (Nest Nest, Kernel Kernel, bool Verified)>();
-        foreach (var nest in results.Select(r => r.Best).Prepend(Nest.Initial(c)))
-            if (!kernels.ContainsKey(nest.ScheduleKey))
-            {
-                var kernel = Kernel.Compile(nest);
-                kernels[nest.ScheduleKey] = (nest, kernel, Verifier.Verify(kernel).Passed);
-            }
         // a kernel whose run would last longer than a quarter second (a large unscheduled nest) is estimated from a slice
-        // apart (KernelTiming.MeasureBounded) instead of being timed whole, side by side, for every round
+        // apart (KernelTiming.Plan) instead of being timed whole, side by side, for every round; one whose run would
+        // pass Evaluation.MaxCheckSeconds is checked on a slice
         var estimates = new Dictionary<string, Measurement>();
         using (var buffers = new KernelTiming.Workspace(c))
         using (ThreadPinning.Pin())
-            foreach (var (key, (nest, kernel, _)) in kernels)
-                if (KernelTiming.MeasureBounded(nest, kernel, MeasureOptions.Env, buffers, MaxRetimeRunSeconds) is (var m, true)) estimates[key] = m;
+            foreach (var nest in results.Select(r => r.Best).Prepend(Nest.Initial(c)))
+            {
+                if (kernels.ContainsKey(nest.ScheduleKey)) continue;
+                var kernel = Kernel.Compile(nest);
+                var (predicted, slice) = KernelTiming.Plan(nest, buffers, MaxRetimeRunSeconds);
+                kernels[nest.ScheduleKey] = (nest, kernel, Verifier.VerifyWithin(nest, kernel, predicted, Evaluation.MaxCheckSeconds).Passed);
+                if (slice is not null) estimates[nest.ScheduleKey] = KernelTiming.MeasureSlice(slice, kernel, MeasureOptions.Env, buffers);
+            }
         var keys = kernels.Keys.Where(k => !estimates.ContainsKey(k)).ToList();
         var (timed, peerResults) = keys.Count > 0
             ? Evaluation.TimeSideBySide([.. keys.Select(k => kernels[k].Kernel)], peers.Invoke, timing)

@@ -207,7 +207,7 @@ public sealed class SearchRun
             var n = start;
             foreach (var a in ids.Select(id => Actions.All[id]))
             {
-                if (Moves.ChangesKernel(a)) loopIds.Add(ActionSpace.Loop.IdOf(n.Cursor, Moves.KernelActions.IndexOf(a)));
+                if (Moves.ChangesKernel(a)) loopIds.Add(ActionSpace.Loop.IdOf(n.Cursor, ActionSpace.Loop.EditOf(a)));
                 n = Transforms.Apply(n, a);
             }
             // (a split the loop space skips as idle, which the cursor space allows, leaves the path as it is)

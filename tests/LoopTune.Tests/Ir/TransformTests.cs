@@ -12,7 +12,7 @@ public class TransformTests
     public void Action_table_has_fixed_ids_and_names()
     {
         Assert.Equal(["up", "down", "swap_up", "swap_down", "split_2", "split_4", "split_8", "split_16", "split_32", "split_64",
-                      "split_128", "split_256", "split_512", "split_1024", "merge", "unroll", "vectorize"], Actions.All.Select(a => a.Name));
+                      "split_128", "split_256", "split_512", "split_1024", "merge", "unroll", "vectorize", "pack"], Actions.All.Select(a => a.Name));
         Assert.Equal(Actions.All.Length, Actions.Count);
         Assert.All(Actions.All, a => Assert.Equal(a, Actions.All[a.Id]));
         Assert.All(Actions.All, a => Assert.Equal(a, Actions.Get(a.Name)));
@@ -297,6 +297,8 @@ public class TransformTests
         Rule.NothingToMerge => typeof(NothingToMergeError),
         Rule.NotInnermost => typeof(NotInnermostError),
         Rule.UnrollTooLarge => typeof(UnrollTooLargeError),
+        Rule.NothingToPack => typeof(NothingToPackError),
+        Rule.NotPackable => typeof(NotPackableError),
         _ => throw new ArgumentOutOfRangeException(nameof(rule)),
     };
 
@@ -340,6 +342,15 @@ public class TransformTests
                 before[c] = before[c] with { Annotation = before[c].Annotation == ann ? Annotation.None : ann };
                 Assert.True(before.SequenceEqual(after), where);
                 Assert.True(r.Cursor == c, where);
+                Assert.Equal(n, Transforms.Apply(r, a));
+                break;
+            case ActionKind.Pack:
+                // the inputs the cursor's variable does not index toggle together; loops and cursor stay
+                int v = n[c].Var, reused = 0;
+                for (int t = 1; t < 3; t++) if (n.Computation.Tensors[t].VarStrides[v] == 0) reused |= 1 << t;
+                Assert.NotEqual(0, reused);
+                Assert.Equal((n.Packed & reused) == reused ? n.Packed & ~reused : n.Packed | reused, r.Packed);
+                Assert.True(before.SequenceEqual(after) && r.Cursor == c, where);
                 Assert.Equal(n, Transforms.Apply(r, a));
                 break;
         }

@@ -118,7 +118,7 @@ public class LearnerTests
             : new Ppo(SmallPpo with { Hidden = [64, 64], RolloutSteps = 24 }, pool, Env, 2);
         var policy = Policy.FromNetwork(trainer.Policy, 6, space);
         double start = Model(Nest.Initial(mm));
-        for (int i = 0; i < 400; i++)
+        for (int i = 0; i < 800; i++)
         {
             trainer.Iterate();
             if (i % 20 == 19 && Model(Rollout.Greedy(policy, mm, evaluator).Final) >= 40) break;

@@ -37,8 +37,10 @@ public sealed class MachineAwareTests
     public void A_policy_of_another_input_is_refused_and_one_from_before_the_machine_tensor_is_carried_over_exactly()
     {
         using var temp = new TempFolder();
-        // a policy of the first encoding (no machine_tensor): 348 inputs
-        int v1 = ObservationEncoder.MachineOffset;
+        // a policy of the first encoding (no machine_tensor, the seed's 17 actions): 348 inputs
+        var at = ObservationEncoder.Positions(Policy.EncoderV1)!;
+        int v1 = at.Length;
+        Assert.Equal(348, v1);
         var old = Net.Create(new NetworkShape("dqn", v1, ActionSpace.Tile.Count, [16, 16], "relu", true), new Random(3));
         var path = temp["v1.safetensors"];
         SafeTensors.Save(path, SafeTensors.FromParameters(old.Parameters), new Dictionary<string, string>
@@ -55,9 +57,10 @@ public sealed class MachineAwareTests
         Assert.Equal(ObservationEncoder.Size, upgraded.Shape.Observations);
         var rng = new Random(4);
         var x = Enumerable.Range(0, ObservationEncoder.Size).Select(_ => (float)rng.NextDouble()).ToArray();
-        var before = old.Scores(Net.Row(x[..v1])).Row(0).ToArray();
+        var before = old.Scores(Net.Row([.. at.Select(i => x[i])])).Row(0).ToArray();
         Assert.Equal(before, upgraded.Network.Scores(Net.Row(x)).Row(0).ToArray());
-        x[^1] = 7;
+        x[^1] = 7; // a machine input
+        x[ObservationEncoder.MachineOffset - 2] = 1; // the pack action as the fifth previous action
         Assert.Equal(before, upgraded.Network.Scores(Net.Row(x)).Row(0).ToArray());
 
         // an encoding this build does not know, or a network of another input size, is refused by name
@@ -67,6 +70,30 @@ public sealed class MachineAwareTests
         var wide = temp["wide.safetensors"];
         Policy.Save(wide, Net.Create(new NetworkShape("dqn", ObservationEncoder.Size + 1, ActionSpace.Tile.Count, [8], "relu", true), new Random(1)), 10, space: ActionSpace.Tile);
         Assert.Contains($"{ObservationEncoder.Size + 1} inputs", Assert.Throws<PolicyError>(() => Policy.Load(wide)).Message);
+    }
+
+    [Fact]
+    public void A_policy_from_before_the_pack_action_is_read_as_it_was()
+    {
+        using var temp = new TempFolder();
+        var at = ObservationEncoder.Positions(ObservationEncoder.V2)!;
+        Assert.Equal(357, at.Length);
+        Assert.Equal(at.Length, at.Distinct().Count());
+        var old = Net.Create(new NetworkShape("dqn", at.Length, ActionSpace.Tile.Count, [16, 16], "relu", true), new Random(8));
+        var path = temp["v2.safetensors"];
+        SafeTensors.Save(path, SafeTensors.FromParameters(old.Parameters), new Dictionary<string, string>
+        {
+            ["looptune.format"] = "looptune-policy/1", ["looptune.shape"] = System.Text.Json.JsonSerializer.Serialize(old.Shape),
+            ["looptune.encoder"] = ObservationEncoder.V2, ["looptune.episode_length"] = "10", ["looptune.action_space"] = "tile",
+        });
+        var upgraded = Policy.Load(path);
+        Assert.Equal(ObservationEncoder.V2, upgraded.Metadata["looptune.upgraded_from"]);
+        // a real observation after a vectorize: the old network read the same one-hot at the old place
+        var nest = Transforms.ApplyAll(Nest.Initial(Computation.Parse("mm 64 64 64")), Actions.ParseList("down,down,vectorize"));
+        var o = new Observation(nest, default, Actions.ParseList("down,down,vectorize"));
+        var x = ObservationEncoder.Encode(o, 3, 10);
+        Assert.Equal(1, x[at[Nest.MaxLoops * Observations.LoopFeatures + Observations.StrideBuckets + Actions.Get("vectorize").Id]]);
+        Assert.Equal(old.Scores(Net.Row([.. at.Select(i => x[i])])).Row(0).ToArray(), upgraded.Network.Scores(Net.Row(x)).Row(0).ToArray());
     }
 
     [Theory]

@@ -114,7 +114,8 @@ public class ActionSpaceTests
             for (int step = 0; step < 8; step++)
             {
                 var mask = ActionSpace.Loop.Mask(nest);
-                Assert.Equal(Nest.MaxLoops * (Moves.KernelActions.Length + 2), mask.Length);
+                int seed = Moves.KernelActions.Length - 1; // the seed's kernel actions; pack is the last edit of a loop
+                Assert.Equal(Nest.MaxLoops * (seed + 3), mask.Length);
                 for (int id = 0; id < mask.Length; id++)
                 {
                     if (!mask[id])
@@ -126,13 +127,14 @@ public class ActionSpaceTests
                     var (actions, result) = ActionSpace.Loop.Apply(nest, id);
                     Assert.Equal(result.ScheduleKey, Transforms.ApplyAll(nest, actions).ScheduleKey); // legal, else ApplyAll throws
                     Assert.NotEqual(nest.ScheduleKey, result.ScheduleKey);
-                    int per = Moves.KernelActions.Length + 2, k = id % per;
+                    int per = seed + 3, k = id % per;
                     var walked = Transforms.ApplyAll(nest, actions.TakeWhile(a => a.Kind is ActionKind.Up or ActionKind.Down));
                     Assert.Equal(id / per, walked.Cursor); // the edit happens at the loop the id names
-                    if (k >= Moves.KernelActions.Length)
+                    if (k == per - 1) Assert.Equal("pack", actions[^1].Name);
+                    else if (k >= seed)
                     {
                         // sink / hoist: repeated swaps of that loop, as far as the rules allow
-                        var swap = Actions.Get(k == Moves.KernelActions.Length ? "swap_down" : "swap_up");
+                        var swap = Actions.Get(k == seed ? "swap_down" : "swap_up");
                         Assert.All(actions.SkipWhile(a => a.Kind is ActionKind.Up or ActionKind.Down), a => Assert.Equal(swap, a));
                         Assert.False(Transforms.IsLegal(result, swap));
                     }
@@ -155,7 +157,7 @@ public class ActionSpaceTests
             for (int step = 0; step < 6; step++)
             {
                 var mask = space.Mask(nest);
-                Assert.Equal(Nest.MaxLoops * (Moves.KernelActions.Length + 2 + 8 + 3), mask.Length);
+                Assert.Equal(Nest.MaxLoops * (Moves.KernelActions.Length + 2 + 8 + 3), mask.Length); // the seed's 15, sink, hoist, 8 tile, 3 block, pack
                 for (int id = 0; id < mask.Length; id++)
                 {
                     if (!mask[id])

@@ -168,6 +168,23 @@ public sealed class SampledCheckTests
     }
 
     [Fact]
+    public void A_kernel_is_checked_within_a_time_limit_on_a_slice_of_several_loops()
+    {
+        var large = Computation.Matmul(512, 512, 512);
+        var nest = Nest.Parse(large, ">n:16 k:4 m:64 k:128 m:8u n:32v");
+        // columns 0..31 with the sum over k's first 128 terms: the sample folded into them, checked against partial sums
+        var v = Verifier.VerifySlice(nest, [512, 32, 128]);
+        Assert.True(v.Passed, v.Problem);
+        Assert.InRange(v.Checked, 500, 512 * 32);
+        // a whole run predicted at 100 times the limit: the slice of Kernel.ProbeSizes for a hundredth of the work,
+        // here n, k and m cut to one iteration of their outermost loops (8 x 32 outputs, 128 terms each)
+        var within = Verifier.VerifyWithin(nest, Kernel.Compile(nest), predictedSeconds: 100, maxSeconds: 1);
+        Assert.True(within.Passed, within.Problem);
+        Assert.InRange(within.Checked, 1, 8 * 32);
+        Assert.Equal(Reference.SampleSize, Verifier.VerifyWithin(nest, Kernel.Compile(nest), predictedSeconds: 0.5, maxSeconds: 1).Checked);
+    }
+
+    [Fact]
     public void Partial_sums_run_each_reduction_over_its_first_values()
     {
         var c = Computation.Matmul(3, 4, 5);

@@ -1,0 +1,107 @@
+using LoopTune.Ir;
+
+namespace LoopTune.Jit;
+
+/// <summary>
+/// Copies an input into its packed layout (<see cref="Layout"/>): the loops that move it, walked as the kernel walks
+/// them (tails included), each innermost run copied whole when it is contiguous in the input.
+/// </summary>
+sealed unsafe class PackPlan
+{
+    readonly (int Var, int Step, long From, long To)[] loops; // From: the input's stride per iteration; To: the copy's
+    readonly int[] sizes;
+
+    /// <summary>The plan for input <paramref name="tensor"/> of <paramref name="nest"/>, over the first
+    /// <paramref name="sizes"/>[v] elements of each variable (a slice's; default: all).</summary>
+    public PackPlan(Nest nest, int tensor, int[]? sizes = null)
+    {
+        var strides = Layout.LoopStrides(nest);
+        var plain = nest.Computation.Tensors[tensor].VarStrides;
+        var moving = Enumerable.Range(0, nest.Count).Where(l => plain[nest[l].Var] != 0).ToList();
+        // Two loops of one variable next to each other in the copy, the inner without a tail, walk one run: keep the inner.
+        for (int i = moving.Count - 2; i >= 0; i--)
+            if (nest[moving[i]].Var == nest[moving[i + 1]].Var && nest[moving[i + 1]].Tail == 0) moving.RemoveAt(i);
+        loops = [.. moving.Select(l => (nest[l].Var, nest.InnerStep(l), plain[nest[l].Var] * nest.InnerStep(l), strides[tensor][l]))];
+        this.sizes = sizes is null ? [.. nest.Computation.Sizes] : (int[])sizes.Clone();
+        Length = Layout.PackedLength(nest, tensor);
+        Tensor = tensor;
+    }
+
+    /// <summary>The tensor (index into <see cref="Computation.Tensors"/>) this plan packs.</summary>
+    public int Tensor { get; }
+
+    /// <summary>Floats the copy holds.</summary>
+    public long Length { get; }
+
+    /// <summary>Writes the packed copy of <paramref name="input"/> to <paramref name="copy"/> (<see cref="Length"/> floats).</summary>
+    public void Pack(float* input, float* copy)
+    {
+        var remaining = (int[])sizes.Clone();
+        Copy(0, remaining, input, copy);
+    }
+
+    void Copy(int i, int[] remaining, float* from, float* to)
+    {
+        var (v, step, fromStride, toStride) = loops[i];
+        int covered = remaining[v], full = covered / step, rem = covered % step;
+        if (i == loops.Length - 1)
+        {
+            Run(from, to, covered, fromStride);
+            return;
+        }
+        if (i == loops.Length - 2 && loops[i + 1].Var != v)
+        {
+            // the last two loops in one place: runs of the innermost, as many as this loop has iterations
+            var (u, _, runStride, _) = loops[i + 1];
+            int run = remaining[u];
+            for (int k = 0; k < full + (rem > 0 ? 1 : 0); k++) Run(from + k * fromStride, to + k * toStride, run, runStride);
+            return;
+        }
+        remaining[v] = step;
+        for (int k = 0; k < full; k++) Copy(i + 1, remaining, from + k * fromStride, to + k * toStride);
+        if (rem > 0)
+        {
+            remaining[v] = rem;
+            Copy(i + 1, remaining, from + full * fromStride, to + full * toStride);
+        }
+        remaining[v] = covered;
+    }
+
+    /// <summary>The innermost loop that moves the input (step 1: a loop of its variable further in would move it too).</summary>
+    static void Run(float* from, float* to, int count, long stride)
+    {
+        if (stride == 1) Buffer.MemoryCopy(from, to, count * sizeof(float), count * sizeof(float));
+        else for (int k = 0; k < count; k++) to[k] = from[k * stride];
+    }
+}
+
+/// <summary>The packed copies one run of a kernel reads: native, 64-byte aligned, a vector of zeros past each end (a kernel
+/// may read that far, <see cref="Kernel.ReadsPast"/>); freed by the finalizer. <see cref="Sources"/> remembers which input
+/// each copy was last made from.</summary>
+sealed unsafe class PackedCopies
+{
+    const int Pad = 16;
+    readonly float*[] copies;
+
+    public PackedCopies(IReadOnlyList<PackPlan> plans)
+    {
+        copies = new float*[plans.Count];
+        Sources = new nint[plans.Count];
+        for (int i = 0; i < copies.Length; i++)
+        {
+            nuint bytes = (nuint)(plans[i].Length + Pad) * sizeof(float);
+            copies[i] = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(bytes, 64);
+            System.Runtime.InteropServices.NativeMemory.Clear(copies[i], bytes);
+        }
+    }
+
+    public float* this[int i] => copies[i];
+
+    /// <summary>The input each copy was made from last (0: none yet).</summary>
+    public nint[] Sources { get; }
+
+    ~PackedCopies()
+    {
+        foreach (var p in copies) System.Runtime.InteropServices.NativeMemory.AlignedFree(p);
+    }
+}

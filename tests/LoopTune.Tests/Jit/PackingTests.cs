@@ -1,0 +1,121 @@
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Tests.TestUtil;
+
+namespace LoopTune.Tests.Jit;
+
+/// <summary>The pack action: where a packed input's elements go, kernels that read packed copies against the reference
+/// (whole, sliced, from several threads), and the action's rules.</summary>
+public class PackingTests
+{
+    static readonly JitOptions[] Widths = [new(MaxVectorBits: 512), new(MaxVectorBits: 256), new(MaxVectorBits: 0)];
+
+    [Theory]
+    [InlineData("mm 64 1024 96", "n:32 m:8 k:96 m:8u n:2u n:16v pack=B")]
+    [InlineData("mm 37 45 29", "n:1+13 m:4+5 k:29 m:8u n:2u n:16v pack=B")]
+    [InlineData("mm 37 45 29", "k:3+5 n:1+13 m:37 k:8 n:2u n:16v pack=A,B")]
+    [InlineData("mm 48 40 33", "m:6 k:33 n:5 m:8u n:8v pack=A")]
+    [InlineData("mm 20 24 12", "n:24 m:20 >k:12v pack=A,B")]
+    [InlineData("conv 8 10 10 16 3 3", "f:4 h:8 c:8 r:3 s:3 f:4u w:8v pack=W")]
+    [InlineData("conv 3 9 11 5 3 2", "f:1+1 h:7 c:3 r:3 s:2 f:4u w:10v pack=W")]
+    [InlineData("C[m,o,i] += A[m,k] * B[o,k,i] m=21 o=3 i=20 k=9", "o:3 m:2+5 k:9 m:8u i:1+4 i:16v pack=A,B")]
+    public void Packed_kernels_match_the_reference(string spec, string schedule)
+    {
+        var nest = Nest.Parse(Computation.Parse(spec), schedule.Contains('>', StringComparison.Ordinal) ? schedule : ">" + schedule);
+        Assert.NotEqual(0, nest.Packed);
+        var rng = new Random(3);
+        foreach (var o in Widths)
+        {
+            Assert.Null(KernelCheck.CompileAndVerify(nest, o, rng));
+            if (Kernel.OuterIterations(nest) > 1)
+            {
+                var slice = Verifier.VerifySlice(nest, 1, o)!.Value;
+                Assert.True(slice.Passed, $"{KernelCheck.Describe(o)} slice: {slice.Problem}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("mm 37 45 29", "n:1+13 m:4+5 k:29 m:8u n:2u n:16v pack=B", 2)]
+    [InlineData("mm 37 45 29", "k:3+5 n:1+13 m:37 k:8 n:2u n:16v pack=A,B", 1)]
+    [InlineData("conv 3 9 11 5 3 2", "f:1+1 h:7 c:3 r:3 s:2 f:4u w:10v pack=W", 2)]
+    public void A_packed_input_has_every_element_once_at_the_place_its_loops_visit_it(string spec, string schedule, int tensor)
+    {
+        // the packed position, worked out independently: each loop's index from the element's variables, times its stride
+        var nest = Nest.Parse(Computation.Parse(spec), ">" + schedule);
+        var t = nest.Computation.Tensors[tensor];
+        var strides = Layout.LoopStrides(nest);
+        long length = Layout.PackedLength(nest, tensor);
+        var seen = new HashSet<long>();
+        var vars = t.Index.Select(d => d[0].Var).ToArray();
+        foreach (var values in Points(vars.Select(v => nest.Computation.Sizes[v]).ToArray()))
+        {
+            long at = 0;
+            for (int level = 0; level < nest.Count; level++)
+            {
+                int d = Array.IndexOf(vars, nest[level].Var);
+                if (d < 0) continue;
+                int outer = nest.PreviousOfVar(level) is var p && p >= 0 ? nest.InnerStep(p) : int.MaxValue;
+                at += values[d] % outer / nest.InnerStep(level) * strides[tensor][level];
+            }
+            Assert.InRange(at, 0, length - 1);
+            Assert.True(seen.Add(at), $"two elements of {t.Name} at {at}");
+        }
+        Assert.Equal(t.Length, seen.Count);
+        // the innermost loop that moves the input steps one element
+        Assert.Equal(1, strides[tensor][Enumerable.Range(0, nest.Count).Last(l => t.VarStrides[nest[l].Var] != 0)]);
+    }
+
+    static IEnumerable<int[]> Points(int[] sizes)
+    {
+        var p = new int[sizes.Length];
+        while (true)
+        {
+            yield return (int[])p.Clone();
+            int d = sizes.Length - 1;
+            while (d >= 0 && ++p[d] == sizes[d]) p[d--] = 0;
+            if (d < 0) yield break;
+        }
+    }
+
+    [Fact]
+    public void A_packed_kernel_run_from_several_threads_at_once_gives_each_its_own_result()
+    {
+        var nest = Nest.Parse(Computation.Parse("mm 40 72 24"), ">n:2+8 m:5 k:24 m:8u n:2u n:16v pack=A,B");
+        var kernel = Kernel.Compile(nest);
+        var c = nest.Computation;
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        Parallel.For(0, 8, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i =>
+        {
+            for (int run = 0; run < 20; run++)
+                if (KernelCheck.Verify(kernel, new Random(i * 100 + run)) is string problem) failures.Add($"thread {i} run {run}: {problem}");
+        });
+        Assert.Empty(failures);
+        Assert.Equal(c.Flops, kernel.Flops);
+    }
+
+    [Fact]
+    public void Pack_toggles_the_inputs_the_loop_reuses_and_names_what_it_cannot_pack()
+    {
+        var mm = Nest.Initial(Computation.Parse("mm 64 64 64"));
+        var pack = Actions.Get("pack");
+        var onM = Transforms.Apply(mm, pack); // B[k,n] is reused across m
+        Assert.Equal("m:64 n:64 k:64 pack=B", onM.ScheduleKey);
+        Assert.Equal(mm.ScheduleKey, Transforms.Apply(onM, pack).ScheduleKey);
+        var both = Transforms.ApplyAll(onM, Actions.ParseList("down,pack"));
+        Assert.Equal("m:64 n:64 k:64 pack=A,B", both.ScheduleKey);
+        Assert.Equal(both, Nest.Parse(mm.Computation, both.Serialize()));
+        Assert.Contains("packed: A,B", both.ToTree(), StringComparison.Ordinal);
+
+        var onK = Assert.Throws<NothingToPackError>(() => Transforms.ApplyAll(mm, Actions.ParseList("down,down,pack")));
+        Assert.Equal(3, onK.Step);
+        Assert.Contains("every input is indexed by 'k'", onK.Message, StringComparison.Ordinal);
+        var conv = Nest.Initial(Computation.Parse("conv 4 6 6 8 3 3"));
+        var onF = Assert.Throws<NotPackableError>(() => Transforms.Apply(conv, pack)); // I[c,h+r,w+s] is reused across f
+        Assert.Contains("I", onF.Message, StringComparison.Ordinal);
+        Assert.Equal("f:8 h:4 w:4 c:4 r:3 s:3 pack=W", Transforms.ApplyAll(conv, Actions.ParseList("down,pack")).ScheduleKey);
+
+        Assert.Contains("X is not an input", Assert.Throws<NestFormatError>(() => Nest.Parse(mm.Computation, ">m:64 n:64 k:64 pack=X")).Message, StringComparison.Ordinal);
+        Assert.Contains("cannot be packed", Assert.Throws<NestFormatError>(() => Nest.Parse(conv.Computation, ">f:8 h:4 w:4 c:4 r:3 s:3 pack=I")).Message, StringComparison.Ordinal);
+    }
+}
