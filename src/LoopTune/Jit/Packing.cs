@@ -75,23 +75,26 @@ sealed unsafe class PackPlan
     }
 }
 
-/// <summary>The packed copies one run of a kernel reads: native, 64-byte aligned, a vector of zeros past each end (a kernel
-/// may read that far, <see cref="Kernel.ReadsPast"/>); freed by the finalizer. <see cref="Sources"/> remembers which input
-/// each copy was last made from.</summary>
+/// <summary>The packed copies one run of a kernel reads: managed arrays on the pinned heap (so that the collector sees
+/// their size and frees them with the kernel), each used from its first 64-byte aligned element, with a vector of zeros
+/// past its end (a kernel may read that far, <see cref="Kernel.ReadsPast"/>). <see cref="Sources"/> remembers which
+/// input each copy was last made from.</summary>
 sealed unsafe class PackedCopies
 {
-    const int Pad = 16;
+    const int Pad = 16, AlignFloats = 16;
+    readonly float[][] arrays;
     readonly float*[] copies;
 
     public PackedCopies(IReadOnlyList<PackPlan> plans)
     {
+        arrays = new float[plans.Count][];
         copies = new float*[plans.Count];
         Sources = new nint[plans.Count];
         for (int i = 0; i < copies.Length; i++)
         {
-            nuint bytes = (nuint)(plans[i].Length + Pad) * sizeof(float);
-            copies[i] = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(bytes, 64);
-            System.Runtime.InteropServices.NativeMemory.Clear(copies[i], bytes);
+            arrays[i] = GC.AllocateArray<float>(checked((int)(plans[i].Length + Pad + AlignFloats)), pinned: true);
+            float* p = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref arrays[i][0]);
+            copies[i] = p + (AlignFloats - (int)((nint)p / sizeof(float) % AlignFloats)) % AlignFloats;
         }
     }
 
@@ -99,9 +102,4 @@ sealed unsafe class PackedCopies
 
     /// <summary>The input each copy was made from last (0: none yet).</summary>
     public nint[] Sources { get; }
-
-    ~PackedCopies()
-    {
-        foreach (var p in copies) System.Runtime.InteropServices.NativeMemory.AlignedFree(p);
-    }
 }
