@@ -226,6 +226,9 @@ public abstract class ActionSpace
                 at = Transforms.Apply(m.Result, Down);
             }
             Swaps(SwapDown, ref at, actions);
+            if (at[at.Cursor].Annotation == annotation.Kind switch { ActionKind.Vectorize => Annotation.Vectorize, _ => Annotation.Unroll })
+                // already annotated: the macro keeps it (the action would toggle it off); only the sink changed anything
+                return at.ScheduleKey == nest.ScheduleKey ? null : (actions, at);
             if (!Transforms.IsLegal(at, annotation)) return null;
             actions.Add(annotation);
             return (actions, Transforms.Apply(at, annotation));

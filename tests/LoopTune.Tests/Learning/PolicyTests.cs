@@ -173,12 +173,25 @@ public class ActionSpaceTests
                         Assert.Equal("vectorize", actions[^1].Name); // a vectorize is only legal innermost
                     if (name.StartsWith("tile_", StringComparison.Ordinal))
                         Assert.Equal(nest.Count + 1, result.Count); // one split
+                    if (name.StartsWith("sink_", StringComparison.Ordinal)) // the sunk loop ends annotated, even if it was already
+                        Assert.Equal(name.StartsWith("sink_vec", StringComparison.Ordinal) ? Annotation.Vectorize : Annotation.Unroll, result[result.Cursor].Annotation);
                 }
                 var legal = Enumerable.Range(0, mask.Length).Where(i => mask[i]).ToList();
                 if (legal.Count == 0) break;
                 nest = space.Apply(nest, legal[rng.Next(legal.Count)]).Result;
             }
         }
+    }
+
+    [Fact]
+    public void Sink_unroll_keeps_the_unroll_of_a_loop_that_has_one()
+    {
+        var space = ActionSpace.Tile;
+        var nest = Nest.Parse(Computation.Parse("mm 64 64 64"), ">m:16 m:4u n:64 k:64");
+        var (actions, result) = space.Apply(nest, space.Parse("sink_unroll@1"));
+        Assert.Equal("m:16 n:64 k:64 m:4u", result.ScheduleKey);
+        Assert.Equal(["down", "swap_down", "swap_down"], actions.Select(a => a.Name));
+        Assert.False(space.Mask(result)[space.Parse("sink_unroll@3")]); // nothing left to do: no id
     }
 
     [Fact]
