@@ -120,7 +120,6 @@ static class BenchCommand
     /// <summary>Compile times of random legal schedules of mm up to 256^3, plus memory before and after a long run of compiles.</summary>
     static JsonObject CompileLatency(int timed, int total)
     {
-        Kernel.WarmUp();
         var rng = new Random(7);
         var sizes = new[] { 16, 31, 64, 100, 128, 200, 256 };
         var times = new List<double>();

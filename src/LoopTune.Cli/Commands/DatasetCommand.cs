@@ -133,7 +133,6 @@ static class DatasetCommand
             var b = Benchmark.ReadFile(p.GetValue(bench)!);
             var list = Actions.ParseList(p.GetValue(actions));
             var nests = Steps(b.Computation, list);
-            Kernel.WarmUp();
             var measured = new Dictionary<string, ShownStep>(); // a cursor move keeps the kernel: show its figures again
             var steps = nests.Select((n, i) => measured.TryGetValue(n.ScheduleKey, out var same)
                 ? same with { Index = i, Action = list[i - 1].Name, Nest = n }

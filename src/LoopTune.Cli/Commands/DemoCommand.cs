@@ -30,7 +30,6 @@ static class DemoCommand
             var nest = Nest.Initial(Computation.Matmul(n, n, n));
             bool asJson = p.GetValue(json);
             double peak = PeakCache.GetOrMeasure();
-            Kernel.WarmUp();
             var steps = new JsonArray();
             if (!asJson) io.Out.MarkupLineInterpolated($"[bold]mm {n} {n} {n}[/]: {nest.Computation.Statement}; peak of this core {peak:F1} GFLOPS\n");
             var actions = Actions.ParseList(GoodSchedule);

@@ -39,7 +39,6 @@ static class SearchCommand
             var search = Searches.Get(p.GetValue(method)!);
             var limit = SearchBudget.Parse(p.GetValue(budget), p.GetValue(maxEvaluations));
             var (name, computation) = Target(p.GetValue(spec), p.GetValue(bench));
-            Kernel.WarmUp();
             var evaluator = Evaluators.Default(p.GetValue(db));
             SearchResult result;
             try { result = search.Run(Nest.Initial(computation), evaluator, limit, p.GetValue(seed), space); }

@@ -94,7 +94,6 @@ static class TuneCommand
     internal static (SearchResult Result, Evaluation Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
         SearchBudget limit, MeasureOptions timing, bool peers)
     {
-        Kernel.WarmUp();
         pol.WarmUp();
         _ = Machine.Current; // measured (once per machine) before the clock starts
         var evaluator = new KernelEvaluator();

@@ -1,13 +1,12 @@
 using System.Collections.Immutable;
 using LoopTune.Ir;
-using LoopTune.Measure;
 
 namespace LoopTune.Datasets;
 
 /// <summary>
 /// A set of benchmarks with a fixed train / test split, loaded from a folder written by <see cref="DatasetGenerator"/>
 /// (<c>looptune dataset gen</c>) or from a named dataset (<see cref="NamedDataset.All"/>), which is generated into
-/// <c>datasets/NAME</c> in <see cref="PeakCache.DataFolder"/> on first use.
+/// <c>datasets/NAME</c> in <see cref="DataFolder.Root"/> on first use.
 /// <code>
 /// var d = Dataset.Load("mm64_256_16_range");   // 2197 matmuls: 1758 train, 439 test
 /// foreach (Computation c in d.Train) ...
@@ -84,7 +83,7 @@ public sealed class Dataset
 }
 
 /// <summary>
-/// A dataset known by name, generated on first use into <c>datasets/NAME</c> in <see cref="PeakCache.DataFolder"/>.
+/// A dataset known by name, generated on first use into <c>datasets/NAME</c> in <see cref="DataFolder.Root"/>.
 /// <list type="table">
 /// <listheader><term>name</term><description>benchmarks</description></listheader>
 /// <item><term>mm64_256_16_range</term><description>every mm M N K with M, N, K in 64, 80, ..., 256: 13^3 = 2197 (the original's main set)</description></item>
@@ -144,7 +143,7 @@ public sealed class NamedDataset
     public string Description { get; }
 
     /// <summary>Where it is (or will be) generated.</summary>
-    public string Folder => Path.Combine(PeakCache.DataFolder, "datasets", Name);
+    public string Folder => Path.Combine(DataFolder.Root, "datasets", Name);
 
     /// <summary>True when its folder holds a manifest.</summary>
     public bool IsGenerated => File.Exists(Path.Combine(Folder, DatasetManifest.FileName));

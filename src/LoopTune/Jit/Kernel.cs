@@ -69,6 +69,7 @@ public sealed unsafe class Kernel
     public static Kernel Compile(Nest nest, JitOptions? options = null)
     {
         options ??= JitOptions.Default;
+        WarmUp();
         long start = Stopwatch.GetTimestamp();
         var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options);
         var fn = Emitter.Emit(program, options.Fused, "looptune_kernel");
@@ -107,6 +108,7 @@ public sealed unsafe class Kernel
         if (sizes.Length != c.Sizes.Length || sizes.Where((s, v) => s < 1 || s > c.Sizes[v]).Any())
             throw new ArgumentOutOfRangeException(nameof(sizes), $"a slice of {c} covers 1 to {string.Join(",", c.Sizes)} elements of its variables");
         options ??= JitOptions.Default;
+        WarmUp();
         long start = Stopwatch.GetTimestamp();
         double fraction = sizes.Select((s, v) => s / (double)c.Sizes[v]).Aggregate(1.0, (a, b) => a * b);
         var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options, sizes);
@@ -141,14 +143,16 @@ public sealed unsafe class Kernel
     }
 
     /// <summary>Compiles one small kernel of every code path, so that later <see cref="CompileTime"/>s measure compiling the
-    /// kernel, not the .NET JIT compiling LoopTune's own code generator on first use (about 50 ms, once per process).</summary>
+    /// kernel, not the .NET JIT compiling LoopTune's own code generator on first use (about 50 ms, once per process).
+    /// <see cref="Compile"/> and <see cref="CompileSlice(Nest, int[], JitOptions?)"/> do it first, once per process, before
+    /// their clock starts; callers need not.</summary>
     public static void WarmUp()
     {
         if (warm) return;
+        warm = true;
         var nest = Transforms.ApplyAll(Nest.Initial(Computation.Matmul(9, 37, 7)), Actions.ParseList("split_4,down,swap_down,swap_down,unroll,up,up,split_16,down,swap_down,swap_down,vectorize"));
         Compile(nest);
         Compile(nest, JitOptions.Default with { MaxVectorBits = 0 });
-        warm = true;
     }
 
     static bool warm;

@@ -45,7 +45,7 @@ public sealed class Policy
 
     /// <summary>Where <c>looptune adapt</c> keeps the policies it adapted to this kind of machine:
     /// <c>policies/&lt;machine&gt;/</c> in the data folder (<see cref="Measure.Machine.Slug"/>).</summary>
-    public static string AdaptedFolder => Path.Combine(Measure.PeakCache.DataFolder, "policies", Measure.Machine.Slug);
+    public static string AdaptedFolder => Path.Combine(DataFolder.Root, "policies", Measure.Machine.Slug);
 
     /// <summary>The adapted policy called <paramref name="name"/> ("default" or "conv") of this kind of machine.</summary>
     public static string AdaptedPath(string name) => Path.Combine(AdaptedFolder, name + ".safetensors");

@@ -334,7 +334,6 @@ public sealed class LocalSite : ITrainingSite
     public LocalSite(TrainRequest request, int[] cores, Func<int, IEvaluator>? evaluators = null)
     {
         this.request = request;
-        Kernel.WarmUp();
         foreach (int bits in request.Widths) Measure.Machine.At(bits); // the peaks and FMA timings, measured before the workers start
         pool = new WorkerPool(cores);
         targets = new TrainingTarget[pool.Count][];

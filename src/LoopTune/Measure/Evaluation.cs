@@ -101,7 +101,6 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
     /// for the nest's computation (a search's: 200 MB for a 4096^3 matmul need not be filled twice); new ones when null.</summary>
     public static Evaluation Run(Nest nest, MeasureOptions options, bool peers, double? peakGflops, KernelTiming.Workspace? workspace)
     {
-        Kernel.WarmUp();
         var kernel = Kernel.Compile(nest);
         double peak = peakGflops ?? PeakCache.GetOrMeasure();
         using var owned = workspace?.Computation.Equals(nest.Computation) == true ? null : new KernelTiming.Workspace(nest.Computation);

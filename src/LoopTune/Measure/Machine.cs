@@ -263,7 +263,7 @@ public sealed record MachineInfo(CpuInfo Cpu, int Cpus, int VectorBits, int Vect
 /// <summary>
 /// This machine, described (<see cref="MachineInfo"/>) at the vector width the JIT uses, or at any width it accelerates.
 /// The measured parts (peak, clock, FMA latency) are measured once per machine key and width and remembered in
-/// <c>machine.json</c> in the data folder (<see cref="PeakCache.DataFolder"/>).
+/// <c>machine.json</c> in the data folder (<see cref="DataFolder.Root"/>).
 /// </summary>
 public static class Machine
 {
@@ -312,7 +312,7 @@ public static class Machine
     static FmaTiming Timing(int bits)
     {
         double peak = PeakCache.GetOrMeasure(bits);
-        string key = KeyAt(bits), path = Path.Combine(PeakCache.DataFolder, "machine.json");
+        string key = KeyAt(bits), path = Path.Combine(DataFolder.Root, "machine.json");
         lock (fileGate)
         {
             var table = PeakCache.ReadTable(path);

@@ -5,37 +5,16 @@ namespace LoopTune.Measure;
 
 /// <summary>
 /// The FMA peak of one core, measured once per machine and vector width and remembered in <c>peak.json</c> in the data
-/// folder (<see cref="DataFolder"/>), keyed by <see cref="Machine.Key"/> (processor, core count, vector width, runtime),
+/// folder (<see cref="LoopTune.DataFolder"/>), keyed by <see cref="Machine.Key"/> (processor, core count, vector width, runtime),
 /// so the reward and the reports never need a figure set by hand.
 /// </summary>
 public static class PeakCache
 {
-    /// <summary>Where LoopTune keeps what it remembers: $LOOPTUNE_HOME if set, else the user's local data folder + /looptune.</summary>
-    public static string DataFolder =>
-        folder.Value ?? (Environment.GetEnvironmentVariable("LOOPTUNE_HOME") is { Length: > 0 } home ? home
-        : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "looptune"));
-
-    static readonly AsyncLocal<string?> folder = new();
-
-    /// <summary>Makes <paramref name="path"/> the data folder of the calling flow (the work it starts included) until the
-    /// result is disposed: for tests that write what other tests read (an adapted policy), each in a folder of its own.</summary>
-    internal static IDisposable UseDataFolder(string path)
-    {
-        var before = folder.Value;
-        folder.Value = path;
-        return new Restore(() => folder.Value = before);
-    }
-
-    sealed class Restore(Action undo) : IDisposable
-    {
-        public void Dispose() => undo();
-    }
-
     /// <summary>A description of this machine, at the JIT's vector width, precise enough that a peak measured on it holds
     /// (<see cref="Machine.Key"/>).</summary>
     public static string MachineKey => Machine.Key;
 
-    static string PeakFile => Path.Combine(DataFolder, "peak.json");
+    static string PeakFile => Path.Combine(DataFolder.Root, "peak.json");
 
     /// <summary>The remembered peak for this machine at <paramref name="bits"/> (default: the JIT's vector width),
     /// measuring and storing it first if there is none.</summary>

@@ -117,7 +117,6 @@ public sealed class Comparison
         ArgumentOutOfRangeException.ThrowIfZero(searches.Count);
         peers ??= AllLibraries;
         space ??= ActionSpace.Tile;
-        Kernel.WarmUp();
         var rows = new List<ComparisonRow>();
         int total = benchmarks.Count * (searches.Count + 1), done = 0;
         foreach (var b in benchmarks)
@@ -146,7 +145,6 @@ public sealed class Comparison
     public static ComparisonRow RunPair(Benchmark benchmark, ISearch search, SearchBudget budget, int seed, Func<IEvaluator> newEvaluator, MeasureOptions finalTiming,
         PeerPreparation? peers = null, ActionSpace? space = null)
     {
-        Kernel.WarmUp();
         return Retime(benchmark, [Search(search, benchmark.Computation, budget, seed, newEvaluator, space ?? ActionSpace.Tile)], finalTiming, peers ?? AllLibraries).Single();
     }
 

@@ -12,7 +12,7 @@ namespace LoopTune.Store;
 /// instead of being compiled and timed again.
 /// <list type="table">
 /// <listheader><term>aspect</term><description>what it is</description></listheader>
-/// <item><term>file</term><description><see cref="DefaultPath"/> (<c>measurements.db</c> in <see cref="PeakCache.DataFolder"/>)
+/// <item><term>file</term><description><see cref="DefaultPath"/> (<c>measurements.db</c> in <see cref="DataFolder.Root"/>)
 /// unless a path is given.</description></item>
 /// <item><term>key</term><description>(computation = <see cref="Computation.Text"/>, schedule = <see cref="Nest.ScheduleKey"/>,
 /// machine = <see cref="PeakCache.MachineKey"/>, runtime = <see cref="CurrentRuntime"/>). The cursor is not part of the key:
@@ -102,8 +102,8 @@ public sealed class MeasurementStore : IDisposable
         }
     }
 
-    /// <summary><c>measurements.db</c> in <see cref="PeakCache.DataFolder"/> (which <c>$LOOPTUNE_HOME</c> moves).</summary>
-    public static string DefaultPath => System.IO.Path.Combine(PeakCache.DataFolder, "measurements.db");
+    /// <summary><c>measurements.db</c> in <see cref="DataFolder.Root"/> (which <c>$LOOPTUNE_HOME</c> moves).</summary>
+    public static string DefaultPath => System.IO.Path.Combine(DataFolder.Root, "measurements.db");
 
     /// <summary>The runtime part of the key: the .NET runtime and <see cref="JitVersion"/>.</summary>
     public static string CurrentRuntime { get; } = $"{RuntimeInformation.FrameworkDescription} | {JitVersion}";

@@ -177,7 +177,7 @@ public sealed class MachineAwareTests
     public void Adapt_writes_the_policy_where_default_finds_it_and_resumes_where_it_stopped()
     {
         using var temp = new TempFolder();
-        using var home = PeakCache.UseDataFolder(temp["home"]);
+        using var home = DataFolder.Use(temp["home"]);
         var init = temp["init.safetensors"];
         Policy.Save(init, TilePolicy(5).Network, 4, new Dictionary<string, string> { ["looptune.machines"] = "another-machine: an older one" }, ActionSpace.Tile);
         var dataset = temp["ds"];
@@ -219,7 +219,7 @@ public sealed class MachineAwareTests
     public void Adapt_refuses_bad_input_naming_it(string option, string value)
     {
         using var temp = new TempFolder();
-        using var home = PeakCache.UseDataFolder(temp.Path);
+        using var home = DataFolder.Use(temp.Path);
         var (code, _, err) = TestHome.Run("adapt", option, value);
         Assert.Equal(2, code);
         Assert.Contains(value.TrimEnd('s'), err);

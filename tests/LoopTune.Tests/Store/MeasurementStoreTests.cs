@@ -102,7 +102,7 @@ public sealed class MeasurementStoreTests(ITestOutputHelper output) : IDisposabl
 
     [Fact]
     public void DefaultPathIsInTheDataFolder() =>
-        Assert.Equal(Path.Combine(PeakCache.DataFolder, "measurements.db"), MeasurementStore.DefaultPath);
+        Assert.Equal(Path.Combine(DataFolder.Root, "measurements.db"), MeasurementStore.DefaultPath);
 
     /// <summary>Reports (does not assert) lookup and write speeds; run with a detailed console logger to see them.</summary>
     [Fact]
