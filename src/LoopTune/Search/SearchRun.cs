@@ -100,11 +100,15 @@ public sealed class SearchRun
     /// fits in the budget too.</summary>
     public bool Exhausted => Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue) || clock.Elapsed >= Budget.Time - Reserve;
 
-    /// <summary>The time kept for <see cref="Finish"/>'s timing of the finalists: 1.5 times their sampling time
+    /// <summary>The time kept for <see cref="Finish"/>'s timing of the finalists and the layout variants of the fastest: 1.5 times their sampling time
     /// (<see cref="LoopTune.Measure.MeasureOptions.Confirm"/>), at most a quarter of the budget; none without a confirming evaluator.</summary>
     public TimeSpan Reserve => evaluator is IConfirmingEvaluator
-        ? TimeSpan.FromSeconds(Math.Min(1.5 * Finalists * LoopTune.Measure.MeasureOptions.Confirm.MinSeconds, Budget.Time.TotalSeconds / 4))
+        ? TimeSpan.FromSeconds(Math.Min(1.5 * (Finalists + (Space.LoopOf(0) is null ? 0 : LayoutVariantsKept)) * LoopTune.Measure.MeasureOptions.Confirm.MinSeconds, Budget.Time.TotalSeconds / 4))
         : TimeSpan.Zero;
+
+    /// <summary>Most layout variants of the fastest finalist a loop space's finish adds (<see cref="LayoutVariants"/>: one
+    /// per set of inputs a <c>pack</c> edit toggles, at most two, as there are two inputs).</summary>
+    const int LayoutVariantsKept = 2;
 
     /// <summary>True when <paramref name="nest"/>'s schedule was evaluated in this run.</summary>
     public bool Knows(Nest nest) => memory.ContainsKey(nest.ScheduleKey);
@@ -135,9 +139,11 @@ public sealed class SearchRun
     /// <paramref name="actions"/>) lead to, <paramref name="nest"/>, evaluated once (from this run's memory when seen before)
     /// and linked to <paramref name="parent"/> in the tree by an edge labelled <paramref name="label"/>: how a genome is
     /// reached, without evaluating the states on its way. Null when that needs a new evaluation and the budget is spent.</summary>
-    public SearchState? Reach(ImmutableArray<int> ids, ImmutableArray<LoopAction> actions, Nest nest, SearchState parent, string label)
+    public SearchState? Reach(ImmutableArray<int> ids, ImmutableArray<LoopAction> actions, Nest nest, SearchState parent, string label) =>
+        !memory.ContainsKey(nest.ScheduleKey) && Exhausted ? null : Place(ids, actions, nest, parent, label);
+
+    SearchState Place(ImmutableArray<int> ids, ImmutableArray<LoopAction> actions, Nest nest, SearchState parent, string label)
     {
-        if (!memory.ContainsKey(nest.ScheduleKey) && Exhausted) return null;
         double gflops = memory.TryGetValue(nest.ScheduleKey, out double g) ? g : Measure(nest);
         env.Restore(new EnvState(nest, actions, ids, new Evaluated(gflops, 0, false)));
         var state = new SearchState(env.Snapshot, Space.StateKey(nest));
@@ -152,6 +158,27 @@ public sealed class SearchRun
     {
         public Evaluated Evaluate(Nest nest) =>
             run.memory.TryGetValue(nest.ScheduleKey, out double g) ? new Evaluated(g, 0, true) : new Evaluated(run.Measure(nest), 0, false);
+    }
+
+    /// <summary>
+    /// The layout variants of the fastest finalist (a postprocessor, as MetaSchedule's layout rewrite): the schedules one <c>pack</c>
+    /// edit away in a loop space, one per distinct result, each measured once, in the time kept for the finish (past the
+    /// search's own budget, never past its evaluation limit). Packing pays only where an input is read far apart (a large
+    /// matmul's <c>B</c>, 4 KiB down k) and costs a copy everywhere, so whether it pays is measured, not guessed; a
+    /// search or policy that packs on its own has its packed states among the finalists already.
+    /// </summary>
+    IEnumerable<SearchState> LayoutVariants(SearchState state)
+    {
+        int edit = Space.LoopOf(0) is null ? -1 : Space.EditOf(Actions.Get("pack"));
+        if (edit < 0) yield break;
+        var seen = new HashSet<string>();
+        for (int loop = 0; loop < state.Nest.Count; loop++)
+        {
+            if (Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue)) yield break;
+            int id = Space.IdOf(loop, edit);
+            if (Space.TryApply(state.Nest, id) is not { } m || !seen.Add(m.Result.ScheduleKey)) continue;
+            yield return Place(state.Ids.Add(id), state.Path.AddRange(m.Actions), m.Result, state, Space.Describe(id));
+        }
     }
 
     /// <summary>Keeps the <see cref="Finalists"/> fastest distinct schedules seen, fastest first (the earlier on a tie).</summary>
@@ -188,6 +215,9 @@ public sealed class SearchRun
         var finalists = leaders.Take(leaders.FindIndex(l => l.Nest.ScheduleKey == Root.Nest.ScheduleKey) is var r and >= 0 ? r + 1 : leaders.Count).ToList();
         foreach (var s in alsoConsider)
             if (s.Gflops >= Root.Gflops && !finalists.Any(f => f.Nest.ScheduleKey == s.Nest.ScheduleKey)) finalists.Add(s);
+        if (evaluator is IConfirmingEvaluator && finalists.Count > 0)
+            foreach (var v in LayoutVariants(finalists.MaxBy(f => f.Gflops)!))
+                if (v.Gflops >= Root.Gflops && !finalists.Any(f => f.Nest.ScheduleKey == v.Nest.ScheduleKey)) finalists.Add(v);
         if (evaluator is IConfirmingEvaluator confirming && finalists.Count > 1)
             Best = finalists[confirming.Fastest([.. finalists.Select(l => l.Nest)], Budget.Time - clock.Elapsed)];
         Tree.Best = Best.Nest.ScheduleKey;
