@@ -115,6 +115,9 @@ public sealed class ApexDqn : ITrainer
     public int Iterations { get; private set; }
     public int ReplayCount => replay.Count;
 
+    /// <summary>The learner's prioritized replay (for tests of the priorities it sets).</summary>
+    internal PrioritizedReplay Replay => replay;
+
     public IReadOnlyDictionary<string, double> Iterate()
     {
         var clock = Stopwatch.StartNew();

@@ -107,16 +107,8 @@ public sealed class Ppo : ITrainer
         var batch = new List<(Step S, float Advantage, float Return)>();
         foreach (var (steps, lastValue) in rollouts.SelectMany(r => r))
         {
-            var adv = new float[steps.Count];
-            float next = lastValue, gae = 0;
-            for (int t = steps.Count - 1; t >= 0; t--)
-            {
-                float notDone = steps[t].Done ? 0 : 1;
-                float delta = steps[t].Reward + (float)c.Gamma * next * notDone - steps[t].Value;
-                adv[t] = gae = delta + (float)(c.Gamma * c.GaeLambda) * notDone * gae;
-                next = steps[t].Value;
-            }
-            for (int t = 0; t < steps.Count; t++) batch.Add((steps[t], adv[t], adv[t] + steps[t].Value));
+            var (adv, ret) = Gae([.. steps.Select(s => s.Reward)], [.. steps.Select(s => s.Value)], [.. steps.Select(s => s.Done)], lastValue, c.Gamma, c.GaeLambda);
+            for (int t = 0; t < steps.Count; t++) batch.Add((steps[t], adv[t], ret[t]));
         }
         EnvSteps += batch.Count;
 
@@ -134,6 +126,77 @@ public sealed class Ppo : ITrainer
         values["iteration_seconds"] = clock.Elapsed.TotalSeconds;
         Iterations++;
         return values;
+    }
+
+    /// <summary>Generalized advantage estimation (Schulman et al. 2016) over one actor's rollout, in float as the batch
+    /// stores it: delta_t = r_t + gamma V_{t+1} (1 - done_t) - V_t and A_t = delta_t + gamma lambda (1 - done_t) A_{t+1},
+    /// with <paramref name="lastValue"/> as the value after the last step; the returns (the critic's targets) are A_t + V_t.</summary>
+    internal static (float[] Advantages, float[] Returns) Gae(ReadOnlySpan<float> rewards, ReadOnlySpan<float> values, ReadOnlySpan<bool> dones,
+        float lastValue, double gamma, double lambda)
+    {
+        var adv = new float[rewards.Length];
+        float next = lastValue, gae = 0;
+        for (int t = rewards.Length - 1; t >= 0; t--)
+        {
+            float notDone = dones[t] ? 0 : 1;
+            float delta = rewards[t] + (float)gamma * next * notDone - values[t];
+            adv[t] = gae = delta + (float)(gamma * lambda) * notDone * gae;
+            next = values[t];
+        }
+        var ret = new float[rewards.Length];
+        for (int t = 0; t < ret.Length; t++) ret[t] = adv[t] + values[t];
+        return (adv, ret);
+    }
+
+    /// <summary>PPO's clipped surrogate on a minibatch: the mean over its rows of max(-A r, -A clip(r, 1 - eps, 1 + eps)),
+    /// r = exp(logp[b, action_b] - oldLogp_b). Writes dLoss/dlogp into <paramref name="dlogp"/> (the taken actions'
+    /// entries only) and returns the loss, the mean approximate KL (r - 1 - log r) and the fraction of ratios outside
+    /// [1 - eps, 1 + eps].</summary>
+    internal static (double Loss, double Kl, double ClipFraction) ClippedSurrogate(Matrix logp, ReadOnlySpan<int> actions, ReadOnlySpan<float> oldLogp,
+        ReadOnlySpan<float> advantages, double clipCoef, Matrix dlogp)
+    {
+        int size = actions.Length;
+        double pg = 0, kl = 0, clipped = 0;
+        for (int b = 0; b < size; b++)
+        {
+            float newLogp = logp[b, actions[b]], logRatio = newLogp - oldLogp[b], ratio = MathF.Exp(logRatio);
+            float lo = 1 - (float)clipCoef, hi = 1 + (float)clipCoef;
+            float u1 = -advantages[b] * ratio, u2 = -advantages[b] * Math.Clamp(ratio, lo, hi);
+            pg += Math.Max(u1, u2);
+            kl += ratio - 1 - logRatio;
+            bool outside = ratio < lo || ratio > hi;
+            if (outside) clipped++;
+            float dRatio = u1 >= u2 ? -advantages[b] : outside ? 0 : -advantages[b];
+            dlogp[b, actions[b]] = dRatio * ratio / size;
+        }
+        return (pg / size, kl / size, clipped / size);
+    }
+
+    /// <summary>PPO's value loss on a minibatch, <paramref name="valueCoef"/> not included: the mean over its rows of
+    /// 0.5 (v - R)^2, or with <paramref name="clip"/> of 0.5 max((v - R)^2, (V_old + clip(v - V_old, -eps, eps) - R)^2).
+    /// Writes dLoss/dv of <paramref name="valueCoef"/> times that loss into <paramref name="dv"/> and returns the loss.</summary>
+    internal static double ValueLoss(Matrix v, ReadOnlySpan<float> oldValues, ReadOnlySpan<float> returns, double clipCoef, bool clip, double valueCoef, Matrix dv)
+    {
+        int size = returns.Length;
+        double vl = 0;
+        for (int b = 0; b < size; b++)
+        {
+            float diff = v[b, 0] - returns[b];
+            if (clip)
+            {
+                float delta = Math.Clamp(v[b, 0] - oldValues[b], -(float)clipCoef, (float)clipCoef), diffClipped = oldValues[b] + delta - returns[b];
+                bool useClipped = diffClipped * diffClipped > diff * diff;
+                vl += 0.5 * Math.Max(diff * diff, diffClipped * diffClipped);
+                bool inside = Math.Abs(v[b, 0] - oldValues[b]) < clipCoef;
+                dv[b, 0] = (float)valueCoef * (useClipped ? (inside ? diffClipped : 0) : diff) / size;
+            }
+            else
+            {
+                vl += 0.5 * diff * diff;
+                dv[b, 0] = (float)valueCoef * diff / size;
+            }
+        }
+        return vl / size;
     }
 
     /// <summary>The epochs of minibatch updates; returns the last epoch's means.</summary>
@@ -170,20 +233,7 @@ public sealed class Ppo : ITrainer
                 // policy: clipped surrogate and entropy bonus, through the masked log-softmax
                 var logp = MaskedSoftmax.LogSoftmax(net.Actor.Forward(x), mask);
                 var dlogp = new Matrix(size, actionsN);
-                double pg = 0, kl = 0, clipped = 0;
-                for (int b = 0; b < size; b++)
-                {
-                    var s = batch[mb[b]].S;
-                    float newLogp = logp[b, s.Action], logRatio = newLogp - s.LogProb, ratio = MathF.Exp(logRatio);
-                    float lo = 1 - (float)c.ClipCoef, hi = 1 + (float)c.ClipCoef;
-                    float u1 = -adv[b] * ratio, u2 = -adv[b] * Math.Clamp(ratio, lo, hi);
-                    pg += Math.Max(u1, u2);
-                    kl += ratio - 1 - logRatio;
-                    bool outside = ratio < lo || ratio > hi;
-                    if (outside) clipped++;
-                    float dRatio = u1 >= u2 ? -adv[b] : outside ? 0 : -adv[b];
-                    dlogp[b, s.Action] = dRatio * ratio / size;
-                }
+                var (pg, kl, clipped) = ClippedSurrogate(logp, [.. mb.Select(i => batch[i].S.Action)], [.. mb.Select(i => batch[i].S.LogProb)], adv, c.ClipCoef, dlogp);
                 var dlogits = MaskedSoftmax.LogSoftmaxBackward(logp, dlogp, mask);
                 var entropy = MaskedSoftmax.Entropy(logp, mask);
                 var dEntropy = Enumerable.Repeat((float)(-c.EntropyCoef / size), size).ToArray();
@@ -194,32 +244,14 @@ public sealed class Ppo : ITrainer
                 // value: (clipped) squared error to the GAE returns
                 var v = net.Critic.Forward(x);
                 var dv = new Matrix(size, 1);
-                double vl = 0;
-                for (int b = 0; b < size; b++)
-                {
-                    var (s, _, ret) = batch[mb[b]];
-                    float diff = v[b, 0] - ret;
-                    if (c.ClipValueLoss)
-                    {
-                        float delta = Math.Clamp(v[b, 0] - s.Value, -(float)c.ClipCoef, (float)c.ClipCoef), diffClipped = s.Value + delta - ret;
-                        bool useClipped = diffClipped * diffClipped > diff * diff;
-                        vl += 0.5 * Math.Max(diff * diff, diffClipped * diffClipped);
-                        bool inside = Math.Abs(v[b, 0] - s.Value) < c.ClipCoef;
-                        dv[b, 0] = (float)c.ValueCoef * (useClipped ? (inside ? diffClipped : 0) : diff) / size;
-                    }
-                    else
-                    {
-                        vl += 0.5 * diff * diff;
-                        dv[b, 0] = (float)c.ValueCoef * diff / size;
-                    }
-                }
+                double vl = ValueLoss(v, [.. mb.Select(i => batch[i].S.Value)], [.. mb.Select(i => batch[i].Return)], c.ClipCoef, c.ClipValueLoss, c.ValueCoef, dv);
                 net.Critic.Backward(dv);
                 normSum += adam.Step();
-                pgSum += pg / size;
-                vlSum += vl / size;
+                pgSum += pg;
+                vlSum += vl;
                 entSum += entropy.Average();
-                klSum += kl / size;
-                clipSum += clipped / size;
+                klSum += kl;
+                clipSum += clipped;
                 count++;
             }
         }

@@ -26,6 +26,12 @@ public sealed class PrioritizedReplay(int capacity, double alpha)
 
     public Transition this[int i] => items[i];
 
+    /// <summary>Transition <paramref name="i"/>'s priority as stored, p_i^alpha (0 for a slot never filled).</summary>
+    internal double StoredPriority(int i) => sum[i + size];
+
+    /// <summary>The probability that one draw picks transition <paramref name="i"/>: p_i^alpha / sum_k p_k^alpha.</summary>
+    internal double Probability(int i) => sum[i + size] / sum[1];
+
     /// <summary>Adds a transition with <paramref name="priority"/> (its TD error magnitude; null: the largest so far).</summary>
     public void Add(Transition t, double? priority = null)
     {
