@@ -63,9 +63,31 @@ public sealed class SearchContractTests
     {
         var confirming = new ConfirmingFakeEvaluator(_ => 1, _ => 1);
         double Reserve(LoopTune.Env.IEvaluator e, double seconds) => new SearchRun("test", Start, e, SearchBudget.Seconds(seconds), 0).Reserve.TotalSeconds;
-        Assert.Equal(1.5 * SearchRun.Finalists * LoopTune.Measure.MeasureOptions.Confirm.MinSeconds, Reserve(confirming, 10), 9);
+        // the finalists and, in a loop space, the two layout variants of the fastest
+        Assert.Equal(1.5 * (SearchRun.Finalists + 2) * LoopTune.Measure.MeasureOptions.Confirm.MinSeconds, Reserve(confirming, 10), 9);
+        Assert.Equal(1.5 * SearchRun.Finalists * LoopTune.Measure.MeasureOptions.Confirm.MinSeconds,
+            new SearchRun("test", Start, confirming, SearchBudget.Seconds(10), 0, LoopTune.Env.ActionSpace.Cursor).Reserve.TotalSeconds, 9);
         Assert.Equal(0.1 / 4, Reserve(confirming, 0.1), 9); // at most a quarter of a small budget
         Assert.Equal(0, Reserve(new FakeEvaluator(), 10));
+    }
+
+    [Fact]
+    public void The_finish_times_the_fastest_finalists_packed_variants_and_keeps_one_that_wins()
+    {
+        // quick figures put a packed schedule a hair below the same unpacked (no search prefers packing on its own here);
+        // the side-by-side truth doubles it
+        static double Unpacked(Nest n) => FakeEvaluator.Hashed(n.WithPacked(0));
+        var confirming = new ConfirmingFakeEvaluator(n => n.Packed == 0 ? Unpacked(n) : 0.99 * Unpacked(n), n => n.Packed == 0 ? Unpacked(n) : 2 * Unpacked(n));
+        var r = Searches.Get("greedy1").Run(Start, confirming, SearchBudget.Seconds(30), seed: 0);
+        var asked = confirming.Asked.Last();
+        var fastest = asked.Where(n => n.Packed == 0).MaxBy(Unpacked)!;
+        Assert.Equal(["pack=A", "pack=B"], asked.Where(n => n.WithPacked(0).ScheduleKey == fastest.ScheduleKey && n.Packed != 0)
+            .Select(n => n.ScheduleKey[(n.ScheduleKey.LastIndexOf(' ') + 1)..]).Order());
+        Assert.NotEqual(0, r.Best.Packed);
+        Assert.Equal(r.Best.ScheduleKey, Transforms.ApplyAll(Start, r.Actions).ScheduleKey); // its path replays to it
+        // with a plain evaluator nothing is added past the budget
+        var plain = new FakeEvaluator(n => n.Packed == 0 ? Unpacked(n) : 0.99 * Unpacked(n));
+        Assert.Equal(0, Searches.Get("greedy1").Run(Start, plain, SearchBudget.Seconds(30), seed: 0).Best.Packed);
     }
 
     [Fact]
