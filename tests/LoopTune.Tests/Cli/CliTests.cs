@@ -4,6 +4,7 @@ using LoopTune.Tests.TestUtil;
 namespace LoopTune.Tests.Cli;
 
 /// <summary>The looptune command in-process: exit codes, errors on bad input, and the --json contract.</summary>
+[Trait("Category", "Integration")]
 public sealed class CliTests
 {
     static (int Code, string Out, string Err) Run(params string[] args) => TestHome.Run(args);

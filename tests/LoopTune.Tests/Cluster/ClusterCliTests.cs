@@ -11,6 +11,7 @@ namespace LoopTune.Tests.Cluster;
 
 /// <summary><c>looptune silo</c> and <c>compare-searches --cluster</c>: bad input, the one-process cluster, and a silo
 /// process joined through Redis as the SLURM launcher runs it.</summary>
+[Trait("Category", "Integration")]
 public sealed class ClusterCliTests : IDisposable
 {
     readonly TempFolder temp = new("looptune-cluster-cli");

@@ -6,10 +6,13 @@ using LoopTune.Measure;
 using LoopTune.Search;
 using LoopTune.Tests.Search;
 
+using LoopTune.Tests.TestUtil;
+
 namespace LoopTune.Tests.Cluster;
 
 /// <summary>compare-searches' pairs on silos of this process, with the deterministic <see cref="FakeEvaluator"/> and
 /// budgets that end by their evaluation limit, so the searches' results are known from a run on one machine.</summary>
+[Trait("Category", "Integration")]
 public sealed class ClusterComparisonTests
 {
     static readonly TimeSpan Limit = TimeSpan.FromSeconds(90);

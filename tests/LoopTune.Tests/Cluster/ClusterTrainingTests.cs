@@ -6,10 +6,13 @@ using LoopTune.Learning;
 using LoopTune.Tests.Search;
 using LoopTune.Tests.Store;
 
+using LoopTune.Tests.TestUtil;
+
 namespace LoopTune.Tests.Cluster;
 
 /// <summary>Ape-X across silos of this process: actors on every worker, the learner here, a silo lost and back, with the
 /// deterministic <see cref="FakeEvaluator"/> so no step is timed.</summary>
+[Trait("Category", "Integration")]
 public sealed class ClusterTrainingTests : IDisposable
 {
     static readonly TimeSpan Limit = TimeSpan.FromSeconds(90);

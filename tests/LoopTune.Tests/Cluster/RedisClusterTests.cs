@@ -3,6 +3,7 @@ using LoopTune.Cluster;
 namespace LoopTune.Tests.Cluster;
 
 /// <summary>Silos that find each other through a real Redis server started by the test on 127.0.0.1.</summary>
+[Trait("Category", "Integration")]
 public sealed class RedisClusterTests
 {
     static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);

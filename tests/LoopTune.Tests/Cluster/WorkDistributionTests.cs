@@ -4,6 +4,7 @@ namespace LoopTune.Tests.Cluster;
 
 /// <summary>The distribution layer on silos of this process (localhost clustering): work reaches every silo, a lost silo's
 /// items are re-queued or given up as asked, per-worker state lives as long as a run, the registry refuses a shared core.</summary>
+[Trait("Category", "Integration")]
 public sealed class WorkDistributionTests
 {
     static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
@@ -151,6 +152,7 @@ public sealed class WorkDistributionTests
 /// <summary>A run's bookkeeping driven by hand (its kind is one no silo runs, so the test plays the workers): an item
 /// whose silo is lost goes back to the queue, and when the lost worker's result arrives after all, the first result is
 /// the one recorded.</summary>
+[Trait("Category", "Integration")]
 public sealed class WorkRunBookkeepingTests
 {
     [Fact]

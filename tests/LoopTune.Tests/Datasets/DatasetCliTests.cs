@@ -6,6 +6,7 @@ using LoopTune.Tests.TestUtil;
 namespace LoopTune.Tests.Datasets;
 
 /// <summary><c>looptune dataset gen|list|show</c> in-process, and the named datasets.</summary>
+[Trait("Category", "Integration")]
 public sealed class DatasetCliTests : IDisposable
 {
     readonly TempFolder temp = new("looptune-ds-cli");

@@ -2,6 +2,8 @@ using LoopTune.Datasets;
 using LoopTune.Ir;
 using LoopTune.Tests.Store;
 
+using LoopTune.Tests.TestUtil;
+
 namespace LoopTune.Tests.Datasets;
 
 /// <summary>The generator's size syntax, the benchmarks it makes, the seeded split, and byte-stable output.</summary>

@@ -5,10 +5,13 @@ using LoopTune.Learning;
 using LoopTune.Search;
 using LoopTune.Tests.Search;
 
+using LoopTune.Tests.TestUtil;
+
 namespace LoopTune.Tests.Learning;
 
 /// <summary>The learners against environments whose optimum is known: each must find it within a test-sized budget,
 /// never choose an illegal action, and improve a loop-nest task (with a fast deterministic evaluator) over its start.</summary>
+[Trait("Category", "Integration")]
 public class LearnerTests
 {
     static readonly ApexDqnConfig SmallDqn = new()

@@ -6,6 +6,8 @@ using LoopTune.Search;
 using LoopTune.Tests.Search;
 using LoopTune.Tests.Store;
 
+using LoopTune.Tests.TestUtil;
+
 namespace LoopTune.Tests.Learning;
 
 /// <summary>Policies: files that round-trip bit-exactly and refuse what they cannot be; rollouts and the policy search

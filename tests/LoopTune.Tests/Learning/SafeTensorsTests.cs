@@ -4,6 +4,8 @@ using System.Text.Json;
 using LoopTune.Learning.Nn;
 using LoopTune.Tests.Store;
 
+using LoopTune.Tests.TestUtil;
+
 namespace LoopTune.Tests.Learning;
 
 /// <summary>The safetensors file: bit-exact round trips, the documented layout, and a clear error for each kind of bad file.</summary>

@@ -15,6 +15,7 @@ namespace LoopTune.Tests.Search;
 /// <summary><c>looptune compare-libraries</c> in-process on tiny datasets with a cheap budget: the CSV checked against what
 /// each library does on each contraction, the markdown against the CSV, the charts, a missing library column and wrong
 /// results injected through <see cref="CompareLibrariesCommand.Libraries"/>, and bad input.</summary>
+[Trait("Category", "Integration")]
 public sealed class CompareLibrariesCliTests : IDisposable
 {
     const string NoPeerSpec = "C[m,n] += A[m,k,l] * B[k,n] m=8 n=16 k=4 l=3";

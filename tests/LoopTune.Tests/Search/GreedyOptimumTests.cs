@@ -2,6 +2,8 @@ using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Search;
 
+using LoopTune.Tests.TestUtil;
+
 namespace LoopTune.Tests.Search;
 
 /// <summary>On a space small enough to enumerate, greedy1 climbs to the optimum that exhaustive enumeration finds.</summary>

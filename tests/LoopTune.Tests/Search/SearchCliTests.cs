@@ -7,6 +7,7 @@ using LoopTune.Tests.TestUtil;
 namespace LoopTune.Tests.Search;
 
 /// <summary><c>looptune search</c> and <c>looptune compare-searches</c> in-process: bad input, the --json contract, the report.</summary>
+[Trait("Category", "Integration")]
 public sealed class SearchCliTests : IDisposable
 {
     readonly TempFolder temp = new("looptune-search-cli");

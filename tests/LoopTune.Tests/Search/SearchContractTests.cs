@@ -2,6 +2,8 @@ using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Search;
 
+using LoopTune.Tests.TestUtil;
+
 namespace LoopTune.Tests.Search;
 
 /// <summary>What every search promises, checked with a deterministic evaluator: budgets, legal actions only, a path that

@@ -12,6 +12,7 @@ namespace LoopTune.Tests.Slurm;
 /// <summary><c>looptune slurm</c> end to end on a real SLURM (<c>scripts/local-slurm.sh start</c> runs one on this
 /// machine): jobs submitted with sbatch start a redis-server and a silo, run the command with --cluster, and leave no
 /// process behind, whether the command ends or the job is cancelled. Skipped, saying why, without SLURM.</summary>
+[Trait("Category", "Integration")]
 public sealed class SlurmJobTests : IDisposable
 {
     readonly TempFolder temp = new("looptune-slurm-job");

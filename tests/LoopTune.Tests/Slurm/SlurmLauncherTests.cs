@@ -7,6 +7,7 @@ namespace LoopTune.Tests.Slurm;
 
 /// <summary><c>looptune slurm</c> without a cluster: the script it writes (its #SBATCH lines, the command's words read back
 /// by bash), and every bad input (exit 2, naming it, nothing written).</summary>
+[Trait("Category", "Integration")]
 public sealed class SlurmLauncherTests : IDisposable
 {
     readonly TempFolder temp = new("looptune-slurm");

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using LoopTune.Ir;
 using LoopTune.Measure;
 using LoopTune.Store;
+using LoopTune.Tests.TestUtil;
 using Xunit.Abstractions;
 
 namespace LoopTune.Tests.Store;

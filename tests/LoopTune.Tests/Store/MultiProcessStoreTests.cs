@@ -2,10 +2,13 @@ using System.Diagnostics;
 using LoopTune.Cli.Commands;
 using LoopTune.Store;
 
+using LoopTune.Tests.TestUtil;
+
 namespace LoopTune.Tests.Store;
 
 /// <summary>Several processes share one store: every committed record survives concurrent writers and a killed writer.
 /// The writers are the hidden <c>looptune store-stress</c> command, run from the looptune.dll next to the tests.</summary>
+[Trait("Category", "Integration")]
 public sealed class MultiProcessStoreTests : IDisposable
 {
     readonly TempFolder folder = new("looptune-store-mp");

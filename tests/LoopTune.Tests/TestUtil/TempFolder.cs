@@ -1,4 +1,4 @@
-namespace LoopTune.Tests.Store;
+namespace LoopTune.Tests.TestUtil;
 
 /// <summary>A fresh folder under the system temp folder, deleted on dispose.</summary>
 public sealed class TempFolder : IDisposable

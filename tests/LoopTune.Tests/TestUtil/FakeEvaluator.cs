@@ -1,7 +1,7 @@
 using LoopTune.Env;
 using LoopTune.Ir;
 
-namespace LoopTune.Tests.Search;
+namespace LoopTune.Tests.TestUtil;
 
 /// <summary>A deterministic evaluator: GFLOPS are a fixed function of the schedule key (by default a hash mapped to
 /// [1, 101)), optionally after a delay; it counts calls per schedule.</summary>
