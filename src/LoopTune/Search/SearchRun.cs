@@ -162,8 +162,8 @@ public sealed class SearchRun
 
     /// <summary>
     /// The layout variants of the fastest finalist (a postprocessor, as MetaSchedule's layout rewrite): the schedules one <c>pack</c>
-    /// edit away in a loop space, one per distinct result, each measured once, in the time kept for the finish (past the
-    /// search's own budget, never past its evaluation limit). Packing pays only where an input is read far apart (a large
+    /// edit away in a loop space, one per distinct result, each measured once, in the time kept for the finish (never past
+    /// the budget's time or evaluation limit). Packing pays only where an input is read far apart (a large
     /// matmul's <c>B</c>, 4 KiB down k) and costs a copy everywhere, so whether it pays is measured, not guessed; a
     /// search or policy that packs on its own has its packed states among the finalists already.
     /// </summary>
@@ -174,7 +174,7 @@ public sealed class SearchRun
         var seen = new HashSet<string>();
         for (int loop = 0; loop < state.Nest.Count; loop++)
         {
-            if (Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue)) yield break;
+            if (Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue) || clock.Elapsed >= Budget.Time) yield break;
             int id = Space.IdOf(loop, edit);
             if (Space.TryApply(state.Nest, id) is not { } m || !seen.Add(m.Result.ScheduleKey)) continue;
             yield return Place(state.Ids.Add(id), state.Path.AddRange(m.Actions), m.Result, state, Space.Describe(id));
