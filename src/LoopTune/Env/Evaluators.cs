@@ -68,8 +68,7 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
     /// <summary>Compiles the candidates and times them side by side (<see cref="Timing.MeasureTogether"/> with
     /// <see cref="MeasureOptions.Confirm"/>, pinned, never from the store, sampling for at most <paramref name="within"/>): the
     /// index of the highest median GFLOPS. When one of them was an estimate (too slow to run whole), or a warm-up and one
-    /// round of them all would not fit in <paramref name="within"/>, they are timed on slices (<see cref="FastestOnSlices"/>),
-    /// or, with less than <see cref="MinSliceSeconds"/> left, their figures decide without a new timing.</summary>
+    /// round of them all would not fit in <paramref name="within"/>, their figures decide without a new timing.</summary>
     public int Fastest(IReadOnlyList<Nest> candidates, TimeSpan? within = null)
     {
         ArgumentNullException.ThrowIfNull(candidates);
@@ -82,37 +81,11 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
         var known = candidates.Select(n => seen.TryGetValue((c.Text, n.ScheduleKey), out var e) ? e : (Evaluated?)null).ToList();
         double limit = Math.Min(within?.TotalSeconds ?? double.PositiveInfinity, MeasureOptions.Confirm.MaxSeconds), round = known.Sum(e => e?.Seconds ?? 0);
         if (known.Any(e => e is { Estimated: true }) || 2 * round > limit)
-            return limit >= MinSliceSeconds ? FastestOnSlices(candidates, limit) : known.Select((e, i) => (G: e?.Gflops ?? 0, i)).MaxBy(x => x.G).i;
+            return known.Select((e, i) => (G: e?.Gflops ?? 0, i)).MaxBy(x => x.G).i;
         var workspace = Buffers(c);
         var runs = candidates.Select(n => KernelTiming.Runner(Kernel.Compile(n, jit), workspace)).ToList();
         using var pin = ThreadPinning.Pin();
         var t = Timing.MeasureTogether(runs, [.. candidates.Select(_ => c.Flops)], MeasureOptions.Confirm with { MaxSeconds = Math.Max(limit - round, 1e-3) });
-        int best = 0;
-        for (int i = 1; i < candidates.Count; i++)
-            if (t.Measurements[i].Gflops > t.Measurements[best].Gflops) best = i;
-        return best;
-    }
-
-    /// <summary>The least time <see cref="FastestOnSlices"/> is worth: below it, the candidates' own figures decide.</summary>
-    const double MinSliceSeconds = 0.02;
-
-    /// <summary>
-    /// The candidates too slow to time whole side by side within <paramref name="limit"/> seconds, timed on slices instead
-    /// (<see cref="KernelTiming.Plan"/>: the first iterations of each one's outermost loop, each run a sixteenth of the
-    /// limit shared out), side by side, after one untimed run each (which also makes their packed copies); GFLOPS decide.
-    /// A search's finalists of a large problem were chosen by their quick figures before, one run of a slice each, which
-    /// moved by 10-30 % from run to run here.
-    /// </summary>
-    int FastestOnSlices(IReadOnlyList<Nest> candidates, double limit)
-    {
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        var workspace = Buffers(candidates[0].Computation);
-        double perRun = limit / (4 * candidates.Count);
-        var kernels = candidates.Select(n => KernelTiming.Plan(n, workspace, perRun, jit).Slice ?? Kernel.Compile(n, jit)).ToList();
-        var runs = kernels.Select(k => KernelTiming.Runner(k, workspace)).ToList();
-        using var pin = ThreadPinning.Pin();
-        foreach (var run in runs) run();
-        var t = Timing.MeasureTogether(runs, [.. kernels.Select(k => k.Flops)], MeasureOptions.Confirm with { MaxSeconds = Math.Max(limit - clock.Elapsed.TotalSeconds, 1e-3) });
         int best = 0;
         for (int i = 1; i < candidates.Count; i++)
             if (t.Measurements[i].Gflops > t.Measurements[best].Gflops) best = i;

@@ -172,12 +172,18 @@ public sealed class SearchRun
         int edit = Space.LoopOf(0) is null ? -1 : Space.EditOf(Actions.Get("pack"));
         if (edit < 0) yield break;
         var seen = new HashSet<string>();
+        // a variant is measured only when the time left covers it: twice the run's mean evaluation at first, then what the
+        // last variant took (a packed copy of a large input makes one dearer than the average)
+        var cost = TimeSpan.FromSeconds(2 * Seconds / Math.Max(1, Evaluations));
         for (int loop = 0; loop < state.Nest.Count; loop++)
         {
-            if (Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue) || clock.Elapsed >= Budget.Time) yield break;
+            if (Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue) || clock.Elapsed + cost >= Budget.Time) yield break;
             int id = Space.IdOf(loop, edit);
             if (Space.TryApply(state.Nest, id) is not { } m || !seen.Add(m.Result.ScheduleKey)) continue;
-            yield return Place(state.Ids.Add(id), state.Path.AddRange(m.Actions), m.Result, state, Space.Describe(id));
+            var before = clock.Elapsed;
+            var variant = Place(state.Ids.Add(id), state.Path.AddRange(m.Actions), m.Result, state, Space.Describe(id));
+            cost = clock.Elapsed - before;
+            yield return variant;
         }
     }
 
