@@ -162,7 +162,7 @@ public abstract class ActionSpace
     sealed class LoopSpace(string name, CacheSizes? caches) : ActionSpace
     {
         /// <summary>The seed's kernel actions, edits 0 to Kernel - 1; the actions added since (pack) are the last edits.</summary>
-        static readonly LoopAction[] Seed = [.. Moves.KernelActions.Where(a => a.Kind != ActionKind.Pack)], Added = [.. Moves.KernelActions.Except(Seed)];
+        static readonly LoopAction[] Seed = [.. Moves.KernelActions.Where(a => a.Id < Actions.SeedCount)], Added = [.. Moves.KernelActions.Except(Seed)];
         static readonly int Kernel = Seed.Length;
         static readonly LoopAction SwapDown = Actions.Get("swap_down"), SwapUp = Actions.Get("swap_up"), Down = Actions.Get("down"),
             Vectorize = Actions.Get("vectorize"), Unroll = Actions.Get("unroll");

@@ -33,14 +33,13 @@ public static class ObservationEncoder
     /// pack action's one-hot entries) have no source.</summary>
     public static int[]? Positions(string encoder)
     {
-        const int SeedActions = 17;
         bool machine = encoder == V2;
         if (!machine && encoder != V1) return null;
-        int prev = Nest.MaxLoops * Observations.LoopFeatures + Observations.StrideBuckets, time = prev + Observations.PreviousActions * SeedActions;
+        int prev = Nest.MaxLoops * Observations.LoopFeatures + Observations.StrideBuckets, time = prev + Observations.PreviousActions * Actions.SeedCount;
         var at = new int[time + 1 + (machine ? Observations.MachineFeatures : 0)];
         for (int i = 0; i < at.Length; i++)
             at[i] = i < prev ? i
-                : i < time ? prev + (i - prev) / SeedActions * Actions.Count + (i - prev) % SeedActions
+                : i < time ? prev + (i - prev) / Actions.SeedCount * Actions.Count + (i - prev) % Actions.SeedCount
                 : i == time ? MachineOffset - 1
                 : MachineOffset + (i - time - 1);
         return at;

@@ -83,7 +83,7 @@ public static class Observations
         var strides = Layout.LoopStrides(nest);
         for (int i = 0; i < nest.Count; i++)
         {
-            advances *= nest[i].Size + (nest[i].Tail > 0 ? 1 : 0);
+            advances *= nest[i].Iterations;
             foreach (var t in strides)
             {
                 x[Bucket(t[i], StrideBuckets - 1)] += advances;

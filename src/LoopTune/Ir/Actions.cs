@@ -23,6 +23,9 @@ public static class Actions
 
     public static int Count => All.Length;
 
+    /// <summary>The seed's actions: the first ids of the table (ids 0 to SeedCount - 1); the ones added since follow.</summary>
+    public const int SeedCount = 17;
+
     static ImmutableArray<LoopAction> Build()
     {
         var list = new List<(ActionKind, int, string)>

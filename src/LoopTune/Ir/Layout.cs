@@ -26,7 +26,7 @@ public static class Layout
                 else
                 {
                     strides[t][level] = packed;
-                    packed *= Iterations(nest[level]);
+                    packed *= nest[level].Iterations;
                 }
             }
         }
@@ -38,9 +38,7 @@ public static class Layout
     public static long PackedLength(Nest nest, int t)
     {
         var tensor = nest.Computation.Tensors[t];
-        return nest.Loops.Where(l => tensor.VarStrides[l.Var] != 0).Aggregate(1L, (n, l) => n * Iterations(l));
+        return nest.Loops.Where(l => tensor.VarStrides[l.Var] != 0).Aggregate(1L, (n, l) => n * l.Iterations);
     }
-
-    static int Iterations(Loop l) => l.Size + (l.Tail > 0 ? 1 : 0);
 }
 

@@ -15,6 +15,9 @@ public readonly record struct Loop(int Var, int Size, int Tail = 0, Annotation A
 {
     public bool IsUnrolled => Annotation == Annotation.Unroll;
     public bool IsVectorized => Annotation == Annotation.Vectorize;
+
+    /// <summary>Iterations the loop runs: its size, and one more for a tail.</summary>
+    public int Iterations => Size + (Tail > 0 ? 1 : 0);
 }
 
 /// <summary>

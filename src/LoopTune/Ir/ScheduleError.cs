@@ -19,7 +19,6 @@ public abstract class ScheduleError(Nest nest, LoopAction action, Rule rule, str
     internal static ScheduleError Create(Nest n, LoopAction a, Rule rule)
     {
         var l = n[n.Cursor];
-        int iterations = l.Size + (l.Tail > 0 ? 1 : 0);
         return rule switch
         {
             Rule.NoLoopAbove => new NoLoopAboveError(n, a),
@@ -31,7 +30,7 @@ public abstract class ScheduleError(Nest nest, LoopAction action, Rule rule, str
             Rule.TooManyLoops => new TooManyLoopsError(n, a),
             Rule.NothingToMerge => new NothingToMergeError(n, a),
             Rule.NotInnermost => new NotInnermostError(n, a),
-            Rule.UnrollTooLarge => new UnrollTooLargeError(n, a, iterations),
+            Rule.UnrollTooLarge => new UnrollTooLargeError(n, a, l.Iterations),
             Rule.NothingToPack => new NothingToPackError(n, a),
             Rule.NotPackable => new NotPackableError(n, a),
             _ => throw new ArgumentOutOfRangeException(nameof(rule)),

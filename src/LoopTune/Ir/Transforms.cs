@@ -104,7 +104,7 @@ public static class Transforms
             case ActionKind.Unroll:
                 if (loop.IsUnrolled) return Rule.None;
                 if (loop.IsVectorized) return Rule.Annotated;
-                return loop.Size + (loop.Tail > 0 ? 1 : 0) > MaxUnroll ? Rule.UnrollTooLarge : Rule.None;
+                return loop.Iterations > MaxUnroll ? Rule.UnrollTooLarge : Rule.None;
             case ActionKind.Vectorize:
                 if (loop.IsVectorized) return Rule.None;
                 if (loop.IsUnrolled) return Rule.Annotated;

@@ -86,7 +86,12 @@ public sealed unsafe class Kernel
     /// m:128 n:8 k:256 m:8u n:32v   sliced to 2:   m:2 n:8 k:256 m:8u n:32v over rows 0..15 of 1024
     /// </code>
     /// </summary>
-    public static Kernel CompileSlice(Nest nest, int outerIterations, JitOptions? options = null)
+    public static Kernel CompileSlice(Nest nest, int outerIterations, JitOptions? options = null) =>
+        CompileSlice(nest, SliceSizes(nest, outerIterations), options);
+
+    /// <summary>The sizes of the slice of <paramref name="nest"/> that runs the first <paramref name="outerIterations"/>
+    /// iterations of its outermost loop (for <see cref="CompileSlice(Nest, int[], JitOptions?)"/>).</summary>
+    public static int[] SliceSizes(Nest nest, int outerIterations)
     {
         ArgumentNullException.ThrowIfNull(nest);
         int total = OuterIterations(nest);
@@ -94,7 +99,7 @@ public sealed unsafe class Kernel
             throw new ArgumentOutOfRangeException(nameof(outerIterations), outerIterations, $"the outermost loop of {nest.Serialize()} has {total} iterations");
         var sizes = nest.Computation.Sizes.ToArray();
         sizes[nest[0].Var] = Math.Min(sizes[nest[0].Var], outerIterations * nest.InnerStep(0));
-        return CompileSlice(nest, sizes, options);
+        return sizes;
     }
 
     /// <summary>Compiles <paramref name="nest"/> over the first <paramref name="sizes"/>[v] elements of each variable v (each

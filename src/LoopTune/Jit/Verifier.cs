@@ -55,13 +55,7 @@ public static class Verifier
     public static Verification? VerifySlice(Nest nest, int outerIterations, JitOptions? options = null, int seed = 1)
     {
         ArgumentNullException.ThrowIfNull(nest);
-        if (nest[0].Size + (nest[0].Tail > 0 ? 1 : 0) <= 1) return null;
-        int total = Kernel.OuterIterations(nest);
-        if (outerIterations < 1 || outerIterations > total)
-            throw new ArgumentOutOfRangeException(nameof(outerIterations), outerIterations, $"the outermost loop of {nest.Serialize()} has {total} iterations");
-        var sizes = nest.Computation.Sizes.ToArray();
-        sizes[nest[0].Var] = Math.Min(sizes[nest[0].Var], outerIterations * nest.InnerStep(0));
-        return VerifySlice(nest, sizes, options, seed);
+        return nest[0].Iterations <= 1 ? null : VerifySlice(nest, Kernel.SliceSizes(nest, outerIterations), options, seed);
     }
 
     /// <summary>

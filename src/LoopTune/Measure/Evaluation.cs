@@ -27,7 +27,8 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
         ArgumentNullException.ThrowIfNull(nest);
         if (nest.Computation.Flops <= KernelTiming.ProbeFlops) return Verifier.Verify(kernel);
         var own = buffers is null ? new KernelTiming.Workspace(nest.Computation) : null;
-        try { return Verifier.VerifyWithin(nest, kernel, KernelTiming.Plan(nest, buffers ?? own!, MaxCheckSeconds).Predicted, MaxCheckSeconds); }
+        // no limit to Plan: only its prediction is wanted, not a slice to time
+        try { return Verifier.VerifyWithin(nest, kernel, KernelTiming.Plan(nest, buffers ?? own!, double.PositiveInfinity).Predicted, MaxCheckSeconds); }
         finally { own?.Dispose(); }
     }
 
