@@ -10,11 +10,7 @@ namespace LoopTune.Tests.Learning;
 /// near 1e-4 here, so the bounds below leave a wide margin while a wrong factor or sign gives errors near 1.</summary>
 public sealed class GradientTests(ITestOutputHelper output)
 {
-    void Check(string what, double bound, params double[] errors)
-    {
-        output.WriteLine($"{what}: worst relative errors {string.Join(", ", errors.Select(e => e.ToString("g3")))} (bound {bound:g2})");
-        Assert.All(errors, e => Assert.InRange(e, 0, bound));
-    }
+    void Check(string what, double bound, params double[] errors) => CheckErrors(output, what, bound, errors);
 
     [Fact]
     public void Dense()

@@ -13,11 +13,7 @@ namespace LoopTune.Tests.Learning;
 /// </summary>
 public sealed class LearningMathsTests(ITestOutputHelper output)
 {
-    void Check(string what, double bound, params double[] errors)
-    {
-        output.WriteLine($"{what}: worst relative errors {string.Join(", ", errors.Select(e => e.ToString("g3")))} (bound {bound:g2})");
-        Assert.All(errors, e => Assert.InRange(e, 0, bound));
-    }
+    void Check(string what, double bound, params double[] errors) => CheckErrors(output, what, bound, errors);
 
     /// <summary>
     /// An episode of fixed rewards: the observation is the one-hot of the step (0 .. rewards.Length, the last one the

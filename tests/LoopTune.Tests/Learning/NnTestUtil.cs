@@ -1,10 +1,19 @@
 using LoopTune.Learning.Nn;
+using Xunit.Abstractions;
 
 namespace LoopTune.Tests.Learning;
 
 /// <summary>Random inputs and the finite-difference oracle for the network tests.</summary>
 static class NnTestUtil
 {
+    /// <summary>Writes the worst relative errors of a gradient check to the test's output and asserts each is within
+    /// <paramref name="bound"/>.</summary>
+    public static void CheckErrors(ITestOutputHelper output, string what, double bound, params double[] errors)
+    {
+        output.WriteLine($"{what}: worst relative errors {string.Join(", ", errors.Select(e => e.ToString("g3")))} (bound {bound:g2})");
+        Assert.All(errors, e => Assert.InRange(e, 0, bound));
+    }
+
     public static float Normal(Random rng) =>
         (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()));
 
