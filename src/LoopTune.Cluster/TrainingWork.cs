@@ -38,27 +38,22 @@ public static class TrainingWork
     [GenerateSerializer, Immutable, Alias("looptune.TrainCollect")]
     public sealed record Collect(RunSpec Run, int First, int Total, int Version, float[]? Weights);
 
-    /// <summary>An <see cref="ExperienceBatch"/> on the wire, or <see cref="NeedWeights"/>: the worker (new, or its silo
-    /// restarted) has no weights of that version and took no step.</summary>
+    /// <summary>What a collect item gives back: the worker's <see cref="ExperienceBatch"/> (on the wire through
+    /// <see cref="ExperienceBatchConverter"/>), or none when the worker (new, or its silo restarted) has no weights of that
+    /// version and took no step (<see cref="NeedWeights"/>).</summary>
     [GenerateSerializer, Immutable, Alias("looptune.TrainBatch")]
-    public sealed record Batch(bool NeedWeights, int ObservationSize, int ActionCount, int Steps, float[] Observations, int[] Actions, float[] Returns,
-        float[] NextObservations, bool[] NextMasks, float[] Discounts, double[] Priorities, double[] EpisodeReturns, double[] EpisodeFinals,
-        double[] EpisodeBests, double[] EpisodeStarts)
+    public sealed record Batch([property: Id(0)] ExperienceBatch? Experience)
     {
-        public static readonly Batch Refused = new(true, 0, 0, 0, [], [], [], [], [], [], [], [], [], [], []);
+        public static readonly Batch Refused = new((ExperienceBatch?)null);
 
-        public static Batch From(ExperienceBatch b) => new(false, b.ObservationSize, b.ActionCount, b.Steps, b.Observations, b.Actions, b.Returns,
-            b.NextObservations, b.NextMasks, b.Discounts, b.Priorities, b.EpisodeReturns, b.EpisodeFinals, b.EpisodeBests, b.EpisodeStarts);
-
-        public ExperienceBatch ToBatch() => new(ObservationSize, ActionCount, Steps, Observations, Actions, Returns, NextObservations, NextMasks,
-            Discounts, Priorities, EpisodeReturns, EpisodeFinals, EpisodeBests, EpisodeStarts);
+        public bool NeedWeights => Experience is null;
     }
 
     /// <summary>A greedy rollout of the learner's policy (weights <paramref name="Weights"/>) on one test benchmark.</summary>
     [GenerateSerializer, Immutable, Alias("looptune.TrainEvaluate")]
     public sealed record Evaluate(RunSpec Run, float[] Weights, string Spec, TimeSpan Budget);
 
-    /// <summary>An evaluation row (<see cref="EvalResult.Rows"/>) with the peak of the machine that measured it.</summary>
+    /// <summary>An evaluation row (<see cref="PolicyEvaluation.Rows"/>) with the peak of the machine that measured it.</summary>
     [GenerateSerializer, Immutable, Alias("looptune.TrainEvalRow")]
     public sealed record EvalRow(string Benchmark, double Start, double Best, double Seconds, string Schedule, double Peak);
 
@@ -85,7 +80,7 @@ public static class TrainingWork
                 actors.Group.SetWeights(c.Weights);
                 actors.Version = c.Version;
             }
-            return actors.Version == c.Version ? Batch.From(actors.Group.Collect()) : Batch.Refused;
+            return actors.Version == c.Version ? new Batch(actors.Group.Collect()) : Batch.Refused;
         }
 
         EvalRow RunEvaluate(Evaluate e, WorkerContext context)
@@ -161,21 +156,21 @@ public sealed class ClusterSite : ITrainingSite
 
     WorkerInfo[] Current() => Sync.Wait(cluster.Workers);
 
-    public ITrainer CreateTrainer(object config, Dataset dataset)
+    public ITrainer CreateTrainer(ITrainerConfig config, Dataset dataset)
     {
         var c = (ApexDqnConfig)config;
         var run = spec = new TrainingWork.RunSpec(request.Dataset, request.Actions, request.Steps, JsonSerializer.Serialize(c), request.Seed, request.Db);
         return new ApexDqn(c, TrainingEnvs.Shape(c, ActionSpace.Get(request.Actions)), _ => new ClusterActors(this, run, c), request.Seed);
     }
 
-    public EvalResult Evaluate(Policy policy, IReadOnlyList<Computation> benchmarks, TimeSpan budget)
+    public PolicyEvaluation Evaluate(Policy policy, IReadOnlyList<Computation> benchmarks, TimeSpan budget)
     {
         var runSpec = spec ?? throw new InvalidOperationException("CreateTrainer comes before Evaluate");
         var weights = Net.Flatten(policy.Network);
         var outcomes = Sync.Wait(() => run.RunAsync([.. benchmarks.Select(b => new WorkRequest(new TrainingWork.Evaluate(runSpec, weights, b.ToString(), budget)))]));
         var rows = outcomes.Where(o => !o.Lost).Select(o => o.As<TrainingWork.EvalRow>()).ToList();
         if (rows.Count == 0) throw new ClusterError("every evaluation item was lost with its silo");
-        return new EvalResult([.. rows.Select(r => (r.Benchmark, r.Start, r.Best, r.Seconds, r.Schedule))], rows[0].Peak);
+        return new PolicyEvaluation([.. rows.Select(r => (r.Benchmark, r.Start, r.Best, r.Seconds, r.Schedule))], rows[0].Peak);
     }
 
     public void Dispose() => Sync.Wait(() => run.DisposeAsync().AsTask());
@@ -209,7 +204,7 @@ public sealed class ClusterSite : ITrainingSite
                 else
                 {
                     has[id] = version;
-                    batches.Add(batch.ToBatch());
+                    batches.Add(batch.Experience!);
                 }
             }
             return batches;

@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Text.Json.Nodes;
 using LoopTune.Learning;
 using LoopTune.Measure;
-using LoopTune.Search;
 using Spectre.Console;
 
 namespace LoopTune.Cli.Commands;
@@ -34,7 +33,7 @@ static class AdaptCommand
         command.SetAction(p => io.Guard(() =>
         {
             Options.ApplyVectorBits(p, bits);
-            var limit = SearchBudget.Parse(p.GetValue(time)).Time;
+            var limit = Duration.Parse(p.GetValue(time), "--time");
             int w = p.GetValue(workers) is not 0 and var n ? n : Math.Max(1, WorkerPool.AvailableCores - 1);
             var request = new AdaptRequest(p.GetValue(datasets) ?? [], limit, w, p.GetValue(resume), p.GetValue(seed));
             var machine = Machine.Current;

@@ -57,8 +57,8 @@ static class BenchCommand
         {
             progress.Say($"mm {m} {n} {k}");
             var c = Computation.Matmul(m, n, k);
-            var initial = Evaluation.Run(Nest.Initial(c), quick && c.Flops > 1e8 ? MeasureOptions.Quick with { MinSamples = 3 } : options, peers: false, peakGflops: peak);
-            var hand = Evaluation.Run(HandSchedule(m, n, k), options, peers: true, peakGflops: peak);
+            var initial = KernelReport.Run(Nest.Initial(c), quick && c.Flops > 1e8 ? MeasureOptions.Quick with { MinSamples = 3 } : options, peers: false, peakGflops: peak);
+            var hand = KernelReport.Run(HandSchedule(m, n, k), options, peers: true, peakGflops: peak);
             rows.Add(new JsonObject
             {
                 ["spec"] = c.ToString(),
@@ -80,8 +80,8 @@ static class BenchCommand
         {
             progress.Say(spec);
             var c = Computation.Parse(spec);
-            var initial = Evaluation.Run(Nest.Initial(c), quick ? MeasureOptions.Quick with { MinSamples = 3 } : options, peers: false, peakGflops: peak);
-            var hand = Evaluation.Run(ConvHandSchedule(c), options, peers: true, peakGflops: peak);
+            var initial = KernelReport.Run(Nest.Initial(c), quick ? MeasureOptions.Quick with { MinSamples = 3 } : options, peers: false, peakGflops: peak);
+            var hand = KernelReport.Run(ConvHandSchedule(c), options, peers: true, peakGflops: peak);
             convRows.Add(new JsonObject
             {
                 ["spec"] = c.ToString(),

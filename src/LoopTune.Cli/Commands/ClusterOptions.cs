@@ -1,6 +1,5 @@
 using System.CommandLine;
 using LoopTune.Cluster;
-using LoopTune.Search;
 
 namespace LoopTune.Cli.Commands;
 
@@ -60,7 +59,7 @@ sealed class ClusterOptions(bool workersOption = true)
 
     TimeSpan Wait(ParseResult p)
     {
-        try { return SearchBudget.Parse(p.GetValue(Timeout)).Time; }
-        catch (SearchError) { throw new ClusterError($"--workers-timeout '{p.GetValue(Timeout)}': give a time such as 90s or 2m"); }
+        try { return Duration.Parse(p.GetValue(Timeout), "--workers-timeout"); }
+        catch (LoopTuneException e) when (e is not ClusterError) { throw new ClusterError($"--workers-timeout '{p.GetValue(Timeout)}': give a time such as 90s or 2m"); }
     }
 }

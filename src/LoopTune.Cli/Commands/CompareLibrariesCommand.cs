@@ -1,8 +1,8 @@
 using System.CommandLine;
-using System.Text.Json.Nodes;
 using LoopTune.Cli.Plots;
+using LoopTune.Compare;
+using LoopTune.Compare.Exporters;
 using LoopTune.Measure;
-using LoopTune.Search;
 using Spectre.Console;
 
 namespace LoopTune.Cli.Commands;
@@ -19,8 +19,8 @@ static class CompareLibrariesCommand
     public const string Csv = "results.csv", Markdown = "summary.md", DefaultMethods = "policy,genetic";
 
     /// <summary>The library columns when set (for tests: a library that gives a wrong result, one that is missing), else
-    /// <see cref="Library.All"/>. Async-local, so it only reaches the command run on the flow that set it.</summary>
-    internal static readonly AsyncLocal<IReadOnlyList<Library>?> Libraries = new();
+    /// <see cref="LibraryPeers.All"/>. Async-local, so it only reaches the command run on the flow that set it.</summary>
+    internal static readonly AsyncLocal<IReadOnlyList<LibraryPeers>?> Libraries = new();
 
     public static Command Create(Io io)
     {
@@ -32,11 +32,11 @@ static class CompareLibrariesCommand
         command.SetAction(p => io.Guard(() =>
         {
             var job = o.Parse(p);
-            var libraries = Libraries.Value ?? Library.All;
+            var libraries = Libraries.Value ?? LibraryPeers.All;
             LibraryComparison? report = null;
             var (comparison, setup, folder) = job.Run(io, "comparing with the libraries", c => [.. libraries.Select(l => l.Prepare(c))],
-                (temp, c, setup) => report = Write(temp, new LibraryComparison(c, job.Benchmarks, [.. libraries.Select(l => l.Key)]), setup, libraries));
-            if (job.Json) io.Stdout.WriteLine(ToJson(report!, folder, libraries, setup).ToJsonString(Options.JsonStyle));
+                (temp, c, setup) => report = Write(temp, new LibraryComparison(c, job.Plan.Benchmarks, [.. libraries.Select(l => l.Key)]), setup, libraries));
+            if (job.Json) io.Stdout.WriteLine(ComparisonJson.Serialize(ComparisonJson.Of(report!, folder, Files(setup), [.. libraries.Select(l => l.Describe())], setup)));
             else Print(io.Out, report!, folder);
             bool verified = comparison.Rows.All(r => r.Verified);
             if (!verified) io.Stderr.WriteLine("internal error: a best schedule failed verification (see results.csv)");
@@ -45,10 +45,10 @@ static class CompareLibrariesCommand
         return command;
     }
 
-    static LibraryComparison Write(string folder, LibraryComparison lc, ComparisonSetup setup, IReadOnlyList<Library> libraries)
+    static LibraryComparison Write(string folder, LibraryComparison lc, ComparisonSetup setup, IReadOnlyList<LibraryPeers> libraries)
     {
         double peak = PeakCache.GetOrMeasure();
-        File.WriteAllText(Path.Combine(folder, Csv), lc.ToCsv(setup.Machine));
+        File.WriteAllText(Path.Combine(folder, Csv), ComparisonCsv.Write(lc, setup.Machine));
         if (setup.Info is { } m) File.WriteAllText(Path.Combine(folder, CompareSearchesCommand.MachineFile), m.ToJson().ToJsonString(Options.JsonStyle));
         File.WriteAllText(Path.Combine(folder, Markdown), LibraryComparisonMarkdown.Write(lc, setup, peak, libraries.Select(l => l.Describe()),
             [LibraryCharts.GflopsByBenchmark, LibraryCharts.RatioToBestLibrary]));
@@ -56,26 +56,8 @@ static class CompareLibrariesCommand
         return lc;
     }
 
-    static JsonObject ToJson(LibraryComparison lc, string folder, IReadOnlyList<Library> libraries, ComparisonSetup setup) => new()
-    {
-        ["machine"] = setup.Info?.ToJson(),
-        ["action_space"] = setup.Space,
-        ["out"] = folder,
-        ["files"] = new JsonArray([Csv, Markdown, LibraryCharts.GflopsByBenchmark, LibraryCharts.RatioToBestLibrary, .. setup.Info is null ? Array.Empty<string>() : [CompareSearchesCommand.MachineFile]]),
-        ["benchmarks"] = new JsonArray([.. lc.Comparison.Benchmarks.Select(b => JsonValue.Create(b))]),
-        ["libraries"] = new JsonArray([.. libraries.Select(l => JsonValue.Create(l.Describe()))]),
-        ["entries"] = new JsonArray([.. lc.Summaries.Select(s => new JsonObject
-        {
-            ["name"] = s.Name, ["kind"] = LibraryComparison.KindName(s.Kind), ["geomean_gflops"] = s.GeomeanGflops,
-            ["geomean_vs_best_library"] = s.GeomeanVsBestLibrary, ["measured"] = s.Measured, ["mean_seconds"] = s.MeanSeconds,
-        })]),
-        ["flagged"] = new JsonArray([.. lc.Entries.Where(e => e.Kind == EntryKind.Library && e.Gflops is null).Select(e => new JsonObject
-        {
-            ["benchmark"] = e.Benchmark, ["library"] = e.Name, ["status"] = e.Status, ["problem"] = e.Note,
-        })]),
-        ["verified"] = lc.Comparison.Rows.All(r => r.Verified),
-        ["tvm"] = "not measured: no TVM on these machines; summary.md cites the original paper's ratios",
-    };
+    static string[] Files(ComparisonSetup setup) =>
+        [Csv, Markdown, LibraryCharts.GflopsByBenchmark, LibraryCharts.RatioToBestLibrary, .. setup.Info is null ? Array.Empty<string>() : [CompareSearchesCommand.MachineFile]];
 
     static void Print(IAnsiConsole o, LibraryComparison lc, string folder)
     {

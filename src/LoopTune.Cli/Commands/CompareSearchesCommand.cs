@@ -1,9 +1,9 @@
 using System.CommandLine;
-using System.Text.Json.Nodes;
 using LoopTune.Cli.Plots;
 using LoopTune.Cluster;
+using LoopTune.Compare;
+using LoopTune.Compare.Exporters;
 using LoopTune.Measure;
-using LoopTune.Search;
 using Spectre.Console;
 
 namespace LoopTune.Cli.Commands;
@@ -31,9 +31,8 @@ static class CompareSearchesCommand
             var (comparison, setup, folder) = address is null
                 ? job.Run(io, "comparing searches", null, WriteReport)
                 : cluster.WithSession(io, p, address, session => job.Run(io, "comparing searches", null, WriteReport,
-                    progress => Sync.Wait(() => ComparisonWork.RunAsync(session.Connection, job.Benchmarks, [.. job.Searches.Select(s => s.Name)], job.Policy,
-                        job.Budget, job.Seed, job.Quick, job.SharedDb is { } shared ? Path.GetFullPath(shared) : null, progress, job.Space.Name))));
-            if (job.Json) io.Stdout.WriteLine(ToJson(comparison, folder, setup).ToJsonString(Options.JsonStyle));
+                    progress => Sync.Wait(() => ComparisonWork.RunAsync(session.Connection, job.Plan, progress))));
+            if (job.Json) io.Stdout.WriteLine(ComparisonJson.Serialize(ComparisonJson.Of(comparison, folder, Files(setup), setup)));
             else Print(io.Out, comparison, folder);
             bool verified = comparison.Rows.All(r => r.Verified);
             if (!verified) io.Stderr.WriteLine("internal error: a best schedule failed verification (see results.csv)");
@@ -44,35 +43,15 @@ static class CompareSearchesCommand
 
     static void Write(string folder, Comparison c, ComparisonSetup setup)
     {
-        File.WriteAllText(Path.Combine(folder, Csv), c.ToCsv(setup.Machine));
+        File.WriteAllText(Path.Combine(folder, Csv), ComparisonCsv.Write(c, setup.Machine));
         if (setup.Info is { } m) File.WriteAllText(Path.Combine(folder, MachineFile), m.ToJson().ToJsonString(Options.JsonStyle));
         double peak = PeakCache.GetOrMeasure();
         File.WriteAllText(Path.Combine(folder, Markdown), ComparisonMarkdown.Write(c, setup, peak));
         ComparisonCharts.Write(c, folder, setup.Dataset, peak);
     }
 
-    static JsonObject ToJson(Comparison c, string folder, ComparisonSetup setup)
-    {
-        var json = new JsonObject
-        {
-            ["out"] = folder,
-            ["files"] = new JsonArray([Csv, Markdown, ComparisonCharts.GflopsByBenchmark, ComparisonCharts.TimeVsQuality, .. setup.Info is null ? Array.Empty<string>() : [MachineFile]]),
-            ["action_space"] = setup.Space,
-            ["benchmarks"] = new JsonArray([.. c.Benchmarks.Select(b => JsonValue.Create(b))]),
-            ["methods"] = new JsonArray([.. c.Summaries.Select(s => new JsonObject
-            {
-                ["method"] = s.Method, ["geomean_vs_best_library"] = s.GeomeanVsBestLibrary, ["geomean_gflops"] = s.GeomeanGflops, ["geomean_speedup"] = s.GeomeanSpeedup,
-                ["geomean_vs_openblas"] = s.GeomeanVsOpenBlas, ["mean_seconds"] = s.MeanSeconds, ["max_seconds"] = s.MaxSeconds,
-                ["mean_evaluations"] = s.MeanEvaluations, ["geomean_best_sample_gflops"] = s.GeomeanBestSampleGflops, ["benchmarks_counted"] = s.Counted,
-            })]),
-            ["best_method"] = c.BestMethod.Method,
-            ["verified"] = c.Rows.All(r => r.Verified),
-            ["machine"] = setup.Info?.ToJson(),
-        };
-        if (c.Distributed) // which machine measured how many rows
-            json["machines"] = new JsonArray([.. c.Rows.GroupBy(r => (r.Host, r.Machine)).Select(g => new JsonObject { ["host"] = g.Key.Host, ["machine"] = g.Key.Machine, ["rows"] = g.Count() })]);
-        return json;
-    }
+    static string[] Files(ComparisonSetup setup) =>
+        [Csv, Markdown, ComparisonCharts.GflopsByBenchmark, ComparisonCharts.TimeVsQuality, .. setup.Info is null ? Array.Empty<string>() : [MachineFile]];
 
     static void Print(IAnsiConsole o, Comparison c, string folder)
     {

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using LoopTune.Compare;
 using LoopTune.Datasets;
 using LoopTune.Env;
 using LoopTune.Learning;
@@ -71,15 +72,18 @@ sealed class ComparisonOptions
             _ => throw new DatasetError($"--split '{split}' is not test, train or all"),
         };
         if (list.IsEmpty) throw new DatasetError($"the {split} split of {data.Name} is empty");
-        bool quick = p.GetValue(Quick);
-        return new ComparisonJob(data, split, [.. list.Take(count)], searches, p.GetValue(Policy)!, limit, p.GetValue(Seed), p.GetValue(Db), quick,
-            quick ? MeasureOptions.Quick : MeasureOptions.Default, p.GetValue(Out)!, p.GetValue(Json), space);
+        var plan = new ComparisonPlan
+        {
+            Benchmarks = [.. list.Take(count)], Searches = searches, Budget = limit, Seed = p.GetValue(Seed), Policy = p.GetValue(Policy)!, Quick = p.GetValue(Quick),
+            SharedDb = p.GetValue(Db) is { } db ? Path.GetFullPath(db) : null, Space = space,
+        };
+        return new ComparisonJob(data, split, plan, p.GetValue(Out)!, p.GetValue(Json));
     }
 }
 
-/// <summary>A checked comparison to run (<see cref="ComparisonOptions.Parse"/>).</summary>
-sealed record ComparisonJob(Dataset Data, string Split, IReadOnlyList<Benchmark> Benchmarks, IReadOnlyList<ISearch> Searches, string Policy, SearchBudget Budget,
-    int Seed, string? SharedDb, bool Quick, MeasureOptions Timing, string Out, bool Json, ActionSpace Space)
+/// <summary>A checked comparison to run (<see cref="ComparisonOptions.Parse"/>): the dataset and split its benchmarks come
+/// from, the plan, and where the report goes.</summary>
+sealed record ComparisonJob(Dataset Data, string Split, ComparisonPlan Plan, string Out, bool Json)
 {
     /// <summary>Runs the searches and re-times everything with the peers of <paramref name="peers"/> (every library when null),
     /// with a progress bar titled <paramref name="title"/>; then <paramref name="write"/> fills the report's temporary
@@ -91,11 +95,11 @@ sealed record ComparisonJob(Dataset Data, string Split, IReadOnlyList<Benchmark>
         var report = new ReportFolder(Out);
         try
         {
-            var evaluators = new EvaluatorSource(SharedDb, report.Temp);
-            var comparison = WithProgress(io, title, elsewhere ?? (progress => Comparison.Run(Benchmarks, Searches, Budget, Seed, evaluators.Next, Timing, progress, peers, Space)));
-            var setup = new ComparisonSetup(Data.Name, Split, Budget, Seed, elsewhere is null ? evaluators.Describe() : evaluators.DescribeOnCluster(),
-                $"GFLOPS are re-timed after the searches, each schedule, the unscheduled nest and the peer libraries of a benchmark side by side (one sample of each per round, so a neighbour slowing the core for a while slows them alike), with the {(Quick ? "quick" : "default")} timing (median of {Timing.MinSamples}+ samples taken over {Timing.MinSeconds:0.###}+ s for each).",
-                PeakCache.MachineKey, elsewhere is null ? Machine.Current : null, Space.Name);
+            var evaluators = new EvaluatorSource(Plan.SharedDb, report.Temp);
+            var comparison = WithProgress(io, title, elsewhere ?? (progress => Comparison.Run(Plan, evaluators.Next, progress, peers)));
+            var setup = new ComparisonSetup(Data.Name, Split, Plan.Budget, Plan.Seed, elsewhere is null ? evaluators.Describe() : evaluators.DescribeOnCluster(),
+                $"GFLOPS are re-timed after the searches, each schedule, the unscheduled nest and the peer libraries of a benchmark side by side (one sample of each per round, so a neighbour slowing the core for a while slows them alike), with the {(Plan.Quick ? "quick" : "default")} timing (median of {Plan.Timing.MinSamples}+ samples taken over {Plan.Timing.MinSeconds:0.###}+ s for each).",
+                PeakCache.MachineKey, elsewhere is null ? Machine.Current : null, Plan.Space.Name);
             evaluators.Clean();
             write(report.Temp, comparison, setup);
             report.Commit();

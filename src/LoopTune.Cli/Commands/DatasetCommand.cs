@@ -162,7 +162,7 @@ static class DatasetCommand
     /// estimated and checked on a slice.</summary>
     static ShownStep Step(Nest nest, string? action, int index)
     {
-        var e = Evaluation.Run(nest, MeasureOptions.Quick, peers: false);
+        var e = KernelReport.Run(nest, MeasureOptions.Quick, peers: false);
         return new ShownStep(index, action, nest, e.Verification, e.Measurement, e.Estimated);
     }
 

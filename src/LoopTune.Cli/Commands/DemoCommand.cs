@@ -52,7 +52,7 @@ static class DemoCommand
                 }
                 if (!check.Passed) { io.Stderr.WriteLine($"internal error: step {i} produced a wrong kernel: {check.Problem}"); return Program.Failure; }
             }
-            var final = Evaluation.Run(nest, MeasureOptions.Default, peakGflops: peak);
+            var final = KernelReport.Run(nest, MeasureOptions.Default, peakGflops: peak);
             if (!asJson)
             {
                 io.Out.MarkupLineInterpolated($"\nfinal schedule: [bold]{final.Gflops:F1} GFLOPS[/], {final.FractionOfPeak:P0} of peak");

@@ -31,7 +31,7 @@ static class RunCommand
             // a schedule without a cursor gets one on its outermost loop
             var nest = sched is null ? Transforms.ApplyAll(Nest.Initial(computation), list)
                 : Nest.Parse(computation, sched.StartsWith('>') || sched.Contains(" >", StringComparison.Ordinal) ? sched : ">" + sched);
-            var e = Evaluation.Run(nest, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, !p.GetValue(noPeers));
+            var e = KernelReport.Run(nest, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, !p.GetValue(noPeers));
             if (p.GetValue(json)) io.Stdout.WriteLine(ToJson(e, list).ToJsonString(Options.JsonStyle));
             else Print(io.Out, e);
             if (!e.Verification.Passed) io.Stderr.WriteLine($"internal error: the kernel is wrong: {e.Verification.Problem}");
@@ -40,7 +40,7 @@ static class RunCommand
         return command;
     }
 
-    internal static JsonObject ToJson(Evaluation e, IEnumerable<LoopAction> actions) => new()
+    internal static JsonObject ToJson(KernelReport e, IEnumerable<LoopAction> actions) => new()
     {
         ["spec"] = e.Nest.Computation.ToString(),
         ["computation"] = e.Nest.Computation.Text,
@@ -76,7 +76,7 @@ static class RunCommand
     internal static JsonObject PeerProblemsJson(IEnumerable<PeerResult> peers) =>
         new(peers.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)(p.Gflops is null ? JsonValue.Create(p.Problem ?? "not measured") : null))));
 
-    static void Print(IAnsiConsole o, Evaluation e)
+    static void Print(IAnsiConsole o, KernelReport e)
     {
         var c = e.Nest.Computation;
         o.MarkupLineInterpolated($"[bold]{c}[/]  ({c.Text}, {c.Flops / 1e9:G4} GFLOP)");
@@ -102,8 +102,8 @@ static class RunCommand
     }
 
     /// <summary>", estimated from a slice ..." when the kernel ran too long to time whole, else nothing.</summary>
-    internal static string Estimate(Evaluation e) => e.Estimated
-        ? $" [yellow](estimated from a slice: a whole run would last more than {Evaluation.MaxRunSeconds:0.#} s; checked on {Markup.Escape(e.Verification.Describe(e.Nest.Computation.Output.Length))}, timed side by side with the libraries' runs)[/]"
+    internal static string Estimate(KernelReport e) => e.Estimated
+        ? $" [yellow](estimated from a slice: a whole run would last more than {KernelReport.MaxRunSeconds:0.#} s; checked on {Markup.Escape(e.Verification.Describe(e.Nest.Computation.Output.Length))}, timed side by side with the libraries' runs)[/]"
         : "";
 
     internal static Table PeerTable(double gflops, IEnumerable<PeerResult> peers)

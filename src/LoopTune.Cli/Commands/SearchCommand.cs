@@ -43,7 +43,7 @@ static class SearchCommand
             SearchResult result;
             try { result = search.Run(Nest.Initial(computation), evaluator, limit, p.GetValue(seed), space); }
             finally { (evaluator as IDisposable)?.Dispose(); }
-            var verification = Evaluation.Check(result.Best, Kernel.Compile(result.Best));
+            var verification = KernelReport.Check(result.Best, Kernel.Compile(result.Best));
             if (p.GetValue(debug) is { } dot) WriteText(dot, result.Tree.ToDot($"{search.Name} {computation}"));
             if (p.GetValue(json)) io.Stdout.WriteLine(ToJson(result, search, name, limit, p.GetValue(seed), verification, p.GetValue(debug)).ToJsonString(Options.JsonStyle));
             else Print(io.Out, result, search, verification);

@@ -6,7 +6,6 @@ using LoopTune.Cli.Plots;
 using LoopTune.Cluster;
 using LoopTune.Learning;
 using LoopTune.Learning.Logging;
-using LoopTune.Search;
 using Spectre.Console;
 
 namespace LoopTune.Cli.Commands;
@@ -50,17 +49,21 @@ static class TrainCommand
         {
             var address = cluster.Address(p);
             if (address is not null) ClusterSite.CheckTrainer(p.GetValue(trainer)!); // before joining the cluster
-            var request = new TrainRequest(p.GetValue(dataset)!, p.GetValue(trainer)!, p.GetValue(iter),
-                p.GetValue(time) is { } t ? SearchBudget.Parse(t).Time : p.GetValue(iter) is null ? TimeSpan.FromMinutes(10) : null,
-                p.GetValue(workers) is > 0 and var w ? w : WorkerPool.AvailableCores,
-                p.GetValue(steps), p.GetValue(evalSize), SearchBudget.Parse(p.GetValue(evalTime)).Time, p.GetValue(evalEvery),
-                SearchBudget.Parse(p.GetValue(checkpoint)).Time.TotalSeconds, p.GetValue(seed), p.GetValue(output)!, p.GetValue(resume),
-                p.GetValue(db), ParseSet(p.GetValue(set)), p.GetValue(init), p.GetValue(actions)!, ParseWidths(p.GetValue(vectorBits)), p.GetValue(evalSearch));
+            var request = new TrainRequest
+            {
+                Dataset = p.GetValue(dataset)!, Trainer = p.GetValue(trainer)!, Iterations = p.GetValue(iter),
+                Time = p.GetValue(time) is { } t ? Duration.Parse(t, "--time") : p.GetValue(iter) is null ? TimeSpan.FromMinutes(10) : null,
+                Workers = p.GetValue(workers) is > 0 and var w ? w : WorkerPool.AvailableCores,
+                Steps = p.GetValue(steps), EvalSize = p.GetValue(evalSize), EvalTime = Duration.Parse(p.GetValue(evalTime), "--eval-time"), EvalEvery = p.GetValue(evalEvery),
+                CheckpointSeconds = Duration.Parse(p.GetValue(checkpoint), "--checkpoint-every").TotalSeconds, Seed = p.GetValue(seed), Out = p.GetValue(output)!,
+                Resume = p.GetValue(resume), Db = p.GetValue(db), Set = ParseSet(p.GetValue(set)), Init = p.GetValue(init), Actions = p.GetValue(actions)!,
+                VectorBits = ParseWidths(p.GetValue(vectorBits)), EvalSearch = p.GetValue(evalSearch),
+            };
             if (address is not null && request.VectorBits is { Length: > 0 }) throw new LoopTuneException("--vector-bits: a cluster's workers train at their own machine's width; leave it out with --cluster");
             using var cancel = new CancellationTokenSource();
             using var signals = Options.StopOnSignal(io, cancel, "...");
             var observer = new Observer(io);
-            (string, EvalResult?) Train(Func<TrainRequest, ITrainingSite>? site) => observer.Run(o => Training.Run(request, o, cancel.Token, site));
+            (string, PolicyEvaluation?) Train(Func<TrainRequest, ITrainingSite>? site) => observer.Run(o => Training.Run(request, o, cancel.Token, site));
             var (folder, eval) = address is null ? Train(null)
                 : cluster.WithSession(io, p, address, session => Train(q => new ClusterSite(session.Connection, q)), p.GetValue(workers) is > 0 and var lw ? lw : null);
             var rows = TrainingLog.ReadCsv(Path.Combine(folder, "metrics.csv"));
@@ -170,11 +173,11 @@ static class TrainCommand
 
         string? RunFolder { get; set; }
 
-        public void Evaluated(EvalResult result) =>
+        public void Evaluated(PolicyEvaluation result) =>
             io.Stderr.WriteLine($"{(label is null ? "" : label + ": ")}evaluation: {result.Rows.Count} test benchmarks, geomean {result.GeomeanGflops:F1} GFLOPS ({result.PeakFraction:P0} of the peak), {result.GeomeanSpeedup:F2}x over unscheduled, {result.MeanSeconds:F2} s each");
     }
 
-    static JsonObject Json(string folder, Observer o, EvalResult? eval, IReadOnlyList<string> charts) => new()
+    static JsonObject Json(string folder, Observer o, PolicyEvaluation? eval, IReadOnlyList<string> charts) => new()
     {
         ["run"] = folder, ["trainer"] = o.Trainer, ["iterations"] = o.Count.Iterations, ["env_steps"] = o.Count.Steps,
         ["workers"] = new JsonArray([.. o.Workers.Select(c => (JsonNode)c)]), ["resumed_from"] = o.ResumedFrom, ["checkpoint"] = o.LastCheckpoint,
@@ -188,7 +191,7 @@ static class TrainCommand
         ["charts"] = new JsonArray([.. charts.Select(x => (JsonNode)x)]),
     };
 
-    static void Print(IAnsiConsole o, string folder, Observer obs, EvalResult? eval, IReadOnlyList<string> charts)
+    static void Print(IAnsiConsole o, string folder, Observer obs, PolicyEvaluation? eval, IReadOnlyList<string> charts)
     {
         var t = new Table().AddColumn("").AddColumn("");
         t.AddRow("trainer", obs.Trainer);

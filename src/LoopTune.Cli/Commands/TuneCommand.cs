@@ -91,7 +91,7 @@ static class TuneCommand
 
     /// <summary>The policy's search on <paramref name="computation"/> (pinned, a fresh evaluator: every kernel it needs is
     /// compiled and timed now), then its best schedule verified and re-timed with <paramref name="timing"/>, with the peers.</summary>
-    internal static (SearchResult Result, Evaluation Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
+    internal static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
         SearchBudget limit, MeasureOptions timing, bool peers)
     {
         pol.WarmUp();
@@ -101,10 +101,10 @@ static class TuneCommand
         var timed = new TimedEvaluator(evaluator);
         SearchResult result;
         using (ThreadPinning.Pin()) result = search.Run(Nest.Initial(computation), timed, limit, 0, pol.Space);
-        return (result, Evaluation.Run(result.Best, timing, peers, null, buffers), result.Seconds - timed.Seconds, timed.Seconds);
+        return (result, KernelReport.Run(result.Best, timing, peers, null, buffers), result.Seconds - timed.Seconds, timed.Seconds);
     }
 
-    internal static void Print(IAnsiConsole o, Evaluation e, SearchResult r, Policy pol, double policySeconds, double measureSeconds)
+    internal static void Print(IAnsiConsole o, KernelReport e, SearchResult r, Policy pol, double policySeconds, double measureSeconds)
     {
         var c = e.Nest.Computation;
         o.MarkupLineInterpolated($"[bold]{c}[/]  ({c.Text}, {c.Flops / 1e9:G4} GFLOP), tuned by {r.Method} with the policy {pol.Source}");

@@ -1,3 +1,4 @@
+using LoopTune.Compare;
 using LoopTune.Search;
 using ScottPlot;
 using static LoopTune.Cli.Plots.ComparisonCharts;

@@ -69,7 +69,7 @@ public sealed class IllegalActionError(ActionSpace space, int id, Nest nest)
 /// | ir_graph            | Graph (DOT exportable)    | loops, tensors, accesses; typed edges with strides   |
 /// | loops_tensor        | float[10 x 23]            | [0, 1], per-loop features, zero rows past the nest   |
 /// | stride_tensor       | float[32]                 | [0, 1], sums to 1                                    |
-/// | prev_actions_tensor | float[5 x 17]             | one-hot of the last 5 actions, most recent first     |
+/// | prev_actions_tensor | float[5 x 18]             | one-hot of the last 5 actions, most recent first     |
 /// | machine_tensor      | float[9]                  | [0, 1]-ish: the machine the kernels run on           |
 /// </code>
 /// <para><b>Reward</b>: (GFLOPS after the step - GFLOPS before) / peak GFLOPS of the machine at the kernels' vector width

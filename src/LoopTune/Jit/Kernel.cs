@@ -115,11 +115,47 @@ public sealed unsafe class Kernel
         options ??= JitOptions.Default;
         WarmUp();
         long start = Stopwatch.GetTimestamp();
-        double fraction = sizes.Select((s, v) => s / (double)c.Sizes[v]).Aggregate(1.0, (a, b) => a * b);
+        double fraction = Share(c, sizes);
         var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options, sizes);
         var fn = Emitter.Emit(program, options.Fused, "looptune_slice");
         fn(null, null, null, 0);
         return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), fraction, sizes);
+    }
+
+    /// <summary>The share of <paramref name="c"/>'s work a slice over the first <paramref name="sizes"/>[v] elements of each
+    /// variable does: the product of the shares.</summary>
+    public static double Share(Computation c, int[] sizes)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        ArgumentNullException.ThrowIfNull(sizes);
+        return sizes.Select((s, v) => s / (double)c.Sizes[v]).Aggregate(1.0, (a, b) => a * b);
+    }
+
+    /// <summary>The sizes of the slice of <paramref name="nest"/> that runs a prefix of its outer loops' iterations doing at
+    /// most about <paramref name="flops"/> floating-point operations: from the outside in, each loop cut to as many of its
+    /// first iterations as fit (at least one), the loops inside the last cut whole, so that what the slice keeps in cache
+    /// is what the whole kernel keeps. A loop of a variable cut further out is cut within that cut's first iteration (a
+    /// shorter prefix of the same variable). Cutting stops, the slice larger than asked, at an unrolled or vectorized loop
+    /// and at a sum's innermost loop (see <see cref="ProbeSizes"/>). On mm 3072 1536 2048,
+    /// <c>k:8 n:48 m:384 k:256 m:8u n:32v pack=B</c> ran whole at 208-212 GFLOPS; the probe of <see cref="ProbeSizes"/>
+    /// widened said 223, this prefix (k cut inside its first eighth) what the whole said.</summary>
+    public static int[] PrefixSizes(Nest nest, double flops)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        var c = nest.Computation;
+        var sizes = c.Sizes.ToArray();
+        double work = c.Flops;
+        for (int level = 0; level < nest.Count && work > flops; level++)
+        {
+            int v = nest[level].Var, step = nest.InnerStep(level);
+            if (nest[level].Annotation != Annotation.None || (c.IsReduction[v] && step == 1)) break;
+            if (sizes[v] <= step) continue; // one iteration in the slice already
+            double perIteration = work * step / sizes[v];
+            int kept = Math.Min(sizes[v], Math.Max(1, (int)(flops / perIteration)) * step);
+            work *= kept / (double)sizes[v];
+            sizes[v] = kept;
+        }
+        return sizes;
     }
 
     /// <summary>The sizes of the smallest slice worth timing of <paramref name="nest"/>: from the outside in, the outermost

@@ -33,7 +33,7 @@ public sealed record AdaptRequest(IReadOnlyList<string> Datasets, TimeSpan Time,
 
 /// <summary>One policy an adaptation produced: its name, the dataset it learned on, its run folder, where it was saved,
 /// the policy it started from, and its last evaluation (null when it had none).</summary>
-public sealed record AdaptedPolicy(string Name, string Dataset, string RunFolder, string PolicyFile, string From, EvalResult? Eval, double Seconds);
+public sealed record AdaptedPolicy(string Name, string Dataset, string RunFolder, string PolicyFile, string From, PolicyEvaluation? Eval, double Seconds);
 
 /// <summary>
 /// <c>looptune adapt</c>'s engine: continues training the default policies on this machine (Ape-X from their weights, in
@@ -92,8 +92,12 @@ public static class Adaptation
             };
             foreach (var (k, value) in r.Set ?? []) set[k] = value?.DeepClone();
             int evalSize = r.EvalSize ?? Math.Clamp(dataset.Test.Count - 10, 1, 10);
-            var request = new TrainRequest(dataset.Folder, "apex_dqn", null, left, r.Workers, init.EpisodeLength, evalSize, r.EvalTime ?? TimeSpan.FromSeconds(1),
-                r.EvalEvery, 30, r.Seed, run, resume, r.Db, set, resume ? null : from, init.Space.Name, [Jit.JitOptions.Default.VectorBits], EvalSearch: true);
+            var request = new TrainRequest
+            {
+                Dataset = dataset.Folder, Time = left, Workers = r.Workers, Steps = init.EpisodeLength, EvalSize = evalSize,
+                EvalTime = r.EvalTime ?? TimeSpan.FromSeconds(1), EvalEvery = r.EvalEvery, CheckpointSeconds = 30, Seed = r.Seed, Out = run, Resume = resume,
+                Db = r.Db, Set = set, Init = resume ? null : from, Actions = init.Space.Name, VectorBits = [Jit.JitOptions.Default.VectorBits], EvalSearch = true,
+            };
             Directory.CreateDirectory(Folder);
             var clock = Stopwatch.StartNew();
             var counting = new Counting(observer(name), () =>
@@ -161,7 +165,7 @@ public static class Adaptation
     {
         public void Started(string runFolder, ITrainer trainer, string? resumedFrom, IReadOnlyList<string> workers) => inner.Started(runFolder, trainer, resumedFrom, workers);
         public void Iteration(ITrainer trainer, IReadOnlyDictionary<string, double> values, double fractionDone) => inner.Iteration(trainer, values, fractionDone);
-        public void Evaluated(EvalResult result) => inner.Evaluated(result);
+        public void Evaluated(PolicyEvaluation result) => inner.Evaluated(result);
 
         public void Checkpoint(string folder)
         {

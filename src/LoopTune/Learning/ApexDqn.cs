@@ -5,8 +5,8 @@ using LoopTune.Learning.Nn;
 namespace LoopTune.Learning;
 
 /// <summary>Hyperparameters of <see cref="ApexDqn"/>. Defaults follow Ape-X (Horgan et al. 2018) where it applies, scaled
-/// down for a few cores; see ../shared/reference/learning-notes.md for the original LoopTune's RLlib settings.</summary>
-public sealed record ApexDqnConfig
+/// down for a few cores (the original LoopTune trained with RLlib's APEX-DQN defaults on 39 workers; docs/design.md).</summary>
+public sealed record ApexDqnConfig : ITrainerConfig
 {
     /// <summary>Hidden layer widths of the dueling Q-network.</summary>
     public int[] Hidden { get; init; } = [256, 256];

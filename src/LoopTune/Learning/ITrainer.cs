@@ -3,6 +3,10 @@ using LoopTune.Learning.Nn;
 
 namespace LoopTune.Learning;
 
+/// <summary>The hyperparameters of a trainer (<see cref="ApexDqnConfig"/>, <see cref="PpoConfig"/>): what a training site
+/// builds its trainer from.</summary>
+public interface ITrainerConfig;
+
 /// <summary>
 /// A learning algorithm as the <c>train</c> command drives it: one <see cref="Iterate"/> is one round of experience from
 /// every actor followed by the learner's updates; between iterations the whole state can be saved (weights and optimizer

@@ -4,8 +4,8 @@ using LoopTune.Learning.Nn;
 
 namespace LoopTune.Learning;
 
-/// <summary>Hyperparameters of <see cref="Ppo"/>; defaults after CleanRL's ppo.py (see learning-notes.md).</summary>
-public sealed record PpoConfig
+/// <summary>Hyperparameters of <see cref="Ppo"/>; defaults after CleanRL's ppo.py (github.com/vwxyzjn/cleanrl).</summary>
+public sealed record PpoConfig : ITrainerConfig
 {
     /// <summary>Hidden layer widths of the actor and of the critic.</summary>
     public int[] Hidden { get; init; } = [256, 256];

@@ -12,40 +12,76 @@ using LoopTune.Search;
 
 namespace LoopTune.Learning;
 
-/// <summary>What <c>looptune train</c> asks for.</summary>
-/// <param name="Dataset">A named dataset or a dataset folder; training uses its train split, evaluation its test split.</param>
-/// <param name="Trainer">"apex_dqn" or "ppo".</param>
-/// <param name="Iterations">Stop after this many iterations in all (a resumed run counts the ones before).</param>
-/// <param name="Time">Stop after this much wall time in this process.</param>
-/// <param name="Workers">Measuring workers, one per core.</param>
-/// <param name="Steps">Episode length in actions.</param>
-/// <param name="EvalSize">Test benchmarks in each evaluation: the last ones of the test split (reports take the first ones).</param>
-/// <param name="EvalTime">Budget of the policy on each test benchmark (a greedy rollout usually needs far less).</param>
-/// <param name="EvalEvery">Evaluate every this many iterations (0: only at the end).</param>
-/// <param name="CheckpointSeconds">Save a checkpoint at least this often (and at the end).</param>
-/// <param name="Seed">Seed of every random choice.</param>
-/// <param name="Out">The run folder.</param>
-/// <param name="Resume">Continue the run in <paramref name="Out"/> from its latest checkpoint.</param>
-/// <param name="Db">Measurement store (default: the user's).</param>
-/// <param name="Set">Hyperparameter overrides, e.g. {"LearningRate": 1e-4}.</param>
-/// <param name="Init">A policy whose weights the networks start from (a warm start), or null for random weights.</param>
-/// <param name="Actions">The action space: "cursor" (the action table's 18: the seed's 17 and pack), "loop" or "tile" (<see cref="ActionSpace"/>).</param>
-/// <param name="VectorBits">The vector widths the JIT uses, one drawn per episode (each its own evaluator, peak and
-/// machine_tensor), so that one machine teaches several; null: the JIT's width alone.</param>
-/// <param name="EvalSearch">Evaluate with the policy-guided search (<see cref="PolicyGuidedSearch"/>, the tuner's method,
-/// within <paramref name="EvalTime"/>) instead of the greedy rollout, so that the policy kept is the one that tunes best
-/// (on this machine's workers; a cluster's evaluate greedily).</param>
-public sealed record TrainRequest(string Dataset, string Trainer, int? Iterations, TimeSpan? Time, int Workers, int Steps,
-    int EvalSize, TimeSpan EvalTime, int EvalEvery, double CheckpointSeconds, int Seed, string Out, bool Resume, string? Db, JsonObject? Set,
-    string? Init = null, string Actions = "cursor", int[]? VectorBits = null, bool EvalSearch = false)
+/// <summary>What <c>looptune train</c> asks for: named fields, the defaults those of the command.</summary>
+public sealed record TrainRequest
 {
+    /// <summary>A named dataset or a dataset folder; training uses its train split, evaluation its test split.</summary>
+    public required string Dataset { get; init; }
+
+    /// <summary>"apex_dqn" or "ppo" (<see cref="Training.Trainers"/>).</summary>
+    public string Trainer { get; init; } = "apex_dqn";
+
+    /// <summary>Stop after this many iterations in all (a resumed run counts the ones before).</summary>
+    public int? Iterations { get; init; }
+
+    /// <summary>Stop after this much wall time in this process.</summary>
+    public TimeSpan? Time { get; init; }
+
+    /// <summary>Measuring workers, one per core.</summary>
+    public int Workers { get; init; } = 1;
+
+    /// <summary>Episode length in actions.</summary>
+    public int Steps { get; init; } = 10;
+
+    /// <summary>Test benchmarks in each evaluation: the last ones of the test split (reports take the first ones).</summary>
+    public int EvalSize { get; init; } = 10;
+
+    /// <summary>Budget of the policy on each test benchmark (a greedy rollout usually needs far less).</summary>
+    public TimeSpan EvalTime { get; init; } = TimeSpan.FromSeconds(4);
+
+    /// <summary>Evaluate every this many iterations (0: only at the end).</summary>
+    public int EvalEvery { get; init; }
+
+    /// <summary>Save a checkpoint at least this often (and at the end).</summary>
+    public double CheckpointSeconds { get; init; } = 60;
+
+    /// <summary>Seed of every random choice.</summary>
+    public int Seed { get; init; }
+
+    /// <summary>The run folder.</summary>
+    public required string Out { get; init; }
+
+    /// <summary>Continue the run in <see cref="Out"/> from its latest checkpoint.</summary>
+    public bool Resume { get; init; }
+
+    /// <summary>Measurement store (default: the user's).</summary>
+    public string? Db { get; init; }
+
+    /// <summary>Hyperparameter overrides, e.g. {"LearningRate": 1e-4}.</summary>
+    public JsonObject? Set { get; init; }
+
+    /// <summary>A policy whose weights the networks start from (a warm start), or null for random weights.</summary>
+    public string? Init { get; init; }
+
+    /// <summary>The action space: "cursor" (the action table's 18: the seed's 17 and pack), "loop" or "tile" (<see cref="ActionSpace"/>).</summary>
+    public string Actions { get; init; } = "cursor";
+
+    /// <summary>The vector widths the JIT uses, one drawn per episode (each its own evaluator, peak and machine_tensor), so
+    /// that one machine teaches several; null: the JIT's width alone.</summary>
+    public int[]? VectorBits { get; init; }
+
+    /// <summary>Evaluate with the policy-guided search (<see cref="PolicyGuidedSearch"/>, the tuner's method, within
+    /// <see cref="EvalTime"/>) instead of the greedy rollout, so that the policy kept is the one that tunes best (on this
+    /// machine's workers; a cluster's evaluate greedily).</summary>
+    public bool EvalSearch { get; init; }
+
     /// <summary>The widths the run trains at: <see cref="VectorBits"/>, or the JIT's.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public int[] Widths => VectorBits is { Length: > 0 } v ? v : [Jit.JitOptions.Default.VectorBits];
 }
 
 /// <summary>An evaluation of a policy on test benchmarks: per benchmark, the unscheduled and best GFLOPS and the time.</summary>
-public sealed record EvalResult(IReadOnlyList<(string Benchmark, double Start, double Best, double Seconds, string Schedule)> Rows, double Peak)
+public sealed record PolicyEvaluation(IReadOnlyList<(string Benchmark, double Start, double Best, double Seconds, string Schedule)> Rows, double Peak)
 {
     public double GeomeanGflops => Math.Exp(Rows.Average(r => Math.Log(r.Best)));
     public double GeomeanSpeedup => Math.Exp(Rows.Average(r => Math.Log(r.Best / r.Start)));
@@ -65,7 +101,7 @@ public interface ITrainingObserver
     void Started(string runFolder, ITrainer trainer, string? resumedFrom, IReadOnlyList<string> workers);
     void Iteration(ITrainer trainer, IReadOnlyDictionary<string, double> values, double fractionDone);
     void Checkpoint(string folder);
-    void Evaluated(EvalResult result);
+    void Evaluated(PolicyEvaluation result);
 }
 
 /// <summary>The <c>train</c> command's engine: a run folder, a worker per core, a trainer, the loop with its
@@ -77,7 +113,7 @@ public static class Training
     /// <summary>Runs the training <paramref name="r"/> asks for; returns the run folder and the final evaluation.
     /// <paramref name="site"/> says where the actors and evaluations run (default: <see cref="LocalSite"/>, this
     /// machine's workers).</summary>
-    public static (string Folder, EvalResult? Eval) Run(TrainRequest r, ITrainingObserver observer, CancellationToken cancel = default,
+    public static (string Folder, PolicyEvaluation? Eval) Run(TrainRequest r, ITrainingObserver observer, CancellationToken cancel = default,
         Func<TrainRequest, ITrainingSite>? site = null)
     {
         if (!Trainers.Contains(r.Trainer)) throw new LoopTuneException($"unknown trainer '{r.Trainer}'; the trainers are: {string.Join(", ", Trainers)}");
@@ -99,7 +135,7 @@ public static class Training
         try
         {
             using var where = makeSite(request);
-            return Train(r, request, config, space, folder, dataset, where, init, observer, cancel);
+            return Train(new TrainingRun(request, config, space, folder, dataset, init), where, observer, cancel);
         }
         catch (Exception) when (!r.Resume && RunFolder.LatestCheckpoint(folder) is null)
         {
@@ -109,9 +145,13 @@ public static class Training
         }
     }
 
-    static (string Folder, EvalResult? Eval) Train(TrainRequest r, TrainRequest request, object config, ActionSpace space, string folder, Dataset dataset, ITrainingSite site, Policy? init,
-        ITrainingObserver observer, CancellationToken cancel)
+    /// <summary>A checked run: the request (on --resume the first invocation's, with this one's limits), its trainer's
+    /// hyperparameters, the action space, the run folder, the dataset and the policy it starts from.</summary>
+    sealed record TrainingRun(TrainRequest Request, ITrainerConfig Config, ActionSpace Space, string Folder, Dataset Dataset, Policy? Init);
+
+    static (string Folder, PolicyEvaluation? Eval) Train(TrainingRun run, ITrainingSite site, ITrainingObserver observer, CancellationToken cancel)
     {
+        var (request, config, space, folder, dataset, init) = run;
         using var trainer = site.CreateTrainer(config, dataset);
         if (init is not null && init.Space != space)
             throw new LoopTuneException($"--init {init.Source} acts in the '{init.Space.Name}' action space; this run trains in '{space.Name}'");
@@ -121,9 +161,9 @@ public static class Training
                 throw new LoopTuneException($"--init {init.Source} is a {init.Shape} network; this run trains a {trainer.Policy.Shape} network");
             trainer.InitFrom(init.Network);
         }
-        string? resumedFrom = r.Resume ? RunFolder.LoadCheckpoint(folder, trainer) : null;
+        string? resumedFrom = request.Resume ? RunFolder.LoadCheckpoint(folder, trainer) : null;
         using var log = new TrainingLog(folder);
-        if (r.Resume) log.TruncateAfter(trainer.EnvSteps);
+        if (request.Resume) log.TruncateAfter(trainer.EnvSteps);
         observer.Started(folder, trainer, resumedFrom, site.Workers);
 
         var info = new Dictionary<string, string>
@@ -136,7 +176,7 @@ public static class Training
         // the last benchmarks of the test split: the reports (compare-searches) take the first ones, so a run's best
         // checkpoint is never chosen on the benchmarks it is then reported on
         var test = dataset.Test.Skip(Math.Max(0, dataset.Test.Count - request.EvalSize)).ToList();
-        EvalResult? eval = null;
+        PolicyEvaluation? eval = null;
         double best = BestSoFar(folder);
         if (init is not null && test.Count > 0)
         {
@@ -147,7 +187,7 @@ public static class Training
             KeepBest(ref best, folder, trainer, eval, request.Steps, space, info);
         }
         int startIteration = trainer.Iterations;
-        while (!cancel.IsCancellationRequested && (r.Iterations is not int n || trainer.Iterations < n) && (r.Time is not { } t || clock.Elapsed < t))
+        while (!cancel.IsCancellationRequested && (request.Iterations is not int n || trainer.Iterations < n) && (request.Time is not { } t || clock.Elapsed < t))
         {
             var values = new Dictionary<string, double>(trainer.Iterate());
             if (request.EvalEvery > 0 && trainer.Iterations % request.EvalEvery == 0 && test.Count > 0)
@@ -158,8 +198,8 @@ public static class Training
                 KeepBest(ref best, folder, trainer, eval, request.Steps, space, info);
             }
             log.Log(trainer.EnvSteps, values);
-            double done = Math.Max(r.Iterations is int m ? (trainer.Iterations - startIteration) / (double)Math.Max(1, m - startIteration) : 0,
-                r.Time is { } tt ? clock.Elapsed / tt : 0);
+            double done = Math.Max(request.Iterations is int m ? (trainer.Iterations - startIteration) / (double)Math.Max(1, m - startIteration) : 0,
+                request.Time is { } tt ? clock.Elapsed / tt : 0);
             observer.Iteration(trainer, values, Math.Min(1, done));
             if (lastSave.Elapsed.TotalSeconds >= request.CheckpointSeconds)
             {
@@ -190,7 +230,7 @@ public static class Training
     }
 
     /// <summary>The hyperparameters of <paramref name="r"/>'s trainer: its defaults with the request's --set fields.</summary>
-    static object Configure(TrainRequest r) => r.Trainer == "apex_dqn" ? Configure(new ApexDqnConfig(), r.Set) : Configure(new PpoConfig(), r.Set);
+    static ITrainerConfig Configure(TrainRequest r) => r.Trainer == "apex_dqn" ? Configure(new ApexDqnConfig(), r.Set) : Configure(new PpoConfig(), r.Set);
 
     /// <summary>The default hyperparameters with <paramref name="set"/>'s fields replaced; an unknown field is an error.</summary>
     public static T Configure<T>(T defaults, JsonObject? set) where T : class
@@ -244,7 +284,7 @@ public static class Training
     }
 
     /// <summary>Saves the trainer's policy as best.safetensors when <paramref name="eval"/> beats <paramref name="best"/>.</summary>
-    static void KeepBest(ref double best, string folder, ITrainer trainer, EvalResult eval, int steps, ActionSpace space, Dictionary<string, string> info)
+    static void KeepBest(ref double best, string folder, ITrainer trainer, PolicyEvaluation eval, int steps, ActionSpace space, Dictionary<string, string> info)
     {
         if (eval.GeomeanGflops <= best) return;
         best = eval.GeomeanGflops;
@@ -254,7 +294,7 @@ public static class Training
         Policy.Save(Path.Combine(folder, BestFile), trainer.Policy, steps, meta, space);
     }
 
-    static JsonObject EvalJson(EvalResult e, ITrainer t) => new()
+    static JsonObject EvalJson(PolicyEvaluation e, ITrainer t) => new()
     {
         ["trainer"] = t.Name, ["iterations"] = t.Iterations, ["env_steps"] = t.EnvSteps,
         ["geomean_gflops"] = e.GeomeanGflops, ["geomean_speedup"] = e.GeomeanSpeedup, ["peak_fraction"] = e.PeakFraction, ["mean_seconds"] = e.MeanSeconds,
@@ -274,11 +314,11 @@ public interface ITrainingSite : IDisposable
 
     /// <summary>The trainer <paramref name="config"/> (an <see cref="ApexDqnConfig"/> or a <see cref="PpoConfig"/>) asks
     /// for, its actors on this site's workers, training on <paramref name="dataset"/>'s train split.</summary>
-    ITrainer CreateTrainer(object config, Dataset dataset);
+    ITrainer CreateTrainer(ITrainerConfig config, Dataset dataset);
 
     /// <summary>The policy's greedy rollout (a <see cref="PolicySearch"/> within <paramref name="budget"/>) on each
     /// benchmark, the benchmarks shared out over the workers.</summary>
-    EvalResult Evaluate(Policy policy, IReadOnlyList<Computation> benchmarks, TimeSpan budget);
+    PolicyEvaluation Evaluate(Policy policy, IReadOnlyList<Computation> benchmarks, TimeSpan budget);
 }
 
 /// <summary>One machine target a run trains at: a vector width with its evaluator, peak and machine_tensor.</summary>
@@ -342,7 +382,7 @@ public sealed class LocalSite : ITrainingSite
 
     public IReadOnlyList<string> Workers => [.. pool.Cores.Select(c => $"core {c}")];
 
-    public ITrainer CreateTrainer(object config, Dataset dataset)
+    public ITrainer CreateTrainer(ITrainerConfig config, Dataset dataset)
     {
         var space = ActionSpace.Get(request.Actions);
         IRlEnv MakeEnv(int w, int _) => TrainingEnvs.Make(space, targets[w], dataset.Train, request.Steps);
@@ -353,7 +393,7 @@ public sealed class LocalSite : ITrainingSite
         };
     }
 
-    public EvalResult Evaluate(Policy policy, IReadOnlyList<Computation> benchmarks, TimeSpan budget)
+    public PolicyEvaluation Evaluate(Policy policy, IReadOnlyList<Computation> benchmarks, TimeSpan budget)
     {
         var rows = new (string, double, double, double, string)[benchmarks.Count];
         pool.Run(w =>
@@ -365,7 +405,7 @@ public sealed class LocalSite : ITrainingSite
             }
         });
         // the peak of each benchmark's width, averaged as the GFLOPS are (geometrically), for the peak fraction
-        return new EvalResult(rows, Math.Exp(benchmarks.Select((_, i) => Math.Log(targets[0][i % targets[0].Length].Peak)).DefaultIfEmpty(Math.Log(targets[0][0].Peak)).Average()));
+        return new PolicyEvaluation(rows, Math.Exp(benchmarks.Select((_, i) => Math.Log(targets[0][i % targets[0].Length].Peak)).DefaultIfEmpty(Math.Log(targets[0][0].Peak)).Average()));
     }
 
     public void Dispose()

@@ -8,7 +8,7 @@ namespace LoopTune.Measure;
 /// (<see cref="Prepare"/>: layout choice, reorders, scratch buffers, all outside any timing), then
 /// <see cref="PeerRun.Run"/> is the part that is timed. A missing library or symbol makes the peer unavailable
 /// (<see cref="Problem"/> says why), never an exception at load time.</summary>
-public abstract class ConvPeer : PeerLibrary
+public abstract class ConvPeer : NativePeer
 {
     protected internal ConvPeer(string key, string library, string? problem, string? version, string threading)
         : base(key, library, problem, version, threading) { }
@@ -126,7 +126,7 @@ public sealed unsafe class OneDnnConv : ConvPeer
         foreach (string lib in libraries)
         {
             if (!NativeLibrary.TryLoad(lib, out nint h)) continue;
-            nint E(string name) => Peer.Export(h, name);
+            nint E(string name) => NativeGemm.Export(h, name);
             bool v3 = E("dnnl_memory_desc_create_with_tag") != 0;
             var api = new Api
             {
@@ -151,9 +151,9 @@ public sealed unsafe class OneDnnConv : ConvPeer
             string? missing = api.FirstMissing(v3);
             if (missing is null)
             {
-                Peer.LimitDnnlIsa(h);
-                var (version, runtime) = Peer.DnnlVersion(h);
-                nint omp = runtime == DnnlRuntimeOmp ? Peer.OmpSetNumThreads() : 0;
+                NativeGemm.LimitDnnlIsa(h);
+                var (version, runtime) = NativeGemm.DnnlVersion(h);
+                nint omp = runtime == DnnlRuntimeOmp ? NativeGemm.OmpSetNumThreads() : 0;
                 string threading = runtime switch
                 {
                     DnnlRuntimeSeq => "sequential build",

@@ -31,8 +31,8 @@ public static class KernelTiming
     /// Measures <paramref name="nest"/> (compiled as <paramref name="kernel"/>) so that no run lasts much longer than
     /// <paramref name="maxRunSeconds"/>: a kernel of more than <see cref="ProbeFlops"/> is first timed on a small slice
     /// (<see cref="Kernel.ProbeSizes"/>: outer loops cut to one iteration until a few million operations are left); when the
-    /// whole run would pass the limit, a slice of about a quarter of it (the first iterations of the outermost loop, or, when
-    /// one of them is already too long, the probe widened) is timed instead and the result scaled to the whole (same
+    /// whole run would pass the limit, a slice of about a quarter of it (a prefix of the outer loops' iterations,
+    /// <see cref="Kernel.PrefixSizes"/>, or, when that cannot be cut small enough, the probe widened) is timed instead and the result scaled to the whole (same
     /// GFLOPS, seconds divided by the slice's share of the work), marked as an estimate. Otherwise the whole kernel is timed as <see cref="Measure(Kernel, MeasureOptions, Workspace)"/> does.
     /// </summary>
     public static (Measurement Measurement, bool Estimated) MeasureBounded(Nest nest, Kernel kernel, MeasureOptions options, Workspace buffers,
@@ -84,13 +84,11 @@ public static class KernelTiming
         }
         double whole = seconds / probe.Fraction;
         if (probe.Fraction >= 1 || whole <= maxRunSeconds) return (whole, null);
-        // the slice timed: the first iterations of the outermost loop, everything inside whole (so the working set of
-        // what is inside, and its cache behaviour, is the whole kernel's), about a quarter of the limit; when even one
-        // outer iteration is too long, the probe widened along its outermost cut variable
-        int total = Kernel.OuterIterations(nest);
-        double perOuter = whole / total;
-        if (perOuter <= maxRunSeconds / 4 && total > 1)
-            return (whole, Kernel.CompileSlice(nest, Math.Clamp((int)(maxRunSeconds / 4 / perOuter), 1, total - 1), jit));
+        // the slice timed: a prefix of the outer loops' iterations, everything inside the last cut whole (so the working
+        // set of what is inside, and its cache behaviour, is the whole kernel's), about a quarter of the limit; when the
+        // prefix cannot be cut that small (an unrolled loop outside), the probe widened along its outermost cut variable
+        var prefix = Kernel.PrefixSizes(nest, nest.Computation.Flops * maxRunSeconds / 4 / whole);
+        if (Kernel.Share(nest.Computation, prefix) * whole <= maxRunSeconds) return (whole, Kernel.CompileSlice(nest, prefix, jit));
         int v = nest.Loops.Select(l => l.Var).First(x => sizes[x] < nest.Computation.Sizes[x]);
         int step = sizes[v], most = nest.Computation.Sizes[v] / step;
         int times = Math.Clamp((int)(maxRunSeconds / 4 / seconds), 1, Math.Max(1, most));

@@ -38,8 +38,8 @@ public sealed record PeerResult(string Key, double? Gflops, string? Problem, Pee
     /// <summary>A measured peer.</summary>
     public static PeerResult Measured(string key, double gflops, string? via = null) => new(key, gflops, null, PeerStatus.Measured, via);
 
-    /// <summary>A peer whose library is not installed: its <see cref="PeerLibrary.Problem"/>.</summary>
-    public static PeerResult Missing(PeerLibrary peer) => new(peer.Key, null, peer.Problem, PeerStatus.Missing);
+    /// <summary>A peer whose library is not installed: its <see cref="NativePeer.Problem"/>.</summary>
+    public static PeerResult Missing(NativePeer peer) => new(peer.Key, null, peer.Problem, PeerStatus.Missing);
 
     /// <summary>A peer whose result was wrong (never timed).</summary>
     public static PeerResult Wrong(string key, string? problem, string? via = null) => new(key, null, WrongResultPrefix + problem, PeerStatus.WrongResult, via);

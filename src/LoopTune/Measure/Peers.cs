@@ -7,14 +7,14 @@ namespace LoopTune.Measure;
 /// products, convolutions for convolutions.</summary>
 public static class Peers
 {
-    private static readonly Lazy<IReadOnlyList<Peer>> all = new(() =>
-        [Peer.OpenBlas(), Peer.Blis(), Peer.OneDnn("libdnnl.so.3", "libdnnl.so.2")]);
+    private static readonly Lazy<IReadOnlyList<NativeGemm>> all = new(() =>
+        [NativeGemm.OpenBlas(), NativeGemm.Blis(), NativeGemm.OneDnn("libdnnl.so.3", "libdnnl.so.2")]);
 
     private static readonly Lazy<IReadOnlyList<ConvPeer>> convolution = new(() =>
         [OneDnnConv.Load("libdnnl.so.3", "libdnnl.so.2"), new Im2colBlas(Get("openblas")!)]);
 
     /// <summary>Every GEMM peer, available or not, in the order openblas, blis, onednn.</summary>
-    public static IReadOnlyList<Peer> All => all.Value;
+    public static IReadOnlyList<NativeGemm> All => all.Value;
 
     /// <summary>Every convolution peer, available or not, in the order onednn_conv, im2col_openblas.</summary>
     public static IReadOnlyList<ConvPeer> Convolution => convolution.Value;
@@ -28,7 +28,7 @@ public static class Peers
     }
 
     /// <summary>The peer with this key (case-insensitive), or null if there is no such key.</summary>
-    public static Peer? Get(string key) => All.FirstOrDefault(p => string.Equals(p.Key, key, StringComparison.OrdinalIgnoreCase));
+    public static NativeGemm? Get(string key) => All.FirstOrDefault(p => string.Equals(p.Key, key, StringComparison.OrdinalIgnoreCase));
 
     /// <summary>Times <paramref name="peer"/>'s sgemm on <c>C[m,n] += A[m,k] * B[k,n]</c> with aligned,
     /// randomly filled buffers on the calling thread, unchecked; flops = 2mnk.</summary>
@@ -82,7 +82,7 @@ public static class Peers
 
     /// <summary>
     /// The part of <paramref name="c"/> a peer is checked and timed on, so that one of its runs stays under a quarter of
-    /// <see cref="Evaluation.MaxRunSeconds"/> even at <see cref="SlowestPeerShare"/> of the peak (a side-by-side round
+    /// <see cref="KernelReport.MaxRunSeconds"/> even at <see cref="SlowestPeerShare"/> of the peak (a side-by-side round
     /// runs every peer once, and a few rounds must fit in the final timing's seconds): <paramref name="c"/> itself, or,
     /// when its work is larger than that, its first rows along the outermost output variable (m of a matrix product, the
     /// filters of a convolution) that do that work, a multiple of 64, with a note for the peer's call
@@ -94,7 +94,7 @@ public static class Peers
     {
         ArgumentNullException.ThrowIfNull(c);
         if (c.Flops <= 1e9) return (c, null);
-        double limit = Evaluation.MaxRunSeconds / 4 * SlowestPeerShare * PeakCache.GetOrMeasure() * 1e9;
+        double limit = KernelReport.MaxRunSeconds / 4 * SlowestPeerShare * PeakCache.GetOrMeasure() * 1e9;
         int v = c.Output.Index[0][0].Var, size = c.Sizes[v];
         int rows = Math.Max(64, (int)(size * limit / c.Flops / 64) * 64);
         if (c.Flops <= limit || rows >= size) return (c, null);

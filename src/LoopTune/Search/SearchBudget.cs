@@ -21,21 +21,15 @@ public sealed record SearchBudget(TimeSpan Time, int? MaxEvaluations = null)
     }
 
     /// <summary>
-    /// Reads a time budget: a positive number and a unit, <c>ms</c>, <c>s</c>, <c>m</c> or <c>h</c> (<c>500ms</c>,
-    /// <c>10s</c>, <c>1.5s</c>, <c>2m</c>, <c>1h</c>). Anything else is a <see cref="SearchError"/> that shows the accepted forms.
+    /// Reads a search's time budget (<see cref="Duration.Parse"/>: <c>500ms</c>, <c>10s</c>, <c>1.5s</c>, <c>2m</c>, <c>1h</c>).
+    /// Anything else is a <see cref="SearchError"/> that shows the accepted forms.
     /// </summary>
     public static SearchBudget Parse(string? text, int? maxEvaluations = null)
     {
-        var t = text?.Trim().ToLowerInvariant() ?? "";
-        var (number, scale) = t.EndsWith("ms", StringComparison.Ordinal) ? (t[..^2], 1e-3)
-            : t.EndsWith('s') ? (t[..^1], 1.0)
-            : t.EndsWith('m') ? (t[..^1], 60.0)
-            : t.EndsWith('h') ? (t[..^1], 3600.0)
-            : (null, 0);
-        if (number is null || !double.TryParse(number, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double value)
-            || !double.IsFinite(value) || value <= 0 || value * scale > TimeSpan.MaxValue.TotalSeconds / 2)
-            throw new SearchError($"bad budget '{text}': give a positive number with a unit, such as 500ms, 10s, 2m or 1h");
-        return new SearchBudget(TimeSpan.FromSeconds(value * scale), maxEvaluations).Validate();
+        TimeSpan time;
+        try { time = Duration.Parse(text, "budget"); }
+        catch (LoopTuneException e) { throw new SearchError(e.Message); }
+        return new SearchBudget(time, maxEvaluations).Validate();
     }
 
     /// <summary>The budget as <c>Parse</c> reads it, plus the evaluation limit if any.</summary>

@@ -95,10 +95,17 @@ public sealed class SearchRun
     /// <summary>Wall-clock seconds since the run started.</summary>
     public double Seconds => clock.Elapsed.TotalSeconds;
 
-    /// <summary>True once the time is up or the evaluation limit is reached: no new schedule can be evaluated. With a
-    /// confirming evaluator the time is up <see cref="Reserve"/> early, so that the end's side-by-side timing of the finalists
-    /// fits in the budget too.</summary>
-    public bool Exhausted => Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue) || clock.Elapsed >= Budget.Time - Reserve;
+    /// <summary>True once the time is up or the evaluation limit is reached: no new schedule can be evaluated. The time is
+    /// up when a new evaluation, taking as long as this run's have on average, would end past the budget (on a large
+    /// problem one takes a tenth of a second or more: a probe, a slice, a packed copy of a large input), and with a
+    /// confirming evaluator <see cref="Reserve"/> early, so that the end's side-by-side timing of the finalists fits in
+    /// the budget too.</summary>
+    public bool Exhausted => Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue) || clock.Elapsed + MeanEvaluation >= Budget.Time - Reserve;
+
+    TimeSpan measuring;
+
+    /// <summary>The mean time of this run's new evaluations so far (zero before the first).</summary>
+    TimeSpan MeanEvaluation => Measured == 0 ? TimeSpan.Zero : measuring / Measured;
 
     /// <summary>The time kept for <see cref="Finish"/>'s timing of the finalists and the layout variants of the fastest: 1.5 times their sampling time
     /// (<see cref="LoopTune.Measure.MeasureOptions.Confirm"/>), at most a quarter of the budget; none without a confirming evaluator.</summary>
@@ -200,9 +207,10 @@ public sealed class SearchRun
 
     double Measure(Nest nest)
     {
+        var before = clock.Elapsed;
         var e = evaluator.Evaluate(nest);
         Evaluations++;
-        if (!e.Recalled) Measured++;
+        if (!e.Recalled) (Measured, measuring) = (Measured + 1, measuring + (clock.Elapsed - before));
         if (e.Estimated) estimated.Add(nest.ScheduleKey);
         memory[nest.ScheduleKey] = e.Gflops;
         Tree.Add(nest.ScheduleKey, e.Gflops);

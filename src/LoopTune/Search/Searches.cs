@@ -34,13 +34,4 @@ public static class Searches
         int i = Names.IndexOf(name?.Trim() ?? "");
         return i >= 0 ? Factories[i]() : throw new SearchError($"unknown search method '{name}'; the methods are: {string.Join(", ", Names)}");
     }
-
-    /// <summary>The searches named in a comma-separated list (all of them when the list is empty), in the list's order.</summary>
-    public static IReadOnlyList<ISearch> ParseList(string? csv)
-    {
-        if (string.IsNullOrWhiteSpace(csv)) return [.. Names.Select(Get)];
-        var names = csv.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        if (names.Distinct().Count() != names.Length) throw new SearchError($"--methods '{csv}' names a method twice");
-        return [.. names.Select(Get)];
-    }
 }

@@ -1,4 +1,6 @@
 using LoopTune.Cluster;
+using LoopTune.Compare;
+using LoopTune.Compare.Exporters;
 using LoopTune.Datasets;
 using LoopTune.Env;
 using LoopTune.Ir;
@@ -42,7 +44,8 @@ public sealed class ClusterComparisonTests
         await using var cluster = await silos.Connect();
         await cluster.WaitForWorkersAsync(2, Limit);
         var progress = new List<ComparisonProgress>();
-        var running = ComparisonWork.RunAsync(cluster, Benchmarks, Methods, "default", Budget, seed: 3, quickTiming: true, db: null, p => { lock (progress) progress.Add(p); });
+        var plan = new ComparisonPlan { Benchmarks = Benchmarks, Searches = [.. Methods.Select(Searches.Get)], Budget = Budget, Seed = 3, Quick = true };
+        var running = ComparisonWork.RunAsync(cluster, plan, p => { lock (progress) progress.Add(p); });
         Assert.True(await started.WaitAsync(Limit), "host-b never took a pair");
         await b.StopAsync(graceful: false); // as if host-b crashed in the middle of its pair
         var distributed = await running.WaitAsync(Limit);
@@ -53,11 +56,11 @@ public sealed class ClusterComparisonTests
         Assert.All(distributed.Rows, r => Assert.Equal(("host-a", PeakCache.MachineKey), (r.Host, r.Machine)));
         Assert.All(distributed.Rows, r => Assert.True(r.Verified));
         Assert.Equal(distributed.Rows.Length, progress.Count(p => p.Done > 0));
-        var local = Comparison.Run(Benchmarks, [.. Methods.Select(Searches.Get)], Budget, 3, () => new FakeEvaluator(), MeasureOptions.Quick);
+        var local = Comparison.Run(plan, () => new FakeEvaluator());
         Assert.Equal(local.Rows.Select(Searched), distributed.Rows.Select(Searched));
         Assert.Null(local.Rows[0].Host);
-        Assert.EndsWith(",action_space,machine,estimated,host", distributed.ToCsv().Split('\n')[0]);
-        Assert.DoesNotContain("host", local.ToCsv().Split('\n')[0]);
+        Assert.EndsWith(",action_space,machine,estimated,host", ComparisonCsv.Write(distributed).Split('\n')[0]);
+        Assert.DoesNotContain("host", ComparisonCsv.Write(local).Split('\n')[0]);
     }
 
     /// <summary>What the search found (deterministic with the fake evaluator), without the re-timed figures.</summary>

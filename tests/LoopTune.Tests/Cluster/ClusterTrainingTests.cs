@@ -25,7 +25,10 @@ public sealed class ClusterTrainingTests : IDisposable
     {
         var folder = temp["ds"];
         DatasetGenerator.Matmul("8:24:8,8:24:8", "8:24:8,8:24:8").Write(folder, 0.8, 0);
-        return new TrainRequest(folder, "apex_dqn", 10, null, 1, 4, 2, TimeSpan.FromSeconds(1), 0, 60, 5, temp["run"], false, null, null, null, actions);
+        return new TrainRequest
+        {
+            Dataset = folder, Iterations = 10, Workers = 1, Steps = 4, EvalSize = 2, EvalTime = TimeSpan.FromSeconds(1), Seed = 5, Out = temp["run"], Actions = actions,
+        };
     }
 
     static TrainingWork.Handler Handler() => new(_ => new FakeEvaluator());

@@ -1,5 +1,7 @@
 using System.Collections.Immutable;
 using System.Text.Json.Nodes;
+using LoopTune.Compare;
+using LoopTune.Compare.Exporters;
 using LoopTune.Datasets;
 using LoopTune.Env;
 using LoopTune.Ir;
@@ -161,7 +163,7 @@ public sealed class MachineAwareTests
         Assert.Equal(20, s.GeomeanGflops, 9);
         Assert.Equal(2.0, s.GeomeanVsBestLibrary!.Value, 9);
         Assert.Equal(1.0, c.Summary(Comparison.BestLibrary).GeomeanVsBestLibrary!.Value, 9);
-        Assert.Contains(",onednn,10,", c.ToCsv("here").Split('\n')[1]);
+        Assert.Contains(",onednn,10,", ComparisonCsv.Write(c, "here").Split('\n')[1]);
     }
 
     sealed class Quiet : ITrainingObserver
@@ -170,7 +172,7 @@ public sealed class MachineAwareTests
         public void Started(string runFolder, ITrainer trainer, string? resumedFrom, IReadOnlyList<string> workers) { }
         public void Iteration(ITrainer trainer, IReadOnlyDictionary<string, double> values, double fractionDone) { }
         public void Checkpoint(string folder) => Checkpoints++;
-        public void Evaluated(EvalResult result) { }
+        public void Evaluated(PolicyEvaluation result) { }
     }
 
     [Fact]

@@ -76,6 +76,23 @@ public sealed class BoundedTimingTests
     }
 
     [Fact]
+    public void A_timed_slice_is_a_prefix_of_the_outer_loops_iterations()
+    {
+        // k's first half (k:2), then as many of k:16's iterations as fit, everything inside whole
+        var nest = Nest.Parse(Computation.Matmul(512, 512, 512), ">k:2 k:16 m:8 n:2 m:2u k:16 m:32 n:16 n:16v");
+        double w = nest.Computation.Flops;
+        Assert.Equal([512, 512, 256], Kernel.PrefixSizes(nest, w / 2));
+        Assert.Equal([512, 512, 16], Kernel.PrefixSizes(nest, w / 32));
+        Assert.Equal([512, 512, 48], Kernel.PrefixSizes(nest, w / 10)); // three of k:16's 16-element iterations
+        // then the next variable's outermost loop; never past an unrolled loop: the slice is then larger than asked
+        Assert.Equal([64, 512, 16], Kernel.PrefixSizes(nest, w / 256));
+        Assert.Equal([64, 256, 16], Kernel.PrefixSizes(nest, w / 10000));
+        Assert.Equal(1 / 512.0, Kernel.Share(nest.Computation, [64, 256, 16]), 12);
+        // what the slice computes is the first elements of each variable: checked against the partial product
+        Assert.True(Verifier.VerifySlice(nest, [64, 512, 48]).Passed);
+    }
+
+    [Fact]
     public void The_evaluator_reports_an_estimate_and_keeps_it_out_of_the_store()
     {
         var db = Path.Combine(Path.GetTempPath(), $"looptune-bounded-{Guid.NewGuid():N}.db");
@@ -204,7 +221,7 @@ public sealed class SampledCheckTests
         Assert.Same(small, Peers.Slice(small).Slice);
         var huge = Computation.Matmul(4096, 4096, 4096);
         var (slice, note) = Peers.Slice(huge);
-        double limit = Evaluation.MaxRunSeconds / 4 * Peers.SlowestPeerShare * PeakCache.GetOrMeasure() * 1e9;
+        double limit = KernelReport.MaxRunSeconds / 4 * Peers.SlowestPeerShare * PeakCache.GetOrMeasure() * 1e9;
         int rows = slice.AsMatmul()!.Value.M;
         Assert.Equal((0, 4096, 4096), (rows % 64, slice.Sizes[1], slice.Sizes[2]));
         Assert.True(rows < 4096 && (rows == 64 || slice.Flops <= limit), $"{rows} rows, limit {limit:E2} flops");

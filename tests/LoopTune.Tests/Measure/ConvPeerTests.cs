@@ -89,7 +89,7 @@ public sealed class ConvPeerTests(ITestOutputHelper output)
         Assert.Null(result.Gflops);
         Assert.Contains("not found", result.Problem);
 
-        var noBlas = new Im2colBlas(Peer.OpenBlas("libno-such-blas-looptune.so.0"));
+        var noBlas = new Im2colBlas(NativeGemm.OpenBlas("libno-such-blas-looptune.so.0"));
         Assert.False(noBlas.Available);
         Assert.Contains("not found", Peers.MeasureConv(noBlas, new ConvShape(1, 3, 3, 1, 1, 1), Tiny).Problem);
     }
@@ -111,8 +111,8 @@ public sealed class ConvPeerTests(ITestOutputHelper output)
     {
         var c = Computation.Parse(spec);
         var nest = Nest.Initial(c);
-        var e = Evaluation.Run(nest, Tiny, peers: true, peakGflops: 100);
-        var apart = Evaluation.MeasurePeers(c, Tiny);
+        var e = KernelReport.Run(nest, Tiny, peers: true, peakGflops: 100);
+        var apart = KernelReport.MeasurePeers(c, Tiny);
         Assert.True(e.Verification.Passed);
         Assert.Equal(apart.Select(p => (p.Key, p.Status, p.Problem, p.Via)), e.Peers.Select(p => (p.Key, p.Status, p.Problem, p.Via)));
         foreach (var p in e.Peers)
@@ -132,11 +132,11 @@ public sealed class ConvPeerTests(ITestOutputHelper output)
     [Fact]
     public void EvaluationGivesConvolutionsTheConvolutionPeersAndOthersAReason()
     {
-        var conv = Evaluation.MeasurePeers(Computation.Parse("conv 2 6 6 3 3 3"), Tiny);
+        var conv = KernelReport.MeasurePeers(Computation.Parse("conv 2 6 6 3 3 3"), Tiny);
         Assert.Equal(["onednn_conv", "im2col_openblas"], conv.Select(p => p.Key));
         Assert.All(conv, p => Assert.True(p.Gflops > 0 || !string.IsNullOrEmpty(p.Problem)));
 
-        var strided = Evaluation.MeasurePeers(Computation.Parse("O[f,h] += I[c,2*h+r] * W[f,c,r] f=3 h=4 c=2 r=3"), Tiny);
+        var strided = KernelReport.MeasurePeers(Computation.Parse("O[f,h] += I[c,2*h+r] * W[f,c,r] f=3 h=4 c=2 r=3"), Tiny);
         Assert.Equal(["openblas", "blis", "onednn"], strided.Select(p => p.Key));
         Assert.All(strided, p => Assert.Null(p.Gflops));
         foreach (var p in strided.Where(p => Peers.Get(p.Key)!.Available))
@@ -146,7 +146,7 @@ public sealed class ConvPeerTests(ITestOutputHelper output)
             Assert.DoesNotContain('\n', p.Problem!);
         }
 
-        Assert.Equal(["onednn_conv", "im2col_openblas"], Evaluation.NotMeasured(Computation.Parse("conv 2 6 6 3 3 3")).Select(p => p.Key));
+        Assert.Equal(["onednn_conv", "im2col_openblas"], KernelReport.NotMeasured(Computation.Parse("conv 2 6 6 3 3 3")).Select(p => p.Key));
     }
 
     /// <summary>A naive convolution that leaves out the last input channel unless told not to, and counts its runs.</summary>

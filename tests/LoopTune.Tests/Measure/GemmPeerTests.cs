@@ -28,7 +28,7 @@ public sealed class GemmPeerTests(ITestOutputHelper output)
         GemmPeer peer = key switch
         {
             "managed" => new ManagedGemm(),
-            "blis-typed" => Peer.Blis(preferCblas: false),
+            "blis-typed" => NativeGemm.Blis(preferCblas: false),
             _ => Peers.Get(key)!,
         };
         if (peer.Available) return peer;
@@ -97,7 +97,7 @@ public sealed class GemmPeerTests(ITestOutputHelper output)
         Assert.Equal(0, peer.Calls);
         Assert.Throws<ArgumentException>(() => Peers.VerifyGemm(peer, Computation.Parse("conv 2 5 5 3 3 3")));
 
-        var missing = Peers.MeasureGemm(Peer.OpenBlas("libno-such-blas-looptune.so.0"), Computation.Parse("mm 4 4 4"), Tiny);
+        var missing = Peers.MeasureGemm(NativeGemm.OpenBlas("libno-such-blas-looptune.so.0"), Computation.Parse("mm 4 4 4"), Tiny);
         Assert.Equal(PeerStatus.Missing, missing.Status);
         Assert.Contains("not found", missing.Problem);
     }
@@ -122,7 +122,7 @@ public sealed class GemmPeerTests(ITestOutputHelper output)
     [Fact]
     public void EvaluationTimesEveryGemmPeerOnATransposedProduct()
     {
-        var results = Evaluation.MeasurePeers(Computation.Parse("C[m,n] += A[k,m] * B[n,k] m=16 n=12 k=8"), Tiny);
+        var results = KernelReport.MeasurePeers(Computation.Parse("C[m,n] += A[k,m] * B[n,k] m=16 n=12 k=8"), Tiny);
         Assert.Equal(["openblas", "blis", "onednn"], results.Select(r => r.Key));
         foreach (var r in results)
             Assert.True(Peers.Get(r.Key)!.Available ? r.Status == PeerStatus.Measured && r.Via == "sgemm T,T" : r.Status == PeerStatus.Missing, r.ToString());

@@ -89,7 +89,7 @@ public sealed class MachineTests
     }
 
     /// <summary>Measured figures of the three machines (clock from a chain of integer adds, FMA latency, peak), from
-    /// ../shared/reference/machines.md and this project's runs.</summary>
+    /// this project's runs on each (docs/results.md).</summary>
     [Theory]
     [InlineData(256, 3.05, 4.0, 97.9, 2, 8)]     // AVX2 EPYC: two 256-bit FMA pipes
     [InlineData(512, 3.6, 4.0, 115.0, 1, 4)]     // Zen 4: 512-bit FMAs on 256-bit units, one a cycle
@@ -154,7 +154,7 @@ public sealed class MachineTests
     }
 
     /// <summary>The register tile sized from a machine's pipes, latency and registers is the tile measured best on it
-    /// (../shared/reference/machines.md and the earlier sessions' bench): 6 x 16 on the AVX2 EPYC, 4 x 32 on Zen 4, 8 x 32
+    /// (`looptune bench` on each, docs/results.md): 6 x 16 on the AVX2 EPYC, 4 x 32 on Zen 4, 8 x 32
     /// on Zen 5; and its schedules are legal nests of their computations.</summary>
     [Theory]
     [InlineData(Avx2Epyc, 256, 3.05, 97.9, 6, 16)]

@@ -28,7 +28,7 @@ public sealed unsafe class PeerTests
     [MemberData(nameof(Cases))]
     public void SgemmMatchesNaiveProduct(string key, int m, int n, int k)
     {
-        var peer = key == "blis-typed" ? Peer.Blis(preferCblas: false) : Peers.Get(key)!;
+        var peer = key == "blis-typed" ? NativeGemm.Blis(preferCblas: false) : Peers.Get(key)!;
         if (!peer.Available) return;
         const int guard = 32;
         using AlignedBuffer a = new((long)m * k, guard), b = new((long)k * n, guard), c = new((long)m * n, guard);
@@ -55,7 +55,7 @@ public sealed unsafe class PeerTests
     [Fact]
     public void MissingLibraryIsReportedNotThrown()
     {
-        var peer = Peer.OneDnn("libno-such-peer-looptune.so.3", "libno-such-peer-looptune.so.2");
+        var peer = NativeGemm.OneDnn("libno-such-peer-looptune.so.3", "libno-such-peer-looptune.so.2");
         Assert.False(peer.Available);
         Assert.Equal("onednn", peer.Key);
         Assert.Contains("not found", peer.Problem);
@@ -67,7 +67,7 @@ public sealed unsafe class PeerTests
     public void MissingSymbolIsReportedNotThrown()
     {
         if (!OperatingSystem.IsLinux()) return;
-        var peer = Peer.OpenBlas("libc.so.6");
+        var peer = NativeGemm.OpenBlas("libc.so.6");
         Assert.False(peer.Available);
         Assert.Contains("cblas_sgemm", peer.Problem);
     }

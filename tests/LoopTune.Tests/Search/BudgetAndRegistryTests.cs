@@ -1,3 +1,4 @@
+using LoopTune.Compare;
 using LoopTune.Search;
 
 namespace LoopTune.Tests.Search;
@@ -43,7 +44,7 @@ public sealed class BudgetAndRegistryTests
         var e = Assert.Throws<SearchError>(() => Searches.Get("beam"));
         Assert.Contains("unknown search method 'beam'", e.Message);
         Assert.Contains("random, greedy1, greedy2, beam_bfs, beam_dfs, genetic", e.Message);
-        Assert.Throws<SearchError>(() => Searches.ParseList("random,random"));
-        Assert.Equal(["greedy2", "random"], Searches.ParseList("greedy2, random").Select(s => s.Name));
+        Assert.Throws<SearchError>(() => ComparisonMethods.Parse("random,random", "default"));
+        Assert.Equal(["greedy2", "random"], ComparisonMethods.Parse("greedy2, random", "default").Select(s => s.Name));
     }
 }

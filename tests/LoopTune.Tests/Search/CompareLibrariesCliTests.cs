@@ -2,6 +2,8 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
 using LoopTune.Cli.Commands;
+using LoopTune.Compare;
+using LoopTune.Compare.Exporters;
 using LoopTune.Datasets;
 using LoopTune.Ir;
 using LoopTune.Measure;
@@ -74,10 +76,10 @@ public sealed class CompareLibrariesCliTests : IDisposable
                 Assert.Equal(r["note"], Nest.Parse(c, ">" + r["note"]).ScheduleKey);
                 Assert.True(int.Parse(r["evaluations"], CultureInfo.InvariantCulture) >= 1);
             }
-            foreach (var (library, r) in Library.All.Zip(mine.Where(r => r["kind"] == "library")))
+            foreach (var (library, r) in LibraryPeers.All.Zip(mine.Where(r => r["kind"] == "library")))
             {
                 Assert.Equal(library.Key, r["name"]);
-                PeerLibrary peer = c.AsConv() is null ? library.Gemm : library.Conv;
+                NativePeer peer = c.AsConv() is null ? library.Gemm : library.Conv;
                 var (form, reason) = GemmForm.Classify(c);
                 var (status, note) = !peer.Available ? ("missing", peer.Problem!)
                     : c.AsConv() is not null ? ("ok", library.Conv.Timed)
@@ -138,10 +140,10 @@ public sealed class CompareLibrariesCliTests : IDisposable
     [Fact]
     public void AMissingLibraryIsAColumnOfMissingAndAWrongOneIsFlaggedNeverTimed()
     {
-        var missing = Peer.OpenBlas("libno-such-blas-looptune.so.0");
+        var missing = NativeGemm.OpenBlas("libno-such-blas-looptune.so.0");
         var (wrongGemm, wrongConv) = (new GemmPeerTests.ManagedGemm(dropLastK: true), new ConvPeerTests.WrongPeer());
         CompareLibrariesCommand.Libraries.Value =
-            [Library.All[0], new Library("blis", missing, new Im2colBlas(missing)), new Library("onednn", wrongGemm, wrongConv)];
+            [LibraryPeers.All[0], new LibraryPeers("blis", missing, new Im2colBlas(missing)), new LibraryPeers("onednn", wrongGemm, wrongConv)];
         var outDir = temp["report"];
         try
         {
@@ -161,7 +163,7 @@ public sealed class CompareLibrariesCliTests : IDisposable
             Assert.Equal(("", "wrong result"), (r["gflops"], r["status"]));
             Assert.StartsWith("wrong result: ", r["note"]);
         }
-        var openblas = Library.All[0];
+        var openblas = LibraryPeers.All[0];
         foreach (var best in rows.Where(r => r["kind"] == "best_library"))
             Assert.Equal(openblas.Gemm.Available ? "openblas" : "", best["note"]);
 

@@ -5,8 +5,8 @@ namespace LoopTune.Measure;
 /// <summary>Another library's single-precision GEMM, loaded at run time with
 /// <see cref="NativeLibrary.TryLoad(string, out IntPtr)"/> and called through a function pointer on the
 /// calling thread only: OpenBLAS, BLIS or oneDNN. A missing library or symbol makes the peer
-/// unavailable (<see cref="PeerLibrary.Problem"/> says why), never an exception at load time.</summary>
-public sealed unsafe class Peer : GemmPeer
+/// unavailable (<see cref="NativePeer.Problem"/> says why), never an exception at load time.</summary>
+public sealed unsafe class NativeGemm : GemmPeer
 {
     private const int CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112, BlisNoTranspose = 0, OpenBlasOpenMp = 2;
     private const uint DnnlRuntimeSeq = 1, DnnlRuntimeOmp = 2;
@@ -15,10 +15,10 @@ public sealed unsafe class Peer : GemmPeer
     private readonly nint oneThreadInt;
     private readonly nint oneThreadLong;
 
-    private Peer(string key, string library, string problem) : base(key, library, problem, null, "") =>
+    private NativeGemm(string key, string library, string problem) : base(key, library, problem, null, "") =>
         Kernels = new LibraryKernels(key, false, null, null, null, null);
 
-    private Peer(string key, string library, Abi abi, nint gemm, string? version, string threading, LibraryKernels kernels,
+    private NativeGemm(string key, string library, Abi abi, nint gemm, string? version, string threading, LibraryKernels kernels,
                  nint oneThreadInt = 0, nint oneThreadLong = 0) : base(key, library, null, version, threading)
     {
         (this.abi, this.gemm, Kernels) = (abi, gemm, kernels);
@@ -75,7 +75,7 @@ public sealed unsafe class Peer : GemmPeer
 
     /// <summary>OpenBLAS: cblas_sgemm; openblas_set_num_threads(1) once for a pthread build (the
     /// setting is global), before every call for an OpenMP build (where it follows the calling thread).</summary>
-    internal static Peer OpenBlas(string library = "libopenblas.so.0") => Probe("openblas", [library], (h, lib) =>
+    internal static NativeGemm OpenBlas(string library = "libopenblas.so.0") => Probe("openblas", [library], (h, lib) =>
     {
         nint gemm = Export(h, "cblas_sgemm"), set = Export(h, "openblas_set_num_threads"), parallel = Export(h, "openblas_get_parallel");
         if (gemm == 0) return Missing("openblas", lib, "cblas_sgemm");
@@ -86,12 +86,12 @@ public sealed unsafe class Peer : GemmPeer
         string? core = CString(h, "openblas_get_corename"), config = CString(h, "openblas_get_config");
         string? forced = Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { Length: > 0 } ct ? $"OPENBLAS_CORETYPE={ct}" : null;
         var kernels = new LibraryKernels("openblas", true, core, LibraryKernels.BitsOf("openblas", core), config, forced);
-        return new Peer("openblas", lib, Abi.Cblas, gemm, config, threading, kernels, oneThreadInt: openmp ? set : 0);
+        return new NativeGemm("openblas", lib, Abi.Cblas, gemm, config, threading, kernels, oneThreadInt: openmp ? set : 0);
     });
 
     /// <summary>BLIS: its cblas_sgemm if exported (and <paramref name="preferCblas"/>), else bli_sgemm;
     /// bli_thread_set_num_threads(1) before every call (global in BLIS 0.9, per thread in 1.0).</summary>
-    internal static Peer Blis(string library = "libblis.so.4", bool preferCblas = true) => Probe("blis", [library], (h, lib) =>
+    internal static NativeGemm Blis(string library = "libblis.so.4", bool preferCblas = true) => Probe("blis", [library], (h, lib) =>
     {
         nint cblas = preferCblas ? Export(h, "cblas_sgemm") : 0, typed = Export(h, "bli_sgemm"), set = Export(h, "bli_thread_set_num_threads");
         if (cblas == 0 && typed == 0) return Missing("blis", lib, "cblas_sgemm and bli_sgemm");
@@ -102,14 +102,14 @@ public sealed unsafe class Peer : GemmPeer
         string? forced = Environment.GetEnvironmentVariable("BLIS_ARCH_TYPE") is { Length: > 0 } at ? $"BLIS_ARCH_TYPE={at}" : null;
         var kernels = new LibraryKernels("blis", true, arch, LibraryKernels.BitsOf("blis", arch), version, forced);
         return cblas != 0
-            ? new Peer("blis", lib, Abi.Cblas, cblas, version, threading, kernels, oneThreadLong: set)
-            : new Peer("blis", lib, Abi.Blis, typed, version, threading, kernels, oneThreadLong: set);
+            ? new NativeGemm("blis", lib, Abi.Cblas, cblas, version, threading, kernels, oneThreadLong: set)
+            : new NativeGemm("blis", lib, Abi.Blis, typed, version, threading, kernels, oneThreadLong: set);
     });
 
     /// <summary>oneDNN: dnnl_sgemm. Its CPU runtime comes from dnnl_version(); with OpenMP,
     /// omp_set_num_threads(1) (from the OpenMP library it loaded) before every call, as that setting
     /// belongs to the calling thread.</summary>
-    internal static Peer OneDnn(params string[] libraries) => Probe("onednn", libraries, (h, lib) =>
+    internal static NativeGemm OneDnn(params string[] libraries) => Probe("onednn", libraries, (h, lib) =>
     {
         nint gemm = Export(h, "dnnl_sgemm");
         if (gemm == 0) return Missing("onednn", lib, "dnnl_sgemm");
@@ -125,7 +125,7 @@ public sealed unsafe class Peer : GemmPeer
         string? isa = Export(h, "dnnl_get_effective_cpu_isa") is not 0 and var eff && Export(h, "dnnl_cpu_isa2str") is not 0 and var str
             ? Marshal.PtrToStringUTF8((nint)((delegate* unmanaged<int, byte*>)str)(((delegate* unmanaged<int>)eff)()))?.Replace("cpu_isa_", "", StringComparison.Ordinal) : null;
         var kernels = new LibraryKernels("onednn", true, isa, LibraryKernels.BitsOf("onednn", isa), version, limited);
-        return new Peer("onednn", lib, Abi.Dnnl, gemm, version, threading, kernels, oneThreadInt: omp);
+        return new NativeGemm("onednn", lib, Abi.Dnnl, gemm, version, threading, kernels, oneThreadInt: omp);
     });
 
     static readonly Lock isaGate = new();
@@ -153,21 +153,21 @@ public sealed unsafe class Peer : GemmPeer
 
     /// <summary>Binds the first library that loads and has the symbols; otherwise an unavailable peer
     /// whose problem names what was missing.</summary>
-    private static Peer Probe(string key, string[] libraries, Func<nint, string, Peer> bind)
+    private static NativeGemm Probe(string key, string[] libraries, Func<nint, string, NativeGemm> bind)
     {
         string problem = $"library not found: {string.Join(", ", libraries)}";
         foreach (string lib in libraries)
         {
             if (!NativeLibrary.TryLoad(lib, out nint handle)) continue;
-            Peer peer = bind(handle, lib);
+            NativeGemm peer = bind(handle, lib);
             if (peer.Available) return peer;
             problem = peer.Problem!;
             NativeLibrary.Free(handle);
         }
-        return new Peer(key, string.Join(", ", libraries), problem);
+        return new NativeGemm(key, string.Join(", ", libraries), problem);
     }
 
-    private static Peer Missing(string key, string library, string symbol) => new(key, library, $"symbol {symbol} missing in {library}");
+    private static NativeGemm Missing(string key, string library, string symbol) => new(key, library, $"symbol {symbol} missing in {library}");
 
     internal static nint Export(nint handle, string name) => NativeLibrary.TryGetExport(handle, name, out nint f) ? f : 0;
 
@@ -196,62 +196,4 @@ public sealed unsafe class Peer : GemmPeer
         public readonly nint Hash;
         public readonly uint CpuRuntime, GpuRuntime;
     }
-}
-
-/// <summary>A single-precision GEMM of some library: row-major <c>C = op(A) op(B) + C</c> (alpha 1, beta 1), as
-/// <c>cblas_sgemm(CblasRowMajor, ...)</c> takes it, on the calling thread only.</summary>
-public abstract unsafe class GemmPeer : PeerLibrary
-{
-    protected internal GemmPeer(string key, string library, string? problem, string? version, string threading)
-        : base(key, library, problem, version, threading) { }
-
-    /// <summary>Row-major <c>C[m,n] += A[m,k] * B[k,n]</c> (lda = k, ldb = n, ldc = n).</summary>
-    public void Sgemm(int m, int n, int k, float* a, float* b, float* c) => Sgemm(false, false, m, n, k, a, k, b, n, c, n);
-
-    /// <summary>Row-major <c>C = op(A) op(B) + C</c>: op(A) is m x k (A stored k x m when <paramref name="transA"/>), op(B)
-    /// k x n, C m x n; each leading dimension at least the stored row length (and 1). Nothing happens when a size is 0.</summary>
-    public void Sgemm(bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc)
-    {
-        if (!Available) throw new InvalidOperationException($"peer {Key} is unavailable: {Problem}");
-        ArgumentOutOfRangeException.ThrowIfNegative(m);
-        ArgumentOutOfRangeException.ThrowIfNegative(n);
-        ArgumentOutOfRangeException.ThrowIfNegative(k);
-        if (m == 0 || n == 0 || k == 0) return;
-        ArgumentOutOfRangeException.ThrowIfLessThan(lda, Math.Max(1, transA ? m : k));
-        ArgumentOutOfRangeException.ThrowIfLessThan(ldb, Math.Max(1, transB ? k : n));
-        ArgumentOutOfRangeException.ThrowIfLessThan(ldc, Math.Max(1, n));
-        Call(transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
-    }
-
-    /// <summary>The library call, with arguments already checked.</summary>
-    protected abstract void Call(bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc);
-}
-
-/// <summary>What every peer library reports about itself: its key, the file loaded, whether it can be used (and why
-/// not), its version and how it is kept to one thread.</summary>
-public abstract class PeerLibrary
-{
-    protected internal PeerLibrary(string key, string library, string? problem, string? version, string threading) =>
-        (Key, Library, Problem, Version, Threading) = (key, library, problem, version, threading);
-
-    /// <summary>Short name, such as "openblas" or "onednn_conv".</summary>
-    public string Key { get; }
-
-    /// <summary>The library file loaded, or the files tried when none could be.</summary>
-    public string Library { get; }
-
-    /// <summary>Whether the peer can be called.</summary>
-    public bool Available => Problem is null;
-
-    /// <summary>Why the peer is unavailable (library not found, symbol missing); null when available.</summary>
-    public string? Problem { get; }
-
-    /// <summary>The library's own description of its version or build, when it exports one.</summary>
-    public string? Version { get; }
-
-    /// <summary>How the peer is kept to one thread.</summary>
-    public string Threading { get; }
-
-    /// <inheritdoc/>
-    public override string ToString() => Available ? $"{Key} ({Library})" : $"{Key}: {Problem}";
 }

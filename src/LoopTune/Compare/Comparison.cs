@@ -1,78 +1,13 @@
 using System.Collections.Immutable;
 using System.Diagnostics;
-using System.Globalization;
-using System.Text;
 using LoopTune.Datasets;
 using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Jit;
 using LoopTune.Measure;
+using LoopTune.Search;
 
-namespace LoopTune.Search;
-
-/// <summary>One search on one benchmark, as <c>compare-searches</c> reports it.</summary>
-/// <param name="Benchmark">The benchmark's name.</param>
-/// <param name="Method">The search's name.</param>
-/// <param name="BaseGflops">The unscheduled nest, re-timed after the searches (see <see cref="Comparison"/>).</param>
-/// <param name="BestGflops">The search's best schedule, re-timed the same way.</param>
-/// <param name="SearchGflops">What the search's evaluator reported for that schedule during the search.</param>
-/// <param name="Evaluations">The search's evaluator calls (<see cref="SearchResult.Evaluations"/>).</param>
-/// <param name="Measured">Of those, the ones timed during the search.</param>
-/// <param name="Seconds">Wall-clock seconds of the search.</param>
-/// <param name="Actions">The actions from the unscheduled nest to the best schedule.</param>
-/// <param name="Schedule">The best schedule (<see cref="Nest.ScheduleKey"/>).</param>
-/// <param name="Peers">The peer libraries on the same computation, timed the same way (OpenBLAS alone for
-/// <c>compare-searches</c>; OpenBLAS, BLIS and oneDNN for <c>compare-libraries</c>); the same for every method of a benchmark.</param>
-/// <param name="Verified">Whether the best schedule's kernel matched the reference.</param>
-/// <param name="Host">The machine that measured the row (search and re-timing) when the comparison ran on a cluster;
-/// null on one machine.</param>
-/// <param name="Machine">That machine's type (<see cref="PeakCache.MachineKey"/>) when <paramref name="Host"/> is given.</param>
-/// <param name="BestSampleGflops">The best schedule's fastest sample in the re-timing (<see cref="Measurement.BestGflops"/>):
-/// what it does when nothing slows the core, where <paramref name="BestGflops"/> (the median) is what it typically does on
-/// this machine.</param>
-/// <param name="Space">The action space the method searched in (<see cref="ActionSpace"/>).</param>
-public sealed record ComparisonRow(string Benchmark, string Method, double BaseGflops, double BestGflops, double SearchGflops,
-    int Evaluations, int Measured, double Seconds, ImmutableArray<LoopAction> Actions, string Schedule, ImmutableArray<PeerResult> Peers, bool Verified,
-    string? Host = null, string? Machine = null, double BestSampleGflops = double.NaN, string Space = "tile")
-{
-    /// <summary>Best over base, both re-timed.</summary>
-    public double Speedup => BestGflops / BaseGflops;
-
-    /// <summary>OpenBLAS on the same computation; null when it was not measured (missing, no BLAS form, wrong result).</summary>
-    public double? OpenBlasGflops => Peer(Comparison.OpenBlas)?.Gflops;
-
-    /// <summary>The fastest library measured on the same computation, timed side by side with the schedules; null when none was.</summary>
-    public (string Key, double Gflops)? BestLibrary =>
-        Peers.Where(p => p.Gflops is > 0).MaxBy(p => p.Gflops) is { } b ? (b.Key, b.Gflops!.Value) : null;
-
-    /// <summary>Whether <see cref="BaseGflops"/> is an estimate from a slice (a run of the unscheduled nest lasts too long).</summary>
-    public bool BaseEstimated { get; init; }
-
-    /// <summary>Whether <see cref="BestGflops"/> is an estimate from a slice.</summary>
-    public bool BestEstimated { get; init; }
-
-    /// <summary>The best schedule's GFLOPS over the best library's; null without a library figure.</summary>
-    public double? VsBestLibrary => BestLibrary is { } b ? BestGflops / b.Gflops : null;
-
-    /// <summary>The peer with this key, or null.</summary>
-    public PeerResult? Peer(string key) => Peers.FirstOrDefault(p => p.Key == key);
-}
-
-/// <summary>The peer libraries of one computation, each checked and ready to be timed next to the schedules (or why not).
-/// The caller disposes them.</summary>
-public delegate IReadOnlyList<PreparedPeer> PeerPreparation(Computation computation);
-
-/// <summary>A method's (or a library's) figures over the benchmarks: geometric means of the re-timed GFLOPS, of the speedup
-/// over the unscheduled nest, of the ratio to OpenBLAS (null without OpenBLAS) and of the ratio to the best library of each
-/// benchmark (the headline; null without libraries), the mean and largest search time, and (for a method) the geometric
-/// mean of its best schedules' fastest samples (<see cref="ComparisonRow.BestSampleGflops"/>). A method's figures count only
-/// its verified schedules: <paramref name="Counted"/> of the benchmarks.</summary>
-public sealed record MethodSummary(string Method, double GeomeanGflops, double GeomeanSpeedup, double? GeomeanVsOpenBlas,
-    double? MeanSeconds, double? MaxSeconds, double? MeanEvaluations, double? GeomeanBestSampleGflops = null, double? GeomeanVsBestLibrary = null,
-    int Counted = 0);
-
-/// <summary>What one step of a comparison reports, for a progress bar.</summary>
-public sealed record ComparisonProgress(int Done, int Total, string Benchmark, string Method, string What);
+namespace LoopTune.Compare;
 
 /// <summary>
 /// Runs searches side by side on the same benchmarks and summarises them. Each (benchmark, method) search gets a new
@@ -107,37 +42,35 @@ public sealed class Comparison
     /// <summary>The keys of the libraries measured on some benchmark, in the peers' order.</summary>
     public IReadOnlyList<string> Libraries => [.. Rows.SelectMany(r => r.Peers).Where(p => p.Gflops is > 0).Select(p => p.Key).Distinct()];
 
-    /// <summary>Runs every search on every benchmark (benchmark by benchmark) in <paramref name="space"/> (default: the
-    /// tile space), then re-times the results and the peers (<paramref name="peers"/>; every library, <see cref="Library.All"/>,
-    /// when null).</summary>
-    public static Comparison Run(IReadOnlyList<Benchmark> benchmarks, IReadOnlyList<ISearch> searches, SearchBudget budget, int seed,
-        Func<IEvaluator> newEvaluator, MeasureOptions finalTiming, Action<ComparisonProgress>? progress = null, PeerPreparation? peers = null,
-        ActionSpace? space = null)
+    /// <summary>Runs every search of <paramref name="plan"/> on every benchmark (benchmark by benchmark), each with a new
+    /// evaluator of <paramref name="newEvaluator"/>, then re-times the results and the peers (<paramref name="peers"/>;
+    /// every library, <see cref="LibraryPeers.All"/>, when null).</summary>
+    public static Comparison Run(ComparisonPlan plan, Func<IEvaluator> newEvaluator, Action<ComparisonProgress>? progress = null, PeerPreparation? peers = null)
     {
-        ArgumentOutOfRangeException.ThrowIfZero(searches.Count);
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentOutOfRangeException.ThrowIfZero(plan.Searches.Count);
         peers ??= AllLibraries;
-        space ??= ActionSpace.Tile;
         var rows = new List<ComparisonRow>();
-        int total = benchmarks.Count * (searches.Count + 1), done = 0;
-        foreach (var b in benchmarks)
+        int total = plan.Benchmarks.Count * (plan.Searches.Count + 1), done = 0;
+        foreach (var b in plan.Benchmarks)
         {
             var results = new List<SearchResult>();
-            foreach (var s in searches)
+            foreach (var s in plan.Searches)
             {
                 progress?.Invoke(new(done, total, b.Name, s.Name, "searching"));
-                results.Add(Search(s, b.Computation, budget, seed, newEvaluator, space));
+                results.Add(Search(s, b.Computation, plan.Budget, plan.Seed, newEvaluator, plan.Space));
                 done++;
             }
             progress?.Invoke(new(done, total, b.Name, "", "timing the results and the peers"));
-            rows.AddRange(Retime(b, results, finalTiming, peers));
+            rows.AddRange(Retime(b, results, plan.Timing, peers));
             done++;
         }
         progress?.Invoke(new(done, total, "", "", "done"));
-        return new Comparison([.. rows], [.. searches.Select(s => s.Name)], [.. benchmarks.Select(b => b.Name)]);
+        return new Comparison([.. rows], [.. plan.Methods], [.. plan.Benchmarks.Select(b => b.Name)]);
     }
 
-    /// <summary>Every library (<see cref="Library.All"/>): its GEMM for a matrix product, its convolution for a convolution.</summary>
-    public static IReadOnlyList<PreparedPeer> AllLibraries(Computation c) => [.. Library.All.Select(l => l.Prepare(c))];
+    /// <summary>Every library (<see cref="LibraryPeers.All"/>): its GEMM for a matrix product, its convolution for a convolution.</summary>
+    public static IReadOnlyList<PreparedPeer> AllLibraries(Computation c) => [.. LibraryPeers.All.Select(l => l.Prepare(c))];
 
     /// <summary>One (benchmark, method) pair alone, the unit of a comparison spread over workers: the search in
     /// <paramref name="space"/>, then its best schedule, the unscheduled nest and the peers (every library when null)
@@ -170,14 +103,14 @@ public sealed class Comparison
     }
 
     /// <summary>Compiles and verifies the unscheduled nest and every distinct best schedule, then times them and the peers
-    /// side by side on the calling thread, pinned (<see cref="Evaluation.TimeSideBySide"/>).</summary>
+    /// side by side on the calling thread, pinned (<see cref="KernelReport.TimeSideBySide"/>).</summary>
     static List<ComparisonRow> Retime(Benchmark b, List<SearchResult> results, MeasureOptions timing, PeerPreparation peers)
     {
         var c = b.Computation;
         var kernels = new Dictionary<string, (Nest Nest, Kernel Kernel, bool Verified)>();
         // a kernel whose run would last longer than a quarter second (a large unscheduled nest) is estimated from a slice
         // apart (KernelTiming.Plan) instead of being timed whole, side by side, for every round; one whose run would
-        // pass Evaluation.MaxCheckSeconds is checked on a slice
+        // pass KernelReport.MaxCheckSeconds is checked on a slice
         var estimates = new Dictionary<string, Measurement>();
         using (var buffers = new KernelTiming.Workspace(c))
         using (ThreadPinning.Pin())
@@ -186,13 +119,13 @@ public sealed class Comparison
                 if (kernels.ContainsKey(nest.ScheduleKey)) continue;
                 var kernel = Kernel.Compile(nest);
                 var (predicted, slice) = KernelTiming.Plan(nest, buffers, MaxRetimeRunSeconds);
-                kernels[nest.ScheduleKey] = (nest, kernel, Verifier.VerifyWithin(nest, kernel, predicted, Evaluation.MaxCheckSeconds).Passed);
+                kernels[nest.ScheduleKey] = (nest, kernel, Verifier.VerifyWithin(nest, kernel, predicted, KernelReport.MaxCheckSeconds).Passed);
                 if (slice is not null) estimates[nest.ScheduleKey] = KernelTiming.MeasureSlice(slice, kernel, MeasureOptions.Env, buffers);
             }
         var keys = kernels.Keys.Where(k => !estimates.ContainsKey(k)).ToList();
         var (timed, peerResults) = keys.Count > 0
-            ? Evaluation.TimeSideBySide([.. keys.Select(k => kernels[k].Kernel)], peers.Invoke, timing)
-            : ([], Evaluation.MeasurePeers(c, timing));
+            ? KernelReport.TimeSideBySide([.. keys.Select(k => kernels[k].Kernel)], peers.Invoke, timing)
+            : ([], KernelReport.MeasurePeers(c, timing));
         Measurement Timed(Nest nest) => estimates.TryGetValue(nest.ScheduleKey, out var e) ? e : timed[keys.IndexOf(nest.ScheduleKey)];
         double baseGflops = Timed(Nest.Initial(c)).Gflops;
         bool baseEstimated = estimates.ContainsKey(Nest.Initial(c).ScheduleKey);
@@ -263,29 +196,4 @@ public sealed class Comparison
 
     /// <summary>Whether the rows were measured on a cluster (each names its host).</summary>
     public bool Distributed => Rows.Any(r => r.Host is not null);
-
-    /// <summary>results.csv: one line per (benchmark, method), RFC 4180 quoting, invariant culture: the method's schedule and
-    /// figures, OpenBLAS (numpy's BLAS), the best library of the benchmark and its GFLOPS (timed side by side), the action
-    /// space, and the machine that measured the row (<paramref name="machine"/> when the row does not name one); a comparison
-    /// run on a cluster adds the host.</summary>
-    public string ToCsv(string? machine = null)
-    {
-        var sb = new StringBuilder("benchmark,method,base_gflops,best_gflops,speedup,evaluations,seconds,actions,openblas_gflops,search_gflops,measured,schedule,best_sample_gflops,verified,best_library,best_library_gflops,ratio_to_best_library,action_space,machine,estimated")
-            .Append(Distributed ? ",host\n" : "\n");
-        foreach (var r in Rows)
-        {
-            sb.AppendJoin(',', [Csv(r.Benchmark), Csv(r.Method), F(r.BaseGflops), F(r.BestGflops), F(r.Speedup), I(r.Evaluations), F(r.Seconds),
-                Csv(string.Join(",", r.Actions.Select(a => a.Name))), r.OpenBlasGflops is double o ? F(o) : "", F(r.SearchGflops), I(r.Measured),
-                Csv(r.Schedule), double.IsFinite(r.BestSampleGflops) ? F(r.BestSampleGflops) : "", r.Verified ? "true" : "false",
-                r.BestLibrary?.Key ?? "", r.BestLibrary is { } b ? F(b.Gflops) : "", r.VsBestLibrary is double v ? F(v) : "", r.Space, Csv(r.Machine ?? machine ?? ""),
-                Csv(string.Join(",", new[] { r.BaseEstimated ? "base" : "", r.BestEstimated ? "best" : "" }.Where(x => x.Length > 0)))]);
-            if (Distributed) sb.Append(',').Append(Csv(r.Host ?? ""));
-            sb.Append('\n');
-        }
-        return sb.ToString();
-    }
-
-    static string F(double x) => x.ToString("0.####", CultureInfo.InvariantCulture);
-    static string I(int x) => x.ToString(CultureInfo.InvariantCulture);
-    internal static string Csv(string s) => s.IndexOfAny([',', '"', '\n', '\r']) < 0 ? s : $"\"{s.Replace("\"", "\"\"")}\"";
 }

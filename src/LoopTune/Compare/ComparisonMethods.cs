@@ -1,21 +1,22 @@
 using LoopTune.Env;
 using LoopTune.Ir;
+using LoopTune.Learning;
 using LoopTune.Search;
 
-namespace LoopTune.Learning;
+namespace LoopTune.Compare;
 
-/// <summary>The methods of <c>compare-searches --methods</c>: the searches by name, "policy" / "policy_topK" as
+/// <summary>The one parser of a comparison's <c>--methods</c>: the searches by name (<see cref="Searches"/>), "policy" / "policy_topK" as
 /// <see cref="PolicySearch"/>es of a trained policy, and "policy_search" as its <see cref="PolicyGuidedSearch"/>.</summary>
 public static class ComparisonMethods
 {
-    /// <summary>The methods of <paramref name="csv"/> (default: every search); the policy <paramref name="policyPath"/> is
+    /// <summary>The methods of <paramref name="csv"/>, in its order (every search when empty); the policy <paramref name="policyPath"/> is
     /// read once, and only when a policy method is asked for ("default": the shipped policy for each benchmark's kind,
     /// <see cref="Policy.Choose"/>). A <see cref="SearchError"/> names a bad method.</summary>
     public static IReadOnlyList<ISearch> Parse(string? csv, string policyPath)
     {
-        var names = csv?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
-        if (!names.Any(IsPolicy)) return Searches.ParseList(csv);
+        string[] names = string.IsNullOrWhiteSpace(csv) ? [.. Searches.Names] : csv.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (names.Distinct().Count() != names.Length) throw new SearchError($"--methods '{csv}' names a method twice");
+        if (!names.Any(IsPolicy)) return [.. names.Select(Searches.Get)];
         foreach (var n in names) // every name checked before the policy is read, so a bad name is the error reported
         {
             if (n == PolicyGuidedSearch.MethodName) continue;

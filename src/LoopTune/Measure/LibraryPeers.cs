@@ -5,9 +5,9 @@ namespace LoopTune.Measure;
 /// <summary>One library as <c>compare-libraries</c> reports it, whatever the contraction: its GEMM for every (batched,
 /// transposed) matrix product (<see cref="GemmForm"/>), its convolution peer for a convolution. OpenBLAS and BLIS
 /// convolve by im2col + their own sgemm, oneDNN with its convolution primitive.</summary>
-public sealed class Library(string key, GemmPeer gemm, ConvPeer conv)
+public sealed class LibraryPeers(string key, GemmPeer gemm, ConvPeer conv)
 {
-    private static readonly Lazy<IReadOnlyList<Library>> all = new(() =>
+    private static readonly Lazy<IReadOnlyList<LibraryPeers>> all = new(() =>
     [
         new("openblas", Peers.Get("openblas")!, Peers.Convolution.Single(p => p.Key == "im2col_openblas")),
         new("blis", Peers.Get("blis")!, new Im2colBlas(Peers.Get("blis")!)),
@@ -15,7 +15,7 @@ public sealed class Library(string key, GemmPeer gemm, ConvPeer conv)
     ]);
 
     /// <summary>OpenBLAS, BLIS and oneDNN, in that order, available or not.</summary>
-    public static IReadOnlyList<Library> All => all.Value;
+    public static IReadOnlyList<LibraryPeers> All => all.Value;
 
     /// <summary>"openblas", "blis" or "onednn": the column's name.</summary>
     public string Key => key;

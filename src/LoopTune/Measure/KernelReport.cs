@@ -5,7 +5,7 @@ namespace LoopTune.Measure;
 
 /// <summary>Everything <c>looptune run</c> reports about one schedule: it compiled, passed the check, and ran this fast,
 /// next to the peak and the peers measured in the same process.</summary>
-public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verification, Measurement Measurement,
+public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verification, Measurement Measurement,
                                 double PeakGflops, IReadOnlyList<PeerResult> Peers)
 {
     public double Gflops => Measurement.Gflops;
@@ -44,12 +44,12 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
     /// (<see cref="MeasureOptions.MaxSeconds"/>). So the final timing of a large problem costs about: buffers to fill
     /// (200 MB for a 4096^3 matmul, half a second here), a check of one slice, each peer's check on its slice, and one to
     /// two seconds of side-by-side runs.</summary>
-    public static Evaluation Run(Nest nest, MeasureOptions options, bool peers = true, double? peakGflops = null) =>
+    public static KernelReport Run(Nest nest, MeasureOptions options, bool peers = true, double? peakGflops = null) =>
         Run(nest, options, peers, peakGflops, null);
 
     /// <summary><see cref="Run(Nest, MeasureOptions, bool, double?)"/> on <paramref name="workspace"/>, buffers already made
     /// for the nest's computation (a search's: 200 MB for a 4096^3 matmul need not be filled twice); new ones when null.</summary>
-    public static Evaluation Run(Nest nest, MeasureOptions options, bool peers, double? peakGflops, KernelTiming.Workspace? workspace)
+    public static KernelReport Run(Nest nest, MeasureOptions options, bool peers, double? peakGflops, KernelTiming.Workspace? workspace)
     {
         var kernel = Kernel.Compile(nest);
         double peak = peakGflops ?? PeakCache.GetOrMeasure();
@@ -64,13 +64,13 @@ public sealed record Evaluation(Nest Nest, Kernel Kernel, Verification Verificat
             var bounded = options with { MaxSeconds = Math.Min(options.MaxSeconds, MaxRunSeconds) };
             var (timed, others) = peers ? TimeSideBySide([slice], PreparePeers, bounded, buffers)
                 : ([KernelTiming.Measure(slice, bounded, buffers)], NotMeasured(nest.Computation));
-            return new Evaluation(nest, kernel, check, KernelTiming.Scaled(timed[0], slice, kernel), peak, others) { Estimated = true };
+            return new KernelReport(nest, kernel, check, KernelTiming.Scaled(timed[0], slice, kernel), peak, others) { Estimated = true };
         }
         // a run predicted over the check's limit is checked on a slice too: the check is sampled either way
         var verification = Verifier.VerifyWithin(nest, kernel, predicted, MaxCheckSeconds);
         var (measured, peerResults) = peers ? TimeSideBySide([kernel], PreparePeers, options, buffers)
             : ([KernelTiming.Measure(kernel, options, buffers)], NotMeasured(nest.Computation));
-        return new Evaluation(nest, kernel, verification, measured[0], peak, peerResults);
+        return new KernelReport(nest, kernel, verification, measured[0], peak, peerResults);
     }
 
     /// <summary>Whether <see cref="Measurement"/> is an estimate from a slice (a whole run would last longer than

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace LoopTune.Search;
+namespace LoopTune.Compare.Exporters;
 
 /// <summary>summary.md of a <see cref="LibraryComparison"/>: how it was run, the geometric means and ratios to the best
 /// library, GFLOPS per benchmark, why a library has no figure, and the original paper's TVM and numpy ratios, marked as

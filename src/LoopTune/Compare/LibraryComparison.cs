@@ -1,10 +1,8 @@
 using System.Collections.Immutable;
-using System.Globalization;
-using System.Text;
 using LoopTune.Datasets;
 using LoopTune.Measure;
 
-namespace LoopTune.Search;
+namespace LoopTune.Compare;
 
 /// <summary>What a column of <c>compare-libraries</c> is.</summary>
 public enum EntryKind
@@ -35,7 +33,7 @@ public sealed record LibraryEntry(string Benchmark, string Spec, EntryKind Kind,
 public sealed record EntrySummary(string Name, EntryKind Kind, double? GeomeanGflops, double? GeomeanVsBestLibrary, int Measured, double? MeanSeconds);
 
 /// <summary>
-/// <c>compare-libraries</c>' figures, built from a <see cref="Comparison"/> whose peers are the <see cref="Library"/> columns:
+/// <c>compare-libraries</c>' figures, built from a <see cref="Comparison"/> whose peers are the <see cref="LibraryPeers"/> columns:
 /// per benchmark the unscheduled nest, each method and each library, the best library (the fastest one measured there)
 /// and everyone's ratio to it; summaries over the benchmarks; results.csv.
 /// </summary>
@@ -128,20 +126,6 @@ public sealed class LibraryComparison
             e.Kind == EntryKind.Method && mine.Count > 0 ? mine.Average(x => x.Seconds) : null);
     }
 
-    /// <summary>results.csv: one line per benchmark and entry, in <see cref="Entries"/>' order; RFC 4180 quoting, invariant
-    /// culture, empty cells for what does not apply.</summary>
-    public string ToCsv(string machine = "")
-    {
-        var sb = new StringBuilder("benchmark,spec,kind,name,gflops,ratio_to_best_library,status,seconds,evaluations,note,best_library,best_library_gflops,action_space,machine\n");
-        foreach (var e in Entries)
-        {
-            var best = Best(e.Benchmark);
-            sb.AppendJoin(',', [Csv(e.Benchmark), Csv(e.Spec), KindName(e.Kind), Csv(e.Name), F(e.Gflops), F(e.VsBestLibrary), Csv(e.Status), F(e.Seconds),
-                e.Evaluations?.ToString(CultureInfo.InvariantCulture) ?? "", Csv(e.Note), best?.Key ?? "", F(best?.Gflops), e.Space ?? "", Csv(machine)]).Append('\n');
-        }
-        return sb.ToString();
-    }
-
     /// <summary>The CSV's name of a kind: unscheduled, method, library, best_library.</summary>
     public static string KindName(EntryKind k) => k switch
     {
@@ -150,7 +134,4 @@ public sealed class LibraryComparison
         EntryKind.Library => "library",
         _ => "best_library",
     };
-
-    static string F(double? x) => x?.ToString("0.####", CultureInfo.InvariantCulture) ?? "";
-    static string Csv(string s) => Comparison.Csv(s);
 }
