@@ -1,0 +1,140 @@
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Models;
+using static LoopTune.Tests.Models.OnnxTestModels;
+
+namespace LoopTune.Tests.Models;
+
+/// <summary>Conv, Gemm and MatMul lowered to contractions, each run with a compiled kernel of its unscheduled nest
+/// (and the work around it) and compared with ONNX Runtime's output for the same model.</summary>
+public class LoweringTests
+{
+    /// <summary>Parses the model, infers shapes, lowers the one node and runs it; returns the op and its output.</summary>
+    static (ContractionOp Op, float[] Output) LowerAndRun(byte[] bytes, Dictionary<string, (float[] Data, long[] Shape)> feeds)
+    {
+        var model = OnnxModel.Parse(bytes, "test.onnx");
+        var lowered = ModelLowering.Lower(model, ShapeInference.Infer(model));
+        var op = Assert.IsAssignableFrom<ContractionOp>(Assert.Single(lowered));
+        var kernel = Kernel.Compile(Nest.Initial(op.Contraction));
+        return (op, op.Run(kernel, feeds.ToDictionary(f => f.Key, f => f.Value.Data)));
+    }
+
+    static void CheckAgainstOnnxRuntime(byte[] bytes, Dictionary<string, (float[] Data, long[] Shape)> feeds, string expectedSpec)
+    {
+        var (op, output) = LowerAndRun(bytes, feeds);
+        Assert.Equal(expectedSpec, op.Contraction.Text);
+        var (want, shape) = RunOnnxRuntime(bytes, feeds, "Y")["Y"];
+        Assert.Equal(shape, op.OutputShape.ToArray());
+        AssertClose(want, output);
+    }
+
+    [Fact]
+    public void A_padded_strided_conv_with_asymmetric_pads_and_a_batch_of_two_matches_onnx_runtime()
+    {
+        // X [2,3,9,10], W [4,3,3,2], strides 2 and 3, pads top 1, left 2, bottom 0, right 1:
+        // OH = (9+1+0-3)/2+1 = 4, OW = (10+2+1-2)/3+1 = 4; the padded copy is [2,3,2*3+3,3*3+2] = [2,3,9,11]
+        var bytes = Model(
+            [Node("Conv", "conv", ["X", "W", "B"], ["Y"], Ints("strides", 2, 3), Ints("pads", 1, 2, 0, 1), Ints("kernel_shape", 3, 2))],
+            [Value("X", [2, 3, 9, 10])], [Value("Y", null)],
+            [Floats("W", [4, 3, 3, 2], Random(72, 2)), Floats("B", [4], Random(4, 3), raw: false)]);
+        var feeds = new Dictionary<string, (float[], long[])> { ["X"] = (Random(2 * 3 * 9 * 10, 1), [2, 3, 9, 10]) };
+        CheckAgainstOnnxRuntime(bytes, feeds, "O[n,f,h,w] += I[n,c,2*h+r,3*w+s] * W[f,c,r,s] n=2 f=4 h=4 w=4 c=3 r=3 s=2");
+        var op = Assert.IsType<ConvOp>(LowerAndRun(bytes, feeds).Op);
+        Assert.True(op.CopiesInput);
+        Assert.Contains("[2,3,9,11]", op.OutsideKernel[0]);
+        Assert.Contains("bias B", op.OutsideKernel[2]);
+    }
+
+    [Fact]
+    public void A_same_padded_conv_of_one_image_drops_the_batch_and_a_1x1_conv_reads_its_input_as_it_is()
+    {
+        var same = Model([Node("Conv", "conv", ["X", "W"], ["Y"], Ints("strides", 2, 2), new() { Name = "auto_pad", Type = LoopTune.Models.Onnx.AttributeProto.Types.AttributeType.String, S = Google.Protobuf.ByteString.CopyFromUtf8("SAME_UPPER") })],
+            [Value("X", [1, 2, 7, 6])], [Value("Y", null)], [Floats("W", [3, 2, 3, 3], Random(54, 5))]);
+        CheckAgainstOnnxRuntime(same, new() { ["X"] = (Random(84, 4), [1, 2, 7, 6]) }, "O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=3 h=4 w=3 c=2 r=3 s=3");
+
+        var pointwise = Model([Node("Conv", "conv", ["X", "W"], ["Y"])], [Value("X", [1, 4, 5, 6])], [Value("Y", null)], [Floats("W", [3, 4, 1, 1], Random(12, 7))]);
+        CheckAgainstOnnxRuntime(pointwise, new() { ["X"] = (Random(120, 6), [1, 4, 5, 6]) }, "O[f,h,w] += I[c,h,w] * W[f,c] f=3 h=5 w=6 c=4");
+        Assert.False(Assert.IsType<ConvOp>(LowerAndRun(pointwise, new() { ["X"] = (Random(120, 6), [1, 4, 5, 6]) }).Op).CopiesInput);
+    }
+
+    [Fact]
+    public void A_gemm_with_transB_alpha_beta_and_a_bias_matches_onnx_runtime_with_alpha_folded_into_the_constant_B()
+    {
+        var bytes = Model(
+            [Node("Gemm", "fc", ["A", "B", "C"], ["Y"], Int("transB", 1), Float("alpha", 0.5f), Float("beta", 2f))],
+            [Value("A", [5, 7])], [Value("Y", null)],
+            [Floats("B", [6, 7], Random(42, 11)), Floats("C", [6], Random(6, 12))]);
+        var feeds = new Dictionary<string, (float[], long[])> { ["A"] = (Random(35, 10), [5, 7]) };
+        CheckAgainstOnnxRuntime(bytes, feeds, "Y[m,n] += A[m,k] * B[n,k] m=5 n=6 k=7");
+        var op = Assert.IsType<GemmOp>(LowerAndRun(bytes, feeds).Op);
+        Assert.Equal("B", op.AlphaInto);
+        Assert.Equal("Y starts as beta 2 times C [6] broadcast to [5,6]", op.OutsideKernel[2]);
+    }
+
+    [Fact]
+    public void A_gemm_of_two_fed_inputs_with_transA_applies_alpha_after_the_kernel_and_matches_onnx_runtime()
+    {
+        var bytes = Model(
+            [Node("Gemm", "fc", ["A", "B", "C"], ["Y"], Int("transA", 1), Float("alpha", -1.5f), Float("beta", 0.25f))],
+            [Value("A", [7, 5]), Value("B", [7, 6])], [Value("Y", null)], [Floats("C", [5, 1], Random(5, 22), raw: false)]);
+        var feeds = new Dictionary<string, (float[], long[])> { ["A"] = (Random(35, 20), [7, 5]), ["B"] = (Random(42, 21), [7, 6]) };
+        CheckAgainstOnnxRuntime(bytes, feeds, "Y[m,n] += A[k,m] * B[k,n] m=5 n=6 k=7");
+        Assert.Null(Assert.IsType<GemmOp>(LowerAndRun(bytes, feeds).Op).AlphaInto);
+    }
+
+    [Theory]
+    [InlineData(new long[] { 3, 4, 5 }, new long[] { 3, 5, 6 }, "Y[b,m,n] += A[b,m,k] * B[b,k,n] b=3 m=4 n=6 k=5")]
+    [InlineData(new long[] { 2, 3, 4, 5 }, new long[] { 5, 6 }, "Y[b1,b2,m,n] += A[b1,b2,m,k] * B[k,n] b1=2 b2=3 m=4 n=6 k=5")]
+    [InlineData(new long[] { 2, 1, 4, 5 }, new long[] { 3, 5, 6 }, "Y[b1,b2,m,n] += A[b1,m,k] * B[b2,k,n] b1=2 b2=3 m=4 n=6 k=5")]
+    [InlineData(new long[] { 5 }, new long[] { 2, 5, 6 }, "Y[b,n] += A[k] * B[b,k,n] b=2 n=6 k=5")]
+    public void A_batched_matmul_matches_onnx_runtime(long[] a, long[] b, string expectedSpec)
+    {
+        var bytes = Model([Node("MatMul", "mm", ["A", "B"], ["Y"])], [Value("A", a)], [Value("Y", null)],
+            [Floats("B", b, Random(b.Aggregate(1L, (p, d) => p * d), 31))]);
+        CheckAgainstOnnxRuntime(bytes, new() { ["A"] = (Random(a.Aggregate(1L, (p, d) => p * d), 30), a) }, expectedSpec);
+    }
+
+    [Fact]
+    public void A_grouped_conv_is_not_tuned_with_its_reason_and_the_rest_goes_on()
+    {
+        var bytes = Model(
+            [
+                Node("Conv", "grouped", ["X", "W1"], ["T"], Int("group", 2)),
+                Node("Relu", "relu", ["T"], ["U"]),
+                Node("Conv", "plain", ["U", "W2"], ["Y"], Ints("pads", 1, 1, 1, 1)),
+            ],
+            [Value("X", [1, 4, 6, 6])], [Value("Y", null), Value("U", null)],
+            [Floats("W1", [4, 2, 3, 3], Random(72, 41)), Floats("W2", [2, 4, 3, 3], Random(72, 42))]);
+        var model = OnnxModel.Parse(bytes, "grouped.onnx");
+        var lowered = ModelLowering.Lower(model, ShapeInference.Infer(model));
+        Assert.Equal("grouped (Conv): not tuned: group 2 (a grouped convolution is 2 contractions; only group 1 is lowered)", lowered[0].ToString());
+        Assert.Equal("relu (Relu): not tuned: Relu is not a contraction", lowered[1].ToString());
+        var plain = Assert.IsType<ConvOp>(lowered[2]);
+        Assert.Equal("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=2 h=4 w=4 c=4 r=3 s=3", plain.Contraction.Text);
+
+        // the lowered conv, fed ONNX Runtime's value of its input, gives ONNX Runtime's output
+        var ort = RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (Random(144, 40), [1, 4, 6, 6]) }, "U", "Y");
+        var output = plain.Run(Kernel.Compile(Nest.Initial(plain.Contraction)), new Dictionary<string, float[]> { ["U"] = ort["U"].Data });
+        AssertClose(ort["Y"].Data, output);
+    }
+
+    [Fact]
+    public void A_dilated_conv_is_not_tuned()
+    {
+        var bytes = Model([Node("Conv", "dilated", ["X", "W"], ["Y"], Ints("dilations", 2, 2))],
+            [Value("X", [1, 2, 8, 8])], [Value("Y", null)], [Floats("W", [2, 2, 3, 3], Random(36, 1))]);
+        var model = OnnxModel.Parse(bytes, "dilated.onnx");
+        var result = Assert.IsType<NotTuned>(Assert.Single(ModelLowering.Lower(model, ShapeInference.Infer(model))));
+        Assert.Equal("dilations [2,2] (only dilation 1 is lowered)", result.Reason);
+    }
+
+    [Fact]
+    public void Running_with_a_kernel_of_another_contraction_is_refused()
+    {
+        var bytes = Model([Node("MatMul", "mm", ["A", "B"], ["Y"])], [Value("A", [2, 3]), Value("B", [3, 4])], [Value("Y", null)], []);
+        var model = OnnxModel.Parse(bytes, "mm.onnx");
+        var op = Assert.IsType<MatMulOp>(Assert.Single(ModelLowering.Lower(model, ShapeInference.Infer(model))));
+        var other = Kernel.Compile(Nest.Initial(Computation.Parse("mm 2 4 3")));
+        Assert.Contains("not Y[m,n] += A[m,k] * B[k,n]", Assert.Throws<ArgumentException>(() => op.Run(other, new Dictionary<string, float[]>())).Message);
+    }
+}
