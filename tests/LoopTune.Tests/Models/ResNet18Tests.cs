@@ -1,0 +1,68 @@
+using System.Reflection;
+using Google.Protobuf;
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Models;
+using LoopTune.Models.Onnx;
+using static LoopTune.Tests.Models.OnnxTestModels;
+
+namespace LoopTune.Tests.Models;
+
+/// <summary>ResNet-18 as ML.NET ships it (Microsoft.ML.DnnImageFeaturizer.ResNet18 0.24.0,
+/// tools/DnnImageModels/ResNet18Onnx/ResNet18.onnx, 63 MB, opset 8, a featurizer: it ends at the global average
+/// pool), fetched by the test project's PackageDownload; its path comes in an assembly attribute.</summary>
+[Trait("Category", "Integration")]
+public class ResNet18Tests
+{
+    static string ModelPath => typeof(ResNet18Tests).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+        .Single(a => a.Key == "ResNet18Onnx").Value!;
+
+    [Fact]
+    public void Every_shape_is_inferred_and_the_22_convolutions_lower_to_contractions()
+    {
+        var model = OnnxModel.Load(ModelPath);
+        Assert.Equal(74, model.Nodes.Length);
+        var shapes = ShapeInference.Infer(model);
+        Assert.Empty(shapes.Unknown);
+        foreach (var node in model.Nodes) Assert.NotNull(shapes.Of(node.Outputs[0]));
+        var output = Assert.Single(model.Outputs);
+        Assert.Equal([1L, 512, 1, 1], shapes.Of(output.Name)!.Value.ToArray());
+        Assert.Equal([1L, 512, 1, 1], output.Shape!.Value.Select(d => d.Value!.Value).ToArray());
+
+        var lowered = ModelLowering.Lower(model, shapes);
+        var convs = lowered.Where(l => l.Node.OpType == "Conv").ToList();
+        Assert.Equal(22, convs.Count);
+        Assert.All(convs, c => Assert.IsType<ConvOp>(c));
+        Assert.All(lowered.Where(l => l.Node.OpType != "Conv"), l => Assert.IsType<NotTuned>(l));
+
+        var first = (ConvOp)convs[0];
+        Assert.Equal("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=64 h=112 w=112 c=3 r=7 s=7", first.Contraction.Text);
+        Assert.Equal([7L, 7], first.Window.Kernel.ToArray());
+        Assert.Equal([2L, 2], first.Window.Strides.ToArray());
+        Assert.Equal([3L, 3, 2, 2], first.Window.Pads.ToArray());
+        Assert.Contains("copied into [1,3,229,229]", first.OutsideKernel[0]);
+        // the 1x1 stride-2 shortcuts are strided matrix products; the first conv of each later stage pads only top and left
+        Assert.Equal(3, convs.Count(c => ((ConvOp)c).Contraction.Text.StartsWith("O[f,h,w] += I[c,2*h,2*w] * W[f,c] ", StringComparison.Ordinal)));
+        Assert.Equal(3, convs.Count(c => ((ConvOp)c).Window.Pads.SequenceEqual([1L, 1, 0, 0])));
+    }
+
+    [Fact]
+    public void The_first_convolution_run_with_a_compiled_kernel_matches_onnx_runtime()
+    {
+        var bytes = File.ReadAllBytes(ModelPath);
+        var model = OnnxModel.Parse(bytes, ModelPath);
+        var shapes = ShapeInference.Infer(model);
+        var conv = Assert.IsType<ConvOp>(ModelLowering.Lower(model, shapes, model.Nodes[0]));
+
+        // ONNX Runtime gives the first conv's output when it is a graph output
+        var proto = ModelProto.Parser.ParseFrom(bytes);
+        proto.Graph.Output.Add(new ValueInfoProto { Name = model.Nodes[0].Outputs[0] });
+        var input = model.Inputs[0];
+        var image = Random(3 * 224 * 224, 18);
+        var ort = RunOnnxRuntime(proto.ToByteArray(), new Dictionary<string, (float[], long[])> { [input.Name] = (image, [1, 3, 224, 224]) }, model.Nodes[0].Outputs[0]);
+
+        var output = conv.Run(Kernel.Compile(Nest.Initial(conv.Contraction)), new Dictionary<string, float[]> { [input.Name] = image });
+        Assert.Equal(ort.Single().Value.Shape, conv.OutputShape.ToArray());
+        AssertClose(ort.Single().Value.Data, output);
+    }
+}
