@@ -136,7 +136,7 @@ public sealed unsafe class Kernel
     /// first iterations as fit (at least one), the loops inside the last cut whole, so that what the slice keeps in cache
     /// is what the whole kernel keeps. A loop of a variable cut further out is cut within that cut's first iteration (a
     /// shorter prefix of the same variable). Cutting stops, the slice larger than asked, at an unrolled or vectorized loop
-    /// and at a sum's innermost loop (see <see cref="ProbeSizes"/>). On mm 3072 1536 2048,
+    /// and at a sum's innermost loop outside the register tile (see <see cref="ProbeSizes"/>). On mm 3072 1536 2048,
     /// <c>k:8 n:48 m:384 k:256 m:8u n:32v pack=B</c> ran whole at 208-212 GFLOPS; the probe of <see cref="ProbeSizes"/>
     /// widened said 223, this prefix (k cut inside its first eighth) what the whole said.</summary>
     public static int[] PrefixSizes(Nest nest, double flops)
@@ -148,7 +148,7 @@ public sealed unsafe class Kernel
         for (int level = 0; level < nest.Count && work > flops; level++)
         {
             int v = nest[level].Var, step = nest.InnerStep(level);
-            if (nest[level].Annotation != Annotation.None || (c.IsReduction[v] && step == 1)) break;
+            if (nest[level].Annotation != Annotation.None || InnermostOfSum(nest, level)) break;
             if (sizes[v] <= step) continue; // one iteration in the slice already
             double perIteration = work * step / sizes[v];
             int kept = Math.Min(sizes[v], Math.Max(1, (int)(flops / perIteration)) * step);
@@ -161,7 +161,7 @@ public sealed unsafe class Kernel
     /// <summary>The sizes of the smallest slice worth timing of <paramref name="nest"/>: from the outside in, the outermost
     /// loop of each variable cut to one iteration, until the slice does at most <paramref name="flops"/> floating-point
     /// operations (or no loop is left to cut). Loops over a variable cut further out are left whole. A reduction is never
-    /// cut at its innermost loop: a sum cut to a few terms loads and stores its outputs for every few multiply-adds, so its
+    /// cut at its innermost loop outside the register tile (<see cref="InnermostOfSum"/>): a sum cut to a few terms loads and stores its outputs for every few multiply-adds, so its
     /// speed says nothing of the kernel's (<c>n:4 m:16 n:8 m:16 k:384 m:8u n:32v</c> on mm 2048 1024 384 ran its slice with
     /// k cut to 1 at 4.6 GFLOPS, the kernel at 190).</summary>
     public static int[] ProbeSizes(Nest nest, double flops)
@@ -174,13 +174,26 @@ public sealed unsafe class Kernel
         for (int level = 0; level < nest.Count && work > flops; level++)
         {
             int v = nest[level].Var;
-            if (cut[v] || nest[level].Annotation != Annotation.None || (c.IsReduction[v] && nest.InnerStep(level) == 1)) continue;
+            if (cut[v] || nest[level].Annotation != Annotation.None || InnermostOfSum(nest, level)) continue;
             cut[v] = true;
             int covered = Math.Min(sizes[v], nest.InnerStep(level));
             work *= covered / (double)sizes[v];
             sizes[v] = covered;
         }
         return sizes;
+    }
+
+    /// <summary>True when loop <paramref name="level"/> runs a reduction and every loop of its variable further in is unrolled
+    /// or vectorized (or there is none): cut there, a sum keeps only a register tile's few terms, and the slice loads and
+    /// stores its outputs for every few multiply-adds. <c>k:1024 m:8u k:2u n:32v</c> on mm 3072 1536 2048 ran at 186
+    /// GFLOPS whole; the probe with k cut to 2 predicted 18-33.</summary>
+    static bool InnermostOfSum(Nest nest, int level)
+    {
+        int v = nest[level].Var;
+        if (!nest.Computation.IsReduction[v]) return false;
+        for (int i = level + 1; i < nest.Count; i++)
+            if (nest[i].Var == v && nest[i].Annotation == Annotation.None) return false;
+        return true;
     }
 
     /// <summary>Compiles one small kernel of every code path, so that later <see cref="CompileTime"/>s measure compiling the

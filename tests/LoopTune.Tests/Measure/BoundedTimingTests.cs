@@ -73,6 +73,10 @@ public sealed class BoundedTimingTests
         // a blocked sum is cut at its outer loop, its block kept whole
         var blocked = Nest.Parse(Computation.Matmul(512, 512, 512), ">k:4 m:64 n:16 k:128 m:8u n:32v");
         Assert.Equal(128, Kernel.ProbeSizes(blocked, 1e5)[2]);
+        // nor at its innermost loop outside the register tile (here k:16 above k:2u): the sum keeps its 32 terms
+        var tiled = Nest.Parse(Computation.Matmul(96, 128, 32), ">m:3 m:4 n:2 n:2 k:16 m:8u k:2u n:32v");
+        Assert.Equal([32, 64, 32], Kernel.ProbeSizes(tiled, 1e3));
+        Assert.Equal(32, Kernel.PrefixSizes(tiled, 1e3)[2]);
     }
 
     [Fact]
