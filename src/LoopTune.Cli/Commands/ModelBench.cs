@@ -94,7 +94,8 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         string? oneDnnNote = onednn is null ? "no oneDNN peer" : onednn.Gflops is null ? onednn.Problem : null;
 
         var feeds = Feeds(model, shapes, op, index);
-        var ours = op.Run(report.Kernel, feeds);
+        var ours = new float[c.Output.Length];
+        op.Run(report.Kernel, feeds, ours);
         OnnxRuntimeNode? ort = null;
         string? ortNote = null;
         double? maxError = null, tolerance = null;
@@ -127,10 +128,10 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
                 if (ort is not null && ortNote is null)
                 {
                     var runner = ort;
-                    var t = Timing.MeasureTogether([() => op.Run(report.Kernel, feeds), runner.Run], [flops, flops], timing);
+                    var t = Timing.MeasureTogether([() => op.Run(report.Kernel, feeds, ours), runner.Run], [flops, flops], timing);
                     (mine, theirs, ratio) = (t.Measurements[0], t.Measurements[1], t.Ratio(0, 1));
                 }
-                else mine = Timing.Measure(() => op.Run(report.Kernel, feeds), flops, timing);
+                else mine = Timing.Measure(() => op.Run(report.Kernel, feeds, ours), flops, timing);
             }
             return new ModelRow(op.Node.Name, op.Node.OpType, c.Text, true, null, verified, mine.Gflops, mine.MedianSeconds,
                 report.Gflops, theirs?.Gflops, theirs?.MedianSeconds, ortNote, ratio, onednn?.Gflops, oneDnnNote, vsOneDnn,

@@ -95,7 +95,7 @@ static class ModelReport
         b.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Machine.Current.Describe()} (key `{Machine.Current.Key}`).");
         b.AppendLine();
         b.AppendLine($"Each distinct contraction was tuned once by `tune`'s default search (the policy-guided search, budget {json.Budget} each); its schedule serves every node with that contraction. " +
-            "**ours** is the whole node (`ContractionOp.Run`: the padded copy of the input and the output's initial value, then the tuned kernel), timed side by side with **ONNX Runtime** running that node alone " +
+            "**ours** is the whole node (`ContractionOp.Run` into an output array made once: the output's initial value, the padded copy of the input into a buffer kept between runs, then the tuned kernel), timed side by side with **ONNX Runtime** running that node alone " +
             "(a one-node model with the node's attributes and weights, one thread, every graph optimization on), one run of each per round, medians; GFLOPS are the contraction's FLOPs (2 per multiply-add) over that time. " +
             $"Before timing, our output is checked against ONNX Runtime's on random inputs: max |ours - theirs| at most {ModelBench.RelativeTolerance:G} x max(1, max |theirs|); **verified** also needs the kernel's check against the reference. " +
             "**oneDNN** is its convolution primitive or sgemm for the kernel alone (no padding copy), timed side by side with the tuned kernel by the tuner's final timing; **vs oneDNN** compares the kernels.");
@@ -136,6 +136,7 @@ static class ModelReport
         plot.Add.Bars(bars);
         plot.Axes.Bottom.SetTicks([.. timed.Select((_, i) => i * 3 + 0.5)], [.. timed.Select(r => r.Node)]);
         plot.Axes.Bottom.TickLabelStyle.Rotation = 45;
+        plot.Axes.Bottom.MinimumSize = 140;
         plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
         plot.Axes.Margins(bottom: 0);
         plot.Legend.ManualItems.Add(new LegendItem { LabelText = "ours (whole node)", FillColor = Colors.SteelBlue });
