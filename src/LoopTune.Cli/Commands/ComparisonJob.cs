@@ -162,7 +162,7 @@ sealed record ComparisonJob(Dataset Data, string Split, ComparisonPlan Plan, str
 
     /// <summary>A report folder written atomically: everything goes into <see cref="Temp"/>, a sibling of the target, which
     /// <see cref="Commit"/> renames into place (moving an old report aside first and deleting it after).</summary>
-    sealed class ReportFolder
+    internal sealed class ReportFolder
     {
         public ReportFolder(string target)
         {

@@ -247,7 +247,7 @@ public sealed unsafe class Kernel
         Check(right.Length, c.Right, nameof(right));
         left = Readable(left, c.Left.Length);
         right = Readable(right, c.Right.Length);
-        fixed (float* o = output, l = left, r = right) fn(o, l, r, 1);
+        fixed (float* o = output, l = left, r = right) Run(o, l, r); // with the packed copies, as on raw buffers
     }
 
     ReadOnlySpan<float> Readable(ReadOnlySpan<float> input, long length)

@@ -71,12 +71,15 @@ public sealed class ConvOp : ContractionOp
         return (CopiesInput ? Pad(input) : input, weights);
     }
 
-    /// <summary>X copied into [N, C, paddedH, paddedW] at offset (top, left), zeros around.</summary>
+    float[]? padded;
+
+    /// <summary>X copied into [N, C, paddedH, paddedW] at offset (top, left), zeros around (and <see cref="ContractionOp.Slack"/>
+    /// floats after): one array, made at the first run, whose zeros stay as they are and whose rest each run overwrites.</summary>
     float[] Pad(float[] input)
     {
         int n = (int)xShape[0], c = (int)xShape[1], h = (int)xShape[2], w0 = (int)xShape[3];
         int ph = (int)paddedH, pw = (int)paddedW, top = (int)window.PadsBegin[0], left = (int)window.PadsBegin[1];
-        var padded = new float[checked(n * c * ph * pw)];
+        padded ??= new float[checked(n * c * ph * pw + Slack)];
         for (int plane = 0; plane < n * c; plane++)
             for (int row = 0; row < ph; row++)
             {

@@ -39,16 +39,53 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     /// from a nest of <see cref="Contraction"/> (any schedule).</summary>
     public float[] Run(Kernel kernel, IReadOnlyDictionary<string, float[]> feeds)
     {
+        var output = new float[checked((int)Contraction.Output.Length)];
+        Run(kernel, feeds, output);
+        return output;
+    }
+
+    /// <summary><see cref="Run(Kernel, IReadOnlyDictionary{string, float[]})"/> into <paramref name="output"/> (whatever
+    /// it holds is overwritten), with what the node makes besides kept for the next run: the padded copy of a
+    /// convolution's input (its zeros are written once), and a constant input copied once when the kernel reads past its
+    /// end (<see cref="Kernel.ReadsPast"/>), which the kernel would otherwise copy in every run. So a run allocates
+    /// nothing and repeated runs time the work of the node. One run at a time.</summary>
+    public void Run(Kernel kernel, IReadOnlyDictionary<string, float[]> feeds, float[] output)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        ArgumentNullException.ThrowIfNull(feeds);
+        ArgumentNullException.ThrowIfNull(output);
         if (!kernel.Computation.Equals(Contraction))
             throw new ArgumentException($"the kernel computes {kernel.Computation.Text}, not {Contraction.Text}");
         if (kernel.Fraction != 1) throw new ArgumentException("the kernel is a slice of the contraction");
-        var output = new float[checked((int)Contraction.Output.Length)];
+        if (output.Length != Contraction.Output.Length) throw new ArgumentException($"the output holds {output.Length} floats, not {Contraction.Output.Length}");
+        Array.Clear(output);
         Func<string, float[]> value = name => feeds.TryGetValue(name, out var v) ? v : Constant(name) ?? throw new ArgumentException($"no value for {name}: feed it");
         var (left, right) = Prepare(output, value);
-        kernel.Run(output, left, right);
+        kernel.Run(output, Readable(left, Contraction.Left.Length, kernel.ReadsPast), Readable(right, Contraction.Right.Length, kernel.ReadsPast));
         Finish(output, value);
-        return output;
     }
+
+    /// <summary>Floats left readable after the arrays a node makes for its kernel (at least any kernel's
+    /// <see cref="Kernel.ReadsPast"/>: one vector).</summary>
+    protected const int Slack = 16;
+
+    readonly Dictionary<float[], float[]> longer = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>A constant too short for the kernel's reads past its end, copied once into a longer array; anything else as it is.</summary>
+    float[] Readable(float[] input, long length, int readsPast)
+    {
+        if (input.Length >= length + readsPast || !IsConstant(input)) return input;
+        if (!longer.TryGetValue(input, out var copy) || copy.Length < length + readsPast)
+        {
+            copy = new float[length + Slack];
+            input.AsSpan(0, (int)length).CopyTo(copy);
+            longer[input] = copy;
+        }
+        return copy;
+    }
+
+    /// <summary>Whether <paramref name="array"/> is one of the model's constants (or made from them once).</summary>
+    protected virtual bool IsConstant(float[] array) => Model.Initializers.Values.Any(t => t.IsFloat && ReferenceEquals(t.Floats, array));
 
     /// <summary>Writes the output's initial value and returns the kernel's two inputs.</summary>
     protected abstract (float[] Left, float[] Right) Prepare(float[] output, Func<string, float[]> value);

@@ -44,6 +44,9 @@ public sealed class OnnxNode(string name, string opType, string domain, Immutabl
     /// <summary>An integer list attribute, or null when absent.</summary>
     public ImmutableArray<long>? Ints(string name) => Attributes.TryGetValue(name, out var a) ? a.Ints : null;
 
+    /// <summary>The message it was read from (null for a node made in code): <see cref="SingleNodeModel"/> copies it.</summary>
+    internal NodeProto? Proto { get; init; }
+
     /// <summary>Name and operator, e.g. <c>conv1 (Conv)</c>.</summary>
     public override string ToString() => $"{Name} ({OpType})";
 
@@ -52,7 +55,7 @@ public sealed class OnnxNode(string name, string opType, string domain, Immutabl
         var attributes = new Dictionary<string, OnnxAttribute>(StringComparer.Ordinal);
         foreach (var a in n.Attribute) attributes[a.Name] = OnnxAttribute.Read(a, source);
         string name = n.HasName && n.Name.Length > 0 ? n.Name : $"{n.OpType}_{index}";
-        return new OnnxNode(name, n.OpType, n.Domain, [.. n.Input], [.. n.Output], attributes);
+        return new OnnxNode(name, n.OpType, n.Domain, [.. n.Input], [.. n.Output], attributes) { Proto = n };
     }
 }
 

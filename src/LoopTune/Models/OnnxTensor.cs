@@ -78,8 +78,11 @@ public sealed class OnnxTensor
                 Check(integers.Length, count, "int32s", Bad);
                 break;
         }
-        return new OnnxTensor(name, dims, type, floats, integers);
+        return new OnnxTensor(name, dims, type, floats, integers) { Proto = t };
     }
+
+    /// <summary>The message it was read from (null for a tensor made in code): <see cref="SingleNodeModel"/> copies it.</summary>
+    internal TensorProto? Proto { get; init; }
 
     delegate T Decode<T>(ReadOnlySpan<byte> bytes);
 

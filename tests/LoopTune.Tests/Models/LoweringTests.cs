@@ -46,6 +46,39 @@ public class LoweringTests
     }
 
     [Fact]
+    public void Runs_into_one_output_overwrite_it_and_keep_the_padded_copy_zeros_between_runs()
+    {
+        var bytes = Model(
+            [Node("Conv", "conv", ["X", "W", "B"], ["Y"], Ints("strides", 2, 3), Ints("pads", 1, 2, 0, 1), Ints("kernel_shape", 3, 2))],
+            [Value("X", [2, 3, 9, 10])], [Value("Y", null)],
+            [Floats("W", [4, 3, 3, 2], Random(72, 2)), Floats("B", [4], Random(4, 3))]);
+        var model = OnnxModel.Parse(bytes, "test.onnx");
+        var op = Assert.IsType<ConvOp>(Assert.Single(ModelLowering.Lower(model, ShapeInference.Infer(model))));
+        var kernel = Kernel.Compile(Nest.Parse(op.Contraction, "n:2 f:4 h:4 c:3 r:3 s:2 >w:4v"));
+        var output = Enumerable.Repeat(7f, (int)op.Contraction.Output.Length).ToArray();
+        for (int seed = 1; seed <= 3; seed++)
+        {
+            var feeds = new Dictionary<string, float[]> { ["X"] = Random(2 * 3 * 9 * 10, seed) };
+            op.Run(kernel, feeds, output);
+            var want = RunOnnxRuntime(bytes, feeds.ToDictionary(f => f.Key, f => (f.Value, new long[] { 2, 3, 9, 10 })), "Y")["Y"].Data;
+            AssertClose(want, output);
+        }
+
+        // rows of 6 floats of B in a wider vector read past B's end: the constant is copied once into a longer array
+        var gemm = Model([Node("Gemm", "fc", ["A", "B"], ["Y"])], [Value("A", [5, 7])], [Value("Y", null)], [Floats("B", [7, 6], Random(42, 9))]);
+        var fc = Assert.IsType<GemmOp>(Assert.Single(ModelLowering.Lower(OnnxModel.Parse(gemm, "fc.onnx"), ShapeInference.Infer(OnnxModel.Parse(gemm, "fc.onnx")))));
+        var rows = Kernel.Compile(Nest.Parse(fc.Contraction, "m:5 k:7 >n:6v"));
+        Assert.True(rows.ReadsPast > 0 || LoopTune.Jit.JitOptions.Default.VectorBits <= 128, $"reads past: {rows.ReadsPast}");
+        var y = new float[30];
+        for (int seed = 1; seed <= 2; seed++)
+        {
+            var a = Random(35, seed);
+            fc.Run(rows, new Dictionary<string, float[]> { ["A"] = a }, y);
+            AssertClose(RunOnnxRuntime(gemm, new Dictionary<string, (float[], long[])> { ["A"] = (a, [5, 7]) }, "Y")["Y"].Data, y);
+        }
+    }
+
+    [Fact]
     public void A_same_padded_conv_of_one_image_drops_the_batch_and_a_1x1_conv_reads_its_input_as_it_is()
     {
         var same = Model([Node("Conv", "conv", ["X", "W"], ["Y"], Ints("strides", 2, 2), new() { Name = "auto_pad", Type = LoopTune.Models.Onnx.AttributeProto.Types.AttributeType.String, S = Google.Protobuf.ByteString.CopyFromUtf8("SAME_UPPER") })],

@@ -1,0 +1,179 @@
+using System.Diagnostics;
+using LoopTune.Ir;
+using LoopTune.Learning;
+using LoopTune.Measure;
+using LoopTune.Models;
+using Microsoft.ML.OnnxRuntime;
+
+namespace LoopTune.Cli.Commands;
+
+/// <summary>One row of <c>looptune model</c>: a node, tuned (its contraction's schedule, the check, our time and ONNX
+/// Runtime's, oneDNN's figure for the kernel) or not (the reason).</summary>
+/// <param name="Seconds">Our time for the whole node: <see cref="ContractionOp.Run"/> (the work outside the kernel, then the
+/// tuned kernel), median, timed side by side with ONNX Runtime.</param>
+/// <param name="Gflops">The contraction's FLOPs over <paramref name="Seconds"/>.</param>
+/// <param name="KernelGflops">The tuned kernel alone, from the tuner's final timing (side by side with oneDNN).</param>
+/// <param name="VsOnnxRuntime">How many times faster the node ran than ONNX Runtime's (median of the ratios within rounds).</param>
+/// <param name="VsOneDnn">How many times faster the kernel ran than oneDNN's call (side by side).</param>
+/// <param name="OneDnnNote">Why there is no oneDNN figure.</param>
+/// <param name="OnnxRuntimeNote">Why there is no ONNX Runtime figure.</param>
+/// <param name="MaxError">The largest |ours - ONNX Runtime's| over the node's output.</param>
+/// <param name="Tolerance">The bound <paramref name="MaxError"/> must stay within.</param>
+/// <param name="ReusedFrom">The node whose tuning gave the schedule (null when this node was tuned itself).</param>
+sealed record ModelRow(string Node, string Op, string? Spec, bool Tuned, string? Reason, bool Verified, double? Gflops, double? Seconds,
+    double? KernelGflops, double? OnnxRuntimeGflops, double? OnnxRuntimeSeconds, string? OnnxRuntimeNote, double? VsOnnxRuntime,
+    double? OneDnnGflops, string? OneDnnNote, double? VsOneDnn, string? Schedule, double? MaxError, double? Tolerance, string? ReusedFrom)
+{
+    public static ModelRow NotTuned(OnnxNode node, string reason, string? spec = null) =>
+        new(node.Name, node.OpType, spec, false, reason, false, null, null, null, null, null, null, null, null, null, null, null, null, null, null);
+}
+
+/// <summary>The work of <c>looptune model</c>: each distinct contraction tuned once with <c>tune</c>'s default search
+/// (<see cref="TuneCommand.Tune"/>: the policy-guided search, then the best schedule verified and timed next to the peers), then
+/// every node run with its schedule, checked against ONNX Runtime running that node alone, and timed side by side with it.</summary>
+sealed class ModelBench(string budget, MeasureOptions timing, Action<string> progress)
+{
+    /// <summary>Our output may differ from ONNX Runtime's by this much times max(1, the largest |value| of its output) (both
+    /// sum in float32, in different orders).</summary>
+    public const double RelativeTolerance = 1e-4;
+
+    readonly Dictionary<string, (KernelReport Report, string Node)> tuned = new(StringComparer.Ordinal);
+    readonly Dictionary<string, Policy> policies = new(StringComparer.Ordinal);
+
+    /// <summary>Every node of <paramref name="model"/>, in order.</summary>
+    public IReadOnlyList<ModelRow> Run(OnnxModel model)
+    {
+        var shapes = ShapeInference.Infer(model);
+        var lowered = ModelLowering.Lower(model, shapes);
+        var clock = Stopwatch.StartNew();
+        var rows = new List<ModelRow>();
+        for (int i = 0; i < lowered.Length; i++)
+        {
+            var l = lowered[i];
+            string what = l switch
+            {
+                ContractionOp op when tuned.TryGetValue(op.Contraction.Text, out var t) => $"reusing the schedule of {t.Node} for {op.Contraction.Text}",
+                ContractionOp op => $"tuning {l.Node.OpType} {op.Contraction.Text}",
+                NotTuned n => $"not tuned: {n.Reason}",
+                _ => "",
+            };
+            progress($"[{clock.Elapsed.TotalSeconds,6:F1}s] {i + 1}/{lowered.Length} {l.Node.Name} {what}");
+            rows.Add(l switch
+            {
+                ContractionOp op => Node(model, shapes, op, i),
+                NotTuned n => ModelRow.NotTuned(n.Node, n.Reason),
+                _ => ModelRow.NotTuned(l.Node, "not lowered"),
+            });
+        }
+        return rows;
+    }
+
+    ModelRow Node(OnnxModel model, ModelShapes shapes, ContractionOp op, int index)
+    {
+        var c = op.Contraction;
+        string? reused = null;
+        if (tuned.TryGetValue(c.Text, out var known)) reused = known.Node;
+        else
+        {
+            try
+            {
+                var pol = Policy(c);
+                var search = TuneCommand.Method(pol, budget, 1, out var limit);
+                known = (TuneCommand.Tune(search, pol, c, limit, timing, peers: true).Final, op.Node.Name);
+            }
+            catch (LoopTuneException e)
+            {
+                return ModelRow.NotTuned(op.Node, $"the tuner refused it: {e.Message}", c.Text);
+            }
+            tuned[c.Text] = known;
+        }
+        var report = known.Report;
+        string key = c.AsConv() is null ? "onednn" : "onednn_conv";
+        var onednn = report.Peers.FirstOrDefault(p => p.Key == key);
+        double? vsOneDnn = onednn is { Gflops: > 0 } ? report.RatioTo(key) : null;
+        string? oneDnnNote = onednn is null ? "no oneDNN peer" : onednn.Gflops is null ? onednn.Problem : null;
+
+        var feeds = Feeds(model, shapes, op, index);
+        var ours = new float[c.Output.Length];
+        op.Run(report.Kernel, feeds, ours);
+        OnnxRuntimeNode? ort = null;
+        string? ortNote = null;
+        double? maxError = null, tolerance = null;
+        bool verified = report.Verification.Passed;
+        try
+        {
+            ort = new OnnxRuntimeNode(SingleNodeModel.Of(model, shapes, op.Node), feeds);
+            using (ThreadPinning.Pin()) ort.Run();
+            (maxError, tolerance) = Compare(ours, ort.Output);
+            if (!(maxError <= tolerance))
+            {
+                verified = false;
+                ortNote = $"outputs differ: max |ours - ONNX Runtime's| {maxError:G3} over the bound {tolerance:G3}";
+            }
+        }
+        catch (Exception e) when (e is OnnxRuntimeException or ArgumentException or InvalidOperationException)
+        {
+            ortNote = $"ONNX Runtime failed on the node: {e.Message.Split('\n')[0]}";
+            ort?.Dispose();
+            ort = null;
+        }
+        try
+        {
+            double flops = c.Flops;
+            Measurement mine;
+            Measurement? theirs = null;
+            double? ratio = null;
+            using (ThreadPinning.Pin())
+            {
+                if (ort is not null && ortNote is null)
+                {
+                    var runner = ort;
+                    var t = Timing.MeasureTogether([() => op.Run(report.Kernel, feeds, ours), runner.Run], [flops, flops], timing);
+                    (mine, theirs, ratio) = (t.Measurements[0], t.Measurements[1], t.Ratio(0, 1));
+                }
+                else mine = Timing.Measure(() => op.Run(report.Kernel, feeds, ours), flops, timing);
+            }
+            return new ModelRow(op.Node.Name, op.Node.OpType, c.Text, true, null, verified, mine.Gflops, mine.MedianSeconds,
+                report.Gflops, theirs?.Gflops, theirs?.MedianSeconds, ortNote, ratio, onednn?.Gflops, oneDnnNote, vsOneDnn,
+                report.Nest.Serialize(), maxError, tolerance, reused);
+        }
+        finally { ort?.Dispose(); }
+    }
+
+    Policy Policy(Computation c)
+    {
+        string path = Learning.Policy.Choose("default", c);
+        if (!policies.TryGetValue(path, out var pol)) policies[path] = pol = Learning.Policy.Load(path);
+        return pol;
+    }
+
+    /// <summary>Random values in [-1, 1] for the node's inputs that are not constants, with their inferred shapes.</summary>
+    static Dictionary<string, float[]> Feeds(OnnxModel model, ModelShapes shapes, ContractionOp op, int seed)
+    {
+        var rng = new Random(seed + 1);
+        var feeds = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        foreach (var name in op.Node.Inputs.Where(i => i.Length > 0 && !model.Initializers.ContainsKey(i)).Distinct())
+        {
+            long n = shapes.Of(name)!.Value.Aggregate(1L, (p, d) => p * d);
+            var v = new float[checked((int)n)];
+            for (int i = 0; i < v.Length; i++) v[i] = (float)(rng.NextDouble() * 2 - 1);
+            feeds[name] = v;
+        }
+        return feeds;
+    }
+
+    /// <summary>The largest difference and its bound, <see cref="RelativeTolerance"/> x max(1, max |want|); NaN where either is NaN.</summary>
+    static (double MaxError, double Tolerance) Compare(float[] got, float[] want)
+    {
+        if (got.Length != want.Length) return (double.PositiveInfinity, 0);
+        double max = 0, scale = 1;
+        for (int i = 0; i < got.Length; i++)
+        {
+            double d = Math.Abs((double)got[i] - want[i]);
+            if (double.IsNaN(d)) return (double.NaN, 0);
+            max = Math.Max(max, d);
+            scale = Math.Max(scale, Math.Abs(want[i]));
+        }
+        return (max, RelativeTolerance * scale);
+    }
+}

@@ -1,0 +1,136 @@
+using System.CommandLine;
+using System.Diagnostics;
+using LoopTune.Measure;
+using LoopTune.Models;
+using LoopTune.Search;
+
+namespace LoopTune.Cli.Commands;
+
+/// <summary><c>looptune model PATH.onnx|resnet18 [--budget 1s] [--out DIR] [--quick] [--json]</c>: every Conv, Gemm and
+/// MatMul of the model lowered to a contraction; each distinct contraction tuned once by <c>tune</c>'s default search; every
+/// node then run with its schedule, checked against ONNX Runtime running that node alone and timed side by side with it
+/// (<see cref="ModelBench"/>); the report (<see cref="ModelReport"/>) written atomically into --out.</summary>
+static class ModelCommand
+{
+    /// <summary>The models known by name: the NuGet package that holds each, its version, and the file in it.</summary>
+    public static readonly IReadOnlyDictionary<string, (string Package, string Version, string File)> Known =
+        new Dictionary<string, (string, string, string)>(StringComparer.OrdinalIgnoreCase)
+        {
+            ["resnet18"] = ("Microsoft.ML.DnnImageFeaturizer.ResNet18", "0.24.0", "tools/DnnImageModels/ResNet18Onnx/ResNet18.onnx"),
+        };
+
+    public static Command Create(Io io)
+    {
+        var model = new Argument<string>("model") { Description = $"An .onnx file, or a model known by name ({string.Join(", ", Known.Keys)}: restored from NuGet on first use)." };
+        var budget = new Option<string>("--budget") { Description = "Time allowed to the search of each distinct contraction (0: the policy's greedy rollout alone).", DefaultValueFactory = _ => "1s" };
+        var outDir = new Option<string>("--out") { Description = "The report folder (results.csv, summary.md, report.json, node_seconds.png); replaced when the report is complete.", DefaultValueFactory = _ => "model-report" };
+        var quick = new Option<bool>("--quick") { Description = "Shorter timing (less precise)." };
+        var json = Options.Json();
+        var command = new Command("model", "Tune every Conv, Gemm and MatMul of an ONNX model (each distinct shape once), check each node against ONNX Runtime running it alone, and time them side by side, with oneDNN.")
+        {
+            model, budget, outDir, quick, json,
+        };
+        command.SetAction(p => io.Guard(() =>
+        {
+            string b = p.GetValue(budget)!;
+            if (b.Trim() is not ("0" or "0s" or "0ms")) _ = SearchBudget.Parse(b); // bad budgets before anything runs
+            string path = Locate(p.GetValue(model)!, io.Stderr);
+            var onnx = OnnxModel.Load(path);
+            var report = new ComparisonJob.ReportFolder(p.GetValue(outDir)!);
+            try
+            {
+                var rows = new ModelBench(b, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, io.Stderr.WriteLine).Run(onnx);
+                var result = ModelReport.ToJson(path, report.Target, b, rows);
+                ModelReport.Write(report.Temp, result, rows, onnx.ToString());
+                report.Commit();
+                if (p.GetValue(json)) io.Stdout.WriteLine(ModelReport.Serialize(result));
+                else Print(io, result);
+                if (!result.Verified)
+                {
+                    io.Stderr.WriteLine($"internal error: not every tuned node matches ONNX Runtime: {string.Join(", ", rows.Where(r => r.Tuned && !r.Verified).Select(r => r.Node))}");
+                    return Program.Failure;
+                }
+                return Program.Ok;
+            }
+            finally { report.Abandon(); }
+        }));
+        return command;
+    }
+
+    static void Print(Io io, ModelJson r)
+    {
+        io.Stdout.WriteLine($"{Path.GetFileName(r.Model)}: {r.Tuned} node(s) tuned, {r.NotTuned} not; on {Machine.Current.Describe()}");
+        foreach (var o in r.Ops.Where(o => o.Tuned))
+            io.Stdout.WriteLine(FormattableString.Invariant($"  {o.Node,-24} {o.Op,-7} {o.Gflops,8:F1} GFLOPS {o.Seconds * 1e3,9:F3} ms   ONNX Runtime {(o.OnnxruntimeSeconds is { } s ? $"{s * 1e3,9:F3} ms" : o.OnnxruntimeNote)}   {(o.Verified ? "verified" : "NOT verified")}"));
+        io.Stdout.WriteLine(FormattableString.Invariant($"total of the tuned nodes: ours {r.OpsSeconds * 1e3:F3} ms, ONNX Runtime {(r.OnnxruntimeOpsSeconds is { } t ? $"{t * 1e3:F3} ms" : "n/a")}"));
+        io.Stdout.WriteLine($"report: {r.Out}");
+    }
+
+    /// <summary>The file of <paramref name="model"/>: a known name's file in the NuGet package cache (restored first when
+    /// missing), else the path as given (<see cref="OnnxModel.Load"/> names it if it is no model). A name that is neither
+    /// a known model nor a file is an <see cref="OnnxError"/> naming it.</summary>
+    internal static string Locate(string model, TextWriter log)
+    {
+        if (File.Exists(model) || Directory.Exists(model)) return model;
+        if (Known.TryGetValue(model, out var known)) return Restore(model, known.Package, known.Version, known.File, log);
+        bool looksLikePath = model.Contains('/', StringComparison.Ordinal) || model.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
+        throw new OnnxError(model, looksLikePath
+            ? "no such file"
+            : $"unknown model name (known: {string.Join(", ", Known.Keys)}), and no file of that name");
+    }
+
+    /// <summary>The NuGet package cache: $NUGET_PACKAGES, else ~/.nuget/packages.</summary>
+    static string PackageRoot => Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } root
+        ? root
+        : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+
+    /// <summary>The file in the package, restored by <c>dotnet restore</c> of a temporary project with a PackageDownload of it
+    /// when the cache lacks it.</summary>
+    static string Restore(string name, string package, string version, string file, TextWriter log)
+    {
+        string path = Path.Combine(PackageRoot, package.ToLowerInvariant(), version, file);
+        if (File.Exists(path)) return path;
+        log.WriteLine($"{name}: restoring {package} {version} into {PackageRoot} (first use)");
+        string folder = Directory.CreateTempSubdirectory("looptune-restore-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(folder, "restore.csproj"), $"""
+                <Project Sdk="Microsoft.NET.Sdk">
+                  <PropertyGroup><TargetFramework>net10.0</TargetFramework></PropertyGroup>
+                  <ItemGroup><PackageDownload Include="{package}" Version="[{version}]" /></ItemGroup>
+                </Project>
+                """);
+            string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host
+                : Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
+            var start = new ProcessStartInfo(dotnet, ["restore", Path.Combine(folder, "restore.csproj")])
+            {
+                RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = folder,
+            };
+            string output;
+            int code;
+            try
+            {
+                using var process = Process.Start(start)!;
+                var err = process.StandardError.ReadToEndAsync();
+                output = process.StandardOutput.ReadToEnd() + err.Result;
+                process.WaitForExit();
+                code = process.ExitCode;
+            }
+            catch (System.ComponentModel.Win32Exception e)
+            {
+                throw new OnnxError(name, $"cannot run '{dotnet} restore' to fetch {package} {version}: {e.Message}", e);
+            }
+            if (!File.Exists(path))
+            {
+                string tail = string.Join(" / ", output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(3));
+                throw new OnnxError(name, $"restoring {package} {version} failed (dotnet restore exit {code}; {path} is missing): {tail}");
+            }
+            return path;
+        }
+        finally
+        {
+            try { Directory.Delete(folder, recursive: true); }
+            catch (IOException) { /* best effort */ }
+        }
+    }
+}

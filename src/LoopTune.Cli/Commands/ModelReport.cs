@@ -1,0 +1,149 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using LoopTune.Measure;
+using ScottPlot;
+
+namespace LoopTune.Cli.Commands;
+
+/// <summary><c>looptune model --json</c>: the model, where the report is, a row per node and the totals.</summary>
+/// <param name="OpsSeconds">The sum of our times of the tuned nodes.</param>
+/// <param name="OnnxruntimeOpsSeconds">The sum of ONNX Runtime's times of the same nodes; null when it has no time for one of them.</param>
+sealed record ModelJson(string Model, string Out, IReadOnlyList<string> Files, string Budget, IReadOnlyList<ModelOpJson> Ops, double OpsSeconds,
+    double? OnnxruntimeOpsSeconds, double? VsOnnxruntime, int Tuned, int NotTuned, bool Verified, JsonObject Machine);
+
+/// <summary>A <see cref="ModelRow"/> in <see cref="ModelJson"/>.</summary>
+sealed record ModelOpJson(string Node, string Op, string? Spec, bool Tuned, string? Reason, bool Verified, double? Gflops, double? Seconds,
+    double? KernelGflops, double? OnnxruntimeGflops, double? OnnxruntimeSeconds, string? OnnxruntimeNote, double? VsOnnxruntime,
+    double? OnednnGflops, string? OnednnNote, double? VsOnednn, string? Schedule, double? MaxError, double? Tolerance, string? ScheduleFrom);
+
+[JsonSerializable(typeof(ModelJson))]
+sealed partial class ModelJsonContext : JsonSerializerContext;
+
+/// <summary>The report of <c>looptune model</c>: results.csv (a row per node), summary.md (the machine, the table, the
+/// totals, the nodes not tuned), report.json (what --json prints) and node_seconds.png (per-node time, ours and ONNX
+/// Runtime's).</summary>
+static class ModelReport
+{
+    public const string Csv = "results.csv", Summary = "summary.md", Json = "report.json", Chart = "node_seconds.png";
+
+    static readonly ModelJsonContext Context = new(new JsonSerializerOptions
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    });
+
+    /// <summary>The totals: our seconds over the tuned nodes, ONNX Runtime's over the same ones (null if one lacks it).</summary>
+    public static (double Ours, double? OnnxRuntime) Totals(IReadOnlyList<ModelRow> rows)
+    {
+        var timed = rows.Where(r => r.Tuned && r.Seconds is not null).ToList();
+        double ours = timed.Sum(r => r.Seconds!.Value);
+        double? ort = timed.All(r => r.OnnxRuntimeSeconds is not null) ? timed.Sum(r => r.OnnxRuntimeSeconds!.Value) : null;
+        return (ours, ort);
+    }
+
+    public static ModelJson ToJson(string model, string folder, string budget, IReadOnlyList<ModelRow> rows)
+    {
+        var (ours, ort) = Totals(rows);
+        return new ModelJson(model, folder, [Csv, Summary, Json, Chart], budget,
+            [.. rows.Select(r => new ModelOpJson(r.Node, r.Op, r.Spec, r.Tuned, r.Reason, r.Verified, r.Gflops, r.Seconds, r.KernelGflops,
+                r.OnnxRuntimeGflops, r.OnnxRuntimeSeconds, r.OnnxRuntimeNote, r.VsOnnxRuntime, r.OneDnnGflops, r.OneDnnNote, r.VsOneDnn,
+                r.Schedule, r.MaxError, r.Tolerance, r.ReusedFrom))],
+            ours, ort, ort is > 0 && ours > 0 ? ort / ours : null, rows.Count(r => r.Tuned), rows.Count(r => !r.Tuned),
+            rows.Where(r => r.Tuned).All(r => r.Verified), Machine.Current.ToJson());
+    }
+
+    public static string Serialize(ModelJson report) => JsonSerializer.Serialize(report, Context.ModelJson);
+
+    /// <summary>Writes every file of the report into <paramref name="folder"/>.</summary>
+    public static void Write(string folder, ModelJson json, IReadOnlyList<ModelRow> rows, string modelText)
+    {
+        File.WriteAllText(Path.Combine(folder, Csv), CsvText(rows));
+        File.WriteAllText(Path.Combine(folder, Summary), Markdown(json, rows, modelText));
+        File.WriteAllText(Path.Combine(folder, Json), Serialize(json));
+        Plot(rows, Path.GetFileName(json.Model)).SavePng(Path.Combine(folder, Chart), Math.Max(900, 120 + rows.Count(r => r.Tuned) * 40), 600);
+    }
+
+    static string F(double? v, string format = "G4") => v?.ToString(format, CultureInfo.InvariantCulture) ?? "";
+
+    static string CsvField(string? s) => s is null ? "" : s.IndexOfAny([',', '"', '\n', '\r']) < 0 ? s : $"\"{s.Replace("\"", "\"\"")}\"";
+
+    static string CsvText(IReadOnlyList<ModelRow> rows)
+    {
+        var b = new StringBuilder("node,op,spec,tuned,reason,verified,gflops,seconds,kernel_gflops,onnxruntime_gflops,onnxruntime_seconds,vs_onnxruntime,onednn_gflops,vs_onednn,schedule,schedule_from,max_error,tolerance,onnxruntime_note,onednn_note\n");
+        foreach (var r in rows)
+            b.AppendLine(string.Join(",", CsvField(r.Node), r.Op, CsvField(r.Spec), r.Tuned ? "true" : "false", CsvField(r.Reason),
+                r.Tuned ? (r.Verified ? "true" : "false") : "", F(r.Gflops), F(r.Seconds, "G6"), F(r.KernelGflops), F(r.OnnxRuntimeGflops),
+                F(r.OnnxRuntimeSeconds, "G6"), F(r.VsOnnxRuntime, "F3"), F(r.OneDnnGflops), F(r.VsOneDnn, "F3"), CsvField(r.Schedule),
+                CsvField(r.ReusedFrom), F(r.MaxError, "G3"), F(r.Tolerance, "G3"), CsvField(r.OnnxRuntimeNote), CsvField(r.OneDnnNote)));
+        return b.ToString();
+    }
+
+    static string Cell(string? s) => (s ?? "").Replace("|", "\\|", StringComparison.Ordinal);
+
+    static string Markdown(ModelJson json, IReadOnlyList<ModelRow> rows, string modelText)
+    {
+        var b = new StringBuilder();
+        b.AppendLine(CultureInfo.InvariantCulture, $"# looptune model: {Path.GetFileName(json.Model)}");
+        b.AppendLine();
+        b.AppendLine(CultureInfo.InvariantCulture, $"Model: `{json.Model}` ({modelText}).");
+        b.AppendLine();
+        b.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Machine.Current.Describe()} (key `{Machine.Current.Key}`).");
+        b.AppendLine();
+        b.AppendLine($"Each distinct contraction was tuned once by `tune`'s default search (the policy-guided search, budget {json.Budget} each); its schedule serves every node with that contraction. " +
+            "**ours** is the whole node (`ContractionOp.Run` into an output array made once: the output's initial value, the padded copy of the input into a buffer kept between runs, then the tuned kernel), timed side by side with **ONNX Runtime** running that node alone " +
+            "(a one-node model with the node's attributes and weights, one thread, every graph optimization on), one run of each per round, medians; GFLOPS are the contraction's FLOPs (2 per multiply-add) over that time. " +
+            $"Before timing, our output is checked against ONNX Runtime's on random inputs: max |ours - theirs| at most {ModelBench.RelativeTolerance:G} x max(1, max |theirs|); **verified** also needs the kernel's check against the reference. " +
+            "**oneDNN** is its convolution primitive or sgemm for the kernel alone (no padding copy), timed side by side with the tuned kernel by the tuner's final timing; **vs oneDNN** compares the kernels.");
+        b.AppendLine();
+        b.AppendLine("| node | op | spec | ours GFLOPS | ours ms | ONNX Runtime GFLOPS | ONNX Runtime ms | vs ONNX Runtime | kernel GFLOPS | oneDNN GFLOPS | vs oneDNN | schedule | verified |");
+        b.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
+        foreach (var r in rows.Where(r => r.Tuned))
+            b.AppendLine(CultureInfo.InvariantCulture,
+                $"| {Cell(r.Node)} | {r.Op} | `{r.Spec}` | {F(r.Gflops, "F1")} | {F(r.Seconds * 1e3, "F3")} | {(r.OnnxRuntimeGflops is null ? Cell(r.OnnxRuntimeNote) : F(r.OnnxRuntimeGflops, "F1"))} | {F(r.OnnxRuntimeSeconds * 1e3, "F3")} | {F(r.VsOnnxRuntime, "F2")}{(r.VsOnnxRuntime is null ? "" : "x")} | {F(r.KernelGflops, "F1")} | {(r.OneDnnGflops is null ? Cell(r.OneDnnNote) : F(r.OneDnnGflops, "F1"))} | {F(r.VsOneDnn, "F2")}{(r.VsOneDnn is null ? "" : "x")} | `{r.Schedule}`{(r.ReusedFrom is null ? "" : $" (from {Cell(r.ReusedFrom)})")} | {(r.Verified ? "yes" : $"**NO** {Cell(r.OnnxRuntimeNote)}")} |");
+        b.AppendLine();
+        b.AppendLine("## Totals");
+        b.AppendLine();
+        int tuned = rows.Count(r => r.Tuned);
+        b.AppendLine(CultureInfo.InvariantCulture, $"- the {tuned} tuned node(s), ours: {json.OpsSeconds * 1e3:F3} ms");
+        b.AppendLine(json.OnnxruntimeOpsSeconds is { } ort
+            ? FormattableString.Invariant($"- the same nodes, ONNX Runtime: {ort * 1e3:F3} ms ({json.VsOnnxruntime:F2}x ours)")
+            : "- ONNX Runtime: no total (it has no time for some of the tuned nodes; see the table)");
+        b.AppendLine(CultureInfo.InvariantCulture, $"- verified: {(json.Verified ? "every tuned node" : "NOT every tuned node")}");
+        b.AppendLine();
+        b.AppendLine(CultureInfo.InvariantCulture, $"## Not tuned ({rows.Count(r => !r.Tuned)})");
+        b.AppendLine();
+        foreach (var r in rows.Where(r => !r.Tuned)) b.AppendLine(CultureInfo.InvariantCulture, $"- {r.Node} ({r.Op}): {r.Reason}");
+        b.AppendLine();
+        b.AppendLine(CultureInfo.InvariantCulture, $"Chart: [{Chart}]({Chart}) (per-node time, ours and ONNX Runtime's).");
+        return b.ToString();
+    }
+
+    static Plot Plot(IReadOnlyList<ModelRow> rows, string title)
+    {
+        var plot = new Plot();
+        var timed = rows.Where(r => r.Tuned && r.Seconds is not null).ToList();
+        var bars = new List<Bar>();
+        for (int i = 0; i < timed.Count; i++)
+        {
+            bars.Add(new Bar { Position = i * 3, Value = timed[i].Seconds!.Value * 1e3, FillColor = Colors.SteelBlue });
+            if (timed[i].OnnxRuntimeSeconds is { } s) bars.Add(new Bar { Position = i * 3 + 1, Value = s * 1e3, FillColor = Colors.DarkOrange });
+        }
+        plot.Add.Bars(bars);
+        plot.Axes.Bottom.SetTicks([.. timed.Select((_, i) => i * 3 + 0.5)], [.. timed.Select(r => r.Node)]);
+        plot.Axes.Bottom.TickLabelStyle.Rotation = 45;
+        plot.Axes.Bottom.MinimumSize = 140;
+        plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
+        plot.Axes.Margins(bottom: 0);
+        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "ours (whole node)", FillColor = Colors.SteelBlue });
+        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "ONNX Runtime (the node alone)", FillColor = Colors.DarkOrange });
+        plot.ShowLegend(Alignment.UpperRight);
+        plot.YLabel("ms per run (median)");
+        plot.Title($"{title}: time per node");
+        return plot;
+    }
+}

@@ -1,0 +1,117 @@
+using System.Text.Json.Nodes;
+using LoopTune.Cli.Commands;
+using LoopTune.Tests.TestUtil;
+using static LoopTune.Tests.Models.OnnxTestModels;
+
+namespace LoopTune.Tests.Models;
+
+/// <summary><c>looptune model</c> in-process on a small model written here (a strided, padded Conv, a Relu, a Conv, a
+/// Flatten and a Gemm): every contraction tuned, checked against ONNX Runtime and timed next to it, the other nodes rows
+/// with their reasons; and bad input.</summary>
+public sealed class ModelCommandTests : IDisposable
+{
+    readonly TempFolder temp = new("looptune-model-cli");
+
+    public void Dispose() => temp.Dispose();
+
+    /// <summary>X [1,3,10,10] -> conv1 (4 filters 3x3, stride 2, pads 1, bias) [1,4,5,5] -> Relu -> conv2 (6 filters 3x3)
+    /// [1,6,3,3] -> Flatten [1,54] -> Gemm (B [54,5], bias [5]) [1,5].</summary>
+    static byte[] SmallModel() => Model(
+        [
+            Node("Conv", "conv1", ["X", "W1", "B1"], ["Y1"], Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+            Node("Relu", "relu", ["Y1"], ["R"]),
+            Node("Conv", "conv2", ["R", "W2"], ["Y2"], Ints("kernel_shape", 3, 3)),
+            Node("Flatten", "flatten", ["Y2"], ["F"], Int("axis", 1)),
+            Node("Gemm", "fc", ["F", "B", "C"], ["Y"]),
+        ],
+        [Value("X", [1, 3, 10, 10])], [Value("Y", null)],
+        [
+            Floats("W1", [4, 3, 3, 3], Random(108, 1)), Floats("B1", [4], Random(4, 2)), Floats("W2", [6, 4, 3, 3], Random(216, 3)),
+            Floats("B", [54, 5], Random(270, 4)), Floats("C", [5], Random(5, 5), raw: false),
+        ]);
+
+    [Fact]
+    [Trait("Category", "Integration")]
+    public void EveryContractionIsTunedVerifiedAndTimedNextToOnnxRuntimeAndTheReluIsARowWithItsReason()
+    {
+        var file = temp["small.onnx"];
+        File.WriteAllBytes(file, SmallModel());
+        var outDir = temp["report"];
+        var (code, stdout, err) = TestHome.Run("model", file, "--budget", "0.2s", "--quick", "--json", "--out", outDir);
+        Assert.True(code == 0, err);
+        var json = JsonNode.Parse(stdout)!.AsObject();
+        foreach (var key in new[] { "ops", "ops_seconds", "onnxruntime_ops_seconds", "machine" }) Assert.True(json.ContainsKey(key), key);
+        var ops = json["ops"]!.AsArray().Select(o => o!.AsObject()).ToList();
+        Assert.Equal(["conv1", "relu", "conv2", "flatten", "fc"], ops.Select(o => o["node"]!.GetValue<string>()));
+        foreach (var o in ops)
+            foreach (var key in new[] { "node", "op", "spec", "verified", "gflops", "seconds", "onnxruntime_gflops", "onednn_gflops", "schedule", "tuned", "reason" })
+                Assert.True(o.ContainsKey(key), $"{o["node"]}: {key}");
+        foreach (var o in ops.Where(o => o["op"]!.GetValue<string>() is "Conv" or "Gemm"))
+        {
+            Assert.True(o["tuned"]!.GetValue<bool>(), o.ToJsonString());
+            Assert.True(o["verified"]!.GetValue<bool>(), o.ToJsonString());
+            Assert.True(o["gflops"]!.GetValue<double>() > 0);
+            Assert.True(o["seconds"]!.GetValue<double>() > 0);
+            Assert.True(o["onnxruntime_gflops"]!.GetValue<double>() > 0, o.ToJsonString());
+            Assert.True(o["max_error"]!.GetValue<double>() <= o["tolerance"]!.GetValue<double>());
+            Assert.NotEmpty(o["schedule"]!.GetValue<string>());
+            // oneDNN: a figure, or the reason there is none
+            Assert.True(o["onednn_gflops"] is not null || o["onednn_note"] is not null, o.ToJsonString());
+        }
+        Assert.Equal("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=4 h=5 w=5 c=3 r=3 s=3", ops[0]["spec"]!.GetValue<string>());
+        var relu = ops[1];
+        Assert.False(relu["tuned"]!.GetValue<bool>());
+        Assert.Equal("Relu is not a contraction", relu["reason"]!.GetValue<string>());
+        Assert.Null(relu["seconds"]);
+
+        double sum = ops.Where(o => o["tuned"]!.GetValue<bool>()).Sum(o => o["seconds"]!.GetValue<double>());
+        Assert.Equal(sum, json["ops_seconds"]!.GetValue<double>(), 1e-12);
+        Assert.True(json["onnxruntime_ops_seconds"]!.GetValue<double>() > 0);
+        Assert.NotNull(json["machine"]!["cpu"]);
+
+        foreach (var f in new[] { ModelReport.Csv, ModelReport.Summary, ModelReport.Json, ModelReport.Chart })
+            Assert.True(File.Exists(Path.Combine(outDir, f)), f);
+        var csv = File.ReadAllLines(Path.Combine(outDir, ModelReport.Csv));
+        Assert.Equal(6, csv.Length);
+        var summary = File.ReadAllText(Path.Combine(outDir, ModelReport.Summary));
+        Assert.Contains("relu (Relu): Relu is not a contraction", summary);
+        Assert.Contains("## Totals", summary);
+        Assert.Empty(Directory.EnumerateDirectories(temp.Path, ".report.tmp-*"));
+        Assert.Contains("1/5 conv1 tuning Conv", err);
+    }
+
+    [Fact]
+    public void A_truncated_file_exits_2_naming_it()
+    {
+        var file = temp["cut.onnx"];
+        var bytes = SmallModel();
+        File.WriteAllBytes(file, bytes[..(bytes.Length / 2)]);
+        var (code, _, err) = TestHome.Run("model", file, "--out", temp["r"]);
+        Assert.Equal(2, code);
+        Assert.Contains(file, err);
+        Assert.DoesNotContain("   at ", err);
+        Assert.False(Directory.Exists(temp["r"]));
+    }
+
+    [Fact]
+    public void An_unknown_model_name_and_a_missing_file_exit_2_naming_them()
+    {
+        var (code, _, err) = TestHome.Run("model", "resnet19", "--out", temp["r"]);
+        Assert.Equal(2, code);
+        Assert.Contains("resnet19: unknown model name (known: resnet18)", err);
+        (code, _, err) = TestHome.Run("model", temp["none.onnx"], "--out", temp["r"]);
+        Assert.Equal(2, code);
+        Assert.Contains("none.onnx: no such file", err);
+        Assert.False(Directory.Exists(temp["r"]));
+    }
+
+    [Fact]
+    public void A_file_that_is_not_onnx_exits_2_naming_it()
+    {
+        var file = temp["notes.txt"];
+        File.WriteAllText(file, "this is not a model\n");
+        var (code, _, err) = TestHome.Run("model", file, "--out", temp["r"]);
+        Assert.Equal(2, code);
+        Assert.Contains(file, err);
+    }
+}
