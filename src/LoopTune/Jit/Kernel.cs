@@ -207,6 +207,11 @@ public sealed unsafe class Kernel
         var nest = Transforms.ApplyAll(Nest.Initial(Computation.Matmul(9, 37, 7)), Actions.ParseList("split_4,down,swap_down,swap_down,unroll,up,up,split_16,down,swap_down,swap_down,vectorize"));
         Compile(nest);
         Compile(nest, JitOptions.Default with { MaxVectorBits = 0 });
+        // and a run with both inputs packed: a search's first packed schedule of a large problem spent some 150 ms more
+        // than the later ones compiling the copying code
+        var packed = Nest.Parse(nest.Computation, nest.Serialize() + " pack=A,B");
+        var c = packed.Computation;
+        Compile(packed).Run(new float[c.Output.Length], new float[c.Left.Length + 16], new float[c.Right.Length + 16]);
     }
 
     static bool warm;

@@ -92,7 +92,10 @@ sealed unsafe class PackedCopies
         Sources = new nint[plans.Count];
         for (int i = 0; i < copies.Length; i++)
         {
-            arrays[i] = GC.AllocateArray<float>(checked((int)(plans[i].Length + Pad + AlignFloats)), pinned: true);
+            // not zeroed by the allocator (a 4096^3 matmul's copy is 64 MB): the copy writes every element the kernel
+            // reads, and the pad past it, which a kernel may read but never uses, is cleared here
+            arrays[i] = GC.AllocateUninitializedArray<float>(checked((int)(plans[i].Length + Pad + AlignFloats)), pinned: true);
+            Array.Clear(arrays[i], (int)plans[i].Length, Pad + AlignFloats);
             float* p = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref arrays[i][0]);
             copies[i] = p + (AlignFloats - (int)((nint)p / sizeof(float) % AlignFloats)) % AlignFloats;
         }
