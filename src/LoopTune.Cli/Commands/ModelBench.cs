@@ -11,8 +11,10 @@ namespace LoopTune.Cli.Commands;
 /// Runtime's, oneDNN's figure for the kernel) or not (the reason).</summary>
 /// <param name="Seconds">Our time for the whole node: <see cref="ContractionOp.Run"/> (the work outside the kernel, then the
 /// tuned kernel), median, timed side by side with ONNX Runtime.</param>
-/// <param name="Gflops">The contraction's FLOPs over <paramref name="Seconds"/>.</param>
-/// <param name="KernelGflops">The tuned kernel alone, from the tuner's final timing (side by side with oneDNN).</param>
+/// <param name="Gflops">The node's FLOPs (<see cref="ContractionOp.Flops"/>: a strided convolution's own, not its
+/// phase-split contraction's, which counts taps of zeros) over <paramref name="Seconds"/>.</param>
+/// <param name="KernelGflops">The tuned kernel alone, from the tuner's final timing (side by side with oneDNN), on the
+/// node's FLOPs as <paramref name="Gflops"/>.</param>
 /// <param name="VsOnnxRuntime">How many times faster the node ran than ONNX Runtime's (median of the ratios within rounds).</param>
 /// <param name="VsOneDnn">How many times faster the kernel ran than oneDNN's call (side by side).</param>
 /// <param name="OneDnnNote">Why there is no oneDNN figure.</param>
@@ -119,7 +121,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         }
         try
         {
-            double flops = c.Flops;
+            double flops = op.Flops;
             Measurement mine;
             Measurement? theirs = null;
             double? ratio = null;
@@ -134,7 +136,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
                 else mine = Timing.Measure(() => op.Run(report.Kernel, feeds, ours), flops, timing);
             }
             return new ModelRow(op.Node.Name, op.Node.OpType, c.Text, true, null, verified, mine.Gflops, mine.MedianSeconds,
-                report.Gflops, theirs?.Gflops, theirs?.MedianSeconds, ortNote, ratio, onednn?.Gflops, oneDnnNote, vsOneDnn,
+                report.Gflops * flops / c.Flops, theirs?.Gflops, theirs?.MedianSeconds, ortNote, ratio, onednn?.Gflops, oneDnnNote, vsOneDnn,
                 report.Nest.Serialize(), maxError, tolerance, reused);
         }
         finally { ort?.Dispose(); }

@@ -33,6 +33,10 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     public ImmutableArray<long> OutputShape { get; } = outputShape;
     /// <summary>What is done around the kernel, in order, one line each.</summary>
     public ImmutableArray<string> OutsideKernel { get; } = outsideKernel;
+    /// <summary>The node's floating-point operations (2 per multiply-add), for its GFLOPS: the contraction's, but a
+    /// convolution's own where its contraction has taps of zeros (<see cref="ConvOp"/>'s phase split), so that the
+    /// figure compares with another runtime's for the node.</summary>
+    public virtual double Flops => Contraction.Flops;
 
     /// <summary>Runs the node: the node's inputs are taken from <paramref name="feeds"/> by name, or else from the
     /// model's initializers; returns the output, row-major in <see cref="OutputShape"/>. The kernel must be compiled

@@ -32,17 +32,70 @@ public class LoweringTests
     public void A_padded_strided_conv_with_asymmetric_pads_and_a_batch_of_two_matches_onnx_runtime()
     {
         // X [2,3,9,10], W [4,3,3,2], strides 2 and 3, pads top 1, left 2, bottom 0, right 1:
-        // OH = (9+1+0-3)/2+1 = 4, OW = (10+2+1-2)/3+1 = 4; the padded copy is [2,3,2*3+3,3*3+2] = [2,3,9,11]
+        // OH = (9+1+0-3)/2+1 = 4, OW = (10+2+1-2)/3+1 = 4; the padded copy is [2,3,2*3+3,3*3+2] = [2,3,9,11], split
+        // for stride 3 along w into P = min(3, 2) = 2 phases of Q = ceil(2/3) = 1 tap (q left out): [2,3,2,9,4+1-1]
         var bytes = Model(
             [Node("Conv", "conv", ["X", "W", "B"], ["Y"], Ints("strides", 2, 3), Ints("pads", 1, 2, 0, 1), Ints("kernel_shape", 3, 2))],
             [Value("X", [2, 3, 9, 10])], [Value("Y", null)],
             [Floats("W", [4, 3, 3, 2], Random(72, 2)), Floats("B", [4], Random(4, 3), raw: false)]);
         var feeds = new Dictionary<string, (float[], long[])> { ["X"] = (Random(2 * 3 * 9 * 10, 1), [2, 3, 9, 10]) };
-        CheckAgainstOnnxRuntime(bytes, feeds, "O[n,f,h,w] += I[n,c,2*h+r,3*w+s] * W[f,c,r,s] n=2 f=4 h=4 w=4 c=3 r=3 s=2");
+        CheckAgainstOnnxRuntime(bytes, feeds, "O[n,f,h,w] += I[n,c,p,2*h+r,w] * W[f,c,r,p] n=2 f=4 h=4 w=4 c=3 p=2 r=3");
         var op = Assert.IsType<ConvOp>(LowerAndRun(bytes, feeds).Op);
         Assert.True(op.CopiesInput);
+        Assert.True(op.SplitsPhases);
         Assert.Contains("[2,3,9,11]", op.OutsideKernel[0]);
+        Assert.Contains("copied into [2,3,2,9,4]", op.OutsideKernel[0]);
         Assert.Contains("bias B", op.OutsideKernel[2]);
+    }
+
+    [Theory]
+    [InlineData(new long[] { 1, 4, 9, 10 }, new long[] { 5, 4, 3, 3 }, new long[] { 1, 1, 1, 1 }, "O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=5 h=5 w=5 c=4 p=2 r=3 q=2")]
+    [InlineData(new long[] { 1, 4, 8, 8 }, new long[] { 5, 4, 3, 3 }, new long[] { 1, 1, 0, 0 }, "O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=5 h=4 w=4 c=4 p=2 r=3 q=2")]
+    [InlineData(new long[] { 1, 3, 16, 15 }, new long[] { 4, 3, 7, 7 }, new long[] { 3, 3, 2, 2 }, "O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=4 h=8 w=7 c=3 p=2 r=7 q=4")]
+    [InlineData(new long[] { 1, 6, 7, 8 }, new long[] { 5, 6, 1, 1 }, new long[] { 0, 0, 0, 0 }, "O[f,h,w] += I[c,h,w] * W[f,c] f=5 h=4 w=4 c=6")]
+    [InlineData(new long[] { 2, 3, 11, 9 }, new long[] { 4, 3, 1, 1 }, new long[] { 0, 0, 0, 0 }, "O[n,f,h,w] += I[n,c,h,w] * W[f,c] n=2 f=4 h=6 w=5 c=3")]
+    public void A_stride_2_conv_is_split_into_column_phases_so_w_is_contiguous_and_matches_onnx_runtime(long[] x, long[] w, long[] pads, string expectedSpec)
+    {
+        var bytes = Model(
+            [Node("Conv", "conv", ["X", "W", "B"], ["Y"], Ints("strides", 2, 2), Ints("pads", pads))],
+            [Value("X", x)], [Value("Y", null)],
+            [Floats("W", w, Random(w.Aggregate(1L, (p, d) => p * d), 52)), Floats("B", [w[0]], Random(w[0], 53))]);
+        long length = x.Aggregate(1L, (p, d) => p * d);
+        CheckAgainstOnnxRuntime(bytes, new() { ["X"] = (Random(length, 51), x) }, expectedSpec);
+
+        // a vectorized schedule over w, run twice into one output with other inputs: the phase copy's zeros stay
+        var model = OnnxModel.Parse(bytes, "test.onnx");
+        var op = Assert.IsType<ConvOp>(Assert.Single(ModelLowering.Lower(model, ShapeInference.Infer(model))));
+        Assert.True(op.SplitsPhases);
+        Assert.Equal(2.0 * x[0] * w[0] * op.OutputShape[2] * op.OutputShape[3] * x[1] * w[2] * w[3], op.Flops);
+        var c = op.Contraction;
+        var kernel = Kernel.Compile(Nest.Parse(c, string.Join(" ", c.Vars.Select((v, i) => (v, i)).Where(t => t.v != "w").Select(t => $"{t.v}:{c.Sizes[t.i]}"))
+            + $" >w:{c.Sizes[Array.IndexOf(c.Vars.ToArray(), "w")]}v"));
+        var output = new float[c.Output.Length];
+        for (int seed = 1; seed <= 2; seed++)
+        {
+            var feeds = new Dictionary<string, float[]> { ["X"] = Random(length, 60 + seed) };
+            op.Run(kernel, feeds, output);
+            AssertClose(RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (feeds["X"], x) }, "Y")["Y"].Data, output);
+        }
+    }
+
+    [Fact]
+    public void The_phase_split_of_a_7x7_stride_2_conv_is_told_in_the_outside_kernel_lines_with_a_tap_of_zeros_in_the_weights()
+    {
+        var bytes = Model(
+            [Node("Conv", "stem", ["X", "W"], ["Y"], Ints("strides", 2, 2), Ints("pads", 3, 3, 2, 2))],
+            [Value("X", [1, 3, 16, 15])], [Value("Y", null)], [Floats("W", [4, 3, 7, 7], Random(588, 54))]);
+        var model = OnnxModel.Parse(bytes, "stem.onnx");
+        var op = Assert.IsType<ConvOp>(Assert.Single(ModelLowering.Lower(model, ShapeInference.Infer(model))));
+        Assert.Equal("O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=4 h=8 w=7 c=3 p=2 r=7 q=4", op.Contraction.Text);
+        // padded [1,3,2*7+7,2*6+7] = [1,3,21,19]; columns w+q reach 7+4-1 = 10
+        Assert.Equal("I = X [1,3,16,15] with pads [3,3,2,2] (top, left, bottom, right) as zeros (padded [1,3,21,19]), split into 2 column phases "
+            + "for stride 2 along w: I[n,c,p,y,x] = padded[n,c,y,2*x+p] (zero past the padded width), copied into [1,3,2,21,10]", op.OutsideKernel[0]);
+        Assert.Equal("W = W [4,3,7,7] packed once as W[f,c,r,p,q] = W[f,c,r,2*q+p] (zero where 2*q+p >= 7), [4,3,7,2,4]", op.OutsideKernel[1]);
+        Assert.Equal("O starts as zeros", op.OutsideKernel[2]);
+        Assert.Equal(2.0 * 4 * 8 * 7 * 3 * 7 * 7, op.Flops);
+        Assert.Equal(2.0 * 4 * 8 * 7 * 3 * 7 * 8, op.Contraction.Flops);
     }
 
     [Fact]
@@ -54,7 +107,7 @@ public class LoweringTests
             [Floats("W", [4, 3, 3, 2], Random(72, 2)), Floats("B", [4], Random(4, 3))]);
         var model = OnnxModel.Parse(bytes, "test.onnx");
         var op = Assert.IsType<ConvOp>(Assert.Single(ModelLowering.Lower(model, ShapeInference.Infer(model))));
-        var kernel = Kernel.Compile(Nest.Parse(op.Contraction, "n:2 f:4 h:4 c:3 r:3 s:2 >w:4v"));
+        var kernel = Kernel.Compile(Nest.Parse(op.Contraction, "n:2 f:4 h:4 c:3 r:3 p:2 >w:4v"));
         var output = Enumerable.Repeat(7f, (int)op.Contraction.Output.Length).ToArray();
         for (int seed = 1; seed <= 3; seed++)
         {
@@ -83,7 +136,7 @@ public class LoweringTests
     {
         var same = Model([Node("Conv", "conv", ["X", "W"], ["Y"], Ints("strides", 2, 2), new() { Name = "auto_pad", Type = LoopTune.Models.Onnx.AttributeProto.Types.AttributeType.String, S = Google.Protobuf.ByteString.CopyFromUtf8("SAME_UPPER") })],
             [Value("X", [1, 2, 7, 6])], [Value("Y", null)], [Floats("W", [3, 2, 3, 3], Random(54, 5))]);
-        CheckAgainstOnnxRuntime(same, new() { ["X"] = (Random(84, 4), [1, 2, 7, 6]) }, "O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=3 h=4 w=3 c=2 r=3 s=3");
+        CheckAgainstOnnxRuntime(same, new() { ["X"] = (Random(84, 4), [1, 2, 7, 6]) }, "O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=3 h=4 w=3 c=2 p=2 r=3 q=2");
 
         var pointwise = Model([Node("Conv", "conv", ["X", "W"], ["Y"])], [Value("X", [1, 4, 5, 6])], [Value("Y", null)], [Floats("W", [3, 4, 1, 1], Random(12, 7))]);
         CheckAgainstOnnxRuntime(pointwise, new() { ["X"] = (Random(120, 6), [1, 4, 5, 6]) }, "O[f,h,w] += I[c,h,w] * W[f,c] f=3 h=5 w=6 c=4");

@@ -36,13 +36,17 @@ public class ResNet18Tests
         Assert.All(lowered.Where(l => l.Node.OpType != "Conv"), l => Assert.IsType<NotTuned>(l));
 
         var first = (ConvOp)convs[0];
-        Assert.Equal("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=64 h=112 w=112 c=3 r=7 s=7", first.Contraction.Text);
+        Assert.Equal("O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=64 h=112 w=112 c=3 p=2 r=7 q=4", first.Contraction.Text);
         Assert.Equal([7L, 7], first.Window.Kernel.ToArray());
         Assert.Equal([2L, 2], first.Window.Strides.ToArray());
         Assert.Equal([3L, 3, 2, 2], first.Window.Pads.ToArray());
-        Assert.Contains("copied into [1,3,229,229]", first.OutsideKernel[0]);
-        // the 1x1 stride-2 shortcuts are strided matrix products; the first conv of each later stage pads only top and left
-        Assert.Equal(3, convs.Count(c => ((ConvOp)c).Contraction.Text.StartsWith("O[f,h,w] += I[c,2*h,2*w] * W[f,c] ", StringComparison.Ordinal)));
+        Assert.Contains("[1,3,229,229]", first.OutsideKernel[0]);
+        Assert.Contains("copied into [1,3,2,229,115]", first.OutsideKernel[0]);
+        // the 1x1 stride-2 shortcuts are matrix products of the subsampled input; the first conv of each later stage pads
+        // only top and left; the strided convs (the stem, 3 shortcuts, 3 3x3) are split into column phases
+        Assert.Equal(3, convs.Count(c => ((ConvOp)c).SplitsPhases && ((ConvOp)c).Contraction.Text.StartsWith("O[f,h,w] += I[c,h,w] * W[f,c] ", StringComparison.Ordinal)));
+        Assert.Equal(3, convs.Count(c => ((ConvOp)c).Contraction.Text.StartsWith("O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] ", StringComparison.Ordinal) && ((ConvOp)c).Window.Kernel[0] == 3));
+        Assert.Equal(7, convs.Count(c => ((ConvOp)c).SplitsPhases));
         Assert.Equal(3, convs.Count(c => ((ConvOp)c).Window.Pads.SequenceEqual([1L, 1, 0, 0])));
     }
 
