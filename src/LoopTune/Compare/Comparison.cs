@@ -98,6 +98,9 @@ public sealed class Comparison
     static SearchResult Search(ISearch search, Computation c, SearchBudget budget, int seed, Func<IEvaluator> newEvaluator, ActionSpace space)
     {
         var evaluator = newEvaluator();
+        // the buffers are filled before the search's clock starts, as `tune` does (200 MB, half a second, for a 4096^3
+        // matmul: a large problem's search would otherwise lose that much of its budget)
+        (evaluator as KernelEvaluator)?.Prepare(c);
         try { return search.Run(Nest.Initial(c), evaluator, budget, seed, space); }
         finally { (evaluator as IDisposable)?.Dispose(); }
     }
