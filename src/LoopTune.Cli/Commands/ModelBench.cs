@@ -3,6 +3,7 @@ using LoopTune.Ir;
 using LoopTune.Learning;
 using LoopTune.Measure;
 using LoopTune.Models;
+using LoopTune.Store;
 using Microsoft.ML.OnnxRuntime;
 
 namespace LoopTune.Cli.Commands;
@@ -21,10 +22,12 @@ namespace LoopTune.Cli.Commands;
 /// <param name="OnnxRuntimeNote">Why there is no ONNX Runtime figure.</param>
 /// <param name="MaxError">The largest |ours - ONNX Runtime's| over the node's output.</param>
 /// <param name="Tolerance">The bound <paramref name="MaxError"/> must stay within.</param>
-/// <param name="ReusedFrom">The node whose tuning gave the schedule (null when this node was tuned itself).</param>
+/// <param name="ScheduleFrom">Where the schedule came from: <see cref="ModelBench.FromTuning"/> (tuned for this node),
+/// <see cref="ModelBench.FromRecord"/> (this machine's tuning record, verified and re-timed), or the name of the earlier node
+/// with the same contraction whose schedule it shares.</param>
 sealed record ModelRow(string Node, string Op, string? Spec, bool Tuned, string? Reason, bool Verified, double? Gflops, double? Seconds,
     double? KernelGflops, double? OnnxRuntimeGflops, double? OnnxRuntimeSeconds, string? OnnxRuntimeNote, double? VsOnnxRuntime,
-    double? OneDnnGflops, string? OneDnnNote, double? VsOneDnn, string? Schedule, double? MaxError, double? Tolerance, string? ReusedFrom)
+    double? OneDnnGflops, string? OneDnnNote, double? VsOneDnn, string? Schedule, double? MaxError, double? Tolerance, string? ScheduleFrom)
 {
     public static ModelRow NotTuned(OnnxNode node, string reason, string? spec = null) =>
         new(node.Name, node.OpType, spec, false, reason, false, null, null, null, null, null, null, null, null, null, null, null, null, null, null);
@@ -32,15 +35,33 @@ sealed record ModelRow(string Node, string Op, string? Spec, bool Tuned, string?
 
 /// <summary>The work of <c>looptune model</c>: each distinct contraction tuned once with <c>tune</c>'s default search
 /// (<see cref="TuneCommand.Tune"/>: the policy-guided search, then the best schedule verified and timed next to the peers), then
-/// every node run with its schedule, checked against ONNX Runtime running that node alone, and timed side by side with it.</summary>
-sealed class ModelBench(string budget, MeasureOptions timing, Action<string> progress)
+/// every node run with its schedule, checked against ONNX Runtime running that node alone, and timed side by side with it.
+/// With a <paramref name="store"/>, a contraction with a tuning record of this machine is not searched: the record's schedule
+/// is parsed, verified and timed by the same final timing (<see cref="KernelReport.Run(Nest, MeasureOptions, bool, double?)"/>);
+/// a record that no longer parses or fails verification is reported on <paramref name="warn"/> and the contraction tuned
+/// again. Every tuned contraction's verified schedule is put as its record (replacing the old one); <paramref name="retune"/>
+/// ignores the records.</summary>
+sealed class ModelBench(string budget, MeasureOptions timing, Action<string> progress, MeasurementStore? store = null, bool retune = false,
+    Action<string>? warn = null)
 {
+    /// <summary><see cref="ModelRow.ScheduleFrom"/> of a node whose contraction was tuned in this run.</summary>
+    public const string FromTuning = "tuned";
+
+    /// <summary><see cref="ModelRow.ScheduleFrom"/> of a node whose schedule came from this machine's tuning record.</summary>
+    public const string FromRecord = "record";
+
     /// <summary>Our output may differ from ONNX Runtime's by this much times max(1, the largest |value| of its output) (both
     /// sum in float32, in different orders).</summary>
     public const double RelativeTolerance = 1e-4;
 
     readonly Dictionary<string, (KernelReport Report, string Node)> tuned = new(StringComparer.Ordinal);
     readonly Dictionary<string, Policy> policies = new(StringComparer.Ordinal);
+
+    /// <summary>Distinct contractions whose schedule came from a tuning record.</summary>
+    public int Recalled { get; private set; }
+
+    /// <summary>Distinct contractions searched in this run.</summary>
+    public int Searched { get; private set; }
 
     /// <summary>Every node of <paramref name="model"/>, in order.</summary>
     public IReadOnlyList<ModelRow> Run(OnnxModel model)
@@ -55,6 +76,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
             string what = l switch
             {
                 ContractionOp op when tuned.TryGetValue(op.Contraction.Text, out var t) => $"reusing the schedule of {t.Node} for {op.Contraction.Text}",
+                ContractionOp op when !retune && store is not null && store.TryGetRecord(op.Contraction, out _) => $"recalling the record of {l.Node.OpType} {op.Contraction.Text}",
                 ContractionOp op => $"tuning {l.Node.OpType} {op.Contraction.Text}",
                 NotTuned n => $"not tuned: {n.Reason}",
                 _ => "",
@@ -73,21 +95,32 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     ModelRow Node(OnnxModel model, ModelShapes shapes, ContractionOp op, int index)
     {
         var c = op.Contraction;
-        string? reused = null;
-        if (tuned.TryGetValue(c.Text, out var known)) reused = known.Node;
+        string from;
+        if (tuned.TryGetValue(c.Text, out var known)) from = known.Node;
+        else if (Recall(c) is { } recalled)
+        {
+            (known, from) = ((recalled, op.Node.Name), FromRecord);
+            tuned[c.Text] = known;
+            Recalled++;
+        }
         else
         {
             try
             {
                 var pol = Policy(c);
                 var search = TuneCommand.Method(pol, budget, 1, out var limit);
-                known = (TuneCommand.Tune(search, pol, c, limit, timing, peers: true).Final, op.Node.Name);
+                var (result, final, _, _) = TuneCommand.Tune(search, pol, c, limit, timing, peers: true);
+                known = (final, op.Node.Name);
+                if (store is not null && final.Verification.Passed)
+                    store.PutRecord(c, new TuningRecord(final.Nest.Serialize(), result.Method, budget, final.Gflops, DateTime.UtcNow));
             }
             catch (LoopTuneException e)
             {
                 return ModelRow.NotTuned(op.Node, $"the tuner refused it: {e.Message}", c.Text);
             }
             tuned[c.Text] = known;
+            from = FromTuning;
+            Searched++;
         }
         var report = known.Report;
         string key = c.AsConv() is null ? "onednn" : "onednn_conv";
@@ -137,9 +170,28 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
             }
             return new ModelRow(op.Node.Name, op.Node.OpType, c.Text, true, null, verified, mine.Gflops, mine.MedianSeconds,
                 report.Gflops * flops / c.Flops, theirs?.Gflops, theirs?.MedianSeconds, ortNote, ratio, onednn?.Gflops, oneDnnNote, vsOneDnn,
-                report.Nest.Serialize(), maxError, tolerance, reused);
+                report.Nest.Serialize(), maxError, tolerance, from);
         }
         finally { ort?.Dispose(); }
+    }
+
+    /// <summary>The final report of the schedule in <paramref name="c"/>'s tuning record (verified and timed as after a
+    /// search), or null when there is no record, records are ignored, or the record no longer parses or verifies (warned).</summary>
+    KernelReport? Recall(Computation c)
+    {
+        if (retune || store is null || !store.TryGetRecord(c, out var record)) return null;
+        try
+        {
+            var nest = Nest.Parse(c, record.Schedule);
+            var report = KernelReport.Run(nest, timing, peers: true);
+            if (report.Verification.Passed) return report;
+            warn?.Invoke($"warning: the tuning record of {c.Text} ({record.Schedule}) fails verification ({report.Verification.Problem}); tuning it again");
+        }
+        catch (Exception e) when (e is LoopTuneException or ArgumentException)
+        {
+            warn?.Invoke($"warning: the tuning record of {c.Text} ({record.Schedule}) is unusable ({e.Message}); tuning it again");
+        }
+        return null;
     }
 
     Policy Policy(Computation c)

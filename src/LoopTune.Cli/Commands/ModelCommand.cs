@@ -3,11 +3,13 @@ using System.Diagnostics;
 using LoopTune.Measure;
 using LoopTune.Models;
 using LoopTune.Search;
+using LoopTune.Store;
 
 namespace LoopTune.Cli.Commands;
 
-/// <summary><c>looptune model PATH.onnx|resnet18 [--budget 1s] [--out DIR] [--quick] [--json]</c>: every Conv, Gemm and
-/// MatMul of the model lowered to a contraction; each distinct contraction tuned once by <c>tune</c>'s default search; every
+/// <summary><c>looptune model PATH.onnx|resnet18 [--budget 1s] [--out DIR] [--quick] [--retune] [--db PATH] [--json]</c>: every
+/// Conv, Gemm and MatMul of the model lowered to a contraction; each distinct contraction tuned once by <c>tune</c>'s default
+/// search, or its schedule recalled from this machine's tuning record in the store (verified and re-timed); every
 /// node then run with its schedule, checked against ONNX Runtime running that node alone and timed side by side with it
 /// (<see cref="ModelBench"/>); the report (<see cref="ModelReport"/>) written atomically into --out.</summary>
 static class ModelCommand
@@ -25,13 +27,16 @@ static class ModelCommand
         var budget = new Option<string>("--budget") { Description = "Time allowed to the search of each distinct contraction (0: the policy's greedy rollout alone).", DefaultValueFactory = _ => "1s" };
         var outDir = new Option<string>("--out") { Description = "The report folder (results.csv, summary.md, report.json, node_seconds.png); replaced when the report is complete.", DefaultValueFactory = _ => "model-report" };
         var quick = new Option<bool>("--quick") { Description = "Shorter timing (less precise)." };
+        var retune = new Option<bool>("--retune") { Description = "Ignore the tuning records: tune every contraction and replace its record." };
+        var db = SearchCommand.DbOption();
         var json = Options.Json();
         var command = new Command("model", "Tune every Conv, Gemm and MatMul of an ONNX model (each distinct shape once), check each node against ONNX Runtime running it alone, and time them side by side, with oneDNN.")
         {
-            model, budget, outDir, quick, json,
+            model, budget, outDir, quick, retune, db, json,
         };
         command.SetAction(p => io.Guard(() =>
         {
+            var wall = Stopwatch.StartNew();
             string b = p.GetValue(budget)!;
             if (b.Trim() is not ("0" or "0s" or "0ms")) _ = SearchBudget.Parse(b); // bad budgets before anything runs
             string path = Locate(p.GetValue(model)!, io.Stderr);
@@ -39,8 +44,11 @@ static class ModelCommand
             var report = new ComparisonJob.ReportFolder(p.GetValue(outDir)!);
             try
             {
-                var rows = new ModelBench(b, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, io.Stderr.WriteLine).Run(onnx);
-                var result = ModelReport.ToJson(path, report.Target, b, rows);
+                using var store = new MeasurementStore(p.GetValue(db));
+                var bench = new ModelBench(b, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, io.Stderr.WriteLine, store,
+                    p.GetValue(retune), io.Stderr.WriteLine);
+                var rows = bench.Run(onnx);
+                var result = ModelReport.ToJson(path, report.Target, b, rows, bench.Recalled, bench.Searched, wall.Elapsed.TotalSeconds, store.Path);
                 ModelReport.Write(report.Temp, result, rows, onnx.ToString());
                 report.Commit();
                 if (p.GetValue(json)) io.Stdout.WriteLine(ModelReport.Serialize(result));
@@ -63,6 +71,7 @@ static class ModelCommand
         foreach (var o in r.Ops.Where(o => o.Tuned))
             io.Stdout.WriteLine(FormattableString.Invariant($"  {o.Node,-24} {o.Op,-7} {o.Gflops,8:F1} GFLOPS {o.Seconds * 1e3,9:F3} ms   ONNX Runtime {(o.OnnxruntimeSeconds is { } s ? $"{s * 1e3,9:F3} ms" : o.OnnxruntimeNote)}   {(o.Verified ? "verified" : "NOT verified")}"));
         io.Stdout.WriteLine(FormattableString.Invariant($"total of the tuned nodes: ours {r.OpsSeconds * 1e3:F3} ms, ONNX Runtime {(r.OnnxruntimeOpsSeconds is { } t ? $"{t * 1e3:F3} ms" : "n/a")}"));
+        io.Stdout.WriteLine(FormattableString.Invariant($"{r.ContractionsRecalled} distinct contraction(s) recalled from tuning records, {r.ContractionsTuned} tuned; {r.Seconds:F1} s"));
         io.Stdout.WriteLine($"report: {r.Out}");
     }
 

@@ -11,9 +11,13 @@ namespace LoopTune.Cli.Commands;
 
 /// <summary><c>looptune model --json</c>: the model, where the report is, a row per node and the totals.</summary>
 /// <param name="OpsSeconds">The sum of our times of the tuned nodes.</param>
+/// <param name="ContractionsRecalled">Distinct contractions whose schedule came from this machine's tuning record.</param>
+/// <param name="ContractionsTuned">Distinct contractions searched in this run (their records written).</param>
+/// <param name="Seconds">Wall time of the whole run, from the start of the command to the report.</param>
+/// <param name="Store">The measurement store holding the tuning records.</param>
 /// <param name="OnnxruntimeOpsSeconds">The sum of ONNX Runtime's times of the same nodes; null when it has no time for one of them.</param>
 sealed record ModelJson(string Model, string Out, IReadOnlyList<string> Files, string Budget, IReadOnlyList<ModelOpJson> Ops, double OpsSeconds,
-    double? OnnxruntimeOpsSeconds, double? VsOnnxruntime, int Tuned, int NotTuned, bool Verified, JsonObject Machine);
+    double? OnnxruntimeOpsSeconds, double? VsOnnxruntime, int Tuned, int NotTuned, bool Verified, int ContractionsRecalled, int ContractionsTuned, double Seconds, string? Store, JsonObject Machine);
 
 /// <summary>A <see cref="ModelRow"/> in <see cref="ModelJson"/>.</summary>
 sealed record ModelOpJson(string Node, string Op, string? Spec, bool Tuned, string? Reason, bool Verified, double? Gflops, double? Seconds,
@@ -46,15 +50,16 @@ static class ModelReport
         return (ours, ort);
     }
 
-    public static ModelJson ToJson(string model, string folder, string budget, IReadOnlyList<ModelRow> rows)
+    public static ModelJson ToJson(string model, string folder, string budget, IReadOnlyList<ModelRow> rows, int recalled = 0, int searched = 0,
+        double seconds = 0, string? store = null)
     {
         var (ours, ort) = Totals(rows);
         return new ModelJson(model, folder, [Csv, Summary, Json, Chart], budget,
             [.. rows.Select(r => new ModelOpJson(r.Node, r.Op, r.Spec, r.Tuned, r.Reason, r.Verified, r.Gflops, r.Seconds, r.KernelGflops,
                 r.OnnxRuntimeGflops, r.OnnxRuntimeSeconds, r.OnnxRuntimeNote, r.VsOnnxRuntime, r.OneDnnGflops, r.OneDnnNote, r.VsOneDnn,
-                r.Schedule, r.MaxError, r.Tolerance, r.ReusedFrom))],
+                r.Schedule, r.MaxError, r.Tolerance, r.ScheduleFrom))],
             ours, ort, ort is > 0 && ours > 0 ? ort / ours : null, rows.Count(r => r.Tuned), rows.Count(r => !r.Tuned),
-            rows.Where(r => r.Tuned).All(r => r.Verified), Machine.Current.ToJson());
+            rows.Where(r => r.Tuned).All(r => r.Verified), recalled, searched, seconds, store, Machine.Current.ToJson());
     }
 
     public static string Serialize(ModelJson report) => JsonSerializer.Serialize(report, Context.ModelJson);
@@ -79,11 +84,18 @@ static class ModelReport
             b.AppendLine(string.Join(",", CsvField(r.Node), r.Op, CsvField(r.Spec), r.Tuned ? "true" : "false", CsvField(r.Reason),
                 r.Tuned ? (r.Verified ? "true" : "false") : "", F(r.Gflops), F(r.Seconds, "G6"), F(r.KernelGflops), F(r.OnnxRuntimeGflops),
                 F(r.OnnxRuntimeSeconds, "G6"), F(r.VsOnnxRuntime, "F3"), F(r.OneDnnGflops), F(r.VsOneDnn, "F3"), CsvField(r.Schedule),
-                CsvField(r.ReusedFrom), F(r.MaxError, "G3"), F(r.Tolerance, "G3"), CsvField(r.OnnxRuntimeNote), CsvField(r.OneDnnNote)));
+                CsvField(r.ScheduleFrom), F(r.MaxError, "G3"), F(r.Tolerance, "G3"), CsvField(r.OnnxRuntimeNote), CsvField(r.OneDnnNote)));
         return b.ToString();
     }
 
     static string Cell(string? s) => (s ?? "").Replace("|", "\\|", StringComparison.Ordinal);
+
+    static string From(string? from) => from switch
+    {
+        null or ModelBench.FromTuning => "",
+        ModelBench.FromRecord => " (record)",
+        _ => $" (from {Cell(from)})",
+    };
 
     static string Markdown(ModelJson json, IReadOnlyList<ModelRow> rows, string modelText)
     {
@@ -94,7 +106,7 @@ static class ModelReport
         b.AppendLine();
         b.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Machine.Current.Describe()} (key `{Machine.Current.Key}`).");
         b.AppendLine();
-        b.AppendLine($"Each distinct contraction was tuned once by `tune`'s default search (the policy-guided search, budget {json.Budget} each); its schedule serves every node with that contraction. " +
+        b.AppendLine($"Each distinct contraction was tuned once by `tune`'s default search (the policy-guided search, budget {json.Budget} each), or, when this machine has a tuning record of it in the store, its recorded schedule was verified and re-timed without a search (marked \"(record)\"); its schedule serves every node with that contraction. " +
             "**ours** is the whole node (`ContractionOp.Run` into an output array made once: the output's initial value, the padded copy of the input into a buffer kept between runs, then the tuned kernel), timed side by side with **ONNX Runtime** running that node alone " +
             "(a one-node model with the node's attributes and weights, one thread, every graph optimization on), one run of each per round, medians; GFLOPS are the contraction's FLOPs (2 per multiply-add) over that time. " +
             $"Before timing, our output is checked against ONNX Runtime's on random inputs: max |ours - theirs| at most {ModelBench.RelativeTolerance:G} x max(1, max |theirs|); **verified** also needs the kernel's check against the reference. " +
@@ -104,7 +116,7 @@ static class ModelReport
         b.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
         foreach (var r in rows.Where(r => r.Tuned))
             b.AppendLine(CultureInfo.InvariantCulture,
-                $"| {Cell(r.Node)} | {r.Op} | `{r.Spec}` | {F(r.Gflops, "F1")} | {F(r.Seconds * 1e3, "F3")} | {(r.OnnxRuntimeGflops is null ? Cell(r.OnnxRuntimeNote) : F(r.OnnxRuntimeGflops, "F1"))} | {F(r.OnnxRuntimeSeconds * 1e3, "F3")} | {F(r.VsOnnxRuntime, "F2")}{(r.VsOnnxRuntime is null ? "" : "x")} | {F(r.KernelGflops, "F1")} | {(r.OneDnnGflops is null ? Cell(r.OneDnnNote) : F(r.OneDnnGflops, "F1"))} | {F(r.VsOneDnn, "F2")}{(r.VsOneDnn is null ? "" : "x")} | `{r.Schedule}`{(r.ReusedFrom is null ? "" : $" (from {Cell(r.ReusedFrom)})")} | {(r.Verified ? "yes" : $"**NO** {Cell(r.OnnxRuntimeNote)}")} |");
+                $"| {Cell(r.Node)} | {r.Op} | `{r.Spec}` | {F(r.Gflops, "F1")} | {F(r.Seconds * 1e3, "F3")} | {(r.OnnxRuntimeGflops is null ? Cell(r.OnnxRuntimeNote) : F(r.OnnxRuntimeGflops, "F1"))} | {F(r.OnnxRuntimeSeconds * 1e3, "F3")} | {F(r.VsOnnxRuntime, "F2")}{(r.VsOnnxRuntime is null ? "" : "x")} | {F(r.KernelGflops, "F1")} | {(r.OneDnnGflops is null ? Cell(r.OneDnnNote) : F(r.OneDnnGflops, "F1"))} | {F(r.VsOneDnn, "F2")}{(r.VsOneDnn is null ? "" : "x")} | `{r.Schedule}`{From(r.ScheduleFrom)} | {(r.Verified ? "yes" : $"**NO** {Cell(r.OnnxRuntimeNote)}")} |");
         b.AppendLine();
         b.AppendLine("## Totals");
         b.AppendLine();
@@ -114,6 +126,8 @@ static class ModelReport
             ? FormattableString.Invariant($"- the same nodes, ONNX Runtime: {ort * 1e3:F3} ms ({json.VsOnnxruntime:F2}x ours)")
             : "- ONNX Runtime: no total (it has no time for some of the tuned nodes; see the table)");
         b.AppendLine(CultureInfo.InvariantCulture, $"- verified: {(json.Verified ? "every tuned node" : "NOT every tuned node")}");
+        b.AppendLine(CultureInfo.InvariantCulture, $"- distinct contractions: {json.ContractionsRecalled} recalled from tuning records, {json.ContractionsTuned} tuned{(json.Store is null ? "" : $" (store `{json.Store}`)")}");
+        b.AppendLine(CultureInfo.InvariantCulture, $"- wall time of the run: {json.Seconds:F1} s");
         b.AppendLine();
         b.AppendLine(CultureInfo.InvariantCulture, $"## Not tuned ({rows.Count(r => !r.Tuned)})");
         b.AppendLine();

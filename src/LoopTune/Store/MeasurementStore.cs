@@ -21,6 +21,11 @@ namespace LoopTune.Store;
 /// <item><term>merge</term><description>when a record exists, <see cref="Put"/> keeps the one with more samples (the more
 /// precise one); on a tie the newer wins. The whole record is kept or replaced, never mixed. The choice is made by one
 /// SQL upsert, so it holds between processes too.</description></item>
+/// <item><term>tuning records</term><description>a second table, <c>records</c>, keyed by (computation, machine, runtime):
+/// the schedule a tuner chose (<see cref="TuningRecord"/>: the nest's compact form with its cursor, the method, the budget,
+/// the GFLOPS when tuned, the UTC time). <see cref="PutRecord"/> replaces; <see cref="TryGetRecord"/> reads this instance's
+/// machine and runtime only. It is created when missing, so files written before it existed stay readable (and older
+/// LoopTunes, which ignore it, still read newer files).</description></item>
 /// <item><term>concurrency</term><description>any number of processes may share a file: WAL journal, a 10 s busy timeout,
 /// every <see cref="Put"/> in its own immediate transaction, retried with back-off on SQLITE_BUSY. Synchronous NORMAL:
 /// a killed process loses nothing it committed (an OS crash or power cut may lose the last commits, never consistency).
@@ -54,6 +59,27 @@ public sealed class MeasurementStore : IDisposable
             measured_at TEXT NOT NULL,
             PRIMARY KEY (computation, schedule, machine, runtime)
         ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS records (
+            computation TEXT NOT NULL,
+            machine     TEXT NOT NULL,
+            runtime     TEXT NOT NULL,
+            schedule    TEXT NOT NULL,
+            method      TEXT NOT NULL,
+            budget      TEXT NOT NULL,
+            gflops      REAL NOT NULL,
+            tuned_at    TEXT NOT NULL,
+            PRIMARY KEY (computation, machine, runtime)
+        ) WITHOUT ROWID;
+        """;
+
+    const string RecordMatch = "computation = $c AND machine = $machine AND runtime = $runtime";
+
+    const string RecordUpsertSql = """
+        INSERT INTO records (computation, machine, runtime, schedule, method, budget, gflops, tuned_at)
+        VALUES ($c, $machine, $runtime, $s, $method, $budget, $gflops, $at)
+        ON CONFLICT (computation, machine, runtime) DO UPDATE SET
+            schedule = excluded.schedule, method = excluded.method, budget = excluded.budget,
+            gflops = excluded.gflops, tuned_at = excluded.tuned_at
         """;
 
     const string KeyMatch = "computation = $c AND schedule = $s AND machine = $machine AND runtime = $runtime";
@@ -68,7 +94,7 @@ public sealed class MeasurementStore : IDisposable
         """;
 
     readonly SqliteConnection connection;
-    readonly SqliteCommand select, upsert, count;
+    readonly SqliteCommand select, upsert, count, selectRecord, upsertRecord;
     readonly Dictionary<(string Computation, string Schedule), StoredMeasurement> memory = [];
     readonly Lock gate = new();
     bool disposed;
@@ -94,6 +120,8 @@ public sealed class MeasurementStore : IDisposable
             select = Prepare($"SELECT median_s, min_s, samples, gflops, measured_at FROM measurements WHERE {KeyMatch}", keyed: true);
             upsert = Prepare(UpsertSql, keyed: true, "$median", "$min", "$samples", "$gflops", "$at");
             count = Prepare("SELECT COUNT(*) FROM measurements", keyed: false);
+            selectRecord = Prepare($"SELECT schedule, method, budget, gflops, tuned_at FROM records WHERE {RecordMatch}", keyed: true);
+            upsertRecord = Prepare(RecordUpsertSql, keyed: true, "$method", "$budget", "$gflops", "$at");
         }
         catch
         {
@@ -160,6 +188,33 @@ public sealed class MeasurementStore : IDisposable
         return TryGet(nest, out var stored) ? stored : Put(nest, measure(nest));
     }
 
+    /// <summary>The tuning record of <paramref name="computation"/> on this instance's machine and runtime, if one was put
+    /// (read from the file every time: records are few, and another process may have replaced one).</summary>
+    public bool TryGetRecord(Computation computation, [MaybeNullWhen(false)] out TuningRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(computation);
+        record = Locked(() => Retry(() => ReadRecord(computation.Text)));
+        return record is not null;
+    }
+
+    /// <summary>Stores <paramref name="record"/> as the tuning record of <paramref name="computation"/> on this instance's
+    /// machine and runtime, replacing any earlier one, in its own transaction.</summary>
+    public void PutRecord(Computation computation, TuningRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(computation);
+        ArgumentNullException.ThrowIfNull(record);
+        ArgumentException.ThrowIfNullOrWhiteSpace(record.Schedule, nameof(record));
+        if (!double.IsFinite(record.Gflops) || record.Gflops < 0)
+            throw new ArgumentOutOfRangeException(nameof(record), record, "a tuning record needs finite non-negative GFLOPS");
+        Locked(() => Retry(() =>
+        {
+            var p = upsertRecord.Parameters;
+            (p["$c"].Value, p["$s"].Value, p["$method"].Value, p["$budget"].Value) = (computation.Text, record.Schedule, record.Method, record.Budget);
+            (p["$gflops"].Value, p["$at"].Value) = (record.Gflops, record.TunedAt.ToUniversalTime().ToString("O", CultureInfo.InvariantCulture));
+            return upsertRecord.ExecuteNonQuery();
+        }));
+    }
+
     /// <summary>Forgets the in-memory copies, so the next lookups read the file (and see other processes' improvements).</summary>
     public void ClearMemoryCache()
     {
@@ -176,7 +231,7 @@ public sealed class MeasurementStore : IDisposable
         {
             if (disposed) return;
             disposed = true;
-            foreach (var c in new[] { select, upsert, count }) c.Dispose();
+            foreach (var c in new[] { select, upsert, count, selectRecord, upsertRecord }) c.Dispose();
             connection.Dispose();
         }
     }
@@ -223,6 +278,16 @@ public sealed class MeasurementStore : IDisposable
         select.Parameters["$s"].Value = key.Schedule;
         using var reader = select.ExecuteReader();
         return reader.Read() ? Record(key, reader) : null;
+    }
+
+    TuningRecord? ReadRecord(string computation)
+    {
+        selectRecord.Parameters["$c"].Value = computation;
+        using var r = selectRecord.ExecuteReader();
+        return r.Read()
+            ? new TuningRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.GetDouble(3),
+                DateTime.Parse(r.GetString(4), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind))
+            : null;
     }
 
     StoredMeasurement Write((string Computation, string Schedule) key, Measurement m)

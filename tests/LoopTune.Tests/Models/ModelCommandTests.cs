@@ -37,7 +37,7 @@ public sealed class ModelCommandTests : IDisposable
         var file = temp["small.onnx"];
         File.WriteAllBytes(file, SmallModel());
         var outDir = temp["report"];
-        var (code, stdout, err) = TestHome.Run("model", file, "--budget", "0.2s", "--quick", "--json", "--out", outDir);
+        var (code, stdout, err) = TestHome.Run("model", file, "--budget", "0.2s", "--quick", "--json", "--out", outDir, "--db", temp["m.db"]);
         Assert.True(code == 0, err);
         var json = JsonNode.Parse(stdout)!.AsObject();
         foreach (var key in new[] { "ops", "ops_seconds", "onnxruntime_ops_seconds", "machine" }) Assert.True(json.ContainsKey(key), key);
@@ -80,6 +80,77 @@ public sealed class ModelCommandTests : IDisposable
         Assert.Contains("## Totals", summary);
         Assert.Empty(Directory.EnumerateDirectories(temp.Path, ".report.tmp-*"));
         Assert.Contains("1/5 conv1 tuning Conv", err);
+    }
+
+    [Fact]
+    [Trait("Category", "Integration")]
+    public void A_second_run_recalls_every_contraction_from_its_tuning_record_and_retune_tunes_them_again()
+    {
+        var file = temp["small.onnx"];
+        File.WriteAllBytes(file, SmallModel());
+        var db = temp["records.db"];
+        JsonObject Run(params string[] extra)
+        {
+            var (code, stdout, err) = TestHome.Run(["model", file, "--budget", "0.1s", "--quick", "--json", "--out", temp["r"], "--db", db, .. extra]);
+            Assert.True(code == 0, err);
+            return JsonNode.Parse(stdout)!.AsObject();
+        }
+        static List<JsonObject> Contractions(JsonObject json) =>
+            [.. json["ops"]!.AsArray().Select(o => o!.AsObject()).Where(o => o["tuned"]!.GetValue<bool>())];
+
+        var first = Run();
+        Assert.Equal((0, 3), (first["contractions_recalled"]!.GetValue<int>(), first["contractions_tuned"]!.GetValue<int>()));
+        Assert.True(first["seconds"]!.GetValue<double>() > 0);
+        Assert.Equal(Path.GetFullPath(db), first["store"]!.GetValue<string>());
+        Assert.All(Contractions(first), o => Assert.Equal("tuned", o["schedule_from"]!.GetValue<string>()));
+        using (var store = new LoopTune.Store.MeasurementStore(db))
+            foreach (var o in Contractions(first))
+            {
+                Assert.True(store.TryGetRecord(LoopTune.Ir.Computation.Parse(o["spec"]!.GetValue<string>()), out var record), o.ToJsonString());
+                Assert.Equal(o["schedule"]!.GetValue<string>(), record.Schedule);
+                Assert.Equal("0.1s", record.Budget);
+            }
+
+        var second = Run();
+        Assert.Equal((3, 0), (second["contractions_recalled"]!.GetValue<int>(), second["contractions_tuned"]!.GetValue<int>()));
+        Assert.All(Contractions(second), o =>
+        {
+            Assert.Equal("record", o["schedule_from"]!.GetValue<string>());
+            Assert.True(o["verified"]!.GetValue<bool>(), o.ToJsonString());
+        });
+        Assert.Equal(Contractions(first).Select(o => o["schedule"]!.GetValue<string>()), Contractions(second).Select(o => o["schedule"]!.GetValue<string>()));
+        var summary = File.ReadAllText(Path.Combine(temp["r"], ModelReport.Summary));
+        Assert.Contains("- distinct contractions: 3 recalled from tuning records, 0 tuned", summary);
+        Assert.Contains("- wall time of the run: ", summary);
+
+        var third = Run("--retune");
+        Assert.Equal((0, 3), (third["contractions_recalled"]!.GetValue<int>(), third["contractions_tuned"]!.GetValue<int>()));
+        Assert.All(Contractions(third), o => Assert.Equal("tuned", o["schedule_from"]!.GetValue<string>()));
+    }
+
+    [Fact]
+    [Trait("Category", "Integration")]
+    public void A_record_that_no_longer_parses_is_tuned_again_with_a_warning_and_replaced()
+    {
+        var file = temp["small.onnx"];
+        File.WriteAllBytes(file, SmallModel());
+        var db = temp["bad.db"];
+        var (code, stdout, err) = TestHome.Run("model", file, "--budget", "0", "--quick", "--json", "--out", temp["r"], "--db", db);
+        Assert.True(code == 0, err);
+        var gemm = JsonNode.Parse(stdout)!["ops"]!.AsArray().Single(o => o!["node"]!.GetValue<string>() == "fc")!;
+        var spec = LoopTune.Ir.Computation.Parse(gemm["spec"]!.GetValue<string>());
+        using (var store = new LoopTune.Store.MeasurementStore(db))
+            store.PutRecord(spec, new LoopTune.Store.TuningRecord("zz:3 >nope:1", "policy", "0", 1, DateTime.UtcNow));
+        (code, stdout, err) = TestHome.Run("model", file, "--budget", "0", "--quick", "--json", "--out", temp["r"], "--db", db);
+        Assert.True(code == 0, err);
+        var json = JsonNode.Parse(stdout)!.AsObject();
+        Assert.Equal((2, 1), (json["contractions_recalled"]!.GetValue<int>(), json["contractions_tuned"]!.GetValue<int>()));
+        Assert.Contains($"warning: the tuning record of {spec.Text} (zz:3 >nope:1) is unusable", err);
+        var row = json["ops"]!.AsArray().Single(o => o!["node"]!.GetValue<string>() == "fc")!;
+        Assert.Equal("tuned", row["schedule_from"]!.GetValue<string>());
+        using var reopened = new LoopTune.Store.MeasurementStore(db);
+        Assert.True(reopened.TryGetRecord(spec, out var replaced));
+        Assert.Equal(row["schedule"]!.GetValue<string>(), replaced.Schedule);
     }
 
     [Fact]

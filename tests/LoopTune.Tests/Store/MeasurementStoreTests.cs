@@ -38,6 +38,58 @@ public sealed class MeasurementStoreTests(ITestOutputHelper output) : IDisposabl
     }
 
     [Fact]
+    public void ATuningRecordSurvivesReopeningIsReplacedAndIsSeenOnlyByItsMachineAndRuntime()
+    {
+        var c = Computation.Parse("mm 16 16 16");
+        var nest = Nest("mm 16 16 16", "split_4,down,swap_down");
+        var at = new DateTime(2026, 12, 5, 14, 0, 0, DateTimeKind.Utc);
+        var record = new TuningRecord(nest.Serialize(), "policy_guided", "1s", 12.5, at);
+        using (var store = new MeasurementStore(folder["r.db"], "machine-a", "runtime-1"))
+        {
+            Assert.False(store.TryGetRecord(c, out _));
+            store.PutRecord(c, record);
+            Assert.True(store.TryGetRecord(c, out var same));
+            Assert.Equal(record, same);
+            Assert.Equal(0, store.Count); // a record is not a measurement
+        }
+        using (var reopened = new MeasurementStore(folder["r.db"], "machine-a", "runtime-1"))
+        {
+            Assert.True(reopened.TryGetRecord(c, out var back));
+            Assert.Equal(record, back);
+            Assert.Equal(DateTimeKind.Utc, back.TunedAt.Kind);
+            Assert.Equal(nest, LoopTune.Ir.Nest.Parse(c, back.Schedule)); // the cursor is kept: Parse reads it back
+            Assert.False(reopened.TryGetRecord(Computation.Parse("mm 16 16 17"), out _));
+            var newer = record with { Schedule = Nest("mm 16 16 16").Serialize(), Gflops = 3, Budget = "0" };
+            reopened.PutRecord(c, newer);
+            Assert.True(reopened.TryGetRecord(c, out var replaced));
+            Assert.Equal(newer, replaced);
+        }
+        using (var other = new MeasurementStore(folder["r.db"], "machine-b", "runtime-1"))
+            Assert.False(other.TryGetRecord(c, out _));
+        using (var otherRuntime = new MeasurementStore(folder["r.db"], "machine-a", "runtime-2"))
+            Assert.False(otherRuntime.TryGetRecord(c, out _));
+    }
+
+    [Fact]
+    public void AFileWithoutTheRecordsTableGetsIt()
+    {
+        var nest = Nest("mm 8 8 8");
+        using (var store = Open("old.db")) store.Put(nest, Sample(1e-6));
+        using (var raw = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={folder["old.db"]};Pooling=False"))
+        {
+            raw.Open();
+            using var drop = raw.CreateCommand();
+            drop.CommandText = "DROP TABLE records";
+            drop.ExecuteNonQuery();
+        }
+        using var reopened = Open("old.db");
+        Assert.True(reopened.TryGet(nest, out _));
+        Assert.False(reopened.TryGetRecord(nest.Computation, out _));
+        reopened.PutRecord(nest.Computation, new TuningRecord(nest.Serialize(), "policy", "0", 1, DateTime.UtcNow));
+        Assert.True(reopened.TryGetRecord(nest.Computation, out _));
+    }
+
+    [Fact]
     public void TheCursorIsNotPartOfTheKeyButTheScheduleAndComputationAre()
     {
         using var store = Open();
