@@ -109,7 +109,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
             {
                 var pol = Policy(c);
                 var search = TuneCommand.Method(pol, budget, 1, out var limit);
-                var (result, final, _, _) = TuneCommand.Tune(search, pol, c, limit, timing, peers: true);
+                var (result, final, _, _) = TuneCommand.Tune(search, pol, c, limit, timing, OneDnn);
                 known = (final, op.Node.Name);
                 if (store is not null && final.Verification.Passed)
                     store.PutRecord(c, new TuningRecord(final.Nest.Serialize(), result.Method, budget, final.Gflops, DateTime.UtcNow));
@@ -177,13 +177,17 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
 
     /// <summary>The final report of the schedule in <paramref name="c"/>'s tuning record (verified and timed as after a
     /// search), or null when there is no record, records are ignored, or the record no longer parses or verifies (warned).</summary>
+    /// <summary>oneDNN alone next to a node's kernel: the report's one library column (OpenBLAS and BLIS, im2col or not,
+    /// took some 8 s of a ResNet-18 run and were never shown).</summary>
+    static IReadOnlyList<PreparedPeer> OneDnn(Computation c) => KernelReport.PreparePeers(c, key => key.StartsWith("onednn", StringComparison.Ordinal));
+
     KernelReport? Recall(Computation c)
     {
         if (retune || store is null || !store.TryGetRecord(c, out var record)) return null;
         try
         {
             var nest = Nest.Parse(c, record.Schedule);
-            var report = KernelReport.Run(nest, timing, peers: true);
+            var report = KernelReport.Run(nest, timing, OneDnn, null, null);
             if (report.Verification.Passed) return report;
             warn?.Invoke($"warning: the tuning record of {c.Text} ({record.Schedule}) fails verification ({report.Verification.Problem}); tuning it again");
         }

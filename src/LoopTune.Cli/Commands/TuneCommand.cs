@@ -92,7 +92,12 @@ static class TuneCommand
     /// <summary>The policy's search on <paramref name="computation"/> (pinned, a fresh evaluator: every kernel it needs is
     /// compiled and timed now), then its best schedule verified and re-timed with <paramref name="timing"/>, with the peers.</summary>
     internal static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
-        SearchBudget limit, MeasureOptions timing, bool peers)
+        SearchBudget limit, MeasureOptions timing, bool peers) => Tune(search, pol, computation, limit, timing, peers ? KernelReport.PreparePeers : null);
+
+    /// <summary><see cref="Tune(ISearch, Policy, Computation, SearchBudget, MeasureOptions, bool)"/> with the final timing
+    /// next to the peers of <paramref name="preparePeers"/> (none when null).</summary>
+    internal static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
+        SearchBudget limit, MeasureOptions timing, Func<Computation, IReadOnlyList<PreparedPeer>>? preparePeers)
     {
         pol.WarmUp();
         _ = Machine.Current; // measured (once per machine) before the clock starts
@@ -101,7 +106,7 @@ static class TuneCommand
         var timed = new TimedEvaluator(evaluator);
         SearchResult result;
         using (ThreadPinning.Pin()) result = search.Run(Nest.Initial(computation), timed, limit, 0, pol.Space);
-        return (result, KernelReport.Run(result.Best, timing, peers, null, buffers), result.Seconds - timed.Seconds, timed.Seconds);
+        return (result, KernelReport.Run(result.Best, timing, preparePeers, null, buffers), result.Seconds - timed.Seconds, timed.Seconds);
     }
 
     internal static void Print(IAnsiConsole o, KernelReport e, SearchResult r, Policy pol, double policySeconds, double measureSeconds)

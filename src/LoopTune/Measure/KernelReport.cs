@@ -49,7 +49,13 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
 
     /// <summary><see cref="Run(Nest, MeasureOptions, bool, double?)"/> on <paramref name="workspace"/>, buffers already made
     /// for the nest's computation (a search's: 200 MB for a 4096^3 matmul need not be filled twice); new ones when null.</summary>
-    public static KernelReport Run(Nest nest, MeasureOptions options, bool peers, double? peakGflops, KernelTiming.Workspace? workspace)
+    public static KernelReport Run(Nest nest, MeasureOptions options, bool peers, double? peakGflops, KernelTiming.Workspace? workspace) =>
+        Run(nest, options, peers ? PreparePeers : null, peakGflops, workspace);
+
+    /// <summary><see cref="Run(Nest, MeasureOptions, bool, double?, KernelTiming.Workspace?)"/> next to the peers that
+    /// <paramref name="preparePeers"/> gives (none when null): a report that shows one library times that one alone.</summary>
+    public static KernelReport Run(Nest nest, MeasureOptions options, Func<Computation, IReadOnlyList<PreparedPeer>>? preparePeers, double? peakGflops,
+        KernelTiming.Workspace? workspace)
     {
         var kernel = Kernel.Compile(nest);
         double peak = peakGflops ?? PeakCache.GetOrMeasure();
@@ -62,13 +68,13 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
         {
             var check = Verifier.VerifyWithin(nest, kernel, predicted, MaxCheckSeconds);
             var bounded = options with { MaxSeconds = Math.Min(options.MaxSeconds, MaxRunSeconds) };
-            var (timed, others) = peers ? TimeSideBySide([slice], PreparePeers, bounded, buffers)
+            var (timed, others) = preparePeers is not null ? TimeSideBySide([slice], preparePeers, bounded, buffers)
                 : ([KernelTiming.Measure(slice, bounded, buffers)], NotMeasured(nest.Computation));
             return new KernelReport(nest, kernel, check, KernelTiming.Scaled(timed[0], slice, kernel), peak, others) { Estimated = true };
         }
         // a run predicted over the check's limit is checked on a slice too: the check is sampled either way
         var verification = Verifier.VerifyWithin(nest, kernel, predicted, MaxCheckSeconds);
-        var (measured, peerResults) = peers ? TimeSideBySide([kernel], PreparePeers, options, buffers)
+        var (measured, peerResults) = preparePeers is not null ? TimeSideBySide([kernel], preparePeers, options, buffers)
             : ([KernelTiming.Measure(kernel, options, buffers)], NotMeasured(nest.Computation));
         return new KernelReport(nest, kernel, verification, measured[0], peak, peerResults);
     }
@@ -148,12 +154,17 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
 
     /// <summary>The peers of <paramref name="c"/>, each checked and ready to be timed or with the reason it will not be: the
     /// convolution peers for a convolution, the GEMM peers otherwise.</summary>
-    public static IReadOnlyList<PreparedPeer> PreparePeers(Computation c)
+    public static IReadOnlyList<PreparedPeer> PreparePeers(Computation c) => PreparePeers(c, _ => true);
+
+    /// <summary>The peers of <paramref name="c"/> (<see cref="PreparePeers(Computation)"/>) whose key
+    /// <paramref name="keep"/> accepts; the others are never loaded, checked or timed.</summary>
+    public static IReadOnlyList<PreparedPeer> PreparePeers(Computation c, Func<string, bool> keep)
     {
         ArgumentNullException.ThrowIfNull(c);
+        ArgumentNullException.ThrowIfNull(keep);
         return c.AsConv() is { } conv
-            ? [.. Measure.Peers.Convolution.Select(p => Measure.Peers.PrepareConv(p, conv))]
-            : [.. Measure.Peers.All.Select(p => Measure.Peers.PrepareGemm(p, c))];
+            ? [.. Measure.Peers.Convolution.Where(p => keep(p.Key)).Select(p => Measure.Peers.PrepareConv(p, conv))]
+            : [.. Measure.Peers.All.Where(p => keep(p.Key)).Select(p => Measure.Peers.PrepareGemm(p, c))];
     }
 
     /// <summary>One GEMM peer's call for <paramref name="c"/>, checked and ready to be timed next to others, or why there is
