@@ -57,6 +57,9 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     readonly Dictionary<string, (KernelReport Report, string Node)> tuned = new(StringComparer.Ordinal);
     readonly Dictionary<string, Policy> policies = new(StringComparer.Ordinal);
 
+    /// <summary>The side-by-side timing of each contraction's first node checked against ONNX Runtime, by contraction text.</summary>
+    readonly Dictionary<string, (Measurement Mine, Measurement? Theirs, double? Ratio)> timings = [];
+
     /// <summary>Distinct contractions whose schedule came from a tuning record.</summary>
     public int Recalled { get; private set; }
 
@@ -158,15 +161,22 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
             Measurement mine;
             Measurement? theirs = null;
             double? ratio = null;
-            using (ThreadPinning.Pin())
+            // nodes of one contraction (same shapes, strides and pads) do the same work in the same kernel, and ONNX
+            // Runtime's node is the same but for its weights: each is checked, the first one of them timed
+            if (ortNote is null && timings.TryGetValue(c.Text, out var shared)) (mine, theirs, ratio) = shared;
+            else
             {
-                if (ort is not null && ortNote is null)
+                using (ThreadPinning.Pin())
                 {
-                    var runner = ort;
-                    var t = Timing.MeasureTogether([() => op.Run(report.Kernel, feeds, ours), runner.Run], [flops, flops], timing);
-                    (mine, theirs, ratio) = (t.Measurements[0], t.Measurements[1], t.Ratio(0, 1));
+                    if (ort is not null && ortNote is null)
+                    {
+                        var runner = ort;
+                        var t = Timing.MeasureTogether([() => op.Run(report.Kernel, feeds, ours), runner.Run], [flops, flops], timing);
+                        (mine, theirs, ratio) = (t.Measurements[0], t.Measurements[1], t.Ratio(0, 1));
+                        timings[c.Text] = (mine, theirs, ratio);
+                    }
+                    else mine = Timing.Measure(() => op.Run(report.Kernel, feeds, ours), flops, timing);
                 }
-                else mine = Timing.Measure(() => op.Run(report.Kernel, feeds, ours), flops, timing);
             }
             return new ModelRow(op.Node.Name, op.Node.OpType, c.Text, true, null, verified, mine.Gflops, mine.MedianSeconds,
                 report.Gflops * flops / c.Flops, theirs?.Gflops, theirs?.MedianSeconds, ortNote, ratio, onednn?.Gflops, oneDnnNote, vsOneDnn,
@@ -175,12 +185,12 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         finally { ort?.Dispose(); }
     }
 
-    /// <summary>The final report of the schedule in <paramref name="c"/>'s tuning record (verified and timed as after a
-    /// search), or null when there is no record, records are ignored, or the record no longer parses or verifies (warned).</summary>
     /// <summary>oneDNN alone next to a node's kernel: the report's one library column (OpenBLAS and BLIS, im2col or not,
     /// took some 8 s of a ResNet-18 run and were never shown).</summary>
     static IReadOnlyList<PreparedPeer> OneDnn(Computation c) => KernelReport.PreparePeers(c, key => key.StartsWith("onednn", StringComparison.Ordinal));
 
+    /// <summary>The final report of the schedule in <paramref name="c"/>'s tuning record (verified and timed as after a
+    /// search), or null when there is no record, records are ignored, or the record no longer parses or verifies (warned).</summary>
     KernelReport? Recall(Computation c)
     {
         if (retune || store is null || !store.TryGetRecord(c, out var record)) return null;

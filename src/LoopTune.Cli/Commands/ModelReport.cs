@@ -127,6 +127,7 @@ static class ModelReport
             : "- ONNX Runtime: no total (it has no time for some of the tuned nodes; see the table)");
         b.AppendLine(CultureInfo.InvariantCulture, $"- verified: {(json.Verified ? "every tuned node" : "NOT every tuned node")}");
         b.AppendLine(CultureInfo.InvariantCulture, $"- distinct contractions: {json.ContractionsRecalled} recalled from tuning records, {json.ContractionsTuned} tuned{(json.Store is null ? "" : $" (store `{json.Store}`)")}");
+        b.AppendLine("- every node is checked against ONNX Runtime; of the nodes of one contraction (same shapes, strides and pads), the first is timed next to ONNX Runtime and the others share its times");
         b.AppendLine(CultureInfo.InvariantCulture, $"- wall time of the run: {json.Seconds:F1} s");
         b.AppendLine();
         b.AppendLine(CultureInfo.InvariantCulture, $"## Not tuned ({rows.Count(r => !r.Tuned)})");
