@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using LoopTune.Ir;
+using LoopTune.Jit;
 using LoopTune.Learning;
 using LoopTune.Measure;
 using LoopTune.Models;
@@ -224,7 +225,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         {
             long n = shapes.Of(name)!.Value.Aggregate(1L, (p, d) => p * d);
             var v = new float[checked((int)n)];
-            for (int i = 0; i < v.Length; i++) v[i] = (float)(rng.NextDouble() * 2 - 1);
+            Reference.FillUniform(v, rng);
             feeds[name] = v;
         }
         return feeds;

@@ -38,7 +38,7 @@ static class ModelCommand
         {
             var wall = Stopwatch.StartNew();
             string b = p.GetValue(budget)!;
-            if (b.Trim() is not ("0" or "0s" or "0ms")) _ = SearchBudget.Parse(b); // bad budgets before anything runs
+            if (!TuneCommand.RolloutOnly(b)) _ = SearchBudget.Parse(b); // bad budgets before anything runs
             string path = Locate(p.GetValue(model)!, io.Stderr);
             var onnx = OnnxModel.Load(path);
             var report = new ComparisonJob.ReportFolder(p.GetValue(outDir)!);

@@ -4,6 +4,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using LoopTune.Compare.Exporters;
 using LoopTune.Measure;
 using ScottPlot;
 
@@ -75,16 +76,14 @@ static class ModelReport
 
     static string F(double? v, string format = "G4") => v?.ToString(format, CultureInfo.InvariantCulture) ?? "";
 
-    static string CsvField(string? s) => s is null ? "" : s.IndexOfAny([',', '"', '\n', '\r']) < 0 ? s : $"\"{s.Replace("\"", "\"\"")}\"";
-
     static string CsvText(IReadOnlyList<ModelRow> rows)
     {
         var b = new StringBuilder("node,op,spec,tuned,reason,verified,gflops,seconds,kernel_gflops,onnxruntime_gflops,onnxruntime_seconds,vs_onnxruntime,onednn_gflops,vs_onednn,schedule,schedule_from,max_error,tolerance,onnxruntime_note,onednn_note\n");
         foreach (var r in rows)
-            b.AppendLine(string.Join(",", CsvField(r.Node), r.Op, CsvField(r.Spec), r.Tuned ? "true" : "false", CsvField(r.Reason),
+            b.AppendLine(string.Join(",", ComparisonCsv.Field(r.Node), r.Op, ComparisonCsv.Field(r.Spec), r.Tuned ? "true" : "false", ComparisonCsv.Field(r.Reason),
                 r.Tuned ? (r.Verified ? "true" : "false") : "", F(r.Gflops), F(r.Seconds, "G6"), F(r.KernelGflops), F(r.OnnxRuntimeGflops),
-                F(r.OnnxRuntimeSeconds, "G6"), F(r.VsOnnxRuntime, "F3"), F(r.OneDnnGflops), F(r.VsOneDnn, "F3"), CsvField(r.Schedule),
-                CsvField(r.ScheduleFrom), F(r.MaxError, "G3"), F(r.Tolerance, "G3"), CsvField(r.OnnxRuntimeNote), CsvField(r.OneDnnNote)));
+                F(r.OnnxRuntimeSeconds, "G6"), F(r.VsOnnxRuntime, "F3"), F(r.OneDnnGflops), F(r.VsOneDnn, "F3"), ComparisonCsv.Field(r.Schedule),
+                ComparisonCsv.Field(r.ScheduleFrom), F(r.MaxError, "G3"), F(r.Tolerance, "G3"), ComparisonCsv.Field(r.OnnxRuntimeNote), ComparisonCsv.Field(r.OneDnnNote)));
         return b.ToString();
     }
 

@@ -76,11 +76,14 @@ static class TuneCommand
         return command;
     }
 
+    /// <summary>True for a budget of 0 (<c>0</c>, <c>0s</c>, <c>0ms</c>): the policy's greedy rollout alone.</summary>
+    internal static bool RolloutOnly(string budget) => budget.Trim() is "0" or "0s" or "0ms";
+
     /// <summary>The search a tune runs: the greedy rollout alone for a budget of 0, policy_topK for --top-k above 1, else
     /// the policy-guided best-first search; and its budget.</summary>
     internal static ISearch Method(Policy pol, string budget, int topK, out SearchBudget limit)
     {
-        if (budget.Trim() is "0" or "0s" or "0ms")
+        if (RolloutOnly(budget))
         {
             limit = SearchBudget.Seconds(60); // the rollout ends after the policy's episode, far sooner
             return new PolicySearch(pol, 1);

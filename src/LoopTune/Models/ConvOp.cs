@@ -163,28 +163,14 @@ public sealed class ConvOp : ContractionOp
                     if (from < 0 || from >= h) continue;
                     var src = input.AsSpan((plane * h + from) * w0);
                     var to = dst.AsSpan(((plane * p + i) * rows + y) * cols);
-                    for (int xx = x0, col = sw * x0 + i - left; xx < x1; xx++, col += sw) to[xx] = src[col];
+                    if (sw == 1) src.Slice(x0 + i - left, x1 - x0).CopyTo(to[x0..]); // one phase: a plain padded row
+                    else for (int xx = x0, col = sw * x0 + i - left; xx < x1; xx++, col += sw) to[xx] = src[col];
                 }
             }
         return dst;
     }
+
     /// <summary>X copied into [N, C, paddedH, paddedW] at offset (top, left), zeros around (and <see cref="ContractionOp.Slack"/>
-    /// floats after): one array, made at the first run, whose zeros stay as they are and whose rest each run overwrites.</summary>
-    float[] Pad(float[] input)
-    {
-        int n = (int)xShape[0], c = (int)xShape[1], h = (int)xShape[2], w0 = (int)xShape[3];
-        int ph = (int)paddedH, pw = (int)paddedW, top = (int)window.PadsBegin[0], left = (int)window.PadsBegin[1];
-        padded ??= new float[checked(n * c * ph * pw + Slack)];
-        for (int plane = 0; plane < n * c; plane++)
-            for (int row = 0; row < ph; row++)
-            {
-                int from = row - top;
-                if (from < 0 || from >= h) continue;
-                int col0 = Math.Max(0, left), col1 = Math.Min(pw, left + w0); // padded columns that hold X
-                if (col1 <= col0) continue;
-                input.AsSpan((plane * h + from) * w0 + (col0 - left), col1 - col0)
-                    .CopyTo(padded.AsSpan((plane * ph + row) * pw + col0));
-            }
-        return padded;
-    }
+    /// floats after): the column-phase copy of stride 1, one phase (<see cref="SplitPhases"/>).</summary>
+    float[] Pad(float[] input) => SplitPhases(input, (1, wShape[3], paddedH, paddedW, 1));
 }

@@ -17,12 +17,12 @@ public static class ComparisonCsv
             .Append(c.Distributed ? ",host\n" : "\n");
         foreach (var r in c.Rows)
         {
-            sb.AppendJoin(',', [Csv(r.Benchmark), Csv(r.Method), F(r.BaseGflops), F(r.BestGflops), F(r.Speedup), I(r.Evaluations), F(r.Seconds),
-                Csv(string.Join(",", r.Actions.Select(a => a.Name))), r.OpenBlasGflops is double o ? F(o) : "", F(r.SearchGflops), I(r.Measured),
-                Csv(r.Schedule), double.IsFinite(r.BestSampleGflops) ? F(r.BestSampleGflops) : "", r.Verified ? "true" : "false",
-                r.BestLibrary?.Key ?? "", r.BestLibrary is { } b ? F(b.Gflops) : "", r.VsBestLibrary is double v ? F(v) : "", r.Space, Csv(r.Machine ?? machine ?? ""),
-                Csv(string.Join(",", new[] { r.BaseEstimated ? "base" : "", r.BestEstimated ? "best" : "" }.Where(x => x.Length > 0)))]);
-            if (c.Distributed) sb.Append(',').Append(Csv(r.Host ?? ""));
+            sb.AppendJoin(',', [Field(r.Benchmark), Field(r.Method), F(r.BaseGflops), F(r.BestGflops), F(r.Speedup), I(r.Evaluations), F(r.Seconds),
+                Field(string.Join(",", r.Actions.Select(a => a.Name))), r.OpenBlasGflops is double o ? F(o) : "", F(r.SearchGflops), I(r.Measured),
+                Field(r.Schedule), double.IsFinite(r.BestSampleGflops) ? F(r.BestSampleGflops) : "", r.Verified ? "true" : "false",
+                r.BestLibrary?.Key ?? "", r.BestLibrary is { } b ? F(b.Gflops) : "", r.VsBestLibrary is double v ? F(v) : "", r.Space, Field(r.Machine ?? machine ?? ""),
+                Field(string.Join(",", new[] { r.BaseEstimated ? "base" : "", r.BestEstimated ? "best" : "" }.Where(x => x.Length > 0)))]);
+            if (c.Distributed) sb.Append(',').Append(Field(r.Host ?? ""));
             sb.Append('\n');
         }
         return sb.ToString();
@@ -36,8 +36,8 @@ public static class ComparisonCsv
         foreach (var e in lc.Entries)
         {
             var best = lc.Best(e.Benchmark);
-            sb.AppendJoin(',', [Csv(e.Benchmark), Csv(e.Spec), LibraryComparison.KindName(e.Kind), Csv(e.Name), F(e.Gflops), F(e.VsBestLibrary), Csv(e.Status), F(e.Seconds),
-                e.Evaluations?.ToString(CultureInfo.InvariantCulture) ?? "", Csv(e.Note), best?.Key ?? "", F(best?.Gflops), e.Space ?? "", Csv(machine)]).Append('\n');
+            sb.AppendJoin(',', [Field(e.Benchmark), Field(e.Spec), LibraryComparison.KindName(e.Kind), Field(e.Name), F(e.Gflops), F(e.VsBestLibrary), Field(e.Status), F(e.Seconds),
+                e.Evaluations?.ToString(CultureInfo.InvariantCulture) ?? "", Field(e.Note), best?.Key ?? "", F(best?.Gflops), e.Space ?? "", Field(machine)]).Append('\n');
         }
         return sb.ToString();
     }
@@ -45,5 +45,7 @@ public static class ComparisonCsv
     static string F(double x) => x.ToString("0.####", CultureInfo.InvariantCulture);
     static string F(double? x) => x?.ToString("0.####", CultureInfo.InvariantCulture) ?? "";
     static string I(int x) => x.ToString(CultureInfo.InvariantCulture);
-    static string Csv(string s) => s.IndexOfAny([',', '"', '\n', '\r']) < 0 ? s : $"\"{s.Replace("\"", "\"\"")}\"";
+    /// <summary>One CSV field as RFC 4180 writes it: as it is, or quoted (quotes doubled) when it holds a comma, quote or
+    /// line break; null as an empty field.</summary>
+    public static string Field(string? s) => s is null ? "" : s.IndexOfAny([',', '"', '\n', '\r']) < 0 ? s : $"\"{s.Replace("\"", "\"\"")}\"";
 }
