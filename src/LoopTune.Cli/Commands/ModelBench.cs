@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Diagnostics;
 using LoopTune.Ir;
 using LoopTune.Jit;
@@ -26,9 +27,13 @@ namespace LoopTune.Cli.Commands;
 /// <param name="ScheduleFrom">Where the schedule came from: <see cref="ModelBench.FromTuning"/> (tuned for this node),
 /// <see cref="ModelBench.FromRecord"/> (this machine's tuning record, verified and re-timed), or the name of the earlier node
 /// with the same contraction whose schedule it shares.</param>
+/// <param name="Lowering">A convolution's lowering (<see cref="ConvLowering"/>: direct or columns), null for other ops.</param>
+/// <param name="LoweringNote">When the node had several lowerings: each one's time for the whole node, timed side by side
+/// (quickly) to choose the fastest.</param>
 sealed record ModelRow(string Node, string Op, string? Spec, bool Tuned, string? Reason, bool Verified, double? Gflops, double? Seconds,
     double? KernelGflops, double? OnnxRuntimeGflops, double? OnnxRuntimeSeconds, string? OnnxRuntimeNote, double? VsOnnxRuntime,
-    double? OneDnnGflops, string? OneDnnNote, double? VsOneDnn, string? Schedule, double? MaxError, double? Tolerance, string? ScheduleFrom)
+    double? OneDnnGflops, string? OneDnnNote, double? VsOneDnn, string? Schedule, double? MaxError, double? Tolerance, string? ScheduleFrom,
+    string? Lowering = null, string? LoweringNote = null)
 {
     public static ModelRow NotTuned(OnnxNode node, string reason, string? spec = null) =>
         new(node.Name, node.OpType, spec, false, reason, false, null, null, null, null, null, null, null, null, null, null, null, null, null, null);
@@ -71,68 +76,58 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     public IReadOnlyList<ModelRow> Run(OnnxModel model)
     {
         var shapes = ShapeInference.Infer(model);
-        var lowered = ModelLowering.Lower(model, shapes);
         var clock = Stopwatch.StartNew();
         var rows = new List<ModelRow>();
-        for (int i = 0; i < lowered.Length; i++)
+        for (int i = 0; i < model.Nodes.Length; i++)
         {
-            var l = lowered[i];
-            string what = l switch
+            var ways = ModelLowering.Alternatives(model, shapes, model.Nodes[i]);
+            var ops = ways.OfType<ContractionOp>().ToImmutableArray();
+            string what = ways[0] switch
             {
-                ContractionOp op when tuned.TryGetValue(op.Contraction.Text, out var t) => $"reusing the schedule of {t.Node} for {op.Contraction.Text}",
-                ContractionOp op when !retune && store is not null && store.TryGetRecord(op.Contraction, out _) => $"recalling the record of {l.Node.OpType} {op.Contraction.Text}",
-                ContractionOp op => $"tuning {l.Node.OpType} {op.Contraction.Text}",
                 NotTuned n => $"not tuned: {n.Reason}",
-                _ => "",
+                _ when choices.ContainsKey(Key(ops)) || tuned.ContainsKey(ops[0].Contraction.Text) => $"reusing the schedule of an earlier node for {ops[0].Contraction.Text}",
+                _ when ops.Length > 1 => $"choosing among {ops.Length} lowerings of {ways[0].Node.OpType}: {string.Join(" or ", ops.Select(o => o.Contraction.Text))}",
+                _ when !retune && store is not null && store.TryGetRecord(ops[0].Contraction, out _) => $"recalling the record of {ways[0].Node.OpType} {ops[0].Contraction.Text}",
+                _ => $"tuning {ways[0].Node.OpType} {ops[0].Contraction.Text}",
             };
-            progress($"[{clock.Elapsed.TotalSeconds,6:F1}s] {i + 1}/{lowered.Length} {l.Node.Name} {what}");
-            rows.Add(l switch
-            {
-                ContractionOp op => Node(model, shapes, op, i),
-                NotTuned n => ModelRow.NotTuned(n.Node, n.Reason),
-                _ => ModelRow.NotTuned(l.Node, "not lowered"),
-            });
+            progress($"[{clock.Elapsed.TotalSeconds,6:F1}s] {i + 1}/{model.Nodes.Length} {model.Nodes[i].Name} {what}");
+            rows.Add(ways[0] is NotTuned refused ? ModelRow.NotTuned(refused.Node, refused.Reason) : Node(model, shapes, ops, i));
         }
         return rows;
     }
 
-    ModelRow Node(OnnxModel model, ModelShapes shapes, ContractionOp op, int index)
+    /// <summary>The lowering chosen for each set of alternatives (<see cref="Key"/>): its index and how it was chosen.</summary>
+    readonly Dictionary<string, (int Index, string? Note)> choices = new(StringComparer.Ordinal);
+
+    static string Key(ImmutableArray<ContractionOp> ways) => string.Join(" | ", ways.Select(w => w.Contraction.Text));
+
+    /// <summary>A way's kernel before the choice: its verified report when it was tuned (in this run or earlier), else its
+    /// record's schedule compiled but not yet verified (<see cref="Settle"/> verifies the one chosen).</summary>
+    sealed record Candidate(ContractionOp Op, Nest Nest, Kernel Kernel, KernelReport? Report);
+
+    ModelRow Node(OnnxModel model, ModelShapes shapes, ImmutableArray<ContractionOp> ways, int index)
     {
+        var feeds = Feeds(model, shapes, ways[0], index);
+        ContractionOp op;
+        string? choice = null;
+        try
+        {
+            int best;
+            (best, choice) = Choose(ways, feeds);
+            op = ways[best];
+        }
+        catch (LoopTuneException e)
+        {
+            return ModelRow.NotTuned(ways[0].Node, $"the tuner refused it: {e.Message}", ways[0].Contraction.Text);
+        }
         var c = op.Contraction;
-        string from;
-        if (tuned.TryGetValue(c.Text, out var known)) from = known.Node;
-        else if (Recall(c) is { } recalled)
-        {
-            (known, from) = ((recalled, op.Node.Name), FromRecord);
-            tuned[c.Text] = known;
-            Recalled++;
-        }
-        else
-        {
-            try
-            {
-                var pol = Policy(c);
-                var search = TuneCommand.Method(pol, budget, 1, out var limit);
-                var (result, final, _, _) = TuneCommand.Tune(search, pol, c, limit, timing, OneDnn);
-                known = (final, op.Node.Name);
-                if (store is not null && final.Verification.Passed)
-                    store.PutRecord(c, new TuningRecord(final.Nest.Serialize(), result.Method, budget, final.Gflops, DateTime.UtcNow));
-            }
-            catch (LoopTuneException e)
-            {
-                return ModelRow.NotTuned(op.Node, $"the tuner refused it: {e.Message}", c.Text);
-            }
-            tuned[c.Text] = known;
-            from = FromTuning;
-            Searched++;
-        }
-        var report = known.Report;
+        var (report, first) = tuned[c.Text];
+        string from = first == op.Node.Name ? (recalled.Contains(c.Text) ? FromRecord : FromTuning) : first;
         string key = c.AsConv() is null ? "onednn" : "onednn_conv";
         var onednn = report.Peers.FirstOrDefault(p => p.Key == key);
         double? vsOneDnn = onednn is { Gflops: > 0 } ? report.RatioTo(key) : null;
         string? oneDnnNote = onednn is null ? "no oneDNN peer" : onednn.Gflops is null ? onednn.Problem : null;
 
-        var feeds = Feeds(model, shapes, op, index);
         var ours = new float[c.Output.Length];
         op.Run(report.Kernel, feeds, ours);
         OnnxRuntimeNode? ort = null;
@@ -181,33 +176,124 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
             }
             return new ModelRow(op.Node.Name, op.Node.OpType, c.Text, true, null, verified, mine.Gflops, mine.MedianSeconds,
                 report.Gflops * flops / c.Flops, theirs?.Gflops, theirs?.MedianSeconds, ortNote, ratio, onednn?.Gflops, oneDnnNote, vsOneDnn,
-                report.Nest.Serialize(), maxError, tolerance, from);
+                report.Nest.Serialize(), maxError, tolerance, from, (op as ConvOp)?.Lowering.ToString().ToLowerInvariant(), choice);
         }
         finally { ort?.Dispose(); }
+    }
+
+
+    /// <summary>Which of the node's lowerings serves it: the one chosen for an earlier node with the same ones; or the one
+    /// this machine's store recorded as chosen (a choice record, <see cref="MeasurementStore.TryGetChoice"/>), its kernel
+    /// alone recalled; or the fastest whole node of all of them, each kernel recalled or tuned (<see cref="Fastest"/>), the
+    /// choice then recorded. The chosen one's kernel is verified (<see cref="Settle"/>). Returns its index and how it was
+    /// chosen.</summary>
+    (int Index, string? Note) Choose(ImmutableArray<ContractionOp> ways, Dictionary<string, float[]> feeds)
+    {
+        string key = Key(ways);
+        if (choices.TryGetValue(key, out var known)) return known;
+        (int, string?) picked;
+        int recorded = -1;
+        TuningRecord? record = null;
+        if (ways.Length > 1 && !retune && store is not null && store.TryGetChoice(key, out record))
+            recorded = ways.IndexOf(ways.FirstOrDefault(w => w.Contraction.Text == record.Schedule)!);
+        if (ways.Length == 1)
+        {
+            Settle(Prepare(ways[0]));
+            picked = (0, null);
+        }
+        else if (recorded >= 0)
+        {
+            Settle(Prepare(ways[recorded]));
+            picked = (recorded, $"{record!.Method} (recorded {record.TunedAt:yyyy-MM-dd HH:mm} UTC)");
+        }
+        else
+        {
+            var candidates = ways.Select(Prepare).ToList();
+            int best = Fastest(candidates, feeds, out var note, out double seconds);
+            Settle(candidates[best]);
+            store?.PutChoice(key, new TuningRecord(ways[best].Contraction.Text, $"fastest of {ways.Length}: {note}", budget, ways[best].Flops / seconds / 1e9, DateTime.UtcNow));
+            picked = (best, $"fastest of {ways.Length}: {note}");
+        }
+        choices[key] = picked;
+        return picked;
+    }
+
+    /// <summary>The way's kernel: known from an earlier node, or its tuning record's (compiled, verified later if chosen), or
+    /// a search's (verified, timed, and recorded).</summary>
+    Candidate Prepare(ContractionOp op)
+    {
+        var c = op.Contraction;
+        if (tuned.TryGetValue(c.Text, out var known)) return new(op, known.Report.Nest, known.Report.Kernel, known.Report);
+        if (!retune && store is not null && store.TryGetRecord(c, out var record))
+        {
+            try
+            {
+                var nest = Nest.Parse(c, record.Schedule);
+                return new(op, nest, Kernel.Compile(nest), null);
+            }
+            catch (Exception e) when (e is LoopTuneException or ArgumentException)
+            {
+                warn?.Invoke($"warning: the tuning record of {c.Text} ({record.Schedule}) is unusable ({e.Message}); tuning it again");
+            }
+        }
+        var report = Search(op);
+        return new(op, report.Nest, report.Kernel, report);
+    }
+
+    /// <summary>Tunes the way's contraction with the default search; its verified schedule becomes its record.</summary>
+    KernelReport Search(ContractionOp op)
+    {
+        var c = op.Contraction;
+        var pol = Policy(c);
+        var search = TuneCommand.Method(pol, budget, 1, out var limit);
+        var (result, final, _, _) = TuneCommand.Tune(search, pol, c, limit, timing, OneDnn);
+        if (store is not null && final.Verification.Passed)
+            store.PutRecord(c, new TuningRecord(final.Nest.Serialize(), result.Method, budget, final.Gflops, DateTime.UtcNow));
+        tuned[c.Text] = (final, op.Node.Name);
+        Searched++;
+        return final;
+    }
+
+    /// <summary>The chosen way's verified report in <see cref="tuned"/>: a recalled schedule verified and timed as after a
+    /// search (<see cref="KernelReport.Run(Nest, MeasureOptions, bool, double?)"/>), or tuned again when it fails (warned).</summary>
+    void Settle(Candidate chosen)
+    {
+        var c = chosen.Op.Contraction;
+        if (chosen.Report is not null) return;
+        var report = KernelReport.Run(chosen.Nest, timing, OneDnn, null, null);
+        if (report.Verification.Passed)
+        {
+            tuned[c.Text] = (report, chosen.Op.Node.Name);
+            recalled.Add(c.Text);
+            Recalled++;
+            return;
+        }
+        warn?.Invoke($"warning: the tuning record of {c.Text} ({chosen.Nest.Serialize()}) fails verification ({report.Verification.Problem}); tuning it again");
+        Search(chosen.Op);
+    }
+
+    /// <summary>Contractions whose schedule came from a tuning record.</summary>
+    readonly HashSet<string> recalled = new(StringComparer.Ordinal);
+
+    /// <summary>The index of the fastest of several lowerings of one node, each whole node (<see cref="ContractionOp.Run"/>)
+    /// timed side by side with the others on the same inputs, quickly; <paramref name="note"/> tells their times.</summary>
+    int Fastest(List<Candidate> candidates, Dictionary<string, float[]> feeds, out string note, out double seconds)
+    {
+        var outputs = candidates.Select(k => new float[k.Op.Contraction.Output.Length]).ToList();
+        var runs = candidates.Select((k, i) => (Action)(() => k.Op.Run(k.Kernel, feeds, outputs[i]))).ToArray();
+        foreach (var run in runs) run();
+        Together t;
+        using (ThreadPinning.Pin()) t = Timing.MeasureTogether(runs, [.. candidates.Select(k => k.Op.Flops)], MeasureOptions.Quick);
+        int best = Enumerable.Range(0, candidates.Count).MinBy(i => t.Measurements[i].MedianSeconds);
+        seconds = t.Measurements[best].MedianSeconds;
+        note = string.Join(", ", candidates.Select((k, i) => FormattableString.Invariant(
+            $"{(k.Op as ConvOp)?.Lowering.ToString().ToLowerInvariant() ?? k.Op.Contraction.Text} {t.Measurements[i].MedianSeconds * 1e3:F3} ms")));
+        return best;
     }
 
     /// <summary>oneDNN alone next to a node's kernel: the report's one library column (OpenBLAS and BLIS, im2col or not,
     /// took some 8 s of a ResNet-18 run and were never shown).</summary>
     static IReadOnlyList<PreparedPeer> OneDnn(Computation c) => KernelReport.PreparePeers(c, key => key.StartsWith("onednn", StringComparison.Ordinal));
-
-    /// <summary>The final report of the schedule in <paramref name="c"/>'s tuning record (verified and timed as after a
-    /// search), or null when there is no record, records are ignored, or the record no longer parses or verifies (warned).</summary>
-    KernelReport? Recall(Computation c)
-    {
-        if (retune || store is null || !store.TryGetRecord(c, out var record)) return null;
-        try
-        {
-            var nest = Nest.Parse(c, record.Schedule);
-            var report = KernelReport.Run(nest, timing, OneDnn, null, null);
-            if (report.Verification.Passed) return report;
-            warn?.Invoke($"warning: the tuning record of {c.Text} ({record.Schedule}) fails verification ({report.Verification.Problem}); tuning it again");
-        }
-        catch (Exception e) when (e is LoopTuneException or ArgumentException)
-        {
-            warn?.Invoke($"warning: the tuning record of {c.Text} ({record.Schedule}) is unusable ({e.Message}); tuning it again");
-        }
-        return null;
-    }
 
     Policy Policy(Computation c)
     {

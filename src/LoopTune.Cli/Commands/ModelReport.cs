@@ -23,7 +23,8 @@ sealed record ModelJson(string Model, string Out, IReadOnlyList<string> Files, s
 /// <summary>A <see cref="ModelRow"/> in <see cref="ModelJson"/>.</summary>
 sealed record ModelOpJson(string Node, string Op, string? Spec, bool Tuned, string? Reason, bool Verified, double? Gflops, double? Seconds,
     double? KernelGflops, double? OnnxruntimeGflops, double? OnnxruntimeSeconds, string? OnnxruntimeNote, double? VsOnnxruntime,
-    double? OnednnGflops, string? OnednnNote, double? VsOnednn, string? Schedule, double? MaxError, double? Tolerance, string? ScheduleFrom);
+    double? OnednnGflops, string? OnednnNote, double? VsOnednn, string? Schedule, double? MaxError, double? Tolerance, string? ScheduleFrom,
+    string? Lowering, string? LoweringNote);
 
 [JsonSerializable(typeof(ModelJson))]
 sealed partial class ModelJsonContext : JsonSerializerContext;
@@ -58,7 +59,7 @@ static class ModelReport
         return new ModelJson(model, folder, [Csv, Summary, Json, Chart], budget,
             [.. rows.Select(r => new ModelOpJson(r.Node, r.Op, r.Spec, r.Tuned, r.Reason, r.Verified, r.Gflops, r.Seconds, r.KernelGflops,
                 r.OnnxRuntimeGflops, r.OnnxRuntimeSeconds, r.OnnxRuntimeNote, r.VsOnnxRuntime, r.OneDnnGflops, r.OneDnnNote, r.VsOneDnn,
-                r.Schedule, r.MaxError, r.Tolerance, r.ScheduleFrom))],
+                r.Schedule, r.MaxError, r.Tolerance, r.ScheduleFrom, r.Lowering, r.LoweringNote))],
             ours, ort, ort is > 0 && ours > 0 ? ort / ours : null, rows.Count(r => r.Tuned), rows.Count(r => !r.Tuned),
             rows.Where(r => r.Tuned).All(r => r.Verified), recalled, searched, seconds, store, Machine.Current.ToJson());
     }
@@ -78,12 +79,13 @@ static class ModelReport
 
     static string CsvText(IReadOnlyList<ModelRow> rows)
     {
-        var b = new StringBuilder("node,op,spec,tuned,reason,verified,gflops,seconds,kernel_gflops,onnxruntime_gflops,onnxruntime_seconds,vs_onnxruntime,onednn_gflops,vs_onednn,schedule,schedule_from,max_error,tolerance,onnxruntime_note,onednn_note\n");
+        var b = new StringBuilder("node,op,spec,tuned,reason,verified,gflops,seconds,kernel_gflops,onnxruntime_gflops,onnxruntime_seconds,vs_onnxruntime,onednn_gflops,vs_onednn,schedule,schedule_from,max_error,tolerance,onnxruntime_note,onednn_note,lowering,lowering_note\n");
         foreach (var r in rows)
             b.AppendLine(string.Join(",", ComparisonCsv.Field(r.Node), r.Op, ComparisonCsv.Field(r.Spec), r.Tuned ? "true" : "false", ComparisonCsv.Field(r.Reason),
                 r.Tuned ? (r.Verified ? "true" : "false") : "", F(r.Gflops), F(r.Seconds, "G6"), F(r.KernelGflops), F(r.OnnxRuntimeGflops),
                 F(r.OnnxRuntimeSeconds, "G6"), F(r.VsOnnxRuntime, "F3"), F(r.OneDnnGflops), F(r.VsOneDnn, "F3"), ComparisonCsv.Field(r.Schedule),
-                ComparisonCsv.Field(r.ScheduleFrom), F(r.MaxError, "G3"), F(r.Tolerance, "G3"), ComparisonCsv.Field(r.OnnxRuntimeNote), ComparisonCsv.Field(r.OneDnnNote)));
+                ComparisonCsv.Field(r.ScheduleFrom), F(r.MaxError, "G3"), F(r.Tolerance, "G3"), ComparisonCsv.Field(r.OnnxRuntimeNote), ComparisonCsv.Field(r.OneDnnNote),
+                r.Lowering ?? "", ComparisonCsv.Field(r.LoweringNote)));
         return b.ToString();
     }
 
@@ -109,13 +111,14 @@ static class ModelReport
             "**ours** is the whole node (`ContractionOp.Run` into an output array made once: the output's initial value, the padded copy of the input into a buffer kept between runs, then the tuned kernel), timed side by side with **ONNX Runtime** running that node alone " +
             "(a one-node model with the node's attributes and weights, one thread, every graph optimization on), one run of each per round, medians; GFLOPS are the contraction's FLOPs (2 per multiply-add) over that time. " +
             $"Before timing, our output is checked against ONNX Runtime's on random inputs: max |ours - theirs| at most {ModelBench.RelativeTolerance:G} x max(1, max |theirs|); **verified** also needs the kernel's check against the reference. " +
-            "**oneDNN** is its convolution primitive or sgemm for the kernel alone (no padding copy), timed side by side with the tuned kernel by the tuner's final timing; **vs oneDNN** compares the kernels.");
+            "**oneDNN** is its convolution primitive or sgemm for the kernel alone (no padding copy), timed side by side with the tuned kernel by the tuner's final timing; **vs oneDNN** compares the kernels. " +
+            "A convolution with a window larger than 1x1 has two **lowerings**: *direct* (the windows read in place from a padded copy, column phases for a stride along w) and *columns* (a matrix product over a copy of its windows' columns, im2col); each is tuned, both whole nodes are timed side by side quickly, and the faster serves the node (their times in results.csv, `lowering_note`). A 1x1 convolution is always *columns* (its pixels are the columns).");
         b.AppendLine();
-        b.AppendLine("| node | op | spec | ours GFLOPS | ours ms | ONNX Runtime GFLOPS | ONNX Runtime ms | vs ONNX Runtime | kernel GFLOPS | oneDNN GFLOPS | vs oneDNN | schedule | verified |");
-        b.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
+        b.AppendLine("| node | op | lowering | spec | ours GFLOPS | ours ms | ONNX Runtime GFLOPS | ONNX Runtime ms | vs ONNX Runtime | kernel GFLOPS | oneDNN GFLOPS | vs oneDNN | schedule | verified |");
+        b.AppendLine("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
         foreach (var r in rows.Where(r => r.Tuned))
             b.AppendLine(CultureInfo.InvariantCulture,
-                $"| {Cell(r.Node)} | {r.Op} | `{r.Spec}` | {F(r.Gflops, "F1")} | {F(r.Seconds * 1e3, "F3")} | {(r.OnnxRuntimeGflops is null ? Cell(r.OnnxRuntimeNote) : F(r.OnnxRuntimeGflops, "F1"))} | {F(r.OnnxRuntimeSeconds * 1e3, "F3")} | {F(r.VsOnnxRuntime, "F2")}{(r.VsOnnxRuntime is null ? "" : "x")} | {F(r.KernelGflops, "F1")} | {(r.OneDnnGflops is null ? Cell(r.OneDnnNote) : F(r.OneDnnGflops, "F1"))} | {F(r.VsOneDnn, "F2")}{(r.VsOneDnn is null ? "" : "x")} | `{r.Schedule}`{From(r.ScheduleFrom)} | {(r.Verified ? "yes" : $"**NO** {Cell(r.OnnxRuntimeNote)}")} |");
+                $"| {Cell(r.Node)} | {r.Op} | {r.Lowering} | `{r.Spec}` | {F(r.Gflops, "F1")} | {F(r.Seconds * 1e3, "F3")} | {(r.OnnxRuntimeGflops is null ? Cell(r.OnnxRuntimeNote) : F(r.OnnxRuntimeGflops, "F1"))} | {F(r.OnnxRuntimeSeconds * 1e3, "F3")} | {F(r.VsOnnxRuntime, "F2")}{(r.VsOnnxRuntime is null ? "" : "x")} | {F(r.KernelGflops, "F1")} | {(r.OneDnnGflops is null ? Cell(r.OneDnnNote) : F(r.OneDnnGflops, "F1"))} | {F(r.VsOneDnn, "F2")}{(r.VsOneDnn is null ? "" : "x")} | `{r.Schedule}`{From(r.ScheduleFrom)} | {(r.Verified ? "yes" : $"**NO** {Cell(r.OnnxRuntimeNote)}")} |");
         b.AppendLine();
         b.AppendLine("## Totals");
         b.AppendLine();

@@ -92,6 +92,10 @@ public sealed class Computation : IEquatable<Computation>
 
     public override string ToString() => Shorthand ?? Text;
 
+    /// <summary>Whether an input is read through sliding windows: one of its indices sums several variables (a
+    /// convolution's <c>h+r</c> or <c>2*h+r</c>), whatever the layout of the tensors.</summary>
+    public bool HasWindows => Left.Index.Concat(Right.Index).Any(d => d.Length > 1);
+
     /// <summary>(M, N, K) when this is a row-major matrix product Out[i,j] += Left[i,p] * Right[p,j], else null.</summary>
     public (int M, int N, int K)? AsMatmul()
     {

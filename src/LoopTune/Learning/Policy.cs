@@ -50,10 +50,11 @@ public sealed class Policy
     /// <summary>The adapted policy called <paramref name="name"/> ("default" or "conv") of this kind of machine.</summary>
     public static string AdaptedPath(string name) => Path.Combine(AdaptedFolder, name + ".safetensors");
 
-    /// <summary>The name of the default policy for <paramref name="c"/>: "conv" for a convolution (when there is a
-    /// convolution policy, adapted or shipped), "default" otherwise.</summary>
+    /// <summary>The name of the default policy for <paramref name="c"/>: "conv" for a convolution, in any layout
+    /// (<see cref="Computation.HasWindows"/>: a model's strided, phase-split or channel-blocked ones too), when there is a
+    /// convolution policy, adapted or shipped; "default" otherwise.</summary>
     public static string KindOf(Computation c) =>
-        c.AsConv() is not null && (File.Exists(AdaptedPath("conv")) || File.Exists(ConvPath)) ? "conv" : "default";
+        c.HasWindows && (File.Exists(AdaptedPath("conv")) || File.Exists(ConvPath)) ? "conv" : "default";
 
     /// <summary>The file "default" means for policy <paramref name="name"/>: the one adapted to this machine when there is
     /// one (<see cref="AdaptedPath"/>), else the shipped one.</summary>

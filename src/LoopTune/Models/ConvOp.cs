@@ -1,8 +1,33 @@
 using System.Collections.Immutable;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using LoopTune.Ir;
+using LoopTune.Jit;
 using static LoopTune.Models.ContractionText;
 
 namespace LoopTune.Models;
+
+/// <summary>How a <see cref="ConvOp"/> becomes a contraction.</summary>
+public enum ConvLowering
+{
+    /// <summary>The windows read in place from a padded copy of the input, <c>O[n,f,h,w] += I[n,c,sh*h+r,w+s] * W[f,c,r,s]</c>
+    /// (column phases when the stride along w is above 1).</summary>
+    Direct,
+
+    /// <summary>A matrix product over the columns of the windows (im2col): <c>C[b,m,n] += A[m,k] * B[b,k,n]</c> with
+    /// m the output channel, k = (c, r, s) and n = (h, w) flattened; A is the weights as they are, B the windows' columns
+    /// copied in every run (X itself for a 1x1 stride-1 conv without pads).</summary>
+    Columns,
+
+    /// <summary>The output computed in blocks of E output channels, channels innermost (as oneDNN's nChw16c):
+    /// <c>O'[n,g,h,w,e] += I[n,c,sh*h+r,sw*w+s] * W'[g,c,r,s,e]</c> with f = E*g + e, so a kernel may vectorize along the
+    /// output channels and broadcast the input; W' is W packed once ([F/E, C, R, S, E]), I the padded copy (strides stay
+    /// affine indices: the input is not the vectorized operand), and O' is written back into the node's NCHW output
+    /// after the kernel. E is 4, 2 or 1 vectors of this machine's widest, the first that divides F.</summary>
+    Blocked,
+}
 
 /// <summary>
 /// A 2-d <c>Conv</c> (group 1, dilation 1). With stride 1 along w (sw = 1) it is
@@ -19,6 +44,10 @@ namespace LoopTune.Models;
 /// copy is. When also R = 1 the copy keeps only the rows the windows read, <c>I[n,c,p,h,x] = Ipad[n,c,sh*h,sw*x+p]</c>, so
 /// the rows are read as <c>h</c> (a 1x1 stride-2 conv is <c>O[f,h,w] += I[c,h,w] * W[f,c]</c>); otherwise the rows stay
 /// strided (<c>sh*h+r</c>): they are not the vectorized axis.</para>
+/// <para>Lowered as <see cref="ConvLowering.Columns"/> instead, it is a matrix product <c>C[b,m,n] += A[m,k] * B[b,k,n]</c>
+/// (with one image, exactly <c>mm F OH*OW C*R*S</c>): <c>A</c> is W read as [F, C*R*S], <c>B[b,(c,r,s),(h,w)] =
+/// X[b,c,sh*h+r-top,sw*w+s-left]</c> (zero outside X) copied in every run, so the vectorized axis is the flattened output
+/// plane. A 1x1 kernel is always lowered so (its columns are X's pixels, copied only when strided or padded).</para>
 /// Variables of size 1 are left out (a batch of one, a 1x1 kernel, p and q of size 1). <see cref="Flops"/> is the
 /// convolution's, <c>2*N*F*OH*OW*C*R*S</c>, not the contraction's (which counts the zero taps).
 /// </summary>
@@ -35,17 +64,25 @@ public sealed class ConvOp : ContractionOp
 
     ConvOp(OnnxNode node, OnnxModel model, Computation contraction, ImmutableArray<long> outputShape, ImmutableArray<string> outside,
         ImmutableArray<long> xShape, ImmutableArray<long> wShape, Window window, long paddedH, long paddedW,
-        (long P, long Q, long Rows, long Columns, long RowStep)? phases)
+        (long P, long Q, long Rows, long Columns, long RowStep)? phases, ConvLowering lowering = ConvLowering.Direct)
         : base(node, model, contraction, outputShape, outside)
     {
         x = node.Inputs[0]; w = node.Inputs[1]; bias = node.Input(2);
         (this.xShape, this.wShape, this.window, this.paddedH, this.paddedW, this.phases) = (xShape, wShape, window, paddedH, paddedW, phases);
+        Lowering = lowering;
     }
+
+    /// <summary>How the convolution became <see cref="ContractionOp.Contraction"/>.</summary>
+    public ConvLowering Lowering { get; }
 
     /// <summary>The window: kernel, strides, pads.</summary>
     public Window Window => window;
     /// <summary>Whether the kernel reads a padded (or cut, or phase-split) copy of X rather than X itself.</summary>
-    public bool CopiesInput => phases is not null || window.PadsBegin.Any(p => p != 0) || paddedH != xShape[2] || paddedW != xShape[3];
+    public bool CopiesInput => Copies(Lowering, xShape, wShape, window, paddedH, paddedW) || phases is not null;
+
+    static bool Copies(ConvLowering lowering, ImmutableArray<long> x, ImmutableArray<long> w, Window window, long paddedH, long paddedW) =>
+        window.PadsBegin.Any(p => p != 0) || paddedH != x[2] || paddedW != x[3]
+        || (lowering == ConvLowering.Columns && (w[2] * w[3] > 1 || window.Strides.Any(s => s != 1)));
     /// <summary>Whether the columns are split into phases (a stride along w greater than 1).</summary>
     public bool SplitsPhases => phases is not null;
 
@@ -53,7 +90,23 @@ public sealed class ConvOp : ContractionOp
     /// split adds to the contraction, so that figures compare with other convolutions'.</summary>
     public override double Flops => 2.0 * xShape[0] * wShape[0] * OutputShape[2] * OutputShape[3] * xShape[1] * wShape[2] * wShape[3];
 
-    internal static LoweredNode Lower(OnnxNode node, OnnxModel model, ImmutableArray<long> x, ImmutableArray<long> wShape, ImmutableArray<long> y)
+    /// <summary>The ways the node may be lowered, the default first: <see cref="ConvLowering.Direct"/> then
+    /// <see cref="ConvLowering.Columns"/> for a window larger than 1x1; Columns alone for a 1x1 kernel.</summary>
+    internal static ImmutableArray<ConvLowering> Ways(ImmutableArray<long> wShape) =>
+        wShape.Length == 4 && wShape[2] * wShape[3] == 1 ? [ConvLowering.Columns]
+        : wShape.Length == 4 && Block(wShape[0]) > 0 ? [ConvLowering.Direct, ConvLowering.Columns, ConvLowering.Blocked]
+        : [ConvLowering.Direct, ConvLowering.Columns];
+
+    /// <summary>The block of output channels of <see cref="ConvLowering.Blocked"/>: 4, 2 or 1 vectors of the widest this
+    /// process compiles, the first that divides <paramref name="f"/>; 0 when none does.</summary>
+    internal static long Block(long f)
+    {
+        long lanes = JitOptions.Default.VectorBits / 32;
+        return new[] { 4 * lanes, 2 * lanes, lanes }.FirstOrDefault(e => e > 1 && f % e == 0);
+    }
+
+    internal static LoweredNode Lower(OnnxNode node, OnnxModel model, ImmutableArray<long> x, ImmutableArray<long> wShape, ImmutableArray<long> y,
+        ConvLowering lowering)
     {
         if (x.Length != 4) return new NotTuned(node, $"a {x.Length - 2}-d convolution (only 2-d ones are lowered)");
         long group = node.Int("group", 1);
@@ -66,6 +119,38 @@ public sealed class ConvOp : ContractionOp
         var outside = new List<string>();
         string pads = ModelShapes.Format(window.Pads);
         string copy = $"{node.Inputs[0]} {ModelShapes.Format(x)} with pads {pads} (top, left, bottom, right) as zeros";
+        if (lowering == ConvLowering.Columns)
+        {
+            long k = c * r * s, plane = oh * ow;
+            var product = new ContractionText()
+                .Var("b", n).Var("m", f).Var("n", plane).Var("k", k)
+                .Tensor("C", D("b"), D("m"), D("n"))
+                .Tensor("A", D("m"), D("k"))
+                .Tensor("B", D("b"), D("k"), D("n"))
+                .Build();
+            outside.Add($"A = {node.Inputs[1]} {ModelShapes.Format(wShape)} as it is, read as [{f},{k}]");
+            outside.Insert(0, Copies(lowering, x, wShape, window, paddedH, paddedW)
+                ? $"B = the columns of the windows of {copy} (im2col): B[b,(c,r,s),(h,w)] = padded[b,c,{sh}*h+r,{sw}*w+s], copied into [{n},{k},{plane}]"
+                : $"B = {node.Inputs[0]} {ModelShapes.Format(x)} as it is, read as [{n},{c},{plane}]");
+            outside.Add(node.Input(2) is { } cb ? $"C starts as the bias {cb} [{f}] broadcast over b, n" : "C starts as zeros");
+            return new ConvOp(node, model, product, y, [.. outside], x, wShape, window, paddedH, paddedW, null, ConvLowering.Columns);
+        }
+        if (lowering == ConvLowering.Blocked)
+        {
+            long e = Block(f);
+            if (e == 0) throw new ArgumentException($"no block of output channels divides {f}");
+            var blocked = new ContractionText()
+                .Var("n", n).Var("g", f / e).Var("h", oh).Var("w", ow).Var("e", e).Var("c", c).Var("r", r).Var("s", s)
+                .Tensor("O", D("n"), D("g"), D("h"), D("w"), D("e"))
+                .Tensor("I", D("n"), D("c"), [(sh, "h"), (1, "r")], [(sw, "w"), (1, "s")])
+                .Tensor("W", D("g"), D("c"), D("r"), D("s"), D("e"))
+                .Build();
+            outside.Add(Copies(lowering, x, wShape, window, paddedH, paddedW) ? $"I = {copy}, copied into [{n},{c},{paddedH},{paddedW}]" : $"I = {node.Inputs[0]} as it is");
+            outside.Add($"W = {node.Inputs[1]} {ModelShapes.Format(wShape)} packed once in blocks of {e} output channels: W[g,c,r,s,e] = {node.Inputs[1]}[{e}*g+e,c,r,s], [{f / e},{c},{r},{s},{e}]");
+            outside.Add(node.Input(2) is { } bb0 ? $"O starts as the bias {bb0} [{f}] broadcast over n, h, w" : "O starts as zeros");
+            outside.Add($"O [{n},{f / e},{oh},{ow},{e}] written into the node's output {ModelShapes.Format(y)}: Y[n,{e}*g+e,h,w] = O[n,g,h,w,e]");
+            return new ConvOp(node, model, blocked, y, [.. outside], x, wShape, window, paddedH, paddedW, null, ConvLowering.Blocked);
+        }
         if (sw == 1)
         {
             var contraction = new ContractionText()
@@ -106,14 +191,95 @@ public sealed class ConvOp : ContractionOp
         long n = xShape[0], c = xShape[1];
         var input = Sized(value(x), x, n * c * xShape[2] * xShape[3]);
         var weights = Sized(value(w), w, wShape[0] * wShape[1] * wShape[2] * wShape[3]);
-        if (bias is not null)
+        var b = bias is null ? null : Sized(value(bias), bias, OutputShape[1]);
+        if (Lowering == ConvLowering.Blocked)
         {
-            var b = Sized(value(bias), bias, OutputShape[1]);
+            long e = Block(wShape[0]);
+            blocked ??= new float[Contraction.Output.Length];
+            if (b is null) Array.Clear(blocked);
+            else
+            {
+                int block = (int)e, groups = (int)(wShape[0] / e), plane = (int)(OutputShape[2] * OutputShape[3]);
+                for (int row = 0; row < blocked.Length / block; row++) // row (n, g, pixel) starts as the bias of block g
+                    b.AsSpan(row / plane % groups * block, block).CopyTo(blocked.AsSpan(row * block));
+            }
+            return (CopiesInput ? Pad(input) : input, PackBlocks(weights, e));
+        }
+        if (b is not null)
+        {
             int plane = checked((int)(OutputShape[2] * OutputShape[3]));
             for (int i = 0; i < output.Length / plane; i++) output.AsSpan(i * plane, plane).Fill(b[i % b.Length]);
         }
-        if (phases is { } ph) return (SplitPhases(input, ph), Pack(weights, ph));
+        if (Lowering == ConvLowering.Columns) return (weights, CopiesInput ? Columns(input) : input);
+        if (phases is { } ph) return (SplitPhases(input, ph, (int)window.Strides[1]), Pack(weights, ph));
         return (CopiesInput ? Pad(input) : input, weights);
+    }
+
+    /// <summary>The output of a <see cref="ConvLowering.Blocked"/> kernel, [N, F/E, OH, OW, E]; made at the first run.</summary>
+    float[]? blocked;
+
+    protected override float[] KernelOutput(float[] output) => Lowering == ConvLowering.Blocked ? blocked! : output;
+
+    /// <summary>A blocked kernel's output written into the node's: <c>Y[n,E*g+e,h,w] = O[n,g,h,w,e]</c>, each block of
+    /// E channels a transpose of [OH*OW, E] into [E, OH*OW] (<see cref="Transpose"/>).</summary>
+    protected override void Finish(float[] output, Func<string, float[]> value)
+    {
+        if (Lowering != ConvLowering.Blocked) return;
+        int e = (int)Block(wShape[0]), plane = (int)(OutputShape[2] * OutputShape[3]), blocks = (int)(xShape[0] * wShape[0]) / e;
+        for (int block = 0; block < blocks; block++)
+            Transpose(blocked.AsSpan(block * plane * e, plane * e), plane, e, output.AsSpan(block * plane * e, plane * e), plane);
+    }
+
+    /// <summary><c>to[j*stride + i] = from[i*columns + j]</c> for i &lt; rows, j &lt; columns: 8 x 8 tiles transposed in
+    /// AVX registers where the machine has them, the edges one by one.</summary>
+    internal static void Transpose(ReadOnlySpan<float> from, int rows, int columns, Span<float> to, int stride)
+    {
+        if (from.Length < rows * columns || to.Length < (columns - 1) * stride + rows) throw new ArgumentException("the spans are too short");
+        int rows8 = Avx.IsSupported ? rows / 8 * 8 : 0, columns8 = Avx.IsSupported ? columns / 8 * 8 : 0;
+        ref float src = ref MemoryMarshal.GetReference(from);
+        ref float dst = ref MemoryMarshal.GetReference(to);
+        for (int i = 0; i < rows8; i += 8)
+            for (int j = 0; j < columns8; j += 8)
+                Transpose8(ref Unsafe.Add(ref src, i * columns + j), columns, ref Unsafe.Add(ref dst, j * stride + i), stride);
+        for (int i = 0; i < rows; i++)
+            for (int j = i < rows8 ? columns8 : 0; j < columns; j++)
+                to[j * stride + i] = from[i * columns + j];
+    }
+
+    /// <summary>One 8 x 8 tile: rows of <paramref name="from"/> <paramref name="pitch"/> floats apart become columns of
+    /// <paramref name="to"/>, whose rows are <paramref name="stride"/> apart.</summary>
+    static void Transpose8(ref float from, int pitch, ref float to, int stride)
+    {
+        nuint p = (nuint)pitch, s = (nuint)stride;
+        var (r0, r1, r2, r3) = (Vector256.LoadUnsafe(ref from), Vector256.LoadUnsafe(ref from, p), Vector256.LoadUnsafe(ref from, 2 * p), Vector256.LoadUnsafe(ref from, 3 * p));
+        var (r4, r5, r6, r7) = (Vector256.LoadUnsafe(ref from, 4 * p), Vector256.LoadUnsafe(ref from, 5 * p), Vector256.LoadUnsafe(ref from, 6 * p), Vector256.LoadUnsafe(ref from, 7 * p));
+        var (t0, t1, t2, t3) = (Avx.UnpackLow(r0, r1), Avx.UnpackHigh(r0, r1), Avx.UnpackLow(r2, r3), Avx.UnpackHigh(r2, r3));
+        var (t4, t5, t6, t7) = (Avx.UnpackLow(r4, r5), Avx.UnpackHigh(r4, r5), Avx.UnpackLow(r6, r7), Avx.UnpackHigh(r6, r7));
+        var (u0, u1, u2, u3) = (Avx.Shuffle(t0, t2, 0x44), Avx.Shuffle(t0, t2, 0xEE), Avx.Shuffle(t1, t3, 0x44), Avx.Shuffle(t1, t3, 0xEE));
+        var (u4, u5, u6, u7) = (Avx.Shuffle(t4, t6, 0x44), Avx.Shuffle(t4, t6, 0xEE), Avx.Shuffle(t5, t7, 0x44), Avx.Shuffle(t5, t7, 0xEE));
+        Avx.Permute2x128(u0, u4, 0x20).StoreUnsafe(ref to);
+        Avx.Permute2x128(u1, u5, 0x20).StoreUnsafe(ref to, s);
+        Avx.Permute2x128(u2, u6, 0x20).StoreUnsafe(ref to, 2 * s);
+        Avx.Permute2x128(u3, u7, 0x20).StoreUnsafe(ref to, 3 * s);
+        Avx.Permute2x128(u0, u4, 0x31).StoreUnsafe(ref to, 4 * s);
+        Avx.Permute2x128(u1, u5, 0x31).StoreUnsafe(ref to, 5 * s);
+        Avx.Permute2x128(u2, u6, 0x31).StoreUnsafe(ref to, 6 * s);
+        Avx.Permute2x128(u3, u7, 0x31).StoreUnsafe(ref to, 7 * s);
+    }
+
+    /// <summary>The weights in blocks of <paramref name="e"/> output channels, <c>W[g,c,r,s,e] = weights[e*g+e,c,r,s]</c>:
+    /// packed once from a constant, again in every run from a fed value.</summary>
+    float[] PackBlocks(float[] weights, long e)
+    {
+        if (packed is not null && ReferenceEquals(packedFrom, weights) && Constant(w) is not null) return packed;
+        int f = (int)wShape[0], taps = (int)(wShape[1] * wShape[2] * wShape[3]), block = (int)e;
+        packed ??= new float[checked(f * taps + Slack)];
+        for (int g = 0; g < f / block; g++)
+            for (int tap = 0; tap < taps; tap++)
+                for (int i = 0; i < block; i++)
+                    packed[(g * taps + tap) * block + i] = weights[(g * block + i) * taps + tap];
+        packedFrom = weights;
+        return packed;
     }
 
     float[]? padded, packed;
@@ -143,34 +309,105 @@ public sealed class ConvOp : ContractionOp
     /// <summary>X split into column phases, <c>[N, C, P, rows, columns]</c>: element (p, y, x) is the padded X's at row
     /// <c>RowStep*y</c>, column <c>sw*x+p</c>, zero outside X (and <see cref="ContractionOp.Slack"/> floats after); one
     /// array, made at the first run, whose zeros stay as they are and whose rest each run overwrites.</summary>
-    float[] SplitPhases(float[] input, (long P, long Q, long Rows, long Columns, long RowStep) ph)
+    float[] SplitPhases(float[] input, (long P, long Q, long Rows, long Columns, long RowStep) ph, int sw)
     {
         int planes = (int)(xShape[0] * xShape[1]), h = (int)xShape[2], w0 = (int)xShape[3];
-        int p = (int)ph.P, rows = (int)ph.Rows, cols = (int)ph.Columns, rowStep = (int)ph.RowStep, sw = (int)window.Strides[1];
+        int p = (int)ph.P, rows = (int)ph.Rows, cols = (int)ph.Columns, rowStep = (int)ph.RowStep;
         int top = (int)window.PadsBegin[0], left = (int)window.PadsBegin[1];
         padded ??= new float[checked(planes * p * rows * cols + Slack)];
         var dst = padded;
         for (int plane = 0; plane < planes; plane++)
             for (int i = 0; i < p; i++)
             {
-                // columns x whose source column sw*x+i-left lies in [0, w0)
-                int first = left - i, last = w0 - 1 + left - i;
-                int x0 = first <= 0 ? 0 : (first + sw - 1) / sw, x1 = last < 0 ? 0 : Math.Min(cols, last / sw + 1);
+                var (x0, x1) = Reach(i - left, sw, w0, cols);
                 if (x1 <= x0) continue;
                 for (int y = 0; y < rows; y++)
                 {
                     int from = rowStep * y - top;
                     if (from < 0 || from >= h) continue;
-                    var src = input.AsSpan((plane * h + from) * w0);
-                    var to = dst.AsSpan(((plane * p + i) * rows + y) * cols);
-                    if (sw == 1) src.Slice(x0 + i - left, x1 - x0).CopyTo(to[x0..]); // one phase: a plain padded row
-                    else for (int xx = x0, col = sw * x0 + i - left; xx < x1; xx++, col += sw) to[xx] = src[col];
+                    CopyRow(input.AsSpan((plane * h + from) * w0), sw * x0 + i - left, sw, dst.AsSpan(((plane * p + i) * rows + y) * cols + x0, x1 - x0));
                 }
             }
         return dst;
     }
 
+    /// <summary>The columns of X's windows, <c>[N, C*R*S, OH*OW]</c>: row (c, r, s), column (h, w) holds X's element at row
+    /// <c>sh*h+r-top</c>, column <c>sw*w+s-left</c>, zero outside X (and <see cref="ContractionOp.Slack"/> floats after);
+    /// one array, made at the first run, whose zeros stay as they are and whose rest each run overwrites.</summary>
+    float[] Columns(float[] input)
+    {
+        int n = (int)xShape[0], c = (int)xShape[1], h = (int)xShape[2], w0 = (int)xShape[3], r = (int)wShape[2], s = (int)wShape[3];
+        int oh = (int)OutputShape[2], ow = (int)OutputShape[3], sh = (int)window.Strides[0], sw = (int)window.Strides[1];
+        int top = (int)window.PadsBegin[0], left = (int)window.PadsBegin[1], plane = oh * ow;
+        padded ??= new float[checked(n * c * r * s * plane + Slack)];
+        var dst = padded;
+        for (int image = 0; image < n * c; image++)
+            for (int ri = 0; ri < r; ri++)
+                for (int si = 0; si < s; si++)
+                {
+                    var (x0, x1) = Reach(si - left, sw, w0, ow);
+                    if (x1 <= x0) continue;
+                    int row = (image * r + ri) * s + si;
+                    for (int y = 0; y < oh; y++)
+                    {
+                        int from = sh * y + ri - top;
+                        if (from < 0 || from >= h) continue;
+                        CopyRow(input.AsSpan((image * h + from) * w0), sw * x0 + si - left, sw, dst.AsSpan(row * plane + y * ow + x0, x1 - x0));
+                    }
+                }
+        return dst;
+    }
+
+    /// <summary>The columns x in [0, count) whose source column <c>step*x+offset</c> lies in [0, width): [X0, X1).</summary>
+    static (int X0, int X1) Reach(int offset, int step, int width, int count)
+    {
+        int first = -offset, last = width - 1 - offset;
+        return (first <= 0 ? 0 : (first + step - 1) / step, last < 0 ? 0 : Math.Min(count, last / step + 1));
+    }
+
+    /// <summary><c>to[i] = from[start + step*i]</c> for every i of <paramref name="to"/>: a block copy for step 1, vector
+    /// shuffles of even elements for step 2, one by one otherwise.</summary>
+    static void CopyRow(ReadOnlySpan<float> from, int start, int step, Span<float> to)
+    {
+        if (step == 1) { from.Slice(start, to.Length).CopyTo(to); return; }
+        int i = 0;
+        if (step == 2) i = Evens(from[start..], to, Avx512F.IsSupported ? 512 : Avx2.IsSupported ? 256 : 0);
+        for (int col = start + step * i; i < to.Length; i++, col += step) to[i] = from[col];
+    }
+
+    /// <summary>Writes <c>from[2*i]</c> into <c>to[i]</c> a vector at a time while a vector of <paramref name="to"/> and two
+    /// of <paramref name="from"/> remain: vectors of <paramref name="bits"/> (512 needs AVX-512, 256 AVX2; anything else
+    /// writes none), then 256-bit ones for the rest; returns how many it wrote.</summary>
+    internal static int Evens(ReadOnlySpan<float> from, Span<float> to, int bits)
+    {
+        int i = 0;
+        ref float src = ref MemoryMarshal.GetReference(from);
+        ref float dst = ref MemoryMarshal.GetReference(to);
+        if (bits == 512 && Avx512F.IsSupported)
+        {
+            var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            for (; i + 16 <= to.Length && 2 * i + 32 <= from.Length; i += 16)
+            {
+                var lo = Vector512.LoadUnsafe(ref src, (nuint)(2 * i));
+                var hi = Vector512.LoadUnsafe(ref src, (nuint)(2 * i + 16));
+                Avx512F.PermuteVar16x32x2(lo, even, hi).StoreUnsafe(ref dst, (nuint)i);
+            }
+        }
+        if (bits >= 256 && Avx2.IsSupported) // the rest (all of it for 256 bits) 8 at a time
+        {
+            for (; i + 8 <= to.Length && 2 * i + 16 <= from.Length; i += 8)
+            {
+                var lo = Vector256.LoadUnsafe(ref src, (nuint)(2 * i));
+                var hi = Vector256.LoadUnsafe(ref src, (nuint)(2 * i + 8));
+                // [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6], then the 64-bit pairs reordered 0, 2, 1, 3
+                var pairs = Avx.Shuffle(lo, hi, 0b10_00_10_00).AsDouble();
+                Avx2.Permute4x64(pairs, 0b11_01_10_00).AsSingle().StoreUnsafe(ref dst, (nuint)i);
+            }
+        }
+        return i;
+    }
+
     /// <summary>X copied into [N, C, paddedH, paddedW] at offset (top, left), zeros around (and <see cref="ContractionOp.Slack"/>
     /// floats after): the column-phase copy of stride 1, one phase (<see cref="SplitPhases"/>).</summary>
-    float[] Pad(float[] input) => SplitPhases(input, (1, wShape[3], paddedH, paddedW, 1));
+    float[] Pad(float[] input) => SplitPhases(input, (1, wShape[3], paddedH, paddedW, 1), 1);
 }

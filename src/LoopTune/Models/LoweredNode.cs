@@ -65,7 +65,7 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
         Array.Clear(output);
         Func<string, float[]> value = name => feeds.TryGetValue(name, out var v) ? v : Constant(name) ?? throw new ArgumentException($"no value for {name}: feed it");
         var (left, right) = Prepare(output, value);
-        kernel.Run(output, Readable(left, Contraction.Left.Length, kernel.ReadsPast), Readable(right, Contraction.Right.Length, kernel.ReadsPast));
+        kernel.Run(KernelOutput(output), Readable(left, Contraction.Left.Length, kernel.ReadsPast), Readable(right, Contraction.Right.Length, kernel.ReadsPast));
         Finish(output, value);
     }
 
@@ -93,6 +93,10 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
 
     /// <summary>Writes the output's initial value and returns the kernel's two inputs.</summary>
     protected abstract (float[] Left, float[] Right) Prepare(float[] output, Func<string, float[]> value);
+
+    /// <summary>Where the kernel writes: the node's output (by default), or an array of the op's own in another layout that
+    /// <see cref="Finish"/> writes into the node's output; <see cref="Prepare"/> sets its initial value.</summary>
+    protected virtual float[] KernelOutput(float[] output) => output;
 
     /// <summary>Work on the output after the kernel (none by default).</summary>
     protected virtual void Finish(float[] output, Func<string, float[]> value) { }

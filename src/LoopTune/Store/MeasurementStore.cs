@@ -24,7 +24,8 @@ namespace LoopTune.Store;
 /// <item><term>tuning records</term><description>a second table, <c>records</c>, keyed by (computation, machine, runtime):
 /// the schedule a tuner chose (<see cref="TuningRecord"/>: the nest's compact form with its cursor, the method, the budget,
 /// the GFLOPS when tuned, the UTC time). <see cref="PutRecord"/> replaces; <see cref="TryGetRecord"/> reads this instance's
-/// machine and runtime only. It is created when missing, so files written before it existed stay readable (and older
+/// machine and runtime only. The same table keeps which lowering of an operator was chosen (<see cref="PutChoice"/>,
+/// keyed "choice among: ...", never a contraction's text). It is created when missing, so files written before it existed stay readable (and older
 /// LoopTunes, which ignore it, still read newer files).</description></item>
 /// <item><term>concurrency</term><description>any number of processes may share a file: WAL journal, a 10 s busy timeout,
 /// every <see cref="Put"/> in its own immediate transaction, retried with back-off on SQLITE_BUSY. Synchronous NORMAL:
@@ -193,8 +194,32 @@ public sealed class MeasurementStore : IDisposable
     public bool TryGetRecord(Computation computation, [MaybeNullWhen(false)] out TuningRecord record)
     {
         ArgumentNullException.ThrowIfNull(computation);
-        record = Locked(() => Retry(() => ReadRecord(computation.Text)));
+        return TryGetRecord(computation.Text, out record);
+    }
+
+    bool TryGetRecord(string key, [MaybeNullWhen(false)] out TuningRecord record)
+    {
+        record = Locked(() => Retry(() => ReadRecord(key)));
         return record is not null;
+    }
+
+    /// <summary>The records key of a choice among an operator's lowerings (<see cref="PutChoice"/>): never a contraction's text.</summary>
+    static string ChoiceKey(string alternatives) => "choice among: " + alternatives;
+
+    /// <summary>Which of an operator's alternative contractions (<paramref name="alternatives"/>: a text naming them all) was
+    /// chosen on this instance's machine and runtime: a record in the same table as the tuning records, whose schedule is
+    /// the chosen contraction's text and whose GFLOPS its time when chosen.</summary>
+    public bool TryGetChoice(string alternatives, [MaybeNullWhen(false)] out TuningRecord choice)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(alternatives);
+        return TryGetRecord(ChoiceKey(alternatives), out choice);
+    }
+
+    /// <summary>Stores the choice among <paramref name="alternatives"/> (<see cref="TryGetChoice"/>), replacing any earlier one.</summary>
+    public void PutChoice(string alternatives, TuningRecord choice)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(alternatives);
+        Upsert(ChoiceKey(alternatives), choice);
     }
 
     /// <summary>Stores <paramref name="record"/> as the tuning record of <paramref name="computation"/> on this instance's
@@ -202,6 +227,11 @@ public sealed class MeasurementStore : IDisposable
     public void PutRecord(Computation computation, TuningRecord record)
     {
         ArgumentNullException.ThrowIfNull(computation);
+        Upsert(computation.Text, record);
+    }
+
+    void Upsert(string key, TuningRecord record)
+    {
         ArgumentNullException.ThrowIfNull(record);
         ArgumentException.ThrowIfNullOrWhiteSpace(record.Schedule, nameof(record));
         if (!double.IsFinite(record.Gflops) || record.Gflops < 0)
@@ -209,7 +239,7 @@ public sealed class MeasurementStore : IDisposable
         Locked(() => Retry(() =>
         {
             var p = upsertRecord.Parameters;
-            (p["$c"].Value, p["$s"].Value, p["$method"].Value, p["$budget"].Value) = (computation.Text, record.Schedule, record.Method, record.Budget);
+            (p["$c"].Value, p["$s"].Value, p["$method"].Value, p["$budget"].Value) = (key, record.Schedule, record.Method, record.Budget);
             (p["$gflops"].Value, p["$at"].Value) = (record.Gflops, record.TunedAt.ToUniversalTime().ToString("O", CultureInfo.InvariantCulture));
             return upsertRecord.ExecuteNonQuery();
         }));

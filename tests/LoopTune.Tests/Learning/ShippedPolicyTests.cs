@@ -32,6 +32,19 @@ public class ShippedPolicyTests
         Assert.Equal("some/run", Policy.Choose("some/run", conv));   // a policy named by the user is taken as it is
     }
 
+    [Theory]
+    [InlineData("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=7 w=7 e=16 c=8 r=3 s=3", true)]   // channels blocked
+    [InlineData("O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=4 h=5 w=5 c=3 p=2 r=3 q=2", true)] // column phases
+    [InlineData("O[n,f,h,w] += I[n,c,h+r,w+s] * W[f,c,r,s] n=2 f=4 h=6 w=6 c=3 r=3 s=3", true)]    // a batch
+    [InlineData("C[b,m,n] += A[m,k] * B[b,k,n] b=2 m=4 n=30 k=3", false)]                          // a product over windows' columns
+    [InlineData("mm 16 16 16", false)]
+    public void A_convolution_in_any_layout_gets_the_convolution_policy(string spec, bool windows)
+    {
+        var c = Computation.Parse(spec);
+        Assert.Equal(windows, c.HasWindows);
+        Assert.Equal(windows ? Policy.ConvPath : Policy.DefaultPath, Policy.Choose("default", c));
+    }
+
     [Fact]
     public void A_policy_search_asks_for_the_policy_of_each_computation()
     {

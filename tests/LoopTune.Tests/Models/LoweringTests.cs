@@ -52,8 +52,6 @@ public class LoweringTests
     [InlineData(new long[] { 1, 4, 9, 10 }, new long[] { 5, 4, 3, 3 }, new long[] { 1, 1, 1, 1 }, "O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=5 h=5 w=5 c=4 p=2 r=3 q=2")]
     [InlineData(new long[] { 1, 4, 8, 8 }, new long[] { 5, 4, 3, 3 }, new long[] { 1, 1, 0, 0 }, "O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=5 h=4 w=4 c=4 p=2 r=3 q=2")]
     [InlineData(new long[] { 1, 3, 16, 15 }, new long[] { 4, 3, 7, 7 }, new long[] { 3, 3, 2, 2 }, "O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=4 h=8 w=7 c=3 p=2 r=7 q=4")]
-    [InlineData(new long[] { 1, 6, 7, 8 }, new long[] { 5, 6, 1, 1 }, new long[] { 0, 0, 0, 0 }, "O[f,h,w] += I[c,h,w] * W[f,c] f=5 h=4 w=4 c=6")]
-    [InlineData(new long[] { 2, 3, 11, 9 }, new long[] { 4, 3, 1, 1 }, new long[] { 0, 0, 0, 0 }, "O[n,f,h,w] += I[n,c,h,w] * W[f,c] n=2 f=4 h=6 w=5 c=3")]
     public void A_stride_2_conv_is_split_into_column_phases_so_w_is_contiguous_and_matches_onnx_runtime(long[] x, long[] w, long[] pads, string expectedSpec)
     {
         var bytes = Model(
@@ -139,8 +137,117 @@ public class LoweringTests
         CheckAgainstOnnxRuntime(same, new() { ["X"] = (Random(84, 4), [1, 2, 7, 6]) }, "O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=3 h=4 w=3 c=2 p=2 r=3 q=2");
 
         var pointwise = Model([Node("Conv", "conv", ["X", "W"], ["Y"])], [Value("X", [1, 4, 5, 6])], [Value("Y", null)], [Floats("W", [3, 4, 1, 1], Random(12, 7))]);
-        CheckAgainstOnnxRuntime(pointwise, new() { ["X"] = (Random(120, 6), [1, 4, 5, 6]) }, "O[f,h,w] += I[c,h,w] * W[f,c] f=3 h=5 w=6 c=4");
+        CheckAgainstOnnxRuntime(pointwise, new() { ["X"] = (Random(120, 6), [1, 4, 5, 6]) }, "C[m,n] += A[m,k] * B[k,n] m=3 n=30 k=4");
         Assert.False(Assert.IsType<ConvOp>(LowerAndRun(pointwise, new() { ["X"] = (Random(120, 6), [1, 4, 5, 6]) }).Op).CopiesInput);
+    }
+
+    [Theory]
+    [InlineData(new long[] { 1, 6, 7, 8 }, new long[] { 5, 6, 1, 1 }, new long[] { 2, 2 }, new long[] { 0, 0, 0, 0 }, "C[m,n] += A[m,k] * B[k,n] m=5 n=16 k=6")]
+    [InlineData(new long[] { 2, 3, 11, 9 }, new long[] { 4, 3, 1, 1 }, new long[] { 2, 2 }, new long[] { 0, 0, 0, 0 }, "C[b,m,n] += A[m,k] * B[b,k,n] b=2 m=4 n=30 k=3")]
+    [InlineData(new long[] { 1, 4, 9, 10 }, new long[] { 5, 4, 3, 3 }, new long[] { 2, 2 }, new long[] { 1, 1, 1, 1 }, "C[m,n] += A[m,k] * B[k,n] m=5 n=25 k=36")]
+    [InlineData(new long[] { 1, 3, 16, 15 }, new long[] { 4, 3, 7, 7 }, new long[] { 2, 2 }, new long[] { 3, 3, 2, 2 }, "C[m,n] += A[m,k] * B[k,n] m=4 n=56 k=147")]
+    // stride 2 along rows of 40 columns: 20 output columns, one vector of even elements and a tail
+    [InlineData(new long[] { 1, 2, 7, 40 }, new long[] { 3, 2, 3, 3 }, new long[] { 2, 2 }, new long[] { 1, 1, 0, 0 }, "C[m,n] += A[m,k] * B[k,n] m=3 n=60 k=18")]
+    [InlineData(new long[] { 2, 3, 9, 10 }, new long[] { 4, 3, 3, 2 }, new long[] { 2, 3 }, new long[] { 1, 2, 0, 1 }, "C[b,m,n] += A[m,k] * B[b,k,n] b=2 m=4 n=16 k=18")]
+    [InlineData(new long[] { 1, 4, 6, 7 }, new long[] { 2, 4, 3, 3 }, new long[] { 1, 1 }, new long[] { 1, 1, 1, 1 }, "C[m,n] += A[m,k] * B[k,n] m=2 n=42 k=36")]
+    public void A_conv_lowered_to_a_product_over_its_windows_columns_matches_onnx_runtime_run_after_run(long[] x, long[] w, long[] strides, long[] pads, string expectedSpec)
+    {
+        var bytes = Model(
+            [Node("Conv", "conv", ["X", "W", "B"], ["Y"], Ints("strides", strides), Ints("pads", pads), Ints("kernel_shape", w[2], w[3]))],
+            [Value("X", x)], [Value("Y", null)],
+            [Floats("W", w, Random(w.Aggregate(1L, (p, d) => p * d), 72)), Floats("B", [w[0]], Random(w[0], 73))]);
+        var model = OnnxModel.Parse(bytes, "test.onnx");
+        var ways = ModelLowering.Alternatives(model, ShapeInference.Infer(model), model.Nodes[0]);
+        Assert.Equal(w[2] * w[3] == 1 ? 1 : ConvOp.Block(w[0]) > 0 ? 3 : 2, ways.Length);
+        var op = Assert.IsType<ConvOp>(Assert.Single(ways, l => ((ConvOp)l).Lowering == ConvLowering.Columns));
+        Assert.Equal(ConvLowering.Columns, op.Lowering);
+        Assert.Equal(expectedSpec, op.Contraction.Text);
+        Assert.Equal(x[0] == 1, op.Contraction.AsMatmul() is not null); // one image: the project's own mm, with sgemm as its peer
+        Assert.True(op.CopiesInput);
+        Assert.Equal(2.0 * x[0] * w[0] * op.OutputShape[2] * op.OutputShape[3] * x[1] * w[2] * w[3], op.Flops);
+        Assert.Equal(op.Flops, op.Contraction.Flops); // no taps of zeros
+
+        // a vectorized schedule over the output plane, run into one output with other inputs: the columns' zeros stay
+        var c = op.Contraction;
+        var kernel = Kernel.Compile(Nest.Parse(c, string.Join(" ", c.Vars.Select((v, i) => (v, i)).Where(t => t.v != "n").Select(t => $"{t.v}:{c.Sizes[t.i]}"))
+            + $" >n:{c.Sizes[Array.IndexOf(c.Vars.ToArray(), "n")]}v"));
+        var output = new float[c.Output.Length];
+        long length = x.Aggregate(1L, (p, d) => p * d);
+        for (int seed = 1; seed <= 2; seed++)
+        {
+            var feeds = new Dictionary<string, float[]> { ["X"] = Random(length, 80 + seed) };
+            op.Run(kernel, feeds, output);
+            AssertClose(RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (feeds["X"], x) }, "Y")["Y"].Data, output);
+        }
+    }
+
+    [Theory]
+    [InlineData(new long[] { 1, 4, 9, 10 }, new long[] { 32, 4, 3, 3 }, new long[] { 1, 1 }, new long[] { 1, 1, 1, 1 })]
+    [InlineData(new long[] { 2, 3, 9, 10 }, new long[] { 16, 3, 3, 2 }, new long[] { 2, 3 }, new long[] { 1, 2, 0, 1 })]
+    [InlineData(new long[] { 1, 3, 16, 15 }, new long[] { 64, 3, 7, 7 }, new long[] { 2, 2 }, new long[] { 3, 3, 2, 2 })]
+    [InlineData(new long[] { 1, 5, 8, 8 }, new long[] { 48, 5, 3, 3 }, new long[] { 2, 2 }, new long[] { 1, 1, 0, 0 })]
+    public void A_conv_lowered_to_blocks_of_output_channels_matches_onnx_runtime_run_after_run(long[] x, long[] w, long[] strides, long[] pads)
+    {
+        var bytes = Model(
+            [Node("Conv", "conv", ["X", "W", "B"], ["Y"], Ints("strides", strides), Ints("pads", pads), Ints("kernel_shape", w[2], w[3]))],
+            [Value("X", x)], [Value("Y", null)],
+            [Floats("W", w, Random(w.Aggregate(1L, (p, d) => p * d), 74)), Floats("B", [w[0]], Random(w[0], 75))]);
+        var model = OnnxModel.Parse(bytes, "test.onnx");
+        long e = ConvOp.Block(w[0]);
+        Assert.True(e > 1 && w[0] % e == 0, $"block {e}");
+        var op = Assert.IsType<ConvOp>(Assert.Single(ModelLowering.Alternatives(model, ShapeInference.Infer(model), model.Nodes[0]),
+            l => ((ConvOp)l).Lowering == ConvLowering.Blocked));
+        var c = op.Contraction;
+        Assert.Equal(c.Sizes[Array.IndexOf(c.Vars.ToArray(), "e")], e);
+        Assert.StartsWith(w[0] == e ? "O[" + (x[0] > 1 ? "n," : "") + "h,w,e] += I[" : "O[" + (x[0] > 1 ? "n," : "") + "g,h,w,e] += I[", c.Text, StringComparison.Ordinal);
+        Assert.Equal(op.Flops, c.Flops);
+        Assert.Contains("written into the node's output", op.OutsideKernel[^1]);
+
+        // output channels vectorized, the input broadcast; run twice into one output with other inputs
+        var kernel = Kernel.Compile(Nest.Parse(c, string.Join(" ", c.Vars.Select((v, i) => (v, i)).Where(t => t.v != "e").Select(t => $"{t.v}:{c.Sizes[t.i]}"))
+            + $" >e:{e}v"));
+        var output = new float[c.Output.Length];
+        long length = x.Aggregate(1L, (p, d) => p * d);
+        for (int seed = 1; seed <= 2; seed++)
+        {
+            var feeds = new Dictionary<string, float[]> { ["X"] = Random(length, 90 + seed) };
+            op.Run(kernel, feeds, output);
+            AssertClose(RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (feeds["X"], x) }, "Y")["Y"].Data, output);
+        }
+    }
+
+    [Theory]
+    [InlineData(49, 16, 49)]
+    [InlineData(203, 24, 210)]
+    [InlineData(5, 3, 7)]
+    public void The_transpose_of_a_blocked_output_writes_every_element_where_a_loop_would_and_nothing_else(int rows, int columns, int stride)
+    {
+        var from = Random(rows * columns, 95);
+        var to = Enumerable.Repeat(-9f, (columns - 1) * stride + rows + 3).ToArray();
+        ConvOp.Transpose(from, rows, columns, to, stride);
+        var want = Enumerable.Repeat(-9f, to.Length).ToArray();
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < columns; j++) want[j * stride + i] = from[i * columns + j];
+        Assert.Equal(want, to);
+        Assert.Throws<ArgumentException>(() => ConvOp.Transpose(from, rows, columns, to.AsSpan(0, to.Length - 4), stride));
+    }
+
+    [Theory]
+    [InlineData(512)]
+    [InlineData(256)]
+    public void The_vector_copy_of_even_elements_writes_what_a_loop_would_and_stops_before_reading_past_the_row(int bits)
+    {
+        if (bits == 512 ? !System.Runtime.Intrinsics.X86.Avx512F.IsSupported : !System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+        {
+            Assert.Equal(0, ConvOp.Evens(new float[64], new float[32], bits)); // no such vectors here: nothing written
+            return;
+        }
+        var from = Random(95, 90);
+        var to = new float[45];
+        int written = ConvOp.Evens(from, to, bits);
+        Assert.Equal(40, written); // 512 bits: 16, 16, then 8; 256 bits: 8 five times; the last 5 are left to a loop
+        for (int i = 0; i < written; i++) Assert.Equal(from[2 * i], to[i]);
+        Assert.All(to[written..], v => Assert.Equal(0f, v));
     }
 
     [Fact]

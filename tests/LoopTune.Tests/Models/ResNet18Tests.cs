@@ -42,11 +42,15 @@ public class ResNet18Tests
         Assert.Equal([3L, 3, 2, 2], first.Window.Pads.ToArray());
         Assert.Contains("[1,3,229,229]", first.OutsideKernel[0]);
         Assert.Contains("copied into [1,3,2,229,115]", first.OutsideKernel[0]);
-        // the 1x1 stride-2 shortcuts are matrix products of the subsampled input; the first conv of each later stage pads
-        // only top and left; the strided convs (the stem, 3 shortcuts, 3 3x3) are split into column phases
-        Assert.Equal(3, convs.Count(c => ((ConvOp)c).SplitsPhases && ((ConvOp)c).Contraction.Text.StartsWith("O[f,h,w] += I[c,h,w] * W[f,c] ", StringComparison.Ordinal)));
+        // the 1x1 stride-2 shortcuts are matrix products of the subsampled input (mm F OH*OW C); the first conv of each
+        // later stage pads only top and left; by default the strided windows (the stem, 3 3x3) are split into column phases
+        Assert.Equal(["mm 128 784 64", "mm 256 196 128", "mm 512 49 256"],
+            convs.Select(c => ((ConvOp)c).Contraction).Where(c => c.AsMatmul() is not null).Select(c => $"mm {c.AsMatmul()!.Value.M} {c.AsMatmul()!.Value.N} {c.AsMatmul()!.Value.K}"));
         Assert.Equal(3, convs.Count(c => ((ConvOp)c).Contraction.Text.StartsWith("O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] ", StringComparison.Ordinal) && ((ConvOp)c).Window.Kernel[0] == 3));
-        Assert.Equal(7, convs.Count(c => ((ConvOp)c).SplitsPhases));
+        Assert.Equal(4, convs.Count(c => ((ConvOp)c).SplitsPhases));
+        // every window larger than 1x1 may also be a product over its columns: the 3x3 stride-2 ones are mm F OH*OW 9C
+        var columns = model.Nodes.Where(n => n.OpType == "Conv").Select(n => ModelLowering.Alternatives(model, shapes, n).Cast<ConvOp>().Single(c => c.Lowering == ConvLowering.Columns)).ToList();
+        Assert.Contains(columns, c => c.Contraction.Text == "C[m,n] += A[m,k] * B[k,n] m=512 n=49 k=2304");
         Assert.Equal(3, convs.Count(c => ((ConvOp)c).Window.Pads.SequenceEqual([1L, 1, 0, 0])));
     }
 

@@ -71,6 +71,29 @@ public sealed class MeasurementStoreTests(ITestOutputHelper output) : IDisposabl
     }
 
     [Fact]
+    public void AChoiceAmongLoweringsIsKeptApartFromTheRecordsOfItsContractionsAndPerMachine()
+    {
+        var a = Computation.Parse("mm 16 16 16");
+        string alternatives = $"{Computation.Parse("conv 4 8 8 16 3 3").Text} | {a.Text}";
+        var choice = new TuningRecord(a.Text, "fastest of 2: direct 0.2 ms, columns 0.1 ms", "1s", 3.5, new DateTime(2026, 12, 5, 15, 0, 0, DateTimeKind.Utc));
+        using (var store = new MeasurementStore(folder["c.db"], "machine-a", "runtime-1"))
+        {
+            Assert.False(store.TryGetChoice(alternatives, out _));
+            store.PutChoice(alternatives, choice);
+            Assert.False(store.TryGetRecord(a, out _)); // not a tuning record of the chosen contraction
+            Assert.Throws<ArgumentException>(() => store.PutChoice(" ", choice));
+        }
+        using (var reopened = new MeasurementStore(folder["c.db"], "machine-a", "runtime-1"))
+        {
+            Assert.True(reopened.TryGetChoice(alternatives, out var back));
+            Assert.Equal(choice, back);
+            Assert.False(reopened.TryGetChoice(a.Text, out _));
+        }
+        using (var other = new MeasurementStore(folder["c.db"], "machine-b", "runtime-1"))
+            Assert.False(other.TryGetChoice(alternatives, out _));
+    }
+
+    [Fact]
     public void AFileWithoutTheRecordsTableGetsIt()
     {
         var nest = Nest("mm 8 8 8");
