@@ -10,7 +10,7 @@ using Spectre.Console;
 namespace LoopTune.Cli.Commands;
 
 /// <summary><c>looptune bench [--json] [--quick]</c>: the performance report. Every ratio compares figures measured in this
-/// run: our kernels against OpenBLAS (and BLIS, oneDNN when installed) and against the peak of this core.</summary>
+/// run: our kernels against OpenBLAS (and BLIS, oneDNN when installed, and ONNX Runtime) and against the peak of this core.</summary>
 static class BenchCommand
 {
     static readonly (int M, int N, int K)[] Shapes = [(64, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512), (257, 129, 67), (97, 131, 211)];
@@ -70,6 +70,7 @@ static class BenchCommand
                 ["peers"] = RunCommand.PeersJson(hand.Peers),
                 ["peer_problems"] = RunCommand.PeerProblemsJson(hand.Peers),
                 ["hand_vs_openblas"] = hand.RatioTo("openblas"),
+                ["hand_vs_onnxruntime"] = hand.RatioTo(OnnxRuntimePeer.KeyName),
                 ["speedup_over_unscheduled"] = hand.Gflops / initial.Gflops,
             });
         }
@@ -94,12 +95,14 @@ static class BenchCommand
                 ["peer_problems"] = RunCommand.PeerProblemsJson(hand.Peers),
                 ["hand_vs_onednn_conv"] = hand.RatioTo("onednn_conv"),
                 ["hand_vs_im2col_openblas"] = hand.RatioTo("im2col_openblas"),
+                ["hand_vs_onnxruntime"] = hand.RatioTo(OnnxRuntimePeer.KeyName),
                 ["speedup_over_unscheduled"] = hand.Gflops / initial.Gflops,
             });
         }
         report["conv"] = convRows;
         report["timing_note"] = "hand schedule and peers timed side by side (one sample each per round); hand / peer is the median of the within-round ratios";
-        report["conv_peers_note"] = "oneDNN convolution: layouts of oneDNN's choosing, reorders outside the timed region; im2col + OpenBLAS: im2col timed";
+        report["conv_peers_note"] = "oneDNN convolution: layouts of oneDNN's choosing, reorders outside the timed region; im2col + OpenBLAS: im2col timed; "
+            + "onnxruntime: a one-node Conv model, weights an initializer (reordered once at session creation), one thread";
 
         progress.Say("environment steps");
         var env = EnvSpeed.Measure(episodes: quick ? 10 : 30);
@@ -174,24 +177,24 @@ static class BenchCommand
         o.MarkupLineInterpolated($"peak of one core: [bold]{peak:F1} GFLOPS[/]\n");
         var t = new Table().AddColumn("matmul").AddColumn(new TableColumn("unscheduled").RightAligned()).AddColumn(new TableColumn("hand schedule").RightAligned())
             .AddColumn(new TableColumn("% of peak").RightAligned()).AddColumn(new TableColumn("openblas").RightAligned()).AddColumn(new TableColumn("blis").RightAligned())
-            .AddColumn(new TableColumn("onednn").RightAligned()).AddColumn(new TableColumn("hand / openblas").RightAligned());
+            .AddColumn(new TableColumn("onednn").RightAligned()).AddColumn(new TableColumn("onnxruntime").RightAligned()).AddColumn(new TableColumn("hand / openblas").RightAligned());
         foreach (var row in r["matmul"]!.AsArray())
         {
             string Peer(string k) => PeerCell(row!, k);
             t.AddRow(row!["spec"]!.GetValue<string>(), $"{row["unscheduled_gflops"]!.GetValue<double>():F1}", $"{row["hand_gflops"]!.GetValue<double>():F1}",
-                $"{row["hand_fraction_of_peak"]!.GetValue<double>():P0}", Peer("openblas"), Peer("blis"), Peer("onednn"),
+                $"{row["hand_fraction_of_peak"]!.GetValue<double>():P0}", Peer("openblas"), Peer("blis"), Peer("onednn"), Peer(OnnxRuntimePeer.KeyName),
                 row["hand_vs_openblas"] is JsonNode x ? $"{x.GetValue<double>():F2}x" : "n/a");
         }
         o.Write(t);
         o.WriteLine();
         var ct = new Table().AddColumn("convolution").AddColumn(new TableColumn("unscheduled").RightAligned()).AddColumn(new TableColumn("hand schedule").RightAligned())
             .AddColumn(new TableColumn("% of peak").RightAligned()).AddColumn(new TableColumn("onednn conv").RightAligned()).AddColumn(new TableColumn("im2col+openblas").RightAligned())
-            .AddColumn(new TableColumn("hand / onednn conv").RightAligned());
+            .AddColumn(new TableColumn("onnxruntime").RightAligned()).AddColumn(new TableColumn("hand / onednn conv").RightAligned());
         foreach (var row in r["conv"]!.AsArray())
         {
             string Peer(string k) => PeerCell(row!, k);
             ct.AddRow(row!["spec"]!.GetValue<string>(), $"{row["unscheduled_gflops"]!.GetValue<double>():F1}", $"{row["hand_gflops"]!.GetValue<double>():F1}",
-                $"{row["hand_fraction_of_peak"]!.GetValue<double>():P0}", Peer("onednn_conv"), Peer("im2col_openblas"),
+                $"{row["hand_fraction_of_peak"]!.GetValue<double>():P0}", Peer("onednn_conv"), Peer("im2col_openblas"), Peer(OnnxRuntimePeer.KeyName),
                 row["hand_vs_onednn_conv"] is JsonNode x ? $"{x.GetValue<double>():F2}x" : "n/a");
         }
         o.Write(ct);

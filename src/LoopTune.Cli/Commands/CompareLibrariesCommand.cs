@@ -8,9 +8,9 @@ using Spectre.Console;
 namespace LoopTune.Cli.Commands;
 
 /// <summary><c>looptune compare-libraries --dataset NAME|DIR [--split test] [--size 25] [--methods policy,genetic] [--budget 10s]
-/// [--policy PATH|default] --out DIR [--json]</c>: the original's <c>compare_tvm.py</c>. On each benchmark the unscheduled
-/// nest, each method's best schedule, and OpenBLAS, BLIS and oneDNN (their GEMM for a matrix product in any layout, their
-/// convolution for a convolution), all re-timed the same way in this process after the searches (the machinery of
+/// [--policy PATH|default] [--libraries a,b] --out DIR [--json]</c>: the original's <c>compare_tvm.py</c>. On each benchmark
+/// the unscheduled nest, each method's best schedule, and OpenBLAS, BLIS, oneDNN (their GEMM for a matrix product in any
+/// layout, their convolution for a convolution) and ONNX Runtime (a one-node model), or those <c>--libraries</c> names, all re-timed the same way in this process after the searches (the machinery of
 /// <c>compare-searches</c>). Writes results.csv, summary.md (geometric means, ratios to the best library, per-benchmark
 /// GFLOPS, and the original paper's TVM and numpy ratios marked as cited, not measured) and two PNG charts into DIR,
 /// atomically. A missing library is reported as missing, a library's wrong result is flagged and never timed.</summary>
@@ -27,12 +27,17 @@ static class CompareLibrariesCommand
         var o = new ComparisonOptions("--size", DefaultMethods,
             "Folder for results.csv, summary.md, gflops_by_benchmark.png and ratio_to_best_library.png (replaced if it exists).");
         var command = new Command("compare-libraries",
-            "Compare the methods' schedules with OpenBLAS, BLIS and oneDNN on the same benchmarks (the original's compare_tvm.py; TVM is not available here and is cited, not measured): a CSV, a markdown summary and PNG charts.");
+            "Compare the methods' schedules with OpenBLAS, BLIS, oneDNN and ONNX Runtime on the same benchmarks (the original's compare_tvm.py; TVM is not available here and is cited, not measured): a CSV, a markdown summary and PNG charts.");
+        var only = new Option<string?>("--libraries")
+        {
+            Description = $"Comma-separated libraries to time (default: all of {string.Join(", ", LibraryPeers.All.Select(l => l.Key))}); the best library is the fastest of them.",
+        };
         foreach (var option in o.All) command.Options.Add(option);
+        command.Options.Add(only);
         command.SetAction(p => io.Guard(() =>
         {
+            var libraries = Libraries.Value ?? LibraryPeers.Select(p.GetValue(only));
             var job = o.Parse(p);
-            var libraries = Libraries.Value ?? LibraryPeers.All;
             LibraryComparison? report = null;
             var (comparison, setup, folder) = job.Run(io, "comparing with the libraries", c => [.. libraries.Select(l => l.Prepare(c))],
                 (temp, c, setup) => report = Write(temp, new LibraryComparison(c, job.Plan.Benchmarks, [.. libraries.Select(l => l.Key)]), setup, libraries));

@@ -16,7 +16,7 @@ static class RunCommand
         var actions = new Option<string?>("--actions", "-a") { Description = "Comma-separated actions applied in order to the initial nest, e.g. split_4,down,vectorize." };
         var schedule = new Option<string?>("--schedule", "-s") { Description = "A schedule as the reports print it, e.g. \"f:8 h:32 c:16 r:3 s:3 f:4u w:16v\" (loops outermost first; u unrolled, v vectorized), instead of --actions." };
         var quick = new Option<bool>("--quick") { Description = "Shorter timing (less precise)." };
-        var noPeers = new Option<bool>("--no-peers") { Description = "Do not time the peer libraries (OpenBLAS, BLIS, oneDNN; oneDNN's convolution and im2col + OpenBLAS for a convolution)." };
+        var noPeers = new Option<bool>("--no-peers") { Description = "Do not time the peer libraries (OpenBLAS, BLIS, oneDNN; oneDNN's convolution and im2col + OpenBLAS for a convolution; ONNX Runtime's one-node model for both)." };
         var json = Options.Json();
         var command = new Command("run", "Schedule a computation, compile it, verify it and measure it against the peak and the peers.")
         {

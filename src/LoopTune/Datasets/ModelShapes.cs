@@ -1,3 +1,5 @@
+using LoopTune.Models;
+
 namespace LoopTune.Datasets;
 
 /// <summary>
@@ -11,6 +13,11 @@ namespace LoopTune.Datasets;
 /// 3x3 convolution with padding 1 is <c>conv C (H+2) (W+2) F 3 3</c> on the padded image. The stride-2 layers (the 7x7
 /// stem, three 3x3 and three 1x1 downsampling convolutions) are not here: no peer library is timed on strided
 /// convolutions yet.</para>
+/// <para><b>ResNet-18</b> as ML.NET ships it (the model <c>looptune model resnet18</c> tunes; 224 x 224 input): its 22
+/// convolutions from a layer table (<see cref="ResNet18Layers"/>), each lowered as <c>looptune model</c> lowers the node
+/// (<see cref="ConvLayer.Lower"/>): a stride-1 3x3 layer is <c>conv C (H+2) (W+2) F 3 3</c> on the padded image, a
+/// strided one the contraction of its column-phase split (the 7x7 stem, the three 3x3 and the three 1x1 stride-2
+/// layers).</para>
 /// </summary>
 public static class ModelShapes
 {
@@ -41,4 +48,36 @@ public static class ModelShapes
     public static IEnumerable<(string Name, string Spec)> ResNet50Convs() =>
         ResNet50ThreeByThree.Select(l => ($"r50_3x3_{l.C}_{l.H}", $"conv {l.C} {l.H + 2} {l.H + 2} {l.C} 3 3"))
             .Concat(ResNet50OneByOne.Select(l => ($"r50_1x1_{l.C}_{l.H}_{l.F}", $"conv {l.C} {l.H} {l.H} {l.F} 1 1")));
+
+    /// <summary>ResNet-18's 22 convolutions in the model's order (ML.NET's ResNet18.onnx, 224 x 224): the 7x7 stride-2
+    /// stem with pads [3,3,2,2]; four 3x3 64-channel layers at 56; then for 128, 256 and 512 channels a 1x1 stride-2
+    /// shortcut and a 3x3 stride-2 layer with pads [1,1,0,0] from the previous stage, and three 3x3 layers (five in the
+    /// last stage, as that model has) at 28, 14 and 7.</summary>
+    public static IReadOnlyList<ConvLayer> ResNet18Layers { get; } = ResNet18();
+
+    static List<ConvLayer> ResNet18()
+    {
+        var layers = new List<ConvLayer> { new(3, 224, 224, 64, 7, 7, 2, 2, [3, 3, 2, 2]) };
+        layers.AddRange(Enumerable.Repeat(Same(64, 56), 4));
+        foreach (var (c, f, side, same) in new[] { (64, 128, 56, 3), (128, 256, 28, 3), (256, 512, 14, 5) })
+        {
+            layers.Add(new ConvLayer(c, side, side, f, 1, 1, 2, 2, [0, 0, 0, 0]));
+            layers.Add(new ConvLayer(c, side, side, f, 3, 3, 2, 2, [1, 1, 0, 0]));
+            layers.AddRange(Enumerable.Repeat(Same(f, side / 2), same));
+        }
+        return layers;
+    }
+
+    /// <summary>A 3x3 stride-1 layer of <paramref name="c"/> channels to as many filters on a side x side image, pads 1.</summary>
+    static ConvLayer Same(int c, int side) => new(c, side, side, c, 3, 3, 1, 1, [1, 1, 1, 1]);
+
+    /// <summary>ResNet-18's distinct convolutions (<see cref="ResNet18Layers"/>, first occurrence first), each as the
+    /// contraction <c>looptune model</c> tunes, in its shorthand when it has one (<c>conv C H W F R S</c>); named
+    /// <c>r18_{R}x{S}[s2]_{C}_{H}_{F}</c>.</summary>
+    public static IEnumerable<(string Name, string Spec)> ResNet18Convs() =>
+        ResNet18Layers.Select(l => (Name: $"r18_{l.R}x{l.S}{(l.StrideH == 1 && l.StrideW == 1 ? "" : $"s{l.StrideH}")}_{l.C}_{l.H}_{l.F}", Spec: Spec(l.Lower().Contraction)))
+            .DistinctBy(x => x.Spec);
+
+    /// <summary>A contraction's spec: <c>conv C H W F R S</c> when it is one, else its text.</summary>
+    static string Spec(LoopTune.Ir.Computation c) => c.AsConv()?.ToString() ?? c.Text;
 }

@@ -138,7 +138,7 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
         [.. Measure.Peers.KeysFor(c).Select(k => new PeerResult(k, null, "not measured", PeerStatus.NotMeasured))];
 
     /// <summary>What the peers of <paramref name="c"/> do: a convolution gets the convolution peers (oneDNN's primitive,
-    /// im2col + OpenBLAS); anything else the GEMM peers, which time a (batched, transposed) matrix product after checking
+    /// im2col + OpenBLAS) and ONNX Runtime's one-node model; anything else the GEMM peers and ONNX Runtime, which time a (batched, transposed) matrix product after checking
     /// its result and give a one-line reason for any other contraction. Null GFLOPS with a reason when a library is missing
     /// or its result is wrong.</summary>
     public static IReadOnlyList<PeerResult> MeasurePeers(Computation c, MeasureOptions options)
@@ -153,7 +153,7 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
     }
 
     /// <summary>The peers of <paramref name="c"/>, each checked and ready to be timed or with the reason it will not be: the
-    /// convolution peers for a convolution, the GEMM peers otherwise.</summary>
+    /// convolution peers for a convolution, the GEMM peers otherwise, then ONNX Runtime (<see cref="OnnxRuntimePeer"/>).</summary>
     public static IReadOnlyList<PreparedPeer> PreparePeers(Computation c) => PreparePeers(c, _ => true);
 
     /// <summary>The peers of <paramref name="c"/> (<see cref="PreparePeers(Computation)"/>) whose key
@@ -162,9 +162,10 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
     {
         ArgumentNullException.ThrowIfNull(c);
         ArgumentNullException.ThrowIfNull(keep);
-        return c.AsConv() is { } conv
-            ? [.. Measure.Peers.Convolution.Where(p => keep(p.Key)).Select(p => Measure.Peers.PrepareConv(p, conv))]
-            : [.. Measure.Peers.All.Where(p => keep(p.Key)).Select(p => Measure.Peers.PrepareGemm(p, c))];
+        IEnumerable<PreparedPeer> native = c.AsConv() is { } conv
+            ? Measure.Peers.Convolution.Where(p => keep(p.Key)).Select(p => Measure.Peers.PrepareConv(p, conv))
+            : Measure.Peers.All.Where(p => keep(p.Key)).Select(p => Measure.Peers.PrepareGemm(p, c));
+        return [.. native, .. keep(OnnxRuntimePeer.KeyName) ? [Measure.Peers.PrepareOnnxRuntime(OnnxRuntimePeer.Instance, c)] : Array.Empty<PreparedPeer>()];
     }
 
     /// <summary>One GEMM peer's call for <paramref name="c"/>, checked and ready to be timed next to others, or why there is

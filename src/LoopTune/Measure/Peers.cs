@@ -20,11 +20,12 @@ public static class Peers
     public static IReadOnlyList<ConvPeer> Convolution => convolution.Value;
 
     /// <summary>The keys of the peers that apply to <paramref name="c"/>: the convolution peers for a convolution, the
-    /// GEMM peers otherwise (each then says why it does or does not apply).</summary>
+    /// GEMM peers otherwise, then ONNX Runtime (<see cref="OnnxRuntimePeer"/>) for both (each then says why it does or does
+    /// not apply).</summary>
     public static IReadOnlyList<string> KeysFor(Computation c)
     {
         ArgumentNullException.ThrowIfNull(c);
-        return c.AsConv() is null ? [.. All.Select(p => p.Key)] : [.. Convolution.Select(p => p.Key)];
+        return [.. c.AsConv() is null ? All.Select(p => p.Key) : Convolution.Select(p => p.Key), OnnxRuntimePeer.KeyName];
     }
 
     /// <summary>The peer with this key (case-insensitive), or null if there is no such key.</summary>
@@ -141,6 +142,24 @@ public static class Peers
         var (slice, note) = Slice(c);
         var sliced = note is null ? form : GemmForm.Classify(slice).Form!;
         return Checked(peer.Key, form.Describe() + note, slice, Gemm(peer, sliced), corrupt, note is not null);
+    }
+
+    /// <summary>ONNX Runtime's one-node model of <paramref name="c"/> (<see cref="OnnxRuntimePeer.Classify"/>), checked
+    /// against the reference and ready to be timed next to others (on a slice when <see cref="Slice"/> says so), or why
+    /// not: missing, "no peer: ..." for a contraction without a node, a wrong result (never timed) or ONNX Runtime's error.</summary>
+    public static PreparedPeer PrepareOnnxRuntime(OnnxRuntimePeer peer, Computation c) => PrepareOnnxRuntime(peer, c, null);
+
+    internal static unsafe PreparedPeer PrepareOnnxRuntime(OnnxRuntimePeer peer, Computation c, Action<Span<float>>? corrupt)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        ArgumentNullException.ThrowIfNull(c);
+        if (!peer.Available) return PreparedPeer.Final(PeerResult.Missing(peer), c.Flops);
+        var (form, reason) = OnnxRuntimePeer.Classify(c);
+        if (form is null) return PreparedPeer.Final(PeerResult.None(peer.Key, reason!), c.Flops);
+        // a convolution is checked and timed in its canonical form, as oneDNN's is
+        var (slice, note) = Slice(c.AsConv()?.ToComputation() ?? c);
+        var sliced = note is null ? form : OnnxRuntimePeer.Classify(slice).Form!;
+        return Checked(peer.Key, sliced.Describe + note, slice, new Runner((o, l, r) => peer.Prepare(sliced, o, l, r), false), corrupt, note is not null);
     }
 
     /// <summary>Prepares a peer's run on the three buffers of a computation: output, left, right.</summary>

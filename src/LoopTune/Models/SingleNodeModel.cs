@@ -54,6 +54,58 @@ public sealed class SingleNodeModel
         return new SingleNodeModel(m.ToByteArray(), inputs, node.Outputs[0], outputShape);
     }
 
+    /// <summary>Builds a one-node model from scratch (no file: the peers' ONNX Runtime runs one per contraction, and the
+    /// named datasets lower model layers through one): the node <paramref name="opType"/> of the default domain with the
+    /// integer attributes <paramref name="ints"/> (a list for more than one value or when <c>IsList</c>), each input a
+    /// graph input or, with a <c>Constant</c>, an initializer; the output <c>Y</c> of <paramref name="outputShape"/>; opset
+    /// <see cref="MadeOpset"/>.</summary>
+    public static SingleNodeModel Make(string opType, IReadOnlyList<NodeInput> inputs, long[] outputShape, params NodeAttribute[] ints)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(outputShape);
+        var node = new NodeProto { OpType = opType, Name = opType.ToLowerInvariant(), Domain = "" };
+        node.Output.Add(MadeOutput);
+        foreach (var a in ints)
+        {
+            var attribute = new AttributeProto { Name = a.Name };
+            if (a.IsList) { attribute.Type = AttributeProto.Types.AttributeType.Ints; attribute.Ints.AddRange(a.Values); }
+            else { attribute.Type = AttributeProto.Types.AttributeType.Int; attribute.I = a.Values.Single(); }
+            node.Attribute.Add(attribute);
+        }
+        var graph = new GraphProto { Name = opType };
+        graph.Node.Add(node);
+        var fed = new List<(string, long[])>();
+        foreach (var input in inputs)
+        {
+            node.Input.Add(input.Name);
+            if (input.Constant is { } data) graph.Initializer.Add(Floats(input.Name, input.Shape, data));
+            else
+            {
+                graph.Input.Add(Value(input.Name, input.Shape));
+                fed.Add((input.Name, input.Shape));
+            }
+        }
+        graph.Output.Add(Value(MadeOutput, outputShape));
+        var m = new ModelProto { IrVersion = 7, ProducerName = "looptune", Graph = graph };
+        m.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = MadeOpset });
+        return new SingleNodeModel(m.ToByteArray(), fed, MadeOutput, outputShape);
+    }
+
+    /// <summary>The opset of the models <see cref="Make"/> builds.</summary>
+    public const int MadeOpset = 13;
+
+    const string MadeOutput = "Y";
+
+    /// <summary>A float32 initializer holding <paramref name="data"/> as raw little-endian bytes.</summary>
+    static TensorProto Floats(string name, long[] shape, float[] data)
+    {
+        long length = shape.Aggregate(1L, (p, d) => p * d);
+        if (data.Length != length) throw new ArgumentException($"initializer {name} holds {data.Length} floats, its shape {ModelShapes.Format(shape)} {length}");
+        var t = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float, RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan())) };
+        t.Dims.AddRange(shape);
+        return t;
+    }
+
     static TensorProto Tensor(OnnxTensor t, string name)
     {
         if (t.Proto is { } p)
@@ -76,4 +128,15 @@ public sealed class SingleNodeModel
         foreach (long d in dims) tensor.Shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
         return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensor } };
     }
+}
+
+/// <summary>An input of a node made by <see cref="SingleNodeModel.Make"/>: fed at run time, or a constant (an initializer).</summary>
+public sealed record NodeInput(string Name, long[] Shape, float[]? Constant = null);
+
+/// <summary>An integer attribute of a node made by <see cref="SingleNodeModel.Make"/>: <c>ints</c> when
+/// <paramref name="IsList"/>, else <c>i</c> (one value).</summary>
+public sealed record NodeAttribute(string Name, long[] Values, bool IsList = true)
+{
+    /// <summary>A one-value (<c>i</c>) attribute.</summary>
+    public static NodeAttribute Int(string name, long value) => new(name, [value], false);
 }

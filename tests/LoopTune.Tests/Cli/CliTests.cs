@@ -68,7 +68,7 @@ public sealed class CliTests
         Assert.True(json["peak_gflops"]!.GetValue<double>() > 0);
         Assert.Equal("m:33 k:9 n:1+1 >n:16v", json["schedule"]!.GetValue<string>());
         var peers = json["peers"]!.AsObject();
-        foreach (var key in new[] { "openblas", "blis", "onednn" })
+        foreach (var key in new[] { "openblas", "blis", "onednn", "onnxruntime" })
         {
             Assert.True(peers.ContainsKey(key), $"peers lacks {key}");
             Assert.Null(peers[key]); // --no-peers: reported, not measured
@@ -81,7 +81,8 @@ public sealed class CliTests
         var (code, output, err) = Run("run", "mm 16 16 16", "--json", "--quick");
         Assert.True(code == 0, err);
         var peers = JsonNode.Parse(output)!["peers"]!.AsObject();
-        foreach (var peer in LoopTune.Measure.Peers.All)
+        // ONNX Runtime too: its one-node MatMul, checked against the reference, then timed
+        foreach (var peer in LoopTune.Measure.Peers.All.Append<LoopTune.Measure.NativePeer>(LoopTune.Measure.OnnxRuntimePeer.Instance))
             Assert.Equal(peer.Available, peers[peer.Key] is not null);
         // a problem this small is never sliced: every library's figure is of the whole
         Assert.All(JsonNode.Parse(output)!["peer_estimated"]!.AsObject(), p => Assert.False(p.Value!.GetValue<bool>()));
@@ -95,8 +96,8 @@ public sealed class CliTests
         var json = JsonNode.Parse(output)!;
         var peers = json["peers"]!.AsObject();
         var problems = json["peer_problems"]!.AsObject();
-        Assert.Equal(["onednn_conv", "im2col_openblas"], peers.Select(p => p.Key));
-        foreach (var peer in LoopTune.Measure.Peers.Convolution)
+        Assert.Equal(["onednn_conv", "im2col_openblas", "onnxruntime"], peers.Select(p => p.Key));
+        foreach (var peer in LoopTune.Measure.Peers.Convolution.Append<LoopTune.Measure.NativePeer>(LoopTune.Measure.OnnxRuntimePeer.Instance))
         {
             if (peer.Available)
             {

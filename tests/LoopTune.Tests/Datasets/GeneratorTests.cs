@@ -140,6 +140,7 @@ public sealed class GeneratorTests
     [InlineData("bert_base_gemm", 12, 10)]
     [InlineData("resnet50_gemm", 12, 10)]
     [InlineData("resnet50_conv", 16, 13)]
+    [InlineData("resnet18", 11, 9)]
     public void LargeShapeDatasetsGenerateTheSameBytesTwice(string name, int count, int train)
     {
         using var temp = new TempFolder("looptune-ds");
@@ -172,6 +173,29 @@ public sealed class GeneratorTests
             var shape = Computation.Parse(spec).AsConv()!.Value;
             Assert.Equal(int.Parse(name.Split('_')[^1], System.Globalization.CultureInfo.InvariantCulture), shape.OH);
         }
+    }
+
+    [Fact]
+    public void ResNet18IsItsDistinctConvolutionsAsLooptuneModelLowersThem()
+    {
+        var layers = ModelShapes.ResNet18Layers;
+        Assert.Equal(22, layers.Count);
+        // 4.09 GFLOP in the 22 convolutions: torchvision's ResNet-18 (3.63 GFLOP) and two more 3x3 512-channel layers at 7x7 (0.23 each)
+        double flops = layers.Sum(l => { var (oh, ow) = l.Output; return 2.0 * l.F * oh * ow * l.C * l.R * l.S; });
+        Assert.Equal(4.0895e9, flops, 0.0001e9);
+        Assert.Equal((112L, 112L), layers[0].Output);
+        Assert.Equal((7L, 7L), layers[^1].Output);
+        var specs = ModelShapes.ResNet18Convs().ToList();
+        Assert.Equal(11, specs.Count);
+        Assert.Equal(specs.Count, specs.Select(s => s.Name).Distinct().Count());
+        var byName = specs.ToDictionary(s => s.Name, s => s.Spec);
+        // the stride-1 3x3 layers on the padded image, as conv specs; the strided ones as their column-phase split
+        Assert.Equal("conv 64 58 58 64 3 3", byName["r18_3x3_64_56_64"]);
+        Assert.Equal("conv 512 9 9 512 3 3", byName["r18_3x3_512_7_512"]);
+        Assert.Equal("O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=64 h=112 w=112 c=3 p=2 r=7 q=4", byName["r18_7x7s2_3_224_64"]);
+        Assert.Equal("O[f,h,w] += I[c,h,w] * W[f,c] f=128 h=28 w=28 c=64", byName["r18_1x1s2_64_56_128"]);
+        Assert.StartsWith("O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=256 h=14 w=14 c=128 p=2 r=3 q=2", byName["r18_3x3s2_128_28_256"]);
+        Assert.All(specs, s => Computation.Parse(s.Spec));
     }
 
     [Fact]

@@ -55,6 +55,27 @@ public class ResNet18Tests
     }
 
     [Fact]
+    public void The_resnet18_dataset_holds_the_models_distinct_contractions_in_order()
+    {
+        var model = OnnxModel.Load(ModelPath);
+        var convs = ModelLowering.Lower(model, ShapeInference.Infer(model)).OfType<ConvOp>().ToList();
+        // the layer table, lowered, is the model's convolutions one by one, windows included
+        Assert.Equal(convs.Count, LoopTune.Datasets.ModelShapes.ResNet18Layers.Count);
+        foreach (var (layer, conv) in LoopTune.Datasets.ModelShapes.ResNet18Layers.Zip(convs))
+        {
+            Assert.Equal(conv.Contraction, layer.Lower().Contraction);
+            Assert.Equal(conv.Window.Pads.ToArray(), layer.Pads);
+            Assert.Equal(conv.Flops, layer.Lower().Flops);
+        }
+        var distinct = convs.Select(c => c.Contraction).Distinct().ToList();
+        var dataset = LoopTune.Datasets.ModelShapes.ResNet18Convs().Select(s => Computation.Parse(s.Spec)).ToList();
+        Assert.Equal(distinct.Count, dataset.Count);
+        foreach (var (fromModel, fromTable) in distinct.Zip(dataset))
+            Assert.True(fromModel.Equals(fromTable) || (fromModel.AsConv() is { } shape && shape == fromTable.AsConv() && fromModel.Flops == fromTable.Flops),
+                $"{fromModel.Text} vs {fromTable.Text}");
+    }
+
+    [Fact]
     public void The_first_convolution_run_with_a_compiled_kernel_matches_onnx_runtime()
     {
         var bytes = File.ReadAllBytes(ModelPath);

@@ -28,7 +28,7 @@ public sealed class CompareLibrariesCliTests : IDisposable
         "mm 24 16 8", "C[m,n] += A[k,m] * B[n,k] m=16 n=24 k=8", "C[b,m,n] += A[b,m,k] * B[b,k,n] b=3 m=8 n=16 k=8", "conv 2 8 8 4 3 3", NoPeerSpec,
     ];
 
-    static readonly string[] Columns = ["unscheduled", "greedy1", "policy", "openblas", "blis", "onednn", "best library"];
+    static readonly string[] Columns = ["unscheduled", "greedy1", "policy", "openblas", "blis", "onednn", "onnxruntime", "best library"];
 
     readonly TempFolder temp = new("looptune-libraries-cli");
 
@@ -79,11 +79,7 @@ public sealed class CompareLibrariesCliTests : IDisposable
             foreach (var (library, r) in LibraryPeers.All.Zip(mine.Where(r => r["kind"] == "library")))
             {
                 Assert.Equal(library.Key, r["name"]);
-                NativePeer peer = c.AsConv() is null ? library.Gemm : library.Conv;
-                var (form, reason) = GemmForm.Classify(c);
-                var (status, note) = !peer.Available ? ("missing", peer.Problem!)
-                    : c.AsConv() is not null ? ("ok", library.Conv.Timed)
-                    : form is null ? ("no peer", "no peer: " + reason) : ("ok", form.Describe());
+                var (status, note) = Expected(library, c);
                 Assert.Equal((status, note), (r["status"], r["note"]));
                 Assert.Equal(status == "ok", r["gflops"] != "" && Gflops(r) > 0);
             }
@@ -137,6 +133,22 @@ public sealed class CompareLibrariesCliTests : IDisposable
         Assert.Equal(["gflops_by_benchmark.png", "machine.json", "ratio_to_best_library.png", "results.csv", "summary.md"], Directory.GetFiles(outDir).Select(Path.GetFileName).Order());
     }
 
+    /// <summary>What a library's row must say on <paramref name="c"/> (status, note): a native library's convolution or its
+    /// GEMM's BLAS form, ONNX Runtime's one-node model (<see cref="OnnxRuntimePeer.Classify"/>), or why none.</summary>
+    static (string Status, string Note) Expected(LibraryPeers library, Computation c)
+    {
+        NativePeer peer = library.Gemm is null ? library.Peer : c.AsConv() is null ? library.Gemm : library.Conv!;
+        if (!peer.Available) return ("missing", peer.Problem!);
+        if (library.Gemm is null)
+        {
+            var (node, why) = OnnxRuntimePeer.Classify(c);
+            return node is null ? ("no peer", "no peer: " + why) : ("ok", node.Describe);
+        }
+        if (c.AsConv() is not null) return ("ok", library.Conv!.Timed);
+        var (form, reason) = GemmForm.Classify(c);
+        return form is null ? ("no peer", "no peer: " + reason) : ("ok", form.Describe());
+    }
+
     [Fact]
     public void AMissingLibraryIsAColumnOfMissingAndAWrongOneIsFlaggedNeverTimed()
     {
@@ -165,7 +177,7 @@ public sealed class CompareLibrariesCliTests : IDisposable
         }
         var openblas = LibraryPeers.All[0];
         foreach (var best in rows.Where(r => r["kind"] == "best_library"))
-            Assert.Equal(openblas.Gemm.Available ? "openblas" : "", best["note"]);
+            Assert.Equal(openblas.Peer.Available ? "openblas" : "", best["note"]);
 
         var md = File.ReadAllText(Path.Combine(outDir, "summary.md"));
         Assert.Contains("**2 library result(s) were WRONG** and were not timed", md);
@@ -189,6 +201,7 @@ public sealed class CompareLibrariesCliTests : IDisposable
     [InlineData("names a method twice", "--methods", "genetic,genetic")]
     [InlineData("'--out' is required", "--out")]
     [InlineData("validation", "--split", "validation")]
+    [InlineData("unknown library 'mkl'; the libraries are: openblas, blis, onednn, onnxruntime", "--libraries", "openblas,mkl")]
     public void BadInputExitsWithTwoAndWritesNothing(string message, params string[] args)
     {
         var dataset = args.Contains("--dataset") ? [] : new[] { "--dataset", Dataset("mm 8 8 8") };
@@ -201,11 +214,32 @@ public sealed class CompareLibrariesCliTests : IDisposable
     }
 
     [Fact]
+    public void OnnxRuntimeAloneIsTheBestLibraryOfTheBenchmarksItRuns()
+    {
+        var outDir = temp["report"];
+        var (code, stdout, err) = Run(Dataset("mm 24 16 8", "conv 2 8 8 4 3 3", NoPeerSpec), outDir, 3, "--libraries", "ONNXRuntime");
+        Assert.True(code == 0, err);
+        var ort = OnnxRuntimePeer.Instance;
+        Assert.Contains(ort.Describe(), JsonNode.Parse(stdout)!["libraries"]!.AsArray().Select(l => l!.GetValue<string>()));
+        var rows = ReadCsv(Path.Combine(outDir, "results.csv"));
+        Assert.Equal(["unscheduled", "greedy1", "policy", "onnxruntime", "best library"], rows.Where(r => r["benchmark"] == "b1").Select(r => r["name"]));
+        foreach (var b in new[] { "b1", "b2", "b3" })
+        {
+            var c = Computation.Parse(rows.First(r => r["benchmark"] == b)["spec"]);
+            var mine = rows.Single(r => r["benchmark"] == b && r["name"] == "onnxruntime");
+            Assert.Equal(Expected(LibraryPeers.OnnxRuntime(ort), c), (mine["status"], mine["note"]));
+            var best = rows.Single(r => r["benchmark"] == b && r["kind"] == "best_library");
+            Assert.Equal(mine["status"] == "ok" ? ("onnxruntime", mine["gflops"]) : ("", ""), (best["note"], best["gflops"]));
+        }
+        if (ort.Available) Assert.Equal(2, rows.Count(r => r["name"] == "onnxruntime" && r["status"] == "ok"));
+    }
+
+    [Fact]
     public void HelpNamesTheOptionsAndTvm()
     {
         var (code, stdout, _) = TestHome.Run("compare-libraries", "--help");
         Assert.Equal(0, code);
-        foreach (var word in new[] { "--dataset", "--split", "--size", "--methods", "--budget", "--policy", "--out", "--json", "TVM", "policy,genetic" })
+        foreach (var word in new[] { "--dataset", "--split", "--size", "--methods", "--budget", "--policy", "--out", "--json", "--libraries", "onnxruntime", "TVM", "policy,genetic" })
             Assert.Contains(word, stdout);
     }
 
