@@ -58,7 +58,7 @@ static class ModelEndToEnd
         ort.Run();
         var error = OutputError.Of(runner.Value(output), ort.Output);
         progress($"end to end: output {output} within {error.MaxAbs:G3} of ONNX Runtime's; timing both");
-        var (mine, theirs, ratio) = ModelBench.SideBySide(runner.Run, ort.Run, runner.Flops, timing);
+        var (mine, theirs, ratio) = ModelBench.SideBySide(runner.Run, ort.Run, Math.Max(runner.Flops, 1), timing); // the same work: the ratio is of times
         return new EndToEndJson(mine.MedianSeconds * 1e3, theirs.MedianSeconds * 1e3, ratio, error.MaxAbs, error.Relative, error.Bound(RelativeBound),
             error.Within(RelativeBound), output, Seed, runner.Folds.Count, runner.Folds.All(f => f.Passed), mine.Samples);
     }
