@@ -66,6 +66,12 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     /// <summary>The side-by-side timing of each contraction's first node checked against ONNX Runtime, by contraction text.</summary>
     readonly Dictionary<string, (Measurement Mine, Measurement? Theirs, double? Ratio)> timings = [];
 
+    readonly Dictionary<OnnxNode, ChosenKernel> chosen = [];
+
+    /// <summary>The op and kernel each tuned node ran with, by node (of the model given to <see cref="Run"/>): what a forward
+    /// pass (<see cref="ModelRunner"/>) runs it with.</summary>
+    public IReadOnlyDictionary<OnnxNode, ChosenKernel> Chosen => chosen;
+
     /// <summary>Distinct contractions whose schedule came from a tuning record.</summary>
     public int Recalled { get; private set; }
 
@@ -107,7 +113,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
 
     ModelRow Node(OnnxModel model, ModelShapes shapes, ImmutableArray<ContractionOp> ways, int index)
     {
-        var feeds = Feeds(model, shapes, ways[0], index);
+        var feeds = ModelRunner.RandomFeeds(model, shapes, ways[0].Node, new Random(index + 1));
         ContractionOp op;
         string? choice = null;
         try
@@ -128,6 +134,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         double? vsOneDnn = onednn is { Gflops: > 0 } ? report.RatioTo(key) : null;
         string? oneDnnNote = onednn is null ? "no oneDNN peer" : onednn.Gflops is null ? onednn.Problem : null;
 
+        chosen[op.Node] = new ChosenKernel(op, report.Kernel);
         var ours = new float[c.Output.Length];
         op.Run(report.Kernel, feeds, ours);
         OnnxRuntimeNode? ort = null;
@@ -138,8 +145,9 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         {
             ort = new OnnxRuntimeNode(SingleNodeModel.Of(model, shapes, op.Node), feeds);
             using (ThreadPinning.Pin()) ort.Run();
-            (maxError, tolerance) = Compare(ours, ort.Output);
-            if (!(maxError <= tolerance))
+            var error = OutputError.Of(ours, ort.Output);
+            (maxError, tolerance) = (error.MaxAbs, error.Bound(RelativeTolerance));
+            if (!error.Within(RelativeTolerance))
             {
                 verified = false;
                 ortNote = $"outputs differ: max |ours - ONNX Runtime's| {maxError:G3} over the bound {tolerance:G3}";
@@ -162,17 +170,12 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
             if (ortNote is null && timings.TryGetValue(c.Text, out var shared)) (mine, theirs, ratio) = shared;
             else
             {
-                using (ThreadPinning.Pin())
+                if (ort is not null && ortNote is null)
                 {
-                    if (ort is not null && ortNote is null)
-                    {
-                        var runner = ort;
-                        var t = Timing.MeasureTogether([() => op.Run(report.Kernel, feeds, ours), runner.Run], [flops, flops], timing);
-                        (mine, theirs, ratio) = (t.Measurements[0], t.Measurements[1], t.Ratio(0, 1));
-                        timings[c.Text] = (mine, theirs, ratio);
-                    }
-                    else mine = Timing.Measure(() => op.Run(report.Kernel, feeds, ours), flops, timing);
+                    var (m, t, r) = SideBySide(() => op.Run(report.Kernel, feeds, ours), ort.Run, flops, timing);
+                    (mine, theirs, ratio) = timings[c.Text] = (m, t, r);
                 }
+                else using (ThreadPinning.Pin()) mine = Timing.Measure(() => op.Run(report.Kernel, feeds, ours), flops, timing);
             }
             return new ModelRow(op.Node.Name, op.Node.OpType, c.Text, true, null, verified, mine.Gflops, mine.MedianSeconds,
                 report.Gflops * flops / c.Flops, theirs?.Gflops, theirs?.MedianSeconds, ortNote, ratio, onednn?.Gflops, oneDnnNote, vsOneDnn,
@@ -180,7 +183,6 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         }
         finally { ort?.Dispose(); }
     }
-
 
     /// <summary>Which of the node's lowerings serves it: the one chosen for an earlier node with the same ones; or the one
     /// this machine's store recorded as chosen (a choice record, <see cref="MeasurementStore.TryGetChoice"/>), its kernel
@@ -291,6 +293,16 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         return best;
     }
 
+    /// <summary>Ours and ONNX Runtime's runs of the same work (<paramref name="flops"/>) timed side by side on the pinned
+    /// core (<see cref="Timing.MeasureTogether"/>: one run of each per round, medians), and how many times faster ours
+    /// ran (the median of the ratios within rounds).</summary>
+    internal static (Measurement Mine, Measurement Theirs, double Ratio) SideBySide(Action ours, Action theirs, double flops, MeasureOptions timing)
+    {
+        using var pin = ThreadPinning.Pin();
+        var t = Timing.MeasureTogether([ours, theirs], [flops, flops], timing);
+        return (t.Measurements[0], t.Measurements[1], t.Ratio(0, 1));
+    }
+
     /// <summary>oneDNN alone next to a node's kernel: the report's one library column (OpenBLAS and BLIS, im2col or not,
     /// took some 8 s of a ResNet-18 run and were never shown).</summary>
     static IReadOnlyList<PreparedPeer> OneDnn(Computation c) => KernelReport.PreparePeers(c, key => key.StartsWith("onednn", StringComparison.Ordinal));
@@ -300,35 +312,5 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         string path = Learning.Policy.Choose("default", c);
         if (!policies.TryGetValue(path, out var pol)) policies[path] = pol = Learning.Policy.Load(path);
         return pol;
-    }
-
-    /// <summary>Random values in [-1, 1] for the node's inputs that are not constants, with their inferred shapes.</summary>
-    static Dictionary<string, float[]> Feeds(OnnxModel model, ModelShapes shapes, ContractionOp op, int seed)
-    {
-        var rng = new Random(seed + 1);
-        var feeds = new Dictionary<string, float[]>(StringComparer.Ordinal);
-        foreach (var name in op.Node.Inputs.Where(i => i.Length > 0 && !model.Initializers.ContainsKey(i)).Distinct())
-        {
-            long n = shapes.Of(name)!.Value.Aggregate(1L, (p, d) => p * d);
-            var v = new float[checked((int)n)];
-            Reference.FillUniform(v, rng);
-            feeds[name] = v;
-        }
-        return feeds;
-    }
-
-    /// <summary>The largest difference and its bound, <see cref="RelativeTolerance"/> x max(1, max |want|); NaN where either is NaN.</summary>
-    static (double MaxError, double Tolerance) Compare(float[] got, float[] want)
-    {
-        if (got.Length != want.Length) return (double.PositiveInfinity, 0);
-        double max = 0, scale = 1;
-        for (int i = 0; i < got.Length; i++)
-        {
-            double d = Math.Abs((double)got[i] - want[i]);
-            if (double.IsNaN(d)) return (double.NaN, 0);
-            max = Math.Max(max, d);
-            scale = Math.Max(scale, Math.Abs(want[i]));
-        }
-        return (max, RelativeTolerance * scale);
     }
 }

@@ -7,11 +7,12 @@ using LoopTune.Store;
 
 namespace LoopTune.Cli.Commands;
 
-/// <summary><c>looptune model PATH.onnx|resnet18 [--budget 1s] [--out DIR] [--quick] [--retune] [--db PATH] [--json]</c>: every
+/// <summary><c>looptune model PATH.onnx|resnet18 [--budget 1s] [--out DIR] [--quick] [--retune] [--db PATH] [--run] [--json]</c>: every
 /// Conv, Gemm and MatMul of the model lowered to a contraction; each distinct contraction tuned once by <c>tune</c>'s default
 /// search, or its schedule recalled from this machine's tuning record in the store (verified and re-timed); every
 /// node then run with its schedule, checked against ONNX Runtime running that node alone and timed side by side with it
-/// (<see cref="ModelBench"/>); the report (<see cref="ModelReport"/>) written atomically into --out.</summary>
+/// (<see cref="ModelBench"/>); with --run, the whole forward pass with those kernels checked against ONNX Runtime's and timed
+/// next to it (<see cref="ModelEndToEnd"/>); the report (<see cref="ModelReport"/>) written atomically into --out.</summary>
 static class ModelCommand
 {
     /// <summary>The models known by name: the NuGet package that holds each, its version, and the file in it.</summary>
@@ -29,10 +30,11 @@ static class ModelCommand
         var quick = new Option<bool>("--quick") { Description = "Shorter timing (less precise)." };
         var retune = new Option<bool>("--retune") { Description = "Ignore the tuning records: tune every contraction and replace its record." };
         var db = SearchCommand.DbOption();
+        var run = new Option<bool>("--run") { Description = "Then run the whole forward pass with the tuned kernels (BatchNormalization folded into the convolutions), check its output against ONNX Runtime's on the same input and time both side by side." };
         var json = Options.Json();
         var command = new Command("model", "Tune every Conv, Gemm and MatMul of an ONNX model (each distinct shape once), check each node against ONNX Runtime running it alone, and time them side by side, with oneDNN.")
         {
-            model, budget, outDir, quick, retune, db, json,
+            model, budget, outDir, quick, retune, db, run, json,
         };
         command.SetAction(p => io.Guard(() =>
         {
@@ -41,14 +43,16 @@ static class ModelCommand
             if (!TuneCommand.RolloutOnly(b)) _ = SearchBudget.Parse(b); // bad budgets before anything runs
             string path = Locate(p.GetValue(model)!, io.Stderr);
             var onnx = OnnxModel.Load(path);
+            if (p.GetValue(run)) ModelEndToEnd.Check(onnx); // an op the forward pass cannot run refuses before anything is tuned
             var report = new ComparisonJob.ReportFolder(p.GetValue(outDir)!);
             try
             {
                 using var store = new MeasurementStore(p.GetValue(db));
-                var bench = new ModelBench(b, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, io.Stderr.WriteLine, store,
-                    p.GetValue(retune), io.Stderr.WriteLine);
+                var timing = p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default;
+                var bench = new ModelBench(b, timing, io.Stderr.WriteLine, store, p.GetValue(retune), io.Stderr.WriteLine);
                 var rows = bench.Run(onnx);
-                var result = ModelReport.ToJson(path, report.Target, b, rows, bench.Recalled, bench.Searched, wall.Elapsed.TotalSeconds, store.Path);
+                var e2e = p.GetValue(run) ? ModelEndToEnd.Run(onnx, bench.Chosen, timing, io.Stderr.WriteLine) : null;
+                var result = ModelReport.ToJson(path, report.Target, b, rows, bench.Recalled, bench.Searched, wall.Elapsed.TotalSeconds, store.Path, e2e);
                 ModelReport.Write(report.Temp, result, rows, onnx.ToString());
                 report.Commit();
                 if (p.GetValue(json)) io.Stdout.WriteLine(ModelReport.Serialize(result));
@@ -56,6 +60,11 @@ static class ModelCommand
                 if (!result.Verified)
                 {
                     io.Stderr.WriteLine($"internal error: not every tuned node matches ONNX Runtime: {string.Join(", ", rows.Where(r => r.Tuned && !r.Verified).Select(r => r.Node))}");
+                    return Program.Failure;
+                }
+                if (e2e is not null && !ModelEndToEnd.Passed(e2e))
+                {
+                    io.Stderr.WriteLine(FormattableString.Invariant($"internal error: the forward pass does not match ONNX Runtime's: max |ours - ONNX Runtime's| {e2e.MaxAbsError:G3}, bound {e2e.Bound:G3}{(e2e.FoldsVerified ? "" : "; a folded convolution differs from the convolution followed by its BatchNormalization")}"));
                     return Program.Failure;
                 }
                 return Program.Ok;
@@ -71,6 +80,7 @@ static class ModelCommand
         foreach (var o in r.Ops.Where(o => o.Tuned))
             io.Stdout.WriteLine(FormattableString.Invariant($"  {o.Node,-24} {o.Op,-7} {o.Gflops,8:F1} GFLOPS {o.Seconds * 1e3,9:F3} ms   ONNX Runtime {(o.OnnxruntimeSeconds is { } s ? $"{s * 1e3,9:F3} ms" : o.OnnxruntimeNote)}   {(o.Verified ? "verified" : "NOT verified")}"));
         io.Stdout.WriteLine(FormattableString.Invariant($"total of the tuned nodes: ours {r.OpsSeconds * 1e3:F3} ms, ONNX Runtime {(r.OnnxruntimeOpsSeconds is { } t ? $"{t * 1e3:F3} ms" : "n/a")}"));
+        if (r.EndToEnd is { } e2e) io.Stdout.WriteLine(ModelEndToEnd.Line(e2e));
         io.Stdout.WriteLine(FormattableString.Invariant($"{r.ContractionsRecalled} distinct contraction(s) recalled from tuning records, {r.ContractionsTuned} tuned; {r.Seconds:F1} s"));
         io.Stdout.WriteLine($"report: {r.Out}");
     }

@@ -17,8 +17,10 @@ namespace LoopTune.Cli.Commands;
 /// <param name="Seconds">Wall time of the whole run, from the start of the command to the report.</param>
 /// <param name="Store">The measurement store holding the tuning records.</param>
 /// <param name="OnnxruntimeOpsSeconds">The sum of ONNX Runtime's times of the same nodes; null when it has no time for one of them.</param>
+/// <param name="EndToEnd">The whole forward pass against ONNX Runtime's (<c>--run</c>), else null.</param>
 sealed record ModelJson(string Model, string Out, IReadOnlyList<string> Files, string Budget, IReadOnlyList<ModelOpJson> Ops, double OpsSeconds,
-    double? OnnxruntimeOpsSeconds, double? VsOnnxruntime, int Tuned, int NotTuned, bool Verified, int ContractionsRecalled, int ContractionsTuned, double Seconds, string? Store, JsonObject Machine);
+    double? OnnxruntimeOpsSeconds, double? VsOnnxruntime, int Tuned, int NotTuned, bool Verified, int ContractionsRecalled, int ContractionsTuned, double Seconds, string? Store, JsonObject Machine,
+    EndToEndJson? EndToEnd = null);
 
 /// <summary>A <see cref="ModelRow"/> in <see cref="ModelJson"/>.</summary>
 sealed record ModelOpJson(string Node, string Op, string? Spec, bool Tuned, string? Reason, bool Verified, double? Gflops, double? Seconds,
@@ -53,7 +55,7 @@ static class ModelReport
     }
 
     public static ModelJson ToJson(string model, string folder, string budget, IReadOnlyList<ModelRow> rows, int recalled = 0, int searched = 0,
-        double seconds = 0, string? store = null)
+        double seconds = 0, string? store = null, EndToEndJson? endToEnd = null)
     {
         var (ours, ort) = Totals(rows);
         return new ModelJson(model, folder, [Csv, Summary, Json, Chart], budget,
@@ -61,7 +63,7 @@ static class ModelReport
                 r.OnnxRuntimeGflops, r.OnnxRuntimeSeconds, r.OnnxRuntimeNote, r.VsOnnxRuntime, r.OneDnnGflops, r.OneDnnNote, r.VsOneDnn,
                 r.Schedule, r.MaxError, r.Tolerance, r.ScheduleFrom, r.Lowering, r.LoweringNote))],
             ours, ort, ort is > 0 && ours > 0 ? ort / ours : null, rows.Count(r => r.Tuned), rows.Count(r => !r.Tuned),
-            rows.Where(r => r.Tuned).All(r => r.Verified), recalled, searched, seconds, store, Machine.Current.ToJson());
+            rows.Where(r => r.Tuned).All(r => r.Verified), recalled, searched, seconds, store, Machine.Current.ToJson(), endToEnd);
     }
 
     public static string Serialize(ModelJson report) => JsonSerializer.Serialize(report, Context.ModelJson);
@@ -132,6 +134,7 @@ static class ModelReport
         b.AppendLine("- every node is checked against ONNX Runtime; of the nodes of one contraction (same shapes, strides and pads), the first is timed next to ONNX Runtime and the others share its times");
         b.AppendLine(CultureInfo.InvariantCulture, $"- wall time of the run: {json.Seconds:F1} s");
         b.AppendLine();
+        if (json.EndToEnd is { } e2e) b.AppendLine(ModelEndToEnd.Markdown(e2e));
         b.AppendLine(CultureInfo.InvariantCulture, $"## Not tuned ({rows.Count(r => !r.Tuned)})");
         b.AppendLine();
         foreach (var r in rows.Where(r => !r.Tuned)) b.AppendLine(CultureInfo.InvariantCulture, $"- {r.Node} ({r.Op}): {r.Reason}");

@@ -132,7 +132,7 @@ public sealed class NamedDataset
         new("bert_base_gemm", "BERT-base's GEMMs at sequence lengths 128 and 512 (12)", () => DatasetGenerator.FromSpecs("mm", "BERT-base, sequence lengths 128 and 512", ModelShapes.BertBase())),
         new("resnet50_gemm", "ResNet-50's stride-1 1x1 convolutions as GEMMs (12)", () => DatasetGenerator.FromSpecs("mm", "ResNet-50 v1.5, 224x224, stride-1 1x1 convolutions as GEMMs", ModelShapes.ResNet50Gemms())),
         new("resnet50_conv", "ResNet-50's stride-1 convolutions, 3x3 padded and 1x1 (16)", () => DatasetGenerator.FromSpecs("conv", "ResNet-50 v1.5, 224x224, stride-1 convolutions", ModelShapes.ResNet50Convs())),
-        new("resnet18", "ResNet-18's distinct convolutions as looptune model lowers them: stride-1 3x3 padded, stride-2 phase-split (11)",
+        new("resnet18", "ResNet-18's distinct convolutions in their default lowering: stride-1 3x3 padded, stride-2 phase-split, 1x1 as mm (11)",
             () => DatasetGenerator.FromSpecs("conv", "ResNet-18 (ML.NET's ResNet18.onnx), 224x224, distinct convolutions as looptune model lowers them", ModelShapes.ResNet18Convs())),
         Merged("mm64_4096", "mm64_256_16_range + mm256_4096_log, each keeping its split (2925): what the default policy trains on", "mm64_256_16_range", "mm256_4096_log"),
         Merged("conv_small_resnet50", "conv_small + resnet50_conv, each keeping its split (97): what the conv policy trains on", "conv_small", "resnet50_conv"),

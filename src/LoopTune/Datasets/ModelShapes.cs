@@ -78,6 +78,7 @@ public static class ModelShapes
         ResNet18Layers.Select(l => (Name: $"r18_{l.R}x{l.S}{(l.StrideH == 1 && l.StrideW == 1 ? "" : $"s{l.StrideH}")}_{l.C}_{l.H}_{l.F}", Spec: Spec(l.Lower().Contraction)))
             .DistinctBy(x => x.Spec);
 
-    /// <summary>A contraction's spec: <c>conv C H W F R S</c> when it is one, else its text.</summary>
-    static string Spec(LoopTune.Ir.Computation c) => c.AsConv()?.ToString() ?? c.Text;
+    /// <summary>A contraction's spec: <c>conv C H W F R S</c> or <c>mm M N K</c> when it is one, else its text.</summary>
+    static string Spec(LoopTune.Ir.Computation c) =>
+        c.AsConv()?.ToString() ?? (c.AsMatmul() is var (m, n, k) ? $"mm {m} {n} {k}" : c.Text);
 }

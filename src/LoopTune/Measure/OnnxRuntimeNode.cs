@@ -4,7 +4,7 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace LoopTune.Measure;
 
-/// <summary>ONNX Runtime running one node alone (<see cref="SingleNodeModel"/>): one thread (<c>intra_op_num_threads</c> and
+/// <summary>ONNX Runtime running one node alone (<see cref="SingleNodeModel"/>), or a whole model: one thread (<c>intra_op_num_threads</c> and
 /// <c>inter_op_num_threads</c> 1, sequential), every graph optimization on; its inputs and its output are bound to memory
 /// given once (arrays, or a peer's buffers), so <see cref="Run"/> allocates nothing and times the operator alone.</summary>
 public sealed class OnnxRuntimeNode : IDisposable
@@ -17,28 +17,35 @@ public sealed class OnnxRuntimeNode : IDisposable
     /// <summary>A session of <paramref name="model"/> fed with <paramref name="feeds"/> (by input name), writing
     /// <see cref="Output"/>.</summary>
     public OnnxRuntimeNode(SingleNodeModel model, IReadOnlyDictionary<string, float[]> feeds)
-        : this(model, [.. model.Inputs.Select(i => OrtValue.CreateTensorValueFromMemory(feeds[i.Name], i.Shape))], out var output) =>
-        Output = output;
+        : this(model.Bytes, [.. model.Inputs.Select(i => (i.Name, i.Shape))], model.Output, model.OutputShape, feeds) { }
+
+    /// <summary>A session of the serialized model <paramref name="model"/> (a whole model, or one node) with
+    /// <paramref name="inputs"/> (name, shape) fed from <paramref name="feeds"/>, and <paramref name="output"/> of
+    /// <paramref name="outputShape"/> written to <see cref="Output"/>.</summary>
+    public OnnxRuntimeNode(byte[] model, IReadOnlyList<(string Name, long[] Shape)> inputs, string output, long[] outputShape,
+        IReadOnlyDictionary<string, float[]> feeds)
+        : this(model, [.. inputs.Select(i => i.Name)], output, [.. inputs.Select(i => OrtValue.CreateTensorValueFromMemory(feeds[i.Name], i.Shape))],
+            new float[Length(outputShape)], outputShape)
+    { }
 
     /// <summary>A session of <paramref name="model"/> reading its inputs (in <see cref="SingleNodeModel.Inputs"/>' order)
     /// from <paramref name="inputs"/> and writing its output to <paramref name="output"/>: native float32 buffers of the
     /// shapes' lengths that must outlive the session.</summary>
     internal unsafe OnnxRuntimeNode(SingleNodeModel model, IReadOnlyList<nint> inputs, float* output)
-        : this(model, [.. model.Inputs.Select((i, k) => Native(inputs[k], i.Shape))], Native((nint)output, model.OutputShape)) { }
+        : this(model.Bytes, [.. model.Inputs.Select(i => i.Name)], model.Output, [.. model.Inputs.Select((i, k) => Native(inputs[k], i.Shape))],
+            Native((nint)output, model.OutputShape), [])
+    { }
 
-    OnnxRuntimeNode(SingleNodeModel model, OrtValue[] inputs, out float[] output)
-        : this(model, inputs, OrtValue.CreateTensorValueFromMemory(output = new float[Length(model.OutputShape)], model.OutputShape)) { }
+    OnnxRuntimeNode(byte[] model, string[] inputNames, string outputName, OrtValue[] inputs, float[] output, long[] outputShape)
+        : this(model, inputNames, outputName, inputs, OrtValue.CreateTensorValueFromMemory(output, outputShape), output) { }
 
-    OnnxRuntimeNode(SingleNodeModel model, OrtValue[] inputs, OrtValue output)
+    OnnxRuntimeNode(byte[] model, string[] inputNames, string outputName, OrtValue[] inputs, OrtValue output, float[] array)
     {
-        (this.inputs, outputs) = (inputs, [output]);
-        inputNames = [.. model.Inputs.Select(i => i.Name)];
-        outputNames = [model.Output];
-        Output = [];
+        (this.inputs, outputs, this.inputNames, outputNames, Output) = (inputs, [output], inputNames, [outputName], array);
         try
         {
             using var so = OneThread();
-            session = new InferenceSession(model.Bytes, so);
+            session = new InferenceSession(model, so);
         }
         catch
         {

@@ -75,6 +75,10 @@ public sealed class ConvOp : ContractionOp
     /// <summary>How the convolution became <see cref="ContractionOp.Contraction"/>.</summary>
     public ConvLowering Lowering { get; }
 
+    /// <summary>The node lowered the way this one was (<see cref="Lowering"/>), so the same kernel serves it.</summary>
+    public override LoweredNode LowerAgain(OnnxModel model, ModelShapes shapes, OnnxNode node) =>
+        ModelLowering.Alternatives(model, shapes, node).FirstOrDefault(l => l is ConvOp c && c.Lowering == Lowering) ?? ModelLowering.Lower(model, shapes, node);
+
     /// <summary>The window: kernel, strides, pads.</summary>
     public Window Window => window;
     /// <summary>Whether the kernel reads a padded (or cut, or phase-split) copy of X rather than X itself.</summary>
@@ -91,11 +95,14 @@ public sealed class ConvOp : ContractionOp
     public override double Flops => 2.0 * xShape[0] * wShape[0] * OutputShape[2] * OutputShape[3] * xShape[1] * wShape[2] * wShape[3];
 
     /// <summary>The ways the node may be lowered, the default first: <see cref="ConvLowering.Direct"/> then
-    /// <see cref="ConvLowering.Columns"/> for a window larger than 1x1; Columns alone for a 1x1 kernel.</summary>
-    internal static ImmutableArray<ConvLowering> Ways(ImmutableArray<long> wShape) =>
-        wShape.Length == 4 && wShape[2] * wShape[3] == 1 ? [ConvLowering.Columns]
-        : wShape.Length == 4 && Block(wShape[0]) > 0 ? [ConvLowering.Direct, ConvLowering.Columns, ConvLowering.Blocked]
-        : [ConvLowering.Direct, ConvLowering.Columns];
+    /// <see cref="ConvLowering.Columns"/> for a window larger than 1x1, Columns alone for a 1x1 kernel; and
+    /// <see cref="ConvLowering.Blocked"/> when a block of output channels divides F.</summary>
+    internal static ImmutableArray<ConvLowering> Ways(ImmutableArray<long> wShape)
+    {
+        if (wShape.Length != 4) return [ConvLowering.Direct];
+        ImmutableArray<ConvLowering> ways = wShape[2] * wShape[3] == 1 ? [ConvLowering.Columns] : [ConvLowering.Direct, ConvLowering.Columns];
+        return Block(wShape[0]) > 0 ? ways.Add(ConvLowering.Blocked) : ways;
+    }
 
     /// <summary>The block of output channels of <see cref="ConvLowering.Blocked"/>: 4, 2 or 1 vectors of the widest this
     /// process compiles, the first that divides <paramref name="f"/>; 0 when none does.</summary>

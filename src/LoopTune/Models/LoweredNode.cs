@@ -108,5 +108,16 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     protected static float[] Sized(float[] value, string name, long length) =>
         value.Length == length ? value : throw new ArgumentException($"{name} holds {value.Length} floats, its shape {length}");
 
+    /// <summary>The same lowering applied to another node of the same shapes: <paramref name="node"/> read from
+    /// <paramref name="model"/> and <paramref name="shapes"/> (a Conv with other constants: BatchNormalization folded
+    /// into its weights and bias). <see cref="ModelLowering"/>'s by default; a lowering of another kind overrides it, so
+    /// that code given an op (<see cref="ModelRunner"/>) makes the other node as that op was made.</summary>
+    public virtual LoweredNode LowerAgain(OnnxModel model, ModelShapes shapes, OnnxNode node) => ModelLowering.Lower(model, shapes, node);
+
     public override string ToString() => $"{Node}: {Contraction.Text}";
 }
+
+/// <summary>What a node runs with in a forward pass: the lowering chosen for it (<see cref="Op"/>) and the compiled kernel of
+/// its contraction (<see cref="Kernel"/>), as the tuning chose and verified them (<c>looptune model</c>'s bench hands these to
+/// <see cref="ModelRunner"/>).</summary>
+public sealed record ChosenKernel(ContractionOp Op, Kernel Kernel);

@@ -98,6 +98,15 @@ public sealed class OnnxModel
             if (!defined.Contains(o.Name)) throw new OnnxError(source, $"graph output '{o.Name}' is defined by no node");
     }
 
+    /// <summary>This model with more constants (or constants replaced), all else shared: tensors computed from the
+    /// model's own (BatchNormalization folded into a Conv's weights) for nodes lowered against it.</summary>
+    public OnnxModel WithConstants(IEnumerable<OnnxTensor> constants)
+    {
+        var all = new Dictionary<string, OnnxTensor>(Initializers, StringComparer.Ordinal);
+        foreach (var t in constants) all[t.Name] = t;
+        return new OnnxModel(Source, IrVersion, Opset, Producer, GraphName, Nodes, all, Inputs, Outputs);
+    }
+
     /// <summary>The declared input or output of that name, or null.</summary>
     public OnnxValue? Value(string name) => Inputs.Concat(Outputs).FirstOrDefault(v => v.Name == name);
 

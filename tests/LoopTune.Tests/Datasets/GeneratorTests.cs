@@ -189,11 +189,12 @@ public sealed class GeneratorTests
         Assert.Equal(11, specs.Count);
         Assert.Equal(specs.Count, specs.Select(s => s.Name).Distinct().Count());
         var byName = specs.ToDictionary(s => s.Name, s => s.Spec);
-        // the stride-1 3x3 layers on the padded image, as conv specs; the strided ones as their column-phase split
+        // the stride-1 3x3 layers on the padded image, as conv specs; the strided ones as their column-phase split; the 1x1
+        // ones as the matrix products of their pixels
         Assert.Equal("conv 64 58 58 64 3 3", byName["r18_3x3_64_56_64"]);
         Assert.Equal("conv 512 9 9 512 3 3", byName["r18_3x3_512_7_512"]);
         Assert.Equal("O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=64 h=112 w=112 c=3 p=2 r=7 q=4", byName["r18_7x7s2_3_224_64"]);
-        Assert.Equal("O[f,h,w] += I[c,h,w] * W[f,c] f=128 h=28 w=28 c=64", byName["r18_1x1s2_64_56_128"]);
+        Assert.Equal("mm 128 784 64", byName["r18_1x1s2_64_56_128"]);
         Assert.StartsWith("O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=256 h=14 w=14 c=128 p=2 r=3 q=2", byName["r18_3x3s2_128_28_256"]);
         Assert.All(specs, s => Computation.Parse(s.Spec));
     }

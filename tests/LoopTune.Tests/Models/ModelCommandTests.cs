@@ -163,6 +163,52 @@ public sealed class ModelCommandTests : IDisposable
     }
 
     [Fact]
+    [Trait("Category", "Integration")]
+    public void Run_checks_the_forward_pass_against_onnx_runtime_and_reports_it_end_to_end()
+    {
+        // X [1,3,8,8] -> conv (4 filters 3x3, pads 1) -> bn (folded) -> Relu -> GlobalAveragePool -> Flatten -> Gemm [1,3]
+        var file = temp["tiny.onnx"];
+        File.WriteAllBytes(file, Model(
+            [
+                Node("Conv", "conv", ["X", "W"], ["Y1"], Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1)),
+                BatchNorm("bn", "Y1", "N"),
+                Node("Relu", "relu", ["N"], ["R"]),
+                Node("GlobalAveragePool", "gap", ["R"], ["G"]),
+                Node("Flatten", "flatten", ["G"], ["F"]),
+                Node("Gemm", "fc", ["F", "B"], ["Y"]),
+            ],
+            [Value("X", [1, 3, 8, 8])], [Value("Y", null)], [Floats("W", [4, 3, 3, 3], Random(108, 1)), .. Norm("bn", 4, 2), Floats("B", [4, 3], Random(12, 6))]));
+        var outDir = temp["report"];
+        var (code, stdout, err) = TestHome.Run("model", file, "--run", "--budget", "0", "--quick", "--json", "--out", outDir, "--db", temp["m.db"]);
+        Assert.True(code == 0, err);
+        var e2e = JsonNode.Parse(stdout)!["end_to_end"]!.AsObject();
+        foreach (var key in new[] { "ours_ms", "onnxruntime_ms", "max_abs_error", "max_relative_error", "bound", "within_bound", "folded_batch_norms" })
+            Assert.True(e2e.ContainsKey(key), key);
+        Assert.True(e2e["ours_ms"]!.GetValue<double>() > 0);
+        Assert.True(e2e["onnxruntime_ms"]!.GetValue<double>() > 0);
+        Assert.True(e2e["within_bound"]!.GetValue<bool>(), e2e.ToJsonString());
+        Assert.True(e2e["max_abs_error"]!.GetValue<double>() <= e2e["bound"]!.GetValue<double>());
+        Assert.Equal(1, e2e["folded_batch_norms"]!.GetValue<int>());
+        Assert.True(e2e["folds_verified"]!.GetValue<bool>());
+        Assert.Contains("## End to end", File.ReadAllText(Path.Combine(outDir, ModelReport.Summary)));
+    }
+
+    [Fact]
+    public void Run_refuses_a_model_with_an_op_it_cannot_run_before_tuning_with_exit_2_naming_it()
+    {
+        var file = temp["soft.onnx"];
+        File.WriteAllBytes(file, Model(
+            [Node("Conv", "conv", ["X", "W"], ["Y1"], Ints("kernel_shape", 1, 1)), Node("Softmax", "soft", ["Y1"], ["Y"])],
+            [Value("X", [1, 2, 3, 3])], [Value("Y", null)], [Floats("W", [2, 2, 1, 1], Random(4, 1))]));
+        var (code, _, err) = TestHome.Run("model", file, "--run", "--out", temp["r"]);
+        Assert.Equal(2, code);
+        Assert.Contains($"{file}: --run cannot run node soft (Softmax): Softmax is not an operator the forward pass runs", err);
+        Assert.DoesNotContain("   at ", err);
+        Assert.DoesNotContain("tuning", err);
+        Assert.False(Directory.Exists(temp["r"]));
+    }
+
+    [Fact]
     public void A_truncated_file_exits_2_naming_it()
     {
         var file = temp["cut.onnx"];

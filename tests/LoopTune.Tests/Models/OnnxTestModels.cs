@@ -71,6 +71,17 @@ static class OnnxTestModels
         return model.ToByteArray();
     }
 
+    /// <summary>The four constants of BatchNormalization <paramref name="name"/> of <paramref name="c"/> channels (variance positive).</summary>
+    public static TensorProto[] Norm(string name, int c, int seed) =>
+    [
+        Floats(name + "_g", [c], Random(c, seed)), Floats(name + "_b", [c], Random(c, seed + 1)),
+        Floats(name + "_m", [c], Random(c, seed + 2)), Floats(name + "_v", [c], [.. Random(c, seed + 3).Select(v => Math.Abs(v) + 0.1f)]),
+    ];
+
+    /// <summary>BatchNormalization <paramref name="name"/> of <paramref name="x"/> with the constants of <see cref="Norm"/>, epsilon 1e-3.</summary>
+    public static NodeProto BatchNorm(string name, string x, string y) =>
+        Node("BatchNormalization", name, [x, name + "_g", name + "_b", name + "_m", name + "_v"], [y], Float("epsilon", 1e-3f));
+
     public static float[] Random(long count, int seed)
     {
         var rng = new Random(seed);

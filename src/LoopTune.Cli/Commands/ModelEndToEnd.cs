@@ -1,0 +1,89 @@
+using System.Globalization;
+using System.Text;
+using LoopTune.Jit;
+using LoopTune.Measure;
+using LoopTune.Models;
+
+namespace LoopTune.Cli.Commands;
+
+/// <summary><c>end_to_end</c> of <c>looptune model --run --json</c>: the whole forward pass, ours against ONNX Runtime's.</summary>
+/// <param name="OursMs">Our forward pass (<see cref="ModelRunner.Run"/>), median ms, timed side by side with ONNX Runtime's.</param>
+/// <param name="OnnxruntimeMs">ONNX Runtime's session on the whole model (one thread, sequential, all graph optimizations), median ms.</param>
+/// <param name="VsOnnxruntime">How many times faster ours ran (the median of the ratios within rounds).</param>
+/// <param name="MaxAbsError">The largest |ours - ONNX Runtime's| over the output.</param>
+/// <param name="MaxRelativeError">The same over the largest |ONNX Runtime's| (the norm-wise relative error).</param>
+/// <param name="Bound">What <paramref name="MaxAbsError"/> must stay within: <see cref="ModelEndToEnd.RelativeBound"/> x max(1, max |ONNX Runtime's|).</param>
+/// <param name="Output">The graph output compared (the first).</param>
+/// <param name="Seed">The seed of the input (<see cref="Reference.FillUniform"/>, uniform in [-1, 1]).</param>
+/// <param name="FoldedBatchNorms">BatchNormalizations folded into the convolution before them.</param>
+/// <param name="FoldsVerified">Whether every folded convolution matched the convolution followed by its BatchNormalization.</param>
+/// <param name="Rounds">Rounds of the side-by-side timing.</param>
+sealed record EndToEndJson(double OursMs, double OnnxruntimeMs, double VsOnnxruntime, double MaxAbsError, double MaxRelativeError, double Bound,
+    bool WithinBound, string Output, int Seed, int FoldedBatchNorms, bool FoldsVerified, int Rounds);
+
+/// <summary><c>looptune model --run</c>: the model's forward pass (<see cref="ModelRunner"/>) with the op and kernel the bench
+/// chose for each contraction, on a deterministic input, checked against ONNX Runtime running the whole model on the same
+/// input and timed side by side with it (<see cref="ModelBench.SideBySide"/>).</summary>
+static class ModelEndToEnd
+{
+    /// <summary>Our output may differ from ONNX Runtime's by this much times max(1, max |theirs|): ten times a single
+    /// node's bound (<see cref="ModelBench.RelativeTolerance"/>), for some twenty layers whose rounding differences add up
+    /// (ResNet-18 measured about 1e-6 relative; see the README).</summary>
+    public const double RelativeBound = 1e-3;
+
+    /// <summary>The seed of the input.</summary>
+    public const int Seed = 19;
+
+    /// <summary>Why <c>--run</c> cannot run <paramref name="model"/> (an <see cref="OnnxError"/> naming the first node it
+    /// cannot run), checked before anything is tuned.</summary>
+    public static void Check(OnnxModel model)
+    {
+        var problems = ModelRunner.Unsupported(model, ShapeInference.Infer(model));
+        if (problems.Count > 0)
+            throw new OnnxError(model.Source, $"--run cannot run node {problems[0]}{(problems.Count > 1 ? $" (and {problems.Count - 1} more node(s))" : "")}");
+    }
+
+    /// <summary>Runs, checks and times the forward pass of <paramref name="model"/> with <paramref name="kernels"/>.</summary>
+    public static EndToEndJson Run(OnnxModel model, IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels, Measure.MeasureOptions timing, Action<string> progress)
+    {
+        var shapes = ShapeInference.Infer(model);
+        var runner = ModelRunner.Build(model, shapes, kernels);
+        var rng = new Random(Seed);
+        var inputs = runner.Inputs.ToList();
+        foreach (var input in inputs) Reference.FillUniform(runner.Value(input), rng);
+        string output = runner.Outputs.First();
+        long[] Shape(string name) => shapes.Of(name)!.Value.ToArray();
+        using var ort = new OnnxRuntimeNode(File.ReadAllBytes(model.Source), [.. inputs.Select(i => (i, Shape(i)))], output, Shape(output),
+            inputs.ToDictionary(i => i, runner.Value));
+        runner.Run();
+        ort.Run();
+        var error = OutputError.Of(runner.Value(output), ort.Output);
+        progress($"end to end: output {output} within {error.MaxAbs:G3} of ONNX Runtime's; timing both");
+        var (mine, theirs, ratio) = ModelBench.SideBySide(runner.Run, ort.Run, Math.Max(runner.Flops, 1), timing); // the same work: the ratio is of times
+        return new EndToEndJson(mine.MedianSeconds * 1e3, theirs.MedianSeconds * 1e3, ratio, error.MaxAbs, error.Relative, error.Bound(RelativeBound),
+            error.Within(RelativeBound), output, Seed, runner.Folds.Count, runner.Folds.All(f => f.Passed), mine.Samples);
+    }
+
+    /// <summary>Whether the forward pass is right: within the bound, every fold verified.</summary>
+    public static bool Passed(EndToEndJson e) => e.WithinBound && e.FoldsVerified;
+
+    /// <summary>The line <c>looptune model</c> prints for it.</summary>
+    public static string Line(EndToEndJson e) => FormattableString.Invariant(
+        $"end to end: ours {e.OursMs:F2} ms, ONNX Runtime {e.OnnxruntimeMs:F2} ms ({e.VsOnnxruntime:F2}x); max |ours - ONNX Runtime's| {e.MaxAbsError:G3} (relative {e.MaxRelativeError:G3}), bound {e.Bound:G3}: {(Passed(e) ? "within" : "NOT within")}");
+
+    /// <summary>The "End to end" section of summary.md.</summary>
+    public static string Markdown(EndToEndJson e)
+    {
+        var b = new StringBuilder();
+        b.AppendLine("## End to end");
+        b.AppendLine();
+        b.AppendLine(FormattableString.Invariant($"The whole forward pass on one input (uniform in [-1, 1], seed {e.Seed}): each Conv, Gemm and MatMul with the op and tuned kernel of the table, {e.FoldedBatchNorms} BatchNormalization(s) folded into the convolution before them (each folded convolution checked against the unfolded pair: {(e.FoldsVerified ? "all matched" : "**NOT all matched**")}), Relu, Add, the pools and the rest in plain vectorised C#, every value in an array made once; timed side by side with ONNX Runtime running the whole model (one thread, sequential, all graph optimizations), one run of each per round, medians."));
+        b.AppendLine();
+        b.AppendLine("| | ours | ONNX Runtime | vs ONNX Runtime | max abs error | max relative error | bound | within |");
+        b.AppendLine("|---|---:|---:|---:|---:|---:|---:|---|");
+        b.AppendLine(CultureInfo.InvariantCulture, $"| ms per forward pass | {e.OursMs:F3} | {e.OnnxruntimeMs:F3} | {e.VsOnnxruntime:F2}x | {e.MaxAbsError:G3} | {e.MaxRelativeError:G3} | {e.Bound:G3} | {(e.WithinBound ? "yes" : "**NO**")} |");
+        b.AppendLine();
+        b.AppendLine(CultureInfo.InvariantCulture, $"Output `{e.Output}`; the bound is {RelativeBound:G} x max(1, max |ONNX Runtime's|); the relative error is max |ours - theirs| / max |theirs|; {e.Rounds} rounds.");
+        return b.ToString();
+    }
+}

@@ -1,0 +1,164 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+
+namespace LoopTune.Models;
+
+/// <summary>The binary element-wise operators <see cref="Broadcast"/> runs.</summary>
+public enum BinaryOp { Add, Sub, Mul, Div }
+
+/// <summary>
+/// The element-wise operators of a forward pass (<see cref="ModelRunner"/>), vectorised with <see cref="Vector{T}"/>
+/// over contiguous runs of floats: Relu, a per-channel affine map (a BatchNormalization), the mean of each plane
+/// (GlobalAveragePool). Tensors are row-major; a "plane" is the run of floats one (n, c) pair covers.
+/// </summary>
+public static class ElementwiseOps
+{
+    static int Lanes => Vector<float>.Count;
+
+    /// <summary><c>y = max(x, 0)</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Relu(ReadOnlySpan<float> x, Span<float> y)
+    {
+        int i = 0;
+        for (; i <= x.Length - Lanes; i += Lanes) Vector.Max(new Vector<float>(x[i..]), Vector<float>.Zero).CopyTo(y[i..]);
+        for (; i < x.Length; i++) y[i] = x[i] > 0 ? x[i] : 0;
+    }
+
+    /// <summary><c>y = x * scale[c] + shift[c]</c> where c is the channel of the plane of <paramref name="plane"/>
+    /// floats each element lies in (planes cycle through the channels: NCHW with any N).</summary>
+    public static void ChannelAffine(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, int plane)
+    {
+        for (int p = 0, c = 0; p < x.Length / plane; p++, c = c + 1 == scale.Length ? 0 : c + 1)
+            Affine(x.Slice(p * plane, plane), y.Slice(p * plane, plane), scale[c], shift[c]);
+    }
+
+    /// <summary><c>y = x * scale + shift</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Affine(ReadOnlySpan<float> x, Span<float> y, float scale, float shift)
+    {
+        var s = new Vector<float>(scale);
+        var t = new Vector<float>(shift);
+        int i = 0;
+        for (; i <= x.Length - Lanes; i += Lanes) Vector.FusedMultiplyAdd(new Vector<float>(x[i..]), s, t).CopyTo(y[i..]);
+        for (; i < x.Length; i++) y[i] = MathF.FusedMultiplyAdd(x[i], scale, shift);
+    }
+
+    /// <summary>The mean of each plane of <paramref name="plane"/> floats: <c>y[p] = sum(x[p*plane ..]) / plane</c>.</summary>
+    public static void PlaneMeans(ReadOnlySpan<float> x, Span<float> y, int plane)
+    {
+        for (int p = 0; p < y.Length; p++) y[p] = Sum(x.Slice(p * plane, plane)) / plane;
+    }
+
+    /// <summary>The sum of the floats, in vector lanes, then across them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static float Sum(ReadOnlySpan<float> x)
+    {
+        var acc = Vector<float>.Zero;
+        int i = 0;
+        for (; i <= x.Length - Lanes; i += Lanes) acc += new Vector<float>(x[i..]);
+        float sum = Vector.Sum(acc);
+        for (; i < x.Length; i++) sum += x[i];
+        return sum;
+    }
+
+    /// <summary>The operator on two vectors.</summary>
+    internal static Vector<float> Apply(BinaryOp op, Vector<float> a, Vector<float> b) => op switch
+    {
+        BinaryOp.Add => a + b,
+        BinaryOp.Sub => a - b,
+        BinaryOp.Mul => a * b,
+        _ => a / b,
+    };
+
+    /// <summary>The operator on two floats.</summary>
+    internal static float Apply(BinaryOp op, float a, float b) => op switch
+    {
+        BinaryOp.Add => a + b,
+        BinaryOp.Sub => a - b,
+        BinaryOp.Mul => a * b,
+        _ => a / b,
+    };
+
+    /// <summary><c>y[i] = a[i] op b[i]</c> over y's length, where an operand whose step is false is one float repeated.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Row(BinaryOp op, ReadOnlySpan<float> a, bool aSteps, ReadOnlySpan<float> b, bool bSteps, Span<float> y)
+    {
+        var av = aSteps ? default : new Vector<float>(a[0]);
+        var bv = bSteps ? default : new Vector<float>(b[0]);
+        int i = 0;
+        for (; i <= y.Length - Lanes; i += Lanes)
+            Apply(op, aSteps ? new Vector<float>(a[i..]) : av, bSteps ? new Vector<float>(b[i..]) : bv).CopyTo(y[i..]);
+        for (; i < y.Length; i++) y[i] = Apply(op, a[aSteps ? i : 0], b[bSteps ? i : 0]);
+    }
+}
+
+/// <summary>
+/// A binary element-wise operator with numpy's (ONNX's multidirectional) broadcasting between two fixed shapes: the
+/// shapes are aligned from the right; dims of size 1 in the output are dropped, and neighbouring dims merged where
+/// both operands step through them alike (both contiguous, or both repeated), so equal shapes are one run of floats
+/// and a per-channel operand ([C,1,1] against [N,C,H,W]) is one float repeated over each plane of H*W.
+/// </summary>
+public sealed class Broadcast
+{
+    readonly int[] sizes, aStrides, bStrides;
+
+    Broadcast(int[] sizes, int[] aStrides, int[] bStrides, IReadOnlyList<long> output)
+    {
+        (this.sizes, this.aStrides, this.bStrides) = (sizes, aStrides, bStrides);
+        Output = [.. output];
+    }
+
+    /// <summary>The output's shape.</summary>
+    public long[] Output { get; }
+
+    /// <summary>The plan for operands of shapes <paramref name="a"/> and <paramref name="b"/>; shapes that do not
+    /// broadcast are an <see cref="ArgumentException"/>.</summary>
+    public static Broadcast Of(IReadOnlyList<long> a, IReadOnlyList<long> b)
+    {
+        var output = ShapeInference.Broadcast([.. a], [.. b]);
+        int rank = output.Length;
+        long Dim(IReadOnlyList<long> s, int i) => i < rank - s.Count ? 1 : s[i - (rank - s.Count)];
+        var dims = new List<(int Size, int A, int B)>();
+        long aStride = 1, bStride = 1;
+        for (int i = rank - 1; i >= 0; i--)
+        {
+            long da = Dim(a, i), db = Dim(b, i);
+            if (output[i] != 1) dims.Insert(0, (checked((int)output[i]), da == 1 ? 0 : (int)aStride, db == 1 ? 0 : (int)bStride));
+            aStride *= da;
+            bStride *= db;
+        }
+        if (dims.Count == 0) dims.Add((1, 1, 1));
+        for (int i = dims.Count - 2; i >= 0; i--) // merge a dim into the one inside it when both operands step alike
+        {
+            var (outer, inner) = (dims[i], dims[i + 1]);
+            if (outer.A == inner.A * inner.Size && outer.B == inner.B * inner.Size)
+            {
+                dims[i] = (outer.Size * inner.Size, inner.A, inner.B);
+                dims.RemoveAt(i + 1);
+            }
+        }
+        return new Broadcast([.. dims.Select(d => d.Size)], [.. dims.Select(d => d.A)], [.. dims.Select(d => d.B)], output);
+    }
+
+    /// <summary><c>y = a op b</c>, broadcast; y holds the output's elements.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void Run(BinaryOp op, ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y)
+    {
+        int inner = sizes[^1], outer = y.Length / inner, rank = sizes.Length;
+        Span<int> index = stackalloc int[rank];
+        int ai = 0, bi = 0;
+        for (int row = 0; row < outer; row++)
+        {
+            ElementwiseOps.Row(op, a[ai..], aStrides[^1] != 0, b[bi..], bStrides[^1] != 0, y.Slice(row * inner, inner));
+            for (int d = rank - 2; d >= 0; d--) // the next row: an odometer over the outer dims
+            {
+                ai += aStrides[d];
+                bi += bStrides[d];
+                if (++index[d] < sizes[d]) break;
+                ai -= aStrides[d] * sizes[d];
+                bi -= bStrides[d] * sizes[d];
+                index[d] = 0;
+            }
+        }
+    }
+}

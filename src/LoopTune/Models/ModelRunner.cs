@@ -1,0 +1,241 @@
+using System.Collections.Immutable;
+using LoopTune.Jit;
+
+namespace LoopTune.Models;
+
+/// <summary>A BatchNormalization folded into a convolution, checked: the folded convolution's output against the
+/// convolution's followed by the BatchNormalization, on random input.</summary>
+/// <param name="MaxError">The largest |folded - unfolded|.</param>
+/// <param name="Bound">What it must stay within: <see cref="ModelRunner.FoldTolerance"/> x max(1, max |unfolded|).</param>
+public sealed record FoldCheck(string Conv, string BatchNorm, double MaxError, double Bound)
+{
+    public bool Passed => MaxError <= Bound;
+}
+
+/// <summary>
+/// A model's forward pass: every node in the file's order (a topological order: <see cref="OnnxModel"/> checks that every
+/// input is defined before it is read), each value in an array made once, so <see cref="Run"/> allocates nothing large.
+/// A Conv, Gemm or MatMul runs the op and kernel chosen for it (<see cref="ChosenKernel"/>); a BatchNormalization right
+/// after a Conv whose output nothing else reads is folded into that Conv's weights and bias (the same lowering made again
+/// from the folded constants, <see cref="ContractionOp.LowerAgain"/>, run with the same kernel, and checked:
+/// <see cref="Folds"/>), any other runs as a per-channel affine map; Relu, Add/Sub/Mul/Div (broadcasting),
+/// MaxPool/AveragePool (2-d), GlobalAveragePool run in plain vectorised C# (<see cref="ElementwiseOps"/>,
+/// <see cref="Broadcast"/>, <see cref="Pool2d"/>); Flatten, Reshape, Identity and Dropout share their input's array.
+/// Any other node is refused (<see cref="Unsupported"/>).
+/// </summary>
+public sealed class ModelRunner
+{
+    /// <summary>A folded convolution's output may differ from the unfolded one by this much times max(1, max |unfolded|).</summary>
+    public const double FoldTolerance = 1e-4;
+
+    /// <summary>The operators a forward pass runs.</summary>
+    public static readonly ImmutableArray<string> Operators =
+        ["Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "Add", "Sub", "Mul", "Div", "MaxPool", "AveragePool",
+         "GlobalAveragePool", "Flatten", "Reshape", "Identity", "Dropout", "Constant"];
+
+    readonly OnnxModel model;
+    readonly ModelShapes shapes;
+    readonly IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels;
+    readonly Dictionary<string, float[]> values = new(StringComparer.Ordinal);
+    readonly Dictionary<string, List<OnnxNode>> readers = new(StringComparer.Ordinal);
+    readonly HashSet<OnnxNode> folded = [];
+    readonly List<Action> steps = [];
+    readonly List<FoldCheck> folds = [];
+
+    ModelRunner(OnnxModel model, ModelShapes shapes, IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels)
+    {
+        (this.model, this.shapes, this.kernels) = (model, shapes, kernels);
+        foreach (var node in model.Nodes)
+            foreach (var input in node.Inputs.Where(i => i.Length > 0).Distinct())
+                (readers.TryGetValue(input, out var list) ? list : readers[input] = []).Add(node);
+        foreach (var input in model.Inputs)
+            if (shapes.Of(input.Name) is not null) Allocate(input.Name);
+        foreach (var node in model.Nodes) Add(node);
+    }
+
+    /// <summary>The graph inputs to fill (<see cref="Value"/>) before <see cref="Run"/>.</summary>
+    public IEnumerable<string> Inputs => model.Inputs.Select(i => i.Name).Where(values.ContainsKey);
+    /// <summary>The graph outputs, read with <see cref="Value"/> after <see cref="Run"/>.</summary>
+    public IEnumerable<string> Outputs => model.Outputs.Select(o => o.Name);
+    /// <summary>Every BatchNormalization folded into a convolution, with its check.</summary>
+    public IReadOnlyList<FoldCheck> Folds => folds;
+    /// <summary>The floating-point operations of one pass's contractions.</summary>
+    public double Flops { get; private set; }
+
+    /// <summary>The array of a value (a graph input to fill, a graph output to read).</summary>
+    public float[] Value(string name) => values.TryGetValue(name, out var v) ? v : throw new ArgumentException($"no value {name}");
+
+    /// <summary>One forward pass. One at a time.</summary>
+    public void Run()
+    {
+        foreach (var step in steps) step();
+    }
+
+    /// <summary>The forward pass of <paramref name="model"/> with <paramref name="kernels"/> for its contractions. A node it
+    /// cannot run (<see cref="Unsupported"/>) or a contraction without a kernel is an <see cref="OnnxError"/> naming it.</summary>
+    public static ModelRunner Build(OnnxModel model, ModelShapes shapes, IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(shapes);
+        ArgumentNullException.ThrowIfNull(kernels);
+        return new ModelRunner(model, shapes, kernels);
+    }
+
+    /// <summary>The nodes a forward pass cannot run, as "node (Op): reason"; empty when it can run them all.</summary>
+    public static IReadOnlyList<string> Unsupported(OnnxModel model, ModelShapes shapes) =>
+        [.. model.Nodes.Select(n => Problem(model, shapes, n) is { } p ? $"{n}: {p}" : null).OfType<string>()];
+
+    /// <summary>Why <paramref name="node"/> cannot run, or null.</summary>
+    static string? Problem(OnnxModel model, ModelShapes shapes, OnnxNode node)
+    {
+        if (node.Domain is not ("" or "ai.onnx")) return $"an operator of domain {node.Domain} does not run";
+        if (node.OpType == "Constant") return null;
+        if (!Operators.Contains(node.OpType)) return $"{node.OpType} is not an operator the forward pass runs ({string.Join(", ", Operators)})";
+        foreach (var name in node.Inputs.Where(i => i.Length > 0).Append(node.Outputs[0]))
+            if (shapes.Of(name) is null) return $"the shape of {name} is unknown";
+        var constants = node.OpType == "Reshape" ? node.Inputs.Take(1) : node.Inputs;
+        if (constants.FirstOrDefault(i => model.Initializers.TryGetValue(i, out var t) && !t.IsFloat) is { } notFloat)
+            return $"its input {notFloat} is not float32";
+        int rank = shapes.Of(node.Inputs[0])!.Value.Length;
+        return node.OpType switch
+        {
+            "Conv" or "Gemm" or "MatMul" => ModelLowering.Lower(model, shapes, node) is NotTuned n ? $"not tuned: {n.Reason}" : null,
+            "BatchNormalization" => BatchNorm.Problem(model, node) ?? (rank < 2 ? $"a rank-{rank} input" : null),
+            "MaxPool" or "AveragePool" => PoolProblem(node, shapes.Of(node.Inputs[0])!.Value),
+            "GlobalAveragePool" => rank < 3 ? $"a rank-{rank} input" : null,
+            "Dropout" => node.Outputs.Skip(1).Any(o => o.Length > 0) ? "its mask output" : null,
+            _ => null,
+        };
+    }
+
+    static string? PoolProblem(OnnxNode node, ImmutableArray<long> x)
+    {
+        if (x.Length != 4) return $"a {x.Length - 2}-d pool (only 2-d ones run)";
+        if (node.Outputs.Skip(1).Any(o => o.Length > 0)) return "its Indices output";
+        var window = Window.Of(node, x[2..], null);
+        return window.Dilations.Any(d => d != 1) ? $"dilations {ModelShapes.Format(window.Dilations)} (only 1 runs)" : null;
+    }
+
+    /// <summary>Makes the steps of one node.</summary>
+    void Add(OnnxNode node)
+    {
+        if (Problem(model, shapes, node) is { } problem) throw Refuse(node, problem);
+        if (node.OpType == "Constant" || folded.Contains(node)) return;
+        string output = node.Outputs[0];
+        float[] x = node.OpType is "Conv" or "Gemm" or "MatMul" ? [] : Read(node.Inputs[0]);
+        var inShape = shapes.Of(node.Inputs[0])!.Value;
+        int plane = (int)inShape.Skip(2).Aggregate(1L, (p, d) => p * d);
+        switch (node.OpType)
+        {
+            case "Identity" or "Dropout" or "Flatten" or "Reshape": values[output] = x; break;
+            case "Conv" or "Gemm" or "MatMul": Contraction(node); break;
+            case "Relu": Step(output, y => ElementwiseOps.Relu(x, y)); break;
+            case "BatchNormalization":
+                var norm = BatchNorm.Of(model, node);
+                Step(output, y => norm.Run(x, y, plane));
+                break;
+            case "GlobalAveragePool": Step(output, y => ElementwiseOps.PlaneMeans(x, y, plane)); break;
+            case "MaxPool" or "AveragePool":
+                var pool = new Pool2d(node.OpType == "MaxPool", Window.Of(node, inShape[2..], null), node.Int("count_include_pad", 0) != 0, inShape[2], inShape[3]);
+                Step(output, y => pool.Run(x, y));
+                break;
+            default:
+                var op = Enum.Parse<BinaryOp>(node.OpType);
+                var (a, b) = (x, Read(node.Inputs[1]));
+                var plan = Broadcast.Of(shapes.Of(node.Inputs[0])!.Value, shapes.Of(node.Inputs[1])!.Value);
+                Step(output, y => plan.Run(op, a, b, y));
+                break;
+        }
+    }
+
+    /// <summary>A step writing <paramref name="output"/>'s array (made here).</summary>
+    void Step(string output, Action<float[]> run)
+    {
+        var y = Allocate(output);
+        steps.Add(() => run(y));
+    }
+
+    /// <summary>A Conv, Gemm or MatMul with its chosen op and kernel, and the BatchNormalization after it folded in when it can be.</summary>
+    void Contraction(OnnxNode node)
+    {
+        if (!kernels.TryGetValue(node, out var chosen)) throw Refuse(node, "no tuned kernel was chosen for it");
+        if (FoldableNorm(node) is { } bn && Fold(chosen, bn) is { } f)
+        {
+            chosen = f;
+            folded.Add(bn);
+        }
+        var (op, kernel) = chosen;
+        var feeds = node.Inputs.Where(i => i.Length > 0 && !model.Initializers.ContainsKey(i)).Distinct().ToDictionary(i => i, Read);
+        Flops += op.Flops;
+        Step(op.Node.Outputs[0], y => op.Run(kernel, feeds, y));
+    }
+
+    /// <summary>The BatchNormalization that is the only reader of a Conv's output (which is no graph output), or null.</summary>
+    OnnxNode? FoldableNorm(OnnxNode conv)
+    {
+        string y = conv.Outputs[0];
+        if (conv.OpType != "Conv" || model.Outputs.Any(o => o.Name == y) || !readers.TryGetValue(y, out var r) || r.Count != 1) return null;
+        var bn = r[0];
+        return bn.OpType == "BatchNormalization" && bn.Domain is "" or "ai.onnx" && bn.Inputs[0] == y && bn.Inputs.Skip(1).All(i => i != y)
+            && Problem(model, shapes, bn) is null ? bn : null;
+    }
+
+    /// <summary>The convolution with <paramref name="bn"/> folded into constant weights and bias, writing the
+    /// BatchNormalization's output: the chosen lowering made again (same contraction, so the same kernel), checked against
+    /// the unfolded pair (<see cref="Folds"/>); null when the weights or bias are not constants.</summary>
+    ChosenKernel? Fold(ChosenKernel conv, OnnxNode bn)
+    {
+        var node = conv.Op.Node;
+        float[]? Constant(string? name) => name is not null && model.Initializers.TryGetValue(name, out var t) && t.IsFloat ? t.Floats : null;
+        if (Constant(node.Inputs[1]) is not { } w || node.Input(2) is { } b0 && Constant(b0) is null) return null;
+        var norm = BatchNorm.Of(model, bn);
+        var (fw, fb) = norm.Fold(w, Constant(node.Input(2)));
+        string wName = $"{node.Inputs[1]}*{bn.Name}", bName = $"{node.Input(2) ?? node.Name + ".bias"}*{bn.Name}";
+        var wDims = shapes.Of(node.Inputs[1])!.Value;
+        var foldedModel = model.WithConstants([OnnxTensor.FromFloats(wName, wDims, fw), OnnxTensor.FromFloats(bName, [fb.Length], fb)]);
+        var foldedShapes = new ModelShapes(new Dictionary<string, ImmutableArray<long>>(shapes.Shapes) { [wName] = wDims, [bName] = [fb.Length] }, shapes.Unknown);
+        var foldedNode = new OnnxNode(node.Name, node.OpType, node.Domain, [node.Inputs[0], wName, bName], [bn.Outputs[0]], node.Attributes);
+        if (conv.Op.LowerAgain(foldedModel, foldedShapes, foldedNode) is not ContractionOp op || !op.Contraction.Equals(conv.Op.Contraction)) return null;
+        var result = new ChosenKernel(op, conv.Kernel);
+        folds.Add(Check(conv, result, norm, bn));
+        return result;
+    }
+
+    /// <summary>The folded convolution against the convolution followed by the BatchNormalization, on random input.</summary>
+    FoldCheck Check(ChosenKernel conv, ChosenKernel folded, BatchNorm norm, OnnxNode bn)
+    {
+        var feeds = RandomFeeds(model, shapes, conv.Op.Node, new Random(folds.Count + 1));
+        var want = conv.Op.Run(conv.Kernel, feeds);
+        norm.Run(want, want, (int)conv.Op.OutputShape.Skip(2).Aggregate(1L, (p, d) => p * d));
+        var error = OutputError.Of(folded.Op.Run(folded.Kernel, feeds), want);
+        return new FoldCheck(conv.Op.Node.Name, bn.Name, error.MaxAbs, error.Bound(FoldTolerance));
+    }
+
+    /// <summary>Uniform values in [-1, 1] (<see cref="Reference.FillUniform"/>) for the node's inputs that are not constants,
+    /// with their inferred shapes.</summary>
+    public static Dictionary<string, float[]> RandomFeeds(OnnxModel model, ModelShapes shapes, OnnxNode node, Random rng)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(shapes);
+        ArgumentNullException.ThrowIfNull(node);
+        var feeds = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        foreach (var name in node.Inputs.Where(i => i.Length > 0 && !model.Initializers.ContainsKey(i)).Distinct())
+        {
+            var v = new float[checked((int)Length(shapes, name))];
+            Reference.FillUniform(v, rng);
+            feeds[name] = v;
+        }
+        return feeds;
+    }
+
+    static long Length(ModelShapes shapes, string name) => shapes.Of(name)!.Value.Aggregate(1L, (p, d) => p * d);
+
+    /// <summary>A value's array: made by an earlier step, a graph input's, or a float constant's own.</summary>
+    float[] Read(string name) => values.TryGetValue(name, out var v) ? v
+        : model.Initializers.TryGetValue(name, out var t) && t.IsFloat ? values[name] = t.Floats
+        : throw new OnnxError(model.Source, $"--run: no value for {name}");
+
+    float[] Allocate(string name) => values[name] = new float[checked((int)Length(shapes, name))];
+
+    OnnxError Refuse(OnnxNode node, string problem) => new(model.Source, $"the forward pass cannot run node {node}: {problem}");
+}

@@ -1,0 +1,102 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+
+namespace LoopTune.Models;
+
+/// <summary>
+/// A 2-d <c>MaxPool</c> or <c>AveragePool</c> over NCHW (ONNX's semantics): windows of the kernel at the strides,
+/// starting <c>pads</c> before the input (asymmetric pads, ceil_mode through the output sizes of <see cref="Window"/>);
+/// padding never wins a max; an average divides by the window's elements inside the input, or with
+/// <c>count_include_pad</c> by those inside the padded input (a ceil_mode window may reach past the end pad: that
+/// part is not counted). Dilation 1. Each output row is made in two steps: the window's input rows reduced into one
+/// row, then the reduction of every window of kw columns inside that row (both vectorised over contiguous floats), of which
+/// each output column takes its own (or, for a window cut by the padding, reduces its columns alone).
+/// </summary>
+public sealed class Pool2d
+{
+    readonly bool max, countPad;
+    readonly int kh, kw, sh, sw, top, left, bottom, right, h, w, oh, ow;
+    readonly float[] row, slide;
+
+    /// <summary>A pool of <paramref name="window"/> over planes of <paramref name="inputH"/> x <paramref name="inputW"/>;
+    /// dilations other than 1 are an <see cref="ArgumentException"/>.</summary>
+    public Pool2d(bool max, Window window, bool countIncludePad, long inputH, long inputW)
+    {
+        ArgumentNullException.ThrowIfNull(window);
+        if (window.Kernel.Length != 2) throw new ArgumentException($"a {window.Kernel.Length}-d pool (only 2-d ones run)");
+        if (window.Dilations.Any(d => d != 1)) throw new ArgumentException($"dilations {ModelShapes.Format(window.Dilations)} (only 1 runs)");
+        (this.max, countPad) = (max, countIncludePad);
+        (kh, kw, sh, sw) = ((int)window.Kernel[0], (int)window.Kernel[1], (int)window.Strides[0], (int)window.Strides[1]);
+        (top, left, bottom, right) = ((int)window.PadsBegin[0], (int)window.PadsBegin[1], (int)window.PadsEnd[0], (int)window.PadsEnd[1]);
+        (h, w) = (checked((int)inputH), checked((int)inputW));
+        var o = window.OutputSizes([inputH, inputW]);
+        (oh, ow) = ((int)o[0], (int)o[1]);
+        (row, slide) = (new float[w], new float[w]);
+    }
+
+    /// <summary>Output rows and columns.</summary>
+    public (int Rows, int Columns) Output => (oh, ow);
+
+    /// <summary>Pools every plane of x (planes of h*w floats) into y (planes of oh*ow). One run at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void Run(ReadOnlySpan<float> x, Span<float> y)
+    {
+        for (int p = 0; p < x.Length / (h * w); p++)
+            for (int oy = 0; oy < oh; oy++)
+                OutputRow(x.Slice(p * h * w, h * w), y.Slice((p * oh + oy) * ow, ow), oy);
+    }
+
+    /// <summary>Output row <paramref name="oy"/> of one plane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void OutputRow(ReadOnlySpan<float> plane, Span<float> output, int oy)
+    {
+        int y0 = oy * sh - top, first = Math.Max(y0, 0), last = Math.Min(y0 + kh, h);
+        if (last <= first)
+        {
+            output.Fill(max ? float.MinValue : 0);
+            return;
+        }
+        plane.Slice(first * w, w).CopyTo(row);
+        for (int y = first + 1; y < last; y++) Combine(row, plane.Slice(y * w, w));
+        int rows = countPad ? Math.Min(y0 + kh, h + bottom) - y0 : last - first;
+        Slide();
+        for (int ox = 0; ox < ow; ox++)
+        {
+            int x0 = ox * sw - left, from = Math.Max(x0, 0), to = Math.Min(x0 + kw, w);
+            float acc = x0 >= 0 && to == x0 + kw ? slide[x0] : Clipped(from, to);
+            output[ox] = max ? acc : acc / (rows * (countPad ? Math.Min(x0 + kw, w + right) - x0 : to - from));
+        }
+    }
+
+    /// <summary>The reduction of the row's columns [from, to) (a window cut by the padding; none: max's lowest, or 0).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    float Clipped(int from, int to)
+    {
+        if (to <= from) return max ? float.MinValue : 0;
+        float acc = row[from];
+        for (int x = from + 1; x < to; x++) acc = max ? Math.Max(acc, row[x]) : acc + row[x];
+        return acc;
+    }
+
+    /// <summary><c>slide[x]</c> = the reduction of the row's columns [x, x + kw), for every window inside the row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void Slide()
+    {
+        var windows = slide.AsSpan(0, Math.Max(w - kw + 1, 0));
+        row.AsSpan(0, windows.Length).CopyTo(windows);
+        for (int c = 1; c < kw; c++) Combine(windows, row.AsSpan(c, windows.Length));
+    }
+
+    /// <summary><c>acc = max(acc, x)</c> or <c>acc += x</c>, element-wise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void Combine(Span<float> acc, ReadOnlySpan<float> x)
+    {
+        int i = 0, lanes = Vector<float>.Count;
+        for (; i <= acc.Length - lanes; i += lanes)
+        {
+            Vector<float> a = new(acc[i..]), b = new(x[i..]);
+            (max ? Vector.Max(a, b) : a + b).CopyTo(acc[i..]);
+        }
+        for (; i < acc.Length; i++) acc[i] = max ? Math.Max(acc[i], x[i]) : acc[i] + x[i];
+    }
+}

@@ -1,0 +1,144 @@
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Models;
+using static LoopTune.Tests.Models.OnnxTestModels;
+
+namespace LoopTune.Tests.Models;
+
+/// <summary>The forward pass (<see cref="ModelRunner"/>) of small CNNs written here, with a compiled kernel of each
+/// contraction's unscheduled nest, against ONNX Runtime running the whole model; BatchNormalization folding against the
+/// unfolded computation; nodes it cannot run refused by name.</summary>
+public class ModelRunnerTests
+{
+    /// <summary>X [1,3,16,16] -> conv1 (8 filters 3x3, pads 1, bias) -> bn1 -> Relu -> MaxPool 3x3/2 pads [1,1,0,0]
+    /// [1,8,8,8] -> conv2 (8 filters 3x3, pads 1, no bias) -> bn2 -> Add (the pool's output) -> Add (a per-channel constant
+    /// [8,1,1]) -> Relu -> AveragePool 2x2/2 pads [0,0,1,1] count_include_pad [1,8,4,4] -> GlobalAveragePool -> Flatten
+    /// [1,8] -> Gemm (transB, bias) [1,5].</summary>
+    static byte[] SmallCnn() => Model(
+        [
+            Node("Conv", "conv1", ["X", "W1", "B1"], ["Y1"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+            BatchNorm("bn1", "Y1", "N1"),
+            Node("Relu", "relu1", ["N1"], ["R1"]),
+            Node("MaxPool", "pool", ["R1"], ["P"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 1, 1, 0, 0)),
+            Node("Conv", "conv2", ["P", "W2"], ["Y2"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+            BatchNorm("bn2", "Y2", "N2"),
+            Node("Add", "add", ["N2", "P"], ["A"]),
+            Node("Add", "bias", ["A", "C"], ["A2"]),
+            Node("Relu", "relu2", ["A2"], ["R2"]),
+            Node("AveragePool", "avg", ["R2"], ["Q"], Ints("kernel_shape", 2, 2), Ints("strides", 2, 2), Ints("pads", 0, 0, 1, 1), Int("count_include_pad", 1)),
+            Node("GlobalAveragePool", "gap", ["Q"], ["G"]),
+            Node("Flatten", "flatten", ["G"], ["F"], Int("axis", 1)),
+            Node("Gemm", "fc", ["F", "Wf", "Bf"], ["Y"], Int("transB", 1)),
+        ],
+        [Value("X", [1, 3, 16, 16])], [Value("Y", null)],
+        [
+            Floats("W1", [8, 3, 3, 3], Random(216, 1)), Floats("B1", [8], Random(8, 2)), .. Norm("bn1", 8, 3),
+            Floats("W2", [8, 8, 3, 3], Random(576, 7)), .. Norm("bn2", 8, 8), Floats("C", [8, 1, 1], Random(8, 12)),
+            Floats("Wf", [5, 8], Random(40, 13)), Floats("Bf", [5], Random(5, 14)),
+        ]);
+
+    /// <summary>The runner of a model with a kernel of each contraction's unscheduled nest.</summary>
+    static (OnnxModel Model, Dictionary<OnnxNode, ChosenKernel> Kernels, ModelRunner Runner) Build(byte[] bytes)
+    {
+        var model = OnnxModel.Parse(bytes, "test.onnx");
+        var shapes = ShapeInference.Infer(model);
+        var kernels = ModelLowering.Lower(model, shapes).OfType<ContractionOp>()
+            .ToDictionary(op => op.Node, op => new ChosenKernel(op, Kernel.Compile(Nest.Initial(op.Contraction))));
+        return (model, kernels, ModelRunner.Build(model, shapes, kernels));
+    }
+
+    /// <summary>Runs ours and ONNX Runtime's on the same input; returns our runner.</summary>
+    static ModelRunner RunAgainstOnnxRuntime(byte[] bytes, long[] inputShape, string output = "Y")
+    {
+        var (_, _, runner) = Build(bytes);
+        var x = runner.Value("X");
+        Random(x.Length, 42).CopyTo(x);
+        runner.Run();
+        var (want, shape) = RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (x, inputShape) }, output)[output];
+        AssertClose(want, runner.Value(output));
+        runner.Run(); // a second pass into the same arrays gives the same output
+        AssertClose(want, runner.Value(output));
+        return runner;
+    }
+
+    [Fact]
+    public void A_small_cnn_runs_end_to_end_as_onnx_runtime_runs_it_with_both_batch_norms_folded()
+    {
+        var runner = RunAgainstOnnxRuntime(SmallCnn(), [1, 3, 16, 16]);
+        Assert.Equal([("conv1", "bn1"), ("conv2", "bn2")], runner.Folds.Select(f => (f.Conv, f.BatchNorm)));
+        Assert.All(runner.Folds, f => Assert.True(f.Passed, $"{f}"));
+        Assert.Equal(["X"], runner.Inputs);
+        Assert.Equal(2.0 * (8 * 16 * 16 * 27 + 8 * 8 * 8 * 72 + 5 * 8), runner.Flops);
+    }
+
+    [Fact]
+    public void A_batch_norm_whose_conv_output_is_also_read_elsewhere_runs_unfolded_as_onnx_runtime_runs_it()
+    {
+        // Y1 is read by bn1 and by the Add: bn1 cannot be folded into conv1
+        var bytes = Model(
+            [
+                Node("Conv", "conv1", ["X", "W1"], ["Y1"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2)),
+                BatchNorm("bn1", "Y1", "N1"),
+                Node("Add", "add", ["N1", "Y1"], ["Y"]),
+            ],
+            [Value("X", [2, 3, 9, 9])], [Value("Y", null)], [Floats("W1", [4, 3, 3, 3], Random(108, 1)), .. Norm("bn1", 4, 2)]);
+        Assert.Empty(RunAgainstOnnxRuntime(bytes, [2, 3, 9, 9]).Folds);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void A_folded_conv_matches_the_conv_followed_by_the_batch_norm_formula(bool bias)
+    {
+        // X [1,4,10,12] -> conv (6 filters 3x3, stride 2 along w: a phase-split lowering, pads 1) -> bn -> N (the output)
+        var bytes = Model(
+            [
+                Node("Conv", "conv", bias ? ["X", "W", "B"] : ["X", "W"], ["Y1"], Ints("kernel_shape", 3, 3), Ints("strides", 1, 2), Ints("pads", 1, 1, 1, 1)),
+                BatchNorm("bn", "Y1", "N"),
+            ],
+            [Value("X", [1, 4, 10, 12])], [Value("N", null)], [Floats("W", [6, 4, 3, 3], Random(216, 1)), Floats("B", [6], Random(6, 2)), .. Norm("bn", 6, 3)]);
+        var (model, kernels, runner) = Build(bytes);
+        Assert.Single(runner.Folds);
+        var x = runner.Value("X");
+        Random(x.Length, 5).CopyTo(x);
+        runner.Run();
+
+        var conv = kernels[model.Nodes[0]];
+        var unfolded = conv.Op.Run(conv.Kernel, new Dictionary<string, float[]> { ["X"] = x });
+        float[] C(string name) => model.Initializers[name].Floats;
+        var (gamma, beta, mean, variance) = (C("bn_g"), C("bn_b"), C("bn_m"), C("bn_v"));
+        int plane = unfolded.Length / 6;
+        var want = unfolded.Select((v, i) => (float)((v - mean[i / plane]) / Math.Sqrt(variance[i / plane] + 1e-3) * gamma[i / plane] + beta[i / plane])).ToArray();
+        AssertClose(want, runner.Value("N"));
+    }
+
+    [Fact]
+    public void A_node_the_pass_cannot_run_is_refused_by_name_and_a_contraction_without_a_kernel_too()
+    {
+        var bytes = Model(
+            [Node("Conv", "conv", ["X", "W"], ["Y1"], Ints("kernel_shape", 1, 1)), Node("Softmax", "soft", ["Y1"], ["Y"])],
+            [Value("X", [1, 2, 3, 3])], [Value("Y", null)], [Floats("W", [2, 2, 1, 1], Random(4, 1))]);
+        var model = OnnxModel.Parse(bytes, "test.onnx");
+        var shapes = ShapeInference.Infer(model);
+        var problem = Assert.Single(ModelRunner.Unsupported(model, shapes));
+        Assert.StartsWith("soft (Softmax): Softmax is not an operator the forward pass runs", problem);
+        var e = Assert.Throws<OnnxError>(() => ModelRunner.Build(model, shapes, new Dictionary<OnnxNode, ChosenKernel>()));
+        Assert.Contains("cannot run node conv (Conv): no tuned kernel was chosen for it", e.Message);
+    }
+
+    [Fact]
+    public void A_grouped_conv_and_a_dilated_pool_are_refused_with_their_reasons()
+    {
+        var bytes = Model(
+            [
+                Node("Conv", "grouped", ["X", "W"], ["Y1"], Ints("kernel_shape", 1, 1), Int("group", 2)),
+                Node("MaxPool", "dilated", ["Y1"], ["Y"], Ints("kernel_shape", 2, 2), Ints("dilations", 2, 2)),
+            ],
+            [Value("X", [1, 4, 6, 6])], [Value("Y", null)], [Floats("W", [4, 2, 1, 1], Random(8, 1))]);
+        var model = OnnxModel.Parse(bytes, "test.onnx");
+        var problems = ModelRunner.Unsupported(model, ShapeInference.Infer(model));
+        Assert.Equal(2, problems.Count);
+        Assert.StartsWith("grouped (Conv): not tuned: group 2", problems[0]);
+        Assert.Equal("dilated (MaxPool): dilations [2,2] (only 1 runs)", problems[1]);
+    }
+}
