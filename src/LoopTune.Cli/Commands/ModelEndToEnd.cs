@@ -18,8 +18,18 @@ namespace LoopTune.Cli.Commands;
 /// <param name="FoldedBatchNorms">BatchNormalizations folded into the convolution before them.</param>
 /// <param name="FoldsVerified">Whether every folded convolution matched the convolution followed by its BatchNormalization.</param>
 /// <param name="Rounds">Rounds of the side-by-side timing.</param>
+/// <param name="ByOp">Where our pass spends its time, by operator (<see cref="ModelRunner.Profile"/>), the slowest first.</param>
+/// <param name="ByNode">The same by node, in the pass's order.</param>
 sealed record EndToEndJson(double OursMs, double OnnxruntimeMs, double VsOnnxruntime, double MaxAbsError, double MaxRelativeError, double Bound,
-    bool WithinBound, string Output, int Seed, int FoldedBatchNorms, bool FoldsVerified, int Rounds);
+    bool WithinBound, string Output, int Seed, int FoldedBatchNorms, bool FoldsVerified, int Rounds, IReadOnlyList<OpTimeJson> ByOp,
+    IReadOnlyList<NodeTimeJson> ByNode);
+
+/// <summary>The time of one operator's nodes in our forward pass: the sum of each node's median, in ms, and its share of
+/// the sum over all nodes.</summary>
+sealed record OpTimeJson(string Op, double Ms, double Share);
+
+/// <summary>One node's median time within our forward pass, in ms.</summary>
+sealed record NodeTimeJson(string Node, string Op, double Ms);
 
 /// <summary><c>looptune model --run</c>: the model's forward pass (<see cref="ModelRunner"/>) with the op and kernel the bench
 /// chose for each contraction, on a deterministic input, checked against ONNX Runtime running the whole model on the same
@@ -60,8 +70,13 @@ static class ModelEndToEnd
         var error = OutputError.Of(runner.Value(output), ort.Output);
         progress($"end to end: output {output} within {error.MaxAbs:G3} of ONNX Runtime's; timing both");
         var (mine, theirs, ratio) = ModelBench.SideBySide(runner.Run, ort.Run, Math.Max(runner.Flops, 1), timing); // the same work: the ratio is of times
+        IReadOnlyList<(string Node, string Op, double Seconds)> profile;
+        using (ThreadPinning.Pin()) profile = runner.Profile(Math.Max(3, Math.Min(mine.Samples, 15)));
+        double total = profile.Sum(p => p.Seconds);
+        var byOp = profile.GroupBy(p => p.Op, (op, nodes) => new OpTimeJson(op, nodes.Sum(n => n.Seconds) * 1e3, total > 0 ? nodes.Sum(n => n.Seconds) / total : 0));
         return new EndToEndJson(mine.MedianSeconds * 1e3, theirs.MedianSeconds * 1e3, ratio, error.MaxAbs, error.Relative, error.Bound(RelativeBound),
-            error.Within(RelativeBound), output, Seed, runner.Folds.Count, runner.Folds.All(f => f.Passed), mine.Samples);
+            error.Within(RelativeBound), output, Seed, runner.Folds.Count, runner.Folds.All(f => f.Passed), mine.Samples,
+            [.. byOp.OrderByDescending(o => o.Ms)], [.. profile.Select(p => new NodeTimeJson(p.Node, p.Op, p.Seconds * 1e3))]);
     }
 
     /// <summary>Whether the forward pass is right: within the bound, every fold verified.</summary>
@@ -82,6 +97,12 @@ static class ModelEndToEnd
         b.AppendLine("| | ours | ONNX Runtime | vs ONNX Runtime | max abs error | max relative error | bound | within |");
         b.AppendLine("|---|---:|---:|---:|---:|---:|---:|---|");
         b.AppendLine(CultureInfo.InvariantCulture, $"| ms per forward pass | {e.OursMs:F3} | {e.OnnxruntimeMs:F3} | {e.VsOnnxruntime:F2}x | {e.MaxAbsError:G3} | {e.MaxRelativeError:G3} | {e.Bound:G3} | {(e.WithinBound ? "yes" : "**NO**")} |");
+        b.AppendLine();
+        b.AppendLine("Where our pass spends its time (each node timed alone over a few more passes, medians summed by operator):");
+        b.AppendLine();
+        b.AppendLine("| operator | ms | share |");
+        b.AppendLine("|---|---:|---:|");
+        foreach (var o in e.ByOp) b.AppendLine(CultureInfo.InvariantCulture, $"| {o.Op} | {o.Ms:F3} | {o.Share:P1} |");
         b.AppendLine();
         b.AppendLine(CultureInfo.InvariantCulture, $"Output `{e.Output}`; the bound is {RelativeBound:G} x max(1, max |ONNX Runtime's|); the relative error is max |ours - theirs| / max |theirs|; {e.Rounds} rounds.");
         return b.ToString();

@@ -96,7 +96,8 @@ public sealed class Dataset
 /// <item><term>resnet50_gemm</term><description>ResNet-50's stride-1 1x1 convolutions as GEMMs (M = filters, N = pixels, K = channels): 12</description></item>
 /// <item><term>resnet50_conv</term><description>ResNet-50's stride-1 convolutions (3x3 on the padded image, 1x1): 16</description></item>
 /// <item><term>resnet18</term><description>ResNet-18's distinct convolutions as <c>looptune model resnet18</c> lowers them
-/// (stride 1: <c>conv ...</c> on the padded image; stride 2: the column-phase contraction): 11</description></item>
+/// in their default lowering (stride 1: <c>conv ...</c> on the padded image; stride 2: the column-phase contraction; 1x1:
+/// <c>mm F OH*OW C</c>): 11</description></item>
 /// </list>
 /// <item><term>mm64_4096</term><description>mm64_256_16_range and mm256_4096_log merged, each keeping its split: 2925</description></item>
 /// <item><term>conv_small_resnet50</term><description>conv_small and resnet50_conv merged, each keeping its split: 97</description></item>

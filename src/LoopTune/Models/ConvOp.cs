@@ -48,7 +48,9 @@ public enum ConvLowering
 /// (with one image, exactly <c>mm F OH*OW C*R*S</c>): <c>A</c> is W read as [F, C*R*S], <c>B[b,(c,r,s),(h,w)] =
 /// X[b,c,sh*h+r-top,sw*w+s-left]</c> (zero outside X) copied in every run, so the vectorized axis is the flattened output
 /// plane. A 1x1 kernel is always lowered so (its columns are X's pixels, copied only when strided or padded).</para>
-/// Variables of size 1 are left out (a batch of one, a 1x1 kernel, p and q of size 1). <see cref="Flops"/> is the
+/// Variables of size 1 are left out (a batch of one, a 1x1 kernel, p and q of size 1). The copies made around the kernel
+/// are compiled fully optimized from their first call: as tier-0 code their vector intrinsics ran several times slower,
+/// enough to mislead the quick side-by-side choice among lowerings made after a few runs. <see cref="Flops"/> is the
 /// convolution's, <c>2*N*F*OH*OW*C*R*S</c>, not the contraction's (which counts the zero taps).
 /// </summary>
 public sealed class ConvOp : ContractionOp
@@ -193,6 +195,7 @@ public sealed class ConvOp : ContractionOp
         return new ConvOp(node, model, split, y, [.. outside], x, wShape, window, paddedH, paddedW, (phaseCount, taps, rows, columns, rowStep));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override (float[] Left, float[] Right) Prepare(float[] output, Func<string, float[]> value)
     {
         long n = xShape[0], c = xShape[1];
@@ -229,6 +232,7 @@ public sealed class ConvOp : ContractionOp
 
     /// <summary>A blocked kernel's output written into the node's: <c>Y[n,E*g+e,h,w] = O[n,g,h,w,e]</c>, each block of
     /// E channels a transpose of [OH*OW, E] into [E, OH*OW] (<see cref="Transpose"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void Finish(float[] output, Func<string, float[]> value)
     {
         if (Lowering != ConvLowering.Blocked) return;
@@ -239,6 +243,7 @@ public sealed class ConvOp : ContractionOp
 
     /// <summary><c>to[j*stride + i] = from[i*columns + j]</c> for i &lt; rows, j &lt; columns: 8 x 8 tiles transposed in
     /// AVX registers where the machine has them, the edges one by one.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Transpose(ReadOnlySpan<float> from, int rows, int columns, Span<float> to, int stride)
     {
         if (from.Length < rows * columns || to.Length < (columns - 1) * stride + rows) throw new ArgumentException("the spans are too short");
@@ -255,6 +260,7 @@ public sealed class ConvOp : ContractionOp
 
     /// <summary>One 8 x 8 tile: rows of <paramref name="from"/> <paramref name="pitch"/> floats apart become columns of
     /// <paramref name="to"/>, whose rows are <paramref name="stride"/> apart.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Transpose8(ref float from, int pitch, ref float to, int stride)
     {
         nuint p = (nuint)pitch, s = (nuint)stride;
@@ -276,6 +282,7 @@ public sealed class ConvOp : ContractionOp
 
     /// <summary>The weights in blocks of <paramref name="e"/> output channels, <c>W[g,c,r,s,e] = weights[e*g+e,c,r,s]</c>:
     /// packed once from a constant, again in every run from a fed value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     float[] PackBlocks(float[] weights, long e)
     {
         if (packed is not null && ReferenceEquals(packedFrom, weights) && Constant(w) is not null) return packed;
@@ -296,6 +303,7 @@ public sealed class ConvOp : ContractionOp
 
     /// <summary>The weights as <c>W[f,c,r,p,q] = weights[f,c,r,sw*q+p]</c> (zero where sw*q+p &gt;= S), with
     /// <see cref="ContractionOp.Slack"/> floats after: packed once from a constant, again in every run from a fed value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     float[] Pack(float[] weights, (long P, long Q, long Rows, long Columns, long RowStep) ph)
     {
         if (packed is not null && ReferenceEquals(packedFrom, weights) && Constant(w) is not null) return packed;
@@ -316,6 +324,7 @@ public sealed class ConvOp : ContractionOp
     /// <summary>X split into column phases, <c>[N, C, P, rows, columns]</c>: element (p, y, x) is the padded X's at row
     /// <c>RowStep*y</c>, column <c>sw*x+p</c>, zero outside X (and <see cref="ContractionOp.Slack"/> floats after); one
     /// array, made at the first run, whose zeros stay as they are and whose rest each run overwrites.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     float[] SplitPhases(float[] input, (long P, long Q, long Rows, long Columns, long RowStep) ph, int sw)
     {
         int planes = (int)(xShape[0] * xShape[1]), h = (int)xShape[2], w0 = (int)xShape[3];
@@ -341,6 +350,7 @@ public sealed class ConvOp : ContractionOp
     /// <summary>The columns of X's windows, <c>[N, C*R*S, OH*OW]</c>: row (c, r, s), column (h, w) holds X's element at row
     /// <c>sh*h+r-top</c>, column <c>sw*w+s-left</c>, zero outside X (and <see cref="ContractionOp.Slack"/> floats after);
     /// one array, made at the first run, whose zeros stay as they are and whose rest each run overwrites.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     float[] Columns(float[] input)
     {
         int n = (int)xShape[0], c = (int)xShape[1], h = (int)xShape[2], w0 = (int)xShape[3], r = (int)wShape[2], s = (int)wShape[3];
@@ -374,6 +384,7 @@ public sealed class ConvOp : ContractionOp
 
     /// <summary><c>to[i] = from[start + step*i]</c> for every i of <paramref name="to"/>: a block copy for step 1, vector
     /// shuffles of even elements for step 2, one by one otherwise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void CopyRow(ReadOnlySpan<float> from, int start, int step, Span<float> to)
     {
         if (step == 1) { from.Slice(start, to.Length).CopyTo(to); return; }
@@ -385,6 +396,7 @@ public sealed class ConvOp : ContractionOp
     /// <summary>Writes <c>from[2*i]</c> into <c>to[i]</c> a vector at a time while a vector of <paramref name="to"/> and two
     /// of <paramref name="from"/> remain: vectors of <paramref name="bits"/> (512 needs AVX-512, 256 AVX2; anything else
     /// writes none), then 256-bit ones for the rest; returns how many it wrote.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static int Evens(ReadOnlySpan<float> from, Span<float> to, int bits)
     {
         int i = 0;

@@ -61,34 +61,59 @@ public static class ElementwiseOps
         return sum;
     }
 
-    /// <summary>The operator on two vectors.</summary>
-    internal static Vector<float> Apply(BinaryOp op, Vector<float> a, Vector<float> b) => op switch
-    {
-        BinaryOp.Add => a + b,
-        BinaryOp.Sub => a - b,
-        BinaryOp.Mul => a * b,
-        _ => a / b,
-    };
-
-    /// <summary>The operator on two floats.</summary>
-    internal static float Apply(BinaryOp op, float a, float b) => op switch
-    {
-        BinaryOp.Add => a + b,
-        BinaryOp.Sub => a - b,
-        BinaryOp.Mul => a * b,
-        _ => a / b,
-    };
-
     /// <summary><c>y[i] = a[i] op b[i]</c> over y's length, where an operand whose step is false is one float repeated.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Row(BinaryOp op, ReadOnlySpan<float> a, bool aSteps, ReadOnlySpan<float> b, bool bSteps, Span<float> y)
     {
-        var av = aSteps ? default : new Vector<float>(a[0]);
-        var bv = bSteps ? default : new Vector<float>(b[0]);
+        switch (op)
+        {
+            case BinaryOp.Add: Row<Plus>(a, aSteps, b, bSteps, y); break;
+            case BinaryOp.Sub: Row<Minus>(a, aSteps, b, bSteps, y); break;
+            case BinaryOp.Mul: Row<Times>(a, aSteps, b, bSteps, y); break;
+            default: Row<Over>(a, aSteps, b, bSteps, y); break;
+        }
+    }
+
+    /// <summary><see cref="Row(BinaryOp, ReadOnlySpan{float}, bool, ReadOnlySpan{float}, bool, Span{float})"/> for one
+    /// operator, inlined into the loop (a switch per vector kept it from vectorizing well).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Row<T>(ReadOnlySpan<float> a, bool aSteps, ReadOnlySpan<float> b, bool bSteps, Span<float> y) where T : struct, IBinary
+    {
+        var av = new Vector<float>(a[0]);
+        var bv = new Vector<float>(b[0]);
         int i = 0;
         for (; i <= y.Length - Lanes; i += Lanes)
-            Apply(op, aSteps ? new Vector<float>(a[i..]) : av, bSteps ? new Vector<float>(b[i..]) : bv).CopyTo(y[i..]);
-        for (; i < y.Length; i++) y[i] = Apply(op, a[aSteps ? i : 0], b[bSteps ? i : 0]);
+            T.Of(aSteps ? new Vector<float>(a[i..]) : av, bSteps ? new Vector<float>(b[i..]) : bv).CopyTo(y[i..]);
+        for (; i < y.Length; i++) y[i] = T.Of(a[aSteps ? i : 0], b[bSteps ? i : 0]);
+    }
+
+    interface IBinary
+    {
+        static abstract Vector<float> Of(Vector<float> a, Vector<float> b);
+        static abstract float Of(float a, float b);
+    }
+
+    readonly struct Plus : IBinary
+    {
+        public static Vector<float> Of(Vector<float> a, Vector<float> b) => a + b;
+        public static float Of(float a, float b) => a + b;
+    }
+
+    readonly struct Minus : IBinary
+    {
+        public static Vector<float> Of(Vector<float> a, Vector<float> b) => a - b;
+        public static float Of(float a, float b) => a - b;
+    }
+
+    readonly struct Times : IBinary
+    {
+        public static Vector<float> Of(Vector<float> a, Vector<float> b) => a * b;
+        public static float Of(float a, float b) => a * b;
+    }
+
+    readonly struct Over : IBinary
+    {
+        public static Vector<float> Of(Vector<float> a, Vector<float> b) => a / b;
+        public static float Of(float a, float b) => a / b;
     }
 }
 

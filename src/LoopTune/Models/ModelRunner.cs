@@ -39,7 +39,7 @@ public sealed class ModelRunner
     readonly Dictionary<string, float[]> values = new(StringComparer.Ordinal);
     readonly Dictionary<string, List<OnnxNode>> readers = new(StringComparer.Ordinal);
     readonly HashSet<OnnxNode> folded = [];
-    readonly List<Action> steps = [];
+    readonly List<(string Node, string Op, Action Run)> steps = [];
     readonly List<FoldCheck> folds = [];
 
     ModelRunner(OnnxModel model, ModelShapes shapes, IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels)
@@ -68,7 +68,24 @@ public sealed class ModelRunner
     /// <summary>One forward pass. One at a time.</summary>
     public void Run()
     {
-        foreach (var step in steps) step();
+        foreach (var (_, _, run) in steps) run();
+    }
+
+    /// <summary>Where a pass spends its time: <paramref name="passes"/> passes with each node timed alone within them, its
+    /// median, in the pass's order (a folded BatchNormalization is in its Conv's time).</summary>
+    public IReadOnlyList<(string Node, string Op, double Seconds)> Profile(int passes)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(passes, 1);
+        var times = new double[steps.Count, passes];
+        for (int pass = 0; pass < passes; pass++)
+            for (int i = 0; i < steps.Count; i++)
+            {
+                long start = System.Diagnostics.Stopwatch.GetTimestamp();
+                steps[i].Run();
+                times[i, pass] = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+            }
+        double Median(int i) => Enumerable.Range(0, passes).Select(p => times[i, p]).Order().ElementAt(passes / 2);
+        return [.. Enumerable.Range(0, steps.Count).Select(i => (steps[i].Node, steps[i].Op, Median(i)))];
     }
 
     /// <summary>The forward pass of <paramref name="model"/> with <paramref name="kernels"/> for its contractions. A node it
@@ -129,30 +146,30 @@ public sealed class ModelRunner
         {
             case "Identity" or "Dropout" or "Flatten" or "Reshape": values[output] = x; break;
             case "Conv" or "Gemm" or "MatMul": Contraction(node); break;
-            case "Relu": Step(output, y => ElementwiseOps.Relu(x, y)); break;
+            case "Relu": Step(output, y => ElementwiseOps.Relu(x, y), node); break;
             case "BatchNormalization":
                 var norm = BatchNorm.Of(model, node);
-                Step(output, y => norm.Run(x, y, plane));
+                Step(output, y => norm.Run(x, y, plane), node);
                 break;
-            case "GlobalAveragePool": Step(output, y => ElementwiseOps.PlaneMeans(x, y, plane)); break;
+            case "GlobalAveragePool": Step(output, y => ElementwiseOps.PlaneMeans(x, y, plane), node); break;
             case "MaxPool" or "AveragePool":
                 var pool = new Pool2d(node.OpType == "MaxPool", Window.Of(node, inShape[2..], null), node.Int("count_include_pad", 0) != 0, inShape[2], inShape[3]);
-                Step(output, y => pool.Run(x, y));
+                Step(output, y => pool.Run(x, y), node);
                 break;
             default:
                 var op = Enum.Parse<BinaryOp>(node.OpType);
                 var (a, b) = (x, Read(node.Inputs[1]));
                 var plan = Broadcast.Of(shapes.Of(node.Inputs[0])!.Value, shapes.Of(node.Inputs[1])!.Value);
-                Step(output, y => plan.Run(op, a, b, y));
+                Step(output, y => plan.Run(op, a, b, y), node);
                 break;
         }
     }
 
     /// <summary>A step writing <paramref name="output"/>'s array (made here).</summary>
-    void Step(string output, Action<float[]> run)
+    void Step(string output, Action<float[]> run, OnnxNode node)
     {
         var y = Allocate(output);
-        steps.Add(() => run(y));
+        steps.Add((node.Name, node.OpType, () => run(y)));
     }
 
     /// <summary>A Conv, Gemm or MatMul with its chosen op and kernel, and the BatchNormalization after it folded in when it can be.</summary>
@@ -167,7 +184,7 @@ public sealed class ModelRunner
         var (op, kernel) = chosen;
         var feeds = node.Inputs.Where(i => i.Length > 0 && !model.Initializers.ContainsKey(i)).Distinct().ToDictionary(i => i, Read);
         Flops += op.Flops;
-        Step(op.Node.Outputs[0], y => op.Run(kernel, feeds, y));
+        Step(op.Node.Outputs[0], y => op.Run(kernel, feeds, y), op.Node);
     }
 
     /// <summary>The BatchNormalization that is the only reader of a Conv's output (which is no graph output), or null.</summary>

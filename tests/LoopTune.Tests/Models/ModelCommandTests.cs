@@ -190,6 +190,14 @@ public sealed class ModelCommandTests : IDisposable
         Assert.True(e2e["max_abs_error"]!.GetValue<double>() <= e2e["bound"]!.GetValue<double>());
         Assert.Equal(1, e2e["folded_batch_norms"]!.GetValue<int>());
         Assert.True(e2e["folds_verified"]!.GetValue<bool>());
+        // the profile: every operator that runs, once, its shares summing to one (the folded BatchNormalization is in its Conv)
+        var byOp = e2e["by_op"]!.AsArray().Select(o => o!.AsObject()).ToList();
+        var ops = byOp.Select(o => o["op"]!.GetValue<string>()).ToList();
+        Assert.Equal(ops.Distinct().Count(), ops.Count);
+        Assert.Contains("Conv", ops);
+        Assert.DoesNotContain("BatchNormalization", ops);
+        Assert.Equal(1.0, byOp.Sum(o => o["share"]!.GetValue<double>()), 1e-9);
+        Assert.All(byOp, o => Assert.True(o["ms"]!.GetValue<double>() >= 0));
         Assert.Contains("## End to end", File.ReadAllText(Path.Combine(outDir, ModelReport.Summary)));
     }
 
