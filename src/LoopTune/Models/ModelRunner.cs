@@ -18,7 +18,9 @@ public sealed record FoldCheck(string Conv, string BatchNorm, double MaxError, d
 /// A Conv, Gemm or MatMul runs the op and kernel chosen for it (<see cref="ChosenKernel"/>); a BatchNormalization right
 /// after a Conv whose output nothing else reads is folded into that Conv's weights and bias (the same lowering made again
 /// from the folded constants, <see cref="ContractionOp.LowerAgain"/>, run with the same kernel, and checked:
-/// <see cref="Folds"/>), any other runs as a per-channel affine map; Relu, Add/Sub/Mul/Div (broadcasting),
+/// <see cref="Folds"/>), any other runs as a per-channel affine map; an Add of a same-shaped value made earlier and a Relu
+/// that are the only readers of a contraction's output run in its epilogue, on its output while it is in cache (as ONNX
+/// Runtime fuses them); other Relu, Add/Sub/Mul/Div (broadcasting),
 /// MaxPool/AveragePool (2-d), GlobalAveragePool run in plain vectorised C# (<see cref="ElementwiseOps"/>,
 /// <see cref="Broadcast"/>, <see cref="Pool2d"/>); Flatten, Reshape, Identity and Dropout share their input's array.
 /// Any other node is refused (<see cref="Unsupported"/>).
@@ -39,6 +41,8 @@ public sealed class ModelRunner
     readonly Dictionary<string, float[]> values = new(StringComparer.Ordinal);
     readonly Dictionary<string, List<OnnxNode>> readers = new(StringComparer.Ordinal);
     readonly HashSet<OnnxNode> folded = [];
+    /// <summary>Add and Relu nodes done in the epilogue of the contraction before them.</summary>
+    readonly HashSet<OnnxNode> fused = [];
     readonly List<(string Node, string Op, Action Run)> steps = [];
     readonly List<FoldCheck> folds = [];
 
@@ -137,7 +141,7 @@ public sealed class ModelRunner
     void Add(OnnxNode node)
     {
         if (Problem(model, shapes, node) is { } problem) throw Refuse(node, problem);
-        if (node.OpType == "Constant" || folded.Contains(node)) return;
+        if (node.OpType == "Constant" || folded.Contains(node) || fused.Contains(node)) return;
         string output = node.Outputs[0];
         float[] x = node.OpType is "Conv" or "Gemm" or "MatMul" ? [] : Read(node.Inputs[0]);
         var inShape = shapes.Of(node.Inputs[0])!.Value;
@@ -184,8 +188,41 @@ public sealed class ModelRunner
         var (op, kernel) = chosen;
         var feeds = node.Inputs.Where(i => i.Length > 0 && !model.Initializers.ContainsKey(i)).Distinct().ToDictionary(i => i, Read);
         Flops += op.Flops;
-        Step(op.Node.Outputs[0], y => op.Run(kernel, feeds, y), op.Node);
+        string output = op.Node.Outputs[0];
+        float[]? residual = null;
+        var add = Only(output, "Add");
+        if (add is not null && add.Inputs.Where(i => i != output).ToList() is [var other] && values.TryGetValue(other, out var r)
+            && shapes.Of(other) is { } otherShape && otherShape.SequenceEqual(shapes.Of(output)!.Value))
+        {
+            (residual, output) = (r, add.Outputs[0]);
+            fused.Add(add);
+        }
+        else add = null;
+        var relu = Only(output, "Relu");
+        if (relu is not null)
+        {
+            output = relu.Outputs[0];
+            fused.Add(relu);
+        }
+        Step(op.Node.Outputs[0], y => Epilogue(op.Run, kernel, feeds, y, residual, relu is not null), op.Node);
+        foreach (var n in new[] { add, relu }.OfType<OnnxNode>()) values[n.Outputs[0]] = values[op.Node.Outputs[0]];
     }
+
+    /// <summary>The contraction, then what was fused after it, on its output while it is in cache: the residual added
+    /// (an Add of a value of the same shape made earlier) and the Relu.</summary>
+    static void Epilogue(Action<Kernel, IReadOnlyDictionary<string, float[]>, float[]> run, Kernel kernel, IReadOnlyDictionary<string, float[]> feeds,
+        float[] y, float[]? residual, bool relu)
+    {
+        run(kernel, feeds, y);
+        if (residual is not null) ElementwiseOps.Row(BinaryOp.Add, y, true, residual, true, y);
+        if (relu) ElementwiseOps.Relu(y, y);
+    }
+
+    /// <summary>The node of type <paramref name="op"/> that is the only reader of <paramref name="value"/> (no graph output),
+    /// reading it once; null when there is none.</summary>
+    OnnxNode? Only(string value, string op) =>
+        !model.Outputs.Any(o => o.Name == value) && readers.TryGetValue(value, out var r) && r is [var reader] && reader.OpType == op
+        && reader.Domain is "" or "ai.onnx" && reader.Inputs.Count(i => i == value) == 1 && Problem(model, shapes, reader) is null ? reader : null;
 
     /// <summary>The BatchNormalization that is the only reader of a Conv's output (which is no graph output), or null.</summary>
     OnnxNode? FoldableNorm(OnnxNode conv)

@@ -69,6 +69,9 @@ public class ModelRunnerTests
         Assert.All(runner.Folds, f => Assert.True(f.Passed, $"{f}"));
         Assert.Equal(["X"], runner.Inputs);
         Assert.Equal(2.0 * (8 * 16 * 16 * 27 + 8 * 8 * 8 * 72 + 5 * 8), runner.Flops);
+        // relu1 (the only reader of conv1+bn1's output) and add (conv2+bn2's output plus the pool's, made earlier) run in
+        // their convolution's epilogue; the per-channel Add (it broadcasts) and relu2 (after it) run as their own steps
+        Assert.Equal(["conv1", "pool", "conv2", "bias", "relu2", "avg", "gap", "fc"], runner.Profile(1).Select(p => p.Node));
     }
 
     [Fact]
