@@ -32,7 +32,7 @@ static class ModelCommand
         var db = SearchCommand.DbOption();
         var run = new Option<bool>("--run") { Description = "Then run the whole forward pass with the tuned kernels (BatchNormalization folded into the convolutions), check its output against ONNX Runtime's on the same input and time both side by side." };
         var json = Options.Json();
-        var command = new Command("model", "Tune every Conv, Gemm and MatMul of an ONNX model (each distinct shape once), check each node against ONNX Runtime running it alone, and time them side by side, with oneDNN.")
+        var command = new Command("model", "Tune every Conv, Gemm and MatMul of an ONNX model (each distinct shape once; a convolution in each of its lowerings, the fastest kept), check each node against ONNX Runtime running it alone, and time them side by side, with oneDNN.")
         {
             model, budget, outDir, quick, retune, db, run, json,
         };

@@ -98,6 +98,8 @@ public sealed class Dataset
 /// <item><term>resnet18</term><description>ResNet-18's distinct convolutions as <c>looptune model resnet18</c> lowers them
 /// in their default lowering (stride 1: <c>conv ...</c> on the padded image; stride 2: the column-phase contraction; 1x1:
 /// <c>mm F OH*OW C</c>): 11</description></item>
+/// <item><term>resnet18_windows</term><description>the same convolutions in every lowering with sliding windows (direct and
+/// channel-blocked, whose block follows this machine's vectors): what adapting the conv policy to a model's layers uses</description></item>
 /// </list>
 /// <item><term>mm64_4096</term><description>mm64_256_16_range and mm256_4096_log merged, each keeping its split: 2925</description></item>
 /// <item><term>conv_small_resnet50</term><description>conv_small and resnet50_conv merged, each keeping its split: 97</description></item>
@@ -135,6 +137,8 @@ public sealed class NamedDataset
         new("resnet50_conv", "ResNet-50's stride-1 convolutions, 3x3 padded and 1x1 (16)", () => DatasetGenerator.FromSpecs("conv", "ResNet-50 v1.5, 224x224, stride-1 convolutions", ModelShapes.ResNet50Convs())),
         new("resnet18", "ResNet-18's distinct convolutions in their default lowering: stride-1 3x3 padded, stride-2 phase-split, 1x1 as mm (11)",
             () => DatasetGenerator.FromSpecs("conv", "ResNet-18 (ML.NET's ResNet18.onnx), 224x224, distinct convolutions as looptune model lowers them", ModelShapes.ResNet18Convs())),
+        new("resnet18_windows", "ResNet-18's distinct convolutions in every lowering with sliding windows, direct and channel-blocked (blocks follow this machine's vectors)",
+            () => DatasetGenerator.FromSpecs("conv", "ResNet-18 (ML.NET's ResNet18.onnx), 224x224, distinct convolutions, direct and blocked lowerings", ModelShapes.ResNet18WindowedLowerings())),
         Merged("mm64_4096", "mm64_256_16_range + mm256_4096_log, each keeping its split (2925): what the default policy trains on", "mm64_256_16_range", "mm256_4096_log"),
         Merged("conv_small_resnet50", "conv_small + resnet50_conv, each keeping its split (97): what the conv policy trains on", "conv_small", "resnet50_conv"),
     ];

@@ -78,6 +78,14 @@ public static class ModelShapes
         ResNet18Layers.Select(l => (Name: $"r18_{l.R}x{l.S}{(l.StrideH == 1 && l.StrideW == 1 ? "" : $"s{l.StrideH}")}_{l.C}_{l.H}_{l.F}", Spec: Spec(l.Lower().Contraction)))
             .DistinctBy(x => x.Spec);
 
+    /// <summary>Every lowering with sliding windows (the forms the conv policy serves: <c>direct</c> and <c>blocked</c>) of
+    /// ResNet-18's distinct convolutions, named as in <see cref="ResNet18Convs"/> plus <c>_direct</c> or <c>_blocked</c>.
+    /// The blocked forms' block of output channels follows this machine's vectors, so the list does too.</summary>
+    public static IEnumerable<(string Name, string Spec)> ResNet18WindowedLowerings() =>
+        ResNet18Layers.SelectMany(l => l.Lowerings().Where(op => op.Contraction.HasWindows).Select(op =>
+            (Name: $"r18_{l.R}x{l.S}{(l.StrideH == 1 && l.StrideW == 1 ? "" : $"s{l.StrideH}")}_{l.C}_{l.H}_{l.F}_{op.Lowering.ToString().ToLowerInvariant()}", Spec: Spec(op.Contraction))))
+            .DistinctBy(x => x.Spec);
+
     /// <summary>A contraction's spec: <c>conv C H W F R S</c> or <c>mm M N K</c> when it is one, else its text.</summary>
     static string Spec(LoopTune.Ir.Computation c) =>
         c.AsConv()?.ToString() ?? (c.AsMatmul() is var (m, n, k) ? $"mm {m} {n} {k}" : c.Text);

@@ -14,7 +14,10 @@ public sealed record ConvLayer(int C, int H, int W, int F, int R, int S, int Str
 
     /// <summary>The layer as <see cref="ModelLowering"/> lowers it; a layer it leaves untuned (or a window larger than
     /// the padded image) is an <see cref="ArgumentException"/> naming the reason.</summary>
-    public ConvOp Lower()
+    public ConvOp Lower() => Lowerings()[0];
+
+    /// <summary>Every lowering of the layer (<see cref="ModelLowering.Alternatives"/>), the default first.</summary>
+    public IReadOnlyList<ConvOp> Lowerings()
     {
         if (Pads.Length != 4) throw new ArgumentException($"a 2-d convolution has 4 pads, not {Pads.Length}");
         var (oh, ow) = Output;
@@ -22,8 +25,8 @@ public sealed record ConvLayer(int C, int H, int W, int F, int R, int S, int Str
         var made = SingleNodeModel.Make("Conv", [new("X", [1, C, H, W]), new("W", [F, C, R, S])], [1, F, oh, ow],
             new NodeAttribute("kernel_shape", [R, S]), new NodeAttribute("strides", [StrideH, StrideW]), new NodeAttribute("pads", Pads));
         var model = OnnxModel.Parse(made.Bytes, ToString());
-        var lowered = ModelLowering.Lower(model, ShapeInference.Infer(model), model.Nodes[0]);
-        return lowered as ConvOp ?? throw new ArgumentException(lowered.ToString());
+        var ways = ModelLowering.Alternatives(model, ShapeInference.Infer(model), model.Nodes[0]);
+        return ways[0] is ConvOp ? [.. ways.Cast<ConvOp>()] : throw new ArgumentException(ways[0].ToString());
     }
 
     /// <inheritdoc/>

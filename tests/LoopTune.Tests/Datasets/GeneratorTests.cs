@@ -141,6 +141,7 @@ public sealed class GeneratorTests
     [InlineData("resnet50_gemm", 12, 10)]
     [InlineData("resnet50_conv", 16, 13)]
     [InlineData("resnet18", 11, 9)]
+    [InlineData("resnet18_windows", 16, 13)] // 8 direct (the 1x1 have none) and 8 blocked (every F here is a multiple of 64)
     public void LargeShapeDatasetsGenerateTheSameBytesTwice(string name, int count, int train)
     {
         using var temp = new TempFolder("looptune-ds");
@@ -197,6 +198,15 @@ public sealed class GeneratorTests
         Assert.Equal("mm 128 784 64", byName["r18_1x1s2_64_56_128"]);
         Assert.StartsWith("O[f,h,w] += I[c,p,2*h+r,w+q] * W[f,c,r,p,q] f=256 h=14 w=14 c=128 p=2 r=3 q=2", byName["r18_3x3s2_128_28_256"]);
         Assert.All(specs, s => Computation.Parse(s.Spec));
+
+        // every windowed lowering: the default's direct ones and a blocked one for each window larger than 1x1
+        var windows = ModelShapes.ResNet18WindowedLowerings().ToDictionary(s => s.Name, s => Computation.Parse(s.Spec));
+        Assert.All(windows.Values, c => Assert.True(c.HasWindows, c.Text));
+        Assert.Equal("conv 64 58 58 64 3 3", windows["r18_3x3_64_56_64_direct"].ToString());
+        Assert.StartsWith("O[h,w,e] += I[c,2*h+r,2*w+s] * W[c,r,s,e] h=112 w=112 e=", windows["r18_7x7s2_3_224_64_blocked"].Text, StringComparison.Ordinal);
+        Assert.DoesNotContain(windows.Keys, k => k.StartsWith("r18_1x1", StringComparison.Ordinal));
+        Assert.Equal(8, windows.Keys.Count(k => k.EndsWith("_direct", StringComparison.Ordinal)));
+        Assert.Equal(8, windows.Keys.Count(k => k.EndsWith("_blocked", StringComparison.Ordinal)));
     }
 
     [Fact]
