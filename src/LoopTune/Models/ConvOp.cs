@@ -341,7 +341,7 @@ public sealed class ConvOp : ContractionOp
                 {
                     int from = rowStep * y - top;
                     if (from < 0 || from >= h) continue;
-                    CopyRow(input.AsSpan((plane * h + from) * w0), sw * x0 + i - left, sw, dst.AsSpan(((plane * p + i) * rows + y) * cols + x0, x1 - x0));
+                    Strided.Copy(input.AsSpan((plane * h + from) * w0), sw * x0 + i - left, sw, dst.AsSpan(((plane * p + i) * rows + y) * cols + x0, x1 - x0));
                 }
             }
         return dst;
@@ -369,7 +369,7 @@ public sealed class ConvOp : ContractionOp
                     {
                         int from = sh * y + ri - top;
                         if (from < 0 || from >= h) continue;
-                        CopyRow(input.AsSpan((image * h + from) * w0), sw * x0 + si - left, sw, dst.AsSpan(row * plane + y * ow + x0, x1 - x0));
+                        Strided.Copy(input.AsSpan((image * h + from) * w0), sw * x0 + si - left, sw, dst.AsSpan(row * plane + y * ow + x0, x1 - x0));
                     }
                 }
         return dst;
@@ -380,50 +380,6 @@ public sealed class ConvOp : ContractionOp
     {
         int first = -offset, last = width - 1 - offset;
         return (first <= 0 ? 0 : (first + step - 1) / step, last < 0 ? 0 : Math.Min(count, last / step + 1));
-    }
-
-    /// <summary><c>to[i] = from[start + step*i]</c> for every i of <paramref name="to"/>: a block copy for step 1, vector
-    /// shuffles of even elements for step 2, one by one otherwise.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void CopyRow(ReadOnlySpan<float> from, int start, int step, Span<float> to)
-    {
-        if (step == 1) { from.Slice(start, to.Length).CopyTo(to); return; }
-        int i = 0;
-        if (step == 2) i = Evens(from[start..], to, Avx512F.IsSupported ? 512 : Avx2.IsSupported ? 256 : 0);
-        for (int col = start + step * i; i < to.Length; i++, col += step) to[i] = from[col];
-    }
-
-    /// <summary>Writes <c>from[2*i]</c> into <c>to[i]</c> a vector at a time while a vector of <paramref name="to"/> and two
-    /// of <paramref name="from"/> remain: vectors of <paramref name="bits"/> (512 needs AVX-512, 256 AVX2; anything else
-    /// writes none), then 256-bit ones for the rest; returns how many it wrote.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static int Evens(ReadOnlySpan<float> from, Span<float> to, int bits)
-    {
-        int i = 0;
-        ref float src = ref MemoryMarshal.GetReference(from);
-        ref float dst = ref MemoryMarshal.GetReference(to);
-        if (bits == 512 && Avx512F.IsSupported)
-        {
-            var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-            for (; i + 16 <= to.Length && 2 * i + 32 <= from.Length; i += 16)
-            {
-                var lo = Vector512.LoadUnsafe(ref src, (nuint)(2 * i));
-                var hi = Vector512.LoadUnsafe(ref src, (nuint)(2 * i + 16));
-                Avx512F.PermuteVar16x32x2(lo, even, hi).StoreUnsafe(ref dst, (nuint)i);
-            }
-        }
-        if (bits >= 256 && Avx2.IsSupported) // the rest (all of it for 256 bits) 8 at a time
-        {
-            for (; i + 8 <= to.Length && 2 * i + 16 <= from.Length; i += 8)
-            {
-                var lo = Vector256.LoadUnsafe(ref src, (nuint)(2 * i));
-                var hi = Vector256.LoadUnsafe(ref src, (nuint)(2 * i + 8));
-                // [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6], then the 64-bit pairs reordered 0, 2, 1, 3
-                var pairs = Avx.Shuffle(lo, hi, 0b10_00_10_00).AsDouble();
-                Avx2.Permute4x64(pairs, 0b11_01_10_00).AsSingle().StoreUnsafe(ref dst, (nuint)i);
-            }
-        }
-        return i;
     }
 
     /// <summary>X copied into [N, C, paddedH, paddedW] at offset (top, left), zeros around (and <see cref="ContractionOp.Slack"/>

@@ -10,7 +10,8 @@ namespace LoopTune.Models;
 /// <c>count_include_pad</c> by those inside the padded input (a ceil_mode window may reach past the end pad: that
 /// part is not counted). Dilation 1. Each output row is made in two steps: the window's input rows reduced into one
 /// row, then the reduction of every window of kw columns inside that row (both vectorised over contiguous floats), of which
-/// each output column takes its own (or, for a window cut by the padding, reduces its columns alone).
+/// the output columns take every sw-th at once (<see cref="Strided.Copy"/>; an average then scaled), and a column whose
+/// window the padding cuts reduces its own columns.
 /// </summary>
 public sealed class Pool2d
 {
@@ -60,12 +61,31 @@ public sealed class Pool2d
         for (int y = first + 1; y < last; y++) Combine(row, plane.Slice(y * w, w));
         int rows = countPad ? Math.Min(y0 + kh, h + bottom) - y0 : last - first;
         Slide();
-        for (int ox = 0; ox < ow; ox++)
-        {
-            int x0 = ox * sw - left, from = Math.Max(x0, 0), to = Math.Min(x0 + kw, w);
-            float acc = x0 >= 0 && to == x0 + kw ? slide[x0] : Clipped(from, to);
-            output[ox] = max ? acc : acc / (rows * (countPad ? Math.Min(x0 + kw, w + right) - x0 : to - from));
-        }
+        // the columns whose window lies inside the row take every sw-th window's reduction at once; the others one by one
+        int inner0 = Math.Min(ow, (left + sw - 1) / sw), inner1 = Math.Max(inner0, Math.Min(ow, w - kw + left < 0 ? 0 : (w - kw + left) / sw + 1));
+        var inner = output[inner0..inner1];
+        Strided.Copy(slide, inner0 * sw - left, sw, inner);
+        if (!max) Scale(inner, 1f / (rows * kw));
+        for (int ox = 0; ox < inner0; ox++) output[ox] = Edge(ox, rows);
+        for (int ox = inner1; ox < ow; ox++) output[ox] = Edge(ox, rows);
+    }
+
+    /// <summary>Output column <paramref name="ox"/> of a window cut by the padding, from the reduced row.</summary>
+    float Edge(int ox, int rows)
+    {
+        int x0 = ox * sw - left, from = Math.Max(x0, 0), to = Math.Min(x0 + kw, w);
+        float acc = Clipped(from, to);
+        return max ? acc : acc / (rows * (countPad ? Math.Min(x0 + kw, w + right) - x0 : to - from));
+    }
+
+    /// <summary><c>x *= factor</c>, element-wise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Scale(Span<float> x, float factor)
+    {
+        int i = 0, lanes = Vector<float>.Count;
+        var f = new Vector<float>(factor);
+        for (; i <= x.Length - lanes; i += lanes) (new Vector<float>(x[i..]) * f).CopyTo(x[i..]);
+        for (; i < x.Length; i++) x[i] *= factor;
     }
 
     /// <summary>The reduction of the row's columns [from, to) (a window cut by the padding; none: max's lowest, or 0).</summary>

@@ -240,12 +240,12 @@ public class LoweringTests
     {
         if (bits == 512 ? !System.Runtime.Intrinsics.X86.Avx512F.IsSupported : !System.Runtime.Intrinsics.X86.Avx2.IsSupported)
         {
-            Assert.Equal(0, ConvOp.Evens(new float[64], new float[32], bits)); // no such vectors here: nothing written
+            Assert.Equal(0, Strided.Evens(new float[64], new float[32], bits)); // no such vectors here: nothing written
             return;
         }
         var from = Random(95, 90);
         var to = new float[45];
-        int written = ConvOp.Evens(from, to, bits);
+        int written = Strided.Evens(from, to, bits);
         Assert.Equal(40, written); // 512 bits: 16, 16, then 8; 256 bits: 8 five times; the last 5 are left to a loop
         for (int i = 0; i < written; i++) Assert.Equal(from[2 * i], to[i]);
         Assert.All(to[written..], v => Assert.Equal(0f, v));
