@@ -122,44 +122,12 @@ public sealed class ConvOp : ContractionOp
         if (group != 1) return new NotTuned(node, $"group {group} (a grouped convolution is {group} contractions; only group 1 is lowered)");
         var window = Window.Of(node, x[2..], wShape[2..]);
         if (window.Dilations.Any(d => d != 1)) return new NotTuned(node, $"dilations {ModelShapes.Format(window.Dilations)} (only dilation 1 is lowered)");
-        long n = x[0], c = x[1], f = wShape[0], r = wShape[2], s = wShape[3], oh = y[2], ow = y[3];
-        long sh = window.Strides[0], sw = window.Strides[1];
-        long paddedH = sh * (oh - 1) + r, paddedW = sw * (ow - 1) + s;
+        var (n, c, f, r, s, oh, ow, sh, sw, paddedH, paddedW) = Sizes(x, wShape, y, window);
         var outside = new List<string>();
         string pads = ModelShapes.Format(window.Pads);
         string copy = $"{node.Inputs[0]} {ModelShapes.Format(x)} with pads {pads} (top, left, bottom, right) as zeros";
-        if (lowering == ConvLowering.Columns)
-        {
-            long k = c * r * s, plane = oh * ow;
-            var product = new ContractionText()
-                .Var("b", n).Var("m", f).Var("n", plane).Var("k", k)
-                .Tensor("C", D("b"), D("m"), D("n"))
-                .Tensor("A", D("m"), D("k"))
-                .Tensor("B", D("b"), D("k"), D("n"))
-                .Build();
-            outside.Add($"A = {node.Inputs[1]} {ModelShapes.Format(wShape)} as it is, read as [{f},{k}]");
-            outside.Insert(0, Copies(lowering, x, wShape, window, paddedH, paddedW)
-                ? $"B = the columns of the windows of {copy} (im2col): B[b,(c,r,s),(h,w)] = padded[b,c,{sh}*h+r,{sw}*w+s], copied into [{n},{k},{plane}]"
-                : $"B = {node.Inputs[0]} {ModelShapes.Format(x)} as it is, read as [{n},{c},{plane}]");
-            outside.Add(node.Input(2) is { } cb ? $"C starts as the bias {cb} [{f}] broadcast over b, n" : "C starts as zeros");
-            return new ConvOp(node, model, product, y, [.. outside], x, wShape, window, paddedH, paddedW, null, ConvLowering.Columns);
-        }
-        if (lowering == ConvLowering.Blocked)
-        {
-            long e = Block(f);
-            if (e == 0) throw new ArgumentException($"no block of output channels divides {f}");
-            var blocked = new ContractionText()
-                .Var("n", n).Var("g", f / e).Var("h", oh).Var("w", ow).Var("e", e).Var("c", c).Var("r", r).Var("s", s)
-                .Tensor("O", D("n"), D("g"), D("h"), D("w"), D("e"))
-                .Tensor("I", D("n"), D("c"), [(sh, "h"), (1, "r")], [(sw, "w"), (1, "s")])
-                .Tensor("W", D("g"), D("c"), D("r"), D("s"), D("e"))
-                .Build();
-            outside.Add(Copies(lowering, x, wShape, window, paddedH, paddedW) ? $"I = {copy}, copied into [{n},{c},{paddedH},{paddedW}]" : $"I = {node.Inputs[0]} as it is");
-            outside.Add($"W = {node.Inputs[1]} {ModelShapes.Format(wShape)} packed once in blocks of {e} output channels: W[g,c,r,s,e] = {node.Inputs[1]}[{e}*g+e,c,r,s], [{f / e},{c},{r},{s},{e}]");
-            outside.Add(node.Input(2) is { } bb0 ? $"O starts as the bias {bb0} [{f}] broadcast over n, h, w" : "O starts as zeros");
-            outside.Add($"O [{n},{f / e},{oh},{ow},{e}] written into the node's output {ModelShapes.Format(y)}: Y[n,{e}*g+e,h,w] = O[n,g,h,w,e]");
-            return new ConvOp(node, model, blocked, y, [.. outside], x, wShape, window, paddedH, paddedW, null, ConvLowering.Blocked);
-        }
+        if (lowering == ConvLowering.Columns) return LowerColumns(node, model, x, wShape, y, window, copy);
+        if (lowering == ConvLowering.Blocked) return LowerBlocked(node, model, x, wShape, y, window, copy);
         if (sw == 1)
         {
             var contraction = new ContractionText()
@@ -193,6 +161,56 @@ public sealed class ConvOp : ContractionOp
             : $"W = {node.Inputs[1]} {ModelShapes.Format(wShape)} packed once as W[f,c,r,p,q] = {node.Inputs[1]}[f,c,r,{sw}*q+p] (zero where {sw}*q+p >= {s}), [{f},{c},{r},{phaseCount},{taps}]");
         outside.Add(node.Input(2) is { } bb ? $"O starts as the bias {bb} [{f}] broadcast over n, h, w" : "O starts as zeros");
         return new ConvOp(node, model, split, y, [.. outside], x, wShape, window, paddedH, paddedW, (phaseCount, taps, rows, columns, rowStep));
+    }
+
+    /// <summary>The <see cref="ConvLowering.Columns"/> lowering: <c>mm F OH*OW C*R*S</c> (batched over images) over the
+    /// windows' columns.</summary>
+    static ConvOp LowerColumns(OnnxNode node, OnnxModel model, ImmutableArray<long> x, ImmutableArray<long> wShape, ImmutableArray<long> y, Window window, string copy)
+    {
+        var (n, c, f, r, s, oh, ow, sh, sw, paddedH, paddedW) = Sizes(x, wShape, y, window);
+        var outside = new List<string>();
+        long k = c * r * s, plane = oh * ow;
+        var product = new ContractionText()
+            .Var("b", n).Var("m", f).Var("n", plane).Var("k", k)
+            .Tensor("C", D("b"), D("m"), D("n"))
+            .Tensor("A", D("m"), D("k"))
+            .Tensor("B", D("b"), D("k"), D("n"))
+            .Build();
+        outside.Add($"A = {node.Inputs[1]} {ModelShapes.Format(wShape)} as it is, read as [{f},{k}]");
+        outside.Insert(0, Copies(ConvLowering.Columns, x, wShape, window, paddedH, paddedW)
+            ? $"B = the columns of the windows of {copy} (im2col): B[b,(c,r,s),(h,w)] = padded[b,c,{sh}*h+r,{sw}*w+s], copied into [{n},{k},{plane}]"
+            : $"B = {node.Inputs[0]} {ModelShapes.Format(x)} as it is, read as [{n},{c},{plane}]");
+        outside.Add(node.Input(2) is { } cb ? $"C starts as the bias {cb} [{f}] broadcast over b, n" : "C starts as zeros");
+        return new ConvOp(node, model, product, y, [.. outside], x, wShape, window, paddedH, paddedW, null, ConvLowering.Columns);
+    }
+
+    /// <summary>The <see cref="ConvLowering.Blocked"/> lowering: output channels in blocks of <see cref="Block"/>, innermost.</summary>
+    static ConvOp LowerBlocked(OnnxNode node, OnnxModel model, ImmutableArray<long> x, ImmutableArray<long> wShape, ImmutableArray<long> y, Window window, string copy)
+    {
+        var (n, c, f, r, s, oh, ow, sh, sw, paddedH, paddedW) = Sizes(x, wShape, y, window);
+        var outside = new List<string>();
+        long e = Block(f);
+        if (e == 0) throw new ArgumentException($"no block of output channels divides {f}");
+        var blocked = new ContractionText()
+            .Var("n", n).Var("g", f / e).Var("h", oh).Var("w", ow).Var("e", e).Var("c", c).Var("r", r).Var("s", s)
+            .Tensor("O", D("n"), D("g"), D("h"), D("w"), D("e"))
+            .Tensor("I", D("n"), D("c"), [(sh, "h"), (1, "r")], [(sw, "w"), (1, "s")])
+            .Tensor("W", D("g"), D("c"), D("r"), D("s"), D("e"))
+            .Build();
+        outside.Add(Copies(ConvLowering.Blocked, x, wShape, window, paddedH, paddedW) ? $"I = {copy}, copied into [{n},{c},{paddedH},{paddedW}]" : $"I = {node.Inputs[0]} as it is");
+        outside.Add($"W = {node.Inputs[1]} {ModelShapes.Format(wShape)} packed once in blocks of {e} output channels: W[g,c,r,s,e] = {node.Inputs[1]}[{e}*g+e,c,r,s], [{f / e},{c},{r},{s},{e}]");
+        outside.Add(node.Input(2) is { } bias ? $"O starts as the bias {bias} [{f}] broadcast over n, h, w" : "O starts as zeros");
+        outside.Add($"O [{n},{f / e},{oh},{ow},{e}] written into the node's output {ModelShapes.Format(y)}: Y[n,{e}*g+e,h,w] = O[n,g,h,w,e]");
+        return new ConvOp(node, model, blocked, y, [.. outside], x, wShape, window, paddedH, paddedW, null, ConvLowering.Blocked);
+    }
+
+    /// <summary>The sizes every lowering names: batch, channels, filters, kernel, output, strides, and the padded input's
+    /// rows and columns the windows reach.</summary>
+    static (long N, long C, long F, long R, long S, long OH, long OW, long SH, long SW, long PaddedH, long PaddedW) Sizes(
+        ImmutableArray<long> x, ImmutableArray<long> wShape, ImmutableArray<long> y, Window window)
+    {
+        long sh = window.Strides[0], sw = window.Strides[1];
+        return (x[0], x[1], wShape[0], wShape[2], wShape[3], y[2], y[3], sh, sw, sh * (y[2] - 1) + wShape[2], sw * (y[3] - 1) + wShape[3]);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
