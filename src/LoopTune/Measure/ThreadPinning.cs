@@ -39,6 +39,15 @@ public static unsafe partial class ThreadPinning
     /// then restores the affinity the thread had before.</summary>
     public static PinScope Pin(int core) => new(core);
 
+    private static readonly Lazy<int[]> processCores = new(FindProcessCores);
+
+    /// <summary>The cores the process may run on (its affinity when it started, as <c>taskset</c> sets it), ascending;
+    /// 0 to Environment.ProcessorCount - 1 when that is unknown. A kernel runs on at most this many threads.</summary>
+    public static IReadOnlyList<int> ProcessCores() => processCores.Value;
+
+    private static int[] FindProcessCores() =>
+        TryGetAffinity(Call(&Native.Pid), out CpuMask m) && m.Cores() is { Length: > 0 } cores ? cores : [.. Enumerable.Range(0, Environment.ProcessorCount)];
+
     /// <summary>The cores the calling thread may run on now, ascending; empty if unknown.</summary>
     public static IReadOnlyList<int> CurrentAffinity() =>
         TryGetAffinity(0, out CpuMask m) ? m.Cores() : [];
