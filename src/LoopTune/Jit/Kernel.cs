@@ -273,6 +273,7 @@ public sealed unsafe class Kernel
         var nest = Transforms.ApplyAll(Nest.Initial(Computation.Matmul(9, 37, 7)), Actions.ParseList("split_4,down,swap_down,swap_down,unroll,up,up,split_16,down,swap_down,swap_down,vectorize"));
         Compile(nest);
         Compile(nest, JitOptions.Default with { MaxVectorBits = 0 });
+        Compile(Transforms.Apply(nest.With(nest.Loops, 0), Actions.Get("parallel"))); // and the parallel loop's code
         // and a run with both inputs packed: a search's first packed schedule of a large problem spent some 150 ms more
         // than the later ones compiling the copying code
         var packed = Nest.Parse(nest.Computation, nest.Serialize() + " pack=A,B");
@@ -345,12 +346,12 @@ public sealed unsafe class Kernel
     }
 }
 
-/// <summary>A thread count outside 1 to the cores the process may use (<see cref="Measure.ThreadPinning.ProcessCores"/>).</summary>
+/// <summary>A thread count outside 1 to the cores the process may use (<see cref="Affinity.ProcessCores"/>).</summary>
 public sealed class ThreadCountError(int threads, int max)
     : LoopTuneException($"threads must be from 1 to {max}, the cores this process may use; got {threads}")
 {
     /// <summary>The most threads a kernel may run on: the cores the process may use.</summary>
-    public static int Max => Measure.ThreadPinning.ProcessCores().Count;
+    public static int Max => Affinity.ProcessCores().Count;
 
     /// <summary><paramref name="threads"/> when it is from 1 to <see cref="Max"/>; this error otherwise.</summary>
     public static int Check(int threads) => threads >= 1 && threads <= Max ? threads : throw new ThreadCountError(threads, Max);

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using LoopTune.Measure;
 
 namespace LoopTune.Jit;
 
@@ -37,7 +36,7 @@ sealed unsafe class ThreadTeam
     ThreadTeam(int threads, int core)
     {
         wake = [.. Enumerable.Range(0, threads - 1).Select(_ => new SemaphoreSlim(0))];
-        var others = ThreadPinning.ProcessCores().Where(c => c != core).ToArray();
+        var others = Affinity.ProcessCores().Where(c => c != core).ToArray();
         spinRounds = others.Length >= threads - 1 ? SpinRounds : 0;
         for (int i = 1; i < threads; i++)
         {
@@ -74,7 +73,7 @@ sealed unsafe class ThreadTeam
 
     void Work(int index, int core)
     {
-        ThreadPinning.PinCurrentThread(core);
+        Affinity.PinCurrentThread(core);
         int seen = 0;
         while (true)
         {

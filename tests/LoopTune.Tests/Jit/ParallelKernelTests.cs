@@ -61,7 +61,8 @@ public class ParallelKernelTests
     }
 
     /// <summary>10,000 runs in a row on 2 and 3 threads: every chunk of every run is done (small integers keep the sums
-    /// exact), no run waits forever (a lost wake-up would hang past the bound), and no thread is started after the first.</summary>
+    /// exact), no run waits forever (a lost wake-up would hang past the bound), no thread is started after the first and
+    /// the calling thread allocates nothing.</summary>
     [Fact]
     public async Task Ten_thousand_runs_in_a_row_lose_no_wake_up_and_start_no_thread()
     {
@@ -80,9 +81,11 @@ public class ParallelKernelTests
             const int Runs = 10_000;
             var all = Task.Run(() =>
             {
+                long before = GC.GetAllocatedBytesForCurrentThread();
                 for (int i = 1; i < Runs; i++) kernel.Run(output, left, right);
+                return GC.GetAllocatedBytesForCurrentThread() - before;
             });
-            await all.WaitAsync(TimeSpan.FromSeconds(60)); // a TimeoutException when a run waits forever
+            Assert.Equal(0, await all.WaitAsync(TimeSpan.FromSeconds(60))); // a TimeoutException when a run waits forever
             Assert.Equal(started, ThreadTeam.Started);
             for (int i = 0; i < once.Length; i++) Assert.Equal(once[i] * Runs, output[i]);
         }
