@@ -96,7 +96,7 @@ static class RunCommand
         t.AddRow("compile", $"{e.Kernel.CompileTime.TotalMilliseconds:F2} ms");
         t.AddRow("threads", Threads(e));
         t.AddRow("runtime", $"{e.Measurement.MedianSeconds * 1e3:F4} ms median of {e.Measurement.Samples} samples");
-        t.AddRow("speed", $"[bold]{e.Gflops:F1} GFLOPS[/] (best {e.Measurement.BestGflops:F1}), {e.FractionOfPeak:P0} of the {e.PeakGflops:F1} GFLOPS peak{Estimate(e)}");
+        t.AddRow("speed", $"[bold]{e.Gflops:F1} GFLOPS[/] (best {e.Measurement.BestGflops:F1}), {e.FractionOfPeak:P0} of the {e.PeakGflops:F1} GFLOPS peak{PeakOf(e)}{Estimate(e)}");
         foreach (var note in e.Kernel.Notes) t.AddRow("note", Markup.Escape(note));
         o.Write(t);
         if (e.Peers.Count > 0)
@@ -105,6 +105,9 @@ static class RunCommand
             o.Write(PeerTable(e.Gflops, e.Peers));
         }
     }
+
+    /// <summary>" of one core" when the kernel ran on more threads than one (the peak is one core's), else nothing.</summary>
+    static string PeakOf(KernelReport e) => e.Kernel.Threads > 1 && e.Nest.ParallelLoop >= 0 ? $" of one core ({e.Gflops / (e.PeakGflops * e.Kernel.Threads):P0} of {e.Kernel.Threads} cores' peaks)" : "";
 
     /// <summary>How many threads the kernel ran on, and why only one when its nest has no parallel loop.</summary>
     static string Threads(KernelReport e) => e.Kernel.Threads == 1 ? "1"
