@@ -1,13 +1,14 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
 using LoopTune.Ir;
+using LoopTune.Jit;
 using LoopTune.Measure;
 using Spectre.Console;
 
 namespace LoopTune.Cli.Commands;
 
-/// <summary><c>looptune run "&lt;spec&gt;" [--actions a,b,c] [--json] [--quick]</c>: apply the actions, print the tree, verify the
-/// kernel against the reference, and time it next to the peak and the peers.</summary>
+/// <summary><c>looptune run "&lt;spec&gt;" [--actions a,b,c] [--json] [--quick] [--threads N]</c>: apply the actions, print the
+/// tree, verify the kernel against the reference, and time it next to the peak and the peers.</summary>
 static class RunCommand
 {
     public static Command Create(Io io)
@@ -17,13 +18,15 @@ static class RunCommand
         var schedule = new Option<string?>("--schedule", "-s") { Description = "A schedule as the reports print it, e.g. \"f:8 h:32 c:16 r:3 s:3 f:4u w:16v\" (loops outermost first; u unrolled, v vectorized), instead of --actions." };
         var quick = new Option<bool>("--quick") { Description = "Shorter timing (less precise)." };
         var noPeers = new Option<bool>("--no-peers") { Description = "Do not time the peer libraries (OpenBLAS, BLIS, oneDNN; oneDNN's convolution and im2col + OpenBLAS for a convolution; ONNX Runtime's one-node model for both)." };
+        var threads = new Option<int>("--threads") { Description = "Threads the kernel's parallel loop (p in the schedule, e.g. \"m:128p ...\") is divided among, 1 to the cores this process may use; the peers run on one thread.", DefaultValueFactory = _ => 1 };
         var json = Options.Json();
         var command = new Command("run", "Schedule a computation, compile it, verify it and measure it against the peak and the peers.")
         {
-            spec, actions, schedule, quick, noPeers, json,
+            spec, actions, schedule, quick, noPeers, threads, json,
         };
         command.SetAction(p => io.Guard(() =>
         {
+            int n = ThreadCountError.Check(p.GetValue(threads));
             var computation = Computation.Parse(p.GetValue(spec)!);
             var list = Actions.ParseList(p.GetValue(actions));
             var sched = p.GetValue(schedule);
@@ -31,7 +34,7 @@ static class RunCommand
             // a schedule without a cursor gets one on its outermost loop
             var nest = sched is null ? Transforms.ApplyAll(Nest.Initial(computation), list)
                 : Nest.Parse(computation, sched.StartsWith('>') || sched.Contains(" >", StringComparison.Ordinal) ? sched : ">" + sched);
-            var e = KernelReport.Run(nest, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, !p.GetValue(noPeers));
+            var e = KernelReport.Run(nest, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default, p.GetValue(noPeers) ? null : KernelReport.PreparePeers, null, null, n);
             if (p.GetValue(json)) io.Stdout.WriteLine(ToJson(e, list).ToJsonString(Options.JsonStyle));
             else Print(io.Out, e);
             if (!e.Verification.Passed) io.Stderr.WriteLine($"internal error: the kernel is wrong: {e.Verification.Problem}");
@@ -57,6 +60,7 @@ static class RunCommand
         ["runtime_s"] = e.Measurement.MedianSeconds,
         ["samples"] = e.Measurement.Samples,
         ["compile_ms"] = e.Kernel.CompileTime.TotalMilliseconds,
+        ["threads"] = e.Kernel.Threads,
         ["peak_gflops"] = e.PeakGflops,
         ["fraction_of_peak"] = e.FractionOfPeak,
         ["peers"] = PeersJson(e.Peers),
@@ -90,8 +94,9 @@ static class RunCommand
             ? $"[green]yes[/] (max relative error {e.Verification.MaxError:E1}, tolerance {e.Verification.Tolerance:E1}, {Markup.Escape(e.Verification.Describe(c.Output.Length))})"
             : $"[red]NO[/]: {Markup.Escape(e.Verification.Problem ?? "")}");
         t.AddRow("compile", $"{e.Kernel.CompileTime.TotalMilliseconds:F2} ms");
+        t.AddRow("threads", Threads(e));
         t.AddRow("runtime", $"{e.Measurement.MedianSeconds * 1e3:F4} ms median of {e.Measurement.Samples} samples");
-        t.AddRow("speed", $"[bold]{e.Gflops:F1} GFLOPS[/] (best {e.Measurement.BestGflops:F1}), {e.FractionOfPeak:P0} of the {e.PeakGflops:F1} GFLOPS peak{Estimate(e)}");
+        t.AddRow("speed", $"[bold]{e.Gflops:F1} GFLOPS[/] (best {e.Measurement.BestGflops:F1}), {e.FractionOfPeak:P0} of the {e.PeakGflops:F1} GFLOPS peak{PeakOf(e)}{Estimate(e)}");
         foreach (var note in e.Kernel.Notes) t.AddRow("note", Markup.Escape(note));
         o.Write(t);
         if (e.Peers.Count > 0)
@@ -100,6 +105,14 @@ static class RunCommand
             o.Write(PeerTable(e.Gflops, e.Peers));
         }
     }
+
+    /// <summary>" of one core" when the kernel ran on more threads than one (the peak is one core's), else nothing.</summary>
+    static string PeakOf(KernelReport e) => e.Kernel.Threads > 1 && e.Nest.ParallelLoop >= 0 ? $" of one core ({e.Gflops / (e.PeakGflops * e.Kernel.Threads):P0} of {e.Kernel.Threads} cores' peaks)" : "";
+
+    /// <summary>How many threads the kernel ran on, and why only one when its nest has no parallel loop.</summary>
+    static string Threads(KernelReport e) => e.Kernel.Threads == 1 ? "1"
+        : e.Nest.ParallelLoop < 0 ? $"1 (asked for {e.Kernel.Threads}: no loop is parallel; mark one with p, e.g. {Markup.Escape(e.Nest.Computation.Vars[0])}:...p)"
+        : $"{e.Kernel.Threads}, dividing loop {Markup.Escape(e.Nest.LoopName(e.Nest.ParallelLoop))}; the peers on 1";
 
     /// <summary>", estimated from a slice ..." when the kernel ran too long to time whole, else nothing.</summary>
     internal static string Estimate(KernelReport e) => e.Estimated

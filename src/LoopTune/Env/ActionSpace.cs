@@ -10,7 +10,8 @@ namespace LoopTune.Env;
 /// <code>
 /// | name   | ids                          | one id does                                                  |
 /// |--------|------------------------------|--------------------------------------------------------------|
-/// | cursor | 18, the action table         | one action at the cursor (up/down move it; the seed's env)   |
+/// | cursor | 18, the action table's first | one action at the cursor (up/down move it; the seed's env);  |
+/// |        | (Actions.LearnedCount)       | parallel, the table's 19th, is no id of any space yet        |
 /// | loop   | 10 loops x 18 = 180          | walk the cursor to loop id / 18, then edit id % 18:          |
 /// |        |                              | 0-14 one of the seed's kernel actions (swap_up, swap_down,   |
 /// |        |                              | split_2..1024, merge, unroll, vectorize); 15 sink: swap_down |
@@ -147,9 +148,9 @@ public abstract class ActionSpace
     sealed class CursorSpace : ActionSpace
     {
         public override string Name => "cursor";
-        public override int Count => Actions.Count;
-        public override int PerLoop => Actions.Count;
-        public override bool[] Mask(Nest nest) => Transforms.Mask(nest);
+        public override int Count => Actions.LearnedCount;
+        public override int PerLoop => Actions.LearnedCount;
+        public override bool[] Mask(Nest nest) => Transforms.Mask(nest)[..Count];
 
         public override (IReadOnlyList<LoopAction>, Nest)? TryApply(Nest nest, int id) =>
             id >= 0 && id < Count && Transforms.IsLegal(nest, Actions.All[id]) ? ([Actions.All[id]], Transforms.Apply(nest, Actions.All[id])) : null;

@@ -26,8 +26,9 @@ public readonly record struct Move(ImmutableArray<LoopAction> Actions, Nest Resu
 /// </summary>
 public static class Moves
 {
-    /// <summary>The actions that change the kernel: everything but up and down.</summary>
-    public static ImmutableArray<LoopAction> KernelActions { get; } = [.. Actions.All.Where(ChangesKernel)];
+    /// <summary>The actions that change the kernel and the searches take: everything the learned spaces know
+    /// (<see cref="Actions.LearnedCount"/>) but up and down.</summary>
+    public static ImmutableArray<LoopAction> KernelActions { get; } = [.. Actions.All.Where(a => ChangesKernel(a) && a.Id < Actions.LearnedCount)];
 
     /// <summary>False for cursor moves (up, down), true for the rest.</summary>
     public static bool ChangesKernel(LoopAction a) => a.Kind is not (ActionKind.Up or ActionKind.Down);

@@ -39,14 +39,14 @@ public static class ObservationEncoder
         var at = new int[time + 1 + (machine ? Observations.MachineFeatures : 0)];
         for (int i = 0; i < at.Length; i++)
             at[i] = i < prev ? i
-                : i < time ? prev + (i - prev) / Actions.SeedCount * Actions.Count + (i - prev) % Actions.SeedCount
+                : i < time ? prev + (i - prev) / Actions.SeedCount * Actions.LearnedCount + (i - prev) % Actions.SeedCount
                 : i == time ? MachineOffset - 1
                 : MachineOffset + (i - time - 1);
         return at;
     }
 
     public static int Size { get; } = Nest.MaxLoops * Observations.LoopFeatures + Observations.StrideBuckets
-        + Observations.PreviousActions * Actions.Count + 1 + Observations.MachineFeatures;
+        + Observations.PreviousActions * Actions.LearnedCount + 1 + Observations.MachineFeatures;
 
     /// <summary>Where the machine_tensor starts.</summary>
     public static int MachineOffset => Size - Observations.MachineFeatures;

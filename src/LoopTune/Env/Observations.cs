@@ -34,7 +34,7 @@ namespace LoopTune.Env;
 ///  7 L2            log2(KiB) / 14
 ///  8 L3            log2(KiB) / 20
 /// </code>
-/// <para><b>prev_actions_tensor</b>: <see cref="PreviousActions"/> x <see cref="Actions.Count"/> one-hot rows, the most recent
+/// <para><b>prev_actions_tensor</b>: <see cref="PreviousActions"/> x <see cref="Actions.LearnedCount"/> one-hot rows, the most recent
 /// action first; rows with no action are 0.</para>
 /// </summary>
 public static class Observations
@@ -93,12 +93,12 @@ public static class Observations
         return [.. x.Select(v => (float)(v / total))];
     }
 
-    /// <summary>The prev_actions_tensor: [PreviousActions, Actions.Count], most recent first.</summary>
+    /// <summary>The prev_actions_tensor: [PreviousActions, Actions.LearnedCount], most recent first.</summary>
     public static float[] PreviousActionsTensor(IReadOnlyList<LoopAction> history)
     {
-        var x = new float[PreviousActions * Actions.Count];
+        var x = new float[PreviousActions * Actions.LearnedCount];
         for (int r = 0; r < PreviousActions && r < history.Count; r++)
-            x[r * Actions.Count + history[history.Count - 1 - r].Id] = 1;
+            x[r * Actions.LearnedCount + history[history.Count - 1 - r].Id] = 1;
         return x;
     }
 
@@ -169,7 +169,7 @@ public static class Observations
         var l = nest[i];
         var sb = new StringBuilder().Append(nest.LoopName(i)).Append(' ').Append(l.Size);
         if (l.Tail > 0) sb.Append(" tail ").Append(l.Tail);
-        if (l.Annotation != Annotation.None) sb.Append(l.IsUnrolled ? " unroll" : " vectorize");
+        if (l.Annotation != Annotation.None) sb.Append(' ').Append(Nest.Word(l.Annotation));
         return sb.ToString();
     }
 }

@@ -3,7 +3,7 @@ using System.Collections.Immutable;
 namespace LoopTune.Ir;
 
 /// <summary>The kinds of action an agent can take on the loop under the cursor.</summary>
-public enum ActionKind : byte { Up, Down, SwapUp, SwapDown, Split, Merge, Unroll, Vectorize, Pack }
+public enum ActionKind : byte { Up, Down, SwapUp, SwapDown, Split, Merge, Unroll, Vectorize, Pack, Parallel }
 
 /// <summary>One entry of the action table: a kind, its split factor (0 unless a split) and its name.</summary>
 public readonly record struct LoopAction(int Id, ActionKind Kind, int Factor, string Name)
@@ -13,8 +13,10 @@ public readonly record struct LoopAction(int Id, ActionKind Kind, int Factor, st
 
 /// <summary>
 /// The action vocabulary, built once. Ids are positions in <see cref="All"/> and never change:
-/// up, down, swap_up, swap_down, split_2 ... split_1024, merge, unroll, vectorize (the seed's 17), then pack (new actions
-/// go at the end).
+/// up, down, swap_up, swap_down, split_2 ... split_1024, merge, unroll, vectorize (the seed's 17), then pack, then parallel
+/// (new actions go at the end). The learned action spaces, the observation and the shipped policies know the first
+/// <see cref="LearnedCount"/>: parallel is a schedule-language action (<c>Transforms</c>, <c>Nest.Parse</c>,
+/// <c>looptune run</c>) that no search or policy takes yet.
 /// </summary>
 public static class Actions
 {
@@ -25,6 +27,11 @@ public static class Actions
 
     /// <summary>The seed's actions: the first ids of the table (ids 0 to SeedCount - 1); the ones added since follow.</summary>
     public const int SeedCount = 17;
+
+    /// <summary>The actions the environment's spaces, the observation's prev_actions_tensor and the shipped policies know:
+    /// ids 0 to LearnedCount - 1 (the seed's and pack). Those added since (parallel) are left out of them, so that the
+    /// policies trained on 18 actions keep their inputs and outputs.</summary>
+    public const int LearnedCount = 18;
 
     static ImmutableArray<LoopAction> Build()
     {
@@ -38,6 +45,7 @@ public static class Actions
         list.Add((ActionKind.Unroll, 0, "unroll"));
         list.Add((ActionKind.Vectorize, 0, "vectorize"));
         list.Add((ActionKind.Pack, 0, "pack"));
+        list.Add((ActionKind.Parallel, 0, "parallel"));
         return [.. list.Select((a, i) => new LoopAction(i, a.Item1, a.Item2, a.Item3))];
     }
 

@@ -3,8 +3,9 @@ using System.Text;
 
 namespace LoopTune.Ir;
 
-/// <summary>What the code generator is asked to do with a loop.</summary>
-public enum Annotation : byte { None, Unroll, Vectorize }
+/// <summary>What the code generator is asked to do with a loop: spell it out, make it SIMD lanes, or divide its iterations
+/// among threads (<see cref="Transforms"/>' <c>parallel</c>).</summary>
+public enum Annotation : byte { None, Unroll, Vectorize, Parallel }
 
 /// <summary>
 /// One loop of a nest: it runs <see cref="Size"/> full iterations of its inner step (the extent of the next
@@ -15,6 +16,10 @@ public readonly record struct Loop(int Var, int Size, int Tail = 0, Annotation A
 {
     public bool IsUnrolled => Annotation == Annotation.Unroll;
     public bool IsVectorized => Annotation == Annotation.Vectorize;
+    public bool IsParallel => Annotation == Annotation.Parallel;
+
+    /// <summary>Unrolled or vectorized: an annotation that changes the code inside the loop (not <see cref="IsParallel"/>).</summary>
+    public bool IsSpelledOut => Annotation is Annotation.Unroll or Annotation.Vectorize;
 
     /// <summary>Iterations the loop runs: its size, and one more for a tail.</summary>
     public int Iterations => Size + (Tail > 0 ? 1 : 0);
@@ -26,7 +31,8 @@ public readonly record struct Loop(int Var, int Size, int Tail = 0, Annotation A
 /// Invariants (checked on construction): the loops of each variable cover exactly its size; the innermost
 /// loop of a variable has tail 0; every tail is smaller than its loop's inner step; at most
 /// <see cref="MaxLoops"/> loops; a vectorized loop is the innermost loop of the nest; a packed input is indexed by plain,
-/// distinct variables (<see cref="IsPackable"/>).
+/// distinct variables (<see cref="IsPackable"/>); at most one loop is parallel, over an output variable, outside every
+/// unrolled or vectorized loop (<see cref="ParallelLoop"/>).
 /// <para>An input may be <b>packed</b> (<see cref="Packed"/>, the <c>pack</c> action): the kernel then reads a copy of it,
 /// made at the start of every run and counted in its time, whose elements lie in the order the nest's loops visit them:
 /// one iteration of the innermost loop that moves the input steps one element, one of the next loop out steps over
@@ -54,6 +60,9 @@ public sealed class Nest : IEquatable<Nest>
     public ImmutableArray<Loop> Loops { get; }
     public int Cursor { get; }
     public int Count => Loops.Length;
+
+    /// <summary>The position of the parallel loop, whose iterations a kernel divides among its threads; -1 when none is.</summary>
+    public int ParallelLoop { get; private set; } = -1;
     public Loop this[int i] => Loops[i];
 
     /// <summary>The packed inputs as bits: 1 &lt;&lt; t for tensor t of <see cref="Computation.Tensors"/> (1 the left input,
@@ -125,6 +134,7 @@ public sealed class Nest : IEquatable<Nest>
             if (l.IsVectorized && i != Loops.Length - 1) throw Invalid($"loop {i} ({c.Vars[l.Var]}) is vectorized but not innermost");
             covered[l.Var] = Extent(i);
         }
+        ValidateParallel();
         for (int v = 0; v < covered.Length; v++)
             if (covered[v] != c.Sizes[v])
                 throw Invalid($"the loops over '{c.Vars[v]}' cover {covered[v]} elements, not its size {c.Sizes[v]}");
@@ -136,12 +146,33 @@ public sealed class Nest : IEquatable<Nest>
 
     NestFormatError Invalid(string problem) => new(problem);
 
+    /// <summary>At most one parallel loop, over an output variable, with no unrolled or vectorized loop around it (the rules
+    /// of <c>parallel</c>; <see cref="Parse"/> reports them as that action's <see cref="ScheduleError"/>s).</summary>
+    void ValidateParallel()
+    {
+        for (int i = 0; i < Loops.Length; i++)
+        {
+            if (!Loops[i].IsParallel) continue;
+            if (ParallelLoop >= 0) throw Invalid($"loops {ParallelLoop} and {i} are both parallel; a nest has at most one parallel loop");
+            if (Computation.IsReduction[Loops[i].Var]) throw Invalid($"loop {i} ({LoopName(i)}) is parallel over the reduction variable '{Computation.Vars[Loops[i].Var]}'");
+            if (Enumerable.Range(0, i).FirstOrDefault(j => Loops[j].IsSpelledOut, -1) is var j and >= 0)
+                throw Invalid($"loop {i} ({LoopName(i)}) is parallel inside the {(Loops[j].IsUnrolled ? "unrolled" : "vectorized")} loop {j}");
+            ParallelLoop = i;
+        }
+    }
+
+    /// <summary>The letter of <paramref name="a"/> in the compact form (u, v, p); 0 for none.</summary>
+    public static char Letter(Annotation a) => a switch { Annotation.Unroll => 'u', Annotation.Vectorize => 'v', Annotation.Parallel => 'p', _ => '\0' };
+
+    /// <summary>The word of <paramref name="a"/> in the tree (unroll, vectorize, parallel); empty for none.</summary>
+    public static string Word(Annotation a) => a == Annotation.None ? "" : a.ToString().ToLowerInvariant();
+
     // ---- text forms ---------------------------------------------------------------------------
 
     /// <summary>
-    /// Compact form, one token per loop, outermost first: <c>name:size[+tail][u|v]</c>, the cursor's loop
-    /// prefixed with '&gt;', then <c>pack=</c> and the packed inputs' names when there are any.
-    /// Example: <c>m:64 n:8 &gt;k:256 m:4u n:2u n:16v pack=B</c>. <see cref="Parse"/> inverts it exactly.
+    /// Compact form, one token per loop, outermost first: <c>name:size[+tail][u|v|p]</c> (unrolled, vectorized, parallel),
+    /// the cursor's loop prefixed with '&gt;', then <c>pack=</c> and the packed inputs' names when there are any.
+    /// Example: <c>m:64p n:8 &gt;k:256 m:4u n:2u n:16v pack=B</c>. <see cref="Parse"/> inverts it exactly.
     /// </summary>
     public string Serialize() => Serialize(withCursor: true);
 
@@ -159,7 +190,7 @@ public sealed class Nest : IEquatable<Nest>
             if (withCursor && i == Cursor) sb.Append('>');
             sb.Append(Computation.Vars[l.Var]).Append(':').Append(l.Size);
             if (l.Tail > 0) sb.Append('+').Append(l.Tail);
-            if (l.Annotation != Annotation.None) sb.Append(l.IsUnrolled ? 'u' : 'v');
+            if (l.Annotation != Annotation.None) sb.Append(Letter(l.Annotation));
         }
         if (Packed != 0) sb.Append(" pack=").Append(PackedNames);
         return sb.ToString();
@@ -168,7 +199,9 @@ public sealed class Nest : IEquatable<Nest>
     /// <summary>The packed inputs' names, comma-separated (empty when none is).</summary>
     public string PackedNames => string.Join(",", Enumerable.Range(1, 2).Where(IsPacked).Select(t => Computation.Tensors[t].Name));
 
-    /// <summary>Reads the compact form of <see cref="Serialize"/> for the given computation.</summary>
+    /// <summary>Reads the compact form of <see cref="Serialize"/> for the given computation. A parallel loop (<c>p</c>) is
+    /// applied as the <c>parallel</c> action on the nest without it, so an illegal one is that action's
+    /// <see cref="ScheduleError"/> (on a reduction loop, a second parallel loop, inside an unrolled or vectorized loop).</summary>
     public static Nest Parse(Computation c, string text)
     {
         var tokens = text.Split(' ', StringSplitOptions.RemoveEmptyEntries);
@@ -193,19 +226,23 @@ public sealed class Nest : IEquatable<Nest>
                 cursor = loops.Count;
                 tok = tok[1..];
             }
-            var annotation = tok.EndsWith('u') ? Annotation.Unroll : tok.EndsWith('v') ? Annotation.Vectorize : Annotation.None;
+            var annotation = tok.Length == 0 ? Annotation.None : Enum.GetValues<Annotation>().FirstOrDefault(a => a != Annotation.None && Letter(a) == tok[^1]);
             if (annotation != Annotation.None) tok = tok[..^1];
             int colon = tok.IndexOf(':');
-            if (colon < 0) throw new NestFormatError($"loop '{raw}' is not name:size[+tail][u|v]");
+            if (colon < 0) throw new NestFormatError($"loop '{raw}' is not name:size[+tail][u|v|p]");
             int v = c.Vars.IndexOf(tok[..colon]);
             if (v < 0) throw new NestFormatError($"loop '{raw}': the computation has no variable '{tok[..colon]}'");
             var parts = tok[(colon + 1)..].Split('+');
             if (parts.Length > 2 || !int.TryParse(parts[0], out int size) || (parts.Length == 2 ? !int.TryParse(parts[1], out int tail) : (tail = 0) != 0))
-                throw new NestFormatError($"loop '{raw}' is not name:size[+tail][u|v]");
+                throw new NestFormatError($"loop '{raw}' is not name:size[+tail][u|v|p]");
             loops.Add(new Loop(v, size, tail, annotation));
         }
         if (cursor < 0) throw new NestFormatError($"no cursor ('>') in '{text}'");
-        return new Nest(c, loops.ToImmutable(), cursor, packed);
+        var parallel = Enumerable.Range(0, loops.Count).Where(i => loops[i].IsParallel).ToArray();
+        foreach (int i in parallel) loops[i] = loops[i] with { Annotation = Annotation.None };
+        var nest = new Nest(c, loops.ToImmutable(), cursor, packed);
+        foreach (int i in parallel) nest = Transforms.Apply(nest.With(nest.Loops, i), Actions.Get("parallel"));
+        return nest.With(nest.Loops, cursor);
     }
 
     /// <summary>
@@ -215,7 +252,7 @@ public sealed class Nest : IEquatable<Nest>
     ///   for n in 8  &lt;- cursor
     ///     for m' in 4 unroll
     /// </code>
-    /// A tail shows as "tail 3"; annotations as "unroll" / "vectorize"; packed inputs as a last line, <c>packed: B</c>.
+    /// A tail shows as "tail 3"; annotations as "unroll" / "vectorize" / "parallel"; packed inputs as a last line, <c>packed: B</c>.
     /// </summary>
     public string ToTree(bool showCursor = true)
     {
@@ -225,7 +262,7 @@ public sealed class Nest : IEquatable<Nest>
             var l = Loops[i];
             sb.Append(' ', 2 * i).Append("for ").Append(LoopName(i)).Append(" in ").Append(l.Size);
             if (l.Tail > 0) sb.Append(" tail ").Append(l.Tail);
-            if (l.Annotation != Annotation.None) sb.Append(l.IsUnrolled ? " unroll" : " vectorize");
+            if (l.Annotation != Annotation.None) sb.Append(' ').Append(Word(l.Annotation));
             if (showCursor && i == Cursor) sb.Append("  <- cursor");
             sb.Append('\n');
         }

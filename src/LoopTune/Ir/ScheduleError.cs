@@ -33,6 +33,9 @@ public abstract class ScheduleError(Nest nest, LoopAction action, Rule rule, str
             Rule.UnrollTooLarge => new UnrollTooLargeError(n, a, l.Iterations),
             Rule.NothingToPack => new NothingToPackError(n, a),
             Rule.NotPackable => new NotPackableError(n, a),
+            Rule.ParallelReduction => new ParallelReductionError(n, a),
+            Rule.SecondParallel => new SecondParallelError(n, a),
+            Rule.ParallelInsideSpelledOut => new ParallelInsideSpelledOutError(n, a),
             _ => throw new ArgumentOutOfRangeException(nameof(rule)),
         };
     }
@@ -51,12 +54,12 @@ public sealed class VectorizedMustStayInnermostError(Nest n, LoopAction a)
     : ScheduleError(n, a, Rule.VectorizedMustStayInnermost, "the swap would move the vectorized loop away from the innermost position");
 
 public sealed class AnnotatedLoopError(Nest n, LoopAction a)
-    : ScheduleError(n, a, Rule.Annotated, a.Kind switch
-    {
-        ActionKind.Unroll => "the loop is vectorized; remove vectorize first",
-        ActionKind.Vectorize => "the loop is unrolled; remove unroll first",
-        _ => "an unrolled or vectorized loop cannot be split or merged; remove the annotation first",
-    });
+    : ScheduleError(n, a, Rule.Annotated, a.Kind is ActionKind.Unroll or ActionKind.Vectorize or ActionKind.Parallel
+        ? $"the loop is {Past(n[n.Cursor].Annotation)}; remove {Nest.Word(n[n.Cursor].Annotation)} first"
+        : "an unrolled, vectorized or parallel loop cannot be split or merged; remove the annotation first")
+{
+    static string Past(Annotation a) => a switch { Annotation.Unroll => "unrolled", Annotation.Vectorize => "vectorized", _ => Nest.Word(a) };
+}
 
 public sealed class SplitTooLargeError(Nest n, LoopAction a, int size)
     : ScheduleError(n, a, Rule.SplitTooLarge, $"the loop has {size} iterations, fewer than the split factor {a.Factor}");
@@ -81,3 +84,17 @@ public sealed class NotPackableError(Nest n, LoopAction a)
 {
     static string Affine(Nest n) => string.Join(", ", n.Computation.Tensors.Skip(1).Where(t => !Nest.IsPackable(t)).Select(t => t.Name));
 }
+
+public sealed class ParallelReductionError(Nest n, LoopAction a)
+    : ScheduleError(n, a, Rule.ParallelReduction, $"'{n.Computation.Vars[n[n.Cursor].Var]}' is a reduction variable: threads would add into the same outputs; only a loop over an output variable can be parallel");
+
+public sealed class SecondParallelError(Nest n, LoopAction a)
+    : ScheduleError(n, a, Rule.SecondParallel, $"loop {n.LoopName(n.ParallelLoop)} (position {n.ParallelLoop}) is parallel already; a nest has at most one parallel loop");
+
+public sealed class ParallelInsideSpelledOutError(Nest n, LoopAction a)
+    : ScheduleError(n, a, Rule.ParallelInsideSpelledOut, a.Kind switch
+    {
+        ActionKind.Parallel => "an enclosing loop is unrolled or vectorized; a parallel loop must be outside every unrolled or vectorized loop",
+        ActionKind.Unroll => $"the loop encloses the parallel loop {n.LoopName(n.ParallelLoop)}; a parallel loop must be outside every unrolled or vectorized loop",
+        _ => $"the swap would put the parallel loop {n.LoopName(n.ParallelLoop)} inside an unrolled loop",
+    });

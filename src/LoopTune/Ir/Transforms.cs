@@ -30,6 +30,13 @@ public enum Rule : byte
     NothingToPack,
     /// <summary>pack of an input with an affine index such as <c>h+r</c> (<see cref="Nest.IsPackable"/>).</summary>
     NotPackable,
+    /// <summary>parallel of a loop over a reduction variable: threads would add into the same outputs.</summary>
+    ParallelReduction,
+    /// <summary>parallel of a loop when another loop of the nest is parallel already.</summary>
+    SecondParallel,
+    /// <summary>An action that would leave the parallel loop inside an unrolled or vectorized loop: parallel under one,
+    /// unroll of a loop around the parallel one, a swap that puts an unrolled loop around it.</summary>
+    ParallelInsideSpelledOut,
 }
 
 /// <summary>
@@ -59,6 +66,7 @@ public static class Transforms
             ActionKind.Unroll => Toggle(nest, Annotation.Unroll),
             ActionKind.Vectorize => Toggle(nest, Annotation.Vectorize),
             ActionKind.Pack => Pack(nest),
+            ActionKind.Parallel => Toggle(nest, Annotation.Parallel),
             _ => throw new ArgumentOutOfRangeException(nameof(action)),
         };
     }
@@ -88,11 +96,13 @@ public static class Transforms
             case ActionKind.SwapUp:
                 if (c == 0) return Rule.NoLoopAbove;
                 if (nest[c - 1].Var == loop.Var) return Rule.SameVariable;
-                return loop.IsVectorized ? Rule.VectorizedMustStayInnermost : Rule.None;
+                if (loop.IsVectorized) return Rule.VectorizedMustStayInnermost;
+                return loop.IsUnrolled && nest[c - 1].IsParallel ? Rule.ParallelInsideSpelledOut : Rule.None;
             case ActionKind.SwapDown:
                 if (c == last) return Rule.NoLoopBelow;
                 if (nest[c + 1].Var == loop.Var) return Rule.SameVariable;
-                return nest[c + 1].IsVectorized ? Rule.VectorizedMustStayInnermost : Rule.None;
+                if (nest[c + 1].IsVectorized) return Rule.VectorizedMustStayInnermost;
+                return loop.IsParallel && nest[c + 1].IsUnrolled ? Rule.ParallelInsideSpelledOut : Rule.None;
             case ActionKind.Split:
                 if (loop.Annotation != Annotation.None) return Rule.Annotated;
                 if (nest.Count >= Nest.MaxLoops) return Rule.TooManyLoops;
@@ -103,18 +113,35 @@ public static class Transforms
                 return loop.Annotation != Annotation.None || nest[p].Annotation != Annotation.None ? Rule.Annotated : Rule.None;
             case ActionKind.Unroll:
                 if (loop.IsUnrolled) return Rule.None;
-                if (loop.IsVectorized) return Rule.Annotated;
-                return loop.Iterations > MaxUnroll ? Rule.UnrollTooLarge : Rule.None;
+                if (loop.Annotation != Annotation.None) return Rule.Annotated;
+                if (loop.Iterations > MaxUnroll) return Rule.UnrollTooLarge;
+                return nest.ParallelLoop > c ? Rule.ParallelInsideSpelledOut : Rule.None;
             case ActionKind.Vectorize:
                 if (loop.IsVectorized) return Rule.None;
-                if (loop.IsUnrolled) return Rule.Annotated;
+                if (loop.Annotation != Annotation.None) return Rule.Annotated;
                 return c != last ? Rule.NotInnermost : Rule.None;
+            case ActionKind.Parallel: return CheckParallel(nest);
             case ActionKind.Pack:
                 int reused = Reused(nest);
                 if (reused == 0) return Rule.NothingToPack;
                 return Enumerable.Range(1, 2).Any(t => (reused >> t & 1) != 0 && !Nest.IsPackable(nest.Computation.Tensors[t])) ? Rule.NotPackable : Rule.None;
             default: throw new ArgumentOutOfRangeException(nameof(action));
         }
+    }
+
+    /// <summary>
+    /// The rules of parallel (see <see cref="Toggle"/>): removing it is always legal; adding it requires a loop that is not
+    /// annotated, over an output variable, no other parallel loop in the nest, and no unrolled or vectorized loop around it.
+    /// </summary>
+    static Rule CheckParallel(Nest nest)
+    {
+        int c = nest.Cursor;
+        var loop = nest[c];
+        if (loop.IsParallel) return Rule.None;
+        if (loop.Annotation != Annotation.None) return Rule.Annotated;
+        if (nest.Computation.IsReduction[loop.Var]) return Rule.ParallelReduction;
+        if (nest.ParallelLoop >= 0) return Rule.SecondParallel;
+        return nest.Loops.Take(c).Any(l => l.IsSpelledOut) ? Rule.ParallelInsideSpelledOut : Rule.None;
     }
 
     public static bool IsLegal(Nest nest, LoopAction action) => Check(nest, action) == Rule.None;
@@ -218,10 +245,22 @@ public static class Transforms
     }
 
     /// <summary>
-    /// unroll / vectorize: toggle the annotation of the loop. An unrolled loop is fully unrolled by the JIT;
-    /// a vectorized loop becomes SIMD lanes (the widest the machine has, narrower vectors for the rest).
-    /// Requires: unroll at most <see cref="MaxUnroll"/> iterations and not vectorized; vectorize only the
-    /// innermost loop and not unrolled. Removing an annotation is always legal.
+    /// unroll / vectorize / parallel: toggle the annotation of the loop. An unrolled loop is fully unrolled by the JIT;
+    /// a vectorized loop becomes SIMD lanes (the widest the machine has, narrower vectors for the rest); a parallel loop's
+    /// iterations are divided among the threads the kernel is given (<c>Kernel.Threads</c>), in static chunks, each
+    /// thread running the loops inside on its own iterations.
+    /// <code>
+    /// before (parallel on m)          after (the compact form m:16p k:64 m:8u n:64v)
+    /// for m in 16  &lt;-                 for m in 16 parallel  &lt;-
+    ///   for k in 64                     for k in 64
+    ///     for m' in 8 unroll              for m' in 8 unroll
+    ///       for n in 64 vectorize           for n in 64 vectorize
+    /// </code>
+    /// Requires: the loop carries no other annotation; unroll at most <see cref="MaxUnroll"/> iterations and not around
+    /// the parallel loop; vectorize only the innermost loop; parallel only a loop over an output variable (a reduction's
+    /// terms would be added by several threads into one output), no other parallel loop in the nest, and no unrolled or
+    /// vectorized loop around it (the unrolled code would hold one copy of the loop per iteration, each dividing its
+    /// iterations again). Removing an annotation is always legal.
     /// </summary>
     static Nest Toggle(Nest nest, Annotation annotation)
     {

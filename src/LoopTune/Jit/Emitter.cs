@@ -3,8 +3,9 @@ using System.Reflection.Emit;
 namespace LoopTune.Jit;
 
 /// <summary>The signature of every emitted kernel: the output, left and right buffers; <c>go == 0</c> returns at once
-/// (used to make RyuJIT compile the method before it is timed).</summary>
-unsafe delegate void KernelFn(float* output, float* left, float* right, int go);
+/// (used to make RyuJIT compile the method before it is timed); the parallel loop, if any, runs its iterations
+/// [<paramref name="lo"/>, <paramref name="hi"/>) only (0 and int.MaxValue: all of them).</summary>
+unsafe delegate void KernelFn(float* output, float* left, float* right, int go, int lo, int hi);
 
 /// <summary>Writes a lowered <see cref="Op"/> program as IL into a DynamicMethod. Pointers live in locals, one per tensor
 /// per loop level that moves it; every address is such a pointer plus a constant byte offset.</summary>
@@ -22,7 +23,7 @@ sealed unsafe class Emitter
 
     public static KernelFn Emit(List<Op> program, bool fused, string name)
     {
-        var method = new DynamicMethod(name, typeof(void), [typeof(float*), typeof(float*), typeof(float*), typeof(int)],
+        var method = new DynamicMethod(name, typeof(void), [typeof(float*), typeof(float*), typeof(float*), typeof(int), typeof(int), typeof(int)],
                                        typeof(Emitter).Module, skipVisibility: true);
         var il = method.GetILGenerator();
         var run = il.DefineLabel();
@@ -43,6 +44,7 @@ sealed unsafe class Emitter
         {
             switch (op)
             {
+                case LoopOp { Parallel: true } l: ParallelLoop(l); break;
                 case LoopOp l: Loop(l); break;
                 case LoadOp l: Load(l); break;
                 case FmaOp f: Fma(f); break;
@@ -84,36 +86,105 @@ sealed unsafe class Emitter
         il.Emit(OpCodes.Call, api.MaskLoad!);
     }
 
-    void Loop(LoopOp loop)
+    /// <summary>Gives each tensor the loop moves a pointer local of the loop's depth, starting where the current pointer is
+    /// (lo iterations further for the parallel loop); returns the pointers to restore after the loop.</summary>
+    LocalBuilder?[] LoopPointers(LoopOp loop)
     {
         var saved = (LocalBuilder?[])current.Clone();
-        foreach (var (t, _) in loop.Bumps)
+        foreach (var (t, bytes) in loop.Bumps)
         {
             var p = Local(pointerLocals, (loop.Depth, t), typeof(float*));
             Pointer(t);
+            if (loop.Parallel)
+            {
+                il.Emit(OpCodes.Ldarg_S, Lo);
+                il.Emit(OpCodes.Conv_I);
+                il.Emit(OpCodes.Ldc_I8, bytes);
+                il.Emit(OpCodes.Conv_I);
+                il.Emit(OpCodes.Mul);
+                il.Emit(OpCodes.Add);
+            }
             il.Emit(OpCodes.Stloc, p);
             current[t] = p;
         }
+        return saved;
+    }
+
+    void Loop(LoopOp loop)
+    {
+        var saved = LoopPointers(loop);
         var counter = Local(counters, loop.Depth, typeof(int));
         il.Emit(OpCodes.Ldc_I4, loop.Trips);
         il.Emit(OpCodes.Stloc, counter);
         var top = il.DefineLabel();
         il.MarkLabel(top);
-        Block(loop.Body);
-        foreach (var (t, bytes) in loop.Bumps)
-        {
-            il.Emit(OpCodes.Ldloc, current[t]!);
-            Offset(bytes);
-            il.Emit(OpCodes.Stloc, current[t]!);
-        }
-        il.Emit(OpCodes.Ldloc, counter);
-        il.Emit(OpCodes.Ldc_I4_1);
-        il.Emit(OpCodes.Sub);
+        Iteration(loop, counter, OpCodes.Sub);
         il.Emit(OpCodes.Dup);
         il.Emit(OpCodes.Stloc, counter);
         il.Emit(OpCodes.Brtrue, top);
         Block(loop.After);
         Array.Copy(saved, current, current.Length);
+    }
+
+    const byte Lo = 4, Hi = 5;
+
+    /// <summary>The parallel loop: iterations [lo, hi) of its Trips (arguments <see cref="Lo"/> and <see cref="Hi"/>), then
+    /// its tail (iteration Trips) when lo &lt;= Trips &lt; hi. The pointers start lo iterations in.</summary>
+    void ParallelLoop(LoopOp loop)
+    {
+        var saved = LoopPointers(loop);
+        var counter = Local(counters, loop.Depth, typeof(int));
+        var end = il.DeclareLocal(typeof(int));
+        il.Emit(OpCodes.Ldarg_S, Lo);
+        il.Emit(OpCodes.Stloc, counter);
+        il.Emit(OpCodes.Ldarg_S, Hi);
+        il.Emit(OpCodes.Ldc_I4, loop.Trips);
+        il.Emit(OpCodes.Call, typeof(Math).GetMethod(nameof(Math.Min), [typeof(int), typeof(int)])!);
+        il.Emit(OpCodes.Stloc, end);
+        var (top, test) = (il.DefineLabel(), il.DefineLabel());
+        il.Emit(OpCodes.Br, test);
+        il.MarkLabel(top);
+        Iteration(loop, counter, OpCodes.Add);
+        il.Emit(OpCodes.Stloc, counter);
+        il.MarkLabel(test);
+        il.Emit(OpCodes.Ldloc, counter);
+        il.Emit(OpCodes.Ldloc, end);
+        il.Emit(OpCodes.Blt, top);
+        if (loop.After.Count > 0)
+        {
+            var skip = il.DefineLabel();
+            il.Emit(OpCodes.Ldarg_S, Lo);
+            il.Emit(OpCodes.Ldc_I4, loop.Trips);
+            il.Emit(OpCodes.Bgt, skip);
+            il.Emit(OpCodes.Ldarg_S, Hi);
+            il.Emit(OpCodes.Ldc_I4, loop.Trips);
+            il.Emit(OpCodes.Ble, skip);
+            Block(loop.After);
+            il.MarkLabel(skip);
+        }
+        Array.Copy(saved, current, current.Length);
+    }
+
+    /// <summary>One iteration: the body, the pointer bumps, then the counter, stepped by <paramref name="step"/> (add or
+    /// sub of 1), left on the stack.</summary>
+    void Iteration(LoopOp loop, LocalBuilder counter, OpCode step)
+    {
+        Block(loop.Body);
+        Bump(loop.Bumps);
+        il.Emit(OpCodes.Ldloc, counter);
+        il.Emit(OpCodes.Ldc_I4_1);
+        il.Emit(step);
+    }
+
+    /// <summary>Advances the pointer of every tensor in <paramref name="bumps"/> by its byte step.</summary>
+    void Bump((int Tensor, long Bytes)[] bumps)
+    {
+        foreach (var (t, bytes) in bumps)
+        {
+            il.Emit(OpCodes.Ldloc, current[t]!);
+            Offset(bytes);
+            il.Emit(OpCodes.Stloc, current[t]!);
+        }
     }
 
     void Load(LoadOp op)

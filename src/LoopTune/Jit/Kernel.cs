@@ -20,12 +20,16 @@ public sealed unsafe class Kernel
     readonly KernelFn fn;
     readonly PackPlan[] plans;
     readonly bool packOnce;
+    readonly int parallelIterations;
     PackedCopies? copies;
+    int threads = 1;
+    int[] chunks = [0, int.MaxValue];
 
     Kernel(Nest nest, KernelFn fn, int statements, int blockStart, int readsPast, IReadOnlyList<string> notes, TimeSpan compileTime, double fraction = 1, int[]? sizes = null)
     {
         plans = [.. Enumerable.Range(1, 2).Where(nest.IsPacked).Select(t => new PackPlan(nest, t, sizes))];
         packOnce = sizes is not null;
+        parallelIterations = ParallelIterations(nest, sizes ?? [.. nest.Computation.Sizes]);
         Fraction = fraction;
         Nest = nest;
         this.fn = fn;
@@ -57,6 +61,68 @@ public sealed unsafe class Kernel
     /// <summary>The floating-point operations one run does (<see cref="Computation.Flops"/> times <see cref="Fraction"/>).</summary>
     public double Flops => Computation.Flops * Fraction;
 
+    /// <summary>
+    /// The threads a run uses: 1 (the default) runs on the calling thread alone; N divides the iterations of the nest's
+    /// parallel loop (<see cref="Nest.ParallelLoop"/>) into N static chunks, the first run by the caller, the others by the
+    /// persistent pinned workers of a <see cref="ThreadTeam"/>. A nest without a parallel loop runs on the caller alone
+    /// whatever the count. The result is the single-thread kernel's to the bit: each output element is written by one
+    /// thread, which adds its terms in the same order. Chunk boundaries are whole multiples of the iterations that span a
+    /// 64-byte line of the output along the loop's variable, so that, on a 64-byte aligned output whose other strides are
+    /// whole lines (rows of 16 floats or more), no two threads write one cache line; otherwise they may share the lines at
+    /// the boundaries (slower, never wrong: the elements they write are distinct). Set it before running, not during a
+    /// run; calls from several threads at once are safe (see <see cref="ThreadTeam"/>).
+    /// </summary>
+    /// <exception cref="ThreadCountError">Fewer than 1, or more than the cores the process may use.</exception>
+    public int Threads
+    {
+        get => threads;
+        set => SetThreads(ThreadCountError.Check(value));
+    }
+
+    /// <summary><see cref="Threads"/> without the limit of the cores (tests run 3 threads on fewer cores).</summary>
+    internal void SetThreads(int value)
+    {
+        chunks = Chunks(parallelIterations, value, LineGranule(Nest));
+        threads = value;
+    }
+
+    /// <summary>The first iteration of the parallel loop each thread runs, then int.MaxValue: thread t runs
+    /// [ChunkStarts[t], ChunkStarts[t + 1]).</summary>
+    internal IReadOnlyList<int> ChunkStarts => chunks;
+
+    /// <summary>The first iteration of each of <paramref name="threads"/> chunks of <paramref name="iterations"/>, in whole
+    /// multiples of <paramref name="granule"/> as evenly as they go (the earlier chunks larger, so the caller's is never
+    /// empty), then int.MaxValue (the last chunk runs to the end).</summary>
+    internal static int[] Chunks(int iterations, int threads, int granule)
+    {
+        int units = (iterations + granule - 1) / granule;
+        var bounds = new int[threads + 1];
+        for (int t = 1; t < threads; t++) bounds[t] = (int)Math.Min(iterations, ((long)units * t + threads - 1) / threads * granule);
+        bounds[threads] = int.MaxValue;
+        return bounds;
+    }
+
+    /// <summary>Iterations of the parallel loop that write one 64-byte line of the output along its variable (1 when its
+    /// iterations are whole lines apart; 1 without a parallel loop).</summary>
+    static int LineGranule(Nest nest)
+    {
+        int p = nest.ParallelLoop;
+        if (p < 0) return 1;
+        long floats = nest.InnerStep(p) * nest.Computation.Output.VarStrides[nest[p].Var] % 16;
+        return floats == 0 ? 1 : 16 / (int)(floats & -floats); // gcd(16, floats): its lowest set bit
+    }
+
+    /// <summary>Iterations of the parallel loop over the first <paramref name="sizes"/>[v] elements of each variable v
+    /// (the outermost loop of its variable covers what the sizes leave it); 0 without one.</summary>
+    static int ParallelIterations(Nest nest, int[] sizes)
+    {
+        int p = nest.ParallelLoop;
+        if (p < 0) return 0;
+        if (nest.PreviousOfVar(p) >= 0) return nest[p].Iterations;
+        int step = nest.InnerStep(p);
+        return (sizes[nest[p].Var] + step - 1) / step;
+    }
+
     /// <summary>Iterations of the outermost loop: what a slice takes the first few of.</summary>
     public static int OuterIterations(Nest nest)
     {
@@ -73,7 +139,7 @@ public sealed unsafe class Kernel
         long start = Stopwatch.GetTimestamp();
         var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options);
         var fn = Emitter.Emit(program, options.Fused, "looptune_kernel");
-        fn(null, null, null, 0); // makes RyuJIT compile it now, doing no work
+        fn(null, null, null, 0, 0, 0); // makes RyuJIT compile it now, doing no work
         return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start));
     }
 
@@ -118,7 +184,7 @@ public sealed unsafe class Kernel
         double fraction = Share(c, sizes);
         var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options, sizes);
         var fn = Emitter.Emit(program, options.Fused, "looptune_slice");
-        fn(null, null, null, 0);
+        fn(null, null, null, 0, 0, 0);
         return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), fraction, sizes);
     }
 
@@ -148,7 +214,7 @@ public sealed unsafe class Kernel
         for (int level = 0; level < nest.Count && work > flops; level++)
         {
             int v = nest[level].Var, step = nest.InnerStep(level);
-            if (nest[level].Annotation != Annotation.None || InnermostOfSum(nest, level)) break;
+            if (nest[level].IsSpelledOut || InnermostOfSum(nest, level)) break;
             if (sizes[v] <= step) continue; // one iteration in the slice already
             double perIteration = work * step / sizes[v];
             int kept = Math.Min(sizes[v], Math.Max(1, (int)(flops / perIteration)) * step);
@@ -174,7 +240,7 @@ public sealed unsafe class Kernel
         for (int level = 0; level < nest.Count && work > flops; level++)
         {
             int v = nest[level].Var;
-            if (cut[v] || nest[level].Annotation != Annotation.None || InnermostOfSum(nest, level)) continue;
+            if (cut[v] || nest[level].IsSpelledOut || InnermostOfSum(nest, level)) continue;
             cut[v] = true;
             int covered = Math.Min(sizes[v], nest.InnerStep(level));
             work *= covered / (double)sizes[v];
@@ -192,7 +258,7 @@ public sealed unsafe class Kernel
         int v = nest[level].Var;
         if (!nest.Computation.IsReduction[v]) return false;
         for (int i = level + 1; i < nest.Count; i++)
-            if (nest[i].Var == v && nest[i].Annotation == Annotation.None) return false;
+            if (nest[i].Var == v && !nest[i].IsSpelledOut) return false;
         return true;
     }
 
@@ -207,6 +273,7 @@ public sealed unsafe class Kernel
         var nest = Transforms.ApplyAll(Nest.Initial(Computation.Matmul(9, 37, 7)), Actions.ParseList("split_4,down,swap_down,swap_down,unroll,up,up,split_16,down,swap_down,swap_down,vectorize"));
         Compile(nest);
         Compile(nest, JitOptions.Default with { MaxVectorBits = 0 });
+        Compile(Transforms.Apply(nest.With(nest.Loops, 0), Actions.Get("parallel"))); // and the parallel loop's code
         // and a run with both inputs packed: a search's first packed schedule of a large problem spent some 150 ms more
         // than the later ones compiling the copying code
         var packed = Nest.Parse(nest.Computation, nest.Serialize() + " pack=A,B");
@@ -221,12 +288,13 @@ public sealed unsafe class Kernel
     /// <para>A kernel with packed inputs (<see cref="Nest.Packed"/>) first copies them into their layout: in every run, and
     /// so in its time, for a whole kernel; once per input buffer for a slice (<see cref="CompileSlice(Nest, int[], JitOptions?)"/>),
     /// whose runs then time the loops alone: the copy is a share of about one over the sliced size of the whole run, left
-    /// out of the estimate. Runs from several threads at once are safe: each takes its own copies.</para>
+    /// out of the estimate. The copies are made on the calling thread, before the threads of <see cref="Threads"/> start.
+    /// Runs from several threads at once are safe: each takes its own copies.</para>
     public void Run(float* output, float* left, float* right)
     {
         if (plans.Length == 0)
         {
-            fn(output, left, right, 1);
+            Call(output, left, right);
             return;
         }
         var mine = Interlocked.Exchange(ref copies, null) ?? new PackedCopies(plans);
@@ -238,8 +306,16 @@ public sealed unsafe class Kernel
             mine.Sources[i] = (nint)from;
             inputs[plans[i].Tensor] = mine[i];
         }
-        fn(output, inputs[1], inputs[2], 1);
+        Call(output, inputs[1], inputs[2]);
         copies = mine;
+    }
+
+    /// <summary>Runs the compiled code on the caller alone, or on <see cref="Threads"/> threads when the nest has a
+    /// parallel loop.</summary>
+    void Call(float* output, float* left, float* right)
+    {
+        if (threads == 1 || Nest.ParallelLoop < 0) fn(output, left, right, 1, 0, int.MaxValue);
+        else ThreadTeam.For(threads).Run(fn, output, left, right, chunks);
     }
 
     /// <summary>Runs the kernel on spans, after checking their lengths. An input span too short for
@@ -268,4 +344,17 @@ public sealed unsafe class Kernel
         if (length < t.Length)
             throw new ArgumentException($"{name} ({t.Name}) needs {t.Length} floats, got {length}", name);
     }
+}
+
+/// <summary>A thread count outside 1 to the cores the process may use (<see cref="Affinity.ProcessCores"/>).</summary>
+public sealed class ThreadCountError(int threads, int max)
+    : LoopTuneException($"threads must be from 1 to {max}, the cores this process may use; got {threads}")
+{
+    /// <summary>The most threads a kernel may run on: the cores the process may use.</summary>
+    public static int Max => Affinity.ProcessCores().Count;
+
+    /// <summary><paramref name="threads"/> when it is from 1 to <see cref="Max"/>; this error otherwise.</summary>
+    public static int Check(int threads) => threads >= 1 && threads <= Max ? threads : throw new ThreadCountError(threads, Max);
+
+    public int Threads { get; } = threads;
 }

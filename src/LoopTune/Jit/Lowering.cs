@@ -12,6 +12,9 @@ namespace LoopTune.Jit;
 /// unrolled loop right above the vectorized one is fused with it into one run of lanes when <see cref="Fusion"/> allows;</item>
 /// <item>otherwise a counted loop that bumps one pointer per tensor the variable moves.</item>
 /// </list>
+/// The parallel loop (<see cref="Nest.ParallelLoop"/>) is always a counted loop, whatever its trips, and runs only the
+/// iterations [lo, hi) the kernel is called with (a thread's chunk; its tail is iteration <c>full</c>): every copy of it,
+/// in every tail context of the loops around it, runs the iterations of that range it has.
 /// The output tile: the loops below the "block" (the innermost run of unrolled or vectorized loops) produce a fixed
 /// set of output elements. They live in locals (accumulators) from before the run of reduction loops directly above
 /// the block to after it: loaded once, updated by every multiply-add, stored once, as LoopNest does.
@@ -24,6 +27,7 @@ sealed class Lowering
     readonly Annotation[] annotation;
     readonly int hoist;
     readonly int vectorVar;
+    readonly int parallel;
     Tile? tile;
     int statements, operations, readsPast;
     readonly List<string> fusions = [];
@@ -40,6 +44,7 @@ sealed class Lowering
         hoist = block;
         while (hoist > 0 && annotation[hoist - 1] == Annotation.None && nest.Computation.IsReduction[nest[hoist - 1].Var]) hoist--;
         vectorVar = annotation[n - 1] == Annotation.Vectorize ? nest[n - 1].Var : -1;
+        parallel = nest.ParallelLoop;
     }
 
     /// <summary>Lowers the nest. When the spelled-out code would pass <see cref="JitOptions.MaxOperations"/>, the outermost
@@ -50,7 +55,8 @@ sealed class Lowering
     /// outermost loop (<see cref="Kernel.CompileSlice"/>).</param>
     public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes) Lower(Nest nest, JitOptions options, int[]? sizes = null)
     {
-        var annotation = nest.Loops.Select(l => l.Annotation).ToArray();
+        // the parallel loop is a plain loop to the code inside it: only its range comes from the call
+        var annotation = nest.Loops.Select(l => l.IsParallel ? Annotation.None : l.Annotation).ToArray();
         var notes = new List<string>();
         if (options.VectorWidths.Count == 0 && annotation[^1] == Annotation.Vectorize)
         {
@@ -144,7 +150,7 @@ sealed class Lowering
             }
             return;
         }
-        if (annotation[level] == Annotation.Unroll || full <= 1)
+        if (level != parallel && (annotation[level] == Annotation.Unroll || full <= 1))
         {
             for (int i = 0; i < full; i++) Run(level + 1, With(remaining, v, step), Shift(offset, level, i), scope, ops, budget);
             if (rem > 0) Run(level + 1, With(remaining, v, rem), Shift(offset, level, full), scope, ops, budget);
@@ -155,11 +161,11 @@ sealed class Lowering
         var pointers = (int[])scope.PointerDepth.Clone();
         foreach (var (t, _) in bumps) pointers[t] = depth;
         var body = new List<Op>();
-        Run(level + 1, With(remaining, v, step), offset, new Scope(scope, depth, pointers), body, budget);
+        if (full > 0) Run(level + 1, With(remaining, v, step), offset, new Scope(scope, depth, pointers), body, budget);
         var after = new List<Op>();
         if (rem > 0) Run(level + 1, With(remaining, v, rem), offset, new Scope(scope, depth, pointers), after, budget);
         Spend(LoopCost, budget);
-        ops.Add(new LoopOp(full, depth, bumps, body, after));
+        ops.Add(new LoopOp(full, depth, bumps, body, after, level == parallel));
     }
 
     /// <summary>One multiply-add into the tile's accumulator for the output lanes at <c>offset[0]</c> (made on first use).

@@ -13,8 +13,9 @@ abstract record Op;
 
 /// <summary>A counted loop of <paramref name="Trips"/> &gt;= 2 iterations. Each iteration runs <paramref name="Body"/>
 /// then advances the pointer of every tensor in <paramref name="Bumps"/> by its byte step. <paramref name="After"/>
-/// runs once after the loop, still on the advanced pointers (the partial tail iteration).</summary>
-sealed record LoopOp(int Trips, int Depth, (int Tensor, long Bytes)[] Bumps, List<Op> Body, List<Op> After) : Op;
+/// runs once after the loop, still on the advanced pointers (the partial tail iteration). A <paramref name="Parallel"/>
+/// loop (any trips, 0 included) runs only the iterations in the kernel's range [lo, hi), After being iteration Trips.</summary>
+sealed record LoopOp(int Trips, int Depth, (int Tensor, long Bytes)[] Bumps, List<Op> Body, List<Op> After, bool Parallel = false) : Op;
 
 /// <summary>Loads <paramref name="Width"/> elements of tensor <paramref name="Tensor"/> starting <paramref name="Offset"/>
 /// elements past its current pointer, <paramref name="LaneStride"/> elements apart (0: broadcast, 1: contiguous, else gather).</summary>

@@ -53,11 +53,14 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
         Run(nest, options, peers ? PreparePeers : null, peakGflops, workspace);
 
     /// <summary><see cref="Run(Nest, MeasureOptions, bool, double?, KernelTiming.Workspace?)"/> next to the peers that
-    /// <paramref name="preparePeers"/> gives (none when null): a report that shows one library times that one alone.</summary>
+    /// <paramref name="preparePeers"/> gives (none when null): a report that shows one library times that one alone. The
+    /// kernel (and its slice, when it is estimated) runs on <paramref name="threads"/> threads (<see cref="Kernel.Threads"/>);
+    /// the peers run on one.</summary>
     public static KernelReport Run(Nest nest, MeasureOptions options, Func<Computation, IReadOnlyList<PreparedPeer>>? preparePeers, double? peakGflops,
-        KernelTiming.Workspace? workspace)
+        KernelTiming.Workspace? workspace, int threads = 1)
     {
         var kernel = Kernel.Compile(nest);
+        kernel.Threads = threads;
         double peak = peakGflops ?? PeakCache.GetOrMeasure();
         using var owned = workspace?.Computation.Equals(nest.Computation) == true ? null : new KernelTiming.Workspace(nest.Computation);
         var buffers = owned ?? workspace!;
@@ -66,6 +69,7 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
         var (predicted, sliced) = KernelTiming.Plan(nest, buffers, MaxRunSeconds / 4);
         if (sliced is { } slice)
         {
+            slice.Threads = threads;
             var check = Verifier.VerifyWithin(nest, kernel, predicted, MaxCheckSeconds);
             var bounded = options with { MaxSeconds = Math.Min(options.MaxSeconds, MaxRunSeconds) };
             var (timed, others) = preparePeers is not null ? TimeSideBySide([slice], preparePeers, bounded, buffers)

@@ -1,11 +1,8 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-
 namespace LoopTune.Measure;
 
 /// <summary>Pins the calling thread to one CPU so timings do not migrate between cores. Linux only
-/// (libc <c>sched_setaffinity</c>); elsewhere, or when the OS refuses, the methods report false.</summary>
-public static unsafe partial class ThreadPinning
+/// (libc <c>sched_setaffinity</c>, through <see cref="Affinity"/>); elsewhere, or when the OS refuses, the methods report false.</summary>
+public static class ThreadPinning
 {
     private static readonly Lazy<int> defaultCore = new(FindDefaultCore);
 
@@ -18,11 +15,10 @@ public static unsafe partial class ThreadPinning
 
     /// <summary>Pins the calling thread to <paramref name="core"/>; false (never an exception) when the
     /// core does not exist, the OS refuses, or this is not Linux.</summary>
-    public static bool PinCurrentThread(int core) =>
-        core is >= 0 and < CpuMask.Bits && TrySetAffinity(0, CpuMask.Single(core));
+    public static bool PinCurrentThread(int core) => Affinity.PinCurrentThread(core);
 
     /// <summary>Lets the calling thread run on every core again (as far as the process is allowed).</summary>
-    public static void Unpin() => TrySetAffinity(0, CpuMask.All());
+    public static void Unpin() => Affinity.TrySetAffinity(0, Affinity.CpuMask.All());
 
     /// <summary>Pins the calling thread, until the scope is disposed, to the core it is running on now (so that processes
     /// measuring at the same time, placed on different cores by the OS, stay there instead of all piling onto one
@@ -41,63 +37,27 @@ public static unsafe partial class ThreadPinning
 
     /// <summary>The cores the calling thread may run on now, ascending; empty if unknown.</summary>
     public static IReadOnlyList<int> CurrentAffinity() =>
-        TryGetAffinity(0, out CpuMask m) ? m.Cores() : [];
-
-    internal static bool TryGetAffinity(int tid, out CpuMask mask)
-    {
-        mask = default;
-        fixed (CpuMask* p = &mask) return Call(&Native.GetAffinity, tid, p);
-    }
-
-    internal static bool TrySetAffinity(int tid, CpuMask mask) => Call(&Native.SetAffinity, tid, &mask);
-
-    internal static int CurrentTid() => Call(&Native.Tid);
+        Affinity.TryGetAffinity(0, out Affinity.CpuMask m) ? m.Cores() : [];
 
     private static int FindDefaultCore() =>
-        TryGetAffinity(Call(&Native.Pid), out CpuMask m) && m.Highest() is int core and >= 0
+        Affinity.TryGetAffinity(Affinity.Pid(), out Affinity.CpuMask m) && m.Highest() is int core and >= 0
             ? core
             : Environment.ProcessorCount - 1;
-
-    private static bool Call(delegate*<int, nuint, CpuMask*, int> affinity, int tid, CpuMask* mask)
-    {
-        try
-        {
-            return OperatingSystem.IsLinux() && affinity(tid, (nuint)sizeof(CpuMask), mask) == 0;
-        }
-        catch (Exception e) when (IsMissing(e))
-        {
-            return false;
-        }
-    }
-
-    private static int Call(delegate*<int> id)
-    {
-        try
-        {
-            return OperatingSystem.IsLinux() ? id() : 0;
-        }
-        catch (Exception e) when (IsMissing(e))
-        {
-            return 0;
-        }
-    }
-
-    private static bool IsMissing(Exception e) => e is DllNotFoundException or EntryPointNotFoundException;
 
     /// <summary>A pinned stretch of one thread: created by <see cref="Pin(int)"/>, it restores the
     /// thread's previous affinity on <see cref="Dispose"/> (even if disposed from another thread).</summary>
     public sealed class PinScope : IDisposable
     {
         private readonly int tid;
-        private readonly CpuMask previous;
+        private readonly Affinity.CpuMask previous;
         private readonly bool saved;
         private int disposed;
 
         internal PinScope(int core)
         {
             Core = core;
-            tid = CurrentTid();
-            saved = tid != 0 && TryGetAffinity(tid, out previous);
+            tid = Affinity.CurrentTid();
+            saved = tid != 0 && Affinity.TryGetAffinity(tid, out previous);
             Pinned = saved && PinCurrentThread(core);
         }
 
@@ -110,51 +70,7 @@ public static unsafe partial class ThreadPinning
         /// <summary>Restores the previous affinity; calling it again does nothing.</summary>
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref disposed, 1) == 0 && Pinned) TrySetAffinity(tid, previous);
+            if (Interlocked.Exchange(ref disposed, 1) == 0 && Pinned) Affinity.TrySetAffinity(tid, previous);
         }
-    }
-
-    /// <summary>glibc's cpu_set_t: 1024 bits.</summary>
-    [InlineArray(Words)]
-    internal struct CpuMask
-    {
-        public const int Words = 16;
-        public const int Bits = Words * 64;
-        private ulong word;
-
-        public static CpuMask Single(int core)
-        {
-            CpuMask m = default;
-            m[core >> 6] = 1UL << (core & 63);
-            return m;
-        }
-
-        public static CpuMask All()
-        {
-            CpuMask m = default;
-            ((Span<ulong>)m).Fill(ulong.MaxValue);
-            return m;
-        }
-
-        public readonly bool Has(int core) => (this[core >> 6] >> (core & 63) & 1) != 0;
-
-        public readonly int Highest() => Enumerable.Range(0, Bits).LastOrDefault(Has, -1);
-
-        public readonly int[] Cores() => Enumerable.Range(0, Bits).Where(Has).ToArray();
-    }
-
-    private static partial class Native
-    {
-        [LibraryImport("libc", EntryPoint = "sched_setaffinity", SetLastError = true)]
-        internal static partial int SetAffinity(int pid, nuint size, CpuMask* mask);
-
-        [LibraryImport("libc", EntryPoint = "sched_getaffinity", SetLastError = true)]
-        internal static partial int GetAffinity(int pid, nuint size, CpuMask* mask);
-
-        [LibraryImport("libc", EntryPoint = "gettid")]
-        internal static partial int Tid();
-
-        [LibraryImport("libc", EntryPoint = "getpid")]
-        internal static partial int Pid();
     }
 }

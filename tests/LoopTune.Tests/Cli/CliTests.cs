@@ -56,6 +56,31 @@ public sealed class CliTests
     [InlineData("demo", "--size", "many")]
     public void BadCommandLinesExitWithTwo(params string[] args) => Assert.Equal(2, Run(args).Code);
 
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-3")]
+    [InlineData("9999")]
+    public void RunRefusesAThreadCountOutsideTheCores(string threads)
+    {
+        var (code, _, err) = Run("run", "mm 8 8 8", "--schedule", "m:8p n:8 k:8", "--threads", threads, "--quick", "--no-peers");
+        Assert.Equal(2, code);
+        Assert.Contains($"threads must be from 1 to {LoopTune.Jit.ThreadCountError.Max}, the cores this process may use; got {threads}", err);
+    }
+
+    [Fact]
+    public void RunVerifiesAParallelScheduleAndRefusesAnIllegalOne()
+    {
+        var (code, output, err) = Run("run", "mm 24 16 8", "--schedule", "m:6p k:8 m:4u n:16v", "--threads", "1", "--json", "--quick", "--no-peers");
+        Assert.True(code == 0, err);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(output)!;
+        Assert.True(json["verified"]!.GetValue<bool>());
+        Assert.Equal(">m:6p k:8 m:4u n:16v", json["schedule"]!.GetValue<string>());
+        Assert.Equal(1, json["threads"]!.GetValue<int>());
+        (code, _, err) = Run("run", "mm 24 16 8", "--schedule", "m:6 k:8p m:4u n:16v", "--quick", "--no-peers");
+        Assert.Equal(2, code);
+        Assert.Contains("parallel on loop k (position 1): 'k' is a reduction variable", err);
+    }
+
     [Fact]
     public void RunJsonHasTheContractedFields()
     {

@@ -31,7 +31,7 @@ public sealed class EnvTests
         var trace = new List<(string, string, float[], float[], float[], double)> { (obs.Ir, obs.LoopTree, obs.LoopsTensor, obs.StrideTensor, obs.PrevActionsTensor, 0) };
         for (bool done = false; !done;)
         {
-            var legal = Enumerable.Range(0, Actions.Count).Where(i => info.ActionMask[i]).ToArray();
+            var legal = Enumerable.Range(0, Actions.LearnedCount).Where(i => info.ActionMask[i]).ToArray();
             var r = env.Step(legal[rng.Next(legal.Length)]);
             (obs, info, done) = (r.Observation, r.Info, r.Truncated);
             trace.Add((obs.Ir, obs.LoopTree, obs.LoopsTensor, obs.StrideTensor, obs.PrevActionsTensor, r.Reward));
@@ -71,13 +71,13 @@ public sealed class EnvTests
             {
                 var mask = env.ActionMask();
                 var before = env.State;
-                for (int a = 0; a < Actions.Count; a++)
+                for (int a = 0; a < Actions.LearnedCount; a++)
                 {
                     if (mask[a]) continue;
                     Assert.ThrowsAny<ScheduleError>(() => env.Step(a));
                     Assert.Equal(before, env.State); // an illegal step changes nothing
                 }
-                var legal = Enumerable.Range(0, Actions.Count).Where(i => mask[i]).ToArray();
+                var legal = Enumerable.Range(0, Actions.LearnedCount).Where(i => mask[i]).ToArray();
                 Assert.NotEmpty(legal);
                 env.Step(legal[rng.Next(legal.Length)]);
             }
@@ -124,7 +124,7 @@ public sealed class EnvTests
             {
                 Check(obs, env.History);
                 if (step == 20) break;
-                var legal = Enumerable.Range(0, Actions.Count).Where(i => info.ActionMask[i]).ToArray();
+                var legal = Enumerable.Range(0, Actions.LearnedCount).Where(i => info.ActionMask[i]).ToArray();
                 var r = env.Step(legal[rng.Next(legal.Length)]);
                 (obs, info) = (r.Observation, r.Info);
             }
@@ -156,10 +156,10 @@ public sealed class EnvTests
         Assert.Equal(1f, strides.Sum(), 4);
 
         var prev = obs.PrevActionsTensor;
-        Assert.Equal(Observations.PreviousActions * Actions.Count, prev.Length);
+        Assert.Equal(Observations.PreviousActions * Actions.LearnedCount, prev.Length);
         for (int r = 0; r < Observations.PreviousActions; r++)
         {
-            var row = prev.AsSpan(r * Actions.Count, Actions.Count).ToArray();
+            var row = prev.AsSpan(r * Actions.LearnedCount, Actions.LearnedCount).ToArray();
             if (r < history.Count) Assert.Equal(1f, row[history[^(r + 1)].Id]);
             Assert.Equal(r < history.Count ? 1f : 0f, row.Sum());
         }
@@ -187,7 +187,7 @@ public sealed class EnvTests
         var (obs, _) = env.Reset(Computation.Matmul(4, 4, 4));
         Assert.Throws<LoopTuneException>(() => obs.Get("pixels"));
         Assert.Throws<UnknownActionError>(() => env.Step("jump"));
-        Assert.Throws<ArgumentOutOfRangeException>(() => env.Step(Actions.Count));
+        Assert.Throws<ArgumentOutOfRangeException>(() => env.Step(Actions.LearnedCount));
     }
 
     [Fact]

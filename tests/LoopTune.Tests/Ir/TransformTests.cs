@@ -12,7 +12,7 @@ public class TransformTests
     public void Action_table_has_fixed_ids_and_names()
     {
         Assert.Equal(["up", "down", "swap_up", "swap_down", "split_2", "split_4", "split_8", "split_16", "split_32", "split_64",
-                      "split_128", "split_256", "split_512", "split_1024", "merge", "unroll", "vectorize", "pack"], Actions.All.Select(a => a.Name));
+                      "split_128", "split_256", "split_512", "split_1024", "merge", "unroll", "vectorize", "pack", "parallel"], Actions.All.Select(a => a.Name));
         Assert.Equal(Actions.All.Length, Actions.Count);
         Assert.All(Actions.All, a => Assert.Equal(a, Actions.All[a.Id]));
         Assert.All(Actions.All, a => Assert.Equal(a, Actions.Get(a.Name)));
@@ -299,6 +299,9 @@ public class TransformTests
         Rule.UnrollTooLarge => typeof(UnrollTooLargeError),
         Rule.NothingToPack => typeof(NothingToPackError),
         Rule.NotPackable => typeof(NotPackableError),
+        Rule.ParallelReduction => typeof(ParallelReductionError),
+        Rule.SecondParallel => typeof(SecondParallelError),
+        Rule.ParallelInsideSpelledOut => typeof(ParallelInsideSpelledOutError),
         _ => throw new ArgumentOutOfRangeException(nameof(rule)),
     };
 
@@ -337,8 +340,8 @@ public class TransformTests
                 Assert.True(before.SequenceEqual(after), where);
                 Assert.True(r.Cursor == p, where);
                 break;
-            case ActionKind.Unroll or ActionKind.Vectorize:
-                var ann = a.Kind == ActionKind.Unroll ? Annotation.Unroll : Annotation.Vectorize;
+            case ActionKind.Unroll or ActionKind.Vectorize or ActionKind.Parallel:
+                var ann = a.Kind switch { ActionKind.Unroll => Annotation.Unroll, ActionKind.Vectorize => Annotation.Vectorize, _ => Annotation.Parallel };
                 before[c] = before[c] with { Annotation = before[c].Annotation == ann ? Annotation.None : ann };
                 Assert.True(before.SequenceEqual(after), where);
                 Assert.True(r.Cursor == c, where);
@@ -378,6 +381,9 @@ public class TransformTests
         }
         for (int v = 0; v < covered.Length; v++)
             Assert.True(covered[v] == c.Sizes[v], $"{where}: '{c.Vars[v]}' covered {covered[v]} of {c.Sizes[v]}");
+        var parallel = Enumerable.Range(0, n.Count).Where(i => n[i].IsParallel).ToArray();
+        Assert.True(parallel.Length <= 1 && n.ParallelLoop == (parallel.Length == 0 ? -1 : parallel[0]), $"{where}: parallel loops {string.Join(",", parallel)}");
+        Assert.True(parallel.All(p => !c.IsReduction[n[p].Var] && n.Loops.Take(p).All(l => l.Annotation is Annotation.None)), $"{where}: parallel on a reduction or inside an annotated loop");
 
         long points = c.Sizes.Aggregate(1L, (p, s) => p * s);
         if (!enumerate || points > 20_000) return;

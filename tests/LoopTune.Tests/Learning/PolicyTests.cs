@@ -14,7 +14,7 @@ namespace LoopTune.Tests.Learning;
 /// that take only legal actions, replay to what they report, and keep to their budget.</summary>
 public class PolicyTests
 {
-    static readonly NetworkShape Shape = new("dqn", ObservationEncoder.Size, Actions.Count, [32, 32], "relu", true);
+    static readonly NetworkShape Shape = new("dqn", ObservationEncoder.Size, Actions.LearnedCount, [32, 32], "relu", true);
 
     static Policy Random(int seed, string kind = "dqn") =>
         Policy.FromNetwork(Net.Create(Shape with { Kind = kind }, new Random(seed)), 8);

@@ -77,7 +77,7 @@ public static class RandomSchedules
         return (nest, actions);
     }
 
-    /// <summary>Moves the cursor to the innermost loop and vectorizes it (removing an unroll first), recording the actions:
+    /// <summary>Moves the cursor to the innermost loop and vectorizes it (removing an unroll or parallel first), recording the actions:
     /// a uniform walk seldom vectorizes, since that is legal only at the innermost loop.</summary>
     public static Nest FinishVectorized(Nest nest, List<LoopAction> actions)
     {
@@ -88,7 +88,7 @@ public static class RandomSchedules
             return Transforms.Apply(n, a);
         }
         while (nest.Cursor < nest.Count - 1) nest = Do(nest, "down");
-        if (nest[nest.Cursor].IsUnrolled) nest = Do(nest, "unroll");
+        if (nest[nest.Cursor].Annotation is Annotation.Unroll or Annotation.Parallel) nest = Do(nest, Nest.Word(nest[nest.Cursor].Annotation));
         return nest[nest.Cursor].IsVectorized ? nest : Do(nest, "vectorize");
     }
 

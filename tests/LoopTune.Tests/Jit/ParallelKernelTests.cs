@@ -1,0 +1,144 @@
+using System.Runtime.InteropServices;
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Tests.TestUtil;
+
+namespace LoopTune.Tests.Jit;
+
+/// <summary>Kernels with a parallel loop on 1, 2 and 3 threads (3 more than this machine's cores: the team's workers share
+/// them): against the reference with guard zones, to the bit against one thread, many calls in a row, several callers at
+/// once, and the chunks.</summary>
+public class ParallelKernelTests
+{
+    static readonly LoopAction Parallel = Actions.Get("parallel");
+
+    /// <summary>A random walk, sometimes ended by a vectorized innermost loop, then parallel on a random loop where it is
+    /// legal (none when no loop allows it).</summary>
+    static Nest? RandomParallel(Computation c, Random rng)
+    {
+        var (nest, actions) = RandomSchedules.Walk(Nest.Initial(c), rng, rng.Next(2, 12));
+        if (rng.Next(2) == 0) nest = RandomSchedules.FinishVectorized(nest, actions);
+        if (nest.ParallelLoop >= 0) return nest;
+        var legal = Enumerable.Range(0, nest.Count).Where(i => Transforms.IsLegal(nest.With(nest.Loops, i), Parallel)).ToArray();
+        return legal.Length == 0 ? null : Transforms.Apply(nest.With(nest.Loops, legal[rng.Next(legal.Length)]), Parallel);
+    }
+
+    [Theory]
+    [InlineData("mm", 1)]
+    [InlineData("mm", 2)]
+    [InlineData("conv", 3)]
+    [InlineData("conv", 4)]
+    public void Random_parallel_schedules_match_the_reference_and_one_thread_at_1_2_and_3_threads(string kind, int seed)
+    {
+        var rng = new Random(seed);
+        int tried = 0;
+        while (tried < 25)
+        {
+            var c = RandomSchedules.Of(kind, rng);
+            if (RandomParallel(c, rng) is not { } nest) continue;
+            tried++;
+            var kernel = Kernel.Compile(nest);
+            var single = RunOnce(kernel, 1, seed);
+            foreach (int threads in new[] { 1, 2, 3 })
+            {
+                kernel.SetThreads(threads);
+                Assert.Null(KernelCheck.Verify(kernel, new Random(seed)));
+                Assert.True(single.AsSpan().SequenceEqual(RunOnce(kernel, threads, seed)), $"{nest.Serialize()} on {threads} threads differs from 1 thread");
+            }
+        }
+    }
+
+    /// <summary>The output's bits after one run from fixed inputs and a non-zero output on <paramref name="threads"/> threads.</summary>
+    static int[] RunOnce(Kernel kernel, int threads, int seed)
+    {
+        kernel.SetThreads(threads);
+        var c = kernel.Computation;
+        var rng = new Random(seed);
+        float[] Fill(long n) => [.. Enumerable.Range(0, (int)n + kernel.ReadsPast).Select(_ => (float)(rng.NextDouble() * 2 - 1))];
+        var (output, left, right) = (Fill(c.Output.Length), Fill(c.Left.Length), Fill(c.Right.Length));
+        kernel.Run(output, left, right);
+        return MemoryMarshal.Cast<float, int>(output.AsSpan()).ToArray();
+    }
+
+    /// <summary>10,000 runs in a row on 2 and 3 threads: every chunk of every run is done (small integers keep the sums
+    /// exact), no run waits forever (a lost wake-up would hang past the bound), no thread is started after the first and
+    /// the calling thread allocates nothing.</summary>
+    [Fact]
+    public async Task Ten_thousand_runs_in_a_row_lose_no_wake_up_and_start_no_thread()
+    {
+        var c = Computation.Parse("mm 24 16 8");
+        var kernel = Kernel.Compile(Nest.Parse(c, ">m:6p k:8 m:4u n:16v"));
+        float[] left = [.. Enumerable.Range(0, 24 * 8 + kernel.ReadsPast).Select(i => (float)(i % 3))];
+        float[] right = [.. Enumerable.Range(0, 8 * 16 + kernel.ReadsPast).Select(i => (float)(i % 4))];
+        var once = new float[24 * 16];
+        kernel.Run(once, left, right);
+        foreach (int threads in new[] { 2, 3 })
+        {
+            kernel.SetThreads(threads);
+            var output = new float[24 * 16];
+            kernel.Run(output, left, right); // the team starts its workers here
+            int started = ThreadTeam.Started;
+            const int Runs = 10_000;
+            var all = Task.Run(() =>
+            {
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                for (int i = 1; i < Runs; i++) kernel.Run(output, left, right);
+                return GC.GetAllocatedBytesForCurrentThread() - before;
+            });
+            Assert.Equal(0, await all.WaitAsync(TimeSpan.FromSeconds(60))); // a TimeoutException when a run waits forever
+            Assert.Equal(started, ThreadTeam.Started);
+            for (int i = 0; i < once.Length; i++) Assert.Equal(once[i] * Runs, output[i]);
+        }
+    }
+
+    /// <summary>Callers on several threads at once each get their whole result (runs on one team take turns).</summary>
+    [Fact]
+    public async Task Several_callers_at_once_each_get_the_right_result()
+    {
+        var c = Computation.Parse("conv 4 12 10 8 3 3");
+        var kernel = Kernel.Compile(Nest.Parse(c, ">f:8 h:10p c:4 r:3 s:3 w:8v"));
+        kernel.SetThreads(2);
+        var callers = Enumerable.Range(0, 4).Select(i => Task.Run(() => KernelCheck.Verify(kernel, new Random(i)))).ToArray();
+        var problems = await Task.WhenAll(callers).WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.All(problems, Assert.Null);
+    }
+
+    [Theory]
+    [InlineData(10, 3, 1, new[] { 0, 4, 7, int.MaxValue })]
+    [InlineData(56, 2, 2, new[] { 0, 28, int.MaxValue })]
+    [InlineData(7, 2, 2, new[] { 0, 4, int.MaxValue })]
+    [InlineData(2, 3, 1, new[] { 0, 1, 2, int.MaxValue })]
+    [InlineData(3, 2, 16, new[] { 0, 3, int.MaxValue })]
+    public void Chunks_are_even_whole_granules_and_the_last_runs_to_the_end(int iterations, int threads, int granule, int[] expected) =>
+        Assert.Equal(expected, Kernel.Chunks(iterations, threads, granule));
+
+    /// <summary>With the parallel loop outermost over an output variable whose rows are whole lines, each thread's first
+    /// output element starts a 64-byte line; conv's 56-float rows (224 bytes) are cut at even rows.</summary>
+    [Theory]
+    [InlineData("mm 512 512 512", "m:128p n:16 k:512 m:4u n:2u n:16v", 2)]
+    [InlineData("conv 64 58 58 64 3 3", "h:56p f:16 c:64 r:3 s:3 f:4u w:4u w:14v", 2)]
+    [InlineData("conv 64 58 58 64 3 3", "h:56p f:16 c:64 r:3 s:3 f:4u w:4u w:14v", 3)]
+    [InlineData("mm 100 36 8", "m:100p k:8 n:36v", 3)]
+    public void No_two_threads_start_in_one_cache_line_of_the_output(string spec, string schedule, int threads)
+    {
+        var nest = Nest.Parse(Computation.Parse(spec), ">" + schedule);
+        var kernel = Kernel.Compile(nest);
+        kernel.SetThreads(threads);
+        long rowFloats = nest.InnerStep(nest.ParallelLoop) * nest.Computation.Output.VarStrides[nest[nest.ParallelLoop].Var];
+        for (int t = 1; t < threads; t++) Assert.Equal(0, kernel.ChunkStarts[t] * rowFloats % 16);
+        Assert.True(kernel.ChunkStarts[1] > 0);
+    }
+
+    [Fact]
+    public void A_thread_count_below_1_or_above_the_cores_is_refused_naming_the_rule()
+    {
+        var kernel = Kernel.Compile(Nest.Parse(Computation.Parse("mm 8 8 8"), ">m:8p n:8 k:8"));
+        foreach (int bad in new[] { 0, -1, ThreadCountError.Max + 1 })
+        {
+            var e = Assert.Throws<ThreadCountError>(() => kernel.Threads = bad);
+            Assert.Contains($"threads must be from 1 to {ThreadCountError.Max}, the cores this process may use; got {bad}", e.Message);
+        }
+        kernel.Threads = ThreadCountError.Max;
+        Assert.Equal(ThreadCountError.Max, kernel.Threads);
+    }
+}
