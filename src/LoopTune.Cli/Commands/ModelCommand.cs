@@ -78,7 +78,7 @@ static class ModelCommand
     {
         io.Stdout.WriteLine($"{Path.GetFileName(r.Model)}: {r.Tuned} node(s) tuned, {r.NotTuned} not; on {Machine.Current.Describe()}");
         foreach (var o in r.Ops.Where(o => o.Tuned))
-            io.Stdout.WriteLine(FormattableString.Invariant($"  {o.Node,-24} {o.Op,-7} {o.Gflops,8:F1} GFLOPS {o.Seconds * 1e3,9:F3} ms   ONNX Runtime {(o.OnnxruntimeSeconds is { } s ? $"{s * 1e3,9:F3} ms" : o.OnnxruntimeNote)}   {(o.Verified ? "verified" : "NOT verified")}"));
+            io.Stdout.WriteLine(FormattableString.Invariant($"  {o.Node,-24} {o.Op,-5} {o.Lowering,-8} {o.Gflops,8:F1} GFLOPS {o.Seconds * 1e3,9:F3} ms   ONNX Runtime {(o.OnnxruntimeSeconds is { } s ? $"{s * 1e3,9:F3} ms" : o.OnnxruntimeNote)}   {(o.Verified ? "verified" : "NOT verified")}"));
         io.Stdout.WriteLine(FormattableString.Invariant($"total of the tuned nodes: ours {r.OpsSeconds * 1e3:F3} ms, ONNX Runtime {(r.OnnxruntimeOpsSeconds is { } t ? $"{t * 1e3:F3} ms" : "n/a")}"));
         if (r.EndToEnd is { } e2e) io.Stdout.WriteLine(ModelEndToEnd.Line(e2e));
         io.Stdout.WriteLine(FormattableString.Invariant($"{r.ContractionsRecalled} distinct contraction(s) recalled from tuning records, {r.ContractionsTuned} tuned; {r.Seconds:F1} s"));

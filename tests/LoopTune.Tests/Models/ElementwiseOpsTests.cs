@@ -116,6 +116,22 @@ public class ElementwiseOpsTests
     }
 
     [Theory]
+    [InlineData(true, 2)]
+    [InlineData(false, 2)]
+    [InlineData(true, 1)]
+    public void A_pool_over_rows_wide_enough_for_vectors_of_windows_matches_the_scalar_definition(bool max, int s)
+    {
+        const int planes = 2, h = 9, w = 75; // rows of 75: two 512-bit vectors of every other window, then a tail
+        int[] pads = [1, 1, 0, 1];
+        var (pool, x, y) = RunPool(max, 3, s, pads, false, false, planes, h, w);
+        var (oh, ow) = pool.Output;
+        for (int p = 0; p < planes; p++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++)
+                    Assert.Equal(PoolReference(max, x.AsSpan(p * h * w, h * w), h, w, 3, s, pads, false, oy, ox), y[(p * oh + oy) * ow + ox], 1e-6f);
+    }
+
+    [Theory]
     [InlineData(true, false)]
     [InlineData(false, false)]
     [InlineData(false, true)]
