@@ -5,9 +5,15 @@ using LoopTune.Tests.TestUtil;
 
 namespace LoopTune.Tests.Jit;
 
+/// <summary>Runs alone: its thread teams keep every core busy (3 threads on 2 cores, 10,000 runs in a row), which starved
+/// the timing tests run beside it (a 4 ms spin measured as long as an 8 ms one).</summary>
+[CollectionDefinition(nameof(AllCores), DisableParallelization = true)]
+public sealed class AllCores;
+
 /// <summary>Kernels with a parallel loop on 1, 2 and 3 threads (3 more than this machine's cores: the team's workers share
 /// them): against the reference with guard zones, to the bit against one thread, many calls in a row, several callers at
 /// once, and the chunks.</summary>
+[Collection(nameof(AllCores))]
 public class ParallelKernelTests
 {
     static readonly LoopAction Parallel = Actions.Get("parallel");
