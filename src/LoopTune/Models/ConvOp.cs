@@ -66,13 +66,17 @@ public sealed class ConvOp : ContractionOp
 
     ConvOp(OnnxNode node, OnnxModel model, Computation contraction, ImmutableArray<long> outputShape, ImmutableArray<string> outside,
         ImmutableArray<long> xShape, ImmutableArray<long> wShape, Window window, long paddedH, long paddedW,
-        (long P, long Q, long Rows, long Columns, long RowStep)? phases, ConvLowering lowering = ConvLowering.Direct)
+        (long P, long Q, long Rows, long Columns, long RowStep)? phases, ConvLowering lowering = ConvLowering.Direct, int block = 0)
         : base(node, model, contraction, outputShape, outside)
     {
         x = node.Inputs[0]; w = node.Inputs[1]; bias = node.Input(2);
         (this.xShape, this.wShape, this.window, this.paddedH, this.paddedW, this.phases) = (xShape, wShape, window, paddedH, paddedW, phases);
-        Lowering = lowering;
+        (Lowering, this.block) = (lowering, block);
     }
+
+    /// <summary>The block of output channels of a <see cref="ConvLowering.Blocked"/> contraction (its variable e), fixed
+    /// when it was lowered; 0 for the other lowerings.</summary>
+    readonly int block;
 
     /// <summary>How the convolution became <see cref="ContractionOp.Contraction"/>.</summary>
     public ConvLowering Lowering { get; }
@@ -201,7 +205,7 @@ public sealed class ConvOp : ContractionOp
         outside.Add($"W = {node.Inputs[1]} {ModelShapes.Format(wShape)} packed once in blocks of {e} output channels: W[g,c,r,s,e] = {node.Inputs[1]}[{e}*g+e,c,r,s], [{f / e},{c},{r},{s},{e}]");
         outside.Add(node.Input(2) is { } bias ? $"O starts as the bias {bias} [{f}] broadcast over n, h, w" : "O starts as zeros");
         outside.Add($"O [{n},{f / e},{oh},{ow},{e}] written into the node's output {ModelShapes.Format(y)}: Y[n,{e}*g+e,h,w] = O[n,g,h,w,e]");
-        return new ConvOp(node, model, blocked, y, [.. outside], x, wShape, window, paddedH, paddedW, null, ConvLowering.Blocked);
+        return new ConvOp(node, model, blocked, y, [.. outside], x, wShape, window, paddedH, paddedW, null, ConvLowering.Blocked, (int)e);
     }
 
     /// <summary>The sizes every lowering names: batch, channels, filters, kernel, output, strides, and the padded input's
@@ -222,16 +226,15 @@ public sealed class ConvOp : ContractionOp
         var b = bias is null ? null : Sized(value(bias), bias, OutputShape[1]);
         if (Lowering == ConvLowering.Blocked)
         {
-            long e = Block(wShape[0]);
             blocked ??= new float[Contraction.Output.Length];
             if (b is null) Array.Clear(blocked);
             else
             {
-                int block = (int)e, groups = (int)(wShape[0] / e), plane = (int)(OutputShape[2] * OutputShape[3]);
+                int groups = (int)wShape[0] / block, plane = (int)(OutputShape[2] * OutputShape[3]);
                 for (int row = 0; row < blocked.Length / block; row++) // row (n, g, pixel) starts as the bias of block g
                     b.AsSpan(row / plane % groups * block, block).CopyTo(blocked.AsSpan(row * block));
             }
-            return (CopiesInput ? Pad(input) : input, PackBlocks(weights, e));
+            return (CopiesInput ? Pad(input) : input, PackBlocks(weights));
         }
         if (b is not null)
         {
@@ -254,9 +257,9 @@ public sealed class ConvOp : ContractionOp
     protected override void Finish(float[] output, Func<string, float[]> value)
     {
         if (Lowering != ConvLowering.Blocked) return;
-        int e = (int)Block(wShape[0]), plane = (int)(OutputShape[2] * OutputShape[3]), blocks = (int)(xShape[0] * wShape[0]) / e;
-        for (int block = 0; block < blocks; block++)
-            Transpose(blocked.AsSpan(block * plane * e, plane * e), plane, e, output.AsSpan(block * plane * e, plane * e), plane);
+        int plane = (int)(OutputShape[2] * OutputShape[3]), blocks = (int)(xShape[0] * wShape[0]) / block, size = plane * block;
+        for (int i = 0; i < blocks; i++)
+            Transpose(blocked.AsSpan(i * size, size), plane, block, output.AsSpan(i * size, size), plane);
     }
 
     /// <summary><c>to[j*stride + i] = from[i*columns + j]</c> for i &lt; rows, j &lt; columns: 8 x 8 tiles transposed in
@@ -298,20 +301,19 @@ public sealed class ConvOp : ContractionOp
         Avx.Permute2x128(u3, u7, 0x31).StoreUnsafe(ref to, 7 * s);
     }
 
-    /// <summary>The weights in blocks of <paramref name="e"/> output channels, <c>W[g,c,r,s,e] = weights[e*g+e,c,r,s]</c>:
-    /// packed once from a constant, again in every run from a fed value.</summary>
+    /// <summary>The weights in blocks of <see cref="block"/> output channels, <c>W[g,c,r,s,e] = weights[E*g+e,c,r,s]</c>
+    /// (<see cref="Packed"/>).</summary>
+    float[] PackBlocks(float[] weights) =>
+        Packed(weights, (int)(wShape[0] * wShape[1] * wShape[2] * wShape[3]), static (op, from, to) => op.FillBlocks(from, to));
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    float[] PackBlocks(float[] weights, long e)
+    void FillBlocks(float[] weights, float[] to)
     {
-        if (packed is not null && ReferenceEquals(packedFrom, weights) && Constant(w) is not null) return packed;
-        int f = (int)wShape[0], taps = (int)(wShape[1] * wShape[2] * wShape[3]), block = (int)e;
-        packed ??= new float[checked(f * taps + Slack)];
+        int f = (int)wShape[0], taps = (int)(wShape[1] * wShape[2] * wShape[3]);
         for (int g = 0; g < f / block; g++)
             for (int tap = 0; tap < taps; tap++)
                 for (int i = 0; i < block; i++)
-                    packed[(g * taps + tap) * block + i] = weights[(g * block + i) * taps + tap];
-        packedFrom = weights;
-        return packed;
+                    to[(g * taps + tap) * block + i] = weights[(g * block + i) * taps + tap];
     }
 
     float[]? padded, packed;
@@ -319,22 +321,32 @@ public sealed class ConvOp : ContractionOp
 
     protected override bool IsConstant(float[] array) => ReferenceEquals(array, packed) || base.IsConstant(array);
 
-    /// <summary>The weights as <c>W[f,c,r,p,q] = weights[f,c,r,sw*q+p]</c> (zero where sw*q+p &gt;= S), with
-    /// <see cref="ContractionOp.Slack"/> floats after: packed once from a constant, again in every run from a fed value.</summary>
+    /// <summary>The weights as <c>W[f,c,r,p,q] = weights[f,c,r,sw*q+p]</c> (zero where sw*q+p &gt;= S) (<see cref="Packed"/>).</summary>
+    float[] Pack(float[] weights, (long P, long Q, long Rows, long Columns, long RowStep) ph) =>
+        Packed(weights, checked((int)(wShape[0] * wShape[1] * wShape[2] * ph.P * ph.Q)), static (op, from, to) => op.FillPhases(from, to));
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    float[] Pack(float[] weights, (long P, long Q, long Rows, long Columns, long RowStep) ph)
+    void FillPhases(float[] weights, float[] to)
     {
-        if (packed is not null && ReferenceEquals(packedFrom, weights) && Constant(w) is not null) return packed;
-        int rows = checked((int)(wShape[0] * wShape[1] * wShape[2])), s = (int)wShape[3], sw = (int)window.Strides[1];
-        int p = (int)ph.P, q = (int)ph.Q;
-        packed ??= new float[checked(rows * p * q + Slack)];
+        int rows = (int)(wShape[0] * wShape[1] * wShape[2]), s = (int)wShape[3], sw = (int)window.Strides[1];
+        int p = (int)phases!.Value.P, q = (int)phases.Value.Q;
         for (int row = 0; row < rows; row++)
             for (int i = 0; i < p; i++)
                 for (int j = 0; j < q; j++)
                 {
                     int tap = sw * j + i;
-                    packed[(row * p + i) * q + j] = tap < s ? weights[row * s + tap] : 0f;
+                    to[(row * p + i) * q + j] = tap < s ? weights[row * s + tap] : 0f;
                 }
+    }
+
+    /// <summary>The weights packed by <paramref name="fill"/> into <paramref name="length"/> floats (and
+    /// <see cref="ContractionOp.Slack"/> after): once from a constant, again in every run from a fed value. The fills are
+    /// static lambdas, so a run that finds them packed allocates nothing.</summary>
+    float[] Packed(float[] weights, int length, Action<ConvOp, float[], float[]> fill)
+    {
+        if (packed is not null && ReferenceEquals(packedFrom, weights) && Constant(w) is not null) return packed;
+        packed ??= new float[checked(length + Slack)];
+        fill(this, weights, packed);
         packedFrom = weights;
         return packed;
     }
@@ -353,7 +365,7 @@ public sealed class ConvOp : ContractionOp
         for (int plane = 0; plane < planes; plane++)
             for (int i = 0; i < p; i++)
             {
-                var (x0, x1) = Reach(i - left, sw, w0, cols);
+                var (x0, x1) = Strided.Reach(i - left, sw, w0, cols);
                 if (x1 <= x0) continue;
                 for (int y = 0; y < rows; y++)
                 {
@@ -380,7 +392,7 @@ public sealed class ConvOp : ContractionOp
             for (int ri = 0; ri < r; ri++)
                 for (int si = 0; si < s; si++)
                 {
-                    var (x0, x1) = Reach(si - left, sw, w0, ow);
+                    var (x0, x1) = Strided.Reach(si - left, sw, w0, ow);
                     if (x1 <= x0) continue;
                     int row = (image * r + ri) * s + si;
                     for (int y = 0; y < oh; y++)
@@ -391,13 +403,6 @@ public sealed class ConvOp : ContractionOp
                     }
                 }
         return dst;
-    }
-
-    /// <summary>The columns x in [0, count) whose source column <c>step*x+offset</c> lies in [0, width): [X0, X1).</summary>
-    static (int X0, int X1) Reach(int offset, int step, int width, int count)
-    {
-        int first = -offset, last = width - 1 - offset;
-        return (first <= 0 ? 0 : (first + step - 1) / step, last < 0 ? 0 : Math.Min(count, last / step + 1));
     }
 
     /// <summary>X copied into [N, C, paddedH, paddedW] at offset (top, left), zeros around (and <see cref="ContractionOp.Slack"/>

@@ -62,7 +62,8 @@ public sealed class Pool2d
         int rows = countPad ? Math.Min(y0 + kh, h + bottom) - y0 : last - first;
         Slide();
         // the columns whose window lies inside the row take every sw-th window's reduction at once; the others one by one
-        int inner0 = Math.Min(ow, (left + sw - 1) / sw), inner1 = Math.Max(inner0, Math.Min(ow, w - kw + left < 0 ? 0 : (w - kw + left) / sw + 1));
+        var (from, to) = Strided.Reach(-left, sw, w - kw + 1, ow); // windows starting at x0 = sw*ox-left in [0, w-kw]
+        int inner0 = Math.Min(ow, from), inner1 = Math.Max(inner0, to);
         var inner = output[inner0..inner1];
         Strided.Copy(slide, inner0 * sw - left, sw, inner);
         if (!max) Scale(inner, 1f / (rows * kw));

@@ -12,6 +12,14 @@ static class Strided
     /// <summary>The widest vectors <see cref="Evens"/> may use here: 512 bits with AVX-512, 256 with AVX2, else 0.</summary>
     public static int Widest { get; } = Avx512F.IsSupported ? 512 : Avx2.IsSupported ? 256 : 0;
 
+    /// <summary>The columns x in [0, count) whose source column <c>step*x+offset</c> lies in [0, width): [X0, X1), empty
+    /// when X1 &lt;= X0.</summary>
+    public static (int X0, int X1) Reach(int offset, int step, int width, int count)
+    {
+        int first = -offset, last = width - 1 - offset;
+        return (first <= 0 ? 0 : (first + step - 1) / step, last < 0 ? 0 : Math.Min(count, last / step + 1));
+    }
+
     /// <summary><c>to[i] = from[start + step*i]</c> for every i of <paramref name="to"/>: a block copy for step 1, vector
     /// shuffles of even elements for step 2, one by one otherwise.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -66,13 +66,23 @@ public class LoweringTests
         var op = Assert.IsType<ConvOp>(Assert.Single(ModelLowering.Lower(model, ShapeInference.Infer(model))));
         Assert.True(op.SplitsPhases);
         Assert.Equal(2.0 * x[0] * w[0] * op.OutputShape[2] * op.OutputShape[3] * x[1] * w[2] * w[3], op.Flops);
-        var c = op.Contraction;
-        var kernel = Kernel.Compile(Nest.Parse(c, string.Join(" ", c.Vars.Select((v, i) => (v, i)).Where(t => t.v != "w").Select(t => $"{t.v}:{c.Sizes[t.i]}"))
-            + $" >w:{c.Sizes[Array.IndexOf(c.Vars.ToArray(), "w")]}v"));
-        var output = new float[c.Output.Length];
-        for (int seed = 1; seed <= 2; seed++)
+        RunTwiceAgainstOnnxRuntime(bytes, op, VectorizedOver(op.Contraction, "w"), x, 60);
+    }
+
+    /// <summary>A kernel of <paramref name="c"/> with its loops in order but <paramref name="var"/>'s, which is innermost and vectorized.</summary>
+    static Kernel VectorizedOver(Computation c, string var) =>
+        Kernel.Compile(Nest.Parse(c, string.Join(" ", c.Vars.Select((v, i) => (v, i)).Where(t => t.v != var).Select(t => $"{t.v}:{c.Sizes[t.i]}"))
+            + $" >{var}:{c.Sizes[c.Vars.IndexOf(var)]}v"));
+
+    /// <summary>Runs the op twice into one output, each time on another random X (seeds <paramref name="seed"/> + 1, + 2),
+    /// against ONNX Runtime's output for the same X: what the op copies or packs once stays right from run to run.</summary>
+    static void RunTwiceAgainstOnnxRuntime(byte[] bytes, ContractionOp op, Kernel kernel, long[] x, int seed)
+    {
+        var output = new float[op.Contraction.Output.Length];
+        long length = x.Aggregate(1L, (p, d) => p * d);
+        for (int run = 1; run <= 2; run++)
         {
-            var feeds = new Dictionary<string, float[]> { ["X"] = Random(length, 60 + seed) };
+            var feeds = new Dictionary<string, float[]> { ["X"] = Random(length, seed + run) };
             op.Run(kernel, feeds, output);
             AssertClose(RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (feeds["X"], x) }, "Y")["Y"].Data, output);
         }
@@ -168,17 +178,7 @@ public class LoweringTests
         Assert.Equal(op.Flops, op.Contraction.Flops); // no taps of zeros
 
         // a vectorized schedule over the output plane, run into one output with other inputs: the columns' zeros stay
-        var c = op.Contraction;
-        var kernel = Kernel.Compile(Nest.Parse(c, string.Join(" ", c.Vars.Select((v, i) => (v, i)).Where(t => t.v != "n").Select(t => $"{t.v}:{c.Sizes[t.i]}"))
-            + $" >n:{c.Sizes[Array.IndexOf(c.Vars.ToArray(), "n")]}v"));
-        var output = new float[c.Output.Length];
-        long length = x.Aggregate(1L, (p, d) => p * d);
-        for (int seed = 1; seed <= 2; seed++)
-        {
-            var feeds = new Dictionary<string, float[]> { ["X"] = Random(length, 80 + seed) };
-            op.Run(kernel, feeds, output);
-            AssertClose(RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (feeds["X"], x) }, "Y")["Y"].Data, output);
-        }
+        RunTwiceAgainstOnnxRuntime(bytes, op, VectorizedOver(op.Contraction, "n"), x, 80);
     }
 
     [Theory]
@@ -205,16 +205,7 @@ public class LoweringTests
         Assert.Contains("written into the node's output", op.OutsideKernel[^1]);
 
         // output channels vectorized, the input broadcast; run twice into one output with other inputs
-        var kernel = Kernel.Compile(Nest.Parse(c, string.Join(" ", c.Vars.Select((v, i) => (v, i)).Where(t => t.v != "e").Select(t => $"{t.v}:{c.Sizes[t.i]}"))
-            + $" >e:{e}v"));
-        var output = new float[c.Output.Length];
-        long length = x.Aggregate(1L, (p, d) => p * d);
-        for (int seed = 1; seed <= 2; seed++)
-        {
-            var feeds = new Dictionary<string, float[]> { ["X"] = Random(length, 90 + seed) };
-            op.Run(kernel, feeds, output);
-            AssertClose(RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (feeds["X"], x) }, "Y")["Y"].Data, output);
-        }
+        RunTwiceAgainstOnnxRuntime(bytes, op, VectorizedOver(c, "e"), x, 90);
     }
 
     [Theory]
