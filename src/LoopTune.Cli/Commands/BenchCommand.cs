@@ -9,8 +9,10 @@ using Spectre.Console;
 
 namespace LoopTune.Cli.Commands;
 
-/// <summary><c>looptune bench [--json] [--quick]</c>: the performance report. Every ratio compares figures measured in this
-/// run: our kernels against OpenBLAS (and BLIS, oneDNN when installed, and ONNX Runtime) and against the peak of this core.</summary>
+/// <summary><c>looptune bench [--json] [--quick] [--threads 1,2 [--scaling-only]]</c>: the performance report. Every ratio
+/// compares figures measured in this run: our kernels against OpenBLAS (and BLIS, oneDNN when installed, and ONNX Runtime)
+/// and against the peak of this core; with more thread counts than 1, a scaling table: ours and every library at each
+/// count, side by side.</summary>
 static class BenchCommand
 {
     static readonly (int M, int N, int K)[] Shapes = [(64, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512), (257, 129, 67), (97, 131, 211)];
@@ -25,12 +27,30 @@ static class BenchCommand
     public static Nest ConvHandSchedule(Computation c) =>
         RegisterTile.For(Machine.Current).Convolution(c.AsConv() ?? throw new ArgumentException($"{c} is not a convolution", nameof(c)));
 
+    /// <summary>The problems of the scaling table (<c>--threads 1,2</c>): issue 20's matrix product and convolution.</summary>
+    internal static readonly string[] ScalingSpecs = ["mm 512 512 512", "conv 64 56 56 64 3 3"];
+
     public static Command Create(Io io)
     {
         var quick = new Option<bool>("--quick") { Description = "Finish in about a minute (shorter timings, fewer compiles)." };
+        var threads = new Option<string>("--threads")
+        {
+            Description = $"Comma-separated thread counts (1 to {ThreadCountError.Max}, or all) for a scaling table: {string.Join(" and ", ScalingSpecs)}, hand-scheduled with an outer loop made parallel, and every library, at each count, side by side. Default: 1 (no table).",
+            DefaultValueFactory = _ => "1",
+        };
+        var scalingOnly = new Option<bool>("--scaling-only") { Description = "Only the scaling table (give --threads)." };
         var json = Options.Json();
-        var command = new Command("bench", "Performance report: unscheduled and hand-scheduled kernels against the peers and the peak; compile latency.") { quick, json };
-        command.SetAction(p => io.Guard(() => Run(io, p.GetValue(quick), p.GetValue(json))));
+        var command = new Command("bench", "Performance report: unscheduled and hand-scheduled kernels against the peers and the peak; compile latency; scaling with threads.")
+        {
+            quick, threads, scalingOnly, json,
+        };
+        command.SetAction(p => io.Guard(() =>
+        {
+            int[] counts = Options.ThreadCounts(p.GetValue(threads));
+            bool only = p.GetValue(scalingOnly);
+            if (only && counts is [1]) throw new LoopTuneException("--scaling-only needs --threads with the counts to compare, e.g. --threads 1,2");
+            return Run(io, p.GetValue(quick), p.GetValue(json), counts is [1] ? [] : counts, only);
+        }));
         return command;
     }
 
@@ -41,7 +61,7 @@ static class BenchCommand
     public static Nest HandSchedule(int m, int n, int k) => RegisterTile.For(Machine.Current).Matmul(m, n, k);
 
 
-    static int Run(Io io, bool quick, bool asJson)
+    static int Run(Io io, bool quick, bool asJson, int[] threadCounts, bool scalingOnly)
     {
         var options = quick ? MeasureOptions.Quick : MeasureOptions.Default;
         var report = new JsonObject();
@@ -51,6 +71,13 @@ static class BenchCommand
         double peak = Peak.MeasureGflops(options);
         report["peak_gflops"] = peak;
         report["machine"] = Machine.Current.ToJson();
+        if (threadCounts.Length > 0) report["scaling"] = Scaling(threadCounts, options, peak, progress);
+        if (scalingOnly)
+        {
+            if (asJson) io.Stdout.WriteLine(report.ToJsonString(Options.JsonStyle));
+            else PrintScaling(io.Out, report);
+            return Verified(io, report["scaling"]!.AsArray());
+        }
 
         var rows = new JsonArray();
         foreach (var (m, n, k) in Shapes)
@@ -115,9 +142,74 @@ static class BenchCommand
 
         if (asJson) io.Stdout.WriteLine(report.ToJsonString(Options.JsonStyle));
         else Print(io.Out, report);
-        bool verified = rows.Concat(convRows).All(r => r!["verified"]!.GetValue<bool>());
+        return Verified(io, [.. rows, .. convRows, .. report["scaling"]?.AsArray() ?? []]);
+    }
+
+    static int Verified(Io io, IEnumerable<JsonNode?> rows)
+    {
+        bool verified = rows.All(r => r!["verified"]!.GetValue<bool>());
         if (!verified) io.Stderr.WriteLine("internal error: a benchmarked kernel failed verification");
         return verified ? Program.Ok : Program.Failure;
+    }
+
+    /// <summary>The scaling table: each of <see cref="ScalingSpecs"/> hand-scheduled (<see cref="HandSchedule"/>,
+    /// <see cref="ConvHandSchedule"/>) with the parallel loop a tuner at that count adds (<see cref="Transforms.Parallelize"/>),
+    /// at each of <paramref name="counts"/> threads, timed side by side with every library given as many
+    /// (<see cref="KernelReport.TimeSideBySide"/>, in turns); the speed-up is over the same run's 1-thread row when there is one.</summary>
+    static JsonArray Scaling(int[] counts, MeasureOptions options, double peak, Progress progress)
+    {
+        var rows = new JsonArray();
+        foreach (var spec in ScalingSpecs)
+        {
+            var c = Computation.Parse(spec);
+            var hand = c.AsConv() is null ? HandSchedule(c.Sizes[0], c.Sizes[1], c.Sizes[2]) : ConvHandSchedule(c);
+            var measured = new List<(int Threads, KernelReport Report)>();
+            foreach (int t in counts)
+            {
+                progress.Say($"{spec} on {t} thread{(t == 1 ? "" : "s")}");
+                measured.Add((t, KernelReport.Run(Transforms.Parallelize(hand, t), options, KernelReport.PreparePeers, peak, null, t)));
+            }
+            double? one = measured.FirstOrDefault(m => m.Threads == 1).Report?.Gflops;
+            foreach (var (t, e) in measured)
+            {
+                var best = e.Peers.Where(p => p.Gflops is not null).MaxBy(p => p.Gflops);
+                rows.Add(new JsonObject
+                {
+                    ["spec"] = c.ToString(),
+                    ["threads"] = t,
+                    ["schedule"] = e.Nest.ScheduleKey,
+                    ["gflops"] = e.Gflops,
+                    ["verified"] = e.Verification.Passed,
+                    ["peers"] = RunCommand.PeersJson(e.Peers),
+                    ["peer_problems"] = RunCommand.PeerProblemsJson(e.Peers),
+                    ["best_library"] = best?.Key,
+                    ["vs_best_library"] = best is null ? null : e.RatioTo(best.Key),
+                    ["speedup_over_1_thread"] = one is double g ? e.Gflops / g : null,
+                });
+            }
+        }
+        return rows;
+    }
+
+    static void PrintScaling(IAnsiConsole o, JsonObject r)
+    {
+        if (r["scaling"] is not JsonArray rows) return;
+        o.MarkupLineInterpolated($"[bold]scaling with threads[/] on {Machine.Current.Describe()}");
+        var keys = rows.SelectMany(x => x!["peers"]!.AsObject().Select(p => p.Key)).Distinct().ToList();
+        var t = new Table().AddColumn("problem").AddColumn(new TableColumn("threads").RightAligned()).AddColumn(new TableColumn("ours").RightAligned())
+            .AddColumn(new TableColumn("speed-up").RightAligned());
+        foreach (var k in keys) t.AddColumn(new TableColumn(k).RightAligned());
+        t.AddColumn(new TableColumn("ours / best library").RightAligned());
+        foreach (var row in rows)
+        {
+            string Ratio(string name) => row![name] is JsonNode x ? $"{x.GetValue<double>():F2}x" : "n/a";
+            t.AddRow([row!["spec"]!.GetValue<string>(), $"{row["threads"]}", $"{row["gflops"]!.GetValue<double>():F1}", Ratio("speedup_over_1_thread"),
+                .. keys.Select(k => PeerCell(row, k)), row["best_library"] is JsonNode b ? $"{Ratio("vs_best_library")} ({b})" : "n/a"]);
+        }
+        o.Write(t);
+        o.MarkupLine("[grey](GFLOPS, medians. At each count our kernel runs its outer loop on that many pinned threads and each library is given as many; they take turns, each after the previous one's threads went idle, so no runtime's waiting threads hold a core another needs. The speed-up is over the 1-thread row of this run.)[/]");
+        if (r["scaling"]!.AsArray().Any(x => x!["threads"]!.GetValue<int>() > 1) && CpuTopology.Current.ThreadsPerCore > 1)
+            o.MarkupLine("[yellow]This machine runs 2 threads per core: two threads on one core share its FMA units, so expect far less than 2x.[/]");
     }
 
     /// <summary>Compile times of random legal schedules of mm up to 256^3, plus memory before and after a long run of compiles.</summary>
@@ -204,7 +296,12 @@ static class BenchCommand
         o.MarkupLineInterpolated($"\ncompile latency over {c["kernels_timed"]} kernels: median [bold]{c["median_ms"]!.GetValue<double>():F2} ms[/], p95 {c["p95_ms"]!.GetValue<double>():F2} ms, max {c["max_ms"]!.GetValue<double>():F2} ms");
         o.MarkupLineInterpolated($"{c["compiles_in_a_row"]} compiles in a row: working set {c["working_set_mb_midway"]!.GetValue<double>():F0} MB midway, {c["working_set_mb_end"]!.GetValue<double>():F0} MB at the end");
         o.MarkupLineInterpolated($"environment (random episodes on mm 64..256): cold [bold]{r["env_cold_steps_per_s"]!.GetValue<double>():F0} steps/s[/] ({r["env_cold_evaluations_per_s"]!.GetValue<double>():F0} compiled and timed per s), warm [bold]{r["env_warm_steps_per_s"]!.GetValue<double>():F0} steps/s[/]");
-        o.MarkupLine("(GFLOPS are medians; every figure above was measured in this run, on one pinned core. A hand schedule and its peers are timed side by side, one sample of each per round, and a ratio is the median of the ratios within rounds, so a neighbour slowing the core for a while slows both sides of it.)");
+        if (r["scaling"] is not null)
+        {
+            o.WriteLine();
+            PrintScaling(o, r);
+        }
+        o.MarkupLine("(GFLOPS are medians; every figure above was measured in this run, on one pinned core unless a row says more threads. A hand schedule and its peers are timed side by side, one sample of each per round, and a ratio is the median of the ratios within rounds, so a neighbour slowing the core for a while slows both sides of it.)");
     }
 
     /// <summary>A peer's cell: its GFLOPS, "missing" when its library is not installed, WRONG when its result was wrong

@@ -39,7 +39,7 @@ static class CompareLibrariesCommand
             var libraries = Libraries.Value ?? LibraryPeers.Select(p.GetValue(only));
             var job = o.Parse(p);
             LibraryComparison? report = null;
-            var (comparison, setup, folder) = job.Run(io, "comparing with the libraries", c => [.. libraries.Select(l => l.Prepare(c))],
+            var (comparison, setup, folder) = job.Run(io, "comparing with the libraries", (c, n) => [.. libraries.Select(l => l.Prepare(c, n))],
                 (temp, c, setup) => report = Write(temp, new LibraryComparison(c, job.Plan.Benchmarks, [.. libraries.Select(l => l.Key)]), setup, libraries));
             if (job.Json) io.Stdout.WriteLine(ComparisonJson.Serialize(ComparisonJson.Of(report!, folder, Files(setup), [.. libraries.Select(l => l.Describe())], setup)));
             else Print(io.Out, report!, folder);

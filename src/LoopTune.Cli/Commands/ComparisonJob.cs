@@ -3,6 +3,7 @@ using System.Diagnostics;
 using LoopTune.Compare;
 using LoopTune.Datasets;
 using LoopTune.Env;
+using LoopTune.Jit;
 using LoopTune.Learning;
 using LoopTune.Measure;
 using LoopTune.Search;
@@ -32,6 +33,7 @@ sealed class ComparisonOptions
     public readonly Option<bool> Json = Options.Json();
     public readonly Option<string> Actions = SearchCommand.ActionsOption();
     public readonly Option<int?> VectorBits = Options.VectorBits();
+    public readonly Option<string> Threads = Options.Threads("Threads every schedule is timed on (in the searches and after them, with an outer loop made parallel) and each library is given; above 1, this process only (not --cluster)");
     readonly string? defaultMethods;
 
     /// <param name="countName">--count or --size.</param>
@@ -50,13 +52,14 @@ sealed class ComparisonOptions
     }
 
     /// <summary>Every option, to add to a command.</summary>
-    public IEnumerable<Option> All => [Dataset, Split, Count, Methods, Policy, Budget, MaxEvaluations, Out, Seed, Db, Quick, Actions, VectorBits, Json];
+    public IEnumerable<Option> All => [Dataset, Split, Count, Methods, Policy, Budget, MaxEvaluations, Out, Seed, Db, Quick, Actions, VectorBits, Threads, Json];
 
     /// <summary>Reads and checks the options: methods, budget, count, dataset and split, in that order; a
     /// <see cref="LoopTuneException"/> names the first bad one.</summary>
     public ComparisonJob Parse(ParseResult p)
     {
         Options.ApplyVectorBits(p, VectorBits);
+        Options.ApplyThreads(p, Threads);
         var space = ActionSpace.Get(p.GetValue(Actions)!);
         var searches = ComparisonMethods.Parse(p.GetValue(Methods) ?? defaultMethods, p.GetValue(Policy)!);
         var limit = SearchBudget.Parse(p.GetValue(Budget), p.GetValue(MaxEvaluations));
@@ -92,6 +95,8 @@ sealed record ComparisonJob(Dataset Data, string Split, ComparisonPlan Plan, str
     public (Comparison Comparison, ComparisonSetup Setup, string Folder) Run(Io io, string title, PeerPreparation? peers, Action<string, Comparison, ComparisonSetup> write,
         Func<Action<ComparisonProgress>, Comparison>? elsewhere = null)
     {
+        if (elsewhere is not null && RunThreads.Default > 1)
+            throw new LoopTuneException($"--threads {RunThreads.Default} runs in this process only: a cluster's workers each measure on their one core; leave out --cluster, or --threads");
         var report = new ReportFolder(Out);
         try
         {
@@ -99,7 +104,7 @@ sealed record ComparisonJob(Dataset Data, string Split, ComparisonPlan Plan, str
             var comparison = WithProgress(io, title, elsewhere ?? (progress => Comparison.Run(Plan, evaluators.Next, progress, peers)));
             var setup = new ComparisonSetup(Data.Name, Split, Plan.Budget, Plan.Seed, elsewhere is null ? evaluators.Describe() : evaluators.DescribeOnCluster(),
                 $"GFLOPS are re-timed after the searches, each schedule, the unscheduled nest and the peer libraries of a benchmark side by side (one sample of each per round, so a neighbour slowing the core for a while slows them alike), with the {(Plan.Quick ? "quick" : "default")} timing (median of {Plan.Timing.MinSamples}+ samples taken over {Plan.Timing.MinSeconds:0.###}+ s for each).",
-                PeakCache.MachineKey, elsewhere is null ? Machine.Current : null, Plan.Space.Name);
+                PeakCache.MachineKey, elsewhere is null ? Machine.Current : null, Plan.Space.Name, RunThreads.Default);
             evaluators.Clean();
             write(report.Temp, comparison, setup);
             report.Commit();

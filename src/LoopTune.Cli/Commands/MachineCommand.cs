@@ -29,6 +29,7 @@ static class MachineCommand
     {
         var t = new Table().Border(TableBorder.None).HideHeaders().AddColumn("").AddColumn("");
         t.AddRow("cpu", Markup.Escape($"{m.Cpu.Model} ({m.Cpu.Vendor}, family {m.Cpu.Family}, model {m.Cpu.ModelNumber}), {m.Cpus} cpus, {m.Cpu.Isa}"));
+        t.AddRow("cores", Markup.Escape($"this process may use {CpuTopology.Current.Describe()} (--threads up to {CpuTopology.Current.Cpus})"));
         t.AddRow("vectors", $"{m.VectorBits}-bit{(m.VectorBits < m.CpuVectorBits ? $" (the CPU has {m.CpuVectorBits}: limited by --vector-bits or the runtime's settings)" : "")}, {m.VectorRegisters} registers");
         t.AddRow("fma", $"{m.FmaPipes} pipe(s) of {m.VectorBits}-bit FMAs, latency {m.Fma.LatencyCycles:F1} cycles at {m.Fma.ClockGhz:F2} GHz: a register tile needs {m.Fma.Accumulators} independent accumulators");
         t.AddRow("peak", $"[bold]{m.PeakGflops:F1} GFLOPS[/] on one core");

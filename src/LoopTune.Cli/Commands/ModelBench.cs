@@ -305,7 +305,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
 
     /// <summary>oneDNN alone next to a node's kernel: the report's one library column (OpenBLAS and BLIS, im2col or not,
     /// took some 8 s of a ResNet-18 run and were never shown).</summary>
-    static IReadOnlyList<PreparedPeer> OneDnn(Computation c) => KernelReport.PreparePeers(c, key => key.StartsWith("onednn", StringComparison.Ordinal));
+    static IReadOnlyList<PreparedPeer> OneDnn(Computation c, int threads) => KernelReport.PreparePeers(c, key => key.StartsWith("onednn", StringComparison.Ordinal), threads);
 
     Policy Policy(Computation c)
     {

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using LoopTune.Jit;
 
 namespace LoopTune.Cli.Commands;
 
@@ -19,6 +20,38 @@ static class Options
     {
         if (p.GetValue(option) is int bits) LoopTune.Jit.JitOptions.LimitVectorBits(bits);
     }
+
+    /// <summary>--threads N|all (default 1): <paramref name="what"/> the option sets, then the range.</summary>
+    public static Option<string> Threads(string what) => new("--threads")
+    {
+        Description = $"{what}: 1 to {ThreadCountError.Max} (the cores this process may use), or all. Default: 1.",
+        DefaultValueFactory = _ => "1",
+    };
+
+    /// <summary>The thread count of --threads: a number from 1 to the cores this process may use, or <c>all</c> for them all;
+    /// anything else is bad input naming the option and the range.</summary>
+    public static int ThreadCount(string? text)
+    {
+        string t = (text ?? "").Trim();
+        if (t.Equals("all", StringComparison.OrdinalIgnoreCase)) return ThreadCountError.Max;
+        if (!int.TryParse(t, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int n))
+            throw new LoopTuneException($"--threads must be a number from 1 to {ThreadCountError.Max} (the cores this process may use) or 'all'; got '{text}'");
+        return ThreadCountError.Check(n);
+    }
+
+    /// <summary>Makes --threads the count of the command's kernels, evaluators and peers (<see cref="RunThreads.Use"/>);
+    /// returns it.</summary>
+    public static int ApplyThreads(ParseResult p, Option<string> option)
+    {
+        int n = ThreadCount(p.GetValue(option));
+        RunThreads.Use(n);
+        return n;
+    }
+
+    /// <summary>A comma-separated list of thread counts (<c>1,2</c>, <c>1,all</c>), each as <see cref="ThreadCount"/> takes
+    /// it, in the order given, without repeats.</summary>
+    public static int[] ThreadCounts(string? text) =>
+        [.. (text ?? "").Split(',', StringSplitOptions.TrimEntries).Select(ThreadCount).Distinct()];
 
     /// <summary>Ctrl+C and SIGTERM (kill, SLURM's scancel) cancel <paramref name="cancel"/> instead of ending the process,
     /// with a line on stderr ending in <paramref name="then"/>; until the result is disposed.</summary>

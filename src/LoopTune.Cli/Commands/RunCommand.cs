@@ -18,7 +18,7 @@ static class RunCommand
         var schedule = new Option<string?>("--schedule", "-s") { Description = "A schedule as the reports print it, e.g. \"f:8 h:32 c:16 r:3 s:3 f:4u w:16v\" (loops outermost first; u unrolled, v vectorized), instead of --actions." };
         var quick = new Option<bool>("--quick") { Description = "Shorter timing (less precise)." };
         var noPeers = new Option<bool>("--no-peers") { Description = "Do not time the peer libraries (OpenBLAS, BLIS, oneDNN; oneDNN's convolution and im2col + OpenBLAS for a convolution; ONNX Runtime's one-node model for both)." };
-        var threads = new Option<int>("--threads") { Description = "Threads the kernel's parallel loop (p in the schedule, e.g. \"m:128p ...\") is divided among, 1 to the cores this process may use; the peers run on one thread.", DefaultValueFactory = _ => 1 };
+        var threads = Options.Threads("Threads the kernel's parallel loop (p in the schedule, e.g. \"m:128p ...\") is divided among, and each peer library is given");
         var json = Options.Json();
         var command = new Command("run", "Schedule a computation, compile it, verify it and measure it against the peak and the peers.")
         {
@@ -26,7 +26,7 @@ static class RunCommand
         };
         command.SetAction(p => io.Guard(() =>
         {
-            int n = ThreadCountError.Check(p.GetValue(threads));
+            int n = Options.ApplyThreads(p, threads);
             var computation = Computation.Parse(p.GetValue(spec)!);
             var list = Actions.ParseList(p.GetValue(actions));
             var sched = p.GetValue(schedule);
@@ -112,7 +112,7 @@ static class RunCommand
     /// <summary>How many threads the kernel ran on, and why only one when its nest has no parallel loop.</summary>
     static string Threads(KernelReport e) => e.Kernel.Threads == 1 ? "1"
         : e.Nest.ParallelLoop < 0 ? $"1 (asked for {e.Kernel.Threads}: no loop is parallel; mark one with p, e.g. {Markup.Escape(e.Nest.Computation.Vars[0])}:...p)"
-        : $"{e.Kernel.Threads}, dividing loop {Markup.Escape(e.Nest.LoopName(e.Nest.ParallelLoop))}; the peers on 1";
+        : $"{e.Kernel.Threads}, dividing loop {Markup.Escape(e.Nest.LoopName(e.Nest.ParallelLoop))}; each peer library on {e.Kernel.Threads} too, timed in turns";
 
     /// <summary>", estimated from a slice ..." when the kernel ran too long to time whole, else nothing.</summary>
     internal static string Estimate(KernelReport e) => e.Estimated

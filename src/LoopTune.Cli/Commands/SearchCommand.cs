@@ -27,21 +27,27 @@ static class SearchCommand
         var db = DbOption();
         var actions = ActionsOption();
         var bits = Options.VectorBits();
+        var threads = Options.Threads("Threads every schedule is timed on, with an outer loop made parallel (the outermost that divides evenly among them)");
         var json = Options.Json();
         var command = new Command("search", "Search for a fast schedule of one computation, starting from the unscheduled nest.")
         {
-            spec, bench, method, budget, maxEvaluations, seed, debug, db, actions, bits, json,
+            spec, bench, method, budget, maxEvaluations, seed, debug, db, actions, bits, threads, json,
         };
         command.SetAction(p => io.Guard(() =>
         {
             Options.ApplyVectorBits(p, bits);
+            Options.ApplyThreads(p, threads);
             var space = ActionSpace.Get(p.GetValue(actions)!);
             var search = Searches.Get(p.GetValue(method)!);
             var limit = SearchBudget.Parse(p.GetValue(budget), p.GetValue(maxEvaluations));
             var (name, computation) = Target(p.GetValue(spec), p.GetValue(bench));
             var evaluator = Evaluators.Default(p.GetValue(db));
             SearchResult result;
-            try { result = search.Run(Nest.Initial(computation), evaluator, limit, p.GetValue(seed), space); }
+            try
+            {
+                result = search.Run(Nest.Initial(computation), evaluator, limit, p.GetValue(seed), space);
+                result = result with { Best = evaluator.AsRun(result.Best) }; // as it was timed: with its parallel loop at N threads
+            }
             finally { (evaluator as IDisposable)?.Dispose(); }
             var verification = KernelReport.Check(result.Best, Kernel.Compile(result.Best));
             if (p.GetValue(debug) is { } dot) WriteText(dot, result.Tree.ToDot($"{search.Name} {computation}"));

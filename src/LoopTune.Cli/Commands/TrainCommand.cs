@@ -37,11 +37,12 @@ static class TrainCommand
         var init = new Option<string?>("--init") { Description = "Start from this policy's weights (a run folder, checkpoint or policy file of the same network shape) instead of random ones." };
         var actions = new Option<string>("--actions") { Description = "The action space: cursor (the action table's 18 actions at a cursor: the seed's 17 and pack), loop (a loop and a kernel action per step, no cursor steps, plus sink and hoist) or tile (loop plus register-tile macros: split, sink and vectorize or unroll in one step).", DefaultValueFactory = _ => "tile" };
         var vectorBits = new Option<string?>("--vector-bits") { Description = $"Vector widths to train at, comma-separated (this machine accelerates {string.Join(",", LoopTune.Jit.JitOptions.AcceleratedBits)}); each episode draws one, so one machine teaches several. Default: the widest." };
+        var threads = Options.Threads("Threads each measuring worker times its kernels on (an outer loop made parallel: the reward is the speed at that count); workers times threads must fit the cores this process may use; this process only (not --cluster)");
         var json = Options.Json();
         var cluster = new ClusterOptions(workersOption: false);
         var command = new Command("train", "Train a policy (Ape-X DQN or PPO) on a dataset, with checkpoints, curves and an evaluation on its test split.")
         {
-            dataset, trainer, iter, time, workers, steps, evalSize, evalTime, evalSearch, evalEvery, checkpoint, seed, output, resume, db, set, init, actions, vectorBits, json,
+            dataset, trainer, iter, time, workers, steps, evalSize, evalTime, evalSearch, evalEvery, checkpoint, seed, output, resume, db, set, init, actions, vectorBits, threads, json,
         };
         cluster.Cluster.Description = "Run the actors and evaluations on a cluster's workers, the learner here (apex_dqn only): localhost (a silo in this process with --workers workers), redis://HOST:PORT or postgres://... (silos started with 'looptune silo').";
         foreach (var o in cluster.All) command.Options.Add(o);
@@ -49,11 +50,15 @@ static class TrainCommand
         {
             var address = cluster.Address(p);
             if (address is not null) ClusterSite.CheckTrainer(p.GetValue(trainer)!); // before joining the cluster
+            int perWorker = Options.ApplyThreads(p, threads), cores = WorkerPool.AvailableCores;
+            if (perWorker > 1 && address is not null) throw new LoopTuneException($"--threads {perWorker} runs in this process only: a cluster's workers each measure on their one core; leave out --cluster, or --threads");
+            if (perWorker > 1 && (p.GetValue(workers) is > 0 and var asked ? asked : cores / perWorker) * perWorker > cores)
+                throw new LoopTuneException($"--threads {perWorker}: {p.GetValue(workers)} workers of {perWorker} threads need {p.GetValue(workers) * perWorker} cores; this process may use {cores}");
             var request = new TrainRequest
             {
                 Dataset = p.GetValue(dataset)!, Trainer = p.GetValue(trainer)!, Iterations = p.GetValue(iter),
                 Time = p.GetValue(time) is { } t ? Duration.Parse(t, "--time") : p.GetValue(iter) is null ? TimeSpan.FromMinutes(10) : null,
-                Workers = p.GetValue(workers) is > 0 and var w ? w : WorkerPool.AvailableCores,
+                Workers = p.GetValue(workers) is > 0 and var w ? w : Math.Max(1, cores / perWorker),
                 Steps = p.GetValue(steps), EvalSize = p.GetValue(evalSize), EvalTime = Duration.Parse(p.GetValue(evalTime), "--eval-time"), EvalEvery = p.GetValue(evalEvery),
                 CheckpointSeconds = Duration.Parse(p.GetValue(checkpoint), "--checkpoint-every").TotalSeconds, Seed = p.GetValue(seed), Out = p.GetValue(output)!,
                 Resume = p.GetValue(resume), Db = p.GetValue(db), Set = ParseSet(p.GetValue(set)), Init = p.GetValue(init), Actions = p.GetValue(actions)!,

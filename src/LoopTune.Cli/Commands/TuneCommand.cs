@@ -30,14 +30,16 @@ static class TuneCommand
         var bits = Options.VectorBits();
         var quick = new Option<bool>("--quick") { Description = "Shorter final timing (less precise)." };
         var noPeers = new Option<bool>("--no-peers") { Description = "Do not time OpenBLAS, BLIS and oneDNN." };
+        var threads = Options.Threads("Threads every schedule is timed on, with an outer loop made parallel (the outermost that divides evenly among them), and each peer library is given");
         var json = Options.Json();
         var command = new Command("tune", "Let a trained policy schedule a computation, then verify and time the result next to OpenBLAS and the peak.")
         {
-            spec, bench, policy, steps, topK, budget, quick, noPeers, bits, json,
+            spec, bench, policy, steps, topK, budget, quick, noPeers, bits, threads, json,
         };
         command.SetAction(p => io.Guard(() =>
         {
             Options.ApplyVectorBits(p, bits);
+            Options.ApplyThreads(p, threads);
             var computation = (p.GetValue(spec), p.GetValue(bench)) switch
             {
                 ({ } s, null) => Computation.Parse(s),
@@ -100,7 +102,7 @@ static class TuneCommand
     /// <summary><see cref="Tune(ISearch, Policy, Computation, SearchBudget, MeasureOptions, bool)"/> with the final timing
     /// next to the peers of <paramref name="preparePeers"/> (none when null).</summary>
     internal static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
-        SearchBudget limit, MeasureOptions timing, Func<Computation, IReadOnlyList<PreparedPeer>>? preparePeers)
+        SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers)
     {
         pol.WarmUp();
         _ = Machine.Current; // measured (once per machine) before the clock starts
@@ -109,7 +111,7 @@ static class TuneCommand
         var timed = new TimedEvaluator(evaluator);
         SearchResult result;
         using (ThreadPinning.Pin()) result = search.Run(Nest.Initial(computation), timed, limit, 0, pol.Space);
-        return (result, KernelReport.Run(result.Best, timing, preparePeers, null, buffers), result.Seconds - timed.Seconds, timed.Seconds);
+        return (result, KernelReport.Run(evaluator.AsRun(result.Best), timing, preparePeers, null, buffers), result.Seconds - timed.Seconds, timed.Seconds);
     }
 
     internal static void Print(IAnsiConsole o, KernelReport e, SearchResult r, Policy pol, double policySeconds, double measureSeconds)

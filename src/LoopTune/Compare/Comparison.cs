@@ -70,7 +70,7 @@ public sealed class Comparison
     }
 
     /// <summary>Every library (<see cref="LibraryPeers.All"/>): its GEMM for a matrix product, its convolution for a convolution.</summary>
-    public static IReadOnlyList<PreparedPeer> AllLibraries(Computation c) => [.. LibraryPeers.All.Select(l => l.Prepare(c))];
+    public static IReadOnlyList<PreparedPeer> AllLibraries(Computation c, int threads) => [.. LibraryPeers.All.Select(l => l.Prepare(c, threads))];
 
     /// <summary>One (benchmark, method) pair alone, the unit of a comparison spread over workers: the search in
     /// <paramref name="space"/>, then its best schedule, the unscheduled nest and the peers (every library when null)
@@ -110,6 +110,10 @@ public sealed class Comparison
     static List<ComparisonRow> Retime(Benchmark b, List<SearchResult> results, MeasureOptions timing, PeerPreparation peers)
     {
         var c = b.Computation;
+        // at N threads (RunThreads) every schedule is run as the evaluators timed it: with its parallel loop, on N threads
+        int threads = RunThreads.Default;
+        results = [.. results.Select(r => r with { Best = Transforms.Parallelize(r.Best, threads) })];
+        var start = Transforms.Parallelize(Nest.Initial(c), threads);
         var kernels = new Dictionary<string, (Nest Nest, Kernel Kernel, bool Verified)>();
         // a kernel whose run would last longer than a quarter second (a large unscheduled nest) is estimated from a slice
         // apart (KernelTiming.Plan: the median of a few runs of the slice, MeasureOptions.Confirm; one run was seen
@@ -118,21 +122,22 @@ public sealed class Comparison
         var estimates = new Dictionary<string, Measurement>();
         using (var buffers = new KernelTiming.Workspace(c))
         using (ThreadPinning.Pin())
-            foreach (var nest in results.Select(r => r.Best).Prepend(Nest.Initial(c)))
+            foreach (var nest in results.Select(r => r.Best).Prepend(start))
             {
                 if (kernels.ContainsKey(nest.ScheduleKey)) continue;
                 var kernel = Kernel.Compile(nest);
+                kernel.Threads = threads;
                 var (predicted, slice) = KernelTiming.Plan(nest, buffers, MaxRetimeRunSeconds);
                 kernels[nest.ScheduleKey] = (nest, kernel, Verifier.VerifyWithin(nest, kernel, predicted, KernelReport.MaxCheckSeconds).Passed);
                 if (slice is not null) estimates[nest.ScheduleKey] = KernelTiming.MeasureSlice(slice, kernel, MeasureOptions.Confirm, buffers);
             }
         var keys = kernels.Keys.Where(k => !estimates.ContainsKey(k)).ToList();
         var (timed, peerResults) = keys.Count > 0
-            ? KernelReport.TimeSideBySide([.. keys.Select(k => kernels[k].Kernel)], peers.Invoke, timing)
+            ? KernelReport.TimeSideBySide([.. keys.Select(k => kernels[k].Kernel)], peers, timing)
             : ([], KernelReport.MeasurePeers(c, timing));
         Measurement Timed(Nest nest) => estimates.TryGetValue(nest.ScheduleKey, out var e) ? e : timed[keys.IndexOf(nest.ScheduleKey)];
-        double baseGflops = Timed(Nest.Initial(c)).Gflops;
-        bool baseEstimated = estimates.ContainsKey(Nest.Initial(c).ScheduleKey);
+        double baseGflops = Timed(start).Gflops;
+        bool baseEstimated = estimates.ContainsKey(start.ScheduleKey);
         return [.. results.Select(r => new ComparisonRow(b.Name, r.Method, baseGflops, Timed(r.Best).Gflops, r.BestGflops, r.Evaluations, r.Measured, r.Seconds,
             r.Actions, r.Best.ScheduleKey, [.. peerResults], kernels[r.Best.ScheduleKey].Verified, BestSampleGflops: Timed(r.Best).BestGflops, Space: r.Space)
         {

@@ -54,9 +54,6 @@ public sealed record ComparisonRow(string Benchmark, string Method, double BaseG
     public PeerResult? Peer(string key) => Peers.FirstOrDefault(p => p.Key == key);
 }
 
-/// <summary>The peer libraries of one computation, each checked and ready to be timed next to the schedules (or why not).
-/// The caller disposes them.</summary>
-public delegate IReadOnlyList<PreparedPeer> PeerPreparation(Computation computation);
 
 /// <summary>A method's (or a library's) figures over the benchmarks: geometric means of the re-timed GFLOPS, of the speedup
 /// over the unscheduled nest, of the ratio to OpenBLAS (null without OpenBLAS) and of the ratio to the best library of each

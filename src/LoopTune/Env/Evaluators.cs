@@ -34,6 +34,10 @@ public interface IConfirmingEvaluator : IEvaluator
 /// Buffers are kept for the last computation timed, so an episode on one benchmark allocates them once.
 /// The evaluator owns the store it is given: disposing it closes the store. Kernels are compiled with <c>jit</c> (default:
 /// <see cref="JitOptions.Default"/> when the evaluator is made); the store given must be keyed to the same vector width.
+/// <para>At N threads (<see cref="Threads"/>, <see cref="RunThreads.Default"/> when the evaluator is made) each schedule is
+/// timed as the tuner would run it: with the parallel loop <see cref="Transforms.Parallelize"/> gives it, on N threads;
+/// the store given must then be keyed to N threads (<see cref="MeasurementStore.RuntimeAt"/>), as
+/// <see cref="Evaluators.Default"/> keys it.</para>
 /// </summary>
 public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? store = null, JitOptions? jit = null) : IConfirmingEvaluator, IDisposable
 {
@@ -51,14 +55,29 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
 
     public MeasurementStore? Store => store;
 
+    /// <summary>The threads each schedule is timed on, with a parallel loop added (<see cref="Transforms.Parallelize"/>).</summary>
+    public int Threads { get; init; } = RunThreads.Default;
+
+    /// <summary>The schedule as this evaluator times it: with the parallel loop <see cref="Threads"/> call for.</summary>
+    public Nest AsRun(Nest nest) => Transforms.Parallelize(nest, Threads);
+
+    /// <summary><paramref name="nest"/> (as <see cref="AsRun"/> makes it) compiled to run on <see cref="Threads"/> threads.</summary>
+    Kernel Compile(Nest nest)
+    {
+        var kernel = Kernel.Compile(nest, jit);
+        kernel.Threads = Threads;
+        return kernel;
+    }
+
     public Evaluated Evaluate(Nest nest)
     {
         var key = (nest.Computation.Text, nest.ScheduleKey);
         if (seen.TryGetValue(key, out var e)) return e with { Recalled = true };
-        if (store is not null && store.TryGet(nest, out var stored))
+        var run = AsRun(nest);
+        if (store is not null && store.TryGet(run, out var stored))
             return seen[key] = new Evaluated(stored.Gflops, stored.MedianSeconds, true);
-        var (m, estimated) = KernelTiming.MeasureBounded(nest, Kernel.Compile(nest, jit), options, Buffers(nest.Computation), MaxRunSeconds, jit);
-        if (!estimated) store?.Put(nest, m);
+        var (m, estimated) = KernelTiming.MeasureBounded(run, Compile(run), options, Buffers(nest.Computation), MaxRunSeconds, jit);
+        if (!estimated) store?.Put(run, m);
         return seen[key] = new Evaluated(m.Gflops, m.MedianSeconds, false, estimated);
     }
 
@@ -83,7 +102,7 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
         if (known.Any(e => e is { Estimated: true }) || 2 * round > limit)
             return known.Select((e, i) => (G: e?.Gflops ?? 0, i)).MaxBy(x => x.G).i;
         var workspace = Buffers(c);
-        var runs = candidates.Select(n => KernelTiming.Runner(Kernel.Compile(n, jit), workspace)).ToList();
+        var runs = candidates.Select(n => KernelTiming.Runner(Compile(AsRun(n)), workspace)).ToList();
         using var pin = ThreadPinning.Pin();
         var t = Timing.MeasureTogether(runs, [.. candidates.Select(_ => c.Flops)], MeasureOptions.Confirm with { MaxSeconds = Math.Max(limit - round, 1e-3) });
         int best = 0;

@@ -146,6 +146,42 @@ public static class Transforms
 
     public static bool IsLegal(Nest nest, LoopAction action) => Check(nest, action) == Rule.None;
 
+    /// <summary>
+    /// The parallel loop a tuner working at <paramref name="threads"/> threads gives a schedule (<c>Jit.RunThreads</c>), as
+    /// Ansor's sketch rules annotate an outer spatial loop parallel instead of searching for it: of the loops where
+    /// parallel is legal (<see cref="CheckParallel"/>: over an output variable, outside every unrolled or vectorized loop),
+    /// the outermost whose iterations keep the threads at least 90 % busy in static chunks (t / (ceil(t / N) * N): 2 or 9
+    /// iterations on 2 threads, not 3), else the one that keeps them busiest (outermost first), needing 2 iterations at
+    /// least. The nest itself for one thread, when it has a parallel loop already, or when no loop qualifies; the cursor
+    /// stays where it was.
+    /// <code>
+    /// before (2 threads)               after
+    /// for m in 64                      for m in 64 parallel
+    ///   for n in 16                      for n in 16
+    ///     for k in 512                     for k in 512
+    ///       for m' in 8 unroll               for m' in 8 unroll
+    ///         for n' in 32 vectorize           for n' in 32 vectorize
+    /// </code>
+    /// </summary>
+    public static Nest Parallelize(Nest nest, int threads)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        if (threads <= 1 || nest.ParallelLoop >= 0) return nest;
+        int best = -1;
+        double busiest = 0;
+        for (int i = 0; i < nest.Count; i++)
+        {
+            int t = nest[i].Iterations;
+            if (t < 2 || CheckParallel(nest.With(nest.Loops, i)) != Rule.None) continue;
+            double busy = t / (Math.Ceiling(t / (double)threads) * threads);
+            if (busy >= 0.9) return Annotate(nest, i, Annotation.Parallel);
+            if (busy > busiest) (best, busiest) = (i, busy);
+        }
+        return best < 0 ? nest : Annotate(nest, best, Annotation.Parallel);
+    }
+
+    static Nest Annotate(Nest nest, int loop, Annotation a) => nest.With(nest.Loops.SetItem(loop, nest[loop] with { Annotation = a }), nest.Cursor);
+
     /// <summary>The legal-action mask: entry i is true when <c>Actions.All[i]</c> breaks no rule.</summary>
     public static bool[] Mask(Nest nest)
     {

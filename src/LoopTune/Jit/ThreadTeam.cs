@@ -36,11 +36,11 @@ sealed unsafe class ThreadTeam
     ThreadTeam(int threads, int core)
     {
         wake = [.. Enumerable.Range(0, threads - 1).Select(_ => new SemaphoreSlim(0))];
-        var others = Affinity.ProcessCores().Where(c => c != core).ToArray();
-        spinRounds = others.Length >= threads - 1 ? SpinRounds : 0;
+        int[] cores = Affinity.TeamCores(threads, core);
+        spinRounds = cores.Distinct().Count() == threads ? SpinRounds : 0;
         for (int i = 1; i < threads; i++)
         {
-            int index = i, pin = others.Length == 0 ? core : others[(i - 1) % others.Length];
+            int index = i, pin = cores[i];
             new Thread(() => Work(index, pin)) { IsBackground = true, Name = $"looptune kernel {index}/{threads} core {pin}" }.Start();
             Interlocked.Increment(ref started);
         }

@@ -48,7 +48,7 @@ public sealed record AdaptedPolicy(string Name, string Dataset, string RunFolder
 public static class Adaptation
 {
     /// <summary>The folder of this machine's adaptation runs.</summary>
-    public static string Folder => Path.Combine(DataFolder.Root, "adapt", Machine.Slug);
+    public static string Folder => Path.Combine(DataFolder.Root, "adapt", Machine.Slug + Policy.ThreadsSuffix);
 
     const string ProgressFile = "progress.json";
 

@@ -45,7 +45,11 @@ public sealed class Policy
 
     /// <summary>Where <c>looptune adapt</c> keeps the policies it adapted to this kind of machine:
     /// <c>policies/&lt;machine&gt;/</c> in the data folder (<see cref="Measure.Machine.Slug"/>).</summary>
-    public static string AdaptedFolder => Path.Combine(DataFolder.Root, "policies", Measure.Machine.Slug);
+    public static string AdaptedFolder => Path.Combine(DataFolder.Root, "policies", Measure.Machine.Slug + ThreadsSuffix);
+
+    /// <summary>"" at one thread, "-2threads" at two (<see cref="Jit.RunThreads"/>): a policy adapted to rewards at N threads
+    /// is kept, and found, apart from one adapted at one.</summary>
+    public static string ThreadsSuffix => Jit.RunThreads.Default > 1 ? $"-{Jit.RunThreads.Default}threads" : "";
 
     /// <summary>The adapted policy called <paramref name="name"/> ("default" or "conv") of this kind of machine.</summary>
     public static string AdaptedPath(string name) => Path.Combine(AdaptedFolder, name + ".safetensors");

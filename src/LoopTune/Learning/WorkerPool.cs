@@ -50,16 +50,18 @@ public sealed class WorkerPool : IDisposable
     /// <summary>How many cores this process may run on.</summary>
     public static int AvailableCores => ThreadPinning.CurrentAffinity() is { Count: > 0 } a ? a.Count : Environment.ProcessorCount;
 
-    /// <summary>The cores a pool of <paramref name="workers"/> gets: the first cores this process may run on; a
-    /// <see cref="LoopTuneException"/> when there are fewer.</summary>
+    /// <summary>The cores a pool of <paramref name="workers"/> gets: the first cores this process may run on, or at N threads
+    /// (<see cref="Jit.RunThreads"/>) every N-th of them, the N - 1 after each for its kernels' team
+    /// (<see cref="Affinity.TeamCores"/>); a <see cref="LoopTuneException"/> when there are fewer.</summary>
     public static int[] ChooseCores(int workers)
     {
         var allowed = ThreadPinning.CurrentAffinity();
         var cores = allowed.Count > 0 ? allowed : [.. Enumerable.Range(0, Environment.ProcessorCount)];
+        int threads = Jit.RunThreads.Default;
         if (workers < 1) throw new LoopTuneException($"--workers {workers}: at least one worker is needed");
-        if (workers > cores.Count)
-            throw new LoopTuneException($"--workers {workers}: this process may run on {cores.Count} core(s) ({string.Join(", ", cores)}), and a worker never shares its core");
-        return [.. cores.Take(workers)];
+        if (workers * threads > cores.Count)
+            throw new LoopTuneException($"--workers {workers}{(threads > 1 ? $" of {threads} threads each" : "")}: this process may run on {cores.Count} core(s) ({string.Join(", ", cores)}), and a worker never shares its cores");
+        return [.. cores.Where((_, i) => i % threads == 0).Take(workers)];
     }
 
     /// <summary>Runs <paramref name="work"/>(worker index) on every worker at once and returns when all are done; the first

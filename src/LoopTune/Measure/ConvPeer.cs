@@ -18,8 +18,9 @@ public abstract class ConvPeer : NativePeer
 
     /// <summary>Prepares the convolution of <paramref name="shape"/> reading <paramref name="input"/> and
     /// <paramref name="weights"/> and writing <paramref name="output"/> (plain layouts; the buffers must outlive the
-    /// returned run). Throws <see cref="InvalidOperationException"/> when the library refuses.</summary>
-    internal abstract unsafe PeerRun Prepare(ConvShape shape, float* input, float* weights, float* output);
+    /// returned run), to run on <paramref name="threads"/> threads. Throws <see cref="InvalidOperationException"/> when the
+    /// library refuses.</summary>
+    internal abstract unsafe PeerRun Prepare(ConvShape shape, float* input, float* weights, float* output, int threads);
 }
 
 /// <summary>A peer prepared for one computation on fixed buffers: <see cref="Run"/> is timed; <see cref="Finish"/> brings
@@ -49,7 +50,8 @@ internal abstract class PeerRun : IDisposable
 
 /// <summary>im2col of the input into a [C*R*S, OH*OW] matrix, then a BLAS library's sgemm with the weights as the
 /// [F, C*R*S] left matrix, accumulating into O[F, OH*OW] (<c>O += W * col</c>, as LoopTune's kernels do). What numpy- and
-/// PyTorch-style code does without oneDNN; the im2col is inside the timed region. Its key is <c>im2col_</c> and the BLAS
+/// PyTorch-style code does without oneDNN; the im2col is inside the timed region, on the calling thread (the sgemm on as
+/// many threads as asked). Its key is <c>im2col_</c> and the BLAS
 /// peer's key (<c>im2col_openblas</c>, <c>im2col_blis</c>).</summary>
 public sealed class Im2colBlas : ConvPeer
 {
@@ -62,10 +64,10 @@ public sealed class Im2colBlas : ConvPeer
     /// <inheritdoc/>
     public override string Timed { get; }
 
-    internal override unsafe PeerRun Prepare(ConvShape shape, float* input, float* weights, float* output) =>
-        blas is null ? throw new InvalidOperationException($"peer {Key} is unavailable: {Problem}") : new Im2colRun(blas, shape, input, weights, output);
+    internal override unsafe PeerRun Prepare(ConvShape shape, float* input, float* weights, float* output, int threads) =>
+        blas is null ? throw new InvalidOperationException($"peer {Key} is unavailable: {Problem}") : new Im2colRun(blas, shape, input, weights, output, threads);
 
-    private sealed unsafe class Im2colRun(GemmPeer blas, ConvShape s, float* input, float* weights, float* output) : PeerRun
+    private sealed unsafe class Im2colRun(GemmPeer blas, ConvShape s, float* input, float* weights, float* output, int threads) : PeerRun
     {
         private readonly AlignedBuffer col = new((long)s.C * s.R * s.S * s.OH * s.OW);
 
@@ -81,7 +83,8 @@ public sealed class Im2colBlas : ConvPeer
                         for (int y = 0; y < oh; y++, dst += ow, src += w)
                             Buffer.MemoryCopy(src, dst, ow * sizeof(float), ow * sizeof(float));
                     }
-            blas.Sgemm(s.F, oh * ow, s.C * s.R * s.S, weights, col.Pointer, output);
+            int k = s.C * s.R * s.S, n = oh * ow;
+            blas.Sgemm(false, false, s.F, n, k, weights, k, col.Pointer, n, output, n, threads);
         }
 
         protected override void Free() => col.Dispose();
@@ -123,6 +126,7 @@ public sealed unsafe class OneDnnConv : ConvPeer
     internal static OneDnnConv Load(params string[] libraries)
     {
         string problem = $"library not found: {string.Join(", ", libraries)}";
+        using var widened = Affinity.Widened();
         foreach (string lib in libraries)
         {
             if (!NativeLibrary.TryLoad(lib, out nint h)) continue;
@@ -157,7 +161,7 @@ public sealed unsafe class OneDnnConv : ConvPeer
                 string threading = runtime switch
                 {
                     DnnlRuntimeSeq => "sequential build",
-                    DnnlRuntimeOmp when omp != 0 => "omp_set_num_threads(1) before creation and every call",
+                    DnnlRuntimeOmp when omp != 0 => "omp_set_num_threads(N) before creation and every call",
                     _ => $"not controlled (CPU runtime {runtime})",
                 };
                 return new OneDnnConv(lib, v3, api, version, threading, omp);
@@ -168,11 +172,11 @@ public sealed unsafe class OneDnnConv : ConvPeer
         return new OneDnnConv(string.Join(", ", libraries), problem);
     }
 
-    internal override PeerRun Prepare(ConvShape shape, float* input, float* weights, float* output)
+    internal override PeerRun Prepare(ConvShape shape, float* input, float* weights, float* output, int threads)
     {
         if (!Available) throw new InvalidOperationException($"peer {Key} is unavailable: {Problem}");
-        OneThread();
-        var run = new DnnlRun(this);
+        SetThreads(threads);
+        var run = new DnnlRun(this, threads);
         try
         {
             run.Build(shape, input, weights, output);
@@ -185,9 +189,10 @@ public sealed unsafe class OneDnnConv : ConvPeer
         }
     }
 
-    private void OneThread()
+    /// <summary>OpenMP's thread count belongs to the calling thread; oneDNN reads it when a primitive is made and run.</summary>
+    private void SetThreads(int threads)
     {
-        if (omp != 0) ((delegate* unmanaged<int, void>)omp)(1);
+        if (omp != 0) ((delegate* unmanaged<int, void>)omp)(threads);
     }
 
     private static void Check(int status, string call)
@@ -228,7 +233,7 @@ public sealed unsafe class OneDnnConv : ConvPeer
     }
 
     /// <summary>Every oneDNN object of one prepared convolution, freed in <see cref="Free"/>.</summary>
-    private sealed class DnnlRun(OneDnnConv peer) : PeerRun
+    private sealed class DnnlRun(OneDnnConv peer, int threads) : PeerRun
     {
         private static readonly nint Allocate = -1; // DNNL_MEMORY_ALLOCATE
         private readonly List<nint> memories = [], primitives = [], pds = [], v3Descs = [];
@@ -285,14 +290,14 @@ public sealed unsafe class OneDnnConv : ConvPeer
 
         public override void Run()
         {
-            peer.OneThread();
+            peer.SetThreads(threads);
             Check(((delegate* unmanaged<nint, nint, int, ExecArg*, int>)A.Execute)(conv, stream, 3, args), "dnnl_primitive_execute");
             Check(((delegate* unmanaged<nint, int>)A.StreamWait)(stream), "dnnl_stream_wait");
         }
 
         public override void Finish()
         {
-            peer.OneThread();
+            peer.SetThreads(threads);
             Check(((delegate* unmanaged<nint, nint, int, ExecArg*, int>)A.Execute)(reorderOut, stream, 2, outArgs), "dnnl_primitive_execute (reorder)");
             Check(((delegate* unmanaged<nint, int>)A.StreamWait)(stream), "dnnl_stream_wait");
         }

@@ -54,13 +54,14 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
 
     /// <summary><see cref="Run(Nest, MeasureOptions, bool, double?, KernelTiming.Workspace?)"/> next to the peers that
     /// <paramref name="preparePeers"/> gives (none when null): a report that shows one library times that one alone. The
-    /// kernel (and its slice, when it is estimated) runs on <paramref name="threads"/> threads (<see cref="Kernel.Threads"/>);
-    /// the peers run on one.</summary>
-    public static KernelReport Run(Nest nest, MeasureOptions options, Func<Computation, IReadOnlyList<PreparedPeer>>? preparePeers, double? peakGflops,
-        KernelTiming.Workspace? workspace, int threads = 1)
+    /// kernel (and its slice, when it is estimated) runs on <paramref name="threads"/> threads (<see cref="Kernel.Threads"/>;
+    /// default <see cref="RunThreads.Default"/>),
+    /// and so do the peers (<see cref="TimeSideBySide(IReadOnlyList{Kernel}, PeerPreparation, MeasureOptions)"/>).</summary>
+    public static KernelReport Run(Nest nest, MeasureOptions options, PeerPreparation? preparePeers, double? peakGflops,
+        KernelTiming.Workspace? workspace, int? threads = null)
     {
         var kernel = Kernel.Compile(nest);
-        kernel.Threads = threads;
+        kernel.Threads = threads ?? RunThreads.Default;
         double peak = peakGflops ?? PeakCache.GetOrMeasure();
         using var owned = workspace?.Computation.Equals(nest.Computation) == true ? null : new KernelTiming.Workspace(nest.Computation);
         var buffers = owned ?? workspace!;
@@ -69,7 +70,7 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
         var (predicted, sliced) = KernelTiming.Plan(nest, buffers, MaxRunSeconds / 4);
         if (sliced is { } slice)
         {
-            slice.Threads = threads;
+            slice.Threads = kernel.Threads;
             var check = Verifier.VerifyWithin(nest, kernel, predicted, MaxCheckSeconds);
             var bounded = options with { MaxSeconds = Math.Min(options.MaxSeconds, MaxRunSeconds) };
             var (timed, others) = preparePeers is not null ? TimeSideBySide([slice], preparePeers, bounded, buffers)
@@ -98,32 +99,50 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
 
     /// <summary>Times <paramref name="kernels"/> (schedules of one computation) and the peers that
     /// <paramref name="preparePeers"/> gives for it side by side on a pinned thread, one sample of each per round
-    /// (<see cref="Timing.MeasureTogether"/>), so that a machine whose speed changes over time slows them alike. The peers
-    /// are prepared under the pin and disposed at the end; one that is missing, has no call, fails or is wrong keeps its
-    /// result and is never timed. With a lone kernel, each measured peer carries the side-by-side ratio
-    /// (<see cref="PeerResult.KernelOverPeer"/>).</summary>
+    /// (<see cref="Timing.MeasureTogether(IReadOnlyList{Action}, IReadOnlyList{double}, MeasureOptions)"/>), so that a machine
+    /// whose speed changes over time slows them alike. The peers are prepared under the pin and disposed at the end; one that
+    /// is missing, has no call, fails or is wrong keeps its result and is never timed. With a lone kernel, each measured peer
+    /// carries the side-by-side ratio (<see cref="PeerResult.KernelOverPeer"/>).
+    /// <para>At N threads (the kernels' most <see cref="Kernel.Threads"/>) the peers are asked for N threads too, and the
+    /// pieces take turns (<see cref="Timing.MeasureTogether(IReadOnlyList{Action}, IReadOnlyList{double}, MeasureOptions, Action{int}?)"/>):
+    /// before each sample the process is let go quiet (<see cref="Quiet.Settle"/>: the previous runtime's threads stop
+    /// spinning), the caller is placed (on its core for our kernels, whose team pins the others; on the team's N cores
+    /// (<see cref="Affinity.TeamCores"/>) for a library, whose threads the OS places) and one untimed run wakes the
+    /// runtime's threads. Interleaved without turns, the runtimes' waiting threads took the cores from each other: ours
+    /// 72.5 GFLOPS, oneDNN 30.8, OpenBLAS 35.2 at two threads on mm 512 against 137 / 162 / 91 at one.</para></summary>
     public static (IReadOnlyList<Measurement> Kernels, IReadOnlyList<PeerResult> Peers) TimeSideBySide(IReadOnlyList<Kernel> kernels,
-        Func<Computation, IReadOnlyList<PreparedPeer>> preparePeers, MeasureOptions options) => TimeSideBySide(kernels, preparePeers, options, null);
+        PeerPreparation preparePeers, MeasureOptions options) => TimeSideBySide(kernels, preparePeers, options, null);
 
     /// <summary><see cref="TimeSideBySide(IReadOnlyList{Kernel}, Func{Computation, IReadOnlyList{PreparedPeer}}, MeasureOptions)"/>
     /// on <paramref name="workspace"/> when given (else on new buffers); the kernels may be slices, measured over their own
     /// flops.</summary>
     static (IReadOnlyList<Measurement> Kernels, IReadOnlyList<PeerResult> Peers) TimeSideBySide(IReadOnlyList<Kernel> kernels,
-        Func<Computation, IReadOnlyList<PreparedPeer>> preparePeers, MeasureOptions options, KernelTiming.Workspace? workspace)
+        PeerPreparation preparePeers, MeasureOptions options, KernelTiming.Workspace? workspace)
     {
         ArgumentNullException.ThrowIfNull(kernels);
         ArgumentNullException.ThrowIfNull(preparePeers);
         ArgumentOutOfRangeException.ThrowIfZero(kernels.Count);
         var c = kernels[0].Computation;
+        int threads = kernels.Max(k => k.Threads);
         using var pin = ThreadPinning.Pin();
-        var prepared = preparePeers(c);
+        int[] team = Affinity.TeamCores(threads, pin.Core);
+        var prepared = preparePeers(c, threads);
         try
         {
             using var owned = workspace is null ? new KernelTiming.Workspace(c) : null;
             var buffers = workspace ?? owned!;
             var ready = prepared.Where(p => p.Result is null).ToList();
-            var t = Timing.MeasureTogether([.. kernels.Select(k => KernelTiming.Runner(k, buffers)), .. ready.Select(p => p.Run!)],
-                [.. kernels.Select(k => k.Flops), .. ready.Select(p => p.Flops)], options);
+            Action[] runs = [.. kernels.Select(k => KernelTiming.Runner(k, buffers)), .. ready.Select(p => p.Run!)];
+            void Turn(int i)
+            {
+                Quiet.Settle(TurnSettleSeconds);
+                if (i < kernels.Count) Affinity.PinCurrentThread(pin.Core);
+                else Affinity.SetCurrentThread(team);
+                runs[i]();
+            }
+            var t = Timing.MeasureTogether(runs, [.. kernels.Select(k => k.Flops), .. ready.Select(p => p.Flops)], options,
+                threads > 1 && pin.Pinned ? Turn : null);
+            if (threads > 1 && pin.Pinned) Affinity.PinCurrentThread(pin.Core);
             PeerResult Timed(PreparedPeer p)
             {
                 int i = kernels.Count + ready.IndexOf(p);
@@ -137,6 +156,10 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
         }
     }
 
+    /// <summary>The longest a turn waits for the process to go quiet (<see cref="Quiet.Settle"/>): longer than OpenBLAS's
+    /// threads spin (2^28 cycles, about 0.13 s here).</summary>
+    public const double TurnSettleSeconds = 0.5;
+
     /// <summary>The peers that apply to <paramref name="c"/>, each "not measured".</summary>
     public static IReadOnlyList<PeerResult> NotMeasured(Computation c) =>
         [.. Measure.Peers.KeysFor(c).Select(k => new PeerResult(k, null, "not measured", PeerStatus.NotMeasured))];
@@ -147,9 +170,19 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
     /// or its result is wrong.</summary>
     public static IReadOnlyList<PeerResult> MeasurePeers(Computation c, MeasureOptions options)
     {
+        int threads = RunThreads.Default;
         using var pin = ThreadPinning.Pin();
-        var prepared = PreparePeers(c);
-        try { return [.. prepared.Select(p => p.Time(options))]; }
+        // at N threads, each library after the last one's threads went quiet, on the cores a team of N would use
+        if (threads > 1 && pin.Pinned) Affinity.SetCurrentThread(Affinity.TeamCores(threads, pin.Core));
+        var prepared = PreparePeers(c, threads);
+        try
+        {
+            return [.. prepared.Select(p =>
+            {
+                if (threads > 1) Quiet.Settle(TurnSettleSeconds);
+                return p.Time(options);
+            })];
+        }
         finally
         {
             foreach (var p in prepared) p.Dispose();
@@ -158,18 +191,21 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
 
     /// <summary>The peers of <paramref name="c"/>, each checked and ready to be timed or with the reason it will not be: the
     /// convolution peers for a convolution, the GEMM peers otherwise, then ONNX Runtime (<see cref="OnnxRuntimePeer"/>).</summary>
-    public static IReadOnlyList<PreparedPeer> PreparePeers(Computation c) => PreparePeers(c, _ => true);
+    public static IReadOnlyList<PreparedPeer> PreparePeers(Computation c) => PreparePeers(c, 1);
+
+    /// <summary><see cref="PreparePeers(Computation)"/>, each library asked for <paramref name="threads"/> threads.</summary>
+    public static IReadOnlyList<PreparedPeer> PreparePeers(Computation c, int threads) => PreparePeers(c, _ => true, threads);
 
     /// <summary>The peers of <paramref name="c"/> (<see cref="PreparePeers(Computation)"/>) whose key
-    /// <paramref name="keep"/> accepts; the others are never loaded, checked or timed.</summary>
-    public static IReadOnlyList<PreparedPeer> PreparePeers(Computation c, Func<string, bool> keep)
+    /// <paramref name="keep"/> accepts, on <paramref name="threads"/> threads; the others are never loaded, checked or timed.</summary>
+    public static IReadOnlyList<PreparedPeer> PreparePeers(Computation c, Func<string, bool> keep, int threads = 1)
     {
         ArgumentNullException.ThrowIfNull(c);
         ArgumentNullException.ThrowIfNull(keep);
         IEnumerable<PreparedPeer> native = c.AsConv() is { } conv
-            ? Measure.Peers.Convolution.Where(p => keep(p.Key)).Select(p => Measure.Peers.PrepareConv(p, conv))
-            : Measure.Peers.All.Where(p => keep(p.Key)).Select(p => Measure.Peers.PrepareGemm(p, c));
-        return [.. native, .. keep(OnnxRuntimePeer.KeyName) ? [Measure.Peers.PrepareOnnxRuntime(OnnxRuntimePeer.Instance, c)] : Array.Empty<PreparedPeer>()];
+            ? Measure.Peers.Convolution.Where(p => keep(p.Key)).Select(p => Measure.Peers.PrepareConv(p, conv, threads))
+            : Measure.Peers.All.Where(p => keep(p.Key)).Select(p => Measure.Peers.PrepareGemm(p, c, threads));
+        return [.. native, .. keep(OnnxRuntimePeer.KeyName) ? [Measure.Peers.PrepareOnnxRuntime(OnnxRuntimePeer.Instance, c, threads)] : Array.Empty<PreparedPeer>()];
     }
 
     /// <summary>One GEMM peer's call for <paramref name="c"/>, checked and ready to be timed next to others, or why there is

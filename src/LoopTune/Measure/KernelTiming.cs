@@ -42,13 +42,14 @@ public static class KernelTiming
         return Plan(nest, buffers, maxRunSeconds, jit).Slice is { } slice ? (MeasureSlice(slice, kernel, options, buffers), true) : (Measure(kernel, options, buffers), false);
     }
 
-    /// <summary>Times <paramref name="slice"/> of <paramref name="kernel"/> (<see cref="Plan"/>'s) and scales the result to the
+    /// <summary>Times <paramref name="slice"/> of <paramref name="kernel"/> (<see cref="Plan"/>'s), on the kernel's threads, and scales the result to the
     /// whole (<see cref="Scaled"/>).</summary>
     public static Measurement MeasureSlice(Kernel slice, Kernel kernel, MeasureOptions options, Workspace buffers)
     {
         // one run first, untimed: a slice's data is a fraction of the whole's, and a cold first run of it (as the
         // environment's one-run timing would take) reads it from memory where the whole kernel's repeated runs find it
         // cached; estimates came out half the whole's speed
+        if (slice.Threads != kernel.Threads) slice.Threads = kernel.Threads;
         Runner(slice, buffers)();
         return Scaled(Measure(slice, options, buffers), slice, kernel);
     }

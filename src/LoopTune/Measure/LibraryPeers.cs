@@ -9,24 +9,24 @@ namespace LoopTune.Measure;
 /// it is a library users have, and the yardstick is the fastest one timed side by side.</summary>
 public sealed class LibraryPeers
 {
-    readonly Func<Computation, PreparedPeer> prepare;
+    readonly Func<Computation, int, PreparedPeer> prepare;
     readonly Func<string> describe;
 
     /// <summary>A native library: <paramref name="gemm"/> for matrix products, <paramref name="conv"/> for convolutions.</summary>
     public LibraryPeers(string key, GemmPeer gemm, ConvPeer conv)
-        : this(key, gemm, c => c.AsConv() is { } shape ? Peers.PrepareConv(conv, shape) : Peers.PrepareGemm(gemm, c), () => Describe(key, gemm, conv))
+        : this(key, gemm, (c, n) => c.AsConv() is { } shape ? Peers.PrepareConv(conv, shape, n) : Peers.PrepareGemm(gemm, c, n), () => Describe(key, gemm, conv))
     {
         (Gemm, Conv) = (gemm, conv);
     }
 
-    LibraryPeers(string key, NativePeer peer, Func<Computation, PreparedPeer> prepare, Func<string> describe) =>
+    LibraryPeers(string key, NativePeer peer, Func<Computation, int, PreparedPeer> prepare, Func<string> describe) =>
         (Key, Peer, this.prepare, this.describe) = (key, peer, prepare, describe);
 
     /// <summary>ONNX Runtime's one-node models (<see cref="Peers.PrepareOnnxRuntime"/>), under its key.</summary>
     public static LibraryPeers OnnxRuntime(OnnxRuntimePeer peer)
     {
         ArgumentNullException.ThrowIfNull(peer);
-        return new(peer.Key, peer, c => Peers.PrepareOnnxRuntime(peer, c), peer.Describe);
+        return new(peer.Key, peer, (c, n) => Peers.PrepareOnnxRuntime(peer, c, n), peer.Describe);
     }
 
     private static readonly Lazy<IReadOnlyList<LibraryPeers>> all = new(() =>
@@ -69,15 +69,15 @@ public sealed class LibraryPeers
     /// others: its convolution for a convolution, else its GEMM when <paramref name="c"/> has a BLAS form (ONNX Runtime:
     /// its one-node model). Otherwise why not: "missing" when the library is not installed, a wrong result (never timed),
     /// a one-line reason when it has no call for <paramref name="c"/>. The key is <see cref="Key"/>;
-    /// <see cref="PeerResult.Via"/> names the call.</summary>
-    public PreparedPeer Prepare(Computation c)
+    /// <see cref="PeerResult.Via"/> names the call. The library runs on <paramref name="threads"/> threads.</summary>
+    public PreparedPeer Prepare(Computation c, int threads = 1)
     {
         ArgumentNullException.ThrowIfNull(c);
-        using var prepared = prepare(c);
+        using var prepared = prepare(c, threads);
         return prepared.Renamed(Key);
     }
 
-    /// <summary>One line on what is called and how it is kept to one thread, or why it is missing.</summary>
+    /// <summary>One line on what is called and how its threads are set, or why it is missing.</summary>
     public string Describe() => describe();
 
     static string Describe(string key, GemmPeer gemm, ConvPeer conv) =>

@@ -4,7 +4,9 @@ namespace LoopTune.Measure;
 
 /// <summary>Another library's single-precision GEMM, loaded at run time with
 /// <see cref="NativeLibrary.TryLoad(string, out IntPtr)"/> and called through a function pointer on the
-/// calling thread only: OpenBLAS, BLIS or oneDNN. A missing library or symbol makes the peer
+/// calling thread alone, or on the library's own threads when more are asked for: OpenBLAS, BLIS or oneDNN. The library is
+/// loaded on every core the process may use (<see cref="Affinity.Widened"/>), so that a thread pool it starts when loaded
+/// does not inherit one measuring core. A missing library or symbol makes the peer
 /// unavailable (<see cref="NativePeer.Problem"/> says why), never an exception at load time.</summary>
 public sealed unsafe class NativeGemm : GemmPeer
 {
@@ -12,17 +14,17 @@ public sealed unsafe class NativeGemm : GemmPeer
     private const uint DnnlRuntimeSeq = 1, DnnlRuntimeOmp = 2;
     private readonly Abi abi;
     private readonly nint gemm;
-    private readonly nint oneThreadInt;
-    private readonly nint oneThreadLong;
+    private readonly nint setThreadsInt;
+    private readonly nint setThreadsLong;
 
     private NativeGemm(string key, string library, string problem) : base(key, library, problem, null, "") =>
         Kernels = new LibraryKernels(key, false, null, null, null, null);
 
     private NativeGemm(string key, string library, Abi abi, nint gemm, string? version, string threading, LibraryKernels kernels,
-                 nint oneThreadInt = 0, nint oneThreadLong = 0) : base(key, library, null, version, threading)
+                 nint setThreadsInt = 0, nint setThreadsLong = 0) : base(key, library, null, version, threading)
     {
         (this.abi, this.gemm, Kernels) = (abi, gemm, kernels);
-        (this.oneThreadInt, this.oneThreadLong) = (oneThreadInt, oneThreadLong);
+        (this.setThreadsInt, this.setThreadsLong) = (setThreadsInt, setThreadsLong);
     }
 
     /// <summary>Which kernels the library runs on this machine (its core, architecture or instruction set).</summary>
@@ -31,9 +33,9 @@ public sealed unsafe class NativeGemm : GemmPeer
     private enum Abi { Cblas, Blis, Dnnl }
 
     /// <inheritdoc/>
-    protected override void Call(bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc)
+    protected override void Call(bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc, int threads)
     {
-        OneThread();
+        SetThreads(threads);
         switch (abi)
         {
             case Abi.Cblas: CallCblas(transA, transB, m, n, k, a, lda, b, ldb, c, ldc); break;
@@ -65,16 +67,16 @@ public sealed unsafe class NativeGemm : GemmPeer
         if (status != 0) throw new InvalidOperationException($"dnnl_sgemm({m}, {n}, {k}) returned status {status}");
     }
 
-    /// <summary>Thread-count settings that belong to the calling thread (OpenMP's nthreads ICV, BLIS's
-    /// runtime in versions where it is thread-local) are made before every call: it costs nanoseconds.</summary>
-    private void OneThread()
+    /// <summary>The thread count is set before every call, whether the setting is global (OpenBLAS's pthreads, BLIS 0.9)
+    /// or belongs to the calling thread (OpenMP's nthreads ICV, BLIS 1.0): it costs nanoseconds.</summary>
+    private void SetThreads(int threads)
     {
-        if (oneThreadInt != 0) ((delegate* unmanaged<int, void>)oneThreadInt)(1);
-        if (oneThreadLong != 0) ((delegate* unmanaged<long, void>)oneThreadLong)(1);
+        if (setThreadsInt != 0) ((delegate* unmanaged<int, void>)setThreadsInt)(threads);
+        if (setThreadsLong != 0) ((delegate* unmanaged<long, void>)setThreadsLong)(threads);
     }
 
-    /// <summary>OpenBLAS: cblas_sgemm; openblas_set_num_threads(1) once for a pthread build (the
-    /// setting is global), before every call for an OpenMP build (where it follows the calling thread).</summary>
+    /// <summary>OpenBLAS: cblas_sgemm; openblas_set_num_threads(N) before every call (global for a pthread build, the
+    /// calling thread's for an OpenMP build).</summary>
     internal static NativeGemm OpenBlas(string library = "libopenblas.so.0") => Probe("openblas", [library], (h, lib) =>
     {
         nint gemm = Export(h, "cblas_sgemm"), set = Export(h, "openblas_set_num_threads"), parallel = Export(h, "openblas_get_parallel");
@@ -82,32 +84,32 @@ public sealed unsafe class NativeGemm : GemmPeer
         bool openmp = parallel != 0 && ((delegate* unmanaged<int>)parallel)() == OpenBlasOpenMp;
         if (set != 0) ((delegate* unmanaged<int, void>)set)(1);
         string threading = set == 0 ? "not controlled (openblas_set_num_threads not exported)"
-            : openmp ? "openblas_set_num_threads(1) per call" : "openblas_set_num_threads(1)";
+            : $"openblas_set_num_threads(N) per call ({(openmp ? "OpenMP" : "pthreads")} build)";
         string? core = CString(h, "openblas_get_corename"), config = CString(h, "openblas_get_config");
         string? forced = Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { Length: > 0 } ct ? $"OPENBLAS_CORETYPE={ct}" : null;
         var kernels = new LibraryKernels("openblas", true, core, LibraryKernels.BitsOf("openblas", core), config, forced);
-        return new NativeGemm("openblas", lib, Abi.Cblas, gemm, config, threading, kernels, oneThreadInt: openmp ? set : 0);
+        return new NativeGemm("openblas", lib, Abi.Cblas, gemm, config, threading, kernels, setThreadsInt: set);
     });
 
     /// <summary>BLIS: its cblas_sgemm if exported (and <paramref name="preferCblas"/>), else bli_sgemm;
-    /// bli_thread_set_num_threads(1) before every call (global in BLIS 0.9, per thread in 1.0).</summary>
+    /// bli_thread_set_num_threads(N) before every call (global in BLIS 0.9, per thread in 1.0).</summary>
     internal static NativeGemm Blis(string library = "libblis.so.4", bool preferCblas = true) => Probe("blis", [library], (h, lib) =>
     {
         nint cblas = preferCblas ? Export(h, "cblas_sgemm") : 0, typed = Export(h, "bli_sgemm"), set = Export(h, "bli_thread_set_num_threads");
         if (cblas == 0 && typed == 0) return Missing("blis", lib, "cblas_sgemm and bli_sgemm");
-        string threading = set != 0 ? "bli_thread_set_num_threads(1) per call" : "not controlled (bli_thread_set_num_threads not exported)";
+        string threading = set != 0 ? "bli_thread_set_num_threads(N) per call" : "not controlled (bli_thread_set_num_threads not exported)";
         string? version = CString(h, "bli_info_get_version_str") is { } v ? $"BLIS {v}" : null;
         string? arch = Export(h, "bli_arch_query_id") is not 0 and var q && Export(h, "bli_arch_string") is not 0 and var name
             ? Marshal.PtrToStringUTF8((nint)((delegate* unmanaged<int, byte*>)name)(((delegate* unmanaged<int>)q)())) : null;
         string? forced = Environment.GetEnvironmentVariable("BLIS_ARCH_TYPE") is { Length: > 0 } at ? $"BLIS_ARCH_TYPE={at}" : null;
         var kernels = new LibraryKernels("blis", true, arch, LibraryKernels.BitsOf("blis", arch), version, forced);
         return cblas != 0
-            ? new NativeGemm("blis", lib, Abi.Cblas, cblas, version, threading, kernels, oneThreadLong: set)
-            : new NativeGemm("blis", lib, Abi.Blis, typed, version, threading, kernels, oneThreadLong: set);
+            ? new NativeGemm("blis", lib, Abi.Cblas, cblas, version, threading, kernels, setThreadsLong: set)
+            : new NativeGemm("blis", lib, Abi.Blis, typed, version, threading, kernels, setThreadsLong: set);
     });
 
     /// <summary>oneDNN: dnnl_sgemm. Its CPU runtime comes from dnnl_version(); with OpenMP,
-    /// omp_set_num_threads(1) (from the OpenMP library it loaded) before every call, as that setting
+    /// omp_set_num_threads(N) (from the OpenMP library it loaded) before every call, as that setting
     /// belongs to the calling thread.</summary>
     internal static NativeGemm OneDnn(params string[] libraries) => Probe("onednn", libraries, (h, lib) =>
     {
@@ -119,13 +121,13 @@ public sealed unsafe class NativeGemm : GemmPeer
         string threading = runtime switch
         {
             DnnlRuntimeSeq => "sequential build",
-            DnnlRuntimeOmp when omp != 0 => "omp_set_num_threads(1) per call",
+            DnnlRuntimeOmp when omp != 0 => "omp_set_num_threads(N) per call",
             _ => $"not controlled (CPU runtime {runtime})",
         };
         string? isa = Export(h, "dnnl_get_effective_cpu_isa") is not 0 and var eff && Export(h, "dnnl_cpu_isa2str") is not 0 and var str
             ? Marshal.PtrToStringUTF8((nint)((delegate* unmanaged<int, byte*>)str)(((delegate* unmanaged<int>)eff)()))?.Replace("cpu_isa_", "", StringComparison.Ordinal) : null;
         var kernels = new LibraryKernels("onednn", true, isa, LibraryKernels.BitsOf("onednn", isa), version, limited);
-        return new NativeGemm("onednn", lib, Abi.Dnnl, gemm, version, threading, kernels, oneThreadInt: omp);
+        return new NativeGemm("onednn", lib, Abi.Dnnl, gemm, version, threading, kernels, setThreadsInt: omp);
     });
 
     static readonly Lock isaGate = new();
@@ -155,6 +157,7 @@ public sealed unsafe class NativeGemm : GemmPeer
     /// whose problem names what was missing.</summary>
     private static NativeGemm Probe(string key, string[] libraries, Func<nint, string, NativeGemm> bind)
     {
+        using var widened = Affinity.Widened();
         string problem = $"library not found: {string.Join(", ", libraries)}";
         foreach (string lib in libraries)
         {

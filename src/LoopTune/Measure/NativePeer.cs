@@ -1,7 +1,7 @@
 namespace LoopTune.Measure;
 
 /// <summary>What every peer library reports about itself: its key, the file loaded, whether it can be used (and why
-/// not), its version and how it is kept to one thread.</summary>
+/// not), its version and how its thread count is set.</summary>
 public abstract class NativePeer
 {
     protected internal NativePeer(string key, string library, string? problem, string? version, string threading) =>
@@ -22,7 +22,8 @@ public abstract class NativePeer
     /// <summary>The library's own description of its version or build, when it exports one.</summary>
     public string? Version { get; }
 
-    /// <summary>How the peer is kept to one thread.</summary>
+    /// <summary>How the peer's thread count is set (one thread unless a measurement asks for more): N in the text stands for
+    /// the count.</summary>
     public string Threading { get; }
 
     /// <inheritdoc/>

@@ -4,8 +4,9 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace LoopTune.Measure;
 
-/// <summary>ONNX Runtime running one node alone (<see cref="SingleNodeModel"/>), or a whole model: one thread (<c>intra_op_num_threads</c> and
-/// <c>inter_op_num_threads</c> 1, sequential), every graph optimization on; its inputs and its output are bound to memory
+/// <summary>ONNX Runtime running one node alone (<see cref="SingleNodeModel"/>), or a whole model: one thread unless asked
+/// for more (<c>intra_op_num_threads</c> N, <c>inter_op_num_threads</c> 1, sequential; the session, and so its pool, made
+/// on every core the process may use so that its threads do not inherit one measuring core), every graph optimization on; its inputs and its output are bound to memory
 /// given once (arrays, or a peer's buffers), so <see cref="Run"/> allocates nothing and times the operator alone.</summary>
 public sealed class OnnxRuntimeNode : IDisposable
 {
@@ -31,20 +32,21 @@ public sealed class OnnxRuntimeNode : IDisposable
     /// <summary>A session of <paramref name="model"/> reading its inputs (in <see cref="SingleNodeModel.Inputs"/>' order)
     /// from <paramref name="inputs"/> and writing its output to <paramref name="output"/>: native float32 buffers of the
     /// shapes' lengths that must outlive the session.</summary>
-    internal unsafe OnnxRuntimeNode(SingleNodeModel model, IReadOnlyList<nint> inputs, float* output)
+    internal unsafe OnnxRuntimeNode(SingleNodeModel model, IReadOnlyList<nint> inputs, float* output, int threads = 1)
         : this(model.Bytes, [.. model.Inputs.Select(i => i.Name)], model.Output, [.. model.Inputs.Select((i, k) => Native(inputs[k], i.Shape))],
-            Native((nint)output, model.OutputShape), [])
+            Native((nint)output, model.OutputShape), [], threads)
     { }
 
     OnnxRuntimeNode(byte[] model, string[] inputNames, string outputName, OrtValue[] inputs, float[] output, long[] outputShape)
-        : this(model, inputNames, outputName, inputs, OrtValue.CreateTensorValueFromMemory(output, outputShape), output) { }
+        : this(model, inputNames, outputName, inputs, OrtValue.CreateTensorValueFromMemory(output, outputShape), output, 1) { }
 
-    OnnxRuntimeNode(byte[] model, string[] inputNames, string outputName, OrtValue[] inputs, OrtValue output, float[] array)
+    OnnxRuntimeNode(byte[] model, string[] inputNames, string outputName, OrtValue[] inputs, OrtValue output, float[] array, int threads)
     {
         (this.inputs, outputs, this.inputNames, outputNames, Output) = (inputs, [output], inputNames, [outputName], array);
         try
         {
-            using var so = OneThread();
+            using var so = Options(threads);
+            using var widened = threads > 1 ? Affinity.Widened() : default;
             session = new InferenceSession(model, so);
         }
         catch
@@ -55,10 +57,11 @@ public sealed class OnnxRuntimeNode : IDisposable
         }
     }
 
-    /// <summary>One thread, sequential, every graph optimization.</summary>
-    static SessionOptions OneThread() => new()
+    /// <summary><paramref name="threads"/> intra-op threads (ONNX Runtime's defaults otherwise: its pool spins while it
+    /// waits), sequential, every graph optimization.</summary>
+    static SessionOptions Options(int threads) => new()
     {
-        IntraOpNumThreads = 1, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+        IntraOpNumThreads = threads, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
         GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
     };
 

@@ -6,7 +6,7 @@ namespace LoopTune.Measure;
 
 /// <summary>
 /// ONNX Runtime as a peer library (key <c>onnxruntime</c>): the contraction as a one-node model
-/// (<see cref="SingleNodeModel.Make"/>) run by <see cref="OnnxRuntimeNode"/> (one thread, sequential, every graph
+/// (<see cref="SingleNodeModel.Make"/>) run by <see cref="OnnxRuntimeNode"/> (one thread or N, sequential, every graph
 /// optimization), its inputs and output bound to the peer's buffers. A convolution (<see cref="Computation.AsConv"/>) is a
 /// <c>Conv</c> node on X [1,C,H,W] with its weights [F,C,R,S] an initializer (constant, as in a model: ONNX Runtime may
 /// reorder them once, outside the timing, as oneDNN's weights reorder is), valid padding, stride 1, as oneDNN's
@@ -18,7 +18,7 @@ namespace LoopTune.Measure;
 public sealed class OnnxRuntimePeer : NativePeer
 {
     OnnxRuntimePeer(string? problem, string? version)
-        : base(KeyName, "libonnxruntime (Microsoft.ML.OnnxRuntime 1.32.0)", problem, version, "intra_op_num_threads = inter_op_num_threads = 1, sequential execution") { }
+        : base(KeyName, "libonnxruntime (Microsoft.ML.OnnxRuntime 1.32.0)", problem, version, "intra_op_num_threads = N, inter_op_num_threads = 1, sequential execution") { }
 
     /// <summary>The peer's key and column: <c>onnxruntime</c>.</summary>
     public const string KeyName = "onnxruntime";
@@ -37,7 +37,7 @@ public sealed class OnnxRuntimePeer : NativePeer
         }
     }
 
-    /// <summary>One line on what is called and how it is kept to one thread, or why it is missing.</summary>
+    /// <summary>One line on what is called and how its threads are set, or why it is missing.</summary>
     public string Describe() =>
         !Available ? $"{Key}: missing ({Problem})"
         : $"{Key}: ONNX Runtime {Version}, {Threading}, every graph optimization; a one-node Conv (weights an initializer), MatMul or Gemm";
@@ -56,14 +56,15 @@ public sealed class OnnxRuntimePeer : NativePeer
 
     /// <summary>Prepares <paramref name="form"/> on the peer's buffers: a session reading <paramref name="left"/> and
     /// <paramref name="right"/> (a convolution's weights copied from <paramref name="right"/> into the model, as a constant)
-    /// and writing <paramref name="output"/>. ONNX Runtime's errors are <see cref="InvalidOperationException"/>s.</summary>
-    internal unsafe PeerRun Prepare(OnnxNodeForm form, float* output, float* left, float* right)
+    /// and writing <paramref name="output"/>, on <paramref name="threads"/> intra-op threads. ONNX Runtime's errors are
+    /// <see cref="InvalidOperationException"/>s.</summary>
+    internal unsafe PeerRun Prepare(OnnxNodeForm form, float* output, float* left, float* right, int threads = 1)
     {
         if (!Available) throw new InvalidOperationException($"peer {Key} is unavailable: {Problem}");
         try
         {
             var (model, fed) = form.Model(left, right);
-            return new NodeRun(new OnnxRuntimeNode(model, fed, output));
+            return new NodeRun(new OnnxRuntimeNode(model, fed, output, threads));
         }
         catch (OnnxRuntimeException e) { throw new InvalidOperationException($"ONNX Runtime: {e.Message}", e); }
     }

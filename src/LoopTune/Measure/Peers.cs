@@ -48,7 +48,7 @@ public static class Peers
     /// within <see cref="Reference.Tolerance"/> (the verifier's rule).</summary>
     public static Verification VerifyConv(ConvPeer peer, ConvShape shape, int seed = 1)
     {
-        using var live = Check(shape.ToComputation(), Conv(peer, shape), null, seed);
+        using var live = Check(shape.ToComputation(), Conv(peer, shape, 1), null, seed);
         return live.Verification;
     }
 
@@ -67,14 +67,14 @@ public static class Peers
 
     /// <summary>The convolution peer on <paramref name="shape"/>, checked against the reference and ready to be timed
     /// (with others: <see cref="Timing.MeasureTogether"/>), or why not.</summary>
-    public static PreparedPeer PrepareConv(ConvPeer peer, ConvShape shape) => PrepareConv(peer, shape, null);
+    public static PreparedPeer PrepareConv(ConvPeer peer, ConvShape shape, int threads = 1) => PrepareConv(peer, shape, null, threads);
 
-    internal static PreparedPeer PrepareConv(ConvPeer peer, ConvShape shape, Action<Span<float>>? corrupt)
+    internal static PreparedPeer PrepareConv(ConvPeer peer, ConvShape shape, Action<Span<float>>? corrupt, int threads = 1)
     {
         ArgumentNullException.ThrowIfNull(peer);
-        var (c, slice) = Slice(shape.ToComputation());
+        var (c, slice) = Slice(shape.ToComputation(), threads);
         if (!peer.Available) return PreparedPeer.Final(PeerResult.Missing(peer), c.Flops);
-        return Checked(peer.Key, peer.Timed + slice, c, Conv(peer, c.AsConv()!.Value), corrupt, slice is not null);
+        return Checked(peer.Key, peer.Timed + slice, c, Conv(peer, c.AsConv()!.Value, threads), corrupt, slice is not null, threads);
     }
 
     /// <summary>The share of the machine's peak below which no peer is expected to run (BLIS's generic kernels run at
@@ -91,11 +91,15 @@ public static class Peers
     /// GFLOPS are reported as <see cref="PeerResult.Estimated"/>. Computations under a GFLOP are never sliced (and never
     /// need the peak).
     /// </summary>
-    public static (Computation Slice, string? Note) Slice(Computation c)
+    public static (Computation Slice, string? Note) Slice(Computation c) => Slice(c, 1);
+
+    /// <summary><see cref="Slice(Computation)"/> for a peer on <paramref name="threads"/> threads: its slice may do that
+    /// many times the work.</summary>
+    public static (Computation Slice, string? Note) Slice(Computation c, int threads)
     {
         ArgumentNullException.ThrowIfNull(c);
         if (c.Flops <= 1e9) return (c, null);
-        double limit = KernelReport.MaxRunSeconds / 4 * SlowestPeerShare * PeakCache.GetOrMeasure() * 1e9;
+        double limit = KernelReport.MaxRunSeconds / 4 * SlowestPeerShare * PeakCache.GetOrMeasure() * 1e9 * threads;
         int v = c.Output.Index[0][0].Var, size = c.Sizes[v];
         int rows = Math.Max(64, (int)(size * limit / c.Flops / 64) * 64);
         if (c.Flops <= limit || rows >= size) return (c, null);
@@ -110,7 +114,7 @@ public static class Peers
         ArgumentNullException.ThrowIfNull(peer);
         var (form, reason) = GemmForm.Classify(c);
         if (form is null) throw new ArgumentException($"{c} has no BLAS form: {reason}", nameof(c));
-        using var live = Check(c, Gemm(peer, form), null, seed);
+        using var live = Check(c, Gemm(peer, form, 1), null, seed);
         return live.Verification;
     }
 
@@ -130,26 +134,26 @@ public static class Peers
 
     /// <summary>The GEMM peer's call for <paramref name="c"/>, checked against the reference and ready to be timed, or why
     /// not (as <see cref="MeasureGemm(GemmPeer, Computation, MeasureOptions)"/> reports it).</summary>
-    public static PreparedPeer PrepareGemm(GemmPeer peer, Computation c) => PrepareGemm(peer, c, null);
+    public static PreparedPeer PrepareGemm(GemmPeer peer, Computation c, int threads = 1) => PrepareGemm(peer, c, null, threads);
 
-    internal static PreparedPeer PrepareGemm(GemmPeer peer, Computation c, Action<Span<float>>? corrupt)
+    internal static PreparedPeer PrepareGemm(GemmPeer peer, Computation c, Action<Span<float>>? corrupt, int threads = 1)
     {
         ArgumentNullException.ThrowIfNull(peer);
         ArgumentNullException.ThrowIfNull(c);
         if (!peer.Available) return PreparedPeer.Final(PeerResult.Missing(peer), c.Flops);
         var (form, reason) = GemmForm.Classify(c);
         if (form is null) return PreparedPeer.Final(PeerResult.None(peer.Key, reason!), c.Flops);
-        var (slice, note) = Slice(c);
+        var (slice, note) = Slice(c, threads);
         var sliced = note is null ? form : GemmForm.Classify(slice).Form!;
-        return Checked(peer.Key, form.Describe() + note, slice, Gemm(peer, sliced), corrupt, note is not null);
+        return Checked(peer.Key, form.Describe() + note, slice, Gemm(peer, sliced, threads), corrupt, note is not null, threads);
     }
 
     /// <summary>ONNX Runtime's one-node model of <paramref name="c"/> (<see cref="OnnxRuntimePeer.Classify"/>), checked
     /// against the reference and ready to be timed next to others (on a slice when <see cref="Slice"/> says so), or why
     /// not: missing, "no peer: ..." for a contraction without a node, a wrong result (never timed) or ONNX Runtime's error.</summary>
-    public static PreparedPeer PrepareOnnxRuntime(OnnxRuntimePeer peer, Computation c) => PrepareOnnxRuntime(peer, c, null);
+    public static PreparedPeer PrepareOnnxRuntime(OnnxRuntimePeer peer, Computation c, int threads = 1) => PrepareOnnxRuntime(peer, c, null, threads);
 
-    internal static unsafe PreparedPeer PrepareOnnxRuntime(OnnxRuntimePeer peer, Computation c, Action<Span<float>>? corrupt)
+    internal static unsafe PreparedPeer PrepareOnnxRuntime(OnnxRuntimePeer peer, Computation c, Action<Span<float>>? corrupt, int threads = 1)
     {
         ArgumentNullException.ThrowIfNull(peer);
         ArgumentNullException.ThrowIfNull(c);
@@ -157,9 +161,9 @@ public static class Peers
         var (form, reason) = OnnxRuntimePeer.Classify(c);
         if (form is null) return PreparedPeer.Final(PeerResult.None(peer.Key, reason!), c.Flops);
         // a convolution is checked and timed in its canonical form, as oneDNN's is
-        var (slice, note) = Slice(c.AsConv()?.ToComputation() ?? c);
+        var (slice, note) = Slice(c.AsConv()?.ToComputation() ?? c, threads);
         var sliced = note is null ? form : OnnxRuntimePeer.Classify(slice).Form!;
-        return Checked(peer.Key, sliced.Describe + note, slice, new Runner((o, l, r) => peer.Prepare(sliced, o, l, r), false), corrupt, note is not null);
+        return Checked(peer.Key, sliced.Describe + note, slice, new Runner((o, l, r) => peer.Prepare(sliced, o, l, r, threads), false), corrupt, note is not null, threads);
     }
 
     /// <summary>Prepares a peer's run on the three buffers of a computation: output, left, right.</summary>
@@ -170,19 +174,21 @@ public static class Peers
     private sealed record Runner(Prepare Prepare, bool Accumulates);
 
     /// <summary>The convolution's left input is the image, its right the weights (<see cref="ConvShape.ToComputation"/>).</summary>
-    private static unsafe Runner Conv(ConvPeer peer, ConvShape s) => new((o, l, r) => peer.Prepare(s, l, r, o), false);
+    private static unsafe Runner Conv(ConvPeer peer, ConvShape s, int threads) => new((o, l, r) => peer.Prepare(s, l, r, o, threads), false);
 
-    private static unsafe Runner Gemm(GemmPeer peer, GemmForm form) => new((o, l, r) => new GemmRun(peer, form, o, l, r), true);
+    private static unsafe Runner Gemm(GemmPeer peer, GemmForm form, int threads) => new((o, l, r) => new GemmRun(peer, form, o, l, r, threads), true);
 
     /// <summary>Checks: a peer whose result is right is returned ready to time; a wrong result or a library error is
     /// returned as its final result, never timed.</summary>
-    private static PreparedPeer Checked(string key, string via, Computation c, Runner runner, Action<Span<float>>? corrupt, bool slice = false)
+    private static PreparedPeer Checked(string key, string via, Computation c, Runner runner, Action<Span<float>>? corrupt, bool slice, int threads)
     {
+        // a library's thread pool started by this first run may use every core (<see cref="Affinity.Widened"/>)
+        using var widened = threads > 1 ? Affinity.Widened() : default;
         Live? live = null;
         try
         {
             live = Check(c, runner, corrupt, 1);
-            if (live.Verification.Passed) return new PreparedPeer(key, via, c.Flops, live.Run!.Run, live) { Estimated = slice };
+            if (live.Verification.Passed) return new PreparedPeer(key, via, c.Flops, live.Run!.Run, live) { Estimated = slice, Threads = threads };
             var problem = live.Verification.Problem;
             live.Dispose();
             return PreparedPeer.Final(PeerResult.Wrong(key, problem, via), c.Flops);
@@ -246,7 +252,7 @@ public static class Peers
 
     /// <summary>One run of a <see cref="GemmForm"/>: a single sgemm, or one per batch index at pointers advanced by the
     /// batch strides.</summary>
-    private sealed unsafe class GemmRun(GemmPeer peer, GemmForm f, float* output, float* left, float* right) : PeerRun
+    private sealed unsafe class GemmRun(GemmPeer peer, GemmForm f, float* output, float* left, float* right, int threads) : PeerRun
     {
         public override void Run() => Call(0, output, f.ALeft ? left : right, f.ALeft ? right : left);
 
@@ -254,7 +260,7 @@ public static class Peers
         {
             if (loop == f.Batch.Length)
             {
-                peer.Sgemm(f.TransA, f.TransB, f.M, f.N, f.K, a, f.Lda, b, f.Ldb, c, f.Ldc);
+                peer.Sgemm(f.TransA, f.TransB, f.M, f.N, f.K, a, f.Lda, b, f.Ldb, c, f.Ldc, threads);
                 return;
             }
             var d = f.Batch[loop];
@@ -285,8 +291,11 @@ public sealed class PreparedPeer : IDisposable
     public Action? Run { get; }
     /// <summary>Why the peer will not be timed; null when it is ready.</summary>
     public PeerResult? Result { get; }
-    /// <summary>True when <see cref="Run"/> is a slice of the computation (<see cref="Peers.Slice"/>).</summary>
+    /// <summary>True when <see cref="Run"/> is a slice of the computation (<see cref="Peers.Slice(Computation)"/>).</summary>
     public bool Estimated { get; init; }
+
+    /// <summary>The threads the library runs <see cref="Run"/> on.</summary>
+    public int Threads { get; init; } = 1;
 
     /// <summary>The result of a measurement of <see cref="Run"/>.</summary>
     public PeerResult Measured(Measurement m, double? kernelOverPeer = null) =>
@@ -298,7 +307,7 @@ public sealed class PreparedPeer : IDisposable
     /// <summary>The same peer under another key (a library's column), taking over its buffers: dispose the result, not this.</summary>
     internal PreparedPeer Renamed(string key)
     {
-        var moved = new PreparedPeer(key, Via, Flops, Run, owned, Result is { } r ? r with { Key = key } : null) { Estimated = Estimated };
+        var moved = new PreparedPeer(key, Via, Flops, Run, owned, Result is { } r ? r with { Key = key } : null) { Estimated = Estimated, Threads = Threads };
         owned = null;
         return moved;
     }

@@ -41,19 +41,37 @@ public static class Timing
     /// convolution) every few hundred milliseconds while the FMA peak stays put: a neighbour on the core's other hardware
     /// thread. Two kernels timed one after the other can land on different levels; two samples a few milliseconds apart
     /// rarely do, which is what <see cref="Together.Ratio"/> uses.</remarks>
-    public static Together MeasureTogether(IReadOnlyList<Action> runs, IReadOnlyList<double> flops, MeasureOptions options)
+    public static Together MeasureTogether(IReadOnlyList<Action> runs, IReadOnlyList<double> flops, MeasureOptions options) =>
+        MeasureTogether(runs, flops, options, null);
+
+    /// <summary><see cref="MeasureTogether(IReadOnlyList{Action}, IReadOnlyList{double}, MeasureOptions)"/> in turns:
+    /// <paramref name="turn"/> is called with a piece's index before its calibration and before each of its samples (and
+    /// is not timed), to ready the machine for that piece: let another runtime's threads go idle, place the caller.</summary>
+    public static Together MeasureTogether(IReadOnlyList<Action> runs, IReadOnlyList<double> flops, MeasureOptions options, Action<int>? turn)
     {
         ArgumentNullException.ThrowIfNull(runs);
         ArgumentNullException.ThrowIfNull(flops);
         if (runs.Count == 0 || runs.Count != flops.Count) throw new ArgumentException($"{runs.Count} runs and {flops.Count} flop counts: give one of each, at least one", nameof(flops));
         options.Validate();
-        long[] perSample = [.. runs.Select(r => Calibrate(r, options))];
+        long[] perSample = [.. runs.Select((r, i) =>
+        {
+            turn?.Invoke(i);
+            return Calibrate(r, options);
+        })];
         var rounds = new List<double[]>();
-        long start = Stopwatch.GetTimestamp();
+        long start = Stopwatch.GetTimestamp(), turns = 0;
+        // the turns' own time (a settle) is not sampling: the limits count the samples' time only
+        double Sampled() => Stopwatch.GetElapsedTime(start, Stopwatch.GetTimestamp() - turns).TotalSeconds;
         while (rounds.Count < options.MaxSamples
-               && (rounds.Count < options.MinSamples || Stopwatch.GetElapsedTime(start).TotalSeconds < options.MinSeconds * runs.Count)
-               && (rounds.Count == 0 || Stopwatch.GetElapsedTime(start).TotalSeconds < options.MaxSeconds))
-            rounds.Add([.. runs.Select((r, i) => Time(r, perSample[i]) / perSample[i])]);
+               && (rounds.Count < options.MinSamples || Sampled() < options.MinSeconds * runs.Count)
+               && (rounds.Count == 0 || Sampled() < options.MaxSeconds))
+            rounds.Add([.. runs.Select((r, i) =>
+            {
+                long t = Stopwatch.GetTimestamp();
+                turn?.Invoke(i);
+                turns += Stopwatch.GetTimestamp() - t;
+                return Time(r, perSample[i]) / perSample[i];
+            })]);
         var measurements = runs.Select((_, i) =>
         {
             double[] sorted = [.. rounds.Select(x => x[i]).Order()];

@@ -134,8 +134,15 @@ public sealed class MeasurementStore : IDisposable
     /// <summary><c>measurements.db</c> in <see cref="DataFolder.Root"/> (which <c>$LOOPTUNE_HOME</c> moves).</summary>
     public static string DefaultPath => System.IO.Path.Combine(DataFolder.Root, "measurements.db");
 
-    /// <summary>The runtime part of the key: the .NET runtime and <see cref="JitVersion"/>.</summary>
-    public static string CurrentRuntime { get; } = $"{RuntimeInformation.FrameworkDescription} | {JitVersion}";
+    /// <summary>The runtime part of the key: the .NET runtime and <see cref="JitVersion"/>, and the threads kernels run on
+    /// when above 1 (<see cref="Jit.RunThreads"/>).</summary>
+    public static string CurrentRuntime => RuntimeAt(Jit.RunThreads.Default);
+
+    /// <summary>The runtime part of the key for kernels run on <paramref name="threads"/> threads: <see cref="Runtime1"/>,
+    /// and the count after it when above 1 (a schedule's speed at 2 threads is not its speed at 1).</summary>
+    public static string RuntimeAt(int threads) => threads > 1 ? $"{Runtime1} | {threads} threads" : Runtime1;
+
+    static readonly string Runtime1 = $"{RuntimeInformation.FrameworkDescription} | {JitVersion}";
 
     /// <summary>Full path of the database file.</summary>
     public string Path { get; }

@@ -158,7 +158,7 @@ public sealed class ConvPeerTests(ITestOutputHelper output)
 
         public override string Timed => "everything";
 
-        internal override unsafe PeerRun Prepare(ConvShape shape, float* input, float* weights, float* output) => new Naive(this, shape, input, weights, output);
+        internal override unsafe PeerRun Prepare(ConvShape shape, float* input, float* weights, float* output, int threads) => new Naive(this, shape, input, weights, output);
 
         sealed unsafe class Naive(WrongPeer peer, ConvShape s, float* input, float* weights, float* output) : PeerRun
         {

@@ -140,7 +140,7 @@ public sealed class GemmPeerTests(ITestOutputHelper output)
     {
         public int Calls { get; private set; }
 
-        protected override void Call(bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc)
+        protected override void Call(bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc, int threads)
         {
             Calls++;
             for (int i = 0; i < m; i++)

@@ -1,0 +1,71 @@
+using System.Text.Json.Nodes;
+using LoopTune.Jit;
+using LoopTune.Tests.Jit;
+using LoopTune.Tests.TestUtil;
+
+namespace LoopTune.Tests.Cli;
+
+/// <summary>--threads on the commands: its parsing and bad input, and runs at two threads whose kernels and libraries still
+/// compute the reference's result. With the parallel kernels' tests: they keep both cores busy.</summary>
+[Trait("Category", "Integration")]
+[Collection(nameof(AllCores))]
+public sealed class ThreadsCliTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args) => TestHome.Run(args);
+
+    [Theory]
+    [InlineData("x")]
+    [InlineData("1.5")]
+    [InlineData("")]
+    public void A_thread_count_that_is_not_a_number_or_all_is_bad_input(string threads)
+    {
+        foreach (var args in new[] { new[] { "tune", "--spec", "mm 8 8 8", "--budget", "0" }, ["search", "--spec", "mm 8 8 8", "-m", "random"], ["bench", "--scaling-only"] })
+        {
+            var (code, output, err) = Run([.. args, "--threads", threads]);
+            Assert.Equal(2, code);
+            Assert.Contains($"--threads must be a number from 1 to {ThreadCountError.Max} (the cores this process may use) or 'all'; got '{threads}'", err);
+            Assert.Equal("", output);
+        }
+    }
+
+    [Fact]
+    public void Too_many_threads_and_a_scaling_table_without_counts_are_bad_input()
+    {
+        var (code, _, err) = Run("compare-searches", "--dataset", "mm64_256_16_range", "--out", Path.Combine(Path.GetTempPath(), "never"), "--threads", "9999");
+        Assert.Equal(2, code);
+        Assert.Contains($"threads must be from 1 to {ThreadCountError.Max}", err);
+        (code, _, err) = Run("bench", "--scaling-only");
+        Assert.Equal(2, code);
+        Assert.Contains("--scaling-only needs --threads", err);
+        (code, _, err) = Run("train", "--dataset", "mm64_256_16_range", "--out", Path.Combine(Path.GetTempPath(), "never"), "--threads", "all", "--workers", "2");
+        if (ThreadCountError.Max >= 2)
+        {
+            Assert.Equal(2, code);
+            Assert.Contains("workers of", err);
+        }
+    }
+
+    [Fact]
+    public void Run_at_all_threads_times_the_kernel_and_every_library_on_them_and_checks_them()
+    {
+        int n = ThreadCountError.Max;
+        var (code, output, err) = Run("run", "mm 64 64 64", "--schedule", "m:8p n:4 k:64 m:8u n:16v", "--threads", "all", "--quick", "--json");
+        Assert.True(code == 0, err);
+        var json = JsonNode.Parse(output)!;
+        Assert.True(json["verified"]!.GetValue<bool>());
+        Assert.Equal(n, json["threads"]!.GetValue<int>());
+        foreach (var (key, problem) in json["peer_problems"]!.AsObject())
+            Assert.False(problem?.GetValue<string>().StartsWith("wrong result", StringComparison.Ordinal) ?? false, $"{key}: {problem}");
+    }
+
+    [Fact]
+    public void Search_at_two_threads_returns_a_verified_schedule_with_its_parallel_loop()
+    {
+        if (ThreadCountError.Max < 2) return;
+        var (code, output, err) = Run("search", "--spec", "mm 64 64 64", "-m", "greedy1", "--budget", "300ms", "--threads", "2", "--json");
+        Assert.True(code == 0, err);
+        var json = JsonNode.Parse(output)!;
+        Assert.True(json["verified"]!.GetValue<bool>());
+        Assert.Contains("p", json["schedule"]!.GetValue<string>().Split(' ').Select(l => l[^1..]));
+    }
+}
