@@ -107,7 +107,7 @@ static class RunCommand
     }
 
     /// <summary>" of one core" when the kernel ran on more threads than one (the peak is one core's), else nothing.</summary>
-    static string PeakOf(KernelReport e) => e.Kernel.Threads > 1 && e.Nest.ParallelLoop >= 0 ? $" of one core ({e.Gflops / (e.PeakGflops * e.Kernel.Threads):P0} of {e.Kernel.Threads} cores' peaks)" : "";
+    internal static string PeakOf(KernelReport e) => e.Kernel.Threads > 1 && e.Nest.ParallelLoop >= 0 ? $" of one core ({e.Gflops / (e.PeakGflops * e.Kernel.Threads):P0} of {e.Kernel.Threads} cores' peaks)" : "";
 
     /// <summary>How many threads the kernel ran on, and why only one when its nest has no parallel loop.</summary>
     static string Threads(KernelReport e) => e.Kernel.Threads == 1 ? "1"

@@ -127,7 +127,7 @@ static class TuneCommand
         t.AddRow("schedule", Markup.Escape(e.Nest.Serialize()));
         t.AddRow("time", $"{policySeconds * 1e3:F1} ms in the policy and the search, {measureSeconds * 1e3:F1} ms measuring {r.Measured} kernel(s)");
         t.AddRow("verified", e.Verification.Passed ? "[green]yes[/]" : $"[red]NO[/]: {Markup.Escape(e.Verification.Problem ?? "")}");
-        t.AddRow("speed", $"[bold]{e.Gflops:F1} GFLOPS[/]{RunCommand.Estimate(e)}, {e.FractionOfPeak:P0} of the {e.PeakGflops:F1} GFLOPS peak; unscheduled {r.BaseGflops:F1}{(r.BaseEstimated ? " (estimated from a slice)" : "")} ({e.Gflops / r.BaseGflops:F1}x)");
+        t.AddRow("speed", $"[bold]{e.Gflops:F1} GFLOPS[/]{RunCommand.Estimate(e)}, {e.FractionOfPeak:P0} of the {e.PeakGflops:F1} GFLOPS peak{RunCommand.PeakOf(e)}{(e.Kernel.Threads > 1 ? $" on {e.Kernel.Threads} threads" : "")}; unscheduled {r.BaseGflops:F1}{(r.BaseEstimated ? " (estimated from a slice)" : "")} ({e.Gflops / r.BaseGflops:F1}x)");
         if (r.Estimates > 0) t.AddRow("estimates", $"{r.Estimates} of the {r.Evaluations} kernels the search measured ran too long to time whole: timed on slices (the first iterations of the outermost loop) and scaled");
         o.Write(t);
         if (e.Peers.Count > 0)
