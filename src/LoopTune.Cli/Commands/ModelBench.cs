@@ -143,7 +143,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         bool verified = report.Verification.Passed;
         try
         {
-            ort = new OnnxRuntimeNode(SingleNodeModel.Of(model, shapes, op.Node), feeds);
+            ort = new OnnxRuntimeNode(SingleNodeModel.Of(model, shapes, op.Node), feeds, RunThreads.Default);
             using (ThreadPinning.Pin()) ort.Run();
             var error = OutputError.Of(ours, ort.Output);
             (maxError, tolerance) = (error.MaxAbs, error.Bound(RelativeTolerance));
@@ -231,7 +231,9 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
             try
             {
                 var nest = Nest.Parse(c, record.Schedule);
-                return new(op, nest, Kernel.Compile(nest), null);
+                var kernel = Kernel.Compile(nest);
+                kernel.Threads = RunThreads.Default; // records are kept per thread count (the store's runtime key)
+                return new(op, nest, kernel, null);
             }
             catch (Exception e) when (e is LoopTuneException or ArgumentException)
             {
@@ -299,7 +301,10 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     internal static (Measurement Mine, Measurement Theirs, double Ratio) SideBySide(Action ours, Action theirs, double flops, MeasureOptions timing)
     {
         using var pin = ThreadPinning.Pin();
-        var t = Timing.MeasureTogether([ours, theirs], [flops, flops], timing);
+        Action[] runs = [ours, theirs];
+        // at N threads, in turns: ours on its core (its kernels' teams pin themselves), ONNX Runtime's pool on the team's cores
+        var t = Timing.MeasureTogether(runs, [flops, flops], timing, KernelReport.Turns(RunThreads.Default, pin, 1, runs));
+        ThreadPinning.PinCurrentThread(pin.Core);
         return (t.Measurements[0], t.Measurements[1], t.Ratio(0, 1));
     }
 

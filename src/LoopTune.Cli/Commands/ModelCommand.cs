@@ -31,14 +31,16 @@ static class ModelCommand
         var retune = new Option<bool>("--retune") { Description = "Ignore the tuning records: tune every contraction and replace its record." };
         var db = SearchCommand.DbOption();
         var run = new Option<bool>("--run") { Description = "Then run the whole forward pass with the tuned kernels (BatchNormalization folded into the convolutions), check its output against ONNX Runtime's on the same input and time both side by side." };
+        var threads = Options.Threads("Threads each contraction is tuned and run on (an outer loop made parallel), and ONNX Runtime and oneDNN are given; the other operators of the forward pass run on one");
         var json = Options.Json();
         var command = new Command("model", "Tune every Conv, Gemm and MatMul of an ONNX model (each distinct shape once; a convolution in each of its lowerings, the fastest kept), check each node against ONNX Runtime running it alone, and time them side by side, with oneDNN.")
         {
-            model, budget, outDir, quick, retune, db, run, json,
+            model, budget, outDir, quick, retune, db, run, threads, json,
         };
         command.SetAction(p => io.Guard(() =>
         {
             var wall = Stopwatch.StartNew();
+            Options.ApplyThreads(p, threads);
             string b = p.GetValue(budget)!;
             if (!TuneCommand.RolloutOnly(b)) _ = SearchBudget.Parse(b); // bad budgets before anything runs
             string path = Locate(p.GetValue(model)!, io.Stderr);

@@ -64,7 +64,7 @@ static class ModelEndToEnd
         string output = runner.Outputs.First();
         long[] Shape(string name) => shapes.Of(name)!.Value.ToArray();
         using var ort = new OnnxRuntimeNode(File.ReadAllBytes(model.Source), [.. inputs.Select(i => (i, Shape(i)))], output, Shape(output),
-            inputs.ToDictionary(i => i, runner.Value));
+            inputs.ToDictionary(i => i, runner.Value), Jit.RunThreads.Default);
         runner.Run();
         ort.Run();
         var error = OutputError.Of(runner.Value(output), ort.Output);

@@ -125,7 +125,6 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
         var c = kernels[0].Computation;
         int threads = kernels.Max(k => k.Threads);
         using var pin = ThreadPinning.Pin();
-        int[] team = Affinity.TeamCores(threads, pin.Core);
         var prepared = preparePeers(c, threads);
         try
         {
@@ -133,15 +132,7 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
             var buffers = workspace ?? owned!;
             var ready = prepared.Where(p => p.Result is null).ToList();
             Action[] runs = [.. kernels.Select(k => KernelTiming.Runner(k, buffers)), .. ready.Select(p => p.Run!)];
-            void Turn(int i)
-            {
-                Quiet.Settle(TurnSettleSeconds);
-                if (i < kernels.Count) Affinity.PinCurrentThread(pin.Core);
-                else Affinity.SetCurrentThread(team);
-                runs[i]();
-            }
-            var t = Timing.MeasureTogether(runs, [.. kernels.Select(k => k.Flops), .. ready.Select(p => p.Flops)], options,
-                threads > 1 && pin.Pinned ? Turn : null);
+            var t = Timing.MeasureTogether(runs, [.. kernels.Select(k => k.Flops), .. ready.Select(p => p.Flops)], options, Turns(threads, pin, kernels.Count, runs));
             if (threads > 1 && pin.Pinned) Affinity.PinCurrentThread(pin.Core);
             PeerResult Timed(PreparedPeer p)
             {
@@ -154,6 +145,26 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
         {
             foreach (var p in prepared) p.Dispose();
         }
+    }
+
+    /// <summary>The turns of runtimes timed side by side at <paramref name="threads"/> threads (null at one, or when the caller
+    /// is not pinned): before each sample, the process is let go quiet (<see cref="Quiet.Settle"/>), the caller placed (on
+    /// its pinned core for the first <paramref name="ours"/> pieces, our kernels, whose team pins itself; on the team's
+    /// cores, <see cref="Affinity.TeamCores"/>, for a library's, whose threads the OS places) and the piece run once,
+    /// untimed, to wake its threads. The caller is left on the cores of the last turn: pin it again after.</summary>
+    public static Action<int>? Turns(int threads, ThreadPinning.PinScope pin, int ours, IReadOnlyList<Action> runs)
+    {
+        ArgumentNullException.ThrowIfNull(pin);
+        ArgumentNullException.ThrowIfNull(runs);
+        if (threads <= 1 || !pin.Pinned) return null;
+        int[] team = Affinity.TeamCores(threads, pin.Core);
+        return i =>
+        {
+            Quiet.Settle(TurnSettleSeconds);
+            if (i < ours) Affinity.PinCurrentThread(pin.Core);
+            else Affinity.SetCurrentThread(team);
+            runs[i]();
+        };
     }
 
     /// <summary>The longest a turn waits for the process to go quiet (<see cref="Quiet.Settle"/>): longer than OpenBLAS's

@@ -17,16 +17,16 @@ public sealed class OnnxRuntimeNode : IDisposable
 
     /// <summary>A session of <paramref name="model"/> fed with <paramref name="feeds"/> (by input name), writing
     /// <see cref="Output"/>.</summary>
-    public OnnxRuntimeNode(SingleNodeModel model, IReadOnlyDictionary<string, float[]> feeds)
-        : this(model.Bytes, [.. model.Inputs.Select(i => (i.Name, i.Shape))], model.Output, model.OutputShape, feeds) { }
+    public OnnxRuntimeNode(SingleNodeModel model, IReadOnlyDictionary<string, float[]> feeds, int threads = 1)
+        : this(model.Bytes, [.. model.Inputs.Select(i => (i.Name, i.Shape))], model.Output, model.OutputShape, feeds, threads) { }
 
     /// <summary>A session of the serialized model <paramref name="model"/> (a whole model, or one node) with
     /// <paramref name="inputs"/> (name, shape) fed from <paramref name="feeds"/>, and <paramref name="output"/> of
     /// <paramref name="outputShape"/> written to <see cref="Output"/>.</summary>
     public OnnxRuntimeNode(byte[] model, IReadOnlyList<(string Name, long[] Shape)> inputs, string output, long[] outputShape,
-        IReadOnlyDictionary<string, float[]> feeds)
+        IReadOnlyDictionary<string, float[]> feeds, int threads = 1)
         : this(model, [.. inputs.Select(i => i.Name)], output, [.. inputs.Select(i => OrtValue.CreateTensorValueFromMemory(feeds[i.Name], i.Shape))],
-            new float[Length(outputShape)], outputShape)
+            new float[Length(outputShape)], outputShape, threads)
     { }
 
     /// <summary>A session of <paramref name="model"/> reading its inputs (in <see cref="SingleNodeModel.Inputs"/>' order)
@@ -37,8 +37,8 @@ public sealed class OnnxRuntimeNode : IDisposable
             Native((nint)output, model.OutputShape), [], threads)
     { }
 
-    OnnxRuntimeNode(byte[] model, string[] inputNames, string outputName, OrtValue[] inputs, float[] output, long[] outputShape)
-        : this(model, inputNames, outputName, inputs, OrtValue.CreateTensorValueFromMemory(output, outputShape), output, 1) { }
+    OnnxRuntimeNode(byte[] model, string[] inputNames, string outputName, OrtValue[] inputs, float[] output, long[] outputShape, int threads)
+        : this(model, inputNames, outputName, inputs, OrtValue.CreateTensorValueFromMemory(output, outputShape), output, threads) { }
 
     OnnxRuntimeNode(byte[] model, string[] inputNames, string outputName, OrtValue[] inputs, OrtValue output, float[] array, int threads)
     {
