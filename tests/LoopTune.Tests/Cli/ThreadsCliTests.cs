@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using LoopTune.Jit;
 using LoopTune.Tests.Jit;
 using LoopTune.Tests.TestUtil;
+using static LoopTune.Tests.Models.OnnxTestModels;
 
 namespace LoopTune.Tests.Cli;
 
@@ -67,5 +68,26 @@ public sealed class ThreadsCliTests
         var json = JsonNode.Parse(output)!;
         Assert.True(json["verified"]!.GetValue<bool>());
         Assert.Contains("p", json["schedule"]!.GetValue<string>().Split(' ').Select(l => l[^1..]));
+    }
+
+    /// <summary>A model at every core: the contractions tuned and run on them, each node and the forward pass still within
+    /// the bound of ONNX Runtime's (itself given as many threads).</summary>
+    [Fact]
+    public void Model_at_all_threads_matches_onnx_runtime_node_by_node_and_end_to_end()
+    {
+        using var temp = new TempFolder("looptune-model-threads");
+        var file = temp["conv.onnx"];
+        File.WriteAllBytes(file, Model(
+            [
+                Node("Conv", "conv", ["X", "W"], ["Y1"], Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1)),
+                Node("Relu", "relu", ["Y1"], ["R"]),
+                Node("Conv", "conv2", ["R", "W2"], ["Y"], Ints("kernel_shape", 1, 1)),
+            ],
+            [Value("X", [1, 8, 16, 16])], [Value("Y", null)], [Floats("W", [16, 8, 3, 3], Random(1152, 1)), Floats("W2", [8, 16, 1, 1], Random(128, 2))]));
+        var (code, stdout, err) = TestHome.Run("model", file, "--run", "--budget", "0", "--quick", "--json", "--threads", "all", "--out", temp["r"], "--db", temp["m.db"]);
+        Assert.True(code == 0, err);
+        var json = JsonNode.Parse(stdout)!;
+        Assert.True(json["end_to_end"]!["within_bound"]!.GetValue<bool>(), json["end_to_end"]!.ToJsonString());
+        Assert.All(json["ops"]!.AsArray().Where(r => r!["tuned"]!.GetValue<bool>()), r => Assert.True(r!["verified"]!.GetValue<bool>(), r.ToJsonString()));
     }
 }
