@@ -75,7 +75,7 @@ public static class RecordsFile
         {
             if (string.IsNullOrWhiteSpace(lines[i])) continue;
             try { records.Add(FromJson(lines[i])); }
-            catch (Exception e) when (e is LoopTuneException or JsonException or InvalidOperationException or FormatException)
+            catch (Exception e) when (e is LoopTuneException or JsonException or InvalidOperationException or FormatException or ArgumentException)
             {
                 throw new RecordsFileError($"{path}, line {i + 1}: not a tuning record ({e.Message})", e);
             }

@@ -89,7 +89,8 @@ public sealed class Tuner : IDisposable
     }
 
     /// <summary><see cref="Get(string)"/> on the thread pool, for callers that must not block (a first call searches for
-    /// about <see cref="TunerOptions.Budget"/> and then times the result).</summary>
+    /// about <see cref="TunerOptions.Budget"/> and then times the result). <paramref name="cancellation"/> cancels a call
+    /// that has not started; a search that has runs to its budget.</summary>
     public Task<TunedKernel> GetAsync(string spec, CancellationToken cancellation = default) => Task.Run(() => Get(spec), cancellation);
 
     /// <summary>The kernel compiled from this machine's record, or tuned (inside the process's search lock, where a record
@@ -113,7 +114,7 @@ public sealed class Tuner : IDisposable
         if (!store.TryGetRecord(c, Options.Threads, out var record)) return null;
         Kernel kernel;
         try { kernel = Kernel.Compile(Nest.Parse(c, record.Schedule)); }
-        catch (LoopTuneException) { return null; }
+        catch (Exception e) when (e is LoopTuneException or ArgumentException) { return null; }
         kernel.Threads = Options.Threads;
         Interlocked.Increment(ref recalls);
         return new TunedKernel(kernel, record, recalled: true);
