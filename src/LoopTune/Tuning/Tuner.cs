@@ -113,7 +113,7 @@ public sealed class Tuner : IDisposable
     {
         if (!store.TryGetRecord(c, Options.Threads, out var record)) return null;
         Kernel kernel;
-        try { kernel = Kernel.Compile(Nest.Parse(c, record.Schedule)); }
+        try { kernel = Kernel.Compile(Nest.Parse(c, record.Schedule), null, warmUp: false); }
         catch (Exception e) when (e is LoopTuneException or ArgumentException) { return null; }
         kernel.Threads = Options.Threads;
         Interlocked.Increment(ref recalls);
