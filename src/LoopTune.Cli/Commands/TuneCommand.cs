@@ -1,8 +1,6 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Text.Json.Nodes;
 using LoopTune.Datasets;
-using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Jit;
 using LoopTune.Learning;
@@ -78,41 +76,20 @@ static class TuneCommand
         return command;
     }
 
-    /// <summary>True for a budget of 0 (<c>0</c>, <c>0s</c>, <c>0ms</c>): the policy's greedy rollout alone.</summary>
-    internal static bool RolloutOnly(string budget) => budget.Trim() is "0" or "0s" or "0ms";
+    /// <inheritdoc cref="PolicyTuning.RolloutOnly"/>
+    internal static bool RolloutOnly(string budget) => PolicyTuning.RolloutOnly(budget);
 
-    /// <summary>The search a tune runs: the greedy rollout alone for a budget of 0, policy_topK for --top-k above 1, else
-    /// the policy-guided best-first search; and its budget.</summary>
-    internal static ISearch Method(Policy pol, string budget, int topK, out SearchBudget limit)
-    {
-        if (RolloutOnly(budget))
-        {
-            limit = SearchBudget.Seconds(60); // the rollout ends after the policy's episode, far sooner
-            return new PolicySearch(pol, 1);
-        }
-        limit = SearchBudget.Parse(budget);
-        return topK > 1 ? new PolicySearch(pol, topK) : new PolicyGuidedSearch(pol);
-    }
+    /// <inheritdoc cref="PolicyTuning.Method"/>
+    internal static ISearch Method(Policy pol, string budget, int topK, out SearchBudget limit) => PolicyTuning.Method(pol, budget, topK, out limit);
 
-    /// <summary>The policy's search on <paramref name="computation"/> (pinned, a fresh evaluator: every kernel it needs is
-    /// compiled and timed now), then its best schedule verified and re-timed with <paramref name="timing"/>, with the peers.</summary>
+    /// <summary>The default tuner (<see cref="PolicyTuning.Tune"/>), its final timing next to the peers or none.</summary>
     internal static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
         SearchBudget limit, MeasureOptions timing, bool peers) => Tune(search, pol, computation, limit, timing, peers ? KernelReport.PreparePeers : null);
 
-    /// <summary><see cref="Tune(ISearch, Policy, Computation, SearchBudget, MeasureOptions, bool)"/> with the final timing
-    /// next to the peers of <paramref name="preparePeers"/> (none when null).</summary>
+    /// <inheritdoc cref="PolicyTuning.Tune"/>
     internal static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
-        SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers)
-    {
-        pol.WarmUp();
-        _ = Machine.Current; // measured (once per machine) before the clock starts
-        var evaluator = new KernelEvaluator();
-        var buffers = evaluator.Prepare(computation); // the buffers too: the budget is for measuring schedules
-        var timed = new TimedEvaluator(evaluator);
-        SearchResult result;
-        using (ThreadPinning.Pin()) result = search.Run(Nest.Initial(computation), timed, limit, 0, pol.Space);
-        return (result, KernelReport.Run(evaluator.AsRun(result.Best), timing, preparePeers, null, buffers), result.Seconds - timed.Seconds, timed.Seconds);
-    }
+        SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers) =>
+        PolicyTuning.Tune(search, pol, computation, limit, timing, preparePeers);
 
     internal static void Print(IAnsiConsole o, KernelReport e, SearchResult r, Policy pol, double policySeconds, double measureSeconds)
     {
@@ -134,24 +111,6 @@ static class TuneCommand
         {
             o.WriteLine();
             o.Write(RunCommand.PeerTable(e.Gflops, e.Peers));
-        }
-    }
-
-    /// <summary>Adds up the time spent in the evaluator (compiling and timing kernels).</summary>
-    sealed class TimedEvaluator(KernelEvaluator inner) : IConfirmingEvaluator
-    {
-        readonly Stopwatch clock = new();
-        public double Seconds => clock.Elapsed.TotalSeconds;
-
-        public Evaluated Evaluate(Nest nest) => Timed(() => inner.Evaluate(nest));
-
-        public int Fastest(IReadOnlyList<Nest> candidates, TimeSpan? within = null) => Timed(() => inner.Fastest(candidates, within));
-
-        T Timed<T>(Func<T> f)
-        {
-            clock.Start();
-            try { return f(); }
-            finally { clock.Stop(); }
         }
     }
 }

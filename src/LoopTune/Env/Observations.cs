@@ -132,7 +132,7 @@ public static class Observations
     /// <summary>
     /// ir_graph: data flow. Nodes: loops, tensors, and one access per tensor use; edges: loop -> loop (nesting),
     /// loop -> access ("steps", with the stride in elements that one iteration moves that access), access -> tensor
-    /// ("reads") for inputs and tensor <- access ("writes") for the output, access -> access ("feeds") from the inputs to the output.
+    /// ("reads") for inputs and tensor &lt;- access ("writes") for the output, access -> access ("feeds") from the inputs to the output.
     /// </summary>
     public static Graph IrGraph(Nest nest)
     {

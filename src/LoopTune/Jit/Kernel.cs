@@ -132,10 +132,15 @@ public sealed unsafe class Kernel
     }
 
     /// <summary>Compiles <paramref name="nest"/>.</summary>
-    public static Kernel Compile(Nest nest, JitOptions? options = null)
+    public static Kernel Compile(Nest nest, JitOptions? options = null) => Compile(nest, options, warmUp: true);
+
+    /// <summary>Compiles <paramref name="nest"/>, after <see cref="WarmUp"/> when <paramref name="warmUp"/>; without it, the
+    /// first compilation of a process also pays for .NET compiling the code generator (in <see cref="CompileTime"/> too),
+    /// which costs a program that compiles one recorded kernel less than the warm-up's five (<c>Tuner</c>'s recalls).</summary>
+    internal static Kernel Compile(Nest nest, JitOptions? options, bool warmUp)
     {
         options ??= JitOptions.Default;
-        WarmUp();
+        if (warmUp) WarmUp();
         long start = Stopwatch.GetTimestamp();
         var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options);
         var fn = Emitter.Emit(program, options.Fused, "looptune_kernel");

@@ -23,8 +23,9 @@ namespace LoopTune.Store;
 /// SQL upsert, so it holds between processes too.</description></item>
 /// <item><term>tuning records</term><description>a second table, <c>records</c>, keyed by (computation, machine, runtime):
 /// the schedule a tuner chose (<see cref="TuningRecord"/>: the nest's compact form with its cursor, the method, the budget,
-/// the GFLOPS when tuned, the UTC time). <see cref="PutRecord"/> replaces; <see cref="TryGetRecord"/> reads this instance's
-/// machine and runtime only. The same table keeps which lowering of an operator was chosen (<see cref="PutChoice"/>,
+/// the GFLOPS when tuned, the UTC time), per thread count above one (<see cref="RecordKey"/>). <see cref="PutRecord(Computation, int, TuningRecord)"/>
+/// replaces; <see cref="TryGetRecord(Computation, int, out TuningRecord)"/> reads this instance's machine and runtime only;
+/// <see cref="Records"/> lists every machine's, <see cref="Import"/> adds a batch, keeping the faster of two. The same table keeps which lowering of an operator was chosen (<see cref="PutChoice"/>,
 /// keyed "choice among: ...", never a contraction's text). It is created when missing, so files written before it existed stay readable (and older
 /// LoopTunes, which ignore it, still read newer files).</description></item>
 /// <item><term>concurrency</term><description>any number of processes may share a file: WAL journal, a 10 s busy timeout,
@@ -198,10 +199,81 @@ public sealed class MeasurementStore : IDisposable
 
     /// <summary>The tuning record of <paramref name="computation"/> on this instance's machine and runtime, if one was put
     /// (read from the file every time: records are few, and another process may have replaced one).</summary>
-    public bool TryGetRecord(Computation computation, [MaybeNullWhen(false)] out TuningRecord record)
+    public bool TryGetRecord(Computation computation, [MaybeNullWhen(false)] out TuningRecord record) => TryGetRecord(computation, 1, out record);
+
+    /// <summary>The tuning record of <paramref name="computation"/> for kernels on <paramref name="threads"/> threads
+    /// (<see cref="TryGetRecord(Computation, out TuningRecord)"/> is the one-thread record).</summary>
+    public bool TryGetRecord(Computation computation, int threads, [MaybeNullWhen(false)] out TuningRecord record)
     {
         ArgumentNullException.ThrowIfNull(computation);
-        return TryGetRecord(computation.Text, out record);
+        return TryGetRecord(RecordKey(computation.Text, threads), out record);
+    }
+
+    /// <summary>The records key of a computation's record at <paramref name="threads"/> threads: its text alone for one thread
+    /// (the records <c>looptune model</c> writes), else the text and the count, so that kernels for N threads and for one
+    /// never answer for each other.</summary>
+    static string RecordKey(string computation, int threads)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        return threads == 1 ? computation : FormattableString.Invariant($"{computation}{ThreadsMark}{threads} threads");
+    }
+
+    const string ThreadsMark = " | ";
+
+    /// <summary>The computation's text and thread count of a records key (<see cref="RecordKey"/>); null for a choice's key.</summary>
+    static (string Computation, int Threads)? ParseRecordKey(string key)
+    {
+        if (key.StartsWith(ChoiceKey(""), StringComparison.Ordinal)) return null;
+        int mark = key.LastIndexOf(ThreadsMark, StringComparison.Ordinal);
+        return mark >= 0 && key.EndsWith(" threads", StringComparison.Ordinal)
+            && int.TryParse(key.AsSpan(mark + ThreadsMark.Length, key.Length - mark - ThreadsMark.Length - " threads".Length), NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 1
+            ? (key[..mark], n) : (key, 1);
+    }
+
+    /// <summary>Every tuning record of the file, of every machine and runtime (choices among lowerings left out), ordered by
+    /// machine, runtime and computation.</summary>
+    public IReadOnlyList<KeyedRecord> Records() => Locked(() => Retry(() =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT computation, machine, runtime, schedule, method, budget, gflops, tuned_at FROM records ORDER BY machine, runtime, computation";
+        using var r = command.ExecuteReader();
+        var list = new List<KeyedRecord>();
+        while (r.Read())
+            if (ParseRecordKey(r.GetString(0)) is var (text, threads))
+                list.Add(new KeyedRecord(text, threads, r.GetString(1), r.GetString(2), ReadRecord(r, 3)));
+        return list;
+    }));
+
+    /// <summary>Stores <paramref name="records"/> (records of this instance's machine and runtime: an
+    /// <see cref="ArgumentException"/> otherwise) in one transaction, all or none: each where the file has no record of its
+    /// computation and threads, or has a slower one (fewer GFLOPS). Returns how many were written.</summary>
+    public int Import(IReadOnlyList<KeyedRecord> records)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        foreach (var k in records)
+        {
+            if (k.Machine != Machine || k.Runtime != Runtime)
+                throw new ArgumentException($"a record of {k.Machine} ({k.Runtime}) cannot be stored as one of {Machine} ({Runtime})", nameof(records));
+            ValidateRecord(k.Record);
+        }
+        return Locked(() => Retry(() =>
+        {
+            using var transaction = connection.BeginTransaction(deferred: false);
+            using var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = RecordUpsertSql + " WHERE excluded.gflops > records.gflops";
+            foreach (var name in new[] { "$c", "$s", "$method", "$budget", "$gflops", "$at" }) command.Parameters.AddWithValue(name, DBNull.Value);
+            command.Parameters.AddWithValue("$machine", Machine);
+            command.Parameters.AddWithValue("$runtime", Runtime);
+            int written = 0;
+            foreach (var k in records)
+            {
+                SetRecord(command.Parameters, RecordKey(k.Spec, k.Threads), k.Record);
+                written += command.ExecuteNonQuery();
+            }
+            transaction.Commit();
+            return written;
+        }));
     }
 
     bool TryGetRecord(string key, [MaybeNullWhen(false)] out TuningRecord record)
@@ -231,23 +303,36 @@ public sealed class MeasurementStore : IDisposable
 
     /// <summary>Stores <paramref name="record"/> as the tuning record of <paramref name="computation"/> on this instance's
     /// machine and runtime, replacing any earlier one, in its own transaction.</summary>
-    public void PutRecord(Computation computation, TuningRecord record)
+    public void PutRecord(Computation computation, TuningRecord record) => PutRecord(computation, 1, record);
+
+    /// <summary>Stores <paramref name="record"/> as the record of <paramref name="computation"/> for kernels on
+    /// <paramref name="threads"/> threads (<see cref="TryGetRecord(Computation, int, out TuningRecord)"/>), replacing any earlier one.</summary>
+    public void PutRecord(Computation computation, int threads, TuningRecord record)
     {
         ArgumentNullException.ThrowIfNull(computation);
-        Upsert(computation.Text, record);
+        Upsert(RecordKey(computation.Text, threads), record);
     }
 
-    void Upsert(string key, TuningRecord record)
+    static void ValidateRecord(TuningRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
         ArgumentException.ThrowIfNullOrWhiteSpace(record.Schedule, nameof(record));
         if (!double.IsFinite(record.Gflops) || record.Gflops < 0)
             throw new ArgumentOutOfRangeException(nameof(record), record, "a tuning record needs finite non-negative GFLOPS");
+    }
+
+    static void SetRecord(SqliteParameterCollection p, string key, TuningRecord record)
+    {
+        (p["$c"].Value, p["$s"].Value, p["$method"].Value, p["$budget"].Value) = (key, record.Schedule, record.Method, record.Budget);
+        (p["$gflops"].Value, p["$at"].Value) = (record.Gflops, record.TunedAt.ToUniversalTime().ToString("O", CultureInfo.InvariantCulture));
+    }
+
+    void Upsert(string key, TuningRecord record)
+    {
+        ValidateRecord(record);
         Locked(() => Retry(() =>
         {
-            var p = upsertRecord.Parameters;
-            (p["$c"].Value, p["$s"].Value, p["$method"].Value, p["$budget"].Value) = (key, record.Schedule, record.Method, record.Budget);
-            (p["$gflops"].Value, p["$at"].Value) = (record.Gflops, record.TunedAt.ToUniversalTime().ToString("O", CultureInfo.InvariantCulture));
+            SetRecord(upsertRecord.Parameters, key, record);
             return upsertRecord.ExecuteNonQuery();
         }));
     }
@@ -321,11 +406,13 @@ public sealed class MeasurementStore : IDisposable
     {
         selectRecord.Parameters["$c"].Value = computation;
         using var r = selectRecord.ExecuteReader();
-        return r.Read()
-            ? new TuningRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.GetDouble(3),
-                DateTime.Parse(r.GetString(4), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind))
-            : null;
+        return r.Read() ? ReadRecord(r, 0) : null;
     }
+
+    /// <summary>The record in columns <paramref name="at"/> on: schedule, method, budget, GFLOPS, time.</summary>
+    static TuningRecord ReadRecord(SqliteDataReader r, int at) =>
+        new(r.GetString(at), r.GetString(at + 1), r.GetString(at + 2), r.GetDouble(at + 3),
+            DateTime.Parse(r.GetString(at + 4), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind));
 
     StoredMeasurement Write((string Computation, string Schedule) key, Measurement m)
     {

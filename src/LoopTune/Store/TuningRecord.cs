@@ -9,3 +9,8 @@ namespace LoopTune.Store;
 /// <param name="Gflops">The kernel's GFLOPS (the computation's FLOPs over its median time) when it was tuned.</param>
 /// <param name="TunedAt">When it was tuned (UTC).</param>
 public sealed record TuningRecord(string Schedule, string Method, string Budget, double Gflops, DateTime TunedAt);
+
+/// <summary>A tuning record with its key in the store: the computation (<see cref="Ir.Computation.Text"/>), the threads its
+/// kernel runs on, and the machine (<see cref="Measure.PeakCache.MachineKey"/>) and runtime
+/// (<see cref="MeasurementStore.CurrentRuntime"/>) it was tuned on.</summary>
+public sealed record KeyedRecord(string Spec, int Threads, string Machine, string Runtime, TuningRecord Record);

@@ -65,7 +65,7 @@ public partial class LayeringTests
         return table;
     }
 
-    static string RepositoryRoot()
+    internal static string RepositoryRoot()
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
             if (File.Exists(Path.Combine(d.FullName, "LoopTune.sln"))) return d.FullName;

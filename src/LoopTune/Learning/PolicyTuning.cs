@@ -1,0 +1,72 @@
+using System.Diagnostics;
+using LoopTune.Env;
+using LoopTune.Ir;
+using LoopTune.Measure;
+using LoopTune.Search;
+
+namespace LoopTune.Learning;
+
+/// <summary>The default tuner: a policy's search of a computation's schedule within a budget, then its best schedule
+/// verified and re-timed. <c>looptune tune</c>, <c>model</c> and <c>demo</c> run it, and so does the library's
+/// <c>LoopTune.Tuner</c>; it lives here, not in the command line, so that a program using the library tunes as the tool does.</summary>
+public static class PolicyTuning
+{
+    /// <summary>True for a budget of 0 (<c>0</c>, <c>0s</c>, <c>0ms</c>): the policy's greedy rollout alone.</summary>
+    public static bool RolloutOnly(string budget)
+    {
+        ArgumentNullException.ThrowIfNull(budget);
+        return budget.Trim() is "0" or "0s" or "0ms";
+    }
+
+    /// <summary>The search a tune runs: the greedy rollout alone for a budget of 0, policy_topK for <paramref name="topK"/>
+    /// above 1, else the policy-guided best-first search; and its budget (a <see cref="SearchError"/> for a bad one).</summary>
+    public static ISearch Method(Policy pol, string budget, int topK, out SearchBudget limit)
+    {
+        if (RolloutOnly(budget))
+        {
+            limit = SearchBudget.Seconds(60); // the rollout ends after the policy's episode, far sooner
+            return new PolicySearch(pol, 1);
+        }
+        limit = SearchBudget.Parse(budget);
+        return topK > 1 ? new PolicySearch(pol, topK) : new PolicyGuidedSearch(pol);
+    }
+
+    /// <summary>The policy's search on <paramref name="computation"/> (pinned, a fresh evaluator: every kernel it needs is
+    /// compiled and timed now), then its best schedule verified and re-timed with <paramref name="timing"/>, next to the
+    /// peers of <paramref name="preparePeers"/> (none when null); with the seconds spent in the policy and the search, and
+    /// in measuring kernels. At N threads (<see cref="Jit.RunThreads"/>) each schedule is timed with the parallel loop
+    /// <see cref="Ir.Transforms.Parallelize"/> gives it, and so is the result.</summary>
+    public static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
+        SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers)
+    {
+        ArgumentNullException.ThrowIfNull(search);
+        ArgumentNullException.ThrowIfNull(pol);
+        pol.WarmUp();
+        _ = Machine.Current; // measured (once per machine) before the clock starts
+        var evaluator = new KernelEvaluator();
+        var buffers = evaluator.Prepare(computation); // the buffers too: the budget is for measuring schedules
+        var timed = new TimedEvaluator(evaluator);
+        SearchResult result;
+        using (ThreadPinning.Pin()) result = search.Run(Nest.Initial(computation), timed, limit, 0, pol.Space);
+        // at N threads (RunThreads) the best schedule is run as the evaluator timed it: with its parallel loop
+        return (result, KernelReport.Run(evaluator.AsRun(result.Best), timing, preparePeers, null, buffers), result.Seconds - timed.Seconds, timed.Seconds);
+    }
+
+    /// <summary>Adds up the time spent in the evaluator (compiling and timing kernels).</summary>
+    sealed class TimedEvaluator(KernelEvaluator inner) : IConfirmingEvaluator
+    {
+        readonly Stopwatch clock = new();
+        public double Seconds => clock.Elapsed.TotalSeconds;
+
+        public Evaluated Evaluate(Nest nest) => Timed(() => inner.Evaluate(nest));
+
+        public int Fastest(IReadOnlyList<Nest> candidates, TimeSpan? within = null) => Timed(() => inner.Fastest(candidates, within));
+
+        T Timed<T>(Func<T> f)
+        {
+            clock.Start();
+            try { return f(); }
+            finally { clock.Stop(); }
+        }
+    }
+}

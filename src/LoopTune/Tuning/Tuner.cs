@@ -1,0 +1,157 @@
+using System.Collections.Concurrent;
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Learning;
+using LoopTune.Measure;
+using LoopTune.Store;
+
+namespace LoopTune;
+
+/// <summary>
+/// The best kernel for a contraction on this machine, for programs that use LoopTune as a library:
+/// <code>
+/// using var tuner = Tuner.Open();
+/// TunedKernel k = tuner.Get("mm 256 256 256");    // tuned once with the default tuner, then recalled
+/// k.Run(c, a, b);                                  // C += A * B
+/// </code>
+/// <list type="table">
+/// <item><term>records</term><description>the tuning records of the <see cref="MeasurementStore"/> (the data folder's
+/// <c>measurements.db</c>, or the SQLite file given), kept per machine key, runtime and thread count; the records
+/// <c>looptune model</c> writes, and <c>looptune records</c> lists, exports and imports.</description></item>
+/// <item><term>recalled</term><description>a computation with a record is compiled from it (about a millisecond) and
+/// neither searched nor measured; its <see cref="TunedKernel.Gflops"/> are the record's.</description></item>
+/// <item><term>tuned</term><description>one without is tuned as <c>looptune tune</c> tunes (<see cref="PolicyTuning"/>:
+/// the policy's search within <see cref="TunerOptions.Budget"/>, then the best schedule verified against the reference
+/// and timed), and recorded. A kernel that fails verification is an internal error, never recorded.</description></item>
+/// <item><term>threads</term><description>a tuner is thread-safe. Concurrent <see cref="Get(string)"/>s of one computation
+/// tune it once: the others wait for that kernel. Searches in one process run one at a time (two searches timing kernels
+/// at once would each measure the other); recalls do not wait for them. Two processes may both tune a computation
+/// neither has a record of: the last record written stays.</description></item>
+/// </list>
+/// A bad spec, budget, policy or thread count is a <see cref="LoopTuneException"/> naming it.
+/// </summary>
+public sealed class Tuner : IDisposable
+{
+    /// <summary>One search at a time in the process, whatever the tuner.</summary>
+    static readonly Lock searching = new();
+
+    readonly MeasurementStore store;
+    readonly ConcurrentDictionary<string, Lazy<TunedKernel>> kernels = new();
+    readonly ConcurrentDictionary<string, Policy> policies = new();
+    int searches, recalls;
+
+    Tuner(MeasurementStore store, TunerOptions options)
+    {
+        this.store = store;
+        Options = options;
+    }
+
+    /// <summary>A tuner over the records at <paramref name="recordsPath"/> (a SQLite measurement store, created when
+    /// missing; default: <c>measurements.db</c> in the data folder, which <c>$LOOPTUNE_HOME</c> moves) for this machine,
+    /// tuning with <paramref name="options"/> (default: <see cref="TunerOptions"/>'s).</summary>
+    public static Tuner Open(string? recordsPath = null, TunerOptions? options = null)
+    {
+        var checkedOptions = (options ?? new TunerOptions()).Validate();
+        return new Tuner(new MeasurementStore(recordsPath), checkedOptions);
+    }
+
+    /// <summary>What this tuner tunes with.</summary>
+    public TunerOptions Options { get; }
+
+    /// <summary>The records' file.</summary>
+    public string RecordsPath => store.Path;
+
+    /// <summary>The machine key its records are kept under (<see cref="PeakCache.MachineKey"/>).</summary>
+    public string MachineKey => store.Machine;
+
+    /// <summary>Searches this tuner ran (computations it had no usable record of).</summary>
+    public int Searches => Volatile.Read(ref searches);
+
+    /// <summary>Kernels this tuner compiled from a record without searching.</summary>
+    public int Recalls => Volatile.Read(ref recalls);
+
+    /// <summary>The kernel of <paramref name="spec"/> (<c>mm M N K</c>, <c>conv C H W F R S</c> or a contraction, as
+    /// <see cref="Computation.Parse(string)"/> reads it): this tuner's, recalled from the records, or tuned now.</summary>
+    public TunedKernel Get(string spec) => Get(Computation.Parse(spec));
+
+    /// <summary>The kernel of <paramref name="computation"/> (<see cref="Get(string)"/>). A failed attempt (bad input, an
+    /// internal error) is thrown to every caller waiting for it and forgotten, so a later call tries again.</summary>
+    public TunedKernel Get(Computation computation)
+    {
+        ArgumentNullException.ThrowIfNull(computation);
+        var entry = kernels.GetOrAdd(computation.Text, _ => new Lazy<TunedKernel>(() => Make(computation), LazyThreadSafetyMode.ExecutionAndPublication));
+        try { return entry.Value; }
+        catch
+        {
+            kernels.TryRemove(new(computation.Text, entry));
+            throw;
+        }
+    }
+
+    /// <summary><see cref="Get(string)"/> on the thread pool, for callers that must not block (a first call searches for
+    /// about <see cref="TunerOptions.Budget"/> and then times the result). <paramref name="cancellation"/> cancels a call
+    /// that has not started; a search that has runs to its budget.</summary>
+    public Task<TunedKernel> GetAsync(string spec, CancellationToken cancellation = default) => Task.Run(() => Get(spec), cancellation);
+
+    /// <summary>The kernel compiled from this machine's record, or tuned (inside the process's search lock, where a record
+    /// another tuner wrote meanwhile is looked for again) and recorded.</summary>
+    TunedKernel Make(Computation c)
+    {
+        if (Recall(c) is { } recalled) return recalled;
+        lock (searching)
+        {
+            if (Recall(c) is { } meanwhile) return meanwhile;
+            var tuned = Tune(c);
+            Interlocked.Increment(ref searches);
+            return tuned;
+        }
+    }
+
+    /// <summary>The kernel of <paramref name="c"/>'s record, compiled; null without a record, or with one whose schedule no
+    /// longer reads or compiles (it is then tuned again and replaced).</summary>
+    TunedKernel? Recall(Computation c)
+    {
+        if (!store.TryGetRecord(c, Options.Threads, out var record)) return null;
+        Kernel kernel;
+        try { kernel = Kernel.Compile(Nest.Parse(c, record.Schedule), null, warmUp: false); }
+        catch (Exception e) when (e is LoopTuneException or ArgumentException) { return null; }
+        kernel.Threads = Options.Threads;
+        Interlocked.Increment(ref recalls);
+        return new TunedKernel(kernel, record, recalled: true);
+    }
+
+    /// <summary>The default tuner's search and final timing, on <see cref="TunerOptions.Threads"/> threads (trying the
+    /// schedule's parallel form too), recorded once verified.</summary>
+    TunedKernel Tune(Computation c)
+    {
+        var pol = policies.GetOrAdd(Policy.Choose(Options.Policy, c), Policy.Load);
+        var search = PolicyTuning.Method(pol, Options.Budget, 1, out var limit);
+        var (result, best, _, _) = PolicyTuning.Tune(search, pol, c, limit, MeasureOptions.Default, null);
+        if (Options.Threads > 1 && best.Verification.Passed && Parallel(best.Nest) is { } split)
+        {
+            var parallel = KernelReport.Run(split, MeasureOptions.Default, null, null, null, Options.Threads);
+            if (parallel.Verification.Passed && parallel.Gflops > best.Gflops) best = parallel;
+        }
+        if (!best.Verification.Passed)
+            throw new InvalidOperationException($"the kernel tuned for {c.Text} ({best.Nest.Serialize()}) is wrong: {best.Verification.Problem}");
+        best.Kernel.Threads = Options.Threads;
+        var record = new TuningRecord(best.Nest.Serialize(), result.Method, Options.Budget, best.Gflops, DateTime.UtcNow);
+        store.PutRecord(c, Options.Threads, record);
+        return new TunedKernel(best.Kernel, record, recalled: false);
+    }
+
+    /// <summary><paramref name="nest"/> with its outermost loop that may be <c>parallel</c> made so (the most work per
+    /// thread, the fewest hand-offs); null when it has one already or none may be.</summary>
+    internal static Nest? Parallel(Nest nest)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        if (nest.ParallelLoop >= 0) return null;
+        var action = Actions.Get("parallel");
+        for (int i = 0; i < nest.Loops.Length; i++)
+            if (Transforms.IsLegal(nest.With(nest.Loops, i), action)) return Transforms.Apply(nest.With(nest.Loops, i), action);
+        return null;
+    }
+
+    /// <summary>Closes the records' store. Kernels already returned keep working.</summary>
+    public void Dispose() => store.Dispose();
+}
