@@ -176,7 +176,7 @@ public sealed class NamedDataset
             var (generator, manifest) = build();
             generator.Write(Folder, manifest);
         }
-        catch (Exception e) when (e is IOException or DatasetSpecError && IsGenerated) { /* another process got there first */ }
+        catch (Exception e) when (e is IOException or FileWriteError or DatasetSpecError && IsGenerated) { /* another process got there first */ }
         return Folder;
     }
 }

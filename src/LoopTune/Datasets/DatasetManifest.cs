@@ -1,5 +1,4 @@
 using System.Collections.Immutable;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -75,6 +74,6 @@ public sealed record DatasetManifest(string Kind, ImmutableArray<KeyValuePair<st
     static ImmutableArray<string> List(JsonObject o, string key, string path) =>
         [.. Required(o, key, path).AsArray().Select(n => n?.GetValue<string>() ?? throw new DatasetError($"{path}: \"{key}\" holds a null"))];
 
-    /// <summary>Writes the manifest's bytes (UTF-8, no byte-order mark).</summary>
-    public void WriteTo(string path) => File.WriteAllText(path, ToJson(), new UTF8Encoding(false));
+    /// <summary>Writes the manifest's bytes (UTF-8, no byte-order mark), atomically (<see cref="AtomicFile"/>).</summary>
+    public void WriteTo(string path) => AtomicFile.WriteText(path, ToJson());
 }

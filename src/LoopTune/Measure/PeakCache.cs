@@ -52,10 +52,8 @@ public static class PeakCache
         try
         {
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            var tmp = $"{path}.{Environment.ProcessId}.tmp";
-            File.WriteAllText(tmp, table.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            File.Move(tmp, path, overwrite: true);
+            AtomicFile.WriteText(path, table.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* remembering is best effort */ }
+        catch (Exception e) when (FileWriteError.IsIo(e) || e is FileWriteError) { /* remembering is best effort */ }
     }
 }
