@@ -58,10 +58,15 @@ public sealed record DatasetManifest(string Kind, ImmutableArray<KeyValuePair<st
             int format = o["format"]?.GetValue<int>() ?? 0;
             if (format != Format) throw new DatasetError($"{path} has format {format}; this LoopTune reads format {Format}");
             var arguments = o["arguments"]?.AsObject().Select(p => KeyValuePair.Create(p.Key, p.Value?.GetValue<string>() ?? "")) ?? [];
+            var benchmarks = List(o, "benchmarks", path);
+            if (benchmarks.FirstOrDefault(n => n.Length == 0 || n is "." or ".." || n.IndexOfAny(['/', '\\', '\0']) >= 0) is { } bad)
+                throw new DatasetError($"{path}: \"benchmarks\" holds '{bad}', which is not a file name");
+            if (benchmarks.GroupBy(n => n, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } twice)
+                throw new DatasetError($"{path}: \"benchmarks\" holds '{twice.Key}' twice");
             return new DatasetManifest(Required(o, "kind", path).GetValue<string>(), [.. arguments], Required(o, "seed", path).GetValue<ulong>(),
-                                       Required(o, "split", path).GetValue<double>(), List(o, "benchmarks", path), List(o, "train", path), List(o, "test", path));
+                                       Required(o, "split", path).GetValue<double>(), benchmarks, List(o, "train", path), List(o, "test", path));
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or ArgumentException or OverflowException)
         {
             throw new DatasetError($"{path} is not a dataset manifest: {e.Message}", e);
         }
