@@ -337,9 +337,9 @@ public sealed class MeasurementStore : IDisposable
         {
             Connect();
             if (Scalar("PRAGMA quick_check") == "ok") return;
-            why = new StoreError(Path, "is damaged (PRAGMA quick_check fails)", true);
         }
         catch (StoreError again) when (again.Damaged) { why = again; }
+        catch (SqliteException e) when (Problem(e) is { Damaged: true } again) { why = again; }
         Disconnect();
         string stamp = DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture), aside = $"{Path}.corrupt-{stamp}";
         for (int n = 2; File.Exists(aside); n++) aside = $"{Path}.corrupt-{stamp}-{n}";
