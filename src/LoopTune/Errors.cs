@@ -13,6 +13,9 @@ public sealed class FileWriteError(string path, string problem, Exception? inner
     /// <summary>The file or folder that could not be written.</summary>
     public string Path { get; } = path;
 
+    /// <summary>Why, as the system said it.</summary>
+    public string Problem { get; } = problem;
+
     /// <summary>The error for <paramref name="e"/>, an I/O failure while writing <paramref name="path"/>; its message without
     /// .NET's own quoting of the path when it has one.</summary>
     public static FileWriteError From(string path, Exception e) =>

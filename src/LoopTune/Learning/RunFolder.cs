@@ -63,7 +63,7 @@ public static class RunFolder
         catch (Exception e) when (FileWriteError.IsIo(e) || e is FileWriteError)
         {
             AtomicFile.TryDelete(temp);
-            throw e as FileWriteError ?? FileWriteError.From(final, e);
+            throw new FileWriteError($"the checkpoint {final}", (e as FileWriteError ?? FileWriteError.From(final, e)).Problem, e);
         }
         AtomicFile.WriteText(Path.Combine(root, Latest), name);
         foreach (var old in Directory.GetDirectories(root, "ckpt-*").Where(d => Path.GetFileName(d) != name)
