@@ -15,15 +15,5 @@ public static class Warnings
     }
 
     /// <summary>Sends the warnings of the calling flow (and the work it starts) to <paramref name="writer"/> until the result is disposed.</summary>
-    public static IDisposable To(TextWriter writer)
-    {
-        var before = sink.Value;
-        sink.Value = writer;
-        return new Restore(() => sink.Value = before);
-    }
-
-    sealed class Restore(Action undo) : IDisposable
-    {
-        public void Dispose() => undo();
-    }
+    public static IDisposable To(TextWriter writer) => AsyncScope.Set(sink, writer);
 }
