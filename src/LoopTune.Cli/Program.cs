@@ -15,6 +15,7 @@ public static class Program
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
         var io = new Io(stdout, stderr);
+        using var warnings = Warnings.To(stderr); // a damaged cache moved aside and rebuilt, said on this command's stderr
         var root = new RootCommand("LoopTune for .NET: schedule tensor loop nests, JIT them to machine code, measure them.")
         {
             MachineCommand.Create(io), RunCommand.Create(io), PeakCommand.Create(io), BenchCommand.Create(io), DemoCommand.Create(io),

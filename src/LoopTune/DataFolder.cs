@@ -13,11 +13,18 @@ public static class DataFolder
 
     /// <summary>Makes <paramref name="path"/> the data folder of the calling flow (the work it starts included) until the
     /// result is disposed: for tests that write what other tests read (an adapted policy), each in a folder of its own.</summary>
-    internal static IDisposable Use(string path)
+    internal static IDisposable Use(string path) => AsyncScope.Set(folder, path);
+}
+
+/// <summary>Gives an <see cref="AsyncLocal{T}"/> a value for the calling flow until the result is disposed, then the one
+/// it had (the data folder of a test, the writer of <see cref="Warnings"/>).</summary>
+static class AsyncScope
+{
+    public static IDisposable Set<T>(AsyncLocal<T?> local, T? value)
     {
-        var before = folder.Value;
-        folder.Value = path;
-        return new Restore(() => folder.Value = before);
+        var before = local.Value;
+        local.Value = value;
+        return new Restore(() => local.Value = before);
     }
 
     sealed class Restore(Action undo) : IDisposable

@@ -106,7 +106,7 @@ sealed record ComparisonJob(Dataset Data, string Split, ComparisonPlan Plan, str
                 $"GFLOPS are re-timed after the searches, each schedule, the unscheduled nest and the peer libraries of a benchmark side by side (one sample of each per round, so a neighbour slowing the core for a while slows them alike), with the {(Plan.Quick ? "quick" : "default")} timing (median of {Plan.Timing.MinSamples}+ samples taken over {Plan.Timing.MinSeconds:0.###}+ s for each).",
                 PeakCache.MachineKey, elsewhere is null ? Machine.Current : null, Plan.Space.Name, RunThreads.Default);
             evaluators.Clean();
-            write(report.Temp, comparison, setup);
+            report.Fill(temp => write(temp, comparison, setup));
             report.Commit();
             return (comparison, setup, report.Target);
         }
@@ -166,38 +166,41 @@ sealed record ComparisonJob(Dataset Data, string Split, ComparisonPlan Plan, str
     }
 
     /// <summary>A report folder written atomically: everything goes into <see cref="Temp"/>, a sibling of the target, which
-    /// <see cref="Commit"/> renames into place (moving an old report aside first and deleting it after).</summary>
+    /// <see cref="Commit"/> renames into place (<see cref="AtomicFile.CommitFolder"/>: an old report is moved aside first and
+    /// deleted after). A write that fails (no space, a read-only folder) is a <see cref="FileWriteError"/> naming the path,
+    /// and an old report stays whole.</summary>
     internal sealed class ReportFolder
     {
         public ReportFolder(string target)
         {
             Target = Path.GetFullPath(target);
             if (File.Exists(Target)) throw new SearchError($"--out {target} is a file; give a folder");
-            var parent = Path.GetDirectoryName(Target) ?? throw new SearchError($"--out {target} has no parent folder");
-            Temp = Path.Combine(parent, $".{Path.GetFileName(Target)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
+            Temp = AtomicFile.TempSibling(Target);
             try { Directory.CreateDirectory(Temp); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new SearchError($"cannot write the report next to {target}: {e.Message}"); }
+            catch (Exception e) when (FileWriteError.IsIo(e)) { throw FileWriteError.From(Target, e); }
         }
 
         public string Target { get; }
         public string Temp { get; }
         bool committed;
 
+        /// <summary>Runs <paramref name="write"/> on the temporary folder; an I/O failure in it names the report.</summary>
+        public void Fill(Action<string> write)
+        {
+            try { write(Temp); }
+            catch (Exception e) when (FileWriteError.IsIo(e)) { throw FileWriteError.From(Target, e); }
+        }
+
         public void Commit()
         {
-            string? old = Directory.Exists(Target) ? Temp + ".old" : null;
-            if (old is not null) Directory.Move(Target, old);
-            Directory.Move(Temp, Target);
+            AtomicFile.CommitFolder(Temp, Target);
             committed = true;
-            if (old is not null) Directory.Delete(old, recursive: true);
         }
 
         /// <summary>Removes the temporary folder unless it was committed.</summary>
         public void Abandon()
         {
-            if (committed || !Directory.Exists(Temp)) return;
-            try { Directory.Delete(Temp, recursive: true); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* best effort */ }
+            if (!committed) AtomicFile.TryDelete(Temp);
         }
     }
 }

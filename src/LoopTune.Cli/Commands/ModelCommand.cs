@@ -55,7 +55,7 @@ static class ModelCommand
                 var rows = bench.Run(onnx);
                 var e2e = p.GetValue(run) ? ModelEndToEnd.Run(onnx, bench.Chosen, timing, io.Stderr.WriteLine) : null;
                 var result = ModelReport.ToJson(path, report.Target, b, rows, bench.Recalled, bench.Searched, wall.Elapsed.TotalSeconds, store.Path, e2e);
-                ModelReport.Write(report.Temp, result, rows, onnx.ToString());
+                report.Fill(temp => ModelReport.Write(temp, result, rows, onnx.ToString()));
                 report.Commit();
                 if (p.GetValue(json)) io.Stdout.WriteLine(ModelReport.Serialize(result));
                 else Print(io, result);

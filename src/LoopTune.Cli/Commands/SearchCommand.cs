@@ -87,14 +87,11 @@ static class SearchCommand
         return (b.Name, b.Computation);
     }
 
-    /// <summary>Writes a report file, turning a path that cannot be written into bad input (exit 2).</summary>
+    /// <summary>Writes a report file (<see cref="AtomicFile"/>), turning a path that cannot be written into bad input (exit 2).</summary>
     internal static void WriteText(string path, string text)
     {
-        try { File.WriteAllText(path, text); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-        {
-            throw new SearchError($"cannot write {path}: {e.Message}");
-        }
+        try { AtomicFile.WriteText(path, text); }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException) { throw new FileWriteError(path, e.Message, e); }
     }
 
     static JsonObject ToJson(SearchResult r, ISearch search, string? bench, SearchBudget budget, int seed, Verification v, string? debug) => new()

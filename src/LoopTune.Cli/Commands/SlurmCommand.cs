@@ -80,7 +80,7 @@ static class SlurmCommand
         try
         {
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            RunFolder.WriteAtomic(path, text);
+            AtomicFile.WriteText(path, text);
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, File.GetUnixFileMode(path) | UnixFileMode.UserExecute);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -23,7 +23,8 @@ public static class TrainingCharts
         ArgumentException.ThrowIfNullOrEmpty(folder);
         var series = Series(rows);
         if (series.Count == 0) return [];
-        Directory.CreateDirectory(folder);
+        try { Directory.CreateDirectory(folder); }
+        catch (Exception e) when (FileWriteError.IsIo(e)) { throw FileWriteError.From(folder, e); }
 
         var written = new List<string>();
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { Path.GetFileNameWithoutExtension(Grid) };
@@ -167,23 +168,11 @@ public static class TrainingCharts
         return name + ".png";
     }
 
-    /// <summary>Writes the bytes to a temp file next to <paramref name="path"/> and renames it over the target.</summary>
+    /// <summary>Writes the bytes as <paramref name="path"/> (<see cref="AtomicFile"/>: a temporary file renamed over it).</summary>
     static string Save(byte[] png, string path)
     {
         string full = Path.GetFullPath(path);
-        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
-        try
-        {
-            File.WriteAllBytes(temp, png);
-            File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(temp); }
-            catch (IOException) { }
-            catch (UnauthorizedAccessException) { }
-            throw;
-        }
+        AtomicFile.WriteBytes(full, png);
         return full;
     }
 

@@ -58,7 +58,7 @@ public sealed class Dataset
     public static Dataset Load(string nameOrFolder)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(nameOrFolder);
-        if (NamedDataset.Find(nameOrFolder) is { } named) return LoadFolder(named.EnsureGenerated());
+        if (NamedDataset.Find(nameOrFolder) is { } named) return named.Load();
         if (Directory.Exists(nameOrFolder)) return LoadFolder(nameOrFolder);
         throw new DatasetError($"'{nameOrFolder}' is neither a dataset folder nor a named dataset; the named datasets are: {string.Join(", ", NamedDataset.All.Select(n => n.Name))}");
     }
@@ -166,6 +166,30 @@ public sealed class NamedDataset
     /// <summary>The named dataset called <paramref name="name"/>, or null.</summary>
     public static NamedDataset? Find(string name) => All.FirstOrDefault(n => n.Name == name);
 
+    /// <summary>Loads it, generating it first if needed. Its folder is a cache: one that does not load (a damaged manifest
+    /// or benchmark file) is moved aside as <c>NAME.corrupt-UTCTIME</c>, one line in <see cref="Warnings"/> says so and
+    /// where, and it is generated again.</summary>
+    public Dataset Load()
+    {
+        try { return Dataset.LoadFolder(EnsureGenerated()); }
+        catch (LoopTuneException e) when (e is DatasetError or DatasetSpecError) // DatasetSpecError: a folder there without its manifest
+        {
+            lock (gate)
+            {
+                try { return Dataset.LoadFolder(Folder); } // another thread may have generated it again meanwhile
+                catch (DatasetError) when (Directory.Exists(Folder)) { }
+                string aside = $"{Folder}.corrupt-{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}";
+                for (int n = 2; Directory.Exists(aside); n++) aside = $"{Folder}.corrupt-{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-{n}";
+                try { Directory.Move(Folder, aside); }
+                catch (Exception io) when (FileWriteError.IsIo(io)) { throw new DatasetError($"{e.Message}; the dataset {Name} cannot be moved aside to be generated again: {io.Message}", io); }
+                Warnings.Write($"the dataset {Name} in {Folder} is damaged ({e.Message}); moved it to {aside} and generated it again");
+                return Dataset.LoadFolder(EnsureGenerated());
+            }
+        }
+    }
+
+    static readonly Lock gate = new();
+
     /// <summary>Generates it unless already there, and returns its folder. Concurrent processes may race: the first
     /// rename wins and the others use its result.</summary>
     public string EnsureGenerated()
@@ -176,7 +200,7 @@ public sealed class NamedDataset
             var (generator, manifest) = build();
             generator.Write(Folder, manifest);
         }
-        catch (Exception e) when (e is IOException or DatasetSpecError && IsGenerated) { /* another process got there first */ }
+        catch (Exception e) when (e is IOException or FileWriteError or DatasetSpecError && IsGenerated) { /* another process got there first */ }
         return Folder;
     }
 }

@@ -135,9 +135,10 @@ public sealed class DatasetGenerator
             if (Directory.Exists(target)) Directory.Delete(target);
             Directory.Move(temp, target);
         }
-        catch
+        catch (Exception e)
         {
-            TryDelete(temp);
+            AtomicFile.TryDelete(temp);
+            if (FileWriteError.IsIo(e)) throw FileWriteError.From(target, e);
             throw;
         }
         return manifest;
@@ -151,17 +152,13 @@ public sealed class DatasetGenerator
         manifest.WriteTo(Path.Combine(folder, DatasetManifest.FileName));
     }
 
-    internal static string TempSibling(string target)
+    /// <summary>A hidden temporary folder beside <paramref name="target"/> (<see cref="AtomicFile.TempSibling"/>), its parent created.</summary>
+    static string TempSibling(string target)
     {
         var parent = Path.GetDirectoryName(target) ?? throw new DatasetSpecError($"--out {target} has no parent folder");
-        Directory.CreateDirectory(parent);
-        return Path.Combine(parent, $".{Path.GetFileName(target)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
-    }
-
-    internal static void TryDelete(string folder)
-    {
-        try { if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* best effort: a hidden temp folder */ }
+        try { Directory.CreateDirectory(parent); }
+        catch (Exception e) when (FileWriteError.IsIo(e)) { throw FileWriteError.From(parent, e); }
+        return AtomicFile.TempSibling(target);
     }
 
     static Benchmark Make(string name, Func<Computation> build)

@@ -1,5 +1,4 @@
 using System.Collections.Immutable;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -59,10 +58,15 @@ public sealed record DatasetManifest(string Kind, ImmutableArray<KeyValuePair<st
             int format = o["format"]?.GetValue<int>() ?? 0;
             if (format != Format) throw new DatasetError($"{path} has format {format}; this LoopTune reads format {Format}");
             var arguments = o["arguments"]?.AsObject().Select(p => KeyValuePair.Create(p.Key, p.Value?.GetValue<string>() ?? "")) ?? [];
+            var benchmarks = List(o, "benchmarks", path);
+            if (benchmarks.FirstOrDefault(n => n.Length == 0 || n is "." or ".." || n.IndexOfAny(['/', '\\', '\0']) >= 0) is { } bad)
+                throw new DatasetError($"{path}: \"benchmarks\" holds '{bad}', which is not a file name");
+            if (benchmarks.GroupBy(n => n, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } twice)
+                throw new DatasetError($"{path}: \"benchmarks\" holds '{twice.Key}' twice");
             return new DatasetManifest(Required(o, "kind", path).GetValue<string>(), [.. arguments], Required(o, "seed", path).GetValue<ulong>(),
-                                       Required(o, "split", path).GetValue<double>(), List(o, "benchmarks", path), List(o, "train", path), List(o, "test", path));
+                                       Required(o, "split", path).GetValue<double>(), benchmarks, List(o, "train", path), List(o, "test", path));
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or ArgumentException or OverflowException)
         {
             throw new DatasetError($"{path} is not a dataset manifest: {e.Message}", e);
         }
@@ -75,6 +79,6 @@ public sealed record DatasetManifest(string Kind, ImmutableArray<KeyValuePair<st
     static ImmutableArray<string> List(JsonObject o, string key, string path) =>
         [.. Required(o, key, path).AsArray().Select(n => n?.GetValue<string>() ?? throw new DatasetError($"{path}: \"{key}\" holds a null"))];
 
-    /// <summary>Writes the manifest's bytes (UTF-8, no byte-order mark).</summary>
-    public void WriteTo(string path) => File.WriteAllText(path, ToJson(), new UTF8Encoding(false));
+    /// <summary>Writes the manifest's bytes (UTF-8, no byte-order mark), atomically (<see cref="AtomicFile"/>).</summary>
+    public void WriteTo(string path) => AtomicFile.WriteText(path, ToJson());
 }

@@ -141,10 +141,9 @@ public static class Adaptation
             : RunFolder.LatestCheckpoint(run) is { } ckpt ? Path.Combine(ckpt, Policy.FileName)
             : throw new LoopTuneException($"the adaptation run {run} has no policy to save");
         _ = Policy.Load(source); // a policy that would not load is never installed
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        var temp = $"{path}.tmp-{Environment.ProcessId}";
-        File.Copy(source, temp, overwrite: true);
-        File.Move(temp, path, overwrite: true);
+        try { Directory.CreateDirectory(Path.GetDirectoryName(path)!); }
+        catch (Exception e) when (FileWriteError.IsIo(e)) { throw FileWriteError.From(path, e); }
+        AtomicFile.Copy(source, path);
     }
 
     static JsonObject ReadProgress()
@@ -155,8 +154,9 @@ public static class Adaptation
 
     static void WriteProgress(JsonObject progress)
     {
-        Directory.CreateDirectory(Folder);
-        RunFolder.WriteAtomic(Path.Combine(Folder, ProgressFile), progress.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        try { Directory.CreateDirectory(Folder); }
+        catch (Exception e) when (FileWriteError.IsIo(e)) { throw FileWriteError.From(Folder, e); }
+        AtomicFile.WriteText(Path.Combine(Folder, ProgressFile), progress.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
     /// <summary>An observer that records the time trained at every checkpoint (so a killed adaptation resumes for what it had

@@ -119,7 +119,12 @@ public sealed class Policy
             throw new PolicyError($"{path} is a safetensors file but not a LoopTune policy (its metadata has no {Prefix}shape / {Prefix}encoder)");
         NetworkShape shape;
         try { shape = JsonSerializer.Deserialize<NetworkShape>(shapeJson) ?? throw new JsonException("null"); }
-        catch (JsonException e) { throw new PolicyError($"policy {path}: its network shape '{shapeJson}' cannot be read ({e.Message})", e); }
+        catch (Exception e) when (e is JsonException or NotSupportedException or ArgumentException)
+        {
+            throw new PolicyError($"policy {path}: its network shape '{shapeJson}' cannot be read ({e.Message})", e);
+        }
+        if (shape.Kind is null || shape.Activation is null || shape.Hidden is null || shape.Observations <= 0 || shape.Actions <= 0 || shape.Hidden.Any(h => h <= 0))
+            throw new PolicyError($"policy {path}: its network shape '{shapeJson}' lacks a field or has a size that is not positive");
         if ((encoder == ObservationEncoder.V2 || (encoder == EncoderV1 && upgrade)) && ObservationEncoder.Positions(encoder) is { } at && shape.Observations == at.Length)
         {
             (tensors, shape) = (Upgrade(tensors, shape, at), shape with { Observations = ObservationEncoder.Size });
@@ -168,6 +173,8 @@ public sealed class Policy
         int oldPer = shape.Actions / Nest.MaxLoops, newPer = space.PerLoop;
         NamedTensor Remap(NamedTensor t, int offset)
         {
+            // a tensor other than the metadata's shape says is left for LoadInto to name
+            if (t.Shape is not ([_] or [_, _]) || t.Shape[^1] != shape.Actions + offset) return t;
             int rows = t.Shape.Length == 2 ? t.Shape[0] : 1, oldCols = t.Shape[^1], newCols = space.Count + offset;
             bool bias = t.Shape.Length == 1;
             var data = new float[rows * newCols];

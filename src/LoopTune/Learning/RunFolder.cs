@@ -36,28 +36,39 @@ public static class RunFolder
         return name.StartsWith("ckpt-", StringComparison.Ordinal) && Directory.Exists(dir) ? dir : null;
     }
 
-    /// <summary>Writes the trainer's checkpoint (and its policy) and makes it the latest; returns its folder.</summary>
+    /// <summary>Writes the trainer's checkpoint (and its policy) and makes it the latest; returns its folder. A write that
+    /// fails (no space, a read-only folder) is a <see cref="FileWriteError"/> naming the path, and the latest checkpoint
+    /// stays the previous one, whole: the new one is written into a temporary folder and renamed into place first.</summary>
     public static string SaveCheckpoint(string run, ITrainer trainer, int episodeLength, ActionSpace space, IReadOnlyDictionary<string, string> policyInfo)
     {
-        var root = Directory.CreateDirectory(Path.Combine(run, Checkpoints)).FullName;
+        string root = Path.GetFullPath(Path.Combine(run, Checkpoints));
         // a new name even when this iteration was saved before (a resume that trains no further): the checkpoint that
         // latest names is never deleted or replaced, only superseded
         string name = $"ckpt-{trainer.Iterations:D6}";
         for (int n = 1; Directory.Exists(Path.Combine(root, name)); n++) name = $"ckpt-{trainer.Iterations:D6}-{n}";
         string final = Path.Combine(root, name), temp = Path.Combine(root, $".tmp-{name}-{Environment.ProcessId}");
-        foreach (var leftover in Directory.GetDirectories(root, ".tmp-*")) Directory.Delete(leftover, true); // from a killed run
-        Directory.CreateDirectory(temp);
-        SafeTensors.Save(Path.Combine(temp, Model), trainer.Tensors(), new Dictionary<string, string> { ["looptune.trainer"] = trainer.Name });
-        var state = trainer.State();
-        state["trainer"] = trainer.Name;
-        state["config"] = JsonSerializer.SerializeToNode(trainer.Config, trainer.Config.GetType());
-        WriteAtomic(Path.Combine(temp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        Policy.Save(Path.Combine(temp, Policy.FileName), trainer.Policy, episodeLength, PolicyInfo(trainer, policyInfo), space);
-        Directory.Move(temp, final);
-        WriteAtomic(Path.Combine(root, Latest), name);
+        try
+        {
+            Directory.CreateDirectory(root);
+            foreach (var leftover in Directory.GetDirectories(root, ".tmp-*")) Directory.Delete(leftover, true); // from a killed run
+            Directory.CreateDirectory(temp);
+            SafeTensors.Save(Path.Combine(temp, Model), trainer.Tensors(), new Dictionary<string, string> { ["looptune.trainer"] = trainer.Name });
+            var state = trainer.State();
+            state["trainer"] = trainer.Name;
+            state["config"] = JsonSerializer.SerializeToNode(trainer.Config, trainer.Config.GetType());
+            AtomicFile.WriteText(Path.Combine(temp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            Policy.Save(Path.Combine(temp, Policy.FileName), trainer.Policy, episodeLength, PolicyInfo(trainer, policyInfo), space);
+            Directory.Move(temp, final);
+        }
+        catch (Exception e) when (FileWriteError.IsIo(e) || e is FileWriteError)
+        {
+            AtomicFile.TryDelete(temp);
+            throw new FileWriteError($"the checkpoint {final}", (e as FileWriteError ?? FileWriteError.From(final, e)).Problem, e);
+        }
+        AtomicFile.WriteText(Path.Combine(root, Latest), name);
         foreach (var old in Directory.GetDirectories(root, "ckpt-*").Where(d => Path.GetFileName(d) != name)
                      .OrderBy(Age).SkipLast(Keep - 1))
-            Directory.Delete(old, true);
+            AtomicFile.TryDelete(old);
         return final;
     }
 
@@ -98,16 +109,4 @@ public static class RunFolder
         ["looptune.env_steps"] = trainer.EnvSteps.ToString(System.Globalization.CultureInfo.InvariantCulture),
         ["looptune.iterations"] = trainer.Iterations.ToString(System.Globalization.CultureInfo.InvariantCulture),
     };
-
-    /// <summary>Writes <paramref name="text"/> to a temporary file beside <paramref name="path"/> and renames it over it.</summary>
-    public static void WriteAtomic(string path, string text)
-    {
-        var temp = $"{path}.tmp-{Environment.ProcessId}";
-        using (var f = new FileStream(temp, FileMode.Create, FileAccess.Write))
-        {
-            f.Write(System.Text.Encoding.UTF8.GetBytes(text));
-            f.Flush(flushToDisk: true);
-        }
-        File.Move(temp, path, true);
-    }
 }

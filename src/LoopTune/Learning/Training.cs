@@ -215,7 +215,7 @@ public static class Training
             observer.Evaluated(eval);
             KeepBest(ref best, folder, trainer, eval, request.Steps, space, info);
         }
-        if (eval is not null) RunFolder.WriteAtomic(Path.Combine(folder, "eval.json"), EvalJson(eval, trainer).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        if (eval is not null) AtomicFile.WriteText(Path.Combine(folder, "eval.json"), EvalJson(eval, trainer).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return (folder, eval);
     }
 
@@ -254,7 +254,7 @@ public static class Training
         // what was asked, and the machine at each width it trains at (the block every report carries)
         var run = JsonSerializer.SerializeToNode(r with { Resume = false })!.AsObject();
         run["machines"] = new JsonArray([.. r.Widths.Select(b => (JsonNode)Measure.Machine.At(b).ToJson())]);
-        RunFolder.WriteAtomic(Path.Combine(folder, RunFolder.RunFile), run.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteText(Path.Combine(folder, RunFolder.RunFile), run.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
     /// <summary>The request a resumed run continues: the original one, with this invocation's limits.</summary>

@@ -39,11 +39,26 @@ public static class PeakCache
         WriteTable(PeakFile, table);
     }
 
-    /// <summary>A JSON object file of the data folder; empty when it is missing or unreadable (it is a cache).</summary>
+    /// <summary>A JSON object file of the data folder (<c>peak.json</c>, <c>machine.json</c>); empty when it is missing. It is a
+    /// cache: a damaged one (not JSON, not an object, a key twice, unreadable) is read as empty, with one line in
+    /// <see cref="Warnings"/> naming it, so what it held is measured again and the file rewritten whole.</summary>
     internal static JsonObject ReadTable(string path)
     {
-        try { return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? []; }
-        catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { return []; }
+        string problem;
+        try
+        {
+            var node = JsonNode.Parse(File.ReadAllText(path));
+            if (node is JsonObject table)
+            {
+                _ = table.Count; // a key twice shows here, not at the first lookup
+                return table;
+            }
+            problem = node is null ? "it holds null" : $"it holds a JSON {node.GetValueKind()}, not an object";
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return []; }
+        catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException or ArgumentException or InvalidOperationException) { problem = e.Message; }
+        Warnings.Write($"{path} is damaged ({problem}); it is a cache: measuring what it held again and rewriting it");
+        return [];
     }
 
     /// <summary>Writes a JSON object file of the data folder atomically; best effort (remembering is a cache).</summary>
@@ -52,10 +67,8 @@ public static class PeakCache
         try
         {
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            var tmp = $"{path}.{Environment.ProcessId}.tmp";
-            File.WriteAllText(tmp, table.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            File.Move(tmp, path, overwrite: true);
+            AtomicFile.WriteText(path, table.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* remembering is best effort */ }
+        catch (Exception e) when (FileWriteError.IsIo(e) || e is FileWriteError) { /* remembering is best effort */ }
     }
 }

@@ -32,6 +32,14 @@ namespace LoopTune.Store;
 /// every <see cref="Put"/> in its own immediate transaction, retried with back-off on SQLITE_BUSY. Synchronous NORMAL:
 /// a killed process loses nothing it committed (an OS crash or power cut may lose the last commits, never consistency).
 /// An instance is thread-safe.</description></item>
+/// <item><term>damage</term><description>the default store (<see cref="DefaultPath"/>, no path given) is a cache: a file
+/// there that is not a store (not SQLite, damaged, truncated, another program's database, a schema newer than
+/// <see cref="SchemaVersion"/>) is moved aside as <c>measurements.db.corrupt-UTCTIME</c> (with its <c>-wal</c>, <c>-shm</c>,
+/// <c>-journal</c>), one line in <see cref="Warnings"/> says so and where, and a fresh store takes its place, also when the
+/// damage shows only mid-run. A store given by path is never moved: a <see cref="StoreError"/> names it and what is wrong.
+/// A store whose writer died (a hot <c>-journal</c> or a <c>-wal</c> left behind) is SQLite's to recover, and is no
+/// error. A write that fails (no space, a read-only folder) is a <see cref="StoreError"/> naming the file; SQLite's
+/// transactions keep every earlier commit whole.</description></item>
 /// <item><term>speed</term><description>one open connection with prepared statements, and an in-memory table in front of
 /// it for every record this instance has seen: a repeated lookup is a dictionary hit. A record another process improves
 /// after this instance cached it is seen after <see cref="ClearMemoryCache"/> or in a new instance.</description></item>
@@ -46,7 +54,14 @@ public sealed class MeasurementStore : IDisposable
     /// <summary>Milliseconds SQLite waits for another process's lock before reporting SQLITE_BUSY.</summary>
     public const int BusyTimeoutMilliseconds = 10_000;
 
-    const int SchemaVersion = 1, MaxAttempts = 12;
+    /// <summary>The schema this build reads and writes (<c>PRAGMA user_version</c>); a file with a larger one was written by a
+    /// newer LoopTune.</summary>
+    public const int SchemaVersion = 1;
+
+    /// <summary><c>PRAGMA application_id</c> of a measurement store ("LTMS"): a SQLite file with another id is another program's.</summary>
+    public const int ApplicationId = 0x4C544D53;
+
+    const int MaxAttempts = 12;
 
     const string Schema = """
         CREATE TABLE IF NOT EXISTS measurements (
@@ -95,8 +110,27 @@ public sealed class MeasurementStore : IDisposable
         WHERE excluded.samples >= measurements.samples
         """;
 
-    readonly SqliteConnection connection;
-    readonly SqliteCommand select, upsert, count, selectRecord, upsertRecord;
+    /// <summary>The columns of each table of <see cref="Schema"/>, read from a store made in memory: a file whose tables
+    /// of these names have other columns is another program's.</summary>
+    static readonly Lazy<Dictionary<string, string[]>> Tables = new(() =>
+    {
+        using var memory = new SqliteConnection("Data Source=:memory:");
+        memory.Open();
+        using (var create = memory.CreateCommand())
+        {
+            create.CommandText = Schema;
+            create.ExecuteNonQuery();
+        }
+        return TableColumns(memory);
+    });
+
+    /// <summary>Held while the default store is opened or replaced, so that the threads of one process that find it damaged
+    /// move it aside once.</summary>
+    static readonly Lock CacheGate = new();
+
+    readonly bool cache;
+    SqliteConnection connection = null!;
+    SqliteCommand select = null!, upsert = null!, count = null!, selectRecord = null!, upsertRecord = null!;
     readonly Dictionary<(string Computation, string Schedule), StoredMeasurement> memory = [];
     readonly Lock gate = new();
     bool disposed;
@@ -107,28 +141,24 @@ public sealed class MeasurementStore : IDisposable
     {
     }
 
-    /// <summary>Opens the store with an explicit machine and runtime key (tests, or reading another machine's records).</summary>
+    /// <summary>Opens the store with an explicit machine and runtime key (tests, or reading another machine's records).
+    /// With no <paramref name="path"/>, the default store, moved aside and started afresh when it is damaged; a store
+    /// given by path that cannot be used is a <see cref="StoreError"/>.</summary>
     public MeasurementStore(string? path, string machine, string runtime)
     {
         Path = System.IO.Path.GetFullPath(path ?? DefaultPath);
         Machine = machine;
         Runtime = runtime;
-        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
-        connection = new SqliteConnection(ConnectionString(Path));
-        try
+        cache = path is null;
+        if (!cache)
         {
-            connection.Open();
-            Retry(Initialize);
-            select = Prepare($"SELECT median_s, min_s, samples, gflops, measured_at FROM measurements WHERE {KeyMatch}", keyed: true);
-            upsert = Prepare(UpsertSql, keyed: true, "$median", "$min", "$samples", "$gflops", "$at");
-            count = Prepare("SELECT COUNT(*) FROM measurements", keyed: false);
-            selectRecord = Prepare($"SELECT schedule, method, budget, gflops, tuned_at FROM records WHERE {RecordMatch}", keyed: true);
-            upsertRecord = Prepare(RecordUpsertSql, keyed: true, "$method", "$budget", "$gflops", "$at");
+            Connect();
+            return;
         }
-        catch
+        lock (CacheGate)
         {
-            connection.Dispose();
-            throw;
+            try { Connect(); }
+            catch (StoreError e) when (e.Damaged) { Replace(e); }
         }
     }
 
@@ -155,7 +185,7 @@ public sealed class MeasurementStore : IDisposable
     public string Runtime { get; }
 
     /// <summary>Records in the file, for every machine and runtime.</summary>
-    public int Count => Locked(() => Retry(() => Convert.ToInt32(count.ExecuteScalar(), CultureInfo.InvariantCulture)));
+    public int Count => Locked(() => Use(() => Convert.ToInt32(count.ExecuteScalar(), CultureInfo.InvariantCulture)));
 
     /// <summary>The record of this schedule of this computation on this machine and runtime, if one was ever stored.</summary>
     public bool TryGet(Nest nest, [MaybeNullWhen(false)] out StoredMeasurement measurement)
@@ -166,7 +196,7 @@ public sealed class MeasurementStore : IDisposable
         {
             ObjectDisposedException.ThrowIf(disposed, this);
             if (memory.TryGetValue(key, out measurement)) return true;
-            measurement = Retry(() => Read(key));
+            measurement = Use(() => Read(key));
             if (measurement is null) return false;
             memory[key] = measurement;
             return true;
@@ -183,7 +213,7 @@ public sealed class MeasurementStore : IDisposable
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
-            var kept = Retry(() => Write(key, measurement));
+            var kept = Use(() => Write(key, measurement));
             memory[key] = kept;
             return kept;
         }
@@ -232,7 +262,7 @@ public sealed class MeasurementStore : IDisposable
 
     /// <summary>Every tuning record of the file, of every machine and runtime (choices among lowerings left out), ordered by
     /// machine, runtime and computation.</summary>
-    public IReadOnlyList<KeyedRecord> Records() => Locked(() => Retry(() =>
+    public IReadOnlyList<KeyedRecord> Records() => Locked(() => Use(() =>
     {
         using var command = connection.CreateCommand();
         command.CommandText = "SELECT computation, machine, runtime, schedule, method, budget, gflops, tuned_at FROM records ORDER BY machine, runtime, computation";
@@ -256,7 +286,7 @@ public sealed class MeasurementStore : IDisposable
                 throw new ArgumentException($"a record of {k.Machine} ({k.Runtime}) cannot be stored as one of {Machine} ({Runtime})", nameof(records));
             ValidateRecord(k.Record);
         }
-        return Locked(() => Retry(() =>
+        return Locked(() => Use(() =>
         {
             using var transaction = connection.BeginTransaction(deferred: false);
             using var command = connection.CreateCommand();
@@ -278,7 +308,7 @@ public sealed class MeasurementStore : IDisposable
 
     bool TryGetRecord(string key, [MaybeNullWhen(false)] out TuningRecord record)
     {
-        record = Locked(() => Retry(() => ReadRecord(key)));
+        record = Locked(() => Use(() => ReadRecord(key)));
         return record is not null;
     }
 
@@ -330,7 +360,7 @@ public sealed class MeasurementStore : IDisposable
     void Upsert(string key, TuningRecord record)
     {
         ValidateRecord(record);
-        Locked(() => Retry(() =>
+        Locked(() => Use(() =>
         {
             SetRecord(upsertRecord.Parameters, key, record);
             return upsertRecord.ExecuteNonQuery();
@@ -344,7 +374,7 @@ public sealed class MeasurementStore : IDisposable
     }
 
     /// <summary>Runs SQLite's <c>PRAGMA integrity_check</c>: "ok" when the file is consistent.</summary>
-    public string IntegrityCheck() => Locked(() => Retry(() => Scalar("PRAGMA integrity_check")));
+    public string IntegrityCheck() => Locked(() => Use(() => Scalar("PRAGMA integrity_check")));
 
     /// <summary>Closes the connection; the WAL is checkpointed into the main file when the last connection closes.</summary>
     public void Dispose()
@@ -353,9 +383,124 @@ public sealed class MeasurementStore : IDisposable
         {
             if (disposed) return;
             disposed = true;
-            foreach (var c in new[] { select, upsert, count, selectRecord, upsertRecord }) c.Dispose();
-            connection.Dispose();
+            Disconnect();
         }
+    }
+
+    /// <summary>Opens the connection, checks the file is a store of this schema (making its tables when missing) and
+    /// prepares the statements; a file that is no store, or that cannot be opened, is a <see cref="StoreError"/>.</summary>
+    void Connect()
+    {
+        try { Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!); }
+        catch (Exception e) when (FileWriteError.IsIo(e)) { throw new StoreError(Path, $"cannot be created: {e.Message}", false, e); }
+        connection = new SqliteConnection(ConnectionString(Path));
+        try
+        {
+            connection.Open();
+            Retry(Initialize);
+            select = Prepare($"SELECT median_s, min_s, samples, gflops, measured_at FROM measurements WHERE {KeyMatch}", keyed: true);
+            upsert = Prepare(UpsertSql, keyed: true, "$median", "$min", "$samples", "$gflops", "$at");
+            count = Prepare("SELECT COUNT(*) FROM measurements", keyed: false);
+            selectRecord = Prepare($"SELECT schedule, method, budget, gflops, tuned_at FROM records WHERE {RecordMatch}", keyed: true);
+            upsertRecord = Prepare(RecordUpsertSql, keyed: true, "$method", "$budget", "$gflops", "$at");
+        }
+        catch (Exception e)
+        {
+            Disconnect();
+            if (e is SqliteException q && Problem(q) is { } problem) throw problem;
+            throw;
+        }
+    }
+
+    void Disconnect()
+    {
+        foreach (var c in new[] { select, upsert, count, selectRecord, upsertRecord }) c?.Dispose();
+        connection?.Dispose();
+        (select, upsert, count, selectRecord, upsertRecord) = (null!, null!, null!, null!, null!);
+    }
+
+    /// <summary>The default store found damaged (<paramref name="why"/>): opened again in case another thread or process
+    /// has replaced it meanwhile (and then kept if whole), else moved aside with its journal files, a warning written, and
+    /// a fresh store started. Called under <see cref="CacheGate"/>.</summary>
+    void Replace(StoreError why)
+    {
+        Disconnect();
+        try
+        {
+            Connect();
+            if (Scalar("PRAGMA quick_check") == "ok") return;
+        }
+        catch (StoreError again) when (again.Damaged) { why = again; }
+        catch (SqliteException e) when (Problem(e) is { Damaged: true } again) { why = again; }
+        Disconnect();
+        string stamp = DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture), aside = $"{Path}.corrupt-{stamp}";
+        for (int n = 2; File.Exists(aside); n++) aside = $"{Path}.corrupt-{stamp}-{n}";
+        try
+        {
+            File.Move(Path, aside);
+            foreach (var journal in new[] { "-wal", "-shm", "-journal" })
+                if (File.Exists(Path + journal)) File.Move(Path + journal, aside + journal);
+        }
+        catch (Exception e) when (FileWriteError.IsIo(e))
+        {
+            throw new StoreError(Path, $"{why.Problem}, and cannot be moved aside: {e.Message}", false, e);
+        }
+        Warnings.Write($"the measurement store {Path} {why.Problem}; moved it to {aside} and started a fresh one");
+        Connect();
+    }
+
+    /// <summary>What is wrong with the store when SQLite reports <paramref name="e"/>, or null for an error that is no
+    /// fault of the file (a bug): damaged (not a database, corrupt) or unusable (no space, read-only, cannot open).</summary>
+    StoreError? Problem(SqliteException e) => (e.SqliteErrorCode & 0xFF) switch
+    {
+        26 => new StoreError(Path, $"is not a SQLite database ({Reason(e)})", true, e),
+        11 => new StoreError(Path, $"is damaged ({Reason(e)})", true, e),
+        13 => new StoreError(Path, $"cannot be written: the disk is full ({Reason(e)})", false, e),
+        8 => new StoreError(Path, $"cannot be written: it or its folder is read-only ({Reason(e)})", false, e),
+        14 => new StoreError(Path, $"cannot be opened ({Reason(e)})", false, e),
+        10 or 3 or 23 => new StoreError(Path, $"cannot be read or written ({Reason(e)})", false, e),
+        _ => null,
+    };
+
+    static string Reason(SqliteException e) => e.Message.TrimEnd('.');
+
+    /// <summary>Runs <paramref name="work"/> on the connection (<see cref="Retry"/>). When SQLite finds the default store
+    /// damaged, the store is replaced (<see cref="Replace"/>) and the work runs again on the fresh one; any other fault of
+    /// the file is a <see cref="StoreError"/>.</summary>
+    T Use<T>(Func<T> work)
+    {
+        try { return Retry(work); }
+        catch (SqliteException e) when (Problem(e) is { } problem)
+        {
+            if (!cache || !problem.Damaged) throw problem;
+            lock (CacheGate) Replace(problem);
+        }
+        try { return Retry(work); }
+        catch (SqliteException e) when (Problem(e) is { } problem) { throw problem; }
+    }
+
+    /// <summary>Each table of the file (SQLite's own left out) with its columns, in order.</summary>
+    static Dictionary<string, string[]> TableColumns(SqliteConnection c)
+    {
+        var names = new List<string>();
+        using (var list = c.CreateCommand())
+        {
+            list.CommandText = "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name";
+            using var r = list.ExecuteReader();
+            while (r.Read()) names.Add(r.GetString(0));
+        }
+        var tables = new Dictionary<string, string[]>(StringComparer.OrdinalIgnoreCase);
+        foreach (var name in names)
+        {
+            using var info = c.CreateCommand();
+            info.CommandText = "SELECT name FROM pragma_table_info($t) ORDER BY cid";
+            info.Parameters.AddWithValue("$t", name);
+            using var r = info.ExecuteReader();
+            var columns = new List<string>();
+            while (r.Read()) columns.Add(r.GetString(0));
+            tables[name] = [.. columns];
+        }
+        return tables;
     }
 
     static string ConnectionString(string path) => new SqliteConnectionStringBuilder
@@ -366,16 +511,29 @@ public sealed class MeasurementStore : IDisposable
         DefaultTimeout = BusyTimeoutMilliseconds / 1000,
     }.ToString();
 
+    /// <summary>Checks the file is a store this build reads before changing anything in it (another program's file is
+    /// left as it was), then sets WAL and makes the missing tables.</summary>
     int Initialize()
     {
         Execute($"PRAGMA busy_timeout = {BusyTimeoutMilliseconds}");
+        long version = Convert.ToInt64(Scalar("PRAGMA user_version"), CultureInfo.InvariantCulture);
+        long application = Convert.ToInt64(Scalar("PRAGMA application_id"), CultureInfo.InvariantCulture);
+        if (version > SchemaVersion)
+            throw new StoreError(Path, $"has schema version {version}, newer than this LoopTune's ({SchemaVersion})", true);
+        if (application is not (0 or ApplicationId))
+            throw new StoreError(Path, $"is another program's SQLite database (application id 0x{application:X8})", true);
+        foreach (var (table, columns) in TableColumns(connection))
+        {
+            if (!Tables.Value.TryGetValue(table, out var ours))
+                throw new StoreError(Path, $"is another program's SQLite database (it holds a table '{table}')", true);
+            if (!columns.SequenceEqual(ours, StringComparer.OrdinalIgnoreCase))
+                throw new StoreError(Path, $"is another program's SQLite database (its table '{table}' has the columns {string.Join(", ", columns)})", true);
+        }
         Execute("PRAGMA journal_mode = WAL");
         Execute("PRAGMA synchronous = NORMAL");
         Execute(Schema);
-        long version = Convert.ToInt64(Scalar("PRAGMA user_version"), CultureInfo.InvariantCulture);
-        if (version > SchemaVersion)
-            throw new LoopTuneException($"the measurement store {Path} has schema version {version}; this LoopTune reads version {SchemaVersion}");
         if (version < SchemaVersion) Execute($"PRAGMA user_version = {SchemaVersion}");
+        if (application == 0) Execute($"PRAGMA application_id = {ApplicationId}");
         return 0;
     }
 
@@ -484,4 +642,21 @@ public sealed class MeasurementStore : IDisposable
     }
 
     static bool IsBusy(SqliteException e) => (e.SqliteErrorCode & 0xFF) is 5 or 6; // SQLITE_BUSY, SQLITE_LOCKED
+}
+
+/// <summary>A measurement store that cannot be used: not a SQLite database, damaged, another program's database, a schema
+/// newer than this LoopTune's, or a file that cannot be opened or written (no space, read-only). The message names the file
+/// and what is wrong.</summary>
+public sealed class StoreError(string path, string problem, bool damaged, Exception? inner = null)
+    : LoopTuneException($"the measurement store {path} {problem}", inner)
+{
+    /// <summary>The store's file.</summary>
+    public string Path { get; } = path;
+
+    /// <summary>What is wrong, after the file's name.</summary>
+    public string Problem { get; } = problem;
+
+    /// <summary>True when the file is no store this build can use (not SQLite, damaged, another program's, a newer
+    /// schema): the default store is then moved aside; false when it is the system that refuses (no space, read-only).</summary>
+    public bool Damaged { get; } = damaged;
 }

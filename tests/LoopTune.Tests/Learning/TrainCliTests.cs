@@ -250,7 +250,7 @@ public sealed class TrainCliTests(TrainCliData data, ITestOutputHelper output) :
         Assert.True(iterations >= 2, $"latest checkpoint at iteration {iterations}");
         Assert.Equal((long)iterations * per, envSteps);
         foreach (var entry in Directory.GetFileSystemEntries(Path.Combine(folder, "checkpoints")).Select(Path.GetFileName))
-            Assert.Matches(@"^(latest|ckpt-\d{6}|\.tmp-ckpt-\d{6}-\d+|latest\.tmp-\d+)$", entry);
+            Assert.Matches(@"^(latest|ckpt-\d{6}|\.tmp-ckpt-\d{6}-\d+|\.latest\.tmp-\d+-[0-9a-f]{32})$", entry);
         var before = TrainingLog.ReadCsv(Path.Combine(folder, "metrics.csv"));
         Assert.True(before.Count >= iterations, $"{before.Count} rows for a checkpoint at iteration {iterations}");
 

@@ -100,7 +100,7 @@ public sealed class TrainingLog : IDisposable
                 _csv.Flush();
             }
         }
-        catch
+        catch (Exception e)
         {
             _rows.RemoveAt(_rows.Count - 1);
             for (int i = _columns.Count - 1; i >= oldColumns; i--)
@@ -108,9 +108,14 @@ public sealed class TrainingLog : IDisposable
                 _known.Remove(_columns[i]);
                 _columns.RemoveAt(i);
             }
+            if (FileWriteError.IsIo(e)) throw FileWriteError.From(CsvPath, e);
             throw;
         }
-        foreach (var (name, value) in row.Values) _tensorBoard.Scalar(name, (float)value, step, row.Time);
+        try
+        {
+            foreach (var (name, value) in row.Values) _tensorBoard.Scalar(name, (float)value, step, row.Time);
+        }
+        catch (Exception e) when (FileWriteError.IsIo(e)) { throw FileWriteError.From(TensorBoardFolder, e); }
     }
 
     /// <summary>Forgets the rows with <c>Step &gt; step</c> (a run resuming from a checkpoint taken at
@@ -260,31 +265,15 @@ public sealed class TrainingLog : IDisposable
         return line.Append('\n').ToString();
     }
 
-    /// <summary>Writes the header and every row to a temp file next to the CSV, syncs it, and renames it over the CSV;
-    /// the append stream is reopened on the new file.</summary>
+    /// <summary>Writes the header and every row as the CSV (<see cref="AtomicFile"/>: a temporary file renamed over it, so a
+    /// failed write leaves the previous CSV whole); the append stream is reopened on the new file.</summary>
     void RewriteCsv()
     {
-        string temp = Path.Combine(Path.GetDirectoryName(CsvPath)!, $".{CsvName}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
-        try
-        {
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                var text = new StringBuilder(Header());
-                foreach (var row in _rows) text.Append(Line(row));
-                file.Write(Utf8.GetBytes(text.ToString()));
-                file.Flush(flushToDisk: true);
-            }
-            _csv?.Dispose();
-            _csv = null;
-            File.Move(temp, CsvPath, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(temp); }
-            catch (IOException) { }
-            catch (UnauthorizedAccessException) { }
-            throw;
-        }
+        var text = new StringBuilder(Header());
+        foreach (var row in _rows) text.Append(Line(row));
+        _csv?.Dispose();
+        _csv = null;
+        try { AtomicFile.WriteText(CsvPath, text.ToString()); }
         finally
         {
             if (!_disposed && _csv is null && File.Exists(CsvPath)) _csv = OpenForAppend();

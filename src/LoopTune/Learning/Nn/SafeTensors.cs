@@ -24,9 +24,10 @@ public static class SafeTensors
 {
     const string MetadataKey = "__metadata__";
 
-    /// <summary>Writes atomically: to path + ".tmp", then renamed over <paramref name="path"/>; the directory must exist.
-    /// Tensors are written in the given order with contiguous offsets. Bad tensors (duplicate or reserved names, data
-    /// not matching the shape) are an <see cref="ArgumentException"/>; I/O failures a <see cref="SafeTensorsError"/>.</summary>
+    /// <summary>Writes atomically (<see cref="AtomicFile"/>: a temporary name, then renamed over <paramref name="path"/>); the
+    /// directory must exist. Tensors are written in the given order with contiguous offsets. Bad tensors (duplicate or
+    /// reserved names, data not matching the shape) are an <see cref="ArgumentException"/>; I/O failures (a missing folder,
+    /// no space) a <see cref="FileWriteError"/> naming the file, the previous file left whole.</summary>
     public static void Save(string path, IReadOnlyList<NamedTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
@@ -69,26 +70,15 @@ public static class SafeTensors
         }
         int headerLength = (json.WrittenCount + 7) / 8 * 8;
 
-        string tmp = path + ".tmp";
-        try
+        AtomicFile.Write(path, file =>
         {
-            using (var file = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                Span<byte> prefix = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)headerLength);
-                file.Write(prefix);
-                file.Write(json.WrittenSpan);
-                for (int i = json.WrittenCount; i < headerLength; i++) file.WriteByte((byte)' ');
-                foreach (var t in tensors) WriteFloats(file, t.Data);
-                file.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            try { File.Delete(tmp); } catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { }
-            throw new SafeTensorsError($"{path}: cannot write the checkpoint: {e.Message}", e);
-        }
+            Span<byte> prefix = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)headerLength);
+            file.Write(prefix);
+            file.Write(json.WrittenSpan);
+            for (int i = json.WrittenCount; i < headerLength; i++) file.WriteByte((byte)' ');
+            foreach (var t in tensors) WriteFloats(file, t.Data);
+        });
     }
 
     /// <summary>Reads a file. A missing file, a truncated file, a bad header, offsets out of range or overlapping, a
@@ -220,7 +210,7 @@ public static class SafeTensors
         return result;
     }
 
-    static void WriteFloats(FileStream file, float[] data)
+    static void WriteFloats(Stream file, float[] data)
     {
         if (BitConverter.IsLittleEndian) { file.Write(MemoryMarshal.AsBytes(data.AsSpan())); return; }
         Span<byte> four = stackalloc byte[4];
