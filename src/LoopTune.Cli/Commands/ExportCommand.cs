@@ -9,12 +9,13 @@ using LoopTune.Measure;
 namespace LoopTune.Cli.Commands;
 
 /// <summary><c>looptune export (--spec S | --bench FILE) [--schedule S | --policy default] [--budget 1s] [--lang c]
-/// [--isa avx2|avx512|generic] [--name NAME] --out FILE.c [--json]</c>: writes a schedule as a C99 function and its header
+/// [--isa avx2|avx512|generic] [--name NAME] --out FILE.c [--time [--quick]] [--json]</c>: writes a schedule as a C99 function and its header
 /// (<see cref="CExport"/>). The schedule is given, or tuned as <c>looptune tune</c> tunes (<see cref="TuneCommand.Tune"/>,
 /// without the peers), or the unscheduled nest when neither is given. A benchmark file holds one computation, so
 /// <c>--bench</c> exports one function; a dataset folder is refused. Bad input (an unknown spec, a schedule that does not
 /// parse or is for another computation, an ISA this CPU, its JIT or the C compiler cannot take, a bad name, an unwritable
-/// path) is exit 2 with nothing written.</summary>
+/// path) is exit 2 with nothing written. <c>--time</c> then times the file compiled by gcc next to the JIT
+/// (<see cref="ExportTiming"/>).</summary>
 static class ExportCommand
 {
     public static Command Create(Io io)
@@ -28,10 +29,12 @@ static class ExportCommand
         var isa = new Option<string?>("--isa") { Description = "avx512, avx2 or generic (plain C, no intrinsics); default: the widest this machine runs." };
         var name = new Option<string?>("--name") { Description = "The C function's name (default: the output file's name)." };
         var output = new Option<string>("--out", "-o") { Description = "The C file to write (FILE.c; the header goes to FILE.h).", Required = true };
+        var time = new Option<bool>("--time") { Description = "Then compile the file with gcc -O3 -march=native, check it, and time it side by side with the JIT's kernel of the schedule, and the unscheduled nest both ways, on the pinned calling thread." };
+        var quick = new Option<bool>("--quick") { Description = "With --time: shorter timing (less precise)." };
         var json = Options.Json();
         var command = new Command("export", "Write a schedule (given, or tuned with --policy) as a C function and header: the JIT's lowering of it, in C with intrinsics.")
         {
-            spec, bench, schedule, policy, budget, lang, isa, name, output, json,
+            spec, bench, schedule, policy, budget, lang, isa, name, output, time, quick, json,
         };
         command.SetAction(p => io.Guard(() =>
         {
@@ -58,6 +61,7 @@ static class ExportCommand
             var machine = Machine.Current;
             var exported = CExport.Write(nest, fn, target, $"{machine.Describe()} (key {machine.Key})", Path.GetFileName(ExportFiles.HeaderPath(file)));
             ExportFiles.Write(file, exported);
+            var timed = p.GetValue(time) ? ExportTiming.Run(nest, file, fn, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default) : null;
             if (p.GetValue(json))
             {
                 io.Stdout.WriteLine(new JsonObject
@@ -70,6 +74,7 @@ static class ExportCommand
                     ["isa"] = target.Name(),
                     ["compile_flags"] = target.CompilerFlags(),
                     ["notes"] = new JsonArray([.. exported.Notes.Select(n => JsonValue.Create(n))]),
+                    ["timed"] = timed?.ToJson(),
                     ["machine"] = machine.ToJson(),
                 }.ToJsonString(Options.JsonStyle));
             }
@@ -78,6 +83,7 @@ static class ExportCommand
                 io.Stdout.WriteLine($"wrote {file} and {ExportFiles.HeaderPath(file)}: void {fn}(float *out, const float *in0, const float *in1), {computation.Statement}");
                 io.Stdout.WriteLine($"schedule {nest.ScheduleKey}, isa {target.Name()}{(target == Isa.Generic ? "" : $" (compile with {target.CompilerFlags()} or -march=native)")}");
                 foreach (var n in exported.Notes) io.Stdout.WriteLine($"note: {n}");
+                foreach (var line in timed?.Lines(nest) ?? []) io.Stdout.WriteLine(line);
             }
             return Program.Ok;
         }));

@@ -49,8 +49,12 @@ public static class CCompiler
             using var p = Process.Start(info)!;
             if (input is not null)
             {
-                p.StandardInput.Write(input);
-                p.StandardInput.Close();
+                try
+                {
+                    p.StandardInput.Write(input);
+                    p.StandardInput.Close();
+                }
+                catch (IOException) { } // it exited without reading its input: its exit code and messages say why
             }
             var error = p.StandardError.ReadToEndAsync();
             _ = p.StandardOutput.ReadToEnd();

@@ -49,6 +49,8 @@ public static partial class CExport
         notes.AddRange(lowered.Notes);
         if (nest.ParallelLoop >= 0)
             notes.Add($"loop {nest.LoopName(nest.ParallelLoop)} is parallel: under OpenMP (-fopenmp) its iterations are divided among the threads, otherwise it is a sequential loop");
+        if (nest.Packed != 0)
+            notes.Add($"packed inputs ({nest.PackedNames}) are copied into their layout in a malloc'd buffer at every call, as the JIT packs at every run; should malloc fail, the function returns leaving out as it was");
         var writer = new Writer(nest, isa);
         writer.Program(lowered.Program);
         string signature = Signature(name, "restrict");
@@ -121,6 +123,8 @@ public static partial class CExport
 
     static readonly Dictionary<string, string> Helpers = new()
     {
+        ["keep"] = "/* holds a loaded operand in a register: gcc otherwise folds its load into every multiply-add that uses it, loading it\n   once per use, which makes a register tile load-bound (0.75x on mm 256 256 256) */\n" +
+                   "#if defined(__GNUC__)\n#define lt_keep(x) __asm__(\"\" : \"+v\"(x))\n#else\n#define lt_keep(x) ((void)0)\n#endif",
         ["fma"] = "static inline float lt_fmaf(float a, float b, float c) { return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c))); }",
         ["sum16"] = "static inline float lt_sum16(__m512 v) { return _mm512_reduce_add_ps(v); }",
         ["sum4"] = "static inline float lt_sum4(__m128 v) { __m128 h = _mm_add_ps(v, _mm_movehl_ps(v, v)); return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1))); }",
@@ -147,6 +151,7 @@ public static partial class CExport
         public void Program(List<Op> program)
         {
             var (outside, _) = Uses(program, false);
+            if (isa != Isa.Generic) CountUses(program, new(), new(ReferenceEqualityComparer.Instance));
             indent = 1;
             Pack();
             Block(program);
@@ -204,6 +209,40 @@ public static partial class CExport
                 sb.Append(' ', 4 * level).Append(Type(group.Key)).Append(' ').AppendJoin(", ", group.Select(Name)).Append(";\n");
         }
 
+        /// <summary>Loads of an intrinsics ISA whose value more than one op reads (counted in program order: a value is the
+        /// last load that wrote it).</summary>
+        readonly HashSet<LoadOp> shared = new(ReferenceEqualityComparer.Instance);
+
+        void CountUses(List<Op> ops, Dictionary<Value, LoadOp> last, Dictionary<LoadOp, int> uses)
+        {
+            foreach (var op in ops)
+            {
+                IEnumerable<Value> read = op switch
+                {
+                    LoopOp l => [],
+                    BlendOp b => [b.A, b.B],
+                    FmaOp f => [f.A, f.B],
+                    _ => [],
+                };
+                foreach (var r in read)
+                    if (last.TryGetValue(r, out var load) && (uses[load] = uses.GetValueOrDefault(load) + 1) > 1) shared.Add(load);
+                if (op is LoadOp x) last[x.Dst] = x;
+                if (op is LoopOp loop)
+                {
+                    CountUses(loop.Body, last, uses);
+                    CountUses(loop.After, last, uses);
+                }
+            }
+        }
+
+        /// <summary>After a shared load (<see cref="shared"/>): <c>lt_keep</c>, which holds it in a register.</summary>
+        string Keep(LoadOp load)
+        {
+            if (!shared.Contains(load)) return "";
+            Helpers.Add("keep");
+            return $" lt_keep({Name(load.Dst)});";
+        }
+
         static string Type(int width) => width switch { 1 => "float", 4 => "__m128", 8 => "__m256", _ => "__m512" };
         static string Prefix(int width) => width switch { 4 => "_mm", 8 => "_mm256", _ => "_mm512" };
         static string Name(Value v) => v.IsAccumulator ? $"acc{v.Width}_{v.Slot}" : $"x{v.Width}_{v.Depth}_{v.Slot}";
@@ -217,7 +256,7 @@ public static partial class CExport
                 switch (op)
                 {
                     case LoopOp l: Loop(l); break;
-                    case LoadOp l: Line($"{Name(l.Dst)} = {Load(l.Tensor, l.Offset, l.Dst.Width, l.LaneStride, l.Lanes)};"); break;
+                    case LoadOp l: Line($"{Name(l.Dst)} = {Load(l.Tensor, l.Offset, l.Dst.Width, l.LaneStride, l.Lanes)};{Keep(l)}"); break;
                     case BlendOp b: Line($"{Name(b.Dst)} = {Blend(b)};"); break;
                     case FmaOp f: Line(Fma(f)); break;
                     case TileLoadOp t: Line($"{Name(t.Acc.Value)} = {(t.Acc.ReducesLanes ? $"{Prefix(t.Acc.Value.Width)}_setzero_ps()" : Load(0, t.Acc.Offset, t.Acc.Value.Width, t.Acc.LaneStride, t.Acc.Lanes))};"); break;

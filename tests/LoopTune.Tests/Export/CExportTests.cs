@@ -129,6 +129,18 @@ public class CExportTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Export_time_checks_the_gcc_build_and_times_it_next_to_the_jit()
+    {
+        using var folder = new TempFolder("looptune-export");
+        var (code, stdout, err) = Run("export", "--spec", "conv 4 12 20 8 3 3", "-s", "f:2 c:4 r:3 s:3 f:4u h:10 w:18v", "--out", folder["conv.c"], "--time", "--quick", "--json");
+        Assert.True(code == 0, err);
+        var timed = System.Text.Json.Nodes.JsonNode.Parse(stdout)!["timed"]!;
+        foreach (var field in new[] { "jit_gflops", "c_gflops", "c_vs_jit", "plain_jit_gflops", "plain_c_gflops", "plain_c_vs_jit" })
+            Assert.True(timed[field]!.GetValue<double>() > 0, field);
+        Assert.Equal(["conv.c", "conv.h"], Directory.GetFiles(folder.Path).Select(Path.GetFileName).Order());
+    }
+
+    [Fact]
     public void Export_command_takes_one_benchmark_file_and_refuses_a_folder()
     {
         using var folder = new TempFolder("looptune-export");
