@@ -61,7 +61,7 @@ static class ExportCommand
             var machine = Machine.Current;
             var exported = CExport.Write(nest, fn, target, $"{machine.Describe()} (key {machine.Key})", Path.GetFileName(ExportFiles.HeaderPath(file)));
             ExportFiles.Write(file, exported);
-            var timed = p.GetValue(time) ? ExportTiming.Run(nest, file, fn, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default) : null;
+            var timed = p.GetValue(time) ? ExportTiming.Run(nest, file, fn, target, p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default) : null;
             if (p.GetValue(json))
             {
                 io.Stdout.WriteLine(new JsonObject
