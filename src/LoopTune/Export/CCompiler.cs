@@ -14,15 +14,16 @@ public static class CCompiler
 
     static readonly Lazy<bool> available = new(() => Run(Command, ["--version"], null).Code == 0);
 
-    /// <summary>Null when the compiler builds code using <paramref name="isa"/>'s intrinsics with its flags; else why not
-    /// (its error, or that it is missing).</summary>
+    /// <summary>Null when the compiler builds code using <paramref name="isa"/>'s intrinsics with its flags (and always for
+    /// plain C, which needs no flag: a machine without a compiler may still write it); else why not (its error, or that
+    /// it is missing).</summary>
     public static string? Refuses(Isa isa) => Refuses(isa, Command);
 
     /// <summary><see cref="Refuses(Isa)"/> for the compiler <paramref name="compiler"/>.</summary>
     public static string? Refuses(Isa isa, string compiler)
     {
-        if (compiler == Command ? !Available : Run(compiler, ["--version"], null).Code != 0) return $"no C compiler: {compiler} does not run";
         if (isa == Isa.Generic) return null;
+        if (compiler == Command ? !Available : Run(compiler, ["--version"], null).Code != 0) return $"no C compiler: {compiler} does not run";
         var (code, error) = Run(compiler, [.. isa.CompilerFlags().Split(' '), "-x", "c", "-fsyntax-only", "-"],
             "#include <immintrin.h>\n" + string.Join("\n", isa.Macros().Select(m => $"#ifndef {m}\n#error {m} not defined\n#endif")) + "\n");
         return code == 0 ? null : $"{compiler} {isa.CompilerFlags()} fails: {error.Trim()}";
