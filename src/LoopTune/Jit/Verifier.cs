@@ -25,14 +25,23 @@ public static class Verifier
 
     public static unsafe Verification Verify(Kernel kernel, int seed = 1)
     {
-        var c = kernel.Computation;
+        ArgumentNullException.ThrowIfNull(kernel);
+        return Verify(kernel.Computation, (o, l, r) => kernel.Run((float*)o, (float*)l, (float*)r), seed);
+    }
+
+    /// <summary>Checks any code that computes <paramref name="c"/> as a kernel does, <paramref name="run"/>(output, left,
+    /// right) on raw buffers (an exported C function, say), as <see cref="Verify(Kernel, int)"/> checks a kernel.</summary>
+    public static unsafe Verification Verify(Computation c, Action<nint, nint, nint> run, int seed = 1)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        ArgumentNullException.ThrowIfNull(run);
         var rng = new Random(seed);
         var buffers = c.Tensors.Select(t => Guarded(t.Length, rng)).ToArray();
         var inputs = buffers[1..].Select(b => (float[])b.Clone()).ToArray();
         var elements = Reference.CheckedElements(c, seed);
         var (exact, magnitude) = Reference.ExactAt(c, elements, Inner(buffers[0]), Inner(buffers[1]), Inner(buffers[2]));
         fixed (float* o = buffers[0], l = buffers[1], r = buffers[2])
-            kernel.Run(o + Guard, l + Guard, r + Guard);
+            run((nint)(o + Guard), (nint)(l + Guard), (nint)(r + Guard));
 
         double tolerance = Reference.Tolerance(c);
         string? problem = Compare(c, Inner(buffers[0]), elements, exact, magnitude, out double worst);

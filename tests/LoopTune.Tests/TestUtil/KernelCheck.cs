@@ -13,6 +13,19 @@ public static class KernelCheck
     /// <summary>Like <see cref="Verify"/>, but judges the kernel against <paramref name="c"/> (same tensor sizes), to test the checker.</summary>
     public static unsafe string? VerifyAs(Kernel kernel, Computation c, Random rng)
     {
+        if (Problems(c, rng, (o, l, r) => kernel.Run((float*)o, (float*)l, (float*)r)) is not string problems) return null;
+        var sb = new StringBuilder();
+        sb.Append("nest '").Append(kernel.Nest.Serialize()).Append("' statements ").Append(kernel.Statements)
+          .Append(" block ").Append(kernel.BlockStart);
+        if (kernel.Notes.Count > 0) sb.Append(" notes [").Append(string.Join("; ", kernel.Notes)).Append(']');
+        return sb.Append(": ").Append(problems).ToString();
+    }
+
+    /// <summary>Calls <paramref name="run"/> (output, left, right pointers) once on guarded random buffers of
+    /// <paramref name="c"/>: null when the output matches <see cref="Reference.Exact"/> within its tolerance, the inputs are
+    /// unchanged and every guard is intact; otherwise everything wrong.</summary>
+    public static unsafe string? Problems(Computation c, Random rng, Action<nint, nint, nint> run)
+    {
         var o = new GuardedBuffer(c.Output.Length, rng);
         var l = new GuardedBuffer(c.Left.Length, rng);
         var r = new GuardedBuffer(c.Right.Length, rng);
@@ -20,7 +33,7 @@ public static class KernelCheck
         float[] left0 = l.Data.ToArray(), right0 = r.Data.ToArray();
 
         fixed (float* po = o.Raw, pl = l.Raw, pr = r.Raw)
-            kernel.Run(po + o.Offset, pl + l.Offset, pr + r.Offset);
+            run((nint)(po + o.Offset), (nint)(pl + l.Offset), (nint)(pr + r.Offset));
 
         var problems = new List<string>();
         double tolerance = Reference.Tolerance(c);
@@ -39,13 +52,7 @@ public static class KernelCheck
         if (Changed(r.Data, right0) is string rc) problems.Add($"input {c.Right.Name} was modified at {rc}");
         foreach (var (b, t) in new[] { (o, c.Output), (l, c.Left), (r, c.Right) })
             if (b.CheckGuards(t.Name) is string g) problems.Add(g);
-        if (problems.Count == 0) return null;
-        var sb = new StringBuilder();
-        sb.Append("nest '").Append(kernel.Nest.Serialize()).Append("' statements ").Append(kernel.Statements)
-          .Append(" block ").Append(kernel.BlockStart);
-        if (kernel.Notes.Count > 0) sb.Append(" notes [").Append(string.Join("; ", kernel.Notes)).Append(']');
-        sb.Append(": ").Append(string.Join("; ", problems));
-        return sb.ToString();
+        return problems.Count == 0 ? null : string.Join("; ", problems);
     }
 
     static string? Changed(ReadOnlySpan<float> now, float[] before)
