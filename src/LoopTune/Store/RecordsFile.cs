@@ -30,7 +30,7 @@ public static class RecordsFile
         ArgumentNullException.ThrowIfNull(records);
         ArgumentNullException.ThrowIfNull(machine);
         var text = new StringBuilder();
-        foreach (var k in records) text.Append(ToJson(k, machine).ToJsonString()).Append('\n');
+        foreach (var k in records) text.Append(ToJson(k, machine).ToJsonString(Plain)).Append('\n');
         string full = Path.GetFullPath(path), tmp = $"{full}.{Environment.ProcessId}.tmp";
         try
         {
@@ -41,9 +41,13 @@ public static class RecordsFile
         {
             try { File.Delete(tmp); }
             catch (Exception again) when (again is IOException or UnauthorizedAccessException) { /* nothing was written there */ }
-            throw new RecordsFileError($"cannot write the records file {path}: {e.Message}", e);
+            string why = e switch { DirectoryNotFoundException => "no such folder", UnauthorizedAccessException => "permission denied", _ => e.Message };
+            throw new RecordsFileError($"cannot write the records file {path}: {why}", e);
         }
     }
+
+    /// <summary>Lines as people read them: <c>+</c> and <c>&gt;</c> (in specs and schedules) written as themselves.</summary>
+    static readonly JsonSerializerOptions Plain = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>One record as a line of the file.</summary>
     public static JsonObject ToJson(KeyedRecord k, JsonObject machine)
