@@ -34,22 +34,23 @@ public static class PolicyTuning
     /// <summary>The policy's search on <paramref name="computation"/> (pinned, a fresh evaluator: every kernel it needs is
     /// compiled and timed now), then its best schedule verified and re-timed with <paramref name="timing"/>, next to the
     /// peers of <paramref name="preparePeers"/> (none when null); with the seconds spent in the policy and the search, and
-    /// in measuring kernels. At N threads (<see cref="Jit.RunThreads"/>) each schedule is timed with the parallel loop
+    /// in measuring kernels. At N threads (<paramref name="threads"/>, default <see cref="Jit.RunThreads.Default"/>) each
+    /// schedule is timed with the parallel loop
     /// <see cref="Ir.Transforms.Parallelize"/> gives it, and so is the result.</summary>
     public static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
-        SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers)
+        SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers, int? threads = null)
     {
         ArgumentNullException.ThrowIfNull(search);
         ArgumentNullException.ThrowIfNull(pol);
         pol.WarmUp();
         _ = Machine.Current; // measured (once per machine) before the clock starts
-        var evaluator = new KernelEvaluator();
+        var evaluator = new KernelEvaluator { Threads = threads ?? Jit.RunThreads.Default };
         var buffers = evaluator.Prepare(computation); // the buffers too: the budget is for measuring schedules
         var timed = new TimedEvaluator(evaluator);
         SearchResult result;
         using (ThreadPinning.Pin()) result = search.Run(Nest.Initial(computation), timed, limit, 0, pol.Space);
         // at N threads (RunThreads) the best schedule is run as the evaluator timed it: with its parallel loop
-        return (result, KernelReport.Run(evaluator.AsRun(result.Best), timing, preparePeers, null, buffers), result.Seconds - timed.Seconds, timed.Seconds);
+        return (result, KernelReport.Run(evaluator.AsRun(result.Best), timing, preparePeers, null, buffers, evaluator.Threads), result.Seconds - timed.Seconds, timed.Seconds);
     }
 
     /// <summary>Adds up the time spent in the evaluator (compiling and timing kernels).</summary>

@@ -120,36 +120,19 @@ public sealed class Tuner : IDisposable
         return new TunedKernel(kernel, record, recalled: true);
     }
 
-    /// <summary>The default tuner's search and final timing, on <see cref="TunerOptions.Threads"/> threads (trying the
-    /// schedule's parallel form too), recorded once verified.</summary>
+    /// <summary>The default tuner's search and final timing on <see cref="TunerOptions.Threads"/> threads (each schedule
+    /// timed with the parallel loop <see cref="Transforms.Parallelize"/> gives it, as <c>looptune tune --threads</c> does),
+    /// recorded once verified.</summary>
     TunedKernel Tune(Computation c)
     {
         var pol = policies.GetOrAdd(Policy.Choose(Options.Policy, c), Policy.Load);
         var search = PolicyTuning.Method(pol, Options.Budget, 1, out var limit);
-        var (result, best, _, _) = PolicyTuning.Tune(search, pol, c, limit, MeasureOptions.Default, null);
-        if (Options.Threads > 1 && best.Verification.Passed && Parallel(best.Nest) is { } split)
-        {
-            var parallel = KernelReport.Run(split, MeasureOptions.Default, null, null, null, Options.Threads);
-            if (parallel.Verification.Passed && parallel.Gflops > best.Gflops) best = parallel;
-        }
+        var (result, best, _, _) = PolicyTuning.Tune(search, pol, c, limit, MeasureOptions.Default, null, Options.Threads);
         if (!best.Verification.Passed)
             throw new InvalidOperationException($"the kernel tuned for {c.Text} ({best.Nest.Serialize()}) is wrong: {best.Verification.Problem}");
-        best.Kernel.Threads = Options.Threads;
         var record = new TuningRecord(best.Nest.Serialize(), result.Method, Options.Budget, best.Gflops, DateTime.UtcNow);
         store.PutRecord(c, Options.Threads, record);
         return new TunedKernel(best.Kernel, record, recalled: false);
-    }
-
-    /// <summary><paramref name="nest"/> with its outermost loop that may be <c>parallel</c> made so (the most work per
-    /// thread, the fewest hand-offs); null when it has one already or none may be.</summary>
-    internal static Nest? Parallel(Nest nest)
-    {
-        ArgumentNullException.ThrowIfNull(nest);
-        if (nest.ParallelLoop >= 0) return null;
-        var action = Actions.Get("parallel");
-        for (int i = 0; i < nest.Loops.Length; i++)
-            if (Transforms.IsLegal(nest.With(nest.Loops, i), action)) return Transforms.Apply(nest.With(nest.Loops, i), action);
-        return null;
     }
 
     /// <summary>Closes the records' store. Kernels already returned keep working.</summary>
