@@ -14,6 +14,9 @@ public sealed record SearchComparisonJson(string Out, IReadOnlyList<string> File
     /// <summary>On a cluster: which machine measured how many rows (absent on one machine).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<MachineRowsJson>? Machines { get; init; }
+
+    /// <summary>The threads every schedule and library ran on (<c>--threads</c>).</summary>
+    public int Threads { get; init; } = 1;
 }
 
 /// <summary>A <see cref="MethodSummary"/>.</summary>
@@ -26,7 +29,11 @@ public sealed record MachineRowsJson(string? Host, string? Machine, int Rows);
 
 /// <summary><c>compare-libraries --json</c>: where the report is, the libraries, each entry's summary, the flagged libraries.</summary>
 public sealed record LibraryComparisonJson(JsonObject? Machine, string ActionSpace, string Out, IReadOnlyList<string> Files, IReadOnlyList<string> Benchmarks,
-    IReadOnlyList<string> Libraries, IReadOnlyList<EntryJson> Entries, IReadOnlyList<FlaggedJson> Flagged, bool Verified, string Tvm);
+    IReadOnlyList<string> Libraries, IReadOnlyList<EntryJson> Entries, IReadOnlyList<FlaggedJson> Flagged, bool Verified, string Tvm)
+{
+    /// <summary>The threads every schedule and library ran on (<c>--threads</c>).</summary>
+    public int Threads { get; init; } = 1;
+}
 
 /// <summary>An <see cref="EntrySummary"/>; <paramref name="Kind"/> as <see cref="LibraryComparison.KindName"/> spells it.</summary>
 public sealed record EntryJson(string Name, string Kind, double? GeomeanGflops, double? GeomeanVsBestLibrary, int Measured, double? MeanSeconds);
@@ -59,6 +66,7 @@ public static class ComparisonJson
             c.BestMethod.Method, c.Rows.All(r => r.Verified), setup.Info?.ToJson())
         {
             Machines = c.Distributed ? [.. c.Rows.GroupBy(r => (r.Host, r.Machine)).Select(g => new MachineRowsJson(g.Key.Host, g.Key.Machine, g.Count()))] : null,
+            Threads = setup.Threads,
         };
     }
 
@@ -70,7 +78,7 @@ public static class ComparisonJson
         return new(setup.Info?.ToJson(), setup.Space, folder, files, lc.Comparison.Benchmarks, libraries,
             [.. lc.Summaries.Select(s => new EntryJson(s.Name, LibraryComparison.KindName(s.Kind), s.GeomeanGflops, s.GeomeanVsBestLibrary, s.Measured, s.MeanSeconds))],
             [.. lc.Entries.Where(e => e.Kind == EntryKind.Library && e.Gflops is null).Select(e => new FlaggedJson(e.Benchmark, e.Name, e.Status, e.Note))],
-            lc.Comparison.Rows.All(r => r.Verified), Tvm);
+            lc.Comparison.Rows.All(r => r.Verified), Tvm) { Threads = setup.Threads };
     }
 
     public static string Serialize(SearchComparisonJson report) => JsonSerializer.Serialize(report, Context.SearchComparisonJson);

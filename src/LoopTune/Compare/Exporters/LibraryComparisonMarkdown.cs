@@ -25,7 +25,7 @@ public static class LibraryComparisonMarkdown
           .Append(string.Concat(setup.MachineLines().Select(l => l + "\n")))
           .Append(I($"- Peak of the core: {peakGflops:F1} GFLOPS (our FMA microkernel).\n"))
           .Append(I($"- Evaluator during the searches: {setup.Evaluator}\n- {setup.Timing}\n"))
-          .Append("- Libraries, one thread each, in this process; each result is checked against the reference before it is timed, and a wrong result is flagged and never timed:\n");
+          .Append(I($"- Libraries, {(setup.Threads == 1 ? "one thread" : $"{setup.Threads} threads")} each, in this process; each result is checked against the reference before it is timed, and a wrong result is flagged and never timed:\n"));
         foreach (var l in libraries) sb.Append(I($"  - {l}\n"));
         sb.Append("- A matrix product in any layout is one sgemm call of each library with the transposes and leading dimensions it needs; ")
           .Append("a batched product is a loop of sgemm calls over strided pointers, all timed together as one run. A convolution is oneDNN's ")
