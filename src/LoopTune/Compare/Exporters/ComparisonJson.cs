@@ -78,7 +78,8 @@ public static class ComparisonJson
         return new(setup.Info?.ToJson(), setup.Space, folder, files, lc.Comparison.Benchmarks, libraries,
             [.. lc.Summaries.Select(s => new EntryJson(s.Name, LibraryComparison.KindName(s.Kind), s.GeomeanGflops, s.GeomeanVsBestLibrary, s.Measured, s.MeanSeconds))],
             [.. lc.Entries.Where(e => e.Kind == EntryKind.Library && e.Gflops is null).Select(e => new FlaggedJson(e.Benchmark, e.Name, e.Status, e.Note))],
-            lc.Comparison.Rows.All(r => r.Verified), Tvm) { Threads = setup.Threads };
+            lc.Comparison.Rows.All(r => r.Verified), Tvm)
+        { Threads = setup.Threads };
     }
 
     public static string Serialize(SearchComparisonJson report) => JsonSerializer.Serialize(report, Context.SearchComparisonJson);
