@@ -8,13 +8,15 @@ namespace LoopTune.Measure;
 /// timed one after another on the same cores. OpenBLAS's pthreads, OpenMP's team (BLIS, oneDNN) and ONNX Runtime's pool
 /// each keep spinning for a while after a call (OpenBLAS for about 2^28 cycles), so a kernel timed right after one of
 /// them shares its cores with threads that only wait. Measured, not assumed: the process's CPU time
-/// (<c>clock_gettime(CLOCK_PROCESS_CPUTIME_ID)</c>, nanoseconds, every thread) is read across a short sleep of the
-/// calling thread; the process is quiet when it used under a tenth of one core meanwhile.
+/// (<c>clock_gettime(CLOCK_PROCESS_CPUTIME_ID)</c>, every thread) is read across a sleep of the calling thread longer than
+/// a scheduler tick; the process is quiet when it used under a tenth of one core meanwhile.
 /// </summary>
 public static partial class Quiet
 {
-    /// <summary>The sleep across which the process's CPU time is read.</summary>
-    const double WindowSeconds = 0.002;
+    /// <summary>The sleep across which the process's CPU time is read: longer than a scheduler tick (4 ms at 250 Hz, 10 ms
+    /// at 100 Hz), as Linux brings a running thread's CPU time up to date at its ticks and context switches; across a
+    /// 2 ms sleep a thread spinning on the other core was seen to add nothing.</summary>
+    const double WindowSeconds = 0.012;
 
     /// <summary>The share of one core the other threads may use during a window of a quiet process (the runtime's own
     /// threads: a tiered compilation, a timer).</summary>

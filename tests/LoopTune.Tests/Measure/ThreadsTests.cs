@@ -46,18 +46,21 @@ public class ThreadsTests
     public void Settle_waits_while_a_thread_of_the_process_spins_and_returns_once_it_stops()
     {
         if (Quiet.Settle(1).Settled is false) return; // the process's CPU time cannot be read here, or it never goes quiet
-        var stop = new ManualResetEventSlim();
+        using var stop = new ManualResetEventSlim();
+        using var running = new ManualResetEventSlim();
         var spinner = new Thread(() =>
         {
+            running.Set();
             while (!stop.IsSet) Thread.SpinWait(100);
         })
         { IsBackground = true };
         spinner.Start();
+        running.Wait();
         try
         {
             // on a loaded machine the spinner may get too little of a core in one wait: one of five must see it
-            var waits = Enumerable.Range(0, 5).Select(_ => Quiet.Settle(0.05)).ToList();
-            Assert.Contains(waits, w => !w.Settled && w.Seconds >= 0.05);
+            var waits = Enumerable.Range(0, 5).Select(_ => Quiet.Settle(0.1)).ToList();
+            Assert.Contains(waits, w => !w.Settled && w.Seconds >= 0.1);
         }
         finally
         {
