@@ -150,8 +150,8 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
     /// <summary>The turns of runtimes timed side by side at <paramref name="threads"/> threads (null at one, or when the caller
     /// is not pinned): before each sample, the process is let go quiet (<see cref="Quiet.Settle"/>), the caller placed (on
     /// its pinned core for the first <paramref name="ours"/> pieces, our kernels, whose team pins itself; on the team's
-    /// cores, <see cref="Affinity.TeamCores"/>, for a library's, whose threads the OS places) and the piece run once,
-    /// untimed, to wake its threads. The caller is left on the cores of the last turn: pin it again after.</summary>
+    /// cores, <see cref="Affinity.TeamCores"/>, for a library's, whose threads the OS places) and the piece run untimed
+    /// for <see cref="TurnWarmSeconds"/> (once at least), to wake the cores and its threads. The caller is left on the cores of the last turn: pin it again after.</summary>
     public static Action<int>? Turns(int threads, ThreadPinning.PinScope pin, int ours, IReadOnlyList<Action> runs)
     {
         ArgumentNullException.ThrowIfNull(pin);
@@ -163,9 +163,16 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
             Quiet.Settle(TurnSettleSeconds);
             if (i < ours) Affinity.PinCurrentThread(pin.Core);
             else Affinity.SetCurrentThread(team);
-            runs[i]();
+            // untimed runs for a few milliseconds: the idle cores (and a VM's idle vCPUs) wake and the runtime's threads
+            // are spinning again before the sample starts
+            var warm = System.Diagnostics.Stopwatch.StartNew();
+            do runs[i]();
+            while (warm.Elapsed.TotalSeconds < TurnWarmSeconds);
         };
     }
+
+    /// <summary>How long a turn runs its piece untimed before the sample (<see cref="Turns"/>).</summary>
+    public const double TurnWarmSeconds = 0.005;
 
     /// <summary>The longest a turn waits for the process to go quiet (<see cref="Quiet.Settle"/>): longer than OpenBLAS's
     /// threads spin (2^28 cycles, about 0.13 s here).</summary>
