@@ -228,11 +228,11 @@ public sealed class MeasurementStore : IDisposable
     }
 
     /// <summary>The tuning record of <paramref name="computation"/> on this instance's machine and runtime, if one was put
-    /// (read from the file every time: records are few, and another process may have replaced one).</summary>
-    public bool TryGetRecord(Computation computation, [MaybeNullWhen(false)] out TuningRecord record) => TryGetRecord(computation, 1, out record);
+    /// (read from the file every time: records are few, and another process may have replaced one), for kernels on the
+    /// command's thread count (<see cref="Jit.RunThreads.Default"/>, which the default runtime key follows too).</summary>
+    public bool TryGetRecord(Computation computation, [MaybeNullWhen(false)] out TuningRecord record) => TryGetRecord(computation, Jit.RunThreads.Default, out record);
 
-    /// <summary>The tuning record of <paramref name="computation"/> for kernels on <paramref name="threads"/> threads
-    /// (<see cref="TryGetRecord(Computation, out TuningRecord)"/> is the one-thread record).</summary>
+    /// <summary>The tuning record of <paramref name="computation"/> for kernels on <paramref name="threads"/> threads.</summary>
     public bool TryGetRecord(Computation computation, int threads, [MaybeNullWhen(false)] out TuningRecord record)
     {
         ArgumentNullException.ThrowIfNull(computation);
@@ -332,8 +332,9 @@ public sealed class MeasurementStore : IDisposable
     }
 
     /// <summary>Stores <paramref name="record"/> as the tuning record of <paramref name="computation"/> on this instance's
-    /// machine and runtime, replacing any earlier one, in its own transaction.</summary>
-    public void PutRecord(Computation computation, TuningRecord record) => PutRecord(computation, 1, record);
+    /// machine and runtime, replacing any earlier one, in its own transaction, for kernels on the command's thread count
+    /// (<see cref="Jit.RunThreads.Default"/>).</summary>
+    public void PutRecord(Computation computation, TuningRecord record) => PutRecord(computation, Jit.RunThreads.Default, record);
 
     /// <summary>Stores <paramref name="record"/> as the record of <paramref name="computation"/> for kernels on
     /// <paramref name="threads"/> threads (<see cref="TryGetRecord(Computation, int, out TuningRecord)"/>), replacing any earlier one.</summary>
