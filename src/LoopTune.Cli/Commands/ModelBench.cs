@@ -302,9 +302,9 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     {
         using var pin = ThreadPinning.Pin();
         Action[] runs = [ours, theirs];
-        // at N threads, in turns: ours on its core (its kernels' teams pin themselves), ONNX Runtime's pool on the team's cores
-        var t = Timing.MeasureTogether(runs, [flops, flops], timing, KernelReport.Turns(RunThreads.Default, pin, 1, runs));
-        ThreadPinning.PinCurrentThread(pin.Core);
+        // at N threads, in turns: ours and ONNX Runtime's pool each on the team's cores (KernelReport.TakeTurns)
+        using var turns = KernelReport.TakeTurns(RunThreads.Default, pin, runs);
+        var t = Timing.MeasureTogether(runs, [flops, flops], timing, turns is null ? null : turns.Before);
         return (t.Measurements[0], t.Measurements[1], t.Ratio(0, 1));
     }
 
