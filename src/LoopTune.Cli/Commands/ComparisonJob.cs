@@ -33,7 +33,7 @@ sealed class ComparisonOptions
     public readonly Option<bool> Json = Options.Json();
     public readonly Option<string> Actions = SearchCommand.ActionsOption();
     public readonly Option<int?> VectorBits = Options.VectorBits();
-    public readonly Option<string> Threads = Options.Threads("Threads every schedule is timed on (in the searches and after them, with an outer loop made parallel) and each library is given; above 1, this process only (not --cluster)");
+    public readonly Option<string> Threads = Options.Threads("Threads every schedule is timed on (in the searches and after them, with an outer loop made parallel) and each library is given; with --cluster, the silos' workers must run at the same count ('looptune silo --threads N')");
     readonly string? defaultMethods;
 
     /// <param name="countName">--count or --size.</param>
@@ -95,8 +95,6 @@ sealed record ComparisonJob(Dataset Data, string Split, ComparisonPlan Plan, str
     public (Comparison Comparison, ComparisonSetup Setup, string Folder) Run(Io io, string title, PeerPreparation? peers, Action<string, Comparison, ComparisonSetup> write,
         Func<Action<ComparisonProgress>, Comparison>? elsewhere = null)
     {
-        if (elsewhere is not null && RunThreads.Default > 1)
-            throw new LoopTuneException($"--threads {RunThreads.Default} runs in this process only: a cluster's workers each measure on their one core; leave out --cluster, or --threads");
         var report = new ReportFolder(Out);
         try
         {
