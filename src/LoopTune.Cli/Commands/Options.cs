@@ -55,20 +55,34 @@ static class Options
 
     /// <summary>Ctrl+C and SIGTERM (kill, SLURM's scancel) cancel <paramref name="cancel"/> instead of ending the process,
     /// with a line on stderr ending in <paramref name="then"/>; until the result is disposed.</summary>
-    public static IDisposable StopOnSignal(Io io, CancellationTokenSource cancel, string then)
+    public static IDisposable StopOnSignal(Io io, CancellationTokenSource cancel, string then) =>
+        StopOnSignal(io, cancel, $"stopping after this iteration (a checkpoint will be saved){then}", _ => { });
+
+    /// <summary>The exit codes of a command stopped by Ctrl+C (SIGINT) or SIGTERM: 128 plus the signal's number, as a
+    /// shell reports a process the signal ended.</summary>
+    public const int StoppedBySigint = 130, StoppedBySigterm = 143;
+
+    /// <summary>Ctrl+C and SIGTERM cancel <paramref name="cancel"/> instead of ending the process, with the line
+    /// <paramref name="stopping"/> on stderr; <paramref name="heard"/> receives the exit code the command should end with
+    /// (<see cref="StoppedBySigint"/> or <see cref="StoppedBySigterm"/>); until the result is disposed.</summary>
+    public static IDisposable StopOnSignal(Io io, CancellationTokenSource cancel, string stopping, Action<int> heard)
     {
+        void Stop(string signal, int code)
+        {
+            heard(code);
+            cancel.Cancel();
+            io.Stderr.WriteLine($"{signal}{stopping}");
+        }
         ConsoleCancelEventHandler stop = (_, e) =>
         {
             e.Cancel = true;
-            cancel.Cancel();
-            io.Stderr.WriteLine($"stopping after this iteration (a checkpoint will be saved){then}");
+            Stop("", StoppedBySigint);
         };
         Console.CancelKeyPress += stop;
         var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx =>
         {
             ctx.Cancel = true;
-            cancel.Cancel();
-            io.Stderr.WriteLine($"SIGTERM: stopping after this iteration (a checkpoint will be saved){then}");
+            Stop("SIGTERM: ", StoppedBySigterm);
         });
         return new Unhook(() =>
         {
