@@ -21,13 +21,16 @@ public sealed class RunJournal : IDisposable
     readonly Lock gate = new();
     int appended;
 
-    RunJournal(string path, FileStream file, IReadOnlyList<JsonObject> kept) => (Path, this.file, Kept) = (path, file, kept);
+    RunJournal(string path, FileStream file, IReadOnlyList<JsonObject> kept, bool resumed) => (Path, this.file, Kept, Resumed) = (path, file, kept, resumed);
 
     /// <summary>The journal's file.</summary>
     public string Path { get; }
 
     /// <summary>The rows an earlier invocation finished (none for a new run), in the order they were written.</summary>
     public IReadOnlyList<JsonObject> Kept { get; }
+
+    /// <summary>Whether the journal was an earlier invocation's (<c>--resume</c>).</summary>
+    public bool Resumed { get; }
 
     /// <summary>Every row in the journal: kept and appended.</summary>
     public int Count => Kept.Count + appended;
@@ -54,7 +57,7 @@ public sealed class RunJournal : IDisposable
             var stream = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.Read);
             stream.SetLength(length); // a torn last line goes, so the next row starts a line of its own
             stream.Seek(length, SeekOrigin.Begin);
-            return new RunJournal(path, stream, rows);
+            return new RunJournal(path, stream, rows, resume);
         }
         catch (Exception e) when (FileWriteError.IsIo(e)) { throw FileWriteError.From(path, e); }
     }

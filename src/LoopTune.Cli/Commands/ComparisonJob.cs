@@ -31,10 +31,7 @@ sealed class ComparisonOptions
     };
     public readonly Option<bool> Quick = new("--quick") { Description = "Re-time the results with the quick timing instead of the default one." };
     public readonly Option<bool> Json = Options.Json();
-    public readonly Option<bool> Resume = new("--resume")
-    {
-        Description = $"Continue the run in --out from its journal ({RunJournal.FileName}: the rows it finished before a stop or a kill are kept, not run again); the same settings, on the same machine. Not with --cluster.",
-    };
+    public readonly Option<bool> Resume = Options.Resume(" Not with --cluster.");
     public readonly Option<string> Actions = SearchCommand.ActionsOption();
     public readonly Option<int?> VectorBits = Options.VectorBits();
     public readonly Option<string> Threads = Options.Threads("Threads every schedule is timed on (in the searches and after them, with an outer loop made parallel) and each library is given; with --cluster, the silos' workers must run at the same count ('looptune silo --threads N')");
@@ -84,9 +81,7 @@ sealed class ComparisonOptions
             Benchmarks = [.. list.Take(count)], Searches = searches, Budget = limit, Seed = p.GetValue(Seed), Policy = p.GetValue(Policy)!, Quick = p.GetValue(Quick),
             SharedDb = p.GetValue(Db) is { } db ? Path.GetFullPath(db) : null, Space = space,
         };
-        bool resume = p.GetValue(Resume);
-        string again = string.Join(' ', ["looptune", .. p.Tokens.Select(t => Slurm.Shell.Quote(t.Value)), .. resume ? Array.Empty<string>() : ["--resume"]]);
-        return new ComparisonJob(data, split, plan, p.GetValue(Out)!, p.GetValue(Json), resume, again);
+        return new ComparisonJob(data, split, plan, p.GetValue(Out)!, p.GetValue(Json), p.GetValue(Resume), Options.ResumeCommand(p, Resume));
     }
 }
 
@@ -138,28 +133,19 @@ sealed record ComparisonJob(Dataset Data, string Split, ComparisonPlan Plan, str
     {
         var kept = journal.Kept.Select(ComparisonRowJson.FromJson).ToList();
         int total = Plan.Benchmarks.Count * Plan.Searches.Count;
-        if (Resume) io.Stderr.WriteLine($"resuming: {kept.Count} of {total} rows kept in {journal.Path}; running the other {total - kept.Count}");
-        using var cancel = new CancellationTokenSource();
-        int code = Program.Failure;
-        using var signals = Options.StopOnSignal(io, cancel, "stopping: the benchmark under way is abandoned, the rows finished are kept", c => code = c);
-        try { return Comparison.Run(Plan, evaluators, progress, peers, kept, r => journal.Append(ComparisonRowJson.ToJson(r)), cancel.Token); }
-        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
-        {
-            throw new RunStopped($"kept {journal.Count} of {total} rows in {journal.Path}; resume with: {Again}", code);
-        }
+        return Options.Journaled(io, journal, total, Again, "the benchmark under way is abandoned",
+            stop => Comparison.Run(Plan, evaluators, progress, peers, kept, r => journal.Append(ComparisonRowJson.ToJson(r)), stop));
     }
 
     /// <summary>What a resumed run must share with the journal's: the benchmarks, the searches and their budget, the timing,
-    /// the threads and vector width, the machine, and the command's own <paramref name="more"/>.</summary>
-    Dictionary<string, string> Settings(IReadOnlyDictionary<string, string>? more) => new(more ?? new Dictionary<string, string>())
+    /// the command's own <paramref name="more"/>, and <see cref="Options.JournalSettings"/>.</summary>
+    Dictionary<string, string> Settings(IReadOnlyDictionary<string, string>? more) => Options.JournalSettings(new Dictionary<string, string>(more ?? new Dictionary<string, string>())
     {
         ["--dataset"] = Data.Name, ["--split"] = Split, ["benchmarks"] = string.Join(",", Plan.Benchmarks.Select(b => b.Name)),
         ["--methods"] = string.Join(",", Plan.Methods), ["--policy"] = Plan.Policy, ["--budget"] = Plan.Budget.ToString(),
         ["--seed"] = Plan.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture), ["--quick"] = Plan.Quick ? "yes" : "no",
         ["--db"] = Plan.SharedDb ?? "(a new store per search)", ["--actions"] = Plan.Space.Name,
-        ["--threads"] = RunThreads.Default.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        ["--vector-bits"] = JitOptions.Default.VectorBits.ToString(System.Globalization.CultureInfo.InvariantCulture), ["machine"] = PeakCache.MachineKey,
-    };
+    });
 
     /// <summary>Runs the comparison with a Spectre progress bar on stderr when stderr is a terminal, else with one plain line
     /// per step on stderr; stdout stays clean for --json.</summary>
