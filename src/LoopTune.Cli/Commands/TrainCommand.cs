@@ -90,7 +90,7 @@ static class TrainCommand
     }
 
     /// <summary>--set Field=value pairs as a JSON object (the value is JSON; a bare word is a string).</summary>
-    static JsonObject? ParseSet(string[]? pairs)
+    internal static JsonObject? ParseSet(string[]? pairs)
     {
         if (pairs is null || pairs.Length == 0) return null;
         var o = new JsonObject();

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using LoopTune.Learning.Nn;
 
 namespace LoopTune.Learning;
@@ -165,11 +166,14 @@ public sealed class DqnActorGroup : IDisposable
 }
 
 /// <summary>The actors on this machine: one <see cref="DqnActorGroup"/> per worker of a <see cref="WorkerPool"/>, each
-/// collecting on its worker's pinned core while the learner waits.</summary>
-public sealed class LocalActors : IExperienceSource
+/// collecting on its worker's pinned core, in rounds while the learner waits (<see cref="Collect"/>) or continuously
+/// beside an asynchronous learner (<see cref="Stream"/>).</summary>
+public sealed class LocalActors : IStreamingExperienceSource
 {
     readonly WorkerPool pool;
     readonly DqnActorGroup[] groups;
+    readonly long[] versions;
+    readonly long[] due;
 
     /// <summary>Worker w of <paramref name="pool"/> steps the actors on <paramref name="envs"/>[w] (the same count on
     /// every worker); actors are numbered worker by worker.</summary>
@@ -182,10 +186,18 @@ public sealed class LocalActors : IExperienceSource
         groups = new DqnActorGroup[envs.Length];
         for (int w = 0; w < envs.Length; first += envs[w++].Length)
             groups[w] = new DqnActorGroup(config, shape, envs[w], first, Actors, seed);
+        versions = new long[groups.Length];
+        due = new long[groups.Length];
     }
 
     public int Actors { get; }
     public IReadOnlyList<Rng> Rngs => [.. groups.SelectMany(g => g.Rngs)];
+    public IReadOnlyList<long> ActingVersions => [.. Enumerable.Range(0, versions.Length).Select(w => Volatile.Read(ref versions[w]))];
+
+    /// <summary>Environment steps a second each worker makes at most (0: as many as it can): a simulated worker
+    /// (<see cref="WorkerPool.Sharing"/>) stands for a real one whose steps take this long, sleeping off the rest of its
+    /// fragment's time.</summary>
+    public double StepsPerSecondPerWorker { get; init; }
 
     public IReadOnlyList<ExperienceBatch> Collect(float[]? weights)
     {
@@ -193,9 +205,56 @@ public sealed class LocalActors : IExperienceSource
         pool.Run(w =>
         {
             if (weights is not null) groups[w].SetWeights(weights);
-            batches[w] = groups[w].Collect();
+            batches[w] = Paced(w);
         });
         return batches;
+    }
+
+    public Task Stream(ExperienceExchange exchange)
+    {
+        ArgumentNullException.ThrowIfNull(exchange);
+        return Task.WhenAll(Enumerable.Range(0, groups.Length).Select(w => Act(w, exchange)));
+    }
+
+    /// <summary>Worker <paramref name="w"/>'s fragments, one piece of work each, until the exchange stops.</summary>
+    async Task Act(int w, ExperienceExchange exchange)
+    {
+        do
+        {
+            var (batch, rest) = await pool.Post(w, () =>
+            {
+                var latest = exchange.Latest;
+                if (latest.Version > versions[w] && latest.Weights is { } weights)
+                {
+                    groups[w].SetWeights(weights);
+                    Volatile.Write(ref versions[w], latest.Version);
+                }
+                return Fragment(w);
+            }).ConfigureAwait(false);
+            if (rest > TimeSpan.Zero) await Task.Delay(rest).ConfigureAwait(false);
+            await exchange.Send(batch).ConfigureAwait(false);
+        }
+        while (!exchange.Stopping);
+    }
+
+    /// <summary>Worker <paramref name="w"/>'s next fragment and a sleep until its time at <see cref="StepsPerSecondPerWorker"/>
+    /// is up (a worker behind its pace starts the next at once).</summary>
+    ExperienceBatch Paced(int w)
+    {
+        var (batch, rest) = Fragment(w);
+        if (rest > TimeSpan.Zero) Thread.Sleep(rest);
+        return batch;
+    }
+
+    /// <summary>Worker <paramref name="w"/>'s next fragment, and how long it must wait before its next to keep to
+    /// <see cref="StepsPerSecondPerWorker"/>.</summary>
+    (ExperienceBatch, TimeSpan) Fragment(int w)
+    {
+        long start = Stopwatch.GetTimestamp();
+        var batch = groups[w].Collect();
+        if (!(StepsPerSecondPerWorker > 0)) return (batch, TimeSpan.Zero);
+        due[w] = Math.Max(due[w], start) + (long)(batch.Steps / StepsPerSecondPerWorker * Stopwatch.Frequency);
+        return (batch, Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), due[w]));
     }
 
     public void Restart()

@@ -52,6 +52,20 @@ public sealed record ApexDqnConfig : ITrainerConfig
     public double EpsilonAlpha { get; init; } = 7;
     /// <summary>Huber loss threshold.</summary>
     public double HuberDelta { get; init; } = 1;
+    /// <summary>The sgemm of the learner's batches (<see cref="NetworkGemm"/>): "auto" (oneDNN, else OpenBLAS, else the
+    /// managed GEMM), "managed", "onednn" or "openblas". Actors act on one state at a time, always on the managed GEMM.</summary>
+    public string Gemm { get; init; } = "auto";
+    /// <summary>Ape-X's asynchronous learner: it updates continuously on its own thread while the actors act on their
+    /// workers, taking their experience through a bounded queue and publishing weights every <see cref="PublishPeriod"/>
+    /// updates. False: phased (the actors collect a round, then the learner updates while they idle).</summary>
+    public bool Asynchronous { get; init; }
+    /// <summary>Asynchronous: learner updates between two publications of its weights to the actors.</summary>
+    public int PublishPeriod { get; init; } = 25;
+    /// <summary>Asynchronous: experience batches (one worker's fragment each) the queue holds before an actor waits.</summary>
+    public int QueueCapacity { get; init; } = 4;
+    /// <summary>Asynchronous: environment steps the learner absorbs in one iteration (a row of the curves; evaluations and
+    /// checkpoints come between iterations, the actors acting on meanwhile; a checkpoint stops them until the next).</summary>
+    public int AsyncIterationSteps { get; init; } = 640;
 
     /// <summary>Ape-X's epsilon for actor <paramref name="i"/> of <paramref name="n"/>.</summary>
     public double Epsilon(int i, int n) => Math.Pow(EpsilonBase, 1 + (n > 1 ? EpsilonAlpha * i / (n - 1) : 0));
@@ -64,6 +78,12 @@ public sealed record ApexDqnConfig : ITrainerConfig
 /// (Wang et al. 2016) with double-DQN targets (van Hasselt et al. 2016) and a Huber loss weighted by importance sampling.
 /// Masks: an actor's greedy and random choices are among legal actions only, and the target's argmax is over the next
 /// state's legal actions (stored with each transition), so an illegal action is never chosen and never bootstraps.
+/// <para>Phased (the default): each iteration the actors collect one round while the learner waits, then the learner makes
+/// <see cref="ApexDqnConfig.UpdatesPerStep"/> updates per step collected while the actors idle. Asynchronous
+/// (<see cref="ApexDqnConfig.Asynchronous"/>, actors on this machine): the actors act continuously, between iterations
+/// too (a checkpoint stops them until the next iteration), and the learner updates at the same time. The ratio is held
+/// both ways: the learner takes a batch from the queue only when it owes no update (so it waits for experience when it
+/// is ahead), and the queue is bounded (so the actors wait when it is behind).</para>
 /// </summary>
 public sealed class ApexDqn : ITrainer
 {
@@ -73,6 +93,9 @@ public sealed class ApexDqn : ITrainer
     readonly Adam adam;
     readonly PrioritizedReplay replay;
     readonly Rng learnerRng;
+    readonly ISgemm? gemm;
+    ExperienceExchange? exchange;
+    Task? streaming;
     float[]? weightsForActors;
     long updates;
     double updateBudget;
@@ -98,7 +121,15 @@ public sealed class ApexDqn : ITrainer
         adam = new Adam(online.Parameters, new AdamOptions(c.LearningRate, Epsilon: c.AdamEpsilon, MaxGradNorm: c.MaxGradNorm));
         replay = new PrioritizedReplay(c.ReplayCapacity, c.PriorityAlpha);
         learnerRng = Rng.For(seed, 1);
+        gemm = NetworkGemm.Choose(c.Gemm);
         this.actors = actors(shape);
+        if (c.Asynchronous && this.actors is not IStreamingExperienceSource)
+        {
+            this.actors.Dispose();
+            throw new LoopTuneException("Asynchronous=true needs the actors on this machine: a cluster's actors collect in rounds (train without --cluster, or without Asynchronous)");
+        }
+        if (c.PublishPeriod < 1 || c.QueueCapacity < 1 || c.AsyncIterationSteps < 1)
+            throw new LoopTuneException($"PublishPeriod ({c.PublishPeriod}), QueueCapacity ({c.QueueCapacity}) and AsyncIterationSteps ({c.AsyncIterationSteps}) must be at least 1");
     }
 
     static IRlEnv[][] Envs(ApexDqnConfig c, WorkerPool pool, Func<int, int, IRlEnv> makeEnv) =>
@@ -118,24 +149,33 @@ public sealed class ApexDqn : ITrainer
     /// <summary>The learner's prioritized replay (for tests of the priorities it sets).</summary>
     internal PrioritizedReplay Replay => replay;
 
-    public IReadOnlyDictionary<string, double> Iterate()
+    /// <summary>The learner's actors.</summary>
+    internal IExperienceSource Source => actors;
+
+    /// <summary>The asynchronous learner's exchange with its actors (null before the first asynchronous iteration).</summary>
+    internal ExperienceExchange? Exchange => exchange;
+
+    /// <summary>The sgemm the learner's batches run on ("managed" when no library is used).</summary>
+    public string GemmName => gemm?.Name ?? "managed";
+
+    bool Learning => replay.Count >= Math.Max(c.LearningStarts, c.BatchSize);
+
+    public IReadOnlyDictionary<string, double> Iterate() =>
+        c.Asynchronous ? IterateAsynchronously((IStreamingExperienceSource)actors) : IteratePhased();
+
+    IReadOnlyDictionary<string, double> IteratePhased()
     {
         var clock = Stopwatch.StartNew();
         var collected = actors.Collect(weightsForActors);
         weightsForActors = null;
         double collectSeconds = clock.Elapsed.TotalSeconds;
         int steps = collected.Sum(b => b.Steps);
-        EnvSteps += steps;
         var all = new EpisodeStats();
-        foreach (var batch in collected)
-        {
-            for (int i = 0; i < batch.Count; i++) replay.Add(batch[i], batch.Priorities[i]);
-            batch.AddEpisodesTo(all);
-        }
+        foreach (var batch in collected) Absorb(batch, all);
 
         var values = new Dictionary<string, double>();
         all.AddTo(values);
-        if (replay.Count >= Math.Max(c.LearningStarts, c.BatchSize))
+        if (Learning)
         {
             updateBudget += steps * c.UpdatesPerStep;
             var learnClock = Stopwatch.StartNew();
@@ -155,13 +195,113 @@ public sealed class ApexDqn : ITrainer
         }
         Iterations++;
         if (Iterations % c.WeightSyncPeriod == 0) weightsForActors = Net.Flatten(online);
+        AddCommon(values, collected.Count, clock);
+        values["env_steps_per_s"] = steps / Math.Max(collectSeconds, 1e-9);
+        return values;
+    }
+
+    /// <summary>Adds <paramref name="batch"/>'s transitions to the replay and its episodes to <paramref name="episodes"/>;
+    /// returns its environment steps.</summary>
+    int Absorb(ExperienceBatch batch, EpisodeStats episodes)
+    {
+        for (int i = 0; i < batch.Count; i++) replay.Add(batch[i], batch.Priorities[i]);
+        batch.AddEpisodesTo(episodes);
+        EnvSteps += batch.Steps;
+        return batch.Steps;
+    }
+
+    void AddCommon(Dictionary<string, double> values, int batches, Stopwatch clock)
+    {
         values["epsilon_max"] = c.Epsilon(0, actors.Actors);
         values["epsilon_min"] = c.Epsilon(actors.Actors - 1, actors.Actors);
         values["replay"] = replay.Count;
-        values["actor_batches"] = collected.Count;
-        values["env_steps_per_s"] = steps / Math.Max(collectSeconds, 1e-9);
+        values["actor_batches"] = batches;
         values["iteration_seconds"] = clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>One asynchronous iteration: the actors stream (started by the first, they go on acting between iterations)
+    /// while this thread, the learner, alternates between updates (while it owes some: <see cref="ApexDqnConfig.UpdatesPerStep"/>
+    /// per step absorbed) and taking the next batch (only when it owes none, waiting for one if need be), publishing its
+    /// weights every <see cref="ApexDqnConfig.PublishPeriod"/> updates, until it has absorbed
+    /// <see cref="ApexDqnConfig.AsyncIterationSteps"/> steps.</summary>
+    IReadOnlyDictionary<string, double> IterateAsynchronously(IStreamingExperienceSource source)
+    {
+        var clock = Stopwatch.StartNew();
+        exchange ??= new ExperienceExchange(c.QueueCapacity);
+        double actorWait = exchange.ActorWaitSeconds;
+        if (streaming is null)
+        {
+            exchange.SetStopping(false);
+            exchange.Publish(weightsForActors ?? Net.Flatten(online));
+            streaming = source.Stream(exchange);
+        }
+        else if (weightsForActors is not null) exchange.Publish(weightsForActors);   // new weights (InitFrom) reach acting actors
+        weightsForActors = null;
+        var all = new EpisodeStats();
+        long steps = 0;
+        int batches = 0, n = 0;
+        double loss = 0, q = 0, norm = 0, learnSeconds = 0, learnerWait = 0;
+        while (steps < c.AsyncIterationSteps)
+        {
+            if (Learning && updateBudget >= 1)
+            {
+                long start = Stopwatch.GetTimestamp();
+                var (l, qm, g) = Update();
+                learnSeconds += Stopwatch.GetElapsedTime(start).TotalSeconds;
+                (loss, q, norm, n, updateBudget) = (loss + l, q + qm, norm + g, n + 1, updateBudget - 1);
+                if (updates % c.PublishPeriod == 0) exchange.Publish(Net.Flatten(online));
+                continue;
+            }
+            if (streaming.IsCompleted)
+            {
+                StopActing();   // every actor stopped: an actor's exception is thrown here
+                throw new InvalidOperationException("every actor stopped while the learner was running");
+            }
+            long waitStart = Stopwatch.GetTimestamp();
+            bool took = exchange.TryTake(TimeSpan.FromMilliseconds(50), out var batch);
+            learnerWait += Stopwatch.GetElapsedTime(waitStart).TotalSeconds;
+            if (took) (steps, batches) = (steps + Take(batch, all), batches + 1);
+        }
+        Iterations++;
+        var values = new Dictionary<string, double>();
+        all.AddTo(values);
+        if (n > 0)
+        {
+            (values["loss"], values["q_mean"], values["grad_norm"], values["updates"]) = (loss / n, q / n, norm / n, n);
+            values["learner_updates_per_s"] = n / Math.Max(learnSeconds, 1e-9);
+        }
+        double seconds = clock.Elapsed.TotalSeconds;
+        AddCommon(values, batches, clock);
+        values["env_steps_per_s"] = steps / Math.Max(seconds, 1e-9);
+        values["updates_per_s"] = n / Math.Max(seconds, 1e-9);
+        values["learner_wait_s"] = learnerWait;
+        values["actor_wait_s"] = exchange.ActorWaitSeconds - actorWait;
+        values["weight_version"] = exchange.Latest.Version;
         return values;
+    }
+
+    /// <summary>Absorbs an asynchronous batch: its steps earn updates once the learner has started learning.</summary>
+    int Take(ExperienceBatch batch, EpisodeStats episodes)
+    {
+        bool learning = Learning;
+        int steps = Absorb(batch, episodes);
+        if (learning) updateBudget += steps * c.UpdatesPerStep;
+        return steps;
+    }
+
+    /// <summary>Stops the asynchronous actors after the fragment each has in hand and absorbs every batch they sent (none
+    /// lost, none taken twice; the updates they earn are made next iteration), so that their state can be saved or
+    /// replaced; the next iteration starts them again with the latest weights. Rethrows an actor's exception.</summary>
+    void StopActing()
+    {
+        if (streaming is null || exchange is null) return;
+        exchange.SetStopping(true);
+        var unused = new EpisodeStats();
+        while (!streaming.IsCompleted || exchange.Waiting > 0)
+            if (exchange.TryTake(TimeSpan.FromMilliseconds(10), out var batch)) Take(batch, unused);
+        var stopped = streaming;
+        streaming = null;
+        stopped.GetAwaiter().GetResult();
     }
 
     /// <summary>One learner step on a prioritized batch: double-DQN n-step targets from the target network at the online
@@ -169,6 +309,7 @@ public sealed class ApexDqn : ITrainer
     (double Loss, double MeanQ, double GradNorm) Update()
     {
         var (idx, weights) = replay.Sample(c.BatchSize, c.PriorityBeta, learnerRng);
+        using var library = Gemm.Use(gemm);
         int obs = online.Shape.Observations, actionsN = online.Shape.Actions;
         var next = Batch.Stack(idx, i => replay[i].NextObservation, obs);
         var nextOnline = online.Forward(next);
@@ -210,6 +351,7 @@ public sealed class ApexDqn : ITrainer
 
     public JsonObject State()
     {
+        StopActing();
         var state = Checkpointing.Common(Iterations, EnvSteps, adam.Steps, learnerRng, actors.Rngs);
         (state["updates"], state["update_budget"]) = (updates, updateBudget);
         return state;
@@ -223,6 +365,7 @@ public sealed class ApexDqn : ITrainer
 
     public void Restore(IReadOnlyList<NamedTensor> tensors, JsonObject state)
     {
+        StopActing();
         SafeTensors.LoadInto(online.Parameters, tensors, "checkpoint");
         SafeTensors.LoadInto(target.Parameters, [.. tensors.Where(t => t.Name.StartsWith("target.", StringComparison.Ordinal)).Select(t => t with { Name = t.Name["target.".Length..] })], "checkpoint (target network)");
         adam.RestoreState(Checkpointing.AdamState(tensors), (long)state["adam_steps"]!);
@@ -232,5 +375,10 @@ public sealed class ApexDqn : ITrainer
         actors.Restart();
     }
 
-    public void Dispose() => actors.Dispose();
+    public void Dispose()
+    {
+        try { StopActing(); }
+        finally { actors.Dispose(); }
+        exchange?.Dispose();
+    }
 }

@@ -15,10 +15,22 @@ public sealed class WorkerPool : IDisposable
     readonly Thread[] threads;
 
     /// <summary>Starts one worker per entry of <paramref name="cores"/> (distinct core ids).</summary>
-    public WorkerPool(IReadOnlyList<int> cores)
+    public WorkerPool(IReadOnlyList<int> cores) : this(cores, sharing: false) { }
+
+    /// <summary>Simulated workers for throughput measurements, which time nothing: <paramref name="workers"/> threads,
+    /// worker w pinned to <paramref name="cores"/>[w mod count], so that several share a core (a measuring pool never does).</summary>
+    public static WorkerPool Sharing(int workers, IReadOnlyList<int> cores)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(workers, 1);
+        ArgumentNullException.ThrowIfNull(cores);
+        if (cores.Count == 0) throw new ArgumentException("a pool needs at least one core", nameof(cores));
+        return new WorkerPool([.. Enumerable.Range(0, workers).Select(w => cores[w % cores.Count])], sharing: true);
+    }
+
+    WorkerPool(IReadOnlyList<int> cores, bool sharing)
     {
         if (cores.Count == 0) throw new ArgumentException("a pool needs at least one core", nameof(cores));
-        if (cores.Distinct().Count() != cores.Count) throw new ArgumentException($"cores {string.Join(", ", cores)} repeat a core: a core is never shared by two workers", nameof(cores));
+        if (!sharing && cores.Distinct().Count() != cores.Count) throw new ArgumentException($"cores {string.Join(", ", cores)} repeat a core: a core is never shared by two workers", nameof(cores));
         Cores = [.. cores];
         Pinned = new bool[cores.Count];
         queues = [.. cores.Select(_ => new BlockingCollection<Action>())];

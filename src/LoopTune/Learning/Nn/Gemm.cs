@@ -14,10 +14,33 @@ namespace LoopTune.Learning.Nn;
 /// <para>Every element of c is one chain c = fma(a[i,k], b[k,j], c) over k = 0, 1, ..., K-1 starting from 0
 /// (or from c), whatever the shapes, the transposes, the tile or the packing. So the result is deterministic and
 /// each row of c is bit-identical whatever the batch size it was computed in.</para>
+/// <para>A thread may hand its batch products (4 rows or more) to a native sgemm instead (<see cref="Use"/>: a learner's
+/// updates, Ape-X's batches), whose sums may be ordered differently; acting on one state stays here, so an actor's
+/// choices do not depend on which library its learner used.</para>
 /// </summary>
 public static class Gemm
 {
     const int NR = 16, MR = 4, KC = 256;
+
+    [ThreadStatic] static ISgemm? native;
+
+    /// <summary>The native sgemm this thread's batch products run on, or null for the managed kernels.</summary>
+    public static ISgemm? Native => native;
+
+    /// <summary>Runs this thread's batch products on <paramref name="backend"/> (null: the managed kernels) until the
+    /// returned scope is disposed, which restores the previous choice.</summary>
+    public static Scope Use(ISgemm? backend)
+    {
+        var previous = native;
+        native = backend;
+        return new Scope(previous);
+    }
+
+    /// <summary>Restores the thread's previous <see cref="Use"/> choice when disposed.</summary>
+    public readonly struct Scope(ISgemm? previous) : IDisposable
+    {
+        public void Dispose() => native = previous;
+    }
 
     /// <summary>c = (accumulate ? c : 0) + op(a) * op(b), op = transpose when the flag is set. Shapes are checked
     /// (<see cref="ArgumentException"/>); c must not share storage with a or b.</summary>
@@ -34,6 +57,12 @@ public static class Gemm
         if (ReferenceEquals(c.Data, a.Data) || ReferenceEquals(c.Data, b.Data)) throw new ArgumentException("Gemm: c must not share storage with a or b", nameof(c));
         if (!accumulate) Array.Clear(c.Data);
         if (m == 0 || n == 0 || k == 0) return;
+        if (native is { } library && m >= MR)
+        {
+            fixed (float* pa = a.Data, pb = b.Data, pc = c.Data)
+                library.Sgemm(transposeA, transposeB, m, n, k, pa, a.Cols, pb, b.Cols, pc, n);
+            return;
+        }
 
         // element (i, k) of op(a) is a.Data[i * rsA + k * csA]; element (k, j) of op(b) is b.Data[k * rsB + j * csB]
         nint rsA = transposeA ? 1 : k, csA = transposeA ? m : 1;
@@ -186,4 +215,17 @@ public static class Gemm
         }
         c0.Store(c); c1.Store(c + 8);
     }
+}
+
+/// <summary>A single-precision GEMM from another library (OpenBLAS, oneDNN) that <see cref="Gemm"/> may run a thread's batch
+/// products on: row-major <c>c = op(a) op(b) + c</c>, op(a) m x k, op(b) k x n, each leading dimension the stored row's
+/// length, on the calling thread alone.</summary>
+public unsafe interface ISgemm
+{
+    /// <summary>The library's name (for logs and reports).</summary>
+    string Name { get; }
+
+    /// <summary>c[m x n, ldc] += op(a) op(b); a is stored m x k (k x m when <paramref name="transA"/>) with rows of
+    /// <paramref name="lda"/>, b k x n (n x k when <paramref name="transB"/>) with rows of <paramref name="ldb"/>.</summary>
+    void Sgemm(bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc);
 }
