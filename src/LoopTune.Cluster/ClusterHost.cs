@@ -73,6 +73,7 @@ public static class ClusterHost
         }
         if (a.Tls is { } tls) silo.UseTls(tls.Certificate, o => Require(o, tls));
         if (s.FastFailureDetection)
+        {
             silo.Configure<ClusterMembershipOptions>(o =>
             {
                 o.ProbeTimeout = TimeSpan.FromMilliseconds(500);
@@ -80,6 +81,10 @@ public static class ClusterHost
                 o.NumVotesForDeathDeclaration = 1;
                 o.TableRefreshTimeout = TimeSpan.FromSeconds(1);
             });
+            // a call whose answer is lost (its way went through a silo that died) fails after 5 s, not Orleans' 30 s;
+            // no LoopTune grain call waits longer than the run board's 2 s watch
+            silo.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromSeconds(5));
+        }
         silo.Services.AddSingleton(s);
         silo.Services.AddSingleton<SiloWorkers>();
     }
