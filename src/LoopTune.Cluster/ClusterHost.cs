@@ -4,6 +4,7 @@ using LoopTune.Measure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Orleans.Configuration;
+using Orleans.Connections.Security;
 using Orleans.Runtime;
 using StackExchange.Redis;
 
@@ -70,7 +71,9 @@ public static class ClusterHost
             if (a.Kind == Membership.Redis) silo.UseRedisClustering(o => o.ConfigurationOptions = RedisOptions(a));
             else silo.UseAdoNetClustering(o => (o.Invariant, o.ConnectionString) = ("Npgsql", a.ConnectionString));
         }
+        if (a.Tls is { } tls) silo.UseTls(tls.Certificate, o => Require(o, tls));
         if (s.FastFailureDetection)
+        {
             silo.Configure<ClusterMembershipOptions>(o =>
             {
                 o.ProbeTimeout = TimeSpan.FromMilliseconds(500);
@@ -78,6 +81,10 @@ public static class ClusterHost
                 o.NumVotesForDeathDeclaration = 1;
                 o.TableRefreshTimeout = TimeSpan.FromSeconds(1);
             });
+            // a call whose answer is lost (its way went through a silo that died) fails after 5 s, not Orleans' 30 s;
+            // no LoopTune grain call waits longer than the run board's 2 s watch
+            silo.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromSeconds(5));
+        }
         silo.Services.AddSingleton(s);
         silo.Services.AddSingleton<SiloWorkers>();
     }
@@ -91,6 +98,7 @@ public static class ClusterHost
         if (a.Kind == Membership.Localhost) client.UseLocalhostClustering(gatewayPort, ServiceId, ClusterId);
         else if (a.Kind == Membership.Redis) client.UseRedisClustering(o => o.ConfigurationOptions = RedisOptions(a));
         else client.UseAdoNetClustering(o => (o.Invariant, o.ConnectionString) = ("Npgsql", a.ConnectionString));
+        if (a.Tls is { } tls) client.UseTls(tls.Certificate, o => Require(o, tls));
         client.UseConnectionRetryFilter(async (_, cancel) =>
         {
             if (DateTime.UtcNow >= deadline) return false;
@@ -141,7 +149,8 @@ public static class ClusterHost
         catch (Exception e)
         {
             await Abandon(host);
-            throw e is LoopTuneException or OperationCanceledException ? e : new ClusterError($"cannot join the cluster of {a.Describe()} (no silo found within {wait.TotalSeconds:0} s): {e.Message}", e);
+            throw e is LoopTuneException or OperationCanceledException ? e
+                : new ClusterError($"cannot join the cluster of {a.Describe()} (no silo found within {wait.TotalSeconds:0} s{TlsHint(a)}): {a.Scrub(e.Message)}", e);
         }
         return new ClusterConnection(host, a);
     }
@@ -159,10 +168,35 @@ public static class ClusterHost
 
     static ConfigurationOptions RedisOptions(ClusterAddress a)
     {
-        var o = ConfigurationOptions.Parse(a.ConnectionString);
+        var o = StoreOptions(a);
         o.ConnectTimeout = (int)ProbeTimeout.TotalMilliseconds;
         o.AbortOnConnectFail = false; // after the first check, ride out a store that restarts
         return o;
+    }
+
+    /// <summary>StackExchange.Redis' options for the store at <paramref name="a"/>: its endpoint, user and password, and
+    /// for <c>rediss://</c> TLS, accepting a server certificate the system trusts or, when the cluster has one, the
+    /// cluster's own certificate (which is also presented to a store that asks for a client certificate).</summary>
+    internal static ConfigurationOptions StoreOptions(ClusterAddress a)
+    {
+        var o = ConfigurationOptions.Parse(a.ConnectionString);
+        (o.User, o.Password, o.Ssl) = (a.User, a.Password, a.StoreTls);
+        if (a.StoreTls && a.Tls is { } tls)
+        {
+            o.CertificateValidation += (_, certificate, _, errors) => errors == System.Net.Security.SslPolicyErrors.None || tls.Accepts(certificate);
+            o.CertificateSelection += (_, _, _, _, _) => tls.Certificate;
+        }
+        return o;
+    }
+
+    /// <summary>Mutual TLS with the cluster's certificate: presented on every connection, and the only one accepted from
+    /// the other end (of a silo's, a gateway's and a client's connections alike).</summary>
+    static void Require(TlsOptions o, ClusterTls tls)
+    {
+        o.LocalCertificate = tls.Certificate;
+        o.RemoteCertificateMode = o.ClientCertificateMode = RemoteCertificateMode.RequireCertificate;
+        o.RemoteCertificateValidation = (certificate, _, _) => tls.Accepts(certificate);
+        o.HandshakeTimeout = ClusterTls.HandshakeTimeout;
     }
 
     static IPAddress MachineAddress() =>
@@ -177,9 +211,15 @@ public static class ClusterHost
             if (x is SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse })
                 return new ClusterError($"a port of the silo is already in use (--silo-port {s.SiloPort}, --gateway-port {s.GatewayPort}): {x.Message}", e);
         }
-        if (e is TimeoutException) return new ClusterError($"the silo did not join the cluster of {s.Address.Describe()} within {StartTimeout.TotalSeconds:0} s", e);
-        return e is OperationCanceledException ? e : new ClusterError($"the silo could not start with {s.Address.Describe()}: {e.Message}", e);
+        if (e is TimeoutException) return new ClusterError($"the silo did not join the cluster of {s.Address.Describe()} within {StartTimeout.TotalSeconds:0} s{TlsHint(s.Address)}", e);
+        return e is OperationCanceledException ? e : new ClusterError($"the silo could not start with {s.Address.Describe()}{TlsHint(s.Address)}: {s.Address.Scrub(e.Message)}", e);
     }
+
+    /// <summary>What to check when silos or a client cannot talk: a side with the cluster's certificate and one without
+    /// it (or with another) refuse each other's connections, which looks like no silo at all.</summary>
+    static string TlsHint(ClusterAddress a) => a.Tls is { } tls
+        ? $"; this side requires TLS with the certificate {tls.CertFile}, and a silo without that very certificate is refused"
+        : "; if the cluster's silos require TLS, this side is refused without their certificate: give --tls-cert and --tls-key";
 
     /// <summary>Stops a host that failed to start, abruptly, so that nothing of it keeps running.</summary>
     internal static async Task Abandon(IHost host)

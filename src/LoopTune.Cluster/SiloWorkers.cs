@@ -3,6 +3,7 @@ using LoopTune.Learning;
 using LoopTune.Measure;
 using Microsoft.Extensions.Hosting;
 using Orleans.Runtime;
+using Orleans.Runtime.Messaging;
 
 namespace LoopTune.Cluster;
 
@@ -133,7 +134,7 @@ sealed class SiloWorkers(IGrainFactory grains, ILocalSiloDetails silo, SiloSetti
         catch (Exception e) { error = e; }
         try
         {
-            if (error is null) return await ticket.Source.Complete(lease.Id, result, Workers[w]);
+            if (error is null) return await Report(ticket, lease, result, Workers[w], stop);
             await ticket.Source.Fail(lease.Id, error.Message, error is LoopTuneException);
         }
         catch (Exception e) when (!stop.IsCancellationRequested)
@@ -146,6 +147,24 @@ sealed class SiloWorkers(IGrainFactory grains, ILocalSiloDetails silo, SiloSetti
         finally { Volatile.Write(ref held[w], null); }
         return null;
     }
+
+    /// <summary>Sends an item's result and returns the next lease, trying again after a failed attempt (a message lost
+    /// while the caller's gateway silo dies, or its membership store restarts): the run records an item's first result
+    /// only, and hands back a lease whose answer was lost (<see cref="WorkRun"/>), so sending twice is safe.</summary>
+    static async Task<WorkLease?> Report(RunTicket ticket, WorkLease lease, object? result, WorkerInfo worker, CancellationToken stop)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            try { return await ticket.Source.Complete(lease.Id, result, worker); }
+            catch (Exception e) when (attempt < ReportAttempts && e is TimeoutException or SiloUnavailableException or ConnectionFailedException && !stop.IsCancellationRequested)
+            {
+                await Pause(TimeSpan.FromMilliseconds(500), stop);
+            }
+        }
+    }
+
+    /// <summary>How many times a result is sent before the run is told it could not be.</summary>
+    const int ReportAttempts = 3;
 
     async Task WatchBoard(CancellationToken stop)
     {

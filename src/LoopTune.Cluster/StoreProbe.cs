@@ -23,16 +23,26 @@ static class StoreProbe
             var why = e switch
             {
                 TimeoutException or TaskCanceledException => $"no answer within {timeout.TotalSeconds:0} s",
-                RedisConnectionException r => $"no Redis server answered ({r.FailureType}); is redis-server running there?",
+                _ when CertificateRefused(e) => $"the TLS handshake failed (give the certificate the store trusts and accepts: the cluster's --tls-cert and --tls-key): {e.Message}",
+                _ when PasswordRefused(e) => $"it refused the password (or wants one: redis://:PASSWORD@HOST:PORT, or ${ClusterAddress.PasswordVariable}): {e.Message}",
+                RedisConnectionException r => $"no Redis server answered ({r.FailureType}); is redis-server running there{(a.StoreTls ? ", with TLS (rediss://)" : "")}?",
                 _ => e.Message,
             };
-            throw new ClusterError($"cannot reach {a.Describe()}: {why}", e);
+            throw new ClusterError($"cannot reach {a.Describe()}: {a.Scrub(why)}", e);
         }
     }
 
+    /// <summary>Whether the TLS handshake with the store failed (its certificate, or this side's).</summary>
+    static bool CertificateRefused(Exception e) =>
+        e.Message.Contains(nameof(System.Security.Authentication.AuthenticationException), StringComparison.Ordinal) || e.InnerException is System.Security.Authentication.AuthenticationException;
+
+    /// <summary>Whether Redis refused the login: a wrong password, or none where one is required.</summary>
+    static bool PasswordRefused(Exception e) => e is RedisConnectionException { FailureType: ConnectionFailureType.AuthenticationFailure }
+        || (e is RedisException && (e.Message.Contains("NOAUTH", StringComparison.Ordinal) || e.Message.Contains("WRONGPASS", StringComparison.Ordinal)));
+
     static async Task PingRedis(ClusterAddress a, TimeSpan timeout)
     {
-        var o = ConfigurationOptions.Parse(a.ConnectionString);
+        var o = ClusterHost.StoreOptions(a);
         (o.ConnectTimeout, o.SyncTimeout, o.AbortOnConnectFail, o.ConnectRetry) = ((int)timeout.TotalMilliseconds, (int)timeout.TotalMilliseconds, true, 1);
         await using var redis = await ConnectionMultiplexer.ConnectAsync(o);
         await redis.GetDatabase().PingAsync();

@@ -128,9 +128,16 @@ public sealed class WorkRun : IWorkSource, IAsyncDisposable
         return Task.CompletedTask;
     }
 
-    /// <summary>The next item for <paramref name="worker"/>: the first queued one addressed to it or to anyone.</summary>
+    /// <summary>The next item for <paramref name="worker"/>: the first queued one addressed to it or to anyone. A worker
+    /// holds one item at a time, so an item still leased to a worker that asks for another never reached it (the answer
+    /// that carried it was lost, as when the client's gateway silo died): it is handed back first.</summary>
     WorkLease? Next(WorkerInfo worker)
     {
+        foreach (var (lease, held) in leases.Where(l => l.Value.Worker.Id == worker.Id).ToList())
+        {
+            leases.Remove(lease);
+            Lose(lease, held.Item);
+        }
         if (!open) return null;
         for (var node = queue.First; node is not null; node = node.Next)
         {

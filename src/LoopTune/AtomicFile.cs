@@ -15,13 +15,21 @@ public static class AtomicFile
     static readonly UTF8Encoding Utf8 = new(false);
 
     /// <summary>Writes what <paramref name="write"/> puts into the stream as <paramref name="path"/>, in a folder that exists.</summary>
-    public static void Write(string path, Action<Stream> write)
+    public static void Write(string path, Action<Stream> write) => Write(path, write, secret: false);
+
+    /// <summary>Writes <paramref name="text"/> as <paramref name="path"/>, readable and writable by its owner only (mode 600)
+    /// from the moment the temporary file is created: a password or a private key.</summary>
+    public static void WriteSecret(string path, string text) => Write(path, s => s.Write(Utf8.GetBytes(text)), secret: true);
+
+    static void Write(string path, Action<Stream> write, bool secret)
     {
         ArgumentNullException.ThrowIfNull(write);
         string full = Path.GetFullPath(path), temp = TempSibling(full);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
+        if (secret && !OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
         try
         {
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            using (var file = new FileStream(temp, options))
             {
                 write(file);
                 file.Flush(flushToDisk: true);

@@ -7,14 +7,14 @@ using LoopTune.Cluster;
 namespace LoopTune.Cli.Commands;
 
 /// <summary><c>looptune silo --cluster ADDR [--workers N | --cores LIST] [--threads N] [--host-id ID] [--silo-port P] [--gateway-port G]
-/// [--advertise IP] [--json]</c>: runs an Orleans silo with one pinned measuring worker per core until SIGTERM or Ctrl+C,
+/// [--advertise IP] [--tls-cert FILE --tls-key FILE] [--json]</c>: runs an Orleans silo with one pinned measuring worker per core until SIGTERM or Ctrl+C,
 /// printing one line (JSON with --json) when it is ready. The SLURM launcher runs one per node; commands given
 /// <c>--cluster</c> spread their work over the workers of every silo.</summary>
 static class SiloCommand
 {
     public static Command Create(Io io)
     {
-        var cluster = new Option<string>("--cluster") { Description = "The cluster's membership store: redis://HOST:PORT, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, or localhost (a cluster of this one silo).", Required = true };
+        var cluster = new Option<string>("--cluster") { Description = "The cluster's membership store: redis[s]://[:PASSWORD@]HOST:PORT, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=MODE], or localhost (a cluster of this one silo); the password may be in $LOOPTUNE_STORE_PASSWORD instead.", Required = true };
         var workers = new Option<int?>("--workers") { Description = "Workers: the first N cores this process may use, one worker pinned to each (default: all of them)." };
         var cores = new Option<string?>("--cores") { Description = "Workers on exactly these cores, e.g. 0,2 (instead of --workers)." };
         var hostId = new Option<string?>("--host-id") { Description = "The machine's name in the pinning bookkeeping (default: the host name); silos with one host id never share a core." };
@@ -22,14 +22,16 @@ static class SiloCommand
         var gatewayPort = new Option<int>("--gateway-port") { Description = "The port clients (commands run with --cluster) connect to.", DefaultValueFactory = _ => 30000 };
         var advertise = new Option<string?>("--advertise") { Description = "The IP address other machines reach this silo at (default: 127.0.0.1 when the store is on loopback, else this machine's first IPv4 address)." };
         var threads = Options.Threads("Threads each worker's kernels run on (its core and the ones after it; runs asked for another count are refused)");
-        var json = new Option<bool>("--json") { Description = "Print the ready line as one JSON object: silo, host_id, cores, threads, pinned, workers, cluster, silo_port, gateway_port, machine." };
+        var tls = new ClusterTlsOptions();
+        var json = new Option<bool>("--json") { Description = "Print the ready line as one JSON object: silo, host_id, cores, threads, pinned, workers, cluster (its password masked), tls, silo_port, gateway_port, machine." };
         var command = new Command("silo", "Run a cluster silo with pinned measuring workers until SIGTERM or Ctrl+C (one per machine; see 'compare-searches --cluster').")
         {
             cluster, workers, cores, threads, hostId, siloPort, gatewayPort, advertise, json,
         };
+        foreach (var o in tls.All) command.Options.Add(o);
         command.SetAction(p => io.Guard(() =>
         {
-            var address = ClusterAddress.Parse(p.GetValue(cluster));
+            var address = tls.Apply(p, ClusterAddress.Parse(p.GetValue(cluster)));
             int n = Options.ApplyThreads(p, threads);
             var settings = new SiloSettings(address, WorkerCores.Choose(p.GetValue(workers), p.GetValue(cores)), p.GetValue(hostId) ?? SiloSettings.DefaultHostId, ClusterHost.DefaultHandlers())
             {
@@ -47,7 +49,7 @@ static class SiloCommand
             try
             {
                 if (p.GetValue(json)) io.Stdout.WriteLine(Json(silo).ToJsonString());
-                else io.Stdout.WriteLine($"silo ready: {silo.Address} host {settings.HostId}, cores {string.Join(",", settings.Cores)}{(n > 1 ? $", {n} threads each (teams {string.Join(" ", silo.Workers.Select(w => string.Join(",", w.Cores)))})" : "")}{(silo.Workers.All(w => w.Pinned) ? " (pinned)" : " (NOT pinned: the OS refused)")}, cluster {address}, gateway port {settings.GatewayPort}");
+                else io.Stdout.WriteLine($"silo ready: {silo.Address} host {settings.HostId}, cores {string.Join(",", settings.Cores)}{(n > 1 ? $", {n} threads each (teams {string.Join(" ", silo.Workers.Select(w => string.Join(",", w.Cores)))})" : "")}{(silo.Workers.All(w => w.Pinned) ? " (pinned)" : " (NOT pinned: the OS refused)")}, cluster {address}{(address.Tls is null ? "" : " (TLS required)")}, gateway port {settings.GatewayPort}");
                 io.Stdout.Flush();
                 stop.Token.WaitHandle.WaitOne();
                 try { io.Stderr.WriteLine("stopping the silo (its workers hand back what they hold)..."); }
@@ -74,6 +76,7 @@ static class SiloCommand
         ["pinned"] = new JsonArray([.. silo.Workers.Select(w => JsonValue.Create(w.Pinned))]),
         ["workers"] = new JsonArray([.. silo.Workers.Select(w => JsonValue.Create(w.Id))]),
         ["cluster"] = silo.Settings.Address.Text,
+        ["tls"] = silo.Settings.Address.Tls is not null,
         ["silo_port"] = silo.Settings.SiloPort,
         ["gateway_port"] = silo.Settings.GatewayPort,
         ["machine"] = silo.Workers[0].Machine,

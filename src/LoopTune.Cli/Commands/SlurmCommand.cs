@@ -7,7 +7,8 @@ namespace LoopTune.Cli.Commands;
 
 /// <summary><c>looptune slurm --nodes N --cpus-per-node C --time H:MM:SS [--partition P] [--job-name NAME] [--redis-port 6379]
 /// [--out DIR] [--dry-run] [--json] -- COMMAND...</c>: writes the batch script of <see cref="BatchScript"/> into DIR (atomically)
-/// and submits it with sbatch, printing the job id and its output file; with --dry-run prints the script instead. The
+/// and submits it with sbatch, printing the job id and its output file; with --dry-run prints the script instead. Beside
+/// the script it writes the job's password and certificate (<see cref="JobSecrets"/>, mode 600), which it never prints. The
 /// command is checked against looptune's own command line before anything is written; on any error nothing is left.</summary>
 static class SlurmCommand
 {
@@ -40,17 +41,19 @@ static class SlurmCommand
             string? sbatch = p.GetValue(dryRun) ? null : Sbatch.Find();
             string text = BatchScript.Render(job), folder = Path.GetDirectoryName(job.Output)!, script = Path.Combine(folder, $"{job.JobName}.sbatch");
             bool created = !Directory.Exists(folder);
-            Write(script, text);
             string? id = null;
-            if (sbatch is not null)
+            try
             {
-                try { id = Sbatch.Submit(sbatch, script); }
-                catch
-                {
-                    File.Delete(script);
-                    if (created) Directory.Delete(folder);
-                    throw;
-                }
+                Write(script, text);
+                JobSecrets.Write(job);
+                if (sbatch is not null) id = Sbatch.Submit(sbatch, script);
+            }
+            catch
+            {
+                AtomicFile.TryDelete(script);
+                AtomicFile.TryDelete(job.Secrets);
+                if (created) AtomicFile.TryDelete(folder);
+                throw;
             }
             string log = id is null ? job.Output : job.OutputOf(id);
             if (p.GetValue(json))

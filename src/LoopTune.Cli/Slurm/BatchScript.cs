@@ -1,9 +1,14 @@
+using LoopTune.Cluster;
+
 namespace LoopTune.Cli.Slurm;
 
 /// <summary>The sbatch script of a <see cref="SlurmJob"/>. SLURM runs it on the job's first node, which is the head: it
-/// starts a redis-server there (the Orleans membership store: all interfaces, no persistence) and waits until that
-/// server answers, starts one silo per node with srun in the background, then runs the command on the head with
-/// <c>--cluster redis://HEAD:PORT --min-workers NODES*CPUS</c> appended, and exits with the command's exit code. A trap
+/// starts a redis-server there (the Orleans membership store: all interfaces, no persistence, TLS only, with the job's
+/// password and certificate of <see cref="JobSecrets"/>) and waits until that server answers, starts one silo per node
+/// with srun in the background, then runs the command on the head with <c>--cluster rediss://HEAD:PORT --min-workers
+/// NODES*CPUS --tls-cert CERT --tls-key KEY</c> appended, and exits with the command's exit code. The password goes to
+/// the silos and the command in the environment (<see cref="ClusterAddress.PasswordVariable"/>), read from its file when
+/// the job starts: it is in neither the script nor a command line. A trap
 /// on EXIT stops, in this order, the command, the silos (SIGTERM to their step, so they leave the cluster cleanly) and
 /// the store, each killed if it has not ended in a few seconds: on success, failure, scancel or the time limit alike,
 /// within SLURM's default 30 s between SIGTERM and SIGKILL.</summary>
@@ -27,11 +32,13 @@ static class BatchScript
             # Written by `looptune slurm`. On the first node: a redis-server (the membership store), one looptune silo per node
             # with {{job.CpusPerNode}} measuring worker(s) (srun), then the command below with --cluster and --min-workers. On any exit
             # (the end, a failure, scancel, the time limit) the command, the silos and the store are stopped, in that order.
+            # The store, the silos and the command accept only this job: its password and certificate are in the secrets folder.
             {{string.Join('\n', sbatch.Select(o => $"#SBATCH {o}"))}}
             set -u
             looptune={{Shell.Array(job.Program)}}
             {{CommandLine}}{{Shell.Array(job.Command)}}
             nodes={{job.Nodes}} workers_per_node={{job.CpusPerNode}} port={{job.RedisPort}}
+            secrets={{Shell.Quote(job.Secrets)}}
             command_pid='' silos_pid='' redis_pid=''
 
             say() { echo "looptune-slurm: $*" >&2; }
@@ -60,13 +67,18 @@ static class BatchScript
             [ -n "${SLURM_JOB_NODELIST:-}" ] || { say "this script runs as a SLURM job: submit it with sbatch"; exit 2; }
             head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)
             addr=$(scontrol show node "$head" 2>/dev/null | grep -o 'NodeAddr=[^ ]*' | head -n1 | cut -d= -f2)
-            cluster="redis://${addr:-$head}:$port"
+            cluster="rediss://${addr:-$head}:$port"
             command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { say "redis-server and redis-cli are not installed on $head"; exit 2; }
-            redis-server --bind 0.0.0.0 --port "$port" --protected-mode no --save '' --appendonly no --loglevel warning &
+            # the job's password, for the silos (srun passes the environment on) and the command; redis-cli reads REDISCLI_AUTH
+            {{ClusterAddress.PasswordVariable}}=$(cat "$secrets/{{JobSecrets.PasswordFile}}") && [ -n "${{ClusterAddress.PasswordVariable}}" ] || { say "cannot read the job's password in $secrets"; exit 2; }
+            export {{ClusterAddress.PasswordVariable}} REDISCLI_AUTH="${{ClusterAddress.PasswordVariable}}"
+            tls=(--tls-cert "$secrets/{{JobSecrets.CertFile}}" --tls-key "$secrets/{{JobSecrets.KeyFile}}")
+            redis-server "$secrets/{{JobSecrets.StoreConfig}}" --bind 0.0.0.0 --port 0 --tls-port "$port" --protected-mode no --save '' --appendonly no --loglevel warning &
             redis_pid=$!
             # it answers, and it is ours (not another server already on that port)
             for ((i = 0; i < 100; i++)); do
-              redis-cli -p "$port" info server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$redis_pid" && break
+              redis-cli --tls --cacert "$secrets/{{JobSecrets.CertFile}}" --cert "$secrets/{{JobSecrets.CertFile}}" --key "$secrets/{{JobSecrets.KeyFile}}" -p "$port" info server 2>/dev/null \
+                | tr -d '\r' | grep -qx "process_id:$redis_pid" && break
               ended "$redis_pid" && { redis_pid=''; say "redis-server could not start on port $port of $head (in use? choose --redis-port)"; exit 2; }
               sleep 0.1
             done
@@ -74,10 +86,10 @@ static class BatchScript
             say "membership store $cluster; $nodes silo(s) of $workers_per_node worker(s)"
 
             srun --overlap --nodes="$nodes" --ntasks="$nodes" --ntasks-per-node=1 --cpus-per-task="$workers_per_node" --kill-on-bad-exit=0 \
-              "${looptune[@]}" silo --cluster "$cluster" --workers "$workers_per_node" &
+              "${looptune[@]}" silo --cluster "$cluster" --workers "$workers_per_node" "${tls[@]}" &
             silos_pid=$!
 
-            "${looptune[@]}" "${cmd[@]}" --cluster "$cluster" --min-workers $((nodes * workers_per_node)) &
+            "${looptune[@]}" "${cmd[@]}" --cluster "$cluster" --min-workers $((nodes * workers_per_node)) "${tls[@]}" &
             command_pid=$!
             wait "$command_pid"
             status=$?

@@ -12,7 +12,10 @@ sealed partial record SlurmJob(int Nodes, int CpusPerNode, string Time, string? 
     string Output, string WorkDir, IReadOnlyList<string> Program, IReadOnlyList<string> Command)
 {
     /// <summary>The options the launcher appends to the command; the user must not give them.</summary>
-    public static readonly string[] AddedOptions = ["--cluster", "--min-workers"];
+    public static readonly string[] AddedOptions = ["--cluster", "--min-workers", "--tls-cert", "--tls-key"];
+
+    /// <summary>The job's secrets (<see cref="JobSecrets"/>): a folder beside the script, readable by its owner only.</summary>
+    public string Secrets => Path.Combine(Path.GetDirectoryName(Output)!, $"{JobName}.secrets");
 
     /// <summary>The measuring workers of the whole job: one per CPU of every node.</summary>
     public int Workers => Nodes * CpusPerNode;
@@ -33,7 +36,7 @@ sealed partial record SlurmJob(int Nodes, int CpusPerNode, string Time, string? 
         if (command[0] is "slurm" or "silo")
             throw new LoopTuneException($"-- {command[0]}: the job starts the silos itself; give the command to run on them (train, compare-searches, ...)");
         if (command.FirstOrDefault(w => AddedOptions.Any(o => w == o || w.StartsWith(o + "=", StringComparison.Ordinal))) is { } added)
-            throw new LoopTuneException($"{added} in the command: the launcher adds --cluster and --min-workers itself; leave them out");
+            throw new LoopTuneException($"{added} in the command: the launcher adds {string.Join(", ", AddedOptions)} itself; leave them out");
         if (partition is not null && !Name().IsMatch(partition)) throw new LoopTuneException($"--partition '{partition}': letters, digits, '.', '_', '-' (',' between partitions)");
         jobName ??= $"looptune-{command[0]}";
         if (!Name().IsMatch(jobName) || jobName.Contains(',')) throw new LoopTuneException($"--job-name '{jobName}': letters, digits, '.', '_' and '-' only");

@@ -20,7 +20,10 @@ public sealed class ClusterCliTests : IDisposable
 
     [Theory]
     [InlineData("--cluster 'nope' cannot be read", "--cluster", "nope")]
-    [InlineData("--cluster 'redis://h:1/x' cannot be read (a redis address is redis://HOST:PORT", "--cluster", "redis://h:1/x")]
+    [InlineData("--cluster 'redis://h:1/x' cannot be read (a redis address is redis[s]://[:PASSWORD@]HOST:PORT", "--cluster", "redis://h:1/x")]
+    [InlineData("--tls-cert applies only with --cluster", "--tls-cert", "c.pem", "--tls-key", "k.pem")]
+    [InlineData("--tls-cert and --tls-key go together", "--cluster", "localhost", "--tls-cert", "c.pem")]
+    [InlineData("--tls-cert c.pem: no such file", "--cluster", "localhost", "--tls-cert", "c.pem", "--tls-key", "k.pem")]
     [InlineData("name the database", "--cluster", "postgres://me@h:5432")]
     [InlineData("--min-workers applies only with --cluster", "--min-workers", "2")]
     [InlineData("--workers applies to --cluster localhost", "--cluster", "redis://127.0.0.1:1", "--workers", "1")]
@@ -39,6 +42,7 @@ public sealed class ClusterCliTests : IDisposable
     [Theory]
     [InlineData("redis://127.0.0.1:1", "cannot reach the Redis membership store redis://127.0.0.1:1")]
     [InlineData("postgres://me:secret@127.0.0.1:1/orleans", "cannot reach the PostgreSQL membership store postgres://me:***@127.0.0.1:1/orleans")]
+    [InlineData("rediss://:secret@127.0.0.1:1", "cannot reach the Redis membership store rediss://:***@127.0.0.1:1")]
     public void AnUnreachableStoreIsNamedWithinSecondsAndLeavesNothingRunning(string store, string message)
     {
         int siloPort = ClusterHost.FreePort(), gatewayPort = ClusterHost.FreePort();
@@ -85,27 +89,36 @@ public sealed class ClusterCliTests : IDisposable
         Assert.Contains("1 worker(s)", err);
     }
 
+    /// <summary>As <c>looptune slurm</c>'s jobs run it: a store with a password (the silo's from the environment, the
+    /// command's in its address) and silos that require TLS with the certificate both are given.</summary>
     [RedisFact]
     public async Task ASiloProcessJoinedThroughRedisMeasuresACommandsRowsAndStopsOnSigterm()
     {
-        using var redis = new RedisServer();
+        const string password = "pw-0c4e1b7d";
+        using var redis = new RedisServer("--requirepass", password);
         DatasetGenerator.Matmul("16|24,16", "16,16|24").Write(temp["ds"], 0.5, 0);
+        ClusterTls.Create(temp["tls.crt"], temp["tls.key"], "looptune-cluster", TimeSpan.FromDays(1));
+        string[] tls = ["--tls-cert", temp["tls.crt"], "--tls-key", temp["tls.key"]];
         int siloPort = ClusterHost.FreePort(), gatewayPort = ClusterHost.FreePort();
-        using var silo = LooptuneProcess.Start("silo", "--cluster", redis.Address.Text, "--workers", "1", "--host-id", "node-7",
-            "--silo-port", $"{siloPort}", "--gateway-port", $"{gatewayPort}", "--json");
+        using var silo = LooptuneProcess.Start(new Dictionary<string, string> { [ClusterAddress.PasswordVariable] = password },
+            ["silo", "--cluster", redis.Address.Text, "--workers", "1", "--host-id", "node-7", "--silo-port", $"{siloPort}", "--gateway-port", $"{gatewayPort}", "--json", .. tls]);
         try
         {
             var ready = await silo.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60));
             if (ready is null) Assert.Fail($"the silo stopped before it was ready: {await silo.StandardError.ReadToEndAsync()}");
             var line = JsonNode.Parse(ready)!;
             Assert.Equal("node-7", line["host_id"]!.GetValue<string>());
-            Assert.Equal(["node-7/core0"], line["workers"]!.AsArray().Select(w => w!.GetValue<string>()));
+            // the first core it may use, as this process (under taskset -c 1: core 1)
+            Assert.Equal([$"node-7/core{WorkerCores.Choose(1, null)[0]}"], line["workers"]!.AsArray().Select(w => w!.GetValue<string>()));
             Assert.Equal(redis.Address.Text, line["cluster"]!.GetValue<string>());
+            Assert.True(line["tls"]!.GetValue<bool>());
 
             var report = temp["report"];
-            var (code, _, err) = TestHome.Run("compare-searches", "--dataset", temp["ds"], "--split", "train", "--count", "2", "--methods", "random",
-                "--budget", "2s", "--max-evaluations", "4", "--quick", "--cluster", redis.Address.Text, "--min-workers", "1", "--out", report);
+            var (code, output, err) = TestHome.Run(["compare-searches", "--dataset", temp["ds"], "--split", "train", "--count", "2", "--methods", "random",
+                "--budget", "2s", "--max-evaluations", "4", "--quick", "--cluster", $"redis://:{password}@127.0.0.1:{redis.Port}", "--min-workers", "1", "--out", report, "--json", .. tls]);
             Assert.True(code == 0, err);
+            Assert.Contains($"joining the cluster redis://:***@127.0.0.1:{redis.Port}", err);
+            Assert.DoesNotContain(password, output + err + string.Concat(Directory.GetFiles(report).Where(f => !f.EndsWith(".png", StringComparison.Ordinal)).Select(File.ReadAllText)));
             var csv = File.ReadAllLines(Path.Combine(report, "results.csv"));
             Assert.Equal(3, csv.Length);
             Assert.All(csv.Skip(1), row => Assert.Contains(",true,", row));
@@ -114,6 +127,7 @@ public sealed class ClusterCliTests : IDisposable
             Process.Start("kill", ["-TERM", $"{silo.Id}"])!.WaitForExit();
             Assert.True(silo.WaitForExit(20_000), "the silo did not stop on SIGTERM");
             Assert.Equal(0, silo.ExitCode);
+            Assert.DoesNotContain(password, await silo.StandardOutput.ReadToEndAsync() + await silo.StandardError.ReadToEndAsync());
             AssertFree(siloPort);
         }
         finally

@@ -19,12 +19,12 @@ public sealed class ClusterComparisonTests
 {
     static readonly TimeSpan Limit = TimeSpan.FromSeconds(90);
     static readonly SearchBudget Budget = SearchBudget.Seconds(60, maxEvaluations: 12);
-    static readonly string[] Methods = ["greedy1", "random", "beam_bfs"];
-    static readonly Benchmark[] Benchmarks = [new("mm16_24_8", Computation.Matmul(16, 24, 8)), new("mm8_16_16", Computation.Matmul(8, 16, 16)), new("mm24_8_8", Computation.Matmul(24, 8, 8))];
+    internal static readonly string[] Methods = ["greedy1", "random", "beam_bfs"];
+    internal static readonly Benchmark[] Benchmarks = [new("mm16_24_8", Computation.Matmul(16, 24, 8)), new("mm8_16_16", Computation.Matmul(8, 16, 16)), new("mm24_8_8", Computation.Matmul(24, 8, 8))];
 
     /// <summary>Pairs with the fake evaluator; <paramref name="blockOn"/> makes every pair of that host wait for <paramref name="gate"/>
     /// after signalling <paramref name="started"/>.</summary>
-    static ComparisonWork.Handler Handler(SemaphoreSlim? started = null, ManualResetEventSlim? gate = null, TimeSpan? delay = null) => new(_ =>
+    internal static ComparisonWork.Handler Handler(SemaphoreSlim? started = null, ManualResetEventSlim? gate = null, TimeSpan? delay = null) => new(_ =>
     {
         started?.Release();
         gate?.Wait();
@@ -44,7 +44,7 @@ public sealed class ClusterComparisonTests
         await using var cluster = await silos.Connect();
         await cluster.WaitForWorkersAsync(2, Limit);
         var progress = new List<ComparisonProgress>();
-        var plan = new ComparisonPlan { Benchmarks = Benchmarks, Searches = [.. Methods.Select(Searches.Get)], Budget = Budget, Seed = 3, Quick = true };
+        var plan = Plan();
         var running = ComparisonWork.RunAsync(cluster, plan, p => { lock (progress) progress.Add(p); });
         Assert.True(await started.WaitAsync(Limit), "host-b never took a pair");
         await b.StopAsync(graceful: false); // as if host-b crashed in the middle of its pair
@@ -63,7 +63,10 @@ public sealed class ClusterComparisonTests
         Assert.DoesNotContain("host", ComparisonCsv.Write(local).Split('\n')[0]);
     }
 
+    /// <summary>Every method on every benchmark, with budgets that end by their evaluation limit.</summary>
+    internal static ComparisonPlan Plan() => new() { Benchmarks = Benchmarks, Searches = [.. Methods.Select(Searches.Get)], Budget = Budget, Seed = 3, Quick = true };
+
     /// <summary>What the search found (deterministic with the fake evaluator), without the re-timed figures.</summary>
-    static (string, string, double, int, string, string) Searched(ComparisonRow r) =>
+    internal static (string, string, double, int, string, string) Searched(ComparisonRow r) =>
         (r.Benchmark, r.Method, r.SearchGflops, r.Evaluations, r.Schedule, string.Join(",", r.Actions.Select(a => a.Name)));
 }

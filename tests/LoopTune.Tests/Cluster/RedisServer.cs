@@ -4,7 +4,8 @@ using LoopTune.Cluster;
 
 namespace LoopTune.Tests.Cluster;
 
-/// <summary>A redis-server of the test's own on 127.0.0.1 and a free port, without persistence; killed on dispose.</summary>
+/// <summary>A redis-server of the test's own on 127.0.0.1 and a free port, without persistence; killed on dispose.
+/// <paramref name="options"/> are more of redis-server's options (<c>--requirepass</c>, <c>--tls-port</c>, ...).</summary>
 sealed class RedisServer : IDisposable
 {
     readonly Process process;
@@ -13,14 +14,19 @@ sealed class RedisServer : IDisposable
     public static string? Binary { get; } = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Append("/usr/bin").Append("/usr/sbin")
         .Select(d => Path.Combine(d, "redis-server")).FirstOrDefault(File.Exists);
 
-    public RedisServer()
+    public RedisServer(params string[] options) : this(ClusterHost.FreePort(), null, options) { }
+
+    /// <summary>A server on <paramref name="port"/> (a restarted store on the port of the one before), reading the
+    /// configuration file <paramref name="config"/> first when one is given.</summary>
+    public RedisServer(int port, string? config, params string[] options)
     {
-        Port = ClusterHost.FreePort();
+        Port = port;
         var start = new ProcessStartInfo(Binary ?? throw new InvalidOperationException("redis-server is not installed"))
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
-        foreach (var a in new[] { "--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no" })
+        if (config is not null) start.ArgumentList.Add(config);
+        foreach (var a in (string[])["--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no", .. options])
             start.ArgumentList.Add(a);
         process = Process.Start(start) ?? throw new InvalidOperationException("could not start redis-server");
         process.OutputDataReceived += (_, _) => { };
@@ -46,7 +52,7 @@ sealed class RedisServer : IDisposable
             using var s = c.GetStream();
             s.Write("PING\r\n"u8);
             var buffer = new byte[16];
-            return s.Read(buffer) > 0 && buffer[0] == (byte)'+';
+            return s.Read(buffer) > 0 && buffer[0] is (byte)'+' or (byte)'-'; // PONG, or NOAUTH from a server with a password
         }
         catch (SocketException) { return false; }
         catch (IOException) { return false; }

@@ -54,7 +54,8 @@ public sealed class SlurmJobTests : IDisposable
         var (state, exit) = WaitForEnd(id, TimeSpan.FromMinutes(3));
         string log = File.ReadAllText(output);
         Assert.True((state, exit) == ("COMPLETED", "0:0"), $"job {id} ended {state} with {exit}:\n{log}");
-        Assert.Contains($"membership store redis://", log);
+        Assert.Contains($"membership store rediss://", log); // TLS, with the job's password and certificate
+        Assert.DoesNotContain(File.ReadAllText(temp["job out/looptune-compare-searches.secrets/store.password"]).Trim(), log);
         Assert.Contains("the command exited with 0", log);
         var csv = File.ReadAllLines(Path.Combine(temp["report it's"], "results.csv"));
         Assert.Equal(1 + 2, csv.Length); // the header, then random on each benchmark

@@ -1,5 +1,7 @@
 using System.Text.Json.Nodes;
 using LoopTune.Cli.Slurm;
+using LoopTune.Cluster;
+using LoopTune.Tests.Cluster;
 using LoopTune.Tests.Store;
 using LoopTune.Tests.TestUtil;
 
@@ -59,6 +61,43 @@ public sealed class SlurmLauncherTests : IDisposable
         Assert.Contains("nodes=3 workers_per_node=4", text);
         var (code, _, err) = SlurmTools.Run("bash", ["-n", script]);
         Assert.True(code == 0, $"bash -n: {err}");
+    }
+
+    /// <summary>A launch writes the job's secrets beside the script (a folder of mode 700, files of mode 600, new ones each
+    /// time) and prints its password nowhere, the script included; the script gives the silos and the command the job's
+    /// certificate; and a redis-server started with the job's configuration, as the script starts it, accepts a client
+    /// holding the job's password and certificate and refuses one lacking either.</summary>
+    [RedisFact]
+    public async Task TheJobsSecretsAreItsOwnAndNeverPrinted()
+    {
+        string[] launch = [.. "slurm --nodes 1 --cpus-per-node 1 --time 0:10:00 --job-name lt-s".Split(' '), "--out", temp["out"], "--dry-run", "--json", "--", .. Command];
+        var (code, output, err) = TestHome.Run(launch);
+        Assert.True(code == 0, err);
+        string secrets = temp["out/lt-s.secrets"], password = File.ReadAllText(Path.Combine(secrets, JobSecrets.PasswordFile)).Trim();
+        Assert.Matches("^[0-9a-f]{64}$", password);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, TempFolder.Mode(secrets));
+        Assert.Equal(new[] { JobSecrets.PasswordFile, JobSecrets.StoreConfig, JobSecrets.CertFile, JobSecrets.KeyFile }.Order(), Directory.GetFiles(secrets).Select(Path.GetFileName).Order());
+        Assert.All(Directory.GetFiles(secrets), f => Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, TempFolder.Mode(f)));
+        string script = File.ReadAllText(temp["out/lt-s.sbatch"]);
+        Assert.DoesNotContain(password, output + err + script);
+        Assert.Contains("cluster=\"rediss://", script);
+        Assert.Contains("silo --cluster \"$cluster\" --workers \"$workers_per_node\" \"${tls[@]}\" &", script);
+        Assert.Contains("--min-workers $((nodes * workers_per_node)) \"${tls[@]}\" &", script);
+        Assert.Contains($"secrets={secrets}\n", script);
+
+        int tlsPort = ClusterHost.FreePort();
+        using var redis = new RedisServer(ClusterHost.FreePort(), Path.Combine(secrets, JobSecrets.StoreConfig), "--tls-port", $"{tlsPort}");
+        var tls = ClusterTls.Load(Path.Combine(secrets, JobSecrets.CertFile), Path.Combine(secrets, JobSecrets.KeyFile));
+        var address = ClusterAddress.Parse($"rediss://:{password}@127.0.0.1:{tlsPort}");
+        await StoreProbe.CheckAsync(address with { Tls = tls }, TimeSpan.FromSeconds(5), default);
+        foreach (var stranger in new[] { address, ClusterAddress.Parse($"rediss://127.0.0.1:{tlsPort}") with { Tls = tls } })
+        {
+            var e = await Assert.ThrowsAsync<ClusterError>(() => StoreProbe.CheckAsync(stranger, TimeSpan.FromSeconds(5), default));
+            Assert.DoesNotContain(password, e.Message);
+        }
+
+        Assert.Equal(0, TestHome.Run(launch).Code);
+        Assert.NotEqual(password, File.ReadAllText(Path.Combine(secrets, JobSecrets.PasswordFile)).Trim());
     }
 
     [Fact]

@@ -10,6 +10,9 @@ public sealed class TempFolder : IDisposable
 
     public string this[string name] => System.IO.Path.Combine(Path, name);
 
+    /// <summary>The Unix permissions of a file or folder (the tests that read them run where there are any).</summary>
+    public static UnixFileMode Mode(string path) => OperatingSystem.IsWindows() ? throw new PlatformNotSupportedException("no Unix modes") : File.GetUnixFileMode(path);
+
     public void Dispose()
     {
         try { Directory.Delete(Path, recursive: true); }
