@@ -30,14 +30,14 @@ static class BatchScript
         return $$"""
             #!/usr/bin/env bash
             # Written by `looptune slurm`. On the first node: a redis-server (the membership store), one looptune silo per node
-            # with {{job.CpusPerNode}} measuring worker(s) (srun), then the command below with --cluster and --min-workers. On any exit
+            # with {{job.WorkersPerNode}} measuring worker(s) of {{job.Threads}} thread(s) (srun), then the command below with --cluster and --min-workers. On any exit
             # (the end, a failure, scancel, the time limit) the command, the silos and the store are stopped, in that order.
             # The store, the silos and the command accept only this job: its password and certificate are in the secrets folder.
             {{string.Join('\n', sbatch.Select(o => $"#SBATCH {o}"))}}
             set -u
             looptune={{Shell.Array(job.Program)}}
             {{CommandLine}}{{Shell.Array(job.Command)}}
-            nodes={{job.Nodes}} workers_per_node={{job.CpusPerNode}} port={{job.RedisPort}}
+            nodes={{job.Nodes}} cpus={{job.CpusPerNode}} workers_per_node={{job.WorkersPerNode}} threads={{job.Threads}} port={{job.RedisPort}}
             secrets={{Shell.Quote(job.Secrets)}}
             command_pid='' silos_pid='' redis_pid=''
 
@@ -85,8 +85,8 @@ static class BatchScript
             [ "$i" -lt 100 ] || { say "redis-server on port $port of $head does not answer"; exit 2; }
             say "membership store $cluster; $nodes silo(s) of $workers_per_node worker(s)"
 
-            srun --overlap --nodes="$nodes" --ntasks="$nodes" --ntasks-per-node=1 --cpus-per-task="$workers_per_node" --kill-on-bad-exit=0 \
-              "${looptune[@]}" silo --cluster "$cluster" --workers "$workers_per_node" "${tls[@]}" &
+            srun --overlap --nodes="$nodes" --ntasks="$nodes" --ntasks-per-node=1 --cpus-per-task="$cpus" --kill-on-bad-exit=0 \
+              "${looptune[@]}" silo --cluster "$cluster" --workers "$workers_per_node" --threads "$threads" "${tls[@]}" &
             silos_pid=$!
 
             "${looptune[@]}" "${cmd[@]}" --cluster "$cluster" --min-workers $((nodes * workers_per_node)) "${tls[@]}" &

@@ -17,8 +17,15 @@ sealed partial record SlurmJob(int Nodes, int CpusPerNode, string Time, string? 
     /// <summary>The job's secrets (<see cref="JobSecrets"/>): a folder beside the script, readable by its owner only.</summary>
     public string Secrets => Path.Combine(Path.GetDirectoryName(Output)!, $"{JobName}.secrets");
 
-    /// <summary>The measuring workers of the whole job: one per CPU of every node.</summary>
-    public int Workers => Nodes * CpusPerNode;
+    /// <summary>The threads each worker's kernels run on: the command's <c>--threads</c> (<c>all</c>: every CPU of a node),
+    /// else 1. Each silo gets as many (<c>looptune silo --threads</c>).</summary>
+    public int Threads { get; init; } = 1;
+
+    /// <summary>The measuring workers of a node: one per <see cref="Threads"/> of its CPUs (its team on the others).</summary>
+    public int WorkersPerNode => CpusPerNode / Threads;
+
+    /// <summary>The measuring workers of the whole job.</summary>
+    public int Workers => Nodes * WorkersPerNode;
 
     /// <summary>The output file of the job <paramref name="jobId"/>.</summary>
     public string OutputOf(string jobId) => Output.Replace("%j", jobId, StringComparison.Ordinal);
@@ -42,7 +49,19 @@ sealed partial record SlurmJob(int Nodes, int CpusPerNode, string Time, string? 
         if (!Name().IsMatch(jobName) || jobName.Contains(',')) throw new LoopTuneException($"--job-name '{jobName}': letters, digits, '.', '_' and '-' only");
         string output = Path.Combine(SbatchPath(Path.GetFullPath(outDir), "--out"), $"{jobName}-%j.out");
         return new(nodes, cpusPerNode, ParseTime(time), partition, jobName, redisPort, output, SbatchPath(Path.GetFullPath(workDir), "the current directory"),
-            program, command);
+            program, command) { Threads = ThreadsOf(command, cpusPerNode) };
+    }
+
+    /// <summary>The command's <c>--threads N|all</c> (1 without it), which a node's CPUs must hold.</summary>
+    static int ThreadsOf(IReadOnlyList<string> command, int cpusPerNode)
+    {
+        int at = command.ToList().FindIndex(w => w == "--threads" || w.StartsWith("--threads=", StringComparison.Ordinal));
+        if (at < 0) return 1;
+        string? value = command[at].Contains('=') ? command[at]["--threads=".Length..] : at + 1 < command.Count ? command[at + 1] : null;
+        if (value is not null && value.Equals("all", StringComparison.OrdinalIgnoreCase)) return cpusPerNode;
+        if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) || n < 1 || n > cpusPerNode)
+            throw new LoopTuneException($"--threads {value} in the command: a number from 1 to --cpus-per-node ({cpusPerNode}), or all");
+        return n;
     }
 
     /// <summary>A SLURM time limit, <c>H:MM:SS</c> or <c>D-H:MM:SS</c>, more than zero; returned as given.</summary>

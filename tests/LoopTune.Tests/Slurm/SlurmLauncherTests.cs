@@ -58,9 +58,21 @@ public sealed class SlurmLauncherTests : IDisposable
         Assert.StartsWith("#!/usr/bin/env bash\n", text);
         Assert.Contains("port=7000", text);
         Assert.Contains("--min-workers $((nodes * workers_per_node))", text);
-        Assert.Contains("nodes=3 workers_per_node=4", text);
+        Assert.Contains("nodes=3 cpus=4 workers_per_node=4 threads=1", text);
         var (code, _, err) = SlurmTools.Run("bash", ["-n", script]);
         Assert.True(code == 0, $"bash -n: {err}");
+    }
+
+    [Fact]
+    public void ACommandAtNThreadsGetsSilosOfOneWorkerPerNCpusAtN()
+    {
+        DryRun(temp["out"], ["--job-name", "lt-t"], [.. Command, "--threads", "2"]);
+        string text = File.ReadAllText(temp["out/lt-t.sbatch"]);
+        Assert.Contains("nodes=3 cpus=4 workers_per_node=2 threads=2", text);
+        Assert.Contains("--cpus-per-task=\"$cpus\"", text);
+        var (code, _, err) = TestHome.Run([.. "slurm --nodes 1 --cpus-per-node 2 --time 0:10:00 --dry-run".Split(' '), "--out", temp["bad"], "--", .. Command, "--threads", "3"]);
+        Assert.Equal(2, code);
+        Assert.Contains("--threads 3 in the command: a number from 1 to --cpus-per-node (2), or all", err);
     }
 
     /// <summary>A launch writes the job's secrets beside the script (a folder of mode 700, files of mode 600, new ones each
@@ -81,7 +93,7 @@ public sealed class SlurmLauncherTests : IDisposable
         string script = File.ReadAllText(temp["out/lt-s.sbatch"]);
         Assert.DoesNotContain(password, output + err + script);
         Assert.Contains("cluster=\"rediss://", script);
-        Assert.Contains("silo --cluster \"$cluster\" --workers \"$workers_per_node\" \"${tls[@]}\" &", script);
+        Assert.Contains("silo --cluster \"$cluster\" --workers \"$workers_per_node\" --threads \"$threads\" \"${tls[@]}\" &", script);
         Assert.Contains("--min-workers $((nodes * workers_per_node)) \"${tls[@]}\" &", script);
         Assert.Contains($"secrets={secrets}\n", script);
 
