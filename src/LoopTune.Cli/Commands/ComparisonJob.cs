@@ -97,6 +97,7 @@ sealed record ComparisonJob(Dataset Data, string Split, ComparisonPlan Plan, str
     {
         if (elsewhere is not null && RunThreads.Default > 1)
             throw new LoopTuneException($"--threads {RunThreads.Default} runs in this process only: a cluster's workers each measure on their one core; leave out --cluster, or --threads");
+        if (Plan.Methods.Contains(CostModelSearch.MethodName)) CostModelCommand.RefreshBeforeSearch(io, Plan.SharedDb);
         var report = new ReportFolder(Out);
         try
         {
