@@ -166,8 +166,10 @@ public sealed class ScheduleCostModel
     }
 
     /// <summary>Where this kind of machine's model is kept: <c>cost-models/SLUG.ltcm</c> in the data folder
-    /// (<see cref="Measure.Machine.Slug"/>, at the JIT's vector width).</summary>
-    public static string DefaultPath => Path.Combine(DataFolder.Root, "cost-models", Measure.Machine.Slug + FileName);
+    /// (<see cref="Measure.Machine.Slug"/>, at the JIT's vector width), <c>SLUG-Nthreads.ltcm</c> for kernels on N threads
+    /// (<see cref="Jit.RunThreads"/>: the store keeps their measurements apart, and so are their models).</summary>
+    public static string DefaultPath => Path.Combine(DataFolder.Root, "cost-models",
+        Measure.Machine.Slug + (Jit.RunThreads.Default > 1 ? $"-{Jit.RunThreads.Default}threads" : "") + FileName);
 
     /// <summary>Writes the model to <paramref name="path"/> (a temporary name, then renamed; its folder made when missing).</summary>
     public void Save(string path)
