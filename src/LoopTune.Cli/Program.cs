@@ -64,10 +64,23 @@ public sealed class Io(TextWriter stdout, TextWriter stderr)
             Stderr.WriteLine($"error: {e.Message}");
             return Program.BadInput;
         }
+        catch (RunStopped e)
+        {
+            Stderr.WriteLine(e.Message);
+            return e.ExitCode;
+        }
         catch (Exception e)
         {
             Stderr.WriteLine($"internal error: {e}");
             return Program.Failure;
         }
     }
+}
+
+/// <summary>A command stopped by a signal (<see cref="Commands.Options.StopOnSignal(Io, CancellationTokenSource, string, Action{int})"/>)
+/// after keeping what it finished: <see cref="Exception.Message"/> says what was kept and how to resume, and the command
+/// ends with <see cref="ExitCode"/> (130 for Ctrl+C, 143 for SIGTERM).</summary>
+sealed class RunStopped(string message, int exitCode) : Exception(message)
+{
+    public int ExitCode { get; } = exitCode;
 }

@@ -20,6 +20,10 @@ public sealed record SiloSettings(ClusterAddress Address, IReadOnlyList<int> Cor
     /// <summary>The machine's host name.</summary>
     public static string DefaultHostId => Dns.GetHostName();
 
+    /// <summary>The threads each worker's kernels run on (<c>--threads</c>): the worker's core and the
+    /// <see cref="Measure.ThreadPinning.TeamCores"/> after it, which <see cref="Cores"/> leave free.</summary>
+    public int Threads { get; init; } = 1;
+
     /// <summary>Orleans' silo-to-silo port.</summary>
     public int SiloPort { get; init; } = 11111;
 

@@ -33,6 +33,7 @@ public sealed class ClusterSession : IAsyncDisposable
                 {
                     SiloPort = ClusterHost.FreePort(),
                     GatewayPort = ClusterHost.FreePort(),
+                    Threads = Jit.RunThreads.Default,
                 }, cancel);
             }
             connection = await ClusterHost.ConnectAsync(address, wait, silo?.Settings.GatewayPort ?? 0, cancel);

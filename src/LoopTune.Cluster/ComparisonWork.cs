@@ -29,9 +29,10 @@ public static class ComparisonWork
     /// <param name="Db">A measurement store shared by the searches (a path on the worker's machine), or null for a new,
     /// empty store per search.</param>
     /// <param name="Space">The action space of the search (<see cref="ActionSpace"/>).</param>
+    /// <param name="Threads">The threads the kernels run on (<c>--threads</c>): the worker's own count, or it refuses.</param>
     [GenerateSerializer, Immutable, Alias("looptune.ComparisonPair")]
     public sealed record Pair(string Benchmark, string Spec, string Method, string Policy, TimeSpan Budget, int? MaxEvaluations, int Seed, bool QuickTiming, string? Db,
-        string Space = "tile");
+        string Space = "tile", int Threads = 1);
 
     /// <summary>Runs pairs on a worker. The evaluator of each search is by default a new, empty measurement store in a
     /// temporary folder (or the pair's shared store), as on one machine; tests give a deterministic one instead.</summary>
@@ -41,6 +42,7 @@ public static class ComparisonWork
 
         public override ComparisonRow Run(Pair pair, WorkerContext context)
         {
+            context.Worker.UseThreads(pair.Threads);
             var methods = context.State.Get("methods", () => new Dictionary<string, ISearch>());
             if (!methods.TryGetValue(pair.Method, out var search))
                 methods[pair.Method] = search = ComparisonMethods.Parse(pair.Method, pair.Policy).Single();
@@ -67,7 +69,7 @@ public static class ComparisonWork
     {
         ArgumentNullException.ThrowIfNull(plan);
         var pairs = plan.Benchmarks.SelectMany(b => plan.Methods.Select(m => new Pair(b.Name, b.Computation.ToString(), m, plan.Policy, plan.Budget.Time,
-            plan.Budget.MaxEvaluations, plan.Seed, plan.Quick, plan.SharedDb, plan.Space.Name))).ToList();
+            plan.Budget.MaxEvaluations, plan.Seed, plan.Quick, plan.SharedDb, plan.Space.Name, Jit.RunThreads.Default))).ToList();
         await using var run = cluster.OpenRun(Kind, LostWork.Requeue);
         int done = 0;
         progress?.Invoke(new(0, pairs.Count, "", "", "waiting for the workers"));

@@ -34,8 +34,9 @@ sealed class WorkerRegistryGrain(IClusterMembershipService membership) : Grain, 
     {
         Prune();
         foreach (var w in list)
-            if (workers.TryGetValue((w.HostId, w.Core), out var held) && held.Silo != w.Silo)
-                return Task.FromResult<string?>($"core {w.Core} of host {w.HostId} is already held by worker {held.Id} of silo {held.Silo}: a core is never shared by two workers (give another --host-id, --cores or --workers)");
+            foreach (var held in workers.Values.Where(h => h.HostId == w.HostId && h.Silo != w.Silo))
+                if (w.Cores.Intersect(held.Cores).FirstOrDefault(-1) is var core and >= 0)
+                    return Task.FromResult<string?>($"core {core} of host {w.HostId} is already held by worker {held.Id} of silo {held.Silo}{(held.Cores.Count > 1 ? $" (its team's cores {string.Join(",", held.Cores)})" : "")}: a core is never shared by two workers (give another --host-id, --cores or --workers)");
         foreach (var w in list) workers[(w.HostId, w.Core)] = w;
         return Task.FromResult<string?>(null);
     }

@@ -37,7 +37,8 @@ sealed class SiloWorkers(IGrainFactory grains, ILocalSiloDetails silo, SiloSetti
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         pool = new WorkerPool(settings.Cores);
-        Workers = [.. settings.Cores.Select((core, i) => new WorkerInfo(WorkerInfo.MakeId(settings.HostId, core), settings.HostId, core, silo.SiloAddress, PeakCache.MachineKey, pool.Pinned[i]))];
+        Workers = [.. settings.Cores.Select((core, i) => new WorkerInfo(WorkerInfo.MakeId(settings.HostId, core), settings.HostId, core, silo.SiloAddress, PeakCache.MachineKey, pool.Pinned[i],
+            settings.Threads, settings.Threads > 1 ? ThreadPinning.TeamCores(settings.Threads, core) : null))];
         held = new Held?[Workers.Length];
         string? refused;
         try { refused = await Registry.Register(Workers); }

@@ -26,8 +26,9 @@ public static class TrainingWork
     /// <param name="Config">The <see cref="ApexDqnConfig"/> as JSON (a few fields; weights never travel as JSON).</param>
     /// <param name="Seed">The run's seed.</param>
     /// <param name="Db">A measurement store path on each machine, or null for the user's default store there.</param>
+    /// <param name="Threads">The threads the rewards' kernels run on (<c>--threads</c>): each worker's own count, or it refuses.</param>
     [GenerateSerializer, Immutable, Alias("looptune.TrainRunSpec")]
-    public sealed record RunSpec(string Dataset, string Actions, int Steps, string Config, int Seed, string? Db)
+    public sealed record RunSpec(string Dataset, string Actions, int Steps, string Config, int Seed, string? Db, int Threads = 1)
     {
         public ApexDqnConfig ApexConfig() => JsonSerializer.Deserialize<ApexDqnConfig>(Config) ?? throw new ClusterError("empty trainer configuration");
     }
@@ -73,6 +74,7 @@ public static class TrainingWork
 
         Batch RunCollect(Collect c, WorkerContext context)
         {
+            context.Worker.UseThreads(c.Run.Threads);
             var site = context.State.Get("site", () => new WorkerSite(c.Run, evaluators));
             var actors = context.State.Get("actors", () => site.Actors(c.First, c.Total));
             if (c.Weights is not null)
@@ -85,6 +87,7 @@ public static class TrainingWork
 
         EvalRow RunEvaluate(Evaluate e, WorkerContext context)
         {
+            context.Worker.UseThreads(e.Run.Threads);
             var site = context.State.Get("site", () => new WorkerSite(e.Run, evaluators));
             var shape = TrainingEnvs.Shape(site.Config, site.Space);
             var net = new QNetwork(shape, new Random(0));
@@ -159,7 +162,7 @@ public sealed class ClusterSite : ITrainingSite
     public ITrainer CreateTrainer(ITrainerConfig config, Dataset dataset)
     {
         var c = (ApexDqnConfig)config;
-        var run = spec = new TrainingWork.RunSpec(request.Dataset, request.Actions, request.Steps, JsonSerializer.Serialize(c), request.Seed, request.Db);
+        var run = spec = new TrainingWork.RunSpec(request.Dataset, request.Actions, request.Steps, JsonSerializer.Serialize(c), request.Seed, request.Db, Jit.RunThreads.Default);
         return new ApexDqn(c, TrainingEnvs.Shape(c, ActionSpace.Get(request.Actions)), _ => new ClusterActors(this, run, c), request.Seed);
     }
 

@@ -12,10 +12,26 @@ namespace LoopTune.Cluster;
 /// <param name="Silo">The silo that runs the worker.</param>
 /// <param name="Machine">The machine type (<see cref="Measure.PeakCache.MachineKey"/>): measurements of one type compare.</param>
 /// <param name="Pinned">Whether the OS really pinned the thread (false where it refuses).</param>
+/// <param name="Threads">The threads its kernels run on (<c>looptune silo --threads</c>): a run at another count is refused.</param>
+/// <param name="Team">The cores of its kernels' team, <paramref name="Core"/> first (<see cref="Measure.ThreadPinning.TeamCores"/>);
+/// null for <paramref name="Core"/> alone.</param>
 [GenerateSerializer, Immutable, Alias("looptune.WorkerInfo")]
-public sealed record WorkerInfo(string Id, string HostId, int Core, SiloAddress Silo, string Machine, bool Pinned)
+public sealed record WorkerInfo(string Id, string HostId, int Core, SiloAddress Silo, string Machine, bool Pinned, int Threads = 1, int[]? Team = null)
 {
     public static string MakeId(string hostId, int core) => $"{hostId}/core{core}";
+
+    /// <summary>Every core the worker runs on: its own and its team's.</summary>
+    public IReadOnlyList<int> Cores => Team ?? [Core];
+
+    /// <summary>Refuses (a <see cref="LoopTuneException"/>) an item of a run whose kernels run on <paramref name="threads"/>
+    /// threads when this worker's run on another count, and otherwise makes it the count of the work on this thread
+    /// (<see cref="Jit.RunThreads"/>).</summary>
+    public void UseThreads(int threads)
+    {
+        if (threads != Threads)
+            throw new ClusterError($"worker {Id} runs kernels on {Threads} thread(s) and this run asks for {threads}: start its silo with 'looptune silo --threads {threads}' (or run with --threads {Threads})");
+        Jit.RunThreads.Use(threads);
+    }
 
     public override string ToString() => Id;
 }

@@ -27,3 +27,7 @@ public sealed partial class FileWriteError(string path, string problem, Exceptio
     /// <summary>The failures of the file system that <see cref="From"/> turns into a <see cref="FileWriteError"/>.</summary>
     public static bool IsIo(Exception e) => e is IOException or UnauthorizedAccessException;
 }
+
+/// <summary>A run's journal (<see cref="RunJournal"/>) that cannot serve: none to resume from, one of another run, a damaged
+/// one, or one a new run would overwrite. Exit code 2, naming the folder and what to do.</summary>
+public sealed class RunJournalError(string message, Exception? inner = null) : LoopTuneException(message, inner);

@@ -39,8 +39,9 @@ static class CompareLibrariesCommand
             var libraries = Libraries.Value ?? LibraryPeers.Select(p.GetValue(only));
             var job = o.Parse(p);
             LibraryComparison? report = null;
-            var (comparison, setup, folder) = job.Run(io, "comparing with the libraries", (c, n) => [.. libraries.Select(l => l.Prepare(c, n))],
-                (temp, c, setup) => report = Write(temp, new LibraryComparison(c, job.Plan.Benchmarks, [.. libraries.Select(l => l.Key)]), setup, libraries));
+            var (comparison, setup, folder) = job.Run(io, "compare-libraries", "comparing with the libraries", (c, n) => [.. libraries.Select(l => l.Prepare(c, n))],
+                (temp, c, setup) => report = Write(temp, new LibraryComparison(c, job.Plan.Benchmarks, [.. libraries.Select(l => l.Key)]), setup, libraries),
+                settings: new Dictionary<string, string> { ["--libraries"] = string.Join(",", libraries.Select(l => l.Key)) });
             if (job.Json) io.Stdout.WriteLine(ComparisonJson.Serialize(ComparisonJson.Of(report!, folder, Files(setup), [.. libraries.Select(l => l.Describe())], setup)));
             else Print(io.Out, report!, folder);
             bool verified = comparison.Rows.All(r => r.Verified);

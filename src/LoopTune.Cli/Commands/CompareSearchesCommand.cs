@@ -26,11 +26,12 @@ static class CompareSearchesCommand
         {
             var address = cluster.Address(p);
             var job = o.Parse(p);
+            if (address is not null) job.CheckCluster();
             void WriteReport(string temp, Comparison c, ComparisonSetup setup) =>
                 Write(temp, c, setup with { Timing = setup.Timing + " The searches' own quick figures are in results.csv as search_gflops." });
             var (comparison, setup, folder) = address is null
-                ? job.Run(io, "comparing searches", null, WriteReport)
-                : cluster.WithSession(io, p, address, session => job.Run(io, "comparing searches", null, WriteReport,
+                ? job.Run(io, "compare-searches", "comparing searches", null, WriteReport)
+                : cluster.WithSession(io, p, address, session => job.Run(io, "compare-searches", "comparing searches", null, WriteReport,
                     progress => Sync.Wait(() => ComparisonWork.RunAsync(session.Connection, job.Plan, progress))));
             if (job.Json) io.Stdout.WriteLine(ComparisonJson.Serialize(ComparisonJson.Of(comparison, folder, Files(setup), setup)));
             else Print(io.Out, comparison, folder);

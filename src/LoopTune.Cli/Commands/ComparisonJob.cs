@@ -31,9 +31,10 @@ sealed class ComparisonOptions
     };
     public readonly Option<bool> Quick = new("--quick") { Description = "Re-time the results with the quick timing instead of the default one." };
     public readonly Option<bool> Json = Options.Json();
+    public readonly Option<bool> Resume = Options.Resume(" Not with --cluster.");
     public readonly Option<string> Actions = SearchCommand.ActionsOption();
     public readonly Option<int?> VectorBits = Options.VectorBits();
-    public readonly Option<string> Threads = Options.Threads("Threads every schedule is timed on (in the searches and after them, with an outer loop made parallel) and each library is given; above 1, this process only (not --cluster)");
+    public readonly Option<string> Threads = Options.Threads("Threads every schedule is timed on (in the searches and after them, with an outer loop made parallel) and each library is given; with --cluster, the silos' workers must run at the same count ('looptune silo --threads N')");
     readonly string? defaultMethods;
 
     /// <param name="countName">--count or --size.</param>
@@ -52,7 +53,7 @@ sealed class ComparisonOptions
     }
 
     /// <summary>Every option, to add to a command.</summary>
-    public IEnumerable<Option> All => [Dataset, Split, Count, Methods, Policy, Budget, MaxEvaluations, Out, Seed, Db, Quick, Actions, VectorBits, Threads, Json];
+    public IEnumerable<Option> All => [Dataset, Split, Count, Methods, Policy, Budget, MaxEvaluations, Out, Resume, Seed, Db, Quick, Actions, VectorBits, Threads, Json];
 
     /// <summary>Reads and checks the options: methods, budget, count, dataset and split, in that order; a
     /// <see cref="LoopTuneException"/> names the first bad one.</summary>
@@ -80,29 +81,34 @@ sealed class ComparisonOptions
             Benchmarks = [.. list.Take(count)], Searches = searches, Budget = limit, Seed = p.GetValue(Seed), Policy = p.GetValue(Policy)!, Quick = p.GetValue(Quick),
             SharedDb = p.GetValue(Db) is { } db ? Path.GetFullPath(db) : null, Space = space,
         };
-        return new ComparisonJob(data, split, plan, p.GetValue(Out)!, p.GetValue(Json));
+        return new ComparisonJob(data, split, plan, p.GetValue(Out)!, p.GetValue(Json), p.GetValue(Resume), Options.ResumeCommand(p, Resume));
     }
 }
 
 /// <summary>A checked comparison to run (<see cref="ComparisonOptions.Parse"/>): the dataset and split its benchmarks come
-/// from, the plan, and where the report goes.</summary>
-sealed record ComparisonJob(Dataset Data, string Split, ComparisonPlan Plan, string Out, bool Json)
+/// from, the plan, where the report goes, whether it continues the run journaled there (<paramref name="Resume"/>), and
+/// the command line that would continue it (<paramref name="Again"/>).</summary>
+sealed record ComparisonJob(Dataset Data, string Split, ComparisonPlan Plan, string Out, bool Json, bool Resume, string Again)
 {
     /// <summary>Runs the searches and re-times everything with the peers of <paramref name="peers"/> (every library when null),
     /// with a progress bar titled <paramref name="title"/>; then <paramref name="write"/> fills the report's temporary
     /// folder, which replaces <see cref="Out"/> only when all of it is written. <paramref name="elsewhere"/>, when given, runs
-    /// the comparison instead of this process (on a cluster's workers).</summary>
-    public (Comparison Comparison, ComparisonSetup Setup, string Folder) Run(Io io, string title, PeerPreparation? peers, Action<string, Comparison, ComparisonSetup> write,
-        Func<Action<ComparisonProgress>, Comparison>? elsewhere = null)
+    /// the comparison instead of this process (on a cluster's workers). In this process, each finished row goes to the
+    /// journal in <see cref="Out"/> (<see cref="RunJournal"/>, a run of <paramref name="kind"/> with the plan's settings and
+    /// <paramref name="settings"/>), and a resumed run runs only the rows it lacks; Ctrl+C or SIGTERM stops between two
+    /// searches with a <see cref="RunStopped"/> saying what was kept. The report replaces the folder, journal and all.</summary>
+    public (Comparison Comparison, ComparisonSetup Setup, string Folder) Run(Io io, string kind, string title, PeerPreparation? peers,
+        Action<string, Comparison, ComparisonSetup> write, Func<Action<ComparisonProgress>, Comparison>? elsewhere = null, IReadOnlyDictionary<string, string>? settings = null)
     {
-        if (elsewhere is not null && RunThreads.Default > 1)
-            throw new LoopTuneException($"--threads {RunThreads.Default} runs in this process only: a cluster's workers each measure on their one core; leave out --cluster, or --threads");
+        if (elsewhere is not null) CheckCluster();
         if (Plan.Methods.Contains(CostModelSearch.MethodName)) CostModelCommand.RefreshBeforeSearch(io, Plan.SharedDb);
         var report = new ReportFolder(Out);
         try
         {
             var evaluators = new EvaluatorSource(Plan.SharedDb, report.Temp);
-            var comparison = WithProgress(io, title, elsewhere ?? (progress => Comparison.Run(Plan, evaluators.Next, progress, peers)));
+            using var journal = elsewhere is null ? report.OpenJournal(kind, Settings(settings), Resume) : null;
+            var comparison = WithProgress(io, title, elsewhere ?? (progress => Journaled(io, journal!, progress, evaluators.Next, peers)));
+            journal?.Dispose();
             var setup = new ComparisonSetup(Data.Name, Split, Plan.Budget, Plan.Seed, elsewhere is null ? evaluators.Describe() : evaluators.DescribeOnCluster(),
                 $"GFLOPS are re-timed after the searches, each schedule, the unscheduled nest and the peer libraries of a benchmark side by side (one sample of each per round, so a neighbour slowing the core for a while slows them alike), with the {(Plan.Quick ? "quick" : "default")} timing (median of {Plan.Timing.MinSamples}+ samples taken over {Plan.Timing.MinSeconds:0.###}+ s for each).",
                 PeakCache.MachineKey, elsewhere is null ? Machine.Current : null, Plan.Space.Name, RunThreads.Default);
@@ -113,6 +119,34 @@ sealed record ComparisonJob(Dataset Data, string Split, ComparisonPlan Plan, str
         }
         finally { report.Abandon(); }
     }
+
+    /// <summary>Refuses, before a cluster is joined, what a run on a cluster cannot do: --resume (a cluster's run survives a
+    /// lost silo already, and keeps no journal), or a new run over an unfinished run's journal.</summary>
+    public void CheckCluster()
+    {
+        if (Resume) throw new LoopTuneException("--resume continues a run of this process only (a cluster's run already survives a lost silo, and keeps no journal); leave out --cluster, or --resume");
+        RunJournal.RefuseUnfinished(Out);
+    }
+
+    /// <summary>The comparison in this process, journaled: the journal's rows kept, each new row appended as it is finished,
+    /// and a stop by a signal turned into a <see cref="RunStopped"/> that says what was kept and how to resume.</summary>
+    Comparison Journaled(Io io, RunJournal journal, Action<ComparisonProgress> progress, Func<IEvaluator> evaluators, PeerPreparation? peers)
+    {
+        var kept = journal.Kept.Select(ComparisonRowJson.FromJson).ToList();
+        int total = Plan.Benchmarks.Count * Plan.Searches.Count;
+        return Options.Journaled(io, journal, total, Again, "the benchmark under way is abandoned",
+            stop => Comparison.Run(Plan, evaluators, progress, peers, kept, r => journal.Append(ComparisonRowJson.ToJson(r)), stop));
+    }
+
+    /// <summary>What a resumed run must share with the journal's: the benchmarks, the searches and their budget, the timing,
+    /// the command's own <paramref name="more"/>, and <see cref="Options.JournalSettings"/>.</summary>
+    Dictionary<string, string> Settings(IReadOnlyDictionary<string, string>? more) => Options.JournalSettings(new Dictionary<string, string>(more ?? new Dictionary<string, string>())
+    {
+        ["--dataset"] = Data.Name, ["--split"] = Split, ["benchmarks"] = string.Join(",", Plan.Benchmarks.Select(b => b.Name)),
+        ["--methods"] = string.Join(",", Plan.Methods), ["--policy"] = Plan.Policy, ["--budget"] = Plan.Budget.ToString(),
+        ["--seed"] = Plan.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture), ["--quick"] = Plan.Quick ? "yes" : "no",
+        ["--db"] = Plan.SharedDb ?? "(a new store per search)", ["--actions"] = Plan.Space.Name,
+    });
 
     /// <summary>Runs the comparison with a Spectre progress bar on stderr when stderr is a terminal, else with one plain line
     /// per step on stderr; stdout stays clean for --json.</summary>
@@ -190,6 +224,14 @@ sealed record ComparisonJob(Dataset Data, string Split, ComparisonPlan Plan, str
         {
             try { write(Temp); }
             catch (Exception e) when (FileWriteError.IsIo(e)) { throw FileWriteError.From(Target, e); }
+        }
+
+        /// <summary>Opens the run's journal in <see cref="Target"/> (<see cref="RunJournal.Open"/>); a write that fails names
+        /// the report, as <see cref="Fill"/> does.</summary>
+        public RunJournal OpenJournal(string kind, IReadOnlyDictionary<string, string> settings, bool resume)
+        {
+            try { return RunJournal.Open(Target, kind, settings, resume); }
+            catch (FileWriteError e) { throw new FileWriteError(Target, e.Problem, e); }
         }
 
         public void Commit()

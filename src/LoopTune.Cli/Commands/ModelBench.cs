@@ -37,6 +37,26 @@ sealed record ModelRow(string Node, string Op, string? Spec, bool Tuned, string?
 {
     public static ModelRow NotTuned(OnnxNode node, string reason, string? spec = null) =>
         new(node.Name, node.OpType, spec, false, reason, false, null, null, null, null, null, null, null, null, null, null, null, null, null, null);
+
+    static readonly System.Text.Json.JsonSerializerOptions Style = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
+    /// <summary>The row of the model's node <paramref name="index"/> as a line of <c>model</c>'s journal.</summary>
+    public System.Text.Json.Nodes.JsonObject ToJson(int index)
+    {
+        var o = System.Text.Json.JsonSerializer.SerializeToNode(this, Style)!.AsObject();
+        o["Index"] = index;
+        return o;
+    }
+
+    /// <summary>The node's index and row of a journal line; a line that is no row is a <see cref="RunJournalError"/>.</summary>
+    public static (int Index, ModelRow Row) FromJson(System.Text.Json.Nodes.JsonObject line)
+    {
+        try { return (line["Index"]!.GetValue<int>(), System.Text.Json.JsonSerializer.Deserialize<ModelRow>(line, Style)!); }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or NullReferenceException or FormatException)
+        {
+            throw new RunJournalError($"a journal line is no row of model ({e.Message}); the journal is damaged (delete it to start the run over)", e);
+        }
+    }
 }
 
 /// <summary>The work of <c>looptune model</c>: each distinct contraction tuned once with <c>tune</c>'s default search
@@ -78,8 +98,12 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     /// <summary>Distinct contractions searched in this run.</summary>
     public int Searched { get; private set; }
 
-    /// <summary>Every node of <paramref name="model"/>, in order.</summary>
-    public IReadOnlyList<ModelRow> Run(OnnxModel model)
+    /// <summary>Every node of <paramref name="model"/>, in order. The rows of <paramref name="kept"/> (by node index: an
+    /// earlier, interrupted run's) are not run again, their schedules only compiled for <see cref="Chosen"/>; each new row
+    /// goes to <paramref name="finished"/> as soon as it is made. <paramref name="stop"/> is looked at before each node: when
+    /// it is set, the run ends there with an <see cref="OperationCanceledException"/>.</summary>
+    public IReadOnlyList<ModelRow> Run(OnnxModel model, IReadOnlyDictionary<int, ModelRow>? kept = null, Action<int, ModelRow>? finished = null,
+        CancellationToken stop = default)
     {
         var shapes = ShapeInference.Infer(model);
         var clock = Stopwatch.StartNew();
@@ -88,6 +112,13 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         {
             var ways = ModelLowering.Alternatives(model, shapes, model.Nodes[i]);
             var ops = ways.OfType<ContractionOp>().ToImmutableArray();
+            if (kept?.GetValueOrDefault(i) is { } done)
+            {
+                Restore(ops, done);
+                rows.Add(done);
+                continue;
+            }
+            stop.ThrowIfCancellationRequested();
             string what = ways[0] switch
             {
                 NotTuned n => $"not tuned: {n.Reason}",
@@ -98,8 +129,19 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
             };
             progress($"[{clock.Elapsed.TotalSeconds,6:F1}s] {i + 1}/{model.Nodes.Length} {model.Nodes[i].Name} {what}");
             rows.Add(ways[0] is NotTuned refused ? ModelRow.NotTuned(refused.Node, refused.Reason) : Node(model, shapes, ops, i));
+            finished?.Invoke(i, rows[^1]);
         }
         return rows;
+    }
+
+    /// <summary>Puts a kept row's kernel in <see cref="Chosen"/>: its lowering's contraction (<see cref="ModelRow.Spec"/>)
+    /// with its schedule, compiled (it was verified when the row was made).</summary>
+    void Restore(ImmutableArray<ContractionOp> ways, ModelRow row)
+    {
+        if (!row.Tuned || row.Schedule is null || ways.FirstOrDefault(w => w.Contraction.Text == row.Spec) is not { } op) return;
+        var kernel = Kernel.Compile(Nest.Parse(op.Contraction, row.Schedule));
+        kernel.Threads = RunThreads.Default;
+        chosen[op.Node] = new ChosenKernel(op, kernel);
     }
 
     /// <summary>The lowering chosen for each set of alternatives (<see cref="Key"/>): its index and how it was chosen.</summary>
@@ -302,9 +344,9 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     {
         using var pin = ThreadPinning.Pin();
         Action[] runs = [ours, theirs];
-        // at N threads, in turns: ours on its core (its kernels' teams pin themselves), ONNX Runtime's pool on the team's cores
-        var t = Timing.MeasureTogether(runs, [flops, flops], timing, KernelReport.Turns(RunThreads.Default, pin, 1, runs));
-        ThreadPinning.PinCurrentThread(pin.Core);
+        // at N threads, in turns: ours and ONNX Runtime's pool each on the team's cores (KernelReport.TakeTurns)
+        using var turns = KernelReport.TakeTurns(RunThreads.Default, pin, runs);
+        var t = Timing.MeasureTogether(runs, [flops, flops], timing, turns is null ? null : turns.Before);
         return (t.Measurements[0], t.Measurements[1], t.Ratio(0, 1));
     }
 

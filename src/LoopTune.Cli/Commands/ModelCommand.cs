@@ -7,12 +7,14 @@ using LoopTune.Store;
 
 namespace LoopTune.Cli.Commands;
 
-/// <summary><c>looptune model PATH.onnx|resnet18 [--budget 1s] [--out DIR] [--quick] [--retune] [--db PATH] [--run] [--json]</c>: every
+/// <summary><c>looptune model PATH.onnx|resnet18 [--budget 1s] [--out DIR] [--quick] [--retune] [--db PATH] [--run] [--resume] [--json]</c>: every
 /// Conv, Gemm and MatMul of the model lowered to a contraction; each distinct contraction tuned once by <c>tune</c>'s default
 /// search, or its schedule recalled from this machine's tuning record in the store (verified and re-timed); every
 /// node then run with its schedule, checked against ONNX Runtime running that node alone and timed side by side with it
 /// (<see cref="ModelBench"/>); with --run, the whole forward pass with those kernels checked against ONNX Runtime's and timed
-/// next to it (<see cref="ModelEndToEnd"/>); the report (<see cref="ModelReport"/>) written atomically into --out.</summary>
+/// next to it (<see cref="ModelEndToEnd"/>); the report (<see cref="ModelReport"/>) written atomically into --out. Each
+/// node's row goes to the journal in --out as it is made (<see cref="RunJournal"/>): --resume after a stop or a kill runs
+/// only the nodes it lacks.</summary>
 static class ModelCommand
 {
     /// <summary>The models known by name: the NuGet package that holds each, its version, and the file in it.</summary>
@@ -33,9 +35,10 @@ static class ModelCommand
         var run = new Option<bool>("--run") { Description = "Then run the whole forward pass with the tuned kernels (BatchNormalization folded into the convolutions), check its output against ONNX Runtime's on the same input and time both side by side." };
         var threads = Options.Threads("Threads each contraction is tuned and run on (an outer loop made parallel), and ONNX Runtime and oneDNN are given; the other operators of the forward pass run on one");
         var json = Options.Json();
+        var resume = Options.Resume();
         var command = new Command("model", "Tune every Conv, Gemm and MatMul of an ONNX model (each distinct shape once; a convolution in each of its lowerings, the fastest kept), check each node against ONNX Runtime running it alone, and time them side by side, with oneDNN.")
         {
-            model, budget, outDir, quick, retune, db, run, threads, json,
+            model, budget, outDir, quick, retune, db, run, threads, json, resume,
         };
         command.SetAction(p => io.Guard(() =>
         {
@@ -51,8 +54,17 @@ static class ModelCommand
             {
                 using var store = new MeasurementStore(p.GetValue(db));
                 var timing = p.GetValue(quick) ? MeasureOptions.Quick : MeasureOptions.Default;
+                var settings = Options.JournalSettings(new Dictionary<string, string>
+                {
+                    ["model"] = Path.GetFullPath(path), ["nodes"] = $"{onnx.Nodes.Length}", ["--budget"] = b, ["--quick"] = p.GetValue(quick) ? "yes" : "no",
+                    ["--retune"] = p.GetValue(retune) ? "yes" : "no", ["--db"] = store.Path,
+                });
+                using var journal = report.OpenJournal("model", settings, p.GetValue(resume));
+                var kept = journal.Kept.Select(ModelRow.FromJson).ToDictionary(k => k.Index, k => k.Row);
                 var bench = new ModelBench(b, timing, io.Stderr.WriteLine, store, p.GetValue(retune), io.Stderr.WriteLine);
-                var rows = bench.Run(onnx);
+                var rows = Options.Journaled(io, journal, onnx.Nodes.Length, Options.ResumeCommand(p, resume), "the node under way is finished first",
+                    stop => bench.Run(onnx, kept, (i, r) => journal.Append(r.ToJson(i)), stop));
+                journal.Dispose();
                 var e2e = p.GetValue(run) ? ModelEndToEnd.Run(onnx, bench.Chosen, timing, io.Stderr.WriteLine) : null;
                 var result = ModelReport.ToJson(path, report.Target, b, rows, bench.Recalled, bench.Searched, wall.Elapsed.TotalSeconds, store.Path, e2e);
                 report.Fill(temp => ModelReport.Write(temp, result, rows, onnx.ToString()));

@@ -55,26 +55,75 @@ static class Options
 
     /// <summary>Ctrl+C and SIGTERM (kill, SLURM's scancel) cancel <paramref name="cancel"/> instead of ending the process,
     /// with a line on stderr ending in <paramref name="then"/>; until the result is disposed.</summary>
-    public static IDisposable StopOnSignal(Io io, CancellationTokenSource cancel, string then)
+    public static IDisposable StopOnSignal(Io io, CancellationTokenSource cancel, string then) =>
+        StopOnSignal(io, cancel, $"stopping after this iteration (a checkpoint will be saved){then}", _ => { });
+
+    /// <summary>The exit codes of a command stopped by Ctrl+C (SIGINT) or SIGTERM: 128 plus the signal's number, as a
+    /// shell reports a process the signal ended.</summary>
+    public const int StoppedBySigint = 130, StoppedBySigterm = 143;
+
+    /// <summary>Ctrl+C and SIGTERM cancel <paramref name="cancel"/> instead of ending the process, with the line
+    /// <paramref name="stopping"/> on stderr; <paramref name="heard"/> receives the exit code the command should end with
+    /// (<see cref="StoppedBySigint"/> or <see cref="StoppedBySigterm"/>); until the result is disposed.</summary>
+    public static IDisposable StopOnSignal(Io io, CancellationTokenSource cancel, string stopping, Action<int> heard)
     {
+        void Stop(string signal, int code)
+        {
+            heard(code);
+            cancel.Cancel();
+            io.Stderr.WriteLine($"{signal}{stopping}");
+        }
         ConsoleCancelEventHandler stop = (_, e) =>
         {
             e.Cancel = true;
-            cancel.Cancel();
-            io.Stderr.WriteLine($"stopping after this iteration (a checkpoint will be saved){then}");
+            Stop("", StoppedBySigint);
         };
         Console.CancelKeyPress += stop;
         var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx =>
         {
             ctx.Cancel = true;
-            cancel.Cancel();
-            io.Stderr.WriteLine($"SIGTERM: stopping after this iteration (a checkpoint will be saved){then}");
+            Stop("SIGTERM: ", StoppedBySigterm);
         });
         return new Unhook(() =>
         {
             Console.CancelKeyPress -= stop;
             term.Dispose();
         });
+    }
+
+    /// <summary>--resume of a journaled run (<see cref="RunJournal"/>), in <c>train --resume</c>'s words.</summary>
+    public static Option<bool> Resume(string more = "") => new("--resume")
+    {
+        Description = $"Continue the run in --out from its journal ({RunJournal.FileName}: the rows it finished before a stop or a kill are kept, not run again); the same settings, on the same machine.{more}",
+    };
+
+    /// <summary>The command line of <paramref name="p"/> that continues its run: its words (quoted for bash), with --resume.</summary>
+    public static string ResumeCommand(ParseResult p, Option<bool> resume) =>
+        string.Join(' ', ["looptune", .. p.Tokens.Select(t => Slurm.Shell.Quote(t.Value)), .. p.GetValue(resume) ? Array.Empty<string>() : ["--resume"]]);
+
+    /// <summary>What every journaled run must share with the journal it resumes, beyond its own settings: the threads, the
+    /// vector width and the machine.</summary>
+    public static Dictionary<string, string> JournalSettings(IReadOnlyDictionary<string, string> own) => new(own)
+    {
+        ["--threads"] = RunThreads.Default.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["--vector-bits"] = LoopTune.Jit.JitOptions.Default.VectorBits.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["machine"] = LoopTune.Measure.PeakCache.MachineKey,
+    };
+
+    /// <summary>Runs <paramref name="run"/>, a journaled run of <paramref name="total"/> rows, with Ctrl+C and SIGTERM
+    /// cancelling its token (it stops between two rows; <paramref name="abandoned"/> says what becomes of the one under
+    /// way); a stop is a <see cref="RunStopped"/> saying what the journal kept and that <paramref name="again"/> resumes it.</summary>
+    public static T Journaled<T>(Io io, RunJournal journal, int total, string again, string abandoned, Func<CancellationToken, T> run)
+    {
+        if (journal.Resumed) io.Stderr.WriteLine($"resuming: {journal.Kept.Count} of {total} rows kept in {journal.Path}; running the other {total - journal.Kept.Count}");
+        using var cancel = new CancellationTokenSource();
+        int code = Program.Failure;
+        using var signals = StopOnSignal(io, cancel, $"stopping: {abandoned}, the rows finished are kept", c => code = c);
+        try { return run(cancel.Token); }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        {
+            throw new RunStopped($"kept {journal.Count} of {total} rows in {journal.Path}; resume with: {again}", code);
+        }
     }
 
     sealed class Unhook(Action undo) : IDisposable

@@ -106,11 +106,11 @@ static class RecordsCommand
     static (List<KeyedRecord> Mine, int Others) Split(MeasurementStore store)
     {
         var all = store.Records();
-        var mine = all.Where(k => k.Machine == store.Machine && k.Runtime == store.Runtime).ToList();
+        var mine = all.Where(store.IsOurs).ToList();
         return (mine, all.Count - mine.Count);
     }
 
-    static JsonObject Header(MeasurementStore store) => new() { ["db"] = store.Path, ["machine"] = store.Machine, ["runtime"] = store.Runtime };
+    static JsonObject Header(MeasurementStore store) => new() { ["db"] = store.Path, ["machine"] = store.Machine, ["runtime"] = MeasurementStore.SplitThreads(store.Runtime).Runtime };
 
     /// <summary>A record as <c>list --json</c> shows it: its line of an exported file without the machine block.</summary>
     static JsonObject Line(KeyedRecord k)

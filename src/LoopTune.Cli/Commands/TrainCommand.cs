@@ -37,7 +37,7 @@ static class TrainCommand
         var init = new Option<string?>("--init") { Description = "Start from this policy's weights (a run folder, checkpoint or policy file of the same network shape) instead of random ones." };
         var actions = new Option<string>("--actions") { Description = "The action space: cursor (the action table's 18 actions at a cursor: the seed's 17 and pack), loop (a loop and a kernel action per step, no cursor steps, plus sink and hoist) or tile (loop plus register-tile macros: split, sink and vectorize or unroll in one step).", DefaultValueFactory = _ => "tile" };
         var vectorBits = new Option<string?>("--vector-bits") { Description = $"Vector widths to train at, comma-separated (this machine accelerates {string.Join(",", LoopTune.Jit.JitOptions.AcceleratedBits)}); each episode draws one, so one machine teaches several. Default: the widest." };
-        var threads = Options.Threads("Threads each measuring worker times its kernels on (an outer loop made parallel: the reward is the speed at that count); workers times threads must fit the cores this process may use; this process only (not --cluster)");
+        var threads = Options.Threads("Threads each measuring worker times its kernels on (an outer loop made parallel: the reward is the speed at that count); workers times threads must fit the cores this process may use; with --cluster, the silos' workers must run at the same count ('looptune silo --threads N')");
         var json = Options.Json();
         var cluster = new ClusterOptions(workersOption: false);
         var command = new Command("train", "Train a policy (Ape-X DQN or PPO) on a dataset, with checkpoints, curves and an evaluation on its test split.")
@@ -51,7 +51,6 @@ static class TrainCommand
             var address = cluster.Address(p);
             if (address is not null) ClusterSite.CheckTrainer(p.GetValue(trainer)!); // before joining the cluster
             int perWorker = Options.ApplyThreads(p, threads), cores = WorkerPool.AvailableCores;
-            if (perWorker > 1 && address is not null) throw new LoopTuneException($"--threads {perWorker} runs in this process only: a cluster's workers each measure on their one core; leave out --cluster, or --threads");
             if (perWorker > 1 && (p.GetValue(workers) is > 0 and var asked ? asked : cores / perWorker) * perWorker > cores)
                 throw new LoopTuneException($"--threads {perWorker}: {p.GetValue(workers)} workers of {perWorker} threads need {p.GetValue(workers) * perWorker} cores; this process may use {cores}");
             var request = new TrainRequest

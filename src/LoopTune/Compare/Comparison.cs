@@ -44,29 +44,47 @@ public sealed class Comparison
 
     /// <summary>Runs every search of <paramref name="plan"/> on every benchmark (benchmark by benchmark), each with a new
     /// evaluator of <paramref name="newEvaluator"/>, then re-times the results and the peers (<paramref name="peers"/>;
-    /// every library, <see cref="LibraryPeers.All"/>, when null).</summary>
-    public static Comparison Run(ComparisonPlan plan, Func<IEvaluator> newEvaluator, Action<ComparisonProgress>? progress = null, PeerPreparation? peers = null)
+    /// every library, <see cref="LibraryPeers.All"/>, when null). The (benchmark, method) pairs of <paramref name="kept"/>
+    /// (rows of an earlier, interrupted run) are not run again; each new row goes to <paramref name="finished"/> as soon
+    /// as it is re-timed. <paramref name="stop"/> is looked at before each search and each re-timing: when it is set, the
+    /// benchmark under way is abandoned (its rows are not finished) with an <see cref="OperationCanceledException"/>.</summary>
+    public static Comparison Run(ComparisonPlan plan, Func<IEvaluator> newEvaluator, Action<ComparisonProgress>? progress = null, PeerPreparation? peers = null,
+        IReadOnlyList<ComparisonRow>? kept = null, Action<ComparisonRow>? finished = null, CancellationToken stop = default)
     {
         ArgumentNullException.ThrowIfNull(plan);
         ArgumentOutOfRangeException.ThrowIfZero(plan.Searches.Count);
         peers ??= AllLibraries;
-        var rows = new List<ComparisonRow>();
+        var rows = new List<ComparisonRow>(kept ?? []);
+        var have = rows.Select(r => (r.Benchmark, r.Method)).ToHashSet();
         int total = plan.Benchmarks.Count * (plan.Searches.Count + 1), done = 0;
         foreach (var b in plan.Benchmarks)
         {
-            var results = new List<SearchResult>();
-            foreach (var s in plan.Searches)
+            var searches = plan.Searches.Where(s => !have.Contains((b.Name, s.Name))).ToList();
+            done += plan.Searches.Count - searches.Count;
+            if (searches.Count == 0)
             {
+                done++;
+                continue;
+            }
+            var results = new List<SearchResult>();
+            foreach (var s in searches)
+            {
+                stop.ThrowIfCancellationRequested();
                 progress?.Invoke(new(done, total, b.Name, s.Name, "searching"));
                 results.Add(Search(s, b.Computation, plan.Budget, plan.Seed, newEvaluator, plan.Space));
                 done++;
             }
+            stop.ThrowIfCancellationRequested();
             progress?.Invoke(new(done, total, b.Name, "", "timing the results and the peers"));
-            rows.AddRange(Retime(b, results, plan.Timing, peers));
+            foreach (var row in Retime(b, results, plan.Timing, peers))
+            {
+                finished?.Invoke(row);
+                rows.Add(row);
+            }
             done++;
         }
         progress?.Invoke(new(done, total, "", "", "done"));
-        return new Comparison([.. rows], [.. plan.Methods], [.. plan.Benchmarks.Select(b => b.Name)]);
+        return FromRows(rows, plan.Methods, [.. plan.Benchmarks.Select(b => b.Name)]);
     }
 
     /// <summary>Every library (<see cref="LibraryPeers.All"/>): its GEMM for a matrix product, its convolution for a convolution.</summary>

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Text.Json.Serialization;
 using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Measure;
@@ -32,12 +33,15 @@ public sealed record ComparisonRow(string Benchmark, string Method, double BaseG
     string? Host = null, string? Machine = null, double BestSampleGflops = double.NaN, string Space = "tile")
 {
     /// <summary>Best over base, both re-timed.</summary>
+    [JsonIgnore]
     public double Speedup => BestGflops / BaseGflops;
 
     /// <summary>OpenBLAS on the same computation; null when it was not measured (missing, no BLAS form, wrong result).</summary>
+    [JsonIgnore]
     public double? OpenBlasGflops => Peer(Comparison.OpenBlas)?.Gflops;
 
     /// <summary>The fastest library measured on the same computation, timed side by side with the schedules; null when none was.</summary>
+    [JsonIgnore]
     public (string Key, double Gflops)? BestLibrary =>
         Peers.Where(p => p.Gflops is > 0).MaxBy(p => p.Gflops) is { } b ? (b.Key, b.Gflops!.Value) : null;
 
@@ -48,6 +52,7 @@ public sealed record ComparisonRow(string Benchmark, string Method, double BaseG
     public bool BestEstimated { get; init; }
 
     /// <summary>The best schedule's GFLOPS over the best library's; null without a library figure.</summary>
+    [JsonIgnore]
     public double? VsBestLibrary => BestLibrary is { } b ? BestGflops / b.Gflops : null;
 
     /// <summary>The peer with this key, or null.</summary>

@@ -106,9 +106,9 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
     /// <para>At N threads (the kernels' most <see cref="Kernel.Threads"/>) the peers are asked for N threads too, and the
     /// pieces take turns (<see cref="Timing.MeasureTogether(IReadOnlyList{Action}, IReadOnlyList{double}, MeasureOptions, Action{int}?)"/>):
     /// before each sample the process is let go quiet (<see cref="Quiet.Settle"/>: the previous runtime's threads stop
-    /// spinning), the caller is placed (on its core for our kernels, whose team pins the others; on the team's N cores
-    /// (<see cref="Affinity.TeamCores"/>) for a library, whose threads the OS places) and one untimed run wakes the
-    /// runtime's threads. Interleaved without turns, the runtimes' waiting threads took the cores from each other: ours
+    /// spinning), the caller is pinned to its core (our kernel's team pins its workers to the team's other cores,
+    /// <see cref="Affinity.TeamCores"/>, and the libraries' workers are pinned there too, <see cref="Affinity.PinLibraryThreads"/>)
+    /// and untimed runs wake the runtime's threads (<see cref="TakeTurns"/>). Interleaved without turns, the runtimes' waiting threads took the cores from each other: ours
     /// 72.5 GFLOPS, oneDNN 30.8, OpenBLAS 35.2 at two threads on mm 512 against 137 / 162 / 91 at one.</para></summary>
     public static (IReadOnlyList<Measurement> Kernels, IReadOnlyList<PeerResult> Peers) TimeSideBySide(IReadOnlyList<Kernel> kernels,
         PeerPreparation preparePeers, MeasureOptions options) => TimeSideBySide(kernels, preparePeers, options, null);
@@ -132,8 +132,9 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
             var buffers = workspace ?? owned!;
             var ready = prepared.Where(p => p.Result is null).ToList();
             Action[] runs = [.. kernels.Select(k => KernelTiming.Runner(k, buffers)), .. ready.Select(p => p.Run!)];
-            var t = Timing.MeasureTogether(runs, [.. kernels.Select(k => k.Flops), .. ready.Select(p => p.Flops)], options, Turns(threads, pin, kernels.Count, runs));
-            if (threads > 1 && pin.Pinned) Affinity.PinCurrentThread(pin.Core);
+            Together t;
+            using (var turns = TakeTurns(threads, pin, runs))
+                t = Timing.MeasureTogether(runs, [.. kernels.Select(k => k.Flops), .. ready.Select(p => p.Flops)], options, turns is null ? null : turns.Before);
             PeerResult Timed(PreparedPeer p)
             {
                 int i = kernels.Count + ready.IndexOf(p);
@@ -148,27 +149,39 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
     }
 
     /// <summary>The turns of runtimes timed side by side at <paramref name="threads"/> threads (null at one, or when the caller
-    /// is not pinned): before each sample, the process is let go quiet (<see cref="Quiet.Settle"/>), the caller placed (on
-    /// its pinned core for the first <paramref name="ours"/> pieces, our kernels, whose team pins itself; on the team's
-    /// cores, <see cref="Affinity.TeamCores"/>, for a library's, whose threads the OS places) and the piece run untimed
-    /// for <see cref="TurnWarmSeconds"/> (once at least), to wake the cores and its threads. The caller is left on the cores of the last turn: pin it again after.</summary>
-    public static Action<int>? Turns(int threads, ThreadPinning.PinScope pin, int ours, IReadOnlyList<Action> runs)
+    /// is not pinned; dispose it after the timing): the libraries' worker threads are pinned to the team's other cores
+    /// (<see cref="Affinity.PinLibraryThreads"/>) and, before each sample, the process is let go quiet
+    /// (<see cref="Quiet.Settle"/>), the caller pinned to its core again and the piece run untimed for
+    /// <see cref="TurnWarmSeconds"/> (once at least), to wake the cores and its threads.</summary>
+    public static Turns? TakeTurns(int threads, ThreadPinning.PinScope pin, IReadOnlyList<Action> runs)
     {
         ArgumentNullException.ThrowIfNull(pin);
         ArgumentNullException.ThrowIfNull(runs);
-        if (threads <= 1 || !pin.Pinned) return null;
-        int[] team = Affinity.TeamCores(threads, pin.Core);
-        return i =>
+        return threads <= 1 || !pin.Pinned ? null : new Turns(Affinity.TeamCores(threads, pin.Core), runs);
+    }
+
+    /// <summary>Runtimes taking turns on a team's cores (<see cref="TakeTurns"/>).</summary>
+    public sealed class Turns : IDisposable
+    {
+        readonly int[] team;
+        readonly IReadOnlyList<Action> runs;
+        readonly IDisposable libraries;
+
+        internal Turns(int[] team, IReadOnlyList<Action> runs) => (this.team, this.runs, libraries) = (team, runs, Affinity.PinLibraryThreads(team));
+
+        /// <summary>Readies the machine for piece <paramref name="i"/> (<see cref="Timing.MeasureTogether(IReadOnlyList{Action}, IReadOnlyList{double}, MeasureOptions, Action{int}?)"/>'s turn).</summary>
+        public void Before(int i)
         {
             Quiet.Settle(TurnSettleSeconds);
-            if (i < ours) Affinity.PinCurrentThread(pin.Core);
-            else Affinity.SetCurrentThread(team);
+            Affinity.PinCurrentThread(team[0]);
             // untimed runs for a few milliseconds: the idle cores (and a VM's idle vCPUs) wake and the runtime's threads
             // are spinning again before the sample starts
             var warm = System.Diagnostics.Stopwatch.StartNew();
             do runs[i]();
             while (warm.Elapsed.TotalSeconds < TurnWarmSeconds);
-        };
+        }
+
+        public void Dispose() => libraries.Dispose();
     }
 
     /// <summary>How long a turn runs its piece untimed before the sample (<see cref="Turns"/>).</summary>
@@ -190,9 +203,9 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
     {
         int threads = RunThreads.Default;
         using var pin = ThreadPinning.Pin();
-        // at N threads, each library after the last one's threads went quiet, on the cores a team of N would use
-        if (threads > 1 && pin.Pinned) Affinity.SetCurrentThread(Affinity.TeamCores(threads, pin.Core));
         var prepared = PreparePeers(c, threads);
+        // at N threads, each library after the last one's threads went quiet, its workers on the other cores of a team of N
+        using var libraries = threads > 1 && pin.Pinned ? Affinity.PinLibraryThreads(Affinity.TeamCores(threads, pin.Core)) : null;
         try
         {
             return [.. prepared.Select(p =>

@@ -17,6 +17,10 @@ public static class ThreadPinning
     /// core does not exist, the OS refuses, or this is not Linux.</summary>
     public static bool PinCurrentThread(int core) => Affinity.PinCurrentThread(core);
 
+    /// <summary>The cores a kernel team of <paramref name="threads"/> led from <paramref name="core"/> runs on, that core first
+    /// (<see cref="Affinity.TeamCores"/>).</summary>
+    public static int[] TeamCores(int threads, int core) => Affinity.TeamCores(threads, core);
+
     /// <summary>Lets the calling thread run on every core again (as far as the process is allowed).</summary>
     public static void Unpin() => Affinity.TrySetAffinity(0, Affinity.CpuMask.All());
 

@@ -23,7 +23,8 @@ namespace LoopTune.Store;
 /// SQL upsert, so it holds between processes too.</description></item>
 /// <item><term>tuning records</term><description>a second table, <c>records</c>, keyed by (computation, machine, runtime):
 /// the schedule a tuner chose (<see cref="TuningRecord"/>: the nest's compact form with its cursor, the method, the budget,
-/// the GFLOPS when tuned, the UTC time), per thread count above one (<see cref="RecordKey"/>). <see cref="PutRecord(Computation, int, TuningRecord)"/>
+/// the GFLOPS when tuned, the UTC time); the runtime key carries the thread count above one, as a measurement's does
+/// (<see cref="RuntimeAt"/>). <see cref="PutRecord(Computation, int, TuningRecord)"/>
 /// replaces; <see cref="TryGetRecord(Computation, int, out TuningRecord)"/> reads this instance's machine and runtime only;
 /// <see cref="Records"/> lists every machine's, <see cref="Import"/> adds a batch, keeping the faster of two. The same table keeps which lowering of an operator was chosen (<see cref="PutChoice"/>,
 /// keyed "choice among: ...", never a contraction's text). It is created when missing, so files written before it existed stay readable (and older
@@ -55,8 +56,10 @@ public sealed class MeasurementStore : IDisposable
     public const int BusyTimeoutMilliseconds = 10_000;
 
     /// <summary>The schema this build reads and writes (<c>PRAGMA user_version</c>); a file with a larger one was written by a
-    /// newer LoopTune.</summary>
-    public const int SchemaVersion = 1;
+    /// newer LoopTune.
+    /// Version 2 moved a record's thread count from its computation key into its runtime key (<see cref="Initialize"/>
+    /// rewrites a version-1 file's records when it opens one).</summary>
+    public const int SchemaVersion = 2;
 
     /// <summary><c>PRAGMA application_id</c> of a measurement store ("LTMS"): a SQLite file with another id is another program's.</summary>
     public const int ApplicationId = 0x4C544D53;
@@ -171,7 +174,28 @@ public sealed class MeasurementStore : IDisposable
 
     /// <summary>The runtime part of the key for kernels run on <paramref name="threads"/> threads: <see cref="Runtime1"/>,
     /// and the count after it when above 1 (a schedule's speed at 2 threads is not its speed at 1).</summary>
-    public static string RuntimeAt(int threads) => threads > 1 ? $"{Runtime1} | {threads} threads" : Runtime1;
+    public static string RuntimeAt(int threads) => WithThreads(Runtime1, threads);
+
+    /// <summary><paramref name="runtime"/> (without a thread count) for kernels on <paramref name="threads"/> threads.</summary>
+    static string WithThreads(string runtime, int threads)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        return threads > 1 ? FormattableString.Invariant($"{runtime}{ThreadsMark}{threads} threads") : runtime;
+    }
+
+    /// <summary>A runtime key's thread count and the key without it (<see cref="RuntimeAt"/>: 1 when it names none).</summary>
+    public static (string Runtime, int Threads) SplitThreads(string runtime)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        int mark = runtime.LastIndexOf(ThreadsMark, StringComparison.Ordinal);
+        return mark >= 0 && runtime.EndsWith(" threads", StringComparison.Ordinal)
+            && int.TryParse(runtime.AsSpan(mark + ThreadsMark.Length, runtime.Length - mark - ThreadsMark.Length - " threads".Length), NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 1
+            ? (runtime[..mark], n) : (runtime, 1);
+    }
+
+    /// <summary>This instance's runtime key for kernels on <paramref name="threads"/> threads: the thread count is part of
+    /// the runtime key for records as for measurements.</summary>
+    string RuntimeFor(int threads) => WithThreads(SplitThreads(Runtime).Runtime, threads);
 
     static readonly string Runtime1 = $"{RuntimeInformation.FrameworkDescription} | {JitVersion}";
 
@@ -236,29 +260,10 @@ public sealed class MeasurementStore : IDisposable
     public bool TryGetRecord(Computation computation, int threads, [MaybeNullWhen(false)] out TuningRecord record)
     {
         ArgumentNullException.ThrowIfNull(computation);
-        return TryGetRecord(RecordKey(computation.Text, threads), out record);
-    }
-
-    /// <summary>The records key of a computation's record at <paramref name="threads"/> threads: its text alone for one thread
-    /// (the records <c>looptune model</c> writes), else the text and the count, so that kernels for N threads and for one
-    /// never answer for each other.</summary>
-    static string RecordKey(string computation, int threads)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
-        return threads == 1 ? computation : FormattableString.Invariant($"{computation}{ThreadsMark}{threads} threads");
+        return TryGetRecord(computation.Text, RuntimeFor(threads), out record);
     }
 
     const string ThreadsMark = " | ";
-
-    /// <summary>The computation's text and thread count of a records key (<see cref="RecordKey"/>); null for a choice's key.</summary>
-    static (string Computation, int Threads)? ParseRecordKey(string key)
-    {
-        if (key.StartsWith(ChoiceKey(""), StringComparison.Ordinal)) return null;
-        int mark = key.LastIndexOf(ThreadsMark, StringComparison.Ordinal);
-        return mark >= 0 && key.EndsWith(" threads", StringComparison.Ordinal)
-            && int.TryParse(key.AsSpan(mark + ThreadsMark.Length, key.Length - mark - ThreadsMark.Length - " threads".Length), NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 1
-            ? (key[..mark], n) : (key, 1);
-    }
 
     /// <summary>Every measurement of this instance's machine and runtime, ordered by computation and schedule: what a cost
     /// model of this machine learns from (<c>LoopTune.CostModel</c>).</summary>
@@ -297,12 +302,12 @@ public sealed class MeasurementStore : IDisposable
         using var r = command.ExecuteReader();
         var list = new List<KeyedRecord>();
         while (r.Read())
-            if (ParseRecordKey(r.GetString(0)) is var (text, threads))
-                list.Add(new KeyedRecord(text, threads, r.GetString(1), r.GetString(2), ReadRecord(r, 3)));
+            if (!r.GetString(0).StartsWith(ChoiceKey(""), StringComparison.Ordinal))
+                list.Add(new KeyedRecord(r.GetString(0), SplitThreads(r.GetString(2)).Threads, r.GetString(1), r.GetString(2), ReadRecord(r, 3)));
         return list;
     }));
 
-    /// <summary>Stores <paramref name="records"/> (records of this instance's machine and runtime: an
+    /// <summary>Stores <paramref name="records"/> (records of this instance's machine and runtime at any thread count: an
     /// <see cref="ArgumentException"/> otherwise) in one transaction, all or none: each where the file has no record of its
     /// computation and threads, or has a slower one (fewer GFLOPS). Returns how many were written.</summary>
     public int Import(IReadOnlyList<KeyedRecord> records)
@@ -310,8 +315,8 @@ public sealed class MeasurementStore : IDisposable
         ArgumentNullException.ThrowIfNull(records);
         foreach (var k in records)
         {
-            if (k.Machine != Machine || k.Runtime != Runtime)
-                throw new ArgumentException($"a record of {k.Machine} ({k.Runtime}) cannot be stored as one of {Machine} ({Runtime})", nameof(records));
+            if (!IsOurs(k))
+                throw new ArgumentException($"a record of {k.Machine} ({k.Runtime}) cannot be stored as one of {Machine} ({SplitThreads(Runtime).Runtime})", nameof(records));
             ValidateRecord(k.Record);
         }
         return Locked(() => Use(() =>
@@ -322,11 +327,12 @@ public sealed class MeasurementStore : IDisposable
             command.CommandText = RecordUpsertSql + " WHERE excluded.gflops > records.gflops";
             foreach (var name in new[] { "$c", "$s", "$method", "$budget", "$gflops", "$at" }) command.Parameters.AddWithValue(name, DBNull.Value);
             command.Parameters.AddWithValue("$machine", Machine);
-            command.Parameters.AddWithValue("$runtime", Runtime);
+            command.Parameters.AddWithValue("$runtime", DBNull.Value);
             int written = 0;
             foreach (var k in records)
             {
-                SetRecord(command.Parameters, RecordKey(k.Spec, k.Threads), k.Record);
+                SetRecord(command.Parameters, k.Spec, k.Record);
+                command.Parameters["$runtime"].Value = RuntimeFor(k.Threads);
                 written += command.ExecuteNonQuery();
             }
             transaction.Commit();
@@ -334,9 +340,16 @@ public sealed class MeasurementStore : IDisposable
         }));
     }
 
-    bool TryGetRecord(string key, [MaybeNullWhen(false)] out TuningRecord record)
+    /// <summary>Whether <paramref name="record"/> was tuned on this instance's machine and runtime (at any thread count).</summary>
+    public bool IsOurs(KeyedRecord record)
     {
-        record = Locked(() => Use(() => ReadRecord(key)));
+        ArgumentNullException.ThrowIfNull(record);
+        return record.Machine == Machine && SplitThreads(record.Runtime).Runtime == SplitThreads(Runtime).Runtime;
+    }
+
+    bool TryGetRecord(string key, string runtime, [MaybeNullWhen(false)] out TuningRecord record)
+    {
+        record = Locked(() => Use(() => ReadRecord(key, runtime)));
         return record is not null;
     }
 
@@ -349,14 +362,14 @@ public sealed class MeasurementStore : IDisposable
     public bool TryGetChoice(string alternatives, [MaybeNullWhen(false)] out TuningRecord choice)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(alternatives);
-        return TryGetRecord(ChoiceKey(alternatives), out choice);
+        return TryGetRecord(ChoiceKey(alternatives), Runtime, out choice);
     }
 
     /// <summary>Stores the choice among <paramref name="alternatives"/> (<see cref="TryGetChoice"/>), replacing any earlier one.</summary>
     public void PutChoice(string alternatives, TuningRecord choice)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(alternatives);
-        Upsert(ChoiceKey(alternatives), choice);
+        Upsert(ChoiceKey(alternatives), Runtime, choice);
     }
 
     /// <summary>Stores <paramref name="record"/> as the tuning record of <paramref name="computation"/> on this instance's
@@ -369,7 +382,7 @@ public sealed class MeasurementStore : IDisposable
     public void PutRecord(Computation computation, int threads, TuningRecord record)
     {
         ArgumentNullException.ThrowIfNull(computation);
-        Upsert(RecordKey(computation.Text, threads), record);
+        Upsert(computation.Text, RuntimeFor(threads), record);
     }
 
     static void ValidateRecord(TuningRecord record)
@@ -386,12 +399,13 @@ public sealed class MeasurementStore : IDisposable
         (p["$gflops"].Value, p["$at"].Value) = (record.Gflops, record.TunedAt.ToUniversalTime().ToString("O", CultureInfo.InvariantCulture));
     }
 
-    void Upsert(string key, TuningRecord record)
+    void Upsert(string key, string runtime, TuningRecord record)
     {
         ValidateRecord(record);
         Locked(() => Use(() =>
         {
             SetRecord(upsertRecord.Parameters, key, record);
+            upsertRecord.Parameters["$runtime"].Value = runtime;
             return upsertRecord.ExecuteNonQuery();
         }));
     }
@@ -532,6 +546,37 @@ public sealed class MeasurementStore : IDisposable
         return tables;
     }
 
+    /// <summary>Version 1 to 2: a record keyed "COMPUTATION | N threads" becomes COMPUTATION under the runtime key with
+    /// " | N threads" (the faster kept where both exist), in one transaction.</summary>
+    void MoveThreadsToRuntime()
+    {
+        using var transaction = connection.BeginTransaction(deferred: false);
+        var moves = new List<(string Key, string Machine, string Runtime, string Computation, string NewRuntime, double Gflops)>();
+        using (var read = connection.CreateCommand())
+        {
+            read.Transaction = transaction;
+            read.CommandText = "SELECT computation, machine, runtime, gflops FROM records WHERE computation LIKE '% threads'";
+            using var r = read.ExecuteReader();
+            while (r.Read())
+                if (SplitThreads(r.GetString(0)) is (var text, > 1 and var n) && !text.StartsWith(ChoiceKey(""), StringComparison.Ordinal))
+                    moves.Add((r.GetString(0), r.GetString(1), r.GetString(2), text, WithThreads(SplitThreads(r.GetString(2)).Runtime, n), r.GetDouble(3)));
+        }
+        foreach (var m in moves)
+        {
+            using var move = connection.CreateCommand();
+            move.Transaction = transaction;
+            move.CommandText = """
+                DELETE FROM records WHERE computation = $new AND machine = $machine AND runtime = $newRuntime AND gflops <= $gflops;
+                UPDATE OR IGNORE records SET computation = $new, runtime = $newRuntime WHERE computation = $c AND machine = $machine AND runtime = $runtime;
+                DELETE FROM records WHERE computation = $c AND machine = $machine AND runtime = $runtime;
+                """;
+            foreach (var (name, value) in new (string, object)[] { ("$new", m.Computation), ("$machine", m.Machine), ("$newRuntime", m.NewRuntime), ("$gflops", m.Gflops), ("$c", m.Key), ("$runtime", m.Runtime) })
+                move.Parameters.AddWithValue(name, value);
+            move.ExecuteNonQuery();
+        }
+        transaction.Commit();
+    }
+
     static string ConnectionString(string path) => new SqliteConnectionStringBuilder
     {
         DataSource = path,
@@ -561,6 +606,7 @@ public sealed class MeasurementStore : IDisposable
         Execute("PRAGMA journal_mode = WAL");
         Execute("PRAGMA synchronous = NORMAL");
         Execute(Schema);
+        if (version == 1) MoveThreadsToRuntime();
         if (version < SchemaVersion) Execute($"PRAGMA user_version = {SchemaVersion}");
         if (application == 0) Execute($"PRAGMA application_id = {ApplicationId}");
         return 0;
@@ -589,9 +635,10 @@ public sealed class MeasurementStore : IDisposable
         return reader.Read() ? Record(key, reader) : null;
     }
 
-    TuningRecord? ReadRecord(string computation)
+    TuningRecord? ReadRecord(string computation, string runtime)
     {
         selectRecord.Parameters["$c"].Value = computation;
+        selectRecord.Parameters["$runtime"].Value = runtime;
         using var r = selectRecord.ExecuteReader();
         return r.Read() ? ReadRecord(r, 0) : null;
     }

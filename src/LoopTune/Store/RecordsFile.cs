@@ -110,10 +110,11 @@ public static class RecordsFile
     {
         ArgumentNullException.ThrowIfNull(store);
         var records = Read(path);
-        int foreign = records.Count(k => k.Machine != store.Machine || k.Runtime != store.Runtime);
-        if (records.FirstOrDefault(k => k.Machine != store.Machine || k.Runtime != store.Runtime) is { } first)
+        int foreign = records.Count(k => !store.IsOurs(k));
+        if (records.FirstOrDefault(k => !store.IsOurs(k)) is { } first)
         {
-            string which = first.Machine != store.Machine ? $"machine '{first.Machine}', and this one is '{store.Machine}'" : $"runtime '{first.Runtime}', and this one is '{store.Runtime}'";
+            string which = first.Machine != store.Machine ? $"machine '{first.Machine}', and this one is '{store.Machine}'"
+                : $"runtime '{MeasurementStore.SplitThreads(first.Runtime).Runtime}', and this one is '{MeasurementStore.SplitThreads(store.Runtime).Runtime}'";
             throw new RecordsFileError($"{path}: {foreign} of its {records.Count} records were tuned elsewhere (the first, {first.Spec}, on {which}); nothing imported: a record answers only on a machine and runtime of its own key");
         }
         return (records.Count, store.Import(records));

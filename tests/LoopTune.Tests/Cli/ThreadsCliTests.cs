@@ -60,6 +60,54 @@ public sealed class ThreadsCliTests
     }
 
     [Fact]
+    public void Compare_searches_on_a_localhost_cluster_at_two_threads_measures_parallel_schedules_on_a_worker_with_its_team()
+    {
+        if (ThreadCountError.Max < 2) return;
+        using var temp = new TempFolder("looptune-cluster-threads");
+        LoopTune.Datasets.DatasetGenerator.Matmul("16|24,16", "16,16|24").Write(temp["ds"], 0.5, 0);
+        var (code, output, err) = Run("compare-searches", "--dataset", temp["ds"], "--split", "train", "--count", "2", "--methods", "greedy1",
+            "--budget", "2s", "--max-evaluations", "6", "--quick", "--cluster", "localhost", "--threads", "2", "--db", temp["store.db"], "--out", temp["report"], "--json");
+        Assert.True(code == 0, err);
+        Assert.Contains("1 worker(s)", err); // two cores: one worker, its team on the other
+        Assert.Equal(2, JsonNode.Parse(output)!["threads"]!.GetValue<int>());
+        var csv = File.ReadAllLines(Path.Combine(temp["report"], "results.csv"));
+        string[] header = csv[0].Split(',');
+        var rows = csv.Skip(1).Select(l => l.Split(',')).ToList();
+        Assert.Equal(2, rows.Count);
+        Assert.All(rows, r => Assert.Equal("true", r[Array.IndexOf(header, "verified")]));
+        // the worker measured at two threads: every figure the searches stored is under the two-thread runtime key
+        using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={temp["store.db"]};Mode=ReadOnly");
+        db.Open();
+        using var query = db.CreateCommand();
+        query.CommandText = "SELECT DISTINCT runtime FROM measurements";
+        using var reader = query.ExecuteReader();
+        var runtimes = new List<string>();
+        while (reader.Read()) runtimes.Add(reader.GetString(0));
+        Assert.Equal([LoopTune.Store.MeasurementStore.RuntimeAt(2)], runtimes);
+    }
+
+    [Fact]
+    public async Task A_worker_refuses_a_run_at_another_thread_count_and_cores_whose_teams_meet_are_bad_input()
+    {
+        var worker = new LoopTune.Cluster.WorkerInfo("h/core0", "h", 0, Orleans.Runtime.SiloAddress.New(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 1), 1), "m", true);
+        var e = Assert.Throws<LoopTune.Cluster.ClusterError>(() => worker.UseThreads(2));
+        Assert.Contains("worker h/core0 runs kernels on 1 thread(s) and this run asks for 2: start its silo with 'looptune silo --threads 2'", e.Message);
+        if (ThreadCountError.Max < 2) return; // one core: two threads are no count to run at
+        Assert.Equal(2, await Task.Run(() =>
+        {
+            (worker with { Threads = 2, Team = [0, 1] }).UseThreads(2);
+            return RunThreads.Default;
+        }));
+        var cores = LoopTune.Measure.ThreadPinning.CurrentAffinity();
+        var error = await Task.Run(() =>
+        {
+            RunThreads.Use(2);
+            return Assert.Throws<LoopTune.Cluster.ClusterError>(() => LoopTune.Cluster.WorkerCores.Choose(null, $"{cores[0]},{cores[1]}"));
+        });
+        Assert.Contains($"the teams of the workers on cores {cores[0]} and {cores[1]} both need core", error.Message);
+    }
+
+    [Fact]
     public void Search_at_two_threads_returns_a_verified_schedule_with_its_parallel_loop()
     {
         if (ThreadCountError.Max < 2) return;

@@ -122,6 +122,31 @@ public sealed class ClusterCliTests : IDisposable
         }
     }
 
+    [RedisFact]
+    public async Task ASiloAtOneThreadRefusesARunAtTwoNamingTheSiloOption()
+    {
+        if (LoopTune.Jit.ThreadCountError.Max < 2) return;
+        using var redis = new RedisServer();
+        DatasetGenerator.Matmul("16|24,16", "16,16|24").Write(temp["ds"], 0.5, 0);
+        int siloPort = ClusterHost.FreePort(), gatewayPort = ClusterHost.FreePort();
+        using var silo = LooptuneProcess.Start("silo", "--cluster", redis.Address.Text, "--workers", "1", "--silo-port", $"{siloPort}", "--gateway-port", $"{gatewayPort}", "--json");
+        try
+        {
+            var ready = await silo.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            if (ready is null) Assert.Fail($"the silo stopped before it was ready: {await silo.StandardError.ReadToEndAsync()}");
+            Assert.Equal(1, JsonNode.Parse(ready)!["threads"]!.GetValue<int>());
+            var (code, _, err) = TestHome.Run("compare-searches", "--dataset", temp["ds"], "--split", "train", "--count", "1", "--methods", "random",
+                "--budget", "1s", "--max-evaluations", "2", "--quick", "--cluster", redis.Address.Text, "--threads", "2", "--out", temp["report"]);
+            Assert.Equal(2, code);
+            Assert.Contains("runs kernels on 1 thread(s) and this run asks for 2: start its silo with 'looptune silo --threads 2'", err);
+            Assert.False(Directory.Exists(temp["report"]));
+        }
+        finally
+        {
+            if (!silo.HasExited) silo.Kill(entireProcessTree: true);
+        }
+    }
+
     /// <summary>Nothing listens on <paramref name="port"/> (of the loopback interface).</summary>
     static void AssertFree(int port)
     {

@@ -12,12 +12,8 @@ namespace LoopTune.Tests.CostModel;
 /// <summary>The cost model against targets whose ranking is known: the trees, the schedule model on unseen problems, its file
 /// and its refusals, the search that measures only what the model ranks first, and (Integration: in-process command lines)
 /// <c>looptune cost-model train|eval</c> on a store of this machine with known speeds.</summary>
-public sealed class CostModelTests : IDisposable
+public sealed class CostModelTests
 {
-    readonly TempFolder temp = new("looptune-cost-model");
-
-    public void Dispose() => temp.Dispose();
-
     const string Machine = "test machine | 512-bit vectors", Runtime = "test runtime";
 
     /// <summary>A known speed: more unrolled loops, a vectorized innermost loop and a longer innermost loop are faster, a
@@ -108,6 +104,7 @@ public sealed class CostModelTests : IDisposable
     [Fact]
     public void A_saved_model_predicts_what_it_predicted_and_refuses_another_machine()
     {
+        using var temp = new TempFolder("looptune-cost-model");
         var samples = Samples(Problems[..6], 40, seed: 4);
         var model = TrainedOn(samples);
         string path = temp["model.ltcm"];
@@ -126,6 +123,7 @@ public sealed class CostModelTests : IDisposable
     [Fact]
     public void A_file_that_is_no_cost_model_is_refused_naming_it()
     {
+        using var temp = new TempFolder("looptune-cost-model");
         var samples = Samples(Problems[..6], 40, seed: 5);
         string good = temp["good.ltcm"];
         TrainedOn(samples).Save(good);
@@ -157,6 +155,7 @@ public sealed class CostModelTests : IDisposable
     [Fact]
     public void An_empty_store_is_refused_and_a_grown_one_makes_its_model_stale()
     {
+        using var temp = new TempFolder("looptune-cost-model");
         using (var store = new MeasurementStore(temp["empty.db"], Machine, Runtime))
         {
             var e = Assert.Throws<CostModelError>(() => ScheduleCostModel.Refresh(store, temp["m.ltcm"]));
@@ -224,7 +223,7 @@ public sealed class CostModelTests : IDisposable
     }
 
     /// <summary>A store of this machine and runtime holding the synthetic speeds of <see cref="CostModelTests.Truth"/>.</summary>
-    string Store()
+    static string Store(TempFolder temp)
     {
         string path = temp["store.db"];
         using var store = new MeasurementStore(path);
@@ -240,7 +239,8 @@ public sealed class CostModelTests : IDisposable
     [Trait("Category", "Integration")]
     public void Train_saves_a_model_once_and_eval_ranks_held_out_problems()
     {
-        string db = Store(), model = temp["m.ltcm"];
+        using var temp = new TempFolder("looptune-cost-model");
+        string db = Store(temp), model = temp["m.ltcm"];
         var (code, output, err) = TestHome.Run("cost-model", "train", "--db", db, "--model", model, "--json");
         Assert.True(code == 0, err);
         var json = JsonNode.Parse(output)!.AsObject();
@@ -265,6 +265,7 @@ public sealed class CostModelTests : IDisposable
     [Trait("Category", "Integration")]
     public void Bad_input_is_exit_two_with_a_clear_refusal()
     {
+        using var temp = new TempFolder("looptune-cost-model");
         string empty = temp["empty.db"];
         new MeasurementStore(empty).Dispose();
         string foreign = temp["foreign.db"];
@@ -285,7 +286,7 @@ public sealed class CostModelTests : IDisposable
             (["cost-model", "eval", "--db", empty], $"at least {ScheduleCostModel.MinRows} measurements"),
             (["cost-model", "eval", "--db", temp["missing.db"]], "there is no measurement store"),
             (["cost-model", "eval", "--db", foreign], "another program's SQLite database"),
-            (["cost-model", "train", "--db", Store(), "--model", otherModel], "learned on another machine"),
+            (["cost-model", "train", "--db", Store(temp), "--model", otherModel], "learned on another machine"),
             (["cost-model", "train", "--db", temp["store.db"], "--model", temp["junk.ltcm"]], "is not a LoopTune cost model"),
         })
         {
@@ -302,6 +303,7 @@ public sealed class CostModelTests : IDisposable
     [Trait("Category", "Integration")]
     public void A_cost_model_search_runs_from_the_command_line_without_a_model()
     {
+        using var temp = new TempFolder("looptune-cost-model");
         var (code, output, err) = TestHome.Run("search", "--spec", "mm 24 16 32", "--method", "cost_model", "--budget", "1s", "--db", temp["s.db"], "--json");
         Assert.True(code == 0, err);
         Assert.Contains("learns from its own measurements alone", err);

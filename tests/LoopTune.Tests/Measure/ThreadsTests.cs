@@ -43,6 +43,51 @@ public class ThreadsTests
     }
 
     [Fact]
+    public void Threads_started_under_a_widened_scope_are_pinned_to_the_teams_other_cores_and_given_back_their_cores()
+    {
+        var cores = LoopTune.Affinity.ProcessCores();
+        if (cores.Count < 2 || !ThreadPinning.PinCurrentThread(cores[0])) return; // one core, or no pinning here
+        using var stop = new ManualResetEventSlim();
+        int library = 0, other = 0;
+        Thread Start(Action<int> started)
+        {
+            using var ready = new ManualResetEventSlim();
+            var t = new Thread(() =>
+            {
+                started(LoopTune.Affinity.CurrentTid());
+                ready.Set();
+                stop.Wait();
+            })
+            { IsBackground = true };
+            t.Start();
+            ready.Wait();
+            return t;
+        }
+        Thread a, b;
+        using (LoopTune.Affinity.Widened()) a = Start(t => library = t); // a library's pool, started under the scope
+        b = Start(t => other = t); // started after it: not a library's
+        int[] Cores(int tid) => LoopTune.Affinity.TryGetAffinity(tid, out var m) ? m.Cores() : [];
+        try
+        {
+            Assert.Equal(cores, Cores(library));
+            int[] before = Cores(other), team = LoopTune.Affinity.TeamCores(2, cores[0]);
+            using (LoopTune.Affinity.PinLibraryThreads(team))
+            {
+                Assert.Equal([team[1]], Cores(library));
+                Assert.Equal(before, Cores(other)); // left where it was
+            }
+            Assert.Equal(cores, Cores(library));
+        }
+        finally
+        {
+            stop.Set();
+            a.Join();
+            b.Join();
+            ThreadPinning.Unpin();
+        }
+    }
+
+    [Fact]
     public void Settle_waits_while_a_thread_of_the_process_spins_and_returns_once_it_stops()
     {
         if (Quiet.Settle(1).Settled is false) return; // the process's CPU time cannot be read here, or it never goes quiet

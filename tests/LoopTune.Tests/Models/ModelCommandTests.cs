@@ -166,18 +166,8 @@ public sealed class ModelCommandTests : IDisposable
     [Trait("Category", "Integration")]
     public void Run_checks_the_forward_pass_against_onnx_runtime_and_reports_it_end_to_end()
     {
-        // X [1,3,8,8] -> conv (4 filters 3x3, pads 1) -> bn (folded) -> Relu -> GlobalAveragePool -> Flatten -> Gemm [1,3]
         var file = temp["tiny.onnx"];
-        File.WriteAllBytes(file, Model(
-            [
-                Node("Conv", "conv", ["X", "W"], ["Y1"], Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1)),
-                BatchNorm("bn", "Y1", "N"),
-                Node("Relu", "relu", ["N"], ["R"]),
-                Node("GlobalAveragePool", "gap", ["R"], ["G"]),
-                Node("Flatten", "flatten", ["G"], ["F"]),
-                Node("Gemm", "fc", ["F", "B"], ["Y"]),
-            ],
-            [Value("X", [1, 3, 8, 8])], [Value("Y", null)], [Floats("W", [4, 3, 3, 3], Random(108, 1)), .. Norm("bn", 4, 2), Floats("B", [4, 3], Random(12, 6))]));
+        File.WriteAllBytes(file, TinyModel());
         var outDir = temp["report"];
         var (code, stdout, err) = TestHome.Run("model", file, "--run", "--budget", "0", "--quick", "--json", "--out", outDir, "--db", temp["m.db"]);
         Assert.True(code == 0, err);
@@ -199,6 +189,54 @@ public sealed class ModelCommandTests : IDisposable
         Assert.Equal(1.0, byOp.Sum(o => o["share"]!.GetValue<double>()), 1e-9);
         Assert.All(byOp, o => Assert.True(o["ms"]!.GetValue<double>() >= 0));
         Assert.Contains("## End to end", File.ReadAllText(Path.Combine(outDir, ModelReport.Summary)));
+    }
+
+    /// <summary>X [1,3,8,8] -> conv (4 filters 3x3, pads 1) -> bn (folded) -> Relu -> GlobalAveragePool -> Flatten -> Gemm [1,3].</summary>
+    static byte[] TinyModel() => Model(
+        [
+            Node("Conv", "conv", ["X", "W"], ["Y1"], Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1)),
+            BatchNorm("bn", "Y1", "N"),
+            Node("Relu", "relu", ["N"], ["R"]),
+            Node("GlobalAveragePool", "gap", ["R"], ["G"]),
+            Node("Flatten", "flatten", ["G"], ["F"]),
+            Node("Gemm", "fc", ["F", "B"], ["Y"]),
+        ],
+        [Value("X", [1, 3, 8, 8])], [Value("Y", null)], [Floats("W", [4, 3, 3, 3], Random(108, 1)), .. Norm("bn", 4, 2), Floats("B", [4, 3], Random(12, 6))]);
+
+    [Fact]
+    [Trait("Category", "Integration")]
+    public void A_resumed_run_makes_only_the_rows_it_lacks_and_runs_the_forward_pass_with_the_kept_kernels()
+    {
+        var file = temp["tiny.onnx"];
+        File.WriteAllBytes(file, TinyModel());
+        var onnx = LoopTune.Models.OnnxModel.Load(file);
+        using var store = new LoopTune.Store.MeasurementStore(temp["m.db"]);
+        var full = new ModelBench("0", LoopTune.Measure.MeasureOptions.Quick, _ => { }, store).Run(onnx);
+
+        var kept = new Dictionary<int, ModelRow> { [0] = ModelRow.FromJson(full[0].ToJson(0)).Row, [1] = ModelRow.FromJson(full[1].ToJson(1)).Row };
+        Assert.Equal(full[0], kept[0]); // a row read back from its journal line is the row
+        var progress = new List<string>();
+        var finished = new List<int>();
+        var bench = new ModelBench("0", LoopTune.Measure.MeasureOptions.Quick, progress.Add, store);
+        var rows = bench.Run(onnx, kept, (i, _) => finished.Add(i));
+        Assert.Equal([2, 3, 4, 5], finished);
+        Assert.Equal(4, progress.Count); // none for a kept node
+        Assert.Same(kept[0], rows[0]);
+        Assert.Equal(full.Select(r => (r.Node, r.Tuned, r.Spec, r.Schedule)), rows.Select(r => (r.Node, r.Tuned, r.Spec, r.Schedule)));
+        // the kept convolution's kernel is back for the forward pass, which matches ONNX Runtime's
+        Assert.Equal(["conv", "fc"], bench.Chosen.Keys.Select(n => n.Name).Order());
+        Assert.True(ModelEndToEnd.Passed(ModelEndToEnd.Run(onnx, bench.Chosen, LoopTune.Measure.MeasureOptions.Quick, _ => { })));
+
+        using var stop = new CancellationTokenSource();
+        finished.Clear();
+        Assert.Throws<OperationCanceledException>(() => new ModelBench("0", LoopTune.Measure.MeasureOptions.Quick, _ => { }, store)
+            .Run(onnx, finished: (i, _) => { finished.Add(i); stop.Cancel(); }, stop: stop.Token));
+        Assert.Equal([0], finished);
+
+        var (code, _, err) = TestHome.Run("model", file, "--budget", "0", "--resume", "--out", temp["r"]);
+        Assert.Equal(2, code);
+        Assert.Contains($"--resume: {temp["r"]} has no journal (journal.jsonl) to resume from", err);
+        Assert.False(Directory.Exists(temp["r"]));
     }
 
     [Fact]

@@ -94,6 +94,50 @@ public sealed class MeasurementStoreTests(ITestOutputHelper output) : IDisposabl
     }
 
     [Fact]
+    public void ARecordsThreadCountIsPartOfItsRuntimeKeyAsAMeasurementsIs()
+    {
+        var c = Computation.Parse("mm 16 16 16");
+        var one = new TuningRecord("m:16 n:16 k:16", "policy", "1s", 10, DateTime.UtcNow);
+        var two = one with { Schedule = "m:16p n:16 k:16", Gflops = 19 };
+        using var store = new MeasurementStore(folder["t.db"], "machine", "runtime");
+        store.PutRecord(c, 1, one);
+        store.PutRecord(c, 2, two);
+        Assert.True(store.TryGetRecord(c, 1, out var a) && a.Schedule == one.Schedule);
+        Assert.True(store.TryGetRecord(c, 2, out var b) && b.Schedule == two.Schedule);
+        Assert.False(store.TryGetRecord(c, 3, out _));
+        Assert.Equal([(c.Text, 1, "runtime"), (c.Text, 2, "runtime | 2 threads")], store.Records().Select(k => (k.Spec, k.Threads, k.Runtime)));
+        // a store opened at two threads reads and writes the same keys
+        using var atTwo = new MeasurementStore(folder["t.db"], "machine", "runtime | 2 threads");
+        Assert.True(atTwo.TryGetRecord(c, 2, out var again) && again.Schedule == two.Schedule);
+        Assert.True(atTwo.TryGetRecord(c, 1, out var single) && single.Schedule == one.Schedule);
+        Assert.True(atTwo.IsOurs(store.Records()[0]) && !atTwo.IsOurs(store.Records()[0] with { Runtime = "other | 2 threads" }));
+    }
+
+    [Fact]
+    public void AVersionOneFileHasItsThreadCountsMovedFromTheComputationKeyToTheRuntime()
+    {
+        var c = Computation.Parse("mm 16 16 16");
+        using (var store = new MeasurementStore(folder["v1.db"], "machine", "runtime")) store.PutRecord(c, 1, new TuningRecord("m:16 n:16 k:16", "policy", "1s", 10, DateTime.UtcNow));
+        using (var raw = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={folder["v1.db"]};Pooling=False"))
+        {
+            raw.Open();
+            using var old = raw.CreateCommand();
+            // as version 1 wrote them: the count in the computation's key, under either runtime key
+            old.CommandText = $"""
+                INSERT INTO records VALUES ('{c.Text} | 2 threads', 'machine', 'runtime', 'm:16p n:16 k:16', 'policy', '1s', 19, '2026-12-05T00:00:00.0000000Z');
+                INSERT INTO records VALUES ('{c.Text} | 4 threads', 'machine', 'runtime | 4 threads', 'm:4p m:4 n:16 k:16', 'policy', '1s', 30, '2026-12-05T00:00:00.0000000Z');
+                PRAGMA user_version = 1;
+                """;
+            old.ExecuteNonQuery();
+        }
+        using var reopened = new MeasurementStore(folder["v1.db"], "machine", "runtime");
+        Assert.Equal([(1, "m:16 n:16 k:16"), (2, "m:16p n:16 k:16"), (4, "m:4p m:4 n:16 k:16")],
+            reopened.Records().Select(k => (k.Threads, k.Record.Schedule)).Order());
+        Assert.All(reopened.Records(), k => Assert.Equal(c.Text, k.Spec));
+        Assert.True(reopened.TryGetRecord(c, 4, out var four) && four.Gflops == 30);
+    }
+
+    [Fact]
     public void AFileWithoutTheRecordsTableGetsIt()
     {
         var nest = Nest("mm 8 8 8");
