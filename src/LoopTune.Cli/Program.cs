@@ -20,7 +20,7 @@ public static class Program
         {
             MachineCommand.Create(io), RunCommand.Create(io), PeakCommand.Create(io), BenchCommand.Create(io), DemoCommand.Create(io),
             DatasetCommand.Create(io), StoreStressCommand.Create(io),
-            SearchCommand.Create(io), CompareSearchesCommand.Create(io), CompareLibrariesCommand.Create(io), TrainCommand.Create(io), AdaptCommand.Create(io), TuneCommand.Create(io), ModelCommand.Create(io), RecordsCommand.Create(io),
+            SearchCommand.Create(io), CompareSearchesCommand.Create(io), CompareLibrariesCommand.Create(io), TrainCommand.Create(io), AdaptCommand.Create(io), TuneCommand.Create(io), ModelCommand.Create(io), RecordsCommand.Create(io), CostModelCommand.Create(io),
             SiloCommand.Create(io), SlurmCommand.Create(io), ExportCommand.Create(io), LearnerLimitCommand.Create(io),
         };
         var parsed = root.Parse(args);

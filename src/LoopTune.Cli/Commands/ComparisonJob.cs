@@ -101,6 +101,7 @@ sealed record ComparisonJob(Dataset Data, string Split, ComparisonPlan Plan, str
         Action<string, Comparison, ComparisonSetup> write, Func<Action<ComparisonProgress>, Comparison>? elsewhere = null, IReadOnlyDictionary<string, string>? settings = null)
     {
         if (elsewhere is not null) CheckCluster();
+        if (Plan.Methods.Contains(CostModelSearch.MethodName)) CostModelCommand.RefreshBeforeSearch(io, Plan.SharedDb);
         var report = new ReportFolder(Out);
         try
         {

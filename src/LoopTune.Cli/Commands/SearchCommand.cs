@@ -41,6 +41,7 @@ static class SearchCommand
             var search = Searches.Get(p.GetValue(method)!);
             var limit = SearchBudget.Parse(p.GetValue(budget), p.GetValue(maxEvaluations));
             var (name, computation) = Target(p.GetValue(spec), p.GetValue(bench));
+            if (search.Name == CostModelSearch.MethodName) CostModelCommand.RefreshBeforeSearch(io, p.GetValue(db));
             var evaluator = Evaluators.Default(p.GetValue(db));
             SearchResult result;
             try

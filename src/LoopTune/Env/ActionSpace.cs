@@ -133,6 +133,21 @@ public abstract class ActionSpace
         return null;
     }
 
+    /// <summary>A legal id of <paramref name="nest"/> drawn uniformly, as <see cref="RandomMove"/> draws it, by rejection: ids
+    /// drawn uniformly from the whole space until one applies (at most <paramref name="tries"/>, then <see cref="RandomMove"/>).
+    /// One or a few applications instead of the mask's one per id: what a search that breeds thousands of candidates a
+    /// round draws its moves with. Another stream of random numbers than <see cref="RandomMove"/>'s.</summary>
+    public (int Id, IReadOnlyList<LoopAction> Actions, Nest Result)? SampleMove(Nest nest, Random rng, int tries = 64)
+    {
+        ArgumentNullException.ThrowIfNull(rng);
+        for (int t = 0; t < tries; t++)
+        {
+            int id = rng.Next(Count);
+            if (TryApply(nest, id) is { } m) return (id, m.Actions, m.Result);
+        }
+        return RandomMove(nest, rng);
+    }
+
     static IEnumerable<int> ByDistance(Nest nest)
     {
         yield return nest.Cursor;

@@ -83,12 +83,14 @@ public sealed record Genome(ImmutableArray<Gene> Genes, ImmutableArray<int> Ids,
         return genes;
     }
 
-    /// <summary>A genome of up to <paramref name="length"/> random legal ids from <paramref name="start"/>.</summary>
-    public static Genome Random(ActionSpace space, Nest start, Random rng, int length)
+    /// <summary>A genome of up to <paramref name="length"/> random legal ids from <paramref name="start"/>, drawn with
+    /// <see cref="ActionSpace.RandomMove"/>, or with the cheaper <see cref="ActionSpace.SampleMove"/> when
+    /// <paramref name="sample"/> (the same distribution, other random numbers).</summary>
+    public static Genome Random(ActionSpace space, Nest start, Random rng, int length, bool sample = false)
     {
         var genes = new List<Gene>();
         var nest = start;
-        for (int i = 0; i < length && space.RandomMove(nest, rng) is { } m; i++)
+        for (int i = 0; i < length && Move(space, nest, rng, sample) is { } m; i++)
         {
             genes.Add(Gene.At(space, nest, m.Id));
             nest = m.Result;
@@ -109,7 +111,7 @@ public sealed record Genome(ImmutableArray<Gene> Genes, ImmutableArray<int> Ids,
     /// by a random legal id from the state before it, or truncate after a random gene. Insert and replace draw the id from
     /// the state the genes before that place reach, so they are legal there when drawn.
     /// </summary>
-    public static Genome Mutate(ActionSpace space, Nest start, Genome g, Random rng, int maxGenes)
+    public static Genome Mutate(ActionSpace space, Nest start, Genome g, Random rng, int maxGenes, bool sample = false)
     {
         var genes = g.Genes.ToList();
         int op = genes.Count == 0 ? 0 : rng.Next(4);
@@ -118,7 +120,7 @@ public sealed record Genome(ImmutableArray<Gene> Genes, ImmutableArray<int> Ids,
         {
             case 0 or 2:
                 var before = Build(space, start, genes.Take(at), maxGenes).Result;
-                if (space.RandomMove(before, rng) is not { } m) break;
+                if (Move(space, before, rng, sample) is not { } m) break;
                 var gene = Gene.At(space, before, m.Id);
                 if (op == 0) genes.Insert(at, gene);
                 else genes[at] = gene;
@@ -132,6 +134,9 @@ public sealed record Genome(ImmutableArray<Gene> Genes, ImmutableArray<int> Ids,
         }
         return Build(space, start, genes, maxGenes);
     }
+
+    static (int Id, IReadOnlyList<LoopAction> Actions, Nest Result)? Move(ActionSpace space, Nest nest, Random rng, bool sample) =>
+        sample ? space.SampleMove(nest, rng) : space.RandomMove(nest, rng);
 
     /// <summary>The genes as text, e.g. <c>split_16@n tile_vec_16@n'</c> (the cursor space: the actions).</summary>
     public string Describe(ActionSpace space, Computation c) =>

@@ -13,6 +13,7 @@ namespace LoopTune.Search;
 /// | beam_bfs  | breadth-first beam: the 4 fastest states per level, 10 levels               |
 /// | beam_dfs  | depth-first into the 4 fastest children of each state, 10 moves deep        |
 /// | genetic   | 24 move sequences, tournament, 4 random immigrants, repaired crossover      |
+/// | cost_model| 1024 candidates a round scored by the cost model, the top 8 measured        |
 /// </code>
 /// A move walks the cursor to any loop and applies one kernel-changing action there (<see cref="Moves"/>).
 /// </summary>
@@ -21,7 +22,7 @@ public static class Searches
     static readonly ImmutableArray<Func<ISearch>> Factories =
     [
         () => new RandomSearch(), () => new GreedySearch(new GreedyOptions(Lookahead: 1)), () => new GreedySearch(new GreedyOptions(Lookahead: 2, Width: 4)),
-        () => new BeamBfsSearch(), () => new BeamDfsSearch(), () => new GeneticSearch(),
+        () => new BeamBfsSearch(), () => new BeamDfsSearch(), () => new GeneticSearch(), () => new CostModelSearch(),
     ];
 
     /// <summary>Every search's name, in the order the reports list them.</summary>

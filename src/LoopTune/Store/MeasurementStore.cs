@@ -265,6 +265,34 @@ public sealed class MeasurementStore : IDisposable
 
     const string ThreadsMark = " | ";
 
+    /// <summary>Every measurement of this instance's machine and runtime, ordered by computation and schedule: what a cost
+    /// model of this machine learns from (<c>LoopTune.CostModel</c>).</summary>
+    public IReadOnlyList<StoredMeasurement> Measurements() => Locked(() => Use(() =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT computation, schedule, median_s, min_s, samples, gflops, measured_at FROM measurements "
+            + "WHERE machine = $machine AND runtime = $runtime ORDER BY computation, schedule";
+        command.Parameters.AddWithValue("$machine", Machine);
+        command.Parameters.AddWithValue("$runtime", Runtime);
+        using var r = command.ExecuteReader();
+        var list = new List<StoredMeasurement>();
+        while (r.Read())
+            list.Add(new StoredMeasurement(r.GetString(0), r.GetString(1), r.GetDouble(2), r.GetDouble(3), r.GetInt32(4), r.GetDouble(5),
+                DateTime.Parse(r.GetString(6), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind)));
+        return (IReadOnlyList<StoredMeasurement>)list;
+    }));
+
+    /// <summary>How many measurements of this instance's machine and runtime the file holds (a cost model retrains when
+    /// they have grown enough since it was fitted).</summary>
+    public int CountOfThisMachine => Locked(() => Use(() =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COUNT(*) FROM measurements WHERE machine = $machine AND runtime = $runtime";
+        command.Parameters.AddWithValue("$machine", Machine);
+        command.Parameters.AddWithValue("$runtime", Runtime);
+        return Convert.ToInt32(command.ExecuteScalar(), CultureInfo.InvariantCulture);
+    }));
+
     /// <summary>Every tuning record of the file, of every machine and runtime (choices among lowerings left out), ordered by
     /// machine, runtime and computation.</summary>
     public IReadOnlyList<KeyedRecord> Records() => Locked(() => Use(() =>

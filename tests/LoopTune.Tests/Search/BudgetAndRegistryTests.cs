@@ -33,7 +33,7 @@ public sealed class BudgetAndRegistryTests
     [Fact]
     public void TheRegistryHasTheSixMethods()
     {
-        Assert.Equal(["random", "greedy1", "greedy2", "beam_bfs", "beam_dfs", "genetic"], Searches.Names.AsEnumerable());
+        Assert.Equal(["random", "greedy1", "greedy2", "beam_bfs", "beam_dfs", "genetic", "cost_model"], Searches.Names.AsEnumerable());
         foreach (var name in Searches.Names) Assert.Equal(name, Searches.Get(name).Name);
         Assert.NotSame(Searches.Get("random"), Searches.Get("random"));
     }
@@ -43,7 +43,7 @@ public sealed class BudgetAndRegistryTests
     {
         var e = Assert.Throws<SearchError>(() => Searches.Get("beam"));
         Assert.Contains("unknown search method 'beam'", e.Message);
-        Assert.Contains("random, greedy1, greedy2, beam_bfs, beam_dfs, genetic", e.Message);
+        Assert.Contains("random, greedy1, greedy2, beam_bfs, beam_dfs, genetic, cost_model", e.Message);
         Assert.Throws<SearchError>(() => ComparisonMethods.Parse("random,random", "default"));
         Assert.Equal(["greedy2", "random"], ComparisonMethods.Parse("greedy2, random", "default").Select(s => s.Name));
     }
