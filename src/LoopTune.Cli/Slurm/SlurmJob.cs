@@ -49,7 +49,8 @@ sealed partial record SlurmJob(int Nodes, int CpusPerNode, string Time, string? 
         if (!Name().IsMatch(jobName) || jobName.Contains(',')) throw new LoopTuneException($"--job-name '{jobName}': letters, digits, '.', '_' and '-' only");
         string output = Path.Combine(SbatchPath(Path.GetFullPath(outDir), "--out"), $"{jobName}-%j.out");
         return new(nodes, cpusPerNode, ParseTime(time), partition, jobName, redisPort, output, SbatchPath(Path.GetFullPath(workDir), "the current directory"),
-            program, command) { Threads = ThreadsOf(command, cpusPerNode) };
+            program, command)
+        { Threads = ThreadsOf(command, cpusPerNode) };
     }
 
     /// <summary>The command's <c>--threads N|all</c> (1 without it), which a node's CPUs must hold.</summary>
