@@ -150,30 +150,35 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
 
     /// <summary>The turns of runtimes timed side by side at <paramref name="threads"/> threads (null at one, or when the caller
     /// is not pinned; dispose it after the timing): the libraries' worker threads are pinned to the team's other cores
-    /// (<see cref="Affinity.PinLibraryThreads"/>) and, before each sample, the process is let go quiet
-    /// (<see cref="Quiet.Settle"/>), the caller pinned to its core again and the piece run untimed for
-    /// <see cref="TurnWarmSeconds"/> (once at least), to wake the cores and its threads.</summary>
+    /// (<see cref="Affinity.PinLibraryThreads"/>; the caller stays on its pinned core) and, before each sample, the process
+    /// is let go quiet (<see cref="Quiet.Settle"/>) and the piece run untimed for <see cref="TurnWarmSeconds"/> (once at
+    /// least), to wake the cores and its threads.</summary>
     public static Turns? TakeTurns(int threads, ThreadPinning.PinScope pin, IReadOnlyList<Action> runs)
     {
-        ArgumentNullException.ThrowIfNull(pin);
         ArgumentNullException.ThrowIfNull(runs);
-        return threads <= 1 || !pin.Pinned ? null : new Turns(Affinity.TeamCores(threads, pin.Core), runs);
+        return PinLibraries(threads, pin) is { } libraries ? new Turns(runs, libraries) : null;
+    }
+
+    /// <summary>At <paramref name="threads"/> threads above one with the caller pinned: the libraries' workers pinned to the
+    /// other cores of the caller's team (<see cref="Affinity.PinLibraryThreads"/>) until disposed; else null.</summary>
+    static IDisposable? PinLibraries(int threads, ThreadPinning.PinScope pin)
+    {
+        ArgumentNullException.ThrowIfNull(pin);
+        return threads <= 1 || !pin.Pinned ? null : Affinity.PinLibraryThreads(Affinity.TeamCores(threads, pin.Core));
     }
 
     /// <summary>Runtimes taking turns on a team's cores (<see cref="TakeTurns"/>).</summary>
     public sealed class Turns : IDisposable
     {
-        readonly int[] team;
         readonly IReadOnlyList<Action> runs;
         readonly IDisposable libraries;
 
-        internal Turns(int[] team, IReadOnlyList<Action> runs) => (this.team, this.runs, libraries) = (team, runs, Affinity.PinLibraryThreads(team));
+        internal Turns(IReadOnlyList<Action> runs, IDisposable libraries) => (this.runs, this.libraries) = (runs, libraries);
 
         /// <summary>Readies the machine for piece <paramref name="i"/> (<see cref="Timing.MeasureTogether(IReadOnlyList{Action}, IReadOnlyList{double}, MeasureOptions, Action{int}?)"/>'s turn).</summary>
         public void Before(int i)
         {
             Quiet.Settle(TurnSettleSeconds);
-            Affinity.PinCurrentThread(team[0]);
             // untimed runs for a few milliseconds: the idle cores (and a VM's idle vCPUs) wake and the runtime's threads
             // are spinning again before the sample starts
             var warm = System.Diagnostics.Stopwatch.StartNew();
@@ -205,7 +210,7 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
         using var pin = ThreadPinning.Pin();
         var prepared = PreparePeers(c, threads);
         // at N threads, each library after the last one's threads went quiet, its workers on the other cores of a team of N
-        using var libraries = threads > 1 && pin.Pinned ? Affinity.PinLibraryThreads(Affinity.TeamCores(threads, pin.Core)) : null;
+        using var libraries = PinLibraries(threads, pin);
         try
         {
             return [.. prepared.Select(p =>
