@@ -252,37 +252,60 @@ public sealed class ConvOp : ContractionOp
     protected override float[] KernelOutput(float[] output) => Lowering == ConvLowering.Blocked ? blocked! : output;
 
     /// <summary>A blocked kernel's output written into the node's: <c>Y[n,E*g+e,h,w] = O[n,g,h,w,e]</c>, each block of
-    /// E channels a transpose of [OH*OW, E] into [E, OH*OW] (<see cref="Transpose"/>).</summary>
+    /// E channels a transpose of [OH*OW, E] into [E, OH*OW] (<see cref="Transpose"/>), with the epilogue done on each tile
+    /// as it is written.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    protected override void Finish(float[] output, Func<string, float[]> value)
+    protected override void Finish(float[] output, Func<string, float[]> value, Epilogue epilogue)
     {
-        if (Lowering != ConvLowering.Blocked) return;
+        if (Lowering != ConvLowering.Blocked)
+        {
+            base.Finish(output, value, epilogue);
+            return;
+        }
         int plane = (int)(OutputShape[2] * OutputShape[3]), blocks = (int)(xShape[0] * wShape[0]) / block, size = plane * block;
         for (int i = 0; i < blocks; i++)
-            Transpose(blocked.AsSpan(i * size, size), plane, block, output.AsSpan(i * size, size), plane);
+            Transpose(blocked.AsSpan(i * size, size), plane, block, output.AsSpan(i * size, size), plane,
+                epilogue.Residual is { } r ? r.AsSpan(i * size, size) : default, epilogue.Relu);
     }
 
+    /// <summary>The bias, or the blocked kernel's output written back, covers every float of the node's output.</summary>
+    protected override bool OverwritesOutput => Lowering == ConvLowering.Blocked || bias is not null;
+
     /// <summary><c>to[j*stride + i] = from[i*columns + j]</c> for i &lt; rows, j &lt; columns: 8 x 8 tiles transposed in
-    /// AVX registers where the machine has them, the edges one by one.</summary>
+    /// AVX registers where the machine has them, the edges one by one. With <paramref name="residual"/> (laid out as
+    /// <paramref name="to"/>) each element written is added to its residual, and with <paramref name="relu"/> it is then
+    /// <c>max(v, 0)</c> (<see cref="Epilogue"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Transpose(ReadOnlySpan<float> from, int rows, int columns, Span<float> to, int stride)
+    internal static void Transpose(ReadOnlySpan<float> from, int rows, int columns, Span<float> to, int stride, ReadOnlySpan<float> residual = default, bool relu = false)
     {
-        if (from.Length < rows * columns || to.Length < (columns - 1) * stride + rows) throw new ArgumentException("the spans are too short");
+        if (from.Length < rows * columns || to.Length < (columns - 1) * stride + rows || !residual.IsEmpty && residual.Length < to.Length)
+            throw new ArgumentException("the spans are too short");
         int rows8 = Avx.IsSupported ? rows / 8 * 8 : 0, columns8 = Avx.IsSupported ? columns / 8 * 8 : 0;
         ref float src = ref MemoryMarshal.GetReference(from);
         ref float dst = ref MemoryMarshal.GetReference(to);
+        ref float res = ref MemoryMarshal.GetReference(residual);
+        bool add = !residual.IsEmpty;
         for (int i = 0; i < rows8; i += 8)
             for (int j = 0; j < columns8; j += 8)
-                Transpose8(ref Unsafe.Add(ref src, i * columns + j), columns, ref Unsafe.Add(ref dst, j * stride + i), stride);
+            {
+                int at = j * stride + i;
+                Transpose8(ref Unsafe.Add(ref src, i * columns + j), columns, ref Unsafe.Add(ref dst, at), stride,
+                    ref add ? ref Unsafe.Add(ref res, at) : ref Unsafe.NullRef<float>(), relu);
+            }
         for (int i = 0; i < rows; i++)
             for (int j = i < rows8 ? columns8 : 0; j < columns; j++)
-                to[j * stride + i] = from[i * columns + j];
+            {
+                float v = from[i * columns + j];
+                if (add) v += residual[j * stride + i];
+                to[j * stride + i] = relu && !(v > 0) ? 0 : v;
+            }
     }
 
     /// <summary>One 8 x 8 tile: rows of <paramref name="from"/> <paramref name="pitch"/> floats apart become columns of
-    /// <paramref name="to"/>, whose rows are <paramref name="stride"/> apart.</summary>
+    /// <paramref name="to"/>, whose rows are <paramref name="stride"/> apart; plus the residual's row at the same place
+    /// (unless it is a null reference), then the Relu.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Transpose8(ref float from, int pitch, ref float to, int stride)
+    static void Transpose8(ref float from, int pitch, ref float to, int stride, ref float residual, bool relu)
     {
         nuint p = (nuint)pitch, s = (nuint)stride;
         var (r0, r1, r2, r3) = (Vector256.LoadUnsafe(ref from), Vector256.LoadUnsafe(ref from, p), Vector256.LoadUnsafe(ref from, 2 * p), Vector256.LoadUnsafe(ref from, 3 * p));
@@ -291,14 +314,25 @@ public sealed class ConvOp : ContractionOp
         var (t4, t5, t6, t7) = (Avx.UnpackLow(r4, r5), Avx.UnpackHigh(r4, r5), Avx.UnpackLow(r6, r7), Avx.UnpackHigh(r6, r7));
         var (u0, u1, u2, u3) = (Avx.Shuffle(t0, t2, 0x44), Avx.Shuffle(t0, t2, 0xEE), Avx.Shuffle(t1, t3, 0x44), Avx.Shuffle(t1, t3, 0xEE));
         var (u4, u5, u6, u7) = (Avx.Shuffle(t4, t6, 0x44), Avx.Shuffle(t4, t6, 0xEE), Avx.Shuffle(t5, t7, 0x44), Avx.Shuffle(t5, t7, 0xEE));
-        Avx.Permute2x128(u0, u4, 0x20).StoreUnsafe(ref to);
-        Avx.Permute2x128(u1, u5, 0x20).StoreUnsafe(ref to, s);
-        Avx.Permute2x128(u2, u6, 0x20).StoreUnsafe(ref to, 2 * s);
-        Avx.Permute2x128(u3, u7, 0x20).StoreUnsafe(ref to, 3 * s);
-        Avx.Permute2x128(u0, u4, 0x31).StoreUnsafe(ref to, 4 * s);
-        Avx.Permute2x128(u1, u5, 0x31).StoreUnsafe(ref to, 5 * s);
-        Avx.Permute2x128(u2, u6, 0x31).StoreUnsafe(ref to, 6 * s);
-        Avx.Permute2x128(u3, u7, 0x31).StoreUnsafe(ref to, 7 * s);
+        bool add = !Unsafe.IsNullRef(ref residual);
+        Store(Avx.Permute2x128(u0, u4, 0x20), ref to, ref residual, 0, add, relu);
+        Store(Avx.Permute2x128(u1, u5, 0x20), ref to, ref residual, s, add, relu);
+        Store(Avx.Permute2x128(u2, u6, 0x20), ref to, ref residual, 2 * s, add, relu);
+        Store(Avx.Permute2x128(u3, u7, 0x20), ref to, ref residual, 3 * s, add, relu);
+        Store(Avx.Permute2x128(u0, u4, 0x31), ref to, ref residual, 4 * s, add, relu);
+        Store(Avx.Permute2x128(u1, u5, 0x31), ref to, ref residual, 5 * s, add, relu);
+        Store(Avx.Permute2x128(u2, u6, 0x31), ref to, ref residual, 6 * s, add, relu);
+        Store(Avx.Permute2x128(u3, u7, 0x31), ref to, ref residual, 7 * s, add, relu);
+    }
+
+    /// <summary>Stores <paramref name="v"/> at <paramref name="at"/> floats past <paramref name="to"/>, plus the residual's
+    /// vector there (when <paramref name="add"/>), then max(v, 0) (when <paramref name="relu"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Store(Vector256<float> v, ref float to, ref float residual, nuint at, bool add, bool relu)
+    {
+        if (add) v += Vector256.LoadUnsafe(ref residual, at);
+        if (relu) v = Vector256.Max(v, Vector256<float>.Zero);
+        v.StoreUnsafe(ref to, at);
     }
 
     /// <summary>The weights in blocks of <see cref="block"/> output channels, <c>W[g,c,r,s,e] = weights[E*g+e,c,r,s]</c>

@@ -24,6 +24,25 @@ public static class ElementwiseOps
         for (; i < x.Length; i++) y[i] = x[i] > 0 ? x[i] : 0;
     }
 
+    /// <summary><c>y = x + residual</c> (when given) then <c>max(y, 0)</c> (when <paramref name="relu"/>), in one pass; y may be x.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AddRelu(ReadOnlySpan<float> x, ReadOnlySpan<float> residual, bool relu, Span<float> y)
+    {
+        bool add = !residual.IsEmpty;
+        int i = 0;
+        for (; i <= x.Length - Lanes; i += Lanes)
+        {
+            var v = new Vector<float>(x[i..]);
+            if (add) v += new Vector<float>(residual[i..]);
+            (relu ? Vector.Max(v, Vector<float>.Zero) : v).CopyTo(y[i..]);
+        }
+        for (; i < x.Length; i++)
+        {
+            float v = add ? x[i] + residual[i] : x[i];
+            y[i] = relu && !(v > 0) ? 0 : v;
+        }
+    }
+
     /// <summary><c>y = x * scale[c] + shift[c]</c> where c is the channel of the plane of <paramref name="plane"/>
     /// floats each element lies in (planes cycle through the channels: NCHW with any N).</summary>
     public static void ChannelAffine(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, int plane)

@@ -53,7 +53,11 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     /// convolution's input (its zeros are written once), and a constant input copied once when the kernel reads past its
     /// end (<see cref="Kernel.ReadsPast"/>), which the kernel would otherwise copy in every run. So a run allocates
     /// nothing and repeated runs time the work of the node. One run at a time.</summary>
-    public void Run(Kernel kernel, IReadOnlyDictionary<string, float[]> feeds, float[] output)
+    public void Run(Kernel kernel, IReadOnlyDictionary<string, float[]> feeds, float[] output) => Run(kernel, feeds, output, default);
+
+    /// <summary><see cref="Run(Kernel, IReadOnlyDictionary{string, float[]}, float[])"/>, then <paramref name="epilogue"/> on
+    /// the output, done where the op writes it (<see cref="Finish(float[], Func{string, float[]}, Epilogue)"/>).</summary>
+    public void Run(Kernel kernel, IReadOnlyDictionary<string, float[]> feeds, float[] output, Epilogue epilogue)
     {
         ArgumentNullException.ThrowIfNull(kernel);
         ArgumentNullException.ThrowIfNull(feeds);
@@ -62,12 +66,18 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
             throw new ArgumentException($"the kernel computes {kernel.Computation.Text}, not {Contraction.Text}");
         if (kernel.Fraction != 1) throw new ArgumentException("the kernel is a slice of the contraction");
         if (output.Length != Contraction.Output.Length) throw new ArgumentException($"the output holds {output.Length} floats, not {Contraction.Output.Length}");
-        Array.Clear(output);
+        if (epilogue.Residual is { } r && r.Length != output.Length) throw new ArgumentException($"the residual holds {r.Length} floats, the output {output.Length}");
+        if (!OverwritesOutput) Array.Clear(output);
         Func<string, float[]> value = name => feeds.TryGetValue(name, out var v) ? v : Constant(name) ?? throw new ArgumentException($"no value for {name}: feed it");
         var (left, right) = Prepare(output, value);
         kernel.Run(KernelOutput(output), Readable(left, Contraction.Left.Length, kernel.ReadsPast), Readable(right, Contraction.Right.Length, kernel.ReadsPast));
-        Finish(output, value);
+        Finish(output, value, epilogue);
     }
+
+    /// <summary>Whether <see cref="Prepare"/> and <see cref="Finish(float[], Func{string, float[]})"/> write every float of
+    /// the node's output whatever it held (a bias filled in, or a result written back from another layout), so that
+    /// <see cref="Run(Kernel, IReadOnlyDictionary{string, float[]}, float[], Epilogue)"/> need not clear it first.</summary>
+    protected virtual bool OverwritesOutput => false;
 
     /// <summary>Floats left readable after the arrays a node makes for its kernel (at least any kernel's
     /// <see cref="Kernel.ReadsPast"/>: one vector).</summary>
@@ -101,6 +111,14 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     /// <summary>Work on the output after the kernel (none by default).</summary>
     protected virtual void Finish(float[] output, Func<string, float[]> value) { }
 
+    /// <summary><see cref="Finish(float[], Func{string, float[]})"/>, then the epilogue in one pass over the output (an op
+    /// that writes its output from another layout does it as it writes).</summary>
+    protected virtual void Finish(float[] output, Func<string, float[]> value, Epilogue epilogue)
+    {
+        Finish(output, value);
+        epilogue.Apply(output);
+    }
+
     /// <summary>The float32 initializer of that name, or null.</summary>
     protected float[]? Constant(string name) => Model.Initializers.TryGetValue(name, out var t) && t.IsFloat ? t.Floats : null;
 
@@ -115,6 +133,21 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     public virtual LoweredNode LowerAgain(OnnxModel model, ModelShapes shapes, OnnxNode node) => ModelLowering.Lower(model, shapes, node);
 
     public override string ToString() => $"{Node}: {Contraction.Text}";
+}
+
+/// <summary>What a forward pass does to a contraction's output right after it, while it is in cache (ONNX Runtime fuses
+/// the same): <c>y = y + Residual</c> (a value of the output's shape made earlier) when there is one, then
+/// <c>y = max(y, 0)</c> when <see cref="Relu"/>. The default does nothing.</summary>
+public readonly record struct Epilogue(float[]? Residual, bool Relu)
+{
+    /// <summary>Whether it does nothing.</summary>
+    public bool None => Residual is null && !Relu;
+
+    /// <summary>Applies it to the whole of <paramref name="y"/>, in one pass.</summary>
+    public void Apply(float[] y)
+    {
+        if (!None) ElementwiseOps.AddRelu(y, Residual, Relu, y);
+    }
 }
 
 /// <summary>What a node runs with in a forward pass: the lowering chosen for it (<see cref="Op"/>) and the compiled kernel of

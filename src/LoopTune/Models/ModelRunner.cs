@@ -204,18 +204,9 @@ public sealed class ModelRunner
             output = relu.Outputs[0];
             fused.Add(relu);
         }
-        Step(op.Node.Outputs[0], y => Epilogue(op.Run, kernel, feeds, y, residual, relu is not null), op.Node);
+        var epilogue = new Epilogue(residual, relu is not null);
+        Step(op.Node.Outputs[0], y => op.Run(kernel, feeds, y, epilogue), op.Node);
         foreach (var n in new[] { add, relu }.OfType<OnnxNode>()) values[n.Outputs[0]] = values[op.Node.Outputs[0]];
-    }
-
-    /// <summary>The contraction, then what was fused after it, on its output while it is in cache: the residual added
-    /// (an Add of a value of the same shape made earlier) and the Relu.</summary>
-    static void Epilogue(Action<Kernel, IReadOnlyDictionary<string, float[]>, float[]> run, Kernel kernel, IReadOnlyDictionary<string, float[]> feeds,
-        float[] y, float[]? residual, bool relu)
-    {
-        run(kernel, feeds, y);
-        if (residual is not null) ElementwiseOps.Row(BinaryOp.Add, y, true, residual, true, y);
-        if (relu) ElementwiseOps.Relu(y, y);
     }
 
     /// <summary>The node of type <paramref name="op"/> that is the only reader of <paramref name="value"/> (no graph output),

@@ -225,6 +225,44 @@ public class LoweringTests
     }
 
     [Theory]
+    [InlineData(49, 16, 49, true, true)]
+    [InlineData(203, 24, 210, true, false)]
+    [InlineData(64, 8, 64, false, true)]
+    [InlineData(5, 3, 7, true, true)]
+    public void The_transpose_with_an_epilogue_adds_the_residual_then_applies_the_relu_to_every_element_it_writes(int rows, int columns, int stride, bool add, bool relu)
+    {
+        var from = Random(rows * columns, 96);
+        int length = (columns - 1) * stride + rows + 3;
+        var residual = Random(length, 97);
+        var to = Enumerable.Repeat(-9f, length).ToArray();
+        ConvOp.Transpose(from, rows, columns, to, stride, add ? residual : default, relu);
+        var want = Enumerable.Repeat(-9f, length).ToArray();
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < columns; j++)
+            {
+                float v = from[i * columns + j] + (add ? residual[j * stride + i] : 0);
+                want[j * stride + i] = relu ? Math.Max(v, 0) : v;
+            }
+        Assert.Equal(want, to);
+        Assert.Throws<ArgumentException>(() => ConvOp.Transpose(from, rows, columns, to, stride, residual.AsSpan(0, length - 4), relu));
+    }
+
+    [Fact]
+    public void The_one_pass_epilogue_adds_the_residual_then_applies_the_relu()
+    {
+        var x = Random(1000, 98);
+        var r = Random(1000, 99);
+        var y = (float[])x.Clone();
+        ElementwiseOps.AddRelu(y, r, true, y);
+        Assert.Equal(x.Select((v, i) => Math.Max(v + r[i], 0f)), y);
+        var z = (float[])x.Clone();
+        ElementwiseOps.AddRelu(z, default, false, z);
+        Assert.Equal(x, z);
+        ElementwiseOps.AddRelu(z, default, true, z);
+        Assert.Equal(x.Select(v => Math.Max(v, 0f)), z);
+    }
+
+    [Theory]
     [InlineData(512)]
     [InlineData(256)]
     public void The_vector_copy_of_even_elements_writes_what_a_loop_would_and_stops_before_reading_past_the_row(int bits)

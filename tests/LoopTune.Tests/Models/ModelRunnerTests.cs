@@ -74,6 +74,45 @@ public class ModelRunnerTests
         Assert.Equal(["conv1", "pool", "conv2", "bias", "relu2", "avg", "gap", "fc"], runner.Profile(1).Select(p => p.Node));
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Blocked_convolutions_write_their_output_back_with_the_residual_and_relu_fused_as_onnx_runtime_computes_them(bool bias)
+    {
+        // X [1,16,9,11] -> conv1 (16 filters 3x3, pads 1) -> Relu -> R1; conv2 (16 filters 3x3, pads 1) of R1 -> Add R1 -> Relu -> Y:
+        // both convolutions lowered blocked (16 output channels, innermost), whose write-back does the epilogue
+        var bytes = Model(
+            [
+                Node("Conv", "conv1", bias ? ["X", "W1", "B1"] : ["X", "W1"], ["Y1"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+                Node("Relu", "relu1", ["Y1"], ["R1"]),
+                Node("Conv", "conv2", ["R1", "W2"], ["Y2"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+                Node("Add", "add", ["Y2", "R1"], ["A"]),
+                Node("Relu", "relu2", ["A"], ["Y"]),
+            ],
+            [Value("X", [1, 16, 9, 11])], [Value("Y", null)],
+            [Floats("W1", [16, 16, 3, 3], Random(2304, 21)), Floats("B1", [16], Random(16, 22)), Floats("W2", [16, 16, 3, 3], Random(2304, 23))]);
+        var model = OnnxModel.Parse(bytes, "test.onnx");
+        var shapes = ShapeInference.Infer(model);
+        var kernels = new Dictionary<OnnxNode, ChosenKernel>();
+        foreach (var node in model.Nodes.Where(n => n.OpType == "Conv"))
+        {
+            var blocked = ModelLowering.Alternatives(model, shapes, node).OfType<ConvOp>().SingleOrDefault(o => o.Lowering == ConvLowering.Blocked);
+            if (blocked is null) return; // no block of output channels divides 16 on this machine's vectors
+            kernels[node] = new ChosenKernel(blocked, Kernel.Compile(Nest.Initial(blocked.Contraction)));
+        }
+        var runner = ModelRunner.Build(model, shapes, kernels);
+        Assert.Equal(["conv1", "conv2"], runner.Profile(1).Select(p => p.Node));
+        var x = runner.Value("X");
+        Random(x.Length, 24).CopyTo(x);
+        var want = RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (x, [1, 16, 9, 11]) }, "Y")["Y"].Item1;
+        for (int pass = 0; pass < 2; pass++) // the second into the same arrays
+        {
+            runner.Run();
+            AssertClose(want, runner.Value("Y"));
+        }
+        Assert.Contains(runner.Value("Y"), v => v == 0);
+    }
+
     [Fact]
     public void A_batch_norm_whose_conv_output_is_also_read_elsewhere_runs_unfolded_as_onnx_runtime_runs_it()
     {
