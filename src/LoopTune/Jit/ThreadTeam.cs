@@ -29,6 +29,7 @@ sealed unsafe class ThreadTeam
     readonly int spinRounds;
     int generation, pending;
     KernelFn? fn;
+    Action<int, int, int>? work;
     nint output, left, right;
     int[] bounds = [];
     Exception? failure;
@@ -59,16 +60,42 @@ sealed unsafe class ThreadTeam
     {
         lock (gate)
         {
-            (fn, output, left, right, bounds, failure) = (kernel, (nint)o, (nint)l, (nint)r, chunks, null);
-            Volatile.Write(ref pending, wake.Length);
-            Interlocked.Increment(ref generation);
-            foreach (var w in wake) w.Release();
-            kernel(o, l, r, 1, chunks[0], chunks[1]);
-            for (int i = 0; i < spinRounds && Volatile.Read(ref pending) != 0; i++) Thread.SpinWait(SpinPause);
-            done.Wait();
-            fn = null; // the team outlives the kernel: let it be collected
-            if (failure is { } e) throw new InvalidOperationException("a kernel thread failed", e);
+            (fn, work, output, left, right) = (kernel, null, (nint)o, (nint)l, (nint)r);
+            Wake(chunks);
+            try { kernel(o, l, r, 1, chunks[0], chunks[1]); }
+            finally { Wait(); }
         }
+    }
+
+    /// <summary>Runs <paramref name="body"/>(t, bounds[t], bounds[t + 1]) on thread t of the team (the caller is 0); returns
+    /// when all have finished. For the work around kernels (copies into other layouts, epilogues) on the kernel's threads.</summary>
+    public void Run(Action<int, int, int> body, int[] chunks)
+    {
+        lock (gate)
+        {
+            (fn, work) = (null, body);
+            Wake(chunks);
+            try { body(0, chunks[0], chunks[1]); }
+            finally { Wait(); } // the workers finish theirs before a failure of the caller's part leaves
+        }
+    }
+
+    /// <summary>Wakes the workers on their chunks of <paramref name="chunks"/>. Under the gate.</summary>
+    void Wake(int[] chunks)
+    {
+        (bounds, failure) = (chunks, null);
+        Volatile.Write(ref pending, wake.Length);
+        Interlocked.Increment(ref generation);
+        foreach (var w in wake) w.Release();
+    }
+
+    /// <summary>Waits for the workers (the caller has run its chunk), then forgets the work. Under the gate.</summary>
+    void Wait()
+    {
+        for (int i = 0; i < spinRounds && Volatile.Read(ref pending) != 0; i++) Thread.SpinWait(SpinPause);
+        done.Wait();
+        (fn, work) = (null, null); // the team outlives the kernel: let it be collected
+        if (failure is { } e) throw new InvalidOperationException("a kernel thread failed", e);
     }
 
     void Work(int index, int core)
@@ -80,7 +107,11 @@ sealed unsafe class ThreadTeam
             for (int i = 0; i < spinRounds && Volatile.Read(ref generation) == seen; i++) Thread.SpinWait(SpinPause);
             wake[index - 1].Wait();
             seen++;
-            try { fn!((float*)output, (float*)left, (float*)right, 1, bounds[index], bounds[index + 1]); }
+            try
+            {
+                if (work is { } body) body(index, bounds[index], bounds[index + 1]);
+                else fn!((float*)output, (float*)left, (float*)right, 1, bounds[index], bounds[index + 1]);
+            }
             catch (Exception e) { failure = e; }
             finally
             {

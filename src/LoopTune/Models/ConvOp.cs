@@ -226,20 +226,22 @@ public sealed class ConvOp : ContractionOp
         var b = bias is null ? null : Sized(value(bias), bias, OutputShape[1]);
         if (Lowering == ConvLowering.Blocked)
         {
-            blocked ??= new float[Contraction.Output.Length];
-            if (b is null) Array.Clear(blocked);
-            else
+            var o = blocked ??= new float[Contraction.Output.Length];
+            int groups = (int)wShape[0] / block, plane = (int)(OutputShape[2] * OutputShape[3]), e = block;
+            TeamWork.For(Threads, o.Length / e, 64, (_, start, end) => // row (n, g, pixel) starts as the bias of block g
             {
-                int groups = (int)wShape[0] / block, plane = (int)(OutputShape[2] * OutputShape[3]);
-                for (int row = 0; row < blocked.Length / block; row++) // row (n, g, pixel) starts as the bias of block g
-                    b.AsSpan(row / plane % groups * block, block).CopyTo(blocked.AsSpan(row * block));
-            }
+                if (b is null) o.AsSpan(start * e, (end - start) * e).Clear();
+                else for (int row = start; row < end; row++) b.AsSpan(row / plane % groups * e, e).CopyTo(o.AsSpan(row * e));
+            });
             return (CopiesInput ? Pad(input) : input, PackBlocks(weights));
         }
         if (b is not null)
         {
             int plane = checked((int)(OutputShape[2] * OutputShape[3]));
-            for (int i = 0; i < output.Length / plane; i++) output.AsSpan(i * plane, plane).Fill(b[i % b.Length]);
+            TeamWork.For(Threads, output.Length / plane, 1, (_, start, end) =>
+            {
+                for (int i = start; i < end; i++) output.AsSpan(i * plane, plane).Fill(b[i % b.Length]);
+            });
         }
         if (Lowering == ConvLowering.Columns) return (weights, CopiesInput ? Columns(input) : input);
         if (phases is { } ph) return (SplitPhases(input, ph, (int)window.Strides[1]), Pack(weights, ph));
@@ -262,10 +264,18 @@ public sealed class ConvOp : ContractionOp
             base.Finish(output, value, epilogue);
             return;
         }
-        int plane = (int)(OutputShape[2] * OutputShape[3]), blocks = (int)(xShape[0] * wShape[0]) / block, size = plane * block;
-        for (int i = 0; i < blocks; i++)
-            Transpose(blocked.AsSpan(i * size, size), plane, block, output.AsSpan(i * size, size), plane,
-                epilogue.Residual is { } r ? r.AsSpan(i * size, size) : default, epilogue.Relu);
+        int plane = (int)(OutputShape[2] * OutputShape[3]), blocks = (int)(xShape[0] * wShape[0]) / block, size = plane * block, e = block;
+        var from = blocked!;
+        TeamWork.For(Threads, blocks * plane, 8, (_, start, end) => // items: (block, pixel), each thread a run of pixels
+        {
+            for (int i = start / plane; i < blocks && i * plane < end; i++)
+            {
+                int p0 = Math.Max(start - i * plane, 0), p1 = Math.Min(end - i * plane, plane), at = i * size + p0;
+                if (p1 > p0)
+                    Transpose(from.AsSpan(i * size + p0 * e, (p1 - p0) * e), p1 - p0, e, output.AsSpan(at, size - p0), plane,
+                        epilogue.Residual is { } r ? r.AsSpan(at, size - p0) : default, epilogue.Relu);
+            }
+        });
     }
 
     /// <summary>The bias, or the blocked kernel's output written back, covers every float of the node's output.</summary>
@@ -394,20 +404,22 @@ public sealed class ConvOp : ContractionOp
         int planes = (int)(xShape[0] * xShape[1]), h = (int)xShape[2], w0 = (int)xShape[3];
         int p = (int)ph.P, rows = (int)ph.Rows, cols = (int)ph.Columns, rowStep = (int)ph.RowStep;
         int top = (int)window.PadsBegin[0], left = (int)window.PadsBegin[1];
-        padded ??= new float[checked(planes * p * rows * cols + Slack)];
-        var dst = padded;
-        for (int plane = 0; plane < planes; plane++)
-            for (int i = 0; i < p; i++)
-            {
-                var (x0, x1) = Strided.Reach(i - left, sw, w0, cols);
-                if (x1 <= x0) continue;
-                for (int y = 0; y < rows; y++)
+        var dst = padded ??= new float[checked(planes * p * rows * cols + Slack)];
+        TeamWork.For(Threads, planes, 1, (_, start, end) =>
+        {
+            for (int plane = start; plane < end; plane++)
+                for (int i = 0; i < p; i++)
                 {
-                    int from = rowStep * y - top;
-                    if (from < 0 || from >= h) continue;
-                    Strided.Copy(input.AsSpan((plane * h + from) * w0), sw * x0 + i - left, sw, dst.AsSpan(((plane * p + i) * rows + y) * cols + x0, x1 - x0));
+                    var (x0, x1) = Strided.Reach(i - left, sw, w0, cols);
+                    if (x1 <= x0) continue;
+                    for (int y = 0; y < rows; y++)
+                    {
+                        int from = rowStep * y - top;
+                        if (from < 0 || from >= h) continue;
+                        Strided.Copy(input.AsSpan((plane * h + from) * w0), sw * x0 + i - left, sw, dst.AsSpan(((plane * p + i) * rows + y) * cols + x0, x1 - x0));
+                    }
                 }
-            }
+        });
         return dst;
     }
 
@@ -420,22 +432,24 @@ public sealed class ConvOp : ContractionOp
         int n = (int)xShape[0], c = (int)xShape[1], h = (int)xShape[2], w0 = (int)xShape[3], r = (int)wShape[2], s = (int)wShape[3];
         int oh = (int)OutputShape[2], ow = (int)OutputShape[3], sh = (int)window.Strides[0], sw = (int)window.Strides[1];
         int top = (int)window.PadsBegin[0], left = (int)window.PadsBegin[1], plane = oh * ow;
-        padded ??= new float[checked(n * c * r * s * plane + Slack)];
-        var dst = padded;
-        for (int image = 0; image < n * c; image++)
-            for (int ri = 0; ri < r; ri++)
-                for (int si = 0; si < s; si++)
-                {
-                    var (x0, x1) = Strided.Reach(si - left, sw, w0, ow);
-                    if (x1 <= x0) continue;
-                    int row = (image * r + ri) * s + si;
-                    for (int y = 0; y < oh; y++)
+        var dst = padded ??= new float[checked(n * c * r * s * plane + Slack)];
+        TeamWork.For(Threads, n * c, 1, (_, start, end) =>
+        {
+            for (int image = start; image < end; image++)
+                for (int ri = 0; ri < r; ri++)
+                    for (int si = 0; si < s; si++)
                     {
-                        int from = sh * y + ri - top;
-                        if (from < 0 || from >= h) continue;
-                        Strided.Copy(input.AsSpan((image * h + from) * w0), sw * x0 + si - left, sw, dst.AsSpan(row * plane + y * ow + x0, x1 - x0));
+                        var (x0, x1) = Strided.Reach(si - left, sw, w0, ow);
+                        if (x1 <= x0) continue;
+                        int row = (image * r + ri) * s + si;
+                        for (int y = 0; y < oh; y++)
+                        {
+                            int from = sh * y + ri - top;
+                            if (from < 0 || from >= h) continue;
+                            Strided.Copy(input.AsSpan((image * h + from) * w0), sw * x0 + si - left, sw, dst.AsSpan(row * plane + y * ow + x0, x1 - x0));
+                        }
                     }
-                }
+        });
         return dst;
     }
 

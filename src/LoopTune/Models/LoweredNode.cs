@@ -52,7 +52,8 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     /// it holds is overwritten), with what the node makes besides kept for the next run: the padded copy of a
     /// convolution's input (its zeros are written once), and a constant input copied once when the kernel reads past its
     /// end (<see cref="Kernel.ReadsPast"/>), which the kernel would otherwise copy in every run. So a run allocates
-    /// nothing and repeated runs time the work of the node. One run at a time.</summary>
+    /// nothing large (at more than one thread, the small delegates that hand the work around the kernel to the kernel's
+    /// threads) and repeated runs time the work of the node. One run at a time.</summary>
     public void Run(Kernel kernel, IReadOnlyDictionary<string, float[]> feeds, float[] output) => Run(kernel, feeds, output, default);
 
     /// <summary><see cref="Run(Kernel, IReadOnlyDictionary{string, float[]}, float[])"/>, then <paramref name="epilogue"/> on
@@ -67,12 +68,17 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
         if (kernel.Fraction != 1) throw new ArgumentException("the kernel is a slice of the contraction");
         if (output.Length != Contraction.Output.Length) throw new ArgumentException($"the output holds {output.Length} floats, not {Contraction.Output.Length}");
         if (epilogue.Residual is { } r && r.Length != output.Length) throw new ArgumentException($"the residual holds {r.Length} floats, the output {output.Length}");
+        Threads = kernel.Threads;
         if (!OverwritesOutput) Array.Clear(output);
         Func<string, float[]> value = name => feeds.TryGetValue(name, out var v) ? v : Constant(name) ?? throw new ArgumentException($"no value for {name}: feed it");
         var (left, right) = Prepare(output, value);
         kernel.Run(KernelOutput(output), Readable(left, Contraction.Left.Length, kernel.ReadsPast), Readable(right, Contraction.Right.Length, kernel.ReadsPast));
         Finish(output, value, epilogue);
     }
+
+    /// <summary>The threads of the kernel of the run under way: the work around it (<see cref="Prepare"/>,
+    /// <see cref="Finish(float[], Func{string, float[]}, Epilogue)"/>) runs on them too (<see cref="TeamWork"/>).</summary>
+    protected int Threads { get; private set; } = 1;
 
     /// <summary>Whether <see cref="Prepare"/> and <see cref="Finish(float[], Func{string, float[]})"/> write every float of
     /// the node's output whatever it held (a bias filled in, or a result written back from another layout), so that
@@ -116,7 +122,7 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     protected virtual void Finish(float[] output, Func<string, float[]> value, Epilogue epilogue)
     {
         Finish(output, value);
-        epilogue.Apply(output);
+        if (!epilogue.None) TeamWork.For(Threads, output.Length, 1024, (_, start, end) => epilogue.Apply(output, start, end));
     }
 
     /// <summary>The float32 initializer of that name, or null.</summary>
@@ -143,10 +149,10 @@ public readonly record struct Epilogue(float[]? Residual, bool Relu)
     /// <summary>Whether it does nothing.</summary>
     public bool None => Residual is null && !Relu;
 
-    /// <summary>Applies it to the whole of <paramref name="y"/>, in one pass.</summary>
-    public void Apply(float[] y)
+    /// <summary>Applies it to <paramref name="y"/>[start..end), in one pass.</summary>
+    public void Apply(float[] y, int start, int end)
     {
-        if (!None) ElementwiseOps.AddRelu(y, Residual, Relu, y);
+        if (!None) ElementwiseOps.AddRelu(y.AsSpan(start..end), Residual is { } r ? r.AsSpan(start..end) : default, Relu, y.AsSpan(start..end));
     }
 }
 

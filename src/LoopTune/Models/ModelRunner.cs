@@ -45,10 +45,13 @@ public sealed class ModelRunner
     readonly HashSet<OnnxNode> fused = [];
     readonly List<(string Node, string Op, Action Run)> steps = [];
     readonly List<FoldCheck> folds = [];
+    /// <summary>The most threads a kernel runs on: the pools run on as many.</summary>
+    readonly int threads;
 
     ModelRunner(OnnxModel model, ModelShapes shapes, IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels)
     {
         (this.model, this.shapes, this.kernels) = (model, shapes, kernels);
+        threads = kernels.Values.Select(k => k.Kernel.Threads).DefaultIfEmpty(1).Max();
         foreach (var node in model.Nodes)
             foreach (var input in node.Inputs.Where(i => i.Length > 0).Distinct())
                 (readers.TryGetValue(input, out var list) ? list : readers[input] = []).Add(node);
@@ -158,7 +161,7 @@ public sealed class ModelRunner
             case "GlobalAveragePool": Step(output, y => ElementwiseOps.PlaneMeans(x, y, plane), node); break;
             case "MaxPool" or "AveragePool":
                 var pool = new Pool2d(node.OpType == "MaxPool", Window.Of(node, inShape[2..], null), node.Int("count_include_pad", 0) != 0, inShape[2], inShape[3]);
-                Step(output, y => pool.Run(x, y), node);
+                Step(output, y => pool.Run(x, y, threads), node);
                 break;
             default:
                 var op = Enum.Parse<BinaryOp>(node.OpType);

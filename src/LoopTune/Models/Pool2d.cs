@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using LoopTune.Jit;
 
 namespace LoopTune.Models;
 
@@ -17,7 +18,8 @@ public sealed class Pool2d
 {
     readonly bool max, countPad;
     readonly int kh, kw, sh, sw, top, left, bottom, right, h, w, oh, ow;
-    readonly float[] row, slide;
+    /// <summary>Each thread's reduced row and its windows' reductions.</summary>
+    (float[] Row, float[] Slide)[] scratch = [];
 
     /// <summary>A pool of <paramref name="window"/> over planes of <paramref name="inputH"/> x <paramref name="inputW"/>;
     /// dilations other than 1 are an <see cref="ArgumentException"/>.</summary>
@@ -32,24 +34,31 @@ public sealed class Pool2d
         (h, w) = (checked((int)inputH), checked((int)inputW));
         var o = window.OutputSizes([inputH, inputW]);
         (oh, ow) = ((int)o[0], (int)o[1]);
-        (row, slide) = (new float[w], new float[w]);
     }
 
     /// <summary>Output rows and columns.</summary>
     public (int Rows, int Columns) Output => (oh, ow);
 
-    /// <summary>Pools every plane of x (planes of h*w floats) into y (planes of oh*ow). One run at a time.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void Run(ReadOnlySpan<float> x, Span<float> y)
+    /// <summary>Pools every plane of x (planes of h*w floats) into y (planes of oh*ow), the planes split among
+    /// <paramref name="threads"/> threads (<see cref="TeamWork"/>). One run at a time.</summary>
+    public void Run(float[] x, float[] y, int threads = 1)
     {
-        for (int p = 0; p < x.Length / (h * w); p++)
+        if (scratch.Length < threads) scratch = [.. Enumerable.Range(0, threads).Select(_ => (new float[w], new float[w]))];
+        TeamWork.For(threads, x.Length / (h * w), 1, (part, start, end) => Planes(x, y, start, end, scratch[part].Row, scratch[part].Slide));
+    }
+
+    /// <summary>Planes [start, end) of <see cref="Run"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void Planes(ReadOnlySpan<float> x, Span<float> y, int start, int end, float[] row, float[] slide)
+    {
+        for (int p = start; p < end; p++)
             for (int oy = 0; oy < oh; oy++)
-                OutputRow(x.Slice(p * h * w, h * w), y.Slice((p * oh + oy) * ow, ow), oy);
+                OutputRow(x.Slice(p * h * w, h * w), y.Slice((p * oh + oy) * ow, ow), oy, row, slide);
     }
 
     /// <summary>Output row <paramref name="oy"/> of one plane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    void OutputRow(ReadOnlySpan<float> plane, Span<float> output, int oy)
+    void OutputRow(ReadOnlySpan<float> plane, Span<float> output, int oy, float[] row, float[] slide)
     {
         int y0 = oy * sh - top, first = Math.Max(y0, 0), last = Math.Min(y0 + kh, h);
         if (last <= first)
@@ -60,22 +69,22 @@ public sealed class Pool2d
         plane.Slice(first * w, w).CopyTo(row);
         for (int y = first + 1; y < last; y++) Combine(row, plane.Slice(y * w, w));
         int rows = countPad ? Math.Min(y0 + kh, h + bottom) - y0 : last - first;
-        Slide();
+        Slide(row, slide);
         // the columns whose window lies inside the row take every sw-th window's reduction at once; the others one by one
         var (from, to) = Strided.Reach(-left, sw, w - kw + 1, ow); // windows starting at x0 = sw*ox-left in [0, w-kw]
         int inner0 = Math.Min(ow, from), inner1 = Math.Max(inner0, to);
         var inner = output[inner0..inner1];
         Strided.Copy(slide, inner0 * sw - left, sw, inner);
         if (!max) Scale(inner, 1f / (rows * kw));
-        for (int ox = 0; ox < inner0; ox++) output[ox] = Edge(ox, rows);
-        for (int ox = inner1; ox < ow; ox++) output[ox] = Edge(ox, rows);
+        for (int ox = 0; ox < inner0; ox++) output[ox] = Edge(row, ox, rows);
+        for (int ox = inner1; ox < ow; ox++) output[ox] = Edge(row, ox, rows);
     }
 
     /// <summary>Output column <paramref name="ox"/> of a window cut by the padding, from the reduced row.</summary>
-    float Edge(int ox, int rows)
+    float Edge(float[] row, int ox, int rows)
     {
         int x0 = ox * sw - left, from = Math.Max(x0, 0), to = Math.Min(x0 + kw, w);
-        float acc = Clipped(from, to);
+        float acc = Clipped(row, from, to);
         return max ? acc : acc / (rows * (countPad ? Math.Min(x0 + kw, w + right) - x0 : to - from));
     }
 
@@ -91,7 +100,7 @@ public sealed class Pool2d
 
     /// <summary>The reduction of the row's columns [from, to) (a window cut by the padding; none: max's lowest, or 0).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    float Clipped(int from, int to)
+    float Clipped(float[] row, int from, int to)
     {
         if (to <= from) return max ? float.MinValue : 0;
         float acc = row[from];
@@ -101,7 +110,7 @@ public sealed class Pool2d
 
     /// <summary><c>slide[x]</c> = the reduction of the row's columns [x, x + kw), for every window inside the row.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    void Slide()
+    void Slide(float[] row, float[] slide)
     {
         var windows = slide.AsSpan(0, Math.Max(w - kw + 1, 0));
         row.AsSpan(0, windows.Length).CopyTo(windows);

@@ -138,6 +138,43 @@ public class ParallelKernelTests
         Assert.True(kernel.ChunkStarts[1] > 0);
     }
 
+    [Theory]
+    [InlineData(1, 100, 1)]
+    [InlineData(2, 100, 8)]
+    [InlineData(3, 100, 8)]
+    [InlineData(3, 5, 8)]
+    [InlineData(2, 0, 1)]
+    [InlineData(3, 1001, 64)]
+    public void Work_around_kernels_covers_every_item_once_in_whole_granules_on_each_thread(int threads, int count, int granule)
+    {
+        for (int round = 0; round < 50; round++) // many hand-offs in a row on one team
+        {
+            var seen = new int[count];
+            var parts = new (int Start, int End)[threads];
+            TeamWork.For(threads, count, granule, (part, start, end) =>
+            {
+                parts[part] = (start, end);
+                for (int i = start; i < end; i++) Interlocked.Increment(ref seen[i]);
+            });
+            Assert.All(seen, n => Assert.Equal(1, n));
+            Assert.All(parts, p => Assert.True(p.Start % granule == 0 || p.Start == count, $"{p}"));
+            Assert.Equal(count, parts.Max(p => p.End));
+        }
+        // a part that fails: the caller's own, or a worker's (reported as the team's failure); the team still works after
+        Assert.Throws<ArgumentException>(() => TeamWork.For(threads, 4 * granule * threads, granule, (part, _, _) =>
+        {
+            if (part == 0) throw new ArgumentException("the caller's part fails");
+        }));
+        if (threads > 1)
+            Assert.Throws<InvalidOperationException>(() => TeamWork.For(threads, 4 * granule * threads, granule, (part, _, _) =>
+            {
+                if (part == threads - 1) throw new ArgumentException("a worker's part fails");
+            }));
+        int sum = 0;
+        TeamWork.For(threads, 1000, 1, (_, start, end) => Interlocked.Add(ref sum, end - start));
+        Assert.Equal(1000, sum);
+    }
+
     [Fact]
     public void A_thread_count_below_1_or_above_the_cores_is_refused_naming_the_rule()
     {

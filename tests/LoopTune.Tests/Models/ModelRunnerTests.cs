@@ -38,19 +38,26 @@ public class ModelRunnerTests
         ]);
 
     /// <summary>The runner of a model with a kernel of each contraction's unscheduled nest.</summary>
-    static (OnnxModel Model, Dictionary<OnnxNode, ChosenKernel> Kernels, ModelRunner Runner) Build(byte[] bytes)
+    static (OnnxModel Model, Dictionary<OnnxNode, ChosenKernel> Kernels, ModelRunner Runner) Build(byte[] bytes, int threads = 1)
     {
         var model = OnnxModel.Parse(bytes, "test.onnx");
         var shapes = ShapeInference.Infer(model);
         var kernels = ModelLowering.Lower(model, shapes).OfType<ContractionOp>()
-            .ToDictionary(op => op.Node, op => new ChosenKernel(op, Kernel.Compile(Nest.Initial(op.Contraction))));
+            .ToDictionary(op => op.Node, op => new ChosenKernel(op, Threaded(Kernel.Compile(Nest.Initial(op.Contraction)), threads)));
         return (model, kernels, ModelRunner.Build(model, shapes, kernels));
     }
 
-    /// <summary>Runs ours and ONNX Runtime's on the same input; returns our runner.</summary>
-    static ModelRunner RunAgainstOnnxRuntime(byte[] bytes, long[] inputShape, string output = "Y")
+    /// <summary><paramref name="kernel"/> set to run on <paramref name="threads"/> threads (more than the cores allowed).</summary>
+    static Kernel Threaded(Kernel kernel, int threads)
     {
-        var (_, _, runner) = Build(bytes);
+        kernel.SetThreads(threads);
+        return kernel;
+    }
+
+    /// <summary>Runs ours and ONNX Runtime's on the same input; returns our runner.</summary>
+    static ModelRunner RunAgainstOnnxRuntime(byte[] bytes, long[] inputShape, string output = "Y", int threads = 1)
+    {
+        var (_, _, runner) = Build(bytes, threads);
         var x = runner.Value("X");
         Random(x.Length, 42).CopyTo(x);
         runner.Run();
@@ -61,10 +68,13 @@ public class ModelRunnerTests
         return runner;
     }
 
-    [Fact]
-    public void A_small_cnn_runs_end_to_end_as_onnx_runtime_runs_it_with_both_batch_norms_folded()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void A_small_cnn_runs_end_to_end_as_onnx_runtime_runs_it_with_both_batch_norms_folded(int threads)
     {
-        var runner = RunAgainstOnnxRuntime(SmallCnn(), [1, 3, 16, 16]);
+        // at 3 threads the copies around the kernels and the pools are split among them
+        var runner = RunAgainstOnnxRuntime(SmallCnn(), [1, 3, 16, 16], threads: threads);
         Assert.Equal([("conv1", "bn1"), ("conv2", "bn2")], runner.Folds.Select(f => (f.Conv, f.BatchNorm)));
         Assert.All(runner.Folds, f => Assert.True(f.Passed, $"{f}"));
         Assert.Equal(["X"], runner.Inputs);
@@ -75,9 +85,11 @@ public class ModelRunnerTests
     }
 
     [Theory]
-    [InlineData(true)]
-    [InlineData(false)]
-    public void Blocked_convolutions_write_their_output_back_with_the_residual_and_relu_fused_as_onnx_runtime_computes_them(bool bias)
+    [InlineData(true, 1)]
+    [InlineData(false, 1)]
+    [InlineData(true, 2)]
+    [InlineData(false, 3)]
+    public void Blocked_convolutions_write_their_output_back_with_the_residual_and_relu_fused_as_onnx_runtime_computes_them(bool bias, int threads)
     {
         // X [1,16,9,11] -> conv1 (16 filters 3x3, pads 1) -> Relu -> R1; conv2 (16 filters 3x3, pads 1) of R1 -> Add R1 -> Relu -> Y:
         // both convolutions lowered blocked (16 output channels, innermost), whose write-back does the epilogue
@@ -98,7 +110,8 @@ public class ModelRunnerTests
         {
             var blocked = ModelLowering.Alternatives(model, shapes, node).OfType<ConvOp>().SingleOrDefault(o => o.Lowering == ConvLowering.Blocked);
             if (blocked is null) return; // no block of output channels divides 16 on this machine's vectors
-            kernels[node] = new ChosenKernel(blocked, Kernel.Compile(Nest.Initial(blocked.Contraction)));
+            // the kernel has no parallel loop: the copies, write-back and epilogue take the threads
+            kernels[node] = new ChosenKernel(blocked, Threaded(Kernel.Compile(Nest.Initial(blocked.Contraction)), threads));
         }
         var runner = ModelRunner.Build(model, shapes, kernels);
         Assert.Equal(["conv1", "conv2"], runner.Profile(1).Select(p => p.Node));
