@@ -315,6 +315,14 @@ public sealed unsafe class Kernel
         copies = mine;
     }
 
+    /// <summary>Makes the buffers of the packed copies (<see cref="Nest.Packed"/>), their pages mapped, if the kernel has none
+    /// kept yet, so that a timed first run does not pay for them: a search times a large kernel by its first run, and a
+    /// large input's copy is megabytes of fresh pages. Nothing for a kernel without packed inputs.</summary>
+    public void Prepare()
+    {
+        if (plans.Length > 0 && Volatile.Read(ref copies) is null) Interlocked.CompareExchange(ref copies, new PackedCopies(plans), null);
+    }
+
     /// <summary>Runs the compiled code on the caller alone, or on <see cref="Threads"/> threads when the nest has a
     /// parallel loop.</summary>
     void Call(float* output, float* left, float* right)

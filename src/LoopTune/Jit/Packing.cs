@@ -98,8 +98,13 @@ sealed unsafe class PackedCopies
             Array.Clear(arrays[i], (int)plans[i].Length, Pad + AlignFloats);
             float* p = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref arrays[i][0]);
             copies[i] = p + (AlignFloats - (int)((nint)p / sizeof(float) % AlignFloats)) % AlignFloats;
+            // every page written once now, so that the first run does not pay the operating system for mapping them
+            for (long at = 0; at < plans[i].Length; at += PageFloats) copies[i][at] = 0;
         }
     }
+
+    /// <summary>Floats of a 4 KiB page.</summary>
+    const int PageFloats = 1024;
 
     public float* this[int i] => copies[i];
 

@@ -105,6 +105,7 @@ public static class KernelTiming
         if (!buffers.Computation.Equals(kernel.Computation))
             throw new ArgumentException($"the workspace is for {buffers.Computation}, the kernel for {kernel.Computation}", nameof(buffers));
         nint po = (nint)buffers.Output.Pointer, pl = (nint)buffers.Left.Pointer, pr = (nint)buffers.Right.Pointer;
+        kernel.Prepare(); // the packed copies' buffers made before the timing, not in its first run
         return () => kernel.Run((float*)po, (float*)pl, (float*)pr);
     }
 

@@ -105,6 +105,27 @@ public class PackingTests
     }
 
     [Fact]
+    public unsafe void A_prepared_packed_kernel_allocates_nothing_in_its_first_run_and_still_matches_the_reference()
+    {
+        var c = Computation.Parse("mm 64 1024 96");
+        using var ws = new LoopTune.Measure.KernelTiming.Workspace(c);
+        long FirstRun(bool prepare)
+        {
+            var k = Kernel.Compile(Nest.Parse(c, ">n:32 m:8 k:96 m:8u n:2u n:16v pack=B"));
+            if (prepare) k.Prepare();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            k.Run(ws.Output.Pointer, ws.Left.Pointer, ws.Right.Pointer);
+            return GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        FirstRun(true); // the code paths' own first use
+        Assert.True(FirstRun(false) >= 96 * 1024 * sizeof(float), "an unprepared kernel makes its copy's buffer in its first run");
+        Assert.InRange(FirstRun(true), 0, 1024); // a few bytes of the run's own, not the copy's 384 KB
+        var prepared = Kernel.Compile(Nest.Parse(c, ">n:32 m:8 k:96 m:8u n:2u n:16v pack=B"));
+        prepared.Prepare();
+        Assert.Null(KernelCheck.Verify(prepared, new Random(7)));
+    }
+
+    [Fact]
     public void A_packed_kernel_run_from_several_threads_at_once_gives_each_its_own_result()
     {
         var nest = Nest.Parse(Computation.Parse("mm 40 72 24"), ">n:2+8 m:5 k:24 m:8u n:2u n:16v pack=A,B");
