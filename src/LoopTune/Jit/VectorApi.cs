@@ -5,11 +5,12 @@ using System.Runtime.Intrinsics.X86;
 namespace LoopTune.Jit;
 
 /// <summary>The methods the emitter calls for one vector width of float (4, 8 or 16 lanes), looked up once.
-/// Generic methods such as <c>Vector512.Load&lt;T&gt;</c> are closed over float here.</summary>
+/// Generic methods such as <c>Vector512.Sum&lt;T&gt;</c> are closed over float here. Whole vectors are loaded and stored
+/// with <c>ldobj</c> and <c>stobj</c> of <see cref="Type"/>, not with calls.</summary>
 sealed class VectorApi
 {
     public readonly Type Type;
-    public readonly MethodInfo Load, Store, Broadcast, Gather, Fma, Multiply, Add, Sum, GetElement, Zero;
+    public readonly MethodInfo Broadcast, Gather, Fma, Multiply, Add, Sum, GetElement, Zero;
     /// <summary>Masked load (masked lanes read as zero) and store (masked lanes left alone); null where the machine has none.
     /// The 512-bit load also takes the vector to merge into (zero here).</summary>
     public readonly MethodInfo? MaskLoad, MaskStore;
@@ -20,18 +21,19 @@ sealed class VectorApi
     /// (reinterpreted as floats with <see cref="AsFloat"/>) that is its condition; null for the other widths.</summary>
     public readonly MethodInfo? Select, MaskOf, AsFloat;
 
-    VectorApi(Type statics, Type vector, int width)
+    /// <summary>The methods of one width; the <c>Create</c> overloads come as delegates' methods (<paramref name="broadcast"/>:
+    /// <c>Create(float)</c>, <paramref name="gather"/>: <c>Create</c> of <paramref name="width"/> floats, <paramref name="maskOf"/>:
+    /// <c>Create</c> of 16 ints, 16 lanes only), which the compiler resolves: looking them up by signature loaded every
+    /// vector type of every overload, some 30 ms of a process's first compilation.</summary>
+    VectorApi(Type statics, Type vector, int width, MethodInfo broadcast, MethodInfo gather, MethodInfo? maskOf = null)
     {
         Type = vector;
-        var generic = statics.GetMethods(BindingFlags.Public | BindingFlags.Static).Where(m => m.IsGenericMethodDefinition).ToArray();
-        MethodInfo Generic(string name, Func<ParameterInfo[], bool> shape) =>
-            generic.First(m => m.Name == name && shape(m.GetParameters())).MakeGenericMethod(typeof(float));
-        Load = Generic("Load", p => p.Length == 1 && p[0].ParameterType.IsPointer);
-        Store = Generic("Store", p => p.Length == 2 && p[1].ParameterType.IsPointer);
-        Sum = Generic("Sum", p => p.Length == 1);
-        GetElement = Generic("GetElement", p => p.Length == 2);
-        Broadcast = statics.GetMethod("Create", [typeof(float)])!;
-        Gather = statics.GetMethod("Create", [.. Enumerable.Repeat(typeof(float), width)])!;
+        var openVector = vector.GetGenericTypeDefinition();
+        MethodInfo Generic(string name, Type element, params Type[] parameters) => statics.GetMethod(name, 1, BindingFlags.Public | BindingFlags.Static, parameters)!.MakeGenericMethod(element);
+        var t = openVector.MakeGenericType(Type.MakeGenericMethodParameter(0)); // Vector512<T> of the method's T
+        Sum = Generic("Sum", typeof(float), t);
+        GetElement = Generic("GetElement", typeof(float), t, typeof(int));
+        (Broadcast, Gather, MaskOf) = (broadcast, gather, maskOf);
         Fma = statics.GetMethod("FusedMultiplyAdd", [vector, vector, vector])!;
         Multiply = vector.GetMethod("op_Multiply", [vector, vector])!;
         Add = vector.GetMethod("op_Addition", [vector, vector])!;
@@ -47,21 +49,27 @@ sealed class VectorApi
         };
         if (width == 16)
         {
-            Select = Generic("ConditionalSelect", p => p.Length == 3);
-            MaskOf = statics.GetMethod("Create", [.. Enumerable.Repeat(typeof(int), 16)]);
-            AsFloat = generic.First(m => m.Name == "AsSingle" && m.GetParameters().Length == 1).MakeGenericMethod(typeof(int));
+            Select = Generic("ConditionalSelect", typeof(float), t, t, t);
+            AsFloat = Generic("AsSingle", typeof(int), t);
         }
     }
 
-    static readonly VectorApi V128 = new(typeof(Vector128), typeof(Vector128<float>), 4);
-    static readonly VectorApi V256 = new(typeof(Vector256), typeof(Vector256<float>), 8);
-    static readonly VectorApi V512 = new(typeof(Vector512), typeof(Vector512<float>), 16);
+    // each width's on its first use
+    static readonly Lazy<VectorApi> V128 = new(() => new(typeof(Vector128), typeof(Vector128<float>), 4,
+        new Func<float, Vector128<float>>(Vector128.Create).Method, new Func<float, float, float, float, Vector128<float>>(Vector128.Create).Method));
+    static readonly Lazy<VectorApi> V256 = new(() => new(typeof(Vector256), typeof(Vector256<float>), 8,
+        new Func<float, Vector256<float>>(Vector256.Create).Method,
+        new Func<float, float, float, float, float, float, float, float, Vector256<float>>(Vector256.Create).Method));
+    static readonly Lazy<VectorApi> V512 = new(() => new(typeof(Vector512), typeof(Vector512<float>), 16,
+        new Func<float, Vector512<float>>(Vector512.Create).Method,
+        new Func<float, float, float, float, float, float, float, float, float, float, float, float, float, float, float, float, Vector512<float>>(Vector512.Create).Method,
+        new Func<int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, Vector512<int>>(Vector512.Create).Method));
 
     public static VectorApi Of(int width) => width switch
     {
-        4 => V128,
-        8 => V256,
-        16 => V512,
+        4 => V128.Value,
+        8 => V256.Value,
+        16 => V512.Value,
         _ => throw new ArgumentOutOfRangeException(nameof(width), width, "vector widths are 4, 8 and 16 floats"),
     };
 

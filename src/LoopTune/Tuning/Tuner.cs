@@ -18,8 +18,9 @@ namespace LoopTune;
 /// <item><term>records</term><description>the tuning records of the <see cref="MeasurementStore"/> (the data folder's
 /// <c>measurements.db</c>, or the SQLite file given), kept per machine key, runtime and thread count; the records
 /// <c>looptune model</c> writes, and <c>looptune records</c> lists, exports and imports.</description></item>
-/// <item><term>recalled</term><description>a computation with a record is compiled from it (about a millisecond) and
-/// neither searched nor measured; its <see cref="TunedKernel.Gflops"/> are the record's.</description></item>
+/// <item><term>recalled</term><description>a computation with a record is compiled from it (1-4 ms, most of it RyuJIT's,
+/// which follows the code the schedule spells out) and neither searched nor measured nor verified again (the record was
+/// verified when tuned); its <see cref="TunedKernel.Gflops"/> are the record's.</description></item>
 /// <item><term>tuned</term><description>one without is tuned as <c>looptune tune</c> tunes (<see cref="PolicyTuning"/>:
 /// the policy's search within <see cref="TunerOptions.Budget"/>, then the best schedule verified against the reference
 /// and timed), and recorded. A kernel that fails verification is an internal error, never recorded.</description></item>

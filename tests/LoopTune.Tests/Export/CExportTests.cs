@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using System.Text.Json.Nodes;
 using LoopTune.Export;
 using LoopTune.Ir;
 using LoopTune.Measure;
@@ -106,9 +107,11 @@ public class CExportTests(ITestOutputHelper output)
     public unsafe void Export_command_writes_a_tuned_schedule_that_compiles_and_matches()
     {
         using var folder = new TempFolder("looptune-export");
-        var (code, stdout, err) = Run("export", "--spec", "mm 64 48 40", "--policy", "default", "--budget", "0", "--out", folder["tuned.c"], "--isa", "generic", "--name", "tuned_mm");
+        using var records = new TempFolder("looptune-records");
+        var (code, stdout, err) = Run("export", "--spec", "mm 64 48 40", "--policy", "default", "--budget", "0", "--records", records["r.db"], "--out", folder["tuned.c"], "--isa", "generic", "--name", "tuned_mm");
         Assert.True(code == 0, err);
         Assert.Contains("tuned mm 64 48 40", err);
+        Assert.Contains($"tuned now with policy (budget 0) at ", stdout);
         string header = File.ReadAllText(folder["tuned.h"]), source = File.ReadAllText(folder["tuned.c"]);
         Assert.Contains("void tuned_mm(float *restrict out, const float *restrict in0, const float *restrict in1);", header);
         Assert.Contains("spec      C[m,n] += A[m,k] * B[k,n] m=64 n=48 k=40", source);
@@ -126,6 +129,55 @@ public class CExportTests(ITestOutputHelper output)
             NativeLibrary.Free(handle);
         }
         Assert.Equal(["tuned.c", "tuned.h", "tuned.so"], Directory.GetFiles(folder.Path).Select(Path.GetFileName).Order());
+    }
+
+    /// <summary><c>export --policy</c> goes through the tuning records as <see cref="Tuner.Get(string)"/> does: the first
+    /// export tunes and records, the second recalls the record untouched and writes the same code, a <see cref="Tuner"/>
+    /// over the file recalls the same schedule, and a schedule a tuner recorded is what export recalls.</summary>
+    [Fact]
+    public void Export_with_a_policy_recalls_the_tuning_records_and_records_what_it_tunes()
+    {
+        using var folder = new TempFolder("looptune-export");
+        using var records = new TempFolder("looptune-records");
+        string db = records["records.db"];
+        JsonNode Export(string spec, string file)
+        {
+            var (code, stdout, err) = Run("export", "--spec", spec, "--policy", "default", "--budget", "0", "--records", db, "--isa", "generic", "--name", "k", "--out", folder[file], "--json");
+            Assert.True(code == 0, err);
+            return JsonNode.Parse(stdout)!;
+        }
+        var first = Export("mm 40 24 56", "first.c");
+        var second = Export("mm 40 24 56", "second.c");
+        Assert.Equal(("tuned", "recalled"), ((string?)first["schedule_from"], (string?)second["schedule_from"]));
+        Assert.Equal(first["schedule"]!.ToJsonString(), second["schedule"]!.ToJsonString());
+        Assert.Equal(first["record"]!.ToJsonString(), second["record"]!.ToJsonString()); // the same record: not tuned again
+        Assert.Equal((db, "0"), ((string?)second["record"]!["records"], (string?)second["record"]!["budget"]));
+        Assert.Equal(File.ReadAllText(folder["first.c"]).Replace("first.h", "second.h", StringComparison.Ordinal), File.ReadAllText(folder["second.c"]));
+
+        using var tuner = Tuner.Open(db, new TunerOptions { Budget = "0" });
+        var recalled = tuner.Get("mm 40 24 56");
+        Assert.True(recalled.Recalled);
+        Assert.Equal((string?)first["schedule"], recalled.Kernel.Nest.ScheduleKey);
+        var got = tuner.Get("mm 24 40 16"); // tuned and recorded by the tuner: the export recalls it
+        Assert.False(got.Recalled);
+        var exported = Export("mm 24 40 16", "third.c");
+        Assert.Equal(("recalled", got.Kernel.Nest.ScheduleKey), ((string?)exported["schedule_from"], (string?)exported["schedule"]));
+
+        var (human, stdoutText, _) = Run("export", "--spec", "mm 40 24 56", "--policy", "default", "--records", db, "--out", folder["fourth.c"]);
+        Assert.Equal(0, human);
+        Assert.Contains($"recalled from the tuning records in {db} (tuned with policy, budget 0, at ", stdoutText);
+    }
+
+    [Fact]
+    public void Export_refuses_a_records_file_it_cannot_use_and_leaves_it_as_it_was()
+    {
+        using var folder = new TempFolder("looptune-export");
+        File.WriteAllText(folder["junk.db"], "not a database");
+        var (code, _, err) = Run("export", "--spec", "mm 8 8 8", "--policy", "default", "--budget", "0", "--records", folder["junk.db"], "--out", folder["k.c"]);
+        Assert.Equal(2, code);
+        Assert.Contains(folder["junk.db"], err);
+        Assert.Equal("not a database", File.ReadAllText(folder["junk.db"]));
+        Assert.Equal(["junk.db"], Directory.GetFiles(folder.Path).Select(Path.GetFileName));
     }
 
     [Fact]
@@ -164,6 +216,9 @@ public class CExportTests(ITestOutputHelper output)
         { ["--spec", "mm 8 8 8", "--name", "int"], "int" },
         { ["--spec", "mm 8 8 8", "--name", "9lives"], "9lives" },
         { ["--spec", "mm 8 8 8", "--policy", "/nonexistent/policy.safetensors"], "/nonexistent/policy.safetensors" },
+        { ["--spec", "mm 8 8 8", "--policy", "default", "--budget", "0", "--records", "/proc/looptune-records.db"], "/proc/looptune-records.db" },
+        { ["--spec", "mm 8 8 8", "--records", "/tmp/looptune-records.db"], "--policy" },
+        { ["--spec", "mm 8 8 8", "--policy", "default", "--budget", "soon"], "soon" },
     };
 
     [Theory]
