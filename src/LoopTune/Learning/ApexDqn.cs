@@ -209,7 +209,7 @@ public sealed class ApexDqn : ITrainer
     /// returns its environment steps.</summary>
     int Absorb(ExperienceBatch batch, EpisodeStats episodes)
     {
-        for (int i = 0; i < batch.Count; i++) replay.Add(batch[i], batch.Priorities[i]);
+        batch.AddTransitionsTo(replay);
         batch.AddEpisodesTo(episodes);
         EnvSteps += batch.Steps;
         return batch.Steps;
@@ -316,7 +316,7 @@ public sealed class ApexDqn : ITrainer
         var (idx, weights) = replay.Sample(c.BatchSize, c.PriorityBeta, learnerRng);
         using var library = Gemm.Use(gemm);
         int obs = online.Shape.Observations, actionsN = online.Shape.Actions;
-        var next = Batch.Stack(idx, i => replay[i].NextObservation, obs, ref nextObservations);
+        var next = Batch.Stack(idx, replay.NextObservation, obs, ref nextObservations);
         // the networks' results are their buffers until their next Forward: the next states' are used up before the states'
         var nextOnline = online.Forward(next);
         var nextTarget = target.Forward(next);
@@ -324,10 +324,11 @@ public sealed class ApexDqn : ITrainer
         var y = bootstrapped;
         for (int b = 0; b < idx.Length; b++)
         {
-            var t = replay[idx[b]];
-            y[b] = t.Return + (t.Discount > 0 ? t.Discount * nextTarget[b, Net.MaskedArgmax(nextOnline.Row(b), t.NextMask)] : 0);
+            int t = idx[b];
+            float discount = replay.Discount(t);
+            y[b] = replay.Return(t) + (discount > 0 ? discount * nextTarget[b, Net.MaskedArgmax(nextOnline.Row(b), replay.NextMask(t))] : 0);
         }
-        var q = online.Forward(Batch.Stack(idx, i => replay[i].Observation, obs, ref observations));
+        var q = online.Forward(Batch.Stack(idx, replay.Observation, obs, ref observations));
         var targets = Layer.Buffer(ref this.targets, q.Rows, q.Cols, reuse: true);
         q.Data.CopyTo(targets.Data, 0);
         var mask = taken;
@@ -335,7 +336,7 @@ public sealed class ApexDqn : ITrainer
         double meanQ = 0;
         for (int b = 0; b < idx.Length; b++)
         {
-            int a = replay[idx[b]].Action;
+            int a = replay.Action(idx[b]);
             targets[b, a] = y[b];
             mask[b * actionsN + a] = true;
             meanQ += q[b, a];
@@ -346,7 +347,7 @@ public sealed class ApexDqn : ITrainer
         online.Backward(grad);
         double norm = adam.Step();
         for (int b = 0; b < idx.Length; b++)
-            replay.Update(idx[b], Math.Abs(q[b, replay[idx[b]].Action] - y[b]) + c.PriorityEpsilon);
+            replay.Update(idx[b], Math.Abs(q[b, replay.Action(idx[b])] - y[b]) + c.PriorityEpsilon);
         if (++updates % c.TargetUpdatePeriod == 0) Net.CopyWeights(online, target);
         return (loss, meanQ / idx.Length, norm);
     }

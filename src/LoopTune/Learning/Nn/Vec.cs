@@ -1,10 +1,11 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace LoopTune.Learning.Nn;
 
 /// <summary>
-/// Element-wise loops of the network library on <see cref="Vector{T}"/>. Each gives, element for element, what the scalar
+/// Element-wise loops of the network library on <see cref="Vector{T}"/> (Adam's on <see cref="Vector512{T}"/>). Each gives, element for element, what the scalar
 /// loop it replaces gives (the same operations in the same order on each element, no fused multiply-add), except the
 /// reductions (<see cref="Sum"/>, <see cref="SumOfSquares"/>, <see cref="SumOfSquaredDeviations"/>), which add in double
 /// over several lanes and so in another order than one running sum: equal to it up to double rounding. The loops are
@@ -244,26 +245,31 @@ static class Vec
     }
 
     /// <summary>One bias-corrected Adam step on every element, in double as the scalar form:
-    /// m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g g, p -= step m / (sqrt(v) / root2 + eps), the moments stored as float.</summary>
+    /// m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g g, p -= step m / (sqrt(v) / root2 + eps), the moments stored as float.
+    /// On 512-bit vectors where the processor has them (two divisions and a square root in double per element: wider
+    /// vectors halve them), else one element at a time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AdamStep(Span<float> value, ReadOnlySpan<float> grad, Span<float> m, Span<float> v, double b1, double b2, double step, double root2, double eps)
     {
         int n = value.Length;
         Check(n, grad.Length); Check(n, m.Length); Check(n, v.Length);
-        var (vb1, vc1, vb2, vc2) = (new Vector<double>(b1), new Vector<double>(1 - b1), new Vector<double>(b2), new Vector<double>(1 - b2));
-        var (vstep, vroot2, veps) = (new Vector<double>(step), new Vector<double>(root2), new Vector<double>(eps));
         int i = 0;
-        for (; i <= n - Width; i += Width)
+        if (Vector512.IsHardwareAccelerated)
         {
-            Vector.Widen(At(grad, i), out var g0, out var g1);
-            Vector.Widen(At(m, i), out var m0, out var m1);
-            Vector.Widen(At(v, i), out var v0, out var v1);
-            Vector.Widen(At(value, i), out var p0, out var p1);
-            (m0, m1) = (vb1 * m0 + vc1 * g0, vb1 * m1 + vc1 * g1);
-            (v0, v1) = (vb2 * v0 + vc2 * g0 * g0, vb2 * v1 + vc2 * g1 * g1);
-            Vector.Narrow(m0, m1).CopyTo(m[i..]);
-            Vector.Narrow(v0, v1).CopyTo(v[i..]);
-            Vector.Narrow(p0 - vstep * m0 / (Vector.SquareRoot(v0) / vroot2 + veps), p1 - vstep * m1 / (Vector.SquareRoot(v1) / vroot2 + veps)).CopyTo(value[i..]);
+            var (vb1, vc1, vb2, vc2) = (Vector512.Create(b1), Vector512.Create(1 - b1), Vector512.Create(b2), Vector512.Create(1 - b2));
+            var (vstep, vroot2, veps) = (Vector512.Create(step), Vector512.Create(root2), Vector512.Create(eps));
+            for (; i <= n - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                var (g0, g1) = Vector512.Widen(Vector512.Create(grad[i..]));
+                var (m0, m1) = Vector512.Widen(Vector512.Create(m[i..]));
+                var (v0, v1) = Vector512.Widen(Vector512.Create(v[i..]));
+                var (p0, p1) = Vector512.Widen(Vector512.Create(value[i..]));
+                (m0, m1) = (vb1 * m0 + vc1 * g0, vb1 * m1 + vc1 * g1);
+                (v0, v1) = (vb2 * v0 + vc2 * g0 * g0, vb2 * v1 + vc2 * g1 * g1);
+                Vector512.Narrow(m0, m1).CopyTo(m[i..]);
+                Vector512.Narrow(v0, v1).CopyTo(v[i..]);
+                Vector512.Narrow(p0 - vstep * m0 / (Vector512.Sqrt(v0) / vroot2 + veps), p1 - vstep * m1 / (Vector512.Sqrt(v1) / vroot2 + veps)).CopyTo(value[i..]);
+            }
         }
         for (; i < n; i++)
         {
