@@ -4,11 +4,12 @@ namespace LoopTune.Learning.Nn;
 public interface ILayer
 {
     /// <summary>Forward for a batch; caches what Backward needs (the last call's input/output, by reference:
-    /// do not modify x or the returned matrix before Backward). The result is a new matrix.</summary>
+    /// do not modify x or the returned matrix before Backward). The result is a new matrix (a <see cref="Layer"/> that
+    /// <see cref="Layer.ReusesBuffers"/> returns its own buffer for a batch).</summary>
     Matrix Forward(Matrix x);
 
     /// <summary>Given dLoss/dOutput of the last Forward, ADDS parameter gradients into <see cref="Parameter.Grad"/>
-    /// and returns dLoss/dInput (a new matrix; dy is not modified).</summary>
+    /// and returns dLoss/dInput (a new matrix, or the layer's buffer as for Forward; dy is not modified).</summary>
     Matrix Backward(Matrix dy);
 
     /// <summary>The trainable parameters (empty for activations).</summary>
