@@ -48,6 +48,14 @@ public sealed record ExperienceBatch(int ObservationSize, int ActionCount, int S
     public Transition this[int i] => new(Observations.AsSpan(i * ObservationSize, ObservationSize).ToArray(), Actions[i], Returns[i],
         NextObservations.AsSpan(i * ObservationSize, ObservationSize).ToArray(), NextMasks.AsSpan(i * ActionCount, ActionCount).ToArray(), Discounts[i]);
 
+    /// <summary>Adds this batch's transitions to <paramref name="replay"/> with their priorities, copied row by row.</summary>
+    internal void AddTransitionsTo(PrioritizedReplay replay)
+    {
+        for (int i = 0; i < Count; i++)
+            replay.Add(Observations.AsSpan(i * ObservationSize, ObservationSize), Actions[i], Returns[i], NextObservations.AsSpan(i * ObservationSize, ObservationSize),
+                NextMasks.AsSpan(i * ActionCount, ActionCount), Discounts[i], Priorities[i]);
+    }
+
     /// <summary>Adds the episodes of this batch to <paramref name="to"/>.</summary>
     internal void AddEpisodesTo(EpisodeStats to)
     {
@@ -86,13 +94,14 @@ public sealed class DqnActorGroup : IDisposable
     readonly ApexDqnConfig c;
     readonly QNetwork net;
     readonly Actor[] actors;
+    Matrix? stacked;
 
     /// <summary>Actors <paramref name="first"/> .. first + envs.Count - 1 of <paramref name="total"/>: actor i's epsilon is
     /// Ape-X's <see cref="ApexDqnConfig.Epsilon"/>(i, total), its generator is drawn from (<paramref name="seed"/>, 100 + i).</summary>
     public DqnActorGroup(ApexDqnConfig config, NetworkShape shape, IReadOnlyList<IRlEnv> envs, int first, int total, int seed)
     {
         c = config;
-        net = new QNetwork(shape, new Random(0));
+        net = new QNetwork(shape, new Random(0)) { ReusesBuffers = true };   // one worker at a time steps this group
         actors = [.. envs.Select((env, k) => new Actor(env, c.Epsilon(first + k, total), Rng.For(seed, 100 + first + k)))];
     }
 
@@ -121,9 +130,10 @@ public sealed class DqnActorGroup : IDisposable
     {
         if (ts.Count == 0) return [];
         var idx = Enumerable.Range(0, ts.Count).ToArray();
-        var next = net.Forward(Batch.Stack(idx, i => ts[i].NextObservation, net.Shape.Observations));
+        // the network's results and the stacked states are buffers overwritten by the next: each used up before it
+        var next = net.Forward(Batch.Stack(idx, i => ts[i].NextObservation, net.Shape.Observations, ref stacked));
         var nextMax = idx.Select(i => ts[i].Discount > 0 ? next[i, Net.MaskedArgmax(next.Row(i), ts[i].NextMask)] : 0f).ToArray();
-        var q = net.Forward(Batch.Stack(idx, i => ts[i].Observation, net.Shape.Observations));
+        var q = net.Forward(Batch.Stack(idx, i => ts[i].Observation, net.Shape.Observations, ref stacked));
         return [.. idx.Select(i => Math.Abs(ts[i].Return + ts[i].Discount * nextMax[i] - q[i, ts[i].Action]) + c.PriorityEpsilon)];
     }
 

@@ -94,6 +94,10 @@ public sealed class ApexDqn : ITrainer
     readonly PrioritizedReplay replay;
     readonly Rng learnerRng;
     readonly ISgemm? gemm;
+    // the update's batches, overwritten by each update (the networks reuse theirs too: QNetwork.ReusesBuffers)
+    Matrix? observations, nextObservations, targets, lossGradient;
+    bool[] taken = [];
+    float[] bootstrapped = [];
     ExperienceExchange? exchange;
     Task? streaming;
     float[]? weightsForActors;
@@ -117,6 +121,7 @@ public sealed class ApexDqn : ITrainer
         online = new QNetwork(shape, init.ToRandom());
         target = new QNetwork(shape, init.ToRandom());
         Net.CopyWeights(online, target);
+        online.ReusesBuffers = target.ReusesBuffers = true;   // the learner's thread alone runs their batches
         weightsForActors = Net.Flatten(online);
         adam = new Adam(online.Parameters, new AdamOptions(c.LearningRate, Epsilon: c.AdamEpsilon, MaxGradNorm: c.MaxGradNorm));
         replay = new PrioritizedReplay(c.ReplayCapacity, c.PriorityAlpha);
@@ -204,7 +209,7 @@ public sealed class ApexDqn : ITrainer
     /// returns its environment steps.</summary>
     int Absorb(ExperienceBatch batch, EpisodeStats episodes)
     {
-        for (int i = 0; i < batch.Count; i++) replay.Add(batch[i], batch.Priorities[i]);
+        batch.AddTransitionsTo(replay);
         batch.AddEpisodesTo(episodes);
         EnvSteps += batch.Steps;
         return batch.Steps;
@@ -311,33 +316,38 @@ public sealed class ApexDqn : ITrainer
         var (idx, weights) = replay.Sample(c.BatchSize, c.PriorityBeta, learnerRng);
         using var library = Gemm.Use(gemm);
         int obs = online.Shape.Observations, actionsN = online.Shape.Actions;
-        var next = Batch.Stack(idx, i => replay[i].NextObservation, obs);
+        var next = Batch.Stack(idx, replay.NextObservation, obs, ref nextObservations);
+        // the networks' results are their buffers until their next Forward: the next states' are used up before the states'
         var nextOnline = online.Forward(next);
         var nextTarget = target.Forward(next);
-        var y = new float[idx.Length];
+        if (bootstrapped.Length != idx.Length) (bootstrapped, taken) = (new float[idx.Length], new bool[idx.Length * actionsN]);
+        var y = bootstrapped;
         for (int b = 0; b < idx.Length; b++)
         {
-            var t = replay[idx[b]];
-            y[b] = t.Return + (t.Discount > 0 ? t.Discount * nextTarget[b, Net.MaskedArgmax(nextOnline.Row(b), t.NextMask)] : 0);
+            int t = idx[b];
+            float discount = replay.Discount(t);
+            y[b] = replay.Return(t) + (discount > 0 ? discount * nextTarget[b, Net.MaskedArgmax(nextOnline.Row(b), replay.NextMask(t))] : 0);
         }
-        var q = online.Forward(Batch.Stack(idx, i => replay[i].Observation, obs));
-        var targets = q.Clone();
-        var mask = new bool[idx.Length * actionsN];
+        var q = online.Forward(Batch.Stack(idx, replay.Observation, obs, ref observations));
+        var targets = Layer.Buffer(ref this.targets, q.Rows, q.Cols, reuse: true);
+        q.Data.CopyTo(targets.Data, 0);
+        var mask = taken;
+        Array.Clear(mask);
         double meanQ = 0;
         for (int b = 0; b < idx.Length; b++)
         {
-            int a = replay[idx[b]].Action;
+            int a = replay.Action(idx[b]);
             targets[b, a] = y[b];
             mask[b * actionsN + a] = true;
             meanQ += q[b, a];
         }
-        var grad = new Matrix(q.Rows, q.Cols);
+        var grad = Layer.Buffer(ref lossGradient, q.Rows, q.Cols, reuse: true);   // every element written by the loss
         float loss = Losses.Huber(q, targets, grad, (float)c.HuberDelta, weights, mask);
         adam.ZeroGrad();
         online.Backward(grad);
         double norm = adam.Step();
         for (int b = 0; b < idx.Length; b++)
-            replay.Update(idx[b], Math.Abs(q[b, replay[idx[b]].Action] - y[b]) + c.PriorityEpsilon);
+            replay.Update(idx[b], Math.Abs(q[b, replay.Action(idx[b])] - y[b]) + c.PriorityEpsilon);
         if (++updates % c.TargetUpdatePeriod == 0) Net.CopyWeights(online, target);
         return (loss, meanQ / idx.Length, norm);
     }

@@ -98,12 +98,22 @@ abstract class EpisodeActor(IRlEnv env, Rng rng)
 
 static class Batch
 {
+    /// <summary>Row <paramref name="i"/> of something.</summary>
+    public delegate ReadOnlySpan<float> RowOf(int i);
+
     /// <summary>Rows <paramref name="rows"/> of <paramref name="source"/>(i) stacked into a matrix.</summary>
-    public static Matrix Stack(IReadOnlyList<int> rows, Func<int, float[]> source, int width)
+    public static Matrix Stack(IReadOnlyList<int> rows, RowOf source, int width)
     {
-        var m = new Matrix(rows.Count, width);
-        for (int r = 0; r < rows.Count; r++) source(rows[r]).CopyTo(m.Row(r));
-        return m;
+        Matrix? m = null;
+        return Stack(rows, source, width, ref m);
+    }
+
+    /// <summary>The same, into <paramref name="buffer"/> when it has the shape (else into a new matrix kept there).</summary>
+    public static Matrix Stack(IReadOnlyList<int> rows, RowOf source, int width, ref Matrix? buffer)
+    {
+        if (buffer is null || buffer.Rows != rows.Count || buffer.Cols != width) buffer = new Matrix(rows.Count, width);
+        for (int r = 0; r < rows.Count; r++) source(rows[r]).CopyTo(buffer.Row(r));
+        return buffer;
     }
 }
 

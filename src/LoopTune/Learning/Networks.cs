@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using LoopTune.Learning.Nn;
 
 namespace LoopTune.Learning;
@@ -46,8 +47,15 @@ public sealed class Mlp : ILayer
     }
 
     public IReadOnlyList<Parameter> Parameters => net.Parameters;
+
+    /// <summary>Whether the layers reuse their batch buffers (<see cref="Layer.ReusesBuffers"/>).</summary>
+    public bool ReusesBuffers { get => net.ReusesBuffers; set => net.ReusesBuffers = value; }
+
     public Matrix Forward(Matrix x) => net.Forward(x);
     public Matrix Backward(Matrix dy) => net.Backward(dy);
+
+    /// <inheritdoc cref="Sequential.Backward(Matrix, bool)"/>
+    public Matrix? Backward(Matrix dy, bool inputGradient) => net.Backward(dy, inputGradient);
 }
 
 /// <summary>What a trained policy offers a rollout: a preference per action for a batch of observations (Q-values or
@@ -69,6 +77,8 @@ public interface IPolicyNetwork
 public sealed class QNetwork : IPolicyNetwork
 {
     readonly Mlp net;
+    Matrix? q, dva;
+    float[] rowSums = [];
 
     public QNetwork(NetworkShape shape, Random rng)
     {
@@ -80,37 +90,49 @@ public sealed class QNetwork : IPolicyNetwork
     public IReadOnlyList<Parameter> Parameters => net.Parameters;
     public Matrix Scores(Matrix observations) => Forward(observations);
 
+    /// <summary>Whether batches (2 rows or more) reuse the network's buffers (<see cref="Layer.ReusesBuffers"/>): then
+    /// <see cref="Forward"/>'s result is valid until the next Forward, and the network is used from one thread (a learner's).
+    /// One row (acting) always gets a new matrix.</summary>
+    public bool ReusesBuffers { get => net.ReusesBuffers; set => net.ReusesBuffers = value; }
+
     /// <summary>Q-values [batch, actions].</summary>
     public Matrix Forward(Matrix x)
     {
         var va = net.Forward(x);
         int n = Shape.Actions;
-        var q = new Matrix(x.Rows, n);
+        var result = Layer.Buffer(ref q, x.Rows, n, ReusesBuffers);
+        var sums = RowSums(va, 1);
         for (int b = 0; b < x.Rows; b++)
         {
-            var row = va.Row(b);
-            float mean = 0;
-            for (int a = 0; a < n; a++) mean += row[1 + a];
-            mean /= n;
-            for (int a = 0; a < n; a++) q[b, a] = row[0] + row[1 + a] - mean;
+            ReadOnlySpan<float> row = va.Row(b);
+            Vec.AddThenSubtract(row[0], row[1..], sums[b] / n, result.Row(b));
         }
-        return q;
+        return result;
     }
 
-    /// <summary>Backpropagates dLoss/dQ of the last <see cref="Forward"/> into the parameters' gradients.</summary>
+    /// <summary>Backpropagates dLoss/dQ of the last <see cref="Forward"/> into the parameters' gradients (not into the
+    /// observations: nothing needs their gradient).</summary>
     public void Backward(Matrix dq)
     {
         int n = Shape.Actions;
-        var dva = new Matrix(dq.Rows, n + 1);
+        var d = Layer.Buffer(ref dva, dq.Rows, n + 1, ReusesBuffers);
+        var sums = RowSums(dq, 0);
         for (int b = 0; b < dq.Rows; b++)
         {
-            var row = dq.Row(b);
-            float sum = 0;
-            for (int a = 0; a < n; a++) sum += row[a];
-            dva[b, 0] = sum;
-            for (int a = 0; a < n; a++) dva[b, 1 + a] = row[a] - sum / n;
+            Span<float> to = d.Row(b);
+            to[0] = sums[b];
+            Vec.Subtract(dq.Row(b), sums[b] / n, to[1..]);
         }
-        net.Backward(dva);
+        net.Backward(d, inputGradient: false);
+    }
+
+    /// <summary>Each row's sum of its columns from <paramref name="first"/> on, one running float sum in order per row.</summary>
+    Span<float> RowSums(Matrix m, int first)
+    {
+        if (rowSums.Length < m.Rows) rowSums = new float[m.Rows];
+        var sums = rowSums.AsSpan(0, m.Rows);
+        Vec.RunningRowSums(m.Data, m.Cols, first, sums);
+        return sums;
     }
 }
 
@@ -147,11 +169,19 @@ public static class Net
     public static Matrix Row(float[] x) => new(1, x.Length, (float[])x.Clone());
 
     /// <summary>The index of the largest score among the legal actions (the lowest index on a tie).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static int MaskedArgmax(ReadOnlySpan<float> scores, ReadOnlySpan<bool> mask)
     {
+        mask = mask[..scores.Length];
         int best = -1;
+        float bestScore = 0;   // scores[best]
         for (int a = 0; a < scores.Length; a++)
-            if (mask[a] && (best < 0 || scores[a] > scores[best])) best = a;
+        {
+            float s = scores[a];
+            bool better = mask[a] & (best < 0 | s > bestScore);
+            best = better ? a : best;
+            bestScore = better ? s : bestScore;
+        }
         return best >= 0 ? best : throw new InvalidOperationException("no legal action");
     }
 

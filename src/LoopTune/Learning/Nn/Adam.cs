@@ -67,12 +67,11 @@ public sealed class Adam
     /// <summary>The parameters updated, without duplicates.</summary>
     public IReadOnlyList<Parameter> Parameters => parameters;
 
-    /// <summary>The global L2 norm of all gradients (in double).</summary>
+    /// <summary>The global L2 norm of all gradients (in double: each square is exact, the sum is over vector lanes).</summary>
     public double GradNorm()
     {
         double sum = 0;
-        foreach (var p in parameters)
-            foreach (float g in p.Grad) sum += (double)g * g;
+        foreach (var p in parameters) sum += Vec.SumOfSquares(p.Grad);
         return Math.Sqrt(sum);
     }
 
@@ -85,23 +84,13 @@ public sealed class Adam
         if (norm > options.MaxGradNorm)
         {
             float scale = (float)(options.MaxGradNorm / (norm + 1e-6));
-            foreach (var p in parameters)
-                for (int i = 0; i < p.Grad.Length; i++) p.Grad[i] *= scale;
+            foreach (var p in parameters) Vec.Scale(p.Grad, scale);
         }
         Steps++;
         double b1 = options.Beta1, b2 = options.Beta2, eps = options.Epsilon;
         double step = options.LearningRate / (1 - Math.Pow(b1, Steps)), root2 = Math.Sqrt(1 - Math.Pow(b2, Steps));
         for (int k = 0; k < parameters.Length; k++)
-        {
-            float[] value = parameters[k].Value, grad = parameters[k].Grad, mk = m[k], vk = v[k];
-            for (int i = 0; i < value.Length; i++)
-            {
-                double g = grad[i];
-                double mi = b1 * mk[i] + (1 - b1) * g, vi = b2 * vk[i] + (1 - b2) * g * g;
-                (mk[i], vk[i]) = ((float)mi, (float)vi);
-                value[i] = (float)(value[i] - step * mi / (Math.Sqrt(vi) / root2 + eps));
-            }
-        }
+            Vec.AdamStep(parameters[k].Value, parameters[k].Grad, m[k], v[k], b1, b2, step, root2, eps);
         return norm;
     }
 

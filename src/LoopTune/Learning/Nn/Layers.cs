@@ -4,22 +4,57 @@ namespace LoopTune.Learning.Nn;
 public interface ILayer
 {
     /// <summary>Forward for a batch; caches what Backward needs (the last call's input/output, by reference:
-    /// do not modify x or the returned matrix before Backward). The result is a new matrix.</summary>
+    /// do not modify x or the returned matrix before Backward). The result is a new matrix (a <see cref="Layer"/> that
+    /// <see cref="Layer.ReusesBuffers"/> returns its own buffer for a batch).</summary>
     Matrix Forward(Matrix x);
 
     /// <summary>Given dLoss/dOutput of the last Forward, ADDS parameter gradients into <see cref="Parameter.Grad"/>
-    /// and returns dLoss/dInput (a new matrix; dy is not modified).</summary>
+    /// and returns dLoss/dInput (a new matrix, or the layer's buffer as for Forward; dy is not modified).</summary>
     Matrix Backward(Matrix dy);
 
     /// <summary>The trainable parameters (empty for activations).</summary>
     IReadOnlyList<Parameter> Parameters { get; }
 }
 
+/// <summary>
+/// What the network library's layers share: matrices they may hand out again. With <see cref="ReusesBuffers"/> set, a
+/// layer's Forward and Backward on a batch (2 rows or more) return matrices the layer owns and overwrites on its next call
+/// of the same kind: a learner's updates then allocate nothing per call. The caller must be done with a result before the
+/// layer's next Forward (or Backward), which a <see cref="Sequential"/> is for every layer but its last, and use the layer
+/// from one thread. One row (acting) always gets a new matrix, so a network that acts on several threads at once may still
+/// reuse its batches' buffers. Off by default: every result is a new matrix, as <see cref="ILayer"/> says.
+/// </summary>
+public abstract class Layer : ILayer
+{
+    /// <summary>Whether batch results are buffers the layer reuses (see <see cref="Layer"/>).</summary>
+    public bool ReusesBuffers { get; set; }
+
+    public abstract IReadOnlyList<Parameter> Parameters { get; }
+    public abstract Matrix Forward(Matrix x);
+    public abstract Matrix Backward(Matrix dy);
+
+    /// <summary>Backward that may skip dLoss/dInput when <paramref name="inputGradient"/> is false (a network's first
+    /// layer: nothing needs the gradient of its input); then it returns null. Parameter gradients are added either way.</summary>
+    public virtual Matrix? Backward(Matrix dy, bool inputGradient) => Backward(dy);
+
+    /// <summary>A rows x cols matrix to write a result into: <paramref name="slot"/>'s when buffers are reused and it has
+    /// that shape (its old contents left in place), else a new one of zeros (kept in the slot when reusing).</summary>
+    protected Matrix Buffer(ref Matrix? slot, int rows, int cols) => Buffer(ref slot, rows, cols, ReusesBuffers);
+
+    /// <inheritdoc cref="Buffer(ref Matrix?, int, int)"/>
+    internal static Matrix Buffer(ref Matrix? slot, int rows, int cols, bool reuse)
+    {
+        if (!reuse || rows < 2) return new Matrix(rows, cols);
+        if (slot is null || slot.Rows != rows || slot.Cols != cols) slot = new Matrix(rows, cols);
+        return slot;
+    }
+}
+
 /// <summary>A fully connected layer y = x W + b, W is [inputs, outputs] row-major, b is [outputs].</summary>
-public sealed class Dense : ILayer
+public sealed class Dense : Layer
 {
     readonly Matrix w, dw;
-    Matrix? input;
+    Matrix? input, output, inputGradient;
 
     /// <summary>Weights drawn from <paramref name="rng"/>: an orthogonal matrix scaled by <paramref name="gain"/>
     /// (CleanRL's layer_init: gain sqrt(2) for hidden layers, 0.01 for a policy head, 1 for a value head); bias 0.
@@ -42,31 +77,29 @@ public sealed class Dense : ILayer
     public int Outputs { get; }
     public Parameter Weight { get; }
     public Parameter Bias { get; }
-    public IReadOnlyList<Parameter> Parameters { get; }
+    public override IReadOnlyList<Parameter> Parameters { get; }
 
-    public Matrix Forward(Matrix x)
+    public override Matrix Forward(Matrix x)
     {
         ArgumentNullException.ThrowIfNull(x);
         Matrix.CheckShape(x, x.Rows, Inputs, nameof(x));
-        var y = new Matrix(x.Rows, Outputs);
+        var y = Buffer(ref output, x.Rows, Outputs);
         for (int r = 0; r < x.Rows; r++) Bias.Value.CopyTo(y.Row(r));
         Gemm.Multiply(x, false, w, false, y, accumulate: true);
         input = x;
         return y;
     }
 
-    public Matrix Backward(Matrix dy)
+    public override Matrix Backward(Matrix dy) => Backward(dy, inputGradient: true)!;
+
+    public override Matrix? Backward(Matrix dy, bool inputGradient)
     {
         var x = input ?? throw new InvalidOperationException("Dense.Backward before Forward");
         Matrix.CheckShape(dy, x.Rows, Outputs, nameof(dy));
         Gemm.Multiply(x, true, dy, false, dw, accumulate: true);
-        var db = Bias.Grad;
-        for (int r = 0; r < dy.Rows; r++)
-        {
-            var row = dy.Row(r);
-            for (int j = 0; j < row.Length; j++) db[j] += row[j];
-        }
-        var dx = new Matrix(x.Rows, Inputs);
+        for (int r = 0; r < dy.Rows; r++) Vec.Add(Bias.Grad, dy.Row(r));
+        if (!inputGradient) return null;
+        var dx = Buffer(ref this.inputGradient, x.Rows, Inputs);
         Gemm.Multiply(dy, false, w, true, dx);
         return dx;
     }
@@ -75,56 +108,56 @@ public sealed class Dense : ILayer
 }
 
 /// <summary>y = max(x, 0); the gradient at 0 is 0.</summary>
-public sealed class Relu : ILayer
+public sealed class Relu : Layer
 {
-    Matrix? input;
+    Matrix? input, output, inputGradient;
 
     public Relu() { }
 
-    public IReadOnlyList<Parameter> Parameters => [];
+    public override IReadOnlyList<Parameter> Parameters => [];
 
-    public Matrix Forward(Matrix x)
+    public override Matrix Forward(Matrix x)
     {
         ArgumentNullException.ThrowIfNull(x);
-        var y = new Matrix(x.Rows, x.Cols);
-        for (int i = 0; i < y.Data.Length; i++) y.Data[i] = x.Data[i] > 0 ? x.Data[i] : 0f;
+        var y = Buffer(ref output, x.Rows, x.Cols);
+        Vec.Relu(x.Data, y.Data);
         input = x;
         return y;
     }
 
-    public Matrix Backward(Matrix dy)
+    public override Matrix Backward(Matrix dy)
     {
         var x = input ?? throw new InvalidOperationException("Relu.Backward before Forward");
         Matrix.CheckShape(dy, x.Rows, x.Cols, nameof(dy));
-        var dx = new Matrix(x.Rows, x.Cols);
-        for (int i = 0; i < dx.Data.Length; i++) dx.Data[i] = x.Data[i] > 0 ? dy.Data[i] : 0f;
+        var dx = Buffer(ref inputGradient, x.Rows, x.Cols);
+        Vec.ReluBackward(x.Data, dy.Data, dx.Data);
         return dx;
     }
 }
 
 /// <summary>y = tanh(x), the smooth activation; dy/dx = 1 - y^2.</summary>
-public sealed class Tanh : ILayer
+public sealed class Tanh : Layer
 {
-    Matrix? output;
+    Matrix? output, inputGradient;
 
     public Tanh() { }
 
-    public IReadOnlyList<Parameter> Parameters => [];
+    public override IReadOnlyList<Parameter> Parameters => [];
 
-    public Matrix Forward(Matrix x)
+    public override Matrix Forward(Matrix x)
     {
         ArgumentNullException.ThrowIfNull(x);
-        var y = new Matrix(x.Rows, x.Cols);
+        var y = Buffer(ref output, x.Rows, x.Cols);
         for (int i = 0; i < y.Data.Length; i++) y.Data[i] = MathF.Tanh(x.Data[i]);
         output = y;
         return y;
     }
 
-    public Matrix Backward(Matrix dy)
+    public override Matrix Backward(Matrix dy)
     {
         var y = output ?? throw new InvalidOperationException("Tanh.Backward before Forward");
         Matrix.CheckShape(dy, y.Rows, y.Cols, nameof(dy));
-        var dx = new Matrix(y.Rows, y.Cols);
+        var dx = Buffer(ref inputGradient, y.Rows, y.Cols);
         for (int i = 0; i < dx.Data.Length; i++) dx.Data[i] = dy.Data[i] * (1f - y.Data[i] * y.Data[i]);
         return dx;
     }
@@ -132,10 +165,10 @@ public sealed class Tanh : ILayer
 
 /// <summary>Layer normalisation of each row: y = gain * (x - mean) / sqrt(var + epsilon) + bias, with the biased
 /// variance over the row. Gain (".weight", init 1) and bias (".bias", init 0) are per feature.</summary>
-public sealed class LayerNorm : ILayer
+public sealed class LayerNorm : Layer
 {
     readonly float epsilon;
-    Matrix? normalized;
+    Matrix? normalized, output, inputGradient;
     float[] invStd = [];
 
     public LayerNorm(int features, string name, float epsilon = 1e-5f)
@@ -152,59 +185,44 @@ public sealed class LayerNorm : ILayer
     public int Features { get; }
     public Parameter Weight { get; }
     public Parameter Bias { get; }
-    public IReadOnlyList<Parameter> Parameters { get; }
+    public override IReadOnlyList<Parameter> Parameters { get; }
 
-    public Matrix Forward(Matrix x)
+    /// <summary>Per row, in double: the mean and the biased variance, s = 1 / sqrt(variance + epsilon) rounded to float,
+    /// xhat = (x - mean) s rounded to float; then y = gain xhat + bias in float.</summary>
+    public override Matrix Forward(Matrix x)
     {
         ArgumentNullException.ThrowIfNull(x);
         Matrix.CheckShape(x, x.Rows, Features, nameof(x));
         int n = Features;
-        var xhat = new Matrix(x.Rows, n);
-        var y = new Matrix(x.Rows, n);
-        invStd = new float[x.Rows];
+        var xhat = Buffer(ref normalized, x.Rows, n);
+        var y = Buffer(ref output, x.Rows, n);
+        if (invStd.Length != x.Rows || !ReusesBuffers) invStd = new float[x.Rows];
         for (int r = 0; r < x.Rows; r++)
         {
             var row = x.Row(r);
-            double mean = 0, variance = 0;
-            foreach (float v in row) mean += v;
-            mean /= n;
-            foreach (float v in row) variance += (v - mean) * (v - mean);
-            variance /= n;
+            double mean = Vec.Sum(row) / n;
+            double variance = Vec.SumOfSquaredDeviations(row, mean) / n;
             float s = (float)(1 / Math.Sqrt(variance + epsilon));
             invStd[r] = s;
-            Span<float> h = xhat.Row(r), o = y.Row(r);
-            for (int j = 0; j < n; j++)
-            {
-                h[j] = (float)((row[j] - mean) * s);
-                o[j] = Weight.Value[j] * h[j] + Bias.Value[j];
-            }
+            Vec.Normalize(row, mean, s, Weight.Value, Bias.Value, xhat.Row(r), y.Row(r));
         }
         normalized = xhat;
         return y;
     }
 
-    public Matrix Backward(Matrix dy)
+    /// <summary>Per row: dgain += dy xhat and dbias += dy (float); dxhat = dy gain, and in double
+    /// dx = s (dxhat - mean(dxhat) - xhat mean(dxhat xhat)).</summary>
+    public override Matrix Backward(Matrix dy)
     {
         var xhat = normalized ?? throw new InvalidOperationException("LayerNorm.Backward before Forward");
         Matrix.CheckShape(dy, xhat.Rows, Features, nameof(dy));
         int n = Features;
-        var dx = new Matrix(xhat.Rows, n);
+        var dx = Buffer(ref inputGradient, xhat.Rows, n);
         for (int r = 0; r < xhat.Rows; r++)
         {
-            Span<float> h = xhat.Row(r), g = dy.Row(r), d = dx.Row(r);
-            double meanG = 0, meanGh = 0;   // means of dxhat and dxhat * xhat
-            for (int j = 0; j < n; j++)
-            {
-                Weight.Grad[j] += g[j] * h[j];
-                Bias.Grad[j] += g[j];
-                double dh = (double)g[j] * Weight.Value[j];
-                meanG += dh;
-                meanGh += dh * h[j];
-            }
-            meanG /= n;
-            meanGh /= n;
-            for (int j = 0; j < n; j++)
-                d[j] = (float)(invStd[r] * ((double)g[j] * Weight.Value[j] - meanG - h[j] * meanGh));
+            Span<float> h = xhat.Row(r), g = dy.Row(r);
+            var (sumG, sumGh) = Vec.NormalizeGradients(g, h, Weight.Value, Weight.Grad, Bias.Grad);
+            Vec.NormalizeInputGradient(g, h, Weight.Value, invStd[r], sumG / n, sumGh / n, dx.Row(r));
         }
         return dx;
     }
@@ -224,17 +242,32 @@ public sealed class Sequential : ILayer
     public IReadOnlyList<ILayer> Layers { get; }
     public IReadOnlyList<Parameter> Parameters { get; }
 
+    /// <summary>Sets <see cref="Layer.ReusesBuffers"/> on every layer that is a <see cref="Layer"/>: then the result of
+    /// <see cref="Forward"/> on a batch is the last layer's buffer, valid until the next Forward.</summary>
+    public bool ReusesBuffers
+    {
+        get => Layers.OfType<Layer>().Any(l => l.ReusesBuffers);
+        set
+        {
+            foreach (var layer in Layers.OfType<Layer>()) layer.ReusesBuffers = value;
+        }
+    }
+
+    /// <summary>Backward without dLoss/dInput when <paramref name="inputGradient"/> is false (the first layer, when it is
+    /// a <see cref="Layer"/>, skips it and null is returned); the parameters' gradients are the same either way.</summary>
+    public Matrix? Backward(Matrix dy, bool inputGradient)
+    {
+        for (int i = Layers.Count - 1; i >= 1; i--) dy = Layers[i].Backward(dy);
+        return Layers.Count == 0 ? dy : Layers[0] is Layer first ? first.Backward(dy, inputGradient) : Layers[0].Backward(dy);
+    }
+
     public Matrix Forward(Matrix x)
     {
         foreach (var layer in Layers) x = layer.Forward(x);
         return x;
     }
 
-    public Matrix Backward(Matrix dy)
-    {
-        for (int i = Layers.Count - 1; i >= 0; i--) dy = Layers[i].Backward(dy);
-        return dy;
-    }
+    public Matrix Backward(Matrix dy) => Backward(dy, inputGradient: true)!;
 }
 
 /// <summary>Weight initialisation.</summary>
