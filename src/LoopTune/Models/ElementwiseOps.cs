@@ -15,14 +15,8 @@ public static class ElementwiseOps
 {
     static int Lanes => Vector<float>.Count;
 
-    /// <summary><c>y = max(x, 0)</c>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Relu(ReadOnlySpan<float> x, Span<float> y)
-    {
-        int i = 0;
-        for (; i <= x.Length - Lanes; i += Lanes) Vector.Max(new Vector<float>(x[i..]), Vector<float>.Zero).CopyTo(y[i..]);
-        for (; i < x.Length; i++) y[i] = x[i] > 0 ? x[i] : 0;
-    }
+    /// <summary><c>y = max(x, 0)</c>: <see cref="AddRelu"/> without a residual.</summary>
+    public static void Relu(ReadOnlySpan<float> x, Span<float> y) => AddRelu(x, default, true, y);
 
     /// <summary><c>y = x + residual</c> (when given) then <c>max(y, 0)</c> (when <paramref name="relu"/>), in one pass; y may be x.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
