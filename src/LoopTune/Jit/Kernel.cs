@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using LoopTune.Ir;
 
 namespace LoopTune.Jit;
@@ -283,7 +284,9 @@ public sealed unsafe class Kernel
         // than the later ones compiling the copying code
         var packed = Nest.Parse(nest.Computation, nest.Serialize() + " pack=A,B");
         var c = packed.Computation;
-        Compile(packed).Run(new float[c.Output.Length], new float[c.Left.Length + 16], new float[c.Right.Length + 16]);
+        var kernel = Compile(packed);
+        kernel.Run(new float[c.Output.Length], new float[c.Left.Length + 16], new float[c.Right.Length + 16]);
+        fixed (float* l = new float[c.Left.Length + 16], r = new float[c.Right.Length + 16]) kernel.Pack(l, r); // and the copy alone, as a slice's is timed
     }
 
     static bool warm;
@@ -292,9 +295,9 @@ public sealed unsafe class Kernel
     /// inputs must be readable <see cref="ReadsPast"/> floats further (<c>AlignedBuffer</c>s are).</summary>
     /// <para>A kernel with packed inputs (<see cref="Nest.Packed"/>) first copies them into their layout: in every run, and
     /// so in its time, for a whole kernel; once per input buffer for a slice (<see cref="CompileSlice(Nest, int[], JitOptions?)"/>),
-    /// whose runs then time the loops alone: the copy is a share of about one over the sliced size of the whole run, left
-    /// out of the estimate. The copies are made on the calling thread, before the threads of <see cref="Threads"/> start.
-    /// Runs from several threads at once are safe: each takes its own copies.</para>
+    /// whose runs then time the loops alone (the copy is timed apart, <see cref="Pack"/>, and added to the estimate scaled to
+    /// the whole's copy, <see cref="KernelTiming.MeasureSlice"/>). The copies are made on the calling thread, before the
+    /// threads of <see cref="Threads"/> start. Runs from several threads at once are safe: each takes its own copies.</para>
     public void Run(float* output, float* left, float* right)
     {
         if (plans.Length == 0)
@@ -314,6 +317,25 @@ public sealed unsafe class Kernel
         Call(output, inputs[1], inputs[2]);
         copies = mine;
     }
+
+    /// <summary>Copies the packed inputs into their layout, as a run does first, and runs nothing else (a slice copies its
+    /// share of them); nothing for a kernel without packed inputs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void Pack(float* left, float* right)
+    {
+        if (plans.Length == 0) return;
+        var mine = Interlocked.Exchange(ref copies, null) ?? new PackedCopies(plans);
+        var inputs = stackalloc float*[] { null, left, right };
+        for (int i = 0; i < plans.Length; i++)
+        {
+            plans[i].Pack(inputs[plans[i].Tensor], mine[i]);
+            mine.Sources[i] = (nint)inputs[plans[i].Tensor];
+        }
+        copies = mine;
+    }
+
+    /// <summary>About how many elements one run's copies move (<see cref="PackPlan.Elements"/> summed): 0 without packed inputs.</summary>
+    public double PackedElements => plans.Sum(p => p.Elements);
 
     /// <summary>Makes the buffers of the packed copies (<see cref="Nest.Packed"/>), their pages mapped, if the kernel has none
     /// kept yet, so that a timed first run does not pay for them: a search times a large kernel by its first run, and a

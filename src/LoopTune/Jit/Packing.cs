@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using LoopTune.Ir;
 
 namespace LoopTune.Jit;
@@ -25,7 +26,12 @@ sealed unsafe class PackPlan
         this.sizes = sizes is null ? [.. nest.Computation.Sizes] : (int[])sizes.Clone();
         Length = Layout.PackedLength(nest, tensor);
         Tensor = tensor;
+        Elements = Enumerable.Range(0, this.sizes.Length).Where(v => plain[v] != 0).Aggregate(1.0, (n, v) => n * this.sizes[v]);
     }
+
+    /// <summary>About how many elements one <see cref="Pack"/> copies: the product of the sizes it covers of the input's
+    /// variables (a slice's share of the whole's, in the ratio of the two).</summary>
+    public double Elements { get; }
 
     /// <summary>The tensor (index into <see cref="Computation.Tensors"/>) this plan packs.</summary>
     public int Tensor { get; }
@@ -34,12 +40,15 @@ sealed unsafe class PackPlan
     public long Length { get; }
 
     /// <summary>Writes the packed copy of <paramref name="input"/> to <paramref name="copy"/> (<see cref="Length"/> floats).</summary>
+    // optimized from the first call: a search's first packed kernels ran their copies as tier-0 code, several times slower
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Pack(float* input, float* copy)
     {
         var remaining = (int[])sizes.Clone();
         Copy(0, remaining, input, copy);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     void Copy(int i, int[] remaining, float* from, float* to)
     {
         var (v, step, fromStride, toStride) = loops[i];
@@ -68,6 +77,7 @@ sealed unsafe class PackPlan
     }
 
     /// <summary>The innermost loop that moves the input (step 1: a loop of its variable further in would move it too).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Run(float* from, float* to, int count, long stride)
     {
         if (stride == 1) Buffer.MemoryCopy(from, to, count * sizeof(float), count * sizeof(float));

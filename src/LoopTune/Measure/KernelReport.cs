@@ -75,7 +75,7 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
             var bounded = options with { MaxSeconds = Math.Min(options.MaxSeconds, MaxRunSeconds) };
             var (timed, others) = preparePeers is not null ? TimeSideBySide([slice], preparePeers, bounded, buffers)
                 : ([KernelTiming.Measure(slice, bounded, buffers)], NotMeasured(nest.Computation));
-            return new KernelReport(nest, kernel, check, KernelTiming.Scaled(timed[0], slice, kernel), peak, others) { Estimated = true };
+            return new KernelReport(nest, kernel, check, KernelTiming.WithCopies(KernelTiming.Scaled(timed[0], slice, kernel), slice, kernel, bounded, buffers), peak, others) { Estimated = true };
         }
         // a run predicted over the check's limit is checked on a slice too: the check is sampled either way
         var verification = Verifier.VerifyWithin(nest, kernel, predicted, MaxCheckSeconds);

@@ -43,7 +43,10 @@ public static class KernelTiming
     }
 
     /// <summary>Times <paramref name="slice"/> of <paramref name="kernel"/> (<see cref="Plan"/>'s), on the kernel's threads, and scales the result to the
-    /// whole (<see cref="Scaled"/>).</summary>
+    /// whole (<see cref="Scaled"/>). A slice copies its packed inputs once, not in each run as the whole does, so their copy
+    /// is timed apart and added, scaled to the whole's copy (<see cref="Kernel.PackedElements"/>): a copy can cost more than
+    /// the loops (<c>k:1+1024 k:4u m:512 k:8 n:8 k:64 m:8u n:32v pack=A</c> on mm 4096 256 3072 ran whole at 68-72 GFLOPS,
+    /// its slice without the copy said 166-214).</summary>
     public static Measurement MeasureSlice(Kernel slice, Kernel kernel, MeasureOptions options, Workspace buffers)
     {
         // one run first, untimed: a slice's data is a fraction of the whole's, and a cold first run of it (as the
@@ -51,7 +54,28 @@ public static class KernelTiming
         // cached; estimates came out half the whole's speed
         if (slice.Threads != kernel.Threads) slice.Threads = kernel.Threads;
         Runner(slice, buffers)();
-        return Scaled(Measure(slice, options, buffers), slice, kernel);
+        return WithCopies(Scaled(Measure(slice, options, buffers), slice, kernel), slice, kernel, options, buffers);
+    }
+
+    /// <summary><paramref name="scaled"/> (a slice's time scaled to the whole, <see cref="Scaled"/>) with the copies of the whole's
+    /// packed inputs added: the slice's copies timed alone and scaled to the whole's (<see cref="Kernel.PackedElements"/>);
+    /// as it was for a kernel without packed inputs.</summary>
+    public static Measurement WithCopies(Measurement scaled, Kernel slice, Kernel kernel, MeasureOptions options, Workspace buffers)
+    {
+        ArgumentNullException.ThrowIfNull(slice);
+        ArgumentNullException.ThrowIfNull(kernel);
+        if (slice.PackedElements == 0) return scaled;
+        double copy = MeasurePack(slice, options, buffers).MedianSeconds * kernel.PackedElements / slice.PackedElements;
+        return scaled with { MedianSeconds = scaled.MedianSeconds + copy, MinSeconds = scaled.MinSeconds + copy };
+    }
+
+    /// <summary>Times <paramref name="kernel"/>'s copies of its packed inputs alone (<see cref="Kernel.Pack"/>), pinned, the
+    /// median of three samples at least: a slice's copy can be a hundredth of a millisecond, scaled hundreds of times.</summary>
+    static unsafe Measurement MeasurePack(Kernel kernel, MeasureOptions options, Workspace buffers)
+    {
+        nint pl = (nint)buffers.Left.Pointer, pr = (nint)buffers.Right.Pointer;
+        using var pin = ThreadPinning.Pin();
+        return Timing.Measure(() => kernel.Pack((float*)pl, (float*)pr), 0, options with { MinSamples = Math.Max(3, options.MinSamples), MaxSamples = Math.Max(3, options.MaxSamples) });
     }
 
     /// <summary>A slice's measurement scaled to the whole of <paramref name="kernel"/>: seconds over the slice's share, the
