@@ -21,8 +21,9 @@ public static class ThreadPinning
     /// (<see cref="Affinity.TeamCores"/>).</summary>
     public static int[] TeamCores(int threads, int core) => Affinity.TeamCores(threads, core);
 
-    /// <summary>Lets the calling thread run on every core again (as far as the process is allowed).</summary>
-    public static void Unpin() => Affinity.TrySetAffinity(0, Affinity.CpuMask.All());
+    /// <summary>Lets the calling thread run on every core the process was given again (<see cref="Affinity.ProcessCores"/>:
+    /// under <c>taskset -c 0</c>, core 0, not every core of the machine, which the operating system would grant).</summary>
+    public static void Unpin() => Affinity.SetCurrentThread(Affinity.ProcessCores());
 
     /// <summary>Pins the calling thread, until the scope is disposed, to the core it is running on now (so that processes
     /// measuring at the same time, placed on different cores by the OS, stay there instead of all piling onto one
