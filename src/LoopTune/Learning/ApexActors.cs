@@ -233,12 +233,7 @@ public sealed class LocalActors : IStreamingExperienceSource
         {
             var (batch, rest) = await pool.Post(w, () =>
             {
-                var latest = exchange.Latest;
-                if (latest.Version > versions[w] && latest.Weights is { } weights)
-                {
-                    groups[w].SetWeights(weights);
-                    Volatile.Write(ref versions[w], latest.Version);
-                }
+                Volatile.Write(ref versions[w], exchange.LoadIfNewer(versions[w], groups[w].SetWeights));
                 return Fragment(w);
             }).ConfigureAwait(false);
             if (rest > TimeSpan.Zero) await Task.Delay(rest).ConfigureAwait(false);

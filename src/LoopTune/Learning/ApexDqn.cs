@@ -237,7 +237,8 @@ public sealed class ApexDqn : ITrainer
         if (streaming is null)
         {
             exchange.SetStopping(false);
-            exchange.Publish(weightsForActors ?? Net.Flatten(online));
+            if (weightsForActors is not null) exchange.Publish(weightsForActors);
+            else exchange.Publish(online);
             streaming = source.Stream(exchange);
         }
         else if (weightsForActors is not null) exchange.Publish(weightsForActors);   // new weights (InitFrom) reach acting actors
@@ -254,7 +255,7 @@ public sealed class ApexDqn : ITrainer
                 var (l, qm, g) = Update();
                 learnSeconds += Stopwatch.GetElapsedTime(start).TotalSeconds;
                 (loss, q, norm, n, updateBudget) = (loss + l, q + qm, norm + g, n + 1, updateBudget - 1);
-                if (updates % c.PublishPeriod == 0) exchange.Publish(Net.Flatten(online));
+                if (updates % c.PublishPeriod == 0) exchange.Publish(online);
                 continue;
             }
             if (streaming.IsCompleted)
@@ -281,7 +282,7 @@ public sealed class ApexDqn : ITrainer
         values["updates_per_s"] = n / Math.Max(seconds, 1e-9);
         values["learner_wait_s"] = learnerWait;
         values["actor_wait_s"] = exchange.ActorWaitSeconds - actorWait;
-        values["weight_version"] = exchange.Latest.Version;
+        values["weight_version"] = exchange.LatestVersion;
         return values;
     }
 

@@ -9,10 +9,16 @@ namespace LoopTune.Learning;
 /// the latest when it is newer than its own, before its next fragment). One learner publishes and takes; any number of
 /// actors send and read. Counters say what crossed, so that a test can check that nothing was lost or repeated.
 /// </summary>
+/// <remarks>The board holds three buffers that the learner writes versions into in turn, so a publication allocates nothing
+/// (it was a new 885 KB array every 25 updates). A buffer is rewritten two publications after it was the latest, perhaps
+/// while a slow actor still copies from it: each buffer carries the version it holds (-1 while written), checked before and
+/// after the copy, and an actor whose copy was overwritten copies the latest again (a seqlock), so no actor acts with a
+/// mix of two versions.</remarks>
 public sealed class ExperienceExchange : IDisposable
 {
     readonly Channel<ExperienceBatch> queue;
-    volatile Published latest = new(0, null);
+    readonly Board[] boards = [new(), new(), new()];
+    long latest; // the latest version published: it lies in boards[latest % 3]
     volatile bool stopping;
     long batchesSent, transitionsSent, actorWaitTicks;
 
@@ -23,15 +29,66 @@ public sealed class ExperienceExchange : IDisposable
         queue = Channel.CreateBounded<ExperienceBatch>(new BoundedChannelOptions(capacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
     }
 
-    /// <summary>A version of the learner's weights (0 and null: none yet).</summary>
-    public sealed record Published(long Version, float[]? Weights);
+    /// <summary>One buffer of the board: the version it holds (-1 while it is written) and the weights.</summary>
+    sealed class Board
+    {
+        public long Version = -1;
+        public float[] Weights = [];
+    }
 
-    /// <summary>The latest weights published.</summary>
-    public Published Latest => latest;
+    /// <summary>The latest version published (0: none yet).</summary>
+    public long LatestVersion => Volatile.Read(ref latest);
 
-    /// <summary>Publishes <paramref name="weights"/> (the learner's flattened parameters, not modified afterwards) as the
-    /// next version; the learner's thread alone publishes.</summary>
-    public void Publish(float[] weights) => latest = new(latest.Version + 1, weights);
+    /// <summary>Publishes the parameters of <paramref name="net"/>, one after the other (<see cref="Net.Flatten"/>'s order), as
+    /// the next version; the learner's thread alone publishes.</summary>
+    public void Publish(IPolicyNetwork net)
+    {
+        ArgumentNullException.ThrowIfNull(net);
+        int length = 0;
+        foreach (var p in net.Parameters) length += p.Value.Length;
+        Write(length, net, static (n, into) =>
+        {
+            int at = 0;
+            foreach (var p in n.Parameters) { p.Value.CopyTo(into, at); at += p.Value.Length; }
+        });
+    }
+
+    /// <summary>Publishes a copy of <paramref name="weights"/> (flattened parameters) as the next version.</summary>
+    public void Publish(float[] weights)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        Write(weights.Length, weights, static (w, into) => w.CopyTo(into, 0));
+    }
+
+    void Write<T>(int length, T from, Action<T, float[]> fill)
+    {
+        long version = latest + 1;
+        var b = boards[version % boards.Length];
+        Volatile.Write(ref b.Version, -1);
+        Interlocked.MemoryBarrier(); // the mark lands before any weight does
+        if (b.Weights.Length != length) b.Weights = new float[length];
+        fill(from, b.Weights);
+        Volatile.Write(ref b.Version, version); // after every weight
+        Volatile.Write(ref latest, version);
+    }
+
+    /// <summary>An actor's side: when a version newer than <paramref name="have"/> is published, gives its weights to
+    /// <paramref name="load"/> (which copies them; the array is the board's, rewritten later) and returns that version;
+    /// otherwise returns <paramref name="have"/>. A copy the learner overwrote meanwhile is made again from the latest.</summary>
+    public long LoadIfNewer(long have, Action<float[]> load)
+    {
+        ArgumentNullException.ThrowIfNull(load);
+        while (true)
+        {
+            long version = Volatile.Read(ref latest);
+            if (version <= have) return have;
+            var b = boards[version % boards.Length];
+            if (Volatile.Read(ref b.Version) != version) continue; // being rewritten: a newer version is on its way
+            load(b.Weights);
+            Interlocked.MemoryBarrier(); // every weight read before the check
+            if (Volatile.Read(ref b.Version) == version) return version;
+        }
+    }
 
     /// <summary>Whether the actors are asked to stop after the fragment they are making.</summary>
     public bool Stopping => stopping;

@@ -55,14 +55,14 @@ public sealed class AsyncLearnerTests
             Assert.True(values["weight_version"] > before);
             trainer.State();                                   // a checkpoint stops them and absorbs what they sent
             var exchange = trainer.Exchange!;
-            long latest = exchange.Latest.Version;
+            long latest = exchange.LatestVersion;
             var acting = ((LocalActors)trainer.Source).ActingVersions;
             Assert.All(acting, v => Assert.InRange(v, before + 1, latest));
             Assert.All(acting.Zip(previous), p => Assert.True(p.First > p.Second, $"version {p.First} after {p.Second}"));
             Assert.Equal(exchange.TransitionsSent, trainer.ReplayCount);
             (before, previous) = (latest, acting);
         }
-        Assert.True(trainer.Exchange!.Latest.Version > 4, "the learner published mid-iteration too");
+        Assert.True(trainer.Exchange!.LatestVersion > 4, "the learner published mid-iteration too");
         Assert.True(trainer.State()["updates"]!.GetValue<long>() > 0);
 
         // no loss: the steps absorbed are the steps taken; no duplication: every state in the replay is a distinct state an
@@ -72,6 +72,51 @@ public sealed class AsyncLearnerTests
         Assert.Equal(states.Count, states.Distinct().Count());
         Assert.All(states, s => Assert.Single(envs, e => e.Seen.Contains(s)));
         Assert.InRange(trainer.ReplayCount, trainer.EnvSteps - envs.Count * (c.NStep - 1), trainer.EnvSteps);
+    }
+
+    [Fact]
+    public async Task Actors_never_load_a_mix_of_two_weight_versions_and_publishing_allocates_nothing()
+    {
+        // every weight of version v is v: a copy torn between two versions shows two values. The learner publishes as fast
+        // as it can, so the three buffers are rewritten under the readers' copies again and again.
+        using var exchange = new ExperienceExchange(1);
+        const int length = 4096, versions = 20_000;
+        var weights = new float[length];
+        bool done = false;
+        long loads = 0;
+        var readers = Enumerable.Range(0, 3).Select(_ => Task.Run(() =>
+        {
+            var copy = new float[length];
+            long have = 0;
+            while (!Volatile.Read(ref done) || have < exchange.LatestVersion)
+            {
+                long v = exchange.LoadIfNewer(have, w =>
+                {
+                    // half, a pause as long as a few publications, the rest: copies do get overwritten
+                    w.AsSpan(0, length / 2).CopyTo(copy);
+                    Thread.SpinWait(2000);
+                    w.AsSpan(length / 2).CopyTo(copy.AsSpan(length / 2));
+                });
+                if (v == have) continue;
+                Assert.True(v > have, $"version {v} after {have}");
+                Assert.All(copy, x => Assert.Equal(v, x));
+                (have, loads) = (v, Interlocked.Increment(ref loads));
+            }
+            return have;
+        })).ToList();
+        long allocated = 0;
+        for (int v = 1; v <= versions; v++)
+        {
+            Array.Fill(weights, v);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            exchange.Publish(weights);
+            if (v > 3) allocated += GC.GetAllocatedBytesForCurrentThread() - before; // the buffers are made by the first three
+        }
+        Volatile.Write(ref done, true);
+        var last = await Task.WhenAll(readers).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.All(last, v => Assert.Equal(versions, v));
+        Assert.Equal(0, allocated);
+        Assert.True(loads > 3);
     }
 
     [Fact]
