@@ -105,8 +105,8 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
     /// carries the side-by-side ratio (<see cref="PeerResult.KernelOverPeer"/>).
     /// <para>At N threads (the kernels' most <see cref="Kernel.Threads"/>) the peers are asked for N threads too, and the
     /// pieces take turns (<see cref="Timing.MeasureTogether(IReadOnlyList{Action}, IReadOnlyList{double}, MeasureOptions, Action{int}?)"/>):
-    /// before each sample the process is let go quiet (<see cref="Quiet.Settle"/>: the previous runtime's threads stop
-    /// spinning), the caller is pinned to its core (our kernel's team pins its workers to the team's other cores,
+    /// before each turn (a few tens of milliseconds of one piece's samples in a row) the process is let go quiet
+    /// (<see cref="Quiet.Settle"/>: the previous runtime's threads stop spinning), the caller is pinned to its core (our kernel's team pins its workers to the team's other cores,
     /// <see cref="Affinity.TeamCores"/>, and the libraries' workers are pinned there too, <see cref="Affinity.PinLibraryThreads"/>)
     /// and untimed runs wake the runtime's threads (<see cref="TakeTurns"/>). Interleaved without turns, the runtimes' waiting threads took the cores from each other: ours
     /// 72.5 GFLOPS, oneDNN 30.8, OpenBLAS 35.2 at two threads on mm 512 against 137 / 162 / 91 at one.</para></summary>
@@ -150,7 +150,7 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
 
     /// <summary>The turns of runtimes timed side by side at <paramref name="threads"/> threads (null at one, or when the caller
     /// is not pinned; dispose it after the timing): the libraries' worker threads are pinned to the team's other cores
-    /// (<see cref="Affinity.PinLibraryThreads"/>; the caller stays on its pinned core) and, before each sample, the process
+    /// (<see cref="Affinity.PinLibraryThreads"/>; the caller stays on its pinned core) and, before each turn, the process
     /// is let go quiet (<see cref="Quiet.Settle"/>) and the piece run untimed for <see cref="TurnWarmSeconds"/> (once at
     /// least), to wake the cores and its threads.</summary>
     public static Turns? TakeTurns(int threads, ThreadPinning.PinScope pin, IReadOnlyList<Action> runs)

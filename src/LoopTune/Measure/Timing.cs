@@ -25,7 +25,7 @@ public static class Timing
             double first = Time(run, 1);
             if (first >= options.MinSeconds && first >= options.SampleSeconds) return new Measurement(first, first, 1, 1, flops);
         }
-        long runs = Calibrate(run, options);
+        long runs = Calibrate(run, options).Runs;
         double[] samples = Sample(run, runs, options);
         Array.Sort(samples);
         return new Measurement(Median(samples), samples[0], samples.Length, runs, flops);
@@ -45,33 +45,51 @@ public static class Timing
         MeasureTogether(runs, flops, options, null);
 
     /// <summary><see cref="MeasureTogether(IReadOnlyList{Action}, IReadOnlyList{double}, MeasureOptions)"/> in turns:
-    /// <paramref name="turn"/> is called with a piece's index before its calibration and before each of its samples (and
-    /// is not timed), to ready the machine for that piece: let another runtime's threads go idle, place the caller.</summary>
+    /// <paramref name="turn"/> is called with a piece's index (and is not timed) before its calibration and before each
+    /// of its turns of samples, to ready the machine for that piece: let another runtime's threads go idle, place the
+    /// caller. A turn costs more than a sample (a settle of some milliseconds at least, and untimed runs), so in turns
+    /// each piece takes several samples in a row (<see cref="SamplesPerTurn"/>: about <see cref="TurnSamplingSeconds"/>
+    /// of them, a few turns each at least), piece after piece; a block of k such samples gives k rounds, the j-th sample
+    /// of each piece in round j. A piece that follows itself (a lone piece) takes no turn, as nothing else ran since.</summary>
     public static Together MeasureTogether(IReadOnlyList<Action> runs, IReadOnlyList<double> flops, MeasureOptions options, Action<int>? turn)
     {
         ArgumentNullException.ThrowIfNull(runs);
         ArgumentNullException.ThrowIfNull(flops);
         if (runs.Count == 0 || runs.Count != flops.Count) throw new ArgumentException($"{runs.Count} runs and {flops.Count} flop counts: give one of each, at least one", nameof(flops));
         options.Validate();
-        long[] perSample = [.. runs.Select((r, i) =>
-        {
-            turn?.Invoke(i);
-            return Calibrate(r, options);
-        })];
-        var rounds = new List<double[]>();
-        long start = Stopwatch.GetTimestamp(), turns = 0;
+        int last = -1;
+        long turns = 0;
         // the turns' own time (a settle) is not sampling: the limits count the samples' time only
+        void Turn(int i)
+        {
+            long t = Stopwatch.GetTimestamp();
+            if (turn is not null && i != last) turn(i);
+            last = i;
+            turns += Stopwatch.GetTimestamp() - t;
+        }
+        var calibrated = runs.Select((r, i) =>
+        {
+            Turn(i);
+            return Calibrate(r, options);
+        }).ToList();
+        long[] perSample = [.. calibrated.Select(c => c.Runs)];
+        int block = turn is null ? 1 : SamplesPerTurn(options, calibrated.Max(c => c.SampleSeconds));
+        var rounds = new List<double[]>();
+        long start = Stopwatch.GetTimestamp();
+        turns = 0;
         double Sampled() => Stopwatch.GetElapsedTime(start, Stopwatch.GetTimestamp() - turns).TotalSeconds;
         while (rounds.Count < options.MaxSamples
                && (rounds.Count < options.MinSamples || Sampled() < options.MinSeconds * runs.Count)
                && (rounds.Count == 0 || Sampled() < options.MaxSeconds))
-            rounds.Add([.. runs.Select((r, i) =>
+        {
+            int k = Math.Min(block, options.MaxSamples - rounds.Count);
+            var samples = runs.Select((r, i) =>
             {
-                long t = Stopwatch.GetTimestamp();
-                turn?.Invoke(i);
-                turns += Stopwatch.GetTimestamp() - t;
-                return Time(r, perSample[i]) / perSample[i];
-            })]);
+                Turn(i);
+                return Enumerable.Range(0, k).Select(_ => Time(r, perSample[i]) / perSample[i]).ToArray();
+            }).ToList();
+            for (int j = 0; j < k; j++) rounds.Add([.. samples.Select(x => x[j])]);
+        }
         var measurements = runs.Select((_, i) =>
         {
             double[] sorted = [.. rounds.Select(x => x[i]).Order()];
@@ -80,10 +98,30 @@ public static class Timing
         return new Together([.. measurements], [.. rounds]);
     }
 
+    /// <summary>About how long a turn's samples of its piece last (<see cref="SamplesPerTurn"/>): several times a turn's
+    /// own cost at two threads (a settle of 2 ms when the last runtime's threads are already idle, up to some 25 ms when
+    /// they spin on, then 5 ms of untimed runs), short beside the few hundred milliseconds over which this machine's speed
+    /// was seen to change.</summary>
+    public const double TurnSamplingSeconds = 0.04;
+
+    /// <summary>The fewest turns each piece takes within <see cref="MeasureOptions.MinSeconds"/> of sampling
+    /// (<see cref="SamplesPerTurn"/>).</summary>
+    public const int MinTurns = 4;
+
+    /// <summary>How many samples a piece takes in a row in its turn, when a sample lasts <paramref name="sampleSeconds"/>
+    /// (the longest piece's, from its calibration): about <see cref="TurnSamplingSeconds"/> of them, but no more than
+    /// leave each piece <see cref="MinTurns"/> turns within <see cref="MeasureOptions.MinSeconds"/>; one at least.</summary>
+    internal static int SamplesPerTurn(MeasureOptions options, double sampleSeconds)
+    {
+        if (!(sampleSeconds > 0)) return 1;
+        double k = Math.Min(TurnSamplingSeconds, options.MinSeconds / MinTurns) / sampleSeconds;
+        return (int)Math.Clamp(Math.Floor(k), 1, options.MaxSamples);
+    }
+
     /// <summary>Warms up for WarmupSeconds (at least one call), doubling the batch while it is
     /// shorter than half a sample; returns the runs that make one sample last about SampleSeconds
     /// (from the fastest measurable batch, or the last batch size if none could be measured).</summary>
-    private static long Calibrate(Action run, MeasureOptions o)
+    private static (long Runs, double SampleSeconds) Calibrate(Action run, MeasureOptions o)
     {
         long start = Stopwatch.GetTimestamp(), batch = 1;
         double perRun = double.MaxValue;
@@ -94,7 +132,9 @@ public static class Timing
             if (t < o.SampleSeconds / 2 && batch < MaxRunsPerSample) batch *= 2;
         }
         while (Stopwatch.GetElapsedTime(start).TotalSeconds < o.WarmupSeconds);
-        return perRun < double.MaxValue ? (long)Math.Clamp(Math.Round(o.SampleSeconds / perRun), 1, MaxRunsPerSample) : batch;
+        if (perRun == double.MaxValue) return (batch, o.SampleSeconds);
+        long runs = (long)Math.Clamp(Math.Round(o.SampleSeconds / perRun), 1, MaxRunsPerSample);
+        return (runs, runs * perRun);
     }
 
     private static double[] Sample(Action run, long runs, MeasureOptions o)

@@ -138,6 +138,65 @@ public sealed class TimerTests
     }
 
     [Fact]
+    public void In_turns_each_piece_takes_its_samples_in_a_row_after_its_turn_and_rounds_pair_the_jth_samples()
+    {
+        var events = new List<string>();
+        int slow = 1; // the machine's speed, changed at every turn of piece 0: samples of one block share it
+        var options = new MeasureOptions(0, 0.05, 3, 0.0005, 100);
+        var t = Timing.MeasureTogether(
+            [() => { events.Add("run 0"); Spin(0.002 * slow); }, () => { events.Add("run 1"); Spin(0.004 * slow); }], [1e6, 1e6], options,
+            i =>
+            {
+                events.Add($"turn {i}");
+                if (i == 0) slow = 3 - slow;
+            });
+        // every run follows a turn of its own piece (a turn before each calibration too), and never twice in a row
+        string? turned = null;
+        foreach (var e in events)
+            if (e.StartsWith("turn", StringComparison.Ordinal))
+            {
+                Assert.NotEqual(turned, e);
+                turned = e;
+            }
+            else Assert.Equal(turned, e.Replace("run", "turn", StringComparison.Ordinal));
+        // the blocks after the calibrations: piece 0's k samples, then piece 1's k, the same k each (samples of 4 to 8 ms
+        // against a quarter of MinSeconds, 12.5 ms: one to three in a row)
+        var blocks = string.Join(",", events.Skip(4)).Split("turn 0,", StringSplitOptions.RemoveEmptyEntries)
+            .Select(b => b.TrimEnd(',').Split(",turn 1,")).ToList();
+        Assert.Equal(events.Take(4), ["turn 0", "run 0", "turn 1", "run 1"]); // one calibration run each: a spin outlasts a sample
+        Assert.All(blocks, b => Assert.Equal(b[0].Split(',').Length, b[1].Split(',').Length));
+        int k = blocks[0][0].Split(',').Length;
+        Assert.InRange(k, 1, 3);
+        Assert.Equal(blocks.Sum(b => b[0].Split(',').Length), t.Rounds.Count);
+        Assert.All(t.Measurements, m => Assert.Equal(t.Rounds.Count, m.Samples));
+        Assert.True(blocks.Count >= 2);
+        // the oracle: piece 0 is twice as fast as piece 1 at either speed; a round pairing samples of different blocks
+        // would see 1x or 4x
+        Assert.InRange(t.Ratio(0, 1), 1.6, 2.4);
+    }
+
+    [Fact]
+    public void A_lone_piece_in_turns_takes_one_turn()
+    {
+        int turns = 0, runs = 0;
+        var t = Timing.MeasureTogether([() => { runs++; Spin(0.001); }], [1], new MeasureOptions(0, 0.02, 5, 0.0005, 100), _ => turns++);
+        Assert.Equal(1, turns);
+        Assert.Equal(t.Rounds.Count + 1, runs); // its calibration's run, then one per sample
+        Assert.True(t.Rounds.Count >= 5);
+    }
+
+    [Fact]
+    public void SamplesPerTurn_fills_about_TurnSamplingSeconds_leaving_each_piece_MinTurns_turns()
+    {
+        Assert.Equal(20, Timing.SamplesPerTurn(MeasureOptions.Default, 0.002)); // 40 ms of 2 ms samples
+        Assert.Equal(10, Timing.SamplesPerTurn(MeasureOptions.Quick, 0.001)); // MinSeconds 0.04: four turns of 10 ms
+        Assert.Equal(1, Timing.SamplesPerTurn(MeasureOptions.Default, 0.03)); // a sample longer than a turn's share
+        Assert.Equal(1, Timing.SamplesPerTurn(MeasureOptions.Default, 0));
+        Assert.Equal(1, Timing.SamplesPerTurn(MeasureOptions.Default with { MinSeconds = 0 }, 0.001));
+        Assert.Equal(7, Timing.SamplesPerTurn(MeasureOptions.Default with { MaxSamples = 7 }, 0.0001));
+    }
+
+    [Fact]
     public void MeasureTogether_refuses_mismatched_input()
     {
         Assert.Throws<ArgumentException>(() => Timing.MeasureTogether([Work], [1, 2], Tiny));
