@@ -106,25 +106,66 @@ public static class KernelTiming
             throw new ArgumentException($"the workspace is for {buffers.Computation}, the kernel for {kernel.Computation}", nameof(buffers));
         nint po = (nint)buffers.Output.Pointer, pl = (nint)buffers.Left.Pointer, pr = (nint)buffers.Right.Pointer;
         kernel.Prepare(); // the packed copies' buffers made before the timing, not in its first run
-        return () => kernel.Run((float*)po, (float*)pl, (float*)pr);
+        if (buffers.Context.IsHot) return () => kernel.Run((float*)po, (float*)pl, (float*)pr);
+        // cold: each run, of this runner or another on the same buffers, reads the workspace's next copy of the operand
+        return buffers.Context.Cold == Operand.Left
+            ? () => kernel.Run((float*)po, buffers.NextCopy(), (float*)pr)
+            : () => kernel.Run((float*)po, (float*)pl, buffers.NextCopy());
     }
 
-    /// <summary>Aligned buffers for one computation's three tensors, filled with random values in [-1, 1].</summary>
+    /// <summary>Aligned buffers for one computation's three tensors, filled with random values in [-1, 1]; in a cold
+    /// <see cref="TimingContext"/>, with copies of the cold operand (<see cref="Copies"/>, the first of them
+    /// <see cref="Left"/> or <see cref="Right"/>, all the same values) that the runs of <see cref="Runner"/> read in turn.</summary>
     public sealed class Workspace : IDisposable
     {
-        public Workspace(Computation computation, int seed = 1)
+        public Workspace(Computation computation, int seed = 1) : this(computation, seed, TimingContext.Hot) { }
+
+        /// <summary>Buffers for timing in <paramref name="context"/>: a cold operand copied until the copies together pass
+        /// <paramref name="coldBytes"/> (default <see cref="TimingContext.ColdBytes"/>, this machine's).</summary>
+        public unsafe Workspace(Computation computation, int seed, TimingContext context, long? coldBytes = null)
         {
+            ArgumentNullException.ThrowIfNull(computation);
             Computation = computation;
+            Context = context;
             var rng = new Random(seed);
             Output = Filled(computation.Output.Length, rng);
             Left = Filled(computation.Left.Length, rng);
             Right = Filled(computation.Right.Length, rng);
+            if (context.Cold is not { } cold) return;
+            var first = cold == Operand.Left ? Left : Right;
+            long bytes = Math.Max(1, first.Length) * sizeof(float);
+            var copies = new AlignedBuffer[context.Copies(bytes, coldBytes ?? TimingContext.ColdBytes())];
+            copies[0] = first;
+            for (int i = 1; i < copies.Length; i++)
+            {
+                copies[i] = new AlignedBuffer(first.Length);
+                Buffer.MemoryCopy(first.Pointer, copies[i].Pointer, bytes, first.Length * sizeof(float));
+            }
+            this.copies = copies;
         }
 
         public Computation Computation { get; }
         public AlignedBuffer Output { get; }
         public AlignedBuffer Left { get; }
         public AlignedBuffer Right { get; }
+
+        /// <summary>What the runs on these buffers find in the caches.</summary>
+        public TimingContext Context { get; }
+
+        readonly AlignedBuffer[]? copies;
+        int next;
+
+        /// <summary>The copies of the cold operand, the first of them its own buffer (none when hot).</summary>
+        public IReadOnlyList<AlignedBuffer> Copies => copies ?? [];
+
+        /// <summary>The copy of the cold operand the next run reads, in turn (one run at a time).</summary>
+        internal unsafe float* NextCopy()
+        {
+            var all = copies!;
+            int i = next;
+            next = i + 1 == all.Length ? 0 : i + 1;
+            return all[i].Pointer;
+        }
 
         static AlignedBuffer Filled(long length, Random rng)
         {
@@ -138,6 +179,7 @@ public static class KernelTiming
             Output.Dispose();
             Left.Dispose();
             Right.Dispose();
+            foreach (var copy in copies?.Skip(1) ?? []) copy.Dispose();
         }
     }
 }
