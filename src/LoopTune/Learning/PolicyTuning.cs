@@ -36,15 +36,17 @@ public static class PolicyTuning
     /// peers of <paramref name="preparePeers"/> (none when null); with the seconds spent in the policy and the search, and
     /// in measuring kernels. At N threads (<paramref name="threads"/>, default <see cref="Jit.RunThreads.Default"/>) each
     /// schedule is timed with the parallel loop
-    /// <see cref="Ir.Transforms.Parallelize"/> gives it, and so is the result.</summary>
+    /// <see cref="Ir.Transforms.Parallelize"/> gives it, and so is the result. In a cold <paramref name="context"/> (one
+    /// operand cold, <see cref="TimingContext"/>) every timing of the search, its finalists' side-by-side confirmation and
+    /// the final timing read that operand cold (the peers, with data of their own, run hot).</summary>
     public static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
-        SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers, int? threads = null)
+        SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers, int? threads = null, TimingContext context = default)
     {
         ArgumentNullException.ThrowIfNull(search);
         ArgumentNullException.ThrowIfNull(pol);
         pol.WarmUp();
         _ = Machine.Current; // measured (once per machine) before the clock starts
-        var evaluator = new KernelEvaluator { Threads = threads ?? Jit.RunThreads.Default };
+        using var evaluator = new KernelEvaluator { Threads = threads ?? Jit.RunThreads.Default, Context = context };
         var buffers = evaluator.Prepare(computation); // the buffers too: the budget is for measuring schedules
         var timed = new TimedEvaluator(evaluator);
         SearchResult result;
