@@ -114,8 +114,11 @@ public static class KernelTiming
     }
 
     /// <summary>Aligned buffers for one computation's three tensors, filled with random values in [-1, 1]; in a cold
-    /// <see cref="TimingContext"/>, with copies of the cold operand (<see cref="Copies"/>, the first of them
-    /// <see cref="Left"/> or <see cref="Right"/>, all the same values) that the runs of <see cref="Runner"/> read in turn.</summary>
+    /// <see cref="TimingContext"/>, with copies of the cold operand (<see cref="CopyCount"/>, the first of them
+    /// <see cref="Left"/> or <see cref="Right"/> itself, all the same values) that the runs of <see cref="Runner"/> read in
+    /// turn. The copies after the first live in one block, kept when the workspace is disposed for the next cold workspace
+    /// of the process (<see cref="ReleaseColdBlock"/> frees it): a model's tuning makes dozens of cold workspaces, and
+    /// mapping and unmapping a few hundred megabytes for each kept the kernel's memory workers busy on the timing core.</summary>
     public sealed class Workspace : IDisposable
     {
         public Workspace(Computation computation, int seed = 1) : this(computation, seed, TimingContext.Hot) { }
@@ -134,14 +137,11 @@ public static class KernelTiming
             if (context.Cold is not { } cold) return;
             var first = cold == Operand.Left ? Left : Right;
             long bytes = Math.Max(1, first.Length) * sizeof(float);
-            var copies = new AlignedBuffer[context.Copies(bytes, coldBytes ?? TimingContext.ColdBytes())];
-            copies[0] = first;
-            for (int i = 1; i < copies.Length; i++)
-            {
-                copies[i] = new AlignedBuffer(first.Length);
-                Buffer.MemoryCopy(first.Pointer, copies[i].Pointer, bytes, first.Length * sizeof(float));
-            }
-            this.copies = copies;
+            CopyCount = context.Copies(bytes, coldBytes ?? TimingContext.ColdBytes());
+            // each copy on its own cache lines, the readable tail of a vector after it
+            stride = (first.Length + AlignedBuffer.ReadableTail + AlignedBuffer.Alignment / sizeof(float) - 1) / (AlignedBuffer.Alignment / sizeof(float)) * (AlignedBuffer.Alignment / sizeof(float));
+            block = RentBlock(stride * (CopyCount - 1));
+            for (int i = 1; i < CopyCount; i++) Buffer.MemoryCopy(first.Pointer, CopyPointer(i), bytes, first.Length * sizeof(float));
         }
 
         public Computation Computation { get; }
@@ -152,19 +152,68 @@ public static class KernelTiming
         /// <summary>What the runs on these buffers find in the caches.</summary>
         public TimingContext Context { get; }
 
-        readonly AlignedBuffer[]? copies;
+        /// <summary>How many copies of the cold operand the runs read in turn (1 when hot: the operand itself).</summary>
+        public int CopyCount { get; } = 1;
+
+        readonly AlignedBuffer? block;
+        readonly long stride;
         int next;
 
-        /// <summary>The copies of the cold operand, the first of them its own buffer (none when hot).</summary>
-        public IReadOnlyList<AlignedBuffer> Copies => copies ?? [];
+        /// <summary>Where copy <paramref name="i"/> of the cold operand starts (copy 0 is the operand's own buffer).</summary>
+        public unsafe float* CopyPointer(int i)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(i);
+            ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(i, CopyCount);
+            var first = Context.Cold == Operand.Left ? Left : Right;
+            return i == 0 ? first.Pointer : block!.Pointer + (i - 1) * stride;
+        }
+
+        /// <summary>Copy <paramref name="i"/> of the cold operand (its length must fit an int).</summary>
+        public unsafe Span<float> Copy(int i) => new(CopyPointer(i), checked((int)(Context.Cold == Operand.Left ? Left : Right).Length));
 
         /// <summary>The copy of the cold operand the next run reads, in turn (one run at a time).</summary>
         internal unsafe float* NextCopy()
         {
-            var all = copies!;
             int i = next;
-            next = i + 1 == all.Length ? 0 : i + 1;
-            return all[i].Pointer;
+            next = i + 1 == CopyCount ? 0 : i + 1;
+            return CopyPointer(i);
+        }
+
+        static readonly Lock spareGate = new();
+        static AlignedBuffer? spare;
+
+        /// <summary>A block of at least <paramref name="floats"/>: the process's spare one when it is large enough, else a new one.</summary>
+        static AlignedBuffer RentBlock(long floats)
+        {
+            lock (spareGate)
+            {
+                if (spare is { } kept && kept.Length >= floats)
+                {
+                    spare = null;
+                    return kept;
+                }
+            }
+            return new AlignedBuffer(floats);
+        }
+
+        /// <summary>Keeps <paramref name="block"/> as the spare when it is larger than the one kept (the smaller one is freed).</summary>
+        static void ReturnBlock(AlignedBuffer block)
+        {
+            AlignedBuffer? drop;
+            lock (spareGate)
+            {
+                if (spare is null || spare.Length < block.Length) (drop, spare) = (spare, block);
+                else drop = block;
+            }
+            drop?.Dispose();
+        }
+
+        /// <summary>Frees the block of copies kept for the next cold workspace (<see cref="Workspace"/>), if any.</summary>
+        public static void ReleaseColdBlock()
+        {
+            AlignedBuffer? drop;
+            lock (spareGate) (drop, spare) = (spare, null);
+            drop?.Dispose();
         }
 
         static AlignedBuffer Filled(long length, Random rng)
@@ -174,12 +223,16 @@ public static class KernelTiming
             return b;
         }
 
+        bool disposed;
+
         public void Dispose()
         {
+            if (disposed) return;
+            disposed = true;
             Output.Dispose();
             Left.Dispose();
             Right.Dispose();
-            foreach (var copy in copies?.Skip(1) ?? []) copy.Dispose();
+            if (block is not null) ReturnBlock(block);
         }
     }
 }
