@@ -300,12 +300,25 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         var c = op.Contraction;
         var pol = Policy(c);
         var search = TuneCommand.Method(pol, budget, 1, out var limit);
-        var (result, final, _, _) = PolicyTuning.Tune(search, pol, c, limit, timing, OneDnn, null, Context(op));
+        // tuning cold, the hot record (a schedule the search may not reach within its budget) is timed cold beside its best
+        var hot = HotRecord(op);
+        var (result, final, _, _) = PolicyTuning.Tune(search, pol, c, limit, timing, OneDnn, null, Context(op), hot is null ? null : [hot]);
+        string method = hot is not null && final.Nest.ScheduleKey == hot.ScheduleKey ? $"{result.Method}, beaten by the hot record" : result.Method;
         if (store is not null && final.Verification.Passed)
-            store.PutRecord(c, RunThreads.Default, Context(op), new TuningRecord(final.Nest.Serialize(), result.Method, budget, final.Gflops, DateTime.UtcNow));
+            store.PutRecord(c, RunThreads.Default, Context(op), new TuningRecord(final.Nest.Serialize(), method, budget, final.Gflops, DateTime.UtcNow));
         tuned[c.Text] = (final, op.Node.Name);
         Searched++;
         return final;
+    }
+
+    /// <summary>With cold weights, the schedule of <paramref name="op"/>'s hot tuning record when there is one that parses
+    /// (<see cref="PolicyTuning.Tune"/>'s rival), with --retune too (it replaces the cold records, never the hot ones); else
+    /// null.</summary>
+    Nest? HotRecord(ContractionOp op)
+    {
+        if (!coldWeights || Context(op).IsHot || store is null || !store.TryGetRecord(op.Contraction, RunThreads.Default, TimingContext.Hot, out var record)) return null;
+        try { return Nest.Parse(op.Contraction, record.Schedule); }
+        catch (Exception e) when (e is LoopTuneException or ArgumentException) { return null; }
     }
 
     /// <summary>The chosen way's verified report in <see cref="tuned"/>: a recalled schedule verified and timed as after a
