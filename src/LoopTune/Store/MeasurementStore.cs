@@ -15,8 +15,9 @@ namespace LoopTune.Store;
 /// <item><term>file</term><description><see cref="DefaultPath"/> (<c>measurements.db</c> in <see cref="DataFolder.Root"/>)
 /// unless a path is given.</description></item>
 /// <item><term>key</term><description>(computation = <see cref="Computation.Text"/>, schedule = <see cref="Nest.ScheduleKey"/>,
-/// machine = <see cref="PeakCache.MachineKey"/>, runtime = <see cref="CurrentRuntime"/>). The cursor is not part of the key:
-/// it does not change the kernel.</description></item>
+/// machine = <see cref="PeakCache.MachineKey"/>, runtime = <see cref="CurrentRuntime"/>, which names the timing context when
+/// it is not hot: <see cref="RuntimeAt(int, TimingContext)"/>, so hot and cold figures never answer each other). The cursor
+/// is not part of the key: it does not change the kernel.</description></item>
 /// <item><term>value</term><description>median and minimum seconds per run, sample count, GFLOPS at the median, UTC time.</description></item>
 /// <item><term>merge</term><description>when a record exists, <see cref="Put"/> keeps the one with more samples (the more
 /// precise one); on a tie the newer wins. The whole record is kept or replaced, never mixed. The choice is made by one
