@@ -66,10 +66,17 @@ sealed record ModelRow(string Node, string Op, string? Spec, bool Tuned, string?
 /// is parsed, verified and timed by the same final timing (<see cref="KernelReport.Run(Nest, MeasureOptions, bool, double?)"/>);
 /// a record that no longer parses or fails verification is reported on <paramref name="warn"/> and the contraction tuned
 /// again. Every tuned contraction's verified schedule is put as its record (replacing the old one); <paramref name="retune"/>
-/// ignores the records.</summary>
+/// ignores the records. With <paramref name="coldWeights"/>, each contraction whose operand is a constant of the model (its
+/// <see cref="ContractionOp.ConstantOperand"/>, the weights) is searched, confirmed and timed with that operand cold
+/// (<see cref="TimingContext"/>), as a forward pass reads it, and its records (and the choice among lowerings) are those of
+/// that context, apart from the hot ones.</summary>
 sealed class ModelBench(string budget, MeasureOptions timing, Action<string> progress, MeasurementStore? store = null, bool retune = false,
-    Action<string>? warn = null)
+    Action<string>? warn = null, bool coldWeights = false)
 {
+    /// <summary>What the caches hold when <paramref name="op"/>'s kernel is tuned and timed: its constant operand cold with
+    /// cold weights, else hot.</summary>
+    TimingContext Context(ContractionOp op) => coldWeights ? new(op.ConstantOperand) : TimingContext.Hot;
+
     /// <summary><see cref="ModelRow.ScheduleFrom"/> of a node whose contraction was tuned in this run.</summary>
     public const string FromTuning = "tuned";
 
@@ -124,7 +131,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
                 NotTuned n => $"not tuned: {n.Reason}",
                 _ when choices.ContainsKey(Key(ops)) || tuned.ContainsKey(ops[0].Contraction.Text) => $"reusing the schedule of an earlier node for {ops[0].Contraction.Text}",
                 _ when ops.Length > 1 => $"choosing among {ops.Length} lowerings of {ways[0].Node.OpType}: {string.Join(" or ", ops.Select(o => o.Contraction.Text))}",
-                _ when !retune && store is not null && store.TryGetRecord(ops[0].Contraction, out _) => $"recalling the record of {ways[0].Node.OpType} {ops[0].Contraction.Text}",
+                _ when !retune && store is not null && store.TryGetRecord(ops[0].Contraction, RunThreads.Default, Context(ops[0]), out _) => $"recalling the record of {ways[0].Node.OpType} {ops[0].Contraction.Text}",
                 _ => $"tuning {ways[0].Node.OpType} {ops[0].Contraction.Text}",
             };
             progress($"[{clock.Elapsed.TotalSeconds,6:F1}s] {i + 1}/{model.Nodes.Length} {model.Nodes[i].Name} {what}");
@@ -238,7 +245,8 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         (int, string?) picked;
         int recorded = -1;
         TuningRecord? record = null;
-        if (ways.Length > 1 && !retune && store is not null && store.TryGetChoice(key, out record))
+        // a choice is kept under the timing context of the node's first lowering (its kernels were tuned in their own)
+        if (ways.Length > 1 && !retune && store is not null && store.TryGetChoice(key, Context(ways[0]), out record))
             recorded = ways.IndexOf(ways.FirstOrDefault(w => w.Contraction.Text == record.Schedule)!);
         if (ways.Length == 1)
         {
@@ -255,7 +263,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
             var candidates = ways.Select(Prepare).ToList();
             int best = Fastest(candidates, feeds, out var note, out double seconds);
             Settle(candidates[best]);
-            store?.PutChoice(key, new TuningRecord(ways[best].Contraction.Text, $"fastest of {ways.Length}: {note}", budget, ways[best].Flops / seconds / 1e9, DateTime.UtcNow));
+            store?.PutChoice(key, Context(ways[0]), new TuningRecord(ways[best].Contraction.Text, $"fastest of {ways.Length}: {note}", budget, ways[best].Flops / seconds / 1e9, DateTime.UtcNow));
             picked = (best, $"fastest of {ways.Length}: {note}");
         }
         choices[key] = picked;
@@ -268,7 +276,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     {
         var c = op.Contraction;
         if (tuned.TryGetValue(c.Text, out var known)) return new(op, known.Report.Nest, known.Report.Kernel, known.Report);
-        if (!retune && store is not null && store.TryGetRecord(c, out var record))
+        if (!retune && store is not null && store.TryGetRecord(c, RunThreads.Default, Context(op), out var record))
         {
             try
             {
@@ -292,12 +300,25 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         var c = op.Contraction;
         var pol = Policy(c);
         var search = TuneCommand.Method(pol, budget, 1, out var limit);
-        var (result, final, _, _) = TuneCommand.Tune(search, pol, c, limit, timing, OneDnn);
+        // tuning cold, the hot record (a schedule the search may not reach within its budget) is timed cold beside its best
+        var hot = HotRecord(op);
+        var (result, final, _, _) = PolicyTuning.Tune(search, pol, c, limit, timing, OneDnn, null, Context(op), hot is null ? null : [hot]);
+        string method = hot is not null && final.Nest.ScheduleKey == hot.ScheduleKey ? $"{result.Method}, beaten by the hot record" : result.Method;
         if (store is not null && final.Verification.Passed)
-            store.PutRecord(c, new TuningRecord(final.Nest.Serialize(), result.Method, budget, final.Gflops, DateTime.UtcNow));
+            store.PutRecord(c, RunThreads.Default, Context(op), new TuningRecord(final.Nest.Serialize(), method, budget, final.Gflops, DateTime.UtcNow));
         tuned[c.Text] = (final, op.Node.Name);
         Searched++;
         return final;
+    }
+
+    /// <summary>With cold weights, the schedule of <paramref name="op"/>'s hot tuning record when there is one that parses
+    /// (<see cref="PolicyTuning.Tune"/>'s rival), with --retune too (it replaces the cold records, never the hot ones); else
+    /// null.</summary>
+    Nest? HotRecord(ContractionOp op)
+    {
+        if (!coldWeights || Context(op).IsHot || store is null || !store.TryGetRecord(op.Contraction, RunThreads.Default, TimingContext.Hot, out var record)) return null;
+        try { return Nest.Parse(op.Contraction, record.Schedule); }
+        catch (Exception e) when (e is LoopTuneException or ArgumentException) { return null; }
     }
 
     /// <summary>The chosen way's verified report in <see cref="tuned"/>: a recalled schedule verified and timed as after a
@@ -306,7 +327,9 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     {
         var c = chosen.Op.Contraction;
         if (chosen.Report is not null) return;
-        var report = KernelReport.Run(chosen.Nest, timing, OneDnn, null, null);
+        KernelReport report;
+        using (var buffers = new KernelTiming.Workspace(c, 1, Context(chosen.Op))) // timed as it was tuned: hot, or its weights cold
+            report = KernelReport.Run(chosen.Nest, timing, OneDnn, null, buffers);
         if (report.Verification.Passed)
         {
             tuned[c.Text] = (report, chosen.Op.Node.Name);

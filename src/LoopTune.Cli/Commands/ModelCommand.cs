@@ -9,7 +9,8 @@ namespace LoopTune.Cli.Commands;
 
 /// <summary><c>looptune model PATH.onnx|resnet18 [--budget 1s] [--out DIR] [--quick] [--retune] [--db PATH] [--run] [--resume] [--json]</c>: every
 /// Conv, Gemm and MatMul of the model lowered to a contraction; each distinct contraction tuned once by <c>tune</c>'s default
-/// search, or its schedule recalled from this machine's tuning record in the store (verified and re-timed); every
+/// search, or its schedule recalled from this machine's tuning record in the store (verified and re-timed), with its weights
+/// hot (--weights, the default) or cold (<see cref="Measure.TimingContext"/>), each with records of its own; every
 /// node then run with its schedule, checked against ONNX Runtime running that node alone and timed side by side with it
 /// (<see cref="ModelBench"/>); with --run, the whole forward pass with those kernels checked against ONNX Runtime's and timed
 /// next to it (<see cref="ModelEndToEnd"/>); the report (<see cref="ModelReport"/>) written atomically into --out. Each
@@ -33,12 +34,18 @@ static class ModelCommand
         var retune = new Option<bool>("--retune") { Description = "Ignore the tuning records: tune every contraction and replace its record." };
         var db = SearchCommand.DbOption();
         var run = new Option<bool>("--run") { Description = "Then run the whole forward pass with the tuned kernels (BatchNormalization folded into the convolutions), check its output against ONNX Runtime's on the same input and time both side by side." };
+        var weights = new Option<string>("--weights")
+        {
+            Description = "What the caches hold when each contraction is tuned and timed: hot (the same buffers every run, the default) or cold (its constant operand, the weights, read from one of many copies in turn, together twice the last-level cache, as a forward pass reads them; on ResNet-18 it has not yet beaten hot tuning end to end). Each has its own tuning records.",
+            DefaultValueFactory = _ => "hot",
+        };
+        weights.AcceptOnlyFromAmong("cold", "hot");
         var threads = Options.Threads("Threads each contraction is tuned and run on (an outer loop made parallel), and ONNX Runtime and oneDNN are given; the other operators of the forward pass run on one");
         var json = Options.Json();
         var resume = Options.Resume();
         var command = new Command("model", "Tune every Conv, Gemm and MatMul of an ONNX model (each distinct shape once; a convolution in each of its lowerings, the fastest kept), check each node against ONNX Runtime running it alone, and time them side by side, with oneDNN.")
         {
-            model, budget, outDir, quick, retune, db, run, threads, json, resume,
+            model, budget, outDir, quick, retune, db, run, weights, threads, json, resume,
         };
         command.SetAction(p => io.Guard(() =>
         {
@@ -57,16 +64,17 @@ static class ModelCommand
                 var settings = Options.JournalSettings(new Dictionary<string, string>
                 {
                     ["model"] = Path.GetFullPath(path), ["nodes"] = $"{onnx.Nodes.Length}", ["--budget"] = b, ["--quick"] = p.GetValue(quick) ? "yes" : "no",
-                    ["--retune"] = p.GetValue(retune) ? "yes" : "no", ["--db"] = store.Path,
+                    ["--retune"] = p.GetValue(retune) ? "yes" : "no", ["--db"] = store.Path, ["--weights"] = p.GetValue(weights)!,
                 });
                 using var journal = report.OpenJournal("model", settings, p.GetValue(resume));
                 var kept = journal.Kept.Select(ModelRow.FromJson).ToDictionary(k => k.Index, k => k.Row);
-                var bench = new ModelBench(b, timing, io.Stderr.WriteLine, store, p.GetValue(retune), io.Stderr.WriteLine);
+                bool cold = p.GetValue(weights) == "cold";
+                var bench = new ModelBench(b, timing, io.Stderr.WriteLine, store, p.GetValue(retune), io.Stderr.WriteLine, cold);
                 var rows = Options.Journaled(io, journal, onnx.Nodes.Length, Options.ResumeCommand(p, resume), "the node under way is finished first",
                     stop => bench.Run(onnx, kept, (i, r) => journal.Append(r.ToJson(i)), stop));
                 journal.Dispose();
                 var e2e = p.GetValue(run) ? ModelEndToEnd.Run(onnx, bench.Chosen, timing, io.Stderr.WriteLine) : null;
-                var result = ModelReport.ToJson(path, report.Target, b, rows, bench.Recalled, bench.Searched, wall.Elapsed.TotalSeconds, store.Path, e2e);
+                var result = ModelReport.ToJson(path, report.Target, b, rows, bench.Recalled, bench.Searched, wall.Elapsed.TotalSeconds, store.Path, e2e, p.GetValue(weights)!);
                 report.Fill(temp => ModelReport.Write(temp, result, rows, onnx.ToString()));
                 report.Commit();
                 if (p.GetValue(json)) io.Stdout.WriteLine(ModelReport.Serialize(result));
@@ -95,7 +103,7 @@ static class ModelCommand
             io.Stdout.WriteLine(FormattableString.Invariant($"  {o.Node,-24} {o.Op,-5} {o.Lowering,-8} {o.Gflops,8:F1} GFLOPS {o.Seconds * 1e3,9:F3} ms   ONNX Runtime {(o.OnnxruntimeSeconds is { } s ? $"{s * 1e3,9:F3} ms" : o.OnnxruntimeNote)}   {(o.Verified ? "verified" : "NOT verified")}"));
         io.Stdout.WriteLine(FormattableString.Invariant($"total of the tuned nodes: ours {r.OpsSeconds * 1e3:F3} ms, ONNX Runtime {(r.OnnxruntimeOpsSeconds is { } t ? $"{t * 1e3:F3} ms" : "n/a")}"));
         if (r.EndToEnd is { } e2e) io.Stdout.WriteLine(ModelEndToEnd.Line(e2e));
-        io.Stdout.WriteLine(FormattableString.Invariant($"{r.ContractionsRecalled} distinct contraction(s) recalled from tuning records, {r.ContractionsTuned} tuned; {r.Seconds:F1} s"));
+        io.Stdout.WriteLine(FormattableString.Invariant($"{r.ContractionsRecalled} distinct contraction(s) recalled from tuning records, {r.ContractionsTuned} tuned, with {r.Weights} weights; {r.Seconds:F1} s"));
         io.Stdout.WriteLine($"report: {r.Out}");
     }
 

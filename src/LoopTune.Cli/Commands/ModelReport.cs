@@ -18,9 +18,12 @@ namespace LoopTune.Cli.Commands;
 /// <param name="Store">The measurement store holding the tuning records.</param>
 /// <param name="OnnxruntimeOpsSeconds">The sum of ONNX Runtime's times of the same nodes; null when it has no time for one of them.</param>
 /// <param name="EndToEnd">The whole forward pass against ONNX Runtime's (<c>--run</c>), else null.</param>
+/// <param name="Weights">How the kernels were tuned and their figures (kernel_gflops, and the oneDNN ratio, oneDNN's own
+/// data hot) timed: <c>cold</c> (the weights read cold) or <c>hot</c> (<c>--weights</c>). The nodes' side-by-side times
+/// with ONNX Runtime are hot for both.</param>
 sealed record ModelJson(string Model, string Out, IReadOnlyList<string> Files, string Budget, IReadOnlyList<ModelOpJson> Ops, double OpsSeconds,
     double? OnnxruntimeOpsSeconds, double? VsOnnxruntime, int Tuned, int NotTuned, bool Verified, int ContractionsRecalled, int ContractionsTuned, double Seconds, string? Store, JsonObject Machine,
-    EndToEndJson? EndToEnd = null);
+    EndToEndJson? EndToEnd = null, string Weights = "hot");
 
 /// <summary>A <see cref="ModelRow"/> in <see cref="ModelJson"/>.</summary>
 sealed record ModelOpJson(string Node, string Op, string? Spec, bool Tuned, string? Reason, bool Verified, double? Gflops, double? Seconds,
@@ -55,7 +58,7 @@ static class ModelReport
     }
 
     public static ModelJson ToJson(string model, string folder, string budget, IReadOnlyList<ModelRow> rows, int recalled = 0, int searched = 0,
-        double seconds = 0, string? store = null, EndToEndJson? endToEnd = null)
+        double seconds = 0, string? store = null, EndToEndJson? endToEnd = null, string weights = "hot")
     {
         var (ours, ort) = Totals(rows);
         return new ModelJson(model, folder, [Csv, Summary, Json, Chart], budget,
@@ -63,7 +66,7 @@ static class ModelReport
                 r.OnnxRuntimeGflops, r.OnnxRuntimeSeconds, r.OnnxRuntimeNote, r.VsOnnxRuntime, r.OneDnnGflops, r.OneDnnNote, r.VsOneDnn,
                 r.Schedule, r.MaxError, r.Tolerance, r.ScheduleFrom, r.Lowering, r.LoweringNote))],
             ours, ort, ort is > 0 && ours > 0 ? ort / ours : null, rows.Count(r => r.Tuned), rows.Count(r => !r.Tuned),
-            rows.Where(r => r.Tuned).All(r => r.Verified), recalled, searched, seconds, store, Machine.Current.ToJson(), endToEnd);
+            rows.Where(r => r.Tuned).All(r => r.Verified), recalled, searched, seconds, store, Machine.Current.ToJson(), endToEnd, weights);
     }
 
     public static string Serialize(ModelJson report) => JsonSerializer.Serialize(report, Context.ModelJson);
@@ -114,6 +117,7 @@ static class ModelReport
             "(a one-node model with the node's attributes and weights, one thread, every graph optimization on), one run of each per round, medians; GFLOPS are the contraction's FLOPs (2 per multiply-add) over that time. " +
             $"Before timing, our output is checked against ONNX Runtime's on random inputs: max |ours - theirs| at most {ModelBench.RelativeTolerance:G} x max(1, max |theirs|); **verified** also needs the kernel's check against the reference. " +
             "**oneDNN** is its convolution primitive or sgemm for the kernel alone (no padding copy), timed side by side with the tuned kernel by the tuner's final timing; **vs oneDNN** compares the kernels. " +
+            (json.Weights == "cold" ? "The kernels were tuned, and **kernel GFLOPS** timed, with their weights cold (`--weights cold`: each run reads the next of many copies of the weights, as a forward pass reads them); oneDNN ran on its own data, hot, and the nodes' side-by-side times with ONNX Runtime are hot for both. " : "The kernels were tuned and timed with their weights hot (`--weights hot`). ") +
             "A convolution with a window larger than 1x1 has two **lowerings**: *direct* (the windows read in place from a padded copy, column phases for a stride along w) and *columns* (a matrix product over a copy of its windows' columns, im2col); each is tuned, both whole nodes are timed side by side quickly, and the faster serves the node (their times in results.csv, `lowering_note`). A 1x1 convolution is always *columns* (its pixels are the columns).");
         b.AppendLine();
         b.AppendLine("| node | op | lowering | spec | ours GFLOPS | ours ms | ONNX Runtime GFLOPS | ONNX Runtime ms | vs ONNX Runtime | kernel GFLOPS | oneDNN GFLOPS | vs oneDNN | schedule | verified |");

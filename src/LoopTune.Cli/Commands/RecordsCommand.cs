@@ -37,10 +37,10 @@ static class RecordsCommand
             io.Out.MarkupLineInterpolated($"[bold]{mine.Count}[/] tuning record(s) of [bold]{store.Machine}[/] in {store.Path}");
             if (mine.Count > 0)
             {
-                var t = new Table().AddColumn("computation").AddColumn(new TableColumn("threads").RightAligned()).AddColumn("schedule")
+                var t = new Table().AddColumn("computation").AddColumn(new TableColumn("threads").RightAligned()).AddColumn("timed").AddColumn("schedule")
                     .AddColumn(new TableColumn("GFLOPS").RightAligned()).AddColumn("method").AddColumn("budget").AddColumn("tuned (UTC)");
                 foreach (var k in mine)
-                    t.AddRow(Markup.Escape(k.Spec), $"{k.Threads}", Markup.Escape(k.Record.Schedule), k.Record.Gflops.ToString("F1", CultureInfo.InvariantCulture),
+                    t.AddRow(Markup.Escape(k.Spec), $"{k.Threads}", $"{k.Context}", Markup.Escape(k.Record.Schedule), k.Record.Gflops.ToString("F1", CultureInfo.InvariantCulture),
                         Markup.Escape(k.Record.Method), Markup.Escape(k.Record.Budget), $"{k.Record.TunedAt:yyyy-MM-dd HH:mm}");
                 io.Out.Write(t);
             }
@@ -110,7 +110,7 @@ static class RecordsCommand
         return (mine, all.Count - mine.Count);
     }
 
-    static JsonObject Header(MeasurementStore store) => new() { ["db"] = store.Path, ["machine"] = store.Machine, ["runtime"] = MeasurementStore.SplitThreads(store.Runtime).Runtime };
+    static JsonObject Header(MeasurementStore store) => new() { ["db"] = store.Path, ["machine"] = store.Machine, ["runtime"] = MeasurementStore.BaseRuntime(store.Runtime) };
 
     /// <summary>A record as <c>list --json</c> shows it: its line of an exported file without the machine block.</summary>
     static JsonObject Line(KeyedRecord k)

@@ -38,6 +38,11 @@ public interface IConfirmingEvaluator : IEvaluator
 /// timed as the tuner would run it: with the parallel loop <see cref="Transforms.Parallelize"/> gives it, on N threads;
 /// the store given must then be keyed to N threads (<see cref="MeasurementStore.RuntimeAt"/>), as
 /// <see cref="Evaluators.Default"/> keys it.</para>
+/// <para>In a cold <see cref="Context"/> (<see cref="TimingContext"/>: one input operand read cold, as a model's weights are in
+/// a forward pass) every run of the search's timings, of <see cref="Fastest"/>'s side by side and of the slices reads the
+/// next of the workspace's copies of that operand (<see cref="KernelTiming.Workspace"/>); the store given must then be
+/// keyed to that context (<see cref="MeasurementStore.RuntimeAt(int, TimingContext)"/>), or the first evaluation that
+/// would consult it throws: hot and cold figures never answer each other.</para>
 /// </summary>
 public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? store = null, JitOptions? jit = null) : IConfirmingEvaluator, IDisposable
 {
@@ -58,6 +63,9 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
     /// <summary>The threads each schedule is timed on, with a parallel loop added (<see cref="Transforms.Parallelize"/>).</summary>
     public int Threads { get; init; } = RunThreads.Default;
 
+    /// <summary>What the caches hold when each schedule is timed: hot (the default) or one operand cold.</summary>
+    public TimingContext Context { get; init; }
+
     /// <summary>The schedule as this evaluator times it: with the parallel loop <see cref="Threads"/> call for.</summary>
     public Nest AsRun(Nest nest) => Transforms.Parallelize(nest, Threads);
 
@@ -74,6 +82,8 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
         var key = (nest.Computation.Text, nest.ScheduleKey);
         if (seen.TryGetValue(key, out var e)) return e with { Recalled = true };
         var run = AsRun(nest);
+        if (store is not null && store.Context != Context)
+            throw new InvalidOperationException($"the measurement store is keyed to {store.Context} timings, the evaluator times {Context}: their figures must not mix");
         if (store is not null && store.TryGet(run, out var stored))
             return seen[key] = new Evaluated(stored.Gflops, stored.MedianSeconds, true);
         var (m, estimated) = KernelTiming.MeasureBounded(run, Compile(run), options, Buffers(nest.Computation), MaxRunSeconds, jit);
@@ -112,7 +122,7 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
     }
 
     /// <summary>Allocates and fills the buffers kernels of <paramref name="c"/> are timed on (200 MB for a 4096^3 matmul,
-    /// half a second here), so that a caller can do it before a search's clock starts; the first evaluation does it
+    /// half a second here; in a cold <see cref="Context"/>, the copies of the cold operand too), so that a caller can do it before a search's clock starts; the first evaluation does it
     /// otherwise.</summary>
     public KernelTiming.Workspace Prepare(Computation c) => Buffers(c);
 
@@ -121,7 +131,7 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
         if (buffers?.Computation.Equals(c) != true)
         {
             buffers?.Dispose();
-            buffers = new KernelTiming.Workspace(c);
+            buffers = new KernelTiming.Workspace(c, 1, Context);
         }
         return buffers;
     }

@@ -36,21 +36,38 @@ public static class PolicyTuning
     /// peers of <paramref name="preparePeers"/> (none when null); with the seconds spent in the policy and the search, and
     /// in measuring kernels. At N threads (<paramref name="threads"/>, default <see cref="Jit.RunThreads.Default"/>) each
     /// schedule is timed with the parallel loop
-    /// <see cref="Ir.Transforms.Parallelize"/> gives it, and so is the result.</summary>
+    /// <see cref="Ir.Transforms.Parallelize"/> gives it, and so is the result. In a cold <paramref name="context"/> (one
+    /// operand cold, <see cref="TimingContext"/>) every timing of the search, its finalists' side-by-side confirmation and
+    /// the final timing read that operand cold (the peers, with data of their own, run hot). <paramref name="rivals"/>
+    /// (schedules of the computation known from elsewhere: a hot record when tuning cold) are timed after the search and
+    /// side by side with its best (<see cref="KernelEvaluator.Fastest"/>, in the same context), and the fastest is the
+    /// one verified and timed: a search whose budget did not reach a schedule known to be good does not lose it.</summary>
     public static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
-        SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers, int? threads = null)
+        SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers, int? threads = null, TimingContext context = default,
+        IReadOnlyList<Nest>? rivals = null)
     {
         ArgumentNullException.ThrowIfNull(search);
         ArgumentNullException.ThrowIfNull(pol);
         pol.WarmUp();
         _ = Machine.Current; // measured (once per machine) before the clock starts
-        var evaluator = new KernelEvaluator { Threads = threads ?? Jit.RunThreads.Default };
+        using var evaluator = new KernelEvaluator { Threads = threads ?? Jit.RunThreads.Default, Context = context };
         var buffers = evaluator.Prepare(computation); // the buffers too: the budget is for measuring schedules
         var timed = new TimedEvaluator(evaluator);
         SearchResult result;
-        using (ThreadPinning.Pin()) result = search.Run(Nest.Initial(computation), timed, limit, 0, pol.Space);
+        Nest best;
+        using (ThreadPinning.Pin())
+        {
+            result = search.Run(Nest.Initial(computation), timed, limit, 0, pol.Space);
+            best = result.Best;
+            List<Nest> candidates = [best, .. (rivals ?? []).Where(r => r.Computation.Equals(computation) && r.ScheduleKey != result.Best.ScheduleKey)];
+            if (candidates.Count > 1)
+            {
+                foreach (var rival in candidates.Skip(1)) timed.Evaluate(rival);
+                best = candidates[timed.Fastest(candidates)];
+            }
+        }
         // at N threads (RunThreads) the best schedule is run as the evaluator timed it: with its parallel loop
-        return (result, KernelReport.Run(evaluator.AsRun(result.Best), timing, preparePeers, null, buffers, evaluator.Threads), result.Seconds - timed.Seconds, timed.Seconds);
+        return (result, KernelReport.Run(evaluator.AsRun(best), timing, preparePeers, null, buffers, evaluator.Threads), result.Seconds - timed.Seconds, timed.Seconds);
     }
 
     /// <summary>Adds up the time spent in the evaluator (compiling and timing kernels).</summary>

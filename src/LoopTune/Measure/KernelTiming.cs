@@ -130,25 +130,115 @@ public static class KernelTiming
             throw new ArgumentException($"the workspace is for {buffers.Computation}, the kernel for {kernel.Computation}", nameof(buffers));
         nint po = (nint)buffers.Output.Pointer, pl = (nint)buffers.Left.Pointer, pr = (nint)buffers.Right.Pointer;
         kernel.Prepare(); // the packed copies' buffers made before the timing, not in its first run
-        return () => kernel.Run((float*)po, (float*)pl, (float*)pr);
+        if (buffers.Context.IsHot) return () => kernel.Run((float*)po, (float*)pl, (float*)pr);
+        // cold: each run, of this runner or another on the same buffers, reads the workspace's next copy of the operand
+        return buffers.Context.Cold == Operand.Left
+            ? () => kernel.Run((float*)po, buffers.NextCopy(), (float*)pr)
+            : () => kernel.Run((float*)po, (float*)pl, buffers.NextCopy());
     }
 
-    /// <summary>Aligned buffers for one computation's three tensors, filled with random values in [-1, 1].</summary>
+    /// <summary>Aligned buffers for one computation's three tensors, filled with random values in [-1, 1]; in a cold
+    /// <see cref="TimingContext"/>, with copies of the cold operand (<see cref="CopyCount"/>, the first of them
+    /// <see cref="Left"/> or <see cref="Right"/> itself, all the same values) that the runs of <see cref="Runner"/> read in
+    /// turn. The copies after the first live in one block, kept when the workspace is disposed for the next cold workspace
+    /// of the process (<see cref="ReleaseColdBlock"/> frees it): a model's tuning makes dozens of cold workspaces, and
+    /// mapping and unmapping a few hundred megabytes for each kept the kernel's memory workers busy on the timing core.</summary>
     public sealed class Workspace : IDisposable
     {
-        public Workspace(Computation computation, int seed = 1)
+        public Workspace(Computation computation, int seed = 1) : this(computation, seed, TimingContext.Hot) { }
+
+        /// <summary>Buffers for timing in <paramref name="context"/>: a cold operand copied until the copies together pass
+        /// <paramref name="coldBytes"/> (default <see cref="TimingContext.ColdBytes"/>, this machine's).</summary>
+        public unsafe Workspace(Computation computation, int seed, TimingContext context, long? coldBytes = null)
         {
+            ArgumentNullException.ThrowIfNull(computation);
             Computation = computation;
+            Context = context;
             var rng = new Random(seed);
             Output = Filled(computation.Output.Length, rng);
             Left = Filled(computation.Left.Length, rng);
             Right = Filled(computation.Right.Length, rng);
+            if (context.Cold is not { } cold) return;
+            var first = cold == Operand.Left ? Left : Right;
+            long bytes = Math.Max(1, first.Length) * sizeof(float);
+            CopyCount = context.Copies(bytes, coldBytes ?? TimingContext.ColdBytes());
+            // each copy on its own cache lines, the readable tail of a vector after it
+            stride = (first.Length + AlignedBuffer.ReadableTail + AlignedBuffer.Alignment / sizeof(float) - 1) / (AlignedBuffer.Alignment / sizeof(float)) * (AlignedBuffer.Alignment / sizeof(float));
+            block = RentBlock(stride * (CopyCount - 1));
+            for (int i = 1; i < CopyCount; i++) Buffer.MemoryCopy(first.Pointer, CopyPointer(i), bytes, first.Length * sizeof(float));
         }
 
         public Computation Computation { get; }
         public AlignedBuffer Output { get; }
         public AlignedBuffer Left { get; }
         public AlignedBuffer Right { get; }
+
+        /// <summary>What the runs on these buffers find in the caches.</summary>
+        public TimingContext Context { get; }
+
+        /// <summary>How many copies of the cold operand the runs read in turn (1 when hot: the operand itself).</summary>
+        public int CopyCount { get; } = 1;
+
+        readonly AlignedBuffer? block;
+        readonly long stride;
+        int next;
+
+        /// <summary>Where copy <paramref name="i"/> of the cold operand starts (copy 0 is the operand's own buffer).</summary>
+        public unsafe float* CopyPointer(int i)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(i);
+            ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(i, CopyCount);
+            var first = Context.Cold == Operand.Left ? Left : Right;
+            return i == 0 ? first.Pointer : block!.Pointer + (i - 1) * stride;
+        }
+
+        /// <summary>Copy <paramref name="i"/> of the cold operand (its length must fit an int).</summary>
+        public unsafe Span<float> Copy(int i) => new(CopyPointer(i), checked((int)(Context.Cold == Operand.Left ? Left : Right).Length));
+
+        /// <summary>The copy of the cold operand the next run reads, in turn (one run at a time).</summary>
+        internal unsafe float* NextCopy()
+        {
+            int i = next;
+            next = i + 1 == CopyCount ? 0 : i + 1;
+            return CopyPointer(i);
+        }
+
+        static readonly Lock spareGate = new();
+        static AlignedBuffer? spare;
+
+        /// <summary>A block of at least <paramref name="floats"/>: the process's spare one when it is large enough, else a new one.</summary>
+        static AlignedBuffer RentBlock(long floats)
+        {
+            lock (spareGate)
+            {
+                if (spare is { } kept && kept.Length >= floats)
+                {
+                    spare = null;
+                    return kept;
+                }
+            }
+            return new AlignedBuffer(floats);
+        }
+
+        /// <summary>Keeps <paramref name="block"/> as the spare when it is larger than the one kept (the smaller one is freed).</summary>
+        static void ReturnBlock(AlignedBuffer block)
+        {
+            AlignedBuffer? drop;
+            lock (spareGate)
+            {
+                if (spare is null || spare.Length < block.Length) (drop, spare) = (spare, block);
+                else drop = block;
+            }
+            drop?.Dispose();
+        }
+
+        /// <summary>Frees the block of copies kept for the next cold workspace (<see cref="Workspace"/>), if any.</summary>
+        public static void ReleaseColdBlock()
+        {
+            AlignedBuffer? drop;
+            lock (spareGate) (drop, spare) = (spare, null);
+            drop?.Dispose();
+        }
 
         static AlignedBuffer Filled(long length, Random rng)
         {
@@ -157,11 +247,16 @@ public static class KernelTiming
             return b;
         }
 
+        bool disposed;
+
         public void Dispose()
         {
+            if (disposed) return;
+            disposed = true;
             Output.Dispose();
             Left.Dispose();
             Right.Dispose();
+            if (block is not null) ReturnBlock(block);
         }
     }
 }

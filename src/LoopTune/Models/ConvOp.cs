@@ -217,6 +217,9 @@ public sealed class ConvOp : ContractionOp
         return (x[0], x[1], wShape[0], wShape[2], wShape[3], y[2], y[3], sh, sw, sh * (y[2] - 1) + wShape[2], sw * (y[3] - 1) + wShape[3]);
     }
 
+    /// <summary>The columns lowering's left operand is the weights (<c>A[m,k]</c>), the others' right one.</summary>
+    protected override (string? Left, string? Right) OperandInputs() => Lowering == ConvLowering.Columns ? (w, x) : (x, w);
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override (float[] Left, float[] Right) Prepare(float[] output, Func<string, float[]> value)
     {

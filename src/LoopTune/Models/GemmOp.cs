@@ -71,6 +71,8 @@ public sealed class GemmOp : ContractionOp
 
     bool PostScale => alpha != 1 && AlphaInto is null;
 
+    protected override (string? Left, string? Right) OperandInputs() => (a, b);
+
     protected override bool IsConstant(float[] array) => (scaled.IsValueCreated && ReferenceEquals(array, scaled.Value)) || base.IsConstant(array);
 
     protected override (float[] Left, float[] Right) Prepare(float[] output, Func<string, float[]> value)

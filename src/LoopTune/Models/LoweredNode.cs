@@ -38,6 +38,20 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     /// figure compares with another runtime's for the node.</summary>
     public virtual double Flops => Contraction.Flops;
 
+    /// <summary>The kernel's operand made from a constant of the model (the weights), which a forward pass reads once per
+    /// pass, cold, while the rest of the model passes through the caches: the right one when it is (a convolution's W, a
+    /// Gemm's or MatMul's B), else the left one when it is (the im2col lowering's weights, a constant A); null when both
+    /// are fed.</summary>
+    public Operand? ConstantOperand => OperandInputs() switch
+    {
+        (_, { } right) when Constant(right) is not null => Operand.Right,
+        ({ } left, _) when Constant(left) is not null => Operand.Left,
+        _ => null,
+    };
+
+    /// <summary>The node inputs the kernel's left and right operands are made from (copied, packed or as they are).</summary>
+    protected abstract (string? Left, string? Right) OperandInputs();
+
     /// <summary>Runs the node: the node's inputs are taken from <paramref name="feeds"/> by name, or else from the
     /// model's initializers; returns the output, row-major in <see cref="OutputShape"/>. The kernel must be compiled
     /// from a nest of <see cref="Contraction"/> (any schedule).</summary>

@@ -37,6 +37,8 @@ public sealed class MatMulOp : ContractionOp
         return new MatMulOp(node, model, text.Build(), y, outside);
     }
 
+    protected override (string? Left, string? Right) OperandInputs() => (Node.Inputs[0], Node.Inputs[1]);
+
     protected override (float[] Left, float[] Right) Prepare(float[] output, Func<string, float[]> value) =>
         (Sized(value(Node.Inputs[0]), Node.Inputs[0], Contraction.Left.Length), Sized(value(Node.Inputs[1]), Node.Inputs[1], Contraction.Right.Length));
 }

@@ -15,8 +15,9 @@ namespace LoopTune.Store;
 /// <item><term>file</term><description><see cref="DefaultPath"/> (<c>measurements.db</c> in <see cref="DataFolder.Root"/>)
 /// unless a path is given.</description></item>
 /// <item><term>key</term><description>(computation = <see cref="Computation.Text"/>, schedule = <see cref="Nest.ScheduleKey"/>,
-/// machine = <see cref="PeakCache.MachineKey"/>, runtime = <see cref="CurrentRuntime"/>). The cursor is not part of the key:
-/// it does not change the kernel.</description></item>
+/// machine = <see cref="PeakCache.MachineKey"/>, runtime = <see cref="CurrentRuntime"/>, which names the timing context when
+/// it is not hot: <see cref="RuntimeAt(int, TimingContext)"/>, so hot and cold figures never answer each other). The cursor
+/// is not part of the key: it does not change the kernel.</description></item>
 /// <item><term>value</term><description>median and minimum seconds per run, sample count, GFLOPS at the median, UTC time.</description></item>
 /// <item><term>merge</term><description>when a record exists, <see cref="Put"/> keeps the one with more samples (the more
 /// precise one); on a tie the newer wins. The whole record is kept or replaced, never mixed. The choice is made by one
@@ -176,6 +177,31 @@ public sealed class MeasurementStore : IDisposable
     /// and the count after it when above 1 (a schedule's speed at 2 threads is not its speed at 1).</summary>
     public static string RuntimeAt(int threads) => WithThreads(Runtime1, threads);
 
+    /// <summary>The runtime part of the key for kernels timed in <paramref name="context"/> on <paramref name="threads"/>
+    /// threads: <see cref="RuntimeAt(int)"/> with the context's <see cref="TimingContext.Key"/> before the thread count
+    /// when it is not hot (<c>... | cold right | 2 threads</c>): a schedule's speed with cold weights is not its speed
+    /// with hot ones, so neither figure nor record of one context answers a lookup of the other.</summary>
+    public static string RuntimeAt(int threads, TimingContext context) => WithThreads(WithContext(Runtime1, context), threads);
+
+    static string WithContext(string runtime, TimingContext context) => context.IsHot ? runtime : $"{runtime}{ThreadsMark}{context.Key}";
+
+    /// <summary>A runtime key without its thread count (<see cref="SplitThreads"/>) split into the runtime and the timing
+    /// context (<see cref="RuntimeAt(int, TimingContext)"/>: hot when it names none).</summary>
+    public static (string Runtime, TimingContext Context) SplitContext(string runtime)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        int mark = runtime.LastIndexOf(ThreadsMark, StringComparison.Ordinal);
+        return mark >= 0 && TimingContext.TryParseKey(runtime[(mark + ThreadsMark.Length)..], out var context) && !context.IsHot
+            ? (runtime[..mark], context) : (runtime, TimingContext.Hot);
+    }
+
+    /// <summary>A runtime key with neither its timing context nor its thread count: the .NET runtime and the JIT version,
+    /// what a record must share with a store to be imported.</summary>
+    public static string BaseRuntime(string runtime) => SplitContext(SplitThreads(runtime).Runtime).Runtime;
+
+    /// <summary>The timing context a runtime key names (hot when none).</summary>
+    public static TimingContext ContextOf(string runtime) => SplitContext(SplitThreads(runtime).Runtime).Context;
+
     /// <summary><paramref name="runtime"/> (without a thread count) for kernels on <paramref name="threads"/> threads.</summary>
     static string WithThreads(string runtime, int threads)
     {
@@ -193,9 +219,12 @@ public sealed class MeasurementStore : IDisposable
             ? (runtime[..mark], n) : (runtime, 1);
     }
 
-    /// <summary>This instance's runtime key for kernels on <paramref name="threads"/> threads: the thread count is part of
-    /// the runtime key for records as for measurements.</summary>
-    string RuntimeFor(int threads) => WithThreads(SplitThreads(Runtime).Runtime, threads);
+    /// <summary>This instance's runtime key for kernels on <paramref name="threads"/> threads, in this instance's
+    /// <see cref="Context"/>: the thread count is part of the runtime key for records as for measurements.</summary>
+    string RuntimeFor(int threads) => RuntimeFor(threads, Context);
+
+    /// <summary>This instance's runtime key for kernels on <paramref name="threads"/> threads timed in <paramref name="context"/>.</summary>
+    string RuntimeFor(int threads, TimingContext context) => WithThreads(WithContext(BaseRuntime(Runtime), context), threads);
 
     static readonly string Runtime1 = $"{RuntimeInformation.FrameworkDescription} | {JitVersion}";
 
@@ -207,6 +236,10 @@ public sealed class MeasurementStore : IDisposable
 
     /// <summary>The runtime part of the key of every record this instance reads and writes.</summary>
     public string Runtime { get; }
+
+    /// <summary>The timing context of the measurements this instance reads and writes, and of its tuning records unless a
+    /// call names another (<see cref="RuntimeAt(int, TimingContext)"/>): hot unless the runtime key given names one.</summary>
+    public TimingContext Context => ContextOf(Runtime);
 
     /// <summary>Records in the file, for every machine and runtime.</summary>
     public int Count => Locked(() => Use(() => Convert.ToInt32(count.ExecuteScalar(), CultureInfo.InvariantCulture)));
@@ -257,10 +290,15 @@ public sealed class MeasurementStore : IDisposable
     public bool TryGetRecord(Computation computation, [MaybeNullWhen(false)] out TuningRecord record) => TryGetRecord(computation, Jit.RunThreads.Default, out record);
 
     /// <summary>The tuning record of <paramref name="computation"/> for kernels on <paramref name="threads"/> threads.</summary>
-    public bool TryGetRecord(Computation computation, int threads, [MaybeNullWhen(false)] out TuningRecord record)
+    public bool TryGetRecord(Computation computation, int threads, [MaybeNullWhen(false)] out TuningRecord record) =>
+        TryGetRecord(computation, threads, Context, out record);
+
+    /// <summary>The tuning record of <paramref name="computation"/> for kernels on <paramref name="threads"/> threads tuned
+    /// in <paramref name="context"/> (a record of another context never answers).</summary>
+    public bool TryGetRecord(Computation computation, int threads, TimingContext context, [MaybeNullWhen(false)] out TuningRecord record)
     {
         ArgumentNullException.ThrowIfNull(computation);
-        return TryGetRecord(computation.Text, RuntimeFor(threads), out record);
+        return TryGetRecord(computation.Text, RuntimeFor(threads, context), out record);
     }
 
     const string ThreadsMark = " | ";
@@ -316,7 +354,7 @@ public sealed class MeasurementStore : IDisposable
         foreach (var k in records)
         {
             if (!IsOurs(k))
-                throw new ArgumentException($"a record of {k.Machine} ({k.Runtime}) cannot be stored as one of {Machine} ({SplitThreads(Runtime).Runtime})", nameof(records));
+                throw new ArgumentException($"a record of {k.Machine} ({k.Runtime}) cannot be stored as one of {Machine} ({BaseRuntime(Runtime)})", nameof(records));
             ValidateRecord(k.Record);
         }
         return Locked(() => Use(() =>
@@ -332,7 +370,7 @@ public sealed class MeasurementStore : IDisposable
             foreach (var k in records)
             {
                 SetRecord(command.Parameters, k.Spec, k.Record);
-                command.Parameters["$runtime"].Value = RuntimeFor(k.Threads);
+                command.Parameters["$runtime"].Value = RuntimeFor(k.Threads, k.Context);
                 written += command.ExecuteNonQuery();
             }
             transaction.Commit();
@@ -340,11 +378,12 @@ public sealed class MeasurementStore : IDisposable
         }));
     }
 
-    /// <summary>Whether <paramref name="record"/> was tuned on this instance's machine and runtime (at any thread count).</summary>
+    /// <summary>Whether <paramref name="record"/> was tuned on this instance's machine and runtime (at any thread count, in
+    /// any timing context).</summary>
     public bool IsOurs(KeyedRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
-        return record.Machine == Machine && SplitThreads(record.Runtime).Runtime == SplitThreads(Runtime).Runtime;
+        return record.Machine == Machine && BaseRuntime(record.Runtime) == BaseRuntime(Runtime);
     }
 
     bool TryGetRecord(string key, string runtime, [MaybeNullWhen(false)] out TuningRecord record)
@@ -359,17 +398,23 @@ public sealed class MeasurementStore : IDisposable
     /// <summary>Which of an operator's alternative contractions (<paramref name="alternatives"/>: a text naming them all) was
     /// chosen on this instance's machine and runtime: a record in the same table as the tuning records, whose schedule is
     /// the chosen contraction's text and whose GFLOPS its time when chosen.</summary>
-    public bool TryGetChoice(string alternatives, [MaybeNullWhen(false)] out TuningRecord choice)
+    public bool TryGetChoice(string alternatives, [MaybeNullWhen(false)] out TuningRecord choice) => TryGetChoice(alternatives, Context, out choice);
+
+    /// <summary>The choice among <paramref name="alternatives"/> made in <paramref name="context"/> (<see cref="TryGetChoice(string, out TuningRecord)"/>).</summary>
+    public bool TryGetChoice(string alternatives, TimingContext context, [MaybeNullWhen(false)] out TuningRecord choice)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(alternatives);
-        return TryGetRecord(ChoiceKey(alternatives), Runtime, out choice);
+        return TryGetRecord(ChoiceKey(alternatives), RuntimeFor(SplitThreads(Runtime).Threads, context), out choice);
     }
 
-    /// <summary>Stores the choice among <paramref name="alternatives"/> (<see cref="TryGetChoice"/>), replacing any earlier one.</summary>
-    public void PutChoice(string alternatives, TuningRecord choice)
+    /// <summary>Stores the choice among <paramref name="alternatives"/> (<see cref="TryGetChoice(string, out TuningRecord)"/>), replacing any earlier one.</summary>
+    public void PutChoice(string alternatives, TuningRecord choice) => PutChoice(alternatives, Context, choice);
+
+    /// <summary>Stores the choice among <paramref name="alternatives"/> made in <paramref name="context"/>, replacing any earlier one of that context.</summary>
+    public void PutChoice(string alternatives, TimingContext context, TuningRecord choice)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(alternatives);
-        Upsert(ChoiceKey(alternatives), Runtime, choice);
+        Upsert(ChoiceKey(alternatives), RuntimeFor(SplitThreads(Runtime).Threads, context), choice);
     }
 
     /// <summary>Stores <paramref name="record"/> as the tuning record of <paramref name="computation"/> on this instance's
@@ -379,10 +424,15 @@ public sealed class MeasurementStore : IDisposable
 
     /// <summary>Stores <paramref name="record"/> as the record of <paramref name="computation"/> for kernels on
     /// <paramref name="threads"/> threads (<see cref="TryGetRecord(Computation, int, out TuningRecord)"/>), replacing any earlier one.</summary>
-    public void PutRecord(Computation computation, int threads, TuningRecord record)
+    public void PutRecord(Computation computation, int threads, TuningRecord record) => PutRecord(computation, threads, Context, record);
+
+    /// <summary>Stores <paramref name="record"/>, tuned in <paramref name="context"/>, as the record of
+    /// <paramref name="computation"/> for kernels on <paramref name="threads"/> threads in that context, replacing any
+    /// earlier one of that context (a record of another context is left as it is).</summary>
+    public void PutRecord(Computation computation, int threads, TimingContext context, TuningRecord record)
     {
         ArgumentNullException.ThrowIfNull(computation);
-        Upsert(computation.Text, RuntimeFor(threads), record);
+        Upsert(computation.Text, RuntimeFor(threads, context), record);
     }
 
     static void ValidateRecord(TuningRecord record)

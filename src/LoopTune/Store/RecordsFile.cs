@@ -13,9 +13,11 @@ public sealed class RecordsFileError(string message, Exception? inner = null) : 
 /// <summary>
 /// Tuning records as a JSON lines file, what <c>looptune records export|import</c> write and read to share one machine's
 /// records with another machine of the same key. One object a line:
-/// <c>{"spec", "threads", "schedule", "gflops", "method", "budget", "tuned_at", "runtime", "machine": {...}}</c>: the
+/// <c>{"spec", "threads", "schedule", "gflops", "method", "budget", "tuned_at", "runtime", "timed", "machine": {...}}</c>: the
 /// computation's text, the threads its kernel runs on, the schedule's compact form, the GFLOPS when tuned, the search and
-/// its budget, the UTC time, the runtime key (<see cref="MeasurementStore.CurrentRuntime"/>) and the machine block of the
+/// its budget, the UTC time, the runtime key (<see cref="MeasurementStore.CurrentRuntime"/>, which names the timing context
+/// when not hot: <see cref="MeasurementStore.RuntimeAt(int, Measure.TimingContext)"/>), that context for people
+/// (<c>hot</c>, <c>cold left</c>, <c>cold right</c>; the runtime key is what counts) and the machine block of the
 /// machine that tuned it (<c>MachineInfo.ToJson</c>, whose <c>key</c> is the store's machine key).
 /// Records of another machine key or runtime are refused, whole files at a time: a schedule is fast on the machine it was
 /// measured on, and a record recalled elsewhere would be trusted without being measured there.
@@ -59,7 +61,7 @@ public static class RecordsFile
             ["spec"] = k.Spec, ["threads"] = k.Threads, ["schedule"] = k.Record.Schedule, ["gflops"] = k.Record.Gflops,
             ["method"] = k.Record.Method, ["budget"] = k.Record.Budget,
             ["tuned_at"] = k.Record.TunedAt.ToUniversalTime().ToString("O", CultureInfo.InvariantCulture),
-            ["runtime"] = k.Runtime, ["machine"] = machine.DeepClone(),
+            ["runtime"] = k.Runtime, ["timed"] = k.Context.ToString(), ["machine"] = machine.DeepClone(),
         };
     }
 
@@ -114,7 +116,7 @@ public static class RecordsFile
         if (records.FirstOrDefault(k => !store.IsOurs(k)) is { } first)
         {
             string which = first.Machine != store.Machine ? $"machine '{first.Machine}', and this one is '{store.Machine}'"
-                : $"runtime '{MeasurementStore.SplitThreads(first.Runtime).Runtime}', and this one is '{MeasurementStore.SplitThreads(store.Runtime).Runtime}'";
+                : $"runtime '{MeasurementStore.BaseRuntime(first.Runtime)}', and this one is '{MeasurementStore.BaseRuntime(store.Runtime)}'";
             throw new RecordsFileError($"{path}: {foreign} of its {records.Count} records were tuned elsewhere (the first, {first.Spec}, on {which}); nothing imported: a record answers only on a machine and runtime of its own key");
         }
         return (records.Count, store.Import(records));

@@ -13,4 +13,8 @@ public sealed record TuningRecord(string Schedule, string Method, string Budget,
 /// <summary>A tuning record with its key in the store: the computation (<see cref="Ir.Computation.Text"/>), the threads its
 /// kernel runs on, and the machine (<see cref="Measure.PeakCache.MachineKey"/>) and runtime
 /// (<see cref="MeasurementStore.CurrentRuntime"/>) it was tuned on.</summary>
-public sealed record KeyedRecord(string Spec, int Threads, string Machine, string Runtime, TuningRecord Record);
+public sealed record KeyedRecord(string Spec, int Threads, string Machine, string Runtime, TuningRecord Record)
+{
+    /// <summary>The timing context it was tuned in, which its runtime key names (<see cref="MeasurementStore.RuntimeAt(int, Measure.TimingContext)"/>).</summary>
+    public Measure.TimingContext Context => MeasurementStore.ContextOf(Runtime);
+}

@@ -17,7 +17,8 @@ namespace LoopTune;
 /// <list type="table">
 /// <item><term>records</term><description>the tuning records of the <see cref="MeasurementStore"/> (the data folder's
 /// <c>measurements.db</c>, or the SQLite file given), kept per machine key, runtime and thread count; the records
-/// <c>looptune model</c> writes, and <c>looptune records</c> lists, exports and imports.</description></item>
+/// <c>looptune model</c> writes, and <c>looptune records</c> lists, exports and imports; and per timing context
+/// (<see cref="TunerOptions.Cold"/>: a kernel tuned with an operand cold has a record of its own).</description></item>
 /// <item><term>recalled</term><description>a computation with a record is compiled from it (1-4 ms, most of it RyuJIT's,
 /// which follows the code the schedule spells out) and neither searched nor measured nor verified again (the record was
 /// verified when tuned); its <see cref="TunedKernel.Gflops"/> are the record's.</description></item>
@@ -112,7 +113,7 @@ public sealed class Tuner : IDisposable
     /// longer reads or compiles (it is then tuned again and replaced).</summary>
     TunedKernel? Recall(Computation c)
     {
-        if (!store.TryGetRecord(c, Options.Threads, out var record)) return null;
+        if (!store.TryGetRecord(c, Options.Threads, Options.Context, out var record)) return null;
         Kernel kernel;
         try { kernel = Kernel.Compile(Nest.Parse(c, record.Schedule), null, warmUp: false); }
         catch (Exception e) when (e is LoopTuneException or ArgumentException) { return null; }
@@ -128,14 +129,19 @@ public sealed class Tuner : IDisposable
     {
         var pol = policies.GetOrAdd(Policy.Choose(Options.Policy, c), Policy.Load);
         var search = PolicyTuning.Method(pol, Options.Budget, 1, out var limit);
-        var (result, best, _, _) = PolicyTuning.Tune(search, pol, c, limit, MeasureOptions.Default, null, Options.Threads);
+        var (result, best, _, _) = PolicyTuning.Tune(search, pol, c, limit, MeasureOptions.Default, null, Options.Threads, Options.Context);
         if (!best.Verification.Passed)
             throw new InvalidOperationException($"the kernel tuned for {c.Text} ({best.Nest.Serialize()}) is wrong: {best.Verification.Problem}");
         var record = new TuningRecord(best.Nest.Serialize(), result.Method, Options.Budget, best.Gflops, DateTime.UtcNow);
-        store.PutRecord(c, Options.Threads, record);
+        store.PutRecord(c, Options.Threads, Options.Context, record);
         return new TunedKernel(best.Kernel, record, recalled: false);
     }
 
-    /// <summary>Closes the records' store. Kernels already returned keep working.</summary>
-    public void Dispose() => store.Dispose();
+    /// <summary>Closes the records' store (and, for a tuner of cold operands, frees the block of copies kept for the next cold
+    /// timing: <see cref="KernelTiming.Workspace.ReleaseColdBlock"/>). Kernels already returned keep working.</summary>
+    public void Dispose()
+    {
+        store.Dispose();
+        if (Options.Cold is not null) KernelTiming.Workspace.ReleaseColdBlock();
+    }
 }

@@ -1,5 +1,7 @@
+using LoopTune.Ir;
 using LoopTune.Jit;
 using LoopTune.Learning;
+using LoopTune.Measure;
 using LoopTune.Search;
 
 namespace LoopTune;
@@ -21,6 +23,15 @@ public sealed record TunerOptions
     /// use. With more than one, the one-thread search's best schedule and the same with its outermost loop that may be
     /// <c>parallel</c> made parallel are both timed on that many threads and the faster kept; records are kept per count.</summary>
     public int Threads { get; init; } = 1;
+
+    /// <summary>The operand a kernel will find cold when the program runs it (its constant operand, the weights, when it
+    /// runs among many others, as a model's layers do): every timing of the search and the final one then reads that
+    /// operand from one of many copies in turn (<see cref="TimingContext"/>), and the record is kept under that context,
+    /// apart from the hot one. Null (the default): timed hot, every run on the same buffers.</summary>
+    public Operand? Cold { get; init; }
+
+    /// <summary>The timing context of <see cref="Cold"/>.</summary>
+    internal TimingContext Context => new(Cold);
 
     /// <summary>These options, checked: a budget that does not read (<see cref="SearchError"/>), a thread count out of range
     /// (<see cref="ThreadCountError"/>) or a policy that does not load (<see cref="PolicyError"/>) is bad input, found when

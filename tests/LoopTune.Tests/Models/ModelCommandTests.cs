@@ -89,19 +89,23 @@ public sealed class ModelCommandTests : IDisposable
         Assert.Contains("1/5 conv1 choosing among 2 lowerings of Conv: O[f,h,w] += I[c,p,2*h+r,w+q]", err);
     }
 
+    /// <summary><c>model</c> on <see cref="SmallModel"/> (written once) with <paramref name="extra"/>, quick, its report
+    /// as --json prints it; the run must succeed.</summary>
+    JsonObject RunSmall(params string[] extra)
+    {
+        var file = temp["small.onnx"];
+        if (!File.Exists(file)) File.WriteAllBytes(file, SmallModel());
+        var (code, stdout, err) = TestHome.Run(["model", file, "--quick", "--json", "--out", temp["r"], .. extra]);
+        Assert.True(code == 0, err);
+        return JsonNode.Parse(stdout)!.AsObject();
+    }
+
     [Fact]
     [Trait("Category", "Integration")]
     public void A_second_run_recalls_every_contraction_from_its_tuning_record_and_retune_tunes_them_again()
     {
-        var file = temp["small.onnx"];
-        File.WriteAllBytes(file, SmallModel());
         var db = temp["records.db"];
-        JsonObject Run(params string[] extra)
-        {
-            var (code, stdout, err) = TestHome.Run(["model", file, "--budget", "0.1s", "--quick", "--json", "--out", temp["r"], "--db", db, .. extra]);
-            Assert.True(code == 0, err);
-            return JsonNode.Parse(stdout)!.AsObject();
-        }
+        JsonObject Run(params string[] extra) => RunSmall(["--budget", "0.1s", "--db", db, .. extra]);
         static List<JsonObject> Contractions(JsonObject json) =>
             [.. json["ops"]!.AsArray().Select(o => o!.AsObject()).Where(o => o["tuned"]!.GetValue<bool>())];
 
@@ -111,12 +115,16 @@ public sealed class ModelCommandTests : IDisposable
         Assert.True(first["seconds"]!.GetValue<double>() > 0);
         Assert.Equal(Path.GetFullPath(db), first["store"]!.GetValue<string>());
         Assert.All(Contractions(first), o => Assert.Equal("tuned", o["schedule_from"]!.GetValue<string>()));
+        Assert.Equal("hot", first["weights"]!.GetValue<string>());
         using (var store = new LoopTune.Store.MeasurementStore(db))
             foreach (var o in Contractions(first))
             {
-                Assert.True(store.TryGetRecord(LoopTune.Ir.Computation.Parse(o["spec"]!.GetValue<string>()), out var record), o.ToJsonString());
+                // tuned with its weights hot (the default): the record is that context's, and there is no cold one
+                var c = LoopTune.Ir.Computation.Parse(o["spec"]!.GetValue<string>());
+                Assert.True(store.TryGetRecord(c, 1, out var record), o.ToJsonString());
                 Assert.Equal(o["schedule"]!.GetValue<string>(), record.Schedule);
                 Assert.Equal("0.1s", record.Budget);
+                Assert.False(store.TryGetRecord(c, 1, WeightsCold(o), out _), o.ToJsonString());
             }
 
         var second = Run();
@@ -137,6 +145,40 @@ public sealed class ModelCommandTests : IDisposable
         Assert.All(Contractions(third), o => Assert.Equal("tuned", o["schedule_from"]!.GetValue<string>()));
     }
 
+    /// <summary>The context a row's kernel was tuned in with cold weights: the columns lowering's weights are its left
+    /// operand, every other's (the Gemm's B here) its right one.</summary>
+    static LoopTune.Measure.TimingContext WeightsCold(JsonObject row) =>
+        LoopTune.Measure.TimingContext.ColdOperand(row["lowering"]?.GetValue<string>() == "columns" ? LoopTune.Ir.Operand.Left : LoopTune.Ir.Operand.Right);
+
+    [Fact]
+    [Trait("Category", "Integration")]
+    public void Hot_and_cold_runs_keep_records_of_their_own_and_each_recalls_only_its_own()
+    {
+        var db = temp["weights.db"];
+        JsonObject Run(string weights) => RunSmall("--budget", "0", "--db", db, "--weights", weights);
+        static (int, int) Counts(JsonObject json) => (json["contractions_recalled"]!.GetValue<int>(), json["contractions_tuned"]!.GetValue<int>());
+        var hot = Run("hot");
+        Assert.Equal((0, 5), Counts(hot));
+        Assert.Equal("hot", hot["weights"]!.GetValue<string>());
+        Assert.Equal((0, 5), Counts(Run("cold"))); // the hot records (and choices) do not answer a cold run
+        Assert.Equal((3, 0), Counts(Run("cold")));
+        Assert.Equal((3, 0), Counts(Run("hot")));
+        Assert.Contains("tuned, with hot weights", TestHome.Run("model", temp["small.onnx"], "--budget", "0", "--quick", "--out", temp["r"], "--db", db, "--weights", "hot").Out);
+    }
+
+    [Fact]
+    public void A_weights_setting_other_than_hot_or_cold_exits_2_naming_the_choices()
+    {
+        var file = temp["small.onnx"];
+        File.WriteAllBytes(file, SmallModel());
+        var (code, _, err) = TestHome.Run("model", file, "--weights", "warm", "--out", temp["r"]);
+        Assert.Equal(2, code);
+        Assert.Contains("warm", err);
+        Assert.Contains("cold", err);
+        Assert.DoesNotContain("   at ", err);
+        Assert.False(Directory.Exists(temp["r"]));
+    }
+
     [Fact]
     [Trait("Category", "Integration")]
     public void A_record_that_no_longer_parses_is_tuned_again_with_a_warning_and_replaced()
@@ -149,7 +191,7 @@ public sealed class ModelCommandTests : IDisposable
         var gemm = JsonNode.Parse(stdout)!["ops"]!.AsArray().Single(o => o!["node"]!.GetValue<string>() == "fc")!;
         var spec = LoopTune.Ir.Computation.Parse(gemm["spec"]!.GetValue<string>());
         using (var store = new LoopTune.Store.MeasurementStore(db))
-            store.PutRecord(spec, new LoopTune.Store.TuningRecord("zz:3 >nope:1", "policy", "0", 1, DateTime.UtcNow));
+            store.PutRecord(spec, 1, new LoopTune.Store.TuningRecord("zz:3 >nope:1", "policy", "0", 1, DateTime.UtcNow));
         (code, stdout, err) = TestHome.Run("model", file, "--budget", "0", "--quick", "--json", "--out", temp["r"], "--db", db);
         Assert.True(code == 0, err);
         var json = JsonNode.Parse(stdout)!.AsObject();
@@ -158,7 +200,7 @@ public sealed class ModelCommandTests : IDisposable
         var row = json["ops"]!.AsArray().Single(o => o!["node"]!.GetValue<string>() == "fc")!;
         Assert.Equal("tuned", row["schedule_from"]!.GetValue<string>());
         using var reopened = new LoopTune.Store.MeasurementStore(db);
-        Assert.True(reopened.TryGetRecord(spec, out var replaced));
+        Assert.True(reopened.TryGetRecord(spec, 1, out var replaced));
         Assert.Equal(row["schedule"]!.GetValue<string>(), replaced.Schedule);
     }
 

@@ -67,6 +67,40 @@ public sealed class TunerTests
     }
 
     [Fact]
+    public void A_kernel_tuned_with_an_operand_cold_is_recorded_apart_from_the_hot_one_and_each_tuner_recalls_its_own()
+    {
+        using var dir = new TempFolder();
+        string db = dir["records.db"];
+        var c = Computation.Parse("mm 40 24 56");
+        var cold = Rollout with { Cold = LoopTune.Ir.Operand.Right };
+        var coldRight = LoopTune.Measure.TimingContext.ColdOperand(LoopTune.Ir.Operand.Right);
+        TunedKernel first;
+        using (var tuner = Tuner.Open(db, cold))
+        {
+            first = tuner.Get(c);
+            Assert.False(first.Recalled);
+            AssertMatchesReference(first);
+        }
+        using (var store = new MeasurementStore(db))
+        {
+            Assert.False(store.TryGetRecord(c, 1, out _)); // no hot record
+            Assert.True(store.TryGetRecord(c, 1, coldRight, out var record));
+            Assert.Equal(first.Schedule, record.Schedule);
+        }
+        using (var hot = Tuner.Open(db, Rollout))
+        {
+            var k = hot.Get(c);
+            Assert.Equal((false, 1, 0), (k.Recalled, hot.Searches, hot.Recalls)); // the cold record does not answer
+            AssertMatchesReference(k, seed: 3);
+        }
+        using var again = Tuner.Open(db, cold);
+        var recalled = again.Get(c);
+        Assert.Equal((true, 0, 1), (recalled.Recalled, again.Searches, again.Recalls));
+        Assert.Equal((first.Schedule, first.Gflops), (recalled.Schedule, recalled.Gflops));
+        AssertMatchesReference(recalled, seed: 2);
+    }
+
+    [Fact]
     public void Many_threads_getting_one_spec_from_two_tuners_tune_it_once()
     {
         using var dir = new TempFolder();

@@ -1,0 +1,39 @@
+using LoopTune.Ir;
+using LoopTune.Learning;
+using LoopTune.Measure;
+
+namespace LoopTune.Tests.Learning;
+
+/// <summary><see cref="PolicyTuning.Tune"/> with rivals (a hot record when tuning cold): the answer is the search's best or
+/// a rival, timed side by side in the tuning's context, and verified; a rival of another computation is never one.</summary>
+public sealed class PolicyTuningTests
+{
+    static readonly TimingContext ColdRight = TimingContext.ColdOperand(Operand.Right);
+
+    static (LoopTune.Ir.Nest Best, KernelReport Final) Tune(Computation c, params LoopTune.Ir.Nest[] rivals)
+    {
+        var pol = Policy.Load(Policy.Choose("default", c));
+        var search = PolicyTuning.Method(pol, "0", 1, out var limit);
+        var (result, final, _, _) = PolicyTuning.Tune(search, pol, c, limit, MeasureOptions.Quick, null, 1, ColdRight, rivals);
+        return (result.Best, final);
+    }
+
+    [Fact]
+    public void The_answer_is_the_searchs_best_or_the_rival_timed_beside_it_and_verified()
+    {
+        var c = Computation.Matmul(48, 32, 40);
+        var rival = LoopTune.Ir.Nest.Parse(c, ">m:48 k:40 n:2 n:16v");
+        var (best, final) = Tune(c, rival);
+        Assert.Contains(final.Nest.ScheduleKey, new[] { best.ScheduleKey, rival.ScheduleKey });
+        Assert.True(final.Verification.Passed, final.Verification.Problem);
+    }
+
+    [Fact]
+    public void A_rival_of_another_computation_is_ignored()
+    {
+        var c = Computation.Matmul(48, 32, 40);
+        var (best, final) = Tune(c, LoopTune.Ir.Nest.Initial(Computation.Matmul(8, 8, 8)));
+        Assert.Equal(best.ScheduleKey, final.Nest.ScheduleKey);
+        Assert.True(final.Verification.Passed, final.Verification.Problem);
+    }
+}
