@@ -307,15 +307,23 @@ public sealed unsafe class Kernel
         }
         var mine = Interlocked.Exchange(ref copies, null) ?? new PackedCopies(plans);
         var inputs = stackalloc float*[] { null, left, right };
+        PackInto(mine, inputs, always: false);
+        Call(output, inputs[1], inputs[2]);
+        copies = mine;
+    }
+
+    /// <summary>Copies each packed input of <paramref name="inputs"/> (indexed by tensor) into <paramref name="mine"/> and
+    /// points <paramref name="inputs"/> at the copies: every time when <paramref name="always"/> or for a whole kernel, else
+    /// (a slice) only when the input is not the one copied last.</summary>
+    void PackInto(PackedCopies mine, float** inputs, bool always)
+    {
         for (int i = 0; i < plans.Length; i++)
         {
             float* from = inputs[plans[i].Tensor];
-            if (!packOnce || mine.Sources[i] != (nint)from) plans[i].Pack(from, mine[i]);
+            if (always || !packOnce || mine.Sources[i] != (nint)from) plans[i].Pack(from, mine[i]);
             mine.Sources[i] = (nint)from;
             inputs[plans[i].Tensor] = mine[i];
         }
-        Call(output, inputs[1], inputs[2]);
-        copies = mine;
     }
 
     /// <summary>Copies the packed inputs into their layout, as a run does first, and runs nothing else (a slice copies its
@@ -326,11 +334,7 @@ public sealed unsafe class Kernel
         if (plans.Length == 0) return;
         var mine = Interlocked.Exchange(ref copies, null) ?? new PackedCopies(plans);
         var inputs = stackalloc float*[] { null, left, right };
-        for (int i = 0; i < plans.Length; i++)
-        {
-            plans[i].Pack(inputs[plans[i].Tensor], mine[i]);
-            mine.Sources[i] = (nint)inputs[plans[i].Tensor];
-        }
+        PackInto(mine, inputs, always: true);
         copies = mine;
     }
 

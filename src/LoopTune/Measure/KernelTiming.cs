@@ -158,8 +158,8 @@ public static class KernelTiming
             Output = Filled(computation.Output.Length, rng);
             Left = Filled(computation.Left.Length, rng);
             Right = Filled(computation.Right.Length, rng);
-            if (context.Cold is not { } cold) return;
-            var first = cold == Operand.Left ? Left : Right;
+            if (context.IsHot) return;
+            var first = ColdBuffer;
             long bytes = Math.Max(1, first.Length) * sizeof(float);
             CopyCount = context.Copies(bytes, coldBytes ?? TimingContext.ColdBytes());
             // each copy on its own cache lines, the readable tail of a vector after it
@@ -188,12 +188,14 @@ public static class KernelTiming
         {
             ArgumentOutOfRangeException.ThrowIfNegative(i);
             ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(i, CopyCount);
-            var first = Context.Cold == Operand.Left ? Left : Right;
-            return i == 0 ? first.Pointer : block!.Pointer + (i - 1) * stride;
+            return i == 0 ? ColdBuffer.Pointer : block!.Pointer + (i - 1) * stride;
         }
 
+        /// <summary>The buffer of the cold operand (copy 0): <see cref="Left"/> or <see cref="Right"/>.</summary>
+        AlignedBuffer ColdBuffer => Context.Cold == Operand.Left ? Left : Right;
+
         /// <summary>Copy <paramref name="i"/> of the cold operand (its length must fit an int).</summary>
-        public unsafe Span<float> Copy(int i) => new(CopyPointer(i), checked((int)(Context.Cold == Operand.Left ? Left : Right).Length));
+        public unsafe Span<float> Copy(int i) => new(CopyPointer(i), checked((int)ColdBuffer.Length));
 
         /// <summary>The copy of the cold operand the next run reads, in turn (one run at a time).</summary>
         internal unsafe float* NextCopy()
