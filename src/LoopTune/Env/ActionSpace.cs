@@ -101,6 +101,10 @@ public abstract class ActionSpace
     /// any action) at a loop, or -1 when the space has none.</summary>
     public abstract int EditOf(LoopAction action);
 
+    /// <summary>The edit of block_l<paramref name="level"/> (see the class comment) at a loop, or -1 when the space has no
+    /// cache-blocking macros (the cursor and loop spaces) or none for that level.</summary>
+    public virtual int BlockEdit(int level) => -1;
+
     /// <summary>The id of <paramref name="edit"/> at loop <paramref name="loop"/> (the loop is ignored in the cursor space).</summary>
     public int IdOf(int loop, int edit) => this is LoopSpace ? loop * PerLoop + edit : edit;
 
@@ -199,6 +203,9 @@ public abstract class ActionSpace
 
         public override int EditOf(LoopAction action) =>
             Array.IndexOf(Seed, action) is var k and >= 0 ? k : Array.IndexOf(Added, action) is var a and >= 0 ? FirstAdded + a : -1;
+
+        public override int BlockEdit(int level) =>
+            caches is null || Array.IndexOf(Levels, level) is not (var i and >= 0) ? -1 : Kernel + 2 + Macros.Length + i;
 
         public override string Name => name;
         public override int Count => Nest.MaxLoops * perLoop;

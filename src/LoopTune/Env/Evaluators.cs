@@ -96,8 +96,10 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
 
     /// <summary>Compiles the candidates and times them side by side (<see cref="Timing.MeasureTogether"/> with
     /// <see cref="MeasureOptions.Confirm"/>, pinned, never from the store, sampling for at most <paramref name="within"/>): the
-    /// index of the highest median GFLOPS. When one of them was an estimate (too slow to run whole), or a warm-up and one
-    /// round of them all would not fit in <paramref name="within"/>, their figures decide without a new timing.</summary>
+    /// index of the highest median GFLOPS. When one of them was an estimate (too slow to run whole), the slices of the
+    /// estimated ones are timed side by side with the others whole (<see cref="KernelTiming.MeasureBoundedTogether"/>).
+    /// When a warm-up and one round of them all would not fit in <paramref name="within"/>, their figures decide without a
+    /// new timing.</summary>
     public int Fastest(IReadOnlyList<Nest> candidates, TimeSpan? within = null)
     {
         ArgumentNullException.ThrowIfNull(candidates);
@@ -108,10 +110,20 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
         // a candidate too slow to run whole was estimated from a slice: timing them all side by side would overrun, so the
         // estimates and quick figures decide
         var known = candidates.Select(n => seen.TryGetValue((c.Text, n.ScheduleKey), out var e) ? e : (Evaluated?)null).ToList();
-        double limit = Math.Min(within?.TotalSeconds ?? double.PositiveInfinity, MeasureOptions.Confirm.MaxSeconds), round = known.Sum(e => e?.Seconds ?? 0);
-        if (known.Any(e => e is { Estimated: true }) || 2 * round > limit)
+        bool estimated = known.Any(e => e is { Estimated: true });
+        // an estimated kernel's stand-in is a slice of about a quarter of the run limit (KernelTiming.Plan)
+        double limit = Math.Min(within?.TotalSeconds ?? double.PositiveInfinity, MeasureOptions.Confirm.MaxSeconds),
+            round = known.Sum(e => e is { Estimated: true } ? MaxRunSeconds / 4 : e?.Seconds ?? 0);
+        if (2 * round > limit)
             return known.Select((e, i) => (G: e?.Gflops ?? 0, i)).MaxBy(x => x.G).i;
         var workspace = Buffers(c);
+        if (estimated)
+        {
+            var nests = candidates.Select(AsRun).ToList();
+            var bounded = KernelTiming.MeasureBoundedTogether(nests, [.. nests.Select(Compile)], MeasureOptions.Confirm with { MaxSeconds = Math.Max(limit - round, 1e-3) },
+                workspace, MaxRunSeconds, jit);
+            return bounded.Select((m, i) => (G: m.Measurement.Gflops, i)).MaxBy(x => x.G).i;
+        }
         var runs = candidates.Select(n => KernelTiming.Runner(Compile(AsRun(n)), workspace)).ToList();
         using var pin = ThreadPinning.Pin();
         var t = Timing.MeasureTogether(runs, [.. candidates.Select(_ => c.Flops)], MeasureOptions.Confirm with { MaxSeconds = Math.Max(limit - round, 1e-3) });

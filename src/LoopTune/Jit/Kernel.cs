@@ -207,25 +207,34 @@ public sealed unsafe class Kernel
     /// most about <paramref name="flops"/> floating-point operations: from the outside in, each loop cut to as many of its
     /// first iterations as fit (at least one), the loops inside the last cut whole, so that what the slice keeps in cache
     /// is what the whole kernel keeps. A loop of a variable cut further out is cut within that cut's first iteration (a
-    /// shorter prefix of the same variable). Cutting stops, the slice larger than asked, at an unrolled or vectorized loop
-    /// and at a sum's innermost loop outside the register tile (see <see cref="ProbeSizes"/>). On mm 3072 1536 2048,
+    /// shorter prefix of the same variable). An unrolled or vectorized loop, and a sum's innermost loop outside the register
+    /// tile (see <see cref="ProbeSizes"/>), is never cut, nor is any loop of its variable further in; the loops inside it over
+    /// other variables still are, so that every copy an unroll spells out runs the same shorter range (the slice is then a
+    /// box of the iterations rather than a prefix in time, the code of each loop the whole's). On mm 3072 1536 2048,
     /// <c>k:8 n:48 m:384 k:256 m:8u n:32v pack=B</c> ran whole at 208-212 GFLOPS; the probe of <see cref="ProbeSizes"/>
-    /// widened said 223, this prefix (k cut inside its first eighth) what the whole said.</summary>
+    /// widened said 223, this prefix (k cut inside its first eighth) what the whole said. On mm 4096 256 3072,
+    /// <c>k:1+1024 k:4u m:512 k:8 n:8 k:64 m:8u n:32v</c> could be cut only to two thirds of its work before its unrolled
+    /// k stopped the cutting, and the probe widened stood in for it; m is now cut inside the unroll.</summary>
     public static int[] PrefixSizes(Nest nest, double flops)
     {
         ArgumentNullException.ThrowIfNull(nest);
         var c = nest.Computation;
         var sizes = c.Sizes.ToArray();
+        var kept = new bool[sizes.Length]; // variables whose loops from here in must run their whole range
         double work = c.Flops;
         for (int level = 0; level < nest.Count && work > flops; level++)
         {
             int v = nest[level].Var, step = nest.InnerStep(level);
-            if (nest[level].IsSpelledOut || InnermostOfSum(nest, level)) break;
+            if (kept[v] || nest[level].IsSpelledOut || InnermostOfSum(nest, level))
+            {
+                kept[v] = true;
+                continue;
+            }
             if (sizes[v] <= step) continue; // one iteration in the slice already
             double perIteration = work * step / sizes[v];
-            int kept = Math.Min(sizes[v], Math.Max(1, (int)(flops / perIteration)) * step);
-            work *= kept / (double)sizes[v];
-            sizes[v] = kept;
+            int cut = Math.Min(sizes[v], Math.Max(1, (int)(flops / perIteration)) * step);
+            work *= cut / (double)sizes[v];
+            sizes[v] = cut;
         }
         return sizes;
     }

@@ -42,6 +42,33 @@ public static class KernelTiming
         return Plan(nest, buffers, maxRunSeconds, jit).Slice is { } slice ? (MeasureSlice(slice, kernel, options, buffers), true) : (Measure(kernel, options, buffers), false);
     }
 
+    /// <summary>Times <paramref name="kernels"/> (compiled from <paramref name="nests"/>, schedules of one computation) side by
+    /// side (<see cref="Timing.MeasureTogether(IReadOnlyList{Action}, IReadOnlyList{double}, MeasureOptions)"/>), each whole
+    /// when its run stays within <paramref name="maxRunSeconds"/>, else its slice (<see cref="Plan"/>'s), scaled to the whole
+    /// with its copies as <see cref="MeasureSlice"/> scales it and marked estimated. What a choice among large kernels rests
+    /// on: their estimates, one sample each taken at different moments, swung by a third and more on a shared machine (one
+    /// schedule of mm 3072 1536 2048 measured 77 and 170 GFLOPS in two runs of the same comparison), where slices timed in
+    /// rounds see the same stretches of a neighbour.</summary>
+    public static IReadOnlyList<(Measurement Measurement, bool Estimated)> MeasureBoundedTogether(IReadOnlyList<Nest> nests, IReadOnlyList<Kernel> kernels,
+        MeasureOptions options, Workspace buffers, double maxRunSeconds, JitOptions? jit = null)
+    {
+        ArgumentNullException.ThrowIfNull(nests);
+        ArgumentNullException.ThrowIfNull(kernels);
+        if (nests.Count != kernels.Count) throw new ArgumentException($"{nests.Count} schedules for {kernels.Count} kernels", nameof(kernels));
+        var standIns = new Kernel[kernels.Count];
+        for (int i = 0; i < standIns.Length; i++)
+        {
+            standIns[i] = Plan(nests[i], buffers, maxRunSeconds, jit).Slice ?? kernels[i];
+            if (standIns[i].Threads != kernels[i].Threads) standIns[i].Threads = kernels[i].Threads;
+        }
+        var runs = standIns.Select(k => Runner(k, buffers)).ToList();
+        Together t;
+        using (ThreadPinning.Pin())
+            t = Timing.MeasureTogether(runs, [.. standIns.Select(k => k.Flops)], options);
+        return [.. standIns.Select((k, i) => ReferenceEquals(k, kernels[i]) ? (t.Measurements[i], false)
+            : (WithCopies(Scaled(t.Measurements[i], k, kernels[i]), k, kernels[i], options, buffers), true))];
+    }
+
     /// <summary>Times <paramref name="slice"/> of <paramref name="kernel"/> (<see cref="Plan"/>'s), on the kernel's threads, and scales the result to the
     /// whole (<see cref="Scaled"/>). A slice copies its packed inputs once, not in each run as the whole does, so their copy
     /// is timed apart and added, scaled to the whole's copy (<see cref="Kernel.PackedElements"/>): a copy can cost more than

@@ -104,12 +104,54 @@ public sealed class BoundedTimingTests
         Assert.Equal([512, 512, 256], Kernel.PrefixSizes(nest, w / 2));
         Assert.Equal([512, 512, 16], Kernel.PrefixSizes(nest, w / 32));
         Assert.Equal([512, 512, 48], Kernel.PrefixSizes(nest, w / 10)); // three of k:16's 16-element iterations
-        // then the next variable's outermost loop; never past an unrolled loop: the slice is then larger than asked
+        // then the next variable's outermost loop; an unrolled loop (m:2u) is never cut, nor m further in, nor the sum's
+        // innermost loop (k:16): n is cut inside them, at n:16
         Assert.Equal([64, 512, 16], Kernel.PrefixSizes(nest, w / 256));
-        Assert.Equal([64, 256, 16], Kernel.PrefixSizes(nest, w / 10000));
-        Assert.Equal(1 / 512.0, Kernel.Share(nest.Computation, [64, 256, 16]), 12);
+        Assert.Equal([64, 16, 16], Kernel.PrefixSizes(nest, w / 10000));
+        Assert.Equal(1 / 8192.0, Kernel.Share(nest.Computation, [64, 16, 16]), 12);
         // what the slice computes is the first elements of each variable: checked against the partial product
         Assert.True(Verifier.VerifySlice(nest, [64, 512, 48]).Passed);
+        Assert.True(Verifier.VerifySlice(nest, [64, 16, 16]).Passed);
+    }
+
+    [Fact]
+    public void An_unrolled_outer_loop_is_kept_whole_and_the_loops_inside_it_are_cut()
+    {
+        // k's first full iteration (2048 of 3072: its tail dropped), then k:4u stops any cut of k; m is cut inside the
+        // unroll, each of its four copies running the same first 768 rows. This slice had been two thirds of the work, too
+        // large, and a probe of a few rows stood in for it.
+        var nest = Nest.Parse(Computation.Matmul(4096, 256, 3072), ">k:1+1024 k:4u m:512 k:8 n:8 k:64 m:8u n:32v");
+        double w = nest.Computation.Flops;
+        int[] sizes = Kernel.PrefixSizes(nest, w / 8 * 1.0001);
+        Assert.Equal([768, 256, 2048], sizes);
+        Assert.Equal(1 / 8.0, Kernel.Share(nest.Computation, sizes), 9);
+        // the slice's code is the whole's with shorter ranges: checked against the partial product
+        var small = Nest.Parse(Computation.Matmul(64, 32, 80), ">k:2+16 k:2u m:8 k:2 n:2 k:8 m:8u n:16v");
+        int[] cut = Kernel.PrefixSizes(small, small.Computation.Flops / 8 * 1.0001);
+        Assert.Equal([16, 32, 32], cut);
+        Assert.True(Verifier.VerifySlice(small, cut).Passed);
+    }
+
+    [Fact]
+    public void Kernels_too_slow_to_run_whole_are_timed_side_by_side_on_their_slices()
+    {
+        // mm 1024^3 unscheduled (seconds a run) and blocked around a register tile (about 15 ms), both past 5 ms
+        var c = Computation.Matmul(1024, 1024, 1024);
+        Nest[] nests = [Nest.Initial(c), Nest.Parse(c, ">k:4 n:32 m:128 k:256 m:8u n:32v")];
+        var kernels = nests.Select(n => Kernel.Compile(n)).ToList();
+        using var buffers = new KernelTiming.Workspace(c);
+        var together = KernelTiming.MeasureBoundedTogether(nests, kernels, MeasureOptions.Quick, buffers, 0.005);
+        Assert.All(together, m => Assert.True(m.Estimated));
+        Assert.All(together, m => Assert.Equal(c.Flops, m.Measurement.Flops));
+        var whole = KernelTiming.Measure(kernels[1], MeasureOptions.Quick, buffers);
+        Assert.InRange(together[1].Measurement.Gflops / whole.Gflops, 0.5, 2.0);
+        Assert.True(together[1].Measurement.Gflops > 10 * together[0].Measurement.Gflops, $"{together[1].Measurement.Gflops:F1} against {together[0].Measurement.Gflops:F1}");
+        // within the limit, a kernel is timed whole
+        Assert.False(Assert.Single(KernelTiming.MeasureBoundedTogether(nests[1..], kernels[1..], MeasureOptions.Quick, buffers, 10)).Estimated);
+        // and the evaluator's choice among estimated schedules rests on that timing
+        using var evaluator = new KernelEvaluator(MeasureOptions.Env) { MaxRunSeconds = 0.005 };
+        Assert.All(nests, n => Assert.True(evaluator.Evaluate(n).Estimated));
+        Assert.Equal(1, evaluator.Fastest(nests));
     }
 
     [Fact]

@@ -65,8 +65,8 @@ public sealed class SearchContractTests
     {
         var confirming = new ConfirmingFakeEvaluator(_ => 1, _ => 1);
         double Reserve(LoopTune.Env.IEvaluator e, double seconds) => new SearchRun("test", Start, e, SearchBudget.Seconds(seconds), 0).Reserve.TotalSeconds;
-        // the finalists and, in a loop space, the two layout variants of the fastest
-        Assert.Equal(1.5 * (SearchRun.Finalists + 2) * LoopTune.Measure.MeasureOptions.Confirm.MinSeconds, Reserve(confirming, 10), 9);
+        // the finalists and, in a loop space, the two layout variants and three cache-blocked variants of the fastest
+        Assert.Equal(1.5 * (SearchRun.Finalists + 2 + 3) * LoopTune.Measure.MeasureOptions.Confirm.MinSeconds, Reserve(confirming, 10), 9);
         Assert.Equal(1.5 * SearchRun.Finalists * LoopTune.Measure.MeasureOptions.Confirm.MinSeconds,
             new SearchRun("test", Start, confirming, SearchBudget.Seconds(10), 0, LoopTune.Env.ActionSpace.Cursor).Reserve.TotalSeconds, 9);
         Assert.Equal(0.1 / 4, Reserve(confirming, 0.1), 9); // at most a quarter of a small budget
@@ -90,6 +90,31 @@ public sealed class SearchContractTests
         // with a plain evaluator nothing is added past the budget
         var plain = new FakeEvaluator(n => n.Packed == 0 ? Unpacked(n) : 0.99 * Unpacked(n));
         Assert.Equal(0, Searches.Get("greedy1").Run(Start, plain, SearchBudget.Seconds(30), seed: 0).Best.Packed);
+    }
+
+    [Fact]
+    public void The_finish_times_the_fastest_finalists_cache_blocked_variants_and_keeps_one_that_wins()
+    {
+        // caches of 1, 4 and 16 KiB, so that the start's loops pass each level's half: for each level, block_lN at the
+        // innermost loop where it applies (n for L1 and L2, m for L3 here), each measured a hair above the start; the
+        // side-by-side truth prefers the one blocked for L2
+        var space = ActionSpace.TileFor(new LoopTune.Measure.CacheSizes(1, 4, 16, "test"));
+        var variants = new[] { 1, 2, 3 }.Select(level => Enumerable.Range(0, Start.Count).Reverse()
+            .Select(loop => space.TryApply(Start, space.IdOf(loop, space.BlockEdit(level)))).First(m => m is not null)!.Value.Result).ToList();
+        Assert.Equal(3, variants.Select(v => v.ScheduleKey).Distinct().Count());
+        var confirming = new ConfirmingFakeEvaluator(n => n.ScheduleKey == Start.ScheduleKey ? 10 : 10.5, n => n.ScheduleKey == variants[1].ScheduleKey ? 99 : 1);
+        var run = new SearchRun("test", Start, confirming, SearchBudget.Seconds(30), 0, space);
+        var r = run.Finish();
+        var asked = confirming.Asked.Last().Select(n => n.ScheduleKey).ToList();
+        Assert.All(variants, v => Assert.Contains(v.ScheduleKey, asked));
+        Assert.Equal(variants[1].ScheduleKey, r.Best.ScheduleKey);
+        Assert.Equal(r.Best.ScheduleKey, Transforms.ApplyAll(Start, r.Actions).ScheduleKey); // its path replays to it
+        Assert.Equal(1 + 3 + 2, r.Evaluations); // the start, the three blocked, then the two layouts of the winner
+        // caches the start's loops fit in: no blocking to try, no evaluation spent on it (the two layouts only)
+        var roomy = ActionSpace.TileFor(new LoopTune.Measure.CacheSizes(1024, 4096, 16384, "test"));
+        Assert.Equal(1 + 2, new SearchRun("test", Start, new ConfirmingFakeEvaluator(_ => 1, _ => 1), SearchBudget.Seconds(30), 0, roomy).Finish().Evaluations);
+        // and none in a space without the macros
+        Assert.Equal(-1, ActionSpace.Loop.BlockEdit(1));
     }
 
     [Fact]
