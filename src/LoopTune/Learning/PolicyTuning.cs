@@ -41,7 +41,11 @@ public static class PolicyTuning
     /// the final timing read that operand cold (the peers, with data of their own, run hot). <paramref name="rivals"/>
     /// (schedules of the computation known from elsewhere: a hot record when tuning cold) are timed after the search and
     /// side by side with its best (<see cref="KernelEvaluator.Fastest"/>, in the same context), and the fastest is the
-    /// one verified and timed: a search whose budget did not reach a schedule known to be good does not lose it.</summary>
+    /// one verified and timed: a search whose budget did not reach a schedule known to be good does not lose it. The
+    /// machine's own tiles of the computation (<see cref="CacheBlockedTiles"/>: a register tile, and the reduction blocked
+    /// for each cache level, sized from <see cref="Machine.Current"/>) are rivals too, as a search seldom reaches a
+    /// cache-blocked schedule by itself (its policy never learned the block edits, and a block pays only once the tile
+    /// around it is right).</summary>
     public static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
         SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers, int? threads = null, TimingContext context = default,
         IReadOnlyList<Nest>? rivals = null)
@@ -59,7 +63,9 @@ public static class PolicyTuning
         {
             result = search.Run(Nest.Initial(computation), timed, limit, 0, pol.Space);
             best = result.Best;
-            List<Nest> candidates = [best, .. (rivals ?? []).Where(r => r.Computation.Equals(computation) && r.ScheduleKey != result.Best.ScheduleKey)];
+            List<Nest> candidates = [best];
+            foreach (var rival in (rivals ?? []).Concat(CacheBlockedTiles.For(computation, Machine.Current)))
+                if (rival.Computation.Equals(computation) && candidates.All(n => n.ScheduleKey != rival.ScheduleKey)) candidates.Add(rival);
             if (candidates.Count > 1)
             {
                 foreach (var rival in candidates.Skip(1)) timed.Evaluate(rival);
