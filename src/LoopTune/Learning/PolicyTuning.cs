@@ -59,10 +59,12 @@ public static class PolicyTuning
         var timed = new TimedEvaluator(evaluator);
         SearchResult result;
         Nest best;
+        double searchMeasuring;
         using (ThreadPinning.Pin())
         {
             result = search.Run(Nest.Initial(computation), timed, limit, 0, pol.Space);
             best = result.Best;
+            searchMeasuring = timed.Seconds; // the rivals' timing below is measuring too, but outside the search's time
             List<Nest> candidates = [best];
             foreach (var rival in (rivals ?? []).Concat(CacheBlockedTiles.For(computation, Machine.Current)))
                 if (rival.Computation.Equals(computation) && candidates.All(n => n.ScheduleKey != rival.ScheduleKey)) candidates.Add(rival);
@@ -73,7 +75,20 @@ public static class PolicyTuning
             }
         }
         // at N threads (RunThreads) the best schedule is run as the evaluator timed it: with its parallel loop
-        return (result, KernelReport.Run(evaluator.AsRun(best), timing, preparePeers, null, buffers, evaluator.Threads), result.Seconds - timed.Seconds, timed.Seconds);
+        return (result, KernelReport.Run(evaluator.AsRun(best), timing, preparePeers, null, buffers, evaluator.Threads), result.Seconds - searchMeasuring, timed.Seconds);
+    }
+
+    /// <summary>How <paramref name="final"/> (the answer of <see cref="Tune"/> at <paramref name="threads"/> threads) was
+    /// found: the search's method (<see cref="SearchResult.Method"/>) when it is the search's best, else that method
+    /// "beaten by the machine's tile" (one of <see cref="CacheBlockedTiles"/>) or "beaten by a rival" (one the caller
+    /// gave). What tuning records and reports name.</summary>
+    public static string MethodOf(SearchResult result, Nest final, int threads = 1)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        ArgumentNullException.ThrowIfNull(final);
+        bool Is(Nest n) => Transforms.Parallelize(n, threads).ScheduleKey == final.ScheduleKey;
+        if (Is(result.Best)) return result.Method;
+        return CacheBlockedTiles.For(final.Computation, Machine.Current).Any(Is) ? $"{result.Method}, beaten by the machine's tile" : $"{result.Method}, beaten by a rival";
     }
 
     /// <summary>Adds up the time spent in the evaluator (compiling and timing kernels).</summary>
