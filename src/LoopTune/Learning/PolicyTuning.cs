@@ -44,8 +44,8 @@ public static class PolicyTuning
     /// one verified and timed: a search whose budget did not reach a schedule known to be good does not lose it. The
     /// machine's own tiles of the computation (<see cref="CacheBlockedTiles"/>: a register tile, and the reduction blocked
     /// for each cache level, sized from <see cref="Machine.Current"/>) are rivals too, as a search seldom reaches a
-    /// cache-blocked schedule by itself (its policy never learned the block edits, and a block pays only once the tile
-    /// around it is right).</summary>
+    /// cache-blocked schedule by itself (the conv policy was trained before the block edits, the seed's power-of-two
+    /// splits cannot make a 7-row tile of a 14-pixel row, and a block pays only once the tile around it is right).</summary>
     public static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
         SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers, int? threads = null, TimingContext context = default,
         IReadOnlyList<Nest>? rivals = null)

@@ -33,8 +33,8 @@ namespace LoopTune.Measure;
 /// of its size below it for which the loops from the block inward touch at most half the level
 /// (<see cref="Footprint.Bytes"/>, as the tile space's <c>block_l1/l2</c>), and its block loop goes above the output
 /// variables the streamed operand does not have: a block of weights is read once from memory and then from the cache for
-/// every row of the image (<c>g:8 c:16 h:7 c:32 r:3 s:3 w:7u e:64v</c> ran 204 GFLOPS where the search's best without it
-/// ran 190). A level whose block would be the whole reduction (it fits already) adds nothing.</para>
+/// every row of the image (issue 19: a hand-written <c>g:8 c:16 h:7 c:32 r:3 s:3 w:7u e:64v</c> ran 204 GFLOPS hot where
+/// the search's best ran 190). A level whose block would be the whole reduction (it fits already) adds nothing.</para>
 /// </summary>
 public static class CacheBlockedTiles
 {
