@@ -71,6 +71,9 @@ static class DemoCommand
                 if (asJson)
                 {
                     tuned = RunCommand.ToJson(e, r.Actions);
+                    // as tune --json: the actions replay to the search's best, the schedule is the answer (method)
+                    tuned["method"] = PolicyTuning.MethodOf(r, e.Nest, e.Kernel.Threads);
+                    tuned["search_schedule"] = r.Best.Serialize();
                     tuned["policy_seconds"] = policySeconds;
                     tuned["measure_seconds"] = measureSeconds;
                 }

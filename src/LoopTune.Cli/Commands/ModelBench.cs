@@ -303,7 +303,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         // tuning cold, the hot record (a schedule the search may not reach within its budget) is timed cold beside its best
         var hot = HotRecord(op);
         var (result, final, _, _) = PolicyTuning.Tune(search, pol, c, limit, timing, OneDnn, null, Context(op), hot is null ? null : [hot]);
-        string method = hot is not null && final.Nest.ScheduleKey == hot.ScheduleKey ? $"{result.Method}, beaten by the hot record" : result.Method;
+        string method = hot is not null && final.Nest.ScheduleKey == hot.ScheduleKey ? $"{result.Method}, beaten by the hot record" : PolicyTuning.MethodOf(result, final.Nest, RunThreads.Default);
         if (store is not null && final.Verification.Passed)
             store.PutRecord(c, RunThreads.Default, Context(op), new TuningRecord(final.Nest.Serialize(), method, budget, final.Gflops, DateTime.UtcNow));
         tuned[c.Text] = (final, op.Node.Name);

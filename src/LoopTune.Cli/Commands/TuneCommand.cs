@@ -54,7 +54,9 @@ static class TuneCommand
             if (p.GetValue(json))
             {
                 var o = RunCommand.ToJson(e, result.Actions);
-                o["method"] = result.Method;
+                o["method"] = PolicyTuning.MethodOf(result, e.Nest, e.Kernel.Threads);
+                // the actions replay to the search's best; the schedule is the answer, another when a rival beat it (method)
+                o["search_schedule"] = result.Best.Serialize();
                 o["steps"] = new JsonArray([.. result.Ids.Select(i => JsonValue.Create(pol.Space.Describe(i)))]);
                 o["action_space"] = result.Space;
                 o["policy"] = pol.Source;
@@ -94,13 +96,14 @@ static class TuneCommand
     internal static void Print(IAnsiConsole o, KernelReport e, SearchResult r, Policy pol, double policySeconds, double measureSeconds)
     {
         var c = e.Nest.Computation;
-        o.MarkupLineInterpolated($"[bold]{c}[/]  ({c.Text}, {c.Flops / 1e9:G4} GFLOP), tuned by {r.Method} with the policy {pol.Source}");
+        o.MarkupLineInterpolated($"[bold]{c}[/]  ({c.Text}, {c.Flops / 1e9:G4} GFLOP), tuned by {PolicyTuning.MethodOf(r, e.Nest, e.Kernel.Threads)} with the policy {pol.Source}");
         o.MarkupLineInterpolated($"[grey]on {Machine.Current.Describe()}[/]");
         o.WriteLine();
         o.Write(new Text(e.Nest.ToTree()));
         o.WriteLine();
         var t = new Table().Border(TableBorder.None).HideHeaders().AddColumn("").AddColumn("");
-        t.AddRow("actions", Markup.Escape(string.Join(",", r.Actions.Select(a => a.Name))));
+        // a rival that beat the search's best was not reached by these actions
+        t.AddRow(Transforms.Parallelize(r.Best, e.Kernel.Threads).ScheduleKey == e.Nest.ScheduleKey ? "actions" : "search's actions", Markup.Escape(string.Join(",", r.Actions.Select(a => a.Name))));
         t.AddRow("schedule", Markup.Escape(e.Nest.Serialize()));
         t.AddRow("time", $"{policySeconds * 1e3:F1} ms in the policy and the search, {measureSeconds * 1e3:F1} ms measuring {r.Measured} kernel(s)");
         t.AddRow("verified", e.Verification.Passed ? "[green]yes[/]" : $"[red]NO[/]: {Markup.Escape(e.Verification.Problem ?? "")}");

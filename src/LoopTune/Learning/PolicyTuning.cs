@@ -41,7 +41,11 @@ public static class PolicyTuning
     /// the final timing read that operand cold (the peers, with data of their own, run hot). <paramref name="rivals"/>
     /// (schedules of the computation known from elsewhere: a hot record when tuning cold) are timed after the search and
     /// side by side with its best (<see cref="KernelEvaluator.Fastest"/>, in the same context), and the fastest is the
-    /// one verified and timed: a search whose budget did not reach a schedule known to be good does not lose it.</summary>
+    /// one verified and timed: a search whose budget did not reach a schedule known to be good does not lose it. The
+    /// machine's own tiles of the computation (<see cref="CacheBlockedTiles"/>: a register tile, and the reduction blocked
+    /// for each cache level, sized from <see cref="Machine.Current"/>) are rivals too, as a search seldom reaches a
+    /// cache-blocked schedule by itself (the conv policy was trained before the block edits, the seed's power-of-two
+    /// splits cannot make a 7-row tile of a 14-pixel row, and a block pays only once the tile around it is right).</summary>
     public static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
         SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers, int? threads = null, TimingContext context = default,
         IReadOnlyList<Nest>? rivals = null)
@@ -55,11 +59,15 @@ public static class PolicyTuning
         var timed = new TimedEvaluator(evaluator);
         SearchResult result;
         Nest best;
+        double searchMeasuring;
         using (ThreadPinning.Pin())
         {
             result = search.Run(Nest.Initial(computation), timed, limit, 0, pol.Space);
             best = result.Best;
-            List<Nest> candidates = [best, .. (rivals ?? []).Where(r => r.Computation.Equals(computation) && r.ScheduleKey != result.Best.ScheduleKey)];
+            searchMeasuring = timed.Seconds; // the rivals' timing below is measuring too, but outside the search's time
+            List<Nest> candidates = [best];
+            foreach (var rival in (rivals ?? []).Concat(CacheBlockedTiles.For(computation, Machine.Current)))
+                if (rival.Computation.Equals(computation) && candidates.All(n => n.ScheduleKey != rival.ScheduleKey)) candidates.Add(rival);
             if (candidates.Count > 1)
             {
                 foreach (var rival in candidates.Skip(1)) timed.Evaluate(rival);
@@ -67,7 +75,20 @@ public static class PolicyTuning
             }
         }
         // at N threads (RunThreads) the best schedule is run as the evaluator timed it: with its parallel loop
-        return (result, KernelReport.Run(evaluator.AsRun(best), timing, preparePeers, null, buffers, evaluator.Threads), result.Seconds - timed.Seconds, timed.Seconds);
+        return (result, KernelReport.Run(evaluator.AsRun(best), timing, preparePeers, null, buffers, evaluator.Threads), result.Seconds - searchMeasuring, timed.Seconds);
+    }
+
+    /// <summary>How <paramref name="final"/> (the answer of <see cref="Tune"/> at <paramref name="threads"/> threads) was
+    /// found: the search's method (<see cref="SearchResult.Method"/>) when it is the search's best, else that method
+    /// "beaten by the machine's tile" (one of <see cref="CacheBlockedTiles"/>) or "beaten by a rival" (one the caller
+    /// gave). What tuning records and reports name.</summary>
+    public static string MethodOf(SearchResult result, Nest final, int threads = 1)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        ArgumentNullException.ThrowIfNull(final);
+        bool Is(Nest n) => Transforms.Parallelize(n, threads).ScheduleKey == final.ScheduleKey;
+        if (Is(result.Best)) return result.Method;
+        return CacheBlockedTiles.For(final.Computation, Machine.Current).Any(Is) ? $"{result.Method}, beaten by the machine's tile" : $"{result.Method}, beaten by a rival";
     }
 
     /// <summary>Adds up the time spent in the evaluator (compiling and timing kernels).</summary>

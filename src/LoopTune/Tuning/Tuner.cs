@@ -132,7 +132,7 @@ public sealed class Tuner : IDisposable
         var (result, best, _, _) = PolicyTuning.Tune(search, pol, c, limit, MeasureOptions.Default, null, Options.Threads, Options.Context);
         if (!best.Verification.Passed)
             throw new InvalidOperationException($"the kernel tuned for {c.Text} ({best.Nest.Serialize()}) is wrong: {best.Verification.Problem}");
-        var record = new TuningRecord(best.Nest.Serialize(), result.Method, Options.Budget, best.Gflops, DateTime.UtcNow);
+        var record = new TuningRecord(best.Nest.Serialize(), PolicyTuning.MethodOf(result, best.Nest, Options.Threads), Options.Budget, best.Gflops, DateTime.UtcNow);
         store.PutRecord(c, Options.Threads, Options.Context, record);
         return new TunedKernel(best.Kernel, record, recalled: false);
     }

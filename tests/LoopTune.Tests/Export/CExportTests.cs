@@ -111,7 +111,8 @@ public class CExportTests(ITestOutputHelper output)
         var (code, stdout, err) = Run("export", "--spec", "mm 64 48 40", "--policy", "default", "--budget", "0", "--records", records["r.db"], "--out", folder["tuned.c"], "--isa", "generic", "--name", "tuned_mm");
         Assert.True(code == 0, err);
         Assert.Contains("tuned mm 64 48 40", err);
-        Assert.Contains($"tuned now with policy (budget 0) at ", stdout);
+        // the policy's rollout, or the machine's tile timed beside it (CacheBlockedTiles) when faster
+        Assert.Matches(@"tuned now with policy(, beaten by the machine's tile)? \(budget 0\) at ", stdout);
         string header = File.ReadAllText(folder["tuned.h"]), source = File.ReadAllText(folder["tuned.c"]);
         Assert.Contains("void tuned_mm(float *restrict out, const float *restrict in0, const float *restrict in1);", header);
         Assert.Contains("spec      C[m,n] += A[m,k] * B[k,n] m=64 n=48 k=40", source);

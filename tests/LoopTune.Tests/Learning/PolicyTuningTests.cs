@@ -4,8 +4,9 @@ using LoopTune.Measure;
 
 namespace LoopTune.Tests.Learning;
 
-/// <summary><see cref="PolicyTuning.Tune"/> with rivals (a hot record when tuning cold): the answer is the search's best or
-/// a rival, timed side by side in the tuning's context, and verified; a rival of another computation is never one.</summary>
+/// <summary><see cref="PolicyTuning.Tune"/> with rivals (a hot record when tuning cold, and always the machine's own tiles,
+/// <see cref="CacheBlockedTiles"/>): the answer is the search's best or a rival, timed side by side in the tuning's context,
+/// and verified; a rival of another computation is never one.</summary>
 public sealed class PolicyTuningTests
 {
     static readonly TimingContext ColdRight = TimingContext.ColdOperand(Operand.Right);
@@ -18,13 +19,16 @@ public sealed class PolicyTuningTests
         return (result.Best, final);
     }
 
+    /// <summary>The machine's own rivals of <paramref name="c"/>, which every tune times too.</summary>
+    static IEnumerable<string> Tiles(Computation c) => CacheBlockedTiles.For(c, Machine.Current).Select(t => t.ScheduleKey);
+
     [Fact]
     public void The_answer_is_the_searchs_best_or_the_rival_timed_beside_it_and_verified()
     {
         var c = Computation.Matmul(48, 32, 40);
         var rival = LoopTune.Ir.Nest.Parse(c, ">m:48 k:40 n:2 n:16v");
         var (best, final) = Tune(c, rival);
-        Assert.Contains(final.Nest.ScheduleKey, new[] { best.ScheduleKey, rival.ScheduleKey });
+        Assert.Contains(final.Nest.ScheduleKey, Tiles(c).Append(best.ScheduleKey).Append(rival.ScheduleKey));
         Assert.True(final.Verification.Passed, final.Verification.Problem);
     }
 
@@ -33,7 +37,20 @@ public sealed class PolicyTuningTests
     {
         var c = Computation.Matmul(48, 32, 40);
         var (best, final) = Tune(c, LoopTune.Ir.Nest.Initial(Computation.Matmul(8, 8, 8)));
-        Assert.Equal(best.ScheduleKey, final.Nest.ScheduleKey);
+        Assert.Contains(final.Nest.ScheduleKey, Tiles(c).Append(best.ScheduleKey));
+        Assert.True(final.Verification.Passed, final.Verification.Problem);
+    }
+
+    [Fact]
+    public void The_machines_cache_blocked_tiles_are_rivals_and_the_answer_verifies()
+    {
+        var c = Computation.Parse("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=4 w=7 e=32 c=128 r=3 s=3");
+        var tiles = CacheBlockedTiles.For(c, Machine.Current);
+        Assert.NotEmpty(tiles);
+        var pol = Policy.Load(Policy.Choose("default", c));
+        var search = PolicyTuning.Method(pol, "0", 1, out var limit);
+        var (result, final, _, _) = PolicyTuning.Tune(search, pol, c, limit, MeasureOptions.Quick, null, 1);
+        Assert.Contains(final.Nest.ScheduleKey, Tiles(c).Append(result.Best.ScheduleKey));
         Assert.True(final.Verification.Passed, final.Verification.Problem);
     }
 }

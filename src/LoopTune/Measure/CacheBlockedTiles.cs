@@ -1,0 +1,151 @@
+using System.Globalization;
+using System.Text;
+using LoopTune.Ir;
+
+namespace LoopTune.Measure;
+
+/// <summary>
+/// Schedules built from a computation's sizes and the machine alone (its register file, FMA pipes and caches), no search:
+/// a register tile over the output, the reduction around it, and that reduction blocked for each cache level, the block
+/// loop outside the loops that reuse the streamed operand's block. The default tuner times them beside its search's best
+/// (<see cref="Learning.PolicyTuning.Tune"/>'s rivals), so a cache-blocked schedule the search does not reach within its
+/// budget is not lost; they apply to a contraction whose output's innermost variable <c>v</c> is the plain innermost index
+/// of one input (the <b>streamed</b> operand, read in vectors along <c>v</c>) and no index of the other (the
+/// <b>broadcast</b> one): a matrix product <c>C[m,n] += A[m,k] * B[k,n]</c>, or a convolution blocked along its output
+/// channels (<c>O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e]</c>, the <c>blocked</c> lowering of <c>model</c>).
+/// <code>
+/// loops, outermost first                                      O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=8 h=7 w=7 e=64 c=512 r=3 s=3
+/// 1 output variables the streamed operand has (and v's blocks)  g:8
+/// 2 the block loop of the reduction (blocked tiles only)       c:64        (L1 of 48 KiB: a block of 8 channels)
+/// 3 the other output variables (and u's blocks)                h:7
+/// 4 the reduction, in the computation's order                  c:8 r:3 s:3
+/// 5 u: rows of the tile, unrolled                              w:7u
+/// 6 v: vectors of the tile, vectorized                         e:64v
+/// </code>
+/// <para><b>The register tile</b>: u is the innermost output variable the broadcast operand has and the streamed one has
+/// not (a convolution's w, a matrix product's m). The tile is R rows (of u) by V vectors (of v), each a divisor of its
+/// variable's size (no tails), with at least the accumulators that keep every FMA pipe busy
+/// (<see cref="FmaTiming.Accumulators"/>) and at most the vector registers less those <see cref="RegisterTile"/> keeps for
+/// the streamed operand, the broadcast and a spare; of those, the most accumulators, then the fewest loads. On the Zen 5
+/// (8 accumulators needed, 28 registers for them) a 64-channel block is 7 rows by 4 vectors (11 loads for 28 FMAs).</para>
+/// <para><b>Blocking</b>: the reduction variable both inputs have that is largest (a convolution's input channels, a
+/// matrix product's k) is split, for each cache level the machine reports (L1d, L2): its block B is the largest divisor
+/// of its size below it for which the loops from the block inward touch at most half the level
+/// (<see cref="Footprint.Bytes"/>, as the tile space's <c>block_l1/l2</c>), and its block loop goes above the output
+/// variables the streamed operand does not have: a block of weights is read once from memory and then from the cache for
+/// every row of the image (issue 19: a hand-written <c>g:8 c:16 h:7 c:32 r:3 s:3 w:7u e:64v</c> ran 204 GFLOPS hot where
+/// the search's best ran 190). A level whose block would be the whole reduction (it fits already) adds nothing.</para>
+/// </summary>
+public static class CacheBlockedTiles
+{
+    /// <summary>The tiles of <paramref name="c"/> on <paramref name="machine"/>: the unblocked one, then one per cache level
+    /// that blocks (distinct, L1d first); none when the computation has no such form or no register tile fits its sizes.</summary>
+    public static IReadOnlyList<Nest> For(Computation c, MachineInfo machine)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        ArgumentNullException.ThrowIfNull(machine);
+        if (Form(c) is not var (v, streamed, broadcast, u)) return [];
+        int lanes = machine.Fma.Lanes, need = machine.Fma.Accumulators, budget = machine.VectorRegisters - RegisterTile.VectorsPerRow - 2;
+        if (c.Sizes[v] % lanes != 0) return [];
+        var tile = Tile(c.Sizes[v] / lanes, c.Sizes[u], need, budget);
+        if (tile is not var (vectors, rows)) return [];
+        int width = vectors * lanes;
+        // the blocked reduction: the largest variable both inputs have (the first on a tie)
+        int k = Enumerable.Range(0, c.Vars.Length).Where(x => c.IsReduction[x] && streamed.VarStrides[x] != 0 && broadcast.VarStrides[x] != 0 && c.Sizes[x] > 1)
+            .OrderByDescending(x => c.Sizes[x]).DefaultIfEmpty(-1).First();
+        var plain = Build(c, v, width, u, rows, k, null, streamed, broadcast);
+        if (plain is null) return [];
+        var tiles = new List<Nest> { plain };
+        if (k < 0) return tiles;
+        long whole = Footprint.Bytes(plain, First(plain, k));
+        foreach (int? kib in new[] { machine.Caches.L1dKib, machine.Caches.L2Kib })
+        {
+            long capacity = kib.GetValueOrDefault() * 1024L / 2;
+            if (capacity <= 0 || whole <= capacity) continue; // unknown, or the whole reduction fits already
+            // the largest block below the whole reduction whose loops fit (the footprint grows with the block)
+            for (int b = c.Sizes[k] / 2; b >= 1; b--)
+            {
+                if (c.Sizes[k] % b != 0) continue;
+                if (Build(c, v, width, u, rows, k, b, streamed, broadcast) is not { } blocked) break;
+                if (Footprint.Bytes(blocked, blocked.NextOfVar(First(blocked, k))) > capacity) continue;
+                if (tiles.All(t => t.ScheduleKey != blocked.ScheduleKey)) tiles.Add(blocked);
+                break;
+            }
+        }
+        return tiles;
+    }
+
+    /// <summary>The outermost loop of variable <paramref name="var"/> in <paramref name="nest"/>.</summary>
+    static int First(Nest nest, int var) => Enumerable.Range(0, nest.Count).First(i => nest[i].Var == var);
+
+    /// <summary>The output's innermost variable v, the input streamed along it and the other, and the tile's rows u; null
+    /// when the computation has no such form.</summary>
+    static (int V, Tensor Streamed, Tensor Broadcast, int U)? Form(Computation c)
+    {
+        var o = c.Output.Index;
+        int v = o[^1][0].Var;
+        foreach (var (streamed, broadcast) in new[] { (c.Left, c.Right), (c.Right, c.Left) })
+        {
+            var last = streamed.Index[^1];
+            if (last.Length != 1 || last[0] != new Term(v, 1) || broadcast.VarStrides[v] != 0) continue;
+            // rows: the innermost output variable of the broadcast operand alone
+            for (int d = o.Length - 2; d >= 0; d--)
+            {
+                int u = o[d][0].Var;
+                if (broadcast.VarStrides[u] != 0 && streamed.VarStrides[u] == 0) return (v, streamed, broadcast, u);
+            }
+        }
+        return null;
+    }
+
+    /// <summary>The tile (vectors of v, rows of u): divisors of <paramref name="vectorsOfV"/> and <paramref name="sizeOfU"/>,
+    /// at least <paramref name="need"/> and at most <paramref name="budget"/> accumulators, the most of them, then the fewest
+    /// loads per step of the reduction (a vector of the streamed operand per vector, a broadcast per row), then the most
+    /// vectors; null when none fits.</summary>
+    internal static (int Vectors, int Rows)? Tile(int vectorsOfV, int sizeOfU, int need, int budget)
+    {
+        (int, int)? best = null;
+        for (int vec = 1; vec <= Math.Min(vectorsOfV, budget); vec++)
+        {
+            if (vectorsOfV % vec != 0) continue;
+            for (int rows = Math.Min(sizeOfU, budget / vec); rows >= 1; rows--)
+            {
+                if (sizeOfU % rows != 0) continue;
+                int acc = vec * rows;
+                if (acc >= need && (best is not var (bv, br) || acc > bv * br || acc == bv * br && (vec + rows < bv + br || vec + rows == bv + br && vec > bv)))
+                    best = (vec, rows);
+                break;
+            }
+        }
+        return best;
+    }
+
+    /// <summary>The nest of the class comment: groups 1 to 6, <paramref name="block"/> the block of variable
+    /// <paramref name="k"/> (null: unblocked); null when it would have more loops than a nest may.</summary>
+    static Nest? Build(Computation c, int v, int width, int u, int rows, int k, int? block, Tensor streamed, Tensor broadcast)
+    {
+        var loops = new StringBuilder(">");
+        int count = 0;
+        void Add(int var, int size, char annotation = ' ')
+        {
+            loops.Append(CultureInfo.InvariantCulture, $"{c.Vars[var]}:{size}{(annotation == ' ' ? "" : annotation)} ");
+            count++;
+        }
+        var output = c.Output.Index.Select(d => d[0].Var).ToList();
+        // 1: what the streamed operand has besides v (a convolution's block of output channels, a batch), then v's blocks
+        foreach (int x in output.Where(x => x != v && x != u && streamed.VarStrides[x] != 0)) Add(x, c.Sizes[x]);
+        if (c.Sizes[v] > width) Add(v, c.Sizes[v] / width);
+        // 2: the reduction's block loop
+        if (block is { } b) Add(k, c.Sizes[k] / b);
+        // 3: the rest of the output (the image's rows), then u's blocks
+        foreach (int x in output.Where(x => x != v && x != u && streamed.VarStrides[x] == 0)) Add(x, c.Sizes[x]);
+        if (c.Sizes[u] > rows) Add(u, c.Sizes[u] / rows);
+        // 4: the reduction, the blocked variable's block in its place
+        for (int x = 0; x < c.Vars.Length; x++)
+            if (c.IsReduction[x]) Add(x, x == k && block is { } kb ? kb : c.Sizes[x]);
+        // 5, 6: the register tile
+        Add(u, rows, rows > 1 ? 'u' : ' ');
+        Add(v, width, 'v');
+        return count > Nest.MaxLoops ? null : Nest.Parse(c, loops.ToString());
+    }
+}

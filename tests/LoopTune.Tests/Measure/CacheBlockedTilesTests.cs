@@ -1,0 +1,119 @@
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Measure;
+using LoopTune.Models;
+
+namespace LoopTune.Tests.Measure;
+
+/// <summary><see cref="CacheBlockedTiles"/>: the register tile and the cache-blocked reductions a machine gives a
+/// contraction, as nests its sizes and caches dictate, legal and computing what the reference computes.</summary>
+public sealed class CacheBlockedTilesTests
+{
+    /// <summary>A Zen 5 as tuning sees it: 16 lanes, 32 registers, 8 accumulators for two pipes of latency 4, L1d 48 KiB,
+    /// L2 1 MiB.</summary>
+    static MachineInfo Zen5(int? l1 = 48, int? l2 = 1024) =>
+        new(CpuInfo.Current, 2, 512, 32, new FmaTiming(512, 3.55, 4, 226.6), new CacheSizes(l1, l2, 32768, "sysfs"), []);
+
+    const string Conv512 = "O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=8 h=7 w=7 e=64 c=512 r=3 s=3";
+
+    [Fact]
+    public void The_512_channel_layer_gets_a_7_by_4_tile_and_its_channels_blocked_for_L1_and_L2_outside_the_rows()
+    {
+        var tiles = CacheBlockedTiles.For(Computation.Parse(Conv512), Zen5());
+        // L1: 8 channels (8 x 9 x 64 weights + 8 x 3 x 9 inputs + 7 x 64 outputs = 20,864 bytes <= 24 KiB; 16 would be 41 KiB);
+        // L2: 128 channels (333,568 bytes <= 512 KiB; 256: 667,136)
+        Assert.Equal([">g:8 h:7 c:512 r:3 s:3 w:7u e:64v", ">g:8 c:64 h:7 c:8 r:3 s:3 w:7u e:64v", ">g:8 c:4 h:7 c:128 r:3 s:3 w:7u e:64v"],
+            tiles.Select(t => t.Serialize()));
+    }
+
+    [Fact]
+    public void Each_block_is_the_largest_divisor_whose_loops_fit_half_the_level()
+    {
+        var m = Zen5();
+        foreach (var (_, spec) in Blocked())
+        {
+            var c = Computation.Parse(spec);
+            foreach (var tile in CacheBlockedTiles.For(c, m).Skip(1))
+            {
+                int outer = Enumerable.Range(0, tile.Count).First(i => c.IsReduction[tile[i].Var] && tile.NextOfVar(i) >= 0), inner = tile.NextOfVar(outer);
+                int k = tile[outer].Var, block = tile[inner].Size;
+                // within half of L1d (24 KiB) or else of L2 (512 KiB), and the next larger block would not be
+                long bytes = Footprint.Bytes(tile, inner), capacity = bytes <= 24 * 1024 ? 24 * 1024 : 512 * 1024;
+                Assert.True(bytes <= capacity, $"{spec}: {tile.Serialize()} touches {bytes} bytes");
+                int larger = Enumerable.Range(block + 1, c.Sizes[k] - block).First(b => c.Sizes[k] % b == 0);
+                if (larger < c.Sizes[k])
+                {
+                    var wider = tile.With(tile.Loops.SetItem(outer, tile[outer] with { Size = c.Sizes[k] / larger }).SetItem(inner, tile[inner] with { Size = larger }), 0);
+                    Assert.True(Footprint.Bytes(wider, inner) > capacity, $"{spec}: a block of {larger} fits as well as {tile.Serialize()}");
+                }
+                // the block loop sits above every output loop the streamed weights do not have (the image's rows)
+                Assert.All(Enumerable.Range(0, outer), i => Assert.DoesNotContain(c.Vars[tile[i].Var], new[] { "h", "w" }));
+                Assert.Equal(c.Sizes[k], tile[outer].Size * block);
+            }
+        }
+    }
+
+    [Fact]
+    public void Every_resnet18_blocked_lowering_has_tiles_and_they_compute_what_the_reference_does()
+    {
+        var m = Machine.Current;
+        foreach (var (name, spec) in Blocked())
+        {
+            var tiles = CacheBlockedTiles.For(Computation.Parse(spec), m);
+            Assert.True(tiles.Count >= 1, name);
+            foreach (var tile in tiles)
+            {
+                Assert.EndsWith("v", tile.Serialize());
+                // a slice of the outer loop's first iteration (the whole layer's reference is slow)
+                var check = Verifier.VerifySlice(tile, 1) ?? Verifier.Verify(Kernel.Compile(tile));
+                Assert.True(check.Passed, $"{name} {tile.Serialize()}: {check.Problem}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Small_blocked_tiles_verify_whole()
+    {
+        // 64 channels x 9 taps x 32 lanes of weights exceed half of any L1d: the reduction is blocked
+        var c = Computation.Parse("O[g,h,w,e] += I[c,2*h+r,2*w+s] * W[g,c,r,s,e] g=2 h=3 w=14 e=32 c=64 r=3 s=3");
+        var tiles = CacheBlockedTiles.For(c, Zen5(l1: 16, l2: 64));
+        Assert.Equal(3, tiles.Count);
+        foreach (var tile in tiles)
+            Assert.True(Verifier.Verify(Kernel.Compile(tile)).Passed, tile.Serialize());
+    }
+
+    [Theory]
+    [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=128 h=28 w=28 c=128 r=3 s=3")] // direct: w is no plain index of an input
+    [InlineData("C[m,n] += A[m,k] * B[k,n] m=256 n=196 k=2304")]                          // 196 columns: no whole vectors
+    [InlineData("C[m,n] += A[m,k] * B[m,n] m=64 n=64 k=8")]                               // n is in both inputs: nothing to broadcast
+    public void A_contraction_without_the_form_gets_none(string spec) =>
+        Assert.Empty(CacheBlockedTiles.For(Computation.Parse(spec), Zen5()));
+
+    [Fact]
+    public void Without_cache_sizes_only_the_register_tile_is_offered()
+    {
+        var tiles = CacheBlockedTiles.For(Computation.Parse(Conv512), Zen5(null, null));
+        Assert.Equal([">g:8 h:7 c:512 r:3 s:3 w:7u e:64v"], tiles.Select(t => t.Serialize()));
+    }
+
+    [Fact]
+    public void A_matrix_product_gets_a_square_tile_and_k_blocked_above_its_rows()
+    {
+        var tiles = CacheBlockedTiles.For(Computation.Matmul(1024, 1024, 1024), Zen5());
+        // 16 accumulators at most among divisors of 1024 (28 registers): 4 x 4 vectors loads the fewest
+        Assert.Equal([">n:16 m:256 k:1024 m:4u n:64v", ">n:16 k:16 m:256 k:64 m:4u n:64v"], tiles.Select(t => t.Serialize()));
+    }
+
+    [Theory]
+    [InlineData(4, 7, 8, 28, 4, 7)]   // Zen 5, a 64-channel block of 7-pixel rows
+    [InlineData(8, 56, 8, 28, 4, 7)]
+    [InlineData(8, 7, 8, 12, 8, 1)]   // 16 registers of 8 lanes: 8 vectors, 1 row
+    [InlineData(1, 5, 8, 28, 0, 0)]   // 5 accumulators at most: none keeps the pipes busy
+    public void The_tile_is_the_most_accumulators_then_the_fewest_loads(int vectorsOfV, int sizeOfU, int need, int budget, int vectors, int rows) =>
+        Assert.Equal(vectors == 0 ? ((int, int)?)null : (vectors, rows), CacheBlockedTiles.Tile(vectorsOfV, sizeOfU, need, budget));
+
+    /// <summary>The blocked lowerings of ResNet-18's convolutions on this machine.</summary>
+    static IEnumerable<(string Name, string Spec)> Blocked() =>
+        LoopTune.Datasets.ModelShapes.ResNet18Layers.SelectMany(l => l.Lowerings().Where(op => op.Lowering == ConvLowering.Blocked)
+            .Select(op => (Name: l.ToString(), Spec: op.Contraction.Text))).DistinctBy(x => x.Spec);
+}
