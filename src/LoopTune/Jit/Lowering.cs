@@ -53,7 +53,9 @@ sealed class Lowering
     /// <param name="options">How to generate code.</param>
     /// <param name="sizes">The elements each variable covers (default: the computation's sizes); smaller for a slice of the
     /// outermost loop (<see cref="Kernel.CompileSlice"/>).</param>
-    public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes) Lower(Nest nest, JitOptions options, int[]? sizes = null)
+    /// <param name="floor">Drop an unroll whose <see cref="Floor"/> is already past the budget without lowering it (the
+    /// default); false lowers every attempt up to the budget, as before the floor (the tests compare both).</param>
+    public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes) Lower(Nest nest, JitOptions options, int[]? sizes = null, bool floor = true)
     {
         // the parallel loop is a plain loop to the code inside it: only its range comes from the call
         var annotation = nest.Loops.Select(l => l.IsParallel ? Annotation.None : l.Annotation).ToArray();
@@ -63,6 +65,7 @@ sealed class Lowering
             annotation[^1] = Annotation.Unroll;
             notes.Add($"no vector unit in use: vectorized loop {nest.LoopName(nest.Count - 1)} is unrolled as scalars");
         }
+        int[] covered = sizes is null ? [.. nest.Computation.Sizes] : [.. sizes];
         while (true)
         {
             var l = new Lowering(nest, annotation, options);
@@ -70,7 +73,8 @@ sealed class Lowering
             int outer = Array.IndexOf(annotation, Annotation.Unroll);
             try
             {
-                l.Run(0, sizes is null ? [.. nest.Computation.Sizes] : [.. sizes], new long[3], new Scope(null, 0, new int[3]), ops, budget: outer >= 0);
+                if (floor && outer >= 0 && l.Floor(0, covered) > options.MaxOperations) throw new OverBudget();
+                l.Run(0, covered, new long[3], new Scope(null, 0, new int[3]), ops, budget: outer >= 0);
                 notes.AddRange(l.fusions.Distinct());
                 return (ops, l.statements, l.hoist, l.readsPast, notes);
             }
@@ -80,6 +84,26 @@ sealed class Lowering
                 notes.Add($"unroll of {nest.LoopName(outer)} not applied: the kernel would spell out more than {options.MaxOperations} operations");
             }
         }
+    }
+
+    /// <summary>
+    /// The fewest operations <see cref="Run"/> spends from <paramref name="level"/> in the context
+    /// <paramref name="remaining"/>: one per multiply-add statement and <see cref="LoopCost"/> per counted loop, counted
+    /// once per context and multiplied by the iterations that share it, without lowering anything (the loads, blends and
+    /// accumulators come on top). Above <see cref="JitOptions.MaxOperations"/>, the lowering is sure to pass the budget, so
+    /// an unroll that far over it is dropped without first lowering up to the budget and throwing that away (about a
+    /// millisecond of a recall: <c>m:16 n:4 k:64u k:2 m:8u n:32v</c> spells out 64 loops of 16 statements). Past the floor
+    /// but within the budget, the lowering itself still decides: the choice is the same either way.
+    /// </summary>
+    long Floor(int level, int[] remaining)
+    {
+        if (level == nest.Count) return 1;
+        if (FusedRows(level, remaining) is { } fused) return fused.Vectors;
+        int v = nest[level].Var, step = nest.InnerStep(level), full = remaining[v] / step, rem = remaining[v] % step;
+        if (annotation[level] == Annotation.Vectorize) return options.Chunks(remaining[v]).Count();
+        long body = full > 0 ? Floor(level + 1, With(remaining, v, step)) : 0, after = rem > 0 ? Floor(level + 1, With(remaining, v, rem)) : 0;
+        if (level != parallel && (annotation[level] == Annotation.Unroll || full <= 1)) return full * body + after;
+        return LoopCost + body + after;
     }
 
     sealed class OverBudget : Exception;
@@ -209,6 +233,15 @@ sealed class Lowering
     /// </summary>
     int? Fusion(int level, int[] remaining)
     {
+        if (FusedRows(level, remaining) is not { } fused) return null;
+        fusions.Add($"loops {nest.LoopName(level)} and {nest.LoopName(nest.Count - 1)} fused: {fused.Rows} rows of {remaining[vectorVar]} lanes in {fused.Vectors} vectors instead of {fused.Apart}");
+        return fused.Rows;
+    }
+
+    /// <summary><see cref="Fusion"/>'s decision alone: the rows fused, the vectors they take fused and apart; null when the
+    /// loops are not fused.</summary>
+    (int Rows, int Vectors, int Apart)? FusedRows(int level, int[] remaining)
+    {
         if (!options.FuseLanes || !options.WideInputLoads || vectorVar < 0 || level != nest.Count - 2 || annotation[level] != Annotation.Unroll) return null;
         int u = nest[level].Var, rows = remaining[u], lanes = remaining[vectorVar];
         if (u == vectorVar || rows < 2 || nest.InnerStep(level) != 1 || strides[0][^1] != 1 || strides[0][level] != lanes) return null;
@@ -217,8 +250,7 @@ sealed class Lowering
         var fused = options.Chunks(rows * lanes).ToList();
         int apart = rows * options.Chunks(lanes).Count();
         if (fused.Any(c => c.Width > 1 && !JitOptions.Blends(c.Width)) || fused.Count >= apart) return null;
-        fusions.Add($"loops {nest.LoopName(level)} and {nest.LoopName(nest.Count - 1)} fused: {rows} rows of {lanes} lanes in {fused.Count} vectors instead of {apart}");
-        return rows;
+        return (rows, fused.Count, apart);
     }
 
     /// <summary>Input <paramref name="t"/> over fused lanes: a broadcast, one load when its rows are as long as the
