@@ -74,7 +74,7 @@ sealed class Lowering
             try
             {
                 if (floor && outer >= 0 && l.Floor(0, covered) > options.MaxOperations) throw new OverBudget();
-                l.Run(0, covered, new long[3], new Scope(null, 0, new int[3]), ops, budget: outer >= 0);
+                l.Run(0, covered, default, new Scope(null, 0, new int[3]), ops, budget: outer >= 0);
                 notes.AddRange(l.fusions.Distinct());
                 return (ops, l.statements, l.hoist, l.readsPast, notes);
             }
@@ -113,7 +113,7 @@ sealed class Lowering
     sealed record Scope(Scope? Parent, int Depth, int[] PointerDepth)
     {
         readonly Dictionary<(int Tensor, int PtrDepth, long Offset, Chunk Chunk, long Lane), Value> loads = [];
-        readonly Dictionary<(Value A, Value B, int Mask), Value> blends = [];
+        Dictionary<(Value A, Value B, int Mask), Value>? blends; // made on the first blend: most scopes have none
         public int NextSlot { get; set; }
 
         public Value? Find((int, int, long, Chunk, long) key) =>
@@ -121,9 +121,9 @@ sealed class Lowering
 
         public void Add((int, int, long, Chunk, long) key, Value v) => loads[key] = v;
 
-        public Value? Find((Value, Value, int) key) => blends.TryGetValue(key, out var v) ? v : Parent?.Find(key);
+        public Value? Find((Value, Value, int) key) => blends is not null && blends.TryGetValue(key, out var v) ? v : Parent?.Find(key);
 
-        public void Add((Value, Value, int) key, Value v) => blends[key] = v;
+        public void Add((Value, Value, int) key, Value v) => (blends ??= [])[key] = v;
     }
 
     sealed class Tile
@@ -132,7 +132,7 @@ sealed class Lowering
         public readonly Dictionary<(long Offset, Chunk Chunk, long Lane), Accumulator> ByKey = [];
     }
 
-    void Run(int level, int[] remaining, long[] offset, Scope scope, List<Op> ops, bool budget)
+    void Run(int level, int[] remaining, Offsets offset, Scope scope, List<Op> ops, bool budget)
     {
         if (tile is null && level == hoist)
         {
@@ -153,14 +153,7 @@ sealed class Lowering
         }
         if (Fusion(level, remaining) is { } rows)
         {
-            int k = 0;
-            int u = nest[level].Var, lanes = remaining[vectorVar];
-            foreach (var chunk in options.Chunks(rows * lanes))
-            {
-                int at = k; // the output's lanes are contiguous over the fused rows (Fusion), so lane k is offset[0] + k
-                Statement([offset[0] + at, offset[1], offset[2]], chunk, scope, ops, budget, (t, _) => FusedInput(t, offset[t], at, chunk, u, lanes, scope, ops));
-                k += chunk.Lanes;
-            }
+            Fused(level, rows, remaining[vectorVar], offset, scope, ops, budget);
             return;
         }
         int v = nest[level].Var, step = nest.InnerStep(level), full = remaining[v] / step, rem = remaining[v] % step;
@@ -176,12 +169,15 @@ sealed class Lowering
         }
         if (level != parallel && (annotation[level] == Annotation.Unroll || full <= 1))
         {
-            for (int i = 0; i < full; i++) Run(level + 1, With(remaining, v, step), Shift(offset, level, i), scope, ops, budget);
+            var each = With(remaining, v, step); // read only: one context for every full iteration
+            for (int i = 0; i < full; i++) Run(level + 1, each, Shift(offset, level, i), scope, ops, budget);
             if (rem > 0) Run(level + 1, With(remaining, v, rem), Shift(offset, level, full), scope, ops, budget);
             return;
         }
         int depth = scope.Depth + 1;
-        var bumps = Enumerable.Range(0, 3).Where(t => strides[t][level] != 0).Select(t => (t, strides[t][level] * sizeof(float))).ToArray();
+        var bumps = new List<(int, long)>(3);
+        for (int t = 0; t < 3; t++)
+            if (strides[t][level] != 0) bumps.Add((t, strides[t][level] * sizeof(float)));
         var pointers = (int[])scope.PointerDepth.Clone();
         foreach (var (t, _) in bumps) pointers[t] = depth;
         var body = new List<Op>();
@@ -189,30 +185,55 @@ sealed class Lowering
         var after = new List<Op>();
         if (rem > 0) Run(level + 1, With(remaining, v, rem), offset, new Scope(scope, depth, pointers), after, budget);
         Spend(LoopCost, budget);
-        ops.Add(new LoopOp(full, depth, bumps, body, after, level == parallel));
+        ops.Add(new LoopOp(full, depth, [.. bumps], body, after, level == parallel));
+    }
+
+    /// <summary>The statements of the unrolled loop at <paramref name="level"/> fused with the vectorized one below it
+    /// (<see cref="Fusion"/>): <paramref name="rows"/> rows of <paramref name="lanes"/> lanes as one run of vectors.</summary>
+    void Fused(int level, int rows, int lanes, Offsets offset, Scope scope, List<Op> ops, bool budget)
+    {
+        int k = 0;
+        int u = nest[level].Var;
+        foreach (var chunk in options.Chunks(rows * lanes))
+        {
+            int at = k; // the output's lanes are contiguous over the fused rows (Fusion), so lane k is offset[0] + k
+            Statement(new Offsets(offset[0] + at, offset[1], offset[2]), chunk, scope, ops, budget, (t, _) => FusedInput(t, offset[t], at, chunk, u, lanes, scope, ops));
+            k += chunk.Lanes;
+        }
     }
 
     /// <summary>One multiply-add into the tile's accumulator for the output lanes at <c>offset[0]</c> (made on first use).
     /// The inputs' operands come from <paramref name="input"/> (tensor 1, then 2; fused lanes give their own), by default
     /// loads along the vectorized variable.</summary>
-    void Statement(long[] offset, Chunk chunk, Scope scope, List<Op> ops, bool budget, Func<int, Accumulator, Value>? input = null)
+    void Statement(Offsets offset, Chunk chunk, Scope scope, List<Op> ops, bool budget, Func<int, Accumulator, Value>? input = null)
     {
         statements++;
         Spend(1, budget);
         int width = chunk.Width;
-        long Lane(int t) => width == 1 || vectorVar < 0 ? 0 : strides[t][^1];
-        var key = (offset[0], chunk, Lane(0));
+        var key = (offset[0], chunk, Lane(0, width));
         if (!tile!.ByKey.TryGetValue(key, out var acc))
         {
             Spend(2, budget);
-            acc = new Accumulator(new Value(true, 0, width, tile.Accumulators.Count), offset[0], Lane(0), chunk.Lanes);
+            acc = new Accumulator(new Value(true, 0, width, tile.Accumulators.Count), offset[0], Lane(0, width), chunk.Lanes);
             tile.ByKey[key] = acc;
             tile.Accumulators.Add(acc);
         }
-        input ??= (t, a) => Load(t, offset[t], InputChunk(chunk, a, Lane(t)), Lane(t), scope, ops);
         int before = ops.Count;
-        ops.Add(new FmaOp(acc.Value, input(1, acc), input(2, acc)));
+        var left = input is null ? Input(1, offset, chunk, acc, scope, ops) : input(1, acc);
+        var right = input is null ? Input(2, offset, chunk, acc, scope, ops) : input(2, acc);
+        ops.Add(new FmaOp(acc.Value, left, right));
         Spend(ops.Count - before - 1, budget);
+    }
+
+    /// <summary>Elements apart in tensor <paramref name="t"/> of a <paramref name="width"/>-lane operand's lanes: the
+    /// vectorized loop's stride, or 0 for a scalar (or without a vectorized loop).</summary>
+    long Lane(int t, int width) => width == 1 || vectorVar < 0 ? 0 : strides[t][^1];
+
+    /// <summary>A statement's operand from input <paramref name="t"/> by default: a load along the vectorized variable.</summary>
+    Value Input(int t, Offsets offset, Chunk chunk, Accumulator acc, Scope scope, List<Op> ops)
+    {
+        long lane = Lane(t, chunk.Width);
+        return Load(t, offset[t], InputChunk(chunk, acc, lane), lane, scope, ops);
     }
 
     /// <summary>
@@ -316,8 +337,15 @@ sealed class Lowering
     }
 
     /// <summary>The offsets <paramref name="iterations"/> iterations of loop <paramref name="level"/> further on.</summary>
-    long[] Shift(long[] offset, int level, long iterations) =>
-        iterations == 0 ? offset : [offset[0] + strides[0][level] * iterations, offset[1] + strides[1][level] * iterations, offset[2] + strides[2][level] * iterations];
+    Offsets Shift(Offsets offset, int level, long iterations) =>
+        iterations == 0 ? offset : new(offset[0] + strides[0][level] * iterations, offset[1] + strides[1][level] * iterations, offset[2] + strides[2][level] * iterations);
+
+    /// <summary>Elements past each tensor's current pointer (output, left, right): a value, so that spelling out an
+    /// iteration allocates nothing.</summary>
+    readonly struct Offsets(long output, long left, long right)
+    {
+        public long this[int tensor] => tensor switch { 0 => output, 1 => left, _ => right };
+    }
 
     static int[] With(int[] remaining, int v, int value)
     {
