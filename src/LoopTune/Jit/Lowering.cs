@@ -26,6 +26,7 @@ sealed class Lowering
     readonly long[][] strides; // [tensor][loop level]: elements one iteration moves the tensor (Layout)
     readonly Annotation[] annotation;
     readonly int hoist;
+    readonly int block; // the innermost run of unrolled or vectorized loops starts here
     readonly int vectorVar;
     readonly int parallel;
     Tile? tile;
@@ -39,7 +40,8 @@ sealed class Lowering
         this.options = options;
         this.annotation = annotation;
         strides = Layout.LoopStrides(nest);
-        int n = nest.Count, block = n;
+        int n = nest.Count;
+        block = n;
         while (block > 0 && annotation[block - 1] != Annotation.None) block--;
         hoist = block;
         while (hoist > 0 && annotation[hoist - 1] == Annotation.None && nest.Computation.IsReduction[nest[hoist - 1].Var]) hoist--;
@@ -80,11 +82,24 @@ sealed class Lowering
             }
             catch (OverBudget)
             {
-                annotation[outer] = Annotation.None;
-                notes.Add($"unroll of {nest.LoopName(outer)} not applied: the kernel would spell out more than {options.MaxOperations} operations");
+                while (true)
+                {
+                    annotation[outer] = Annotation.None;
+                    notes.Add($"unroll of {nest.LoopName(outer)} not applied: the kernel would spell out more than {options.MaxOperations} operations");
+                    // the next attempt would lower the same program when the loop kept is spelled out anyway (one iteration
+                    // at most in every context) and the tile stays where it was: it would pass the budget again, so its
+                    // unroll goes too, without lowering it (h:1+12u above an unroll past the budget: three attempts to two)
+                    int next = Array.IndexOf(annotation, Annotation.Unroll);
+                    if (!floor || next < 0 || nest[outer].Size > 1 || !l.SameTile(new Lowering(nest, annotation, options))) break;
+                    outer = next;
+                }
             }
         }
     }
+
+    /// <summary>True when <paramref name="other"/> (of the same nest, other annotations) holds the same output tile: the
+    /// same innermost run of unrolled or vectorized loops and the same loops around it that it is hoisted above.</summary>
+    bool SameTile(Lowering other) => block == other.block && hoist == other.hoist && vectorVar == other.vectorVar;
 
     /// <summary>
     /// The fewest operations <see cref="Run"/> spends from <paramref name="level"/> in the context

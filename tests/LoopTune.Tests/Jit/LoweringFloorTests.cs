@@ -58,6 +58,22 @@ public class LoweringFloorTests(ITestOutputHelper output)
         Assert.Null(KernelCheck.Verify(k, new Random(7)));
     }
 
+    /// <summary>An unroll of one iteration (<c>h:1+12u</c>) above unrolls past the budget: dropping it leaves the same
+    /// program, so the unroll inside goes at once too, with both notes, as lowering each attempt in turn does.</summary>
+    [Theory]
+    [InlineData("conv 64 30 30 64 3 3", ">h:1+12u f:4 h:16 r:1+1 c:64 s:1+1 f:16u s:2u r:2u w:28v", "h", "f'")]
+    [InlineData("mm 40 64 64", ">m:1+8u m:4 n:2 k:64u m:8u n:32v", "m", "k")]
+    public void An_unroll_of_one_iteration_goes_with_the_next(string spec, string schedule, string first, string second)
+    {
+        var nest = Nest.Parse(Computation.Parse(spec), schedule);
+        var fast = Lowering.Lower(nest, JitOptions.Default);
+        var slow = Lowering.Lower(nest, JitOptions.Default, floor: false);
+        Assert.Equal(Dump(slow.Program), Dump(fast.Program));
+        Assert.Equal(slow.Notes, fast.Notes);
+        Assert.Equal([$"unroll of {first} not applied", $"unroll of {second} not applied"], fast.Notes.Select(n => n[..n.IndexOf(':')]));
+        Assert.Null(KernelCheck.Verify(Kernel.Compile(nest), new Random(11)));
+    }
+
     /// <summary>The program as text, loops' bodies and tails included (a record's own text shows a list by its type).</summary>
     static string Dump(List<Op> ops)
     {
