@@ -55,8 +55,9 @@ sealed class Lowering
     /// <param name="options">How to generate code.</param>
     /// <param name="sizes">The elements each variable covers (default: the computation's sizes); smaller for a slice of the
     /// outermost loop (<see cref="Kernel.CompileSlice"/>).</param>
-    /// <param name="floor">Drop an unroll whose <see cref="Floor"/> is already past the budget without lowering it (the
-    /// default); false lowers every attempt up to the budget, as before the floor (the tests compare both).</param>
+    /// <param name="floor">Skip the attempts sure to pass the budget (the default): one whose <see cref="Floor"/> is
+    /// already past it, and one that would lower the same program as the attempt that just did; false lowers every
+    /// attempt up to the budget, one unroll dropped at a time (the tests compare both).</param>
     public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes) Lower(Nest nest, JitOptions options, int[]? sizes = null, bool floor = true)
     {
         // the parallel loop is a plain loop to the code inside it: only its range comes from the call
