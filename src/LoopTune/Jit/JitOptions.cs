@@ -64,7 +64,11 @@ public sealed record JitOptions(int MaxVectorBits = 512, bool UseFma = true, int
     public int VectorBits => VectorWidths.Count > 0 ? VectorWidths[0] * 32 : 0;
 
     /// <summary>Vector widths in floats, widest first, that this machine accelerates and the options allow.</summary>
-    public IReadOnlyList<int> VectorWidths => Widths(MaxVectorBits);
+    public IReadOnlyList<int> VectorWidths => MaxVectorBits switch { >= 512 => To512, >= 256 => To256, >= 128 => To128, _ => None };
+
+    // the lists VectorWidths gives, made once: the lowering asks for them at every vectorized statement
+    static readonly IReadOnlyList<int> To512 = Array.AsReadOnly(Widths(512)), To256 = Array.AsReadOnly(Widths(256)),
+        To128 = Array.AsReadOnly(Widths(128)), None = Array.AsReadOnly(Widths(0));
 
     /// <summary>True when fused multiply-add is used (the machine has it and the options allow it).</summary>
     public bool Fused => UseFma && (Fma.IsSupported || AdvSimd.IsSupported);
@@ -88,7 +92,9 @@ public sealed record JitOptions(int MaxVectorBits = 512, bool UseFma = true, int
         if (widths.Count > 0)
             for (; lanes >= widths[0]; lanes -= widths[0]) yield return new Chunk(widths[0], widths[0]);
         if (lanes == 0) yield break;
-        int masked = widths.Where(w => w >= lanes && Masking(w)).DefaultIfEmpty(0).Min();
+        int masked = 0; // the narrowest width that holds the rest and masks
+        foreach (int w in widths)
+            if (w >= lanes && Masking(w) && (masked == 0 || w < masked)) masked = w;
         if (masked > 0)
         {
             yield return new Chunk(masked, lanes);

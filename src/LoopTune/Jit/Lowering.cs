@@ -26,6 +26,7 @@ sealed class Lowering
     readonly long[][] strides; // [tensor][loop level]: elements one iteration moves the tensor (Layout)
     readonly Annotation[] annotation;
     readonly int hoist;
+    readonly int block; // the innermost run of unrolled or vectorized loops starts here
     readonly int vectorVar;
     readonly int parallel;
     Tile? tile;
@@ -39,7 +40,8 @@ sealed class Lowering
         this.options = options;
         this.annotation = annotation;
         strides = Layout.LoopStrides(nest);
-        int n = nest.Count, block = n;
+        int n = nest.Count;
+        block = n;
         while (block > 0 && annotation[block - 1] != Annotation.None) block--;
         hoist = block;
         while (hoist > 0 && annotation[hoist - 1] == Annotation.None && nest.Computation.IsReduction[nest[hoist - 1].Var]) hoist--;
@@ -53,7 +55,10 @@ sealed class Lowering
     /// <param name="options">How to generate code.</param>
     /// <param name="sizes">The elements each variable covers (default: the computation's sizes); smaller for a slice of the
     /// outermost loop (<see cref="Kernel.CompileSlice"/>).</param>
-    public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes) Lower(Nest nest, JitOptions options, int[]? sizes = null)
+    /// <param name="floor">Skip the attempts sure to pass the budget (the default): one whose <see cref="Floor"/> is
+    /// already past it, and one that would lower the same program as the attempt that just did; false lowers every
+    /// attempt up to the budget, one unroll dropped at a time (the tests compare both).</param>
+    public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes) Lower(Nest nest, JitOptions options, int[]? sizes = null, bool floor = true)
     {
         // the parallel loop is a plain loop to the code inside it: only its range comes from the call
         var annotation = nest.Loops.Select(l => l.IsParallel ? Annotation.None : l.Annotation).ToArray();
@@ -63,6 +68,7 @@ sealed class Lowering
             annotation[^1] = Annotation.Unroll;
             notes.Add($"no vector unit in use: vectorized loop {nest.LoopName(nest.Count - 1)} is unrolled as scalars");
         }
+        int[] covered = sizes is null ? [.. nest.Computation.Sizes] : [.. sizes];
         while (true)
         {
             var l = new Lowering(nest, annotation, options);
@@ -70,16 +76,50 @@ sealed class Lowering
             int outer = Array.IndexOf(annotation, Annotation.Unroll);
             try
             {
-                l.Run(0, sizes is null ? [.. nest.Computation.Sizes] : [.. sizes], new long[3], new Scope(null, 0, new int[3]), ops, budget: outer >= 0);
+                if (floor && outer >= 0 && l.Floor(0, covered) > options.MaxOperations) throw new OverBudget();
+                l.Run(0, covered, default, new Scope(null, 0, new int[3]), ops, budget: outer >= 0);
                 notes.AddRange(l.fusions.Distinct());
                 return (ops, l.statements, l.hoist, l.readsPast, notes);
             }
             catch (OverBudget)
             {
-                annotation[outer] = Annotation.None;
-                notes.Add($"unroll of {nest.LoopName(outer)} not applied: the kernel would spell out more than {options.MaxOperations} operations");
+                while (true)
+                {
+                    annotation[outer] = Annotation.None;
+                    notes.Add($"unroll of {nest.LoopName(outer)} not applied: the kernel would spell out more than {options.MaxOperations} operations");
+                    // the next attempt would lower the same program when the loop kept is spelled out anyway (one iteration
+                    // at most in every context) and the tile stays where it was: it would pass the budget again, so its
+                    // unroll goes too, without lowering it (h:1+12u above an unroll past the budget: three attempts to two)
+                    int next = Array.IndexOf(annotation, Annotation.Unroll);
+                    if (!floor || next < 0 || nest[outer].Size > 1 || !l.SameTile(new Lowering(nest, annotation, options))) break;
+                    outer = next;
+                }
             }
         }
+    }
+
+    /// <summary>True when <paramref name="other"/> (of the same nest, other annotations) holds the same output tile: the
+    /// same innermost run of unrolled or vectorized loops and the same loops around it that it is hoisted above.</summary>
+    bool SameTile(Lowering other) => block == other.block && hoist == other.hoist && vectorVar == other.vectorVar;
+
+    /// <summary>
+    /// The fewest operations <see cref="Run"/> spends from <paramref name="level"/> in the context
+    /// <paramref name="remaining"/>: one per multiply-add statement and <see cref="LoopCost"/> per counted loop, counted
+    /// once per context and multiplied by the iterations that share it, without lowering anything (the loads, blends and
+    /// accumulators come on top). Above <see cref="JitOptions.MaxOperations"/>, the lowering is sure to pass the budget, so
+    /// an unroll that far over it is dropped without first lowering up to the budget and throwing that away (about a
+    /// millisecond of a recall: <c>m:16 n:4 k:64u k:2 m:8u n:32v</c> spells out 64 loops of 16 statements). Past the floor
+    /// but within the budget, the lowering itself still decides: the choice is the same either way.
+    /// </summary>
+    long Floor(int level, int[] remaining)
+    {
+        if (level == nest.Count) return 1;
+        if (FusedRows(level, remaining) is { } fused) return fused.Vectors;
+        int v = nest[level].Var, step = nest.InnerStep(level), full = remaining[v] / step, rem = remaining[v] % step;
+        if (annotation[level] == Annotation.Vectorize) return options.Chunks(remaining[v]).Count();
+        long body = full > 0 ? Floor(level + 1, With(remaining, v, step)) : 0, after = rem > 0 ? Floor(level + 1, With(remaining, v, rem)) : 0;
+        if (level != parallel && (annotation[level] == Annotation.Unroll || full <= 1)) return full * body + after;
+        return LoopCost + body + after;
     }
 
     sealed class OverBudget : Exception;
@@ -89,7 +129,7 @@ sealed class Lowering
     sealed record Scope(Scope? Parent, int Depth, int[] PointerDepth)
     {
         readonly Dictionary<(int Tensor, int PtrDepth, long Offset, Chunk Chunk, long Lane), Value> loads = [];
-        readonly Dictionary<(Value A, Value B, int Mask), Value> blends = [];
+        Dictionary<(Value A, Value B, int Mask), Value>? blends; // made on the first blend: most scopes have none
         public int NextSlot { get; set; }
 
         public Value? Find((int, int, long, Chunk, long) key) =>
@@ -97,9 +137,9 @@ sealed class Lowering
 
         public void Add((int, int, long, Chunk, long) key, Value v) => loads[key] = v;
 
-        public Value? Find((Value, Value, int) key) => blends.TryGetValue(key, out var v) ? v : Parent?.Find(key);
+        public Value? Find((Value, Value, int) key) => blends is not null && blends.TryGetValue(key, out var v) ? v : Parent?.Find(key);
 
-        public void Add((Value, Value, int) key, Value v) => blends[key] = v;
+        public void Add((Value, Value, int) key, Value v) => (blends ??= [])[key] = v;
     }
 
     sealed class Tile
@@ -108,7 +148,7 @@ sealed class Lowering
         public readonly Dictionary<(long Offset, Chunk Chunk, long Lane), Accumulator> ByKey = [];
     }
 
-    void Run(int level, int[] remaining, long[] offset, Scope scope, List<Op> ops, bool budget)
+    void Run(int level, int[] remaining, Offsets offset, Scope scope, List<Op> ops, bool budget)
     {
         if (tile is null && level == hoist)
         {
@@ -129,14 +169,7 @@ sealed class Lowering
         }
         if (Fusion(level, remaining) is { } rows)
         {
-            int k = 0;
-            int u = nest[level].Var, lanes = remaining[vectorVar];
-            foreach (var chunk in options.Chunks(rows * lanes))
-            {
-                int at = k; // the output's lanes are contiguous over the fused rows (Fusion), so lane k is offset[0] + k
-                Statement([offset[0] + at, offset[1], offset[2]], chunk, scope, ops, budget, (t, _) => FusedInput(t, offset[t], at, chunk, u, lanes, scope, ops));
-                k += chunk.Lanes;
-            }
+            Fused(level, rows, remaining[vectorVar], offset, scope, ops, budget);
             return;
         }
         int v = nest[level].Var, step = nest.InnerStep(level), full = remaining[v] / step, rem = remaining[v] % step;
@@ -152,12 +185,15 @@ sealed class Lowering
         }
         if (level != parallel && (annotation[level] == Annotation.Unroll || full <= 1))
         {
-            for (int i = 0; i < full; i++) Run(level + 1, With(remaining, v, step), Shift(offset, level, i), scope, ops, budget);
+            var each = With(remaining, v, step); // read only: one context for every full iteration
+            for (int i = 0; i < full; i++) Run(level + 1, each, Shift(offset, level, i), scope, ops, budget);
             if (rem > 0) Run(level + 1, With(remaining, v, rem), Shift(offset, level, full), scope, ops, budget);
             return;
         }
         int depth = scope.Depth + 1;
-        var bumps = Enumerable.Range(0, 3).Where(t => strides[t][level] != 0).Select(t => (t, strides[t][level] * sizeof(float))).ToArray();
+        var bumps = new List<(int, long)>(3);
+        for (int t = 0; t < 3; t++)
+            if (strides[t][level] != 0) bumps.Add((t, strides[t][level] * sizeof(float)));
         var pointers = (int[])scope.PointerDepth.Clone();
         foreach (var (t, _) in bumps) pointers[t] = depth;
         var body = new List<Op>();
@@ -165,30 +201,55 @@ sealed class Lowering
         var after = new List<Op>();
         if (rem > 0) Run(level + 1, With(remaining, v, rem), offset, new Scope(scope, depth, pointers), after, budget);
         Spend(LoopCost, budget);
-        ops.Add(new LoopOp(full, depth, bumps, body, after, level == parallel));
+        ops.Add(new LoopOp(full, depth, [.. bumps], body, after, level == parallel));
+    }
+
+    /// <summary>The statements of the unrolled loop at <paramref name="level"/> fused with the vectorized one below it
+    /// (<see cref="Fusion"/>): <paramref name="rows"/> rows of <paramref name="lanes"/> lanes as one run of vectors.</summary>
+    void Fused(int level, int rows, int lanes, Offsets offset, Scope scope, List<Op> ops, bool budget)
+    {
+        int k = 0;
+        int u = nest[level].Var;
+        foreach (var chunk in options.Chunks(rows * lanes))
+        {
+            int at = k; // the output's lanes are contiguous over the fused rows (Fusion), so lane k is offset[0] + k
+            Statement(new Offsets(offset[0] + at, offset[1], offset[2]), chunk, scope, ops, budget, (t, _) => FusedInput(t, offset[t], at, chunk, u, lanes, scope, ops));
+            k += chunk.Lanes;
+        }
     }
 
     /// <summary>One multiply-add into the tile's accumulator for the output lanes at <c>offset[0]</c> (made on first use).
     /// The inputs' operands come from <paramref name="input"/> (tensor 1, then 2; fused lanes give their own), by default
     /// loads along the vectorized variable.</summary>
-    void Statement(long[] offset, Chunk chunk, Scope scope, List<Op> ops, bool budget, Func<int, Accumulator, Value>? input = null)
+    void Statement(Offsets offset, Chunk chunk, Scope scope, List<Op> ops, bool budget, Func<int, Accumulator, Value>? input = null)
     {
         statements++;
         Spend(1, budget);
         int width = chunk.Width;
-        long Lane(int t) => width == 1 || vectorVar < 0 ? 0 : strides[t][^1];
-        var key = (offset[0], chunk, Lane(0));
+        var key = (offset[0], chunk, Lane(0, width));
         if (!tile!.ByKey.TryGetValue(key, out var acc))
         {
             Spend(2, budget);
-            acc = new Accumulator(new Value(true, 0, width, tile.Accumulators.Count), offset[0], Lane(0), chunk.Lanes);
+            acc = new Accumulator(new Value(true, 0, width, tile.Accumulators.Count), offset[0], Lane(0, width), chunk.Lanes);
             tile.ByKey[key] = acc;
             tile.Accumulators.Add(acc);
         }
-        input ??= (t, a) => Load(t, offset[t], InputChunk(chunk, a, Lane(t)), Lane(t), scope, ops);
         int before = ops.Count;
-        ops.Add(new FmaOp(acc.Value, input(1, acc), input(2, acc)));
+        var left = input is null ? Input(1, offset, chunk, acc, scope, ops) : input(1, acc);
+        var right = input is null ? Input(2, offset, chunk, acc, scope, ops) : input(2, acc);
+        ops.Add(new FmaOp(acc.Value, left, right));
         Spend(ops.Count - before - 1, budget);
+    }
+
+    /// <summary>Elements apart in tensor <paramref name="t"/> of a <paramref name="width"/>-lane operand's lanes: the
+    /// vectorized loop's stride, or 0 for a scalar (or without a vectorized loop).</summary>
+    long Lane(int t, int width) => width == 1 || vectorVar < 0 ? 0 : strides[t][^1];
+
+    /// <summary>A statement's operand from input <paramref name="t"/> by default: a load along the vectorized variable.</summary>
+    Value Input(int t, Offsets offset, Chunk chunk, Accumulator acc, Scope scope, List<Op> ops)
+    {
+        long lane = Lane(t, chunk.Width);
+        return Load(t, offset[t], InputChunk(chunk, acc, lane), lane, scope, ops);
     }
 
     /// <summary>
@@ -209,6 +270,15 @@ sealed class Lowering
     /// </summary>
     int? Fusion(int level, int[] remaining)
     {
+        if (FusedRows(level, remaining) is not { } fused) return null;
+        fusions.Add($"loops {nest.LoopName(level)} and {nest.LoopName(nest.Count - 1)} fused: {fused.Rows} rows of {remaining[vectorVar]} lanes in {fused.Vectors} vectors instead of {fused.Apart}");
+        return fused.Rows;
+    }
+
+    /// <summary><see cref="Fusion"/>'s decision alone: the rows fused, the vectors they take fused and apart; null when the
+    /// loops are not fused.</summary>
+    (int Rows, int Vectors, int Apart)? FusedRows(int level, int[] remaining)
+    {
         if (!options.FuseLanes || !options.WideInputLoads || vectorVar < 0 || level != nest.Count - 2 || annotation[level] != Annotation.Unroll) return null;
         int u = nest[level].Var, rows = remaining[u], lanes = remaining[vectorVar];
         if (u == vectorVar || rows < 2 || nest.InnerStep(level) != 1 || strides[0][^1] != 1 || strides[0][level] != lanes) return null;
@@ -217,8 +287,7 @@ sealed class Lowering
         var fused = options.Chunks(rows * lanes).ToList();
         int apart = rows * options.Chunks(lanes).Count();
         if (fused.Any(c => c.Width > 1 && !JitOptions.Blends(c.Width)) || fused.Count >= apart) return null;
-        fusions.Add($"loops {nest.LoopName(level)} and {nest.LoopName(nest.Count - 1)} fused: {rows} rows of {lanes} lanes in {fused.Count} vectors instead of {apart}");
-        return rows;
+        return (rows, fused.Count, apart);
     }
 
     /// <summary>Input <paramref name="t"/> over fused lanes: a broadcast, one load when its rows are as long as the
@@ -284,8 +353,15 @@ sealed class Lowering
     }
 
     /// <summary>The offsets <paramref name="iterations"/> iterations of loop <paramref name="level"/> further on.</summary>
-    long[] Shift(long[] offset, int level, long iterations) =>
-        iterations == 0 ? offset : [offset[0] + strides[0][level] * iterations, offset[1] + strides[1][level] * iterations, offset[2] + strides[2][level] * iterations];
+    Offsets Shift(Offsets offset, int level, long iterations) =>
+        iterations == 0 ? offset : new(offset[0] + strides[0][level] * iterations, offset[1] + strides[1][level] * iterations, offset[2] + strides[2][level] * iterations);
+
+    /// <summary>Elements past each tensor's current pointer (output, left, right): a value, so that spelling out an
+    /// iteration allocates nothing.</summary>
+    readonly struct Offsets(long output, long left, long right)
+    {
+        public long this[int tensor] => tensor switch { 0 => output, 1 => left, _ => right };
+    }
 
     static int[] With(int[] remaining, int v, int value)
     {
