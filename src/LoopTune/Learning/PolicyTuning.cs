@@ -45,7 +45,9 @@ public static class PolicyTuning
     /// machine's own tiles of the computation (<see cref="CacheBlockedTiles"/>: a register tile, and the reduction blocked
     /// for each cache level, sized from <see cref="Machine.Current"/>) are rivals too, as a search seldom reaches a
     /// cache-blocked schedule by itself (the conv policy was trained before the block edits, the seed's power-of-two
-    /// splits cannot make a 7-row tile of a 14-pixel row, and a block pays only once the tile around it is right).</summary>
+    /// splits cannot make a 7-row tile of a 14-pixel row, and a block pays only once the tile around it is right). With
+    /// rivals the search gets all but <see cref="RivalShare"/> of the budget's time, their timing side by side the rest
+    /// (without time left, their figures decide).</summary>
     public static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
         SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers, int? threads = null, TimingContext context = default,
         IReadOnlyList<Nest>? rivals = null)
@@ -60,18 +62,23 @@ public static class PolicyTuning
         SearchResult result;
         Nest best;
         double searchMeasuring;
+        List<Nest> others = [.. (rivals ?? []).Concat(CacheBlockedTiles.For(computation, Machine.Current)).Where(r => r.Computation.Equals(computation))];
+        // the rivals are timed within the budget: the search gets all but RivalShare of its time when there are any
+        var searchLimit = others.Count == 0 ? limit : limit with { Time = limit.Time * (1 - RivalShare) };
+        var clock = Stopwatch.StartNew();
         using (ThreadPinning.Pin())
         {
-            result = search.Run(Nest.Initial(computation), timed, limit, 0, pol.Space);
+            result = search.Run(Nest.Initial(computation), timed, searchLimit, 0, pol.Space);
             best = result.Best;
             searchMeasuring = timed.Seconds; // the rivals' timing below is measuring too, but outside the search's time
             List<Nest> candidates = [best];
-            foreach (var rival in (rivals ?? []).Concat(CacheBlockedTiles.For(computation, Machine.Current)))
-                if (rival.Computation.Equals(computation) && candidates.All(n => n.ScheduleKey != rival.ScheduleKey)) candidates.Add(rival);
+            foreach (var rival in others)
+                if (candidates.All(n => n.ScheduleKey != rival.ScheduleKey)) candidates.Add(rival);
             if (candidates.Count > 1)
             {
                 foreach (var rival in candidates.Skip(1)) timed.Evaluate(rival);
-                best = candidates[timed.Fastest(candidates)];
+                // side by side in what is left of the budget; without time left, their figures decide
+                best = candidates[timed.Fastest(candidates, limit.Time - clock.Elapsed)];
             }
         }
         // at N threads (RunThreads) the best schedule is run as the evaluator timed it: with its parallel loop
@@ -90,6 +97,11 @@ public static class PolicyTuning
         if (Is(result.Best)) return result.Method;
         return CacheBlockedTiles.For(final.Computation, Machine.Current).Any(Is) ? $"{result.Method}, beaten by the machine's tile" : $"{result.Method}, beaten by a rival";
     }
+
+    /// <summary>The share of a tune's budget kept from its search for timing the rivals and the machine's tiles
+    /// (<see cref="CacheBlockedTiles"/>) beside its best: a tenth, so that the whole stays within the budget where the
+    /// rivals of a large problem (estimated on slices, then timed side by side on them) had added a fifth to half of it.</summary>
+    public const double RivalShare = 0.1;
 
     /// <summary>Adds up the time spent in the evaluator (compiling and timing kernels).</summary>
     sealed class TimedEvaluator(KernelEvaluator inner) : IConfirmingEvaluator
