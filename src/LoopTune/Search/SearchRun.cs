@@ -102,8 +102,14 @@ public sealed class SearchRun
     /// the budget too.</summary>
     public bool Exhausted => Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue) || clock.Elapsed + MeanEvaluation >= Budget.Time - Reserve;
 
-    TimeSpan measuring;
+    TimeSpan measuring, longest;
     int timed;
+
+    /// <summary>What a variant of the finish is expected to cost, to be started only when the time left covers it: the
+    /// longest new evaluation of the run so far, at least twice the mean (a variant of a large problem, a blocked or packed
+    /// form timed on a slice after a probe, took 0.1-0.15 s where the search's evaluations averaged 0.03 s, and four of
+    /// them ran a 0.9 s search to 1.2 s when judged by the mean).</summary>
+    TimeSpan VariantCost => TimeSpan.FromTicks(Math.Max(2 * MeanEvaluation.Ticks, longest.Ticks));
 
     /// <summary>The mean time of this run's new evaluations after the start's (zero before the first). The start's is
     /// left out: it pays for the evaluator's buffers (200 MB filled for a 4096^3 matmul, 0.4 s here) once.</summary>
@@ -184,9 +190,9 @@ public sealed class SearchRun
         int edit = Space.LoopOf(0) is null ? -1 : Space.EditOf(Actions.Get("pack"));
         if (edit < 0) yield break;
         var seen = new HashSet<string>();
-        // a variant is measured only when the time left covers it: twice the run's mean evaluation at first, then what the
-        // last variant took (a packed copy of a large input makes one dearer than the average)
-        var cost = TimeSpan.FromSeconds(2 * Seconds / Math.Max(1, Evaluations));
+        // a variant is measured only when the time left covers it (VariantCost, or what a variant took if more: a packed
+        // copy of a large input makes one dearer than the average)
+        var cost = VariantCost;
         for (int loop = 0; loop < state.Nest.Count; loop++)
         {
             if (Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue) || clock.Elapsed + cost >= Budget.Time) yield break;
@@ -194,7 +200,7 @@ public sealed class SearchRun
             if (Space.TryApply(state.Nest, id) is not { } m || !seen.Add(m.Result.ScheduleKey)) continue;
             var before = clock.Elapsed;
             var variant = Place(state.Ids.Add(id), state.Path.AddRange(m.Actions), m.Result, state, Space.Describe(id));
-            cost = clock.Elapsed - before;
+            if (clock.Elapsed - before > cost) cost = clock.Elapsed - before;
             yield return variant;
         }
     }
@@ -212,7 +218,7 @@ public sealed class SearchRun
     IEnumerable<SearchState> BlockVariants(SearchState state)
     {
         var seen = new HashSet<string>();
-        var cost = TimeSpan.FromSeconds(2 * Seconds / Math.Max(1, Evaluations));
+        var cost = VariantCost;
         foreach (int level in BlockLevels)
         {
             int edit = Space.BlockEdit(level);
@@ -223,9 +229,9 @@ public sealed class SearchRun
                 if (Space.TryApply(state.Nest, id) is not { } m) continue;
                 if (!seen.Add(m.Result.ScheduleKey)) break;
                 if (Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue) || clock.Elapsed + cost >= Budget.Time) yield break;
-                var (before, known) = (clock.Elapsed, Knows(m.Result));
+                var before = clock.Elapsed;
                 var variant = Place(state.Ids.Add(id), state.Path.AddRange(m.Actions), m.Result, state, Space.Describe(id));
-                if (!known) cost = clock.Elapsed - before;
+                if (clock.Elapsed - before > cost) cost = clock.Elapsed - before;
                 yield return variant;
                 break;
             }
@@ -249,7 +255,11 @@ public sealed class SearchRun
         var e = evaluator.Evaluate(nest);
         Evaluations++;
         if (!e.Recalled) Measured++;
-        if (!e.Recalled && Evaluations > 1) (timed, measuring) = (timed + 1, measuring + (clock.Elapsed - before));
+        if (!e.Recalled && Evaluations > 1)
+        {
+            var took = clock.Elapsed - before;
+            (timed, measuring, longest) = (timed + 1, measuring + took, took > longest ? took : longest);
+        }
         if (e.Estimated) estimated.Add(nest.ScheduleKey);
         memory[nest.ScheduleKey] = e.Gflops;
         Tree.Add(nest.ScheduleKey, e.Gflops);

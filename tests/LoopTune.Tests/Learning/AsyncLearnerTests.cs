@@ -115,7 +115,9 @@ public sealed class AsyncLearnerTests
         Volatile.Write(ref done, true);
         var last = await Task.WhenAll(readers).WaitAsync(TimeSpan.FromSeconds(30));
         Assert.All(last, v => Assert.Equal(versions, v));
-        Assert.Equal(0, allocated);
+        // no array per publication: 20,000 of them allocated less than one buffer in all (the runtime itself may allocate
+        // on this thread once, e.g. when tiered compilation starts its worker: 7,688 bytes in one run of the full suite)
+        Assert.True(allocated < length * sizeof(float), $"{allocated} bytes allocated by {versions - 3} publications");
         Assert.True(loads > 3);
     }
 
