@@ -71,25 +71,19 @@ public static class PolicyTuning
             result = search.Run(Nest.Initial(computation), timed, searchLimit, 0, pol.Space);
             best = result.Best;
             searchMeasuring = timed.Seconds; // the rivals' timing below is measuring too, but outside the search's time
+            // each rival evaluated while the budget's time covers one more evaluation as long as the search's took on
+            // average (a large problem's are estimates on slices, 0.05-0.1 s each here); the rest are left out
             List<Nest> candidates = [best];
+            var each = result.Seconds / Math.Max(1, result.Evaluations);
             foreach (var rival in others)
-                if (candidates.All(n => n.ScheduleKey != rival.ScheduleKey)) candidates.Add(rival);
-            if (candidates.Count > 1)
             {
-                // each rival evaluated while the budget's time covers one more evaluation as long as the search's took on
-                // average (a large problem's are estimates on slices, 0.05-0.1 s each here); the rest are left out
-                var each = result.Seconds / Math.Max(1, result.Evaluations);
-                List<Nest> timedOnes = [best];
-                foreach (var rival in candidates.Skip(1))
-                {
-                    if (clock.Elapsed.TotalSeconds + each > limit.Time.TotalSeconds) break;
-                    timed.Evaluate(rival);
-                    timedOnes.Add(rival);
-                }
-                candidates = timedOnes;
-                // side by side in what is left of the budget; without time left, their figures decide
-                best = candidates[timed.Fastest(candidates, limit.Time - clock.Elapsed)];
+                if (candidates.Any(n => n.ScheduleKey == rival.ScheduleKey)) continue;
+                if (clock.Elapsed.TotalSeconds + each > limit.Time.TotalSeconds) break;
+                timed.Evaluate(rival);
+                candidates.Add(rival);
             }
+            // side by side in what is left of the budget; without time left, their figures decide
+            if (candidates.Count > 1) best = candidates[timed.Fastest(candidates, limit.Time - clock.Elapsed)];
         }
         // at N threads (RunThreads) the best schedule is run as the evaluator timed it: with its parallel loop
         return (result, KernelReport.Run(evaluator.AsRun(best), timing, preparePeers, null, buffers, evaluator.Threads), result.Seconds - searchMeasuring, timed.Seconds);

@@ -188,21 +188,7 @@ public sealed class SearchRun
     IEnumerable<SearchState> LayoutVariants(SearchState state)
     {
         int edit = Space.LoopOf(0) is null ? -1 : Space.EditOf(Actions.Get("pack"));
-        if (edit < 0) yield break;
-        var seen = new HashSet<string>();
-        // a variant is measured only when the time left covers it (VariantCost, or what a variant took if more: a packed
-        // copy of a large input makes one dearer than the average)
-        var cost = VariantCost;
-        for (int loop = 0; loop < state.Nest.Count; loop++)
-        {
-            if (Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue) || clock.Elapsed + cost >= Budget.Time) yield break;
-            int id = Space.IdOf(loop, edit);
-            if (Space.TryApply(state.Nest, id) is not { } m || !seen.Add(m.Result.ScheduleKey)) continue;
-            var before = clock.Elapsed;
-            var variant = Place(state.Ids.Add(id), state.Path.AddRange(m.Actions), m.Result, state, Space.Describe(id));
-            if (clock.Elapsed - before > cost) cost = clock.Elapsed - before;
-            yield return variant;
-        }
+        return edit < 0 ? [] : Variants(state, Enumerable.Range(0, state.Nest.Count).Select(loop => Space.IdOf(loop, edit)));
     }
 
     /// <summary>
@@ -215,26 +201,28 @@ public sealed class SearchRun
     /// 32 columns and ran at 74 GFLOPS (0.43x oneDNN), block_l1 at its k:96 (<c>k:12 n:32 m:1+1024 m:256 k:8 k:16 m:8u
     /// n:32v</c>) at 141 (0.85x), side by side.
     /// </summary>
-    IEnumerable<SearchState> BlockVariants(SearchState state)
+    IEnumerable<SearchState> BlockVariants(SearchState state) =>
+        Variants(state, BlockLevels.Select(Space.BlockEdit).Where(edit => edit >= 0)
+            .Select(edit => Enumerable.Range(0, state.Nest.Count).Reverse().Select(loop => Space.IdOf(loop, edit))
+                .FirstOrDefault(id => Space.TryApply(state.Nest, id) is not null, -1))
+            .Where(id => id >= 0));
+
+    /// <summary>The finish's variants of <paramref name="state"/> that <paramref name="ids"/> (of the run's space) lead to,
+    /// one per distinct result, an illegal id skipped, each measured in turn while the evaluation limit allows and the time
+    /// left covers one (<see cref="VariantCost"/>, or what a variant took if more: a packed copy of a large input makes one
+    /// dearer than the average).</summary>
+    IEnumerable<SearchState> Variants(SearchState state, IEnumerable<int> ids)
     {
         var seen = new HashSet<string>();
         var cost = VariantCost;
-        foreach (int level in BlockLevels)
+        foreach (int id in ids)
         {
-            int edit = Space.BlockEdit(level);
-            if (edit < 0) continue;
-            for (int loop = state.Nest.Count - 1; loop >= 0; loop--)
-            {
-                int id = Space.IdOf(loop, edit);
-                if (Space.TryApply(state.Nest, id) is not { } m) continue;
-                if (!seen.Add(m.Result.ScheduleKey)) break;
-                if (Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue) || clock.Elapsed + cost >= Budget.Time) yield break;
-                var before = clock.Elapsed;
-                var variant = Place(state.Ids.Add(id), state.Path.AddRange(m.Actions), m.Result, state, Space.Describe(id));
-                if (clock.Elapsed - before > cost) cost = clock.Elapsed - before;
-                yield return variant;
-                break;
-            }
+            if (Space.TryApply(state.Nest, id) is not { } m || !seen.Add(m.Result.ScheduleKey)) continue;
+            if (Evaluations >= (Budget.MaxEvaluations ?? int.MaxValue) || clock.Elapsed + cost >= Budget.Time) yield break;
+            var before = clock.Elapsed;
+            var variant = Place(state.Ids.Add(id), state.Path.AddRange(m.Actions), m.Result, state, Space.Describe(id));
+            if (clock.Elapsed - before > cost) cost = clock.Elapsed - before;
+            yield return variant;
         }
     }
 
@@ -276,15 +264,17 @@ public sealed class SearchRun
     {
         // the finalists down to the start, if it is one: the answer is never a state that measured slower than the start
         var finalists = leaders.Take(leaders.FindIndex(l => l.Nest.ScheduleKey == Root.Nest.ScheduleKey) is var r and >= 0 ? r + 1 : leaders.Count).ToList();
-        foreach (var s in alsoConsider)
-            if (s.Gflops >= Root.Gflops && !finalists.Any(f => f.Nest.ScheduleKey == s.Nest.ScheduleKey)) finalists.Add(s);
+        void Add(IEnumerable<SearchState> states)
+        {
+            foreach (var s in states)
+                if (s.Gflops >= Root.Gflops && !finalists.Any(f => f.Nest.ScheduleKey == s.Nest.ScheduleKey)) finalists.Add(s);
+        }
+        Add(alsoConsider);
         if (evaluator is IConfirmingEvaluator && finalists.Count > 0)
         {
             // blocked for the caches first, then the layouts of whichever is fastest then
-            foreach (var v in BlockVariants(finalists.MaxBy(f => f.Gflops)!))
-                if (v.Gflops >= Root.Gflops && !finalists.Any(f => f.Nest.ScheduleKey == v.Nest.ScheduleKey)) finalists.Add(v);
-            foreach (var v in LayoutVariants(finalists.MaxBy(f => f.Gflops)!))
-                if (v.Gflops >= Root.Gflops && !finalists.Any(f => f.Nest.ScheduleKey == v.Nest.ScheduleKey)) finalists.Add(v);
+            Add(BlockVariants(finalists.MaxBy(f => f.Gflops)!));
+            Add(LayoutVariants(finalists.MaxBy(f => f.Gflops)!));
         }
         if (evaluator is IConfirmingEvaluator confirming && finalists.Count > 1)
             Best = finalists[confirming.Fastest([.. finalists.Select(l => l.Nest)], Budget.Time - clock.Elapsed)];
