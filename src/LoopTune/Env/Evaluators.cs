@@ -53,6 +53,11 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
     public double MaxRunSeconds { get; init; } = 0.05;
 
     readonly ConcurrentDictionary<(string, string), Evaluated> seen = new();
+
+    /// <summary>The slices the estimated schedules were timed on, for <see cref="Fastest"/> to time again (cleared when
+    /// <see cref="SlicesKept"/> are kept: a long run's compiled code is not kept for ever).</summary>
+    readonly ConcurrentDictionary<(string, string), Kernel> slices = new();
+    const int SlicesKept = 256;
     KernelTiming.Workspace? buffers;
 
     /// <summary>An evaluator with the environment's timing (<see cref="MeasureOptions.Env"/>) and no store.</summary>
@@ -86,9 +91,16 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
             throw new InvalidOperationException($"the measurement store is keyed to {store.Context} timings, the evaluator times {Context}: their figures must not mix");
         if (store is not null && store.TryGet(run, out var stored))
             return seen[key] = new Evaluated(stored.Gflops, stored.MedianSeconds, true);
-        var (m, estimated) = KernelTiming.MeasureBounded(run, Compile(run), options, Buffers(nest.Computation), MaxRunSeconds, jit);
-        if (!estimated) store?.Put(run, m);
-        return seen[key] = new Evaluated(m.Gflops, m.MedianSeconds, false, estimated);
+        var kernel = Compile(run);
+        var (m, slice) = KernelTiming.Bounded(run, kernel, options, Buffers(nest.Computation), MaxRunSeconds, jit);
+        kernel.Release(); // its packed copies' buffers, mapped, for the next schedule's
+        if (slice is null) store?.Put(run, m);
+        else
+        {
+            if (slices.Count >= SlicesKept) slices.Clear();
+            slices[key] = slice;
+        }
+        return seen[key] = new Evaluated(m.Gflops, m.MedianSeconds, false, slice is not null);
     }
 
     /// <summary>What kernels are compiled with (their vector width, above all).</summary>
@@ -97,9 +109,11 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
     /// <summary>Compiles the candidates and times them side by side (<see cref="Timing.MeasureTogether"/> with
     /// <see cref="MeasureOptions.Confirm"/>, pinned, never from the store, sampling for at most <paramref name="within"/>): the
     /// index of the highest median GFLOPS. When one of them was an estimate (too slow to run whole), the slices of the
-    /// estimated ones are timed side by side with the others whole (<see cref="KernelTiming.MeasureBoundedTogether"/>).
-    /// When a warm-up and one round of them all would not fit in <paramref name="within"/>, their figures decide without a
-    /// new timing.</summary>
+    /// estimated ones (those they were timed on, when kept) are timed side by side with the others whole
+    /// (<see cref="KernelTiming.MeasureBoundedTogether"/>). A side-by-side timing costs a warm-up, a calibration and
+    /// <see cref="MeasureOptions.MinSamples"/> rounds at least, whatever its limit (on a 4096^3 matmul, five slices given
+    /// 0.09 s took 0.22); when that does not fit in <paramref name="within"/> for them all, the fastest by their figures
+    /// are timed, as many as fit, and when not even two fit, their figures decide without a new timing.</summary>
     public int Fastest(IReadOnlyList<Nest> candidates, TimeSpan? within = null)
     {
         ArgumentNullException.ThrowIfNull(candidates);
@@ -107,30 +121,44 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
         var c = candidates[0].Computation;
         if (candidates.Any(n => !n.Computation.Equals(c))) throw new ArgumentException("the candidates are schedules of different computations", nameof(candidates));
         if (candidates.Count == 1) return 0;
-        // a candidate too slow to run whole was estimated from a slice: timing them all side by side would overrun, so the
-        // estimates and quick figures decide
-        var known = candidates.Select(n => seen.TryGetValue((c.Text, n.ScheduleKey), out var e) ? e : (Evaluated?)null).ToList();
-        bool estimated = known.Any(e => e is { Estimated: true });
-        // an estimated kernel's stand-in is a slice of about a quarter of the run limit (KernelTiming.Plan)
-        double limit = Math.Min(within?.TotalSeconds ?? double.PositiveInfinity, MeasureOptions.Confirm.MaxSeconds),
-            round = known.Sum(e => e is { Estimated: true } ? MaxRunSeconds / 4 : e?.Seconds ?? 0);
-        if (2 * round > limit)
-            return known.Select((e, i) => (G: e?.Gflops ?? 0, i)).MaxBy(x => x.G).i;
+        // fastest first by the figures known; a run's time: an estimated kernel's stand-in is a slice of about a quarter
+        // of the run limit (KernelTiming.Plan), one never evaluated here is taken to be as long
+        var order = candidates.Select((n, i) => seen.TryGetValue((c.Text, n.ScheduleKey), out var e)
+                ? (i, e.Gflops, Seconds: e.Estimated ? MaxRunSeconds / 4 : e.Seconds, e.Estimated)
+                : (i, Gflops: 0.0, Seconds: MaxRunSeconds / 4, Estimated: false))
+            .OrderByDescending(x => x.Gflops).ToList();
+        double limit = Math.Min(within?.TotalSeconds ?? double.PositiveInfinity, MeasureOptions.Confirm.MaxSeconds);
+        double Round(int n) => order.Take(n).Sum(x => x.Seconds);
+        int count = order.Count;
+        while (count > 1 && (MeasureOptions.Confirm.MinSamples + 2) * Round(count) > limit) count--;
+        if (count == 1) return order[0].i;
+        var chosen = order.Take(count).ToList();
+        double round = Round(count);
+        var options = MeasureOptions.Confirm with { MaxSeconds = Math.Max(limit - 2 * round, 1e-3) };
         var workspace = Buffers(c);
-        if (estimated)
+        var nests = chosen.Select(x => AsRun(candidates[x.i])).ToList();
+        var kernels = nests.Select(Compile).ToList();
+        try
         {
-            var nests = candidates.Select(AsRun).ToList();
-            var bounded = KernelTiming.MeasureBoundedTogether(nests, [.. nests.Select(Compile)], MeasureOptions.Confirm with { MaxSeconds = Math.Max(limit - round, 1e-3) },
-                workspace, MaxRunSeconds, jit);
-            return bounded.Select((m, i) => (G: m.Measurement.Gflops, i)).MaxBy(x => x.G).i;
+            IReadOnlyList<double> gflops;
+            if (chosen.Any(x => x.Estimated))
+                gflops = [.. KernelTiming.MeasureBoundedTogether(nests, kernels, options, workspace, MaxRunSeconds, jit,
+                    [.. chosen.Select(x => slices.GetValueOrDefault((c.Text, candidates[x.i].ScheduleKey)))]).Select(m => m.Measurement.Gflops)];
+            else
+            {
+                var runs = kernels.Select(k => KernelTiming.Runner(k, workspace)).ToList();
+                using var pin = ThreadPinning.Pin();
+                gflops = [.. Timing.MeasureTogether(runs, [.. chosen.Select(_ => c.Flops)], options).Measurements.Select(m => m.Gflops)];
+            }
+            int best = 0;
+            for (int j = 1; j < gflops.Count; j++)
+                if (gflops[j] > gflops[best]) best = j;
+            return chosen[best].i;
         }
-        var runs = candidates.Select(n => KernelTiming.Runner(Compile(AsRun(n)), workspace)).ToList();
-        using var pin = ThreadPinning.Pin();
-        var t = Timing.MeasureTogether(runs, [.. candidates.Select(_ => c.Flops)], MeasureOptions.Confirm with { MaxSeconds = Math.Max(limit - round, 1e-3) });
-        int best = 0;
-        for (int i = 1; i < candidates.Count; i++)
-            if (t.Measurements[i].Gflops > t.Measurements[best].Gflops) best = i;
-        return best;
+        finally
+        {
+            foreach (var k in kernels) k.Release();
+        }
     }
 
     /// <summary>Allocates and fills the buffers kernels of <paramref name="c"/> are timed on (200 MB for a 4096^3 matmul,

@@ -314,7 +314,7 @@ public sealed unsafe class Kernel
             Call(output, left, right);
             return;
         }
-        var mine = Interlocked.Exchange(ref copies, null) ?? new PackedCopies(plans);
+        var mine = Interlocked.Exchange(ref copies, null) ?? NewCopies();
         var inputs = stackalloc float*[] { null, left, right };
         PackInto(mine, inputs, always: false);
         Call(output, inputs[1], inputs[2]);
@@ -341,7 +341,7 @@ public sealed unsafe class Kernel
     public void Pack(float* left, float* right)
     {
         if (plans.Length == 0) return;
-        var mine = Interlocked.Exchange(ref copies, null) ?? new PackedCopies(plans);
+        var mine = Interlocked.Exchange(ref copies, null) ?? NewCopies();
         var inputs = stackalloc float*[] { null, left, right };
         PackInto(mine, inputs, always: true);
         copies = mine;
@@ -350,13 +350,24 @@ public sealed unsafe class Kernel
     /// <summary>About how many elements one run's copies move (<see cref="PackPlan.Elements"/> summed): 0 without packed inputs.</summary>
     public double PackedElements => plans.Sum(p => p.Elements);
 
+    /// <summary>The buffers of this kernel's packed copies: a whole kernel's pages mapped now, a slice's left to its first
+    /// run (which is never timed, <c>KernelTiming.MeasureSlice</c>) as it writes only its share of a copy laid out for the
+    /// whole (mapping all 48 MB of <c>pack=A</c>'s copy on mm 4096 256 3072 in ordinary pages took 0.2 s here, for a
+    /// slice that writes a ninth of it, twice per estimate: the probe's and the slice's).</summary>
+    PackedCopies NewCopies() => new(plans, mapPages: !packOnce);
+
     /// <summary>Makes the buffers of the packed copies (<see cref="Nest.Packed"/>), their pages mapped, if the kernel has none
     /// kept yet, so that a timed first run does not pay for them: a search times a large kernel by its first run, and a
     /// large input's copy is megabytes of fresh pages. Nothing for a kernel without packed inputs.</summary>
     public void Prepare()
     {
-        if (plans.Length > 0 && Volatile.Read(ref copies) is null) Interlocked.CompareExchange(ref copies, new PackedCopies(plans), null);
+        if (plans.Length > 0 && Volatile.Read(ref copies) is null) Interlocked.CompareExchange(ref copies, NewCopies(), null);
     }
+
+    /// <summary>Frees the buffers of the packed copies now (large ones go back to the process's kept blocks for the next
+    /// kernel, <see cref="AlignedBuffer"/>) rather than with the kernel; a later run makes (and copies) them again. Not
+    /// while a run is under way. Nothing for a kernel without packed inputs.</summary>
+    public void Release() => Interlocked.Exchange(ref copies, null)?.Dispose();
 
     /// <summary>Runs the compiled code on the caller alone, or on <see cref="Threads"/> threads when the nest has a
     /// parallel loop.</summary>

@@ -85,39 +85,42 @@ sealed unsafe class PackPlan
     }
 }
 
-/// <summary>The packed copies one run of a kernel reads: managed arrays on the pinned heap (so that the collector sees
-/// their size and frees them with the kernel), each used from its first 64-byte aligned element, with a vector of zeros
-/// past its end (a kernel may read that far, <see cref="Kernel.ReadsPast"/>). <see cref="Sources"/> remembers which
-/// input each copy was last made from.</summary>
-sealed unsafe class PackedCopies
+/// <summary>The packed copies one run of a kernel reads: <see cref="AlignedBuffer"/>s (a large one on huge pages, taken
+/// from and given back to the process's kept blocks), each with a vector of zeros past its end (a kernel may read that
+/// far, <see cref="Kernel.ReadsPast"/>). <see cref="Sources"/> remembers which input each copy was last made from. Freed by
+/// <see cref="Dispose"/> (<see cref="Kernel.Release"/>), or by the buffers' finalizers with the kernel.</summary>
+sealed unsafe class PackedCopies : IDisposable
 {
-    const int Pad = 16, AlignFloats = 16;
-    readonly float[][] arrays;
-    readonly float*[] copies;
+    readonly AlignedBuffer[] buffers;
 
-    public PackedCopies(IReadOnlyList<PackPlan> plans)
+    /// <param name="plans">What is copied.</param>
+    /// <param name="mapPages">Whether every page is written once now, so that the first run does not pay the operating
+    /// system for mapping them (a whole kernel's first run may be its only timed one); a slice's are left to its untimed
+    /// first run, which writes only its share.</param>
+    public PackedCopies(IReadOnlyList<PackPlan> plans, bool mapPages)
     {
-        arrays = new float[plans.Count][];
-        copies = new float*[plans.Count];
+        buffers = new AlignedBuffer[plans.Count];
         Sources = new nint[plans.Count];
-        for (int i = 0; i < copies.Length; i++)
+        for (int i = 0; i < buffers.Length; i++)
         {
-            // not zeroed by the allocator (a 4096^3 matmul's copy is 64 MB): the copy writes every element the kernel
-            // reads, and the pad past it, which a kernel may read but never uses, is cleared here
-            arrays[i] = GC.AllocateUninitializedArray<float>(checked((int)(plans[i].Length + Pad + AlignFloats)), pinned: true);
-            Array.Clear(arrays[i], (int)plans[i].Length, Pad + AlignFloats);
-            float* p = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref arrays[i][0]);
-            copies[i] = p + (AlignFloats - (int)((nint)p / sizeof(float) % AlignFloats)) % AlignFloats;
-            // every page written once now, so that the first run does not pay the operating system for mapping them
-            for (long at = 0; at < plans[i].Length; at += PageFloats) copies[i][at] = 0;
+            // not zeroed (a 4096^3 matmul's copy is 64 MB): the copy writes every element the kernel reads; the readable
+            // tail past it, which a kernel may read but never uses, is zeros
+            buffers[i] = new AlignedBuffer(plans[i].Length);
+            if (mapPages)
+                for (long at = 0; at < plans[i].Length; at += PageFloats) buffers[i].Pointer[at] = 0;
         }
     }
 
     /// <summary>Floats of a 4 KiB page.</summary>
     const int PageFloats = 1024;
 
-    public float* this[int i] => copies[i];
+    public float* this[int i] => buffers[i].Pointer;
 
     /// <summary>The input each copy was made from last (0: none yet).</summary>
     public nint[] Sources { get; }
+
+    public void Dispose()
+    {
+        foreach (var b in buffers) b.Dispose();
+    }
 }

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using LoopTune.Ir;
+using LoopTune.Jit;
 
 namespace LoopTune.Measure;
 

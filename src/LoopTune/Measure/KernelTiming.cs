@@ -38,8 +38,17 @@ public static class KernelTiming
     public static (Measurement Measurement, bool Estimated) MeasureBounded(Nest nest, Kernel kernel, MeasureOptions options, Workspace buffers,
         double maxRunSeconds, JitOptions? jit = null)
     {
+        var (m, slice) = Bounded(nest, kernel, options, buffers, maxRunSeconds, jit);
+        return (m, slice is not null);
+    }
+
+    /// <summary><see cref="MeasureBounded"/> with the slice timed in the kernel's place, or null when it was timed whole:
+    /// a caller that keeps it can time it again (<see cref="MeasureBoundedTogether"/>) without planning it anew.</summary>
+    public static (Measurement Measurement, Kernel? Slice) Bounded(Nest nest, Kernel kernel, MeasureOptions options, Workspace buffers,
+        double maxRunSeconds, JitOptions? jit = null)
+    {
         ArgumentNullException.ThrowIfNull(kernel);
-        return Plan(nest, buffers, maxRunSeconds, jit).Slice is { } slice ? (MeasureSlice(slice, kernel, options, buffers), true) : (Measure(kernel, options, buffers), false);
+        return Plan(nest, buffers, maxRunSeconds, jit).Slice is { } slice ? (MeasureSlice(slice, kernel, options, buffers), slice) : (Measure(kernel, options, buffers), null);
     }
 
     /// <summary>Times <paramref name="kernels"/> (compiled from <paramref name="nests"/>, schedules of one computation) side by
@@ -49,24 +58,36 @@ public static class KernelTiming
     /// on: their estimates, one sample each taken at different moments, swung by a third and more on a shared machine (one
     /// schedule of mm 3072 1536 2048 measured 77 and 170 GFLOPS in two runs of the same comparison), where slices timed in
     /// rounds see the same stretches of a neighbour.</summary>
+    /// <param name="slices">The slices that stood in for some of the kernels before (<see cref="Bounded"/>'s), timed again
+    /// in their place without a new plan (a plan compiles a probe and runs it: on a 4096^3 matmul, five finalists' plans
+    /// took a tenth of a second); null entries, or none, are planned.</param>
     public static IReadOnlyList<(Measurement Measurement, bool Estimated)> MeasureBoundedTogether(IReadOnlyList<Nest> nests, IReadOnlyList<Kernel> kernels,
-        MeasureOptions options, Workspace buffers, double maxRunSeconds, JitOptions? jit = null)
+        MeasureOptions options, Workspace buffers, double maxRunSeconds, JitOptions? jit = null, IReadOnlyList<Kernel?>? slices = null)
     {
         ArgumentNullException.ThrowIfNull(nests);
         ArgumentNullException.ThrowIfNull(kernels);
         if (nests.Count != kernels.Count) throw new ArgumentException($"{nests.Count} schedules for {kernels.Count} kernels", nameof(kernels));
+        if (slices is not null && slices.Count != kernels.Count) throw new ArgumentException($"{slices.Count} slices for {kernels.Count} kernels", nameof(slices));
         var standIns = new Kernel[kernels.Count];
         for (int i = 0; i < standIns.Length; i++)
         {
-            standIns[i] = Plan(nests[i], buffers, maxRunSeconds, jit).Slice ?? kernels[i];
+            standIns[i] = slices?[i] ?? Plan(nests[i], buffers, maxRunSeconds, jit).Slice ?? kernels[i];
             if (standIns[i].Threads != kernels[i].Threads) standIns[i].Threads = kernels[i].Threads;
         }
-        var runs = standIns.Select(k => Runner(k, buffers)).ToList();
-        Together t;
-        using (ThreadPinning.Pin())
-            t = Timing.MeasureTogether(runs, [.. standIns.Select(k => k.Flops)], options);
-        return [.. standIns.Select((k, i) => ReferenceEquals(k, kernels[i]) ? (t.Measurements[i], false)
-            : (WithCopies(Scaled(t.Measurements[i], k, kernels[i]), k, kernels[i], options, buffers), true))];
+        try
+        {
+            var runs = standIns.Select(k => Runner(k, buffers)).ToList();
+            Together t;
+            using (ThreadPinning.Pin())
+                t = Timing.MeasureTogether(runs, [.. standIns.Select(k => k.Flops)], options);
+            return [.. standIns.Select((k, i) => ReferenceEquals(k, kernels[i]) ? (t.Measurements[i], false)
+                : (WithCopies(Scaled(t.Measurements[i], k, kernels[i]), k, kernels[i], options, buffers), true))];
+        }
+        finally
+        {
+            for (int i = 0; i < standIns.Length; i++)
+                if (!ReferenceEquals(standIns[i], kernels[i])) standIns[i].Release();
+        }
     }
 
     /// <summary>Times <paramref name="slice"/> of <paramref name="kernel"/> (<see cref="Plan"/>'s), on the kernel's threads, and scales the result to the
@@ -80,8 +101,12 @@ public static class KernelTiming
         // environment's one-run timing would take) reads it from memory where the whole kernel's repeated runs find it
         // cached; estimates came out half the whole's speed
         if (slice.Threads != kernel.Threads) slice.Threads = kernel.Threads;
-        Runner(slice, buffers)();
-        return WithCopies(Scaled(Measure(slice, options, buffers), slice, kernel), slice, kernel, options, buffers);
+        try
+        {
+            Runner(slice, buffers)();
+            return WithCopies(Scaled(Measure(slice, options, buffers), slice, kernel), slice, kernel, options, buffers);
+        }
+        finally { slice.Release(); }
     }
 
     /// <summary><paramref name="scaled"/> (a slice's time scaled to the whole, <see cref="Scaled"/>) with the copies of the whole's
@@ -134,6 +159,7 @@ public static class KernelTiming
             run();
             seconds = t.Elapsed.TotalSeconds;
         }
+        probe.Release();
         double whole = seconds / probe.Fraction;
         if (probe.Fraction >= 1 || whole <= maxRunSeconds) return (whole, null);
         // the slice timed: a prefix of the outer loops' iterations, everything inside the last cut whole (so the working
@@ -167,9 +193,10 @@ public static class KernelTiming
     /// <summary>Aligned buffers for one computation's three tensors, filled with random values in [-1, 1]; in a cold
     /// <see cref="TimingContext"/>, with copies of the cold operand (<see cref="CopyCount"/>, the first of them
     /// <see cref="Left"/> or <see cref="Right"/> itself, all the same values) that the runs of <see cref="Runner"/> read in
-    /// turn. The copies after the first live in one block, kept when the workspace is disposed for the next cold workspace
-    /// of the process (<see cref="ReleaseColdBlock"/> frees it): a model's tuning makes dozens of cold workspaces, and
-    /// mapping and unmapping a few hundred megabytes for each kept the kernel's memory workers busy on the timing core.</summary>
+    /// turn. The copies after the first live in one block. Disposed, its buffers go back to the process's kept blocks
+    /// (<see cref="AlignedBuffer.ReleaseKept"/> frees them) for the next workspace: a model's tuning makes dozens of cold
+    /// workspaces, and mapping and unmapping a few hundred megabytes for each kept the kernel's memory workers busy on the
+    /// timing core.</summary>
     public sealed class Workspace : IDisposable
     {
         public Workspace(Computation computation, int seed = 1) : this(computation, seed, TimingContext.Hot) { }
@@ -191,11 +218,12 @@ public static class KernelTiming
             CopyCount = context.Copies(bytes, coldBytes ?? TimingContext.ColdBytes());
             // each copy on its own cache lines, the readable tail of a vector after it
             stride = (first.Length + AlignedBuffer.ReadableTail + AlignedBuffer.Alignment / sizeof(float) - 1) / (AlignedBuffer.Alignment / sizeof(float)) * (AlignedBuffer.Alignment / sizeof(float));
-            block = RentBlock(stride * (CopyCount - 1));
+            block = new AlignedBuffer(stride * (CopyCount - 1));
             for (int i = 1; i < CopyCount; i++) Buffer.MemoryCopy(first.Pointer, CopyPointer(i), bytes, first.Length * sizeof(float));
         }
 
         public Computation Computation { get; }
+
         public AlignedBuffer Output { get; }
         public AlignedBuffer Left { get; }
         public AlignedBuffer Right { get; }
@@ -232,43 +260,6 @@ public static class KernelTiming
             return CopyPointer(i);
         }
 
-        static readonly Lock spareGate = new();
-        static AlignedBuffer? spare;
-
-        /// <summary>A block of at least <paramref name="floats"/>: the process's spare one when it is large enough, else a new one.</summary>
-        static AlignedBuffer RentBlock(long floats)
-        {
-            lock (spareGate)
-            {
-                if (spare is { } kept && kept.Length >= floats)
-                {
-                    spare = null;
-                    return kept;
-                }
-            }
-            return new AlignedBuffer(floats);
-        }
-
-        /// <summary>Keeps <paramref name="block"/> as the spare when it is larger than the one kept (the smaller one is freed).</summary>
-        static void ReturnBlock(AlignedBuffer block)
-        {
-            AlignedBuffer? drop;
-            lock (spareGate)
-            {
-                if (spare is null || spare.Length < block.Length) (drop, spare) = (spare, block);
-                else drop = block;
-            }
-            drop?.Dispose();
-        }
-
-        /// <summary>Frees the block of copies kept for the next cold workspace (<see cref="Workspace"/>), if any.</summary>
-        public static void ReleaseColdBlock()
-        {
-            AlignedBuffer? drop;
-            lock (spareGate) (drop, spare) = (spare, null);
-            drop?.Dispose();
-        }
-
         static AlignedBuffer Filled(long length, Random rng)
         {
             var b = new AlignedBuffer(length);
@@ -285,7 +276,7 @@ public static class KernelTiming
             Output.Dispose();
             Left.Dispose();
             Right.Dispose();
-            if (block is not null) ReturnBlock(block);
+            block?.Dispose();
         }
     }
 }

@@ -137,11 +137,11 @@ public sealed class Tuner : IDisposable
         return new TunedKernel(best.Kernel, record, recalled: false);
     }
 
-    /// <summary>Closes the records' store (and, for a tuner of cold operands, frees the block of copies kept for the next cold
-    /// timing: <see cref="KernelTiming.Workspace.ReleaseColdBlock"/>). Kernels already returned keep working.</summary>
+    /// <summary>Closes the records' store and frees the large buffers timing kept for reuse
+    /// (<see cref="AlignedBuffer.ReleaseKept"/>). Kernels already returned keep working.</summary>
     public void Dispose()
     {
         store.Dispose();
-        if (Options.Cold is not null) KernelTiming.Workspace.ReleaseColdBlock();
+        AlignedBuffer.ReleaseKept();
     }
 }

@@ -1,3 +1,4 @@
+using LoopTune.Jit;
 using LoopTune.Measure;
 
 namespace LoopTune.Tests.Measure;

@@ -1,6 +1,6 @@
-using LoopTune.Measure;
+using LoopTune.Jit;
 
-namespace LoopTune.Tests.Measure;
+namespace LoopTune.Tests.Jit;
 
 public sealed unsafe class AlignedBufferTests
 {
@@ -85,5 +85,25 @@ public sealed unsafe class AlignedBufferTests
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => new AlignedBuffer(-1));
         Assert.Throws<ArgumentOutOfRangeException>(() => new AlignedBuffer(1, -1));
+    }
+
+    /// <summary>A large buffer's block goes back to the process's kept blocks when disposed and is lent to the next buffer
+    /// that fits; that buffer starts as a new one would (guards intact, a readable tail of zeros, alignment), whatever the
+    /// block held.</summary>
+    [Fact]
+    public void A_reused_large_block_starts_clean()
+    {
+        long length = AlignedBuffer.HugeAbove / sizeof(float);
+        for (int round = 0; round < 3; round++)
+        {
+            var dirty = new AlignedBuffer(length, 4);
+            new Span<byte>((byte*)dirty.Pointer - 64, checked((int)(length * sizeof(float)) + 128)).Fill(0x5A); // guards and tail too
+            dirty.Dispose();
+            using var fresh = new AlignedBuffer(length, 4);
+            Assert.Equal(0, (long)fresh.Pointer % AlignedBuffer.Alignment);
+            Assert.True(fresh.GuardsIntact());
+            for (int i = 4; i < AlignedBuffer.ReadableTail; i++) Assert.Equal(0u, ((uint*)fresh.Pointer)[length + i]);
+        }
+        AlignedBuffer.ReleaseKept();
     }
 }
