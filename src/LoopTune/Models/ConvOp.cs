@@ -229,12 +229,12 @@ public sealed class ConvOp : ContractionOp
         var b = bias is null ? null : Sized(value(bias), bias, OutputShape[1]);
         if (Lowering == ConvLowering.Blocked)
         {
-            var o = blocked ??= new float[Contraction.Output.Length];
-            int groups = (int)wShape[0] / block, plane = (int)(OutputShape[2] * OutputShape[3]), e = block;
-            TeamWork.For(Threads, o.Length / e, 64, (_, start, end) => // row (n, g, pixel) starts as the bias of block g
+            var o = blocked ??= AlignedArray(Contraction.Output.Length);
+            int groups = (int)wShape[0] / block, plane = (int)(OutputShape[2] * OutputShape[3]), e = block, o0 = AlignedStart(o);
+            TeamWork.For(Threads, (int)(Contraction.Output.Length / e), 64, (_, start, end) => // row (n, g, pixel) starts as the bias of block g
             {
-                if (b is null) o.AsSpan(start * e, (end - start) * e).Clear();
-                else for (int row = start; row < end; row++) b.AsSpan(row / plane % groups * e, e).CopyTo(o.AsSpan(row * e));
+                if (b is null) o.AsSpan(o0 + start * e, (end - start) * e).Clear();
+                else for (int row = start; row < end; row++) b.AsSpan(row / plane % groups * e, e).CopyTo(o.AsSpan(o0 + row * e));
             });
             return (CopiesInput ? Pad(input) : input, PackBlocks(weights));
         }
@@ -269,13 +269,14 @@ public sealed class ConvOp : ContractionOp
         }
         int plane = (int)(OutputShape[2] * OutputShape[3]), blocks = (int)(xShape[0] * wShape[0]) / block, size = plane * block, e = block;
         var from = blocked!;
+        int f0 = AlignedStart(from);
         TeamWork.For(Threads, blocks * plane, 8, (_, start, end) => // items: (block, pixel), each thread a run of pixels
         {
             for (int i = start / plane; i < blocks && i * plane < end; i++)
             {
                 int p0 = Math.Max(start - i * plane, 0), p1 = Math.Min(end - i * plane, plane), at = i * size + p0;
                 if (p1 > p0)
-                    Transpose(from.AsSpan(i * size + p0 * e, (p1 - p0) * e), p1 - p0, e, output.AsSpan(at, size - p0), plane,
+                    Transpose(from.AsSpan(f0 + i * size + p0 * e, (p1 - p0) * e), p1 - p0, e, output.AsSpan(at, size - p0), plane,
                         epilogue.Residual is { } r ? r.AsSpan(at, size - p0) : default, epilogue.Relu);
             }
         });
@@ -354,7 +355,7 @@ public sealed class ConvOp : ContractionOp
         Packed(weights, (int)(wShape[0] * wShape[1] * wShape[2] * wShape[3]), static (op, from, to) => op.FillBlocks(from, to));
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    void FillBlocks(float[] weights, float[] to)
+    void FillBlocks(float[] weights, Span<float> to)
     {
         int f = (int)wShape[0], taps = (int)(wShape[1] * wShape[2] * wShape[3]);
         for (int g = 0; g < f / block; g++)
@@ -364,16 +365,24 @@ public sealed class ConvOp : ContractionOp
     }
 
     float[]? padded, packed;
+
+    /// <summary>Writes the packed weights from <c>from</c> into <c>to</c> (a static lambda, so a run that finds them packed
+    /// allocates nothing).</summary>
+    delegate void Fill(ConvOp op, float[] from, Span<float> to);
     float[]? packedFrom;
 
     protected override bool IsConstant(float[] array) => ReferenceEquals(array, packed) || base.IsConstant(array);
+
+    /// <summary>The arrays this op makes for its kernel start on a 64-byte line.</summary>
+    protected override int StartOf(float[] array) =>
+        ReferenceEquals(array, blocked) || ReferenceEquals(array, padded) || ReferenceEquals(array, packed) ? AlignedStart(array) : 0;
 
     /// <summary>The weights as <c>W[f,c,r,p,q] = weights[f,c,r,sw*q+p]</c> (zero where sw*q+p &gt;= S) (<see cref="Packed"/>).</summary>
     float[] Pack(float[] weights, (long P, long Q, long Rows, long Columns, long RowStep) ph) =>
         Packed(weights, checked((int)(wShape[0] * wShape[1] * wShape[2] * ph.P * ph.Q)), static (op, from, to) => op.FillPhases(from, to));
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    void FillPhases(float[] weights, float[] to)
+    void FillPhases(float[] weights, Span<float> to)
     {
         int rows = (int)(wShape[0] * wShape[1] * wShape[2]), s = (int)wShape[3], sw = (int)window.Strides[1];
         int p = (int)phases!.Value.P, q = (int)phases.Value.Q;
@@ -389,11 +398,11 @@ public sealed class ConvOp : ContractionOp
     /// <summary>The weights packed by <paramref name="fill"/> into <paramref name="length"/> floats (and
     /// <see cref="ContractionOp.Slack"/> after): once from a constant, again in every run from a fed value. The fills are
     /// static lambdas, so a run that finds them packed allocates nothing.</summary>
-    float[] Packed(float[] weights, int length, Action<ConvOp, float[], float[]> fill)
+    float[] Packed(float[] weights, int length, Fill fill)
     {
         if (packed is not null && ReferenceEquals(packedFrom, weights) && Constant(w) is not null) return packed;
-        packed ??= new float[checked(length + Slack)];
-        fill(this, weights, packed);
+        packed ??= AlignedArray(length);
+        fill(this, weights, packed.AsSpan(AlignedStart(packed)));
         packedFrom = weights;
         return packed;
     }
@@ -407,7 +416,8 @@ public sealed class ConvOp : ContractionOp
         int planes = (int)(xShape[0] * xShape[1]), h = (int)xShape[2], w0 = (int)xShape[3];
         int p = (int)ph.P, rows = (int)ph.Rows, cols = (int)ph.Columns, rowStep = (int)ph.RowStep;
         int top = (int)window.PadsBegin[0], left = (int)window.PadsBegin[1];
-        var dst = padded ??= new float[checked(planes * p * rows * cols + Slack)];
+        var dst = padded ??= AlignedArray((long)planes * p * rows * cols);
+        int d0 = AlignedStart(dst);
         TeamWork.For(Threads, planes, 1, (_, start, end) =>
         {
             for (int plane = start; plane < end; plane++)
@@ -419,7 +429,7 @@ public sealed class ConvOp : ContractionOp
                     {
                         int from = rowStep * y - top;
                         if (from < 0 || from >= h) continue;
-                        Strided.Copy(input.AsSpan((plane * h + from) * w0), sw * x0 + i - left, sw, dst.AsSpan(((plane * p + i) * rows + y) * cols + x0, x1 - x0));
+                        Strided.Copy(input.AsSpan((plane * h + from) * w0), sw * x0 + i - left, sw, dst.AsSpan(d0 + ((plane * p + i) * rows + y) * cols + x0, x1 - x0));
                     }
                 }
         });
@@ -435,7 +445,8 @@ public sealed class ConvOp : ContractionOp
         int n = (int)xShape[0], c = (int)xShape[1], h = (int)xShape[2], w0 = (int)xShape[3], r = (int)wShape[2], s = (int)wShape[3];
         int oh = (int)OutputShape[2], ow = (int)OutputShape[3], sh = (int)window.Strides[0], sw = (int)window.Strides[1];
         int top = (int)window.PadsBegin[0], left = (int)window.PadsBegin[1], plane = oh * ow;
-        var dst = padded ??= new float[checked(n * c * r * s * plane + Slack)];
+        var dst = padded ??= AlignedArray((long)n * c * r * s * plane);
+        int d0 = AlignedStart(dst);
         TeamWork.For(Threads, n * c, 1, (_, start, end) =>
         {
             for (int image = start; image < end; image++)
@@ -449,7 +460,7 @@ public sealed class ConvOp : ContractionOp
                         {
                             int from = sh * y + ri - top;
                             if (from < 0 || from >= h) continue;
-                            Strided.Copy(input.AsSpan((image * h + from) * w0), sw * x0 + si - left, sw, dst.AsSpan(row * plane + y * ow + x0, x1 - x0));
+                            Strided.Copy(input.AsSpan((image * h + from) * w0), sw * x0 + si - left, sw, dst.AsSpan(d0 + row * plane + y * ow + x0, x1 - x0));
                         }
                     }
         });
