@@ -72,11 +72,7 @@ public sealed unsafe partial class AlignedBuffer : IDisposable
     private nint Block => block != 0 ? block : throw new ObjectDisposedException(nameof(AlignedBuffer));
 
     /// <summary>True when every guard element still holds <see cref="Sentinel"/>.</summary>
-    public bool GuardsIntact()
-    {
-        uint* p = (uint*)Block;
-        return AllSentinel(p, front) && AllSentinel(p + front + Length, Guard);
-    }
+    public bool GuardsIntact() => FirstBrokenGuard() is null;
 
     /// <summary>Buffers of this many bytes or more are aligned to <see cref="HugePage"/> and advised to the kernel as
     /// transparent huge pages (Linux's <c>madvise(MADV_HUGEPAGE)</c>, which takes effect where THP is "always" or
@@ -126,13 +122,6 @@ public sealed unsafe partial class AlignedBuffer : IDisposable
         for (long i = 0; i < Guard; i++)
             if (p[front + Length + i] != Sentinel) return Length + i;
         return null;
-    }
-
-    private static bool AllSentinel(uint* p, long count)
-    {
-        for (long i = 0; i < count; i++)
-            if (p[i] != Sentinel) return false;
-        return true;
     }
 
     private void Free()

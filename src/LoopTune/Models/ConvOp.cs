@@ -365,11 +365,11 @@ public sealed class ConvOp : ContractionOp
     }
 
     float[]? padded, packed;
+    float[]? packedFrom;
 
     /// <summary>Writes the packed weights from <c>from</c> into <c>to</c> (a static lambda, so a run that finds them packed
     /// allocates nothing).</summary>
     delegate void Fill(ConvOp op, float[] from, Span<float> to);
-    float[]? packedFrom;
 
     protected override bool IsConstant(float[] array) => ReferenceEquals(array, packed) || base.IsConstant(array);
 

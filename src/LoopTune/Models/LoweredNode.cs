@@ -124,7 +124,7 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
         return (int)((LineFloats - at % LineFloats) % LineFloats);
     }
 
-    const int LineFloats = 16;
+    const int LineFloats = AlignedBuffer.Alignment / sizeof(float);
 
     /// <summary>A constant too short for the kernel's reads past its end, copied once into a longer array; anything else as it is.</summary>
     float[] Readable(float[] input, long length, int readsPast)
