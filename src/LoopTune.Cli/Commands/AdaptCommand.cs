@@ -25,7 +25,7 @@ static class AdaptCommand
         var resume = new Option<bool>("--resume") { Description = "Continue an adaptation of this machine that was stopped or killed, for the time it had left." };
         var seed = new Option<int>("--seed") { Description = "Seed of every random choice.", DefaultValueFactory = _ => 0 };
         var bits = Options.VectorBits();
-        var threads = Options.Threads("Threads each measuring worker times its kernels on (an outer loop made parallel), so the policies adapt to rewards at that count and are kept apart from those adapted at one; workers times threads, plus the learner's core, must fit the cores this process may use");
+        var threads = Options.Threads("Threads each measuring worker times its kernels on (an outer loop made parallel), so the policies adapt to rewards at that count and are kept apart from those adapted at one; workers times threads must fit the cores this process may use (the learner updates while the workers idle, between their rounds)");
         var json = Options.Json();
         var command = new Command("adapt", "Adapt the default policies to this machine: continue their training here and save them where '--policy default' finds them.")
         {
@@ -37,8 +37,8 @@ static class AdaptCommand
             var limit = Duration.Parse(p.GetValue(time), "--time");
             int t = Options.ApplyThreads(p, threads), cores = WorkerPool.AvailableCores;
             int w = p.GetValue(workers) is not 0 and var n ? n : Math.Max(1, (cores - 1) / t);
-            if (t > 1 && w * t + 1 > cores)
-                throw new LoopTuneException($"--threads {t}: {w} worker(s) of {t} threads and the learner's own core need {w * t + 1} cores; this process may use {cores}");
+            if (w * t > cores)
+                throw new LoopTuneException($"--threads {t}: {w} worker(s) of {t} threads need {w * t} cores; this process may use {cores}");
             var request = new AdaptRequest(p.GetValue(datasets) ?? [], limit, w, p.GetValue(resume), p.GetValue(seed));
             var machine = Machine.Current;
             io.Stderr.WriteLine($"adapting to {machine.Describe()}");

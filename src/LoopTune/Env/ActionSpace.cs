@@ -10,19 +10,25 @@ namespace LoopTune.Env;
 /// <code>
 /// | name   | ids                          | one id does                                                  |
 /// |--------|------------------------------|--------------------------------------------------------------|
-/// | cursor | 18, the action table's first | one action at the cursor (up/down move it; the seed's env);  |
-/// |        | (Actions.LearnedCount)       | parallel, the table's 19th, is no id of any space yet        |
-/// | loop   | 10 loops x 18 = 180          | walk the cursor to loop id / 18, then edit id % 18:          |
+/// | cursor | 19, the action table's first | one action at the cursor (up/down move it; the seed's env)  |
+/// |        | (Actions.LearnedCount)       |                                                              |
+/// | loop   | 10 loops x 19 = 190          | walk the cursor to loop id / 19, then edit id % 19:          |
 /// |        |                              | 0-14 one of the seed's kernel actions (swap_up, swap_down,   |
 /// |        |                              | split_2..1024, merge, unroll, vectorize); 15 sink: swap_down |
 /// |        |                              | until the loop is innermost or cannot go further; 16 hoist:  |
-/// |        |                              | swap_up likewise; 17 pack                                    |
-/// | tile   | 10 loops x 29 = 290          | the loop space's first 17 edits, then 8 register-tile macros:|
+/// |        |                              | swap_up likewise; 17 pack; 18 parallel                       |
+/// | tile   | 10 loops x 30 = 300          | the loop space's first 17 edits, then 8 register-tile macros:|
 /// |        |                              | 17-19 tile_vec_8/16/32: split_N, sink the new inner loop,    |
 /// |        |                              | vectorize it; 20-22 tile_unroll_2/4/8: split_N, sink the new |
 /// |        |                              | inner loop, unroll it; 23 sink_vec; 24 sink_unroll; then 3   |
-/// |        |                              | cache-blocking macros: 25-27 block_l1/l2/l3; 28 pack         |
+/// |        |                              | cache-blocking macros: 25-27 block_l1/l2/l3; 28 pack;        |
+/// |        |                              | 29 parallel                                                  |
 /// </code>
+/// <para><b>parallel</b> (in every space) divides the loop's iterations among the threads the command's kernels run on
+/// (<c>--threads</c>); it is legal only at more than one thread (<see cref="Moves.Enabled"/>), and under the rules of
+/// <see cref="Transforms"/> (an output variable's loop, outside every unrolled or vectorized loop, one per nest). A
+/// schedule without one is timed at N threads with the loop <see cref="Transforms.Parallelize"/> picks, so a policy's
+/// parallel@i pays when its loop beats that rule's.</para>
 /// New edits go at the end of a loop's ids, so that a policy trained before them keeps its ids (<c>Policy</c> widens it).
 /// The loop space has no cursor steps: every id changes the kernel, so an episode of 10 ids is 10 real edits. It is
 /// the seed's environment seen through <see cref="Moves"/> plus two macros of repeated swaps: every id stands for a
@@ -169,10 +175,15 @@ public abstract class ActionSpace
         public override string Name => "cursor";
         public override int Count => Actions.LearnedCount;
         public override int PerLoop => Actions.LearnedCount;
-        public override bool[] Mask(Nest nest) => Transforms.Mask(nest)[..Count];
+        public override bool[] Mask(Nest nest)
+        {
+            var mask = Transforms.Mask(nest)[..Count];
+            for (int id = 0; id < Count; id++) mask[id] &= Moves.Enabled(Actions.All[id]);
+            return mask;
+        }
 
         public override (IReadOnlyList<LoopAction>, Nest)? TryApply(Nest nest, int id) =>
-            id >= 0 && id < Count && Transforms.IsLegal(nest, Actions.All[id]) ? ([Actions.All[id]], Transforms.Apply(nest, Actions.All[id])) : null;
+            id >= 0 && id < Count && Moves.Enabled(Actions.All[id]) && Transforms.IsLegal(nest, Actions.All[id]) ? ([Actions.All[id]], Transforms.Apply(nest, Actions.All[id])) : null;
 
         public override string Describe(int id) => Actions.All[id].Name;
 
@@ -181,7 +192,7 @@ public abstract class ActionSpace
 
     sealed class LoopSpace(string name, CacheSizes? caches) : ActionSpace
     {
-        /// <summary>The seed's kernel actions, edits 0 to Kernel - 1; the actions added since (pack) are the last edits.</summary>
+        /// <summary>The seed's kernel actions, edits 0 to Kernel - 1; the actions added since (pack, parallel) are the last edits.</summary>
         static readonly LoopAction[] Seed = [.. Moves.KernelActions.Where(a => a.Id < Actions.SeedCount)], Added = [.. Moves.KernelActions.Except(Seed)];
         static readonly int Kernel = Seed.Length;
         static readonly LoopAction SwapDown = Actions.Get("swap_down"), SwapUp = Actions.Get("swap_up"), Down = Actions.Get("down"),

@@ -141,6 +141,7 @@ public sealed class LoopTuneEnv(IEvaluator evaluator, double peakGflops, int epi
         var now = Snapshot;
         if (now.Steps >= EpisodeLength) throw new InvalidOperationException($"the episode was truncated after {EpisodeLength} steps; call Reset");
         if (actionId < 0 || actionId >= Space.Count) throw new ArgumentOutOfRangeException(nameof(actionId), $"action ids of the {Space.Name} space are 0..{Space.Count - 1}");
+        if (Space == ActionSpace.Cursor && !Moves.Enabled(Actions.All[actionId])) throw new OneThreadParallelError(now.Nest, Actions.All[actionId]);
         var (actions, next) = Space == ActionSpace.Cursor ? ([Actions.All[actionId]], Transforms.Apply(now.Nest, Actions.All[actionId]))
             : Space.TryApply(now.Nest, actionId) ?? throw new IllegalActionError(Space, actionId, now.Nest);
         var speed = next.ScheduleKey == now.Nest.ScheduleKey ? now.Speed with { Recalled = true } : evaluator.Evaluate(next);

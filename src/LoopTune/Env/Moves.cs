@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using LoopTune.Ir;
+using LoopTune.Jit;
 
 namespace LoopTune.Env;
 
@@ -27,11 +28,17 @@ public readonly record struct Move(ImmutableArray<LoopAction> Actions, Nest Resu
 public static class Moves
 {
     /// <summary>The actions that change the kernel and the searches take: everything the learned spaces know
-    /// (<see cref="Actions.LearnedCount"/>) but up and down.</summary>
+    /// (<see cref="Actions.LearnedCount"/>) but up and down; parallel only while <see cref="Enabled"/>.</summary>
     public static ImmutableArray<LoopAction> KernelActions { get; } = [.. Actions.All.Where(a => ChangesKernel(a) && a.Id < Actions.LearnedCount)];
 
     /// <summary>False for cursor moves (up, down), true for the rest.</summary>
     public static bool ChangesKernel(LoopAction a) => a.Kind is not (ActionKind.Up or ActionKind.Down);
+
+    /// <summary>Whether a search or a policy may take <paramref name="a"/> in this command: every action but parallel
+    /// always; parallel only when the command's kernels run on more than one thread (<see cref="RunThreads.Default"/>),
+    /// since on one it would change the schedule's text and not its kernel. Every space's mask, every move and the
+    /// cursor space's ids follow it, so a search at one thread never spends a measurement on a parallel loop.</summary>
+    public static bool Enabled(LoopAction a) => a.Kind != ActionKind.Parallel || RunThreads.Default > 1;
 
     /// <summary>The up or down actions that take the cursor from loop <paramref name="from"/> to loop <paramref name="to"/>.</summary>
     public static IEnumerable<LoopAction> Walk(int from, int to) =>
@@ -46,7 +53,7 @@ public static class Moves
     {
         loop = Math.Clamp(loop, 0, nest.Count - 1);
         var at = AtLoop(nest, loop);
-        if (!ChangesKernel(action) || !Transforms.IsLegal(at, action) || IsIdleSplit(at, action)) return null;
+        if (!ChangesKernel(action) || !Enabled(action) || !Transforms.IsLegal(at, action) || IsIdleSplit(at, action)) return null;
         return new Move([.. Walk(nest.Cursor, loop), action], Transforms.Apply(at, action));
     }
 
@@ -76,7 +83,7 @@ public static class Moves
         {
             var at = AtLoop(nest, loop);
             foreach (var a in actions)
-                if (ChangesKernel(a) && Transforms.IsLegal(at, a) && !IsIdleSplit(at, a)) legal.Add((loop, a));
+                if (ChangesKernel(a) && Enabled(a) && Transforms.IsLegal(at, a) && !IsIdleSplit(at, a)) legal.Add((loop, a));
         }
         if (legal.Count == 0) return null;
         var (l, action) = legal[rng.Next(legal.Count)];

@@ -8,19 +8,20 @@ namespace LoopTune.Env;
 /// <code>
 /// | slice      | size | source                                       |
 /// |------------|------|----------------------------------------------|
-/// | 0..229     | 230  | loops_tensor (10 loops x 23 features)        |
-/// | 230..261   | 32   | stride_tensor                                |
-/// | 262..351   | 90   | prev_actions_tensor (5 x 18 one-hot)         |
-/// | 352        | 1    | steps taken / episode length                 |
-/// | 353..361   | 9    | machine_tensor                               |
+/// | 0..239     | 240  | loops_tensor (10 loops x 24 features)        |
+/// | 240..271   | 32   | stride_tensor                                |
+/// | 272..366   | 95   | prev_actions_tensor (5 x 19 one-hot)         |
+/// | 367        | 1    | steps taken / episode length                 |
+/// | 368..376   | 9    | machine_tensor                               |
 /// </code>
-/// Older encodings (<see cref="Positions"/>): v2 had the seed's 17 actions (5 x 17 one-hot, 357 floats); v1 had, in
-/// addition, no machine_tensor (348 floats).
+/// Older encodings (<see cref="Positions"/>), each read exactly by today's: v3 had 23 features per loop (no parallel flag)
+/// and 18 actions (5 x 18 one-hot, 362 floats); v2 had the seed's 17 actions (357 floats); v1 had, in addition, no
+/// machine_tensor (348 floats).
 /// </summary>
 public static class ObservationEncoder
 {
     /// <summary>The encoding's name, stored with every policy: a policy only reads observations of its own encoding.</summary>
-    public const string Name = "loops+strides+prev_actions+time+machine/v3";
+    public const string Name = "loops+strides+prev_actions+time+machine/v4";
 
     /// <summary>The encoding before the machine_tensor.</summary>
     public const string V1 = "loops+strides+prev_actions+time/v1";
@@ -28,18 +29,32 @@ public static class ObservationEncoder
     /// <summary>The encoding before the pack action (17 actions in the prev_actions_tensor).</summary>
     public const string V2 = "loops+strides+prev_actions+time+machine/v2";
 
+    /// <summary>The encoding before the parallel action (18 actions, 23 features per loop).</summary>
+    public const string V3 = "loops+strides+prev_actions+time+machine/v3";
+
+    /// <summary>The features per loop of the encodings before v4.</summary>
+    public const int OldLoopFeatures = 23;
+
     /// <summary>For an older encoding, the position in today's of each of its inputs (its length is the older size); null for
     /// an encoding this one cannot be read from. Inputs today's has and the older had not (the machine_tensor for v1, the
-    /// pack action's one-hot entries) have no source.</summary>
+    /// one-hot entries of the actions added since, the parallel flag of each loop) have no source.</summary>
     public static int[]? Positions(string encoder)
     {
-        bool machine = encoder == V2;
-        if (!machine && encoder != V1) return null;
-        int prev = Nest.MaxLoops * Observations.LoopFeatures + Observations.StrideBuckets, time = prev + Observations.PreviousActions * Actions.SeedCount;
+        (int Actions, bool Machine)? old = encoder switch
+        {
+            V1 => (Actions.SeedCount, false),
+            V2 => (Actions.SeedCount, true),
+            V3 => (Actions.SeedCount + 1, true),
+            _ => null,
+        };
+        if (old is not var (actions, machine)) return null;
+        int loops = Nest.MaxLoops * OldLoopFeatures, prev = loops + Observations.StrideBuckets, time = prev + Observations.PreviousActions * actions;
+        int newPrev = Nest.MaxLoops * Observations.LoopFeatures + Observations.StrideBuckets;
         var at = new int[time + 1 + (machine ? Observations.MachineFeatures : 0)];
         for (int i = 0; i < at.Length; i++)
-            at[i] = i < prev ? i
-                : i < time ? prev + (i - prev) / Actions.SeedCount * Actions.LearnedCount + (i - prev) % Actions.SeedCount
+            at[i] = i < loops ? i / OldLoopFeatures * Observations.LoopFeatures + i % OldLoopFeatures
+                : i < prev ? newPrev - Observations.StrideBuckets + (i - loops)
+                : i < time ? newPrev + (i - prev) / actions * Actions.LearnedCount + (i - prev) % actions
                 : i == time ? MachineOffset - 1
                 : MachineOffset + (i - time - 1);
         return at;

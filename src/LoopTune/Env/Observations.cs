@@ -18,6 +18,7 @@ namespace LoopTune.Env;
 ///  7..22 strides   histogram over the three accesses of the step one iteration of this loop moves each tensor
 ///                  (in a packed input's layout when it is packed, <see cref="Layout"/>):
 ///                  bucket 0 = does not move, bucket b = 1 + ceil(log2(stride in elements)), capped at 15; sums to 1
+/// 23 parallel      1 if annotated parallel (its iterations divided among the threads)
 /// </code>
 /// <para><b>stride_tensor</b>: <see cref="StrideBuckets"/> floats: how often memory is stepped at each power-of-two stride,
 /// over all loops and accesses, weighted by how many times the loop advances; same buckets (capped at 31); sums to 1.</para>
@@ -39,7 +40,7 @@ namespace LoopTune.Env;
 /// </summary>
 public static class Observations
 {
-    public const int LoopFeatures = 23, StrideHistogram = 16, StrideBuckets = 32, PreviousActions = 5, MachineFeatures = 9;
+    public const int LoopFeatures = 24, StrideHistogram = 16, StrideBuckets = 32, PreviousActions = 5, MachineFeatures = 9;
 
     /// <summary>The machine_tensor of <paramref name="m"/>: [MachineFeatures] (an unknown cache is 0).</summary>
     public static float[] MachineTensor(Measure.MachineInfo m)
@@ -71,6 +72,7 @@ public static class Observations
             row[6] = i / (float)(Nest.MaxLoops - 1);
             for (int t = 0; t < tensors.Length; t++)
                 row[7 + Bucket(strides[t][i], StrideHistogram - 1)] += 1f / tensors.Length;
+            row[7 + StrideHistogram] = l.IsParallel ? 1 : 0;
         }
         return x;
     }

@@ -14,9 +14,8 @@ public readonly record struct LoopAction(int Id, ActionKind Kind, int Factor, st
 /// <summary>
 /// The action vocabulary, built once. Ids are positions in <see cref="All"/> and never change:
 /// up, down, swap_up, swap_down, split_2 ... split_1024, merge, unroll, vectorize (the seed's 17), then pack, then parallel
-/// (new actions go at the end). The learned action spaces, the observation and the shipped policies know the first
-/// <see cref="LearnedCount"/>: parallel is a schedule-language action (<c>Transforms</c>, <c>Nest.Parse</c>,
-/// <c>looptune run</c>) that no search or policy takes yet.
+/// (new actions go at the end). The learned action spaces and the observation know the first <see cref="LearnedCount"/>,
+/// all of them since parallel joined (a policy saved before it is read with its old ids kept, <c>Policy.Load</c>).
 /// </summary>
 public static class Actions
 {
@@ -28,10 +27,10 @@ public static class Actions
     /// <summary>The seed's actions: the first ids of the table (ids 0 to SeedCount - 1); the ones added since follow.</summary>
     public const int SeedCount = 17;
 
-    /// <summary>The actions the environment's spaces, the observation's prev_actions_tensor and the shipped policies know:
-    /// ids 0 to LearnedCount - 1 (the seed's and pack). Those added since (parallel) are left out of them, so that the
-    /// policies trained on 18 actions keep their inputs and outputs.</summary>
-    public const int LearnedCount = 18;
+    /// <summary>The actions the environment's spaces and the observation's prev_actions_tensor know: ids 0 to
+    /// LearnedCount - 1, the seed's, pack and parallel (19 since parallel was learned; policies saved with 18 are read with
+    /// their old ids where they were).</summary>
+    public const int LearnedCount = 19;
 
     static ImmutableArray<LoopAction> Build()
     {

@@ -36,6 +36,7 @@ public abstract class ScheduleError(Nest nest, LoopAction action, Rule rule, str
             Rule.ParallelReduction => new ParallelReductionError(n, a),
             Rule.SecondParallel => new SecondParallelError(n, a),
             Rule.ParallelInsideSpelledOut => new ParallelInsideSpelledOutError(n, a),
+            Rule.OneThread => new OneThreadParallelError(n, a),
             _ => throw new ArgumentOutOfRangeException(nameof(rule)),
         };
     }
@@ -90,6 +91,9 @@ public sealed class ParallelReductionError(Nest n, LoopAction a)
 
 public sealed class SecondParallelError(Nest n, LoopAction a)
     : ScheduleError(n, a, Rule.SecondParallel, $"loop {n.LoopName(n.ParallelLoop)} (position {n.ParallelLoop}) is parallel already; a nest has at most one parallel loop");
+
+public sealed class OneThreadParallelError(Nest n, LoopAction a)
+    : ScheduleError(n, a, Rule.OneThread, "the kernels run on one thread (--threads 1), where a parallel loop changes nothing; searches and policies take parallel only at more threads");
 
 public sealed class ParallelInsideSpelledOutError(Nest n, LoopAction a)
     : ScheduleError(n, a, Rule.ParallelInsideSpelledOut, a.Kind switch

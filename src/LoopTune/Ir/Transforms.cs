@@ -37,6 +37,9 @@ public enum Rule : byte
     /// <summary>An action that would leave the parallel loop inside an unrolled or vectorized loop: parallel under one,
     /// unroll of a loop around the parallel one, a swap that puts an unrolled loop around it.</summary>
     ParallelInsideSpelledOut,
+    /// <summary>parallel taken by a search or policy whose kernels run on one thread: a rule of the learned spaces
+    /// (<c>Env.Moves.Enabled</c>), not of the nest, so <see cref="Transforms.Check"/> never returns it.</summary>
+    OneThread,
 }
 
 /// <summary>

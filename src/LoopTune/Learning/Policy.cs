@@ -125,7 +125,7 @@ public sealed class Policy
         }
         if (shape.Kind is null || shape.Activation is null || shape.Hidden is null || shape.Observations <= 0 || shape.Actions <= 0 || shape.Hidden.Any(h => h <= 0))
             throw new PolicyError($"policy {path}: its network shape '{shapeJson}' lacks a field or has a size that is not positive");
-        if ((encoder == ObservationEncoder.V2 || (encoder == EncoderV1 && upgrade)) && ObservationEncoder.Positions(encoder) is { } at && shape.Observations == at.Length)
+        if ((encoder is ObservationEncoder.V2 or ObservationEncoder.V3 || (encoder == EncoderV1 && upgrade)) && ObservationEncoder.Positions(encoder) is { } at && shape.Observations == at.Length)
         {
             (tensors, shape) = (Upgrade(tensors, shape, at), shape with { Observations = ObservationEncoder.Size });
             meta = new Dictionary<string, string>(meta) { [Prefix + "encoder"] = ObservationEncoder.Name, [Prefix + "upgraded_from"] = encoder };
@@ -136,9 +136,11 @@ public sealed class Policy
         ActionSpace space;
         try { space = ActionSpace.Get(meta.GetValueOrDefault(Prefix + "action_space", "cursor")); }
         catch (LoopTuneException e) { throw new PolicyError($"policy {path}: {e.Message}", e); }
-        if (shape.Actions < space.Count && shape.Actions % Nest.MaxLoops == 0 && space.LoopOf(0) is not null && shape.Actions / Nest.MaxLoops < space.PerLoop)
+        bool loops = space.LoopOf(0) is not null;
+        if (shape.Actions < space.Count && (loops ? shape.Actions % Nest.MaxLoops == 0 && shape.Actions / Nest.MaxLoops < space.PerLoop : shape.Actions >= Actions.SeedCount))
         {
-            meta = new Dictionary<string, string>(meta) { [Prefix + "upgraded_actions_from"] = (shape.Actions / Nest.MaxLoops).ToString(CultureInfo.InvariantCulture) + " per loop" };
+            string from = loops ? (shape.Actions / Nest.MaxLoops).ToString(CultureInfo.InvariantCulture) + " per loop" : shape.Actions.ToString(CultureInfo.InvariantCulture);
+            meta = new Dictionary<string, string>(meta) { [Prefix + "upgraded_actions_from"] = from };
             (tensors, shape) = (Widen(tensors, shape, space), shape with { Actions = space.Count });
         }
         if (shape.Observations != ObservationEncoder.Size || shape.Actions != space.Count)
@@ -165,12 +167,14 @@ public sealed class Policy
         }),
     ];
 
-    /// <summary>A network for a loop space with fewer edits per loop (the tile space before its block macros) widened to
-    /// <paramref name="space"/>: each old edit keeps its output column at its new id, and every new edit gets zero weights
-    /// and the mean bias of the old edits, so the old edits keep their order and the new ones start level.</summary>
+    /// <summary>A network for a space with fewer edits (per loop in a loop space: the tile space before its block macros or
+    /// before parallel; the cursor space before parallel) widened to <paramref name="space"/>: each old edit keeps its
+    /// output column at its new id, and every new edit gets zero weights and the mean bias of the old edits, so the old
+    /// edits keep their order and the new ones start level.</summary>
     static IReadOnlyList<NamedTensor> Widen(IReadOnlyList<NamedTensor> tensors, NetworkShape shape, ActionSpace space)
     {
-        int oldPer = shape.Actions / Nest.MaxLoops, newPer = space.PerLoop;
+        bool loops = space.LoopOf(0) is not null;
+        int oldPer = loops ? shape.Actions / Nest.MaxLoops : shape.Actions, newPer = loops ? space.PerLoop : space.Count;
         NamedTensor Remap(NamedTensor t, int offset)
         {
             // a tensor other than the metadata's shape says is left for LoadInto to name

@@ -4,7 +4,7 @@ using LoopTune.Ir;
 namespace LoopTune.Tests.Ir;
 
 /// <summary>The parallel annotation: its compact form, its rules from the action and from <see cref="Nest.Parse"/>, and
-/// that the learned action spaces do not see it.</summary>
+/// that the learned action spaces take it above one thread.</summary>
 public class ParallelRuleTests
 {
     static readonly LoopAction Parallel = Actions.Get("parallel");
@@ -79,17 +79,45 @@ public class ParallelRuleTests
         Assert.Throws<NestFormatError>(() => new Nest(c, [new Loop(0, 8), new Loop(1, 8), new Loop(2, 8, 0, Annotation.Parallel)], 0));
     }
 
-    /// <summary>The shipped policies were trained on 18 actions: the spaces, the searches' moves and the observation stay
-    /// as they were.</summary>
+    /// <summary>parallel is the learned spaces' last action: at one thread no space, move or mask offers it (it would
+    /// change no kernel); at two, every space does where its rules allow, and the observation shows it.</summary>
     [Fact]
-    public void The_learned_spaces_and_the_observation_leave_parallel_out()
+    public void The_learned_spaces_take_parallel_only_above_one_thread_and_the_observation_shows_it()
     {
-        Assert.Equal(Actions.LearnedCount, Parallel.Id);
+        Assert.Equal(Actions.LearnedCount - 1, Parallel.Id);
         Assert.Equal(Actions.LearnedCount, ActionSpace.Cursor.Count);
-        Assert.DoesNotContain(Parallel, Moves.KernelActions);
-        Assert.Equal(362, ObservationEncoder.Size);
-        var nest = Nest.Initial(Computation.Parse("mm 8 8 8"));
-        Assert.Equal(ActionSpace.Cursor.Count, ActionSpace.Cursor.Mask(nest).Length);
-        Assert.DoesNotContain(Enumerable.Range(0, ActionSpace.Loop.Count), id => ActionSpace.Loop.Describe(id).StartsWith("parallel", StringComparison.Ordinal));
+        Assert.Contains(Parallel, Moves.KernelActions);
+        Assert.Equal(377, ObservationEncoder.Size);
+        var nest = N("mm 64 32 16", ">m:64 n:32 k:16");
+        ActionSpace[] spaces = [ActionSpace.Cursor, ActionSpace.Loop, ActionSpace.Tile];
+        IEnumerable<int> Parallels(ActionSpace s) => Enumerable.Range(0, s.Count).Where(id => s.Describe(id).StartsWith("parallel", StringComparison.Ordinal));
+        foreach (var s in spaces)
+        {
+            Assert.NotEmpty(Parallels(s));
+            Assert.DoesNotContain(Parallels(s), id => s.Mask(nest)[id] || s.TryApply(nest, id) is not null);
+            Assert.DoesNotContain(s.Expand(nest), m => m.Actions[^1] == Parallel);
+        }
+        Assert.DoesNotContain(Moves.All(nest), m => m.Action == Parallel);
+
+        var cores = LoopTune.Affinity.ProcessCores();
+        if (cores.Count < 2) return;
+        LoopTune.Jit.RunThreads.Use(2);
+        try
+        {
+            foreach (var s in spaces) Assert.Contains(Parallels(s), id => s.Mask(nest)[id]);
+            var tile = ActionSpace.Tile;
+            Assert.True(tile.Mask(nest)[tile.Parse("parallel@1")]);
+            Assert.False(tile.Mask(nest)[tile.Parse("parallel@2")]); // k is a reduction
+            var (actions, result) = tile.Apply(nest, tile.Parse("parallel@1"));
+            Assert.Equal("m:64 >n:32p k:16", result.Serialize());
+            Assert.Equal(["down", "parallel"], actions.Select(a => a.Name));
+            Assert.DoesNotContain(Parallels(tile), id => tile.Mask(result)[id] && tile.Describe(id) != "parallel@1"); // one per nest
+            var loops = Observations.LoopsTensor(result);
+            Assert.Equal([0f, 1f, 0f], Enumerable.Range(0, 3).Select(i => loops[i * Observations.LoopFeatures + Observations.LoopFeatures - 1]));
+            var o = new Observation(result, default, actions);
+            Assert.Equal(1f, o.PrevActionsTensor[Parallel.Id]);
+            Assert.Contains(Moves.All(nest), m => m.Action == Parallel);
+        }
+        finally { LoopTune.Jit.RunThreads.Use(1); }
     }
 }

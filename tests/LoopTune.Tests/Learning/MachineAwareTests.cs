@@ -23,6 +23,15 @@ public sealed class MachineAwareTests
     static Policy TilePolicy(int seed, int episodeLength = 4) =>
         Policy.FromNetwork(Net.Create(new NetworkShape("dqn", ObservationEncoder.Size, ActionSpace.Tile.Count, [16, 16], "relu", true), new Random(seed)), episodeLength, ActionSpace.Tile);
 
+    /// <summary>Saves <paramref name="net"/> as a tile-space policy file of observation encoding <paramref name="encoder"/>
+    /// (an older one's, written as the LoopTune of that time wrote it).</summary>
+    static void SaveTile(string path, IPolicyNetwork net, string encoder) =>
+        SafeTensors.Save(path, SafeTensors.FromParameters(net.Parameters), new Dictionary<string, string>
+        {
+            ["looptune.format"] = "looptune-policy/1", ["looptune.shape"] = System.Text.Json.JsonSerializer.Serialize(net.Shape),
+            ["looptune.encoder"] = encoder, ["looptune.episode_length"] = "10", ["looptune.action_space"] = "tile",
+        });
+
     [Fact]
     public void The_observation_ends_with_the_machine_tensor_of_the_environment()
     {
@@ -45,11 +54,7 @@ public sealed class MachineAwareTests
         Assert.Equal(348, v1);
         var old = Net.Create(new NetworkShape("dqn", v1, ActionSpace.Tile.Count, [16, 16], "relu", true), new Random(3));
         var path = temp["v1.safetensors"];
-        SafeTensors.Save(path, SafeTensors.FromParameters(old.Parameters), new Dictionary<string, string>
-        {
-            ["looptune.format"] = "looptune-policy/1", ["looptune.shape"] = System.Text.Json.JsonSerializer.Serialize(old.Shape),
-            ["looptune.encoder"] = Policy.EncoderV1, ["looptune.episode_length"] = "10", ["looptune.action_space"] = "tile",
-        });
+        SaveTile(path, old, Policy.EncoderV1);
         var refused = Assert.Throws<PolicyError>(() => Policy.Load(path));
         Assert.Contains(Policy.EncoderV1, refused.Message);
         Assert.Contains("train --init", refused.Message);
@@ -74,28 +79,68 @@ public sealed class MachineAwareTests
         Assert.Contains($"{ObservationEncoder.Size + 1} inputs", Assert.Throws<PolicyError>(() => Policy.Load(wide)).Message);
     }
 
+    /// <summary>A policy of an older <paramref name="encoder"/> (<paramref name="inputs"/> floats, <paramref name="actions"/>
+    /// outputs) saved and read again, with today's observation after a vectorize, in which the old network read the
+    /// vectorize one-hot at its old place.</summary>
+    static (int[] At, IPolicyNetwork Old, Policy Upgraded, float[] X) Upgraded(TempFolder temp, string encoder, int inputs, int actions, int seed)
+    {
+        var at = ObservationEncoder.Positions(encoder)!;
+        Assert.Equal(inputs, at.Length);
+        Assert.Equal(at.Length, at.Distinct().Count());
+        var old = Net.Create(new NetworkShape("dqn", at.Length, actions, [16, 16], "relu", true), new Random(seed));
+        var path = temp[$"{seed}.safetensors"];
+        SaveTile(path, old, encoder);
+        var upgraded = Policy.Load(path);
+        Assert.Equal(encoder, upgraded.Metadata["looptune.upgraded_from"]);
+        var nest = Transforms.ApplyAll(Nest.Initial(Computation.Parse("mm 64 64 64")), Actions.ParseList("down,down,vectorize"));
+        var x = ObservationEncoder.Encode(new Observation(nest, default, Actions.ParseList("down,down,vectorize")), 3, 10);
+        Assert.Equal(1, x[at[Nest.MaxLoops * ObservationEncoder.OldLoopFeatures + Observations.StrideBuckets + Actions.Get("vectorize").Id]]);
+        Assert.Equal(1, x[at[2 * ObservationEncoder.OldLoopFeatures + 5]]); // the third loop's vectorized flag
+        return (at, old, upgraded, x);
+    }
+
     [Fact]
     public void A_policy_from_before_the_pack_action_is_read_as_it_was()
     {
         using var temp = new TempFolder();
-        var at = ObservationEncoder.Positions(ObservationEncoder.V2)!;
-        Assert.Equal(357, at.Length);
-        Assert.Equal(at.Length, at.Distinct().Count());
-        var old = Net.Create(new NetworkShape("dqn", at.Length, ActionSpace.Tile.Count, [16, 16], "relu", true), new Random(8));
-        var path = temp["v2.safetensors"];
-        SafeTensors.Save(path, SafeTensors.FromParameters(old.Parameters), new Dictionary<string, string>
-        {
-            ["looptune.format"] = "looptune-policy/1", ["looptune.shape"] = System.Text.Json.JsonSerializer.Serialize(old.Shape),
-            ["looptune.encoder"] = ObservationEncoder.V2, ["looptune.episode_length"] = "10", ["looptune.action_space"] = "tile",
-        });
-        var upgraded = Policy.Load(path);
-        Assert.Equal(ObservationEncoder.V2, upgraded.Metadata["looptune.upgraded_from"]);
-        // a real observation after a vectorize: the old network read the same one-hot at the old place
-        var nest = Transforms.ApplyAll(Nest.Initial(Computation.Parse("mm 64 64 64")), Actions.ParseList("down,down,vectorize"));
-        var o = new Observation(nest, default, Actions.ParseList("down,down,vectorize"));
-        var x = ObservationEncoder.Encode(o, 3, 10);
-        Assert.Equal(1, x[at[Nest.MaxLoops * Observations.LoopFeatures + Observations.StrideBuckets + Actions.Get("vectorize").Id]]);
+        var (at, old, upgraded, x) = Upgraded(temp, ObservationEncoder.V2, 357, ActionSpace.Tile.Count, 8);
         Assert.Equal(old.Scores(Net.Row([.. at.Select(i => x[i])])).Row(0).ToArray(), upgraded.Network.Scores(Net.Row(x)).Row(0).ToArray());
+    }
+
+    /// <summary>A v3 policy (before parallel: 23 features per loop, 18 actions, 290 tile ids) reads today's observation as
+    /// it read its own, and keeps its scores of the old ids; parallel@i starts level with the mean.</summary>
+    [Fact]
+    public void A_policy_from_before_the_parallel_action_is_read_as_it_was()
+    {
+        using var temp = new TempFolder();
+        int oldPer = ActionSpace.Tile.PerLoop - 1, oldCount = Nest.MaxLoops * oldPer;
+        var (at, old, upgraded, x) = Upgraded(temp, ObservationEncoder.V3, 362, oldCount, 11);
+        Assert.Equal($"{oldPer} per loop", upgraded.Metadata["looptune.upgraded_actions_from"]);
+        var before = old.Scores(Net.Row([.. at.Select(i => x[i])])).Row(0).ToArray();
+        var after = upgraded.Network.Scores(Net.Row(x)).Row(0).ToArray();
+        int NewId(int oldId) => oldId / oldPer * ActionSpace.Tile.PerLoop + oldId % oldPer;
+        for (int a = 1; a < oldCount; a++) Assert.Equal(before[a] - before[0], after[NewId(a)] - after[NewId(0)], 4);
+        // the parallel flags, new inputs, weigh nothing
+        x[Observations.LoopFeatures - 1] = 1;
+        Assert.Equal(after, upgraded.Network.Scores(Net.Row(x)).Row(0).ToArray());
+    }
+
+    /// <summary>A cursor-space policy of 18 actions gets parallel as its 19th.</summary>
+    [Fact]
+    public void A_cursor_policy_from_before_the_parallel_action_keeps_its_actions()
+    {
+        using var temp = new TempFolder();
+        var old = Net.Create(new NetworkShape("ppo", ObservationEncoder.Size, Actions.LearnedCount - 1, [8], "relu", true), new Random(12));
+        var path = temp["cursor18.safetensors"];
+        Policy.Save(path, old, 10, space: ActionSpace.Cursor);
+        var widened = Policy.Load(path);
+        Assert.Equal(Actions.LearnedCount, widened.Shape.Actions);
+        Assert.Equal("18", widened.Metadata["looptune.upgraded_actions_from"]);
+        var rng = new Random(13);
+        var x = Enumerable.Range(0, ObservationEncoder.Size).Select(_ => (float)rng.NextDouble()).ToArray();
+        var before = old.Scores(Net.Row(x)).Row(0).ToArray();
+        var after = widened.Network.Scores(Net.Row(x)).Row(0).ToArray();
+        for (int a = 1; a < before.Length; a++) Assert.Equal(before[a] - before[0], after[a] - after[0], 4);
     }
 
     [Theory]
@@ -110,11 +155,7 @@ public sealed class MachineAwareTests
         foreach (var p in old.Parameters.Where(p => p.Name.EndsWith("out.bias", StringComparison.Ordinal)))
             for (int i = 0; i < p.Value.Length; i++) p.Value[i] = i % 7 * 0.1f;
         var path = temp["tile25.safetensors"];
-        SafeTensors.Save(path, SafeTensors.FromParameters(old.Parameters), new Dictionary<string, string>
-        {
-            ["looptune.format"] = "looptune-policy/1", ["looptune.shape"] = System.Text.Json.JsonSerializer.Serialize(old.Shape),
-            ["looptune.encoder"] = ObservationEncoder.Name, ["looptune.episode_length"] = "10", ["looptune.action_space"] = "tile",
-        });
+        SaveTile(path, old, ObservationEncoder.Name);
         var widened = Policy.Load(path);
         Assert.Equal(ActionSpace.Tile.Count, widened.Shape.Actions);
         Assert.Equal($"{oldPer} per loop", widened.Metadata["looptune.upgraded_actions_from"]);

@@ -116,8 +116,8 @@ public class ActionSpaceTests
             for (int step = 0; step < 8; step++)
             {
                 var mask = ActionSpace.Loop.Mask(nest);
-                int seed = Moves.KernelActions.Length - 1; // the seed's kernel actions; pack is the last edit of a loop
-                Assert.Equal(Nest.MaxLoops * (seed + 3), mask.Length);
+                int seed = Moves.KernelActions.Length - 2; // the seed's kernel actions; pack and parallel are the last edits of a loop
+                Assert.Equal(Nest.MaxLoops * (seed + 4), mask.Length);
                 for (int id = 0; id < mask.Length; id++)
                 {
                     if (!mask[id])
@@ -129,10 +129,11 @@ public class ActionSpaceTests
                     var (actions, result) = ActionSpace.Loop.Apply(nest, id);
                     Assert.Equal(result.ScheduleKey, Transforms.ApplyAll(nest, actions).ScheduleKey); // legal, else ApplyAll throws
                     Assert.NotEqual(nest.ScheduleKey, result.ScheduleKey);
-                    int per = seed + 3, k = id % per;
+                    int per = seed + 4, k = id % per;
+                    Assert.NotEqual(per - 1, k); // parallel: never at one thread
                     var walked = Transforms.ApplyAll(nest, actions.TakeWhile(a => a.Kind is ActionKind.Up or ActionKind.Down));
                     Assert.Equal(id / per, walked.Cursor); // the edit happens at the loop the id names
-                    if (k == per - 1) Assert.Equal("pack", actions[^1].Name);
+                    if (k == per - 2) Assert.Equal("pack", actions[^1].Name);
                     else if (k >= seed)
                     {
                         // sink / hoist: repeated swaps of that loop, as far as the rules allow
