@@ -282,6 +282,18 @@ public sealed class ConvOp : ContractionOp
         });
     }
 
+    /// <summary>Runs the node as <see cref="ContractionOp.Run(Kernel, IReadOnlyDictionary{string, float[]}, float[], Epilogue)"/>
+    /// does, but leaves its output in the kernel's blocked layout, <c>[N, F/E, OH, OW, E]</c>, with no write-back into
+    /// <paramref name="output"/> (which it leaves as it was): what a MaxPool that is the only reader reads next
+    /// (<see cref="Pool2d.RunBlocked"/>), as ONNX Runtime keeps its NCHWc layout between the two. Returns the array,
+    /// where its data start, and E. Only the <see cref="ConvLowering.Blocked"/> lowering.</summary>
+    public (float[] Blocked, int Start, int Block) RunBlocked(Kernel kernel, IReadOnlyDictionary<string, float[]> feeds, float[] output)
+    {
+        if (Lowering != ConvLowering.Blocked) throw new InvalidOperationException($"{Node} is lowered {Lowering}: only a blocked lowering leaves its output blocked");
+        RunKernel(kernel, feeds, output);
+        return (blocked!, AlignedStart(blocked!), block);
+    }
+
     /// <summary>The bias, or the blocked kernel's output written back, covers every float of the node's output.</summary>
     protected override bool OverwritesOutput => Lowering == ConvLowering.Blocked || bias is not null;
 

@@ -74,6 +74,16 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     /// the output, done where the op writes it (<see cref="Finish(float[], Func{string, float[]}, Epilogue)"/>).</summary>
     public void Run(Kernel kernel, IReadOnlyDictionary<string, float[]> feeds, float[] output, Epilogue epilogue)
     {
+        ArgumentNullException.ThrowIfNull(output);
+        if (epilogue.Residual is { } r && r.Length != output.Length) throw new ArgumentException($"the residual holds {r.Length} floats, the output {output.Length}");
+        Finish(output, RunKernel(kernel, feeds, output), epilogue);
+    }
+
+    /// <summary>All of <see cref="Run(Kernel, IReadOnlyDictionary{string, float[]}, float[], Epilogue)"/> but
+    /// <see cref="Finish(float[], Func{string, float[]}, Epilogue)"/>: the checks, the output's initial value, the operands
+    /// made, the kernel run; returns how the node's inputs are read.</summary>
+    protected Func<string, float[]> RunKernel(Kernel kernel, IReadOnlyDictionary<string, float[]> feeds, float[] output)
+    {
         ArgumentNullException.ThrowIfNull(kernel);
         ArgumentNullException.ThrowIfNull(feeds);
         ArgumentNullException.ThrowIfNull(output);
@@ -81,14 +91,13 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
             throw new ArgumentException($"the kernel computes {kernel.Computation.Text}, not {Contraction.Text}");
         if (kernel.Fraction != 1) throw new ArgumentException("the kernel is a slice of the contraction");
         if (output.Length != Contraction.Output.Length) throw new ArgumentException($"the output holds {output.Length} floats, not {Contraction.Output.Length}");
-        if (epilogue.Residual is { } r && r.Length != output.Length) throw new ArgumentException($"the residual holds {r.Length} floats, the output {output.Length}");
         Threads = kernel.Threads;
         if (!OverwritesOutput) Array.Clear(output);
         Func<string, float[]> value = name => feeds.TryGetValue(name, out var v) ? v : Constant(name) ?? throw new ArgumentException($"no value for {name}: feed it");
         var (left, right) = Prepare(output, value);
         var (o, l, r2) = (KernelOutput(output), Readable(left, Contraction.Left.Length, kernel.ReadsPast), Readable(right, Contraction.Right.Length, kernel.ReadsPast));
         kernel.Run(o.AsSpan(StartOf(o)), l.AsSpan(StartOf(l)), r2.AsSpan(StartOf(r2)));
-        Finish(output, value, epilogue);
+        return value;
     }
 
     /// <summary>The threads of the kernel of the run under way: the work around it (<see cref="Prepare"/>,

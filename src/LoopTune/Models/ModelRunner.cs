@@ -20,7 +20,8 @@ public sealed record FoldCheck(string Conv, string BatchNorm, double MaxError, d
 /// from the folded constants, <see cref="ContractionOp.LowerAgain"/>, run with the same kernel, and checked:
 /// <see cref="Folds"/>), any other runs as a per-channel affine map; an Add of a same-shaped value made earlier and a Relu
 /// that are the only readers of a contraction's output run in its epilogue, on its output while it is in cache (as ONNX
-/// Runtime fuses them); other Relu, Add/Sub/Mul/Div (broadcasting),
+/// Runtime fuses them); a MaxPool that is the only reader of a blocked convolution's output (after a Relu or not) pools
+/// the kernel's blocked layout itself (<see cref="BlockedPool"/>); other Relu, Add/Sub/Mul/Div (broadcasting),
 /// MaxPool/AveragePool (2-d), GlobalAveragePool run in plain vectorised C# (<see cref="ElementwiseOps"/>,
 /// <see cref="Broadcast"/>, <see cref="Pool2d"/>); Flatten, Reshape, Identity and Dropout share their input's array.
 /// Any other node is refused (<see cref="Unsupported"/>).
@@ -207,9 +208,31 @@ public sealed class ModelRunner
             output = relu.Outputs[0];
             fused.Add(relu);
         }
+        if (residual is null && op is ConvOp { Lowering: ConvLowering.Blocked } conv && Only(output, "MaxPool") is { } pool)
+        {
+            BlockedPool(conv, kernel, feeds, relu is not null, pool);
+            if (relu is not null) values[relu.Outputs[0]] = values[op.Node.Outputs[0]];
+            return;
+        }
         var epilogue = new Epilogue(residual, relu is not null);
         Step(op.Node.Outputs[0], y => op.Run(kernel, feeds, y, epilogue), op.Node);
         foreach (var n in new[] { add, relu }.OfType<OnnxNode>()) values[n.Outputs[0]] = values[op.Node.Outputs[0]];
+    }
+
+    /// <summary>A blocked convolution (<see cref="ConvLowering.Blocked"/>) whose only reader, after a Relu or none, is a
+    /// MaxPool: the convolution leaves its output in its kernel's layout (<see cref="ConvOp.RunBlocked"/>) and the pool
+    /// reads that, with the Relu done on the pooled pixels (<see cref="Pool2d.RunBlocked"/>): no write-back of the
+    /// convolution's output into NCHW, which nothing else reads (ResNet's stem: 3.2 MB written and read again).</summary>
+    void BlockedPool(ConvOp conv, Kernel kernel, Dictionary<string, float[]> feeds, bool relu, OnnxNode pool)
+    {
+        var x = shapes.Of(pool.Inputs[0])!.Value;
+        var y = Allocate(conv.Node.Outputs[0]); // the node's output in NCHW: never written, never read
+        (float[] Array, int Start, int Block) made = ([], 0, 1);
+        steps.Add((conv.Node.Name, conv.Node.OpType, () => made = conv.RunBlocked(kernel, feeds, y)));
+        var p = new Pool2d(true, Window.Of(pool, x[2..], null), false, x[2], x[3]);
+        int planes = checked((int)(x[0] * x[1]));
+        Step(pool.Outputs[0], z => p.RunBlocked(made.Array, made.Start, planes / made.Block, made.Block, z, relu, threads), pool);
+        fused.Add(pool);
     }
 
     /// <summary>The node of type <paramref name="op"/> that is the only reader of <paramref name="value"/> (no graph output),

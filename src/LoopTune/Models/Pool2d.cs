@@ -1,5 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using LoopTune.Jit;
 
 namespace LoopTune.Models;
@@ -45,6 +47,75 @@ public sealed class Pool2d
     {
         if (scratch.Length < threads) scratch = [.. Enumerable.Range(0, threads).Select(_ => (new float[w], new float[w]))];
         TeamWork.For(threads, x.Length / (h * w), 1, (part, start, end) => Planes(x, y, start, end, scratch[part].Row, scratch[part].Slide));
+    }
+
+    /// <summary>A max pool of x in a blocked layout, <c>[G, h, w, E]</c> from element <paramref name="start"/> (a blocked
+    /// convolution's output left as its kernel wrote it, <see cref="ConvOp.RunBlocked"/>), into y in NCHW,
+    /// <c>y[E*g+e, oy, ox]</c>: each output pixel the max of its window's pixels, E channels at once in vectors, a row of
+    /// pixels at a time, then transposed into y's planes (<see cref="ConvOp.Transpose"/>). With <paramref name="relu"/>, the
+    /// pool of max(x, 0) (a Relu between the convolution and the pool): the max of a window and 0, the same numbers, on a
+    /// quarter as many. The rows of (g, oy) are split among <paramref name="threads"/> threads. Only a MaxPool (an
+    /// <see cref="InvalidOperationException"/> otherwise).</summary>
+    public void RunBlocked(float[] x, int start, int groups, int e, float[] y, bool relu, int threads = 1)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(y);
+        if (!max) throw new InvalidOperationException("only a MaxPool pools a blocked layout");
+        if ((long)start + (long)groups * h * w * e > x.Length || (long)groups * e * oh * ow != y.Length)
+            throw new ArgumentException($"x holds {x.Length - start} floats from {start} and y {y.Length}; [{groups},{h},{w},{e}] pools into {groups * e} planes of {oh}x{ow}");
+        if (blockedRows.Length < threads) blockedRows = [.. Enumerable.Range(0, threads).Select(_ => new float[ow * e])];
+        TeamWork.For(threads, groups * oh, 1, (part, first, end) =>
+        {
+            for (int row = first; row < end; row++) BlockedRow(x.AsSpan(start + row / oh * h * w * e, h * w * e), row % oh, e, relu, blockedRows[part],
+                y.AsSpan(row / oh * e * oh * ow + row % oh * ow));
+        });
+    }
+
+    /// <summary>Each thread's row of pooled pixels, [ow, E], before its transpose.</summary>
+    float[][] blockedRows = [];
+
+    /// <summary>Output row <paramref name="oy"/> of one group of <see cref="RunBlocked"/>: <paramref name="group"/> is its
+    /// [h, w, E] input, <paramref name="to"/> its first output pixel in channel plane E*g. Each vector of E channels of a
+    /// pixel is reduced over the window in a register, then stored once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void BlockedRow(ReadOnlySpan<float> group, int oy, int e, bool relu, float[] row, Span<float> to)
+    {
+        int y0 = oy * sh - top, first = Math.Max(y0, 0), last = Math.Min(y0 + kh, h);
+        ref float x = ref MemoryMarshal.GetReference(group);
+        ref float r = ref MemoryMarshal.GetArrayDataReference(row);
+        bool wide = Vector512.IsHardwareAccelerated && e % Vector512<float>.Count == 0, half = !wide && e % Vector256<float>.Count == 0;
+        for (int ox = 0; ox < ow; ox++)
+        {
+            int x0 = ox * sw - left, from = Math.Max(x0, 0), until = Math.Min(x0 + kw, w);
+            // a window the padding covers whole gives the lowest float, as Run does (the Relu came before the pool)
+            float start = relu && first < last && from < until ? 0 : float.MinValue;
+            nuint at = (nuint)(ox * e);
+            if (wide)
+                for (int i = 0; i < e; i += Vector512<float>.Count)
+                {
+                    var acc = Vector512.Create(start);
+                    for (int yy = first; yy < last; yy++)
+                        for (int xx = from; xx < until; xx++) acc = Vector512.Max(acc, Vector512.LoadUnsafe(ref x, (nuint)((yy * w + xx) * e + i)));
+                    acc.StoreUnsafe(ref r, at + (nuint)i);
+                }
+            else if (half)
+                for (int i = 0; i < e; i += Vector256<float>.Count)
+                {
+                    var acc = Vector256.Create(start);
+                    for (int yy = first; yy < last; yy++)
+                        for (int xx = from; xx < until; xx++) acc = Vector256.Max(acc, Vector256.LoadUnsafe(ref x, (nuint)((yy * w + xx) * e + i)));
+                    acc.StoreUnsafe(ref r, at + (nuint)i);
+                }
+            else
+                for (int i = 0; i < e; i++)
+                {
+                    float acc = start;
+                    for (int yy = first; yy < last; yy++)
+                        for (int xx = from; xx < until; xx++) acc = Math.Max(acc, group[(yy * w + xx) * e + i]);
+                    row[ox * e + i] = acc;
+                }
+        }
+        ConvOp.Transpose(row, ow, e, to, oh * ow);
     }
 
     /// <summary>Planes [start, end) of <see cref="Run"/>.</summary>

@@ -146,6 +146,38 @@ public class ElementwiseOpsTests
         AssertClose(want, y);
     }
 
+    /// <summary>A max pool of a blocked layout, [G, h, w, E], against the pool of the same values in NCHW: E of 4 (one
+    /// channel at a time), 8 (256-bit vectors) and 16 or 32 (512-bit ones where the machine has them), with and without the
+    /// Relu before it, on 1 and 3 threads.</summary>
+    [Theory]
+    [InlineData(4, false, 1)]
+    [InlineData(8, true, 1)]
+    [InlineData(16, false, 3)]
+    [InlineData(32, true, 1)]
+    public void A_max_pool_of_a_blocked_layout_is_the_pool_of_its_planes(int e, bool relu, int threads)
+    {
+        const int groups = 3, h = 11, w = 10;
+        int[] pads = [1, 0, 2, 1];
+        var window = new Window([3, 3], [2, 2], [1, 1], [pads[0], pads[1]], [pads[2], pads[3]], false);
+        var pool = new Pool2d(true, window, false, h, w);
+        var blocked = Random(5 + groups * h * w * e, e); // from element 5, as an aligned array's data start anywhere
+        var planes = new float[groups * e * h * w]; // NCHW: plane E*g+c holds blocked[g, y, x, c], after the Relu
+        for (int g = 0; g < groups; g++)
+            for (int i = 0; i < h * w; i++)
+                for (int c = 0; c < e; c++)
+                {
+                    float v = blocked[5 + (g * h * w + i) * e + c];
+                    planes[(g * e + c) * h * w + i] = relu ? Math.Max(v, 0) : v;
+                }
+        var want = new float[groups * e * pool.Output.Rows * pool.Output.Columns];
+        pool.Run(planes, want);
+        var got = new float[want.Length];
+        pool.RunBlocked(blocked, 5, groups, e, got, relu, threads);
+        Assert.Equal(want, got);
+        Assert.Throws<InvalidOperationException>(() => new Pool2d(false, window, false, h, w).RunBlocked(blocked, 5, groups, e, got, relu));
+        Assert.Throws<ArgumentException>(() => pool.RunBlocked(blocked, 6, groups, e, got, relu));
+    }
+
     static (Pool2d Pool, float[] X, float[] Y) RunPool(bool max, int k, int s, int[] pads, bool countPad, bool ceil, int planes, int h, int w)
     {
         var window = new Window([k, k], [s, s], [1, 1], [pads[0], pads[1]], [pads[2], pads[3]], ceil);

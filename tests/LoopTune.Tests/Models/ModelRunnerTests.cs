@@ -126,6 +126,49 @@ public class ModelRunnerTests
         Assert.Contains(runner.Value("Y"), v => v == 0);
     }
 
+    [Theory]
+    [InlineData(true, 1)]
+    [InlineData(false, 1)]
+    [InlineData(true, 3)]
+    public void A_max_pool_after_a_blocked_convolution_pools_its_blocked_output_as_onnx_runtime_computes_it(bool relu, int threads)
+    {
+        // X [1,5,12,13] -> conv (32 filters 3x3, pads 1, bias) -> [Relu] -> MaxPool 3x3/2 pads [1,1,0,0] -> Y [1,32,6,6]:
+        // the pool reads the blocked kernel's output (ResNet's stem and its pool), and the Relu is done on the pooled pixels
+        var bytes = Model(
+            [
+                Node("Conv", "conv", ["X", "W", "B"], ["C"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+                .. relu ? [Node("Relu", "relu", ["C"], ["R"])] : Array.Empty<LoopTune.Models.Onnx.NodeProto>(),
+                Node("MaxPool", "pool", [relu ? "R" : "C"], ["Y"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 1, 1, 0, 0)),
+            ],
+            [Value("X", [1, 5, 12, 13])], [Value("Y", null)],
+            [Floats("W", [32, 5, 3, 3], Random(1440, 31)), Floats("B", [32], Random(32, 32))]);
+        var model = OnnxModel.Parse(bytes, "test.onnx");
+        var shapes = ShapeInference.Infer(model);
+        var conv = model.Nodes[0];
+        var blocked = ModelLowering.Alternatives(model, shapes, conv).OfType<ConvOp>().SingleOrDefault(o => o.Lowering == ConvLowering.Blocked);
+        if (blocked is null) return; // no block of output channels divides 32 on this machine's vectors
+        var kernel = Threaded(Kernel.Compile(Nest.Initial(blocked.Contraction)), threads);
+        var runner = ModelRunner.Build(model, shapes, new Dictionary<OnnxNode, ChosenKernel> { [conv] = new(blocked, kernel) });
+        Assert.Equal(["conv", "pool"], runner.Profile(1).Select(p => p.Node));
+        var x = runner.Value("X");
+        Random(x.Length, 33).CopyTo(x);
+        var want = RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (x, [1, 5, 12, 13]) }, "Y")["Y"].Item1;
+        for (int pass = 0; pass < 2; pass++)
+        {
+            runner.Run();
+            AssertClose(want, runner.Value("Y"));
+        }
+        Assert.Equal(relu, runner.Value("Y").Any(v => v == 0) && !runner.Value("Y").Any(v => v < 0));
+        Assert.All(runner.Value("C"), v => Assert.Equal(0, v)); // no write-back: the pool read the blocked layout
+        // a MaxPool after a convolution lowered otherwise reads its NCHW output, with the same result
+        var direct = ModelLowering.Alternatives(model, shapes, conv).OfType<ConvOp>().First(o => o.Lowering == ConvLowering.Direct);
+        var plain = ModelRunner.Build(model, shapes, new Dictionary<OnnxNode, ChosenKernel> { [conv] = new(direct, Kernel.Compile(Nest.Initial(direct.Contraction))) });
+        x.CopyTo(plain.Value("X"), 0);
+        plain.Run();
+        AssertClose(want, plain.Value("Y"));
+        Assert.Contains(plain.Value("C"), v => v != 0);
+    }
+
     [Fact]
     public void A_batch_norm_whose_conv_output_is_also_read_elsewhere_runs_unfolded_as_onnx_runtime_runs_it()
     {
