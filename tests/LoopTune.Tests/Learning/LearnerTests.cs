@@ -133,6 +133,37 @@ public class LearnerTests
         Assert.True(Model(final) >= 40, $"{name}: the greedy rollout ends at {Model(final)} GFLOPS ({final.Serialize()}); start {start}, vectorized unit-stride innermost gives 40");
     }
 
+    /// <summary>At two threads the learned spaces offer parallel; a learner finds the loop where it pays most (here, by
+    /// construction, the one over n: 30 GFLOPS, over m, the outermost: 14, none: 10), which the untrained policy does not
+    /// take.</summary>
+    [Theory]
+    [InlineData("apex_dqn")]
+    [InlineData("ppo")]
+    public void Learns_which_loop_to_make_parallel_at_two_threads(string name)
+    {
+        if (LoopTune.Affinity.ProcessCores().Count < 2) return;
+        LoopTune.Jit.RunThreads.Use(2);
+        try
+        {
+            var mm = Computation.Parse("mm 64 48 32");
+            static double Speed(Nest n) => n.ParallelLoop < 0 ? 10 : n.Computation.Vars[n[n.ParallelLoop].Var] == "n" ? 30 : 14;
+            var evaluator = new FakeEvaluator(Speed);
+            var space = ActionSpace.Loop;
+            float[] machine = [.. Enumerable.Repeat(0.5f, LoopTune.Env.Observations.MachineFeatures)];
+            using var pool = new WorkerPool(WorkerPool.ChooseCores(1)); // made at two threads: its workers' masks offer parallel
+            IRlEnv Env(int w, int a) => new LoopTuneTask(evaluator, 100, [mm], 3, space, machine);
+            using ITrainer trainer = name == "apex_dqn" ? new ApexDqn(SmallDqn, pool, Env, 5) : new Ppo(SmallPpo, pool, Env, 5);
+            var policy = Policy.FromNetwork(trainer.Policy, 3, space);
+            double Greedy() => Speed(Rollout.Greedy(policy, mm, evaluator, machine: machine).Final);
+            double before = Greedy();
+            Assert.True(before < 30, $"the untrained policy already made n parallel ({before}): the test would prove nothing");
+            for (int i = 0; i < 400 && Greedy() < 30; i++) trainer.Iterate();
+            var final = Rollout.Greedy(policy, mm, evaluator, machine: machine).Final;
+            Assert.True(Speed(final) == 30, $"{name}: the greedy rollout ends at {final.Serialize()} ({Speed(final)}); n parallel gives 30");
+        }
+        finally { LoopTune.Jit.RunThreads.Use(1); }
+    }
+
     static double Model(Nest n)
     {
         var c = n.Computation;
