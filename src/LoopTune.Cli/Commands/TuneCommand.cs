@@ -57,6 +57,9 @@ static class TuneCommand
                 o["method"] = PolicyTuning.MethodOf(result, e.Nest, e.Kernel.Threads);
                 // the actions replay to the search's best; the schedule is the answer, another when a rival beat it (method)
                 o["search_schedule"] = result.Best.Serialize();
+                o["parallel"] = PolicyTuning.ParallelBy(result, e.Nest, e.Kernel.Threads) is { } by
+                    ? new JsonObject { ["loop"] = e.Nest.LoopName(e.Nest.ParallelLoop), ["position"] = e.Nest.ParallelLoop, ["by"] = by }
+                    : null;
                 o["steps"] = new JsonArray([.. result.Ids.Select(i => JsonValue.Create(pol.Space.Describe(i)))]);
                 o["action_space"] = result.Space;
                 o["policy"] = pol.Source;
@@ -105,6 +108,14 @@ static class TuneCommand
         // a rival that beat the search's best was not reached by these actions
         t.AddRow(Transforms.Parallelize(r.Best, e.Kernel.Threads).ScheduleKey == e.Nest.ScheduleKey ? "actions" : "search's actions", Markup.Escape(string.Join(",", r.Actions.Select(a => a.Name))));
         t.AddRow("schedule", Markup.Escape(e.Nest.Serialize()));
+        if (e.Kernel.Threads > 1)
+            t.AddRow("parallel", PolicyTuning.ParallelBy(r, e.Nest, e.Kernel.Threads) switch
+            {
+                null => "none: no loop may be parallel, the kernel runs on one thread",
+                var by => Markup.Escape($"loop {e.Nest.LoopName(e.Nest.ParallelLoop)} (position {e.Nest.ParallelLoop}), ") + (by == "search"
+                    ? "taken by the search (the parallel action)"
+                    : $"added by the rule: the outermost loop that keeps the {e.Kernel.Threads} threads busy (the search took no parallel action)"),
+            });
         t.AddRow("time", $"{policySeconds * 1e3:F1} ms in the policy and the search, {measureSeconds * 1e3:F1} ms measuring {r.Measured} kernel(s)");
         t.AddRow("verified", e.Verification.Passed ? "[green]yes[/]" : $"[red]NO[/]: {Markup.Escape(e.Verification.Problem ?? "")}");
         t.AddRow("speed", $"[bold]{e.Gflops:F1} GFLOPS[/]{RunCommand.Estimate(e)}, {e.FractionOfPeak:P0} of the {e.PeakGflops:F1} GFLOPS peak{RunCommand.PeakOf(e)}{(e.Kernel.Threads > 1 ? $" on {e.Kernel.Threads} threads" : "")}; unscheduled {r.BaseGflops:F1}{(r.BaseEstimated ? " (estimated from a slice)" : "")} ({e.Gflops / r.BaseGflops:F1}x)");

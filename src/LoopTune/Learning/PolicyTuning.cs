@@ -102,6 +102,18 @@ public static class PolicyTuning
         return CacheBlockedTiles.For(final.Computation, Machine.Current).Any(Is) ? $"{result.Method}, beaten by the machine's tile" : $"{result.Method}, beaten by a rival";
     }
 
+    /// <summary>Who placed the parallel loop of <paramref name="final"/> (the answer of <see cref="Tune"/> at
+    /// <paramref name="threads"/> threads): "search" when the search's best has it as an action took it (parallel is a learned
+    /// action above one thread), "rule" when <see cref="Transforms.Parallelize"/> added it to a schedule without one;
+    /// null when the answer has none (one thread, or no loop may be parallel).</summary>
+    public static string? ParallelBy(SearchResult result, Nest final, int threads)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        ArgumentNullException.ThrowIfNull(final);
+        if (final.ParallelLoop < 0) return null;
+        return result.Best.ParallelLoop >= 0 && Transforms.Parallelize(result.Best, threads).ScheduleKey == final.ScheduleKey ? "search" : "rule";
+    }
+
     /// <summary>The share of a tune's budget kept from its search for timing the rivals and the machine's tiles
     /// (<see cref="CacheBlockedTiles"/>) beside its best: a tenth, so that the whole stays within the budget where the
     /// rivals of a large problem (estimated on slices, then timed side by side on them) had added a fifth to half of it.</summary>

@@ -124,6 +124,29 @@ public sealed class ThreadsCliTests
         Assert.Equal(nest.ParallelLoop >= 0, schedule.Split(' ').Any(l => l.EndsWith('p')));
     }
 
+    /// <summary>tune says who placed the parallel loop: the search (an action) or the rule (none taken); at one thread none.</summary>
+    [Fact]
+    public void Tune_at_two_threads_says_who_placed_the_parallel_loop()
+    {
+        var (code, output, err) = Run("tune", "--spec", "mm 64 48 32", "--budget", "0", "--no-peers", "--json");
+        Assert.True(code == 0, err);
+        Assert.Null(JsonNode.Parse(output)!["parallel"]);
+        if (ThreadCountError.Max < 2) return;
+        (code, output, err) = Run("tune", "--spec", "mm 64 48 32", "--budget", "0", "--no-peers", "--threads", "2", "--json");
+        Assert.True(code == 0, err);
+        var json = JsonNode.Parse(output)!;
+        var schedule = json["schedule"]!.GetValue<string>();
+        var nest = Nest.Parse(Computation.Parse("mm 64 48 32"), schedule.Contains('>') ? schedule : ">" + schedule);
+        var parallel = json["parallel"]!;
+        Assert.Equal(nest.ParallelLoop, parallel["position"]!.GetValue<int>());
+        Assert.Equal(nest.LoopName(nest.ParallelLoop), parallel["loop"]!.GetValue<string>());
+        bool taken = json["actions"]!.AsArray().Any(a => a!.GetValue<string>() == "parallel");
+        Assert.Equal(taken ? "search" : "rule", parallel["by"]!.GetValue<string>());
+        (code, output, _) = Run("tune", "--spec", "mm 64 48 32", "--budget", "0", "--no-peers", "--threads", "2");
+        Assert.Equal(0, code);
+        Assert.Contains(taken ? "taken by the search" : "added by the rule", output);
+    }
+
     /// <summary>A model at every core: the contractions tuned and run on them, each node and the forward pass still within
     /// the bound of ONNX Runtime's (itself given as many threads).</summary>
     [Fact]
