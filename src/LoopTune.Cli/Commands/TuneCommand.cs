@@ -106,7 +106,7 @@ static class TuneCommand
         o.WriteLine();
         var t = new Table().Border(TableBorder.None).HideHeaders().AddColumn("").AddColumn("");
         // a rival that beat the search's best was not reached by these actions
-        t.AddRow(Transforms.Parallelize(r.Best, e.Kernel.Threads).ScheduleKey == e.Nest.ScheduleKey ? "actions" : "search's actions", Markup.Escape(string.Join(",", r.Actions.Select(a => a.Name))));
+        t.AddRow(PolicyTuning.Answers(r.Best, e.Nest, e.Kernel.Threads) ? "actions" : "search's actions", Markup.Escape(string.Join(",", r.Actions.Select(a => a.Name))));
         t.AddRow("schedule", Markup.Escape(e.Nest.Serialize()));
         if (e.Kernel.Threads > 1)
             t.AddRow("parallel", PolicyTuning.ParallelBy(r, e.Nest, e.Kernel.Threads) switch

@@ -97,7 +97,7 @@ public static class PolicyTuning
     {
         ArgumentNullException.ThrowIfNull(result);
         ArgumentNullException.ThrowIfNull(final);
-        bool Is(Nest n) => Transforms.Parallelize(n, threads).ScheduleKey == final.ScheduleKey;
+        bool Is(Nest n) => Answers(n, final, threads);
         if (Is(result.Best)) return result.Method;
         return CacheBlockedTiles.For(final.Computation, Machine.Current).Any(Is) ? $"{result.Method}, beaten by the machine's tile" : $"{result.Method}, beaten by a rival";
     }
@@ -111,7 +111,16 @@ public static class PolicyTuning
         ArgumentNullException.ThrowIfNull(result);
         ArgumentNullException.ThrowIfNull(final);
         if (final.ParallelLoop < 0) return null;
-        return result.Best.ParallelLoop >= 0 && Transforms.Parallelize(result.Best, threads).ScheduleKey == final.ScheduleKey ? "search" : "rule";
+        return result.Best.ParallelLoop >= 0 && Answers(result.Best, final, threads) ? "search" : "rule";
+    }
+
+    /// <summary>Whether <paramref name="final"/> (an answer of <see cref="Tune"/> at <paramref name="threads"/> threads) is
+    /// <paramref name="schedule"/> as it was timed: with the parallel loop <see cref="Transforms.Parallelize"/> gives it.</summary>
+    public static bool Answers(Nest schedule, Nest final, int threads)
+    {
+        ArgumentNullException.ThrowIfNull(schedule);
+        ArgumentNullException.ThrowIfNull(final);
+        return Transforms.Parallelize(schedule, threads).ScheduleKey == final.ScheduleKey;
     }
 
     /// <summary>The share of a tune's budget kept from its search for timing the rivals and the machine's tiles
