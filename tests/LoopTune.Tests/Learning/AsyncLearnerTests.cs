@@ -84,8 +84,12 @@ public sealed class AsyncLearnerTests
         var weights = new float[length];
         bool done = false;
         long loads = 0;
-        var readers = Enumerable.Range(0, 3).Select(_ => Task.Run(() =>
+        // the readers on threads of their own, all running before the first publication: on a loaded machine (the full
+        // suite) pool threads started after the 20,000 publications were done, each loaded the last one once (loads 3)
+        using var started = new CountdownEvent(3);
+        var readers = Enumerable.Range(0, 3).Select(_ => Task.Factory.StartNew(() =>
         {
+            started.Signal();
             var copy = new float[length];
             long have = 0;
             while (!Volatile.Read(ref done) || have < exchange.LatestVersion)
@@ -103,7 +107,8 @@ public sealed class AsyncLearnerTests
                 (have, loads) = (v, Interlocked.Increment(ref loads));
             }
             return have;
-        })).ToList();
+        }, TaskCreationOptions.LongRunning)).ToList();
+        Assert.True(started.Wait(TimeSpan.FromSeconds(30)), "the readers did not start");
         long allocated = 0;
         for (int v = 1; v <= versions; v++)
         {
