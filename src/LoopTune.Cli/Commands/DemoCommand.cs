@@ -39,6 +39,7 @@ static class DemoCommand
                 var kernel = Kernel.Compile(nest);
                 var check = Verifier.Verify(kernel, seed: i + 1);
                 var m = KernelTiming.Measure(kernel, MeasureOptions.Quick);
+                peak = PeakCache.Checked(m.Gflops / kernel.Threads);
                 string action = i == 0 ? "(start)" : actions[i - 1].Name;
                 steps.Add(new JsonObject
                 {

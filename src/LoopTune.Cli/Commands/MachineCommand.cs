@@ -13,7 +13,7 @@ static class MachineCommand
     {
         var bits = Options.VectorBits();
         var json = Options.Json();
-        var command = new Command("machine", "Describe this machine as tuning sees it: vectors, registers, FMA pipes (measured), peak, caches, and the kernels the peer libraries run.") { bits, json };
+        var command = new Command("machine", "Describe this machine as tuning sees it: vectors, registers, FMA pipes (measured), peak, caches, and the kernels the peer libraries run. The measured figures are remembered; `looptune peak` measures them again.") { bits, json };
         command.SetAction(p => io.Guard(() =>
         {
             Options.ApplyVectorBits(p, bits);

@@ -81,6 +81,7 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
         var verification = Verifier.VerifyWithin(nest, kernel, predicted, MaxCheckSeconds);
         var (measured, peerResults) = preparePeers is not null ? TimeSideBySide([kernel], preparePeers, options, buffers)
             : ([KernelTiming.Measure(kernel, options, buffers)], NotMeasured(nest.Computation));
+        if (peakGflops is null) peak = PeakCache.Checked(measured[0].Gflops / kernel.Threads); // a kernel timed whole bounds the peak
         return new KernelReport(nest, kernel, verification, measured[0], peak, peerResults);
     }
 

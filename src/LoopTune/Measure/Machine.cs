@@ -147,10 +147,13 @@ public sealed record FmaTiming(int VectorBits, double ClockGhz, double LatencyCy
         long sink = 0;
         const long iterations = 4096;
         Measurement adds;
-        using (ThreadPinning.Pin()) adds = Timing.Measure(() => sink += clock(iterations, 3), iterations * ClockKernel.AddsPerIteration, options);
-        double ghz = adds.Gflops; // "flops" here are adds: adds per ns
+        using (ThreadPinning.Pin()) adds = Timing.Measure(() => sink += clock(iterations, 3), iterations * ClockKernel.AddsPerIteration, Peak.Short(options));
+        // the fastest samples, as the peak's (Peak.MeasureGflops): neither loop touches memory, so only other work on the
+        // core slows a sample, and a clock or a chain timed slow on a busy moment skews the pipes and the latency (remembered
+        // once as 3 pipes of latency 6.7 at 2.37 GHz on a Zen 5 of 2 pipes of latency 4)
+        double ghz = adds.BestGflops; // "flops" here are adds: adds per ns
         var chain = Peak.Measure(options, bits, chains: 1); // one dependent FMA after another
-        double fmasPerNs = chain.Gflops / (2.0 * Math.Max(1, bits / 32));
+        double fmasPerNs = chain.BestGflops / (2.0 * Math.Max(1, bits / 32));
         GC.KeepAlive(sink);
         return new FmaTiming(bits, ghz, ghz / fmasPerNs, peakGflops);
     }
@@ -310,6 +313,20 @@ public static class Machine
             return text.Split(',').Sum(r => r.Split('-') is [var a, var b] ? int.Parse(b, CultureInfo.InvariantCulture) - int.Parse(a, CultureInfo.InvariantCulture) + 1 : 1);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { return Environment.ProcessorCount; }
+    }
+
+    /// <summary>Forgets the FMA timing at <paramref name="bits"/>, in this process and in <c>machine.json</c>, so the next
+    /// description measures it again (after the peak it derives the pipes from was measured again:
+    /// <see cref="PeakCache.Checked"/>, <c>looptune peak</c>).</summary>
+    public static void Forget(int bits)
+    {
+        string path = Path.Combine(DataFolder.Root, "machine.json");
+        lock (fileGate)
+        {
+            described.TryRemove(bits, out _);
+            var table = PeakCache.ReadTable(path);
+            if (table.Remove(KeyAt(bits))) PeakCache.WriteTable(path, table);
+        }
     }
 
     /// <summary>The FMA timing at <paramref name="bits"/>: remembered, or measured now (about a second) and remembered.</summary>

@@ -311,13 +311,14 @@ public sealed class ConvOp : ContractionOp
         ref float dst = ref MemoryMarshal.GetReference(to);
         ref float res = ref MemoryMarshal.GetReference(residual);
         bool add = !residual.IsEmpty;
-        for (int i = 0; i < rows8; i += 8)
+        for (int i0 = 0; i0 < rows8; i0 += ChunkRows) // a chunk of rows stays in L1 while its columns are written, each a run of lines
             for (int j = 0; j < columns8; j += 8)
-            {
-                int at = j * stride + i;
-                Transpose8(ref Unsafe.Add(ref src, i * columns + j), columns, ref Unsafe.Add(ref dst, at), stride,
-                    ref add ? ref Unsafe.Add(ref res, at) : ref Unsafe.NullRef<float>(), relu);
-            }
+                for (int i = i0, i1 = Math.Min(i0 + ChunkRows, rows8); i < i1; i += 8)
+                {
+                    int at = j * stride + i;
+                    Transpose8(ref Unsafe.Add(ref src, i * columns + j), columns, ref Unsafe.Add(ref dst, at), stride,
+                        ref add ? ref Unsafe.Add(ref res, at) : ref Unsafe.NullRef<float>(), relu);
+                }
         for (int i = 0; i < rows; i++)
             for (int j = i < rows8 ? columns8 : 0; j < columns; j++)
             {
@@ -326,6 +327,10 @@ public sealed class ConvOp : ContractionOp
                 to[j * stride + i] = relu && !(v > 0) ? 0 : v;
             }
     }
+
+    /// <summary>The rows <see cref="Transpose"/> turns at once, a multiple of 8: each column of the chunk is then written as
+    /// 256 contiguous bytes (four whole lines) rather than 32 bytes of a line in each of the columns at a time.</summary>
+    const int ChunkRows = 64;
 
     /// <summary>One 8 x 8 tile: rows of <paramref name="from"/> <paramref name="pitch"/> floats apart become columns of
     /// <paramref name="to"/>, whose rows are <paramref name="stride"/> apart; plus the residual's row at the same place

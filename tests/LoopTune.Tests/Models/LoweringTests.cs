@@ -211,6 +211,7 @@ public class LoweringTests
     [Theory]
     [InlineData(49, 16, 49)]
     [InlineData(203, 24, 210)]
+    [InlineData(130, 64, 131)]
     [InlineData(5, 3, 7)]
     public void The_transpose_of_a_blocked_output_writes_every_element_where_a_loop_would_and_nothing_else(int rows, int columns, int stride)
     {
