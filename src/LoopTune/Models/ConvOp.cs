@@ -234,7 +234,7 @@ public sealed class ConvOp : ContractionOp
             TeamWork.For(Threads, (int)(Contraction.Output.Length / e), 64, (_, start, end) => // row (n, g, pixel) starts as the bias of block g
             {
                 if (b is null) o.AsSpan(o0 + start * e, (end - start) * e).Clear();
-                else for (int row = start; row < end; row++) b.AsSpan(row / plane % groups * e, e).CopyTo(o.AsSpan(o0 + row * e));
+                else for (int row = start; row < end; row++) Strided.Row(b.AsSpan(row / plane % groups * e, e), o.AsSpan(o0 + row * e, e));
             });
             return (CopiesInput ? Pad(input) : input, PackBlocks(weights));
         }
@@ -485,6 +485,33 @@ public sealed class ConvOp : ContractionOp
     }
 
     /// <summary>X copied into [N, C, paddedH, paddedW] at offset (top, left), zeros around (and <see cref="ContractionOp.Slack"/>
-    /// floats after): the column-phase copy of stride 1, one phase (<see cref="SplitPhases"/>).</summary>
-    float[] Pad(float[] input) => SplitPhases(input, (1, wShape[3], paddedH, paddedW, 1), 1);
+    /// floats after): what <see cref="SplitPhases"/> makes with one phase of stride 1, one array made at the first run whose
+    /// zeros stay, each row of X a <see cref="Strided.Row"/> (ResNet-18's layers copy 3,584 rows of 7 to 56 floats each),
+    /// in a loop of its own with its sizes in locals: through the general phase copy's loop it took 0.03-0.06 ms a layer,
+    /// three to four times a plain loop's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    float[] Pad(float[] input)
+    {
+        int planes = (int)(xShape[0] * xShape[1]), h = (int)xShape[2], w0 = (int)xShape[3];
+        int top = (int)window.PadsBegin[0], left = (int)window.PadsBegin[1], ph = (int)paddedH, pw = (int)paddedW;
+        var dst = padded ??= AlignedArray((long)planes * ph * pw);
+        int d0 = AlignedStart(dst);
+        // the rows and columns of X the padded copy keeps (the far end may be cut where no window reaches)
+        int rows = Math.Min(h, ph - top);
+        var (x0, x1) = Strided.Reach(-left, 1, w0, pw);
+        if (x1 > x0) TeamWork.For(Threads, planes, 1, (_, start, end) => PadRows(input, dst, start, end, h, w0, rows, d0 + top * pw, ph * pw, pw, x0, x1, left));
+        return dst;
+    }
+
+    /// <summary>Rows [0, <paramref name="rows"/>) of planes [start, end) of X (<paramref name="h"/> x <paramref name="w0"/>),
+    /// columns [x0, x1) of the copy (X's x0 - left on), into planes of <paramref name="planeSize"/> floats from
+    /// <paramref name="at"/> (the first kept row of the first plane), rows <paramref name="pitch"/> apart.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PadRows(float[] input, float[] dst, int start, int end, int h, int w0, int rows, int at, int planeSize, int pitch, int x0, int x1, int left)
+    {
+        int width = x1 - x0;
+        for (int plane = start; plane < end; plane++)
+            for (int y = 0; y < rows; y++)
+                Strided.Row(input.AsSpan((plane * h + y) * w0 + x0 - left, width), dst.AsSpan(at + plane * planeSize + y * pitch + x0, width));
+    }
 }

@@ -25,10 +25,43 @@ static class Strided
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Copy(ReadOnlySpan<float> from, int start, int step, Span<float> to)
     {
-        if (step == 1) { from.Slice(start, to.Length).CopyTo(to); return; }
+        if (step == 1) { Row(from.Slice(start, to.Length), to); return; }
         int i = 0;
         if (step == 2) i = Evens(from[start..], to, Widest);
         for (int col = start + step * i; i < to.Length; i++, col += step) to[i] = from[col];
+    }
+
+    /// <summary><c>to[i] = from[i]</c> for every i of <paramref name="to"/>, for rows of distinct arrays (a padded copy's,
+    /// a block of a bias): up to <see cref="ShortRow"/> floats in vectors, the last one overlapping the one before it when
+    /// the length is not a multiple of the width, instead of a call of memmove per row, whose cost for 7 to 56 floats was
+    /// most of a padded copy's (ResNet-18 copies 3,584 rows a layer: 0.04-0.09 ms of a pass's layer, 1 ms a pass); longer
+    /// rows with <see cref="Span{T}.CopyTo"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Row(ReadOnlySpan<float> from, Span<float> to)
+    {
+        int n = to.Length;
+        if (n > ShortRow) { from[..n].CopyTo(to); return; }
+        if (from.Length < n) throw new ArgumentException($"the row to copy holds {from.Length} floats, not {n}", nameof(from));
+        ref float src = ref MemoryMarshal.GetReference(from);
+        ref float dst = ref MemoryMarshal.GetReference(to);
+        if (Vector512.IsHardwareAccelerated && n >= 16) Overlapping<Vector512<float>>(ref src, ref dst, n, 16);
+        else if (Vector256.IsHardwareAccelerated && n >= 8) Overlapping<Vector256<float>>(ref src, ref dst, n, 8);
+        else if (Vector128.IsHardwareAccelerated && n >= 4) Overlapping<Vector128<float>>(ref src, ref dst, n, 4);
+        else for (int i = 0; i < n; i++) Unsafe.Add(ref dst, i) = Unsafe.Add(ref src, i);
+    }
+
+    /// <summary>The longest row <see cref="Row"/> copies in vectors of its own.</summary>
+    public const int ShortRow = 128;
+
+    /// <summary>n &gt;= width floats in vectors of <typeparamref name="TVector"/> (width floats each), the last ending at n.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Overlapping<TVector>(ref float src, ref float dst, int n, int width) where TVector : unmanaged
+    {
+        int i = 0;
+        for (; i + width <= n; i += width)
+            Unsafe.WriteUnaligned(ref Unsafe.As<float, byte>(ref Unsafe.Add(ref dst, i)), Unsafe.ReadUnaligned<TVector>(ref Unsafe.As<float, byte>(ref Unsafe.Add(ref src, i))));
+        if (i < n)
+            Unsafe.WriteUnaligned(ref Unsafe.As<float, byte>(ref Unsafe.Add(ref dst, n - width)), Unsafe.ReadUnaligned<TVector>(ref Unsafe.As<float, byte>(ref Unsafe.Add(ref src, n - width))));
     }
 
     /// <summary>Writes <c>from[2*i]</c> into <c>to[i]</c> a vector at a time while a vector of <paramref name="to"/> and two

@@ -282,6 +282,22 @@ public class LoweringTests
     }
 
     [Fact]
+    public void A_row_copy_writes_every_float_of_its_row_and_nothing_beside_it_for_every_length()
+    {
+        // every length from 0 to past the vector path's limit, each at every offset of a 64-byte line, in guard zones
+        for (int n = 0; n <= Strided.ShortRow + 3; n++)
+            for (int offset = 0; offset < 16; offset++)
+            {
+                var from = Random(n + 40, n + 7);
+                var to = Enumerable.Repeat(-5f, n + 40).ToArray();
+                Strided.Row(from.AsSpan(offset + 3, n), to.AsSpan(offset, n));
+                for (int i = 0; i < to.Length; i++)
+                    Assert.Equal(i >= offset && i < offset + n ? from[i + 3] : -5f, to[i]);
+            }
+        Assert.Throws<ArgumentException>(() => Strided.Row(new float[5], new float[6]));
+    }
+
+    [Fact]
     public void A_gemm_with_transB_alpha_beta_and_a_bias_matches_onnx_runtime_with_alpha_folded_into_the_constant_B()
     {
         var bytes = Model(
