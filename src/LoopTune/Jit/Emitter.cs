@@ -2,10 +2,11 @@ using System.Reflection.Emit;
 
 namespace LoopTune.Jit;
 
-/// <summary>The signature of every emitted kernel: the output, left and right buffers; <c>go == 0</c> returns at once
+/// <summary>The signature of every emitted kernel: the output, left and right buffers, and the init buffer the output tile's
+/// initial values come from (<see cref="Kernel.CompileInitialized"/>; unused otherwise); <c>go == 0</c> returns at once
 /// (used to make RyuJIT compile the method before it is timed); the parallel loop, if any, runs its iterations
 /// [<paramref name="lo"/>, <paramref name="hi"/>) only (0 and int.MaxValue: all of them).</summary>
-unsafe delegate void KernelFn(float* output, float* left, float* right, int go, int lo, int hi);
+unsafe delegate void KernelFn(float* output, float* left, float* right, float* init, int go, int lo, int hi);
 
 /// <summary>Writes a lowered <see cref="Op"/> program as IL into a DynamicMethod. Pointers live in locals, one per tensor
 /// per loop level that moves it; every address is such a pointer plus a constant byte offset.</summary>
@@ -16,18 +17,18 @@ sealed unsafe class Emitter
     readonly Dictionary<Value, LocalBuilder> values = [];
     readonly Dictionary<(int Depth, int Tensor), LocalBuilder> pointerLocals = [];
     readonly Dictionary<int, LocalBuilder> counters = [];
-    readonly LocalBuilder?[] current = new LocalBuilder?[3]; // null: the argument itself
+    readonly LocalBuilder?[] current = new LocalBuilder?[4]; // null: the argument itself
     readonly Dictionary<Chunk, LocalBuilder> masks = [];
 
     Emitter(ILGenerator il, bool fused) => (this.il, this.fused) = (il, fused);
 
     public static KernelFn Emit(List<Op> program, bool fused, string name)
     {
-        var method = new DynamicMethod(name, typeof(void), [typeof(float*), typeof(float*), typeof(float*), typeof(int), typeof(int), typeof(int)],
+        var method = new DynamicMethod(name, typeof(void), [typeof(float*), typeof(float*), typeof(float*), typeof(float*), typeof(int), typeof(int), typeof(int)],
                                        typeof(Emitter).Module, skipVisibility: true);
         var il = method.GetILGenerator();
         var run = il.DefineLabel();
-        il.Emit(OpCodes.Ldarg_3);
+        il.Emit(OpCodes.Ldarg_S, Go);
         il.Emit(OpCodes.Brtrue, run);
         il.Emit(OpCodes.Ret);
         il.MarkLabel(run);
@@ -64,7 +65,7 @@ sealed unsafe class Emitter
             var chunk = op switch
             {
                 LoadOp l when l.LaneStride == 1 => new Chunk(l.Dst.Width, l.Lanes),
-                TileLoadOp t when t.Acc.LaneStride == 1 => new Chunk(t.Acc.Value.Width, t.Acc.Lanes),
+                TileLoadOp t when t.Acc.LaneStride == 1 || t.Acc.Init is { LaneStride: 1 } => new Chunk(t.Acc.Value.Width, t.Acc.Lanes), // its store's mask too
                 _ => default,
             };
             if (op is LoopOp loop) { Masks(loop.Body); Masks(loop.After); }
@@ -129,7 +130,7 @@ sealed unsafe class Emitter
         Array.Copy(saved, current, current.Length);
     }
 
-    const byte Lo = 4, Hi = 5;
+    const byte Go = 4, Lo = 5, Hi = 6;
 
     /// <summary>The parallel loop: iterations [lo, hi) of its Trips (arguments <see cref="Lo"/> and <see cref="Hi"/>), then
     /// its tail (iteration Trips) when lo &lt;= Trips &lt; hi. The pointers start lo iterations in.</summary>
@@ -269,7 +270,18 @@ sealed unsafe class Emitter
     void TileLoad(Accumulator a)
     {
         int w = a.Value.Width;
-        if (a.ReducesLanes) il.Emit(OpCodes.Call, VectorApi.Of(w).Zero);
+        if (a.Init is { } init) // tensor 3: a broadcast, a vector or a gather of the init tensor
+        {
+            if (w == 1 || init.LaneStride == 0)
+            {
+                Address(3, init.Offset);
+                il.Emit(OpCodes.Ldind_R4);
+                if (w > 1) il.Emit(OpCodes.Call, VectorApi.Of(w).Broadcast);
+            }
+            else if (init.LaneStride == 1) VectorLoad(3, init.Offset, w, a.Lanes);
+            else Gather(3, init.Offset, init.LaneStride, w, a.Lanes);
+        }
+        else if (a.ReducesLanes) il.Emit(OpCodes.Call, VectorApi.Of(w).Zero);
         else if (w == 1) { Address(0, a.Offset); il.Emit(OpCodes.Ldind_R4); }
         else if (a.LaneStride == 1) VectorLoad(0, a.Offset, w, a.Lanes);
         else Gather(0, a.Offset, a.LaneStride, w, a.Lanes);
@@ -325,7 +337,7 @@ sealed unsafe class Emitter
     void Pointer(int tensor)
     {
         if (current[tensor] is { } p) il.Emit(OpCodes.Ldloc, p);
-        else il.Emit(tensor switch { 0 => OpCodes.Ldarg_0, 1 => OpCodes.Ldarg_1, _ => OpCodes.Ldarg_2 });
+        else il.Emit(tensor switch { 0 => OpCodes.Ldarg_0, 1 => OpCodes.Ldarg_1, 2 => OpCodes.Ldarg_2, _ => OpCodes.Ldarg_3 });
     }
 
     /// <summary>Pushes the address of element <paramref name="offset"/> past the tensor's current pointer.</summary>

@@ -26,8 +26,10 @@ public sealed unsafe class Kernel
     int threads = 1;
     int[] chunks = [0, int.MaxValue];
 
-    Kernel(Nest nest, KernelFn fn, int statements, int blockStart, int readsPast, IReadOnlyList<string> notes, TimeSpan compileTime, double fraction = 1, int[]? sizes = null)
+    Kernel(Nest nest, KernelFn fn, int statements, int blockStart, int readsPast, IReadOnlyList<string> notes, TimeSpan compileTime, double fraction = 1, int[]? sizes = null,
+        long[]? init = null)
     {
+        InitStrides = init;
         plans = [.. Enumerable.Range(1, 2).Where(nest.IsPacked).Select(t => new PackPlan(nest, t, sizes))];
         packOnce = sizes is not null;
         parallelIterations = ParallelIterations(nest, sizes ?? [.. nest.Computation.Sizes]);
@@ -55,6 +57,13 @@ public sealed unsafe class Kernel
     public IReadOnlyList<string> Notes { get; }
     /// <summary>Lowering, IL emission and RyuJIT compilation together.</summary>
     public TimeSpan CompileTime { get; }
+
+    /// <summary>The element strides, per variable of the computation, of the tensor the output's initial values are read from
+    /// (<see cref="CompileInitialized"/>); null for a kernel that accumulates onto its output as it is.</summary>
+    public IReadOnlyList<long>? InitStrides { get; }
+
+    /// <summary>The floats the init tensor spans (0 without one).</summary>
+    public long InitLength => InitStrides is { } s ? 1 + Computation.Sizes.Select((n, v) => (n - 1) * s[v]).Sum() : 0;
 
     /// <summary>The share of the computation's work one run does: 1, or less for a slice (<see cref="CompileSlice"/>).</summary>
     public double Fraction { get; }
@@ -145,8 +154,53 @@ public sealed unsafe class Kernel
         long start = Stopwatch.GetTimestamp();
         var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options);
         var fn = Emitter.Emit(program, options.Fused, "looptune_kernel");
-        fn(null, null, null, 0, 0, 0); // makes RyuJIT compile it now, doing no work
+        fn(null, null, null, null, 0, 0, 0); // makes RyuJIT compile it now, doing no work
         return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start));
+    }
+
+    /// <summary>
+    /// Compiles <paramref name="nest"/> so that each output element starts from an initial value read from a fourth buffer,
+    /// <c>init</c>, rather than from the output: <c>Out = Init + Left * Right</c>, where <c>Init</c>'s element for an output
+    /// element is at <c>sum over v of init[v] * v</c> (a stride of 0 for a variable the initial value does not depend on: a
+    /// convolution's bias is <c>O[f,h,w]</c>'s <c>[f: 1, h: 0, w: 0, ...]</c>). The kernel is the same code as
+    /// <see cref="Compile(Nest, JitOptions?)"/>'s but for the output tile's loads (what the bias initialisation of the
+    /// output otherwise writes, and the kernel reads back, is never written). It requires that the tile be loaded once per
+    /// output element:
+    /// <code>
+    /// m:16 n:2 k:64 m:8u n:32v     k inside the tile's loops: loaded once, stored once              accepted
+    /// m:16 k:4 n:2 k:16 m:8u n:32v k:4 outside n: each tile loaded 4 times (the sum in 4 parts)     ArgumentException
+    /// m:64 n:32 k:16 k:4v          a vectorized sum: its lanes add onto the output                   ArgumentException
+    /// </code>
+    /// and that no unrolled loop fuse with the vectorized one (<see cref="JitOptions.FuseLanes"/>); <see cref="CanInitialize"/>
+    /// says whether a nest qualifies.
+    /// </summary>
+    public static Kernel CompileInitialized(Nest nest, IReadOnlyList<long> initStrides, JitOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        ArgumentNullException.ThrowIfNull(initStrides);
+        var init = initStrides.ToArray();
+        for (int v = 0; v < init.Length && v < nest.Computation.Vars.Length; v++)
+            if (init[v] < 0 || init[v] != 0 && nest.Computation.IsReduction[v])
+                throw new ArgumentException($"the init tensor's stride for {nest.Computation.Vars[v]} is {init[v]}: strides are >= 0, and 0 for a summed variable", nameof(initStrides));
+        options ??= JitOptions.Default;
+        WarmUp();
+        long start = Stopwatch.GetTimestamp();
+        var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options, init: init);
+        var fn = Emitter.Emit(program, options.Fused, "looptune_kernel_initialized");
+        fn(null, null, null, null, 0, 0, 0);
+        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), init: init);
+    }
+
+    /// <summary>Whether <see cref="CompileInitialized"/> takes <paramref name="nest"/> (a lowering, no compilation).</summary>
+    public static bool CanInitialize(Nest nest, JitOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        try
+        {
+            Lowering.Lower(nest, options ?? JitOptions.Default, init: new long[nest.Computation.Vars.Length]);
+            return true;
+        }
+        catch (ArgumentException) { return false; }
     }
 
     /// <summary>
@@ -190,7 +244,7 @@ public sealed unsafe class Kernel
         double fraction = Share(c, sizes);
         var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options, sizes);
         var fn = Emitter.Emit(program, options.Fused, "looptune_slice");
-        fn(null, null, null, 0, 0, 0);
+        fn(null, null, null, null, 0, 0, 0);
         return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), fraction, sizes);
     }
 
@@ -309,15 +363,25 @@ public sealed unsafe class Kernel
     /// threads of <see cref="Threads"/> start. Runs from several threads at once are safe: each takes its own copies.</para>
     public void Run(float* output, float* left, float* right)
     {
+        if (InitStrides is not null) throw new InvalidOperationException($"the kernel of {Nest.Serialize()} starts its output from an init tensor: run it with one");
+        Run(output, left, right, null);
+    }
+
+    /// <summary><see cref="Run(float*, float*, float*)"/> of a kernel compiled with <see cref="CompileInitialized"/>:
+    /// <paramref name="init"/> holds <see cref="InitLength"/> floats, the output's initial values (whatever the output
+    /// holds before is overwritten).</summary>
+    public void Run(float* output, float* left, float* right, float* init)
+    {
+        if (InitStrides is not null && init is null) throw new ArgumentNullException(nameof(init), $"the kernel of {Nest.Serialize()} starts its output from an init tensor");
         if (plans.Length == 0)
         {
-            Call(output, left, right);
+            Call(output, left, right, init);
             return;
         }
         var mine = Interlocked.Exchange(ref copies, null) ?? NewCopies();
         var inputs = stackalloc float*[] { null, left, right };
         PackInto(mine, inputs, always: false);
-        Call(output, inputs[1], inputs[2]);
+        Call(output, inputs[1], inputs[2], init);
         copies = mine;
     }
 
@@ -371,10 +435,10 @@ public sealed unsafe class Kernel
 
     /// <summary>Runs the compiled code on the caller alone, or on <see cref="Threads"/> threads when the nest has a
     /// parallel loop.</summary>
-    void Call(float* output, float* left, float* right)
+    void Call(float* output, float* left, float* right, float* init)
     {
-        if (threads == 1 || Nest.ParallelLoop < 0) fn(output, left, right, 1, 0, int.MaxValue);
-        else ThreadTeam.For(threads).Run(fn, output, left, right, chunks);
+        if (threads == 1 || Nest.ParallelLoop < 0) fn(output, left, right, init, 1, 0, int.MaxValue);
+        else ThreadTeam.For(threads).Run(fn, output, left, right, init, chunks);
     }
 
     /// <summary>Runs the kernel on spans, after checking their lengths. An input span too short for
@@ -388,6 +452,22 @@ public sealed unsafe class Kernel
         left = Readable(left, c.Left.Length);
         right = Readable(right, c.Right.Length);
         fixed (float* o = output, l = left, r = right) Run(o, l, r); // with the packed copies, as on raw buffers
+    }
+
+    /// <summary><see cref="Run(Span{float}, ReadOnlySpan{float}, ReadOnlySpan{float})"/> of a kernel compiled with
+    /// <see cref="CompileInitialized"/>, its output's initial values read from <paramref name="init"/> (at least
+    /// <see cref="InitLength"/> floats).</summary>
+    public void Run(Span<float> output, ReadOnlySpan<float> left, ReadOnlySpan<float> right, ReadOnlySpan<float> init)
+    {
+        if (InitStrides is null) throw new InvalidOperationException($"the kernel of {Nest.Serialize()} accumulates onto its output: it reads no init tensor");
+        var c = Computation;
+        Check(output.Length, c.Output, nameof(output));
+        Check(left.Length, c.Left, nameof(left));
+        Check(right.Length, c.Right, nameof(right));
+        if (init.Length < InitLength) throw new ArgumentException($"init needs {InitLength} floats, got {init.Length}", nameof(init));
+        left = Readable(left, c.Left.Length);
+        right = Readable(right, c.Right.Length);
+        fixed (float* o = output, l = left, r = right, i = init) Run(o, l, r, i);
     }
 
     ReadOnlySpan<float> Readable(ReadOnlySpan<float> input, long length)

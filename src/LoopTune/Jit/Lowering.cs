@@ -29,17 +29,20 @@ sealed class Lowering
     readonly int block; // the innermost run of unrolled or vectorized loops starts here
     readonly int vectorVar;
     readonly int parallel;
+    readonly int tensors; // 3, or 4 with the init tensor (Kernel.CompileInitialized)
     Tile? tile;
     int statements, operations, readsPast;
     readonly List<string> fusions = [];
     const int LoopCost = 8;
 
-    Lowering(Nest nest, Annotation[] annotation, JitOptions options)
+    Lowering(Nest nest, Annotation[] annotation, JitOptions options, long[]? init = null)
     {
         this.nest = nest;
         this.options = options;
         this.annotation = annotation;
         strides = Layout.LoopStrides(nest);
+        if (init is not null) strides = [.. strides, [.. Enumerable.Range(0, nest.Count).Select(l => init[nest[l].Var] * nest.InnerStep(l))]];
+        tensors = strides.Length;
         int n = nest.Count;
         block = n;
         while (block > 0 && annotation[block - 1] != Annotation.None) block--;
@@ -55,11 +58,16 @@ sealed class Lowering
     /// <param name="options">How to generate code.</param>
     /// <param name="sizes">The elements each variable covers (default: the computation's sizes); smaller for a slice of the
     /// outermost loop (<see cref="Kernel.CompileSlice"/>).</param>
+    /// <param name="init">The element strides, per variable, of the tensor the output tile's initial value is read from
+    /// (<see cref="Kernel.CompileInitialized"/>), or null: the tile starts from the output itself.</param>
     /// <param name="floor">Skip the attempts sure to pass the budget (the default): one whose <see cref="Floor"/> is
     /// already past it, and one that would lower the same program as the attempt that just did; false lowers every
     /// attempt up to the budget, one unroll dropped at a time (the tests compare both).</param>
-    public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes) Lower(Nest nest, JitOptions options, int[]? sizes = null, bool floor = true)
+    public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes) Lower(Nest nest, JitOptions options, int[]? sizes = null, bool floor = true,
+        long[]? init = null)
     {
+        if (init is not null && init.Length != nest.Computation.Vars.Length)
+            throw new ArgumentException($"the init tensor needs a stride for each of the {nest.Computation.Vars.Length} variables, not {init.Length}", nameof(init));
         // the parallel loop is a plain loop to the code inside it: only its range comes from the call
         var annotation = nest.Loops.Select(l => l.IsParallel ? Annotation.None : l.Annotation).ToArray();
         var notes = new List<string>();
@@ -71,13 +79,14 @@ sealed class Lowering
         int[] covered = sizes is null ? [.. nest.Computation.Sizes] : [.. sizes];
         while (true)
         {
-            var l = new Lowering(nest, annotation, options);
+            var l = new Lowering(nest, annotation, options, init);
             var ops = new List<Op>();
             int outer = Array.IndexOf(annotation, Annotation.Unroll);
             try
             {
                 if (floor && outer >= 0 && l.Floor(0, covered) > options.MaxOperations) throw new OverBudget();
-                l.Run(0, covered, default, new Scope(null, 0, new int[3]), ops, budget: outer >= 0);
+                if (init is not null) l.CheckInitialized(covered);
+                l.Run(0, covered, default, new Scope(null, 0, new int[l.tensors]), ops, budget: outer >= 0);
                 notes.AddRange(l.fusions.Distinct());
                 return (ops, l.statements, l.hoist, l.readsPast, notes);
             }
@@ -96,6 +105,20 @@ sealed class Lowering
                 }
             }
         }
+    }
+
+    /// <summary>Throws unless the output tile is loaded once per output element, so that loading it from the init tensor
+    /// instead gives each element its initial value once: no loop of a sum with more than one iteration (in
+    /// <paramref name="covered"/>) outside the loops the tile is hoisted above, and no vectorized sum (whose lanes add onto
+    /// the output).</summary>
+    void CheckInitialized(int[] covered)
+    {
+        var c = nest.Computation;
+        if (vectorVar >= 0 && c.IsReduction[vectorVar])
+            throw new ArgumentException($"{nest.Serialize()}: the vectorized loop {nest.LoopName(nest.Count - 1)} runs a sum, whose lanes add onto the output: it cannot start from an initial value");
+        for (int level = 0; level < hoist; level++)
+            if (c.IsReduction[nest[level].Var] && covered[nest[level].Var] > nest.InnerStep(level))
+                throw new ArgumentException($"{nest.Serialize()}: the sum's loop {nest.LoopName(level)} is outside the output tile's loops, so the tile is loaded more than once: it cannot start from an initial value");
     }
 
     /// <summary>True when <paramref name="other"/> (of the same nest, other annotations) holds the same output tile: the
@@ -191,8 +214,8 @@ sealed class Lowering
             return;
         }
         int depth = scope.Depth + 1;
-        var bumps = new List<(int, long)>(3);
-        for (int t = 0; t < 3; t++)
+        var bumps = new List<(int, long)>(tensors);
+        for (int t = 0; t < tensors; t++)
             if (strides[t][level] != 0) bumps.Add((t, strides[t][level] * sizeof(float)));
         var pointers = (int[])scope.PointerDepth.Clone();
         foreach (var (t, _) in bumps) pointers[t] = depth;
@@ -208,12 +231,13 @@ sealed class Lowering
     /// (<see cref="Fusion"/>): <paramref name="rows"/> rows of <paramref name="lanes"/> lanes as one run of vectors.</summary>
     void Fused(int level, int rows, int lanes, Offsets offset, Scope scope, List<Op> ops, bool budget)
     {
+        if (tensors > 3) throw new ArgumentException($"{nest.Serialize()}: loops {nest.LoopName(level)} and {nest.LoopName(nest.Count - 1)} fuse into one run of lanes, which cannot start from an initial value");
         int k = 0;
         int u = nest[level].Var;
         foreach (var chunk in options.Chunks(rows * lanes))
         {
             int at = k; // the output's lanes are contiguous over the fused rows (Fusion), so lane k is offset[0] + k
-            Statement(new Offsets(offset[0] + at, offset[1], offset[2]), chunk, scope, ops, budget, (t, _) => FusedInput(t, offset[t], at, chunk, u, lanes, scope, ops));
+            Statement(new Offsets(offset[0] + at, offset[1], offset[2], offset[3]), chunk, scope, ops, budget, (t, _) => FusedInput(t, offset[t], at, chunk, u, lanes, scope, ops));
             k += chunk.Lanes;
         }
     }
@@ -230,7 +254,10 @@ sealed class Lowering
         if (!tile!.ByKey.TryGetValue(key, out var acc))
         {
             Spend(2, budget);
-            acc = new Accumulator(new Value(true, 0, width, tile.Accumulators.Count), offset[0], Lane(0, width), chunk.Lanes);
+            acc = new Accumulator(new Value(true, 0, width, tile.Accumulators.Count), offset[0], Lane(0, width), chunk.Lanes)
+            {
+                Init = tensors > 3 ? (offset[3], Lane(3, width)) : null,
+            };
             tile.ByKey[key] = acc;
             tile.Accumulators.Add(acc);
         }
@@ -354,13 +381,14 @@ sealed class Lowering
 
     /// <summary>The offsets <paramref name="iterations"/> iterations of loop <paramref name="level"/> further on.</summary>
     Offsets Shift(Offsets offset, int level, long iterations) =>
-        iterations == 0 ? offset : new(offset[0] + strides[0][level] * iterations, offset[1] + strides[1][level] * iterations, offset[2] + strides[2][level] * iterations);
+        iterations == 0 ? offset : new(offset[0] + strides[0][level] * iterations, offset[1] + strides[1][level] * iterations, offset[2] + strides[2][level] * iterations,
+            tensors > 3 ? offset[3] + strides[3][level] * iterations : 0);
 
-    /// <summary>Elements past each tensor's current pointer (output, left, right): a value, so that spelling out an
+    /// <summary>Elements past each tensor's current pointer (output, left, right, init): a value, so that spelling out an
     /// iteration allocates nothing.</summary>
-    readonly struct Offsets(long output, long left, long right)
+    readonly struct Offsets(long output, long left, long right, long init = 0)
     {
-        public long this[int tensor] => tensor switch { 0 => output, 1 => left, _ => right };
+        public long this[int tensor] => tensor switch { 0 => output, 1 => left, 2 => right, _ => init };
     }
 
     static int[] With(int[] remaining, int v, int value)

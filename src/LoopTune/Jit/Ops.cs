@@ -32,10 +32,15 @@ sealed record FmaOp(Value Acc, Value A, Value B) : Op;
 /// output; LaneStride 0 with Width &gt; 1 means the lanes are partial sums of one element (a vectorized reduction).</summary>
 sealed record Accumulator(Value Value, long Offset, long LaneStride, int Lanes)
 {
+    /// <summary>Where its initial value is read instead of the output (<see cref="Kernel.CompileInitialized"/>): elements of the
+    /// init tensor past its pointer, lanes <c>LaneStride</c> apart (0: one element broadcast); null: the output's own.</summary>
+    public (long Offset, long LaneStride)? Init { get; init; }
+
     public bool ReducesLanes => Value.Width > 1 && LaneStride == 0;
 }
 
-/// <summary>Reads the accumulator's output elements into it (or zeroes it when it reduces lanes).</summary>
+/// <summary>Reads the accumulator's output elements into it (or zeroes it when it reduces lanes), or its initial value from
+/// the init tensor (<see cref="Accumulator.Init"/>).</summary>
 sealed record TileLoadOp(Accumulator Acc) : Op;
 
 /// <summary>Writes the accumulator back (adding its lane sum when it reduces lanes).</summary>

@@ -30,7 +30,7 @@ sealed unsafe class ThreadTeam
     int generation, pending;
     KernelFn? fn;
     Action<int, int, int>? work;
-    nint output, left, right;
+    nint output, left, right, init;
     int[] bounds = [];
     Exception? failure;
 
@@ -56,13 +56,13 @@ sealed unsafe class ThreadTeam
 
     /// <summary>Runs <paramref name="kernel"/> on the team: thread t (the caller is 0) runs the parallel loop's iterations
     /// [bounds[t], bounds[t + 1]); returns when all have finished.</summary>
-    public void Run(KernelFn kernel, float* o, float* l, float* r, int[] chunks)
+    public void Run(KernelFn kernel, float* o, float* l, float* r, float* i, int[] chunks)
     {
         lock (gate)
         {
-            (fn, work, output, left, right) = (kernel, null, (nint)o, (nint)l, (nint)r);
+            (fn, work, output, left, right, init) = (kernel, null, (nint)o, (nint)l, (nint)r, (nint)i);
             Wake(chunks);
-            try { kernel(o, l, r, 1, chunks[0], chunks[1]); }
+            try { kernel(o, l, r, i, 1, chunks[0], chunks[1]); }
             finally { Wait(); }
         }
     }
@@ -110,7 +110,7 @@ sealed unsafe class ThreadTeam
             try
             {
                 if (work is { } body) body(index, bounds[index], bounds[index + 1]);
-                else fn!((float*)output, (float*)left, (float*)right, 1, bounds[index], bounds[index + 1]);
+                else fn!((float*)output, (float*)left, (float*)right, (float*)init, 1, bounds[index], bounds[index + 1]);
             }
             catch (Exception e) { failure = e; }
             finally

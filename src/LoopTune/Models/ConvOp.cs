@@ -231,14 +231,14 @@ public sealed class ConvOp : ContractionOp
         {
             var o = blocked ??= AlignedArray(Contraction.Output.Length);
             int groups = (int)wShape[0] / block, plane = (int)(OutputShape[2] * OutputShape[3]), e = block, o0 = AlignedStart(o);
-            TeamWork.For(Threads, (int)(Contraction.Output.Length / e), 64, (_, start, end) => // row (n, g, pixel) starts as the bias of block g
+            if (!KernelInitializes) TeamWork.For(Threads, (int)(Contraction.Output.Length / e), 64, (_, start, end) => // row (n, g, pixel) starts as the bias of block g
             {
                 if (b is null) o.AsSpan(o0 + start * e, (end - start) * e).Clear();
                 else for (int row = start; row < end; row++) Strided.Row(b.AsSpan(row / plane % groups * e, e), o.AsSpan(o0 + row * e, e));
             });
             return (CopiesInput ? Pad(input) : input, PackBlocks(weights));
         }
-        if (b is not null)
+        if (b is not null && !KernelInitializes)
         {
             int plane = checked((int)(OutputShape[2] * OutputShape[3]));
             TeamWork.For(Threads, output.Length / plane, 1, (_, start, end) =>
@@ -250,6 +250,23 @@ public sealed class ConvOp : ContractionOp
         if (phases is { } ph) return (SplitPhases(input, ph, (int)window.Strides[1]), Pack(weights, ph));
         return (CopiesInput ? Pad(input) : input, weights);
     }
+
+    /// <summary>The bias (zeros without one) as the kernel may start its output from it: stride 1 along the output channel's
+    /// variable (f, or the columns lowering's m), E and 1 along g and e of the blocked lowering, 0 along the others.</summary>
+    protected override (long[] Strides, float[] Values)? Initial(Func<string, float[]> value)
+    {
+        var strides = new long[Contraction.Vars.Length];
+        void Set(string name, long stride)
+        {
+            int v = Contraction.Vars.IndexOf(name);
+            if (v >= 0) strides[v] = stride;
+        }
+        if (Lowering == ConvLowering.Blocked) { Set("g", block); Set("e", 1); }
+        else Set(Lowering == ConvLowering.Columns ? "m" : "f", 1);
+        return (strides, bias is null ? zeros ??= new float[wShape[0]] : Sized(value(bias), bias, OutputShape[1]));
+    }
+
+    float[]? zeros;
 
     /// <summary>The output of a <see cref="ConvLowering.Blocked"/> kernel, [N, F/E, OH, OW, E]; made at the first run.</summary>
     float[]? blocked;

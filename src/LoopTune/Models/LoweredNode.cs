@@ -92,12 +92,42 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
         if (kernel.Fraction != 1) throw new ArgumentException("the kernel is a slice of the contraction");
         if (output.Length != Contraction.Output.Length) throw new ArgumentException($"the output holds {output.Length} floats, not {Contraction.Output.Length}");
         Threads = kernel.Threads;
-        if (!OverwritesOutput) Array.Clear(output);
         Func<string, float[]> value = name => feeds.TryGetValue(name, out var v) ? v : Constant(name) ?? throw new ArgumentException($"no value for {name}: feed it");
+        var initial = Initial(value);
+        var initialized = initial is { } i ? Initialized(kernel, i.Strides) : null;
+        KernelInitializes = initialized is not null;
+        if (!OverwritesOutput && !KernelInitializes) Array.Clear(output);
         var (left, right) = Prepare(output, value);
         var (o, l, r2) = (KernelOutput(output), Readable(left, Contraction.Left.Length, kernel.ReadsPast), Readable(right, Contraction.Right.Length, kernel.ReadsPast));
-        kernel.Run(o.AsSpan(StartOf(o)), l.AsSpan(StartOf(l)), r2.AsSpan(StartOf(r2)));
+        if (initialized is not null) initialized.Run(o.AsSpan(StartOf(o)), l.AsSpan(StartOf(l)), r2.AsSpan(StartOf(r2)), initial!.Value.Values);
+        else kernel.Run(o.AsSpan(StartOf(o)), l.AsSpan(StartOf(l)), r2.AsSpan(StartOf(r2)));
         return value;
+    }
+
+    /// <summary>The output's initial value as the kernel may read it (<see cref="Kernel.CompileInitialized"/>): the strides
+    /// of the values per variable of <see cref="Contraction"/> and the values (a bias; zeros without one). Null (the default)
+    /// when the op writes the initial value itself in <see cref="Prepare"/>.</summary>
+    protected virtual (long[] Strides, float[] Values)? Initial(Func<string, float[]> value) => null;
+
+    /// <summary>Whether the kernel of the run under way starts the output from <see cref="Initial"/>, so that
+    /// <see cref="Prepare"/> writes no initial value: when the op has one and the kernel's nest loads each output element
+    /// once (<see cref="Kernel.CanInitialize"/>). A bias written into the output before the kernel is a pass over the
+    /// output (3.2 MB for ResNet-18's stem) that the kernel then reads back.</summary>
+    protected bool KernelInitializes { get; private set; }
+
+    Kernel? initializedFrom, initialized;
+
+    /// <summary>The kernel of <paramref name="kernel"/>'s nest compiled to start from the init values of
+    /// <paramref name="strides"/> (at its threads), made once per kernel given; null when the nest does not allow it.</summary>
+    Kernel? Initialized(Kernel kernel, long[] strides)
+    {
+        if (!ReferenceEquals(kernel, initializedFrom))
+        {
+            initialized = Kernel.CanInitialize(kernel.Nest) ? Kernel.CompileInitialized(kernel.Nest, strides) : null;
+            initializedFrom = kernel;
+        }
+        if (initialized is not null && initialized.Threads != kernel.Threads) initialized.SetThreads(kernel.Threads);
+        return initialized;
     }
 
     /// <summary>The threads of the kernel of the run under way: the work around it (<see cref="Prepare"/>,

@@ -11,11 +11,7 @@ namespace LoopTune.Tests.Jit;
 public class LoweringFloorTests(ITestOutputHelper output)
 {
     [Theory]
-    [InlineData("mm", 0)]
-    [InlineData("mm", 1)]
-    [InlineData("conv", 0)]
-    [InlineData("strided", 0)]
-    [InlineData("other", 0)]
+    [MemberData(nameof(RandomSchedules.FiveBatches), MemberType = typeof(RandomSchedules))]
     public void The_floor_lowers_random_schedules_as_the_budget_alone_does(string kind, int batch)
     {
         int lowered = 0, dropped = 0;

@@ -43,6 +43,9 @@ public static class RandomSchedules
         return Computation.Parse(string.Format(t, Size(), Size(), rng.Next(1, 5)));
     }
 
+    /// <summary>Five batches of random schedules for a theory (kind, batch): two of matmuls, one of each other kind.</summary>
+    public static TheoryData<string, int> FiveBatches() => new() { { "mm", 0 }, { "mm", 1 }, { "conv", 0 }, { "strided", 0 }, { "other", 0 } };
+
     public static Computation Of(string kind, Random rng) => kind switch
     {
         "mm" => Matmul(rng),

@@ -1,0 +1,123 @@
+using LoopTune.Ir;
+using LoopTune.Jit;
+using LoopTune.Tests.TestUtil;
+
+namespace LoopTune.Tests.Jit;
+
+/// <summary>Kernels whose output starts from an init tensor (<see cref="Kernel.CompileInitialized"/>) against the reference
+/// run on an output filled with the initial values first; the nests it refuses, refused.</summary>
+public class InitializedKernelTests
+{
+    /// <summary>Runs <paramref name="kernel"/> on KernelCheck's guarded buffers with the init tensor laid out as the output
+    /// (init strides = the output's), holding the output's initial values, and the output itself filled with NaN first: the
+    /// reference is the output's initial values plus the sum, so every element must come from init.</summary>
+    static unsafe string? CheckAsOutput(Kernel kernel, Random rng) => KernelCheck.Problems(kernel.Computation, rng, (o, l, r) =>
+    {
+        var output = new Span<float>((float*)o, (int)kernel.Computation.Output.Length);
+        var init = output.ToArray();
+        output.Fill(float.NaN);
+        fixed (float* i = init) kernel.Run((float*)o, (float*)l, (float*)r, i);
+    });
+
+    /// <summary>The same with an init tensor that ignores some output variables (a stride of 0: a bias of the others, as a
+    /// convolution's ignores h and w): each output element's initial value is init at its kept variables, then the sum.</summary>
+    static unsafe string? CheckIgnoring(Kernel kernel, long[] init, Random rng)
+    {
+        var c = kernel.Computation;
+        var values = new float[c.Output.Length];
+        Reference.FillUniform(values, rng);
+        var want = new float[c.Output.Length];
+        for (long o = 0; o < want.Length; o++) // the output's variables' indices from the flat position, then init's
+        {
+            long at = 0, rest = o;
+            for (int v = c.Vars.Length - 1; v >= 0; v--)
+                if (c.Output.VarStrides[v] != 0)
+                {
+                    at += rest / c.Output.VarStrides[v] % c.Sizes[v] * init[v];
+                }
+            want[o] = values[at];
+        }
+        float[] left = new float[c.Left.Length + kernel.ReadsPast], right = new float[c.Right.Length + kernel.ReadsPast];
+        Reference.FillUniform(left, rng);
+        Reference.FillUniform(right, rng);
+        Reference.Run(c, want, left, right);
+        var got = Enumerable.Repeat(float.NaN, want.Length).ToArray();
+        kernel.Run(got, left, right, values);
+        double tolerance = Reference.Tolerance(c) * 64;
+        for (int i = 0; i < want.Length; i++)
+            if (!(Math.Abs(got[i] - want[i]) <= tolerance * (1 + Math.Abs(want[i])))) return $"{c.Output.Name}[{KernelCheck.Index(c.Output, i)}] = {got[i]}, want {want[i]}";
+        return null;
+    }
+
+    [Theory]
+    [MemberData(nameof(RandomSchedules.FiveBatches), MemberType = typeof(RandomSchedules))]
+    public void Random_schedules_whose_tile_is_loaded_once_start_every_output_element_from_init(string kind, int batch)
+    {
+        int accepted = 0, refused = 0;
+        var failures = new List<string>();
+        for (int w = 0; w < 150; w++)
+        {
+            var rng = new Random(7_000 * batch + w + kind.Length);
+            var c = RandomSchedules.Of(kind, rng);
+            var (nest, actions) = RandomSchedules.Walk(Nest.Initial(c), rng, rng.Next(0, 20));
+            if (w % 2 == 1) nest = RandomSchedules.FinishVectorized(nest, actions);
+            var options = new JitOptions(MaxVectorBits: new[] { 512, 256, 128, 0 }[w % 4], MaskedTails: w % 3 != 0);
+            if (!Kernel.CanInitialize(nest, options))
+            {
+                refused++;
+                Assert.Throws<ArgumentException>(() => Kernel.CompileInitialized(nest, c.Output.VarStrides, options));
+                continue;
+            }
+            accepted++;
+            var kernel = Kernel.CompileInitialized(nest, c.Output.VarStrides, options);
+            if (CheckAsOutput(kernel, rng) is { } p) failures.Add($"{RandomSchedules.Describe(c, actions)}: {p}");
+            // and an init that ignores a random half of the output's variables
+            var some = c.Output.VarStrides.Select(s => rng.Next(2) == 0 ? 0 : s).ToArray();
+            if (CheckIgnoring(Kernel.CompileInitialized(nest, some, options), some, rng) is { } q)
+                failures.Add($"{RandomSchedules.Describe(c, actions)}, init strides [{string.Join(",", some)}]: {q}");
+        }
+        Assert.True(failures.Count == 0, string.Join("\n", failures.Take(5)));
+        Assert.True(accepted >= 20 && refused >= 5, $"{accepted} accepted, {refused} refused: the walks should give both");
+    }
+
+    [Theory]
+    [InlineData(">m:4 n:2 k:64 m:8u n:32v", 1)]       // a row's bias broadcast into the lanes along n (stride 0)
+    [InlineData(">m:4 n:2 k:64 m:8u n:32v", 3)]
+    [InlineData(">n:8 k:64 n:8u m:32v", 1)]           // lanes along m: the bias loaded as a vector (stride 1)
+    [InlineData(">m:4 n:4 k:2 k:32u m:8u n:16v", 2)]  // an unrolled sum inside the tile, a loop of the sum around it
+    public void A_bias_per_row_is_each_output_elements_start_as_a_bias_initialisation_then_the_product_gives(string schedule, int threads)
+    {
+        var c = Computation.Matmul(32, 64, 64);
+        var nest = Nest.Parse(c, schedule);
+        if (threads > 1) nest = Transforms.Parallelize(nest, threads);
+        var kernel = Kernel.CompileInitialized(nest, [1, 0, 0]); // init[m]: C[m,n] = b[m] + sum over k
+        kernel.SetThreads(threads);
+        Assert.Equal(32, kernel.InitLength);
+        var rng = new Random(5);
+        float[] a = new float[c.Left.Length], b = new float[c.Right.Length], bias = new float[32];
+        Reference.FillUniform(a, rng);
+        Reference.FillUniform(b, rng);
+        Reference.FillUniform(bias, rng);
+        var want = new float[c.Output.Length];
+        for (int m = 0; m < 32; m++) want.AsSpan(m * 64, 64).Fill(bias[m]);
+        Reference.Run(c, want, a, b);
+        var got = Enumerable.Repeat(float.NaN, want.Length).ToArray();
+        kernel.Run(got, a, b, bias);
+        for (int i = 0; i < want.Length; i++) Assert.Equal(want[i], got[i], 1e-4f);
+        Assert.Throws<ArgumentException>(() => kernel.Run(got, a, b, bias.AsSpan(0, 31)));
+        Assert.Throws<InvalidOperationException>(() => kernel.Run(got, a, b));
+    }
+
+    [Theory]
+    [InlineData(">m:8 k:4 n:2 k:16 m:8u n:32v", "outside the output tile's loops")]  // the sum in 4 parts around the tile
+    [InlineData(">m:64 n:64 k:16 k:4v", "vectorized loop")]                          // a vectorized sum
+    public void A_nest_whose_tile_is_loaded_more_than_once_is_refused_naming_the_loop(string schedule, string reason)
+    {
+        var nest = Nest.Parse(Computation.Matmul(64, 64, 64), schedule);
+        Assert.False(Kernel.CanInitialize(nest));
+        var e = Assert.Throws<ArgumentException>(() => Kernel.CompileInitialized(nest, [1, 0, 0]));
+        Assert.Contains(reason, e.Message);
+        Assert.Throws<ArgumentException>(() => Kernel.CompileInitialized(Nest.Initial(Computation.Matmul(8, 8, 8)), [1, 0, 1])); // k is summed
+        Assert.Throws<InvalidOperationException>(() => Kernel.Compile(nest).Run(new float[4096], new float[4096], new float[4096], new float[64]));
+    }
+}
