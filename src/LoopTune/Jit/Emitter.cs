@@ -49,6 +49,7 @@ sealed unsafe class Emitter
                 case LoopOp l: Loop(l); break;
                 case LoadOp l: Load(l); break;
                 case FmaOp f: Fma(f); break;
+                case PrefetchOp p: Address(p.Tensor, p.Offset); il.Emit(OpCodes.Call, typeof(System.Runtime.Intrinsics.X86.Sse).GetMethod("Prefetch0", [typeof(void*)])!); break;
                 case BlendOp b: Blend(b); break;
                 case TileLoadOp t: TileLoad(t.Acc); break;
                 case TileStoreOp t: TileStore(t.Acc); break;

@@ -25,6 +25,10 @@ sealed record LoadOp(Value Dst, int Tensor, long Offset, long LaneStride, int La
 /// (bit i: lane i).</summary>
 sealed record BlendOp(Value Dst, Value A, Value B, int Mask) : Op;
 
+/// <summary>Hints the cache line of element <paramref name="Offset"/> past tensor <paramref name="Tensor"/>'s pointer into
+/// the caches (a prefetch: never faults, changes nothing).</summary>
+sealed record PrefetchOp(int Tensor, long Offset) : Op;
+
 /// <summary>Acc = A * B + Acc.</summary>
 sealed record FmaOp(Value Acc, Value A, Value B) : Op;
 

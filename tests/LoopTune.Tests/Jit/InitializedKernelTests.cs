@@ -61,7 +61,7 @@ public class InitializedKernelTests
             var c = RandomSchedules.Of(kind, rng);
             var (nest, actions) = RandomSchedules.Walk(Nest.Initial(c), rng, rng.Next(0, 20));
             if (w % 2 == 1) nest = RandomSchedules.FinishVectorized(nest, actions);
-            var options = new JitOptions(MaxVectorBits: new[] { 512, 256, 128, 0 }[w % 4], MaskedTails: w % 3 != 0);
+            var options = new JitOptions(MaxVectorBits: new[] { 512, 256, 128, 0 }[w % 4], MaskedTails: w % 3 != 0, PrefetchBlocks: w % 5 < 3);
             if (!Kernel.CanInitialize(nest, options))
             {
                 refused++;
@@ -78,6 +78,23 @@ public class InitializedKernelTests
         }
         Assert.True(failures.Count == 0, string.Join("\n", failures.Take(5)));
         Assert.True(accepted >= 20 && refused >= 5, $"{accepted} accepted, {refused} refused: the walks should give both");
+    }
+
+    [Theory]
+    [InlineData("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=7 w=7 e=32 c=24 r=3 s=3", ">g:2 c:3 h:7 c:8 r:3 s:3 w:7u e:32v", 2, 8 * 9 * 32)] // W's next 8 channels, reused by h's 7 rows
+    [InlineData("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=9 w=7 e=32 c=24 r=3 s=3", ">g:2 c:3 h:9 c:8 r:3 s:3 w:7u e:32v", 0, 0)]         // 9 rows: past PrefetchReuse
+    [InlineData("mm 64 64 64", ">n:2 k:4 m:16 k:16 m:4u n:32v", 0, 0)]                                                                     // B's block reused by m's 16: past it
+    [InlineData("mm 64 64 64", ">n:2 k:4 m:4 k:16 m:16u n:32v", 2, 16 * 64)]                                                               // B's next 16 rows of k
+    public void Prefetching_the_next_block_changes_no_result_and_applies_where_a_few_iterations_reuse_the_block(string spec, string schedule, int tensor, long ahead)
+    {
+        var nest = Nest.Parse(Computation.Parse(spec), schedule);
+        var options = JitOptions.Default with { PrefetchBlocks = true };
+        var kernel = Kernel.Compile(nest, options);
+        Assert.Null(KernelCheck.Verify(kernel, new Random(3)));
+        string note = $"input {tensor} prefetched {ahead} elements ahead (its next block)";
+        if (ahead > 0) Assert.Contains(note, kernel.Notes);
+        else Assert.DoesNotContain(kernel.Notes, n => n.Contains("prefetched", StringComparison.Ordinal));
+        Assert.DoesNotContain(Kernel.Compile(nest).Notes, n => n.Contains("prefetched", StringComparison.Ordinal)); // off by default
     }
 
     [Theory]
