@@ -57,6 +57,8 @@ static class ModelCommand
             var onnx = OnnxModel.Load(path);
             if (p.GetValue(run)) ModelEndToEnd.Check(onnx); // an op the forward pass cannot run refuses before anything is tuned
             var report = new ComparisonJob.ReportFolder(p.GetValue(outDir)!);
+            // the forward pass's kernels prefetch blocks of weights that fit this machine's L1d (none when it is unknown)
+            ContractionOp.PrefetchBlockBytes = (Machine.Current.Caches.L1dKib ?? 0) * 1024;
             try
             {
                 using var store = new MeasurementStore(p.GetValue(db));

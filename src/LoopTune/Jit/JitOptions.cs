@@ -31,16 +31,18 @@ public readonly record struct Chunk(int Width, int Lanes)
 /// <c>I[c,h+r,w+s]</c>) then fills a vector from two or three loads and blends (x86: SSE4.1 for 4 lanes, AVX for 8, a
 /// select under a constant vector for AVX-512's 16). Needs <paramref name="WideInputLoads"/>. On the 2-vCPU EPYC, conv 16 32 8 32 with <c>f:4u h:4u w:6v</c> ran at
 /// 84.6 GFLOPS (fastest sample 90.0) against 61.5 (65.5) for <c>f:4u h:2u w:6v</c>, side by side.</param>
-/// <param name="PrefetchBlocks">Prefetch, with each load of an input in the tile's loops, the same element of the input's
-/// next block, when the input is read in blocks each reused by a few iterations of the loops around the tile (at most
-/// <see cref="PrefetchReuse"/>): the first of those iterations then finds the block in the cache. For an operand read
-/// from memory once per run (a model's weights in a forward pass); off by default, as the extra loads slow a kernel whose
-/// blocks are already cached (<see cref="Lowering"/>).</param>
+/// <param name="PrefetchBlockBytes">Prefetch, with each load of an input in the tile's loops, the same element of the
+/// input's next block, when the input is read in blocks of at most this many bytes each reused by a few iterations of the
+/// loops around the tile (at most <see cref="PrefetchReuse"/>): the first of those iterations then finds the block in the
+/// cache. The caller gives the machine's L1d size (a block ahead that does not fit evicts the one in use: a 1.2 MB block of
+/// the 512-channel layer ran 2.4 ms instead of 1.3). For an operand read from memory once per run (a model's weights in a
+/// forward pass); 0, the default, prefetches nothing, as the extra loads slow a kernel whose blocks are already cached
+/// (<see cref="Lowering"/>).</param>
 public sealed record JitOptions(int MaxVectorBits = 512, bool UseFma = true, int MaxOperations = 1024, bool MaskedTails = true, bool WideInputLoads = true,
-    bool FuseLanes = true, bool PrefetchBlocks = false)
+    bool FuseLanes = true, int PrefetchBlockBytes = 0)
 {
     /// <summary>The most iterations of the loops between an input's block loop and the tile (which read the same block
-    /// again) for which <see cref="PrefetchBlocks"/> prefetches the next block: each of them prefetches it again.</summary>
+    /// again) for which <see cref="PrefetchBlockBytes"/> prefetches the next block: each of them prefetches it again.</summary>
     public const int PrefetchReuse = 8;
 
     /// <summary>What every kernel of this process is compiled with unless options are given: the widest vectors the machine

@@ -30,7 +30,7 @@ sealed class Lowering
     readonly int vectorVar;
     readonly int parallel;
     readonly int tensors; // 3, or 4 with the init tensor (Kernel.CompileInitialized)
-    readonly long[] ahead = new long[3]; // per input, elements to its next block (JitOptions.PrefetchBlocks), 0: none
+    readonly long[] ahead = new long[3]; // per input, elements to its next block (JitOptions.PrefetchBlockBytes), 0: none
     Tile? tile;
     int statements, operations, readsPast, prefetches;
     const int LineFloats = 16;
@@ -50,7 +50,7 @@ sealed class Lowering
         while (block > 0 && annotation[block - 1] != Annotation.None) block--;
         hoist = block;
         while (hoist > 0 && annotation[hoist - 1] == Annotation.None && nest.Computation.IsReduction[nest[hoist - 1].Var]) hoist--;
-        if (options.PrefetchBlocks) (ahead[1], ahead[2]) = (Ahead(1), Ahead(2));
+        if (options.PrefetchBlockBytes > 0) (ahead[1], ahead[2]) = (Ahead(1), Ahead(2));
         vectorVar = annotation[n - 1] == Annotation.Vectorize ? nest[n - 1].Var : -1;
         parallel = nest.ParallelLoop;
     }
@@ -125,9 +125,10 @@ sealed class Lowering
     }
 
     /// <summary>
-    /// The elements from a block of input <paramref name="t"/> to its next, for <see cref="JitOptions.PrefetchBlocks"/>: the
-    /// stride of the innermost loop above the tile that moves the input, when loops between it and the tile read the block
-    /// again (they do not move the input) in at most <see cref="JitOptions.PrefetchReuse"/> iterations; 0 otherwise.
+    /// The elements from a block of input <paramref name="t"/> to its next, for <see cref="JitOptions.PrefetchBlockBytes"/>:
+    /// the stride of the innermost loop above the tile that moves the input, when loops between it and the tile read the
+    /// block again (they do not move the input) in at most <see cref="JitOptions.PrefetchReuse"/> iterations and the block
+    /// (that stride) is at most the option's bytes; 0 otherwise.
     /// <code>
     /// g:8 c:64 h:7 | c:8 r:3 s:3 w:7u e:64v    W[g,c,r,s,e]: a block of 8 channels (18 KB) reused by h's 7 rows: c:64's stride
     /// k:4 n:8 m:128 | k:256 m:8u n:2u n:16v    B[k,n]: a block reused by m's 128 iterations: none (each would prefetch again)
@@ -143,7 +144,7 @@ sealed class Lowering
         {
             long trips = (nest.Computation.Sizes[nest[level].Var] + nest.InnerStep(level) - 1) / nest.InnerStep(level);
             if (strides[t][level] == 0) reuse *= trips;
-            else if (reuse > 1) return reuse <= JitOptions.PrefetchReuse ? strides[t][level] : 0;
+            else if (reuse > 1) return reuse <= JitOptions.PrefetchReuse && Math.Abs(strides[t][level]) * sizeof(float) <= options.PrefetchBlockBytes ? strides[t][level] : 0;
         }
         return 0;
     }

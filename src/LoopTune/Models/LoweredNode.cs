@@ -117,16 +117,21 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
 
     Kernel? passFrom, pass;
 
+    /// <summary>The largest block of an input that a forward pass's kernels prefetch ahead (<see cref="JitOptions.PrefetchBlockBytes"/>):
+    /// the machine's L1d, which the layer that describes the machine sets (<c>looptune model</c> does, from
+    /// <c>looptune machine</c>'s caches); 0, the default, prefetches nothing.</summary>
+    public static int PrefetchBlockBytes { get; set; }
+
     /// <summary>What runs the node for <paramref name="kernel"/> (made once per kernel given, at its threads): its nest
     /// compiled for a forward pass, where the node's weights come from memory once per pass. It starts from the init values
     /// of <paramref name="strides"/> when the nest allows it (<see cref="Kernel.CanInitialize"/>), and it prefetches an
-    /// input's next block where the nest reads it in blocks (<see cref="JitOptions.PrefetchBlocks"/>: the 512-channel
-    /// layers' 9.4 MB of weights); <paramref name="kernel"/> itself when neither applies.</summary>
+    /// input's next block where the nest reads it in blocks (<see cref="PrefetchBlockBytes"/>: the 512-channel layers'
+    /// 9.4 MB of weights, 18 KB a block); <paramref name="kernel"/> itself when neither applies.</summary>
     Kernel ForPass(Kernel kernel, long[]? strides)
     {
         if (!ReferenceEquals(kernel, passFrom))
         {
-            var options = JitOptions.Default with { PrefetchBlocks = true };
+            var options = JitOptions.Default with { PrefetchBlockBytes = PrefetchBlockBytes };
             var made = strides is not null && Kernel.CanInitialize(kernel.Nest, options) ? Kernel.CompileInitialized(kernel.Nest, strides, options) : Kernel.Compile(kernel.Nest, options);
             pass = made.InitStrides is not null || made.Notes.Any(n => n.Contains("prefetched", StringComparison.Ordinal)) ? made : kernel;
             passFrom = kernel;

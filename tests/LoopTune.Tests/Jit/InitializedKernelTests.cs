@@ -61,7 +61,7 @@ public class InitializedKernelTests
             var c = RandomSchedules.Of(kind, rng);
             var (nest, actions) = RandomSchedules.Walk(Nest.Initial(c), rng, rng.Next(0, 20));
             if (w % 2 == 1) nest = RandomSchedules.FinishVectorized(nest, actions);
-            var options = new JitOptions(MaxVectorBits: new[] { 512, 256, 128, 0 }[w % 4], MaskedTails: w % 3 != 0, PrefetchBlocks: w % 5 < 3);
+            var options = new JitOptions(MaxVectorBits: new[] { 512, 256, 128, 0 }[w % 4], MaskedTails: w % 3 != 0, PrefetchBlockBytes: w % 5 < 3 ? 1 << 20 : 0);
             if (!Kernel.CanInitialize(nest, options))
             {
                 refused++;
@@ -88,13 +88,15 @@ public class InitializedKernelTests
     public void Prefetching_the_next_block_changes_no_result_and_applies_where_a_few_iterations_reuse_the_block(string spec, string schedule, int tensor, long ahead)
     {
         var nest = Nest.Parse(Computation.Parse(spec), schedule);
-        var options = JitOptions.Default with { PrefetchBlocks = true };
+        var options = JitOptions.Default with { PrefetchBlockBytes = 32 * 1024 };
         var kernel = Kernel.Compile(nest, options);
         Assert.Null(KernelCheck.Verify(kernel, new Random(3)));
         string note = $"input {tensor} prefetched {ahead} elements ahead (its next block)";
         if (ahead > 0) Assert.Contains(note, kernel.Notes);
         else Assert.DoesNotContain(kernel.Notes, n => n.Contains("prefetched", StringComparison.Ordinal));
         Assert.DoesNotContain(Kernel.Compile(nest).Notes, n => n.Contains("prefetched", StringComparison.Ordinal)); // off by default
+        if (ahead > 0) // and only for blocks within the bytes given
+            Assert.DoesNotContain(Kernel.Compile(nest, options with { PrefetchBlockBytes = (int)ahead * sizeof(float) - 1 }).Notes, n => n.Contains("prefetched", StringComparison.Ordinal));
     }
 
     [Theory]
