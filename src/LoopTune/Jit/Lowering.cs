@@ -32,9 +32,10 @@ sealed class Lowering
     readonly int tensors; // 3, or 4 with the init tensor (Kernel.CompileInitialized)
     readonly long[] ahead = new long[3]; // per input, elements to its next block (JitOptions.PrefetchBlockBytes), 0: none
     Tile? tile;
-    int statements, operations, readsPast, prefetches;
+    int statements, operations, readsPast;
+    readonly bool[] prefetched = new bool[3];
     const int LineFloats = 16;
-    readonly List<string> fusions = [];
+    readonly List<string> remarks = []; // what the lowering did beyond the annotations (fused lanes, prefetches): the kernel's notes
     const int LoopCost = 8;
 
     Lowering(Nest nest, Annotation[] annotation, JitOptions options, long[]? init = null)
@@ -90,7 +91,7 @@ sealed class Lowering
                 if (floor && outer >= 0 && l.Floor(0, covered) > options.MaxOperations) throw new OverBudget();
                 if (init is not null) l.CheckInitialized(covered);
                 l.Run(0, covered, default, new Scope(null, 0, new int[l.tensors]), ops, budget: outer >= 0);
-                notes.AddRange(l.fusions.Distinct());
+                notes.AddRange(l.remarks.Distinct());
                 return (ops, l.statements, l.hoist, l.readsPast, notes);
             }
             catch (OverBudget)
@@ -315,7 +316,8 @@ sealed class Lowering
         if (ahead[t] != 0 && scope.Prefetch(t, (offset[t] + ahead[t]) / LineFloats))
         {
             ops.Add(new PrefetchOp(t, offset[t] + ahead[t]));
-            if (prefetches++ == 0) fusions.Add($"input {t} prefetched {ahead[t]} elements ahead (its next block)");
+            if (!prefetched[t]) remarks.Add($"input {t} prefetched {ahead[t]} elements ahead (its next block)");
+            prefetched[t] = true;
         }
         return Load(t, offset[t], InputChunk(chunk, acc, lane), lane, scope, ops);
     }
@@ -339,7 +341,7 @@ sealed class Lowering
     int? Fusion(int level, int[] remaining)
     {
         if (FusedRows(level, remaining) is not { } fused) return null;
-        fusions.Add($"loops {nest.LoopName(level)} and {nest.LoopName(nest.Count - 1)} fused: {fused.Rows} rows of {remaining[vectorVar]} lanes in {fused.Vectors} vectors instead of {fused.Apart}");
+        remarks.Add($"loops {nest.LoopName(level)} and {nest.LoopName(nest.Count - 1)} fused: {fused.Rows} rows of {remaining[vectorVar]} lanes in {fused.Vectors} vectors instead of {fused.Apart}");
         return fused.Rows;
     }
 
