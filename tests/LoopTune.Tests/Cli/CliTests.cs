@@ -202,7 +202,12 @@ public sealed class CliTests
     {
         var (code, output, _) = Run("peak", "--json");
         Assert.Equal(0, code);
-        double gflops = JsonNode.Parse(output)!["gflops"]!.GetValue<double>();
+        var json = JsonNode.Parse(output)!;
+        double gflops = json["gflops"]!.GetValue<double>();
         Assert.True(gflops > 0 && double.IsFinite(gflops));
+        // the FMA timing measured with it: at least one pipe, a latency of some cycles, a clock
+        Assert.True(json["fma_pipes"]!.GetValue<int>() >= 1);
+        Assert.InRange(json["fma_latency_cycles"]!.GetValue<double>(), 0.5, 50);
+        Assert.True(json["clock_ghz"]!.GetValue<double>() > 0);
     }
 }
