@@ -159,7 +159,9 @@ public sealed class TrainCliTests(TrainCliData data, ITestOutputHelper output) :
         Assert.True(tune["verified"]!.GetValue<bool>());
         Assert.Equal(Path.Combine(checkpoint, "policy.safetensors"), tune["policy"]!.GetValue<string>());
         var actions = tune["actions"]!.AsArray().Select(a => Actions.Get(a!.GetValue<string>())).ToList();
-        Assert.InRange(tune["steps"]!.AsArray().Count, 0, 4); // the policy's episode length
+        // the policy's episode length, plus the finish's cache-blocking and layout variants of its fastest (one id each,
+        // measured only while time is left: a CI run once ended on a 5-step path)
+        Assert.InRange(tune["steps"]!.AsArray().Count, 0, 4 + 2);
         Assert.Equal(tune["search_schedule"]!.GetValue<string>(), Transforms.ApplyAll(Nest.Initial(Computation.Parse("mm 16 16 16")), actions).Serialize());
         // the answer is the search's best unless a rival (the machine's tile) beat it
         if (tune["schedule"]!.GetValue<string>() != tune["search_schedule"]!.GetValue<string>()) Assert.Contains("beaten by", tune["method"]!.GetValue<string>());

@@ -1,7 +1,7 @@
+using System.Collections.Immutable;
 using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Search;
-
 using LoopTune.Tests.TestUtil;
 
 namespace LoopTune.Tests.Search;
@@ -259,6 +259,33 @@ public sealed class SearchContractTests
         Assert.Equal(shortened.Select(a => a.Id), ids);
         Assert.Equal("m:32 n:4 n:4 k:8v", best.ScheduleKey);
         Assert.Equal("down,split_4,down,down,vectorize", string.Join(",", shortened.Select(a => a.Name)));
+    }
+
+    [Fact]
+    public void A_shortened_path_is_never_longer_and_replays_to_the_same_schedule()
+    {
+        // random walks of up to 6 moves in each space from a few computations, shortened as a search's result is
+        var problems = new List<string>();
+        foreach (var space in new[] { ActionSpace.Tile, ActionSpace.Loop, ActionSpace.Cursor })
+            for (int w = 0; w < 150; w++)
+            {
+                var rng = new Random(w * 7 + space.Name.Length);
+                var start = Nest.Initial(w % 3 == 0 ? RandomSchedules.Conv(rng) : RandomSchedules.Matmul(rng));
+                var nest = start;
+                var ids = ImmutableArray.CreateBuilder<int>();
+                for (int step = rng.Next(1, 7); step > 0; step--)
+                {
+                    var moves = space.Expand(nest);
+                    if (moves.Count == 0) break;
+                    var m = moves[rng.Next(moves.Count)];
+                    ids.Add(m.Id);
+                    nest = m.Result;
+                }
+                var (best, shortIds, path) = SearchRun.Shorten(space, start, nest, ids.ToImmutable());
+                if (shortIds.Length > ids.Count || best.ScheduleKey != nest.ScheduleKey || Transforms.ApplyAll(start, path).ScheduleKey != nest.ScheduleKey)
+                    problems.Add($"{space.Name} {start.Computation}: {ids.Count} ids [{string.Join(",", ids.Select(space.Describe))}] became {shortIds.Length} [{string.Join(",", shortIds.Select(space.Describe))}]");
+            }
+        Assert.True(problems.Count == 0, string.Join("\n", problems.Take(5)));
     }
 
     [Fact]
