@@ -16,8 +16,7 @@ static class PeakCommand
         command.SetAction(p => io.Guard(() =>
         {
             double gflops = Peak.MeasureGflops(MeasureOptions.Thorough);
-            PeakCache.Remember(gflops);
-            Machine.Forget(Jit.JitOptions.Default.VectorBits);
+            PeakCache.Replace(gflops);
             var fma = Machine.Current.Fma;
             if (p.GetValue(json))
                 io.Stdout.WriteLine(new JsonObject

@@ -49,7 +49,7 @@ sealed unsafe class Emitter
                 case LoopOp l: Loop(l); break;
                 case LoadOp l: Load(l); break;
                 case FmaOp f: Fma(f); break;
-                case PrefetchOp p: Address(p.Tensor, p.Offset); il.Emit(OpCodes.Call, typeof(System.Runtime.Intrinsics.X86.Sse).GetMethod("Prefetch0", [typeof(void*)])!); break;
+                case PrefetchOp p: Address(p.Tensor, p.Offset); il.Emit(OpCodes.Call, VectorApi.Prefetch); break;
                 case BlendOp b: Blend(b); break;
                 case TileLoadOp t: TileLoad(t.Acc); break;
                 case TileStoreOp t: TileStore(t.Acc); break;
@@ -194,16 +194,23 @@ sealed unsafe class Emitter
 
     void Load(LoadOp op)
     {
-        int w = op.Dst.Width;
-        if (w == 1 || op.LaneStride == 0)
-        {
-            Address(op.Tensor, op.Offset);
-            il.Emit(OpCodes.Ldind_R4);
-            if (w > 1) il.Emit(OpCodes.Call, VectorApi.Of(w).Broadcast);
-        }
-        else if (op.LaneStride == 1) VectorLoad(op.Tensor, op.Offset, w, op.Lanes);
-        else Gather(op.Tensor, op.Offset, op.LaneStride, w, op.Lanes);
+        Push(op.Tensor, op.Offset, op.LaneStride, op.Dst.Width, op.Lanes);
         il.Emit(OpCodes.Stloc, ValueLocal(op.Dst));
+    }
+
+    /// <summary>Pushes <paramref name="width"/> lanes of tensor <paramref name="tensor"/> from element
+    /// <paramref name="offset"/>, <paramref name="laneStride"/> elements apart: a scalar, a broadcast (stride 0), a
+    /// contiguous vector (stride 1, lanes past <paramref name="lanes"/> zero) or a gather.</summary>
+    void Push(int tensor, long offset, long laneStride, int width, int lanes)
+    {
+        if (width == 1 || laneStride == 0)
+        {
+            Address(tensor, offset);
+            il.Emit(OpCodes.Ldind_R4);
+            if (width > 1) il.Emit(OpCodes.Call, VectorApi.Of(width).Broadcast);
+        }
+        else if (laneStride == 1) VectorLoad(tensor, offset, width, lanes);
+        else Gather(tensor, offset, laneStride, width, lanes);
     }
 
     /// <summary>Builds a vector from <paramref name="lanes"/> elements <paramref name="lane"/> apart; the rest are zero.</summary>
@@ -271,21 +278,9 @@ sealed unsafe class Emitter
     void TileLoad(Accumulator a)
     {
         int w = a.Value.Width;
-        if (a.Init is { } init) // tensor 3: a broadcast, a vector or a gather of the init tensor
-        {
-            if (w == 1 || init.LaneStride == 0)
-            {
-                Address(3, init.Offset);
-                il.Emit(OpCodes.Ldind_R4);
-                if (w > 1) il.Emit(OpCodes.Call, VectorApi.Of(w).Broadcast);
-            }
-            else if (init.LaneStride == 1) VectorLoad(3, init.Offset, w, a.Lanes);
-            else Gather(3, init.Offset, init.LaneStride, w, a.Lanes);
-        }
+        if (a.Init is { } init) Push(3, init.Offset, init.LaneStride, w, a.Lanes); // tensor 3: the init tensor
         else if (a.ReducesLanes) il.Emit(OpCodes.Call, VectorApi.Of(w).Zero);
-        else if (w == 1) { Address(0, a.Offset); il.Emit(OpCodes.Ldind_R4); }
-        else if (a.LaneStride == 1) VectorLoad(0, a.Offset, w, a.Lanes);
-        else Gather(0, a.Offset, a.LaneStride, w, a.Lanes);
+        else Push(0, a.Offset, a.LaneStride, w, a.Lanes);
         il.Emit(OpCodes.Stloc, ValueLocal(a.Value));
     }
 

@@ -62,6 +62,10 @@ public sealed unsafe class Kernel
     /// (<see cref="CompileInitialized"/>); null for a kernel that accumulates onto its output as it is.</summary>
     public IReadOnlyList<long>? InitStrides { get; }
 
+    /// <summary>Whether the kernel prefetches an input's next block (<see cref="JitOptions.PrefetchBlockBytes"/>; its notes
+    /// say which input, how far ahead).</summary>
+    public bool Prefetches => Notes.Any(n => n.Contains(Lowering.Prefetched, StringComparison.Ordinal));
+
     /// <summary>The floats the init tensor spans (0 without one).</summary>
     public long InitLength => InitStrides is { } s ? 1 + Computation.Sizes.Select((n, v) => (n - 1) * s[v]).Sum() : 0;
 
@@ -147,15 +151,15 @@ public sealed unsafe class Kernel
     /// <summary>Compiles <paramref name="nest"/>, after <see cref="WarmUp"/> when <paramref name="warmUp"/>; without it, the
     /// first compilation of a process also pays for .NET compiling the code generator (in <see cref="CompileTime"/> too),
     /// which costs a program that compiles one recorded kernel less than the warm-up's five (<c>Tuner</c>'s recalls).</summary>
-    internal static Kernel Compile(Nest nest, JitOptions? options, bool warmUp)
+    internal static Kernel Compile(Nest nest, JitOptions? options, bool warmUp, long[]? init = null)
     {
         options ??= JitOptions.Default;
         if (warmUp) WarmUp();
         long start = Stopwatch.GetTimestamp();
-        var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options);
-        var fn = Emitter.Emit(program, options.Fused, "looptune_kernel");
+        var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options, init: init);
+        var fn = Emitter.Emit(program, options.Fused, init is null ? "looptune_kernel" : "looptune_kernel_initialized");
         fn(null, null, null, null, 0, 0, 0); // makes RyuJIT compile it now, doing no work
-        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start));
+        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), init: init);
     }
 
     /// <summary>
@@ -182,13 +186,7 @@ public sealed unsafe class Kernel
         for (int v = 0; v < init.Length && v < nest.Computation.Vars.Length; v++)
             if (init[v] < 0 || init[v] != 0 && nest.Computation.IsReduction[v])
                 throw new ArgumentException($"the init tensor's stride for {nest.Computation.Vars[v]} is {init[v]}: strides are >= 0, and 0 for a summed variable", nameof(initStrides));
-        options ??= JitOptions.Default;
-        WarmUp();
-        long start = Stopwatch.GetTimestamp();
-        var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options, init: init);
-        var fn = Emitter.Emit(program, options.Fused, "looptune_kernel_initialized");
-        fn(null, null, null, null, 0, 0, 0);
-        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), init: init);
+        return Compile(nest, options, warmUp: true, init);
     }
 
     /// <summary>Whether <see cref="CompileInitialized"/> takes <paramref name="nest"/> (a lowering, no compilation).</summary>

@@ -35,6 +35,8 @@ sealed class Lowering
     int statements, operations, readsPast;
     readonly bool[] prefetched = new bool[3];
     const int LineFloats = 16;
+    /// <summary>The word of the note a prefetching input leaves in the kernel's notes (<see cref="Kernel.Prefetches"/>).</summary>
+    internal const string Prefetched = "prefetched";
     readonly List<string> remarks = []; // what the lowering did beyond the annotations (fused lanes, prefetches): the kernel's notes
     const int LoopCost = 8;
 
@@ -316,7 +318,7 @@ sealed class Lowering
         if (ahead[t] != 0 && scope.Prefetch(t, (offset[t] + ahead[t]) / LineFloats))
         {
             ops.Add(new PrefetchOp(t, offset[t] + ahead[t]));
-            if (!prefetched[t]) remarks.Add($"input {t} prefetched {ahead[t]} elements ahead (its next block)");
+            if (!prefetched[t]) remarks.Add($"input {t} {Prefetched} {ahead[t]} elements ahead (its next block)");
             prefetched[t] = true;
         }
         return Load(t, offset[t], InputChunk(chunk, acc, lane), lane, scope, ops);

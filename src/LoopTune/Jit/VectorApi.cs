@@ -73,5 +73,8 @@ sealed class VectorApi
         _ => throw new ArgumentOutOfRangeException(nameof(width), width, "vector widths are 4, 8 and 16 floats"),
     };
 
+    /// <summary>x86's prefetch into every cache level (<c>prefetcht0</c>), for <see cref="PrefetchOp"/>.</summary>
+    public static readonly MethodInfo Prefetch = typeof(System.Runtime.Intrinsics.X86.Sse).GetMethod(nameof(System.Runtime.Intrinsics.X86.Sse.Prefetch0), [typeof(void*)])!;
+
     public static readonly MethodInfo ScalarFma = typeof(MathF).GetMethod(nameof(MathF.FusedMultiplyAdd), [typeof(float), typeof(float), typeof(float)])!;
 }

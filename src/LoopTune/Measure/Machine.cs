@@ -317,7 +317,7 @@ public static class Machine
 
     /// <summary>Forgets the FMA timing at <paramref name="bits"/>, in this process and in <c>machine.json</c>, so the next
     /// description measures it again (after the peak it derives the pipes from was measured again:
-    /// <see cref="PeakCache.Checked"/>, <c>looptune peak</c>).</summary>
+    /// <see cref="PeakCache.Replace"/>).</summary>
     public static void Forget(int bits)
     {
         string path = Path.Combine(DataFolder.Root, "machine.json");

@@ -38,22 +38,31 @@ public static class PeakCache
     /// <paramref name="observedGflops"/>, the speed of a kernel timed whole just now, per core. No kernel runs faster than the
     /// FMA peak, so one more than <see cref="Tolerance"/> above it shows the remembered figure was measured on a busy
     /// moment: the peak is measured again and the higher of that and the kernel's speed remembered (the kernel's is a lower
-    /// bound of the peak, so the same kernel does not set this off again), the FMA timing derived from it is forgotten
-    /// (<see cref="Machine.Forget"/>), and a warning names the figures. Returns the peak to report against.</summary>
+    /// bound of the peak, so the same kernel does not set this off again) in its place (<see cref="Replace"/>), and a warning
+    /// names the figures. Returns the peak to report against.</summary>
     public static double Checked(double observedGflops, int? bits = null)
     {
         int b = bits ?? Jit.JitOptions.Default.VectorBits;
         double peak = GetOrMeasure(b);
         if (!(observedGflops > peak * Tolerance) || !double.IsFinite(observedGflops)) return peak;
         double again = Peak.MeasureGflops(MeasureOptions.Default, b), kept = Math.Max(again, observedGflops);
-        Remember(kept, b);
-        Machine.Forget(b);
+        Replace(kept, b);
         Warnings.Write($"the remembered peak of {peak:F1} GFLOPS ({PeakFile}) is below a kernel just timed at {observedGflops:F1} GFLOPS: "
             + $"measured again, {again:F1}; remembering {kept:F1}");
         return kept;
     }
 
-    /// <summary>Stores a fresh measurement at <paramref name="bits"/> (default: the JIT's width), as <c>looptune peak</c> does.</summary>
+    /// <summary><see cref="Remember"/> of a peak measured again, as <c>looptune peak</c> and <see cref="Checked"/> do: the FMA
+    /// timing derived from the one it replaces (its pipes are the peak over the clock) is forgotten too
+    /// (<see cref="Machine.Forget"/>), so the next description measures it again.</summary>
+    public static void Replace(double gflops, int? bits = null)
+    {
+        int b = bits ?? Jit.JitOptions.Default.VectorBits;
+        Remember(gflops, b);
+        Machine.Forget(b);
+    }
+
+    /// <summary>Stores a fresh measurement at <paramref name="bits"/> (default: the JIT's width).</summary>
     public static void Remember(double gflops, int? bits = null)
     {
         var table = ReadTable(PeakFile);

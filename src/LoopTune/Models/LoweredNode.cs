@@ -133,7 +133,7 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
         {
             var options = JitOptions.Default with { PrefetchBlockBytes = PrefetchBlockBytes };
             var made = strides is not null && Kernel.CanInitialize(kernel.Nest, options) ? Kernel.CompileInitialized(kernel.Nest, strides, options) : Kernel.Compile(kernel.Nest, options);
-            pass = made.InitStrides is not null || made.Notes.Any(n => n.Contains("prefetched", StringComparison.Ordinal)) ? made : kernel;
+            pass = made.InitStrides is not null || made.Prefetches ? made : kernel;
             passFrom = kernel;
         }
         if (pass!.Threads != kernel.Threads) pass.SetThreads(kernel.Threads);

@@ -93,10 +93,10 @@ public class InitializedKernelTests
         Assert.Null(KernelCheck.Verify(kernel, new Random(3)));
         string note = $"input {tensor} prefetched {ahead} elements ahead (its next block)";
         if (ahead > 0) Assert.Contains(note, kernel.Notes);
-        else Assert.DoesNotContain(kernel.Notes, n => n.Contains("prefetched", StringComparison.Ordinal));
-        Assert.DoesNotContain(Kernel.Compile(nest).Notes, n => n.Contains("prefetched", StringComparison.Ordinal)); // off by default
+        Assert.Equal(ahead > 0, kernel.Prefetches);
+        Assert.False(Kernel.Compile(nest).Prefetches); // off by default
         if (ahead > 0) // and only for blocks within the bytes given
-            Assert.DoesNotContain(Kernel.Compile(nest, options with { PrefetchBlockBytes = (int)ahead * sizeof(float) - 1 }).Notes, n => n.Contains("prefetched", StringComparison.Ordinal));
+            Assert.False(Kernel.Compile(nest, options with { PrefetchBlockBytes = (int)ahead * sizeof(float) - 1 }).Prefetches);
     }
 
     [Theory]
