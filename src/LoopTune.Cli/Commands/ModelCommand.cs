@@ -10,7 +10,7 @@ namespace LoopTune.Cli.Commands;
 /// <summary><c>looptune model PATH.onnx|resnet18 [--budget 1s] [--out DIR] [--quick] [--retune] [--db PATH] [--run] [--resume] [--json]</c>: every
 /// Conv, Gemm and MatMul of the model lowered to a contraction; each distinct contraction tuned once by <c>tune</c>'s default
 /// search, or its schedule recalled from this machine's tuning record in the store (verified and re-timed), with its weights
-/// hot (--weights, the default) or cold (<see cref="Measure.TimingContext"/>), each with records of its own; every
+/// cold (--weights, the default) or hot (<see cref="Measure.TimingContext"/>), each with records of its own; every
 /// node then run with its schedule, checked against ONNX Runtime running that node alone and timed side by side with it
 /// (<see cref="ModelBench"/>); with --run, the whole forward pass with those kernels checked against ONNX Runtime's and timed
 /// next to it (<see cref="ModelEndToEnd"/>); the report (<see cref="ModelReport"/>) written atomically into --out. Each
@@ -36,8 +36,8 @@ static class ModelCommand
         var run = new Option<bool>("--run") { Description = "Then run the whole forward pass with the tuned kernels (BatchNormalization folded into the convolutions), check its output against ONNX Runtime's on the same input and time both side by side." };
         var weights = new Option<string>("--weights")
         {
-            Description = "What the caches hold when each contraction is tuned and timed: hot (the same buffers every run, the default) or cold (its constant operand, the weights, read from one of many copies in turn, together twice the last-level cache, as a forward pass reads them; on ResNet-18 it has not yet beaten hot tuning end to end). Each has its own tuning records.",
-            DefaultValueFactory = _ => "hot",
+            Description = "What the caches hold when each contraction is tuned and timed: cold (the default: its constant operand, the weights, read from one of many copies in turn, together twice the last-level cache, as a forward pass reads them) or hot (the same buffers every run, as the other commands tune). Each has its own tuning records.",
+            DefaultValueFactory = _ => "cold",
         };
         weights.AcceptOnlyFromAmong("cold", "hot");
         var threads = Options.Threads("Threads each contraction is tuned and run on (an outer loop made parallel), and ONNX Runtime and oneDNN are given; the other operators of the forward pass run on one");

@@ -39,15 +39,16 @@ public static class PolicyTuning
     /// <see cref="Ir.Transforms.Parallelize"/> gives it, and so is the result. In a cold <paramref name="context"/> (one
     /// operand cold, <see cref="TimingContext"/>) every timing of the search, its finalists' side-by-side confirmation and
     /// the final timing read that operand cold (the peers, with data of their own, run hot). <paramref name="rivals"/>
-    /// (schedules of the computation known from elsewhere: a hot record when tuning cold) are timed after the search and
-    /// side by side with its best (<see cref="KernelEvaluator.Fastest"/>, in the same context), and the fastest is the
+    /// (schedules of the computation known from elsewhere: a hot record when tuning cold) are evaluated before the search,
+    /// and the two fastest by those figures timed side by side with its best after it (<see cref="KernelEvaluator.Fastest"/>,
+    /// in the same context), and the fastest is the
     /// one verified and timed: a search whose budget did not reach a schedule known to be good does not lose it. The
     /// machine's own tiles of the computation (<see cref="CacheBlockedTiles"/>: a register tile, and the reduction blocked
     /// for each cache level, sized from <see cref="Machine.Current"/>) are rivals too, as a search seldom reaches a
     /// cache-blocked schedule by itself (the conv policy was trained before the block edits, the seed's power-of-two
     /// splits cannot make a 7-row tile of a 14-pixel row, and a block pays only once the tile around it is right). With
-    /// rivals the search gets all but <see cref="RivalShare"/> of the budget's time, their timing side by side the rest
-    /// (without time left, their figures decide).</summary>
+    /// rivals their evaluations get the first half of <see cref="RivalShare"/> of the budget's time, the search what is
+    /// left but the second half, the side-by-side timing the rest (without time left, their figures decide).</summary>
     public static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
         SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers, int? threads = null, TimingContext context = default,
         IReadOnlyList<Nest>? rivals = null)
@@ -63,26 +64,32 @@ public static class PolicyTuning
         Nest best;
         double searchMeasuring;
         List<Nest> others = [.. (rivals ?? []).Concat(CacheBlockedTiles.For(computation, Machine.Current)).Where(r => r.Computation.Equals(computation))];
-        // the rivals are timed within the budget: the search gets all but RivalShare of its time when there are any
-        var searchLimit = others.Count == 0 ? limit : limit with { Time = limit.Time * (1 - RivalShare) };
         var clock = Stopwatch.StartNew();
         using (ThreadPinning.Pin())
         {
-            result = search.Run(Nest.Initial(computation), timed, searchLimit, 0, pol.Space);
-            best = result.Best;
-            searchMeasuring = timed.Seconds; // the rivals' timing below is measuring too, but outside the search's time
-            // each rival evaluated while the budget's time covers one more evaluation as long as the search's took on
-            // average (a large problem's are estimates on slices, 0.05-0.1 s each here); the rest are left out
-            List<Nest> candidates = [best];
-            var each = result.Seconds / Math.Max(1, result.Evaluations);
+            // the rivals first, in their order, while the first half of RivalShare lasts (a rival is started while the
+            // time left covers one more as long as the last took; the first always): evaluated after the search, they were
+            // left out whenever it ran past its share (mm 128 3072 768: the search's finish ended at 0.90 s of 1 s, and the
+            // machine's tile that runs 175 GFLOPS lost to the search's 134 unmeasured)
+            var figures = new List<(Nest Nest, double Gflops)>();
+            TimeSpan rivalsUntil = limit.Time * (RivalShare / 2), last = TimeSpan.Zero;
             foreach (var rival in others)
             {
-                if (candidates.Any(n => n.ScheduleKey == rival.ScheduleKey)) continue;
-                if (clock.Elapsed.TotalSeconds + each > limit.Time.TotalSeconds) break;
-                timed.Evaluate(rival);
-                candidates.Add(rival);
+                if (figures.Count > 0 && clock.Elapsed + last > rivalsUntil) break;
+                if (figures.Any(f => f.Nest.ScheduleKey == rival.ScheduleKey)) continue;
+                var before = clock.Elapsed;
+                figures.Add((rival, timed.Evaluate(rival).Gflops));
+                last = clock.Elapsed - before;
             }
-            // side by side in what is left of the budget; without time left, their figures decide
+            double rivalsMeasuring = timed.Seconds;
+            // the search: all but the second half of RivalShare, kept for timing its best beside the fastest rivals
+            var searchLimit = others.Count == 0 ? limit : limit with { Time = TimeSpan.FromTicks(Math.Max(0, (limit.Time * (1 - RivalShare / 2) - clock.Elapsed).Ticks)) };
+            result = search.Run(Nest.Initial(computation), timed, searchLimit, 0, pol.Space);
+            best = result.Best;
+            searchMeasuring = timed.Seconds - rivalsMeasuring;
+            // side by side: the search's best and the two fastest rivals by their figures (one of a dozen measured once
+            // can be high by chance), in what is left of the budget; without time left, their figures decide
+            List<Nest> candidates = [best, .. figures.Where(f => f.Nest.ScheduleKey != best.ScheduleKey).OrderByDescending(f => f.Gflops).Take(2).Select(f => f.Nest)];
             if (candidates.Count > 1) best = candidates[timed.Fastest(candidates, limit.Time - clock.Elapsed)];
         }
         // at N threads (RunThreads) the best schedule is run as the evaluator timed it: with its parallel loop
@@ -124,9 +131,14 @@ public static class PolicyTuning
     }
 
     /// <summary>The share of a tune's budget kept from its search for timing the rivals and the machine's tiles
-    /// (<see cref="CacheBlockedTiles"/>) beside its best: a tenth, so that the whole stays within the budget where the
-    /// rivals of a large problem (estimated on slices, then timed side by side on them) had added a fifth to half of it.</summary>
-    public const double RivalShare = 0.1;
+    /// (<see cref="CacheBlockedTiles"/>) beside its best: a fifth, half for evaluating the rivals, half for timing the
+    /// fastest beside the search's best, so that the whole stays within the budget where the rivals of a large problem
+    /// (estimated on slices, then timed side by side on them) had added a fifth to half of it. On BERT's products the
+    /// first rival's evaluation took 60-80 ms (the first kernel of the evaluator's), the next 4-5 ms each, so the first
+    /// half, 0.1 s of the default 1 s, covers most of the 6-8 that the machine's two register tiles give. Three tenths
+    /// gave the search too little on the large products, whose evaluations are slices of 0.05-0.1 s (the first 10 test
+    /// products of mm256_4096_log: 0.93-0.98x the best library, against 0.99-1.00x with a fifth).</summary>
+    public const double RivalShare = 0.2;
 
     /// <summary>Adds up the time spent in the evaluator (compiling and timing kernels).</summary>
     sealed class TimedEvaluator(KernelEvaluator inner) : IConfirmingEvaluator

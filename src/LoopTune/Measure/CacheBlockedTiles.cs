@@ -14,7 +14,7 @@ namespace LoopTune.Measure;
 /// <b>broadcast</b> one): a matrix product <c>C[m,n] += A[m,k] * B[k,n]</c>, or a convolution blocked along its output
 /// channels (<c>O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e]</c>, the <c>blocked</c> lowering of <c>model</c>).
 /// <code>
-/// loops, outermost first                                      O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=8 h=7 w=7 e=64 c=512 r=3 s=3
+/// loops, outermost first                                      O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=8 h=7 w=7 e=64 c=512 r=3 s=3 (full tile)
 /// 1 output variables the streamed operand has (and v's blocks)  g:8
 /// 2 the block loop of the reduction (blocked tiles only)       c:64        (L1 of 48 KiB: a block of 8 channels)
 /// 3 the other output variables (and u's blocks)                h:7
@@ -22,12 +22,17 @@ namespace LoopTune.Measure;
 /// 5 u: rows of the tile, unrolled                              w:7u
 /// 6 v: vectors of the tile, vectorized                         e:64v
 /// </code>
-/// <para><b>The register tile</b>: u is the innermost output variable the broadcast operand has and the streamed one has
-/// not (a convolution's w, a matrix product's m). The tile is R rows (of u) by V vectors (of v), each a divisor of its
-/// variable's size (no tails), with at least the accumulators that keep every FMA pipe busy
-/// (<see cref="FmaTiming.Accumulators"/>) and at most the vector registers less those <see cref="RegisterTile"/> keeps for
-/// the streamed operand, the broadcast and a spare; of those, the most accumulators, then the fewest loads. On the Zen 5
-/// (8 accumulators needed, 28 registers for them) a 64-channel block is 7 rows by 4 vectors (11 loads for 28 FMAs).</para>
+/// <para><b>The register tiles</b>: u is the innermost output variable the broadcast operand has and the streamed one has
+/// not (a convolution's w, a matrix product's m). A tile is R rows (of u) by V vectors (of v, V a divisor of its vectors),
+/// with at least the accumulators that keep every FMA pipe busy (<see cref="FmaTiming.Accumulators"/>). Two are offered,
+/// each with its blockings: the <b>lean</b> tile (<see cref="Lean"/>), the fewest loads per FMA with every value of a step
+/// in registers (the accumulators, V vectors of the streamed operand, a broadcast and a spare), its rows with a tail where
+/// they do not divide u's size; then the <b>full</b> one (<see cref="Tile"/>), R dividing u's size, the most accumulators
+/// within the registers less those <see cref="RegisterTile"/> keeps for the streamed operand, the broadcast and a spare.
+/// On the Zen 5 (8 accumulators needed, 32 registers) a 64-channel block's lean tile is 6 rows by 4 vectors (10 loads for
+/// 24 FMAs; 7-pixel rows then end in a 1-row tail), its full one 7 by 4 (11 loads for 28 FMAs, one more live vector than
+/// the registers: the 7x7 layers' best, 200 GFLOPS against the lean tile's 184; the 14 to 56-pixel layers' worse, 194-212
+/// against 206-218).</para>
 /// <para><b>Blocking</b>: the reduction variable both inputs have that is largest (a convolution's input channels, a
 /// matrix product's k) is split, for each cache level the machine reports (L1d, L2): its block B is the largest divisor
 /// of its size below it for which the loops from the block inward touch at most half the level
@@ -40,21 +45,40 @@ namespace LoopTune.Measure;
 /// </summary>
 public static class CacheBlockedTiles
 {
-    /// <summary>The tiles of <paramref name="c"/> on <paramref name="machine"/>: the unblocked one, then one per cache level
-    /// that blocks (distinct, L1d first); none when the computation has no such form or no register tile fits its sizes.</summary>
+    /// <summary>The tiles of <paramref name="c"/> on <paramref name="machine"/>: for the lean register tile, then the full one
+    /// (when they differ), the last blocking found, the unblocked nest, then the other blockings for the cache levels
+    /// (distinct); none when the computation has no such form or no register tile fits its sizes. A tune evaluates them in this order
+    /// while its share of the budget lasts.</summary>
     public static IReadOnlyList<Nest> For(Computation c, MachineInfo machine)
     {
         ArgumentNullException.ThrowIfNull(c);
         ArgumentNullException.ThrowIfNull(machine);
         if (Form(c) is not var (v, streamed, broadcast, u)) return [];
-        int lanes = machine.Fma.Lanes, need = machine.Fma.Accumulators, budget = machine.VectorRegisters - RegisterTile.VectorsPerRow - 2;
+        int lanes = machine.Fma.Lanes, need = machine.Fma.Accumulators, registers = machine.VectorRegisters;
         if (c.Sizes[v] % lanes != 0) return [];
-        var tile = Tile(c.Sizes[v] / lanes, c.Sizes[u], need, budget);
-        if (tile is not var (vectors, rows)) return [];
-        int width = vectors * lanes;
         // the blocked reduction: the largest variable both inputs have (the first on a tie)
         int k = Enumerable.Range(0, c.Vars.Length).Where(x => c.IsReduction[x] && streamed.VarStrides[x] != 0 && broadcast.VarStrides[x] != 0 && c.Sizes[x] > 1)
             .OrderByDescending(x => c.Sizes[x]).DefaultIfEmpty(-1).First();
+        var tiles = new List<Nest>();
+        var lean = Lean(c.Sizes[v] / lanes, c.Sizes[u], need, registers);
+        var full = Tile(c.Sizes[v] / lanes, c.Sizes[u], need, registers - RegisterTile.VectorsPerRow - 2);
+        foreach (var tile in new[] { lean, full }.Distinct())
+            if (tile is var (vectors, rows))
+            {
+                // the last blocking found (the L2 block sized with the rows' reuse, where there is one: the lean tile's
+                // fastest or within 1 % of it on 7 of BERT's 8 large products), then the unblocked nest (the fastest on
+                // ResNet-18's 28- and 56-pixel layers, but 0.64x oneDNN on mm 1536 1536 3072, its k unblocked), then the others
+                var nests = Blockings(c, machine, v, vectors * lanes, u, rows, k, streamed, broadcast);
+                foreach (var nest in nests.Count > 1 ? [nests[^1], .. nests[..^1]] : nests)
+                    if (tiles.All(t => t.ScheduleKey != nest.ScheduleKey)) tiles.Add(nest);
+            }
+        return tiles;
+    }
+
+    /// <summary>The register tile of <paramref name="rows"/> by <paramref name="width"/> lanes with the whole reduction
+    /// around it, then that reduction's variable <paramref name="k"/> blocked for each cache level (when it blocks).</summary>
+    static List<Nest> Blockings(Computation c, MachineInfo machine, int v, int width, int u, int rows, int k, Tensor streamed, Tensor broadcast)
+    {
         var plain = Build(c, v, width, u, rows, k, null, streamed, broadcast);
         if (plain is null) return [];
         var tiles = new List<Nest> { plain };
@@ -131,15 +155,36 @@ public static class CacheBlockedTiles
         return best;
     }
 
+    /// <summary>The tile (vectors of v, rows of u) that loads the least per FMA, <c>1/rows + 1/vectors</c> of a load each,
+    /// with at least <paramref name="need"/> accumulators and every value of a step of the reduction in the
+    /// <paramref name="registers"/> (the accumulators, a vector of the streamed operand per vector, a broadcast and a
+    /// spare); the rows need not divide u's size (the last block of rows is a tail), the vectors divide
+    /// <paramref name="vectorsOfV"/>; on a tie the fewer vectors. Null when none fits. On the Zen 5, 6 rows by 4 vectors
+    /// (30 registers) where <see cref="Tile"/>'s 7 by 4 (33, one accumulator spilled) ran mm 128 3072 768 at 156 GFLOPS
+    /// and the 28x28 128-channel layer at 206, this one 172-179 and 218 (oneDNN 170-180).</summary>
+    internal static (int Vectors, int Rows)? Lean(int vectorsOfV, int sizeOfU, int need, int registers)
+    {
+        (int Vectors, int Rows)? best = null;
+        for (int vec = 1; vec <= vectorsOfV; vec++)
+        {
+            if (vectorsOfV % vec != 0) continue;
+            int rows = Math.Min(sizeOfU, (registers - vec - 2) / vec);
+            // 1/rows + 1/vec, compared across tiles as (rows + vec) / (rows * vec)
+            if (rows < 1 || rows * vec < need) continue;
+            if (best is not var (bv, br) || (long)(rows + vec) * (bv * br) < (long)(br + bv) * (rows * vec)) best = (vec, rows);
+        }
+        return best;
+    }
+
     /// <summary>The nest of the class comment: groups 1 to 6, <paramref name="block"/> the block of variable
     /// <paramref name="k"/> (null: unblocked); null when it would have more loops than a nest may.</summary>
     static Nest? Build(Computation c, int v, int width, int u, int rows, int k, int? block, Tensor streamed, Tensor broadcast)
     {
         var loops = new StringBuilder(">");
         int count = 0;
-        void Add(int var, int size, char annotation = ' ')
+        void Add(int var, int size, char annotation = ' ', int tail = 0)
         {
-            loops.Append(CultureInfo.InvariantCulture, $"{c.Vars[var]}:{size}{(annotation == ' ' ? "" : annotation)} ");
+            loops.Append(CultureInfo.InvariantCulture, $"{c.Vars[var]}:{size}{(tail > 0 ? $"+{tail}" : "")}{(annotation == ' ' ? "" : annotation)} ");
             count++;
         }
         var output = c.Output.Index.Select(d => d[0].Var).ToList();
@@ -150,7 +195,7 @@ public static class CacheBlockedTiles
         if (block is { } b) Add(k, c.Sizes[k] / b);
         // 3: the rest of the output (the image's rows), then u's blocks
         foreach (int x in output.Where(x => x != v && x != u && streamed.VarStrides[x] == 0)) Add(x, c.Sizes[x]);
-        if (c.Sizes[u] > rows) Add(u, c.Sizes[u] / rows);
+        if (c.Sizes[u] > rows) Add(u, c.Sizes[u] / rows, tail: c.Sizes[u] % rows);
         // 4: the reduction, the blocked variable's block in its place
         for (int x = 0; x < c.Vars.Length; x++)
             if (c.IsReduction[x]) Add(x, x == k && block is { } kb ? kb : c.Sizes[x]);

@@ -17,15 +17,20 @@ public sealed class CacheBlockedTilesTests
     const string Conv512 = "O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=8 h=7 w=7 e=64 c=512 r=3 s=3";
 
     [Fact]
-    public void The_512_channel_layer_gets_a_7_by_4_tile_and_its_channels_blocked_for_L1_and_L2_outside_the_rows()
+    public void The_512_channel_layer_gets_a_lean_6_by_4_tile_then_the_full_7_by_4_each_with_its_channels_blocked_outside_the_rows()
     {
         var tiles = CacheBlockedTiles.For(Computation.Parse(Conv512), Zen5());
-        // the loops of the block inward: L1 8 channels (8 x 9 x 64 weights + 8 x 3 x 9 inputs + 7 x 64 outputs = 20,864
-        // bytes <= 24 KiB; 16 would be 41 KiB), L2 128 channels (333,568 bytes <= 512 KiB; 256: 667,136); from the block
-        // loop inward, the 7 rows too: L1 4 channels (4 x 9 x 64 + 4 x 9 x 9 + 7 x 7 x 64 floats = 23,056 bytes; 8: 33,568),
-        // L2 128 again
-        Assert.Equal([">g:8 h:7 c:512 r:3 s:3 w:7u e:64v", ">g:8 c:64 h:7 c:8 r:3 s:3 w:7u e:64v", ">g:8 c:4 h:7 c:128 r:3 s:3 w:7u e:64v",
-            ">g:8 c:128 h:7 c:4 r:3 s:3 w:7u e:64v"], tiles.Select(t => t.Serialize()));
+        // lean: 6 rows by 4 vectors (24 accumulators + 4 vectors + 2 = 30 registers), the 7-pixel rows a block of 6 and a
+        // tail of 1; full: 7 by 4 (28 accumulators, the most within 28 registers). Each: the last blocking found, the
+        // unblocked nest, then the others. The loops of the block inward: L1 8 channels (8 x 9 x 64 weights + 8 x 3 x 9 inputs + 7 x
+        // 64 outputs = 20,864 bytes <= 24 KiB; 16 would be 41 KiB), L2 128 channels (333,568 bytes <= 512 KiB; 256:
+        // 667,136); from the block loop inward, the 7 rows too: L1 4 channels (4 x 9 x 64 + 4 x 9 x 9 + 7 x 7 x 64 floats =
+        // 23,056 bytes; 8: 33,568), L2 128 again
+        Assert.Equal([
+            ">g:8 c:128 h:7 w:1+1 c:4 r:3 s:3 w:6u e:64v", ">g:8 h:7 w:1+1 c:512 r:3 s:3 w:6u e:64v", ">g:8 c:64 h:7 w:1+1 c:8 r:3 s:3 w:6u e:64v",
+            ">g:8 c:4 h:7 w:1+1 c:128 r:3 s:3 w:6u e:64v",
+            ">g:8 c:128 h:7 c:4 r:3 s:3 w:7u e:64v", ">g:8 h:7 c:512 r:3 s:3 w:7u e:64v", ">g:8 c:64 h:7 c:8 r:3 s:3 w:7u e:64v",
+            ">g:8 c:4 h:7 c:128 r:3 s:3 w:7u e:64v"], tiles.Select(t => t.Serialize()));
     }
 
     [Fact]
@@ -35,7 +40,7 @@ public sealed class CacheBlockedTilesTests
         foreach (var (_, spec) in Blocked())
         {
             var c = Computation.Parse(spec);
-            foreach (var tile in CacheBlockedTiles.For(c, m).Skip(1))
+            foreach (var tile in CacheBlockedTiles.For(c, m).Where(t => Enumerable.Range(0, t.Count).Any(i => c.IsReduction[t[i].Var] && t.NextOfVar(i) >= 0)))
             {
                 int outer = Enumerable.Range(0, tile.Count).First(i => c.IsReduction[tile[i].Var] && tile.NextOfVar(i) >= 0), inner = tile.NextOfVar(outer);
                 int k = tile[outer].Var, block = tile[inner].Size;
@@ -90,21 +95,31 @@ public sealed class CacheBlockedTilesTests
         Assert.Empty(CacheBlockedTiles.For(Computation.Parse(spec), Zen5()));
 
     [Fact]
-    public void Without_cache_sizes_only_the_register_tile_is_offered()
+    public void Without_cache_sizes_only_the_register_tiles_are_offered()
     {
         var tiles = CacheBlockedTiles.For(Computation.Parse(Conv512), Zen5(null, null));
-        Assert.Equal([">g:8 h:7 c:512 r:3 s:3 w:7u e:64v"], tiles.Select(t => t.Serialize()));
+        Assert.Equal([">g:8 h:7 w:1+1 c:512 r:3 s:3 w:6u e:64v", ">g:8 h:7 c:512 r:3 s:3 w:7u e:64v"], tiles.Select(t => t.Serialize()));
     }
 
     [Fact]
-    public void A_matrix_product_gets_a_square_tile_and_k_blocked_above_its_rows()
+    public void A_matrix_product_gets_a_lean_tile_with_a_tail_and_a_square_one_and_k_blocked_above_its_rows()
     {
         var tiles = CacheBlockedTiles.For(Computation.Matmul(1024, 1024, 1024), Zen5());
-        // 16 accumulators at most among divisors of 1024 (28 registers): 4 x 4 vectors loads the fewest; k blocked for
-        // L1 by the block's loops (64), and for L2 with the rows over which B's block is reused (1024 x 32 of A, 32 x 64
-        // of B, 1024 x 64 of C: 401,408 bytes; 64 would be 671,744)
-        Assert.Equal([">n:16 m:256 k:1024 m:4u n:64v", ">n:16 k:16 m:256 k:64 m:4u n:64v", ">n:16 k:32 m:256 k:32 m:4u n:64v"], tiles.Select(t => t.Serialize()));
+        // lean: 6 rows by 4 vectors, 1024 rows as 170 blocks of 6 and a tail of 4; full: 16 accumulators at most among
+        // divisors of 1024 (28 registers), 4 x 4 vectors loads the fewest. Each: k blocked for L2 with the rows over which
+        // B's block is reused (the last found; full: 1024 x 32 of A, 32 x 64 of B, 1024 x 64 of C, 401,408 bytes; 64 would
+        // be 671,744), unblocked, then k blocked for L1 by the block's loops (64)
+        Assert.Equal([">n:16 k:32 m:170+4 k:32 m:6u n:64v", ">n:16 m:170+4 k:1024 m:6u n:64v", ">n:16 k:16 m:170+4 k:64 m:6u n:64v",
+            ">n:16 k:32 m:256 k:32 m:4u n:64v", ">n:16 m:256 k:1024 m:4u n:64v", ">n:16 k:16 m:256 k:64 m:4u n:64v"], tiles.Select(t => t.Serialize()));
     }
+
+    [Theory]
+    [InlineData(4, 7, 8, 32, 4, 6)]   // Zen 5, a 64-channel block of 7-pixel rows: 6 x 4 (30 registers), a 1-row tail
+    [InlineData(192, 128, 8, 32, 4, 6)] // mm 128 3072 768: 4 and 6 vectors tie (1/6 + 1/4 of a load per FMA), the fewer kept
+    [InlineData(2, 56, 8, 16, 2, 6)]  // AVX2 (16 registers of 8 lanes): 6 x 16 lanes, 12 accumulators
+    [InlineData(1, 3, 8, 32, 0, 0)]   // 3 accumulators at most: none keeps the pipes busy
+    public void The_lean_tile_loads_the_least_per_FMA_within_the_registers(int vectorsOfV, int sizeOfU, int need, int registers, int vectors, int rows) =>
+        Assert.Equal(vectors == 0 ? ((int, int)?)null : (vectors, rows), CacheBlockedTiles.Lean(vectorsOfV, sizeOfU, need, registers));
 
     [Theory]
     [InlineData(4, 7, 8, 28, 4, 7)]   // Zen 5, a 64-channel block of 7-pixel rows

@@ -115,16 +115,16 @@ public sealed class ModelCommandTests : IDisposable
         Assert.True(first["seconds"]!.GetValue<double>() > 0);
         Assert.Equal(Path.GetFullPath(db), first["store"]!.GetValue<string>());
         Assert.All(Contractions(first), o => Assert.Equal("tuned", o["schedule_from"]!.GetValue<string>()));
-        Assert.Equal("hot", first["weights"]!.GetValue<string>());
+        Assert.Equal("cold", first["weights"]!.GetValue<string>());
         using (var store = new LoopTune.Store.MeasurementStore(db))
             foreach (var o in Contractions(first))
             {
-                // tuned with its weights hot (the default): the record is that context's, and there is no cold one
+                // tuned with its weights cold (the default): the record is that context's, and there is no hot one
                 var c = LoopTune.Ir.Computation.Parse(o["spec"]!.GetValue<string>());
-                Assert.True(store.TryGetRecord(c, 1, out var record), o.ToJsonString());
+                Assert.True(store.TryGetRecord(c, 1, WeightsCold(o), out var record), o.ToJsonString());
                 Assert.Equal(o["schedule"]!.GetValue<string>(), record.Schedule);
                 Assert.Equal("0.1s", record.Budget);
-                Assert.False(store.TryGetRecord(c, 1, WeightsCold(o), out _), o.ToJsonString());
+                Assert.False(store.TryGetRecord(c, 1, out _), o.ToJsonString());
             }
 
         var second = Run();
