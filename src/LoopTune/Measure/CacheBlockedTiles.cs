@@ -30,9 +30,9 @@ namespace LoopTune.Measure;
 /// they do not divide u's size; then the <b>full</b> one (<see cref="Tile"/>), R dividing u's size, the most accumulators
 /// within the registers less those <see cref="RegisterTile"/> keeps for the streamed operand, the broadcast and a spare.
 /// On the Zen 5 (8 accumulators needed, 32 registers) a 64-channel block's lean tile is 6 rows by 4 vectors (10 loads for
-/// 24 FMAs; 7-pixel rows then end in a 1-row tail), its full one 7 by 4 (11 loads for 28 FMAs, one more live vector than
-/// the registers: the 7x7 layers' best, 200 GFLOPS against the lean tile's 184; the 14 to 56-pixel layers' worse, 194-212
-/// against 206-218).</para>
+/// 24 FMAs; 5 on 7-pixel rows, with a 2-row tail), its full one 7 by 4 (11 loads for 28 FMAs, one more live vector than
+/// the registers: on the 14 to 56-pixel layers 194-212 GFLOPS against the lean tile's 206-218; on the 7x7 ones level
+/// with the lean 5 by 4, 1.12 against 1.09-1.11 ms).</para>
 /// <para><b>Blocking</b>: the reduction variable both inputs have that is largest (a convolution's input channels, a
 /// matrix product's k) is split, for each cache level the machine reports (L1d, L2): its block B is the largest divisor
 /// of its size below it for which the loops from the block inward touch at most half the level
@@ -158,7 +158,8 @@ public static class CacheBlockedTiles
     /// <summary>The tile (vectors of v, rows of u) that loads the least per FMA, <c>1/rows + 1/vectors</c> of a load each,
     /// with at least <paramref name="need"/> accumulators and every value of a step of the reduction in the
     /// <paramref name="registers"/> (the accumulators, a vector of the streamed operand per vector, a broadcast and a
-    /// spare); the rows need not divide u's size (the last block of rows is a tail), the vectors divide
+    /// spare); the rows need not divide u's size (the last block of rows is a tail, fewer rows taken where its idle FMA
+    /// slots would be more than a sixteenth), the vectors divide
     /// <paramref name="vectorsOfV"/>; on a tie the fewer vectors. Null when none fits. On the Zen 5, 6 rows by 4 vectors
     /// (30 registers) where <see cref="Tile"/>'s 7 by 4 (33, one accumulator spilled) ran mm 128 3072 768 at 156 GFLOPS
     /// and the 28x28 128-channel layer at 206, this one 172-179 and 218 (oneDNN 170-180).</summary>
@@ -169,6 +170,11 @@ public static class CacheBlockedTiles
         {
             if (vectorsOfV % vec != 0) continue;
             int rows = Math.Min(sizeOfU, (registers - vec - 2) / vec);
+            // a tail block of rows with too few accumulators waits on the FMA latency: fewer rows while the slots it
+            // leaves idle are more than a sixteenth of u's (7 pixels: 5 rows and a tail of 2 by 4 vectors, 1.09-1.11 ms
+            // on the 512-channel layer, not 6 and a tail of 1, 1.18-1.19; 56 rows of 2 vectors on an AVX2 machine keep
+            // 6 and a tail of 2, its idle slots 4 of 112)
+            while (rows > 1 && sizeOfU % rows != 0 && (need - sizeOfU % rows * vec) * 16 > sizeOfU * vec) rows--;
             // 1/rows + 1/vec, compared across tiles as (rows + vec) / (rows * vec)
             if (rows < 1 || rows * vec < need) continue;
             if (best is not var (bv, br) || (long)(rows + vec) * (bv * br) < (long)(br + bv) * (rows * vec)) best = (vec, rows);

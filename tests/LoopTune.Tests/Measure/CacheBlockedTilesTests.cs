@@ -17,18 +17,18 @@ public sealed class CacheBlockedTilesTests
     const string Conv512 = "O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=8 h=7 w=7 e=64 c=512 r=3 s=3";
 
     [Fact]
-    public void The_512_channel_layer_gets_a_lean_6_by_4_tile_then_the_full_7_by_4_each_with_its_channels_blocked_outside_the_rows()
+    public void The_512_channel_layer_gets_a_lean_5_by_4_tile_then_the_full_7_by_4_each_with_its_channels_blocked_outside_the_rows()
     {
         var tiles = CacheBlockedTiles.For(Computation.Parse(Conv512), Zen5());
-        // lean: 6 rows by 4 vectors (24 accumulators + 4 vectors + 2 = 30 registers), the 7-pixel rows a block of 6 and a
-        // tail of 1; full: 7 by 4 (28 accumulators, the most within 28 registers). Each: the last blocking found, the
+        // lean: 4 vectors, at most 6 rows (24 accumulators + 4 vectors + 2 = 30 registers), the 7-pixel rows a block of 5
+        // and a tail of 2 (6 would leave a tail of 1 with 4 accumulators, half of the 8 the pipes need); full: 7 by 4 (28 accumulators, the most within 28 registers). Each: the last blocking found, the
         // unblocked nest, then the others. The loops of the block inward: L1 8 channels (8 x 9 x 64 weights + 8 x 3 x 9 inputs + 7 x
         // 64 outputs = 20,864 bytes <= 24 KiB; 16 would be 41 KiB), L2 128 channels (333,568 bytes <= 512 KiB; 256:
         // 667,136); from the block loop inward, the 7 rows too: L1 4 channels (4 x 9 x 64 + 4 x 9 x 9 + 7 x 7 x 64 floats =
         // 23,056 bytes; 8: 33,568), L2 128 again
         Assert.Equal([
-            ">g:8 c:128 h:7 w:1+1 c:4 r:3 s:3 w:6u e:64v", ">g:8 h:7 w:1+1 c:512 r:3 s:3 w:6u e:64v", ">g:8 c:64 h:7 w:1+1 c:8 r:3 s:3 w:6u e:64v",
-            ">g:8 c:4 h:7 w:1+1 c:128 r:3 s:3 w:6u e:64v",
+            ">g:8 c:128 h:7 w:1+2 c:4 r:3 s:3 w:5u e:64v", ">g:8 h:7 w:1+2 c:512 r:3 s:3 w:5u e:64v", ">g:8 c:64 h:7 w:1+2 c:8 r:3 s:3 w:5u e:64v",
+            ">g:8 c:4 h:7 w:1+2 c:128 r:3 s:3 w:5u e:64v",
             ">g:8 c:128 h:7 c:4 r:3 s:3 w:7u e:64v", ">g:8 h:7 c:512 r:3 s:3 w:7u e:64v", ">g:8 c:64 h:7 c:8 r:3 s:3 w:7u e:64v",
             ">g:8 c:4 h:7 c:128 r:3 s:3 w:7u e:64v"], tiles.Select(t => t.Serialize()));
     }
@@ -98,7 +98,7 @@ public sealed class CacheBlockedTilesTests
     public void Without_cache_sizes_only_the_register_tiles_are_offered()
     {
         var tiles = CacheBlockedTiles.For(Computation.Parse(Conv512), Zen5(null, null));
-        Assert.Equal([">g:8 h:7 w:1+1 c:512 r:3 s:3 w:6u e:64v", ">g:8 h:7 c:512 r:3 s:3 w:7u e:64v"], tiles.Select(t => t.Serialize()));
+        Assert.Equal([">g:8 h:7 w:1+2 c:512 r:3 s:3 w:5u e:64v", ">g:8 h:7 c:512 r:3 s:3 w:7u e:64v"], tiles.Select(t => t.Serialize()));
     }
 
     [Fact]
@@ -114,7 +114,8 @@ public sealed class CacheBlockedTilesTests
     }
 
     [Theory]
-    [InlineData(4, 7, 8, 32, 4, 6)]   // Zen 5, a 64-channel block of 7-pixel rows: 6 x 4 (30 registers), a 1-row tail
+    [InlineData(4, 56, 8, 32, 4, 6)]  // Zen 5, a 64-channel block of 56-pixel rows: 6 x 4 (30 registers), a 2-row tail
+    [InlineData(4, 7, 8, 32, 4, 5)]   // 7-pixel rows: not 6 and a 1-row tail (4 idle slots of 28), 5 and a 2-row tail
     [InlineData(192, 128, 8, 32, 4, 6)] // mm 128 3072 768: 4 and 6 vectors tie (1/6 + 1/4 of a load per FMA), the fewer kept
     [InlineData(2, 56, 8, 16, 2, 6)]  // AVX2 (16 registers of 8 lanes): 6 x 16 lanes, 12 accumulators
     [InlineData(1, 3, 8, 32, 0, 0)]   // 3 accumulators at most: none keeps the pipes busy

@@ -190,8 +190,9 @@ public sealed class ModelCommandTests : IDisposable
         Assert.True(code == 0, err);
         var gemm = JsonNode.Parse(stdout)!["ops"]!.AsArray().Single(o => o!["node"]!.GetValue<string>() == "fc")!;
         var spec = LoopTune.Ir.Computation.Parse(gemm["spec"]!.GetValue<string>());
+        var cold = WeightsCold(gemm.AsObject()); // the default's records
         using (var store = new LoopTune.Store.MeasurementStore(db))
-            store.PutRecord(spec, 1, new LoopTune.Store.TuningRecord("zz:3 >nope:1", "policy", "0", 1, DateTime.UtcNow));
+            store.PutRecord(spec, 1, cold, new LoopTune.Store.TuningRecord("zz:3 >nope:1", "policy", "0", 1, DateTime.UtcNow));
         (code, stdout, err) = TestHome.Run("model", file, "--budget", "0", "--quick", "--json", "--out", temp["r"], "--db", db);
         Assert.True(code == 0, err);
         var json = JsonNode.Parse(stdout)!.AsObject();
@@ -200,7 +201,7 @@ public sealed class ModelCommandTests : IDisposable
         var row = json["ops"]!.AsArray().Single(o => o!["node"]!.GetValue<string>() == "fc")!;
         Assert.Equal("tuned", row["schedule_from"]!.GetValue<string>());
         using var reopened = new LoopTune.Store.MeasurementStore(db);
-        Assert.True(reopened.TryGetRecord(spec, 1, out var replaced));
+        Assert.True(reopened.TryGetRecord(spec, 1, cold, out var replaced));
         Assert.Equal(row["schedule"]!.GetValue<string>(), replaced.Schedule);
     }
 
