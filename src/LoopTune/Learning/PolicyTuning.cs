@@ -56,6 +56,7 @@ public static class PolicyTuning
         ArgumentNullException.ThrowIfNull(search);
         ArgumentNullException.ThrowIfNull(pol);
         pol.WarmUp();
+        KernelEvaluator.WarmUp(); // the code that compiles and times kernels, compiled before the clock starts
         _ = Machine.Current; // measured (once per machine) before the clock starts
         using var evaluator = new KernelEvaluator { Threads = threads ?? Jit.RunThreads.Default, Context = context };
         var buffers = evaluator.Prepare(computation); // the buffers too: the budget is for measuring schedules
