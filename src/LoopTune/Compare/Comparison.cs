@@ -119,11 +119,7 @@ public sealed class Comparison
         // the buffers are filled before the search's clock starts, as `tune` does (200 MB, half a second, for a 4096^3
         // matmul: a large problem's search would otherwise lose that much of its budget), and the code that compiles
         // and times kernels is compiled (the first search of a process lost 0.1 s to it)
-        if (evaluator is KernelEvaluator kernels)
-        {
-            KernelEvaluator.WarmUp();
-            kernels.Prepare(c);
-        }
+        (evaluator as KernelEvaluator)?.Prepare(c);
         try { return search.Run(Nest.Initial(c), evaluator, budget, seed, space); }
         finally { (evaluator as IDisposable)?.Dispose(); }
     }

@@ -64,10 +64,10 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
     public KernelEvaluator() : this(MeasureOptions.Env) { }
 
     /// <summary>Compiles and times one small kernel (mm 64^3, a 4-row tile) once per process, on no store, so that the code
-    /// that compiles and times kernels is itself compiled before a budget's clock starts: the first evaluation of a
-    /// process took 100-105 ms here where the next took 4-9 ms (on mm 128 2304 768), a tenth of a default tune's second.
-    /// Later calls return at once.</summary>
-    public static void WarmUp() => _ = warmedUp.Value;
+    /// that compiles and times kernels is itself compiled before a budget's clock starts (<see cref="Prepare"/>): the first
+    /// evaluation of a process took 100-105 ms here where the next took 4-9 ms (on mm 128 2304 768), a tenth of a default
+    /// tune's second. Later calls return at once.</summary>
+    static void WarmUp() => _ = warmedUp.Value;
 
     static readonly Lazy<bool> warmedUp = new(() =>
     {
@@ -117,32 +117,32 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
     }
 
     /// <summary>Runs <paramref name="nest"/>'s kernel (as <see cref="AsRun"/> makes it) on this evaluator's buffers of its
-    /// computation, untimed, for about <see cref="SettleSeconds"/> (at most <see cref="SettleRuns"/> runs), so that the
+    /// computation, untimed, for about <see cref="WarmBuffersSeconds"/> (at most <see cref="WarmBuffersRuns"/> runs), so that the
     /// first evaluation on fresh buffers does not read low: on mm 128 2304 768 it read 161-174 GFLOPS where the same
     /// schedule reads 184-190 later; 20 runs of a kernel of the computation first removed that, 50 ms of a small kernel of
-    /// another did not. Nothing when one run would take longer than <see cref="SettleSeconds"/> by
+    /// another did not. Nothing when one run would take longer than <see cref="WarmBuffersSeconds"/> by
     /// <see cref="KernelTiming.Plan"/>'s prediction (a large problem, whose evaluations are slices anyway).</summary>
-    public void Settle(Nest nest)
+    public void WarmBuffers(Nest nest)
     {
         ArgumentNullException.ThrowIfNull(nest);
         var workspace = Buffers(nest.Computation);
         var run = AsRun(nest);
-        if (KernelTiming.Plan(run, workspace, MaxRunSeconds, jit).Predicted > SettleSeconds) return;
+        if (KernelTiming.Plan(run, workspace, MaxRunSeconds, jit).Predicted > WarmBuffersSeconds) return;
         var kernel = Compile(run);
         try
         {
             var once = KernelTiming.Runner(kernel, workspace);
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            for (int i = 0; i < SettleRuns && clock.Elapsed.TotalSeconds < SettleSeconds; i++) once();
+            for (int i = 0; i < WarmBuffersRuns && clock.Elapsed.TotalSeconds < WarmBuffersSeconds; i++) once();
         }
         finally { kernel.Release(); }
     }
 
-    /// <summary>How long <see cref="Settle"/> runs a kernel at most, and the longest run it starts.</summary>
-    public const double SettleSeconds = 0.05;
+    /// <summary>How long <see cref="WarmBuffers"/> runs a kernel at most, and the longest run it starts.</summary>
+    public const double WarmBuffersSeconds = 0.05;
 
-    /// <summary>The most runs <see cref="Settle"/> makes.</summary>
-    public const int SettleRuns = 20;
+    /// <summary>The most runs <see cref="WarmBuffers"/> makes.</summary>
+    public const int WarmBuffersRuns = 20;
 
     /// <summary>What kernels are compiled with (their vector width, above all).</summary>
     public JitOptions Jit => jit;
@@ -203,9 +203,14 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
     }
 
     /// <summary>Allocates and fills the buffers kernels of <paramref name="c"/> are timed on (200 MB for a 4096^3 matmul,
-    /// half a second here; in a cold <see cref="Context"/>, the copies of the cold operand too), so that a caller can do it before a search's clock starts; the first evaluation does it
-    /// otherwise.</summary>
-    public KernelTiming.Workspace Prepare(Computation c) => Buffers(c);
+    /// half a second here; in a cold <see cref="Context"/>, the copies of the cold operand too), and compiles the code that
+    /// compiles and times kernels (<see cref="WarmUp"/>, once per process), so that a caller can do both before a search's
+    /// clock starts; the first evaluation does them otherwise.</summary>
+    public KernelTiming.Workspace Prepare(Computation c)
+    {
+        WarmUp();
+        return Buffers(c);
+    }
 
     KernelTiming.Workspace Buffers(Computation c)
     {

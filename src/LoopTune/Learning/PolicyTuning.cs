@@ -56,10 +56,9 @@ public static class PolicyTuning
         ArgumentNullException.ThrowIfNull(search);
         ArgumentNullException.ThrowIfNull(pol);
         pol.WarmUp();
-        KernelEvaluator.WarmUp(); // the code that compiles and times kernels, compiled before the clock starts
         _ = Machine.Current; // measured (once per machine) before the clock starts
         using var evaluator = new KernelEvaluator { Threads = threads ?? Jit.RunThreads.Default, Context = context };
-        var buffers = evaluator.Prepare(computation); // the buffers too: the budget is for measuring schedules
+        var buffers = evaluator.Prepare(computation); // the buffers and the code that times kernels too: the budget is for measuring schedules
         var timed = new TimedEvaluator(evaluator);
         SearchResult result;
         Nest best;
@@ -67,9 +66,9 @@ public static class PolicyTuning
         List<Nest> others = [.. (rivals ?? []).Concat(CacheBlockedTiles.For(computation, Machine.Current)).Where(r => r.Computation.Equals(computation))];
         using (ThreadPinning.Pin())
         {
-            // the buffers settled by the first rival's kernel before the clock starts: the first evaluation on fresh
+            // the buffers warmed by the first rival's kernel before the clock starts: the first evaluation on fresh
             // buffers read about a tenth low, and the first rival is the one the machine's tiles rank first
-            if (others.Count > 0) evaluator.Settle(others[0]);
+            if (others.Count > 0) evaluator.WarmBuffers(others[0]);
             var clock = Stopwatch.StartNew();
             // the rivals first, in their order, while the first half of RivalShare lasts (a rival is started while the
             // time left covers one more as long as the last took; the first always): evaluated after the search, they were
