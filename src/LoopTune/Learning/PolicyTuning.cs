@@ -136,9 +136,10 @@ public static class PolicyTuning
     /// <summary>The share of a tune's budget kept from its search for timing the rivals and the machine's tiles
     /// (<see cref="CacheBlockedTiles"/>) beside its best: a fifth, half for evaluating the rivals, half for timing the
     /// fastest beside the search's best, so that the whole stays within the budget where the rivals of a large problem
-    /// (estimated on slices, then timed side by side on them) had added a fifth to half of it. On BERT's products the
-    /// first rival's evaluation took 60-80 ms (the first kernel of the evaluator's), the next 4-5 ms each, so the first
-    /// half, 0.1 s of the default 1 s, covers most of the 6-8 that the machine's two register tiles give. Three tenths
+    /// (estimated on slices, then timed side by side on them) had added a fifth to half of it. On BERT's products a
+    /// rival's evaluation takes 4-5 ms once the process's code and the buffers are warm (<see cref="KernelEvaluator.Prepare"/>,
+    /// <see cref="KernelEvaluator.WarmBuffers"/>; 60-100 ms for the first before), so the first half, 0.1 s of the default
+    /// 1 s, covers the 6-8 that the machine's two register tiles give. Three tenths
     /// gave the search too little on the large products, whose evaluations are slices of 0.05-0.1 s (the first 10 test
     /// products of mm256_4096_log: 0.93-0.98x the best library, against 0.99-1.00x with a fifth).</summary>
     public const double RivalShare = 0.2;
