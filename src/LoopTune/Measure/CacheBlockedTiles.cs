@@ -61,7 +61,7 @@ public static class CacheBlockedTiles
             .OrderByDescending(x => c.Sizes[x]).DefaultIfEmpty(-1).First();
         var tiles = new List<Nest>();
         var lean = Lean(c.Sizes[v] / lanes, c.Sizes[u], need, registers);
-        var full = Tile(c.Sizes[v] / lanes, c.Sizes[u], need, registers - RegisterTile.VectorsPerRow - 2);
+        var full = Tile(c.Sizes[v] / lanes, c.Sizes[u], need, registers - RegisterTile.VectorsPerRow - RegisterTile.Spare);
         foreach (var tile in new[] { lean, full }.Distinct())
             if (tile is var (vectors, rows))
             {
@@ -169,7 +169,7 @@ public static class CacheBlockedTiles
         for (int vec = 1; vec <= vectorsOfV; vec++)
         {
             if (vectorsOfV % vec != 0) continue;
-            int rows = Math.Min(sizeOfU, (registers - vec - 2) / vec);
+            int rows = Math.Min(sizeOfU, (registers - vec - RegisterTile.Spare) / vec);
             // a tail block of rows with too few accumulators waits on the FMA latency: fewer rows while the slots it
             // leaves idle are more than a sixteenth of u's (7 pixels: 5 rows and a tail of 2 by 4 vectors, 1.09-1.11 ms
             // on the 512-channel layer, not 6 and a tail of 1, 1.18-1.19; 56 rows of 2 vectors on an AVX2 machine keep

@@ -22,6 +22,10 @@ public readonly record struct RegisterTile(int Rows, int Vectors, int Lanes)
     /// <summary>Vectors of the streamed operand per row.</summary>
     public const int VectorsPerRow = 2;
 
+    /// <summary>Vector registers a tile leaves besides its accumulators and the streamed operand's vectors: the broadcast
+    /// and a spare.</summary>
+    public const int Spare = 2;
+
     public int Accumulators => Rows * Vectors;
 
     /// <summary>Floats of one row of the tile.</summary>
@@ -31,7 +35,7 @@ public readonly record struct RegisterTile(int Rows, int Vectors, int Lanes)
     public static RegisterTile For(MachineInfo m)
     {
         ArgumentNullException.ThrowIfNull(m);
-        int need = m.Fma.Accumulators, budget = m.VectorRegisters - VectorsPerRow - 2;
+        int need = m.Fma.Accumulators, budget = m.VectorRegisters - VectorsPerRow - Spare;
         int target = Math.Clamp(2 * need, Math.Min(need, budget), budget);
         return new RegisterTile(Math.Max(1, target / VectorsPerRow), VectorsPerRow, m.Fma.Lanes);
     }
