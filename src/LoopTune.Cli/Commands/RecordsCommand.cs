@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using LoopTune.Ir;
 using LoopTune.Measure;
 using LoopTune.Store;
 using Spectre.Console;
@@ -21,15 +22,22 @@ static class RecordsCommand
     static Command List(Io io)
     {
         var (db, json) = (SearchCommand.DbOption(), Options.Json());
-        var command = new Command("list", "List this machine's tuning records: computation, threads, schedule, GFLOPS when tuned, search, budget, time.") { db, json };
+        var command = new Command("list", "List this machine's tuning records: computation, threads, schedule, GFLOPS when tuned, search, budget, time, and whether a compiled library of it is kept (a library's recall loads it instead of compiling).") { db, json };
         command.SetAction(p => io.Guard(() =>
         {
             using var store = new MeasurementStore(p.GetValue(db));
             var (mine, others) = Split(store);
+            var compiled = new CompiledRecords(CompiledRecords.FolderFor(store.Path), store.Machine);
+            string? Library(KeyedRecord k) => k.Threads == 1 ? compiled.Library(Computation.Parse(k.Spec), k.Record.Schedule) : null;
             if (p.GetValue(json))
             {
                 var o = Header(store);
-                o["records"] = new JsonArray([.. mine.Select(k => Line(k))]);
+                o["records"] = new JsonArray([.. mine.Select(k =>
+                {
+                    var line = Line(k);
+                    line["compiled"] = Library(k);
+                    return line;
+                })]);
                 o["other_records"] = others;
                 io.Stdout.WriteLine(o.ToJsonString(Options.JsonStyle));
                 return Program.Ok;
@@ -38,10 +46,10 @@ static class RecordsCommand
             if (mine.Count > 0)
             {
                 var t = new Table().AddColumn("computation").AddColumn(new TableColumn("threads").RightAligned()).AddColumn("timed").AddColumn("schedule")
-                    .AddColumn(new TableColumn("GFLOPS").RightAligned()).AddColumn("method").AddColumn("budget").AddColumn("tuned (UTC)");
+                    .AddColumn(new TableColumn("GFLOPS").RightAligned()).AddColumn("method").AddColumn("budget").AddColumn("tuned (UTC)").AddColumn("compiled");
                 foreach (var k in mine)
                     t.AddRow(Markup.Escape(k.Spec), $"{k.Threads}", $"{k.Context}", Markup.Escape(k.Record.Schedule), k.Record.Gflops.ToString("F1", CultureInfo.InvariantCulture),
-                        Markup.Escape(k.Record.Method), Markup.Escape(k.Record.Budget), $"{k.Record.TunedAt:yyyy-MM-dd HH:mm}");
+                        Markup.Escape(k.Record.Method), Markup.Escape(k.Record.Budget), $"{k.Record.TunedAt:yyyy-MM-dd HH:mm}", Library(k) is null ? "no" : "yes");
                 io.Out.Write(t);
             }
             if (others > 0) io.Out.MarkupLineInterpolated($"[grey]{others} record(s) of other machines or runtimes in the file, not listed: they answer only there[/]");

@@ -444,9 +444,7 @@ public sealed unsafe class Kernel
     public void Run(Span<float> output, ReadOnlySpan<float> left, ReadOnlySpan<float> right)
     {
         var c = Computation;
-        Check(output.Length, c.Output, nameof(output));
-        Check(left.Length, c.Left, nameof(left));
-        Check(right.Length, c.Right, nameof(right));
+        CheckLengths(c, output.Length, left.Length, right.Length);
         left = Readable(left, c.Left.Length);
         right = Readable(right, c.Right.Length);
         fixed (float* o = output, l = left, r = right) Run(o, l, r); // with the packed copies, as on raw buffers
@@ -459,9 +457,7 @@ public sealed unsafe class Kernel
     {
         if (InitStrides is null) throw new InvalidOperationException($"the kernel of {Nest.Serialize()} accumulates onto its output: it reads no init tensor");
         var c = Computation;
-        Check(output.Length, c.Output, nameof(output));
-        Check(left.Length, c.Left, nameof(left));
-        Check(right.Length, c.Right, nameof(right));
+        CheckLengths(c, output.Length, left.Length, right.Length);
         if (init.Length < InitLength) throw new ArgumentException($"init needs {InitLength} floats, got {init.Length}", nameof(init));
         left = Readable(left, c.Left.Length);
         right = Readable(right, c.Right.Length);
@@ -474,6 +470,15 @@ public sealed unsafe class Kernel
         var copy = new float[length + ReadsPast];
         input[..(int)length].CopyTo(copy);
         return copy;
+    }
+
+    /// <summary>An <see cref="ArgumentException"/> naming the first of <paramref name="c"/>'s output, left and right buffers
+    /// shorter than its tensor.</summary>
+    internal static void CheckLengths(Computation c, int output, int left, int right)
+    {
+        Check(output, c.Output, nameof(output));
+        Check(left, c.Left, nameof(left));
+        Check(right, c.Right, nameof(right));
     }
 
     static void Check(int length, Tensor t, string name)

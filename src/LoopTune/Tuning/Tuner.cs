@@ -19,9 +19,12 @@ namespace LoopTune;
 /// <c>measurements.db</c>, or the SQLite file given), kept per machine key, runtime and thread count; the records
 /// <c>looptune model</c> writes, and <c>looptune records</c> lists, exports and imports; and per timing context
 /// (<see cref="TunerOptions.Cold"/>: a kernel tuned with an operand cold has a record of its own).</description></item>
-/// <item><term>recalled</term><description>a computation with a record is compiled from it (1-4 ms, most of it RyuJIT's,
-/// which follows the code the schedule spells out) and neither searched nor measured nor verified again (the record was
-/// verified when tuned); its <see cref="TunedKernel.Gflops"/> are the record's.</description></item>
+/// <item><term>recalled</term><description>a computation with a record is neither searched nor measured nor verified
+/// again (the record was verified when tuned); its <see cref="TunedKernel.Gflops"/> are the record's. Its kernel is the
+/// record's compiled library, loaded (<see cref="TunedKernel.Native"/>, <see cref="CompiledRecords"/>: the schedule
+/// exported as C and built by the machine's C compiler after the tune or the first recall, on a background thread), or
+/// without one the schedule compiled by the JIT (1-8 ms, most of it RyuJIT's, which follows the code the schedule
+/// spells out).</description></item>
 /// <item><term>tuned</term><description>one without is tuned as <c>looptune tune</c> tunes (<see cref="PolicyTuning"/>:
 /// the policy's search within <see cref="TunerOptions.Budget"/>, then the best schedule verified against the reference
 /// and timed), and recorded. A kernel that fails verification is an internal error, never recorded.</description></item>
@@ -29,6 +32,10 @@ namespace LoopTune;
 /// tune it once: the others wait for that kernel. Searches in one process run one at a time (two searches timing kernels
 /// at once would each measure the other); recalls do not wait for them. Two processes may both tune a computation
 /// neither has a record of: the last record written stays.</description></item>
+/// <item><term>compiled records</term><description>with <see cref="TunerOptions.CompiledRecords"/> (the default) and one
+/// thread, a record's library is built in the background after its tune or its first recall without one, one build at a
+/// time, holding the process's search lock (no search times kernels while the compiler runs); <see cref="Dispose"/>
+/// waits for builds in flight; <see cref="Builds"/> says what each did. No C compiler: no library, the JIT.</description></item>
 /// </list>
 /// A bad spec, budget, policy or thread count is a <see cref="LoopTuneException"/> naming it.
 /// </summary>
@@ -41,12 +48,22 @@ public sealed class Tuner : IDisposable
     readonly ConcurrentDictionary<string, Lazy<TunedKernel>> kernels = new();
     readonly ConcurrentDictionary<string, Policy> policies = new();
     int searches, recalls;
+    /// <summary>The records' libraries, or null (<see cref="TunerOptions.CompiledRecords"/> off, or more than one thread).</summary>
+    readonly CompiledRecords? compiled;
+    readonly Lock building = new();
+    Task builds = Task.CompletedTask;
+    readonly HashSet<string> queued = [];
+    readonly System.Collections.Concurrent.ConcurrentQueue<string> built = new();
 
     Tuner(MeasurementStore store, TunerOptions options)
     {
         this.store = store;
         Options = options;
+        if (options.CompiledRecords && options.Threads == 1) compiled = new CompiledRecords(CompiledRecords.FolderFor(store.Path), store.Machine);
     }
+
+    /// <summary>The longest <see cref="Dispose"/> waits for the compiled records' builds in flight.</summary>
+    public static readonly TimeSpan BuildWait = TimeSpan.FromSeconds(60);
 
     /// <summary>A tuner over the records at <paramref name="recordsPath"/> (a SQLite measurement store, created when
     /// missing; default: <c>measurements.db</c> in the data folder, which <c>$LOOPTUNE_HOME</c> moves) for this machine,
@@ -69,8 +86,12 @@ public sealed class Tuner : IDisposable
     /// <summary>Searches this tuner ran (computations it had no usable record of).</summary>
     public int Searches => Volatile.Read(ref searches);
 
-    /// <summary>Kernels this tuner compiled from a record without searching.</summary>
+    /// <summary>Kernels this tuner compiled or loaded from a record without searching.</summary>
     public int Recalls => Volatile.Read(ref recalls);
+
+    /// <summary>What each compiled record's build finished with so far, as "spec: schedule: outcome" (kept, already
+    /// built, or why not), in the order they finished.</summary>
+    public IReadOnlyList<string> Builds => [.. built];
 
     /// <summary>The kernel of <paramref name="spec"/> (<c>mm M N K</c>, <c>conv C H W F R S</c> or a contraction, as
     /// <see cref="Computation.Parse(string)"/> reads it): this tuner's, recalled from the records, or tuned now.</summary>
@@ -114,12 +135,50 @@ public sealed class Tuner : IDisposable
     TunedKernel? Recall(Computation c)
     {
         if (!store.TryGetRecord(c, Options.Threads, Options.Context, out var record)) return null;
+        if (compiled?.Load(c, record.Schedule) is { } native)
+        {
+            Interlocked.Increment(ref recalls);
+            return new TunedKernel(native, record, () => Compile(Nest.Parse(c, record.Schedule)));
+        }
+        Nest nest;
         Kernel kernel;
-        try { kernel = Kernel.Compile(Nest.Parse(c, record.Schedule), null, warmUp: false); }
+        try { kernel = Compile(nest = Nest.Parse(c, record.Schedule)); }
         catch (Exception e) when (e is LoopTuneException or ArgumentException) { return null; }
-        kernel.Threads = Options.Threads;
         Interlocked.Increment(ref recalls);
+        BuildLater(nest);
         return new TunedKernel(kernel, record, recalled: true);
+    }
+
+    Kernel Compile(Nest nest)
+    {
+        var kernel = Kernel.Compile(nest, null, warmUp: false);
+        kernel.Threads = Options.Threads;
+        return kernel;
+    }
+
+    /// <summary>Queues the build of <paramref name="nest"/>'s compiled record (once per schedule per tuner), after the builds
+    /// queued before it, on the thread pool, inside the search lock.</summary>
+    void BuildLater(Nest nest)
+    {
+        if (compiled is null) return;
+        string what = $"{nest.Computation.Text}: {nest.Serialize()}";
+        lock (building)
+        {
+            if (!queued.Add(what)) return;
+            builds = builds.ContinueWith(_ =>
+            {
+                string outcome;
+                try
+                {
+                    lock (searching) outcome = compiled.Build(nest);
+                }
+                catch (Exception e) when (e is LoopTuneException or IOException or UnauthorizedAccessException or InvalidOperationException or DllNotFoundException or EntryPointNotFoundException)
+                {
+                    outcome = $"not built: {e.Message}";
+                }
+                built.Enqueue($"{what}: {outcome}");
+            }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        }
     }
 
     /// <summary>The default tuner's search and final timing on <see cref="TunerOptions.Threads"/> threads (each schedule
@@ -134,13 +193,18 @@ public sealed class Tuner : IDisposable
             throw new InvalidOperationException($"the kernel tuned for {c.Text} ({best.Nest.Serialize()}) is wrong: {best.Verification.Problem}");
         var record = new TuningRecord(best.Nest.Serialize(), PolicyTuning.MethodOf(result, best.Nest, Options.Threads), Options.Budget, best.Gflops, DateTime.UtcNow);
         store.PutRecord(c, Options.Threads, Options.Context, record);
+        BuildLater(best.Nest);
         return new TunedKernel(best.Kernel, record, recalled: false);
     }
 
-    /// <summary>Closes the records' store and frees the large buffers timing kept for reuse
-    /// (<see cref="AlignedBuffer.ReleaseKept"/>). Kernels already returned keep working.</summary>
+    /// <summary>Waits for the compiled records' builds in flight (at most <see cref="BuildWait"/>), closes the records' store
+    /// and frees the large buffers timing kept for reuse (<see cref="AlignedBuffer.ReleaseKept"/>). Kernels already
+    /// returned keep working.</summary>
     public void Dispose()
     {
+        Task pending;
+        lock (building) pending = builds;
+        pending.Wait(BuildWait);
         store.Dispose();
         AlignedBuffer.ReleaseKept();
     }

@@ -30,6 +30,11 @@ public sealed record TunerOptions
     /// apart from the hot one. Null (the default): timed hot, every run on the same buffers.</summary>
     public Operand? Cold { get; init; }
 
+    /// <summary>Keep each record's schedule compiled by the machine's C compiler too, so that a later recall loads it
+    /// rather than compiling it with the JIT (<see cref="LoopTune.CompiledRecords"/>; one thread only): true, the default.
+    /// Without a C compiler it does nothing.</summary>
+    public bool CompiledRecords { get; init; } = true;
+
     /// <summary>The timing context of <see cref="Cold"/>.</summary>
     internal TimingContext Context => new(Cold);
 

@@ -43,7 +43,7 @@ public sealed class RecordsCommandTests
         Assert.Equal([1, 2], lines.Select(l => (int)l["threads"]!).Order());
         Assert.All(lines, l => Assert.True(l["machine"]!["peak_gflops"]!.GetValue<double>() > 0));
 
-        string other = dir["b.db"];
+        string other = Path.Combine(Directory.CreateDirectory(dir["elsewhere"]).FullName, "b.db"); // a kernels folder of its own
         var (code, output, err) = Run("records", "import", file, "--db", other, "--json");
         Assert.True(code == 0, err);
         var result = JsonNode.Parse(output)!;
@@ -55,12 +55,24 @@ public sealed class RecordsCommandTests
         var listed = JsonNode.Parse(output)!["records"]!.AsArray();
         Assert.Equal(lines.Select(l => (string?)l["schedule"]).Order(), listed.Select(l => (string?)l!["schedule"]).Order());
 
-        using var tuner = Tuner.Open(other, new() { Budget = "0" });
-        var k = tuner.Get("mm 32 16 48");
-        Assert.True(k.Recalled);
-        Assert.Equal(0, tuner.Searches);
-        Assert.Equal(Records(db).Single(r => r.Threads == 1).Record.Schedule, k.Schedule);
-        TunerTests.AssertMatchesReference(k);
+        Assert.All(listed, l => Assert.Null((string?)l!["compiled"])); // imported schedules, no library built yet
+
+        Tuner tuner;
+        using (tuner = Tuner.Open(other, new() { Budget = "0" }))
+        {
+            var k = tuner.Get("mm 32 16 48");
+            Assert.True(k.Recalled);
+            Assert.Equal(0, tuner.Searches);
+            Assert.Equal(Records(db).Single(r => r.Threads == 1).Record.Schedule, k.Schedule);
+            TunerTests.AssertMatchesReference(k);
+        }
+        Assert.EndsWith(": kept", Assert.Single(tuner.Builds)); // the first recall's build of the one-thread record
+        (code, output, _) = Run("records", "list", "--db", other, "--json");
+        Assert.Equal(0, code);
+        listed = JsonNode.Parse(output)!["records"]!.AsArray();
+        var compiled = listed.Where(l => l!["compiled"] is not null).ToList();
+        Assert.Equal(1, (int)Assert.Single(compiled)!["threads"]!);
+        Assert.True(File.Exists((string?)compiled[0]!["compiled"]));
     }
 
     [Fact]
