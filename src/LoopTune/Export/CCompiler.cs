@@ -14,6 +14,16 @@ public static class CCompiler
 
     static readonly Lazy<bool> available = new(() => Run(Command, ["--version"], null).Code == 0);
 
+    /// <summary>The first line the compiler prints for <c>--version</c>, or null when it does not run.</summary>
+    public static string? Version
+    {
+        get
+        {
+            var (code, _, output) = RunWithOutput(Command, ["--version"], null);
+            return code == 0 ? output.Split('\n')[0].Trim() : null;
+        }
+    }
+
     /// <summary>Null when the compiler builds code using <paramref name="isa"/>'s intrinsics with its flags (and always for
     /// plain C, which needs no flag: a machine without a compiler may still write it); else why not (its error, or that
     /// it is missing).</summary>
@@ -43,6 +53,12 @@ public static class CCompiler
 
     static (int Code, string Error) Run(string compiler, IReadOnlyList<string> args, string? input)
     {
+        var (code, error, _) = RunWithOutput(compiler, args, input);
+        return (code, error);
+    }
+
+    static (int Code, string Error, string Output) RunWithOutput(string compiler, IReadOnlyList<string> args, string? input)
+    {
         var info = new ProcessStartInfo(compiler) { RedirectStandardError = true, RedirectStandardOutput = true, RedirectStandardInput = input is not null, UseShellExecute = false };
         foreach (var a in args) info.ArgumentList.Add(a);
         try
@@ -58,13 +74,13 @@ public static class CCompiler
                 catch (IOException) { } // it exited without reading its input: its exit code and messages say why
             }
             var error = p.StandardError.ReadToEndAsync();
-            _ = p.StandardOutput.ReadToEnd();
+            string output = p.StandardOutput.ReadToEnd();
             p.WaitForExit();
-            return (p.ExitCode, error.Result);
+            return (p.ExitCode, error.Result, output);
         }
         catch (System.ComponentModel.Win32Exception e)
         {
-            return (-1, e.Message);
+            return (-1, e.Message, "");
         }
     }
 }

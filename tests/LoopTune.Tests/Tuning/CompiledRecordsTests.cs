@@ -35,10 +35,13 @@ public sealed class CompiledRecordsTests
         string build = Assert.Single(first.Builds);
         Assert.EndsWith(": kept", build);
         var files = Files(dir);
-        Assert.Equal(3, files.Length); // NAME.c, NAME.so, NAME.txt: no temporary left
-        Assert.Equal([".c", ".so", ".txt"], files.Select(Path.GetExtension).Order());
+        Assert.Equal(4, files.Length); // NAME.c, NAME.h, NAME.so, NAME.txt: no temporary left
+        Assert.Equal([".c", ".h", ".so", ".txt"], files.Select(Path.GetExtension).Order());
+        Assert.Single(Directory.EnumerateDirectories(dir["kernels"], "pch-*")); // the headers, precompiled
         string description = File.ReadAllText(Path.Combine(dir["kernels"], files.Single(f => f.EndsWith(".txt", StringComparison.Ordinal))));
         Assert.Contains($"schedule: {tuned.Schedule}\n", description);
+        string source = Path.Combine(dir["kernels"], files.Single(f => f.EndsWith(".c", StringComparison.Ordinal)));
+        CCompiler.SharedLibrary([source], dir["again.so"], CompiledRecords.Flags); // the kept source builds on its own
 
         using var again = Tuner.Open(db, Rollout);
         var recalled = again.Get(spec);
