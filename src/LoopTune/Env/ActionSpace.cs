@@ -1,5 +1,6 @@
 using System.Globalization;
 using LoopTune.Ir;
+using LoopTune.Jit;
 using LoopTune.Measure;
 
 namespace LoopTune.Env;

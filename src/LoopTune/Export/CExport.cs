@@ -25,6 +25,8 @@ public sealed record CSource(string Name, string Header, string Code, IReadOnlyL
 /// <item>The function reads nothing past its inputs: the JIT's whole-vector loads of masked and fused lanes
 /// (<see cref="JitOptions.WideInputLoads"/>, <see cref="JitOptions.FuseLanes"/>) read up to a vector past an input's end,
 /// which a C caller's buffers need not allow, so a schedule whose lowering does is lowered again without them (a note says so).</item>
+/// <item>The JIT's prefetches of an input's next block (<see cref="JitOptions.PrefetchSpreadBytes"/>) are
+/// <c>__builtin_prefetch</c> calls, under the same guards on the loops' iterations.</item>
 /// <item>A packed input (<c>pack=B</c>) is copied into its packed layout (<see cref="Layout"/>) in a malloc'd buffer at the
 /// start of every call, as the JIT copies it in every run, and freed at the end.</item>
 /// </list>
@@ -38,7 +40,7 @@ public static partial class CExport
     {
         ArgumentNullException.ThrowIfNull(nest);
         CheckName(name);
-        var options = new JitOptions(MaxVectorBits: isa.VectorBits());
+        var options = JitOptions.Default with { MaxVectorBits = isa.VectorBits() }; // this machine's prefetching, as the JIT's
         var notes = new List<string>();
         var lowered = Lowering.Lower(nest, options);
         if (lowered.ReadsPast > 0)
@@ -194,6 +196,7 @@ public static partial class CExport
                         FmaOp f => (f.Acc, [f.A, f.B, f.Acc]),
                         TileLoadOp t => (t.Acc.Value, []),
                         TileStoreOp t => (null, [t.Acc.Value]),
+                        PrefetchOp => (null, []),
                         _ => throw new InvalidOperationException($"unknown op {op}"),
                     };
                     foreach (var r in read)
@@ -261,6 +264,10 @@ public static partial class CExport
                     case FmaOp f: Line(Fma(f)); break;
                     case TileLoadOp t: Line($"{Name(t.Acc.Value)} = {(t.Acc.ReducesLanes ? $"{Prefix(t.Acc.Value.Width)}_setzero_ps()" : Load(0, t.Acc.Offset, t.Acc.Value.Width, t.Acc.LaneStride, t.Acc.Lanes))};"); break;
                     case TileStoreOp t: Store(t.Acc); break;
+                    case PrefetchOp p:
+                        string call = $"__builtin_prefetch({At(p.Tensor, p.Offset)});";
+                        Line(p.Guards is { Length: > 0 } g ? $"if ({string.Join(" && ", g.Select(x => $"i{x.Depth} == {x.Iteration}"))}) {call}" : call);
+                        break;
                     default: throw new InvalidOperationException($"unknown op {op}");
                 }
             }

@@ -49,7 +49,7 @@ sealed unsafe class Emitter
                 case LoopOp l: Loop(l); break;
                 case LoadOp l: Load(l); break;
                 case FmaOp f: Fma(f); break;
-                case PrefetchOp p: Address(p.Tensor, p.Offset); il.Emit(OpCodes.Call, VectorApi.Prefetch); break;
+                case PrefetchOp p: Prefetch(p); break;
                 case BlendOp b: Blend(b); break;
                 case TileLoadOp t: TileLoad(t.Acc); break;
                 case TileStoreOp t: TileStore(t.Acc); break;
@@ -190,6 +190,21 @@ sealed unsafe class Emitter
             Offset(bytes);
             il.Emit(OpCodes.Stloc, current[t]!);
         }
+    }
+
+    /// <summary>A prefetch, under its guards: each a compare of its loop's counter, which counts down from the trips.</summary>
+    void Prefetch(PrefetchOp p)
+    {
+        var skip = il.DefineLabel();
+        foreach (var (depth, trips, iteration) in p.Guards ?? [])
+        {
+            il.Emit(OpCodes.Ldloc, counters[depth]);
+            il.Emit(OpCodes.Ldc_I4, trips - iteration);
+            il.Emit(OpCodes.Bne_Un, skip);
+        }
+        Address(p.Tensor, p.Offset);
+        il.Emit(OpCodes.Call, VectorApi.Prefetch);
+        il.MarkLabel(skip);
     }
 
     void Load(LoadOp op)

@@ -31,6 +31,10 @@ sealed class Lowering
     readonly int parallel;
     readonly int tensors; // 3, or 4 with the init tensor (Kernel.CompileInitialized)
     readonly long[] ahead = new long[3]; // per input, elements to its next block (JitOptions.PrefetchBlockBytes), 0: none
+    readonly bool[] spread = new bool[3]; // per input, whether its next block is prefetched spread over the reuse (JitOptions.PrefetchSpreadBytes)
+    readonly bool[][] reuse = new bool[3][]; // per input, the levels that read its block again
+    readonly int[] depthAt, tripsAt; // per level, the counted loop open there (its depth, -1: none) and its trips in this context
+    readonly bool[] laterAt; // per level, whether the code being lowered is a later unrolled copy of it, or its tail
     Tile? tile;
     int statements, operations, readsPast;
     readonly bool[] prefetched = new bool[3];
@@ -53,7 +57,8 @@ sealed class Lowering
         while (block > 0 && annotation[block - 1] != Annotation.None) block--;
         hoist = block;
         while (hoist > 0 && annotation[hoist - 1] == Annotation.None && nest.Computation.IsReduction[nest[hoist - 1].Var]) hoist--;
-        if (options.PrefetchBlockBytes > 0) (ahead[1], ahead[2]) = (Ahead(1), Ahead(2));
+        (depthAt, tripsAt, laterAt) = ([.. Enumerable.Repeat(-1, n)], new int[n], new bool[n]);
+        if (options.PrefetchBlockBytes > 0 || options.PrefetchSpreadBytes > 0) (ahead[1], ahead[2]) = (Ahead(1), Ahead(2));
         vectorVar = annotation[n - 1] == Annotation.Vectorize ? nest[n - 1].Var : -1;
         parallel = nest.ParallelLoop;
     }
@@ -128,10 +133,12 @@ sealed class Lowering
     }
 
     /// <summary>
-    /// The elements from a block of input <paramref name="t"/> to its next, for <see cref="JitOptions.PrefetchBlockBytes"/>:
-    /// the stride of the innermost loop above the tile that moves the input, when loops between it and the tile read the
-    /// block again (they do not move the input) in at most <see cref="JitOptions.PrefetchReuse"/> iterations and the block
-    /// (that stride) is at most the option's bytes; 0 otherwise.
+    /// The elements from a block of input <paramref name="t"/> to its next: the stride of the innermost loop above the tile
+    /// that moves the input, when loops between it and the tile read the block again (they do not move the input), and
+    /// either those loops run at most <see cref="JitOptions.PrefetchReuse"/> iterations and the block (that stride) is at
+    /// most <see cref="JitOptions.PrefetchBlockBytes"/> (each of the iterations prefetches the next block), or the block
+    /// holds at most <see cref="JitOptions.PrefetchSpreadBytes"/> and the innermost of those loops is counted, not parallel
+    /// (the prefetch is spread over its iterations: <see cref="Spread"/>); 0 otherwise.
     /// <code>
     /// g:8 c:64 h:7 | c:8 r:3 s:3 w:7u e:64v    W[g,c,r,s,e]: a block of 8 channels (18 KB) reused by h's 7 rows: c:64's stride
     /// k:4 n:8 m:128 | k:256 m:8u n:2u n:16v    B[k,n]: a block reused by m's 128 iterations: none (each would prefetch again)
@@ -142,14 +149,60 @@ sealed class Lowering
     /// </summary>
     long Ahead(int t)
     {
-        long reuse = 1;
+        long reused = 1;
+        reuse[t] = new bool[nest.Count];
         for (int level = hoist - 1; level >= 0; level--)
         {
-            long trips = (nest.Computation.Sizes[nest[level].Var] + nest.InnerStep(level) - 1) / nest.InnerStep(level);
-            if (strides[t][level] == 0) reuse *= trips;
-            else if (reuse > 1) return reuse <= JitOptions.PrefetchReuse && Math.Abs(strides[t][level]) * sizeof(float) <= options.PrefetchBlockBytes ? strides[t][level] : 0;
+            long trips = Trips(level);
+            if (strides[t][level] == 0)
+            {
+                reused *= trips;
+                reuse[t][level] = trips > 1;
+            }
+            else if (reused > 1)
+            {
+                if (reused <= JitOptions.PrefetchReuse && Math.Abs(strides[t][level]) * sizeof(float) <= options.PrefetchBlockBytes) return strides[t][level];
+                int inner = Array.LastIndexOf(reuse[t], true);
+                spread[t] = Footprint(t, level) * sizeof(float) <= options.PrefetchSpreadBytes && annotation[inner] == Annotation.None
+                    && inner != parallel && !reuse[t].Where((r, l) => r && l == parallel).Any();
+                return spread[t] ? strides[t][level] : 0;
+            }
         }
         return 0;
+    }
+
+    long Trips(int level) => (nest.Computation.Sizes[nest[level].Var] + nest.InnerStep(level) - 1) / nest.InnerStep(level);
+
+    /// <summary>The elements of input <paramref name="t"/> one iteration of <paramref name="level"/> reads at most: the
+    /// product of the iterations of the loops inside it that move the input.</summary>
+    long Footprint(int t, int level)
+    {
+        long elements = 1;
+        for (int l = level + 1; l < nest.Count; l++)
+            if (strides[t][l] != 0) elements *= nest[l].Iterations;
+        return elements;
+    }
+
+    /// <summary>
+    /// Whether a prefetch of input <paramref name="t"/>'s next block is made here, and under which guards: always, without
+    /// guards, for a block prefetched by every reuse (<see cref="JitOptions.PrefetchBlockBytes"/>); for a spread one
+    /// (<see cref="JitOptions.PrefetchSpreadBytes"/>), the <paramref name="line"/>-th line the region prefetches goes to
+    /// iteration <c>line mod trips</c> of the innermost reuse loop, and only to the first iteration of the reuse loops
+    /// further out (counted ones by a guard, unrolled ones by being lowered in their first copy only: none in a later
+    /// copy or a tail).
+    /// <code>
+    /// n:36 m:21+2 k:768 m:6u n:64v    B's panel of 64 columns (196 KB) is read by m's 23 tiles: in m's iteration i (i &lt; 4)
+    ///                                  each k step prefetches line i of the next panel's row k (4 lines a row)
+    /// </code>
+    /// </summary>
+    (bool Made, (int Depth, int Trips, int Iteration)[]? Guards) Spread(int t, int line)
+    {
+        if (!spread[t]) return (true, null);
+        var levels = Enumerable.Range(0, nest.Count).Where(l => reuse[t][l]).ToList();
+        if (levels.Any(l => laterAt[l])) return (false, null);
+        int inner = levels[^1];
+        var counted = levels.Where(l => depthAt[l] >= 0);
+        return (true, [.. counted.Select(l => (depthAt[l], tripsAt[l], l == inner ? line % tripsAt[l] : 0))]);
     }
 
     /// <summary>True when <paramref name="other"/> (of the same nest, other annotations) holds the same output tile: the
@@ -197,8 +250,13 @@ sealed class Lowering
 
         HashSet<(int, int, long)>? prefetched;
 
-        /// <summary>True the first time a line of a tensor (at its current pointer) is asked for in this straight-line region.</summary>
-        public bool Prefetch(int tensor, long line) => Region.Lines.Add((tensor, PointerDepth[tensor], line));
+        /// <summary>The first time a line of a tensor (at its current pointer) is asked for in this straight-line region: how
+        /// many lines of the tensor the region asked for before it; null after the first time.</summary>
+        public int? Prefetch(int tensor, long line)
+        {
+            var lines = Region.Lines;
+            return lines.Add((tensor, PointerDepth[tensor], line)) ? lines.Count(l => l.Item1 == tensor) - 1 : null;
+        }
 
         Scope Region => Parent is null || Parent.Depth != Depth ? this : Parent.Region;
         HashSet<(int, int, long)> Lines => prefetched ??= [];
@@ -248,8 +306,15 @@ sealed class Lowering
         if (level != parallel && (annotation[level] == Annotation.Unroll || full <= 1))
         {
             var each = With(remaining, v, step); // read only: one context for every full iteration
-            for (int i = 0; i < full; i++) Run(level + 1, each, Shift(offset, level, i), scope, ops, budget);
+            bool later = laterAt[level];
+            for (int i = 0; i < full; i++)
+            {
+                laterAt[level] = later || i > 0;
+                Run(level + 1, each, Shift(offset, level, i), scope, ops, budget);
+            }
+            laterAt[level] = later || full > 0;
             if (rem > 0) Run(level + 1, With(remaining, v, rem), Shift(offset, level, full), scope, ops, budget);
+            laterAt[level] = later;
             return;
         }
         int depth = scope.Depth + 1;
@@ -259,9 +324,14 @@ sealed class Lowering
         var pointers = (int[])scope.PointerDepth.Clone();
         foreach (var (t, _) in bumps) pointers[t] = depth;
         var body = new List<Op>();
+        (depthAt[level], tripsAt[level]) = (depth, full);
         if (full > 0) Run(level + 1, With(remaining, v, step), offset, new Scope(scope, depth, pointers), body, budget);
+        depthAt[level] = -1;
         var after = new List<Op>();
+        bool wasLater = laterAt[level];
+        laterAt[level] = true; // the tail: a spread prefetch's guards name the loop's iterations only
         if (rem > 0) Run(level + 1, With(remaining, v, rem), offset, new Scope(scope, depth, pointers), after, budget);
+        laterAt[level] = wasLater;
         Spend(LoopCost, budget);
         ops.Add(new LoopOp(full, depth, [.. bumps], body, after, level == parallel));
     }
@@ -315,10 +385,10 @@ sealed class Lowering
     Value Input(int t, Offsets offset, Chunk chunk, Accumulator acc, Scope scope, List<Op> ops)
     {
         long lane = Lane(t, chunk.Width);
-        if (ahead[t] != 0 && scope.Prefetch(t, (offset[t] + ahead[t]) / LineFloats))
+        if (ahead[t] != 0 && scope.Prefetch(t, (offset[t] + ahead[t]) / LineFloats) is int line && Spread(t, line) is (true, var guards))
         {
-            ops.Add(new PrefetchOp(t, offset[t] + ahead[t]));
-            if (!prefetched[t]) remarks.Add($"input {t} {Prefetched} {ahead[t]} elements ahead (its next block)");
+            ops.Add(new PrefetchOp(t, offset[t] + ahead[t], guards));
+            if (!prefetched[t]) remarks.Add($"input {t} {Prefetched} {ahead[t]} elements ahead (its next block{(spread[t] ? ", spread over the iterations that reuse the block" : "")})");
             prefetched[t] = true;
         }
         return Load(t, offset[t], InputChunk(chunk, acc, lane), lane, scope, ops);

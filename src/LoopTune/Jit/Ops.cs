@@ -26,8 +26,9 @@ sealed record LoadOp(Value Dst, int Tensor, long Offset, long LaneStride, int La
 sealed record BlendOp(Value Dst, Value A, Value B, int Mask) : Op;
 
 /// <summary>Hints the cache line of element <paramref name="Offset"/> past tensor <paramref name="Tensor"/>'s pointer into
-/// the caches (a prefetch: never faults, changes nothing).</summary>
-sealed record PrefetchOp(int Tensor, long Offset) : Op;
+/// the caches (a prefetch: never faults, changes nothing); with <paramref name="Guards"/>, only in the iteration
+/// (0-based) each names of the enclosing counted loop of that depth, whose trips it gives.</summary>
+sealed record PrefetchOp(int Tensor, long Offset, (int Depth, int Trips, int Iteration)[]? Guards = null) : Op;
 
 /// <summary>Acc = A * B + Acc.</summary>
 sealed record FmaOp(Value Acc, Value A, Value B) : Op;

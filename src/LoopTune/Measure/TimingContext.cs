@@ -1,4 +1,5 @@
 using LoopTune.Ir;
+using LoopTune.Jit;
 
 namespace LoopTune.Measure;
 

@@ -1,5 +1,6 @@
 using LoopTune.Env;
 using LoopTune.Ir;
+using LoopTune.Jit;
 using LoopTune.Measure;
 using Xunit;
 

@@ -88,15 +88,54 @@ public class InitializedKernelTests
     public void Prefetching_the_next_block_changes_no_result_and_applies_where_a_few_iterations_reuse_the_block(string spec, string schedule, int tensor, long ahead)
     {
         var nest = Nest.Parse(Computation.Parse(spec), schedule);
-        var options = JitOptions.Default with { PrefetchBlockBytes = 32 * 1024 };
+        var options = JitOptions.Default with { PrefetchBlockBytes = 32 * 1024, PrefetchSpreadBytes = 0 };
         var kernel = Kernel.Compile(nest, options);
         Assert.Null(KernelCheck.Verify(kernel, new Random(3)));
         string note = $"input {tensor} prefetched {ahead} elements ahead (its next block)";
         if (ahead > 0) Assert.Contains(note, kernel.Notes);
         Assert.Equal(ahead > 0, kernel.Prefetches);
-        Assert.False(Kernel.Compile(nest).Prefetches); // off by default
+        Assert.False(Kernel.Compile(nest, options with { PrefetchBlockBytes = 0 }).Prefetches); // off without the option
         if (ahead > 0) // and only for blocks within the bytes given
             Assert.False(Kernel.Compile(nest, options with { PrefetchBlockBytes = (int)ahead * sizeof(float) - 1 }).Prefetches);
+    }
+
+    /// <summary>A block read again by more iterations than <see cref="JitOptions.PrefetchReuse"/>: its next block is
+    /// prefetched spread over them (<see cref="JitOptions.PrefetchSpreadBytes"/>), line i of each row in the reuse loop's
+    /// iteration i, none in a tail or a later unrolled copy; the result is the reference's, whatever the guards.</summary>
+    [Theory]
+    [InlineData("mm 64 64 64", ">n:2 k:4 m:16 k:16 m:4u n:32v", 2, 16 * 64, 16 * 32, 2)]     // B's next 16 rows, reused by m's 16 tiles
+    [InlineData("mm 46 64 64", ">n:2 m:5+6 k:64 m:8u n:32v", 2, 32, 64 * 32, 2)]             // m's tail prefetches nothing
+    [InlineData("mm 64 48 64", ">n:3 m:2u m:4 k:64 m:8u n:16v", 2, 16, 64 * 16, 1)]          // an unrolled reuse loop outside a counted one
+    [InlineData("mm 128 2304 768", ">n:36 m:21+2 k:768 m:6u n:64v", 2, 64, 768 * 64, 4)]    // a BERT product's panel of B: 4 lines a row
+    public void A_block_reused_many_times_has_its_next_block_prefetched_spread_over_the_reuse(string spec, string schedule, int tensor, long ahead, long elements, int iterations)
+    {
+        var nest = Nest.Parse(Computation.Parse(spec), schedule);
+        var options = JitOptions.Default with { PrefetchSpreadBytes = (int)elements * sizeof(float) };
+        var kernel = Kernel.Compile(nest, options);
+        Assert.Contains($"input {tensor} prefetched {ahead} elements ahead (its next block, spread over the iterations that reuse the block)", kernel.Notes);
+        Assert.Null(KernelCheck.Verify(kernel, new Random(3)));
+        Assert.False(Kernel.Compile(nest, options with { PrefetchSpreadBytes = (int)elements * sizeof(float) - 1 }).Prefetches); // a block past the bytes given
+        var guards = Prefetches(Lowering.Lower(nest, options).Program, [], false);
+        Assert.NotEmpty(guards);
+        Assert.All(guards, g => Assert.False(g.InTail));
+        // the innermost reuse loop's iterations take the lines of a step in turn: line i in iteration i
+        Assert.Equal(Enumerable.Range(0, iterations), guards.Select(g => g.Guards[^1].Iteration).Distinct().Order());
+    }
+
+    /// <summary>Every prefetch of a program with its guards, and whether it is in a loop's tail.</summary>
+    static List<((int Depth, int Trips, int Iteration)[] Guards, bool InTail)> Prefetches(List<Op> ops, (int, int, int)[] _, bool tail)
+    {
+        var found = new List<((int, int, int)[], bool)>();
+        foreach (var op in ops)
+        {
+            if (op is PrefetchOp p) found.Add((p.Guards ?? [], tail));
+            if (op is LoopOp l)
+            {
+                found.AddRange(Prefetches(l.Body, [], tail));
+                found.AddRange(Prefetches(l.After, [], true));
+            }
+        }
+        return found;
     }
 
     [Theory]

@@ -49,7 +49,7 @@ public class LoweringFloorTests(ITestOutputHelper output)
     {
         var nest = Nest.Parse(Computation.Parse("mm 128 128 128"), ">m:16 n:4 k:64u k:2 m:8u n:32v");
         var k = Kernel.Compile(nest);
-        Assert.Equal(["unroll of k not applied: the kernel would spell out more than 1024 operations"], k.Notes);
+        Assert.Equal(["unroll of k not applied: the kernel would spell out more than 1024 operations"], k.Notes.Where(n => n.StartsWith("unroll", StringComparison.Ordinal)));
         Assert.Equal(Dump(Lowering.Lower(nest, JitOptions.Default, floor: false).Program), Dump(Lowering.Lower(nest, JitOptions.Default).Program));
         Assert.Null(KernelCheck.Verify(k, new Random(7)));
     }
@@ -66,7 +66,8 @@ public class LoweringFloorTests(ITestOutputHelper output)
         var slow = Lowering.Lower(nest, JitOptions.Default, floor: false);
         Assert.Equal(Dump(slow.Program), Dump(fast.Program));
         Assert.Equal(slow.Notes, fast.Notes);
-        Assert.Equal([$"unroll of {first} not applied", $"unroll of {second} not applied"], fast.Notes.Select(n => n[..n.IndexOf(':')]));
+        Assert.Equal([$"unroll of {first} not applied", $"unroll of {second} not applied"],
+            fast.Notes.Where(n => n.StartsWith("unroll", StringComparison.Ordinal)).Select(n => n[..n.IndexOf(':')]));
         Assert.Null(KernelCheck.Verify(Kernel.Compile(nest), new Random(11)));
     }
 

@@ -1,4 +1,5 @@
 using LoopTune.Env;
+using LoopTune.Jit;
 using LoopTune.Measure;
 using LoopTune.Tests.Store;
 using LoopTune.Tests.TestUtil;

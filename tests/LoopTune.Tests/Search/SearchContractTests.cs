@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using LoopTune.Env;
 using LoopTune.Ir;
+using LoopTune.Jit;
 using LoopTune.Search;
 using LoopTune.Tests.TestUtil;
 
@@ -98,7 +99,7 @@ public sealed class SearchContractTests
         // caches of 1, 4 and 16 KiB, so that the start's loops pass each level's half: for each level, block_lN at the
         // innermost loop where it applies (n for L1 and L2, m for L3 here), each measured a hair above the start; the
         // side-by-side truth prefers the one blocked for L2
-        var space = ActionSpace.TileFor(new LoopTune.Measure.CacheSizes(1, 4, 16, "test"));
+        var space = ActionSpace.TileFor(new LoopTune.Jit.CacheSizes(1, 4, 16, "test"));
         var variants = new[] { 1, 2, 3 }.Select(level => Enumerable.Range(0, Start.Count).Reverse()
             .Select(loop => space.TryApply(Start, space.IdOf(loop, space.BlockEdit(level)))).First(m => m is not null)!.Value.Result).ToList();
         Assert.Equal(3, variants.Select(v => v.ScheduleKey).Distinct().Count());
@@ -111,7 +112,7 @@ public sealed class SearchContractTests
         Assert.Equal(r.Best.ScheduleKey, Transforms.ApplyAll(Start, r.Actions).ScheduleKey); // its path replays to it
         Assert.Equal(1 + 3 + 2, r.Evaluations); // the start, the three blocked, then the two layouts of the winner
         // caches the start's loops fit in: no blocking to try, no evaluation spent on it (the two layouts only)
-        var roomy = ActionSpace.TileFor(new LoopTune.Measure.CacheSizes(1024, 4096, 16384, "test"));
+        var roomy = ActionSpace.TileFor(new LoopTune.Jit.CacheSizes(1024, 4096, 16384, "test"));
         Assert.Equal(1 + 2, new SearchRun("test", Start, new ConfirmingFakeEvaluator(_ => 1, _ => 1), SearchBudget.Seconds(30), 0, roomy).Finish().Evaluations);
         // and none in a space without the macros
         Assert.Equal(-1, ActionSpace.Loop.BlockEdit(1));
