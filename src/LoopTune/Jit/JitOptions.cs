@@ -46,8 +46,11 @@ public readonly record struct Chunk(int Width, int Lanes)
 /// fits in the L2 beside the current one: <see cref="Default"/> gives half this machine's L2 (<see cref="CacheSizes"/>),
 /// 0 turns it off. On the Zen 5, mm 128 2304 768 (B's 196 KB panels read from memory, as when the libraries' runs come in
 /// between) ran 0.95-1.00x oneDNN side by side instead of 0.90-0.92x.</param>
+/// <param name="PrefetchSpreadMinBytes">The smallest next block <paramref name="PrefetchSpreadBytes"/> prefetches: one that
+/// fits in the L1d stays there between the tiles, and its guards would cost a compare a line in every step for nothing
+/// (<see cref="Default"/>: this machine's L1d).</param>
 public sealed record JitOptions(int MaxVectorBits = 512, bool UseFma = true, int MaxOperations = 1024, bool MaskedTails = true, bool WideInputLoads = true,
-    bool FuseLanes = true, int PrefetchBlockBytes = 0, int PrefetchSpreadBytes = 0)
+    bool FuseLanes = true, int PrefetchBlockBytes = 0, int PrefetchSpreadBytes = 0, int PrefetchSpreadMinBytes = 0)
 {
     /// <summary>The most iterations of the loops between an input's block loop and the tile (which read the same block
     /// again) for which <see cref="PrefetchBlockBytes"/> prefetches the next block: each of them prefetches it again.</summary>
@@ -57,7 +60,11 @@ public sealed record JitOptions(int MaxVectorBits = 512, bool UseFma = true, int
     /// accelerates, or fewer when <see cref="LimitVectorBits"/> said so (<c>--vector-bits</c>).</summary>
     public static JitOptions Default => limited.Value ?? Standard;
 
-    static readonly JitOptions Standard = new() { PrefetchSpreadBytes = (CacheSizes.Current.L2Kib ?? 0) * 1024 / 2 };
+    static readonly JitOptions Standard = new()
+    {
+        PrefetchSpreadBytes = (CacheSizes.Current.L2Kib ?? 0) * 1024 / 2,
+        PrefetchSpreadMinBytes = (CacheSizes.Current.L1dKib ?? 0) * 1024,
+    };
 
     /// <summary>Async-local, so a limit set by one command reaches its own work (threads it starts included) and not that
     /// of another command run in the same process (the tests run many).</summary>

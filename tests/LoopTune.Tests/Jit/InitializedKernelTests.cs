@@ -110,16 +110,29 @@ public class InitializedKernelTests
     public void A_block_reused_many_times_has_its_next_block_prefetched_spread_over_the_reuse(string spec, string schedule, int tensor, long ahead, long elements, int iterations)
     {
         var nest = Nest.Parse(Computation.Parse(spec), schedule);
-        var options = JitOptions.Default with { PrefetchSpreadBytes = (int)elements * sizeof(float) };
+        var options = JitOptions.Default with { PrefetchSpreadBytes = (int)elements * sizeof(float), PrefetchSpreadMinBytes = 0 };
         var kernel = Kernel.Compile(nest, options);
         Assert.Contains($"input {tensor} prefetched {ahead} elements ahead (its next block, spread over the iterations that reuse the block)", kernel.Notes);
         Assert.Null(KernelCheck.Verify(kernel, new Random(3)));
         Assert.False(Kernel.Compile(nest, options with { PrefetchSpreadBytes = (int)elements * sizeof(float) - 1 }).Prefetches); // a block past the bytes given
+        Assert.False(Kernel.Compile(nest, options with { PrefetchSpreadMinBytes = (int)elements * sizeof(float) }).Prefetches); // or within the smallest
         var guards = Prefetches(Lowering.Lower(nest, options).Program, [], false);
         Assert.NotEmpty(guards);
         Assert.All(guards, g => Assert.False(g.InTail));
         // the innermost reuse loop's iterations take the lines of a step in turn: line i in iteration i
         Assert.Equal(Enumerable.Range(0, iterations), guards.Select(g => g.Guards[^1].Iteration).Distinct().Order());
+    }
+
+    /// <summary>Only the operand read in whole vectors is prefetched spread: a broadcast operand's rows would each take a
+    /// guard in every step of the tile's loop.</summary>
+    [Fact]
+    public void A_broadcast_operands_next_block_is_not_prefetched_spread()
+    {
+        var nest = Nest.Parse(Computation.Parse("mm 128 64 64"), ">k:2 n:2 m:16 k:32 m:8u n:2u n:16v"); // A reused by n's 2, B by m's 16
+        var kernel = Kernel.Compile(nest, JitOptions.Default with { PrefetchSpreadBytes = 1 << 20, PrefetchSpreadMinBytes = 0 });
+        Assert.Contains(kernel.Notes, n => n.StartsWith("input 2 prefetched", StringComparison.Ordinal));
+        Assert.DoesNotContain(kernel.Notes, n => n.StartsWith("input 1 prefetched", StringComparison.Ordinal));
+        Assert.Null(KernelCheck.Verify(kernel, new Random(4)));
     }
 
     /// <summary>Every prefetch of a program with its guards, and whether it is in a loop's tail.</summary>
