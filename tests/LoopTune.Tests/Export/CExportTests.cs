@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using LoopTune.Export;
 using LoopTune.Ir;
+using LoopTune.Jit;
 using LoopTune.Measure;
 using LoopTune.Tests.TestUtil;
 using Xunit.Abstractions;
@@ -130,6 +131,36 @@ public class CExportTests(ITestOutputHelper output)
             NativeLibrary.Free(handle);
         }
         Assert.Equal(["tuned.c", "tuned.h", "tuned.so"], Directory.GetFiles(folder.Path).Select(Path.GetFileName).Order());
+    }
+
+    /// <summary>A schedule whose panel of B (64 KB) is read by two row tiles: the JIT prefetches the next panel spread over
+    /// them (<see cref="JitOptions.PrefetchSpreadBytes"/>, on a machine whose L1d is smaller and half its L2 larger), and
+    /// the export writes the same prefetches under the same guards on its loop counters; built with -Werror, the function
+    /// matches the reference.</summary>
+    [Fact]
+    public unsafe void Exported_prefetches_keep_their_guards_and_the_function_matches()
+    {
+        var c = Computation.Parse("mm 16 512 256");
+        var nest = Nest.Parse(c, ">n:8 m:2 k:256 m:8u n:64v");
+        var isa = Isas.Default(CpuInfo.Current.Flags);
+        var exported = CExport.Write(nest, "spread", isa, "this machine");
+        var options = JitOptions.Default;
+        bool spreads = options.PrefetchSpreadMinBytes < 64 * 1024 && options.PrefetchSpreadBytes >= 64 * 1024;
+        Assert.Equal(spreads, Kernel.Compile(nest).Prefetches);
+        if (spreads) Assert.Matches(@"if \(i\d+ == \d\) __builtin_prefetch\(", exported.Code);
+        using var folder = new TempFolder("looptune-export");
+        ExportFiles.Write(folder["spread.c"], exported);
+        CCompiler.SharedLibrary([folder["spread.c"]], folder["spread.so"], $"-std=c99 -O2 -Wall -Wextra -Werror -pedantic {isa.CompilerFlags()}");
+        var handle = NativeLibrary.Load(folder["spread.so"]);
+        try
+        {
+            var fn = (delegate* unmanaged<float*, float*, float*, void>)NativeLibrary.GetExport(handle, "spread");
+            Assert.Null(KernelCheck.Problems(c, new Random(6), (o, l, r) => fn((float*)o, (float*)l, (float*)r)));
+        }
+        finally
+        {
+            NativeLibrary.Free(handle);
+        }
     }
 
     /// <summary><c>export --policy</c> goes through the tuning records as <see cref="Tuner.Get(string)"/> does: the first
