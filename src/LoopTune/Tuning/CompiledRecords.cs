@@ -18,7 +18,7 @@ namespace LoopTune;
 /// <list type="table">
 /// <item><term>why</term><description>a recall's RyuJIT compile grows with the code a schedule spells out: 0.5 ms for
 /// 80 operations, 4-5.4 ms for 650-1,000 (the Zen 5, docs/results.md); loading a library is a fraction of a millisecond
-/// at any size. The exported C ran at 1.00-1.02x the JIT's speed on the same schedules there.</description></item>
+/// at any size. The exported C ran at 1.00-1.06x the JIT's speed on the same schedules there.</description></item>
 /// <item><term>when</term><description>a library is built after a tune, and after a recall that found none (the JIT
 /// compiles that recall), on a background thread, one at a time, holding the process's search lock so that no search
 /// times kernels while the compiler runs; <see cref="Tuner.Dispose"/> waits for builds in flight.</description></item>
@@ -61,9 +61,10 @@ public sealed class CompiledRecords
     public static string FolderFor(string recordsPath) => Path.Combine(Path.GetDirectoryName(Path.GetFullPath(recordsPath))!, "kernels");
 
     /// <summary>The files' name for <paramref name="c"/>'s <paramref name="schedule"/>: 32 hex digits of the SHA-256 of the
-    /// machine key, the ISA, the computation, the schedule and <see cref="Version"/>.</summary>
+    /// machine key, the ISA, the computation, the schedule, <see cref="Version"/> and the JIT's
+    /// (<see cref="MeasurementStore.JitVersion"/>: the export writes the JIT's lowering, so a new one builds anew).</summary>
     public string Name(Computation c, string schedule) =>
-        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{machine}\n{isa}\n{c.Text}\n{schedule}\n{Version}")))[..32];
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{machine}\n{isa}\n{c.Text}\n{schedule}\n{Version}\n{MeasurementStore.JitVersion}")))[..32];
 
     string PathOf(string name, string extension) => System.IO.Path.Combine(folder, name + extension);
 
