@@ -10,19 +10,16 @@ public static class CCompiler
     public static string Command => Environment.GetEnvironmentVariable("CC") is { Length: > 0 } cc ? cc : "gcc";
 
     /// <summary>True when the compiler runs at all.</summary>
-    public static bool Available => available.Value;
+    public static bool Available => Version is not null;
 
-    static readonly Lazy<bool> available = new(() => Run(Command, ["--version"], null).Code == 0);
+    /// <summary>The first line the compiler prints for <c>--version</c>, or null when it does not run (asked once).</summary>
+    public static string? Version => version.Value;
 
-    /// <summary>The first line the compiler prints for <c>--version</c>, or null when it does not run.</summary>
-    public static string? Version
+    static readonly Lazy<string?> version = new(() =>
     {
-        get
-        {
-            var (code, _, output) = RunWithOutput(Command, ["--version"], null);
-            return code == 0 ? output.Split('\n')[0].Trim() : null;
-        }
-    }
+        var (code, _, output) = RunWithOutput(Command, ["--version"], null);
+        return code == 0 ? output.Split('\n')[0].Trim() : null;
+    });
 
     /// <summary>Null when the compiler builds code using <paramref name="isa"/>'s intrinsics with its flags (and always for
     /// plain C, which needs no flag: a machine without a compiler may still write it); else why not (its error, or that

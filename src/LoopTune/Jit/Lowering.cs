@@ -165,7 +165,7 @@ sealed class Lowering
                 int inner = Array.LastIndexOf(reuse[t], true);
                 long bytes = Footprint(t, level) * sizeof(float);
                 spread[t] = bytes <= options.PrefetchSpreadBytes && bytes > options.PrefetchSpreadMinBytes && annotation[inner] == Annotation.None
-                    && inner != parallel && !reuse[t].Where((r, l) => r && l == parallel).Any() && Streamed(t);
+                    && (parallel < 0 || !reuse[t][parallel]) && Streamed(t);
                 return spread[t] ? strides[t][level] : 0;
             }
         }

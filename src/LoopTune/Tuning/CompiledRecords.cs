@@ -116,7 +116,7 @@ public sealed class CompiledRecords
         if (Refusal is { } refusal) return $"not built: {refusal}";
         var c = nest.Computation;
         string schedule = nest.Serialize(), name = Name(c, schedule);
-        if (Load(c, schedule) is not null) return "already built";
+        if (Library(c, schedule) is not null) return "already built";
         Directory.CreateDirectory(folder);
         foreach (var stale in Directory.EnumerateFiles(folder, "*.tmp.*").Where(f => File.GetLastWriteTimeUtc(f) < DateTime.UtcNow.AddHours(-1)))
             AtomicFile.TryDelete(stale); // a build cut off with its process
@@ -151,7 +151,7 @@ public sealed class CompiledRecords
     /// stale one costs time, never correctness.</summary>
     string[] PrecompiledHeader()
     {
-        string version = compilerVersion.Value;
+        string version = CCompiler.Version ?? "unknown";
         string dir = System.IO.Path.Combine(folder, "pch-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{version}\n{Flags}\n{isa}")))[..16]);
         string header = System.IO.Path.Combine(dir, "looptune_pch.h"), pch = header + ".gch";
         if (!File.Exists(pch))
@@ -178,9 +178,6 @@ public sealed class CompiledRecords
         }
         return ["-include", header, "-Winvalid-pch"];
     }
-
-    /// <summary>The compiler's <c>--version</c>, which names its precompiled headers' folder.</summary>
-    static readonly Lazy<string> compilerVersion = new(() => CCompiler.Version ?? "unknown");
 
     /// <summary>The library's function against the reference (the library loaded for the check alone).</summary>
     static unsafe Verification Check(Computation c, string library)
