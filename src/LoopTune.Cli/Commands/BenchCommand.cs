@@ -5,6 +5,7 @@ using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Jit;
 using LoopTune.Measure;
+using LoopTune.Models;
 using Spectre.Console;
 
 namespace LoopTune.Cli.Commands;
@@ -23,12 +24,17 @@ static class BenchCommand
         ["conv 16 34 34 32 3 3", "conv 3 66 66 32 3 3", "conv 32 18 18 64 3 3", "conv 64 32 32 64 1 1", "conv 64 18 18 64 3 3"];
 
     /// <summary>The hand schedule of a convolution: this machine's register tile (<see cref="RegisterTile"/>) over output
-    /// channels, rows and columns, the reduction around it.</summary>
+    /// channels, rows and columns, the reduction around it; with the output channels in blocks (<c>conv C H W F R S E</c>),
+    /// the machine's first tile for it (<see cref="CacheBlockedTiles"/>: pixels by vectors of channels).</summary>
     public static Nest ConvHandSchedule(Computation c) =>
-        RegisterTile.For(Machine.Current).Convolution(c.AsConv() ?? throw new ArgumentException($"{c} is not a convolution", nameof(c)));
+        c.AsBlockedConv() is not null ? CacheBlockedTiles.For(c, Machine.Current).FirstOrDefault() ?? Nest.Initial(c)
+        : RegisterTile.For(Machine.Current).Convolution(c.AsConv() ?? throw new ArgumentException($"{c} is not a convolution", nameof(c)));
 
-    /// <summary>The problems of the scaling table (<c>--threads 1,2</c>): issue 20's matrix product and convolution.</summary>
-    internal static readonly string[] ScalingSpecs = ["mm 512 512 512", "conv 64 56 56 64 3 3"];
+    /// <summary>The problems of the scaling table (<c>--threads 1,2</c>): issue 20's matrix product and convolution, the
+    /// convolution also with its output channels in blocks of this machine's vectors (<see cref="ConvOp.Block"/>), the
+    /// layout oneDNN's own convolution computes in.</summary>
+    internal static string[] ScalingSpecs =>
+        ["mm 512 512 512", "conv 64 56 56 64 3 3", .. ConvOp.Block(64) is var e and > 0 ? [$"conv 64 56 56 64 3 3 {e}"] : Array.Empty<string>()];
 
     public static Command Create(Io io)
     {
@@ -162,7 +168,7 @@ static class BenchCommand
         foreach (var spec in ScalingSpecs)
         {
             var c = Computation.Parse(spec);
-            var hand = c.AsConv() is null ? HandSchedule(c.Sizes[0], c.Sizes[1], c.Sizes[2]) : ConvHandSchedule(c);
+            var hand = c.Convolution is null ? HandSchedule(c.Sizes[0], c.Sizes[1], c.Sizes[2]) : ConvHandSchedule(c);
             var measured = new List<(int Threads, KernelReport Report)>();
             foreach (int t in counts)
             {

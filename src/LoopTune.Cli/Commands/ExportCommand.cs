@@ -22,7 +22,7 @@ static class ExportCommand
 {
     public static Command Create(Io io)
     {
-        var spec = new Option<string?>("--spec") { Description = "The computation: \"mm M N K\", \"conv C H W F R S\" or a contraction." };
+        var spec = new Option<string?>("--spec") { Description = "The computation: \"mm M N K\", \"conv C H W F R S\" (\"conv C H W F R S E\": output channels in blocks of E, innermost) or a contraction." };
         var bench = new Option<string?>("--bench") { Description = "A benchmark file (one computation, as 'dataset gen' writes them): exports one function." };
         var schedule = new Option<string?>("--schedule", "-s") { Description = "The schedule as the reports print it, e.g. \"m:64 n:8 k:256 m:4u n:2u n:16v\" (default: the unscheduled nest, unless --policy)." };
         var policy = new Option<string?>("--policy") { Description = "Export this machine's tuned schedule, as the library's Tuner.Get gives it: recalled from the tuning records (--records), or tuned now with this policy ('default': the shipped one for the computation) and --budget, then recorded." };

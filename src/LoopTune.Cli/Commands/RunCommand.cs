@@ -13,7 +13,7 @@ static class RunCommand
 {
     public static Command Create(Io io)
     {
-        var spec = new Argument<string>("spec") { Description = "The computation: \"mm M N K\", \"conv C H W F R S\", or a contraction such as \"C[m,n] += A[m,k] * B[k,n] m=128 n=64 k=32\"." };
+        var spec = new Argument<string>("spec") { Description = "The computation: \"mm M N K\", \"conv C H W F R S\" (\"conv C H W F R S E\": output channels in blocks of E, innermost), or a contraction such as \"C[m,n] += A[m,k] * B[k,n] m=128 n=64 k=32\"." };
         var actions = new Option<string?>("--actions", "-a") { Description = "Comma-separated actions applied in order to the initial nest, e.g. split_4,down,vectorize." };
         var schedule = new Option<string?>("--schedule", "-s") { Description = "A schedule as the reports print it, e.g. \"f:8 h:32 c:16 r:3 s:3 f:4u w:16v\" (loops outermost first; u unrolled, v vectorized), instead of --actions." };
         var quick = new Option<bool>("--quick") { Description = "Shorter timing (less precise)." };

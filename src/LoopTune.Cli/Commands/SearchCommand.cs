@@ -17,7 +17,7 @@ static class SearchCommand
 {
     public static Command Create(Io io)
     {
-        var spec = new Option<string?>("--spec") { Description = "The computation: \"mm M N K\", \"conv C H W F R S\" or a contraction." };
+        var spec = new Option<string?>("--spec") { Description = "The computation: \"mm M N K\", \"conv C H W F R S\" (\"conv C H W F R S E\": output channels in blocks of E, innermost) or a contraction." };
         var bench = new Option<string?>("--bench") { Description = "A benchmark file (one written by 'dataset gen'), instead of --spec." };
         var method = new Option<string>("--method", "-m") { Description = $"The search: {string.Join(", ", Searches.Names)}.", Required = true };
         var budget = BudgetOption();

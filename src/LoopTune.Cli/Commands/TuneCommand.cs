@@ -5,6 +5,7 @@ using LoopTune.Ir;
 using LoopTune.Jit;
 using LoopTune.Learning;
 using LoopTune.Measure;
+using LoopTune.Models;
 using LoopTune.Search;
 using Spectre.Console;
 
@@ -19,7 +20,7 @@ static class TuneCommand
 {
     public static Command Create(Io io)
     {
-        var spec = new Option<string?>("--spec") { Description = "The computation: \"mm M N K\", \"conv C H W F R S\" or a contraction." };
+        var spec = new Option<string?>("--spec") { Description = "The computation: \"mm M N K\", \"conv C H W F R S\" (\"conv C H W F R S E\": output channels in blocks of E, innermost) or a contraction." };
         var bench = new Option<string?>("--bench") { Description = "A benchmark file (one written by 'dataset gen')." };
         var policy = new Option<string>("--policy") { Description = "The policy: default (the shipped one for the computation: conv for a convolution, default otherwise), a shipped policy's name, a policy .safetensors, a checkpoint folder or a training run folder.", DefaultValueFactory = _ => "default" };
         var steps = new Option<int?>("--steps") { Description = "Actions in the rollout (default: the episode length the policy was trained with)." };
@@ -126,5 +127,17 @@ static class TuneCommand
             o.WriteLine();
             o.Write(RunCommand.PeerTable(e.Gflops, e.Peers));
         }
+        if (BlockedHint(c) is { } hint)
+        {
+            o.WriteLine();
+            o.MarkupLineInterpolated($"[grey]{hint}[/]");
+        }
     }
+
+    /// <summary>For a convolution in the plain layout, the same one with its output channels in blocks of this machine's
+    /// vectors (<see cref="ConvOp.Block"/>), the layout oneDNN's convolution is timed in; null otherwise.</summary>
+    internal static string? BlockedHint(Computation c) =>
+        c.AsConv() is { } conv && ConvOp.Block(conv.F) is var e and > 0
+            ? $"hint: \"{conv} {e}\" computes the output channels in blocks of {e}, innermost (the layout oneDNN's convolution is timed in), so a kernel vectorizes along the channels whatever the image's width; tune it with --spec \"{conv} {e}\""
+            : null;
 }

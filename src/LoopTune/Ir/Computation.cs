@@ -18,6 +18,10 @@ public readonly record struct ConvShape(int C, int H, int W, int F, int R, int S
     /// <summary>The canonical computation, <c>conv C H W F R S</c>.</summary>
     public Computation ToComputation() => Computation.Conv(C, H, W, F, R, S);
 
+    /// <summary>The same convolution with its output channels in blocks of <paramref name="block"/>, innermost
+    /// (<c>conv C H W F R S E</c>, <see cref="Computation.ConvBlocked"/>).</summary>
+    public Computation ToBlocked(int block) => Computation.ConvBlocked(C, H, W, F, R, S, block);
+
     /// <inheritdoc/>
     public override string ToString() => $"conv {C} {H} {W} {F} {R} {S}";
 }
@@ -56,7 +60,8 @@ public sealed class Tensor
 /// <summary>
 /// A tensor contraction <c>Out[..] += Left[..] * Right[..]</c> over named variables with fixed sizes, in float32.
 /// Text forms: <c>C[m,n] += A[m,k] * B[k,n] m=128 n=64 k=32</c>, with affine input indices such as
-/// <c>I[c,h+r,w+s]</c> or <c>I[c,2*h+r]</c>; and the shorthands <c>mm M N K</c> and <c>conv C H W F R S</c>.
+/// <c>I[c,h+r,w+s]</c> or <c>I[c,2*h+r]</c>; and the shorthands <c>mm M N K</c>, <c>conv C H W F R S</c> and
+/// <c>conv C H W F R S E</c> (the output channels in blocks of E, innermost: <see cref="ConvBlocked"/>).
 /// Output indices are distinct plain variables; variables not in the output are reduction variables.
 /// </summary>
 public sealed class Computation : IEquatable<Computation>
@@ -113,9 +118,6 @@ public sealed class Computation : IEquatable<Computation>
     public ConvShape? AsConv()
     {
         if (Vars.Length != 6 || Output.Index.Length != 3) return null;
-        static bool Single(ImmutableArray<Term> d, int v) => d.Length == 1 && d[0].Coefficient == 1 && d[0].Var == v;
-        static bool Pair(ImmutableArray<Term> d, int a, int b) =>
-            d.Length == 2 && d.All(t => t.Coefficient == 1) && d.Select(t => t.Var).Order().SequenceEqual(new[] { a, b }.Order());
         int f = Output.Index[0][0].Var, h = Output.Index[1][0].Var, w = Output.Index[2][0].Var;
         foreach (var (image, filter) in new[] { (Left, Right), (Right, Left) })
         {
@@ -130,6 +132,37 @@ public sealed class Computation : IEquatable<Computation>
         }
         return null;
     }
+
+    /// <summary>Whether index <paramref name="d"/> is variable <paramref name="v"/> alone.</summary>
+    static bool Single(ImmutableArray<Term> d, int v) => d.Length == 1 && d[0].Coefficient == 1 && d[0].Var == v;
+
+    /// <summary>Whether index <paramref name="d"/> is the window <c>a+b</c> (either order).</summary>
+    static bool Pair(ImmutableArray<Term> d, int a, int b) =>
+        d.Length == 2 && d.All(t => t.Coefficient == 1) && d.Select(t => t.Var).Order().SequenceEqual(new[] { a, b }.Order());
+
+    /// <summary>The image and filter sizes and the block E when this is <see cref="ConvBlocked"/>'s form,
+    /// <c>O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e]</c> (f = E*g + e; any variable names, the two inputs in either order),
+    /// else null.</summary>
+    public (ConvShape Shape, int Block)? AsBlockedConv()
+    {
+        if (Vars.Length != 7 || Output.Index.Length != 4 || Output.Index.Any(d => d.Length != 1 || d[0].Coefficient != 1)) return null;
+        int g = Output.Index[0][0].Var, h = Output.Index[1][0].Var, w = Output.Index[2][0].Var, e = Output.Index[3][0].Var;
+        foreach (var (image, filter) in new[] { (Left, Right), (Right, Left) })
+        {
+            if (image.Index.Length != 3 || filter.Index.Length != 5 || image.Index[0].Length != 1 || filter.Index.Skip(1).Any(d => d.Length != 1)) continue;
+            int c = image.Index[0][0].Var, r = filter.Index[2][0].Var, s = filter.Index[3][0].Var;
+            if (!Single(image.Index[0], c) || !Single(filter.Index[0], g) || !Single(filter.Index[1], c) || !Single(filter.Index[2], r)
+                || !Single(filter.Index[3], s) || !Single(filter.Index[4], e)) continue;
+            if (new[] { c, r, s }.Distinct().Count() != 3 || !IsReduction[c] || !IsReduction[r] || !IsReduction[s]) continue;
+            if (!Pair(image.Index[1], h, r) || !Pair(image.Index[2], w, s)) continue;
+            return (new ConvShape(Sizes[c], Sizes[h] + Sizes[r] - 1, Sizes[w] + Sizes[s] - 1, Sizes[g] * Sizes[e], Sizes[r], Sizes[s]), Sizes[e]);
+        }
+        return null;
+    }
+
+    /// <summary>The convolution this computes, in the plain layout (<see cref="AsConv"/>) or with its output channels
+    /// blocked (<see cref="AsBlockedConv"/>), else null: what the convolution peers compute, in their own layouts.</summary>
+    public ConvShape? Convolution => AsConv() ?? AsBlockedConv()?.Shape;
 
     /// <summary>The same contraction with variable <paramref name="var"/> of size <paramref name="size"/> (a slice of it
     /// when smaller); no shorthand.</summary>
@@ -150,6 +183,18 @@ public sealed class Computation : IEquatable<Computation>
         if (r > h || s > w) throw new SpecError($"conv {c} {h} {w} {f} {r} {s}", 5, 1, $"kernel {r}x{s} is larger than the image {h}x{w}");
         return Parse($"O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f={f} h={h - r + 1} w={w - s + 1} c={c} r={r} s={s}",
                      $"conv {c} {h} {w} {f} {r} {s}");
+    }
+
+    /// <summary>One image, valid padding, stride 1, the output channels in blocks of <paramref name="block"/>, innermost
+    /// (as oneDNN's nChw16c, and the weights alike): <c>O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e]</c> with output
+    /// channel f = E*g + e, so a kernel may vectorize along the output channels, whatever the image's width. The input
+    /// stays C x H x W.</summary>
+    public static Computation ConvBlocked(int c, int h, int w, int f, int r, int s, int block)
+    {
+        string text = $"conv {c} {h} {w} {f} {r} {s} {block}";
+        if (r > h || s > w) throw new SpecError(text, 5, 1, $"kernel {r}x{s} is larger than the image {h}x{w}");
+        if (block < 1 || f % block != 0) throw new SpecError(text, 0, text.Length, $"the block E = {block} does not divide the {f} output channels");
+        return Parse($"O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g={f / block} h={h - r + 1} w={w - s + 1} e={block} c={c} r={r} s={s}", text);
     }
 
     public static Computation Parse(string spec) => Parse(spec, null);
@@ -180,23 +225,31 @@ public sealed class Computation : IEquatable<Computation>
             string word = Ident();
             int arity = word switch { "mm" => 3, "conv" => 6, _ => -1 };
             if (arity < 0 || Peek == '[') { pos = start; return null; }
-            var n = new int[arity];
-            var at = new int[arity];
+            var n = new int[arity + 1];
+            var at = new int[arity + 1];
             for (int i = 0; i < arity; i++)
             {
                 SkipSpace();
-                if (AtEnd) Fail(pos, 1, $"'{word}' needs {arity} sizes ({(arity == 3 ? "M N K" : "C H W F R S")}), got {i}");
+                if (AtEnd) Fail(pos, 1, $"'{word}' needs {arity} sizes ({(arity == 3 ? "M N K" : "C H W F R S, and E for blocks of E output channels")}), got {i}");
                 at[i] = pos;
                 n[i] = PositiveInt();
             }
             SkipSpace();
-            if (!AtEnd) Fail(pos, text.Length - pos, $"unexpected text after '{word}' with {arity} sizes");
+            bool blocked = arity == 6 && !AtEnd && char.IsDigit(Peek);
+            if (blocked)
+            {
+                at[6] = pos;
+                n[6] = PositiveInt();
+                SkipSpace();
+                if (n[3] % n[6] != 0) Fail(at[6], Digits(at[6]), $"the block E = {n[6]} does not divide the {n[3]} output channels");
+            }
+            if (!AtEnd) Fail(pos, text.Length - pos, $"unexpected text after '{word}' with {arity + (blocked ? 1 : 0)} sizes");
             if (arity == 6 && (n[4] > n[1] || n[5] > n[2]))
             {
                 int bad = n[4] > n[1] ? 4 : 5;
                 Fail(at[bad], Digits(at[bad]), $"kernel {n[4]}x{n[5]} is larger than the image {n[1]}x{n[2]}");
             }
-            try { return arity == 3 ? Matmul(n[0], n[1], n[2]) : Conv(n[0], n[1], n[2], n[3], n[4], n[5]); }
+            try { return arity == 3 ? Matmul(n[0], n[1], n[2]) : blocked ? ConvBlocked(n[0], n[1], n[2], n[3], n[4], n[5], n[6]) : Conv(n[0], n[1], n[2], n[3], n[4], n[5]); }
             catch (SpecError e) { throw new SpecError(text, start, text.Length - start, e.Problem); }
         }
 

@@ -239,7 +239,7 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
     {
         ArgumentNullException.ThrowIfNull(c);
         ArgumentNullException.ThrowIfNull(keep);
-        IEnumerable<PreparedPeer> native = c.AsConv() is { } conv
+        IEnumerable<PreparedPeer> native = c.Convolution is { } conv
             ? Measure.Peers.Convolution.Where(p => keep(p.Key)).Select(p => Measure.Peers.PrepareConv(p, conv, threads))
             : Measure.Peers.All.Where(p => keep(p.Key)).Select(p => Measure.Peers.PrepareGemm(p, c, threads));
         return [.. native, .. keep(OnnxRuntimePeer.KeyName) ? [Measure.Peers.PrepareOnnxRuntime(OnnxRuntimePeer.Instance, c, threads)] : Array.Empty<PreparedPeer>()];
@@ -251,7 +251,7 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
     {
         ArgumentNullException.ThrowIfNull(peer);
         ArgumentNullException.ThrowIfNull(c);
-        if (c.AsConv() is not null) return PreparedPeer.Final(peer.Available ? PeerResult.None(peer.Key, ConvolutionReason) : PeerResult.Missing(peer), c.Flops);
+        if (c.Convolution is not null) return PreparedPeer.Final(peer.Available ? PeerResult.None(peer.Key, ConvolutionReason) : PeerResult.Missing(peer), c.Flops);
         return Measure.Peers.PrepareGemm(peer, c);
     }
 
@@ -259,7 +259,7 @@ public sealed record KernelReport(Nest Nest, Kernel Kernel, Verification Verific
     public static string? NoGemmReason(Computation c)
     {
         ArgumentNullException.ThrowIfNull(c);
-        return c.AsConv() is not null ? ConvolutionReason : GemmForm.Classify(c).Reason;
+        return c.Convolution is not null ? ConvolutionReason : GemmForm.Classify(c).Reason;
     }
 
     const string ConvolutionReason = "a convolution: see the convolution peers";

@@ -14,7 +14,7 @@ public sealed class LibraryPeers
 
     /// <summary>A native library: <paramref name="gemm"/> for matrix products, <paramref name="conv"/> for convolutions.</summary>
     public LibraryPeers(string key, GemmPeer gemm, ConvPeer conv)
-        : this(key, gemm, (c, n) => c.AsConv() is { } shape ? Peers.PrepareConv(conv, shape, n) : Peers.PrepareGemm(gemm, c, n), () => Describe(key, gemm, conv))
+        : this(key, gemm, (c, n) => c.Convolution is { } shape ? Peers.PrepareConv(conv, shape, n) : Peers.PrepareGemm(gemm, c, n), () => Describe(key, gemm, conv))
     {
         (Gemm, Conv) = (gemm, conv);
     }

@@ -48,7 +48,7 @@ public sealed class OnnxRuntimePeer : NativePeer
     public static (OnnxNodeForm? Form, string? Reason) Classify(Computation c)
     {
         ArgumentNullException.ThrowIfNull(c);
-        if (c.AsConv() is { } s) return (OnnxNodeForm.Conv(s), null);
+        if (c.Convolution is { } s) return (OnnxNodeForm.Conv(s), null);
         var (form, reason) = GemmForm.Classify(c);
         if (form is null) return (null, reason);
         return OnnxNodeForm.Product(form) is { } product ? (product, null) : (null, OnnxNodeForm.ProductReason(form));

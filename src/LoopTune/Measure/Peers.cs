@@ -25,7 +25,7 @@ public static class Peers
     public static IReadOnlyList<string> KeysFor(Computation c)
     {
         ArgumentNullException.ThrowIfNull(c);
-        return [.. c.AsConv() is null ? All.Select(p => p.Key) : Convolution.Select(p => p.Key), OnnxRuntimePeer.KeyName];
+        return [.. c.Convolution is null ? All.Select(p => p.Key) : Convolution.Select(p => p.Key), OnnxRuntimePeer.KeyName];
     }
 
     /// <summary>The peer with this key (case-insensitive), or null if there is no such key.</summary>
@@ -161,7 +161,7 @@ public static class Peers
         var (form, reason) = OnnxRuntimePeer.Classify(c);
         if (form is null) return PreparedPeer.Final(PeerResult.None(peer.Key, reason!), c.Flops);
         // a convolution is checked and timed in its canonical form, as oneDNN's is
-        var (slice, note) = Slice(c.AsConv()?.ToComputation() ?? c, threads);
+        var (slice, note) = Slice(c.Convolution?.ToComputation() ?? c, threads);
         var sliced = note is null ? form : OnnxRuntimePeer.Classify(slice).Form!;
         return Checked(peer.Key, sliced.Describe + note, slice, new Runner((o, l, r) => peer.Prepare(sliced, o, l, r, threads), false), corrupt, note is not null, threads);
     }

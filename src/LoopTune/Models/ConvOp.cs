@@ -112,7 +112,7 @@ public sealed class ConvOp : ContractionOp
 
     /// <summary>The block of output channels of <see cref="ConvLowering.Blocked"/>: 4, 2 or 1 vectors of the widest this
     /// process compiles, the first that divides <paramref name="f"/>; 0 when none does.</summary>
-    internal static long Block(long f)
+    public static long Block(long f)
     {
         long lanes = JitOptions.Default.VectorBits / 32;
         return new[] { 4 * lanes, 2 * lanes, lanes }.FirstOrDefault(e => e > 1 && f % e == 0);

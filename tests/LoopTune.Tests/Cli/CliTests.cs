@@ -142,6 +142,8 @@ public sealed class CliTests
     [InlineData("conv 3 66 66 32 3 3")]
     [InlineData("conv 64 32 32 64 1 1")]
     [InlineData("conv 2 9 7 3 3 3")]
+    [InlineData("conv 8 14 14 32 3 3 16")]
+    [InlineData("conv 3 9 11 64 3 3 16")]
     public void BenchConvolutionHandSchedulesFitTheirShapesAndVerify(string spec)
     {
         Assert.Contains("conv 16 34 34 32 3 3", LoopTune.Cli.Commands.BenchCommand.ConvSpecs);
@@ -150,6 +152,23 @@ public sealed class CliTests
         Assert.Equal(c, nest.Computation);
         var verification = LoopTune.Jit.Verifier.Verify(LoopTune.Jit.Kernel.Compile(nest));
         Assert.True(verification.Passed, $"{nest.ScheduleKey}: {verification.Problem}");
+    }
+
+    [Fact]
+    public void Tune_hints_at_the_blocked_layout_for_a_plain_convolution_only()
+    {
+        var plain = LoopTune.Ir.Computation.Parse("conv 64 56 56 64 3 3");
+        long e = LoopTune.Models.ConvOp.Block(64);
+        string? hint = LoopTune.Cli.Commands.TuneCommand.BlockedHint(plain);
+        if (e == 0) Assert.Null(hint); // no block of this machine's vectors divides 64
+        else
+        {
+            Assert.Contains($"--spec \"conv 64 56 56 64 3 3 {e}\"", hint);
+            Assert.Equal(plain.AsConv(), LoopTune.Ir.Computation.Parse($"conv 64 56 56 64 3 3 {e}").Convolution);
+        }
+        Assert.Null(LoopTune.Cli.Commands.TuneCommand.BlockedHint(LoopTune.Ir.Computation.Parse("conv 64 56 56 64 3 3 16")));
+        Assert.Null(LoopTune.Cli.Commands.TuneCommand.BlockedHint(LoopTune.Ir.Computation.Parse("mm 64 64 64")));
+        Assert.Null(LoopTune.Cli.Commands.TuneCommand.BlockedHint(LoopTune.Ir.Computation.Parse("conv 3 9 9 5 3 3"))); // 5 filters: no block
     }
 
     [Theory]

@@ -79,6 +79,57 @@ public class ComputationTests
     }
 
     [Fact]
+    public void Conv_shorthand_with_a_block_puts_the_output_channels_in_blocks_of_E_innermost()
+    {
+        var c = Computation.Parse("conv 3 8 6 12 3 2 4");   // C H W F R S E
+        Assert.Equal("conv 3 8 6 12 3 2 4", c.Shorthand);
+        Assert.Equal("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=3 h=6 w=5 e=4 c=3 r=3 s=2", c.Text);
+        Assert.Equal([3, 6, 5, 4], c.Output.Shape.ToArray());       // F/E x OH x OW x E
+        Assert.Equal([3, 8, 6], c.Left.Shape.ToArray());            // the image as it is
+        Assert.Equal([3, 3, 3, 2, 4], c.Right.Shape.ToArray());     // F/E x C x R x S x E
+        Assert.Equal(c, Computation.ConvBlocked(3, 8, 6, 12, 3, 2, 4));
+        Assert.Equal(c, new ConvShape(3, 8, 6, 12, 3, 2).ToBlocked(4));
+        Assert.Equal(Computation.Conv(3, 8, 6, 12, 3, 2).Flops, c.Flops);
+        // recognised whatever the names and the order of the inputs; the plain form is not a blocked one and vice versa
+        Assert.Equal((new ConvShape(3, 8, 6, 12, 3, 2), 4), c.AsBlockedConv());
+        Assert.Equal(new ConvShape(3, 8, 6, 12, 3, 2), c.Convolution);
+        Assert.Null(c.AsConv());
+        var renamed = Computation.Parse("Y[a,y,x,b] += K[a,i,u,v,b] * X[i,y+u,x+v] a=3 y=6 x=5 b=4 i=3 u=3 v=2");
+        Assert.Equal((new ConvShape(3, 8, 6, 12, 3, 2), 4), renamed.AsBlockedConv());
+        Assert.Null(Computation.Parse("conv 3 8 6 12 3 2").AsBlockedConv());
+        Assert.Equal(new ConvShape(3, 8, 6, 12, 3, 2), Computation.Parse("conv 3 8 6 12 3 2").Convolution);
+        // not a convolution: the block's index is not the filter's last, or the window is not a sum
+        Assert.Null(Computation.Parse("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,e,s] g=3 h=6 w=5 e=4 c=3 r=3 s=2").AsBlockedConv());
+        Assert.Null(Computation.Parse("O[g,h,w,e] += I[c,h,w+s] * W[g,c,r,s,e] g=3 h=6 w=5 e=4 c=3 r=3 s=2").Convolution);
+        Assert.Null(Computation.Parse("mm 4 4 4").Convolution);
+    }
+
+    [Fact]
+    public void A_blocked_convolution_computes_the_plain_one_with_its_weights_and_output_in_blocks()
+    {
+        // the oracle: the plain convolution's reference; W'[g,c,r,s,e] = W[E*g+e,c,r,s], O[E*g+e,h,w] = O'[g,h,w,e]
+        const int C = 3, H = 7, W = 6, F = 8, R = 3, S = 2, E = 4;
+        var plain = Computation.Conv(C, H, W, F, R, S);
+        var blocked = Computation.ConvBlocked(C, H, W, F, R, S, E);
+        var rng = new Random(5);
+        var image = new float[plain.Left.Length];
+        var weights = new float[plain.Right.Length];
+        LoopTune.Jit.Reference.FillUniform(image, rng);
+        LoopTune.Jit.Reference.FillUniform(weights, rng);
+        var packed = new float[blocked.Right.Length];
+        int taps = C * R * S, oh = H - R + 1, ow = W - S + 1;
+        for (int f = 0; f < F; f++)
+            for (int t = 0; t < taps; t++) packed[(f / E * taps + t) * E + f % E] = weights[f * taps + t];
+        var want = new float[plain.Output.Length];
+        var got = new float[blocked.Output.Length];
+        LoopTune.Jit.Reference.Run(plain, want, image, weights);
+        LoopTune.Jit.Reference.Run(blocked, got, image, packed);
+        for (int f = 0; f < F; f++)
+            for (int p = 0; p < oh * ow; p++)
+                Assert.Equal(want[f * oh * ow + p], got[(f / E * oh * ow + p) * E + f % E], 5);
+    }
+
+    [Fact]
     public void Coefficients_scale_shapes_and_strides()
     {
         var c = Computation.Parse("O[f,h] += I[c,2*h+r] * W[f,c,r] f=2 h=5 c=3 r=3");
@@ -135,6 +186,8 @@ public class ComputationTests
     [InlineData("C[m,n] += A[m,k] * C[k,n] m=4 n=4 k=4", 0, "distinct names")]
     [InlineData("mm 1 2", 6, "'mm' needs 3 sizes")]
     [InlineData("conv 1 2 3", 10, "'conv' needs 6 sizes")]
+    [InlineData("conv 3 8 8 12 3 3 5", 18, "the block E = 5 does not divide the 12 output channels")]
+    [InlineData("conv 3 8 8 12 3 3 4 2", 20, "unexpected text after 'conv' with 7 sizes")]
     [InlineData("mm 0 4 4", 3, "'0' is not a size")]
     [InlineData("mm 4 4 4 x", 9, "unexpected text")]
     [InlineData("mm 4 4 4x", 8, "unexpected text")]

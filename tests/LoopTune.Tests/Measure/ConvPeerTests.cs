@@ -35,6 +35,8 @@ public sealed class ConvPeerTests(ITestOutputHelper output)
         Assert.Equal(["onednn_conv", "im2col_openblas"], Peers.Convolution.Select(p => p.Key));
         Assert.All(Peers.Convolution, p => Assert.True(p.Available ? p.Problem is null : !string.IsNullOrEmpty(p.Problem)));
         Assert.Equal(["onednn_conv", "im2col_openblas", "onnxruntime"], Peers.KeysFor(Computation.Parse("conv 2 5 5 3 3 3")));
+        // the output channels in blocks: the same convolution, so the same peers, each in its own layouts
+        Assert.Equal(["onednn_conv", "im2col_openblas", "onnxruntime"], Peers.KeysFor(Computation.Parse("conv 2 5 5 4 3 3 2")));
         Assert.Equal(["openblas", "blis", "onednn", "onnxruntime"], Peers.KeysFor(Computation.Parse("mm 4 4 4")));
     }
 

@@ -18,6 +18,7 @@ public class ThreadsTests
     [Theory]
     [InlineData("mm 96 80 72")]
     [InlineData("conv 8 14 14 16 3 3")]
+    [InlineData("conv 8 14 14 16 3 3 8")]
     public void Every_library_on_two_threads_matches_the_reference(string spec)
     {
         if (ThreadCountError.Max < 2) return; // one core: no second thread to give
