@@ -72,7 +72,7 @@ static class LearnerLimitCommand
     static string Mode(LearnerLimitRow r) => r.Asynchronous ? "async" : "phased";
 
     static string Line(LearnerLimitRow r) => string.Create(CultureInfo.InvariantCulture,
-        $"{r.Workers} workers, {Mode(r)}, {r.Gemm}: {r.StepsPerSecond:F0} of {r.OfferedStepsPerSecond:F0} steps/s absorbed, {r.UpdatesPerSecond:F0} updates/s, {r.UpdatesPerStep:F3} updates/step, evaluation {r.Evaluation:F2}x");
+        $"{r.Workers} workers, {Mode(r)}, {r.Gemm}: {r.StepsPerSecond:F0} of {r.OfferedStepsPerSecond:F0} steps/s absorbed, {r.UpdatesPerSecond:F0} updates/s, {r.UpdatesPerStep:F3} updates/step, GC paused {r.GcPauseSeconds / r.LearningSeconds:P1}, evaluation {r.Evaluation:F2}x");
 
     static void Print(IAnsiConsole console, IReadOnlyList<LearnerLimitRow> rows, LearnerLimitRequest request)
     {
@@ -80,19 +80,19 @@ static class LearnerLimitCommand
             .AddColumn(new TableColumn("offered steps/s").RightAligned()).AddColumn(new TableColumn("absorbed steps/s").RightAligned())
             .AddColumn(new TableColumn("updates/s").RightAligned()).AddColumn(new TableColumn("updates/step").RightAligned())
             .AddColumn(new TableColumn("actors waited").RightAligned()).AddColumn(new TableColumn("learner waited").RightAligned())
-            .AddColumn(new TableColumn("evaluation").RightAligned());
+            .AddColumn(new TableColumn("GC paused").RightAligned()).AddColumn(new TableColumn("evaluation").RightAligned());
         foreach (var r in rows)
             t.AddRow(Cells(r));
         console.Write(t);
         console.MarkupLineInterpolated(CultureInfo.InvariantCulture,
-            $"each row {request.Time.TotalSeconds:F0} s of wall time; rates from the first update on; actors waited: each worker's share of that time spent waiting for room in the queue (the learner behind), learner waited: its share spent waiting for experience (asynchronous only); evaluation: the greedy policy's geometric-mean speed-up on the test benchmarks, scored by the synthetic evaluator");
+            $"each row {request.Time.TotalSeconds:F0} s of wall time; rates from the first update on; actors waited: each worker's share of that time spent waiting for room in the queue (the learner behind), learner waited: its share spent waiting for experience (asynchronous only); GC paused: the share the garbage collector held every thread of the process, the learner's too; evaluation: the greedy policy's geometric-mean speed-up on the test benchmarks, scored by the synthetic evaluator");
     }
 
     static string[] Cells(LearnerLimitRow r) =>
     [
         .. new object[] { r.Workers, Mode(r), r.Gemm, $"{r.OfferedStepsPerSecond:F0}", $"{r.StepsPerSecond:F0}", $"{r.UpdatesPerSecond:F0}",
             $"{r.UpdatesPerStep:F3}", r.Asynchronous ? $"{r.ActorWaitSeconds / (r.Workers * r.LearningSeconds):P0}" : "-",
-            r.Asynchronous ? $"{r.LearnerWaitSeconds / r.LearningSeconds:P0}" : "-", $"{r.Evaluation:F2}x" }
+            r.Asynchronous ? $"{r.LearnerWaitSeconds / r.LearningSeconds:P0}" : "-", $"{r.GcPauseSeconds / r.LearningSeconds:P1}", $"{r.Evaluation:F2}x" }
             .Select(o => Markup.Escape(Convert.ToString(o, CultureInfo.InvariantCulture)!)),
     ];
 }

@@ -223,13 +223,34 @@ public abstract class ActionSpace
         public override int Count => Nest.MaxLoops * perLoop;
         public override int PerLoop => perLoop;
 
+        /// <summary>Whether each edit is legal, without building the nests the seed's actions, sink and hoist would make
+        /// (their legality is decided at the loop alone; the macros that split are still built): the mask is asked for at
+        /// every step of every actor, and building every legal edit's nest made 140 KB of garbage a step on the matmuls.</summary>
         public override bool[] Mask(Nest nest)
         {
             var mask = new bool[Count];
+            var sunk = new Dictionary<int, Nest?>();
             for (int loop = 0; loop < nest.Count; loop++)
+            {
+                var at = Moves.AtLoop(nest, loop);
                 for (int k = 0; k < perLoop; k++)
-                    mask[loop * perLoop + k] = Edit(nest, loop, k) is not null;
+                    mask[loop * perLoop + k] = k < Kernel || k >= FirstAdded ? Moves.IsLegalAt(at, k < Kernel ? Seed[k] : Added[k - FirstAdded])
+                        : k - Kernel < 2 ? Transforms.IsLegal(at, k == Kernel ? SwapDown : SwapUp)
+                        : k - Kernel - 2 < Macros.Length ? MacroLegal(nest, at, loop, Macros[k - Kernel - 2], sunk)
+                        : Edit(nest, loop, k) is not null;
+                sunk.Clear();
+            }
             return mask;
+        }
+
+        /// <summary>Whether a tile or sink macro applies at <paramref name="loop"/>, deciding its last action without making
+        /// its nest; the nests sunk so far at this loop are in <paramref name="sunk"/> by split (tile_vec_8 and
+        /// tile_unroll_8 share one, as sink_vec and sink_unroll do).</summary>
+        static bool MacroLegal(Nest nest, Nest at, int loop, (string Name, LoopAction? Split, LoopAction Annotation) macro, Dictionary<int, Nest?> sunk)
+        {
+            int key = macro.Split?.Id ?? -1;
+            if (!sunk.TryGetValue(key, out var s)) sunk[key] = s = Sunk(at, loop, macro.Split, null);
+            return s is not null && Annotates(nest, s, macro.Annotation);
         }
 
         public override (IReadOnlyList<LoopAction>, Nest)? TryApply(Nest nest, int id) =>
@@ -252,22 +273,36 @@ public abstract class ActionSpace
             if (k - Kernel - 2 >= Macros.Length) return Block(nest, loop, Levels[k - Kernel - 2 - Macros.Length]);
             var (_, split, annotation) = Macros[k - Kernel - 2];
             var actions = new List<LoopAction>(Moves.Walk(nest.Cursor, loop));
+            if (Sunk(at, loop, split, actions) is not { } sunk || !Annotates(nest, sunk, annotation)) return null;
+            if (Annotated(sunk, annotation)) return (actions, sunk); // the macro keeps the annotation (the action would toggle it off)
+            actions.Add(annotation);
+            return (actions, Transforms.Apply(sunk, annotation));
+        }
+
+        /// <summary>The nest a macro annotates: <paramref name="split"/> at <paramref name="loop"/> (its cursor there) then the
+        /// cursor down to the new inner loop, when the macro splits; then sunk as far as it goes. Null when the split is
+        /// illegal. The actions taken are added to <paramref name="actions"/> when given.</summary>
+        static Nest? Sunk(Nest at, int loop, LoopAction? split, List<LoopAction>? actions)
+        {
             if (split is { } splitN)
             {
-                // split_N, then the cursor goes down to the new inner loop
-                if (Moves.Make(at, loop, splitN) is not { } m) return null;
-                actions.Add(m.Action);
-                actions.Add(Down);
-                at = Transforms.Apply(m.Result, Down);
+                if (!Moves.IsLegalAt(at, splitN)) return null;
+                actions?.Add(splitN);
+                actions?.Add(Down);
+                at = Transforms.Apply(Transforms.Apply(at, splitN), Down);
             }
             Swaps(SwapDown, ref at, actions);
-            if (at[at.Cursor].Annotation == annotation.Kind switch { ActionKind.Vectorize => Annotation.Vectorize, _ => Annotation.Unroll })
-                // already annotated: the macro keeps it (the action would toggle it off); only the sink changed anything
-                return at.ScheduleKey == nest.ScheduleKey ? null : (actions, at);
-            if (!Transforms.IsLegal(at, annotation)) return null;
-            actions.Add(annotation);
-            return (actions, Transforms.Apply(at, annotation));
+            return at;
         }
+
+        /// <summary>Whether the cursor's loop of <paramref name="sunk"/> already carries <paramref name="annotation"/>'s mark.</summary>
+        static bool Annotated(Nest sunk, LoopAction annotation) =>
+            sunk[sunk.Cursor].Annotation == (annotation.Kind == ActionKind.Vectorize ? Annotation.Vectorize : Annotation.Unroll);
+
+        /// <summary>Whether a macro whose sunk nest is <paramref name="sunk"/> changes <paramref name="nest"/>'s kernel: by its
+        /// annotation, or, when the loop carries it already, by the sink alone.</summary>
+        static bool Annotates(Nest nest, Nest sunk, LoopAction annotation) =>
+            Annotated(sunk, annotation) ? sunk.ScheduleKey != nest.ScheduleKey : Transforms.IsLegal(sunk, annotation);
 
         /// <summary>block_l<paramref name="level"/> at <paramref name="loop"/> (see the class comment), or null when illegal.</summary>
         (IReadOnlyList<LoopAction>, Nest)? Block(Nest nest, int loop, int level)
@@ -292,12 +327,12 @@ public abstract class ActionSpace
         }
 
         /// <summary>Applies <paramref name="swap"/> as long as it is legal.</summary>
-        static void Swaps(LoopAction swap, ref Nest at, List<LoopAction> actions)
+        static void Swaps(LoopAction swap, ref Nest at, List<LoopAction>? actions)
         {
             while (Transforms.IsLegal(at, swap))
             {
                 at = Transforms.Apply(at, swap);
-                actions.Add(swap);
+                actions?.Add(swap);
             }
         }
 

@@ -53,9 +53,14 @@ public static class Moves
     {
         loop = Math.Clamp(loop, 0, nest.Count - 1);
         var at = AtLoop(nest, loop);
-        if (!ChangesKernel(action) || !Enabled(action) || !Transforms.IsLegal(at, action) || IsIdleSplit(at, action)) return null;
+        if (!IsLegalAt(at, action)) return null;
         return new Move([.. Walk(nest.Cursor, loop), action], Transforms.Apply(at, action));
     }
+
+    /// <summary>Whether <see cref="Make"/> makes a move of <paramref name="action"/> at the cursor of <paramref name="at"/>
+    /// (a nest <see cref="AtLoop"/> gave), without building it.</summary>
+    public static bool IsLegalAt(Nest at, LoopAction action) =>
+        ChangesKernel(action) && Enabled(action) && Transforms.IsLegal(at, action) && !IsIdleSplit(at, action);
 
     /// <summary>
     /// Every legal move from <paramref name="nest"/> using <paramref name="actions"/> (default <see cref="KernelActions"/>),

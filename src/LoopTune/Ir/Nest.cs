@@ -123,7 +123,7 @@ public sealed class Nest : IEquatable<Nest>
         var c = Computation;
         if (Loops.Length == 0 || Loops.Length > MaxLoops) throw Invalid($"a nest has 1 to {MaxLoops} loops, not {Loops.Length}");
         if (Cursor < 0 || Cursor >= Loops.Length) throw Invalid($"cursor {Cursor} is outside the nest of {Loops.Length} loops");
-        var covered = new int[c.Vars.Length];
+        Span<int> covered = stackalloc int[c.Vars.Length]; // every nest a mask tries is validated: no garbage for it
         for (int i = Loops.Length - 1; i >= 0; i--)
         {
             var l = Loops[i];

@@ -45,9 +45,11 @@ public sealed record LearnerLimitRequest
 /// <paramref name="OfferedStepsPerSecond"/>; the steps a second the learner absorbed and its updates a second, both from the
 /// end of its first iteration with updates (<paramref name="LearningSeconds"/> of it); the seconds the actors and the
 /// learner waited for each other; the greedy policy's geometric-mean speed-up over the unscheduled nests of the test
-/// benchmarks, scored by the evaluator, after the row's wall time.</summary>
+/// benchmarks, scored by the evaluator, after the row's wall time; and <paramref name="GcPauseSeconds"/>, how long the
+/// garbage collector held the process's threads (the learner's among them) over the same span.</summary>
 public sealed record LearnerLimitRow(int Workers, bool Asynchronous, string Gemm, double OfferedStepsPerSecond, double StepsPerSecond,
-    double UpdatesPerSecond, double UpdatesPerStep, double LearningSeconds, double ActorWaitSeconds, double LearnerWaitSeconds, double Evaluation);
+    double UpdatesPerSecond, double UpdatesPerStep, double LearningSeconds, double ActorWaitSeconds, double LearnerWaitSeconds, double Evaluation,
+    double GcPauseSeconds = 0);
 
 /// <summary>
 /// Measures how many workers one Ape-X learner keeps up with (issue 23): <c>W</c> simulated workers, threads that share the
@@ -81,6 +83,7 @@ public static class LearnerLimit
 
         var clock = Stopwatch.StartNew();
         (double Seconds, long Steps, long Updates)? from = null;
+        var pausedBefore = TimeSpan.Zero;
         double actorWait = 0, learnerWait = 0;
         bool measured = false;
         // past the wall time only until the span has one iteration (a phased round of many workers can outlast the row)
@@ -90,7 +93,10 @@ public static class LearnerLimit
             // from the end of the first iteration that updated: an asynchronous iteration ends by absorbing what the actors
             // had in hand, whose updates the next one makes, so each end of the measured span owes about as many
             if (from is null && values.ContainsKey("updates"))
+            {
                 from = (clock.Elapsed.TotalSeconds, trainer.EnvSteps, Updates(trainer));
+                pausedBefore = GC.GetTotalPauseDuration();
+            }
             else if (from is not null)
             {
                 measured = true;
@@ -98,12 +104,13 @@ public static class LearnerLimit
                 learnerWait += values.GetValueOrDefault("learner_wait_s");
             }
         }
+        double paused = (GC.GetTotalPauseDuration() - (from is null ? GC.GetTotalPauseDuration() : pausedBefore)).TotalSeconds;
         var (start, steps0, updates0) = from ?? (clock.Elapsed.TotalSeconds, trainer.EnvSteps, Updates(trainer));
         double seconds = Math.Max(clock.Elapsed.TotalSeconds - start, 1e-9);
         long steps = trainer.EnvSteps - steps0, updates = Updates(trainer) - updates0;
         return new LearnerLimitRow(workers, config.Asynchronous, trainer.GemmName, workers * r.StepsPerSecondPerWorker, steps / seconds,
             updates / seconds, steps > 0 ? updates / (double)steps : 0, seconds, actorWait, learnerWait,
-            Evaluate(Policy.FromNetwork(trainer.Policy, r.Steps, space), dataset, r.EvalSize, target));
+            Evaluate(Policy.FromNetwork(trainer.Policy, r.Steps, space), dataset, r.EvalSize, target), paused);
     }
 
     static long Updates(ApexDqn trainer) => (long)trainer.State()["updates"]!;
