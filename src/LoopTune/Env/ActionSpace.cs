@@ -315,10 +315,10 @@ public abstract class ActionSpace
             if (Footprint.Bytes(at, loop) <= capacity) return null;
             for (int b = 1024; b >= 2; b /= 2)
             {
-                if (b >= l.Size) continue;
+                // the split's inner loop covers b of this loop's steps: its footprint is known before the split is made
+                if (b >= l.Size || Footprint.Bytes(at, loop, l.Var, (long)b * at.InnerStep(loop)) > capacity) continue;
                 var split = Actions.Get($"split_{b}");
                 var blocked = Transforms.Apply(at, split);
-                if (Footprint.Bytes(blocked, loop + 1) > capacity) continue;
                 var actions = new List<LoopAction>(Moves.Walk(nest.Cursor, loop)) { split };
                 Swaps(SwapUp, ref blocked, actions);
                 return (actions, blocked);
