@@ -25,7 +25,7 @@ static class RecordsCommand
         var command = new Command("list", "List this machine's tuning records: computation, threads, schedule, GFLOPS when tuned, search, budget, time, and whether a compiled library of it is kept (a library's recall loads it instead of compiling).") { db, json };
         command.SetAction(p => io.Guard(() =>
         {
-            using var store = new MeasurementStore(p.GetValue(db));
+            using var store = Existing(p.GetValue(db), "list");
             var (mine, others) = Split(store);
             var compiled = new CompiledRecords(CompiledRecords.FolderFor(store.Path), store.Machine);
             string? Library(KeyedRecord k) => k.Threads == 1 ? compiled.Library(Computation.Parse(k.Spec), k.Record.Schedule) : null;
@@ -58,6 +58,13 @@ static class RecordsCommand
         return command;
     }
 
+    /// <summary>The store a reading command names: <paramref name="db"/> must exist (a mistyped path would otherwise be made
+    /// into an empty store, and its folder with it, and listed as holding nothing); the data folder's store is opened, or
+    /// made, as every command does.</summary>
+    static MeasurementStore Existing(string? db, string verb) =>
+        db is null || File.Exists(db) ? new MeasurementStore(db)
+        : throw new LoopTuneException($"records {verb} --db {db}: no measurement store there (give an existing file, or no --db for this machine's store in the data folder)");
+
     static Command Export(Io io)
     {
         var file = new Argument<string>("FILE") { Description = "The JSON lines file to write (written to a temporary name, then renamed)." };
@@ -68,7 +75,7 @@ static class RecordsCommand
         };
         command.SetAction(p => io.Guard(() =>
         {
-            using var store = new MeasurementStore(p.GetValue(db));
+            using var store = Existing(p.GetValue(db), "export");
             var (mine, _) = Split(store);
             string path = p.GetValue(file)!;
             RecordsFile.Write(path, mine, Machine.Current.ToJson());

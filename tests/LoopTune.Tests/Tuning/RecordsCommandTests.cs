@@ -136,6 +136,20 @@ public sealed class RecordsCommandTests
         Assert.Contains(dir["missing.jsonl"], err);
     }
 
+    [Theory]
+    [InlineData("list")]
+    [InlineData("export")]
+    public void Listing_or_exporting_a_store_that_does_not_exist_is_exit_2_and_makes_nothing(string verb)
+    {
+        using var dir = new TempFolder();
+        string missing = Path.Combine(dir["no-such-folder"], "x.db");
+        var (code, _, err) = verb == "list" ? Run("records", "list", "--db", missing) : Run("records", "export", dir["out.jsonl"], "--db", missing);
+        Assert.Equal(2, code);
+        Assert.Contains($"records {verb} --db {missing}: no measurement store there", err);
+        Assert.False(Directory.Exists(dir["no-such-folder"]));
+        Assert.False(File.Exists(dir["out.jsonl"]));
+    }
+
     [Fact]
     public void An_unwritable_export_path_is_exit_2_naming_it_with_nothing_written()
     {
