@@ -5,7 +5,6 @@ using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Jit;
 using LoopTune.Measure;
-using LoopTune.Models;
 using Spectre.Console;
 
 namespace LoopTune.Cli.Commands;
@@ -31,10 +30,10 @@ static class BenchCommand
         : RegisterTile.For(Machine.Current).Convolution(c.AsConv() ?? throw new ArgumentException($"{c} is not a convolution", nameof(c)));
 
     /// <summary>The problems of the scaling table (<c>--threads 1,2</c>): issue 20's matrix product and convolution, the
-    /// convolution also with its output channels in blocks of this machine's vectors (<see cref="ConvOp.Block"/>), the
-    /// layout oneDNN's own convolution computes in.</summary>
+    /// convolution also with its output channels in blocks of this machine's vectors (<see cref="TuneCommand.BlockedSpec"/>),
+    /// the layout oneDNN's own convolution computes in.</summary>
     internal static string[] ScalingSpecs =>
-        ["mm 512 512 512", "conv 64 56 56 64 3 3", .. ConvOp.Block(64) is var e and > 0 ? [$"conv 64 56 56 64 3 3 {e}"] : Array.Empty<string>()];
+        ["mm 512 512 512", "conv 64 56 56 64 3 3", .. TuneCommand.BlockedSpec(new ConvShape(64, 56, 56, 64, 3, 3)) is { } blocked ? [blocked] : Array.Empty<string>()];
 
     public static Command Create(Io io)
     {

@@ -135,9 +135,13 @@ static class TuneCommand
     }
 
     /// <summary>For a convolution in the plain layout, the same one with its output channels in blocks of this machine's
-    /// vectors (<see cref="ConvOp.Block"/>), the layout oneDNN's convolution is timed in; null otherwise.</summary>
+    /// vectors (<see cref="BlockedSpec"/>), the layout oneDNN's convolution is timed in; null otherwise.</summary>
     internal static string? BlockedHint(Computation c) =>
-        c.AsConv() is { } conv && ConvOp.Block(conv.F) is var e and > 0
-            ? $"hint: \"{conv} {e}\" computes the output channels in blocks of {e}, innermost (the layout oneDNN's convolution is timed in), so a kernel vectorizes along the channels whatever the image's width; tune it with --spec \"{conv} {e}\""
+        c.AsConv() is { } conv && BlockedSpec(conv) is { } blocked
+            ? $"hint: \"{blocked}\" computes the output channels in blocks of {ConvOp.Block(conv.F)}, innermost (the layout oneDNN's convolution is timed in), so a kernel vectorizes along the channels whatever the image's width; tune it with --spec \"{blocked}\""
             : null;
+
+    /// <summary><paramref name="conv"/> with its output channels in blocks of this machine's vectors (<see cref="ConvOp.Block"/>),
+    /// as <c>conv C H W F R S E</c>; null when no block divides its channels.</summary>
+    internal static string? BlockedSpec(ConvShape conv) => ConvOp.Block(conv.F) is var e and > 0 ? $"{conv} {e}" : null;
 }

@@ -115,23 +115,7 @@ public sealed class Computation : IEquatable<Computation>
     /// <summary>The image and filter sizes when this is a single-image convolution, valid padding, stride 1:
     /// <c>O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s]</c> (the form <c>conv C H W F R S</c> builds; any variable names, the
     /// two inputs in either order), else null.</summary>
-    public ConvShape? AsConv()
-    {
-        if (Vars.Length != 6 || Output.Index.Length != 3) return null;
-        int f = Output.Index[0][0].Var, h = Output.Index[1][0].Var, w = Output.Index[2][0].Var;
-        foreach (var (image, filter) in new[] { (Left, Right), (Right, Left) })
-        {
-            if (image.Index.Length != 3 || filter.Index.Length != 4 || image.Index[0].Length != 1) continue;
-            int c = image.Index[0][0].Var;
-            if (!Single(image.Index[0], c) || !IsReduction[c] || !Single(filter.Index[0], f) || !Single(filter.Index[1], c)) continue;
-            if (filter.Index[2].Length != 1 || filter.Index[3].Length != 1) continue;
-            int r = filter.Index[2][0].Var, s = filter.Index[3][0].Var;
-            if (!Single(filter.Index[2], r) || !Single(filter.Index[3], s) || new[] { c, r, s }.Distinct().Count() != 3 || !IsReduction[r] || !IsReduction[s]) continue;
-            if (!Pair(image.Index[1], h, r) || !Pair(image.Index[2], w, s)) continue;
-            return new ConvShape(Sizes[c], Sizes[h] + Sizes[r] - 1, Sizes[w] + Sizes[s] - 1, Sizes[f], Sizes[r], Sizes[s]);
-        }
-        return null;
-    }
+    public ConvShape? AsConv() => MatchConv(blocked: false)?.Shape;
 
     /// <summary>Whether index <paramref name="d"/> is variable <paramref name="v"/> alone.</summary>
     static bool Single(ImmutableArray<Term> d, int v) => d.Length == 1 && d[0].Coefficient == 1 && d[0].Var == v;
@@ -143,19 +127,26 @@ public sealed class Computation : IEquatable<Computation>
     /// <summary>The image and filter sizes and the block E when this is <see cref="ConvBlocked"/>'s form,
     /// <c>O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e]</c> (f = E*g + e; any variable names, the two inputs in either order),
     /// else null.</summary>
-    public (ConvShape Shape, int Block)? AsBlockedConv()
+    public (ConvShape Shape, int Block)? AsBlockedConv() => MatchConv(blocked: true);
+
+    /// <summary>The convolution and its block of output channels when this is <c>O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s]</c>
+    /// (block 1), or with <paramref name="blocked"/> <c>O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e]</c> (block E, f = E*g + e);
+    /// any variable names, the two inputs in either order; else null.</summary>
+    (ConvShape Shape, int Block)? MatchConv(bool blocked)
     {
-        if (Vars.Length != 7 || Output.Index.Length != 4 || Output.Index.Any(d => d.Length != 1 || d[0].Coefficient != 1)) return null;
-        int g = Output.Index[0][0].Var, h = Output.Index[1][0].Var, w = Output.Index[2][0].Var, e = Output.Index[3][0].Var;
+        int extra = blocked ? 1 : 0;
+        if (Vars.Length != 6 + extra || Output.Index.Length != 3 + extra) return null;
+        int f = Output.Index[0][0].Var, h = Output.Index[1][0].Var, w = Output.Index[2][0].Var, e = blocked ? Output.Index[3][0].Var : -1;
         foreach (var (image, filter) in new[] { (Left, Right), (Right, Left) })
         {
-            if (image.Index.Length != 3 || filter.Index.Length != 5 || image.Index[0].Length != 1 || filter.Index.Skip(1).Any(d => d.Length != 1)) continue;
+            if (image.Index.Length != 3 || filter.Index.Length != 4 + extra || image.Index[0].Length != 1 || filter.Index.Any(d => d.Length != 1)) continue;
             int c = image.Index[0][0].Var, r = filter.Index[2][0].Var, s = filter.Index[3][0].Var;
-            if (!Single(image.Index[0], c) || !Single(filter.Index[0], g) || !Single(filter.Index[1], c) || !Single(filter.Index[2], r)
-                || !Single(filter.Index[3], s) || !Single(filter.Index[4], e)) continue;
+            if (!Single(image.Index[0], c) || !Single(filter.Index[0], f) || !Single(filter.Index[1], c) || !Single(filter.Index[2], r)
+                || !Single(filter.Index[3], s) || blocked && !Single(filter.Index[4], e)) continue;
             if (new[] { c, r, s }.Distinct().Count() != 3 || !IsReduction[c] || !IsReduction[r] || !IsReduction[s]) continue;
             if (!Pair(image.Index[1], h, r) || !Pair(image.Index[2], w, s)) continue;
-            return (new ConvShape(Sizes[c], Sizes[h] + Sizes[r] - 1, Sizes[w] + Sizes[s] - 1, Sizes[g] * Sizes[e], Sizes[r], Sizes[s]), Sizes[e]);
+            int block = blocked ? Sizes[e] : 1;
+            return (new ConvShape(Sizes[c], Sizes[h] + Sizes[r] - 1, Sizes[w] + Sizes[s] - 1, Sizes[f] * block, Sizes[r], Sizes[s]), block);
         }
         return null;
     }

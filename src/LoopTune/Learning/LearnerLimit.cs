@@ -104,7 +104,7 @@ public static class LearnerLimit
                 learnerWait += values.GetValueOrDefault("learner_wait_s");
             }
         }
-        double paused = (GC.GetTotalPauseDuration() - (from is null ? GC.GetTotalPauseDuration() : pausedBefore)).TotalSeconds;
+        double paused = from is null ? 0 : (GC.GetTotalPauseDuration() - pausedBefore).TotalSeconds;
         var (start, steps0, updates0) = from ?? (clock.Elapsed.TotalSeconds, trainer.EnvSteps, Updates(trainer));
         double seconds = Math.Max(clock.Elapsed.TotalSeconds - start, 1e-9);
         long steps = trainer.EnvSteps - steps0, updates = Updates(trainer) - updates0;

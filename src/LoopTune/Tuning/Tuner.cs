@@ -53,7 +53,7 @@ public sealed class Tuner : IDisposable
     readonly Lock building = new();
     Task builds = Task.CompletedTask;
     readonly HashSet<string> queued = [];
-    readonly System.Collections.Concurrent.ConcurrentQueue<string> built = new();
+    readonly ConcurrentQueue<string> built = new();
 
     Tuner(MeasurementStore store, TunerOptions options)
     {
