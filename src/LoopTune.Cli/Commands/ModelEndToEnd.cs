@@ -19,17 +19,24 @@ namespace LoopTune.Cli.Commands;
 /// <param name="FoldsVerified">Whether every folded convolution matched the convolution followed by its BatchNormalization.</param>
 /// <param name="Rounds">Rounds of the side-by-side timing.</param>
 /// <param name="ByOp">Where our pass spends its time, by operator (<see cref="ModelRunner.Profile"/>), the slowest first.</param>
-/// <param name="ByNode">The same by node, in the pass's order.</param>
+/// <param name="ByNode">The same by node, in the pass's order, each with ONNX Runtime's time for the same node within its
+/// own pass (its profiler's) where its optimized graph has a node doing it.</param>
+/// <param name="OnnxruntimeProfiledMs">The sum of ONNX Runtime's nodes in its profile (its pass without the session's own
+/// work), median ms per node.</param>
+/// <param name="OnnxruntimeOther">ONNX Runtime's profiled nodes that do nothing of ours (its layout reorders), with their times.</param>
 sealed record EndToEndJson(double OursMs, double OnnxruntimeMs, double VsOnnxruntime, double MaxAbsError, double MaxRelativeError, double Bound,
     bool WithinBound, string Output, int Seed, int FoldedBatchNorms, bool FoldsVerified, int Rounds, IReadOnlyList<OpTimeJson> ByOp,
-    IReadOnlyList<NodeTimeJson> ByNode);
+    IReadOnlyList<NodeTimeJson> ByNode, double? OnnxruntimeProfiledMs = null, IReadOnlyList<NodeTimeJson>? OnnxruntimeOther = null);
 
 /// <summary>The time of one operator's nodes in our forward pass: the sum of each node's median, in ms, and its share of
 /// the sum over all nodes.</summary>
 sealed record OpTimeJson(string Op, double Ms, double Share);
 
-/// <summary>One node's median time within our forward pass, in ms.</summary>
-sealed record NodeTimeJson(string Node, string Op, double Ms);
+/// <summary>One node's median time within our forward pass, in ms; for a contraction its kernel's time and the work
+/// around it (the padded copy, the write-back, the epilogue), medians of the same passes (so they need not add up to
+/// <paramref name="Ms"/> exactly); and ONNX Runtime's time for the same work within its own pass (its profiler's median,
+/// summed over its nodes that do it), null when none of its nodes does.</summary>
+sealed record NodeTimeJson(string Node, string Op, double Ms, double? KernelMs = null, double? AroundKernelMs = null, double? OnnxruntimeMs = null);
 
 /// <summary><c>looptune model --run</c>: the model's forward pass (<see cref="ModelRunner"/>) with the op and kernel the bench
 /// chose for each contraction, on a deterministic input, checked against ONNX Runtime running the whole model on the same
@@ -70,14 +77,50 @@ static class ModelEndToEnd
         var error = OutputError.Of(runner.Value(output), ort.Output);
         progress($"end to end: output {output} within {error.MaxAbs:G3} of ONNX Runtime's; timing both");
         var (mine, theirs, ratio) = ModelBench.SideBySide(runner.Run, ort.Run, Math.Max(runner.Flops, 1), timing); // the same work: the ratio is of times
-        IReadOnlyList<(string Node, string Op, double Seconds)> profile;
-        using (ThreadPinning.Pin()) profile = runner.Profile(Math.Max(3, Math.Min(mine.Samples, 15)));
+        int passes = Math.Max(3, Math.Min(mine.Samples, 15));
+        IReadOnlyList<NodeTime> profile;
+        using (ThreadPinning.Pin()) profile = runner.Profile(passes);
+        progress("end to end: ONNX Runtime's own profile of its pass");
+        IReadOnlyList<ProfiledNode> theirProfile;
+        using (var profiled = new OnnxRuntimeNode(File.ReadAllBytes(model.Source), [.. inputs.Select(i => (i, Shape(i)))], output, Shape(output),
+            inputs.ToDictionary(i => i, runner.Value), Jit.RunThreads.Default, profile: true))
+        using (ThreadPinning.Pin())
+        {
+            for (int i = 0; i < passes + 2; i++) profiled.Run();
+            theirProfile = profiled.EndProfiling();
+        }
+        var (matched, other) = Match(profile, theirProfile);
         double total = profile.Sum(p => p.Seconds);
         var byOp = profile.GroupBy(p => p.Op, (op, nodes) => new OpTimeJson(op, nodes.Sum(n => n.Seconds) * 1e3, total > 0 ? nodes.Sum(n => n.Seconds) / total : 0));
         return new EndToEndJson(mine.MedianSeconds * 1e3, theirs.MedianSeconds * 1e3, ratio, error.MaxAbs, error.Relative, error.Bound(RelativeBound),
             error.Within(RelativeBound), output, Seed, runner.Folds.Count, runner.Folds.All(f => f.Passed), mine.Samples,
-            [.. byOp.OrderByDescending(o => o.Ms)], [.. profile.Select(p => new NodeTimeJson(p.Node, p.Op, p.Seconds * 1e3))]);
+            [.. byOp.OrderByDescending(o => o.Ms)],
+            [.. profile.Select((p, i) => new NodeTimeJson(p.Node, p.Op, p.Seconds * 1e3, p.KernelSeconds * 1e3, p.AroundSeconds * 1e3, matched[i] * 1e3))],
+            theirProfile.Sum(n => n.Seconds) * 1e3, [.. other.Select(n => new NodeTimeJson(n.Name, n.Op, n.Seconds * 1e3))]);
     }
+
+    /// <summary>ONNX Runtime's profiled nodes laid against the steps of our pass: a node of its optimized graph is one of
+    /// ours when it is named after a node or a value that step covers (<see cref="NodeTime.Covers"/>: its fused nodes are
+    /// named after their output, with <c>_nchwc</c> appended when it made them in its blocked layout). Returns, per step,
+    /// the sum of its nodes' times (null for none), and the nodes that match no step.</summary>
+    internal static (double?[] PerStep, IReadOnlyList<ProfiledNode> Other) Match(IReadOnlyList<NodeTime> ours, IReadOnlyList<ProfiledNode> theirs)
+    {
+        var step = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < ours.Count; i++)
+            foreach (var name in ours[i].Covers) step.TryAdd(name, i);
+        var sums = new double?[ours.Count];
+        var other = new List<ProfiledNode>();
+        foreach (var n in theirs)
+        {
+            string name = n.Name.EndsWith(BlockedSuffix, StringComparison.Ordinal) && !step.ContainsKey(n.Name) ? n.Name[..^BlockedSuffix.Length] : n.Name;
+            if (step.TryGetValue(name, out int i)) sums[i] = (sums[i] ?? 0) + n.Seconds;
+            else other.Add(n);
+        }
+        return (sums, other);
+    }
+
+    /// <summary>What ONNX Runtime appends to the name of a node it rewrote into its blocked (NCHWc) layout.</summary>
+    const string BlockedSuffix = "_nchwc";
 
     /// <summary>Whether the forward pass is right: within the bound, every fold verified.</summary>
     public static bool Passed(EndToEndJson e) => e.WithinBound && e.FoldsVerified;
@@ -103,6 +146,17 @@ static class ModelEndToEnd
         b.AppendLine("| operator | ms | share |");
         b.AppendLine("|---|---:|---:|");
         foreach (var o in e.ByOp) b.AppendLine(CultureInfo.InvariantCulture, $"| {o.Op} | {o.Ms:F3} | {o.Share:P1} |");
+        b.AppendLine();
+        b.AppendLine("Node by node, against ONNX Runtime's own profile of its pass (its profiler's median per node of its optimized graph; a node of ours with its folded BatchNormalization and fused Add and Relu against its node doing the same). \"kernel\" and \"around\" split a contraction's time into its kernel and the work around it (the padded copy, the write-back from the kernel's layout, the epilogue):");
+        b.AppendLine();
+        b.AppendLine("| node | op | ours, ms | kernel | around | ONNX Runtime, ms | ours - ONNX Runtime |");
+        b.AppendLine("|---|---|---:|---:|---:|---:|---:|");
+        static string Ms(double? v) => v is { } x ? x.ToString("F3", CultureInfo.InvariantCulture) : "";
+        foreach (var n in e.ByNode)
+            b.AppendLine(CultureInfo.InvariantCulture, $"| {n.Node} | {n.Op} | {n.Ms:F3} | {Ms(n.KernelMs)} | {Ms(n.AroundKernelMs)} | {Ms(n.OnnxruntimeMs)} | {(n.OnnxruntimeMs is { } t ? (n.Ms - t).ToString("+0.000;-0.000", CultureInfo.InvariantCulture) : "")} |");
+        foreach (var n in e.OnnxruntimeOther ?? [])
+            b.AppendLine(CultureInfo.InvariantCulture, $"| ({n.Node}: ONNX Runtime's only) | {n.Op} | | | | {n.Ms:F3} | |");
+        b.AppendLine(CultureInfo.InvariantCulture, $"| **sum** | | {e.ByNode.Sum(n => n.Ms):F3} | {e.ByNode.Sum(n => n.KernelMs ?? 0):F3} | {e.ByNode.Sum(n => n.AroundKernelMs ?? 0):F3} | {Ms(e.OnnxruntimeProfiledMs)} | |");
         b.AppendLine();
         b.AppendLine(CultureInfo.InvariantCulture, $"Output `{e.Output}`; the bound is {RelativeBound:G} x max(1, max |ONNX Runtime's|); the relative error is max |ours - theirs| / max |theirs|; {e.Rounds} rounds.");
         return b.ToString();

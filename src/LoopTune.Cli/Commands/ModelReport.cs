@@ -39,7 +39,7 @@ sealed partial class ModelJsonContext : JsonSerializerContext;
 /// Runtime's).</summary>
 static class ModelReport
 {
-    public const string Csv = "results.csv", Summary = "summary.md", Json = "report.json", Chart = "node_seconds.png";
+    public const string Csv = "results.csv", Summary = "summary.md", Json = "report.json", Chart = "node_seconds.png", PassChart = "pass_nodes.png";
 
     static readonly ModelJsonContext Context = new(new JsonSerializerOptions
     {
@@ -61,7 +61,7 @@ static class ModelReport
         double seconds = 0, string? store = null, EndToEndJson? endToEnd = null, string weights = "hot")
     {
         var (ours, ort) = Totals(rows);
-        return new ModelJson(model, folder, [Csv, Summary, Json, Chart], budget,
+        return new ModelJson(model, folder, endToEnd is null ? [Csv, Summary, Json, Chart] : [Csv, Summary, Json, Chart, PassChart], budget,
             [.. rows.Select(r => new ModelOpJson(r.Node, r.Op, r.Spec, r.Tuned, r.Reason, r.Verified, r.Gflops, r.Seconds, r.KernelGflops,
                 r.OnnxRuntimeGflops, r.OnnxRuntimeSeconds, r.OnnxRuntimeNote, r.VsOnnxRuntime, r.OneDnnGflops, r.OneDnnNote, r.VsOneDnn,
                 r.Schedule, r.MaxError, r.Tolerance, r.ScheduleFrom, r.Lowering, r.LoweringNote))],
@@ -78,6 +78,7 @@ static class ModelReport
         File.WriteAllText(Path.Combine(folder, Summary), Markdown(json, rows, modelText));
         File.WriteAllText(Path.Combine(folder, Json), Serialize(json));
         Plot(rows, Path.GetFileName(json.Model)).SavePng(Path.Combine(folder, Chart), Math.Max(900, 120 + rows.Count(r => r.Tuned) * 40), 600);
+        if (json.EndToEnd is { } e2e) PassPlot(e2e, Path.GetFileName(json.Model)).SavePng(Path.Combine(folder, PassChart), Math.Max(900, 120 + e2e.ByNode.Count * 40), 600);
     }
 
     static string F(double? v, string format = "G4") => v?.ToString(format, CultureInfo.InvariantCulture) ?? "";
@@ -144,7 +145,44 @@ static class ModelReport
         foreach (var r in rows.Where(r => !r.Tuned)) b.AppendLine(CultureInfo.InvariantCulture, $"- {r.Node} ({r.Op}): {r.Reason}");
         b.AppendLine();
         b.AppendLine(CultureInfo.InvariantCulture, $"Chart: [{Chart}]({Chart}) (per-node time, ours and ONNX Runtime's).");
+        if (json.EndToEnd is not null) b.AppendLine(CultureInfo.InvariantCulture, $"Chart: [{PassChart}]({PassChart}) (per-node time within the forward pass, ours split into kernel and around it, and ONNX Runtime's from its profile).");
         return b.ToString();
+    }
+
+    /// <summary>Each step of the forward pass: ours (a contraction's kernel, with the work around it stacked on it) and ONNX
+    /// Runtime's node doing the same in its own pass.</summary>
+    static Plot PassPlot(EndToEndJson e, string title)
+    {
+        var plot = new Plot();
+        var bars = new List<Bar>();
+        for (int i = 0; i < e.ByNode.Count; i++)
+        {
+            var n = e.ByNode[i];
+            double kernel = n.KernelMs ?? n.Ms;
+            bars.Add(new Bar { Position = i * 3, Value = kernel, FillColor = Colors.SteelBlue });
+            if (n.AroundKernelMs is { } around) bars.Add(new Bar { Position = i * 3, ValueBase = kernel, Value = kernel + around, FillColor = Colors.LightSteelBlue });
+            if (n.OnnxruntimeMs is { } t) bars.Add(new Bar { Position = i * 3 + 1, Value = t, FillColor = Colors.DarkOrange });
+        }
+        NodeBars(plot, bars, [.. e.ByNode.Select(n => n.Node)], ("ours: kernel (or the whole node)", Colors.SteelBlue),
+            ("ours: around the kernel", Colors.LightSteelBlue), ("ONNX Runtime, in its pass (its profiler)", Colors.DarkOrange));
+        plot.Axes.Margins(bottom: 0, top: 0.3); // room for the legend above the tallest bars
+        plot.YLabel("ms per pass (median)");
+        plot.Title($"{title}: the forward pass, node by node");
+        return plot;
+    }
+
+    /// <summary><paramref name="bars"/> in groups of three positions, one group per node (named under it, slanted), and a
+    /// legend of <paramref name="legend"/>.</summary>
+    static void NodeBars(Plot plot, List<Bar> bars, string[] nodes, params (string Label, ScottPlot.Color Color)[] legend)
+    {
+        plot.Add.Bars(bars);
+        plot.Axes.Bottom.SetTicks([.. nodes.Select((_, i) => i * 3 + 0.5)], nodes);
+        plot.Axes.Bottom.TickLabelStyle.Rotation = 45;
+        plot.Axes.Bottom.MinimumSize = 140;
+        plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
+        plot.Axes.Margins(bottom: 0);
+        foreach (var (label, color) in legend) plot.Legend.ManualItems.Add(new LegendItem { LabelText = label, FillColor = color });
+        plot.ShowLegend(Alignment.UpperRight);
     }
 
     static Plot Plot(IReadOnlyList<ModelRow> rows, string title)
@@ -157,15 +195,7 @@ static class ModelReport
             bars.Add(new Bar { Position = i * 3, Value = timed[i].Seconds!.Value * 1e3, FillColor = Colors.SteelBlue });
             if (timed[i].OnnxRuntimeSeconds is { } s) bars.Add(new Bar { Position = i * 3 + 1, Value = s * 1e3, FillColor = Colors.DarkOrange });
         }
-        plot.Add.Bars(bars);
-        plot.Axes.Bottom.SetTicks([.. timed.Select((_, i) => i * 3 + 0.5)], [.. timed.Select(r => r.Node)]);
-        plot.Axes.Bottom.TickLabelStyle.Rotation = 45;
-        plot.Axes.Bottom.MinimumSize = 140;
-        plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
-        plot.Axes.Margins(bottom: 0);
-        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "ours (whole node)", FillColor = Colors.SteelBlue });
-        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "ONNX Runtime (the node alone)", FillColor = Colors.DarkOrange });
-        plot.ShowLegend(Alignment.UpperRight);
+        NodeBars(plot, bars, [.. timed.Select(r => r.Node)], ("ours (whole node)", Colors.SteelBlue), ("ONNX Runtime (the node alone)", Colors.DarkOrange));
         plot.YLabel("ms per run (median)");
         plot.Title($"{title}: time per node");
         return plot;

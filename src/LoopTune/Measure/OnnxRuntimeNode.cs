@@ -22,11 +22,13 @@ public sealed class OnnxRuntimeNode : IDisposable
 
     /// <summary>A session of the serialized model <paramref name="model"/> (a whole model, or one node) with
     /// <paramref name="inputs"/> (name, shape) fed from <paramref name="feeds"/>, and <paramref name="output"/> of
-    /// <paramref name="outputShape"/> written to <see cref="Output"/>.</summary>
+    /// <paramref name="outputShape"/> written to <see cref="Output"/>;
+    /// <paramref name="profile"/> turns on ONNX Runtime's own profiler (its time per node of its optimized graph), read
+    /// with <see cref="EndProfiling"/>.</summary>
     public OnnxRuntimeNode(byte[] model, IReadOnlyList<(string Name, long[] Shape)> inputs, string output, long[] outputShape,
-        IReadOnlyDictionary<string, float[]> feeds, int threads = 1)
+        IReadOnlyDictionary<string, float[]> feeds, int threads = 1, bool profile = false)
         : this(model, [.. inputs.Select(i => i.Name)], output, [.. inputs.Select(i => OrtValue.CreateTensorValueFromMemory(feeds[i.Name], i.Shape))],
-            new float[Length(outputShape)], outputShape, threads)
+            new float[Length(outputShape)], outputShape, threads, profile)
     { }
 
     /// <summary>A session of <paramref name="model"/> reading its inputs (in <see cref="SingleNodeModel.Inputs"/>' order)
@@ -37,15 +39,20 @@ public sealed class OnnxRuntimeNode : IDisposable
             Native((nint)output, model.OutputShape), [], threads)
     { }
 
-    OnnxRuntimeNode(byte[] model, string[] inputNames, string outputName, OrtValue[] inputs, float[] output, long[] outputShape, int threads)
-        : this(model, inputNames, outputName, inputs, OrtValue.CreateTensorValueFromMemory(output, outputShape), output, threads) { }
+    OnnxRuntimeNode(byte[] model, string[] inputNames, string outputName, OrtValue[] inputs, float[] output, long[] outputShape, int threads, bool profile = false)
+        : this(model, inputNames, outputName, inputs, OrtValue.CreateTensorValueFromMemory(output, outputShape), output, threads, profile) { }
 
-    OnnxRuntimeNode(byte[] model, string[] inputNames, string outputName, OrtValue[] inputs, OrtValue output, float[] array, int threads)
+    OnnxRuntimeNode(byte[] model, string[] inputNames, string outputName, OrtValue[] inputs, OrtValue output, float[] array, int threads, bool profile = false)
     {
         (this.inputs, outputs, this.inputNames, outputNames, Output) = (inputs, [output], inputNames, [outputName], array);
         try
         {
             using var so = Options(threads);
+            if (profile)
+            {
+                so.EnableProfiling = true;
+                so.ProfileOutputPathPrefix = Path.Combine(Path.GetTempPath(), $"looptune-ort-profile-{Environment.ProcessId}-{Guid.NewGuid():N}");
+            }
             using var widened = threads > 1 ? Affinity.Widened() : default;
             session = new InferenceSession(model, so);
         }
@@ -77,6 +84,40 @@ public sealed class OnnxRuntimeNode : IDisposable
     /// <summary>Runs the node once.</summary>
     public void Run() => session.Run(options, inputNames, inputs, outputNames, outputs);
 
+    /// <summary>Ends the profiling a session made with <c>profile</c> did, and returns each node of the graph ONNX Runtime
+    /// ran (after its fusions: a Conv with its BatchNormalization, Add and Relu is one node, named after its output), in
+    /// order, with its median time per run (<see cref="ParseProfile"/>); the profile's file is deleted.</summary>
+    public IReadOnlyList<ProfiledNode> EndProfiling()
+    {
+        string file = session.EndProfiling();
+        try { return ParseProfile(File.ReadAllText(file)); }
+        finally { File.Delete(file); }
+    }
+
+    /// <summary>The nodes of an ONNX Runtime profile (a JSON array of trace events; a node's run is an event of category
+    /// <c>Node</c> named <c>NAME_kernel_time</c>, its <c>dur</c> in microseconds and its operator in <c>args.op_name</c>),
+    /// in the order they first ran, each with the median of its durations.</summary>
+    public static IReadOnlyList<ProfiledNode> ParseProfile(string json)
+    {
+        const string Suffix = "_kernel_time";
+        var runs = new Dictionary<string, (string Op, List<double> Seconds)>(StringComparer.Ordinal);
+        var order = new List<string>();
+        using var doc = System.Text.Json.JsonDocument.Parse(json);
+        foreach (var e in doc.RootElement.EnumerateArray())
+        {
+            if (!e.TryGetProperty("cat", out var cat) || cat.GetString() != "Node" || e.GetProperty("name").GetString() is not { } name || !name.EndsWith(Suffix, StringComparison.Ordinal)) continue;
+            name = name[..^Suffix.Length];
+            if (!runs.TryGetValue(name, out var r))
+            {
+                string op = e.TryGetProperty("args", out var a) && a.TryGetProperty("op_name", out var o) ? o.GetString() ?? "" : "";
+                runs[name] = r = (op, []);
+                order.Add(name);
+            }
+            r.Seconds.Add(e.GetProperty("dur").GetDouble() / 1e6);
+        }
+        return [.. order.Select(n => new ProfiledNode(n, runs[n].Op, runs[n].Seconds.Order().ElementAt(runs[n].Seconds.Count / 2)))];
+    }
+
     public void Dispose()
     {
         foreach (var v in inputs.Concat(outputs)) v.Dispose();
@@ -84,3 +125,6 @@ public sealed class OnnxRuntimeNode : IDisposable
         session.Dispose();
     }
 }
+
+/// <summary>One node of ONNX Runtime's optimized graph in its profile: its name, operator and median time per run.</summary>
+public sealed record ProfiledNode(string Name, string Op, double Seconds);

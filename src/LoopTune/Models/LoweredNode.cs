@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Diagnostics;
 using LoopTune.Ir;
 using LoopTune.Jit;
 
@@ -76,8 +77,15 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     {
         ArgumentNullException.ThrowIfNull(output);
         if (epilogue.Residual is { } r && r.Length != output.Length) throw new ArgumentException($"the residual holds {r.Length} floats, the output {output.Length}");
-        Finish(output, RunKernel(kernel, feeds, output), epilogue);
+        var value = RunKernel(kernel, feeds, output);
+        long finished = Stopwatch.GetTimestamp();
+        Finish(output, value, epilogue);
+        LastRun = LastRun with { After = Stopwatch.GetTimestamp() - finished };
     }
+
+    /// <summary>How the last run's time divided (<see cref="RunPhases"/>): what <see cref="ModelRunner.Profile"/> reports as
+    /// the kernel's share of a node.</summary>
+    public RunPhases LastRun { get; private set; }
 
     /// <summary>All of <see cref="Run(Kernel, IReadOnlyDictionary{string, float[]}, float[], Epilogue)"/> but
     /// <see cref="Finish(float[], Func{string, float[]}, Epilogue)"/>: the checks, the output's initial value, the operands
@@ -92,6 +100,7 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
         if (kernel.Fraction != 1) throw new ArgumentException("the kernel is a slice of the contraction");
         if (output.Length != Contraction.Output.Length) throw new ArgumentException($"the output holds {output.Length} floats, not {Contraction.Output.Length}");
         Threads = kernel.Threads;
+        long start = Stopwatch.GetTimestamp();
         Func<string, float[]> value = name => feeds.TryGetValue(name, out var v) ? v : Constant(name) ?? throw new ArgumentException($"no value for {name}: feed it");
         var initial = Initial(value);
         var run = ForPass(kernel, initial?.Strides);
@@ -99,8 +108,10 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
         if (!OverwritesOutput && !KernelInitializes) Array.Clear(output);
         var (left, right) = Prepare(output, value);
         var (o, l, r2) = (KernelOutput(output), Readable(left, Contraction.Left.Length, run.ReadsPast), Readable(right, Contraction.Right.Length, run.ReadsPast));
+        long kernelStart = Stopwatch.GetTimestamp();
         if (KernelInitializes) run.Run(o.AsSpan(StartOf(o)), l.AsSpan(StartOf(l)), r2.AsSpan(StartOf(r2)), initial!.Value.Values);
         else run.Run(o.AsSpan(StartOf(o)), l.AsSpan(StartOf(l)), r2.AsSpan(StartOf(r2)));
+        LastRun = new RunPhases(kernelStart - start, Stopwatch.GetTimestamp() - kernelStart, 0);
         return value;
     }
 
@@ -244,3 +255,15 @@ public readonly record struct Epilogue(float[]? Residual, bool Relu)
 /// its contraction (<see cref="Kernel"/>), as the tuning chose and verified them (<c>looptune model</c>'s bench hands these to
 /// <see cref="ModelRunner"/>).</summary>
 public sealed record ChosenKernel(ContractionOp Op, Kernel Kernel);
+
+/// <summary>How one run of a <see cref="ContractionOp"/> divided, in <see cref="Stopwatch"/> ticks: the
+/// work before the kernel (checks, the output's initial value, the operands copied or packed), the kernel, and the work
+/// after it (a write-back from the kernel's layout, the epilogue).</summary>
+public readonly record struct RunPhases(long Before, long Kernel, long After)
+{
+    /// <summary>The kernel's time in seconds.</summary>
+    public double KernelSeconds => (double)Kernel / Stopwatch.Frequency;
+
+    /// <summary>The time around the kernel (before and after) in seconds.</summary>
+    public double AroundSeconds => (double)(Before + After) / Stopwatch.Frequency;
+}

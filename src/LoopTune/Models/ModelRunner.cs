@@ -44,7 +44,12 @@ public sealed class ModelRunner
     readonly HashSet<OnnxNode> folded = [];
     /// <summary>Add and Relu nodes done in the epilogue of the contraction before them.</summary>
     readonly HashSet<OnnxNode> fused = [];
-    readonly List<(string Node, string Op, Action Run)> steps = [];
+    readonly List<PassStep> steps = [];
+
+    /// <summary>One step of the pass: the node it is named after, the ONNX nodes and values it covers (a folded
+    /// BatchNormalization, a fused Add and Relu, their outputs: what another runtime's profile may name it by), and the
+    /// contraction it runs, if any (whose <see cref="ContractionOp.LastRun"/> tells the kernel's share).</summary>
+    sealed record PassStep(string Node, string Op, Action Run, ImmutableArray<string> Covers, ContractionOp? Contraction = null);
     readonly List<FoldCheck> folds = [];
     /// <summary>The most threads a kernel runs on: the pools run on as many.</summary>
     readonly int threads;
@@ -76,24 +81,26 @@ public sealed class ModelRunner
     /// <summary>One forward pass. One at a time.</summary>
     public void Run()
     {
-        foreach (var (_, _, run) in steps) run();
+        foreach (var step in steps) step.Run();
     }
 
     /// <summary>Where a pass spends its time: <paramref name="passes"/> passes with each node timed alone within them, its
-    /// median, in the pass's order (a folded BatchNormalization is in its Conv's time).</summary>
-    public IReadOnlyList<(string Node, string Op, double Seconds)> Profile(int passes)
+    /// median, in the pass's order (a folded BatchNormalization, a fused Add and Relu are in their Conv's time), and for a
+    /// contraction the medians of its kernel's time and of the work around it.</summary>
+    public IReadOnlyList<NodeTime> Profile(int passes)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(passes, 1);
-        var times = new double[steps.Count, passes];
+        var times = new double[steps.Count, passes, 3];
         for (int pass = 0; pass < passes; pass++)
             for (int i = 0; i < steps.Count; i++)
             {
                 long start = System.Diagnostics.Stopwatch.GetTimestamp();
                 steps[i].Run();
-                times[i, pass] = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+                times[i, pass, 0] = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+                if (steps[i].Contraction is { } op) (times[i, pass, 1], times[i, pass, 2]) = (op.LastRun.KernelSeconds, op.LastRun.AroundSeconds);
             }
-        double Median(int i) => Enumerable.Range(0, passes).Select(p => times[i, p]).Order().ElementAt(passes / 2);
-        return [.. Enumerable.Range(0, steps.Count).Select(i => (steps[i].Node, steps[i].Op, Median(i)))];
+        double Median(int i, int k) => Enumerable.Range(0, passes).Select(p => times[i, p, k]).Order().ElementAt(passes / 2);
+        return [.. steps.Select((s, i) => new NodeTime(s.Node, s.Op, Median(i, 0), s.Contraction is null ? null : Median(i, 1), s.Contraction is null ? null : Median(i, 2), s.Covers))];
     }
 
     /// <summary>The forward pass of <paramref name="model"/> with <paramref name="kernels"/> for its contractions. A node it
@@ -177,17 +184,23 @@ public sealed class ModelRunner
     void Step(string output, Action<float[]> run, OnnxNode node)
     {
         var y = Allocate(output);
-        steps.Add((node.Name, node.OpType, () => run(y)));
+        steps.Add(new(node.Name, node.OpType, () => run(y), Covering(node)));
     }
+
+    /// <summary>The names of <paramref name="nodes"/> and of their outputs.</summary>
+    static ImmutableArray<string> Covering(params IEnumerable<OnnxNode?> nodes) =>
+        [.. nodes.OfType<OnnxNode>().SelectMany(n => n.Outputs.Where(o => o.Length > 0).Prepend(n.Name)).Distinct()];
 
     /// <summary>A Conv, Gemm or MatMul with its chosen op and kernel, and the BatchNormalization after it folded in when it can be.</summary>
     void Contraction(OnnxNode node)
     {
         if (!kernels.TryGetValue(node, out var chosen)) throw Refuse(node, "no tuned kernel was chosen for it");
+        var covers = new List<OnnxNode> { node };
         if (FoldableNorm(node) is { } bn && Fold(chosen, bn) is { } f)
         {
             chosen = f;
             folded.Add(bn);
+            covers.Add(bn);
         }
         var (op, kernel) = chosen;
         var feeds = node.Inputs.Where(i => i.Length > 0 && !model.Initializers.ContainsKey(i)).Distinct().ToDictionary(i => i, Read);
@@ -210,12 +223,13 @@ public sealed class ModelRunner
         }
         if (residual is null && op is ConvOp { Lowering: ConvLowering.Blocked } conv && Only(output, "MaxPool") is { } pool)
         {
-            BlockedPool(conv, kernel, feeds, relu is not null, pool);
+            BlockedPool(conv, kernel, feeds, relu is not null, pool, Covering([.. covers, relu]));
             if (relu is not null) values[relu.Outputs[0]] = values[op.Node.Outputs[0]];
             return;
         }
         var epilogue = new Epilogue(residual, relu is not null);
-        Step(op.Node.Outputs[0], y => op.Run(kernel, feeds, y, epilogue), op.Node);
+        var y = Allocate(op.Node.Outputs[0]);
+        steps.Add(new(op.Node.Name, op.Node.OpType, () => op.Run(kernel, feeds, y, epilogue), Covering([.. covers, add, relu]), op));
         foreach (var n in new[] { add, relu }.OfType<OnnxNode>()) values[n.Outputs[0]] = values[op.Node.Outputs[0]];
     }
 
@@ -223,12 +237,12 @@ public sealed class ModelRunner
     /// MaxPool: the convolution leaves its output in its kernel's layout (<see cref="ConvOp.RunBlocked"/>) and the pool
     /// reads that, with the Relu done on the pooled pixels (<see cref="Pool2d.RunBlocked"/>): no write-back of the
     /// convolution's output into NCHW, which nothing else reads (ResNet's stem: 3.2 MB written and read again).</summary>
-    void BlockedPool(ConvOp conv, Kernel kernel, Dictionary<string, float[]> feeds, bool relu, OnnxNode pool)
+    void BlockedPool(ConvOp conv, Kernel kernel, Dictionary<string, float[]> feeds, bool relu, OnnxNode pool, ImmutableArray<string> covers)
     {
         var x = shapes.Of(pool.Inputs[0])!.Value;
         var y = Allocate(conv.Node.Outputs[0]); // the node's output in NCHW: never written, never read
         (float[] Array, int Start, int Block) made = ([], 0, 1);
-        steps.Add((conv.Node.Name, conv.Node.OpType, () => made = conv.RunBlocked(kernel, feeds, y)));
+        steps.Add(new(conv.Node.Name, conv.Node.OpType, () => made = conv.RunBlocked(kernel, feeds, y), covers, conv));
         var p = new Pool2d(true, Window.Of(pool, x[2..], null), false, x[2], x[3]);
         int planes = checked((int)(x[0] * x[1]));
         Step(pool.Outputs[0], z => p.RunBlocked(made.Array, made.Start, planes / made.Block, made.Block, z, relu, threads), pool);
@@ -310,3 +324,8 @@ public sealed class ModelRunner
 
     OnnxError Refuse(OnnxNode node, string problem) => new(model.Source, $"the forward pass cannot run node {node}: {problem}");
 }
+
+/// <summary>One step of a forward pass in <see cref="ModelRunner.Profile"/>: its median time within passes, and for a
+/// contraction its kernel's and the work around it (a padded copy, a write-back, the epilogue); <paramref name="Covers"/>
+/// names the ONNX nodes and values the step does (its own, a folded BatchNormalization's, a fused Add's and Relu's).</summary>
+public sealed record NodeTime(string Node, string Op, double Seconds, double? KernelSeconds, double? AroundSeconds, ImmutableArray<string> Covers);

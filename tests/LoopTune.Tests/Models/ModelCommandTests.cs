@@ -232,6 +232,15 @@ public sealed class ModelCommandTests : IDisposable
         Assert.Equal(1.0, byOp.Sum(o => o["share"]!.GetValue<double>()), 1e-9);
         Assert.All(byOp, o => Assert.True(o["ms"]!.GetValue<double>() >= 0));
         Assert.Contains("## End to end", File.ReadAllText(Path.Combine(outDir, ModelReport.Summary)));
+        // node by node: the conv and the Gemm split into kernel and around it, each with ONNX Runtime's node doing its work
+        var byNode = e2e["by_node"]!.AsArray().Select(o => o!.AsObject()).ToList();
+        foreach (var n in byNode.Where(n => n["op"]!.GetValue<string>() is "Conv" or "Gemm"))
+        {
+            Assert.True(n["kernel_ms"]!.GetValue<double>() > 0, n.ToJsonString());
+            Assert.True(n["onnxruntime_ms"]!.GetValue<double>() > 0, n.ToJsonString());
+        }
+        Assert.True(e2e["onnxruntime_profiled_ms"]!.GetValue<double>() > 0);
+        Assert.True(File.Exists(Path.Combine(outDir, ModelReport.PassChart)));
     }
 
     /// <summary>X [1,3,8,8] -> conv (4 filters 3x3, pads 1) -> bn (folded) -> Relu -> GlobalAveragePool -> Flatten -> Gemm [1,3].</summary>
