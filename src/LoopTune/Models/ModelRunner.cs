@@ -21,7 +21,9 @@ public sealed record FoldCheck(string Conv, string BatchNorm, double MaxError, d
 /// <see cref="Folds"/>), any other runs as a per-channel affine map; an Add of a same-shaped value made earlier and a Relu
 /// that are the only readers of a contraction's output run in its epilogue, on its output while it is in cache (as ONNX
 /// Runtime fuses them); a MaxPool that is the only reader of a blocked convolution's output (after a Relu or not) pools
-/// the kernel's blocked layout itself (<see cref="BlockedPool"/>); other Relu, Add/Sub/Mul/Div (broadcasting),
+/// the kernel's blocked layout itself (<see cref="BlockedPool"/>); a blocked convolution whose output (after a Relu or
+/// none) only the next convolution reads writes it straight into that one's padded input (<see cref="ConvOp.HandOff"/>,
+/// on ops of the pass's own: the ops given are not changed); other Relu, Add/Sub/Mul/Div (broadcasting),
 /// MaxPool/AveragePool (2-d), GlobalAveragePool run in plain vectorised C# (<see cref="ElementwiseOps"/>,
 /// <see cref="Broadcast"/>, <see cref="Pool2d"/>); Flatten, Reshape, Identity and Dropout share their input's array.
 /// Any other node is refused (<see cref="Unsupported"/>).
@@ -196,13 +198,22 @@ public sealed class ModelRunner
     {
         if (!kernels.TryGetValue(node, out var chosen)) throw Refuse(node, "no tuned kernel was chosen for it");
         var covers = new List<OnnxNode> { node };
+        bool own = false; // whether chosen's op was made here (so this pass may link it to others), not given
         if (FoldableNorm(node) is { } bn && Fold(chosen, bn) is { } f)
         {
-            chosen = f;
+            (chosen, own) = (f, true);
             folded.Add(bn);
             covers.Add(bn);
         }
         var (op, kernel) = chosen;
+        // the convolution before, whose output only this one reads, may write it into this one's padded input (HandOff)
+        if (op is ConvOp { TakesPaddedInput: true } && handOffs.Remove(node.Inputs[0], out var before) && shapes.Of(node.Inputs[0]) is { } xs
+            && xs.SequenceEqual(before.OutputShape) && (own ? op : Own(op, node)) is ConvOp next)
+        {
+            op = next;
+            before.HandOff(next);
+            HandedOff++;
+        }
         var feeds = node.Inputs.Where(i => i.Length > 0 && !model.Initializers.ContainsKey(i)).Distinct().ToDictionary(i => i, Read);
         Flops += op.Flops;
         string output = op.Node.Outputs[0];
@@ -228,6 +239,13 @@ public sealed class ModelRunner
             return;
         }
         var epilogue = new Epilogue(residual, relu is not null);
+        // a blocked convolution whose output only a convolution reads may write it into that one's padded input (HandOff)
+        if (residual is null && op is ConvOp { CanHandOff: true } && Only(output, "Conv") is { } reader && reader.Inputs[0] == output
+            && (own ? op : Own(op, node)) is ConvOp mine)
+        {
+            op = mine;
+            handOffs[output] = mine;
+        }
         var y = Allocate(op.Node.Outputs[0]);
         steps.Add(new(op.Node.Name, op.Node.OpType, () => op.Run(kernel, feeds, y, epilogue), Covering([.. covers, add, relu]), op));
         foreach (var n in new[] { add, relu }.OfType<OnnxNode>()) values[n.Outputs[0]] = values[op.Node.Outputs[0]];
@@ -248,6 +266,19 @@ public sealed class ModelRunner
         Step(pool.Outputs[0], z => p.RunBlocked(made.Array, made.Start, planes / made.Block, made.Block, z, relu, threads), pool);
         fused.Add(pool);
     }
+
+    /// <summary>Blocked convolutions by the value they make, waiting for the convolution that is its only reader
+    /// (<see cref="ConvOp.HandOff"/>).</summary>
+    readonly Dictionary<string, ConvOp> handOffs = new(StringComparer.Ordinal);
+
+    /// <summary>How many convolutions write their output straight into the next one's padded input
+    /// (<see cref="ConvOp.HandOff"/>).</summary>
+    public int HandedOff { get; private set; }
+
+    /// <summary>An op of this pass's own for <paramref name="node"/>, lowered as <paramref name="op"/> was (the same
+    /// contraction, so the same kernel serves it), so that linking it changes no op given; null when the lowering differs.</summary>
+    ContractionOp? Own(ContractionOp op, OnnxNode node) =>
+        op.LowerAgain(model, shapes, node) is ContractionOp again && again.Contraction.Equals(op.Contraction) ? again : null;
 
     /// <summary>The node of type <paramref name="op"/> that is the only reader of <paramref name="value"/> (no graph output),
     /// reading it once; null when there is none.</summary>

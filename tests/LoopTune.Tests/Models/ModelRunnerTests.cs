@@ -54,6 +54,23 @@ public class ModelRunnerTests
         return kernel;
     }
 
+    /// <summary>The model of <paramref name="bytes"/> with each Conv's blocked lowering and a kernel of its unscheduled nest
+    /// on <paramref name="threads"/> threads (no parallel loop: the copies, write-back and epilogue take the threads); null
+    /// when a Conv has no blocked lowering on this machine's vectors.</summary>
+    static (OnnxModel Model, ModelShapes Shapes, Dictionary<OnnxNode, ChosenKernel> Kernels)? BlockedKernels(byte[] bytes, int threads)
+    {
+        var model = OnnxModel.Parse(bytes, "test.onnx");
+        var shapes = ShapeInference.Infer(model);
+        var kernels = new Dictionary<OnnxNode, ChosenKernel>();
+        foreach (var node in model.Nodes.Where(n => n.OpType == "Conv"))
+        {
+            var blocked = ModelLowering.Alternatives(model, shapes, node).OfType<ConvOp>().SingleOrDefault(o => o.Lowering == ConvLowering.Blocked);
+            if (blocked is null) return null;
+            kernels[node] = new ChosenKernel(blocked, Threaded(Kernel.Compile(Nest.Initial(blocked.Contraction)), threads));
+        }
+        return (model, shapes, kernels);
+    }
+
     /// <summary>Runs ours and ONNX Runtime's on the same input; returns our runner.</summary>
     static ModelRunner RunAgainstOnnxRuntime(byte[] bytes, long[] inputShape, string output = "Y", int threads = 1)
     {
@@ -103,16 +120,7 @@ public class ModelRunnerTests
             ],
             [Value("X", [1, 16, 9, 11])], [Value("Y", null)],
             [Floats("W1", [16, 16, 3, 3], Random(2304, 21)), Floats("B1", [16], Random(16, 22)), Floats("W2", [16, 16, 3, 3], Random(2304, 23))]);
-        var model = OnnxModel.Parse(bytes, "test.onnx");
-        var shapes = ShapeInference.Infer(model);
-        var kernels = new Dictionary<OnnxNode, ChosenKernel>();
-        foreach (var node in model.Nodes.Where(n => n.OpType == "Conv"))
-        {
-            var blocked = ModelLowering.Alternatives(model, shapes, node).OfType<ConvOp>().SingleOrDefault(o => o.Lowering == ConvLowering.Blocked);
-            if (blocked is null) return; // no block of output channels divides 16 on this machine's vectors
-            // the kernel has no parallel loop: the copies, write-back and epilogue take the threads
-            kernels[node] = new ChosenKernel(blocked, Threaded(Kernel.Compile(Nest.Initial(blocked.Contraction)), threads));
-        }
+        if (BlockedKernels(bytes, threads) is not var (model, shapes, kernels)) return; // no block of output channels divides 16 on this machine's vectors
         var runner = ModelRunner.Build(model, shapes, kernels);
         Assert.Equal(["conv1", "conv2"], runner.Profile(1).Select(p => p.Node));
         var x = runner.Value("X");
@@ -167,6 +175,43 @@ public class ModelRunnerTests
         plain.Run();
         AssertClose(want, plain.Value("Y"));
         Assert.Contains(plain.Value("C"), v => v != 0);
+    }
+
+    [Theory]
+    [InlineData(16, 1, 1, true)]
+    [InlineData(16, 1, 3, true)]
+    [InlineData(8, 2, 1, true)]
+    [InlineData(11, 1, 1, false)] // rows of 11 pixels are not whole tiles of the write-back: conv1 writes its output and conv2 copies it
+    public void A_blocked_convolution_read_only_by_the_next_writes_into_its_padded_input_as_onnx_runtime_computes_it(int width, int batch, int threads, bool handsOff)
+    {
+        // X [N,16,6,W] -> conv1 (16 filters 3x3, pads 1, bias) -> Relu -> R; conv2 (16 filters 3x3, pads [2,1,0,1]) of R -> Y:
+        // conv1's write-back goes straight into conv2's padded copy of R, whose zeros stay
+        long[] shape = [batch, 16, 6, width];
+        var bytes = Model(
+            [
+                Node("Conv", "conv1", ["X", "W1", "B1"], ["C"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+                Node("Relu", "relu", ["C"], ["R"]),
+                Node("Conv", "conv2", ["R", "W2"], ["Y"], Ints("pads", 2, 1, 0, 1), Ints("kernel_shape", 3, 3)),
+            ],
+            [Value("X", shape)], [Value("Y", null)],
+            [Floats("W1", [16, 16, 3, 3], Random(2304, 41)), Floats("B1", [16], Random(16, 42)), Floats("W2", [16, 16, 3, 3], Random(2304, 43))]);
+        if (BlockedKernels(bytes, threads) is not var (model, shapes, kernels)) return; // no block of output channels divides 16 on this machine's vectors
+        var runner = ModelRunner.Build(model, shapes, kernels);
+        Assert.Equal(handsOff ? 1 : 0, runner.HandedOff);
+        var x = runner.Value("X");
+        Random(x.Length, 44).CopyTo(x);
+        var want = RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (x, shape) }, "Y")["Y"].Item1;
+        for (int pass = 0; pass < 2; pass++) // the second into the same arrays: the padded copy's zeros are still zeros
+        {
+            runner.Run();
+            AssertClose(want, runner.Value("Y"));
+        }
+        Assert.Equal(handsOff, runner.Value("R").All(v => v == 0)); // handed on: R in NCHW is never written
+        // the ops given are left as they were: run alone, conv1's writes its output and conv2's makes its own padded copy
+        var (conv1, k1) = kernels[model.Nodes[0]];
+        var (conv2, k2) = kernels[model.Nodes[2]];
+        var r = conv1.Run(k1, new Dictionary<string, float[]> { ["X"] = x }).Select(v => Math.Max(v, 0f)).ToArray();
+        AssertClose(want, conv2.Run(k2, new Dictionary<string, float[]> { ["R"] = r }));
     }
 
     [Fact]
