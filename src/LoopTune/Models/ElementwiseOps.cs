@@ -62,6 +62,22 @@ public static class ElementwiseOps
         for (int p = 0; p < y.Length; p++) y[p] = Sum(x.Slice(p * plane, plane)) / plane;
     }
 
+    /// <summary>The largest of the floats (at least one), in vector lanes, then across them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float Max(ReadOnlySpan<float> x)
+    {
+        float max = x[0];
+        int i = 0;
+        if (x.Length >= Lanes)
+        {
+            var acc = new Vector<float>(x);
+            for (i = Lanes; i <= x.Length - Lanes; i += Lanes) acc = Vector.Max(acc, new Vector<float>(x[i..]));
+            for (int k = 0; k < Lanes; k++) max = Math.Max(max, acc[k]);
+        }
+        for (; i < x.Length; i++) max = Math.Max(max, x[i]);
+        return max;
+    }
+
     /// <summary>The sum of the floats, in vector lanes, then across them.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float Sum(ReadOnlySpan<float> x)

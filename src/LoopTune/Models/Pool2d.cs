@@ -45,6 +45,15 @@ public sealed class Pool2d
     /// <paramref name="threads"/> threads (<see cref="TeamWork"/>). One run at a time.</summary>
     public void Run(float[] x, float[] y, int threads = 1)
     {
+        if (kh == h && kw == w && top == 0 && left == 0 && bottom == 0 && right == 0) // one window, the whole plane: ResNet's last pool
+        {
+            TeamWork.For(threads, y.Length, 16, (_, start, end) =>
+            {
+                if (max) for (int p = start; p < end; p++) y[p] = ElementwiseOps.Max(x.AsSpan(p * h * w, h * w));
+                else ElementwiseOps.PlaneMeans(x.AsSpan(start * h * w, (end - start) * h * w), y.AsSpan(start, end - start), h * w);
+            });
+            return;
+        }
         if (scratch.Length < threads) scratch = [.. Enumerable.Range(0, threads).Select(_ => (new float[w], new float[w]))];
         TeamWork.For(threads, x.Length / (h * w), 1, (part, start, end) => Planes(x, y, start, end, scratch[part].Row, scratch[part].Slide));
     }

@@ -132,6 +132,26 @@ public class ElementwiseOpsTests
     }
 
     [Theory]
+    [InlineData(true, 7, 7, 1)]
+    [InlineData(false, 7, 7, 1)]
+    [InlineData(false, 3, 19, 2)]
+    [InlineData(true, 5, 2, 3)]
+    public void A_pool_whose_window_is_the_whole_plane_matches_the_scalar_definition(bool max, int h, int w, int threads)
+    {
+        const int planes = 37;
+        var pool = new Pool2d(max, new Window([h, w], [1, 1], [1, 1], [0, 0], [0, 0], false), false, h, w);
+        Assert.Equal((1, 1), pool.Output);
+        var x = Random(planes * h * w, h * w);
+        var y = new float[planes];
+        pool.Run(x, y, threads);
+        for (int p = 0; p < planes; p++)
+        {
+            var plane = x.AsSpan(p * h * w, h * w).ToArray();
+            Assert.Equal(max ? plane.Max() : plane.Sum() / plane.Length, y[p], 1e-6f);
+        }
+    }
+
+    [Theory]
     [InlineData(true, false)]
     [InlineData(false, false)]
     [InlineData(false, true)]
