@@ -176,6 +176,9 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     /// bytes off).</summary>
     protected static float[] AlignedArray(long length) => GC.AllocateArray<float>(checked((int)(length + Slack + LineFloats - 1)), pinned: true);
 
+    /// <summary><see cref="AlignedArray"/> for <see cref="ScratchArrays"/>.</summary>
+    internal static float[] MakeAligned(long length) => AlignedArray(length);
+
     /// <summary>The first element of the pinned <paramref name="array"/> on a 64-byte line.</summary>
     protected static unsafe int AlignedStart(float[] array)
     {

@@ -14,7 +14,11 @@ public sealed record FoldCheck(string Conv, string BatchNorm, double MaxError, d
 
 /// <summary>
 /// A model's forward pass: every node in the file's order (a topological order: <see cref="OnnxModel"/> checks that every
-/// input is defined before it is read), each value in an array made once, so <see cref="Run"/> allocates nothing large.
+/// input is defined before it is read), each value in an array made once, so <see cref="Run"/> allocates nothing large;
+/// a value takes the array of an earlier one whose readers all come before it (<see cref="Allocate"/>), and the pass's
+/// own convolutions share their blocked outputs and padded copies (<see cref="ConvOp.ShareScratch"/>), so that a pass
+/// writes into arrays still in the caches (ONNX Runtime plans its buffers so too). An intermediate value's array read
+/// after a pass may hold a later value.
 /// A Conv, Gemm or MatMul runs the op and kernel chosen for it (<see cref="ChosenKernel"/>); a BatchNormalization right
 /// after a Conv whose output nothing else reads is folded into that Conv's weights and bias (the same lowering made again
 /// from the folded constants, <see cref="ContractionOp.LowerAgain"/>, run with the same kernel, and checked:
@@ -63,9 +67,12 @@ public sealed class ModelRunner
         foreach (var node in model.Nodes)
             foreach (var input in node.Inputs.Where(i => i.Length > 0).Distinct())
                 (readers.TryGetValue(input, out var list) ? list : readers[input] = []).Add(node);
+        for (int i = 0; i < model.Nodes.Length; i++)
+            foreach (var input in model.Nodes[i].Inputs.Where(n => n.Length > 0)) lastRead[input] = i;
+        foreach (var output in model.Outputs) lastRead[output.Name] = int.MaxValue;
         foreach (var input in model.Inputs)
-            if (shapes.Of(input.Name) is not null) Allocate(input.Name);
-        foreach (var node in model.Nodes) Add(node);
+            if (shapes.Of(input.Name) is not null) until[Allocate(input.Name)] = int.MaxValue;
+        for (at = 0; at < model.Nodes.Length; at++) Add(model.Nodes[at]);
     }
 
     /// <summary>The graph inputs to fill (<see cref="Value"/>) before <see cref="Run"/>.</summary>
@@ -161,7 +168,7 @@ public sealed class ModelRunner
         int plane = (int)inShape.Skip(2).Aggregate(1L, (p, d) => p * d);
         switch (node.OpType)
         {
-            case "Identity" or "Dropout" or "Flatten" or "Reshape": values[output] = x; break;
+            case "Identity" or "Dropout" or "Flatten" or "Reshape": Alias(output, x); break;
             case "Conv" or "Gemm" or "MatMul": Contraction(node); break;
             case "Relu": Step(output, y => ElementwiseOps.Relu(x, y), node); break;
             case "BatchNormalization":
@@ -206,12 +213,13 @@ public sealed class ModelRunner
             covers.Add(bn);
         }
         var (op, kernel) = chosen;
+        bool handedIn = false, afterItsProducer = false;
         // the convolution before, whose output only this one reads, may write it into this one's padded input (HandOff)
         if (op is ConvOp { TakesPaddedInput: true } && handOffs.Remove(node.Inputs[0], out var before) && shapes.Of(node.Inputs[0]) is { } xs
-            && xs.SequenceEqual(before.OutputShape) && (own ? op : Own(op, node)) is ConvOp next)
+            && xs.SequenceEqual(before.Op.OutputShape) && (own ? op : Own(op, node)) is ConvOp next)
         {
-            op = next;
-            before.HandOff(next);
+            (op, own, handedIn, afterItsProducer) = (next, true, true, before.Step == steps.Count - 1);
+            before.Op.HandOff(next);
             HandedOff++;
         }
         var feeds = node.Inputs.Where(i => i.Length > 0 && !model.Initializers.ContainsKey(i)).Distinct().ToDictionary(i => i, Read);
@@ -234,8 +242,9 @@ public sealed class ModelRunner
         }
         if (residual is null && op is ConvOp { Lowering: ConvLowering.Blocked } conv && Only(output, "MaxPool") is { } pool)
         {
+            if (own) conv.ShareScratch(scratch);
             BlockedPool(conv, kernel, feeds, relu is not null, pool, Covering([.. covers, relu]));
-            if (relu is not null) values[relu.Outputs[0]] = values[op.Node.Outputs[0]];
+            if (relu is not null) Alias(relu.Outputs[0], values[op.Node.Outputs[0]]);
             return;
         }
         var epilogue = new Epilogue(residual, relu is not null);
@@ -243,12 +252,14 @@ public sealed class ModelRunner
         if (residual is null && op is ConvOp { CanHandOff: true } && Only(output, "Conv") is { } reader && reader.Inputs[0] == output
             && (own ? op : Own(op, node)) is ConvOp mine)
         {
-            op = mine;
-            handOffs[output] = mine;
+            (op, own) = (mine, true);
+            handOffs[output] = (mine, steps.Count);
         }
+        // a padded copy handed in is written in the producer's step: shared only when nothing runs between the two
+        if (own && op is ConvOp shares) shares.ShareScratch(scratch, privatePadded: handedIn && !afterItsProducer);
         var y = Allocate(op.Node.Outputs[0]);
         steps.Add(new(op.Node.Name, op.Node.OpType, () => op.Run(kernel, feeds, y, epilogue), Covering([.. covers, add, relu]), op));
-        foreach (var n in new[] { add, relu }.OfType<OnnxNode>()) values[n.Outputs[0]] = values[op.Node.Outputs[0]];
+        foreach (var n in new[] { add, relu }.OfType<OnnxNode>()) Alias(n.Outputs[0], values[op.Node.Outputs[0]]);
     }
 
     /// <summary>A blocked convolution (<see cref="ConvLowering.Blocked"/>) whose only reader, after a Relu or none, is a
@@ -268,8 +279,15 @@ public sealed class ModelRunner
     }
 
     /// <summary>Blocked convolutions by the value they make, waiting for the convolution that is its only reader
-    /// (<see cref="ConvOp.HandOff"/>).</summary>
-    readonly Dictionary<string, ConvOp> handOffs = new(StringComparer.Ordinal);
+    /// (<see cref="ConvOp.HandOff"/>), with the index of their step.</summary>
+    readonly Dictionary<string, (ConvOp Op, int Step)> handOffs = new(StringComparer.Ordinal);
+
+    /// <summary>The blocked outputs and padded copies the pass's own convolutions share (<see cref="ConvOp.ShareScratch"/>).</summary>
+    readonly ScratchArrays scratch = new();
+
+    /// <summary>The arrays the convolutions share, and the arrays of the values (<see cref="Allocate"/>): how many, and
+    /// their floats.</summary>
+    public (int Shared, int Values, long Floats) Arrays => (scratch.Size.Count, arrays.Count, scratch.Size.Floats + arrays.Sum(a => (long)a.Length));
 
     /// <summary>How many convolutions write their output straight into the next one's padded input
     /// (<see cref="ConvOp.HandOff"/>).</summary>
@@ -351,7 +369,36 @@ public sealed class ModelRunner
         : model.Initializers.TryGetValue(name, out var t) && t.IsFloat ? values[name] = t.Floats
         : throw new OnnxError(model.Source, $"--run: no value for {name}");
 
-    float[] Allocate(string name) => values[name] = new float[checked((int)Length(shapes, name))];
+    /// <summary>The array of a value made at the node under way: one made earlier whose values are all read by then (by
+    /// nodes before this one) and of the same length (of those, the one read last), else a new one. So a pass writes into few arrays, which stay in the
+    /// caches, rather than one per value (ResNet-18's ~20 MB of activations), each written once a pass from memory.</summary>
+    float[] Allocate(string name)
+    {
+        int length = checked((int)Length(shapes, name));
+        // of those free, the one read last: the likeliest still in cache
+        var array = arrays.Where(a => a.Length == length && until[a] < at).MaxBy(a => until[a]);
+        if (array is null) arrays.Add(array = new float[length]);
+        until[array] = LastRead(name);
+        return values[name] = array;
+    }
+
+    /// <summary>Another name for <paramref name="array"/>, which then lives until that name's last reader too.</summary>
+    void Alias(string name, float[] array)
+    {
+        values[name] = array;
+        if (until.TryGetValue(array, out int last)) until[array] = Math.Max(last, LastRead(name));
+    }
+
+    /// <summary>The index of the last node that reads <paramref name="name"/> (<see cref="int.MaxValue"/> for a graph
+    /// output, -1 for a value nothing reads).</summary>
+    int LastRead(string name) => lastRead.GetValueOrDefault(name, -1);
+
+    /// <summary>The node being made into steps (its index), while the constructor runs.</summary>
+    int at = -1;
+    readonly Dictionary<string, int> lastRead = new(StringComparer.Ordinal);
+    /// <summary>The arrays <see cref="Allocate"/> made, and the last node that reads each.</summary>
+    readonly List<float[]> arrays = [];
+    readonly Dictionary<float[], int> until = new(ReferenceEqualityComparer.Instance);
 
     OnnxError Refuse(OnnxNode node, string problem) => new(model.Source, $"the forward pass cannot run node {node}: {problem}");
 }

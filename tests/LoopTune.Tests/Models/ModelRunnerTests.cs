@@ -214,6 +214,39 @@ public class ModelRunnerTests
         AssertClose(want, conv2.Run(k2, new Dictionary<string, float[]> { ["R"] = r }));
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void Values_whose_readers_are_done_give_their_arrays_to_later_ones_and_the_pass_still_computes_as_onnx_runtime(int threads)
+    {
+        // X [1,16,8,16] -> conv1 -> Relu -> A; conv2(A) + X -> Relu -> C; conv3(C) -> Relu -> D; conv4(D) + C -> F: A's array,
+        // read last by conv2, holds D; the four blocked convolutions share their blocked outputs and padded copies
+        long[] shape = [1, 16, 8, 16];
+        LoopTune.Models.Onnx.NodeProto Conv(string name, string x, string y) => Node("Conv", name, [x, "W" + name], [y], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3));
+        var bytes = Model(
+            [
+                Conv("1", "X", "Y1"), Node("Relu", "r1", ["Y1"], ["A"]),
+                Conv("2", "A", "Y2"), Node("Add", "a2", ["Y2", "X"], ["S2"]), Node("Relu", "r2", ["S2"], ["C"]),
+                Conv("3", "C", "Y3"), Node("Relu", "r3", ["Y3"], ["D"]),
+                Conv("4", "D", "Y4"), Node("Add", "a4", ["Y4", "C"], ["F"]),
+            ],
+            [Value("X", shape)], [Value("F", null)], [.. Enumerable.Range(1, 4).Select(i => Floats($"W{i}", [16, 16, 3, 3], [.. Random(2304, 50 + i).Select(w => w / 12)]))]); // weights of He scale: values stay near 1 through the four
+        if (BlockedKernels(bytes, threads) is not var (model, shapes, kernels)) return; // no block of output channels divides 16 on this machine's vectors
+        var runner = ModelRunner.Build(model, shapes, kernels);
+        Assert.Same(runner.Value("A"), runner.Value("D"));
+        Assert.NotSame(runner.Value("C"), runner.Value("F"));
+        var x = runner.Value("X");
+        Random(x.Length, 55).CopyTo(x);
+        var want = RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (x, shape) }, "F")["F"].Item1;
+        for (int pass = 0; pass < 3; pass++)
+        {
+            runner.Run();
+            AssertClose(want, runner.Value("F"));
+        }
+        Assert.Equal(4, runner.Arrays.Values); // X; A then D; C; F
+        Assert.Equal(2, runner.Arrays.Shared); // one blocked output and one padded copy for the four convolutions
+    }
+
     [Fact]
     public void A_batch_norm_whose_conv_output_is_also_read_elsewhere_runs_unfolded_as_onnx_runtime_runs_it()
     {
