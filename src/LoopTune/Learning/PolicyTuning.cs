@@ -38,7 +38,9 @@ public static class PolicyTuning
     /// schedule is timed with the parallel loop
     /// <see cref="Ir.Transforms.Parallelize"/> gives it, and so is the result. In a cold <paramref name="context"/> (one
     /// operand cold, <see cref="TimingContext"/>) every timing of the search, its finalists' side-by-side confirmation and
-    /// the final timing read that operand cold (the peers, with data of their own, run hot). <paramref name="rivals"/>
+    /// the final timing read that operand cold (the peers, with data of their own, run hot). The search, the rivals and the
+    /// side-by-side compile with <paramref name="jit"/> (<see cref="Jit.JitOptions.Default"/> when null: a forward pass's
+    /// prefetching kernels are ranked as they will run); the final timing with the default. <paramref name="rivals"/>
     /// (schedules of the computation known from elsewhere: a hot record when tuning cold) are evaluated before the search,
     /// and the two fastest by those figures timed side by side with its best after it (<see cref="KernelEvaluator.Fastest"/>,
     /// in the same context), and the fastest is the
@@ -51,13 +53,13 @@ public static class PolicyTuning
     /// left but the second half, the side-by-side timing the rest (without time left, their figures decide).</summary>
     public static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
         SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers, int? threads = null, TimingContext context = default,
-        IReadOnlyList<Nest>? rivals = null)
+        IReadOnlyList<Nest>? rivals = null, Jit.JitOptions? jit = null)
     {
         ArgumentNullException.ThrowIfNull(search);
         ArgumentNullException.ThrowIfNull(pol);
         pol.WarmUp();
         _ = Machine.Current; // measured (once per machine) before the clock starts
-        using var evaluator = new KernelEvaluator { Threads = threads ?? Jit.RunThreads.Default, Context = context };
+        using var evaluator = new KernelEvaluator(MeasureOptions.Env, null, jit) { Threads = threads ?? Jit.RunThreads.Default, Context = context };
         var buffers = evaluator.Prepare(computation); // the buffers and the code that times kernels too: the budget is for measuring schedules
         var timed = new TimedEvaluator(evaluator);
         SearchResult result;
