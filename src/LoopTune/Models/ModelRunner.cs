@@ -15,8 +15,9 @@ public sealed record FoldCheck(string Conv, string BatchNorm, double MaxError, d
 /// <summary>
 /// A model's forward pass: every node in the file's order (a topological order: <see cref="OnnxModel"/> checks that every
 /// input is defined before it is read), each value in an array made once, so <see cref="Run"/> allocates nothing large;
-/// a value takes the array of an earlier one whose readers all come before it (<see cref="Allocate"/>), and the pass's
-/// own convolutions share their blocked outputs and padded copies (<see cref="ConvOp.ShareScratch"/>), so that a pass
+/// a value takes the array of an earlier one whose readers all come before it (<see cref="Allocate"/>), and the
+/// convolutions share their blocked outputs and padded copies (<see cref="ConvOp.ShareScratch"/>, on ops of the pass's own:
+/// a given op is lowered again, and the ops given are not changed), so that a pass
 /// writes into arrays still in the caches (ONNX Runtime plans its buffers so too). An intermediate value's array read
 /// after a pass may hold a later value.
 /// A Conv, Gemm or MatMul runs the op and kernel chosen for it (<see cref="ChosenKernel"/>); a BatchNormalization right
@@ -242,7 +243,11 @@ public sealed class ModelRunner
         }
         if (residual is null && op is ConvOp { Lowering: ConvLowering.Blocked } conv && Only(output, "MaxPool") is { } pool)
         {
-            if (own) conv.ShareScratch(scratch);
+            if ((own ? conv : Own(conv, node)) is ConvOp pooled) // on an op of the pass's own, sharing its arrays
+            {
+                conv = pooled;
+                conv.ShareScratch(scratch);
+            }
             BlockedPool(conv, kernel, feeds, relu is not null, pool, Covering([.. covers, relu]));
             if (relu is not null) Alias(relu.Outputs[0], values[op.Node.Outputs[0]]);
             return;
@@ -255,8 +260,13 @@ public sealed class ModelRunner
             (op, own) = (mine, true);
             handOffs[output] = (mine, steps.Count);
         }
-        // a padded copy handed in is written in the producer's step: shared only when nothing runs between the two
-        if (own && op is ConvOp shares) shares.ShareScratch(scratch, privatePadded: handedIn && !afterItsProducer);
+        // every convolution of the pass shares its arrays, on an op of the pass's own (a given one is lowered again); a
+        // padded copy handed in is written in the producer's step: shared only when nothing runs between the two
+        if (op is ConvOp && (own ? op : Own(op, node)) is ConvOp shares)
+        {
+            op = shares;
+            shares.ShareScratch(scratch, privatePadded: handedIn && !afterItsProducer);
+        }
         var y = Allocate(op.Node.Outputs[0]);
         steps.Add(new(op.Node.Name, op.Node.OpType, () => op.Run(kernel, feeds, y, epilogue), Covering([.. covers, add, relu]), op));
         foreach (var n in new[] { add, relu }.OfType<OnnxNode>()) Alias(n.Outputs[0], values[op.Node.Outputs[0]]);

@@ -132,6 +132,8 @@ public class ModelRunnerTests
             AssertClose(want, runner.Value("Y"));
         }
         Assert.Contains(runner.Value("Y"), v => v == 0);
+        Assert.Equal(0, runner.HandedOff); // rows of 11 pixels: each writes its output back
+        Assert.Equal(2, runner.Arrays.Shared); // the two given convolutions, run on ops of the pass's own, share a blocked output and a padded copy
     }
 
     [Theory]
