@@ -70,8 +70,9 @@ static class ModelEndToEnd
         foreach (var input in inputs) Reference.FillUniform(runner.Value(input), rng);
         string output = runner.Outputs.First();
         long[] Shape(string name) => shapes.Of(name)!.Value.ToArray();
-        using var ort = new OnnxRuntimeNode(File.ReadAllBytes(model.Source), [.. inputs.Select(i => (i, Shape(i)))], output, Shape(output),
-            inputs.ToDictionary(i => i, runner.Value), Jit.RunThreads.Default);
+        var bytes = File.ReadAllBytes(model.Source);
+        (string, long[])[] shaped = [.. inputs.Select(i => (i, Shape(i)))];
+        using var ort = new OnnxRuntimeNode(bytes, shaped, output, Shape(output), inputs.ToDictionary(i => i, runner.Value), Jit.RunThreads.Default);
         runner.Run();
         ort.Run();
         var error = OutputError.Of(runner.Value(output), ort.Output);
@@ -82,8 +83,7 @@ static class ModelEndToEnd
         using (ThreadPinning.Pin()) profile = runner.Profile(passes);
         progress("end to end: ONNX Runtime's own profile of its pass");
         IReadOnlyList<ProfiledNode> theirProfile;
-        using (var profiled = new OnnxRuntimeNode(File.ReadAllBytes(model.Source), [.. inputs.Select(i => (i, Shape(i)))], output, Shape(output),
-            inputs.ToDictionary(i => i, runner.Value), Jit.RunThreads.Default, profile: true))
+        using (var profiled = new OnnxRuntimeNode(bytes, shaped, output, Shape(output), inputs.ToDictionary(i => i, runner.Value), Jit.RunThreads.Default, profile: true))
         using (ThreadPinning.Pin())
         {
             for (int i = 0; i < passes + 2; i++) profiled.Run();

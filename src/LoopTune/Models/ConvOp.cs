@@ -327,42 +327,38 @@ public sealed class ConvOp : ContractionOp
             base.Finish(output, value, epilogue);
             return;
         }
-        int plane = (int)(OutputShape[2] * OutputShape[3]), blocks = (int)(xShape[0] * wShape[0]) / block, size = plane * block, e = block;
-        var from = blocked!;
-        int f0 = AlignedStart(from);
-        if (handOff is { } next)
+        int plane = (int)(OutputShape[2] * OutputShape[3]);
+        if (handOff is not { } next)
         {
-            if (epilogue.Residual is not null) throw new InvalidOperationException($"{Node} hands its output to {next.Node}: its epilogue adds no residual");
-            HandOn(next, from, f0, blocks, plane, epilogue.Relu);
+            WriteBack(output, 0, plane, plane, plane, epilogue); // the image's pixels one run, the planes of the output's
             return;
         }
-        TeamWork.For(Threads, blocks * plane, 8, (_, start, end) => // items: (block, pixel), each thread a run of pixels
-        {
-            for (int i = start / plane; i < blocks && i * plane < end; i++)
-            {
-                int p0 = Math.Max(start - i * plane, 0), p1 = Math.Min(end - i * plane, plane), at = i * size + p0;
-                if (p1 > p0)
-                    Transpose(from.AsSpan(f0 + i * size + p0 * e, (p1 - p0) * e), p1 - p0, e, output.AsSpan(at, size - p0), plane,
-                        epilogue.Residual is { } r ? r.AsSpan(at, size - p0) : default, epilogue.Relu);
-            }
-        });
+        if (epilogue.Residual is not null) throw new InvalidOperationException($"{Node} hands its output to {next.Node}: its epilogue adds no residual");
+        // into the next op's padded copy: a row of the image at a time, into its planes at its pads
+        var to = next.Padded();
+        int pitch = (int)next.paddedW;
+        WriteBack(to, AlignedStart(to) + (int)next.window.PadsBegin[0] * pitch + (int)next.window.PadsBegin[1], (int)OutputShape[3], pitch,
+            (int)(next.paddedH * next.paddedW), epilogue);
     }
 
-    /// <summary><see cref="Finish"/> into <paramref name="next"/>'s padded copy: each block of E channels transposed, a row
-    /// of the image at a time, into the copy's planes at its pads.</summary>
+    /// <summary>The blocked kernel's output, [N*F/E, OH*OW, E], each block of E channels transposed into
+    /// <paramref name="to"/>'s planes of <paramref name="planeSize"/> floats from <paramref name="at0"/>, in rows of
+    /// <paramref name="width"/> pixels <paramref name="pitch"/> apart, with <paramref name="epilogue"/> (its residual laid
+    /// out as the node's output, so only when <paramref name="to"/> is that). The (block, pixel) items are split among the
+    /// threads, each a run of pixels.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    void HandOn(ConvOp next, float[] from, int f0, int blocks, int plane, bool relu)
+    void WriteBack(float[] to, int at0, int width, int pitch, int planeSize, Epilogue epilogue)
     {
-        var to = next.Padded();
-        int e = block, width = (int)OutputShape[3], pitch = (int)next.paddedW, planeSize = (int)(next.paddedH * next.paddedW);
-        int at0 = AlignedStart(to) + (int)next.window.PadsBegin[0] * pitch + (int)next.window.PadsBegin[1];
+        var from = blocked!;
+        int f0 = AlignedStart(from), e = block, plane = (int)(OutputShape[2] * OutputShape[3]), blocks = (int)(xShape[0] * wShape[0]) / block;
         TeamWork.For(Threads, blocks * plane, 8, (_, start, end) =>
         {
             for (int i = start / plane; i < blocks && i * plane < end; i++)
                 for (int p = Math.Max(start - i * plane, 0), p1 = Math.Min(end - i * plane, plane); p < p1;)
                 {
                     int y = p / width, x = p % width, run = Math.Min(p1 - p, width - x);
-                    Transpose(from.AsSpan(f0 + i * plane * e + p * e), run, e, to.AsSpan(at0 + i * e * planeSize + y * pitch + x), planeSize, default, relu);
+                    Transpose(from.AsSpan(f0 + (i * plane + p) * e), run, e, to.AsSpan(at0 + i * e * planeSize + y * pitch + x), planeSize,
+                        epilogue.Residual is { } r ? r.AsSpan(i * e * plane + p) : default, epilogue.Relu);
                     p += run;
                 }
         });
@@ -638,7 +634,7 @@ public sealed class ScratchArrays
     readonly Dictionary<(long, string), float[]> arrays = [];
 
     internal float[] Get(long length, string kind) =>
-        arrays.TryGetValue((length, kind), out var a) ? a : arrays[(length, kind)] = ContractionOp.MakeAligned(length);
+        arrays.TryGetValue((length, kind), out var a) ? a : arrays[(length, kind)] = ContractionOp.AlignedArray(length);
 
     /// <summary>How many arrays are shared, and their floats.</summary>
     public (int Count, long Floats) Size => (arrays.Count, arrays.Values.Sum(a => (long)a.Length));

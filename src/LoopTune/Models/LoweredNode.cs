@@ -174,10 +174,7 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     /// 64-byte line on (<see cref="AlignedStart"/>): a kernel's vectors of 16 floats then never straddle two lines, where
     /// a managed array starts anywhere on its line (the 512-channel layer's kernel ran 1.278 ms aligned, 1.35-1.37 ms 16-48
     /// bytes off).</summary>
-    protected static float[] AlignedArray(long length) => GC.AllocateArray<float>(checked((int)(length + Slack + LineFloats - 1)), pinned: true);
-
-    /// <summary><see cref="AlignedArray"/> for <see cref="ScratchArrays"/>.</summary>
-    internal static float[] MakeAligned(long length) => AlignedArray(length);
+    protected internal static float[] AlignedArray(long length) => GC.AllocateArray<float>(checked((int)(length + Slack + LineFloats - 1)), pinned: true);
 
     /// <summary>The first element of the pinned <paramref name="array"/> on a 64-byte line.</summary>
     protected static unsafe int AlignedStart(float[] array)

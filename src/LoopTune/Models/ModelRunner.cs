@@ -214,15 +214,21 @@ public sealed class ModelRunner
             covers.Add(bn);
         }
         var (op, kernel) = chosen;
+        // a convolution runs on an op of the pass's own (a given one lowered again), which the pass may link to others and
+        // gives its shared arrays; the ops given are not changed
+        if (!own && op is ConvOp && Own(op, node) is { } again) (op, own) = (again, true);
+        var conv = own ? op as ConvOp : null;
         bool handedIn = false, afterItsProducer = false;
         // the convolution before, whose output only this one reads, may write it into this one's padded input (HandOff)
-        if (op is ConvOp { TakesPaddedInput: true } && handOffs.Remove(node.Inputs[0], out var before) && shapes.Of(node.Inputs[0]) is { } xs
-            && xs.SequenceEqual(before.Op.OutputShape) && (own ? op : Own(op, node)) is ConvOp next)
+        if (conv is { TakesPaddedInput: true } && handOffs.Remove(node.Inputs[0], out var before) && shapes.Of(node.Inputs[0]) is { } xs
+            && xs.SequenceEqual(before.Op.OutputShape))
         {
-            (op, own, handedIn, afterItsProducer) = (next, true, true, before.Step == steps.Count - 1);
-            before.Op.HandOff(next);
+            (handedIn, afterItsProducer) = (true, before.Step == steps.Count - 1);
+            before.Op.HandOff(conv);
             HandedOff++;
         }
+        // a padded copy handed in is written in the producer's step: shared only when nothing runs between the two
+        conv?.ShareScratch(scratch, privatePadded: handedIn && !afterItsProducer);
         var feeds = node.Inputs.Where(i => i.Length > 0 && !model.Initializers.ContainsKey(i)).Distinct().ToDictionary(i => i, Read);
         Flops += op.Flops;
         string output = op.Node.Outputs[0];
@@ -241,32 +247,16 @@ public sealed class ModelRunner
             output = relu.Outputs[0];
             fused.Add(relu);
         }
-        if (residual is null && op is ConvOp { Lowering: ConvLowering.Blocked } conv && Only(output, "MaxPool") is { } pool)
+        if (residual is null && op is ConvOp { Lowering: ConvLowering.Blocked } blocked && Only(output, "MaxPool") is { } pool)
         {
-            if ((own ? conv : Own(conv, node)) is ConvOp pooled) // on an op of the pass's own, sharing its arrays
-            {
-                conv = pooled;
-                conv.ShareScratch(scratch);
-            }
-            BlockedPool(conv, kernel, feeds, relu is not null, pool, Covering([.. covers, relu]));
+            BlockedPool(blocked, kernel, feeds, relu is not null, pool, Covering([.. covers, relu]));
             if (relu is not null) Alias(relu.Outputs[0], values[op.Node.Outputs[0]]);
             return;
         }
         var epilogue = new Epilogue(residual, relu is not null);
         // a blocked convolution whose output only a convolution reads may write it into that one's padded input (HandOff)
-        if (residual is null && op is ConvOp { CanHandOff: true } && Only(output, "Conv") is { } reader && reader.Inputs[0] == output
-            && (own ? op : Own(op, node)) is ConvOp mine)
-        {
-            (op, own) = (mine, true);
-            handOffs[output] = (mine, steps.Count);
-        }
-        // every convolution of the pass shares its arrays, on an op of the pass's own (a given one is lowered again); a
-        // padded copy handed in is written in the producer's step: shared only when nothing runs between the two
-        if (op is ConvOp && (own ? op : Own(op, node)) is ConvOp shares)
-        {
-            op = shares;
-            shares.ShareScratch(scratch, privatePadded: handedIn && !afterItsProducer);
-        }
+        if (residual is null && conv is { CanHandOff: true } && Only(output, "Conv") is { } reader && reader.Inputs[0] == output)
+            handOffs[output] = (conv, steps.Count);
         var y = Allocate(op.Node.Outputs[0]);
         steps.Add(new(op.Node.Name, op.Node.OpType, () => op.Run(kernel, feeds, y, epilogue), Covering([.. covers, add, relu]), op));
         foreach (var n in new[] { add, relu }.OfType<OnnxNode>()) Alias(n.Outputs[0], values[op.Node.Outputs[0]]);
@@ -297,7 +287,7 @@ public sealed class ModelRunner
 
     /// <summary>The arrays the convolutions share, and the arrays of the values (<see cref="Allocate"/>): how many, and
     /// their floats.</summary>
-    public (int Shared, int Values, long Floats) Arrays => (scratch.Size.Count, arrays.Count, scratch.Size.Floats + arrays.Sum(a => (long)a.Length));
+    public (int Shared, int Values, long Floats) Arrays => (scratch.Size.Count, until.Count, scratch.Size.Floats + until.Keys.Sum(a => (long)a.Length));
 
     /// <summary>How many convolutions write their output straight into the next one's padded input
     /// (<see cref="ConvOp.HandOff"/>).</summary>
@@ -380,14 +370,14 @@ public sealed class ModelRunner
         : throw new OnnxError(model.Source, $"--run: no value for {name}");
 
     /// <summary>The array of a value made at the node under way: one made earlier whose values are all read by then (by
-    /// nodes before this one) and of the same length (of those, the one read last), else a new one. So a pass writes into few arrays, which stay in the
-    /// caches, rather than one per value (ResNet-18's ~20 MB of activations), each written once a pass from memory.</summary>
+    /// nodes before this one) and of the same length (of those, the one read last), else a new one. So a pass writes into
+    /// few arrays, which stay in the caches, rather than one per value (ResNet-18's ~20 MB of activations), each written
+    /// once a pass from memory.</summary>
     float[] Allocate(string name)
     {
         int length = checked((int)Length(shapes, name));
         // of those free, the one read last: the likeliest still in cache
-        var array = arrays.Where(a => a.Length == length && until[a] < at).MaxBy(a => until[a]);
-        if (array is null) arrays.Add(array = new float[length]);
+        var array = until.Keys.Where(a => a.Length == length && until[a] < at).MaxBy(a => until[a]) ?? new float[length];
         until[array] = LastRead(name);
         return values[name] = array;
     }
@@ -407,7 +397,6 @@ public sealed class ModelRunner
     int at = -1;
     readonly Dictionary<string, int> lastRead = new(StringComparer.Ordinal);
     /// <summary>The arrays <see cref="Allocate"/> made, and the last node that reads each.</summary>
-    readonly List<float[]> arrays = [];
     readonly Dictionary<float[], int> until = new(ReferenceEqualityComparer.Instance);
 
     OnnxError Refuse(OnnxNode node, string problem) => new(model.Source, $"the forward pass cannot run node {node}: {problem}");

@@ -38,7 +38,7 @@ public class ModelRunnerTests
         ]);
 
     /// <summary>The runner of a model with a kernel of each contraction's unscheduled nest.</summary>
-    static (OnnxModel Model, Dictionary<OnnxNode, ChosenKernel> Kernels, ModelRunner Runner) Build(byte[] bytes, int threads = 1)
+    internal static (OnnxModel Model, Dictionary<OnnxNode, ChosenKernel> Kernels, ModelRunner Runner) Build(byte[] bytes, int threads = 1)
     {
         var model = OnnxModel.Parse(bytes, "test.onnx");
         var shapes = ShapeInference.Infer(model);

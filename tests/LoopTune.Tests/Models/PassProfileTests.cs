@@ -1,7 +1,4 @@
-using System.Collections.Immutable;
 using LoopTune.Cli.Commands;
-using LoopTune.Ir;
-using LoopTune.Jit;
 using LoopTune.Measure;
 using LoopTune.Models;
 using static LoopTune.Tests.Models.OnnxTestModels;
@@ -26,13 +23,10 @@ public class PassProfileTests
         [Value("X", [1, 16, 12, 12])], [Value("Z", null)],
         [Floats("W1", [16, 16, 3, 3], Random(2304, 1)), Floats("B1", [16], Random(16, 2)), .. Norm("bn", 16, 3), Floats("W2", [16, 16, 3, 3], Random(2304, 4))]);
 
+    /// <summary>The runner of <paramref name="bytes"/> (<see cref="ModelRunnerTests.Build"/>) with its input X filled.</summary>
     static ModelRunner Runner(byte[] bytes)
     {
-        var model = OnnxModel.Parse(bytes, "test.onnx");
-        var shapes = ShapeInference.Infer(model);
-        var kernels = ModelLowering.Lower(model, shapes).OfType<ContractionOp>()
-            .ToDictionary(op => op.Node, op => new ChosenKernel(op, Kernel.Compile(Nest.Initial(op.Contraction))));
-        var runner = ModelRunner.Build(model, shapes, kernels);
+        var runner = ModelRunnerTests.Build(bytes).Runner;
         Random(runner.Value("X").Length, 5).CopyTo(runner.Value("X"));
         return runner;
     }
