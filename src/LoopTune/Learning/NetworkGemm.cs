@@ -12,8 +12,9 @@ namespace LoopTune.Learning;
 public static class NetworkGemm
 {
     /// <summary>What <see cref="ApexDqnConfig.Gemm"/> may say: "auto" (oneDNN, else OpenBLAS, else managed), "managed",
-    /// "onednn" or "openblas".</summary>
-    public static readonly IReadOnlyList<string> Choices = ["auto", "managed", "onednn", "openblas"];
+    /// "onednn", "openblas", or "onednn_bf16": oneDNN's products with the factors rounded to bfloat16 and float32 sums
+    /// (<see cref="Bf16Gemm"/>; twice the products a second where the CPU has them, refused where it has not).</summary>
+    public static readonly IReadOnlyList<string> Choices = ["auto", "managed", "onednn", "openblas", "onednn_bf16"];
 
     /// <summary>The sgemm <paramref name="choice"/> names, or null for the managed kernels; "auto" takes the first peer
     /// that loaded. A named peer that did not load is a <see cref="LoopTuneException"/> saying why.</summary>
@@ -25,12 +26,24 @@ public static class NetworkGemm
             case "managed": return null;
             case "auto":
                 return ((string[])["onednn", "openblas"]).Select(Peers.Get).FirstOrDefault(p => p is { Available: true }) is { } found ? new PeerSgemm(found) : null;
+            case "onednn_bf16":
+                return new Bf16Sgemm(Bf16Gemm.Create());
             case "onednn" or "openblas":
                 var peer = Peers.Get(choice)!;
                 return peer.Available ? new PeerSgemm(peer) : throw new LoopTuneException($"Gemm={choice}: {peer.Problem}");
             default:
                 throw new LoopTuneException($"Gemm={choice}: expected one of {string.Join(", ", Choices)}");
         }
+    }
+
+    /// <summary>bfloat16 products on one thread (the learner's); the instance's primitives and copies live as long as the
+    /// process's learner does.</summary>
+    sealed unsafe class Bf16Sgemm(Bf16Gemm gemm) : ISgemm
+    {
+        public string Name => "onednn_bf16";
+
+        public void Sgemm(bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc) =>
+            gemm.Multiply(transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
     }
 
     /// <summary>A peer's sgemm on one thread (the learner's).</summary>
