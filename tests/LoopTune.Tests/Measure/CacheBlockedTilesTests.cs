@@ -108,9 +108,20 @@ public sealed class CacheBlockedTilesTests
         // lean: 6 rows by 4 vectors, 1024 rows as 170 blocks of 6 and a tail of 4; full: 16 accumulators at most among
         // divisors of 1024 (28 registers), 4 x 4 vectors loads the fewest. Each: k blocked for L2 with the rows over which
         // B's block is reused (the last found; full: 1024 x 32 of A, 32 x 64 of B, 1024 x 64 of C, 401,408 bytes; 64 would
-        // be 671,744), unblocked, then k blocked for L1 by the block's loops (64)
-        Assert.Equal([">n:16 k:32 m:170+4 k:32 m:6u n:64v", ">n:16 m:170+4 k:1024 m:6u n:64v", ">n:16 k:16 m:170+4 k:64 m:6u n:64v",
-            ">n:16 k:32 m:256 k:32 m:4u n:64v", ">n:16 m:256 k:1024 m:4u n:64v", ">n:16 k:16 m:256 k:64 m:4u n:64v"], tiles.Select(t => t.Serialize()));
+        // be 671,744), unblocked, those two with B packed (its rows 4 KiB apart), then k blocked for L1 by the block's loops (64)
+        Assert.Equal([">n:16 k:32 m:170+4 k:32 m:6u n:64v", ">n:16 m:170+4 k:1024 m:6u n:64v", ">n:16 m:170+4 k:1024 m:6u n:64v pack=B",
+            ">n:16 k:32 m:170+4 k:32 m:6u n:64v pack=B", ">n:16 k:16 m:170+4 k:64 m:6u n:64v",
+            ">n:16 k:32 m:256 k:32 m:4u n:64v", ">n:16 m:256 k:1024 m:4u n:64v", ">n:16 m:256 k:1024 m:4u n:64v pack=B",
+            ">n:16 k:32 m:256 k:32 m:4u n:64v pack=B", ">n:16 k:16 m:256 k:64 m:4u n:64v"], tiles.Select(t => t.Serialize()));
+    }
+
+    /// <summary>Only a matrix product's plain operand is offered packed: a blocked convolution's weights are laid out once,
+    /// at load, by the model.</summary>
+    [Fact]
+    public void Only_a_matrix_products_streamed_operand_is_offered_packed()
+    {
+        Assert.Contains(CacheBlockedTiles.For(Computation.Matmul(128, 768, 768), Zen5()), t => t.Packed != 0);
+        Assert.All(CacheBlockedTiles.For(Computation.Parse(Conv512), Zen5()), t => Assert.Equal(0, t.Packed));
     }
 
     [Theory]
