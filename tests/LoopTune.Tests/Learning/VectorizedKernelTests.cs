@@ -38,14 +38,14 @@ public sealed class VectorizedKernelTests
                 Fill(rng, p.Grad, t);
                 var grad = (float[])p.Grad.Clone();
                 adam.Step();
-                // the scalar form Adam had: torch's update in double per element, moments stored as float
-                double step = 1e-2 / (1 - Math.Pow(0.9, t)), root2 = Math.Sqrt(1 - Math.Pow(0.999, t));
+                // torch's update on float32 parameters, one element at a time, each operation rounded to float
+                float step = (float)(1e-2 / (1 - Math.Pow(0.9, t))), root2 = (float)Math.Sqrt(1 - Math.Pow(0.999, t));
                 for (int i = 0; i < n; i++)
                 {
-                    double g = grad[i];
-                    double mi = 0.9 * m[i] + (1 - 0.9) * g, vi = 0.999 * v[i] + (1 - 0.999) * g * g;
-                    (m[i], v[i]) = ((float)mi, (float)vi);
-                    value[i] = (float)(value[i] - step * mi / (Math.Sqrt(vi) / root2 + 1.5e-4));
+                    float g = grad[i];
+                    float mi = 0.9f * m[i] + (float)(1 - 0.9) * g, vi = 0.999f * v[i] + (float)(1 - 0.999) * g * g;
+                    (m[i], v[i]) = (mi, vi);
+                    value[i] = value[i] - step * mi / (MathF.Sqrt(vi) / root2 + 1.5e-4f);
                 }
                 Assert.Equal(value, p.Value);
             }

@@ -20,7 +20,8 @@ public sealed record AdamOptions(
 /// Adam (Kingma and Ba 2015) with bias correction, as torch.optim.Adam: m = b1 m + (1 - b1) g,
 /// v = b2 v + (1 - b2) g^2, p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), after clipping the global
 /// gradient norm as torch.nn.utils.clip_grad_norm_ (grads *= max / (norm + 1e-6) when norm &gt; max).
-/// The update is computed in double per element; the moments are stored as float.
+/// The update is computed in float per element, each operation rounded in torch's order (<see cref="Vec.AdamStep"/>;
+/// in double before 2026-12-07, whose two divisions and square root a step took 0.19 ms of a batch-64 update of 1 ms).
 /// </summary>
 public sealed class Adam
 {
@@ -87,10 +88,10 @@ public sealed class Adam
             foreach (var p in parameters) Vec.Scale(p.Grad, scale);
         }
         Steps++;
-        double b1 = options.Beta1, b2 = options.Beta2, eps = options.Epsilon;
-        double step = options.LearningRate / (1 - Math.Pow(b1, Steps)), root2 = Math.Sqrt(1 - Math.Pow(b2, Steps));
+        double b1 = options.Beta1, b2 = options.Beta2;
+        float step = (float)(options.LearningRate / (1 - Math.Pow(b1, Steps))), root2 = (float)Math.Sqrt(1 - Math.Pow(b2, Steps));
         for (int k = 0; k < parameters.Length; k++)
-            Vec.AdamStep(parameters[k].Value, parameters[k].Grad, m[k], v[k], b1, b2, step, root2, eps);
+            Vec.AdamStep(parameters[k].Value, parameters[k].Grad, m[k], v[k], (float)b1, (float)(1 - b1), (float)b2, (float)(1 - b2), step, root2, (float)options.Epsilon);
         return norm;
     }
 

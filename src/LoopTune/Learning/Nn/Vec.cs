@@ -244,39 +244,36 @@ static class Vec
         for (; j < n; j++) d[j] = (float)(invStd * ((double)g[j] * w[j] - meanG - h[j] * meanGh));
     }
 
-    /// <summary>One bias-corrected Adam step on every element, in double as the scalar form:
-    /// m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g g, p -= step m / (sqrt(v) / root2 + eps), the moments stored as float.
-    /// On 512-bit vectors where the processor has them (two divisions and a square root in double per element: wider
-    /// vectors halve them), else one element at a time.</summary>
+    /// <summary>One bias-corrected Adam step on every element in float, as torch.optim.Adam's on float32 parameters:
+    /// m = b1 m + c1 g, v = b2 v + (c2 g) g, p = p - (step m) / (sqrt(v) / root2 + eps), each operation rounded to float in
+    /// that order (no fused multiply-add), the same in the vector loop (512 bits where the processor has them: 16
+    /// elements, a division and a square root each per element as the scalar loop) and its scalar tail.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void AdamStep(Span<float> value, ReadOnlySpan<float> grad, Span<float> m, Span<float> v, double b1, double b2, double step, double root2, double eps)
+    public static void AdamStep(Span<float> value, ReadOnlySpan<float> grad, Span<float> m, Span<float> v, float b1, float c1, float b2, float c2, float step, float root2, float eps)
     {
         int n = value.Length;
         Check(n, grad.Length); Check(n, m.Length); Check(n, v.Length);
         int i = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            var (vb1, vc1, vb2, vc2) = (Vector512.Create(b1), Vector512.Create(1 - b1), Vector512.Create(b2), Vector512.Create(1 - b2));
+            var (vb1, vc1, vb2, vc2) = (Vector512.Create(b1), Vector512.Create(c1), Vector512.Create(b2), Vector512.Create(c2));
             var (vstep, vroot2, veps) = (Vector512.Create(step), Vector512.Create(root2), Vector512.Create(eps));
             for (; i <= n - Vector512<float>.Count; i += Vector512<float>.Count)
             {
-                var (g0, g1) = Vector512.Widen(Vector512.Create(grad[i..]));
-                var (m0, m1) = Vector512.Widen(Vector512.Create(m[i..]));
-                var (v0, v1) = Vector512.Widen(Vector512.Create(v[i..]));
-                var (p0, p1) = Vector512.Widen(Vector512.Create(value[i..]));
-                (m0, m1) = (vb1 * m0 + vc1 * g0, vb1 * m1 + vc1 * g1);
-                (v0, v1) = (vb2 * v0 + vc2 * g0 * g0, vb2 * v1 + vc2 * g1 * g1);
-                Vector512.Narrow(m0, m1).CopyTo(m[i..]);
-                Vector512.Narrow(v0, v1).CopyTo(v[i..]);
-                Vector512.Narrow(p0 - vstep * m0 / (Vector512.Sqrt(v0) / vroot2 + veps), p1 - vstep * m1 / (Vector512.Sqrt(v1) / vroot2 + veps)).CopyTo(value[i..]);
+                var g = Vector512.Create(grad[i..]);
+                var mi = vb1 * Vector512.Create(m[i..]) + vc1 * g;
+                var vi = vb2 * Vector512.Create(v[i..]) + vc2 * g * g;
+                mi.CopyTo(m[i..]);
+                vi.CopyTo(v[i..]);
+                (Vector512.Create(value[i..]) - vstep * mi / (Vector512.Sqrt(vi) / vroot2 + veps)).CopyTo(value[i..]);
             }
         }
         for (; i < n; i++)
         {
-            double g = grad[i];
-            double mi = b1 * m[i] + (1 - b1) * g, vi = b2 * v[i] + (1 - b2) * g * g;
-            (m[i], v[i]) = ((float)mi, (float)vi);
-            value[i] = (float)(value[i] - step * mi / (Math.Sqrt(vi) / root2 + eps));
+            float g = grad[i];
+            float mi = b1 * m[i] + c1 * g, vi = b2 * v[i] + c2 * g * g;
+            (m[i], v[i]) = (mi, vi);
+            value[i] = value[i] - step * mi / (MathF.Sqrt(vi) / root2 + eps);
         }
     }
 
