@@ -393,5 +393,6 @@ public sealed class ApexDqn : ITrainer
         try { StopActing(); }
         finally { actors.Dispose(); }
         exchange?.Dispose();
+        (gemm as IDisposable)?.Dispose();   // a bfloat16 sgemm's oneDNN primitives and copies
     }
 }

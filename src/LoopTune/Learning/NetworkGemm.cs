@@ -36,11 +36,13 @@ public static class NetworkGemm
         }
     }
 
-    /// <summary>bfloat16 products on one thread (the learner's); the instance's primitives and copies live as long as the
-    /// process's learner does.</summary>
-    sealed unsafe class Bf16Sgemm(Bf16Gemm gemm) : ISgemm
+    /// <summary>bfloat16 products on one thread (the learner's); its primitives and copies are freed with it (the learner
+    /// disposes it).</summary>
+    sealed unsafe class Bf16Sgemm(Bf16Gemm gemm) : ISgemm, IDisposable
     {
         public string Name => "onednn_bf16";
+
+        public void Dispose() => gemm.Dispose();
 
         public void Sgemm(bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc) =>
             gemm.Multiply(transA, transB, m, n, k, a, lda, b, ldb, c, ldc);

@@ -87,7 +87,7 @@ public sealed unsafe class Bf16Gemm : IDisposable
             {
                 gemm.Implementation = gemm.Get(64, 64, 64, false, false, 64).Implementation;
                 if (!gemm.Implementation.Contains("bf16", StringComparison.Ordinal) && !gemm.Implementation.Contains("amx", StringComparison.Ordinal))
-                    throw new LoopTuneException($"this CPU has no native bfloat16 products (oneDNN would run {gemm.Implementation})");
+                    throw new LoopTuneException($"no native bfloat16 products here: oneDNN would run {gemm.Implementation} (the CPU, or ONEDNN_MAX_CPU_ISA, has no AVX512_BF16 or AMX); use Gemm=onednn or auto");
                 return gemm;
             }
             catch
@@ -171,7 +171,7 @@ public sealed unsafe class Bf16Gemm : IDisposable
             Check(((delegate* unmanaged<nint, float, int>)api.AppendSum)(postOps, 1f), "dnnl_post_ops_append_sum");
             Check(((delegate* unmanaged<nint, nint, int>)api.AttrSetPostOps)(attr, postOps), "dnnl_primitive_attr_set_post_ops");
             int status = ((delegate* unmanaged<nint*, nint, nint, nint, nint, int>)api.PdCreate)(&pd, desc, attr, engine, 0);
-            if (status != 0) throw new LoopTuneException($"oneDNN has no bfloat16 matmul here (dnnl_primitive_desc_create returned status {status})");
+            if (status != 0) throw new LoopTuneException($"oneDNN offers no bfloat16 matmul on this CPU (dnnl_primitive_desc_create returned status {status}); use Gemm=onednn or auto");
             byte* info = null;
             Check(((delegate* unmanaged<nint, int, int, byte**, int>)api.Query)(pd, QueryImplInfo, 0, &info), "dnnl_primitive_desc_query");
             Check(((delegate* unmanaged<nint*, nint, int>)api.PrimitiveCreate)(&primitive, pd), "dnnl_primitive_create");
