@@ -102,7 +102,9 @@ public sealed class NetworkGemmTests
 
     static void AgreesOnShapes(string key, double rounding = 0, bool exactFactors = false)
     {
-        var native = new Counting(NetworkGemm.Choose(key)!);
+        var chosen = NetworkGemm.Choose(key)!;
+        using var owned = chosen as IDisposable;   // a bfloat16 sgemm's oneDNN objects
+        var native = new Counting(chosen);
         var rng = new Random(3);
         Matrix Factor(int rows, int cols) => exactFactors ? Bf16Exact(RandomMatrix(rng, rows, cols)) : RandomMatrix(rng, rows, cols);
         foreach (var (inputs, outputs) in Layers)
@@ -184,7 +186,9 @@ public sealed class NetworkGemmTests
             net.Backward(grad);
             return [.. net.Parameters.Select(p => (float[])p.Grad.Clone())];
         }
-        var (managed, library) = (Gradients(null), Gradients(NetworkGemm.Choose(key)));
+        var chosen = NetworkGemm.Choose(key);
+        using var owned = chosen as IDisposable;
+        var (managed, library) = (Gradients(null), Gradients(chosen));
         for (int t = 0; t < managed.Length; t++)
         {
             float scale = managed[t].Max(MathF.Abs);
