@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using LoopTune.Export;
 using LoopTune.Ir;
 using LoopTune.Jit;
@@ -197,7 +198,8 @@ public class CExportTests(ITestOutputHelper output)
 
         var (human, stdoutText, _) = Run("export", "--spec", "mm 40 24 56", "--policy", "default", "--records", db, "--out", folder["fourth.c"]);
         Assert.Equal(0, human);
-        Assert.Contains($"recalled from the tuning records in {db} (tuned with policy, budget 0, at ", stdoutText);
+        // the method is the policy's, or "policy, beaten by the machine's tile" where a rival of the tune won (the AVX2 Zen 3)
+        Assert.Matches($@"recalled from the tuning records in {Regex.Escape(db)} \(tuned with policy(, beaten by the machine's tile)?, budget 0, at ", stdoutText);
     }
 
     [Fact]

@@ -268,11 +268,12 @@ public class LoweringTests
     [InlineData(256)]
     public void The_vector_copy_of_even_elements_writes_what_a_loop_would_and_stops_before_reading_past_the_row(int bits)
     {
-        if (bits == 512 ? !System.Runtime.Intrinsics.X86.Avx512F.IsSupported : !System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported)
         {
             Assert.Equal(0, Strided.Evens(new float[64], new float[32], bits)); // no such vectors here: nothing written
             return;
         }
+        // without AVX-512, 512 bits asked for are 256-bit vectors
         var from = Random(95, 90);
         var to = new float[45];
         int written = Strided.Evens(from, to, bits);
