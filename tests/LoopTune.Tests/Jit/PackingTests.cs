@@ -15,6 +15,9 @@ public class PackingTests
     [InlineData("mm 37 45 29", "n:1+13 m:4+5 k:29 m:8u n:2u n:16v pack=B")]
     [InlineData("mm 37 45 29", "k:3+5 n:1+13 m:37 k:8 n:2u n:16v pack=A,B")]
     [InlineData("mm 48 40 33", "m:6 k:33 n:5 m:8u n:8v pack=A")]
+    // A's rows of a tile copied along each row (a tail of 2 rows), B's rows of a panel in vectors (16 and 64 lanes wide)
+    [InlineData("mm 50 48 70", "n:3 m:8+2 k:70 m:6u n:16v pack=A,B")]
+    [InlineData("mm 19 128 33", "n:2 k:3 m:3+1 k:11 m:6u n:64v pack=A,B")]
     [InlineData("mm 20 24 12", "n:24 m:20 >k:12v pack=A,B")]
     [InlineData("conv 8 10 10 16 3 3", "f:4 h:8 c:8 r:3 s:3 f:4u w:8v pack=W")]
     [InlineData("conv 3 9 11 5 3 2", "f:1+1 h:7 c:3 r:3 s:2 f:4u w:10v pack=W")]

@@ -54,6 +54,24 @@ public class ParallelKernelTests
         }
     }
 
+    /// <summary>A packed kernel on several threads makes its copies on them, each a share of the copy's outermost loop (a
+    /// tail among them): the result is the reference's, and one thread's to the bit.</summary>
+    [Theory]
+    [InlineData("mm 50 48 70", ">k:2 m:2p n:3 m:4+1 k:7 k:5u m:6u n:16v pack=A,B")]
+    [InlineData("mm 37 45 29", ">k:3+5 n:1+13 m:37p k:8 n:2u n:16v pack=A,B")]
+    [InlineData("mm 37 45 29", ">n:1+13p m:4+5 k:29 m:8u n:2u n:16v pack=B")]
+    public void Packed_copies_made_on_the_threads_give_one_threads_result(string spec, string schedule)
+    {
+        var kernel = Kernel.Compile(Nest.Parse(Computation.Parse(spec), schedule));
+        var single = RunOnce(kernel, 1, 5);
+        foreach (int threads in new[] { 2, 3 })
+        {
+            kernel.SetThreads(threads);
+            Assert.Null(KernelCheck.Verify(kernel, new Random(5)));
+            Assert.True(single.AsSpan().SequenceEqual(RunOnce(kernel, threads, 5)), $"{schedule} on {threads} threads differs from 1 thread");
+        }
+    }
+
     /// <summary>The output's bits after one run from fixed inputs and a non-zero output on <paramref name="threads"/> threads.</summary>
     static int[] RunOnce(Kernel kernel, int threads, int seed)
     {
@@ -68,12 +86,14 @@ public class ParallelKernelTests
 
     /// <summary>10,000 runs in a row on 2 and 3 threads: every chunk of every run is done (small integers keep the sums
     /// exact), no run waits forever (a lost wake-up would hang past the bound), no thread is started after the first and
-    /// the calling thread allocates nothing.</summary>
-    [Fact]
-    public async Task Ten_thousand_runs_in_a_row_lose_no_wake_up_and_start_no_thread()
+    /// the calling thread allocates nothing, its packed copies made on the threads included.</summary>
+    [Theory]
+    [InlineData(">m:6p k:8 m:4u n:16v")]
+    [InlineData(">m:6p k:8 m:4u n:16v pack=A,B")]
+    public async Task Ten_thousand_runs_in_a_row_lose_no_wake_up_and_start_no_thread(string schedule)
     {
         var c = Computation.Parse("mm 24 16 8");
-        var kernel = Kernel.Compile(Nest.Parse(c, ">m:6p k:8 m:4u n:16v"));
+        var kernel = Kernel.Compile(Nest.Parse(c, schedule));
         float[] left = [.. Enumerable.Range(0, 24 * 8 + kernel.ReadsPast).Select(i => (float)(i % 3))];
         float[] right = [.. Enumerable.Range(0, 8 * 16 + kernel.ReadsPast).Select(i => (float)(i % 4))];
         var once = new float[24 * 16];

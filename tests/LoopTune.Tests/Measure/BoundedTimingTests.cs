@@ -74,6 +74,7 @@ public sealed class BoundedTimingTests
     {
         // A packed with m innermost: a gather of 16 MB across 4 KiB rows, dearer than the product's 268 MFLOP; a slice copies
         // its share once, so its loops alone said 3.8 times the whole's speed (223-228 GFLOPS against 59; with the copy, 83-88)
+        // on the Zen 5; on the Zen 3, with the copy reading a line of each row in turn, 35-38 against 21-23 with the copy
         var c = Computation.Matmul(4096, 32, 1024);
         var nest = Nest.Parse(c, ">k:4 m:512 k:256 m:8u n:32v pack=A");
         var kernel = Kernel.Compile(nest);
@@ -84,7 +85,7 @@ public sealed class BoundedTimingTests
         // the copy is counted: the estimate is well below what the slice's loops alone say
         var slice = KernelTiming.Plan(nest, buffers, whole.MedianSeconds / 8).Slice!;
         var loops = KernelTiming.Scaled(KernelTiming.Measure(slice, MeasureOptions.Quick, buffers), slice, kernel);
-        Assert.True(estimate.Gflops < 0.6 * loops.Gflops, $"estimated {estimate.Gflops:F1} GFLOPS, the loops alone {loops.Gflops:F1}");
+        Assert.True(estimate.Gflops < 0.8 * loops.Gflops, $"estimated {estimate.Gflops:F1} GFLOPS, the loops alone {loops.Gflops:F1}, whole {whole.Gflops:F1}");
         // and near the whole's: within 3x, as the whole's gather across 4 KiB rows slows with the memory's state (59 GFLOPS
         // alone, 33.6 after the whole suite in CI, where the estimate said 68)
         double ratio = estimate.Gflops / whole.Gflops;

@@ -108,11 +108,32 @@ public sealed class CacheBlockedTilesTests
         // lean: 6 rows by 4 vectors, 1024 rows as 170 blocks of 6 and a tail of 4; full: 16 accumulators at most among
         // divisors of 1024 (28 registers), 4 x 4 vectors loads the fewest. Each: k blocked for L2 with the rows over which
         // B's block is reused (the last found; full: 1024 x 32 of A, 32 x 64 of B, 1024 x 64 of C, 401,408 bytes; 64 would
-        // be 671,744), unblocked, those two with B packed (its rows 4 KiB apart), then k blocked for L1 by the block's loops (64)
-        Assert.Equal([">n:16 k:32 m:170+4 k:32 m:6u n:64v", ">n:16 m:170+4 k:1024 m:6u n:64v", ">n:16 m:170+4 k:1024 m:6u n:64v pack=B",
+        // be 671,744), unblocked, those two with B packed (its rows 4 KiB apart), then k blocked for L1 by the block's loops (64);
+        // first of all, the product blocked as BLIS blocks it (k by 64: a 64 x 64 panel of B, 16 KiB of L1d's 24; A's 1024
+        // rows by 64, 256 KiB, fit half the L2 whole)
+        Assert.Equal([">k:16 n:16 m:170+4 k:16 k:4u m:6u n:64v pack=A,B", ">n:16 k:32 m:170+4 k:32 m:6u n:64v", ">n:16 m:170+4 k:1024 m:6u n:64v", ">n:16 m:170+4 k:1024 m:6u n:64v pack=B",
             ">n:16 k:32 m:170+4 k:32 m:6u n:64v pack=B", ">n:16 k:16 m:170+4 k:64 m:6u n:64v",
             ">n:16 k:32 m:256 k:32 m:4u n:64v", ">n:16 m:256 k:1024 m:4u n:64v", ">n:16 m:256 k:1024 m:4u n:64v pack=B",
             ">n:16 k:32 m:256 k:32 m:4u n:64v pack=B", ">n:16 k:16 m:256 k:64 m:4u n:64v"], tiles.Select(t => t.Serialize()));
+    }
+
+    /// <summary>A Zen 3 as tuning sees it: 8 lanes, 16 registers, 8 accumulators, L1d 32 KiB, L2 512 KiB.</summary>
+    static MachineInfo Zen3() =>
+        new(CpuInfo.Current, 2, 256, 16, new FmaTiming(256, 3.23, 4, 103.4), new CacheSizes(32, 512, 32768, "sysfs"), []);
+
+    [Theory]
+    // k by 256 (a 256 x 16 panel of B, 16 KiB: half the L1d), m by 256 (A's 256 x 256 block, 256 KiB: half the L2)
+    [InlineData(3072, 1024, 1536, ">k:6 m:12 n:64 m:42+4 k:64 k:4u m:6u n:16v pack=A,B")]
+    [InlineData(384, 64, 512, ">k:2 m:2 n:4 m:32 k:64 k:4u m:6u n:16v pack=A,B")] // 384 rows: blocks of 192, the largest divisor within 256
+    [InlineData(1024, 1024, 40, ">n:64 m:170+4 k:10 k:4u m:6u n:16v pack=A,B")]  // k whole (40), A's 1024 x 40 within half the L2: no block loops
+    public void A_large_product_is_first_offered_blocked_as_blis_blocks_it_with_both_operands_packed(int m, int n, int k, string expected)
+    {
+        var c = Computation.Matmul(m, n, k);
+        var tiles = CacheBlockedTiles.For(c, Zen3());
+        Assert.Equal(expected, tiles[0].Serialize());
+        if (m * k < 1 << 20) Assert.True(Verifier.Verify(Kernel.Compile(tiles[0])).Passed, expected);
+        // operands within half the L2 are not copied for it
+        Assert.DoesNotContain(CacheBlockedTiles.For(Computation.Matmul(64, 64, 64), Zen3()), t => t.Packed == 0b110);
     }
 
     /// <summary>Only a matrix product's plain operand is offered packed: a blocked convolution's weights are laid out once,
