@@ -89,7 +89,7 @@ public sealed class CacheBlockedTilesTests
 
     [Theory]
     [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=128 h=28 w=28 c=128 r=3 s=3")] // direct: w is no plain index of an input
-    [InlineData("C[m,n] += A[m,k] * B[k,n] m=256 n=196 k=2304")]                          // 196 columns: no whole vectors
+    [InlineData("C[m,n] += A[m,k] * B[k,n] m=256 n=12 k=2304")]                           // 12 columns: not one vector of 16
     [InlineData("C[m,n] += A[m,k] * B[m,n] m=64 n=64 k=8")]                               // n is in both inputs: nothing to broadcast
     public void A_contraction_without_the_form_gets_none(string spec) =>
         Assert.Empty(CacheBlockedTiles.For(Computation.Parse(spec), Zen5()));
@@ -134,6 +134,25 @@ public sealed class CacheBlockedTilesTests
         if (m * k < 1 << 20) Assert.True(Verifier.Verify(Kernel.Compile(tiles[0])).Passed, expected);
         // operands within half the L2 are not copied for it
         Assert.DoesNotContain(CacheBlockedTiles.For(Computation.Matmul(64, 64, 64), Zen3()), t => t.Packed == 0b110);
+    }
+
+    /// <summary>Columns that are not whole vectors end in a tail: every tile covers them and computes what the reference
+    /// does.</summary>
+    [Theory]
+    [InlineData(512, 49, 256)]   // ResNet-18's 7x7 1x1 layer as a product: 3 panels of 16 and 1 column
+    [InlineData(40, 196, 300)]   // a 14x14 image's pixels: 12 panels and 4 columns
+    public void Columns_that_are_not_whole_vectors_end_in_a_tail(int m, int n, int k)
+    {
+        var c = Computation.Matmul(m, n, k);
+        foreach (var machine in new[] { Zen3(), Zen5() })
+        {
+            var tiles = CacheBlockedTiles.For(c, machine);
+            Assert.NotEmpty(tiles);
+            Assert.All(tiles, t => Assert.Contains($"n:{n / t[^1].Size}+{n % t[^1].Size} ", t.Serialize()));
+            if (machine.VectorBits == JitOptions.Default.VectorBits)
+                foreach (var tile in tiles.Take(4))
+                    Assert.True(Verifier.Verify(Kernel.Compile(tile)).Passed, tile.Serialize());
+        }
     }
 
     /// <summary>Only a matrix product's plain operand is offered packed: a blocked convolution's weights are laid out once,
