@@ -47,7 +47,7 @@ sealed class ComparisonOptions
         this.defaultMethods = defaultMethods;
         Methods = new("--methods")
         {
-            Description = $"Comma-separated methods (default {defaultMethods ?? "all searches"}; the searches: {string.Join(",", Searches.Names)}). 'policy' is the trained policy's greedy rollout, 'policy_topK' (e.g. policy_top4) adds rollouts branching to its next choices within the budget.",
+            Description = $"Comma-separated methods (default {defaultMethods ?? "all searches"}; the searches: {string.Join(",", Searches.Names)}). 'policy' is the trained policy's greedy rollout, 'policy_topK' (e.g. policy_top4) adds rollouts branching to its next choices within the budget, 'policy_search' is the policy-guided search, 'tune' what `looptune tune` does (that search with the machine's own tiles beside it).",
         };
         Out = new("--out") { Description = outDescription, Required = true };
     }

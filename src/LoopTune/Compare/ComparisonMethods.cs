@@ -6,7 +6,8 @@ using LoopTune.Search;
 namespace LoopTune.Compare;
 
 /// <summary>The one parser of a comparison's <c>--methods</c>: the searches by name (<see cref="Searches"/>), "policy" / "policy_topK" as
-/// <see cref="PolicySearch"/>es of a trained policy, and "policy_search" as its <see cref="PolicyGuidedSearch"/>.</summary>
+/// <see cref="PolicySearch"/>es of a trained policy, "policy_search" as its <see cref="PolicyGuidedSearch"/>, and "tune" as that
+/// search with the machine's own tiles beside it (<see cref="TuneMethod"/>, what <c>looptune tune</c> does).</summary>
 public static class ComparisonMethods
 {
     /// <summary>The methods of <paramref name="csv"/>, in its order (every search when empty); the policy <paramref name="policyPath"/> is
@@ -19,7 +20,7 @@ public static class ComparisonMethods
         if (!names.Any(IsPolicy)) return [.. names.Select(Searches.Get)];
         foreach (var n in names) // every name checked before the policy is read, so a bad name is the error reported
         {
-            if (n == PolicyGuidedSearch.MethodName) continue;
+            if (n is PolicyGuidedSearch.MethodName or TuneMethod.MethodName) continue;
             if (IsPolicy(n)) _ = TopK(n);
             else _ = Searches.Get(n);
         }
@@ -32,10 +33,11 @@ public static class ComparisonMethods
         })).Value;
         _ = For(Computation.Matmul(8, 8, 8));   // a missing or broken policy is reported before any search runs
         return [.. names.Select(n => n == PolicyGuidedSearch.MethodName ? new PolicyGuidedSearch(For, policyPath)
+            : n == TuneMethod.MethodName ? new TuneMethod(new PolicyGuidedSearch(For, policyPath))
             : IsPolicy(n) ? new PolicySearch(For, policyPath, TopK(n)) : Searches.Get(n))];
     }
 
-    static bool IsPolicy(string name) => name is "policy" or PolicyGuidedSearch.MethodName || name.StartsWith("policy_top", StringComparison.Ordinal);
+    static bool IsPolicy(string name) => name is "policy" or PolicyGuidedSearch.MethodName or TuneMethod.MethodName || name.StartsWith("policy_top", StringComparison.Ordinal);
 
     static int TopK(string name) =>
         name == "policy" ? 1

@@ -71,34 +71,45 @@ public static class PolicyTuning
             // the buffers warmed by the first rival's kernel before the clock starts: the first evaluation on fresh
             // buffers read about a tenth low, and the first rival is the one the machine's tiles rank first
             if (others.Count > 0) evaluator.WarmBuffers(others[0]);
-            var clock = Stopwatch.StartNew();
-            // the rivals first, in their order, while the first half of RivalShare lasts (a rival is started while the
-            // time left covers one more as long as the last took; the first always): evaluated after the search, they were
-            // left out whenever it ran past its share (mm 128 3072 768: the search's finish ended at 0.90 s of 1 s, and the
-            // machine's tile that runs 175 GFLOPS lost to the search's 134 unmeasured)
-            var figures = new List<(Nest Nest, double Gflops)>();
-            TimeSpan rivalsUntil = limit.Time * (RivalShare / 2), last = TimeSpan.Zero;
-            foreach (var rival in others)
-            {
-                if (figures.Count > 0 && clock.Elapsed + last > rivalsUntil) break;
-                if (figures.Any(f => f.Nest.ScheduleKey == rival.ScheduleKey)) continue;
-                var before = clock.Elapsed;
-                figures.Add((rival, timed.Evaluate(rival).Gflops));
-                last = clock.Elapsed - before;
-            }
-            double rivalsMeasuring = timed.Seconds;
-            // the search: all but the second half of RivalShare, kept for timing its best beside the fastest rivals
-            var searchLimit = others.Count == 0 ? limit : limit with { Time = TimeSpan.FromTicks(Math.Max(0, (limit.Time * (1 - RivalShare / 2) - clock.Elapsed).Ticks)) };
-            result = search.Run(Nest.Initial(computation), timed, searchLimit, 0, pol.Space);
-            best = result.Best;
-            searchMeasuring = timed.Seconds - rivalsMeasuring;
-            // side by side: the search's best and the two fastest rivals by their figures (one of a dozen measured once
-            // can be high by chance), in what is left of the budget; without time left, their figures decide
-            List<Nest> candidates = [best, .. figures.Where(f => f.Nest.ScheduleKey != best.ScheduleKey).OrderByDescending(f => f.Gflops).Take(2).Select(f => f.Nest)];
-            if (candidates.Count > 1) best = candidates[timed.Fastest(candidates, limit.Time - clock.Elapsed)];
+            (result, best, searchMeasuring, _) = WithRivals(search, computation, timed, limit, 0, pol.Space, others);
         }
         // at N threads (RunThreads) the best schedule is run as the evaluator timed it: with its parallel loop
         return (result, KernelReport.Run(evaluator.AsRun(best), timing, preparePeers, null, buffers, evaluator.Threads), result.Seconds - searchMeasuring, timed.Seconds);
+    }
+
+    /// <summary>The core of <see cref="Tune"/> on any evaluator: <paramref name="rivals"/> evaluated first, in their order,
+    /// while the first half of <see cref="RivalShare"/> of the budget's time lasts (a rival is started while the time left
+    /// covers one more as long as the last took; the first always: evaluated after the search, they were left out whenever
+    /// it ran past its share; mm 128 3072 768's search ended at 0.90 s of 1 s, and the machine's tile that runs 175 GFLOPS
+    /// lost to the search's 134 unmeasured), then <paramref name="search"/> in all but the second half, then its best and
+    /// the two fastest rivals by their figures (one of a dozen measured once can be high by chance) timed side by side in
+    /// what is left (<see cref="IConfirmingEvaluator.Fastest"/>; by their figures without one, or without time left).
+    /// Returns the search's result, the answer, the seconds the evaluator spent in the search's own evaluations (of a
+    /// <c>TimedEvaluator</c>; 0 otherwise) and the rivals' figures.</summary>
+    internal static (SearchResult Result, Nest Best, double SearchMeasuring, IReadOnlyList<(Nest Nest, double Gflops)> Rivals) WithRivals(ISearch search,
+        Computation computation, IEvaluator evaluator, SearchBudget limit, int seed, ActionSpace space, IReadOnlyList<Nest> rivals)
+    {
+        var clock = Stopwatch.StartNew();
+        var figures = new List<(Nest Nest, double Gflops)>();
+        TimeSpan rivalsUntil = limit.Time * (RivalShare / 2), last = TimeSpan.Zero;
+        foreach (var rival in rivals)
+        {
+            if (figures.Count > 0 && clock.Elapsed + last > rivalsUntil) break;
+            if (figures.Any(f => f.Nest.ScheduleKey == rival.ScheduleKey)) continue;
+            var before = clock.Elapsed;
+            figures.Add((rival, evaluator.Evaluate(rival).Gflops));
+            last = clock.Elapsed - before;
+        }
+        double rivalSeconds = evaluator is TimedEvaluator t ? t.Seconds : 0;
+        var searchLimit = rivals.Count == 0 ? limit : limit with { Time = TimeSpan.FromTicks(Math.Max(0, (limit.Time * (1 - RivalShare / 2) - clock.Elapsed).Ticks)) };
+        var result = search.Run(Nest.Initial(computation), evaluator, searchLimit, seed, space);
+        double searchMeasuring = (evaluator is TimedEvaluator u ? u.Seconds : 0) - rivalSeconds;
+        var best = result.Best;
+        List<(Nest Nest, double Gflops)> candidates = [(best, result.BestGflops), .. figures.Where(f => f.Nest.ScheduleKey != best.ScheduleKey).OrderByDescending(f => f.Gflops).Take(2)];
+        if (candidates.Count > 1)
+            best = evaluator is IConfirmingEvaluator confirming ? candidates[confirming.Fastest([.. candidates.Select(x => x.Nest)], limit.Time - clock.Elapsed)].Nest
+                : candidates.MaxBy(x => x.Gflops).Nest;
+        return (result, best, searchMeasuring, figures);
     }
 
     /// <summary>How <paramref name="final"/> (the answer of <see cref="Tune"/> at <paramref name="threads"/> threads) was
