@@ -51,22 +51,17 @@ sealed unsafe class PackPlan
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Pack(float* input, float* copy, int lo, int hi)
     {
-        var (v, step, fromStride, toStride) = loops[0];
         hi = Math.Min(hi, OuterIterations);
         if (lo >= hi) return;
         if (loops.Length == 1)
         {
+            var (_, _, fromStride, toStride) = loops[0];
             Run(input + lo * fromStride, copy + lo * toStride, hi - lo, fromStride, toStride);
             return;
         }
         Span<int> remaining = stackalloc int[sizes.Length];
         sizes.CopyTo(remaining);
-        int full = sizes[v] / step, rem = sizes[v] % step;
-        for (int k = lo; k < hi; k++)
-        {
-            remaining[v] = k < full ? step : rem;
-            Copy(1, remaining, input + k * fromStride, copy + k * toStride);
-        }
+        Iterations(0, remaining, input, copy, lo, hi);
     }
 
     /// <summary>Writes the packed copy of <paramref name="input"/> to <paramref name="copy"/> (<see cref="Length"/> floats).</summary>
@@ -108,12 +103,21 @@ sealed unsafe class PackPlan
             for (int k = 0; k < runs; k++) Run(from + k * fromStride, to + k * toStride, run, runStride, runTo);
             return;
         }
-        remaining[v] = step;
-        for (int k = 0; k < full; k++) Copy(i + 1, remaining, from + k * fromStride, to + k * toStride);
-        if (rem > 0)
+        Iterations(i, remaining, from, to, 0, int.MaxValue);
+    }
+
+    /// <summary>Iterations [<paramref name="lo"/>, <paramref name="hi"/>) of loop <paramref name="i"/> of the copy (its tail
+    /// the last), each copying what the loops inside it move.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void Iterations(int i, Span<int> remaining, float* from, float* to, int lo, int hi)
+    {
+        var (v, step, fromStride, toStride) = loops[i];
+        int covered = remaining[v], full = covered / step, rem = covered % step;
+        hi = Math.Min(hi, full + (rem > 0 ? 1 : 0));
+        for (int k = lo; k < hi; k++)
         {
-            remaining[v] = rem;
-            Copy(i + 1, remaining, from + full * fromStride, to + full * toStride);
+            remaining[v] = k < full ? step : rem;
+            Copy(i + 1, remaining, from + k * fromStride, to + k * toStride);
         }
         remaining[v] = covered;
     }

@@ -90,6 +90,7 @@ public static class PolicyTuning
         Computation computation, IEvaluator evaluator, SearchBudget limit, int seed, ActionSpace space, IReadOnlyList<Nest> rivals)
     {
         var clock = Stopwatch.StartNew();
+        var timer = evaluator as TimedEvaluator;
         var figures = new List<(Nest Nest, double Gflops)>();
         TimeSpan rivalsUntil = limit.Time * (RivalShare / 2), last = TimeSpan.Zero;
         foreach (var rival in rivals)
@@ -100,10 +101,10 @@ public static class PolicyTuning
             figures.Add((rival, evaluator.Evaluate(rival).Gflops));
             last = clock.Elapsed - before;
         }
-        double rivalSeconds = evaluator is TimedEvaluator t ? t.Seconds : 0;
+        double rivalSeconds = timer?.Seconds ?? 0;
         var searchLimit = rivals.Count == 0 ? limit : limit with { Time = TimeSpan.FromTicks(Math.Max(0, (limit.Time * (1 - RivalShare / 2) - clock.Elapsed).Ticks)) };
         var result = search.Run(Nest.Initial(computation), evaluator, searchLimit, seed, space);
-        double searchMeasuring = (evaluator is TimedEvaluator u ? u.Seconds : 0) - rivalSeconds;
+        double searchMeasuring = (timer?.Seconds ?? 0) - rivalSeconds;
         var best = result.Best;
         List<(Nest Nest, double Gflops)> candidates = [(best, result.BestGflops), .. figures.Where(f => f.Nest.ScheduleKey != best.ScheduleKey).OrderByDescending(f => f.Gflops).Take(2)];
         if (candidates.Count > 1)

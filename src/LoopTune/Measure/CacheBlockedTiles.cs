@@ -121,18 +121,21 @@ public static class CacheBlockedTiles
         if (kc < 16) return null;
         int mc = Enumerable.Range(rows, Math.Max(0, sizeM - rows + 1)).Where(b => sizeM % b == 0 && (long)b * kc * sizeof(float) <= l2 * 512L).DefaultIfEmpty(sizeM).Max();
         var loops = new List<string>();
-        void Add(int var, int size, string suffix = "") { if (size > 1 || suffix.Length > 0) loops.Add($"{c.Vars[var]}:{size}{suffix}"); }
-        Add(k, sizeK / kc);
-        Add(u, sizeM / mc);
-        Add(v, sizeN / width, sizeN % width > 0 ? $"+{sizeN % width}" : "");
-        if (mc > rows) loops.Add($"{c.Vars[u]}:{mc / rows}{(mc % rows > 0 ? $"+{mc % rows}" : "")}");
-        if (kc % 4 == 0) loops.AddRange([$"{c.Vars[k]}:{kc / 4}", $"{c.Vars[k]}:4u"]);
-        else Add(k, kc);
-        loops.Add($"{c.Vars[u]}:{rows}{(rows > 1 ? "u" : "")}");
-        loops.Add($"{c.Vars[v]}:{width}v");
+        if (sizeK > kc) loops.Add(Loop(c, k, sizeK / kc));
+        if (sizeM > mc) loops.Add(Loop(c, u, sizeM / mc));
+        if (sizeN > width) loops.Add(Loop(c, v, sizeN / width, sizeN % width));
+        if (mc > rows) loops.Add(Loop(c, u, mc / rows, mc % rows));
+        if (kc % 4 == 0) loops.AddRange([Loop(c, k, kc / 4), Loop(c, k, 4, annotation: 'u')]);
+        else loops.Add(Loop(c, k, kc));
+        loops.Add(Loop(c, u, rows, annotation: rows > 1 ? 'u' : ' '));
+        loops.Add(Loop(c, v, width, annotation: 'v'));
         if (loops.Count > Nest.MaxLoops) return null;
         return Nest.Parse(c, $">{string.Join(' ', loops)} pack={broadcast.Name},{streamed.Name}");
     }
+
+    /// <summary>One loop of a schedule's compact form (<see cref="Nest.Serialize"/>): <c>var:size[+tail][u|v]</c>.</summary>
+    static string Loop(Computation c, int var, int size, int tail = 0, char annotation = ' ') =>
+        string.Create(CultureInfo.InvariantCulture, $"{c.Vars[var]}:{size}{(tail > 0 ? $"+{tail}" : "")}{(annotation == ' ' ? "" : annotation)}");
 
     /// <summary>The register tile of <paramref name="rows"/> by <paramref name="width"/> lanes with the whole reduction
     /// around it, then that reduction's variable <paramref name="k"/> blocked for each cache level (when it blocks).</summary>
@@ -249,7 +252,7 @@ public static class CacheBlockedTiles
         int count = 0;
         void Add(int var, int size, char annotation = ' ', int tail = 0)
         {
-            loops.Append(CultureInfo.InvariantCulture, $"{c.Vars[var]}:{size}{(tail > 0 ? $"+{tail}" : "")}{(annotation == ' ' ? "" : annotation)} ");
+            loops.Append(Loop(c, var, size, tail, annotation)).Append(' ');
             count++;
         }
         var output = c.Output.Index.Select(d => d[0].Var).ToList();
