@@ -40,7 +40,8 @@ public static partial class CExport
     {
         ArgumentNullException.ThrowIfNull(nest);
         CheckName(name);
-        var options = JitOptions.Default with { MaxVectorBits = isa.VectorBits() }; // this machine's prefetching, as the JIT's
+        // this machine's prefetching, as the JIT's; packed inputs copied whole, before the loops (Pack)
+        var options = JitOptions.Default with { MaxVectorBits = isa.VectorBits(), PackBlocks = false };
         var notes = new List<string>();
         var lowered = Lowering.Lower(nest, options);
         if (lowered.ReadsPast > 0)

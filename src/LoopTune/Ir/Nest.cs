@@ -34,7 +34,8 @@ public readonly record struct Loop(int Var, int Size, int Tail = 0, Annotation A
 /// distinct variables (<see cref="IsPackable"/>); at most one loop is parallel, over an output variable, outside every
 /// unrolled or vectorized loop (<see cref="ParallelLoop"/>).
 /// <para>An input may be <b>packed</b> (<see cref="Packed"/>, the <c>pack</c> action): the kernel then reads a copy of it,
-/// made at the start of every run and counted in its time, whose elements lie in the order the nest's loops visit them:
+/// made in every run (whole before the loops, or a block at a time in them: <see cref="Layout.BlockLevel"/>) and counted
+/// in its time, whose elements lie in the order the nest's loops visit them:
 /// one iteration of the innermost loop that moves the input steps one element, one of the next loop out steps over
 /// everything the loops inside it cover, and so on, as BLIS packs its panels. A column of <c>B[k,n]</c> read 4 KiB
 /// apart becomes a run of consecutive lines.</para>

@@ -5,8 +5,9 @@ namespace LoopTune.Jit;
 /// <summary>The signature of every emitted kernel: the output, left and right buffers, and the init buffer the output tile's
 /// initial values come from (<see cref="Kernel.CompileInitialized"/>; unused otherwise); <c>go == 0</c> returns at once
 /// (used to make RyuJIT compile the method before it is timed); the parallel loop, if any, runs its iterations
-/// [<paramref name="lo"/>, <paramref name="hi"/>) only (0 and int.MaxValue: all of them).</summary>
-unsafe delegate void KernelFn(float* output, float* left, float* right, float* init, int go, int lo, int hi);
+/// [<paramref name="lo"/>, <paramref name="hi"/>) only (0 and int.MaxValue: all of them); <paramref name="blocks"/> are the
+/// calling thread's buffers for the inputs copied a block at a time (<see cref="PackOp"/>; null when there are none).</summary>
+unsafe delegate void KernelFn(float* output, float* left, float* right, float* init, int go, int lo, int hi, PackBlocks? blocks);
 
 /// <summary>Writes a lowered <see cref="Op"/> program as IL into a DynamicMethod. Pointers live in locals, one per tensor
 /// per loop level that moves it; every address is such a pointer plus a constant byte offset.</summary>
@@ -24,7 +25,7 @@ sealed unsafe class Emitter
 
     public static KernelFn Emit(List<Op> program, bool fused, string name)
     {
-        var method = new DynamicMethod(name, typeof(void), [typeof(float*), typeof(float*), typeof(float*), typeof(float*), typeof(int), typeof(int), typeof(int)],
+        var method = new DynamicMethod(name, typeof(void), [typeof(float*), typeof(float*), typeof(float*), typeof(float*), typeof(int), typeof(int), typeof(int), typeof(PackBlocks)],
                                        typeof(Emitter).Module, skipVisibility: true);
         var il = method.GetILGenerator();
         var run = il.DefineLabel();
@@ -47,6 +48,7 @@ sealed unsafe class Emitter
             {
                 case LoopOp { Parallel: true } l: ParallelLoop(l); break;
                 case LoopOp l: Loop(l); break;
+                case PackOp p: Pack(p); break;
                 case LoadOp l: Load(l); break;
                 case FmaOp f: Fma(f); break;
                 case PrefetchOp p: Prefetch(p); break;
@@ -70,6 +72,7 @@ sealed unsafe class Emitter
                 _ => default,
             };
             if (op is LoopOp loop) { Masks(loop.Body); Masks(loop.After); }
+            if (op is PackOp pack) Masks(pack.Body);
             if (!chunk.IsMasked || masks.ContainsKey(chunk)) continue;
             for (int i = 0; i < chunk.Width; i++) il.Emit(OpCodes.Ldc_R4, BitConverter.Int32BitsToSingle(i < chunk.Lanes ? -1 : 0));
             il.Emit(OpCodes.Call, VectorApi.Of(chunk.Width).Gather);
@@ -131,7 +134,24 @@ sealed unsafe class Emitter
         Array.Copy(saved, current, current.Length);
     }
 
-    const byte Go = 4, Lo = 5, Hi = 6;
+    const byte Go = 4, Lo = 5, Hi = 6, Blocks = 7;
+
+    static readonly System.Reflection.MethodInfo PackBlock = typeof(PackBlocks).GetMethod(nameof(PackBlocks.Pack))!;
+
+    /// <summary>The block's copy, then the body on a pointer local at the copy.</summary>
+    void Pack(PackOp p)
+    {
+        il.Emit(OpCodes.Ldarg_S, Blocks);
+        il.Emit(OpCodes.Ldc_I4, p.Plan);
+        Address(p.Tensor, p.Offset);
+        il.Emit(OpCodes.Callvirt, PackBlock);
+        var block = il.DeclareLocal(typeof(float*));
+        il.Emit(OpCodes.Stloc, block);
+        var saved = current[p.Tensor];
+        current[p.Tensor] = block;
+        Block(p.Body);
+        current[p.Tensor] = saved;
+    }
 
     /// <summary>The parallel loop: iterations [lo, hi) of its Trips (arguments <see cref="Lo"/> and <see cref="Hi"/>), then
     /// its tail (iteration Trips) when lo &lt;= Trips &lt; hi. The pointers start lo iterations in.</summary>

@@ -1,6 +1,7 @@
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using LoopTune.Ir;
 
 namespace LoopTune.Jit;
 
@@ -49,8 +50,12 @@ public readonly record struct Chunk(int Width, int Lanes)
 /// <param name="PrefetchSpreadMinBytes">The smallest next block <paramref name="PrefetchSpreadBytes"/> prefetches: one that
 /// fits in the L1d stays there between the tiles, and its guards would cost a compare a line in every step for nothing
 /// (<see cref="Default"/>: this machine's L1d).</param>
+/// <param name="PackBlocks">Copy a packed input a block at a time, in the loops, where <see cref="Layout.BlockLevel"/> finds a
+/// level for it, rather than whole before them: each block is copied into a buffer that stays in the caches while the
+/// loops inside read it, so neither the copy nor the reads go to memory. False copies every packed input whole (the
+/// C export, whose functions copy outside the loops).</param>
 public sealed record JitOptions(int MaxVectorBits = 512, bool UseFma = true, int MaxOperations = 1024, bool MaskedTails = true, bool WideInputLoads = true,
-    bool FuseLanes = true, int PrefetchBlockBytes = 0, int PrefetchSpreadBytes = 0, int PrefetchSpreadMinBytes = 0)
+    bool FuseLanes = true, int PrefetchBlockBytes = 0, int PrefetchSpreadBytes = 0, int PrefetchSpreadMinBytes = 0, bool PackBlocks = true)
 {
     /// <summary>The most iterations of the loops between an input's block loop and the tile (which read the same block
     /// again) for which <see cref="PrefetchBlockBytes"/> prefetches the next block: each of them prefetches it again.</summary>

@@ -19,7 +19,8 @@ namespace LoopTune.Jit;
 public sealed unsafe class Kernel
 {
     readonly KernelFn fn;
-    readonly PackPlan[] plans;
+    readonly PackPlan[] plans; // the inputs copied whole before the loops
+    readonly PackPlan[] blockPlans; // the blocks copied in the loops (Layout.BlockLevel), each thread into its own buffers
     readonly bool packOnce;
     readonly int parallelIterations;
     PackedCopies? copies;
@@ -27,11 +28,12 @@ public sealed unsafe class Kernel
     int[] chunks = [0, int.MaxValue];
     int[][] packChunks = []; // per packed input, each thread's share of its copy's outermost loop (more than one thread)
 
-    Kernel(Nest nest, KernelFn fn, int statements, int blockStart, int readsPast, IReadOnlyList<string> notes, TimeSpan compileTime, double fraction = 1, int[]? sizes = null,
-        long[]? init = null)
+    Kernel(Nest nest, KernelFn fn, int statements, int blockStart, int readsPast, IReadOnlyList<string> notes, TimeSpan compileTime, List<PackPlan> blocks,
+        double fraction = 1, int[]? sizes = null, long[]? init = null)
     {
         InitStrides = init;
-        plans = [.. Enumerable.Range(1, 2).Where(nest.IsPacked).Select(t => new PackPlan(nest, t, sizes))];
+        blockPlans = [.. blocks];
+        plans = [.. Enumerable.Range(1, 2).Where(t => nest.IsPacked(t) && blocks.All(b => b.Tensor != t)).Select(t => new PackPlan(nest, t, sizes))];
         packOnce = sizes is not null;
         parallelIterations = ParallelIterations(nest, sizes ?? [.. nest.Computation.Sizes]);
         Fraction = fraction;
@@ -158,10 +160,10 @@ public sealed unsafe class Kernel
         options ??= JitOptions.Default;
         if (warmUp) WarmUp();
         long start = Stopwatch.GetTimestamp();
-        var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options, init: init);
+        var (program, statements, blockStart, readsPast, notes, blocks) = Lowering.Lower(nest, options, init: init);
         var fn = Emitter.Emit(program, options.Fused, init is null ? "looptune_kernel" : "looptune_kernel_initialized");
-        fn(null, null, null, null, 0, 0, 0); // makes RyuJIT compile it now, doing no work
-        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), init: init);
+        fn(null, null, null, null, 0, 0, 0, null); // makes RyuJIT compile it now, doing no work
+        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), blocks, init: init);
     }
 
     /// <summary>
@@ -242,10 +244,10 @@ public sealed unsafe class Kernel
         WarmUp();
         long start = Stopwatch.GetTimestamp();
         double fraction = Share(c, sizes);
-        var (program, statements, blockStart, readsPast, notes) = Lowering.Lower(nest, options, sizes);
+        var (program, statements, blockStart, readsPast, notes, blocks) = Lowering.Lower(nest, options, sizes);
         var fn = Emitter.Emit(program, options.Fused, "looptune_slice");
-        fn(null, null, null, null, 0, 0, 0);
-        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), fraction, sizes);
+        fn(null, null, null, null, 0, 0, 0, null);
+        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), blocks, fraction, sizes);
     }
 
     /// <summary>The share of <paramref name="c"/>'s work a slice over the first <paramref name="sizes"/>[v] elements of each
@@ -362,7 +364,9 @@ public sealed unsafe class Kernel
     /// the whole's copy, <see cref="KernelTiming.MeasureSlice"/>). A whole kernel on several threads (<see cref="Threads"/>,
     /// a parallel loop) makes each copy on them, each thread a share of the copy's outermost loop, before its loops start
     /// (on the Zen 3, mm 512 512 512 blocked with both operands packed ran 99 GFLOPS at two threads with the copies on the
-    /// caller alone); otherwise on the calling thread. Runs from several threads at once are safe: each takes its own copies.</para>
+    /// caller alone); otherwise on the calling thread. An input copied a block at a time (<see cref="Layout.BlockLevel"/>) is
+    /// copied in the loops instead, every run, a slice's too, each thread into buffers of its own. Runs from several threads
+    /// at once are safe: each takes its own copies.</para>
     public void Run(float* output, float* left, float* right)
     {
         if (InitStrides is not null) throw new InvalidOperationException($"the kernel of {Nest.Serialize()} starts its output from an init tensor: run it with one");
@@ -375,15 +379,15 @@ public sealed unsafe class Kernel
     public void Run(float* output, float* left, float* right, float* init)
     {
         if (InitStrides is not null && init is null) throw new ArgumentNullException(nameof(init), $"the kernel of {Nest.Serialize()} starts its output from an init tensor");
-        if (plans.Length == 0)
+        if (plans.Length == 0 && blockPlans.Length == 0)
         {
-            Call(output, left, right, init);
+            Call(output, left, right, init, null);
             return;
         }
         var mine = Interlocked.Exchange(ref copies, null) ?? NewCopies();
         var inputs = stackalloc float*[] { null, left, right };
         PackInto(mine, inputs, always: false);
-        Call(output, inputs[1], inputs[2], init);
+        Call(output, inputs[1], inputs[2], init, mine);
         copies = mine;
     }
 
@@ -421,14 +425,14 @@ public sealed unsafe class Kernel
     /// run (which is never timed, <c>KernelTiming.MeasureSlice</c>) as it writes only its share of a copy laid out for the
     /// whole (mapping all 48 MB of <c>pack=A</c>'s copy on mm 4096 256 3072 in ordinary pages took 0.2 s here, for a
     /// slice that writes a ninth of it, twice per estimate: the probe's and the slice's).</summary>
-    PackedCopies NewCopies() => new(plans, mapPages: !packOnce);
+    PackedCopies NewCopies() => new(plans, blockPlans, mapPages: !packOnce);
 
     /// <summary>Makes the buffers of the packed copies (<see cref="Nest.Packed"/>), their pages mapped, if the kernel has none
     /// kept yet, so that a timed first run does not pay for them: a search times a large kernel by its first run, and a
     /// large input's copy is megabytes of fresh pages. Nothing for a kernel without packed inputs.</summary>
     public void Prepare()
     {
-        if (plans.Length > 0 && Volatile.Read(ref copies) is null) Interlocked.CompareExchange(ref copies, NewCopies(), null);
+        if (plans.Length + blockPlans.Length > 0 && Volatile.Read(ref copies) is null) Interlocked.CompareExchange(ref copies, NewCopies(), null);
     }
 
     /// <summary>Frees the buffers of the packed copies now (large ones go back to the process's kept blocks for the next
@@ -438,10 +442,10 @@ public sealed unsafe class Kernel
 
     /// <summary>Runs the compiled code on the caller alone, or on <see cref="Threads"/> threads when the nest has a
     /// parallel loop.</summary>
-    void Call(float* output, float* left, float* right, float* init)
+    void Call(float* output, float* left, float* right, float* init, PackedCopies? mine)
     {
-        if (threads == 1 || Nest.ParallelLoop < 0) fn(output, left, right, init, 1, 0, int.MaxValue);
-        else ThreadTeam.For(threads).Run(fn, output, left, right, init, chunks);
+        if (threads == 1 || Nest.ParallelLoop < 0) fn(output, left, right, init, 1, 0, int.MaxValue, mine?.Blocks(1)[0]);
+        else ThreadTeam.For(threads).Run(fn, output, left, right, init, chunks, mine?.Blocks(threads));
     }
 
     /// <summary>Runs the kernel on spans, after checking their lengths. An input span too short for

@@ -1,3 +1,4 @@
+using System.Globalization;
 using LoopTune.Ir;
 
 namespace LoopTune.Jit;
@@ -33,6 +34,9 @@ sealed class Lowering
     readonly long[] ahead = new long[3]; // per input, elements to its next block (JitOptions.PrefetchBlockBytes), 0: none
     readonly bool[] spread = new bool[3]; // per input, whether its next block is prefetched spread over the reuse (JitOptions.PrefetchSpreadBytes)
     readonly bool[][] reuse = new bool[3][]; // per input, the levels that read its block again
+    readonly int[] blockLevel = [-1, -1, -1, -1]; // per input, the level whose iterations copy a block of it (Layout.BlockLevel), -1: none
+    readonly List<PackPlan> blockPlans = [];
+    readonly Dictionary<(int Tensor, string Sizes), int> planIndex = [];
     readonly int[] depthAt, tripsAt; // per level, the counted loop open there (its depth, -1: none) and its trips in this context
     readonly bool[] laterAt; // per level, whether the code being lowered is a later unrolled copy of it, or its tail
     Tile? tile;
@@ -50,6 +54,7 @@ sealed class Lowering
         this.options = options;
         this.annotation = annotation;
         strides = Layout.LoopStrides(nest);
+        if (options.PackBlocks) BlockLevels();
         if (init is not null) strides = [.. strides, [.. Enumerable.Range(0, nest.Count).Select(l => init[nest[l].Var] * nest.InnerStep(l))]];
         tensors = strides.Length;
         int n = nest.Count;
@@ -63,6 +68,22 @@ sealed class Lowering
         parallel = nest.ParallelLoop;
     }
 
+    /// <summary>Finds the inputs copied a block at a time (<see cref="Layout.BlockLevel"/>): the loops down to the block's
+    /// move the input as given (its pointer is the input's), the loops inside it move it in the block's layout.</summary>
+    void BlockLevels()
+    {
+        for (int t = 1; t < 3; t++)
+        {
+            int level = Layout.BlockLevel(nest, t);
+            if (level < 0) continue;
+            blockLevel[t] = level;
+            var plain = nest.Computation.Tensors[t].VarStrides;
+            for (int l = 0; l <= level; l++) strides[t][l] = plain[nest[l].Var] * nest.InnerStep(l);
+            long floats = Layout.PackedLength(nest, t, level);
+            remarks.Add(string.Create(CultureInfo.InvariantCulture, $"input {nest.Computation.Tensors[t].Name} packed a block at a time, in each of the {nest[level].Iterations} iterations of {nest.LoopName(level)}: {floats} floats ({floats * sizeof(float) / 1024.0:0.#} KiB) a block"));
+        }
+    }
+
     /// <summary>Lowers the nest. When the spelled-out code would pass <see cref="JitOptions.MaxOperations"/>, the outermost
     /// unrolled loops are kept as loops, one at a time, and a note says which.</summary>
     /// <param name="nest">The schedule.</param>
@@ -74,7 +95,7 @@ sealed class Lowering
     /// <param name="floor">Skip the attempts sure to pass the budget (the default): one whose <see cref="Floor"/> is
     /// already past it, and one that would lower the same program as the attempt that just did; false lowers every
     /// attempt up to the budget, one unroll dropped at a time (the tests compare both).</param>
-    public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes) Lower(Nest nest, JitOptions options, int[]? sizes = null, bool floor = true,
+    public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes, List<PackPlan> Blocks) Lower(Nest nest, JitOptions options, int[]? sizes = null, bool floor = true,
         long[]? init = null)
     {
         if (init is not null && init.Length != nest.Computation.Vars.Length)
@@ -99,7 +120,7 @@ sealed class Lowering
                 if (init is not null) l.CheckInitialized(covered);
                 l.Run(0, covered, default, new Scope(null, 0, new int[l.tensors]), ops, budget: outer >= 0);
                 notes.AddRange(l.remarks.Distinct());
-                return (ops, l.statements, l.hoist, l.readsPast, notes);
+                return (ops, l.statements, l.hoist, l.readsPast, notes, l.blockPlans);
             }
             catch (OverBudget)
             {
@@ -161,6 +182,7 @@ sealed class Lowering
             }
             else if (reused > 1)
             {
+                if (level <= blockLevel[t]) return 0; // its next block is copied, not read where it is
                 if (reused <= JitOptions.PrefetchReuse && Math.Abs(strides[t][level]) * sizeof(float) <= options.PrefetchBlockBytes) return strides[t][level];
                 int inner = Array.LastIndexOf(reuse[t], true);
                 long bytes = Footprint(t, level) * sizeof(float);
@@ -318,10 +340,10 @@ sealed class Lowering
             for (int i = 0; i < full; i++)
             {
                 laterAt[level] = later || i > 0;
-                Run(level + 1, each, Shift(offset, level, i), scope, ops, budget);
+                Inside(level, each, Shift(offset, level, i), scope, ops, budget);
             }
             laterAt[level] = later || full > 0;
-            if (rem > 0) Run(level + 1, With(remaining, v, rem), Shift(offset, level, full), scope, ops, budget);
+            if (rem > 0) Inside(level, With(remaining, v, rem), Shift(offset, level, full), scope, ops, budget);
             laterAt[level] = later;
             return;
         }
@@ -333,15 +355,42 @@ sealed class Lowering
         foreach (var (t, _) in bumps) pointers[t] = depth;
         var body = new List<Op>();
         (depthAt[level], tripsAt[level]) = (depth, full);
-        if (full > 0) Run(level + 1, With(remaining, v, step), offset, new Scope(scope, depth, pointers), body, budget);
+        if (full > 0) Inside(level, With(remaining, v, step), offset, new Scope(scope, depth, pointers), body, budget);
         depthAt[level] = -1;
         var after = new List<Op>();
         bool wasLater = laterAt[level];
         laterAt[level] = true; // the tail: a spread prefetch's guards name the loop's iterations only
-        if (rem > 0) Run(level + 1, With(remaining, v, rem), offset, new Scope(scope, depth, pointers), after, budget);
+        if (rem > 0) Inside(level, With(remaining, v, rem), offset, new Scope(scope, depth, pointers), after, budget);
         laterAt[level] = wasLater;
         Spend(LoopCost, budget);
         ops.Add(new LoopOp(full, depth, [.. bumps], body, after, level == parallel));
+    }
+
+    /// <summary>The body of one iteration of loop <paramref name="level"/> (or of its tail), covering
+    /// <paramref name="remaining"/>: first the copy of each input whose block is copied there (<see cref="Layout.BlockLevel"/>,
+    /// from input <paramref name="from"/> on), the loops inside then reading the copy.</summary>
+    void Inside(int level, int[] remaining, Offsets offset, Scope scope, List<Op> ops, bool budget, int from = 1)
+    {
+        for (int t = from; t < 3; t++)
+        {
+            if (blockLevel[t] != level) continue;
+            var pointers = (int[])scope.PointerDepth.Clone();
+            pointers[t] = -2 - level; // a depth no loop has: the block's loads are not those of the input as given
+            var inner = new Scope(scope, scope.Depth, pointers) { NextSlot = scope.NextSlot };
+            var body = new List<Op>();
+            Inside(level, remaining, offset.With(t, 0), inner, body, budget, t + 1);
+            scope.NextSlot = Math.Max(scope.NextSlot, inner.NextSlot);
+            var key = (t, string.Join(',', remaining));
+            if (!planIndex.TryGetValue(key, out int plan))
+            {
+                planIndex[key] = plan = blockPlans.Count;
+                blockPlans.Add(new PackPlan(nest, t, remaining, level));
+            }
+            Spend(LoopCost, budget);
+            ops.Add(new PackOp(t, plan, offset[t], body));
+            return;
+        }
+        Run(level + 1, remaining, offset, scope, ops, budget);
     }
 
     /// <summary>The statements of the unrolled loop at <paramref name="level"/> fused with the vectorized one below it
@@ -512,6 +561,9 @@ sealed class Lowering
     readonly struct Offsets(long output, long left, long right, long init = 0)
     {
         public long this[int tensor] => tensor switch { 0 => output, 1 => left, 2 => right, _ => init };
+
+        /// <summary>These offsets with tensor <paramref name="t"/>'s replaced by <paramref name="value"/>.</summary>
+        public Offsets With(int t, long value) => new(t == 0 ? value : output, t == 1 ? value : left, t == 2 ? value : right, t == 3 ? value : init);
     }
 
     static int[] With(int[] remaining, int v, int value)

@@ -1,3 +1,5 @@
+using LoopTune.Ir;
+
 namespace LoopTune.Jit;
 
 // The lowered form of a nest: straight-line operations and counted loops over pointer bumps, with every
@@ -16,6 +18,11 @@ abstract record Op;
 /// runs once after the loop, still on the advanced pointers (the partial tail iteration). A <paramref name="Parallel"/>
 /// loop (any trips, 0 included) runs only the iterations in the kernel's range [lo, hi), After being iteration Trips.</summary>
 sealed record LoopOp(int Trips, int Depth, (int Tensor, long Bytes)[] Bumps, List<Op> Body, List<Op> After, bool Parallel = false) : Op;
+
+/// <summary>Copies a block of input <paramref name="Tensor"/>, from <paramref name="Offset"/> elements past its current
+/// pointer, with block plan <paramref name="Plan"/> of the kernel's <see cref="PackBlocks"/>, then runs
+/// <paramref name="Body"/> with the tensor's pointer at the copy (<see cref="Layout.BlockLevel"/>).</summary>
+sealed record PackOp(int Tensor, int Plan, long Offset, List<Op> Body) : Op;
 
 /// <summary>Loads <paramref name="Width"/> elements of tensor <paramref name="Tensor"/> starting <paramref name="Offset"/>
 /// elements past its current pointer, <paramref name="LaneStride"/> elements apart (0: broadcast, 1: contiguous, else gather).</summary>

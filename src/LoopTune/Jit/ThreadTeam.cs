@@ -31,6 +31,7 @@ sealed unsafe class ThreadTeam
     KernelFn? fn;
     Action<int, int, int>? work;
     nint output, left, right, init;
+    PackBlocks?[]? blocks;
     int[] bounds = [];
     Exception? failure;
 
@@ -55,14 +56,15 @@ sealed unsafe class ThreadTeam
         Teams.GetOrAdd((threads, Thread.GetCurrentProcessorId()), static key => new ThreadTeam(key.Threads, key.Core));
 
     /// <summary>Runs <paramref name="kernel"/> on the team: thread t (the caller is 0) runs the parallel loop's iterations
-    /// [bounds[t], bounds[t + 1]); returns when all have finished.</summary>
-    public void Run(KernelFn kernel, float* o, float* l, float* r, float* i, int[] chunks)
+    /// [bounds[t], bounds[t + 1]) with its own block buffers <paramref name="threadBlocks"/>[t] (if any); returns when all
+    /// have finished.</summary>
+    public void Run(KernelFn kernel, float* o, float* l, float* r, float* i, int[] chunks, PackBlocks?[]? threadBlocks)
     {
         lock (gate)
         {
-            (fn, work, output, left, right, init) = (kernel, null, (nint)o, (nint)l, (nint)r, (nint)i);
+            (fn, work, output, left, right, init, blocks) = (kernel, null, (nint)o, (nint)l, (nint)r, (nint)i, threadBlocks);
             Wake(chunks);
-            try { kernel(o, l, r, i, 1, chunks[0], chunks[1]); }
+            try { kernel(o, l, r, i, 1, chunks[0], chunks[1], threadBlocks?[0]); }
             finally { Wait(); }
         }
     }
@@ -94,7 +96,7 @@ sealed unsafe class ThreadTeam
     {
         for (int i = 0; i < spinRounds && Volatile.Read(ref pending) != 0; i++) Thread.SpinWait(SpinPause);
         done.Wait();
-        (fn, work) = (null, null); // the team outlives the kernel: let it be collected
+        (fn, work, blocks) = (null, null, null); // the team outlives the kernel: let it be collected
         if (failure is { } e) throw new InvalidOperationException("a kernel thread failed", e);
     }
 
@@ -110,7 +112,7 @@ sealed unsafe class ThreadTeam
             try
             {
                 if (work is { } body) body(index, bounds[index], bounds[index + 1]);
-                else fn!((float*)output, (float*)left, (float*)right, (float*)init, 1, bounds[index], bounds[index + 1]);
+                else fn!((float*)output, (float*)left, (float*)right, (float*)init, 1, bounds[index], bounds[index + 1], blocks?[index]);
             }
             catch (Exception e) { failure = e; }
             finally

@@ -142,6 +142,7 @@ public class InitializedKernelTests
         foreach (var op in ops)
         {
             if (op is PrefetchOp p) found.Add((p.Guards ?? [], tail));
+            if (op is PackOp pack) found.AddRange(Prefetches(pack.Body, [], tail));
             if (op is LoopOp l)
             {
                 found.AddRange(Prefetches(l.Body, [], tail));

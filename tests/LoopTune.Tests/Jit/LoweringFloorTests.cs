@@ -87,6 +87,11 @@ public class LoweringFloorTests(ITestOutputHelper output)
                     sb.Append(' ', indent).Append("after\n");
                     Walk(l.After, indent + 2);
                 }
+                else if (op is PackOp p)
+                {
+                    sb.Append($"pack {p.Tensor} plan {p.Plan} from {p.Offset}\n");
+                    Walk(p.Body, indent + 2);
+                }
                 else sb.Append(op).Append('\n');
             }
         }

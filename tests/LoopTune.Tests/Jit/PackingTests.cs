@@ -19,6 +19,10 @@ public class PackingTests
     [InlineData("mm 50 48 70", "n:3 m:8+2 k:70 m:6u n:16v pack=A,B")]
     [InlineData("mm 19 128 33", "n:2 k:3 m:3+1 k:11 m:6u n:64v pack=A,B")]
     [InlineData("mm 20 24 12", "n:24 m:20 >k:12v pack=A,B")]
+    // blocked as BLIS blocks, tails at every level: A copied a block at a time in m's iterations, B in k's (Layout.BlockLevel)
+    [InlineData("mm 70 40 278", "k:2+22 m:2+10 n:2+8 m:5 k:32 k:4u m:6u n:16v pack=A,B")]
+    // A's tile of 9 rows transposed in two groups of rows (8 and 1), 21 columns (two of 8 and 5 one at a time)
+    [InlineData("mm 27 16 21", "n:2 m:3 k:21 m:9u n:8v pack=A")]
     [InlineData("conv 8 10 10 16 3 3", "f:4 h:8 c:8 r:3 s:3 f:4u w:8v pack=W")]
     [InlineData("conv 3 9 11 5 3 2", "f:1+1 h:7 c:3 r:3 s:2 f:4u w:10v pack=W")]
     [InlineData("C[m,o,i] += A[m,k] * B[o,k,i] m=21 o=3 i=20 k=9", "o:3 m:2+5 k:9 m:8u i:1+4 i:16v pack=A,B")]
@@ -90,6 +94,27 @@ public class PackingTests
     }
 
     [Theory]
+    [InlineData("k:6 m:16 n:64 m:32 k:64 k:4u m:6u n:16v pack=A,B", 1, 1, 192 * 256)] // A's 192 x 256 block in each iteration of m:16
+    [InlineData("k:6 m:16 n:64 m:32 k:64 k:4u m:6u n:16v pack=A,B", 2, 0, 256 * 1024)] // B's 256 rows in each iteration of k:6
+    [InlineData("n:64 k:6 m:512 k:64 k:4u m:6u n:16v pack=B", 2, 1, 256 * 16)]         // B's panel of 16 columns, read by m's tiles
+    [InlineData("m:16 n:64 k:6 m:32 k:64 k:4u m:6u n:16v pack=B", 2, -1, 0)]          // m, outermost, reads all of B again
+    [InlineData("k:6 m:16p n:64 m:32 k:64 k:4u m:6u n:16v pack=A,B", 1, 1, 192 * 256)] // each thread copies its own blocks of A
+    [InlineData("k:6 m:16p n:64 m:32 k:64 k:4u m:6u n:16v pack=A,B", 2, -1, 0)]       // B's blocks would be every thread's
+    [InlineData("n:1024 k:12 m:512 k:32 k:4u m:6u n:1v pack=B", 2, -1, 0)]             // a block of 128 floats: fewer than 256
+    [InlineData("m:3072 n:1024 k:1536 pack=B", 2, -1, 0)]                             // no loop outside the tile reads a block again
+    public void An_input_is_copied_a_block_at_a_time_at_the_deepest_loop_that_moves_it_whose_next_loop_does_not(string schedule, int tensor, int level, long floats)
+    {
+        var nest = Nest.Parse(Computation.Parse("mm 3072 1024 1536"), ">" + schedule);
+        Assert.Equal(level, Layout.BlockLevel(nest, tensor));
+        if (level < 0) return;
+        Assert.Equal(floats, Layout.PackedLength(nest, tensor, level));
+        var kernel = Kernel.Compile(nest);
+        Assert.Contains(kernel.Notes, n => n.StartsWith($"input {nest.Computation.Tensors[tensor].Name} packed a block at a time, in each of the {nest[level].Iterations} iterations of {nest.LoopName(level)}:", StringComparison.Ordinal));
+        // the same kernel without blocks copies that input whole
+        Assert.DoesNotContain(Kernel.Compile(nest, JitOptions.Default with { PackBlocks = false }).Notes, n => n.Contains("a block at a time", StringComparison.Ordinal));
+    }
+
+    [Theory]
     [InlineData("mm 37 45 29", "n:1+13 m:4+5 k:29 m:8u n:2u n:16v pack=B", 2)]
     [InlineData("mm 37 45 29", "k:3+5 n:1+13 m:37 k:8 n:2u n:16v pack=A,B", 1)]
     [InlineData("conv 3 9 11 5 3 2", "f:1+1 h:7 c:3 r:3 s:2 f:4u w:10v pack=W", 2)]
@@ -132,23 +157,25 @@ public class PackingTests
         }
     }
 
-    [Fact]
-    public unsafe void A_prepared_packed_kernel_allocates_nothing_in_its_first_run_and_still_matches_the_reference()
+    [Theory]
+    [InlineData(">m:8 n:32 k:96 m:8u n:2u n:16v pack=B", 96 * 1024)] // B copied whole: m, outermost, reads it all again
+    [InlineData(">n:32 m:8 k:96 m:8u n:2u n:16v pack=B", 96 * 32)]   // a block of 96 x 32 in each iteration of n
+    public unsafe void A_prepared_packed_kernel_allocates_nothing_in_its_first_run_and_still_matches_the_reference(string schedule, int copied)
     {
         var c = Computation.Parse("mm 64 1024 96");
         using var ws = new LoopTune.Measure.KernelTiming.Workspace(c);
         long FirstRun(bool prepare)
         {
-            var k = Kernel.Compile(Nest.Parse(c, ">n:32 m:8 k:96 m:8u n:2u n:16v pack=B"));
+            var k = Kernel.Compile(Nest.Parse(c, schedule));
             if (prepare) k.Prepare();
             long before = GC.GetAllocatedBytesForCurrentThread() + AlignedBuffer.MadeOnThisThread;
             k.Run(ws.Output.Pointer, ws.Left.Pointer, ws.Right.Pointer);
             return GC.GetAllocatedBytesForCurrentThread() + AlignedBuffer.MadeOnThisThread - before;
         }
         FirstRun(true); // the code paths' own first use
-        Assert.True(FirstRun(false) >= 96 * 1024 * sizeof(float), "an unprepared kernel makes its copy's buffer in its first run");
-        Assert.InRange(FirstRun(true), 0, 1024); // a few bytes of the run's own, not the copy's 384 KB
-        var prepared = Kernel.Compile(Nest.Parse(c, ">n:32 m:8 k:96 m:8u n:2u n:16v pack=B"));
+        Assert.True(FirstRun(false) >= copied * sizeof(float), "an unprepared kernel makes its copy's buffer in its first run");
+        Assert.InRange(FirstRun(true), 0, 1024); // a few bytes of the run's own, not the copy's
+        var prepared = Kernel.Compile(Nest.Parse(c, schedule));
         prepared.Prepare();
         Assert.Null(KernelCheck.Verify(prepared, new Random(7)));
     }

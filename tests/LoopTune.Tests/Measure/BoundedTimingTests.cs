@@ -72,11 +72,12 @@ public sealed class BoundedTimingTests
     [Fact]
     public void A_slice_estimate_counts_the_copy_of_a_packed_input_that_a_whole_run_makes_every_time()
     {
-        // A packed with m innermost: a gather of 16 MB across 4 KiB rows, dearer than the product's 268 MFLOP; a slice copies
-        // its share once, so its loops alone said 3.8 times the whole's speed (223-228 GFLOPS against 59; with the copy, 83-88)
-        // on the Zen 5; on the Zen 3, with the copy reading a line of each row in turn, 35-38 against 21-23 with the copy
-        var c = Computation.Matmul(4096, 32, 1024);
-        var nest = Nest.Parse(c, ">k:4 m:512 k:256 m:8u n:32v pack=A");
+        // A packed with m innermost: a transposing copy of 64 MB across 16 KiB rows, about as dear as the product's 268 MFLOP;
+        // a slice copies its share once, so its loops alone say more than the whole's speed. (A of 16 MB with n = 32 held
+        // the same work: once the copy was made 8 x 8 floats at a time in vectors, estimates were 0.82-0.88x the loops alone
+        // on the Zen 3.)
+        var c = Computation.Matmul(4096, 8, 4096);
+        var nest = Nest.Parse(c, ">k:16 m:512 k:256 m:8u n:8v pack=A");
         var kernel = Kernel.Compile(nest);
         using var buffers = new KernelTiming.Workspace(c);
         var whole = KernelTiming.Measure(kernel, MeasureOptions.Quick, buffers);
