@@ -132,6 +132,8 @@ public sealed class CacheBlockedTilesTests
         var tiles = CacheBlockedTiles.For(c, Zen3());
         Assert.Equal(expected, tiles[0].Serialize());
         if (m * k < 1 << 20) Assert.True(Verifier.Verify(Kernel.Compile(tiles[0])).Passed, expected);
+        // with the whole reduction one block, the same with A's rows as given (read from the L2 by every column of tiles)
+        Assert.Equal(tiles[0].Loops.Count(l => l.Var == 2) == 2, tiles[1].Serialize() == expected.Replace("pack=A,B", "pack=B", StringComparison.Ordinal));
         // operands within half the L2 are not copied for it
         Assert.DoesNotContain(CacheBlockedTiles.For(Computation.Matmul(64, 64, 64), Zen3()), t => t.Packed == 0b110);
     }
