@@ -88,7 +88,25 @@ public sealed class CacheBlockedTilesTests
     }
 
     [Theory]
-    [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=128 h=28 w=28 c=128 r=3 s=3")] // direct: w is no plain index of an input
+    [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=64 h=54 w=54 c=64 r=3 s=3")]
+    [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=20 h=5 w=13 c=12 r=3 s=2")]
+    public void A_plain_convolution_gets_vectors_along_its_rows_and_output_channels_as_rows_their_blocks_outermost_second(string spec)
+    {
+        // I[c,h+r,w+s] is read in vectors along w (its offsets s are the sum's), W[f,c,r,s] broadcast: rows of f
+        var c = Computation.Parse(spec);
+        var tiles = CacheBlockedTiles.For(c, Zen3());
+        Assert.True(tiles.Count >= 2, string.Join(", ", tiles.Select(t => t.Serialize())));
+        Assert.All(tiles, t => Assert.Equal((Var: c.Vars.IndexOf("w"), Annotation.Vectorize), (t[^1].Var, t[^1].Annotation)));
+        Assert.All(tiles, t => Assert.Equal(c.Vars.IndexOf("f"), t[^2].Var));
+        // the second: f's blocks outermost, a block of weights read from the L1 over the whole image
+        Assert.Equal(c.Vars.IndexOf("f"), tiles[1][0].Var);
+        if (c.Flops < 1e7)
+            foreach (var tile in tiles)
+                Assert.True(Verifier.Verify(Kernel.Compile(tile)).Passed, tile.Serialize());
+    }
+
+    [Theory]
+    [InlineData("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=128 h=14 w=14 c=128 r=3 s=3")] // stride 2: I's lanes along w are 2 apart
     [InlineData("C[m,n] += A[m,k] * B[k,n] m=256 n=12 k=2304")]                           // 12 columns: not one vector of 16
     [InlineData("C[m,n] += A[m,k] * B[m,n] m=64 n=64 k=8")]                               // n is in both inputs: nothing to broadcast
     public void A_contraction_without_the_form_gets_none(string spec) =>
