@@ -234,12 +234,7 @@ sealed unsafe class PackPlan
         if (stride != 1 || toStride != 1)
             for (int k = 0; k < count; k++) to[k * toStride] = from[k * stride];
         else if (count > 256) Buffer.MemoryCopy(from, to, count * sizeof(float), count * sizeof(float));
-        else
-        {
-            int k = 0;
-            for (; k + 8 <= count; k += 8) Vector256.Store(Vector256.Load(from + k), to + k);
-            for (; k < count; k++) to[k] = from[k];
-        }
+        else Lines(from, to, 1, count, 0, 0);
     }
 }
 
