@@ -68,10 +68,7 @@ public static class PolicyTuning
         List<Nest> others = [.. (rivals ?? []).Concat(CacheBlockedTiles.For(computation, Machine.Current)).Where(r => r.Computation.Equals(computation))];
         using (ThreadPinning.Pin())
         {
-            // the buffers warmed by the first rival's kernel before the clock starts: the first evaluation on fresh
-            // buffers read about a tenth low, and the first rival is the one the machine's tiles rank first
-            if (others.Count > 0) evaluator.WarmBuffers(others[0]);
-            (result, best, searchMeasuring, _) = WithRivals(search, computation, timed, limit, 0, pol.Space, others);
+            (result, best, searchMeasuring, _, _) = WithRivals(search, computation, timed, limit, 0, pol.Space, others);
         }
         // at N threads (RunThreads) the best schedule is run as the evaluator timed it: with its parallel loop
         return (result, KernelReport.Run(evaluator.AsRun(best), timing, preparePeers, null, buffers, evaluator.Threads), result.Seconds - searchMeasuring, timed.Seconds);
@@ -85,12 +82,15 @@ public static class PolicyTuning
     /// the two fastest rivals by their figures (one of a dozen measured once can be high by chance) timed side by side in
     /// what is left (<see cref="IConfirmingEvaluator.Fastest"/>; by their figures without one, or without time left).
     /// Returns the search's result, the answer, the seconds the evaluator spent in the search's own evaluations (of a
-    /// <c>TimedEvaluator</c>; 0 otherwise) and the rivals' figures.</summary>
-    internal static (SearchResult Result, Nest Best, double SearchMeasuring, IReadOnlyList<(Nest Nest, double Gflops)> Rivals) WithRivals(ISearch search,
+    /// <c>TimedEvaluator</c>; 0 otherwise), the rivals' figures and the seconds all of it took (the buffers' warm-up aside).</summary>
+    internal static (SearchResult Result, Nest Best, double SearchMeasuring, IReadOnlyList<(Nest Nest, double Gflops)> Rivals, double Seconds) WithRivals(ISearch search,
         Computation computation, IEvaluator evaluator, SearchBudget limit, int seed, ActionSpace space, IReadOnlyList<Nest> rivals)
     {
-        var clock = Stopwatch.StartNew();
         var timer = evaluator as TimedEvaluator;
+        // the buffers warmed by the first rival's kernel before the clock starts: the first evaluation on fresh buffers
+        // read about a tenth low, and the first rival is the one the machine's tiles rank first
+        if (rivals.Count > 0) (timer?.Inner ?? evaluator as KernelEvaluator)?.WarmBuffers(rivals[0]);
+        var clock = Stopwatch.StartNew();
         var figures = new List<(Nest Nest, double Gflops)>();
         TimeSpan rivalsUntil = limit.Time * (RivalShare / 2), last = TimeSpan.Zero;
         foreach (var rival in rivals)
@@ -110,7 +110,7 @@ public static class PolicyTuning
         if (candidates.Count > 1)
             best = evaluator is IConfirmingEvaluator confirming ? candidates[confirming.Fastest([.. candidates.Select(x => x.Nest)], limit.Time - clock.Elapsed)].Nest
                 : candidates.MaxBy(x => x.Gflops).Nest;
-        return (result, best, searchMeasuring, figures);
+        return (result, best, searchMeasuring, figures, clock.Elapsed.TotalSeconds);
     }
 
     /// <summary>How <paramref name="final"/> (the answer of <see cref="Tune"/> at <paramref name="threads"/> threads) was
@@ -163,6 +163,9 @@ public static class PolicyTuning
     {
         readonly Stopwatch clock = new();
         public double Seconds => clock.Elapsed.TotalSeconds;
+
+        /// <summary>The evaluator timed.</summary>
+        public KernelEvaluator Inner => inner;
 
         public Evaluated Evaluate(Nest nest) => Timed(() => inner.Evaluate(nest));
 

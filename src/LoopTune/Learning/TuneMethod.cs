@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using LoopTune.Env;
 using LoopTune.Ir;
 using LoopTune.Measure;
@@ -28,9 +27,7 @@ public sealed class TuneMethod(PolicyGuidedSearch search) : ISearch
         ArgumentNullException.ThrowIfNull(evaluator);
         var c = start.Computation;
         var tiles = CacheBlockedTiles.For(c, Machine.Current);
-        if (tiles.Count > 0) (evaluator as KernelEvaluator)?.WarmBuffers(tiles[0]);
-        var clock = Stopwatch.StartNew();
-        var (result, best, _, rivals) = PolicyTuning.WithRivals(search, c, evaluator, budget, seed, space, tiles);
+        var (result, best, _, rivals, seconds) = PolicyTuning.WithRivals(search, c, evaluator, budget, seed, space, tiles);
         bool searched = best.ScheduleKey == result.Best.ScheduleKey;
         return result with
         {
@@ -40,7 +37,7 @@ public sealed class TuneMethod(PolicyGuidedSearch search) : ISearch
             Actions = searched ? result.Actions : [],
             Evaluations = result.Evaluations + rivals.Count,
             Measured = result.Measured + rivals.Count,
-            Seconds = clock.Elapsed.TotalSeconds,
+            Seconds = seconds,
             BestEstimated = searched && result.BestEstimated,
         };
     }
