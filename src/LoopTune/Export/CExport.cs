@@ -41,7 +41,7 @@ public static partial class CExport
         ArgumentNullException.ThrowIfNull(nest);
         CheckName(name);
         // this machine's prefetching, as the JIT's; packed inputs copied whole, before the loops (Pack)
-        var options = JitOptions.Default with { MaxVectorBits = isa.VectorBits(), PackBlocks = false };
+        var options = JitOptions.Default with { MaxVectorBits = isa.VectorBits(), PackBlocks = false, ZeroTiles = false };
         var notes = new List<string>();
         var lowered = Lowering.Lower(nest, options);
         if (lowered.ReadsPast > 0)

@@ -315,6 +315,13 @@ sealed unsafe class Emitter
         int w = a.Value.Width;
         if (a.Init is { } init) Push(3, init.Offset, init.LaneStride, w, a.Lanes); // tensor 3: the init tensor
         else if (a.ReducesLanes) il.Emit(OpCodes.Call, VectorApi.Of(w).Zero);
+        else if (a.FromZero)
+        {
+            Address(0, a.Offset);
+            il.Emit(OpCodes.Call, VectorApi.Prefetch);
+            if (w == 1) il.Emit(OpCodes.Ldc_R4, 0f);
+            else il.Emit(OpCodes.Call, VectorApi.Of(w).Zero);
+        }
         else Push(0, a.Offset, a.LaneStride, w, a.Lanes);
         il.Emit(OpCodes.Stloc, ValueLocal(a.Value));
     }
@@ -336,20 +343,20 @@ sealed unsafe class Emitter
         else if (w == 1)
         {
             Address(0, a.Offset);
-            il.Emit(OpCodes.Ldloc, local);
+            Stored(a, local);
             il.Emit(OpCodes.Stind_R4);
         }
         else if (a.LaneStride == 1 && a.Lanes == w)
         {
             Address(0, a.Offset);
-            il.Emit(OpCodes.Ldloc, local);
+            Stored(a, local);
             il.Emit(OpCodes.Stobj, VectorApi.Of(w).Type); // as VectorLoad's ldobj: no generic Store to inline
         }
         else if (a.LaneStride == 1)
         {
             Address(0, a.Offset);
             il.Emit(OpCodes.Ldloc, masks[new Chunk(w, a.Lanes)]);
-            il.Emit(OpCodes.Ldloc, local);
+            Stored(a, local);
             il.Emit(OpCodes.Call, VectorApi.Of(w).MaskStore!);
         }
         else
@@ -363,6 +370,18 @@ sealed unsafe class Emitter
                 il.Emit(OpCodes.Stind_R4);
             }
         }
+    }
+
+    /// <summary>Pushes what an element-wise accumulator writes: its value, plus the output's elements when it started from
+    /// zero (<see cref="Accumulator.FromZero"/>; a masked one's dead lanes read as zero and are not stored).</summary>
+    void Stored(Accumulator a, LocalBuilder local)
+    {
+        il.Emit(OpCodes.Ldloc, local);
+        if (!a.FromZero) return;
+        int w = a.Value.Width;
+        Push(0, a.Offset, a.LaneStride, w, a.Lanes);
+        if (w == 1) il.Emit(OpCodes.Add);
+        else il.Emit(OpCodes.Call, VectorApi.Of(w).Add);
     }
 
     void Pointer(int tensor)

@@ -31,6 +31,7 @@ sealed class Lowering
     readonly int vectorVar;
     readonly int parallel;
     readonly int tensors; // 3, or 4 with the init tensor (Kernel.CompileInitialized)
+    readonly bool zeroTiles; // the tile's element-wise accumulators start from zero (JitOptions.ZeroTiles): a sum's loop runs over it
     readonly long[] ahead = new long[3]; // per input, elements to its next block (JitOptions.PrefetchBlockBytes), 0: none
     readonly bool[] spread = new bool[3]; // per input, whether its next block is prefetched spread over the reuse (JitOptions.PrefetchSpreadBytes)
     readonly bool[][] reuse = new bool[3][]; // per input, the levels that read its block again
@@ -66,6 +67,7 @@ sealed class Lowering
         if (options.PrefetchBlockBytes > 0 || options.PrefetchSpreadBytes > 0) (ahead[1], ahead[2]) = (Ahead(1), Ahead(2));
         vectorVar = annotation[n - 1] == Annotation.Vectorize ? nest[n - 1].Var : -1;
         parallel = nest.ParallelLoop;
+        zeroTiles = options.ZeroTiles && init is null && Enumerable.Range(hoist, block - hoist).Any(l => nest[l].Iterations > 1);
     }
 
     /// <summary>Finds the inputs copied a block at a time (<see cref="Layout.BlockLevel"/>): the loops down to the block's
@@ -420,9 +422,11 @@ sealed class Lowering
         if (!tile!.ByKey.TryGetValue(key, out var acc))
         {
             Spend(2, budget);
-            acc = new Accumulator(new Value(true, 0, width, tile.Accumulators.Count), offset[0], Lane(0, width), chunk.Lanes)
+            long laneStride = Lane(0, width);
+            acc = new Accumulator(new Value(true, 0, width, tile.Accumulators.Count), offset[0], laneStride, chunk.Lanes)
             {
                 Init = tensors > 3 ? (offset[3], Lane(3, width)) : null,
+                FromZero = zeroTiles && (width == 1 || laneStride == 1),
             };
             tile.ByKey[key] = acc;
             tile.Accumulators.Add(acc);

@@ -48,12 +48,16 @@ sealed record Accumulator(Value Value, long Offset, long LaneStride, int Lanes)
     /// init tensor past its pointer, lanes <c>LaneStride</c> apart (0: one element broadcast); null: the output's own.</summary>
     public (long Offset, long LaneStride)? Init { get; init; }
 
+    /// <summary>Starts from zero, its output elements prefetched, and adds them when stored (<see cref="JitOptions.ZeroTiles"/>).</summary>
+    public bool FromZero { get; init; }
+
     public bool ReducesLanes => Value.Width > 1 && LaneStride == 0;
 }
 
-/// <summary>Reads the accumulator's output elements into it (or zeroes it when it reduces lanes), or its initial value from
-/// the init tensor (<see cref="Accumulator.Init"/>).</summary>
+/// <summary>Reads the accumulator's output elements into it (or zeroes it when it reduces lanes or starts from zero), or its
+/// initial value from the init tensor (<see cref="Accumulator.Init"/>).</summary>
 sealed record TileLoadOp(Accumulator Acc) : Op;
 
-/// <summary>Writes the accumulator back (adding its lane sum when it reduces lanes).</summary>
+/// <summary>Writes the accumulator back (adding its lane sum when it reduces lanes, itself to the output's elements when it
+/// starts from zero).</summary>
 sealed record TileStoreOp(Accumulator Acc) : Op;

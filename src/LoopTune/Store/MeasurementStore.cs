@@ -51,7 +51,7 @@ public sealed class MeasurementStore : IDisposable
 {
     /// <summary>Version of the code the JIT generates. Part of the key: bump it whenever a change to lowering or emission
     /// can change a kernel's speed, so that old measurements stop answering.</summary>
-    public const string JitVersion = "looptune-jit 6";
+    public const string JitVersion = "looptune-jit 7";
 
     /// <summary>Milliseconds SQLite waits for another process's lock before reporting SQLITE_BUSY.</summary>
     public const int BusyTimeoutMilliseconds = 10_000;
