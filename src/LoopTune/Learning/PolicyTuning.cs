@@ -42,7 +42,7 @@ public static class PolicyTuning
     /// side-by-side compile with <paramref name="jit"/> (<see cref="Jit.JitOptions.Default"/> when null: a forward pass's
     /// prefetching kernels are ranked as they will run); the final timing with the default. <paramref name="rivals"/>
     /// (schedules of the computation known from elsewhere: a hot record when tuning cold) are evaluated before the search,
-    /// and the two fastest by those figures timed side by side with its best after it (<see cref="KernelEvaluator.Fastest"/>,
+    /// and the two fastest by those figures and the first timed side by side with its best after it (<see cref="KernelEvaluator.Fastest"/>,
     /// in the same context), and the fastest is the
     /// one verified and timed: a search whose budget did not reach a schedule known to be good does not lose it. The
     /// machine's own tiles of the computation (<see cref="CacheBlockedTiles"/>: a register tile, and the reduction blocked
@@ -78,9 +78,10 @@ public static class PolicyTuning
     /// while the first half of <see cref="RivalShare"/> of the budget's time lasts (a rival is started while the time left
     /// covers one more as long as the last took; the first always: evaluated after the search, they were left out whenever
     /// it ran past its share; mm 128 3072 768's search ended at 0.90 s of 1 s, and the machine's tile that runs 175 GFLOPS
-    /// lost to the search's 134 unmeasured), then <paramref name="search"/> in all but the second half, then its best and
-    /// the two fastest rivals by their figures (one of a dozen measured once can be high by chance) timed side by side in
-    /// what is left (<see cref="IConfirmingEvaluator.Fastest"/>; by their figures without one, or without time left).
+    /// lost to the search's 134 unmeasured), then <paramref name="search"/> in all but the second half, then its best,
+    /// the two fastest rivals by their figures (one of a dozen measured once can be high by chance) and the first rival
+    /// (measured once in one of this VM's half-speed moments, the machine's first tile of mm 128 2304 768 was left out,
+    /// and a tile 0.77x the best library answered) timed side by side in what is left (<see cref="IConfirmingEvaluator.Fastest"/>; by their figures without one, or without time left).
     /// Returns the search's result, the answer, the seconds the evaluator spent in the search's own evaluations (of a
     /// <c>TimedEvaluator</c>; 0 otherwise), the rivals' figures and the seconds all of it took (the buffers' warm-up aside).</summary>
     internal static (SearchResult Result, Nest Best, double SearchMeasuring, IReadOnlyList<(Nest Nest, double Gflops)> Rivals, double Seconds) WithRivals(ISearch search,
@@ -107,6 +108,8 @@ public static class PolicyTuning
         double searchMeasuring = (timer?.Seconds ?? 0) - rivalSeconds;
         var best = result.Best;
         List<(Nest Nest, double Gflops)> candidates = [(best, result.BestGflops), .. figures.Where(f => f.Nest.ScheduleKey != best.ScheduleKey).OrderByDescending(f => f.Gflops).Take(2)];
+        // the first rival too (a record's, else the machine's first tile): one evaluation in a slow moment drops it otherwise
+        if (figures.Count > 0 && candidates.All(c => c.Nest.ScheduleKey != figures[0].Nest.ScheduleKey)) candidates.Add(figures[0]);
         if (candidates.Count > 1)
             best = evaluator is IConfirmingEvaluator confirming ? candidates[confirming.Fastest([.. candidates.Select(x => x.Nest)], limit.Time - clock.Elapsed)].Nest
                 : candidates.MaxBy(x => x.Gflops).Nest;

@@ -1,6 +1,7 @@
 using LoopTune.Ir;
 using LoopTune.Learning;
 using LoopTune.Measure;
+using LoopTune.Tests.TestUtil;
 
 namespace LoopTune.Tests.Learning;
 
@@ -55,5 +56,23 @@ public sealed class PolicyTuningTests
         var (result, final, _, _) = PolicyTuning.Tune(search, pol, c, limit, MeasureOptions.Quick, null, 1);
         Assert.Contains(final.Nest.ScheduleKey, Tiles(c).Append(result.Best.ScheduleKey));
         Assert.True(final.Verification.Passed, final.Verification.Problem);
+    }
+
+    /// <summary>The first rival (the machine's first tile, or the caller's record) is timed beside the search's best even
+    /// when its one evaluation read lowest (a moment when the core ran at half speed): the side-by-side timing decides.</summary>
+    [Fact]
+    public void The_first_rival_is_timed_side_by_side_even_when_its_evaluation_read_low()
+    {
+        var c = Computation.Matmul(64, 64, 64);
+        LoopTune.Ir.Nest[] rivals = [.. new[] { "m:2 n:64 m:32 k:64", "n:2 m:64 n:32 k:64", "k:2 m:64 n:64 k:32", "m:4 k:64 m:16 n:64" }
+            .Select(s => LoopTune.Ir.Nest.Parse(c, ">" + s))];
+        int Rival(LoopTune.Ir.Nest n) => Array.FindIndex(rivals, r => r.ScheduleKey == n.ScheduleKey);
+        double[] quick = [1, 5, 4, 3];
+        var fake = new ConfirmingFakeEvaluator(n => Rival(n) is int i and >= 0 ? quick[i] : 2, n => Rival(n) == 0 ? 10 : 1);
+        var (_, best, _, figures, _) = PolicyTuning.WithRivals(new LoopTune.Search.RandomSearch(), c, fake, LoopTune.Search.SearchBudget.Seconds(1, 20), 0,
+            LoopTune.Env.ActionSpace.Tile, rivals);
+        Assert.Equal(4, figures.Count);
+        Assert.Contains(fake.Asked.Single(), n => Rival(n) == 0);
+        Assert.Equal(rivals[0].ScheduleKey, best.ScheduleKey);
     }
 }
