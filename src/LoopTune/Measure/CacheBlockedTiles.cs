@@ -13,7 +13,9 @@ namespace LoopTune.Measure;
 /// of one input (the <b>streamed</b> operand, read in vectors along <c>v</c>, plus a sum's offsets if any) and no index of
 /// the other (the <b>broadcast</b> one): a matrix product <c>C[m,n] += A[m,k] * B[k,n]</c>, a convolution blocked along
 /// its output channels (<c>O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e]</c>, the <c>blocked</c> lowering of <c>model</c>),
-/// or a plain one (<c>O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s]</c>: vectors along w, rows of output channels f).
+/// or a plain one (<c>O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s]</c>: vectors along w, rows of output channels f). A plain
+/// convolution, strided too, also has a tile the other way round, first (<see cref="Channels"/>): vectors of output
+/// channels, rows of pixels, the weights packed.
 /// <code>
 /// loops, outermost first                                      O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=8 h=7 w=7 e=64 c=512 r=3 s=3 (full tile)
 /// 1 output variables the streamed operand has (and v's blocks)  g:8
@@ -46,7 +48,8 @@ namespace LoopTune.Measure;
 /// </summary>
 public static class CacheBlockedTiles
 {
-    /// <summary>The tiles of <paramref name="c"/> on <paramref name="machine"/>: for the lean register tile, then the full one
+    /// <summary>The tiles of <paramref name="c"/> on <paramref name="machine"/>: a convolution's tile along its output channels
+    /// first (<see cref="Channels"/>), then for the lean register tile, then the full one
     /// (when they differ), the last blocking found, the unblocked nest, those two with a matrix product's streamed operand
     /// packed (<see cref="Packed"/>), then the other blockings for the cache levels (distinct); where no tile has the
     /// accumulators every pipe needs, the lean one with the most, down to half of them; none when the computation has no
@@ -56,7 +59,8 @@ public static class CacheBlockedTiles
     {
         ArgumentNullException.ThrowIfNull(c);
         ArgumentNullException.ThrowIfNull(machine);
-        if (Form(c) is not var (v, streamed, broadcast, u)) return [];
+        var channels = Channels(c, machine);
+        if (Form(c) is not var (v, streamed, broadcast, u)) return channels is null ? [] : [channels];
         int lanes = machine.Fma.Lanes, need = machine.Fma.Accumulators, registers = machine.VectorRegisters;
         // columns that are not whole vectors end in a tail (the kernel masks it): mm 512 49 256 (ResNet-18's last 1x1
         // layer as a product) ran 75.5 GFLOPS with n:3+1 ... m:6u n:16v pack=B on the Zen 3, OpenBLAS 75.9, the search's 64.2
@@ -64,7 +68,7 @@ public static class CacheBlockedTiles
         // the blocked reduction: the largest variable both inputs have (the first on a tie)
         int k = Enumerable.Range(0, c.Vars.Length).Where(x => c.IsReduction[x] && streamed.VarStrides[x] != 0 && broadcast.VarStrides[x] != 0 && c.Sizes[x] > 1)
             .OrderByDescending(x => c.Sizes[x]).DefaultIfEmpty(-1).First();
-        var tiles = new List<Nest>();
+        List<Nest> tiles = channels is null ? [] : [channels];
         var lean = Lean(c.Sizes[v] / lanes, c.Sizes[u], need, registers);
         var full = Tile(c.Sizes[v] / lanes, c.Sizes[u], need, registers - RegisterTile.VectorsPerRow - RegisterTile.Spare);
         // where no tile keeps every pipe busy, the lean one with the most accumulators down to half of them: 7-pixel rows
@@ -97,6 +101,62 @@ public static class CacheBlockedTiles
                     if (tiles.All(t => t.ScheduleKey != nest.ScheduleKey)) tiles.Add(nest);
             }
         return tiles;
+    }
+
+    /// <summary>
+    /// A convolution's tile along its output channels: vectors of the channels f, rows of the output's innermost variable w
+    /// (pixels), each pixel's input broadcast; the weights packed (<c>pack=W</c>, each block of channels laid out as the
+    /// loops read it, the channels contiguous), the reduction innermost with its largest variable (the input channels)
+    /// last, and the tile's output lanes, an image apart, gathered before the sum and scattered after it (a few loads and
+    /// stores per output element, against thousands of multiply-adds). Rows of 12 to 54 pixels fill vectors of w badly
+    /// (a 12-pixel row is a vector and a half on AVX2); this tile's vectors are always full. For a contraction whose output's
+    /// innermost variable w is in the last index of one input (the image: <c>w+s</c>, <c>2*w+s</c>) and not the other (the
+    /// weights, packable), and an output variable f the weights have and the image has not, with at least a vector of it;
+    /// null otherwise (a matrix product: its columns are already vectors), or for a sum shorter than
+    /// <see cref="MinChannelSteps"/>. The tile is <see cref="Lean"/>'s, its rows not cut down for the tail's sake.
+    /// <code>
+    /// conv 256 14 14 256 3 3 on the Zen 3 (2 vectors of 8 by 6 pixels):   f:16 h:12 w:2 r:3 s:3 c:256 w:6u f:16v pack=W
+    /// </code>
+    /// There, <c>run -s</c>: 71.6 GFLOPS, 0.82x ONNX Runtime, where the fastest tile along w ran 0.63x; conv 128 28 28 128 3 3
+    /// 0.88x against 0.65x; conv 64 56 56 64 3 3 0.92x against 0.86x.
+    /// </summary>
+    /// <summary>The fewest steps of the sum (the product of its sizes) <see cref="Channels"/> wants: its tile's gathers and
+    /// scatters of the output, about two per element, are paid once a sum. With 64 (a 1x1 convolution of 64 input channels,
+    /// conv 64 56 56 256 1 1) the tile ran 0.63x oneDNN on the Zen 3, the tile along w 0.83x; with 147 (the 7x7 stem of 3
+    /// channels) 0.51x against 0.71x; with 576 (conv 64 56 56 64 3 3) 0.92x against 0.86x.</summary>
+    public const int MinChannelSteps = 512;
+
+    static Nest? Channels(Computation c, MachineInfo machine)
+    {
+        var o = c.Output.Index;
+        if (o.Any(d => d.Length != 1)) return null;
+        int w = o[^1][0].Var, lanes = machine.Fma.Lanes;
+        foreach (var (image, weights) in new[] { (c.Left, c.Right), (c.Right, c.Left) })
+        {
+            var last = image.Index[^1];
+            if (!last.Any(t => t.Var == w) || last.Length == 1 || weights.VarStrides[w] != 0 || !Nest.IsPackable(weights)) continue;
+            int f = o.Select(d => d[0].Var).LastOrDefault(x => weights.VarStrides[x] != 0 && image.VarStrides[x] == 0, -1);
+            long steps = Enumerable.Range(0, c.Vars.Length).Where(x => c.IsReduction[x]).Aggregate(1L, (n, x) => n * c.Sizes[x]);
+            if (f < 0 || c.Sizes[f] < lanes || steps < MinChannelSteps) continue;
+            int need = machine.Fma.Accumulators;
+            // rows with a tail as they come: 26 pixels in 6-pixel rows and a tail of 2 (conv 128 28 28 128 3 3: 0.88-0.91x
+            // ONNX Runtime and oneDNN on the Zen 3), where fewer rows for the tail's sake left 2 pixels by 4 vectors (0.59-0.77x)
+            var tile = Lean(c.Sizes[f] / lanes, c.Sizes[w], need, machine.VectorRegisters, fewerForTail: false);
+            for (int fewer = need - 1; tile is null && fewer >= (need + 1) / 2; fewer--) tile = Lean(c.Sizes[f] / lanes, c.Sizes[w], fewer, machine.VectorRegisters, false);
+            if (tile is not var (vectors, rows)) return null;
+            int width = vectors * lanes;
+            var loops = new List<string>();
+            if (c.Sizes[f] > width) loops.Add(Loop(c, f, c.Sizes[f] / width, c.Sizes[f] % width));
+            foreach (int x in o.Select(d => d[0].Var).Where(x => x != f && x != w)) loops.Add(Loop(c, x, c.Sizes[x]));
+            if (c.Sizes[w] > rows) loops.Add(Loop(c, w, c.Sizes[w] / rows, c.Sizes[w] % rows));
+            var sums = Enumerable.Range(0, c.Vars.Length).Where(x => c.IsReduction[x]).OrderBy(x => c.Sizes[x]).ThenBy(x => x).ToList();
+            // the largest sum innermost, the others in the computation's order
+            loops.AddRange(sums.Take(sums.Count - 1).Order().Concat(sums.TakeLast(1)).Select(x => Loop(c, x, c.Sizes[x])));
+            loops.Add(Loop(c, w, rows, annotation: rows > 1 ? 'u' : ' '));
+            loops.Add(Loop(c, f, width, annotation: 'v'));
+            return loops.Count > Nest.MaxLoops ? null : Nest.Parse(c, $">{string.Join(' ', loops)} pack={weights.Name}");
+        }
+        return null;
     }
 
     /// <summary>The nests with the streamed operand packed (<c>pack=B</c>: each panel of it one run of consecutive lines), for
@@ -236,11 +296,11 @@ public static class CacheBlockedTiles
     /// with at least <paramref name="need"/> accumulators and every value of a step of the reduction in the
     /// <paramref name="registers"/> (the accumulators, a vector of the streamed operand per vector, a broadcast and a
     /// spare); the rows need not divide u's size (the last block of rows is a tail, fewer rows taken where its idle FMA
-    /// slots would be more than a sixteenth), the vectors divide
+    /// slots would be more than a sixteenth, unless <paramref name="fewerForTail"/> is false), the vectors divide
     /// <paramref name="vectorsOfV"/>; on a tie the fewer vectors. Null when none fits. On the Zen 5, 6 rows by 4 vectors
     /// (30 registers) where <see cref="Tile"/>'s 7 by 4 (33, one accumulator spilled) ran mm 128 3072 768 at 156 GFLOPS
     /// and the 28x28 128-channel layer at 206, this one 172-179 and 218 (oneDNN 170-180).</summary>
-    internal static (int Vectors, int Rows)? Lean(int vectorsOfV, int sizeOfU, int need, int registers)
+    internal static (int Vectors, int Rows)? Lean(int vectorsOfV, int sizeOfU, int need, int registers, bool fewerForTail = true)
     {
         (int Vectors, int Rows)? best = null;
         for (int vec = 1; vec <= vectorsOfV; vec++)
@@ -251,7 +311,7 @@ public static class CacheBlockedTiles
             // leaves idle are more than a sixteenth of u's (7 pixels: 5 rows and a tail of 2 by 4 vectors, 1.09-1.11 ms
             // on the 512-channel layer, not 6 and a tail of 1, 1.18-1.19; 56 rows of 2 vectors on an AVX2 machine keep
             // 6 and a tail of 2, its idle slots 4 of 112)
-            while (rows > 1 && sizeOfU % rows != 0 && (need - sizeOfU % rows * vec) * 16 > sizeOfU * vec) rows--;
+            while (fewerForTail && rows > 1 && sizeOfU % rows != 0 && (need - sizeOfU % rows * vec) * 16 > sizeOfU * vec) rows--;
             // 1/rows + 1/vec, compared across tiles as (rows + vec) / (rows * vec)
             if (rows < 1 || rows * vec < need) continue;
             if (best is not var (bv, br) || (long)(rows + vec) * (bv * br) < (long)(br + bv) * (rows * vec)) best = (vec, rows);

@@ -94,7 +94,8 @@ public sealed class CacheBlockedTilesTests
     {
         // I[c,h+r,w+s] is read in vectors along w (its offsets s are the sum's), W[f,c,r,s] broadcast: rows of f
         var c = Computation.Parse(spec);
-        var tiles = CacheBlockedTiles.For(c, Zen3());
+        // (a long sum's tile along the output channels comes first: below)
+        var tiles = CacheBlockedTiles.For(c, Zen3()).Where(t => t[^1].Var != c.Vars.IndexOf("f")).ToList();
         Assert.True(tiles.Count >= 2, string.Join(", ", tiles.Select(t => t.Serialize())));
         Assert.All(tiles, t => Assert.Equal((Var: c.Vars.IndexOf("w"), Annotation.Vectorize), (t[^1].Var, t[^1].Annotation)));
         Assert.All(tiles, t => Assert.Equal(c.Vars.IndexOf("f"), t[^2].Var));
@@ -106,7 +107,31 @@ public sealed class CacheBlockedTilesTests
     }
 
     [Theory]
-    [InlineData("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=128 h=14 w=14 c=128 r=3 s=3")] // stride 2: I's lanes along w are 2 apart
+    [InlineData("conv 256 14 14 256 3 3", ">f:16 h:12 w:2 r:3 s:3 c:256 w:6u f:16v pack=W")]          // 2 vectors by 6 pixels
+    [InlineData("conv 128 28 28 128 3 3", ">f:8 h:26 w:4+2 r:3 s:3 c:128 w:6u f:16v pack=W")]        // 26 pixels: 6-pixel rows and a tail of 2
+    [InlineData("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=128 h=14 w=14 c=128 r=3 s=3", ">f:8 h:14 w:2+2 r:3 s:3 c:128 w:6u f:16v pack=W")] // stride 2
+    [InlineData("conv 3 230 230 64 7 7", null)]    // 147 steps of the sum: the gathers and scatters of the output would cost more
+    [InlineData("conv 64 56 56 256 1 1", null)]    // 64 steps
+    [InlineData("mm 256 256 2304", null)]          // a product: its columns are vectors already
+    public void A_convolution_with_a_long_sum_gets_a_tile_along_its_output_channels_first(string spec, string? expected)
+    {
+        var c = Computation.Parse(spec);
+        var tiles = CacheBlockedTiles.For(c, Zen3());
+        if (expected is null) Assert.DoesNotContain(tiles, t => t.Packed != 0 && t[^1].Var != c.Output.Index[^1][0].Var);
+        else Assert.Equal(expected, tiles[0].Serialize());
+    }
+
+    [Theory]
+    [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=24 h=3 w=13 c=64 r=3 s=3", ">h:3 w:4+1 r:3 s:3 c:64 w:3u f:24v pack=W")]       // 3 vectors by 3 pixels, a tail of 1
+    [InlineData("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=20 h=3 w=7 c=64 r=3 s=3", ">f:1+4 h:3 w:1+1 r:3 s:3 c:64 w:6u f:16v pack=W")] // stride 2, a tail of 4 channels
+    public void A_tile_along_the_output_channels_computes_what_the_reference_does(string spec, string expected)
+    {
+        var tile = CacheBlockedTiles.For(Computation.Parse(spec), Zen3())[0];
+        Assert.Equal(expected, tile.Serialize());
+        Assert.True(Verifier.Verify(Kernel.Compile(tile)).Passed, tile.Serialize());
+    }
+
+    [Theory]
     [InlineData("C[m,n] += A[m,k] * B[k,n] m=256 n=12 k=2304")]                           // 12 columns: not one vector of 16
     [InlineData("C[m,n] += A[m,k] * B[m,n] m=64 n=64 k=8")]                               // n is in both inputs: nothing to broadcast
     public void A_contraction_without_the_form_gets_none(string spec) =>
