@@ -107,9 +107,9 @@ public sealed class CacheBlockedTilesTests
     }
 
     [Theory]
-    [InlineData("conv 256 14 14 256 3 3", ">f:16 h:12 w:2 r:3 s:3 c:256 w:6u f:16v pack=W")]          // 2 vectors by 6 pixels
-    [InlineData("conv 128 28 28 128 3 3", ">f:8 h:26 w:4+2 r:3 s:3 c:128 w:6u f:16v pack=W")]        // 26 pixels: 6-pixel rows and a tail of 2
-    [InlineData("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=128 h=14 w=14 c=128 r=3 s=3", ">f:8 h:14 w:2+2 r:3 s:3 c:128 w:6u f:16v pack=W")] // stride 2
+    [InlineData("conv 256 14 14 256 3 3", ">f:16 h:12 w:2 r:3 s:3 c:64 c:4u w:6u f:16v pack=W")]          // 2 vectors by 6 pixels
+    [InlineData("conv 128 28 28 128 3 3", ">f:8 h:26 w:4+2 r:3 s:3 c:32 c:4u w:6u f:16v pack=W")]        // 26 pixels: 6-pixel rows and a tail of 2
+    [InlineData("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=128 h=14 w=14 c=128 r=3 s=3", ">f:8 h:14 w:2+2 r:3 s:3 c:32 c:4u w:6u f:16v pack=W")] // stride 2
     [InlineData("conv 3 230 230 64 7 7", null)]    // 147 steps of the sum: the gathers and scatters of the output would cost more
     [InlineData("conv 64 56 56 256 1 1", null)]    // 64 steps
     [InlineData("mm 256 256 2304", null)]          // a product: its columns are vectors already
@@ -122,8 +122,8 @@ public sealed class CacheBlockedTilesTests
     }
 
     [Theory]
-    [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=24 h=3 w=13 c=64 r=3 s=3", ">h:3 w:4+1 r:3 s:3 c:64 w:3u f:24v pack=W")]       // 3 vectors by 3 pixels, a tail of 1
-    [InlineData("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=20 h=3 w=7 c=64 r=3 s=3", ">f:1+4 h:3 w:1+1 r:3 s:3 c:64 w:6u f:16v pack=W")] // stride 2, a tail of 4 channels
+    [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=24 h=3 w=13 c=64 r=3 s=3", ">h:3 w:4+1 r:3 s:3 c:16 c:4u w:3u f:24v pack=W")]       // 3 vectors by 3 pixels, a tail of 1
+    [InlineData("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=20 h=3 w=7 c=64 r=3 s=3", ">f:1+4 h:3 w:1+1 r:3 s:3 c:16 c:4u w:6u f:16v pack=W")] // stride 2, a tail of 4 channels
     public void A_tile_along_the_output_channels_computes_what_the_reference_does(string spec, string expected)
     {
         var tile = CacheBlockedTiles.For(Computation.Parse(spec), Zen3())[0];
