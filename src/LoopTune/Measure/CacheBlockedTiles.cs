@@ -113,7 +113,7 @@ public static class CacheBlockedTiles
     /// innermost variable w is in the last index of one input (the image: <c>w+s</c>, <c>2*w+s</c>) and not the other (the
     /// weights, packable), and an output variable f the weights have and the image has not, with at least a vector of it;
     /// null otherwise (a matrix product: its columns are already vectors), or for a sum shorter than
-    /// <see cref="MinChannelSteps"/>. The tile is <see cref="Lean"/>'s, its rows not cut down for the tail's sake.
+    /// <see cref="MinChannelSteps"/> or fewer pixels than <see cref="MinChannelPixels"/>. The tile is <see cref="Lean"/>'s, its rows not cut down for the tail's sake.
     /// <code>
     /// conv 256 14 14 256 3 3 on the Zen 3 (2 vectors of 8 by 6 pixels):   f:16 h:12 w:2 r:3 s:3 c:64 c:4u w:6u f:16v pack=W
     /// </code>
@@ -126,6 +126,12 @@ public static class CacheBlockedTiles
     /// channels) 0.51x against 0.71x; with 576 (conv 64 56 56 64 3 3) 0.92x against 0.86x.</summary>
     public const int MinChannelSteps = 512;
 
+    /// <summary>The fewest output elements a channel has (pixels, batch) for <see cref="Channels"/>: its weights are copied in
+    /// every run, each used once a pixel, and the copy reads memory (about 0.3 ns a float here against 2 x pixels FLOPs of
+    /// use). With 49 (conv 512 9 9 512 3 3, 7 x 7 pixels, 9.4 MB of weights a run) the tile ran 0.47-0.60x ONNX Runtime on the
+    /// Zen 3, its channels blocked for the L2 or not, the tile along w 0.87x; with 144 (conv 256 14 14 256 3 3) 0.85x against 0.63x.</summary>
+    public const int MinChannelPixels = 128;
+
     static Nest? Channels(Computation c, MachineInfo machine)
     {
         var o = c.Output.Index;
@@ -137,7 +143,8 @@ public static class CacheBlockedTiles
             if (!last.Any(t => t.Var == w) || last.Length == 1 || weights.VarStrides[w] != 0 || !Nest.IsPackable(weights)) continue;
             int f = o.Select(d => d[0].Var).LastOrDefault(x => weights.VarStrides[x] != 0 && image.VarStrides[x] == 0, -1);
             long steps = Enumerable.Range(0, c.Vars.Length).Where(x => c.IsReduction[x]).Aggregate(1L, (n, x) => n * c.Sizes[x]);
-            if (f < 0 || c.Sizes[f] < lanes || steps < MinChannelSteps) continue;
+            long pixels = o.Select(d => d[0].Var).Where(x => x != f).Aggregate(1L, (n, x) => n * c.Sizes[x]);
+            if (f < 0 || c.Sizes[f] < lanes || steps < MinChannelSteps || pixels < MinChannelPixels) continue;
             int need = machine.Fma.Accumulators;
             // rows with a tail as they come: 26 pixels in 6-pixel rows and a tail of 2 (conv 128 28 28 128 3 3: 0.88-0.91x
             // ONNX Runtime and oneDNN on the Zen 3), where fewer rows for the tail's sake left 2 pixels by 4 vectors (0.59-0.77x)

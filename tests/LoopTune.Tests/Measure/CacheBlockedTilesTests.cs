@@ -112,6 +112,7 @@ public sealed class CacheBlockedTilesTests
     [InlineData("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=128 h=14 w=14 c=128 r=3 s=3", ">f:8 h:14 w:2+2 r:3 s:3 c:32 c:4u w:6u f:16v pack=W")] // stride 2
     [InlineData("conv 3 230 230 64 7 7", null)]    // 147 steps of the sum: the gathers and scatters of the output would cost more
     [InlineData("conv 64 56 56 256 1 1", null)]    // 64 steps
+    [InlineData("conv 512 9 9 512 3 3", null)]     // 49 pixels: each weight copied for 49 uses
     [InlineData("mm 256 256 2304", null)]          // a product: its columns are vectors already
     public void A_convolution_with_a_long_sum_gets_a_tile_along_its_output_channels_first(string spec, string? expected)
     {
@@ -122,8 +123,8 @@ public sealed class CacheBlockedTilesTests
     }
 
     [Theory]
-    [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=24 h=3 w=13 c=64 r=3 s=3", ">h:3 w:4+1 r:3 s:3 c:16 c:4u w:3u f:24v pack=W")]       // 3 vectors by 3 pixels, a tail of 1
-    [InlineData("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=20 h=3 w=7 c=64 r=3 s=3", ">f:1+4 h:3 w:1+1 r:3 s:3 c:16 c:4u w:6u f:16v pack=W")] // stride 2, a tail of 4 channels
+    [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=24 h=10 w=13 c=64 r=3 s=3", ">h:10 w:4+1 r:3 s:3 c:16 c:4u w:3u f:24v pack=W")]       // 3 vectors by 3 pixels, a tail of 1
+    [InlineData("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=20 h=10 w=13 c=64 r=3 s=3", ">f:1+4 h:10 w:2+1 r:3 s:3 c:16 c:4u w:6u f:16v pack=W")] // stride 2, a tail of 4 channels
     public void A_tile_along_the_output_channels_computes_what_the_reference_does(string spec, string expected)
     {
         var tile = CacheBlockedTiles.For(Computation.Parse(spec), Zen3())[0];
