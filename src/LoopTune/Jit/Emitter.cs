@@ -20,6 +20,7 @@ sealed unsafe class Emitter
     readonly Dictionary<int, LocalBuilder> counters = [];
     readonly LocalBuilder?[] current = new LocalBuilder?[4]; // null: the argument itself
     readonly Dictionary<Chunk, LocalBuilder> masks = [];
+    readonly HashSet<(LocalBuilder? Pointer, long Line)> tileLines = []; // the output lines a tile starting from zero has prefetched
 
     Emitter(ILGenerator il, bool fused) => (this.il, this.fused) = (il, fused);
 
@@ -317,8 +318,15 @@ sealed unsafe class Emitter
         else if (a.ReducesLanes) il.Emit(OpCodes.Call, VectorApi.Of(w).Zero);
         else if (a.FromZero)
         {
-            Address(0, a.Offset);
-            il.Emit(OpCodes.Call, VectorApi.Prefetch);
+            // each line of the output the tile holds asked for once (strided lanes: a line per lane, most shared by the
+            // tile's other accumulators)
+            for (int i = 0; i < (a.LaneStride > 1 ? a.Lanes : 1); i++)
+            {
+                long at = a.Offset + i * a.LaneStride;
+                if (!tileLines.Add((current[0], at >> 4))) continue;
+                Address(0, at);
+                il.Emit(OpCodes.Call, VectorApi.Prefetch);
+            }
             if (w == 1) il.Emit(OpCodes.Ldc_R4, 0f);
             else il.Emit(OpCodes.Call, VectorApi.Of(w).Zero);
         }
@@ -328,6 +336,7 @@ sealed unsafe class Emitter
 
     void TileStore(Accumulator a)
     {
+        tileLines.Clear();
         int w = a.Value.Width;
         var local = ValueLocal(a.Value);
         if (a.ReducesLanes)
@@ -361,6 +370,12 @@ sealed unsafe class Emitter
         }
         else
         {
+            if (a.FromZero)
+            {
+                Stored(a, local);
+                local = il.DeclareLocal(VectorApi.Of(w).Type);
+                il.Emit(OpCodes.Stloc, local);
+            }
             for (int i = 0; i < a.Lanes; i++)
             {
                 Address(0, a.Offset + i * a.LaneStride);

@@ -23,6 +23,7 @@ public class ZeroTileTests
     [InlineData("mm 48 32 256", "k:256 m:8 n:2 m:6u n:16v", false)]           // no sum's loop inside the tile: loaded, added, stored
     [InlineData("mm 48 32 4", "m:8 n:2 k:4u m:6u n:16v", false)]              // the sum spelled out in the tile: nothing runs over it
     [InlineData("mm 48 32 256", "m:48 n:32 k:256", true)]                     // a scalar hoisted above k
+    [InlineData("mm 48 32 256", "n:32 m:6 k:256 m:8v pack=A", true)]           // lanes a row of C apart: gathered, added, scattered
     public void A_tile_starts_from_zero_when_a_loop_of_the_sum_runs_over_it(string spec, string schedule, bool fromZero)
     {
         var nest = Nest.Parse(Computation.Parse(spec), ">" + schedule);
@@ -55,6 +56,7 @@ public class ZeroTileTests
     [InlineData("mm 47 45 131", "n:2+13 m:47 k:131 n:16v")]                            // one accumulator a tile, masked in the tail
     [InlineData("conv 8 12 12 16 3 3", "f:2 h:10 c:8 r:3 s:3 f:8u w:10v")]             // a convolution's rows of 10 lanes
     [InlineData("mm 50 40 30", "m:5 n:5 k:3 m:10 k:10 m:1u n:8v")]                    // a tile loaded once per block of k
+    [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=20 h=5 w=13 c=12 r=3 s=2", "f:1+4 h:5 w:2+1 r:3 s:2 c:12 w:6u f:16v pack=W")] // output lanes an image apart
     public void Kernels_whose_tiles_start_from_zero_match_the_reference(string spec, string schedule)
     {
         var nest = Nest.Parse(Computation.Parse(spec), ">" + schedule);
