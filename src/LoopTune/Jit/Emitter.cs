@@ -21,6 +21,7 @@ sealed unsafe class Emitter
     readonly LocalBuilder?[] current = new LocalBuilder?[4]; // null: the argument itself
     readonly Dictionary<Chunk, LocalBuilder> masks = [];
     readonly HashSet<(LocalBuilder? Pointer, long Line)> tileLines = []; // the output lines a tile starting from zero has prefetched
+    readonly Dictionary<int, LocalBuilder> sums = []; // per width: a strided tile's value plus the output, scattered from there
 
     Emitter(ILGenerator il, bool fused) => (this.il, this.fused) = (il, fused);
 
@@ -373,7 +374,7 @@ sealed unsafe class Emitter
             if (a.FromZero)
             {
                 Stored(a, local);
-                local = il.DeclareLocal(VectorApi.Of(w).Type);
+                local = Local(sums, w, VectorApi.Of(w).Type); // one scratch local per width, not one per store
                 il.Emit(OpCodes.Stloc, local);
             }
             for (int i = 0; i < a.Lanes; i++)

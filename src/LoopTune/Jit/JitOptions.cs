@@ -57,11 +57,11 @@ public readonly record struct Chunk(int Width, int Lanes)
 /// <param name="ZeroTiles">Start an output tile that a loop of the sum runs over from zero, its output elements asked for
 /// (a prefetch) as it starts and added when it is stored, as BLIS's micro-kernels do, rather than loaded before the sum:
 /// the tile's chains of multiply-adds then never wait for the output's lines, which a large product's next tile reads
-/// from memory; a tile whose lanes are apart in the output (a convolution's tile along its channels) asks for each of its
-/// lines once, gathers the output when stored, adds and scatters (conv 64 56 56 64 3 3 on the Zen 3: 0.92-0.97x oneDNN
-/// against 0.88-0.95x gathered first, alternating). The sum's order changes (the output's value is added last, not first). On the Zen 3, hot, the BLIS-blocked
-/// tile of five large products ran 2-5 % faster (mm 1536 1024 512: 88.7 GFLOPS against 86.1). False loads the tile first
-/// (the C export).</param>
+/// from memory. A tile whose lanes are apart in the output (a convolution's tile along its channels) asks for each of its
+/// lines once and gathers, adds and scatters when stored. The sum's order changes (the output's value is added last, not
+/// first). On the Zen 3, hot, the BLIS-blocked tile of five large products ran 2-5 % faster (mm 1536 1024 512: 88.7
+/// GFLOPS against 86.1); conv 64 56 56 64 3 3's channel tile 0.92-0.97x oneDNN against 0.88-0.95x gathered first
+/// (alternating). False loads the tile first (the C export).</param>
 public sealed record JitOptions(int MaxVectorBits = 512, bool UseFma = true, int MaxOperations = 1024, bool MaskedTails = true, bool WideInputLoads = true,
     bool FuseLanes = true, int PrefetchBlockBytes = 0, int PrefetchSpreadBytes = 0, int PrefetchSpreadMinBytes = 0, bool PackBlocks = true, bool ZeroTiles = true)
 {

@@ -426,7 +426,7 @@ sealed class Lowering
             acc = new Accumulator(new Value(true, 0, width, tile.Accumulators.Count), offset[0], laneStride, chunk.Lanes)
             {
                 Init = tensors > 3 ? (offset[3], Lane(3, width)) : null,
-                FromZero = zeroTiles && (width == 1 || laneStride != 0),
+                FromZero = zeroTiles && (width == 1 || laneStride != 0), // element-wise: not Accumulator.ReducesLanes
             };
             tile.ByKey[key] = acc;
             tile.Accumulators.Add(acc);

@@ -42,8 +42,8 @@ public static class PolicyTuning
     /// side-by-side compile with <paramref name="jit"/> (<see cref="Jit.JitOptions.Default"/> when null: a forward pass's
     /// prefetching kernels are ranked as they will run); the final timing with the default. <paramref name="rivals"/>
     /// (schedules of the computation known from elsewhere: a hot record when tuning cold) are evaluated before the search,
-    /// and the two fastest by those figures and the first timed side by side with its best after it (<see cref="KernelEvaluator.Fastest"/>,
-    /// in the same context), and the fastest is the
+    /// and the two fastest by those figures and the first timed side by side with its best after it
+    /// (<see cref="KernelEvaluator.Fastest"/>, in the same context), and the fastest is the
     /// one verified and timed: a search whose budget did not reach a schedule known to be good does not lose it. The
     /// machine's own tiles of the computation (<see cref="CacheBlockedTiles"/>: a register tile, and the reduction blocked
     /// for each cache level, sized from <see cref="Machine.Current"/>) are rivals too, as a search seldom reaches a
@@ -81,7 +81,8 @@ public static class PolicyTuning
     /// lost to the search's 134 unmeasured), then <paramref name="search"/> in all but the second half, then its best,
     /// the two fastest rivals by their figures (one of a dozen measured once can be high by chance) and the first rival
     /// (measured once in one of this VM's half-speed moments, the machine's first tile of mm 128 2304 768 was left out,
-    /// and a tile 0.77x the best library answered) timed side by side in what is left (<see cref="IConfirmingEvaluator.Fastest"/>; by their figures without one, or without time left).
+    /// and a tile 0.77x the best library answered) timed side by side in what is left
+    /// (<see cref="IConfirmingEvaluator.Fastest"/>; by their figures without one, or without time left).
     /// Returns the search's result, the answer, the seconds the evaluator spent in the search's own evaluations (of a
     /// <c>TimedEvaluator</c>; 0 otherwise), the rivals' figures and the seconds all of it took (the buffers' warm-up aside).</summary>
     internal static (SearchResult Result, Nest Best, double SearchMeasuring, IReadOnlyList<(Nest Nest, double Gflops)> Rivals, double Seconds) WithRivals(ISearch search,

@@ -8,8 +8,8 @@ namespace LoopTune.Learning;
 /// <summary>
 /// What <c>looptune tune</c> does, as a method of the comparisons (<c>--methods tune</c>): the machine's own tiles
 /// (<see cref="CacheBlockedTiles"/>) evaluated first, then the policy-guided search (<paramref name="search"/>), then the
-/// fastest of its best, the two best tiles and the first timed side by side (<see cref="PolicyTuning.WithRivals"/>), all within the
-/// budget. <c>policy_search</c> is the search alone: on the Zen 3 the first 10 test products of <c>mm64_256_16_range</c>
+/// fastest of its best, the two best tiles and the first timed side by side (<see cref="PolicyTuning.WithRivals"/>), all
+/// within the budget. <c>policy_search</c> is the search alone: on the Zen 3 the first 10 test products of <c>mm64_256_16_range</c>
 /// came out at 0.88x the best library with it and at 1.01x with <c>tune</c>. The answer's actions are the search's when
 /// the search's best won, none when a tile did (a tile is built, not reached by actions).
 /// </summary>

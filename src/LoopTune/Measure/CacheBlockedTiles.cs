@@ -69,12 +69,8 @@ public static class CacheBlockedTiles
         int k = Enumerable.Range(0, c.Vars.Length).Where(x => c.IsReduction[x] && streamed.VarStrides[x] != 0 && broadcast.VarStrides[x] != 0 && c.Sizes[x] > 1)
             .OrderByDescending(x => c.Sizes[x]).DefaultIfEmpty(-1).First();
         List<Nest> tiles = channels is null ? [] : [channels];
-        var lean = Lean(c.Sizes[v] / lanes, c.Sizes[u], need, registers);
         var full = Tile(c.Sizes[v] / lanes, c.Sizes[u], need, registers - RegisterTile.VectorsPerRow - RegisterTile.Spare);
-        // where no tile keeps every pipe busy, the lean one with the most accumulators down to half of them: 7-pixel rows
-        // of a 32-lane block on an AVX2 machine (16 registers, 8 accumulators needed) have a 7 x 1 tile and no other
-        for (int fewer = need - 1; lean is null && full is null && fewer >= (need + 1) / 2; fewer--)
-            lean = Lean(c.Sizes[v] / lanes, c.Sizes[u], fewer, registers);
+        var lean = full is null ? Leanest(c.Sizes[v] / lanes, c.Sizes[u], need, registers) : Lean(c.Sizes[v] / lanes, c.Sizes[u], need, registers);
         if ((lean ?? full) is var (gv, gr) && Goto(c, machine, v, gv * lanes, u, gr, k, streamed, broadcast) is { } blis)
         {
             tiles.Add(blis);
@@ -103,23 +99,6 @@ public static class CacheBlockedTiles
         return tiles;
     }
 
-    /// <summary>
-    /// A convolution's tile along its output channels: vectors of the channels f, rows of the output's innermost variable w
-    /// (pixels), each pixel's input broadcast; the weights packed (<c>pack=W</c>, each block of channels laid out as the
-    /// loops read it, the channels contiguous), the reduction innermost with its largest variable (the input channels)
-    /// last, and the tile's output lanes, an image apart, gathered before the sum and scattered after it (a few loads and
-    /// stores per output element, against thousands of multiply-adds). Rows of 12 to 54 pixels fill vectors of w badly
-    /// (a 12-pixel row is a vector and a half on AVX2); this tile's vectors are always full. For a contraction whose output's
-    /// innermost variable w is in the last index of one input (the image: <c>w+s</c>, <c>2*w+s</c>) and not the other (the
-    /// weights, packable), and an output variable f the weights have and the image has not, with at least a vector of it;
-    /// null otherwise (a matrix product: its columns are already vectors), or for a sum shorter than
-    /// <see cref="MinChannelSteps"/> or fewer pixels than <see cref="MinChannelPixels"/>. The tile is <see cref="Lean"/>'s, its rows not cut down for the tail's sake.
-    /// <code>
-    /// conv 256 14 14 256 3 3 on the Zen 3 (2 vectors of 8 by 6 pixels):   f:16 h:12 w:2 r:3 s:3 c:64 c:4u w:6u f:16v pack=W
-    /// </code>
-    /// There, <c>run -s</c>: 75.1 GFLOPS, 0.85x ONNX Runtime, where the fastest tile along w ran 0.63x; conv 128 28 28 128 3 3
-    /// 0.92x against 0.65x; conv 64 56 56 64 3 3 0.95x against 0.86x.
-    /// </summary>
     /// <summary>The fewest steps of the sum (the product of its sizes) <see cref="Channels"/> wants: its tile's gathers and
     /// scatters of the output, about two per element, are paid once a sum. With 64 (a 1x1 convolution of 64 input channels,
     /// conv 64 56 56 256 1 1) the tile ran 0.63x oneDNN on the Zen 3, the tile along w 0.83x; with 147 (the 7x7 stem of 3
@@ -132,31 +111,49 @@ public static class CacheBlockedTiles
     /// Zen 3, its channels blocked for the L2 or not, the tile along w 0.87x; with 144 (conv 256 14 14 256 3 3) 0.85x against 0.63x.</summary>
     public const int MinChannelPixels = 128;
 
+    /// <summary>
+    /// A convolution's tile along its output channels: vectors of the channels f, rows of the output's innermost variable w
+    /// (pixels), each pixel's input broadcast; the weights packed (<c>pack=W</c>, each block of channels laid out as the
+    /// loops read it, the channels contiguous), the reduction innermost with its largest variable (the input channels)
+    /// last; the tile starts from zero (<see cref="Jit.JitOptions.ZeroTiles"/>) and its output lanes, an image apart, are
+    /// gathered, added and scattered after the sum (a few loads and stores per output element, against thousands of
+    /// multiply-adds). Rows of 12 to 54 pixels fill vectors of w badly
+    /// (a 12-pixel row is a vector and a half on AVX2); this tile's vectors are always full. For a contraction whose output's
+    /// innermost variable w is in the last index of one input (the image: <c>w+s</c>, <c>2*w+s</c>) and not the other (the
+    /// weights, packable), and an output variable f the weights have and the image has not, with at least a vector of it;
+    /// null otherwise (a matrix product: its columns are already vectors), or for a sum shorter than
+    /// <see cref="MinChannelSteps"/> or fewer pixels than <see cref="MinChannelPixels"/>. The tile is
+    /// <see cref="Leanest"/>'s, its rows not cut down for the tail's sake.
+    /// <code>
+    /// conv 256 14 14 256 3 3 on the Zen 3 (2 vectors of 8 by 6 pixels):   f:16 h:12 w:2 r:3 s:3 c:64 c:4u w:6u f:16v pack=W
+    /// </code>
+    /// There, <c>run -s</c>: 75.1 GFLOPS, 0.85x ONNX Runtime, where the fastest tile along w ran 0.63x; conv 128 28 28 128 3 3
+    /// 0.92x against 0.65x; conv 64 56 56 64 3 3 0.95x against 0.86x.
+    /// </summary>
     static Nest? Channels(Computation c, MachineInfo machine)
     {
         var o = c.Output.Index;
         if (o.Any(d => d.Length != 1)) return null;
         int w = o[^1][0].Var, lanes = machine.Fma.Lanes;
+        // the sums by size, the largest (the input channels) last
+        var sums = Enumerable.Range(0, c.Vars.Length).Where(x => c.IsReduction[x]).OrderBy(x => c.Sizes[x]).ThenBy(x => x).ToList();
+        long steps = sums.Aggregate(1L, (n, x) => n * c.Sizes[x]);
+        if (sums.Count == 0 || steps < MinChannelSteps) return null;
         foreach (var (image, weights) in new[] { (c.Left, c.Right), (c.Right, c.Left) })
         {
             var last = image.Index[^1];
             if (!last.Any(t => t.Var == w) || last.Length == 1 || weights.VarStrides[w] != 0 || !Nest.IsPackable(weights)) continue;
             int f = o.Select(d => d[0].Var).LastOrDefault(x => weights.VarStrides[x] != 0 && image.VarStrides[x] == 0, -1);
-            long steps = Enumerable.Range(0, c.Vars.Length).Where(x => c.IsReduction[x]).Aggregate(1L, (n, x) => n * c.Sizes[x]);
             long pixels = o.Select(d => d[0].Var).Where(x => x != f).Aggregate(1L, (n, x) => n * c.Sizes[x]);
-            if (f < 0 || c.Sizes[f] < lanes || steps < MinChannelSteps || pixels < MinChannelPixels) continue;
-            int need = machine.Fma.Accumulators;
+            if (f < 0 || c.Sizes[f] < lanes || pixels < MinChannelPixels) continue;
             // rows with a tail as they come: 26 pixels in 6-pixel rows and a tail of 2 (conv 128 28 28 128 3 3: 0.88-0.91x
             // ONNX Runtime and oneDNN on the Zen 3), where fewer rows for the tail's sake left 2 pixels by 4 vectors (0.59-0.77x)
-            var tile = Lean(c.Sizes[f] / lanes, c.Sizes[w], need, machine.VectorRegisters, fewerForTail: false);
-            for (int fewer = need - 1; tile is null && fewer >= (need + 1) / 2; fewer--) tile = Lean(c.Sizes[f] / lanes, c.Sizes[w], fewer, machine.VectorRegisters, false);
-            if (tile is not var (vectors, rows)) return null;
+            if (Leanest(c.Sizes[f] / lanes, c.Sizes[w], machine.Fma.Accumulators, machine.VectorRegisters, fewerForTail: false) is not var (vectors, rows)) return null;
             int width = vectors * lanes;
             var loops = new List<string>();
             if (c.Sizes[f] > width) loops.Add(Loop(c, f, c.Sizes[f] / width, c.Sizes[f] % width));
             foreach (int x in o.Select(d => d[0].Var).Where(x => x != f && x != w)) loops.Add(Loop(c, x, c.Sizes[x]));
             if (c.Sizes[w] > rows) loops.Add(Loop(c, w, c.Sizes[w] / rows, c.Sizes[w] % rows));
-            var sums = Enumerable.Range(0, c.Vars.Length).Where(x => c.IsReduction[x]).OrderBy(x => c.Sizes[x]).ThenBy(x => x).ToList();
             // the largest sum innermost, unrolled by 4 where it divides (conv 64 56 56 64 3 3 on the Zen 3: 0.95-0.96x oneDNN
             // against 0.92x, conv 128 28 28 128 3 3 0.92x against 0.87-0.88x), the others in the computation's order
             loops.AddRange(sums.Take(sums.Count - 1).Order().Select(x => Loop(c, x, c.Sizes[x])));
@@ -300,6 +297,16 @@ public static class CacheBlockedTiles
             }
         }
         return best;
+    }
+
+    /// <summary><see cref="Lean"/>'s tile, or where none keeps every pipe busy, the lean one with the most accumulators down
+    /// to half of them: 7-pixel rows of a 32-lane block on an AVX2 machine (16 registers, 8 accumulators needed) have a
+    /// 7 x 1 tile and no other.</summary>
+    static (int Vectors, int Rows)? Leanest(int vectorsOfV, int sizeOfU, int need, int registers, bool fewerForTail = true)
+    {
+        var tile = Lean(vectorsOfV, sizeOfU, need, registers, fewerForTail);
+        for (int fewer = need - 1; tile is null && fewer >= (need + 1) / 2; fewer--) tile = Lean(vectorsOfV, sizeOfU, fewer, registers, fewerForTail);
+        return tile;
     }
 
     /// <summary>The tile (vectors of v, rows of u) that loads the least per FMA, <c>1/rows + 1/vectors</c> of a load each,
