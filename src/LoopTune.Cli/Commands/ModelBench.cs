@@ -228,7 +228,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
             }
             return new ModelRow(op.Node.Name, op.Node.OpType, c.Text, true, null, verified, mine.Gflops, mine.MedianSeconds,
                 report.Gflops * flops / c.Flops, theirs?.Gflops, theirs?.MedianSeconds, ortNote, ratio, onednn?.Gflops, oneDnnNote, vsOneDnn,
-                report.Nest.Serialize(), maxError, tolerance, from, (op as ConvOp)?.Lowering.ToString().ToLowerInvariant(), choice);
+                report.Nest.Serialize(), maxError, tolerance, from, (op as ConvOp)?.LoweringName, choice);
         }
         finally { ort?.Dispose(); }
     }
@@ -369,7 +369,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         int best = Enumerable.Range(0, candidates.Count).MinBy(i => times[i]);
         seconds = times[best];
         note = string.Join(", ", candidates.Select((k, i) => FormattableString.Invariant(
-            $"{(k.Op as ConvOp)?.Lowering.ToString().ToLowerInvariant() ?? k.Op.Contraction.Text} {times[i] * 1e3:F3} ms")));
+            $"{(k.Op as ConvOp)?.LoweringName ?? k.Op.Contraction.Text} {times[i] * 1e3:F3} ms")));
         return best;
     }
 

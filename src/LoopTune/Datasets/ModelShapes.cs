@@ -80,9 +80,10 @@ public static class ModelShapes
 
     /// <summary>Every lowering with sliding windows (the forms the conv policy serves: <c>direct</c> and <c>blocked</c>) of
     /// ResNet-18's distinct convolutions, named as in <see cref="ResNet18Convs"/> plus <c>_direct</c> or <c>_blocked</c>.
-    /// The blocked forms' block of output channels follows this machine's vectors, so the list does too.</summary>
+    /// The blocked forms' block of output channels follows this machine's vectors (the default block, <see cref="ConvOp.Block"/>,
+    /// alone), so the list does too.</summary>
     public static IEnumerable<(string Name, string Spec)> ResNet18WindowedLowerings() =>
-        ResNet18Layers.SelectMany(l => l.Lowerings().Where(op => op.Contraction.HasWindows).Select(op =>
+        ResNet18Layers.SelectMany(l => l.Lowerings().Where(op => op.Contraction.HasWindows && (op.Lowering != ConvLowering.Blocked || op.ChannelBlock == ConvOp.Block(l.F))).Select(op =>
             (Name: $"r18_{l.R}x{l.S}{(l.StrideH == 1 && l.StrideW == 1 ? "" : $"s{l.StrideH}")}_{l.C}_{l.H}_{l.F}_{op.Lowering.ToString().ToLowerInvariant()}", Spec: Spec(op.Contraction))))
             .DistinctBy(x => x.Spec);
 

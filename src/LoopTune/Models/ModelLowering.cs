@@ -18,8 +18,9 @@ public static class ModelLowering
     public static LoweredNode Lower(OnnxModel model, ModelShapes shapes, OnnxNode node) => Alternatives(model, shapes, node)[0];
 
     /// <summary>Every way the node may be lowered, the default first: a convolution with a window larger than 1x1 read in
-    /// place or as a matrix product over its windows' columns (<see cref="ConvOp.Ways"/>); any other node has one. Each
-    /// computes the node; which runs faster is for the caller to measure.</summary>
+    /// place or as a matrix product over its windows' columns, and in blocks of output channels once per block that divides
+    /// its channels (<see cref="ConvOp.LowerEach"/>); any other node has one. Each computes the node; which runs faster is
+    /// for the caller to measure.</summary>
     public static ImmutableArray<LoweredNode> Alternatives(OnnxModel model, ModelShapes shapes, OnnxNode node)
     {
         if (node.OpType is not ("Conv" or "Gemm" or "MatMul") || node.Domain is not ("" or "ai.onnx"))
@@ -33,8 +34,7 @@ public static class ModelLowering
         {
             return node.OpType switch
             {
-                "Conv" => ConvOp.Ways(Shape(1)).Select(way => ConvOp.Lower(node, model, Shape(0), Shape(1), y, way)) is var ways
-                    && ways.First() is NotTuned refused ? [refused] : [.. ways],
+                "Conv" => ConvOp.LowerEach(node, model, Shape(0), Shape(1), y),
                 "Gemm" => [GemmOp.Lower(node, model, Shape(0), Shape(1), node.Input(2) is { } c ? shapes.Of(c) : null, y)],
                 _ => [MatMulOp.Lower(node, model, Shape(0), Shape(1), y)],
             };

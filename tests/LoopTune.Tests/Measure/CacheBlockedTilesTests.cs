@@ -27,10 +27,10 @@ public sealed class CacheBlockedTilesTests
         // 667,136); from the block loop inward, the 7 rows too: L1 4 channels (4 x 9 x 64 + 4 x 9 x 9 + 7 x 7 x 64 floats =
         // 23,056 bytes; 8: 33,568), L2 128 again
         Assert.Equal([
-            ">g:8 c:128 h:7 w:1+2 c:4 r:3 s:3 w:5u e:64v", ">g:8 h:7 w:1+2 c:512 r:3 s:3 w:5u e:64v", ">g:8 c:64 h:7 w:1+2 c:8 r:3 s:3 w:5u e:64v",
-            ">g:8 c:4 h:7 w:1+2 c:128 r:3 s:3 w:5u e:64v",
-            ">g:8 c:128 h:7 c:4 r:3 s:3 w:7u e:64v", ">g:8 h:7 c:512 r:3 s:3 w:7u e:64v", ">g:8 c:64 h:7 c:8 r:3 s:3 w:7u e:64v",
-            ">g:8 c:4 h:7 c:128 r:3 s:3 w:7u e:64v"], tiles.Select(t => t.Serialize()));
+            ">g:8 c:128 h:7 w:1+2 c:4 r:3u s:3u w:5u e:64v", ">g:8 h:7 w:1+2 c:512 r:3u s:3u w:5u e:64v", ">g:8 c:64 h:7 w:1+2 c:8 r:3u s:3u w:5u e:64v",
+            ">g:8 c:4 h:7 w:1+2 c:128 r:3u s:3u w:5u e:64v",
+            ">g:8 c:128 h:7 c:4 r:3u s:3u w:7u e:64v", ">g:8 h:7 c:512 r:3u s:3u w:7u e:64v", ">g:8 c:64 h:7 c:8 r:3u s:3u w:7u e:64v",
+            ">g:8 c:4 h:7 c:128 r:3u s:3u w:7u e:64v"], tiles.Select(t => t.Serialize()));
     }
 
     [Fact]
@@ -74,6 +74,23 @@ public sealed class CacheBlockedTilesTests
                 Assert.True(check.Passed, $"{name} {tile.Serialize()}: {check.Problem}");
             }
         }
+    }
+
+    [Theory]
+    [InlineData("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=7 w=7 e=8 c=64 r=3 s=3", "r s")]     // a 3x3 window: 9 steps
+    [InlineData("O[g,h,w,e] += I[c,2*h+r,2*w+s] * W[g,c,r,s,e] g=2 h=8 w=8 e=8 c=3 r=7 s=7", "s")]   // 7x7: 49; r, the largest sum, is blocked
+    [InlineData("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=7 w=7 e=8 c=64 r=2 s=5", "s")]      // 10 steps: the innermost alone
+    [InlineData("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=7 w=7 e=8 c=64 r=1 s=3", "s")]      // a loop of one step is not unrolled
+    [InlineData("C[m,n] += A[m,k] * B[k,n] m=64 n=64 k=64", "")]                                     // a product's one sum is the blocked one
+    public void A_tiles_short_innermost_sums_are_unrolled_up_to_nine_steps_never_the_largest(string spec, string unrolled)
+    {
+        var c = Computation.Parse(spec);
+        var tiles = CacheBlockedTiles.For(c, Zen3());
+        Assert.NotEmpty(tiles);
+        foreach (var tile in tiles)
+            Assert.Equal(unrolled, string.Join(' ', tile.Loops.Where(l => c.IsReduction[l.Var] && l.Annotation == Annotation.Unroll).Select(l => c.Vars[l.Var])));
+        // and they compute what the reference does
+        Assert.All(tiles, t => Assert.True(Verifier.Verify(Kernel.Compile(t)).Passed, t.Serialize()));
     }
 
     [Fact]
@@ -142,7 +159,7 @@ public sealed class CacheBlockedTilesTests
     public void Without_cache_sizes_only_the_register_tiles_are_offered()
     {
         var tiles = CacheBlockedTiles.For(Computation.Parse(Conv512), Zen5(null, null));
-        Assert.Equal([">g:8 h:7 w:1+2 c:512 r:3 s:3 w:5u e:64v", ">g:8 h:7 c:512 r:3 s:3 w:7u e:64v"], tiles.Select(t => t.Serialize()));
+        Assert.Equal([">g:8 h:7 w:1+2 c:512 r:3u s:3u w:5u e:64v", ">g:8 h:7 c:512 r:3u s:3u w:7u e:64v"], tiles.Select(t => t.Serialize()));
     }
 
     [Fact]

@@ -168,7 +168,7 @@ public class LoweringTests
             [Floats("W", w, Random(w.Aggregate(1L, (p, d) => p * d), 72)), Floats("B", [w[0]], Random(w[0], 73))]);
         var model = OnnxModel.Parse(bytes, "test.onnx");
         var ways = ModelLowering.Alternatives(model, ShapeInference.Infer(model), model.Nodes[0]);
-        Assert.Equal((w[2] * w[3] == 1 ? 1 : 2) + (ConvOp.Block(w[0]) > 0 ? 1 : 0), ways.Length);
+        Assert.Equal((w[2] * w[3] == 1 ? 1 : 2) + ConvOp.Blocks(w[0]).Length, ways.Length);
         var op = Assert.IsType<ConvOp>(Assert.Single(ways, l => ((ConvOp)l).Lowering == ConvLowering.Columns));
         Assert.Equal(ConvLowering.Columns, op.Lowering);
         Assert.Equal(expectedSpec, op.Contraction.Text);
@@ -194,18 +194,24 @@ public class LoweringTests
             [Value("X", x)], [Value("Y", null)],
             [Floats("W", w, Random(w.Aggregate(1L, (p, d) => p * d), 74)), Floats("B", [w[0]], Random(w[0], 75))]);
         var model = OnnxModel.Parse(bytes, "test.onnx");
-        long e = ConvOp.Block(w[0]);
-        Assert.True(e > 1 && w[0] % e == 0, $"block {e}");
-        var op = Assert.IsType<ConvOp>(Assert.Single(ModelLowering.Alternatives(model, ShapeInference.Infer(model), model.Nodes[0]),
-            l => ((ConvOp)l).Lowering == ConvLowering.Blocked));
-        var c = op.Contraction;
-        Assert.Equal(c.Sizes[Array.IndexOf(c.Vars.ToArray(), "e")], e);
-        Assert.StartsWith(w[0] == e ? "O[" + (x[0] > 1 ? "n," : "") + "h,w,e] += I[" : "O[" + (x[0] > 1 ? "n," : "") + "g,h,w,e] += I[", c.Text, StringComparison.Ordinal);
-        Assert.Equal(op.Flops, c.Flops);
-        Assert.Contains("written into the node's output", op.OutsideKernel[^1]);
+        // one blocked lowering per block of output channels that divides them, the widest (the default) first
+        var blocks = ConvOp.Blocks(w[0]);
+        Assert.Equal(ConvOp.Block(w[0]), blocks[0]);
+        var ops = ModelLowering.Alternatives(model, ShapeInference.Infer(model), model.Nodes[0]).OfType<ConvOp>().Where(l => l.Lowering == ConvLowering.Blocked).ToList();
+        Assert.Equal(blocks, ops.Select(o => (long)o.ChannelBlock));
+        foreach (var (op, e) in ops.Zip(blocks))
+        {
+            Assert.True(e > 1 && w[0] % e == 0, $"block {e}");
+            var c = op.Contraction;
+            Assert.Equal(c.Sizes[Array.IndexOf(c.Vars.ToArray(), "e")], e);
+            Assert.Equal($"blocked {e}", op.LoweringName);
+            Assert.StartsWith(w[0] == e ? "O[" + (x[0] > 1 ? "n," : "") + "h,w,e] += I[" : "O[" + (x[0] > 1 ? "n," : "") + "g,h,w,e] += I[", c.Text, StringComparison.Ordinal);
+            Assert.Equal(op.Flops, c.Flops);
+            Assert.Contains("written into the node's output", op.OutsideKernel[^1]);
 
-        // output channels vectorized, the input broadcast; run twice into one output with other inputs
-        RunTwiceAgainstOnnxRuntime(bytes, op, VectorizedOver(c, "e"), x, 90);
+            // output channels vectorized, the input broadcast; run twice into one output with other inputs
+            RunTwiceAgainstOnnxRuntime(bytes, op, VectorizedOver(c, "e"), x, 90);
+        }
     }
 
     [Theory]
