@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using LoopTune.CostModel;
 using LoopTune.Env;
 using LoopTune.Ir;
@@ -6,7 +7,11 @@ namespace LoopTune.Search;
 
 /// <summary>Hyperparameters of <see cref="CostModelSearch"/>.</summary>
 /// <param name="Candidates">Candidates made and scored by the model per round.</param>
-/// <param name="MeasurePerRound">Of those, how many are measured: the model's top-ranked ones.</param>
+/// <param name="MeasurePerRound">Of those, how many are measured at least: the model's top-ranked ones.</param>
+/// <param name="MaxMeasurePerRound">Of those, how many are measured at most: where breeding, scoring and refitting a round
+/// take longer than measuring its candidates (small kernels), the next round measures more of its top-ranked ones, so that
+/// measuring takes about as long as the rest (MetaSchedule measures 64 a round). On the Zen 3's small convolutions a round
+/// of 1024 candidates took about 80 ms besides its 8 measurements of about 3 ms.</param>
 /// <param name="Population">The best-scored candidates not measured that a round passes on as parents of the next, besides
 /// the fastest measured ones (as many again).</param>
 /// <param name="InitialRandom">Random sequences the first round's candidates are bred from.</param>
@@ -19,7 +24,8 @@ namespace LoopTune.Search;
 /// <param name="UseSavedModel">Start from this machine's saved model (<see cref="ScheduleCostModel.DefaultPath"/>) when there
 /// is one; without it (or with false) the model learns from this search's measurements alone.</param>
 public sealed record CostModelOptions(int Candidates = 1024, int MeasurePerRound = 8, int Population = 64, int InitialRandom = 256,
-    double Epsilon = 0.05, int MaxGenes = 12, int InitialGenes = 6, double CrossoverRate = 0.5, int MaxIdleRounds = 20, bool UseSavedModel = true);
+    double Epsilon = 0.05, int MaxGenes = 12, int InitialGenes = 6, double CrossoverRate = 0.5, int MaxIdleRounds = 20, bool UseSavedModel = true,
+    int MaxMeasurePerRound = 64);
 
 /// <summary>One round of a <see cref="CostModelSearch"/>: every candidate scored (predicted log2 GFLOPS) in the order made, and
 /// the ones measured, those chosen by rank (<see cref="Chosen"/>) apart from those drawn at random (<see cref="Explored"/>).</summary>
@@ -31,7 +37,8 @@ public sealed record CostModelRound(int Round, IReadOnlyList<(Nest Nest, double 
 /// (<see cref="Genome"/>: crossover and mutation, repaired to legal sequences) from the fastest schedules measured so far
 /// and the best-scored ones of the round before, scores every one with the model (<see cref="OnlineCostModel"/>: this
 /// machine's <see cref="ScheduleCostModel"/> when one is saved, plus a correction fitted to this search's own
-/// measurements), measures the <see cref="CostModelOptions.MeasurePerRound"/> top-ranked ones it has not measured (each slot
+/// measurements), measures the top-ranked ones it has not measured (<see cref="CostModelOptions.MeasurePerRound"/>, more where
+/// the round's other work takes longer than measuring them, up to <see cref="CostModelOptions.MaxMeasurePerRound"/>; each slot
 /// a random candidate instead with chance <see cref="CostModelOptions.Epsilon"/>), adds the measurements to the model's rows
 /// and refits the correction. Every measurement goes through the run's evaluator, so the measurement store grows too.
 /// </summary>
@@ -41,7 +48,7 @@ public sealed class CostModelSearch(CostModelOptions? options = null, ScheduleCo
 
     public CostModelOptions Options { get; } = Check(options ?? new());
     public string Name => MethodName;
-    public string Description => $"{Options.Candidates} candidates a round bred from the fastest and best-scored, scored by this machine's cost model, its top {Options.MeasurePerRound} measured, the model refitted";
+    public string Description => $"{Options.Candidates} candidates a round bred from the fastest and best-scored, scored by this machine's cost model, its top {Options.MeasurePerRound} to {Options.MaxMeasurePerRound} measured (as long as the rest of the round takes), the model refitted";
 
     /// <summary>Told every round (the tests check the measured schedules are the model's top-ranked).</summary>
     public Action<CostModelRound>? Observer { get; init; }
@@ -55,15 +62,17 @@ public sealed class CostModelSearch(CostModelOptions? options = null, ScheduleCo
         online.Add(start, run.Root.Gflops);
         var measured = new List<(Genome Genome, double Gflops)> { (Genome.Build(space, start, [], Options.MaxGenes), run.Root.Gflops) };
         var pool = Enumerable.Range(0, Options.InitialRandom).Select(_ => Genome.Random(space, start, run.Rng, 1 + run.Rng.Next(Options.InitialGenes), sample: true)).ToList();
-        for (int round = 0, idle = 0; idle < Options.MaxIdleRounds && !run.Exhausted; round++)
+        for (int round = 0, idle = 0, slots = Options.MeasurePerRound; idle < Options.MaxIdleRounds && !run.Exhausted; round++)
         {
+            long bred = Stopwatch.GetTimestamp();
             var candidates = Breed(run, start, measured, pool);
             if (candidates.Count == 0) break;
             var scores = online.Score([.. candidates.Select(g => g.Result)]);
             var order = Enumerable.Range(0, candidates.Count).OrderByDescending(i => scores[i]).ToList();
-            var (chosen, explored) = Choose(run.Rng, order);
+            var (chosen, explored) = Choose(run.Rng, order, slots);
             bool spent = false;
             int before = run.Evaluations;
+            long measuring = Stopwatch.GetTimestamp();
             foreach (int i in chosen.Concat(explored))
             {
                 var g = candidates[i];
@@ -78,10 +87,12 @@ public sealed class CostModelSearch(CostModelOptions? options = null, ScheduleCo
             Observer?.Invoke(new CostModelRound(round, [.. candidates.Select((g, i) => (g.Result, scores[i]))],
                 [.. chosen.Select(i => candidates[i].Result)], [.. explored.Select(i => candidates[i].Result)]));
             if (spent) break;
+            long measured0 = Stopwatch.GetTimestamp();
             online.Refit();
             var picked = chosen.Concat(explored).ToHashSet();
             pool = [.. order.Where(i => !picked.Contains(i)).Take(Options.Population).Select(i => candidates[i])];
             idle = run.Evaluations == before ? idle + 1 : 0;
+            slots = Slots(Stopwatch.GetTimestamp() - measured0 + measuring - bred, measured0 - measuring, run.Evaluations - before);
         }
         return run.Finish();
     }
@@ -108,11 +119,23 @@ public sealed class CostModelSearch(CostModelOptions? options = null, ScheduleCo
         return candidates;
     }
 
-    /// <summary>The candidates to measure, by their index: the top-ranked of <paramref name="order"/> (best first), except
-    /// that each slot goes to a random candidate instead with chance <see cref="CostModelOptions.Epsilon"/>.</summary>
-    (List<int> Chosen, List<int> Explored) Choose(Random rng, List<int> order)
+    /// <summary>How many the next round measures: as many as take as long to measure as the round's other work took
+    /// (<paramref name="besides"/> ticks, against <paramref name="measuring"/> for <paramref name="measured"/> measurements),
+    /// within <see cref="CostModelOptions.MeasurePerRound"/> and <see cref="CostModelOptions.MaxMeasurePerRound"/>.</summary>
+    int Slots(long besides, long measuring, int measured)
     {
-        int slots = Math.Min(Options.MeasurePerRound, order.Count), explore = 0;
+        if (measured <= 0) return Options.MeasurePerRound;
+        double each = Math.Max(measuring, 1) / (double)measured;
+        return (int)Math.Clamp(Math.Round(besides / each), Options.MeasurePerRound, Options.MaxMeasurePerRound);
+    }
+
+    /// <summary>The candidates to measure, by their index: the <paramref name="slots"/> top-ranked of <paramref name="order"/>
+    /// (best first), except that each slot goes to a random candidate instead with chance
+    /// <see cref="CostModelOptions.Epsilon"/>.</summary>
+    (List<int> Chosen, List<int> Explored) Choose(Random rng, List<int> order, int slots)
+    {
+        slots = Math.Min(slots, order.Count);
+        int explore = 0;
         for (int s = 0; s < slots; s++) if (rng.NextDouble() < Options.Epsilon) explore++;
         var chosen = order.Take(slots - explore).ToList();
         var rest = order.Skip(chosen.Count).ToList();
@@ -128,6 +151,6 @@ public sealed class CostModelSearch(CostModelOptions? options = null, ScheduleCo
 
     static CostModelOptions Check(CostModelOptions o) =>
         o.Candidates >= 1 && o.MeasurePerRound >= 1 && o.Population >= 1 && o.InitialRandom >= 1 && o.Epsilon is >= 0 and <= 1 && o.MaxGenes >= 1
-            && o.InitialGenes >= 1 && o.CrossoverRate is >= 0 and <= 1 && o.MaxIdleRounds >= 1
+            && o.InitialGenes >= 1 && o.CrossoverRate is >= 0 and <= 1 && o.MaxIdleRounds >= 1 && o.MaxMeasurePerRound >= o.MeasurePerRound
             ? o : throw new SearchError($"bad cost_model options: {o}");
 }

@@ -185,7 +185,7 @@ public sealed class CostModelTests
         var model = TrainedOn(Samples(Problems, 30, seed: 9));
         var rounds = new List<CostModelRound>();
         var fake = new FakeEvaluator(Truth);
-        var search = new CostModelSearch(new CostModelOptions(Candidates: 200, MeasurePerRound: 4, InitialRandom: 32, Epsilon: 0), model) { Observer = rounds.Add };
+        var search = new CostModelSearch(new CostModelOptions(Candidates: 200, MeasurePerRound: 4, InitialRandom: 32, Epsilon: 0, MaxMeasurePerRound: 4), model) { Observer = rounds.Add };
         var start = Nest.Initial(Computation.Matmul(64, 48, 80));
         var r = search.Run(start, fake, SearchBudget.Seconds(60, 41), seed: 1, ActionSpace.Tile);
         Assert.Equal(41, r.Evaluations);
@@ -207,10 +207,31 @@ public sealed class CostModelTests
     }
 
     [Fact]
+    public void Where_measuring_is_quicker_than_the_rest_of_a_round_the_next_rounds_measure_more_of_the_top_ranked()
+    {
+        // the fake evaluator answers at once: breeding and scoring 200 candidates takes far longer than measuring 2
+        var model = TrainedOn(Samples(Problems, 30, seed: 9));
+        var rounds = new List<CostModelRound>();
+        var search = new CostModelSearch(new CostModelOptions(Candidates: 200, MeasurePerRound: 2, InitialRandom: 32, Epsilon: 0, MaxMeasurePerRound: 12), model) { Observer = rounds.Add };
+        var r = search.Run(Nest.Initial(Computation.Matmul(64, 48, 80)), new FakeEvaluator(Truth), SearchBudget.Seconds(60, 51), seed: 1, ActionSpace.Tile);
+        Assert.Equal(51, r.Evaluations);
+        Assert.Equal(2, rounds[0].Chosen.Count);
+        Assert.All(rounds.Skip(1), x => Assert.InRange(x.Chosen.Count, 2, 12));
+        Assert.Contains(rounds, x => x.Chosen.Count == 12);
+        foreach (var round in rounds) // still the model's top-ranked
+        {
+            var chosen = round.Chosen.Select(n => n.ScheduleKey).ToHashSet();
+            Assert.True(round.Candidates.Where(c => chosen.Contains(c.Nest.ScheduleKey)).Min(c => c.Score)
+                >= round.Candidates.Where(c => !chosen.Contains(c.Nest.ScheduleKey)).Select(c => c.Score).DefaultIfEmpty(double.NegativeInfinity).Max());
+        }
+        Assert.Throws<SearchError>(() => new CostModelSearch(new CostModelOptions(MeasurePerRound: 8, MaxMeasurePerRound: 4)));
+    }
+
+    [Fact]
     public void With_epsilon_the_explored_candidates_are_others_than_the_top_ranked()
     {
         var rounds = new List<CostModelRound>();
-        var search = new CostModelSearch(new CostModelOptions(Candidates: 100, MeasurePerRound: 4, InitialRandom: 16, Epsilon: 0.5, UseSavedModel: false)) { Observer = rounds.Add };
+        var search = new CostModelSearch(new CostModelOptions(Candidates: 100, MeasurePerRound: 4, InitialRandom: 16, Epsilon: 0.5, UseSavedModel: false, MaxMeasurePerRound: 4)) { Observer = rounds.Add };
         search.Run(Nest.Initial(Computation.Matmul(32, 48, 64)), new FakeEvaluator(Truth), SearchBudget.Seconds(60, 41), seed: 2, ActionSpace.Tile);
         Assert.Contains(rounds, x => x.Explored.Count > 0);
         foreach (var round in rounds)
