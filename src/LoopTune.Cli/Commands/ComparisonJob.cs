@@ -43,7 +43,8 @@ sealed class ComparisonOptions
     public ComparisonOptions(string countName, string? defaultMethods, string outDescription)
     {
         Split.AcceptOnlyFromAmong("test", "train", "all");
-        Count = new(countName) { Description = "How many benchmarks: the first N of the split.", DefaultValueFactory = _ => 25 };
+        // compare-libraries says --size (the seed's compare_tvm.py), compare-searches --count: each takes the other's too
+        Count = new(countName, countName == "--size" ? "--count" : "--size") { Description = "How many benchmarks: the first N of the split.", DefaultValueFactory = _ => 25 };
         this.defaultMethods = defaultMethods;
         Methods = new("--methods")
         {

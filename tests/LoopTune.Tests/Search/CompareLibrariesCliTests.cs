@@ -196,6 +196,7 @@ public sealed class CompareLibrariesCliTests : IDisposable
     [InlineData("neither a dataset folder nor a named dataset", "--dataset", "/nonexistent-looptune-dataset")]
     [InlineData("unknown search method 'nope'", "--methods", "greedy1,nope")]
     [InlineData("--size must be at least 1, not 0", "--size", "0")]
+    [InlineData("--size must be at least 1, not 0", "--count", "0")] // compare-searches' name for it
     [InlineData("bad budget '1x'", "--budget", "1x")]
     [InlineData("does not exist", "--methods", "policy", "--policy", "/nonexistent-looptune-policy.safetensors")]
     [InlineData("names a method twice", "--methods", "genetic,genetic")]
