@@ -146,7 +146,7 @@ public sealed class ConvOp : ContractionOp
     }
 
     internal static LoweredNode Lower(OnnxNode node, OnnxModel model, ImmutableArray<long> x, ImmutableArray<long> wShape, ImmutableArray<long> y,
-        ConvLowering lowering, long block = 0)
+        ConvLowering lowering, long block = 0) // block: the blocked lowering's (LowerEach gives each of Blocks)
     {
         if (x.Length != 4) return new NotTuned(node, $"a {x.Length - 2}-d convolution (only 2-d ones are lowered)");
         long group = node.Int("group", 1);
@@ -215,13 +215,12 @@ public sealed class ConvOp : ContractionOp
         return new ConvOp(node, model, product, y, [.. outside], x, wShape, window, paddedH, paddedW, null, ConvLowering.Columns);
     }
 
-    /// <summary>The <see cref="ConvLowering.Blocked"/> lowering: output channels in blocks of <paramref name="block"/>
-    /// (0: <see cref="Block"/>), innermost.</summary>
-    static ConvOp LowerBlocked(OnnxNode node, OnnxModel model, ImmutableArray<long> x, ImmutableArray<long> wShape, ImmutableArray<long> y, Window window, string copy, long block)
+    /// <summary>The <see cref="ConvLowering.Blocked"/> lowering: output channels in blocks of <paramref name="e"/> (one of
+    /// <see cref="Blocks"/>), innermost.</summary>
+    static ConvOp LowerBlocked(OnnxNode node, OnnxModel model, ImmutableArray<long> x, ImmutableArray<long> wShape, ImmutableArray<long> y, Window window, string copy, long e)
     {
         var (n, c, f, r, s, oh, ow, sh, sw, paddedH, paddedW) = Sizes(x, wShape, y, window);
         var outside = new List<string>();
-        long e = block == 0 ? Block(f) : block;
         if (e < 2 || f % e != 0) throw new ArgumentException($"no block of {e} output channels divides {f}");
         var blocked = new ContractionText()
             .Var("n", n).Var("g", f / e).Var("h", oh).Var("w", ow).Var("e", e).Var("c", c).Var("r", r).Var("s", s)

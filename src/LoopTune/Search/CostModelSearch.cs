@@ -64,7 +64,7 @@ public sealed class CostModelSearch(CostModelOptions? options = null, ScheduleCo
         var pool = Enumerable.Range(0, Options.InitialRandom).Select(_ => Genome.Random(space, start, run.Rng, 1 + run.Rng.Next(Options.InitialGenes), sample: true)).ToList();
         for (int round = 0, idle = 0, slots = Options.MeasurePerRound; idle < Options.MaxIdleRounds && !run.Exhausted; round++)
         {
-            long bred = Stopwatch.GetTimestamp();
+            long roundStart = Stopwatch.GetTimestamp();
             var candidates = Breed(run, start, measured, pool);
             if (candidates.Count == 0) break;
             var scores = online.Score([.. candidates.Select(g => g.Result)]);
@@ -72,7 +72,7 @@ public sealed class CostModelSearch(CostModelOptions? options = null, ScheduleCo
             var (chosen, explored) = Choose(run.Rng, order, slots);
             bool spent = false;
             int before = run.Evaluations;
-            long measuring = Stopwatch.GetTimestamp();
+            long measureStart = Stopwatch.GetTimestamp();
             foreach (int i in chosen.Concat(explored))
             {
                 var g = candidates[i];
@@ -87,12 +87,13 @@ public sealed class CostModelSearch(CostModelOptions? options = null, ScheduleCo
             Observer?.Invoke(new CostModelRound(round, [.. candidates.Select((g, i) => (g.Result, scores[i]))],
                 [.. chosen.Select(i => candidates[i].Result)], [.. explored.Select(i => candidates[i].Result)]));
             if (spent) break;
-            long measured0 = Stopwatch.GetTimestamp();
+            long measureEnd = Stopwatch.GetTimestamp();
             online.Refit();
             var picked = chosen.Concat(explored).ToHashSet();
             pool = [.. order.Where(i => !picked.Contains(i)).Take(Options.Population).Select(i => candidates[i])];
             idle = run.Evaluations == before ? idle + 1 : 0;
-            slots = Slots(Stopwatch.GetTimestamp() - measured0 + measuring - bred, measured0 - measuring, run.Evaluations - before);
+            // the next round measures about as long as this one spent on everything else (breeding, scoring, refitting)
+            slots = Slots(measureStart - roundStart + Stopwatch.GetTimestamp() - measureEnd, measureEnd - measureStart, run.Evaluations - before);
         }
         return run.Finish();
     }
