@@ -21,8 +21,8 @@ namespace LoopTune.Measure;
 /// 1 output variables the streamed operand has (and v's blocks)  g:8
 /// 2 the block loop of the reduction (blocked tiles only)       c:64        (L1 of 48 KiB: a block of 8 channels)
 /// 3 the other output variables (and u's blocks)                h:7
-/// 4 the reduction, in the computation's order, the window's      c:8 r:3u s:3u
-///   taps unrolled (UnrolledSteps)
+/// 4 the reduction, in the computation's order, the window's      c:8 r:3 s:3   (7 x 4 vectors: no registers left
+///   taps unrolled where registers allow (UnrolledSteps)                        for the taps' shared inputs)
 /// 5 u: rows of the tile, unrolled                              w:7u
 /// 6 v: vectors of the tile, vectorized                         e:64v
 /// </code>
@@ -92,7 +92,7 @@ public static class CacheBlockedTiles
                 // over the whole image: a plain convolution's 6 output channels (13.8 KB of weights) ran conv 64 56 56 64
                 // 3 3 at 0.87x oneDNN on the Zen 3 (twice), the rows of the image outermost 0.65-0.81x
                 var image = c.Output.Index.Select(d => d[0].Var).Where(x => x != u && x != v).ToList();
-                if (image.Count > 0 && image.All(x => broadcast.VarStrides[x] == 0) && Build(c, v, vectors * lanes, u, rows, k, null, streamed, broadcast, rowsFirst: true) is { } rowsFirst)
+                if (image.Count > 0 && image.All(x => broadcast.VarStrides[x] == 0) && Build(c, machine, v, vectors * lanes, u, rows, k, null, streamed, broadcast, rowsFirst: true) is { } rowsFirst)
                     ordered.Insert(Math.Min(1, ordered.Count), rowsFirst);
                 foreach (var nest in ordered)
                     if (tiles.All(t => t.ScheduleKey != nest.ScheduleKey)) tiles.Add(nest);
@@ -223,7 +223,7 @@ public static class CacheBlockedTiles
     /// around it, then that reduction's variable <paramref name="k"/> blocked for each cache level (when it blocks).</summary>
     static List<Nest> Blockings(Computation c, MachineInfo machine, int v, int width, int u, int rows, int k, Tensor streamed, Tensor broadcast)
     {
-        var plain = Build(c, v, width, u, rows, k, null, streamed, broadcast);
+        var plain = Build(c, machine, v, width, u, rows, k, null, streamed, broadcast);
         if (plain is null) return [];
         var tiles = new List<Nest> { plain };
         if (k < 0) return tiles;
@@ -243,7 +243,7 @@ public static class CacheBlockedTiles
                 for (int b = c.Sizes[k] / 2; b >= 1; b--)
                 {
                     if (c.Sizes[k] % b != 0) continue;
-                    if (Build(c, v, width, u, rows, k, b, streamed, broadcast) is not { } blocked) break;
+                    if (Build(c, machine, v, width, u, rows, k, b, streamed, broadcast) is not { } blocked) break;
                     int from = reuse ? First(blocked, k) + 1 : blocked.NextOfVar(First(blocked, k));
                     if (Footprint.Bytes(blocked, from) > capacity) continue;
                     if (tiles.All(t => t.ScheduleKey != blocked.ScheduleKey)) tiles.Add(blocked);
@@ -344,20 +344,64 @@ public static class CacheBlockedTiles
     /// layer's 2.43 against 2.49, the 56-pixel layer's 2.53 against 2.57.</summary>
     public const int UnrolledSteps = 9;
 
-    /// <summary>How many of the innermost sum loops (<paramref name="sums"/>, outermost first) a tile unrolls: while their
-    /// steps multiply to at most <see cref="UnrolledSteps"/>, never the blocked variable <paramref name="k"/> (its loop is
-    /// long) nor a loop of one step.</summary>
-    static int Unrolled(Computation c, List<int> sums, int k)
+    /// <summary>How many of the innermost sum loops (<paramref name="sums"/>, outermost first) a tile of
+    /// <paramref name="rows"/> rows of u by <paramref name="vectors"/> vectors unrolls: while their steps multiply to at
+    /// most <see cref="UnrolledSteps"/>, never the blocked variable <paramref name="k"/> (its loop is long) nor a loop of
+    /// one step, and only as many as leave registers for the broadcast values the unrolled steps share
+    /// (<see cref="SharedLive"/>): the JIT keeps a value read by two steps in a register between them, and where the
+    /// accumulators, the streamed vectors and those values pass the <paramref name="registers"/>, it spills. On the
+    /// Zen 5 the stem's blocked 7x7 stride-2 tile <c>w:6u e:64v</c> ran 199 GFLOPS with its taps in a loop, 85-146 with
+    /// <c>s:7u</c> (10 shared values: 24 + 4 + 10 registers); <c>w:4u e:64v</c> (16 + 4 + 6) 198 either way.</summary>
+    static int Unrolled(Computation c, List<int> sums, int k, Tensor broadcast, int u, int rows, int vectors, int registers)
     {
         int count = 0;
         for (long steps = 1; count < sums.Count && sums[^(count + 1)] is var x && x != k && c.Sizes[x] > 1 && steps * c.Sizes[x] <= UnrolledSteps; count++)
             steps *= c.Sizes[x];
+        while (count > 0 && rows * vectors + vectors + SharedLive(c, broadcast, u, rows, sums.GetRange(sums.Count - count, count)) > registers) count--;
         return count;
+    }
+
+    /// <summary>The most values of the broadcast operand that an unrolled block of the sum keeps live at once: the block's
+    /// steps in order (the loops of <paramref name="unrolled"/>, outermost first), a value per row of u in each, a value
+    /// live from its first read to its last where it is read more than once. A 3x3 window's taps along w over 7 rows
+    /// share 6 (<c>I[c,h+r,w+s]</c>: row j at tap s+1 reads what row j+1 read at tap s); a matrix product's k, or a
+    /// convolution's input channels, none.</summary>
+    internal static int SharedLive(Computation c, Tensor broadcast, int u, int rows, IReadOnlyList<int> unrolled)
+    {
+        var first = new Dictionary<string, int>();
+        var last = new Dictionary<string, int>();
+        var at = new int[c.Vars.Length];
+        int time = 0;
+        void Steps(int depth)
+        {
+            if (depth < unrolled.Count)
+            {
+                for (int i = 0; i < c.Sizes[unrolled[depth]]; i++)
+                {
+                    at[unrolled[depth]] = i;
+                    Steps(depth + 1);
+                }
+                return;
+            }
+            for (int j = 0; j < rows; j++, time++)
+            {
+                at[u] = j;
+                var value = string.Join(',', broadcast.Index.Select(d => d.Sum(t => t.Coefficient * at[t.Var])));
+                first.TryAdd(value, time);
+                last[value] = time;
+            }
+        }
+        Steps(0);
+        var changes = first.Keys.Where(v => last[v] > first[v]).SelectMany(v => new[] { (Time: first[v], Change: 1), (Time: last[v], Change: -1) })
+            .OrderBy(e => e.Time).ThenBy(e => e.Change);
+        int live = 0, most = 0;
+        foreach (var (_, change) in changes) most = Math.Max(most, live += change);
+        return most;
     }
 
     /// <summary>The nest of the class comment: groups 1 to 6, <paramref name="block"/> the block of variable
     /// <paramref name="k"/> (null: unblocked); null when it would have more loops than a nest may.</summary>
-    static Nest? Build(Computation c, int v, int width, int u, int rows, int k, int? block, Tensor streamed, Tensor broadcast, bool rowsFirst = false)
+    static Nest? Build(Computation c, MachineInfo machine, int v, int width, int u, int rows, int k, int? block, Tensor streamed, Tensor broadcast, bool rowsFirst = false)
     {
         var loops = new StringBuilder(">");
         int count = 0;
@@ -379,7 +423,7 @@ public static class CacheBlockedTiles
         if (!rowsFirst && c.Sizes[u] > rows) Add(u, c.Sizes[u] / rows, tail: c.Sizes[u] % rows);
         // 4: the reduction, the blocked variable's block in its place, its innermost loops but k's unrolled
         var sums = Enumerable.Range(0, c.Vars.Length).Where(x => c.IsReduction[x]).ToList();
-        int unrolled = Unrolled(c, sums, k);
+        int unrolled = Unrolled(c, sums, k, broadcast, u, rows, width / machine.Fma.Lanes, machine.VectorRegisters);
         for (int i = 0; i < sums.Count; i++)
             Add(sums[i], sums[i] == k && block is { } kb ? kb : c.Sizes[sums[i]], i >= sums.Count - unrolled ? 'u' : ' ');
         // 5, 6: the register tile

@@ -21,7 +21,8 @@ public sealed class CacheBlockedTilesTests
     {
         var tiles = CacheBlockedTiles.For(Computation.Parse(Conv512), Zen5());
         // lean: 4 vectors, at most 6 rows (24 accumulators + 4 vectors + 2 = 30 registers), the 7-pixel rows a block of 5
-        // and a tail of 2 (6 would leave a tail of 1 with 4 accumulators, half of the 8 the pipes need); full: 7 by 4 (28 accumulators, the most within 28 registers). Each: the last blocking found, the
+        // and a tail of 2 (6 would leave a tail of 1 with 4 accumulators, half of the 8 the pipes need); full: 7 by 4 (28 accumulators, the most within 28 registers), its taps in loops (the 6 values they would share
+        // do not fit beside 28 + 4). Each: the last blocking found, the
         // unblocked nest, then the others. The loops of the block inward: L1 8 channels (8 x 9 x 64 weights + 8 x 3 x 9 inputs + 7 x
         // 64 outputs = 20,864 bytes <= 24 KiB; 16 would be 41 KiB), L2 128 channels (333,568 bytes <= 512 KiB; 256:
         // 667,136); from the block loop inward, the 7 rows too: L1 4 channels (4 x 9 x 64 + 4 x 9 x 9 + 7 x 7 x 64 floats =
@@ -29,8 +30,8 @@ public sealed class CacheBlockedTilesTests
         Assert.Equal([
             ">g:8 c:128 h:7 w:1+2 c:4 r:3u s:3u w:5u e:64v", ">g:8 h:7 w:1+2 c:512 r:3u s:3u w:5u e:64v", ">g:8 c:64 h:7 w:1+2 c:8 r:3u s:3u w:5u e:64v",
             ">g:8 c:4 h:7 w:1+2 c:128 r:3u s:3u w:5u e:64v",
-            ">g:8 c:128 h:7 c:4 r:3u s:3u w:7u e:64v", ">g:8 h:7 c:512 r:3u s:3u w:7u e:64v", ">g:8 c:64 h:7 c:8 r:3u s:3u w:7u e:64v",
-            ">g:8 c:4 h:7 c:128 r:3u s:3u w:7u e:64v"], tiles.Select(t => t.Serialize()));
+            ">g:8 c:128 h:7 c:4 r:3 s:3 w:7u e:64v", ">g:8 h:7 c:512 r:3 s:3 w:7u e:64v", ">g:8 c:64 h:7 c:8 r:3 s:3 w:7u e:64v",
+            ">g:8 c:4 h:7 c:128 r:3 s:3 w:7u e:64v"], tiles.Select(t => t.Serialize()));
     }
 
     [Fact]
@@ -78,7 +79,7 @@ public sealed class CacheBlockedTilesTests
 
     [Theory]
     [InlineData("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=7 w=7 e=8 c=64 r=3 s=3", "r s")]     // a 3x3 window: 9 steps
-    [InlineData("O[g,h,w,e] += I[c,2*h+r,2*w+s] * W[g,c,r,s,e] g=2 h=8 w=8 e=8 c=3 r=7 s=7", "s")]   // 7x7: 49; r, the largest sum, is blocked
+    [InlineData("O[g,h,w,e] += I[c,2*h+r,2*w+s] * W[g,c,r,s,e] g=2 h=8 w=8 e=8 c=3 r=7 s=7", "")]    // 7x7: 49 steps, r the largest; s's 7 taps would share 14 values beside 8 + 1 of the 16 registers
     [InlineData("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=7 w=7 e=8 c=64 r=2 s=5", "s")]      // 10 steps: the innermost alone
     [InlineData("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=7 w=7 e=8 c=64 r=1 s=3", "s")]      // a loop of one step is not unrolled
     [InlineData("C[m,n] += A[m,k] * B[k,n] m=64 n=64 k=64", "")]                                     // a product's one sum is the blocked one
@@ -91,6 +92,42 @@ public sealed class CacheBlockedTilesTests
             Assert.Equal(unrolled, string.Join(' ', tile.Loops.Where(l => c.IsReduction[l.Var] && l.Annotation == Annotation.Unroll).Select(l => c.Vars[l.Var])));
         // and they compute what the reference does
         Assert.All(tiles, t => Assert.True(Verifier.Verify(Kernel.Compile(t)).Passed, t.Serialize()));
+    }
+
+    [Theory]
+    [InlineData("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=7 w=7 e=8 c=64 r=3 s=3", 7, "r s", 6)]   // taps along w: row j at s+1 reads row j+1's value at s
+    [InlineData("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=7 w=7 e=8 c=64 r=3 s=3", 7, "s", 6)]     // r's rows apart: never shared
+    [InlineData("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=7 w=7 e=8 c=64 r=3 s=3", 7, "r", 0)]     // only r: each step its own row
+    [InlineData("O[g,h,w,e] += I[c,2*h+r,2*w+s] * W[g,c,r,s,e] g=2 h=8 w=8 e=8 c=3 r=7 s=7", 6, "s", 10)] // stride 2: j at s+2 reads j+1's at s
+    [InlineData("O[g,h,w,e] += I[c,2*h+r,2*w+s] * W[g,c,r,s,e] g=2 h=8 w=8 e=8 c=3 r=7 s=7", 4, "s", 6)]
+    [InlineData("C[m,n] += A[m,k] * B[k,n] m=64 n=64 k=64", 6, "k", 0)]                                    // a product's k: a new value each step
+    public void The_broadcast_values_an_unrolled_block_shares_are_counted_while_they_are_live(string spec, int rows, string unrolled, int live)
+    {
+        var c = Computation.Parse(spec);
+        var broadcast = c.Right.Index[^1].Length == 1 ? c.Left : c.Right;
+        if (c.Left.Name == "A") broadcast = c.Left;
+        int u = c.Vars.IndexOf(c.Left.Name == "A" ? "m" : "w");
+        Assert.Equal(live, CacheBlockedTiles.SharedLive(c, broadcast, u, rows, [.. unrolled.Split(' ').Select(x => c.Vars.IndexOf(x))]));
+    }
+
+    [Fact]
+    public void A_tile_unrolls_its_taps_only_where_the_values_they_share_fit_the_registers_beside_it()
+    {
+        // the stem's blocked 7x7 stride-2 convolution on the Zen 5: the lean tile 6 rows by 4 vectors (24 accumulators,
+        // 4 vectors of weights) leaves 4 registers, and s:7u would share 10 values: s stays a loop; a 3-vector block's
+        // 7-row tile (21 + 3) leaves 8, and the 3x3 window's taps share 6 (unrolled)
+        var stem = Computation.Parse("O[h,w,e] += I[c,2*h+r,2*w+s] * W[c,r,s,e] h=112 w=112 e=64 c=3 r=7 s=7");
+        Assert.All(CacheBlockedTiles.For(stem, Zen5()), t => Assert.DoesNotContain(t.Loops, l => stem.IsReduction[l.Var] && l.Annotation == Annotation.Unroll));
+        var window = Computation.Parse("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=7 w=7 e=48 c=64 r=3 s=3");
+        Assert.Contains(CacheBlockedTiles.For(window, Zen5()), t => t.Serialize().Contains("r:3u s:3u w:7u e:48v", StringComparison.Ordinal));
+        foreach (var tile in CacheBlockedTiles.For(window, Zen5()).Concat(CacheBlockedTiles.For(stem, Zen5())))
+        {
+            var c = tile.Computation;
+            int vectors = tile[^1].Size / 16, rows = tile[^2].Size;
+            var sums = tile.Loops.Where(l => c.IsReduction[l.Var] && l.Annotation == Annotation.Unroll).Select(l => l.Var).ToList();
+            var broadcast = c.Left.Name == "I" ? c.Left : c.Right;
+            if (sums.Count > 0) Assert.True(rows * vectors + vectors + CacheBlockedTiles.SharedLive(c, broadcast, tile[^2].Var, rows, sums) <= 32, tile.Serialize());
+        }
     }
 
     [Fact]
@@ -159,7 +196,7 @@ public sealed class CacheBlockedTilesTests
     public void Without_cache_sizes_only_the_register_tiles_are_offered()
     {
         var tiles = CacheBlockedTiles.For(Computation.Parse(Conv512), Zen5(null, null));
-        Assert.Equal([">g:8 h:7 w:1+2 c:512 r:3u s:3u w:5u e:64v", ">g:8 h:7 c:512 r:3u s:3u w:7u e:64v"], tiles.Select(t => t.Serialize()));
+        Assert.Equal([">g:8 h:7 w:1+2 c:512 r:3u s:3u w:5u e:64v", ">g:8 h:7 c:512 r:3 s:3 w:7u e:64v"], tiles.Select(t => t.Serialize()));
     }
 
     [Fact]
