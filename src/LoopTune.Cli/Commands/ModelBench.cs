@@ -168,7 +168,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         try
         {
             int best;
-            (best, choice) = Choose(ways, feeds);
+            (best, choice) = Choose(ways, feeds, PoolAfter(model, shapes, ways[0].Node));
             op = ways[best];
         }
         catch (LoopTuneException e)
@@ -238,7 +238,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     /// alone recalled; or the fastest whole node of all of them, each kernel recalled or tuned (<see cref="Fastest"/>), the
     /// choice then recorded. The chosen one's kernel is verified (<see cref="Settle"/>). Returns its index and how it was
     /// chosen.</summary>
-    (int Index, string? Note) Choose(ImmutableArray<ContractionOp> ways, Dictionary<string, float[]> feeds)
+    (int Index, string? Note) Choose(ImmutableArray<ContractionOp> ways, Dictionary<string, float[]> feeds, Pool2d? pool)
     {
         string key = Key(ways);
         if (choices.TryGetValue(key, out var known)) return known;
@@ -261,7 +261,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         else
         {
             var candidates = ways.Select(Prepare).ToList();
-            int best = Fastest(candidates, feeds, out var note, out double seconds);
+            int best = Fastest(candidates, feeds, pool, out var note, out double seconds);
             Settle(candidates[best]);
             store?.PutChoice(key, Context(ways[0]), new TuningRecord(ways[best].Contraction.Text, $"fastest of {ways.Length}: {note}", budget, ways[best].Flops / seconds / 1e9, DateTime.UtcNow));
             picked = (best, $"fastest of {ways.Length}: {note}");
@@ -352,11 +352,15 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     /// timed side by side with the others on the same inputs, quickly, twice, each taking the faster of its two medians;
     /// <paramref name="note"/> tells those times. One quick timing after one warm-up run sometimes read a lowering at two
     /// to three times its speed (ResNet-18's first 56x56 layer: blocked 3.59 ms, direct 2.92, where they run 1.24-1.38 ms),
-    /// which chose the im2col lowering, 0.2-0.3 ms slower in each of four layers of the pass.</summary>
-    int Fastest(List<Candidate> candidates, Dictionary<string, float[]> feeds, out string note, out double seconds)
+    /// which chose the im2col lowering, 0.2-0.3 ms slower in each of four layers of the pass. With the MaxPool that alone
+    /// reads the node's output (<paramref name="pool"/>, <see cref="PoolAfter"/>), each is timed as a forward pass runs it,
+    /// with the pool: a blocked lowering's output pooled as its kernel left it (<see cref="ConvOp.RunBlocked"/>,
+    /// <see cref="Pool2d.RunBlocked"/>), the others' written back and pooled (ResNet-18's stem on the Zen 5: blocked
+    /// 1.70-1.73 ms as a node, the direct one 1.55-1.56, where the blocked kernel alone ran 1.19).</summary>
+    int Fastest(List<Candidate> candidates, Dictionary<string, float[]> feeds, Pool2d? pool, out string note, out double seconds)
     {
         var outputs = candidates.Select(k => new float[k.Op.Contraction.Output.Length]).ToList();
-        var runs = candidates.Select((k, i) => (Action)(() => k.Op.Run(k.Kernel, feeds, outputs[i]))).ToArray();
+        var runs = candidates.Select((k, i) => pool is null ? () => k.Op.Run(k.Kernel, feeds, outputs[i]) : WithPool(k, feeds, outputs[i], pool)).ToArray();
         for (int warm = 0; warm < WarmRuns; warm++)
             foreach (var run in runs) run();
         var times = Enumerable.Repeat(double.PositiveInfinity, runs.Length).ToArray();
@@ -369,8 +373,47 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         int best = Enumerable.Range(0, candidates.Count).MinBy(i => times[i]);
         seconds = times[best];
         note = string.Join(", ", candidates.Select((k, i) => FormattableString.Invariant(
-            $"{(k.Op as ConvOp)?.LoweringName ?? k.Op.Contraction.Text} {times[i] * 1e3:F3} ms")));
+            $"{(k.Op as ConvOp)?.LoweringName ?? k.Op.Contraction.Text} {times[i] * 1e3:F3} ms"))) + (pool is null ? "" : ", each with the MaxPool after it");
         return best;
+    }
+
+    /// <summary>A run of the candidate's node then the pool that reads it, as <see cref="ModelRunner"/> runs them: a blocked
+    /// convolution's output pooled in its kernel's layout, any other written back, a Relu done where it is written, and
+    /// pooled.</summary>
+    static Action WithPool(Candidate k, Dictionary<string, float[]> feeds, float[] output, Pool2d pool)
+    {
+        var (rows, columns) = pool.Output;
+        var y = new float[output.Length / k.Op.OutputShape[^1] / k.Op.OutputShape[^2] * rows * columns];
+        int planes = checked((int)(output.Length / (k.Op.OutputShape[^1] * k.Op.OutputShape[^2])));
+        if (k.Op is ConvOp { Lowering: ConvLowering.Blocked } blocked)
+            return () =>
+            {
+                var (x, start, e) = blocked.RunBlocked(k.Kernel, feeds, output);
+                pool.RunBlocked(x, start, planes / e, e, y, relu: true, RunThreads.Default);
+            };
+        return () =>
+        {
+            k.Op.Run(k.Kernel, feeds, output, new Epilogue(null, Relu: true));
+            pool.Run(output, y, RunThreads.Default);
+        };
+    }
+
+    /// <summary>The MaxPool that alone reads <paramref name="node"/>'s output, through a BatchNormalization and a Relu that
+    /// alone read theirs (a forward pass folds the one into the convolution and does the other where it writes), as a
+    /// <see cref="Pool2d"/>; null when there is none (ResNet's stem has one).</summary>
+    static Pool2d? PoolAfter(OnnxModel model, ModelShapes shapes, OnnxNode node)
+    {
+        string value = node.Outputs[0];
+        for (int hops = 0; hops < 3; hops++)
+        {
+            var readers = model.Nodes.Where(n => n.Inputs.Contains(value)).ToList();
+            if (readers is not [var reader] || reader.Inputs[0] != value || model.Outputs.Any(o => o.Name == value)) return null;
+            if (reader.OpType == "MaxPool")
+                return shapes.Of(value) is { Length: 4 } x ? new Pool2d(true, Window.Of(reader, x[2..], null), false, x[2], x[3]) : null;
+            if (reader.OpType is not ("BatchNormalization" or "Relu")) return null;
+            value = reader.Outputs[0];
+        }
+        return null;
     }
 
     /// <summary>Runs of each lowering before <see cref="Fastest"/> times them.</summary>

@@ -243,6 +243,38 @@ public sealed class ModelCommandTests : IDisposable
         Assert.True(File.Exists(Path.Combine(outDir, ModelReport.PassChart)));
     }
 
+    /// <summary>X [1,3,12,12] -> conv (16 filters 3x3, pads 1) -> bn -> Relu -> MaxPool (3x3, stride 2, pads 1) [1,16,6,6]
+    /// -> GlobalAveragePool -> Flatten -> Gemm [1,3]: ResNet's stem in small.</summary>
+    static byte[] PooledModel() => Model(
+        [
+            Node("Conv", "conv", ["X", "W"], ["Y1"], Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1)),
+            BatchNorm("bn", "Y1", "N"),
+            Node("Relu", "relu", ["N"], ["R"]),
+            Node("MaxPool", "pool", ["R"], ["P"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1)),
+            Node("GlobalAveragePool", "gap", ["P"], ["G"]),
+            Node("Flatten", "flatten", ["G"], ["F"]),
+            Node("Gemm", "fc", ["F", "B"], ["Y"]),
+        ],
+        [Value("X", [1, 3, 12, 12])], [Value("Y", null)], [Floats("W", [16, 3, 3, 3], Random(432, 7)), .. Norm("bn", 16, 8), Floats("B", [16, 3], Random(48, 9))]);
+
+    [Fact]
+    [Trait("Category", "Integration")]
+    public void A_convolution_read_by_a_max_pool_is_lowered_as_the_pass_runs_it_with_the_pool()
+    {
+        // the lowerings are timed each followed by the pool as the forward pass runs them: a blocked one's output pooled
+        // in its kernel's layout, the others written back and pooled; whichever wins, the pass matches ONNX Runtime's
+        var file = temp["pooled.onnx"];
+        File.WriteAllBytes(file, PooledModel());
+        var (code, stdout, err) = TestHome.Run("model", file, "--run", "--budget", "0", "--quick", "--json", "--out", temp["report"], "--db", temp["m.db"]);
+        Assert.True(code == 0, err);
+        var json = JsonNode.Parse(stdout)!.AsObject();
+        var conv = json["ops"]!.AsArray().Select(o => o!.AsObject()).Single(o => o["node"]!.GetValue<string>() == "conv");
+        Assert.Matches(@"^fastest of [0-9]+: direct [0-9.]+ ms, columns [0-9.]+ ms, blocked [0-9]+ [0-9.]+ ms.*, each with the MaxPool after it$", conv["lowering_note"]!.GetValue<string>());
+        var gemm = json["ops"]!.AsArray().Select(o => o!.AsObject()).Single(o => o["node"]!.GetValue<string>() == "fc");
+        Assert.Null(gemm["lowering_note"]);
+        Assert.True(json["end_to_end"]!["within_bound"]!.GetValue<bool>(), json["end_to_end"]!.ToJsonString());
+    }
+
     /// <summary>X [1,3,8,8] -> conv (4 filters 3x3, pads 1) -> bn (folded) -> Relu -> GlobalAveragePool -> Flatten -> Gemm [1,3].</summary>
     static byte[] TinyModel() => Model(
         [
