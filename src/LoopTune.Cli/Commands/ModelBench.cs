@@ -238,7 +238,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     /// alone recalled; or the fastest whole node of all of them, each kernel recalled or tuned (<see cref="Fastest"/>), the
     /// choice then recorded. The chosen one's kernel is verified (<see cref="Settle"/>). Returns its index and how it was
     /// chosen.</summary>
-    (int Index, string? Note) Choose(ImmutableArray<ContractionOp> ways, Dictionary<string, float[]> feeds, Pool2d? pool)
+    (int Index, string? Note) Choose(ImmutableArray<ContractionOp> ways, Dictionary<string, float[]> feeds, (Pool2d Pool, bool Relu)? pool)
     {
         string key = Key(ways);
         if (choices.TryGetValue(key, out var known)) return known;
@@ -357,10 +357,10 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     /// with the pool: a blocked lowering's output pooled as its kernel left it (<see cref="ConvOp.RunBlocked"/>,
     /// <see cref="Pool2d.RunBlocked"/>), the others' written back and pooled (ResNet-18's stem on the Zen 5: blocked
     /// 1.70-1.73 ms as a node, the direct one 1.55-1.56, where the blocked kernel alone ran 1.19).</summary>
-    int Fastest(List<Candidate> candidates, Dictionary<string, float[]> feeds, Pool2d? pool, out string note, out double seconds)
+    int Fastest(List<Candidate> candidates, Dictionary<string, float[]> feeds, (Pool2d Pool, bool Relu)? pool, out string note, out double seconds)
     {
         var outputs = candidates.Select(k => new float[k.Op.Contraction.Output.Length]).ToList();
-        var runs = candidates.Select((k, i) => pool is null ? () => k.Op.Run(k.Kernel, feeds, outputs[i]) : WithPool(k, feeds, outputs[i], pool)).ToArray();
+        var runs = candidates.Select((k, i) => pool is { } after ? WithPool(k, feeds, outputs[i], after) : () => k.Op.Run(k.Kernel, feeds, outputs[i])).ToArray();
         for (int warm = 0; warm < WarmRuns; warm++)
             foreach (var run in runs) run();
         var times = Enumerable.Repeat(double.PositiveInfinity, runs.Length).ToArray();
@@ -378,39 +378,47 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     }
 
     /// <summary>A run of the candidate's node then the pool that reads it, as <see cref="ModelRunner"/> runs them: a blocked
-    /// convolution's output pooled in its kernel's layout, any other written back, a Relu done where it is written, and
-    /// pooled.</summary>
-    static Action WithPool(Candidate k, Dictionary<string, float[]> feeds, float[] output, Pool2d pool)
+    /// convolution's output pooled in its kernel's layout, any other written back (with the Relu, if any, done where it is
+    /// written) and pooled.</summary>
+    static Action WithPool(Candidate k, Dictionary<string, float[]> feeds, float[] output, (Pool2d Pool, bool Relu) after)
     {
+        var (pool, relu) = after;
         var (rows, columns) = pool.Output;
-        var y = new float[output.Length / k.Op.OutputShape[^1] / k.Op.OutputShape[^2] * rows * columns];
         int planes = checked((int)(output.Length / (k.Op.OutputShape[^1] * k.Op.OutputShape[^2])));
+        var y = new float[planes * rows * columns];
         if (k.Op is ConvOp { Lowering: ConvLowering.Blocked } blocked)
             return () =>
             {
                 var (x, start, e) = blocked.RunBlocked(k.Kernel, feeds, output);
-                pool.RunBlocked(x, start, planes / e, e, y, relu: true, RunThreads.Default);
+                pool.RunBlocked(x, start, planes / e, e, y, relu, RunThreads.Default);
             };
         return () =>
         {
-            k.Op.Run(k.Kernel, feeds, output, new Epilogue(null, Relu: true));
+            k.Op.Run(k.Kernel, feeds, output, new Epilogue(null, relu));
             pool.Run(output, y, RunThreads.Default);
         };
     }
 
     /// <summary>The MaxPool that alone reads <paramref name="node"/>'s output, through a BatchNormalization and a Relu that
     /// alone read theirs (a forward pass folds the one into the convolution and does the other where it writes), as a
-    /// <see cref="Pool2d"/>; null when there is none (ResNet's stem has one).</summary>
-    static Pool2d? PoolAfter(OnnxModel model, ModelShapes shapes, OnnxNode node)
+    /// <see cref="Pool2d"/>, and whether a Relu comes before it; null when there is none (ResNet's stem has one) or it is
+    /// one the pass cannot run (a dilated one: the model is refused before the pass).</summary>
+    static (Pool2d Pool, bool Relu)? PoolAfter(OnnxModel model, ModelShapes shapes, OnnxNode node)
     {
         string value = node.Outputs[0];
+        bool relu = false;
         for (int hops = 0; hops < 3; hops++)
         {
             var readers = model.Nodes.Where(n => n.Inputs.Contains(value)).ToList();
             if (readers is not [var reader] || reader.Inputs[0] != value || model.Outputs.Any(o => o.Name == value)) return null;
             if (reader.OpType == "MaxPool")
-                return shapes.Of(value) is { Length: 4 } x ? new Pool2d(true, Window.Of(reader, x[2..], null), false, x[2], x[3]) : null;
+            {
+                if (shapes.Of(value) is not { Length: 4 } x) return null;
+                try { return (new Pool2d(true, Window.Of(reader, x[2..], null), false, x[2], x[3]), relu); }
+                catch (ArgumentException) { return null; }
+            }
             if (reader.OpType is not ("BatchNormalization" or "Relu")) return null;
+            relu |= reader.OpType == "Relu";
             value = reader.Outputs[0];
         }
         return null;
