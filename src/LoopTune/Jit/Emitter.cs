@@ -37,6 +37,7 @@ sealed unsafe class Emitter
         il.MarkLabel(run);
         var emitter = new Emitter(il, fused);
         emitter.Masks(program);
+        emitter.Scratch(program);
         emitter.Block(program);
         il.Emit(OpCodes.Ret);
         return method.CreateDelegate<KernelFn>();
@@ -57,6 +58,7 @@ sealed unsafe class Emitter
                 case BlendOp b: Blend(b); break;
                 case TileLoadOp t: TileLoad(t.Acc); break;
                 case TileStoreOp t: TileStore(t.Acc); break;
+                case TileRowsStoreOp t: TileRowsStore(t.Runs); break;
                 default: throw new InvalidOperationException($"unknown op {op}");
             }
         }
@@ -386,6 +388,64 @@ sealed unsafe class Emitter
                 il.Emit(OpCodes.Stind_R4);
             }
         }
+    }
+
+    /// <summary>Runs of rows of a tile whose lanes are apart in the output (<see cref="TileRowsStoreOp"/>): every row's vector
+    /// into the kernel's scratch (<see cref="TileRows.ScratchFloats"/> on the stack, made once), then, for each run,
+    /// <see cref="TileRows.Add16"/> adds each lane's values of its rows to the output.</summary>
+    void TileRowsStore(Accumulator[][] runs)
+    {
+        tileLines.Clear();
+        // made at the kernel's entry (Scratch): a localloc inside a loop would grow the stack each iteration
+        var at = scratch ?? throw new InvalidOperationException("a tile's rows are stored without the kernel's scratch");
+        long floats = 0;
+        var starts = new List<long>();
+        foreach (var run in runs)
+        {
+            starts.Add(floats);
+            foreach (var row in run)
+            {
+                int w = row.Value.Width;
+                il.Emit(OpCodes.Ldloc, at);
+                Offset(floats * sizeof(float));
+                il.Emit(OpCodes.Ldloc, ValueLocal(row.Value));
+                il.Emit(OpCodes.Stobj, VectorApi.Of(w).Type);
+                floats += w;
+            }
+        }
+        if (floats > TileRows.MostFloats) throw new InvalidOperationException($"a tile's rows need {floats} floats of scratch, more than {TileRows.MostFloats}");
+        for (int r = 0; r < runs.Length; r++)
+        {
+            Address(0, runs[r][0].Offset);
+            il.Emit(OpCodes.Ldc_I8, runs[r][0].LaneStride);
+            il.Emit(OpCodes.Ldc_I4, runs[r].Length);
+            il.Emit(OpCodes.Ldloc, at);
+            Offset(starts[r] * sizeof(float));
+            il.Emit(OpCodes.Call, TileRows.Add16Method);
+        }
+    }
+
+    /// <summary>The kernel's scratch for <see cref="TileRowsStore"/>; null when it has none.</summary>
+    LocalBuilder? scratch;
+
+    /// <summary>Makes the scratch on the stack at the kernel's entry when the program has rows to store
+    /// (<see cref="TileRowsStoreOp"/>).</summary>
+    void Scratch(List<Op> ops)
+    {
+        if (!Has(ops)) return;
+        scratch = il.DeclareLocal(typeof(float*));
+        il.Emit(OpCodes.Ldc_I4, TileRows.ScratchFloats * sizeof(float));
+        il.Emit(OpCodes.Conv_U);
+        il.Emit(OpCodes.Localloc);
+        il.Emit(OpCodes.Stloc, scratch);
+
+        static bool Has(List<Op> ops) => ops.Any(op => op switch
+        {
+            TileRowsStoreOp => true,
+            LoopOp l => Has(l.Body) || Has(l.After),
+            PackOp p => Has(p.Body),
+            _ => false,
+        });
     }
 
     /// <summary>Pushes what an element-wise accumulator writes: its value, plus the output's elements when it started from

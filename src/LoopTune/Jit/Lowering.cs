@@ -300,6 +300,41 @@ sealed class Lowering
         public readonly Dictionary<(long Offset, Chunk Chunk, long Lane), Accumulator> ByKey = [];
     }
 
+    /// <summary>The stores of a tile's element-wise accumulators: the runs of accumulators whose lanes are apart in the output
+    /// and whose offsets are consecutive (where <see cref="TileRows.Supports"/> their width) as one
+    /// <see cref="TileRowsStoreOp"/>, the others one by one.</summary>
+    static IEnumerable<Op> Stores(IEnumerable<Accumulator> accumulators)
+    {
+        var single = new List<Accumulator>();
+        var strided = new List<Accumulator>();
+        foreach (var a in accumulators)
+            (a.FromZero && a.Init is null && a.LaneStride > 1 && a.Lanes == a.Value.Width && TileRows.Supports(a.Value.Width) ? strided : single).Add(a);
+        var runs = new List<Accumulator[]>();
+        foreach (var group in strided.GroupBy(a => (a.LaneStride, a.Value.Width)))
+        {
+            var run = new List<Accumulator>();
+            foreach (var a in group.OrderBy(a => a.Offset))
+            {
+                // a run ends where the next row is not the next element, or the runs of two lanes would meet
+                if (run.Count > 0 && (a.Offset != run[^1].Offset + 1 || run.Count == TileRows.MostRows || run.Count + 1 > a.LaneStride))
+                {
+                    End(run);
+                    run = [];
+                }
+                run.Add(a);
+            }
+            End(run);
+        }
+        if (runs.Count > 0) yield return new TileRowsStoreOp([.. runs]);
+        foreach (var a in single) yield return new TileStoreOp(a);
+
+        void End(List<Accumulator> run)
+        {
+            if (run.Count > 1) runs.Add([.. run]);
+            else single.AddRange(run);
+        }
+    }
+
     void Run(int level, int[] remaining, Offsets offset, Scope scope, List<Op> ops, bool budget)
     {
         if (tile is null && level == hoist)
@@ -310,7 +345,8 @@ sealed class Lowering
             ops.AddRange(tile.Accumulators.Select(a => new TileLoadOp(a)));
             ops.AddRange(inner);
             // Element-wise stores first: a lane-reducing accumulator then adds onto what they wrote.
-            ops.AddRange(tile.Accumulators.OrderBy(a => a.ReducesLanes).Select(a => new TileStoreOp(a)));
+            ops.AddRange(Stores(tile.Accumulators.Where(a => !a.ReducesLanes)));
+            ops.AddRange(tile.Accumulators.Where(a => a.ReducesLanes).Select(a => new TileStoreOp(a)));
             tile = null;
             return;
         }

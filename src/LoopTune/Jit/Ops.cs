@@ -61,3 +61,12 @@ sealed record TileLoadOp(Accumulator Acc) : Op;
 /// <summary>Writes the accumulator back (adding its lane sum when it reduces lanes, itself to the output's elements when it
 /// starts from zero).</summary>
 sealed record TileStoreOp(Accumulator Acc) : Op;
+
+/// <summary>Writes runs of rows (<paramref name="Runs"/>): accumulators that start from zero, of whole vectors, their lanes
+/// one <c>LaneStride</c> apart in the output and the offsets of a run's rows consecutive (a convolution's tile along its
+/// output channels: a row per pixel, a lane per channel), so that lane i of every row of a run lands in one run of the
+/// output, <c>Offset + i*LaneStride + [0, rows)</c>. Each run of the output is added to in one masked load and store
+/// (<see cref="TileRows"/>), not lane by lane; every row is put aside before the first is added, so that no accumulator
+/// is live across the calls that add them.</summary>
+sealed record TileRowsStoreOp(Accumulator[][] Runs) : Op;
+
