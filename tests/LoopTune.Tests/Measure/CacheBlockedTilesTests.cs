@@ -26,16 +26,17 @@ public sealed class CacheBlockedTilesTests
         // unblocked nest, then the others. The loops of the block inward: L1 8 channels (8 x 9 x 64 weights + 8 x 3 x 9 inputs + 7 x
         // 64 outputs = 20,864 bytes <= 24 KiB; 16 would be 41 KiB), L2 128 channels (333,568 bytes <= 512 KiB; 256:
         // 667,136); from the block loop inward, the 7 rows too: L1 4 channels (4 x 9 x 64 + 4 x 9 x 9 + 7 x 7 x 64 floats =
-        // 23,056 bytes; 8: 33,568), L2 128 again
+        // 23,056 bytes; 8: 33,568), L2 128 again; last, the block's loops within the whole L1d: 16 channels (16 x 9 x 64 + 16 x
+        // 3 x 7 + 5 x 64 floats = 39,488 bytes <= 48 KiB; 32: 77 KiB)
         Assert.Equal([
             ">g:8 c:128 h:7 w:1+2 c:4 r:3u s:3u w:5u e:64v", ">g:8 h:7 w:1+2 c:512 r:3u s:3u w:5u e:64v", ">g:8 c:64 h:7 w:1+2 c:8 r:3u s:3u w:5u e:64v",
-            ">g:8 c:4 h:7 w:1+2 c:128 r:3u s:3u w:5u e:64v",
+            ">g:8 c:4 h:7 w:1+2 c:128 r:3u s:3u w:5u e:64v", ">g:8 c:32 h:7 w:1+2 c:16 r:3u s:3u w:5u e:64v",
             ">g:8 c:128 h:7 c:4 r:3 s:3 w:7u e:64v", ">g:8 h:7 c:512 r:3 s:3 w:7u e:64v", ">g:8 c:64 h:7 c:8 r:3 s:3 w:7u e:64v",
-            ">g:8 c:4 h:7 c:128 r:3 s:3 w:7u e:64v"], tiles.Select(t => t.Serialize()));
+            ">g:8 c:4 h:7 c:128 r:3 s:3 w:7u e:64v", ">g:8 c:32 h:7 c:16 r:3 s:3 w:7u e:64v"], tiles.Select(t => t.Serialize()));
     }
 
     [Fact]
-    public void Each_block_is_the_largest_divisor_whose_loops_fit_half_the_level()
+    public void Each_block_is_the_largest_divisor_whose_loops_fit_half_the_level_or_the_whole_l1d()
     {
         var m = Zen5();
         foreach (var (_, spec) in Blocked())
@@ -49,9 +50,10 @@ public sealed class CacheBlockedTilesTests
                 // L2 (512 KiB), where the next larger block's would not be
                 int larger = Enumerable.Range(block + 1, c.Sizes[k] - block).First(b => c.Sizes[k] % b == 0);
                 var wider = tile.With(tile.Loops.SetItem(outer, tile[outer] with { Size = c.Sizes[k] / larger }).SetItem(inner, tile[inner] with { Size = larger }), 0);
-                bool Largest(int from) => new long[] { 24 * 1024, 512 * 1024 }.Any(capacity =>
+                bool Largest(int from, params long[] capacities) => capacities.Any(capacity =>
                     Footprint.Bytes(tile, from) <= capacity && (larger == c.Sizes[k] || Footprint.Bytes(wider, from) > capacity));
-                Assert.True(Largest(inner) || Largest(outer + 1), $"{spec}: {tile.Serialize()} is not the largest block that fits a level either way");
+                // (or, the block's loops, the whole L1d: 48 KiB)
+                Assert.True(Largest(inner, 24 * 1024, 512 * 1024, 48 * 1024) || Largest(outer + 1, 24 * 1024, 512 * 1024), $"{spec}: {tile.Serialize()} is not the largest block that fits a level either way");
                 // the block loop sits above every output loop the streamed weights do not have (the image's rows)
                 Assert.All(Enumerable.Range(0, outer), i => Assert.DoesNotContain(c.Vars[tile[i].Var], new[] { "h", "w" }));
                 Assert.Equal(c.Sizes[k], tile[outer].Size * block);
@@ -208,11 +210,12 @@ public sealed class CacheBlockedTilesTests
         // B's block is reused (the last found; full: 1024 x 32 of A, 32 x 64 of B, 1024 x 64 of C, 401,408 bytes; 64 would
         // be 671,744), unblocked, those two with B packed (its rows 4 KiB apart), then k blocked for L1 by the block's loops (64);
         // first of all, the product blocked as BLIS blocks it (k by 64: a 64 x 64 panel of B, 16 KiB of L1d's 24; A's 1024
-        // rows by 64, 256 KiB, fit half the L2 whole)
+        // rows by 64, 256 KiB, fit half the L2 whole); last in each, k by 128, the block's loops within the whole L1d
+        // (6 x 128 + 128 x 64 + 6 x 64 floats, 37,376 bytes; 256: 74 KiB)
         Assert.Equal([">k:16 n:16 m:170+4 k:16 k:4u m:6u n:64v pack=A,B", ">n:16 k:32 m:170+4 k:32 m:6u n:64v", ">n:16 m:170+4 k:1024 m:6u n:64v", ">n:16 m:170+4 k:1024 m:6u n:64v pack=B",
-            ">n:16 k:32 m:170+4 k:32 m:6u n:64v pack=B", ">n:16 k:16 m:170+4 k:64 m:6u n:64v",
+            ">n:16 k:32 m:170+4 k:32 m:6u n:64v pack=B", ">n:16 k:16 m:170+4 k:64 m:6u n:64v", ">n:16 k:8 m:170+4 k:128 m:6u n:64v",
             ">n:16 k:32 m:256 k:32 m:4u n:64v", ">n:16 m:256 k:1024 m:4u n:64v", ">n:16 m:256 k:1024 m:4u n:64v pack=B",
-            ">n:16 k:32 m:256 k:32 m:4u n:64v pack=B", ">n:16 k:16 m:256 k:64 m:4u n:64v"], tiles.Select(t => t.Serialize()));
+            ">n:16 k:32 m:256 k:32 m:4u n:64v pack=B", ">n:16 k:16 m:256 k:64 m:4u n:64v", ">n:16 k:8 m:256 k:128 m:4u n:64v"], tiles.Select(t => t.Serialize()));
     }
 
     /// <summary>A Zen 3 as tuning sees it: 8 lanes, 16 registers, 8 accumulators, L1d 32 KiB, L2 512 KiB.</summary>
