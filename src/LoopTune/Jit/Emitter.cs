@@ -391,7 +391,7 @@ sealed unsafe class Emitter
     }
 
     /// <summary>Runs of rows of a tile whose lanes are apart in the output (<see cref="TileRowsStoreOp"/>): every row's vector
-    /// into the kernel's scratch (<see cref="TileRows.ScratchFloats"/> on the stack, made once), then, for each run,
+    /// into the kernel's scratch (on the stack, made once: <see cref="Scratch"/>), then, for each run,
     /// <see cref="TileRows.Add16"/> adds each lane's values of its rows to the output.</summary>
     void TileRowsStore(Accumulator[][] runs)
     {
@@ -413,7 +413,6 @@ sealed unsafe class Emitter
                 floats += w;
             }
         }
-        if (floats > TileRows.MostFloats) throw new InvalidOperationException($"a tile's rows need {floats} floats of scratch, more than {TileRows.MostFloats}");
         for (int r = 0; r < runs.Length; r++)
         {
             Address(0, runs[r][0].Offset);
@@ -429,23 +428,25 @@ sealed unsafe class Emitter
     LocalBuilder? scratch;
 
     /// <summary>Makes the scratch on the stack at the kernel's entry when the program has rows to store
-    /// (<see cref="TileRowsStoreOp"/>).</summary>
+    /// (<see cref="TileRowsStoreOp"/>): the most floats one of them puts aside (a tile may hold more accumulators than the
+    /// registers), and the rows past them that <see cref="TileRows.Add16"/> reads but never stores.</summary>
     void Scratch(List<Op> ops)
     {
-        if (!Has(ops)) return;
+        long floats = Most(ops);
+        if (floats == 0) return;
         scratch = il.DeclareLocal(typeof(float*));
-        il.Emit(OpCodes.Ldc_I4, TileRows.ScratchFloats * sizeof(float));
+        il.Emit(OpCodes.Ldc_I4, checked((int)(floats + TileRows.MostRows * 16) * sizeof(float)));
         il.Emit(OpCodes.Conv_U);
         il.Emit(OpCodes.Localloc);
         il.Emit(OpCodes.Stloc, scratch);
 
-        static bool Has(List<Op> ops) => ops.Any(op => op switch
+        static long Most(List<Op> ops) => ops.Select(op => op switch
         {
-            TileRowsStoreOp => true,
-            LoopOp l => Has(l.Body) || Has(l.After),
-            PackOp p => Has(p.Body),
-            _ => false,
-        });
+            TileRowsStoreOp t => t.Runs.Sum(r => r.Sum(a => (long)a.Value.Width)),
+            LoopOp l => Math.Max(Most(l.Body), Most(l.After)),
+            PackOp p => Most(p.Body),
+            _ => 0,
+        }).DefaultIfEmpty(0).Max();
     }
 
     /// <summary>Pushes what an element-wise accumulator writes: its value, plus the output's elements when it started from

@@ -21,13 +21,6 @@ static unsafe class TileRows
     /// <summary>The most rows one store takes.</summary>
     public const int MostRows = 8;
 
-    /// <summary>The most floats a tile puts aside: 32 rows of 16 lanes (the registers).</summary>
-    public const int MostFloats = 32 * 16;
-
-    /// <summary>The scratch's floats: <see cref="MostFloats"/>, and the rows past the last run that <see cref="Add16"/>
-    /// loads but never stores.</summary>
-    public const int ScratchFloats = MostFloats + MostRows * 16;
-
     /// <summary>Whether rows of vectors of <paramref name="width"/> floats are stored so here: 16 lanes, with AVX-512.</summary>
     public static bool Supports(int width) => width == 16 && Avx512F.VL.IsSupported;
 

@@ -59,6 +59,7 @@ public class ZeroTileTests
     [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=20 h=5 w=13 c=12 r=3 s=2", "f:1+4 h:5 w:2+1 r:3 s:2 c:12 w:6u f:16v pack=W")] // output lanes an image apart
     [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=32 h=4 w=13 c=8 r=3 s=3", "h:4 w:1+3 r:3 s:3 c:8 w:10u f:32v pack=W")]  // runs of 8 and 2 rows, a tail of 3
     [InlineData("O[f,h,w] += I[c,2*h+r,2*w+s] * W[f,c,r,s] f=16 h=3 w=7 c=4 r=3 s=3", "h:3 w:3+1 r:3 s:3 c:4 w:2u f:16v pack=W")] // stride 2: runs of 2, a tail of 1
+    [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=64 h=2 w=10 c=4 r=3 s=1", "h:2 r:3 s:1 c:4 w:10u f:64v pack=W")]    // 40 accumulators, more than the registers
     public void Kernels_whose_tiles_start_from_zero_match_the_reference(string spec, string schedule)
     {
         var nest = Nest.Parse(Computation.Parse(spec), ">" + schedule);
