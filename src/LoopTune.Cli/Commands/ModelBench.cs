@@ -168,7 +168,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         try
         {
             int best;
-            (best, choice) = Choose(ways, feeds, PoolAfter(model, shapes, ways[0].Node));
+            (best, choice) = Choose(ways, feeds, ModelRunner.BlockedPoolAfter(model, shapes, ways[0].Node));
             op = ways[best];
         }
         catch (LoopTuneException e)
@@ -353,7 +353,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     /// <paramref name="note"/> tells those times. One quick timing after one warm-up run sometimes read a lowering at two
     /// to three times its speed (ResNet-18's first 56x56 layer: blocked 3.59 ms, direct 2.92, where they run 1.24-1.38 ms),
     /// which chose the im2col lowering, 0.2-0.3 ms slower in each of four layers of the pass. With the MaxPool that alone
-    /// reads the node's output (<paramref name="pool"/>, <see cref="PoolAfter"/>), each is timed as a forward pass runs it,
+    /// reads the node's output (<paramref name="pool"/>, <see cref="ModelRunner.BlockedPoolAfter"/>), each is timed as a forward pass runs it,
     /// with the pool: a blocked lowering's output pooled as its kernel left it (<see cref="ConvOp.RunBlocked"/>,
     /// <see cref="Pool2d.RunBlocked"/>), the others' written back and pooled (ResNet-18's stem on the Zen 5: blocked
     /// 1.70-1.73 ms as a node, the direct one 1.55-1.56, where the blocked kernel alone ran 1.19).</summary>
@@ -397,31 +397,6 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
             k.Op.Run(k.Kernel, feeds, output, new Epilogue(null, relu));
             pool.Run(output, y, RunThreads.Default);
         };
-    }
-
-    /// <summary>The MaxPool that alone reads <paramref name="node"/>'s output, through a BatchNormalization and a Relu that
-    /// alone read theirs (a forward pass folds the one into the convolution and does the other where it writes), as a
-    /// <see cref="Pool2d"/>, and whether a Relu comes before it; null when there is none (ResNet's stem has one) or it is
-    /// one the pass cannot run (a dilated one: the model is refused before the pass).</summary>
-    static (Pool2d Pool, bool Relu)? PoolAfter(OnnxModel model, ModelShapes shapes, OnnxNode node)
-    {
-        string value = node.Outputs[0];
-        bool relu = false;
-        for (int hops = 0; hops < 3; hops++)
-        {
-            var readers = model.Nodes.Where(n => n.Inputs.Contains(value)).ToList();
-            if (readers is not [var reader] || reader.Inputs[0] != value || model.Outputs.Any(o => o.Name == value)) return null;
-            if (reader.OpType == "MaxPool")
-            {
-                if (shapes.Of(value) is not { Length: 4 } x) return null;
-                try { return (new Pool2d(true, Window.Of(reader, x[2..], null), false, x[2], x[3]), relu); }
-                catch (ArgumentException) { return null; }
-            }
-            if (reader.OpType is not ("BatchNormalization" or "Relu")) return null;
-            relu |= reader.OpType == "Relu";
-            value = reader.Outputs[0];
-        }
-        return null;
     }
 
     /// <summary>Runs of each lowering before <see cref="Fastest"/> times them.</summary>

@@ -47,7 +47,7 @@ public sealed class ModelRunner
     readonly ModelShapes shapes;
     readonly IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels;
     readonly Dictionary<string, float[]> values = new(StringComparer.Ordinal);
-    readonly Dictionary<string, List<OnnxNode>> readers = new(StringComparer.Ordinal);
+    readonly Dictionary<string, List<OnnxNode>> readers;
     readonly HashSet<OnnxNode> folded = [];
     /// <summary>Add and Relu nodes done in the epilogue of the contraction before them.</summary>
     readonly HashSet<OnnxNode> fused = [];
@@ -65,9 +65,7 @@ public sealed class ModelRunner
     {
         (this.model, this.shapes, this.kernels) = (model, shapes, kernels);
         threads = kernels.Values.Select(k => k.Kernel.Threads).DefaultIfEmpty(1).Max();
-        foreach (var node in model.Nodes)
-            foreach (var input in node.Inputs.Where(i => i.Length > 0).Distinct())
-                (readers.TryGetValue(input, out var list) ? list : readers[input] = []).Add(node);
+        readers = Readers(model);
         for (int i = 0; i < model.Nodes.Length; i++)
             foreach (var input in model.Nodes[i].Inputs.Where(n => n.Length > 0)) lastRead[input] = i;
         foreach (var output in model.Outputs) lastRead[output.Name] = int.MaxValue;
@@ -272,7 +270,7 @@ public sealed class ModelRunner
         var y = Allocate(conv.Node.Outputs[0]); // the node's output in NCHW: never written, never read
         (float[] Array, int Start, int Block) made = ([], 0, 1);
         steps.Add(new(conv.Node.Name, conv.Node.OpType, () => made = conv.RunBlocked(kernel, feeds, y), covers, conv));
-        var p = new Pool2d(true, Window.Of(pool, x[2..], null), false, x[2], x[3]);
+        var p = MaxPool(shapes, pool);
         int planes = checked((int)(x[0] * x[1]));
         Step(pool.Outputs[0], z => p.RunBlocked(made.Array, made.Start, planes / made.Block, made.Block, z, relu, threads), pool);
         fused.Add(pool);
@@ -298,14 +296,28 @@ public sealed class ModelRunner
     ContractionOp? Own(ContractionOp op, OnnxNode node) =>
         op.LowerAgain(model, shapes, node) is ContractionOp again && again.Contraction.Equals(op.Contraction) ? again : null;
 
+    /// <summary>Each value's readers, by name: the nodes that take it as an input.</summary>
+    static Dictionary<string, List<OnnxNode>> Readers(OnnxModel model)
+    {
+        var readers = new Dictionary<string, List<OnnxNode>>(StringComparer.Ordinal);
+        foreach (var node in model.Nodes)
+            foreach (var input in node.Inputs.Where(i => i.Length > 0).Distinct())
+                (readers.TryGetValue(input, out var list) ? list : readers[input] = []).Add(node);
+        return readers;
+    }
+
+    OnnxNode? Only(string value, string op) => Only(model, shapes, readers, value, op);
+
     /// <summary>The node of type <paramref name="op"/> that is the only reader of <paramref name="value"/> (no graph output),
     /// reading it once; null when there is none.</summary>
-    OnnxNode? Only(string value, string op) =>
+    static OnnxNode? Only(OnnxModel model, ModelShapes shapes, Dictionary<string, List<OnnxNode>> readers, string value, string op) =>
         !model.Outputs.Any(o => o.Name == value) && readers.TryGetValue(value, out var r) && r is [var reader] && reader.OpType == op
         && reader.Domain is "" or "ai.onnx" && reader.Inputs.Count(i => i == value) == 1 && Problem(model, shapes, reader) is null ? reader : null;
 
+    OnnxNode? FoldableNorm(OnnxNode conv) => FoldableNorm(model, shapes, readers, conv);
+
     /// <summary>The BatchNormalization that is the only reader of a Conv's output (which is no graph output), or null.</summary>
-    OnnxNode? FoldableNorm(OnnxNode conv)
+    static OnnxNode? FoldableNorm(OnnxModel model, ModelShapes shapes, Dictionary<string, List<OnnxNode>> readers, OnnxNode conv)
     {
         string y = conv.Outputs[0];
         if (conv.OpType != "Conv" || model.Outputs.Any(o => o.Name == y) || !readers.TryGetValue(y, out var r) || r.Count != 1) return null;
@@ -314,16 +326,48 @@ public sealed class ModelRunner
             && Problem(model, shapes, bn) is null ? bn : null;
     }
 
+    /// <summary>The MaxPool a forward pass pools <paramref name="conv"/>'s output with when the convolution is lowered in
+    /// blocks (<see cref="BlockedPool"/>), found as <see cref="Contraction"/> finds it: after the BatchNormalization folded
+    /// into it (its weights and bias constants), no Add, a Relu or none, then a MaxPool, each the only reader; the pool as
+    /// the pass makes it, and whether the Relu is there. Null when the pass would write the output back instead.</summary>
+    public static (Pool2d Pool, bool Relu)? BlockedPoolAfter(OnnxModel model, ModelShapes shapes, OnnxNode conv)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(shapes);
+        ArgumentNullException.ThrowIfNull(conv);
+        var readers = Readers(model);
+        string output = conv.Outputs[0];
+        if (FoldableNorm(model, shapes, readers, conv) is { } bn && ConstantWeights(model, conv)) output = bn.Outputs[0];
+        if (Only(model, shapes, readers, output, "Add") is not null) return null;
+        var relu = Only(model, shapes, readers, output, "Relu");
+        if (relu is not null) output = relu.Outputs[0];
+        return Only(model, shapes, readers, output, "MaxPool") is { } pool ? (MaxPool(shapes, pool), relu is not null) : null;
+    }
+
+    /// <summary>The pool of a MaxPool node the pass runs.</summary>
+    static Pool2d MaxPool(ModelShapes shapes, OnnxNode pool)
+    {
+        var x = shapes.Of(pool.Inputs[0])!.Value;
+        return new Pool2d(true, Window.Of(pool, x[2..], null), false, x[2], x[3]);
+    }
+
+    /// <summary>Whether a Conv's weights, and its bias if any, are constants (so a BatchNormalization after it can fold in).</summary>
+    static bool ConstantWeights(OnnxModel model, OnnxNode node) =>
+        Constant(model, node.Inputs[1]) is not null && (node.Input(2) is not { } b || Constant(model, b) is not null);
+
+    /// <summary>The initializer <paramref name="name"/> when it is one of floats, else null.</summary>
+    static float[]? Constant(OnnxModel model, string? name) => name is not null && model.Initializers.TryGetValue(name, out var t) && t.IsFloat ? t.Floats : null;
+
     /// <summary>The convolution with <paramref name="bn"/> folded into constant weights and bias, writing the
     /// BatchNormalization's output: the chosen lowering made again (same contraction, so the same kernel), checked against
     /// the unfolded pair (<see cref="Folds"/>); null when the weights or bias are not constants.</summary>
     ChosenKernel? Fold(ChosenKernel conv, OnnxNode bn)
     {
         var node = conv.Op.Node;
-        float[]? Constant(string? name) => name is not null && model.Initializers.TryGetValue(name, out var t) && t.IsFloat ? t.Floats : null;
-        if (Constant(node.Inputs[1]) is not { } w || node.Input(2) is { } b0 && Constant(b0) is null) return null;
+        if (!ConstantWeights(model, node)) return null;
+        var w = Constant(model, node.Inputs[1])!;
         var norm = BatchNorm.Of(model, bn);
-        var (fw, fb) = norm.Fold(w, Constant(node.Input(2)));
+        var (fw, fb) = norm.Fold(w, Constant(model, node.Input(2)));
         string wName = $"{node.Inputs[1]}*{bn.Name}", bName = $"{node.Input(2) ?? node.Name + ".bias"}*{bn.Name}";
         var wDims = shapes.Of(node.Inputs[1])!.Value;
         var foldedModel = model.WithConstants([OnnxTensor.FromFloats(wName, wDims, fw), OnnxTensor.FromFloats(bName, [fb.Length], fb)]);
