@@ -194,7 +194,8 @@ public sealed class Pool2d
         Fold(row.AsSpan(0, windows + kw - 1), kw, 1, slide.AsSpan(0, windows));
     }
 
-    /// <summary><c>to[i]</c> = the max (or the sum) of <c>from[k*step + i]</c> over k in [0, count): a pool window's rows
+    /// <summary><c>to[i]</c> = the max (or the sum) of <c>from[k*step + i]</c> over k in [0, count) (<paramref name="to"/>
+    /// apart from <paramref name="from"/>: a lane may be written twice): a pool window's rows
     /// (step: a row) or its columns (step 1), reduced in one pass with each vector of <paramref name="to"/> in a register
     /// and stored once (the last vector overlapping the one before it when the length is not a multiple of the width).
     /// Before, a row was copied and combined with each further row in turn, a pass of sliced spans each: the stem's pool
@@ -225,13 +226,9 @@ public sealed class Pool2d
     void Fold512(ref float src, int count, int step, int n, ref float dst)
     {
         bool max = this.max;
-        for (int i = 0; ; i += Vector512<float>.Count)
+        // the last vector ends at n, overlapping the one before it
+        for (int i = 0; ; i = Math.Min(i + Vector512<float>.Count, n - Vector512<float>.Count))
         {
-            if (i + Vector512<float>.Count > n)
-            {
-                if (i == n) return;
-                i = n - Vector512<float>.Count;
-            }
             var acc = Vector512.LoadUnsafe(ref src, (nuint)i);
             for (int k = 1; k < count; k++)
             {
@@ -248,13 +245,9 @@ public sealed class Pool2d
     void Fold256(ref float src, int count, int step, int n, ref float dst)
     {
         bool max = this.max;
-        for (int i = 0; ; i += Vector256<float>.Count)
+        // the last vector ends at n, overlapping the one before it
+        for (int i = 0; ; i = Math.Min(i + Vector256<float>.Count, n - Vector256<float>.Count))
         {
-            if (i + Vector256<float>.Count > n)
-            {
-                if (i == n) return;
-                i = n - Vector256<float>.Count;
-            }
             var acc = Vector256.LoadUnsafe(ref src, (nuint)i);
             for (int k = 1; k < count; k++)
             {
