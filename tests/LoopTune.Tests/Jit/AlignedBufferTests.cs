@@ -106,4 +106,25 @@ public sealed unsafe class AlignedBufferTests
         }
         AlignedBuffer.ReleaseKept();
     }
+
+    /// <summary>Large sizes round up to a multiple of an eighth of their power of two (and of a huge page), at most an
+    /// eighth more, so that the cold copies of different weights (256 MiB less one operand, or a little more) ask for the
+    /// same block: a size just over a power of two and one an eighth over it round alike; a size just under it does not
+    /// grow past it.</summary>
+    [Theory]
+    [InlineData(AlignedBuffer.HugeAbove)]
+    [InlineData(AlignedBuffer.HugeAbove + 1)]
+    [InlineData((256L << 20) - 147_456)]
+    [InlineData((256L << 20) + 37_696)]
+    [InlineData((256L << 20) + (32L << 20) - 1)]
+    [InlineData(3L << 30)]
+    public void Large_sizes_round_up_by_at_most_an_eighth(long bytes)
+    {
+        long rounded = AlignedBuffer.Granular(bytes);
+        Assert.InRange(rounded, bytes, bytes + Math.Max(bytes / 8, AlignedBuffer.HugePage));
+        Assert.Equal(0, rounded % AlignedBuffer.HugePage);
+        Assert.Equal(rounded, AlignedBuffer.Granular(rounded));
+        if (bytes > 256L << 20 && bytes <= (256L + 32) << 20) Assert.Equal((256L + 32) << 20, rounded);
+        if (bytes > 224L << 20 && bytes <= 256L << 20) Assert.Equal(256L << 20, rounded);
+    }
 }
