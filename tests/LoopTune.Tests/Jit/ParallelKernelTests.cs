@@ -158,6 +158,22 @@ public class ParallelKernelTests
         Assert.True(kernel.ChunkStarts[1] > 0);
     }
 
+    /// <summary>Where the planes beyond the parallel rows are not whole lines apart (NCHW planes of 54 x 54 floats), a
+    /// boundary cuts a line in some plane whatever the granule: the rows are split evenly (27 and 27, not 32 and 22); where
+    /// they are (56 x 56), at whole lines.</summary>
+    [Theory]
+    [InlineData("conv 64 56 56 64 3 3", "h:54p w:9 c:64 r:3 s:3u w:6u f:64v", 1, 27)]
+    [InlineData("conv 64 58 58 64 3 3", "h:56p f:16 c:64 r:3 s:3 f:4u w:4u w:14v", 2, 28)]
+    [InlineData("mm 100 36 8", "m:100p k:8 n:36v", 4, 52)]
+    public void Rows_split_at_lines_only_where_the_other_strides_keep_them(string spec, string schedule, int granule, int second)
+    {
+        var nest = Nest.Parse(Computation.Parse(spec), ">" + schedule);
+        Assert.Equal(granule, Kernel.LineGranule(nest));
+        var kernel = Kernel.Compile(nest);
+        kernel.SetThreads(2);
+        Assert.Equal(second, kernel.ChunkStarts[1]);
+    }
+
     [Theory]
     [InlineData(1, 100, 1)]
     [InlineData(2, 100, 8)]
