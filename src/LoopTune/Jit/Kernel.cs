@@ -85,8 +85,9 @@ public sealed unsafe class Kernel
     /// whatever the count. The result is the single-thread kernel's to the bit: each output element is written by one
     /// thread, which adds its terms in the same order. Chunk boundaries are whole multiples of the iterations that span a
     /// 64-byte line of the output along the loop's variable, so that, on a 64-byte aligned output whose other strides are
-    /// whole lines (rows of 16 floats or more), no two threads write one cache line; otherwise they may share the lines at
-    /// the boundaries (slower, never wrong: the elements they write are distinct). Set it before running, not during a
+    /// whole lines (rows of 16 floats or more), no two threads write one cache line; otherwise (<see cref="LineGranule"/>)
+    /// the chunks are as even as the iterations go and the threads may share the lines at the boundaries (slower, never
+    /// wrong: the elements they write are distinct). Set it before running, not during a
     /// run; calls from several threads at once are safe (see <see cref="ThreadTeam"/>).
     /// </summary>
     /// <exception cref="ThreadCountError">Fewer than 1, or more than the cores the process may use.</exception>
