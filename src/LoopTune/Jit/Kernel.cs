@@ -125,7 +125,7 @@ public sealed unsafe class Kernel
     /// iterations are whole lines apart; 1 without a parallel loop). Also 1 when another variable of the output lies
     /// farther apart than the parallel one but not in whole lines (NCHW planes of 54 x 54 floats split by rows): a boundary
     /// then cuts a line in some of its planes whatever the granule, and the granule only unbalances the chunks (rows of
-    /// 54 floats in granules of 8: 32 and 22 of 54 rows, 1.67x at two threads where 27 and 27 ran 1.8x).</summary>
+    /// 54 floats in granules of 8: 32 and 22 of 54 rows, 1.67x at two threads where 27 and 27 ran 2.1x).</summary>
     internal static int LineGranule(Nest nest)
     {
         int p = nest.ParallelLoop;
