@@ -270,14 +270,17 @@ public sealed unsafe class Kernel
     /// most about <paramref name="flops"/> floating-point operations: from the outside in, each loop cut to as many of its
     /// first iterations as fit (at least one), the loops inside the last cut whole, so that what the slice keeps in cache
     /// is what the whole kernel keeps. A loop of a variable cut further out is cut within that cut's first iteration (a
-    /// shorter prefix of the same variable). An unrolled or vectorized loop, and a sum's innermost loop outside the register
-    /// tile (see <see cref="ProbeSizes"/>), is never cut, nor is any loop of its variable further in; the loops inside it over
-    /// other variables still are, so that every copy an unroll spells out runs the same shorter range (the slice is then a
-    /// box of the iterations rather than a prefix in time, the code of each loop the whole's). On mm 3072 1536 2048,
-    /// <c>k:8 n:48 m:384 k:256 m:8u n:32v pack=B</c> ran whole at 208-212 GFLOPS; the probe of <see cref="ProbeSizes"/>
-    /// widened said 223, this prefix (k cut inside its first eighth) what the whole said. On mm 4096 256 3072,
-    /// <c>k:1+1024 k:4u m:512 k:8 n:8 k:64 m:8u n:32v</c> could be cut only to two thirds of its work before its unrolled
-    /// k stopped the cutting, and the probe widened stood in for it; m is now cut inside the unroll.</summary>
+    /// shorter prefix of the same variable). An unrolled loop outside the register tile (a counted loop further in) is cut
+    /// like a counted one, to its first copies: the slice runs what the whole runs first. The register tile's loops (the
+    /// spelled-out loops innermost) and a sum's innermost loop outside them (see <see cref="ProbeSizes"/>) are never cut,
+    /// nor is any loop of their variable further in; the loops inside them over other variables still are.
+    /// <code>
+    /// mm 3072 1024 1536, m:1+1024u n:4u n:4 m:8 m:32 k:96 k:16 m:8u n:2u n:32v pack=A
+    ///   before: m and n kept whole for their unrolls, the sum k cut at k:96   179 GFLOPS estimated, 133 whole
+    ///   now:    m:1+1024u to its first copy, n:4u to one, then n:4 and m:8    the whole's working set
+    /// </code>
+    /// On mm 3072 1536 2048, <c>k:8 n:48 m:384 k:256 m:8u n:32v pack=B</c> ran whole at 208-212 GFLOPS; the probe of
+    /// <see cref="ProbeSizes"/> widened said 223, this prefix (k cut inside its first eighth) what the whole said.</summary>
     public static int[] PrefixSizes(Nest nest, double flops)
     {
         ArgumentNullException.ThrowIfNull(nest);
@@ -288,7 +291,7 @@ public sealed unsafe class Kernel
         for (int level = 0; level < nest.Count && work > flops; level++)
         {
             int v = nest[level].Var, step = nest.InnerStep(level);
-            if (kept[v] || nest[level].IsSpelledOut || InnermostOfSum(nest, level))
+            if (kept[v] || InRegisterTile(nest, level) || InnermostOfSum(nest, level))
             {
                 kept[v] = true;
                 continue;
@@ -325,6 +328,15 @@ public sealed unsafe class Kernel
             sizes[v] = covered;
         }
         return sizes;
+    }
+
+    /// <summary>True when loop <paramref name="level"/> is spelled out (unrolled or vectorized) and so is every loop further in:
+    /// one of the register tile's loops, whose copies are the tile.</summary>
+    static bool InRegisterTile(Nest nest, int level)
+    {
+        for (int i = level; i < nest.Count; i++)
+            if (!nest[i].IsSpelledOut) return false;
+        return true;
     }
 
     /// <summary>True when loop <paramref name="level"/> runs a reduction and every loop of its variable further in is unrolled

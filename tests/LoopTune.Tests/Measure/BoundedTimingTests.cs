@@ -118,32 +118,39 @@ public sealed class BoundedTimingTests
         Assert.Equal([512, 512, 256], Kernel.PrefixSizes(nest, w / 2));
         Assert.Equal([512, 512, 16], Kernel.PrefixSizes(nest, w / 32));
         Assert.Equal([512, 512, 48], Kernel.PrefixSizes(nest, w / 10)); // three of k:16's 16-element iterations
-        // then the next variable's outermost loop; an unrolled loop (m:2u) is never cut, nor m further in, nor the sum's
-        // innermost loop (k:16): n is cut inside them, at n:16
+        // then the next variable's outermost loop; an unrolled loop outside the register tile (m:2u) is cut like a counted
+        // one, to its first copy; the sum's innermost loop (k:16) never is, and m is cut further in, at m:32
         Assert.Equal([64, 512, 16], Kernel.PrefixSizes(nest, w / 256));
-        Assert.Equal([64, 16, 16], Kernel.PrefixSizes(nest, w / 10000));
-        Assert.Equal(1 / 8192.0, Kernel.Share(nest.Computation, [64, 16, 16]), 12);
+        Assert.Equal([3, 256, 16], Kernel.PrefixSizes(nest, w / 10000));
+        Assert.Equal(3 / 32768.0, Kernel.Share(nest.Computation, [3, 256, 16]), 12);
         // what the slice computes is the first elements of each variable: checked against the partial product
         Assert.True(Verifier.VerifySlice(nest, [64, 512, 48]).Passed);
-        Assert.True(Verifier.VerifySlice(nest, [64, 16, 16]).Passed);
+        Assert.True(Verifier.VerifySlice(nest, [3, 256, 16]).Passed);
     }
 
     [Fact]
-    public void An_unrolled_outer_loop_is_kept_whole_and_the_loops_inside_it_are_cut()
+    public void An_unrolled_outer_loop_is_cut_to_its_first_copies()
     {
-        // k's first full iteration (2048 of 3072: its tail dropped), then k:4u stops any cut of k; m is cut inside the
-        // unroll, each of its four copies running the same first 768 rows. This slice had been two thirds of the work, too
-        // large, and a probe of a few rows stood in for it.
+        // k's first full iteration (2048 of 3072: its tail dropped), then the first of k:4u's copies, then m's first 3072
+        // rows: what the whole runs first. Kept whole, the unroll had m cut inside it, each copy running the first rows;
+        // with m and n unrolled outside, the sum alone was cut (mm 3072 1024 1536 below: its slice ran 179 GFLOPS, the
+        // whole 133, every tile summing over a prefix of A's rows and B's columns that the whole never keeps)
         var nest = Nest.Parse(Computation.Matmul(4096, 256, 3072), ">k:1+1024 k:4u m:512 k:8 n:8 k:64 m:8u n:32v");
         double w = nest.Computation.Flops;
         int[] sizes = Kernel.PrefixSizes(nest, w / 8 * 1.0001);
-        Assert.Equal([768, 256, 2048], sizes);
+        Assert.Equal([3072, 256, 512], sizes);
         Assert.Equal(1 / 8.0, Kernel.Share(nest.Computation, sizes), 9);
-        // the slice's code is the whole's with shorter ranges: checked against the partial product
+        var outer = Nest.Parse(Computation.Matmul(3072, 1024, 1536), ">m:1+1024u n:4u n:4 m:8 m:32 k:96 k:16 m:8u n:2u n:32v pack=A");
+        Assert.Equal([2048, 256, 1536], Kernel.PrefixSizes(outer, outer.Computation.Flops / 6 * 1.0001));
+        Assert.Equal([256, 64, 1536], Kernel.PrefixSizes(outer, outer.Computation.Flops / 192 * 1.0001));
+        // the slice's code is the whole's with fewer copies and shorter ranges: checked against the partial product
         var small = Nest.Parse(Computation.Matmul(64, 32, 80), ">k:2+16 k:2u m:8 k:2 n:2 k:8 m:8u n:16v");
         int[] cut = Kernel.PrefixSizes(small, small.Computation.Flops / 8 * 1.0001);
-        Assert.Equal([16, 32, 32], cut);
+        Assert.Equal([40, 32, 16], cut);
         Assert.True(Verifier.VerifySlice(small, cut).Passed);
+        var tail = Nest.Parse(Computation.Matmul(48, 64, 24), ">m:1+16u n:2u n:2 m:2 m:2 k:3 k:8 m:8u n:16v pack=A");
+        int[] first = Kernel.PrefixSizes(tail, tail.Computation.Flops / 12 * 1.0001);
+        Assert.True(Verifier.VerifySlice(tail, first).Passed, string.Join(",", first));
     }
 
     [Fact]
