@@ -410,17 +410,45 @@ public sealed unsafe class Kernel
         copies = mine;
     }
 
+    /// <summary><see cref="Run(float*, float*, float*)"/> with input <paramref name="kept"/> constant: its packed copy is
+    /// made only when the run's buffer for it is not the one the kept copy was made from (the other packed inputs are
+    /// copied as in every run). What a model does with a convolution's filters (<see cref="Computation.Filters"/>), and
+    /// what the libraries it is timed against do with theirs: oneDNN reorders them once, ONNX Runtime prepacks them. The
+    /// caller must not change that buffer's contents between runs. On the Zen 5, <c>h:54p w:9 c:64 r:3 s:3u w:6u f:64v
+    /// pack=W</c> (conv 64 56 56 64 3 3) ran 3 % faster so at one thread and 7 % at two, whose copy waits on both.</summary>
+    public void Run(float* output, float* left, float* right, Operand kept)
+    {
+        if (InitStrides is not null) throw new InvalidOperationException($"the kernel of {Nest.Serialize()} starts its output from an init tensor: run it with one");
+        if (plans.Length == 0 && blockPlans.Length == 0)
+        {
+            Call(output, left, right, null, null);
+            return;
+        }
+        var mine = Interlocked.Exchange(ref copies, null) ?? NewCopies();
+        var inputs = stackalloc float*[] { null, left, right };
+        PackInto(mine, inputs, always: false, TensorOf(kept));
+        Call(output, inputs[1], inputs[2], null, mine);
+        copies = mine;
+    }
+
+    /// <summary>The tensor index (1 or 2) of input <paramref name="input"/>.</summary>
+    static int TensorOf(Operand input) => input == Operand.Left ? 1 : 2;
+
     /// <summary>Copies each packed input of <paramref name="inputs"/> (indexed by tensor) into <paramref name="mine"/> and
     /// points <paramref name="inputs"/> at the copies: every time when <paramref name="always"/> or for a whole kernel, else
     /// (a slice) only when the input is not the one copied last.</summary>
-    void PackInto(PackedCopies mine, float** inputs, bool always)
+    void PackInto(PackedCopies mine, float** inputs, bool always, int kept = 0, int skipped = 0)
     {
         for (int i = 0; i < plans.Length; i++)
         {
             float* from = inputs[plans[i].Tensor];
-            if (!packOnce && threads > 1 && Nest.ParallelLoop >= 0) mine.PackOn(ThreadTeam.For(threads), plans[i], i, from, packChunks[i]);
-            else if (always || !packOnce || mine.Sources[i] != (nint)from) plans[i].Pack(from, mine[i]);
-            mine.Sources[i] = (nint)from;
+            bool once = packOnce || plans[i].Tensor == kept;
+            if (plans[i].Tensor != skipped && (always || !once || mine.Sources[i] != (nint)from))
+            {
+                if (!packOnce && threads > 1 && Nest.ParallelLoop >= 0) mine.PackOn(ThreadTeam.For(threads), plans[i], i, from, packChunks[i]);
+                else plans[i].Pack(from, mine[i]);
+                mine.Sources[i] = (nint)from;
+            }
             inputs[plans[i].Tensor] = mine[i];
         }
     }
@@ -428,17 +456,30 @@ public sealed unsafe class Kernel
     /// <summary>Copies the packed inputs into their layout, as a run does first, and runs nothing else (a slice copies its
     /// share of them); nothing for a kernel without packed inputs.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void Pack(float* left, float* right)
+    public void Pack(float* left, float* right) => Pack(left, right, null);
+
+    /// <summary><see cref="Pack(float*, float*)"/> of every packed input but <paramref name="skipped"/> (none when null):
+    /// the copies a run keeping that input constant makes (<see cref="Run(float*, float*, float*, Operand)"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void Pack(float* left, float* right, Operand? skipped)
     {
         if (plans.Length == 0) return;
         var mine = Interlocked.Exchange(ref copies, null) ?? NewCopies();
         var inputs = stackalloc float*[] { null, left, right };
-        PackInto(mine, inputs, always: true);
+        PackInto(mine, inputs, always: true, skipped: skipped is { } k ? TensorOf(k) : 0);
         copies = mine;
     }
 
     /// <summary>About how many elements one run's copies move (<see cref="PackPlan.Elements"/> summed): 0 without packed inputs.</summary>
     public double PackedElements => plans.Sum(p => p.Elements);
+
+    /// <summary><see cref="PackedElements"/> of every packed input but <paramref name="kept"/> (none when null): what one run
+    /// keeping that input constant copies.</summary>
+    public double PackedElementsBut(Operand? kept) => plans.Where(p => kept is not { } k || p.Tensor != TensorOf(k)).Sum(p => p.Elements);
+
+    /// <summary>Whether the kernel copies input <paramref name="input"/> whole before its loops (a packed input not copied a
+    /// block at a time in them).</summary>
+    public bool CopiesWhole(Operand input) => plans.Any(p => p.Tensor == TensorOf(input));
 
     /// <summary>The buffers of this kernel's packed copies: a whole kernel's pages mapped now, a slice's left to its first
     /// run (which is never timed, <c>KernelTiming.MeasureSlice</c>) as it writes only its share of a copy laid out for the

@@ -110,24 +110,26 @@ public static class KernelTiming
     }
 
     /// <summary><paramref name="scaled"/> (a slice's time scaled to the whole, <see cref="Scaled"/>) with the copies of the whole's
-    /// packed inputs added: the slice's copies timed alone and scaled to the whole's (<see cref="Kernel.PackedElements"/>);
+    /// packed inputs added: the slice's copies timed alone and scaled to the whole's (<see cref="Kernel.PackedElementsBut"/>; a
+    /// convolution's filters, which the whole's runs keep, <see cref="Kept"/>, left out);
     /// as it was for a kernel without packed inputs.</summary>
     public static Measurement WithCopies(Measurement scaled, Kernel slice, Kernel kernel, MeasureOptions options, Workspace buffers)
     {
         ArgumentNullException.ThrowIfNull(slice);
         ArgumentNullException.ThrowIfNull(kernel);
-        if (slice.PackedElements == 0) return scaled;
-        double copy = MeasurePack(slice, options, buffers).MedianSeconds * kernel.PackedElements / slice.PackedElements;
+        var kept = Kept(kernel);
+        if (slice.PackedElementsBut(kept) == 0) return scaled;
+        double copy = MeasurePack(slice, options, buffers, kept).MedianSeconds * kernel.PackedElementsBut(kept) / slice.PackedElementsBut(kept);
         return scaled with { MedianSeconds = scaled.MedianSeconds + copy, MinSeconds = scaled.MinSeconds + copy };
     }
 
     /// <summary>Times <paramref name="kernel"/>'s copies of its packed inputs alone (<see cref="Kernel.Pack"/>), pinned, the
     /// median of three samples at least: a slice's copy can be a hundredth of a millisecond, scaled hundreds of times.</summary>
-    static unsafe Measurement MeasurePack(Kernel kernel, MeasureOptions options, Workspace buffers)
+    static unsafe Measurement MeasurePack(Kernel kernel, MeasureOptions options, Workspace buffers, Operand? kept)
     {
         nint pl = (nint)buffers.Left.Pointer, pr = (nint)buffers.Right.Pointer;
         using var pin = ThreadPinning.Pin();
-        return Timing.Measure(() => kernel.Pack((float*)pl, (float*)pr), 0, options with { MinSamples = Math.Max(3, options.MinSamples), MaxSamples = Math.Max(3, options.MaxSamples) });
+        return Timing.Measure(() => kernel.Pack((float*)pl, (float*)pr, kept), 0, options with { MinSamples = Math.Max(3, options.MinSamples), MaxSamples = Math.Max(3, options.MaxSamples) });
     }
 
     /// <summary>A slice's measurement scaled to the whole of <paramref name="kernel"/>: seconds over the slice's share, the
@@ -194,11 +196,31 @@ public static class KernelTiming
             throw new ArgumentException($"the workspace is for {buffers.Computation}, the kernel for {kernel.Computation}", nameof(buffers));
         nint po = (nint)buffers.Output.Pointer, pl = (nint)buffers.Left.Pointer, pr = (nint)buffers.Right.Pointer;
         kernel.Prepare(); // the packed copies' buffers made before the timing, not in its first run
+        if (Kept(kernel) is { } kept)
+        {
+            // the filters' copy made now, once, as the libraries lay theirs out before their runs
+            kernel.Pack((float*)pl, (float*)pr);
+            if (buffers.Context.IsHot) return () => kernel.Run((float*)po, (float*)pl, (float*)pr, kept);
+            return buffers.Context.Cold == Operand.Left
+                ? () => kernel.Run((float*)po, buffers.NextCopy(), (float*)pr, kept)
+                : () => kernel.Run((float*)po, (float*)pl, buffers.NextCopy(), kept);
+        }
         if (buffers.Context.IsHot) return () => kernel.Run((float*)po, (float*)pl, (float*)pr);
         // cold: each run, of this runner or another on the same buffers, reads the workspace's next copy of the operand
         return buffers.Context.Cold == Operand.Left
             ? () => kernel.Run((float*)po, buffers.NextCopy(), (float*)pr)
             : () => kernel.Run((float*)po, (float*)pl, buffers.NextCopy());
+    }
+
+    /// <summary>The input a timing of <paramref name="kernel"/> keeps packed from run to run: a convolution's filters
+    /// (<see cref="Computation.Filters"/>) when the kernel copies them whole, as a model's are constant and the libraries
+    /// timed beside it lay theirs out before their runs (oneDNN's reorder, ONNX Runtime's prepacking); null otherwise,
+    /// every copy then made in every run. In a cold timing whose cold operand they are, each run reads another copy of
+    /// them, and so packs it.</summary>
+    public static Operand? Kept(Kernel kernel)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        return kernel.Computation.Filters is { } f && kernel.CopiesWhole(f) ? f : null;
     }
 
     /// <summary>Aligned buffers for one computation's three tensors, filled with random values in [-1, 1]; in a cold

@@ -68,6 +68,43 @@ public class PackingTests
         }
     }
 
+    /// <summary>A convolution's filters kept packed from run to run (<see cref="Kernel.Run(float*, float*, float*, Operand)"/>,
+    /// as a timing keeps them, <c>KernelTiming.Kept</c>): the image is copied in every run, the filters only when the run's
+    /// buffer for them is another one; each run matches the unscheduled kernel, at one thread and at two.</summary>
+    [Theory]
+    [InlineData("h:8 f:4 c:8 r:3 s:3 f:4u w:8v pack=W", 1)]
+    [InlineData("h:8p f:4 c:8 r:3 s:3 f:4u w:8v pack=W", 2)]
+    public unsafe void Filters_kept_packed_are_copied_again_only_from_another_buffer(string schedule, int threads)
+    {
+        var c = Computation.Parse("conv 8 10 10 16 3 3");
+        Assert.Equal(Operand.Right, c.Filters);
+        var kernel = Kernel.Compile(Nest.Parse(c, ">" + schedule));
+        kernel.Threads = threads;
+        Assert.True(kernel.CopiesWhole(Operand.Right));
+        var rng = new Random(11);
+        float[] Fill(long n) => [.. Enumerable.Range(0, (int)n).Select(_ => (float)(rng.NextDouble() * 2 - 1))];
+        float[] Want(float[] image, float[] filters)
+        {
+            var want = new float[c.Output.Length];
+            Kernel.Compile(Nest.Initial(c)).Run(want, image, filters);
+            return want;
+        }
+        var filters = new[] { Fill(c.Right.Length + 16), Fill(c.Right.Length + 16) };
+        for (int run = 0; run < 4; run++)
+        {
+            // a new image every run; the filters of the first buffer twice, then of the second twice
+            var image = Fill(c.Left.Length + 16);
+            var w = filters[run / 2];
+            var got = new float[c.Output.Length];
+            fixed (float* o = got, i = image, f = w) kernel.Run(o, i, f, Operand.Right);
+            var want = Want(image, w);
+            for (int e = 0; e < want.Length; e++) Assert.True(Math.Abs(want[e] - got[e]) <= 1e-4 * Math.Max(1, Math.Abs(want[e])), $"run {run} element {e}: {got[e]}, want {want[e]}");
+        }
+        // and a matrix product has no filters; a strided convolution's are its unwindowed input, whichever side it is on
+        Assert.Null(Computation.Parse("mm 8 8 8").Filters);
+        Assert.Equal(Operand.Left, Computation.Parse("O[f,h] += W[f,c,r] * I[c,2*h+r] f=4 h=3 c=2 r=3").Filters);
+    }
+
     /// <summary>A kernel whose copies were released (<see cref="Kernel.Release"/>, as the timing does between kernels)
     /// makes and fills them again on its next run, and kernels of other layouts run in between on whatever memory they
     /// are given: each run matches the unscheduled kernel.</summary>
