@@ -414,7 +414,8 @@ public sealed unsafe class Kernel
     /// made only when the run's buffer for it is not the one the kept copy was made from (the other packed inputs are
     /// copied as in every run). What a model does with a convolution's filters (<see cref="Computation.Filters"/>), and
     /// what the libraries it is timed against do with theirs: oneDNN reorders them once, ONNX Runtime prepacks them. The
-    /// caller must not change that buffer's contents between runs. On the Zen 5, <c>h:54p w:9 c:64 r:3 s:3u w:6u f:64v
+    /// caller must not change that buffer's contents between runs, and must pass it at a fixed address (native memory or a
+    /// pinned array: an array the collector moves can leave another one where it was). On the Zen 5, <c>h:54p w:9 c:64 r:3 s:3u w:6u f:64v
     /// pack=W</c> (conv 64 56 56 64 3 3) ran 3 % faster so at one thread and 7 % at two, whose copy waits on both.</summary>
     public void Run(float* output, float* left, float* right, Operand kept)
     {
