@@ -93,8 +93,7 @@ public static class ScheduleFeatures
     static void Tile(Nest nest, int lanes, Span<float> x)
     {
         var c = nest.Computation;
-        int n = nest.Count, top = n;
-        while (top > 0 && nest[top - 1].IsSpelledOut) top--;
+        int n = nest.Count, top = nest.SpelledOutFrom;
         double elements = 1, reductions = 1;
         int unrolled = 0, vector = 0;
         bool vectorReduction = false;

@@ -99,7 +99,10 @@ public sealed class Computation : IEquatable<Computation>
 
     /// <summary>Whether an input is read through sliding windows: one of its indices sums several variables (a
     /// convolution's <c>h+r</c> or <c>2*h+r</c>), whatever the layout of the tensors.</summary>
-    public bool HasWindows => Left.Index.Concat(Right.Index).Any(d => d.Length > 1);
+    public bool HasWindows => Windowed(Left) || Windowed(Right);
+
+    /// <summary>Whether one of <paramref name="t"/>'s indices sums several variables (a window).</summary>
+    static bool Windowed(Tensor t) => t.Index.Any(d => d.Length > 1);
 
     /// <summary>The input that holds a convolution's filters: the one without a window when the other slides one
     /// (<see cref="HasWindows"/>: <c>W</c> of <c>O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s]</c>, whatever the stride or layout);
@@ -107,16 +110,12 @@ public sealed class Computation : IEquatable<Computation>
     /// the libraries lay them out once, before the runs: oneDNN's reorder, ONNX Runtime's prepacking.</summary>
     public Operand? Filters
     {
-        get
+        get => (Windowed(Left), Windowed(Right)) switch
         {
-            static bool Windowed(Tensor t) => t.Index.Any(d => d.Length > 1);
-            return (Windowed(Left), Windowed(Right)) switch
-            {
-                (true, false) => Operand.Right,
-                (false, true) => Operand.Left,
-                _ => null,
-            };
-        }
+            (true, false) => Operand.Right,
+            (false, true) => Operand.Left,
+            _ => null,
+        };
     }
 
     /// <summary>(M, N, K) when this is a row-major matrix product Out[i,j] += Left[i,p] * Right[p,j], else null.</summary>

@@ -71,8 +71,7 @@ public static class Layout
         if (!nest.IsPacked(t)) return -1;
         var c = nest.Computation;
         var moves = c.Tensors[t].VarStrides;
-        int hoist = nest.Count;
-        while (hoist > 0 && nest[hoist - 1].IsSpelledOut) hoist--;
+        int hoist = nest.SpelledOutFrom;
         while (hoist > 0 && !nest[hoist - 1].IsSpelledOut && c.IsReduction[nest[hoist - 1].Var]) hoist--;
         int level = -1;
         while (level + 1 < hoist && moves[nest[level + 1].Var] != 0) level++;

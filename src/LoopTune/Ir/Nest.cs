@@ -64,6 +64,18 @@ public sealed class Nest : IEquatable<Nest>
 
     /// <summary>The position of the parallel loop, whose iterations a kernel divides among its threads; -1 when none is.</summary>
     public int ParallelLoop { get; private set; } = -1;
+
+    /// <summary>Where the run of unrolled and vectorized loops at the bottom of the nest starts, the register tile's loops
+    /// (<see cref="Count"/> when the innermost loop is counted).</summary>
+    public int SpelledOutFrom
+    {
+        get
+        {
+            int top = Count;
+            while (top > 0 && Loops[top - 1].IsSpelledOut) top--;
+            return top;
+        }
+    }
     public Loop this[int i] => Loops[i];
 
     /// <summary>The packed inputs as bits: 1 &lt;&lt; t for tensor t of <see cref="Computation.Tensors"/> (1 the left input,

@@ -288,10 +288,11 @@ public sealed unsafe class Kernel
         var sizes = c.Sizes.ToArray();
         var kept = new bool[sizes.Length]; // variables whose loops from here in must run their whole range
         double work = c.Flops;
+        int tile = nest.SpelledOutFrom; // the register tile's loops
         for (int level = 0; level < nest.Count && work > flops; level++)
         {
             int v = nest[level].Var, step = nest.InnerStep(level);
-            if (kept[v] || InRegisterTile(nest, level) || InnermostOfSum(nest, level))
+            if (kept[v] || level >= tile || InnermostOfSum(nest, level))
             {
                 kept[v] = true;
                 continue;
@@ -328,15 +329,6 @@ public sealed unsafe class Kernel
             sizes[v] = covered;
         }
         return sizes;
-    }
-
-    /// <summary>True when loop <paramref name="level"/> is spelled out (unrolled or vectorized) and so is every loop further in:
-    /// one of the register tile's loops, whose copies are the tile.</summary>
-    static bool InRegisterTile(Nest nest, int level)
-    {
-        for (int i = level; i < nest.Count; i++)
-            if (!nest[i].IsSpelledOut) return false;
-        return true;
     }
 
     /// <summary>True when loop <paramref name="level"/> runs a reduction and every loop of its variable further in is unrolled
@@ -389,7 +381,7 @@ public sealed unsafe class Kernel
     public void Run(float* output, float* left, float* right)
     {
         if (InitStrides is not null) throw new InvalidOperationException($"the kernel of {Nest.Serialize()} starts its output from an init tensor: run it with one");
-        Run(output, left, right, null);
+        Go(output, left, right, null, 0);
     }
 
     /// <summary><see cref="Run(float*, float*, float*)"/> of a kernel compiled with <see cref="CompileInitialized"/>:
@@ -398,16 +390,7 @@ public sealed unsafe class Kernel
     public void Run(float* output, float* left, float* right, float* init)
     {
         if (InitStrides is not null && init is null) throw new ArgumentNullException(nameof(init), $"the kernel of {Nest.Serialize()} starts its output from an init tensor");
-        if (plans.Length == 0 && blockPlans.Length == 0)
-        {
-            Call(output, left, right, init, null);
-            return;
-        }
-        var mine = Interlocked.Exchange(ref copies, null) ?? NewCopies();
-        var inputs = stackalloc float*[] { null, left, right };
-        PackInto(mine, inputs, always: false);
-        Call(output, inputs[1], inputs[2], init, mine);
-        copies = mine;
+        Go(output, left, right, init, 0);
     }
 
     /// <summary><see cref="Run(float*, float*, float*)"/> with input <paramref name="kept"/> constant: its packed copy is
@@ -416,19 +399,27 @@ public sealed unsafe class Kernel
     /// what the libraries it is timed against do with theirs: oneDNN reorders them once, ONNX Runtime prepacks them. The
     /// caller must not change that buffer's contents between runs, and must pass it at a fixed address (native memory or a
     /// pinned array: an array the collector moves can leave another one where it was). On the Zen 5, <c>h:54p w:9 c:64 r:3 s:3u w:6u f:64v
-    /// pack=W</c> (conv 64 56 56 64 3 3) ran 3 % faster so at one thread and 7 % at two, whose copy waits on both.</summary>
-    public void Run(float* output, float* left, float* right, Operand kept)
+    /// pack=W</c> (conv 64 56 56 64 3 3) ran 3 % faster so at one thread and 7 % at two, whose copy waits on both. With
+    /// <paramref name="kept"/> null, every packed input is copied, as <see cref="Run(float*, float*, float*)"/> does.</summary>
+    public void Run(float* output, float* left, float* right, Operand? kept)
     {
         if (InitStrides is not null) throw new InvalidOperationException($"the kernel of {Nest.Serialize()} starts its output from an init tensor: run it with one");
+        Go(output, left, right, null, kept is { } k ? TensorOf(k) : 0);
+    }
+
+    /// <summary>A run: the packed inputs copied (input <paramref name="kept"/>, a tensor index, only from a new buffer; 0
+    /// for none), then the loops.</summary>
+    void Go(float* output, float* left, float* right, float* init, int kept)
+    {
         if (plans.Length == 0 && blockPlans.Length == 0)
         {
-            Call(output, left, right, null, null);
+            Call(output, left, right, init, null);
             return;
         }
         var mine = Interlocked.Exchange(ref copies, null) ?? NewCopies();
         var inputs = stackalloc float*[] { null, left, right };
-        PackInto(mine, inputs, always: false, TensorOf(kept));
-        Call(output, inputs[1], inputs[2], null, mine);
+        PackInto(mine, inputs, always: false, kept);
+        Call(output, inputs[1], inputs[2], init, mine);
         copies = mine;
     }
 
@@ -456,11 +447,10 @@ public sealed unsafe class Kernel
 
     /// <summary>Copies the packed inputs into their layout, as a run does first, and runs nothing else (a slice copies its
     /// share of them); nothing for a kernel without packed inputs.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Pack(float* left, float* right) => Pack(left, right, null);
 
     /// <summary><see cref="Pack(float*, float*)"/> of every packed input but <paramref name="skipped"/> (none when null):
-    /// the copies a run keeping that input constant makes (<see cref="Run(float*, float*, float*, Operand)"/>).</summary>
+    /// the copies a run keeping that input constant makes (<see cref="Run(float*, float*, float*, Operand?)"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Pack(float* left, float* right, Operand? skipped)
     {

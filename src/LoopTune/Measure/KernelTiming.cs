@@ -196,20 +196,13 @@ public static class KernelTiming
             throw new ArgumentException($"the workspace is for {buffers.Computation}, the kernel for {kernel.Computation}", nameof(buffers));
         nint po = (nint)buffers.Output.Pointer, pl = (nint)buffers.Left.Pointer, pr = (nint)buffers.Right.Pointer;
         kernel.Prepare(); // the packed copies' buffers made before the timing, not in its first run
-        if (Kept(kernel) is { } kept)
-        {
-            // the filters' copy made now, once, as the libraries lay theirs out before their runs
-            kernel.Pack((float*)pl, (float*)pr);
-            if (buffers.Context.IsHot) return () => kernel.Run((float*)po, (float*)pl, (float*)pr, kept);
-            return buffers.Context.Cold == Operand.Left
-                ? () => kernel.Run((float*)po, buffers.NextCopy(), (float*)pr, kept)
-                : () => kernel.Run((float*)po, (float*)pl, buffers.NextCopy(), kept);
-        }
-        if (buffers.Context.IsHot) return () => kernel.Run((float*)po, (float*)pl, (float*)pr);
+        var kept = Kept(kernel);
+        if (kept is not null) kernel.Pack((float*)pl, (float*)pr); // the filters' copy made now, once, as the libraries lay theirs out before their runs
+        if (buffers.Context.IsHot) return () => kernel.Run((float*)po, (float*)pl, (float*)pr, kept);
         // cold: each run, of this runner or another on the same buffers, reads the workspace's next copy of the operand
         return buffers.Context.Cold == Operand.Left
-            ? () => kernel.Run((float*)po, buffers.NextCopy(), (float*)pr)
-            : () => kernel.Run((float*)po, (float*)pl, buffers.NextCopy());
+            ? () => kernel.Run((float*)po, buffers.NextCopy(), (float*)pr, kept)
+            : () => kernel.Run((float*)po, (float*)pl, buffers.NextCopy(), kept);
     }
 
     /// <summary>The input a timing of <paramref name="kernel"/> keeps packed from run to run: a convolution's filters

@@ -68,7 +68,7 @@ public class PackingTests
         }
     }
 
-    /// <summary>A convolution's filters kept packed from run to run (<see cref="Kernel.Run(float*, float*, float*, Operand)"/>,
+    /// <summary>A convolution's filters kept packed from run to run (<see cref="Kernel.Run(float*, float*, float*, Operand?)"/>,
     /// as a timing keeps them, <c>KernelTiming.Kept</c>): the image is copied in every run, the filters only when the run's
     /// buffer for them is another one; each run matches the unscheduled kernel, at one thread and at two.</summary>
     [Theory]
