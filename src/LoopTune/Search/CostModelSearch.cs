@@ -23,9 +23,13 @@ namespace LoopTune.Search;
 /// <param name="MaxIdleRounds">Stop after this many rounds in a row measured nothing new (the space is used up).</param>
 /// <param name="UseSavedModel">Start from this machine's saved model (<see cref="ScheduleCostModel.DefaultPath"/>) when there
 /// is one; without it (or with false) the model learns from this search's measurements alone.</param>
+/// <param name="DistinctTiles">A round's measured slots go first to the best-scored candidate of each register tile (the
+/// unrolled and vectorized loops at the bottom of the nest: <see cref="TileOf"/>), best first, and only then to the next
+/// best of a tile already chosen: the model ranks tiles of one kind against each other less well than it ranks kinds, and
+/// eight variants of one tile's outer loops teach the search's correction little.</param>
 public sealed record CostModelOptions(int Candidates = 1024, int MeasurePerRound = 8, int Population = 64, int InitialRandom = 256,
     double Epsilon = 0.05, int MaxGenes = 12, int InitialGenes = 6, double CrossoverRate = 0.5, int MaxIdleRounds = 20, bool UseSavedModel = true,
-    int MaxMeasurePerRound = 64);
+    int MaxMeasurePerRound = 64, bool DistinctTiles = true);
 
 /// <summary>One round of a <see cref="CostModelSearch"/>: every candidate scored (predicted log2 GFLOPS) in the order made, and
 /// the ones measured, those chosen by rank (<see cref="Chosen"/>) apart from those drawn at random (<see cref="Explored"/>).</summary>
@@ -37,7 +41,8 @@ public sealed record CostModelRound(int Round, IReadOnlyList<(Nest Nest, double 
 /// (<see cref="Genome"/>: crossover and mutation, repaired to legal sequences) from the fastest schedules measured so far
 /// and the best-scored ones of the round before, scores every one with the model (<see cref="OnlineCostModel"/>: this
 /// machine's <see cref="ScheduleCostModel"/> when one is saved, plus a correction fitted to this search's own
-/// measurements), measures the top-ranked ones it has not measured (<see cref="CostModelOptions.MeasurePerRound"/>, more where
+/// measurements), measures the top-ranked ones it has not measured, the best of each register tile first
+/// (<see cref="CostModelOptions.DistinctTiles"/>; <see cref="CostModelOptions.MeasurePerRound"/>, more where
 /// the round's other work takes longer than measuring them, up to <see cref="CostModelOptions.MaxMeasurePerRound"/>; each slot
 /// a random candidate instead with chance <see cref="CostModelOptions.Epsilon"/>), adds the measurements to the model's rows
 /// and refits the correction. Every measurement goes through the run's evaluator, so the measurement store grows too.
@@ -48,7 +53,7 @@ public sealed class CostModelSearch(CostModelOptions? options = null, ScheduleCo
 
     public CostModelOptions Options { get; } = Check(options ?? new());
     public string Name => MethodName;
-    public string Description => $"{Options.Candidates} candidates a round bred from the fastest and best-scored, scored by this machine's cost model, its top {Options.MeasurePerRound} to {Options.MaxMeasurePerRound} measured (as long as the rest of the round takes), the model refitted";
+    public string Description => $"{Options.Candidates} candidates a round bred from the fastest and best-scored, scored by this machine's cost model, its top {Options.MeasurePerRound} to {Options.MaxMeasurePerRound} measured (as long as the rest of the round takes{(Options.DistinctTiles ? "; the best of each register tile first" : "")}), the model refitted";
 
     /// <summary>Told every round (the tests check the measured schedules are the model's top-ranked).</summary>
     public Action<CostModelRound>? Observer { get; init; }
@@ -69,7 +74,7 @@ public sealed class CostModelSearch(CostModelOptions? options = null, ScheduleCo
             if (candidates.Count == 0) break;
             var scores = online.Score([.. candidates.Select(g => g.Result)]);
             var order = Enumerable.Range(0, candidates.Count).OrderByDescending(i => scores[i]).ToList();
-            var (chosen, explored) = Choose(run.Rng, order, slots);
+            var (chosen, explored) = Choose(run.Rng, Options.DistinctTiles ? Spread(order, candidates) : order, slots);
             bool spent = false;
             int before = run.Evaluations;
             long measureStart = Stopwatch.GetTimestamp();
@@ -129,6 +134,21 @@ public sealed class CostModelSearch(CostModelOptions? options = null, ScheduleCo
         double each = Math.Max(measuring, 1) / (double)measured;
         return (int)Math.Clamp(Math.Round(besides / each), Options.MeasurePerRound, Options.MaxMeasurePerRound);
     }
+
+    /// <summary><paramref name="order"/> (best-scored first) with the best of each register tile first (in their order), then
+    /// the rest (in theirs) (<see cref="CostModelOptions.DistinctTiles"/>).</summary>
+    static List<int> Spread(List<int> order, List<Genome> candidates)
+    {
+        var seen = new HashSet<string>();
+        var (first, rest) = (new List<int>(), new List<int>());
+        foreach (int i in order) (seen.Add(TileOf(candidates[i].Result)) ? first : rest).Add(i);
+        return [.. first, .. rest];
+    }
+
+    /// <summary>The register tile of <paramref name="nest"/>: its innermost unrolled and vectorized loops, e.g.
+    /// <c>w:2u h:14u r:3u f:16v</c>.</summary>
+    public static string TileOf(Nest nest) => string.Join(' ', Enumerable.Range(nest.SpelledOutFrom, nest.Count - nest.SpelledOutFrom)
+        .Select(i => $"{nest.LoopName(i)}:{nest[i].Size}{(nest[i].Tail > 0 ? $"+{nest[i].Tail}" : "")}{(nest[i].IsVectorized ? "v" : "u")}"));
 
     /// <summary>The candidates to measure, by their index: the <paramref name="slots"/> top-ranked of <paramref name="order"/>
     /// (best first), except that each slot goes to a random candidate instead with chance

@@ -185,7 +185,7 @@ public sealed class CostModelTests
         var model = TrainedOn(Samples(Problems, 30, seed: 9));
         var rounds = new List<CostModelRound>();
         var fake = new FakeEvaluator(Truth);
-        var search = new CostModelSearch(new CostModelOptions(Candidates: 200, MeasurePerRound: 4, InitialRandom: 32, Epsilon: 0, MaxMeasurePerRound: 4), model) { Observer = rounds.Add };
+        var search = new CostModelSearch(new CostModelOptions(Candidates: 200, MeasurePerRound: 4, InitialRandom: 32, Epsilon: 0, MaxMeasurePerRound: 4, DistinctTiles: false), model) { Observer = rounds.Add };
         var start = Nest.Initial(Computation.Matmul(64, 48, 80));
         var r = search.Run(start, fake, SearchBudget.Seconds(60, 41), seed: 1, ActionSpace.Tile);
         Assert.Equal(41, r.Evaluations);
@@ -207,12 +207,38 @@ public sealed class CostModelTests
     }
 
     [Fact]
+    public void With_distinct_tiles_a_round_measures_the_best_scored_of_each_register_tile_first()
+    {
+        var model = TrainedOn(Samples(Problems, 30, seed: 9));
+        var rounds = new List<CostModelRound>();
+        var search = new CostModelSearch(new CostModelOptions(Candidates: 200, MeasurePerRound: 4, InitialRandom: 32, Epsilon: 0, MaxMeasurePerRound: 4), model) { Observer = rounds.Add };
+        Assert.True(search.Options.DistinctTiles); // the default
+        search.Run(Nest.Initial(Computation.Matmul(64, 48, 80)), new FakeEvaluator(Truth), SearchBudget.Seconds(60, 41), seed: 1, ActionSpace.Tile);
+        Assert.Equal(10, rounds.Count);
+        int spread = 0;
+        foreach (var round in rounds)
+        {
+            // the best-scored candidate of each tile, best first
+            var firsts = round.Candidates.Select((c, i) => (c, i)).OrderByDescending(x => x.c.Score).ThenBy(x => x.i)
+                .DistinctBy(x => CostModelSearch.TileOf(x.c.Nest)).Select(x => x.c.Nest.ScheduleKey).ToList();
+            var chosen = round.Chosen.Select(n => n.ScheduleKey).ToHashSet();
+            if (firsts.Count >= 4) Assert.Equal(firsts.Take(4).ToHashSet(), chosen);
+            else Assert.Subset(chosen, firsts.ToHashSet());
+            if (round.Chosen.Select(CostModelSearch.TileOf).Distinct().Count() == 4) spread++;
+        }
+        Assert.True(spread >= 5, $"only {spread} of 10 rounds measured four tiles");
+        Assert.Equal("n':16v", CostModelSearch.TileOf(Nest.Parse(Computation.Matmul(64, 48, 80), ">m:64 k:80 n:3 n:16v")));
+        Assert.Equal("m':4u n:3u n':16v", CostModelSearch.TileOf(Nest.Parse(Computation.Matmul(64, 48, 80), ">m:16 k:80 m:4u n:3u n:16v")));
+        Assert.Equal("", CostModelSearch.TileOf(Nest.Initial(Computation.Matmul(64, 48, 80))));
+    }
+
+    [Fact]
     public void Where_measuring_is_quicker_than_the_rest_of_a_round_the_next_rounds_measure_more_of_the_top_ranked()
     {
         // the fake evaluator answers at once: breeding and scoring 200 candidates takes far longer than measuring 2
         var model = TrainedOn(Samples(Problems, 30, seed: 9));
         var rounds = new List<CostModelRound>();
-        var search = new CostModelSearch(new CostModelOptions(Candidates: 200, MeasurePerRound: 2, InitialRandom: 32, Epsilon: 0, MaxMeasurePerRound: 12), model) { Observer = rounds.Add };
+        var search = new CostModelSearch(new CostModelOptions(Candidates: 200, MeasurePerRound: 2, InitialRandom: 32, Epsilon: 0, MaxMeasurePerRound: 12, DistinctTiles: false), model) { Observer = rounds.Add };
         var r = search.Run(Nest.Initial(Computation.Matmul(64, 48, 80)), new FakeEvaluator(Truth), SearchBudget.Seconds(60, 51), seed: 1, ActionSpace.Tile);
         Assert.Equal(51, r.Evaluations);
         Assert.Equal(2, rounds[0].Chosen.Count);
@@ -231,7 +257,7 @@ public sealed class CostModelTests
     public void With_epsilon_the_explored_candidates_are_others_than_the_top_ranked()
     {
         var rounds = new List<CostModelRound>();
-        var search = new CostModelSearch(new CostModelOptions(Candidates: 100, MeasurePerRound: 4, InitialRandom: 16, Epsilon: 0.5, UseSavedModel: false, MaxMeasurePerRound: 4)) { Observer = rounds.Add };
+        var search = new CostModelSearch(new CostModelOptions(Candidates: 100, MeasurePerRound: 4, InitialRandom: 16, Epsilon: 0.5, UseSavedModel: false, MaxMeasurePerRound: 4, DistinctTiles: false)) { Observer = rounds.Add };
         search.Run(Nest.Initial(Computation.Matmul(32, 48, 64)), new FakeEvaluator(Truth), SearchBudget.Seconds(60, 41), seed: 2, ActionSpace.Tile);
         Assert.Contains(rounds, x => x.Explored.Count > 0);
         foreach (var round in rounds)
