@@ -55,7 +55,7 @@ public sealed class CostModelSearch(CostModelOptions? options = null, ScheduleCo
     public string Name => MethodName;
     public string Description => $"{Options.Candidates} candidates a round bred from the fastest and best-scored, scored by this machine's cost model, its top {Options.MeasurePerRound} to {Options.MaxMeasurePerRound} measured (as long as the rest of the round takes{(Options.DistinctTiles ? "; the best of each register tile first" : "")}), the model refitted";
 
-    /// <summary>Told every round (the tests check the measured schedules are the model's top-ranked).</summary>
+    /// <summary>Told every round (the tests check which of the scored candidates are measured).</summary>
     public Action<CostModelRound>? Observer { get; init; }
 
     public SearchResult Run(Nest start, IEvaluator evaluator, SearchBudget budget, int seed, ActionSpace space)
@@ -145,8 +145,8 @@ public sealed class CostModelSearch(CostModelOptions? options = null, ScheduleCo
         return [.. first, .. rest];
     }
 
-    /// <summary>The register tile of <paramref name="nest"/>: its innermost unrolled and vectorized loops, e.g.
-    /// <c>w:2u h:14u r:3u f:16v</c>.</summary>
+    /// <summary>The register tile of <paramref name="nest"/>: its innermost unrolled and vectorized loops, named as in the
+    /// nest (<c>c':2u h:14u r:3u f:16v</c> of <c>w:6 s:3 c:8 c:2u h:14u r:3u f:16v</c>); empty when it has none.</summary>
     public static string TileOf(Nest nest) => string.Join(' ', Enumerable.Range(nest.SpelledOutFrom, nest.Count - nest.SpelledOutFrom)
         .Select(i => $"{nest.LoopName(i)}:{nest[i].Size}{(nest[i].Tail > 0 ? $"+{nest[i].Tail}" : "")}{(nest[i].IsVectorized ? "v" : "u")}"));
 

@@ -230,6 +230,7 @@ public sealed class CostModelTests
         Assert.Equal("n':16v", CostModelSearch.TileOf(Nest.Parse(Computation.Matmul(64, 48, 80), ">m:64 k:80 n:3 n:16v")));
         Assert.Equal("m':4u n:3u n':16v", CostModelSearch.TileOf(Nest.Parse(Computation.Matmul(64, 48, 80), ">m:16 k:80 m:4u n:3u n:16v")));
         Assert.Equal("", CostModelSearch.TileOf(Nest.Initial(Computation.Matmul(64, 48, 80))));
+        Assert.Equal("c':2u h:14u r:3u f:16v", CostModelSearch.TileOf(Nest.Parse(Computation.Parse("conv 16 16 8 16 3 3"), ">w:6 s:3 c:8 c:2u h:14u r:3u f:16v")));
     }
 
     [Fact]
