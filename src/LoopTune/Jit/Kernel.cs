@@ -378,11 +378,7 @@ public sealed unsafe class Kernel
     /// caller alone); otherwise on the calling thread. An input copied a block at a time (<see cref="Layout.BlockLevel"/>) is
     /// copied in the loops instead, every run, a slice's too, each thread into buffers of its own. Runs from several threads
     /// at once are safe: each takes its own copies.</para>
-    public void Run(float* output, float* left, float* right)
-    {
-        if (InitStrides is not null) throw new InvalidOperationException($"the kernel of {Nest.Serialize()} starts its output from an init tensor: run it with one");
-        Go(output, left, right, null, 0);
-    }
+    public void Run(float* output, float* left, float* right) => Run(output, left, right, (Operand?)null);
 
     /// <summary><see cref="Run(float*, float*, float*)"/> of a kernel compiled with <see cref="CompileInitialized"/>:
     /// <paramref name="init"/> holds <see cref="InitLength"/> floats, the output's initial values (whatever the output
@@ -462,7 +458,7 @@ public sealed unsafe class Kernel
     }
 
     /// <summary>About how many elements one run's copies move (<see cref="PackPlan.Elements"/> summed): 0 without packed inputs.</summary>
-    public double PackedElements => plans.Sum(p => p.Elements);
+    public double PackedElements => PackedElementsBut(null);
 
     /// <summary><see cref="PackedElements"/> of every packed input but <paramref name="kept"/> (none when null): what one run
     /// keeping that input constant copies.</summary>

@@ -148,7 +148,7 @@ public sealed class CostModelSearch(CostModelOptions? options = null, ScheduleCo
     /// <summary>The register tile of <paramref name="nest"/>: its innermost unrolled and vectorized loops, named as in the
     /// nest (<c>c':2u h:14u r:3u f:16v</c> of <c>w:6 s:3 c:8 c:2u h:14u r:3u f:16v</c>); empty when it has none.</summary>
     public static string TileOf(Nest nest) => string.Join(' ', Enumerable.Range(nest.SpelledOutFrom, nest.Count - nest.SpelledOutFrom)
-        .Select(i => $"{nest.LoopName(i)}:{nest[i].Size}{(nest[i].Tail > 0 ? $"+{nest[i].Tail}" : "")}{(nest[i].IsVectorized ? "v" : "u")}"));
+        .Select(i => $"{nest.LoopName(i)}:{nest[i].Size}{(nest[i].Tail > 0 ? $"+{nest[i].Tail}" : "")}{Nest.Letter(nest[i].Annotation)}"));
 
     /// <summary>The candidates to measure, by their index: the <paramref name="slots"/> top-ranked of <paramref name="order"/>
     /// (best first), except that each slot goes to a random candidate instead with chance
