@@ -90,9 +90,12 @@ public static class CacheBlockedTiles
                 List<Nest> ordered = nests.Count > 1 ? [nests[^1], nests[0], .. Packed(c, streamed, nests[0], nests[^1]), .. nests[1..^1]] : [.. nests, .. Packed(c, streamed, [.. nests])];
                 // an image's tile with its rows' blocks outermost, each block of the broadcast operand read from the L1
                 // over the whole image: a plain convolution's 6 output channels (13.8 KB of weights) ran conv 64 56 56 64
-                // 3 3 at 0.87x oneDNN on the Zen 3 (twice), the rows of the image outermost 0.65-0.81x
+                // 3 3 at 0.87x oneDNN on the Zen 3 (twice), the rows of the image outermost 0.65-0.81x; a pointwise one's
+                // image is its one variable of pixels (v): on the Zen 5, conv 64 32 32 64 1 1 (planes 4 KiB apart) ran
+                // f:4+8 p:32 c:64 f:14u p:32v at 0.97-0.98x oneDNN, the pixels' blocks outermost 0.81x
                 var image = c.Output.Index.Select(d => d[0].Var).Where(x => x != u && x != v).ToList();
-                if (image.Count > 0 && image.All(x => broadcast.VarStrides[x] == 0) && Build(c, machine, v, vectors * lanes, u, rows, k, null, streamed, broadcast, rowsFirst: true) is { } rowsFirst)
+                if ((image.Count > 0 || c.AsConv() is not null) && image.All(x => broadcast.VarStrides[x] == 0)
+                    && Build(c, machine, v, vectors * lanes, u, rows, k, null, streamed, broadcast, rowsFirst: true) is { } rowsFirst)
                     ordered.Insert(Math.Min(1, ordered.Count), rowsFirst);
                 foreach (var nest in ordered)
                     if (tiles.All(t => t.ScheduleKey != nest.ScheduleKey)) tiles.Add(nest);

@@ -61,13 +61,18 @@ public readonly record struct RegisterTile(int Rows, int Vectors, int Lanes)
 
     /// <summary>A convolution <c>O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s]</c> with the tile over output channels (unrolled,
     /// at most 8), output rows (unrolled) and one row's columns (vectorized, at most <see cref="Width"/>; wider rows are
-    /// split), the whole reduction (c, r, s) around it.</summary>
+    /// split), the whole reduction (c, r, s) around it. A pointwise one (<c>O[f,p] += I[c,p] * W[f,c]</c>, the form
+    /// <c>conv C H W F 1 1</c> builds) has the same tile over its image as one row of H*W pixels.</summary>
     public Nest Convolution(ConvShape shape)
     {
-        int hout = shape.H - shape.R + 1, wout = shape.W - shape.S + 1;
+        bool pointwise = shape.R == 1 && shape.S == 1;
+        int hout = pointwise ? 1 : shape.H - shape.R + 1, wout = pointwise ? shape.H * shape.W : shape.W - shape.S + 1;
         int lanes = Math.Min(Width, wout), vectors = (lanes + Lanes - 1) / Lanes;
         int channels = Math.Min(Math.Min(8, shape.F), Math.Max(1, Accumulators / vectors));
         int rows = Math.Clamp(Accumulators / (vectors * channels), 1, hout);
+        if (pointwise)
+            return Nest.Parse(shape.ToComputation(), Invariant(
+                $">p:{wout / lanes}{Tail(wout % lanes)} f:{shape.F / channels}{Tail(shape.F % channels)} c:{shape.C} f:{channels}u p:{lanes}v"));
         var w = wout > lanes ? Invariant($"w:{wout / lanes}{Tail(wout % lanes)} ") : "";
         return Nest.Parse(shape.ToComputation(), Invariant(
             $">h:{hout / rows}{Tail(hout % rows)} f:{shape.F / channels}{Tail(shape.F % channels)} {w}c:{shape.C} r:{shape.R} s:{shape.S} f:{channels}u {(rows > 1 ? Invariant($"h:{rows}u ") : "")}w:{lanes}v"));

@@ -67,8 +67,10 @@ public class KernelDirectedTests
     [InlineData("mm 1 1 1", ">m:1 n:1 k:1")]
     [InlineData("mm 1 1 1", "m:1u n:1u >k:1v")]
     [InlineData("mm 1 1 1", "k:1 m:1u >n:1v")]
-    [InlineData("conv 1 1 1 1 1 1", ">f:1 h:1 w:1 c:1 r:1 s:1")]
-    [InlineData("conv 1 1 1 1 1 1", "f:1u h:1u w:1u c:1u r:1u >s:1v")]
+    [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=1 h=1 w=1 c=1 r=1 s=1", ">f:1 h:1 w:1 c:1 r:1 s:1")]
+    [InlineData("O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f=1 h=1 w=1 c=1 r=1 s=1", "f:1u h:1u w:1u c:1u r:1u >s:1v")]
+    [InlineData("conv 1 1 1 1 1 1", ">f:1 p:1 c:1")]      // a pointwise convolution: its pixels one variable
+    [InlineData("conv 1 1 1 1 1 1", "f:1u c:1u >p:1v")]
     public void Sizes_one_everywhere(string spec, string nest) => AssertCorrect(spec, nest);
 
     [Theory]
@@ -246,7 +248,9 @@ public class KernelDirectedTests
         for (int i = 0; i < shapes; i++)
         {
             int r = rng.Next(1, 4), s = rng.Next(1, 4), h = rng.Next(r + 1, r + 12), w = rng.Next(s + 1, s + 20), u = rng.Next(2, 7);
-            var c = Computation.Parse($"conv {rng.Next(1, 4)} {h} {w} {rng.Next(1, 4)} {r} {s}");
+            // the windowed form even for a 1x1 window, whose shorthand would build the pointwise form (no h, r or s)
+            int channels = rng.Next(1, 4), filters = rng.Next(1, 4);
+            var c = Computation.Parse($"O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s] f={filters} h={h - r + 1} w={w - s + 1} c={channels} r={r} s={s}");
             var conv = c.AsConv()!.Value;
             int rows = h - r + 1;
             u = Math.Min(u, rows);

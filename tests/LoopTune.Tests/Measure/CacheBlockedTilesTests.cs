@@ -188,6 +188,22 @@ public sealed class CacheBlockedTilesTests
         Assert.True(Verifier.Verify(Kernel.Compile(tile)).Passed, tile.Serialize());
     }
 
+    /// <summary>A pointwise convolution (<c>O[f,p] += I[c,p] * W[f,c]</c>) has, as a plain convolution's image rows do, a
+    /// tile with its channels' blocks outermost, each block of weights read from the L1 over every pixel; the same
+    /// contraction as a product (parsed from its text) has none: its tiles start with the columns' blocks or the sum's.</summary>
+    [Fact]
+    public void A_pointwise_convolution_also_gets_its_channels_blocks_outermost_and_a_product_does_not()
+    {
+        var conv = Computation.Parse("conv 64 32 32 64 1 1");
+        var tiles = CacheBlockedTiles.For(conv, Zen5()).Select(t => t.Serialize()).ToList();
+        Assert.Contains(">f:10+4 p:16 c:64 f:6u p:64v", tiles);
+        Assert.Equal(tiles.Count - 2, tiles.Count(t => t.StartsWith(">p:", StringComparison.Ordinal)));
+        var product = CacheBlockedTiles.For(Computation.Parse(conv.Text), Zen5()).Select(t => t.Serialize()).ToList();
+        Assert.Equal(tiles.Where(t => t.StartsWith(">p:", StringComparison.Ordinal)), product);
+        foreach (var tile in CacheBlockedTiles.For(Computation.Parse("conv 5 9 7 24 1 1"), Zen5()))
+            Assert.True(Verifier.Verify(Kernel.Compile(tile)).Passed, tile.Serialize());
+    }
+
     [Theory]
     [InlineData("C[m,n] += A[m,k] * B[k,n] m=256 n=12 k=2304")]                           // 12 columns: not one vector of 16
     [InlineData("C[m,n] += A[m,k] * B[m,n] m=64 n=64 k=8")]                               // n is in both inputs: nothing to broadcast
