@@ -81,6 +81,7 @@ public sealed class PointwiseConvTests
         Assert.Equal(Computation.Parse("conv 16 9 10 24 1 1"), nest.Computation);
         Assert.EndsWith("v", nest.ScheduleKey);
         Assert.Equal("p", nest.Computation.Vars[nest[^1].Var]);
+        Assert.Equal("f", nest.Computation.Vars[nest[0].Var]); // the channels' blocks outermost
         Assert.Null(KernelCheck.VerifyAs(Kernel.Compile(nest), Windowed(16, 9, 10, 24), new Random(3)));
     }
 }
