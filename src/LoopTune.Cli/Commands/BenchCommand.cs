@@ -23,11 +23,20 @@ static class BenchCommand
         ["conv 16 34 34 32 3 3", "conv 3 66 66 32 3 3", "conv 32 18 18 64 3 3", "conv 64 32 32 64 1 1", "conv 64 18 18 64 3 3"];
 
     /// <summary>The hand schedule of a convolution: this machine's register tile (<see cref="RegisterTile"/>) over output
-    /// channels, rows and columns, the reduction around it; with the output channels in blocks (<c>conv C H W F R S E</c>),
-    /// the machine's first tile for it (<see cref="CacheBlockedTiles"/>: pixels by vectors of channels).</summary>
-    public static Nest ConvHandSchedule(Computation c) =>
-        c.AsBlockedConv() is not null ? CacheBlockedTiles.For(c, Machine.Current).FirstOrDefault() ?? Nest.Initial(c)
-        : RegisterTile.For(Machine.Current).Convolution(c.AsConv() ?? throw new ArgumentException($"{c} is not a convolution", nameof(c)));
+    /// channels, rows and columns, the reduction around it; but where the output's rows are not whole vectors and the
+    /// machine has a tile along the output channels (a window larger than 1x1, a sum of at least 512 steps over at least
+    /// 128 pixels: <see cref="CacheBlockedTiles.AlongChannels"/>), that one (on the Zen 5, conv 64 56 56 64 3 3's 54-pixel
+    /// rows: 0.93x oneDNN in `bench` against 0.60x, while conv 64 18 18 64 3 3's 16-pixel rows ran 1.01-1.02x with the
+    /// register tile, 0.97x along the channels); with the output channels in blocks (<c>conv C H W F R S E</c>), the
+    /// machine's first tile for it (<see cref="CacheBlockedTiles"/>: pixels by vectors of channels).</summary>
+    public static Nest ConvHandSchedule(Computation c)
+    {
+        if (c.AsBlockedConv() is not null) return CacheBlockedTiles.For(c, Machine.Current).FirstOrDefault() ?? Nest.Initial(c);
+        var conv = c.AsConv() ?? throw new ArgumentException($"{c} is not a convolution", nameof(c));
+        if (conv.R * conv.S > 1 && conv.OW % Machine.Current.Fma.Lanes != 0 && CacheBlockedTiles.AlongChannels(c, Machine.Current) is { } channels)
+            return channels;
+        return RegisterTile.For(Machine.Current).Convolution(conv);
+    }
 
     /// <summary>The problems of the scaling table (<c>--threads 1,2</c>): issue 20's matrix product and convolution, the
     /// convolution also with its output channels in blocks of this machine's vectors (<see cref="TuneCommand.BlockedSpec"/>),

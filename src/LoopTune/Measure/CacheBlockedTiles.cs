@@ -14,7 +14,7 @@ namespace LoopTune.Measure;
 /// the other (the <b>broadcast</b> one): a matrix product <c>C[m,n] += A[m,k] * B[k,n]</c>, a convolution blocked along
 /// its output channels (<c>O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e]</c>, the <c>blocked</c> lowering of <c>model</c>),
 /// or a plain one (<c>O[f,h,w] += I[c,h+r,w+s] * W[f,c,r,s]</c>: vectors along w, rows of output channels f). A plain
-/// convolution, strided too, also has a tile the other way round, first (<see cref="Channels"/>): vectors of output
+/// convolution, strided too, also has a tile the other way round, first (<see cref="AlongChannels"/>): vectors of output
 /// channels, rows of pixels, the weights packed.
 /// <code>
 /// loops, outermost first                                      O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=8 h=7 w=7 e=64 c=512 r=3 s=3 (full tile)
@@ -50,7 +50,7 @@ namespace LoopTune.Measure;
 public static class CacheBlockedTiles
 {
     /// <summary>The tiles of <paramref name="c"/> on <paramref name="machine"/>: a convolution's tile along its output channels
-    /// first (<see cref="Channels"/>), then for the lean register tile, then the full one
+    /// first (<see cref="AlongChannels"/>), then for the lean register tile, then the full one
     /// (when they differ), the last blocking found, the unblocked nest, those two with a matrix product's streamed operand
     /// packed (<see cref="Packed"/>), then the other blockings for the cache levels (distinct); where no tile has the
     /// accumulators every pipe needs, the lean one with the most, down to half of them; none when the computation has no
@@ -134,6 +134,13 @@ public static class CacheBlockedTiles
     /// There, <c>run -s</c>: 75.1 GFLOPS, 0.85x ONNX Runtime, where the fastest tile along w ran 0.63x; conv 128 28 28 128 3 3
     /// 0.92x against 0.65x; conv 64 56 56 64 3 3 0.95x against 0.86x.
     /// </summary>
+    public static Nest? AlongChannels(Computation c, MachineInfo machine)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        ArgumentNullException.ThrowIfNull(machine);
+        return Channels(c, machine);
+    }
+
     static Nest? Channels(Computation c, MachineInfo machine)
     {
         var o = c.Output.Index;

@@ -141,6 +141,8 @@ public sealed class CliTests
     [InlineData("conv 16 34 34 32 3 3")]
     [InlineData("conv 3 66 66 32 3 3")]
     [InlineData("conv 64 32 32 64 1 1")]
+    [InlineData("conv 64 18 18 64 3 3")]   // 16-pixel rows: the register tile along them
+    [InlineData("conv 64 12 56 64 3 3")]   // 54-pixel rows, a sum of 576 steps over 540 pixels: the tile along the channels
     [InlineData("conv 2 9 7 3 3 3")]
     [InlineData("conv 8 14 14 32 3 3 16")]
     [InlineData("conv 3 9 11 64 3 3 16")]
@@ -150,6 +152,8 @@ public sealed class CliTests
         var c = LoopTune.Ir.Computation.Parse(spec);
         var nest = LoopTune.Cli.Commands.BenchCommand.ConvHandSchedule(c);
         Assert.Equal(c, nest.Computation);
+        if (spec == "conv 64 12 56 64 3 3") Assert.Equal("f", c.Vars[nest[^1].Var]);
+        if (spec == "conv 64 18 18 64 3 3") Assert.Equal("w", c.Vars[nest[^1].Var]); // 16 pixels: whole vectors of 4, 8 or 16
         var verification = LoopTune.Jit.Verifier.Verify(LoopTune.Jit.Kernel.Compile(nest));
         Assert.True(verification.Passed, $"{nest.ScheduleKey}: {verification.Problem}");
     }
