@@ -80,6 +80,13 @@ public static class CacheBlockedTiles
             // 1536 512 256 94.9 (92.7), OpenBLAS 93.2 and 95.0; with k blocked, A packed won on six other products
             if (blis.Loops.Count(l => l.Var == k) == 2) tiles.Add(blis.WithPacked(1 << c.Tensors.IndexOf(streamed)));
         }
+        // an image's tile with its rows' blocks outermost, each block of the broadcast operand read from the L1 over the
+        // whole image: a plain convolution's 6 output channels (13.8 KB of weights) ran conv 64 56 56 64 3 3 at 0.87x
+        // oneDNN on the Zen 3 (twice), the rows of the image outermost 0.65-0.81x; a pointwise one's image is its one
+        // variable of pixels (v): on the Zen 5, conv 64 32 32 64 1 1 (planes 4 KiB apart) ran f:4+8 p:32 c:64 f:14u p:32v
+        // at 0.97-0.98x oneDNN, the pixels' blocks outermost 0.81x
+        var image = c.Output.Index.Select(d => d[0].Var).Where(x => x != u && x != v).ToList();
+        bool imageRowsFirst = (image.Count > 0 || c.AsConv() is not null) && image.All(x => broadcast.VarStrides[x] == 0);
         foreach (var tile in new[] { lean, full }.Distinct())
             if (tile is var (vectors, rows))
             {
@@ -88,14 +95,7 @@ public static class CacheBlockedTiles
                 // ResNet-18's 28- and 56-pixel layers, but 0.64x oneDNN on mm 1536 1536 3072, its k unblocked), then the others
                 var nests = Blockings(c, machine, v, vectors * lanes, u, rows, k, streamed, broadcast);
                 List<Nest> ordered = nests.Count > 1 ? [nests[^1], nests[0], .. Packed(c, streamed, nests[0], nests[^1]), .. nests[1..^1]] : [.. nests, .. Packed(c, streamed, [.. nests])];
-                // an image's tile with its rows' blocks outermost, each block of the broadcast operand read from the L1
-                // over the whole image: a plain convolution's 6 output channels (13.8 KB of weights) ran conv 64 56 56 64
-                // 3 3 at 0.87x oneDNN on the Zen 3 (twice), the rows of the image outermost 0.65-0.81x; a pointwise one's
-                // image is its one variable of pixels (v): on the Zen 5, conv 64 32 32 64 1 1 (planes 4 KiB apart) ran
-                // f:4+8 p:32 c:64 f:14u p:32v at 0.97-0.98x oneDNN, the pixels' blocks outermost 0.81x
-                var image = c.Output.Index.Select(d => d[0].Var).Where(x => x != u && x != v).ToList();
-                if ((image.Count > 0 || c.AsConv() is not null) && image.All(x => broadcast.VarStrides[x] == 0)
-                    && Build(c, machine, v, vectors * lanes, u, rows, k, null, streamed, broadcast, rowsFirst: true) is { } rowsFirst)
+                if (imageRowsFirst && Build(c, machine, v, vectors * lanes, u, rows, k, null, streamed, broadcast, rowsFirst: true) is { } rowsFirst)
                     ordered.Insert(Math.Min(1, ordered.Count), rowsFirst);
                 foreach (var nest in ordered)
                     if (tiles.All(t => t.ScheduleKey != nest.ScheduleKey)) tiles.Add(nest);

@@ -68,13 +68,13 @@ public readonly record struct RegisterTile(int Rows, int Vectors, int Lanes)
     public Nest Convolution(ConvShape shape)
     {
         bool pointwise = shape.R == 1 && shape.S == 1;
-        int hout = pointwise ? 1 : shape.H - shape.R + 1, wout = pointwise ? shape.H * shape.W : shape.W - shape.S + 1;
+        int wout = pointwise ? shape.H * shape.W : shape.W - shape.S + 1;
         int lanes = Math.Min(Width, wout), vectors = (lanes + Lanes - 1) / Lanes;
         int channels = Math.Min(Math.Min(8, shape.F), Math.Max(1, Accumulators / vectors));
-        int rows = Math.Clamp(Accumulators / (vectors * channels), 1, hout);
         if (pointwise)
             return Nest.Parse(shape.ToComputation(), Invariant(
                 $">f:{shape.F / channels}{Tail(shape.F % channels)} p:{wout / lanes}{Tail(wout % lanes)} c:{shape.C} f:{channels}u p:{lanes}v"));
+        int hout = shape.H - shape.R + 1, rows = Math.Clamp(Accumulators / (vectors * channels), 1, hout);
         var w = wout > lanes ? Invariant($"w:{wout / lanes}{Tail(wout % lanes)} ") : "";
         return Nest.Parse(shape.ToComputation(), Invariant(
             $">h:{hout / rows}{Tail(hout % rows)} f:{shape.F / channels}{Tail(shape.F % channels)} {w}c:{shape.C} r:{shape.R} s:{shape.S} f:{channels}u {(rows > 1 ? Invariant($"h:{rows}u ") : "")}w:{lanes}v"));
