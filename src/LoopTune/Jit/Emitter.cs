@@ -6,8 +6,10 @@ namespace LoopTune.Jit;
 /// initial values come from (<see cref="Kernel.CompileInitialized"/>; unused otherwise); <c>go == 0</c> returns at once
 /// (used to make RyuJIT compile the method before it is timed); the parallel loop, if any, runs its iterations
 /// [<paramref name="lo"/>, <paramref name="hi"/>) only (0 and int.MaxValue: all of them); <paramref name="blocks"/> are the
-/// calling thread's buffers for the inputs copied a block at a time (<see cref="PackOp"/>; null when there are none).</summary>
-unsafe delegate void KernelFn(float* output, float* left, float* right, float* init, int go, int lo, int hi, PackBlocks? blocks);
+/// calling thread's buffers for the inputs copied a block at a time (<see cref="PackOp"/>; null when there are none);
+/// <paramref name="residual"/> is added at the output's last stores, laid out as the output (<see cref="OutputStore.Residual"/>;
+/// unused otherwise).</summary>
+unsafe delegate void KernelFn(float* output, float* left, float* right, float* init, int go, int lo, int hi, PackBlocks? blocks, float* residual);
 
 /// <summary>Writes a lowered <see cref="Op"/> program as IL into a DynamicMethod. Pointers live in locals, one per tensor
 /// per loop level that moves it; every address is such a pointer plus a constant byte offset.</summary>
@@ -23,11 +25,16 @@ sealed unsafe class Emitter
     readonly HashSet<(LocalBuilder? Pointer, long Line)> tileLines = []; // the output lines a tile starting from zero has prefetched
     readonly Dictionary<int, LocalBuilder> sums = []; // per width: a strided tile's value plus the output, scattered from there
 
-    Emitter(ILGenerator il, bool fused) => (this.il, this.fused) = (il, fused);
+    readonly bool relu;
+    /// <summary>The residual's address less the output's, in bytes (<see cref="OutputStore.Residual"/>): the residual is laid
+    /// out as the output, so an output element's residual is this far from it. Null without a residual.</summary>
+    LocalBuilder? residual;
 
-    public static KernelFn Emit(List<Op> program, bool fused, string name)
+    Emitter(ILGenerator il, bool fused, bool relu) => (this.il, this.fused, this.relu) = (il, fused, relu);
+
+    public static KernelFn Emit(List<Op> program, bool fused, string name, OutputStore? store = null)
     {
-        var method = new DynamicMethod(name, typeof(void), [typeof(float*), typeof(float*), typeof(float*), typeof(float*), typeof(int), typeof(int), typeof(int), typeof(PackBlocks)],
+        var method = new DynamicMethod(name, typeof(void), [typeof(float*), typeof(float*), typeof(float*), typeof(float*), typeof(int), typeof(int), typeof(int), typeof(PackBlocks), typeof(float*)],
                                        typeof(Emitter).Module, skipVisibility: true);
         var il = method.GetILGenerator();
         var run = il.DefineLabel();
@@ -35,7 +42,15 @@ sealed unsafe class Emitter
         il.Emit(OpCodes.Brtrue, run);
         il.Emit(OpCodes.Ret);
         il.MarkLabel(run);
-        var emitter = new Emitter(il, fused);
+        var emitter = new Emitter(il, fused, store?.Relu == true);
+        if (store?.Residual == true)
+        {
+            emitter.residual = il.DeclareLocal(typeof(nint));
+            il.Emit(OpCodes.Ldarg_S, Residual);
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Sub);
+            il.Emit(OpCodes.Stloc, emitter.residual);
+        }
         emitter.Masks(program);
         emitter.Scratch(program);
         emitter.Block(program);
@@ -57,8 +72,9 @@ sealed unsafe class Emitter
                 case PrefetchOp p: Prefetch(p); break;
                 case BlendOp b: Blend(b); break;
                 case TileLoadOp t: TileLoad(t.Acc); break;
-                case TileStoreOp t: TileStore(t.Acc); break;
-                case TileRowsStoreOp t: TileRowsStore(t.Runs); break;
+                case TileStoreOp t: TileStore(t.Acc, t.Epilogue); break;
+                case TileRowsStoreOp t: TileRowsStore(t.Runs, t.Epilogue); break;
+                case LastVisitOp v: LastVisit(v); break;
                 default: throw new InvalidOperationException($"unknown op {op}");
             }
         }
@@ -77,6 +93,7 @@ sealed unsafe class Emitter
             };
             if (op is LoopOp loop) { Masks(loop.Body); Masks(loop.After); }
             if (op is PackOp pack) Masks(pack.Body);
+            if (op is LastVisitOp visit) { Masks(visit.Last); Masks(visit.Other); }
             if (!chunk.IsMasked || masks.ContainsKey(chunk)) continue;
             for (int i = 0; i < chunk.Width; i++) il.Emit(OpCodes.Ldc_R4, BitConverter.Int32BitsToSingle(i < chunk.Lanes ? -1 : 0));
             il.Emit(OpCodes.Call, VectorApi.Of(chunk.Width).Gather);
@@ -138,7 +155,86 @@ sealed unsafe class Emitter
         Array.Copy(saved, current, current.Length);
     }
 
-    const byte Go = 4, Lo = 5, Hi = 6, Blocks = 7;
+    const byte Go = 4, Lo = 5, Hi = 6, Blocks = 7, Residual = 8;
+
+    /// <summary>The last stores where every counted loop of the sum named is in its last iteration (its counter at 1), the
+    /// plain ones otherwise.</summary>
+    void LastVisit(LastVisitOp v)
+    {
+        var (other, end) = (il.DefineLabel(), il.DefineLabel());
+        foreach (int depth in v.Depths)
+        {
+            il.Emit(OpCodes.Ldloc, counters[depth]);
+            il.Emit(OpCodes.Ldc_I4_1);
+            il.Emit(OpCodes.Bne_Un, other);
+        }
+        Block(v.Last);
+        il.Emit(OpCodes.Br, end);
+        il.MarkLabel(other);
+        Block(v.Other);
+        il.MarkLabel(end);
+    }
+
+    /// <summary>With the value to store on the stack (<paramref name="width"/> lanes, stored at <paramref name="offset"/>, lanes
+    /// <paramref name="laneStride"/> apart, the first <paramref name="lanes"/> live), the epilogue on it: the residual's
+    /// elements at the same places added, then the Relu.</summary>
+    void Epilogue(long offset, long laneStride, int width, int lanes)
+    {
+        if (residual is not null)
+        {
+            if (width == 1)
+            {
+                ResidualAddress(offset);
+                il.Emit(OpCodes.Ldind_R4);
+                il.Emit(OpCodes.Add);
+            }
+            else
+            {
+                if (laneStride == 1 && lanes == width)
+                {
+                    ResidualAddress(offset);
+                    il.Emit(OpCodes.Ldobj, VectorApi.Of(width).Type);
+                }
+                else if (laneStride == 1)
+                {
+                    ResidualAddress(offset);
+                    il.Emit(OpCodes.Ldloc, masks[new Chunk(width, lanes)]);
+                    if (width == 16) il.Emit(OpCodes.Call, VectorApi.Of(width).Zero);
+                    il.Emit(OpCodes.Call, VectorApi.Of(width).MaskLoad!);
+                }
+                else
+                {
+                    for (int i = 0; i < width; i++)
+                    {
+                        if (i >= lanes) { il.Emit(OpCodes.Ldc_R4, 0f); continue; }
+                        ResidualAddress(offset + i * laneStride);
+                        il.Emit(OpCodes.Ldind_R4);
+                    }
+                    il.Emit(OpCodes.Call, VectorApi.Of(width).Gather);
+                }
+                il.Emit(OpCodes.Call, VectorApi.Of(width).Add);
+            }
+        }
+        if (!relu) return;
+        if (width == 1)
+        {
+            il.Emit(OpCodes.Ldc_R4, 0f);
+            il.Emit(OpCodes.Call, VectorApi.ScalarMax);
+        }
+        else
+        {
+            il.Emit(OpCodes.Call, VectorApi.Of(width).Zero);
+            il.Emit(OpCodes.Call, VectorApi.Of(width).Max);
+        }
+    }
+
+    /// <summary>Pushes the address of the residual's element at output element <paramref name="offset"/>.</summary>
+    void ResidualAddress(long offset)
+    {
+        Address(0, offset);
+        il.Emit(OpCodes.Ldloc, residual!);
+        il.Emit(OpCodes.Add);
+    }
 
     static readonly System.Reflection.MethodInfo PackBlock = typeof(PackBlocks).GetMethod(nameof(PackBlocks.Pack))!;
 
@@ -337,7 +433,7 @@ sealed unsafe class Emitter
         il.Emit(OpCodes.Stloc, ValueLocal(a.Value));
     }
 
-    void TileStore(Accumulator a)
+    void TileStore(Accumulator a, bool epilogue)
     {
         tileLines.Clear();
         int w = a.Value.Width;
@@ -350,18 +446,21 @@ sealed unsafe class Emitter
             il.Emit(OpCodes.Ldloc, local);
             il.Emit(OpCodes.Call, VectorApi.Of(w).Sum);
             il.Emit(OpCodes.Add);
+            if (epilogue) Epilogue(a.Offset, 0, 1, 1);
             il.Emit(OpCodes.Stind_R4);
         }
         else if (w == 1)
         {
             Address(0, a.Offset);
             Stored(a, local);
+            if (epilogue) Epilogue(a.Offset, 0, 1, 1);
             il.Emit(OpCodes.Stind_R4);
         }
         else if (a.LaneStride == 1 && a.Lanes == w)
         {
             Address(0, a.Offset);
             Stored(a, local);
+            if (epilogue) Epilogue(a.Offset, 1, w, w);
             il.Emit(OpCodes.Stobj, VectorApi.Of(w).Type); // as VectorLoad's ldobj: no generic Store to inline
         }
         else if (a.LaneStride == 1)
@@ -369,13 +468,15 @@ sealed unsafe class Emitter
             Address(0, a.Offset);
             il.Emit(OpCodes.Ldloc, masks[new Chunk(w, a.Lanes)]);
             Stored(a, local);
+            if (epilogue) Epilogue(a.Offset, 1, w, a.Lanes);
             il.Emit(OpCodes.Call, VectorApi.Of(w).MaskStore!);
         }
         else
         {
-            if (a.FromZero)
+            if (a.FromZero || epilogue)
             {
                 Stored(a, local);
+                if (epilogue) Epilogue(a.Offset, a.LaneStride, w, a.Lanes);
                 local = Local(sums, w, VectorApi.Of(w).Type); // one scratch local per width, not one per store
                 il.Emit(OpCodes.Stloc, local);
             }
@@ -393,7 +494,7 @@ sealed unsafe class Emitter
     /// <summary>Runs of rows of a tile whose lanes are apart in the output (<see cref="TileRowsStoreOp"/>): every row's vector
     /// into the kernel's scratch (on the stack, made once: <see cref="Scratch"/>), then, for each run,
     /// <see cref="TileRows.Add16"/> adds each lane's values of its rows to the output.</summary>
-    void TileRowsStore(Accumulator[][] runs)
+    void TileRowsStore(Accumulator[][] runs, bool epilogue)
     {
         tileLines.Clear();
         // made at the kernel's entry (Scratch): a localloc inside a loop would grow the stack each iteration
@@ -420,6 +521,13 @@ sealed unsafe class Emitter
             il.Emit(OpCodes.Ldc_I4, runs[r].Length);
             il.Emit(OpCodes.Ldloc, at);
             Offset(starts[r] * sizeof(float));
+            if (epilogue && residual is not null) ResidualAddress(runs[r][0].Offset);
+            else
+            {
+                il.Emit(OpCodes.Ldc_I4_0);
+                il.Emit(OpCodes.Conv_U);
+            }
+            il.Emit(epilogue && relu ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
             il.Emit(OpCodes.Call, TileRows.Add16Method);
         }
     }
@@ -445,6 +553,7 @@ sealed unsafe class Emitter
             TileRowsStoreOp t => t.Runs.Sum(r => r.Sum(a => (long)a.Value.Width)),
             LoopOp l => Math.Max(Most(l.Body), Most(l.After)),
             PackOp p => Most(p.Body),
+            LastVisitOp v => Math.Max(Most(v.Last), Most(v.Other)),
             _ => 0,
         }).DefaultIfEmpty(0).Max();
     }

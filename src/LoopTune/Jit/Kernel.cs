@@ -29,9 +29,10 @@ public sealed unsafe class Kernel
     int[][] packChunks = []; // per packed input, each thread's share of its copy's outermost loop (more than one thread)
 
     Kernel(Nest nest, KernelFn fn, int statements, int blockStart, int readsPast, IReadOnlyList<string> notes, TimeSpan compileTime, List<PackPlan> blocks,
-        double fraction = 1, int[]? sizes = null, long[]? init = null)
+        double fraction = 1, int[]? sizes = null, long[]? init = null, OutputStore? store = null)
     {
         InitStrides = init;
+        Store = store;
         blockPlans = [.. blocks];
         plans = [.. Enumerable.Range(1, 2).Where(t => nest.IsPacked(t) && blocks.All(b => b.Tensor != t)).Select(t => new PackPlan(nest, t, sizes))];
         packOnce = sizes is not null;
@@ -162,16 +163,51 @@ public sealed unsafe class Kernel
     /// <summary>Compiles <paramref name="nest"/>, after <see cref="WarmUp"/> when <paramref name="warmUp"/>; without it, the
     /// first compilation of a process also pays for .NET compiling the code generator (in <see cref="CompileTime"/> too),
     /// which costs a program that compiles one recorded kernel less than the warm-up's five (<c>Tuner</c>'s recalls).</summary>
-    internal static Kernel Compile(Nest nest, JitOptions? options, bool warmUp, long[]? init = null)
+    internal static Kernel Compile(Nest nest, JitOptions? options, bool warmUp, long[]? init = null, OutputStore? store = null)
     {
         options ??= JitOptions.Default;
         if (warmUp) WarmUp();
         long start = Stopwatch.GetTimestamp();
-        var (program, statements, blockStart, readsPast, notes, blocks) = Lowering.Lower(nest, options, init: init);
-        var fn = Emitter.Emit(program, options.Fused, init is null ? "looptune_kernel" : "looptune_kernel_initialized");
-        fn(null, null, null, null, 0, 0, 0, null); // makes RyuJIT compile it now, doing no work
-        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), blocks, init: init);
+        var (program, statements, blockStart, readsPast, notes, blocks) = Lowering.Lower(nest, options, init: init, store: store);
+        var fn = Emitter.Emit(program, options.Fused, store is not null ? "looptune_kernel_stored" : init is null ? "looptune_kernel" : "looptune_kernel_initialized", store);
+        fn(null, null, null, null, 0, 0, 0, null, null); // makes RyuJIT compile it now, doing no work
+        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), blocks, init: init, store: store);
     }
+
+    /// <summary>
+    /// Compiles <paramref name="nest"/> to write its output where and as <paramref name="store"/> says: into a view of a larger
+    /// buffer (<see cref="OutputStore.Strides"/>: a padded copy's interior, a plane of another layout), and with an epilogue at
+    /// each output element's last store (<see cref="OutputStore.Residual"/> added, then <see cref="OutputStore.Relu"/>), the
+    /// passes over the output that a forward pass would otherwise run after the kernel. With
+    /// <paramref name="initStrides"/>, the output's initial values are read from an init tensor as
+    /// <see cref="CompileInitialized"/> reads them (same requirement: the tile loaded once per output element); without, from
+    /// the view itself. Run it with <see cref="Run(float*, float*, float*, float*, float*)"/>. A vectorized sum, whose lanes
+    /// add onto the output, has no last store: an epilogue over one is an <see cref="ArgumentException"/>, as are strides
+    /// that are not one per variable, negative, nonzero for a summed variable, or overlapping.
+    /// <code>
+    /// O[f,p] += I[c,p] * W[f,c] f=64 p=3136 c=64 into rows of a padded image, Relu:  Strides [3364, 1, 0] ... Relu = true
+    /// </code>
+    /// </summary>
+    public static Kernel CompileStore(Nest nest, OutputStore store, IReadOnlyList<long>? initStrides = null, JitOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(nest);
+        ArgumentNullException.ThrowIfNull(store);
+        store.StridesFor(nest.Computation); // checked here: a clear error before any lowering
+        if (initStrides is null) return Compile(nest, options, warmUp: true, store: store);
+        var init = initStrides.ToArray();
+        for (int v = 0; v < init.Length && v < nest.Computation.Vars.Length; v++)
+            if (init[v] < 0 || init[v] != 0 && nest.Computation.IsReduction[v])
+                throw new ArgumentException($"the init tensor's stride for {nest.Computation.Vars[v]} is {init[v]}: strides are >= 0, and 0 for a summed variable", nameof(initStrides));
+        return Compile(nest, options, warmUp: true, init, store);
+    }
+
+    /// <summary>Where and how the kernel writes its output (<see cref="CompileStore"/>); null: into the output tensor itself,
+    /// plain stores.</summary>
+    public OutputStore? Store { get; }
+
+    /// <summary>The floats the output buffer given to a run must hold: the output tensor's, or the view's
+    /// (<see cref="OutputStore.Length"/>).</summary>
+    public long OutputLength => Store is { } s ? s.Length(Computation) : Computation.Output.Length;
 
     /// <summary>
     /// Compiles <paramref name="nest"/> so that each output element starts from an initial value read from a fourth buffer,
@@ -253,7 +289,7 @@ public sealed unsafe class Kernel
         double fraction = Share(c, sizes);
         var (program, statements, blockStart, readsPast, notes, blocks) = Lowering.Lower(nest, options, sizes);
         var fn = Emitter.Emit(program, options.Fused, "looptune_slice");
-        fn(null, null, null, null, 0, 0, 0, null);
+        fn(null, null, null, null, 0, 0, 0, null, null);
         return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), blocks, fraction, sizes);
     }
 
@@ -386,7 +422,25 @@ public sealed unsafe class Kernel
     public void Run(float* output, float* left, float* right, float* init)
     {
         if (InitStrides is not null && init is null) throw new ArgumentNullException(nameof(init), $"the kernel of {Nest.Serialize()} starts its output from an init tensor");
+        NoResidual();
         Go(output, left, right, init, 0);
+    }
+
+    /// <summary>Runs a kernel compiled with <see cref="CompileStore"/>: <paramref name="output"/> is the view's first element
+    /// (<see cref="OutputLength"/> floats from there), <paramref name="init"/> the init tensor (when compiled with one, else
+    /// unused), <paramref name="residual"/> the residual laid out as the view (when <see cref="OutputStore.Residual"/>, else
+    /// unused). A constant filter input (<see cref="Computation.Filters"/>) is copied once per buffer, as with
+    /// <see cref="Run(float*, float*, float*, Operand?)"/>'s kept operand.</summary>
+    public void Run(float* output, float* left, float* right, float* init, float* residual)
+    {
+        if (InitStrides is not null && init is null) throw new ArgumentNullException(nameof(init), $"the kernel of {Nest.Serialize()} starts its output from an init tensor");
+        if (Store?.Residual == true && residual is null) throw new ArgumentNullException(nameof(residual), $"the kernel of {Nest.Serialize()} adds a residual at its last stores");
+        Go(output, left, right, init, Computation.Filters is { } f ? TensorOf(f) : 0, residual);
+    }
+
+    void NoResidual()
+    {
+        if (Store?.Residual == true) throw new InvalidOperationException($"the kernel of {Nest.Serialize()} adds a residual at its last stores: run it with one");
     }
 
     /// <summary><see cref="Run(float*, float*, float*)"/> with input <paramref name="kept"/> constant: its packed copy is
@@ -400,22 +454,23 @@ public sealed unsafe class Kernel
     public void Run(float* output, float* left, float* right, Operand? kept)
     {
         if (InitStrides is not null) throw new InvalidOperationException($"the kernel of {Nest.Serialize()} starts its output from an init tensor: run it with one");
+        NoResidual();
         Go(output, left, right, null, kept is { } k ? TensorOf(k) : 0);
     }
 
     /// <summary>A run: the packed inputs copied (input <paramref name="kept"/>, a tensor index, only from a new buffer; 0
     /// for none), then the loops.</summary>
-    void Go(float* output, float* left, float* right, float* init, int kept)
+    void Go(float* output, float* left, float* right, float* init, int kept, float* residual = null)
     {
         if (plans.Length == 0 && blockPlans.Length == 0)
         {
-            Call(output, left, right, init, null);
+            Call(output, left, right, init, null, residual);
             return;
         }
         var mine = Interlocked.Exchange(ref copies, null) ?? NewCopies();
         var inputs = stackalloc float*[] { null, left, right };
         PackInto(mine, inputs, always: false, kept);
-        Call(output, inputs[1], inputs[2], init, mine);
+        Call(output, inputs[1], inputs[2], init, mine, residual);
         copies = mine;
     }
 
@@ -489,10 +544,10 @@ public sealed unsafe class Kernel
 
     /// <summary>Runs the compiled code on the caller alone, or on <see cref="Threads"/> threads when the nest has a
     /// parallel loop.</summary>
-    void Call(float* output, float* left, float* right, float* init, PackedCopies? mine)
+    void Call(float* output, float* left, float* right, float* init, PackedCopies? mine, float* residual)
     {
-        if (threads == 1 || Nest.ParallelLoop < 0) fn(output, left, right, init, 1, 0, int.MaxValue, mine?.Blocks(1)[0]);
-        else ThreadTeam.For(threads).Run(fn, output, left, right, init, chunks, mine?.Blocks(threads));
+        if (threads == 1 || Nest.ParallelLoop < 0) fn(output, left, right, init, 1, 0, int.MaxValue, mine?.Blocks(1)[0], residual);
+        else ThreadTeam.For(threads).Run(fn, output, left, right, init, residual, chunks, mine?.Blocks(threads));
     }
 
     /// <summary>Runs the kernel on spans, after checking their lengths. An input span too short for
@@ -501,6 +556,7 @@ public sealed unsafe class Kernel
     {
         var c = Computation;
         CheckLengths(c, output.Length, left.Length, right.Length);
+        CheckView(output.Length);
         left = Readable(left, c.Left.Length);
         right = Readable(right, c.Right.Length);
         fixed (float* o = output, l = left, r = right) Run(o, l, r); // with the packed copies, as on raw buffers
@@ -514,10 +570,17 @@ public sealed unsafe class Kernel
         if (InitStrides is null) throw new InvalidOperationException($"the kernel of {Nest.Serialize()} accumulates onto its output: it reads no init tensor");
         var c = Computation;
         CheckLengths(c, output.Length, left.Length, right.Length);
+        CheckView(output.Length);
         if (init.Length < InitLength) throw new ArgumentException($"init needs {InitLength} floats, got {init.Length}", nameof(init));
         left = Readable(left, c.Left.Length);
         right = Readable(right, c.Right.Length);
         fixed (float* o = output, l = left, r = right, i = init) Run(o, l, r, i);
+    }
+
+    /// <summary>A view (<see cref="OutputStore.Strides"/>) may reach past the output tensor's length.</summary>
+    void CheckView(int output)
+    {
+        if (output < OutputLength) throw new ArgumentException($"output needs {OutputLength} floats for the kernel's view, got {output}", nameof(output));
     }
 
     ReadOnlySpan<float> Readable(ReadOnlySpan<float> input, long length)

@@ -32,6 +32,9 @@ sealed class Lowering
     readonly int parallel;
     readonly int tensors; // 3, or 4 with the init tensor (Kernel.CompileInitialized)
     readonly bool zeroTiles; // the tile's element-wise accumulators start from zero (JitOptions.ZeroTiles): a sum's loop runs over it
+    readonly bool epilogue; // the output's last stores apply the kernel's epilogue (OutputStore)
+    int notLast; // sum loops around the tile whose code being lowered is not their last iteration (OutputStore)
+    readonly List<int> lastDepths = []; // counted sum loops around the tile whose last iteration is their counter at 1
     readonly long[] ahead = new long[3]; // per input, elements to its next block (JitOptions.PrefetchBlockBytes), 0: none
     readonly bool[] spread = new bool[3]; // per input, whether its next block is prefetched spread over the reuse (JitOptions.PrefetchSpreadBytes)
     readonly bool[][] reuse = new bool[3][]; // per input, the levels that read its block again
@@ -49,12 +52,18 @@ sealed class Lowering
     readonly List<string> remarks = []; // what the lowering did beyond the annotations (fused lanes, prefetches): the kernel's notes
     const int LoopCost = 8;
 
-    Lowering(Nest nest, Annotation[] annotation, JitOptions options, long[]? init = null)
+    Lowering(Nest nest, Annotation[] annotation, JitOptions options, long[]? init = null, OutputStore? store = null)
     {
         this.nest = nest;
         this.options = options;
         this.annotation = annotation;
         strides = Layout.LoopStrides(nest);
+        if (store?.Strides is not null)
+        {
+            var view = store.StridesFor(nest.Computation);
+            strides[0] = [.. Enumerable.Range(0, nest.Count).Select(l => view[nest[l].Var] * nest.InnerStep(l))];
+        }
+        epilogue = store?.HasEpilogue == true;
         if (options.PackBlocks) BlockLevels();
         if (init is not null) strides = [.. strides, [.. Enumerable.Range(0, nest.Count).Select(l => init[nest[l].Var] * nest.InnerStep(l))]];
         tensors = strides.Length;
@@ -97,8 +106,10 @@ sealed class Lowering
     /// <param name="floor">Skip the attempts sure to pass the budget (the default): one whose <see cref="Floor"/> is
     /// already past it, and one that would lower the same program as the attempt that just did; false lowers every
     /// attempt up to the budget, one unroll dropped at a time (the tests compare both).</param>
+    /// <param name="store">Where the output is written and what its last stores do (<see cref="OutputStore"/>), or null:
+    /// the output tensor itself, plain stores.</param>
     public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes, List<PackPlan> Blocks) Lower(Nest nest, JitOptions options, int[]? sizes = null, bool floor = true,
-        long[]? init = null)
+        long[]? init = null, OutputStore? store = null)
     {
         if (init is not null && init.Length != nest.Computation.Vars.Length)
             throw new ArgumentException($"the init tensor needs a stride for each of the {nest.Computation.Vars.Length} variables, not {init.Length}", nameof(init));
@@ -113,13 +124,15 @@ sealed class Lowering
         int[] covered = sizes is null ? [.. nest.Computation.Sizes] : [.. sizes];
         while (true)
         {
-            var l = new Lowering(nest, annotation, options, init);
+            var l = new Lowering(nest, annotation, options, init, store);
             var ops = new List<Op>();
             int outer = Array.IndexOf(annotation, Annotation.Unroll);
             try
             {
                 if (floor && outer >= 0 && l.Floor(0, covered) > options.MaxOperations) throw new OverBudget();
                 if (init is not null) l.CheckInitialized(covered);
+                if (l.epilogue && l.vectorVar >= 0 && nest.Computation.IsReduction[l.vectorVar])
+                    throw new ArgumentException($"{nest.Serialize()}: the vectorized loop {nest.LoopName(nest.Count - 1)} runs a sum, whose lanes add onto the output: no store is the last, so no epilogue can run");
                 l.Run(0, covered, default, new Scope(null, 0, new int[l.tensors]), ops, budget: outer >= 0);
                 notes.AddRange(l.remarks.Distinct());
                 return (ops, l.statements, l.hoist, l.readsPast, notes, l.blockPlans);
@@ -303,7 +316,7 @@ sealed class Lowering
     /// <summary>The stores of a tile's element-wise accumulators: the runs of accumulators whose lanes are apart in the output
     /// and whose offsets are consecutive (where <see cref="TileRows.Supports"/> their width) as one
     /// <see cref="TileRowsStoreOp"/>, the others one by one.</summary>
-    static IEnumerable<Op> Stores(IEnumerable<Accumulator> accumulators)
+    static IEnumerable<Op> Stores(IEnumerable<Accumulator> accumulators, bool epilogue = false)
     {
         var single = new List<Accumulator>();
         var strided = new List<Accumulator>();
@@ -325,8 +338,8 @@ sealed class Lowering
             }
             End(run);
         }
-        if (runs.Count > 0) yield return new TileRowsStoreOp([.. runs]);
-        foreach (var a in single) yield return new TileStoreOp(a);
+        if (runs.Count > 0) yield return new TileRowsStoreOp([.. runs], epilogue);
+        foreach (var a in single) yield return new TileStoreOp(a, epilogue);
 
         void End(List<Accumulator> run)
         {
@@ -345,8 +358,11 @@ sealed class Lowering
             ops.AddRange(tile.Accumulators.Select(a => new TileLoadOp(a)));
             ops.AddRange(inner);
             // Element-wise stores first: a lane-reducing accumulator then adds onto what they wrote.
-            ops.AddRange(Stores(tile.Accumulators.Where(a => !a.ReducesLanes)));
-            ops.AddRange(tile.Accumulators.Where(a => a.ReducesLanes).Select(a => new TileStoreOp(a)));
+            List<Op> plain = [.. Stores(tile.Accumulators.Where(a => !a.ReducesLanes)), .. tile.Accumulators.Where(a => a.ReducesLanes).Select(a => new TileStoreOp(a))];
+            // the last stores of the output (no vectorized sum: refused) apply the epilogue, told apart by counters where need be
+            if (!epilogue || notLast > 0) ops.AddRange(plain);
+            else if (lastDepths.Count == 0) ops.AddRange(Stores(tile.Accumulators, epilogue: true));
+            else ops.Add(new LastVisitOp([.. lastDepths], [.. Stores(tile.Accumulators, epilogue: true)], plain));
             tile = null;
             return;
         }
@@ -371,6 +387,7 @@ sealed class Lowering
             }
             return;
         }
+        bool sum = epilogue && tile is null && nest.Computation.IsReduction[v]; // a loop of the sum around the tile: which store is last
         if (level != parallel && (annotation[level] == Annotation.Unroll || full <= 1))
         {
             var each = With(remaining, v, step); // read only: one context for every full iteration
@@ -378,7 +395,10 @@ sealed class Lowering
             for (int i = 0; i < full; i++)
             {
                 laterAt[level] = later || i > 0;
+                int earlier = sum && (i < full - 1 || rem > 0) ? 1 : 0;
+                notLast += earlier;
                 Inside(level, each, Shift(offset, level, i), scope, ops, budget);
+                notLast -= earlier;
             }
             laterAt[level] = later || full > 0;
             if (rem > 0) Inside(level, With(remaining, v, rem), Shift(offset, level, full), scope, ops, budget);
@@ -393,7 +413,12 @@ sealed class Lowering
         foreach (var (t, _) in bumps) pointers[t] = depth;
         var body = new List<Op>();
         (depthAt[level], tripsAt[level]) = (depth, full);
+        // a sum's counted iterations: the last is the one with the counter at 1, unless a tail comes after them
+        if (sum && rem == 0) lastDepths.Add(depth);
+        else if (sum) notLast++;
         if (full > 0) Inside(level, With(remaining, v, step), offset, new Scope(scope, depth, pointers), body, budget);
+        if (sum && rem == 0) lastDepths.RemoveAt(lastDepths.Count - 1);
+        else if (sum) notLast--;
         depthAt[level] = -1;
         var after = new List<Op>();
         bool wasLater = laterAt[level];

@@ -59,14 +59,21 @@ sealed record Accumulator(Value Value, long Offset, long LaneStride, int Lanes)
 sealed record TileLoadOp(Accumulator Acc) : Op;
 
 /// <summary>Writes the accumulator back (adding its lane sum when it reduces lanes, itself to the output's elements when it
-/// starts from zero).</summary>
-sealed record TileStoreOp(Accumulator Acc) : Op;
+/// starts from zero); with <paramref name="Epilogue"/>, the output's last store, with the kernel's epilogue
+/// (<see cref="OutputStore"/>: the residual added, then the Relu).</summary>
+sealed record TileStoreOp(Accumulator Acc, bool Epilogue = false) : Op;
 
 /// <summary>Writes runs of rows (<paramref name="Runs"/>): accumulators that start from zero, of whole vectors, their lanes
 /// one <c>LaneStride</c> apart in the output and the offsets of a run's rows consecutive (a convolution's tile along its
 /// output channels: a row per pixel, a lane per channel), so that lane i of every row of a run lands in one run of the
 /// output, <c>Offset + i*LaneStride + [0, rows)</c>. Each run of the output is added to in one masked load and store
 /// (<see cref="TileRows"/>), not lane by lane; every row is put aside before the first is added, so that no accumulator
-/// is live across the calls that add them.</summary>
-sealed record TileRowsStoreOp(Accumulator[][] Runs) : Op;
+/// is live across the calls that add them. With <paramref name="Epilogue"/>, the output's last store, with the kernel's
+/// epilogue.</summary>
+sealed record TileRowsStoreOp(Accumulator[][] Runs, bool Epilogue = false) : Op;
+
+/// <summary>A tile's stores where only some iterations of the sum's loops around the tile store last (<see cref="OutputStore"/>):
+/// <paramref name="Last"/> (the stores with the epilogue) when the counter of every counted loop of
+/// <paramref name="Depths"/> is 1 (its last iteration: counters count down to 1), <paramref name="Other"/> otherwise.</summary>
+sealed record LastVisitOp(int[] Depths, List<Op> Last, List<Op> Other) : Op;
 

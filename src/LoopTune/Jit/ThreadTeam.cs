@@ -30,7 +30,7 @@ sealed unsafe class ThreadTeam
     int generation, pending;
     KernelFn? fn;
     Action<int, int, int>? work;
-    nint output, left, right, init;
+    nint output, left, right, init, residual;
     PackBlocks?[]? blocks;
     int[] bounds = [];
     Exception? failure;
@@ -58,13 +58,13 @@ sealed unsafe class ThreadTeam
     /// <summary>Runs <paramref name="kernel"/> on the team: thread t (the caller is 0) runs the parallel loop's iterations
     /// [bounds[t], bounds[t + 1]) with its own block buffers <paramref name="threadBlocks"/>[t] (if any); returns when all
     /// have finished.</summary>
-    public void Run(KernelFn kernel, float* o, float* l, float* r, float* i, int[] chunks, PackBlocks?[]? threadBlocks)
+    public void Run(KernelFn kernel, float* o, float* l, float* r, float* i, float* res, int[] chunks, PackBlocks?[]? threadBlocks)
     {
         lock (gate)
         {
-            (fn, work, output, left, right, init, blocks) = (kernel, null, (nint)o, (nint)l, (nint)r, (nint)i, threadBlocks);
+            (fn, work, output, left, right, init, residual, blocks) = (kernel, null, (nint)o, (nint)l, (nint)r, (nint)i, (nint)res, threadBlocks);
             Wake(chunks);
-            try { kernel(o, l, r, i, 1, chunks[0], chunks[1], threadBlocks?[0]); }
+            try { kernel(o, l, r, i, 1, chunks[0], chunks[1], threadBlocks?[0], res); }
             finally { Wait(); }
         }
     }
@@ -112,7 +112,7 @@ sealed unsafe class ThreadTeam
             try
             {
                 if (work is { } body) body(index, bounds[index], bounds[index + 1]);
-                else fn!((float*)output, (float*)left, (float*)right, (float*)init, 1, bounds[index], bounds[index + 1], blocks?[index]);
+                else fn!((float*)output, (float*)left, (float*)right, (float*)init, 1, bounds[index], bounds[index + 1], blocks?[index], (float*)residual);
             }
             catch (Exception e) { failure = e; }
             finally

@@ -34,9 +34,11 @@ static unsafe class TileRows
     static readonly Vector512<int> Octs1 = Vector512.Create(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
 
     /// <summary><c>to[i*stride + j] += rows[j*16 + i]</c> for the 16 lanes i and the <paramref name="count"/> rows j
-    /// (2 to <see cref="MostRows"/>; a lane's run must not reach the next lane's: count &lt;= stride). Reads 8 rows.</summary>
+    /// (2 to <see cref="MostRows"/>; a lane's run must not reach the next lane's: count &lt;= stride). Reads 8 rows. The
+    /// output's last store (<see cref="OutputStore"/>) then adds <paramref name="residual"/>'s elements at the same places
+    /// (laid out as <paramref name="to"/>; null: none) and keeps <c>max(v, 0)</c> with <paramref name="relu"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Add16(float* to, long stride, int count, float* rows)
+    public static void Add16(float* to, long stride, int count, float* rows, float* residual, bool relu)
     {
         Vector512<float> R(int j) => Vector512.Load(rows + j * 16);
         // pairs of rows interleaved: lanes 0-7 and 8-15 of rows 2j, 2j+1
@@ -49,10 +51,39 @@ static unsafe class TileRows
         var (u0, u1, u2, u3) = (Avx512F.PermuteVar16x32x2(c0, Quads0, d0), Avx512F.PermuteVar16x32x2(c0, Quads1, d0), Avx512F.PermuteVar16x32x2(c1, Quads0, d1), Avx512F.PermuteVar16x32x2(c1, Quads1, d1));
         var mask = Vector256.LessThan(Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7), Vector256.Create(count)).AsSingle();
         // each lane's 8 rows, two lanes a vector
-        Quad(t0, u0, to, stride, mask);
-        Quad(t1, u1, to + 4 * stride, stride, mask);
-        Quad(t2, u2, to + 8 * stride, stride, mask);
-        Quad(t3, u3, to + 12 * stride, stride, mask);
+        if (residual is null && !relu)
+        {
+            Quad(t0, u0, to, stride, mask);
+            Quad(t1, u1, to + 4 * stride, stride, mask);
+            Quad(t2, u2, to + 8 * stride, stride, mask);
+            Quad(t3, u3, to + 12 * stride, stride, mask);
+            return;
+        }
+        long apart = residual - to; // residual is null: never read
+        Last(t0, u0, to, stride, mask, apart, residual is not null, relu);
+        Last(t1, u1, to + 4 * stride, stride, mask, apart, residual is not null, relu);
+        Last(t2, u2, to + 8 * stride, stride, mask, apart, residual is not null, relu);
+        Last(t3, u3, to + 12 * stride, stride, mask, apart, residual is not null, relu);
+    }
+
+    /// <summary><see cref="Quad"/> with the epilogue: each run's sum plus the residual's run <paramref name="apart"/> floats
+    /// further (when <paramref name="add"/>), then the Relu (when <paramref name="relu"/>).</summary>
+    static void Last(Vector512<float> top, Vector512<float> bottom, float* to, long stride, Vector256<float> mask, long apart, bool add, bool relu)
+    {
+        var (a, b) = (Avx512F.PermuteVar16x32x2(top, Octs0, bottom), Avx512F.PermuteVar16x32x2(top, Octs1, bottom));
+        Run(a.GetLower(), to, mask, apart, add, relu);
+        Run(a.GetUpper(), to + stride, mask, apart, add, relu);
+        Run(b.GetLower(), to + 2 * stride, mask, apart, add, relu);
+        Run(b.GetUpper(), to + 3 * stride, mask, apart, add, relu);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Run(Vector256<float> lanes, float* to, Vector256<float> mask, long apart, bool add, bool relu)
+    {
+        var v = Avx512F.VL.MaskLoad(to, mask, Vector256<float>.Zero) + lanes;
+        if (add) v += Avx512F.VL.MaskLoad(to + apart, mask, Vector256<float>.Zero);
+        if (relu) v = Vector256.Max(v, Vector256<float>.Zero);
+        Avx512F.VL.MaskStore(to, mask, v);
     }
 
     /// <summary>The four lanes whose rows 0-3 are <paramref name="top"/> and 4-7 <paramref name="bottom"/>, each added to its

@@ -10,7 +10,7 @@ namespace LoopTune.Jit;
 sealed class VectorApi
 {
     public readonly Type Type;
-    public readonly MethodInfo Broadcast, Gather, Fma, Multiply, Add, Sum, GetElement, Zero;
+    public readonly MethodInfo Broadcast, Gather, Fma, Multiply, Add, Sum, GetElement, Zero, Max;
     /// <summary>Masked load (masked lanes read as zero) and store (masked lanes left alone); null where the machine has none.
     /// The 512-bit load also takes the vector to merge into (zero here).</summary>
     public readonly MethodInfo? MaskLoad, MaskStore;
@@ -32,6 +32,7 @@ sealed class VectorApi
         MethodInfo Generic(string name, Type element, params Type[] parameters) => statics.GetMethod(name, 1, BindingFlags.Public | BindingFlags.Static, parameters)!.MakeGenericMethod(element);
         var t = openVector.MakeGenericType(Type.MakeGenericMethodParameter(0)); // Vector512<T> of the method's T
         Sum = Generic("Sum", typeof(float), t);
+        Max = Generic("Max", typeof(float), t, t);
         GetElement = Generic("GetElement", typeof(float), t, typeof(int));
         (Broadcast, Gather, MaskOf) = (broadcast, gather, maskOf);
         Fma = statics.GetMethod("FusedMultiplyAdd", [vector, vector, vector])!;
@@ -77,4 +78,7 @@ sealed class VectorApi
     public static readonly MethodInfo Prefetch = typeof(System.Runtime.Intrinsics.X86.Sse).GetMethod(nameof(System.Runtime.Intrinsics.X86.Sse.Prefetch0), [typeof(void*)])!;
 
     public static readonly MethodInfo ScalarFma = typeof(MathF).GetMethod(nameof(MathF.FusedMultiplyAdd), [typeof(float), typeof(float), typeof(float)])!;
+
+    /// <summary><c>MathF.Max(x, y)</c>, the Relu of a scalar (with 0).</summary>
+    public static readonly MethodInfo ScalarMax = typeof(MathF).GetMethod(nameof(MathF.Max), [typeof(float), typeof(float)])!;
 }
