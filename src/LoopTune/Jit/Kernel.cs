@@ -438,6 +438,16 @@ public sealed unsafe class Kernel
         Go(output, left, right, init, Computation.Filters is { } f ? TensorOf(f) : 0, residual);
     }
 
+    /// <summary><see cref="Run(float*, float*, float*, float*)"/> (<paramref name="init"/> null for a kernel without an
+    /// init tensor) with input <paramref name="kept"/> constant, as <see cref="Run(float*, float*, float*, Operand?)"/>
+    /// keeps it: packed only when its buffer is not the one packed last (a fixed address: native memory or a pinned array).</summary>
+    public void Run(float* output, float* left, float* right, float* init, Operand kept)
+    {
+        if (InitStrides is not null && init is null) throw new ArgumentNullException(nameof(init), $"the kernel of {Nest.Serialize()} starts its output from an init tensor");
+        NoResidual();
+        Go(output, left, right, InitStrides is null ? null : init, TensorOf(kept));
+    }
+
     void NoResidual()
     {
         if (Store?.Residual == true) throw new InvalidOperationException($"the kernel of {Nest.Serialize()} adds a residual at its last stores: run it with one");

@@ -107,9 +107,13 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
         KernelInitializes = run.InitStrides is not null;
         if (!OverwritesOutput && !KernelInitializes) Array.Clear(output);
         var (left, right) = Prepare(output, value);
-        var (o, l, r2) = (KernelOutput(output), Readable(left, Contraction.Left.Length, run.ReadsPast), Readable(right, Contraction.Right.Length, run.ReadsPast));
+        // a constant operand the kernel packs whole (pack=W) is packed once, as the libraries lay theirs out once
+        Operand? kept = run.CopiesWhole(Operand.Right) && IsConstant(right) ? Operand.Right : run.CopiesWhole(Operand.Left) && IsConstant(left) ? Operand.Left : null;
+        var (o, l, r2) = (KernelOutput(output), Readable(left, Contraction.Left.Length, run.ReadsPast, kept == Operand.Left),
+            Readable(right, Contraction.Right.Length, run.ReadsPast, kept == Operand.Right));
         long kernelStart = Stopwatch.GetTimestamp();
-        if (KernelInitializes) run.Run(o.AsSpan(StartOf(o)), l.AsSpan(StartOf(l)), r2.AsSpan(StartOf(r2)), initial!.Value.Values);
+        if (kept is { } k) RunKept(run, o.AsSpan(StartOf(o)), l.AsSpan(StartOf(l)), r2.AsSpan(StartOf(r2)), KernelInitializes ? initial!.Value.Values : null, k);
+        else if (KernelInitializes) run.Run(o.AsSpan(StartOf(o)), l.AsSpan(StartOf(l)), r2.AsSpan(StartOf(r2)), initial!.Value.Values);
         else run.Run(o.AsSpan(StartOf(o)), l.AsSpan(StartOf(l)), r2.AsSpan(StartOf(r2)));
         LastRun = new RunPhases(kernelStart - start, Stopwatch.GetTimestamp() - kernelStart, 0);
         return value;
@@ -186,17 +190,27 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
 
     const int LineFloats = AlignedBuffer.Alignment / sizeof(float);
 
-    /// <summary>A constant too short for the kernel's reads past its end, copied once into a longer array; anything else as it is.</summary>
-    float[] Readable(float[] input, long length, int readsPast)
+    /// <summary>A constant too short for the kernel's reads past its end, or one the kernel keeps a packed copy of
+    /// (<paramref name="kept"/>: it must stay at one address), copied once into a longer, pinned array; anything else as it is.</summary>
+    float[] Readable(float[] input, long length, int readsPast, bool kept = false)
     {
-        if (input.Length - StartOf(input) >= length + readsPast || !IsConstant(input)) return input;
+        if (!kept && input.Length - StartOf(input) >= length + readsPast || !IsConstant(input)) return input;
         if (!longer.TryGetValue(input, out var copy) || copy.Length < length + readsPast)
         {
-            copy = new float[length + Slack];
-            input.AsSpan(0, (int)length).CopyTo(copy);
+            copy = GC.AllocateArray<float>(checked((int)length + Math.Max(Slack, readsPast)), pinned: true);
+            input.AsSpan(StartOf(input), (int)length).CopyTo(copy);
             longer[input] = copy;
         }
         return copy;
+    }
+
+    /// <summary>A run with operand <paramref name="kept"/> packed once (<see cref="Kernel.Run(float*, float*, float*, float*, Operand)"/>):
+    /// its array is a pinned copy of a constant (<see cref="Readable"/>).</summary>
+    static unsafe void RunKept(Kernel run, Span<float> output, ReadOnlySpan<float> left, ReadOnlySpan<float> right, float[]? init, Operand kept)
+    {
+        var c = run.Computation;
+        Kernel.CheckLengths(c, output.Length, left.Length, right.Length);
+        fixed (float* o = output, l = left, r = right, i = init) run.Run(o, l, r, i, kept);
     }
 
     /// <summary>Whether <paramref name="array"/> is one of the model's constants (or made from them once).</summary>

@@ -1,4 +1,5 @@
 using LoopTune.Ir;
+using LoopTune.Jit;
 using LoopTune.Models;
 using static LoopTune.Tests.Models.OnnxTestModels;
 
@@ -36,6 +37,32 @@ public sealed class ConstantOperandTests
             var expected = ((ConvOp)way).Lowering == ConvLowering.Columns ? Operand.Left : Operand.Right;
             Assert.Equal(expected, way.ConstantOperand);
             Assert.Equal(16 * 8 * 9, Length(way.Contraction, way.ConstantOperand)); // the weights, packed or not
+        }
+    }
+
+    /// <summary>A kernel that packs the weights whole (<c>pack=W</c>) packs a constant's once, in the node's first run, and
+    /// reuses the copy (as the libraries lay their weights out once); weights fed as an input are packed in every run, so
+    /// each run computes with the weights given.</summary>
+    [Fact]
+    public void A_kernel_packs_constant_weights_once_and_fed_weights_in_every_run()
+    {
+        LoopTune.Models.Onnx.NodeProto[] conv = [Node("Conv", "conv", ["X", "W"], ["Y"], Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1))];
+        const string Tile = ">h:6 c:8 r:3 s:3 w:6u f:16v pack=W"; // along the 16 output channels, W packed
+        var constant = Ways(Model(conv, [Value("X", [1, 8, 6, 6])], [Value("Y", null)], [Floats("W", [16, 8, 3, 3], Random(1152, 1))]))
+            .Cast<ConvOp>().Single(w => w.Lowering == ConvLowering.Direct);
+        var (packed, plain) = (Kernel.Compile(Nest.Parse(constant.Contraction, Tile)), Kernel.Compile(Nest.Initial(constant.Contraction)));
+        var feeds = new Dictionary<string, float[]> { ["X"] = Random(288, 5) };
+        var want = constant.Run(plain, feeds);
+        for (int run = 0; run < 3; run++) AssertClose(want, constant.Run(packed, feeds));
+        ConvOp Fed() => Ways(Model(conv, [Value("X", [1, 8, 6, 6]), Value("W", [16, 8, 3, 3])], [Value("Y", null)], []))
+            .Cast<ConvOp>().Single(w => w.Lowering == ConvLowering.Direct);
+        var (fed, reference) = (Fed(), Fed()); // an op each, so that each keeps its kernel between runs
+        Assert.Null(fed.ConstantOperand);
+        var w = feeds["W"] = new float[1152];
+        for (int run = 0; run < 3; run++)
+        {
+            Random(1152, 10 + run).CopyTo(w); // new weights in the same array: a copy kept from the run before would be stale
+            AssertClose(reference.Run(plain, feeds), fed.Run(packed, feeds));
         }
     }
 
