@@ -169,7 +169,8 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         try
         {
             int best;
-            (best, choice) = Choose(ways, feeds, ModelRunner.BlockedPoolAfter(model, shapes, ways[0].Node));
+            var pool = ModelRunner.BlockedPoolAfter(model, shapes, ways[0].Node);
+            (best, choice) = Choose(ways, feeds, pool, pool is null ? ModelRunner.EpilogueAfter(model, shapes, ways[0].Node) : default);
             op = ways[best];
         }
         catch (LoopTuneException e)
@@ -239,9 +240,11 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     /// alone recalled; or the fastest whole node of all of them, each kernel recalled or tuned (<see cref="Fastest"/>), the
     /// choice then recorded. The chosen one's kernel is verified (<see cref="Settle"/>). Returns its index and how it was
     /// chosen.</summary>
-    (int Index, string? Note) Choose(ImmutableArray<ContractionOp> ways, Dictionary<string, float[]> feeds, (Pool2d Pool, bool Relu)? pool)
+    (int Index, string? Note) Choose(ImmutableArray<ContractionOp> ways, Dictionary<string, float[]> feeds, (Pool2d Pool, bool Relu)? pool,
+        (bool Residual, bool Relu) epilogue)
     {
-        string key = Key(ways);
+        // nodes of one contraction share a choice when their epilogues match (ResNet's first and second convolutions of a block differ)
+        string key = Key(ways) + (epilogue.Residual ? " | + residual" : "") + (epilogue.Relu ? " | relu" : "");
         if (choices.TryGetValue(key, out var known)) return known;
         (int, string?) picked;
         int recorded = -1;
@@ -262,7 +265,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         else
         {
             var candidates = ways.Select(Prepare).ToList();
-            int best = Fastest(candidates, feeds, pool, out var note, out double seconds);
+            int best = Fastest(candidates, feeds, pool, epilogue, out var note, out double seconds);
             Settle(candidates[best]);
             store?.PutChoice(key, Context(ways[0]), new TuningRecord(ways[best].Contraction.Text, $"fastest of {ways.Length}: {note}", budget, ways[best].Flops / seconds / 1e9, DateTime.UtcNow));
             picked = (best, $"fastest of {ways.Length}: {note}");
@@ -364,11 +367,17 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
     /// reads the node's output (<paramref name="pool"/>, <see cref="ModelRunner.BlockedPoolAfter"/>), each is timed as a forward pass runs it,
     /// with the pool: a blocked lowering's output pooled as its kernel left it (<see cref="ConvOp.RunBlocked"/>,
     /// <see cref="Pool2d.RunBlocked"/>), the others' written back and pooled (ResNet-18's stem on the Zen 5: blocked
-    /// 1.70-1.73 ms as a node, the direct one 1.55-1.56, where the blocked kernel alone ran 1.19).</summary>
-    int Fastest(List<Candidate> candidates, Dictionary<string, float[]> feeds, (Pool2d Pool, bool Relu)? pool, out string note, out double seconds)
+    /// 1.70-1.73 ms as a node, the direct one 1.55-1.56, where the blocked kernel alone ran 1.19). Otherwise each runs with
+    /// the epilogue the pass gives the node (<see cref="ModelRunner.EpilogueAfter"/>: a residual added, a Relu), which a
+    /// blocked lowering does in its write-back and the others in a pass over the output of their own.</summary>
+    int Fastest(List<Candidate> candidates, Dictionary<string, float[]> feeds, (Pool2d Pool, bool Relu)? pool, (bool Residual, bool Relu) epilogue,
+        out string note, out double seconds)
     {
         var outputs = candidates.Select(k => new float[k.Op.Contraction.Output.Length]).ToList();
-        var runs = candidates.Select((k, i) => pool is { } after ? WithPool(k, feeds, outputs[i], after) : () => k.Op.Run(k.Kernel, feeds, outputs[i])).ToArray();
+        float[]? residual = epilogue.Residual ? new float[outputs[0].Length] : null;
+        if (residual is not null) Reference.FillUniform(residual, new Random(3));
+        var after = new Epilogue(residual, epilogue.Relu);
+        var runs = candidates.Select((k, i) => pool is { } p ? WithPool(k, feeds, outputs[i], p) : () => k.Op.Run(k.Kernel, feeds, outputs[i], after)).ToArray();
         for (int warm = 0; warm < WarmRuns; warm++)
             foreach (var run in runs) run();
         var times = Enumerable.Repeat(double.PositiveInfinity, runs.Length).ToArray();
@@ -381,7 +390,8 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         int best = Enumerable.Range(0, candidates.Count).MinBy(i => times[i]);
         seconds = times[best];
         note = string.Join(", ", candidates.Select((k, i) => FormattableString.Invariant(
-            $"{(k.Op as ConvOp)?.LoweringName ?? k.Op.Contraction.Text} {times[i] * 1e3:F3} ms"))) + (pool is null ? "" : ", each with the MaxPool after it");
+            $"{(k.Op as ConvOp)?.LoweringName ?? k.Op.Contraction.Text} {times[i] * 1e3:F3} ms"))) + (pool is not null ? ", each with the MaxPool after it"
+            : after.None ? "" : $", each with its epilogue ({(epilogue.Residual ? "the residual added" : "")}{(epilogue.Residual && epilogue.Relu ? ", " : "")}{(epilogue.Relu ? "the Relu" : "")})");
         return best;
     }
 

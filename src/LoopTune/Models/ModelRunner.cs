@@ -332,16 +332,41 @@ public sealed class ModelRunner
     /// the pass makes it, and whether the Relu is there. Null when the pass would write the output back instead.</summary>
     public static (Pool2d Pool, bool Relu)? BlockedPoolAfter(OnnxModel model, ModelShapes shapes, OnnxNode conv)
     {
-        ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(shapes);
-        ArgumentNullException.ThrowIfNull(conv);
-        var readers = Readers(model);
-        string output = conv.Outputs[0];
-        if (FoldableNorm(model, shapes, readers, conv) is { } bn && ConstantWeights(model, conv)) output = bn.Outputs[0];
+        var (readers, output) = AfterFold(model, shapes, conv);
         if (Only(model, shapes, readers, output, "Add") is not null) return null;
         var relu = Only(model, shapes, readers, output, "Relu");
         if (relu is not null) output = relu.Outputs[0];
         return Only(model, shapes, readers, output, "MaxPool") is { } pool ? (MaxPool(shapes, pool), relu is not null) : null;
+    }
+
+    /// <summary>What a forward pass does to <paramref name="conv"/>'s output in its epilogue (<see cref="Epilogue"/>), found as
+    /// <see cref="Contraction"/> finds it: after the BatchNormalization folded into it, an Add of a value of the same shape
+    /// made before it (the residual: of two convolutions whose outputs are added, the later one adds), then a Relu, each
+    /// the only reader. A choice among a node's lowerings times each with this epilogue, as the pass runs it: a blocked
+    /// lowering does it in its write-back, the others in a pass of their own.</summary>
+    public static (bool Residual, bool Relu) EpilogueAfter(OnnxModel model, ModelShapes shapes, OnnxNode conv)
+    {
+        var (readers, output) = AfterFold(model, shapes, conv);
+        bool residual = false;
+        // the Add goes to the convolution made after the other value (the pass makes the steps in the file's order)
+        int at = model.Nodes.IndexOf(conv);
+        bool Before(string value) => model.Inputs.Any(i => i.Name == value) || model.Initializers.ContainsKey(value)
+            || model.Nodes.Take(at).Any(n => n.Outputs.Contains(value));
+        if (Only(model, shapes, readers, output, "Add") is { } add && add.Inputs.Where(i => i != output).ToList() is [var other] && Before(other)
+            && shapes.Of(other) is { } otherShape && shapes.Of(output) is { } shape && otherShape.SequenceEqual(shape))
+            (residual, output) = (true, add.Outputs[0]);
+        return (residual, Only(model, shapes, readers, output, "Relu") is not null);
+    }
+
+    /// <summary>The model's readers, and the value a convolution's step writes: its output, or the output of the
+    /// BatchNormalization folded into it (its weights and bias constants).</summary>
+    static (Dictionary<string, List<OnnxNode>> Readers, string Output) AfterFold(OnnxModel model, ModelShapes shapes, OnnxNode conv)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(shapes);
+        ArgumentNullException.ThrowIfNull(conv);
+        var readers = Readers(model);
+        return (readers, FoldableNorm(model, shapes, readers, conv) is { } bn && ConstantWeights(model, conv) ? bn.Outputs[0] : conv.Outputs[0]);
     }
 
     /// <summary>The pool of a MaxPool node the pass runs.</summary>

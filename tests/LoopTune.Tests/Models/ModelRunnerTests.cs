@@ -85,6 +85,40 @@ public class ModelRunnerTests
         return runner;
     }
 
+    /// <summary>The epilogue a pass gives each convolution (<see cref="ModelRunner.EpilogueAfter"/>), which the choice among
+    /// its lowerings times it with: ResNet's basic block, the first convolution with its BatchNormalization folded and a
+    /// Relu, the second with the block's input added, then a Relu; none where the Add has no other value; of a downsampling
+    /// branch and the convolution added to it, the later one adds.</summary>
+    [Fact]
+    public void The_epilogue_after_a_convolution_is_the_residual_and_relu_that_the_pass_fuses()
+    {
+        var bytes = Model(
+            [
+                Node("Conv", "conv1", ["X", "W1"], ["Y1"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+                BatchNorm("bn1", "Y1", "N1"),
+                Node("Relu", "relu1", ["N1"], ["R1"]),
+                Node("Conv", "conv2", ["R1", "W2"], ["Y2"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+                Node("Add", "add", ["Y2", "X"], ["A"]),
+                Node("Relu", "relu2", ["A"], ["B"]),
+                Node("Conv", "conv3", ["B", "W3"], ["Y3"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+                Node("Add", "add3", ["Y3", "Y3"], ["Z"]),
+                Node("Conv", "down", ["Z", "W4"], ["D"], Ints("kernel_shape", 1, 1)),
+                Node("Conv", "conv5", ["Z", "W5"], ["Y5"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+                Node("Add", "add5", ["Y5", "D"], ["Y"]),
+            ],
+            [Value("X", [1, 4, 5, 5])], [Value("Y", null)],
+            [Floats("W1", [4, 4, 3, 3], Random(144, 1)), .. Norm("bn1", 4, 2), Floats("W2", [4, 4, 3, 3], Random(144, 3)), Floats("W3", [4, 4, 3, 3], Random(144, 4)),
+             Floats("W4", [4, 4, 1, 1], Random(16, 5)), Floats("W5", [4, 4, 3, 3], Random(144, 6))]);
+        var model = OnnxModel.Parse(bytes, "block.onnx");
+        var shapes = ShapeInference.Infer(model);
+        Assert.Equal((false, true), ModelRunner.EpilogueAfter(model, shapes, model.Nodes[0]));
+        Assert.Equal((true, true), ModelRunner.EpilogueAfter(model, shapes, model.Nodes[3]));
+        Assert.Equal((false, false), ModelRunner.EpilogueAfter(model, shapes, model.Nodes[6])); // Y3 + Y3: no other value to add
+        // a downsampling branch and the block's second convolution, added: the one made later adds (ResNet's stride-2 blocks)
+        Assert.Equal((false, false), ModelRunner.EpilogueAfter(model, shapes, model.Nodes[8]));
+        Assert.Equal((true, false), ModelRunner.EpilogueAfter(model, shapes, model.Nodes[9]));
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(3)]
