@@ -29,10 +29,11 @@ public sealed unsafe class Kernel
     int[][] packChunks = []; // per packed input, each thread's share of its copy's outermost loop (more than one thread)
 
     Kernel(Nest nest, KernelFn fn, int statements, int blockStart, int readsPast, IReadOnlyList<string> notes, TimeSpan compileTime, List<PackPlan> blocks,
-        double fraction = 1, int[]? sizes = null, long[]? init = null, OutputStore? store = null)
+        double fraction = 1, int[]? sizes = null, long[]? init = null, OutputStore? store = null, InputViews? inputs = null)
     {
         InitStrides = init;
         Store = store;
+        Inputs = inputs;
         blockPlans = [.. blocks];
         plans = [.. Enumerable.Range(1, 2).Where(t => nest.IsPacked(t) && blocks.All(b => b.Tensor != t)).Select(t => new PackPlan(nest, t, sizes))];
         packOnce = sizes is not null;
@@ -163,22 +164,24 @@ public sealed unsafe class Kernel
     /// <summary>Compiles <paramref name="nest"/>, after <see cref="WarmUp"/> when <paramref name="warmUp"/>; without it, the
     /// first compilation of a process also pays for .NET compiling the code generator (in <see cref="CompileTime"/> too),
     /// which costs a program that compiles one recorded kernel less than the warm-up's five (<c>Tuner</c>'s recalls).</summary>
-    internal static Kernel Compile(Nest nest, JitOptions? options, bool warmUp, long[]? init = null, OutputStore? store = null)
+    internal static Kernel Compile(Nest nest, JitOptions? options, bool warmUp, long[]? init = null, OutputStore? store = null, InputViews? inputs = null)
     {
         options ??= JitOptions.Default;
         if (warmUp) WarmUp();
         long start = Stopwatch.GetTimestamp();
-        var (program, statements, blockStart, readsPast, notes, blocks) = Lowering.Lower(nest, options, init: init, store: store);
+        var (program, statements, blockStart, readsPast, notes, blocks) = Lowering.Lower(nest, options, init: init, store: store, inputs: inputs);
         var fn = Emitter.Emit(program, options.Fused, store is not null ? "looptune_kernel_stored" : init is null ? "looptune_kernel" : "looptune_kernel_initialized", store);
         fn(null, null, null, null, 0, 0, 0, null, null); // makes RyuJIT compile it now, doing no work
-        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), blocks, init: init, store: store);
+        return new Kernel(nest, fn, statements, blockStart, readsPast, notes, Stopwatch.GetElapsedTime(start), blocks, init: init, store: store, inputs: inputs);
     }
 
     /// <summary>
     /// Compiles <paramref name="nest"/> to write its output where and as <paramref name="store"/> says: into a view of a larger
     /// buffer (<see cref="OutputStore.Strides"/>: a padded copy's interior, a plane of another layout), and with an epilogue at
     /// each output element's last store (<see cref="OutputStore.Residual"/> added, then <see cref="OutputStore.Relu"/>), the
-    /// passes over the output that a forward pass would otherwise run after the kernel. With
+    /// passes over the output that a forward pass would otherwise run after the kernel; and with <paramref name="inputs"/>,
+    /// reads its inputs through views of larger buffers (<see cref="InputViews"/>: the interior of a padded copy another
+    /// kernel wrote, every second pixel of it). With
     /// <paramref name="initStrides"/>, the output's initial values are read from an init tensor as
     /// <see cref="CompileInitialized"/> reads them (same requirement: the tile loaded once per output element); without, from
     /// the view itself. Run it with <see cref="Run(float*, float*, float*, float*, float*)"/>. A vectorized sum, whose lanes
@@ -188,18 +191,22 @@ public sealed unsafe class Kernel
     /// O[f,p] += I[c,p] * W[f,c] f=64 p=3136 c=64 into rows of a padded image, Relu:  Strides [3364, 1, 0] ... Relu = true
     /// </code>
     /// </summary>
-    public static Kernel CompileStore(Nest nest, OutputStore store, IReadOnlyList<long>? initStrides = null, JitOptions? options = null)
+    public static Kernel CompileStore(Nest nest, OutputStore store, IReadOnlyList<long>? initStrides = null, JitOptions? options = null, InputViews? inputs = null)
     {
         ArgumentNullException.ThrowIfNull(nest);
         ArgumentNullException.ThrowIfNull(store);
         store.StridesFor(nest.Computation); // checked here: a clear error before any lowering
-        if (initStrides is null) return Compile(nest, options, warmUp: true, store: store);
+        if (initStrides is null) return Compile(nest, options, warmUp: true, store: store, inputs: inputs);
         var init = initStrides.ToArray();
         for (int v = 0; v < init.Length && v < nest.Computation.Vars.Length; v++)
             if (init[v] < 0 || init[v] != 0 && nest.Computation.IsReduction[v])
                 throw new ArgumentException($"the init tensor's stride for {nest.Computation.Vars[v]} is {init[v]}: strides are >= 0, and 0 for a summed variable", nameof(initStrides));
-        return Compile(nest, options, warmUp: true, init, store);
+        return Compile(nest, options, warmUp: true, init, store, inputs);
     }
+
+    /// <summary>Where the kernel reads its inputs (<see cref="CompileStore"/>'s <see cref="InputViews"/>); null: the input
+    /// tensors themselves.</summary>
+    public InputViews? Inputs { get; }
 
     /// <summary>Where and how the kernel writes its output (<see cref="CompileStore"/>); null: into the output tensor itself,
     /// plain stores.</summary>

@@ -52,7 +52,7 @@ sealed class Lowering
     readonly List<string> remarks = []; // what the lowering did beyond the annotations (fused lanes, prefetches): the kernel's notes
     const int LoopCost = 8;
 
-    Lowering(Nest nest, Annotation[] annotation, JitOptions options, long[]? init = null, OutputStore? store = null)
+    Lowering(Nest nest, Annotation[] annotation, JitOptions options, long[]? init = null, OutputStore? store = null, InputViews? inputs = null)
     {
         this.nest = nest;
         this.options = options;
@@ -64,6 +64,12 @@ sealed class Lowering
             strides[0] = [.. Enumerable.Range(0, nest.Count).Select(l => view[nest[l].Var] * nest.InnerStep(l))];
         }
         epilogue = store?.HasEpilogue == true;
+        for (int t = 1; t < 3; t++)
+            if (inputs?.VarStridesFor(nest.Computation, t) is { } view)
+            {
+                if (nest.IsPacked(t)) throw new ArgumentException($"{nest.Serialize()}: {nest.Computation.Tensors[t].Name} is read through a view, which is never packed");
+                strides[t] = [.. Enumerable.Range(0, nest.Count).Select(l => view[nest[l].Var] * nest.InnerStep(l))];
+            }
         if (options.PackBlocks) BlockLevels();
         if (init is not null) strides = [.. strides, [.. Enumerable.Range(0, nest.Count).Select(l => init[nest[l].Var] * nest.InnerStep(l))]];
         tensors = strides.Length;
@@ -108,8 +114,9 @@ sealed class Lowering
     /// attempt up to the budget, one unroll dropped at a time (the tests compare both).</param>
     /// <param name="store">Where the output is written and what its last stores do (<see cref="OutputStore"/>), or null:
     /// the output tensor itself, plain stores.</param>
+    /// <param name="inputs">Where the inputs are read (<see cref="InputViews"/>), or null: the input tensors themselves.</param>
     public static (List<Op> Program, int Statements, int BlockStart, int ReadsPast, List<string> Notes, List<PackPlan> Blocks) Lower(Nest nest, JitOptions options, int[]? sizes = null, bool floor = true,
-        long[]? init = null, OutputStore? store = null)
+        long[]? init = null, OutputStore? store = null, InputViews? inputs = null)
     {
         if (init is not null && init.Length != nest.Computation.Vars.Length)
             throw new ArgumentException($"the init tensor needs a stride for each of the {nest.Computation.Vars.Length} variables, not {init.Length}", nameof(init));
@@ -124,7 +131,7 @@ sealed class Lowering
         int[] covered = sizes is null ? [.. nest.Computation.Sizes] : [.. sizes];
         while (true)
         {
-            var l = new Lowering(nest, annotation, options, init, store);
+            var l = new Lowering(nest, annotation, options, init, store, inputs);
             var ops = new List<Op>();
             int outer = Array.IndexOf(annotation, Annotation.Unroll);
             try

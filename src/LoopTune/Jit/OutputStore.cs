@@ -63,3 +63,52 @@ public sealed record OutputStore(IReadOnlyList<long>? Strides = null, bool Resid
         return 1 + Enumerable.Range(0, c.Vars.Length).Sum(v => (c.Sizes[v] - 1) * s[v]);
     }
 }
+
+/// <summary>
+/// Where a kernel compiled with <see cref="Kernel.CompileStore"/> reads its inputs: each a view of a larger buffer, given by
+/// the strides of the input's dimensions (its index positions, outermost first) in elements; null: the input tensor as
+/// it is (its dimensions laid out densely, row-major). An input read through a view is read where the view says, as a
+/// convolution reads the interior of the padded copy another kernel wrote (the rows of the copy longer than the windows
+/// reach), or every second pixel of it from an offset the caller adds to the pointer. A view's input is never packed
+/// (<c>pack=</c>: an <see cref="ArgumentException"/>).
+/// <code>
+/// O[g,h,w,e] += I[d,2*h+r,2*w+s,k] * W[...] h=28 w=28 ..., I in a 58x58 padded copy of 56x56:  Left [58*58*k, 58*k, k, 1]
+/// </code>
+/// </summary>
+public sealed record InputViews(IReadOnlyList<long>? Left = null, IReadOnlyList<long>? Right = null)
+{
+    /// <summary>The view of input <paramref name="t"/> (1: left, 2: right) as strides per variable of
+    /// <paramref name="c"/>, checked (an <see cref="ArgumentException"/>: not one stride per dimension, a negative one);
+    /// null when the input has no view.</summary>
+    public long[]? VarStridesFor(Computation c, int t)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        var view = t == 1 ? Left : Right;
+        if (view is null) return null;
+        var tensor = c.Tensors[t];
+        if (view.Count != tensor.Index.Length)
+            throw new ArgumentException($"the view of {tensor.Name} needs a stride for each of its {tensor.Index.Length} dimensions, not {view.Count}");
+        if (view.Any(s => s < 0)) throw new ArgumentException($"the view of {tensor.Name} has a negative stride: [{string.Join(",", view)}]");
+        var strides = new long[c.Vars.Length];
+        for (int d = 0; d < tensor.Index.Length; d++)
+            foreach (var term in tensor.Index[d]) strides[term.Var] += term.Coefficient * view[d];
+        return strides;
+    }
+
+    /// <summary>The floats input <paramref name="t"/>'s buffer must hold from the pointer given to the kernel: one past the
+    /// last element the view reaches (the input tensor's length without a view).</summary>
+    public long Length(Computation c, int t)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        var view = t == 1 ? Left : Right;
+        var tensor = c.Tensors[t];
+        return view is null ? tensor.Length : 1 + Enumerable.Range(0, tensor.Index.Length).Sum(d => (tensor.Shape[d] - 1) * view[d]);
+    }
+
+    /// <summary>Equal when both views are, element by element.</summary>
+    public bool Equals(InputViews? other) => other is not null && Same(Left, other.Left) && Same(Right, other.Right);
+
+    public override int GetHashCode() => HashCode.Combine(Left?.Count, Right?.Count, Left?.FirstOrDefault(), Right?.FirstOrDefault());
+
+    static bool Same(IReadOnlyList<long>? a, IReadOnlyList<long>? b) => a is null ? b is null : b is not null && a.SequenceEqual(b);
+}

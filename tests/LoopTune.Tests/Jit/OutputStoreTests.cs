@@ -75,6 +75,18 @@ public class OutputStoreTests
         return residual.SequenceEqual(residualBefore) ? null : "the residual was written";
     }
 
+    /// <summary>Case <paramref name="w"/> of a random test: a computation of <paramref name="kind"/>, a random walk of its
+    /// schedule (every other one finished vectorized), and options that vary the vector width, the tails' masks and the
+    /// tile's start from zero.</summary>
+    static (Random Rng, Computation C, Nest Nest, List<LoopAction> Actions, JitOptions Options) Case(int seed, string kind, int w)
+    {
+        var rng = new Random(seed + kind.Length);
+        var c = RandomSchedules.Of(kind, rng);
+        var (nest, actions) = RandomSchedules.Walk(Nest.Initial(c), rng, rng.Next(0, 20));
+        if (w % 2 == 1) nest = RandomSchedules.FinishVectorized(nest, actions);
+        return (rng, c, nest, actions, new JitOptions(MaxVectorBits: new[] { 512, 256, 128, 0 }[w % 4], MaskedTails: w % 3 != 0, ZeroTiles: w % 5 != 0));
+    }
+
     [Theory]
     [MemberData(nameof(RandomSchedules.FiveBatches), MemberType = typeof(RandomSchedules))]
     public void Random_schedules_store_into_a_padded_view_with_the_epilogue_at_each_elements_last_store(string kind, int batch)
@@ -83,11 +95,7 @@ public class OutputStoreTests
         var failures = new List<string>();
         for (int w = 0; w < 120; w++)
         {
-            var rng = new Random(9_100 * batch + w + kind.Length);
-            var c = RandomSchedules.Of(kind, rng);
-            var (nest, actions) = RandomSchedules.Walk(Nest.Initial(c), rng, rng.Next(0, 20));
-            if (w % 2 == 1) nest = RandomSchedules.FinishVectorized(nest, actions);
-            var options = new JitOptions(MaxVectorBits: new[] { 512, 256, 128, 0 }[w % 4], MaskedTails: w % 3 != 0, ZeroTiles: w % 5 != 0);
+            var (rng, c, nest, actions, options) = Case(9_100 * batch + w, kind, w);
             var store = new OutputStore(w % 3 == 2 ? null : PaddedView(c, rng.Next(0, 3), 1 + rng.Next(2)), Residual: w % 2 == 0, Relu: w % 4 < 2);
             var vectorVar = nest[^1].Annotation == Annotation.Vectorize ? nest[^1].Var : -1;
             bool summedLanes = vectorVar >= 0 && c.IsReduction[vectorVar] && options.MaxVectorBits > 0;
@@ -141,6 +149,82 @@ public class OutputStoreTests
         var start = new float[c.Output.Length];
         for (long o = 0; o < start.Length; o++) start[o] = bias[o / c.Output.VarStrides[outer] % c.Sizes[outer]];
         Assert.Null(Check(biased, new Random(4), bias, start));
+    }
+
+    /// <summary>The inputs read through padded views (<see cref="InputViews"/>): each dimension of each input a few elements
+    /// longer in the buffer than the tensor's, the extra ones NaN, so that a read of any of them into a result shows.</summary>
+    [Theory]
+    [MemberData(nameof(RandomSchedules.FiveBatches), MemberType = typeof(RandomSchedules))]
+    public void Random_schedules_read_their_inputs_through_padded_views(string kind, int batch)
+    {
+        int checkedCount = 0;
+        var failures = new List<string>();
+        for (int w = 0; w < 100; w++)
+        {
+            var (rng, c, nest, actions, options) = Case(9_700 * batch + w, kind, w);
+            long[] Padded(Tensor t)
+            {
+                var strides = new long[t.Shape.Length];
+                long stride = 1;
+                for (int d = t.Shape.Length - 1; d >= 0; d--) { strides[d] = stride; stride *= t.Shape[d] + rng.Next(0, 3); }
+                return strides;
+            }
+            var views = new InputViews(Padded(c.Left), Padded(c.Right));
+            if (nest.Packed != 0)
+            {
+                Assert.Throws<ArgumentException>(() => Kernel.CompileStore(nest, new OutputStore(), options: options, inputs: views));
+                continue;
+            }
+            var kernel = Kernel.CompileStore(nest, new OutputStore(), options: options, inputs: views);
+            checkedCount++;
+            if (CheckViews(kernel, views, rng) is { } p) failures.Add($"{RandomSchedules.Describe(c, actions)} [{KernelCheck.Describe(options)}]: {p}");
+        }
+        Assert.True(failures.Count == 0, string.Join("\n", failures.Take(5)));
+        Assert.True(checkedCount >= 40, $"{checkedCount} checked");
+    }
+
+    /// <summary>Runs <paramref name="kernel"/> on random inputs laid out in their views (NaN elsewhere) and a dense output;
+    /// null when it computes what the reference computes on the dense inputs.</summary>
+    static unsafe string? CheckViews(Kernel kernel, InputViews views, Random rng)
+    {
+        var c = kernel.Computation;
+        float[] Laid(Tensor t, IReadOnlyList<long> view, out float[] dense)
+        {
+            dense = new float[t.Length];
+            Reference.FillUniform(dense, rng);
+            var buffer = Enumerable.Repeat(float.NaN, (int)views.Length(c, c.Tensors.IndexOf(t)) + kernel.ReadsPast + 16).ToArray();
+            for (long i = 0; i < t.Length; i++)
+            {
+                long at = 0, rest = i;
+                for (int d = t.Shape.Length - 1; d >= 0; d--) { at += rest % t.Shape[d] * view[d]; rest /= t.Shape[d]; }
+                buffer[at] = dense[i];
+            }
+            return buffer;
+        }
+        var left = Laid(c.Left, views.Left!, out var denseLeft);
+        var right = Laid(c.Right, views.Right!, out var denseRight);
+        var want = new float[c.Output.Length];
+        Reference.FillUniform(want, rng);
+        var got = want.ToArray();
+        Reference.Run(c, want, denseLeft, denseRight);
+        fixed (float* o = got, l = left, r = right) kernel.Run(o, l, r, null, null);
+        double tolerance = Reference.Tolerance(c) * 64;
+        for (int i = 0; i < want.Length; i++)
+            if (!(Math.Abs(got[i] - want[i]) <= tolerance * (1 + Math.Abs(want[i])))) return $"{c.Output.Name}[{KernelCheck.Index(c.Output, i)}] = {got[i]}, want {want[i]}";
+        return null;
+    }
+
+    [Fact]
+    public void An_input_view_that_is_not_one_stride_per_dimension_or_is_packed_is_refused_naming_it()
+    {
+        var c = Computation.Matmul(16, 64, 8);
+        var e = Assert.Throws<ArgumentException>(() => Kernel.CompileStore(Nest.Initial(c), new OutputStore(), inputs: new InputViews(Left: [8])));
+        Assert.Contains("a stride for each of its 2 dimensions", e.Message);
+        e = Assert.Throws<ArgumentException>(() => Kernel.CompileStore(Nest.Initial(c), new OutputStore(), inputs: new InputViews(Right: [-64, 1])));
+        Assert.Contains("negative", e.Message);
+        e = Assert.Throws<ArgumentException>(() => Kernel.CompileStore(Nest.Initial(c).WithPacked(1 << 2), new OutputStore(), inputs: new InputViews(Right: [72, 1])));
+        Assert.Contains("never packed", e.Message);
+        Assert.Equal(15 * 10 + 8, new InputViews(Left: [10, 1]).Length(c, 1)); // rows of 8 in rows of 10
     }
 
     [Theory]
