@@ -182,38 +182,9 @@ sealed unsafe class Emitter
     {
         if (residual is not null)
         {
-            if (width == 1)
-            {
-                ResidualAddress(offset);
-                il.Emit(OpCodes.Ldind_R4);
-                il.Emit(OpCodes.Add);
-            }
-            else
-            {
-                if (laneStride == 1 && lanes == width)
-                {
-                    ResidualAddress(offset);
-                    il.Emit(OpCodes.Ldobj, VectorApi.Of(width).Type);
-                }
-                else if (laneStride == 1)
-                {
-                    ResidualAddress(offset);
-                    il.Emit(OpCodes.Ldloc, masks[new Chunk(width, lanes)]);
-                    if (width == 16) il.Emit(OpCodes.Call, VectorApi.Of(width).Zero);
-                    il.Emit(OpCodes.Call, VectorApi.Of(width).MaskLoad!);
-                }
-                else
-                {
-                    for (int i = 0; i < width; i++)
-                    {
-                        if (i >= lanes) { il.Emit(OpCodes.Ldc_R4, 0f); continue; }
-                        ResidualAddress(offset + i * laneStride);
-                        il.Emit(OpCodes.Ldind_R4);
-                    }
-                    il.Emit(OpCodes.Call, VectorApi.Of(width).Gather);
-                }
-                il.Emit(OpCodes.Call, VectorApi.Of(width).Add);
-            }
+            Push(ResidualTensor, offset, laneStride, width, lanes);
+            if (width == 1) il.Emit(OpCodes.Add);
+            else il.Emit(OpCodes.Call, VectorApi.Of(width).Add);
         }
         if (!relu) return;
         if (width == 1)
@@ -228,13 +199,9 @@ sealed unsafe class Emitter
         }
     }
 
-    /// <summary>Pushes the address of the residual's element at output element <paramref name="offset"/>.</summary>
-    void ResidualAddress(long offset)
-    {
-        Address(0, offset);
-        il.Emit(OpCodes.Ldloc, residual!);
-        il.Emit(OpCodes.Add);
-    }
+    /// <summary>The tensor index <see cref="Address"/> (and so <see cref="Push"/>) takes for the residual: laid out as the
+    /// output, its element is the output's address plus <see cref="residual"/>.</summary>
+    const int ResidualTensor = 4;
 
     static readonly System.Reflection.MethodInfo PackBlock = typeof(PackBlocks).GetMethod(nameof(PackBlocks.Pack))!;
 
@@ -521,7 +488,7 @@ sealed unsafe class Emitter
             il.Emit(OpCodes.Ldc_I4, runs[r].Length);
             il.Emit(OpCodes.Ldloc, at);
             Offset(starts[r] * sizeof(float));
-            if (epilogue && residual is not null) ResidualAddress(runs[r][0].Offset);
+            if (epilogue && residual is not null) Address(ResidualTensor, runs[r][0].Offset);
             else
             {
                 il.Emit(OpCodes.Ldc_I4_0);
@@ -579,6 +546,13 @@ sealed unsafe class Emitter
     /// <summary>Pushes the address of element <paramref name="offset"/> past the tensor's current pointer.</summary>
     void Address(int tensor, long offset)
     {
+        if (tensor == ResidualTensor)
+        {
+            Address(0, offset);
+            il.Emit(OpCodes.Ldloc, residual!);
+            il.Emit(OpCodes.Add);
+            return;
+        }
         Pointer(tensor);
         Offset(offset * sizeof(float));
     }

@@ -196,12 +196,7 @@ public sealed unsafe class Kernel
         ArgumentNullException.ThrowIfNull(nest);
         ArgumentNullException.ThrowIfNull(store);
         store.StridesFor(nest.Computation); // checked here: a clear error before any lowering
-        if (initStrides is null) return Compile(nest, options, warmUp: true, store: store, inputs: inputs);
-        var init = initStrides.ToArray();
-        for (int v = 0; v < init.Length && v < nest.Computation.Vars.Length; v++)
-            if (init[v] < 0 || init[v] != 0 && nest.Computation.IsReduction[v])
-                throw new ArgumentException($"the init tensor's stride for {nest.Computation.Vars[v]} is {init[v]}: strides are >= 0, and 0 for a summed variable", nameof(initStrides));
-        return Compile(nest, options, warmUp: true, init, store, inputs);
+        return Compile(nest, options, warmUp: true, initStrides is null ? null : CheckedInit(nest, initStrides), store, inputs);
     }
 
     /// <summary>Where the kernel reads its inputs (<see cref="CompileStore"/>'s <see cref="InputViews"/>); null: the input
@@ -236,11 +231,18 @@ public sealed unsafe class Kernel
     {
         ArgumentNullException.ThrowIfNull(nest);
         ArgumentNullException.ThrowIfNull(initStrides);
+        return Compile(nest, options, warmUp: true, CheckedInit(nest, initStrides));
+    }
+
+    /// <summary>The init tensor's strides, checked: none negative, 0 for a summed variable (an <see cref="ArgumentException"/>
+    /// naming it).</summary>
+    static long[] CheckedInit(Nest nest, IReadOnlyList<long> initStrides)
+    {
         var init = initStrides.ToArray();
         for (int v = 0; v < init.Length && v < nest.Computation.Vars.Length; v++)
             if (init[v] < 0 || init[v] != 0 && nest.Computation.IsReduction[v])
                 throw new ArgumentException($"the init tensor's stride for {nest.Computation.Vars[v]} is {init[v]}: strides are >= 0, and 0 for a summed variable", nameof(initStrides));
-        return Compile(nest, options, warmUp: true, init);
+        return init;
     }
 
     /// <summary>Whether <see cref="CompileInitialized"/> takes <paramref name="nest"/> (a lowering, no compilation).</summary>
@@ -428,7 +430,7 @@ public sealed unsafe class Kernel
     /// holds before is overwritten).</summary>
     public void Run(float* output, float* left, float* right, float* init)
     {
-        if (InitStrides is not null && init is null) throw new ArgumentNullException(nameof(init), $"the kernel of {Nest.Serialize()} starts its output from an init tensor");
+        NeedsInit(init);
         NoResidual();
         Go(output, left, right, init, 0);
     }
@@ -440,7 +442,7 @@ public sealed unsafe class Kernel
     /// <see cref="Run(float*, float*, float*, Operand?)"/>'s kept operand.</summary>
     public void Run(float* output, float* left, float* right, float* init, float* residual)
     {
-        if (InitStrides is not null && init is null) throw new ArgumentNullException(nameof(init), $"the kernel of {Nest.Serialize()} starts its output from an init tensor");
+        NeedsInit(init);
         if (Store?.Residual == true && residual is null) throw new ArgumentNullException(nameof(residual), $"the kernel of {Nest.Serialize()} adds a residual at its last stores");
         Go(output, left, right, init, Computation.Filters is { } f ? TensorOf(f) : 0, residual);
     }
@@ -450,9 +452,15 @@ public sealed unsafe class Kernel
     /// keeps it: packed only when its buffer is not the one packed last (a fixed address: native memory or a pinned array).</summary>
     public void Run(float* output, float* left, float* right, float* init, Operand kept)
     {
-        if (InitStrides is not null && init is null) throw new ArgumentNullException(nameof(init), $"the kernel of {Nest.Serialize()} starts its output from an init tensor");
+        NeedsInit(init);
         NoResidual();
         Go(output, left, right, InitStrides is null ? null : init, TensorOf(kept));
+    }
+
+    /// <summary>A kernel compiled with an init tensor is run with one (an <see cref="ArgumentNullException"/>).</summary>
+    void NeedsInit(float* init)
+    {
+        if (InitStrides is not null && init is null) throw new ArgumentNullException(nameof(init), $"the kernel of {Nest.Serialize()} starts its output from an init tensor");
     }
 
     void NoResidual()

@@ -58,20 +58,16 @@ sealed class Lowering
         this.options = options;
         this.annotation = annotation;
         strides = Layout.LoopStrides(nest);
-        if (store?.Strides is not null)
-        {
-            var view = store.StridesFor(nest.Computation);
-            strides[0] = [.. Enumerable.Range(0, nest.Count).Select(l => view[nest[l].Var] * nest.InnerStep(l))];
-        }
+        if (store?.Strides is not null) strides[0] = PerLevel(store.StridesFor(nest.Computation));
         epilogue = store?.HasEpilogue == true;
         for (int t = 1; t < 3; t++)
             if (inputs?.VarStridesFor(nest.Computation, t) is { } view)
             {
                 if (nest.IsPacked(t)) throw new ArgumentException($"{nest.Serialize()}: {nest.Computation.Tensors[t].Name} is read through a view, which is never packed");
-                strides[t] = [.. Enumerable.Range(0, nest.Count).Select(l => view[nest[l].Var] * nest.InnerStep(l))];
+                strides[t] = PerLevel(view);
             }
         if (options.PackBlocks) BlockLevels();
-        if (init is not null) strides = [.. strides, [.. Enumerable.Range(0, nest.Count).Select(l => init[nest[l].Var] * nest.InnerStep(l))]];
+        if (init is not null) strides = [.. strides, PerLevel(init)];
         tensors = strides.Length;
         int n = nest.Count;
         block = n;
@@ -84,6 +80,10 @@ sealed class Lowering
         parallel = nest.ParallelLoop;
         zeroTiles = options.ZeroTiles && init is null && Enumerable.Range(hoist, block - hoist).Any(l => nest[l].Iterations > 1);
     }
+
+    /// <summary>A tensor's elements per variable (<paramref name="varStrides"/>) as the elements one iteration of each loop
+    /// of the nest moves it.</summary>
+    long[] PerLevel(IReadOnlyList<long> varStrides) => [.. Enumerable.Range(0, nest.Count).Select(l => varStrides[nest[l].Var] * nest.InnerStep(l))];
 
     /// <summary>Finds the inputs copied a block at a time (<see cref="Layout.BlockLevel"/>): the loops down to the block's
     /// move the input as given (its pointer is the input's), the loops inside it move it in the block's layout.</summary>

@@ -51,24 +51,18 @@ static unsafe class TileRows
         var (u0, u1, u2, u3) = (Avx512F.PermuteVar16x32x2(c0, Quads0, d0), Avx512F.PermuteVar16x32x2(c0, Quads1, d0), Avx512F.PermuteVar16x32x2(c1, Quads0, d1), Avx512F.PermuteVar16x32x2(c1, Quads1, d1));
         var mask = Vector256.LessThan(Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7), Vector256.Create(count)).AsSingle();
         // each lane's 8 rows, two lanes a vector
-        if (residual is null && !relu)
-        {
-            Quad(t0, u0, to, stride, mask);
-            Quad(t1, u1, to + 4 * stride, stride, mask);
-            Quad(t2, u2, to + 8 * stride, stride, mask);
-            Quad(t3, u3, to + 12 * stride, stride, mask);
-            return;
-        }
-        long apart = residual - to; // residual is null: never read
-        Last(t0, u0, to, stride, mask, apart, residual is not null, relu);
-        Last(t1, u1, to + 4 * stride, stride, mask, apart, residual is not null, relu);
-        Last(t2, u2, to + 8 * stride, stride, mask, apart, residual is not null, relu);
-        Last(t3, u3, to + 12 * stride, stride, mask, apart, residual is not null, relu);
+        long apart = residual - to; // null: never read
+        bool add = residual is not null;
+        Quad(t0, u0, to, stride, mask, apart, add, relu);
+        Quad(t1, u1, to + 4 * stride, stride, mask, apart, add, relu);
+        Quad(t2, u2, to + 8 * stride, stride, mask, apart, add, relu);
+        Quad(t3, u3, to + 12 * stride, stride, mask, apart, add, relu);
     }
 
-    /// <summary><see cref="Quad"/> with the epilogue: each run's sum plus the residual's run <paramref name="apart"/> floats
-    /// further (when <paramref name="add"/>), then the Relu (when <paramref name="relu"/>).</summary>
-    static void Last(Vector512<float> top, Vector512<float> bottom, float* to, long stride, Vector256<float> mask, long apart, bool add, bool relu)
+    /// <summary>The four lanes whose rows 0-3 are <paramref name="top"/> and 4-7 <paramref name="bottom"/>, each added to its
+    /// run, the first at <paramref name="to"/>, the next ones a stride apart (<see cref="Run"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Quad(Vector512<float> top, Vector512<float> bottom, float* to, long stride, Vector256<float> mask, long apart, bool add, bool relu)
     {
         var (a, b) = (Avx512F.PermuteVar16x32x2(top, Octs0, bottom), Avx512F.PermuteVar16x32x2(top, Octs1, bottom));
         Run(a.GetLower(), to, mask, apart, add, relu);
@@ -77,6 +71,9 @@ static unsafe class TileRows
         Run(b.GetUpper(), to + 3 * stride, mask, apart, add, relu);
     }
 
+    /// <summary>Adds <paramref name="lanes"/> to the run at <paramref name="to"/> under <paramref name="mask"/>; with the
+    /// epilogue, then the residual's run <paramref name="apart"/> floats further (when <paramref name="add"/>), then the
+    /// Relu (when <paramref name="relu"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Run(Vector256<float> lanes, float* to, Vector256<float> mask, long apart, bool add, bool relu)
     {
@@ -84,24 +81,5 @@ static unsafe class TileRows
         if (add) v += Avx512F.VL.MaskLoad(to + apart, mask, Vector256<float>.Zero);
         if (relu) v = Vector256.Max(v, Vector256<float>.Zero);
         Avx512F.VL.MaskStore(to, mask, v);
-    }
-
-    /// <summary>The four lanes whose rows 0-3 are <paramref name="top"/> and 4-7 <paramref name="bottom"/>, each added to its
-    /// run, the first at <paramref name="to"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Quad(Vector512<float> top, Vector512<float> bottom, float* to, long stride, Vector256<float> mask)
-    {
-        Pair(Avx512F.PermuteVar16x32x2(top, Octs0, bottom), to, stride, mask);
-        Pair(Avx512F.PermuteVar16x32x2(top, Octs1, bottom), to + 2 * stride, stride, mask);
-    }
-
-    /// <summary>Adds the lower half of <paramref name="lanes"/> to the run at <paramref name="to"/>, the upper half to the run
-    /// a stride further, under <paramref name="mask"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Pair(Vector512<float> lanes, float* to, long stride, Vector256<float> mask)
-    {
-        Avx512F.VL.MaskStore(to, mask, Avx512F.VL.MaskLoad(to, mask, Vector256<float>.Zero) + lanes.GetLower());
-        float* next = to + stride;
-        Avx512F.VL.MaskStore(next, mask, Avx512F.VL.MaskLoad(next, mask, Vector256<float>.Zero) + lanes.GetUpper());
     }
 }
