@@ -71,10 +71,11 @@ sealed unsafe class Emitter
                 case FmaOp f: Fma(f); break;
                 case PrefetchOp p: Prefetch(p); break;
                 case BlendOp b: Blend(b); break;
-                case TileLoadOp t: TileLoad(t.Acc); break;
+                case TileLoadOp t: TileLoad(t.Acc, t.FromOutput); break;
                 case TileStoreOp t: TileStore(t.Acc, t.Epilogue); break;
                 case TileRowsStoreOp t: TileRowsStore(t.Runs, t.Epilogue); break;
                 case LastVisitOp v: LastVisit(v); break;
+                case FirstVisitOp v: FirstVisit(v); break;
                 default: throw new InvalidOperationException($"unknown op {op}");
             }
         }
@@ -88,12 +89,13 @@ sealed unsafe class Emitter
             var chunk = op switch
             {
                 LoadOp l when l.LaneStride == 1 => new Chunk(l.Dst.Width, l.Lanes),
-                TileLoadOp t when t.Acc.LaneStride == 1 || t.Acc.Init is { LaneStride: 1 } => new Chunk(t.Acc.Value.Width, t.Acc.Lanes), // its store's mask too
+                TileLoadOp t when t.Acc.LaneStride == 1 || !t.FromOutput && t.Acc.Init is { LaneStride: 1 } => new Chunk(t.Acc.Value.Width, t.Acc.Lanes), // its store's mask too
                 _ => default,
             };
             if (op is LoopOp loop) { Masks(loop.Body); Masks(loop.After); }
             if (op is PackOp pack) Masks(pack.Body);
             if (op is LastVisitOp visit) { Masks(visit.Last); Masks(visit.Other); }
+            if (op is FirstVisitOp first) { Masks(first.First); Masks(first.Other); }
             if (!chunk.IsMasked || masks.ContainsKey(chunk)) continue;
             for (int i = 0; i < chunk.Width; i++) il.Emit(OpCodes.Ldc_R4, BitConverter.Int32BitsToSingle(i < chunk.Lanes ? -1 : 0));
             il.Emit(OpCodes.Call, VectorApi.Of(chunk.Width).Gather);
@@ -169,6 +171,24 @@ sealed unsafe class Emitter
             il.Emit(OpCodes.Bne_Un, other);
         }
         Block(v.Last);
+        il.Emit(OpCodes.Br, end);
+        il.MarkLabel(other);
+        Block(v.Other);
+        il.MarkLabel(end);
+    }
+
+    /// <summary>The loads from the init tensor where every counted loop of the sum named is in its first iteration (its
+    /// counter at its trips), the loads of the partial sums otherwise.</summary>
+    void FirstVisit(FirstVisitOp v)
+    {
+        var (other, end) = (il.DefineLabel(), il.DefineLabel());
+        foreach (var (depth, trips) in v.Depths)
+        {
+            il.Emit(OpCodes.Ldloc, counters[depth]);
+            il.Emit(OpCodes.Ldc_I4, trips);
+            il.Emit(OpCodes.Bne_Un, other);
+        }
+        Block(v.First);
         il.Emit(OpCodes.Br, end);
         il.MarkLabel(other);
         Block(v.Other);
@@ -377,10 +397,10 @@ sealed unsafe class Emitter
         il.Emit(OpCodes.Stloc, acc);
     }
 
-    void TileLoad(Accumulator a)
+    void TileLoad(Accumulator a, bool fromOutput)
     {
         int w = a.Value.Width;
-        if (a.Init is { } init) Push(3, init.Offset, init.LaneStride, w, a.Lanes); // tensor 3: the init tensor
+        if (a.Init is { } init && !fromOutput) Push(3, init.Offset, init.LaneStride, w, a.Lanes); // tensor 3: the init tensor
         else if (a.ReducesLanes) il.Emit(OpCodes.Call, VectorApi.Of(w).Zero);
         else if (a.FromZero)
         {
@@ -521,6 +541,7 @@ sealed unsafe class Emitter
             LoopOp l => Math.Max(Most(l.Body), Most(l.After)),
             PackOp p => Most(p.Body),
             LastVisitOp v => Math.Max(Most(v.Last), Most(v.Other)),
+            FirstVisitOp v => Math.Max(Most(v.First), Most(v.Other)),
             _ => 0,
         }).DefaultIfEmpty(0).Max();
     }

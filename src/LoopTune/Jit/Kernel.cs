@@ -183,7 +183,7 @@ public sealed unsafe class Kernel
     /// reads its inputs through views of larger buffers (<see cref="InputViews"/>: the interior of a padded copy another
     /// kernel wrote, every second pixel of it). With
     /// <paramref name="initStrides"/>, the output's initial values are read from an init tensor as
-    /// <see cref="CompileInitialized"/> reads them (same requirement: the tile loaded once per output element); without, from
+    /// <see cref="CompileInitialized"/> reads them (the first visit of each tile); without, from
     /// the view itself. Run it with <see cref="Run(float*, float*, float*, float*, float*)"/>. A vectorized sum, whose lanes
     /// add onto the output, has no last store: an epilogue over one is an <see cref="ArgumentException"/>, as are strides
     /// that are not one per variable, negative, nonzero for a summed variable, or overlapping.
@@ -217,14 +217,15 @@ public sealed unsafe class Kernel
     /// element is at <c>sum over v of init[v] * v</c> (a stride of 0 for a variable the initial value does not depend on: a
     /// convolution's bias is <c>O[f,h,w]</c>'s <c>[f: 1, h: 0, w: 0, ...]</c>). The kernel is the same code as
     /// <see cref="Compile(Nest, JitOptions?)"/>'s but for the output tile's loads (what the bias initialisation of the
-    /// output otherwise writes, and the kernel reads back, is never written). It requires that the tile be loaded once per
-    /// output element:
+    /// output otherwise writes, and the kernel reads back, is never written). Where the sum runs around the tile (split in
+    /// parts, each part's tile loaded and stored), only its first visit reads the init tensor, told apart by the loop
+    /// counters as the epilogue's last store is (<see cref="OutputStore"/>); the later visits load the partial sums:
     /// <code>
-    /// m:16 n:2 k:64 m:8u n:32v     k inside the tile's loops: loaded once, stored once              accepted
-    /// m:16 k:4 n:2 k:16 m:8u n:32v k:4 outside n: each tile loaded 4 times (the sum in 4 parts)     ArgumentException
+    /// m:16 n:2 k:64 m:8u n:32v     k inside the tile's loops: loaded once, from init                accepted
+    /// m:16 k:4 n:2 k:16 m:8u n:32v the sum in 4 parts: k's first part loads init, the others the output  accepted
     /// m:64 n:32 k:16 k:4v          a vectorized sum: its lanes add onto the output                   ArgumentException
     /// </code>
-    /// and that no unrolled loop fuse with the vectorized one (<see cref="JitOptions.FuseLanes"/>); <see cref="CanInitialize"/>
+    /// No unrolled loop may fuse with the vectorized one (<see cref="JitOptions.FuseLanes"/>); <see cref="CanInitialize"/>
     /// says whether a nest qualifies.
     /// </summary>
     public static Kernel CompileInitialized(Nest nest, IReadOnlyList<long> initStrides, JitOptions? options = null)

@@ -35,6 +35,8 @@ sealed class Lowering
     readonly bool epilogue; // the output's last stores apply the kernel's epilogue (OutputStore)
     int notLast; // sum loops around the tile whose code being lowered is not their last iteration (OutputStore)
     readonly List<int> lastDepths = []; // counted sum loops around the tile whose last iteration is their counter at 1
+    int notFirst; // sum loops around the tile whose code being lowered is not their first iteration (an init tensor)
+    readonly List<(int Depth, int Trips)> firstDepths = []; // counted sum loops around the tile whose first iteration is their counter at its trips
     readonly long[] ahead = new long[3]; // per input, elements to its next block (JitOptions.PrefetchBlockBytes), 0: none
     readonly bool[] spread = new bool[3]; // per input, whether its next block is prefetched spread over the reuse (JitOptions.PrefetchSpreadBytes)
     readonly bool[][] reuse = new bool[3][]; // per input, the levels that read its block again
@@ -137,7 +139,7 @@ sealed class Lowering
             try
             {
                 if (floor && outer >= 0 && l.Floor(0, covered) > options.MaxOperations) throw new OverBudget();
-                if (init is not null) l.CheckInitialized(covered);
+                if (init is not null) l.CheckInitialized();
                 if (l.epilogue && l.vectorVar >= 0 && nest.Computation.IsReduction[l.vectorVar])
                     throw new ArgumentException($"{nest.Serialize()}: the vectorized loop {nest.LoopName(nest.Count - 1)} runs a sum, whose lanes add onto the output: no store is the last, so no epilogue can run");
                 l.Run(0, covered, default, new Scope(null, 0, new int[l.tensors]), ops, budget: outer >= 0);
@@ -161,18 +163,13 @@ sealed class Lowering
         }
     }
 
-    /// <summary>Throws unless the output tile is loaded once per output element, so that loading it from the init tensor
-    /// instead gives each element its initial value once: no loop of a sum with more than one iteration (in
-    /// <paramref name="covered"/>) outside the loops the tile is hoisted above, and no vectorized sum (whose lanes add onto
-    /// the output).</summary>
-    void CheckInitialized(int[] covered)
+    /// <summary>Throws unless each output element can start from the init tensor once: no vectorized sum (whose lanes add
+    /// onto the output). A sum whose loops run around the tile reads init at the tile's first visit only (<see cref="FirstVisitOp"/>).</summary>
+    void CheckInitialized()
     {
         var c = nest.Computation;
         if (vectorVar >= 0 && c.IsReduction[vectorVar])
             throw new ArgumentException($"{nest.Serialize()}: the vectorized loop {nest.LoopName(nest.Count - 1)} runs a sum, whose lanes add onto the output: it cannot start from an initial value");
-        for (int level = 0; level < hoist; level++)
-            if (c.IsReduction[nest[level].Var] && covered[nest[level].Var] > nest.InnerStep(level))
-                throw new ArgumentException($"{nest.Serialize()}: the sum's loop {nest.LoopName(level)} is outside the output tile's loops, so the tile is loaded more than once: it cannot start from an initial value");
     }
 
     /// <summary>
@@ -362,7 +359,10 @@ sealed class Lowering
             tile = new Tile();
             var inner = new List<Op>();
             Run(level, remaining, offset, scope, inner, budget);
-            ops.AddRange(tile.Accumulators.Select(a => new TileLoadOp(a)));
+            // with an init tensor, the tile's first load of each element reads it, told apart by counters where the sum runs around the tile
+            if (tensors < 4 || firstDepths.Count == 0 && notFirst == 0) ops.AddRange(tile.Accumulators.Select(a => new TileLoadOp(a)));
+            else if (notFirst > 0) ops.AddRange(tile.Accumulators.Select(a => new TileLoadOp(a, FromOutput: true)));
+            else ops.Add(new FirstVisitOp([.. firstDepths], [.. tile.Accumulators.Select(a => new TileLoadOp(a))], [.. tile.Accumulators.Select(a => new TileLoadOp(a, FromOutput: true))]));
             ops.AddRange(inner);
             // Element-wise stores first: a lane-reducing accumulator then adds onto what they wrote.
             List<Op> plain = [.. Stores(tile.Accumulators.Where(a => !a.ReducesLanes)), .. tile.Accumulators.Where(a => a.ReducesLanes).Select(a => new TileStoreOp(a))];
@@ -395,6 +395,7 @@ sealed class Lowering
             return;
         }
         bool sum = epilogue && tile is null && nest.Computation.IsReduction[v]; // a loop of the sum around the tile: which store is last
+        bool firstSum = tensors > 3 && tile is null && nest.Computation.IsReduction[v]; // and which load is first (an init tensor)
         if (level != parallel && (annotation[level] == Annotation.Unroll || full <= 1))
         {
             var each = With(remaining, v, step); // read only: one context for every full iteration
@@ -402,13 +403,16 @@ sealed class Lowering
             for (int i = 0; i < full; i++)
             {
                 laterAt[level] = later || i > 0;
-                int earlier = sum && (i < full - 1 || rem > 0) ? 1 : 0;
-                notLast += earlier;
+                int earlier = sum && (i < full - 1 || rem > 0) ? 1 : 0, again = firstSum && i > 0 ? 1 : 0;
+                (notLast, notFirst) = (notLast + earlier, notFirst + again);
                 Inside(level, each, Shift(offset, level, i), scope, ops, budget);
-                notLast -= earlier;
+                (notLast, notFirst) = (notLast - earlier, notFirst - again);
             }
             laterAt[level] = later || full > 0;
+            int tailAgain = firstSum && full > 0 ? 1 : 0;
+            notFirst += tailAgain;
             if (rem > 0) Inside(level, With(remaining, v, rem), Shift(offset, level, full), scope, ops, budget);
+            notFirst -= tailAgain;
             laterAt[level] = later;
             return;
         }
@@ -423,14 +427,19 @@ sealed class Lowering
         // a sum's counted iterations: the last is the one with the counter at 1, unless a tail comes after them
         if (sum && rem == 0) lastDepths.Add(depth);
         else if (sum) notLast++;
+        // its first iteration is the one with the counter at its trips
+        if (firstSum) firstDepths.Add((depth, full));
         if (full > 0) Inside(level, With(remaining, v, step), offset, new Scope(scope, depth, pointers), body, budget);
         if (sum && rem == 0) lastDepths.RemoveAt(lastDepths.Count - 1);
         else if (sum) notLast--;
+        if (firstSum) firstDepths.RemoveAt(firstDepths.Count - 1);
         depthAt[level] = -1;
         var after = new List<Op>();
         bool wasLater = laterAt[level];
         laterAt[level] = true; // the tail: a spread prefetch's guards name the loop's iterations only
+        if (firstSum && full > 0) notFirst++; // a tail after counted iterations is no first one
         if (rem > 0) Inside(level, With(remaining, v, rem), offset, new Scope(scope, depth, pointers), after, budget);
+        if (firstSum && full > 0) notFirst--;
         laterAt[level] = wasLater;
         Spend(LoopCost, budget);
         ops.Add(new LoopOp(full, depth, [.. bumps], body, after, level == parallel));

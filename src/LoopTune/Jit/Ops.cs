@@ -55,8 +55,15 @@ sealed record Accumulator(Value Value, long Offset, long LaneStride, int Lanes)
 }
 
 /// <summary>Reads the accumulator's output elements into it (or zeroes it when it reduces lanes or starts from zero), or its
-/// initial value from the init tensor (<see cref="Accumulator.Init"/>).</summary>
-sealed record TileLoadOp(Accumulator Acc) : Op;
+/// initial value from the init tensor (<see cref="Accumulator.Init"/>) unless <paramref name="FromOutput"/> (a later visit
+/// of a tile the sum runs around: <see cref="FirstVisitOp"/>).</summary>
+sealed record TileLoadOp(Accumulator Acc, bool FromOutput = false) : Op;
+
+/// <summary>A tile's loads where only some iterations of the sum's loops around the tile load first (an init tensor):
+/// <paramref name="First"/> (from the init tensor) when the counter of every counted loop of <paramref name="Depths"/> is at
+/// its trips (its first iteration: counters count down), <paramref name="Other"/> (the partial sums stored before)
+/// otherwise.</summary>
+sealed record FirstVisitOp((int Depth, int Trips)[] Depths, List<Op> First, List<Op> Other) : Op;
 
 /// <summary>Writes the accumulator back (adding its lane sum when it reduces lanes, itself to the output's elements when it
 /// starts from zero); with <paramref name="Epilogue"/>, the output's last store, with the kernel's epilogue

@@ -28,6 +28,13 @@ public enum ConvLowering
     /// after the kernel. E is 4, 2 or 1 vectors of this machine's widest (<see cref="ConvOp.Blocks"/>): the node has
     /// this lowering once for each that divides F.</summary>
     Blocked,
+
+    /// <summary>The input in blocks of K = E channels as well, <c>O'[n,g,h,w,e] += I'[n,d,sh*h+r,sw*w+s,k] * W'[g,d,r,s,k,e]</c>
+    /// with c = K*d + k: what a forward pass whose activations stay in blocks from kernel to kernel runs
+    /// (<see cref="BlockedLayout"/>, <see cref="ConvOp.RunLinked"/>); W' is W packed once ([F/E, C/K, R, S, K, E]). Alone, a
+    /// node so lowered copies its input into blocks and writes its output back as <see cref="Blocked"/> does; it is no
+    /// alternative of a node's own (<see cref="ConvOp.LowerBlockedInput(OnnxModel, ModelShapes, OnnxNode, long)"/> makes it).</summary>
+    BlockedInput,
 }
 
 /// <summary>
@@ -54,7 +61,7 @@ public enum ConvLowering
 /// enough to mislead the quick side-by-side choice among lowerings made after a few runs. <see cref="Flops"/> is the
 /// convolution's, <c>2*N*F*OH*OW*C*R*S</c>, not the contraction's (which counts the zero taps).
 /// </summary>
-public sealed class ConvOp : ContractionOp
+public sealed partial class ConvOp : ContractionOp
 {
     readonly string x, w;
     readonly string? bias;
@@ -88,11 +95,17 @@ public sealed class ConvOp : ContractionOp
 
     /// <summary>The lowering's name in reports: <c>direct</c>, <c>columns</c>, or <c>blocked</c> and its block of output
     /// channels (<c>blocked 8</c>).</summary>
-    public string LoweringName => Lowering == ConvLowering.Blocked ? FormattableString.Invariant($"blocked {block}") : Lowering.ToString().ToLowerInvariant();
+    public string LoweringName => Lowering switch
+    {
+        ConvLowering.Blocked => FormattableString.Invariant($"blocked {block}"),
+        ConvLowering.BlockedInput => FormattableString.Invariant($"blocked input {block}"),
+        _ => Lowering.ToString().ToLowerInvariant(),
+    };
 
     /// <summary>The node lowered the way this one was (<see cref="Lowering"/>, its block), so the same kernel serves it.</summary>
-    public override LoweredNode LowerAgain(OnnxModel model, ModelShapes shapes, OnnxNode node) =>
-        ModelLowering.Alternatives(model, shapes, node).FirstOrDefault(l => l is ConvOp c && c.Lowering == Lowering && c.block == block) ?? ModelLowering.Lower(model, shapes, node);
+    public override LoweredNode LowerAgain(OnnxModel model, ModelShapes shapes, OnnxNode node) => Lowering == ConvLowering.BlockedInput
+        ? LowerBlockedInput(model, shapes, node, block)
+        : ModelLowering.Alternatives(model, shapes, node).FirstOrDefault(l => l is ConvOp c && c.Lowering == Lowering && c.block == block) ?? ModelLowering.Lower(model, shapes, node);
 
     /// <summary>The window: kernel, strides, pads.</summary>
     public Window Window => window;
@@ -159,6 +172,7 @@ public sealed class ConvOp : ContractionOp
         string copy = $"{node.Inputs[0]} {ModelShapes.Format(x)} with pads {pads} (top, left, bottom, right) as zeros";
         if (lowering == ConvLowering.Columns) return LowerColumns(node, model, x, wShape, y, window, copy);
         if (lowering == ConvLowering.Blocked) return LowerBlocked(node, model, x, wShape, y, window, copy, block);
+        if (lowering == ConvLowering.BlockedInput) return LowerBlockedInput(node, model, x, wShape, y, window, block);
         if (sw == 1)
         {
             var contraction = new ContractionText()
@@ -254,7 +268,7 @@ public sealed class ConvOp : ContractionOp
         var input = Sized(value(x), x, n * c * xShape[2] * xShape[3]);
         var weights = Sized(value(w), w, wShape[0] * wShape[1] * wShape[2] * wShape[3]);
         var b = bias is null ? null : Sized(value(bias), bias, OutputShape[1]);
-        if (Lowering == ConvLowering.Blocked)
+        if (Lowering is ConvLowering.Blocked or ConvLowering.BlockedInput)
         {
             var o = blocked ??= Scratch(Contraction.Output.Length, "blocked");
             int groups = (int)wShape[0] / block, plane = (int)(OutputShape[2] * OutputShape[3]), e = block, o0 = AlignedStart(o);
@@ -263,6 +277,7 @@ public sealed class ConvOp : ContractionOp
                 if (b is null) o.AsSpan(o0 + start * e, (end - start) * e).Clear();
                 else for (int row = start; row < end; row++) Strided.Row(b.AsSpan(row / plane % groups * e, e), o.AsSpan(o0 + row * e, e));
             });
+            if (Lowering == ConvLowering.BlockedInput) return (BlockedCopy(input), PackBlocksIn(weights));
             return (CopiesInput ? PaddedInput(input) : input, PackBlocks(weights));
         }
         if (b is not null && !KernelInitializes)
@@ -331,7 +346,7 @@ public sealed class ConvOp : ContractionOp
             int v = Contraction.Vars.IndexOf(name);
             if (v >= 0) strides[v] = stride;
         }
-        if (Lowering == ConvLowering.Blocked) { Set("g", block); Set("e", 1); }
+        if (Lowering is ConvLowering.Blocked or ConvLowering.BlockedInput) { Set("g", block); Set("e", 1); }
         else Set(Lowering == ConvLowering.Columns ? "m" : "f", 1);
         return (strides, bias is null ? zeros ??= new float[wShape[0]] : Sized(value(bias), bias, OutputShape[1]));
     }
@@ -341,7 +356,7 @@ public sealed class ConvOp : ContractionOp
     /// <summary>The output of a <see cref="ConvLowering.Blocked"/> kernel, [N, F/E, OH, OW, E]; made at the first run.</summary>
     float[]? blocked;
 
-    protected override float[] KernelOutput(float[] output) => Lowering == ConvLowering.Blocked ? blocked! : output;
+    protected override float[] KernelOutput(float[] output) => Lowering is ConvLowering.Blocked or ConvLowering.BlockedInput ? blocked! : output;
 
     /// <summary>A blocked kernel's output written into the node's: <c>Y[n,E*g+e,h,w] = O[n,g,h,w,e]</c>, each block of
     /// E channels a transpose of [OH*OW, E] into [E, OH*OW] (<see cref="Transpose"/>), with the epilogue done on each tile
@@ -349,7 +364,7 @@ public sealed class ConvOp : ContractionOp
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void Finish(float[] output, Func<string, float[]> value, Epilogue epilogue)
     {
-        if (Lowering != ConvLowering.Blocked)
+        if (Lowering is not (ConvLowering.Blocked or ConvLowering.BlockedInput))
         {
             base.Finish(output, value, epilogue);
             return;
@@ -404,7 +419,7 @@ public sealed class ConvOp : ContractionOp
     }
 
     /// <summary>The bias, or the blocked kernel's output written back, covers every float of the node's output.</summary>
-    protected override bool OverwritesOutput => Lowering == ConvLowering.Blocked || bias is not null;
+    protected override bool OverwritesOutput => Lowering is ConvLowering.Blocked or ConvLowering.BlockedInput || bias is not null;
 
     /// <summary><c>to[j*stride + i] = from[i*columns + j]</c> for i &lt; rows, j &lt; columns: 8 x 8 tiles transposed in
     /// AVX registers where the machine has them, the edges one by one. With <paramref name="residual"/> (laid out as
@@ -501,7 +516,7 @@ public sealed class ConvOp : ContractionOp
 
     /// <summary>The arrays this op makes for its kernel start on a 64-byte line.</summary>
     protected override int StartOf(float[] array) =>
-        ReferenceEquals(array, blocked) || ReferenceEquals(array, padded) || ReferenceEquals(array, packed) ? AlignedStart(array) : 0;
+        ReferenceEquals(array, blocked) || ReferenceEquals(array, padded) || ReferenceEquals(array, packed) || ReferenceEquals(array, blockedIn) ? AlignedStart(array) : 0;
 
     /// <summary>The weights as <c>W[f,c,r,p,q] = weights[f,c,r,sw*q+p]</c> (zero where sw*q+p &gt;= S) (<see cref="Packed"/>).</summary>
     float[] Pack(float[] weights, (long P, long Q, long Rows, long Columns, long RowStep) ph) =>

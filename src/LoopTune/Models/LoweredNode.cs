@@ -85,7 +85,7 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
 
     /// <summary>How the last run's time divided (<see cref="RunPhases"/>): what <see cref="ModelRunner.Profile"/> reports as
     /// the kernel's share of a node.</summary>
-    public RunPhases LastRun { get; private set; }
+    public RunPhases LastRun { get; protected set; }
 
     /// <summary>All of <see cref="Run(Kernel, IReadOnlyDictionary{string, float[]}, float[], Epilogue)"/> but
     /// <see cref="Finish(float[], Func{string, float[]}, Epilogue)"/>: the checks, the output's initial value, the operands
@@ -125,8 +125,8 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     protected virtual (long[] Strides, float[] Values)? Initial(Func<string, float[]> value) => null;
 
     /// <summary>Whether the kernel of the run under way starts the output from <see cref="Initial"/>, so that
-    /// <see cref="Prepare"/> writes no initial value: when the op has one and the kernel's nest loads each output element
-    /// once (<see cref="Kernel.CanInitialize"/>). A bias written into the output before the kernel is a pass over the
+    /// <see cref="Prepare"/> writes no initial value: when the op has one and the kernel's nest has no vectorized sum
+    /// (<see cref="Kernel.CanInitialize"/>; a sum split around the tile reads it at the tile's first visit). A bias written into the output before the kernel is a pass over the
     /// output (3.2 MB for ResNet-18's stem) that the kernel then reads back.</summary>
     protected bool KernelInitializes { get; private set; }
 
@@ -157,7 +157,7 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
 
     /// <summary>The threads of the kernel of the run under way: the work around it (<see cref="Prepare"/>,
     /// <see cref="Finish(float[], Func{string, float[]}, Epilogue)"/>) runs on them too (<see cref="TeamWork"/>).</summary>
-    protected int Threads { get; private set; } = 1;
+    protected int Threads { get; set; } = 1;
 
     /// <summary>Whether <see cref="Prepare"/> and <see cref="Finish(float[], Func{string, float[]})"/> write every float of
     /// the node's output whatever it held (a bias filled in, or a result written back from another layout), so that

@@ -1,0 +1,101 @@
+using System.Collections.Immutable;
+using LoopTune.Jit;
+
+namespace LoopTune.Models;
+
+/// <summary>
+/// An activation <c>[N, C, H, W]</c> held in blocks of <see cref="Block"/> channels with <see cref="Pad"/> pixels of zeros
+/// around each plane: <c>[N, C/Block, H+2*Pad, W+2*Pad, Block]</c>, pixel (y, x) of channel c of image n at
+/// <c>(((n*C/Block + c/Block)*Rows + Pad+y)*Columns + Pad+x)*Block + c%Block</c> (as ONNX Runtime's nChw16c, with the
+/// padding its convolutions read in place). A convolution lowered <see cref="ConvLowering.BlockedInput"/> reads one and
+/// writes one (<see cref="ConvOp.RunLinked"/>); only the interior is ever written, so the padding stays zero.
+/// </summary>
+public sealed record BlockedLayout(long N, long C, long H, long W, int Block, int Pad)
+{
+    /// <summary>The layout of an activation of <paramref name="shape"/> (NCHW) in blocks of <paramref name="block"/>
+    /// channels, padded by <paramref name="pad"/>; null when the shape is not 4-d or the block does not divide its channels.</summary>
+    public static BlockedLayout? Of(ImmutableArray<long> shape, int block, int pad) =>
+        shape.Length == 4 && block > 0 && shape[1] % block == 0 && pad >= 0 ? new(shape[0], shape[1], shape[2], shape[3], block, pad) : null;
+
+    /// <summary>The rows and columns of a padded plane.</summary>
+    public long Rows => H + 2 * Pad;
+    public long Columns => W + 2 * Pad;
+
+    /// <summary>The blocks of channels of an image.</summary>
+    public long Blocks => C / Block;
+
+    /// <summary>The floats the layout holds.</summary>
+    public long Length => N * Blocks * Rows * Columns * Block;
+
+    /// <summary>Where pixel (0, 0) of the first block is: past the padding's rows and columns.</summary>
+    public long Interior => (Pad * Columns + Pad) * Block;
+
+    /// <summary>The strides of an image, a block of channels, a row, a pixel (a channel's is 1).</summary>
+    public (long Image, long Group, long Row, long Pixel) Strides => (Blocks * Rows * Columns * Block, Rows * Columns * Block, Columns * Block, Block);
+
+    /// <summary>Whether the values are the same shape (the same activation's layout is the same array's).</summary>
+    public bool Holds(ImmutableArray<long> shape) => shape.Length == 4 && shape[0] == N && shape[1] == C && shape[2] == H && shape[3] == W;
+
+    /// <summary>Writes <paramref name="nchw"/> (<c>[N, C, H, W]</c>) into the interior of <paramref name="to"/> from
+    /// <paramref name="start"/> (the padding is left as it is), the planes of a block split among <paramref name="threads"/>.</summary>
+    public void From(float[] nchw, float[] to, int start, int threads = 1)
+    {
+        Check(nchw, to, start);
+        int b = Block, h = (int)H, w = (int)W, plane = h * w, rows = (int)(N * Blocks * H);
+        var (_, group, row, _) = Strides;
+        TeamWork.For(threads, rows, 1, (_, first, end) =>
+        {
+            for (int i = first; i < end; i++) // (image and block, y): a row of pixels, its channels from b planes
+            {
+                int nd = i / h, y = i % h, at = (int)(start + Interior + nd * group + y * row), from = nd * b * plane + y * w;
+                for (int x = 0; x < w; x++)
+                    for (int k = 0; k < b; k++) to[at + x * b + k] = nchw[from + k * plane + x];
+            }
+        });
+    }
+
+    /// <summary>Writes the interior of <paramref name="from"/> (from <paramref name="start"/>) into <paramref name="nchw"/>.</summary>
+    public void To(float[] from, int start, float[] nchw, int threads = 1)
+    {
+        Check(nchw, from, start);
+        int b = Block, h = (int)H, w = (int)W, plane = h * w, rows = (int)(N * Blocks * H);
+        var (_, group, row, _) = Strides;
+        TeamWork.For(threads, rows, 1, (_, first, end) =>
+        {
+            for (int i = first; i < end; i++)
+            {
+                int nd = i / h, y = i % h, at = (int)(start + Interior + nd * group + y * row), to = nd * b * plane + y * w;
+                ConvOp.Transpose(from.AsSpan(at, w * b), w, b, nchw.AsSpan(to), plane);
+            }
+        });
+    }
+
+    /// <summary>The mean of each channel's plane, <c>y[n*C + c]</c> (a GlobalAveragePool's output).</summary>
+    public void PlaneMeans(float[] from, int start, float[] y)
+    {
+        ArgumentNullException.ThrowIfNull(y);
+        Check(null, from, start);
+        if (y.Length != N * C) throw new ArgumentException($"the means of [{N},{C}] planes are {N * C} floats, not {y.Length}");
+        int b = Block;
+        var (_, group, row, _) = Strides;
+        var sums = new double[b];
+        for (long nd = 0; nd < N * Blocks; nd++)
+        {
+            Array.Clear(sums);
+            for (long yy = 0; yy < H; yy++)
+                for (long x = 0; x < W; x++)
+                {
+                    long at = start + Interior + nd * group + yy * row + x * b;
+                    for (int k = 0; k < b; k++) sums[k] += from[at + k];
+                }
+            for (int k = 0; k < b; k++) y[nd * b + k] = (float)(sums[k] / (H * W));
+        }
+    }
+
+    void Check(float[]? nchw, float[] blocked, int start)
+    {
+        ArgumentNullException.ThrowIfNull(blocked);
+        if (nchw is not null && nchw.Length != N * C * H * W) throw new ArgumentException($"[{N},{C},{H},{W}] holds {N * C * H * W} floats, not {nchw.Length}");
+        if (start < 0 || blocked.Length - start < Length) throw new ArgumentException($"the blocked layout needs {Length} floats from {start}; the array holds {blocked.Length}");
+    }
+}
