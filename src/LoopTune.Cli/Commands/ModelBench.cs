@@ -264,7 +264,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         }
         else
         {
-            var candidates = ways.Select(Prepare).ToList();
+            var candidates = ways.Select(w => Prepare(w)).ToList();
             int best = Fastest(candidates, feeds, pool, epilogue, out var note, out double seconds);
             Settle(candidates[best]);
             store?.PutChoice(key, Context(ways[0]), new TuningRecord(ways[best].Contraction.Text, $"fastest of {ways.Length}: {note}", budget, ways[best].Flops / seconds / 1e9, DateTime.UtcNow));
@@ -276,7 +276,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
 
     /// <summary>The way's kernel: known from an earlier node, or its tuning record's (compiled, verified later if chosen), or
     /// a search's (verified, timed, and recorded).</summary>
-    Candidate Prepare(ContractionOp op)
+    Candidate Prepare(ContractionOp op, Nest? rival = null)
     {
         var c = op.Contraction;
         if (tuned.TryGetValue(c.Text, out var known)) return new(op, known.Report.Nest, known.Report.Kernel, known.Report);
@@ -294,12 +294,12 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
                 warn?.Invoke($"warning: the tuning record of {c.Text} ({record.Schedule}) is unusable ({e.Message}); tuning it again");
             }
         }
-        var report = Search(op);
+        var report = Search(op, rival);
         return new(op, report.Nest, report.Kernel, report);
     }
 
     /// <summary>Tunes the way's contraction with the default search; its verified schedule becomes its record.</summary>
-    KernelReport Search(ContractionOp op)
+    KernelReport Search(ContractionOp op, Nest? rival = null)
     {
         var c = op.Contraction;
         var pol = Policy(c);
@@ -310,8 +310,9 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         // (ContractionOp.PrefetchBlockBytes); on ResNet-18's 512-channel layers a tile that prefetches ran 1.23-1.28 ms in
         // the pass where the tiles ranked above it without prefetching ran 1.42-1.53
         var jit = coldWeights && ContractionOp.PrefetchBlockBytes > 0 ? JitOptions.Default with { PrefetchBlockBytes = ContractionOp.PrefetchBlockBytes } : null;
-        var (result, final, _, _) = PolicyTuning.Tune(search, pol, c, limit, timing, OneDnn, null, Context(op), hot is null ? null : [hot], jit);
-        string method = hot is not null && final.Nest.ScheduleKey == hot.ScheduleKey ? $"{result.Method}, beaten by the hot record" : PolicyTuning.MethodOf(result, final.Nest, RunThreads.Default);
+        var (result, final, _, _) = PolicyTuning.Tune(search, pol, c, limit, timing, OneDnn, null, Context(op), [.. new[] { hot, rival }.OfType<Nest>()], jit);
+        string method = hot is not null && final.Nest.ScheduleKey == hot.ScheduleKey ? $"{result.Method}, beaten by the hot record"
+            : rival is not null && final.Nest.ScheduleKey == rival.ScheduleKey ? $"{result.Method}, beaten by the node's schedule in blocks" : PolicyTuning.MethodOf(result, final.Nest, RunThreads.Default);
         if (store is not null && final.Verification.Passed)
             store.PutRecord(c, RunThreads.Default, Context(op), new TuningRecord(final.Nest.Serialize(), method, budget, final.Gflops, DateTime.UtcNow));
         tuned[c.Text] = (final, op.Node.Name);
@@ -327,6 +328,52 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         if (!coldWeights || Context(op).IsHot || store is null || !store.TryGetRecord(op.Contraction, RunThreads.Default, TimingContext.Hot, out var record)) return null;
         try { return Nest.Parse(op.Contraction, record.Schedule); }
         catch (Exception e) when (e is LoopTuneException or ArgumentException) { return null; }
+    }
+
+    /// <summary>The block of channels a forward pass with its activations in blocks uses (<see cref="Linked"/>): the one most
+    /// of the convolutions lowered in blocks chose in their own tuning (<see cref="Chosen"/>; of two as common, the wider),
+    /// else the widest of <see cref="ConvOp.Blocks"/> dividing the most convolutions' channels; 0 when no convolution has one.</summary>
+    public int LinkedBlock(OnnxModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var picked = chosen.Values.Select(k => k.Op).OfType<ConvOp>().Where(o => o.Lowering == ConvLowering.Blocked)
+            .GroupBy(o => o.ChannelBlock).OrderByDescending(g => g.Count()).ThenByDescending(g => g.Key).FirstOrDefault();
+        if (picked is not null) return picked.Key;
+        var convs = chosen.Values.Select(k => k.Op).OfType<ConvOp>().ToList();
+        return (int)convs.SelectMany(o => ConvOp.Blocks(o.OutputShape[1])).GroupBy(b => b).OrderByDescending(g => g.Count()).ThenByDescending(g => g.Key).Select(g => g.Key).FirstOrDefault();
+    }
+
+    /// <summary>Each convolution of <paramref name="model"/> lowered <see cref="ConvLowering.BlockedInput"/> in blocks of
+    /// <paramref name="block"/> (those it divides), with its kernel: recalled from this machine's tuning record (verified)
+    /// or tuned as any contraction is (each distinct one once, its record kept); for a forward pass whose activations stay in
+    /// blocks (<see cref="ModelRunner.Build(OnnxModel, ModelShapes, IReadOnlyDictionary{OnnxNode, ChosenKernel}, IReadOnlyDictionary{OnnxNode, ChosenKernel}?)"/>).</summary>
+    public IReadOnlyDictionary<OnnxNode, ChosenKernel> Linked(OnnxModel model, int block, Action<string> progress)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var shapes = ShapeInference.Infer(model);
+        var linked = new Dictionary<OnnxNode, ChosenKernel>();
+        if (block < 2) return linked;
+        foreach (var node in model.Nodes.Where(n => n.OpType == "Conv"))
+        {
+            if (ConvOp.LowerBlockedInput(model, shapes, node, block) is not ConvOp op) continue;
+            var c = op.Contraction;
+            bool known = tuned.ContainsKey(c.Text);
+            if (!known) progress($"  {node.Name}: {(!retune && store is not null && store.TryGetRecord(c, RunThreads.Default, Context(op), out _) ? "recalling" : "tuning")} its input in blocks of {block}, {c.Text}");
+            try
+            {
+                // the node's own blocked schedule, its channels in blocks, is a rival of the search
+                var rival = chosen.TryGetValue(node, out var own) && own.Op is ConvOp { Lowering: ConvLowering.Blocked } ? op.InBlocks(own.Kernel.Nest) : null;
+                var candidate = Prepare(op, rival);
+                Settle(candidate);
+            }
+            catch (LoopTuneException e)
+            {
+                progress($"  {node.Name}: not in blocks ({e.Message})");
+                continue;
+            }
+            linked[node] = new ChosenKernel(op, tuned[c.Text].Report.Kernel);
+        }
+        return linked;
     }
 
     /// <summary>How a recalled kernel is timed alone next to oneDNN (<see cref="Settle"/>): <see cref="MeasureOptions.Quick"/>,

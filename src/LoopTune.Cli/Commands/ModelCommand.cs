@@ -40,12 +40,18 @@ static class ModelCommand
             DefaultValueFactory = _ => "cold",
         };
         weights.AcceptOnlyFromAmong("cold", "hot");
+        var activations = new Option<string>("--activations")
+        {
+            Description = "With --run, how the forward pass holds its activations between convolutions: fastest (the default: both passes run, checked and timed side by side, the faster kept), blocks (in blocks of channels, read in place and stored by the kernels, each convolution tuned in that lowering too), or nchw (padded copies and write-backs; nothing more tuned).",
+            DefaultValueFactory = _ => "fastest",
+        };
+        activations.AcceptOnlyFromAmong("fastest", "blocks", "nchw");
         var threads = Options.Threads("Threads each contraction is tuned and run on (an outer loop made parallel), and ONNX Runtime and oneDNN are given; in the forward pass the work around each kernel (padded copies, write-backs with the fused Add and Relu) and the MaxPool and AveragePool nodes run on as many, the other operators (an unfused Relu, Add or BatchNormalization, a GlobalAveragePool) on one");
         var json = Options.Json();
         var resume = Options.Resume();
         var command = new Command("model", "Tune every Conv, Gemm and MatMul of an ONNX model (each distinct shape once; a convolution in each of its lowerings, the fastest kept), check each node against ONNX Runtime running it alone, and time them side by side, with oneDNN.")
         {
-            model, budget, outDir, quick, retune, db, run, weights, threads, json, resume,
+            model, budget, outDir, quick, retune, db, run, weights, activations, threads, json, resume,
         };
         command.SetAction(p => io.Guard(() =>
         {
@@ -75,7 +81,15 @@ static class ModelCommand
                 var rows = Options.Journaled(io, journal, onnx.Nodes.Length, Options.ResumeCommand(p, resume), "the node under way is finished first",
                     stop => bench.Run(onnx, kept, (i, r) => journal.Append(r.ToJson(i)), stop));
                 journal.Dispose();
-                var e2e = p.GetValue(run) ? ModelEndToEnd.Run(onnx, bench.Chosen, timing, io.Stderr.WriteLine) : null;
+                EndToEndJson? e2e = null;
+                if (p.GetValue(run))
+                {
+                    // the convolutions again with their activations in blocks: a second pass, the faster one kept
+                    string held = p.GetValue(activations)!;
+                    int block = held == "nchw" ? 0 : bench.LinkedBlock(onnx);
+                    if (block > 0) io.Stderr.WriteLine($"the convolutions with their input in blocks of {block} channels, for a pass whose activations stay in blocks:");
+                    e2e = ModelEndToEnd.Run(onnx, bench.Chosen, timing, io.Stderr.WriteLine, bench.Linked(onnx, block, io.Stderr.WriteLine), held == "blocks");
+                }
                 var result = ModelReport.ToJson(path, report.Target, b, rows, bench.Recalled, bench.Searched, wall.Elapsed.TotalSeconds, store.Path, e2e, p.GetValue(weights)!);
                 report.Fill(temp => ModelReport.Write(temp, result, rows, onnx.ToString()));
                 report.Commit();

@@ -24,9 +24,16 @@ namespace LoopTune.Cli.Commands;
 /// <param name="OnnxruntimeProfiledMs">The sum of ONNX Runtime's nodes in its profile (its pass without the session's own
 /// work), median ms per node.</param>
 /// <param name="OnnxruntimeOther">ONNX Runtime's profiled nodes that do nothing of ours (its layout reorders), with their times.</param>
+/// <param name="Activations">How the pass timed holds its activations between convolutions: <c>NCHW</c> (each convolution
+/// reads a padded copy and writes NCHW back), or <c>blocks of B</c> (<see cref="ModelRunner.BlockedValues"/>: read in place,
+/// stored by the kernels); of the two passes, the faster one side by side (or as <c>--activations</c> says).</param>
+/// <param name="BlocksVsNchw">How many times faster the pass in blocks ran than the NCHW one, side by side (quickly, to choose);
+/// null when no convolution could keep its activations in blocks.</param>
+/// <param name="LinkedConvolutions">The convolutions that read and store blocks in the pass in blocks.</param>
 sealed record EndToEndJson(double OursMs, double OnnxruntimeMs, double VsOnnxruntime, double MaxAbsError, double MaxRelativeError, double Bound,
     bool WithinBound, string Output, int Seed, int FoldedBatchNorms, bool FoldsVerified, int Rounds, IReadOnlyList<OpTimeJson> ByOp,
-    IReadOnlyList<NodeTimeJson> ByNode, double? OnnxruntimeProfiledMs = null, IReadOnlyList<NodeTimeJson>? OnnxruntimeOther = null);
+    IReadOnlyList<NodeTimeJson> ByNode, double? OnnxruntimeProfiledMs = null, IReadOnlyList<NodeTimeJson>? OnnxruntimeOther = null,
+    string Activations = "NCHW", double? BlocksVsNchw = null, int LinkedConvolutions = 0);
 
 /// <summary>The time of one operator's nodes in our forward pass: the sum of each node's median, in ms, and its share of
 /// the sum over all nodes.</summary>
@@ -64,14 +71,23 @@ static class ModelEndToEnd
             throw new OnnxError(model.Source, $"--run cannot run node {problems[0]}{(problems.Count > 1 ? $" (and {problems.Count - 1} more node(s))" : "")}");
     }
 
-    /// <summary>Runs, checks and times the forward pass of <paramref name="model"/> with <paramref name="kernels"/>.</summary>
-    public static EndToEndJson Run(OnnxModel model, IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels, Measure.MeasureOptions timing, Action<string> progress)
+    /// <summary>Runs, checks and times the forward pass of <paramref name="model"/> with <paramref name="kernels"/>; with
+    /// <paramref name="linked"/> (<see cref="ModelBench.Linked"/>), a second pass whose activations stay in blocks between
+    /// those convolutions, checked too: the two timed side by side, the faster one then profiled and timed against ONNX
+    /// Runtime's.</summary>
+    public static EndToEndJson Run(OnnxModel model, IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels, Measure.MeasureOptions timing, Action<string> progress,
+        IReadOnlyDictionary<OnnxNode, ChosenKernel>? linked = null, bool forceBlocks = false)
     {
         var shapes = ShapeInference.Infer(model);
         var runner = ModelRunner.Build(model, shapes, kernels);
-        var rng = new Random(Seed);
+        var inBlocks = linked is { Count: > 0 } ? ModelRunner.Build(model, shapes, kernels, linked) : null;
+        if (inBlocks is { LinkedConvolutions: 0 }) inBlocks = null;
         var inputs = runner.Inputs.ToList();
-        foreach (var input in inputs) Reference.FillUniform(runner.Value(input), rng);
+        foreach (var pass in new[] { runner, inBlocks }.OfType<ModelRunner>())
+        {
+            var rng = new Random(Seed);
+            foreach (var input in inputs) Reference.FillUniform(pass.Value(input), rng);
+        }
         string output = runner.Outputs.First();
         long[] Shape(string name) => shapes.Of(name)!.Value.ToArray();
         var bytes = File.ReadAllBytes(model.Source);
@@ -82,7 +98,18 @@ static class ModelEndToEnd
         runner.Run();
         ort.Run();
         var error = OutputError.Of(runner.Value(output), ort.Output);
-        progress($"end to end: output {output} within {error.MaxAbs:G3} of ONNX Runtime's; profiling both, then timing both");
+        double? blocksVsNchw = null;
+        if (inBlocks is not null)
+        {
+            inBlocks.Run();
+            var blockedError = OutputError.Of(inBlocks.Value(output), ort.Output);
+            progress(FormattableString.Invariant($"end to end: the pass with {inBlocks.LinkedConvolutions} convolution(s) reading and storing their activations in blocks is within {blockedError.MaxAbs:G3} of ONNX Runtime's; timing it beside the NCHW pass"));
+            if (blockedError.MaxAbs > error.MaxAbs || !blockedError.Within(RelativeBound)) error = blockedError; // both must be right
+            var (_, _, r) = ModelBench.SideBySide(inBlocks.Run, runner.Run, Math.Max(runner.Flops, 1), Measure.MeasureOptions.Quick);
+            blocksVsNchw = r;
+            if (r > 1 || forceBlocks) runner = inBlocks;
+        }
+        progress($"end to end: output {output} within {error.MaxAbs:G3} of ONNX Runtime's{(blocksVsNchw is { } v ? FormattableString.Invariant($"; the pass in blocks ran {v:F2}x the NCHW one: {(ReferenceEquals(runner, inBlocks) ? "blocks" : "NCHW")} kept") : "")}; profiling both, then timing both");
         IReadOnlyList<NodeTime> profile;
         IReadOnlyList<ProfiledNode> theirProfile;
         using (ThreadPinning.Pin())
@@ -99,7 +126,8 @@ static class ModelEndToEnd
             error.Within(RelativeBound), output, Seed, runner.Folds.Count, runner.Folds.All(f => f.Passed), mine.Samples,
             [.. byOp.OrderByDescending(o => o.Ms)],
             [.. profile.Select((p, i) => new NodeTimeJson(p.Node, p.Op, p.Seconds * 1e3, p.KernelSeconds * 1e3, p.AroundSeconds * 1e3, matched[i] * 1e3))],
-            theirProfile.Sum(n => n.Seconds) * 1e3, [.. other.Select(n => new NodeTimeJson(n.Name, n.Op, n.Seconds * 1e3))]);
+            theirProfile.Sum(n => n.Seconds) * 1e3, [.. other.Select(n => new NodeTimeJson(n.Name, n.Op, n.Seconds * 1e3))],
+            ReferenceEquals(runner, inBlocks) ? $"blocks of {linked!.Values.Select(k => ((ConvOp)k.Op).ChannelBlock).First()}" : "NCHW", blocksVsNchw, inBlocks?.LinkedConvolutions ?? 0);
     }
 
     /// <summary>ONNX Runtime's profiled nodes laid against the steps of our pass: a node of its optimized graph is one of
@@ -130,7 +158,7 @@ static class ModelEndToEnd
 
     /// <summary>The line <c>looptune model</c> prints for it.</summary>
     public static string Line(EndToEndJson e) => FormattableString.Invariant(
-        $"end to end: ours {e.OursMs:F2} ms, ONNX Runtime {e.OnnxruntimeMs:F2} ms ({e.VsOnnxruntime:F2}x); max |ours - ONNX Runtime's| {e.MaxAbsError:G3} (relative {e.MaxRelativeError:G3}), bound {e.Bound:G3}: {(Passed(e) ? "within" : "NOT within")}");
+        $"end to end: ours {e.OursMs:F2} ms, ONNX Runtime {e.OnnxruntimeMs:F2} ms ({e.VsOnnxruntime:F2}x), activations in {e.Activations}{(e.BlocksVsNchw is { } v ? $" (in blocks {v:F2}x the NCHW pass)" : "")}; max |ours - ONNX Runtime's| {e.MaxAbsError:G3} (relative {e.MaxRelativeError:G3}), bound {e.Bound:G3}: {(Passed(e) ? "within" : "NOT within")}");
 
     /// <summary>The "End to end" section of summary.md.</summary>
     public static string Markdown(EndToEndJson e)
@@ -143,6 +171,10 @@ static class ModelEndToEnd
         b.AppendLine("| | ours | ONNX Runtime | vs ONNX Runtime | max abs error | max relative error | bound | within |");
         b.AppendLine("|---|---:|---:|---:|---:|---:|---:|---|");
         b.AppendLine(CultureInfo.InvariantCulture, $"| ms per forward pass | {e.OursMs:F3} | {e.OnnxruntimeMs:F3} | {e.VsOnnxruntime:F2}x | {e.MaxAbsError:G3} | {e.MaxRelativeError:G3} | {e.Bound:G3} | {(e.WithinBound ? "yes" : "**NO**")} |");
+        b.AppendLine();
+        b.AppendLine(e.BlocksVsNchw is { } v
+            ? FormattableString.Invariant($"Activations between convolutions: in {e.Activations}. Of the two passes, each checked against ONNX Runtime's output, the one with its activations in blocks ({e.LinkedConvolutions} convolutions reading their input in place and storing their output, with the bias, the fused Add and the Relu, into the next one's padded input) ran {v:F2}x the one in NCHW (padded copies, write-backs), side by side: the faster is the one timed here.")
+            : "Activations between convolutions: in NCHW (no convolution could keep them in blocks).");
         b.AppendLine();
         b.AppendLine("Where our pass spends its time (each node timed alone over a few more passes, medians summed by operator):");
         b.AppendLine();

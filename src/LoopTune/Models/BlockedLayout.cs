@@ -70,25 +70,28 @@ public sealed record BlockedLayout(long N, long C, long H, long W, int Block, in
         });
     }
 
-    /// <summary>The mean of each channel's plane, <c>y[n*C + c]</c> (a GlobalAveragePool's output).</summary>
+    /// <summary>The mean of each channel's plane, <c>y[n*C + c]</c> (a GlobalAveragePool's output): each block's pixels summed
+    /// a vector of channels at a time.</summary>
     public void PlaneMeans(float[] from, int start, float[] y)
     {
         ArgumentNullException.ThrowIfNull(y);
         Check(null, from, start);
         if (y.Length != N * C) throw new ArgumentException($"the means of [{N},{C}] planes are {N * C} floats, not {y.Length}");
-        int b = Block;
+        int b = Block, lanes = System.Numerics.Vector<float>.Count, whole = b / lanes * lanes;
         var (_, group, row, _) = Strides;
-        var sums = new double[b];
+        var sums = new float[b];
         for (long nd = 0; nd < N * Blocks; nd++)
         {
             Array.Clear(sums);
             for (long yy = 0; yy < H; yy++)
                 for (long x = 0; x < W; x++)
                 {
-                    long at = start + Interior + nd * group + yy * row + x * b;
-                    for (int k = 0; k < b; k++) sums[k] += from[at + k];
+                    var pixel = from.AsSpan((int)(start + Interior + nd * group + yy * row + x * b), b);
+                    for (int k = 0; k < whole; k += lanes)
+                        (new System.Numerics.Vector<float>(sums.AsSpan(k)) + new System.Numerics.Vector<float>(pixel[k..])).CopyTo(sums.AsSpan(k));
+                    for (int k = whole; k < b; k++) sums[k] += pixel[k];
                 }
-            for (int k = 0; k < b; k++) y[nd * b + k] = (float)(sums[k] / (H * W));
+            for (int k = 0; k < b; k++) y[nd * b + k] = sums[k] / (H * W);
         }
     }
 

@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Runtime.CompilerServices;
+using LoopTune.Ir;
 using LoopTune.Jit;
 using static LoopTune.Models.ContractionText;
 
@@ -35,13 +36,13 @@ public sealed partial class ConvOp
             .Var("n", n).Var("g", f / e).Var("h", oh).Var("w", ow).Var("e", e).Var("d", c / e).Var("r", r).Var("s", s).Var("k", e)
             .Tensor("O", D("n"), D("g"), D("h"), D("w"), D("e"))
             .Tensor("I", D("n"), D("d"), [(sh, "h"), (1, "r")], [(sw, "w"), (1, "s")], D("k"))
-            .Tensor("W", D("g"), D("d"), D("r"), D("s"), D("k"), D("e"))
+            .Tensor("W", D("g"), D("d"), D("k"), D("r"), D("s"), D("e"))
             .Build();
         string pads = ModelShapes.Format(window.Pads);
         ImmutableArray<string> outside =
         [
             $"I = {node.Inputs[0]} {ModelShapes.Format(x)} in blocks of {e} channels with pads {pads} (top, left, bottom, right) as zeros: I[n,d,y,x,k] = {node.Inputs[0]}[n,{e}*d+k,y-top,x-left], [{n},{c / e},{paddedH},{paddedW},{e}] (read in place from the layer before in a forward pass whose activations stay in blocks)",
-            $"W = {node.Inputs[1]} {ModelShapes.Format(wShape)} packed once in blocks: W[g,d,r,s,k,e] = {node.Inputs[1]}[{e}*g+e,{e}*d+k,r,s], [{f / e},{c / e},{r},{s},{e},{e}]",
+            $"W = {node.Inputs[1]} {ModelShapes.Format(wShape)} packed once in blocks of {e} output channels: W[g,d,k,r,s,e] = {node.Inputs[1]}[{e}*g+e,{e}*d+k,r,s], [{f / e},{c / e},{e},{r},{s},{e}] (as the blocked lowering packs them: a channel's taps together)",
             node.Input(2) is { } bias ? $"O starts as the bias {bias} [{f}] broadcast over n, h, w" : "O starts as zeros",
             $"O [{n},{f / e},{oh},{ow},{e}] written into the node's output {ModelShapes.Format(y)}: Y[n,{e}*g+e,h,w] = O[n,g,h,w,e] (kept in blocks for the layer after in such a pass)",
         ];
@@ -67,25 +68,53 @@ public sealed partial class ConvOp
         return to;
     }
 
+    /// <summary>
+    /// The schedule of a <see cref="ConvLowering.Blocked"/> kernel (<paramref name="from"/>: <c>I[c,..]</c>) for this op's
+    /// contraction (<c>I[d,..,k]</c>, c = K*d + k): each loop over c becomes loops over k from the innermost out until they
+    /// cover K channels, over d beyond (a loop that straddles K splits in two, d outside k); the other loops, their order and
+    /// annotations, and the packed weights are kept. So the schedule a node's own tuning found is a rival of its tuning in
+    /// blocks (<c>>g:16p c:64 h:7 c:8 r:3u s:3u w:7u e:32v</c> with K = 32: <c>>g:16p d:16 k:4 h:7 k:8 r:3u s:3u w:7u e:32v</c>).
+    /// Null when it does not carry over: another lowering or block, a loop over c with a tail, or splits that do not meet K.
+    /// </summary>
+    public Nest? InBlocks(Nest from)
+    {
+        ArgumentNullException.ThrowIfNull(from);
+        var (source, target) = (from.Computation, Contraction);
+        if (Lowering != ConvLowering.BlockedInput || !source.Vars.Contains("c") || !source.Vars.Contains("e")
+            || source.Sizes[source.Vars.IndexOf("e")] != block || source.Sizes[source.Vars.IndexOf("c")] != wShape[1]) return null;
+        int c = source.Vars.IndexOf("c");
+        var loops = new List<Loop>();
+        long covered = 1; // channels the c loops further in cover
+        int Var(string name) => target.Vars.IndexOf(name);
+        for (int i = from.Count - 1; i >= 0; i--)
+        {
+            var l = from[i];
+            if (l.Var != c)
+            {
+                if (Var(source.Vars[l.Var]) is var v and >= 0) loops.Insert(0, l with { Var = v });
+                else return null;
+                continue;
+            }
+            if (l.Tail > 0) return null;
+            if (covered >= block) loops.Insert(0, l with { Var = Var("d") });
+            else if (covered * l.Size <= block) loops.Insert(0, l with { Var = Var("k") });
+            else if (block % covered == 0 && l.Size % (block / covered) == 0) // straddles K: d outside k
+            {
+                int inner = (int)(block / covered);
+                loops.Insert(0, l with { Var = Var("k"), Size = inner });
+                loops.Insert(0, l with { Var = Var("d"), Size = l.Size / inner });
+            }
+            else return null;
+            covered *= l.Size;
+        }
+        loops.RemoveAll(l => l.Var < 0 && l.Size == 1); // d of one block, dropped from the contraction
+        if (loops.Any(l => l.Var < 0)) return null;
+        try { return new Nest(target, [.. loops], 0, from.Packed & 1 << 2); } // the weights' packing, never the input's (read in place)
+        catch (LoopTuneException) { return null; }
+    }
+
     /// <summary>The input of a <see cref="ConvLowering.BlockedInput"/> kernel run alone, in blocks (<see cref="BlockedCopy"/>).</summary>
     float[]? blockedIn;
-
-    /// <summary>The weights in blocks of input and output channels, <c>W[g,d,r,s,k,e] = weights[E*g+e, K*d+k, r, s]</c>
-    /// (<see cref="Packed"/>).</summary>
-    float[] PackBlocksIn(float[] weights) =>
-        Packed(weights, (int)(wShape[0] * wShape[1] * wShape[2] * wShape[3]), static (op, from, to) => op.FillBlocksIn(from, to));
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    void FillBlocksIn(float[] weights, Span<float> to)
-    {
-        int e = block, groups = (int)wShape[0] / e, inGroups = (int)wShape[1] / e, taps = (int)(wShape[2] * wShape[3]), c = (int)wShape[1];
-        for (int g = 0; g < groups; g++)
-            for (int d = 0; d < inGroups; d++)
-                for (int tap = 0; tap < taps; tap++)
-                    for (int k = 0; k < e; k++)
-                        for (int i = 0; i < e; i++)
-                            to[(((g * inGroups + d) * taps + tap) * e + k) * e + i] = weights[((g * e + i) * c + d * e + k) * taps + tap];
-    }
 
     /// <summary>Whether a <see cref="ConvLowering.BlockedInput"/> kernel can read its input in place from an activation in
     /// <paramref name="layout"/>: of this op's input shape, in blocks of this op's, padded at least as far as every window
@@ -107,37 +136,49 @@ public sealed partial class ConvOp
     /// zeros), starts each output element from the bias, and stores it into the interior of <paramref name="y"/> (laid out as
     /// <paramref name="output"/>), adding <paramref name="residual"/>'s element at the same place (laid out as
     /// <paramref name="output"/> too) and then the Relu at its last store (<see cref="Kernel.CompileStore"/>): no copy, no
-    /// write-back, no pass of its own for the bias or the epilogue. The arrays start their layouts at their first 64-byte
+    /// write-back, no pass of its own for the bias or the epilogue. With <paramref name="output"/> null, <paramref name="y"/>
+    /// is the node's NCHW output (and <paramref name="residual"/> NCHW too): the kernel stores its blocks, which are written
+    /// back with the epilogue as when the node runs alone. The arrays in blocks start their layouts at their first 64-byte
     /// line (<see cref="ContractionOp.AlignedArray"/>). The tuned <paramref name="kernel"/> is compiled again for the views
     /// once (and again when the layouts or the epilogue change).
     /// <para>Requires: this lowering; <see cref="ReadsInPlace"/>(<paramref name="input"/>); <paramref name="output"/> of
     /// this op's output shape, in blocks of this op's.</para>
     /// </summary>
-    public unsafe void RunLinked(Kernel kernel, IReadOnlyDictionary<string, float[]> feeds, float[] x, BlockedLayout input, float[] y, BlockedLayout output,
+    public unsafe void RunLinked(Kernel kernel, IReadOnlyDictionary<string, float[]> feeds, float[] x, BlockedLayout input, float[] y, BlockedLayout? output,
         float[]? residual, bool relu)
     {
         ArgumentNullException.ThrowIfNull(kernel);
         ArgumentNullException.ThrowIfNull(feeds);
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(y);
-        ArgumentNullException.ThrowIfNull(output);
         if (!ReadsInPlace(input)) throw new InvalidOperationException($"{Node} (lowered {LoweringName}) cannot read its input in place from {input}");
-        if (!output.Holds(OutputShape) || output.Block != block) throw new InvalidOperationException($"{Node} writes [{string.Join(",", OutputShape)}] in blocks of {block}, not {output}");
+        if (output is not null && (!output.Holds(OutputShape) || output.Block != block)) throw new InvalidOperationException($"{Node} writes [{string.Join(",", OutputShape)}] in blocks of {block}, not {output}");
         if (!kernel.Computation.Equals(Contraction)) throw new ArgumentException($"the kernel computes {kernel.Computation.Text}, not {Contraction.Text}");
-        foreach (var (array, layout, name) in new[] { (x, input, "input"), (y, output, "output"), (residual, output, "residual") })
-            if (array is not null && array.Length - AlignedStart(array) < layout.Length) throw new ArgumentException($"the {name} array holds {array.Length} floats, its layout {layout.Length}");
+        bool nchw = output is null;
+        var layout = output ?? new BlockedLayout(OutputShape[0], OutputShape[1], OutputShape[2], OutputShape[3], block, 0);
+        var target = nchw ? blocked ??= AlignedArray(layout.Length) : y;
+        if (nchw && y.Length != Contraction.Output.Length) throw new ArgumentException($"the output holds {y.Length} floats, not {Contraction.Output.Length}");
+        foreach (var (array, length, name) in new[] { (x, input.Length, "input"), (target, layout.Length, "output"), (nchw ? null : residual, layout.Length, "residual") })
+            if (array is not null && array.Length - AlignedStart(array) < length) throw new ArgumentException($"the {name} array holds {array.Length} floats, its layout {length}");
+        if (nchw && residual is not null && residual.Length != y.Length) throw new ArgumentException($"the residual holds {residual.Length} floats, the output {y.Length}");
         Threads = kernel.Threads;
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
         Func<string, float[]> value = name => feeds.TryGetValue(name, out var v) ? v : Constant(name) ?? throw new ArgumentException($"no value for {name}: feed it");
-        var weights = PackBlocksIn(Sized(value(w), w, wShape[0] * wShape[1] * wShape[2] * wShape[3]));
+        var weights = PackBlocks(Sized(value(w), w, wShape[0] * wShape[1] * wShape[2] * wShape[3]));
         var init = Initial(value)!.Value;
-        var run = Linked(kernel, input, output, residual is not null, relu, init.Strides);
+        var run = Linked(kernel, input, layout, residual is not null && !nchw, relu && !nchw, init.Strides);
         long top = window.PadsBegin[0], left = window.PadsBegin[1];
-        long xAt = AlignedStart(x) + input.Interior - (top * input.Columns + left) * block, yAt = AlignedStart(y) + output.Interior;
+        long xAt = AlignedStart(x) + input.Interior - (top * input.Columns + left) * block, yAt = AlignedStart(target) + layout.Interior;
         long kernelStart = System.Diagnostics.Stopwatch.GetTimestamp();
-        fixed (float* px = x, py = y, pw = weights, pb = init.Values, pr = residual)
-            run.Run(py + yAt, px + xAt, pw + AlignedStart(weights), pb, pr is null ? null : pr + AlignedStart(residual!) + output.Interior);
-        LastRun = new RunPhases(kernelStart - start, System.Diagnostics.Stopwatch.GetTimestamp() - kernelStart, 0);
+        fixed (float* px = x, py = target, pw = weights, pb = init.Values, pr = nchw ? null : residual)
+            run.Run(py + yAt, px + xAt, pw + AlignedStart(weights), pb, pr is null ? null : pr + AlignedStart(residual!) + layout.Interior);
+        long finished = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (nchw)
+        {
+            int plane = (int)(OutputShape[2] * OutputShape[3]);
+            WriteBack(y, 0, plane, plane, plane, new Epilogue(residual, relu));
+        }
+        LastRun = new RunPhases(kernelStart - start, finished - kernelStart, System.Diagnostics.Stopwatch.GetTimestamp() - finished);
     }
 
     Kernel Linked(Kernel kernel, BlockedLayout input, BlockedLayout output, bool residual, bool relu, long[] initStrides)

@@ -181,7 +181,7 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     protected internal static float[] AlignedArray(long length) => GC.AllocateArray<float>(checked((int)(length + Slack + LineFloats - 1)), pinned: true);
 
     /// <summary>The first element of the pinned <paramref name="array"/> on a 64-byte line.</summary>
-    protected static unsafe int AlignedStart(float[] array)
+    protected internal static unsafe int AlignedStart(float[] array)
     {
         ArgumentNullException.ThrowIfNull(array);
         long at = (long)System.Runtime.CompilerServices.Unsafe.AsPointer(ref array[0]) / sizeof(float);

@@ -33,7 +33,7 @@ public sealed record FoldCheck(string Conv, string BatchNorm, double MaxError, d
 /// <see cref="Broadcast"/>, <see cref="Pool2d"/>); Flatten, Reshape, Identity and Dropout share their input's array.
 /// Any other node is refused (<see cref="Unsupported"/>).
 /// </summary>
-public sealed class ModelRunner
+public sealed partial class ModelRunner
 {
     /// <summary>A folded convolution's output may differ from the unfolded one by this much times max(1, max |unfolded|).</summary>
     public const double FoldTolerance = 1e-4;
@@ -61,11 +61,12 @@ public sealed class ModelRunner
     /// <summary>The most threads a kernel runs on: the pools run on as many.</summary>
     readonly int threads;
 
-    ModelRunner(OnnxModel model, ModelShapes shapes, IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels)
+    ModelRunner(OnnxModel model, ModelShapes shapes, IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels, IReadOnlyDictionary<OnnxNode, ChosenKernel>? linked = null)
     {
         (this.model, this.shapes, this.kernels) = (model, shapes, kernels);
         threads = kernels.Values.Select(k => k.Kernel.Threads).DefaultIfEmpty(1).Max();
         readers = Readers(model);
+        if (linked is { Count: > 0 }) PlanBlocks(linked);
         for (int i = 0; i < model.Nodes.Length; i++)
             foreach (var input in model.Nodes[i].Inputs.Where(n => n.Length > 0)) lastRead[input] = i;
         foreach (var output in model.Outputs) lastRead[output.Name] = int.MaxValue;
@@ -113,12 +114,20 @@ public sealed class ModelRunner
 
     /// <summary>The forward pass of <paramref name="model"/> with <paramref name="kernels"/> for its contractions. A node it
     /// cannot run (<see cref="Unsupported"/>) or a contraction without a kernel is an <see cref="OnnxError"/> naming it.</summary>
-    public static ModelRunner Build(OnnxModel model, ModelShapes shapes, IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels)
+    public static ModelRunner Build(OnnxModel model, ModelShapes shapes, IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels) => Build(model, shapes, kernels, null);
+
+    /// <summary><see cref="Build(OnnxModel, ModelShapes, IReadOnlyDictionary{OnnxNode, ChosenKernel})"/>, with the
+    /// activations kept in blocks between the convolutions of <paramref name="linked"/> (each lowered
+    /// <see cref="ConvLowering.BlockedInput"/>, all in one block of channels) wherever every reader of a value can read it so
+    /// (<see cref="PlanBlocks"/>): each such convolution reads its input in place and stores its output, with the bias, a
+    /// fused Add and Relu, into the next one's padded input (<see cref="ConvOp.RunLinked"/>), as ONNX Runtime keeps its
+    /// activations in nChw16c. The other convolutions run as <paramref name="kernels"/> says.</summary>
+    public static ModelRunner Build(OnnxModel model, ModelShapes shapes, IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels, IReadOnlyDictionary<OnnxNode, ChosenKernel>? linked)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(shapes);
         ArgumentNullException.ThrowIfNull(kernels);
-        return new ModelRunner(model, shapes, kernels);
+        return new ModelRunner(model, shapes, kernels, linked);
     }
 
     /// <summary>The nodes a forward pass cannot run, as "node (Op): reason"; empty when it can run them all.</summary>
@@ -162,6 +171,11 @@ public sealed class ModelRunner
         if (Problem(model, shapes, node) is { } problem) throw Refuse(node, problem);
         if (node.OpType == "Constant" || folded.Contains(node) || fused.Contains(node)) return;
         string output = node.Outputs[0];
+        if ((node.OpType == "GlobalAveragePool" || WholePlaneMean(node)) && inBlocks.TryGetValue(node.Inputs[0], out var held))
+        {
+            Step(output, y => held.Layout.PlaneMeans(held.Array, ContractionOp.AlignedStart(held.Array), y), node);
+            return;
+        }
         float[] x = node.OpType is "Conv" or "Gemm" or "MatMul" ? [] : Read(node.Inputs[0]);
         var inShape = shapes.Of(node.Inputs[0])!.Value;
         int plane = (int)inShape.Skip(2).Aggregate(1L, (p, d) => p * d);
@@ -202,6 +216,11 @@ public sealed class ModelRunner
     /// <summary>A Conv, Gemm or MatMul with its chosen op and kernel, and the BatchNormalization after it folded in when it can be.</summary>
     void Contraction(OnnxNode node)
     {
+        if (linkedKernels.TryGetValue(node, out var link) && (blockedValues.Contains(node.Inputs[0]) || blockedValues.Contains(Fused(model, shapes, readers, node).Final)))
+        {
+            Linked(node, link);
+            return;
+        }
         if (!kernels.TryGetValue(node, out var chosen)) throw Refuse(node, "no tuned kernel was chosen for it");
         var covers = new List<OnnxNode> { node };
         bool own = false; // whether chosen's op was made here (so this pass may link it to others), not given
@@ -272,8 +291,14 @@ public sealed class ModelRunner
         steps.Add(new(conv.Node.Name, conv.Node.OpType, () => made = conv.RunBlocked(kernel, feeds, y), covers, conv));
         var p = MaxPool(shapes, pool);
         int planes = checked((int)(x[0] * x[1]));
-        Step(pool.Outputs[0], z => p.RunBlocked(made.Array, made.Start, planes / made.Block, made.Block, z, relu, threads), pool);
         fused.Add(pool);
+        if (blockedValues.Contains(pool.Outputs[0]))
+        {
+            var (to, layout) = AllocateBlocked(pool.Outputs[0]);
+            steps.Add(new(pool.Name, pool.OpType, () => p.RunBlocked(made.Array, made.Start, planes / made.Block, made.Block, to, ContractionOp.AlignedStart(to), layout, relu, threads), Covering(pool)));
+            return;
+        }
+        Step(pool.Outputs[0], z => p.RunBlocked(made.Array, made.Start, planes / made.Block, made.Block, z, relu, threads), pool);
     }
 
     /// <summary>Blocked convolutions by the value they make, waiting for the convolution that is its only reader

@@ -80,6 +80,42 @@ public sealed class Pool2d
         });
     }
 
+    /// <summary><see cref="RunBlocked(float[], int, int, int, float[], bool, int)"/> into the interior of an activation kept in
+    /// blocks (<paramref name="to"/> from <paramref name="toStart"/>, laid out as <paramref name="layout"/>, of the pool's
+    /// output shape): each pooled row of E channels written as the layout's blocks of channels, no transpose.</summary>
+    public void RunBlocked(float[] x, int start, int groups, int e, float[] to, int toStart, BlockedLayout layout, bool relu, int threads = 1)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(to);
+        ArgumentNullException.ThrowIfNull(layout);
+        if (!max) throw new InvalidOperationException("only a MaxPool pools a blocked layout");
+        if ((long)start + (long)groups * h * w * e > x.Length || layout.N * layout.C != (long)groups * e || layout.H != oh || layout.W != ow || to.Length - toStart < layout.Length)
+            throw new ArgumentException($"x holds {x.Length - start} floats from {start}; [{groups},{h},{w},{e}] pools into {groups * e} planes of {oh}x{ow}, not {layout}");
+        if (blockedRows.Length < threads) blockedRows = [.. Enumerable.Range(0, threads).Select(_ => new float[ow * e])];
+        int b = layout.Block;
+        var (_, group, pitch, _) = layout.Strides;
+        TeamWork.For(threads, groups * oh, 1, (part, first, end) =>
+        {
+            var row = blockedRows[part];
+            for (int r = first; r < end; r++)
+            {
+                int g = r / oh, oy = r % oh;
+                if (b == e) // the pooled row is a row of the layout's block g: pooled straight into it
+                {
+                    BlockedRow(x.AsSpan(start + g * h * w * e, h * w * e), oy, e, relu, to.AsSpan((int)(toStart + layout.Interior + g * group + oy * pitch), ow * e), default);
+                    continue;
+                }
+                BlockedRow(x.AsSpan(start + g * h * w * e, h * w * e), oy, e, relu, row, default);
+                for (int i0 = 0; i0 < e; i0 += b) // the row's channels e*g + i0 .. + b: one block of the layout (b divides e, or e divides b)
+                {
+                    int c = g * e + i0, width = Math.Min(b, e);
+                    long at = toStart + layout.Interior + c / b * group + oy * pitch + c % b;
+                    for (int ox = 0; ox < ow; ox++) row.AsSpan(ox * e + i0, width).CopyTo(to.AsSpan((int)(at + ox * b), width));
+                }
+            }
+        });
+    }
+
     /// <summary>Each thread's row of pooled pixels, [ow, E], before its transpose.</summary>
     float[][] blockedRows = [];
 
@@ -87,11 +123,11 @@ public sealed class Pool2d
     /// [h, w, E] input, <paramref name="to"/> its first output pixel in channel plane E*g. Each vector of E channels of a
     /// pixel is reduced over the window in a register, then stored once.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    void BlockedRow(ReadOnlySpan<float> group, int oy, int e, bool relu, float[] row, Span<float> to)
+    void BlockedRow(ReadOnlySpan<float> group, int oy, int e, bool relu, Span<float> row, Span<float> to)
     {
         int y0 = oy * sh - top, first = Math.Max(y0, 0), last = Math.Min(y0 + kh, h);
         ref float x = ref MemoryMarshal.GetReference(group);
-        ref float r = ref MemoryMarshal.GetArrayDataReference(row);
+        ref float r = ref MemoryMarshal.GetReference(row);
         bool wide = Vector512.IsHardwareAccelerated && e % Vector512<float>.Count == 0, half = !wide && e % Vector256<float>.Count == 0;
         for (int ox = 0; ox < ow; ox++)
         {
@@ -124,7 +160,7 @@ public sealed class Pool2d
                     row[ox * e + i] = acc;
                 }
         }
-        ConvOp.Transpose(row, ow, e, to, oh * ow);
+        if (!to.IsEmpty) ConvOp.Transpose(row, ow, e, to, oh * ow);
     }
 
     /// <summary>Planes [start, end) of <see cref="Run"/>.</summary>

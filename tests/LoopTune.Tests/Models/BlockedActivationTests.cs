@@ -173,4 +173,108 @@ public class BlockedActivationTests
         Assert.Null(BlockedLayout.Of([1, 6, 4, 4], 4, 1)); // 4 does not divide 6
         Assert.Throws<ArgumentException>(() => layout.To(a, Start(a), new float[5]));
     }
+    /// <summary>A small ResNet: X [1,3,12,12] -> stem (32 filters 3x3, pads 1) -> bn -> Relu -> MaxPool 3x3/2 pads 1 [1,32,6,6]
+    /// -> a basic block (two 3x3 convolutions with BatchNormalization, the input added, Relu) -> a downsampling block (3x3
+    /// stride 2 to 64 channels, 3x3, a 1x1 stride-2 branch added, Relu) [1,64,3,3] -> GlobalAveragePool -> Flatten -> Gemm
+    /// [1,5]. With <paramref name="tap"/>, the first block's output is also a graph output (so it cannot stay in blocks); with
+    /// <paramref name="average"/>, a 3x3 AveragePool (each whole plane, as ResNet-18's last 7x7 one) instead of the GlobalAveragePool.</summary>
+    static byte[] SmallResNet(bool tap = false, bool average = false) => Model(
+        [
+            Node("Conv", "stem", ["X", "W0"], ["S"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+            BatchNorm("bn0", "S", "SN"),
+            Node("Relu", "relu0", ["SN"], ["SR"]),
+            Node("MaxPool", "pool", ["SR"], ["P"], Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 1, 1, 1, 1)),
+            Node("Conv", "c1", ["P", "W1"], ["Y1"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+            BatchNorm("bn1", "Y1", "N1"),
+            Node("Relu", "r1", ["N1"], ["R1"]),
+            Node("Conv", "c2", ["R1", "W2"], ["Y2"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+            BatchNorm("bn2", "Y2", "N2"),
+            Node("Add", "a2", ["N2", "P"], ["A2"]),
+            Node("Relu", "r2", ["A2"], ["B1"]),
+            Node("Conv", "c3", ["B1", "W3"], ["Y3"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3), Ints("strides", 2, 2)),
+            BatchNorm("bn3", "Y3", "N3"),
+            Node("Relu", "r3", ["N3"], ["R3"]),
+            Node("Conv", "c4", ["R3", "W4"], ["Y4"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
+            BatchNorm("bn4", "Y4", "N4"),
+            Node("Conv", "down", ["B1", "Wd", "Bd"], ["D"], Ints("kernel_shape", 1, 1), Ints("strides", 2, 2)),
+            Node("Add", "a4", ["N4", "D"], ["A4"]),
+            Node("Relu", "r4", ["A4"], ["B2"]),
+            average ? Node("AveragePool", "gap", ["B2"], ["G"], Ints("kernel_shape", 3, 3)) : Node("GlobalAveragePool", "gap", ["B2"], ["G"]),
+            Node("Flatten", "flatten", ["G"], ["F"], Int("axis", 1)),
+            Node("Gemm", "fc", ["F", "Wf", "Bf"], ["Y"], Int("transB", 1)),
+        ],
+        [Value("X", [1, 3, 12, 12])], tap ? [Value("Y", null), Value("B1", null)] : [Value("Y", null)],
+        [
+            Floats("W0", [32, 3, 3, 3], Random(864, 1)), .. Norm("bn0", 32, 2), Floats("W1", [32, 32, 3, 3], Random(9216, 3)), .. Norm("bn1", 32, 4),
+            Floats("W2", [32, 32, 3, 3], Random(9216, 5)), .. Norm("bn2", 32, 6), Floats("W3", [64, 32, 3, 3], Random(18432, 7)), .. Norm("bn3", 64, 8),
+            Floats("W4", [64, 64, 3, 3], Random(36864, 9)), .. Norm("bn4", 64, 10), Floats("Wd", [64, 32, 1, 1], Random(2048, 11)), Floats("Bd", [64], Random(64, 12)),
+            Floats("Wf", [5, 64], Random(320, 13)), Floats("Bf", [5], Random(5, 14)),
+        ]);
+
+    [Theory]
+    [InlineData(false, 1, true, false, 8)]
+    [InlineData(false, 2, false, true, 8)]
+    [InlineData(true, 1, true, false, 8)]
+    [InlineData(false, 2, true, false, 32)] // the stem's block too: the pool writes its rows straight into the layout
+    public void A_residual_network_with_its_activations_in_blocks_runs_as_onnx_runtime_runs_it(bool tap, int threads, bool stemBlocked, bool average, int block)
+    {
+        var bytes = SmallResNet(tap, average);
+        var model = OnnxModel.Parse(bytes, "resnet.onnx");
+        var shapes = ShapeInference.Infer(model);
+        Kernel Compiled(ContractionOp op)
+        {
+            var k = Kernel.Compile(op.Contraction.Vars.Contains("e") ? Vectorized(op.Contraction, (int)op.Contraction.Sizes[op.Contraction.Vars.IndexOf("e")]) : Nest.Initial(op.Contraction));
+            k.SetThreads(threads);
+            return k;
+        }
+        var kernels = new Dictionary<OnnxNode, ChosenKernel>();
+        var linked = new Dictionary<OnnxNode, ChosenKernel>();
+        foreach (var node in model.Nodes.Where(n => n.OpType is "Conv" or "Gemm"))
+        {
+            var ways = ModelLowering.Alternatives(model, shapes, node).OfType<ContractionOp>().ToList();
+            // the stem in blocks (its pool then pools them) or read in place
+            var op = node.Name == "stem" && stemBlocked ? ways.First(w => w is ConvOp { Lowering: ConvLowering.Blocked }) : ways[0];
+            kernels[node] = new ChosenKernel(op, Compiled(op));
+            if (node.OpType == "Conv" && ConvOp.LowerBlockedInput(model, shapes, node, block) is ConvOp b) linked[node] = new ChosenKernel(b, Compiled(b));
+        }
+        Assert.Equal(5, linked.Count); // not the stem: the block does not divide its 3 channels
+        var runner = ModelRunner.Build(model, shapes, kernels, linked);
+        var x = runner.Value("X");
+        Random(x.Length, 42).CopyTo(x);
+        var outputs = tap ? new[] { "Y", "B1" } : ["Y"];
+        var want = RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (x, [1, 3, 12, 12]) }, outputs);
+        for (int pass = 0; pass < 2; pass++) // a second pass into the same arrays gives the same outputs
+        {
+            runner.Run();
+            foreach (var o in outputs) AssertClose(want[o].Data, runner.Value(o));
+        }
+        Assert.All(runner.Folds, f => Assert.True(f.Passed, $"{f}"));
+        // the branch is made after c4, so it adds c4's output (N4). With B1 a graph output, c2 writes it back in NCHW (with
+        // P, then NCHW too, added) and c1 copies P into blocks, as c3 and the branch do B1 (once)
+        Assert.Equal(5, runner.LinkedConvolutions);
+        Assert.Equal(stemBlocked && !tap, runner.BlockedValues.Contains("P")); // the pool writes blocks after a blocked stem
+        Assert.Equal(!tap, runner.BlockedValues.Contains("B1"));
+        Assert.Superset(new HashSet<string> { "R1", "R3", "N4", "B2" }, new HashSet<string>(runner.BlockedValues));
+        Assert.Equal((stemBlocked && !tap ? 0 : 1) + (tap ? 1 : 0), runner.Profile(1).Count(p => p.Op == "Reorder"));
+    }
+    /// <summary>A blocked kernel's schedule carried over to the lowering in blocks (<see cref="ConvOp.InBlocks"/>): its loops
+    /// over c split into k (the innermost K channels) and d, a loop straddling K split in two; the kernel computes the
+    /// convolution; schedules that cannot carry over give null.</summary>
+    [Fact]
+    public void A_blocked_schedule_carries_over_to_the_input_in_blocks()
+    {
+        var (model, shapes, bytes) = Conv(64, 64, 7, 7, 3, 1, 1);
+        var op = Lowered(model, shapes, 32);
+        var blocked = Computation.Parse("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=2 h=7 w=7 e=32 c=64 r=3 s=3");
+        var nest = op.InBlocks(Nest.Parse(blocked, ">g:2p c:16 h:7 c:4 r:3u s:3u w:7u e:32v pack=W"));
+        Assert.NotNull(nest);
+        Assert.Equal(">g:2p d:2 k:8 h:7 k:4 r:3u s:3u w:7u e:32v pack=W", nest.Serialize());
+        Assert.Equal(">g:2 d:2 h:7 k:32 r:3 s:3 w:7u e:32v", op.InBlocks(Nest.Parse(blocked, ">g:2 c:2 h:7 c:32 r:3 s:3 w:7u e:32v"))!.Serialize());
+        var x = Random(64 * 49, 9);
+        var (want, _) = RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (x, [1, 64, 7, 7]) }, "Y")["Y"];
+        AssertClose(want, op.Run(Kernel.Compile(nest), new Dictionary<string, float[]> { ["X"] = x }));
+        Assert.Null(op.InBlocks(Nest.Parse(blocked, ">g:2 c:5+4 h:7 c:12 r:3 s:3 w:7u e:32v")));  // a tail over c
+        Assert.Null(op.InBlocks(Nest.Parse(blocked, ">g:2 c:3+1 h:7 c:3 c:7 r:3 s:3 w:7u e:32v"))); // 7 channels do not meet 32
+        Assert.Null(op.InBlocks(Nest.Parse(Computation.Parse("O[g,h,w,e] += I[c,h+r,w+s] * W[g,c,r,s,e] g=4 h=7 w=7 e=16 c=64 r=3 s=3"), ">g:4 c:64 h:7 r:3 s:3 w:7u e:16v"))); // another block
+    }
 }
