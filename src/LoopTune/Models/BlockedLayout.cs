@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Runtime.CompilerServices;
 using LoopTune.Jit;
 
 namespace LoopTune.Models;
@@ -41,37 +42,47 @@ public sealed record BlockedLayout(long N, long C, long H, long W, int Block, in
     public void From(float[] nchw, float[] to, int start, int threads = 1)
     {
         Check(nchw, to, start);
-        int b = Block, h = (int)H, w = (int)W, plane = h * w, rows = (int)(N * Blocks * H);
+        TeamWork.For(threads, (int)(N * Blocks * H), 1, (_, first, end) => FromRows(nchw, to, start, first, end));
+    }
+
+    /// <summary>Rows [first, end) of (image and block, y) of <see cref="From"/>: a row of pixels, its channels from the
+    /// block's planes (compiled fully optimized from the first call, as the other copies of a pass are).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void FromRows(float[] nchw, float[] to, int start, int first, int end)
+    {
+        int b = Block, h = (int)H, w = (int)W, plane = h * w;
         var (_, group, row, _) = Strides;
-        TeamWork.For(threads, rows, 1, (_, first, end) =>
+        for (int i = first; i < end; i++)
         {
-            for (int i = first; i < end; i++) // (image and block, y): a row of pixels, its channels from b planes
-            {
-                int nd = i / h, y = i % h, at = (int)(start + Interior + nd * group + y * row), from = nd * b * plane + y * w;
-                for (int x = 0; x < w; x++)
-                    for (int k = 0; k < b; k++) to[at + x * b + k] = nchw[from + k * plane + x];
-            }
-        });
+            int nd = i / h, y = i % h, at = (int)(start + Interior + nd * group + y * row), from = nd * b * plane + y * w;
+            for (int x = 0; x < w; x++)
+                for (int k = 0; k < b; k++) to[at + x * b + k] = nchw[from + k * plane + x];
+        }
     }
 
     /// <summary>Writes the interior of <paramref name="from"/> (from <paramref name="start"/>) into <paramref name="nchw"/>.</summary>
     public void To(float[] from, int start, float[] nchw, int threads = 1)
     {
         Check(nchw, from, start);
-        int b = Block, h = (int)H, w = (int)W, plane = h * w, rows = (int)(N * Blocks * H);
+        TeamWork.For(threads, (int)(N * Blocks * H), 1, (_, first, end) => ToRows(from, start, nchw, first, end));
+    }
+
+    /// <summary>Rows [first, end) of <see cref="To"/>, each a transpose of [W, Block] into the block's planes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void ToRows(float[] from, int start, float[] nchw, int first, int end)
+    {
+        int b = Block, h = (int)H, w = (int)W, plane = h * w;
         var (_, group, row, _) = Strides;
-        TeamWork.For(threads, rows, 1, (_, first, end) =>
+        for (int i = first; i < end; i++)
         {
-            for (int i = first; i < end; i++)
-            {
-                int nd = i / h, y = i % h, at = (int)(start + Interior + nd * group + y * row), to = nd * b * plane + y * w;
-                ConvOp.Transpose(from.AsSpan(at, w * b), w, b, nchw.AsSpan(to), plane);
-            }
-        });
+            int nd = i / h, y = i % h, at = (int)(start + Interior + nd * group + y * row), to = nd * b * plane + y * w;
+            ConvOp.Transpose(from.AsSpan(at, w * b), w, b, nchw.AsSpan(to), plane);
+        }
     }
 
     /// <summary>The mean of each channel's plane, <c>y[n*C + c]</c> (a GlobalAveragePool's output): each block's pixels summed
-    /// a vector of channels at a time.</summary>
+    /// a vector of channels at a time (compiled fully optimized from the first call: a pass calls it once).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void PlaneMeans(float[] from, int start, float[] y)
     {
         ArgumentNullException.ThrowIfNull(y);

@@ -243,6 +243,56 @@ public sealed class ModelCommandTests : IDisposable
         Assert.True(File.Exists(Path.Combine(outDir, ModelReport.PassChart)));
     }
 
+    /// <summary>X [1,32,8,8] -> conv1 (3x3, pads 1) -> Relu -> conv2 -> Add X -> Relu -> GlobalAveragePool -> Flatten -> Gemm
+    /// [1,3]: a residual block whose channels this machine's blocks divide.</summary>
+    static byte[] ResidualModel() => Model(
+        [
+            Node("Conv", "conv1", ["X", "W1"], ["Y1"], Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1)),
+            Node("Relu", "relu1", ["Y1"], ["R1"]),
+            Node("Conv", "conv2", ["R1", "W2"], ["Y2"], Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1)),
+            Node("Add", "add", ["Y2", "X"], ["A"]),
+            Node("Relu", "relu2", ["A"], ["R2"]),
+            Node("GlobalAveragePool", "gap", ["R2"], ["G"]),
+            Node("Flatten", "flatten", ["G"], ["F"]),
+            Node("Gemm", "fc", ["F", "B"], ["Y"]),
+        ],
+        [Value("X", [1, 32, 8, 8])], [Value("Y", null)], [Floats("W1", [32, 32, 3, 3], Random(9216, 1)), Floats("W2", [32, 32, 3, 3], Random(9216, 2)), Floats("B", [32, 3], Random(96, 3))]);
+
+    [Theory]
+    [Trait("Category", "Integration")]
+    [InlineData("blocks")]
+    [InlineData("nchw")]
+    public void Run_keeps_the_activations_in_blocks_or_nchw_as_asked_and_checks_that_pass(string activations)
+    {
+        var file = temp["residual.onnx"];
+        File.WriteAllBytes(file, ResidualModel());
+        var (code, stdout, err) = TestHome.Run("model", file, "--run", "--budget", "0", "--quick", "--json", "--out", temp["report"], "--db", temp["m.db"], "--activations", activations);
+        Assert.True(code == 0, err);
+        var e2e = JsonNode.Parse(stdout)!["end_to_end"]!.AsObject();
+        Assert.True(e2e["within_bound"]!.GetValue<bool>(), e2e.ToJsonString());
+        if (activations == "nchw" || LoopTune.Models.ConvOp.Blocks(32).Length == 0) // no vectors: no blocks
+        {
+            Assert.Equal("NCHW", e2e["activations"]!.GetValue<string>());
+            Assert.Null(e2e["blocks_vs_nchw"]);
+            return;
+        }
+        // both convolutions linked: conv1 reads X copied into blocks once, conv2 adds that copy and stores blocks the pool reads
+        Assert.StartsWith("blocks of ", e2e["activations"]!.GetValue<string>());
+        Assert.Equal(2, e2e["linked_convolutions"]!.GetValue<int>());
+        Assert.True(e2e["blocks_vs_nchw"]!.GetValue<double>() > 0);
+        Assert.Contains(e2e["by_node"]!.AsArray(), n => n!["op"]!.GetValue<string>() == "Reorder");
+        Assert.Contains("Activations between convolutions: in blocks of", File.ReadAllText(Path.Combine(temp["report"], ModelReport.Summary)));
+    }
+
+    [Fact]
+    public void An_unknown_activations_layout_is_refused_naming_the_choices()
+    {
+        var (code, _, err) = TestHome.Run("model", "x.onnx", "--run", "--activations", "nhwc");
+        Assert.Equal(2, code);
+        Assert.Contains("nhwc", err);
+        Assert.Contains("fastest", err);
+    }
+
     /// <summary>X [1,3,12,12] -> conv (16 filters 3x3, pads 1) -> bn -> Relu -> MaxPool (3x3, stride 2, pads 1) [1,16,6,6]
     /// -> GlobalAveragePool -> Flatten -> Gemm [1,3]: ResNet's stem in small.</summary>
     static byte[] PooledModel() => Model(
