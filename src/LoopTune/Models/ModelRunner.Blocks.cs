@@ -89,14 +89,16 @@ public sealed partial class ModelRunner
     }
 
     /// <summary>What a convolution's step makes, as <see cref="Contraction"/> fuses it: the value after its folded
-    /// BatchNormalization, the Add of a residual made before it (<see cref="EpilogueAfter"/>'s rule) and a Relu; the
-    /// residual and the Add, if any.</summary>
+    /// BatchNormalization, the Add of a value of the same shape made before it (the residual: of two convolutions whose
+    /// outputs are added, the later one adds) and a Relu, each the only reader; the residual, the Add and the Relu, if any.</summary>
     static (string Final, string? Residual, OnnxNode? Add, OnnxNode? Relu) Fused(OnnxModel model, ModelShapes shapes, Dictionary<string, List<OnnxNode>> readers, OnnxNode conv)
     {
         var (_, output) = AfterFold(model, shapes, conv);
         string? residual = null;
         int at = model.Nodes.IndexOf(conv);
-        bool Before(string value) => model.Inputs.Any(i => i.Name == value) || model.Nodes.Take(at).Any(n => n.Outputs.Contains(value));
+        // the Add goes to the convolution made after the other value (the pass makes the steps in the file's order)
+        bool Before(string value) => model.Inputs.Any(i => i.Name == value) || model.Initializers.ContainsKey(value)
+            || model.Nodes.Take(at).Any(n => n.Outputs.Contains(value));
         var add = Only(model, shapes, readers, output, "Add");
         if (add is not null && add.Inputs.Where(i => i != output).ToList() is [var other] && Before(other)
             && shapes.Of(other) is { } otherShape && shapes.Of(output) is { } shape && otherShape.SequenceEqual(shape))

@@ -371,16 +371,8 @@ public sealed partial class ModelRunner
     /// lowering does it in its write-back, the others in a pass of their own.</summary>
     public static (bool Residual, bool Relu) EpilogueAfter(OnnxModel model, ModelShapes shapes, OnnxNode conv)
     {
-        var (readers, output) = AfterFold(model, shapes, conv);
-        bool residual = false;
-        // the Add goes to the convolution made after the other value (the pass makes the steps in the file's order)
-        int at = model.Nodes.IndexOf(conv);
-        bool Before(string value) => model.Inputs.Any(i => i.Name == value) || model.Initializers.ContainsKey(value)
-            || model.Nodes.Take(at).Any(n => n.Outputs.Contains(value));
-        if (Only(model, shapes, readers, output, "Add") is { } add && add.Inputs.Where(i => i != output).ToList() is [var other] && Before(other)
-            && shapes.Of(other) is { } otherShape && shapes.Of(output) is { } shape && otherShape.SequenceEqual(shape))
-            (residual, output) = (true, add.Outputs[0]);
-        return (residual, Only(model, shapes, readers, output, "Relu") is not null);
+        var (_, residual, _, relu) = Fused(model, shapes, Readers(model), conv);
+        return (residual is not null, relu is not null);
     }
 
     /// <summary>The model's readers, and the value a convolution's step writes: its output, or the output of the
