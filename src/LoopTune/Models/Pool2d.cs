@@ -91,32 +91,27 @@ public sealed class Pool2d
         if (!max) throw new InvalidOperationException("only a MaxPool pools a blocked layout");
         if ((long)start + (long)groups * h * w * e > x.Length || layout.N * layout.C != (long)groups * e || layout.H != oh || layout.W != ow || to.Length - toStart < layout.Length)
             throw new ArgumentException($"x holds {x.Length - start} floats from {start}; [{groups},{h},{w},{e}] pools into {groups * e} planes of {oh}x{ow}, not {layout}");
-        if (blockedRows.Length < threads) blockedRows = [.. Enumerable.Range(0, threads).Select(_ => new float[ow * e])];
-        TeamWork.For(threads, groups * oh, 1, (part, first, end) => PooledRows(x, start, e, to, toStart, layout, relu, first, end, blockedRows[part]));
+        TeamWork.For(threads, groups * oh, 1, (_, first, end) => PooledRows(x, start, e, to, toStart, layout, relu, first, end));
     }
 
     /// <summary>Rows [first, end) of (group, output row) of <see cref="RunBlocked(float[], int, int, int, float[], int, BlockedLayout, bool, int)"/>,
     /// compiled fully optimized from the first call (a pass calls it a few times: as tier-0 code its copies took 0.16 ms
     /// of ResNet-18's stem pool at two threads, against 0.10 for the whole pool).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    void PooledRows(float[] x, int start, int e, float[] to, int toStart, BlockedLayout layout, bool relu, int first, int end, float[] row)
+    void PooledRows(float[] x, int start, int e, float[] to, int toStart, BlockedLayout layout, bool relu, int first, int end)
     {
         int b = layout.Block;
         var (_, group, pitch, _) = layout.Strides;
         for (int r = first; r < end; r++)
         {
             int g = r / oh, oy = r % oh;
-            if (b == e) // the pooled row is a row of the layout's block g: pooled straight into it
+            // the pooled row's channels e*g + i0 .. + width: one block of the layout (b divides e, or e divides b), pooled
+            // straight into its row
+            for (int i0 = 0, width = Math.Min(b, e); i0 < e; i0 += width)
             {
-                BlockedRow(x.AsSpan(start + g * h * w * e, h * w * e), oy, e, relu, to.AsSpan((int)(toStart + layout.Interior + g * group + oy * pitch), ow * e), default);
-                continue;
-            }
-            BlockedRow(x.AsSpan(start + g * h * w * e, h * w * e), oy, e, relu, row, default);
-            for (int i0 = 0; i0 < e; i0 += b) // the row's channels e*g + i0 .. + b: one block of the layout (b divides e, or e divides b)
-            {
-                int c = g * e + i0, width = Math.Min(b, e);
+                int c = g * e + i0;
                 long at = toStart + layout.Interior + c / b * group + oy * pitch + c % b;
-                for (int ox = 0; ox < ow; ox++) row.AsSpan(ox * e + i0, width).CopyTo(to.AsSpan((int)(at + ox * b), width));
+                BlockedRow(x.AsSpan(start + g * h * w * e, h * w * e), oy, e, relu, to.AsSpan((int)at, (ow - 1) * b + width), default, i0, width, b);
             }
         }
     }
@@ -126,22 +121,26 @@ public sealed class Pool2d
 
     /// <summary>Output row <paramref name="oy"/> of one group of <see cref="RunBlocked"/>: <paramref name="group"/> is its
     /// [h, w, E] input, <paramref name="to"/> its first output pixel in channel plane E*g. Each vector of E channels of a
-    /// pixel is reduced over the window in a register, then stored once.</summary>
+    /// pixel is reduced over the window in a register, then stored once. With <paramref name="count"/>, only channels
+    /// [<paramref name="c0"/>, c0 + count) of each pixel, into <paramref name="row"/> <paramref name="pitch"/> floats a
+    /// pixel (a block of another width's layout, <see cref="PooledRows"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    void BlockedRow(ReadOnlySpan<float> group, int oy, int e, bool relu, Span<float> row, Span<float> to)
+    void BlockedRow(ReadOnlySpan<float> group, int oy, int e, bool relu, Span<float> row, Span<float> to, int c0 = 0, int count = 0, int pitch = 0)
     {
+        (count, pitch) = count == 0 ? (e, e) : (count, pitch);
         int y0 = oy * sh - top, first = Math.Max(y0, 0), last = Math.Min(y0 + kh, h);
         ref float x = ref MemoryMarshal.GetReference(group);
         ref float r = ref MemoryMarshal.GetReference(row);
-        bool wide = Vector512.IsHardwareAccelerated && e % Vector512<float>.Count == 0, half = !wide && e % Vector256<float>.Count == 0;
+        bool wide = Vector512.IsHardwareAccelerated && count % Vector512<float>.Count == 0 && c0 % Vector512<float>.Count == 0;
+        bool half = !wide && count % Vector256<float>.Count == 0 && c0 % Vector256<float>.Count == 0;
         for (int ox = 0; ox < ow; ox++)
         {
             int x0 = ox * sw - left, from = Math.Max(x0, 0), until = Math.Min(x0 + kw, w);
             // a window the padding covers whole gives the lowest float, as Run does (the Relu came before the pool)
             float start = relu && first < last && from < until ? 0 : float.MinValue;
-            nuint at = (nuint)(ox * e);
+            nuint at = (nuint)(ox * pitch - c0);
             if (wide)
-                for (int i = 0; i < e; i += Vector512<float>.Count)
+                for (int i = c0; i < c0 + count; i += Vector512<float>.Count)
                 {
                     var acc = Vector512.Create(start);
                     for (int yy = first; yy < last; yy++)
@@ -149,7 +148,7 @@ public sealed class Pool2d
                     acc.StoreUnsafe(ref r, at + (nuint)i);
                 }
             else if (half)
-                for (int i = 0; i < e; i += Vector256<float>.Count)
+                for (int i = c0; i < c0 + count; i += Vector256<float>.Count)
                 {
                     var acc = Vector256.Create(start);
                     for (int yy = first; yy < last; yy++)
@@ -157,12 +156,12 @@ public sealed class Pool2d
                     acc.StoreUnsafe(ref r, at + (nuint)i);
                 }
             else
-                for (int i = 0; i < e; i++)
+                for (int i = c0; i < c0 + count; i++)
                 {
                     float acc = start;
                     for (int yy = first; yy < last; yy++)
                         for (int xx = from; xx < until; xx++) acc = Math.Max(acc, group[(yy * w + xx) * e + i]);
-                    row[ox * e + i] = acc;
+                    row[ox * pitch + i - c0] = acc;
                 }
         }
         if (!to.IsEmpty) ConvOp.Transpose(row, ow, e, to, oh * ow);

@@ -197,7 +197,7 @@ public class ElementwiseOpsTests
     [InlineData(32, true, 1)]
     public void A_max_pool_of_a_blocked_layout_is_the_pool_of_its_planes(int e, bool relu, int threads)
     {
-        const int groups = 3, h = 11, w = 10;
+        const int groups = 4, h = 11, w = 10;
         int[] pads = [1, 0, 2, 1];
         var window = new Window([3, 3], [2, 2], [1, 1], [pads[0], pads[1]], [pads[2], pads[3]], false);
         var pool = new Pool2d(true, window, false, h, w);
@@ -217,6 +217,18 @@ public class ElementwiseOpsTests
         Assert.Equal(want, got);
         Assert.Throws<InvalidOperationException>(() => new Pool2d(false, window, false, h, w).RunBlocked(blocked, 5, groups, e, got, relu));
         Assert.Throws<ArgumentException>(() => pool.RunBlocked(blocked, 6, groups, e, got, relu));
+        // into the interior of a padded layout in blocks of half, the same or twice E (their 4 groups make whole blocks),
+        // the padding left as it was
+        foreach (int b in new[] { e / 2, e, 2 * e }.Where(b => b >= 2 && groups * e % b == 0))
+        {
+            var layout = new BlockedLayout(1, groups * e, pool.Output.Rows, pool.Output.Columns, b, 1);
+            var into = Enumerable.Repeat(float.NaN, (int)layout.Length + 3).ToArray();
+            pool.RunBlocked(blocked, 5, groups, e, into, 3, layout, relu, threads);
+            var back = new float[want.Length];
+            layout.To(into, 3, back);
+            Assert.Equal(want, back);
+            Assert.Equal(layout.Length - want.Length, into.Skip(3).Count(float.IsNaN));
+        }
     }
 
     static (Pool2d Pool, float[] X, float[] Y) RunPool(bool max, int k, int s, int[] pads, bool countPad, bool ceil, int planes, int h, int w)
