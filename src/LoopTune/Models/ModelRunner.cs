@@ -31,7 +31,10 @@ public sealed record FoldCheck(string Conv, string BatchNorm, double MaxError, d
 /// on ops of the pass's own: the ops given are not changed); other Relu, Add/Sub/Mul/Div (broadcasting),
 /// MaxPool/AveragePool (2-d), GlobalAveragePool run in plain vectorised C# (<see cref="ElementwiseOps"/>,
 /// <see cref="Broadcast"/>, <see cref="Pool2d"/>); Flatten, Reshape, Identity and Dropout share their input's array.
-/// Any other node is refused (<see cref="Unsupported"/>).
+/// Any other node is refused (<see cref="Unsupported"/>). Built with linked convolutions
+/// (<see cref="Build(OnnxModel, ModelShapes, IReadOnlyDictionary{OnnxNode, ChosenKernel}, IReadOnlyDictionary{OnnxNode, ChosenKernel}?)"/>),
+/// the values between them stay in blocks of channels (<see cref="BlockedLayout"/>, <see cref="PlanBlocks"/>): each such
+/// convolution reads its input in place and stores its output, with its bias, Add and Relu, where the next one reads it.
 /// </summary>
 public sealed partial class ModelRunner
 {
