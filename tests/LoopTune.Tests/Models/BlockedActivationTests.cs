@@ -178,7 +178,7 @@ public class BlockedActivationTests
     /// stride 2 to 64 channels, 3x3, a 1x1 stride-2 branch added, Relu) [1,64,3,3] -> GlobalAveragePool -> Flatten -> Gemm
     /// [1,5]. With <paramref name="tap"/>, the first block's output is also a graph output (so it cannot stay in blocks); with
     /// <paramref name="average"/>, a 3x3 AveragePool (each whole plane, as ResNet-18's last 7x7 one) instead of the GlobalAveragePool.</summary>
-    static byte[] SmallResNet(bool tap = false, bool average = false) => Model(
+    static byte[] SmallResNet(bool tap = false, bool average = false, int batch = 1) => Model(
         [
             Node("Conv", "stem", ["X", "W0"], ["S"], Ints("pads", 1, 1, 1, 1), Ints("kernel_shape", 3, 3)),
             BatchNorm("bn0", "S", "SN"),
@@ -203,7 +203,7 @@ public class BlockedActivationTests
             Node("Flatten", "flatten", ["G"], ["F"], Int("axis", 1)),
             Node("Gemm", "fc", ["F", "Wf", "Bf"], ["Y"], Int("transB", 1)),
         ],
-        [Value("X", [1, 3, 12, 12])], tap ? [Value("Y", null), Value("B1", null)] : [Value("Y", null)],
+        [Value("X", [batch, 3, 12, 12])], tap ? [Value("Y", null), Value("B1", null)] : [Value("Y", null)],
         [
             Floats("W0", [32, 3, 3, 3], Random(864, 1)), .. Norm("bn0", 32, 2), Floats("W1", [32, 32, 3, 3], Random(9216, 3)), .. Norm("bn1", 32, 4),
             Floats("W2", [32, 32, 3, 3], Random(9216, 5)), .. Norm("bn2", 32, 6), Floats("W3", [64, 32, 3, 3], Random(18432, 7)), .. Norm("bn3", 64, 8),
@@ -212,13 +212,14 @@ public class BlockedActivationTests
         ]);
 
     [Theory]
-    [InlineData(false, 1, true, false, 8)]
-    [InlineData(false, 2, false, true, 8)]
-    [InlineData(true, 1, true, false, 8)]
-    [InlineData(false, 2, true, false, 32)] // the stem's block too: the pool writes its rows straight into the layout
-    public void A_residual_network_with_its_activations_in_blocks_runs_as_onnx_runtime_runs_it(bool tap, int threads, bool stemBlocked, bool average, int block)
+    [InlineData(false, 1, true, false, 8, 1)]
+    [InlineData(false, 2, false, true, 8, 1)]
+    [InlineData(true, 1, true, false, 8, 1)]
+    [InlineData(false, 2, true, false, 32, 1)] // the stem's block too: the pool writes its rows straight into the layout
+    [InlineData(false, 2, true, true, 8, 2)]   // two images
+    public void A_residual_network_with_its_activations_in_blocks_runs_as_onnx_runtime_runs_it(bool tap, int threads, bool stemBlocked, bool average, int block, int batch)
     {
-        var bytes = SmallResNet(tap, average);
+        var bytes = SmallResNet(tap, average, batch);
         var model = OnnxModel.Parse(bytes, "resnet.onnx");
         var shapes = ShapeInference.Infer(model);
         Kernel Compiled(ContractionOp op)
@@ -242,7 +243,7 @@ public class BlockedActivationTests
         var x = runner.Value("X");
         Random(x.Length, 42).CopyTo(x);
         var outputs = tap ? new[] { "Y", "B1" } : ["Y"];
-        var want = RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (x, [1, 3, 12, 12]) }, outputs);
+        var want = RunOnnxRuntime(bytes, new Dictionary<string, (float[], long[])> { ["X"] = (x, [batch, 3, 12, 12]) }, outputs);
         for (int pass = 0; pass < 2; pass++) // a second pass into the same arrays gives the same outputs
         {
             runner.Run();
