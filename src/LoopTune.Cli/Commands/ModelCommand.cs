@@ -84,11 +84,15 @@ static class ModelCommand
                 EndToEndJson? e2e = null;
                 if (p.GetValue(run))
                 {
-                    // the convolutions again with their activations in blocks: a second pass, the faster one kept
+                    // the convolutions again with their activations in blocks, in each likely block: more passes, the fastest kept
                     string held = p.GetValue(activations)!;
-                    int block = held == "nchw" ? 0 : bench.LinkedBlock(onnx);
-                    if (block > 0) io.Stderr.WriteLine($"the convolutions with their input in blocks of {block} channels, for a pass whose activations stay in blocks:");
-                    e2e = ModelEndToEnd.Run(onnx, bench.Chosen, timing, io.Stderr.WriteLine, bench.Linked(onnx, block, io.Stderr.WriteLine), held == "blocks");
+                    var linked = new List<IReadOnlyDictionary<LoopTune.Models.OnnxNode, ChosenKernel>>();
+                    foreach (int block in held == "nchw" ? [] : bench.LinkedBlocks(onnx))
+                    {
+                        io.Stderr.WriteLine($"the convolutions with their input in blocks of {block} channels, for a pass whose activations stay in blocks:");
+                        linked.Add(bench.Linked(onnx, block, io.Stderr.WriteLine));
+                    }
+                    e2e = ModelEndToEnd.Run(onnx, bench.Chosen, timing, io.Stderr.WriteLine, linked, held == "blocks");
                 }
                 var result = ModelReport.ToJson(path, report.Target, b, rows, bench.Recalled, bench.Searched, wall.Elapsed.TotalSeconds, store.Path, e2e, p.GetValue(weights)!);
                 report.Fill(temp => ModelReport.Write(temp, result, rows, onnx.ToString()));

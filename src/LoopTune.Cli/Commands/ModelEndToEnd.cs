@@ -27,13 +27,19 @@ namespace LoopTune.Cli.Commands;
 /// <param name="Activations">How the pass timed holds its activations between convolutions: <c>NCHW</c> (each convolution
 /// reads a padded copy and writes NCHW back), or <c>blocks of B</c> (<see cref="ModelRunner.BlockedValues"/>: read in place,
 /// stored by the kernels); of the two passes, the faster one side by side (or as <c>--activations</c> says).</param>
-/// <param name="BlocksVsNchw">How many times faster the pass in blocks ran than the NCHW one, side by side (to choose);
-/// null when no convolution could keep its activations in blocks.</param>
-/// <param name="LinkedConvolutions">The convolutions that read and store blocks in the pass in blocks.</param>
+/// <param name="BlocksVsNchw">How many times faster the fastest pass in blocks ran than the NCHW one, side by side (to
+/// choose); null when no convolution could keep its activations in blocks.</param>
+/// <param name="LinkedConvolutions">The convolutions that read and store blocks in that pass.</param>
+/// <param name="BlocksTried">Every pass in blocks tried (<see cref="ModelBench.LinkedBlocks"/>: the two blocks the nodes'
+/// own tuning chose most), each against the NCHW pass.</param>
 sealed record EndToEndJson(double OursMs, double OnnxruntimeMs, double VsOnnxruntime, double MaxAbsError, double MaxRelativeError, double Bound,
     bool WithinBound, string Output, int Seed, int FoldedBatchNorms, bool FoldsVerified, int Rounds, IReadOnlyList<OpTimeJson> ByOp,
     IReadOnlyList<NodeTimeJson> ByNode, double? OnnxruntimeProfiledMs = null, IReadOnlyList<NodeTimeJson>? OnnxruntimeOther = null,
-    string Activations = "NCHW", double? BlocksVsNchw = null, int LinkedConvolutions = 0);
+    string Activations = "NCHW", double? BlocksVsNchw = null, int LinkedConvolutions = 0, IReadOnlyList<BlockTrialJson>? BlocksTried = null);
+
+/// <summary>One pass in blocks that <c>model --run</c> tried: its block of channels, how many times faster it ran than the
+/// NCHW pass side by side, and its linked convolutions.</summary>
+sealed record BlockTrialJson(int Block, double VsNchw, int LinkedConvolutions);
 
 /// <summary>The time of one operator's nodes in our forward pass: the sum of each node's median, in ms, and its share of
 /// the sum over all nodes.</summary>
@@ -75,18 +81,20 @@ static class ModelEndToEnd
     }
 
     /// <summary>Runs, checks and times the forward pass of <paramref name="model"/> with <paramref name="kernels"/>; with
-    /// <paramref name="linked"/> (<see cref="ModelBench.Linked"/>), a second pass whose activations stay in blocks between
-    /// those convolutions, checked too: the two timed side by side, the faster one then profiled and timed against ONNX
-    /// Runtime's.</summary>
+    /// <paramref name="linked"/> (<see cref="ModelBench.Linked"/>, one set of convolutions per block of channels), a pass
+    /// per set whose activations stay in blocks between those convolutions, checked too: each timed side by side with the
+    /// NCHW pass, the fastest of all (or the fastest in blocks, with <paramref name="forceBlocks"/>) then profiled and timed
+    /// against ONNX Runtime's.</summary>
     public static EndToEndJson Run(OnnxModel model, IReadOnlyDictionary<OnnxNode, ChosenKernel> kernels, Measure.MeasureOptions timing, Action<string> progress,
-        IReadOnlyDictionary<OnnxNode, ChosenKernel>? linked = null, bool forceBlocks = false)
+        IReadOnlyList<IReadOnlyDictionary<OnnxNode, ChosenKernel>>? linked = null, bool forceBlocks = false)
     {
         var shapes = ShapeInference.Infer(model);
         var runner = ModelRunner.Build(model, shapes, kernels);
-        var inBlocks = linked is { Count: > 0 } ? ModelRunner.Build(model, shapes, kernels, linked) : null;
-        if (inBlocks is { LinkedConvolutions: 0 }) inBlocks = null;
+        var nchw = runner;
+        var inBlocks = (linked ?? []).Where(l => l.Count > 0).Select(l => (Block: ((ConvOp)l.Values.First().Op).ChannelBlock, Pass: ModelRunner.Build(model, shapes, kernels, l)))
+            .Where(p => p.Pass.LinkedConvolutions > 0).ToList();
         var inputs = runner.Inputs.ToList();
-        foreach (var pass in new[] { runner, inBlocks }.OfType<ModelRunner>())
+        foreach (var pass in inBlocks.Select(b => b.Pass).Prepend(runner))
         {
             var rng = new Random(Seed);
             foreach (var input in inputs) Reference.FillUniform(pass.Value(input), rng);
@@ -101,25 +109,27 @@ static class ModelEndToEnd
         runner.Run();
         ort.Run();
         var error = OutputError.Of(runner.Value(output), ort.Output);
-        double? blocksVsNchw = null;
-        if (inBlocks is not null)
+        var tried = new List<BlockTrialJson>();
+        (int Block, ModelRunner Pass, double Ratio)? best = null;
+        foreach (var (block, pass) in inBlocks)
         {
-            inBlocks.Run();
-            var blockedError = OutputError.Of(inBlocks.Value(output), ort.Output);
-            progress(FormattableString.Invariant($"end to end: the pass with {inBlocks.LinkedConvolutions} convolution(s) reading and storing their activations in blocks is within {blockedError.MaxAbs:G3} of ONNX Runtime's; timing it beside the NCHW pass"));
-            if (blockedError.MaxAbs > error.MaxAbs || !blockedError.Within(RelativeBound)) error = blockedError; // both must be right
+            pass.Run();
+            var blockedError = OutputError.Of(pass.Value(output), ort.Output);
+            progress(FormattableString.Invariant($"end to end: the pass with {pass.LinkedConvolutions} convolution(s) reading and storing their activations in blocks of {block} is within {blockedError.MaxAbs:G3} of ONNX Runtime's; timing it beside the NCHW pass"));
+            if (blockedError.MaxAbs > error.MaxAbs || !blockedError.Within(RelativeBound)) error = blockedError; // every pass must be right
             // both warmed up first (the code around the kernels, run a few times so far, is compiled again optimized after
             // 30 calls: before that a fresh run's choice read the pass in blocks 0.86x where it ran 1.12x), then timed together
             for (int i = 0; i < ChoiceWarmRuns; i++)
             {
-                inBlocks.Run();
-                runner.Run();
+                pass.Run();
+                nchw.Run();
             }
-            var (_, _, r) = ModelBench.SideBySide(inBlocks.Run, runner.Run, Math.Max(runner.Flops, 1), timing);
-            blocksVsNchw = r;
-            if (r > 1 || forceBlocks) runner = inBlocks;
+            var (_, _, r) = ModelBench.SideBySide(pass.Run, nchw.Run, Math.Max(nchw.Flops, 1), timing);
+            tried.Add(new BlockTrialJson(block, r, pass.LinkedConvolutions));
+            if (best is null || r > best.Value.Ratio) best = (block, pass, r);
         }
-        progress($"end to end: output {output} within {error.MaxAbs:G3} of ONNX Runtime's{(blocksVsNchw is { } v ? FormattableString.Invariant($"; the pass in blocks ran {v:F2}x the NCHW one: {(ReferenceEquals(runner, inBlocks) ? "blocks" : "NCHW")} kept") : "")}; profiling both, then timing both");
+        if (best is { } b && (b.Ratio > 1 || forceBlocks)) runner = b.Pass;
+        progress($"end to end: output {output} within {error.MaxAbs:G3} of ONNX Runtime's{(best is { } k ? FormattableString.Invariant($"; the fastest pass in blocks (of {k.Block}) ran {k.Ratio:F2}x the NCHW one: {(ReferenceEquals(runner, nchw) ? "NCHW" : "blocks")} kept") : "")}; profiling both, then timing both");
         IReadOnlyList<NodeTime> profile;
         IReadOnlyList<ProfiledNode> theirProfile;
         using (ThreadPinning.Pin())
@@ -137,7 +147,7 @@ static class ModelEndToEnd
             [.. byOp.OrderByDescending(o => o.Ms)],
             [.. profile.Select((p, i) => new NodeTimeJson(p.Node, p.Op, p.Seconds * 1e3, p.KernelSeconds * 1e3, p.AroundSeconds * 1e3, matched[i] * 1e3))],
             theirProfile.Sum(n => n.Seconds) * 1e3, [.. other.Select(n => new NodeTimeJson(n.Name, n.Op, n.Seconds * 1e3))],
-            ReferenceEquals(runner, inBlocks) ? $"blocks of {linked!.Values.Select(k => ((ConvOp)k.Op).ChannelBlock).First()}" : "NCHW", blocksVsNchw, inBlocks?.LinkedConvolutions ?? 0);
+            ReferenceEquals(runner, nchw) ? "NCHW" : $"blocks of {best!.Value.Block}", best?.Ratio, best?.Pass.LinkedConvolutions ?? 0, tried);
     }
 
     /// <summary>ONNX Runtime's profiled nodes laid against the steps of our pass: a node of its optimized graph is one of
@@ -168,7 +178,7 @@ static class ModelEndToEnd
 
     /// <summary>The line <c>looptune model</c> prints for it.</summary>
     public static string Line(EndToEndJson e) => FormattableString.Invariant(
-        $"end to end: ours {e.OursMs:F2} ms, ONNX Runtime {e.OnnxruntimeMs:F2} ms ({e.VsOnnxruntime:F2}x), activations in {e.Activations}{(e.BlocksVsNchw is { } v ? $" (in blocks {v:F2}x the NCHW pass)" : "")}; max |ours - ONNX Runtime's| {e.MaxAbsError:G3} (relative {e.MaxRelativeError:G3}), bound {e.Bound:G3}: {(Passed(e) ? "within" : "NOT within")}");
+        $"end to end: ours {e.OursMs:F2} ms, ONNX Runtime {e.OnnxruntimeMs:F2} ms ({e.VsOnnxruntime:F2}x), activations in {e.Activations}{(e.BlocksTried is { Count: > 0 } t ? $" (in blocks of {string.Join(", of ", t.Select(b => $"{b.Block} {b.VsNchw:F2}x"))} the NCHW pass)" : "")}; max |ours - ONNX Runtime's| {e.MaxAbsError:G3} (relative {e.MaxRelativeError:G3}), bound {e.Bound:G3}: {(Passed(e) ? "within" : "NOT within")}");
 
     /// <summary>The "End to end" section of summary.md.</summary>
     public static string Markdown(EndToEndJson e)
@@ -182,8 +192,8 @@ static class ModelEndToEnd
         b.AppendLine("|---|---:|---:|---:|---:|---:|---:|---|");
         b.AppendLine(CultureInfo.InvariantCulture, $"| ms per forward pass | {e.OursMs:F3} | {e.OnnxruntimeMs:F3} | {e.VsOnnxruntime:F2}x | {e.MaxAbsError:G3} | {e.MaxRelativeError:G3} | {e.Bound:G3} | {(e.WithinBound ? "yes" : "**NO**")} |");
         b.AppendLine();
-        b.AppendLine(e.BlocksVsNchw is { } v
-            ? FormattableString.Invariant($"Activations between convolutions: in {e.Activations}. Of the two passes, each checked against ONNX Runtime's output, the one with its activations in blocks ({e.LinkedConvolutions} convolutions reading their input in place and storing their output, with the bias, the fused Add and the Relu, into the next one's padded input) ran {v:F2}x the one in NCHW (padded copies, write-backs), side by side: the faster is the one timed here.")
+        b.AppendLine(e.BlocksVsNchw is not null
+            ? FormattableString.Invariant($"Activations between convolutions: in {e.Activations}. Each pass was checked against ONNX Runtime's output and timed side by side with the one in NCHW (padded copies, write-backs); in blocks, its convolutions read their input in place and store their output, with the bias, the fused Add and the Relu, into the next one's padded input: {string.Join("; ", (e.BlocksTried ?? []).Select(t => FormattableString.Invariant($"in blocks of {t.Block} ({t.LinkedConvolutions} convolutions) {t.VsNchw:F2}x")))}. The fastest is the one timed here.")
             : "Activations between convolutions: in NCHW (no convolution could keep them in blocks).");
         b.AppendLine();
         b.AppendLine("Where our pass spends its time (each node timed alone over a few more passes, medians summed by operator):");

@@ -280,6 +280,11 @@ public sealed class ModelCommandTests : IDisposable
         Assert.StartsWith("blocks of ", e2e["activations"]!.GetValue<string>());
         Assert.Equal(2, e2e["linked_convolutions"]!.GetValue<int>());
         Assert.True(e2e["blocks_vs_nchw"]!.GetValue<double>() > 0);
+        // each block tried (the nodes' likeliest), the kept one among them, its ratio the best
+        var tried = e2e["blocks_tried"]!.AsArray().Select(t => t!.AsObject()).ToList();
+        Assert.InRange(tried.Count, 1, 2);
+        Assert.Contains(tried, t => e2e["activations"]!.GetValue<string>() == $"blocks of {t["block"]!.GetValue<int>()}");
+        Assert.Equal(tried.Max(t => t["vs_nchw"]!.GetValue<double>()), e2e["blocks_vs_nchw"]!.GetValue<double>());
         Assert.Contains(e2e["by_node"]!.AsArray(), n => n!["op"]!.GetValue<string>() == "Reorder");
         Assert.Contains("Activations between convolutions: in blocks of", File.ReadAllText(Path.Combine(temp["report"], ModelReport.Summary)));
     }
