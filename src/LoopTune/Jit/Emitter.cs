@@ -74,8 +74,7 @@ sealed unsafe class Emitter
                 case TileLoadOp t: TileLoad(t.Acc, t.FromOutput); break;
                 case TileStoreOp t: TileStore(t.Acc, t.Epilogue); break;
                 case TileRowsStoreOp t: TileRowsStore(t.Runs, t.Epilogue); break;
-                case LastVisitOp v: LastVisit(v); break;
-                case FirstVisitOp v: FirstVisit(v); break;
+                case VisitOp v: Visit(v); break;
                 default: throw new InvalidOperationException($"unknown op {op}");
             }
         }
@@ -94,8 +93,7 @@ sealed unsafe class Emitter
             };
             if (op is LoopOp loop) { Masks(loop.Body); Masks(loop.After); }
             if (op is PackOp pack) Masks(pack.Body);
-            if (op is LastVisitOp visit) { Masks(visit.Last); Masks(visit.Other); }
-            if (op is FirstVisitOp first) { Masks(first.First); Masks(first.Other); }
+            if (op is VisitOp visit) { Masks(visit.Then); Masks(visit.Else); }
             if (!chunk.IsMasked || masks.ContainsKey(chunk)) continue;
             for (int i = 0; i < chunk.Width; i++) il.Emit(OpCodes.Ldc_R4, BitConverter.Int32BitsToSingle(i < chunk.Lanes ? -1 : 0));
             il.Emit(OpCodes.Call, VectorApi.Of(chunk.Width).Gather);
@@ -159,39 +157,20 @@ sealed unsafe class Emitter
 
     const byte Go = 4, Lo = 5, Hi = 6, Blocks = 7, Residual = 8;
 
-    /// <summary>The last stores where every counted loop of the sum named is in its last iteration (its counter at 1), the
-    /// plain ones otherwise.</summary>
-    void LastVisit(LastVisitOp v)
+    /// <summary>The code of <paramref name="v"/>'s iterations (every counter named at its value), the other code otherwise.</summary>
+    void Visit(VisitOp v)
     {
         var (other, end) = (il.DefineLabel(), il.DefineLabel());
-        foreach (int depth in v.Depths)
+        foreach (var (depth, counter) in v.When)
         {
             il.Emit(OpCodes.Ldloc, counters[depth]);
-            il.Emit(OpCodes.Ldc_I4_1);
+            il.Emit(OpCodes.Ldc_I4, counter);
             il.Emit(OpCodes.Bne_Un, other);
         }
-        Block(v.Last);
+        Block(v.Then);
         il.Emit(OpCodes.Br, end);
         il.MarkLabel(other);
-        Block(v.Other);
-        il.MarkLabel(end);
-    }
-
-    /// <summary>The loads from the init tensor where every counted loop of the sum named is in its first iteration (its
-    /// counter at its trips), the loads of the partial sums otherwise.</summary>
-    void FirstVisit(FirstVisitOp v)
-    {
-        var (other, end) = (il.DefineLabel(), il.DefineLabel());
-        foreach (var (depth, trips) in v.Depths)
-        {
-            il.Emit(OpCodes.Ldloc, counters[depth]);
-            il.Emit(OpCodes.Ldc_I4, trips);
-            il.Emit(OpCodes.Bne_Un, other);
-        }
-        Block(v.First);
-        il.Emit(OpCodes.Br, end);
-        il.MarkLabel(other);
-        Block(v.Other);
+        Block(v.Else);
         il.MarkLabel(end);
     }
 
@@ -540,8 +519,7 @@ sealed unsafe class Emitter
             TileRowsStoreOp t => t.Runs.Sum(r => r.Sum(a => (long)a.Value.Width)),
             LoopOp l => Math.Max(Most(l.Body), Most(l.After)),
             PackOp p => Most(p.Body),
-            LastVisitOp v => Math.Max(Most(v.Last), Most(v.Other)),
-            FirstVisitOp v => Math.Max(Most(v.First), Most(v.Other)),
+            VisitOp v => Math.Max(Most(v.Then), Most(v.Else)),
             _ => 0,
         }).DefaultIfEmpty(0).Max();
     }

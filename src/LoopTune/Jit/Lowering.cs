@@ -34,9 +34,9 @@ sealed class Lowering
     readonly bool zeroTiles; // the tile's element-wise accumulators start from zero (JitOptions.ZeroTiles): a sum's loop runs over it
     readonly bool epilogue; // the output's last stores apply the kernel's epilogue (OutputStore)
     int notLast; // sum loops around the tile whose code being lowered is not their last iteration (OutputStore)
-    readonly List<int> lastDepths = []; // counted sum loops around the tile whose last iteration is their counter at 1
+    readonly List<(int Depth, int Counter)> lastDepths = []; // counted sum loops around the tile whose last iteration is their counter at 1
     int notFirst; // sum loops around the tile whose code being lowered is not their first iteration (an init tensor)
-    readonly List<(int Depth, int Trips)> firstDepths = []; // counted sum loops around the tile whose first iteration is their counter at its trips
+    readonly List<(int Depth, int Counter)> firstDepths = []; // counted sum loops around the tile whose first iteration is their counter at its trips
     readonly long[] ahead = new long[3]; // per input, elements to its next block (JitOptions.PrefetchBlockBytes), 0: none
     readonly bool[] spread = new bool[3]; // per input, whether its next block is prefetched spread over the reuse (JitOptions.PrefetchSpreadBytes)
     readonly bool[][] reuse = new bool[3][]; // per input, the levels that read its block again
@@ -164,7 +164,7 @@ sealed class Lowering
     }
 
     /// <summary>Throws unless each output element can start from the init tensor once: no vectorized sum (whose lanes add
-    /// onto the output). A sum whose loops run around the tile reads init at the tile's first visit only (<see cref="FirstVisitOp"/>).</summary>
+    /// onto the output). A sum whose loops run around the tile reads init at the tile's first visit only (<see cref="VisitOp"/>).</summary>
     void CheckInitialized()
     {
         var c = nest.Computation;
@@ -362,14 +362,14 @@ sealed class Lowering
             // with an init tensor, the tile's first load of each element reads it, told apart by counters where the sum runs around the tile
             if (tensors < 4 || firstDepths.Count == 0 && notFirst == 0) ops.AddRange(tile.Accumulators.Select(a => new TileLoadOp(a)));
             else if (notFirst > 0) ops.AddRange(tile.Accumulators.Select(a => new TileLoadOp(a, FromOutput: true)));
-            else ops.Add(new FirstVisitOp([.. firstDepths], [.. tile.Accumulators.Select(a => new TileLoadOp(a))], [.. tile.Accumulators.Select(a => new TileLoadOp(a, FromOutput: true))]));
+            else ops.Add(new VisitOp([.. firstDepths], [.. tile.Accumulators.Select(a => new TileLoadOp(a))], [.. tile.Accumulators.Select(a => new TileLoadOp(a, FromOutput: true))]));
             ops.AddRange(inner);
             // Element-wise stores first: a lane-reducing accumulator then adds onto what they wrote.
             List<Op> plain = [.. Stores(tile.Accumulators.Where(a => !a.ReducesLanes)), .. tile.Accumulators.Where(a => a.ReducesLanes).Select(a => new TileStoreOp(a))];
             // the last stores of the output (no vectorized sum: refused) apply the epilogue, told apart by counters where need be
             if (!epilogue || notLast > 0) ops.AddRange(plain);
             else if (lastDepths.Count == 0) ops.AddRange(Stores(tile.Accumulators, epilogue: true));
-            else ops.Add(new LastVisitOp([.. lastDepths], [.. Stores(tile.Accumulators, epilogue: true)], plain));
+            else ops.Add(new VisitOp([.. lastDepths], [.. Stores(tile.Accumulators, epilogue: true)], plain));
             tile = null;
             return;
         }
@@ -425,7 +425,7 @@ sealed class Lowering
         var body = new List<Op>();
         (depthAt[level], tripsAt[level]) = (depth, full);
         // a sum's counted iterations: the last is the one with the counter at 1, unless a tail comes after them
-        if (sum && rem == 0) lastDepths.Add(depth);
+        if (sum && rem == 0) lastDepths.Add((depth, 1));
         else if (sum) notLast++;
         // its first iteration is the one with the counter at its trips
         if (firstSum) firstDepths.Add((depth, full));

@@ -56,14 +56,8 @@ sealed record Accumulator(Value Value, long Offset, long LaneStride, int Lanes)
 
 /// <summary>Reads the accumulator's output elements into it (or zeroes it when it reduces lanes or starts from zero), or its
 /// initial value from the init tensor (<see cref="Accumulator.Init"/>) unless <paramref name="FromOutput"/> (a later visit
-/// of a tile the sum runs around: <see cref="FirstVisitOp"/>).</summary>
+/// of a tile the sum runs around: <see cref="VisitOp"/>).</summary>
 sealed record TileLoadOp(Accumulator Acc, bool FromOutput = false) : Op;
-
-/// <summary>A tile's loads where only some iterations of the sum's loops around the tile load first (an init tensor):
-/// <paramref name="First"/> (from the init tensor) when the counter of every counted loop of <paramref name="Depths"/> is at
-/// its trips (its first iteration: counters count down), <paramref name="Other"/> (the partial sums stored before)
-/// otherwise.</summary>
-sealed record FirstVisitOp((int Depth, int Trips)[] Depths, List<Op> First, List<Op> Other) : Op;
 
 /// <summary>Writes the accumulator back (adding its lane sum when it reduces lanes, itself to the output's elements when it
 /// starts from zero); with <paramref name="Epilogue"/>, the output's last store, with the kernel's epilogue
@@ -79,8 +73,9 @@ sealed record TileStoreOp(Accumulator Acc, bool Epilogue = false) : Op;
 /// epilogue.</summary>
 sealed record TileRowsStoreOp(Accumulator[][] Runs, bool Epilogue = false) : Op;
 
-/// <summary>A tile's stores where only some iterations of the sum's loops around the tile store last (<see cref="OutputStore"/>):
-/// <paramref name="Last"/> (the stores with the epilogue) when the counter of every counted loop of
-/// <paramref name="Depths"/> is 1 (its last iteration: counters count down to 1), <paramref name="Other"/> otherwise.</summary>
-sealed record LastVisitOp(int[] Depths, List<Op> Last, List<Op> Other) : Op;
+/// <summary>Code that runs only in some iterations of the sum's loops around a tile: <paramref name="Then"/> when the counter
+/// of every counted loop of <paramref name="When"/> (its depth) is at the value given, <paramref name="Else"/> otherwise.
+/// Counters count down from the loop's trips to 1: a tile's first loads (from an init tensor) run at the trips, the other
+/// visits load the partial sums; its last stores (with the epilogue, <see cref="OutputStore"/>) run at 1, the others are plain.</summary>
+sealed record VisitOp((int Depth, int Counter)[] When, List<Op> Then, List<Op> Else) : Op;
 
