@@ -42,21 +42,27 @@ public sealed record BlockedLayout(long N, long C, long H, long W, int Block, in
     public void From(float[] nchw, float[] to, int start, int threads = 1)
     {
         Check(nchw, to, start);
-        TeamWork.For(threads, (int)(N * Blocks * H), 1, (_, first, end) => FromRows(nchw, to, start, first, end));
+        var (_, group, row, _) = Strides;
+        int h = (int)H, w = (int)W;
+        TeamWork.For(threads, (int)(N * Blocks * H), 1, (_, first, end) => IntoBlocks(nchw, h, w, Block, to, start + Interior, group, row, h, w, first, end));
     }
 
-    /// <summary>Rows [first, end) of (image and block, y) of <see cref="From"/>: a row of pixels, its channels from the
-    /// block's planes (compiled fully optimized from the first call, as the other copies of a pass are).</summary>
+    /// <summary>Rows [first, end) of NCHW planes of <paramref name="h"/> x <paramref name="w"/> into blocks of
+    /// <paramref name="block"/> channels: row i is (image and block nd = i / <paramref name="rows"/>, y = i % rows), its first
+    /// <paramref name="columns"/> pixels each a block's channels from the block's planes, written at
+    /// <c>at + nd*group + y*row + x*block + k</c>. A layout's interior (<see cref="From"/>) and a lone convolution's copy
+    /// (<see cref="ConvOp"/>'s, cut to the rows and columns its windows reach) are both made so, compiled fully optimized
+    /// from the first call, as the other copies of a pass are.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    void FromRows(float[] nchw, float[] to, int start, int first, int end)
+    internal static void IntoBlocks(float[] nchw, int h, int w, int block, float[] to, long at, long group, long row, int rows, int columns, int first, int end)
     {
-        int b = Block, h = (int)H, w = (int)W, plane = h * w;
-        var (_, group, row, _) = Strides;
+        int plane = h * w;
         for (int i = first; i < end; i++)
         {
-            int nd = i / h, y = i % h, at = (int)(start + Interior + nd * group + y * row), from = nd * b * plane + y * w;
-            for (int x = 0; x < w; x++)
-                for (int k = 0; k < b; k++) to[at + x * b + k] = nchw[from + k * plane + x];
+            int nd = i / rows, y = i % rows, from = nd * block * plane + y * w;
+            long to0 = at + nd * group + y * row;
+            for (int x = 0; x < columns; x++)
+                for (int k = 0; k < block; k++) to[to0 + x * block + k] = nchw[from + k * plane + x];
         }
     }
 

@@ -54,17 +54,10 @@ public sealed partial class ConvOp
     float[] BlockedCopy(float[] input)
     {
         var to = blockedIn ??= AlignedArray(xShape[0] * xShape[1] * paddedH * paddedW);
-        int start = AlignedStart(to), b = block, h = (int)xShape[2], w0 = (int)xShape[3], plane = h * w0, top = (int)window.PadsBegin[0], left = (int)window.PadsBegin[1];
+        int start = AlignedStart(to), b = block, h = (int)xShape[2], w0 = (int)xShape[3], top = (int)window.PadsBegin[0], left = (int)window.PadsBegin[1];
         int rows = (int)Math.Min(h, paddedH - top), columns = (int)Math.Min(w0, paddedW - left), pitch = (int)paddedW * b, groupSize = (int)(paddedH * paddedW) * b;
-        TeamWork.For(Threads, (int)(xShape[0] * xShape[1] / b) * rows, 1, (_, first, end) =>
-        {
-            for (int i = first; i < end; i++)
-            {
-                int nd = i / rows, yy = i % rows, at = start + nd * groupSize + (yy + top) * pitch + left * b, from = nd * b * plane + yy * w0;
-                for (int xx = 0; xx < columns; xx++)
-                    for (int k = 0; k < b; k++) to[at + xx * b + k] = input[from + k * plane + xx];
-            }
-        });
+        TeamWork.For(Threads, (int)(xShape[0] * xShape[1] / b) * rows, 1,
+            (_, first, end) => BlockedLayout.IntoBlocks(input, h, w0, b, to, start + top * pitch + left * b, groupSize, pitch, rows, columns, first, end));
         return to;
     }
 

@@ -92,6 +92,10 @@ public sealed partial class ConvOp : ContractionOp
     /// the other lowerings.</summary>
     public int ChannelBlock => block;
 
+    /// <summary>Whether the kernel writes its output in blocks of channels (<see cref="ConvLowering.Blocked"/>,
+    /// <see cref="ConvLowering.BlockedInput"/>: the lowerings with a block), which the op writes back into NCHW.</summary>
+    bool OutputInBlocks => block > 0;
+
     /// <summary>How the convolution became <see cref="ContractionOp.Contraction"/>.</summary>
     public ConvLowering Lowering { get; }
 
@@ -270,7 +274,7 @@ public sealed partial class ConvOp : ContractionOp
         var input = Sized(value(x), x, n * c * xShape[2] * xShape[3]);
         var weights = Sized(value(w), w, wShape[0] * wShape[1] * wShape[2] * wShape[3]);
         var b = bias is null ? null : Sized(value(bias), bias, OutputShape[1]);
-        if (Lowering is ConvLowering.Blocked or ConvLowering.BlockedInput)
+        if (OutputInBlocks)
         {
             var o = blocked ??= Scratch(Contraction.Output.Length, "blocked");
             int groups = (int)wShape[0] / block, plane = (int)(OutputShape[2] * OutputShape[3]), e = block, o0 = AlignedStart(o);
@@ -348,7 +352,7 @@ public sealed partial class ConvOp : ContractionOp
             int v = Contraction.Vars.IndexOf(name);
             if (v >= 0) strides[v] = stride;
         }
-        if (Lowering is ConvLowering.Blocked or ConvLowering.BlockedInput) { Set("g", block); Set("e", 1); }
+        if (OutputInBlocks) { Set("g", block); Set("e", 1); }
         else Set(Lowering == ConvLowering.Columns ? "m" : "f", 1);
         return (strides, bias is null ? zeros ??= new float[wShape[0]] : Sized(value(bias), bias, OutputShape[1]));
     }
@@ -358,7 +362,7 @@ public sealed partial class ConvOp : ContractionOp
     /// <summary>The output of a <see cref="ConvLowering.Blocked"/> kernel, [N, F/E, OH, OW, E]; made at the first run.</summary>
     float[]? blocked;
 
-    protected override float[] KernelOutput(float[] output) => Lowering is ConvLowering.Blocked or ConvLowering.BlockedInput ? blocked! : output;
+    protected override float[] KernelOutput(float[] output) => OutputInBlocks ? blocked! : output;
 
     /// <summary>A blocked kernel's output written into the node's: <c>Y[n,E*g+e,h,w] = O[n,g,h,w,e]</c>, each block of
     /// E channels a transpose of [OH*OW, E] into [E, OH*OW] (<see cref="Transpose"/>), with the epilogue done on each tile
@@ -366,7 +370,7 @@ public sealed partial class ConvOp : ContractionOp
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void Finish(float[] output, Func<string, float[]> value, Epilogue epilogue)
     {
-        if (Lowering is not (ConvLowering.Blocked or ConvLowering.BlockedInput))
+        if (!OutputInBlocks)
         {
             base.Finish(output, value, epilogue);
             return;
@@ -421,7 +425,7 @@ public sealed partial class ConvOp : ContractionOp
     }
 
     /// <summary>The bias, or the blocked kernel's output written back, covers every float of the node's output.</summary>
-    protected override bool OverwritesOutput => Lowering is ConvLowering.Blocked or ConvLowering.BlockedInput || bias is not null;
+    protected override bool OverwritesOutput => OutputInBlocks || bias is not null;
 
     /// <summary><c>to[j*stride + i] = from[i*columns + j]</c> for i &lt; rows, j &lt; columns: 8 x 8 tiles transposed in
     /// AVX registers where the machine has them, the edges one by one. With <paramref name="residual"/> (laid out as

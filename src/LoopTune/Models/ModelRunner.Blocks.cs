@@ -9,6 +9,9 @@ public sealed partial class ModelRunner
     /// <summary>The convolutions lowered <see cref="ConvLowering.BlockedInput"/> that may run linked, by node.</summary>
     IReadOnlyDictionary<OnnxNode, ChosenKernel> linkedKernels = new Dictionary<OnnxNode, ChosenKernel>();
 
+    /// <summary>What each linked convolution's step makes (<see cref="Fused"/>), by node.</summary>
+    Dictionary<OnnxNode, (string Final, string? Residual, OnnxNode? Add, OnnxNode? Relu)> fusedBy = [];
+
     /// <summary>The values held in blocks (<see cref="PlanBlocks"/>).</summary>
     readonly HashSet<string> blockedValues = new(StringComparer.Ordinal);
 
@@ -44,14 +47,13 @@ public sealed partial class ModelRunner
         if (ops.Select(o => o.ChannelBlock).Distinct().Count() > 1) throw new ArgumentException($"the linked convolutions' blocks differ: {string.Join(", ", ops.Select(o => o.ChannelBlock).Distinct())}");
         linkedKernels = linked;
         blocks = (ops[0].ChannelBlock, (int)ops.Max(o => o.Window.Pads.Max()));
-        var fusedBy = linked.Keys.ToDictionary(n => n, n => Fused(model, shapes, readers, n));
+        fusedBy = linked.Keys.ToDictionary(n => n, n => Fused(model, shapes, readers, n));
         var maker = new Dictionary<string, OnnxNode>(StringComparer.Ordinal);
         foreach (var (node, f) in fusedBy) maker[f.Final] = node;
         var pooled = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (node, chosen) in kernels)
-            if (chosen.Op is ConvOp { Lowering: ConvLowering.Blocked } && !linked.ContainsKey(node) && BlockedPoolAfter(model, shapes, node) is not null
-                && PoolOf(node) is { } pool)
-                pooled.Add(pool.Outputs[0]);
+            if (chosen.Op is ConvOp { Lowering: ConvLowering.Blocked } && !linked.ContainsKey(node) && MaxPoolAfter(model, shapes, node) is { } after)
+                pooled.Add(after.Pool.Outputs[0]);
         BlockedLayout? Layout(string value) => shapes.Of(value) is { } shape ? BlockedLayout.Of(shape, blocks.Block, blocks.Pad) : null;
         var held = new HashSet<string>(maker.Keys.Concat(pooled).Where(v => Layout(v) is not null && !model.Outputs.Any(o => o.Name == v)), StringComparer.Ordinal);
         bool Reads(string value, OnnxNode reader)
@@ -80,20 +82,12 @@ public sealed partial class ModelRunner
         return window.Kernel.SequenceEqual(x[2..]) && window.Pads.All(p => p == 0);
     }
 
-    /// <summary>The MaxPool after a convolution's Relu (or right after it), as <see cref="BlockedPoolAfter"/> finds it.</summary>
-    OnnxNode? PoolOf(OnnxNode conv)
-    {
-        var (_, output) = AfterFold(model, shapes, conv);
-        if (Only(output, "Relu") is { } relu) output = relu.Outputs[0];
-        return Only(output, "MaxPool");
-    }
-
     /// <summary>What a convolution's step makes, as <see cref="Contraction"/> fuses it: the value after its folded
     /// BatchNormalization, the Add of a value of the same shape made before it (the residual: of two convolutions whose
     /// outputs are added, the later one adds) and a Relu, each the only reader; the residual, the Add and the Relu, if any.</summary>
     static (string Final, string? Residual, OnnxNode? Add, OnnxNode? Relu) Fused(OnnxModel model, ModelShapes shapes, Dictionary<string, List<OnnxNode>> readers, OnnxNode conv)
     {
-        var (_, output) = AfterFold(model, shapes, conv);
+        string output = AfterFold(model, shapes, readers, conv);
         string? residual = null;
         int at = model.Nodes.IndexOf(conv);
         // the Add goes to the convolution made after the other value (the pass makes the steps in the file's order)
@@ -120,7 +114,7 @@ public sealed partial class ModelRunner
             covers.Add(bn);
         }
         var op = (ConvOp)link.Op;
-        var (final, residual, add, relu) = Fused(model, shapes, readers, node);
+        var (final, residual, add, relu) = fusedBy[node];
         var feeds = node.Inputs.Skip(1).Where(i => i.Length > 0 && !model.Initializers.ContainsKey(i)).Distinct().ToDictionary(i => i, Read);
         var input = InBlocks(node.Inputs[0]);
         foreach (var n in new[] { add, relu }.OfType<OnnxNode>()) fused.Add(n);

@@ -219,7 +219,7 @@ public sealed partial class ModelRunner
     /// <summary>A Conv, Gemm or MatMul with its chosen op and kernel, and the BatchNormalization after it folded in when it can be.</summary>
     void Contraction(OnnxNode node)
     {
-        if (linkedKernels.TryGetValue(node, out var link) && (blockedValues.Contains(node.Inputs[0]) || blockedValues.Contains(Fused(model, shapes, readers, node).Final)))
+        if (linkedKernels.TryGetValue(node, out var link) && (blockedValues.Contains(node.Inputs[0]) || blockedValues.Contains(fusedBy[node].Final)))
         {
             Linked(node, link);
             return;
@@ -358,13 +358,18 @@ public sealed partial class ModelRunner
     /// blocks (<see cref="BlockedPool"/>), found as <see cref="Contraction"/> finds it: after the BatchNormalization folded
     /// into it (its weights and bias constants), no Add, a Relu or none, then a MaxPool, each the only reader; the pool as
     /// the pass makes it, and whether the Relu is there. Null when the pass would write the output back instead.</summary>
-    public static (Pool2d Pool, bool Relu)? BlockedPoolAfter(OnnxModel model, ModelShapes shapes, OnnxNode conv)
+    public static (Pool2d Pool, bool Relu)? BlockedPoolAfter(OnnxModel model, ModelShapes shapes, OnnxNode conv) =>
+        MaxPoolAfter(model, shapes, conv) is { } after ? (MaxPool(shapes, after.Pool), after.Relu) : null;
+
+    /// <summary>The MaxPool node of <see cref="BlockedPoolAfter"/>, and whether the Relu is there.</summary>
+    static (OnnxNode Pool, bool Relu)? MaxPoolAfter(OnnxModel model, ModelShapes shapes, OnnxNode conv)
     {
-        var (readers, output) = AfterFold(model, shapes, conv);
+        var readers = CheckedReaders(model, shapes, conv);
+        string output = AfterFold(model, shapes, readers, conv);
         if (Only(model, shapes, readers, output, "Add") is not null) return null;
         var relu = Only(model, shapes, readers, output, "Relu");
         if (relu is not null) output = relu.Outputs[0];
-        return Only(model, shapes, readers, output, "MaxPool") is { } pool ? (MaxPool(shapes, pool), relu is not null) : null;
+        return Only(model, shapes, readers, output, "MaxPool") is { } pool ? (pool, relu is not null) : null;
     }
 
     /// <summary>What a forward pass does to <paramref name="conv"/>'s output in its epilogue (<see cref="Epilogue"/>), found as
@@ -374,20 +379,24 @@ public sealed partial class ModelRunner
     /// lowering does it in its write-back, the others in a pass of their own.</summary>
     public static (bool Residual, bool Relu) EpilogueAfter(OnnxModel model, ModelShapes shapes, OnnxNode conv)
     {
-        var (_, residual, _, relu) = Fused(model, shapes, Readers(model), conv);
+        var (_, residual, _, relu) = Fused(model, shapes, CheckedReaders(model, shapes, conv), conv);
         return (residual is not null, relu is not null);
     }
 
-    /// <summary>The model's readers, and the value a convolution's step writes: its output, or the output of the
-    /// BatchNormalization folded into it (its weights and bias constants).</summary>
-    static (Dictionary<string, List<OnnxNode>> Readers, string Output) AfterFold(OnnxModel model, ModelShapes shapes, OnnxNode conv)
+    /// <summary>The model's readers (<see cref="Readers(OnnxModel)"/>), after the arguments of a public question about
+    /// <paramref name="conv"/> are checked.</summary>
+    static Dictionary<string, List<OnnxNode>> CheckedReaders(OnnxModel model, ModelShapes shapes, OnnxNode conv)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(shapes);
         ArgumentNullException.ThrowIfNull(conv);
-        var readers = Readers(model);
-        return (readers, FoldableNorm(model, shapes, readers, conv) is { } bn && ConstantWeights(model, conv) ? bn.Outputs[0] : conv.Outputs[0]);
+        return Readers(model);
     }
+
+    /// <summary>The value a convolution's step writes: its output, or the output of the BatchNormalization folded into it
+    /// (its weights and bias constants).</summary>
+    static string AfterFold(OnnxModel model, ModelShapes shapes, Dictionary<string, List<OnnxNode>> readers, OnnxNode conv) =>
+        FoldableNorm(model, shapes, readers, conv) is { } bn && ConstantWeights(model, conv) ? bn.Outputs[0] : conv.Outputs[0];
 
     /// <summary>The pool of a MaxPool node the pass runs.</summary>
     static Pool2d MaxPool(ModelShapes shapes, OnnxNode pool)

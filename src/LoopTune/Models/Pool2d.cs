@@ -138,14 +138,14 @@ public sealed class Pool2d
             int x0 = ox * sw - left, from = Math.Max(x0, 0), until = Math.Min(x0 + kw, w);
             // a window the padding covers whole gives the lowest float, as Run does (the Relu came before the pool)
             float start = relu && first < last && from < until ? 0 : float.MinValue;
-            nuint at = (nuint)(ox * pitch - c0);
+            nuint at = (nuint)(ox * pitch); // channel i of the pixel at at + i - c0
             if (wide)
                 for (int i = c0; i < c0 + count; i += Vector512<float>.Count)
                 {
                     var acc = Vector512.Create(start);
                     for (int yy = first; yy < last; yy++)
                         for (int xx = from; xx < until; xx++) acc = Vector512.Max(acc, Vector512.LoadUnsafe(ref x, (nuint)((yy * w + xx) * e + i)));
-                    acc.StoreUnsafe(ref r, at + (nuint)i);
+                    acc.StoreUnsafe(ref r, at + (nuint)(i - c0));
                 }
             else if (half)
                 for (int i = c0; i < c0 + count; i += Vector256<float>.Count)
@@ -153,7 +153,7 @@ public sealed class Pool2d
                     var acc = Vector256.Create(start);
                     for (int yy = first; yy < last; yy++)
                         for (int xx = from; xx < until; xx++) acc = Vector256.Max(acc, Vector256.LoadUnsafe(ref x, (nuint)((yy * w + xx) * e + i)));
-                    acc.StoreUnsafe(ref r, at + (nuint)i);
+                    acc.StoreUnsafe(ref r, at + (nuint)(i - c0));
                 }
             else
                 for (int i = c0; i < c0 + count; i++)
