@@ -132,7 +132,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
                 NotTuned n => $"not tuned: {n.Reason}",
                 _ when choices.ContainsKey(Key(ops)) || tuned.ContainsKey(ops[0].Contraction.Text) => $"reusing the schedule of an earlier node for {ops[0].Contraction.Text}",
                 _ when ops.Length > 1 => $"choosing among {ops.Length} lowerings of {ways[0].Node.OpType}: {string.Join(" or ", ops.Select(o => o.Contraction.Text))}",
-                _ when !retune && store is not null && store.TryGetRecord(ops[0].Contraction, RunThreads.Default, Context(ops[0]), out _) => $"recalling the record of {ways[0].Node.OpType} {ops[0].Contraction.Text}",
+                _ when Record(ops[0]) is not null => $"recalling the record of {ways[0].Node.OpType} {ops[0].Contraction.Text}",
                 _ => $"tuning {ways[0].Node.OpType} {ops[0].Contraction.Text}",
             };
             progress($"[{clock.Elapsed.TotalSeconds,6:F1}s] {i + 1}/{model.Nodes.Length} {model.Nodes[i].Name} {what}");
@@ -274,13 +274,17 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         return picked;
     }
 
+    /// <summary>This machine's tuning record of the op's contraction in its timing context, unless --retune; null when none.</summary>
+    TuningRecord? Record(ContractionOp op) =>
+        !retune && store is not null && store.TryGetRecord(op.Contraction, RunThreads.Default, Context(op), out var record) ? record : null;
+
     /// <summary>The way's kernel: known from an earlier node, or its tuning record's (compiled, verified later if chosen), or
     /// a search's (verified, timed, and recorded).</summary>
     Candidate Prepare(ContractionOp op, Nest? rival = null)
     {
         var c = op.Contraction;
         if (tuned.TryGetValue(c.Text, out var known)) return new(op, known.Report.Nest, known.Report.Kernel, known.Report);
-        if (!retune && store is not null && store.TryGetRecord(c, RunThreads.Default, Context(op), out var record))
+        if (Record(op) is { } record)
         {
             try
             {
@@ -360,8 +364,7 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         {
             if (ConvOp.LowerBlockedInput(model, shapes, node, block) is not ConvOp op) continue;
             var c = op.Contraction;
-            bool known = tuned.ContainsKey(c.Text);
-            if (!known) progress($"  {node.Name}: {(!retune && store is not null && store.TryGetRecord(c, RunThreads.Default, Context(op), out _) ? "recalling" : "tuning")} its input in blocks of {block}, {c.Text}");
+            if (!tuned.ContainsKey(c.Text)) progress($"  {node.Name}: {(Record(op) is not null ? "recalling" : "tuning")} its input in blocks of {block}, {c.Text}");
             try
             {
                 // the node's own blocked schedule, its channels in blocks, is a rival of the search
