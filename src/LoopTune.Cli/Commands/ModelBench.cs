@@ -289,6 +289,8 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
             try
             {
                 var nest = Nest.Parse(c, record.Schedule);
+                if (Transforms.Parallelize(nest, RunThreads.Default, op.ParallelOver).ScheduleKey != nest.ScheduleKey)
+                    throw new ArgumentException($"its parallel loop is not over {op.ParallelOver}, as the kernels of a pass in blocks are now split");
                 var kernel = Kernel.Compile(nest);
                 kernel.Threads = RunThreads.Default; // records are kept per thread count (the store's runtime key)
                 return new(op, nest, kernel, null);
@@ -314,9 +316,10 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
         // (ContractionOp.PrefetchBlockBytes); on ResNet-18's 512-channel layers a tile that prefetches ran 1.23-1.28 ms in
         // the pass where the tiles ranked above it without prefetching ran 1.42-1.53
         var jit = coldWeights && ContractionOp.PrefetchBlockBytes > 0 ? JitOptions.Default with { PrefetchBlockBytes = ContractionOp.PrefetchBlockBytes } : null;
-        var (result, final, _, _) = PolicyTuning.Tune(search, pol, c, limit, timing, OneDnn, null, Context(op), [.. new[] { hot, rival }.OfType<Nest>()], jit);
-        string method = hot is not null && final.Nest.ScheduleKey == hot.ScheduleKey ? $"{result.Method}, beaten by the hot record"
-            : rival is not null && final.Nest.ScheduleKey == rival.ScheduleKey ? $"{result.Method}, beaten by the node's schedule in blocks" : PolicyTuning.MethodOf(result, final.Nest, RunThreads.Default);
+        var (result, final, _, _) = PolicyTuning.Tune(search, pol, c, limit, timing, OneDnn, null, Context(op), [.. new[] { hot, rival }.OfType<Nest>()], jit, op.ParallelOver);
+        bool Is(Nest? n) => n is not null && PolicyTuning.Answers(n, final.Nest, RunThreads.Default, op.ParallelOver);
+        string method = Is(hot) ? $"{result.Method}, beaten by the hot record"
+            : Is(rival) ? $"{result.Method}, beaten by the node's schedule in blocks" : PolicyTuning.MethodOf(result, final.Nest, RunThreads.Default, op.ParallelOver);
         if (store is not null && final.Verification.Passed)
             store.PutRecord(c, RunThreads.Default, Context(op), new TuningRecord(final.Nest.Serialize(), method, budget, final.Gflops, DateTime.UtcNow));
         tuned[c.Text] = (final, op.Node.Name);

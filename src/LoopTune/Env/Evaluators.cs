@@ -84,8 +84,12 @@ public sealed class KernelEvaluator(MeasureOptions options, MeasurementStore? st
     /// <summary>What the caches hold when each schedule is timed: hot (the default) or one operand cold.</summary>
     public TimingContext Context { get; init; }
 
+    /// <summary>The variable whose loop is made parallel at <see cref="Threads"/> threads where one qualifies, in place of
+    /// the rule's (<see cref="Transforms.Parallelize(Nest, int, string?)"/>); null: the rule.</summary>
+    public string? ParallelOver { get; init; }
+
     /// <summary>The schedule as this evaluator times it: with the parallel loop <see cref="Threads"/> call for.</summary>
-    public Nest AsRun(Nest nest) => Transforms.Parallelize(nest, Threads);
+    public Nest AsRun(Nest nest) => Transforms.Parallelize(nest, Threads, ParallelOver);
 
     /// <summary><paramref name="nest"/> (as <see cref="AsRun"/> makes it) compiled to run on <see cref="Threads"/> threads.</summary>
     Kernel Compile(Nest nest)

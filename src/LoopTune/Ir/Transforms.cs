@@ -165,22 +165,40 @@ public static class Transforms
     ///       for m' in 8 unroll               for m' in 8 unroll
     ///         for n' in 32 vectorize           for n' in 32 vectorize
     /// </code>
+    /// With <paramref name="prefer"/> (a variable of the computation), the outermost loop over it that keeps the threads at
+    /// least 90 % busy is the parallel one, in place of any the nest has: a forward pass whose activations stay in blocks
+    /// splits each kernel's rows between the threads, so that a thread reads mostly the rows its own producer wrote
+    /// (<c>ContractionOp.ParallelOver</c>). Without such a loop, the rule above.
     /// </summary>
-    public static Nest Parallelize(Nest nest, int threads)
+    public static Nest Parallelize(Nest nest, int threads, string? prefer = null)
     {
         ArgumentNullException.ThrowIfNull(nest);
-        if (threads <= 1 || nest.ParallelLoop >= 0) return nest;
+        if (threads <= 1) return nest;
+        if (prefer is not null && nest.Computation.Vars.IndexOf(prefer) is int v and >= 0)
+        {
+            var plain = nest.ParallelLoop >= 0 ? Annotate(nest, nest.ParallelLoop, Annotation.None) : nest;
+            for (int i = 0; i < plain.Count; i++)
+                if (plain[i].Var == v && Busy(plain, i, threads) >= 0.9) return Annotate(plain, i, Annotation.Parallel);
+        }
+        if (nest.ParallelLoop >= 0) return nest;
         int best = -1;
         double busiest = 0;
         for (int i = 0; i < nest.Count; i++)
         {
-            int t = nest[i].Iterations;
-            if (t < 2 || CheckParallel(nest.With(nest.Loops, i)) != Rule.None) continue;
-            double busy = t / (Math.Ceiling(t / (double)threads) * threads);
+            double busy = Busy(nest, i, threads);
             if (busy >= 0.9) return Annotate(nest, i, Annotation.Parallel);
             if (busy > busiest) (best, busiest) = (i, busy);
         }
         return best < 0 ? nest : Annotate(nest, best, Annotation.Parallel);
+    }
+
+    /// <summary>The share of <paramref name="threads"/> threads kept busy by loop <paramref name="i"/>'s iterations in static
+    /// chunks, t / (ceil(t / N) * N); 0 when the loop may not be parallel or has fewer than 2 iterations.</summary>
+    static double Busy(Nest nest, int i, int threads)
+    {
+        int t = nest[i].Iterations;
+        if (t < 2 || CheckParallel(nest.With(nest.Loops, i)) != Rule.None) return 0;
+        return t / (Math.Ceiling(t / (double)threads) * threads);
     }
 
     static Nest Annotate(Nest nest, int loop, Annotation a) => nest.With(nest.Loops.SetItem(loop, nest[loop] with { Annotation = a }), nest.Cursor);

@@ -36,7 +36,8 @@ public static class PolicyTuning
     /// peers of <paramref name="preparePeers"/> (none when null); with the seconds spent in the policy and the search, and
     /// in measuring kernels. At N threads (<paramref name="threads"/>, default <see cref="Jit.RunThreads.Default"/>) each
     /// schedule is timed with the parallel loop
-    /// <see cref="Ir.Transforms.Parallelize"/> gives it, and so is the result. In a cold <paramref name="context"/> (one
+    /// <see cref="Ir.Transforms.Parallelize"/> gives it (over <paramref name="parallelOver"/> where that variable's loop
+    /// qualifies), and so is the result. In a cold <paramref name="context"/> (one
     /// operand cold, <see cref="TimingContext"/>) every timing of the search, its finalists' side-by-side confirmation and
     /// the final timing read that operand cold (the peers, with data of their own, run hot). The search, the rivals and the
     /// side-by-side compile with <paramref name="jit"/> (<see cref="Jit.JitOptions.Default"/> when null: a forward pass's
@@ -53,13 +54,13 @@ public static class PolicyTuning
     /// left but the second half, the side-by-side timing the rest (without time left, their figures decide).</summary>
     public static (SearchResult Result, KernelReport Final, double PolicySeconds, double MeasureSeconds) Tune(ISearch search, Policy pol, Computation computation,
         SearchBudget limit, MeasureOptions timing, PeerPreparation? preparePeers, int? threads = null, TimingContext context = default,
-        IReadOnlyList<Nest>? rivals = null, Jit.JitOptions? jit = null)
+        IReadOnlyList<Nest>? rivals = null, Jit.JitOptions? jit = null, string? parallelOver = null)
     {
         ArgumentNullException.ThrowIfNull(search);
         ArgumentNullException.ThrowIfNull(pol);
         pol.WarmUp();
         _ = Machine.Current; // measured (once per machine) before the clock starts
-        using var evaluator = new KernelEvaluator(MeasureOptions.Env, null, jit) { Threads = threads ?? Jit.RunThreads.Default, Context = context };
+        using var evaluator = new KernelEvaluator(MeasureOptions.Env, null, jit) { Threads = threads ?? Jit.RunThreads.Default, Context = context, ParallelOver = parallelOver };
         var buffers = evaluator.Prepare(computation); // the buffers and the code that times kernels too: the budget is for measuring schedules
         var timed = new TimedEvaluator(evaluator);
         SearchResult result;
@@ -120,12 +121,12 @@ public static class PolicyTuning
     /// <summary>How <paramref name="final"/> (the answer of <see cref="Tune"/> at <paramref name="threads"/> threads) was
     /// found: the search's method (<see cref="SearchResult.Method"/>) when it is the search's best, else that method
     /// "beaten by the machine's tile" (one of <see cref="CacheBlockedTiles"/>) or "beaten by a rival" (one the caller
-    /// gave). What tuning records and reports name.</summary>
-    public static string MethodOf(SearchResult result, Nest final, int threads = 1)
+    /// gave). What tuning records and reports name. <paramref name="parallelOver"/>: the variable the tune made parallel.</summary>
+    public static string MethodOf(SearchResult result, Nest final, int threads = 1, string? parallelOver = null)
     {
         ArgumentNullException.ThrowIfNull(result);
         ArgumentNullException.ThrowIfNull(final);
-        bool Is(Nest n) => Answers(n, final, threads);
+        bool Is(Nest n) => Answers(n, final, threads, parallelOver);
         if (Is(result.Best)) return result.Method;
         return CacheBlockedTiles.For(final.Computation, Machine.Current).Any(Is) ? $"{result.Method}, beaten by the machine's tile" : $"{result.Method}, beaten by a rival";
     }
@@ -144,11 +145,11 @@ public static class PolicyTuning
 
     /// <summary>Whether <paramref name="final"/> (an answer of <see cref="Tune"/> at <paramref name="threads"/> threads) is
     /// <paramref name="schedule"/> as it was timed: with the parallel loop <see cref="Transforms.Parallelize"/> gives it.</summary>
-    public static bool Answers(Nest schedule, Nest final, int threads)
+    public static bool Answers(Nest schedule, Nest final, int threads, string? parallelOver = null)
     {
         ArgumentNullException.ThrowIfNull(schedule);
         ArgumentNullException.ThrowIfNull(final);
-        return Transforms.Parallelize(schedule, threads).ScheduleKey == final.ScheduleKey;
+        return Transforms.Parallelize(schedule, threads, parallelOver).ScheduleKey == final.ScheduleKey;
     }
 
     /// <summary>The share of a tune's budget kept from its search for timing the rivals and the machine's tiles

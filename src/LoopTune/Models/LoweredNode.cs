@@ -39,6 +39,11 @@ public abstract class ContractionOp(OnnxNode node, OnnxModel model, Computation 
     /// figure compares with another runtime's for the node.</summary>
     public virtual double Flops => Contraction.Flops;
 
+    /// <summary>The variable whose loop is made parallel when the kernel runs on more than one thread, in place of the
+    /// tuner's rule (<see cref="Transforms.Parallelize(Nest, int, string?)"/>), or null for the rule: a convolution that
+    /// reads and writes activations kept in blocks splits its output rows, as every such kernel of a pass does.</summary>
+    public virtual string? ParallelOver => null;
+
     /// <summary>The kernel's operand made from a constant of the model (the weights), which a forward pass reads once per
     /// pass, cold, while the rest of the model passes through the caches: the right one when it is (a convolution's W, a
     /// Gemm's or MatMul's B), else the left one when it is (the im2col lowering's weights, a constant A); null when both

@@ -30,6 +30,25 @@ public class ParallelizeTests
         Assert.Equal(p, Nest.Parse(p.Computation, p.Serialize())); // a nest the parser's rules accept
     }
 
+    /// <summary>With a preferred variable: its outermost loop that keeps the threads busy, in place of the rule's and of one
+    /// the nest had; the rule where no loop over it qualifies.</summary>
+    [Theory]
+    [InlineData(">g:2 h:8 w:8 c:4 e:16v", 2, "g:2 h:8p w:8 c:4 e:16v")]
+    [InlineData(">g:2p h:8 w:8 c:4 e:16v", 2, "g:2 h:8p w:8 c:4 e:16v")] // moved from g
+    [InlineData(">g:2 h:2 h:4 w:8 c:4 e:16v", 2, "g:2 h:2p h:4 w:8 c:4 e:16v")] // the outermost of h's loops
+    [InlineData(">g:2 c:4 h:8 w:8 e:16v", 2, "g:2 c:4 h:8p w:8 e:16v")] // inside a reduction loop too: the tuner times it
+    [InlineData(">g:2 w:8 c:4 h:8u e:16v", 2, "g:2p w:8 c:4 h:8u e:16v")] // h unrolled: the rule
+    [InlineData(">g:2p w:8 c:4 h:8u e:16v", 2, "g:2p w:8 c:4 h:8u e:16v")] // h unrolled: the nest's own
+    [InlineData(">g:2 h:8 w:8 c:4 e:16v", 1, "g:2 h:8 w:8 c:4 e:16v")] // one thread
+    public void Parallelize_prefers_the_variable_it_is_given(string before, int threads, string after)
+    {
+        var nest = N("O[g,h,w,e] += I[c,h,w] * W[g,c,e] g=2 h=8 w=8 e=16 c=4", before);
+        var p = Transforms.Parallelize(nest, threads, "h");
+        Assert.Equal(after, p.ScheduleKey);
+        Assert.Equal(p, Nest.Parse(p.Computation, p.Serialize()));
+        Assert.Equal(Transforms.Parallelize(nest, threads), Transforms.Parallelize(nest, threads, "x")); // not a variable: the rule
+    }
+
     /// <summary>On random schedules: the loop it marks is one the parallel action could mark, the rest is untouched, and the
     /// kernel at 2 threads computes the reference's result (guard zones intact).</summary>
     [Theory]
