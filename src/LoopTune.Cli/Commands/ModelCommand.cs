@@ -25,9 +25,20 @@ static class ModelCommand
             ["resnet18"] = ("Microsoft.ML.DnnImageFeaturizer.ResNet18", "0.24.0", "tools/DnnImageModels/ResNet18Onnx/ResNet18.onnx"),
         };
 
+    /// <summary>The models known by name that are written here, with seeded random weights (<see cref="SyntheticResNet"/>),
+    /// where no package serves the trained one: their speed is the real model's, their outputs are not; the file's name
+    /// in the data folder's <c>models</c> folder, and its bytes.</summary>
+    public static readonly IReadOnlyDictionary<string, (string File, Func<byte[]> Write)> Synthetic =
+        new Dictionary<string, (string, Func<byte[]>)>(StringComparer.OrdinalIgnoreCase)
+        {
+            ["resnet50"] = ("resnet50-random-weights.onnx", () => SyntheticResNet.Bottleneck(SyntheticResNet.ResNet50)),
+        };
+
+    static IEnumerable<string> Names => Known.Keys.Concat(Synthetic.Keys);
+
     public static Command Create(Io io)
     {
-        var model = new Argument<string>("model") { Description = $"An .onnx file, or a model known by name ({string.Join(", ", Known.Keys)}: restored from NuGet on first use)." };
+        var model = new Argument<string>("model") { Description = $"An .onnx file, or a model known by name ({string.Join(", ", Known.Keys)}: restored from NuGet on first use; {string.Join(", ", Synthetic.Keys)}: its layers with seeded random weights, written into the data folder on first use, as fast as the trained model, its outputs not a classifier's)." };
         var budget = new Option<string>("--budget") { Description = "Time allowed to the search of each distinct contraction (0: the policy's greedy rollout alone).", DefaultValueFactory = _ => "1s" };
         var outDir = new Option<string>("--out") { Description = "The report folder (results.csv, summary.md, report.json, node_seconds.png); replaced when the report is complete.", DefaultValueFactory = _ => "model-report" };
         var quick = new Option<bool>("--quick") { Description = "Shorter timing (less precise)." };
@@ -134,10 +145,22 @@ static class ModelCommand
     {
         if (File.Exists(model) || Directory.Exists(model)) return model;
         if (Known.TryGetValue(model, out var known)) return Restore(model, known.Package, known.Version, known.File, log);
+        if (Synthetic.TryGetValue(model, out var synthetic)) return Written(model, synthetic.File, synthetic.Write, log);
         bool looksLikePath = model.Contains('/', StringComparison.Ordinal) || model.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
         throw new OnnxError(model, looksLikePath
             ? "no such file"
-            : $"unknown model name (known: {string.Join(", ", Known.Keys)}), and no file of that name");
+            : $"unknown model name (known: {string.Join(", ", Names)}), and no file of that name");
+    }
+
+    /// <summary>The synthetic model's file in the data folder, written (atomically) when it is not there yet.</summary>
+    static string Written(string name, string file, Func<byte[]> write, TextWriter log)
+    {
+        string path = Path.Combine(DataFolder.Root, "models", file);
+        if (File.Exists(path)) return path;
+        log.WriteLine($"{name}: writing its layers with seeded random weights into {path} (first use; its speed is the trained model's, its outputs are not)");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        AtomicFile.WriteBytes(path, write());
+        return path;
     }
 
     /// <summary>The NuGet package cache: $NUGET_PACKAGES, else ~/.nuget/packages.</summary>

@@ -243,9 +243,9 @@ public sealed class ModelCommandTests : IDisposable
         Assert.True(File.Exists(Path.Combine(outDir, ModelReport.PassChart)));
     }
 
-    /// <summary>X [1,32,8,8] -> conv1 (3x3, pads 1) -> Relu -> conv2 -> Add X -> Relu -> GlobalAveragePool -> Flatten -> Gemm
-    /// [1,3]: a residual block whose channels this machine's blocks divide.</summary>
-    static byte[] ResidualModel() => Model(
+    /// <summary>X [1,C,S,S] -> conv1 (3x3, pads 1) -> Relu -> conv2 -> Add X -> Relu -> GlobalAveragePool -> Flatten -> Gemm
+    /// [1,3]: a residual block whose channels (32 unless given) this machine's blocks divide.</summary>
+    internal static byte[] ResidualModel(int c = 32, int size = 8) => Model(
         [
             Node("Conv", "conv1", ["X", "W1"], ["Y1"], Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1)),
             Node("Relu", "relu1", ["Y1"], ["R1"]),
@@ -256,7 +256,8 @@ public sealed class ModelCommandTests : IDisposable
             Node("Flatten", "flatten", ["G"], ["F"]),
             Node("Gemm", "fc", ["F", "B"], ["Y"]),
         ],
-        [Value("X", [1, 32, 8, 8])], [Value("Y", null)], [Floats("W1", [32, 32, 3, 3], Random(9216, 1)), Floats("W2", [32, 32, 3, 3], Random(9216, 2)), Floats("B", [32, 3], Random(96, 3))]);
+        [Value("X", [1, c, size, size])], [Value("Y", null)],
+        [Floats("W1", [c, c, 3, 3], Random(c * c * 9, 1)), Floats("W2", [c, c, 3, 3], Random(c * c * 9, 2)), Floats("B", [c, 3], Random(c * 3, 3))]);
 
     [Theory]
     [Trait("Category", "Integration")]
@@ -411,7 +412,7 @@ public sealed class ModelCommandTests : IDisposable
     {
         var (code, _, err) = TestHome.Run("model", "resnet19", "--out", temp["r"]);
         Assert.Equal(2, code);
-        Assert.Contains("resnet19: unknown model name (known: resnet18)", err);
+        Assert.Contains("resnet19: unknown model name (known: resnet18, resnet50)", err);
         (code, _, err) = TestHome.Run("model", temp["none.onnx"], "--out", temp["r"]);
         Assert.Equal(2, code);
         Assert.Contains("none.onnx: no such file", err);
@@ -426,5 +427,88 @@ public sealed class ModelCommandTests : IDisposable
         var (code, _, err) = TestHome.Run("model", file, "--out", temp["r"]);
         Assert.Equal(2, code);
         Assert.Contains(file, err);
+    }
+}
+
+/// <summary><c>looptune model --run --threads 2</c>: the convolutions of the pass whose activations stay in blocks, their
+/// input larger than half their weights, split their output rows between the threads
+/// (<see cref="LoopTune.Models.ConvOp.ParallelOver"/>), and a record of one from before, its parallel loop elsewhere, is
+/// tuned again rather than recalled; where the weights outweigh the input, the tuner's rule stands.</summary>
+[Collection(nameof(LoopTune.Tests.Jit.AllCores))]
+public sealed class ModelThreadsTests : IDisposable
+{
+    readonly TempFolder temp = new("looptune-model-threads");
+
+    public void Dispose() => temp.Dispose();
+
+    /// <summary>The 2-thread records of the contractions that read their input in blocks (<c>I[d,...,k]</c>, or
+    /// <c>I[...,k]</c> in a single block), as (computation, schedule).</summary>
+    List<(string Computation, string Schedule)> BlockedInputRecords()
+    {
+        using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={temp["m.db"]};Pooling=False");
+        db.Open();
+        using var q = db.CreateCommand();
+        q.CommandText = "SELECT computation, schedule FROM records WHERE runtime LIKE '% | 2 threads' AND computation LIKE '% += I[%,k] * W[%'";
+        using var r = q.ExecuteReader();
+        var rows = new List<(string, string)>();
+        while (r.Read()) rows.Add((r.GetString(0), r.GetString(1)));
+        return rows;
+    }
+
+    static string ParallelVariable(string computation, string schedule)
+    {
+        var nest = LoopTune.Ir.Nest.Parse(LoopTune.Ir.Computation.Parse(computation), schedule);
+        return nest.Computation.Vars[nest[nest.ParallelLoop].Var];
+    }
+
+    [Theory]
+    [InlineData(16, 16, "h")] // input 18x18x16 floats against weights 16x16x3x3: rows
+    [InlineData(32, 8, null)] // 10x10x32 against 32x32x3x3, more than twice as many: the tuner's rule
+    public void A_convolution_in_blocks_splits_its_rows_where_its_input_is_at_least_half_its_weights(int c, int size, string? over)
+    {
+        var model = LoopTune.Models.OnnxModel.Parse(ModelCommandTests.ResidualModel(c, size), "residual");
+        var shapes = LoopTune.Models.ShapeInference.Infer(model);
+        var conv = model.Nodes.First(n => n.OpType == "Conv");
+        foreach (long block in LoopTune.Models.ConvOp.Blocks(c))
+        {
+            var op = Assert.IsType<LoopTune.Models.ConvOp>(LoopTune.Models.ConvOp.LowerBlockedInput(model, shapes, conv, block));
+            Assert.Equal(over, op.ParallelOver);
+        }
+        // its own lowerings keep the rule
+        Assert.All(LoopTune.Models.ModelLowering.Alternatives(model, shapes, conv).OfType<LoopTune.Models.ContractionOp>(), o => Assert.Null(o.ParallelOver));
+    }
+
+    [Fact]
+    [Trait("Category", "Integration")]
+    public void The_pass_in_blocks_splits_rows_between_the_threads_and_tunes_an_older_record_again()
+    {
+        if (LoopTune.Models.ConvOp.Blocks(16).Length == 0) return; // no vectors: no pass in blocks (as in the test above)
+        var file = temp["residual.onnx"];
+        File.WriteAllBytes(file, ModelCommandTests.ResidualModel(16, 16)); // input 18x18x16 floats, weights 16x16x9
+        string[] args = ["model", file, "--run", "--budget", "0", "--quick", "--json", "--out", temp["report"], "--db", temp["m.db"], "--activations", "blocks", "--threads", "2"];
+        var (code, _, err) = TestHome.Run(args);
+        Assert.True(code == 0, err);
+        var records = BlockedInputRecords();
+        Assert.True(records.Count > 0, err);
+        foreach (var (c, s) in records) Assert.True(ParallelVariable(c, s) == "h", $"{c}: {s}");
+
+        // a record from before the rule: the unscheduled nest with its image columns (w) parallel, legal and not the rows
+        var (computation, _) = records[0];
+        string older = string.Join(' ', LoopTune.Ir.Nest.Initial(LoopTune.Ir.Computation.Parse(computation)).Serialize().Split(' ')
+            .Select(l => l.TrimStart('>').StartsWith("w:", StringComparison.Ordinal) ? l + "p" : l));
+        Assert.Equal("w", ParallelVariable(computation, older));
+        using (var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={temp["m.db"]};Pooling=False"))
+        {
+            db.Open();
+            using var u = db.CreateCommand();
+            u.CommandText = "UPDATE records SET schedule = $s WHERE computation = $c AND runtime LIKE '% | 2 threads'";
+            u.Parameters.AddWithValue("$s", older);
+            u.Parameters.AddWithValue("$c", computation);
+            Assert.Equal(1, u.ExecuteNonQuery());
+        }
+        (code, _, err) = TestHome.Run(args);
+        Assert.True(code == 0, err);
+        Assert.Contains($"({older}) is unusable (its parallel loop is not over h", err);
+        Assert.All(BlockedInputRecords(), r => Assert.Equal("h", ParallelVariable(r.Computation, r.Schedule)));
     }
 }
