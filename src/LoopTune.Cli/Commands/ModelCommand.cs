@@ -57,7 +57,7 @@ static class ModelCommand
             DefaultValueFactory = _ => "fastest",
         };
         activations.AcceptOnlyFromAmong("fastest", "blocks", "nchw");
-        var threads = Options.Threads("Threads each contraction is tuned and run on (an outer loop made parallel), and ONNX Runtime and oneDNN are given; in the forward pass the work around each kernel (padded copies, write-backs with the fused Add and Relu) and the MaxPool and AveragePool nodes run on as many, the other operators (an unfused Relu, Add or BatchNormalization, a GlobalAveragePool) on one");
+        var threads = Options.Threads("Threads each contraction is tuned and run on (an outer loop made parallel), and ONNX Runtime and oneDNN are given; in the forward pass the work around each kernel (padded copies, write-backs with the fused Add and Relu) the MaxPool and AveragePool nodes and a GlobalAveragePool of activations in blocks run on as many, the other operators (an unfused Relu, Add or BatchNormalization, a GlobalAveragePool of NCHW planes) on one");
         var json = Options.Json();
         var resume = Options.Resume();
         var command = new Command("model", "Tune every Conv, Gemm and MatMul of an ONNX model (each distinct shape once; a convolution in each of its lowerings, the fastest kept), check each node against ONNX Runtime running it alone, and time them side by side, with oneDNN.")

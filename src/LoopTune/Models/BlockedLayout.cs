@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using LoopTune.Jit;
 
@@ -86,29 +87,46 @@ public sealed record BlockedLayout(long N, long C, long H, long W, int Block, in
         }
     }
 
-    /// <summary>The mean of each channel's plane, <c>y[n*C + c]</c> (a GlobalAveragePool's output): each block's pixels summed
-    /// a vector of channels at a time (compiled fully optimized from the first call: a pass calls it once).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void PlaneMeans(float[] from, int start, float[] y)
+    /// <summary>The mean of each channel's plane, <c>y[n*C + c]</c> (a GlobalAveragePool's output): each block's pixels
+    /// summed a vector of channels at a time in a register, in the pixels' order, the blocks split among
+    /// <paramref name="threads"/> threads (the team of the kernels before, <see cref="TeamWork"/>).</summary>
+    public void PlaneMeans(float[] from, int start, float[] y, int threads = 1)
     {
         ArgumentNullException.ThrowIfNull(y);
         Check(null, from, start);
         if (y.Length != N * C) throw new ArgumentException($"the means of [{N},{C}] planes are {N * C} floats, not {y.Length}");
-        int b = Block, lanes = System.Numerics.Vector<float>.Count, whole = b / lanes * lanes;
+        TeamWork.For(threads, (int)(N * Blocks), 1, (_, first, end) => Means(from, start, y, first, end));
+    }
+
+    /// <summary>Blocks [first, end) of <see cref="PlaneMeans"/>, compiled fully optimized from the first call (a pass calls it
+    /// once): as a running sum kept in memory, a pixel at a time, ResNet-50's 64 blocks of 7x7 pixels took 0.055 ms at two
+    /// threads on the Zen 5, against ONNX Runtime's 0.018.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void Means(float[] from, int start, float[] y, int first, int end)
+    {
+        int b = Block, lanes = Vector<float>.Count, whole = b / lanes * lanes, h = (int)H, w = (int)W;
+        float pixels = h * w;
         var (_, group, row, _) = Strides;
-        var sums = new float[b];
-        for (long nd = 0; nd < N * Blocks; nd++)
+        for (int nd = first; nd < end; nd++)
         {
-            Array.Clear(sums);
-            for (long yy = 0; yy < H; yy++)
-                for (long x = 0; x < W; x++)
+            long at = start + Interior + nd * group;
+            for (int k = 0; k < b; k += k < whole ? lanes : 1)
+            {
+                if (k < whole)
                 {
-                    var pixel = from.AsSpan((int)(start + Interior + nd * group + yy * row + x * b), b);
-                    for (int k = 0; k < whole; k += lanes)
-                        (new System.Numerics.Vector<float>(sums.AsSpan(k)) + new System.Numerics.Vector<float>(pixel[k..])).CopyTo(sums.AsSpan(k));
-                    for (int k = whole; k < b; k++) sums[k] += pixel[k];
+                    var acc = Vector<float>.Zero;
+                    for (int yy = 0; yy < h; yy++)
+                        for (long x = at + yy * row + k, last = x + (long)w * b; x < last; x += b) acc += new Vector<float>(from, (int)x);
+                    for (int l = 0; l < lanes; l++) y[(long)nd * b + k + l] = acc[l] / pixels;
                 }
-            for (int k = 0; k < b; k++) y[nd * b + k] = sums[k] / (H * W);
+                else
+                {
+                    float acc = 0;
+                    for (int yy = 0; yy < h; yy++)
+                        for (long x = at + yy * row + k, last = x + (long)w * b; x < last; x += b) acc += from[x];
+                    y[(long)nd * b + k] = acc / pixels;
+                }
+            }
         }
     }
 

@@ -176,7 +176,7 @@ public sealed partial class ModelRunner
         string output = node.Outputs[0];
         if ((node.OpType == "GlobalAveragePool" || WholePlaneMean(node)) && inBlocks.TryGetValue(node.Inputs[0], out var held))
         {
-            Step(output, y => held.Layout.PlaneMeans(held.Array, ContractionOp.AlignedStart(held.Array), y), node);
+            Step(output, y => held.Layout.PlaneMeans(held.Array, ContractionOp.AlignedStart(held.Array), y, threads), node);
             return;
         }
         float[] x = node.OpType is "Conv" or "Gemm" or "MatMul" ? [] : Read(node.Inputs[0]);

@@ -170,6 +170,17 @@ public class BlockedActivationTests
         var means = new float[16];
         layout.PlaneMeans(a, Start(a), means);
         for (int p = 0; p < 16; p++) Assert.Equal(x.Skip(p * 15).Take(15).Average(), means[p], 1e-5f);
+        // blocks of whole vectors and a lane's tail (16 and 12 channels: 8 lanes, or 16), on one thread and on two
+        foreach (int block in new[] { 16, 12 })
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var wide = new BlockedLayout(2, 48, 3, 5, block, 1);
+                var xs = Random(2 * 48 * 15, 2);
+                var ws = Filled(wide, xs, ring: 1);
+                var m = new float[96];
+                wide.PlaneMeans(ws, Start(ws), m, threads);
+                for (int p = 0; p < 96; p++) Assert.Equal(xs.Skip(p * 15).Take(15).Average(), m[p], 1e-5f);
+            }
         Assert.Null(BlockedLayout.Of([1, 6, 4, 4], 4, 1)); // 4 does not divide 6
         Assert.Throws<ArgumentException>(() => layout.To(a, Start(a), new float[5]));
     }
