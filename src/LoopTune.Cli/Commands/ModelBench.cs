@@ -289,8 +289,8 @@ sealed class ModelBench(string budget, MeasureOptions timing, Action<string> pro
             try
             {
                 var nest = Nest.Parse(c, record.Schedule);
-                if (Transforms.Parallelize(nest, RunThreads.Default, op.ParallelOver).ScheduleKey != nest.ScheduleKey)
-                    throw new ArgumentException($"its parallel loop is not over {op.ParallelOver}, as the kernels of a pass in blocks are now split");
+                if (op.ParallelOver is { } over && Transforms.Parallelize(nest, RunThreads.Default, over).ScheduleKey != nest.ScheduleKey)
+                    throw new ArgumentException($"its parallel loop is not over {over}, as the kernels of a pass in blocks are now split");
                 var kernel = Kernel.Compile(nest);
                 kernel.Threads = RunThreads.Default; // records are kept per thread count (the store's runtime key)
                 return new(op, nest, kernel, null);
