@@ -104,9 +104,10 @@ public sealed partial class ConvOp : ContractionOp
     /// thread reads mostly the rows the same thread of the kernel before wrote, still in its core's caches; with the
     /// tuner's rule the output's blocks of channels (g) were split, and each thread read the whole input, half of it from
     /// the other core. Where the weights are more than twice the input, each thread reading all of them costs more than
-    /// that: the tuner's rule. On the Zen 5 at two threads, ResNet-50's pass ran 0.87-0.91x ONNX Runtime with the rule,
-    /// 0.96-0.98x with every such convolution's rows split, its 56- and 28-pixel layers 0.03-0.14 ms faster each (input
-    /// 0.8x to 50x its weights) and its 14-pixel 3x3 layers 0.1 ms slower each (input 0.11x).</summary>
+    /// that: the tuner's rule. On the Zen 5 at two threads, ResNet-50's pass ran 0.87-0.99x ONNX Runtime with the rule
+    /// (0.90x in the median of nine runs), 0.96-0.98x with every such convolution's rows split, its 56- and 28-pixel
+    /// layers 0.03-0.14 ms faster each (input 0.8x to 50x its weights) and its 14-pixel 3x3 layers 0.1 ms slower each
+    /// (input 0.11x), and 0.96-1.01x with the rule kept for those.</summary>
     public override string? ParallelOver => Lowering == ConvLowering.BlockedInput && 2 * Contraction.Left.Length >= Contraction.Right.Length ? "h" : null;
 
     /// <summary>The lowering's name in reports: <c>direct</c>, <c>columns</c>, or <c>blocked</c> and its block of output
