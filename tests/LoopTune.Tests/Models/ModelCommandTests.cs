@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using LoopTune.Cli.Commands;
+using LoopTune.Store;
 using LoopTune.Tests.TestUtil;
 using static LoopTune.Tests.Models.OnnxTestModels;
 
@@ -445,14 +446,8 @@ public sealed class ModelThreadsTests : IDisposable
     /// <c>I[...,k]</c> in a single block), as (computation, schedule).</summary>
     List<(string Computation, string Schedule)> BlockedInputRecords()
     {
-        using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={temp["m.db"]};Pooling=False");
-        db.Open();
-        using var q = db.CreateCommand();
-        q.CommandText = "SELECT computation, schedule FROM records WHERE runtime LIKE '% | 2 threads' AND computation LIKE '% += I[%,k] * W[%'";
-        using var r = q.ExecuteReader();
-        var rows = new List<(string, string)>();
-        while (r.Read()) rows.Add((r.GetString(0), r.GetString(1)));
-        return rows;
+        using var store = new MeasurementStore(temp["m.db"]);
+        return [.. store.Records().Where(r => r.Threads == 2 && r.Spec.Contains(",k] * W[", StringComparison.Ordinal)).Select(r => (r.Spec, r.Record.Schedule))];
     }
 
     static string ParallelVariable(string computation, string schedule)
